@@ -1,0 +1,68 @@
+/**
+ * Transfer buffers under one memory budget. Each transfer leases a pair of buffers (one filling
+ * while the other drains); when many transfers run at once the budget is shared by handing out
+ * smaller buffers instead of growing as connections x 32 MiB.
+ *
+ * @module
+ */
+
+import { CHUNK_SIZE } from "./protocol.ts";
+
+/** Options for {@link BufferPool}. */
+export interface BufferPoolOptions {
+  /** Largest buffer handed out; defaults to the 32 MiB chunk size. */
+  bufferSize?: number;
+  /** Bytes all leased buffers may add up to before smaller ones are handed out. */
+  budget?: number;
+  /** Smallest buffer handed out, even over budget, so no transfer ever waits. */
+  minBufferSize?: number;
+}
+
+/** Hands out reusable buffers within a memory budget. */
+export class BufferPool {
+  readonly bufferSize: number;
+  readonly budget: number;
+  readonly minBufferSize: number;
+  #leased = 0;
+  #free = new Map<number, ArrayBuffer[]>();
+
+  /** Creates a pool. */
+  constructor(options: BufferPoolOptions = {}) {
+    this.bufferSize = options.bufferSize ?? CHUNK_SIZE;
+    this.budget = options.budget ?? 8 * CHUNK_SIZE;
+    this.minBufferSize = Math.min(options.minBufferSize ?? 1 << 20, this.bufferSize);
+  }
+
+  /** Bytes currently leased. */
+  get leased(): number {
+    return this.#leased;
+  }
+
+  /**
+   * Leases a buffer of at most `wanted` bytes (default: the pool's buffer size). It is smaller
+   * when the budget is short, but never below the minimum size.
+   */
+  lease(wanted: number = this.bufferSize): ArrayBuffer {
+    let size = Math.min(wanted, this.bufferSize);
+    while (size > this.minBufferSize && this.#leased + size > this.budget) size >>>= 1;
+    size = Math.max(size, Math.min(wanted, this.minBufferSize));
+    this.#leased += size;
+    const free = this.#free.get(size);
+    return free?.pop() ?? new ArrayBuffer(size);
+  }
+
+  /** Returns a leased buffer; pass its latest identity (BYOB reads transfer buffers). */
+  release(buffer: ArrayBuffer, leasedSize: number = buffer.byteLength): void {
+    this.#leased -= leasedSize;
+    // A detached buffer reports 0 bytes; it cannot be reused, and its memory is already gone.
+    if (buffer.byteLength === 0) return;
+    const free = this.#free.get(buffer.byteLength) ?? [];
+    if (this.#leased + free.length * buffer.byteLength < this.budget) {
+      free.push(buffer);
+      this.#free.set(buffer.byteLength, free);
+    }
+  }
+}
+
+/** The process-wide pool used when a caller does not bring its own. */
+export const defaultPool: BufferPool = new BufferPool();

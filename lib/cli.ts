@@ -1,0 +1,87 @@
+/**
+ * What both command lines share: argument parsing on top of `node:util` parseArgs with usage
+ * errors instead of exceptions, port checking, and turning any failure into one line on stderr
+ * and an exit code (0 ok, 1 refused or failed, 2 usage).
+ *
+ * @module
+ */
+
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { describeError, ProtocolError, RefusedError, UsageError, UserError } from "./errors.ts";
+
+/** Exit code for success. */
+export const EXIT_OK = 0;
+/** Exit code for a refusal or failure. */
+export const EXIT_FAILED = 1;
+/** Exit code for a command line that cannot be run. */
+export const EXIT_USAGE = 2;
+
+/** Option definitions, as parseArgs takes them. */
+export type OptionSpec = NonNullable<ParseArgsConfig["options"]>;
+
+/** Result of {@link parseCommandLine}. */
+export interface ParsedCommandLine {
+  /** Option values by name. */
+  values: Record<string, string | boolean | undefined>;
+  /** Positional arguments, in order. */
+  positionals: string[];
+}
+
+/** Parses arguments; options may come before or after positionals, `--` ends options. */
+export function parseCommandLine(args: string[], options: OptionSpec): ParsedCommandLine {
+  try {
+    const { values, positionals } = parseArgs({
+      args,
+      options,
+      allowPositionals: true,
+      strict: true,
+    });
+    return { values: values as ParsedCommandLine["values"], positionals };
+  } catch (error) {
+    // parseArgs explains at length; the first sentence is the useful part.
+    const text = describeError(error).split(". ")[0].replace(/\.$/, "");
+    throw new UsageError(text);
+  }
+}
+
+/** Parses a TCP port number, 0 allowed only when `allowZero` is set. */
+export function parsePort(text: string, allowZero = false): number {
+  const port = /^\d{1,5}$/.test(text) ? Number(text) : NaN;
+  if (!(port >= (allowZero ? 0 : 1) && port <= 65535)) {
+    throw new UsageError(`Invalid port ${JSON.stringify(text)}: expected a number from 1 to 65535`);
+  }
+  return port;
+}
+
+/** Writes a line to stderr. */
+export function say(line: string): void {
+  console.error(line);
+}
+
+/**
+ * Reports a failure as one line on stderr (no stack trace) and returns the exit code.
+ * `program` prefixes the line; `helpHint` is shown after usage errors.
+ */
+export function reportFailure(error: unknown, program: string, helpHint: string): number {
+  if (error instanceof UsageError) {
+    say(`${program}: ${error.message}`);
+    say(helpHint);
+    return EXIT_USAGE;
+  }
+  if (error instanceof RefusedError) {
+    say(`${program}: Refused by server: ${error.message}`);
+  } else if (error instanceof ProtocolError) {
+    say(`${program}: Transfer failed: ${error.message}`);
+  } else if (error instanceof UserError) {
+    say(`${program}: ${error.message}`);
+  } else if (error instanceof Deno.errors.NotCapable) {
+    say(`${program}: Missing permission: ${describeError(error)}`);
+  } else if (
+    error instanceof Deno.errors.ConnectionReset || error instanceof Deno.errors.BrokenPipe
+  ) {
+    say(`${program}: Connection lost: ${describeError(error)}`);
+  } else {
+    say(`${program}: ${describeError(error)}`);
+  }
+  return EXIT_FAILED;
+}

@@ -1,0 +1,297 @@
+/**
+ * Client operations over one connection: connect and handshake, then put, get and list. These
+ * speak only the protocol; local files, stdin/stdout and messages belong to the CLI.
+ *
+ * @module
+ */
+
+import { type BufferPool, defaultPool } from "./buffer_pool.ts";
+import { ProtocolError, RefusedError, UserError } from "./errors.ts";
+import {
+  decodePreamble,
+  encodePreamble,
+  FrameReader,
+  FrameType,
+  frameTypeName,
+  FrameWriter,
+  type ListEntry,
+  type Ok,
+  parseError,
+  parseListing,
+  parseOk,
+  parseWelcome,
+  PROTOCOL_VERSION,
+  type Welcome,
+} from "./protocol.ts";
+import {
+  type ByteSink,
+  type ByteSource,
+  receiveData,
+  sendData,
+  type TransferResult,
+} from "./transfer.ts";
+import { NAME, VERSION } from "./version.ts";
+
+/** Options for {@link connect}. */
+export interface ConnectOptions {
+  /** Give up connecting and handshaking after this many milliseconds (default 15000). */
+  timeoutMs?: number;
+  /** Buffer pool for transfers. */
+  pool?: BufferPool;
+}
+
+/** Options for {@link Session.put}. */
+export interface PutOptions {
+  /** Byte count when known; null when streaming. */
+  size?: number | null;
+  /** Replace an existing remote file. */
+  overwrite?: boolean;
+  /** Running byte count. */
+  onProgress?: (bytes: number) => void;
+}
+
+/** Options for {@link Session.get}. */
+export interface GetOptions {
+  /** Running byte count. */
+  onProgress?: (bytes: number) => void;
+}
+
+/** Where a download goes, opened once the server has accepted the request. */
+export interface DownloadTarget extends ByteSink {
+  /** Called after the data is verified. */
+  commit(): Promise<void>;
+  /** Called on any failure; must remove whatever was written. */
+  discard(): Promise<void>;
+}
+
+/** What the server said about a file it is about to send. */
+export interface RemoteFileInfo {
+  /** Size when the transfer started. */
+  size: number;
+  /** Modification time, milliseconds since the epoch. */
+  mtime: number;
+}
+
+/** Strips the brackets users put around IPv6 addresses. */
+export function normalizeHost(host: string): string {
+  return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
+}
+
+function describeTarget(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string, onTimeout: () => void) {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      onTimeout();
+      reject(new UserError(`${what} timed out after ${ms / 1000} s`));
+    }, ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Connects to a ferry server and completes the handshake. */
+export async function connect(
+  host: string,
+  port: number,
+  options: ConnectOptions = {},
+): Promise<Session> {
+  const hostname = normalizeHost(host);
+  const target = describeTarget(hostname, port);
+  const timeoutMs = options.timeoutMs ?? 15000;
+  let conn: Deno.TcpConn | undefined;
+  const connecting = Deno.connect({ hostname, port }).then((c) => conn = c);
+  connecting.catch(() => {});
+  try {
+    await withTimeout(connecting, timeoutMs, `Connecting to ${target}`, () => {});
+  } catch (error) {
+    connecting.then((c) => c.close(), () => {});
+    if (error instanceof UserError) throw error;
+    if (error instanceof Deno.errors.ConnectionRefused) {
+      throw new UserError(`Cannot connect to ${target}: connection refused`);
+    }
+    const text = error instanceof Error ? error.message : String(error);
+    if (/failed to lookup|name or service not known|nodename nor servname/i.test(text)) {
+      throw new UserError(`Cannot resolve host ${JSON.stringify(hostname)}`);
+    }
+    throw new UserError(`Cannot connect to ${target}: ${text.split("\n")[0]}`);
+  }
+  const session = new Session(conn!, target, options.pool ?? defaultPool);
+  await withTimeout(
+    session.handshake(),
+    timeoutMs,
+    `Handshake with ${target}`,
+    () => session.close(),
+  );
+  return session;
+}
+
+/** One connection to a server; requests run one after another. */
+export class Session {
+  /** `host:port` of the server, for messages. */
+  readonly target: string;
+  /** The server's greeting, after the handshake. */
+  welcome?: Welcome;
+  #conn: Deno.TcpConn;
+  #frames: FrameReader;
+  #out: FrameWriter;
+  #pool: BufferPool;
+
+  /** Wraps a connected socket; use {@link connect}. */
+  constructor(conn: Deno.TcpConn, target: string, pool: BufferPool) {
+    this.#conn = conn;
+    this.target = target;
+    this.#pool = pool;
+    this.#frames = new FrameReader(conn.readable);
+    this.#out = new FrameWriter(conn.writable);
+  }
+
+  /** Sends the preamble and HELLO, and checks the server's answer. */
+  async handshake(): Promise<void> {
+    await this.#out.writeRaw(encodePreamble(PROTOCOL_VERSION));
+    await this.#out.writeControl(FrameType.HELLO, { client: `${NAME}/${VERSION}` });
+    const first = await this.#frames.readSome(new Uint8Array(8));
+    if (!first) throw new ProtocolError(`Server at ${this.target} closed the connection`);
+    const text = new TextDecoder().decode(first);
+    if (first[0] !== 0x00) {
+      throw new ProtocolError(
+        text.startsWith("cancel")
+          ? `Server at ${this.target} speaks the seed protocol; try --legacy`
+          : `Server at ${this.target} does not speak the ferry protocol`,
+      );
+    }
+    const rest = first.length < 8
+      ? await this.#frames.readExact(new Uint8Array(8 - first.length))
+      : new Uint8Array(0);
+    const preamble = new Uint8Array(8);
+    preamble.set(first);
+    preamble.set(rest!, first.length);
+    decodePreamble(preamble);
+    const frame = await this.#expectFrame();
+    if (frame.type !== FrameType.WELCOME) {
+      throw new ProtocolError(`Expected WELCOME, got ${frameTypeName(frame.type)}`);
+    }
+    this.welcome = parseWelcome(frame.json);
+  }
+
+  async #expectFrame() {
+    const frame = await this.#frames.readControl();
+    if (!frame) throw new ProtocolError(`Server at ${this.target} closed the connection`);
+    if (frame.type === FrameType.ERROR) {
+      const error = parseError(frame.json);
+      throw new RefusedError(error.code, error.message);
+    }
+    return frame;
+  }
+
+  async #expectOk(): Promise<Ok> {
+    const frame = await this.#expectFrame();
+    if (frame.type !== FrameType.OK) {
+      throw new ProtocolError(`Expected OK, got ${frameTypeName(frame.type)}`);
+    }
+    return parseOk(frame.json);
+  }
+
+  /**
+   * Uploads `source` under `name`. Resolves once the server has verified and committed it;
+   * throws {@link RefusedError} when the server says no, before or during the transfer.
+   */
+  async put(source: ByteSource, name: string, options: PutOptions = {}): Promise<TransferResult> {
+    const size = options.size ?? null;
+    await this.#out.writeControl(FrameType.REQUEST, {
+      op: "put",
+      name,
+      size,
+      overwrite: options.overwrite ?? false,
+    });
+    try {
+      await this.#expectOk();
+    } catch (error) {
+      await source.cancel().catch(() => {});
+      throw error;
+    }
+    // The server may refuse mid-upload (disk full, too large); listen while sending.
+    const stop = new AbortController();
+    const verdict = this.#expectOk();
+    verdict.catch(() => stop.abort());
+    let sent: TransferResult;
+    try {
+      sent = await sendData(source, this.#out, {
+        pool: this.#pool,
+        sizeHint: size,
+        signal: stop.signal,
+        onProgress: options.onProgress,
+      });
+    } catch (error) {
+      // Prefer the server's reason over the broken pipe it caused.
+      const reason = await Promise.race([
+        verdict.then(() => undefined, (e) => e),
+        new Promise((resolve) => setTimeout(resolve, 2000, undefined)),
+      ]);
+      throw reason ?? error;
+    }
+    const ok = await verdict;
+    if (ok.checksum !== sent.checksum || ok.size !== sent.size) {
+      throw new ProtocolError("Server confirmed different data than was sent");
+    }
+    return sent;
+  }
+
+  /**
+   * Downloads `name`. `open` is called with the file's details once the server accepts, so a
+   * refusal creates nothing; the target is committed only after size and checksum match.
+   */
+  async get(
+    name: string,
+    open: (info: RemoteFileInfo) => Promise<DownloadTarget>,
+    options: GetOptions = {},
+  ): Promise<TransferResult> {
+    await this.#out.writeControl(FrameType.REQUEST, { op: "get", name });
+    const ok = await this.#expectOk();
+    const info = { size: ok.size ?? 0, mtime: ok.mtime ?? 0 };
+    const target = await open(info);
+    try {
+      const result = await receiveData(this.#frames, target, {
+        pool: this.#pool,
+        sizeHint: info.size,
+        onProgress: options.onProgress,
+      });
+      await target.commit();
+      return result;
+    } catch (error) {
+      await target.discard();
+      throw error;
+    }
+  }
+
+  /** Lists the files the server shares. */
+  async list(): Promise<ListEntry[]> {
+    await this.#out.writeControl(FrameType.REQUEST, { op: "list" });
+    const ok = await this.#expectOk();
+    const chunks: Uint8Array[] = [];
+    await receiveData(this.#frames, {
+      write(chunk) {
+        chunks.push(chunk.slice());
+        return Promise.resolve();
+      },
+    }, { pool: this.#pool, sizeHint: ok.size ?? null });
+    const bytes = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+    let offset = 0;
+    for (const chunk of chunks) {
+      bytes.set(chunk, offset);
+      offset += chunk.length;
+    }
+    return parseListing(bytes);
+  }
+
+  /** Closes the connection. */
+  close(): void {
+    try {
+      this.#conn.close();
+    } catch {
+      // Already closed.
+    }
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * Error classes shared by the server, the client and the CLIs. Each carries a message fit to show
+ * a user as one line; the CLIs map them to exit codes.
+ *
+ * @module
+ */
+
+import type { ErrorCode } from "./protocol.ts";
+
+/** The peer broke the protocol, or the connection ended mid-message. */
+export class ProtocolError extends Error {
+  /** Creates the error. */
+  constructor(message: string) {
+    super(message);
+    this.name = "ProtocolError";
+  }
+}
+
+/** The server refused a request or reported a failure (the seed's `cancel`). */
+export class RefusedError extends Error {
+  /** Machine-readable reason sent by the server. */
+  code: ErrorCode;
+
+  /** Creates the error. */
+  constructor(code: ErrorCode, message: string) {
+    super(message);
+    this.name = "RefusedError";
+    this.code = code;
+  }
+}
+
+/** A request that breaks the rules of the store (bad name, exists, missing, ...). */
+export class StoreError extends Error {
+  /** Reason to send to the client. */
+  code: ErrorCode;
+
+  /** Creates the error. */
+  constructor(code: ErrorCode, message: string) {
+    super(message);
+    this.name = "StoreError";
+    this.code = code;
+  }
+}
+
+/** A command line that cannot be run as written; the CLIs exit with 2. */
+export class UsageError extends Error {
+  /** Creates the error. */
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** A failure the user can act on (local file exists, cannot connect, ...); the CLIs exit with 1. */
+export class UserError extends Error {
+  /** Creates the error. */
+  constructor(message: string) {
+    super(message);
+    this.name = "UserError";
+  }
+}
+
+/** Returns a one-line description of any thrown value, for logs and the CLI. */
+export function describeError(error: unknown): string {
+  if (error instanceof Error) {
+    const text = error.message.split("\n")[0] || error.name;
+    return text;
+  }
+  return String(error);
+}

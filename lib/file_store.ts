@@ -1,0 +1,378 @@
+/**
+ * Storage and path safety for the served root. Every name that arrives from the network passes
+ * through {@link checkName} and is resolved inside the root here, symlinks included. Uploads are
+ * written to a hidden staging folder and only linked or renamed to their final name once the
+ * caller has verified them.
+ *
+ * @module
+ */
+
+import { join, sep } from "node:path";
+import { StoreError } from "./errors.ts";
+import type { ListEntry } from "./protocol.ts";
+
+/** Hidden folder at the top of the root that holds uploads in progress. */
+export const STAGING_DIR = ".ferry-staging";
+
+/** Longest name accepted, in UTF-8 bytes. */
+export const MAX_NAME_BYTES = 1024;
+
+const encoder = new TextEncoder();
+
+/**
+ * Checks a remote name and splits it into path segments. Names are relative, `/`-separated paths
+ * with no empty, `.` or `..` segment, no NUL or control character, no backslash, and nothing
+ * under the staging folder. Throws {@link StoreError} `bad_name` with the reason.
+ */
+export function checkName(name: string): string[] {
+  const refuse = (why: string) => new StoreError("bad_name", `Refused name ${quote(name)}: ${why}`);
+  if (typeof name !== "string" || name.length === 0) throw refuse("it is empty");
+  if (name.includes("\0")) throw refuse("it contains a NUL byte");
+  // deno-lint-ignore no-control-regex
+  if (/[\u0001-\u001f\u007f]/.test(name)) throw refuse("it contains a control character");
+  if (encoder.encode(name).length > MAX_NAME_BYTES) {
+    throw refuse(`it is longer than ${MAX_NAME_BYTES} bytes`);
+  }
+  if (name.startsWith("/")) throw refuse("absolute paths are not allowed");
+  if (name.includes("\\")) throw refuse("backslashes are not allowed");
+  const segments = name.split("/");
+  for (const segment of segments) {
+    if (segment === "") throw refuse("it has an empty path segment");
+    if (segment === "..") throw refuse('".." is not allowed');
+    if (segment === ".") throw refuse('"." is not allowed');
+    if (encoder.encode(segment).length > 255) throw refuse("a path segment is over 255 bytes");
+  }
+  if (segments[0] === STAGING_DIR) throw refuse("it is reserved for uploads in progress");
+  return segments;
+}
+
+function isValidName(name: string): boolean {
+  try {
+    checkName(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Quotes a name for a message, escaping anything unprintable. */
+export function quote(name: string): string {
+  const shown = name.length > 200 ? name.slice(0, 200) + "…" : name;
+  return JSON.stringify(shown);
+}
+
+/** Options for {@link FileStore.open}. */
+export interface FileStoreOptions {
+  /** Create the root if it does not exist. */
+  create?: boolean;
+  /** Flush uploads to disk before they are committed (default true). */
+  fsync?: boolean;
+}
+
+/** A file opened for download. */
+export interface OpenedFile {
+  /** The open file; the caller closes it. */
+  file: Deno.FsFile;
+  /** Size when opened. */
+  size: number;
+  /** Modification time, milliseconds since the epoch. */
+  mtime: number;
+}
+
+/** Options for {@link FileStore.beginUpload}. */
+export interface BeginUploadOptions {
+  /** Replace an existing file instead of refusing. */
+  overwrite?: boolean;
+}
+
+function isNotFound(error: unknown): boolean {
+  return error instanceof Deno.errors.NotFound;
+}
+
+/** The served root folder. */
+export class FileStore {
+  /** Real (symlink-free) absolute path of the root. */
+  readonly root: string;
+  /** Real path of the staging folder. */
+  readonly stagingDir: string;
+  #fsync: boolean;
+  #reserved = new Set<string>();
+
+  private constructor(root: string, fsync: boolean) {
+    this.root = root;
+    this.stagingDir = join(root, STAGING_DIR);
+    this.#fsync = fsync;
+  }
+
+  /**
+   * Opens a root folder: creates it if asked, and empties the staging folder of anything a
+   * previous run left behind.
+   */
+  static async open(root: string, options: FileStoreOptions = {}): Promise<FileStore> {
+    if (options.create) await Deno.mkdir(root, { recursive: true });
+    const real = await Deno.realPath(root);
+    const info = await Deno.stat(real);
+    if (!info.isDirectory) throw new StoreError("not_a_file", `Root ${real} is not a folder`);
+    const store = new FileStore(real, options.fsync ?? true);
+    await Deno.remove(store.stagingDir, { recursive: true }).catch((error) => {
+      if (!isNotFound(error)) throw error;
+    });
+    await Deno.mkdir(store.stagingDir, { recursive: true });
+    return store;
+  }
+
+  #inside(path: string): boolean {
+    return path.startsWith(this.root + sep) && !path.startsWith(this.stagingDir + sep) &&
+      path !== this.stagingDir;
+  }
+
+  /** Resolves an existing file for reading: must be a regular file whose real path is inside. */
+  async resolveFile(name: string): Promise<string> {
+    const segments = checkName(name);
+    let real: string;
+    try {
+      real = await Deno.realPath(join(this.root, ...segments));
+    } catch (error) {
+      if (isNotFound(error)) throw new StoreError("not_found", `No such file: ${quote(name)}`);
+      throw error;
+    }
+    if (!this.#inside(real)) {
+      throw new StoreError("bad_name", `Refused name ${quote(name)}: it leads outside the root`);
+    }
+    const info = await Deno.stat(real);
+    if (!info.isFile) throw new StoreError("not_a_file", `Not a regular file: ${quote(name)}`);
+    return real;
+  }
+
+  /** Opens a file for download. */
+  async openFile(name: string): Promise<OpenedFile> {
+    const path = await this.resolveFile(name);
+    const file = await Deno.open(path, { read: true });
+    try {
+      const info = await file.stat();
+      return { file, size: info.size, mtime: info.mtime?.getTime() ?? 0 };
+    } catch (error) {
+      file.close();
+      throw error;
+    }
+  }
+
+  /**
+   * Walks the folders of a name from the root, refusing symlinks that lead outside and files in
+   * the way. Missing folders are created when `create` is set, otherwise reported as null.
+   */
+  async #parentOf(name: string, segments: string[], create: boolean): Promise<string | null> {
+    let current = this.root;
+    for (const segment of segments.slice(0, -1)) {
+      const next = join(current, segment);
+      let info: Deno.FileInfo;
+      try {
+        info = await Deno.lstat(next);
+      } catch (error) {
+        if (!isNotFound(error)) throw error;
+        if (!create) return null;
+        await Deno.mkdir(next).catch((e) => {
+          if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+        });
+        info = await Deno.lstat(next);
+      }
+      if (info.isSymlink) {
+        const real = await Deno.realPath(next).catch(() => null);
+        if (!real || !this.#inside(real)) {
+          throw new StoreError(
+            "bad_name",
+            `Refused name ${quote(name)}: it leads outside the root`,
+          );
+        }
+        info = await Deno.stat(real);
+        current = real;
+      } else {
+        current = next;
+      }
+      if (!info.isDirectory) {
+        throw new StoreError(
+          "not_a_file",
+          `Refused name ${quote(name)}: ${segment} is not a folder`,
+        );
+      }
+    }
+    return current;
+  }
+
+  async #checkTarget(name: string, target: string, overwrite: boolean): Promise<void> {
+    let info: Deno.FileInfo;
+    try {
+      info = await Deno.lstat(target);
+    } catch (error) {
+      if (isNotFound(error)) return;
+      throw error;
+    }
+    if (info.isDirectory) throw new StoreError("not_a_file", `${quote(name)} is a folder`);
+    if (!overwrite) throw new StoreError("exists", `File exists: ${quote(name)}`);
+  }
+
+  /**
+   * Starts an upload: checks the name and that it is free (unless overwriting), and creates a
+   * staging file. Two uploads of the same name cannot run at once.
+   */
+  async beginUpload(name: string, options: BeginUploadOptions = {}): Promise<Upload> {
+    const segments = checkName(name);
+    const overwrite = options.overwrite ?? false;
+    const key = segments.join("/");
+    if (this.#reserved.has(key)) {
+      throw new StoreError("exists", `An upload of ${quote(name)} is already in progress`);
+    }
+    const parent = await this.#parentOf(name, segments, false);
+    if (parent) await this.#checkTarget(name, join(parent, segments.at(-1)!), overwrite);
+    this.#reserved.add(key);
+    try {
+      const id = crypto.randomUUID();
+      const stagingPath = join(this.stagingDir, `${id}.upload`);
+      const file = await Deno.open(stagingPath, { write: true, createNew: true });
+      return new Upload(name, stagingPath, file, {
+        commit: async () => {
+          const dir = (await this.#parentOf(name, segments, true))!;
+          const target = join(dir, segments.at(-1)!);
+          await this.#checkTarget(name, target, overwrite);
+          if (overwrite) {
+            await Deno.rename(stagingPath, target);
+          } else {
+            if (!await moveNoClobber(stagingPath, target)) {
+              throw new StoreError("exists", `File exists: ${quote(name)}`);
+            }
+          }
+          if (this.#fsync) await syncDir(dir);
+        },
+        done: () => this.#reserved.delete(key),
+        fsync: this.#fsync,
+      });
+    } catch (error) {
+      this.#reserved.delete(key);
+      throw error;
+    }
+  }
+
+  /** Lists regular files under the root (recursively), sorted by name; staging is hidden. */
+  async list(): Promise<ListEntry[]> {
+    const entries: ListEntry[] = [];
+    const walk = async (dir: string, prefix: string) => {
+      for await (const entry of Deno.readDir(dir)) {
+        const path = join(dir, entry.name);
+        const name = prefix + entry.name;
+        if (name === STAGING_DIR) continue;
+        // Names no client could ask for (control characters, say) are not listed either.
+        if (!isValidName(name)) continue;
+        if (entry.isDirectory) {
+          await walk(path, name + "/");
+          continue;
+        }
+        try {
+          // Symlinked files are listed only when they stay inside; folders are not followed.
+          const real = entry.isSymlink ? await Deno.realPath(path) : path;
+          if (entry.isSymlink && !this.#inside(real)) continue;
+          const info = await Deno.stat(real);
+          if (!info.isFile) continue;
+          entries.push({ name, size: info.size, mtime: info.mtime?.getTime() ?? 0 });
+        } catch {
+          // A file removed or a link broken mid-walk is simply not listed.
+        }
+      }
+    };
+    await walk(this.root, "");
+    return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+}
+
+/**
+ * Moves `from` to `to` unless `to` exists, atomically where the filesystem has hard links.
+ * Returns false, leaving `from` in place, when `to` exists.
+ */
+export async function moveNoClobber(from: string, to: string): Promise<boolean> {
+  try {
+    await Deno.link(from, to);
+  } catch (error) {
+    if (error instanceof Deno.errors.AlreadyExists) return false;
+    // No hard links here: check, then rename, is the next best thing.
+    try {
+      await Deno.lstat(to);
+      return false;
+    } catch (statError) {
+      if (!isNotFound(statError)) throw statError;
+    }
+    await Deno.rename(from, to);
+    return true;
+  }
+  await Deno.remove(from);
+  return true;
+}
+
+async function syncDir(dir: string): Promise<void> {
+  try {
+    using handle = await Deno.open(dir, { read: true });
+    await handle.syncData();
+  } catch {
+    // Some filesystems cannot sync a folder; the file itself was already flushed.
+  }
+}
+
+interface UploadHooks {
+  commit: () => Promise<void>;
+  done: () => void;
+  fsync: boolean;
+}
+
+/** An upload in progress: a staging file that becomes the named file on {@link Upload.commit}. */
+export class Upload {
+  /** The remote name being uploaded. */
+  readonly name: string;
+  /** Path of the staging file. */
+  readonly stagingPath: string;
+  #file: Deno.FsFile;
+  #writer: WritableStreamDefaultWriter<Uint8Array>;
+  #hooks: UploadHooks;
+  #finished = false;
+
+  /** Created by {@link FileStore.beginUpload}. */
+  constructor(name: string, stagingPath: string, file: Deno.FsFile, hooks: UploadHooks) {
+    this.name = name;
+    this.stagingPath = stagingPath;
+    this.#file = file;
+    this.#writer = file.writable.getWriter();
+    this.#hooks = hooks;
+  }
+
+  /** Appends a chunk to the staging file. */
+  async write(chunk: Uint8Array): Promise<void> {
+    await this.#writer.write(chunk);
+  }
+
+  /** Flushes the staging file and moves it to its final name. Call only after verifying it. */
+  async commit(): Promise<void> {
+    if (this.#finished) throw new Error("Upload is already finished");
+    this.#finished = true;
+    try {
+      if (this.#hooks.fsync) await this.#file.syncData();
+      await this.#writer.close();
+      await this.#hooks.commit();
+    } catch (error) {
+      await Deno.remove(this.stagingPath).catch(() => {});
+      throw error;
+    } finally {
+      this.#hooks.done();
+    }
+  }
+
+  /** Throws the staging file away. Safe to call more than once, and after commit. */
+  async discard(): Promise<void> {
+    if (this.#finished) return;
+    this.#finished = true;
+    await this.#writer.abort().catch(() => {});
+    try {
+      this.#file.close();
+    } catch {
+      // Already closed by the aborted writer.
+    }
+    await Deno.remove(this.stagingPath).catch(() => {});
+    this.#hooks.done();
+  }
+}

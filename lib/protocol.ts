@@ -1,0 +1,516 @@
+/**
+ * The ferry wire format: the preamble that opens a connection, the frame layout, the message
+ * types and the validation of every message that arrives. docs/protocol.md is the prose version
+ * of this file; keep the two in step.
+ *
+ * @module
+ */
+
+import { ProtocolError } from "./errors.ts";
+
+/** Highest protocol version this build speaks. */
+export const PROTOCOL_VERSION = 1;
+
+/**
+ * First six bytes of every ferry connection, in both directions. The leading NUL can never begin
+ * a seed-protocol request line (`put `, `get `, `list`), which is how the two are told apart.
+ */
+export const MAGIC: Uint8Array = new Uint8Array([0x00, 0x46, 0x45, 0x52, 0x52, 0x59]); // "\0FERRY"
+
+/** Preamble length: MAGIC followed by a big-endian u16 version. */
+export const PREAMBLE_LENGTH = 8;
+
+/** Frame header length: a u8 type followed by a big-endian u32 payload length. */
+export const FRAME_HEADER_LENGTH = 5;
+
+/** The seed's chunk size, and the largest DATA payload a peer may send. */
+export const CHUNK_SIZE = 33554432;
+
+/** Largest control (JSON) payload accepted from a peer. */
+export const MAX_CONTROL_PAYLOAD = 65536;
+
+/** Frame type codes. */
+export const FrameType = {
+  /** Client greeting, JSON {@link Hello}. */
+  HELLO: 0x01,
+  /** Server greeting, JSON {@link Welcome}. */
+  WELCOME: 0x02,
+  /** Client request, JSON {@link Request}. */
+  REQUEST: 0x03,
+  /** Server acceptance (the seed's `pass`), JSON {@link Ok}. */
+  OK: 0x04,
+  /** Refusal or failure (the seed's `cancel`), JSON {@link ErrorMessage}. */
+  ERROR: 0x05,
+  /** Raw file bytes, 1 to {@link CHUNK_SIZE} of them. */
+  DATA: 0x06,
+  /** End of a data phase, JSON {@link End}. */
+  END: 0x07,
+  /** The sender gives up mid-stream, JSON {@link ErrorMessage}. */
+  ABORT: 0x08,
+} as const;
+
+/** A frame type code. */
+export type FrameTypeCode = typeof FrameType[keyof typeof FrameType];
+
+const TYPE_NAMES: Record<number, string> = Object.fromEntries(
+  Object.entries(FrameType).map(([name, code]) => [code, name]),
+);
+
+/** Name of a frame type code, for messages. */
+export function frameTypeName(type: number): string {
+  return TYPE_NAMES[type] ?? `0x${type.toString(16).padStart(2, "0")}`;
+}
+
+/** Client greeting. */
+export interface Hello {
+  /** Client software and version, for logs. */
+  client: string;
+}
+
+/** Server greeting. */
+export interface Welcome {
+  /** Server software and version. */
+  server: string;
+  /** Optional capabilities the server offers; unknown entries are ignored. */
+  features: string[];
+}
+
+/** Upload request. */
+export interface PutRequest {
+  /** Operation. */
+  op: "put";
+  /** Remote name, relative to the served root. */
+  name: string;
+  /** Byte count when known in advance, or null when streamed. */
+  size: number | null;
+  /** Replace an existing file atomically instead of refusing. */
+  overwrite: boolean;
+}
+
+/** Download request. */
+export interface GetRequest {
+  /** Operation. */
+  op: "get";
+  /** Remote name, relative to the served root. */
+  name: string;
+}
+
+/** Listing request. */
+export interface ListRequest {
+  /** Operation. */
+  op: "list";
+}
+
+/** Any client request. */
+export type Request = PutRequest | GetRequest | ListRequest;
+
+/** Server acceptance; which fields are present depends on the request. */
+export interface Ok {
+  /** For get: the file's size when the transfer starts. After put: bytes committed. */
+  size?: number;
+  /** For get: modification time, milliseconds since the epoch. */
+  mtime?: number;
+  /** After put: checksum of the committed file. */
+  checksum?: string;
+}
+
+/** Machine-readable reasons for a refusal or failure. */
+export type ErrorCode =
+  | "bad_request"
+  | "bad_name"
+  | "exists"
+  | "not_found"
+  | "not_a_file"
+  | "checksum"
+  | "too_large"
+  | "no_space"
+  | "busy"
+  | "read_only"
+  | "denied"
+  | "unsupported"
+  | "io";
+
+/** Refusal, failure or abort. */
+export interface ErrorMessage {
+  /** Machine-readable reason. */
+  code: ErrorCode;
+  /** One human sentence, sentence case, no trailing period. */
+  message: string;
+}
+
+/** End of a data phase: what the receiver must have seen. */
+export interface End {
+  /** Total payload bytes sent in DATA frames. */
+  size: number;
+  /** Checksum of those bytes, `xxh128:` followed by 32 lowercase hex digits. */
+  checksum: string;
+}
+
+/** A listing entry, as sent in a list data phase. */
+export interface ListEntry {
+  /** Name relative to the root, `/`-separated. */
+  name: string;
+  /** Size in bytes. */
+  size: number;
+  /** Modification time, milliseconds since the epoch. */
+  mtime: number;
+}
+
+const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
+  "bad_request",
+  "bad_name",
+  "exists",
+  "not_found",
+  "not_a_file",
+  "checksum",
+  "too_large",
+  "no_space",
+  "busy",
+  "read_only",
+  "denied",
+  "unsupported",
+  "io",
+]);
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+/** Builds the 8-byte preamble for a version. */
+export function encodePreamble(version: number = PROTOCOL_VERSION): Uint8Array {
+  const out = new Uint8Array(PREAMBLE_LENGTH);
+  out.set(MAGIC);
+  new DataView(out.buffer).setUint16(6, version);
+  return out;
+}
+
+/** Checks a preamble and returns its version; throws {@link ProtocolError} if it is not ferry. */
+export function decodePreamble(bytes: Uint8Array): number {
+  if (bytes.length !== PREAMBLE_LENGTH || !MAGIC.every((b, i) => bytes[i] === b)) {
+    throw new ProtocolError("Peer does not speak the ferry protocol");
+  }
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.length).getUint16(6);
+}
+
+/** Encodes a frame header. */
+export function encodeHeader(type: number, length: number): Uint8Array {
+  const out = new Uint8Array(FRAME_HEADER_LENGTH);
+  const view = new DataView(out.buffer);
+  view.setUint8(0, type);
+  view.setUint32(1, length);
+  return out;
+}
+
+/** A decoded frame header. */
+export interface FrameHeader {
+  /** Frame type code. */
+  type: number;
+  /** Payload length in bytes. */
+  length: number;
+}
+
+/**
+ * Decodes and checks a frame header: the type must be known and the length within the limit for
+ * that type. Throws {@link ProtocolError} otherwise.
+ */
+export function decodeHeader(bytes: Uint8Array): FrameHeader {
+  if (bytes.length !== FRAME_HEADER_LENGTH) throw new ProtocolError("Truncated frame header");
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  const type = view.getUint8(0);
+  const length = view.getUint32(1);
+  if (!(type in TYPE_NAMES)) {
+    throw new ProtocolError(`Unknown frame type ${frameTypeName(type)}`);
+  }
+  if (type === FrameType.DATA) {
+    if (length === 0 || length > CHUNK_SIZE) {
+      throw new ProtocolError(`DATA frame of ${length} bytes is out of range`);
+    }
+  } else if (length > MAX_CONTROL_PAYLOAD) {
+    throw new ProtocolError(`${frameTypeName(type)} frame of ${length} bytes is too large`);
+  }
+  return { type, length };
+}
+
+/** Encodes a control frame (header and JSON payload) as one buffer. */
+export function encodeControl(type: number, message: object): Uint8Array {
+  const payload = encoder.encode(JSON.stringify(message));
+  if (payload.length > MAX_CONTROL_PAYLOAD) {
+    throw new RangeError(`${frameTypeName(type)} message is too large`);
+  }
+  const out = new Uint8Array(FRAME_HEADER_LENGTH + payload.length);
+  out.set(encodeHeader(type, payload.length));
+  out.set(payload, FRAME_HEADER_LENGTH);
+  return out;
+}
+
+/** Parses a control payload as a JSON object; throws {@link ProtocolError} on anything else. */
+export function decodeJson(type: number, payload: Uint8Array): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(decoder.decode(payload));
+  } catch {
+    throw new ProtocolError(`Malformed ${frameTypeName(type)} message`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new ProtocolError(`Malformed ${frameTypeName(type)} message`);
+  }
+  return value as Record<string, unknown>;
+}
+
+function isSize(value: unknown): value is number {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
+}
+
+function malformed(what: string): ProtocolError {
+  return new ProtocolError(`Malformed ${what} message`);
+}
+
+/** Validates a HELLO payload. */
+export function parseHello(json: Record<string, unknown>): Hello {
+  if (typeof json.client !== "string") throw malformed("HELLO");
+  return { client: json.client };
+}
+
+/** Validates a WELCOME payload. */
+export function parseWelcome(json: Record<string, unknown>): Welcome {
+  if (typeof json.server !== "string") throw malformed("WELCOME");
+  const features = Array.isArray(json.features)
+    ? json.features.filter((f): f is string => typeof f === "string")
+    : [];
+  return { server: json.server, features };
+}
+
+/** Validates a REQUEST payload. */
+export function parseRequest(json: Record<string, unknown>): Request {
+  switch (json.op) {
+    case "put":
+      if (typeof json.name !== "string") throw malformed("REQUEST");
+      if (json.size !== null && !isSize(json.size)) throw malformed("REQUEST");
+      return {
+        op: "put",
+        name: json.name,
+        size: json.size,
+        overwrite: json.overwrite === true,
+      };
+    case "get":
+      if (typeof json.name !== "string") throw malformed("REQUEST");
+      return { op: "get", name: json.name };
+    case "list":
+      return { op: "list" };
+    default:
+      throw new ProtocolError(`Unknown operation ${JSON.stringify(String(json.op)).slice(0, 40)}`);
+  }
+}
+
+/** Validates an OK payload. */
+export function parseOk(json: Record<string, unknown>): Ok {
+  const ok: Ok = {};
+  if (json.size !== undefined) {
+    if (!isSize(json.size)) throw malformed("OK");
+    ok.size = json.size;
+  }
+  if (json.mtime !== undefined) {
+    if (typeof json.mtime !== "number" || !Number.isFinite(json.mtime)) throw malformed("OK");
+    ok.mtime = json.mtime;
+  }
+  if (json.checksum !== undefined) {
+    if (typeof json.checksum !== "string") throw malformed("OK");
+    ok.checksum = json.checksum;
+  }
+  return ok;
+}
+
+/** Validates an ERROR or ABORT payload; unknown codes become `io`, messages are clipped. */
+export function parseError(json: Record<string, unknown>): ErrorMessage {
+  const code = typeof json.code === "string" && ERROR_CODES.has(json.code)
+    ? json.code as ErrorCode
+    : "io";
+  const raw = typeof json.message === "string" ? json.message : "No reason given";
+  // A hostile peer must not be able to paint the user's terminal: one line, printable only.
+  // deno-lint-ignore no-control-regex
+  const message = raw.replace(/[\u0000-\u001f\u007f-\u009f]+/g, " ").slice(0, 500);
+  return { code, message };
+}
+
+/** Validates an END payload. */
+export function parseEnd(json: Record<string, unknown>): End {
+  if (!isSize(json.size) || typeof json.checksum !== "string") throw malformed("END");
+  return { size: json.size, checksum: json.checksum };
+}
+
+/** Validates a list data phase: a JSON array of {@link ListEntry}. */
+export function parseListing(bytes: Uint8Array): ListEntry[] {
+  let value: unknown;
+  try {
+    value = JSON.parse(decoder.decode(bytes));
+  } catch {
+    throw new ProtocolError("Malformed listing");
+  }
+  if (!Array.isArray(value)) throw new ProtocolError("Malformed listing");
+  return value.map((entry) => {
+    if (
+      typeof entry !== "object" || entry === null || typeof entry.name !== "string" ||
+      !isSize(entry.size) || typeof entry.mtime !== "number"
+    ) {
+      throw new ProtocolError("Malformed listing");
+    }
+    return { name: entry.name, size: entry.size, mtime: entry.mtime };
+  });
+}
+
+/** Encodes a listing for a list data phase. */
+export function encodeListing(entries: ListEntry[]): Uint8Array {
+  return encoder.encode(JSON.stringify(entries));
+}
+
+/** A control frame as read from the wire. */
+export interface ControlFrame {
+  /** Frame type code (never DATA). */
+  type: number;
+  /** Parsed JSON payload. */
+  json: Record<string, unknown>;
+}
+
+/**
+ * Reads frames from a byte stream through a BYOB reader, so DATA payloads land directly in the
+ * caller's buffers with no intermediate copy.
+ */
+export class FrameReader {
+  #reader: ReadableStreamBYOBReader;
+  #small: ArrayBuffer = new ArrayBuffer(MAX_CONTROL_PAYLOAD);
+
+  /** Wraps a byte stream (for example `conn.readable`); the stream is locked from now on. */
+  constructor(readable: ReadableStream<Uint8Array>) {
+    this.#reader = readable.getReader({ mode: "byob" });
+  }
+
+  /**
+   * Reads up to `view.length` bytes, at least one; returns the filled part, or null at end of
+   * stream. The returned view's buffer replaces `view`'s, which is detached.
+   */
+  async readSome(view: Uint8Array): Promise<Uint8Array | null> {
+    const { value, done } = await this.#reader.read(view);
+    if (done || !value || value.length === 0) return null;
+    return value;
+  }
+
+  /**
+   * Fills `view` completely. Returns the filled view (on the transferred buffer), or null if the
+   * stream ended before the first byte and `eofOk` is set; throws {@link ProtocolError} if it
+   * ends part-way.
+   */
+  async readExact(view: Uint8Array, eofOk = false): Promise<Uint8Array | null> {
+    const start = view.byteOffset;
+    const total = view.length;
+    let filled = 0;
+    let buffer = view.buffer as ArrayBuffer;
+    while (filled < total) {
+      const { value, done } = await this.#reader.read(
+        new Uint8Array(buffer, start + filled, total - filled),
+      );
+      if (value) buffer = value.buffer as ArrayBuffer;
+      if (done || !value || value.length === 0) {
+        if (filled === 0 && eofOk) return null;
+        throw new ProtocolError("Connection closed mid-message");
+      }
+      filled += value.length;
+    }
+    return new Uint8Array(buffer, start, total);
+  }
+
+  /** Reads the peer's preamble and returns its protocol version. */
+  async readPreamble(): Promise<number> {
+    const bytes = await this.readExact(new Uint8Array(this.#small, 0, PREAMBLE_LENGTH));
+    this.#small = bytes!.buffer as ArrayBuffer;
+    return decodePreamble(bytes!);
+  }
+
+  /** Reads a frame header; null on a clean end of stream between frames. */
+  async readHeader(): Promise<FrameHeader | null> {
+    const bytes = await this.readExact(new Uint8Array(this.#small, 0, FRAME_HEADER_LENGTH), true);
+    if (!bytes) return null;
+    this.#small = bytes.buffer as ArrayBuffer;
+    return decodeHeader(bytes);
+  }
+
+  /** Reads and parses the JSON payload of a control frame whose header was just read. */
+  async readControlPayload(header: FrameHeader): Promise<ControlFrame> {
+    if (header.length === 0) return { type: header.type, json: decodeJson(header.type, EMPTY) };
+    const bytes = await this.readExact(new Uint8Array(this.#small, 0, header.length));
+    this.#small = bytes!.buffer as ArrayBuffer;
+    return { type: header.type, json: decodeJson(header.type, bytes!) };
+  }
+
+  /**
+   * Reads the next control frame. A DATA frame here is a protocol error; null means a clean end
+   * of stream between frames.
+   */
+  async readControl(): Promise<ControlFrame | null> {
+    const header = await this.readHeader();
+    if (!header) return null;
+    if (header.type === FrameType.DATA) {
+      throw new ProtocolError("Unexpected DATA frame");
+    }
+    return await this.readControlPayload(header);
+  }
+
+  /** Reads and throws away everything until the peer closes. */
+  async discardAll(): Promise<void> {
+    let scratch = new Uint8Array(65536);
+    while (true) {
+      const got = await this.readSome(scratch);
+      if (!got) return;
+      scratch = new Uint8Array(got.buffer as ArrayBuffer);
+    }
+  }
+
+  /** Gives the stream back, for instance to hand the connection to another protocol. */
+  releaseLock(): void {
+    this.#reader.releaseLock();
+  }
+
+  /** Cancels the underlying stream. */
+  async cancel(): Promise<void> {
+    await this.#reader.cancel().catch(() => {});
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** Writes frames to a byte sink; writes are queued in order. */
+export class FrameWriter {
+  #writer: WritableStreamDefaultWriter<Uint8Array>;
+
+  /** Wraps a writable (for example `conn.writable`); the stream is locked from now on. */
+  constructor(writable: WritableStream<Uint8Array>) {
+    this.#writer = writable.getWriter();
+  }
+
+  /** Writes raw bytes, such as the preamble. */
+  async writeRaw(bytes: Uint8Array): Promise<void> {
+    await this.#writer.write(bytes);
+  }
+
+  /** Writes a control frame. */
+  async writeControl(type: FrameTypeCode, message: object): Promise<void> {
+    await this.#writer.write(encodeControl(type, message));
+  }
+
+  /**
+   * Writes a DATA frame. The chunk must not be modified until the returned promise settles; it
+   * is handed to the socket without a copy.
+   */
+  async writeData(chunk: Uint8Array): Promise<void> {
+    const header = this.#writer.write(encodeHeader(FrameType.DATA, chunk.length));
+    await Promise.all([header, this.#writer.write(chunk)]);
+  }
+
+  /** Closes the sink, which half-closes a TCP connection. */
+  async close(): Promise<void> {
+    await this.#writer.close().catch(() => {});
+  }
+
+  /** Aborts the sink. */
+  async abort(): Promise<void> {
+    await this.#writer.abort().catch(() => {});
+  }
+}

@@ -1,0 +1,338 @@
+/**
+ * The server loop: accepts connections, runs the handshake and serves requests, each connection
+ * on its own so that one slow, broken or hostile client never holds up or crashes another. Logs
+ * one line per request.
+ *
+ * @module
+ */
+
+import { type BufferPool, defaultPool } from "./buffer_pool.ts";
+import { describeError, ProtocolError, RefusedError, StoreError } from "./errors.ts";
+import { FileStore, quote } from "./file_store.ts";
+import {
+  decodePreamble,
+  encodeListing,
+  encodePreamble,
+  type ErrorCode,
+  FrameReader,
+  FrameType,
+  frameTypeName,
+  FrameWriter,
+  parseHello,
+  parseRequest,
+  PREAMBLE_LENGTH,
+  PROTOCOL_VERSION,
+  type Request,
+} from "./protocol.ts";
+import { receiveData, sendData } from "./transfer.ts";
+import { NAME, VERSION } from "./version.ts";
+
+/** Options for {@link startServer}. */
+export interface ServerOptions {
+  /** Address to listen on; default 127.0.0.1. */
+  hostname?: string;
+  /** Port; 0 picks a free one. */
+  port?: number;
+  /** Folder to serve. */
+  root: string;
+  /** Create the root if missing (default true). */
+  createRoot?: boolean;
+  /** Where log lines go; default stderr. */
+  log?: (line: string) => void;
+  /** Buffer pool shared by all transfers. */
+  pool?: BufferPool;
+  /** Flush uploads to disk before committing them (default true). */
+  fsync?: boolean;
+}
+
+/** A running server. */
+export interface RunningServer {
+  /** Address actually listened on. */
+  addr: Deno.NetAddr;
+  /** The served folder. */
+  store: FileStore;
+  /** Stops accepting and closes every connection. */
+  close(): Promise<void>;
+  /** Settles when the accept loop has ended. */
+  finished: Promise<void>;
+}
+
+interface Context {
+  store: FileStore;
+  pool: BufferPool;
+  log: (line: string) => void;
+}
+
+/** Formats an address as `host:port`, bracketing IPv6. */
+export function formatAddr(addr: Deno.Addr): string {
+  if (addr.transport !== "tcp" && addr.transport !== "udp") return addr.transport;
+  return addr.hostname.includes(":")
+    ? `[${addr.hostname}]:${addr.port}`
+    : `${addr.hostname}:${addr.port}`;
+}
+
+/** Opens the root, listens, and serves until {@link RunningServer.close}. */
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const store = await FileStore.open(options.root, {
+    create: options.createRoot ?? true,
+    fsync: options.fsync,
+  });
+  const listener = Deno.listen({
+    hostname: options.hostname ?? "127.0.0.1",
+    port: options.port ?? 0,
+  });
+  const ctx: Context = {
+    store,
+    pool: options.pool ?? defaultPool,
+    log: options.log ?? ((line) => console.error(line)),
+  };
+  const connections = new Set<Deno.Conn>();
+  const handlers = new Set<Promise<void>>();
+  const finished = (async () => {
+    for await (const conn of listener) {
+      connections.add(conn);
+      const handler = handleConnection(conn, ctx).finally(() => {
+        connections.delete(conn);
+        handlers.delete(handler);
+      });
+      handlers.add(handler);
+    }
+  })().catch((error) => {
+    if (!(error instanceof Deno.errors.BadResource)) throw error;
+  });
+  return {
+    addr: listener.addr as Deno.NetAddr,
+    store,
+    finished,
+    async close() {
+      try {
+        listener.close();
+      } catch {
+        // Already closed.
+      }
+      for (const conn of connections) closeQuietly(conn);
+      await Promise.allSettled([...handlers]);
+      await finished;
+    },
+  };
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // Already closed.
+  }
+}
+
+/** Maps a failure during a request to what the client is told. */
+function classify(error: unknown): { code: ErrorCode; message: string } {
+  if (error instanceof StoreError || error instanceof RefusedError) {
+    return { code: error.code, message: error.message };
+  }
+  if (error instanceof ProtocolError) {
+    const code = error.message.startsWith("Checksum") || error.message.startsWith("Size")
+      ? "checksum"
+      : "bad_request";
+    return { code, message: error.message };
+  }
+  const text = describeError(error);
+  if (/os error 28|No space left/i.test(text)) {
+    return { code: "no_space", message: "Server is out of disk space" };
+  }
+  if (error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotCapable) {
+    return { code: "denied", message: "Server has no permission for that file" };
+  }
+  return { code: "io", message: `Server error: ${text}` };
+}
+
+/** What a request did, for its log line. */
+interface Outcome {
+  bytes: number;
+  result: string;
+  /** The connection cannot carry another request. */
+  close?: boolean;
+}
+
+async function handleConnection(conn: Deno.Conn, ctx: Context): Promise<void> {
+  const peer = formatAddr(conn.remoteAddr);
+  const frames = new FrameReader(conn.readable);
+  const out = new FrameWriter(conn.writable);
+  try {
+    const first = await frames.readSome(new Uint8Array(1));
+    if (!first) return;
+    if (first[0] !== 0x00) {
+      // The seed's clients open with a text request line; tell them no in their own words.
+      await out.writeRaw(new TextEncoder().encode("cancel")).catch(() => {});
+      ctx.log(
+        `${stamp()} ${peer} refused: not the ferry protocol (seed request without --legacy?)`,
+      );
+      return;
+    }
+    const rest = await frames.readExact(new Uint8Array(PREAMBLE_LENGTH - 1));
+    const preamble = new Uint8Array(PREAMBLE_LENGTH);
+    preamble.set(first);
+    preamble.set(rest!, 1);
+    const version = decodePreamble(preamble);
+    if (version < 1) throw new ProtocolError(`Unsupported protocol version ${version}`);
+    const hello = await frames.readControl();
+    if (!hello || hello.type !== FrameType.HELLO) {
+      throw new ProtocolError("Expected HELLO after the preamble");
+    }
+    parseHello(hello.json);
+    await out.writeRaw(encodePreamble(Math.min(version, PROTOCOL_VERSION)));
+    await out.writeControl(FrameType.WELCOME, { server: `${NAME}/${VERSION}`, features: [] });
+    while (true) {
+      const frame = await frames.readControl();
+      if (!frame) return;
+      if (frame.type !== FrameType.REQUEST) {
+        throw new ProtocolError(`Expected REQUEST, got ${frameTypeName(frame.type)}`);
+      }
+      const request = parseRequest(frame.json);
+      const started = performance.now();
+      const outcome = await serveRequest(request, frames, out, ctx);
+      const seconds = ((performance.now() - started) / 1000).toFixed(3);
+      const name = request.op === "list" ? "-" : quote(request.name);
+      ctx.log(
+        `${stamp()} ${peer} ${request.op} ${name} ${outcome.bytes} bytes ${outcome.result} ${seconds}s`,
+      );
+      if (outcome.close) {
+        await drainAndClose(conn, frames, out);
+        return;
+      }
+    }
+  } catch (error) {
+    const { code, message } = classify(error);
+    ctx.log(`${stamp()} ${peer} connection error: ${describeError(error)}`);
+    if (error instanceof ProtocolError) {
+      await out.writeControl(FrameType.ERROR, { code, message }).catch(() => {});
+    }
+  } finally {
+    closeQuietly(conn);
+  }
+}
+
+/**
+ * After refusing mid-upload, the client may still be sending: half-close, then swallow what
+ * arrives for a moment so the refusal is read rather than lost to a connection reset.
+ */
+async function drainAndClose(
+  conn: Deno.Conn,
+  frames: FrameReader,
+  out: FrameWriter,
+): Promise<void> {
+  await out.close();
+  const timer = setTimeout(() => closeQuietly(conn), 5000);
+  try {
+    await frames.discardAll();
+  } catch {
+    // Connection reset: nothing left to drain.
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function refuse(out: FrameWriter, error: unknown): Promise<Outcome> {
+  const { code, message } = classify(error);
+  await out.writeControl(FrameType.ERROR, { code, message });
+  return { bytes: 0, result: `refused (${code}: ${message})` };
+}
+
+async function serveRequest(
+  request: Request,
+  frames: FrameReader,
+  out: FrameWriter,
+  ctx: Context,
+): Promise<Outcome> {
+  switch (request.op) {
+    case "put":
+      return await servePut(request.name, request.overwrite, frames, out, ctx);
+    case "get":
+      return await serveGet(request.name, out, ctx);
+    case "list":
+      return await serveList(out, ctx);
+  }
+}
+
+async function servePut(
+  name: string,
+  overwrite: boolean,
+  frames: FrameReader,
+  out: FrameWriter,
+  ctx: Context,
+): Promise<Outcome> {
+  let upload;
+  try {
+    upload = await ctx.store.beginUpload(name, { overwrite });
+  } catch (error) {
+    return await refuse(out, error);
+  }
+  let received = 0;
+  try {
+    await out.writeControl(FrameType.OK, {});
+    const result = await receiveData(frames, upload, {
+      pool: ctx.pool,
+      onProgress: (bytes) => received = bytes,
+    });
+    await upload.commit();
+    await out.writeControl(FrameType.OK, result);
+    return { bytes: result.size, result: `ok ${result.checksum}` };
+  } catch (error) {
+    await upload.discard();
+    if (error instanceof RefusedError) {
+      // The client gave up cleanly with ABORT; the connection is still in step.
+      return { bytes: received, result: `aborted by client (${error.message})` };
+    }
+    const { code, message } = classify(error);
+    await out.writeControl(FrameType.ERROR, { code, message }).catch(() => {});
+    return { bytes: received, result: `failed (${code}: ${message})`, close: true };
+  }
+}
+
+async function serveGet(name: string, out: FrameWriter, ctx: Context): Promise<Outcome> {
+  let opened;
+  try {
+    opened = await ctx.store.openFile(name);
+  } catch (error) {
+    return await refuse(out, error);
+  }
+  let sent = 0;
+  try {
+    await out.writeControl(FrameType.OK, { size: opened.size, mtime: opened.mtime });
+    const result = await sendData(opened.file.readable, out, {
+      pool: ctx.pool,
+      sizeHint: opened.size,
+      onProgress: (bytes) => sent = bytes,
+    });
+    return { bytes: result.size, result: `ok ${result.checksum}` };
+  } catch (error) {
+    const { code, message } = classify(error);
+    await out.writeControl(FrameType.ABORT, { code, message }).catch(() => {});
+    return { bytes: sent, result: `failed (${code}: ${message})`, close: true };
+  } finally {
+    try {
+      opened.file.close();
+    } catch {
+      // The stream closes the file when it reaches the end.
+    }
+  }
+}
+
+async function serveList(out: FrameWriter, ctx: Context): Promise<Outcome> {
+  let listing: Uint8Array;
+  try {
+    listing = encodeListing(await ctx.store.list());
+  } catch (error) {
+    return await refuse(out, error);
+  }
+  await out.writeControl(FrameType.OK, { size: listing.length });
+  const result = await sendData(new Blob([listing as Uint8Array<ArrayBuffer>]).stream(), out, {
+    pool: ctx.pool,
+    sizeHint: listing.length,
+  });
+  return { bytes: result.size, result: "ok" };
+}
+
+function stamp(): string {
+  return new Date().toISOString();
+}

@@ -1,0 +1,255 @@
+/**
+ * Byte moving: the data phase of a transfer. A sender reads its source into leased buffers and
+ * ships them as DATA frames followed by an END frame with the byte count and checksum; a receiver
+ * writes DATA payloads to its sink and verifies both before reporting success. Each side keeps
+ * two buffers so reading the next chunk overlaps writing the current one, as the seed describes.
+ *
+ * @module
+ */
+
+import { type BufferPool, defaultPool } from "./buffer_pool.ts";
+import { createChecksum } from "./checksum.ts";
+import { ProtocolError, RefusedError, StoreError } from "./errors.ts";
+import {
+  CHUNK_SIZE,
+  type FrameReader,
+  FrameType,
+  frameTypeName,
+  type FrameWriter,
+  parseEnd,
+  parseError,
+} from "./protocol.ts";
+
+/** What a finished data phase moved. */
+export interface TransferResult {
+  /** Payload bytes. */
+  size: number;
+  /** Checksum of those bytes, `xxh128:<hex>`. */
+  checksum: string;
+}
+
+/** Options for {@link sendData}. */
+export interface SendOptions {
+  /** Where buffers come from; defaults to the process-wide pool. */
+  pool?: BufferPool;
+  /** Called after each chunk with the running byte count. */
+  onProgress?: (bytes: number) => void;
+  /** Stops the transfer between chunks; the reason is rethrown. */
+  signal?: AbortSignal;
+  /** Expected byte count, so small transfers lease small buffers. */
+  sizeHint?: number | null;
+  /** Called with each chunk before it is sent, to enforce limits such as a rate cap. */
+  beforeChunk?: (chunk: Uint8Array, sent: number) => Promise<void> | void;
+}
+
+/** Options for {@link receiveData}. */
+export interface ReceiveOptions {
+  /** Where buffers come from; defaults to the process-wide pool. */
+  pool?: BufferPool;
+  /** Called after each chunk with the running byte count. */
+  onProgress?: (bytes: number) => void;
+  /** Expected byte count, so small transfers lease small buffers. */
+  sizeHint?: number | null;
+  /** Refuse (code `too_large`) as soon as more than this many bytes arrive. */
+  maxSize?: number;
+}
+
+/** Something bytes can be read from: a byte stream (BYOB) or any stream of Uint8Array. */
+export type ByteSource = ReadableStream<Uint8Array>;
+
+/** Something bytes are written to; a write must not keep the chunk after it settles. */
+export interface ByteSink {
+  /** Writes a whole chunk. */
+  write(chunk: Uint8Array): Promise<void>;
+}
+
+/** Buffer size for a transfer: the chunk size, or less when the transfer is known to be small. */
+function bufferSizeFor(sizeHint: number | null | undefined): number {
+  if (sizeHint === null || sizeHint === undefined) return CHUNK_SIZE;
+  // One byte more than the file so the end of the source is seen in the same read.
+  return Math.min(CHUNK_SIZE, Math.max(65536, sizeHint + 1));
+}
+
+/** Fills buffers from a stream, through a BYOB reader when the stream supports one. */
+class Filler {
+  #byob?: ReadableStreamBYOBReader;
+  #plain?: ReadableStreamDefaultReader<Uint8Array>;
+  #leftover?: Uint8Array;
+  #done = false;
+
+  constructor(source: ByteSource) {
+    try {
+      this.#byob = source.getReader({ mode: "byob" });
+    } catch {
+      this.#plain = source.getReader();
+    }
+  }
+
+  /** Fills `view` as far as the source allows; a short result means the source has ended. */
+  async fill(view: Uint8Array): Promise<Uint8Array> {
+    const start = view.byteOffset;
+    const total = view.length;
+    let buffer = view.buffer as ArrayBuffer;
+    let filled = 0;
+    while (filled < total && !this.#done) {
+      if (this.#byob) {
+        const { value, done } = await this.#byob.read(
+          new Uint8Array(buffer, start + filled, total - filled),
+        );
+        if (value) buffer = value.buffer as ArrayBuffer;
+        if (done || !value) this.#done = true;
+        else filled += value.length;
+      } else {
+        let chunk = this.#leftover;
+        this.#leftover = undefined;
+        if (!chunk) {
+          const { value, done } = await this.#plain!.read();
+          if (done) {
+            this.#done = true;
+            break;
+          }
+          chunk = value;
+        }
+        const take = Math.min(chunk.length, total - filled);
+        new Uint8Array(buffer, start + filled, take).set(chunk.subarray(0, take));
+        if (take < chunk.length) this.#leftover = chunk.subarray(take);
+        filled += take;
+      }
+    }
+    return new Uint8Array(buffer, start, filled);
+  }
+
+  async cancel(): Promise<void> {
+    await (this.#byob ?? this.#plain)?.cancel().catch(() => {});
+  }
+}
+
+/**
+ * Sends everything `source` yields as DATA frames, then END with the size and checksum.
+ * The source is read to its end (or cancelled on failure).
+ */
+export async function sendData(
+  source: ByteSource,
+  frames: FrameWriter,
+  options: SendOptions = {},
+): Promise<TransferResult> {
+  const pool = options.pool ?? defaultPool;
+  const checksum = await createChecksum();
+  const filler = new Filler(source);
+  const wanted = bufferSizeFor(options.sizeHint);
+  const buffers = [pool.lease(wanted), pool.lease(wanted)];
+  const sizes = [buffers[0].byteLength, buffers[1].byteLength];
+  let sent = 0;
+  let index = 0;
+  try {
+    let current = await filler.fill(new Uint8Array(buffers[0]));
+    buffers[0] = current.buffer as ArrayBuffer;
+    while (current.length > 0) {
+      options.signal?.throwIfAborted();
+      await options.beforeChunk?.(current, sent);
+      const writing = frames.writeData(current);
+      const other = 1 - index;
+      const reading = filler.fill(new Uint8Array(buffers[other]));
+      // Either may fail while the other is awaited; mark both handled so neither is reported as
+      // an unhandled rejection (which would end the process).
+      writing.catch(() => {});
+      reading.catch(() => {});
+      // Hashing overlaps the socket write and the next read, which run outside JavaScript.
+      checksum.update(current);
+      await writing;
+      sent += current.length;
+      options.onProgress?.(sent);
+      const next = await reading;
+      buffers[other] = next.buffer as ArrayBuffer;
+      current = next;
+      index = other;
+    }
+    options.signal?.throwIfAborted();
+    const result = { size: sent, checksum: checksum.digest() };
+    await frames.writeControl(FrameType.END, result);
+    return result;
+  } catch (error) {
+    await filler.cancel();
+    throw error;
+  } finally {
+    pool.release(buffers[0], sizes[0]);
+    pool.release(buffers[1], sizes[1]);
+  }
+}
+
+/**
+ * Receives DATA frames into `sink` until END, then checks the byte count and checksum.
+ * Throws {@link ProtocolError} on a cut connection, a stray frame or a mismatch, and
+ * {@link RefusedError} when the sender aborts or the peer reports an error.
+ */
+export async function receiveData(
+  frames: FrameReader,
+  sink: ByteSink,
+  options: ReceiveOptions = {},
+): Promise<TransferResult> {
+  const pool = options.pool ?? defaultPool;
+  const checksum = await createChecksum();
+  const wanted = bufferSizeFor(options.sizeHint);
+  const buffers = [pool.lease(wanted), pool.lease(wanted)];
+  const sizes = [buffers[0].byteLength, buffers[1].byteLength];
+  let index = 0;
+  let received = 0;
+  let pending: Promise<void> | undefined;
+  try {
+    while (true) {
+      const header = await frames.readHeader();
+      if (!header) throw new ProtocolError("Connection closed before the transfer was complete");
+      if (header.type === FrameType.DATA) {
+        let remaining = header.length;
+        while (remaining > 0) {
+          const size = Math.min(remaining, buffers[index].byteLength);
+          const chunk = (await frames.readExact(new Uint8Array(buffers[index], 0, size)))!;
+          buffers[index] = chunk.buffer as ArrayBuffer;
+          remaining -= size;
+          received += size;
+          if (options.maxSize !== undefined && received > options.maxSize) {
+            throw new StoreError(
+              "too_large",
+              `Upload is larger than the limit of ${options.maxSize} bytes`,
+            );
+          }
+          checksum.update(chunk);
+          await pending;
+          pending = sink.write(chunk);
+          pending.catch(() => {}); // awaited later; see sendData
+          options.onProgress?.(received);
+          index = 1 - index;
+        }
+        continue;
+      }
+      const frame = await frames.readControlPayload(header);
+      if (header.type === FrameType.END) {
+        const end = parseEnd(frame.json);
+        await pending;
+        pending = undefined;
+        if (end.size !== received) {
+          throw new ProtocolError(
+            `Size mismatch: sender sent ${end.size} bytes, ${received} arrived`,
+          );
+        }
+        const actual = checksum.digest();
+        if (end.checksum !== actual) {
+          throw new ProtocolError(
+            `Checksum mismatch: sender has ${end.checksum}, received data has ${actual}`,
+          );
+        }
+        return { size: received, checksum: actual };
+      }
+      if (header.type === FrameType.ABORT || header.type === FrameType.ERROR) {
+        const error = parseError(frame.json);
+        throw new RefusedError(error.code, error.message);
+      }
+      throw new ProtocolError(`Unexpected ${frameTypeName(header.type)} frame during transfer`);
+    }
+  } finally {
+    // Never hand a buffer back while a write may still read from it.
+    await pending?.catch(() => {});
+    pool.release(buffers[0], sizes[0]);
+    pool.release(buffers[1], sizes[1]);
+  }
+}
