@@ -95,6 +95,7 @@ class Filler {
       if (this.#byob) {
         const { value, done } = await this.#byob.read(
           new Uint8Array(buffer, start + filled, total - filled),
+          { min: total - filled },
         );
         if (value) buffer = value.buffer as ArrayBuffer;
         if (done || !value) this.#done = true;

@@ -1,0 +1,100 @@
+/**
+ * Unit tests for command-line parsing of both programs, and for the size and byte formats the
+ * CLIs print and accept.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { parseClientArgs } from "../lib/client_cli.ts";
+import { UsageError } from "../lib/errors.ts";
+import { formatBytes, parseSize } from "../lib/format.ts";
+import { DEFAULT_PORT, DEFAULT_ROOT, parseServerArgs } from "../lib/server_cli.ts";
+
+Deno.test("client: options may come before or after positionals", () => {
+  const a = parseClientArgs(["--overwrite", "h", "9", "put", "x"]);
+  const b = parseClientArgs(["h", "9", "put", "x", "--overwrite"]);
+  assert.deepEqual(a, b);
+  assert.equal(a.command, "put");
+  assert.equal(a.overwrite, true);
+  assert.deepEqual(a.args, ["x"]);
+});
+
+Deno.test("client: stdin and stdout dashes are arguments, not options", () => {
+  assert.deepEqual(parseClientArgs(["h", "1", "put", "-", "r"]).args, ["-", "r"]);
+  assert.deepEqual(parseClientArgs(["h", "1", "get", "r", "-"]).args, ["r", "-"]);
+  assert.deepEqual(parseClientArgs(["h", "1", "get", "--", "-odd"]).args, ["-odd"]);
+});
+
+Deno.test("client: IPv6 hosts and bracketed hosts parse", () => {
+  assert.equal(parseClientArgs(["::1", "80", "list"]).host, "::1");
+  assert.equal(parseClientArgs(["[::1]", "80", "list"]).host, "[::1]");
+});
+
+Deno.test("client: usage errors name what is wrong", () => {
+  const cases: [string[], RegExp][] = [
+    [[], /Missing HOST/],
+    [["h"], /Missing PORT/],
+    [["h", "port", "list"], /Invalid port "port"/],
+    [["h", "70000", "list"], /Invalid port/],
+    [["h", "0", "list"], /Invalid port/],
+    [["h", "1", "delete", "x"], /Unknown command "delete"/],
+    [["h", "1", "put"], /expected put LOCAL \[REMOTE\]/],
+    [["h", "1", "get", "a", "b", "c"], /expected get REMOTE \[LOCAL\]/],
+    [["h", "1", "list", "x"], /expected list/],
+    [["h", "1", "put", "-"], /stdin needs a REMOTE/],
+    [["h", "1", "get", "x", "--overwrite"], /--overwrite applies to put/],
+    [["h", "1", "put", "x", "--force"], /--force applies to get/],
+    [["h", "1", "list", "--json", "--long"], /one of --json and --long/],
+    [["h", "1", "list", "--bogus"], /Unknown option '--bogus'/],
+    [["h", "1", "list", "--timeout", "soon"], /Invalid --timeout/],
+  ];
+  for (const [args, pattern] of cases) {
+    assert.throws(() => parseClientArgs(args), (e: unknown) => {
+      assert.ok(e instanceof UsageError, `UsageError for ${args.join(" ")}`);
+      assert.match(e.message, pattern);
+      assert.ok(!e.message.endsWith("."), "no trailing period");
+      return true;
+    });
+  }
+});
+
+Deno.test("client: help and version need no other arguments", () => {
+  assert.equal(parseClientArgs(["--help"]).command, "help");
+  assert.equal(parseClientArgs(["-V"]).command, "version");
+});
+
+Deno.test("server: bare PORT and --port agree, defaults apply", () => {
+  const d = parseServerArgs([]);
+  assert.equal(d.port, DEFAULT_PORT);
+  assert.equal(d.root, DEFAULT_ROOT);
+  assert.equal(d.hostname, "127.0.0.1");
+  assert.equal(d.fsync, true);
+  assert.equal(parseServerArgs(["8000"]).port, 8000);
+  assert.equal(parseServerArgs(["--port", "8000", "8000"]).port, 8000);
+  assert.equal(parseServerArgs(["0"]).port, 0);
+  const full = parseServerArgs(["--host", "[::1]", "--root", "/srv/x", "--no-fsync"]);
+  assert.deepEqual([full.hostname, full.root, full.fsync], ["::1", "/srv/x", false]);
+});
+
+Deno.test("server: usage errors", () => {
+  assert.throws(() => parseServerArgs(["1", "2"]), /Unexpected argument "2"/);
+  assert.throws(() => parseServerArgs(["--port", "1", "2"]), /Two different ports/);
+  assert.throws(() => parseServerArgs(["x"]), /Invalid port "x"/);
+  assert.throws(() => parseServerArgs(["--root", ""]), /--root is empty/);
+  assert.throws(() => parseServerArgs(["--verbose"]), UsageError);
+});
+
+Deno.test("sizes parse with binary suffixes and format readably", () => {
+  assert.equal(parseSize("1024"), 1024);
+  assert.equal(parseSize("10M"), 10 * 2 ** 20);
+  assert.equal(parseSize("2G"), 2 * 2 ** 30);
+  assert.equal(parseSize("1.5k"), 1536);
+  assert.equal(parseSize("8MiB"), 8 * 2 ** 20);
+  assert.equal(parseSize("-1"), null);
+  assert.equal(parseSize("ten"), null);
+  assert.equal(formatBytes(0), "0 B");
+  assert.equal(formatBytes(1023), "1023 B");
+  assert.equal(formatBytes(1536), "1.50 KiB");
+  assert.equal(formatBytes(100 * 2 ** 20), "100.0 MiB");
+});

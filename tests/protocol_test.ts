@@ -1,0 +1,171 @@
+/**
+ * Unit tests for the wire format: preamble, frame headers, control messages, and the frame
+ * reader on truncated and corrupt input.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { ProtocolError } from "../lib/errors.ts";
+import {
+  CHUNK_SIZE,
+  decodeHeader,
+  decodePreamble,
+  encodeControl,
+  encodeHeader,
+  encodeListing,
+  encodePreamble,
+  FrameReader,
+  FrameType,
+  MAX_CONTROL_PAYLOAD,
+  parseEnd,
+  parseError,
+  parseListing,
+  parseOk,
+  parseRequest,
+  PREAMBLE_LENGTH,
+  PROTOCOL_VERSION,
+} from "../lib/protocol.ts";
+
+/** A byte stream that yields `bytes` in pieces of `piece` bytes, as a socket might. */
+function byteStream(bytes: Uint8Array, piece = bytes.length || 1): ReadableStream<Uint8Array> {
+  let offset = 0;
+  return new ReadableStream({
+    type: "bytes",
+    pull(controller) {
+      if (offset >= bytes.length) {
+        controller.close();
+        controller.byobRequest?.respond(0);
+        return;
+      }
+      const take = Math.min(piece, bytes.length - offset);
+      const request = controller.byobRequest;
+      if (request?.view) {
+        const view = new Uint8Array(
+          request.view.buffer,
+          request.view.byteOffset,
+          request.view.byteLength,
+        );
+        const n = Math.min(take, view.length);
+        view.set(bytes.subarray(offset, offset + n));
+        offset += n;
+        request.respond(n);
+      } else {
+        controller.enqueue(bytes.slice(offset, offset + take));
+        offset += take;
+      }
+    },
+  });
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
+Deno.test("preamble round-trips and starts with NUL", () => {
+  const bytes = encodePreamble();
+  assert.equal(bytes.length, PREAMBLE_LENGTH);
+  assert.equal(bytes[0], 0);
+  assert.equal(decodePreamble(bytes), PROTOCOL_VERSION);
+  assert.equal(decodePreamble(encodePreamble(7)), 7);
+});
+
+Deno.test("preamble rejects seed request lines and garbage", () => {
+  for (const text of ["put a.tx", "list\0\0\0\0", "GET / HT"]) {
+    assert.throws(() => decodePreamble(new TextEncoder().encode(text)), ProtocolError);
+  }
+  assert.throws(() => decodePreamble(new Uint8Array(3)), ProtocolError);
+});
+
+Deno.test("frame header round-trips and enforces per-type limits", () => {
+  assert.deepEqual(decodeHeader(encodeHeader(FrameType.DATA, CHUNK_SIZE)), {
+    type: FrameType.DATA,
+    length: CHUNK_SIZE,
+  });
+  assert.throws(() => decodeHeader(encodeHeader(FrameType.DATA, CHUNK_SIZE + 1)), /out of range/);
+  assert.throws(() => decodeHeader(encodeHeader(FrameType.DATA, 0)), /out of range/);
+  assert.throws(
+    () => decodeHeader(encodeHeader(FrameType.REQUEST, MAX_CONTROL_PAYLOAD + 1)),
+    /too large/,
+  );
+  assert.throws(() => decodeHeader(encodeHeader(0x7f, 1)), /Unknown frame type 0x7f/);
+  assert.throws(() => decodeHeader(new Uint8Array(4)), /Truncated/);
+});
+
+Deno.test("control frames carry JSON that survives a split stream", async () => {
+  const request = { op: "put", name: "ü a.txt", size: 12, overwrite: true };
+  const bytes = concat(
+    encodeControl(FrameType.REQUEST, request),
+    encodeControl(FrameType.END, { size: 3, checksum: "xxh128:00" }),
+  );
+  const reader = new FrameReader(byteStream(bytes, 3));
+  const first = await reader.readControl();
+  assert.equal(first?.type, FrameType.REQUEST);
+  assert.deepEqual(parseRequest(first!.json), request);
+  const second = await reader.readControl();
+  assert.deepEqual(parseEnd(second!.json), { size: 3, checksum: "xxh128:00" });
+  assert.equal(await reader.readControl(), null, "clean end between frames");
+});
+
+Deno.test("a stream cut inside a frame is a protocol error, never a clean end", async () => {
+  const frame = encodeControl(FrameType.REQUEST, { op: "list" });
+  for (const cut of [1, 4, 5, frame.length - 1]) {
+    const reader = new FrameReader(byteStream(frame.slice(0, cut), 2));
+    await assert.rejects(() => reader.readControl(), ProtocolError, `cut at ${cut}`);
+  }
+});
+
+Deno.test("corrupt control payloads are rejected", async () => {
+  const badUtf8 = concat(encodeHeader(FrameType.REQUEST, 2), new Uint8Array([0xc3, 0x28]));
+  await assert.rejects(() => new FrameReader(byteStream(badUtf8)).readControl(), /Malformed/);
+  const notObject = concat(encodeHeader(FrameType.REQUEST, 4), new TextEncoder().encode("[1,2"));
+  await assert.rejects(() => new FrameReader(byteStream(notObject)).readControl(), /Malformed/);
+  const data = concat(encodeHeader(FrameType.DATA, 1), new Uint8Array([1]));
+  await assert.rejects(() => new FrameReader(byteStream(data)).readControl(), /Unexpected DATA/);
+});
+
+Deno.test("requests are validated field by field", () => {
+  assert.deepEqual(parseRequest({ op: "get", name: "x" }), { op: "get", name: "x" });
+  assert.deepEqual(parseRequest({ op: "list", extra: 1 }), { op: "list" });
+  assert.deepEqual(parseRequest({ op: "put", name: "x", size: null }), {
+    op: "put",
+    name: "x",
+    size: null,
+    overwrite: false,
+  });
+  assert.throws(() => parseRequest({ op: "put", name: "x", size: -1 }), /Malformed/);
+  assert.throws(() => parseRequest({ op: "put", name: "x", size: 1.5 }), /Malformed/);
+  assert.throws(() => parseRequest({ op: "get", name: 5 }), /Malformed/);
+  assert.throws(() => parseRequest({ op: "delete", name: "x" }), /Unknown operation/);
+  assert.throws(() => parseEnd({ size: "3", checksum: "x" }), /Malformed END/);
+  assert.throws(() => parseOk({ size: -2 }), /Malformed OK/);
+});
+
+Deno.test("error messages from a peer are made safe to print", () => {
+  const error = parseError({ code: "nonsense", message: "line one\n\u001b[31mred\u0007" });
+  assert.equal(error.code, "io");
+  assert.equal(error.message, "line one [31mred ");
+  assert.equal(parseError({}).message, "No reason given");
+  assert.equal(parseError({ code: "exists", message: "x".repeat(900) }).message.length, 500);
+});
+
+Deno.test("listings round-trip and reject malformed entries", () => {
+  const entries = [{ name: "a", size: 1, mtime: 2 }, { name: "b/ü", size: 0, mtime: 0 }];
+  assert.deepEqual(parseListing(encodeListing(entries)), entries);
+  assert.throws(() => parseListing(new TextEncoder().encode('[{"name":1}]')), /Malformed/);
+  assert.throws(() => parseListing(new TextEncoder().encode("{}")), /Malformed/);
+});
+
+Deno.test("readExact fills a buffer across many small reads", async () => {
+  const bytes = crypto.getRandomValues(new Uint8Array(10000));
+  const reader = new FrameReader(byteStream(bytes, 333));
+  const got = await reader.readExact(new Uint8Array(10000));
+  assert.deepEqual(got, bytes);
+  assert.equal(await reader.readExact(new Uint8Array(1), true), null);
+});
