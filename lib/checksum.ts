@@ -22,12 +22,16 @@ export interface Checksum {
 export async function createChecksum(): Promise<Checksum> {
   const hasher = await createXXHash128();
   hasher.init();
+  let result: string | undefined;
   return {
     update(bytes: Uint8Array): void {
+      if (result !== undefined) throw new Error("Checksum updated after digest");
       hasher.update(bytes);
     },
     digest(): string {
-      return `${CHECKSUM_ALGORITHM}:${hasher.digest("hex")}`;
+      // hash-wasm can digest only once; later calls get the same answer.
+      result ??= `${CHECKSUM_ALGORITHM}:${hasher.digest("hex")}`;
+      return result;
     },
   };
 }
