@@ -40,6 +40,8 @@ export interface SendOptions {
   sizeHint?: number | null;
   /** Called with each chunk before it is sent, to enforce limits such as a rate cap. */
   beforeChunk?: (chunk: Uint8Array, sent: number) => Promise<void> | void;
+  /** Send bare bytes with no DATA headers and no END (the seed protocol's data phase). */
+  raw?: boolean;
 }
 
 /** Options for {@link receiveData}. */
@@ -97,9 +99,12 @@ class Filler {
           new Uint8Array(buffer, start + filled, total - filled),
           { min: total - filled },
         );
-        if (value) buffer = value.buffer as ArrayBuffer;
+        // With `min`, the last read can bring bytes and `done` together.
+        if (value) {
+          buffer = value.buffer as ArrayBuffer;
+          filled += value.length;
+        }
         if (done || !value) this.#done = true;
-        else filled += value.length;
       } else {
         let chunk = this.#leftover;
         this.#leftover = undefined;
@@ -148,7 +153,7 @@ export async function sendData(
     while (current.length > 0) {
       options.signal?.throwIfAborted();
       await options.beforeChunk?.(current, sent);
-      const writing = frames.writeData(current);
+      const writing = options.raw ? frames.writeRaw(current) : frames.writeData(current);
       const other = 1 - index;
       const reading = filler.fill(new Uint8Array(buffers[other]));
       // Either may fail while the other is awaited; mark both handled so neither is reported as
@@ -167,7 +172,7 @@ export async function sendData(
     }
     options.signal?.throwIfAborted();
     const result = { size: sent, checksum: checksum.digest() };
-    await frames.writeControl(FrameType.END, result);
+    if (!options.raw) await frames.writeControl(FrameType.END, result);
     return result;
   } catch (error) {
     await filler.cancel();
@@ -249,6 +254,52 @@ export async function receiveData(
     }
   } finally {
     // Never hand a buffer back while a write may still read from it.
+    await pending?.catch(() => {});
+    pool.release(buffers[0], sizes[0]);
+    pool.release(buffers[1], sizes[1]);
+  }
+}
+
+/**
+ * Receives bare bytes until the peer closes its side (the seed protocol's data phase). There is
+ * nothing to verify against: a cut connection that ends with a clean close looks complete.
+ */
+export async function receiveRaw(
+  frames: FrameReader,
+  sink: ByteSink,
+  options: ReceiveOptions = {},
+): Promise<TransferResult> {
+  const pool = options.pool ?? defaultPool;
+  const checksum = await createChecksum();
+  const wanted = bufferSizeFor(options.sizeHint);
+  const buffers = [pool.lease(wanted), pool.lease(wanted)];
+  const sizes = [buffers[0].byteLength, buffers[1].byteLength];
+  let index = 0;
+  let received = 0;
+  let pending: Promise<void> | undefined;
+  try {
+    while (true) {
+      const chunk = await frames.readFill(new Uint8Array(buffers[index]));
+      buffers[index] = chunk.buffer as ArrayBuffer;
+      if (chunk.length === 0) break;
+      received += chunk.length;
+      if (options.maxSize !== undefined && received > options.maxSize) {
+        throw new StoreError(
+          "too_large",
+          `Upload is larger than the limit of ${options.maxSize} bytes`,
+        );
+      }
+      checksum.update(chunk);
+      await pending;
+      pending = sink.write(chunk);
+      pending.catch(() => {}); // awaited later; see sendData
+      options.onProgress?.(received);
+      index = 1 - index;
+    }
+    await pending;
+    pending = undefined;
+    return { size: received, checksum: checksum.digest() };
+  } finally {
     await pending?.catch(() => {});
     pool.release(buffers[0], sizes[0]);
     pool.release(buffers[1], sizes[1]);
