@@ -72,6 +72,26 @@ export interface RemoteFileInfo {
   mtime: number;
 }
 
+/** The operations the CLI needs, in whichever protocol the server speaks. */
+export interface ClientSession {
+  /** `host:port` of the server, for messages. */
+  readonly target: string;
+  /** Whether transfers are verified end to end (false for the seed protocol). */
+  readonly verified: boolean;
+  /** Uploads `source` as `name`. */
+  put(source: ByteSource, name: string, options?: PutOptions): Promise<TransferResult>;
+  /** Downloads `name` into the target `open` returns once the server accepts. */
+  get(
+    name: string,
+    open: (info: RemoteFileInfo) => Promise<DownloadTarget>,
+    options?: GetOptions,
+  ): Promise<TransferResult>;
+  /** Lists the server's files. */
+  list(): Promise<ListEntry[]>;
+  /** Ends the session. */
+  close(): void;
+}
+
 /** Strips the brackets users put around IPv6 addresses. */
 export function normalizeHost(host: string): string {
   return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
@@ -92,12 +112,12 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string, onTimeout
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-/** Connects to a ferry server and completes the handshake. */
-export async function connect(
+/** Opens a TCP connection with a timeout and one-line errors for the usual failures. */
+export async function openConnection(
   host: string,
   port: number,
   options: ConnectOptions = {},
-): Promise<Session> {
+): Promise<{ conn: Deno.TcpConn; target: string }> {
   const hostname = normalizeHost(host);
   const target = describeTarget(hostname, port);
   const timeoutMs = options.timeoutMs ?? 15000;
@@ -118,7 +138,18 @@ export async function connect(
     }
     throw new UserError(`Cannot connect to ${target}: ${text.split("\n")[0]}`);
   }
-  const session = new Session(conn!, target, options.pool ?? defaultPool);
+  return { conn: conn!, target };
+}
+
+/** Connects to a ferry server and completes the handshake. */
+export async function connect(
+  host: string,
+  port: number,
+  options: ConnectOptions = {},
+): Promise<Session> {
+  const { conn, target } = await openConnection(host, port, options);
+  const timeoutMs = options.timeoutMs ?? 15000;
+  const session = new Session(conn, target, options.pool ?? defaultPool);
   await withTimeout(
     session.handshake(),
     timeoutMs,
@@ -128,10 +159,12 @@ export async function connect(
   return session;
 }
 
-/** One connection to a server; requests run one after another. */
-export class Session {
+/** One connection to a ferry server; requests run one after another. */
+export class Session implements ClientSession {
   /** `host:port` of the server, for messages. */
   readonly target: string;
+  /** Transfers are always verified. */
+  readonly verified = true;
   /** The server's greeting, after the handshake. */
   welcome?: Welcome;
   #conn: Deno.TcpConn;

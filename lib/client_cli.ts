@@ -7,7 +7,7 @@
  */
 
 import { basename, join } from "node:path";
-import { connect, type DownloadTarget, type Session } from "./client.ts";
+import { type ClientSession, connect, type DownloadTarget } from "./client.ts";
 import {
   EXIT_OK,
   type OptionSpec,
@@ -18,6 +18,7 @@ import {
 } from "./cli.ts";
 import { UsageError, UserError } from "./errors.ts";
 import { moveNoClobber } from "./file_store.ts";
+import { LegacySession } from "./legacy.ts";
 import { formatBytes, formatDate, formatRate, formatSeconds } from "./format.ts";
 import type { ListEntry } from "./protocol.ts";
 import type { TransferResult } from "./transfer.ts";
@@ -42,6 +43,8 @@ Options:
   -l, --long           list: print sizes and dates too
   -q, --quiet          print nothing but errors
   --timeout SECONDS    give up connecting after this long (default 15)
+  --legacy             speak the seed's protocol, to use its Python server
+                       (no checksum: transfers cannot be verified)
   -h, --help           show this help
   -V, --version        show the version
 
@@ -62,6 +65,7 @@ const OPTIONS: OptionSpec = {
   long: { type: "boolean", short: "l" },
   quiet: { type: "boolean", short: "q" },
   timeout: { type: "string" },
+  legacy: { type: "boolean" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
 };
@@ -96,6 +100,8 @@ export interface ClientCommand {
   quiet: boolean;
   /** Connect timeout, milliseconds. */
   timeoutMs: number;
+  /** Speak the seed protocol. */
+  legacy: boolean;
 }
 
 /** Parses the client's arguments; throws {@link UsageError} on anything it cannot run. */
@@ -112,6 +118,7 @@ export function parseClientArgs(argv: string[]): ClientCommand {
     long: flag("long"),
     quiet: flag("quiet"),
     timeoutMs: 15000,
+    legacy: flag("legacy"),
   };
   if (flag("help")) return { ...base, command: "help" };
   if (flag("version")) return { ...base, command: "version" };
@@ -146,6 +153,13 @@ export function parseClientArgs(argv: string[]): ClientCommand {
     timeoutMs = seconds * 1000;
   }
   if (flag("json") && flag("long")) throw new UsageError("Choose one of --json and --long");
+  if (flag("legacy") && (flag("json") || flag("long"))) {
+    throw new UsageError(
+      `--${
+        flag("json") ? "json" : "long"
+      } is not available with --legacy: the seed protocol lists names only`,
+    );
+  }
   return { ...base, command, host, port, args, timeoutMs };
 }
 
@@ -175,7 +189,9 @@ async function runCommand(cmd: ClientCommand): Promise<void> {
     : cmd.command === "get"
     ? await prepareGet(cmd)
     : undefined;
-  const session = await connect(cmd.host, cmd.port, { timeoutMs: cmd.timeoutMs });
+  const session: ClientSession = cmd.legacy
+    ? new LegacySession(cmd.host, cmd.port, { timeoutMs: cmd.timeoutMs })
+    : await connect(cmd.host, cmd.port, { timeoutMs: cmd.timeoutMs });
   try {
     if (cmd.command === "list") await runList(session, cmd);
     else await prepared!(session);
@@ -189,8 +205,9 @@ function report(cmd: ClientCommand, message: string): void {
 }
 
 function summary(result: TransferResult, seconds: number): string {
+  const check = result.checksum || "UNVERIFIED (the seed protocol has no checksum)";
   return `${formatBytes(result.size)} in ${formatSeconds(seconds)} ` +
-    `(${formatRate(result.size, seconds)}), ${result.checksum}`;
+    `(${formatRate(result.size, seconds)}), ${check}`;
 }
 
 /** The base name of a remote `/`-separated name. */
@@ -198,7 +215,7 @@ function remoteBase(name: string): string {
   return name.split("/").filter((s) => s !== "").at(-1) ?? name;
 }
 
-async function preparePut(cmd: ClientCommand): Promise<(session: Session) => Promise<void>> {
+async function preparePut(cmd: ClientCommand): Promise<(session: ClientSession) => Promise<void>> {
   const [local, remoteArg] = cmd.args;
   const remote = remoteArg ?? basename(local);
   let source: ReadableStream<Uint8Array>;
@@ -253,7 +270,7 @@ async function isDirectory(path: string): Promise<boolean> {
   }
 }
 
-async function prepareGet(cmd: ClientCommand): Promise<(session: Session) => Promise<void>> {
+async function prepareGet(cmd: ClientCommand): Promise<(session: ClientSession) => Promise<void>> {
   const [remote, localArg] = cmd.args;
   const toStdout = localArg === "-";
   let local = localArg ?? remoteBase(remote);
@@ -324,7 +341,7 @@ async function fileTarget(local: string, force: boolean): Promise<DownloadTarget
   };
 }
 
-async function runList(session: Session, cmd: ClientCommand): Promise<void> {
+async function runList(session: ClientSession, cmd: ClientCommand): Promise<void> {
   const entries = await session.list();
   let text: string;
   if (cmd.json) {

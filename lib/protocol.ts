@@ -419,6 +419,29 @@ export class FrameReader {
     return new Uint8Array(buffer, start, total);
   }
 
+  /**
+   * Fills `view` until it is full or the stream ends; returns the filled part (empty at the end
+   * of the stream) on the transferred buffer. For raw, unframed data such as the seed protocol's.
+   */
+  async readFill(view: Uint8Array): Promise<Uint8Array> {
+    const start = view.byteOffset;
+    const total = view.length;
+    let filled = 0;
+    let buffer = view.buffer as ArrayBuffer;
+    while (filled < total) {
+      const { value, done } = await this.#reader.read(
+        new Uint8Array(buffer, start + filled, total - filled),
+        { min: total - filled },
+      );
+      if (value) {
+        buffer = value.buffer as ArrayBuffer;
+        filled += value.length;
+      }
+      if (done || !value || value.length === 0) break;
+    }
+    return new Uint8Array(buffer, start, filled);
+  }
+
   /** Reads the peer's preamble and returns its protocol version. */
   async readPreamble(): Promise<number> {
     const bytes = await this.readExact(new Uint8Array(this.#small, 0, PREAMBLE_LENGTH));

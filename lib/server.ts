@@ -24,6 +24,7 @@ import {
   PROTOCOL_VERSION,
   type Request,
 } from "./protocol.ts";
+import { looksLikeLegacy, serveLegacy } from "./legacy.ts";
 import { receiveData, sendData } from "./transfer.ts";
 import { NAME, VERSION } from "./version.ts";
 
@@ -43,6 +44,8 @@ export interface ServerOptions {
   pool?: BufferPool;
   /** Flush uploads to disk before committing them (default true). */
   fsync?: boolean;
+  /** Also serve the seed's legacy protocol on the same port. */
+  legacy?: boolean;
 }
 
 /** A running server. */
@@ -61,6 +64,7 @@ interface Context {
   store: FileStore;
   pool: BufferPool;
   log: (line: string) => void;
+  legacy: boolean;
 }
 
 /** Formats an address as `host:port`, bracketing IPv6. */
@@ -85,6 +89,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     store,
     pool: options.pool ?? defaultPool,
     log: options.log ?? ((line) => console.error(line)),
+    legacy: options.legacy ?? false,
   };
   const connections = new Set<Deno.Conn>();
   const handlers = new Set<Promise<void>>();
@@ -162,6 +167,18 @@ async function handleConnection(conn: Deno.Conn, ctx: Context): Promise<void> {
     const first = await frames.readSome(new Uint8Array(1));
     if (!first) return;
     if (first[0] !== 0x00) {
+      if (ctx.legacy && looksLikeLegacy(first[0])) {
+        const started = performance.now();
+        const outcome = await serveLegacy(first, { frames, out }, ctx);
+        const seconds = ((performance.now() - started) / 1000).toFixed(3);
+        const what = outcome.request
+          ? `${outcome.request.op} ${outcome.request.name ? quote(outcome.request.name) : "-"}`
+          : "?";
+        ctx.log(
+          `${stamp()} ${peer} seed ${what} ${outcome.bytes} bytes ${outcome.result} ${seconds}s`,
+        );
+        return;
+      }
       // The seed's clients open with a text request line; tell them no in their own words.
       await out.writeRaw(new TextEncoder().encode("cancel")).catch(() => {});
       ctx.log(
@@ -197,7 +214,7 @@ async function handleConnection(conn: Deno.Conn, ctx: Context): Promise<void> {
         `${stamp()} ${peer} ${request.op} ${name} ${outcome.bytes} bytes ${outcome.result} ${seconds}s`,
       );
       if (outcome.close) {
-        await drainAndClose(conn, frames, out);
+        await drainAndClose(conn, frames);
         return;
       }
     }
@@ -216,12 +233,9 @@ async function handleConnection(conn: Deno.Conn, ctx: Context): Promise<void> {
  * After refusing mid-upload, the client may still be sending: half-close, then swallow what
  * arrives for a moment so the refusal is read rather than lost to a connection reset.
  */
-async function drainAndClose(
-  conn: Deno.Conn,
-  frames: FrameReader,
-  out: FrameWriter,
-): Promise<void> {
-  await out.close();
+async function drainAndClose(conn: Deno.Conn, frames: FrameReader): Promise<void> {
+  // Half-close only: closing the writable would close the whole socket in Deno.
+  await conn.closeWrite().catch(() => {});
   const timer = setTimeout(() => closeQuietly(conn), 5000);
   try {
     await frames.discardAll();

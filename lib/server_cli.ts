@@ -39,6 +39,8 @@ Options:
   --host ADDR      address to listen on (default ${DEFAULT_HOST}, this machine only;
                    0.0.0.0 or :: shares on the network)
   --root DIR       folder to share (default ./${DEFAULT_ROOT}, created if missing)
+  --legacy         also serve the seed's protocol (its Python client works
+                   against this server; its uploads cannot be verified)
   --no-fsync       do not flush uploads to disk before committing them (faster,
                    but a power cut may lose recent uploads)
   -h, --help       show this help
@@ -52,6 +54,7 @@ const OPTIONS: OptionSpec = {
   host: { type: "string" },
   root: { type: "string" },
   "no-fsync": { type: "boolean" },
+  legacy: { type: "boolean" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
 };
@@ -68,6 +71,8 @@ export interface ServerCommand {
   root: string;
   /** Flush uploads before committing. */
   fsync: boolean;
+  /** Serve the seed protocol too. */
+  legacy: boolean;
 }
 
 /** Parses the server's arguments; throws {@link UsageError} on anything it cannot run. */
@@ -78,6 +83,7 @@ export function parseServerArgs(argv: string[]): ServerCommand {
     port: DEFAULT_PORT,
     root: DEFAULT_ROOT,
     fsync: values["no-fsync"] !== true,
+    legacy: values.legacy === true,
   };
   if (values.help === true) return { ...base, command: "help" };
   if (values.version === true) return { ...base, command: "version" };
@@ -132,6 +138,7 @@ export async function serverMain(argv: string[]): Promise<number> {
       port: cmd.port,
       root,
       fsync: cmd.fsync,
+      legacy: cmd.legacy,
     });
   } catch (error) {
     return reportFailure(explainStartFailure(error, cmd, root), PROGRAM, "");
@@ -141,6 +148,9 @@ export async function serverMain(argv: string[]): Promise<number> {
     ? " (this machine only; --host 0.0.0.0 to share on the network)"
     : "";
   say(`${PROGRAM} ${VERSION}: serving ${server.store.root} on ${where}${scope}`);
+  if (cmd.legacy) {
+    say(`${PROGRAM}: also serving the seed protocol; its uploads cannot be verified`);
+  }
   const stop = () => {
     say(`${PROGRAM}: stopping`);
     server.close();

@@ -1,0 +1,293 @@
+/**
+ * The seed's own protocol, spoken on both sides so its Python scripts and ferry can replace each
+ * other: a bare UTF-8 request line (`put NAME`, `get NAME`, `list`, at most 32 bytes, no
+ * terminator), a `pass` or `cancel` answer, then raw bytes ended by closing the connection. It has
+ * no framing and no checksum, so nothing received this way can be verified.
+ *
+ * @module
+ */
+
+import type { BufferPool } from "./buffer_pool.ts";
+import {
+  type ClientSession,
+  type ConnectOptions,
+  type DownloadTarget,
+  type GetOptions,
+  openConnection,
+  type PutOptions,
+  type RemoteFileInfo,
+} from "./client.ts";
+import { ProtocolError, RefusedError, StoreError, UserError } from "./errors.ts";
+import { type FileStore, quote } from "./file_store.ts";
+import { FrameReader, FrameWriter, type ListEntry } from "./protocol.ts";
+import { type ByteSource, receiveRaw, sendData, type TransferResult } from "./transfer.ts";
+
+/** Longest request line the seed's server reads. */
+export const LEGACY_REQUEST_MAX = 32;
+
+const PASS = new TextEncoder().encode("pass");
+const CANCEL = new TextEncoder().encode("cancel");
+
+/** A parsed seed request line. */
+export interface LegacyRequest {
+  /** Operation. */
+  op: "put" | "get" | "list";
+  /** Name for put and get; empty for list. */
+  name: string;
+}
+
+/** Whether a connection's first byte could begin a seed request line. */
+export function looksLikeLegacy(firstByte: number): boolean {
+  return firstByte === 0x70 /* p */ || firstByte === 0x67 /* g */ || firstByte === 0x6c /* l */;
+}
+
+/** Parses a seed request line; throws {@link ProtocolError} if it is not one. */
+export function parseLegacyRequest(bytes: Uint8Array): LegacyRequest {
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new ProtocolError("Seed request is not valid UTF-8");
+  }
+  if (text === "list") return { op: "list", name: "" };
+  const match = /^(put|get) (.+)$/s.exec(text);
+  if (!match) throw new ProtocolError(`Not a seed request: ${quote(text)}`);
+  return { op: match[1] as "put" | "get", name: match[2] };
+}
+
+/** What the server needs to serve a seed request. */
+export interface LegacyServeContext {
+  /** The served folder. */
+  store: FileStore;
+  /** Transfer buffers. */
+  pool: BufferPool;
+}
+
+/** What a served seed request did, for the server's log. */
+export interface LegacyOutcome {
+  /** The request, if one could be parsed. */
+  request?: LegacyRequest;
+  /** Bytes moved. */
+  bytes: number;
+  /** Result text for the log. */
+  result: string;
+}
+
+/**
+ * Serves one seed request on a connection whose first bytes (`head`) have been read. The same
+ * storage rules hold as for ferry requests; the caller closes the connection afterwards.
+ */
+export async function serveLegacy(
+  head: Uint8Array,
+  conn: { frames: FrameReader; out: FrameWriter },
+  ctx: LegacyServeContext,
+): Promise<LegacyOutcome> {
+  // The seed server reads the request with one recv of at most 32 bytes; so do we.
+  const line = new Uint8Array(LEGACY_REQUEST_MAX);
+  line.set(head);
+  let length = head.length;
+  if (length < LEGACY_REQUEST_MAX) {
+    const more = await conn.frames.readSome(new Uint8Array(LEGACY_REQUEST_MAX - length));
+    if (more) {
+      line.set(more, length);
+      length += more.length;
+    }
+  }
+  const request = parseLegacyRequest(line.subarray(0, length));
+  const { frames, out } = conn;
+  if (request.op === "list") {
+    const names = (await ctx.store.list()).map((e) => e.name + "\n").join("");
+    const bytes = new TextEncoder().encode(names);
+    await out.writeRaw(bytes);
+    return { request, bytes: bytes.length, result: "ok" };
+  }
+  if (request.op === "get") {
+    let opened;
+    try {
+      opened = await ctx.store.openFile(request.name);
+    } catch (error) {
+      await out.writeRaw(CANCEL);
+      return { request, bytes: 0, result: `refused (${describeStoreError(error)})` };
+    }
+    try {
+      await out.writeRaw(PASS);
+      const sent = await sendData(opened.file.readable, out, {
+        pool: ctx.pool,
+        sizeHint: opened.size,
+        raw: true,
+      });
+      return { request, bytes: sent.size, result: "ok (seed protocol)" };
+    } finally {
+      try {
+        opened.file.close();
+      } catch {
+        // The stream closes the file when it reaches the end.
+      }
+    }
+  }
+  let upload;
+  try {
+    upload = await ctx.store.beginUpload(request.name);
+  } catch (error) {
+    await out.writeRaw(CANCEL);
+    return { request, bytes: 0, result: `refused (${describeStoreError(error)})` };
+  }
+  try {
+    await out.writeRaw(PASS);
+    const received = await receiveRaw(frames, upload, { pool: ctx.pool });
+    await upload.commit();
+    return {
+      request,
+      bytes: received.size,
+      result: `ok UNVERIFIED (seed protocol has no checksum) ${received.checksum}`,
+    };
+  } catch (error) {
+    await upload.discard();
+    throw error;
+  }
+}
+
+function describeStoreError(error: unknown): string {
+  if (error instanceof StoreError) return `${error.code}: ${error.message}`;
+  throw error;
+}
+
+/** A client session speaking the seed protocol: one connection per request. */
+export class LegacySession implements ClientSession {
+  /** `host:port` of the server. */
+  readonly target: string;
+  /** The seed protocol cannot verify anything. */
+  readonly verified = false;
+  #host: string;
+  #port: number;
+  #options: ConnectOptions;
+
+  /** Creates a session; connections are opened per request. */
+  constructor(host: string, port: number, options: ConnectOptions = {}) {
+    this.#host = host;
+    this.#port = port;
+    this.#options = options;
+    this.target = `${host}:${port}`;
+  }
+
+  async #request(op: string, name?: string) {
+    const line = new TextEncoder().encode(name === undefined ? op : `${op} ${name}`);
+    if (line.length > LEGACY_REQUEST_MAX) {
+      throw new UserError(
+        `Name too long for the seed protocol: ${quote(name ?? "")} (at most ${
+          LEGACY_REQUEST_MAX - op.length - 1
+        } bytes)`,
+      );
+    }
+    const { conn } = await openConnection(this.#host, this.#port, this.#options);
+    const frames = new FrameReader(conn.readable);
+    const out = new FrameWriter(conn.writable);
+    await out.writeRaw(line);
+    return { conn, frames, out };
+  }
+
+  /**
+   * Reads the `pass`/`cancel` answer. A `pass` may arrive in the same read as the first file
+   * bytes; those are returned as `rest`.
+   */
+  async #answer(frames: FrameReader, name: string): Promise<Uint8Array> {
+    const reply = await frames.readSome(new Uint8Array(LEGACY_REQUEST_MAX));
+    const text = reply ? new TextDecoder().decode(reply.subarray(0, 6)) : "";
+    if (reply && text.startsWith("pass")) return reply.slice(4);
+    if (text === "cancel") {
+      throw new RefusedError("unsupported", `Seed server answered cancel for ${quote(name)}`);
+    }
+    throw new ProtocolError("Seed server sent neither pass nor cancel");
+  }
+
+  /** Uploads: `pass`, raw bytes, then a half-close marks the end. */
+  async put(source: ByteSource, name: string, options: PutOptions = {}): Promise<TransferResult> {
+    const { conn, frames, out } = await this.#request("put", name);
+    try {
+      const rest = await this.#answer(frames, name).catch(async (error) => {
+        await source.cancel().catch(() => {});
+        throw error;
+      });
+      if (rest.length) throw new ProtocolError("Seed server sent data after pass on a put");
+      const sent = await sendData(source, out, {
+        raw: true,
+        sizeHint: options.size,
+        onProgress: options.onProgress,
+      });
+      // A half-close marks the end; closing the writable would close the whole socket in Deno.
+      await conn.closeWrite();
+      // The seed server closes once it has everything; wait for that before claiming success.
+      await frames.discardAll();
+      return { size: sent.size, checksum: "" };
+    } finally {
+      closeQuietly(conn);
+    }
+  }
+
+  /** Downloads: `pass` and then raw bytes until the server closes. */
+  async get(
+    name: string,
+    open: (info: RemoteFileInfo) => Promise<DownloadTarget>,
+    options: GetOptions = {},
+  ): Promise<TransferResult> {
+    const { conn, frames } = await this.#request("get", name);
+    try {
+      const rest = await this.#answer(frames, name);
+      const target = await open({ size: 0, mtime: 0 });
+      try {
+        if (rest.length) await target.write(rest);
+        const offset = rest.length;
+        const tail = await receiveRaw(frames, target, {
+          onProgress: (n) => options.onProgress?.(offset + n),
+        });
+        await target.commit();
+        // Nothing was verified, so no checksum is claimed.
+        return { size: offset + tail.size, checksum: "" };
+      } catch (error) {
+        await target.discard();
+        throw error;
+      }
+    } finally {
+      closeQuietly(conn);
+    }
+  }
+
+  /** Lists: one name per line, then the server closes. */
+  async list(): Promise<ListEntry[]> {
+    const { conn, frames } = await this.#request("list");
+    try {
+      const chunks: Uint8Array[] = [];
+      await receiveRaw(frames, {
+        write(chunk) {
+          chunks.push(chunk.slice());
+          return Promise.resolve();
+        },
+      }, { sizeHint: 65536 });
+      const text = new TextDecoder().decode(concat(chunks));
+      return text.split("\n").filter((n) => n !== "").map((name) => ({ name, size: 0, mtime: 0 }));
+    } finally {
+      closeQuietly(conn);
+    }
+  }
+
+  /** Nothing to close: each request had its own connection. */
+  close(): void {}
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // Already closed.
+  }
+}
