@@ -5,6 +5,7 @@
  * @module
  */
 
+import { authMac, macMatches, newNonce } from "./auth.ts";
 import { type BufferPool, defaultPool } from "./buffer_pool.ts";
 import { ProtocolError, RefusedError, UserError } from "./errors.ts";
 import {
@@ -38,6 +39,10 @@ export interface ConnectOptions {
   timeoutMs?: number;
   /** Buffer pool for transfers. */
   pool?: BufferPool;
+  /** Shared secret to prove to the server (and to require the server to prove). */
+  token?: Uint8Array;
+  /** Use TLS; `caCerts` adds trusted certificates (PEM) to the system's. */
+  tls?: { caCerts?: string[] };
 }
 
 /** Options for {@link Session.put}. */
@@ -117,12 +122,15 @@ export async function openConnection(
   host: string,
   port: number,
   options: ConnectOptions = {},
-): Promise<{ conn: Deno.TcpConn; target: string }> {
+): Promise<{ conn: Deno.Conn; target: string }> {
   const hostname = normalizeHost(host);
   const target = describeTarget(hostname, port);
   const timeoutMs = options.timeoutMs ?? 15000;
-  let conn: Deno.TcpConn | undefined;
-  const connecting = Deno.connect({ hostname, port }).then((c) => conn = c);
+  let conn: Deno.Conn | undefined;
+  const connecting =
+    (options.tls
+      ? Deno.connectTls({ hostname, port, caCerts: options.tls.caCerts })
+      : Deno.connect({ hostname, port })).then((c) => conn = c);
   connecting.catch(() => {});
   try {
     await withTimeout(connecting, timeoutMs, `Connecting to ${target}`, () => {});
@@ -138,7 +146,30 @@ export async function openConnection(
     }
     throw new UserError(`Cannot connect to ${target}: ${text.split("\n")[0]}`);
   }
+  if (options.tls) {
+    const tlsConn = conn as Deno.TlsConn;
+    try {
+      await withTimeout(tlsConn.handshake(), timeoutMs, `TLS handshake with ${target}`, () => {
+        closeQuietly(tlsConn);
+      });
+    } catch (error) {
+      closeQuietly(tlsConn);
+      if (error instanceof UserError) throw error;
+      const text = error instanceof Error ? error.message.split("\n")[0] : String(error);
+      throw new UserError(
+        `TLS handshake with ${target} failed: ${text} (does the server use TLS, and does --ca match?)`,
+      );
+    }
+  }
   return { conn: conn!, target };
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // Already closed.
+  }
 }
 
 /** Connects to a ferry server and completes the handshake. */
@@ -149,7 +180,11 @@ export async function connect(
 ): Promise<Session> {
   const { conn, target } = await openConnection(host, port, options);
   const timeoutMs = options.timeoutMs ?? 15000;
-  const session = new Session(conn, target, options.pool ?? defaultPool);
+  const session = new Session(conn, target, {
+    pool: options.pool ?? defaultPool,
+    token: options.token,
+    tls: options.tls !== undefined,
+  });
   await withTimeout(
     session.handshake(),
     timeoutMs,
@@ -157,6 +192,16 @@ export async function connect(
     () => session.close(),
   );
   return session;
+}
+
+/** Options for {@link Session}. */
+export interface SessionOptions {
+  /** Buffer pool for transfers. */
+  pool: BufferPool;
+  /** Shared secret, if the server requires one. */
+  token?: Uint8Array;
+  /** Whether the connection is TLS (for messages). */
+  tls: boolean;
 }
 
 /** One connection to a ferry server; requests run one after another. */
@@ -167,16 +212,20 @@ export class Session implements ClientSession {
   readonly verified = true;
   /** The server's greeting, after the handshake. */
   welcome?: Welcome;
-  #conn: Deno.TcpConn;
+  #conn: Deno.Conn;
   #frames: FrameReader;
   #out: FrameWriter;
   #pool: BufferPool;
+  #token?: Uint8Array;
+  #tls: boolean;
 
   /** Wraps a connected socket; use {@link connect}. */
-  constructor(conn: Deno.TcpConn, target: string, pool: BufferPool) {
+  constructor(conn: Deno.Conn, target: string, options: SessionOptions) {
     this.#conn = conn;
     this.target = target;
-    this.#pool = pool;
+    this.#pool = options.pool;
+    this.#token = options.token;
+    this.#tls = options.tls;
     this.#frames = new FrameReader(conn.readable);
     this.#out = new FrameWriter(conn.writable);
   }
@@ -185,13 +234,20 @@ export class Session implements ClientSession {
   async handshake(): Promise<void> {
     await this.#out.writeRaw(encodePreamble(PROTOCOL_VERSION));
     await this.#out.writeControl(FrameType.HELLO, { client: `${NAME}/${VERSION}` });
-    const first = await this.#frames.readSome(new Uint8Array(8));
-    if (!first) throw new ProtocolError(`Server at ${this.target} closed the connection`);
+    const first = await this.#frames.readSome(new Uint8Array(8)).catch(() => null);
+    if (!first) {
+      throw new ProtocolError(
+        `Server at ${this.target} closed the connection during the handshake` +
+          (this.#tls ? "" : " (does it require --tls?)"),
+      );
+    }
     const text = new TextDecoder().decode(first);
     if (first[0] !== 0x00) {
       throw new ProtocolError(
         text.startsWith("cancel")
           ? `Server at ${this.target} speaks the seed protocol; try --legacy`
+          : first[0] === 0x15 && !this.#tls
+          ? `Server at ${this.target} answered with TLS; use --tls`
           : `Server at ${this.target} does not speak the ferry protocol`,
       );
     }
@@ -207,6 +263,34 @@ export class Session implements ClientSession {
       throw new ProtocolError(`Expected WELCOME, got ${frameTypeName(frame.type)}`);
     }
     this.welcome = parseWelcome(frame.json);
+    await this.#authenticate(this.welcome);
+  }
+
+  /** Answers the server's challenge, and makes the server prove it holds the token too. */
+  async #authenticate(welcome: Welcome): Promise<void> {
+    const token = this.#token;
+    if (!welcome.challenge) {
+      if (token) {
+        throw new UserError(
+          `Server at ${this.target} did not ask for the token, so it cannot prove it holds it; refusing to go on`,
+        );
+      }
+      return;
+    }
+    if (!token) {
+      throw new UserError(`Server at ${this.target} requires a token: use --token-file`);
+    }
+    const nonce = newNonce();
+    const challenge = welcome.challenge;
+    await this.#out.writeControl(FrameType.AUTH, {
+      nonce,
+      mac: authMac(token, { role: "client", challenge, nonce }),
+    });
+    const ok = await this.#expectOk();
+    const expected = authMac(token, { role: "server", challenge, nonce });
+    if (!ok.mac || !macMatches(expected, ok.mac)) {
+      throw new ProtocolError(`Server at ${this.target} could not prove it holds the token`);
+    }
   }
 
   async #expectFrame() {

@@ -16,6 +16,7 @@ import {
   reportFailure,
   say,
 } from "./cli.ts";
+import { readTokenFile } from "./auth.ts";
 import { UsageError, UserError } from "./errors.ts";
 import { moveNoClobber } from "./file_store.ts";
 import { LegacySession } from "./legacy.ts";
@@ -43,6 +44,10 @@ Options:
   -l, --long           list: print sizes and dates too
   -q, --quiet          print nothing but errors
   --timeout SECONDS    give up connecting after this long (default 15)
+  --token-file FILE    prove to the server that we hold the secret in FILE
+                       (it never crosses the wire; the server must prove it too)
+  --tls                connect with TLS, trusting the system's certificates...
+  --ca FILE            ...and the PEM certificate(s) in FILE (implies --tls)
   --legacy             speak the seed's protocol, to use its Python server
                        (no checksum: transfers cannot be verified)
   -h, --help           show this help
@@ -66,6 +71,9 @@ const OPTIONS: OptionSpec = {
   quiet: { type: "boolean", short: "q" },
   timeout: { type: "string" },
   legacy: { type: "boolean" },
+  "token-file": { type: "string" },
+  tls: { type: "boolean" },
+  ca: { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
 };
@@ -102,6 +110,12 @@ export interface ClientCommand {
   timeoutMs: number;
   /** Speak the seed protocol. */
   legacy: boolean;
+  /** Path of the token file. */
+  tokenFile?: string;
+  /** Use TLS. */
+  tls: boolean;
+  /** Extra trusted CA certificate file. */
+  caFile?: string;
 }
 
 /** Parses the client's arguments; throws {@link UsageError} on anything it cannot run. */
@@ -119,6 +133,9 @@ export function parseClientArgs(argv: string[]): ClientCommand {
     quiet: flag("quiet"),
     timeoutMs: 15000,
     legacy: flag("legacy"),
+    tls: flag("tls") || typeof values.ca === "string",
+    caFile: values.ca as string | undefined,
+    tokenFile: values["token-file"] as string | undefined,
   };
   if (flag("help")) return { ...base, command: "help" };
   if (flag("version")) return { ...base, command: "version" };
@@ -153,6 +170,12 @@ export function parseClientArgs(argv: string[]): ClientCommand {
     timeoutMs = seconds * 1000;
   }
   if (flag("json") && flag("long")) throw new UsageError("Choose one of --json and --long");
+  if (base.legacy && (base.tls || base.tokenFile !== undefined)) {
+    throw new UsageError(
+      `--legacy cannot be combined with ${base.tls ? "--tls" : "--token-file"}: ` +
+        "the seed protocol can carry neither",
+    );
+  }
   if (flag("legacy") && (flag("json") || flag("long"))) {
     throw new UsageError(
       `--${
@@ -189,14 +212,29 @@ async function runCommand(cmd: ClientCommand): Promise<void> {
     : cmd.command === "get"
     ? await prepareGet(cmd)
     : undefined;
+  const token = cmd.tokenFile ? await readTokenFile(cmd.tokenFile) : undefined;
+  const caCerts = cmd.caFile ? [await readCa(cmd.caFile)] : undefined;
   const session: ClientSession = cmd.legacy
     ? new LegacySession(cmd.host, cmd.port, { timeoutMs: cmd.timeoutMs })
-    : await connect(cmd.host, cmd.port, { timeoutMs: cmd.timeoutMs });
+    : await connect(cmd.host, cmd.port, {
+      timeoutMs: cmd.timeoutMs,
+      token,
+      tls: cmd.tls ? { caCerts } : undefined,
+    });
   try {
     if (cmd.command === "list") await runList(session, cmd);
     else await prepared!(session);
   } finally {
     session.close();
+  }
+}
+
+async function readCa(path: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (error) {
+    const why = error instanceof Deno.errors.NotFound ? "no such file" : String(error);
+    throw new UserError(`Cannot read --ca ${path}: ${why}`);
   }
 }
 

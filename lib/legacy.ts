@@ -61,6 +61,10 @@ export interface LegacyServeContext {
   store: FileStore;
   /** Transfer buffers. */
   pool: BufferPool;
+  /** Refuse uploads. */
+  readOnly?: boolean;
+  /** Largest upload accepted. */
+  maxSize?: number;
 }
 
 /** What a served seed request did, for the server's log. */
@@ -127,6 +131,7 @@ export async function serveLegacy(
   }
   let upload;
   try {
+    if (ctx.readOnly) throw new StoreError("read_only", "Server is read-only");
     upload = await ctx.store.beginUpload(request.name);
   } catch (error) {
     await out.writeRaw(CANCEL);
@@ -134,7 +139,7 @@ export async function serveLegacy(
   }
   try {
     await out.writeRaw(PASS);
-    const received = await receiveRaw(frames, upload, { pool: ctx.pool });
+    const received = await receiveRaw(frames, upload, { pool: ctx.pool, maxSize: ctx.maxSize });
     await upload.commit();
     return {
       request,

@@ -10,6 +10,7 @@ import { type BufferPool, defaultPool } from "./buffer_pool.ts";
 import { describeError, ProtocolError, RefusedError, StoreError } from "./errors.ts";
 import { FileStore, quote } from "./file_store.ts";
 import {
+  type Activity,
   decodePreamble,
   encodeListing,
   encodePreamble,
@@ -18,12 +19,16 @@ import {
   FrameType,
   frameTypeName,
   FrameWriter,
+  parseAuth,
   parseHello,
   parseRequest,
   PREAMBLE_LENGTH,
   PROTOCOL_VERSION,
+  type PutRequest,
   type Request,
 } from "./protocol.ts";
+import { authMac, macMatches, newNonce } from "./auth.ts";
+import { formatBytes } from "./format.ts";
 import { looksLikeLegacy, serveLegacy } from "./legacy.ts";
 import { receiveData, sendData } from "./transfer.ts";
 import { NAME, VERSION } from "./version.ts";
@@ -46,7 +51,25 @@ export interface ServerOptions {
   fsync?: boolean;
   /** Also serve the seed's legacy protocol on the same port. */
   legacy?: boolean;
+  /** Refuse uploads. */
+  readOnly?: boolean;
+  /** Shared secret clients must prove they hold. */
+  token?: Uint8Array;
+  /** PEM certificate chain and key: serve over TLS. */
+  tls?: { cert: string; key: string };
+  /** Largest upload accepted, in bytes; undefined for no limit. */
+  maxSize?: number;
+  /** Connections served at once; more are refused as busy (default 64). */
+  maxConnections?: number;
+  /** Close a connection that moves no byte for this long (default 120000 ms; 0 never). */
+  idleTimeoutMs?: number;
 }
+
+/** Defaults for the limits, shown at start. */
+export const SERVER_DEFAULTS = {
+  maxConnections: 64,
+  idleTimeoutMs: 120_000,
+} as const;
 
 /** A running server. */
 export interface RunningServer {
@@ -54,8 +77,13 @@ export interface RunningServer {
   addr: Deno.NetAddr;
   /** The served folder. */
   store: FileStore;
-  /** Stops accepting and closes every connection. */
+  /** Stops accepting and closes every connection at once. */
   close(): Promise<void>;
+  /**
+   * Stops accepting, lets transfers in flight finish for up to `graceMs`, then cuts the rest
+   * (their staging files are removed). Resolves with the number of connections cut.
+   */
+  shutdown(graceMs: number): Promise<number>;
   /** Settles when the accept loop has ended. */
   finished: Promise<void>;
 }
@@ -65,6 +93,17 @@ interface Context {
   pool: BufferPool;
   log: (line: string) => void;
   legacy: boolean;
+  readOnly: boolean;
+  token?: Uint8Array;
+  maxSize?: number;
+}
+
+/** Per-connection state the watchdog and the handler share. */
+interface Tracked {
+  conn: Deno.Conn;
+  activity: Activity;
+  /** Why the server closed it, if it did. */
+  reason?: string;
 }
 
 /** Formats an address as `host:port`, bracketing IPv6. */
@@ -81,23 +120,45 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     create: options.createRoot ?? true,
     fsync: options.fsync,
   });
-  const listener = Deno.listen({
-    hostname: options.hostname ?? "127.0.0.1",
-    port: options.port ?? 0,
-  });
+  const address = { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? 0 };
+  const listener: Deno.Listener = options.tls
+    ? Deno.listenTls({ ...address, cert: options.tls.cert, key: options.tls.key })
+    : Deno.listen(address);
   const ctx: Context = {
     store,
     pool: options.pool ?? defaultPool,
     log: options.log ?? ((line) => console.error(line)),
     legacy: options.legacy ?? false,
+    readOnly: options.readOnly ?? false,
+    token: options.token,
+    maxSize: options.maxSize,
   };
-  const connections = new Set<Deno.Conn>();
+  const maxConnections = options.maxConnections ?? SERVER_DEFAULTS.maxConnections;
+  const idleTimeoutMs = options.idleTimeoutMs ?? SERVER_DEFAULTS.idleTimeoutMs;
+  const tracked = new Set<Tracked>();
   const handlers = new Set<Promise<void>>();
+  const watchdog = idleTimeoutMs > 0
+    ? setInterval(() => {
+      const now = Date.now();
+      for (const entry of tracked) {
+        if (now - entry.activity.last > idleTimeoutMs) {
+          entry.reason = `idle for ${idleTimeoutMs / 1000} s`;
+          closeQuietly(entry.conn);
+        }
+      }
+    }, Math.min(1000, Math.max(50, idleTimeoutMs / 4)))
+    : undefined;
   const finished = (async () => {
     for await (const conn of listener) {
-      connections.add(conn);
-      const handler = handleConnection(conn, ctx).finally(() => {
-        connections.delete(conn);
+      if (tracked.size >= maxConnections) {
+        const busy = refuseBusy(conn, maxConnections, ctx).finally(() => handlers.delete(busy));
+        handlers.add(busy);
+        continue;
+      }
+      const entry: Tracked = { conn, activity: { last: Date.now() } };
+      tracked.add(entry);
+      const handler = handleConnection(entry, ctx).finally(() => {
+        tracked.delete(entry);
         handlers.delete(handler);
       });
       handlers.add(handler);
@@ -105,21 +166,61 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   })().catch((error) => {
     if (!(error instanceof Deno.errors.BadResource)) throw error;
   });
+  const stopAccepting = () => {
+    try {
+      listener.close();
+    } catch {
+      // Already closed.
+    }
+  };
+  const cutAll = async () => {
+    for (const entry of tracked) {
+      entry.reason = "server shutting down";
+      closeQuietly(entry.conn);
+    }
+    await Promise.allSettled([...handlers]);
+    clearInterval(watchdog);
+    await finished;
+  };
   return {
     addr: listener.addr as Deno.NetAddr,
     store,
     finished,
     async close() {
-      try {
-        listener.close();
-      } catch {
-        // Already closed.
-      }
-      for (const conn of connections) closeQuietly(conn);
-      await Promise.allSettled([...handlers]);
-      await finished;
+      stopAccepting();
+      await cutAll();
+    },
+    async shutdown(graceMs: number) {
+      stopAccepting();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const grace = new Promise((resolve) => timer = setTimeout(resolve, graceMs));
+      await Promise.race([Promise.allSettled([...handlers]), grace]);
+      clearTimeout(timer);
+      const cut = tracked.size;
+      await cutAll();
+      return cut;
     },
   };
+}
+
+/** Tells a client over the connection limit that the server is busy, and hangs up. */
+async function refuseBusy(conn: Deno.Conn, limit: number, ctx: Context): Promise<void> {
+  const peer = formatAddr(conn.remoteAddr);
+  const timer = setTimeout(() => closeQuietly(conn), 5000);
+  try {
+    const out = new FrameWriter(conn.writable);
+    await out.writeRaw(encodePreamble(PROTOCOL_VERSION));
+    await out.writeControl(FrameType.ERROR, {
+      code: "busy",
+      message: `Server busy: all ${limit} connections in use, try again later`,
+    });
+    ctx.log(`${stamp()} ${peer} refused: busy (${limit} connections)`);
+  } catch {
+    // The client left first.
+  } finally {
+    clearTimeout(timer);
+    closeQuietly(conn);
+  }
 }
 
 function closeQuietly(conn: Deno.Conn): void {
@@ -159,46 +260,19 @@ interface Outcome {
   close?: boolean;
 }
 
-async function handleConnection(conn: Deno.Conn, ctx: Context): Promise<void> {
+async function handleConnection(entry: Tracked, ctx: Context): Promise<void> {
+  const { conn, activity } = entry;
   const peer = formatAddr(conn.remoteAddr);
-  const frames = new FrameReader(conn.readable);
-  const out = new FrameWriter(conn.writable);
+  const frames = new FrameReader(conn.readable, { activity });
+  const out = new FrameWriter(conn.writable, { activity });
   try {
     const first = await frames.readSome(new Uint8Array(1));
     if (!first) return;
     if (first[0] !== 0x00) {
-      if (ctx.legacy && looksLikeLegacy(first[0])) {
-        const started = performance.now();
-        const outcome = await serveLegacy(first, { frames, out }, ctx);
-        const seconds = ((performance.now() - started) / 1000).toFixed(3);
-        const what = outcome.request
-          ? `${outcome.request.op} ${outcome.request.name ? quote(outcome.request.name) : "-"}`
-          : "?";
-        ctx.log(
-          `${stamp()} ${peer} seed ${what} ${outcome.bytes} bytes ${outcome.result} ${seconds}s`,
-        );
-        return;
-      }
-      // The seed's clients open with a text request line; tell them no in their own words.
-      await out.writeRaw(new TextEncoder().encode("cancel")).catch(() => {});
-      ctx.log(
-        `${stamp()} ${peer} refused: not the ferry protocol (seed request without --legacy?)`,
-      );
+      await serveForeign(first, { frames, out, peer }, ctx);
       return;
     }
-    const rest = await frames.readExact(new Uint8Array(PREAMBLE_LENGTH - 1));
-    const preamble = new Uint8Array(PREAMBLE_LENGTH);
-    preamble.set(first);
-    preamble.set(rest!, 1);
-    const version = decodePreamble(preamble);
-    if (version < 1) throw new ProtocolError(`Unsupported protocol version ${version}`);
-    const hello = await frames.readControl();
-    if (!hello || hello.type !== FrameType.HELLO) {
-      throw new ProtocolError("Expected HELLO after the preamble");
-    }
-    parseHello(hello.json);
-    await out.writeRaw(encodePreamble(Math.min(version, PROTOCOL_VERSION)));
-    await out.writeControl(FrameType.WELCOME, { server: `${NAME}/${VERSION}`, features: [] });
+    if (!await handshake(first, { frames, out, peer }, ctx)) return;
     while (true) {
       const frame = await frames.readControl();
       if (!frame) return;
@@ -219,14 +293,93 @@ async function handleConnection(conn: Deno.Conn, ctx: Context): Promise<void> {
       }
     }
   } catch (error) {
-    const { code, message } = classify(error);
+    if (entry.reason) {
+      ctx.log(`${stamp()} ${peer} closed: ${entry.reason}`);
+      return;
+    }
     ctx.log(`${stamp()} ${peer} connection error: ${describeError(error)}`);
     if (error instanceof ProtocolError) {
+      const { code, message } = classify(error);
       await out.writeControl(FrameType.ERROR, { code, message }).catch(() => {});
     }
   } finally {
     closeQuietly(conn);
   }
+}
+
+interface Channel {
+  frames: FrameReader;
+  out: FrameWriter;
+  peer: string;
+}
+
+/** A connection that did not open with ferry's preamble: the seed protocol, TLS, or noise. */
+async function serveForeign(first: Uint8Array, channel: Channel, ctx: Context): Promise<void> {
+  const { frames, out, peer } = channel;
+  if (ctx.legacy && looksLikeLegacy(first[0])) {
+    const started = performance.now();
+    const outcome = await serveLegacy(first, { frames, out }, ctx);
+    const seconds = ((performance.now() - started) / 1000).toFixed(3);
+    const what = outcome.request
+      ? `${outcome.request.op} ${outcome.request.name ? quote(outcome.request.name) : "-"}`
+      : "?";
+    ctx.log(`${stamp()} ${peer} seed ${what} ${outcome.bytes} bytes ${outcome.result} ${seconds}s`);
+    return;
+  }
+  if (first[0] === TLS_HANDSHAKE_RECORD) {
+    ctx.log(`${stamp()} ${peer} refused: TLS client, but this server does not use TLS`);
+    return;
+  }
+  // The seed's clients open with a text request line; tell them no in their own words.
+  await out.writeRaw(new TextEncoder().encode("cancel")).catch(() => {});
+  ctx.log(`${stamp()} ${peer} refused: not the ferry protocol (seed request without --legacy?)`);
+}
+
+/** First byte of a TLS ClientHello record. */
+const TLS_HANDSHAKE_RECORD = 0x16;
+
+/**
+ * Completes the preamble, HELLO/WELCOME and, when a token is set, the challenge-response.
+ * Returns false when the client was refused (and told why).
+ */
+async function handshake(first: Uint8Array, channel: Channel, ctx: Context): Promise<boolean> {
+  const { frames, out, peer } = channel;
+  const rest = await frames.readExact(new Uint8Array(PREAMBLE_LENGTH - 1));
+  const preamble = new Uint8Array(PREAMBLE_LENGTH);
+  preamble.set(first);
+  preamble.set(rest!, 1);
+  const version = decodePreamble(preamble);
+  if (version < 1) throw new ProtocolError(`Unsupported protocol version ${version}`);
+  const hello = await frames.readControl();
+  if (!hello || hello.type !== FrameType.HELLO) {
+    throw new ProtocolError("Expected HELLO after the preamble");
+  }
+  parseHello(hello.json);
+  await out.writeRaw(encodePreamble(Math.min(version, PROTOCOL_VERSION)));
+  const challenge = ctx.token ? newNonce() : undefined;
+  const features = [ctx.token ? "auth" : "", ctx.readOnly ? "read-only" : ""].filter(Boolean);
+  await out.writeControl(FrameType.WELCOME, {
+    server: `${NAME}/${VERSION}`,
+    features,
+    ...(challenge ? { challenge } : {}),
+  });
+  if (!ctx.token || !challenge) return true;
+  const frame = await frames.readControl();
+  if (!frame) return false;
+  const deny = async (message: string) => {
+    await out.writeControl(FrameType.ERROR, { code: "denied", message });
+    ctx.log(`${stamp()} ${peer} refused: ${message}`);
+    return false;
+  };
+  if (frame.type !== FrameType.AUTH) {
+    return await deny("This server requires a token (--token-file)");
+  }
+  const auth = parseAuth(frame.json);
+  const expected = authMac(ctx.token, { role: "client", challenge, nonce: auth.nonce });
+  if (!macMatches(expected, auth.mac)) return await deny("Wrong token");
+  const mac = authMac(ctx.token, { role: "server", challenge, nonce: auth.nonce });
+  await out.writeControl(FrameType.OK, { mac });
+  return true;
 }
 
 /**
@@ -260,7 +413,7 @@ async function serveRequest(
 ): Promise<Outcome> {
   switch (request.op) {
     case "put":
-      return await servePut(request.name, request.overwrite, frames, out, ctx);
+      return await servePut(request, frames, out, ctx);
     case "get":
       return await serveGet(request.name, out, ctx);
     case "list":
@@ -268,15 +421,23 @@ async function serveRequest(
   }
 }
 
+function tooLarge(size: number, limit: number): string {
+  return `Upload of ${formatBytes(size)} is over the server's limit of ${formatBytes(limit)}`;
+}
+
 async function servePut(
-  name: string,
-  overwrite: boolean,
+  request: PutRequest,
   frames: FrameReader,
   out: FrameWriter,
   ctx: Context,
 ): Promise<Outcome> {
+  const { name, size, overwrite } = request;
   let upload;
   try {
+    if (ctx.readOnly) throw new StoreError("read_only", "Server is read-only: uploads are refused");
+    if (ctx.maxSize !== undefined && size !== null && size > ctx.maxSize) {
+      throw new StoreError("too_large", tooLarge(size, ctx.maxSize));
+    }
     upload = await ctx.store.beginUpload(name, { overwrite });
   } catch (error) {
     return await refuse(out, error);
@@ -286,6 +447,8 @@ async function servePut(
     await out.writeControl(FrameType.OK, {});
     const result = await receiveData(frames, upload, {
       pool: ctx.pool,
+      sizeHint: size,
+      maxSize: ctx.maxSize,
       onProgress: (bytes) => received = bytes,
     });
     await upload.commit();

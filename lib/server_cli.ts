@@ -16,7 +16,9 @@ import {
   say,
 } from "./cli.ts";
 import { UsageError, UserError } from "./errors.ts";
-import { formatAddr, startServer } from "./server.ts";
+import { readTokenFile } from "./auth.ts";
+import { formatBytes, parseSize } from "./format.ts";
+import { formatAddr, SERVER_DEFAULTS, startServer } from "./server.ts";
 import { NAME, VERSION } from "./version.ts";
 
 const PROGRAM = `${NAME}-server`;
@@ -43,6 +45,18 @@ Options:
                    against this server; its uploads cannot be verified)
   --no-fsync       do not flush uploads to disk before committing them (faster,
                    but a power cut may lose recent uploads)
+
+Access and limits:
+  --read-only            refuse uploads; downloads and listings are served
+  --token-file FILE      require clients to prove they hold the secret in FILE
+                         (challenge-response: the secret never crosses the wire)
+  --tls-cert FILE        serve over TLS with this PEM certificate chain...
+  --tls-key FILE         ...and this PEM private key
+  --max-size SIZE        refuse uploads over SIZE bytes (10M, 2G...; default: no limit)
+  --max-connections N    connections at once; more are told "server busy"
+                         (default ${SERVER_DEFAULTS.maxConnections})
+  --idle-timeout SECS    close connections that move no byte for this long
+                         (default ${SERVER_DEFAULTS.idleTimeoutMs / 1000}; 0 never)
   -h, --help       show this help
   -V, --version    show the version
 
@@ -55,6 +69,13 @@ const OPTIONS: OptionSpec = {
   root: { type: "string" },
   "no-fsync": { type: "boolean" },
   legacy: { type: "boolean" },
+  "read-only": { type: "boolean" },
+  "token-file": { type: "string" },
+  "tls-cert": { type: "string" },
+  "tls-key": { type: "string" },
+  "max-size": { type: "string" },
+  "max-connections": { type: "string" },
+  "idle-timeout": { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
 };
@@ -73,6 +94,18 @@ export interface ServerCommand {
   fsync: boolean;
   /** Serve the seed protocol too. */
   legacy: boolean;
+  /** Refuse uploads. */
+  readOnly: boolean;
+  /** Path of the token file. */
+  tokenFile?: string;
+  /** Paths of the TLS certificate and key. */
+  tls?: { certFile: string; keyFile: string };
+  /** Largest upload, bytes. */
+  maxSize?: number;
+  /** Connection limit. */
+  maxConnections: number;
+  /** Idle timeout, milliseconds (0 never). */
+  idleTimeoutMs: number;
 }
 
 /** Parses the server's arguments; throws {@link UsageError} on anything it cannot run. */
@@ -84,6 +117,9 @@ export function parseServerArgs(argv: string[]): ServerCommand {
     root: DEFAULT_ROOT,
     fsync: values["no-fsync"] !== true,
     legacy: values.legacy === true,
+    readOnly: values["read-only"] === true,
+    maxConnections: SERVER_DEFAULTS.maxConnections as number,
+    idleTimeoutMs: SERVER_DEFAULTS.idleTimeoutMs as number,
   };
   if (values.help === true) return { ...base, command: "help" };
   if (values.version === true) return { ...base, command: "version" };
@@ -101,12 +137,51 @@ export function parseServerArgs(argv: string[]): ServerCommand {
   if (host !== undefined && host.trim() === "") throw new UsageError("--host is empty");
   const root = values.root as string | undefined;
   if (root !== undefined && root === "") throw new UsageError("--root is empty");
+  const text = (name: string) => values[name] as string | undefined;
+  const certFile = text("tls-cert");
+  const keyFile = text("tls-key");
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new UsageError("--tls-cert and --tls-key go together");
+  }
+  const tls = certFile && keyFile ? { certFile, keyFile } : undefined;
+  const tokenFile = text("token-file");
+  if (base.legacy && (tls || tokenFile)) {
+    throw new UsageError(
+      `--legacy cannot be combined with ${tls ? "TLS" : "--token-file"}: ` +
+        "the seed protocol can carry neither",
+    );
+  }
+  let maxSize: number | undefined;
+  if (text("max-size") !== undefined) {
+    const parsed = parseSize(text("max-size")!);
+    if (parsed === null || parsed < 1) {
+      throw new UsageError(
+        `Invalid --max-size ${JSON.stringify(text("max-size"))}: use bytes or 10M, 2G`,
+      );
+    }
+    maxSize = parsed;
+  }
+  const count = (name: string, fallback: number, min: number) => {
+    const raw = text(name);
+    if (raw === undefined) return fallback;
+    if (!/^\d+$/.test(raw) || Number(raw) < min) {
+      throw new UsageError(
+        `Invalid --${name} ${JSON.stringify(raw)}: expected a whole number of at least ${min}`,
+      );
+    }
+    return Number(raw);
+  };
   return {
     ...base,
     command: "serve",
     hostname: host?.replace(/^\[(.*)\]$/, "$1") ?? DEFAULT_HOST,
     port: ports[0] ?? DEFAULT_PORT,
     root: root ?? DEFAULT_ROOT,
+    tls,
+    tokenFile,
+    maxSize,
+    maxConnections: count("max-connections", base.maxConnections, 1),
+    idleTimeoutMs: count("idle-timeout", base.idleTimeoutMs / 1000, 0) * 1000,
   };
 }
 
@@ -133,12 +208,22 @@ export async function serverMain(argv: string[]): Promise<number> {
   const root = resolve(cmd.root);
   let server;
   try {
+    const token = cmd.tokenFile ? await readTokenFile(cmd.tokenFile) : undefined;
+    const tls = cmd.tls
+      ? { cert: await readPem(cmd.tls.certFile), key: await readPem(cmd.tls.keyFile) }
+      : undefined;
     server = await startServer({
       hostname: cmd.hostname,
       port: cmd.port,
       root,
       fsync: cmd.fsync,
       legacy: cmd.legacy,
+      readOnly: cmd.readOnly,
+      token,
+      tls,
+      maxSize: cmd.maxSize,
+      maxConnections: cmd.maxConnections,
+      idleTimeoutMs: cmd.idleTimeoutMs,
     });
   } catch (error) {
     return reportFailure(explainStartFailure(error, cmd, root), PROGRAM, "");
@@ -151,16 +236,57 @@ export async function serverMain(argv: string[]): Promise<number> {
   if (cmd.legacy) {
     say(`${PROGRAM}: also serving the seed protocol; its uploads cannot be verified`);
   }
+  say(
+    `${PROGRAM}: ${cmd.tls ? "TLS" : "no TLS"}, ${
+      cmd.tokenFile ? "token required" : "no token"
+    }, ` +
+      `${cmd.readOnly ? "read-only" : "uploads allowed"}; ` +
+      `max size ${cmd.maxSize === undefined ? "unlimited" : formatBytes(cmd.maxSize)}, ` +
+      `max connections ${cmd.maxConnections}, ` +
+      `idle timeout ${cmd.idleTimeoutMs ? `${cmd.idleTimeoutMs / 1000} s` : "none"}`,
+  );
+  if (!isLoopback(server.addr.hostname) && !cmd.tls && !cmd.tokenFile) {
+    say(
+      `${PROGRAM}: warning: listening beyond this machine with neither --token-file nor TLS; ` +
+        "anyone who can reach the port can read" + (cmd.readOnly ? "" : " and write") + " files",
+    );
+  }
+  const stopped = Promise.withResolvers<void>();
+  let stopping = false;
   const stop = () => {
-    say(`${PROGRAM}: stopping`);
-    server.close();
+    if (stopping) {
+      say(`${PROGRAM}: stopping now`);
+      server.close().then(() => stopped.resolve());
+      return;
+    }
+    stopping = true;
+    say(`${PROGRAM}: stopping; transfers in flight have ${GRACE_MS / 1000} s to finish`);
+    server.shutdown(GRACE_MS).then((cut) => {
+      if (cut > 0) {
+        say(`${PROGRAM}: cut ${cut} unfinished connection(s); their uploads were discarded`);
+      }
+      stopped.resolve();
+    });
   };
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
-  await server.finished;
+  await stopped.promise;
   Deno.removeSignalListener("SIGINT", stop);
   Deno.removeSignalListener("SIGTERM", stop);
+  say(`${PROGRAM}: stopped`);
   return EXIT_OK;
+}
+
+/** How long in-flight transfers may run on after SIGINT or SIGTERM. */
+export const GRACE_MS = 5000;
+
+async function readPem(path: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (error) {
+    const why = error instanceof Deno.errors.NotFound ? "no such file" : String(error);
+    throw new UserError(`Cannot read ${path}: ${why}`);
+  }
 }
 
 function explainStartFailure(error: unknown, cmd: ServerCommand, root: string): unknown {
@@ -183,6 +309,13 @@ function explainStartFailure(error: unknown, cmd: ServerCommand, root: string): 
   }
   if (error instanceof Error && /failed to lookup|not known/i.test(error.message)) {
     return new UserError(`Cannot resolve --host ${JSON.stringify(cmd.hostname)}`);
+  }
+  if (cmd.tls && error instanceof Error && !(error instanceof UserError)) {
+    return new UserError(
+      `Cannot start TLS with ${cmd.tls.certFile} and ${cmd.tls.keyFile}: ${
+        error.message.split("\n")[0]
+      }`,
+    );
   }
   return error;
 }

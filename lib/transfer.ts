@@ -10,6 +10,7 @@
 import { type BufferPool, defaultPool } from "./buffer_pool.ts";
 import { createChecksum } from "./checksum.ts";
 import { ProtocolError, RefusedError, StoreError } from "./errors.ts";
+import { formatBytes } from "./format.ts";
 import {
   CHUNK_SIZE,
   type FrameReader,
@@ -63,6 +64,10 @@ export type ByteSource = ReadableStream<Uint8Array>;
 export interface ByteSink {
   /** Writes a whole chunk. */
   write(chunk: Uint8Array): Promise<void>;
+}
+
+function overLimit(limit: number): string {
+  return `Upload is over the server's limit of ${formatBytes(limit)}`;
 }
 
 /** Buffer size for a transfer: the chunk size, or less when the transfer is known to be small. */
@@ -214,10 +219,7 @@ export async function receiveData(
           remaining -= size;
           received += size;
           if (options.maxSize !== undefined && received > options.maxSize) {
-            throw new StoreError(
-              "too_large",
-              `Upload is larger than the limit of ${options.maxSize} bytes`,
-            );
+            throw new StoreError("too_large", overLimit(options.maxSize));
           }
           checksum.update(chunk);
           await pending;
@@ -284,10 +286,7 @@ export async function receiveRaw(
       if (chunk.length === 0) break;
       received += chunk.length;
       if (options.maxSize !== undefined && received > options.maxSize) {
-        throw new StoreError(
-          "too_large",
-          `Upload is larger than the limit of ${options.maxSize} bytes`,
-        );
+        throw new StoreError("too_large", overLimit(options.maxSize));
       }
       checksum.update(chunk);
       await pending;

@@ -1,0 +1,72 @@
+/**
+ * Access control: the shared token and the challenge-response that proves each side knows it
+ * without the token ever crossing the wire. The server sends a fresh nonce; the client answers
+ * with its own nonce and an HMAC-SHA256 over both; the server checks it in constant time and
+ * answers with an HMAC of its own, so the client knows it reached a server holding the token.
+ *
+ * @module
+ */
+
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { UserError } from "./errors.ts";
+
+/** Shortest token accepted, in bytes. */
+export const MIN_TOKEN_BYTES = 16;
+
+/**
+ * Reads a token file: its contents less surrounding whitespace (a trailing newline is usual).
+ * Refuses a missing, empty or short token with a one-line error.
+ */
+export async function readTokenFile(path: string): Promise<Uint8Array> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    const why = error instanceof Deno.errors.NotFound
+      ? "no such file"
+      : error instanceof Deno.errors.PermissionDenied
+      ? "permission denied"
+      : String(error);
+    throw new UserError(`Cannot read token file ${path}: ${why}`);
+  }
+  const token = new TextEncoder().encode(text.trim());
+  if (token.length < MIN_TOKEN_BYTES) {
+    throw new UserError(
+      `Token in ${path} is too short: use at least ${MIN_TOKEN_BYTES} characters ` +
+        "(for example: openssl rand -hex 32)",
+    );
+  }
+  return token;
+}
+
+/** A fresh random nonce, 64 hex digits. */
+export function newNonce(): string {
+  return randomBytes(32).toString("hex");
+}
+
+/** Which side a MAC speaks for; the two differ so one can never be replayed as the other. */
+export type AuthRole = "client" | "server";
+
+/** Options for {@link authMac}. */
+export interface AuthMacOptions {
+  /** Whose proof this is. */
+  role: AuthRole;
+  /** The server's challenge. */
+  challenge: string;
+  /** The client's nonce. */
+  nonce: string;
+}
+
+/** HMAC-SHA256 under the token of the role, the challenge and the client nonce; 64 hex digits. */
+export function authMac(token: Uint8Array, options: AuthMacOptions): string {
+  return createHmac("sha256", token)
+    .update(`ferry-auth-v1\n${options.role}\n${options.challenge}\n${options.nonce}`)
+    .digest("hex");
+}
+
+/** Compares a received MAC with the expected one in constant time. */
+export function macMatches(expected: string, received: string): boolean {
+  const a = new TextEncoder().encode(expected);
+  const b = new TextEncoder().encode(received);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
