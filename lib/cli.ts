@@ -58,30 +58,27 @@ export function say(line: string): void {
   console.error(line);
 }
 
+/** Describes a failure in one line, without the program name. */
+export function describeFailure(error: unknown): string {
+  if (error instanceof RefusedError) return `Refused by server: ${error.message}`;
+  if (error instanceof ProtocolError) return `Transfer failed: ${error.message}`;
+  if (error instanceof UserError || error instanceof UsageError) return error.message;
+  if (error instanceof Deno.errors.NotCapable) return `Missing permission: ${describeError(error)}`;
+  if (error instanceof Deno.errors.ConnectionReset || error instanceof Deno.errors.BrokenPipe) {
+    return `Connection lost: ${describeError(error)}`;
+  }
+  return describeError(error);
+}
+
 /**
  * Reports a failure as one line on stderr (no stack trace) and returns the exit code.
  * `program` prefixes the line; `helpHint` is shown after usage errors.
  */
 export function reportFailure(error: unknown, program: string, helpHint: string): number {
+  say(`${program}: ${describeFailure(error)}`);
   if (error instanceof UsageError) {
-    say(`${program}: ${error.message}`);
-    say(helpHint);
+    if (helpHint) say(helpHint);
     return EXIT_USAGE;
-  }
-  if (error instanceof RefusedError) {
-    say(`${program}: Refused by server: ${error.message}`);
-  } else if (error instanceof ProtocolError) {
-    say(`${program}: Transfer failed: ${error.message}`);
-  } else if (error instanceof UserError) {
-    say(`${program}: ${error.message}`);
-  } else if (error instanceof Deno.errors.NotCapable) {
-    say(`${program}: Missing permission: ${describeError(error)}`);
-  } else if (
-    error instanceof Deno.errors.ConnectionReset || error instanceof Deno.errors.BrokenPipe
-  ) {
-    say(`${program}: Connection lost: ${describeError(error)}`);
-  } else {
-    say(`${program}: ${describeError(error)}`);
   }
   return EXIT_FAILED;
 }

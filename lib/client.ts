@@ -27,7 +27,9 @@ import {
 import {
   type ByteSink,
   type ByteSource,
+  checksumFilePrefix,
   receiveData,
+  type ResumePoint,
   sendData,
   type TransferResult,
 } from "./transfer.ts";
@@ -45,28 +47,53 @@ export interface ConnectOptions {
   tls?: { caCerts?: string[] };
 }
 
+/** Pacing and progress options shared by put and get. */
+export interface FlowOptions {
+  /** Running byte count, including any resumed start. */
+  onProgress?: (bytes: number) => void;
+  /** Awaited per chunk with its size: a rate limit's pacing. */
+  throttle?: (bytes: number) => Promise<void>;
+  /** Largest chunk, to keep a rate limit smooth. */
+  maxChunk?: number;
+}
+
 /** Options for {@link Session.put}. */
-export interface PutOptions {
+export interface PutOptions extends FlowOptions {
   /** Byte count when known; null when streaming. */
   size?: number | null;
   /** Replace an existing remote file. */
   overwrite?: boolean;
-  /** Running byte count. */
-  onProgress?: (bytes: number) => void;
+  /**
+   * Resume: the open local file behind `source`, so the bytes the server kept can be checked
+   * against it and skipped. The file must be positioned at 0.
+   */
+  resumeFile?: Deno.FsFile;
 }
 
 /** Options for {@link Session.get}. */
-export interface GetOptions {
-  /** Running byte count. */
-  onProgress?: (bytes: number) => void;
+export interface GetOptions extends FlowOptions {
+  /** Resume: bytes already downloaded and their running checksum. */
+  resume?: ResumePoint;
+}
+
+/** What a put did. */
+export interface PutResult extends TransferResult {
+  /** Bytes the server already had from an interrupted upload (0 when none). */
+  resumedFrom: number;
+}
+
+/** What a get did. */
+export interface GetResult extends TransferResult {
+  /** Bytes that were already downloaded (0 when none). */
+  resumedFrom: number;
 }
 
 /** Where a download goes, opened once the server has accepted the request. */
 export interface DownloadTarget extends ByteSink {
   /** Called after the data is verified. */
   commit(): Promise<void>;
-  /** Called on any failure; must remove whatever was written. */
-  discard(): Promise<void>;
+  /** Called on any failure with its cause; removes (or keeps, to resume) what was written. */
+  discard(cause: unknown): Promise<void>;
 }
 
 /** What the server said about a file it is about to send. */
@@ -75,6 +102,8 @@ export interface RemoteFileInfo {
   size: number;
   /** Modification time, milliseconds since the epoch. */
   mtime: number;
+  /** Where the data starts: the resumed size, or 0 when starting over. */
+  offset: number;
 }
 
 /** The operations the CLI needs, in whichever protocol the server speaks. */
@@ -84,13 +113,13 @@ export interface ClientSession {
   /** Whether transfers are verified end to end (false for the seed protocol). */
   readonly verified: boolean;
   /** Uploads `source` as `name`. */
-  put(source: ByteSource, name: string, options?: PutOptions): Promise<TransferResult>;
+  put(source: ByteSource, name: string, options?: PutOptions): Promise<PutResult>;
   /** Downloads `name` into the target `open` returns once the server accepts. */
   get(
     name: string,
     open: (info: RemoteFileInfo) => Promise<DownloadTarget>,
     options?: GetOptions,
-  ): Promise<TransferResult>;
+  ): Promise<GetResult>;
   /** Lists the server's files. */
   list(): Promise<ListEntry[]>;
   /** Ends the session. */
@@ -162,6 +191,19 @@ export async function openConnection(
     }
   }
   return { conn: conn!, target };
+}
+
+/** The rejection of `promise` if it settles within `ms` as a rejection; otherwise undefined. */
+async function settledWithin(promise: Promise<unknown>, ms: number): Promise<unknown> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<undefined>((resolve) =>
+    timer = setTimeout(() => resolve(undefined), ms)
+  );
+  try {
+    return await Promise.race([promise.then(() => undefined, (error) => error), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function closeQuietly(conn: Deno.Conn): void {
@@ -315,19 +357,36 @@ export class Session implements ClientSession {
    * Uploads `source` under `name`. Resolves once the server has verified and committed it;
    * throws {@link RefusedError} when the server says no, before or during the transfer.
    */
-  async put(source: ByteSource, name: string, options: PutOptions = {}): Promise<TransferResult> {
+  async put(source: ByteSource, name: string, options: PutOptions = {}): Promise<PutResult> {
     const size = options.size ?? null;
+    const resumeFile = options.resumeFile;
     await this.#out.writeControl(FrameType.REQUEST, {
       op: "put",
       name,
       size,
       overwrite: options.overwrite ?? false,
+      ...(resumeFile ? { resume: true } : {}),
     });
+    let accepted: Ok;
     try {
-      await this.#expectOk();
+      accepted = await this.#expectOk();
     } catch (error) {
       await source.cancel().catch(() => {});
       throw error;
+    }
+    let resumeFrom: ResumePoint | undefined;
+    if (resumeFile && accepted.offset && accepted.prefix) {
+      const checksum = await checksumFilePrefix(resumeFile, accepted.offset, { pool: this.#pool });
+      if (!checksum || (await checksum.fork()).digest() !== accepted.prefix) {
+        // What the server kept is not the start of this file: drop it and start over.
+        await this.#out.writeControl(FrameType.ABORT, {
+          code: "checksum",
+          message: "Kept data does not match the local file",
+        });
+        await resumeFile.seek(0, Deno.SeekMode.Start);
+        return await this.put(source, name, { ...options, resumeFile: undefined });
+      }
+      resumeFrom = { size: accepted.offset, checksum };
     }
     // The server may refuse mid-upload (disk full, too large); listen while sending.
     const stop = new AbortController();
@@ -337,48 +396,60 @@ export class Session implements ClientSession {
     try {
       sent = await sendData(source, this.#out, {
         pool: this.#pool,
-        sizeHint: size,
+        sizeHint: size === null ? null : size - (resumeFrom?.size ?? 0),
         signal: stop.signal,
         onProgress: options.onProgress,
+        resumeFrom,
+        throttle: options.throttle,
+        maxChunk: options.maxChunk,
       });
     } catch (error) {
       // Prefer the server's reason over the broken pipe it caused.
-      const reason = await Promise.race([
-        verdict.then(() => undefined, (e) => e),
-        new Promise((resolve) => setTimeout(resolve, 2000, undefined)),
-      ]);
-      throw reason ?? error;
+      throw (await settledWithin(verdict, 2000)) ?? error;
     }
     const ok = await verdict;
     if (ok.checksum !== sent.checksum || ok.size !== sent.size) {
       throw new ProtocolError("Server confirmed different data than was sent");
     }
-    return sent;
+    return { ...sent, resumedFrom: resumeFrom?.size ?? 0 };
   }
 
   /**
    * Downloads `name`. `open` is called with the file's details once the server accepts, so a
-   * refusal creates nothing; the target is committed only after size and checksum match.
+   * refusal creates nothing; the target is committed only after size and checksum match. With
+   * `resume`, the server continues after the bytes the caller has, if their checksum matches
+   * its copy; otherwise it starts over, and `open` is told which.
    */
   async get(
     name: string,
     open: (info: RemoteFileInfo) => Promise<DownloadTarget>,
     options: GetOptions = {},
-  ): Promise<TransferResult> {
-    await this.#out.writeControl(FrameType.REQUEST, { op: "get", name });
+  ): Promise<GetResult> {
+    const have = options.resume;
+    await this.#out.writeControl(FrameType.REQUEST, {
+      op: "get",
+      name,
+      ...(have && have.size > 0
+        ? { offset: have.size, prefix: (await have.checksum.fork()).digest() }
+        : {}),
+    });
     const ok = await this.#expectOk();
-    const info = { size: ok.size ?? 0, mtime: ok.mtime ?? 0 };
+    const offset = have && ok.offset === have.size ? have.size : 0;
+    const info = { size: ok.size ?? 0, mtime: ok.mtime ?? 0, offset };
     const target = await open(info);
     try {
       const result = await receiveData(this.#frames, target, {
         pool: this.#pool,
-        sizeHint: info.size,
+        sizeHint: info.size - offset,
         onProgress: options.onProgress,
+        resumeFrom: offset > 0 ? { size: offset, checksum: have!.checksum } : undefined,
+        throttle: options.throttle,
+        maxChunk: options.maxChunk,
       });
       await target.commit();
-      return result;
+      return { ...result, resumedFrom: offset };
     } catch (error) {
-      await target.discard();
+      await target.discard(error);
       throw error;
     }
   }

@@ -1,14 +1,17 @@
 /**
- * The client command line: `ferry [options] HOST PORT put|get|list ...`. Parses arguments, opens
- * local files, stdin and stdout, runs the operation from lib/client.ts and prints results (data
- * on stdout, messages on stderr).
+ * The client command line: `ferry [options] HOST PORT put|get|list|mput|mget ...`. Parses
+ * arguments, opens local files, stdin and stdout, runs each transfer through lib/client.ts (or
+ * lib/legacy.ts) and reports: data and JSON reports on stdout, messages and progress on stderr.
  *
  * @module
  */
 
 import { basename, join } from "node:path";
-import { type ClientSession, connect, type DownloadTarget } from "./client.ts";
+import { readTokenFile } from "./auth.ts";
+import { type ClientSession, connect, type DownloadTarget, type FlowOptions } from "./client.ts";
 import {
+  describeFailure,
+  EXIT_FAILED,
   EXIT_OK,
   type OptionSpec,
   parseCommandLine,
@@ -16,13 +19,14 @@ import {
   reportFailure,
   say,
 } from "./cli.ts";
-import { readTokenFile } from "./auth.ts";
-import { UsageError, UserError } from "./errors.ts";
+import { isInterruption, RefusedError, UsageError, UserError } from "./errors.ts";
 import { moveNoClobber } from "./file_store.ts";
+import { formatBytes, formatDate, formatRate, formatSeconds, parseSize } from "./format.ts";
 import { LegacySession } from "./legacy.ts";
-import { formatBytes, formatDate, formatRate, formatSeconds } from "./format.ts";
+import { ProgressLine, progressWanted } from "./progress.ts";
 import type { ListEntry } from "./protocol.ts";
-import type { TransferResult } from "./transfer.ts";
+import { RateLimiter } from "./rate_limit.ts";
+import { checksumFilePrefix, type ResumePoint, type TransferResult } from "./transfer.ts";
 import { NAME, VERSION } from "./version.ts";
 
 const PROGRAM = NAME;
@@ -36,13 +40,20 @@ Commands:
   get REMOTE [LOCAL]   download REMOTE to LOCAL (default: REMOTE's base name
                        in the current folder); LOCAL "-" writes to stdout
   list                 list the server's files, one name per line
+  mput FILE...         upload several files over one connection
+  mget NAME...         download several files over one connection
 
 Options:
-  --overwrite          put: replace an existing remote file (atomically)
-  -f, --force          get: replace an existing local file
-  --json               list: print a JSON array of {name, size, mtime}
+  --overwrite          put, mput: replace existing remote files (atomically)
+  -f, --force          get, mget: replace existing local files
+  --resume             put, get, mput, mget: continue an interrupted transfer
+                       (the bytes already there are verified first)
+  --limit-rate RATE    put, get, mput, mget: at most RATE bytes/s (8M = 8 MiB/s)
+  --json               list: a JSON array of {name, size, mtime}; transfers: one
+                       JSON report per file on stdout (stderr if data goes there)
   -l, --long           list: print sizes and dates too
   -q, --quiet          print nothing but errors
+  --progress           show the progress line even when stderr is not a terminal
   --timeout SECONDS    give up connecting after this long (default 15)
   --token-file FILE    prove to the server that we hold the secret in FILE
                        (it never crosses the wire; the server must prove it too)
@@ -55,20 +66,24 @@ Options:
 
 HOST may be a name, an IPv4 address or an IPv6 address (brackets optional).
 Options may come before or after the other arguments; "--" ends them.
-Exit status: 0 done, 1 refused or failed, 2 usage error.
+Exit status: 0 done, 1 refused or failed (any file, for mput/mget), 2 usage error.
 
 Examples:
   ${PROGRAM} localhost 9021 put report.pdf
   tar c photos | ${PROGRAM} ::1 9021 put - photos.tar
   ${PROGRAM} 10.0.0.5 9021 get photos.tar - | tar x
+  ${PROGRAM} localhost 9021 mput *.log --json
   ${PROGRAM} localhost 9021 list --json`;
 
 const OPTIONS: OptionSpec = {
   overwrite: { type: "boolean" },
   force: { type: "boolean", short: "f" },
+  resume: { type: "boolean" },
+  "limit-rate": { type: "string" },
   json: { type: "boolean" },
   long: { type: "boolean", short: "l" },
   quiet: { type: "boolean", short: "q" },
+  progress: { type: "boolean" },
   timeout: { type: "string" },
   legacy: { type: "boolean" },
   "token-file": { type: "string" },
@@ -78,34 +93,51 @@ const OPTIONS: OptionSpec = {
   version: { type: "boolean", short: "V" },
 };
 
-/** Which command each command-specific option belongs to. */
-const OPTION_COMMANDS: Record<string, string> = {
-  overwrite: "put",
-  force: "get",
-  json: "list",
-  long: "list",
+type Command = "put" | "get" | "list" | "mput" | "mget";
+
+/** Which commands each command-specific option belongs to. */
+const OPTION_COMMANDS: Record<string, Command[]> = {
+  overwrite: ["put", "mput"],
+  force: ["get", "mget"],
+  resume: ["put", "get", "mput", "mget"],
+  "limit-rate": ["put", "get", "mput", "mget"],
+  long: ["list"],
+};
+
+const SHAPES: Record<Command, { min: number; max: number; shape: string }> = {
+  put: { min: 1, max: 2, shape: "put LOCAL [REMOTE]" },
+  get: { min: 1, max: 2, shape: "get REMOTE [LOCAL]" },
+  list: { min: 0, max: 0, shape: "list" },
+  mput: { min: 1, max: Infinity, shape: "mput FILE..." },
+  mget: { min: 1, max: Infinity, shape: "mget NAME..." },
 };
 
 /** A parsed client command line. */
 export interface ClientCommand {
   /** What to do. */
-  command: "put" | "get" | "list" | "help" | "version";
+  command: Command | "help" | "version";
   /** Server host. */
   host: string;
   /** Server port. */
   port: number;
   /** Command arguments after the command word. */
   args: string[];
-  /** put --overwrite. */
+  /** --overwrite. */
   overwrite: boolean;
-  /** get --force. */
+  /** --force. */
   force: boolean;
-  /** list --json. */
+  /** --resume. */
+  resume: boolean;
+  /** --limit-rate, bytes per second. */
+  limitRate?: number;
+  /** --json. */
   json: boolean;
-  /** list --long. */
+  /** --long. */
   long: boolean;
   /** --quiet. */
   quiet: boolean;
+  /** --progress. */
+  progress: boolean;
   /** Connect timeout, milliseconds. */
   timeoutMs: number;
   /** Speak the seed protocol. */
@@ -125,12 +157,14 @@ export function parseClientArgs(argv: string[]): ClientCommand {
   const base = {
     host: "",
     port: 0,
-    args: [],
+    args: [] as string[],
     overwrite: flag("overwrite"),
     force: flag("force"),
+    resume: flag("resume"),
     json: flag("json"),
     long: flag("long"),
     quiet: flag("quiet"),
+    progress: flag("progress"),
     timeoutMs: 15000,
     legacy: flag("legacy"),
     tls: flag("tls") || typeof values.ca === "string",
@@ -144,24 +178,38 @@ export function parseClientArgs(argv: string[]): ClientCommand {
       positionals.length === 0 ? "Missing HOST, PORT and COMMAND" : "Missing PORT or COMMAND",
     );
   }
-  const [host, portText, command, ...args] = positionals;
+  const [host, portText, word, ...args] = positionals;
   if (host === "") throw new UsageError("HOST is empty");
   const port = parsePort(portText);
-  if (command !== "put" && command !== "get" && command !== "list") {
-    throw new UsageError(`Unknown command ${JSON.stringify(command)}: expected put, get or list`);
+  if (!(word in SHAPES)) {
+    throw new UsageError(
+      `Unknown command ${JSON.stringify(word)}: expected put, get, list, mput or mget`,
+    );
   }
-  for (const [option, owner] of Object.entries(OPTION_COMMANDS)) {
-    if (flag(option) && owner !== command) {
-      throw new UsageError(`Option --${option} applies to ${owner}, not ${command}`);
-    }
+  const command = word as Command;
+  const option = Object.entries(OPTION_COMMANDS).find(([name, owners]) =>
+    values[name] !== undefined && !owners.includes(command)
+  );
+  if (option) {
+    throw new UsageError(
+      `Option --${option[0]} applies to ${option[1].join(", ")}, not ${command}`,
+    );
   }
-  const arity = { put: [1, 2], get: [1, 2], list: [0, 0] }[command];
-  if (args.length < arity[0] || args.length > arity[1]) {
-    const shape = { put: "put LOCAL [REMOTE]", get: "get REMOTE [LOCAL]", list: "list" }[command];
+  const { min, max, shape } = SHAPES[command];
+  if (args.length < min || args.length > max) {
     throw new UsageError(`Wrong number of arguments: expected ${shape}`);
   }
   if (command === "put" && args[0] === "-" && args.length < 2) {
     throw new UsageError("put from stdin needs a REMOTE name: put - REMOTE");
+  }
+  if (
+    base.resume &&
+    ((command === "put" && args[0] === "-") || (command === "get" && args[1] === "-"))
+  ) {
+    throw new UsageError("--resume needs a local file, not stdin or stdout");
+  }
+  if ((command === "mput" || command === "mget") && args.includes("-")) {
+    throw new UsageError(`${command} takes files, not "-"`);
   }
   let timeoutMs = 15000;
   if (typeof values.timeout === "string") {
@@ -169,21 +217,35 @@ export function parseClientArgs(argv: string[]): ClientCommand {
     if (!(seconds > 0)) throw new UsageError(`Invalid --timeout ${JSON.stringify(values.timeout)}`);
     timeoutMs = seconds * 1000;
   }
-  if (flag("json") && flag("long")) throw new UsageError("Choose one of --json and --long");
+  let limitRate: number | undefined;
+  if (typeof values["limit-rate"] === "string") {
+    const rate = parseSize(values["limit-rate"]);
+    if (rate === null || rate < 1) {
+      throw new UsageError(
+        `Invalid --limit-rate ${JSON.stringify(values["limit-rate"])}: use bytes per second or 8M`,
+      );
+    }
+    limitRate = rate;
+  }
+  if (base.json && base.long) throw new UsageError("Choose one of --json and --long");
   if (base.legacy && (base.tls || base.tokenFile !== undefined)) {
     throw new UsageError(
       `--legacy cannot be combined with ${base.tls ? "--tls" : "--token-file"}: ` +
         "the seed protocol can carry neither",
     );
   }
-  if (flag("legacy") && (flag("json") || flag("long"))) {
+  if (base.legacy && command === "list" && (base.json || base.long)) {
     throw new UsageError(
-      `--${
-        flag("json") ? "json" : "long"
-      } is not available with --legacy: the seed protocol lists names only`,
+      `--${base.json ? "json" : "long"} is not available with --legacy: ` +
+        "the seed protocol lists names only",
     );
   }
-  return { ...base, command, host, port, args, timeoutMs };
+  if (base.legacy && base.resume) {
+    throw new UsageError(
+      "--resume is not available with --legacy: the seed protocol cannot resume",
+    );
+  }
+  return { ...base, command, host, port, args, timeoutMs, limitRate };
 }
 
 /** Runs the client with command-line arguments and returns the exit code. */
@@ -198,54 +260,186 @@ export async function clientMain(argv: string[]): Promise<number> {
       console.log(`${NAME} ${VERSION}`);
       return EXIT_OK;
     }
-    await runCommand(cmd);
-    return EXIT_OK;
+    return await runCommand(cmd);
   } catch (error) {
     return reportFailure(error, PROGRAM, `Try '${PROGRAM} --help' for usage`);
   }
 }
 
-async function runCommand(cmd: ClientCommand): Promise<void> {
-  // Local checks come first, so a doomed command never touches the network.
-  const prepared = cmd.command === "put"
-    ? await preparePut(cmd)
-    : cmd.command === "get"
-    ? await prepareGet(cmd)
-    : undefined;
-  const token = cmd.tokenFile ? await readTokenFile(cmd.tokenFile) : undefined;
-  const caCerts = cmd.caFile ? [await readCa(cmd.caFile)] : undefined;
-  const session: ClientSession = cmd.legacy
-    ? new LegacySession(cmd.host, cmd.port, { timeoutMs: cmd.timeoutMs })
-    : await connect(cmd.host, cmd.port, {
-      timeoutMs: cmd.timeoutMs,
-      token,
-      tls: cmd.tls ? { caCerts } : undefined,
-    });
+/** One file to move. */
+interface Job {
+  op: "put" | "get";
+  /** Local path, or "-" for stdin/stdout. */
+  local: string;
+  /** Remote name. */
+  remote: string;
+}
+
+function jobsOf(cmd: ClientCommand): Job[] {
+  switch (cmd.command) {
+    case "put":
+      return [{ op: "put", local: cmd.args[0], remote: cmd.args[1] ?? basename(cmd.args[0]) }];
+    case "get":
+      return [{ op: "get", remote: cmd.args[0], local: cmd.args[1] ?? remoteBase(cmd.args[0]) }];
+    case "mput":
+      return cmd.args.map((local) => ({ op: "put", local, remote: basename(local) }));
+    case "mget":
+      return cmd.args.map((remote) => ({ op: "get", remote, local: remoteBase(remote) }));
+    default:
+      return [];
+  }
+}
+
+/** Opens sessions on demand, and a fresh one after a failure that may have broken the last. */
+class Connector {
+  #cmd: ClientCommand;
+  #session?: ClientSession;
+  #token?: Uint8Array;
+  #caCerts?: string[];
+  #loaded = false;
+
+  constructor(cmd: ClientCommand) {
+    this.#cmd = cmd;
+  }
+
+  async session(): Promise<ClientSession> {
+    if (this.#session) return this.#session;
+    const cmd = this.#cmd;
+    if (!this.#loaded) {
+      this.#token = cmd.tokenFile ? await readTokenFile(cmd.tokenFile) : undefined;
+      this.#caCerts = cmd.caFile ? [await readCa(cmd.caFile)] : undefined;
+      this.#loaded = true;
+    }
+    this.#session = cmd.legacy
+      ? new LegacySession(cmd.host, cmd.port, { timeoutMs: cmd.timeoutMs })
+      : await connect(cmd.host, cmd.port, {
+        timeoutMs: cmd.timeoutMs,
+        token: this.#token,
+        tls: cmd.tls ? { caCerts: this.#caCerts } : undefined,
+      });
+    return this.#session;
+  }
+
+  /** After a failure: keep the session only if the server refused before any data moved. */
+  afterFailure(error: unknown): void {
+    const clean = error instanceof RefusedError &&
+      ["exists", "not_found", "bad_name", "not_a_file", "read_only", "denied"].includes(error.code);
+    if (!clean) this.close();
+  }
+
+  close(): void {
+    this.#session?.close();
+    this.#session = undefined;
+  }
+}
+
+async function runCommand(cmd: ClientCommand): Promise<number> {
+  const connector = new Connector(cmd);
   try {
-    if (cmd.command === "list") await runList(session, cmd);
-    else await prepared!(session);
+    if (cmd.command === "list") {
+      await runList(await connector.session(), cmd);
+      return EXIT_OK;
+    }
+    const jobs = jobsOf(cmd);
+    const many = jobs.length > 1 || cmd.command === "mput" || cmd.command === "mget";
+    let failed = 0;
+    const limiter = cmd.limitRate ? new RateLimiter(cmd.limitRate) : undefined;
+    for (const job of jobs) {
+      const started = performance.now();
+      try {
+        const prepared = job.op === "put" ? await preparePut(job, cmd) : await prepareGet(job, cmd);
+        const report = await prepared(await connector.session(), limiter);
+        const seconds = (performance.now() - started) / 1000;
+        announce(cmd, job, report, seconds);
+      } catch (error) {
+        // A single transfer's failure is the command's; in mput/mget the others go on.
+        if (!many) throw error;
+        failed++;
+        connector.afterFailure(error);
+        say(`${PROGRAM}: ${job.op === "put" ? job.local : job.remote}: ${describeFailure(error)}`);
+        if (cmd.json) {
+          emitJson(job, {
+            op: job.op,
+            name: job.remote,
+            ok: false,
+            error: describeFailure(error),
+          });
+        }
+      }
+    }
+    if (failed > 0) {
+      say(`${PROGRAM}: ${failed} of ${jobs.length} files failed`);
+      return EXIT_FAILED;
+    }
+    return EXIT_OK;
   } finally {
-    session.close();
+    connector.close();
   }
 }
 
-async function readCa(path: string): Promise<string> {
-  try {
-    return await Deno.readTextFile(path);
-  } catch (error) {
-    const why = error instanceof Deno.errors.NotFound ? "no such file" : String(error);
-    throw new UserError(`Cannot read --ca ${path}: ${why}`);
+/** What a finished transfer reports. */
+interface Report {
+  result: TransferResult & { resumedFrom: number };
+  /** Where the bytes went or came from, for the message. */
+  where: string;
+  verified: boolean;
+}
+
+function announce(cmd: ClientCommand, job: Job, report: Report, seconds: number): void {
+  const { result } = report;
+  if (cmd.json) {
+    emitJson(job, {
+      op: job.op,
+      name: job.remote,
+      size: result.size,
+      transferred: result.size - result.resumedFrom,
+      resumedFrom: result.resumedFrom,
+      checksum: report.verified ? result.checksum : null,
+      seconds: Math.round(seconds * 1000) / 1000,
+    });
   }
+  if (cmd.quiet) return;
+  const moved = result.size - result.resumedFrom;
+  const check = report.verified
+    ? result.checksum
+    : "UNVERIFIED (the seed protocol has no checksum)";
+  const resumed = result.resumedFrom > 0
+    ? `, resumed after ${formatBytes(result.resumedFrom)}`
+    : "";
+  const summary = `${formatBytes(result.size)} in ${formatSeconds(seconds)} ` +
+    `(${formatRate(moved, seconds)}${resumed}), ${check}`;
+  say(
+    job.op === "put"
+      ? `Uploaded ${report.where} as ${JSON.stringify(job.remote)}: ${summary}`
+      : `Downloaded ${JSON.stringify(job.remote)} to ${report.where}: ${summary}`,
+  );
 }
 
-function report(cmd: ClientCommand, message: string): void {
-  if (!cmd.quiet) say(message);
+function emitJson(job: Job, report: Record<string, unknown>): void {
+  const line = JSON.stringify(report);
+  // stdout belongs to the data when a get writes there.
+  if (job.op === "get" && job.local === "-") say(line);
+  else console.log(line);
 }
 
-function summary(result: TransferResult, seconds: number): string {
-  const check = result.checksum || "UNVERIFIED (the seed protocol has no checksum)";
-  return `${formatBytes(result.size)} in ${formatSeconds(seconds)} ` +
-    `(${formatRate(result.size, seconds)}), ${check}`;
+function flowOptions(
+  cmd: ClientCommand,
+  label: string,
+  total: number | null,
+  start: number,
+  limiter?: RateLimiter,
+) {
+  const progress = new ProgressLine(label, {
+    total,
+    start,
+    enabled: !cmd.quiet && (cmd.progress || progressWanted()),
+  });
+  const flow: FlowOptions = {
+    onProgress: (bytes) => progress.update(bytes),
+    throttle: limiter ? (bytes) => limiter.take(bytes) : undefined,
+    maxChunk: limiter?.chunkSize,
+  };
+  return { flow, progress };
 }
 
 /** The base name of a remote `/`-separated name. */
@@ -253,40 +447,49 @@ function remoteBase(name: string): string {
   return name.split("/").filter((s) => s !== "").at(-1) ?? name;
 }
 
-async function preparePut(cmd: ClientCommand): Promise<(session: ClientSession) => Promise<void>> {
-  const [local, remoteArg] = cmd.args;
-  const remote = remoteArg ?? basename(local);
-  let source: ReadableStream<Uint8Array>;
-  let size: number | null = null;
-  if (local === "-") {
-    source = Deno.stdin.readable;
-  } else {
-    let file: Deno.FsFile;
-    try {
-      file = await Deno.open(local, { read: true });
-    } catch (error) {
-      if (error instanceof Deno.errors.NotFound) {
-        throw new UserError(`Cannot read ${local}: no such file`);
-      }
-      if (error instanceof Deno.errors.PermissionDenied) {
-        throw new UserError(`Cannot read ${local}: permission denied`);
-      }
-      throw error;
-    }
-    const info = await file.stat();
-    if (!info.isFile) {
+type Runner = (session: ClientSession, limiter?: RateLimiter) => Promise<Report>;
+
+async function openLocal(path: string): Promise<Deno.FsFile> {
+  try {
+    const file = await Deno.open(path, { read: true });
+    if (!(await file.stat()).isFile) {
       file.close();
-      throw new UserError(`Cannot upload ${local}: not a regular file`);
+      throw new UserError(`Cannot upload ${path}: not a regular file`);
     }
-    size = info.size;
-    source = file.readable;
+    return file;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new UserError(`Cannot read ${path}: no such file`);
+    }
+    if (error instanceof Deno.errors.PermissionDenied) {
+      throw new UserError(`Cannot read ${path}: permission denied`);
+    }
+    throw error;
   }
-  return async (session) => {
-    const started = performance.now();
-    const result = await session.put(source, remote, { size, overwrite: cmd.overwrite });
-    const seconds = (performance.now() - started) / 1000;
-    const from = local === "-" ? "stdin" : local;
-    report(cmd, `Uploaded ${from} as ${JSON.stringify(remote)}: ${summary(result, seconds)}`);
+}
+
+/** Local checks come first, so a doomed transfer never touches the network. */
+async function preparePut(job: Job, cmd: ClientCommand): Promise<Runner> {
+  const file = job.local === "-" ? undefined : await openLocal(job.local);
+  const size = file ? (await file.stat()).size : null;
+  return async (session, limiter) => {
+    const { flow, progress } = flowOptions(cmd, job.remote, size, 0, limiter);
+    try {
+      const result = await session.put(file ? file.readable : Deno.stdin.readable, job.remote, {
+        ...flow,
+        size,
+        overwrite: cmd.overwrite,
+        resumeFile: cmd.resume ? file : undefined,
+      });
+      return { result, where: file ? job.local : "stdin", verified: session.verified };
+    } finally {
+      progress.done();
+      try {
+        file?.close();
+      } catch {
+        // The stream closed it at its end.
+      }
+    }
   };
 }
 
@@ -308,24 +511,66 @@ async function isDirectory(path: string): Promise<boolean> {
   }
 }
 
-async function prepareGet(cmd: ClientCommand): Promise<(session: ClientSession) => Promise<void>> {
-  const [remote, localArg] = cmd.args;
-  const toStdout = localArg === "-";
-  let local = localArg ?? remoteBase(remote);
-  if (!toStdout && await isDirectory(local)) local = join(local, remoteBase(remote));
+async function prepareGet(job: Job, cmd: ClientCommand): Promise<Runner> {
+  const toStdout = job.local === "-";
+  let local = job.local;
+  if (!toStdout && await isDirectory(local)) local = join(local, remoteBase(job.remote));
   if (!toStdout && !cmd.force && await exists(local)) {
     throw new UserError(`Local file exists: ${local} (use --force to replace it)`);
   }
-  return async (session) => {
-    const started = performance.now();
-    const result = await session.get(
-      remote,
-      () => toStdout ? Promise.resolve(stdoutTarget()) : fileTarget(local, cmd.force),
-    );
-    const seconds = (performance.now() - started) / 1000;
-    const to = toStdout ? "stdout" : local;
-    report(cmd, `Downloaded ${JSON.stringify(remote)} to ${to}: ${summary(result, seconds)}`);
+  const have = cmd.resume ? await partialDownload(`${local}.part`) : undefined;
+  return async (session, limiter) => {
+    let progress: ProgressLine | undefined;
+    let flow: FlowOptions = {};
+    try {
+      const result = await session.get(job.remote, (info) => {
+        ({ flow, progress } = flowOptions(cmd, job.remote, info.size, info.offset, limiter));
+        if (have && info.offset === 0 && !cmd.quiet) {
+          say(`${PROGRAM}: ${local}.part does not match the server's file; starting over`);
+        }
+        return toStdout ? Promise.resolve(stdoutTarget()) : fileTarget(local, {
+          force: cmd.force,
+          append: info.offset > 0,
+        });
+      }, {
+        resume: have,
+        onProgress: (bytes) => flow.onProgress?.(bytes),
+        throttle: limiter ? (bytes) => limiter.take(bytes) : undefined,
+        maxChunk: limiter?.chunkSize,
+      });
+      return { result, where: toStdout ? "stdout" : local, verified: session.verified };
+    } finally {
+      progress?.done();
+    }
   };
+}
+
+/** The bytes of an earlier, interrupted download and their checksum, if there are any. */
+async function partialDownload(part: string): Promise<ResumePoint | undefined> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(part, { read: true });
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+  try {
+    const size = (await file.stat()).size;
+    if (size === 0) return undefined;
+    const checksum = await checksumFilePrefix(file, size);
+    return checksum ? { size, checksum } : undefined;
+  } finally {
+    file.close();
+  }
+}
+
+async function readCa(path: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (error) {
+    const why = error instanceof Deno.errors.NotFound ? "no such file" : String(error);
+    throw new UserError(`Cannot read --ca ${path}: ${why}`);
+  }
 }
 
 function stdoutTarget(): DownloadTarget {
@@ -341,12 +586,28 @@ function stdoutTarget(): DownloadTarget {
   };
 }
 
-/** Writes to `LOCAL.part`, renamed to LOCAL only once verified. */
-async function fileTarget(local: string, force: boolean): Promise<DownloadTarget> {
+/** Options for {@link fileTarget}. */
+interface FileTargetOptions {
+  /** Replace an existing LOCAL. */
+  force: boolean;
+  /** Append to the existing `.part` (a verified resume) instead of starting it over. */
+  append: boolean;
+}
+
+/**
+ * Writes to `LOCAL.part`, renamed to LOCAL only once verified. If the connection is cut, the
+ * `.part` file stays for `get --resume`; if the data is bad, it goes.
+ */
+async function fileTarget(local: string, options: FileTargetOptions): Promise<DownloadTarget> {
   const part = `${local}.part`;
   let file: Deno.FsFile;
   try {
-    file = await Deno.open(part, { write: true, create: true, truncate: true });
+    file = await Deno.open(
+      part,
+      options.append
+        ? { write: true, append: true }
+        : { write: true, create: true, truncate: true },
+    );
   } catch (error) {
     const why = error instanceof Deno.errors.PermissionDenied
       ? "permission denied"
@@ -356,18 +617,27 @@ async function fileTarget(local: string, force: boolean): Promise<DownloadTarget
     throw new UserError(`Cannot write ${part}: ${why}`);
   }
   const writer = file.writable.getWriter();
+  let wrote = options.append;
   return {
-    write: (chunk) => writer.write(chunk),
+    write: (chunk) => {
+      wrote = true;
+      return writer.write(chunk);
+    },
     commit: async () => {
       await writer.close();
-      if (force) {
+      if (options.force) {
         await Deno.rename(part, local);
       } else if (!await moveNoClobber(part, local)) {
         await Deno.remove(part).catch(() => {});
         throw new UserError(`Local file exists: ${local} (it appeared during the download)`);
       }
     },
-    discard: async () => {
+    discard: async (cause) => {
+      if (wrote && isInterruption(cause)) {
+        await writer.close().catch(() => {});
+        say(`${PROGRAM}: partial download kept in ${part}; run again with --resume to continue`);
+        return;
+      }
       await writer.abort().catch(() => {});
       try {
         file.close();

@@ -68,3 +68,16 @@ export function describeError(error: unknown): string {
   }
   return String(error);
 }
+
+/**
+ * Whether a transfer failed because the connection went away (cut, reset, timed out), as
+ * opposed to data known to be bad or a refusal. What arrived before such a failure is good and
+ * worth keeping for a resume.
+ */
+export function isInterruption(error: unknown): boolean {
+  if (error instanceof ProtocolError) return error.message.startsWith("Connection closed");
+  return error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.ConnectionAborted || error instanceof Deno.errors.BrokenPipe ||
+    error instanceof Deno.errors.UnexpectedEof || error instanceof Deno.errors.BadResource ||
+    error instanceof Deno.errors.Interrupted || error instanceof Deno.errors.TimedOut;
+}

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { createHash } from "node:crypto";
 import { join, sep } from "node:path";
 import { StoreError } from "./errors.ts";
 import type { ListEntry } from "./protocol.ts";
@@ -42,7 +43,9 @@ export function checkName(name: string): string[] {
     if (segment === ".") throw refuse('"." is not allowed');
     if (encoder.encode(segment).length > 255) throw refuse("a path segment is over 255 bytes");
   }
-  if (segments[0] === STAGING_DIR) throw refuse("it is reserved for uploads in progress");
+  if (segments[0] === STAGING_DIR || segments[0] === RESUME_DIR) {
+    throw refuse("it is reserved for uploads in progress");
+  }
   return segments;
 }
 
@@ -67,6 +70,8 @@ export interface FileStoreOptions {
   create?: boolean;
   /** Flush uploads to disk before they are committed (default true). */
   fsync?: boolean;
+  /** Bounds on kept interrupted uploads. */
+  resume?: ResumeOptions;
 }
 
 /** A file opened for download. */
@@ -83,6 +88,45 @@ export interface OpenedFile {
 export interface BeginUploadOptions {
   /** Replace an existing file instead of refusing. */
   overwrite?: boolean;
+  /** Continue the kept data of an interrupted upload of this name, if any. */
+  resume?: boolean;
+  /** Announced size; kept data for a different size is not resumed. */
+  size?: number | null;
+}
+
+/** Bounds on kept (resumable) uploads. */
+export interface ResumeOptions {
+  /** Kept data older than this is removed (default 24 hours). */
+  maxAgeMs?: number;
+  /** All kept data together stays under this; oldest goes first (default 16 GiB). */
+  maxBytes?: number;
+}
+
+/** Hidden folder at the top of the root holding interrupted uploads kept for resuming. */
+export const RESUME_DIR = ".ferry-resume";
+
+interface KeptMeta {
+  name: string;
+  size: number | null;
+  keptAt: number;
+}
+
+function keptIdOf(key: string): string {
+  return createHash("sha256").update(key).digest("hex");
+}
+
+async function readKeptMeta(path: string): Promise<KeptMeta | null> {
+  try {
+    const meta = JSON.parse(await Deno.readTextFile(path));
+    if (typeof meta?.name !== "string" || typeof meta?.keptAt !== "number") return null;
+    return {
+      name: meta.name,
+      size: typeof meta.size === "number" ? meta.size : null,
+      keptAt: meta.keptAt,
+    };
+  } catch {
+    return null;
+  }
 }
 
 function isNotFound(error: unknown): boolean {
@@ -95,13 +139,21 @@ export class FileStore {
   readonly root: string;
   /** Real path of the staging folder. */
   readonly stagingDir: string;
+  /** Where interrupted uploads are kept for `put --resume`. */
+  readonly resumeDir: string;
   #fsync: boolean;
+  #resume: ResumeOptions;
   #reserved = new Set<string>();
 
-  private constructor(root: string, fsync: boolean) {
+  private constructor(root: string, fsync: boolean, resume: ResumeOptions) {
     this.root = root;
     this.stagingDir = join(root, STAGING_DIR);
+    this.resumeDir = join(root, RESUME_DIR);
     this.#fsync = fsync;
+    this.#resume = {
+      maxAgeMs: resume.maxAgeMs ?? 24 * 3600_000,
+      maxBytes: resume.maxBytes ?? 16 * 2 ** 30,
+    };
   }
 
   /**
@@ -113,17 +165,53 @@ export class FileStore {
     const real = await Deno.realPath(root);
     const info = await Deno.stat(real);
     if (!info.isDirectory) throw new StoreError("not_a_file", `Root ${real} is not a folder`);
-    const store = new FileStore(real, options.fsync ?? true);
+    const store = new FileStore(real, options.fsync ?? true, options.resume ?? {});
+    // Whatever a previous run left half-written goes; kept (resumable) uploads stay.
     await Deno.remove(store.stagingDir, { recursive: true }).catch((error) => {
       if (!isNotFound(error)) throw error;
     });
     await Deno.mkdir(store.stagingDir, { recursive: true });
+    await Deno.mkdir(store.resumeDir, { recursive: true });
+    await store.pruneKept();
     return store;
   }
 
+  /**
+   * Removes kept uploads that are too old, that lost their data or description, or that are
+   * over the size budget (oldest first).
+   */
+  async pruneKept(): Promise<void> {
+    const now = Date.now();
+    const kept: { id: string; bytes: number; at: number }[] = [];
+    const ids = new Set<string>();
+    for await (const entry of Deno.readDir(this.resumeDir)) {
+      ids.add(entry.name.replace(/\.(part|json)$/, ""));
+    }
+    for (const id of ids) {
+      const info = await Deno.stat(join(this.resumeDir, `${id}.part`)).catch(() => null);
+      const meta = await readKeptMeta(join(this.resumeDir, `${id}.json`));
+      if (!info || !meta || now - meta.keptAt >= this.#resume.maxAgeMs!) {
+        await this.#dropKept(id);
+        continue;
+      }
+      kept.push({ id, bytes: info.size, at: meta.keptAt });
+    }
+    kept.sort((a, b) => b.at - a.at);
+    let total = 0;
+    for (const entry of kept) {
+      total += entry.bytes;
+      if (total > this.#resume.maxBytes!) await this.#dropKept(entry.id);
+    }
+  }
+
+  async #dropKept(id: string): Promise<void> {
+    await Deno.remove(join(this.resumeDir, `${id}.part`)).catch(() => {});
+    await Deno.remove(join(this.resumeDir, `${id}.json`)).catch(() => {});
+  }
+
   #inside(path: string): boolean {
-    return path.startsWith(this.root + sep) && !path.startsWith(this.stagingDir + sep) &&
-      path !== this.stagingDir;
+    return path.startsWith(this.root + sep) &&
+      ![this.stagingDir, this.resumeDir].some((dir) => path === dir || path.startsWith(dir + sep));
   }
 
   /** Resolves an existing file for reading: must be a regular file whose real path is inside. */
@@ -228,8 +316,31 @@ export class FileStore {
     try {
       const id = crypto.randomUUID();
       const stagingPath = join(this.stagingDir, `${id}.upload`);
-      const file = await Deno.open(stagingPath, { write: true, createNew: true });
+      const keptId = keptIdOf(key);
+      let file: Deno.FsFile;
+      let offset = 0;
+      const meta = options.resume
+        ? await readKeptMeta(join(this.resumeDir, `${keptId}.json`))
+        : null;
+      const size = options.size ?? null;
+      if (meta && meta.name === key && (size === null || meta.size === size)) {
+        await Deno.rename(join(this.resumeDir, `${keptId}.part`), stagingPath);
+        await this.#dropKept(keptId);
+        file = await Deno.open(stagingPath, { read: true, write: true });
+        offset = await file.seek(0, Deno.SeekMode.End);
+      } else {
+        // A fresh put replaces whatever was kept for this name.
+        await this.#dropKept(keptId);
+        file = await Deno.open(stagingPath, { read: true, write: true, createNew: true });
+      }
       return new Upload(name, stagingPath, file, {
+        offset,
+        keep: async () => {
+          await Deno.rename(stagingPath, join(this.resumeDir, `${keptId}.part`));
+          const meta: KeptMeta = { name: key, size, keptAt: Date.now() };
+          await Deno.writeTextFile(join(this.resumeDir, `${keptId}.json`), JSON.stringify(meta));
+          await this.pruneKept();
+        },
         commit: async () => {
           const dir = (await this.#parentOf(name, segments, true))!;
           const target = join(dir, segments.at(-1)!);
@@ -259,7 +370,7 @@ export class FileStore {
       for await (const entry of Deno.readDir(dir)) {
         const path = join(dir, entry.name);
         const name = prefix + entry.name;
-        if (name === STAGING_DIR) continue;
+        if (name === STAGING_DIR || name === RESUME_DIR) continue;
         // Names no client could ask for (control characters, say) are not listed either.
         if (!isValidName(name)) continue;
         if (entry.isDirectory) {
@@ -316,6 +427,8 @@ async function syncDir(dir: string): Promise<void> {
 }
 
 interface UploadHooks {
+  offset: number;
+  keep: () => Promise<void>;
   commit: () => Promise<void>;
   done: () => void;
   fsync: boolean;
@@ -327,6 +440,8 @@ export class Upload {
   readonly name: string;
   /** Path of the staging file. */
   readonly stagingPath: string;
+  /** Bytes already present from a kept upload being resumed (0 for a fresh one). */
+  readonly offset: number;
   #file: Deno.FsFile;
   #writer: WritableStreamDefaultWriter<Uint8Array>;
   #hooks: UploadHooks;
@@ -336,9 +451,15 @@ export class Upload {
   constructor(name: string, stagingPath: string, file: Deno.FsFile, hooks: UploadHooks) {
     this.name = name;
     this.stagingPath = stagingPath;
+    this.offset = hooks.offset;
     this.#file = file;
-    this.#writer = file.writable.getWriter();
     this.#hooks = hooks;
+    this.#writer = file.writable.getWriter();
+  }
+
+  /** The staging file, for reading back the kept bytes of a resumed upload. */
+  get file(): Deno.FsFile {
+    return this.#file;
   }
 
   /** Appends a chunk to the staging file. */
@@ -357,6 +478,24 @@ export class Upload {
     } catch (error) {
       await Deno.remove(this.stagingPath).catch(() => {});
       throw error;
+    } finally {
+      this.#hooks.done();
+    }
+  }
+
+  /**
+   * Keeps what arrived so far for a later `put --resume` (within the store's time and size
+   * bounds) instead of throwing it away. Falls back to discarding if keeping fails.
+   */
+  async keep(): Promise<void> {
+    if (this.#finished) return;
+    this.#finished = true;
+    try {
+      await this.#writer.close();
+      await this.#hooks.keep();
+    } catch {
+      await this.#writer.abort().catch(() => {});
+      await Deno.remove(this.stagingPath).catch(() => {});
     } finally {
       this.#hooks.done();
     }

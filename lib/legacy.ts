@@ -13,14 +13,16 @@ import {
   type ConnectOptions,
   type DownloadTarget,
   type GetOptions,
+  type GetResult,
   openConnection,
   type PutOptions,
+  type PutResult,
   type RemoteFileInfo,
 } from "./client.ts";
 import { ProtocolError, RefusedError, StoreError, UserError } from "./errors.ts";
 import { type FileStore, quote } from "./file_store.ts";
 import { FrameReader, FrameWriter, type ListEntry } from "./protocol.ts";
-import { type ByteSource, receiveRaw, sendData, type TransferResult } from "./transfer.ts";
+import { type ByteSource, receiveRaw, sendData } from "./transfer.ts";
 
 /** Longest request line the seed's server reads. */
 export const LEGACY_REQUEST_MAX = 32;
@@ -206,7 +208,7 @@ export class LegacySession implements ClientSession {
   }
 
   /** Uploads: `pass`, raw bytes, then a half-close marks the end. */
-  async put(source: ByteSource, name: string, options: PutOptions = {}): Promise<TransferResult> {
+  async put(source: ByteSource, name: string, options: PutOptions = {}): Promise<PutResult> {
     const { conn, frames, out } = await this.#request("put", name);
     try {
       const rest = await this.#answer(frames, name).catch(async (error) => {
@@ -223,7 +225,7 @@ export class LegacySession implements ClientSession {
       await conn.closeWrite();
       // The seed server closes once it has everything; wait for that before claiming success.
       await frames.discardAll();
-      return { size: sent.size, checksum: "" };
+      return { size: sent.size, checksum: "", resumedFrom: 0 };
     } finally {
       closeQuietly(conn);
     }
@@ -234,11 +236,11 @@ export class LegacySession implements ClientSession {
     name: string,
     open: (info: RemoteFileInfo) => Promise<DownloadTarget>,
     options: GetOptions = {},
-  ): Promise<TransferResult> {
+  ): Promise<GetResult> {
     const { conn, frames } = await this.#request("get", name);
     try {
       const rest = await this.#answer(frames, name);
-      const target = await open({ size: 0, mtime: 0 });
+      const target = await open({ size: 0, mtime: 0, offset: 0 });
       try {
         if (rest.length) await target.write(rest);
         const offset = rest.length;
@@ -247,9 +249,9 @@ export class LegacySession implements ClientSession {
         });
         await target.commit();
         // Nothing was verified, so no checksum is claimed.
-        return { size: offset + tail.size, checksum: "" };
+        return { size: offset + tail.size, checksum: "", resumedFrom: 0 };
       } catch (error) {
-        await target.discard();
+        await target.discard(error);
         throw error;
       }
     } finally {

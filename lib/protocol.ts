@@ -97,6 +97,8 @@ export interface PutRequest {
   size: number | null;
   /** Replace an existing file atomically instead of refusing. */
   overwrite: boolean;
+  /** Continue the server's kept copy of an interrupted upload of this name, if it has one. */
+  resume?: boolean;
 }
 
 /** Download request. */
@@ -105,6 +107,10 @@ export interface GetRequest {
   op: "get";
   /** Remote name, relative to the served root. */
   name: string;
+  /** Resume: bytes the client already has; honoured only if `prefix` matches. */
+  offset?: number;
+  /** Resume: checksum of the client's first `offset` bytes. */
+  prefix?: string;
 }
 
 /** Listing request. */
@@ -126,6 +132,10 @@ export interface Ok {
   checksum?: string;
   /** After AUTH: the server's proof that it knows the token too. */
   mac?: string;
+  /** Resume: where the data phase starts (0 when starting over). */
+  offset?: number;
+  /** Put resume: checksum of the `offset` bytes the server kept. */
+  prefix?: string;
 }
 
 /** Machine-readable reasons for a refusal or failure. */
@@ -319,10 +329,18 @@ export function parseRequest(json: Record<string, unknown>): Request {
         name: json.name,
         size: json.size,
         overwrite: json.overwrite === true,
+        resume: json.resume === true,
       };
-    case "get":
+    case "get": {
       if (typeof json.name !== "string") throw malformed("REQUEST");
-      return { op: "get", name: json.name };
+      const get: GetRequest = { op: "get", name: json.name };
+      if (json.offset !== undefined) {
+        if (!isSize(json.offset) || typeof json.prefix !== "string") throw malformed("REQUEST");
+        get.offset = json.offset;
+        get.prefix = json.prefix;
+      }
+      return get;
+    }
     case "list":
       return { op: "list" };
     default:
@@ -348,6 +366,14 @@ export function parseOk(json: Record<string, unknown>): Ok {
   if (json.mac !== undefined) {
     if (!isHex64(json.mac)) throw malformed("OK");
     ok.mac = json.mac;
+  }
+  if (json.offset !== undefined) {
+    if (!isSize(json.offset)) throw malformed("OK");
+    ok.offset = json.offset;
+  }
+  if (json.prefix !== undefined) {
+    if (typeof json.prefix !== "string") throw malformed("OK");
+    ok.prefix = json.prefix;
   }
   return ok;
 }

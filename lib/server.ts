@@ -7,7 +7,13 @@
  */
 
 import { type BufferPool, defaultPool } from "./buffer_pool.ts";
-import { describeError, ProtocolError, RefusedError, StoreError } from "./errors.ts";
+import {
+  describeError,
+  isInterruption,
+  ProtocolError,
+  RefusedError,
+  StoreError,
+} from "./errors.ts";
 import { FileStore, quote } from "./file_store.ts";
 import {
   type Activity,
@@ -19,6 +25,8 @@ import {
   FrameType,
   frameTypeName,
   FrameWriter,
+  type GetRequest,
+  type Ok,
   parseAuth,
   parseHello,
   parseRequest,
@@ -30,7 +38,7 @@ import {
 import { authMac, macMatches, newNonce } from "./auth.ts";
 import { formatBytes } from "./format.ts";
 import { looksLikeLegacy, serveLegacy } from "./legacy.ts";
-import { receiveData, sendData } from "./transfer.ts";
+import { checksumFilePrefix, receiveData, type ResumePoint, sendData } from "./transfer.ts";
 import { NAME, VERSION } from "./version.ts";
 
 /** Options for {@link startServer}. */
@@ -415,7 +423,7 @@ async function serveRequest(
     case "put":
       return await servePut(request, frames, out, ctx);
     case "get":
-      return await serveGet(request.name, out, ctx);
+      return await serveGet(request, out, ctx);
     case "list":
       return await serveList(out, ctx);
   }
@@ -438,50 +446,87 @@ async function servePut(
     if (ctx.maxSize !== undefined && size !== null && size > ctx.maxSize) {
       throw new StoreError("too_large", tooLarge(size, ctx.maxSize));
     }
-    upload = await ctx.store.beginUpload(name, { overwrite });
+    upload = await ctx.store.beginUpload(name, { overwrite, resume: request.resume, size });
   } catch (error) {
     return await refuse(out, error);
   }
   let received = 0;
   try {
-    await out.writeControl(FrameType.OK, {});
+    let resumeFrom: ResumePoint | undefined;
+    let accept: Ok = {};
+    if (upload.offset > 0) {
+      const checksum = await checksumFilePrefix(upload.file, upload.offset, { pool: ctx.pool });
+      if (checksum) {
+        resumeFrom = { size: upload.offset, checksum };
+        accept = { offset: upload.offset, prefix: (await checksum.fork()).digest() };
+      }
+    }
+    await out.writeControl(FrameType.OK, accept);
     const result = await receiveData(frames, upload, {
       pool: ctx.pool,
       sizeHint: size,
       maxSize: ctx.maxSize,
+      resumeFrom,
       onProgress: (bytes) => received = bytes,
     });
     await upload.commit();
     await out.writeControl(FrameType.OK, result);
-    return { bytes: result.size, result: `ok ${result.checksum}` };
+    const resumed = resumeFrom ? ` (resumed from ${resumeFrom.size})` : "";
+    return { bytes: result.size, result: `ok ${result.checksum}${resumed}` };
   } catch (error) {
-    await upload.discard();
     if (error instanceof RefusedError) {
       // The client gave up cleanly with ABORT; the connection is still in step.
+      await upload.discard();
       return { bytes: received, result: `aborted by client (${error.message})` };
     }
+    if (isInterruption(error)) {
+      // Only a cut connection leaves good data behind: keep it for put --resume.
+      await upload.keep();
+      return {
+        bytes: received,
+        result: `interrupted, kept for resume (${describeError(error)})`,
+        close: true,
+      };
+    }
+    await upload.discard();
     const { code, message } = classify(error);
     await out.writeControl(FrameType.ERROR, { code, message }).catch(() => {});
     return { bytes: received, result: `failed (${code}: ${message})`, close: true };
   }
 }
 
-async function serveGet(name: string, out: FrameWriter, ctx: Context): Promise<Outcome> {
+async function serveGet(request: GetRequest, out: FrameWriter, ctx: Context): Promise<Outcome> {
   let opened;
   try {
-    opened = await ctx.store.openFile(name);
+    opened = await ctx.store.openFile(request.name);
   } catch (error) {
     return await refuse(out, error);
   }
   let sent = 0;
   try {
-    await out.writeControl(FrameType.OK, { size: opened.size, mtime: opened.mtime });
+    let resumeFrom: ResumePoint | undefined;
+    const { offset, prefix } = request;
+    if (offset && prefix && offset <= opened.size) {
+      const checksum = await checksumFilePrefix(opened.file, offset, { pool: ctx.pool });
+      if (checksum && (await checksum.fork()).digest() === prefix) {
+        resumeFrom = { size: offset, checksum };
+      }
+    }
+    // A prefix that does not match starts the download over, from byte 0.
+    await opened.file.seek(resumeFrom?.size ?? 0, Deno.SeekMode.Start);
+    await out.writeControl(FrameType.OK, {
+      size: opened.size,
+      mtime: opened.mtime,
+      offset: resumeFrom?.size ?? 0,
+    });
     const result = await sendData(opened.file.readable, out, {
       pool: ctx.pool,
-      sizeHint: opened.size,
+      sizeHint: opened.size - (resumeFrom?.size ?? 0),
+      resumeFrom,
       onProgress: (bytes) => sent = bytes,
     });
-    return { bytes: result.size, result: `ok ${result.checksum}` };
+    const resumed = resumeFrom ? ` (resumed from ${resumeFrom.size})` : "";
+    return { bytes: result.size, result: `ok ${result.checksum}${resumed}` };
   } catch (error) {
     const { code, message } = classify(error);
     await out.writeControl(FrameType.ABORT, { code, message }).catch(() => {});

@@ -8,7 +8,7 @@
  */
 
 import { type BufferPool, defaultPool } from "./buffer_pool.ts";
-import { createChecksum } from "./checksum.ts";
+import { type Checksum, createChecksum } from "./checksum.ts";
 import { ProtocolError, RefusedError, StoreError } from "./errors.ts";
 import { formatBytes } from "./format.ts";
 import {
@@ -39,10 +39,22 @@ export interface SendOptions {
   signal?: AbortSignal;
   /** Expected byte count, so small transfers lease small buffers. */
   sizeHint?: number | null;
-  /** Called with each chunk before it is sent, to enforce limits such as a rate cap. */
-  beforeChunk?: (chunk: Uint8Array, sent: number) => Promise<void> | void;
+  /** Awaited before each chunk is sent with its size: a rate limit's pacing. */
+  throttle?: (bytes: number) => Promise<void>;
+  /** Largest chunk, to keep a rate limit smooth. */
+  maxChunk?: number;
   /** Send bare bytes with no DATA headers and no END (the seed protocol's data phase). */
   raw?: boolean;
+  /** Resuming: the peer already has this many bytes, whose checksum state this is. */
+  resumeFrom?: ResumePoint;
+}
+
+/** Where a resumed transfer picks up: bytes already in place and their running checksum. */
+export interface ResumePoint {
+  /** Bytes already in place. */
+  size: number;
+  /** Checksum of those bytes, not yet digested; the transfer goes on updating it. */
+  checksum: Checksum;
 }
 
 /** Options for {@link receiveData}. */
@@ -55,6 +67,12 @@ export interface ReceiveOptions {
   sizeHint?: number | null;
   /** Refuse (code `too_large`) as soon as more than this many bytes arrive. */
   maxSize?: number;
+  /** Resuming: bytes already in place, counted in END's size and checksum. */
+  resumeFrom?: ResumePoint;
+  /** Awaited after each chunk is written, with its size: a rate limit's pacing. */
+  throttle?: (bytes: number) => Promise<void>;
+  /** Largest chunk read at once, to keep a rate limit smooth. */
+  maxChunk?: number;
 }
 
 /** Something bytes can be read from: a byte stream (BYOB) or any stream of Uint8Array. */
@@ -145,19 +163,19 @@ export async function sendData(
   options: SendOptions = {},
 ): Promise<TransferResult> {
   const pool = options.pool ?? defaultPool;
-  const checksum = await createChecksum();
+  const checksum = options.resumeFrom?.checksum ?? await createChecksum();
   const filler = new Filler(source);
-  const wanted = bufferSizeFor(options.sizeHint);
+  const wanted = Math.min(bufferSizeFor(options.sizeHint), options.maxChunk ?? CHUNK_SIZE);
   const buffers = [pool.lease(wanted), pool.lease(wanted)];
   const sizes = [buffers[0].byteLength, buffers[1].byteLength];
-  let sent = 0;
+  let sent = options.resumeFrom?.size ?? 0;
   let index = 0;
   try {
     let current = await filler.fill(new Uint8Array(buffers[0]));
     buffers[0] = current.buffer as ArrayBuffer;
     while (current.length > 0) {
       options.signal?.throwIfAborted();
-      await options.beforeChunk?.(current, sent);
+      await options.throttle?.(current.length);
       const writing = options.raw ? frames.writeRaw(current) : frames.writeData(current);
       const other = 1 - index;
       const reading = filler.fill(new Uint8Array(buffers[other]));
@@ -199,12 +217,12 @@ export async function receiveData(
   options: ReceiveOptions = {},
 ): Promise<TransferResult> {
   const pool = options.pool ?? defaultPool;
-  const checksum = await createChecksum();
-  const wanted = bufferSizeFor(options.sizeHint);
+  const checksum = options.resumeFrom?.checksum ?? await createChecksum();
+  const wanted = Math.min(bufferSizeFor(options.sizeHint), options.maxChunk ?? CHUNK_SIZE);
   const buffers = [pool.lease(wanted), pool.lease(wanted)];
   const sizes = [buffers[0].byteLength, buffers[1].byteLength];
   let index = 0;
-  let received = 0;
+  let received = options.resumeFrom?.size ?? 0;
   let pending: Promise<void> | undefined;
   try {
     while (true) {
@@ -226,6 +244,7 @@ export async function receiveData(
           pending = sink.write(chunk);
           pending.catch(() => {}); // awaited later; see sendData
           options.onProgress?.(received);
+          await options.throttle?.(size);
           index = 1 - index;
         }
         continue;
@@ -302,5 +321,40 @@ export async function receiveRaw(
     await pending?.catch(() => {});
     pool.release(buffers[0], sizes[0]);
     pool.release(buffers[1], sizes[1]);
+  }
+}
+
+/** Options for {@link checksumFilePrefix}. */
+export interface ChecksumPrefixOptions {
+  /** Where the read buffer comes from. */
+  pool?: BufferPool;
+}
+
+/**
+ * Checksums the first `length` bytes of a file, leaving the file positioned just after them.
+ * Returns the running checksum (not digested) so a resumed transfer can carry on from it, or
+ * null if the file is shorter than `length`.
+ */
+export async function checksumFilePrefix(
+  file: Deno.FsFile,
+  length: number,
+  options: ChecksumPrefixOptions = {},
+): Promise<Checksum | null> {
+  const pool = options.pool ?? defaultPool;
+  const checksum = await createChecksum();
+  const buffer = pool.lease(bufferSizeFor(length));
+  try {
+    await file.seek(0, Deno.SeekMode.Start);
+    const view = new Uint8Array(buffer);
+    let done = 0;
+    while (done < length) {
+      const n = await file.read(view.subarray(0, Math.min(view.length, length - done)));
+      if (n === null) return null;
+      checksum.update(view.subarray(0, n));
+      done += n;
+    }
+    return checksum;
+  } finally {
+    pool.release(buffer);
   }
 }

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { StoreError } from "../lib/errors.ts";
-import { checkName, FileStore, moveNoClobber, STAGING_DIR } from "../lib/file_store.ts";
+import { checkName, FileStore, moveNoClobber, RESUME_DIR, STAGING_DIR } from "../lib/file_store.ts";
 
 async function withDirs(fn: (root: string, outside: string) => Promise<void>): Promise<void> {
   const base = await Deno.makeTempDir({ prefix: "ferry_store_" });
@@ -48,6 +48,7 @@ Deno.test("hostile names are refused with a reason", () => {
     ["a/", /empty path segment/],
     ["./a", /"\." is not allowed/],
     [`${STAGING_DIR}/x.upload`, /reserved/],
+    [`${RESUME_DIR}/x.part`, /reserved/],
     ["x".repeat(256), /255 bytes/],
     ["a/".repeat(600) + "b", /longer than/],
   ];
@@ -141,7 +142,10 @@ Deno.test("discard removes the staging file and leaves no name", async () => {
     await up.write(new Uint8Array(1000));
     await up.discard();
     await up.discard();
-    assert.deepEqual([...Deno.readDirSync(root)].map((e) => e.name), [STAGING_DIR]);
+    assert.deepEqual([...Deno.readDirSync(root)].map((e) => e.name).sort(), [
+      RESUME_DIR,
+      STAGING_DIR,
+    ]);
     assert.deepEqual([...Deno.readDirSync(store.stagingDir)], []);
   });
 });
@@ -192,5 +196,43 @@ Deno.test("moveNoClobber refuses an existing target and keeps the source", async
     assert.equal(await moveNoClobber(from, to), true);
     assert.equal(await Deno.readTextFile(to), "new");
     await assert.rejects(() => Deno.stat(from));
+  });
+});
+
+Deno.test("an interrupted upload kept for resume continues only for the same name and size", async () => {
+  await withDirs(async (root) => {
+    const store = await FileStore.open(root);
+    const first = await store.beginUpload("big.bin", { size: 10 });
+    assert.equal(first.offset, 0);
+    await first.write(new TextEncoder().encode("01234"));
+    await first.keep();
+    assert.deepEqual(await store.list(), [], "kept data is not listed");
+    const other = await store.beginUpload("big.bin", { resume: true, size: 99 });
+    assert.equal(other.offset, 0, "a different size starts fresh");
+    await other.discard();
+    const again = await FileStore.open(root);
+    const fresh = await again.beginUpload("big.bin", { size: 10 });
+    assert.equal(fresh.offset, 0, "the fresh put above dropped the kept data");
+    await fresh.write(new TextEncoder().encode("abc"));
+    await fresh.keep();
+    const resumed = await again.beginUpload("big.bin", { resume: true, size: 10 });
+    assert.equal(resumed.offset, 3);
+    await resumed.write(new TextEncoder().encode("defghij"));
+    await resumed.commit();
+    assert.equal(await Deno.readTextFile(join(root, "big.bin")), "abcdefghij");
+    assert.deepEqual([...Deno.readDirSync(again.resumeDir)], []);
+  });
+});
+
+Deno.test("kept uploads past their age are pruned", async () => {
+  await withDirs(async (root) => {
+    const store = await FileStore.open(root, { resume: { maxAgeMs: 0 } });
+    const up = await store.beginUpload("x", { size: 5 });
+    await up.write(new TextEncoder().encode("12"));
+    await up.keep();
+    const resumed = await store.beginUpload("x", { resume: true, size: 5 });
+    assert.equal(resumed.offset, 0);
+    await resumed.discard();
+    assert.deepEqual([...Deno.readDirSync(store.resumeDir)], []);
   });
 });
