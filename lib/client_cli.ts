@@ -108,8 +108,8 @@ const SHAPES: Record<Command, { min: number; max: number; shape: string }> = {
   put: { min: 1, max: 2, shape: "put LOCAL [REMOTE]" },
   get: { min: 1, max: 2, shape: "get REMOTE [LOCAL]" },
   list: { min: 0, max: 0, shape: "list" },
-  mput: { min: 1, max: Infinity, shape: "mput FILE..." },
-  mget: { min: 1, max: Infinity, shape: "mget NAME..." },
+  mput: { min: 1, max: Infinity, shape: "mput FILE [FILE ...]" },
+  mget: { min: 1, max: Infinity, shape: "mget NAME [NAME ...]" },
 };
 
 /** A parsed client command line. */

@@ -9,6 +9,8 @@ import assert from "node:assert/strict";
 import { parseClientArgs } from "../lib/client_cli.ts";
 import { UsageError } from "../lib/errors.ts";
 import { formatBytes, parseSize } from "../lib/format.ts";
+import { ProgressLine } from "../lib/progress.ts";
+import { RateLimiter } from "../lib/rate_limit.ts";
 import { DEFAULT_PORT, DEFAULT_ROOT, parseServerArgs } from "../lib/server_cli.ts";
 
 Deno.test("client: options may come before or after positionals", () => {
@@ -43,8 +45,17 @@ Deno.test("client: usage errors name what is wrong", () => {
     [["h", "1", "get", "a", "b", "c"], /expected get REMOTE \[LOCAL\]/],
     [["h", "1", "list", "x"], /expected list/],
     [["h", "1", "put", "-"], /stdin needs a REMOTE/],
-    [["h", "1", "get", "x", "--overwrite"], /--overwrite applies to put/],
-    [["h", "1", "put", "x", "--force"], /--force applies to get/],
+    [["h", "1", "get", "x", "--overwrite"], /--overwrite applies to put, mput/],
+    [["h", "1", "put", "x", "--force"], /--force applies to get, mget/],
+    [["h", "1", "list", "--resume"], /--resume applies to put, get, mput, mget/],
+    [["h", "1", "put", "-", "r", "--resume"], /--resume needs a local file/],
+    [["h", "1", "get", "r", "-", "--resume"], /--resume needs a local file/],
+    [["h", "1", "mput"], /expected mput FILE \[FILE \.\.\.\]/],
+    [["h", "1", "mget", "a", "-"], /mget takes files/],
+    [["h", "1", "get", "r", "--limit-rate", "fast"], /Invalid --limit-rate "fast"/],
+    [["h", "1", "put", "x", "--legacy", "--resume"], /--resume is not available with --legacy/],
+    [["h", "1", "list", "--legacy", "--tls"], /--legacy cannot be combined with --tls/],
+    [["h", "1", "list", "--legacy", "--json"], /--json is not available with --legacy/],
     [["h", "1", "list", "--json", "--long"], /one of --json and --long/],
     [["h", "1", "list", "--bogus"], /Unknown option '--bogus'/],
     [["h", "1", "list", "--timeout", "soon"], /Invalid --timeout/],
@@ -97,4 +108,33 @@ Deno.test("sizes parse with binary suffixes and format readably", () => {
   assert.equal(formatBytes(1023), "1023 B");
   assert.equal(formatBytes(1536), "1.50 KiB");
   assert.equal(formatBytes(100 * 2 ** 20), "100.0 MiB");
+});
+
+Deno.test("client: transfer options parse for put, get, mput and mget", () => {
+  const m = parseClientArgs(["h", "1", "mput", "a", "b", "c", "--resume", "--limit-rate", "8M"]);
+  assert.equal(m.command, "mput");
+  assert.deepEqual(m.args, ["a", "b", "c"]);
+  assert.equal(m.resume, true);
+  assert.equal(m.limitRate, 8 * 2 ** 20);
+  const g = parseClientArgs(["h", "1", "get", "x", "--json", "--progress", "--ca", "ca.pem"]);
+  assert.deepEqual([g.json, g.progress, g.tls, g.caFile], [true, true, true, "ca.pem"]);
+});
+
+Deno.test("progress line shows percentage, bytes, rate and ETA when the size is known", () => {
+  const line = new ProgressLine("big.iso", { total: 100 * 2 ** 20, enabled: false });
+  line.update(25 * 2 ** 20);
+  const text = line.render(performance.now() + 1000);
+  assert.match(
+    text,
+    /^big\.iso {2} 25% {2}25\.0 MiB \/ 100\.0 MiB {2}[\d.]+ MiB\/s {2}ETA \d\d:\d\d$/,
+  );
+  const streamed = new ProgressLine("stdin", { total: null, enabled: false });
+  streamed.update(2048);
+  assert.match(streamed.render(), /^stdin {2}2\.00 KiB {2}[\d.]+ [KMG]?i?B\/s$/);
+});
+
+Deno.test("rate limiter chunks are a fraction of a second's worth, within bounds", () => {
+  assert.equal(new RateLimiter(8 * 2 ** 20).chunkSize, 2 ** 20);
+  assert.equal(new RateLimiter(1000).chunkSize, 16384);
+  assert.equal(new RateLimiter(2 ** 40).chunkSize, 33554432);
 });

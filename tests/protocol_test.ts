@@ -99,7 +99,7 @@ Deno.test("frame header round-trips and enforces per-type limits", () => {
 });
 
 Deno.test("control frames carry JSON that survives a split stream", async () => {
-  const request = { op: "put", name: "ü a.txt", size: 12, overwrite: true };
+  const request = { op: "put", name: "ü a.txt", size: 12, overwrite: true, resume: false };
   const bytes = concat(
     encodeControl(FrameType.REQUEST, request),
     encodeControl(FrameType.END, { size: 3, checksum: "xxh128:00" }),
@@ -138,7 +138,15 @@ Deno.test("requests are validated field by field", () => {
     name: "x",
     size: null,
     overwrite: false,
+    resume: false,
   });
+  assert.deepEqual(parseRequest({ op: "get", name: "x", offset: 5, prefix: "xxh128:00" }), {
+    op: "get",
+    name: "x",
+    offset: 5,
+    prefix: "xxh128:00",
+  });
+  assert.throws(() => parseRequest({ op: "get", name: "x", offset: 5 }), /Malformed/);
   assert.throws(() => parseRequest({ op: "put", name: "x", size: -1 }), /Malformed/);
   assert.throws(() => parseRequest({ op: "put", name: "x", size: 1.5 }), /Malformed/);
   assert.throws(() => parseRequest({ op: "get", name: 5 }), /Malformed/);
