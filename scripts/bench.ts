@@ -1,0 +1,1061 @@
+/**
+ * `deno task bench`: measures ferry against what users would use instead, on loopback, in one
+ * run, and prints a Markdown table for the README (and writes the numbers as JSON).
+ *
+ * Cases, each run `--runs` times (best and median reported):
+ * - ferry put and get of one `--size` file, file to file, page cache warm, server started with
+ *   `--no-fsync`; put once more with fsync on, as its own row;
+ * - the same bytes through `nc` (netcat-openbsd), through the seed protocol's Python peer
+ *   (tests/seed_peer.py) and through a bare Deno loop (scripts/bare_loop.ts, our runtime's
+ *   ceiling);
+ * - `--clients` ferry clients each uploading a distinct `--client-size` file at once: total wall
+ *   time, every stored file checked against its source, and the server's peak RSS.
+ *
+ * Times are the wall clock of whole client processes (startup included); for nc and the bare
+ * loop, from starting the connecting side until both sides have exited. Speeds are GB/s with
+ * 1 GB = 1e9 bytes. Peak RSS is VmHWM from /proc/PID/status of the serving side: ferry's or the
+ * seed's server; for nc and the bare loop the receiver on put and the sender on get. The targets
+ * of issue 4 are shown as pass/miss, never asserted.
+ *
+ * Usage: `deno task bench [--size 1G] [--runs 2] [--clients 50] [--client-size 20M]
+ * [--json FILE]`. Needs `nc` (netcat-openbsd), `python3` (the seed peer, and the memory sampler:
+ * Deno reads /proc only under --allow-all) and `cat`; everything stays on 127.0.0.1, and every
+ * process and temporary file it makes is gone when it ends, even on Ctrl-C.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { basename, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+
+const REPO = fileURLToPath(new URL("..", import.meta.url));
+const HOST = "127.0.0.1";
+const DENO = Deno.execPath();
+const DENO_RUN = ["run", "--allow-net", "--allow-read", "--allow-write"];
+const CHUNK = 32 * 1024 * 1024;
+const MIB = 1024 * 1024;
+const SAMPLE_MS = 20;
+/**
+ * Samples VmHWM of process argv[1] every SAMPLE_MS until it is gone, printing each new peak (KiB)
+ * on stderr. A separate process because Deno reads /proc only under --allow-all.
+ */
+const SAMPLER = `
+import sys, time
+path, peak = "/proc/" + sys.argv[1] + "/status", 0
+while True:
+    try:
+        with open(path) as f:
+            status = f.read()
+    except OSError:
+        break
+    for line in status.splitlines():
+        if line.startswith("VmHWM:") and int(line.split()[1]) > peak:
+            peak = int(line.split()[1])
+            print(peak, file=sys.stderr, flush=True)
+    time.sleep(${SAMPLE_MS / 1000})
+`;
+const READY_MS = 30_000;
+/** Name of the benchmark file on every server. */
+const REMOTE = "bench.bin";
+
+const USAGE = `Usage: deno task bench [options]
+
+Measures ferry put/get against nc, the seed protocol in Python and a bare Deno loop, on
+loopback, and prints a Markdown table.
+
+Options:
+  --size N          size of the single-transfer file (default 1G; suffixes K, M, G)
+  --runs N          runs of every case, at least 2 (default 2)
+  --clients N       simultaneous uploads in the many-clients case (default 50)
+  --client-size N   size of each of those uploads (default 20M)
+  --json FILE       where to write the results (default: bench-results.json in a new
+                    temporary folder)
+  -h, --help        show this help`;
+
+/** Benchmark settings from the command line. */
+export interface BenchOptions {
+  /** Bytes in the single-transfer file. */
+  size: number;
+  /** Runs of each case. */
+  runs: number;
+  /** Simultaneous clients. */
+  clients: number;
+  /** Bytes per client upload. */
+  clientSize: number;
+  /** Where to write JSON; undefined picks a temporary folder. */
+  json?: string;
+  /** Show usage. */
+  help: boolean;
+}
+
+/** Parses a byte count such as `1G`, `20M`, `512K`, `1.5GiB` or `1000`; suffixes are binary. */
+export function parseSize(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?$/i.exec(text.trim());
+  if (!match) throw new Error(`Invalid size ${JSON.stringify(text)}: expected e.g. 1G, 20M, 512K`);
+  const unit = { "": 1, k: 1024, m: MIB, g: 1024 * MIB }[match[2].toLowerCase()]!;
+  const bytes = Math.round(Number(match[1]) * unit);
+  if (!(bytes >= 1) || !Number.isSafeInteger(bytes)) {
+    throw new Error(`Invalid size ${JSON.stringify(text)}: must be at least 1 byte`);
+  }
+  return bytes;
+}
+
+function parseCount(text: string, name: string, min: number): number {
+  const n = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!(n >= min && n <= 10_000)) {
+    throw new Error(`Invalid --${name} ${JSON.stringify(text)}: expected a number >= ${min}`);
+  }
+  return n;
+}
+
+/** Parses the bench's arguments; throws on anything it cannot run. */
+export function parseOptions(argv: string[]): BenchOptions {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: {
+      size: { type: "string", default: "1G" },
+      runs: { type: "string", default: "2" },
+      clients: { type: "string", default: "50" },
+      "client-size": { type: "string", default: "20M" },
+      json: { type: "string" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (positionals.length > 0) throw new Error(`Unexpected argument ${positionals[0]}`);
+  return {
+    size: parseSize(values.size),
+    runs: parseCount(values.runs, "runs", 2),
+    clients: parseCount(values.clients, "clients", 1),
+    clientSize: parseSize(values["client-size"]),
+    json: values.json,
+    help: values.help,
+  };
+}
+
+/** Median of a non-empty list. */
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+function say(line: string): void {
+  console.error(line);
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+// ------------------------------------------------------------------------------- processes
+
+/** A child process started by the bench, with its stderr and peak memory. */
+interface Proc {
+  name: string;
+  child: Deno.ChildProcess;
+  pid: number;
+  exited: boolean;
+  /** Settles when the process has exited. */
+  status: Promise<Deno.CommandStatus>;
+  /** Settles when stderr has been read to its end. */
+  drained: Promise<void>;
+  /** Highest VmHWM seen, KiB. */
+  peakKiB: number;
+  /** The process sampling this one's VmHWM, if tracked. */
+  sampler?: Proc;
+  /** stderr so far (the last MiB). */
+  log: string;
+  /** Called whenever the log grows or the process exits. */
+  watchers: Set<() => void>;
+}
+
+/** Every process started and not yet exited, so that nothing outlives the bench. */
+const running = new Set<Proc>();
+
+/** Reads a /proc file through `cat` (Deno itself may read /proc only under --allow-all). */
+async function readProc(path: string): Promise<string> {
+  try {
+    const out = await new Deno.Command("cat", {
+      args: [path],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    return out.success ? new TextDecoder().decode(out.stdout) : "";
+  } catch {
+    return "";
+  }
+}
+
+/** Reads the process's VmHWM once more, exactly, while it still runs. */
+async function sample(proc: Proc): Promise<void> {
+  if (proc.exited) return;
+  const match = /^VmHWM:\s+(\d+) kB/m.exec(await readProc(`/proc/${proc.pid}/status`));
+  if (match) proc.peakKiB = Math.max(proc.peakKiB, Number(match[1]));
+}
+
+/** Starts a sampler process that keeps `proc.peakKiB` up to date. */
+function track(proc: Proc): void {
+  let sampler: Proc;
+  try {
+    sampler = start(`${proc.name} sampler`, "python3", ["-c", SAMPLER, String(proc.pid)]);
+  } catch (error) {
+    say(`bench: cannot sample memory of ${proc.name}: ${errorText(error)}`);
+    return;
+  }
+  proc.sampler = sampler;
+  sampler.watchers.add(() => {
+    for (const kib of sampler.log.match(/\d+/g) ?? []) {
+      proc.peakKiB = Math.max(proc.peakKiB, Number(kib));
+    }
+  });
+}
+
+async function drain(proc: Proc): Promise<void> {
+  const decoder = new TextDecoder();
+  try {
+    for await (const chunk of proc.child.stderr) {
+      proc.log = (proc.log + decoder.decode(chunk, { stream: true })).slice(-MIB);
+      for (const watch of proc.watchers) watch();
+    }
+  } catch {
+    // Killed: nothing more to read.
+  }
+}
+
+/** Starts a process in the repository; `tracked` samples its peak memory while it runs. */
+function start(name: string, command: string, args: string[], tracked = false): Proc {
+  const child = new Deno.Command(command, {
+    args,
+    cwd: REPO,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const proc: Proc = {
+    name,
+    child,
+    pid: child.pid,
+    exited: false,
+    status: child.status,
+    drained: Promise.resolve(),
+    peakKiB: 0,
+    log: "",
+    watchers: new Set(),
+  };
+  running.add(proc);
+  proc.status = child.status.then((status) => {
+    proc.exited = true;
+    running.delete(proc);
+    for (const watch of proc.watchers) watch();
+    return status;
+  });
+  proc.drained = drain(proc);
+  if (tracked) track(proc);
+  return proc;
+}
+
+function signal(proc: Proc, sig: Deno.Signal): void {
+  try {
+    proc.child.kill(sig);
+  } catch {
+    // Already gone.
+  }
+}
+
+function lastLines(proc: Proc): string {
+  return proc.log.trim().split("\n").slice(-3).join(" | ") || "(no output)";
+}
+
+/** Settles with the process's exit status, killing it if it runs longer than `ms`. */
+async function finish(proc: Proc, ms: number): Promise<Deno.CommandStatus> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${proc.name} still running after ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([proc.status, timeout]);
+  } catch (error) {
+    signal(proc, "SIGKILL");
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Waits for a process to exit with status 0; throws with its last words otherwise. */
+async function succeed(proc: Proc, ms: number): Promise<void> {
+  const status = await finish(proc, ms);
+  if (!status.success) {
+    await Promise.race([proc.drained, new Promise((r) => setTimeout(r, 1000))]);
+    throw new Error(`${proc.name} exited with ${status.code}: ${lastLines(proc)}`);
+  }
+}
+
+/** Stops a process (TERM, then KILL), reading its peak memory first. */
+async function stop(proc: Proc): Promise<void> {
+  if (proc.exited) return;
+  if (proc.sampler) await sample(proc);
+  signal(proc, "SIGTERM");
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const grace = new Promise<"late">((r) => timer = setTimeout(() => r("late"), 3000));
+  if (await Promise.race([proc.status, grace]) === "late") signal(proc, "SIGKILL");
+  clearTimeout(timer);
+  await proc.status;
+}
+
+/** Stops every process still running, samplers last. */
+async function stopAll(): Promise<void> {
+  const samplers = [...running].filter((proc) => proc.name.endsWith(" sampler"));
+  await Promise.all([...running].filter((proc) => !samplers.includes(proc)).map(stop));
+  await Promise.all(samplers.map(stop));
+}
+
+/** Waits until a line of the process's stderr matches `pattern`. */
+function waitFor(proc: Proc, pattern: RegExp, ms = READY_MS): Promise<RegExpExecArray> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      done();
+      reject(new Error(`${proc.name} not ready after ${ms} ms: ${lastLines(proc)}`));
+    }, ms);
+    const check = () => {
+      const match = pattern.exec(proc.log);
+      if (match) {
+        done();
+        resolve(match);
+      } else if (proc.exited) {
+        done();
+        reject(new Error(`${proc.name} exited before it was ready: ${lastLines(proc)}`));
+      }
+    };
+    const done = () => {
+      clearTimeout(timer);
+      proc.watchers.delete(check);
+    };
+    proc.watchers.add(check);
+    check();
+  });
+}
+
+/** Waits for the `... on 127.0.0.1:PORT` line that every listener here prints; returns PORT. */
+async function listeningPort(proc: Proc): Promise<number> {
+  const match = await waitFor(proc, / on 127\.0\.0\.1:(\d+)/);
+  await firstSample(proc);
+  return Number(match[1]);
+}
+
+/** Waits for the first memory sample of a process, so that even a short life is measured. */
+async function firstSample(proc: Proc): Promise<void> {
+  if (proc.sampler) await waitFor(proc.sampler, /\d+\n/, 5000).catch(() => {});
+}
+
+/** A port that was free a moment ago, for listeners (nc) that cannot pick their own. */
+function freePort(): number {
+  const listener = Deno.listen({ hostname: HOST, port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** Waits until something listens on HOST:port, without connecting (nc accepts only once). */
+async function waitListening(port: number, proc: Proc, ms = READY_MS): Promise<void> {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  const deadline = performance.now() + ms;
+  while (performance.now() < deadline) {
+    const table = await readProc("/proc/net/tcp");
+    const listening = table.split("\n").some((line) => {
+      const fields = line.trim().split(/\s+/);
+      return fields[1] === local && fields[3] === "0A";
+    });
+    if (listening) return await firstSample(proc);
+    if (proc.exited) throw new Error(`${proc.name} exited: ${lastLines(proc)}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  throw new Error(`${proc.name} not listening on port ${port} after ${ms} ms`);
+}
+
+// ------------------------------------------------------------------------------- files
+
+async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.length) offset += await file.write(bytes.subarray(offset));
+}
+
+/** 32 MiB of random bytes, the material of every generated file. */
+function randomBlock(): Uint8Array {
+  const block = new Uint8Array(CHUNK);
+  for (let i = 0; i < block.length; i += 65536) {
+    crypto.getRandomValues(block.subarray(i, i + 65536));
+  }
+  return block;
+}
+
+/**
+ * Writes `size` bytes made of `block`, stamped with the file and block numbers so that no two
+ * blocks or files are alike; returns the SHA-256 of what was written.
+ */
+async function generateFile(
+  path: string,
+  size: number,
+  block: Uint8Array,
+  fileNumber: number,
+): Promise<string> {
+  const hash = createHash("sha256");
+  const view = new DataView(block.buffer, block.byteOffset, block.byteLength);
+  const file = await Deno.open(path, { write: true, create: true, truncate: true });
+  try {
+    for (let written = 0, n = 0; written < size; n++) {
+      view.setUint32(0, fileNumber, true);
+      view.setUint32(4, n, true);
+      view.setFloat64(8, written, true);
+      const chunk = block.subarray(0, Math.min(block.length, size - written));
+      await writeAll(file, chunk);
+      hash.update(chunk);
+      written += chunk.length;
+    }
+  } finally {
+    file.close();
+  }
+  return hash.digest("hex");
+}
+
+/** Checks that `path` holds `size` bytes with SHA-256 `hash`; returns what is wrong, or null. */
+async function verifyFile(path: string, size: number, hash: string): Promise<string | null> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch {
+    return `${basename(path)} missing`;
+  }
+  try {
+    const actual = (await file.stat()).size;
+    if (actual !== size) return `${basename(path)} has ${actual} bytes, expected ${size}`;
+    const digest = createHash("sha256");
+    const buffer = new Uint8Array(CHUNK);
+    while (true) {
+      const n = await file.read(buffer);
+      if (n === null) break;
+      digest.update(buffer.subarray(0, n));
+    }
+    return digest.digest("hex") === hash ? null : `${basename(path)} content differs`;
+  } finally {
+    file.close();
+  }
+}
+
+// ------------------------------------------------------------------------------- cases
+
+/** What every case works with. */
+interface Bench {
+  /** The file to move. */
+  source: string;
+  size: number;
+  /** SHA-256 of the source. */
+  hash: string;
+  /** Longest any one process of a single transfer may run. */
+  timeoutMs: number;
+}
+
+/** One timed transfer. */
+interface Measured {
+  seconds: number;
+  /** The process whose peak memory is reported. */
+  memory: Proc;
+  /** Where the moved bytes ended up. */
+  output: string;
+}
+
+/** A benchmark case: sets up in `dir`, times one transfer. */
+interface CaseSpec {
+  id: string;
+  label: string;
+  direction: "put" | "get";
+  tool: "ferry" | "ferry-fsync" | "nc" | "seed-python" | "bare-deno";
+  measure: (bench: Bench, dir: string) => Promise<Measured>;
+}
+
+function ferryServer(root: string, fsync: boolean): Proc {
+  const args = [...DENO_RUN, "server.ts", "0", "--host", HOST, "--root", root];
+  return start("ferry server", DENO, fsync ? args : [...args, "--no-fsync"], true);
+}
+
+function ferryClient(port: number, ...args: string[]): Proc {
+  return start("ferry client", DENO, [...DENO_RUN, "client.ts", HOST, String(port), ...args]);
+}
+
+function seedServer(root: string): Proc {
+  const args = ["tests/seed_peer.py", "server", "--port", "0", "--host", HOST, "--root", root];
+  return start("seed server", "python3", args, true);
+}
+
+function seedClient(port: number, ...args: string[]): Proc {
+  return start("seed client", "python3", [
+    "tests/seed_peer.py",
+    "client",
+    HOST,
+    String(port),
+    ...args,
+  ]);
+}
+
+function bare(role: "send" | "recv", endpoint: string, path: string, track = false): Proc {
+  const [mode, where] = endpoint === "listen" ? ["listen", `${HOST}:0`] : ["connect", endpoint];
+  const args = [...DENO_RUN, "scripts/bare_loop.ts", role, mode, where, path];
+  return start(`bare ${role}`, DENO, args, track);
+}
+
+/** nc through sh, only for the redirection; `exec` makes the pid nc's own. */
+function nc(name: string, script: string, args: string[], track = false): Proc {
+  return start(name, "sh", ["-c", `exec ${script}`, "sh", ...args], track);
+}
+
+/** Runs `body`, returning its wall-clock seconds. */
+async function timed(body: () => Promise<unknown>): Promise<number> {
+  const started = performance.now();
+  await body();
+  return (performance.now() - started) / 1000;
+}
+
+async function rootWithSource(bench: Bench, dir: string): Promise<string> {
+  const root = join(dir, "root");
+  await Deno.mkdir(root);
+  await Deno.link(bench.source, join(root, REMOTE));
+  return root;
+}
+
+function ferryPut(fsync: boolean): CaseSpec["measure"] {
+  return async (bench, dir) => {
+    const root = join(dir, "root");
+    const server = ferryServer(root, fsync);
+    const port = await listeningPort(server);
+    const client = ferryClient(port, "put", bench.source, REMOTE);
+    const seconds = await timed(() => succeed(client, bench.timeoutMs));
+    return { seconds, memory: server, output: join(root, REMOTE) };
+  };
+}
+
+async function ferryGet(bench: Bench, dir: string): Promise<Measured> {
+  const server = ferryServer(await rootWithSource(bench, dir), false);
+  const port = await listeningPort(server);
+  const output = join(dir, "out.bin");
+  const client = ferryClient(port, "get", REMOTE, output);
+  const seconds = await timed(() => succeed(client, bench.timeoutMs));
+  return { seconds, memory: server, output };
+}
+
+async function ncPut(bench: Bench, dir: string): Promise<Measured> {
+  const port = freePort();
+  const output = join(dir, "out.bin");
+  const receiver = nc("nc receiver", 'nc -d -l "$1" "$2" > "$3"', [HOST, `${port}`, output], true);
+  await waitListening(port, receiver);
+  const seconds = await timed(() => {
+    const sender = nc("nc sender", 'nc -N "$1" "$2" < "$3"', [HOST, `${port}`, bench.source]);
+    return Promise.all([succeed(sender, bench.timeoutMs), succeed(receiver, bench.timeoutMs)]);
+  });
+  return { seconds, memory: receiver, output };
+}
+
+async function ncGet(bench: Bench, dir: string): Promise<Measured> {
+  const port = freePort();
+  const output = join(dir, "out.bin");
+  const sender = nc(
+    "nc sender",
+    'nc -N -l "$1" "$2" < "$3"',
+    [HOST, `${port}`, bench.source],
+    true,
+  );
+  await waitListening(port, sender);
+  const seconds = await timed(() => {
+    const receiver = nc("nc receiver", 'nc -d "$1" "$2" > "$3"', [HOST, `${port}`, output]);
+    return Promise.all([succeed(receiver, bench.timeoutMs), succeed(sender, bench.timeoutMs)]);
+  });
+  return { seconds, memory: sender, output };
+}
+
+async function seedPut(bench: Bench, dir: string): Promise<Measured> {
+  const root = join(dir, "root");
+  const server = seedServer(root);
+  const port = await listeningPort(server);
+  const client = seedClient(port, "put", bench.source, REMOTE);
+  const seconds = await timed(() => succeed(client, bench.timeoutMs));
+  return { seconds, memory: server, output: join(root, REMOTE) };
+}
+
+async function seedGet(bench: Bench, dir: string): Promise<Measured> {
+  const server = seedServer(await rootWithSource(bench, dir));
+  const port = await listeningPort(server);
+  const output = join(dir, "out.bin");
+  const client = seedClient(port, "get", REMOTE, output);
+  const seconds = await timed(() => succeed(client, bench.timeoutMs));
+  return { seconds, memory: server, output };
+}
+
+async function barePut(bench: Bench, dir: string): Promise<Measured> {
+  const output = join(dir, "out.bin");
+  const receiver = bare("recv", "listen", output, true);
+  const port = await listeningPort(receiver);
+  const seconds = await timed(() => {
+    const sender = bare("send", `${HOST}:${port}`, bench.source);
+    return Promise.all([succeed(sender, bench.timeoutMs), succeed(receiver, bench.timeoutMs)]);
+  });
+  return { seconds, memory: receiver, output };
+}
+
+async function bareGet(bench: Bench, dir: string): Promise<Measured> {
+  const output = join(dir, "out.bin");
+  const sender = bare("send", "listen", bench.source, true);
+  const port = await listeningPort(sender);
+  const seconds = await timed(() => {
+    const receiver = bare("recv", `${HOST}:${port}`, output);
+    return Promise.all([succeed(receiver, bench.timeoutMs), succeed(sender, bench.timeoutMs)]);
+  });
+  return { seconds, memory: sender, output };
+}
+
+const CASES: CaseSpec[] = [
+  {
+    id: "ferry-put",
+    label: "ferry put",
+    direction: "put",
+    tool: "ferry",
+    measure: ferryPut(false),
+  },
+  {
+    id: "ferry-put-fsync",
+    label: "ferry put, fsync on",
+    direction: "put",
+    tool: "ferry-fsync",
+    measure: ferryPut(true),
+  },
+  { id: "nc-put", label: "nc put", direction: "put", tool: "nc", measure: ncPut },
+  {
+    id: "seed-put",
+    label: "seed protocol, Python, put",
+    direction: "put",
+    tool: "seed-python",
+    measure: seedPut,
+  },
+  {
+    id: "bare-put",
+    label: "bare Deno loop, put",
+    direction: "put",
+    tool: "bare-deno",
+    measure: barePut,
+  },
+  { id: "ferry-get", label: "ferry get", direction: "get", tool: "ferry", measure: ferryGet },
+  { id: "nc-get", label: "nc get", direction: "get", tool: "nc", measure: ncGet },
+  {
+    id: "seed-get",
+    label: "seed protocol, Python, get",
+    direction: "get",
+    tool: "seed-python",
+    measure: seedGet,
+  },
+  {
+    id: "bare-get",
+    label: "bare Deno loop, get",
+    direction: "get",
+    tool: "bare-deno",
+    measure: bareGet,
+  },
+];
+
+// ------------------------------------------------------------------------------- results
+
+/** One run of one case. */
+interface RunRecord {
+  run: number;
+  seconds?: number;
+  gbps?: number;
+  peakRssKiB?: number;
+  error?: string;
+}
+
+/** A target of issue 4 and whether this run met it. */
+interface Target {
+  text: string;
+  pass: boolean;
+}
+
+/** Everything measured about one case. */
+interface CaseResult {
+  id: string;
+  label: string;
+  direction: "put" | "get" | "put-many";
+  tool: string;
+  bytes: number;
+  runs: RunRecord[];
+  bestSeconds?: number;
+  medianSeconds?: number;
+  bestGBps?: number;
+  medianGBps?: number;
+  peakRssMiB?: number;
+  /** ferry's median GB/s over this case's, in the same direction. */
+  ferryRatio?: number;
+  target?: Target;
+  /** Many-clients case: files stored intact out of those sent, per run. */
+  intact?: string[];
+}
+
+function summarize(result: CaseResult): void {
+  const good = result.runs.filter((r) => r.seconds !== undefined && r.error === undefined);
+  const seconds = good.map((r) => r.seconds!);
+  const peaks = result.runs.map((r) => r.peakRssKiB ?? 0).filter((k) => k > 0);
+  if (peaks.length > 0) result.peakRssMiB = Math.max(...peaks) / 1024;
+  if (seconds.length === 0) return;
+  result.bestSeconds = Math.min(...seconds);
+  result.medianSeconds = median(seconds);
+  result.bestGBps = result.bytes / result.bestSeconds / 1e9;
+  result.medianGBps = result.bytes / result.medianSeconds / 1e9;
+}
+
+/** Issue 4's targets, on medians. */
+function judge(results: CaseResult[]): void {
+  const ferry = (direction: string) =>
+    results.find((r) => r.tool === "ferry" && r.direction === direction)?.medianGBps;
+  const rss = (r: CaseResult, limit: number): Target => ({
+    text: `server RSS ≤ ${limit} MiB`,
+    pass: r.peakRssMiB !== undefined && r.peakRssMiB <= limit,
+  });
+  for (const r of results) {
+    const ours = ferry(r.direction);
+    if (r.tool !== "ferry" && ours !== undefined && r.medianGBps !== undefined) {
+      r.ferryRatio = ours / r.medianGBps;
+    }
+    const versus = (factor: number, what: string): Target => ({
+      text: `ferry ≥ ${factor}× ${what}`,
+      pass: r.ferryRatio !== undefined && r.ferryRatio >= factor,
+    });
+    if (r.direction === "put-many") {
+      const allIntact = r.runs.length > 0 && r.runs.every((run) => run.error === undefined);
+      r.target = { text: "all intact, server RSS ≤ 768 MiB", pass: allIntact && rss(r, 768).pass };
+    } else if (r.tool === "ferry" || r.tool === "ferry-fsync") r.target = rss(r, 300);
+    else if (r.tool === "nc") r.target = versus(1.5, "nc");
+    else if (r.tool === "seed-python") r.target = versus(2, "seed");
+    else if (r.tool === "bare-deno") r.target = versus(0.75, "bare loop");
+    if (r.runs.some((run) => run.error !== undefined) && r.target) r.target.pass = false;
+  }
+}
+
+function fixed(value: number | undefined, digits: number): string {
+  return value === undefined ? "—" : value.toFixed(digits);
+}
+
+/** The Markdown table for the README. */
+function table(results: CaseResult[]): string {
+  const lines = [
+    "| Case | Best s | Median s | Best GB/s | Median GB/s | ferry ÷ this | Peak RSS MiB | Target |",
+    "| --- | --: | --: | --: | --: | --: | --: | --- |",
+  ];
+  for (const r of results) {
+    const failed = r.runs.filter((run) => run.error !== undefined).length;
+    const target = r.target
+      ? `${r.target.pass ? "pass" : "**miss**"}: ${r.target.text}` +
+        (failed > 0 ? ` (${failed}/${r.runs.length} runs failed)` : "")
+      : "";
+    const ratio = r.ferryRatio === undefined ? "—" : `${r.ferryRatio.toFixed(2)}×`;
+    lines.push(
+      `| ${r.label} | ${fixed(r.bestSeconds, 3)} | ${fixed(r.medianSeconds, 3)} | ` +
+        `${fixed(r.bestGBps, 2)} | ${fixed(r.medianGBps, 2)} | ${ratio} | ` +
+        `${fixed(r.peakRssMiB, 0)} | ${target} |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+function formatSize(bytes: number): string {
+  for (const [unit, scale] of [["GiB", 1024 * MIB], ["MiB", MIB], ["KiB", 1024]] as const) {
+    if (bytes >= scale && bytes % (scale / 1024) === 0) return `${bytes / scale} ${unit}`;
+  }
+  return `${bytes} bytes`;
+}
+
+// ------------------------------------------------------------------------------- machine
+
+/** What the numbers were measured on. */
+interface Machine {
+  cpus: number;
+  cpuModel: string;
+  memoryGiB: number;
+  kernel: string;
+  deno: string;
+  python: string;
+  /** 1-minute load average when the bench started: anything else running skews the numbers. */
+  loadAverage: number;
+}
+
+async function describeMachine(): Promise<Machine> {
+  const cpuinfo = await readProc("/proc/cpuinfo");
+  const meminfo = await readProc("/proc/meminfo");
+  let python = "unknown";
+  try {
+    const out = await new Deno.Command("python3", { args: ["--version"], stdin: "null" }).output();
+    python = new TextDecoder().decode(out.stdout).trim().replace(/^Python /, "") || python;
+  } catch {
+    // Reported as unknown; the seed cases will fail on their own.
+  }
+  return {
+    cpus: navigator.hardwareConcurrency,
+    cpuModel: /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1].trim() ?? "unknown CPU",
+    memoryGiB: Number(/^MemTotal:\s+(\d+) kB/m.exec(meminfo)?.[1] ?? 0) / MIB,
+    kernel: (await readProc("/proc/sys/kernel/osrelease")).trim() || "unknown",
+    deno: Deno.version.deno,
+    python,
+    loadAverage: Number((await readProc("/proc/loadavg")).split(" ")[0]) || 0,
+  };
+}
+
+function machineLine(m: Machine): string {
+  return `Machine: ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB.toFixed(1)} GiB RAM, ` +
+    `Linux ${m.kernel}, Deno ${m.deno}, Python ${m.python}; load average ${m.loadAverage} at start.`;
+}
+
+// ------------------------------------------------------------------------------- main
+
+async function warmUp(work: string, block: Uint8Array): Promise<void> {
+  // The first run of a script compiles and caches it; keep that out of the timings.
+  const dir = join(work, "warm-up");
+  await Deno.mkdir(join(dir, "root"), { recursive: true });
+  const file = join(dir, "small.bin");
+  await generateFile(file, 1 << 20, block, 1_000_000);
+  try {
+    const server = ferryServer(join(dir, "root"), false);
+    const port = await listeningPort(server);
+    await succeed(ferryClient(port, "put", file, "small.bin"), 60_000);
+    await succeed(ferryClient(port, "get", "small.bin", join(dir, "back.bin")), 60_000);
+    const receiver = bare("recv", "listen", join(dir, "bare.bin"));
+    const barePort = await listeningPort(receiver);
+    await succeed(bare("send", `${HOST}:${barePort}`, file), 60_000);
+  } catch (error) {
+    say(`bench: warm-up failed (${errorText(error)}); carrying on`);
+  } finally {
+    await stopAll();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function runCase(
+  spec: CaseSpec,
+  bench: Bench,
+  work: string,
+  run: number,
+): Promise<RunRecord> {
+  const dir = join(work, `${spec.id}-${run}`);
+  await Deno.mkdir(dir);
+  let measured: Measured | undefined;
+  const record: RunRecord = { run };
+  try {
+    measured = await spec.measure(bench, dir);
+    record.seconds = measured.seconds;
+    record.gbps = bench.size / measured.seconds / 1e9;
+  } catch (error) {
+    record.error = errorText(error);
+  } finally {
+    await stopAll();
+  }
+  if (measured) {
+    record.peakRssKiB = measured.memory.peakKiB;
+    const wrong = await verifyFile(measured.output, bench.size, bench.hash);
+    if (wrong) record.error = `output check failed: ${wrong}`;
+  }
+  await Deno.remove(dir, { recursive: true });
+  return record;
+}
+
+async function runClients(
+  files: { path: string; hash: string }[],
+  size: number,
+  work: string,
+  run: number,
+): Promise<RunRecord> {
+  const dir = join(work, `clients-${run}`);
+  const root = join(dir, "root");
+  await Deno.mkdir(dir);
+  const record: RunRecord = { run };
+  const timeoutMs = 120_000 + (files.length * size) / 10e6 * 1000;
+  let server: Proc | undefined;
+  try {
+    server = ferryServer(root, false);
+    const port = await listeningPort(server);
+    const clients: Promise<void>[] = [];
+    record.seconds = await timed(async () => {
+      for (const file of files) {
+        clients.push(succeed(ferryClient(port, "put", file.path, basename(file.path)), timeoutMs));
+      }
+      await Promise.allSettled(clients);
+    });
+    record.gbps = (files.length * size) / record.seconds / 1e9;
+    const failures = (await Promise.allSettled(clients)).filter((s) => s.status === "rejected");
+    if (failures.length > 0) {
+      const first = (failures[0] as PromiseRejectedResult).reason;
+      record.error = `${failures.length} clients failed, first: ${errorText(first)}`;
+    }
+  } catch (error) {
+    record.error = errorText(error);
+  } finally {
+    await stopAll();
+  }
+  if (server) record.peakRssKiB = server.peakKiB;
+  const problems: string[] = [];
+  for (const file of files) {
+    const wrong = await verifyFile(join(root, basename(file.path)), size, file.hash);
+    if (wrong) problems.push(wrong);
+  }
+  if (problems.length > 0) {
+    const intact = files.length - problems.length;
+    const shown = problems.slice(0, 3).join("; ") + (problems.length > 3 ? "; …" : "");
+    record.error = `${intact}/${files.length} stored intact (${shown})` +
+      (record.error ? `; ${record.error}` : "");
+  }
+  await Deno.remove(dir, { recursive: true });
+  return record;
+}
+
+function describeRun(label: string, record: RunRecord): string {
+  if (record.seconds === undefined) return `bench: ${label} run ${record.run}: ${record.error}`;
+  const rss = record.peakRssKiB ? `, peak RSS ${(record.peakRssKiB / 1024).toFixed(0)} MiB` : "";
+  const error = record.error ? ` — ${record.error}` : "";
+  return `bench: ${label} run ${record.run}: ${record.seconds.toFixed(3)} s, ` +
+    `${record.gbps!.toFixed(2)} GB/s${rss}${error}`;
+}
+
+async function bench(options: BenchOptions, work: string): Promise<number> {
+  const began = performance.now();
+  const machine = await describeMachine();
+  say(`bench: ${machineLine(machine)}`);
+  say(`bench: working in ${work}`);
+  const block = randomBlock();
+  const source = join(work, "source.bin");
+  say(`bench: writing a ${formatSize(options.size)} source file`);
+  const hash = await generateFile(source, options.size, block, 0);
+  const clientFiles: { path: string; hash: string }[] = [];
+  const clientDir = join(work, "clients");
+  await Deno.mkdir(clientDir);
+  say(`bench: writing ${options.clients} files of ${formatSize(options.clientSize)}`);
+  for (let i = 1; i <= options.clients; i++) {
+    const path = join(clientDir, `client-${String(i).padStart(3, "0")}.bin`);
+    clientFiles.push({ path, hash: await generateFile(path, options.clientSize, block, i) });
+  }
+  await warmUp(work, block);
+
+  // Any single process gets a minute plus the time to move the file at 20 MB/s.
+  const state: Bench = {
+    source,
+    size: options.size,
+    hash,
+    timeoutMs: 60_000 + options.size / 20e3,
+  };
+  const results: CaseResult[] = CASES.map((spec) => ({
+    id: spec.id,
+    label: spec.label,
+    direction: spec.direction,
+    tool: spec.tool,
+    bytes: options.size,
+    runs: [],
+  }));
+  const many: CaseResult = {
+    id: "ferry-put-many",
+    label: `ferry put, ${options.clients} clients × ${formatSize(options.clientSize)} at once`,
+    direction: "put-many",
+    tool: "ferry",
+    bytes: options.clients * options.clientSize,
+    runs: [],
+  };
+  // Round-robin over the cases, so that a slow spell of the machine does not hit one case only.
+  for (let run = 1; run <= options.runs; run++) {
+    for (const [i, spec] of CASES.entries()) {
+      const record = await runCase(spec, state, work, run);
+      results[i].runs.push(record);
+      say(describeRun(spec.label, record));
+    }
+    const record = await runClients(clientFiles, options.clientSize, work, run);
+    many.runs.push(record);
+    say(describeRun(many.label, record));
+  }
+  results.push(many);
+  results.forEach(summarize);
+  judge(results);
+
+  const markdown = [
+    table(results),
+    "",
+    `${formatSize(options.size)} file (${options.clients} × ${formatSize(options.clientSize)} ` +
+    `for the many-clients row), loopback, page cache warm, best and median of ${options.runs} ` +
+    `runs; 1 GB = 1e9 bytes; times are whole client processes, startup included; ` +
+    `ferry ÷ this and targets use medians; servers run with --no-fsync except the fsync row; ` +
+    `peak RSS is the server's VmHWM (nc and bare loop: receiver on put, sender on get).`,
+    "",
+    machineLine(machine),
+  ].join("\n");
+  console.log(markdown);
+
+  // `deno task` runs in the repository; a relative --json is meant from where the user stood.
+  const jsonPath = options.json !== undefined
+    ? resolve(Deno.env.get("INIT_CWD") ?? Deno.cwd(), options.json)
+    : join(await Deno.makeTempDir({ prefix: "ferry-bench-results-" }), "bench-results.json");
+  const report = {
+    date: new Date().toISOString(),
+    machine,
+    options: {
+      size: options.size,
+      runs: options.runs,
+      clients: options.clients,
+      clientSize: options.clientSize,
+    },
+    results,
+    markdown,
+  };
+  await Deno.writeTextFile(jsonPath, JSON.stringify(report, null, 2) + "\n");
+  say(`bench: results written to ${jsonPath}`);
+  say(`bench: done in ${((performance.now() - began) / 1000).toFixed(1)} s`);
+  return 0;
+}
+
+async function main(argv: string[]): Promise<number> {
+  let options: BenchOptions;
+  try {
+    options = parseOptions(argv);
+  } catch (error) {
+    // parseArgs explains at length; the first sentence is the useful part.
+    say(`bench: ${errorText(error).split(". ")[0]}`);
+    say("Try 'deno task bench --help' for usage");
+    return 2;
+  }
+  if (options.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const work = await Deno.makeTempDir({ prefix: "ferry-bench-" });
+  const cleanUpNow = () => {
+    for (const proc of running) signal(proc, "SIGKILL");
+    try {
+      Deno.removeSync(work, { recursive: true });
+    } catch {
+      // Already gone.
+    }
+  };
+  const interrupted = () => {
+    say("bench: interrupted; cleaning up");
+    cleanUpNow();
+    Deno.exit(130);
+  };
+  Deno.addSignalListener("SIGINT", interrupted);
+  Deno.addSignalListener("SIGTERM", interrupted);
+  try {
+    return await bench(options, work);
+  } catch (error) {
+    say(`bench: ${errorText(error)}`);
+    return 1;
+  } finally {
+    await stopAll();
+    cleanUpNow();
+    Deno.removeSignalListener("SIGINT", interrupted);
+    Deno.removeSignalListener("SIGTERM", interrupted);
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));
