@@ -207,6 +207,73 @@ export async function sendData(
 }
 
 /**
+ * The receiving half of a data phase: two leased buffers, one being filled from the socket while
+ * the other is written to the sink, with the running count, checksum, limit and pacing.
+ */
+class Receiver {
+  received: number;
+  readonly checksum: Checksum;
+  #sink: ByteSink;
+  #options: ReceiveOptions;
+  #pool: BufferPool;
+  #buffers: ArrayBuffer[];
+  #sizes: number[];
+  #index = 0;
+  #pending?: Promise<void>;
+
+  private constructor(sink: ByteSink, options: ReceiveOptions, checksum: Checksum) {
+    this.#sink = sink;
+    this.#options = options;
+    this.#pool = options.pool ?? defaultPool;
+    this.checksum = checksum;
+    this.received = options.resumeFrom?.size ?? 0;
+    const wanted = Math.min(bufferSizeFor(options.sizeHint), options.maxChunk ?? CHUNK_SIZE);
+    this.#buffers = [this.#pool.lease(wanted), this.#pool.lease(wanted)];
+    this.#sizes = this.#buffers.map((b) => b.byteLength);
+  }
+
+  static async create(sink: ByteSink, options: ReceiveOptions): Promise<Receiver> {
+    return new Receiver(sink, options, options.resumeFrom?.checksum ?? await createChecksum());
+  }
+
+  /** The buffer the next chunk should be read into; it is free (its last write has settled). */
+  get buffer(): ArrayBuffer {
+    return this.#buffers[this.#index];
+  }
+
+  /** Takes a chunk just read into {@link buffer} (on its transferred buffer) and writes it. */
+  async accept(chunk: Uint8Array): Promise<void> {
+    this.#buffers[this.#index] = chunk.buffer as ArrayBuffer;
+    this.received += chunk.length;
+    const { maxSize } = this.#options;
+    if (maxSize !== undefined && this.received > maxSize) {
+      throw new StoreError("too_large", overLimit(maxSize));
+    }
+    this.checksum.update(chunk);
+    // The other buffer's write must finish before that buffer is read into again.
+    await this.#pending;
+    this.#pending = this.#sink.write(chunk);
+    this.#pending.catch(() => {}); // awaited later; see sendData
+    this.#options.onProgress?.(this.received);
+    await this.#options.throttle?.(chunk.length);
+    this.#index = 1 - this.#index;
+  }
+
+  /** Waits for the last write. */
+  async flush(): Promise<void> {
+    const pending = this.#pending;
+    this.#pending = undefined;
+    await pending;
+  }
+
+  /** Returns the buffers, once no write can still read from them. */
+  async release(): Promise<void> {
+    await this.#pending?.catch(() => {});
+    this.#buffers.forEach((buffer, i) => this.#pool.release(buffer, this.#sizes[i]));
+  }
+}
+
+/**
  * Receives DATA frames into `sink` until END, then checks the byte count and checksum.
  * Throws {@link ProtocolError} on a cut connection, a stray frame or a mismatch, and
  * {@link RefusedError} when the sender aborts or the peer reports an error.
@@ -216,14 +283,7 @@ export async function receiveData(
   sink: ByteSink,
   options: ReceiveOptions = {},
 ): Promise<TransferResult> {
-  const pool = options.pool ?? defaultPool;
-  const checksum = options.resumeFrom?.checksum ?? await createChecksum();
-  const wanted = Math.min(bufferSizeFor(options.sizeHint), options.maxChunk ?? CHUNK_SIZE);
-  const buffers = [pool.lease(wanted), pool.lease(wanted)];
-  const sizes = [buffers[0].byteLength, buffers[1].byteLength];
-  let index = 0;
-  let received = options.resumeFrom?.size ?? 0;
-  let pending: Promise<void> | undefined;
+  const receiver = await Receiver.create(sink, options);
   try {
     while (true) {
       const header = await frames.readHeader();
@@ -231,41 +291,30 @@ export async function receiveData(
       if (header.type === FrameType.DATA) {
         let remaining = header.length;
         while (remaining > 0) {
-          const size = Math.min(remaining, buffers[index].byteLength);
-          const chunk = (await frames.readExact(new Uint8Array(buffers[index], 0, size)))!;
-          buffers[index] = chunk.buffer as ArrayBuffer;
+          const size = Math.min(remaining, receiver.buffer.byteLength);
+          await receiver.accept(
+            (await frames.readExact(new Uint8Array(receiver.buffer, 0, size)))!,
+          );
           remaining -= size;
-          received += size;
-          if (options.maxSize !== undefined && received > options.maxSize) {
-            throw new StoreError("too_large", overLimit(options.maxSize));
-          }
-          checksum.update(chunk);
-          await pending;
-          pending = sink.write(chunk);
-          pending.catch(() => {}); // awaited later; see sendData
-          options.onProgress?.(received);
-          await options.throttle?.(size);
-          index = 1 - index;
         }
         continue;
       }
       const frame = await frames.readControlPayload(header);
       if (header.type === FrameType.END) {
         const end = parseEnd(frame.json);
-        await pending;
-        pending = undefined;
-        if (end.size !== received) {
+        await receiver.flush();
+        if (end.size !== receiver.received) {
           throw new ProtocolError(
-            `Size mismatch: sender sent ${end.size} bytes, ${received} arrived`,
+            `Size mismatch: sender sent ${end.size} bytes, ${receiver.received} arrived`,
           );
         }
-        const actual = checksum.digest();
+        const actual = receiver.checksum.digest();
         if (end.checksum !== actual) {
           throw new ProtocolError(
             `Checksum mismatch: sender has ${end.checksum}, received data has ${actual}`,
           );
         }
-        return { size: received, checksum: actual };
+        return { size: receiver.received, checksum: actual };
       }
       if (header.type === FrameType.ABORT || header.type === FrameType.ERROR) {
         const error = parseError(frame.json);
@@ -274,10 +323,7 @@ export async function receiveData(
       throw new ProtocolError(`Unexpected ${frameTypeName(header.type)} frame during transfer`);
     }
   } finally {
-    // Never hand a buffer back while a write may still read from it.
-    await pending?.catch(() => {});
-    pool.release(buffers[0], sizes[0]);
-    pool.release(buffers[1], sizes[1]);
+    await receiver.release();
   }
 }
 
@@ -290,37 +336,17 @@ export async function receiveRaw(
   sink: ByteSink,
   options: ReceiveOptions = {},
 ): Promise<TransferResult> {
-  const pool = options.pool ?? defaultPool;
-  const checksum = await createChecksum();
-  const wanted = bufferSizeFor(options.sizeHint);
-  const buffers = [pool.lease(wanted), pool.lease(wanted)];
-  const sizes = [buffers[0].byteLength, buffers[1].byteLength];
-  let index = 0;
-  let received = 0;
-  let pending: Promise<void> | undefined;
+  const receiver = await Receiver.create(sink, options);
   try {
     while (true) {
-      const chunk = await frames.readFill(new Uint8Array(buffers[index]));
-      buffers[index] = chunk.buffer as ArrayBuffer;
+      const chunk = await frames.readFill(new Uint8Array(receiver.buffer));
       if (chunk.length === 0) break;
-      received += chunk.length;
-      if (options.maxSize !== undefined && received > options.maxSize) {
-        throw new StoreError("too_large", overLimit(options.maxSize));
-      }
-      checksum.update(chunk);
-      await pending;
-      pending = sink.write(chunk);
-      pending.catch(() => {}); // awaited later; see sendData
-      options.onProgress?.(received);
-      index = 1 - index;
+      await receiver.accept(chunk);
     }
-    await pending;
-    pending = undefined;
-    return { size: received, checksum: checksum.digest() };
+    await receiver.flush();
+    return { size: receiver.received, checksum: receiver.checksum.digest() };
   } finally {
-    await pending?.catch(() => {});
-    pool.release(buffers[0], sizes[0]);
-    pool.release(buffers[1], sizes[1]);
+    await receiver.release();
   }
 }
 
