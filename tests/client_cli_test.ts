@@ -1,0 +1,485 @@
+/**
+ * Integration tests of the client command line against the real server: every test starts
+ * `server.ts` on port 0 with a temporary root and runs `client.ts` as a user would, then checks
+ * exit codes, output, the files on both sides, and the server's log.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import {
+  assertRootHolds,
+  filesEqual,
+  listDir,
+  makeTempDir,
+  randomBytes,
+  runClient,
+  type RunOptions,
+  type RunResult,
+  runServer,
+  type ServerProcess,
+  STAGING_DIR,
+  startServer,
+  stderrLines,
+  writeRandomFile,
+} from "./harness.ts";
+
+const MiB = 1 << 20;
+
+/** Runs the client against `server`: `client.ts HOST PORT ...args`. */
+function ferry(
+  server: ServerProcess,
+  args: string[],
+  options: RunOptions = {},
+): Promise<RunResult> {
+  return runClient([server.host, String(server.port), ...args], options);
+}
+
+/** A stack trace or an uncaught-error report means a failure escaped the CLI's handling. */
+function assertNoStackTrace(result: RunResult): void {
+  assert.doesNotMatch(result.stderr, /^\s+at /m, `stack trace in stderr:\n${result.stderr}`);
+  assert.doesNotMatch(result.stderr, /error: Uncaught/, `uncaught error:\n${result.stderr}`);
+}
+
+/** The command succeeded; on failure the message shows what the client said. */
+function assertSuccess(result: RunResult, what: string): void {
+  assert.equal(result.code, 0, `${what} failed (exit ${result.code}):\n${result.stderr}`);
+  assertNoStackTrace(result);
+}
+
+/** Exit 1 with exactly one line on stderr (matching `pattern`), nothing on stdout. */
+function assertFailure(result: RunResult, pattern: RegExp, what: string): void {
+  assert.equal(result.code, 1, `${what}: expected exit 1, got ${result.code}:\n${result.stderr}`);
+  assertNoStackTrace(result);
+  const lines = stderrLines(result);
+  assert.equal(lines.length, 1, `${what}: expected one line on stderr, got:\n${result.stderr}`);
+  assert.match(lines[0], pattern, what);
+  assert.equal(result.stdout.length, 0, `${what}: nothing belongs on stdout`);
+}
+
+/** Exit 2, a one-line `ferry: ...` message, optionally followed by a hint to use --help. */
+function assertUsageError(result: RunResult, program: string, what: string): void {
+  assert.equal(result.code, 2, `${what}: expected exit 2, got ${result.code}:\n${result.stderr}`);
+  assertNoStackTrace(result);
+  const lines = stderrLines(result);
+  assert.ok(lines.length >= 1 && lines.length <= 2, `${what}: stderr was:\n${result.stderr}`);
+  assert.match(lines[0], new RegExp(`^${program}: \\S`), what);
+  if (lines.length === 2) assert.match(lines[1], /--help/, what);
+  assert.equal(result.stdout.length, 0, `${what}: nothing belongs on stdout`);
+}
+
+Deno.test("put then get round-trips 5 MiB of random binary, logged one line per request", async () => {
+  await using server = await startServer();
+  await using work = await makeTempDir();
+  const data = randomBytes(5 * MiB);
+  await Deno.writeFile(`${work.path}/random.bin`, data);
+
+  assertSuccess(await ferry(server, ["put", "random.bin"], { cwd: work.path }), "put");
+  assert.deepEqual(await Deno.readFile(`${server.root}/random.bin`), data);
+
+  const got = await ferry(server, ["get", "random.bin", "back.bin"], { cwd: work.path });
+  assertSuccess(got, "get");
+  assert.equal(got.stdout.length, 0, "messages go to stderr, not stdout");
+  assert.ok(await filesEqual(`${work.path}/random.bin`, `${work.path}/back.bin`));
+  assert.deepEqual(await listDir(work.path), ["back.bin", "random.bin"], "no .part left behind");
+  await assertRootHolds(server.root, ["random.bin"]);
+
+  // One log line per request, with the name, the byte count and the result.
+  await server.waitForLog(/ put "random\.bin" 5242880 bytes ok /);
+  await server.waitForLog(/ get "random\.bin" 5242880 bytes ok /);
+  assert.equal(server.lines.filter((line) => /"random\.bin"/.test(line)).length, 2);
+});
+
+Deno.test("an empty file round-trips", async () => {
+  await using server = await startServer();
+  await using work = await makeTempDir();
+  await Deno.writeFile(`${work.path}/empty.txt`, new Uint8Array(0));
+
+  assertSuccess(await ferry(server, ["put", "empty.txt"], { cwd: work.path }), "put");
+  assert.equal((await Deno.stat(`${server.root}/empty.txt`)).size, 0);
+
+  assertSuccess(await ferry(server, ["get", "empty.txt", "back.txt"], { cwd: work.path }), "get");
+  const back = await Deno.stat(`${work.path}/back.txt`);
+  assert.ok(back.isFile);
+  assert.equal(back.size, 0);
+
+  const listed = await ferry(server, ["list"]);
+  assertSuccess(listed, "list");
+  assert.equal(new TextDecoder().decode(listed.stdout), "empty.txt\n");
+});
+
+Deno.test("a 100 MiB file round-trips intact", async () => {
+  await using server = await startServer();
+  await using work = await makeTempDir();
+  const size = 100 * MiB;
+  await writeRandomFile(`${work.path}/big.bin`, size);
+
+  assertSuccess(await ferry(server, ["put", "big.bin"], { cwd: work.path }), "put");
+  assert.equal((await Deno.stat(`${server.root}/big.bin`)).size, size);
+  assert.ok(await filesEqual(`${work.path}/big.bin`, `${server.root}/big.bin`));
+
+  assertSuccess(await ferry(server, ["get", "big.bin", "back.bin"], { cwd: work.path }), "get");
+  assert.ok(await filesEqual(`${work.path}/big.bin`, `${work.path}/back.bin`));
+  assert.deepEqual(await listDir(work.path), ["back.bin", "big.bin"]);
+  await assertRootHolds(server.root, ["big.bin"]);
+});
+
+Deno.test("a non-ASCII name with spaces round-trips under its exact name", async () => {
+  await using server = await startServer();
+  await using work = await makeTempDir();
+  const name = "résumé ü 1.txt".normalize("NFC");
+  const data = new TextEncoder().encode("Curriculum vitæ — ünïcödé content\n");
+  await Deno.mkdir(`${work.path}/up`);
+  await Deno.mkdir(`${work.path}/down`);
+  await Deno.writeFile(`${work.path}/up/${name}`, data);
+
+  // No REMOTE: the remote name defaults to the local base name.
+  assertSuccess(await ferry(server, ["put", name], { cwd: `${work.path}/up` }), "put");
+  assert.deepEqual(await Deno.readFile(`${server.root}/${name}`), data);
+
+  const listed = await ferry(server, ["list"]);
+  assertSuccess(listed, "list");
+  assert.equal(new TextDecoder().decode(listed.stdout), `${name}\n`, "listed as given (NFC)");
+
+  // No LOCAL: the local name defaults to the remote base name, in the working folder.
+  assertSuccess(await ferry(server, ["get", name], { cwd: `${work.path}/down` }), "get");
+  assert.deepEqual(await listDir(`${work.path}/down`), [name]);
+  assert.deepEqual(await Deno.readFile(`${work.path}/down/${name}`), data);
+});
+
+Deno.test("put from stdin and get to stdout carry exactly the bytes", async () => {
+  await using server = await startServer();
+  // Not a multiple of any buffer size, so a lost tail would show.
+  const data = randomBytes(3 * MiB + 12345);
+
+  const put = await ferry(server, ["put", "-", "piped.bin"], { stdin: data });
+  assertSuccess(put, "put from stdin");
+  assert.equal(put.stdout.length, 0, "put prints nothing on stdout");
+  assert.deepEqual(await Deno.readFile(`${server.root}/piped.bin`), data);
+
+  const get = await ferry(server, ["get", "piped.bin", "-"]);
+  assertSuccess(get, "get to stdout");
+  assert.equal(get.stdout.length, data.length);
+  assert.deepEqual(get.stdout, data, "stdout must be exactly the file's bytes");
+
+  // An empty stdin stores an empty file, and an empty file writes nothing to stdout.
+  assertSuccess(await ferry(server, ["put", "-", "nothing.bin"], { stdin: "" }), "empty put");
+  assert.equal((await Deno.stat(`${server.root}/nothing.bin`)).size, 0);
+  const none = await ferry(server, ["get", "nothing.bin", "-"]);
+  assertSuccess(none, "empty get to stdout");
+  assert.equal(none.stdout.length, 0);
+  await assertRootHolds(server.root, ["nothing.bin", "piped.bin"]);
+});
+
+Deno.test("put refuses an existing name, and --overwrite replaces it", async () => {
+  await using server = await startServer();
+  await using work = await makeTempDir();
+  const first = randomBytes(100000);
+  const second = randomBytes(200000);
+  await Deno.writeFile(`${work.path}/first.bin`, first);
+  await Deno.writeFile(`${work.path}/second.bin`, second);
+
+  assertSuccess(await ferry(server, ["put", "first.bin", "name.bin"], { cwd: work.path }), "put");
+  const refused = await ferry(server, ["put", "second.bin", "name.bin"], { cwd: work.path });
+  assertFailure(refused, /exists/i, "put over an existing name");
+  assert.deepEqual(await Deno.readFile(`${server.root}/name.bin`), first, "server copy unchanged");
+  // The same refusal from stdin, where the client may already be reading data.
+  const piped = await ferry(server, ["put", "-", "name.bin"], { stdin: second });
+  assertFailure(piped, /exists/i, "put from stdin over an existing name");
+  assert.deepEqual(await Deno.readFile(`${server.root}/name.bin`), first, "server copy unchanged");
+  await assertRootHolds(server.root, ["name.bin"]);
+
+  const replaced = await ferry(server, ["put", "--overwrite", "second.bin", "name.bin"], {
+    cwd: work.path,
+  });
+  assertSuccess(replaced, "put --overwrite");
+  assert.deepEqual(await Deno.readFile(`${server.root}/name.bin`), second);
+  await assertRootHolds(server.root, ["name.bin"]);
+  await server.waitForLog(/ put "name\.bin" 0 bytes refused \(exists/);
+});
+
+Deno.test("get of a missing name exits 1 and creates no local file", async () => {
+  await using server = await startServer();
+  await using work = await makeTempDir();
+
+  const named = await ferry(server, ["get", "missing.bin", "local.bin"], { cwd: work.path });
+  assertFailure(named, /missing\.bin/, "get of a missing name");
+  assert.match(named.stderr, /no such file|not found/i);
+  const defaulted = await ferry(server, ["get", "missing.bin"], { cwd: work.path });
+  assertFailure(defaulted, /missing\.bin/, "get of a missing name to the default LOCAL");
+  assert.deepEqual(await listDir(work.path), [], "no LOCAL, no LOCAL.part");
+
+  const toStdout = await ferry(server, ["get", "missing.bin", "-"], { cwd: work.path });
+  assertFailure(toStdout, /missing\.bin/, "get of a missing name to stdout");
+  assert.deepEqual(await listDir(work.path), []);
+});
+
+Deno.test("get refuses an existing local file, and --force replaces it", async () => {
+  await using server = await startServer();
+  await using work = await makeTempDir();
+  const remote = randomBytes(50000);
+  const local = new TextEncoder().encode("precious local data\n");
+  await Deno.writeFile(`${server.root}/remote.bin`, remote);
+  await Deno.writeFile(`${work.path}/local.bin`, local);
+
+  const refused = await ferry(server, ["get", "remote.bin", "local.bin"], { cwd: work.path });
+  assertFailure(refused, /exists/i, "get over an existing local file");
+  assert.match(refused.stderr, /--force/, "the message says how to replace it");
+  assert.deepEqual(await Deno.readFile(`${work.path}/local.bin`), local, "local file unchanged");
+  assert.deepEqual(await listDir(work.path), ["local.bin"], "no .part left behind");
+
+  const forced = await ferry(server, ["get", "remote.bin", "local.bin", "--force"], {
+    cwd: work.path,
+  });
+  assertSuccess(forced, "get --force");
+  assert.deepEqual(await Deno.readFile(`${work.path}/local.bin`), remote);
+  assert.deepEqual(await listDir(work.path), ["local.bin"]);
+});
+
+Deno.test("list prints one name per line, sorted, and never staging files", async () => {
+  await using server = await startServer();
+  const names = ["b.txt", "a.txt", "Zeta.bin", "sub/inner.txt", "c d.txt"];
+  for (const name of names) {
+    assertSuccess(await ferry(server, ["put", "-", name], { stdin: name }), `put ${name}`);
+  }
+  // Something an upload in progress would leave in the staging folder.
+  await Deno.writeFile(`${server.root}/${STAGING_DIR}/leftover.upload`, new Uint8Array(10));
+
+  const listed = await ferry(server, ["list"]);
+  assertSuccess(listed, "list");
+  const text = new TextDecoder().decode(listed.stdout);
+  const sorted = [...names].sort();
+  assert.equal(text, sorted.map((name) => `${name}\n`).join(""));
+  assert.doesNotMatch(text, /ferry-staging|leftover/);
+  assert.equal(listed.stderr, "", "list prints nothing but the names");
+
+  // An empty root lists as nothing at all.
+  await using empty = await startServer();
+  const none = await ferry(empty, ["list"]);
+  assertSuccess(none, "list of an empty root");
+  assert.equal(none.stdout.length, 0);
+});
+
+Deno.test("list --json gives the name, size and mtime of every file", async () => {
+  await using server = await startServer();
+  const files: Record<string, number> = { "one.bin": 1, "empty.bin": 0, "big.bin": 300000 };
+  for (const [name, size] of Object.entries(files)) {
+    assertSuccess(await ferry(server, ["put", "-", name], { stdin: randomBytes(size) }), name);
+  }
+  await Deno.writeFile(`${server.root}/${STAGING_DIR}/hidden.upload`, new Uint8Array(5));
+
+  const listed = await ferry(server, ["list", "--json"]);
+  assertSuccess(listed, "list --json");
+  const entries = JSON.parse(new TextDecoder().decode(listed.stdout));
+  assert.ok(Array.isArray(entries));
+  assert.deepEqual(entries.map((e: { name: string }) => e.name), Object.keys(files).sort());
+  for (const entry of entries) {
+    assert.deepEqual(Object.keys(entry).sort(), ["mtime", "name", "size"]);
+    assert.equal(entry.size, files[entry.name], `size of ${entry.name}`);
+    // mtime may be milliseconds or an ISO date; either way it must be the file's real mtime.
+    const ms = typeof entry.mtime === "number" ? entry.mtime : Date.parse(entry.mtime);
+    assert.ok(Number.isFinite(ms), `mtime of ${entry.name}: ${entry.mtime}`);
+    const actual = (await Deno.stat(`${server.root}/${entry.name}`)).mtime!.getTime();
+    assert.ok(Math.abs(ms - actual) < 1000, `mtime of ${entry.name}: ${entry.mtime}`);
+  }
+});
+
+Deno.test("usage errors exit 2 with a one-line message and no stack trace", async () => {
+  const cases: [string, string[]][] = [
+    ["no arguments", []],
+    ["a port that is not a number", ["127.0.0.1", "notaport", "list"]],
+    ["a port out of range", ["127.0.0.1", "70000", "list"]],
+    ["an unknown command", ["127.0.0.1", "9021", "fetch", "x"]],
+    ["put - without REMOTE", ["127.0.0.1", "9021", "put", "-"]],
+    ["put without LOCAL", ["127.0.0.1", "9021", "put"]],
+    ["list with an argument", ["127.0.0.1", "9021", "list", "extra"]],
+    ["--overwrite on list", ["127.0.0.1", "9021", "list", "--overwrite"]],
+    ["--long on put", ["127.0.0.1", "9021", "put", "x", "--long"]],
+    ["--overwrite on get", ["127.0.0.1", "9021", "get", "x", "--overwrite"]],
+    ["--force on put", ["--force", "127.0.0.1", "9021", "put", "x"]],
+    ["an unknown option", ["127.0.0.1", "9021", "list", "--bogus"]],
+  ];
+  for (const [what, args] of cases) {
+    assertUsageError(await runClient(args), "ferry", `client: ${what}`);
+  }
+  assertUsageError(await runServer(["notaport"]), "ferry-server", "server: bad port");
+  assertUsageError(await runServer(["--bogus"]), "ferry-server", "server: unknown option");
+});
+
+Deno.test("connection refused exits 1 with a one-line message", async () => {
+  // A port that was free a moment ago: listen on it, then close it again.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  await using work = await makeTempDir();
+
+  const list = await runClient(["127.0.0.1", String(port), "list"]);
+  assertFailure(list, /refused/i, "list against a closed port");
+  const get = await runClient(["127.0.0.1", String(port), "get", "x.bin"], { cwd: work.path });
+  assertFailure(get, /refused/i, "get against a closed port");
+  assert.deepEqual(await listDir(work.path), [], "a failed connection creates no file");
+});
+
+Deno.test("traversal names are refused and nothing is written outside the root", async () => {
+  await using server = await startServer();
+  await using work = await makeTempDir();
+  // A file next to the root: a traversal that worked would read or replace it.
+  const secret = new TextEncoder().encode("outside the root\n");
+  await Deno.writeFile(`${server.base}/secret.txt`, secret);
+  await Deno.writeFile(`${work.path}/payload.txt`, new TextEncoder().encode("payload\n"));
+
+  const hostile = [
+    "../secret.txt",
+    "a/../../secret.txt",
+    `${server.base}/secret.txt`,
+    "/etc/passwd",
+    "./../secret.txt",
+    "..",
+  ];
+  for (const name of hostile) {
+    const got = await ferry(server, ["get", name, "out.txt"], { cwd: work.path });
+    assertFailure(got, /refused/i, `get ${JSON.stringify(name)}`);
+  }
+  assert.deepEqual(await listDir(work.path), ["payload.txt"], "no download was created");
+
+  // Never aim a put at a real system file: a bug here must not damage the machine.
+  const uploads = [
+    "../x.txt",
+    "a/../../x.txt",
+    `${server.base}/abs.txt`,
+    "../secret.txt",
+    "sub/../../x.txt",
+    "back\\..\\slash.txt",
+  ];
+  for (const name of uploads) {
+    for (const overwrite of [[], ["--overwrite"]]) {
+      const put = await ferry(server, ["put", "payload.txt", name, ...overwrite], {
+        cwd: work.path,
+      });
+      assertFailure(put, /refused/i, `put as ${JSON.stringify(name)} ${overwrite}`);
+    }
+  }
+  assert.deepEqual(await listDir(server.base), ["root", "secret.txt"], "nothing written beside");
+  assert.deepEqual(await Deno.readFile(`${server.base}/secret.txt`), secret);
+  await assertRootHolds(server.root, []);
+});
+
+Deno.test("symlinks inside the root that lead outside are refused", async () => {
+  await using server = await startServer();
+  await using outside = await makeTempDir();
+  await using work = await makeTempDir();
+  const secret = new TextEncoder().encode("secret outside the root\n");
+  await Deno.writeFile(`${outside.path}/secret.txt`, secret);
+  await Deno.symlink(`${outside.path}/secret.txt`, `${server.root}/escape.txt`);
+  await Deno.symlink(outside.path, `${server.root}/escape_dir`);
+  // A symlink that stays inside the root is fine and must keep working.
+  const inside = new TextEncoder().encode("inside\n");
+  await Deno.writeFile(`${server.root}/real.txt`, inside);
+  await Deno.symlink(`${server.root}/real.txt`, `${server.root}/alias.txt`);
+  await Deno.writeFile(`${work.path}/payload.txt`, new TextEncoder().encode("payload\n"));
+
+  for (const name of ["escape.txt", "escape_dir/secret.txt"]) {
+    const got = await ferry(server, ["get", name, "out.txt"], { cwd: work.path });
+    assertFailure(got, /refused/i, `get ${name}`);
+    assert.match(got.stderr, /outside/i, "the reason is given");
+  }
+  assert.deepEqual(await listDir(work.path), ["payload.txt"], "no download was created");
+
+  for (const name of ["escape_dir/new.txt", "escape_dir/secret.txt"]) {
+    for (const overwrite of [[], ["--overwrite"]]) {
+      const put = await ferry(server, ["put", "payload.txt", name, ...overwrite], {
+        cwd: work.path,
+      });
+      assertFailure(put, /refused/i, `put through a symlinked folder: ${name} ${overwrite}`);
+    }
+  }
+  // Without --overwrite the link is an existing name; with it, at most the link itself may be
+  // replaced inside the root. Either way the file outside must not change.
+  await ferry(server, ["put", "payload.txt", "escape.txt"], { cwd: work.path });
+  await ferry(server, ["put", "payload.txt", "escape.txt", "--overwrite"], { cwd: work.path });
+  assert.deepEqual(await listDir(outside.path), ["secret.txt"], "nothing written outside");
+  assert.deepEqual(await Deno.readFile(`${outside.path}/secret.txt`), secret);
+
+  const alias = await ferry(server, ["get", "alias.txt", "-"]);
+  assertSuccess(alias, "get through a symlink that stays inside");
+  assert.deepEqual(alias.stdout, inside);
+  const listed = await ferry(server, ["list"]);
+  assertSuccess(listed, "list");
+  const names = new TextDecoder().decode(listed.stdout).split("\n").filter((n) => n !== "");
+  assert.ok(!names.some((n) => n.startsWith("escape_dir/")), `listed: ${names}`);
+  assert.ok(names.includes("alias.txt") && names.includes("real.txt"), `listed: ${names}`);
+});
+
+Deno.test("eight clients in parallel each put and get back a distinct 4 MiB file", async () => {
+  await using server = await startServer();
+  await using work = await makeTempDir();
+  const count = 8;
+  const originals = await Promise.all(
+    Array.from({ length: count }, async (_, i) => {
+      const dir = `${work.path}/c${i}`;
+      await Deno.mkdir(dir);
+      await writeRandomFile(`${dir}/mine.bin`, 4 * MiB);
+      return dir;
+    }),
+  );
+
+  const results = await Promise.all(originals.map(async (dir, i) => {
+    const put = await ferry(server, ["put", "mine.bin", `p${i}.bin`], { cwd: dir });
+    const get = put.code === 0
+      ? await ferry(server, ["get", `p${i}.bin`, "back.bin"], { cwd: dir })
+      : undefined;
+    return { put, get };
+  }));
+
+  for (const [i, { put, get }] of results.entries()) {
+    assertSuccess(put, `client ${i} put`);
+    assertSuccess(get!, `client ${i} get`);
+    const dir = originals[i];
+    assert.ok(await filesEqual(`${dir}/mine.bin`, `${server.root}/p${i}.bin`), `server copy ${i}`);
+    assert.ok(await filesEqual(`${dir}/mine.bin`, `${dir}/back.bin`), `round trip ${i}`);
+  }
+  await assertRootHolds(server.root, Array.from({ length: count }, (_, i) => `p${i}.bin`));
+});
+
+Deno.test("the IPv6 loopback address works, with or without brackets", async () => {
+  await using server = await startServer({ host: "::1" });
+  assert.equal(server.host, "::1");
+  assert.ok(server.lines.some((line) => line.includes(`[::1]:${server.port}`)), "banner");
+  const data = randomBytes(70000);
+
+  const put = await runClient(["::1", String(server.port), "put", "-", "six.bin"], {
+    stdin: data,
+  });
+  assertSuccess(put, "put over IPv6");
+  const get = await runClient(["[::1]", String(server.port), "get", "six.bin", "-"]);
+  assertSuccess(get, "get over IPv6 with brackets");
+  assert.deepEqual(get.stdout, data);
+  const list = await runClient(["::1", String(server.port), "list"]);
+  assertSuccess(list, "list over IPv6");
+  assert.equal(new TextDecoder().decode(list.stdout), "six.bin\n");
+  await server.waitForLog(/\[::1\]:\d+ put "six\.bin" 70000 bytes ok/);
+});
+
+Deno.test("--help and --version exit 0 on both programs", async () => {
+  for (
+    const [program, run, name] of [
+      ["client", runClient, "ferry"],
+      ["server", runServer, "ferry-server"],
+    ] as const
+  ) {
+    for (const flag of ["--help", "-h"]) {
+      const help = await run([flag]);
+      assert.equal(help.code, 0, `${program} ${flag}: ${help.stderr}`);
+      assert.match(new TextDecoder().decode(help.stdout), /^Usage: /, `${program} ${flag}`);
+    }
+    for (const flag of ["--version", "-V"]) {
+      const version = await run([flag]);
+      assert.equal(version.code, 0, `${program} ${flag}: ${version.stderr}`);
+      assert.match(
+        new TextDecoder().decode(version.stdout),
+        new RegExp(`^${name} \\d+\\.\\d+\\.\\d+\\n$`),
+        `${program} ${flag}`,
+      );
+    }
+  }
+});

@@ -1,0 +1,739 @@
+/**
+ * Integration tests at the socket level, for what the client command line cannot do: raw
+ * connections speak frames built with lib/protocol.ts to the real server (cut uploads, wrong
+ * checksums, hostile names, garbage), and fake servers written here feed the real client
+ * downloads that are cut short or corrupt.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { createChecksum } from "../lib/checksum.ts";
+import {
+  decodePreamble,
+  encodeControl,
+  encodeHeader,
+  encodePreamble,
+  FrameType,
+  PROTOCOL_VERSION,
+} from "../lib/protocol.ts";
+import {
+  assertRootHolds,
+  filesEqual,
+  listDir,
+  makeTempDir,
+  pathExists,
+  randomBytes,
+  runClient,
+  type RunResult,
+  type ServerProcess,
+  spawnClient,
+  STAGING_DIR,
+  startServer,
+  stderrLines,
+  waitFor,
+  writeRandomFile,
+} from "./harness.ts";
+
+const MiB = 1 << 20;
+/** Longest any single read in these tests may wait before the test fails instead of hanging. */
+const READ_TIMEOUT_MS = 10000;
+
+/** A frame as read off the wire. */
+interface Frame {
+  type: number;
+  payload: Uint8Array;
+  /** The parsed payload, for control frames. */
+  json?: Record<string, unknown>;
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
+function dataFrame(bytes: Uint8Array): Uint8Array {
+  return concat(encodeHeader(FrameType.DATA, bytes.length), bytes);
+}
+
+async function checksumOf(bytes: Uint8Array): Promise<string> {
+  const checksum = await createChecksum();
+  checksum.update(bytes);
+  return checksum.digest();
+}
+
+/**
+ * One raw TCP connection with a read buffer, written independently of lib/protocol.ts's reader
+ * so that a bug there cannot hide itself. Every read is bounded by {@link READ_TIMEOUT_MS}.
+ */
+class Wire implements Disposable {
+  #conn: Deno.Conn;
+  #pending: Uint8Array = new Uint8Array(0);
+  #eof = false;
+  #closed = false;
+
+  constructor(conn: Deno.Conn) {
+    this.#conn = conn;
+  }
+
+  static async connect(port: number, hostname = "127.0.0.1"): Promise<Wire> {
+    return new Wire(await Deno.connect({ hostname, port }));
+  }
+
+  /** Writes all of `bytes`. */
+  async write(bytes: Uint8Array): Promise<void> {
+    for (let offset = 0; offset < bytes.length;) {
+      offset += await this.#conn.write(bytes.subarray(offset));
+    }
+  }
+
+  /** Writes, ignoring a peer that already hung up (it may rightly stop reading garbage). */
+  async writeQuietly(bytes: Uint8Array): Promise<void> {
+    await this.write(bytes).catch(() => {});
+  }
+
+  /** Reads more bytes into the buffer; false at end of stream (a reset counts as the end). */
+  async #fill(): Promise<boolean> {
+    if (this.#eof) return false;
+    const buffer = new Uint8Array(65536);
+    const reading = this.#conn.read(buffer);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), READ_TIMEOUT_MS);
+    });
+    let n: number | null | "timeout";
+    try {
+      n = await Promise.race([reading, timeout]);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
+      n = null;
+    } finally {
+      clearTimeout(timer);
+    }
+    if (n === "timeout") {
+      this.close();
+      await reading.catch(() => {});
+      throw new Error(`Peer sent nothing for ${READ_TIMEOUT_MS} ms`);
+    }
+    if (n === null) {
+      this.#eof = true;
+      return false;
+    }
+    this.#pending = concat(this.#pending, buffer.subarray(0, n));
+    return true;
+  }
+
+  /** Reads exactly `n` bytes; null if the stream ends first (with what did arrive in `rest`). */
+  async readExact(n: number): Promise<Uint8Array | null> {
+    while (this.#pending.length < n) {
+      if (!await this.#fill()) return null;
+    }
+    const out = this.#pending.slice(0, n);
+    this.#pending = this.#pending.slice(n);
+    return out;
+  }
+
+  /** Everything until the peer closes. */
+  async readToEnd(): Promise<Uint8Array> {
+    while (await this.#fill());
+    const out = this.#pending;
+    this.#pending = new Uint8Array(0);
+    return out;
+  }
+
+  /** Reads one frame; null on a clean end of stream between frames. */
+  async readFrame(): Promise<Frame | null> {
+    const header = await this.readExact(5);
+    if (!header) {
+      assert.equal(this.#pending.length, 0, "stream ended inside a frame header");
+      return null;
+    }
+    const view = new DataView(header.buffer);
+    const type = view.getUint8(0);
+    const length = view.getUint32(1);
+    const payload = await this.readExact(length);
+    assert.ok(payload, `stream ended inside a frame of type ${type}`);
+    if (type === FrameType.DATA) return { type, payload };
+    return { type, payload, json: JSON.parse(new TextDecoder().decode(payload)) };
+  }
+
+  /** Reads a frame and checks its type; returns its JSON. */
+  async expectFrame(type: number, what: string): Promise<Record<string, unknown>> {
+    const frame = await this.readFrame();
+    assert.ok(frame, `${what}: connection closed instead of frame ${type}`);
+    assert.equal(
+      frame.type,
+      type,
+      `${what}: got frame ${frame.type} ${JSON.stringify(frame.json)}`,
+    );
+    return frame.json ?? {};
+  }
+
+  /** Sends the preamble and HELLO and checks the server's preamble and WELCOME. */
+  async handshake(): Promise<void> {
+    await this.write(
+      concat(encodePreamble(), encodeControl(FrameType.HELLO, { client: "raw-test/1" })),
+    );
+    const preamble = await this.readExact(8);
+    assert.ok(preamble, "server closed during the handshake");
+    assert.equal(decodePreamble(preamble), PROTOCOL_VERSION);
+    const welcome = await this.expectFrame(FrameType.WELCOME, "handshake");
+    assert.equal(typeof welcome.server, "string");
+  }
+
+  /** Plays the server's side of the handshake, for fake servers. */
+  async acceptHandshake(): Promise<void> {
+    const preamble = await this.readExact(8);
+    assert.ok(preamble, "client closed before its preamble");
+    assert.equal(decodePreamble(preamble), PROTOCOL_VERSION);
+    await this.expectFrame(FrameType.HELLO, "fake server handshake");
+    await this.write(concat(
+      encodePreamble(),
+      encodeControl(FrameType.WELCOME, { server: "fake/0", features: [] }),
+    ));
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#conn.close();
+    } catch {
+      // Already closed.
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/** Connects to the real server and completes the handshake. */
+async function openSession(server: ServerProcess): Promise<Wire> {
+  const wire = await Wire.connect(server.port, server.host);
+  try {
+    await wire.handshake();
+  } catch (error) {
+    wire.close();
+    throw error;
+  }
+  return wire;
+}
+
+/** The staging folder must empty once the server has noticed an upload failed. */
+async function waitForEmptyStaging(server: ServerProcess): Promise<void> {
+  const staging = `${server.root}/${STAGING_DIR}`;
+  await waitFor("the staging folder to empty", async () => (await listDir(staging)).length === 0);
+}
+
+/** The real client: `client.ts HOST PORT ...args`. */
+function ferry(server: ServerProcess, args: string[], stdin?: Uint8Array): Promise<RunResult> {
+  return runClient([server.host, String(server.port), ...args], { stdin });
+}
+
+function assertSuccess(result: RunResult, what: string): void {
+  assert.equal(result.code, 0, `${what} failed (exit ${result.code}):\n${result.stderr}`);
+}
+
+/** Exit 1 with one line on stderr and no stack trace. */
+function assertFailure(result: RunResult, pattern: RegExp, what: string): void {
+  assert.equal(result.code, 1, `${what}: expected exit 1, got ${result.code}:\n${result.stderr}`);
+  assert.doesNotMatch(result.stderr, /^\s+at |error: Uncaught/m, `${what}:\n${result.stderr}`);
+  const lines = stderrLines(result);
+  assert.equal(lines.length, 1, `${what}: expected one line on stderr, got:\n${result.stderr}`);
+  assert.match(lines[0], pattern, what);
+}
+
+// ------------------------------------------------------------------------- uploads that fail
+
+Deno.test("a connection cut mid-upload leaves nothing, spares other clients, and a retry succeeds", async () => {
+  await using server = await startServer();
+  const data = randomBytes(4 * MiB);
+  {
+    using wire = await openSession(server);
+    await wire.write(encodeControl(FrameType.REQUEST, {
+      op: "put",
+      name: "cut.bin",
+      size: data.length,
+      overwrite: false,
+    }));
+    await wire.expectFrame(FrameType.OK, "put accepted");
+    // One whole DATA frame, then a frame that stops a third of the way through.
+    await wire.write(dataFrame(data.subarray(0, MiB)));
+    await wire.write(encodeHeader(FrameType.DATA, MiB));
+    await wire.write(data.subarray(MiB, MiB + 300000));
+    // Proof that the upload is really in progress: the server writes each DATA frame to its
+    // staging file as it arrives, so the first MiB shows up there while the second is pending.
+    const staging = `${server.root}/${STAGING_DIR}`;
+    await waitFor("the first MiB to reach the staging file", async () => {
+      const files = await listDir(staging);
+      return files.length === 1 && (await Deno.stat(`${staging}/${files[0]}`)).size >= MiB;
+    });
+    assert.equal(await pathExists(`${server.root}/cut.bin`), false, "not visible mid-upload");
+
+    // The stalled upload holds up nobody, and its staging file is not listed.
+    const other = await ferry(server, ["put", "-", "other.bin"], new Uint8Array([1, 2, 3]));
+    assertSuccess(other, "put while another upload is stalled");
+    const listed = await ferry(server, ["list"]);
+    assertSuccess(listed, "list while an upload is stalled");
+    assert.equal(new TextDecoder().decode(listed.stdout), "other.bin\n");
+  } // The connection closes here, without END.
+
+  await server.waitForLog(/ put "cut\.bin" \d+ bytes (?!ok )/);
+  await waitForEmptyStaging(server);
+  // Nothing under the name and nothing visible. A server may keep the bytes that did arrive in
+  // a private folder for a later resume (allowKept); the fresh retry below must clear them.
+  await assertRootHolds(server.root, ["other.bin"], { allowKept: true });
+  const after = await ferry(server, ["list"]);
+  assertSuccess(after, "list after the cut");
+  assert.equal(new TextDecoder().decode(after.stdout), "other.bin\n");
+
+  const retry = await ferry(server, ["put", "-", "cut.bin"], data);
+  assertSuccess(retry, "retry of the cut upload");
+  assert.deepEqual(await Deno.readFile(`${server.root}/cut.bin`), data);
+  await assertRootHolds(server.root, ["cut.bin", "other.bin"]);
+});
+
+Deno.test("a client process killed mid-upload leaves nothing, and a retry succeeds", async () => {
+  await using server = await startServer();
+  const data = randomBytes(MiB);
+  const child = spawnClient([server.host, String(server.port), "put", "-", "killed.bin"]);
+  const writer = child.stdin.getWriter();
+  let fed = false;
+  // The write settles once the client has read the whole MiB from its stdin pipe.
+  const feeding = writer.write(data).then(() => fed = true, () => {});
+  try {
+    const staging = `${server.root}/${STAGING_DIR}`;
+    await waitFor("the server to accept the upload", async () => {
+      return (await listDir(staging)).length === 1;
+    });
+    await waitFor("the client to read its stdin", () => fed);
+  } finally {
+    child.kill("SIGKILL");
+    await feeding;
+    await writer.close().catch(() => {});
+  }
+  const output = await child.output();
+  assert.equal(output.signal, "SIGKILL", "the client was still running when killed");
+  assert.equal(await pathExists(`${server.root}/killed.bin`), false);
+
+  await server.waitForLog(/ put "killed\.bin" \d+ bytes (?!ok )/);
+  await waitForEmptyStaging(server);
+  // As above: nothing under the name; kept bytes for a resume are tolerated until the retry.
+  await assertRootHolds(server.root, [], { allowKept: true });
+
+  const retry = await ferry(server, ["put", "-", "killed.bin"], data);
+  assertSuccess(retry, "retry after the killed client");
+  assert.deepEqual(await Deno.readFile(`${server.root}/killed.bin`), data);
+  await assertRootHolds(server.root, ["killed.bin"]);
+});
+
+Deno.test("an upload whose END does not match the data is refused with code checksum", async () => {
+  await using server = await startServer();
+  const data = randomBytes(100000);
+  const checksum = await checksumOf(data);
+  const cases: [string, object][] = [
+    ["wrong-sum.bin", { size: data.length, checksum: "xxh128:" + "0".repeat(32) }],
+    ["wrong-size.bin", { size: data.length + 1, checksum }],
+    ["short-size.bin", { size: data.length - 1, checksum }],
+  ];
+  for (const [name, end] of cases) {
+    using wire = await openSession(server);
+    await wire.write(encodeControl(FrameType.REQUEST, {
+      op: "put",
+      name,
+      size: data.length,
+      overwrite: false,
+    }));
+    await wire.expectFrame(FrameType.OK, `${name} accepted`);
+    await wire.write(concat(dataFrame(data), encodeControl(FrameType.END, end)));
+    const error = await wire.expectFrame(FrameType.ERROR, `${name} refused`);
+    assert.equal(error.code, "checksum", `${name}: ${JSON.stringify(error)}`);
+    assert.equal(typeof error.message, "string");
+    // After a failed data phase the server hangs up.
+    assert.equal(await wire.readFrame(), null, `${name}: connection closed after the ERROR`);
+    await server.waitForLog(new RegExp(` put "${name.replace(".", "\\.")}" .*failed \\(checksum`));
+  }
+  await waitForEmptyStaging(server);
+  await assertRootHolds(server.root, []);
+
+  // The control case: the same frames with the right END are stored, which shows the refusals
+  // above came from the END check and nothing else.
+  using wire = await openSession(server);
+  await wire.write(encodeControl(FrameType.REQUEST, {
+    op: "put",
+    name: "right.bin",
+    size: data.length,
+    overwrite: false,
+  }));
+  await wire.expectFrame(FrameType.OK, "right.bin accepted");
+  await wire.write(
+    concat(dataFrame(data), encodeControl(FrameType.END, { size: data.length, checksum })),
+  );
+  const ok = await wire.expectFrame(FrameType.OK, "right.bin stored");
+  assert.equal(ok.size, data.length);
+  assert.equal(ok.checksum, checksum);
+  assert.deepEqual(await Deno.readFile(`${server.root}/right.bin`), data);
+  await assertRootHolds(server.root, ["right.bin"]);
+});
+
+Deno.test("a name being uploaded is refused to a second uploader until the first commits", async () => {
+  await using server = await startServer();
+  const data = randomBytes(5000);
+  using first = await openSession(server);
+  await first.write(encodeControl(FrameType.REQUEST, {
+    op: "put",
+    name: "same.bin",
+    size: data.length,
+    overwrite: false,
+  }));
+  await first.expectFrame(FrameType.OK, "first upload accepted");
+
+  for (const overwrite of [false, true]) {
+    using second = await openSession(server);
+    await second.write(encodeControl(FrameType.REQUEST, {
+      op: "put",
+      name: "same.bin",
+      size: 1,
+      overwrite,
+    }));
+    const error = await second.expectFrame(
+      FrameType.ERROR,
+      `second upload (overwrite ${overwrite})`,
+    );
+    assert.equal(error.code, "exists", JSON.stringify(error));
+  }
+
+  const checksum = await checksumOf(data);
+  await first.write(
+    concat(dataFrame(data), encodeControl(FrameType.END, { size: data.length, checksum })),
+  );
+  await first.expectFrame(FrameType.OK, "first upload committed");
+  assert.deepEqual(await Deno.readFile(`${server.root}/same.bin`), data);
+  await assertRootHolds(server.root, ["same.bin"]);
+});
+
+Deno.test("hostile names sent raw are refused with bad_name, and the connection stays usable", async () => {
+  await using server = await startServer();
+  await Deno.writeFile(`${server.base}/secret.txt`, new TextEncoder().encode("secret\n"));
+  using wire = await openSession(server);
+  const hostile = [
+    "nul\u0000byte.txt",
+    "\u0000",
+    "../secret.txt",
+    "a/../../secret.txt",
+    `${server.base}/secret.txt`,
+    "/etc/passwd",
+    "",
+    "ctrl\u0007.txt",
+    `${STAGING_DIR}/x.upload`,
+  ];
+  for (const name of hostile) {
+    for (const request of [{ op: "get", name }, { op: "put", name, size: 1, overwrite: true }]) {
+      await wire.write(encodeControl(FrameType.REQUEST, request));
+      const error = await wire.expectFrame(
+        FrameType.ERROR,
+        `${request.op} ${JSON.stringify(name)}`,
+      );
+      assert.equal(
+        error.code,
+        "bad_name",
+        `${request.op} ${JSON.stringify(name)}: ${error.message}`,
+      );
+    }
+  }
+  // Refusals before any data keep the connection in step: a normal request still works on it.
+  await wire.write(encodeControl(FrameType.REQUEST, { op: "list" }));
+  await wire.expectFrame(FrameType.OK, "list after the refusals");
+
+  assert.deepEqual(await listDir(server.base), ["root", "secret.txt"]);
+  await assertRootHolds(server.root, []);
+});
+
+// ---------------------------------------------------------------------- garbage and strangers
+
+Deno.test("garbage and seed-style requests are answered or closed, and the server keeps serving", async () => {
+  await using server = await startServer();
+  const encoder = new TextEncoder();
+  const garbage = randomBytes(4096);
+  garbage[0] = 0xff; // not NUL, so not a ferry preamble
+
+  // Strangers that are not ferry at all get the seed's refusal word, then the server hangs up.
+  for (
+    const [what, bytes] of [
+      ["seed list", encoder.encode("list")],
+      ["seed put", encoder.encode("put notes.txt")],
+      ["seed get", encoder.encode("get notes.txt")],
+      ["random garbage", garbage],
+    ] as const
+  ) {
+    using wire = await Wire.connect(server.port, server.host);
+    await wire.writeQuietly(bytes);
+    const reply = new TextDecoder().decode(await wire.readToEnd());
+    assert.equal(reply, "cancel", `${what}: reply ${JSON.stringify(reply)}`);
+  }
+
+  // Broken ferry connections are closed, with an ERROR frame when there is something to say.
+  const hello = encodeControl(FrameType.HELLO, { client: "raw-test/1" });
+  const request = (json: string) => {
+    const payload = encoder.encode(json);
+    return concat(encodeHeader(FrameType.REQUEST, payload.length), payload);
+  };
+  for (
+    const [what, bytes, handshook] of [
+      ["bad magic", concat(new Uint8Array([0, 1, 2, 3, 4, 5, 0, 1]), garbage), false],
+      ["truncated preamble", new Uint8Array([0, 0x46, 0x45]), false],
+      ["no HELLO", concat(encodePreamble(), request('{"op":"list"}')), false],
+      ["unknown frame type", concat(encodePreamble(), hello, encodeHeader(0x7f, 0)), true],
+      ["huge control frame", concat(encodePreamble(), hello, encodeHeader(3, 0x7fffffff)), true],
+      ["DATA instead of REQUEST", concat(encodePreamble(), hello, dataFrame(garbage)), true],
+      ["JSON that is not an object", concat(encodePreamble(), hello, request("[1,2]")), true],
+      ["invalid JSON", concat(encodePreamble(), hello, request("{op:")), true],
+      ["unknown op", concat(encodePreamble(), hello, request('{"op":"rm","name":"x"}')), true],
+      ["put without a name", concat(encodePreamble(), hello, request('{"op":"put"}')), true],
+      ["zero-length DATA", concat(encodePreamble(), hello, encodeHeader(FrameType.DATA, 0)), true],
+    ] as const
+  ) {
+    using wire = await Wire.connect(server.port, server.host);
+    await wire.writeQuietly(bytes);
+    if (what === "truncated preamble") {
+      // The server cannot know the preamble is over; hanging up our side ends it.
+      wire.close();
+      continue;
+    }
+    let reply = await wire.readToEnd();
+    if (handshook) {
+      assert.deepEqual(reply.subarray(0, 8), encodePreamble(), `${what}: preamble`);
+      reply = reply.subarray(8);
+      const welcomeLength = new DataView(reply.buffer, reply.byteOffset).getUint32(1);
+      assert.equal(reply[0], FrameType.WELCOME, `${what}: WELCOME`);
+      reply = reply.subarray(5 + welcomeLength);
+    }
+    // What remains must be one ERROR frame saying the request was bad. Only where bytes we
+    // sent are left unread may the server's close turn into a reset that loses its answer.
+    const mayBeLost = what === "bad magic" || what === "DATA instead of REQUEST";
+    if (reply.length > 0 || !mayBeLost) {
+      assert.equal(reply[0], FrameType.ERROR, `${what}: unexpected reply ${reply}`);
+      const length = new DataView(reply.buffer, reply.byteOffset).getUint32(1);
+      assert.equal(reply.length, 5 + length, `${what}: exactly one frame, then the end`);
+      const json = JSON.parse(new TextDecoder().decode(reply.subarray(5)));
+      assert.equal(json.code, "bad_request", `${what}: ${JSON.stringify(json)}`);
+    }
+  }
+  // A connection that says nothing at all and leaves.
+  (await Wire.connect(server.port, server.host)).close();
+
+  // The server is still alive and well for a real client.
+  const data = randomBytes(200000);
+  assertSuccess(await ferry(server, ["put", "-", "after.bin"], data), "put after the garbage");
+  const got = await ferry(server, ["get", "after.bin", "-"]);
+  assertSuccess(got, "get after the garbage");
+  assert.deepEqual(got.stdout, data);
+  const listed = await ferry(server, ["list"]);
+  assertSuccess(listed, "list after the garbage");
+  assert.equal(new TextDecoder().decode(listed.stdout), "after.bin\n");
+  await assertRootHolds(server.root, ["after.bin"]);
+});
+
+Deno.test("stale staging files are removed at start and the server exits 0 on SIGTERM", async () => {
+  await using base = await makeTempDir();
+  const root = `${base.path}/root`;
+  await Deno.mkdir(`${root}/${STAGING_DIR}`, { recursive: true });
+  await Deno.writeFile(`${root}/${STAGING_DIR}/stale.upload`, randomBytes(1000));
+  await Deno.writeFile(`${root}/kept.txt`, new TextEncoder().encode("kept\n"));
+
+  await using server = await startServer({ root });
+  assert.deepEqual(await listDir(`${root}/${STAGING_DIR}`), [], "stale upload cleaned at start");
+  const listed = await ferry(server, ["list"]);
+  assertSuccess(listed, "list");
+  assert.equal(new TextDecoder().decode(listed.stdout), "kept.txt\n");
+  assert.equal(await server.stop(), 0, "SIGTERM is a clean stop");
+  await assertRootHolds(root, ["kept.txt"]);
+  assert.equal(await Deno.readTextFile(`${root}/kept.txt`), "kept\n", "the root is left alone");
+});
+
+// -------------------------------------------------------------- downloads from a fake server
+
+/** What a fake server does after the handshake and the client's REQUEST. */
+type FakeScript = (wire: Wire, request: Record<string, unknown>) => Promise<void>;
+
+/**
+ * Runs the real client against a one-connection fake server on 127.0.0.1 and returns what the
+ * client did. Failed assertions inside the fake server fail the test too.
+ */
+async function withFakeServer(
+  script: FakeScript,
+  run: (port: number) => Promise<RunResult>,
+): Promise<RunResult> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  const serving = (async () => {
+    using wire = new Wire(await listener.accept());
+    await wire.acceptHandshake();
+    const request = await wire.expectFrame(FrameType.REQUEST, "fake server request");
+    await script(wire, request);
+  })();
+  serving.catch(() => {}); // awaited below, after the client has finished
+  let result: RunResult;
+  try {
+    result = await run(port);
+  } finally {
+    listener.close();
+  }
+  try {
+    await serving;
+  } catch (error) {
+    throw new Error(`Fake server failed: ${error}; client stderr:\n${result.stderr}`);
+  }
+  return result;
+}
+
+/** Starts a download as a server would: OK with the size, then optionally some DATA frames. */
+async function beginDownload(wire: Wire, request: Record<string, unknown>, size: number) {
+  assert.equal(request.op, "get");
+  assert.equal(request.name, "remote.bin");
+  await wire.write(encodeControl(FrameType.OK, { size, mtime: Date.now() }));
+}
+
+Deno.test("a fake server that sends a file correctly is accepted (control for the cases below)", async () => {
+  await using work = await makeTempDir();
+  const data = randomBytes(MiB + 777);
+  const checksum = await checksumOf(data);
+  const result = await withFakeServer(async (wire, request) => {
+    await beginDownload(wire, request, data.length);
+    // Two DATA frames, as a frame boundary must mean nothing to the data.
+    await wire.write(dataFrame(data.subarray(0, 1000)));
+    await wire.write(dataFrame(data.subarray(1000)));
+    await wire.write(encodeControl(FrameType.END, { size: data.length, checksum }));
+    assert.equal(await wire.readFrame(), null, "the client hangs up when done");
+  }, (port) =>
+    runClient(["127.0.0.1", String(port), "get", "remote.bin", "out.bin"], {
+      cwd: work.path,
+    }));
+  assertSuccess(result, "get from the fake server");
+  assert.deepEqual(await listDir(work.path), ["out.bin"]);
+  assert.deepEqual(await Deno.readFile(`${work.path}/out.bin`), data);
+});
+
+Deno.test("a download cut mid-way exits 1 and leaves no LOCAL file; any kept LOCAL.part is a true prefix", async () => {
+  await using work = await makeTempDir();
+  const data = randomBytes(MiB);
+  const part = `${work.path}/out.bin.part`;
+  // What each fake server sends after OK, and how many bytes of it are whole DATA frames.
+  for (
+    const [what, send, whole] of [
+      ["cut between frames", dataFrame(data.subarray(0, 256 * 1024)), 256 * 1024],
+      ["cut inside a frame", concat(encodeHeader(FrameType.DATA, MiB), data.subarray(0, 1e5)), 0],
+      ["cut before any data", new Uint8Array(0), 0],
+      ["cut inside the END frame", concat(dataFrame(data), encodeHeader(FrameType.END, 80)), MiB],
+    ] as const
+  ) {
+    const result = await withFakeServer(async (wire, request) => {
+      await beginDownload(wire, request, data.length);
+      await wire.write(send);
+      // Hang up only once the client has started writing its .part file, so the test sees
+      // what the client does with it rather than a file never made.
+      await waitFor("the client to create out.bin.part", () => pathExists(part));
+    }, (port) =>
+      runClient(["127.0.0.1", String(port), "get", "remote.bin", "out.bin"], {
+        cwd: work.path,
+      }));
+    assert.equal(result.code, 1, `${what}: exit ${result.code}\n${result.stderr}`);
+    assert.doesNotMatch(result.stderr, /^\s+at |error: Uncaught/m, `${what}:\n${result.stderr}`);
+    assert.equal(await pathExists(`${work.path}/out.bin`), false, `${what}: no out.bin`);
+    // The core promise (issue 2) is no .part either. Issue 6 lets an interrupted get keep its
+    // .part for `get --resume`; that is accepted only if it holds nothing but the bytes that
+    // really arrived in whole frames, and the user is told about it.
+    const lines = stderrLines(result);
+    const notes = lines.filter((line) => line.includes("--resume"));
+    const errors = lines.filter((line) => !line.includes("--resume"));
+    assert.equal(errors.length, 1, `${what}: one error line, got:\n${result.stderr}`);
+    assert.match(errors[0], /^ferry: \S/, what);
+    if (await pathExists(part)) {
+      const kept = await Deno.readFile(part);
+      assert.ok(kept.length > 0 && kept.length <= whole, `${what}: .part of ${kept.length} bytes`);
+      assert.deepEqual(kept, data.subarray(0, kept.length), `${what}: .part is a true prefix`);
+      assert.equal(notes.length, 1, `${what}: the kept .part is mentioned:\n${result.stderr}`);
+      assert.match(notes[0], /out\.bin\.part/, what);
+      await Deno.remove(part);
+    } else {
+      assert.equal(notes.length, 0, `${what}: no .part kept, yet:\n${result.stderr}`);
+    }
+    assert.deepEqual(await listDir(work.path), [], `${what}: nothing else left`);
+  }
+});
+
+Deno.test("a download with a wrong END checksum or size exits 1 and leaves no file", async () => {
+  await using work = await makeTempDir();
+  const data = randomBytes(300000);
+  const checksum = await checksumOf(data);
+  for (
+    const [what, end, pattern] of [
+      ["wrong checksum", { size: data.length, checksum: "xxh128:" + "f".repeat(32) }, /checksum/i],
+      ["checksum of other data", {
+        size: data.length,
+        checksum: await checksumOf(data.subarray(1)),
+      }, /checksum/i],
+      ["END size too big", { size: data.length + 1, checksum }, /size|bytes/i],
+      ["END size too small", { size: data.length - 1, checksum }, /size|bytes/i],
+      ["END size not a number", { size: "300000", checksum }, /END|malformed/i],
+    ] as const
+  ) {
+    for (const local of ["out.bin", "-"]) {
+      const result = await withFakeServer(async (wire, request) => {
+        await beginDownload(wire, request, data.length);
+        await wire.write(concat(dataFrame(data), encodeControl(FrameType.END, end)));
+        // The client decides, then hangs up; it must not wait for anything more.
+        await wire.readToEnd();
+      }, (port) =>
+        runClient(["127.0.0.1", String(port), "get", "remote.bin", local], {
+          cwd: work.path,
+        }));
+      assert.equal(result.code, 1, `${what} to ${local}: exit ${result.code}\n${result.stderr}`);
+      assert.doesNotMatch(result.stderr, /^\s+at |error: Uncaught/m, result.stderr);
+      assert.equal(stderrLines(result).length, 1, `${what} to ${local}:\n${result.stderr}`);
+      assert.match(result.stderr, pattern, `${what} to ${local}`);
+      // Bytes already sent to a pipe cannot be taken back, but a file must never appear.
+      assert.deepEqual(await listDir(work.path), [], `${what} to ${local}: no file left`);
+    }
+  }
+});
+
+Deno.test("a server refusal mid-download (ABORT) exits 1 with its reason and leaves no file", async () => {
+  await using work = await makeTempDir();
+  const result = await withFakeServer(async (wire, request) => {
+    await beginDownload(wire, request, 2000);
+    await wire.write(dataFrame(randomBytes(1000)));
+    await wire.write(
+      encodeControl(FrameType.ABORT, { code: "io", message: "Disk\u001b[31m fell off" }),
+    );
+    await wire.readToEnd();
+  }, (port) =>
+    runClient(["127.0.0.1", String(port), "get", "remote.bin", "out.bin"], {
+      cwd: work.path,
+    }));
+  assertFailure(result, /Disk fell off|Disk\s+\[31m fell off/, "ABORT mid-download");
+  assert.ok(!result.stderr.includes("\u001b"), "control characters from the peer are stripped");
+  assert.deepEqual(await listDir(work.path), []);
+});
+
+Deno.test("two clients downloading the same file at once both get it intact", async () => {
+  // Two clients read the same file at once: downloads share nothing but the file.
+  await using server = await startServer();
+  await using work = await makeTempDir();
+  await writeRandomFile(`${server.root}/shared.bin`, 6 * MiB);
+  const [a, b] = await Promise.all(
+    ["a.bin", "b.bin"].map((local) =>
+      runClient([server.host, String(server.port), "get", "shared.bin", local], { cwd: work.path })
+    ),
+  );
+  assertSuccess(a, "first download");
+  assertSuccess(b, "second download");
+  assert.ok(await filesEqual(`${server.root}/shared.bin`, `${work.path}/a.bin`));
+  assert.ok(await filesEqual(`${server.root}/shared.bin`, `${work.path}/b.bin`));
+});
