@@ -112,6 +112,8 @@ interface Tracked {
   activity: Activity;
   /** Why the server closed it, if it did. */
   reason?: string;
+  /** Tells the client why, then closes; set once the connection's writer exists. */
+  onIdle?: () => void;
 }
 
 /** Formats an address as `host:port`, bracketing IPv6. */
@@ -149,9 +151,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     ? setInterval(() => {
       const now = Date.now();
       for (const entry of tracked) {
-        if (now - entry.activity.last > idleTimeoutMs) {
+        if (now - entry.activity.last > idleTimeoutMs && !entry.reason) {
           entry.reason = `idle for ${idleTimeoutMs / 1000} s`;
-          closeQuietly(entry.conn);
+          if (entry.onIdle) entry.onIdle();
+          else closeQuietly(entry.conn);
         }
       }
     }, Math.min(1000, Math.max(50, idleTimeoutMs / 4)))
@@ -223,6 +226,10 @@ async function refuseBusy(conn: Deno.Conn, limit: number, ctx: Context): Promise
       message: `Server busy: all ${limit} connections in use, try again later`,
     });
     ctx.log(`${stamp()} ${peer} refused: busy (${limit} connections)`);
+    // Read the client's greeting before closing: closing with it unread would reset the
+    // connection, and the client would see a broken pipe instead of the reason.
+    await conn.closeWrite();
+    await new FrameReader(conn.readable).discardAll();
   } catch {
     // The client left first.
   } finally {
@@ -273,6 +280,19 @@ async function handleConnection(entry: Tracked, ctx: Context): Promise<void> {
   const peer = formatAddr(conn.remoteAddr);
   const frames = new FrameReader(conn.readable, { activity });
   const out = new FrameWriter(conn.writable, { activity });
+  entry.onIdle = () => {
+    // The reason goes out only if nothing else is being written; either way, close soon.
+    const timer = setTimeout(() => closeQuietly(conn), 1000);
+    out.writeControl(FrameType.ERROR, {
+      code: "timeout",
+      message: `Connection idle for ${
+        entry.reason?.replace(/^idle for /, "")
+      }: closed by the server`,
+    }).catch(() => {}).finally(() => {
+      clearTimeout(timer);
+      closeQuietly(conn);
+    });
+  };
   try {
     const first = await frames.readSome(new Uint8Array(1));
     if (!first) return;
@@ -373,7 +393,10 @@ async function handshake(first: Uint8Array, channel: Channel, ctx: Context): Pro
   });
   if (!ctx.token || !challenge) return true;
   const frame = await frames.readControl();
-  if (!frame) return false;
+  if (!frame) {
+    ctx.log(`${stamp()} ${peer} refused: closed without answering the token challenge`);
+    return false;
+  }
   const deny = async (message: string) => {
     await out.writeControl(FrameType.ERROR, { code: "denied", message });
     ctx.log(`${stamp()} ${peer} refused: ${message}`);
@@ -429,6 +452,9 @@ async function serveRequest(
   }
 }
 
+/** A cut upload shorter than this is not worth keeping for a resume. */
+const KEEP_MIN_BYTES = 1 << 20;
+
 function tooLarge(size: number, limit: number): string {
   return `Upload of ${formatBytes(size)} is over the server's limit of ${formatBytes(limit)}`;
 }
@@ -479,7 +505,7 @@ async function servePut(
       await upload.discard();
       return { bytes: received, result: `aborted by client (${error.message})` };
     }
-    if (isInterruption(error)) {
+    if (isInterruption(error) && received >= KEEP_MIN_BYTES) {
       // Only a cut connection leaves good data behind: keep it for put --resume.
       await upload.keep();
       return {

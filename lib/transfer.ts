@@ -95,6 +95,9 @@ function bufferSizeFor(sizeHint: number | null | undefined): number {
   return Math.min(CHUNK_SIZE, Math.max(65536, sizeHint + 1));
 }
 
+/** A pipe's capacity on Linux: a read shorter than this found the pipe drained. */
+const PIPE_BUFFER = 65536;
+
 /** Fills buffers from a stream, through a BYOB reader when the stream supports one. */
 class Filler {
   #byob?: ReadableStreamBYOBReader;
@@ -110,7 +113,11 @@ class Filler {
     }
   }
 
-  /** Fills `view` as far as the source allows; a short result means the source has ended. */
+  /**
+   * Fills `view` while the source keeps up: a file fills it at once, but a pipe that pauses
+   * (a short read) sends what it has, so a slow producer still shows progress to the server's
+   * idle timeout. An empty result means the source has ended.
+   */
   async fill(view: Uint8Array): Promise<Uint8Array> {
     const start = view.byteOffset;
     const total = view.length;
@@ -120,14 +127,14 @@ class Filler {
       if (this.#byob) {
         const { value, done } = await this.#byob.read(
           new Uint8Array(buffer, start + filled, total - filled),
-          { min: total - filled },
         );
-        // With `min`, the last read can bring bytes and `done` together.
+        // The last read can bring bytes and `done` together.
         if (value) {
           buffer = value.buffer as ArrayBuffer;
           filled += value.length;
         }
         if (done || !value) this.#done = true;
+        else if (value.length < PIPE_BUFFER && filled > 0) break;
       } else {
         let chunk = this.#leftover;
         this.#leftover = undefined;
