@@ -220,6 +220,8 @@ export class LegacySession implements ClientSession {
         raw: true,
         sizeHint: options.size,
         onProgress: options.onProgress,
+        throttle: options.throttle,
+        maxChunk: options.maxChunk,
       });
       // A half-close marks the end; closing the writable would close the whole socket in Deno.
       await conn.closeWrite();
@@ -246,6 +248,8 @@ export class LegacySession implements ClientSession {
         const offset = rest.length;
         const tail = await receiveRaw(frames, target, {
           onProgress: (n) => options.onProgress?.(offset + n),
+          throttle: options.throttle,
+          maxChunk: options.maxChunk,
         });
         await target.commit();
         // Nothing was verified, so no checksum is claimed.
