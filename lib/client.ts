@@ -28,6 +28,7 @@ import {
   type ByteSink,
   type ByteSource,
   checksumFilePrefix,
+  noDelay,
   receiveData,
   type ResumePoint,
   sendData,
@@ -190,6 +191,7 @@ export async function openConnection(
       );
     }
   }
+  noDelay(conn!);
   return { conn: conn!, target };
 }
 

@@ -348,10 +348,15 @@ async function runCommand(cmd: ClientCommand): Promise<number> {
       const started = performance.now();
       try {
         const prepared = job.op === "put" ? await preparePut(job, cmd) : await prepareGet(job, cmd);
-        const report = await prepared(await connector.session(), limiter);
+        // Not reaching the server fails the whole command at once, not file by file.
+        const session = await connector.session().catch((error) => {
+          throw new Fatal(error);
+        });
+        const report = await prepared(session, limiter);
         const seconds = (performance.now() - started) / 1000;
         announce(cmd, job, report, seconds);
       } catch (error) {
+        if (error instanceof Fatal) throw error.cause;
         // A single transfer's failure is the command's; in mput/mget the others go on.
         if (!many) throw error;
         failed++;
@@ -374,6 +379,13 @@ async function runCommand(cmd: ClientCommand): Promise<number> {
     return EXIT_OK;
   } finally {
     connector.close();
+  }
+}
+
+/** Wraps a failure that ends the whole command (no connection), not just one file. */
+class Fatal extends Error {
+  constructor(override readonly cause: unknown) {
+    super("Fatal");
   }
 }
 

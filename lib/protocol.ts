@@ -439,6 +439,9 @@ const MAX_READ_STEP = 4 << 20;
 const SLOW_READ_MS = 200;
 /** First step of a DATA payload write, and the step again after a slow write. */
 const MIN_WRITE_STEP = 64 << 10;
+/** Most bytes {@link FrameWriter.cork} holds back before sending anyway. */
+export const CORK_LIMIT = 256 << 10;
+
 /** A write slower than this means a slow reader: write less at a time. */
 const SLOW_WRITE_MS = 200;
 
@@ -620,6 +623,8 @@ export class FrameWriter {
 
   #activity?: Activity;
   #step = MIN_WRITE_STEP;
+  #corked?: Uint8Array[];
+  #corkedBytes = 0;
 
   /** Wraps a writable (for example `conn.writable`); the stream is locked from now on. */
   constructor(writable: WritableStream<Uint8Array>, options: FrameStreamOptions = {}) {
@@ -631,23 +636,66 @@ export class FrameWriter {
     if (this.#activity) this.#activity.last = Date.now();
   }
 
+  /**
+   * Holds back small writes until {@link uncork} (or until they pass {@link CORK_LIMIT}), so the
+   * frames of a small transfer leave in one packet. Without this each small frame waited for the
+   * peer's delayed ACK, about 40 ms apiece, on TLS connections (which cannot turn Nagle off).
+   */
+  cork(): void {
+    this.#corked ??= [];
+  }
+
+  /** Sends everything held back by {@link cork} in one write, and stops holding back. */
+  async uncork(): Promise<void> {
+    const parts = this.#corked;
+    this.#corked = undefined;
+    this.#corkedBytes = 0;
+    if (!parts?.length) return;
+    const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let offset = 0;
+    for (const part of parts) {
+      all.set(part, offset);
+      offset += part.length;
+    }
+    await this.#writer.write(all);
+    this.#touch();
+  }
+
+  /** Holds a copy of `bytes` back if corked; false if it must be written now. */
+  async #hold(bytes: Uint8Array): Promise<boolean> {
+    if (!this.#corked) return false;
+    this.#corked.push(bytes.slice());
+    this.#corkedBytes += bytes.length;
+    if (this.#corkedBytes > CORK_LIMIT) await this.uncork();
+    return true;
+  }
+
   /** Writes raw bytes, such as the preamble. */
   async writeRaw(bytes: Uint8Array): Promise<void> {
+    if (await this.#hold(bytes)) return;
     await this.#writer.write(bytes);
     this.#touch();
   }
 
   /** Writes a control frame. */
   async writeControl(type: FrameTypeCode, message: object): Promise<void> {
-    await this.#writer.write(encodeControl(type, message));
+    const frame = encodeControl(type, message);
+    if (await this.#hold(frame)) return;
+    await this.#writer.write(frame);
     this.#touch();
   }
 
   /**
    * Writes a DATA frame. The chunk must not be modified until the returned promise settles; it
-   * is handed to the socket without a copy.
+   * is handed to the socket without a copy (unless corked, when a small chunk is copied).
    */
   async writeData(chunk: Uint8Array): Promise<void> {
+    if (this.#corked && this.#corkedBytes + chunk.length <= CORK_LIMIT) {
+      await this.#hold(encodeHeader(FrameType.DATA, chunk.length));
+      await this.#hold(chunk);
+      return;
+    }
+    await this.uncork();
     const header = this.#writer.write(encodeHeader(FrameType.DATA, chunk.length));
     header.catch(() => {}); // awaited below, with the payload
     // Written in steps that grow while writes are quick, so a slow reader still shows progress

@@ -17,6 +17,7 @@ import {
 import { FileStore, quote } from "./file_store.ts";
 import {
   type Activity,
+  CORK_LIMIT,
   decodePreamble,
   encodeListing,
   encodePreamble,
@@ -38,7 +39,13 @@ import {
 import { authMac, macMatches, newNonce } from "./auth.ts";
 import { formatBytes } from "./format.ts";
 import { looksLikeLegacy, serveLegacy } from "./legacy.ts";
-import { checksumFilePrefix, receiveData, type ResumePoint, sendData } from "./transfer.ts";
+import {
+  checksumFilePrefix,
+  noDelay,
+  receiveData,
+  type ResumePoint,
+  sendData,
+} from "./transfer.ts";
 import { NAME, VERSION } from "./version.ts";
 
 /** Options for {@link startServer}. */
@@ -161,6 +168,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     : undefined;
   const finished = (async () => {
     for await (const conn of listener) {
+      noDelay(conn);
       if (tracked.size >= maxConnections) {
         const busy = refuseBusy(conn, maxConnections, ctx).finally(() => handlers.delete(busy));
         handlers.add(busy);
@@ -540,6 +548,8 @@ async function serveGet(request: GetRequest, out: FrameWriter, ctx: Context): Pr
     }
     // A prefix that does not match starts the download over, from byte 0.
     await opened.file.seek(resumeFrom?.size ?? 0, Deno.SeekMode.Start);
+    // A small file's OK, DATA and END leave together (see FrameWriter.cork).
+    if (opened.size - (resumeFrom?.size ?? 0) <= CORK_LIMIT) out.cork();
     await out.writeControl(FrameType.OK, {
       size: opened.size,
       mtime: opened.mtime,
@@ -573,6 +583,7 @@ async function serveList(out: FrameWriter, ctx: Context): Promise<Outcome> {
   } catch (error) {
     return await refuse(out, error);
   }
+  if (listing.length <= CORK_LIMIT) out.cork();
   await out.writeControl(FrameType.OK, { size: listing.length });
   const result = await sendData(new Blob([listing as Uint8Array<ArrayBuffer>]).stream(), out, {
     pool: ctx.pool,

@@ -13,6 +13,7 @@ import { ProtocolError, RefusedError, StoreError } from "./errors.ts";
 import { formatBytes } from "./format.ts";
 import {
   CHUNK_SIZE,
+  CORK_LIMIT,
   type FrameReader,
   FrameType,
   frameTypeName,
@@ -177,6 +178,10 @@ export async function sendData(
   const sizes = [buffers[0].byteLength, buffers[1].byteLength];
   let sent = options.resumeFrom?.size ?? 0;
   let index = 0;
+  // A small transfer leaves as one write: DATA and END together (see FrameWriter.cork).
+  const small = options.sizeHint !== null && options.sizeHint !== undefined &&
+    options.sizeHint <= CORK_LIMIT && !options.raw;
+  if (small) frames.cork();
   try {
     let current = await filler.fill(new Uint8Array(buffers[0]));
     buffers[0] = current.buffer as ArrayBuffer;
@@ -203,9 +208,11 @@ export async function sendData(
     options.signal?.throwIfAborted();
     const result = { size: sent, checksum: checksum.digest() };
     if (!options.raw) await frames.writeControl(FrameType.END, result);
+    await frames.uncork();
     return result;
   } catch (error) {
     await filler.cancel();
+    await frames.uncork().catch(() => {});
     throw error;
   } finally {
     pool.release(buffers[0], sizes[0]);
@@ -390,4 +397,13 @@ export async function checksumFilePrefix(
   } finally {
     pool.release(buffer);
   }
+}
+
+/**
+ * Turns off Nagle's algorithm: with it, each small frame waited for a delayed ACK, about 44 ms
+ * a request (200 small files took 8.9 s in one mput instead of 0.5 s).
+ */
+export function noDelay(conn: Deno.Conn): void {
+  // TLS connections have no such switch in Deno; only plain TCP ones do.
+  if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
 }
