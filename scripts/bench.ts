@@ -9,18 +9,24 @@
  *   (tests/seed_peer.py) and through a bare Deno loop (scripts/bare_loop.ts, our runtime's
  *   ceiling);
  * - `--clients` ferry clients each uploading a distinct `--client-size` file at once: total wall
- *   time, every stored file checked against its source, and the server's peak RSS.
+ *   time, every stored file checked against its source, and the server's peak RSS;
+ * - many small files (issue 6): `--files` files of `--file-size` through one `ferry mput` (one
+ *   process, one connection) against the seed-style client run once per file
+ *   (tests/seed_peer.py, one process and one connection each) on the seed's server: seconds,
+ *   files/s and the ratio, every stored file checked.
  *
  * Times are the wall clock of whole client processes (startup included); for nc and the bare
  * loop, from starting the connecting side until both sides have exited. Speeds are GB/s with
  * 1 GB = 1e9 bytes. Peak RSS is VmHWM from /proc/PID/status of the serving side: ferry's or the
  * seed's server; for nc and the bare loop the receiver on put and the sender on get. The targets
- * of issue 4 are shown as pass/miss, never asserted.
+ * of issue 4 (and issue 6's "mput at least 5× faster than one seed client per file") are shown as
+ * pass/miss, never asserted.
  *
  * Usage: `deno task bench [--size 1G] [--runs 2] [--clients 50] [--client-size 20M]
- * [--json FILE]`. Needs `nc` (netcat-openbsd), `python3` (the seed peer, and the memory sampler:
- * Deno reads /proc only under --allow-all) and `cat`; everything stays on 127.0.0.1, and every
- * process and temporary file it makes is gone when it ends, even on Ctrl-C.
+ * [--files 200] [--file-size 4K] [--json FILE]`. Needs `nc` (netcat-openbsd), `python3` (the
+ * seed peer, and the memory sampler: Deno reads /proc only under --allow-all) and `cat`;
+ * everything stays on 127.0.0.1, and every process and temporary file it makes is gone when it
+ * ends, even on Ctrl-C.
  *
  * @module
  */
@@ -70,6 +76,9 @@ Options:
   --runs N          runs of every case, at least 2 (default 2)
   --clients N       simultaneous uploads in the many-clients case (default 50)
   --client-size N   size of each of those uploads (default 20M)
+  --files N         files in the many-files case: one mput versus one seed client per
+                    file (default 200)
+  --file-size N     size of each of those files (default 4K)
   --json FILE       where to write the results (default: bench-results.json in a new
                     temporary folder)
   -h, --help        show this help`;
@@ -84,6 +93,10 @@ export interface BenchOptions {
   clients: number;
   /** Bytes per client upload. */
   clientSize: number;
+  /** Files in the many-files case. */
+  files: number;
+  /** Bytes per file in the many-files case. */
+  fileSize: number;
   /** Where to write JSON; undefined picks a temporary folder. */
   json?: string;
   /** Show usage. */
@@ -119,6 +132,8 @@ export function parseOptions(argv: string[]): BenchOptions {
       runs: { type: "string", default: "2" },
       clients: { type: "string", default: "50" },
       "client-size": { type: "string", default: "20M" },
+      files: { type: "string", default: "200" },
+      "file-size": { type: "string", default: "4K" },
       json: { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -131,6 +146,8 @@ export function parseOptions(argv: string[]): BenchOptions {
     runs: parseCount(values.runs, "runs", 2),
     clients: parseCount(values.clients, "clients", 1),
     clientSize: parseSize(values["client-size"]),
+    files: parseCount(values.files, "files", 1),
+    fileSize: parseSize(values["file-size"]),
     json: values.json,
     help: values.help,
   };
@@ -672,10 +689,12 @@ interface RunRecord {
   seconds?: number;
   gbps?: number;
   peakRssKiB?: number;
+  /** Many-files cases: files stored per second. */
+  filesPerSecond?: number;
   error?: string;
 }
 
-/** A target of issue 4 and whether this run met it. */
+/** A target of issue 4 (or 6) and whether this run met it. */
 interface Target {
   text: string;
   pass: boolean;
@@ -685,9 +704,11 @@ interface Target {
 interface CaseResult {
   id: string;
   label: string;
-  direction: "put" | "get" | "put-many";
+  direction: "put" | "get" | "put-many" | "put-files";
   tool: string;
   bytes: number;
+  /** Many-files cases: how many files make up `bytes`. */
+  files?: number;
   runs: RunRecord[];
   bestSeconds?: number;
   medianSeconds?: number;
@@ -699,6 +720,9 @@ interface CaseResult {
   target?: Target;
   /** Many-clients case: files stored intact out of those sent, per run. */
   intact?: string[];
+  /** Many-files cases: files per second at the best and median times. */
+  bestFilesPerSecond?: number;
+  medianFilesPerSecond?: number;
 }
 
 function summarize(result: CaseResult): void {
@@ -711,9 +735,13 @@ function summarize(result: CaseResult): void {
   result.medianSeconds = median(seconds);
   result.bestGBps = result.bytes / result.bestSeconds / 1e9;
   result.medianGBps = result.bytes / result.medianSeconds / 1e9;
+  if (result.files !== undefined) {
+    result.bestFilesPerSecond = result.files / result.bestSeconds;
+    result.medianFilesPerSecond = result.files / result.medianSeconds;
+  }
 }
 
-/** Issue 4's targets, on medians. */
+/** Issue 4's targets and issue 6's many-files target, on medians. */
 function judge(results: CaseResult[]): void {
   const ferry = (direction: string) =>
     results.find((r) => r.tool === "ferry" && r.direction === direction)?.medianGBps;
@@ -730,7 +758,12 @@ function judge(results: CaseResult[]): void {
       text: `ferry ≥ ${factor}× ${what}`,
       pass: r.ferryRatio !== undefined && r.ferryRatio >= factor,
     });
-    if (r.direction === "put-many") {
+    if (r.direction === "put-files") {
+      // Same bytes both ways, so the ratio of speeds is the ratio of times.
+      r.target = r.tool === "ferry"
+        ? { text: `all ${r.files} intact`, pass: r.runs.length > 0 }
+        : { text: "mput ≥ 5× one seed client per file", pass: (r.ferryRatio ?? 0) >= 5 };
+    } else if (r.direction === "put-many") {
       const allIntact = r.runs.length > 0 && r.runs.every((run) => run.error === undefined);
       r.target = { text: "all intact, server RSS ≤ 768 MiB", pass: allIntact && rss(r, 768).pass };
     } else if (r.tool === "ferry" || r.tool === "ferry-fsync") r.target = rss(r, 300);
@@ -915,12 +948,106 @@ async function runClients(
   return record;
 }
 
+/** The files of the many-files case, written once and sent by every run. */
+interface SmallFiles {
+  paths: string[];
+  hashes: string[];
+  size: number;
+}
+
+async function writeSmallFiles(
+  work: string,
+  count: number,
+  size: number,
+  block: Uint8Array,
+): Promise<SmallFiles> {
+  const dir = join(work, "small-files");
+  await Deno.mkdir(dir);
+  const files: SmallFiles = { paths: [], hashes: [], size };
+  for (let i = 1; i <= count; i++) {
+    const path = join(dir, `small-${String(i).padStart(5, "0")}.bin`);
+    files.paths.push(path);
+    // File numbers apart from the many-clients files', so no two files are alike.
+    files.hashes.push(await generateFile(path, size, block, 100_000 + i));
+  }
+  return files;
+}
+
+/**
+ * One run of the many-files case: every file through one `ferry mput` (one process, one
+ * connection), or through the seed's client once per file, one after another as a shell loop
+ * would (one process and one connection each), against that protocol's own server. Timed from
+ * the first client's start to the last one's exit; every stored file is checked afterwards.
+ */
+async function runFiles(
+  tool: "ferry" | "seed-python",
+  files: SmallFiles,
+  work: string,
+  run: number,
+): Promise<RunRecord> {
+  const dir = join(work, `files-${tool}-${run}`);
+  const root = join(dir, "root");
+  await Deno.mkdir(dir);
+  const record: RunRecord = { run };
+  const timeoutMs = 60_000 + files.paths.length * 1000;
+  let server: Proc | undefined;
+  try {
+    server = tool === "ferry" ? ferryServer(root, false) : seedServer(root);
+    const port = await listeningPort(server);
+    record.seconds = await timed(async () => {
+      if (tool === "ferry") {
+        await succeed(ferryClient(port, "mput", ...files.paths), timeoutMs);
+        return;
+      }
+      for (const path of files.paths) {
+        await succeed(seedClient(port, "put", path, basename(path)), timeoutMs);
+      }
+    });
+    record.gbps = (files.paths.length * files.size) / record.seconds / 1e9;
+    record.filesPerSecond = files.paths.length / record.seconds;
+  } catch (error) {
+    record.error = errorText(error);
+  } finally {
+    await stopAll();
+  }
+  if (server) record.peakRssKiB = server.peakKiB;
+  const problems: string[] = [];
+  for (const [i, path] of files.paths.entries()) {
+    const wrong = await verifyFile(join(root, basename(path)), files.size, files.hashes[i]);
+    if (wrong) problems.push(wrong);
+  }
+  if (problems.length > 0) {
+    const intact = files.paths.length - problems.length;
+    const shown = problems.slice(0, 3).join("; ") + (problems.length > 3 ? "; …" : "");
+    record.error = `${intact}/${files.paths.length} stored intact (${shown})` +
+      (record.error ? `; ${record.error}` : "");
+  }
+  await Deno.remove(dir, { recursive: true });
+  return record;
+}
+
+/** The many-files comparison in one line, for under the table. */
+function filesLine(ferry: CaseResult, seed: CaseResult): string {
+  const rate = (r: CaseResult) =>
+    r.medianSeconds === undefined
+      ? "failed"
+      : `${fixed(r.medianSeconds, 3)} s, ${fixed(r.medianFilesPerSecond, 0)} files/s`;
+  const verdict = seed.target ? (seed.target.pass ? "pass" : "**miss**") : "—";
+  const ratio = seed.ferryRatio === undefined ? "—" : `${seed.ferryRatio.toFixed(1)}×`;
+  return `Many files (${ferry.files} × ${formatSize(ferry.bytes / ferry.files!)}, medians): ` +
+    `ferry mput, one connection: ${rate(ferry)}; seed client once per file: ${rate(seed)}; ` +
+    `mput is ${ratio} faster (target ≥ 5×: ${verdict}).`;
+}
+
 function describeRun(label: string, record: RunRecord): string {
   if (record.seconds === undefined) return `bench: ${label} run ${record.run}: ${record.error}`;
   const rss = record.peakRssKiB ? `, peak RSS ${(record.peakRssKiB / 1024).toFixed(0)} MiB` : "";
   const error = record.error ? ` — ${record.error}` : "";
+  const files = record.filesPerSecond === undefined
+    ? ""
+    : `, ${record.filesPerSecond.toFixed(0)} files/s`;
   return `bench: ${label} run ${record.run}: ${record.seconds.toFixed(3)} s, ` +
-    `${record.gbps!.toFixed(2)} GB/s${rss}${error}`;
+    `${record.gbps!.toFixed(2)} GB/s${files}${rss}${error}`;
 }
 
 async function bench(options: BenchOptions, work: string): Promise<number> {
@@ -940,6 +1067,8 @@ async function bench(options: BenchOptions, work: string): Promise<number> {
     const path = join(clientDir, `client-${String(i).padStart(3, "0")}.bin`);
     clientFiles.push({ path, hash: await generateFile(path, options.clientSize, block, i) });
   }
+  say(`bench: writing ${options.files} files of ${formatSize(options.fileSize)}`);
+  const smallFiles = await writeSmallFiles(work, options.files, options.fileSize, block);
   await warmUp(work, block);
 
   // Any single process gets a minute plus the time to move the file at 20 MB/s.
@@ -965,6 +1094,28 @@ async function bench(options: BenchOptions, work: string): Promise<number> {
     bytes: options.clients * options.clientSize,
     runs: [],
   };
+  const filesBytes = options.files * options.fileSize;
+  const filesSize = formatSize(options.fileSize);
+  const manyFiles: CaseResult[] = [
+    {
+      id: "ferry-mput-files",
+      label: `ferry mput, ${options.files} × ${filesSize}, one connection`,
+      direction: "put-files",
+      tool: "ferry",
+      bytes: filesBytes,
+      files: options.files,
+      runs: [],
+    },
+    {
+      id: "seed-put-files",
+      label: `seed protocol, Python, ${options.files} × ${filesSize}, one client per file`,
+      direction: "put-files",
+      tool: "seed-python",
+      bytes: filesBytes,
+      files: options.files,
+      runs: [],
+    },
+  ];
   // Round-robin over the cases, so that a slow spell of the machine does not hit one case only.
   for (let run = 1; run <= options.runs; run++) {
     for (const [i, spec] of CASES.entries()) {
@@ -975,8 +1126,18 @@ async function bench(options: BenchOptions, work: string): Promise<number> {
     const record = await runClients(clientFiles, options.clientSize, work, run);
     many.runs.push(record);
     say(describeRun(many.label, record));
+    for (const result of manyFiles) {
+      const filesRecord = await runFiles(
+        result.tool as "ferry" | "seed-python",
+        smallFiles,
+        work,
+        run,
+      );
+      result.runs.push(filesRecord);
+      say(describeRun(result.label, filesRecord));
+    }
   }
-  results.push(many);
+  results.push(many, ...manyFiles);
   results.forEach(summarize);
   judge(results);
 
@@ -988,6 +1149,8 @@ async function bench(options: BenchOptions, work: string): Promise<number> {
     `runs; 1 GB = 1e9 bytes; times are whole client processes, startup included; ` +
     `ferry ÷ this and targets use medians; servers run with --no-fsync except the fsync row; ` +
     `peak RSS is the server's VmHWM (nc and bare loop: receiver on put, sender on get).`,
+    "",
+    filesLine(manyFiles[0], manyFiles[1]),
     "",
     machineLine(machine),
   ].join("\n");
@@ -1005,6 +1168,8 @@ async function bench(options: BenchOptions, work: string): Promise<number> {
       runs: options.runs,
       clients: options.clients,
       clientSize: options.clientSize,
+      files: options.files,
+      fileSize: options.fileSize,
     },
     results,
     markdown,
