@@ -228,6 +228,27 @@ export async function serverMain(argv: string[]): Promise<number> {
   } catch (error) {
     return reportFailure(explainStartFailure(error, cmd, root), PROGRAM, "");
   }
+  // Listen for signals before the banner: whoever reads it may signal at once, and an
+  // unhandled SIGTERM would kill the process instead of stopping it cleanly.
+  const stopped = Promise.withResolvers<void>();
+  let stopping = false;
+  const stop = () => {
+    if (stopping) {
+      say(`${PROGRAM}: stopping now`);
+      server.close().then(() => stopped.resolve());
+      return;
+    }
+    stopping = true;
+    say(`${PROGRAM}: stopping; transfers in flight have ${GRACE_MS / 1000} s to finish`);
+    server.shutdown(GRACE_MS).then((cut) => {
+      if (cut > 0) {
+        say(`${PROGRAM}: cut ${cut} unfinished connection(s); their uploads were discarded`);
+      }
+      stopped.resolve();
+    });
+  };
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
   const where = formatAddr(server.addr);
   const scope = isLoopback(cmd.hostname)
     ? " (this machine only; --host 0.0.0.0 to share on the network)"
@@ -251,25 +272,6 @@ export async function serverMain(argv: string[]): Promise<number> {
         "anyone who can reach the port can read" + (cmd.readOnly ? "" : " and write") + " files",
     );
   }
-  const stopped = Promise.withResolvers<void>();
-  let stopping = false;
-  const stop = () => {
-    if (stopping) {
-      say(`${PROGRAM}: stopping now`);
-      server.close().then(() => stopped.resolve());
-      return;
-    }
-    stopping = true;
-    say(`${PROGRAM}: stopping; transfers in flight have ${GRACE_MS / 1000} s to finish`);
-    server.shutdown(GRACE_MS).then((cut) => {
-      if (cut > 0) {
-        say(`${PROGRAM}: cut ${cut} unfinished connection(s); their uploads were discarded`);
-      }
-      stopped.resolve();
-    });
-  };
-  Deno.addSignalListener("SIGINT", stop);
-  Deno.addSignalListener("SIGTERM", stop);
   await stopped.promise;
   Deno.removeSignalListener("SIGINT", stop);
   Deno.removeSignalListener("SIGTERM", stop);
