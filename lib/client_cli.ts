@@ -685,7 +685,8 @@ function formatLong(entries: ListEntry[]): string {
     `${sizes[i].padStart(width)}  ${formatDate(e.mtime)}  ${e.name}\n`
   );
   const total = entries.reduce((n, e) => n + e.size, 0);
-  return lines.join("") + `${entries.length} files, ${formatBytes(total)}\n`;
+  const files = entries.length === 1 ? "1 file" : `${entries.length} files`;
+  return lines.join("") + `${files}, ${formatBytes(total)}\n`;
 }
 
 async function writeStdout(text: string): Promise<void> {

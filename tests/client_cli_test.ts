@@ -284,6 +284,25 @@ Deno.test("list --json gives the name, size and mtime of every file", async () =
   }
 });
 
+Deno.test("list --long gives size, date and name per line, then a total", async () => {
+  await using server = await startServer();
+  assertSuccess(await ferry(server, ["put", "-", "a b.txt"], { stdin: randomBytes(2048) }), "a");
+  const single = await ferry(server, ["list", "-l"]);
+  assertSuccess(single, "list -l");
+  assert.match(new TextDecoder().decode(single.stdout), /a b\.txt\n1 file, 2\.00 KiB\n$/);
+  assertSuccess(await ferry(server, ["put", "-", "sub/z.bin"], { stdin: randomBytes(3) }), "z");
+  const listed = await ferry(server, ["list", "--long"]);
+  assertSuccess(listed, "list --long");
+  const lines = new TextDecoder().decode(listed.stdout).split("\n");
+  // Sizes are right-aligned to one width; dates are local time, so only their shape is checked.
+  const date = "\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d";
+  assert.match(lines[0], new RegExp(`^2\\.00 KiB  ${date}  a b\\.txt$`));
+  assert.match(lines[1], new RegExp(`^     3 B  ${date}  sub/z\\.bin$`));
+  assert.equal(lines[2], "2 files, 2.00 KiB");
+  assert.equal(lines[3], "");
+  assert.equal(lines.length, 4);
+});
+
 Deno.test("usage errors exit 2 with a one-line message and no stack trace", async () => {
   const cases: [string, string[]][] = [
     ["no arguments", []],
