@@ -21,7 +21,7 @@ import {
 } from "./client.ts";
 import { ProtocolError, RefusedError, StoreError, UserError } from "./errors.ts";
 import { type FileStore, quote } from "./file_store.ts";
-import { FrameReader, FrameWriter, type ListEntry } from "./protocol.ts";
+import { type Activity, FrameReader, FrameWriter, type ListEntry } from "./protocol.ts";
 import { type ByteSource, receiveRaw, sendData } from "./transfer.ts";
 
 /** Longest request line the seed's server reads. */
@@ -69,6 +69,18 @@ export interface LegacyServeContext {
   maxSize?: number;
 }
 
+/** The connection a seed request arrived on. */
+export interface LegacyConnection {
+  /** Reader over `conn.readable`, which gave the request's first bytes. */
+  frames: FrameReader;
+  /** Writer over `conn.writable`. */
+  out: FrameWriter;
+  /** The socket itself: an upload's data is read from it directly (see {@link serveLegacy}). */
+  conn: Deno.Conn;
+  /** Updated whenever bytes arrive, for the idle timeout. */
+  activity?: Activity;
+}
+
 /** What a served seed request did, for the server's log. */
 export interface LegacyOutcome {
   /** The request, if one could be parsed. */
@@ -85,7 +97,7 @@ export interface LegacyOutcome {
  */
 export async function serveLegacy(
   head: Uint8Array,
-  conn: { frames: FrameReader; out: FrameWriter },
+  conn: LegacyConnection,
   ctx: LegacyServeContext,
 ): Promise<LegacyOutcome> {
   // The seed server reads the request with one recv of at most 32 bytes; so do we.
@@ -99,8 +111,18 @@ export async function serveLegacy(
       length += more.length;
     }
   }
-  const request = parseLegacyRequest(line.subarray(0, length));
   const { frames, out } = conn;
+  let request: LegacyRequest;
+  try {
+    request = parseLegacyRequest(line.subarray(0, length));
+  } catch (error) {
+    if (!(error instanceof ProtocolError)) throw error;
+    // Refuse in the seed's own word, as the seed's server and a ferry server without --legacy
+    // do. Letting the error escape would answer with a ferry ERROR frame, which a seed client
+    // cannot read (it saw binary noise instead of `cancel`).
+    await out.writeRaw(CANCEL);
+    return { bytes: 0, result: `refused (${error.message})` };
+  }
   if (request.op === "list") {
     const names = (await ctx.store.list()).map((e) => e.name + "\n").join("");
     const bytes = new TextEncoder().encode(names);
@@ -141,7 +163,13 @@ export async function serveLegacy(
   }
   try {
     await out.writeRaw(PASS);
-    const received = await receiveRaw(frames, upload, { pool: ctx.pool, maxSize: ctx.maxSize });
+    // The upload ends where the client half-closes. Deno closes the whole socket as soon as
+    // `conn.readable` reaches that end, so the seed client, which takes the close for "stored",
+    // exited before the file was committed, and a `get` straight after could find nothing. So
+    // the data is read from the socket itself, and the socket is closed once the file is stored.
+    frames.releaseLock();
+    const data = new FrameReader(readableKeepingOpen(conn.conn), { activity: conn.activity });
+    const received = await receiveRaw(data, upload, { pool: ctx.pool, maxSize: ctx.maxSize });
     await upload.commit();
     return {
       request,
@@ -152,6 +180,25 @@ export async function serveLegacy(
     await upload.discard();
     throw error;
   }
+}
+
+/** A byte stream of what `conn` receives that, unlike `conn.readable`, leaves it open at the end. */
+function readableKeepingOpen(conn: Deno.Conn): ReadableStream<Uint8Array> {
+  return new ReadableStream({
+    type: "bytes",
+    autoAllocateChunkSize: 65536,
+    async pull(controller) {
+      const request = controller.byobRequest!;
+      const view = request.view!;
+      const n = await conn.read(new Uint8Array(view.buffer, view.byteOffset, view.byteLength));
+      if (n === null) {
+        controller.close();
+        request.respond(0);
+      } else {
+        request.respond(n);
+      }
+    },
+  });
 }
 
 function describeStoreError(error: unknown): string {

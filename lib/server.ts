@@ -305,7 +305,7 @@ async function handleConnection(entry: Tracked, ctx: Context): Promise<void> {
     const first = await frames.readSome(new Uint8Array(1));
     if (!first) return;
     if (first[0] !== 0x00) {
-      await serveForeign(first, { frames, out, peer }, ctx);
+      await serveForeign(first, { frames, out, peer }, ctx, entry);
       return;
     }
     if (!await handshake(first, { frames, out, peer }, ctx)) return;
@@ -350,11 +350,18 @@ interface Channel {
 }
 
 /** A connection that did not open with ferry's preamble: the seed protocol, TLS, or noise. */
-async function serveForeign(first: Uint8Array, channel: Channel, ctx: Context): Promise<void> {
+async function serveForeign(
+  first: Uint8Array,
+  channel: Channel,
+  ctx: Context,
+  entry: Tracked,
+): Promise<void> {
   const { frames, out, peer } = channel;
   if (ctx.legacy && looksLikeLegacy(first[0])) {
     const started = performance.now();
-    const outcome = await serveLegacy(first, { frames, out }, ctx);
+    // The socket too: a seed upload must not let it close before the file is stored.
+    const legacyConn = { frames, out, conn: entry.conn, activity: entry.activity };
+    const outcome = await serveLegacy(first, legacyConn, ctx);
     const seconds = ((performance.now() - started) / 1000).toFixed(3);
     const what = outcome.request
       ? `${outcome.request.op} ${outcome.request.name ? quote(outcome.request.name) : "-"}`
