@@ -15,7 +15,8 @@
  *   (tests/seed_peer.py, one process and one connection each) on the seed's server: seconds,
  *   files/s and the ratio, every stored file checked.
  *
- * Times are the wall clock of whole client processes (startup included); for nc and the bare
+ * Every run starts after `sync`, so no case pays for writing back the one before it. Times are
+ * the wall clock of whole client processes (startup included); for nc and the bare
  * loop, from starting the connecting side until both sides have exited. Speeds are GB/s with
  * 1 GB = 1e9 bytes. Peak RSS is VmHWM from /proc/PID/status of the serving side: ferry's or the
  * seed's server; for nc and the bare loop the receiver on put and the sender on get. The targets
@@ -530,6 +531,16 @@ function nc(name: string, script: string, args: string[], track = false): Proc {
   return start(name, "sh", ["-c", `exec ${script}`, "sh", ...args], track);
 }
 
+/**
+ * Flushes dirty pages (the previous case's output) to disk before a case starts. Without it the
+ * kernel wrote a gigabyte back in the middle of whichever case came next, and that case's time
+ * swung by up to 2x depending on its place in the round-robin.
+ */
+async function settle(): Promise<void> {
+  await new Deno.Command("sync", { stdin: "null", stdout: "null", stderr: "null" }).output()
+    .catch(() => {});
+}
+
 /** Runs `body`, returning its wall-clock seconds. */
 async function timed(body: () => Promise<unknown>): Promise<number> {
   const started = performance.now();
@@ -879,6 +890,7 @@ async function runCase(
 ): Promise<RunRecord> {
   const dir = join(work, `${spec.id}-${run}`);
   await Deno.mkdir(dir);
+  await settle();
   let measured: Measured | undefined;
   const record: RunRecord = { run };
   try {
@@ -908,6 +920,7 @@ async function runClients(
   const dir = join(work, `clients-${run}`);
   const root = join(dir, "root");
   await Deno.mkdir(dir);
+  await settle();
   const record: RunRecord = { run };
   const timeoutMs = 120_000 + (files.length * size) / 10e6 * 1000;
   let server: Proc | undefined;
@@ -988,6 +1001,7 @@ async function runFiles(
   const dir = join(work, `files-${tool}-${run}`);
   const root = join(dir, "root");
   await Deno.mkdir(dir);
+  await settle();
   const record: RunRecord = { run };
   const timeoutMs = 60_000 + files.paths.length * 1000;
   let server: Proc | undefined;
