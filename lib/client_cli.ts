@@ -6,7 +6,7 @@
  * @module
  */
 
-import { basename, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { readTokenFile } from "./auth.ts";
 import { type ClientSession, connect, type DownloadTarget, type FlowOptions } from "./client.ts";
 import {
@@ -20,7 +20,7 @@ import {
   say,
 } from "./cli.ts";
 import { isInterruption, RefusedError, UsageError, UserError } from "./errors.ts";
-import { moveNoClobber } from "./file_store.ts";
+import { moveNoClobber, syncDir } from "./file_store.ts";
 import { formatBytes, formatDate, formatRate, formatSeconds, parseSize } from "./format.ts";
 import { LegacySession } from "./legacy.ts";
 import { ProgressLine, progressWanted } from "./progress.ts";
@@ -46,6 +46,8 @@ Commands:
 Options:
   --overwrite          put, mput: replace existing remote files (atomically)
   -f, --force          get, mget: replace existing local files
+  --no-fsync           get, mget: do not flush downloads to disk before giving
+                       them their name (faster; a power cut may lose them)
   --resume             put, get, mput, mget: continue an interrupted transfer
                        (the bytes already there are verified first)
   --limit-rate RATE    put, get, mput, mget: at most RATE bytes/s (8M = 8 MiB/s)
@@ -78,6 +80,7 @@ Examples:
 const OPTIONS: OptionSpec = {
   overwrite: { type: "boolean" },
   force: { type: "boolean", short: "f" },
+  "no-fsync": { type: "boolean" },
   resume: { type: "boolean" },
   "limit-rate": { type: "string" },
   json: { type: "boolean" },
@@ -99,6 +102,7 @@ type Command = "put" | "get" | "list" | "mput" | "mget";
 const OPTION_COMMANDS: Record<string, Command[]> = {
   overwrite: ["put", "mput"],
   force: ["get", "mget"],
+  "no-fsync": ["get", "mget"],
   resume: ["put", "get", "mput", "mget"],
   "limit-rate": ["put", "get", "mput", "mget"],
   long: ["list"],
@@ -126,6 +130,8 @@ export interface ClientCommand {
   overwrite: boolean;
   /** --force. */
   force: boolean;
+  /** Flush downloads to disk before renaming them (off with --no-fsync). */
+  fsync: boolean;
   /** --resume. */
   resume: boolean;
   /** --limit-rate, bytes per second. */
@@ -160,6 +166,7 @@ export function parseClientArgs(argv: string[]): ClientCommand {
     args: [] as string[],
     overwrite: flag("overwrite"),
     force: flag("force"),
+    fsync: !flag("no-fsync"),
     resume: flag("resume"),
     json: flag("json"),
     long: flag("long"),
@@ -543,6 +550,7 @@ async function prepareGet(job: Job, cmd: ClientCommand): Promise<Runner> {
         return toStdout ? Promise.resolve(stdoutTarget()) : fileTarget(local, {
           force: cmd.force,
           append: info.offset > 0,
+          fsync: cmd.fsync,
         });
       }, {
         resume: have,
@@ -604,6 +612,8 @@ interface FileTargetOptions {
   force: boolean;
   /** Append to the existing `.part` (a verified resume) instead of starting it over. */
   append: boolean;
+  /** Flush the data, and then the folder entry, to disk. */
+  fsync: boolean;
 }
 
 /**
@@ -636,6 +646,8 @@ async function fileTarget(local: string, options: FileTargetOptions): Promise<Do
       return writer.write(chunk);
     },
     commit: async () => {
+      // Flushed before it gets its name: after a power cut LOCAL is whole or absent, never empty.
+      if (options.fsync) await file.syncData();
       await writer.close();
       if (options.force) {
         await Deno.rename(part, local);
@@ -643,6 +655,7 @@ async function fileTarget(local: string, options: FileTargetOptions): Promise<Do
         await Deno.remove(part).catch(() => {});
         throw new UserError(`Local file exists: ${local} (it appeared during the download)`);
       }
+      if (options.fsync) await syncDir(dirname(local) || ".");
     },
     discard: async (cause) => {
       if (wrote && isInterruption(cause)) {

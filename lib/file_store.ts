@@ -417,7 +417,11 @@ export async function moveNoClobber(from: string, to: string): Promise<boolean> 
   return true;
 }
 
-async function syncDir(dir: string): Promise<void> {
+/**
+ * Flushes a folder's entries to disk, so a rename or link into it survives a power cut. Quietly
+ * does nothing where the filesystem cannot sync a folder.
+ */
+export async function syncDir(dir: string): Promise<void> {
   try {
     using handle = await Deno.open(dir, { read: true });
     await handle.syncData();

@@ -3,8 +3,9 @@
  * run, and prints a Markdown table for the README (and writes the numbers as JSON).
  *
  * Cases, each run `--runs` times (best and median reported):
- * - ferry put and get of one `--size` file, file to file, page cache warm, server started with
- *   `--no-fsync`; put once more with fsync on, as its own row;
+ * - ferry put and get of one `--size` file, file to file, page cache warm, the receiving side
+ *   run with `--no-fsync` (as nc and the others do not flush either); each once more with fsync
+ *   on, as its own row;
  * - the same bytes through `nc` (netcat-openbsd), through the seed protocol's Python peer
  *   (tests/seed_peer.py) and through a bare Deno loop (scripts/bare_loop.ts, our runtime's
  *   ceiling);
@@ -566,13 +567,16 @@ function ferryPut(fsync: boolean): CaseSpec["measure"] {
   };
 }
 
-async function ferryGet(bench: Bench, dir: string): Promise<Measured> {
-  const server = ferryServer(await rootWithSource(bench, dir), false);
-  const port = await listeningPort(server);
-  const output = join(dir, "out.bin");
-  const client = ferryClient(port, "get", REMOTE, output);
-  const seconds = await timed(() => succeed(client, bench.timeoutMs));
-  return { seconds, memory: server, output };
+function ferryGet(fsync: boolean): CaseSpec["measure"] {
+  return async (bench, dir) => {
+    const server = ferryServer(await rootWithSource(bench, dir), false);
+    const port = await listeningPort(server);
+    const output = join(dir, "out.bin");
+    const flags = fsync ? [] : ["--no-fsync"];
+    const client = ferryClient(port, "get", REMOTE, output, ...flags);
+    const seconds = await timed(() => succeed(client, bench.timeoutMs));
+    return { seconds, memory: server, output };
+  };
 }
 
 async function ncPut(bench: Bench, dir: string): Promise<Measured> {
@@ -674,7 +678,20 @@ const CASES: CaseSpec[] = [
     tool: "bare-deno",
     measure: barePut,
   },
-  { id: "ferry-get", label: "ferry get", direction: "get", tool: "ferry", measure: ferryGet },
+  {
+    id: "ferry-get",
+    label: "ferry get",
+    direction: "get",
+    tool: "ferry",
+    measure: ferryGet(false),
+  },
+  {
+    id: "ferry-get-fsync",
+    label: "ferry get, fsync on",
+    direction: "get",
+    tool: "ferry-fsync",
+    measure: ferryGet(true),
+  },
   { id: "nc-get", label: "nc get", direction: "get", tool: "nc", measure: ncGet },
   {
     id: "seed-get",
@@ -1161,7 +1178,7 @@ async function bench(options: BenchOptions, work: string): Promise<number> {
     `${formatSize(options.size)} file (${options.clients} × ${formatSize(options.clientSize)} ` +
     `for the many-clients row), loopback, page cache warm, best and median of ${options.runs} ` +
     `runs; 1 GB = 1e9 bytes; times are whole client processes, startup included; ` +
-    `ferry ÷ this and targets use medians; servers run with --no-fsync except the fsync row; ` +
+    `ferry ÷ this and targets use medians; the receiving side runs with --no-fsync except in the fsync rows; ` +
     `peak RSS is the server's VmHWM (nc and bare loop: receiver on put, sender on get).`,
     "",
     filesLine(manyFiles[0], manyFiles[1]),

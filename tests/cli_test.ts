@@ -118,6 +118,10 @@ Deno.test("client: transfer options parse for put, get, mput and mget", () => {
   assert.equal(m.limitRate, 8 * 2 ** 20);
   const g = parseClientArgs(["h", "1", "get", "x", "--json", "--progress", "--ca", "ca.pem"]);
   assert.deepEqual([g.json, g.progress, g.tls, g.caFile], [true, true, true, "ca.pem"]);
+  // Downloads are flushed to disk before they get their name unless --no-fsync says otherwise.
+  assert.equal(g.fsync, true);
+  assert.equal(parseClientArgs(["h", "1", "mget", "a", "--no-fsync"]).fsync, false);
+  assert.throws(() => parseClientArgs(["h", "1", "put", "a", "--no-fsync"]), UsageError);
 });
 
 Deno.test("progress line shows percentage, bytes, rate and ETA when the size is known", () => {
