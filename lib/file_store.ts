@@ -18,19 +18,33 @@ export const STAGING_DIR = ".ferry-staging";
 /** Longest name accepted, in UTF-8 bytes. */
 export const MAX_NAME_BYTES = 1024;
 
+/** Bidi embeddings and overrides (U+202A-U+202E) and isolates (U+2066-U+2069). */
+const BIDI_CONTROLS = /[\u202a-\u202e\u2066-\u2069]/;
+
+/**
+ * What JSON.stringify leaves raw but a terminal acts on: DEL and C1 controls (U+009B is CSI to
+ * some terminals), bidi marks and controls, and the line and paragraph separators.
+ */
+const UNSAFE_AFTER_JSON =
+  /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
 const encoder = new TextEncoder();
 
 /**
  * Checks a remote name and splits it into path segments. Names are relative, `/`-separated paths
- * with no empty, `.` or `..` segment, no NUL or control character, no backslash, and nothing
- * under the staging folder. Throws {@link StoreError} `bad_name` with the reason.
+ * with no empty, `.` or `..` segment, no NUL, control character (C0, DEL or C1) or bidi control,
+ * no backslash, and nothing under the server's private folders. Throws {@link StoreError}
+ * `bad_name` with the reason.
  */
 export function checkName(name: string): string[] {
   const refuse = (why: string) => new StoreError("bad_name", `Refused name ${quote(name)}: ${why}`);
   if (typeof name !== "string" || name.length === 0) throw refuse("it is empty");
   if (name.includes("\0")) throw refuse("it contains a NUL byte");
   // deno-lint-ignore no-control-regex
-  if (/[\u0001-\u001f\u007f]/.test(name)) throw refuse("it contains a control character");
+  if (/[\u0001-\u001f\u007f-\u009f]/.test(name)) throw refuse("it contains a control character");
+  // Embeddings, overrides and isolates reorder how the rest of a line is shown: a name could
+  // pass for another in a listing or a log.
+  if (BIDI_CONTROLS.test(name)) throw refuse("it contains a bidirectional control character");
   if (encoder.encode(name).length > MAX_NAME_BYTES) {
     throw refuse(`it is longer than ${MAX_NAME_BYTES} bytes`);
   }
@@ -58,10 +72,16 @@ function isValidName(name: string): boolean {
   }
 }
 
-/** Quotes a name for a message, escaping anything unprintable. */
+/**
+ * Quotes a name for a message or a log line, escaping anything a terminal would act on as
+ * `\uXXXX`, so a name can neither forge nor recolour a line.
+ */
 export function quote(name: string): string {
   const shown = name.length > 200 ? name.slice(0, 200) + "…" : name;
-  return JSON.stringify(shown);
+  return JSON.stringify(shown).replace(
+    UNSAFE_AFTER_JSON,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }
 
 /** Options for {@link FileStore.open}. */
@@ -133,6 +153,10 @@ function isNotFound(error: unknown): boolean {
   return error instanceof Deno.errors.NotFound;
 }
 
+function symlinkLoop(name: string): StoreError {
+  return new StoreError("bad_name", `Refused name ${quote(name)}: it is a symlink loop`);
+}
+
 /** The served root folder. */
 export class FileStore {
   /** Real (symlink-free) absolute path of the root. */
@@ -161,10 +185,20 @@ export class FileStore {
    * previous run left behind.
    */
   static async open(root: string, options: FileStoreOptions = {}): Promise<FileStore> {
-    if (options.create) await Deno.mkdir(root, { recursive: true });
+    const notAFolder = () => new StoreError("not_a_file", `Root ${root} is not a folder`);
+    if (options.create) {
+      await Deno.mkdir(root, { recursive: true }).catch((error) => {
+        // mkdir says "File exists" for a file in the way, which reads as if all were well.
+        if (error instanceof Deno.errors.AlreadyExists) throw notAFolder();
+        if (error instanceof Deno.errors.NotADirectory) {
+          throw new StoreError("not_a_file", `Root ${root} cannot be made: a file is in its path`);
+        }
+        throw error;
+      });
+    }
     const real = await Deno.realPath(root);
     const info = await Deno.stat(real);
-    if (!info.isDirectory) throw new StoreError("not_a_file", `Root ${real} is not a folder`);
+    if (!info.isDirectory) throw notAFolder();
     const store = new FileStore(real, options.fsync ?? true, options.resume ?? {});
     // Whatever a previous run left half-written goes; kept (resumable) uploads stay.
     await Deno.remove(store.stagingDir, { recursive: true }).catch((error) => {
@@ -221,7 +255,11 @@ export class FileStore {
     try {
       real = await Deno.realPath(join(this.root, ...segments));
     } catch (error) {
-      if (isNotFound(error)) throw new StoreError("not_found", `No such file: ${quote(name)}`);
+      // A file where the name wants a folder ("file.txt/x") means there is no such file too.
+      if (isNotFound(error) || error instanceof Deno.errors.NotADirectory) {
+        throw new StoreError("not_found", `No such file: ${quote(name)}`);
+      }
+      if (error instanceof Deno.errors.FilesystemLoop) throw symlinkLoop(name);
       throw error;
     }
     if (!this.#inside(real)) {
@@ -257,6 +295,7 @@ export class FileStore {
       try {
         info = await Deno.lstat(next);
       } catch (error) {
+        if (error instanceof Deno.errors.FilesystemLoop) throw symlinkLoop(name);
         if (!isNotFound(error)) throw error;
         if (!create) return null;
         await Deno.mkdir(next).catch((e) => {
@@ -265,7 +304,10 @@ export class FileStore {
         info = await Deno.lstat(next);
       }
       if (info.isSymlink) {
-        const real = await Deno.realPath(next).catch(() => null);
+        const real = await Deno.realPath(next).catch((error) => {
+          if (error instanceof Deno.errors.FilesystemLoop) throw symlinkLoop(name);
+          return null;
+        });
         if (!real || !this.#inside(real)) {
           throw new StoreError(
             "bad_name",
@@ -363,7 +405,10 @@ export class FileStore {
     }
   }
 
-  /** Lists regular files under the root (recursively), sorted by name; staging is hidden. */
+  /**
+   * Lists regular files under the root (recursively), sorted by name; the private folders are
+   * hidden, and so is any folder the server may not read.
+   */
   async list(): Promise<ListEntry[]> {
     const entries: ListEntry[] = [];
     const walk = async (dir: string, prefix: string) => {
@@ -374,7 +419,11 @@ export class FileStore {
         // Names no client could ask for (control characters, say) are not listed either.
         if (!isValidName(name)) continue;
         if (entry.isDirectory) {
-          await walk(path, name + "/");
+          // One folder the server may not read (permissions, --deny-read) must not cost the
+          // client the whole listing: it is left out, as an unreadable file is.
+          await walk(path, name + "/").catch((error) => {
+            if (!isUnreadable(error)) throw error;
+          });
           continue;
         }
         try {
@@ -392,6 +441,13 @@ export class FileStore {
     await walk(this.root, "");
     return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
+}
+
+/** A folder that cannot be listed: no permission, or gone or replaced since it was seen. */
+function isUnreadable(error: unknown): boolean {
+  return error instanceof Deno.errors.PermissionDenied ||
+    error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.NotFound ||
+    error instanceof Deno.errors.NotADirectory;
 }
 
 /**

@@ -1,6 +1,6 @@
 /**
- * Human-readable formatting of sizes, rates, durations and dates for messages and listings, and
- * parsing of sizes given on the command line.
+ * Human-readable formatting of sizes, rates, durations and dates for messages and listings,
+ * parsing of sizes given on the command line, and escaping of text a terminal would act on.
  *
  * @module
  */
@@ -16,6 +16,15 @@ export function formatBytes(bytes: number): string {
     unit++;
   }
   return unit === 0 ? `${bytes} B` : `${value.toFixed(value < 10 ? 2 : 1)} ${UNITS[unit]}`;
+}
+
+/**
+ * Formats two byte counts that are being compared, such as a size and a limit: with units, or
+ * both in exact bytes when the units would show different counts as the same figure.
+ */
+export function formatByteCounts(a: number, b: number): [string, string] {
+  const [shownA, shownB] = [formatBytes(a), formatBytes(b)];
+  return a !== b && shownA === shownB ? [`${a} bytes`, `${b} bytes`] : [shownA, shownB];
 }
 
 /** Formats a rate from bytes and seconds: `120.5 MiB/s`. */
@@ -46,4 +55,51 @@ export function parseSize(text: string): number | null {
   if (!match) return null;
   const value = Math.floor(Number(match[1]) * SUFFIXES[match[2].toUpperCase()]);
   return Number.isSafeInteger(value) ? value : null;
+}
+
+/**
+ * Characters a terminal acts on instead of showing: C0 controls, DEL, C1 controls (some
+ * terminals take U+009B as CSI), the bidi marks, embeddings, overrides and isolates that reorder
+ * what follows, and the Unicode line and paragraph separators.
+ */
+const UNSAFE =
+  // deno-lint-ignore no-control-regex -- matching control characters is the point
+  /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+/** Whether `text` holds a character a terminal would act on (see {@link escapeUnsafe}). */
+export function hasUnsafeChars(text: string): boolean {
+  UNSAFE.lastIndex = 0;
+  return UNSAFE.test(text);
+}
+
+/**
+ * Replaces every control, bidi-override or line-separator character with its `\uXXXX` escape,
+ * so text from elsewhere (a server, a file name) cannot move the cursor, recolour or reorder a
+ * terminal, or split one line into two.
+ */
+export function escapeUnsafe(text: string): string {
+  return text.replace(UNSAFE, unicodeEscape);
+}
+
+/** The unsafe characters JSON.stringify leaves as they are: all but C0. */
+const UNSAFE_IN_JSON = /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+function unicodeEscape(c: string): string {
+  return `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
+}
+
+/**
+ * JSON.stringify, with the unsafe characters it leaves raw (DEL, C1, bidi, separators) written
+ * as `\uXXXX` too. The JSON means the same; outside strings JSON has no such characters.
+ */
+export function safeJson(value: unknown, indent?: number): string {
+  return JSON.stringify(value, null, indent).replace(UNSAFE_IN_JSON, unicodeEscape);
+}
+
+/**
+ * A name as it can be shown on a terminal: unchanged when it is harmless, otherwise JSON-quoted
+ * with `\uXXXX` escapes, so that it stays one visible line and says what it really holds.
+ */
+export function displayName(name: string): string {
+  return hasUnsafeChars(name) ? safeJson(name) : name;
 }

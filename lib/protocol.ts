@@ -153,6 +153,7 @@ export type ErrorCode =
   | "denied"
   | "unsupported"
   | "timeout"
+  | "shutdown"
   | "io";
 
 /** Refusal, failure or abort. */
@@ -195,6 +196,7 @@ const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   "denied",
   "unsupported",
   "timeout",
+  "shutdown",
   "io",
 ]);
 
@@ -449,12 +451,36 @@ const SLOW_WRITE_MS = 200;
 export interface Activity {
   /** Time of the last read or write that made progress. */
   last: number;
+  /**
+   * True while the peer may still have bytes to read from the kernel's buffers: a write is
+   * waiting for room, or one had to wait and the peer has sent nothing since. The kernel reports
+   * room only once a third of its send buffer has drained, so meanwhile a slow reader and a
+   * stopped one look alike.
+   */
+  peerBehind?: boolean;
 }
 
 /** Options for {@link FrameReader} and {@link FrameWriter}. */
 export interface FrameStreamOptions {
   /** Updated whenever bytes move. */
   activity?: Activity;
+}
+
+/** A socket's own write, which takes what the kernel will accept now: `Deno.Conn` is one. */
+export interface DirectWriter {
+  /** Writes some of `bytes` (at least one) and resolves with how many were taken. */
+  write(bytes: Uint8Array): Promise<number>;
+}
+
+/** Options for {@link FrameWriter}. */
+export interface FrameWriterOptions extends FrameStreamOptions {
+  /**
+   * The socket under the writable, for writing DATA payloads and raw bytes with partial
+   * writes. Each partial write counts as activity, so a slow reader's progress shows as soon as
+   * the kernel takes bytes; through the stream it would show only once a whole piece is written
+   * (a MiB, which a slow reader can take longer than an idle timeout to drain).
+   */
+  direct?: DirectWriter;
 }
 
 /**
@@ -482,7 +508,11 @@ export class FrameReader {
     const started = Date.now();
     const result = await this.#reader.read(view, { min: want });
     const now = Date.now();
-    if (this.#activity) this.#activity.last = now;
+    if (this.#activity) {
+      this.#activity.last = now;
+      // A peer that sends has read what it was sent, or at least is not stuck behind it.
+      this.#activity.peerBehind = false;
+    }
     if (now - started > SLOW_READ_MS) this.#step = MIN_READ_STEP;
     else if (want === this.#step) this.#step = Math.min(this.#step * 2, MAX_READ_STEP);
     return result;
@@ -622,18 +652,81 @@ export class FrameWriter {
   #writer: WritableStreamDefaultWriter<Uint8Array>;
 
   #activity?: Activity;
+  #direct?: DirectWriter;
   #step = MIN_WRITE_STEP;
   #corked?: Uint8Array[];
   #corkedBytes = 0;
+  /** Settles once everything handed to the stream so far is written (or has failed). */
+  #tail: Promise<unknown> = Promise.resolve();
+  /** Set while a DATA frame or raw payload is part-way out; settles when it is done. */
+  #busy?: Promise<void>;
 
-  /** Wraps a writable (for example `conn.writable`); the stream is locked from now on. */
-  constructor(writable: WritableStream<Uint8Array>, options: FrameStreamOptions = {}) {
+  /**
+   * Wraps a writable (for example `conn.writable`); the stream is locked from now on. With
+   * `direct` (the same socket), payloads bypass the stream; see {@link FrameWriterOptions}.
+   */
+  constructor(writable: WritableStream<Uint8Array>, options: FrameWriterOptions = {}) {
     this.#writer = writable.getWriter();
     this.#activity = options.activity;
+    this.#direct = options.direct;
   }
 
   #touch(): void {
     if (this.#activity) this.#activity.last = Date.now();
+  }
+
+  /** Hands bytes to the stream, remembering the write so direct writes can wait for it. */
+  #queue(bytes: Uint8Array): Promise<void> {
+    const written = this.#writer.write(bytes);
+    this.#tail = written.catch(() => {});
+    return written;
+  }
+
+  /**
+   * Runs `send` as the only writer: a frame written meanwhile (an ERROR from the idle watchdog,
+   * say) would otherwise land inside the payload. Callers wait for {@link #busy} to clear
+   * before they queue anything, and check again after every wait.
+   */
+  async #exclusive(send: () => Promise<void>): Promise<void> {
+    while (this.#busy) await this.#busy;
+    const done = Promise.withResolvers<void>();
+    this.#busy = done.promise;
+    try {
+      await send();
+    } finally {
+      this.#busy = undefined;
+      done.resolve();
+    }
+  }
+
+  /** Marks the peer as behind (see {@link Activity.peerBehind}) while `write` waits. */
+  async #waiting<T>(write: Promise<T>): Promise<T> {
+    const activity = this.#activity;
+    if (!activity) return await write;
+    const wasBehind = activity.peerBehind === true;
+    activity.peerBehind = true;
+    const started = Date.now();
+    try {
+      return await write;
+    } finally {
+      // A quick write found room: nothing piled up, unless something had before. Only the
+      // peer's next bytes (see FrameReader) show that it has caught up.
+      if (!wasBehind && Date.now() - started <= SLOW_WRITE_MS) activity.peerBehind = false;
+    }
+  }
+
+  /** Writes through the socket itself, stamping activity after every partial write. */
+  async #writeDirect(direct: DirectWriter, parts: Uint8Array[]): Promise<void> {
+    // Whatever is queued on the stream must leave first.
+    await this.#tail;
+    for (const part of parts) {
+      for (let offset = 0; offset < part.length;) {
+        const n = await this.#waiting(direct.write(part.subarray(offset)));
+        if (n <= 0) throw new Deno.errors.WriteZero("The connection took no bytes");
+        offset += n;
+        this.#touch();
+      }
+    }
   }
 
   /**
@@ -657,7 +750,8 @@ export class FrameWriter {
       all.set(part, offset);
       offset += part.length;
     }
-    await this.#writer.write(all);
+    while (this.#busy) await this.#busy;
+    await this.#queue(all);
     this.#touch();
   }
 
@@ -670,18 +764,25 @@ export class FrameWriter {
     return true;
   }
 
-  /** Writes raw bytes, such as the preamble. */
+  /** Writes raw bytes, such as the preamble or the seed protocol's unframed data. */
   async writeRaw(bytes: Uint8Array): Promise<void> {
     if (await this.#hold(bytes)) return;
-    await this.#writer.write(bytes);
+    const direct = this.#direct;
+    if (direct) {
+      await this.#exclusive(() => this.#writeDirect(direct, [bytes]));
+      return;
+    }
+    while (this.#busy) await this.#busy;
+    await this.#queue(bytes);
     this.#touch();
   }
 
-  /** Writes a control frame. */
+  /** Writes a control frame; never inside a DATA frame that is part-way out. */
   async writeControl(type: FrameTypeCode, message: object): Promise<void> {
     const frame = encodeControl(type, message);
     if (await this.#hold(frame)) return;
-    await this.#writer.write(frame);
+    while (this.#busy) await this.#busy;
+    await this.#queue(frame);
     this.#touch();
   }
 
@@ -696,25 +797,39 @@ export class FrameWriter {
       return;
     }
     await this.uncork();
-    const header = this.#writer.write(encodeHeader(FrameType.DATA, chunk.length));
-    header.catch(() => {}); // awaited below, with the payload
-    // Written in steps that grow while writes are quick, so a slow reader still shows progress
-    // to the idle timeout; a fast one gets the whole chunk in one write after a few chunks.
+    const header = encodeHeader(FrameType.DATA, chunk.length);
+    const direct = this.#direct;
+    if (direct) {
+      await this.#exclusive(() => this.#writeDirect(direct, [header, chunk]));
+      return;
+    }
+    await this.#exclusive(() => this.#writeSteps(header, chunk));
+  }
+
+  /**
+   * Without a direct writer: the payload goes to the stream in steps that grow while writes
+   * are quick, so a slow reader still shows progress to the idle timeout now and then; a fast
+   * one gets the whole chunk in one write after a few chunks.
+   */
+  async #writeSteps(header: Uint8Array, chunk: Uint8Array): Promise<void> {
+    const headerWritten = this.#queue(header);
+    headerWritten.catch(() => {}); // awaited below, with the payload
     for (let offset = 0; offset < chunk.length;) {
       const piece = chunk.subarray(offset, offset + this.#step);
       const started = Date.now();
-      await this.#writer.write(piece);
+      await this.#waiting(this.#queue(piece));
       const now = Date.now();
       if (this.#activity) this.#activity.last = now;
       if (now - started > SLOW_WRITE_MS) this.#step = MIN_WRITE_STEP;
       else if (piece.length === this.#step) this.#step = Math.min(this.#step * 2, CHUNK_SIZE);
       offset += piece.length;
     }
-    await header;
+    await headerWritten;
   }
 
   /** Closes the sink, which half-closes a TCP connection. */
   async close(): Promise<void> {
+    while (this.#busy) await this.#busy;
     await this.#writer.close().catch(() => {});
   }
 

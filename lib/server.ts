@@ -22,6 +22,7 @@ import {
   encodeListing,
   encodePreamble,
   type ErrorCode,
+  type ErrorMessage,
   FrameReader,
   FrameType,
   frameTypeName,
@@ -37,7 +38,7 @@ import {
   type Request,
 } from "./protocol.ts";
 import { authMac, macMatches, newNonce } from "./auth.ts";
-import { formatBytes } from "./format.ts";
+import { formatByteCounts } from "./format.ts";
 import { looksLikeLegacy, serveLegacy } from "./legacy.ts";
 import {
   checksumFilePrefix,
@@ -113,15 +114,41 @@ interface Context {
   maxSize?: number;
 }
 
-/** Per-connection state the watchdog and the handler share. */
+/** Per-connection state the watchdog, the shutdown and the handler share. */
 interface Tracked {
   conn: Deno.Conn;
   activity: Activity;
-  /** Why the server closed it, if it did. */
+  /**
+   * Why the server cut it (idle, shutting down), if it did. An upload on a connection the
+   * server cut is discarded, never kept for a resume: the client did not leave, it was sent away.
+   */
   reason?: string;
-  /** Tells the client why, then closes; set once the connection's writer exists. */
-  onIdle?: () => void;
+  /** Sends the client an ERROR saying why, then closes; set once the handshake is done. */
+  tell?: (error: ErrorMessage) => void;
 }
+
+/**
+ * Cuts a connection on the server's side: records why, tells a ferry client (best effort) and
+ * closes. Returns false if it was already being cut.
+ */
+function cut(entry: Tracked, reason: string, error: ErrorMessage): boolean {
+  if (entry.reason) return false;
+  entry.reason = reason;
+  if (entry.tell) entry.tell(error);
+  else closeQuietly(entry.conn);
+  return true;
+}
+
+/**
+ * Idle periods a connection may go without moving a byte while its client is behind: the server
+ * waits to send to it, or did, and has heard nothing since (see Activity.peerBehind). The kernel
+ * wakes a blocked writer only once about a third of the socket's send buffer has drained (up to
+ * 1.3 MiB with Linux's default 4 MiB buffer, which loopback reaches), and Deno can neither shrink
+ * that buffer nor ask how much of it is left. A client reading 50 KiB/s shows progress only
+ * every 27 s; with four periods it survives a 10 s idle timeout, and one that reads nothing is
+ * still cut.
+ */
+const BEHIND_PERIODS = 4;
 
 /** Formats an address as `host:port`, bracketing IPv6. */
 export function formatAddr(addr: Deno.Addr): string {
@@ -158,11 +185,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     ? setInterval(() => {
       const now = Date.now();
       for (const entry of tracked) {
-        if (now - entry.activity.last > idleTimeoutMs && !entry.reason) {
-          entry.reason = `idle for ${idleTimeoutMs / 1000} s`;
-          if (entry.onIdle) entry.onIdle();
-          else closeQuietly(entry.conn);
-        }
+        const behind = entry.activity.peerBehind === true;
+        const limit = behind ? idleTimeoutMs * BEHIND_PERIODS : idleTimeoutMs;
+        if (now - entry.activity.last <= limit) continue;
+        const seconds = limit / 1000;
+        cut(entry, `idle for ${seconds} s`, {
+          code: "timeout",
+          message: `Connection idle for ${seconds} s: closed by the server`,
+        });
       }
     }, Math.min(1000, Math.max(50, idleTimeoutMs / 4)))
     : undefined;
@@ -194,8 +224,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   };
   const cutAll = async () => {
     for (const entry of tracked) {
-      entry.reason = "server shutting down";
-      closeQuietly(entry.conn);
+      // One already being cut (idle) is closed at once: the shutdown does not wait for it.
+      if (!cut(entry, "server shutting down", SHUTTING_DOWN)) closeQuietly(entry.conn);
     }
     await Promise.allSettled([...handlers]);
     clearInterval(watchdog);
@@ -221,6 +251,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     },
   };
 }
+
+/** What a connection cut by a shutdown is told. */
+const SHUTTING_DOWN: ErrorMessage = {
+  code: "shutdown",
+  message: "Server is shutting down",
+};
 
 /** Tells a client over the connection limit that the server is busy, and hangs up. */
 async function refuseBusy(conn: Deno.Conn, limit: number, ctx: Context): Promise<void> {
@@ -254,6 +290,29 @@ function closeQuietly(conn: Deno.Conn): void {
   }
 }
 
+/**
+ * An error's text as a client may see it. Deno appends the operation and the path to an OS
+ * error ("No such file or directory (os error 2): open '/srv/root/.ferry-staging/...'"); the
+ * client is told the error, never where the server keeps its files.
+ */
+function withoutPaths(text: string): string {
+  const os = /^.*?\(os error \d+\)/.exec(text);
+  return (os ? os[0] : text).replace(/(['"])\/[^'"]*\1/g, "$1…$1");
+}
+
+/** How the client left, if `error` says it did: the connection was reset or closed under us. */
+function wentAway(error: unknown): string | null {
+  if (error instanceof ProtocolError && error.message.startsWith("Connection closed")) {
+    return "connection closed";
+  }
+  if (error instanceof Deno.errors.UnexpectedEof) return "connection closed";
+  if (error instanceof Deno.errors.ConnectionReset) return "connection reset";
+  if (error instanceof Deno.errors.BrokenPipe) return "broken pipe";
+  if (error instanceof Deno.errors.ConnectionAborted) return "connection aborted";
+  if (error instanceof Deno.errors.TimedOut) return "connection timed out";
+  return null;
+}
+
 /** Maps a failure during a request to what the client is told. */
 function classify(error: unknown): { code: ErrorCode; message: string } {
   if (error instanceof StoreError || error instanceof RefusedError) {
@@ -272,7 +331,7 @@ function classify(error: unknown): { code: ErrorCode; message: string } {
   if (error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotCapable) {
     return { code: "denied", message: "Server has no permission for that file" };
   }
-  return { code: "io", message: `Server error: ${text}` };
+  return { code: "io", message: `Server error: ${withoutPaths(text)}` };
 }
 
 /** What a request did, for its log line. */
@@ -287,28 +346,27 @@ async function handleConnection(entry: Tracked, ctx: Context): Promise<void> {
   const { conn, activity } = entry;
   const peer = formatAddr(conn.remoteAddr);
   const frames = new FrameReader(conn.readable, { activity });
-  const out = new FrameWriter(conn.writable, { activity });
-  entry.onIdle = () => {
-    // The reason goes out only if nothing else is being written; either way, close soon.
-    const timer = setTimeout(() => closeQuietly(conn), 1000);
-    out.writeControl(FrameType.ERROR, {
-      code: "timeout",
-      message: `Connection idle for ${
-        entry.reason?.replace(/^idle for /, "")
-      }: closed by the server`,
-    }).catch(() => {}).finally(() => {
-      clearTimeout(timer);
-      closeQuietly(conn);
-    });
-  };
+  // The socket itself too: see FrameWriterOptions.direct.
+  const out = new FrameWriter(conn.writable, { activity, direct: conn });
+  const channel: Channel = { frames, out, peer, entry };
   try {
     const first = await frames.readSome(new Uint8Array(1));
     if (!first) return;
     if (first[0] !== 0x00) {
-      await serveForeign(first, { frames, out, peer }, ctx, entry);
+      await serveForeign(first, channel, ctx);
       return;
     }
-    if (!await handshake(first, { frames, out, peer }, ctx)) return;
+    if (!await handshake(first, channel, ctx)) return;
+    // Only a client that has spoken the handshake can read an ERROR frame.
+    entry.tell = (error) => {
+      // The ERROR waits for a DATA frame part-way out, and a reader that takes nothing would
+      // hold it forever: close after a second either way.
+      const timer = setTimeout(() => closeQuietly(conn), 1000);
+      out.writeControl(FrameType.ERROR, error).catch(() => {}).finally(() => {
+        clearTimeout(timer);
+        closeQuietly(conn);
+      });
+    };
     while (true) {
       const frame = await frames.readControl();
       if (!frame) return;
@@ -317,7 +375,7 @@ async function handleConnection(entry: Tracked, ctx: Context): Promise<void> {
       }
       const request = parseRequest(frame.json);
       const started = performance.now();
-      const outcome = await serveRequest(request, frames, out, ctx);
+      const outcome = await serveRequest(request, channel, ctx);
       const seconds = ((performance.now() - started) / 1000).toFixed(3);
       const name = request.op === "list" ? "-" : quote(request.name);
       ctx.log(
@@ -347,16 +405,12 @@ interface Channel {
   frames: FrameReader;
   out: FrameWriter;
   peer: string;
+  entry: Tracked;
 }
 
 /** A connection that did not open with ferry's preamble: the seed protocol, TLS, or noise. */
-async function serveForeign(
-  first: Uint8Array,
-  channel: Channel,
-  ctx: Context,
-  entry: Tracked,
-): Promise<void> {
-  const { frames, out, peer } = channel;
+async function serveForeign(first: Uint8Array, channel: Channel, ctx: Context): Promise<void> {
+  const { frames, out, peer, entry } = channel;
   if (ctx.legacy && looksLikeLegacy(first[0])) {
     const started = performance.now();
     // The socket too: a seed upload must not let it close before the file is stored.
@@ -451,19 +505,14 @@ async function refuse(out: FrameWriter, error: unknown): Promise<Outcome> {
   return { bytes: 0, result: `refused (${code}: ${message})` };
 }
 
-async function serveRequest(
-  request: Request,
-  frames: FrameReader,
-  out: FrameWriter,
-  ctx: Context,
-): Promise<Outcome> {
+async function serveRequest(request: Request, channel: Channel, ctx: Context): Promise<Outcome> {
   switch (request.op) {
     case "put":
-      return await servePut(request, frames, out, ctx);
+      return await servePut(request, channel, ctx);
     case "get":
-      return await serveGet(request, out, ctx);
+      return await serveGet(request, channel, ctx);
     case "list":
-      return await serveList(out, ctx);
+      return await serveList(channel.out, ctx);
   }
 }
 
@@ -471,15 +520,12 @@ async function serveRequest(
 const KEEP_MIN_BYTES = 1 << 20;
 
 function tooLarge(size: number, limit: number): string {
-  return `Upload of ${formatBytes(size)} is over the server's limit of ${formatBytes(limit)}`;
+  const [shownSize, shownLimit] = formatByteCounts(size, limit);
+  return `Upload of ${shownSize} is over the server's limit of ${shownLimit}`;
 }
 
-async function servePut(
-  request: PutRequest,
-  frames: FrameReader,
-  out: FrameWriter,
-  ctx: Context,
-): Promise<Outcome> {
+async function servePut(request: PutRequest, channel: Channel, ctx: Context): Promise<Outcome> {
+  const { frames, out, entry } = channel;
   const { name, size, overwrite } = request;
   let upload;
   try {
@@ -507,6 +553,7 @@ async function servePut(
       pool: ctx.pool,
       sizeHint: size,
       maxSize: ctx.maxSize,
+      announcedSize: size,
       resumeFrom,
       onProgress: (bytes) => received = bytes,
     });
@@ -520,14 +567,21 @@ async function servePut(
       await upload.discard();
       return { bytes: received, result: `aborted by client (${error.message})` };
     }
-    if (isInterruption(error) && received >= KEEP_MIN_BYTES) {
-      // Only a cut connection leaves good data behind: keep it for put --resume.
-      await upload.keep();
-      return {
-        bytes: received,
-        result: `interrupted, kept for resume (${describeError(error)})`,
-        close: true,
-      };
+    if (entry.reason) {
+      // The server cut it (idle, shutting down) and has told the client why: nothing is kept.
+      await upload.discard();
+      return { bytes: received, result: `cut (${entry.reason})`, close: true };
+    }
+    if (isInterruption(error)) {
+      const why = `client went away: ${wentAway(error) ?? describeError(error)}`;
+      // What arrived before the client left is good: keep it for put --resume, unless it is too
+      // little to matter or the size is unknown (a stream, which no resume could continue).
+      if (size !== null && received >= KEEP_MIN_BYTES) {
+        await upload.keep();
+        return { bytes: received, result: `interrupted, kept for resume (${why})`, close: true };
+      }
+      await upload.discard();
+      return { bytes: received, result: `interrupted, discarded (${why})`, close: true };
     }
     await upload.discard();
     const { code, message } = classify(error);
@@ -536,14 +590,17 @@ async function servePut(
   }
 }
 
-async function serveGet(request: GetRequest, out: FrameWriter, ctx: Context): Promise<Outcome> {
+async function serveGet(request: GetRequest, channel: Channel, ctx: Context): Promise<Outcome> {
+  const { out, entry } = channel;
   let opened;
   try {
     opened = await ctx.store.openFile(request.name);
   } catch (error) {
     return await refuse(out, error);
   }
+  // Counted from the start of the file, as the END frame counts; the log says what moved.
   let sent = 0;
+  let skipped = 0;
   try {
     let resumeFrom: ResumePoint | undefined;
     const { offset, prefix } = request;
@@ -554,7 +611,9 @@ async function serveGet(request: GetRequest, out: FrameWriter, ctx: Context): Pr
       }
     }
     // A prefix that does not match starts the download over, from byte 0.
-    await opened.file.seek(resumeFrom?.size ?? 0, Deno.SeekMode.Start);
+    skipped = resumeFrom?.size ?? 0;
+    sent = skipped;
+    await opened.file.seek(skipped, Deno.SeekMode.Start);
     // A small file's OK, DATA and END leave together (see FrameWriter.cork).
     if (opened.size - (resumeFrom?.size ?? 0) <= CORK_LIMIT) out.cork();
     await out.writeControl(FrameType.OK, {
@@ -569,11 +628,15 @@ async function serveGet(request: GetRequest, out: FrameWriter, ctx: Context): Pr
       onProgress: (bytes) => sent = bytes,
     });
     const resumed = resumeFrom ? ` (resumed from ${resumeFrom.size})` : "";
-    return { bytes: result.size, result: `ok ${result.checksum}${resumed}` };
+    return { bytes: result.size - skipped, result: `ok ${result.checksum}${resumed}` };
   } catch (error) {
+    const bytes = sent - skipped;
+    if (entry.reason) return { bytes, result: `cut (${entry.reason})`, close: true };
+    const gone = wentAway(error);
+    if (gone) return { bytes, result: `interrupted (client went away: ${gone})`, close: true };
     const { code, message } = classify(error);
     await out.writeControl(FrameType.ABORT, { code, message }).catch(() => {});
-    return { bytes: sent, result: `failed (${code}: ${message})`, close: true };
+    return { bytes, result: `failed (${code}: ${message})`, close: true };
   } finally {
     try {
       opened.file.close();

@@ -10,7 +10,7 @@
 import { type BufferPool, defaultPool } from "./buffer_pool.ts";
 import { type Checksum, createChecksum } from "./checksum.ts";
 import { ProtocolError, RefusedError, StoreError } from "./errors.ts";
-import { formatBytes } from "./format.ts";
+import { formatByteCounts } from "./format.ts";
 import {
   CHUNK_SIZE,
   CORK_LIMIT,
@@ -36,7 +36,7 @@ export interface SendOptions {
   pool?: BufferPool;
   /** Called after each chunk with the running byte count. */
   onProgress?: (bytes: number) => void;
-  /** Stops the transfer between chunks; the reason is rethrown. */
+  /** Stops the transfer, even while the source is being waited for; the reason is rethrown. */
   signal?: AbortSignal;
   /** Expected byte count, so small transfers lease small buffers. */
   sizeHint?: number | null;
@@ -68,6 +68,11 @@ export interface ReceiveOptions {
   sizeHint?: number | null;
   /** Refuse (code `too_large`) as soon as more than this many bytes arrive. */
   maxSize?: number;
+  /**
+   * The size the sender announced for the whole transfer (resumed bytes included), if it did:
+   * more is refused as soon as it arrives, and END must carry exactly this size.
+   */
+  announcedSize?: number | null;
   /** Resuming: bytes already in place, counted in END's size and checksum. */
   resumeFrom?: ResumePoint;
   /** Awaited after each chunk is written, with its size: a rate limit's pacing. */
@@ -85,8 +90,8 @@ export interface ByteSink {
   write(chunk: Uint8Array): Promise<void>;
 }
 
-function overLimit(limit: number): string {
-  return `Upload is over the server's limit of ${formatBytes(limit)}`;
+function overLimit(received: number, limit: number): string {
+  return `Upload is over the server's limit of ${formatByteCounts(received, limit)[1]}`;
 }
 
 /** Buffer size for a transfer: the chunk size, or less when the transfer is known to be small. */
@@ -105,13 +110,31 @@ class Filler {
   #plain?: ReadableStreamDefaultReader<Uint8Array>;
   #leftover?: Uint8Array;
   #done = false;
+  #signal?: AbortSignal;
 
-  constructor(source: ByteSource) {
+  /** Reads `source`; a fill waiting on it gives up (with its reason) when `signal` aborts. */
+  constructor(source: ByteSource, signal?: AbortSignal) {
     try {
       this.#byob = source.getReader({ mode: "byob" });
     } catch {
       this.#plain = source.getReader();
     }
+    this.#signal = signal;
+  }
+
+  /**
+   * `read`, or the signal's reason as soon as it aborts: a source can stall for any time (a
+   * pipe whose writer pauses), and the peer's verdict must not wait for it.
+   */
+  #orAbort<T>(read: Promise<T>): Promise<T> {
+    const signal = this.#signal;
+    if (!signal) return read;
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = () => reject(signal.reason);
+      if (signal.aborted) onAbort();
+      signal.addEventListener("abort", onAbort, { once: true });
+      read.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+    });
   }
 
   /**
@@ -126,8 +149,8 @@ class Filler {
     let filled = 0;
     while (filled < total && !this.#done) {
       if (this.#byob) {
-        const { value, done } = await this.#byob.read(
-          new Uint8Array(buffer, start + filled, total - filled),
+        const { value, done } = await this.#orAbort(
+          this.#byob.read(new Uint8Array(buffer, start + filled, total - filled)),
         );
         // The last read can bring bytes and `done` together.
         if (value) {
@@ -140,7 +163,7 @@ class Filler {
         let chunk = this.#leftover;
         this.#leftover = undefined;
         if (!chunk) {
-          const { value, done } = await this.#plain!.read();
+          const { value, done } = await this.#orAbort(this.#plain!.read());
           if (done) {
             this.#done = true;
             break;
@@ -172,7 +195,7 @@ export async function sendData(
 ): Promise<TransferResult> {
   const pool = options.pool ?? defaultPool;
   const checksum = options.resumeFrom?.checksum ?? await createChecksum();
-  const filler = new Filler(source);
+  const filler = new Filler(source, options.signal);
   const wanted = Math.min(bufferSizeFor(options.sizeHint), options.maxChunk ?? CHUNK_SIZE);
   const buffers = [pool.lease(wanted), pool.lease(wanted)];
   const sizes = [buffers[0].byteLength, buffers[1].byteLength];
@@ -259,9 +282,15 @@ class Receiver {
   async accept(chunk: Uint8Array): Promise<void> {
     this.#buffers[this.#index] = chunk.buffer as ArrayBuffer;
     this.received += chunk.length;
-    const { maxSize } = this.#options;
+    const { maxSize, announcedSize } = this.#options;
     if (maxSize !== undefined && this.received > maxSize) {
-      throw new StoreError("too_large", overLimit(maxSize));
+      throw new StoreError("too_large", overLimit(this.received, maxSize));
+    }
+    if (announcedSize !== undefined && announcedSize !== null && this.received > announcedSize) {
+      throw new StoreError(
+        "bad_request",
+        `Upload sent more than the ${announcedSize} bytes it announced`,
+      );
     }
     this.checksum.update(chunk);
     // The other buffer's write must finish before that buffer is read into again.
@@ -289,8 +318,9 @@ class Receiver {
 
 /**
  * Receives DATA frames into `sink` until END, then checks the byte count and checksum.
- * Throws {@link ProtocolError} on a cut connection, a stray frame or a mismatch, and
- * {@link RefusedError} when the sender aborts or the peer reports an error.
+ * Throws {@link ProtocolError} on a cut connection, a stray frame or a mismatch,
+ * {@link StoreError} past `maxSize` or the announced size, and {@link RefusedError} when the
+ * sender aborts or the peer reports an error.
  */
 export async function receiveData(
   frames: FrameReader,
@@ -320,6 +350,13 @@ export async function receiveData(
         if (end.size !== receiver.received) {
           throw new ProtocolError(
             `Size mismatch: sender sent ${end.size} bytes, ${receiver.received} arrived`,
+          );
+        }
+        const announced = options.announcedSize;
+        if (announced !== undefined && announced !== null && end.size !== announced) {
+          throw new StoreError(
+            "bad_request",
+            `Upload ended after ${end.size} bytes but announced ${announced}`,
           );
         }
         const actual = receiver.checksum.digest();

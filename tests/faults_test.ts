@@ -530,6 +530,74 @@ Deno.test("SIGTERM lets an upload that finishes within the grace period complete
   assert.deepEqual(await storedFiles(root), ["done.bin"]);
 });
 
+Deno.test("SIGTERM cuts a known-size upload after the grace period: its client is told why, and nothing is kept", async () => {
+  await using base = await makeTempDir();
+  const root = `${base.path}/root`;
+  await writeRandomFile(`${base.path}/big.bin`, 16 * MiB);
+  await using server = await launchServer(root);
+  // A greeted connection that sits idle is cut too, and told why in a frame it can read.
+  const idle = await Deno.connect({ hostname: server.host, port: server.port });
+  const idleReply = (async () => {
+    try {
+      await idle.write(
+        concat(encodePreamble(), encodeControl(FrameType.HELLO, { client: "raw-test/1" })),
+      );
+      let got: Uint8Array = new Uint8Array(0);
+      const buffer = new Uint8Array(4096);
+      while (true) {
+        const n = await idle.read(buffer).catch(() => null);
+        if (n === null) return got;
+        got = concat(got, buffer.subarray(0, n));
+      }
+    } finally {
+      idle.close();
+    }
+  })();
+  // Slow enough to be unfinished after the grace period, and past the 1 MiB a resume would
+  // keep if the client had gone away by itself.
+  const client = spawnClient(
+    [server.host, String(server.port), "put", `${base.path}/big.bin`, "--limit-rate", "1M"],
+  );
+  client.stdin.close().catch(() => {});
+  const collected = client.output();
+  try {
+    await waitForStagingData(root, 2 * MiB);
+    server.kill("SIGTERM");
+    await server.waitForLog(/stopping; transfers in flight have 5 s to finish/);
+  } catch (error) {
+    client.kill("SIGKILL");
+    await collected;
+    throw error;
+  }
+  const output = await within(collected, 20000, "the client after the shutdown");
+  const stderr = decoder.decode(output.stderr);
+  assert.equal(output.code, 1, `client exit ${output.code}: ${stderr}`);
+  assert.match(stderr, /shutting down/i, "the client says why");
+  assert.doesNotMatch(stderr, /^\s+at |error: Uncaught/m);
+
+  const status = await within(server.exited, SHUTDOWN_LIMIT_MS, "exit after SIGTERM");
+  assert.equal(status.code, 0, server.lines.join("\n"));
+  assert.ok(
+    server.lines.some((line) =>
+      / put "big\.bin" \d+ bytes cut \(server shutting down\) /.test(line)
+    ),
+    server.lines.join("\n"),
+  );
+  assert.ok(server.lines.some((line) => /cut 2 unfinished connection/.test(line)));
+
+  // The idle connection's last frame is ERROR shutdown, after the preamble and WELCOME.
+  const reply = await within(idleReply, 5000, "the idle connection to close");
+  const error = encodeControl(FrameType.ERROR, {
+    code: "shutdown",
+    message: "Server is shutting down",
+  });
+  assert.ok(contains(reply, error), `idle connection got ${decoder.decode(reply)}`);
+
+  assert.deepEqual(await stagingFiles(root), [], "staging is empty");
+  assert.deepEqual(await listDir(`${root}/.ferry-resume`), [], "nothing kept for a resume");
+  assert.deepEqual(await storedFiles(root), [], "nothing stored");
+});
+
 // ---------------------------------------------------------------------------------------- fuzz
 
 /** mulberry32: a tiny seeded PRNG, so every run sends exactly the same connections. */

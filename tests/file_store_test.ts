@@ -8,7 +8,14 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { StoreError } from "../lib/errors.ts";
-import { checkName, FileStore, moveNoClobber, RESUME_DIR, STAGING_DIR } from "../lib/file_store.ts";
+import {
+  checkName,
+  FileStore,
+  moveNoClobber,
+  quote,
+  RESUME_DIR,
+  STAGING_DIR,
+} from "../lib/file_store.ts";
 
 async function withDirs(fn: (root: string, outside: string) => Promise<void>): Promise<void> {
   const base = await Deno.makeTempDir({ prefix: "ferry_store_" });
@@ -64,6 +71,44 @@ Deno.test("hostile names are refused with a reason", () => {
   }
 });
 
+Deno.test("names with C1 controls or bidi controls are refused with a reason", () => {
+  const cases: [string, RegExp][] = [
+    ["\u009b31mred", /control character/], // C1 CSI: starts an escape sequence on some terminals
+    ["a\u0085b", /control character/], // NEL
+    ["a\u0080", /control character/],
+    ["a\u009f", /control character/],
+    ["invoice\u202egnp.exe", /bidirectional control/], // RIGHT-TO-LEFT OVERRIDE
+    ["a\u202ab", /bidirectional control/],
+    ["a\u2066b\u2069", /bidirectional control/], // isolates
+    ["dir/\u2068x", /bidirectional control/],
+  ];
+  for (const [name, reason] of cases) {
+    assert.throws(() => checkName(name), (e: unknown) => {
+      assert.ok(e instanceof StoreError && e.code === "bad_name", `code for ${quote(name)}`);
+      assert.match(e.message, reason, quote(name));
+      // The refusal itself names the name without the raw character.
+      assert.doesNotMatch(e.message, /[\u0080-\u009f\u202a-\u202e\u2066-\u2069]/);
+      return true;
+    });
+  }
+  // Neighbours of those ranges are ordinary characters.
+  assert.deepEqual(checkName("\u00a0nbsp \u00e9 \u2065 \u202f"), [
+    "\u00a0nbsp \u00e9 \u2065 \u202f",
+  ]);
+});
+
+Deno.test("quote escapes what a terminal would act on, so a log line stays one plain line", () => {
+  assert.equal(quote("plain é.txt"), '"plain é.txt"');
+  assert.equal(quote("a\nb\u001b[31m"), '"a\\nb\\u001b[31m"');
+  assert.equal(quote("\u009b31m"), '"\\u009b31m"');
+  assert.equal(quote("\u007f"), '"\\u007f"');
+  assert.equal(quote("x\u202ey\u2066z\u2069"), '"x\\u202ey\\u2066z\\u2069"');
+  assert.equal(quote("\u200e\u200f\u061c\u2028\u2029"), '"\\u200e\\u200f\\u061c\\u2028\\u2029"');
+  // What it produces is still JSON for the same name.
+  const hostile = '\u009b31m\u202eevil\u2028"quoted"';
+  assert.equal(JSON.parse(quote(hostile)), hostile);
+});
+
 Deno.test("ordinary names pass, including spaces, dots and non-ASCII", () => {
   assert.deepEqual(checkName("a b.txt"), ["a b.txt"]);
   assert.deepEqual(checkName("dir/sub/ü €.bin"), ["dir", "sub", "ü €.bin"]);
@@ -81,6 +126,39 @@ Deno.test("a symlink leading outside the root is refused for get and put", async
     await assert.rejects(() => store.beginUpload("outdir/new.txt"), /leads outside the root/);
     assert.deepEqual([...Deno.readDirSync(outside)].map((e) => e.name), ["secret.txt"]);
     assert.deepEqual((await store.list()).map((e) => e.name), [], "escaping links are not listed");
+  });
+});
+
+Deno.test("a symlink loop is refused as such, for get and put, without naming a server path", async () => {
+  await withDirs(async (root) => {
+    await Deno.symlink("loop", join(root, "loop"));
+    await Deno.symlink("b", join(root, "a"));
+    await Deno.symlink("a", join(root, "b"));
+    const store = await FileStore.open(root);
+    const isLoop = (name: string) => (e: unknown) => {
+      assert.ok(e instanceof StoreError && e.code === "bad_name", `${name}: ${e}`);
+      assert.equal(e.message, `Refused name "${name}": it is a symlink loop`);
+      return true;
+    };
+    for (const name of ["loop", "a", "loop/x", "a/x/y"]) {
+      await assert.rejects(() => store.openFile(name), isLoop(name));
+    }
+    for (const name of ["loop/x", "b/x", "loop/deeper/x"]) {
+      await assert.rejects(() => store.beginUpload(name), isLoop(name));
+    }
+    assert.deepEqual(await store.list(), [], "loops are not listed");
+  });
+});
+
+Deno.test("a name that goes through a file is not found, not an OS error", async () => {
+  await withDirs(async (root) => {
+    await Deno.writeTextFile(join(root, "file.txt"), "x");
+    const store = await FileStore.open(root);
+    await assert.rejects(() => store.openFile("file.txt/x"), (e: unknown) => {
+      assert.ok(e instanceof StoreError && e.code === "not_found", String(e));
+      assert.equal(e.message, 'No such file: "file.txt/x"');
+      return true;
+    });
   });
 });
 
@@ -163,6 +241,24 @@ Deno.test("uploads into folders create them; files in the way are refused", asyn
   });
 });
 
+Deno.test("a root that is a file, or lies under one, is refused as not a folder", async () => {
+  await withDirs(async (root) => {
+    const file = join(root, "file.txt");
+    await Deno.writeTextFile(file, "x");
+    for (const create of [true, false]) {
+      await assert.rejects(() => FileStore.open(file, { create }), (e: unknown) => {
+        assert.ok(e instanceof StoreError, String(e));
+        assert.equal(e.message, `Root ${file} is not a folder`);
+        return true;
+      });
+    }
+    await assert.rejects(
+      () => FileStore.open(join(file, "sub"), { create: true }),
+      /^StoreError: Root .*file\.txt\/sub cannot be made: a file is in its path$/,
+    );
+  });
+});
+
 Deno.test("opening a root clears stale staging files and creates a missing root", async () => {
   await withDirs(async (root) => {
     await Deno.mkdir(join(root, STAGING_DIR));
@@ -177,6 +273,10 @@ Deno.test("opening a root clears stale staging files and creates a missing root"
 Deno.test("names no client could ask for are not listed", async () => {
   await withDirs(async (root) => {
     await Deno.writeTextFile(join(root, "bad\nname"), "x");
+    await Deno.writeTextFile(join(root, "c1\u009b31m"), "x");
+    await Deno.writeTextFile(join(root, "bidi\u202etxt.exe"), "x");
+    await Deno.mkdir(join(root, "dir\u2066"));
+    await Deno.writeTextFile(join(root, "dir\u2066", "inner"), "x");
     await Deno.writeTextFile(join(root, "good"), "x");
     const store = await FileStore.open(root);
     assert.deepEqual((await store.list()).map((e) => e.name), ["good"]);

@@ -200,6 +200,11 @@ export interface StartServerOptions {
   host?: string;
   /** Further arguments for server.ts. */
   args?: string[];
+  /**
+   * Further Deno permission flags, after the usual `--allow-net --allow-read --allow-write`: a
+   * `--deny-read=PATH`, say, to make part of the root unreadable even to root.
+   */
+  permissions?: string[];
   /** How long to wait for the banner, in milliseconds (default 20000). */
   startTimeoutMs?: number;
 }
@@ -244,6 +249,7 @@ export async function startServer(options: StartServerOptions = {}): Promise<Ser
   const args = [
     "run",
     ...PROGRAM_PERMISSIONS,
+    ...(options.permissions ?? []),
     "server.ts",
     "0",
     "--root",

@@ -21,6 +21,7 @@ import {
   PROTOCOL_VERSION,
 } from "../lib/protocol.ts";
 import {
+  filesEqual,
   listDir,
   makeTempDir,
   pathExists,
@@ -40,6 +41,8 @@ import {
 
 const MiB = 1 << 20;
 const STAGING = ".ferry-staging";
+/** The server's hidden folder of interrupted uploads kept for `put --resume`. */
+const RESUME = ".ferry-resume";
 /** Longest any single raw read may wait before the test fails instead of hanging. */
 const READ_TIMEOUT_MS = 10000;
 /** "Within seconds": a bound well under the client's 15 s connect timeout, not a benchmark. */
@@ -905,6 +908,32 @@ Deno.test("--max-size cuts off a streamed upload over the limit; one at the limi
   await assertStored(server, ["exact.bin", "under.bin"], "after the streams within the limit");
 });
 
+Deno.test("--max-size: an upload a byte over is told both sizes in bytes, as rounding would show them equal", async () => {
+  await using server = await startServer({ args: ["--max-size", "1M"] });
+  await using dir = await makeTempDir();
+  await writeRandomFile(`${dir.path}/by-one.bin`, MiB + 1);
+  const result = await ferry(server, ["put", `${dir.path}/by-one.bin`]);
+  assertFailure(
+    result,
+    /Upload of 1048577 bytes is over the server's limit of 1048576 bytes$/,
+    "a known-size put one byte over",
+  );
+  {
+    // Streamed, the refusal comes as the byte arrives; "1.00 MiB" would not explain it either.
+    using raw = await Raw.open(server);
+    await raw.handshake();
+    await raw.write(encodeControl(FrameType.REQUEST, { op: "put", name: "raw.bin", size: null }));
+    await raw.expectFrame(FrameType.OK, "streamed put accepted");
+    await raw.write(concat(dataFrame(randomBytes(MiB)), dataFrame(randomBytes(1))));
+    const error = await raw.expectFrame(FrameType.ERROR, "stream one byte past the limit");
+    assert.deepEqual(error, {
+      code: "too_large",
+      message: "Upload is over the server's limit of 1048576 bytes",
+    });
+  }
+  await assertStored(server, [], "after the refusals");
+});
+
 // --------------------------------------------------------------------------- max connections
 
 Deno.test("--max-connections 2: a third client is told the server is busy at once, and served once a slot frees", async () => {
@@ -1058,6 +1087,92 @@ Deno.test("--idle-timeout 1 does not cut a piped upload whose producer keeps wri
   );
   const stored = await Deno.readFile(`${server.root}/piped.bin`);
   assert.equal(stored.length, piece.length * pieces);
+});
+
+/** The kernel's largest TCP send buffer: Linux's third `tcp_wmem` figure, 4 MiB if unknown. */
+async function maxSendBuffer(): Promise<number> {
+  try {
+    const output = await new Deno.Command("cat", {
+      args: ["/proc/sys/net/ipv4/tcp_wmem"],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    const max = Number(decoder.decode(output.stdout).trim().split(/\s+/)[2]);
+    if (Number.isSafeInteger(max) && max > 0) return max;
+  } catch {
+    // No /proc or no cat: assume Linux's default.
+  }
+  return 4 * MiB;
+}
+
+Deno.test("--idle-timeout 1 does not cut a download read slower than one frame per second", async () => {
+  // The kernel takes the first few MiB at once, then reports room only each time about a third
+  // of its send buffer has drained: with the default 4 MiB buffer, every ~2 s at the 700 KiB/s
+  // read here, which is less than one 1 MiB DATA frame per idle period. The server sees no byte
+  // move for longer than the timeout, yet the client is reading all along and must get it all.
+  const buffer = await maxSendBuffer();
+  const rate = Math.ceil(buffer / 3 / 2 / 1024); // KiB/s: a wake every ~2 s
+  const size = buffer + 2 * MiB; // past what the kernel takes at once
+  await using server = await startServer({ args: ["--idle-timeout", "1"] });
+  await using work = await makeTempDir();
+  await writeRandomFile(`${server.root}/slow.bin`, size);
+  const result = await ferry(server, [
+    "get",
+    "slow.bin",
+    `${work.path}/slow.bin`,
+    "--limit-rate",
+    `${rate}K`,
+  ]);
+  assertSuccess(result, `slow download at ${rate} KiB/s:\n${server.lines.join("\n")}`);
+  assert.ok(
+    await filesEqual(`${work.path}/slow.bin`, `${server.root}/slow.bin`),
+    "the download is intact",
+  );
+  await server.waitForLog(new RegExp(` get "slow\\.bin" ${size} bytes ok `));
+});
+
+Deno.test("--idle-timeout 1 cuts a download whose client reads nothing, after four idle periods", async () => {
+  await using server = await startServer({ args: ["--idle-timeout", "1"] });
+  await writeRandomFile(`${server.root}/big.bin`, 32 * MiB);
+  using raw = await Raw.open(server);
+  await raw.handshake();
+  const asked = performance.now();
+  await raw.write(encodeControl(FrameType.REQUEST, { op: "get", name: "big.bin" }));
+  // Nothing is read from here on: the kernel buffers fill and the server's write waits.
+  const line = await server.waitForLog(/ get "big\.bin" /, { timeoutMs: 15000 });
+  const waited = performance.now() - asked;
+  assert.match(line, / get "big\.bin" \d+ bytes cut \(idle for 4 s\) /);
+  // The server gives a reader that may be draining its buffers four periods, not one.
+  assert.ok(waited > 3500, `cut after only ${waited.toFixed(0)} ms`);
+  // And goes on serving.
+  assertSuccess(await ferry(server, ["list"]), "list after the cut");
+});
+
+Deno.test("--idle-timeout 1 cutting an upload tells the client why and keeps nothing for a resume", async () => {
+  await using server = await startServer({ args: ["--idle-timeout", "1"] });
+  using raw = await Raw.open(server);
+  await raw.handshake();
+  await raw.write(
+    encodeControl(FrameType.REQUEST, { op: "put", name: "stall.bin", size: 4 * MiB }),
+  );
+  await raw.expectFrame(FrameType.OK, "upload accepted");
+  // Half of a known-size upload: what a client that went away would have had kept.
+  await raw.write(dataFrame(randomBytes(2 * MiB)));
+  await waitFor("2 MiB in the staging file", async () => {
+    const files = await listDir(`${server.root}/${STAGING}`);
+    if (files.length !== 1) return false;
+    const info = await Deno.stat(`${server.root}/${STAGING}/${files[0]}`).catch(() => null);
+    return info !== null && info.size >= 2 * MiB;
+  });
+  const error = await raw.expectFrame(FrameType.ERROR, "idle cut mid-upload");
+  assert.deepEqual(error, {
+    code: "timeout",
+    message: "Connection idle for 1 s: closed by the server",
+  });
+  await raw.waitForClose(PROMPT_MS);
+  await server.waitForLog(/ put "stall\.bin" 2097152 bytes cut \(idle for 1 s\) /);
+  await assertStored(server, [], "after the idle cut");
+  assert.deepEqual(await listDir(`${server.root}/${RESUME}`), [], "nothing kept for a resume");
 });
 
 // -------------------------------------------------------------------- start line and warning

@@ -26,6 +26,7 @@ import {
   randomBytes,
   runClient,
   type RunResult,
+  runServer,
   type ServerProcess,
   spawnClient,
   STAGING_DIR,
@@ -555,6 +556,314 @@ Deno.test("stale staging files are removed at start and the server exits 0 on SI
   assert.equal(await server.stop(), 0, "SIGTERM is a clean stop");
   await assertRootHolds(root, ["kept.txt"]);
   assert.equal(await Deno.readTextFile(`${root}/kept.txt`), "kept\n", "the root is left alone");
+});
+
+// ------------------------------------------------------------ names, sizes and what is said
+
+/** The server's hidden folder of uploads kept for `put --resume`. */
+const RESUME_DIR = ".ferry-resume";
+
+/** A put REQUEST frame. */
+function putRequest(name: string, size: number | null, extra: Record<string, unknown> = {}) {
+  return encodeControl(FrameType.REQUEST, { op: "put", name, size, overwrite: false, ...extra });
+}
+
+/** Waits until the one staging file holds at least `size` bytes: the upload is under way. */
+async function waitForStaged(server: ServerProcess, size: number): Promise<void> {
+  const staging = `${server.root}/${STAGING_DIR}`;
+  await waitFor(`${size} bytes in the staging file`, async () => {
+    const files = await listDir(staging);
+    if (files.length !== 1) return false;
+    const info = await Deno.stat(`${staging}/${files[0]}`).catch(() => null);
+    return info !== null && info.size >= size;
+  });
+}
+
+Deno.test("names with C1 or bidi control characters are refused raw, and the log shows them escaped", async () => {
+  await using server = await startServer();
+  using wire = await openSession(server);
+  const names = ["\u009b31mred.txt", "evil\u202etxt.exe", "a\u2067b", "dir/\u0085x"];
+  for (const name of names) {
+    for (const request of [{ op: "get", name }, { op: "put", name, size: 1, overwrite: false }]) {
+      await wire.write(encodeControl(FrameType.REQUEST, request));
+      const error = await wire.expectFrame(FrameType.ERROR, `${request.op} ${quoted(name)}`);
+      assert.equal(error.code, "bad_name", `${request.op} ${quoted(name)}: ${error.message}`);
+      assert.match(String(error.message), /control character/);
+    }
+  }
+  await wire.write(encodeControl(FrameType.REQUEST, { op: "list" }));
+  await wire.expectFrame(FrameType.OK, "list after the refusals");
+  await server.waitForLog(/ put "dir\/\\u0085x" 0 bytes refused \(bad_name/);
+  await server.waitForLog(/ get "\\u009b31mred\.txt" 0 bytes refused \(bad_name/);
+  await server.waitForLog(/ get "evil\\u202etxt\.exe" 0 bytes refused \(bad_name/);
+  for (const line of server.lines) {
+    assert.doesNotMatch(
+      line,
+      /[\u0080-\u009f\u202a-\u202e\u2066-\u2069]/,
+      `raw in the log: ${line}`,
+    );
+  }
+  await assertRootHolds(server.root, []);
+});
+
+/** A name as the tests print it, control characters escaped. */
+function quoted(name: string): string {
+  return JSON.stringify(name).replace(/[\u0080-\u009f\u202a-\u202e\u2066-\u2069]/g, "?");
+}
+
+Deno.test("a put that sends more than it announced is refused at once, one that ends short at END, and nothing is stored", async () => {
+  await using server = await startServer();
+  const data = randomBytes(6);
+  {
+    // QA's case: 3 announced, 6 sent with an END that is right about the 6.
+    using wire = await openSession(server);
+    await wire.write(putRequest("lie.txt", 3));
+    await wire.expectFrame(FrameType.OK, "put accepted");
+    await wire.write(concat(
+      dataFrame(data),
+      encodeControl(FrameType.END, { size: 6, checksum: await checksumOf(data) }),
+    ));
+    const error = await wire.expectFrame(FrameType.ERROR, "more than announced");
+    assert.deepEqual(error, {
+      code: "bad_request",
+      message: "Upload sent more than the 3 bytes it announced",
+    });
+    assert.equal(await wire.readFrame(), null, "closed after the ERROR");
+  }
+  {
+    // No END needed: the excess is refused the moment it arrives.
+    using wire = await openSession(server);
+    await wire.write(putRequest("early.bin", MiB));
+    await wire.expectFrame(FrameType.OK, "put accepted");
+    await wire.write(dataFrame(randomBytes(MiB)));
+    await wire.write(dataFrame(randomBytes(1)));
+    const error = await wire.expectFrame(FrameType.ERROR, "one byte past the announcement");
+    assert.equal(error.code, "bad_request", JSON.stringify(error));
+    assert.match(String(error.message), /more than the 1048576 bytes it announced/);
+  }
+  {
+    using wire = await openSession(server);
+    await wire.write(putRequest("short.txt", 3));
+    await wire.expectFrame(FrameType.OK, "put accepted");
+    const two = data.subarray(0, 2);
+    await wire.write(concat(
+      dataFrame(two),
+      encodeControl(FrameType.END, { size: 2, checksum: await checksumOf(two) }),
+    ));
+    const error = await wire.expectFrame(FrameType.ERROR, "less than announced");
+    assert.deepEqual(error, {
+      code: "bad_request",
+      message: "Upload ended after 2 bytes but announced 3",
+    });
+  }
+  await server.waitForLog(/ put "lie\.txt" \d+ bytes failed \(bad_request: Upload sent more/);
+  await server.waitForLog(/ put "early\.bin" \d+ bytes failed \(bad_request: Upload sent more/);
+  await server.waitForLog(/ put "short\.txt" 2 bytes failed \(bad_request: Upload ended after/);
+  await waitForEmptyStaging(server);
+  await assertRootHolds(server.root, []);
+
+  // The control: the same frames with an honest announcement are stored.
+  using wire = await openSession(server);
+  await wire.write(putRequest("honest.txt", 6));
+  await wire.expectFrame(FrameType.OK, "put accepted");
+  await wire.write(concat(
+    dataFrame(data),
+    encodeControl(FrameType.END, { size: 6, checksum: await checksumOf(data) }),
+  ));
+  await wire.expectFrame(FrameType.OK, "honest upload stored");
+  assert.deepEqual(await Deno.readFile(`${server.root}/honest.txt`), data);
+});
+
+Deno.test("a resumed put announces the whole file's size: the rest is accepted, one byte more is not", async () => {
+  await using server = await startServer();
+  const data = randomBytes(3 * MiB);
+  const kept = / put "resumed\.bin" 2097152 bytes interrupted, kept for resume/;
+  const interrupt = async (times: number) => {
+    {
+      // The client goes away after 2 MiB of 3: the server keeps them for a resume.
+      using wire = await openSession(server);
+      await wire.write(putRequest("resumed.bin", data.length));
+      await wire.expectFrame(FrameType.OK, "first put accepted");
+      await wire.write(dataFrame(data.subarray(0, 2 * MiB)));
+      await waitForStaged(server, 2 * MiB);
+    }
+    await waitFor(`the server to keep the upload (${times})`, () => {
+      return server.lines.filter((line) => kept.test(line)).length === times;
+    });
+  };
+  const resume = async (wire: Wire) => {
+    await wire.write(putRequest("resumed.bin", data.length, { resume: true }));
+    const ok = await wire.expectFrame(FrameType.OK, "resumed put accepted");
+    assert.equal(ok.offset, 2 * MiB, JSON.stringify(ok));
+    assert.equal(ok.prefix, await checksumOf(data.subarray(0, 2 * MiB)));
+  };
+
+  await interrupt(1);
+  {
+    using wire = await openSession(server);
+    await resume(wire);
+    await wire.write(dataFrame(concat(data.subarray(2 * MiB), new Uint8Array(1))));
+    const error = await wire.expectFrame(FrameType.ERROR, "resumed put one byte over");
+    assert.equal(error.code, "bad_request", JSON.stringify(error));
+    assert.match(String(error.message), /more than the 3145728 bytes it announced/);
+  }
+  await waitForEmptyStaging(server);
+  assert.equal(await pathExists(`${server.root}/resumed.bin`), false, "nothing stored");
+
+  await interrupt(2);
+  using wire = await openSession(server);
+  await resume(wire);
+  await wire.write(concat(
+    dataFrame(data.subarray(2 * MiB)),
+    encodeControl(FrameType.END, { size: data.length, checksum: await checksumOf(data) }),
+  ));
+  const ok = await wire.expectFrame(FrameType.OK, "resumed put stored");
+  assert.equal(ok.size, data.length);
+  assert.deepEqual(await Deno.readFile(`${server.root}/resumed.bin`), data);
+  await assertRootHolds(server.root, ["resumed.bin"]);
+});
+
+Deno.test("an upload whose client goes away is kept for a resume only if its size was announced", async () => {
+  await using server = await startServer();
+  const resumeDir = `${server.root}/${RESUME_DIR}`;
+  const leave = async (name: string, size: number | null) => {
+    using wire = await openSession(server);
+    await wire.write(putRequest(name, size));
+    await wire.expectFrame(FrameType.OK, `${name} accepted`);
+    await wire.write(dataFrame(randomBytes(2 * MiB)));
+    await waitForStaged(server, 2 * MiB);
+  }; // The connection closes here, mid-upload.
+
+  // A stream (stdin) cannot be resumed by anyone: nothing of it is kept.
+  await leave("stream.bin", null);
+  await server.waitForLog(
+    / put "stream\.bin" 2097152 bytes interrupted, discarded \(client went away: connection closed\)/,
+  );
+  await waitForEmptyStaging(server);
+  assert.deepEqual(await listDir(resumeDir), [], "nothing kept of the stream");
+
+  // The control: the same with its size announced is kept.
+  await leave("sized.bin", 8 * MiB);
+  await server.waitForLog(
+    / put "sized\.bin" 2097152 bytes interrupted, kept for resume \(client went away: connection closed\)/,
+  );
+  await waitForEmptyStaging(server);
+  const kept = await listDir(resumeDir);
+  assert.equal(kept.length, 2, `a .part and its description: ${kept}`);
+  const part = kept.find((name) => name.endsWith(".part"))!;
+  assert.equal((await Deno.stat(`${resumeDir}/${part}`)).size, 2 * MiB);
+});
+
+Deno.test("a symlink loop is refused as bad_name, and an OS error reaches the client without a server path", async () => {
+  await using server = await startServer();
+  await Deno.symlink("loop", `${server.root}/loop`);
+  {
+    using wire = await openSession(server);
+    for (
+      const request of [
+        { op: "get", name: "loop" },
+        { op: "get", name: "loop/inner.txt" },
+        { op: "put", name: "loop/new.txt", size: 1, overwrite: false },
+      ]
+    ) {
+      await wire.write(encodeControl(FrameType.REQUEST, request));
+      const error = await wire.expectFrame(FrameType.ERROR, `${request.op} ${request.name}`);
+      assert.deepEqual(error, {
+        code: "bad_name",
+        message: `Refused name "${request.name}": it is a symlink loop`,
+      });
+    }
+  }
+  const got = await ferry(server, ["get", "loop", "-"]);
+  assertFailure(got, /^ferry: .*Refused name "loop": it is a symlink loop$/, "get of the loop");
+
+  // Someone removes the staging folder under the running server: the next upload fails with
+  // a real OS error. The client hears which error, and nothing of where the files live.
+  await Deno.remove(`${server.root}/${STAGING_DIR}`, { recursive: true });
+  using wire = await openSession(server);
+  await wire.write(putRequest("after.txt", 1));
+  const error = await wire.expectFrame(FrameType.ERROR, "put without a staging folder");
+  assert.deepEqual(error, {
+    code: "io",
+    message: "Server error: No such file or directory (os error 2)",
+  });
+  for (const line of server.lines.filter((line) => / (get|put) /.test(line))) {
+    assert.ok(!line.includes(server.base), `a server path in the log: ${line}`);
+  }
+  await Deno.mkdir(`${server.root}/${STAGING_DIR}`);
+});
+
+Deno.test("a download whose client goes away is logged as such; a resumed one logs the bytes it sent", async () => {
+  await using server = await startServer();
+  // Far more than the kernel buffers: the server is still sending when the client leaves.
+  await writeRandomFile(`${server.root}/big.bin`, 64 * MiB);
+  {
+    using wire = await openSession(server);
+    await wire.write(encodeControl(FrameType.REQUEST, { op: "get", name: "big.bin" }));
+    await wire.expectFrame(FrameType.OK, "get accepted");
+    await wire.readFrame(); // some data, then hang up with the rest unread
+  }
+  const line = await server.waitForLog(/ get "big\.bin" \d+ bytes (?!ok )/);
+  assert.match(
+    line,
+    / get "big\.bin" \d+ bytes interrupted \(client went away: (connection reset|broken pipe)\) /,
+  );
+
+  const data = randomBytes(3 * MiB);
+  await Deno.writeFile(`${server.root}/three.bin`, data);
+  using wire = await openSession(server);
+  await wire.write(encodeControl(FrameType.REQUEST, {
+    op: "get",
+    name: "three.bin",
+    offset: MiB,
+    prefix: await checksumOf(data.subarray(0, MiB)),
+  }));
+  const ok = await wire.expectFrame(FrameType.OK, "resumed get accepted");
+  assert.equal(ok.offset, MiB, JSON.stringify(ok));
+  let received = 0;
+  for (let frame = await wire.readFrame(); frame?.type === FrameType.DATA;) {
+    received += frame.payload.length;
+    frame = await wire.readFrame();
+  }
+  assert.equal(received, 2 * MiB, "only the missing part was sent");
+  await server.waitForLog(
+    new RegExp(` get "three\\.bin" ${2 * MiB} bytes ok xxh128:\\w+ \\(resumed from ${MiB}\\)`),
+  );
+});
+
+Deno.test("list leaves out a folder the server may not read, and lists the rest", async () => {
+  await using base = await makeTempDir();
+  const root = `${base.path}/root`;
+  await Deno.mkdir(`${root}/secret`, { recursive: true });
+  await Deno.mkdir(`${root}/open`);
+  await Deno.writeTextFile(`${root}/secret/hidden.txt`, "hidden\n");
+  await Deno.writeTextFile(`${root}/open/b.txt`, "b\n");
+  await Deno.writeTextFile(`${root}/a.txt`, "a\n");
+  // Denied to the server process even though the tests run as root (chmod would not stop it).
+  await using server = await startServer({ root, permissions: [`--deny-read=${root}/secret`] });
+
+  const listed = await ferry(server, ["list"]);
+  assertSuccess(listed, "list with an unreadable folder");
+  assert.equal(new TextDecoder().decode(listed.stdout), "a.txt\nopen/b.txt\n");
+  const denied = await ferry(server, ["get", "secret/hidden.txt", "-"]);
+  assertFailure(denied, /no permission/i, "get from the unreadable folder");
+  await server.waitForLog(/ list - \d+ bytes ok /);
+});
+
+Deno.test("a --root that is a regular file is refused in one line that says so", async () => {
+  await using base = await makeTempDir();
+  const file = `${base.path}/file.txt`;
+  await Deno.writeTextFile(file, "not a folder\n");
+  const cases: [string, string][] = [
+    [file, `ferry-server: Root ${file} is not a folder`],
+    [`${file}/sub`, `ferry-server: Root ${file}/sub cannot be made: a file is in its path`],
+  ];
+  for (const [root, line] of cases) {
+    const result = await runServer(["0", "--root", root]);
+    assert.equal(result.code, 1, `--root ${root}: exit ${result.code}\n${result.stderr}`);
+    assert.deepEqual(stderrLines(result), [line]);
+  }
+  assert.equal(await Deno.readTextFile(file), "not a folder\n", "the file is left alone");
 });
 
 // -------------------------------------------------------------- downloads from a fake server
