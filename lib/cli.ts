@@ -8,6 +8,7 @@
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { describeError, ProtocolError, RefusedError, UsageError, UserError } from "./errors.ts";
+import { escapeUnsafe } from "./format.ts";
 
 /** Exit code for success. */
 export const EXIT_OK = 0;
@@ -53,9 +54,13 @@ export function parsePort(text: string, allowZero = false): number {
   return port;
 }
 
-/** Writes a line to stderr. */
+/**
+ * Writes a line to stderr. Control and bidi characters are escaped: messages quote names and
+ * reasons that come from a server or the file system, and those must not drive the terminal or
+ * turn one line into several.
+ */
 export function say(line: string): void {
-  console.error(line);
+  console.error(escapeUnsafe(line));
 }
 
 /** Describes a failure in one line, without the program name. */
@@ -70,15 +75,24 @@ export function describeFailure(error: unknown): string {
   return describeError(error);
 }
 
+/** Options for {@link reportFailure}. */
+export interface ReportOptions {
+  /** Prefix of the line: the program's name. */
+  program: string;
+  /** Ends a usage error's line in parentheses, such as `try 'ferry --help'`. */
+  helpHint?: string;
+}
+
 /**
- * Reports a failure as one line on stderr (no stack trace) and returns the exit code.
- * `program` prefixes the line; `helpHint` is shown after usage errors.
+ * Reports a failure as one line on stderr (no stack trace) and returns the exit code. A usage
+ * error's help hint goes in parentheses on the same line: errors are one line.
  */
-export function reportFailure(error: unknown, program: string, helpHint: string): number {
-  say(`${program}: ${describeFailure(error)}`);
+export function reportFailure(error: unknown, options: ReportOptions): number {
+  const message = `${options.program}: ${describeFailure(error)}`;
   if (error instanceof UsageError) {
-    if (helpHint) say(helpHint);
+    say(options.helpHint ? `${message} (${options.helpHint})` : message);
     return EXIT_USAGE;
   }
+  say(message);
   return EXIT_FAILED;
 }

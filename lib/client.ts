@@ -7,7 +7,7 @@
 
 import { authMac, macMatches, newNonce } from "./auth.ts";
 import { type BufferPool, defaultPool } from "./buffer_pool.ts";
-import { ProtocolError, RefusedError, UserError } from "./errors.ts";
+import { isInterruption, ProtocolError, RefusedError, UserError } from "./errors.ts";
 import {
   decodePreamble,
   encodePreamble,
@@ -208,6 +208,13 @@ async function settledWithin(promise: Promise<unknown>, ms: number): Promise<unk
   }
 }
 
+/** Whether a failure while sending came from the connection, not from the data's source. */
+function fromConnection(error: unknown): boolean {
+  return isInterruption(error) || error instanceof ProtocolError ||
+    error instanceof Deno.errors.NotConnected || error instanceof Deno.errors.WriteZero ||
+    error instanceof Deno.errors.InvalidData;
+}
+
 function closeQuietly(conn: Deno.Conn): void {
   try {
     conn.close();
@@ -271,7 +278,7 @@ export class Session implements ClientSession {
     this.#token = options.token;
     this.#tls = options.tls;
     this.#frames = new FrameReader(conn.readable);
-    this.#out = new FrameWriter(conn.writable);
+    this.#out = new FrameWriter(conn.writable, { direct: conn });
   }
 
   /** Sends the preamble and HELLO, and checks the server's answer. */
@@ -279,15 +286,17 @@ export class Session implements ClientSession {
     await this.#out.writeRaw(encodePreamble(PROTOCOL_VERSION));
     await this.#out.writeControl(FrameType.HELLO, { client: `${NAME}/${VERSION}` });
     const first = await this.#frames.readSome(new Uint8Array(8)).catch(() => null);
+    // A peer that is not a ferry server (or not one without TLS) is a mistake in the command
+    // line, said plainly, not a transfer that failed.
     if (!first) {
-      throw new ProtocolError(
+      throw new UserError(
         `Server at ${this.target} closed the connection during the handshake` +
           (this.#tls ? "" : " (does it require --tls?)"),
       );
     }
     const text = new TextDecoder().decode(first);
     if (first[0] !== 0x00) {
-      throw new ProtocolError(
+      throw new UserError(
         text.startsWith("cancel")
           ? `Server at ${this.target} speaks the seed protocol; try --legacy`
           : first[0] === 0x15 && !this.#tls
@@ -357,7 +366,8 @@ export class Session implements ClientSession {
 
   /**
    * Uploads `source` under `name`. Resolves once the server has verified and committed it;
-   * throws {@link RefusedError} when the server says no, before or during the transfer.
+   * throws {@link RefusedError} when the server says no, before or during the transfer. If
+   * reading `source` fails, the server is told (ABORT, code `io`) and the source's error thrown.
    */
   async put(source: ByteSource, name: string, options: PutOptions = {}): Promise<PutResult> {
     const size = options.size ?? null;
@@ -406,6 +416,16 @@ export class Session implements ClientSession {
         maxChunk: options.maxChunk,
       });
     } catch (error) {
+      if (!stop.signal.aborted && !fromConnection(error)) {
+        // Neither the server nor the connection: the source failed. Say so, so the server
+        // drops the upload at once instead of waiting for more and logging a cut connection.
+        verdict.catch(() => {});
+        await this.#out.writeControl(FrameType.ABORT, {
+          code: "io",
+          message: "Client could not read its file",
+        }).catch(() => {});
+        throw error;
+      }
       // Prefer the server's reason over the broken pipe it caused.
       throw (await settledWithin(verdict, 2000)) ?? error;
     }

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { basename, dirname, join } from "node:path";
+import { basename, dirname, join, sep } from "node:path";
 import { readTokenFile } from "./auth.ts";
 import { type ClientSession, connect, type DownloadTarget, type FlowOptions } from "./client.ts";
 import {
@@ -21,8 +21,27 @@ import {
 } from "./cli.ts";
 import { isInterruption, RefusedError, UsageError, UserError } from "./errors.ts";
 import { moveNoClobber, syncDir } from "./file_store.ts";
-import { formatBytes, formatDate, formatRate, formatSeconds, parseSize } from "./format.ts";
+import {
+  displayName,
+  formatBytes,
+  formatDate,
+  formatRate,
+  formatSeconds,
+  parseSize,
+  safeJson,
+} from "./format.ts";
 import { LegacySession } from "./legacy.ts";
+import {
+  cannotRead,
+  cannotWrite,
+  cannotWriteStdout,
+  NAME_MAX,
+  openUpload,
+  osReason,
+  partPathFor,
+  readableStreamOf,
+  utf8Length,
+} from "./local_files.ts";
 import { ProgressLine, progressWanted } from "./progress.ts";
 import type { ListEntry } from "./protocol.ts";
 import { RateLimiter } from "./rate_limit.ts";
@@ -98,6 +117,9 @@ const OPTIONS: OptionSpec = {
 
 type Command = "put" | "get" | "list" | "mput" | "mget";
 
+/** Longest --timeout: setTimeout's limit of 2^31-1 milliseconds, in whole seconds. */
+export const MAX_TIMEOUT_SECONDS = 2147483;
+
 /** Which commands each command-specific option belongs to. */
 const OPTION_COMMANDS: Record<string, Command[]> = {
   overwrite: ["put", "mput"],
@@ -108,12 +130,13 @@ const OPTION_COMMANDS: Record<string, Command[]> = {
   long: ["list"],
 };
 
-const SHAPES: Record<Command, { min: number; max: number; shape: string }> = {
-  put: { min: 1, max: 2, shape: "put LOCAL [REMOTE]" },
-  get: { min: 1, max: 2, shape: "get REMOTE [LOCAL]" },
-  list: { min: 0, max: 0, shape: "list" },
-  mput: { min: 1, max: Infinity, shape: "mput FILE [FILE ...]" },
-  mget: { min: 1, max: Infinity, shape: "mget NAME [NAME ...]" },
+/** Each command's argument count, its shape for messages, and its arguments' names. */
+const SHAPES: Record<Command, { min: number; max: number; shape: string; names: string[] }> = {
+  put: { min: 1, max: 2, shape: "put LOCAL [REMOTE]", names: ["LOCAL", "REMOTE"] },
+  get: { min: 1, max: 2, shape: "get REMOTE [LOCAL]", names: ["REMOTE", "LOCAL"] },
+  list: { min: 0, max: 0, shape: "list", names: [] },
+  mput: { min: 1, max: Infinity, shape: "mput FILE [FILE ...]", names: ["FILE"] },
+  mget: { min: 1, max: Infinity, shape: "mget NAME [NAME ...]", names: ["NAME"] },
 };
 
 /** A parsed client command line. */
@@ -202,9 +225,14 @@ export function parseClientArgs(argv: string[]): ClientCommand {
       `Option --${option[0]} applies to ${option[1].join(", ")}, not ${command}`,
     );
   }
-  const { min, max, shape } = SHAPES[command];
+  const { min, max, shape, names } = SHAPES[command];
   if (args.length < min || args.length > max) {
     throw new UsageError(`Wrong number of arguments: expected ${shape}`);
+  }
+  const empty = args.findIndex((arg) => arg === "");
+  if (empty >= 0) {
+    // An empty name can only fail later, after connecting (or even after downloading).
+    throw new UsageError(`${names[Math.min(empty, names.length - 1)]} is empty`);
   }
   if (command === "put" && args[0] === "-" && args.length < 2) {
     throw new UsageError("put from stdin needs a REMOTE name: put - REMOTE");
@@ -220,8 +248,14 @@ export function parseClientArgs(argv: string[]): ClientCommand {
   }
   let timeoutMs = 15000;
   if (typeof values.timeout === "string") {
-    const seconds = Number(values.timeout);
-    if (!(seconds > 0)) throw new UsageError(`Invalid --timeout ${JSON.stringify(values.timeout)}`);
+    const seconds = values.timeout.trim() === "" ? NaN : Number(values.timeout);
+    // setTimeout takes at most 2^31-1 ms and fires at once for anything longer.
+    if (!(seconds > 0 && seconds <= MAX_TIMEOUT_SECONDS)) {
+      throw new UsageError(
+        `Invalid --timeout ${JSON.stringify(values.timeout)}: ` +
+          `expected seconds, more than 0 and at most ${MAX_TIMEOUT_SECONDS}`,
+      );
+    }
     timeoutMs = seconds * 1000;
   }
   let limitRate: number | undefined;
@@ -260,16 +294,16 @@ export async function clientMain(argv: string[]): Promise<number> {
   try {
     const cmd = parseClientArgs(argv);
     if (cmd.command === "help") {
-      console.log(CLIENT_USAGE);
+      await writeStdout(CLIENT_USAGE + "\n");
       return EXIT_OK;
     }
     if (cmd.command === "version") {
-      console.log(`${NAME} ${VERSION}`);
+      await writeStdout(`${NAME} ${VERSION}\n`);
       return EXIT_OK;
     }
     return await runCommand(cmd);
   } catch (error) {
-    return reportFailure(error, PROGRAM, `Try '${PROGRAM} --help' for usage`);
+    return reportFailure(error, { program: PROGRAM, helpHint: `try '${PROGRAM} --help'` });
   }
 }
 
@@ -361,7 +395,7 @@ async function runCommand(cmd: ClientCommand): Promise<number> {
         });
         const report = await prepared(session, limiter);
         const seconds = (performance.now() - started) / 1000;
-        announce(cmd, job, report, seconds);
+        await announce(cmd, job, report, seconds);
       } catch (error) {
         if (error instanceof Fatal) throw error.cause;
         // A single transfer's failure is the command's; in mput/mget the others go on.
@@ -370,7 +404,7 @@ async function runCommand(cmd: ClientCommand): Promise<number> {
         connector.afterFailure(error);
         say(`${PROGRAM}: ${job.op === "put" ? job.local : job.remote}: ${describeFailure(error)}`);
         if (cmd.json) {
-          emitJson(job, {
+          await emitJson(job, {
             op: job.op,
             name: job.remote,
             ok: false,
@@ -404,10 +438,15 @@ interface Report {
   verified: boolean;
 }
 
-function announce(cmd: ClientCommand, job: Job, report: Report, seconds: number): void {
+async function announce(
+  cmd: ClientCommand,
+  job: Job,
+  report: Report,
+  seconds: number,
+): Promise<void> {
   const { result } = report;
   if (cmd.json) {
-    emitJson(job, {
+    await emitJson(job, {
       op: job.op,
       name: job.remote,
       size: result.size,
@@ -434,11 +473,11 @@ function announce(cmd: ClientCommand, job: Job, report: Report, seconds: number)
   );
 }
 
-function emitJson(job: Job, report: Record<string, unknown>): void {
-  const line = JSON.stringify(report);
+async function emitJson(job: Job, report: Record<string, unknown>): Promise<void> {
+  const line = safeJson(report);
   // stdout belongs to the data when a get writes there.
   if (job.op === "get" && job.local === "-") say(line);
-  else console.log(line);
+  else await writeStdout(line + "\n");
 }
 
 function flowOptions(
@@ -468,46 +507,38 @@ function remoteBase(name: string): string {
 
 type Runner = (session: ClientSession, limiter?: RateLimiter) => Promise<Report>;
 
-async function openLocal(path: string): Promise<Deno.FsFile> {
-  try {
-    const file = await Deno.open(path, { read: true });
-    if (!(await file.stat()).isFile) {
-      file.close();
-      throw new UserError(`Cannot upload ${path}: not a regular file`);
-    }
-    return file;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      throw new UserError(`Cannot read ${path}: no such file`);
-    }
-    if (error instanceof Deno.errors.PermissionDenied) {
-      throw new UserError(`Cannot read ${path}: permission denied`);
-    }
-    throw error;
-  }
-}
-
 /** Local checks come first, so a doomed transfer never touches the network. */
 async function preparePut(job: Job, cmd: ClientCommand): Promise<Runner> {
-  const file = job.local === "-" ? undefined : await openLocal(job.local);
-  const size = file ? (await file.stat()).size : null;
+  const upload = job.local === "-" ? undefined : await openUpload(job.local);
+  const size = upload ? upload.size : null;
+  if (cmd.resume && size === null) {
+    upload?.file.close();
+    // As for stdin: resuming means re-reading the start, which only a regular file can do.
+    throw new UsageError(`--resume needs a regular file, and ${job.local} is not one`);
+  }
+  const where = upload ? job.local : "stdin";
+  const source = readableStreamOf(upload?.file ?? Deno.stdin, {
+    name: where,
+    size,
+    onGrew: () =>
+      cmd.quiet || say(
+        `${PROGRAM}: warning: ${where} grew during the upload; ` +
+          `sent the ${size} bytes it had when the upload began`,
+      ),
+  });
   return async (session, limiter) => {
     const { flow, progress } = flowOptions(cmd, job.remote, size, 0, limiter);
     try {
-      const result = await session.put(file ? file.readable : Deno.stdin.readable, job.remote, {
+      const result = await session.put(source, job.remote, {
         ...flow,
         size,
         overwrite: cmd.overwrite,
-        resumeFile: cmd.resume ? file : undefined,
+        resumeFile: cmd.resume ? upload?.file : undefined,
       });
-      return { result, where: file ? job.local : "stdin", verified: session.verified };
+      return { result, where, verified: session.verified };
     } finally {
       progress.done();
-      try {
-        file?.close();
-      } catch {
-        // The stream closed it at its end.
-      }
+      upload?.file.close();
     }
   };
 }
@@ -522,22 +553,58 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-async function isDirectory(path: string): Promise<boolean> {
+/** `path`'s details, or null when there is nothing there (or a file where a folder should be). */
+async function statOrNull(path: string): Promise<Deno.FileInfo | null> {
   try {
-    return (await Deno.stat(path)).isDirectory;
-  } catch {
-    return false;
+    return await Deno.stat(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) {
+      return null;
+    }
+    throw cannotWrite(path, error);
   }
+}
+
+/** Where a download goes: LOCAL, and the `.part` file it is written to until verified. */
+interface LocalTarget {
+  local: string;
+  part: string;
+}
+
+/**
+ * Resolves a get's LOCAL (into it, if it is a folder) and checks everything that can be checked
+ * before the server is asked: the folder exists, the name fits, LOCAL is not in the way, and the
+ * `.part` is not a folder. Otherwise the server would send the file only for it to be dropped.
+ */
+async function checkLocalTarget(job: Job, cmd: ClientCommand): Promise<LocalTarget> {
+  let local = job.local;
+  if ((await statOrNull(local))?.isDirectory) {
+    local = join(local, remoteBase(job.remote));
+  } else if (local.endsWith("/") || local.endsWith(sep)) {
+    const what = await exists(local.replace(/[\\/]+$/, "")) ? "not a folder" : "no such folder";
+    throw new UserError(`Cannot write into ${local}: ${what}`);
+  }
+  const folder = dirname(local);
+  const parent = await statOrNull(folder);
+  if (!parent) throw new UserError(`Cannot write ${local}: no such folder ${folder}`);
+  if (!parent.isDirectory) throw new UserError(`Cannot write ${local}: ${folder} is not a folder`);
+  if (utf8Length(basename(local)) > NAME_MAX) {
+    throw new UserError(`Cannot write ${local}: file name too long`);
+  }
+  if (!cmd.force && await exists(local)) {
+    throw new UserError(`Local file exists: ${local} (use --force to replace it)`);
+  }
+  const part = await partPathFor(local);
+  if ((await statOrNull(part))?.isDirectory) {
+    throw new UserError(`Cannot write ${part}: it is a folder`);
+  }
+  return { local, part };
 }
 
 async function prepareGet(job: Job, cmd: ClientCommand): Promise<Runner> {
   const toStdout = job.local === "-";
-  let local = job.local;
-  if (!toStdout && await isDirectory(local)) local = join(local, remoteBase(job.remote));
-  if (!toStdout && !cmd.force && await exists(local)) {
-    throw new UserError(`Local file exists: ${local} (use --force to replace it)`);
-  }
-  const have = cmd.resume ? await partialDownload(`${local}.part`) : undefined;
+  const target = toStdout ? undefined : await checkLocalTarget(job, cmd);
+  const have = target && cmd.resume ? await partialDownload(target.part) : undefined;
   return async (session, limiter) => {
     let progress: ProgressLine | undefined;
     let flow: FlowOptions = {};
@@ -545,20 +612,18 @@ async function prepareGet(job: Job, cmd: ClientCommand): Promise<Runner> {
       const result = await session.get(job.remote, (info) => {
         ({ flow, progress } = flowOptions(cmd, job.remote, info.size, info.offset, limiter));
         if (have && info.offset === 0 && !cmd.quiet) {
-          say(`${PROGRAM}: ${local}.part does not match the server's file; starting over`);
+          say(`${PROGRAM}: ${target!.part} does not match the server's file; starting over`);
         }
-        return toStdout ? Promise.resolve(stdoutTarget()) : fileTarget(local, {
-          force: cmd.force,
-          append: info.offset > 0,
-          fsync: cmd.fsync,
-        });
+        return target
+          ? fileTarget(target, { force: cmd.force, append: info.offset > 0, fsync: cmd.fsync })
+          : Promise.resolve(stdoutTarget());
       }, {
         resume: have,
         onProgress: (bytes) => flow.onProgress?.(bytes),
         throttle: limiter ? (bytes) => limiter.take(bytes) : undefined,
         maxChunk: limiter?.chunkSize,
       });
-      return { result, where: toStdout ? "stdout" : local, verified: session.verified };
+      return { result, where: target?.local ?? "stdout", verified: session.verified };
     } finally {
       progress?.done();
     }
@@ -572,33 +637,46 @@ async function partialDownload(part: string): Promise<ResumePoint | undefined> {
     file = await Deno.open(part, { read: true });
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return undefined;
-    throw error;
+    throw cannotRead(part, error);
   }
   try {
     const size = (await file.stat()).size;
     if (size === 0) return undefined;
     const checksum = await checksumFilePrefix(file, size);
     return checksum ? { size, checksum } : undefined;
+  } catch (error) {
+    throw cannotRead(part, error);
   } finally {
     file.close();
   }
 }
 
+/** The PEM text of a --ca file, which must hold at least one certificate. */
 async function readCa(path: string): Promise<string> {
+  let text: string;
   try {
-    return await Deno.readTextFile(path);
+    text = await Deno.readTextFile(path);
   } catch (error) {
-    const why = error instanceof Deno.errors.NotFound ? "no such file" : String(error);
-    throw new UserError(`Cannot read --ca ${path}: ${why}`);
+    throw new UserError(`Cannot read --ca ${path}: ${osReason(error)}`);
   }
+  // Without this check a key or any other file fails later as "UnknownIssuer", which misleads.
+  if (!/-----BEGIN CERTIFICATE-----/.test(text)) {
+    throw new UserError(`No certificate in ${path}: --ca needs a PEM certificate`);
+  }
+  return text;
 }
 
 function stdoutTarget(): DownloadTarget {
   const writer = Deno.stdout.writable.getWriter();
   return {
-    write: (chunk) => writer.write(chunk),
+    write: (chunk) =>
+      writer.write(chunk).catch((error) => {
+        throw cannotWriteStdout(error);
+      }),
     commit: async () => {
-      await writer.ready;
+      await writer.ready.catch((error) => {
+        throw cannotWriteStdout(error);
+      });
       writer.releaseLock();
     },
     // Bytes already written to a pipe cannot be taken back; the exit code says they are bad.
@@ -617,11 +695,14 @@ interface FileTargetOptions {
 }
 
 /**
- * Writes to `LOCAL.part`, renamed to LOCAL only once verified. If the connection is cut, the
- * `.part` file stays for `get --resume`; if the data is bad, it goes.
+ * Writes to the `.part` file, renamed to LOCAL only once verified. If the connection is cut, the
+ * `.part` file stays for `get --resume`; if the data is bad, or LOCAL's disk failed, it goes.
  */
-async function fileTarget(local: string, options: FileTargetOptions): Promise<DownloadTarget> {
-  const part = `${local}.part`;
+async function fileTarget(
+  target: LocalTarget,
+  options: FileTargetOptions,
+): Promise<DownloadTarget> {
+  const { local, part } = target;
   let file: Deno.FsFile;
   try {
     file = await Deno.open(
@@ -631,27 +712,33 @@ async function fileTarget(local: string, options: FileTargetOptions): Promise<Do
         : { write: true, create: true, truncate: true },
     );
   } catch (error) {
-    const why = error instanceof Deno.errors.PermissionDenied
-      ? "permission denied"
-      : error instanceof Deno.errors.NotFound
-      ? "no such folder"
-      : String(error);
-    throw new UserError(`Cannot write ${part}: ${why}`);
+    throw cannotWrite(part, error);
   }
   const writer = file.writable.getWriter();
   let wrote = options.append;
   return {
     write: (chunk) => {
       wrote = true;
-      return writer.write(chunk);
+      return writer.write(chunk).catch((error) => {
+        throw cannotWrite(part, error);
+      });
     },
     commit: async () => {
-      // Flushed before it gets its name: after a power cut LOCAL is whole or absent, never empty.
-      if (options.fsync) await file.syncData();
-      await writer.close();
-      if (options.force) {
-        await Deno.rename(part, local);
-      } else if (!await moveNoClobber(part, local)) {
+      try {
+        // Flushed before it gets its name: after a power cut LOCAL is whole or absent, never empty.
+        if (options.fsync) await file.syncData();
+        await writer.close();
+      } catch (error) {
+        throw cannotWrite(part, error);
+      }
+      let moved = true;
+      try {
+        if (options.force) await Deno.rename(part, local);
+        else moved = await moveNoClobber(part, local);
+      } catch (error) {
+        throw cannotWrite(local, error);
+      }
+      if (!moved) {
         await Deno.remove(part).catch(() => {});
         throw new UserError(`Local file exists: ${local} (it appeared during the download)`);
       }
@@ -677,16 +764,17 @@ async function fileTarget(local: string, options: FileTargetOptions): Promise<Do
 async function runList(session: ClientSession, cmd: ClientCommand): Promise<void> {
   const entries = await session.list();
   let text: string;
+  // Names come from the server: one with control or bidi characters is shown escaped, so it
+  // stays one harmless line instead of painting the terminal or faking other lines.
   if (cmd.json) {
-    text = JSON.stringify(
+    text = safeJson(
       entries.map((e) => ({ name: e.name, size: e.size, mtime: new Date(e.mtime).toISOString() })),
-      null,
       2,
     ) + "\n";
   } else if (cmd.long) {
     text = formatLong(entries);
   } else {
-    text = entries.map((e) => e.name + "\n").join("");
+    text = entries.map((e) => displayName(e.name) + "\n").join("");
   }
   await writeStdout(text);
 }
@@ -695,15 +783,20 @@ function formatLong(entries: ListEntry[]): string {
   const sizes = entries.map((e) => formatBytes(e.size));
   const width = Math.max(0, ...sizes.map((s) => s.length));
   const lines = entries.map((e, i) =>
-    `${sizes[i].padStart(width)}  ${formatDate(e.mtime)}  ${e.name}\n`
+    `${sizes[i].padStart(width)}  ${formatDate(e.mtime)}  ${displayName(e.name)}\n`
   );
   const total = entries.reduce((n, e) => n + e.size, 0);
   const files = entries.length === 1 ? "1 file" : `${entries.length} files`;
   return lines.join("") + `${files}, ${formatBytes(total)}\n`;
 }
 
+/** Writes all of `text` to stdout; a closed pipe or a full disk is reported as stdout's. */
 async function writeStdout(text: string): Promise<void> {
   const bytes = new TextEncoder().encode(text);
   let offset = 0;
-  while (offset < bytes.length) offset += await Deno.stdout.write(bytes.subarray(offset));
+  try {
+    while (offset < bytes.length) offset += await Deno.stdout.write(bytes.subarray(offset));
+  } catch (error) {
+    throw cannotWriteStdout(error);
+  }
 }

@@ -195,7 +195,7 @@ export async function serverMain(argv: string[]): Promise<number> {
   try {
     cmd = parseServerArgs(argv);
   } catch (error) {
-    return reportFailure(error, PROGRAM, `Try '${PROGRAM} --help' for usage`);
+    return reportFailure(error, { program: PROGRAM, helpHint: `try '${PROGRAM} --help'` });
   }
   if (cmd.command === "help") {
     console.log(SERVER_USAGE);
@@ -226,7 +226,7 @@ export async function serverMain(argv: string[]): Promise<number> {
       idleTimeoutMs: cmd.idleTimeoutMs,
     });
   } catch (error) {
-    return reportFailure(explainStartFailure(error, cmd, root), PROGRAM, "");
+    return reportFailure(explainStartFailure(error, cmd, root), { program: PROGRAM });
   }
   // Listen for signals before the banner: whoever reads it may signal at once, and an
   // unhandled SIGTERM would kill the process instead of stopping it cleanly.

@@ -1,15 +1,17 @@
 /**
- * Unit tests for command-line parsing of both programs, and for the size and byte formats the
- * CLIs print and accept.
+ * Unit tests for command-line parsing of both programs, for the size and byte formats the CLIs
+ * print and accept, for the progress line fitted to explicit widths, for the escaping of names
+ * that would drive a terminal, and for the name of a download's `.part` file.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
-import { parseClientArgs } from "../lib/client_cli.ts";
+import { MAX_TIMEOUT_SECONDS, parseClientArgs } from "../lib/client_cli.ts";
 import { UsageError } from "../lib/errors.ts";
-import { formatBytes, parseSize } from "../lib/format.ts";
-import { ProgressLine } from "../lib/progress.ts";
+import { displayName, escapeUnsafe, formatBytes, parseSize, safeJson } from "../lib/format.ts";
+import { NAME_MAX, partPathFor, utf8Length } from "../lib/local_files.ts";
+import { displayWidth, ProgressLine, shorten } from "../lib/progress.ts";
 import { RateLimiter } from "../lib/rate_limit.ts";
 import { DEFAULT_PORT, DEFAULT_ROOT, parseServerArgs } from "../lib/server_cli.ts";
 
@@ -59,6 +61,21 @@ Deno.test("client: usage errors name what is wrong", () => {
     [["h", "1", "list", "--json", "--long"], /one of --json and --long/],
     [["h", "1", "list", "--bogus"], /Unknown option '--bogus'/],
     [["h", "1", "list", "--timeout", "soon"], /Invalid --timeout/],
+    // setTimeout fires at once for more than 2^31-1 ms, so a huge timeout would time out at once.
+    [["h", "1", "list", "--timeout", "3000000"], /Invalid --timeout "3000000".*at most 2147483/],
+    [["h", "1", "list", "--timeout", "1e9"], /Invalid --timeout "1e9"/],
+    [["h", "1", "list", "--timeout", "Infinity"], /Invalid --timeout "Infinity"/],
+    [["h", "1", "list", "--timeout", "0"], /Invalid --timeout "0"/],
+    [["h", "1", "list", "--timeout=-5"], /Invalid --timeout "-5"/],
+    [["h", "1", "list", "--timeout", "NaN"], /Invalid --timeout "NaN"/],
+    [["h", "1", "list", "--timeout", ""], /Invalid --timeout ""/],
+    // Empty names would only fail after connecting, or after a whole download.
+    [["h", "1", "put", ""], /^LOCAL is empty$/],
+    [["h", "1", "put", "a.bin", ""], /^REMOTE is empty$/],
+    [["h", "1", "get", ""], /^REMOTE is empty$/],
+    [["h", "1", "get", "a.bin", ""], /^LOCAL is empty$/],
+    [["h", "1", "mput", "a.bin", ""], /^FILE is empty$/],
+    [["h", "1", "mget", "", "b.bin"], /^NAME is empty$/],
   ];
   for (const [args, pattern] of cases) {
     assert.throws(() => parseClientArgs(args), (e: unknown) => {
@@ -68,6 +85,15 @@ Deno.test("client: usage errors name what is wrong", () => {
       return true;
     });
   }
+});
+
+Deno.test("client: --timeout takes seconds up to setTimeout's limit", () => {
+  assert.equal(parseClientArgs(["h", "1", "list"]).timeoutMs, 15000);
+  assert.equal(parseClientArgs(["h", "1", "list", "--timeout", "0.5"]).timeoutMs, 500);
+  assert.equal(MAX_TIMEOUT_SECONDS * 1000, 2 ** 31 - 1 - 647, "whole seconds under 2^31-1 ms");
+  const longest = parseClientArgs(["h", "1", "list", "--timeout", String(MAX_TIMEOUT_SECONDS)]);
+  assert.equal(longest.timeoutMs, MAX_TIMEOUT_SECONDS * 1000);
+  assert.ok(longest.timeoutMs <= 2 ** 31 - 1);
 });
 
 Deno.test("client: help and version need no other arguments", () => {
@@ -141,4 +167,91 @@ Deno.test("rate limiter chunks are a fraction of a second's worth, within bounds
   assert.equal(new RateLimiter(8 * 2 ** 20).chunkSize, 2 ** 20);
   assert.equal(new RateLimiter(1000).chunkSize, 16384);
   assert.equal(new RateLimiter(2 ** 40).chunkSize, 33554432);
+});
+
+Deno.test("progress line: 0 columns counts as 80, and a long label gives way to the numbers", () => {
+  const label = "a-very-long-file-name-for-testing-the-progress-line-2024-final.iso";
+  const line = new ProgressLine(label, { total: 100 * 2 ** 20, enabled: false });
+  line.update(25 * 2 ** 20);
+  const now = performance.now() + 2000;
+  const numbers = / {2} 25% {2}25\.0 MiB \/ 100\.0 MiB {2}[\d.]+ MiB\/s {2}ETA \d\d:\d\d$/;
+
+  // Without a width the line is whole.
+  assert.match(line.render(now), new RegExp(`^${label.replaceAll(".", "\\.")}${numbers.source}`));
+  // A terminal that reports 0 columns does not know its width: 80 is assumed, nothing is lost.
+  const zero = line.render(now, { columns: 0 });
+  assert.equal(zero, line.render(now, { columns: 80 }));
+  assert.equal(zero.length, 79, "one column is left free so the cursor never wraps");
+  assert.match(zero, numbers, `the numbers are whole: ${zero}`);
+  assert.match(zero, /^a-very-long-file-n\S*…\S*\.iso /, `the label is shortened: ${zero}`);
+
+  // 40 columns: the label shrinks, then the least useful numbers go; rate and ETA stay whole.
+  const narrow = line.render(now, { columns: 40 });
+  assert.ok(narrow.length <= 39, narrow);
+  assert.match(narrow, /^a-\S*…\S*iso {2} 25% {2}[\d.]+ MiB\/s {2}ETA \d\d:\d\d$/, narrow);
+  // Wide enough: nothing changes.
+  assert.equal(line.render(now, { columns: 200 }), line.render(now));
+  // Narrower and narrower: always within the width, the percentage kept longest.
+  for (let columns = 1; columns <= 120; columns++) {
+    const text = line.render(now, { columns });
+    assert.ok(displayWidth(text) <= Math.max(columns - 1, 0), `${columns}: ${text}`);
+    if (columns >= 6) assert.match(text, /25%/, `${columns}: ${text}`);
+  }
+
+  // A short label is never shortened; a streamed transfer (no total) fits the same way.
+  const short = new ProgressLine("a.iso", { total: 100 * 2 ** 20, enabled: false });
+  short.update(25 * 2 ** 20);
+  assert.match(short.render(now, { columns: 40 }), /^a\.iso {2} 25% {2}/);
+  const streamed = new ProgressLine(label, { total: null, enabled: false });
+  streamed.update(2048);
+  assert.match(streamed.render(now, { columns: 40 }), /^a-\S*…\S* {2}2\.00 KiB {2}\S+ \S+\/s$/);
+});
+
+Deno.test("progress line: widths count terminal columns, and labels cannot hold escapes", () => {
+  assert.equal(displayWidth("abc"), 3);
+  assert.equal(displayWidth("日本"), 4, "wide characters take two columns");
+  assert.equal(displayWidth("e\u0301"), 1, "a combining accent takes none");
+  assert.equal(shorten("abcdefghij.iso", 8), "abcde…so", "the start and the end are kept");
+  assert.ok(displayWidth(shorten("日本語のファイル名.bin", 9)) <= 9);
+  assert.equal(shorten("short", 10), "short");
+  const evil = new ProgressLine("x\x1b[31m\u202e.bin", { total: null, enabled: false });
+  // deno-lint-ignore no-control-regex -- looking for the escape character is the point
+  assert.doesNotMatch(evil.render(), /[\x1b\u202e]/, "escaped, not sent to the terminal");
+});
+
+Deno.test("names that would drive a terminal are shown escaped; JSON stays valid JSON", () => {
+  assert.equal(displayName("plain name.txt"), "plain name.txt");
+  assert.equal(displayName("résumé ü.txt"), "résumé ü.txt", "non-ASCII is not a control");
+  const hostile = "a\x1b[2Jb\u009b31m\u202egnp.exe\u2066\nfake line\x7f";
+  const shown = displayName(hostile);
+  assert.equal(shown, String.raw`"a\u001b[2Jb\u009b31m\u202egnp.exe\u2066\nfake line\u007f"`);
+  assert.equal(JSON.parse(shown), hostile, "the escaped form says exactly what the name holds");
+  assert.equal(escapeUnsafe("tab\there"), String.raw`tab\u0009here`);
+  const json = safeJson([{ name: hostile }], 2);
+  // deno-lint-ignore no-control-regex -- looking for control characters is the point
+  assert.doesNotMatch(json, /[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/);
+  assert.deepEqual(JSON.parse(json), [{ name: hostile }]);
+});
+
+Deno.test("a download's .part name fits in 255 bytes, and the same LOCAL always gets the same one", async () => {
+  assert.equal(await partPathFor("report.pdf"), "report.pdf.part");
+  assert.equal(await partPathFor("dir/sub/report.pdf"), "dir/sub/report.pdf.part");
+  const fits = "x".repeat(NAME_MAX - 5);
+  assert.equal(await partPathFor(fits), `${fits}.part`, "exactly 255 bytes: unchanged");
+
+  const long = "n".repeat(253);
+  const part = await partPathFor(`down/${long}`);
+  assert.ok(part.startsWith(`down/${"n".repeat(200)}`), part);
+  assert.match(part, /~[0-9a-f]{12}\.part$/);
+  assert.ok(utf8Length(part.slice("down/".length)) <= NAME_MAX, part);
+  assert.equal(await partPathFor(`down/${long}`), part, "deterministic, so --resume finds it");
+  const other = await partPathFor(`down/${"n".repeat(252)}m`);
+  assert.notEqual(other, part, "names that differ only at the end get different .part names");
+
+  // Multi-byte names are cut on a character boundary, never inside one.
+  const accented = "é".repeat(127); // 254 bytes
+  const cut = await partPathFor(accented);
+  assert.ok(utf8Length(cut) <= NAME_MAX, cut);
+  assert.ok(!cut.includes("\ufffd"));
+  assert.match(cut, /^é+~[0-9a-f]{12}\.part$/);
 });

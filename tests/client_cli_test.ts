@@ -1,30 +1,50 @@
 /**
- * Integration tests of the client command line against the real server: every test starts
- * `server.ts` on port 0 with a temporary root and runs `client.ts` as a user would, then checks
- * exit codes, output, the files on both sides, and the server's log.
+ * Integration tests of the client command line against the real server: tests start `server.ts`
+ * on port 0 with a temporary root and run `client.ts` as a user would (or `deno task client`),
+ * then check exit codes, output, the files on both sides, and the server's log. Where only a
+ * hostile or foreign server can show a behaviour (names with control characters, a TLS or seed
+ * peer), a one-connection fake server built from lib/protocol.ts frames stands in.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
+import { createChecksum } from "../lib/checksum.ts";
+import {
+  encodeListing,
+  encodePreamble,
+  FrameReader,
+  FrameType,
+  FrameWriter,
+  type ListEntry,
+} from "../lib/protocol.ts";
 import {
   assertRootHolds,
   filesEqual,
   listDir,
   makeTempDir,
+  pathExists,
   randomBytes,
+  REPO_ROOT,
   runClient,
   type RunOptions,
   type RunResult,
   runServer,
   type ServerProcess,
+  spawnClient,
   STAGING_DIR,
   startServer,
   stderrLines,
+  waitFor,
   writeRandomFile,
 } from "./harness.ts";
 
 const MiB = 1 << 20;
+const decoder = new TextDecoder();
+/** Characters that would drive a terminal: C0, DEL, C1, bidi controls, line separators. */
+const TERMINAL_CONTROLS =
+  // deno-lint-ignore no-control-regex -- finding control characters is the point
+  /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
 
 /** Runs the client against `server`: `client.ts HOST PORT ...args`. */
 function ferry(
@@ -57,14 +77,14 @@ function assertFailure(result: RunResult, pattern: RegExp, what: string): void {
   assert.equal(result.stdout.length, 0, `${what}: nothing belongs on stdout`);
 }
 
-/** Exit 2, a one-line `ferry: ...` message, optionally followed by a hint to use --help. */
+/** Exit 2 and one line, `PROGRAM: message (try 'PROGRAM --help')`: errors are one line. */
 function assertUsageError(result: RunResult, program: string, what: string): void {
   assert.equal(result.code, 2, `${what}: expected exit 2, got ${result.code}:\n${result.stderr}`);
   assertNoStackTrace(result);
   const lines = stderrLines(result);
-  assert.ok(lines.length >= 1 && lines.length <= 2, `${what}: stderr was:\n${result.stderr}`);
+  assert.equal(lines.length, 1, `${what}: one line expected, stderr was:\n${result.stderr}`);
   assert.match(lines[0], new RegExp(`^${program}: \\S`), what);
-  if (lines.length === 2) assert.match(lines[1], /--help/, what);
+  assert.match(lines[0], new RegExp(`\\(try '${program} --help'`), what);
   assert.equal(result.stdout.length, 0, `${what}: nothing belongs on stdout`);
 }
 
@@ -317,6 +337,11 @@ Deno.test("usage errors exit 2 with a one-line message and no stack trace", asyn
     ["--overwrite on get", ["127.0.0.1", "9021", "get", "x", "--overwrite"]],
     ["--force on put", ["--force", "127.0.0.1", "9021", "put", "x"]],
     ["an unknown option", ["127.0.0.1", "9021", "list", "--bogus"]],
+    ["put with an empty LOCAL", ["127.0.0.1", "9021", "put", ""]],
+    ["put with an empty REMOTE", ["127.0.0.1", "9021", "put", "a.bin", ""]],
+    ["get with an empty LOCAL", ["127.0.0.1", "9021", "get", "a.bin", ""]],
+    ["a --timeout over setTimeout's limit", ["127.0.0.1", "9021", "list", "--timeout", "3e6"]],
+    ["an infinite --timeout", ["127.0.0.1", "9021", "list", "--timeout", "Infinity"]],
   ];
   for (const [what, args] of cases) {
     assertUsageError(await runClient(args), "ferry", `client: ${what}`);
@@ -501,4 +526,407 @@ Deno.test("--help and --version exit 0 on both programs", async () => {
       );
     }
   }
+});
+
+// ------------------------------------------------------------------ running from another folder
+
+Deno.test("deno task client resolves LOCAL against the folder it is run from, not the repository", async () => {
+  await using server = await startServer();
+  await using work = await makeTempDir();
+  const here = `${work.path}/sub`;
+  await Deno.mkdir(here);
+  await Deno.writeTextFile(`${here}/sub.txt`, "from the user's folder\n");
+  // As a user's shell would run it; INIT_CWD is deno task's to set (an outer task may have).
+  const env = Deno.env.toObject();
+  delete env.INIT_CWD;
+  const task = async (args: string[]): Promise<RunResult> => {
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "task",
+        "--config",
+        `${REPO_ROOT}deno.json`,
+        "client",
+        server.host,
+        String(server.port),
+      ]
+        .concat(args),
+      cwd: here,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      clearEnv: true,
+      env: { ...env, NO_COLOR: "1" },
+    }).output();
+    return { code: output.code, stdout: output.stdout, stderr: decoder.decode(output.stderr) };
+  };
+
+  const put = await task(["put", "sub.txt"]);
+  assert.equal(put.code, 0, `put from a subfolder: ${put.stderr}`);
+  assert.equal(await Deno.readTextFile(`${server.root}/sub.txt`), "from the user's folder\n");
+  // README.md exists in the repository; the download must land here all the same.
+  assertSuccess(
+    await ferry(server, ["put", "-", "README.md"], { stdin: "remote readme\n" }),
+    "put",
+  );
+  const get = await task(["get", "README.md"]);
+  assert.equal(get.code, 0, `get into a subfolder: ${get.stderr}`);
+  assert.equal(await Deno.readTextFile(`${here}/README.md`), "remote readme\n");
+  assert.deepEqual(await listDir(here), ["README.md", "sub.txt"]);
+});
+
+// ------------------------------------------------------------------------------ stalled stdin
+
+Deno.test("a put from a stalled stdin reports the server closing it at once, not when stdin moves", async () => {
+  await using server = await startServer({ args: ["--idle-timeout", "1"] });
+  const child = spawnClient([server.host, String(server.port), "put", "-", "stalled.bin"]);
+  const stdin = child.stdin.getWriter();
+  let exited = false;
+  child.status.then(() => exited = true);
+  try {
+    await stdin.write(randomBytes(100 * 1024));
+    // stdin stays open and silent; the server's idle timeout closes the upload after 1 s.
+    await waitFor("the client to report the server's verdict", () => exited, { timeoutMs: 8000 });
+  } finally {
+    await stdin.close().catch(() => {});
+  }
+  const output = await child.output();
+  const result = {
+    code: output.code,
+    stdout: output.stdout,
+    stderr: decoder.decode(output.stderr),
+  };
+  assertFailure(result, /^ferry: Refused by server: .*idle/i, "put from a stalled stdin");
+  await server.waitForLog(/ put "stalled\.bin" \d+ bytes (?!ok)/);
+  await assertRootHolds(server.root, []);
+});
+
+// ---------------------------------------------------------------------- names from a server
+
+/**
+ * A one-connection ferry server on 127.0.0.1 built from lib/protocol.ts frames: it answers the
+ * handshake, reads one REQUEST and lets `answer` reply. Returns what the real client did.
+ */
+async function withFakeServer(
+  answer: (out: FrameWriter, request: Record<string, unknown>) => Promise<void>,
+  args: string[],
+): Promise<RunResult> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  const serving = (async () => {
+    using conn = await listener.accept();
+    const frames = new FrameReader(conn.readable);
+    const out = new FrameWriter(conn.writable);
+    await frames.readPreamble();
+    assert.equal((await frames.readControl())?.type, FrameType.HELLO);
+    await out.writeRaw(encodePreamble());
+    await out.writeControl(FrameType.WELCOME, { server: "fake/0", features: [] });
+    const request = await frames.readControl();
+    assert.equal(request?.type, FrameType.REQUEST);
+    await answer(out, request!.json);
+    // Until the client hangs up, so it never sees the connection cut.
+    await frames.discardAll().catch(() => {});
+  })();
+  serving.catch(() => {}); // awaited below, once the client is done
+  let result: RunResult;
+  try {
+    result = await runClient(["127.0.0.1", String(port), ...args]);
+  } finally {
+    listener.close();
+  }
+  await serving.catch((error) => {
+    throw new Error(`Fake server failed: ${error}; client stderr:\n${result.stderr}`);
+  });
+  return result;
+}
+
+/** Answers a list request with `entries`, as the real server does. */
+async function sendListing(out: FrameWriter, entries: ListEntry[]): Promise<void> {
+  const listing = encodeListing(entries);
+  const checksum = await createChecksum();
+  checksum.update(listing);
+  await out.writeControl(FrameType.OK, { size: listing.length });
+  await out.writeData(listing);
+  await out.writeControl(FrameType.END, { size: listing.length, checksum: checksum.digest() });
+}
+
+Deno.test("names from a server that would drive the terminal are listed escaped, one line each", async () => {
+  const hostile = [
+    "colour\x1b[31mred",
+    "c1\u009b2Jclear",
+    "gnp.\u202eexe",
+    "iso\u2066late\u2069",
+    "two\nlines",
+    "bell\x07del\x7f",
+  ];
+  const names = ["plain name.txt", ...hostile];
+  const entries = names.map((name, i) => ({ name, size: i, mtime: Date.UTC(2026, 0, 2) }));
+  const list = (args: string[]) =>
+    withFakeServer(async (out, request) => {
+      assert.equal(request.op, "list");
+      await sendListing(out, entries);
+    }, ["list", ...args]);
+
+  const plain = await list([]);
+  assertSuccess(plain, "list");
+  const text = decoder.decode(plain.stdout);
+  assert.doesNotMatch(text, TERMINAL_CONTROLS, `raw controls in ${JSON.stringify(text)}`);
+  const lines = text.split("\n").slice(0, -1);
+  assert.equal(lines.length, names.length, "one line per name");
+  assert.equal(lines[0], "plain name.txt", "a harmless name is printed as it is");
+  // Any other is JSON-quoted with \u escapes, which say exactly what it holds.
+  assert.deepEqual(lines.slice(1).map((line) => JSON.parse(line)), hostile);
+
+  const long = await list(["--long"]);
+  assertSuccess(long, "list --long");
+  const table = decoder.decode(long.stdout);
+  assert.doesNotMatch(table, TERMINAL_CONTROLS, `raw controls in ${JSON.stringify(table)}`);
+  const rows = table.split("\n").slice(0, -1);
+  assert.equal(rows.length, names.length + 1, "one line per name and the total");
+  assert.deepEqual(rows.slice(1, -1).map((row) => JSON.parse(row.split("  ").at(-1)!)), hostile);
+
+  const json = await list(["--json"]);
+  assertSuccess(json, "list --json");
+  const document = decoder.decode(json.stdout);
+  assert.doesNotMatch(document, /[\u007f-\u009f\u202a-\u202e\u2066-\u2069]/, document);
+  assert.deepEqual(JSON.parse(document).map((e: { name: string }) => e.name), names);
+});
+
+Deno.test("a server's refusal that would drive the terminal is printed escaped, on one line", async () => {
+  const result = await withFakeServer(async (out, request) => {
+    assert.equal(request.op, "get");
+    await out.writeControl(FrameType.ERROR, {
+      code: "not_found",
+      message: "No such file: \u202eexe.txt\u2066\x1b[2J\u2028fake line",
+    });
+  }, ["get", "x.txt", "-"]);
+  assertFailure(result, /^ferry: Refused by server: No such file: /, "refused get");
+  assert.doesNotMatch(result.stderr.slice(0, -1), TERMINAL_CONTROLS, result.stderr);
+  assert.match(result.stderr, /\\u202eexe\.txt\\u2066/, "the bidi controls are shown escaped");
+});
+
+// ------------------------------------------------------------------------ stdout, the local side
+
+/** The client with stdout sent to /dev/full (a disk that is always full). */
+async function ferryToDevFull(server: ServerProcess, args: string[]): Promise<RunResult> {
+  const output = await new Deno.Command("sh", {
+    args: [
+      "-c",
+      'exec "$@" > /dev/full',
+      "sh",
+      Deno.execPath(),
+      "run",
+      "--allow-net",
+      "--allow-read",
+      "--allow-write",
+      `${REPO_ROOT}client.ts`,
+      server.host,
+      String(server.port),
+      ...args,
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  return { code: output.code, stdout: output.stdout, stderr: decoder.decode(output.stderr) };
+}
+
+/** The client with its stdout closed after the first bytes, as `| head -c 10` would. */
+async function ferryToClosedPipe(server: ServerProcess, args: string[]): Promise<RunResult> {
+  const child = spawnClient([server.host, String(server.port), ...args]);
+  await child.stdin.close();
+  const reader = child.stdout.getReader();
+  if (args[0] === "get") await reader.read();
+  await reader.cancel();
+  const [status, stderr] = await Promise.all([child.status, new Response(child.stderr).text()]);
+  return { code: status.code, stdout: new Uint8Array(0), stderr };
+}
+
+Deno.test("a closed or full stdout is blamed on stdout, not on the network", async () => {
+  await using server = await startServer();
+  await writeRandomFile(`${server.root}/big.bin`, 16 * MiB);
+  assertSuccess(await ferry(server, ["put", "-", "small.txt"], { stdin: "hello\n" }), "put");
+
+  const closed = /^ferry: Cannot write to stdout: it was closed \(broken pipe\)$/;
+  assertFailure(await ferryToClosedPipe(server, ["get", "big.bin", "-"]), closed, "get | head");
+  assertFailure(await ferryToClosedPipe(server, ["list"]), closed, "list | true");
+  const full = /^ferry: Cannot write to stdout: no space left on device$/;
+  assertFailure(await ferryToDevFull(server, ["get", "big.bin", "-"]), full, "get > /dev/full");
+  assertFailure(await ferryToDevFull(server, ["list", "--long"]), full, "list > /dev/full");
+});
+
+Deno.test("local file errors say which file and why, without the OS's raw message", async () => {
+  await using server = await startServer();
+  await using work = await makeTempDir();
+  await Deno.writeTextFile(`${work.path}/a.bin`, "a\n");
+  await Deno.mkdir(`${work.path}/folder`);
+  assertSuccess(await ferry(server, ["put", "-", "x.bin"], { stdin: "x\n" }), "put x.bin");
+
+  const cwd = { cwd: work.path };
+  assertFailure(
+    await ferry(server, ["put", "a.bin/"], cwd),
+    /^ferry: Cannot read a\.bin\/: not a folder$/,
+    "put of a file named with a trailing slash",
+  );
+  assertFailure(
+    await ferry(server, ["put", "folder"], cwd),
+    /^ferry: Cannot upload folder: it is a folder$/,
+    "put of a folder",
+  );
+  // A folder where the download's .part file would go.
+  await Deno.mkdir(`${work.path}/x.bin.part`);
+  assertFailure(
+    await ferry(server, ["get", "x.bin"], cwd),
+    /^ferry: Cannot write x\.bin\.part: it is a folder$/,
+    "get with a folder in the way of the .part",
+  );
+  assert.equal(await pathExists(`${work.path}/x.bin`), false);
+  await assertRootHolds(server.root, ["x.bin"]);
+});
+
+Deno.test("get checks LOCAL's folder before asking the server for anything", async () => {
+  await using server = await startServer();
+  await using work = await makeTempDir();
+  await Deno.writeTextFile(`${work.path}/file.txt`, "a file, not a folder\n");
+  assertSuccess(await ferry(server, ["put", "-", "a.bin"], { stdin: randomBytes(300000) }), "put");
+
+  const cases: [string, RegExp][] = [
+    ["nodir/x", /^ferry: Cannot write nodir\/x: no such folder nodir$/],
+    ["newdir/", /^ferry: Cannot write into newdir\/: no such folder$/],
+    ["file.txt/x", /^ferry: Cannot write file\.txt\/x: file\.txt is not a folder$/],
+    ["file.txt/", /^ferry: Cannot write into file\.txt\/: not a folder$/],
+  ];
+  for (const [local, pattern] of cases) {
+    assertFailure(await ferry(server, ["get", "a.bin", local], { cwd: work.path }), pattern, local);
+  }
+  assert.deepEqual(await listDir(work.path), ["file.txt"], "nothing was created");
+  // A request that does reach the server, logged after any earlier one would have been.
+  assertSuccess(await ferry(server, ["list"]), "list");
+  await server.waitForLog(/ list /);
+  assert.deepEqual(server.lines.filter((line) => / get /.test(line)), [], "no get was sent");
+});
+
+// ------------------------------------------------------------------------- TLS and handshakes
+
+/** A server on 127.0.0.1 that answers any connection with `reply` and closes. */
+async function withRawServer(reply: Uint8Array, args: string[]): Promise<RunResult> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  const serving = (async () => {
+    using conn = await listener.accept();
+    await conn.read(new Uint8Array(64));
+    await conn.write(reply);
+  })();
+  try {
+    return await runClient(["127.0.0.1", String(port), ...args]);
+  } finally {
+    listener.close();
+    await serving.catch(() => {});
+  }
+}
+
+Deno.test("--ca with no certificate in the file, and a peer that is not a plain ferry server, fail in one plain line", async () => {
+  await using work = await makeTempDir();
+  const key = `${work.path}/server.key`;
+  await Deno.writeTextFile(
+    key,
+    "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n",
+  );
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  assertFailure(
+    await runClient(["127.0.0.1", String(port), "--ca", key, "list"]),
+    new RegExp(`^ferry: No certificate in ${key.replaceAll(".", "\\.")}`),
+    "--ca given a key",
+  );
+
+  // A TLS alert where the ferry preamble should be: the server wants TLS.
+  const tls = await withRawServer(new Uint8Array([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46]), [
+    "list",
+  ]);
+  assertFailure(
+    tls,
+    /^ferry: Server at 127\.0\.0\.1:\d+ answered with TLS; use --tls$/,
+    "TLS peer",
+  );
+  const seed = await withRawServer(new TextEncoder().encode("cancel"), ["list"]);
+  assertFailure(seed, /^ferry: Server at .* speaks the seed protocol; try --legacy$/, "seed peer");
+});
+
+// ----------------------------------------------------------------------------- upload sources
+
+Deno.test("a local read error mid-upload aborts the upload at once and names the file", async () => {
+  await using server = await startServer();
+  // Opens and stats like a file, but every read fails (EIO): the failure comes after OK. Deno
+  // wants --allow-all to open it at all; the read error, not the permission, is under test.
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", `${REPO_ROOT}client.ts`, server.host, String(server.port)]
+      .concat(["put", "/proc/self/mem", "mem.bin"]),
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const result = {
+    code: output.code,
+    stdout: output.stdout,
+    stderr: decoder.decode(output.stderr),
+  };
+  assertFailure(result, /^ferry: Cannot read \/proc\/self\/mem: input\/output error$/, "EIO");
+  // The server heard it from the client (ABORT), not from a cut connection.
+  await server.waitForLog(/ put "mem\.bin" .*Client could not read its file/);
+  await assertRootHolds(server.root, []);
+});
+
+Deno.test("put streams a FIFO or a process substitution like stdin; a folder or --resume is refused", async () => {
+  await using server = await startServer();
+  await using work = await makeTempDir();
+  const fifo = `${work.path}/fifo`;
+  const made = await new Deno.Command("mkfifo", { args: [fifo] }).output();
+  assert.ok(made.success, "mkfifo");
+  const data = randomBytes(3 * MiB + 17);
+
+  const child = spawnClient([server.host, String(server.port), "put", fifo, "fifo.bin"]);
+  await child.stdin.close();
+  // Opening a FIFO for writing waits for its reader: the client.
+  const writer = await Deno.open(fifo, { write: true });
+  for (let offset = 0; offset < data.length;) offset += await writer.write(data.subarray(offset));
+  writer.close();
+  const output = await child.output();
+  assertSuccess(
+    { code: output.code, stdout: output.stdout, stderr: decoder.decode(output.stderr) },
+    "put FIFO",
+  );
+  assert.deepEqual(await Deno.readFile(`${server.root}/fifo.bin`), data);
+
+  const substituted = await new Deno.Command("bash", {
+    args: [
+      "-c",
+      '"$DENO" run --allow-net --allow-read --allow-write "$CLIENT" "$HOST" "$PORT" ' +
+      "put <(printf 'made by a command') sub.txt",
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: {
+      NO_COLOR: "1",
+      DENO: Deno.execPath(),
+      CLIENT: `${REPO_ROOT}client.ts`,
+      HOST: server.host,
+      PORT: String(server.port),
+    },
+  }).output();
+  assert.equal(substituted.code, 0, decoder.decode(substituted.stderr));
+  assert.equal(await Deno.readTextFile(`${server.root}/sub.txt`), "made by a command");
+
+  // A character device streams too, and like stdin it cannot be resumed.
+  assertUsageError(
+    await ferry(server, ["put", "/dev/null", "n.bin", "--resume"]),
+    "ferry",
+    "resume",
+  );
+  assertSuccess(await ferry(server, ["put", "/dev/null", "null.bin"]), "put /dev/null");
+  assert.equal((await Deno.stat(`${server.root}/null.bin`)).size, 0);
+  await assertRootHolds(server.root, ["fifo.bin", "null.bin", "sub.txt"]);
 });

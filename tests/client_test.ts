@@ -287,7 +287,8 @@ Deno.test("get --resume continues a download killed mid-way and verifies the res
   }, "get --resume report");
   assert.match(resumed.stderr, /resumed after/, "the message says it resumed");
   await server.waitForLog(
-    new RegExp(` get "big\\.bin" ${BIG} bytes ok .*resumed from ${kept}\\)`),
+    // The log counts the bytes this request moved: those after the resume point.
+    new RegExp(` get "big\\.bin" ${BIG - kept} bytes ok .*resumed from ${kept}\\)`),
   );
 });
 
@@ -341,6 +342,50 @@ Deno.test("get --resume detects a foreign .part, or one longer than the file, an
     assert.equal(report.resumedFrom, 0, what);
     assert.equal(report.transferred, data.length, what);
   }
+});
+
+Deno.test("a 253-byte name downloads to its own name, and --resume finds its shortened .part", async () => {
+  await using server = await startServer();
+  await using work = await makeTempDir();
+  // The server takes names up to 255 bytes; NAME.part would be 258, too long for the disk.
+  const name = `${"n".repeat(249)}.bin`;
+  assert.equal(new TextEncoder().encode(name).length, 253);
+  await writeRandomFile(`${server.root}/${name}`, BIG);
+
+  await Deno.mkdir(`${work.path}/whole`);
+  assertSuccess(await ferry(server, ["get", name], { cwd: `${work.path}/whole` }), "get");
+  assert.ok(await filesEqual(`${server.root}/${name}`, `${work.path}/whole/${name}`));
+  assert.deepEqual(await listDir(`${work.path}/whole`), [name], "no .part left behind");
+
+  // Interrupted: the partial download is kept under a shortened name that fits.
+  const partBytes = async () => await folderBytes(work.path, ".part");
+  await killMidway(
+    server,
+    ["get", name, "--limit-rate", "4M"],
+    work.path,
+    `the .part to reach ${INTERRUPT_AT} bytes`,
+    async () => await partBytes() >= INTERRUPT_AT,
+  );
+  const left = (await listDir(work.path)).filter((entry) => entry !== "whole");
+  assert.equal(left.length, 1, `one .part: ${left}`);
+  const part = left[0];
+  assert.ok(new TextEncoder().encode(part).length <= 255, `${part} fits in 255 bytes`);
+  assert.match(part, /^n{200,}~[0-9a-f]{12}\.part$/, "shortened, with a hash of the full name");
+  const kept = await fileSize(`${work.path}/${part}`);
+  assert.ok(kept >= INTERRUPT_AT && kept < BIG, `the .part holds ${kept} of ${BIG} bytes`);
+
+  const resumed = await ferry(server, ["get", name, "--resume", "--json"], { cwd: work.path });
+  assertSuccess(resumed, "get --resume");
+  assert.match(resumed.stderr, /resumed after/, "the shortened .part was found and continued");
+  assert.ok(await filesEqual(`${server.root}/${name}`, `${work.path}/${name}`), "same bytes");
+  assert.deepEqual(await listDir(work.path), [name, "whole"], "the .part is gone");
+  await assertReport(onlyReport(resumed, "get --resume"), {
+    op: "get",
+    name,
+    size: BIG,
+    resumedFrom: kept,
+    file: `${work.path}/${name}`,
+  }, "get --resume report");
 });
 
 // ------------------------------------------------------------------------------ put --resume
@@ -421,6 +466,64 @@ Deno.test("put --resume with a changed local file (same size) detects it and sta
 });
 
 // ------------------------------------------------------------------------------ --limit-rate
+
+/**
+ * Starts `put LOCAL NAME --limit-rate 2M`, waits (bounded) until the server is receiving it, so
+ * the client has measured LOCAL, runs `change`, and returns the finished client's result.
+ */
+async function changeMidUpload(
+  server: ServerProcess,
+  local: string,
+  name: string,
+  change: () => Promise<void>,
+): Promise<{ code: number; stderr: string }> {
+  const child = spawnClient([
+    server.host,
+    String(server.port),
+    "put",
+    local,
+    name,
+    "--limit-rate",
+    "2M",
+  ]);
+  await child.stdin.close();
+  await waitFor(
+    "the upload to be under way",
+    async () => await folderBytes(`${server.root}/${STAGING_DIR}`) >= MiB,
+  );
+  await change();
+  const output = await child.output();
+  return { code: output.code, stderr: decoder.decode(output.stderr) };
+}
+
+Deno.test("a file that grows during put is sent as it was measured; one that shrinks fails", async () => {
+  await using server = await startServer({ args: ["--no-fsync"] });
+  await using dir = await makeTempDir();
+  const grows = `${dir.path}/grows.log`;
+  await writeRandomFile(grows, 3 * MiB);
+  const original = await Deno.readFile(grows);
+  const grew = await changeMidUpload(server, grows, "grows.log", async () => {
+    using file = await Deno.open(grows, { append: true });
+    await file.write(randomBytes(4096));
+  });
+  assert.equal(grew.code, 0, grew.stderr);
+  assert.match(grew.stderr, /warning: .*grows\.log grew during the upload; sent the 3145728 bytes/);
+  // The server holds exactly the bytes the file had when the upload began.
+  assert.deepEqual(await Deno.readFile(`${server.root}/grows.log`), original);
+
+  const shrinks = `${dir.path}/shrinks.bin`;
+  await writeRandomFile(shrinks, 3 * MiB);
+  const shrank = await changeMidUpload(server, shrinks, "shrinks.bin", async () => {
+    await Deno.truncate(shrinks, 2 * MiB - 5);
+  });
+  assert.equal(shrank.code, 1, shrank.stderr);
+  assert.match(
+    shrank.stderr,
+    /^ferry: Cannot read .*shrinks\.bin: it shrank while being uploaded\n$/,
+  );
+  await server.waitForLog(/put "shrinks\.bin" .*aborted by client/);
+  await assertRootHolds(server.root, ["grows.log"]);
+});
 
 Deno.test("--limit-rate 4M holds a 6 MiB put and get to about 4 MiB/s", async () => {
   await using server = await startServer();

@@ -1,10 +1,11 @@
 /**
  * The progress line, for real: the client runs under tmux (a real terminal) with a rate limit
- * and the pane is read while the upload goes on; then the same upload with stderr going to a
- * file (no progress at all, only the final report), with `--progress` (forced on), `--quiet`
- * (silent), and with and without NO_COLOR (only the clear-line sequence, or bold as well).
+ * and the pane is read while the upload goes on, at 120 columns and at 40 (where a long name
+ * gives way to the numbers, and the percentage is bold); then the same upload with stderr going
+ * to a file (no progress at all, only the final report), with `--progress` (forced on, and never
+ * coloured outside a terminal), with `--quiet` (silent), and with NO_COLOR.
  *
- * The tmux test is skipped only when tmux cannot be run on this machine.
+ * The tmux tests are skipped only when tmux cannot be run on this machine.
  *
  * @module
  */
@@ -203,6 +204,70 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "on a 40-column terminal the label gives way to the numbers, and the percentage is bold",
+  ignore: !TMUX,
+  async fn() {
+    await using server = await startServer();
+    await using work = await makeTempDir();
+    const name = "a-rather-long-file-name-that-cannot-fit-forty-columns.bin";
+    await writeRandomFile(`${work.path}/${name}`, 6 * MiB);
+    const socket = `${work.path}/tmux.sock`;
+    const session = `ferry-narrow-${crypto.randomUUID().slice(0, 8)}`;
+    // No NO_COLOR: on a terminal the percentage is drawn bold.
+    const command = [
+      `cd ${shellQuote(work.path)} &&`,
+      "unset NO_COLOR;",
+      shellQuote(Deno.execPath()),
+      "run",
+      ...PERMISSIONS,
+      shellQuote(`${REPO_ROOT}client.ts`),
+      server.host,
+      String(server.port),
+      "put",
+      shellQuote(name),
+      "--limit-rate",
+      "2M;",
+      "sleep 30",
+    ].join(" ");
+    const started = await tmux(socket, [
+      "new-session",
+      "-d",
+      "-s",
+      session,
+      "-x",
+      "40",
+      "-y",
+      "10",
+      command,
+    ]);
+    assert.equal(started.code, 0, `tmux new-session failed: ${started.stderr}`);
+    try {
+      let last: string[] = [];
+      await waitFor("a progress line on the 40-column pane", async () => {
+        const pane = await tmux(socket, ["capture-pane", "-p", "-e", "-t", session]);
+        last = pane.stdout.split("\n").filter((line) => /ETA/.test(line));
+        return last.length > 0 && !/Uploaded/.test(pane.stdout);
+      }, { timeoutMs: 20000, intervalMs: 50 }).catch((error) => {
+        throw new Error(`${error.message}; lines:\n${last.join("\n")}`);
+      });
+      const line = last[0];
+      const plain = line.replace(withEsc(String.raw`ESC\[[0-9;]*m`, "g"), "").trimEnd();
+      assert.ok(plain.length <= 39, `fits in 39 columns: ${JSON.stringify(plain)}`);
+      assert.match(plain, /^a-\S*…\S*bin\s+\d{1,3}%/, `label shortened: ${plain}`);
+      assert.match(
+        plain,
+        /[\d.]+ (?:KiB|MiB)\/s {2}ETA \d\d:\d\d$/,
+        `rate and ETA whole: ${plain}`,
+      );
+      assert.match(line, withEsc(String.raw`ESC\[1m\s*\d{1,3}%`), `bold: ${JSON.stringify(line)}`);
+    } finally {
+      await tmux(socket, ["kill-session", "-t", session]);
+      await tmux(socket, ["kill-server"]);
+    }
+  },
+});
+
 Deno.test("with stderr to a file there is no progress at all, only the final report", async () => {
   await using server = await startServer();
   await using work = await makeTempDir();
@@ -286,28 +351,24 @@ Deno.test("--progress forces the line when stderr is not a terminal; NO_COLOR le
   assert.match(get.stderr, withEsc(String.raw`\rESC\[2KDownloaded [^\r]*\n$`));
 });
 
-Deno.test("--progress without NO_COLOR makes the percentage bold, and nothing else", async () => {
+Deno.test("--progress into a pipe draws no colour even without NO_COLOR: bold is for terminals", async () => {
   await using server = await startServer();
   await using work = await makeTempDir();
-  await writeRandomFile(`${work.path}/bold.bin`, 2 * MiB);
+  await writeRandomFile(`${work.path}/plain.bin`, 2 * MiB);
 
   const put = await client(
     server,
-    ["put", `${work.path}/bold.bin`, "--progress", "--limit-rate", "4M"],
+    ["put", `${work.path}/plain.bin`, "--progress", "--limit-rate", "4M"],
     false,
   );
   assert.equal(put.code, 0, `put --progress failed: ${put.stderr}`);
-  assert.match(put.stderr, withEsc(String.raw`ESC\[1m\s*\d{1,3}%ESC\[22m`), "bold percentage");
-  for (const sequence of escapes(put.stderr)) {
-    assert.ok(
-      [`${ESC}[2K`, `${ESC}[1m`, `${ESC}[22m`].includes(sequence),
-      `unexpected escape ${JSON.stringify(sequence)}`,
-    );
-  }
-  // The report line itself carries no colour.
-  const report = put.stderr.slice(put.stderr.lastIndexOf(CLEAR) + CLEAR.length);
-  assert.match(report, /^Uploaded .*bold\.bin/, JSON.stringify(report));
-  assert.ok(!report.includes(ESC), JSON.stringify(report));
+  assert.match(put.stderr, PERCENT, "the line is drawn");
+  // A log file gets the line (it was asked for), but no escape beyond clearing the line.
+  assert.deepEqual(
+    [...new Set(escapes(put.stderr))],
+    [`${ESC}[2K`],
+    `no colour outside a terminal: ${JSON.stringify(put.stderr)}`,
+  );
 });
 
 Deno.test("--quiet silences the progress line even with --progress", async () => {

@@ -1,0 +1,194 @@
+/**
+ * The client's local side: opening what to upload (a file, a device, a pipe or stdin) as a
+ * stream, naming the `.part` file a download is written to, and turning the operating system's
+ * errors into one-line messages that say which local thing failed (`Cannot read PATH: reason`).
+ *
+ * @module
+ */
+
+import { basename, join } from "node:path";
+import { UserError } from "./errors.ts";
+
+/** Longest name of one folder entry on common file systems (ext4, XFS, Btrfs, APFS), in bytes. */
+export const NAME_MAX = 255;
+
+/** What a download is called while it is incomplete, added to LOCAL's name. */
+export const PART_SUFFIX = ".part";
+
+const encoder = new TextEncoder();
+
+/** Length of `text` in UTF-8 bytes, which is what file systems limit. */
+export function utf8Length(text: string): number {
+  return encoder.encode(text).length;
+}
+
+/** Wordings for the failures users meet, by errno name; anything else keeps the OS's words. */
+const REASONS: Record<string, string> = {
+  EACCES: "permission denied",
+  EPERM: "permission denied",
+  EISDIR: "it is a folder",
+  ENOTDIR: "not a folder",
+  ENOSPC: "no space left on device",
+  EDQUOT: "disk quota exceeded",
+  EROFS: "read-only file system",
+  ENAMETOOLONG: "file name too long",
+  EPIPE: "it was closed (broken pipe)",
+};
+
+/**
+ * The operating system's reason for a failed file operation, as words that can follow a colon:
+ * without Deno's `(os error N): op 'path'` tail (the message names the path itself), and in
+ * lower case. `missing` is what ENOENT means at the call site (no such file, or no such folder).
+ */
+export function osReason(error: unknown, missing = "no such file"): string {
+  const code = (error as { code?: unknown })?.code;
+  if (code === "ENOENT" || error instanceof Deno.errors.NotFound) return missing;
+  if (typeof code === "string" && code in REASONS) return REASONS[code];
+  const text = (error instanceof Error ? error.message : String(error)).split("\n")[0];
+  const bare = text.replace(/\s*\(os error \d+\).*$/, "").replace(/: \w+ '.*'$/, "");
+  return bare.charAt(0).toLowerCase() + bare.slice(1);
+}
+
+/** `Cannot read PATH: reason`, for a local file that could not be opened or read. */
+export function cannotRead(path: string, error: unknown): UserError {
+  if (error instanceof UserError) return error;
+  return new UserError(`Cannot read ${path}: ${osReason(error)}`);
+}
+
+/** `Cannot write PATH: reason`, for a local file that could not be created or written. */
+export function cannotWrite(path: string, error: unknown): UserError {
+  if (error instanceof UserError) return error;
+  return new UserError(`Cannot write ${path}: ${osReason(error, "no such folder")}`);
+}
+
+/** `Cannot write to stdout: reason`: a closed pipe or a full disk is not the network's fault. */
+export function cannotWriteStdout(error: unknown): UserError {
+  if (error instanceof UserError) return error;
+  return new UserError(`Cannot write to stdout: ${osReason(error)}`);
+}
+
+/**
+ * The name a download into `local` is written under until it is verified: `LOCAL.part`, or, when
+ * that would be longer than {@link NAME_MAX} bytes (the server takes names up to that long), a
+ * shortened base name, `~`, and 12 hex digits of a SHA-256 of the whole base name, then `.part`.
+ * The same LOCAL always gives the same name, so `get --resume` finds its `.part` again.
+ */
+export async function partPathFor(local: string): Promise<string> {
+  const base = basename(local);
+  if (utf8Length(base + PART_SUFFIX) <= NAME_MAX) return local + PART_SUFFIX;
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(base)));
+  const tag = "~" + Array.from(digest.subarray(0, 6), (b) => b.toString(16).padStart(2, "0"))
+    .join("") +
+    PART_SUFFIX;
+  let room = NAME_MAX - utf8Length(tag);
+  let short = "";
+  // Whole characters only, so the shortened name is still valid UTF-8.
+  for (const char of base) {
+    room -= utf8Length(char);
+    if (room < 0) break;
+    short += char;
+  }
+  const folder = local.slice(0, local.length - base.length);
+  return local.endsWith(base) ? folder + short + tag : join(local, "..", short + tag);
+}
+
+/** Something bytes can be read from in place: a file, a device, a pipe, stdin. */
+export interface Readable {
+  /** Reads into `p`; the number of bytes read, or null at the end. */
+  read(p: Uint8Array): Promise<number | null>;
+  /** Moves the read position; files have it, pipes do not. */
+  seek?(offset: number, whence: Deno.SeekMode): Promise<number>;
+}
+
+/** Options for {@link readableStreamOf}. */
+export interface ReadableStreamOfOptions {
+  /** What the source is called in `Cannot read ...` messages: its path, or `stdin`. */
+  name: string;
+  /**
+   * The size announced for a regular file: the stream ends at that offset, and a file that
+   * ends sooner is an error. A server refuses an upload longer than it announced.
+   */
+  size?: number | null;
+  /** Called when the file turns out longer than `size`: it grew after it was measured. */
+  onGrew?: () => void;
+}
+
+/**
+ * A byte stream over `source` whose reads go straight into the reader's buffer (no copy), and
+ * whose read errors say which local source failed (`Cannot read NAME: reason`), so a failure
+ * mid-upload is not mistaken for the network's. The caller closes the source.
+ */
+export function readableStreamOf(
+  source: Readable,
+  options: ReadableStreamOfOptions,
+): ReadableStream<Uint8Array> {
+  const size = options.size ?? null;
+  /** Bytes left before `size`, once the starting position is known (a resume starts past 0). */
+  let left: number | undefined;
+  const end = (controller: ReadableByteStreamController) => {
+    controller.close();
+    controller.byobRequest?.respond(0);
+  };
+  return new ReadableStream({
+    type: "bytes",
+    // Used only by readers that bring no buffer of their own; the transfer's readers do.
+    autoAllocateChunkSize: 65536,
+    async pull(controller) {
+      const request = controller.byobRequest!;
+      const view = request.view!;
+      try {
+        if (size !== null && left === undefined) {
+          left = size - (await source.seek?.(0, Deno.SeekMode.Current) ?? 0);
+        }
+        if (left !== undefined && left <= 0) {
+          // Exactly what was announced has been read: a byte more means the file grew.
+          if (await source.read(new Uint8Array(1)) !== null) options.onGrew?.();
+          return end(controller);
+        }
+        const room = left === undefined ? view.byteLength : Math.min(view.byteLength, left);
+        const n = await source.read(new Uint8Array(view.buffer, view.byteOffset, room));
+        if (n === null) {
+          if (left !== undefined) {
+            throw new UserError(`Cannot read ${options.name}: it shrank while being uploaded`);
+          }
+          return end(controller);
+        }
+        if (left !== undefined) left -= n;
+        request.respond(n);
+      } catch (error) {
+        throw cannotRead(options.name, error);
+      }
+    },
+  });
+}
+
+/** A local source opened for upload. */
+export interface LocalUpload {
+  /** The open file (or device, or pipe). */
+  file: Deno.FsFile;
+  /** Its size when it is a regular file; null when it can only be streamed. */
+  size: number | null;
+}
+
+/**
+ * Opens `path` for upload: a regular file with its size, or anything else that can be read (a
+ * pipe such as `<(cmd)`, a character device) to be streamed like stdin. A folder is refused.
+ */
+export async function openUpload(path: string): Promise<LocalUpload> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch (error) {
+    throw cannotRead(path, error);
+  }
+  try {
+    const info = await file.stat();
+    if (info.isDirectory) throw new UserError(`Cannot upload ${path}: it is a folder`);
+    // The OS refuses "file/" (ENOTDIR), but Deno drops the slash when it checks permissions.
+    if (/[\\/]$/.test(path)) throw new UserError(`Cannot read ${path}: not a folder`);
+    return { file, size: info.isFile ? info.size : null };
+  } catch (error) {
+    file.close();
+    throw cannotRead(path, error);
+  }
+}
