@@ -9,7 +9,6 @@
  */
 
 import assert from "node:assert/strict";
-import { createChecksum } from "../lib/checksum.ts";
 import {
   encodeListing,
   encodePreamble,
@@ -19,25 +18,31 @@ import {
   type ListEntry,
 } from "../lib/protocol.ts";
 import {
+  assertFailure,
   assertRootHolds,
+  assertSuccess,
+  assertUsageError,
+  ferry,
   filesEqual,
   listDir,
   makeTempDir,
   pathExists,
+  PROGRAM_PERMISSIONS,
   randomBytes,
   REPO_ROOT,
+  resultOf,
   runClient,
-  type RunOptions,
+  runCommand,
   type RunResult,
   runServer,
   type ServerProcess,
   spawnClient,
   STAGING_DIR,
   startServer,
-  stderrLines,
   waitFor,
   writeRandomFile,
 } from "./harness.ts";
+import { checksumOf, serveOnce } from "./wire.ts";
 
 const MiB = 1 << 20;
 const decoder = new TextDecoder();
@@ -45,48 +50,6 @@ const decoder = new TextDecoder();
 const TERMINAL_CONTROLS =
   // deno-lint-ignore no-control-regex -- finding control characters is the point
   /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
-
-/** Runs the client against `server`: `client.ts HOST PORT ...args`. */
-function ferry(
-  server: ServerProcess,
-  args: string[],
-  options: RunOptions = {},
-): Promise<RunResult> {
-  return runClient([server.host, String(server.port), ...args], options);
-}
-
-/** A stack trace or an uncaught-error report means a failure escaped the CLI's handling. */
-function assertNoStackTrace(result: RunResult): void {
-  assert.doesNotMatch(result.stderr, /^\s+at /m, `stack trace in stderr:\n${result.stderr}`);
-  assert.doesNotMatch(result.stderr, /error: Uncaught/, `uncaught error:\n${result.stderr}`);
-}
-
-/** The command succeeded; on failure the message shows what the client said. */
-function assertSuccess(result: RunResult, what: string): void {
-  assert.equal(result.code, 0, `${what} failed (exit ${result.code}):\n${result.stderr}`);
-  assertNoStackTrace(result);
-}
-
-/** Exit 1 with exactly one line on stderr (matching `pattern`), nothing on stdout. */
-function assertFailure(result: RunResult, pattern: RegExp, what: string): void {
-  assert.equal(result.code, 1, `${what}: expected exit 1, got ${result.code}:\n${result.stderr}`);
-  assertNoStackTrace(result);
-  const lines = stderrLines(result);
-  assert.equal(lines.length, 1, `${what}: expected one line on stderr, got:\n${result.stderr}`);
-  assert.match(lines[0], pattern, what);
-  assert.equal(result.stdout.length, 0, `${what}: nothing belongs on stdout`);
-}
-
-/** Exit 2 and one line, `PROGRAM: message (try 'PROGRAM --help')`: errors are one line. */
-function assertUsageError(result: RunResult, program: string, what: string): void {
-  assert.equal(result.code, 2, `${what}: expected exit 2, got ${result.code}:\n${result.stderr}`);
-  assertNoStackTrace(result);
-  const lines = stderrLines(result);
-  assert.equal(lines.length, 1, `${what}: one line expected, stderr was:\n${result.stderr}`);
-  assert.match(lines[0], new RegExp(`^${program}: \\S`), what);
-  assert.match(lines[0], new RegExp(`\\(try '${program} --help'`), what);
-  assert.equal(result.stdout.length, 0, `${what}: nothing belongs on stdout`);
-}
 
 Deno.test("put then get round-trips 5 MiB of random binary, logged one line per request", async () => {
   await using server = await startServer();
@@ -201,11 +164,11 @@ Deno.test("put refuses an existing name, and --overwrite replaces it", async () 
 
   assertSuccess(await ferry(server, ["put", "first.bin", "name.bin"], { cwd: work.path }), "put");
   const refused = await ferry(server, ["put", "second.bin", "name.bin"], { cwd: work.path });
-  assertFailure(refused, /exists/i, "put over an existing name");
+  assertFailure(refused, /exists/i, { what: "put over an existing name" });
   assert.deepEqual(await Deno.readFile(`${server.root}/name.bin`), first, "server copy unchanged");
   // The same refusal from stdin, where the client may already be reading data.
   const piped = await ferry(server, ["put", "-", "name.bin"], { stdin: second });
-  assertFailure(piped, /exists/i, "put from stdin over an existing name");
+  assertFailure(piped, /exists/i, { what: "put from stdin over an existing name" });
   assert.deepEqual(await Deno.readFile(`${server.root}/name.bin`), first, "server copy unchanged");
   await assertRootHolds(server.root, ["name.bin"]);
 
@@ -223,14 +186,14 @@ Deno.test("get of a missing name exits 1 and creates no local file", async () =>
   await using work = await makeTempDir();
 
   const named = await ferry(server, ["get", "missing.bin", "local.bin"], { cwd: work.path });
-  assertFailure(named, /missing\.bin/, "get of a missing name");
+  assertFailure(named, /missing\.bin/, { what: "get of a missing name" });
   assert.match(named.stderr, /no such file|not found/i);
   const defaulted = await ferry(server, ["get", "missing.bin"], { cwd: work.path });
-  assertFailure(defaulted, /missing\.bin/, "get of a missing name to the default LOCAL");
+  assertFailure(defaulted, /missing\.bin/, { what: "get of a missing name to the default LOCAL" });
   assert.deepEqual(await listDir(work.path), [], "no LOCAL, no LOCAL.part");
 
   const toStdout = await ferry(server, ["get", "missing.bin", "-"], { cwd: work.path });
-  assertFailure(toStdout, /missing\.bin/, "get of a missing name to stdout");
+  assertFailure(toStdout, /missing\.bin/, { what: "get of a missing name to stdout" });
   assert.deepEqual(await listDir(work.path), []);
 });
 
@@ -243,7 +206,7 @@ Deno.test("get refuses an existing local file, and --force replaces it", async (
   await Deno.writeFile(`${work.path}/local.bin`, local);
 
   const refused = await ferry(server, ["get", "remote.bin", "local.bin"], { cwd: work.path });
-  assertFailure(refused, /exists/i, "get over an existing local file");
+  assertFailure(refused, /exists/i, { what: "get over an existing local file" });
   assert.match(refused.stderr, /--force/, "the message says how to replace it");
   assert.deepEqual(await Deno.readFile(`${work.path}/local.bin`), local, "local file unchanged");
   assert.deepEqual(await listDir(work.path), ["local.bin"], "no .part left behind");
@@ -344,10 +307,12 @@ Deno.test("usage errors exit 2 with a one-line message and no stack trace", asyn
     ["an infinite --timeout", ["127.0.0.1", "9021", "list", "--timeout", "Infinity"]],
   ];
   for (const [what, args] of cases) {
-    assertUsageError(await runClient(args), "ferry", `client: ${what}`);
+    assertUsageError(await runClient(args), "ferry", { what: `client: ${what}` });
   }
-  assertUsageError(await runServer(["notaport"]), "ferry-server", "server: bad port");
-  assertUsageError(await runServer(["--bogus"]), "ferry-server", "server: unknown option");
+  assertUsageError(await runServer(["notaport"]), "ferry-server", { what: "server: bad port" });
+  assertUsageError(await runServer(["--bogus"]), "ferry-server", {
+    what: "server: unknown option",
+  });
 });
 
 Deno.test("connection refused exits 1 with a one-line message", async () => {
@@ -358,9 +323,9 @@ Deno.test("connection refused exits 1 with a one-line message", async () => {
   await using work = await makeTempDir();
 
   const list = await runClient(["127.0.0.1", String(port), "list"]);
-  assertFailure(list, /refused/i, "list against a closed port");
+  assertFailure(list, /refused/i, { what: "list against a closed port" });
   const get = await runClient(["127.0.0.1", String(port), "get", "x.bin"], { cwd: work.path });
-  assertFailure(get, /refused/i, "get against a closed port");
+  assertFailure(get, /refused/i, { what: "get against a closed port" });
   assert.deepEqual(await listDir(work.path), [], "a failed connection creates no file");
 });
 
@@ -382,7 +347,7 @@ Deno.test("traversal names are refused and nothing is written outside the root",
   ];
   for (const name of hostile) {
     const got = await ferry(server, ["get", name, "out.txt"], { cwd: work.path });
-    assertFailure(got, /refused/i, `get ${JSON.stringify(name)}`);
+    assertFailure(got, /refused/i, { what: `get ${JSON.stringify(name)}` });
   }
   assert.deepEqual(await listDir(work.path), ["payload.txt"], "no download was created");
 
@@ -400,7 +365,7 @@ Deno.test("traversal names are refused and nothing is written outside the root",
       const put = await ferry(server, ["put", "payload.txt", name, ...overwrite], {
         cwd: work.path,
       });
-      assertFailure(put, /refused/i, `put as ${JSON.stringify(name)} ${overwrite}`);
+      assertFailure(put, /refused/i, { what: `put as ${JSON.stringify(name)} ${overwrite}` });
     }
   }
   assert.deepEqual(await listDir(server.base), ["root", "secret.txt"], "nothing written beside");
@@ -424,7 +389,7 @@ Deno.test("symlinks inside the root that lead outside are refused", async () => 
 
   for (const name of ["escape.txt", "escape_dir/secret.txt"]) {
     const got = await ferry(server, ["get", name, "out.txt"], { cwd: work.path });
-    assertFailure(got, /refused/i, `get ${name}`);
+    assertFailure(got, /refused/i, { what: `get ${name}` });
     assert.match(got.stderr, /outside/i, "the reason is given");
   }
   assert.deepEqual(await listDir(work.path), ["payload.txt"], "no download was created");
@@ -434,7 +399,9 @@ Deno.test("symlinks inside the root that lead outside are refused", async () => 
       const put = await ferry(server, ["put", "payload.txt", name, ...overwrite], {
         cwd: work.path,
       });
-      assertFailure(put, /refused/i, `put through a symlinked folder: ${name} ${overwrite}`);
+      assertFailure(put, /refused/i, {
+        what: `put through a symlinked folder: ${name} ${overwrite}`,
+      });
     }
   }
   // Without --overwrite the link is an existing name; with it, at most the link itself may be
@@ -539,25 +506,14 @@ Deno.test("deno task client resolves LOCAL against the folder it is run from, no
   // As a user's shell would run it; INIT_CWD is deno task's to set (an outer task may have).
   const env = Deno.env.toObject();
   delete env.INIT_CWD;
-  const task = async (args: string[]): Promise<RunResult> => {
-    const output = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "task",
-        "--config",
-        `${REPO_ROOT}deno.json`,
-        "client",
-        server.host,
-        String(server.port),
-      ]
-        .concat(args),
+  const task = (args: string[]): Promise<RunResult> => {
+    const config = ["--config", `${REPO_ROOT}deno.json`];
+    const client = ["client", server.host, String(server.port), ...args];
+    return runCommand(Deno.execPath(), ["task", ...config, ...client], {
       cwd: here,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
       clearEnv: true,
       env: { ...env, NO_COLOR: "1" },
-    }).output();
-    return { code: output.code, stdout: output.stdout, stderr: decoder.decode(output.stderr) };
+    });
   };
 
   const put = await task(["put", "sub.txt"]);
@@ -589,13 +545,8 @@ Deno.test("a put from a stalled stdin reports the server closing it at once, not
   } finally {
     await stdin.close().catch(() => {});
   }
-  const output = await child.output();
-  const result = {
-    code: output.code,
-    stdout: output.stdout,
-    stderr: decoder.decode(output.stderr),
-  };
-  assertFailure(result, /^ferry: Refused by server: .*idle/i, "put from a stalled stdin");
+  const result = resultOf(await child.output());
+  assertFailure(result, /^ferry: Refused by server: .*idle/i, { what: "put from a stalled stdin" });
   await server.waitForLog(/ put "stalled\.bin" \d+ bytes (?!ok)/);
   await assertRootHolds(server.root, []);
 });
@@ -606,14 +557,11 @@ Deno.test("a put from a stalled stdin reports the server closing it at once, not
  * A one-connection ferry server on 127.0.0.1 built from lib/protocol.ts frames: it answers the
  * handshake, reads one REQUEST and lets `answer` reply. Returns what the real client did.
  */
-async function withFakeServer(
+function withFakeServer(
   answer: (out: FrameWriter, request: Record<string, unknown>) => Promise<void>,
   args: string[],
 ): Promise<RunResult> {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  const serving = (async () => {
-    using conn = await listener.accept();
+  return serveOnce(async (conn) => {
     const frames = new FrameReader(conn.readable);
     const out = new FrameWriter(conn.writable);
     await frames.readPreamble();
@@ -625,28 +573,18 @@ async function withFakeServer(
     await answer(out, request!.json);
     // Until the client hangs up, so it never sees the connection cut.
     await frames.discardAll().catch(() => {});
-  })();
-  serving.catch(() => {}); // awaited below, once the client is done
-  let result: RunResult;
-  try {
-    result = await runClient(["127.0.0.1", String(port), ...args]);
-  } finally {
-    listener.close();
-  }
-  await serving.catch((error) => {
-    throw new Error(`Fake server failed: ${error}; client stderr:\n${result.stderr}`);
-  });
-  return result;
+  }, (port) => runClient(["127.0.0.1", String(port), ...args]));
 }
 
 /** Answers a list request with `entries`, as the real server does. */
 async function sendListing(out: FrameWriter, entries: ListEntry[]): Promise<void> {
   const listing = encodeListing(entries);
-  const checksum = await createChecksum();
-  checksum.update(listing);
   await out.writeControl(FrameType.OK, { size: listing.length });
   await out.writeData(listing);
-  await out.writeControl(FrameType.END, { size: listing.length, checksum: checksum.digest() });
+  await out.writeControl(FrameType.END, {
+    size: listing.length,
+    checksum: await checksumOf(listing),
+  });
 }
 
 Deno.test("names from a server that would drive the terminal are listed escaped, one line each", async () => {
@@ -699,7 +637,7 @@ Deno.test("a server's refusal that would drive the terminal is printed escaped, 
       message: "No such file: \u202eexe.txt\u2066\x1b[2J\u2028fake line",
     });
   }, ["get", "x.txt", "-"]);
-  assertFailure(result, /^ferry: Refused by server: No such file: /, "refused get");
+  assertFailure(result, /^ferry: Refused by server: No such file: /, { what: "refused get" });
   assert.doesNotMatch(result.stderr.slice(0, -1), TERMINAL_CONTROLS, result.stderr);
   assert.match(result.stderr, /\\u202eexe\.txt\\u2066/, "the bidi controls are shown escaped");
 });
@@ -707,28 +645,12 @@ Deno.test("a server's refusal that would drive the terminal is printed escaped, 
 // ------------------------------------------------------------------------ stdout, the local side
 
 /** The client with stdout sent to /dev/full (a disk that is always full). */
-async function ferryToDevFull(server: ServerProcess, args: string[]): Promise<RunResult> {
-  const output = await new Deno.Command("sh", {
-    args: [
-      "-c",
-      'exec "$@" > /dev/full',
-      "sh",
-      Deno.execPath(),
-      "run",
-      "--allow-net",
-      "--allow-read",
-      "--allow-write",
-      `${REPO_ROOT}client.ts`,
-      server.host,
-      String(server.port),
-      ...args,
-    ],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
+function ferryToDevFull(server: ServerProcess, args: string[]): Promise<RunResult> {
+  const deno = [Deno.execPath(), "run", ...PROGRAM_PERMISSIONS];
+  const client = [`${REPO_ROOT}client.ts`, server.host, String(server.port), ...args];
+  return runCommand("sh", ["-c", 'exec "$@" > /dev/full', "sh", ...deno, ...client], {
     env: { NO_COLOR: "1" },
-  }).output();
-  return { code: output.code, stdout: output.stdout, stderr: decoder.decode(output.stderr) };
+  });
 }
 
 /** The client with its stdout closed after the first bytes, as `| head -c 10` would. */
@@ -748,11 +670,17 @@ Deno.test("a closed or full stdout is blamed on stdout, not on the network", asy
   assertSuccess(await ferry(server, ["put", "-", "small.txt"], { stdin: "hello\n" }), "put");
 
   const closed = /^ferry: Cannot write to stdout: it was closed \(broken pipe\)$/;
-  assertFailure(await ferryToClosedPipe(server, ["get", "big.bin", "-"]), closed, "get | head");
-  assertFailure(await ferryToClosedPipe(server, ["list"]), closed, "list | true");
+  assertFailure(await ferryToClosedPipe(server, ["get", "big.bin", "-"]), closed, {
+    what: "get | head",
+  });
+  assertFailure(await ferryToClosedPipe(server, ["list"]), closed, { what: "list | true" });
   const full = /^ferry: Cannot write to stdout: no space left on device$/;
-  assertFailure(await ferryToDevFull(server, ["get", "big.bin", "-"]), full, "get > /dev/full");
-  assertFailure(await ferryToDevFull(server, ["list", "--long"]), full, "list > /dev/full");
+  assertFailure(await ferryToDevFull(server, ["get", "big.bin", "-"]), full, {
+    what: "get > /dev/full",
+  });
+  assertFailure(await ferryToDevFull(server, ["list", "--long"]), full, {
+    what: "list > /dev/full",
+  });
 });
 
 Deno.test("local file errors say which file and why, without the OS's raw message", async () => {
@@ -766,19 +694,19 @@ Deno.test("local file errors say which file and why, without the OS's raw messag
   assertFailure(
     await ferry(server, ["put", "a.bin/"], cwd),
     /^ferry: Cannot read a\.bin\/: not a folder$/,
-    "put of a file named with a trailing slash",
+    { what: "put of a file named with a trailing slash" },
   );
   assertFailure(
     await ferry(server, ["put", "folder"], cwd),
     /^ferry: Cannot upload folder: it is a folder$/,
-    "put of a folder",
+    { what: "put of a folder" },
   );
   // A folder where the download's .part file would go.
   await Deno.mkdir(`${work.path}/x.bin.part`);
   assertFailure(
     await ferry(server, ["get", "x.bin"], cwd),
     /^ferry: Cannot write x\.bin\.part: it is a folder$/,
-    "get with a folder in the way of the .part",
+    { what: "get with a folder in the way of the .part" },
   );
   assert.equal(await pathExists(`${work.path}/x.bin`), false);
   await assertRootHolds(server.root, ["x.bin"]);
@@ -797,7 +725,9 @@ Deno.test("get checks LOCAL's folder before asking the server for anything", asy
     ["file.txt/", /^ferry: Cannot write into file\.txt\/: not a folder$/],
   ];
   for (const [local, pattern] of cases) {
-    assertFailure(await ferry(server, ["get", "a.bin", local], { cwd: work.path }), pattern, local);
+    assertFailure(await ferry(server, ["get", "a.bin", local], { cwd: work.path }), pattern, {
+      what: local,
+    });
   }
   assert.deepEqual(await listDir(work.path), ["file.txt"], "nothing was created");
   // A request that does reach the server, logged after any earlier one would have been.
@@ -809,20 +739,15 @@ Deno.test("get checks LOCAL's folder before asking the server for anything", asy
 // ------------------------------------------------------------------------- TLS and handshakes
 
 /** A server on 127.0.0.1 that answers any connection with `reply` and closes. */
-async function withRawServer(reply: Uint8Array, args: string[]): Promise<RunResult> {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  const serving = (async () => {
-    using conn = await listener.accept();
-    await conn.read(new Uint8Array(64));
-    await conn.write(reply);
-  })();
-  try {
-    return await runClient(["127.0.0.1", String(port), ...args]);
-  } finally {
-    listener.close();
-    await serving.catch(() => {});
-  }
+function withRawServer(reply: Uint8Array, args: string[]): Promise<RunResult> {
+  return serveOnce(async (conn) => {
+    try {
+      await conn.read(new Uint8Array(64));
+      await conn.write(reply);
+    } catch {
+      // The client may hang up first; what it did is in its result.
+    }
+  }, (port) => runClient(["127.0.0.1", String(port), ...args]));
 }
 
 Deno.test("--ca with no certificate in the file, and a peer that is not a plain ferry server, fail in one plain line", async () => {
@@ -838,20 +763,20 @@ Deno.test("--ca with no certificate in the file, and a peer that is not a plain 
   assertFailure(
     await runClient(["127.0.0.1", String(port), "--ca", key, "list"]),
     new RegExp(`^ferry: No certificate in ${key.replaceAll(".", "\\.")}`),
-    "--ca given a key",
+    { what: "--ca given a key" },
   );
 
   // A TLS alert where the ferry preamble should be: the server wants TLS.
   const tls = await withRawServer(new Uint8Array([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46]), [
     "list",
   ]);
-  assertFailure(
-    tls,
-    /^ferry: Server at 127\.0\.0\.1:\d+ answered with TLS; use --tls$/,
-    "TLS peer",
-  );
+  assertFailure(tls, /^ferry: Server at 127\.0\.0\.1:\d+ answered with TLS; use --tls$/, {
+    what: "TLS peer",
+  });
   const seed = await withRawServer(new TextEncoder().encode("cancel"), ["list"]);
-  assertFailure(seed, /^ferry: Server at .* speaks the seed protocol; try --legacy$/, "seed peer");
+  assertFailure(seed, /^ferry: Server at .* speaks the seed protocol; try --legacy$/, {
+    what: "seed peer",
+  });
 });
 
 // ----------------------------------------------------------------------------- upload sources
@@ -860,20 +785,15 @@ Deno.test("a local read error mid-upload aborts the upload at once and names the
   await using server = await startServer();
   // Opens and stats like a file, but every read fails (EIO): the failure comes after OK. Deno
   // wants --allow-all to open it at all; the read error, not the permission, is under test.
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", `${REPO_ROOT}client.ts`, server.host, String(server.port)]
+  const result = await runCommand(
+    Deno.execPath(),
+    ["run", "--allow-all", `${REPO_ROOT}client.ts`, server.host, String(server.port)]
       .concat(["put", "/proc/self/mem", "mem.bin"]),
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const result = {
-    code: output.code,
-    stdout: output.stdout,
-    stderr: decoder.decode(output.stderr),
-  };
-  assertFailure(result, /^ferry: Cannot read \/proc\/self\/mem: input\/output error$/, "EIO");
+    { env: { NO_COLOR: "1" } },
+  );
+  assertFailure(result, /^ferry: Cannot read \/proc\/self\/mem: input\/output error$/, {
+    what: "EIO",
+  });
   // The server heard it from the client (ABORT), not from a cut connection.
   await server.waitForLog(/ put "mem\.bin" .*Client could not read its file/);
   await assertRootHolds(server.root, []);
@@ -883,8 +803,8 @@ Deno.test("put streams a FIFO or a process substitution like stdin; a folder or 
   await using server = await startServer();
   await using work = await makeTempDir();
   const fifo = `${work.path}/fifo`;
-  const made = await new Deno.Command("mkfifo", { args: [fifo] }).output();
-  assert.ok(made.success, "mkfifo");
+  const made = await runCommand("mkfifo", [fifo]);
+  assert.equal(made.code, 0, `mkfifo: ${made.stderr}`);
   const data = randomBytes(3 * MiB + 17);
 
   const child = spawnClient([server.host, String(server.port), "put", fifo, "fifo.bin"]);
@@ -893,22 +813,14 @@ Deno.test("put streams a FIFO or a process substitution like stdin; a folder or 
   const writer = await Deno.open(fifo, { write: true });
   for (let offset = 0; offset < data.length;) offset += await writer.write(data.subarray(offset));
   writer.close();
-  const output = await child.output();
-  assertSuccess(
-    { code: output.code, stdout: output.stdout, stderr: decoder.decode(output.stderr) },
-    "put FIFO",
-  );
+  assertSuccess(resultOf(await child.output()), "put FIFO");
   assert.deepEqual(await Deno.readFile(`${server.root}/fifo.bin`), data);
 
-  const substituted = await new Deno.Command("bash", {
-    args: [
-      "-c",
-      '"$DENO" run --allow-net --allow-read --allow-write "$CLIENT" "$HOST" "$PORT" ' +
-      "put <(printf 'made by a command') sub.txt",
-    ],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
+  const substituted = await runCommand("bash", [
+    "-c",
+    '"$DENO" run --allow-net --allow-read --allow-write "$CLIENT" "$HOST" "$PORT" ' +
+    "put <(printf 'made by a command') sub.txt",
+  ], {
     env: {
       NO_COLOR: "1",
       DENO: Deno.execPath(),
@@ -916,16 +828,14 @@ Deno.test("put streams a FIFO or a process substitution like stdin; a folder or 
       HOST: server.host,
       PORT: String(server.port),
     },
-  }).output();
-  assert.equal(substituted.code, 0, decoder.decode(substituted.stderr));
+  });
+  assert.equal(substituted.code, 0, substituted.stderr);
   assert.equal(await Deno.readTextFile(`${server.root}/sub.txt`), "made by a command");
 
   // A character device streams too, and like stdin it cannot be resumed.
-  assertUsageError(
-    await ferry(server, ["put", "/dev/null", "n.bin", "--resume"]),
-    "ferry",
-    "resume",
-  );
+  assertUsageError(await ferry(server, ["put", "/dev/null", "n.bin", "--resume"]), "ferry", {
+    what: "resume",
+  });
   assertSuccess(await ferry(server, ["put", "/dev/null", "null.bin"]), "put /dev/null");
   assert.equal((await Deno.stat(`${server.root}/null.bin`)).size, 0);
   await assertRootHolds(server.root, ["fifo.bin", "null.bin", "sub.txt"]);

@@ -14,15 +14,18 @@
 import assert from "node:assert/strict";
 import { createXXHash128 } from "hash-wasm";
 import {
+  assertNoStackTrace,
   assertRootHolds,
+  assertSuccess,
+  ferry,
   filesEqual,
   listDir,
   makeTempDir,
   pathExists,
   randomBytes,
   REPO_ROOT,
-  runClient,
-  type RunOptions,
+  RESUME_DIR,
+  runCommand,
   type RunResult,
   type ServerProcess,
   spawnClient,
@@ -34,8 +37,6 @@ import {
 } from "./harness.ts";
 
 const MiB = 1 << 20;
-/** The server's hidden folder of interrupted uploads kept for `put --resume`. */
-const RESUME_DIR = ".ferry-resume";
 /** The file that is interrupted and resumed: 6 s at the 4 MiB/s the interrupted run uses. */
 const BIG = 24 * MiB;
 /** How far an interrupted transfer must get before it is killed. */
@@ -46,24 +47,6 @@ const REPORT_KEYS = ["checksum", "name", "op", "resumedFrom", "seconds", "size",
 const decoder = new TextDecoder();
 
 // ------------------------------------------------------------------------------------ helpers
-
-/** Runs the client against `server`: `client.ts HOST PORT ...args`. */
-function ferry(
-  server: ServerProcess,
-  args: string[],
-  options: RunOptions = {},
-): Promise<RunResult> {
-  return runClient([server.host, String(server.port), ...args], options);
-}
-
-function assertNoStackTrace(result: RunResult, what: string): void {
-  assert.doesNotMatch(result.stderr, /^\s+at |error: Uncaught/m, `${what}:\n${result.stderr}`);
-}
-
-function assertSuccess(result: RunResult, what: string): void {
-  assert.equal(result.code, 0, `${what} failed (exit ${result.code}):\n${result.stderr}`);
-  assertNoStackTrace(result, what);
-}
 
 /** Size of a file, 0 when it does not exist (yet). */
 async function fileSize(path: string): Promise<number> {
@@ -242,19 +225,14 @@ async function pipeline(
   args: string[],
   cwd: string,
 ): Promise<RunResult> {
-  const output = await new Deno.Command("bash", {
-    args: ["-o", "pipefail", "-c", script, "bash", ...args],
+  return await runCommand("bash", ["-o", "pipefail", "-c", script, "bash", ...args], {
     cwd,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
     env: {
       NO_COLOR: "1",
       DENO: Deno.execPath(),
       CLIENT: `${REPO_ROOT}client.ts`,
     },
-  }).output();
-  return { code: output.code, stdout: output.stdout, stderr: decoder.decode(output.stderr) };
+  });
 }
 
 /** The client as a pipeline stage: `"$DENO" run ... "$CLIENT"`. */

@@ -3,15 +3,15 @@
  * mounted at test time), the server SIGKILLed mid-upload and restarted, SIGTERM and SIGINT with
  * uploads in flight, and a seeded protocol fuzz run that also watches the server's memory.
  *
- * These tests need the server's pid (for signals and /proc), which tests/harness.ts does not
- * expose, so {@link launchServer} below spawns it the same way, minimally.
+ * These tests need the server's pid (for signals and /proc), which tests/harness.ts's
+ * startServer does not expose, so {@link launchServer} below spawns it with the harness's
+ * spawnServer and keeps the process at hand.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { createChecksum } from "../lib/checksum.ts";
 import {
   CHUNK_SIZE,
   encodeControl,
@@ -21,22 +21,27 @@ import {
   MAX_CONTROL_PAYLOAD,
 } from "../lib/protocol.ts";
 import {
+  assertFailure,
+  assertSuccess,
+  collectLines,
+  ferry,
   listDir,
   makeTempDir,
   pathExists,
   randomBytes,
-  REPO_ROOT,
-  runClient,
-  type RunOptions,
-  type RunResult,
+  runCommand,
+  SERVER_BANNER,
   spawnClient,
-  stderrLines,
+  spawnServer,
+  STAGING_DIR,
+  storedFiles,
   waitFor,
+  waitForEmptyStaging,
   writeRandomFile,
 } from "./harness.ts";
+import { checksumOf, concat, contains, dataFrame, rawFrame } from "./wire.ts";
 
 const MiB = 1 << 20;
-const STAGING = ".ferry-staging";
 /** The server's grace period is 5 s; it must be gone well within this. */
 const SHUTDOWN_LIMIT_MS = 10000;
 
@@ -45,83 +50,23 @@ const decoder = new TextDecoder();
 
 // ------------------------------------------------------------------------------------ helpers
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
-
-function dataFrame(bytes: Uint8Array): Uint8Array {
-  return concat(encodeHeader(FrameType.DATA, bytes.length), bytes);
-}
-
-async function checksumOf(bytes: Uint8Array): Promise<string> {
-  const checksum = await createChecksum();
-  checksum.update(bytes);
-  return checksum.digest();
-}
-
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.length), Buffer.from(b)) === 0;
 }
 
-function contains(haystack: Uint8Array, needle: Uint8Array): boolean {
-  return Buffer.from(haystack.buffer, haystack.byteOffset, haystack.length)
-    .indexOf(Buffer.from(needle)) !== -1;
-}
-
-/** Regular files under `root`, `/`-separated, skipping the server's own `.ferry-*` folders. */
-async function storedFiles(root: string): Promise<string[]> {
-  const found: string[] = [];
-  const walk = async (dir: string, prefix: string) => {
-    for await (const entry of Deno.readDir(dir)) {
-      if (prefix === "" && entry.name.startsWith(".ferry-")) continue;
-      if (entry.isDirectory) await walk(`${dir}/${entry.name}`, `${prefix}${entry.name}/`);
-      else found.push(prefix + entry.name);
-    }
-  };
-  await walk(root, "");
-  return found.sort();
-}
-
 function stagingFiles(root: string): Promise<string[]> {
-  return listDir(`${root}/${STAGING}`);
-}
-
-async function waitForEmptyStaging(root: string): Promise<void> {
-  await waitFor("the staging folder to empty", async () => (await stagingFiles(root)).length === 0);
+  return listDir(`${root}/${STAGING_DIR}`);
 }
 
 /** Waits for a staging file of at least `size` bytes: proof an upload is really under way. */
 async function waitForStagingData(root: string, size: number): Promise<void> {
   await waitFor(`a staging file of ${size} bytes or more`, async () => {
     for (const name of await stagingFiles(root)) {
-      const info = await Deno.stat(`${root}/${STAGING}/${name}`).catch(() => null);
+      const info = await Deno.stat(`${root}/${STAGING_DIR}/${name}`).catch(() => null);
       if (info && info.size >= size) return true;
     }
     return false;
   }, { timeoutMs: 20000 });
-}
-
-function assertNoStackTrace(result: RunResult, what: string): void {
-  assert.doesNotMatch(result.stderr, /^\s+at |error: Uncaught/m, `${what}:\n${result.stderr}`);
-}
-
-function assertSuccess(result: RunResult, what: string): void {
-  assert.equal(result.code, 0, `${what} failed (exit ${result.code}):\n${result.stderr}`);
-  assertNoStackTrace(result, what);
-}
-
-function assertFailure(result: RunResult, pattern: RegExp, what: string): void {
-  assert.equal(result.code, 1, `${what}: expected exit 1, got ${result.code}:\n${result.stderr}`);
-  assertNoStackTrace(result, what);
-  const lines = stderrLines(result);
-  assert.equal(lines.length, 1, `${what}: expected one line on stderr, got:\n${result.stderr}`);
-  assert.match(lines[0], pattern, `${what}: ${lines[0]}`);
 }
 
 /** Resolves after `ms`; for pacing a deliberately slow sender, never for waiting on a result. */
@@ -174,30 +119,10 @@ interface LaunchedServer extends AsyncDisposable {
   kill(signal: Deno.Signal): void;
 }
 
-const BANNER = /serving (.+) on (?:\[([^\]]+)\]|([^\s:]+)):(\d+)/;
-
-/** Starts `server.ts 0 --root ROOT ...args` (as tests/harness.ts does) and waits for its banner. */
+/** Starts `server.ts 0 --root ROOT ...args` (as startServer does) and waits for its banner. */
 async function launchServer(root: string, args: string[] = []): Promise<LaunchedServer> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net", "--allow-read", "--allow-write", "server.ts", "0"]
-      .concat(["--root", root, ...args]),
-    cwd: REPO_ROOT,
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  const lines: string[] = [];
-  const reading = (async () => {
-    let pending = "";
-    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-      pending += chunk;
-      const parts = pending.split("\n");
-      pending = parts.pop()!;
-      lines.push(...parts);
-    }
-    if (pending !== "") lines.push(pending);
-  })();
+  const child = spawnServer(["0", "--root", root, ...args]);
+  const { lines, done: reading, firstMatch } = collectLines(child.stderr);
   let running = true;
   const exited = (async () => {
     const status = await child.status;
@@ -226,17 +151,11 @@ async function launchServer(root: string, args: string[] = []): Promise<Launched
     }
     return line;
   };
-  let match: RegExpMatchArray | undefined;
-  try {
-    await waitFor("the server's banner", () => {
-      match = lines.map((line) => line.match(BANNER)).find((m) => m) ?? undefined;
-      return match !== undefined || !running;
-    }, { timeoutMs: 20000 });
-    if (!match) throw new Error(`Server did not start:\n${lines.join("\n")}`);
-  } catch (error) {
+  const match = await firstMatch(SERVER_BANNER, { timeoutMs: 20000 });
+  if (!match) {
     kill("SIGKILL");
     await exited;
-    throw error;
+    throw new Error(`Server did not start:\n${lines.join("\n")}`);
   }
   return {
     pid: child.pid,
@@ -257,22 +176,13 @@ async function launchServer(root: string, args: string[] = []): Promise<Launched
   };
 }
 
-function ferry(
-  server: { host: string; port: number },
-  args: string[],
-  options: RunOptions = {},
-): Promise<RunResult> {
-  return runClient([server.host, String(server.port), ...args], options);
-}
-
 /**
  * Resident memory of a process, in bytes, from /proc/PID/status. Read through `cat`: Deno wants
  * --allow-all to read /proc itself, and these tests run with --allow-run.
  */
 async function residentBytes(pid: number): Promise<number> {
-  const output = await new Deno.Command("cat", { args: [`/proc/${pid}/status`], stdout: "piped" })
-    .output();
-  assert.ok(output.success, `cannot read /proc/${pid}/status`);
+  const output = await runCommand("cat", [`/proc/${pid}/status`]);
+  assert.equal(output.code, 0, `cannot read /proc/${pid}/status: ${output.stderr}`);
   const status = decoder.decode(output.stdout);
   const match = status.match(/^VmRSS:\s+(\d+) kB$/m);
   assert.ok(match, `no VmRSS in /proc/${pid}/status`);
@@ -283,9 +193,8 @@ async function residentBytes(pid: number): Promise<number> {
 
 async function command(name: string, args: string[]): Promise<{ ok: boolean; text: string }> {
   try {
-    const output = await new Deno.Command(name, { args, stdout: "piped", stderr: "piped" })
-      .output();
-    return { ok: output.success, text: decoder.decode(output.stderr).trim() };
+    const output = await runCommand(name, args);
+    return { ok: output.code === 0, text: output.stderr.trim() };
   } catch (error) {
     return { ok: false, text: String(error) };
   }
@@ -322,7 +231,7 @@ Deno.test({
       await using server = await launchServer(root);
 
       const fromFile = await ferry(server, ["put", `${base.path}/big.bin`]);
-      assertFailure(fromFile, /out of (disk )?space/i, "20 MiB put to an 8 MiB disk");
+      assertFailure(fromFile, /out of (disk )?space/i, { what: "20 MiB put to an 8 MiB disk" });
       await server.waitForLog(/ put "big\.bin" \d+ bytes failed \(no_space/);
       await waitForEmptyStaging(root);
       assert.equal(await pathExists(`${root}/big.bin`), false, "nothing under the name");
@@ -330,7 +239,7 @@ Deno.test({
       const fromStdin = await ferry(server, ["put", "-", "piped.bin"], {
         stdin: randomBytes(20 * MiB),
       });
-      assertFailure(fromStdin, /out of (disk )?space/i, "20 MiB stream to an 8 MiB disk");
+      assertFailure(fromStdin, /out of (disk )?space/i, { what: "20 MiB stream to an 8 MiB disk" });
       await server.waitForLog(/ put "piped\.bin" \d+ bytes failed \(no_space/);
       await waitForEmptyStaging(root);
       assert.deepEqual(await storedFiles(root), [], "nothing stored");
@@ -409,18 +318,20 @@ async function startEndlessUpload(server: LaunchedServer, name: string) {
   const write = async (bytes: Uint8Array) => {
     for (let offset = 0; offset < bytes.length;) offset += await conn.write(bytes.subarray(offset));
   };
-  await write(concat(
-    encodePreamble(),
-    encodeControl(FrameType.HELLO, { client: "raw-test/1" }),
-    encodeControl(FrameType.REQUEST, { op: "put", name, size: null, overwrite: false }),
-  ));
+  await write(
+    concat([
+      encodePreamble(),
+      encodeControl(FrameType.HELLO, { client: "raw-test/1" }),
+      encodeControl(FrameType.REQUEST, { op: "put", name, size: null, overwrite: false }),
+    ]),
+  );
   // Preamble, WELCOME and OK come back; read until OK's header has arrived.
   let reply: Uint8Array = new Uint8Array(0);
   const buffer = new Uint8Array(4096);
   while (!contains(reply, new Uint8Array([FrameType.OK, 0, 0, 0]))) {
     const n = await within(conn.read(buffer), 10000, "the upload to be accepted");
     assert.ok(n !== null, "the server hung up before accepting the upload");
-    reply = concat(reply, buffer.subarray(0, n));
+    reply = concat([reply, buffer.subarray(0, n)]);
   }
   await write(dataFrame(randomBytes(64 * 1024)));
   let stop = false;
@@ -540,14 +451,14 @@ Deno.test("SIGTERM cuts a known-size upload after the grace period: its client i
   const idleReply = (async () => {
     try {
       await idle.write(
-        concat(encodePreamble(), encodeControl(FrameType.HELLO, { client: "raw-test/1" })),
+        concat([encodePreamble(), encodeControl(FrameType.HELLO, { client: "raw-test/1" })]),
       );
       let got: Uint8Array = new Uint8Array(0);
       const buffer = new Uint8Array(4096);
       while (true) {
         const n = await idle.read(buffer).catch(() => null);
         if (n === null) return got;
-        got = concat(got, buffer.subarray(0, n));
+        got = concat([got, buffer.subarray(0, n)]);
       }
     } finally {
       idle.close();
@@ -647,11 +558,7 @@ class Gen {
   }
 }
 
-const HELLO = concat(encodePreamble(), encodeControl(FrameType.HELLO, { client: "fuzz/1" }));
-
-function rawFrame(type: number, payload: Uint8Array): Uint8Array {
-  return concat(encodeHeader(type, payload.length), payload);
-}
+const HELLO = concat([encodePreamble(), encodeControl(FrameType.HELLO, { client: "fuzz/1" })]);
 
 function request(json: object): Uint8Array {
   return encodeControl(FrameType.REQUEST, json);
@@ -671,8 +578,8 @@ function hostileNames(g: Gen, i: number, base: string): string[] {
     `/abs-${i}`,
     `..\\escape-${i}`,
     `a\\b-${i}`,
-    `${STAGING}/x-${i}`,
-    STAGING,
+    `${STAGING_DIR}/x-${i}`,
+    STAGING_DIR,
     `nul\u0000-${i}`,
     `bell\u0007-${i}`,
     `del\u007f-${i}`,
@@ -750,11 +657,11 @@ async function fuzzCase(index: number, base: string): Promise<FuzzCase> {
       break;
     case "preamble then random": {
       const preamble = encodePreamble(g.pick([0, 1, 2, 0xffff, g.int(65536)]));
-      bytes = concat(preamble, g.bytes(g.int(600)));
+      bytes = concat([preamble, g.bytes(g.int(600))]);
       break;
     }
     case "handshake then random":
-      bytes = concat(HELLO, g.bytes(1 + g.int(2048)));
+      bytes = concat([HELLO, g.bytes(1 + g.int(2048))]);
       break;
     case "oversized header": {
       const type = g.pick([
@@ -773,7 +680,7 @@ async function fuzzCase(index: number, base: string): Promise<FuzzCase> {
         : new Uint8Array(0);
       // Sometimes before the handshake is even complete.
       const start = g.int(4) === 0 ? encodePreamble() : HELLO;
-      bytes = concat(start, upload, header, g.bytes(g.int(200)));
+      bytes = concat([start, upload, header, g.bytes(g.int(200))]);
       break;
     }
     case "bad UTF-8": {
@@ -781,40 +688,40 @@ async function fuzzCase(index: number, base: string): Promise<FuzzCase> {
         0xc0,
         0xaf,
       ], [0xf8, 0x88, 0x80, 0x80, 0x80]]);
-      const json = concat(
+      const json = concat([
         encoder.encode('{"op":"put","name":"'),
         new Uint8Array(invalid),
         encoder.encode(`${validName}","size":1,"overwrite":true}`),
-      );
+      ]);
       const type = g.pick([FrameType.REQUEST, FrameType.HELLO]);
       bytes = type === FrameType.HELLO
-        ? concat(encodePreamble(), rawFrame(type, json))
-        : concat(HELLO, rawFrame(type, json), dataFrame(new Uint8Array([1])));
+        ? concat([encodePreamble(), rawFrame(type, json)])
+        : concat([HELLO, rawFrame(type, json), dataFrame(new Uint8Array([1]))]);
       break;
     }
     case "bad JSON":
-      bytes = concat(HELLO, rawFrame(FrameType.REQUEST, encoder.encode(g.pick(BAD_JSON))));
+      bytes = concat([HELLO, rawFrame(FrameType.REQUEST, encoder.encode(g.pick(BAD_JSON)))]);
       break;
     case "unknown frame type": {
       const type = g.pick([0x00, 0x0a, 0x0b, 0x10, 0x7f, 0x80, 0xfe, 0xff, 0x0a + g.int(0xf5)]);
-      bytes = concat(HELLO, rawFrame(type, g.bytes(g.int(64))));
+      bytes = concat([HELLO, rawFrame(type, g.bytes(g.int(64)))]);
       break;
     }
     case "traversal put": {
       const name = g.pick(hostileNames(g, index, base));
-      const data = concat(SECRET, g.bytes(g.int(2000)));
+      const data = concat([SECRET, g.bytes(g.int(2000))]);
       const size = g.int(3) === 0 ? null : data.length;
-      bytes = concat(
+      bytes = concat([
         HELLO,
         request({ op: "put", name, size, overwrite: g.int(2) === 0 }),
         dataFrame(data),
         encodeControl(FrameType.END, { size: data.length, checksum: await checksumOf(data) }),
-      );
+      ]);
       abrupt = false;
       break;
     }
     case "traversal get":
-      bytes = concat(
+      bytes = concat([
         HELLO,
         request({
           op: "get",
@@ -824,10 +731,10 @@ async function fuzzCase(index: number, base: string): Promise<FuzzCase> {
             `${base}/secret.txt`,
             "a/../../secret.txt",
             "..\\secret.txt",
-            `${STAGING}/../../secret.txt`,
+            `${STAGING_DIR}/../../secret.txt`,
           ]),
         }),
-      );
+      ]);
       abrupt = false;
       break;
     case "half-sent frame":
@@ -835,10 +742,10 @@ async function fuzzCase(index: number, base: string): Promise<FuzzCase> {
     case "mutated upload": {
       const data = g.bytes(1 + g.int(3000));
       const checksum = await checksumOf(data);
-      const head = concat(
+      const head = concat([
         HELLO,
         request({ op: "put", name: validName, size: data.length, overwrite: false }),
-      );
+      ]);
       const body = dataFrame(data);
       const wrongEnd = g.int(2) === 0
         ? { size: data.length, checksum: "xxh128:" + "0".repeat(32) }
@@ -847,13 +754,13 @@ async function fuzzCase(index: number, base: string): Promise<FuzzCase> {
         // Correct END, but 1 to 4 bytes of the DATA frame (header included) are flipped.
         const mutated = body.slice();
         for (let n = 1 + g.int(4); n > 0; n--) mutated[g.int(mutated.length)] ^= 1 + g.int(255);
-        bytes = concat(
+        bytes = concat([
           head,
           mutated,
           encodeControl(FrameType.END, { size: data.length, checksum }),
-        );
+        ]);
       } else {
-        const full = concat(head, body, encodeControl(FrameType.END, wrongEnd));
+        const full = concat([head, body, encodeControl(FrameType.END, wrongEnd)]);
         bytes = kind === "wrong checksum" ? full : full.subarray(0, 1 + g.int(full.length - 1));
       }
       break;
@@ -875,7 +782,7 @@ async function fuzzCase(index: number, base: string): Promise<FuzzCase> {
         { nonce: "1".repeat(64), mac: "2".repeat(64) },
         {},
       ]);
-      bytes = concat(HELLO, encodeControl(type, json));
+      bytes = concat([HELLO, encodeControl(type, json)]);
       break;
     }
     case "pipelined requests": {
@@ -889,7 +796,7 @@ async function fuzzCase(index: number, base: string): Promise<FuzzCase> {
         );
       }
       parts.push(request({ op: "list" }));
-      bytes = concat(...parts);
+      bytes = concat(parts);
       abrupt = false;
       break;
     }
@@ -951,18 +858,18 @@ async function runFuzzCase(port: number, fuzz: FuzzCase): Promise<FuzzOutcome> {
         await reading.catch(() => {});
         return {
           case: fuzz,
-          reply: concat(...chunks),
+          reply: concat(chunks),
           failure: `still open after ${FUZZ_CONNECTION_DEADLINE_MS} ms (${total} bytes received)`,
         };
       }
       if (n === null) break;
       total += n;
       if (total > 4 * MiB) {
-        return { case: fuzz, reply: concat(...chunks), failure: "more than 4 MiB of reply" };
+        return { case: fuzz, reply: concat(chunks), failure: "more than 4 MiB of reply" };
       }
       chunks.push(buffer.slice(0, n));
     }
-    return { case: fuzz, reply: concat(...chunks) };
+    return { case: fuzz, reply: concat(chunks) };
   } finally {
     close();
   }

@@ -1,15 +1,23 @@
 /**
  * Integration-test harness: runs the real ferry server and client as subprocesses, the way a
- * user would, against throw-away folders.
+ * user would, against throw-away folders, and checks what they did. Raw-protocol helpers (byte
+ * and frame builders, raw connections, fake servers) are in tests/wire.ts instead.
  *
  * - {@link startServer} spawns `server.ts` on port 0 with a temporary root, learns the port from
  *   the banner it prints on stderr, keeps collecting its log lines in the background, and stops
  *   it with SIGTERM. Use it with `await using` so the process and its folder are always cleaned.
- * - {@link runClient} runs `client.ts` to completion and returns its exit code and output;
- *   {@link spawnClient} starts one for tests that must feed or kill it mid-way.
- * - {@link assertRootHolds} checks what a served root holds, the server's private folders
- *   included; {@link makeTempDir}, {@link waitFor}, {@link randomBytes}, {@link writeRandomFile}
- *   and {@link filesEqual} are the small utilities the tests share.
+ *   {@link spawnServer} and {@link collectLines} are its parts, for tests that need the process.
+ * - {@link runClient} runs `client.ts` to completion and returns its exit code and output, and
+ *   {@link ferry} runs it against a server's host and port; {@link spawnClient} starts one for
+ *   tests that must feed or kill it mid-way. {@link runCommand} runs any other program (tmux,
+ *   openssl, sh), and {@link commandWorks} probes whether a tool can run here at all.
+ * - Result checks, the same for every test file: {@link assertSuccess}, {@link assertFailure}
+ *   (exit 1, one line), {@link assertUsageError} (exit 2, one line with the --help hint),
+ *   {@link assertNoStackTrace} and {@link assertOneStderrLine}.
+ * - {@link assertRootHolds}, {@link storedFiles} and {@link waitForEmptyStaging} check what a
+ *   served root holds, the server's private folders included; {@link makeTempDir},
+ *   {@link waitFor}, {@link randomBytes}, {@link writeRandomFile} and {@link filesEqual} are the
+ *   small utilities the tests share.
  *
  * @module
  */
@@ -24,11 +32,18 @@ export const REPO_ROOT: string = fileURLToPath(new URL("..", import.meta.url));
 /** The server's hidden folder for uploads in progress, at the top of its root. */
 export const STAGING_DIR = ".ferry-staging";
 
+/** The server's hidden folder of interrupted uploads kept for `put --resume`. */
+export const RESUME_DIR = ".ferry-resume";
+
 /** Prefix of the hidden folders the server keeps for itself at the top of its root. */
 const PRIVATE_PREFIX = ".ferry-";
 
 /** Permission flags the programs are run with: what a user's `deno run` line would give. */
-const PROGRAM_PERMISSIONS = ["--allow-net", "--allow-read", "--allow-write"];
+export const PROGRAM_PERMISSIONS: readonly string[] = [
+  "--allow-net",
+  "--allow-read",
+  "--allow-write",
+];
 
 const decoder = new TextDecoder();
 
@@ -159,6 +174,43 @@ export async function pathExists(path: string): Promise<boolean> {
   }
 }
 
+/** Regular files under `root`, `/`-separated and sorted, skipping the server's own `.ferry-*` folders. */
+export async function storedFiles(root: string): Promise<string[]> {
+  const found: string[] = [];
+  const walk = async (dir: string, prefix: string) => {
+    for await (const entry of Deno.readDir(dir)) {
+      if (prefix === "" && entry.name.startsWith(PRIVATE_PREFIX)) continue;
+      if (entry.isDirectory) await walk(`${dir}/${entry.name}`, `${prefix}${entry.name}/`);
+      else found.push(prefix + entry.name);
+    }
+  };
+  await walk(root, "");
+  return found.sort();
+}
+
+/** Options for {@link waitForEmptyStaging}. */
+export interface EmptyStagingOptions extends WaitOptions {
+  /** What the test was doing, for the message if the deadline passes. */
+  what?: string;
+}
+
+/**
+ * Waits (a bounded poll) for the staging folder of the server serving `root` to be empty, as it
+ * must be once the server has noticed an upload ended, however it ended.
+ */
+export async function waitForEmptyStaging(
+  root: string,
+  options: EmptyStagingOptions = {},
+): Promise<void> {
+  const { what, ...wait } = options;
+  const staging = `${root}/${STAGING_DIR}`;
+  await waitFor(
+    `${what ? `${what}: ` : ""}the staging folder to empty`,
+    async () => (await listDir(staging)).length === 0,
+    wait,
+  );
+}
+
 /** Options for {@link assertRootHolds}. */
 export interface RootHoldsOptions {
   /**
@@ -187,6 +239,29 @@ export async function assertRootHolds(
     if (folder !== STAGING_DIR && options.allowKept) continue;
     assert.deepEqual(await listDir(`${root}/${folder}`), [], `leftovers in ${folder}`);
   }
+}
+
+/** Options for {@link spawnServer}. */
+export interface SpawnServerOptions {
+  /** Further Deno permission flags, after the usual `--allow-net --allow-read --allow-write`. */
+  permissions?: string[];
+}
+
+/**
+ * Spawns the real server (`server.ts ARGS`) from the repository with stdin and stdout closed and
+ * stderr piped, and returns the child process: the caller reads stderr (see
+ * {@link collectLines}) and stops it. {@link startServer} is the usual way in; this is for tests
+ * that need the process itself (its pid, or signals other than SIGTERM).
+ */
+export function spawnServer(args: string[], options: SpawnServerOptions = {}): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", ...PROGRAM_PERMISSIONS, ...(options.permissions ?? []), "server.ts", ...args],
+    cwd: REPO_ROOT,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
 }
 
 /** Options for {@link startServer}. */
@@ -236,8 +311,71 @@ export interface ServerProcess extends AsyncDisposable {
   stop(): Promise<number>;
 }
 
+/** Options for {@link CollectedLines.firstMatch}. */
+export interface FirstMatchOptions {
+  /** Give up (resolve null) after this many milliseconds (default 20000). */
+  timeoutMs?: number;
+}
+
+/** The lines of a stream being read in the background, see {@link collectLines}. */
+export interface CollectedLines {
+  /** Every whole line so far, without its newline; grows while the stream is read. */
+  lines: string[];
+  /** Settles once the stream has ended (a last unterminated line is then added too). */
+  done: Promise<void>;
+  /**
+   * Resolves with the match of the first line, already read or still to come, that matches
+   * `pattern`; or with null once the stream has ended, or the deadline has passed, without one.
+   */
+  firstMatch(pattern: RegExp, options?: FirstMatchOptions): Promise<RegExpMatchArray | null>;
+}
+
+/**
+ * Reads a program's output (stderr, say) in the background for as long as it runs, splitting it
+ * into lines as they arrive.
+ */
+export function collectLines(stream: ReadableStream<Uint8Array>): CollectedLines {
+  const lines: string[] = [];
+  let ended = false;
+  const waiters = new Set<() => void>();
+  const wake = () => [...waiters].forEach((check) => check());
+  const done = (async () => {
+    try {
+      let pending = "";
+      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+        pending += chunk;
+        const parts = pending.split("\n");
+        pending = parts.pop()!;
+        lines.push(...parts);
+        if (parts.length > 0) wake();
+      }
+      if (pending !== "") lines.push(pending);
+    } finally {
+      ended = true;
+      wake();
+    }
+  })();
+  const firstMatch = (pattern: RegExp, options: FirstMatchOptions = {}) =>
+    new Promise<RegExpMatchArray | null>((resolve) => {
+      const finish = (match: RegExpMatchArray | null) => {
+        clearTimeout(timer);
+        waiters.delete(check);
+        resolve(match);
+      };
+      const check = () => {
+        const match = lines.map((line) => line.match(pattern)).find((m) => m);
+        if (match) finish(match);
+        else if (ended) finish(null);
+      };
+      const timer = setTimeout(() => finish(null), options.timeoutMs ?? 20000);
+      waiters.add(check);
+      check();
+    });
+  return { lines, done, firstMatch };
+}
+
 /** Matches the banner: `ferry-server 0.1.0: serving /abs/root on 127.0.0.1:44767 (...)`. */
-const BANNER = /serving (.+) on (?:\[([^\]]+)\]|([^\s:]+)):(\d+)/;
+export const SERVER_BANNER = /serving (.+) on (?:\[([^\]]+)\]|([^\s:]+)):(\d+)/;
 
 /**
  * Starts the real server (`server.ts 0 --root DIR`) as a subprocess and resolves once it has
@@ -246,45 +384,16 @@ const BANNER = /serving (.+) on (?:\[([^\]]+)\]|([^\s:]+)):(\d+)/;
 export async function startServer(options: StartServerOptions = {}): Promise<ServerProcess> {
   const ownedTemp = options.root === undefined ? await makeTempDir() : undefined;
   const root = options.root ?? `${ownedTemp!.path}/root`;
-  const args = [
-    "run",
-    ...PROGRAM_PERMISSIONS,
-    ...(options.permissions ?? []),
-    "server.ts",
+  const child = spawnServer([
     "0",
     "--root",
     root,
     ...(options.host !== undefined ? ["--host", options.host] : []),
     ...(options.args ?? []),
-  ];
-  const child = new Deno.Command(Deno.execPath(), {
-    args,
-    cwd: REPO_ROOT,
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
+  ], { permissions: options.permissions });
 
-  const lines: string[] = [];
-  let banner: ((match: RegExpMatchArray | null) => void) | undefined;
-  const bannerSeen = new Promise<RegExpMatchArray | null>((resolve) => banner = resolve);
   // Read stderr for the whole life of the process: the banner first, then one line per request.
-  const reading = (async () => {
-    let pending = "";
-    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-      pending += chunk;
-      const parts = pending.split("\n");
-      pending = parts.pop()!;
-      for (const line of parts) {
-        lines.push(line);
-        const match = line.match(BANNER);
-        if (match) banner?.(match);
-      }
-    }
-    if (pending !== "") lines.push(pending);
-    banner?.(null);
-  })();
+  const { lines, done: reading, firstMatch } = collectLines(child.stderr);
 
   let exitCode: number | undefined;
   const stop = async (): Promise<number> => {
@@ -301,13 +410,7 @@ export async function startServer(options: StartServerOptions = {}): Promise<Ser
     return exitCode;
   };
 
-  const timeoutMs = options.startTimeoutMs ?? 20000;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const match = await Promise.race([
-    bannerSeen,
-    new Promise<null>((resolve) => timer = setTimeout(() => resolve(null), timeoutMs)),
-  ]);
-  clearTimeout(timer);
+  const match = await firstMatch(SERVER_BANNER, { timeoutMs: options.startTimeoutMs ?? 20000 });
   if (!match) {
     await stop();
     await ownedTemp?.[Symbol.asyncDispose]();
@@ -400,6 +503,11 @@ async function runProgram(script: string, args: string[], options: RunOptions): 
     })()
     : Promise.resolve();
   const [output] = await Promise.all([child.output(), feeding]);
+  return resultOf(output);
+}
+
+/** A finished child's output (`Deno.Command` or a spawned child) as a {@link RunResult}. */
+export function resultOf(output: Deno.CommandOutput): RunResult {
   return { code: output.code, stdout: output.stdout, stderr: decoder.decode(output.stderr) };
 }
 
@@ -422,7 +530,149 @@ export function spawnClient(args: string[], options: SpawnOptions = {}): Deno.Ch
   return programCommand("client.ts", args, options.cwd, "piped").spawn();
 }
 
+/** Options for {@link runCommand}. */
+export interface CommandOptions {
+  /** Working folder (default: this process's). */
+  cwd?: string;
+  /** Environment variables to set (on top of this process's, unless `clearEnv`). */
+  env?: Record<string, string>;
+  /** Start from an empty environment: only `env` is passed on. */
+  clearEnv?: boolean;
+}
+
+/**
+ * Runs any program (`tmux`, `openssl`, `sh`, ...) to completion with stdin empty and returns its
+ * exit code and output. Throws if it cannot be started at all (not installed, say).
+ */
+export async function runCommand(
+  program: string,
+  args: string[],
+  options: CommandOptions = {},
+): Promise<RunResult> {
+  const output = await new Deno.Command(program, {
+    args,
+    cwd: options.cwd,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: options.env,
+    clearEnv: options.clearEnv,
+  }).output();
+  return resultOf(output);
+}
+
+/**
+ * Whether `program args` can be run here and exits 0: the probe that decides whether a test that
+ * needs a tool (`tmux -V`, say) runs or is skipped.
+ */
+export async function commandWorks(program: string, args: string[]): Promise<boolean> {
+  try {
+    return (await runCommand(program, args)).code === 0;
+  } catch {
+    return false;
+  }
+}
+
 /** The lines of a program's stderr, without the final empty one. */
 export function stderrLines(result: RunResult): string[] {
   return result.stderr.split("\n").filter((line, i, all) => line !== "" || i < all.length - 1);
+}
+
+/** Where a client connects: a ServerProcess, a fake or seed server, a relay. */
+export interface Endpoint {
+  /** Host name or address, without brackets. */
+  host: string;
+  /** TCP port. */
+  port: number;
+}
+
+/** Runs the real client against `endpoint`: `client.ts HOST PORT ...args`. */
+export function ferry(
+  endpoint: Endpoint,
+  args: string[],
+  options: RunOptions = {},
+): Promise<RunResult> {
+  return runClient([endpoint.host, String(endpoint.port), ...args], options);
+}
+
+/**
+ * A stack trace, an uncaught-error report or a Python traceback on stderr means a failure escaped
+ * the program's own handling. `what` names the run in the message.
+ */
+export function assertNoStackTrace(result: RunResult, what = "stderr"): void {
+  assert.doesNotMatch(result.stderr, /^\s+at /m, `${what}: stack trace:\n${result.stderr}`);
+  assert.doesNotMatch(
+    result.stderr,
+    /error: Uncaught|Traceback/,
+    `${what}: uncaught error:\n${result.stderr}`,
+  );
+}
+
+/** The program exited 0 without a stack trace; on failure the message shows its stderr. */
+export function assertSuccess(result: RunResult, what: string): void {
+  assert.equal(result.code, 0, `${what} failed (exit ${result.code}):\n${result.stderr}`);
+  assertNoStackTrace(result, what);
+}
+
+/** Options for {@link assertOneStderrLine}, {@link assertFailure} and {@link assertUsageError}. */
+export interface OneLineOptions {
+  /** What was run, for the messages. */
+  what: string;
+}
+
+/** Asserts that stderr is exactly one line and that it matches `pattern`; returns the line. */
+export function assertOneStderrLine(
+  result: RunResult,
+  pattern: RegExp,
+  options: OneLineOptions,
+): string {
+  const { what } = options;
+  const lines = stderrLines(result);
+  assert.equal(lines.length, 1, `${what}: expected one line on stderr, got:\n${result.stderr}`);
+  assert.match(lines[0], pattern, `${what}: ${lines[0]}`);
+  return lines[0];
+}
+
+/** Options for {@link assertFailure}. */
+export interface FailureOptions extends OneLineOptions {
+  /**
+   * Accept output on stdout, for a download to stdout that fails part-way (bytes already written
+   * to a pipe cannot be taken back). Off by default: nothing belongs on stdout.
+   */
+  allowStdout?: boolean;
+}
+
+/** Exit 1, no stack trace, exactly one line on stderr matching `pattern`, nothing on stdout. */
+export function assertFailure(result: RunResult, pattern: RegExp, options: FailureOptions): void {
+  const { what } = options;
+  assert.equal(result.code, 1, `${what}: expected exit 1, got ${result.code}:\n${result.stderr}`);
+  assertNoStackTrace(result, what);
+  assertOneStderrLine(result, pattern, options);
+  if (!options.allowStdout) {
+    assert.equal(result.stdout.length, 0, `${what}: nothing belongs on stdout`);
+  }
+}
+
+/** Options for {@link assertUsageError}. */
+export interface UsageErrorOptions extends OneLineOptions {
+  /** What the message must say, besides the program's name and the hint. */
+  pattern?: RegExp;
+}
+
+/**
+ * A usage error of `program` (`ferry` or `ferry-server`): exit 2, no stack trace, nothing on
+ * stdout, and exactly one line on stderr, `PROGRAM: message (try 'PROGRAM --help')`.
+ */
+export function assertUsageError(
+  result: RunResult,
+  program: string,
+  options: UsageErrorOptions,
+): void {
+  const { what } = options;
+  assert.equal(result.code, 2, `${what}: expected exit 2, got ${result.code}:\n${result.stderr}`);
+  assertNoStackTrace(result, what);
+  const line = assertOneStderrLine(result, new RegExp(`^${program}: \\S`), options);
+  if (options.pattern) assert.match(line, options.pattern, what);
+  assert.match(line, new RegExp(` \\(try '${program} --help'\\)$`), what);
+  assert.equal(result.stdout.length, 0, `${what}: nothing belongs on stdout`);
 }

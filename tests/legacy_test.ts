@@ -12,7 +12,15 @@
 
 import assert from "node:assert/strict";
 import {
+  assertFailure,
+  assertNoStackTrace,
+  assertOneStderrLine,
   assertRootHolds,
+  assertSuccess,
+  assertUsageError,
+  collectLines,
+  type Endpoint,
+  ferry,
   filesEqual,
   listDir,
   makeTempDir,
@@ -25,11 +33,11 @@ import {
   type ServerProcess,
   STAGING_DIR,
   startServer,
-  stderrLines,
   type TempDir,
   waitFor,
   writeRandomFile,
 } from "./harness.ts";
+import { concat } from "./wire.ts";
 
 const MiB = 1 << 20;
 /** The big file of the issue: more than one of the seed's 32 MiB chunks. */
@@ -45,12 +53,6 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 // ------------------------------------------------------------------------------------ helpers
-
-/** Where a client connects: a ferry server or a seed server. */
-interface Endpoint {
-  host: string;
-  port: number;
-}
 
 /** A running seed server (`seed_peer.py server`); dispose it to stop it and remove its folder. */
 interface SeedServer extends Endpoint, AsyncDisposable {
@@ -71,24 +73,7 @@ async function startSeedServer(): Promise<SeedServer> {
     stdout: "null",
     stderr: "piped",
   }).spawn();
-  const lines: string[] = [];
-  let listening: ((match: RegExpMatchArray | null) => void) | undefined;
-  const seen = new Promise<RegExpMatchArray | null>((resolve) => listening = resolve);
-  const reading = (async () => {
-    let pending = "";
-    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-      pending += chunk;
-      const parts = pending.split("\n");
-      pending = parts.pop()!;
-      for (const line of parts) {
-        lines.push(line);
-        const match = line.match(/^listening on ([^\s:]+):(\d+)$/);
-        if (match) listening?.(match);
-      }
-    }
-    if (pending !== "") lines.push(pending);
-    listening?.(null);
-  })();
+  const { lines, done: reading, firstMatch } = collectLines(child.stderr);
   const stop = async () => {
     try {
       child.kill("SIGTERM");
@@ -98,12 +83,7 @@ async function startSeedServer(): Promise<SeedServer> {
     await child.status;
     await reading;
   };
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const match = await Promise.race([
-    seen,
-    new Promise<null>((resolve) => timer = setTimeout(() => resolve(null), DEADLINE_MS)),
-  ]);
-  clearTimeout(timer);
+  const match = await firstMatch(/^listening on ([^\s:]+):(\d+)$/, { timeoutMs: DEADLINE_MS });
   if (!match) {
     await stop();
     await temp[Symbol.asyncDispose]();
@@ -153,58 +133,17 @@ function ferryLegacy(
   return runClient(["--legacy", endpoint.host, String(endpoint.port), ...args], options);
 }
 
-/** Runs ferry's client in its own protocol: `client.ts HOST PORT ...args`. */
-function ferry(endpoint: Endpoint, args: string[], options: RunOptions = {}): Promise<RunResult> {
-  return runClient([endpoint.host, String(endpoint.port), ...args], options);
-}
-
 /** Starts ferry's server with the seed protocol on: `server.ts 0 --legacy ...args`. */
 function startLegacyServer(args: string[] = []): Promise<ServerProcess> {
   return startServer({ args: ["--legacy", ...args] });
-}
-
-/** A stack trace or an uncaught-error report means a failure escaped the CLI's handling. */
-function assertNoStackTrace(result: RunResult): void {
-  assert.doesNotMatch(result.stderr, /^\s+at /m, `stack trace in stderr:\n${result.stderr}`);
-  assert.doesNotMatch(result.stderr, /error: Uncaught|Traceback/, `crash:\n${result.stderr}`);
-}
-
-/** The command succeeded; on failure the message shows what the program said. */
-function assertSuccess(result: RunResult, what: string): void {
-  assert.equal(result.code, 0, `${what} failed (exit ${result.code}):\n${result.stderr}`);
-  assertNoStackTrace(result);
-}
-
-/** Exit 1 with exactly one line on stderr (matching `pattern`), nothing on stdout. */
-function assertFailure(result: RunResult, pattern: RegExp, what: string): void {
-  assert.equal(result.code, 1, `${what}: expected exit 1, got ${result.code}:\n${result.stderr}`);
-  assertNoStackTrace(result);
-  const lines = stderrLines(result);
-  assert.equal(lines.length, 1, `${what}: expected one line on stderr, got:\n${result.stderr}`);
-  assert.match(lines[0], pattern, what);
-  assert.equal(result.stdout.length, 0, `${what}: nothing belongs on stdout`);
 }
 
 /** ferry's client succeeded, printed nothing on stdout and said on stderr it could not verify. */
 function assertUnverifiedSuccess(result: RunResult, pattern: RegExp, what: string): void {
   assertSuccess(result, what);
   assert.equal(result.stdout.length, 0, `${what}: messages go to stderr, not stdout`);
-  const lines = stderrLines(result);
-  assert.equal(lines.length, 1, `${what}: one report line, got:\n${result.stderr}`);
-  assert.match(lines[0], pattern, what);
-  assert.match(lines[0], /UNVERIFIED/, `${what}: the report must say nothing was verified`);
-}
-
-/** Exit 2, one line `ferry: ... (try 'ferry --help')`, nothing on stdout. */
-function assertUsageError(result: RunResult, pattern: RegExp, what: string): void {
-  assert.equal(result.code, 2, `${what}: expected exit 2, got ${result.code}:\n${result.stderr}`);
-  assertNoStackTrace(result);
-  const lines = stderrLines(result);
-  assert.equal(lines.length, 1, `${what}: stderr was:\n${result.stderr}`);
-  assert.match(lines[0], /^ferry: /, what);
-  assert.match(lines[0], pattern, what);
-  assert.match(lines[0], / \(try 'ferry --help'\)$/, what);
-  assert.equal(result.stdout.length, 0, `${what}: nothing belongs on stdout`);
+  const line = assertOneStderrLine(result, pattern, { what });
+  assert.match(line, /UNVERIFIED/, `${what}: the report must say nothing was verified`);
 }
 
 /** The seed's client was refused (`cancel`): exit 1, saying so on stderr, nothing on stdout. */
@@ -213,16 +152,6 @@ function assertSeedRefused(result: RunResult, what: string): void {
   assertNoStackTrace(result);
   assert.match(result.stderr, /server answered 'cancel'/, what);
   assert.equal(result.stdout.length, 0, `${what}: nothing on stdout`);
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }
 
 /** Writes all of `bytes` to a raw connection. */
@@ -249,7 +178,7 @@ async function readUntil(
     while (!enough(received)) {
       const n = await conn.read(buffer);
       if (n === null) break;
-      received = concat(received, buffer.subarray(0, n));
+      received = concat([received, buffer.subarray(0, n)]);
     }
   } catch (error) {
     if (timedOut) throw new Error(`No end from the server within ${DEADLINE_MS} ms`);
@@ -513,10 +442,12 @@ Deno.test("ferry --legacy is refused an existing name (exit 1), from a file or s
   const put = await ferryLegacy(peer, ["put", "first.bin", "name.bin"], { cwd: work.path });
   assertUnverifiedSuccess(put, /^Uploaded first\.bin as "name\.bin"/, "put");
   const refused = await ferryLegacy(peer, ["put", "second.bin", "name.bin"], { cwd: work.path });
-  assertFailure(refused, /^ferry: .*cancel.*"name\.bin"/, "put over an existing name");
+  assertFailure(refused, /^ferry: .*cancel.*"name\.bin"/, { what: "put over an existing name" });
   assert.deepEqual(await Deno.readFile(`${peer.root}/name.bin`), first, "seed copy unchanged");
   const piped = await ferryLegacy(peer, ["put", "-", "name.bin"], { stdin: second });
-  assertFailure(piped, /^ferry: .*cancel.*"name\.bin"/, "put from stdin over an existing name");
+  assertFailure(piped, /^ferry: .*cancel.*"name\.bin"/, {
+    what: "put from stdin over an existing name",
+  });
   assert.deepEqual(await Deno.readFile(`${peer.root}/name.bin`), first, "seed copy unchanged");
   assert.deepEqual(await listDir(peer.root), ["name.bin"]);
 });
@@ -527,7 +458,7 @@ Deno.test("ferry --legacy get of a missing name exits 1 and leaves no local file
 
   for (const args of [["missing.bin", "local.bin"], ["missing.bin"], ["missing.bin", "-"]]) {
     const result = await ferryLegacy(peer, ["get", ...args], { cwd: work.path });
-    assertFailure(result, /^ferry: .*cancel.*"missing\.bin"/, `get ${args.join(" ")}`);
+    assertFailure(result, /^ferry: .*cancel.*"missing\.bin"/, { what: `get ${args.join(" ")}` });
     assert.deepEqual(await listDir(work.path), [], "no LOCAL, no LOCAL.part");
   }
 });
@@ -578,7 +509,7 @@ Deno.test("ferry --legacy copes with pass arriving in the same read as the first
     for (let i = 0; i < 2; i++) {
       using conn = await listener.accept();
       requests.push(decoder.decode(await readUntil(conn, (r) => r.length >= "get x.bin".length)));
-      await writeAll(conn, concat(encoder.encode("pass"), i === 0 ? data : data.subarray(0, 10)));
+      await writeAll(conn, concat([encoder.encode("pass"), i === 0 ? data : data.subarray(0, 10)]));
     }
   })();
   const endpoint = { host: "127.0.0.1", port: listener.addr.port };
@@ -599,14 +530,23 @@ Deno.test("ferry --legacy exits 2 on what the seed protocol cannot carry, and 1 
   await using work = await workDir({ "up.txt": encoder.encode("up\n") });
 
   // Usage the seed protocol cannot express: exit 2 before any connection.
-  assertUsageError(await ferryLegacy(peer, ["list", "--json"]), /--json/, "list --json");
-  assertUsageError(await ferryLegacy(peer, ["list", "--long"]), /--long/, "list --long");
+  assertUsageError(await ferryLegacy(peer, ["list", "--json"]), "ferry", {
+    pattern: /--json/,
+    what: "list --json",
+  });
+  assertUsageError(await ferryLegacy(peer, ["list", "--long"]), "ferry", {
+    pattern: /--long/,
+    what: "list --long",
+  });
   assertUsageError(
     await ferryLegacy(peer, ["put", "up.txt", "--resume"], { cwd: work.path }),
-    /--resume/,
-    "put --resume",
+    "ferry",
+    { pattern: /--resume/, what: "put --resume" },
   );
-  assertUsageError(await ferryLegacy(peer, ["get", "x", "--resume"]), /--resume/, "get --resume");
+  assertUsageError(await ferryLegacy(peer, ["get", "x", "--resume"]), "ferry", {
+    pattern: /--resume/,
+    what: "get --resume",
+  });
 
   // The request line is at most 32 bytes: "put " and a 28-byte name fit, one byte more does not.
   const longest = "n".repeat(28);
@@ -614,9 +554,13 @@ Deno.test("ferry --legacy exits 2 on what the seed protocol cannot carry, and 1 
   assertUnverifiedSuccess(fits, /^Uploaded up\.txt as /, "put of a 28-byte name");
   assert.equal(await Deno.readTextFile(`${peer.root}/${longest}`), "up\n");
   const tooLong = await ferryLegacy(peer, ["put", "up.txt", `${longest}n`], { cwd: work.path });
-  assertFailure(tooLong, /^ferry: Name too long for the seed protocol/, "put of a 29-byte name");
+  assertFailure(tooLong, /^ferry: Name too long for the seed protocol/, {
+    what: "put of a 29-byte name",
+  });
   const getLong = await ferryLegacy(peer, ["get", `${longest}n`], { cwd: work.path });
-  assertFailure(getLong, /^ferry: Name too long for the seed protocol/, "get of a 29-byte name");
+  assertFailure(getLong, /^ferry: Name too long for the seed protocol/, {
+    what: "get of a 29-byte name",
+  });
   assert.deepEqual(await listDir(work.path), ["up.txt"], "nothing created locally");
   assert.deepEqual(await listDir(peer.root), [longest]);
 
@@ -625,7 +569,7 @@ Deno.test("ferry --legacy exits 2 on what the seed protocol cannot carry, and 1 
   const port = closed.addr.port;
   closed.close();
   const refused = await ferryLegacy({ host: "127.0.0.1", port }, ["list"]);
-  assertFailure(refused, /^ferry: Cannot connect to .*connection refused/, "no server");
+  assertFailure(refused, /^ferry: Cannot connect to .*connection refused/, { what: "no server" });
 });
 
 Deno.test("ferry --legacy and ferry-server --legacy work with each other too", async () => {
@@ -636,7 +580,7 @@ Deno.test("ferry --legacy and ferry-server --legacy work with each other too", a
   const put = await ferryLegacy(server, ["put", "up.bin"], { cwd: work.path });
   assertUnverifiedSuccess(put, /^Uploaded up\.bin as "up\.bin"/, "put");
   const again = await ferryLegacy(server, ["put", "up.bin"], { cwd: work.path });
-  assertFailure(again, /^ferry: .*cancel.*"up\.bin"/, "put over an existing name");
+  assertFailure(again, /^ferry: .*cancel.*"up\.bin"/, { what: "put over an existing name" });
   const got = await ferryLegacy(server, ["get", "up.bin", "-"]);
   assertSuccess(got, "get to stdout");
   assert.deepEqual(got.stdout, data);
@@ -676,6 +620,8 @@ Deno.test("the seed's client meets a server without --legacy: cancel, exit 1, no
 Deno.test("ferry without --legacy meeting the seed's server exits 1 and suggests --legacy", async () => {
   await using peer = await startSeedServer();
   const result = await ferry(peer, ["list"]);
-  assertFailure(result, /speaks the seed protocol; try --legacy/, "ferry list on a seed server");
+  assertFailure(result, /speaks the seed protocol; try --legacy/, {
+    what: "ferry list on a seed server",
+  });
   assert.deepEqual(await listDir(peer.root), [], "nothing stored by the seed's server");
 });

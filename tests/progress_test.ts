@@ -12,8 +12,12 @@
 
 import assert from "node:assert/strict";
 import {
+  commandWorks,
   makeTempDir,
+  PROGRAM_PERMISSIONS,
   REPO_ROOT,
+  runCommand,
+  type RunResult,
   type ServerProcess,
   startServer,
   waitFor,
@@ -22,7 +26,6 @@ import {
 
 const MiB = 1 << 20;
 const decoder = new TextDecoder();
-const PERMISSIONS = ["--allow-net", "--allow-read", "--allow-write"];
 /** The escape character, kept out of regular expression literals. */
 const ESC = String.fromCharCode(27);
 /** What each redraw and the final clear start with: carriage return, then clear the line. */
@@ -35,21 +38,7 @@ function withEsc(source: string, flags = ""): RegExp {
 const PERCENT = /\s\d{1,3}%/;
 
 /** Whether `tmux` can be run here. */
-async function haveTmux(): Promise<boolean> {
-  try {
-    const out = await new Deno.Command("tmux", {
-      args: ["-V"],
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    return out.success;
-  } catch {
-    return false;
-  }
-}
-
-const TMUX = await haveTmux();
+const TMUX = await commandWorks("tmux", ["-V"]);
 
 /** Quotes a word for sh. */
 function shellQuote(word: string): string {
@@ -70,47 +59,73 @@ interface Output {
   stderr: string;
 }
 
+/** A finished program's output, as text. */
+function asText(result: RunResult): Output {
+  return { code: result.code, stdout: decoder.decode(result.stdout), stderr: result.stderr };
+}
+
 /** Runs `client.ts HOST PORT ...args` with stderr piped (not a terminal) and a chosen NO_COLOR. */
 async function client(server: ServerProcess, args: string[], noColor: boolean): Promise<Output> {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...PERMISSIONS, "client.ts", server.host, String(server.port), ...args],
-    cwd: REPO_ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    clearEnv: true,
-    env: environment(noColor),
-  }).output();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
+  const clientArgs = ["client.ts", server.host, String(server.port), ...args];
+  return asText(
+    await runCommand(Deno.execPath(), ["run", ...PROGRAM_PERMISSIONS, ...clientArgs], {
+      cwd: REPO_ROOT,
+      clearEnv: true,
+      env: environment(noColor),
+    }),
+  );
+}
+
+/** The size of a {@link startTerminal} terminal, in characters. */
+interface TerminalSize {
+  columns: number;
+  rows: number;
+}
+
+/** A real terminal: a detached tmux session running one shell command. */
+interface Terminal extends AsyncDisposable {
+  /** The screen as text (`capture-pane -p`), with any further capture-pane flags. */
+  capture(flags: string[]): Promise<string>;
+  /** The screen's non-empty lines, as text, wrapped lines joined (-J). */
+  lines(): Promise<string[]>;
 }
 
 /**
- * Runs tmux on a private socket (a path in the test's temporary folder), so no other tmux
- * server is ever touched and nothing is left behind.
+ * Starts `command` in a detached tmux session of the given size. tmux runs on a private socket
+ * (a path in `dir`, the test's temporary folder), so no other tmux server is ever touched;
+ * disposing the terminal kills the session and its server, so nothing is left behind.
  */
-async function tmux(socket: string, args: string[]): Promise<Output> {
-  const output = await new Deno.Command("tmux", {
-    args: ["-S", socket, ...args],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
+async function startTerminal(dir: string, command: string, size: TerminalSize): Promise<Terminal> {
+  const socket = `${dir}/tmux.sock`;
+  const session = `ferry-progress-${crypto.randomUUID().slice(0, 8)}`;
+  const tmux = async (args: string[]) => asText(await runCommand("tmux", ["-S", socket, ...args]));
+  const [columns, rows] = [String(size.columns), String(size.rows)];
+  const started = await tmux([
+    "new-session",
+    "-d",
+    "-s",
+    session,
+    "-x",
+    columns,
+    "-y",
+    rows,
+    command,
+  ]);
+  assert.equal(started.code, 0, `tmux new-session failed: ${started.stderr}`);
   return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
+    async capture(flags: string[]): Promise<string> {
+      return (await tmux(["capture-pane", "-p", ...flags, "-t", session])).stdout;
+    },
+    async lines(): Promise<string[]> {
+      const pane = await tmux(["capture-pane", "-p", "-J", "-t", session]);
+      assert.equal(pane.code, 0, `tmux capture-pane failed: ${pane.stderr}`);
+      return pane.stdout.split("\n").map((line) => line.trimEnd()).filter((line) => line !== "");
+    },
+    async [Symbol.asyncDispose]() {
+      await tmux(["kill-session", "-t", session]);
+      await tmux(["kill-server"]);
+    },
   };
-}
-
-/** The pane's non-empty lines, as text, wrapped lines joined (-J). */
-async function paneLines(socket: string, session: string): Promise<string[]> {
-  const pane = await tmux(socket, ["capture-pane", "-p", "-J", "-t", session]);
-  assert.equal(pane.code, 0, `tmux capture-pane failed: ${pane.stderr}`);
-  return pane.stdout.split("\n").map((line) => line.trimEnd()).filter((line) => line !== "");
 }
 
 /** Escape sequences in `text`, each as it appears. */
@@ -127,15 +142,12 @@ Deno.test({
     const file = `${work.path}/pane.bin`;
     // 6 MiB at 2 MiB/s: three seconds of progress to read.
     await writeRandomFile(file, 6 * MiB);
-    const id = crypto.randomUUID().slice(0, 8);
-    const socket = `${work.path}/tmux.sock`;
-    const session = `ferry-progress-${id}`;
     const command = [
       `cd ${shellQuote(REPO_ROOT)} &&`,
       "NO_COLOR=1",
       shellQuote(Deno.execPath()),
       "run",
-      ...PERMISSIONS,
+      ...PROGRAM_PERMISSIONS,
       "client.ts",
       server.host,
       String(server.port),
@@ -146,61 +158,45 @@ Deno.test({
       'echo "exit=$?";',
       "sleep 30",
     ].join(" ");
-    const started = await tmux(socket, [
-      "new-session",
-      "-d",
-      "-s",
-      session,
-      "-x",
-      "120",
-      "-y",
-      "20",
-      command,
-    ]);
-    assert.equal(started.code, 0, `tmux new-session failed: ${started.stderr}`);
-    try {
-      // Live: several different percentages, each time on one line with bytes, rate and ETA.
-      const seen = new Set<string>();
-      let last: string[] = [];
-      await waitFor("two different progress percentages on the pane", async () => {
-        last = await paneLines(socket, session);
-        const progress = last.filter((line) => /ETA/.test(line));
-        if (progress.length === 0) return false;
-        assert.equal(
-          progress.length,
-          1,
-          `one progress line, redrawn in place:\n${last.join("\n")}`,
-        );
-        const line = progress[0];
-        if (!/Uploaded/.test(last.join("\n"))) {
-          assert.match(line, /pane\.bin/, "the line names the file");
-          assert.match(line, PERCENT, `a percentage: ${line}`);
-          assert.match(line, /\d (?:KiB|MiB) \/ 6\.00 MiB/, `bytes of the total: ${line}`);
-          assert.match(line, /MiB\/s/, `a rate: ${line}`);
-          assert.match(line, /ETA \d\d:\d\d/, `an ETA: ${line}`);
-          assert.ok(line.length < 120, "the line fits the terminal");
-          seen.add(PERCENT.exec(line)![0].trim());
-        }
-        return seen.size >= 2;
-      }, { timeoutMs: 20000, intervalMs: 50 }).catch((error) => {
-        throw new Error(`${error.message}; pane:\n${last.join("\n")}`);
-      });
+    await using terminal = await startTerminal(work.path, command, { columns: 120, rows: 20 });
+    // Live: several different percentages, each time on one line with bytes, rate and ETA.
+    const seen = new Set<string>();
+    let last: string[] = [];
+    await waitFor("two different progress percentages on the pane", async () => {
+      last = await terminal.lines();
+      const progress = last.filter((line) => /ETA/.test(line));
+      if (progress.length === 0) return false;
+      assert.equal(
+        progress.length,
+        1,
+        `one progress line, redrawn in place:\n${last.join("\n")}`,
+      );
+      const line = progress[0];
+      if (!/Uploaded/.test(last.join("\n"))) {
+        assert.match(line, /pane\.bin/, "the line names the file");
+        assert.match(line, PERCENT, `a percentage: ${line}`);
+        assert.match(line, /\d (?:KiB|MiB) \/ 6\.00 MiB/, `bytes of the total: ${line}`);
+        assert.match(line, /MiB\/s/, `a rate: ${line}`);
+        assert.match(line, /ETA \d\d:\d\d/, `an ETA: ${line}`);
+        assert.ok(line.length < 120, "the line fits the terminal");
+        seen.add(PERCENT.exec(line)![0].trim());
+      }
+      return seen.size >= 2;
+    }, { timeoutMs: 20000, intervalMs: 50 }).catch((error) => {
+      throw new Error(`${error.message}; pane:\n${last.join("\n")}`);
+    });
 
-      // At the end the progress line is gone: the report took its place, nothing else is left.
-      await waitFor("the client to finish", async () => {
-        last = await paneLines(socket, session);
-        return last.some((line) => line.startsWith("exit="));
-      }, { timeoutMs: 20000, intervalMs: 50 }).catch((error) => {
-        throw new Error(`${error.message}; pane:\n${last.join("\n")}`);
-      });
-      assert.equal(last.length, 2, `only the report and the exit status:\n${last.join("\n")}`);
-      assert.match(last[0], /^Uploaded .*pane\.bin.* as "pane\.bin": 6\.00 MiB in /);
-      assert.equal(last[1], "exit=0");
-      assert.ok(!last.some((line) => /ETA|%/.test(line)), "the progress line was cleared");
-    } finally {
-      await tmux(socket, ["kill-session", "-t", session]);
-      await tmux(socket, ["kill-server"]);
-    }
+    // At the end the progress line is gone: the report took its place, nothing else is left.
+    await waitFor("the client to finish", async () => {
+      last = await terminal.lines();
+      return last.some((line) => line.startsWith("exit="));
+    }, { timeoutMs: 20000, intervalMs: 50 }).catch((error) => {
+      throw new Error(`${error.message}; pane:\n${last.join("\n")}`);
+    });
+    assert.equal(last.length, 2, `only the report and the exit status:\n${last.join("\n")}`);
+    assert.match(last[0], /^Uploaded .*pane\.bin.* as "pane\.bin": 6\.00 MiB in /);
+    assert.equal(last[1], "exit=0");
+    assert.ok(!last.some((line) => /ETA|%/.test(line)), "the progress line was cleared");
   },
 });
 
@@ -212,15 +208,13 @@ Deno.test({
     await using work = await makeTempDir();
     const name = "a-rather-long-file-name-that-cannot-fit-forty-columns.bin";
     await writeRandomFile(`${work.path}/${name}`, 6 * MiB);
-    const socket = `${work.path}/tmux.sock`;
-    const session = `ferry-narrow-${crypto.randomUUID().slice(0, 8)}`;
     // No NO_COLOR: on a terminal the percentage is drawn bold.
     const command = [
       `cd ${shellQuote(work.path)} &&`,
       "unset NO_COLOR;",
       shellQuote(Deno.execPath()),
       "run",
-      ...PERMISSIONS,
+      ...PROGRAM_PERMISSIONS,
       shellQuote(`${REPO_ROOT}client.ts`),
       server.host,
       String(server.port),
@@ -230,41 +224,25 @@ Deno.test({
       "2M;",
       "sleep 30",
     ].join(" ");
-    const started = await tmux(socket, [
-      "new-session",
-      "-d",
-      "-s",
-      session,
-      "-x",
-      "40",
-      "-y",
-      "10",
-      command,
-    ]);
-    assert.equal(started.code, 0, `tmux new-session failed: ${started.stderr}`);
-    try {
-      let last: string[] = [];
-      await waitFor("a progress line on the 40-column pane", async () => {
-        const pane = await tmux(socket, ["capture-pane", "-p", "-e", "-t", session]);
-        last = pane.stdout.split("\n").filter((line) => /ETA/.test(line));
-        return last.length > 0 && !/Uploaded/.test(pane.stdout);
-      }, { timeoutMs: 20000, intervalMs: 50 }).catch((error) => {
-        throw new Error(`${error.message}; lines:\n${last.join("\n")}`);
-      });
-      const line = last[0];
-      const plain = line.replace(withEsc(String.raw`ESC\[[0-9;]*m`, "g"), "").trimEnd();
-      assert.ok(plain.length <= 39, `fits in 39 columns: ${JSON.stringify(plain)}`);
-      assert.match(plain, /^a-\S*…\S*bin\s+\d{1,3}%/, `label shortened: ${plain}`);
-      assert.match(
-        plain,
-        /[\d.]+ (?:KiB|MiB)\/s {2}ETA \d\d:\d\d$/,
-        `rate and ETA whole: ${plain}`,
-      );
-      assert.match(line, withEsc(String.raw`ESC\[1m\s*\d{1,3}%`), `bold: ${JSON.stringify(line)}`);
-    } finally {
-      await tmux(socket, ["kill-session", "-t", session]);
-      await tmux(socket, ["kill-server"]);
-    }
+    await using terminal = await startTerminal(work.path, command, { columns: 40, rows: 10 });
+    let last: string[] = [];
+    await waitFor("a progress line on the 40-column pane", async () => {
+      const pane = await terminal.capture(["-e"]);
+      last = pane.split("\n").filter((line) => /ETA/.test(line));
+      return last.length > 0 && !/Uploaded/.test(pane);
+    }, { timeoutMs: 20000, intervalMs: 50 }).catch((error) => {
+      throw new Error(`${error.message}; lines:\n${last.join("\n")}`);
+    });
+    const line = last[0];
+    const plain = line.replace(withEsc(String.raw`ESC\[[0-9;]*m`, "g"), "").trimEnd();
+    assert.ok(plain.length <= 39, `fits in 39 columns: ${JSON.stringify(plain)}`);
+    assert.match(plain, /^a-\S*…\S*bin\s+\d{1,3}%/, `label shortened: ${plain}`);
+    assert.match(
+      plain,
+      /[\d.]+ (?:KiB|MiB)\/s {2}ETA \d\d:\d\d$/,
+      `rate and ETA whole: ${plain}`,
+    );
+    assert.match(line, withEsc(String.raw`ESC\[1m\s*\d{1,3}%`), `bold: ${JSON.stringify(line)}`);
   },
 });
 
@@ -282,7 +260,7 @@ Deno.test("with stderr to a file there is no progress at all, only the final rep
       log,
       Deno.execPath(),
       "run",
-      ...PERMISSIONS,
+      ...PROGRAM_PERMISSIONS,
       `${REPO_ROOT}client.ts`,
       server.host,
       String(server.port),

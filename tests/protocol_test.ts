@@ -26,6 +26,7 @@ import {
   PREAMBLE_LENGTH,
   PROTOCOL_VERSION,
 } from "../lib/protocol.ts";
+import { concat } from "./wire.ts";
 
 /** A byte stream that yields `bytes` in pieces of `piece` bytes, as a socket might. */
 function byteStream(bytes: Uint8Array, piece = bytes.length || 1): ReadableStream<Uint8Array> {
@@ -56,16 +57,6 @@ function byteStream(bytes: Uint8Array, piece = bytes.length || 1): ReadableStrea
       }
     },
   });
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }
 
 Deno.test("preamble round-trips and starts with NUL", () => {
@@ -100,10 +91,10 @@ Deno.test("frame header round-trips and enforces per-type limits", () => {
 
 Deno.test("control frames carry JSON that survives a split stream", async () => {
   const request = { op: "put", name: "ü a.txt", size: 12, overwrite: true, resume: false };
-  const bytes = concat(
+  const bytes = concat([
     encodeControl(FrameType.REQUEST, request),
     encodeControl(FrameType.END, { size: 3, checksum: "xxh128:00" }),
-  );
+  ]);
   const reader = new FrameReader(byteStream(bytes, 3));
   const first = await reader.readControl();
   assert.equal(first?.type, FrameType.REQUEST);
@@ -122,11 +113,11 @@ Deno.test("a stream cut inside a frame is a protocol error, never a clean end", 
 });
 
 Deno.test("corrupt control payloads are rejected", async () => {
-  const badUtf8 = concat(encodeHeader(FrameType.REQUEST, 2), new Uint8Array([0xc3, 0x28]));
+  const badUtf8 = concat([encodeHeader(FrameType.REQUEST, 2), new Uint8Array([0xc3, 0x28])]);
   await assert.rejects(() => new FrameReader(byteStream(badUtf8)).readControl(), /Malformed/);
-  const notObject = concat(encodeHeader(FrameType.REQUEST, 4), new TextEncoder().encode("[1,2"));
+  const notObject = concat([encodeHeader(FrameType.REQUEST, 4), new TextEncoder().encode("[1,2")]);
   await assert.rejects(() => new FrameReader(byteStream(notObject)).readControl(), /Malformed/);
-  const data = concat(encodeHeader(FrameType.DATA, 1), new Uint8Array([1]));
+  const data = concat([encodeHeader(FrameType.DATA, 1), new Uint8Array([1])]);
   await assert.rejects(() => new FrameReader(byteStream(data)).readControl(), /Unexpected DATA/);
 });
 

@@ -11,40 +11,42 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { authMac } from "../lib/auth.ts";
-import { createChecksum } from "../lib/checksum.ts";
 import {
   decodePreamble,
   encodeControl,
   encodeHeader,
   encodePreamble,
   FrameType,
-  PROTOCOL_VERSION,
 } from "../lib/protocol.ts";
 import {
+  assertFailure,
+  assertSuccess,
+  assertUsageError,
+  type Endpoint,
+  ferry,
   filesEqual,
   listDir,
   makeTempDir,
   pathExists,
   randomBytes,
   REPO_ROOT,
+  RESUME_DIR,
   runClient,
-  type RunOptions,
+  runCommand,
   type RunResult,
   type ServerProcess,
   spawnClient,
+  STAGING_DIR,
   startServer,
-  stderrLines,
+  storedFiles,
   type TempDir,
   waitFor,
+  waitForEmptyStaging,
   writeRandomFile,
 } from "./harness.ts";
+import { checksumOf, concat, contains, dataFrame, serveOnce, Wire } from "./wire.ts";
 
 const MiB = 1 << 20;
-const STAGING = ".ferry-staging";
-/** The server's hidden folder of interrupted uploads kept for `put --resume`. */
-const RESUME = ".ferry-resume";
-/** Longest any single raw read may wait before the test fails instead of hanging. */
-const READ_TIMEOUT_MS = 10000;
 /** "Within seconds": a bound well under the client's 15 s connect timeout, not a benchmark. */
 const PROMPT_MS = 10000;
 
@@ -52,43 +54,6 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 // ------------------------------------------------------------------------------------ helpers
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
-
-function dataFrame(bytes: Uint8Array): Uint8Array {
-  return concat(encodeHeader(FrameType.DATA, bytes.length), bytes);
-}
-
-async function checksumOf(bytes: Uint8Array): Promise<string> {
-  const checksum = await createChecksum();
-  checksum.update(bytes);
-  return checksum.digest();
-}
-
-/** True if `needle` occurs anywhere in `haystack`. */
-function contains(haystack: Uint8Array, needle: Uint8Array): boolean {
-  return Buffer.from(haystack.buffer, haystack.byteOffset, haystack.length)
-    .indexOf(Buffer.from(needle.buffer, needle.byteOffset, needle.length)) !== -1;
-}
-
-/** Where a client should connect. */
-interface Endpoint {
-  host: string;
-  port: number;
-}
-
-/** The real client: `client.ts HOST PORT ...args`. */
-function ferry(target: Endpoint, args: string[], options: RunOptions = {}): Promise<RunResult> {
-  return runClient([target.host, String(target.port), ...args], options);
-}
 
 /** Runs the client and measures how long it took, in milliseconds. */
 async function timedFerry(
@@ -100,56 +65,10 @@ async function timedFerry(
   return { result, ms: performance.now() - started };
 }
 
-function assertNoStackTrace(result: RunResult, what: string): void {
-  assert.doesNotMatch(result.stderr, /^\s+at |error: Uncaught/m, `${what}:\n${result.stderr}`);
-}
-
-function assertSuccess(result: RunResult, what: string): void {
-  assert.equal(result.code, 0, `${what} failed (exit ${result.code}):\n${result.stderr}`);
-  assertNoStackTrace(result, what);
-}
-
-/** Exit 1 with exactly one line on stderr, matching `pattern`, and no stack trace. */
-function assertFailure(result: RunResult, pattern: RegExp, what: string): void {
-  assert.equal(result.code, 1, `${what}: expected exit 1, got ${result.code}:\n${result.stderr}`);
-  assertNoStackTrace(result, what);
-  const lines = stderrLines(result);
-  assert.equal(lines.length, 1, `${what}: expected one line on stderr, got:\n${result.stderr}`);
-  assert.match(lines[0], pattern, `${what}: ${lines[0]}`);
-}
-
-/** Exit 2, a one-line message, optionally followed by the usual hint to use --help. */
-function assertUsageError(result: RunResult, program: string, pattern: RegExp, what: string) {
-  assert.equal(result.code, 2, `${what}: expected exit 2, got ${result.code}:\n${result.stderr}`);
-  assertNoStackTrace(result, what);
-  const lines = stderrLines(result);
-  assert.ok(lines.length >= 1 && lines.length <= 2, `${what}: stderr was:\n${result.stderr}`);
-  assert.match(lines[0], new RegExp(`^${program}: `), what);
-  assert.match(lines[0], pattern, what);
-  if (lines.length === 2) assert.match(lines[1], /--help/, what);
-}
-
-/** Regular files under `root`, `/`-separated, skipping the server's own `.ferry-*` folders. */
-async function storedFiles(root: string): Promise<string[]> {
-  const found: string[] = [];
-  const walk = async (dir: string, prefix: string) => {
-    for await (const entry of Deno.readDir(dir)) {
-      if (prefix === "" && entry.name.startsWith(".ferry-")) continue;
-      if (entry.isDirectory) await walk(`${dir}/${entry.name}`, `${prefix}${entry.name}/`);
-      else found.push(prefix + entry.name);
-    }
-  };
-  await walk(root, "");
-  return found.sort();
-}
-
 /** The root holds exactly `names`, and no upload is left in staging. */
 async function assertStored(server: ServerProcess, names: string[], what: string) {
   assert.deepEqual(await storedFiles(server.root), [...names].sort(), `${what}: stored files`);
-  await waitFor(
-    `${what}: the staging folder to empty`,
-    async () => (await listDir(`${server.root}/${STAGING}`)).length === 0,
-  );
+  await waitForEmptyStaging(server.root, { what });
 }
 
 /** Writes a token file (with the usual trailing newline) and returns its path and bytes. */
@@ -162,149 +81,12 @@ async function writeToken(dir: string, name: string): Promise<{ path: string; to
 
 // --------------------------------------------------------------------------- raw connections
 
-/** A frame as read off the wire. */
-interface Frame {
-  type: number;
-  payload: Uint8Array;
-  json?: Record<string, unknown>;
-}
-
 /**
- * One raw TCP connection with a read buffer, for what the client cannot do: hold a connection
- * open, stall mid-frame, or send a wrong proof. Every read is bounded.
+ * A raw connection to `target`, for what the client cannot do: hold a connection open, stall
+ * mid-frame, or send a wrong proof. An aborted connection counts as closed, as a reset does.
  */
-class Raw implements Disposable {
-  #conn: Deno.Conn;
-  #pending: Uint8Array = new Uint8Array(0);
-  #eof = false;
-  #closed = false;
-
-  constructor(conn: Deno.Conn) {
-    this.#conn = conn;
-  }
-
-  static async open(target: Endpoint): Promise<Raw> {
-    return new Raw(await Deno.connect({ hostname: target.host, port: target.port }));
-  }
-
-  async write(bytes: Uint8Array): Promise<void> {
-    for (let offset = 0; offset < bytes.length;) {
-      offset += await this.#conn.write(bytes.subarray(offset));
-    }
-  }
-
-  /** Reads more bytes; false at the end of the stream (a reset counts as the end). */
-  async #fill(timeoutMs: number): Promise<boolean> {
-    if (this.#eof) return false;
-    const buffer = new Uint8Array(65536);
-    const reading = this.#conn.read(buffer);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<"timeout">((resolve) => {
-      timer = setTimeout(() => resolve("timeout"), timeoutMs);
-    });
-    let n: number | null | "timeout";
-    try {
-      n = await Promise.race([reading, timeout]);
-    } catch (error) {
-      if (
-        !(error instanceof Deno.errors.ConnectionReset) &&
-        !(error instanceof Deno.errors.ConnectionAborted)
-      ) throw error;
-      n = null;
-    } finally {
-      clearTimeout(timer);
-    }
-    if (n === "timeout") {
-      this.close();
-      await reading.catch(() => {});
-      throw new Error(`Peer sent nothing for ${timeoutMs} ms`);
-    }
-    if (n === null) {
-      this.#eof = true;
-      return false;
-    }
-    this.#pending = concat(this.#pending, buffer.subarray(0, n));
-    return true;
-  }
-
-  /** Exactly `n` bytes, or null if the stream ends first. */
-  async readExact(n: number, timeoutMs = READ_TIMEOUT_MS): Promise<Uint8Array | null> {
-    while (this.#pending.length < n) {
-      if (!await this.#fill(timeoutMs)) return null;
-    }
-    const out = this.#pending.slice(0, n);
-    this.#pending = this.#pending.slice(n);
-    return out;
-  }
-
-  /** One frame; null on a clean end of the stream between frames. */
-  async readFrame(timeoutMs = READ_TIMEOUT_MS): Promise<Frame | null> {
-    const header = await this.readExact(5, timeoutMs);
-    if (!header) {
-      assert.equal(this.#pending.length, 0, "stream ended inside a frame header");
-      return null;
-    }
-    const view = new DataView(header.buffer);
-    const type = view.getUint8(0);
-    const payload = await this.readExact(view.getUint32(1), timeoutMs);
-    assert.ok(payload, `stream ended inside a frame of type ${type}`);
-    if (type === FrameType.DATA) return { type, payload };
-    return { type, payload, json: JSON.parse(decoder.decode(payload)) };
-  }
-
-  /** Reads a frame of the given type and returns its JSON. */
-  async expectFrame(type: number, what: string): Promise<Record<string, unknown>> {
-    const frame = await this.readFrame();
-    assert.ok(frame, `${what}: connection closed instead of frame ${type}`);
-    assert.equal(
-      frame.type,
-      type,
-      `${what}: got frame ${frame.type} ${JSON.stringify(frame.json)}`,
-    );
-    return frame.json ?? {};
-  }
-
-  /** Preamble and HELLO out, preamble and WELCOME back; returns the WELCOME. */
-  async handshake(): Promise<Record<string, unknown>> {
-    await this.write(
-      concat(encodePreamble(), encodeControl(FrameType.HELLO, { client: "raw-test/1" })),
-    );
-    const preamble = await this.readExact(8);
-    assert.ok(preamble, "server closed during the handshake");
-    assert.equal(decodePreamble(preamble), PROTOCOL_VERSION);
-    return await this.expectFrame(FrameType.WELCOME, "handshake");
-  }
-
-  /**
-   * Waits for the peer to close, discarding what it sends; resolves with the milliseconds that
-   * took. Throws if the connection is still open after `timeoutMs`.
-   */
-  async waitForClose(timeoutMs: number): Promise<number> {
-    const started = performance.now();
-    while (true) {
-      const left = timeoutMs - (performance.now() - started);
-      if (left <= 0) {
-        this.close();
-        throw new Error(`Server kept the connection open for over ${timeoutMs} ms`);
-      }
-      this.#pending = new Uint8Array(0);
-      if (!await this.#fill(left)) return performance.now() - started;
-    }
-  }
-
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    try {
-      this.#conn.close();
-    } catch {
-      // Already closed.
-    }
-  }
-
-  [Symbol.dispose](): void {
-    this.close();
-  }
+function openRaw(target: Endpoint): Promise<Wire> {
+  return Wire.connect(target, { abortIsEnd: true });
 }
 
 // ------------------------------------------------------------------------------ TCP recorder
@@ -394,7 +176,7 @@ class Relay implements AsyncDisposable, Endpoint {
 
   /** Everything recorded, both directions. */
   recorded(): Uint8Array {
-    return concat(...this.toServer, ...this.toClient);
+    return concat([...this.toServer, ...this.toClient]);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -424,11 +206,8 @@ interface Pki extends AsyncDisposable {
 }
 
 async function openssl(args: string[], cwd: string): Promise<void> {
-  const output = await new Deno.Command("openssl", { args, cwd, stdout: "piped", stderr: "piped" })
-    .output();
-  if (!output.success) {
-    throw new Error(`openssl ${args.join(" ")} failed:\n${decoder.decode(output.stderr)}`);
-  }
+  const output = await runCommand("openssl", args, { cwd });
+  if (output.code !== 0) throw new Error(`openssl ${args.join(" ")} failed:\n${output.stderr}`);
 }
 
 /** A CA and a leaf certificate signed by it, made now in a temporary folder. */
@@ -521,16 +300,16 @@ Deno.test("--read-only refuses uploads (exit 1, nothing stored) but serves downl
 
   await using server = await startServer({ root, args: ["--read-only"] });
   const fromFile = await ferry(server, ["put", `${base.path}/upload.bin`, "new.bin"]);
-  assertFailure(fromFile, /read-only/i, "put of a file to a read-only server");
+  assertFailure(fromFile, /read-only/i, { what: "put of a file to a read-only server" });
   const fromStdin = await ferry(server, ["put", "-", "piped.bin"], { stdin: randomBytes(5000) });
-  assertFailure(fromStdin, /read-only/i, "put from stdin to a read-only server");
+  assertFailure(fromStdin, /read-only/i, { what: "put from stdin to a read-only server" });
   const replace = await ferry(server, [
     "put",
     "--overwrite",
     `${base.path}/upload.bin`,
     "shared.bin",
   ]);
-  assertFailure(replace, /read-only/i, "put --overwrite to a read-only server");
+  assertFailure(replace, /read-only/i, { what: "put --overwrite to a read-only server" });
   await server.waitForLog(/ put "new\.bin" 0 bytes refused \(read_only/);
   await server.waitForLog(/ put "piped\.bin" 0 bytes refused \(read_only/);
 
@@ -572,12 +351,12 @@ Deno.test("--token-file: the right token is served; a missing or wrong one is re
     const op of [["put", `${dir.path}/data.bin`, "none.bin"], ["get", "ok.bin", "-"], ["list"]]
   ) {
     const result = await ferry(server, op);
-    assertFailure(result, /requires a token.*--token-file/, `${op[0]} without a token`);
+    assertFailure(result, /requires a token.*--token-file/, { what: `${op[0]} without a token` });
     assert.equal(result.stdout.length, 0, `${op[0]} without a token: no data`);
   }
   for (const op of [["put", `${dir.path}/data.bin`, "wrong.bin"], ["get", "ok.bin", "-"]]) {
     const result = await ferry(server, ["--token-file", wrong.path, ...op]);
-    assertFailure(result, /wrong token/i, `${op[0]} with the wrong token`);
+    assertFailure(result, /wrong token/i, { what: `${op[0]} with the wrong token` });
     assert.equal(result.stdout.length, 0, `${op[0]} with the wrong token: no data`);
   }
   await server.waitForLog(/refused: Wrong token/);
@@ -594,27 +373,27 @@ Deno.test("--token-file: raw requests without a valid proof are refused and neve
   const right = await writeToken(dir.path, "right.token");
   await using server = await startServer({ args: ["--token-file", right.path] });
   const data = randomBytes(10000);
-  const put = concat(
+  const put = concat([
     encodeControl(FrameType.REQUEST, { op: "put", name: "sneak.bin", size: data.length }),
     dataFrame(data),
     encodeControl(FrameType.END, { size: data.length, checksum: await checksumOf(data) }),
-  );
+  ]);
 
   // A wrong proof, with a whole upload pipelined behind it.
   {
-    using raw = await Raw.open(server);
+    using raw = await openRaw(server);
     const welcome = await raw.handshake();
     assert.match(String(welcome.challenge), /^[0-9a-f]{64}$/, "the server sends a challenge");
     assert.ok((welcome.features as string[]).includes("auth"));
     const forged = { nonce: "1".repeat(64), mac: "2".repeat(64) };
-    await raw.write(concat(encodeControl(FrameType.AUTH, forged), put));
+    await raw.write(concat([encodeControl(FrameType.AUTH, forged), put]));
     const error = await raw.expectFrame(FrameType.ERROR, "forged AUTH");
     assert.equal(error.code, "denied", JSON.stringify(error));
     await raw.waitForClose(PROMPT_MS);
   }
   // No proof at all: straight to the request.
   {
-    using raw = await Raw.open(server);
+    using raw = await openRaw(server);
     await raw.handshake();
     await raw.write(put);
     const error = await raw.expectFrame(FrameType.ERROR, "REQUEST without AUTH");
@@ -623,16 +402,16 @@ Deno.test("--token-file: raw requests without a valid proof are refused and neve
   }
   // A proof for a different challenge (replayed from another connection) fails too.
   {
-    using first = await Raw.open(server);
+    using first = await openRaw(server);
     const challenge = String((await first.handshake()).challenge);
-    using second = await Raw.open(server);
+    using second = await openRaw(server);
     const other = String((await second.handshake()).challenge);
     assert.notEqual(challenge, other, "every connection gets a fresh challenge");
     first.close();
     const token = encoder.encode(right.token);
     const nonce = "3".repeat(64);
     const stale = authMac(token, { role: "client", challenge, nonce });
-    await second.write(concat(encodeControl(FrameType.AUTH, { nonce, mac: stale }), put));
+    await second.write(concat([encodeControl(FrameType.AUTH, { nonce, mac: stale }), put]));
     const error = await second.expectFrame(FrameType.ERROR, "replayed AUTH");
     assert.equal(error.code, "denied", JSON.stringify(error));
     await second.waitForClose(PROMPT_MS);
@@ -655,7 +434,7 @@ Deno.test("a client with a token refuses a server that does not ask for one", as
     `${dir.path}/data.bin`,
     "leak.bin",
   ]);
-  assertFailure(result, /did not ask for the token/, "token client, tokenless server");
+  assertFailure(result, /did not ask for the token/, { what: "token client, tokenless server" });
   assert.equal(result.stdout.length, 0);
   await assertStored(server, [], "tokenless server");
   // Control: the same upload without --token-file is stored, so the refusal was the client's.
@@ -668,49 +447,27 @@ Deno.test("a client refuses a server that cannot prove it holds the token", asyn
   const token = await writeToken(dir.path, "client.token");
   await Deno.writeFile(`${dir.path}/data.bin`, randomBytes(1000));
   // A fake server that challenges, accepts any answer and sends a made-up proof.
-  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
   let sawRequest = false;
-  let connected = false;
-  const fake = (async () => {
-    let conn: Deno.Conn;
-    try {
-      conn = await listener.accept();
-    } catch (error) {
-      if (error instanceof Deno.errors.BadResource) return; // closed: the client never came
-      throw error;
-    }
-    connected = true;
-    using raw = new Raw(conn);
-    const preamble = await raw.readExact(8);
-    assert.ok(preamble);
-    await raw.expectFrame(FrameType.HELLO, "fake server");
-    await raw.write(concat(
-      encodePreamble(),
-      encodeControl(FrameType.WELCOME, {
-        server: "fake/0",
-        features: ["auth"],
-        challenge: "a".repeat(64),
-      }),
-    ));
+  const result = await serveOnce(async (conn) => {
+    using raw = new Wire(conn, { abortIsEnd: true });
+    await raw.acceptHandshake({
+      welcome: { server: "fake/0", features: ["auth"], challenge: "a".repeat(64) },
+    });
     const auth = await raw.expectFrame(FrameType.AUTH, "fake server");
     assert.match(String(auth.mac), /^[0-9a-f]{64}$/);
     await raw.write(encodeControl(FrameType.OK, { mac: "b".repeat(64) }));
     const next = await raw.readFrame().catch(() => null);
     sawRequest = next?.type === FrameType.REQUEST;
-  })();
-  const result = await runClient([
-    "127.0.0.1",
-    String(port),
-    "--token-file",
-    token.path,
-    "put",
-    `${dir.path}/data.bin`,
-  ]);
-  listener.close();
-  await fake;
-  assert.ok(connected, `the client never connected: ${result.stderr}`);
-  assertFailure(result, /could not prove it holds the token/, "impostor server");
+  }, (port) =>
+    runClient([
+      "127.0.0.1",
+      String(port),
+      "--token-file",
+      token.path,
+      "put",
+      `${dir.path}/data.bin`,
+    ]));
+  assertFailure(result, /could not prove it holds the token/, { what: "impostor server" });
   assert.equal(sawRequest, false, "the client sent no request to the impostor");
 });
 
@@ -736,7 +493,7 @@ Deno.test("the token never crosses the wire (plain TCP, recorded by a relay)", a
   const wire = relay.recorded();
   // The recorder works: in plain TCP the file contents are plainly visible.
   assert.ok(contains(wire, marker), "the relay recorded the (unencrypted) file contents");
-  assert.ok(contains(concat(...relay.toServer), encodePreamble()), "plain ferry went through");
+  assert.ok(contains(concat(relay.toServer), encodePreamble()), "plain ferry went through");
   const tokenBytes = encoder.encode(token);
   assert.ok(!contains(wire, tokenBytes), "the token itself never crosses the wire");
   assert.ok(!contains(wire, encoder.encode(btoa(token))), "nor its base64");
@@ -790,7 +547,7 @@ Deno.test("a plain client against a TLS server fails in one line within seconds;
   await using server = await startServer({ args: tlsArgs(pki) });
   for (const args of [["list"], ["get", "x.bin", "-"]]) {
     const { result, ms } = await timedFerry(server, args);
-    assertFailure(result, /^ferry: .*TLS/, `plain ${args[0]} against TLS`);
+    assertFailure(result, /^ferry: .*TLS/, { what: `plain ${args[0]} against TLS` });
     assert.equal(result.stdout.length, 0);
     assert.ok(ms < PROMPT_MS, `plain client against TLS took ${ms.toFixed(0)} ms`);
   }
@@ -811,7 +568,9 @@ Deno.test("a TLS client against a plain server fails in one line within seconds;
     const started = performance.now();
     const result = await ferry(server, ["--ca", pki.ca, ...args], { stdin: "data" });
     const ms = performance.now() - started;
-    assertFailure(result, /^ferry: TLS handshake .*failed/, `TLS ${args[0]} against plain`);
+    assertFailure(result, /^ferry: TLS handshake .*failed/, {
+      what: `TLS ${args[0]} against plain`,
+    });
     assert.ok(ms < PROMPT_MS, `TLS client against plain took ${ms.toFixed(0)} ms`);
   }
   await server.waitForLog(/refused: TLS client/);
@@ -830,7 +589,9 @@ Deno.test("TLS with a CA that did not sign the server's certificate fails, and s
   await using server = await startServer({ args: tlsArgs(pki) });
   for (const trust of [["--ca", pki.otherCa], ["--tls"]]) {
     const { result, ms } = await timedFerry(server, [...trust, "put", pki.ca, "ca.pem"]);
-    assertFailure(result, /TLS handshake .*failed/, `TLS client trusting ${trust.join(" ")}`);
+    assertFailure(result, /TLS handshake .*failed/, {
+      what: `TLS client trusting ${trust.join(" ")}`,
+    });
     assert.ok(ms < PROMPT_MS, `wrong-CA failure took ${ms.toFixed(0)} ms`);
   }
   await assertStored(server, [], "after wrong CAs");
@@ -848,13 +609,15 @@ Deno.test("--max-size refuses a known-size upload over the limit before any data
   await using server = await startServer({ args: ["--max-size", "1M"] });
 
   const result = await ferry(server, ["put", `${dir.path}/big.bin`]);
-  assertFailure(result, /over the server's limit of 1\.00 MiB/, "2 MiB put over a 1M limit");
+  assertFailure(result, /over the server's limit of 1\.00 MiB/, {
+    what: "2 MiB put over a 1M limit",
+  });
   await server.waitForLog(/ put "big\.bin" 0 bytes refused \(too_large/);
   await assertStored(server, [], "after the refused put");
 
   // On the wire: the announcement alone is refused; the server asks for no data.
   {
-    using raw = await Raw.open(server);
+    using raw = await openRaw(server);
     await raw.handshake();
     await raw.write(
       encodeControl(FrameType.REQUEST, { op: "put", name: "raw.bin", size: MiB + 1 }),
@@ -877,9 +640,9 @@ Deno.test("--max-size refuses a known-size upload over the limit before any data
 Deno.test("--max-size cuts off a streamed upload over the limit; one at the limit is stored", async () => {
   await using server = await startServer({ args: ["--max-size", "1M"] });
   const over = await ferry(server, ["put", "-", "over.bin"], { stdin: randomBytes(3 * MiB) });
-  assertFailure(over, /over the server's limit/, "3 MiB from stdin over a 1M limit");
+  assertFailure(over, /over the server's limit/, { what: "3 MiB from stdin over a 1M limit" });
   const byOne = await ferry(server, ["put", "-", "by-one.bin"], { stdin: randomBytes(MiB + 1) });
-  assertFailure(byOne, /over the server's limit/, "1 MiB + 1 from stdin over a 1M limit");
+  assertFailure(byOne, /over the server's limit/, { what: "1 MiB + 1 from stdin over a 1M limit" });
   await server.waitForLog(/ put "over\.bin" \d+ bytes failed \(too_large/);
   await server.waitForLog(/ put "by-one\.bin" \d+ bytes failed \(too_large/);
   await assertStored(server, [], "after the cut uploads");
@@ -887,7 +650,7 @@ Deno.test("--max-size cuts off a streamed upload over the limit; one at the limi
   // A stream of small DATA frames is cut as soon as it passes the limit, without waiting for
   // the end: the test sends 1.25 MiB and then nothing more, and the refusal must still come.
   {
-    using raw = await Raw.open(server);
+    using raw = await openRaw(server);
     await raw.handshake();
     await raw.write(encodeControl(FrameType.REQUEST, { op: "put", name: "raw.bin", size: null }));
     await raw.expectFrame(FrameType.OK, "streamed put accepted");
@@ -913,18 +676,16 @@ Deno.test("--max-size: an upload a byte over is told both sizes in bytes, as rou
   await using dir = await makeTempDir();
   await writeRandomFile(`${dir.path}/by-one.bin`, MiB + 1);
   const result = await ferry(server, ["put", `${dir.path}/by-one.bin`]);
-  assertFailure(
-    result,
-    /Upload of 1048577 bytes is over the server's limit of 1048576 bytes$/,
-    "a known-size put one byte over",
-  );
+  assertFailure(result, /Upload of 1048577 bytes is over the server's limit of 1048576 bytes$/, {
+    what: "a known-size put one byte over",
+  });
   {
     // Streamed, the refusal comes as the byte arrives; "1.00 MiB" would not explain it either.
-    using raw = await Raw.open(server);
+    using raw = await openRaw(server);
     await raw.handshake();
     await raw.write(encodeControl(FrameType.REQUEST, { op: "put", name: "raw.bin", size: null }));
     await raw.expectFrame(FrameType.OK, "streamed put accepted");
-    await raw.write(concat(dataFrame(randomBytes(MiB)), dataFrame(randomBytes(1))));
+    await raw.write(concat([dataFrame(randomBytes(MiB)), dataFrame(randomBytes(1))]));
     const error = await raw.expectFrame(FrameType.ERROR, "stream one byte past the limit");
     assert.deepEqual(error, {
       code: "too_large",
@@ -938,18 +699,18 @@ Deno.test("--max-size: an upload a byte over is told both sizes in bytes, as rou
 
 Deno.test("--max-connections 2: a third client is told the server is busy at once, and served once a slot frees", async () => {
   await using server = await startServer({ args: ["--max-connections", "2"] });
-  using first = await Raw.open(server);
+  using first = await openRaw(server);
   await first.handshake();
-  using second = await Raw.open(server);
+  using second = await openRaw(server);
   await second.handshake();
 
   const { result, ms } = await timedFerry(server, ["list"]);
-  assertFailure(result, /busy/i, "third connection");
+  assertFailure(result, /busy/i, { what: "third connection" });
   assert.ok(ms < PROMPT_MS, `the busy refusal took ${ms.toFixed(0)} ms`);
   await server.waitForLog(/refused: busy \(2 connections\)/);
   {
     // On the wire: the ferry preamble, one ERROR busy, and the server hangs up.
-    using third = await Raw.open(server);
+    using third = await openRaw(server);
     const preamble = await third.readExact(8);
     assert.ok(preamble, "a busy server still answers");
     decodePreamble(preamble);
@@ -967,8 +728,9 @@ Deno.test("--max-connections 2: a third client is told the server is busy at onc
   let served: RunResult | undefined;
   await waitFor("a client to be served after a slot frees", async () => {
     const attempt = await ferry(server, ["put", "-", "later.txt"], { stdin: "later\n" });
-    if (attempt.code !== 0) assertFailure(attempt, /busy/i, "attempt while the slot frees");
-    else served = attempt;
+    if (attempt.code !== 0) {
+      assertFailure(attempt, /busy/i, { what: "attempt while the slot frees" });
+    } else served = attempt;
     return attempt.code === 0;
   });
   assertSuccess(served!, "put after a slot freed");
@@ -979,13 +741,13 @@ Deno.test("--max-connections 2: a third client is told the server is busy at onc
 
 Deno.test("--idle-timeout 1 closes silent connections in any phase and removes a stalled upload's staging file", async () => {
   await using server = await startServer({ args: ["--idle-timeout", "1"] });
-  const staging = `${server.root}/${STAGING}`;
+  const staging = `${server.root}/${STAGING_DIR}`;
   const data = randomBytes(MiB);
 
   const silentOpened = performance.now();
-  using silent = await Raw.open(server);
-  using greeted = await Raw.open(server);
-  using stalled = await Raw.open(server);
+  using silent = await openRaw(server);
+  using greeted = await openRaw(server);
+  using stalled = await openRaw(server);
   await greeted.handshake();
   await stalled.handshake();
   await stalled.write(
@@ -1031,7 +793,7 @@ Deno.test("--idle-timeout 1 does not cut an upload that keeps sending, however s
   // client sends them.
   await using server = await startServer({ args: ["--idle-timeout", "1"] });
   const data = randomBytes(MiB);
-  using raw = await Raw.open(server);
+  using raw = await openRaw(server);
   await raw.handshake();
   await raw.write(
     encodeControl(FrameType.REQUEST, { op: "put", name: "slow.bin", size: data.length }),
@@ -1092,11 +854,7 @@ Deno.test("--idle-timeout 1 does not cut a piped upload whose producer keeps wri
 /** The kernel's largest TCP send buffer: Linux's third `tcp_wmem` figure, 4 MiB if unknown. */
 async function maxSendBuffer(): Promise<number> {
   try {
-    const output = await new Deno.Command("cat", {
-      args: ["/proc/sys/net/ipv4/tcp_wmem"],
-      stdout: "piped",
-      stderr: "null",
-    }).output();
+    const output = await runCommand("cat", ["/proc/sys/net/ipv4/tcp_wmem"]);
     const max = Number(decoder.decode(output.stdout).trim().split(/\s+/)[2]);
     if (Number.isSafeInteger(max) && max > 0) return max;
   } catch {
@@ -1134,7 +892,7 @@ Deno.test("--idle-timeout 1 does not cut a download read slower than one frame p
 Deno.test("--idle-timeout 1 cuts a download whose client reads nothing, after four idle periods", async () => {
   await using server = await startServer({ args: ["--idle-timeout", "1"] });
   await writeRandomFile(`${server.root}/big.bin`, 32 * MiB);
-  using raw = await Raw.open(server);
+  using raw = await openRaw(server);
   await raw.handshake();
   const asked = performance.now();
   await raw.write(encodeControl(FrameType.REQUEST, { op: "get", name: "big.bin" }));
@@ -1150,7 +908,7 @@ Deno.test("--idle-timeout 1 cuts a download whose client reads nothing, after fo
 
 Deno.test("--idle-timeout 1 cutting an upload tells the client why and keeps nothing for a resume", async () => {
   await using server = await startServer({ args: ["--idle-timeout", "1"] });
-  using raw = await Raw.open(server);
+  using raw = await openRaw(server);
   await raw.handshake();
   await raw.write(
     encodeControl(FrameType.REQUEST, { op: "put", name: "stall.bin", size: 4 * MiB }),
@@ -1159,9 +917,9 @@ Deno.test("--idle-timeout 1 cutting an upload tells the client why and keeps not
   // Half of a known-size upload: what a client that went away would have had kept.
   await raw.write(dataFrame(randomBytes(2 * MiB)));
   await waitFor("2 MiB in the staging file", async () => {
-    const files = await listDir(`${server.root}/${STAGING}`);
+    const files = await listDir(`${server.root}/${STAGING_DIR}`);
     if (files.length !== 1) return false;
-    const info = await Deno.stat(`${server.root}/${STAGING}/${files[0]}`).catch(() => null);
+    const info = await Deno.stat(`${server.root}/${STAGING_DIR}/${files[0]}`).catch(() => null);
     return info !== null && info.size >= 2 * MiB;
   });
   const error = await raw.expectFrame(FrameType.ERROR, "idle cut mid-upload");
@@ -1172,7 +930,7 @@ Deno.test("--idle-timeout 1 cutting an upload tells the client why and keeps not
   await raw.waitForClose(PROMPT_MS);
   await server.waitForLog(/ put "stall\.bin" 2097152 bytes cut \(idle for 1 s\) /);
   await assertStored(server, [], "after the idle cut");
-  assert.deepEqual(await listDir(`${server.root}/${RESUME}`), [], "nothing kept for a resume");
+  assert.deepEqual(await listDir(`${server.root}/${RESUME_DIR}`), [], "nothing kept for a resume");
 });
 
 // -------------------------------------------------------------------- start line and warning
@@ -1292,7 +1050,10 @@ Deno.test("--legacy with a token or TLS will not start (exit 2, one line), on th
     ] as const
   ) {
     const result = await runServerBounded(["0", "--root", root, "--legacy", ...args]);
-    assertUsageError(result, "ferry-server", /--legacy cannot be combined/, `server: ${what}`);
+    assertUsageError(result, "ferry-server", {
+      pattern: /--legacy cannot be combined/,
+      what: `server: ${what}`,
+    });
     assert.equal(await pathExists(root), false, `server with --legacy and ${what} did not start`);
   }
   for (
@@ -1303,7 +1064,10 @@ Deno.test("--legacy with a token or TLS will not start (exit 2, one line), on th
     ] as const
   ) {
     const result = await runClient(["127.0.0.1", "9", "--legacy", ...args, "list"]);
-    assertUsageError(result, "ferry", /--legacy cannot be combined/, `client: ${what}`);
+    assertUsageError(result, "ferry", {
+      pattern: /--legacy cannot be combined/,
+      what: `client: ${what}`,
+    });
     assert.equal(result.stdout.length, 0);
   }
 });

@@ -8,22 +8,18 @@
  */
 
 import assert from "node:assert/strict";
-import { createChecksum } from "../lib/checksum.ts";
+import { encodeControl, encodeHeader, encodePreamble, FrameType } from "../lib/protocol.ts";
 import {
-  decodePreamble,
-  encodeControl,
-  encodeHeader,
-  encodePreamble,
-  FrameType,
-  PROTOCOL_VERSION,
-} from "../lib/protocol.ts";
-import {
+  assertFailure,
   assertRootHolds,
+  assertSuccess,
+  ferry,
   filesEqual,
   listDir,
   makeTempDir,
   pathExists,
   randomBytes,
+  RESUME_DIR,
   runClient,
   type RunResult,
   runServer,
@@ -33,190 +29,16 @@ import {
   startServer,
   stderrLines,
   waitFor,
+  waitForEmptyStaging,
   writeRandomFile,
 } from "./harness.ts";
+import { checksumOf, concat, dataFrame, serveOnce, Wire } from "./wire.ts";
 
 const MiB = 1 << 20;
-/** Longest any single read in these tests may wait before the test fails instead of hanging. */
-const READ_TIMEOUT_MS = 10000;
-
-/** A frame as read off the wire. */
-interface Frame {
-  type: number;
-  payload: Uint8Array;
-  /** The parsed payload, for control frames. */
-  json?: Record<string, unknown>;
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
-
-function dataFrame(bytes: Uint8Array): Uint8Array {
-  return concat(encodeHeader(FrameType.DATA, bytes.length), bytes);
-}
-
-async function checksumOf(bytes: Uint8Array): Promise<string> {
-  const checksum = await createChecksum();
-  checksum.update(bytes);
-  return checksum.digest();
-}
-
-/**
- * One raw TCP connection with a read buffer, written independently of lib/protocol.ts's reader
- * so that a bug there cannot hide itself. Every read is bounded by {@link READ_TIMEOUT_MS}.
- */
-class Wire implements Disposable {
-  #conn: Deno.Conn;
-  #pending: Uint8Array = new Uint8Array(0);
-  #eof = false;
-  #closed = false;
-
-  constructor(conn: Deno.Conn) {
-    this.#conn = conn;
-  }
-
-  static async connect(port: number, hostname = "127.0.0.1"): Promise<Wire> {
-    return new Wire(await Deno.connect({ hostname, port }));
-  }
-
-  /** Writes all of `bytes`. */
-  async write(bytes: Uint8Array): Promise<void> {
-    for (let offset = 0; offset < bytes.length;) {
-      offset += await this.#conn.write(bytes.subarray(offset));
-    }
-  }
-
-  /** Writes, ignoring a peer that already hung up (it may rightly stop reading garbage). */
-  async writeQuietly(bytes: Uint8Array): Promise<void> {
-    await this.write(bytes).catch(() => {});
-  }
-
-  /** Reads more bytes into the buffer; false at end of stream (a reset counts as the end). */
-  async #fill(): Promise<boolean> {
-    if (this.#eof) return false;
-    const buffer = new Uint8Array(65536);
-    const reading = this.#conn.read(buffer);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<"timeout">((resolve) => {
-      timer = setTimeout(() => resolve("timeout"), READ_TIMEOUT_MS);
-    });
-    let n: number | null | "timeout";
-    try {
-      n = await Promise.race([reading, timeout]);
-    } catch (error) {
-      if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
-      n = null;
-    } finally {
-      clearTimeout(timer);
-    }
-    if (n === "timeout") {
-      this.close();
-      await reading.catch(() => {});
-      throw new Error(`Peer sent nothing for ${READ_TIMEOUT_MS} ms`);
-    }
-    if (n === null) {
-      this.#eof = true;
-      return false;
-    }
-    this.#pending = concat(this.#pending, buffer.subarray(0, n));
-    return true;
-  }
-
-  /** Reads exactly `n` bytes; null if the stream ends first (with what did arrive in `rest`). */
-  async readExact(n: number): Promise<Uint8Array | null> {
-    while (this.#pending.length < n) {
-      if (!await this.#fill()) return null;
-    }
-    const out = this.#pending.slice(0, n);
-    this.#pending = this.#pending.slice(n);
-    return out;
-  }
-
-  /** Everything until the peer closes. */
-  async readToEnd(): Promise<Uint8Array> {
-    while (await this.#fill());
-    const out = this.#pending;
-    this.#pending = new Uint8Array(0);
-    return out;
-  }
-
-  /** Reads one frame; null on a clean end of stream between frames. */
-  async readFrame(): Promise<Frame | null> {
-    const header = await this.readExact(5);
-    if (!header) {
-      assert.equal(this.#pending.length, 0, "stream ended inside a frame header");
-      return null;
-    }
-    const view = new DataView(header.buffer);
-    const type = view.getUint8(0);
-    const length = view.getUint32(1);
-    const payload = await this.readExact(length);
-    assert.ok(payload, `stream ended inside a frame of type ${type}`);
-    if (type === FrameType.DATA) return { type, payload };
-    return { type, payload, json: JSON.parse(new TextDecoder().decode(payload)) };
-  }
-
-  /** Reads a frame and checks its type; returns its JSON. */
-  async expectFrame(type: number, what: string): Promise<Record<string, unknown>> {
-    const frame = await this.readFrame();
-    assert.ok(frame, `${what}: connection closed instead of frame ${type}`);
-    assert.equal(
-      frame.type,
-      type,
-      `${what}: got frame ${frame.type} ${JSON.stringify(frame.json)}`,
-    );
-    return frame.json ?? {};
-  }
-
-  /** Sends the preamble and HELLO and checks the server's preamble and WELCOME. */
-  async handshake(): Promise<void> {
-    await this.write(
-      concat(encodePreamble(), encodeControl(FrameType.HELLO, { client: "raw-test/1" })),
-    );
-    const preamble = await this.readExact(8);
-    assert.ok(preamble, "server closed during the handshake");
-    assert.equal(decodePreamble(preamble), PROTOCOL_VERSION);
-    const welcome = await this.expectFrame(FrameType.WELCOME, "handshake");
-    assert.equal(typeof welcome.server, "string");
-  }
-
-  /** Plays the server's side of the handshake, for fake servers. */
-  async acceptHandshake(): Promise<void> {
-    const preamble = await this.readExact(8);
-    assert.ok(preamble, "client closed before its preamble");
-    assert.equal(decodePreamble(preamble), PROTOCOL_VERSION);
-    await this.expectFrame(FrameType.HELLO, "fake server handshake");
-    await this.write(concat(
-      encodePreamble(),
-      encodeControl(FrameType.WELCOME, { server: "fake/0", features: [] }),
-    ));
-  }
-
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    try {
-      this.#conn.close();
-    } catch {
-      // Already closed.
-    }
-  }
-
-  [Symbol.dispose](): void {
-    this.close();
-  }
-}
 
 /** Connects to the real server and completes the handshake. */
 async function openSession(server: ServerProcess): Promise<Wire> {
-  const wire = await Wire.connect(server.port, server.host);
+  const wire = await Wire.connect(server);
   try {
     await wire.handshake();
   } catch (error) {
@@ -224,30 +46,6 @@ async function openSession(server: ServerProcess): Promise<Wire> {
     throw error;
   }
   return wire;
-}
-
-/** The staging folder must empty once the server has noticed an upload failed. */
-async function waitForEmptyStaging(server: ServerProcess): Promise<void> {
-  const staging = `${server.root}/${STAGING_DIR}`;
-  await waitFor("the staging folder to empty", async () => (await listDir(staging)).length === 0);
-}
-
-/** The real client: `client.ts HOST PORT ...args`. */
-function ferry(server: ServerProcess, args: string[], stdin?: Uint8Array): Promise<RunResult> {
-  return runClient([server.host, String(server.port), ...args], { stdin });
-}
-
-function assertSuccess(result: RunResult, what: string): void {
-  assert.equal(result.code, 0, `${what} failed (exit ${result.code}):\n${result.stderr}`);
-}
-
-/** Exit 1 with one line on stderr and no stack trace. */
-function assertFailure(result: RunResult, pattern: RegExp, what: string): void {
-  assert.equal(result.code, 1, `${what}: expected exit 1, got ${result.code}:\n${result.stderr}`);
-  assert.doesNotMatch(result.stderr, /^\s+at |error: Uncaught/m, `${what}:\n${result.stderr}`);
-  const lines = stderrLines(result);
-  assert.equal(lines.length, 1, `${what}: expected one line on stderr, got:\n${result.stderr}`);
-  assert.match(lines[0], pattern, what);
 }
 
 // ------------------------------------------------------------------------- uploads that fail
@@ -278,7 +76,9 @@ Deno.test("a connection cut mid-upload leaves nothing, spares other clients, and
     assert.equal(await pathExists(`${server.root}/cut.bin`), false, "not visible mid-upload");
 
     // The stalled upload holds up nobody, and its staging file is not listed.
-    const other = await ferry(server, ["put", "-", "other.bin"], new Uint8Array([1, 2, 3]));
+    const other = await ferry(server, ["put", "-", "other.bin"], {
+      stdin: new Uint8Array([1, 2, 3]),
+    });
     assertSuccess(other, "put while another upload is stalled");
     const listed = await ferry(server, ["list"]);
     assertSuccess(listed, "list while an upload is stalled");
@@ -286,7 +86,7 @@ Deno.test("a connection cut mid-upload leaves nothing, spares other clients, and
   } // The connection closes here, without END.
 
   await server.waitForLog(/ put "cut\.bin" \d+ bytes (?!ok )/);
-  await waitForEmptyStaging(server);
+  await waitForEmptyStaging(server.root);
   // Nothing under the name and nothing visible. A server may keep the bytes that did arrive in
   // a private folder for a later resume (allowKept); the fresh retry below must clear them.
   await assertRootHolds(server.root, ["other.bin"], { allowKept: true });
@@ -294,7 +94,7 @@ Deno.test("a connection cut mid-upload leaves nothing, spares other clients, and
   assertSuccess(after, "list after the cut");
   assert.equal(new TextDecoder().decode(after.stdout), "other.bin\n");
 
-  const retry = await ferry(server, ["put", "-", "cut.bin"], data);
+  const retry = await ferry(server, ["put", "-", "cut.bin"], { stdin: data });
   assertSuccess(retry, "retry of the cut upload");
   assert.deepEqual(await Deno.readFile(`${server.root}/cut.bin`), data);
   await assertRootHolds(server.root, ["cut.bin", "other.bin"]);
@@ -324,11 +124,11 @@ Deno.test("a client process killed mid-upload leaves nothing, and a retry succee
   assert.equal(await pathExists(`${server.root}/killed.bin`), false);
 
   await server.waitForLog(/ put "killed\.bin" \d+ bytes (?!ok )/);
-  await waitForEmptyStaging(server);
+  await waitForEmptyStaging(server.root);
   // As above: nothing under the name; kept bytes for a resume are tolerated until the retry.
   await assertRootHolds(server.root, [], { allowKept: true });
 
-  const retry = await ferry(server, ["put", "-", "killed.bin"], data);
+  const retry = await ferry(server, ["put", "-", "killed.bin"], { stdin: data });
   assertSuccess(retry, "retry after the killed client");
   assert.deepEqual(await Deno.readFile(`${server.root}/killed.bin`), data);
   await assertRootHolds(server.root, ["killed.bin"]);
@@ -352,7 +152,7 @@ Deno.test("an upload whose END does not match the data is refused with code chec
       overwrite: false,
     }));
     await wire.expectFrame(FrameType.OK, `${name} accepted`);
-    await wire.write(concat(dataFrame(data), encodeControl(FrameType.END, end)));
+    await wire.write(concat([dataFrame(data), encodeControl(FrameType.END, end)]));
     const error = await wire.expectFrame(FrameType.ERROR, `${name} refused`);
     assert.equal(error.code, "checksum", `${name}: ${JSON.stringify(error)}`);
     assert.equal(typeof error.message, "string");
@@ -360,7 +160,7 @@ Deno.test("an upload whose END does not match the data is refused with code chec
     assert.equal(await wire.readFrame(), null, `${name}: connection closed after the ERROR`);
     await server.waitForLog(new RegExp(` put "${name.replace(".", "\\.")}" .*failed \\(checksum`));
   }
-  await waitForEmptyStaging(server);
+  await waitForEmptyStaging(server.root);
   await assertRootHolds(server.root, []);
 
   // The control case: the same frames with the right END are stored, which shows the refusals
@@ -374,7 +174,7 @@ Deno.test("an upload whose END does not match the data is refused with code chec
   }));
   await wire.expectFrame(FrameType.OK, "right.bin accepted");
   await wire.write(
-    concat(dataFrame(data), encodeControl(FrameType.END, { size: data.length, checksum })),
+    concat([dataFrame(data), encodeControl(FrameType.END, { size: data.length, checksum })]),
   );
   const ok = await wire.expectFrame(FrameType.OK, "right.bin stored");
   assert.equal(ok.size, data.length);
@@ -412,7 +212,7 @@ Deno.test("a name being uploaded is refused to a second uploader until the first
 
   const checksum = await checksumOf(data);
   await first.write(
-    concat(dataFrame(data), encodeControl(FrameType.END, { size: data.length, checksum })),
+    concat([dataFrame(data), encodeControl(FrameType.END, { size: data.length, checksum })]),
   );
   await first.expectFrame(FrameType.OK, "first upload committed");
   assert.deepEqual(await Deno.readFile(`${server.root}/same.bin`), data);
@@ -473,7 +273,7 @@ Deno.test("garbage and seed-style requests are answered or closed, and the serve
       ["random garbage", garbage],
     ] as const
   ) {
-    using wire = await Wire.connect(server.port, server.host);
+    using wire = await Wire.connect(server);
     await wire.writeQuietly(bytes);
     const reply = new TextDecoder().decode(await wire.readToEnd());
     assert.equal(reply, "cancel", `${what}: reply ${JSON.stringify(reply)}`);
@@ -483,24 +283,28 @@ Deno.test("garbage and seed-style requests are answered or closed, and the serve
   const hello = encodeControl(FrameType.HELLO, { client: "raw-test/1" });
   const request = (json: string) => {
     const payload = encoder.encode(json);
-    return concat(encodeHeader(FrameType.REQUEST, payload.length), payload);
+    return concat([encodeHeader(FrameType.REQUEST, payload.length), payload]);
   };
   for (
     const [what, bytes, handshook] of [
-      ["bad magic", concat(new Uint8Array([0, 1, 2, 3, 4, 5, 0, 1]), garbage), false],
+      ["bad magic", concat([new Uint8Array([0, 1, 2, 3, 4, 5, 0, 1]), garbage]), false],
       ["truncated preamble", new Uint8Array([0, 0x46, 0x45]), false],
-      ["no HELLO", concat(encodePreamble(), request('{"op":"list"}')), false],
-      ["unknown frame type", concat(encodePreamble(), hello, encodeHeader(0x7f, 0)), true],
-      ["huge control frame", concat(encodePreamble(), hello, encodeHeader(3, 0x7fffffff)), true],
-      ["DATA instead of REQUEST", concat(encodePreamble(), hello, dataFrame(garbage)), true],
-      ["JSON that is not an object", concat(encodePreamble(), hello, request("[1,2]")), true],
-      ["invalid JSON", concat(encodePreamble(), hello, request("{op:")), true],
-      ["unknown op", concat(encodePreamble(), hello, request('{"op":"rm","name":"x"}')), true],
-      ["put without a name", concat(encodePreamble(), hello, request('{"op":"put"}')), true],
-      ["zero-length DATA", concat(encodePreamble(), hello, encodeHeader(FrameType.DATA, 0)), true],
+      ["no HELLO", concat([encodePreamble(), request('{"op":"list"}')]), false],
+      ["unknown frame type", concat([encodePreamble(), hello, encodeHeader(0x7f, 0)]), true],
+      ["huge control frame", concat([encodePreamble(), hello, encodeHeader(3, 0x7fffffff)]), true],
+      ["DATA instead of REQUEST", concat([encodePreamble(), hello, dataFrame(garbage)]), true],
+      ["JSON that is not an object", concat([encodePreamble(), hello, request("[1,2]")]), true],
+      ["invalid JSON", concat([encodePreamble(), hello, request("{op:")]), true],
+      ["unknown op", concat([encodePreamble(), hello, request('{"op":"rm","name":"x"}')]), true],
+      ["put without a name", concat([encodePreamble(), hello, request('{"op":"put"}')]), true],
+      [
+        "zero-length DATA",
+        concat([encodePreamble(), hello, encodeHeader(FrameType.DATA, 0)]),
+        true,
+      ],
     ] as const
   ) {
-    using wire = await Wire.connect(server.port, server.host);
+    using wire = await Wire.connect(server);
     await wire.writeQuietly(bytes);
     if (what === "truncated preamble") {
       // The server cannot know the preamble is over; hanging up our side ends it.
@@ -527,11 +331,14 @@ Deno.test("garbage and seed-style requests are answered or closed, and the serve
     }
   }
   // A connection that says nothing at all and leaves.
-  (await Wire.connect(server.port, server.host)).close();
+  (await Wire.connect(server)).close();
 
   // The server is still alive and well for a real client.
   const data = randomBytes(200000);
-  assertSuccess(await ferry(server, ["put", "-", "after.bin"], data), "put after the garbage");
+  assertSuccess(
+    await ferry(server, ["put", "-", "after.bin"], { stdin: data }),
+    "put after the garbage",
+  );
   const got = await ferry(server, ["get", "after.bin", "-"]);
   assertSuccess(got, "get after the garbage");
   assert.deepEqual(got.stdout, data);
@@ -559,9 +366,6 @@ Deno.test("stale staging files are removed at start and the server exits 0 on SI
 });
 
 // ------------------------------------------------------------ names, sizes and what is said
-
-/** The server's hidden folder of uploads kept for `put --resume`. */
-const RESUME_DIR = ".ferry-resume";
 
 /** A put REQUEST frame. */
 function putRequest(name: string, size: number | null, extra: Record<string, unknown> = {}) {
@@ -619,10 +423,12 @@ Deno.test("a put that sends more than it announced is refused at once, one that 
     using wire = await openSession(server);
     await wire.write(putRequest("lie.txt", 3));
     await wire.expectFrame(FrameType.OK, "put accepted");
-    await wire.write(concat(
-      dataFrame(data),
-      encodeControl(FrameType.END, { size: 6, checksum: await checksumOf(data) }),
-    ));
+    await wire.write(
+      concat([
+        dataFrame(data),
+        encodeControl(FrameType.END, { size: 6, checksum: await checksumOf(data) }),
+      ]),
+    );
     const error = await wire.expectFrame(FrameType.ERROR, "more than announced");
     assert.deepEqual(error, {
       code: "bad_request",
@@ -646,10 +452,12 @@ Deno.test("a put that sends more than it announced is refused at once, one that 
     await wire.write(putRequest("short.txt", 3));
     await wire.expectFrame(FrameType.OK, "put accepted");
     const two = data.subarray(0, 2);
-    await wire.write(concat(
-      dataFrame(two),
-      encodeControl(FrameType.END, { size: 2, checksum: await checksumOf(two) }),
-    ));
+    await wire.write(
+      concat([
+        dataFrame(two),
+        encodeControl(FrameType.END, { size: 2, checksum: await checksumOf(two) }),
+      ]),
+    );
     const error = await wire.expectFrame(FrameType.ERROR, "less than announced");
     assert.deepEqual(error, {
       code: "bad_request",
@@ -659,17 +467,19 @@ Deno.test("a put that sends more than it announced is refused at once, one that 
   await server.waitForLog(/ put "lie\.txt" \d+ bytes failed \(bad_request: Upload sent more/);
   await server.waitForLog(/ put "early\.bin" \d+ bytes failed \(bad_request: Upload sent more/);
   await server.waitForLog(/ put "short\.txt" 2 bytes failed \(bad_request: Upload ended after/);
-  await waitForEmptyStaging(server);
+  await waitForEmptyStaging(server.root);
   await assertRootHolds(server.root, []);
 
   // The control: the same frames with an honest announcement are stored.
   using wire = await openSession(server);
   await wire.write(putRequest("honest.txt", 6));
   await wire.expectFrame(FrameType.OK, "put accepted");
-  await wire.write(concat(
-    dataFrame(data),
-    encodeControl(FrameType.END, { size: 6, checksum: await checksumOf(data) }),
-  ));
+  await wire.write(
+    concat([
+      dataFrame(data),
+      encodeControl(FrameType.END, { size: 6, checksum: await checksumOf(data) }),
+    ]),
+  );
   await wire.expectFrame(FrameType.OK, "honest upload stored");
   assert.deepEqual(await Deno.readFile(`${server.root}/honest.txt`), data);
 });
@@ -702,21 +512,23 @@ Deno.test("a resumed put announces the whole file's size: the rest is accepted, 
   {
     using wire = await openSession(server);
     await resume(wire);
-    await wire.write(dataFrame(concat(data.subarray(2 * MiB), new Uint8Array(1))));
+    await wire.write(dataFrame(concat([data.subarray(2 * MiB), new Uint8Array(1)])));
     const error = await wire.expectFrame(FrameType.ERROR, "resumed put one byte over");
     assert.equal(error.code, "bad_request", JSON.stringify(error));
     assert.match(String(error.message), /more than the 3145728 bytes it announced/);
   }
-  await waitForEmptyStaging(server);
+  await waitForEmptyStaging(server.root);
   assert.equal(await pathExists(`${server.root}/resumed.bin`), false, "nothing stored");
 
   await interrupt(2);
   using wire = await openSession(server);
   await resume(wire);
-  await wire.write(concat(
-    dataFrame(data.subarray(2 * MiB)),
-    encodeControl(FrameType.END, { size: data.length, checksum: await checksumOf(data) }),
-  ));
+  await wire.write(
+    concat([
+      dataFrame(data.subarray(2 * MiB)),
+      encodeControl(FrameType.END, { size: data.length, checksum: await checksumOf(data) }),
+    ]),
+  );
   const ok = await wire.expectFrame(FrameType.OK, "resumed put stored");
   assert.equal(ok.size, data.length);
   assert.deepEqual(await Deno.readFile(`${server.root}/resumed.bin`), data);
@@ -739,7 +551,7 @@ Deno.test("an upload whose client goes away is kept for a resume only if its siz
   await server.waitForLog(
     / put "stream\.bin" 2097152 bytes interrupted, discarded \(client went away: connection closed\)/,
   );
-  await waitForEmptyStaging(server);
+  await waitForEmptyStaging(server.root);
   assert.deepEqual(await listDir(resumeDir), [], "nothing kept of the stream");
 
   // The control: the same with its size announced is kept.
@@ -747,7 +559,7 @@ Deno.test("an upload whose client goes away is kept for a resume only if its siz
   await server.waitForLog(
     / put "sized\.bin" 2097152 bytes interrupted, kept for resume \(client went away: connection closed\)/,
   );
-  await waitForEmptyStaging(server);
+  await waitForEmptyStaging(server.root);
   const kept = await listDir(resumeDir);
   assert.equal(kept.length, 2, `a .part and its description: ${kept}`);
   const part = kept.find((name) => name.endsWith(".part"))!;
@@ -775,7 +587,9 @@ Deno.test("a symlink loop is refused as bad_name, and an OS error reaches the cl
     }
   }
   const got = await ferry(server, ["get", "loop", "-"]);
-  assertFailure(got, /^ferry: .*Refused name "loop": it is a symlink loop$/, "get of the loop");
+  assertFailure(got, /^ferry: .*Refused name "loop": it is a symlink loop$/, {
+    what: "get of the loop",
+  });
 
   // Someone removes the staging folder under the running server: the next upload fails with
   // a real OS error. The client hears which error, and nothing of where the files live.
@@ -846,7 +660,7 @@ Deno.test("list leaves out a folder the server may not read, and lists the rest"
   assertSuccess(listed, "list with an unreadable folder");
   assert.equal(new TextDecoder().decode(listed.stdout), "a.txt\nopen/b.txt\n");
   const denied = await ferry(server, ["get", "secret/hidden.txt", "-"]);
-  assertFailure(denied, /no permission/i, "get from the unreadable folder");
+  assertFailure(denied, /no permission/i, { what: "get from the unreadable folder" });
   await server.waitForLog(/ list - \d+ bytes ok /);
 });
 
@@ -875,31 +689,16 @@ type FakeScript = (wire: Wire, request: Record<string, unknown>) => Promise<void
  * Runs the real client against a one-connection fake server on 127.0.0.1 and returns what the
  * client did. Failed assertions inside the fake server fail the test too.
  */
-async function withFakeServer(
+function withFakeServer(
   script: FakeScript,
   run: (port: number) => Promise<RunResult>,
 ): Promise<RunResult> {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  const serving = (async () => {
-    using wire = new Wire(await listener.accept());
+  return serveOnce(async (conn) => {
+    using wire = new Wire(conn);
     await wire.acceptHandshake();
     const request = await wire.expectFrame(FrameType.REQUEST, "fake server request");
     await script(wire, request);
-  })();
-  serving.catch(() => {}); // awaited below, after the client has finished
-  let result: RunResult;
-  try {
-    result = await run(port);
-  } finally {
-    listener.close();
-  }
-  try {
-    await serving;
-  } catch (error) {
-    throw new Error(`Fake server failed: ${error}; client stderr:\n${result.stderr}`);
-  }
-  return result;
+  }, run);
 }
 
 /** Starts a download as a server would: OK with the size, then optionally some DATA frames. */
@@ -937,9 +736,9 @@ Deno.test("a download cut mid-way exits 1 and leaves no LOCAL file; any kept LOC
   for (
     const [what, send, whole] of [
       ["cut between frames", dataFrame(data.subarray(0, 256 * 1024)), 256 * 1024],
-      ["cut inside a frame", concat(encodeHeader(FrameType.DATA, MiB), data.subarray(0, 1e5)), 0],
+      ["cut inside a frame", concat([encodeHeader(FrameType.DATA, MiB), data.subarray(0, 1e5)]), 0],
       ["cut before any data", new Uint8Array(0), 0],
-      ["cut inside the END frame", concat(dataFrame(data), encodeHeader(FrameType.END, 80)), MiB],
+      ["cut inside the END frame", concat([dataFrame(data), encodeHeader(FrameType.END, 80)]), MiB],
     ] as const
   ) {
     const result = await withFakeServer(async (wire, request) => {
@@ -996,7 +795,7 @@ Deno.test("a download with a wrong END checksum or size exits 1 and leaves no fi
     for (const local of ["out.bin", "-"]) {
       const result = await withFakeServer(async (wire, request) => {
         await beginDownload(wire, request, data.length);
-        await wire.write(concat(dataFrame(data), encodeControl(FrameType.END, end)));
+        await wire.write(concat([dataFrame(data), encodeControl(FrameType.END, end)]));
         // The client decides, then hangs up; it must not wait for anything more.
         await wire.readToEnd();
       }, (port) =>
@@ -1026,7 +825,7 @@ Deno.test("a server refusal mid-download (ABORT) exits 1 with its reason and lea
     runClient(["127.0.0.1", String(port), "get", "remote.bin", "out.bin"], {
       cwd: work.path,
     }));
-  assertFailure(result, /Disk fell off|Disk\s+\[31m fell off/, "ABORT mid-download");
+  assertFailure(result, /Disk fell off|Disk\s+\[31m fell off/, { what: "ABORT mid-download" });
   assert.ok(!result.stderr.includes("\u001b"), "control characters from the peer are stripped");
   assert.deepEqual(await listDir(work.path), []);
 });
