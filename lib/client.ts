@@ -28,6 +28,7 @@ import {
   type ByteSink,
   type ByteSource,
   checksumFilePrefix,
+  concatBytes,
   noDelay,
   receiveData,
   type ResumePoint,
@@ -487,13 +488,7 @@ export class Session implements ClientSession {
         return Promise.resolve();
       },
     }, { pool: this.#pool, sizeHint: ok.size ?? null });
-    const bytes = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-    let offset = 0;
-    for (const chunk of chunks) {
-      bytes.set(chunk, offset);
-      offset += chunk.length;
-    }
-    return parseListing(bytes);
+    return parseListing(concatBytes(chunks));
   }
 
   /** Closes the connection. */

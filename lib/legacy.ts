@@ -22,7 +22,7 @@ import {
 import { ProtocolError, RefusedError, StoreError, UserError } from "./errors.ts";
 import { type FileStore, quote } from "./file_store.ts";
 import { type Activity, FrameReader, FrameWriter, type ListEntry } from "./protocol.ts";
-import { type ByteSource, receiveRaw, sendData } from "./transfer.ts";
+import { type ByteSource, byteStreamOf, concatBytes, receiveRaw, sendData } from "./transfer.ts";
 
 /** Longest request line the seed's server reads. */
 export const LEGACY_REQUEST_MAX = 32;
@@ -168,7 +168,7 @@ export async function serveLegacy(
     // exited before the file was committed, and a `get` straight after could find nothing. So
     // the data is read from the socket itself, and the socket is closed once the file is stored.
     frames.releaseLock();
-    const data = new FrameReader(readableKeepingOpen(conn.conn), { activity: conn.activity });
+    const data = new FrameReader(byteStreamOf(conn.conn), { activity: conn.activity });
     const received = await receiveRaw(data, upload, { pool: ctx.pool, maxSize: ctx.maxSize });
     await upload.commit();
     return {
@@ -180,25 +180,6 @@ export async function serveLegacy(
     await upload.discard();
     throw error;
   }
-}
-
-/** A byte stream of what `conn` receives that, unlike `conn.readable`, leaves it open at the end. */
-function readableKeepingOpen(conn: Deno.Conn): ReadableStream<Uint8Array> {
-  return new ReadableStream({
-    type: "bytes",
-    autoAllocateChunkSize: 65536,
-    async pull(controller) {
-      const request = controller.byobRequest!;
-      const view = request.view!;
-      const n = await conn.read(new Uint8Array(view.buffer, view.byteOffset, view.byteLength));
-      if (n === null) {
-        controller.close();
-        request.respond(0);
-      } else {
-        request.respond(n);
-      }
-    },
-  });
 }
 
 function describeStoreError(error: unknown): string {
@@ -321,7 +302,7 @@ export class LegacySession implements ClientSession {
           return Promise.resolve();
         },
       }, { sizeHint: 65536 });
-      const text = new TextDecoder().decode(concat(chunks));
+      const text = new TextDecoder().decode(concatBytes(chunks));
       return text.split("\n").filter((n) => n !== "").map((name) => ({ name, size: 0, mtime: 0 }));
     } finally {
       closeQuietly(conn);
@@ -330,16 +311,6 @@ export class LegacySession implements ClientSession {
 
   /** Nothing to close: each request had its own connection. */
   close(): void {}
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
 }
 
 function closeQuietly(conn: Deno.Conn): void {

@@ -8,6 +8,7 @@
 
 import { basename, join } from "node:path";
 import { UserError } from "./errors.ts";
+import { byteStreamOf, type ReadInto } from "./transfer.ts";
 
 /** Longest name of one folder entry on common file systems (ext4, XFS, Btrfs, APFS), in bytes. */
 export const NAME_MAX = 255;
@@ -92,10 +93,8 @@ export async function partPathFor(local: string): Promise<string> {
   return local.endsWith(base) ? folder + short + tag : join(local, "..", short + tag);
 }
 
-/** Something bytes can be read from in place: a file, a device, a pipe, stdin. */
-export interface Readable {
-  /** Reads into `p`; the number of bytes read, or null at the end. */
-  read(p: Uint8Array): Promise<number | null>;
+/** Something an upload can be read from in place: a file, a device, a pipe, stdin. */
+export interface Readable extends ReadInto {
   /** Moves the read position; files have it, pipes do not. */
   seek?(offset: number, whence: Deno.SeekMode): Promise<number>;
 }
@@ -125,40 +124,28 @@ export function readableStreamOf(
   const size = options.size ?? null;
   /** Bytes left before `size`, once the starting position is known (a resume starts past 0). */
   let left: number | undefined;
-  const end = (controller: ReadableByteStreamController) => {
-    controller.close();
-    controller.byobRequest?.respond(0);
+  const read = async (p: Uint8Array): Promise<number | null> => {
+    if (size !== null && left === undefined) {
+      left = size - (await source.seek?.(0, Deno.SeekMode.Current) ?? 0);
+    }
+    if (left === undefined) return await source.read(p);
+    if (left <= 0) {
+      // Exactly what was announced has been read: a byte more means the file grew.
+      if (await source.read(new Uint8Array(1)) !== null) options.onGrew?.();
+      return null;
+    }
+    const n = await source.read(p.subarray(0, Math.min(p.length, left)));
+    if (n === null) {
+      throw new UserError(`Cannot read ${options.name}: it shrank while being uploaded`);
+    }
+    left -= n;
+    return n;
   };
-  return new ReadableStream({
-    type: "bytes",
-    // Used only by readers that bring no buffer of their own; the transfer's readers do.
-    autoAllocateChunkSize: 65536,
-    async pull(controller) {
-      const request = controller.byobRequest!;
-      const view = request.view!;
-      try {
-        if (size !== null && left === undefined) {
-          left = size - (await source.seek?.(0, Deno.SeekMode.Current) ?? 0);
-        }
-        if (left !== undefined && left <= 0) {
-          // Exactly what was announced has been read: a byte more means the file grew.
-          if (await source.read(new Uint8Array(1)) !== null) options.onGrew?.();
-          return end(controller);
-        }
-        const room = left === undefined ? view.byteLength : Math.min(view.byteLength, left);
-        const n = await source.read(new Uint8Array(view.buffer, view.byteOffset, room));
-        if (n === null) {
-          if (left !== undefined) {
-            throw new UserError(`Cannot read ${options.name}: it shrank while being uploaded`);
-          }
-          return end(controller);
-        }
-        if (left !== undefined) left -= n;
-        request.respond(n);
-      } catch (error) {
+  return byteStreamOf({
+    read: (p) =>
+      read(p).catch((error) => {
         throw cannotRead(options.name, error);
-      }
-    },
+      }),
   });
 }
 

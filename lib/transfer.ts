@@ -101,6 +101,47 @@ function bufferSizeFor(sizeHint: number | null | undefined): number {
   return Math.min(CHUNK_SIZE, Math.max(65536, sizeHint + 1));
 }
 
+/** Something bytes can be read from in place: a file, a socket, a pipe, stdin. */
+export interface ReadInto {
+  /** Reads into `p`; the number of bytes read, or null at the end. */
+  read(p: Uint8Array): Promise<number | null>;
+}
+
+/**
+ * A byte stream whose reads go straight into the reader's buffer (no copy). Unlike a socket's
+ * own `readable`, reaching the end leaves the source open: Deno closes the whole socket when
+ * `conn.readable` ends, which is too soon when an answer must still be written.
+ */
+export function byteStreamOf(source: ReadInto): ReadableStream<Uint8Array> {
+  return new ReadableStream({
+    type: "bytes",
+    // Used only by readers that bring no buffer of their own; the transfer's readers do.
+    autoAllocateChunkSize: 65536,
+    async pull(controller) {
+      const request = controller.byobRequest!;
+      const view = request.view!;
+      const n = await source.read(new Uint8Array(view.buffer, view.byteOffset, view.byteLength));
+      if (n === null) {
+        controller.close();
+        request.respond(0);
+      } else {
+        request.respond(n);
+      }
+    },
+  });
+}
+
+/** Joins byte arrays into one. */
+export function concatBytes(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
 /** A pipe's capacity on Linux: a read shorter than this found the pipe drained. */
 const PIPE_BUFFER = 65536;
 

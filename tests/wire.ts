@@ -17,6 +17,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { createChecksum } from "../lib/checksum.ts";
+import { concatBytes } from "../lib/transfer.ts";
 import {
   decodePreamble,
   encodeControl,
@@ -42,13 +43,7 @@ const decoder = new TextDecoder();
 
 /** Joins byte arrays into one new array, in order. */
 export function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
+  return concatBytes([...parts]);
 }
 
 /** True if `needle` occurs anywhere in `haystack`. */
