@@ -70,14 +70,25 @@ export function describeError(error: unknown): string {
 }
 
 /**
- * Whether a transfer failed because the connection went away (cut, reset, timed out), as
- * opposed to data known to be bad or a refusal. What arrived before such a failure is good and
- * worth keeping for a resume.
+ * How the connection went away (cut, reset, timed out), as a few words for a log, if that is why
+ * a transfer failed; null for data known to be bad or a refusal. What arrived before such a
+ * failure is good and worth keeping for a resume.
  */
+export function interruptionOf(error: unknown): string | null {
+  if (error instanceof ProtocolError) {
+    return error.message.startsWith("Connection closed") ? "connection closed" : null;
+  }
+  if (error instanceof Deno.errors.UnexpectedEof) return "connection closed";
+  if (error instanceof Deno.errors.BadResource) return "connection closed";
+  if (error instanceof Deno.errors.ConnectionReset) return "connection reset";
+  if (error instanceof Deno.errors.BrokenPipe) return "broken pipe";
+  if (error instanceof Deno.errors.ConnectionAborted) return "connection aborted";
+  if (error instanceof Deno.errors.TimedOut) return "connection timed out";
+  if (error instanceof Deno.errors.Interrupted) return "interrupted";
+  return null;
+}
+
+/** Whether a transfer failed because the connection went away (see {@link interruptionOf}). */
 export function isInterruption(error: unknown): boolean {
-  if (error instanceof ProtocolError) return error.message.startsWith("Connection closed");
-  return error instanceof Deno.errors.ConnectionReset ||
-    error instanceof Deno.errors.ConnectionAborted || error instanceof Deno.errors.BrokenPipe ||
-    error instanceof Deno.errors.UnexpectedEof || error instanceof Deno.errors.BadResource ||
-    error instanceof Deno.errors.Interrupted || error instanceof Deno.errors.TimedOut;
+  return interruptionOf(error) !== null;
 }

@@ -10,6 +10,7 @@
 import { createHash } from "node:crypto";
 import { join, sep } from "node:path";
 import { StoreError } from "./errors.ts";
+import { safeJson } from "./format.ts";
 import type { ListEntry } from "./protocol.ts";
 
 /** Hidden folder at the top of the root that holds uploads in progress. */
@@ -20,13 +21,6 @@ export const MAX_NAME_BYTES = 1024;
 
 /** Bidi embeddings and overrides (U+202A-U+202E) and isolates (U+2066-U+2069). */
 const BIDI_CONTROLS = /[\u202a-\u202e\u2066-\u2069]/;
-
-/**
- * What JSON.stringify leaves raw but a terminal acts on: DEL and C1 controls (U+009B is CSI to
- * some terminals), bidi marks and controls, and the line and paragraph separators.
- */
-const UNSAFE_AFTER_JSON =
-  /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 
 const encoder = new TextEncoder();
 
@@ -78,10 +72,7 @@ function isValidName(name: string): boolean {
  */
 export function quote(name: string): string {
   const shown = name.length > 200 ? name.slice(0, 200) + "…" : name;
-  return JSON.stringify(shown).replace(
-    UNSAFE_AFTER_JSON,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
-  );
+  return safeJson(shown);
 }
 
 /** Options for {@link FileStore.open}. */

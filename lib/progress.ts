@@ -1,6 +1,7 @@
 /**
- * The live progress line on stderr: percentage (when the size is known), bytes, rate and ETA, redrawn in place at most ten times a second, fitted to the terminal's width, and cleared
- * when the transfer ends. Shown only on a terminal unless forced; colour only on a terminal and
+ * The live progress line on stderr: percentage (when the size is known), bytes, rate and ETA,
+ * redrawn in place at most ten times a second, fitted to the terminal's width, and cleared when
+ * the transfer ends. Shown only on a terminal unless forced; colour only on a terminal and
  * when NO_COLOR is unset.
  *
  * @module

@@ -9,7 +9,7 @@
 import { type BufferPool, defaultPool } from "./buffer_pool.ts";
 import {
   describeError,
-  isInterruption,
+  interruptionOf,
   ProtocolError,
   RefusedError,
   StoreError,
@@ -300,19 +300,6 @@ function withoutPaths(text: string): string {
   return (os ? os[0] : text).replace(/(['"])\/[^'"]*\1/g, "$1…$1");
 }
 
-/** How the client left, if `error` says it did: the connection was reset or closed under us. */
-function wentAway(error: unknown): string | null {
-  if (error instanceof ProtocolError && error.message.startsWith("Connection closed")) {
-    return "connection closed";
-  }
-  if (error instanceof Deno.errors.UnexpectedEof) return "connection closed";
-  if (error instanceof Deno.errors.ConnectionReset) return "connection reset";
-  if (error instanceof Deno.errors.BrokenPipe) return "broken pipe";
-  if (error instanceof Deno.errors.ConnectionAborted) return "connection aborted";
-  if (error instanceof Deno.errors.TimedOut) return "connection timed out";
-  return null;
-}
-
 /** Maps a failure during a request to what the client is told. */
 function classify(error: unknown): { code: ErrorCode; message: string } {
   if (error instanceof StoreError || error instanceof RefusedError) {
@@ -572,8 +559,9 @@ async function servePut(request: PutRequest, channel: Channel, ctx: Context): Pr
       await upload.discard();
       return { bytes: received, result: `cut (${entry.reason})`, close: true };
     }
-    if (isInterruption(error)) {
-      const why = `client went away: ${wentAway(error) ?? describeError(error)}`;
+    const gone = interruptionOf(error);
+    if (gone) {
+      const why = `client went away: ${gone}`;
       // What arrived before the client left is good: keep it for put --resume, unless it is too
       // little to matter or the size is unknown (a stream, which no resume could continue).
       if (size !== null && received >= KEEP_MIN_BYTES) {
@@ -632,7 +620,7 @@ async function serveGet(request: GetRequest, channel: Channel, ctx: Context): Pr
   } catch (error) {
     const bytes = sent - skipped;
     if (entry.reason) return { bytes, result: `cut (${entry.reason})`, close: true };
-    const gone = wentAway(error);
+    const gone = interruptionOf(error);
     if (gone) return { bytes, result: `interrupted (client went away: ${gone})`, close: true };
     const { code, message } = classify(error);
     await out.writeControl(FrameType.ABORT, { code, message }).catch(() => {});
