@@ -16,8 +16,9 @@
  *   (tests/seed_peer.py, one process and one connection each) on the seed's server: seconds,
  *   files/s and the ratio, every stored file checked.
  *
- * Every run starts after `sync`, so no case pays for writing back the one before it. Times are
- * the wall clock of whole client processes (startup included); for nc and the bare
+ * Every run starts after `sync`, so no case pays for writing back the one before it, and each
+ * round starts one case later than the one before, so no case always takes the first slot.
+ * Times are the wall clock of whole client processes (startup included); for nc and the bare
  * loop, from starting the connecting side until both sides have exited. Speeds are GB/s with
  * 1 GB = 1e9 bytes. Peak RSS is VmHWM from /proc/PID/status of the serving side: ferry's or the
  * seed's server; for nc and the bare loop the receiver on put and the sender on get. The targets
@@ -1147,9 +1148,15 @@ async function bench(options: BenchOptions, work: string): Promise<number> {
       runs: [],
     },
   ];
-  // Round-robin over the cases, so that a slow spell of the machine does not hit one case only.
+  // Round-robin over the cases, so that a slow spell of the machine does not hit one case only,
+  // starting each round one case later: the first case of a round follows the small-file rows
+  // rather than a case that just freed a gigabyte, and on a VM that hands free memory back to
+  // the host (virtio-balloon free page reporting) it writes into cold pages: here a ferry put took
+  // about 0.4 s longer per GiB after memory had been free for a few seconds (3 runs in 4).
   for (let run = 1; run <= options.runs; run++) {
-    for (const [i, spec] of CASES.entries()) {
+    for (let k = 0; k < CASES.length; k++) {
+      const i = (k + run - 1) % CASES.length;
+      const spec = CASES[i];
       const record = await runCase(spec, state, work, run);
       results[i].runs.push(record);
       say(describeRun(spec.label, record));
