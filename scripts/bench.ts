@@ -16,8 +16,10 @@
  *   (tests/seed_peer.py, one process and one connection each) on the seed's server: seconds,
  *   files/s and the ratio, every stored file checked.
  *
- * Every run starts after `sync`, so no case pays for writing back the one before it, and each
- * round starts one case later than the one before, so no case always takes the first slot.
+ * Every run starts after writing and deleting a scratch file a little larger than the run will
+ * write (so every case writes into recently used memory; see `settle`) and after `sync` (so no
+ * case pays for writing back the one before it), and each round starts one case later than the
+ * one before, so no case always takes the same slot.
  * Times are the wall clock of whole client processes (startup included); for nc and the bare
  * loop, from starting the connecting side until both sides have exited. Speeds are GB/s with
  * 1 GB = 1e9 bytes. Peak RSS is VmHWM from /proc/PID/status of the serving side: ferry's or the
@@ -534,11 +536,30 @@ function nc(name: string, script: string, args: string[], track = false): Proc {
 }
 
 /**
- * Flushes dirty pages (the previous case's output) to disk before a case starts. Without it the
- * kernel wrote a gigabyte back in the middle of whichever case came next, and that case's time
- * swung by up to 2x depending on its place in the round-robin.
+ * Puts the machine in the same state before every case:
+ * - Writes and deletes a scratch file somewhat larger than the case will write, so that the case
+ *   writes into memory that was in use a moment ago. On a VM that hands free memory back to its
+ *   host (virtio-balloon free page reporting, as here), memory free for more than a few seconds
+ *   is unmapped on the host and the first write to each page faults there: a 1 GiB get measured
+ *   1.6-1.7 s after six idle seconds against 1.1-1.2 s right after other writes, and which case
+ *   got which depended only on what ran before it.
+ * - Flushes dirty pages (the previous case's output) to disk. Without it the kernel wrote a
+ *   gigabyte back in the middle of whichever case came next, and that case's time swung by up to
+ *   2x depending on its place in the round-robin.
  */
-async function settle(): Promise<void> {
+async function settle(work: string, bytes: number): Promise<void> {
+  if (bytes >= 64 * MIB) {
+    const scratch = join(work, "scratch.bin");
+    const zeros = new Uint8Array(CHUNK);
+    const file = await Deno.open(scratch, { write: true, create: true, truncate: true });
+    try {
+      for (let done = 0; done < bytes * 1.2; done += zeros.length) await writeAll(file, zeros);
+    } finally {
+      file.close();
+    }
+    // Deleted before writeback, its pages are freed without touching the disk.
+    await Deno.remove(scratch);
+  }
   await new Deno.Command("sync", { stdin: "null", stdout: "null", stderr: "null" }).output()
     .catch(() => {});
 }
@@ -910,7 +931,7 @@ async function runCase(
 ): Promise<RunRecord> {
   const dir = join(work, `${spec.id}-${run}`);
   await Deno.mkdir(dir);
-  await settle();
+  await settle(work, bench.size);
   let measured: Measured | undefined;
   const record: RunRecord = { run };
   try {
@@ -940,7 +961,7 @@ async function runClients(
   const dir = join(work, `clients-${run}`);
   const root = join(dir, "root");
   await Deno.mkdir(dir);
-  await settle();
+  await settle(work, files.length * size);
   const record: RunRecord = { run };
   const timeoutMs = 120_000 + (files.length * size) / 10e6 * 1000;
   let server: Proc | undefined;
@@ -1021,7 +1042,7 @@ async function runFiles(
   const dir = join(work, `files-${tool}-${run}`);
   const root = join(dir, "root");
   await Deno.mkdir(dir);
-  await settle();
+  await settle(work, files.paths.length * files.size);
   const record: RunRecord = { run };
   const timeoutMs = 60_000 + files.paths.length * 1000;
   let server: Proc | undefined;
@@ -1151,10 +1172,8 @@ async function bench(options: BenchOptions, work: string): Promise<number> {
     },
   ];
   // Round-robin over the cases, so that a slow spell of the machine does not hit one case only,
-  // starting each round one case later: the first case of a round follows the small-file rows
-  // rather than a case that just freed a gigabyte, and on a VM that hands free memory back to
-  // the host (virtio-balloon free page reporting) it writes into cold pages: here a ferry put took
-  // about 0.4 s longer per GiB after memory had been free for a few seconds (3 runs in 4).
+  // starting each round one case later, so that whatever a case inherits from the one before it
+  // is not always the same.
   for (let run = 1; run <= options.runs; run++) {
     for (let k = 0; k < CASES.length; k++) {
       const i = (k + run - 1) % CASES.length;
