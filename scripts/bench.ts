@@ -537,6 +537,8 @@ function nc(name: string, script: string, args: string[], track = false): Proc {
 
 /**
  * Puts the machine in the same state before every case:
+ * - Reads the files the case will send, so they are in the page cache as the table says: this
+ *   VM runs DAMON, which pages out file pages left unused for about a minute.
  * - Writes and deletes a scratch file somewhat larger than the case will write, so that the case
  *   writes into memory that was in use a moment ago. On a VM that hands free memory back to its
  *   host (virtio-balloon free page reporting, as here), memory free for more than a few seconds
@@ -547,13 +549,20 @@ function nc(name: string, script: string, args: string[], track = false): Proc {
  *   gigabyte back in the middle of whichever case came next, and that case's time swung by up to
  *   2x depending on its place in the round-robin.
  */
-async function settle(work: string, bytes: number): Promise<void> {
+async function settle(work: string, bytes: number, sources: string[] = []): Promise<void> {
+  const buffer = new Uint8Array(CHUNK);
+  for (const source of sources) {
+    using file = await Deno.open(source, { read: true });
+    while (await file.read(buffer) !== null) {
+      // Reading is the point: it brings the file back into the page cache.
+    }
+  }
   if (bytes >= 64 * MIB) {
     const scratch = join(work, "scratch.bin");
-    const zeros = new Uint8Array(CHUNK);
+    buffer.fill(0);
     const file = await Deno.open(scratch, { write: true, create: true, truncate: true });
     try {
-      for (let done = 0; done < bytes * 1.2; done += zeros.length) await writeAll(file, zeros);
+      for (let done = 0; done < bytes * 1.2; done += buffer.length) await writeAll(file, buffer);
     } finally {
       file.close();
     }
@@ -931,7 +940,7 @@ async function runCase(
 ): Promise<RunRecord> {
   const dir = join(work, `${spec.id}-${run}`);
   await Deno.mkdir(dir);
-  await settle(work, bench.size);
+  await settle(work, bench.size, [bench.source]);
   let measured: Measured | undefined;
   const record: RunRecord = { run };
   try {
@@ -961,7 +970,7 @@ async function runClients(
   const dir = join(work, `clients-${run}`);
   const root = join(dir, "root");
   await Deno.mkdir(dir);
-  await settle(work, files.length * size);
+  await settle(work, files.length * size, files.map((file) => file.path));
   const record: RunRecord = { run };
   const timeoutMs = 120_000 + (files.length * size) / 10e6 * 1000;
   let server: Proc | undefined;
@@ -1042,7 +1051,7 @@ async function runFiles(
   const dir = join(work, `files-${tool}-${run}`);
   const root = join(dir, "root");
   await Deno.mkdir(dir);
-  await settle(work, files.paths.length * files.size);
+  await settle(work, files.paths.length * files.size, files.paths);
   const record: RunRecord = { run };
   const timeoutMs = 60_000 + files.paths.length * 1000;
   let server: Proc | undefined;
