@@ -22,7 +22,9 @@
  * one before, so no case always takes the same slot.
  * Times are the wall clock of whole client processes (startup included); for nc and the bare
  * loop, from starting the connecting side until both sides have exited. Speeds are GB/s with
- * 1 GB = 1e9 bytes. Peak RSS is VmHWM from /proc/PID/status of the serving side: ferry's or the
+ * 1 GB = 1e9 bytes. CPU s is the machine's busy CPU-seconds over the timed part, from /proc/stat:
+ * both sides and the kernel's work for them, which wall time hides when they overlap (and which
+ * is steadier than wall time on a noisy VM). Peak RSS is VmHWM from /proc/PID/status of the serving side: ferry's or the
  * seed's server; for nc and the bare loop the receiver on put and the sender on get. The targets
  * of issue 4 (and issue 6's "mput at least 5× faster than one seed client per file") are shown as
  * pass/miss, never asserted.
@@ -483,8 +485,7 @@ interface Bench {
 }
 
 /** One timed transfer. */
-interface Measured {
-  seconds: number;
+interface Measured extends Timing {
   /** The process whose peak memory is reported. */
   memory: Proc;
   /** Where the moved bytes ended up. */
@@ -573,11 +574,38 @@ async function settle(work: string, bytes: number, sources: string[] = []): Prom
     .catch(() => {});
 }
 
-/** Runs `body`, returning its wall-clock seconds. */
-async function timed(body: () => Promise<unknown>): Promise<number> {
+/** How long a timed body took. */
+interface Timing {
+  /** Wall-clock seconds. */
+  seconds: number;
+  /** CPU-seconds the whole machine spent meanwhile, every process and the kernel (see busyCpu). */
+  cpuSeconds?: number;
+}
+
+/**
+ * CPU-seconds the machine has been busy since boot, summed over CPUs: user, nice, system, irq
+ * and softirq time from /proc/stat (in USER_HZ, 100 a second), without idle, I/O wait and the
+ * time the hypervisor stole. Over a transfer this counts both sides and the kernel's copies,
+ * which a per-process figure would split or miss; the bench's own sampling adds a little.
+ */
+async function busyCpu(): Promise<number | undefined> {
+  const fields = /^cpu\s+(.*)$/m.exec(await readProc("/proc/stat"))?.[1].split(/\s+/).map(Number);
+  if (!fields || fields.length < 7 || fields.some((n) => !Number.isFinite(n))) return undefined;
+  const [user, nice, system, , , irq, softirq] = fields;
+  return (user + nice + system + irq + softirq) / 100;
+}
+
+/** Runs `body`, returning its wall-clock seconds and the machine's CPU-seconds meanwhile. */
+async function timed(body: () => Promise<unknown>): Promise<Timing> {
+  const cpuBefore = await busyCpu();
   const started = performance.now();
   await body();
-  return (performance.now() - started) / 1000;
+  const seconds = (performance.now() - started) / 1000;
+  const cpuAfter = await busyCpu();
+  const cpuSeconds = cpuBefore === undefined || cpuAfter === undefined
+    ? undefined
+    : cpuAfter - cpuBefore;
+  return { seconds, cpuSeconds };
 }
 
 async function rootWithSource(bench: Bench, dir: string): Promise<string> {
@@ -593,8 +621,8 @@ function ferryPut(fsync: boolean): CaseSpec["measure"] {
     const server = ferryServer(root, fsync);
     const port = await listeningPort(server);
     const client = ferryClient(port, "put", bench.source, REMOTE);
-    const seconds = await timed(() => succeed(client, bench.timeoutMs));
-    return { seconds, memory: server, output: join(root, REMOTE) };
+    const timing = await timed(() => succeed(client, bench.timeoutMs));
+    return { ...timing, memory: server, output: join(root, REMOTE) };
   };
 }
 
@@ -605,8 +633,8 @@ function ferryGet(fsync: boolean): CaseSpec["measure"] {
     const output = join(dir, "out.bin");
     const flags = fsync ? [] : ["--no-fsync"];
     const client = ferryClient(port, "get", REMOTE, output, ...flags);
-    const seconds = await timed(() => succeed(client, bench.timeoutMs));
-    return { seconds, memory: server, output };
+    const timing = await timed(() => succeed(client, bench.timeoutMs));
+    return { ...timing, memory: server, output };
   };
 }
 
@@ -615,11 +643,11 @@ async function ncPut(bench: Bench, dir: string): Promise<Measured> {
   const output = join(dir, "out.bin");
   const receiver = nc("nc receiver", 'nc -d -l "$1" "$2" > "$3"', [HOST, `${port}`, output], true);
   await waitListening(port, receiver);
-  const seconds = await timed(() => {
+  const timing = await timed(() => {
     const sender = nc("nc sender", 'nc -N "$1" "$2" < "$3"', [HOST, `${port}`, bench.source]);
     return Promise.all([succeed(sender, bench.timeoutMs), succeed(receiver, bench.timeoutMs)]);
   });
-  return { seconds, memory: receiver, output };
+  return { ...timing, memory: receiver, output };
 }
 
 async function ncGet(bench: Bench, dir: string): Promise<Measured> {
@@ -632,11 +660,11 @@ async function ncGet(bench: Bench, dir: string): Promise<Measured> {
     true,
   );
   await waitListening(port, sender);
-  const seconds = await timed(() => {
+  const timing = await timed(() => {
     const receiver = nc("nc receiver", 'nc -d "$1" "$2" > "$3"', [HOST, `${port}`, output]);
     return Promise.all([succeed(receiver, bench.timeoutMs), succeed(sender, bench.timeoutMs)]);
   });
-  return { seconds, memory: sender, output };
+  return { ...timing, memory: sender, output };
 }
 
 async function seedPut(bench: Bench, dir: string): Promise<Measured> {
@@ -644,8 +672,8 @@ async function seedPut(bench: Bench, dir: string): Promise<Measured> {
   const server = seedServer(root);
   const port = await listeningPort(server);
   const client = seedClient(port, "put", bench.source, REMOTE);
-  const seconds = await timed(() => succeed(client, bench.timeoutMs));
-  return { seconds, memory: server, output: join(root, REMOTE) };
+  const timing = await timed(() => succeed(client, bench.timeoutMs));
+  return { ...timing, memory: server, output: join(root, REMOTE) };
 }
 
 async function seedGet(bench: Bench, dir: string): Promise<Measured> {
@@ -653,30 +681,30 @@ async function seedGet(bench: Bench, dir: string): Promise<Measured> {
   const port = await listeningPort(server);
   const output = join(dir, "out.bin");
   const client = seedClient(port, "get", REMOTE, output);
-  const seconds = await timed(() => succeed(client, bench.timeoutMs));
-  return { seconds, memory: server, output };
+  const timing = await timed(() => succeed(client, bench.timeoutMs));
+  return { ...timing, memory: server, output };
 }
 
 async function barePut(bench: Bench, dir: string): Promise<Measured> {
   const output = join(dir, "out.bin");
   const receiver = bare("recv", "listen", output, true);
   const port = await listeningPort(receiver);
-  const seconds = await timed(() => {
+  const timing = await timed(() => {
     const sender = bare("send", `${HOST}:${port}`, bench.source);
     return Promise.all([succeed(sender, bench.timeoutMs), succeed(receiver, bench.timeoutMs)]);
   });
-  return { seconds, memory: receiver, output };
+  return { ...timing, memory: receiver, output };
 }
 
 async function bareGet(bench: Bench, dir: string): Promise<Measured> {
   const output = join(dir, "out.bin");
   const sender = bare("send", "listen", bench.source, true);
   const port = await listeningPort(sender);
-  const seconds = await timed(() => {
+  const timing = await timed(() => {
     const receiver = bare("recv", `${HOST}:${port}`, output);
     return Promise.all([succeed(receiver, bench.timeoutMs), succeed(sender, bench.timeoutMs)]);
   });
-  return { seconds, memory: sender, output };
+  return { ...timing, memory: sender, output };
 }
 
 const CASES: CaseSpec[] = [
@@ -747,6 +775,8 @@ interface RunRecord {
   run: number;
   seconds?: number;
   gbps?: number;
+  /** The machine's CPU-seconds during the timed part (see busyCpu). */
+  cpuSeconds?: number;
   peakRssKiB?: number;
   /** Many-files cases: files stored per second. */
   filesPerSecond?: number;
@@ -773,6 +803,8 @@ interface CaseResult {
   medianSeconds?: number;
   bestGBps?: number;
   medianGBps?: number;
+  /** Median of the machine's CPU-seconds per run. */
+  medianCpuSeconds?: number;
   peakRssMiB?: number;
   /** ferry's median GB/s over this case's, in the same direction. */
   ferryRatio?: number;
@@ -794,6 +826,8 @@ function summarize(result: CaseResult): void {
   result.medianSeconds = median(seconds);
   result.bestGBps = result.bytes / result.bestSeconds / 1e9;
   result.medianGBps = result.bytes / result.medianSeconds / 1e9;
+  const cpu = good.map((r) => r.cpuSeconds).filter((c) => c !== undefined);
+  if (cpu.length > 0) result.medianCpuSeconds = median(cpu);
   if (result.files !== undefined) {
     result.bestFilesPerSecond = result.files / result.bestSeconds;
     result.medianFilesPerSecond = result.files / result.medianSeconds;
@@ -840,8 +874,8 @@ function fixed(value: number | undefined, digits: number): string {
 /** The Markdown table for the README. */
 function table(results: CaseResult[]): string {
   const lines = [
-    "| Case | Best s | Median s | Best GB/s | Median GB/s | ferry ÷ this | Peak RSS MiB | Target |",
-    "| --- | --: | --: | --: | --: | --: | --: | --- |",
+    "| Case | Best s | Median s | Best GB/s | Median GB/s | Median CPU s | ferry ÷ this | Peak RSS MiB | Target |",
+    "| --- | --: | --: | --: | --: | --: | --: | --: | --- |",
   ];
   for (const r of results) {
     const failed = r.runs.filter((run) => run.error !== undefined).length;
@@ -854,7 +888,8 @@ function table(results: CaseResult[]): string {
     const [bestGBps, medianGBps] = r.files === undefined ? [r.bestGBps, r.medianGBps] : [];
     lines.push(
       `| ${r.label} | ${fixed(r.bestSeconds, 3)} | ${fixed(r.medianSeconds, 3)} | ` +
-        `${fixed(bestGBps, 2)} | ${fixed(medianGBps, 2)} | ${ratio} | ` +
+        `${fixed(bestGBps, 2)} | ${fixed(medianGBps, 2)} | ${fixed(r.medianCpuSeconds, 2)} | ` +
+        `${ratio} | ` +
         `${fixed(r.peakRssMiB, 0)} | ${target} |`,
     );
   }
@@ -946,6 +981,7 @@ async function runCase(
   try {
     measured = await spec.measure(bench, dir);
     record.seconds = measured.seconds;
+    record.cpuSeconds = measured.cpuSeconds;
     record.gbps = bench.size / measured.seconds / 1e9;
   } catch (error) {
     record.error = errorText(error);
@@ -978,12 +1014,14 @@ async function runClients(
     server = ferryServer(root, false);
     const port = await listeningPort(server);
     const clients: Promise<void>[] = [];
-    record.seconds = await timed(async () => {
+    const timing = await timed(async () => {
       for (const file of files) {
         clients.push(succeed(ferryClient(port, "put", file.path, basename(file.path)), timeoutMs));
       }
       await Promise.allSettled(clients);
     });
+    record.seconds = timing.seconds;
+    record.cpuSeconds = timing.cpuSeconds;
     record.gbps = (files.length * size) / record.seconds / 1e9;
     const failures = (await Promise.allSettled(clients)).filter((s) => s.status === "rejected");
     if (failures.length > 0) {
@@ -1058,7 +1096,7 @@ async function runFiles(
   try {
     server = tool === "ferry" ? ferryServer(root, false) : seedServer(root);
     const port = await listeningPort(server);
-    record.seconds = await timed(async () => {
+    const timing = await timed(async () => {
       if (tool === "ferry") {
         await succeed(ferryClient(port, "mput", ...files.paths), timeoutMs);
         return;
@@ -1067,6 +1105,8 @@ async function runFiles(
         await succeed(seedClient(port, "put", path, basename(path)), timeoutMs);
       }
     });
+    record.seconds = timing.seconds;
+    record.cpuSeconds = timing.cpuSeconds;
     record.gbps = (files.paths.length * files.size) / record.seconds / 1e9;
     record.filesPerSecond = files.paths.length / record.seconds;
   } catch (error) {
@@ -1110,8 +1150,9 @@ function describeRun(label: string, record: RunRecord): string {
   const files = record.filesPerSecond === undefined
     ? ""
     : `, ${record.filesPerSecond.toFixed(0)} files/s`;
+  const cpu = record.cpuSeconds === undefined ? "" : `, ${record.cpuSeconds.toFixed(2)} CPU s`;
   return `bench: ${label} run ${record.run}: ${record.seconds.toFixed(3)} s, ` +
-    `${record.gbps!.toFixed(2)} GB/s${files}${rss}${error}`;
+    `${record.gbps!.toFixed(2)} GB/s${cpu}${files}${rss}${error}`;
 }
 
 async function bench(options: BenchOptions, work: string): Promise<number> {
@@ -1216,7 +1257,9 @@ async function bench(options: BenchOptions, work: string): Promise<number> {
     `for the many-clients row), loopback, page cache warm, best and median of ${options.runs} ` +
     `runs; 1 GB = 1e9 bytes; times are whole client processes, startup included; ` +
     `ferry ÷ this and targets use medians; the receiving side runs with --no-fsync except in the fsync rows; ` +
-    `peak RSS is the server's VmHWM (nc and bare loop: receiver on put, sender on get).`,
+    `peak RSS is the server's VmHWM (nc and bare loop: receiver on put, sender on get); ` +
+    `CPU s is what the whole machine (${machine.cpus} CPUs) was busy for meanwhile: both sides ` +
+    `and the kernel.`,
     "",
     filesLine(manyFiles[0], manyFiles[1]),
     "",
