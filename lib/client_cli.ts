@@ -714,21 +714,36 @@ async function fileTarget(
   } catch (error) {
     throw cannotWrite(part, error);
   }
-  const writer = file.writable.getWriter();
   let wrote = options.append;
+  let closed = false;
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    file.close();
+  };
   return {
-    write: (chunk) => {
+    // Straight to the file, not through `file.writable`, which holds writes under 64 KiB back
+    // until it is closed: the flush below would have missed them.
+    write: async (chunk) => {
       wrote = true;
-      return writer.write(chunk).catch((error) => {
+      try {
+        let offset = 0;
+        while (offset < chunk.length) offset += await file.write(chunk.subarray(offset));
+      } catch (error) {
         throw cannotWrite(part, error);
-      });
+      }
     },
     commit: async () => {
       try {
         // Flushed before it gets its name: after a power cut LOCAL is whole or absent, never empty.
         if (options.fsync) await file.syncData();
-        await writer.close();
+        close();
       } catch (error) {
+        try {
+          close();
+        } catch {
+          // The error that matters is the one being thrown.
+        }
         throw cannotWrite(part, error);
       }
       let moved = true;
@@ -745,16 +760,14 @@ async function fileTarget(
       if (options.fsync) await syncDir(dirname(local) || ".");
     },
     discard: async (cause) => {
+      try {
+        close();
+      } catch {
+        // Nothing more can be done about the file than what follows.
+      }
       if (wrote && isInterruption(cause)) {
-        await writer.close().catch(() => {});
         say(`${PROGRAM}: partial download kept in ${part}; run again with --resume to continue`);
         return;
-      }
-      await writer.abort().catch(() => {});
-      try {
-        file.close();
-      } catch {
-        // Closed by the aborted writer.
       }
       await Deno.remove(part).catch(() => {});
     },

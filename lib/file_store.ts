@@ -494,7 +494,7 @@ export class Upload {
   /** Bytes already present from a kept upload being resumed (0 for a fresh one). */
   readonly offset: number;
   #file: Deno.FsFile;
-  #writer: WritableStreamDefaultWriter<Uint8Array>;
+  #closed = false;
   #hooks: UploadHooks;
   #finished = false;
 
@@ -505,7 +505,6 @@ export class Upload {
     this.offset = hooks.offset;
     this.#file = file;
     this.#hooks = hooks;
-    this.#writer = file.writable.getWriter();
   }
 
   /** The staging file, for reading back the kept bytes of a resumed upload. */
@@ -513,9 +512,20 @@ export class Upload {
     return this.#file;
   }
 
-  /** Appends a chunk to the staging file. */
+  /**
+   * Appends a chunk to the staging file; once it resolves, the bytes are in the file. (Not
+   * through `file.writable`: Deno holds writes under 64 KiB back there until the stream closes,
+   * so `syncData` before closing missed the tail of every upload, and all of a small one.)
+   */
   async write(chunk: Uint8Array): Promise<void> {
-    await this.#writer.write(chunk);
+    let offset = 0;
+    while (offset < chunk.length) offset += await this.#file.write(chunk.subarray(offset));
+  }
+
+  #close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#file.close();
   }
 
   /** Flushes the staging file and moves it to its final name. Call only after verifying it. */
@@ -524,9 +534,14 @@ export class Upload {
     this.#finished = true;
     try {
       if (this.#hooks.fsync) await this.#file.syncData();
-      await this.#writer.close();
+      this.#close();
       await this.#hooks.commit();
     } catch (error) {
+      try {
+        this.#close();
+      } catch {
+        // The error that matters is the one being thrown.
+      }
       await Deno.remove(this.stagingPath).catch(() => {});
       throw error;
     } finally {
@@ -542,10 +557,9 @@ export class Upload {
     if (this.#finished) return;
     this.#finished = true;
     try {
-      await this.#writer.close();
+      this.#close();
       await this.#hooks.keep();
     } catch {
-      await this.#writer.abort().catch(() => {});
       await Deno.remove(this.stagingPath).catch(() => {});
     } finally {
       this.#hooks.done();
@@ -556,11 +570,10 @@ export class Upload {
   async discard(): Promise<void> {
     if (this.#finished) return;
     this.#finished = true;
-    await this.#writer.abort().catch(() => {});
     try {
-      this.#file.close();
+      this.#close();
     } catch {
-      // Already closed by the aborted writer.
+      // Closing can only fail for a file that is already gone; it is being removed anyway.
     }
     await Deno.remove(this.stagingPath).catch(() => {});
     this.#hooks.done();

@@ -24,6 +24,7 @@ import {
   pathExists,
   randomBytes,
   REPO_ROOT,
+  resultOf,
   RESUME_DIR,
   runCommand,
   type RunResult,
@@ -532,6 +533,36 @@ Deno.test("--limit-rate 4M holds a 6 MiB put and get to about 4 MiB/s", async ()
 });
 
 // ------------------------------------------------------------------------------ mput / mget
+
+Deno.test("a download's bytes reach its .part file as they arrive", async () => {
+  // What `get` flushes to disk before the rename must already be in the file. Deno's
+  // file.writable held writes under 64 KiB back until it was closed, so a small download sat in
+  // memory until the end and the flush missed it; at 16 KiB/s each 16 KiB piece must show.
+  await using server = await startServer();
+  await using work = await makeTempDir();
+  const data = randomBytes(48 << 10);
+  await Deno.writeFile(`${server.root}/slow.bin`, data);
+  const child = spawnClient(
+    [server.host, String(server.port), "get", "slow.bin", "--limit-rate", "16K"],
+    { cwd: work.path },
+  );
+  await child.stdin.close();
+  const output = child.output();
+  const part = `${work.path}/slow.bin.part`;
+  try {
+    await waitFor("part of the download in slow.bin.part", async () => {
+      const size = await fileSize(part);
+      return size >= 16 << 10 && size < data.length;
+    }, { timeoutMs: 20000 });
+  } catch (error) {
+    child.kill("SIGKILL");
+    throw new Error(
+      `${(error as Error).message}; client stderr:\n${resultOf(await output).stderr}`,
+    );
+  }
+  assertSuccess(resultOf(await output), "get --limit-rate 16K");
+  assert.deepEqual(await Deno.readFile(`${work.path}/slow.bin`), data);
+});
 
 Deno.test("mput of 200 files uses one connection, and mget brings them all back", async () => {
   await using server = await startServer({ args: ["--no-fsync"] });

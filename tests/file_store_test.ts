@@ -190,6 +190,22 @@ Deno.test("uploads appear only on commit, and never replace without overwrite", 
   });
 });
 
+Deno.test("an upload's bytes are in its staging file as soon as write resolves", async () => {
+  // What commit flushes to disk must already be in the file: Deno's file.writable held writes
+  // under 64 KiB back until it was closed, so the flush missed the tail of every upload.
+  await withDirs(async (root) => {
+    const store = await FileStore.open(root);
+    const up = await store.beginUpload("small.txt");
+    await up.write(new TextEncoder().encode("first"));
+    assert.equal((await Deno.stat(up.stagingPath)).size, 5, "after a 5-byte write");
+    await up.write(new Uint8Array(70_000));
+    await up.write(new TextEncoder().encode("tail"));
+    assert.equal((await Deno.stat(up.stagingPath)).size, 70_009, "after the tail");
+    await up.commit();
+    assert.equal((await Deno.stat(join(root, "small.txt"))).size, 70_009);
+  });
+});
+
 Deno.test("a file that appears during an upload is not clobbered", async () => {
   await withDirs(async (root) => {
     const store = await FileStore.open(root);
