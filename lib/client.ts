@@ -9,6 +9,7 @@ import { authMac, macMatches, newNonce } from "./auth.ts";
 import { type BufferPool, defaultPool } from "./buffer_pool.ts";
 import { isInterruption, ProtocolError, RefusedError, UserError } from "./errors.ts";
 import {
+  type Activity,
   decodePreamble,
   encodePreamble,
   FrameReader,
@@ -29,6 +30,8 @@ import {
   type ByteSource,
   checksumFilePrefix,
   concatBytes,
+  localWait,
+  type LocalWaits,
   noDelay,
   receiveData,
   type ResumePoint,
@@ -47,6 +50,8 @@ export interface ConnectOptions {
   token?: Uint8Array;
   /** Use TLS; `caCerts` adds trusted certificates (PEM) to the system's. */
   tls?: { caCerts?: string[] };
+  /** Give up a request once the server has sent and taken nothing for this long (see Session). */
+  stallTimeoutMs?: number;
 }
 
 /** Pacing and progress options shared by put and get. */
@@ -236,6 +241,7 @@ export async function connect(
     pool: options.pool ?? defaultPool,
     token: options.token,
     tls: options.tls !== undefined,
+    stallTimeoutMs: options.stallTimeoutMs,
   });
   await withTimeout(
     session.handshake(),
@@ -254,6 +260,12 @@ export interface SessionOptions {
   token?: Uint8Array;
   /** Whether the connection is TLS (for messages). */
   tls: boolean;
+  /**
+   * Give up a request (closing the connection) once the server has sent nothing and taken
+   * nothing for this many milliseconds, not counting time spent on the local side: reading the
+   * source, writing the target, pacing for a rate limit. Off when absent.
+   */
+  stallTimeoutMs?: number;
 }
 
 /** One connection to a ferry server; requests run one after another. */
@@ -270,6 +282,19 @@ export class Session implements ClientSession {
   #pool: BufferPool;
   #token?: Uint8Array;
   #tls: boolean;
+  #stallTimeoutMs?: number;
+  /** When bytes last moved either way; the frame reader and writer keep it. */
+  #activity: Activity = { last: Date.now() };
+  /** Waits on the local side now under way; the stall watchdog holds off while any is. */
+  #localBusy = 0;
+  #local: LocalWaits = {
+    begin: () => this.#localBusy++,
+    end: () => {
+      this.#localBusy--;
+      this.#activity.last = Date.now();
+    },
+  };
+  #stalled = false;
 
   /** Wraps a connected socket; use {@link connect}. */
   constructor(conn: Deno.Conn, target: string, options: SessionOptions) {
@@ -278,8 +303,49 @@ export class Session implements ClientSession {
     this.#pool = options.pool;
     this.#token = options.token;
     this.#tls = options.tls;
-    this.#frames = new FrameReader(conn.readable);
-    this.#out = new FrameWriter(conn.writable, { direct: conn });
+    this.#stallTimeoutMs = options.stallTimeoutMs;
+    this.#frames = new FrameReader(conn.readable, { activity: this.#activity });
+    this.#out = new FrameWriter(conn.writable, { direct: conn, activity: this.#activity });
+  }
+
+  /**
+   * Runs one request under the stall watchdog: a server that stops mid-request (frozen, or a
+   * network that silently drops everything) would otherwise be waited for forever. The
+   * connection is closed when it fires, which makes whatever is pending fail; that failure is
+   * reported as the stall.
+   */
+  async #watched<T>(request: () => Promise<T>): Promise<T> {
+    const limit = this.#stallTimeoutMs;
+    if (limit === undefined) return await request();
+    if (this.#stalled) throw this.#stallError(limit);
+    this.#activity.last = Date.now();
+    const timer = setInterval(() => {
+      if (this.#localBusy === 0 && Date.now() - this.#activity.last > limit) {
+        this.#stalled = true;
+        clearInterval(timer);
+        this.close();
+      }
+    }, Math.min(1000, Math.max(50, limit / 4)));
+    try {
+      return await request();
+    } catch (error) {
+      throw this.#stalled ? this.#stallError(limit) : error;
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
+  #stallError(limit: number): UserError {
+    const seconds = limit / 1000;
+    return new UserError(
+      `Server at ${this.target} sent and took nothing for ${seconds} s; ` +
+        "gave up (--stall-timeout)",
+    );
+  }
+
+  /** A rate limit's pacing, counted as a wait on the local side. */
+  #pacing(throttle?: (bytes: number) => Promise<void>) {
+    return throttle && ((bytes: number) => localWait(this.#local, () => throttle(bytes)));
   }
 
   /** Sends the preamble and HELLO, and checks the server's answer. */
@@ -370,7 +436,11 @@ export class Session implements ClientSession {
    * throws {@link RefusedError} when the server says no, before or during the transfer. If
    * reading `source` fails, the server is told (ABORT, code `io`) and the source's error thrown.
    */
-  async put(source: ByteSource, name: string, options: PutOptions = {}): Promise<PutResult> {
+  put(source: ByteSource, name: string, options: PutOptions = {}): Promise<PutResult> {
+    return this.#watched(() => this.#put(source, name, options));
+  }
+
+  async #put(source: ByteSource, name: string, options: PutOptions): Promise<PutResult> {
     const size = options.size ?? null;
     const resumeFile = options.resumeFile;
     await this.#out.writeControl(FrameType.REQUEST, {
@@ -389,7 +459,10 @@ export class Session implements ClientSession {
     }
     let resumeFrom: ResumePoint | undefined;
     if (resumeFile && accepted.offset && accepted.prefix) {
-      const checksum = await checksumFilePrefix(resumeFile, accepted.offset, { pool: this.#pool });
+      const checksum = await localWait(
+        this.#local,
+        () => checksumFilePrefix(resumeFile, accepted.offset!, { pool: this.#pool }),
+      );
       if (!checksum || (await checksum.fork()).digest() !== accepted.prefix) {
         // What the server kept is not the start of this file: drop it and start over.
         await this.#out.writeControl(FrameType.ABORT, {
@@ -397,7 +470,7 @@ export class Session implements ClientSession {
           message: "Kept data does not match the local file",
         });
         await resumeFile.seek(0, Deno.SeekMode.Start);
-        return await this.put(source, name, { ...options, resumeFile: undefined });
+        return await this.#put(source, name, { ...options, resumeFile: undefined });
       }
       resumeFrom = { size: accepted.offset, checksum };
     }
@@ -413,8 +486,9 @@ export class Session implements ClientSession {
         signal: stop.signal,
         onProgress: options.onProgress,
         resumeFrom,
-        throttle: options.throttle,
+        throttle: this.#pacing(options.throttle),
         maxChunk: options.maxChunk,
+        localWaits: this.#local,
       });
     } catch (error) {
       if (!stop.signal.aborted && !fromConnection(error)) {
@@ -443,10 +517,18 @@ export class Session implements ClientSession {
    * `resume`, the server continues after the bytes the caller has, if their checksum matches
    * its copy; otherwise it starts over, and `open` is told which.
    */
-  async get(
+  get(
     name: string,
     open: (info: RemoteFileInfo) => Promise<DownloadTarget>,
     options: GetOptions = {},
+  ): Promise<GetResult> {
+    return this.#watched(() => this.#get(name, open, options));
+  }
+
+  async #get(
+    name: string,
+    open: (info: RemoteFileInfo) => Promise<DownloadTarget>,
+    options: GetOptions,
   ): Promise<GetResult> {
     const have = options.resume;
     await this.#out.writeControl(FrameType.REQUEST, {
@@ -459,17 +541,19 @@ export class Session implements ClientSession {
     const ok = await this.#expectOk();
     const offset = have && ok.offset === have.size ? have.size : 0;
     const info = { size: ok.size ?? 0, mtime: ok.mtime ?? 0, offset };
-    const target = await open(info);
+    const target = await localWait(this.#local, () => open(info));
     try {
       const result = await receiveData(this.#frames, target, {
         pool: this.#pool,
         sizeHint: info.size - offset,
         onProgress: options.onProgress,
         resumeFrom: offset > 0 ? { size: offset, checksum: have!.checksum } : undefined,
-        throttle: options.throttle,
+        throttle: this.#pacing(options.throttle),
         maxChunk: options.maxChunk,
+        localWaits: this.#local,
       });
-      await target.commit();
+      // Flushing a large download to disk can take a while; the server is not being waited for.
+      await localWait(this.#local, () => target.commit());
       return { ...result, resumedFrom: offset };
     } catch (error) {
       await target.discard(error);
@@ -478,7 +562,11 @@ export class Session implements ClientSession {
   }
 
   /** Lists the files the server shares. */
-  async list(): Promise<ListEntry[]> {
+  list(): Promise<ListEntry[]> {
+    return this.#watched(() => this.#list());
+  }
+
+  async #list(): Promise<ListEntry[]> {
     await this.#out.writeControl(FrameType.REQUEST, { op: "list" });
     const ok = await this.#expectOk();
     const chunks: Uint8Array[] = [];

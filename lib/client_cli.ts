@@ -76,6 +76,10 @@ Options:
   -q, --quiet          print nothing but errors
   --progress           show the progress line even when stderr is not a terminal
   --timeout SECONDS    give up connecting after this long (default 15)
+  --stall-timeout SECONDS
+                       give up a transfer or listing once the server has sent
+                       and taken nothing for this long (default: wait forever;
+                       time spent on local files and stdin/stdout not counted)
   --token-file FILE    prove to the server that we hold the secret in FILE
                        (it never crosses the wire; the server must prove it too)
   --tls                connect with TLS, trusting the system's certificates...
@@ -107,6 +111,7 @@ const OPTIONS: OptionSpec = {
   quiet: { type: "boolean", short: "q" },
   progress: { type: "boolean" },
   timeout: { type: "string" },
+  "stall-timeout": { type: "string" },
   legacy: { type: "boolean" },
   "token-file": { type: "string" },
   tls: { type: "boolean" },
@@ -169,6 +174,8 @@ export interface ClientCommand {
   progress: boolean;
   /** Connect timeout, milliseconds. */
   timeoutMs: number;
+  /** Stall timeout, milliseconds; none when absent. */
+  stallTimeoutMs?: number;
   /** Speak the seed protocol. */
   legacy: boolean;
   /** Path of the token file. */
@@ -246,17 +253,10 @@ export function parseClientArgs(argv: string[]): ClientCommand {
   if ((command === "mput" || command === "mget") && args.includes("-")) {
     throw new UsageError(`${command} takes files, not "-"`);
   }
-  let timeoutMs = 15000;
-  if (typeof values.timeout === "string") {
-    const seconds = values.timeout.trim() === "" ? NaN : Number(values.timeout);
-    // setTimeout takes at most 2^31-1 ms and fires at once for anything longer.
-    if (!(seconds > 0 && seconds <= MAX_TIMEOUT_SECONDS)) {
-      throw new UsageError(
-        `Invalid --timeout ${JSON.stringify(values.timeout)}: ` +
-          `expected seconds, more than 0 and at most ${MAX_TIMEOUT_SECONDS}`,
-      );
-    }
-    timeoutMs = seconds * 1000;
+  const timeoutMs = parseSeconds(values.timeout, "timeout") ?? 15000;
+  const stallTimeoutMs = parseSeconds(values["stall-timeout"], "stall-timeout");
+  if (base.legacy && stallTimeoutMs !== undefined) {
+    throw new UsageError("--stall-timeout is not available with --legacy");
   }
   let limitRate: number | undefined;
   if (typeof values["limit-rate"] === "string") {
@@ -286,7 +286,21 @@ export function parseClientArgs(argv: string[]): ClientCommand {
       "--resume is not available with --legacy: the seed protocol cannot resume",
     );
   }
-  return { ...base, command, host, port, args, timeoutMs, limitRate };
+  return { ...base, command, host, port, args, timeoutMs, stallTimeoutMs, limitRate };
+}
+
+/** A --timeout style value in milliseconds, or undefined when the option is absent. */
+function parseSeconds(value: unknown, option: string): number | undefined {
+  if (typeof value !== "string") return undefined;
+  const seconds = value.trim() === "" ? NaN : Number(value);
+  // setTimeout takes at most 2^31-1 ms and fires at once for anything longer.
+  if (!(seconds > 0 && seconds <= MAX_TIMEOUT_SECONDS)) {
+    throw new UsageError(
+      `Invalid --${option} ${JSON.stringify(value)}: ` +
+        `expected seconds, more than 0 and at most ${MAX_TIMEOUT_SECONDS}`,
+    );
+  }
+  return seconds * 1000;
 }
 
 /** Runs the client with command-line arguments and returns the exit code. */
@@ -355,6 +369,7 @@ class Connector {
       ? new LegacySession(cmd.host, cmd.port, { timeoutMs: cmd.timeoutMs })
       : await connect(cmd.host, cmd.port, {
         timeoutMs: cmd.timeoutMs,
+        stallTimeoutMs: cmd.stallTimeoutMs,
         token: this.#token,
         tls: cmd.tls ? { caCerts: this.#caCerts } : undefined,
       });

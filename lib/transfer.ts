@@ -30,6 +30,31 @@ export interface TransferResult {
   checksum: string;
 }
 
+/**
+ * Told when a transfer starts and stops waiting on its own side (reading the source, writing the
+ * sink), so a stall watchdog counts only the time spent waiting on the peer.
+ */
+export interface LocalWaits {
+  /** A wait on the local side begins. */
+  begin(): void;
+  /** That wait is over. */
+  end(): void;
+}
+
+/** Runs `wait` as a wait on the local side, if anyone is counting. */
+export async function localWait<T>(
+  waits: LocalWaits | undefined,
+  wait: () => Promise<T>,
+): Promise<T> {
+  if (!waits) return await wait();
+  waits.begin();
+  try {
+    return await wait();
+  } finally {
+    waits.end();
+  }
+}
+
 /** Options for {@link sendData}. */
 export interface SendOptions {
   /** Where buffers come from; defaults to the process-wide pool. */
@@ -48,6 +73,8 @@ export interface SendOptions {
   raw?: boolean;
   /** Resuming: the peer already has this many bytes, whose checksum state this is. */
   resumeFrom?: ResumePoint;
+  /** Told while the source is being waited for. */
+  localWaits?: LocalWaits;
 }
 
 /** Where a resumed transfer picks up: bytes already in place and their running checksum. */
@@ -79,6 +106,8 @@ export interface ReceiveOptions {
   throttle?: (bytes: number) => Promise<void>;
   /** Largest chunk read at once, to keep a rate limit smooth. */
   maxChunk?: number;
+  /** Told while a write to the sink is under way. */
+  localWaits?: LocalWaits;
 }
 
 /** Something bytes can be read from: a byte stream (BYOB) or any stream of Uint8Array. */
@@ -247,14 +276,16 @@ export async function sendData(
     options.sizeHint <= CORK_LIMIT && !options.raw;
   if (small) frames.cork();
   try {
-    let current = await filler.fill(new Uint8Array(buffers[0]));
+    const fill = (buffer: ArrayBuffer) =>
+      localWait(options.localWaits, () => filler.fill(new Uint8Array(buffer)));
+    let current = await fill(buffers[0]);
     buffers[0] = current.buffer as ArrayBuffer;
     while (current.length > 0) {
       options.signal?.throwIfAborted();
       await options.throttle?.(current.length);
       const writing = options.raw ? frames.writeRaw(current) : frames.writeData(current);
       const other = 1 - index;
-      const reading = filler.fill(new Uint8Array(buffers[other]));
+      const reading = fill(buffers[other]);
       // Either may fail while the other is awaited; mark both handled so neither is reported as
       // an unhandled rejection (which would end the process).
       writing.catch(() => {});
@@ -336,7 +367,7 @@ class Receiver {
     this.checksum.update(chunk);
     // The other buffer's write must finish before that buffer is read into again.
     await this.#pending;
-    this.#pending = this.#sink.write(chunk);
+    this.#pending = localWait(this.#options.localWaits, () => this.#sink.write(chunk));
     this.#pending.catch(() => {}); // awaited later; see sendData
     this.#options.onProgress?.(this.received);
     await this.#options.throttle?.(chunk.length);

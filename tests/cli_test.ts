@@ -69,6 +69,9 @@ Deno.test("client: usage errors name what is wrong", () => {
     [["h", "1", "list", "--timeout=-5"], /Invalid --timeout "-5"/],
     [["h", "1", "list", "--timeout", "NaN"], /Invalid --timeout "NaN"/],
     [["h", "1", "list", "--timeout", ""], /Invalid --timeout ""/],
+    [["h", "1", "get", "r", "--stall-timeout", "0"], /Invalid --stall-timeout "0"/],
+    [["h", "1", "get", "r", "--stall-timeout", "later"], /Invalid --stall-timeout "later"/],
+    [["h", "1", "put", "x", "--legacy", "--stall-timeout", "5"], /not available with --legacy/],
     // Empty names would only fail after connecting, or after a whole download.
     [["h", "1", "put", ""], /^LOCAL is empty$/],
     [["h", "1", "put", "a.bin", ""], /^REMOTE is empty$/],
@@ -94,6 +97,15 @@ Deno.test("client: --timeout takes seconds up to setTimeout's limit", () => {
   const longest = parseClientArgs(["h", "1", "list", "--timeout", String(MAX_TIMEOUT_SECONDS)]);
   assert.equal(longest.timeoutMs, MAX_TIMEOUT_SECONDS * 1000);
   assert.ok(longest.timeoutMs <= 2 ** 31 - 1);
+});
+
+Deno.test("client: --stall-timeout is off unless given, and takes seconds", () => {
+  assert.equal(parseClientArgs(["h", "1", "list"]).stallTimeoutMs, undefined);
+  assert.equal(
+    parseClientArgs(["h", "1", "get", "r", "--stall-timeout", "90"]).stallTimeoutMs,
+    90000,
+  );
+  assert.equal(parseClientArgs(["h", "1", "list", "--stall-timeout=0.25"]).stallTimeoutMs, 250);
 });
 
 Deno.test("client: help and version need no other arguments", () => {

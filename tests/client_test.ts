@@ -3,7 +3,7 @@
  * resumed gets and puts (the client is killed mid-transfer, rate-limited so the timing is
  * deterministic), damaged and foreign `.part` files, `--limit-rate`, mput/mget of many files
  * over one connection and their per-file failures, tar through pipes, the `--json` reports and
- * `--quiet`.
+ * `--quiet`; and `--stall-timeout` against a server frozen with SIGSTOP.
  *
  * Every test starts `server.ts` on port 0 with a temporary root (tests/harness.ts) and runs
  * `client.ts` as a user would; waits are bounded polls on the condition itself.
@@ -843,4 +843,78 @@ Deno.test("--quiet: a successful put or get prints nothing at all", async () => 
   const refused = await ferry(server, ["put", "q.bin", "--quiet"], { cwd: work.path });
   assert.equal(refused.code, 1);
   assert.match(refused.stderr, /exists/i, "--quiet keeps errors");
+});
+
+// ----------------------------------------------------------------------- --stall-timeout
+
+Deno.test("--stall-timeout: get gives up on a server that freezes mid-transfer", async () => {
+  await using server = await startServer();
+  await using work = await makeTempDir();
+  await writeRandomFile(`${server.root}/big.bin`, BIG);
+  const child = spawnClient([
+    server.host,
+    String(server.port),
+    "get",
+    "big.bin",
+    "--limit-rate",
+    "4M",
+    "--stall-timeout",
+    "1",
+  ], { cwd: work.path });
+  await child.stdin.close();
+  let frozen = false;
+  try {
+    // Paced at 4 MiB/s, which must not count as a stall: the pauses are the client's own.
+    await waitFor(
+      "the download under way",
+      async () => await fileSize(`${work.path}/big.bin.part`) >= 2 * MiB,
+      { timeoutMs: 20000 },
+    );
+    Deno.kill(server.pid, "SIGSTOP");
+    frozen = true;
+    const result = resultOf(await child.output());
+    assert.equal(result.code, 1, `exit code; stderr:\n${result.stderr}`);
+    assertNoStackTrace(result);
+    // What arrived is kept for --resume, as after any cut connection.
+    assert.deepEqual(stderrLines(result), [
+      "ferry: partial download kept in big.bin.part; run again with --resume to continue",
+      `ferry: Server at ${server.host}:${server.port} sent and took nothing for 1 s; ` +
+      "gave up (--stall-timeout)",
+    ]);
+    assert.equal(await pathExists(`${work.path}/big.bin`), false, "no file under the final name");
+  } finally {
+    if (frozen) Deno.kill(server.pid, "SIGCONT");
+    else child.kill("SIGKILL");
+  }
+});
+
+Deno.test("--stall-timeout: a pause in stdin longer than the timeout is not a stall", async () => {
+  await using server = await startServer();
+  const child = spawnClient([
+    server.host,
+    String(server.port),
+    "put",
+    "-",
+    "paused.txt",
+    "--stall-timeout",
+    "1",
+  ]);
+  const stdin = child.stdin.getWriter();
+  await stdin.write(new TextEncoder().encode("before the pause, "));
+  // The upload is under way once its first bytes reach the server's staging folder.
+  await waitFor(
+    "the first bytes at the server",
+    async () => await folderBytes(`${server.root}/${STAGING_DIR}`) > 0,
+    { timeoutMs: 20000 },
+  );
+  // Deliberately longer than the timeout: nothing moves, but the client is waiting on stdin.
+  await new Promise((resolve) => setTimeout(resolve, 2500));
+  await stdin.write(new TextEncoder().encode("and after it"));
+  await stdin.close();
+  const result = resultOf(await child.output());
+  assertSuccess(result, "put - with a pause in stdin");
+  assert.equal(
+    await Deno.readTextFile(`${server.root}/paused.txt`),
+    "before the pause, and after it",
+  );
 });

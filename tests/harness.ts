@@ -299,6 +299,8 @@ export interface ServerProcess extends AsyncDisposable {
   host: string;
   /** Port the server said it listens on. */
   port: number;
+  /** Process id, for tests that freeze the server (SIGSTOP) and thaw it (SIGCONT). */
+  pid: number;
   /** Absolute path of the served root, as given to the server. */
   root: string;
   /** The folder holding the root: for the default root, the temporary folder made for it. */
@@ -420,6 +422,7 @@ export async function startServer(options: StartServerOptions = {}): Promise<Ser
   return {
     host: match[2] ?? match[3],
     port: Number(match[4]),
+    pid: child.pid,
     root,
     base: dirname(root),
     lines,
