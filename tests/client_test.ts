@@ -872,7 +872,11 @@ Deno.test("--stall-timeout: get gives up on a server that freezes mid-transfer",
     );
     Deno.kill(server.pid, "SIGSTOP");
     frozen = true;
-    const result = resultOf(await child.output());
+    // Bounded: without the watchdog the client would wait for ever (killed in `finally`).
+    let exited = false;
+    const output = child.output().finally(() => exited = true);
+    await waitFor("the client to give up", () => exited, { timeoutMs: 30000 });
+    const result = resultOf(await output);
     assert.equal(result.code, 1, `exit code; stderr:\n${result.stderr}`);
     assertNoStackTrace(result);
     // What arrived is kept for --resume, as after any cut connection.
@@ -884,7 +888,11 @@ Deno.test("--stall-timeout: get gives up on a server that freezes mid-transfer",
     assert.equal(await pathExists(`${work.path}/big.bin`), false, "no file under the final name");
   } finally {
     if (frozen) Deno.kill(server.pid, "SIGCONT");
-    else child.kill("SIGKILL");
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // It has exited, as it should.
+    }
   }
 });
 
