@@ -848,7 +848,8 @@ Deno.test("--quiet: a successful put or get prints nothing at all", async () => 
 // ----------------------------------------------------------------------- --stall-timeout
 
 Deno.test("--stall-timeout: get gives up on a server that freezes mid-transfer", async () => {
-  await using server = await startServer();
+  // No flush at the end: a slow disk must not be what these tests time.
+  await using server = await startServer({ args: ["--no-fsync"] });
   await using work = await makeTempDir();
   await writeRandomFile(`${server.root}/big.bin`, BIG);
   const child = spawnClient([
@@ -859,7 +860,7 @@ Deno.test("--stall-timeout: get gives up on a server that freezes mid-transfer",
     "--limit-rate",
     "4M",
     "--stall-timeout",
-    "1",
+    "2",
   ], { cwd: work.path });
   await child.stdin.close();
   let frozen = false;
@@ -882,7 +883,7 @@ Deno.test("--stall-timeout: get gives up on a server that freezes mid-transfer",
     // What arrived is kept for --resume, as after any cut connection.
     assert.deepEqual(stderrLines(result), [
       "ferry: partial download kept in big.bin.part; run again with --resume to continue",
-      `ferry: Server at ${server.host}:${server.port} sent and took nothing for 1 s; ` +
+      `ferry: Server at ${server.host}:${server.port} sent and took nothing for 2 s; ` +
       "gave up (--stall-timeout)",
     ]);
     assert.equal(await pathExists(`${work.path}/big.bin`), false, "no file under the final name");
@@ -897,7 +898,8 @@ Deno.test("--stall-timeout: get gives up on a server that freezes mid-transfer",
 });
 
 Deno.test("--stall-timeout: a pause in stdin longer than the timeout is not a stall", async () => {
-  await using server = await startServer();
+  // No flush at the end: a slow disk must not be what these tests time.
+  await using server = await startServer({ args: ["--no-fsync"] });
   const child = spawnClient([
     server.host,
     String(server.port),
@@ -905,7 +907,7 @@ Deno.test("--stall-timeout: a pause in stdin longer than the timeout is not a st
     "-",
     "paused.txt",
     "--stall-timeout",
-    "1",
+    "2",
   ]);
   const stdin = child.stdin.getWriter();
   await stdin.write(new TextEncoder().encode("before the pause, "));
@@ -916,7 +918,7 @@ Deno.test("--stall-timeout: a pause in stdin longer than the timeout is not a st
     { timeoutMs: 20000 },
   );
   // Deliberately longer than the timeout: nothing moves, but the client is waiting on stdin.
-  await new Promise((resolve) => setTimeout(resolve, 2500));
+  await new Promise((resolve) => setTimeout(resolve, 3500));
   await stdin.write(new TextEncoder().encode("and after it"));
   await stdin.close();
   const result = resultOf(await child.output());
