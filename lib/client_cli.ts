@@ -35,6 +35,7 @@ import {
   cannotRead,
   cannotWrite,
   cannotWriteStdout,
+  checkWritable,
   NAME_MAX,
   openUpload,
   osReason,
@@ -613,6 +614,7 @@ async function checkLocalTarget(job: Job, cmd: ClientCommand): Promise<LocalTarg
   if ((await statOrNull(part))?.isDirectory) {
     throw new UserError(`Cannot write ${part}: it is a folder`);
   }
+  await checkWritable(folder, part);
   return { local, part };
 }
 

@@ -62,6 +62,22 @@ export function cannotWrite(path: string, error: unknown): UserError {
   return new UserError(`Cannot write ${path}: ${osReason(error, "no such folder")}`);
 }
 
+/**
+ * Checks that files can be made in `folder` by making and removing an empty one, so a folder
+ * the user may not write in (permissions, a read-only mount) is reported before a download
+ * starts rather than after the server has begun to send. Failures name `target`, the file that
+ * could not be written.
+ */
+export async function checkWritable(folder: string, target: string): Promise<void> {
+  let probe: string;
+  try {
+    probe = await Deno.makeTempFile({ dir: folder, prefix: ".ferry-probe-" });
+  } catch (error) {
+    throw cannotWrite(target, error);
+  }
+  await Deno.remove(probe).catch(() => {});
+}
+
 /** `Cannot write to stdout: reason`: a closed pipe or a full disk is not the network's fault. */
 export function cannotWriteStdout(error: unknown): UserError {
   if (error instanceof UserError) return error;

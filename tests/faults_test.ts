@@ -3,9 +3,9 @@
  * mounted at test time), the server SIGKILLed mid-upload and restarted, SIGTERM and SIGINT with
  * uploads in flight, and a seeded protocol fuzz run that also watches the server's memory.
  *
- * These tests need the server's pid (for signals and /proc), which tests/harness.ts's
- * startServer does not expose, so {@link launchServer} below spawns it with the harness's
- * spawnServer and keeps the process at hand.
+ * These tests signal the server and watch it exit (and read /proc), so {@link launchServer}
+ * below spawns it with the harness's spawnServer and keeps the process, its exit status and
+ * whether it still runs at hand.
  *
  * @module
  */
@@ -214,6 +214,39 @@ async function canMountTmpfs(): Promise<boolean> {
 }
 
 const MOUNT_ALLOWED = await canMountTmpfs();
+
+Deno.test({
+  name: "get into a read-only folder fails before the server is asked for anything",
+  ignore: !MOUNT_ALLOWED, // mounting a tmpfs needs root (CAP_SYS_ADMIN)
+  async fn() {
+    await using base = await makeTempDir();
+    const readOnly = `${base.path}/ro`;
+    await Deno.mkdir(readOnly);
+    const mounted = await command("mount", ["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", readOnly]);
+    assert.ok(mounted.ok, `mount failed: ${mounted.text}`);
+    try {
+      const root = `${base.path}/root`;
+      await Deno.mkdir(root);
+      await writeRandomFile(`${root}/big.bin`, 4 * MiB);
+      await using server = await launchServer(root);
+      // As root, permissions would not stop the write; a read-only mount stops everyone.
+      const result = await ferry(server, ["get", "big.bin", `${readOnly}/big.bin`]);
+      assertFailure(result, /^ferry: Cannot write .*big\.bin\.part: read-only file system$/, {
+        what: "get into a read-only folder",
+      });
+      assert.deepEqual(await listDir(readOnly), [], "nothing made there");
+      // The server logs every request when it ends. A list made afterwards, on a connection of
+      // its own, is logged after the get would have been (its connection was long closed).
+      assertSuccess(await ferry(server, ["list"]), "list afterwards");
+      await server.waitForLog(/ list /);
+      const gets = server.lines.filter((line) => / get "/.test(line));
+      assert.deepEqual(gets, [], "the server was never asked for the file");
+    } finally {
+      const unmounted = await command("umount", [readOnly]);
+      assert.ok(unmounted.ok, `umount failed: ${unmounted.text}`);
+    }
+  },
+});
 
 Deno.test({
   name:
