@@ -215,16 +215,26 @@ async function canMountTmpfs(): Promise<boolean> {
 
 const MOUNT_ALLOWED = await canMountTmpfs();
 
+/** Mounts a tmpfs with mount `options` on the empty folder `dir`, runs `fn`, then unmounts it. */
+async function withTmpfs(dir: string, options: string, fn: () => Promise<void>): Promise<void> {
+  await Deno.mkdir(dir);
+  const mounted = await command("mount", ["-t", "tmpfs", "-o", options, "tmpfs", dir]);
+  assert.ok(mounted.ok, `mount failed: ${mounted.text}`);
+  try {
+    await fn();
+  } finally {
+    const unmounted = await command("umount", [dir]);
+    assert.ok(unmounted.ok, `umount failed: ${unmounted.text}`);
+  }
+}
+
 Deno.test({
   name: "get into a read-only folder fails before the server is asked for anything",
   ignore: !MOUNT_ALLOWED, // mounting a tmpfs needs root (CAP_SYS_ADMIN)
   async fn() {
     await using base = await makeTempDir();
     const readOnly = `${base.path}/ro`;
-    await Deno.mkdir(readOnly);
-    const mounted = await command("mount", ["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", readOnly]);
-    assert.ok(mounted.ok, `mount failed: ${mounted.text}`);
-    try {
+    await withTmpfs(readOnly, "ro,size=1m", async () => {
       const root = `${base.path}/root`;
       await Deno.mkdir(root);
       await writeRandomFile(`${root}/big.bin`, 4 * MiB);
@@ -241,10 +251,7 @@ Deno.test({
       await server.waitForLog(/ list /);
       const gets = server.lines.filter((line) => / get "/.test(line));
       assert.deepEqual(gets, [], "the server was never asked for the file");
-    } finally {
-      const unmounted = await command("umount", [readOnly]);
-      assert.ok(unmounted.ok, `umount failed: ${unmounted.text}`);
-    }
+    });
   },
 });
 
@@ -255,10 +262,7 @@ Deno.test({
   async fn() {
     await using base = await makeTempDir();
     const disk = `${base.path}/disk`;
-    await Deno.mkdir(disk);
-    const mounted = await command("mount", ["-t", "tmpfs", "-o", "size=8m", "tmpfs", disk]);
-    assert.ok(mounted.ok, `mount failed: ${mounted.text}`);
-    try {
+    await withTmpfs(disk, "size=8m", async () => {
       const root = `${disk}/root`;
       await writeRandomFile(`${base.path}/big.bin`, 20 * MiB);
       await using server = await launchServer(root);
@@ -285,10 +289,7 @@ Deno.test({
       assert.ok(sameBytes(got.stdout, small), "the small file came back intact");
       assert.deepEqual(await storedFiles(root), ["small.bin"]);
       assert.ok(server.running, "the server is still running");
-    } finally {
-      const unmounted = await command("umount", [disk]);
-      assert.ok(unmounted.ok, `umount failed: ${unmounted.text}`);
-    }
+    });
   },
 });
 
