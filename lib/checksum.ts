@@ -1,5 +1,5 @@
 /**
- * The end-to-end checksum: xxh128 (XXH3-128, see `xxh3.ts`), which hashes at about 10 GB/s and
+ * The end-to-end checksum: xxh128 (XXH3-128, see `xxh3.ts`), which hashes at about 10 GiB/s and
  * so costs a transfer little CPU. Values are written `xxh128:<32 hex digits>`.
  *
  * @module
