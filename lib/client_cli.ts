@@ -46,7 +46,7 @@ import {
 import { ProgressLine, progressWanted } from "./progress.ts";
 import type { ListEntry } from "./protocol.ts";
 import { RateLimiter } from "./rate_limit.ts";
-import { checksumFilePrefix, type ResumePoint, type TransferResult } from "./transfer.ts";
+import { checksumFilePrefix, type ResumePoint, type TransferResult, writeAll } from "./transfer.ts";
 import { NAME, VERSION } from "./version.ts";
 
 const PROGRAM = NAME;
@@ -744,8 +744,7 @@ async function fileTarget(
     write: async (chunk) => {
       wrote = true;
       try {
-        let offset = 0;
-        while (offset < chunk.length) offset += await file.write(chunk.subarray(offset));
+        await writeAll(file, chunk);
       } catch (error) {
         throw cannotWrite(part, error);
       }
@@ -822,10 +821,8 @@ function formatLong(entries: ListEntry[]): string {
 
 /** Writes all of `text` to stdout; a closed pipe or a full disk is reported as stdout's. */
 async function writeStdout(text: string): Promise<void> {
-  const bytes = new TextEncoder().encode(text);
-  let offset = 0;
   try {
-    while (offset < bytes.length) offset += await Deno.stdout.write(bytes.subarray(offset));
+    await writeAll(Deno.stdout, new TextEncoder().encode(text));
   } catch (error) {
     throw cannotWriteStdout(error);
   }

@@ -12,6 +12,7 @@ import { join, sep } from "node:path";
 import { StoreError } from "./errors.ts";
 import { safeJson } from "./format.ts";
 import type { ListEntry } from "./protocol.ts";
+import { writeAll } from "./transfer.ts";
 
 /** Hidden folder at the top of the root that holds uploads in progress. */
 export const STAGING_DIR = ".ferry-staging";
@@ -517,9 +518,8 @@ export class Upload {
    * through `file.writable`: Deno holds writes under 64 KiB back there until the stream closes,
    * so `syncData` before closing missed the tail of every upload, and all of a small one.)
    */
-  async write(chunk: Uint8Array): Promise<void> {
-    let offset = 0;
-    while (offset < chunk.length) offset += await this.#file.write(chunk.subarray(offset));
+  write(chunk: Uint8Array): Promise<void> {
+    return writeAll(this.#file, chunk);
   }
 
   #close(): void {

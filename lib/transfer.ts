@@ -14,6 +14,7 @@ import { formatByteCounts } from "./format.ts";
 import {
   CHUNK_SIZE,
   CORK_LIMIT,
+  type DirectWriter,
   type FrameReader,
   FrameType,
   frameTypeName,
@@ -42,17 +43,17 @@ export interface LocalWaits {
 }
 
 /** Runs `wait` as a wait on the local side, if anyone is counting. */
-export async function localWait<T>(
-  waits: LocalWaits | undefined,
-  wait: () => Promise<T>,
-): Promise<T> {
-  if (!waits) return await wait();
+export function localWait<T>(waits: LocalWaits | undefined, wait: () => Promise<T>): Promise<T> {
+  // Called for every chunk; without a watchdog it adds nothing.
+  if (!waits) return wait();
   waits.begin();
-  try {
-    return await wait();
-  } finally {
-    waits.end();
-  }
+  return wait().finally(() => waits.end());
+}
+
+/** Writes all of `bytes` to something whose writes may take only part (a file, stdout). */
+export async function writeAll(to: DirectWriter, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.length) offset += await to.write(bytes.subarray(offset));
 }
 
 /** Options for {@link sendData}. */
