@@ -39,7 +39,7 @@ import {
   waitForEmptyStaging,
   writeRandomFile,
 } from "./harness.ts";
-import { checksumOf, concat, contains, dataFrame, rawFrame } from "./wire.ts";
+import { checksumOf, concat, contains, dataFrame, dataWithEnd, rawFrame } from "./wire.ts";
 
 const MiB = 1 << 20;
 /** The server's grace period is 5 s; it must be gone well within this. */
@@ -748,8 +748,7 @@ async function fuzzCase(index: number, base: string): Promise<FuzzCase> {
       bytes = concat([
         HELLO,
         request({ op: "put", name, size, overwrite: g.int(2) === 0 }),
-        dataFrame(data),
-        encodeControl(FrameType.END, { size: data.length, checksum: await checksumOf(data) }),
+        await dataWithEnd(data),
       ]);
       abrupt = false;
       break;

@@ -44,7 +44,7 @@ import {
   waitForEmptyStaging,
   writeRandomFile,
 } from "./harness.ts";
-import { checksumOf, concat, contains, dataFrame, serveOnce, Wire } from "./wire.ts";
+import { checksumOf, concat, contains, dataFrame, dataWithEnd, serveOnce, Wire } from "./wire.ts";
 
 const MiB = 1 << 20;
 /** "Within seconds": a bound well under the client's 15 s connect timeout, not a benchmark. */
@@ -375,8 +375,7 @@ Deno.test("--token-file: raw requests without a valid proof are refused and neve
   const data = randomBytes(10000);
   const put = concat([
     encodeControl(FrameType.REQUEST, { op: "put", name: "sneak.bin", size: data.length }),
-    dataFrame(data),
-    encodeControl(FrameType.END, { size: data.length, checksum: await checksumOf(data) }),
+    await dataWithEnd(data),
   ]);
 
   // A wrong proof, with a whole upload pipelined behind it.

@@ -32,7 +32,7 @@ import {
   waitForEmptyStaging,
   writeRandomFile,
 } from "./harness.ts";
-import { checksumOf, concat, dataFrame, serveOnce, Wire } from "./wire.ts";
+import { checksumOf, concat, dataFrame, dataWithEnd, serveOnce, Wire } from "./wire.ts";
 
 const MiB = 1 << 20;
 
@@ -173,9 +173,7 @@ Deno.test("an upload whose END does not match the data is refused with code chec
     overwrite: false,
   }));
   await wire.expectFrame(FrameType.OK, "right.bin accepted");
-  await wire.write(
-    concat([dataFrame(data), encodeControl(FrameType.END, { size: data.length, checksum })]),
-  );
+  await wire.write(await dataWithEnd(data));
   const ok = await wire.expectFrame(FrameType.OK, "right.bin stored");
   assert.equal(ok.size, data.length);
   assert.equal(ok.checksum, checksum);
@@ -210,10 +208,7 @@ Deno.test("a name being uploaded is refused to a second uploader until the first
     assert.equal(error.code, "exists", JSON.stringify(error));
   }
 
-  const checksum = await checksumOf(data);
-  await first.write(
-    concat([dataFrame(data), encodeControl(FrameType.END, { size: data.length, checksum })]),
-  );
+  await first.write(await dataWithEnd(data));
   await first.expectFrame(FrameType.OK, "first upload committed");
   assert.deepEqual(await Deno.readFile(`${server.root}/same.bin`), data);
   await assertRootHolds(server.root, ["same.bin"]);
@@ -423,12 +418,7 @@ Deno.test("a put that sends more than it announced is refused at once, one that 
     using wire = await openSession(server);
     await wire.write(putRequest("lie.txt", 3));
     await wire.expectFrame(FrameType.OK, "put accepted");
-    await wire.write(
-      concat([
-        dataFrame(data),
-        encodeControl(FrameType.END, { size: 6, checksum: await checksumOf(data) }),
-      ]),
-    );
+    await wire.write(await dataWithEnd(data));
     const error = await wire.expectFrame(FrameType.ERROR, "more than announced");
     assert.deepEqual(error, {
       code: "bad_request",
@@ -451,13 +441,7 @@ Deno.test("a put that sends more than it announced is refused at once, one that 
     using wire = await openSession(server);
     await wire.write(putRequest("short.txt", 3));
     await wire.expectFrame(FrameType.OK, "put accepted");
-    const two = data.subarray(0, 2);
-    await wire.write(
-      concat([
-        dataFrame(two),
-        encodeControl(FrameType.END, { size: 2, checksum: await checksumOf(two) }),
-      ]),
-    );
+    await wire.write(await dataWithEnd(data.subarray(0, 2)));
     const error = await wire.expectFrame(FrameType.ERROR, "less than announced");
     assert.deepEqual(error, {
       code: "bad_request",
@@ -474,12 +458,7 @@ Deno.test("a put that sends more than it announced is refused at once, one that 
   using wire = await openSession(server);
   await wire.write(putRequest("honest.txt", 6));
   await wire.expectFrame(FrameType.OK, "put accepted");
-  await wire.write(
-    concat([
-      dataFrame(data),
-      encodeControl(FrameType.END, { size: 6, checksum: await checksumOf(data) }),
-    ]),
-  );
+  await wire.write(await dataWithEnd(data));
   await wire.expectFrame(FrameType.OK, "honest upload stored");
   assert.deepEqual(await Deno.readFile(`${server.root}/honest.txt`), data);
 });

@@ -74,6 +74,12 @@ export function dataFrame(bytes: Uint8Array): Uint8Array {
   return rawFrame(FrameType.DATA, bytes);
 }
 
+/** A whole honest data phase: one DATA frame with `bytes`, then the END that describes them. */
+export async function dataWithEnd(bytes: Uint8Array): Promise<Uint8Array> {
+  const end = { size: bytes.length, checksum: await checksumOf(bytes) };
+  return concat([dataFrame(bytes), encodeControl(FrameType.END, end)]);
+}
+
 // -------------------------------------------------------------------------------------- Wire
 
 /** A frame as read off the wire. */
