@@ -304,7 +304,7 @@ export class Session implements ClientSession {
     this.#token = options.token;
     this.#tls = options.tls;
     this.#stallTimeoutMs = options.stallTimeoutMs;
-    this.#frames = new FrameReader(conn.readable, { activity: this.#activity });
+    this.#frames = new FrameReader(conn, { activity: this.#activity });
     this.#out = new FrameWriter(conn.writable, { direct: conn, activity: this.#activity });
   }
 

@@ -139,7 +139,7 @@ export async function serveLegacy(
     }
     try {
       await out.writeRaw(PASS);
-      const sent = await sendData(opened.file.readable, out, {
+      const sent = await sendData(byteStreamOf(opened.file), out, {
         pool: ctx.pool,
         sizeHint: opened.size,
         raw: true,
@@ -163,13 +163,10 @@ export async function serveLegacy(
   }
   try {
     await out.writeRaw(PASS);
-    // The upload ends where the client half-closes. Deno closes the whole socket as soon as
-    // `conn.readable` reaches that end, so the seed client, which takes the close for "stored",
-    // exited before the file was committed, and a `get` straight after could find nothing. So
-    // the data is read from the socket itself, and the socket is closed once the file is stored.
-    frames.releaseLock();
-    const data = new FrameReader(byteStreamOf(conn.conn), { activity: conn.activity });
-    const received = await receiveRaw(data, upload, { pool: ctx.pool, maxSize: ctx.maxSize });
+    // The upload ends where the client half-closes. The seed client takes the close for
+    // "stored", so the socket must stay open until the file is: `frames` reads the socket itself
+    // (`conn.readable` would close the whole socket at that end), and the server closes it after.
+    const received = await receiveRaw(frames, upload, { pool: ctx.pool, maxSize: ctx.maxSize });
     await upload.commit();
     return {
       request,
@@ -215,7 +212,7 @@ export class LegacySession implements ClientSession {
       );
     }
     const { conn } = await openConnection(this.#host, this.#port, this.#options);
-    const frames = new FrameReader(conn.readable);
+    const frames = new FrameReader(conn);
     const out = new FrameWriter(conn.writable);
     await out.writeRaw(line);
     return { conn, frames, out };

@@ -472,6 +472,12 @@ export interface DirectWriter {
   write(bytes: Uint8Array): Promise<number>;
 }
 
+/** Something read in place, into the caller's buffer: `Deno.Conn`, `Deno.FsFile`. */
+export interface DirectReader {
+  /** Reads into `p`; the number of bytes read (at least one), or null at the end. */
+  read(p: Uint8Array): Promise<number | null>;
+}
+
 /** Options for {@link FrameWriter}. */
 export interface FrameWriterOptions extends FrameStreamOptions {
   /**
@@ -484,29 +490,50 @@ export interface FrameWriterOptions extends FrameStreamOptions {
 }
 
 /**
- * Reads frames from a byte stream through a BYOB reader, so DATA payloads land directly in the
- * caller's buffers with no intermediate copy.
+ * Reads frames into the caller's buffers with no intermediate copy: from a socket's own `read`,
+ * or from a byte stream through a BYOB reader.
  */
 export class FrameReader {
-  #reader: ReadableStreamBYOBReader;
+  #reader?: ReadableStreamBYOBReader;
+  #direct?: DirectReader;
   #small: ArrayBuffer = new ArrayBuffer(MAX_CONTROL_PAYLOAD);
 
   #activity?: Activity;
   #step = MIN_READ_STEP;
 
-  /** Wraps a byte stream (for example `conn.readable`); the stream is locked from now on. */
-  constructor(readable: ReadableStream<Uint8Array>, options: FrameStreamOptions = {}) {
-    this.#reader = readable.getReader({ mode: "byob" });
+  /**
+   * Reads a socket (`Deno.Conn`, read directly), or a byte stream, which is locked from now on.
+   * Transfers use the socket: a BYOB read transfers the buffer it fills, and transferring
+   * reallocates the pool's page-aligned buffers (see `alignedBuffer`). Unlike `conn.readable`,
+   * reading the socket directly also leaves it open at the end, until its owner closes it.
+   */
+  constructor(
+    source: ReadableStream<Uint8Array> | DirectReader,
+    options: FrameStreamOptions = {},
+  ) {
+    if (source instanceof ReadableStream) this.#reader = source.getReader({ mode: "byob" });
+    else this.#direct = source;
     this.#activity = options.activity;
   }
 
   async #read(view: Uint8Array, min: number): Promise<ReadableStreamReadResult<Uint8Array>> {
+    if (this.#direct) {
+      // Each read returns what has arrived, so progress shows at once; no `min` is needed.
+      const n = await this.#direct.read(view);
+      if (this.#activity) {
+        this.#activity.last = Date.now();
+        this.#activity.peerBehind = false;
+      }
+      return n === null
+        ? { value: view.subarray(0, 0), done: true }
+        : { value: view.subarray(0, n), done: false };
+    }
     // A large `min` lets one read take megabytes (about 1.6x the throughput of many small
     // reads), but a slow peer would then look idle while its bytes trickle in. So the step
     // starts small and grows only while reads come back quickly.
     const want = Math.min(min, this.#step);
     const started = Date.now();
-    const result = await this.#reader.read(view, { min: want });
+    const result = await this.#reader!.read(view, { min: want });
     const now = Date.now();
     if (this.#activity) {
       this.#activity.last = now;
@@ -636,12 +663,12 @@ export class FrameReader {
 
   /** Gives the stream back, for instance to hand the connection to another protocol. */
   releaseLock(): void {
-    this.#reader.releaseLock();
+    this.#reader?.releaseLock();
   }
 
-  /** Cancels the underlying stream. */
+  /** Cancels the underlying stream (a socket read directly is left to its owner). */
   async cancel(): Promise<void> {
-    await this.#reader.cancel().catch(() => {});
+    await this.#reader?.cancel().catch(() => {});
   }
 }
 

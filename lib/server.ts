@@ -41,6 +41,7 @@ import { authMac, macMatches, newNonce } from "./auth.ts";
 import { formatByteCounts } from "./format.ts";
 import { looksLikeLegacy, serveLegacy } from "./legacy.ts";
 import {
+  byteStreamOf,
   checksumFilePrefix,
   noDelay,
   receiveData,
@@ -273,7 +274,7 @@ async function refuseBusy(conn: Deno.Conn, limit: number, ctx: Context): Promise
     // Read the client's greeting before closing: closing with it unread would reset the
     // connection, and the client would see a broken pipe instead of the reason.
     await conn.closeWrite();
-    await new FrameReader(conn.readable).discardAll();
+    await new FrameReader(conn).discardAll();
   } catch {
     // The client left first.
   } finally {
@@ -332,7 +333,7 @@ interface Outcome {
 async function handleConnection(entry: Tracked, ctx: Context): Promise<void> {
   const { conn, activity } = entry;
   const peer = formatAddr(conn.remoteAddr);
-  const frames = new FrameReader(conn.readable, { activity });
+  const frames = new FrameReader(conn, { activity });
   // The socket itself too: see FrameWriterOptions.direct.
   const out = new FrameWriter(conn.writable, { activity, direct: conn });
   const channel: Channel = { frames, out, peer, entry };
@@ -609,7 +610,7 @@ async function serveGet(request: GetRequest, channel: Channel, ctx: Context): Pr
       mtime: opened.mtime,
       offset: resumeFrom?.size ?? 0,
     });
-    const result = await sendData(opened.file.readable, out, {
+    const result = await sendData(byteStreamOf(opened.file), out, {
       pool: ctx.pool,
       sizeHint: opened.size - (resumeFrom?.size ?? 0),
       resumeFrom,

@@ -14,6 +14,7 @@ import { formatByteCounts } from "./format.ts";
 import {
   CHUNK_SIZE,
   CORK_LIMIT,
+  type DirectReader,
   type DirectWriter,
   type FrameReader,
   FrameType,
@@ -132,10 +133,7 @@ function bufferSizeFor(sizeHint: number | null | undefined): number {
 }
 
 /** Something bytes can be read from in place: a file, a socket, a pipe, stdin. */
-export interface ReadInto {
-  /** Reads into `p`; the number of bytes read, or null at the end. */
-  read(p: Uint8Array): Promise<number | null>;
-}
+export type ReadInto = DirectReader;
 
 /**
  * A byte stream whose reads go straight into the reader's buffer (no copy). Unlike a socket's
@@ -143,7 +141,7 @@ export interface ReadInto {
  * `conn.readable` ends, which is too soon when an answer must still be written.
  */
 export function byteStreamOf(source: ReadInto): ReadableStream<Uint8Array> {
-  return new ReadableStream({
+  const stream: ReadableStream<Uint8Array> = new ReadableStream({
     type: "bytes",
     // Used only by readers that bring no buffer of their own; the transfer's readers do.
     autoAllocateChunkSize: 65536,
@@ -159,7 +157,16 @@ export function byteStreamOf(source: ReadInto): ReadableStream<Uint8Array> {
       }
     },
   });
+  directSources.set(stream, source);
+  return stream;
 }
+
+/**
+ * What each {@link byteStreamOf} stream reads from. A transfer reads that source directly: a
+ * BYOB read would transfer the buffer, and transferring reallocates the pool's page-aligned
+ * buffers (see `alignedBuffer`).
+ */
+const directSources = new WeakMap<ReadableStream<Uint8Array>, ReadInto>();
 
 /** Joins byte arrays into one. */
 export function concatBytes(parts: Uint8Array[]): Uint8Array {
@@ -177,6 +184,8 @@ const PIPE_BUFFER = 65536;
 
 /** Fills buffers from a stream, through a BYOB reader when the stream supports one. */
 class Filler {
+  #source: ByteSource;
+  #direct?: ReadInto;
   #byob?: ReadableStreamBYOBReader;
   #plain?: ReadableStreamDefaultReader<Uint8Array>;
   #leftover?: Uint8Array;
@@ -185,10 +194,16 @@ class Filler {
 
   /** Reads `source`; a fill waiting on it gives up (with its reason) when `signal` aborts. */
   constructor(source: ByteSource, signal?: AbortSignal) {
-    try {
-      this.#byob = source.getReader({ mode: "byob" });
-    } catch {
-      this.#plain = source.getReader();
+    this.#source = source;
+    const direct = directSources.get(source);
+    if (direct && !source.locked) {
+      this.#direct = direct;
+    } else {
+      try {
+        this.#byob = source.getReader({ mode: "byob" });
+      } catch {
+        this.#plain = source.getReader();
+      }
     }
     this.#signal = signal;
   }
@@ -219,7 +234,12 @@ class Filler {
     let buffer = view.buffer as ArrayBuffer;
     let filled = 0;
     while (filled < total && !this.#done) {
-      if (this.#byob) {
+      if (this.#direct) {
+        const n = await this.#orAbort(this.#direct.read(view.subarray(filled)));
+        if (n === null) this.#done = true;
+        else filled += n;
+        if (n !== null && n < PIPE_BUFFER && filled > 0) break;
+      } else if (this.#byob) {
         const { value, done } = await this.#orAbort(
           this.#byob.read(new Uint8Array(buffer, start + filled, total - filled)),
         );
@@ -251,7 +271,8 @@ class Filler {
   }
 
   async cancel(): Promise<void> {
-    await (this.#byob ?? this.#plain)?.cancel().catch(() => {});
+    const reader = this.#byob ?? this.#plain;
+    await (reader ? reader.cancel() : this.#source.cancel()).catch(() => {});
   }
 }
 
