@@ -19,8 +19,8 @@ export const TRANSFER_BUFFER_SIZE = 1 << 20;
 
 /**
  * A buffer whose memory starts on a page boundary. The kernel copies a file's pages into user
- * memory up to five times slower when the destination is 1-31 bytes past a 64-byte boundary (AMD
- * Zen's fast `rep movsb` falls off that path: 0.4 s instead of 0.08 s per GiB here), and a plain
+ * memory up to five times slower when the destination is 1-31 bytes past a 64-byte boundary (0.4 s
+ * instead of 0.08 s per GiB on this AMD EPYC, most likely its fast `rep movsb`), and a plain
  * `ArrayBuffer` of a MiB comes from `malloc`, 16 bytes past a page. V8 reserves a resizable
  * `ArrayBuffer` in whole pages, so one that cannot grow is an aligned fixed-size buffer. Its
  * memory stays put only while nothing transfers it: a BYOB read reallocates it (unaligned), so

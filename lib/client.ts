@@ -28,6 +28,7 @@ import {
 import {
   type ByteSink,
   type ByteSource,
+  cancelSource,
   checksumFilePrefix,
   concatBytes,
   localWait,
@@ -454,7 +455,7 @@ export class Session implements ClientSession {
     try {
       accepted = await this.#expectOk();
     } catch (error) {
-      await source.cancel().catch(() => {});
+      await cancelSource(source);
       throw error;
     }
     let resumeFrom: ResumePoint | undefined;

@@ -40,7 +40,7 @@ import {
   openUpload,
   osReason,
   partPathFor,
-  readableStreamOf,
+  uploadSourceOf,
   utf8Length,
 } from "./local_files.ts";
 import { ProgressLine, progressWanted } from "./progress.ts";
@@ -533,7 +533,7 @@ async function preparePut(job: Job, cmd: ClientCommand): Promise<Runner> {
     throw new UsageError(`--resume needs a regular file, and ${job.local} is not one`);
   }
   const where = upload ? job.local : "stdin";
-  const source = readableStreamOf(upload?.file ?? Deno.stdin, {
+  const source = uploadSourceOf(upload?.file ?? Deno.stdin, {
     name: where,
     size,
     onGrew: () =>

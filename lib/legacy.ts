@@ -22,7 +22,7 @@ import {
 import { ProtocolError, RefusedError, StoreError, UserError } from "./errors.ts";
 import { type FileStore, quote } from "./file_store.ts";
 import { type Activity, FrameReader, FrameWriter, type ListEntry } from "./protocol.ts";
-import { type ByteSource, byteStreamOf, concatBytes, receiveRaw, sendData } from "./transfer.ts";
+import { type ByteSource, cancelSource, concatBytes, receiveRaw, sendData } from "./transfer.ts";
 
 /** Longest request line the seed's server reads. */
 export const LEGACY_REQUEST_MAX = 32;
@@ -139,7 +139,7 @@ export async function serveLegacy(
     }
     try {
       await out.writeRaw(PASS);
-      const sent = await sendData(byteStreamOf(opened.file), out, {
+      const sent = await sendData(opened.file, out, {
         pool: ctx.pool,
         sizeHint: opened.size,
         raw: true,
@@ -237,7 +237,7 @@ export class LegacySession implements ClientSession {
     const { conn, frames, out } = await this.#request("put", name);
     try {
       const rest = await this.#answer(frames, name).catch(async (error) => {
-        await source.cancel().catch(() => {});
+        await cancelSource(source);
         throw error;
       });
       if (rest.length) throw new ProtocolError("Seed server sent data after pass on a put");

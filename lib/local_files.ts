@@ -8,7 +8,7 @@
 
 import { basename, join } from "node:path";
 import { UserError } from "./errors.ts";
-import { byteStreamOf, type ReadInto } from "./transfer.ts";
+import type { DirectReader } from "./protocol.ts";
 
 /** Longest name of one folder entry on common file systems (ext4, XFS, Btrfs, APFS), in bytes. */
 export const NAME_MAX = 255;
@@ -110,17 +110,17 @@ export async function partPathFor(local: string): Promise<string> {
 }
 
 /** Something an upload can be read from in place: a file, a device, a pipe, stdin. */
-export interface Readable extends ReadInto {
+export interface Readable extends DirectReader {
   /** Moves the read position; files have it, pipes do not. */
   seek?(offset: number, whence: Deno.SeekMode): Promise<number>;
 }
 
-/** Options for {@link readableStreamOf}. */
-export interface ReadableStreamOfOptions {
+/** Options for {@link uploadSourceOf}. */
+export interface UploadSourceOptions {
   /** What the source is called in `Cannot read ...` messages: its path, or `stdin`. */
   name: string;
   /**
-   * The size announced for a regular file: the stream ends at that offset, and a file that
+   * The size announced for a regular file: the source ends at that offset, and a file that
    * ends sooner is an error. A server refuses an upload longer than it announced.
    */
   size?: number | null;
@@ -129,14 +129,11 @@ export interface ReadableStreamOfOptions {
 }
 
 /**
- * A byte stream over `source` whose reads go straight into the reader's buffer (no copy), and
- * whose read errors say which local source failed (`Cannot read NAME: reason`), so a failure
+ * What an upload reads from `source`: read in place, ending at the announced size, with read
+ * errors that say which local source failed (`Cannot read NAME: reason`), so a failure
  * mid-upload is not mistaken for the network's. The caller closes the source.
  */
-export function readableStreamOf(
-  source: Readable,
-  options: ReadableStreamOfOptions,
-): ReadableStream<Uint8Array> {
+export function uploadSourceOf(source: Readable, options: UploadSourceOptions): DirectReader {
   const size = options.size ?? null;
   /** Bytes left before `size`, once the starting position is known (a resume starts past 0). */
   let left: number | undefined;
@@ -157,12 +154,12 @@ export function readableStreamOf(
     left -= n;
     return n;
   };
-  return byteStreamOf({
+  return {
     read: (p) =>
       read(p).catch((error) => {
         throw cannotRead(options.name, error);
       }),
-  });
+  };
 }
 
 /** A local source opened for upload. */

@@ -41,7 +41,6 @@ import { authMac, macMatches, newNonce } from "./auth.ts";
 import { formatByteCounts } from "./format.ts";
 import { looksLikeLegacy, serveLegacy } from "./legacy.ts";
 import {
-  byteStreamOf,
   checksumFilePrefix,
   noDelay,
   receiveData,
@@ -610,7 +609,7 @@ async function serveGet(request: GetRequest, channel: Channel, ctx: Context): Pr
       mtime: opened.mtime,
       offset: resumeFrom?.size ?? 0,
     });
-    const result = await sendData(byteStreamOf(opened.file), out, {
+    const result = await sendData(opened.file, out, {
       pool: ctx.pool,
       sizeHint: opened.size - (resumeFrom?.size ?? 0),
       resumeFrom,

@@ -112,8 +112,18 @@ export interface ReceiveOptions {
   localWaits?: LocalWaits;
 }
 
-/** Something bytes can be read from: a byte stream (BYOB) or any stream of Uint8Array. */
-export type ByteSource = ReadableStream<Uint8Array>;
+/**
+ * Something bytes can be read from: something read in place (a file, stdin: `Deno.FsFile`), a
+ * byte stream (BYOB) or any stream of Uint8Array. Read in place is fastest: a stream's BYOB read
+ * transfers the buffer it fills, and transferring reallocates the pool's page-aligned buffers
+ * (see `alignedBuffer`).
+ */
+export type ByteSource = ReadableStream<Uint8Array> | DirectReader;
+
+/** Gives up on a source that will not be read (only a stream has anything to cancel). */
+export async function cancelSource(source: ByteSource): Promise<void> {
+  if (source instanceof ReadableStream) await source.cancel().catch(() => {});
+}
 
 /** Something bytes are written to; a write must not keep the chunk after it settles. */
 export interface ByteSink {
@@ -132,42 +142,6 @@ function bufferSizeFor(sizeHint: number | null | undefined): number {
   return Math.min(CHUNK_SIZE, Math.max(65536, sizeHint + 1));
 }
 
-/** Something bytes can be read from in place: a file, a socket, a pipe, stdin. */
-export type ReadInto = DirectReader;
-
-/**
- * A byte stream whose reads go straight into the reader's buffer (no copy). Unlike a socket's
- * own `readable`, reaching the end leaves the source open: Deno closes the whole socket when
- * `conn.readable` ends, which is too soon when an answer must still be written.
- */
-export function byteStreamOf(source: ReadInto): ReadableStream<Uint8Array> {
-  const stream: ReadableStream<Uint8Array> = new ReadableStream({
-    type: "bytes",
-    // Used only by readers that bring no buffer of their own; the transfer's readers do.
-    autoAllocateChunkSize: 65536,
-    async pull(controller) {
-      const request = controller.byobRequest!;
-      const view = request.view!;
-      const n = await source.read(new Uint8Array(view.buffer, view.byteOffset, view.byteLength));
-      if (n === null) {
-        controller.close();
-        request.respond(0);
-      } else {
-        request.respond(n);
-      }
-    },
-  });
-  directSources.set(stream, source);
-  return stream;
-}
-
-/**
- * What each {@link byteStreamOf} stream reads from. A transfer reads that source directly: a
- * BYOB read would transfer the buffer, and transferring reallocates the pool's page-aligned
- * buffers (see `alignedBuffer`).
- */
-const directSources = new WeakMap<ReadableStream<Uint8Array>, ReadInto>();
-
 /** Joins byte arrays into one. */
 export function concatBytes(parts: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
@@ -182,10 +156,9 @@ export function concatBytes(parts: Uint8Array[]): Uint8Array {
 /** A pipe's capacity on Linux: a read shorter than this found the pipe drained. */
 const PIPE_BUFFER = 65536;
 
-/** Fills buffers from a stream, through a BYOB reader when the stream supports one. */
+/** Fills buffers from a source: in place, or through a BYOB reader when a stream supports one. */
 class Filler {
-  #source: ByteSource;
-  #direct?: ReadInto;
+  #direct?: DirectReader;
   #byob?: ReadableStreamBYOBReader;
   #plain?: ReadableStreamDefaultReader<Uint8Array>;
   #leftover?: Uint8Array;
@@ -194,10 +167,8 @@ class Filler {
 
   /** Reads `source`; a fill waiting on it gives up (with its reason) when `signal` aborts. */
   constructor(source: ByteSource, signal?: AbortSignal) {
-    this.#source = source;
-    const direct = directSources.get(source);
-    if (direct && !source.locked) {
-      this.#direct = direct;
+    if (!(source instanceof ReadableStream)) {
+      this.#direct = source;
     } else {
       try {
         this.#byob = source.getReader({ mode: "byob" });
@@ -271,8 +242,7 @@ class Filler {
   }
 
   async cancel(): Promise<void> {
-    const reader = this.#byob ?? this.#plain;
-    await (reader ? reader.cancel() : this.#source.cancel()).catch(() => {});
+    await (this.#byob ?? this.#plain)?.cancel().catch(() => {});
   }
 }
 

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { alignedBuffer, BufferPool } from "../lib/buffer_pool.ts";
 import { FrameReader, FrameWriter } from "../lib/protocol.ts";
-import { byteStreamOf, receiveData, sendData } from "../lib/transfer.ts";
+import { receiveData, sendData } from "../lib/transfer.ts";
 import { randomBytes } from "./harness.ts";
 
 /** A pool that remembers what it lent and what came back. */
@@ -57,7 +57,7 @@ Deno.test("a transfer over a socket keeps the pool's aligned buffers in place", 
         using conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
         using file = await Deno.open(path);
         const out = new FrameWriter(conn.writable, { direct: conn });
-        return await sendData(byteStreamOf(file), out, { pool: sending });
+        return await sendData(file, out, { pool: sending });
       })(),
     ]);
     const all = new Uint8Array(received.reduce((n, c) => n + c.length, 0));
