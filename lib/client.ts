@@ -405,10 +405,10 @@ export class Session implements ClientSession {
     const challenge = welcome.challenge;
     await this.#out.writeControl(FrameType.AUTH, {
       nonce,
-      mac: authMac(token, { role: "client", challenge, nonce }),
+      mac: await authMac(token, { role: "client", challenge, nonce }),
     });
     const ok = await this.#expectOk();
-    const expected = authMac(token, { role: "server", challenge, nonce });
+    const expected = await authMac(token, { role: "server", challenge, nonce });
     if (!ok.mac || !macMatches(expected, ok.mac)) {
       throw new ProtocolError(`Server at ${this.target} could not prove it holds the token`);
     }

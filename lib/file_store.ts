@@ -7,10 +7,9 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
 import { join, sep } from "node:path";
 import { StoreError } from "./errors.ts";
-import { safeJson } from "./format.ts";
+import { formatHex, safeJson } from "./format.ts";
 import type { ListEntry } from "./protocol.ts";
 import { writeAll } from "./transfer.ts";
 
@@ -123,8 +122,11 @@ interface KeptMeta {
   keptAt: number;
 }
 
-function keptIdOf(key: string): string {
-  return createHash("sha256").update(key).digest("hex");
+/** SHA-256 of the name, in hex: the kept files' stem, the same as before Web Crypto did it. */
+async function keptIdOf(key: string): Promise<string> {
+  return formatHex(
+    new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key))),
+  );
 }
 
 async function readKeptMeta(path: string): Promise<KeptMeta | null> {
@@ -350,7 +352,7 @@ export class FileStore {
     try {
       const id = crypto.randomUUID();
       const stagingPath = join(this.stagingDir, `${id}.upload`);
-      const keptId = keptIdOf(key);
+      const keptId = await keptIdOf(key);
       let file: Deno.FsFile;
       let offset = 0;
       const meta = options.resume

@@ -7,6 +7,11 @@
 
 const UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
 
+/** Formats bytes as lower-case hex, two digits each. */
+export function formatHex(bytes: Uint8Array): string {
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
 /** Formats a byte count with binary units: `512 B`, `1.5 MiB`. */
 export function formatBytes(bytes: number): string {
   let value = bytes;

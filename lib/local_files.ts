@@ -8,6 +8,7 @@
 
 import { basename, join } from "node:path";
 import { UserError } from "./errors.ts";
+import { formatHex } from "./format.ts";
 import type { DirectReader } from "./protocol.ts";
 
 /** Longest name of one folder entry on common file systems (ext4, XFS, Btrfs, APFS), in bytes. */
@@ -94,9 +95,7 @@ export async function partPathFor(local: string): Promise<string> {
   const base = basename(local);
   if (utf8Length(base + PART_SUFFIX) <= NAME_MAX) return local + PART_SUFFIX;
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(base)));
-  const tag = "~" + Array.from(digest.subarray(0, 6), (b) => b.toString(16).padStart(2, "0"))
-    .join("") +
-    PART_SUFFIX;
+  const tag = `~${formatHex(digest.subarray(0, 6))}${PART_SUFFIX}`;
   let room = NAME_MAX - utf8Length(tag);
   let short = "";
   // Whole characters only, so the shortened name is still valid UTF-8.

@@ -462,9 +462,9 @@ async function handshake(first: Uint8Array, channel: Channel, ctx: Context): Pro
     return await deny("This server requires a token (--token-file)");
   }
   const auth = parseAuth(frame.json);
-  const expected = authMac(ctx.token, { role: "client", challenge, nonce: auth.nonce });
+  const expected = await authMac(ctx.token, { role: "client", challenge, nonce: auth.nonce });
   if (!macMatches(expected, auth.mac)) return await deny("Wrong token");
-  const mac = authMac(ctx.token, { role: "server", challenge, nonce: auth.nonce });
+  const mac = await authMac(ctx.token, { role: "server", challenge, nonce: auth.nonce });
   await out.writeControl(FrameType.OK, { mac });
   return true;
 }

@@ -6,6 +6,7 @@
  */
 
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { StoreError } from "../lib/errors.ts";
 import {
@@ -323,6 +324,13 @@ Deno.test("an interrupted upload kept for resume continues only for the same nam
     await first.write(new TextEncoder().encode("01234"));
     await first.keep();
     assert.deepEqual(await store.list(), [], "kept data is not listed");
+    // Kept files are named by the SHA-256 of the name, as in every earlier build, so a server
+    // upgraded in between still finds them.
+    const stem = createHash("sha256").update("big.bin").digest("hex");
+    assert.deepEqual(
+      [...Deno.readDirSync(store.resumeDir)].map((entry) => entry.name).sort(),
+      [`${stem}.json`, `${stem}.part`],
+    );
     const other = await store.beginUpload("big.bin", { resume: true, size: 99 });
     assert.equal(other.offset, 0, "a different size starts fresh");
     await other.discard();

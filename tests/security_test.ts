@@ -409,7 +409,7 @@ Deno.test("--token-file: raw requests without a valid proof are refused and neve
     first.close();
     const token = encoder.encode(right.token);
     const nonce = "3".repeat(64);
-    const stale = authMac(token, { role: "client", challenge, nonce });
+    const stale = await authMac(token, { role: "client", challenge, nonce });
     await second.write(concat([encodeControl(FrameType.AUTH, { nonce, mac: stale }), put]));
     const error = await second.expectFrame(FrameType.ERROR, "replayed AUTH");
     assert.equal(error.code, "denied", JSON.stringify(error));
