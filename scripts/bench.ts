@@ -16,10 +16,11 @@
  *   (tests/seed_peer.py, one process and one connection each) on the seed's server: seconds,
  *   files/s and the ratio, every stored file checked.
  *
- * Every run starts after writing and deleting a scratch file a little larger than the run will
- * write (so every case writes into recently used memory; see `settle`) and after `sync` (so no
- * case pays for writing back the one before it), and each round starts one case later than the
- * one before, so no case always takes the same slot.
+ * Every run first starts its servers and listeners, then runs `sync` (so no case pays for writing
+ * back the one before it), then writes and deletes a scratch file a little larger than the run
+ * will write (so every case writes into recently used memory; see `settle`), and only then starts
+ * the clock and the client. Each round starts one case later than the one before, so no case
+ * always takes the same slot.
  * Times are the wall clock of whole client processes (startup included); for nc and the bare
  * loop, from starting the connecting side until both sides have exited. Speeds are GB/s with
  * 1 GB = 1e9 bytes. CPU s is the machine's busy CPU-seconds over the timed part, from /proc/stat:
@@ -482,6 +483,8 @@ interface Bench {
   hash: string;
   /** Longest any one process of a single transfer may run. */
   timeoutMs: number;
+  /** The folder `settle` writes its scratch file in. */
+  work: string;
 }
 
 /** One timed transfer. */
@@ -537,20 +540,23 @@ function nc(name: string, script: string, args: string[], track = false): Proc {
 }
 
 /**
- * Puts the machine in the same state before every case:
- * - Reads the files the case will send, so they are in the page cache as the table says: this
- *   VM runs DAMON, which pages out file pages left unused for about a minute.
- * - Writes and deletes a scratch file somewhat larger than the case will write, so that the case
- *   writes into memory that was in use a moment ago. On a VM that hands free memory back to its
- *   host (virtio-balloon free page reporting, as here), memory free for more than a few seconds
- *   is unmapped on the host and the first write to each page faults there: a 1 GiB get measured
- *   1.6-1.7 s after six idle seconds against 1.1-1.2 s right after other writes, and which case
- *   got which depended only on what ran before it.
+ * Puts the machine in the same state right before every timed case (see `timed`):
  * - Flushes dirty pages (the previous case's output) to disk. Without it the kernel wrote a
  *   gigabyte back in the middle of whichever case came next, and that case's time swung by up to
  *   2x depending on its place in the round-robin.
+ * - Reads the files the case will send, so they are in the page cache as the table says: this
+ *   VM runs DAMON, which pages out file pages left unused for about a minute.
+ * - Writes and deletes a scratch file somewhat larger than the case will write, last, so that the
+ *   case writes into memory that was in use a moment ago. On a VM that hands free memory back to
+ *   its host (virtio-balloon free page reporting, as here), memory free for more than a second or
+ *   two is unmapped on the host and the first write to each page faults there. Writing 1 GiB in
+ *   C took 0.3 s of system time right after such a delete and 1.0-1.1 s two to three seconds
+ *   after it (2.0 s after five), so which case got which depended on what ran before it and on
+ *   how long its server took to start.
  */
 async function settle(work: string, bytes: number, sources: string[] = []): Promise<void> {
+  await new Deno.Command("sync", { stdin: "null", stdout: "null", stderr: "null" }).output()
+    .catch(() => {});
   const buffer = new Uint8Array(CHUNK);
   for (const source of sources) {
     using file = await Deno.open(source, { read: true });
@@ -570,8 +576,6 @@ async function settle(work: string, bytes: number, sources: string[] = []): Prom
     // Deleted before writeback, its pages are freed without touching the disk.
     await Deno.remove(scratch);
   }
-  await new Deno.Command("sync", { stdin: "null", stdout: "null", stderr: "null" }).output()
-    .catch(() => {});
 }
 
 /** How long a timed body took. */
@@ -595,8 +599,25 @@ async function busyCpu(): Promise<number | undefined> {
   return (user + nice + system + irq + softirq) / 100;
 }
 
-/** Runs `body`, returning its wall-clock seconds and the machine's CPU-seconds meanwhile. */
-async function timed(body: () => Promise<unknown>): Promise<Timing> {
+/** What a case will send and write, for {@link settle}. */
+interface Workload {
+  /** The folder for the scratch file. */
+  work: string;
+  /** Bytes the case will write. */
+  bytes: number;
+  /** Files the case will send. */
+  sources: string[];
+}
+
+/**
+ * Settles the machine for `workload`, then runs `body`, returning its wall-clock seconds and the
+ * machine's CPU-seconds meanwhile. Callers start their servers and listeners first, so that no
+ * case spends the moments after `settle` starting up: memory freed by `settle` stays warm for
+ * only a second or two (see there), and a case whose server took longer to start would write
+ * into colder memory than one whose listener is nc.
+ */
+async function timed(workload: Workload, body: () => Promise<unknown>): Promise<Timing> {
+  await settle(workload.work, workload.bytes, workload.sources);
   const cpuBefore = await busyCpu();
   const started = performance.now();
   await body();
@@ -606,6 +627,11 @@ async function timed(body: () => Promise<unknown>): Promise<Timing> {
     ? undefined
     : cpuAfter - cpuBefore;
   return { seconds, cpuSeconds };
+}
+
+/** The workload of a single-file case. */
+function single(bench: Bench): Workload {
+  return { work: bench.work, bytes: bench.size, sources: [bench.source] };
 }
 
 async function rootWithSource(bench: Bench, dir: string): Promise<string> {
@@ -620,8 +646,10 @@ function ferryPut(fsync: boolean): CaseSpec["measure"] {
     const root = join(dir, "root");
     const server = ferryServer(root, fsync);
     const port = await listeningPort(server);
-    const client = ferryClient(port, "put", bench.source, REMOTE);
-    const timing = await timed(() => succeed(client, bench.timeoutMs));
+    const timing = await timed(
+      single(bench),
+      () => succeed(ferryClient(port, "put", bench.source, REMOTE), bench.timeoutMs),
+    );
     return { ...timing, memory: server, output: join(root, REMOTE) };
   };
 }
@@ -632,8 +660,10 @@ function ferryGet(fsync: boolean): CaseSpec["measure"] {
     const port = await listeningPort(server);
     const output = join(dir, "out.bin");
     const flags = fsync ? [] : ["--no-fsync"];
-    const client = ferryClient(port, "get", REMOTE, output, ...flags);
-    const timing = await timed(() => succeed(client, bench.timeoutMs));
+    const timing = await timed(
+      single(bench),
+      () => succeed(ferryClient(port, "get", REMOTE, output, ...flags), bench.timeoutMs),
+    );
     return { ...timing, memory: server, output };
   };
 }
@@ -643,7 +673,7 @@ async function ncPut(bench: Bench, dir: string): Promise<Measured> {
   const output = join(dir, "out.bin");
   const receiver = nc("nc receiver", 'nc -d -l "$1" "$2" > "$3"', [HOST, `${port}`, output], true);
   await waitListening(port, receiver);
-  const timing = await timed(() => {
+  const timing = await timed(single(bench), () => {
     const sender = nc("nc sender", 'nc -N "$1" "$2" < "$3"', [HOST, `${port}`, bench.source]);
     return Promise.all([succeed(sender, bench.timeoutMs), succeed(receiver, bench.timeoutMs)]);
   });
@@ -660,7 +690,7 @@ async function ncGet(bench: Bench, dir: string): Promise<Measured> {
     true,
   );
   await waitListening(port, sender);
-  const timing = await timed(() => {
+  const timing = await timed(single(bench), () => {
     const receiver = nc("nc receiver", 'nc -d "$1" "$2" > "$3"', [HOST, `${port}`, output]);
     return Promise.all([succeed(receiver, bench.timeoutMs), succeed(sender, bench.timeoutMs)]);
   });
@@ -671,8 +701,10 @@ async function seedPut(bench: Bench, dir: string): Promise<Measured> {
   const root = join(dir, "root");
   const server = seedServer(root);
   const port = await listeningPort(server);
-  const client = seedClient(port, "put", bench.source, REMOTE);
-  const timing = await timed(() => succeed(client, bench.timeoutMs));
+  const timing = await timed(
+    single(bench),
+    () => succeed(seedClient(port, "put", bench.source, REMOTE), bench.timeoutMs),
+  );
   return { ...timing, memory: server, output: join(root, REMOTE) };
 }
 
@@ -680,8 +712,10 @@ async function seedGet(bench: Bench, dir: string): Promise<Measured> {
   const server = seedServer(await rootWithSource(bench, dir));
   const port = await listeningPort(server);
   const output = join(dir, "out.bin");
-  const client = seedClient(port, "get", REMOTE, output);
-  const timing = await timed(() => succeed(client, bench.timeoutMs));
+  const timing = await timed(
+    single(bench),
+    () => succeed(seedClient(port, "get", REMOTE, output), bench.timeoutMs),
+  );
   return { ...timing, memory: server, output };
 }
 
@@ -689,7 +723,7 @@ async function barePut(bench: Bench, dir: string): Promise<Measured> {
   const output = join(dir, "out.bin");
   const receiver = bare("recv", "listen", output, true);
   const port = await listeningPort(receiver);
-  const timing = await timed(() => {
+  const timing = await timed(single(bench), () => {
     const sender = bare("send", `${HOST}:${port}`, bench.source);
     return Promise.all([succeed(sender, bench.timeoutMs), succeed(receiver, bench.timeoutMs)]);
   });
@@ -700,7 +734,7 @@ async function bareGet(bench: Bench, dir: string): Promise<Measured> {
   const output = join(dir, "out.bin");
   const sender = bare("send", "listen", bench.source, true);
   const port = await listeningPort(sender);
-  const timing = await timed(() => {
+  const timing = await timed(single(bench), () => {
     const receiver = bare("recv", `${HOST}:${port}`, output);
     return Promise.all([succeed(receiver, bench.timeoutMs), succeed(sender, bench.timeoutMs)]);
   });
@@ -975,7 +1009,6 @@ async function runCase(
 ): Promise<RunRecord> {
   const dir = join(work, `${spec.id}-${run}`);
   await Deno.mkdir(dir);
-  await settle(work, bench.size, [bench.source]);
   let measured: Measured | undefined;
   const record: RunRecord = { run };
   try {
@@ -1006,7 +1039,7 @@ async function runClients(
   const dir = join(work, `clients-${run}`);
   const root = join(dir, "root");
   await Deno.mkdir(dir);
-  await settle(work, files.length * size, files.map((file) => file.path));
+  const workload = { work, bytes: files.length * size, sources: files.map((file) => file.path) };
   const record: RunRecord = { run };
   const timeoutMs = 120_000 + (files.length * size) / 10e6 * 1000;
   let server: Proc | undefined;
@@ -1014,7 +1047,7 @@ async function runClients(
     server = ferryServer(root, false);
     const port = await listeningPort(server);
     const clients: Promise<void>[] = [];
-    const timing = await timed(async () => {
+    const timing = await timed(workload, async () => {
       for (const file of files) {
         clients.push(succeed(ferryClient(port, "put", file.path, basename(file.path)), timeoutMs));
       }
@@ -1089,14 +1122,14 @@ async function runFiles(
   const dir = join(work, `files-${tool}-${run}`);
   const root = join(dir, "root");
   await Deno.mkdir(dir);
-  await settle(work, files.paths.length * files.size, files.paths);
+  const workload = { work, bytes: files.paths.length * files.size, sources: files.paths };
   const record: RunRecord = { run };
   const timeoutMs = 60_000 + files.paths.length * 1000;
   let server: Proc | undefined;
   try {
     server = tool === "ferry" ? ferryServer(root, false) : seedServer(root);
     const port = await listeningPort(server);
-    const timing = await timed(async () => {
+    const timing = await timed(workload, async () => {
       if (tool === "ferry") {
         await succeed(ferryClient(port, "mput", ...files.paths), timeoutMs);
         return;
@@ -1182,6 +1215,7 @@ async function bench(options: BenchOptions, work: string): Promise<number> {
     size: options.size,
     hash,
     timeoutMs: 60_000 + options.size / 20e3,
+    work,
   };
   const results: CaseResult[] = CASES.map((spec) => ({
     id: spec.id,
