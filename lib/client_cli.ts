@@ -21,6 +21,7 @@ import {
 } from "./cli.ts";
 import { isInterruption, RefusedError, UsageError, UserError } from "./errors.ts";
 import { moveNoClobber, syncDir } from "./file_store.ts";
+import { FlushBehind } from "./flush_behind.ts";
 import {
   displayName,
   formatBytes,
@@ -733,7 +734,9 @@ async function fileTarget(
   }
   let wrote = options.append;
   let closed = false;
-  const close = () => {
+  const flusher = options.fsync ? new FlushBehind(part) : undefined;
+  const close = async () => {
+    await flusher?.stop();
     if (closed) return;
     closed = true;
     file.close();
@@ -748,15 +751,16 @@ async function fileTarget(
       } catch (error) {
         throw cannotWrite(part, error);
       }
+      flusher?.wrote(chunk.length);
     },
     commit: async () => {
       try {
         // Flushed before it gets its name: after a power cut LOCAL is whole or absent, never empty.
         if (options.fsync) await file.syncData();
-        close();
+        await close();
       } catch (error) {
         try {
-          close();
+          await close();
         } catch {
           // The error that matters is the one being thrown.
         }
@@ -777,7 +781,7 @@ async function fileTarget(
     },
     discard: async (cause) => {
       try {
-        close();
+        await close();
       } catch {
         // Nothing more can be done about the file than what follows.
       }

@@ -11,6 +11,7 @@ import { join, sep } from "node:path";
 import { StoreError } from "./errors.ts";
 import { formatHex, safeJson } from "./format.ts";
 import type { ListEntry } from "./protocol.ts";
+import { FlushBehind } from "./flush_behind.ts";
 import { writeAll } from "./transfer.ts";
 
 /** Hidden folder at the top of the root that holds uploads in progress. */
@@ -500,6 +501,7 @@ export class Upload {
   #closed = false;
   #hooks: UploadHooks;
   #finished = false;
+  #flusher?: FlushBehind;
 
   /** Created by {@link FileStore.beginUpload}. */
   constructor(name: string, stagingPath: string, file: Deno.FsFile, hooks: UploadHooks) {
@@ -508,6 +510,7 @@ export class Upload {
     this.offset = hooks.offset;
     this.#file = file;
     this.#hooks = hooks;
+    if (hooks.fsync) this.#flusher = new FlushBehind(stagingPath);
   }
 
   /** The staging file, for reading back the kept bytes of a resumed upload. */
@@ -520,11 +523,13 @@ export class Upload {
    * through `file.writable`: Deno holds writes under 64 KiB back there until the stream closes,
    * so `syncData` before closing missed the tail of every upload, and all of a small one.)
    */
-  write(chunk: Uint8Array): Promise<void> {
-    return writeAll(this.#file, chunk);
+  async write(chunk: Uint8Array): Promise<void> {
+    await writeAll(this.#file, chunk);
+    this.#flusher?.wrote(chunk.length);
   }
 
-  #close(): void {
+  async #close(): Promise<void> {
+    await this.#flusher?.stop();
     if (this.#closed) return;
     this.#closed = true;
     this.#file.close();
@@ -536,11 +541,11 @@ export class Upload {
     this.#finished = true;
     try {
       if (this.#hooks.fsync) await this.#file.syncData();
-      this.#close();
+      await this.#close();
       await this.#hooks.commit();
     } catch (error) {
       try {
-        this.#close();
+        await this.#close();
       } catch {
         // The error that matters is the one being thrown.
       }
@@ -559,7 +564,7 @@ export class Upload {
     if (this.#finished) return;
     this.#finished = true;
     try {
-      this.#close();
+      await this.#close();
       await this.#hooks.keep();
     } catch {
       await Deno.remove(this.stagingPath).catch(() => {});
@@ -573,7 +578,7 @@ export class Upload {
     if (this.#finished) return;
     this.#finished = true;
     try {
-      this.#close();
+      await this.#close();
     } catch {
       // Closing can only fail for a file that is already gone; it is being removed anyway.
     }
