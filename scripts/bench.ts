@@ -805,7 +805,7 @@ const CASES: CaseSpec[] = [
 // ------------------------------------------------------------------------------- results
 
 /** One run of one case. */
-interface RunRecord {
+export interface RunRecord {
   run: number;
   seconds?: number;
   gbps?: number;
@@ -818,13 +818,13 @@ interface RunRecord {
 }
 
 /** A target of issue 4 (or 6) and whether this run met it. */
-interface Target {
+export interface Target {
   text: string;
   pass: boolean;
 }
 
 /** Everything measured about one case. */
-interface CaseResult {
+export interface CaseResult {
   id: string;
   label: string;
   direction: "put" | "get" | "put-many" | "put-files";
@@ -850,7 +850,8 @@ interface CaseResult {
   medianFilesPerSecond?: number;
 }
 
-function summarize(result: CaseResult): void {
+/** Fills in a case's best and median figures from its runs; runs that failed do not count. */
+export function summarize(result: CaseResult): void {
   const good = result.runs.filter((r) => r.seconds !== undefined && r.error === undefined);
   const seconds = good.map((r) => r.seconds!);
   const peaks = result.runs.map((r) => r.peakRssKiB ?? 0).filter((k) => k > 0);
@@ -868,8 +869,8 @@ function summarize(result: CaseResult): void {
   }
 }
 
-/** Issue 4's targets and issue 6's many-files target, on medians. */
-function judge(results: CaseResult[]): void {
+/** Sets every case's ratio to ferry and its target (issue 4's, and issue 6's many-files one), on medians. */
+export function judge(results: CaseResult[]): void {
   const ferry = (direction: string) =>
     results.find((r) => r.tool === "ferry" && r.direction === direction)?.medianGBps;
   const rss = (r: CaseResult, limit: number): Target => ({
@@ -906,7 +907,7 @@ function fixed(value: number | undefined, digits: number): string {
 }
 
 /** The Markdown table for the README. */
-function table(results: CaseResult[]): string {
+export function table(results: CaseResult[]): string {
   const lines = [
     "| Case | Best s | Median s | Best GB/s | Median GB/s | Median CPU s | ferry ÷ this | Peak RSS MiB | Target |",
     "| --- | --: | --: | --: | --: | --: | --: | --: | --- |",
