@@ -1,11 +1,12 @@
 /**
  * The end-to-end checksum: xxh128 (XXH3-128, see `xxh3.ts`), which hashes at about 10 GiB/s and
- * so costs a transfer little CPU. Values are written `xxh128:<32 hex digits>`.
+ * so costs a transfer little CPU. Where WebAssembly SIMD is missing, hash-wasm computes the same
+ * hash at about 4 GiB/s instead. Values are written `xxh128:<32 hex digits>`.
  *
  * @module
  */
 
-import { Xxh3Hasher } from "./xxh3.ts";
+import { simdKernelSupported, Xxh3Hasher } from "./xxh3.ts";
 
 /** Algorithm prefix of every checksum this build produces. */
 export const CHECKSUM_ALGORITHM = "xxh128";
@@ -20,15 +21,54 @@ export interface Checksum {
   fork(): Promise<Checksum>;
 }
 
-/**
- * Creates an empty incremental checksum. Async so that a hash which must load first can slot in
- * without changing every caller.
- */
-export function createChecksum(): Promise<Checksum> {
-  return Promise.resolve(wrap(new Xxh3Hasher()));
+/** Options for {@link createChecksum}. */
+export interface ChecksumOptions {
+  /**
+   * Use the portable build (hash-wasm's xxh128, no SIMD, about 4 GiB/s) even where the SIMD kernel
+   * runs. Without it the portable build is used only where SIMD is missing.
+   */
+  portable?: boolean;
 }
 
-function wrap(hasher: Xxh3Hasher): Checksum {
+/**
+ * Creates an empty incremental checksum: the SIMD kernel of `xxh3.ts`, or where this runtime
+ * cannot run WebAssembly SIMD, the same hash from hash-wasm, which has to load first.
+ */
+export async function createChecksum(options: ChecksumOptions = {}): Promise<Checksum> {
+  if (!options.portable && simdKernelSupported()) return wrap(simdHasher(new Xxh3Hasher()));
+  return wrap(await portableHasher());
+}
+
+/** The hash under a checksum, whichever build computes it. */
+interface Hasher {
+  update(bytes: Uint8Array): void;
+  /** 32 hex digits, high half first. */
+  digest(): string;
+  clone(): Promise<Hasher>;
+}
+
+function simdHasher(hasher: Xxh3Hasher): Hasher {
+  return {
+    update: (bytes) => hasher.update(bytes),
+    digest: () => hasher.digest(),
+    clone: () => Promise.resolve(simdHasher(hasher.clone())),
+  };
+}
+
+async function portableHasher(state?: Uint8Array): Promise<Hasher> {
+  // Imported only here: loading hash-wasm would add to every process's startup.
+  const { createXXHash128 } = await import("hash-wasm");
+  const hasher = await createXXHash128();
+  hasher.init();
+  if (state) hasher.load(state);
+  return {
+    update: (bytes) => void hasher.update(bytes),
+    digest: () => hasher.digest("hex"),
+    clone: () => portableHasher(hasher.save()),
+  };
+}
+
+function wrap(hasher: Hasher): Checksum {
   let result: string | undefined;
   return {
     update(bytes: Uint8Array): void {
@@ -39,9 +79,9 @@ function wrap(hasher: Xxh3Hasher): Checksum {
       result ??= `${CHECKSUM_ALGORITHM}:${hasher.digest()}`;
       return result;
     },
-    fork(): Promise<Checksum> {
-      if (result !== undefined) return Promise.reject(new Error("Checksum forked after digest"));
-      return Promise.resolve(wrap(hasher.clone()));
+    async fork(): Promise<Checksum> {
+      if (result !== undefined) throw new Error("Checksum forked after digest");
+      return wrap(await hasher.clone());
     },
   };
 }

@@ -154,6 +154,16 @@ interface Kernel {
 }
 
 let kernel: Kernel | undefined;
+let supported: boolean | undefined;
+
+/**
+ * Whether this runtime can run the SIMD kernel. V8 needs SSE4.1 for WebAssembly SIMD on x86-64,
+ * which some virtual CPUs (QEMU's default `qemu64`) do not offer.
+ */
+export function simdKernelSupported(): boolean {
+  supported ??= WebAssembly.validate(kernelBytes());
+  return supported;
+}
 
 function loadKernel(): Kernel {
   if (kernel) return kernel;

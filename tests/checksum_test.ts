@@ -28,3 +28,51 @@ Deno.test("checksum is the same however the bytes are split", async () => {
   flipped.update(bytes);
   assert.notEqual(flipped.digest(), whole.digest());
 });
+
+Deno.test("the portable build gives the same checksums as the SIMD kernel, forks included", async () => {
+  const bytes = new Uint8Array(3 * 65536 + 77);
+  for (let i = 0; i < bytes.length; i += 65536) {
+    crypto.getRandomValues(bytes.subarray(i, i + 65536));
+  }
+  for (const length of [0, 5, 16, 17, 128, 129, 240, 241, 1024, 65536, bytes.length]) {
+    const simd = await createChecksum();
+    const portable = await createChecksum({ portable: true });
+    simd.update(bytes.subarray(0, length));
+    portable.update(bytes.subarray(0, length));
+    assert.equal(portable.digest(), simd.digest(), `${length} bytes`);
+  }
+  const simd = await createChecksum();
+  const portable = await createChecksum({ portable: true });
+  simd.update(bytes.subarray(0, 1000));
+  portable.update(bytes.subarray(0, 1000));
+  const [simdFork, portableFork] = [await simd.fork(), await portable.fork()];
+  assert.equal(portable.digest(), simd.digest(), "at the fork");
+  simdFork.update(bytes.subarray(1000));
+  portableFork.update(bytes.subarray(1000));
+  assert.equal(portableFork.digest(), simdFork.digest(), "after the fork");
+  await assert.rejects(() => portable.fork(), /forked after digest/);
+});
+
+Deno.test("without WebAssembly SIMD (no SSE4.1) the checksum falls back, same values", async () => {
+  // V8 offers WebAssembly SIMD on x86-64 only with SSE4.1; this flag makes it act as if absent.
+  if (Deno.build.arch !== "x86_64") return;
+  const script = `
+    import { createChecksum } from "./lib/checksum.ts";
+    import { simdKernelSupported } from "./lib/xxh3.ts";
+    const checksum = await createChecksum();
+    checksum.update(new TextEncoder().encode("hello"));
+    console.log(JSON.stringify({ simd: simdKernelSupported(), digest: checksum.digest() }));
+  `;
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--v8-flags=--no-enable-sse4-1", script],
+    cwd: new URL("..", import.meta.url),
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(output.stderr);
+  assert.equal(output.code, 0, stderr);
+  assert.deepEqual(JSON.parse(new TextDecoder().decode(output.stdout)), {
+    simd: false,
+    digest: "xxh128:b5e9c1ad071b3e7fc779cfaa5e523818",
+  });
+});
