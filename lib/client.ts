@@ -41,6 +41,9 @@ import {
 } from "./transfer.ts";
 import { NAME, VERSION } from "./version.ts";
 
+/** Longest KEEPALIVE interval a client asks for; otherwise a quarter of its stall timeout. */
+const KEEPALIVE_MAX_MS = 5000;
+
 /** Options for {@link connect}. */
 export interface ConnectOptions {
   /** Give up connecting and handshaking after this many milliseconds (default 15000). */
@@ -352,7 +355,13 @@ export class Session implements ClientSession {
   /** Sends the preamble and HELLO, and checks the server's answer. */
   async handshake(): Promise<void> {
     await this.#out.writeRaw(encodePreamble(PROTOCOL_VERSION));
-    await this.#out.writeControl(FrameType.HELLO, { client: `${NAME}/${VERSION}` });
+    await this.#out.writeControl(FrameType.HELLO, {
+      client: `${NAME}/${VERSION}`,
+      // Watching for a stalled server: ask for a sign of life while it flushes an upload.
+      ...(this.#stallTimeoutMs === undefined
+        ? {}
+        : { keepalive: Math.min(KEEPALIVE_MAX_MS, this.#stallTimeoutMs / 4) }),
+    });
     const first = await this.#frames.readSome(new Uint8Array(8)).catch(() => null);
     // A peer that is not a ferry server (or not one without TLS) is a mistake in the command
     // line, said plainly, not a transfer that failed.
@@ -415,7 +424,9 @@ export class Session implements ClientSession {
   }
 
   async #expectFrame() {
-    const frame = await this.#frames.readControl();
+    let frame = await this.#frames.readControl();
+    // Read only to be seen by the stall watchdog (every read counts as activity).
+    while (frame?.type === FrameType.KEEPALIVE) frame = await this.#frames.readControl();
     if (!frame) throw new ProtocolError(`Server at ${this.target} closed the connection`);
     if (frame.type === FrameType.ERROR) {
       const error = parseError(frame.json);

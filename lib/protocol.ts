@@ -49,6 +49,8 @@ export const FrameType = {
   ABORT: 0x08,
   /** Client's answer to the server's challenge, JSON {@link Auth}. */
   AUTH: 0x09,
+  /** The server is still at work on the request (the final flush of an upload), JSON `{}`. */
+  KEEPALIVE: 0x0a,
 } as const;
 
 /** A frame type code. */
@@ -67,7 +69,16 @@ export function frameTypeName(type: number): string {
 export interface Hello {
   /** Client software and version, for logs. */
   client: string;
+  /**
+   * Asks the server to send KEEPALIVE at least this often (ms) while it works on a request
+   * without sending anything, so that a client watching for a stalled server can tell the two
+   * apart. Absent: the server sends none.
+   */
+  keepalive?: number;
 }
+
+/** Shortest KEEPALIVE interval a server honours, in ms; a shorter request gets this one. */
+export const KEEPALIVE_MIN_MS = 100;
 
 /** Server greeting. */
 export interface Welcome {
@@ -295,7 +306,12 @@ function malformed(what: string): ProtocolError {
 /** Validates a HELLO payload. */
 export function parseHello(json: Record<string, unknown>): Hello {
   if (typeof json.client !== "string") throw malformed("HELLO");
-  return { client: json.client };
+  const hello: Hello = { client: json.client };
+  if (json.keepalive !== undefined) {
+    if (typeof json.keepalive !== "number" || !(json.keepalive > 0)) throw malformed("HELLO");
+    hello.keepalive = Math.max(KEEPALIVE_MIN_MS, json.keepalive);
+  }
+  return hello;
 }
 
 /** Validates a WELCOME payload. */

@@ -393,6 +393,8 @@ interface Channel {
   out: FrameWriter;
   peer: string;
   entry: Tracked;
+  /** How often the client asked for KEEPALIVE while the server works (ms); none if unset. */
+  keepaliveMs?: number;
 }
 
 /** A connection that did not open with ferry's preamble: the seed protocol, TLS, or noise. */
@@ -438,7 +440,7 @@ async function handshake(first: Uint8Array, channel: Channel, ctx: Context): Pro
   if (!hello || hello.type !== FrameType.HELLO) {
     throw new ProtocolError("Expected HELLO after the preamble");
   }
-  parseHello(hello.json);
+  channel.keepaliveMs = parseHello(hello.json).keepalive;
   await out.writeRaw(encodePreamble(Math.min(version, PROTOCOL_VERSION)));
   const challenge = ctx.token ? newNonce() : undefined;
   const features = [ctx.token ? "auth" : "", ctx.readOnly ? "read-only" : ""].filter(Boolean);
@@ -503,6 +505,27 @@ async function serveRequest(request: Request, channel: Channel, ctx: Context): P
   }
 }
 
+/**
+ * Runs `work`, sending KEEPALIVE every `channel.keepaliveMs` meanwhile if the client asked for
+ * it. Resolves only after the last KEEPALIVE is written, so no frame can interleave with what
+ * follows.
+ */
+async function whileKeepingAlive(channel: Channel, work: () => Promise<void>): Promise<void> {
+  const every = channel.keepaliveMs;
+  if (every === undefined) return await work();
+  let writing = Promise.resolve();
+  const timer = setInterval(() => {
+    // A failed write means the client is gone; the request's own end will say so.
+    writing = writing.then(() => channel.out.writeControl(FrameType.KEEPALIVE, {})).catch(() => {});
+  }, every);
+  try {
+    await work();
+  } finally {
+    clearInterval(timer);
+    await writing;
+  }
+}
+
 /** A cut upload shorter than this is not worth keeping for a resume. */
 const KEEP_MIN_BYTES = 1 << 20;
 
@@ -544,7 +567,8 @@ async function servePut(request: PutRequest, channel: Channel, ctx: Context): Pr
       resumeFrom,
       onProgress: (bytes) => received = bytes,
     });
-    await upload.commit();
+    // The final flush can take seconds: the client hears that the server is still at it.
+    await whileKeepingAlive(channel, () => upload.commit());
     await out.writeControl(FrameType.OK, result);
     const resumed = resumeFrom ? ` (resumed from ${resumeFrom.size})` : "";
     return { bytes: result.size, result: `ok ${result.checksum}${resumed}` };

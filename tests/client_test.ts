@@ -36,6 +36,9 @@ import {
   waitFor,
   writeRandomFile,
 } from "./harness.ts";
+import { encodeControl, FrameType } from "../lib/protocol.ts";
+import { type RunningServer, startServer as startInProcess } from "../lib/server.ts";
+import { dataWithEnd, Wire } from "./wire.ts";
 
 const MiB = 1 << 20;
 /** The file that is interrupted and resumed: 6 s at the 4 MiB/s the interrupted run uses. */
@@ -894,6 +897,86 @@ Deno.test("--stall-timeout: get gives up on a server that freezes mid-transfer",
     } catch {
       // It has exited, as it should.
     }
+  }
+});
+
+/**
+ * A server in this process whose uploads take `ms` to commit, as the final flush of a large
+ * upload to a slow disk does. (Run in-process to slow just that step; the client is the real one.)
+ */
+async function serverWithSlowCommit(root: string, ms: number): Promise<RunningServer> {
+  const server = await startInProcess({ root, port: 0, log: () => {} });
+  const begin = server.store.beginUpload.bind(server.store);
+  server.store.beginUpload = async (name, options) => {
+    const upload = await begin(name, options);
+    const commit = upload.commit.bind(upload);
+    upload.commit = async () => {
+      await new Promise((resolve) => setTimeout(resolve, ms));
+      await commit();
+    };
+    return upload;
+  };
+  return server;
+}
+
+Deno.test("--stall-timeout: a slow final flush on the server is not a stall (KEEPALIVE)", async () => {
+  await using work = await makeTempDir();
+  const root = `${work.path}/root`;
+  const server = await serverWithSlowCommit(root, 2000);
+  try {
+    const data = randomBytes(MiB + 3);
+    await Deno.writeFile(`${work.path}/slow.bin`, data);
+    const endpoint = { host: "127.0.0.1", port: server.addr.port };
+    const result = await ferry(endpoint, ["put", "slow.bin", "--stall-timeout", "0.5"], {
+      cwd: work.path,
+    });
+    assertSuccess(result, "put with a 2 s commit and a 0.5 s stall timeout");
+    assert.deepEqual(await Deno.readFile(`${root}/slow.bin`), data);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("KEEPALIVE comes only to a client that asks, at about the interval it asked for", async () => {
+  await using work = await makeTempDir();
+  const server = await serverWithSlowCommit(`${work.path}/root`, 1000);
+  const endpoint = { host: "127.0.0.1", port: server.addr.port };
+  const upload = async (hello: Record<string, unknown>, name: string) => {
+    using wire = await Wire.connect(endpoint);
+    await wire.handshake(hello);
+    await wire.write(encodeControl(FrameType.REQUEST, { op: "put", name, size: 5 }));
+    await wire.expectFrame(FrameType.OK, "accepted");
+    await wire.write(await dataWithEnd(new TextEncoder().encode("hello")));
+    let keepalives = 0;
+    while (true) {
+      const frame = await wire.readFrame();
+      assert.ok(frame, "connection closed before the verdict");
+      if (frame.type !== FrameType.KEEPALIVE) {
+        assert.equal(frame.type, FrameType.OK, JSON.stringify(frame.json));
+        return keepalives;
+      }
+      keepalives++;
+    }
+  };
+  try {
+    assert.equal(await upload({}, "plain.txt"), 0, "not asked for: none");
+    // Asked for every 200 ms over a 1 s commit: about five (timers are not exact).
+    const count = await upload({ keepalive: 200 }, "asked.txt");
+    assert.ok(count >= 3 && count <= 6, `${count} KEEPALIVE frames`);
+    // Asked for every 1 ms: held to the 100 ms floor, so about ten, not a thousand.
+    const floor = await upload({ keepalive: 1 }, "floor.txt");
+    assert.ok(floor >= 6 && floor <= 11, `${floor} KEEPALIVE frames at the floor`);
+    assert.deepEqual(
+      (await Array.fromAsync(Deno.readDir(`${work.path}/root`)))
+        .map((e) => e.name).filter((n) => !n.startsWith(".")).sort(),
+      [
+        "asked.txt",
+        "floor.txt",
+        "plain.txt",
+      ],
+    );
+  } finally {
+    await server.close();
   }
 });
 

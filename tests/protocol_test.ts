@@ -20,6 +20,7 @@ import {
   MAX_CONTROL_PAYLOAD,
   parseEnd,
   parseError,
+  parseHello,
   parseListing,
   parseOk,
   parseRequest,
@@ -167,4 +168,21 @@ Deno.test("readExact fills a buffer across many small reads", async () => {
   const got = await reader.readExact(new Uint8Array(10000));
   assert.deepEqual(got, bytes);
   assert.equal(await reader.readExact(new Uint8Array(1), true), null);
+});
+
+Deno.test("HELLO: keepalive is optional, a positive number, and held to the 100 ms floor", () => {
+  assert.deepEqual(parseHello({ client: "ferry/1" }), { client: "ferry/1" });
+  assert.deepEqual(parseHello({ client: "ferry/1", keepalive: 2500 }), {
+    client: "ferry/1",
+    keepalive: 2500,
+  });
+  assert.equal(parseHello({ client: "ferry/1", keepalive: 1 }).keepalive, 100);
+  for (const keepalive of ["1000", 0, -5, null, Number.NaN]) {
+    assert.throws(
+      () => parseHello({ client: "ferry/1", keepalive }),
+      ProtocolError,
+      `${keepalive}`,
+    );
+  }
+  assert.throws(() => parseHello({ keepalive: 1000 }), ProtocolError, "no client");
 });

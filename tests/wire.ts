@@ -230,11 +230,14 @@ export class Wire implements Disposable {
 
   /**
    * Sends the preamble and HELLO, checks the server's preamble and WELCOME (which must name the
-   * server), and returns the WELCOME.
+   * server), and returns the WELCOME. `hello` adds fields to the HELLO.
    */
-  async handshake(): Promise<Record<string, unknown>> {
+  async handshake(hello: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
     await this.write(
-      concat([encodePreamble(), encodeControl(FrameType.HELLO, { client: "raw-test/1" })]),
+      concat([
+        encodePreamble(),
+        encodeControl(FrameType.HELLO, { client: "raw-test/1", ...hello }),
+      ]),
     );
     const preamble = await this.readExact(PREAMBLE_LENGTH);
     assert.ok(preamble, "server closed during the handshake");
