@@ -47,7 +47,13 @@ import {
 import { ProgressLine, progressWanted } from "./progress.ts";
 import type { ListEntry } from "./protocol.ts";
 import { RateLimiter } from "./rate_limit.ts";
-import { checksumFilePrefix, type ResumePoint, type TransferResult, writeAll } from "./transfer.ts";
+import {
+  checksumFilePrefix,
+  FILE_WRITE_PIECE,
+  type ResumePoint,
+  type TransferResult,
+  writeAll,
+} from "./transfer.ts";
 import { NAME, VERSION } from "./version.ts";
 
 const PROGRAM = NAME;
@@ -747,7 +753,7 @@ async function fileTarget(
     write: async (chunk) => {
       wrote = true;
       try {
-        await writeAll(file, chunk);
+        await writeAll(file, chunk, { piece: FILE_WRITE_PIECE });
       } catch (error) {
         throw cannotWrite(part, error);
       }

@@ -12,7 +12,7 @@ import { StoreError } from "./errors.ts";
 import { formatHex, safeJson } from "./format.ts";
 import type { ListEntry } from "./protocol.ts";
 import { FlushBehind } from "./flush_behind.ts";
-import { writeAll } from "./transfer.ts";
+import { FILE_WRITE_PIECE, writeAll } from "./transfer.ts";
 
 /** Hidden folder at the top of the root that holds uploads in progress. */
 export const STAGING_DIR = ".ferry-staging";
@@ -524,7 +524,7 @@ export class Upload {
    * so `syncData` before closing missed the tail of every upload, and all of a small one.)
    */
   async write(chunk: Uint8Array): Promise<void> {
-    await writeAll(this.#file, chunk);
+    await writeAll(this.#file, chunk, { piece: FILE_WRITE_PIECE });
     this.#flusher?.wrote(chunk.length);
   }
 

@@ -51,10 +51,30 @@ export function localWait<T>(waits: LocalWaits | undefined, wait: () => Promise<
   return wait().finally(() => waits.end());
 }
 
+/**
+ * Most bytes to hand a file in one write. On the Linux VM this was measured on, writing a GiB
+ * into fresh page cache in 1 MiB calls (ferry's chunk) cost the kernel 0.6 to 1.4 s, and in
+ * 256 or 512 KiB calls 0.3 to 0.5 s, for a C loop and for ferry's receiving side alike.
+ */
+export const FILE_WRITE_PIECE = 512 * 1024;
+
+/** Options for {@link writeAll}. */
+export interface WriteAllOptions {
+  /** Most bytes per write call (default: all that remain). */
+  piece?: number;
+}
+
 /** Writes all of `bytes` to something whose writes may take only part (a file, stdout). */
-export async function writeAll(to: DirectWriter, bytes: Uint8Array): Promise<void> {
+export async function writeAll(
+  to: DirectWriter,
+  bytes: Uint8Array,
+  options: WriteAllOptions = {},
+): Promise<void> {
+  const piece = options.piece ?? bytes.length;
   let offset = 0;
-  while (offset < bytes.length) offset += await to.write(bytes.subarray(offset));
+  while (offset < bytes.length) {
+    offset += await to.write(bytes.subarray(offset, offset + piece));
+  }
 }
 
 /** Options for {@link sendData}. */

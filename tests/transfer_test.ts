@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { alignedBuffer, BufferPool } from "../lib/buffer_pool.ts";
 import { FrameReader, FrameWriter } from "../lib/protocol.ts";
-import { receiveData, sendData } from "../lib/transfer.ts";
+import { concatBytes, FILE_WRITE_PIECE, receiveData, sendData, writeAll } from "../lib/transfer.ts";
 import { randomBytes } from "./harness.ts";
 
 /** A pool that remembers what it lent and what came back. */
@@ -76,4 +76,27 @@ Deno.test("a transfer over a socket keeps the pool's aligned buffers in place", 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("writeAll hands a file at most `piece` bytes per call, and finishes partial writes", async () => {
+  const calls: number[] = [];
+  const written: Uint8Array[] = [];
+  // Takes at most 300000 bytes per call, as a file or pipe may take only part of a write.
+  const writer = {
+    write(p: Uint8Array): Promise<number> {
+      calls.push(p.length);
+      const n = Math.min(p.length, 300_000);
+      written.push(p.slice(0, n));
+      return Promise.resolve(n);
+    },
+  };
+  const bytes = new Uint8Array(FILE_WRITE_PIECE * 2 + 1000).map((_, i) => i % 251);
+  await writeAll(writer, bytes, { piece: FILE_WRITE_PIECE });
+  assert.ok(calls.every((n) => n <= FILE_WRITE_PIECE), `call sizes ${calls}`);
+  assert.deepEqual(concatBytes(written), bytes);
+  calls.length = 0;
+  written.length = 0;
+  await writeAll(writer, bytes);
+  assert.equal(calls[0], bytes.length, "without a piece, the first call offers everything");
+  assert.deepEqual(concatBytes(written), bytes);
 });
