@@ -52,9 +52,9 @@ export function localWait<T>(waits: LocalWaits | undefined, wait: () => Promise<
 }
 
 /**
- * Most bytes to hand a file in one write. On the Linux VM this was measured on, writing a GiB
- * into fresh page cache in 1 MiB calls (ferry's chunk) cost the kernel 0.6 to 1.4 s, and in
- * 256 or 512 KiB calls 0.3 to 0.5 s, for a C loop and for ferry's receiving side alike.
+ * Most bytes to hand a file in one write. On the Linux VM this was measured on, filling fresh
+ * page cache from 1 MiB calls (ferry's chunk) often cost the kernel twice what 512 KiB calls did:
+ * 0.9-1.0 s against 0.4-0.8 s per GiB after a few idle seconds (README, "Performance").
  */
 export const FILE_WRITE_PIECE = 512 * 1024;
 
