@@ -595,13 +595,37 @@ interface LocalTarget {
 }
 
 /**
+ * A get's LOCAL that is a character device or a FIFO (`/dev/null`, a named pipe): written into
+ * in place, as stdout is. A `.part` renamed over it would replace the device with a file.
+ */
+interface StreamTarget {
+  local: string;
+  stream: true;
+}
+
+/**
  * Resolves a get's LOCAL (into it, if it is a folder) and checks everything that can be checked
  * before the server is asked: the folder exists, the name fits, LOCAL is not in the way, and the
  * `.part` is not a folder. Otherwise the server would send the file only for it to be dropped.
  */
-async function checkLocalTarget(job: Job, cmd: ClientCommand): Promise<LocalTarget> {
+async function checkLocalTarget(
+  job: Job,
+  cmd: ClientCommand,
+): Promise<LocalTarget | StreamTarget> {
   let local = job.local;
-  if ((await statOrNull(local))?.isDirectory) {
+  const given = await statOrNull(local);
+  if (given?.isCharDevice || given?.isFifo) {
+    if (cmd.resume) {
+      throw new UsageError(`--resume needs a regular file, and ${local} is not one`);
+    }
+    return { local, stream: true };
+  }
+  if (given?.isBlockDevice || given?.isSocket) {
+    throw new UserError(
+      `Cannot write ${local}: it is a ${given.isSocket ? "socket" : "block device"}`,
+    );
+  }
+  if (given?.isDirectory) {
     local = join(local, remoteBase(job.remote));
   } else if (local.endsWith("/") || local.endsWith(sep)) {
     const what = await exists(local.replace(/[\\/]+$/, "")) ? "not a folder" : "no such folder";
@@ -627,7 +651,9 @@ async function checkLocalTarget(job: Job, cmd: ClientCommand): Promise<LocalTarg
 
 async function prepareGet(job: Job, cmd: ClientCommand): Promise<Runner> {
   const toStdout = job.local === "-";
-  const target = toStdout ? undefined : await checkLocalTarget(job, cmd);
+  const checked = toStdout ? undefined : await checkLocalTarget(job, cmd);
+  const stream = checked && "stream" in checked ? checked : undefined;
+  const target = checked && !("stream" in checked) ? checked : undefined;
   const have = target && cmd.resume ? await partialDownload(target.part) : undefined;
   return async (session, limiter) => {
     let progress: ProgressLine | undefined;
@@ -638,16 +664,22 @@ async function prepareGet(job: Job, cmd: ClientCommand): Promise<Runner> {
         if (have && info.offset === 0 && !cmd.quiet) {
           say(`${PROGRAM}: ${target!.part} does not match the server's file; starting over`);
         }
-        return target
-          ? fileTarget(target, { force: cmd.force, append: info.offset > 0, fsync: cmd.fsync })
-          : Promise.resolve(stdoutTarget());
+        if (target) {
+          return fileTarget(target, {
+            force: cmd.force,
+            append: info.offset > 0,
+            fsync: cmd.fsync,
+          });
+        }
+        return stream ? streamTarget(stream.local) : Promise.resolve(stdoutTarget());
       }, {
         resume: have,
         onProgress: (bytes) => flow.onProgress?.(bytes),
         throttle: limiter ? (bytes) => limiter.take(bytes) : undefined,
         maxChunk: limiter?.chunkSize,
       });
-      return { result, where: target?.local ?? "stdout", verified: session.verified };
+      const where = target?.local ?? stream?.local ?? "stdout";
+      return { result, where, verified: session.verified };
     } finally {
       progress?.done();
     }
@@ -705,6 +737,35 @@ function stdoutTarget(): DownloadTarget {
     },
     // Bytes already written to a pipe cannot be taken back; the exit code says they are bad.
     discard: () => Promise.resolve(writer.releaseLock()),
+  };
+}
+
+/** Writes into a character device or FIFO in place; see {@link StreamTarget}. */
+async function streamTarget(local: string): Promise<DownloadTarget> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(local, { write: true });
+  } catch (error) {
+    throw cannotWrite(local, error);
+  }
+  let closed = false;
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    file.close();
+  };
+  return {
+    write: async (chunk) => {
+      try {
+        await writeAll(file, chunk);
+      } catch (error) {
+        throw cannotWrite(local, error);
+      }
+    },
+    commit: () => Promise.resolve(close()),
+    // Bytes already written to a device or pipe cannot be taken back; the exit code says they
+    // are bad, as for stdout.
+    discard: () => Promise.resolve(close()),
   };
 }
 

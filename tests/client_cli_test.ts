@@ -42,7 +42,7 @@ import {
   waitFor,
   writeRandomFile,
 } from "./harness.ts";
-import { checksumOf, serveOnce } from "./wire.ts";
+import { checksumOf, concat, serveOnce } from "./wire.ts";
 
 const MiB = 1 << 20;
 const decoder = new TextDecoder();
@@ -797,6 +797,41 @@ Deno.test("a local read error mid-upload aborts the upload at once and names the
   // The server heard it from the client (ABORT), not from a cut connection.
   await server.waitForLog(/ put "mem\.bin" .*Client could not read its file/);
   await assertRootHolds(server.root, []);
+});
+
+Deno.test("get into /dev/null or a FIFO writes in place and leaves the device or FIFO there", async () => {
+  await using server = await startServer();
+  await using work = await makeTempDir();
+  const data = randomBytes(3 * MiB + 5);
+  await Deno.writeFile(`${server.root}/d.bin`, data);
+
+  // /dev/null: no --force needed, nothing renamed over it (as root that would replace it).
+  for (const force of [[], ["--force"]]) {
+    const result = await ferry(server, ["get", "d.bin", "/dev/null", ...force]);
+    assertSuccess(result, `get to /dev/null ${force}`);
+    const info = await Deno.stat("/dev/null");
+    assert.ok(info.isCharDevice, "/dev/null is still a character device");
+    assert.equal(await pathExists("/dev/null.part"), false);
+  }
+  assertUsageError(await ferry(server, ["get", "d.bin", "/dev/null", "--resume"]), "ferry", {
+    what: "resume into /dev/null",
+  });
+
+  // A FIFO: its reader gets the bytes, and the FIFO stays a FIFO.
+  const fifo = `${work.path}/fifo`;
+  const made = await runCommand("mkfifo", [fifo]);
+  assert.equal(made.code, 0, `mkfifo: ${made.stderr}`);
+  const reading = (async () => {
+    using reader = await Deno.open(fifo, { read: true });
+    const chunks: Uint8Array[] = [];
+    const buffer = new Uint8Array(65536);
+    for (let n; (n = await reader.read(buffer)) !== null;) chunks.push(buffer.slice(0, n));
+    return concat(chunks);
+  })();
+  assertSuccess(await ferry(server, ["get", "d.bin", fifo]), "get into a FIFO");
+  assert.deepEqual(await reading, data);
+  assert.ok((await Deno.lstat(fifo)).isFifo, "still a FIFO");
+  assert.deepEqual(await listDir(work.path), ["fifo"], "no .part beside it");
 });
 
 Deno.test("put streams a FIFO or a process substitution like stdin; a folder or --resume is refused", async () => {
