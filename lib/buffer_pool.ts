@@ -7,13 +7,16 @@
  */
 
 import { CHUNK_SIZE } from "./protocol.ts";
+import { hashArena } from "./xxh3.ts";
 
 /**
  * Working buffer size of a transfer. The wire allows 32 MiB frames (the seed's chunk size), but
- * every byte is copied three times on each side (kernel, checksum, kernel) and those copies are
- * the cost: a piece small enough to stay in the CPU cache between them is cheaper to move. Here
- * 4 MiB cut the receiver's system time by about 40% against 32 MiB, and 1 MiB took another 10-15%
- * off the CPU time of a 1 GiB put or get (256 KiB was no better, with four times the operations).
+ * every byte passes through memory three times on each side (the kernel's copy in, the checksum,
+ * the kernel's copy out) and those passes are the cost: a piece small enough to stay in the CPU
+ * cache between them is cheaper to move. It is also the size of a slot in the checksum kernel's
+ * memory (see `ArenaSlots`). Here 4 MiB cut the receiver's system time by about 40% against
+ * 32 MiB, and 1 MiB took another 10-15% off the CPU time of a 1 GiB put or get (256 KiB was no
+ * better, with four times the operations).
  */
 export const TRANSFER_BUFFER_SIZE = 1 << 20;
 
@@ -25,6 +28,7 @@ export const TRANSFER_BUFFER_SIZE = 1 << 20;
  * `ArrayBuffer` in whole pages, so one that cannot grow is an aligned fixed-size buffer. Its
  * memory stays put only while nothing transfers it: a BYOB read reallocates it (unaligned), so
  * the transfer path reads sockets and files with `read` instead (see `FrameReader`, `sendData`).
+ * The pool's buffers in the checksum kernel's memory start on page boundaries too.
  */
 export function alignedBuffer(size: number): ArrayBuffer {
   return new ArrayBuffer(size, { maxByteLength: size });
@@ -39,6 +43,42 @@ export interface BufferPoolOptions {
   /** Smallest buffer handed out, even over budget, so no transfer ever waits. */
   minBufferSize?: number;
 }
+
+/**
+ * Slots of the checksum kernel's memory, shared by every pool in the process. A buffer there is
+ * hashed where it lies, which saves copying each byte into the kernel (a tenth of a second per
+ * GiB and side). Pools fall back to ordinary aligned buffers once the slots run out.
+ */
+class ArenaSlots {
+  #arena?: Uint8Array<ArrayBuffer> | null;
+  #free: number[] = [];
+
+  #load(): Uint8Array<ArrayBuffer> | null {
+    if (this.#arena !== undefined) return this.#arena;
+    this.#arena = hashArena();
+    const slots = this.#arena ? Math.floor(this.#arena.length / TRANSFER_BUFFER_SIZE) : 0;
+    // Lowest first, so a quiet process keeps reusing the same few pages.
+    this.#free = Array.from({ length: slots }, (_, i) => (slots - 1 - i) * TRANSFER_BUFFER_SIZE);
+    return this.#arena;
+  }
+
+  take(size: number): Uint8Array<ArrayBuffer> | null {
+    const arena = this.#load();
+    if (!arena || size > TRANSFER_BUFFER_SIZE || this.#free.length === 0) return null;
+    const offset = this.#free.pop()!;
+    return arena.subarray(offset, offset + size);
+  }
+
+  /** Takes back a buffer from {@link take}; false if it did not come from here. */
+  give(buffer: Uint8Array): boolean {
+    const arena = this.#arena;
+    if (!arena || buffer.buffer !== arena.buffer) return false;
+    this.#free.push(buffer.byteOffset - arena.byteOffset);
+    return true;
+  }
+}
+
+const arenaSlots = new ArenaSlots();
 
 /** Hands out reusable buffers within a memory budget. */
 export class BufferPool {
@@ -62,26 +102,28 @@ export class BufferPool {
 
   /**
    * Leases a buffer of at most `wanted` bytes (default: the pool's buffer size). It is smaller
-   * when the budget is short, but never below the minimum size.
+   * when the budget is short, but never below the minimum size. It stays put while leased: pass
+   * it to nothing that transfers its memory (a BYOB read).
    */
-  lease(wanted: number = this.bufferSize): ArrayBuffer {
+  lease(wanted: number = this.bufferSize): Uint8Array<ArrayBuffer> {
     let size = Math.min(wanted, this.bufferSize);
     while (size > this.minBufferSize && this.#leased + size > this.budget) size >>>= 1;
     size = Math.max(size, Math.min(wanted, this.minBufferSize));
     this.#leased += size;
+    const inArena = arenaSlots.take(size);
+    if (inArena) return inArena;
     const free = this.#free.get(size);
-    return free?.pop() ?? alignedBuffer(size);
+    return new Uint8Array(free?.pop() ?? alignedBuffer(size));
   }
 
-  /** Returns a leased buffer; pass its latest identity (BYOB reads transfer buffers). */
-  release(buffer: ArrayBuffer, leasedSize: number = buffer.byteLength): void {
-    this.#leased -= leasedSize;
-    // A detached buffer reports 0 bytes; it cannot be reused, and its memory is already gone.
-    if (buffer.byteLength === 0) return;
-    const free = this.#free.get(buffer.byteLength) ?? [];
-    if (this.#leased + free.length * buffer.byteLength < this.budget) {
-      free.push(buffer);
-      this.#free.set(buffer.byteLength, free);
+  /** Returns a buffer exactly as {@link lease} handed it out. */
+  release(buffer: Uint8Array<ArrayBuffer>): void {
+    this.#leased -= buffer.length;
+    if (arenaSlots.give(buffer)) return;
+    const free = this.#free.get(buffer.length) ?? [];
+    if (this.#leased + free.length * buffer.length < this.budget) {
+      free.push(buffer.buffer);
+      this.#free.set(buffer.length, free);
     }
   }
 }

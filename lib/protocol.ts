@@ -506,22 +506,23 @@ export interface FrameWriterOptions extends FrameStreamOptions {
 }
 
 /**
- * Reads frames into the caller's buffers with no intermediate copy: from a socket's own `read`,
- * or from a byte stream through a BYOB reader.
+ * Reads frames into the caller's buffers, in place: from a socket's own `read` with no
+ * intermediate copy, or from a byte stream through a BYOB reader and one copy.
  */
 export class FrameReader {
   #reader?: ReadableStreamBYOBReader;
   #direct?: DirectReader;
-  #small: ArrayBuffer = new ArrayBuffer(MAX_CONTROL_PAYLOAD);
+  #small = new Uint8Array(MAX_CONTROL_PAYLOAD);
+  #scratch?: ArrayBuffer;
 
   #activity?: Activity;
   #step = MIN_READ_STEP;
 
   /**
    * Reads a socket (`Deno.Conn`, read directly), or a byte stream, which is locked from now on.
-   * Transfers use the socket: a BYOB read transfers the buffer it fills, and transferring
-   * reallocates the pool's page-aligned buffers (see `alignedBuffer`). Unlike `conn.readable`,
-   * reading the socket directly also leaves it open at the end, until its owner closes it.
+   * Transfers use the socket, which fills the pool's buffers where they are; a stream's BYOB
+   * read would transfer them. Unlike `conn.readable`, reading the socket directly also leaves it
+   * open at the end, until its owner closes it.
    */
   constructor(
     source: ReadableStream<Uint8Array> | DirectReader,
@@ -549,7 +550,21 @@ export class FrameReader {
     // starts small and grows only while reads come back quickly.
     const want = Math.min(min, this.#step);
     const started = Date.now();
-    const result = await this.#reader!.read(view, { min: want });
+    // A BYOB read transfers the buffer it fills, and the caller's must stay put (the pool's live
+    // in WebAssembly memory, which cannot be transferred), so read into our own and copy.
+    if ((this.#scratch?.byteLength ?? 0) < view.length) {
+      this.#scratch = new ArrayBuffer(view.length);
+    }
+    const read = await this.#reader!.read(new Uint8Array(this.#scratch!, 0, view.length), {
+      min: want,
+    });
+    if (read.value) {
+      this.#scratch = read.value.buffer as ArrayBuffer;
+      view.set(read.value);
+    }
+    const result = read.done
+      ? { value: read.value && view.subarray(0, read.value.length), done: true as const }
+      : { value: view.subarray(0, read.value.length), done: false as const };
     const now = Date.now();
     if (this.#activity) {
       this.#activity.last = now;
@@ -562,8 +577,8 @@ export class FrameReader {
   }
 
   /**
-   * Reads up to `view.length` bytes, at least one; returns the filled part, or null at end of
-   * stream. The returned view's buffer replaces `view`'s, which is detached.
+   * Reads up to `view.length` bytes, at least one, into `view`; returns the filled part, or null
+   * at end of stream.
    */
   async readSome(view: Uint8Array): Promise<Uint8Array | null> {
     const { value, done } = await this.#read(view, 1);
@@ -572,85 +587,63 @@ export class FrameReader {
   }
 
   /**
-   * Fills `view` completely. Returns the filled view (on the transferred buffer), or null if the
-   * stream ended before the first byte and `eofOk` is set; throws {@link ProtocolError} if it
-   * ends part-way.
+   * Fills `view` completely and returns it, or null if the stream ended before the first byte
+   * and `eofOk` is set; throws {@link ProtocolError} if it ends part-way.
    */
   async readExact(view: Uint8Array, eofOk = false): Promise<Uint8Array | null> {
-    const start = view.byteOffset;
     const total = view.length;
     let filled = 0;
-    let buffer = view.buffer as ArrayBuffer;
     while (filled < total) {
       // `min` lets one read fill much of the buffer: ~1.6x the throughput of many small reads.
       let result: ReadableStreamReadResult<Uint8Array>;
       try {
-        result = await this.#read(
-          new Uint8Array(buffer, start + filled, total - filled),
-          total - filled,
-        );
+        result = await this.#read(view.subarray(filled), total - filled);
       } catch (error) {
         // A TLS peer that hangs up between frames without close_notify has still hung up.
         if (filled === 0 && eofOk && error instanceof Deno.errors.UnexpectedEof) return null;
         throw error;
       }
       const { value, done } = result;
-      if (value) {
-        buffer = value.buffer as ArrayBuffer;
-        filled += value.length;
-      }
+      filled += value?.length ?? 0;
       // With `min`, the final bytes before the end can arrive together with `done`.
       if (done || !value || value.length === 0) {
         if (filled === 0 && eofOk) return null;
         if (filled < total) throw new ProtocolError("Connection closed mid-message");
       }
     }
-    return new Uint8Array(buffer, start, total);
+    return view;
   }
 
   /**
    * Fills `view` until it is full or the stream ends; returns the filled part (empty at the end
-   * of the stream) on the transferred buffer. For raw, unframed data such as the seed protocol's.
+   * of the stream). For raw, unframed data such as the seed protocol's.
    */
   async readFill(view: Uint8Array): Promise<Uint8Array> {
-    const start = view.byteOffset;
     const total = view.length;
     let filled = 0;
-    let buffer = view.buffer as ArrayBuffer;
     while (filled < total) {
-      const { value, done } = await this.#read(
-        new Uint8Array(buffer, start + filled, total - filled),
-        total - filled,
-      );
-      if (value) {
-        buffer = value.buffer as ArrayBuffer;
-        filled += value.length;
-      }
+      const { value, done } = await this.#read(view.subarray(filled), total - filled);
+      filled += value?.length ?? 0;
       if (done || !value || value.length === 0) break;
     }
-    return new Uint8Array(buffer, start, filled);
+    return view.subarray(0, filled);
   }
 
   /** Reads the peer's preamble and returns its protocol version. */
   async readPreamble(): Promise<number> {
-    const bytes = await this.readExact(new Uint8Array(this.#small, 0, PREAMBLE_LENGTH));
-    this.#small = bytes!.buffer as ArrayBuffer;
-    return decodePreamble(bytes!);
+    return decodePreamble((await this.readExact(this.#small.subarray(0, PREAMBLE_LENGTH)))!);
   }
 
   /** Reads a frame header; null on a clean end of stream between frames. */
   async readHeader(): Promise<FrameHeader | null> {
-    const bytes = await this.readExact(new Uint8Array(this.#small, 0, FRAME_HEADER_LENGTH), true);
-    if (!bytes) return null;
-    this.#small = bytes.buffer as ArrayBuffer;
-    return decodeHeader(bytes);
+    const bytes = await this.readExact(this.#small.subarray(0, FRAME_HEADER_LENGTH), true);
+    return bytes && decodeHeader(bytes);
   }
 
   /** Reads and parses the JSON payload of a control frame whose header was just read. */
   async readControlPayload(header: FrameHeader): Promise<ControlFrame> {
     if (header.length === 0) return { type: header.type, json: decodeJson(header.type, EMPTY) };
-    const bytes = await this.readExact(new Uint8Array(this.#small, 0, header.length));
-    this.#small = bytes!.buffer as ArrayBuffer;
+    const bytes = await this.readExact(this.#small.subarray(0, header.length));
     return { type: header.type, json: decodeJson(header.type, bytes!) };
   }
 
@@ -669,12 +662,8 @@ export class FrameReader {
 
   /** Reads and throws away everything until the peer closes. */
   async discardAll(): Promise<void> {
-    let scratch = new Uint8Array(65536);
-    while (true) {
-      const got = await this.readSome(scratch);
-      if (!got) return;
-      scratch = new Uint8Array(got.buffer as ArrayBuffer);
-    }
+    const scratch = new Uint8Array(65536);
+    while (await this.readSome(scratch));
   }
 
   /** Gives the stream back, for instance to hand the connection to another protocol. */

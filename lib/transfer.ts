@@ -135,8 +135,8 @@ export interface ReceiveOptions {
 /**
  * Something bytes can be read from: something read in place (a file, stdin: `Deno.FsFile`), a
  * byte stream (BYOB) or any stream of Uint8Array. Read in place is fastest: a stream's BYOB read
- * transfers the buffer it fills, and transferring reallocates the pool's page-aligned buffers
- * (see `alignedBuffer`).
+ * transfers the buffer it fills, which the pool's buffers in WebAssembly memory do not allow, so
+ * a stream is read into a buffer of its own and copied.
  */
 export type ByteSource = ReadableStream<Uint8Array> | DirectReader;
 
@@ -182,6 +182,7 @@ class Filler {
   #byob?: ReadableStreamBYOBReader;
   #plain?: ReadableStreamDefaultReader<Uint8Array>;
   #leftover?: Uint8Array;
+  #scratch?: ArrayBuffer;
   #done = false;
   #signal?: AbortSignal;
 
@@ -220,9 +221,7 @@ class Filler {
    * idle timeout. An empty result means the source has ended.
    */
   async fill(view: Uint8Array): Promise<Uint8Array> {
-    const start = view.byteOffset;
     const total = view.length;
-    let buffer = view.buffer as ArrayBuffer;
     let filled = 0;
     while (filled < total && !this.#done) {
       if (this.#direct) {
@@ -231,12 +230,17 @@ class Filler {
         else filled += n;
         if (n !== null && n < PIPE_BUFFER && filled > 0) break;
       } else if (this.#byob) {
+        // A BYOB read transfers its buffer, and the pool's must stay put: read into our own.
+        const scratch = this.#scratch?.byteLength === total
+          ? this.#scratch
+          : new ArrayBuffer(total);
         const { value, done } = await this.#orAbort(
-          this.#byob.read(new Uint8Array(buffer, start + filled, total - filled)),
+          this.#byob.read(new Uint8Array(scratch, 0, total - filled)),
         );
         // The last read can bring bytes and `done` together.
         if (value) {
-          buffer = value.buffer as ArrayBuffer;
+          this.#scratch = value.buffer as ArrayBuffer;
+          view.set(value, filled);
           filled += value.length;
         }
         if (done || !value) this.#done = true;
@@ -253,12 +257,12 @@ class Filler {
           chunk = value;
         }
         const take = Math.min(chunk.length, total - filled);
-        new Uint8Array(buffer, start + filled, take).set(chunk.subarray(0, take));
+        view.set(chunk.subarray(0, take), filled);
         if (take < chunk.length) this.#leftover = chunk.subarray(take);
         filled += take;
       }
     }
-    return new Uint8Array(buffer, start, filled);
+    return view.subarray(0, filled);
   }
 
   async cancel(): Promise<void> {
@@ -280,7 +284,6 @@ export async function sendData(
   const filler = new Filler(source, options.signal);
   const wanted = Math.min(bufferSizeFor(options.sizeHint), options.maxChunk ?? CHUNK_SIZE);
   const buffers = [pool.lease(wanted), pool.lease(wanted)];
-  const sizes = [buffers[0].byteLength, buffers[1].byteLength];
   let sent = options.resumeFrom?.size ?? 0;
   let index = 0;
   // A small transfer leaves as one write: DATA and END together (see FrameWriter.cork).
@@ -288,10 +291,8 @@ export async function sendData(
     options.sizeHint <= CORK_LIMIT && !options.raw;
   if (small) frames.cork();
   try {
-    const fill = (buffer: ArrayBuffer) =>
-      localWait(options.localWaits, () => filler.fill(new Uint8Array(buffer)));
+    const fill = (buffer: Uint8Array) => localWait(options.localWaits, () => filler.fill(buffer));
     let current = await fill(buffers[0]);
-    buffers[0] = current.buffer as ArrayBuffer;
     while (current.length > 0) {
       options.signal?.throwIfAborted();
       await options.throttle?.(current.length);
@@ -307,9 +308,7 @@ export async function sendData(
       await writing;
       sent += current.length;
       options.onProgress?.(sent);
-      const next = await reading;
-      buffers[other] = next.buffer as ArrayBuffer;
-      current = next;
+      current = await reading;
       index = other;
     }
     options.signal?.throwIfAborted();
@@ -322,8 +321,8 @@ export async function sendData(
     await frames.uncork().catch(() => {});
     throw error;
   } finally {
-    pool.release(buffers[0], sizes[0]);
-    pool.release(buffers[1], sizes[1]);
+    pool.release(buffers[0]);
+    pool.release(buffers[1]);
   }
 }
 
@@ -337,8 +336,7 @@ class Receiver {
   #sink: ByteSink;
   #options: ReceiveOptions;
   #pool: BufferPool;
-  #buffers: ArrayBuffer[];
-  #sizes: number[];
+  #buffers: Uint8Array<ArrayBuffer>[];
   #index = 0;
   #pending?: Promise<void>;
 
@@ -350,7 +348,6 @@ class Receiver {
     this.received = options.resumeFrom?.size ?? 0;
     const wanted = Math.min(bufferSizeFor(options.sizeHint), options.maxChunk ?? CHUNK_SIZE);
     this.#buffers = [this.#pool.lease(wanted), this.#pool.lease(wanted)];
-    this.#sizes = this.#buffers.map((b) => b.byteLength);
   }
 
   static async create(sink: ByteSink, options: ReceiveOptions): Promise<Receiver> {
@@ -358,13 +355,12 @@ class Receiver {
   }
 
   /** The buffer the next chunk should be read into; it is free (its last write has settled). */
-  get buffer(): ArrayBuffer {
+  get buffer(): Uint8Array<ArrayBuffer> {
     return this.#buffers[this.#index];
   }
 
-  /** Takes a chunk just read into {@link buffer} (on its transferred buffer) and writes it. */
+  /** Takes a chunk just read into the start of {@link buffer} and writes it. */
   async accept(chunk: Uint8Array): Promise<void> {
-    this.#buffers[this.#index] = chunk.buffer as ArrayBuffer;
     this.received += chunk.length;
     const { maxSize, announcedSize } = this.#options;
     if (maxSize !== undefined && this.received > maxSize) {
@@ -396,7 +392,7 @@ class Receiver {
   /** Returns the buffers, once no write can still read from them. */
   async release(): Promise<void> {
     await this.#pending?.catch(() => {});
-    this.#buffers.forEach((buffer, i) => this.#pool.release(buffer, this.#sizes[i]));
+    this.#buffers.forEach((buffer) => this.#pool.release(buffer));
   }
 }
 
@@ -419,10 +415,8 @@ export async function receiveData(
       if (header.type === FrameType.DATA) {
         let remaining = header.length;
         while (remaining > 0) {
-          const size = Math.min(remaining, receiver.buffer.byteLength);
-          await receiver.accept(
-            (await frames.readExact(new Uint8Array(receiver.buffer, 0, size)))!,
-          );
+          const size = Math.min(remaining, receiver.buffer.length);
+          await receiver.accept((await frames.readExact(receiver.buffer.subarray(0, size)))!);
           remaining -= size;
         }
         continue;
@@ -474,7 +468,7 @@ export async function receiveRaw(
   const receiver = await Receiver.create(sink, options);
   try {
     while (true) {
-      const chunk = await frames.readFill(new Uint8Array(receiver.buffer));
+      const chunk = await frames.readFill(receiver.buffer);
       if (chunk.length === 0) break;
       await receiver.accept(chunk);
     }
@@ -506,7 +500,7 @@ export async function checksumFilePrefix(
   const buffer = pool.lease(bufferSizeFor(length));
   try {
     await file.seek(0, Deno.SeekMode.Start);
-    const view = new Uint8Array(buffer);
+    const view = buffer;
     let done = 0;
     while (done < length) {
       const n = await file.read(view.subarray(0, Math.min(view.length, length - done)));

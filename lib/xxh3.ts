@@ -45,6 +45,14 @@ const MEM_TAIL = 256;
 const MEM_PIECE = MEM_TAIL + STRIPE;
 /** Bytes copied into the kernel's memory at a time: small enough to stay in the L2 cache. */
 const PIECE = 64 * 1024;
+/** WebAssembly pages (64 KiB) the kernel's own workspace above takes. */
+const WORKSPACE_PAGES = 2;
+/**
+ * Kernel memory after the workspace that callers may keep their buffers in (see
+ * {@link hashArena}); bytes there are hashed where they lie instead of copied in piece by piece.
+ * Only the pages a caller touches take real memory.
+ */
+export const HASH_ARENA_SIZE = 256 << 20;
 
 /**
  * The kernel: `accumulate(ptr, stripes, index, keyBase) -> index`. Feeds `stripes` 64-byte
@@ -52,7 +60,7 @@ const PIECE = 64 * 1024;
  * using the secret from `keyBase + 8 * index`, and scrambles them after the 16th stripe of each
  * block. Returns the index of the next stripe in its block.
  */
-function kernelBytes(): Uint8Array<ArrayBuffer> {
+function kernelBytes(pages: number): Uint8Array<ArrayBuffer> {
   const SIMD = 0xfd;
   // Locals: 0 ptr, 1 stripes, 2 index, 3 keyBase (i32 params); 4 key (i32); 5-8 acc (v128);
   // 9 data, 10 mixed (v128).
@@ -119,7 +127,7 @@ function kernelBytes(): Uint8Array<ArrayBuffer> {
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     ...section(1, [1, 0x60, 4, 0x7f, 0x7f, 0x7f, 0x7f, 1, 0x7f]), // (i32 x4) -> i32
     ...section(3, [1, 0]),
-    ...section(5, [1, 0x00, 2]), // two 64 KiB pages
+    ...section(5, [1, 0x01, ...uleb(pages), ...uleb(pages)]), // fixed: growing detaches views
     ...section(7, [2, ...name("memory"), 0x02, 0, ...name("accumulate"), 0x00, 0]),
     ...section(10, [1, ...code]),
   ]);
@@ -161,13 +169,14 @@ let supported: boolean | undefined;
  * which some virtual CPUs (QEMU's default `qemu64`) do not offer.
  */
 export function simdKernelSupported(): boolean {
-  supported ??= WebAssembly.validate(kernelBytes());
+  supported ??= WebAssembly.validate(kernelBytes(WORKSPACE_PAGES));
   return supported;
 }
 
 function loadKernel(): Kernel {
   if (kernel) return kernel;
-  const instance = new WebAssembly.Instance(new WebAssembly.Module(kernelBytes()));
+  const pages = WORKSPACE_PAGES + HASH_ARENA_SIZE / 65536;
+  const instance = new WebAssembly.Instance(new WebAssembly.Module(kernelBytes(pages)));
   const exports = instance.exports as unknown as {
     memory: WebAssembly.Memory;
     accumulate: Kernel["accumulate"];
@@ -176,6 +185,17 @@ function loadKernel(): Kernel {
   memory.set(SECRET, MEM_SECRET);
   kernel = { memory, accumulate: exports.accumulate };
   return kernel;
+}
+
+/**
+ * The part of the kernel's memory set aside for callers' buffers ({@link HASH_ARENA_SIZE} bytes,
+ * starting on a page boundary), or null where the SIMD kernel cannot run. A view into it passed to
+ * {@link Xxh3Hasher.update} is hashed in place. The memory never grows, so views stay valid.
+ */
+export function hashArena(): Uint8Array<ArrayBuffer> | null {
+  if (!simdKernelSupported()) return null;
+  const { memory } = loadKernel();
+  return memory.subarray(WORKSPACE_PAGES * 65536) as Uint8Array<ArrayBuffer>;
 }
 
 function initialAcc(): Uint8Array {
@@ -211,6 +231,31 @@ export class Xxh3Hasher {
     memory.set(this.#tail, MEM_TAIL);
     let index = this.#index;
     let pending = this.#pending;
+    if (bytes.buffer === memory.buffer && bytes.length > STRIPE) {
+      // Already in kernel memory. Only the first stripe is copied, to join the kept tail.
+      memory.set(bytes.subarray(0, STRIPE), MEM_PIECE);
+      let stripes = Math.floor((pending + STRIPE - 1) / STRIPE);
+      index = accumulate(MEM_PIECE - pending, stripes, index, MEM_SECRET);
+      // What is pending now lies at the end of that first stripe, and so also in place.
+      pending += STRIPE - stripes * STRIPE;
+      const available = pending + bytes.length - STRIPE;
+      stripes = Math.floor((available - 1) / STRIPE);
+      index = accumulate(bytes.byteOffset + STRIPE - pending, stripes, index, MEM_SECRET);
+      pending = available - stripes * STRIPE;
+      const end = bytes.byteOffset + bytes.length;
+      memory.copyWithin(MEM_TAIL, end - STRIPE, end);
+    } else {
+      [index, pending] = this.#copyIn(bytes, index, pending);
+    }
+    this.#acc.set(memory.subarray(MEM_ACC, MEM_ACC + 64));
+    this.#tail.set(memory.subarray(MEM_TAIL, MEM_TAIL + STRIPE));
+    this.#index = index;
+    this.#pending = pending;
+  }
+
+  /** Hashes `bytes` by copying them into the kernel's workspace a piece at a time. */
+  #copyIn(bytes: Uint8Array, index: number, pending: number): [number, number] {
+    const { memory, accumulate } = loadKernel();
     for (let offset = 0; offset < bytes.length; offset += PIECE) {
       const piece = bytes.subarray(offset, offset + PIECE);
       memory.set(piece, MEM_PIECE);
@@ -223,10 +268,7 @@ export class Xxh3Hasher {
       const end = MEM_PIECE + piece.length;
       memory.copyWithin(MEM_TAIL, end - STRIPE, end);
     }
-    this.#acc.set(memory.subarray(MEM_ACC, MEM_ACC + 64));
-    this.#tail.set(memory.subarray(MEM_TAIL, MEM_TAIL + STRIPE));
-    this.#index = index;
-    this.#pending = pending;
+    return [index, pending];
   }
 
   /** The hash of everything added so far, as 32 hex digits (high half first). */

@@ -6,7 +6,8 @@
  */
 
 import assert from "node:assert/strict";
-import { BufferPool } from "../lib/buffer_pool.ts";
+import { BufferPool, TRANSFER_BUFFER_SIZE } from "../lib/buffer_pool.ts";
+import { HASH_ARENA_SIZE, hashArena } from "../lib/xxh3.ts";
 
 Deno.test("buffers shrink to fit the budget but never below the minimum", () => {
   const pool = new BufferPool({ bufferSize: 1024, budget: 4096, minBufferSize: 128 });
@@ -21,6 +22,11 @@ Deno.test("a small request gets a small buffer", () => {
   assert.equal(pool.lease(5000).byteLength, 1024);
 });
 
+/** Whether two leases are the same memory. */
+function sameMemory(a: Uint8Array, b: Uint8Array): boolean {
+  return a.buffer === b.buffer && a.byteOffset === b.byteOffset;
+}
+
 Deno.test("released buffers are reused and the budget recovers", () => {
   const pool = new BufferPool({ bufferSize: 1024, budget: 2048, minBufferSize: 128 });
   const a = pool.lease();
@@ -30,15 +36,50 @@ Deno.test("released buffers are reused and the budget recovers", () => {
   pool.release(b);
   assert.equal(pool.leased, 128);
   const c = pool.lease();
-  assert.ok(c === a || c === b, "a released buffer comes back");
+  assert.ok(sameMemory(c, a) || sameMemory(c, b), "a released buffer comes back");
 });
 
-Deno.test("a detached buffer is accounted for but not reused", () => {
-  const pool = new BufferPool({ bufferSize: 1024, budget: 4096 });
-  const a = pool.lease();
-  const moved = a.transfer();
-  pool.release(a, 1024);
+Deno.test("buffers live in the checksum kernel's memory, one slot each, so they hash in place", () => {
+  const arena = hashArena();
+  assert.ok(arena, "this machine runs the SIMD kernel");
+  const pool = new BufferPool();
+  const [a, b] = [pool.lease(), pool.lease(1000)];
+  for (const buffer of [a, b]) {
+    assert.equal(buffer.buffer, arena.buffer);
+    assert.equal(buffer.byteOffset % 65536, 0, "on a WebAssembly page, so on a memory page");
+  }
+  assert.equal(a.length, TRANSFER_BUFFER_SIZE);
+  assert.equal(b.length, 1000);
+  assert.ok(Math.abs(a.byteOffset - b.byteOffset) >= TRANSFER_BUFFER_SIZE, "slots do not overlap");
+  pool.release(b);
+  assert.ok(sameMemory(pool.lease(), b), "the freed slot is taken next");
+});
+
+Deno.test("a buffer larger than a slot is an ordinary aligned buffer, and is reused", () => {
+  const pool = new BufferPool({ bufferSize: 2 * TRANSFER_BUFFER_SIZE });
+  const big = pool.lease();
+  assert.notEqual(big.buffer, hashArena()!.buffer);
+  assert.ok(big.buffer.resizable, "aligned (see alignedBuffer)");
+  pool.release(big);
+  assert.equal(pool.lease().buffer, big.buffer);
+});
+
+Deno.test("when the slots run out, pools go on with aligned buffers", () => {
+  const pool = new BufferPool({ budget: HASH_ARENA_SIZE * 2 });
+  const slots = HASH_ARENA_SIZE / TRANSFER_BUFFER_SIZE;
+  const leases = Array.from({ length: slots + 3 }, () => pool.lease());
+  // Earlier tests in this process may still hold some slots.
+  const firstOutside = leases.findIndex((b) => b.buffer !== hashArena()!.buffer);
+  assert.ok(firstOutside > 0 && firstOutside <= slots, `first outside at ${firstOutside}`);
+  const inArena = leases.slice(0, firstOutside);
+  assert.equal(new Set(inArena.map((b) => b.byteOffset)).size, inArena.length, "each slot once");
+  for (const b of leases.slice(firstOutside)) {
+    assert.ok(
+      b.buffer.resizable && b.length === b.buffer.byteLength,
+      "an aligned buffer of its own",
+    );
+  }
+  leases.forEach((b) => pool.release(b));
   assert.equal(pool.leased, 0);
-  assert.notEqual(pool.lease(), a);
-  assert.equal(moved.byteLength, 1024);
+  assert.equal(pool.lease().buffer, hashArena()!.buffer, "slots come back");
 });

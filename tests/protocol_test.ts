@@ -27,6 +27,7 @@ import {
   PREAMBLE_LENGTH,
   PROTOCOL_VERSION,
 } from "../lib/protocol.ts";
+import { hashArena } from "../lib/xxh3.ts";
 import { concat } from "./wire.ts";
 
 /** A byte stream that yields `bytes` in pieces of `piece` bytes, as a socket might. */
@@ -162,12 +163,16 @@ Deno.test("listings round-trip and reject malformed entries", () => {
   assert.throws(() => parseListing(new TextEncoder().encode("{}")), /Malformed/);
 });
 
-Deno.test("readExact fills a buffer across many small reads", async () => {
+Deno.test("readExact fills a buffer across many small reads, in place", async () => {
   const bytes = crypto.getRandomValues(new Uint8Array(10000));
-  const reader = new FrameReader(byteStream(bytes, 333));
-  const got = await reader.readExact(new Uint8Array(10000));
-  assert.deepEqual(got, bytes);
-  assert.equal(await reader.readExact(new Uint8Array(1), true), null);
+  // Plain memory, and the checksum kernel's, which a BYOB read cannot transfer.
+  for (const into of [new Uint8Array(10000), hashArena()!.subarray(64, 10064)]) {
+    const reader = new FrameReader(byteStream(bytes, 333));
+    const got = await reader.readExact(into);
+    assert.equal(got, into, "the caller's own view comes back");
+    assert.deepEqual(into, bytes);
+    assert.equal(await reader.readExact(new Uint8Array(1), true), null);
+  }
 });
 
 Deno.test("HELLO: keepalive is optional, a positive number, and held to the 100 ms floor", () => {

@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { createXXHash128 } from "hash-wasm";
-import { Xxh3Hasher } from "../lib/xxh3.ts";
+import { hashArena, Xxh3Hasher } from "../lib/xxh3.ts";
 import { randomBytes } from "./harness.ts";
 
 async function reference(bytes: Uint8Array): Promise<string> {
@@ -89,4 +89,30 @@ Deno.test("xxh3 hashers interleaved in one process do not disturb each other", a
   }
   assert.equal(first.digest(), await reference(a));
   assert.equal(second.digest(), await reference(b));
+});
+
+Deno.test("xxh3 hashes bytes in its arena in place to the same value, however split or mixed", () => {
+  const arena = hashArena()!;
+  const bytes = pattern(300_000);
+  const want = hashOf(bytes);
+  // Pieces around the stripe (64) and block (1024) sizes, at aligned and odd places in the arena.
+  for (const size of [1, 63, 64, 65, 129, 1024, 1025, 65537, 300_000]) {
+    for (const at of [0, 1, 64, 4097]) {
+      // Every piece in the arena, or every other one (the rest copied in as usual).
+      for (const every of [1, 2]) {
+        const hasher = new Xxh3Hasher();
+        for (let i = 0; i < bytes.length; i += size) {
+          const piece = bytes.subarray(i, i + size);
+          if ((i / size) % every !== 0) {
+            hasher.update(piece);
+            continue;
+          }
+          const view = arena.subarray(at, at + piece.length);
+          view.set(piece);
+          hasher.update(view);
+        }
+        assert.equal(hasher.digest(), want, `pieces of ${size} at ${at}, every ${every}`);
+      }
+    }
+  }
 });
