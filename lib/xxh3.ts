@@ -3,8 +3,9 @@
  * bulk work runs in a small SIMD WebAssembly kernel written out below. Every byte of a transfer
  * is hashed on both sides, so this loop is on every transfer's CPU budget: the kernel keeps the
  * eight accumulators in vector registers and does two lanes per instruction, where the scalar
- * build in hash-wasm did one. Inputs of 240 bytes or less, and the final merge, run once per
- * digest and are done with BigInt.
+ * build in hash-wasm did one. The kernel's memory also has room for the transfer buffers
+ * ({@link hashArena}), which it then hashes without copying them in. Inputs of 240 bytes or less,
+ * and the final merge, run once per digest and are done with BigInt.
  *
  * @module
  */
