@@ -419,8 +419,9 @@ async function runCommand(cmd: ClientCommand): Promise<number> {
         const report = await prepared(session, limiter);
         const seconds = (performance.now() - started) / 1000;
         await announce(cmd, job, report, seconds);
-      } catch (error) {
-        if (error instanceof Fatal) throw error.cause;
+      } catch (caught) {
+        if (caught instanceof Fatal) throw caught.cause;
+        const error = withHint(caught, job, cmd);
         // A single transfer's failure is the command's; in mput/mget the others go on.
         if (!many) throw error;
         failed++;
@@ -444,6 +445,20 @@ async function runCommand(cmd: ClientCommand): Promise<number> {
   } finally {
     connector.close();
   }
+}
+
+/**
+ * A refusal the user can overcome with a flag says which, as a local refusal does. The server
+ * cannot say it: it does not know which client, or which flags, it is talking to.
+ */
+function withHint(error: unknown, job: Job, cmd: ClientCommand): unknown {
+  if (
+    job.op === "put" && !cmd.overwrite && error instanceof RefusedError &&
+    error.code === "exists" && error.message.startsWith("File exists")
+  ) {
+    return new RefusedError(error.code, `${error.message} (use --overwrite to replace it)`);
+  }
+  return error;
 }
 
 /** Wraps a failure that ends the whole command (no connection), not just one file. */

@@ -164,12 +164,24 @@ Deno.test("put refuses an existing name, and --overwrite replaces it", async () 
 
   assertSuccess(await ferry(server, ["put", "first.bin", "name.bin"], { cwd: work.path }), "put");
   const refused = await ferry(server, ["put", "second.bin", "name.bin"], { cwd: work.path });
-  assertFailure(refused, /exists/i, { what: "put over an existing name" });
+  assertFailure(refused, /File exists: "name\.bin" \(use --overwrite to replace it\)$/, {
+    what: "put over an existing name, with the flag that would replace it",
+  });
   assert.deepEqual(await Deno.readFile(`${server.root}/name.bin`), first, "server copy unchanged");
   // The same refusal from stdin, where the client may already be reading data.
   const piped = await ferry(server, ["put", "-", "name.bin"], { stdin: second });
   assertFailure(piped, /exists/i, { what: "put from stdin over an existing name" });
   assert.deepEqual(await Deno.readFile(`${server.root}/name.bin`), first, "server copy unchanged");
+  // mput names the file and gives the same hint, file by file.
+  await Deno.writeFile(`${work.path}/name.bin`, second);
+  const many = await ferry(server, ["mput", "first.bin", "name.bin"], { cwd: work.path });
+  assert.equal(many.code, 1);
+  assert.match(
+    many.stderr,
+    /name\.bin: Refused by server: File exists: "name\.bin" \(use --overwrite/,
+  );
+  assert.deepEqual(await Deno.readFile(`${server.root}/name.bin`), first, "server copy unchanged");
+  await Deno.remove(`${server.root}/first.bin`);
   await assertRootHolds(server.root, ["name.bin"]);
 
   const replaced = await ferry(server, ["put", "--overwrite", "second.bin", "name.bin"], {
