@@ -176,7 +176,18 @@ export function simdKernelSupported(): boolean {
 
 function loadKernel(): Kernel {
   if (kernel) return kernel;
-  const pages = WORKSPACE_PAGES + HASH_ARENA_SIZE / 65536;
+  try {
+    kernel = instantiate(WORKSPACE_PAGES + HASH_ARENA_SIZE / 65536);
+  } catch (error) {
+    // A system that will not commit the arena (strict overcommit, a memory limit) still gets
+    // the kernel, with no arena: buffers elsewhere are copied in, as before the arena.
+    if (!(error instanceof RangeError)) throw error;
+    kernel = instantiate(WORKSPACE_PAGES);
+  }
+  return kernel;
+}
+
+function instantiate(pages: number): Kernel {
   const instance = new WebAssembly.Instance(new WebAssembly.Module(kernelBytes(pages)));
   const exports = instance.exports as unknown as {
     memory: WebAssembly.Memory;
@@ -184,19 +195,20 @@ function loadKernel(): Kernel {
   };
   const memory = new Uint8Array(exports.memory.buffer);
   memory.set(SECRET, MEM_SECRET);
-  kernel = { memory, accumulate: exports.accumulate };
-  return kernel;
+  return { memory, accumulate: exports.accumulate };
 }
 
 /**
  * The part of the kernel's memory set aside for callers' buffers ({@link HASH_ARENA_SIZE} bytes,
- * starting on a page boundary), or null where the SIMD kernel cannot run. A view into it passed to
- * {@link Xxh3Hasher.update} is hashed in place. The memory never grows, so views stay valid.
+ * starting on a page boundary), or null where the SIMD kernel cannot run or the system would not
+ * give it the memory. A view into it passed to {@link Xxh3Hasher.update} is hashed in place. The
+ * memory never grows, so views stay valid.
  */
 export function hashArena(): Uint8Array<ArrayBuffer> | null {
   if (!simdKernelSupported()) return null;
   const { memory } = loadKernel();
-  return memory.subarray(WORKSPACE_PAGES * 65536) as Uint8Array<ArrayBuffer>;
+  const arena = memory.subarray(WORKSPACE_PAGES * 65536) as Uint8Array<ArrayBuffer>;
+  return arena.length > 0 ? arena : null;
 }
 
 function initialAcc(): Uint8Array {

@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { BufferPool, TRANSFER_BUFFER_SIZE } from "../lib/buffer_pool.ts";
+import { createChecksum } from "../lib/checksum.ts";
 import { HASH_ARENA_SIZE, hashArena } from "../lib/xxh3.ts";
 
 Deno.test("buffers shrink to fit the budget but never below the minimum", () => {
@@ -82,4 +83,40 @@ Deno.test("when the slots run out, pools go on with aligned buffers", () => {
   leases.forEach((b) => pool.release(b));
   assert.equal(pool.leased, 0);
   assert.equal(pool.lease().buffer, hashArena()!.buffer, "slots come back");
+});
+
+Deno.test("where the arena cannot be had, the kernel runs without it and pools use aligned buffers", async () => {
+  // V8's limit on WebAssembly memory fails the arena's allocation the way a system that will not
+  // commit 256 MiB (strict overcommit, a memory limit) does.
+  const script = `
+    import { BufferPool } from "./lib/buffer_pool.ts";
+    import { createChecksum } from "./lib/checksum.ts";
+    import { hashArena } from "./lib/xxh3.ts";
+    const buffer = new BufferPool().lease();
+    buffer.forEach((_, i) => buffer[i] = (i * 7) & 255);
+    const checksum = await createChecksum();
+    checksum.update(buffer);
+    console.log(JSON.stringify({
+      arena: hashArena() !== null,
+      aligned: buffer.buffer.resizable && buffer.length === buffer.buffer.byteLength,
+      digest: checksum.digest(),
+    }));
+  `;
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--v8-flags=--wasm-max-mem-pages=1000", script],
+    cwd: new URL("..", import.meta.url),
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+  const inArena = new BufferPool().lease();
+  assert.equal(inArena.buffer, hashArena()!.buffer, "here the arena is there");
+  inArena.forEach((_, i) => inArena[i] = (i * 7) & 255);
+  const checksum = await createChecksum();
+  checksum.update(inArena);
+  assert.deepEqual(JSON.parse(new TextDecoder().decode(output.stdout)), {
+    arena: false,
+    aligned: true,
+    digest: checksum.digest(),
+  });
 });
