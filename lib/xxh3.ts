@@ -244,7 +244,8 @@ export class Xxh3Hasher {
     memory.set(this.#tail, MEM_TAIL);
     let index = this.#index;
     let pending = this.#pending;
-    if (bytes.buffer === memory.buffer && bytes.length > STRIPE) {
+    const inArena = bytes.buffer === memory.buffer && bytes.byteOffset >= WORKSPACE_PAGES * 65536;
+    if (inArena && bytes.length > STRIPE) {
       // Already in kernel memory. Only the first stripe is copied, to join the kept tail.
       memory.set(bytes.subarray(0, STRIPE), MEM_PIECE);
       let stripes = Math.floor((pending + STRIPE - 1) / STRIPE);
