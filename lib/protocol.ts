@@ -506,14 +506,54 @@ export interface FrameWriterOptions extends FrameStreamOptions {
 }
 
 /**
+ * A BYOB reader that fills the caller's buffer where it is. A BYOB read transfers the buffer it
+ * fills, and the pool's buffers must stay put (they live in WebAssembly memory, which cannot be
+ * transferred), so each read goes into a buffer of this reader's own and is copied across.
+ */
+export class InPlaceByobReader {
+  #reader: ReadableStreamBYOBReader;
+  #scratch = new ArrayBuffer(0);
+
+  /** Locks `stream` and reads it from now on. */
+  constructor(stream: ReadableStream<Uint8Array>) {
+    this.#reader = stream.getReader({ mode: "byob" });
+  }
+
+  /**
+   * Reads at least `min` bytes (default 1) unless the stream ends, at most `view.length`, into
+   * `view`; the result's value is the filled start of `view`.
+   */
+  async read(view: Uint8Array, min = 1): Promise<ReadableStreamReadResult<Uint8Array>> {
+    if (this.#scratch.byteLength < view.length) this.#scratch = new ArrayBuffer(view.length);
+    const read = await this.#reader.read(new Uint8Array(this.#scratch, 0, view.length), { min });
+    if (read.value) {
+      this.#scratch = read.value.buffer as ArrayBuffer;
+      view.set(read.value);
+    }
+    return read.done
+      ? { value: read.value && view.subarray(0, read.value.length), done: true }
+      : { value: view.subarray(0, read.value.length), done: false };
+  }
+
+  /** Cancels the stream. */
+  cancel(): Promise<void> {
+    return this.#reader.cancel();
+  }
+
+  /** Unlocks the stream. */
+  releaseLock(): void {
+    this.#reader.releaseLock();
+  }
+}
+
+/**
  * Reads frames into the caller's buffers, in place: from a socket's own `read` with no
  * intermediate copy, or from a byte stream through a BYOB reader and one copy.
  */
 export class FrameReader {
-  #reader?: ReadableStreamBYOBReader;
+  #reader?: InPlaceByobReader;
   #direct?: DirectReader;
   #small = new Uint8Array(MAX_CONTROL_PAYLOAD);
-  #scratch?: ArrayBuffer;
 
   #activity?: Activity;
   #step = MIN_READ_STEP;
@@ -528,7 +568,7 @@ export class FrameReader {
     source: ReadableStream<Uint8Array> | DirectReader,
     options: FrameStreamOptions = {},
   ) {
-    if (source instanceof ReadableStream) this.#reader = source.getReader({ mode: "byob" });
+    if (source instanceof ReadableStream) this.#reader = new InPlaceByobReader(source);
     else this.#direct = source;
     this.#activity = options.activity;
   }
@@ -550,21 +590,7 @@ export class FrameReader {
     // starts small and grows only while reads come back quickly.
     const want = Math.min(min, this.#step);
     const started = Date.now();
-    // A BYOB read transfers the buffer it fills, and the caller's must stay put (the pool's live
-    // in WebAssembly memory, which cannot be transferred), so read into our own and copy.
-    if ((this.#scratch?.byteLength ?? 0) < view.length) {
-      this.#scratch = new ArrayBuffer(view.length);
-    }
-    const read = await this.#reader!.read(new Uint8Array(this.#scratch!, 0, view.length), {
-      min: want,
-    });
-    if (read.value) {
-      this.#scratch = read.value.buffer as ArrayBuffer;
-      view.set(read.value);
-    }
-    const result = read.done
-      ? { value: read.value && view.subarray(0, read.value.length), done: true as const }
-      : { value: view.subarray(0, read.value.length), done: false as const };
+    const result = await this.#reader!.read(view, want);
     const now = Date.now();
     if (this.#activity) {
       this.#activity.last = now;

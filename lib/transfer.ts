@@ -20,6 +20,7 @@ import {
   FrameType,
   frameTypeName,
   type FrameWriter,
+  InPlaceByobReader,
   parseEnd,
   parseError,
 } from "./protocol.ts";
@@ -179,10 +180,9 @@ const PIPE_BUFFER = 65536;
 /** Fills buffers from a source: in place, or through a BYOB reader when a stream supports one. */
 class Filler {
   #direct?: DirectReader;
-  #byob?: ReadableStreamBYOBReader;
+  #byob?: InPlaceByobReader;
   #plain?: ReadableStreamDefaultReader<Uint8Array>;
   #leftover?: Uint8Array;
-  #scratch?: ArrayBuffer;
   #done = false;
   #signal?: AbortSignal;
 
@@ -192,7 +192,7 @@ class Filler {
       this.#direct = source;
     } else {
       try {
-        this.#byob = source.getReader({ mode: "byob" });
+        this.#byob = new InPlaceByobReader(source);
       } catch {
         this.#plain = source.getReader();
       }
@@ -230,19 +230,9 @@ class Filler {
         else filled += n;
         if (n !== null && n < PIPE_BUFFER && filled > 0) break;
       } else if (this.#byob) {
-        // A BYOB read transfers its buffer, and the pool's must stay put: read into our own.
-        const scratch = this.#scratch?.byteLength === total
-          ? this.#scratch
-          : new ArrayBuffer(total);
-        const { value, done } = await this.#orAbort(
-          this.#byob.read(new Uint8Array(scratch, 0, total - filled)),
-        );
+        const { value, done } = await this.#orAbort(this.#byob.read(view.subarray(filled)));
         // The last read can bring bytes and `done` together.
-        if (value) {
-          this.#scratch = value.buffer as ArrayBuffer;
-          view.set(value, filled);
-          filled += value.length;
-        }
+        filled += value?.length ?? 0;
         if (done || !value) this.#done = true;
         else if (value.length < PIPE_BUFFER && filled > 0) break;
       } else {
