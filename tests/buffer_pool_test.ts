@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { BufferPool, TRANSFER_BUFFER_SIZE } from "../lib/buffer_pool.ts";
 import { createChecksum } from "../lib/checksum.ts";
 import { HASH_ARENA_SIZE, hashArena } from "../lib/xxh3.ts";
+import { evalUnderV8Flags } from "./harness.ts";
 
 Deno.test("buffers shrink to fit the budget but never below the minimum", () => {
   const pool = new BufferPool({ bufferSize: 1024, budget: 4096, minBufferSize: 128 });
@@ -102,19 +103,13 @@ Deno.test("where the arena cannot be had, the kernel runs without it and pools u
       digest: checksum.digest(),
     }));
   `;
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["eval", "--v8-flags=--wasm-max-mem-pages=1000", script],
-    cwd: new URL("..", import.meta.url),
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+  const printed = await evalUnderV8Flags("--wasm-max-mem-pages=1000", script);
   const inArena = new BufferPool().lease();
   assert.equal(inArena.buffer, hashArena()!.buffer, "here the arena is there");
   inArena.forEach((_, i) => inArena[i] = (i * 7) & 255);
   const checksum = await createChecksum();
   checksum.update(inArena);
-  assert.deepEqual(JSON.parse(new TextDecoder().decode(output.stdout)), {
+  assert.deepEqual(printed, {
     arena: false,
     aligned: true,
     digest: checksum.digest(),

@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { createChecksum } from "../lib/checksum.ts";
+import { evalUnderV8Flags } from "./harness.ts";
 
 Deno.test("checksum matches the xxhsum -H2 test vectors", async () => {
   const hello = await createChecksum();
@@ -63,15 +64,7 @@ Deno.test("without WebAssembly SIMD (no SSE4.1) the checksum falls back, same va
     checksum.update(new TextEncoder().encode("hello"));
     console.log(JSON.stringify({ simd: simdKernelSupported(), digest: checksum.digest() }));
   `;
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["eval", "--v8-flags=--no-enable-sse4-1", script],
-    cwd: new URL("..", import.meta.url),
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stderr = new TextDecoder().decode(output.stderr);
-  assert.equal(output.code, 0, stderr);
-  assert.deepEqual(JSON.parse(new TextDecoder().decode(output.stdout)), {
+  assert.deepEqual(await evalUnderV8Flags("--no-enable-sse4-1", script), {
     simd: false,
     digest: "xxh128:b5e9c1ad071b3e7fc779cfaa5e523818",
   });

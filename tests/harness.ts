@@ -565,6 +565,19 @@ export async function runCommand(
 }
 
 /**
+ * Runs `script` with `deno eval` from the repository root (so it can import `./lib/...`) under
+ * the given V8 flags, asserts that it exits 0, and returns the JSON it printed: for checking lib
+ * code in a runtime that lacks something (SSE4.1, memory) this process has.
+ */
+export async function evalUnderV8Flags(v8Flags: string, script: string): Promise<unknown> {
+  const result = await runCommand(Deno.execPath(), ["eval", `--v8-flags=${v8Flags}`, script], {
+    cwd: REPO_ROOT,
+  });
+  assert.equal(result.code, 0, result.stderr);
+  return JSON.parse(decoder.decode(result.stdout));
+}
+
+/**
  * Whether `program args` can be run here and exits 0: the probe that decides whether a test that
  * needs a tool (`tmux -V`, say) runs or is skipped.
  */
