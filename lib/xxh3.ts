@@ -164,6 +164,19 @@ interface Kernel {
 
 let kernel: Kernel | undefined;
 let supported: boolean | undefined;
+let arenaSize = HASH_ARENA_SIZE;
+
+/**
+ * Sets the size of {@link hashArena} (rounded down to whole 64 KiB pages, at most
+ * {@link HASH_ARENA_SIZE}; 0 for none) for a process that needs fewer buffers: the client moves
+ * one file at a time. It counts only before the kernel first loads, since its memory is fixed
+ * from then on; returns whether it counted.
+ */
+export function setHashArenaSize(bytes: number): boolean {
+  if (kernel) return false;
+  arenaSize = bytes > 0 ? Math.floor(Math.min(bytes, HASH_ARENA_SIZE) / 65536) * 65536 : 0;
+  return true;
+}
 
 /**
  * Whether this runtime can run the SIMD kernel. V8 needs SSE4.1 for WebAssembly SIMD on x86-64,
@@ -177,7 +190,7 @@ export function simdKernelSupported(): boolean {
 function loadKernel(): Kernel {
   if (kernel) return kernel;
   try {
-    kernel = instantiate(WORKSPACE_PAGES + HASH_ARENA_SIZE / 65536);
+    kernel = instantiate(WORKSPACE_PAGES + arenaSize / 65536);
   } catch (error) {
     // A system that will not commit the arena (strict overcommit, a memory limit) still gets
     // the kernel, with no arena: buffers elsewhere are copied in, as before the arena.
@@ -199,10 +212,10 @@ function instantiate(pages: number): Kernel {
 }
 
 /**
- * The part of the kernel's memory set aside for callers' buffers ({@link HASH_ARENA_SIZE} bytes,
- * starting on a page boundary), or null where the SIMD kernel cannot run or the system would not
- * give it the memory. A view into it passed to {@link Xxh3Hasher.update} is hashed in place. The
- * memory never grows, so views stay valid.
+ * The part of the kernel's memory set aside for callers' buffers ({@link HASH_ARENA_SIZE} bytes
+ * unless {@link setHashArenaSize} said otherwise, starting on a page boundary), or null where the
+ * SIMD kernel cannot run or the system would not give it the memory. A view into it passed to
+ * {@link Xxh3Hasher.update} is hashed in place. The memory never grows, so views stay valid.
  */
 export function hashArena(): Uint8Array<ArrayBuffer> | null {
   if (!simdKernelSupported()) return null;

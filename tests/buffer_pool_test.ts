@@ -115,3 +115,40 @@ Deno.test("where the arena cannot be had, the kernel runs without it and pools u
     digest: checksum.digest(),
   });
 });
+
+Deno.test("a process may ask for a smaller arena before the kernel loads, and not after", async () => {
+  // Under a cap on WebAssembly memory that the default arena would not fit.
+  const script = `
+    import { BufferPool } from "./lib/buffer_pool.ts";
+    import { createChecksum } from "./lib/checksum.ts";
+    import { HASH_ARENA_SIZE, hashArena, setHashArenaSize } from "./lib/xxh3.ts";
+    const before = setHashArenaSize(8 << 20);
+    const pool = new BufferPool();
+    const leases = Array.from({ length: 9 }, () => pool.lease());
+    const arena = hashArena();
+    const buffer = leases[0];
+    buffer.forEach((_, i) => buffer[i] = (i * 7) & 255);
+    const checksum = await createChecksum();
+    checksum.update(buffer);
+    console.log(JSON.stringify({
+      before,
+      after: setHashArenaSize(HASH_ARENA_SIZE),
+      arena: arena?.length ?? null,
+      inArena: leases.filter((b) => b.buffer === arena?.buffer).length,
+      stillArena: hashArena()?.length ?? null,
+      digest: checksum.digest(),
+    }));
+  `;
+  const printed = await evalUnderV8Flags("--wasm-max-mem-pages=1000", script);
+  const here = new Uint8Array(TRANSFER_BUFFER_SIZE).map((_, i) => (i * 7) & 255);
+  const checksum = await createChecksum();
+  checksum.update(here);
+  assert.deepEqual(printed, {
+    before: true,
+    after: false,
+    arena: 8 * TRANSFER_BUFFER_SIZE,
+    inArena: 8,
+    stillArena: 8 * TRANSFER_BUFFER_SIZE,
+    digest: checksum.digest(),
+  });
+});
