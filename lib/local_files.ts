@@ -112,6 +112,11 @@ export async function partPathFor(local: string): Promise<string> {
 export interface Readable extends DirectReader {
   /** Moves the read position; files have it, pipes do not. */
   seek?(offset: number, whence: Deno.SeekMode): Promise<number>;
+  /**
+   * Reads without leaving the calling thread. Used only when the source has a size (a regular
+   * file): a pipe or device could block the client for any time.
+   */
+  readSync?(p: Uint8Array): number | null;
 }
 
 /** Options for {@link uploadSourceOf}. */
@@ -136,6 +141,11 @@ export function uploadSourceOf(source: Readable, options: UploadSourceOptions): 
   const size = options.size ?? null;
   /** Bytes left before `size`, once the starting position is known (a resume starts past 0). */
   let left: number | undefined;
+  // A regular file is read on this thread: Deno hands an asynchronous read to another thread,
+  // and waking it for every buffer cost more than the read (see writeAllSync in transfer.ts).
+  const readFile = source.readSync
+    ? (p: Uint8Array) => Promise.resolve(source.readSync!(p))
+    : (p: Uint8Array) => source.read(p);
   const read = async (p: Uint8Array): Promise<number | null> => {
     if (size !== null && left === undefined) {
       left = size - (await source.seek?.(0, Deno.SeekMode.Current) ?? 0);
@@ -143,10 +153,10 @@ export function uploadSourceOf(source: Readable, options: UploadSourceOptions): 
     if (left === undefined) return await source.read(p);
     if (left <= 0) {
       // Exactly what was announced has been read: a byte more means the file grew.
-      if (await source.read(new Uint8Array(1)) !== null) options.onGrew?.();
+      if (await readFile(new Uint8Array(1)) !== null) options.onGrew?.();
       return null;
     }
-    const n = await source.read(p.subarray(0, Math.min(p.length, left)));
+    const n = await readFile(p.subarray(0, Math.min(p.length, left)));
     if (n === null) {
       throw new UserError(`Cannot read ${options.name}: it shrank while being uploaded`);
     }

@@ -8,7 +8,14 @@
 import assert from "node:assert/strict";
 import { alignedBuffer, BufferPool } from "../lib/buffer_pool.ts";
 import { FrameReader, FrameWriter } from "../lib/protocol.ts";
-import { concatBytes, FILE_WRITE_PIECE, receiveData, sendData, writeAll } from "../lib/transfer.ts";
+import {
+  concatBytes,
+  FILE_WRITE_PIECE,
+  receiveData,
+  sendData,
+  writeAll,
+  writeAllSync,
+} from "../lib/transfer.ts";
 import { hashArena } from "../lib/xxh3.ts";
 import { randomBytes } from "./harness.ts";
 
@@ -154,6 +161,28 @@ Deno.test("writeAll hands a file at most `piece` bytes per call, and finishes pa
   calls.length = 0;
   written.length = 0;
   await writeAll(writer, bytes);
+  assert.equal(calls[0], bytes.length, "without a piece, the first call offers everything");
+  assert.deepEqual(concatBytes(written), bytes);
+});
+
+Deno.test("writeAllSync does the same without leaving the thread", () => {
+  const calls: number[] = [];
+  const written: Uint8Array[] = [];
+  const writer = {
+    writeSync(p: Uint8Array): number {
+      calls.push(p.length);
+      const n = Math.min(p.length, 300_000);
+      written.push(p.slice(0, n));
+      return n;
+    },
+  };
+  const bytes = new Uint8Array(FILE_WRITE_PIECE * 2 + 1000).map((_, i) => i % 251);
+  writeAllSync(writer, bytes, { piece: FILE_WRITE_PIECE });
+  assert.ok(calls.every((n) => n <= FILE_WRITE_PIECE), `call sizes ${calls}`);
+  assert.deepEqual(concatBytes(written), bytes);
+  calls.length = 0;
+  written.length = 0;
+  writeAllSync(writer, bytes);
   assert.equal(calls[0], bytes.length, "without a piece, the first call offers everything");
   assert.deepEqual(concatBytes(written), bytes);
 });
