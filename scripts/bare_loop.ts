@@ -1,13 +1,16 @@
 /**
  * The bare Deno loop of `deno task bench`: moves one file over one TCP connection with no
  * protocol, no checksum and no overlap, reading and writing 32 MiB buffers. It is the ceiling of
- * what our runtime does on this machine, against which ferry is measured.
+ * what our runtime does on this machine, against which ferry is measured. Its file reads and
+ * writes are synchronous, as the ferry client's are: Deno's asynchronous ones go through another
+ * thread, which costs more than the copy (README, "Performance").
  *
  * Usage: `bare_loop.ts send|recv listen|connect HOST:PORT FILE`
  *
- * - `send` reads FILE with `file.read` into a 32 MiB page-aligned buffer and writes each chunk to the socket,
- *   then shuts down its write side and waits for the peer to close.
- * - `recv` reads the socket into a 32 MiB buffer and writes each chunk to FILE until EOF.
+ * - `send` reads FILE with `file.readSync` into a 32 MiB page-aligned buffer and writes each chunk
+ *   to the socket, then shuts down its write side and waits for the peer to close.
+ * - `recv` reads the socket into a 32 MiB buffer and writes each chunk to FILE with
+ *   `file.writeSync` until EOF.
  * - `listen` binds HOST:PORT (PORT 0 picks one), prints `listening on HOST:PORT` on stderr and
  *   serves exactly one connection; `connect` connects to HOST:PORT.
  *
@@ -30,13 +33,18 @@ async function writeAll(to: Writer, bytes: Uint8Array): Promise<void> {
   while (offset < bytes.length) offset += await to.write(bytes.subarray(offset));
 }
 
+function writeAllSync(file: Deno.FsFile, bytes: Uint8Array): void {
+  let offset = 0;
+  while (offset < bytes.length) offset += file.writeSync(bytes.subarray(offset));
+}
+
 async function send(conn: Deno.TcpConn, path: string): Promise<number> {
   const file = await Deno.open(path, { read: true });
   const buffer = new Uint8Array(alignedBuffer(CHUNK));
   let total = 0;
   try {
     while (true) {
-      const n = await file.read(buffer);
+      const n = file.readSync(buffer);
       if (n === null) break;
       await writeAll(conn, buffer.subarray(0, n));
       total += n;
@@ -60,7 +68,7 @@ async function recv(conn: Deno.TcpConn, path: string): Promise<number> {
     while (true) {
       const n = await conn.read(buffer);
       if (n === null) break;
-      await writeAll(file, buffer.subarray(0, n));
+      writeAllSync(file, buffer.subarray(0, n));
       total += n;
     }
   } finally {
