@@ -25,6 +25,7 @@ import {
   assertSuccess,
   collectLines,
   ferry,
+  filesEqual,
   listDir,
   makeTempDir,
   pathExists,
@@ -289,6 +290,34 @@ Deno.test({
       assert.ok(sameBytes(got.stdout, small), "the small file came back intact");
       assert.deepEqual(await storedFiles(root), ["small.bin"]);
       assert.ok(server.running, "the server is still running");
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "a get onto a full local disk fails naming the file, leaves nothing, and the disk has room again",
+  ignore: !MOUNT_ALLOWED, // mounting a tmpfs needs root (CAP_SYS_ADMIN)
+  async fn() {
+    await using base = await makeTempDir();
+    const root = `${base.path}/root`;
+    await Deno.mkdir(root);
+    await writeRandomFile(`${root}/big.bin`, 20 * MiB);
+    await using server = await launchServer(root);
+    const disk = `${base.path}/disk`;
+    await withTmpfs(disk, "size=8m", async () => {
+      // The client writes a regular file on its own thread (writeSync): its out-of-space error
+      // must still be one line about the local file, not a crash or a network error.
+      for (const flags of [[], ["--no-fsync"]]) {
+        const result = await ferry(server, ["get", "big.bin", `${disk}/big.bin`, ...flags]);
+        assertFailure(result, /^ferry: Cannot write .*big\.bin\.part: no space left on device$/, {
+          what: `20 MiB get onto an 8 MiB disk ${flags.join(" ")}`,
+        });
+        assert.deepEqual(await listDir(disk), [], "no .part and no file left behind");
+      }
+      await writeRandomFile(`${root}/small.bin`, MiB);
+      assertSuccess(await ferry(server, ["get", "small.bin", `${disk}/small.bin`]), "small get");
+      assert.ok(await filesEqual(`${root}/small.bin`, `${disk}/small.bin`), "small file intact");
     });
   },
 });
