@@ -143,9 +143,8 @@ export function uploadSourceOf(source: Readable, options: UploadSourceOptions): 
   let left: number | undefined;
   // A regular file is read on this thread: Deno hands an asynchronous read to another thread,
   // and waking it for every buffer cost more than the read (see writeAllSync in transfer.ts).
-  const readFile = source.readSync
-    ? (p: Uint8Array) => Promise.resolve(source.readSync!(p))
-    : (p: Uint8Array) => source.read(p);
+  const readSync = source.readSync?.bind(source);
+  const readFile = async (p: Uint8Array) => readSync ? readSync(p) : await source.read(p);
   const read = async (p: Uint8Array): Promise<number | null> => {
     if (size !== null && left === undefined) {
       left = size - (await source.seek?.(0, Deno.SeekMode.Current) ?? 0);

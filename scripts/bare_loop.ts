@@ -18,25 +18,11 @@
  */
 
 import { alignedBuffer } from "../lib/buffer_pool.ts";
+import { writeAll, writeAllSync } from "../lib/transfer.ts";
 
 // Page-aligned like ferry's own buffers, so the ceiling is not lowered by the slow kernel copy
 // into a misaligned buffer (see alignedBuffer).
 const CHUNK = 32 * 1024 * 1024;
-
-/** Something bytes can be written to, in pieces. */
-interface Writer {
-  write(bytes: Uint8Array): Promise<number>;
-}
-
-async function writeAll(to: Writer, bytes: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.length) offset += await to.write(bytes.subarray(offset));
-}
-
-function writeAllSync(file: Deno.FsFile, bytes: Uint8Array): void {
-  let offset = 0;
-  while (offset < bytes.length) offset += file.writeSync(bytes.subarray(offset));
-}
 
 async function send(conn: Deno.TcpConn, path: string): Promise<number> {
   const file = await Deno.open(path, { read: true });

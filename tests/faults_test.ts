@@ -306,7 +306,7 @@ Deno.test({
     await using server = await launchServer(root);
     const disk = `${base.path}/disk`;
     await withTmpfs(disk, "size=8m", async () => {
-      // The client writes a regular file on its own thread (writeSync): its out-of-space error
+      // The client writes a regular file on its main thread (writeSync): its out-of-space error
       // must still be one line about the local file, not a crash or a network error.
       for (const flags of [[], ["--no-fsync"]]) {
         const result = await ferry(server, ["get", "big.bin", `${disk}/big.bin`, ...flags]);
