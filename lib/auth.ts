@@ -3,7 +3,8 @@
  * without the token ever crossing the wire. The server sends a fresh nonce; the client answers
  * with its own nonce and an HMAC-SHA256 over both; the server checks it in constant time and
  * answers with an HMAC of its own, so the client knows it reached a server holding the token.
- * Web Crypto does the work: node:crypto would add about 35 ms to every client's start.
+ * Web Crypto does the work: importing node:crypto would slow every client's start (see
+ * docs/performance.md, "Client startup").
  *
  * @module
  */

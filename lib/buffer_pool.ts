@@ -13,17 +13,15 @@ import { hashArena } from "./xxh3.ts";
  * Working buffer size of a transfer. The wire allows 32 MiB frames (the seed's chunk size), but
  * every byte passes through memory three times on each side (the kernel's copy in, the checksum,
  * the kernel's copy out) and those passes are the cost: a piece small enough to stay in the CPU
- * cache between them is cheaper to move. It is also the size of a slot in the checksum kernel's
- * memory (see `ArenaSlots`). Here 4 MiB cut the receiver's system time by about 40% against
- * 32 MiB, and 1 MiB took another 10-15% off the CPU time of a 1 GiB put or get (256 KiB was no
- * better, with four times the operations).
+ * cache between them is cheaper to move (docs/performance.md, "Transfer buffers of 1 MiB"). It is
+ * also the size of a slot in the checksum kernel's memory (see `ArenaSlots`).
  */
 export const TRANSFER_BUFFER_SIZE = 1 << 20;
 
 /**
  * A buffer whose memory starts on a page boundary. The kernel copies a file's pages into user
- * memory up to five times slower when the destination is 1-31 bytes past a 64-byte boundary (0.4 s
- * instead of 0.08 s per GiB on this AMD EPYC, most likely its fast `rep movsb`), and a plain
+ * memory up to five times slower when the destination is 1-31 bytes past a 64-byte boundary
+ * (docs/performance.md, "Aligned buffers"), and a plain
  * `ArrayBuffer` of a MiB comes from `malloc`, 16 bytes past a page. V8 reserves a resizable
  * `ArrayBuffer` in whole pages, so one that cannot grow is an aligned fixed-size buffer. Its
  * memory stays put only while nothing transfers it: a BYOB read reallocates it (unaligned), so
@@ -46,8 +44,8 @@ export interface BufferPoolOptions {
 
 /**
  * Slots of the checksum kernel's memory, shared by every pool in the process. A buffer there is
- * hashed where it lies, which saves copying each byte into the kernel (about 0.05 s of CPU per
- * GiB and side here). Pools fall back to ordinary aligned buffers once the slots run out, or
+ * hashed where it lies, which saves copying each byte into the kernel (docs/performance.md,
+ * "Hashing in place"). Pools fall back to ordinary aligned buffers once the slots run out, or
  * where the kernel has none (see `hashArena`).
  */
 class ArenaSlots {

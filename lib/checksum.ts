@@ -1,7 +1,7 @@
 /**
- * The end-to-end checksum: xxh128 (XXH3-128, see `xxh3.ts`), which hashes at about 10 GiB/s and
- * so costs a transfer little CPU. Where WebAssembly SIMD is missing, hash-wasm computes the same
- * hash at about 4 GiB/s instead. Values are written `xxh128:<32 hex digits>`.
+ * The end-to-end checksum: xxh128 (XXH3-128, see `xxh3.ts`), fast enough to cost a transfer
+ * little CPU (docs/performance.md, "The checksum"). Where WebAssembly SIMD is missing, hash-wasm
+ * computes the same hash, more slowly. Values are written `xxh128:<32 hex digits>`.
  *
  * @module
  */
@@ -24,7 +24,7 @@ export interface Checksum {
 /** Options for {@link createChecksum}. */
 export interface ChecksumOptions {
   /**
-   * Use the portable build (hash-wasm's xxh128, no SIMD, about 4 GiB/s) even where the SIMD kernel
+   * Use the portable build (hash-wasm's xxh128, no SIMD, slower) even where the SIMD kernel
    * runs. Without it the portable build is used only where SIMD is missing.
    */
   portable?: boolean;

@@ -2,8 +2,8 @@
  * Write-behind flushing for a file that will be flushed to disk before it gets its name. While
  * data is still arriving, a second handle keeps one `fdatasync` running, so the disk writes
  * overlap the transfer and the final flush has only the tail left. Without it the kernel holds a
- * whole upload in memory and writes it all out after the last byte: a 1 GiB put with fsync took
- * 2.5 s here where the network part took 0.8 s.
+ * whole upload in memory and writes it all out after the last byte, so a flushed transfer took
+ * several times its network time (docs/performance.md, "Flushing behind the writes").
  *
  * A second handle because Deno runs operations on one file handle one after another: a flush on
  * the writing handle held every write behind it. This is only an optimisation: the final flush on

@@ -790,7 +790,8 @@ export class FrameWriter {
   /**
    * Holds back small writes until {@link uncork} (or until they pass {@link CORK_LIMIT}), so the
    * frames of a small transfer leave in one packet. Without this each small frame waited for the
-   * peer's delayed ACK, about 40 ms apiece, on TLS connections (which cannot turn Nagle off).
+   * peer's delayed ACK on TLS connections, which cannot turn Nagle off (docs/performance.md, "Small
+   * frames leave at once").
    */
   cork(): void {
     this.#corked ??= [];

@@ -53,9 +53,9 @@ export function localWait<T>(waits: LocalWaits | undefined, wait: () => Promise<
 }
 
 /**
- * Most bytes to hand a file in one write. On the Linux VM this was measured on, filling fresh
- * page cache from 1 MiB calls (ferry's chunk) often cost the kernel twice what 512 KiB calls did:
- * 0.9-1.0 s against 0.4-0.8 s per GiB after a few idle seconds (README, "Performance").
+ * Most bytes to hand a file in one write: filling fresh page cache from 1 MiB calls (ferry's
+ * chunk) often cost the kernel twice what 512 KiB calls did (docs/performance.md, "Writing files
+ * in 512 KiB pieces").
  */
 export const FILE_WRITE_PIECE = 512 * 1024;
 
@@ -86,8 +86,9 @@ export interface SyncWriter {
 
 /**
  * {@link writeAll} without leaving the calling thread, for the client's regular files. Deno runs
- * an asynchronous file write on another thread; waking that thread for every piece cost a 1 GiB
- * get about a fifth of its time here (README, "Performance"). Not for pipes or devices, which
+ * an asynchronous file write on another thread, and waking that thread for every piece cost more
+ * than the copy (docs/performance.md, "The client reads and writes its regular files
+ * synchronously"). Not for pipes or devices, which
  * can block for any time, nor for the server, where one slow write would hold up every
  * connection.
  */
@@ -530,8 +531,9 @@ export async function checksumFilePrefix(
 }
 
 /**
- * Turns off Nagle's algorithm: with it, each small frame waited for a delayed ACK, about 44 ms
- * a request (200 small files took 8.9 s in one mput instead of 0.5 s).
+ * Turns off Nagle's algorithm: with it, each small frame waited for the peer's delayed ACK, which
+ * made an mput of many small files many times slower (docs/performance.md, "Small frames leave at
+ * once").
  */
 export function noDelay(conn: Deno.Conn): void {
   // TLS connections have no such switch in Deno; only plain TCP ones do.

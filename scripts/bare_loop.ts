@@ -3,7 +3,7 @@
  * protocol, no checksum and no overlap, reading and writing 32 MiB buffers. It is the ceiling of
  * what our runtime does on this machine, against which ferry is measured. Its file reads and
  * writes are synchronous, as the ferry client's are: Deno's asynchronous ones go through another
- * thread, which costs more than the copy (README, "Performance").
+ * thread, which costs more than the copy (docs/performance.md).
  *
  * Usage: `bare_loop.ts send|recv listen|connect HOST:PORT FILE`
  *

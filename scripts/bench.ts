@@ -1,6 +1,6 @@
 /**
  * `deno task bench`: measures ferry against what users would use instead, on loopback, in one
- * run, and prints a Markdown table for the README (and writes the numbers as JSON).
+ * run, and prints a Markdown table for docs/performance.md (and writes the numbers as JSON).
  *
  * Cases, each run `--runs` times (best and median reported):
  * - ferry put and get of one `--size` file, file to file, page cache warm, the receiving side
@@ -906,7 +906,7 @@ function fixed(value: number | undefined, digits: number): string {
   return value === undefined ? "—" : value.toFixed(digits);
 }
 
-/** The Markdown table for the README. */
+/** The Markdown table for docs/performance.md. */
 export function table(results: CaseResult[]): string {
   const lines = [
     "| Case | Best s | Median s | Best GB/s | Median GB/s | Median CPU s | ferry ÷ this | Peak RSS MiB | Target |",
