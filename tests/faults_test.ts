@@ -38,8 +38,10 @@ import {
   storedFiles,
   waitFor,
   waitForEmptyStaging,
+  waitForStagingData,
   writeRandomFile,
 } from "./harness.ts";
+import { MOUNT_ALLOWED, withTmpfs } from "./tmpfs.ts";
 import { checksumOf, concat, contains, dataFrame, dataWithEnd, rawFrame } from "./wire.ts";
 
 const MiB = 1 << 20;
@@ -57,17 +59,6 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 
 function stagingFiles(root: string): Promise<string[]> {
   return listDir(`${root}/${STAGING_DIR}`);
-}
-
-/** Waits for a staging file of at least `size` bytes: proof an upload is really under way. */
-async function waitForStagingData(root: string, size: number): Promise<void> {
-  await waitFor(`a staging file of ${size} bytes or more`, async () => {
-    for (const name of await stagingFiles(root)) {
-      const info = await Deno.stat(`${root}/${STAGING_DIR}/${name}`).catch(() => null);
-      if (info && info.size >= size) return true;
-    }
-    return false;
-  }, { timeoutMs: 20000 });
 }
 
 /** Resolves after `ms`; for pacing a deliberately slow sender, never for waiting on a result. */
@@ -191,43 +182,6 @@ async function residentBytes(pid: number): Promise<number> {
 }
 
 // ----------------------------------------------------------------------------------- full disk
-
-async function command(name: string, args: string[]): Promise<{ ok: boolean; text: string }> {
-  try {
-    const output = await runCommand(name, args);
-    return { ok: output.code === 0, text: output.stderr.trim() };
-  } catch (error) {
-    return { ok: false, text: String(error) };
-  }
-}
-
-/** Whether this process may mount a tmpfs (root in most CI containers, but not all). */
-async function canMountTmpfs(): Promise<boolean> {
-  const dir = await Deno.makeTempDir({ prefix: "ferry_mount_probe_" });
-  try {
-    const mounted = await command("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir]);
-    if (!mounted.ok) return false;
-    await command("umount", [dir]);
-    return true;
-  } finally {
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-  }
-}
-
-const MOUNT_ALLOWED = await canMountTmpfs();
-
-/** Mounts a tmpfs with mount `options` on the empty folder `dir`, runs `fn`, then unmounts it. */
-async function withTmpfs(dir: string, options: string, fn: () => Promise<void>): Promise<void> {
-  await Deno.mkdir(dir);
-  const mounted = await command("mount", ["-t", "tmpfs", "-o", options, "tmpfs", dir]);
-  assert.ok(mounted.ok, `mount failed: ${mounted.text}`);
-  try {
-    await fn();
-  } finally {
-    const unmounted = await command("umount", [dir]);
-    assert.ok(unmounted.ok, `umount failed: ${unmounted.text}`);
-  }
-}
 
 Deno.test({
   name: "get into a read-only folder fails before the server is asked for anything",

@@ -15,7 +15,8 @@
  *   (exit 1, one line), {@link assertUsageError} (exit 2, one line with the --help hint),
  *   {@link assertNoStackTrace} and {@link assertOneStderrLine}.
  * - {@link assertRootHolds}, {@link storedFiles} and {@link waitForEmptyStaging} check what a
- *   served root holds, the server's private folders included; {@link makeTempDir},
+ *   served root holds, the server's private folders included, and {@link waitForStagingData}
+ *   whether an upload is under way; {@link makeTempDir},
  *   {@link waitFor}, {@link randomBytes}, {@link writeRandomFile} and {@link filesEqual} are the
  *   small utilities the tests share.
  *
@@ -209,6 +210,21 @@ export async function waitForEmptyStaging(
     async () => (await listDir(staging)).length === 0,
     wait,
   );
+}
+
+/**
+ * Waits (a bounded poll) for a staging file of at least `size` bytes in the server serving
+ * `root`: proof that an upload is really under way and that the server has that much of it.
+ */
+export async function waitForStagingData(root: string, size: number): Promise<void> {
+  const staging = `${root}/${STAGING_DIR}`;
+  await waitFor(`a staging file of ${size} bytes or more`, async () => {
+    for (const name of await listDir(staging)) {
+      const info = await Deno.stat(`${staging}/${name}`).catch(() => null);
+      if (info && info.size >= size) return true;
+    }
+    return false;
+  }, { timeoutMs: 20000 });
 }
 
 /** Options for {@link assertRootHolds}. */
