@@ -16,9 +16,11 @@ import {
   FrameType,
   frameTypeName,
   FrameWriter,
+  type KeptEntry,
   type ListEntry,
   type Ok,
   parseError,
+  parseKeptListing,
   parseListing,
   parseOk,
   parseWelcome,
@@ -133,6 +135,8 @@ export interface ClientSession {
   ): Promise<GetResult>;
   /** Lists the server's files. */
   list(): Promise<ListEntry[]>;
+  /** Lists the interrupted uploads the server keeps for `put --resume`, if it allows that. */
+  kept(): Promise<KeptEntry[]>;
   /** Ends the session. */
   close(): void;
 }
@@ -578,8 +582,22 @@ export class Session implements ClientSession {
     return this.#watched(() => this.#list());
   }
 
+  /**
+   * Lists the interrupted uploads the server keeps for `put --resume`. Names come from the
+   * server: show them escaped. Throws {@link RefusedError} `denied` from a server that does not
+   * show them.
+   */
+  kept(): Promise<KeptEntry[]> {
+    return this.#watched(async () => parseKeptListing(await this.#listing("kept")));
+  }
+
   async #list(): Promise<ListEntry[]> {
-    await this.#out.writeControl(FrameType.REQUEST, { op: "list" });
+    return parseListing(await this.#listing("list"));
+  }
+
+  /** Sends a request whose answer is OK and a data phase, and returns the data. */
+  async #listing(op: "list" | "kept"): Promise<Uint8Array> {
+    await this.#out.writeControl(FrameType.REQUEST, { op });
     const ok = await this.#expectOk();
     const chunks: Uint8Array[] = [];
     await receiveData(this.#frames, {
@@ -588,7 +606,7 @@ export class Session implements ClientSession {
         return Promise.resolve();
       },
     }, { pool: this.#pool, sizeHint: ok.size ?? null });
-    return parseListing(concatBytes(chunks));
+    return concatBytes(chunks);
   }
 
   /** Closes the connection. */

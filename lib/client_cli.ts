@@ -1,5 +1,5 @@
 /**
- * The client command line: `ferry [options] HOST PORT put|get|list|mput|mget ...`. Parses
+ * The client command line: `ferry [options] HOST PORT put|get|list|kept|mput|mget ...`. Parses
  * arguments, opens local files, stdin and stdout, runs each transfer through lib/client.ts (or
  * lib/legacy.ts) and reports: data and JSON reports on stdout, messages and progress on stderr.
  *
@@ -45,7 +45,7 @@ import {
   utf8Length,
 } from "./local_files.ts";
 import { ProgressLine, progressWanted } from "./progress.ts";
-import type { ListEntry } from "./protocol.ts";
+import type { KeptEntry, ListEntry } from "./protocol.ts";
 import { RateLimiter } from "./rate_limit.ts";
 import {
   checksumFilePrefix,
@@ -76,6 +76,8 @@ Commands:
   get REMOTE [LOCAL]   download REMOTE to LOCAL (default: REMOTE's base name
                        in the current folder); LOCAL "-" writes to stdout
   list                 list the server's files, one name per line
+  kept                 list the interrupted uploads the server keeps for
+                       put --resume (if the server allows it: --show-kept)
   mput FILE...         upload several files over one connection
   mget NAME...         download several files over one connection
 
@@ -87,8 +89,10 @@ Options:
   --resume             put, get, mput, mget: continue an interrupted transfer
                        (the bytes already there are verified first)
   --limit-rate RATE    put, get, mput, mget: at most RATE bytes/s (8M = 8 MiB/s)
-  --json               list: a JSON array of {name, size, mtime}; transfers: one
-                       JSON report per file on stdout (stderr if data goes there)
+  --json               list: a JSON array of {name, size, mtime}; kept: of
+                       {name, bytes, size, keptAt, expiresAt}; transfers:
+                       one JSON report per file on stdout (stderr if data
+                       goes there)
   -l, --long           list: print sizes and dates too
   -q, --quiet          print nothing but errors
   --progress           show the progress line even when stderr is not a terminal
@@ -137,7 +141,7 @@ const OPTIONS: OptionSpec = {
   version: { type: "boolean", short: "V" },
 };
 
-type Command = "put" | "get" | "list" | "mput" | "mget";
+type Command = "put" | "get" | "list" | "kept" | "mput" | "mget";
 
 /** Longest --timeout: setTimeout's limit of 2^31-1 milliseconds, in whole seconds. */
 export const MAX_TIMEOUT_SECONDS = 2147483;
@@ -157,6 +161,7 @@ const SHAPES: Record<Command, { min: number; max: number; shape: string; names: 
   put: { min: 1, max: 2, shape: "put LOCAL [REMOTE]", names: ["LOCAL", "REMOTE"] },
   get: { min: 1, max: 2, shape: "get REMOTE [LOCAL]", names: ["REMOTE", "LOCAL"] },
   list: { min: 0, max: 0, shape: "list", names: [] },
+  kept: { min: 0, max: 0, shape: "kept", names: [] },
   mput: { min: 1, max: Infinity, shape: "mput FILE [FILE ...]", names: ["FILE"] },
   mget: { min: 1, max: Infinity, shape: "mget NAME [NAME ...]", names: ["NAME"] },
 };
@@ -237,7 +242,7 @@ export function parseClientArgs(argv: string[]): ClientCommand {
   const port = parsePort(portText);
   if (!(word in SHAPES)) {
     throw new UsageError(
-      `Unknown command ${JSON.stringify(word)}: expected put, get, list, mput or mget`,
+      `Unknown command ${JSON.stringify(word)}: expected put, get, list, kept, mput or mget`,
     );
   }
   const command = word as Command;
@@ -412,6 +417,10 @@ async function runCommand(cmd: ClientCommand): Promise<number> {
   try {
     if (cmd.command === "list") {
       await runList(await connector.session(), cmd);
+      return EXIT_OK;
+    }
+    if (cmd.command === "kept") {
+      await runKept(await connector.session(), cmd);
       return EXIT_OK;
     }
     const jobs = jobsOf(cmd);
@@ -917,6 +926,43 @@ function formatLong(entries: ListEntry[]): string {
   const total = entries.reduce((n, e) => n + e.size, 0);
   const files = entries.length === 1 ? "1 file" : `${entries.length} files`;
   return lines.join("") + `${files}, ${formatBytes(total)}\n`;
+}
+
+async function runKept(session: ClientSession, cmd: ClientCommand): Promise<void> {
+  const entries = await session.kept();
+  // Names come from the server: shown escaped, as list shows them.
+  if (cmd.json) {
+    const time = (ms: number) => new Date(ms).toISOString();
+    await writeStdout(
+      safeJson(
+        entries.map((e) => ({
+          name: e.name,
+          bytes: e.bytes,
+          size: e.size,
+          keptAt: time(e.keptAt),
+          expiresAt: time(e.expiresAt),
+        })),
+        2,
+      ) + "\n",
+    );
+    return;
+  }
+  await writeStdout(formatKept(entries));
+}
+
+/** `kept` as text: bytes kept of the whole, until when, and the name; then the totals. */
+function formatKept(entries: KeptEntry[]): string {
+  const kept = entries.map((e) => formatBytes(e.bytes));
+  const sizes = entries.map((e) => e.size === null ? "?" : formatBytes(e.size));
+  const keptWidth = Math.max(0, ...kept.map((s) => s.length));
+  const sizeWidth = Math.max(0, ...sizes.map((s) => s.length));
+  const lines = entries.map((e, i) =>
+    `${kept[i].padStart(keptWidth)} of ${sizes[i].padStart(sizeWidth)}  ` +
+    `until ${formatDate(e.expiresAt)}  ${displayName(e.name)}\n`
+  );
+  const total = entries.reduce((n, e) => n + e.bytes, 0);
+  const uploads = entries.length === 1 ? "1 kept upload" : `${entries.length} kept uploads`;
+  return lines.join("") + `${uploads}, ${formatBytes(total)}\n`;
 }
 
 /** Writes all of `text` to stdout; a closed pipe or a full disk is reported as stdout's. */

@@ -92,3 +92,13 @@ export function interruptionOf(error: unknown): string | null {
 export function isInterruption(error: unknown): boolean {
   return interruptionOf(error) !== null;
 }
+
+/**
+ * Whether an operating-system error says the disk is full (ENOSPC), or the user's quota on it
+ * is (EDQUOT): either way, freeing space would let the same write succeed.
+ */
+export function isNoSpace(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = (error as { code?: unknown }).code;
+  return code === "ENOSPC" || code === "EDQUOT";
+}

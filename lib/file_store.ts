@@ -2,17 +2,21 @@
  * Storage and path safety for the served root. Every name that arrives from the network passes
  * through {@link checkName} and is resolved inside the root here, symlinks included. Uploads are
  * written to a hidden staging folder and only linked or renamed to their final name once the
- * caller has verified them.
+ * caller has verified them. An upload that runs out of disk space takes it from the kept
+ * interrupted uploads (lib/kept_uploads.ts), oldest first, before it gives up.
  *
  * @module
  */
 
 import { join, sep } from "node:path";
-import { StoreError } from "./errors.ts";
-import { formatHex, safeJson } from "./format.ts";
+import { isNoSpace, StoreError } from "./errors.ts";
+import { safeJson } from "./format.ts";
 import type { ListEntry } from "./protocol.ts";
 import { FlushBehind } from "./flush_behind.ts";
+import { type KeepResult, type KeptOptions, KeptUploads, RESUME_DIR } from "./kept_uploads.ts";
 import { FILE_WRITE_PIECE, writeAll } from "./transfer.ts";
+
+export { RESUME_DIR };
 
 /** Hidden folder at the top of the root that holds uploads in progress. */
 export const STAGING_DIR = ".ferry-staging";
@@ -82,8 +86,8 @@ export interface FileStoreOptions {
   create?: boolean;
   /** Flush uploads to disk before they are committed (default true). */
   fsync?: boolean;
-  /** Bounds on kept interrupted uploads. */
-  resume?: ResumeOptions;
+  /** Bounds on interrupted uploads kept for `put --resume`. */
+  kept?: KeptOptions;
 }
 
 /** A file opened for download. */
@@ -106,44 +110,6 @@ export interface BeginUploadOptions {
   size?: number | null;
 }
 
-/** Bounds on kept (resumable) uploads. */
-export interface ResumeOptions {
-  /** Kept data older than this is removed (default 24 hours). */
-  maxAgeMs?: number;
-  /** All kept data together stays under this; oldest goes first (default 16 GiB). */
-  maxBytes?: number;
-}
-
-/** Hidden folder at the top of the root holding interrupted uploads kept for resuming. */
-export const RESUME_DIR = ".ferry-resume";
-
-interface KeptMeta {
-  name: string;
-  size: number | null;
-  keptAt: number;
-}
-
-/** SHA-256 of the name, in hex: the kept files' stem, the same as before Web Crypto did it. */
-async function keptIdOf(key: string): Promise<string> {
-  return formatHex(
-    new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key))),
-  );
-}
-
-async function readKeptMeta(path: string): Promise<KeptMeta | null> {
-  try {
-    const meta = JSON.parse(await Deno.readTextFile(path));
-    if (typeof meta?.name !== "string" || typeof meta?.keptAt !== "number") return null;
-    return {
-      name: meta.name,
-      size: typeof meta.size === "number" ? meta.size : null,
-      keptAt: meta.keptAt,
-    };
-  } catch {
-    return null;
-  }
-}
-
 function isNotFound(error: unknown): boolean {
   return error instanceof Deno.errors.NotFound;
 }
@@ -160,19 +126,17 @@ export class FileStore {
   readonly stagingDir: string;
   /** Where interrupted uploads are kept for `put --resume`. */
   readonly resumeDir: string;
+  /** The interrupted uploads kept there. */
+  readonly kept: KeptUploads;
   #fsync: boolean;
-  #resume: ResumeOptions;
   #reserved = new Set<string>();
 
-  private constructor(root: string, fsync: boolean, resume: ResumeOptions) {
+  private constructor(root: string, fsync: boolean, kept: KeptOptions) {
     this.root = root;
     this.stagingDir = join(root, STAGING_DIR);
     this.resumeDir = join(root, RESUME_DIR);
+    this.kept = new KeptUploads(this.resumeDir, kept);
     this.#fsync = fsync;
-    this.#resume = {
-      maxAgeMs: resume.maxAgeMs ?? 24 * 3600_000,
-      maxBytes: resume.maxBytes ?? 16 * 2 ** 30,
-    };
   }
 
   /**
@@ -194,48 +158,35 @@ export class FileStore {
     const real = await Deno.realPath(root);
     const info = await Deno.stat(real);
     if (!info.isDirectory) throw notAFolder();
-    const store = new FileStore(real, options.fsync ?? true, options.resume ?? {});
+    const store = new FileStore(real, options.fsync ?? true, options.kept ?? {});
     // Whatever a previous run left half-written goes; kept (resumable) uploads stay.
     await Deno.remove(store.stagingDir, { recursive: true }).catch((error) => {
       if (!isNotFound(error)) throw error;
     });
     await Deno.mkdir(store.stagingDir, { recursive: true });
     await Deno.mkdir(store.resumeDir, { recursive: true });
-    await store.pruneKept();
+    await store.kept.prune();
     return store;
   }
 
   /**
-   * Removes kept uploads that are too old, that lost their data or description, or that are
-   * over the size budget (oldest first).
+   * Runs `write`, a step of the upload of `name` that claims disk space; when the disk is full,
+   * removes kept interrupted uploads, oldest first, and runs it again (told it is a retry), until
+   * it succeeds or nothing kept is left, when the out-of-space error stands. `bytes` is how much
+   * the step needs, to remove that much at once rather than one upload per retry.
    */
-  async pruneKept(): Promise<void> {
-    const now = Date.now();
-    const kept: { id: string; bytes: number; at: number }[] = [];
-    const ids = new Set<string>();
-    for await (const entry of Deno.readDir(this.resumeDir)) {
-      ids.add(entry.name.replace(/\.(part|json)$/, ""));
-    }
-    for (const id of ids) {
-      const info = await Deno.stat(join(this.resumeDir, `${id}.part`)).catch(() => null);
-      const meta = await readKeptMeta(join(this.resumeDir, `${id}.json`));
-      if (!info || !meta || now - meta.keptAt >= this.#resume.maxAgeMs!) {
-        await this.#dropKept(id);
-        continue;
+  async #withRoom<T>(
+    name: string,
+    bytes: number,
+    write: (retry: boolean) => Promise<T>,
+  ): Promise<T> {
+    for (let retry = false;; retry = true) {
+      try {
+        return await write(retry);
+      } catch (error) {
+        if (!isNoSpace(error) || await this.kept.makeRoom(name, bytes) === 0) throw error;
       }
-      kept.push({ id, bytes: info.size, at: meta.keptAt });
     }
-    kept.sort((a, b) => b.at - a.at);
-    let total = 0;
-    for (const entry of kept) {
-      total += entry.bytes;
-      if (total > this.#resume.maxBytes!) await this.#dropKept(entry.id);
-    }
-  }
-
-  async #dropKept(id: string): Promise<void> {
-    await Deno.remove(join(this.resumeDir, `${id}.part`)).catch(() => {});
-    await Deno.remove(join(this.resumeDir, `${id}.json`)).catch(() => {});
   }
 
   #inside(path: string): boolean {
@@ -353,44 +304,40 @@ export class FileStore {
     try {
       const id = crypto.randomUUID();
       const stagingPath = join(this.stagingDir, `${id}.upload`);
-      const keptId = await keptIdOf(key);
+      const size = options.size ?? null;
       let file: Deno.FsFile;
       let offset = 0;
-      const meta = options.resume
-        ? await readKeptMeta(join(this.resumeDir, `${keptId}.json`))
-        : null;
-      const size = options.size ?? null;
-      if (meta && meta.name === key && (size === null || meta.size === size)) {
-        await Deno.rename(join(this.resumeDir, `${keptId}.part`), stagingPath);
-        await this.#dropKept(keptId);
+      if (options.resume && await this.kept.take(key, size, stagingPath)) {
         file = await Deno.open(stagingPath, { read: true, write: true });
         offset = await file.seek(0, Deno.SeekMode.End);
       } else {
         // A fresh put replaces whatever was kept for this name.
-        await this.#dropKept(keptId);
-        file = await Deno.open(stagingPath, { read: true, write: true, createNew: true });
+        await this.kept.drop(key);
+        file = await this.#withRoom(
+          key,
+          0,
+          () => Deno.open(stagingPath, { read: true, write: true, createNew: true }),
+        );
       }
       return new Upload(name, stagingPath, file, {
         offset,
-        keep: async () => {
-          await Deno.rename(stagingPath, join(this.resumeDir, `${keptId}.part`));
-          const meta: KeptMeta = { name: key, size, keptAt: Date.now() };
-          await Deno.writeTextFile(join(this.resumeDir, `${keptId}.json`), JSON.stringify(meta));
-          await this.pruneKept();
-        },
-        commit: async () => {
-          const dir = (await this.#parentOf(name, segments, true))!;
-          const target = join(dir, segments.at(-1)!);
-          await this.#checkTarget(name, target, overwrite);
-          if (overwrite) {
-            await Deno.rename(stagingPath, target);
-          } else {
-            if (!await moveNoClobber(stagingPath, target)) {
-              throw new StoreError("exists", `File exists: ${quote(name)}`);
+        keep: () => this.kept.keep(stagingPath, key, size),
+        withRoom: (bytes, write) => this.#withRoom(key, bytes, write),
+        // Creating folders and linking the name can each need a block of their own.
+        commit: () =>
+          this.#withRoom(key, 0, async () => {
+            const dir = (await this.#parentOf(name, segments, true))!;
+            const target = join(dir, segments.at(-1)!);
+            await this.#checkTarget(name, target, overwrite);
+            if (overwrite) {
+              await Deno.rename(stagingPath, target);
+            } else {
+              if (!await moveNoClobber(stagingPath, target)) {
+                throw new StoreError("exists", `File exists: ${quote(name)}`);
+              }
             }
-          }
-          if (this.#fsync) await syncDir(dir);
-        },
+            if (this.#fsync) await syncDir(dir);
+          }),
         done: () => this.#reserved.delete(key),
         fsync: this.#fsync,
       });
@@ -483,7 +430,9 @@ export async function syncDir(dir: string): Promise<void> {
 
 interface UploadHooks {
   offset: number;
-  keep: () => Promise<void>;
+  keep: () => Promise<KeepResult>;
+  /** See FileStore's #withRoom. */
+  withRoom: (bytes: number, write: (retry: boolean) => Promise<void>) => Promise<void>;
   commit: () => Promise<void>;
   done: () => void;
   fsync: boolean;
@@ -502,12 +451,15 @@ export class Upload {
   #hooks: UploadHooks;
   #finished = false;
   #flusher?: FlushBehind;
+  /** Where the next chunk goes: the bytes in the staging file so far. */
+  #position: number;
 
   /** Created by {@link FileStore.beginUpload}. */
   constructor(name: string, stagingPath: string, file: Deno.FsFile, hooks: UploadHooks) {
     this.name = name;
     this.stagingPath = stagingPath;
     this.offset = hooks.offset;
+    this.#position = hooks.offset;
     this.#file = file;
     this.#hooks = hooks;
     if (hooks.fsync) this.#flusher = new FlushBehind(stagingPath);
@@ -524,7 +476,13 @@ export class Upload {
    * so `syncData` before closing missed the tail of every upload, and all of a small one.)
    */
   async write(chunk: Uint8Array): Promise<void> {
-    await writeAll(this.#file, chunk, { piece: FILE_WRITE_PIECE });
+    const start = this.#position;
+    await this.#hooks.withRoom(chunk.length, async (retry) => {
+      // Part of the chunk may have gone in before the disk filled: write it all again, over it.
+      if (retry) await this.#file.seek(start, Deno.SeekMode.Start);
+      await writeAll(this.#file, chunk, { piece: FILE_WRITE_PIECE });
+    });
+    this.#position = start + chunk.length;
     this.#flusher?.wrote(chunk.length);
   }
 
@@ -540,6 +498,8 @@ export class Upload {
     if (this.#finished) throw new Error("Upload is already finished");
     this.#finished = true;
     try {
+      // Not retried after making room: Linux forgets the unwritten pages of a failed flush, so
+      // a second flush would report success for data that never reached the disk.
       if (this.#hooks.fsync) await this.#file.syncData();
       await this.#close();
       await this.#hooks.commit();
@@ -558,16 +518,18 @@ export class Upload {
 
   /**
    * Keeps what arrived so far for a later `put --resume` (within the store's time and size
-   * bounds) instead of throwing it away. Falls back to discarding if keeping fails.
+   * bounds) instead of throwing it away, and says whether it did. Throws, having discarded it,
+   * if keeping failed.
    */
-  async keep(): Promise<void> {
-    if (this.#finished) return;
+  async keep(): Promise<KeepResult> {
+    if (this.#finished) throw new Error("Upload is already finished");
     this.#finished = true;
     try {
       await this.#close();
-      await this.#hooks.keep();
-    } catch {
+      return await this.#hooks.keep();
+    } catch (error) {
       await Deno.remove(this.stagingPath).catch(() => {});
+      throw error;
     } finally {
       this.#hooks.done();
     }

@@ -62,6 +62,30 @@ export function parseSize(text: string): number | null {
   return Number.isSafeInteger(value) ? value : null;
 }
 
+const DURATION_UNITS: [string, number][] = [["d", 86_400_000], ["h", 3_600_000], ["min", 60_000]];
+
+/** Parses a duration such as `90` or `90s` (seconds), `30m`, `24h` or `7d`, as milliseconds; null if malformed. */
+export function parseDuration(text: string): number | null {
+  const match = /^(\d+(?:\.\d+)?)\s*(s|m|min|h|d)?$/i.exec(text.trim());
+  if (!match) return null;
+  const unit = { s: 1000, m: 60_000, min: 60_000, h: 3_600_000, d: 86_400_000 }[
+    (match[2] ?? "s").toLowerCase() as "s" | "m" | "min" | "h" | "d"
+  ];
+  const ms = Math.round(Number(match[1]) * unit);
+  return Number.isSafeInteger(ms) ? ms : null;
+}
+
+/**
+ * Formats milliseconds in the largest unit that counts them in whole numbers, days only from
+ * two on: `7 d`, `24 h`, `90 min`, `1.5 s`.
+ */
+export function formatDuration(ms: number): string {
+  for (const [unit, size] of DURATION_UNITS) {
+    if (ms >= (unit === "d" ? 2 * size : size) && ms % size === 0) return `${ms / size} ${unit}`;
+  }
+  return `${ms / 1000} s`;
+}
+
 /**
  * Characters a terminal acts on instead of showing: C0 controls, DEL, C1 controls (some
  * terminals take U+009B as CSI), the bidi marks, embeddings, overrides and isolates that reorder

@@ -19,9 +19,15 @@ import {
   type PutResult,
   type RemoteFileInfo,
 } from "./client.ts";
-import { ProtocolError, RefusedError, StoreError, UserError } from "./errors.ts";
+import { ProtocolError, RefusedError, StoreError, UsageError, UserError } from "./errors.ts";
 import { type FileStore, quote } from "./file_store.ts";
-import { type Activity, FrameReader, FrameWriter, type ListEntry } from "./protocol.ts";
+import {
+  type Activity,
+  FrameReader,
+  FrameWriter,
+  type KeptEntry,
+  type ListEntry,
+} from "./protocol.ts";
 import { type ByteSource, cancelSource, concatBytes, receiveRaw, sendData } from "./transfer.ts";
 
 /** Longest request line the seed's server reads. */
@@ -304,6 +310,15 @@ export class LegacySession implements ClientSession {
     } finally {
       closeQuietly(conn);
     }
+  }
+
+  /** The seed protocol has no such request: refused before connecting. */
+  kept(): Promise<KeptEntry[]> {
+    return Promise.reject(
+      new UsageError(
+        "kept is not available with --legacy: the seed protocol cannot list kept uploads",
+      ),
+    );
   }
 
   /** Nothing to close: each request had its own connection. */

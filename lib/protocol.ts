@@ -130,8 +130,17 @@ export interface ListRequest {
   op: "list";
 }
 
+/**
+ * Request for the interrupted uploads the server keeps for `put --resume`; a server answers it
+ * only if its operator allows (`--show-kept`), and refuses it with `denied` otherwise.
+ */
+export interface KeptRequest {
+  /** Operation. */
+  op: "kept";
+}
+
 /** Any client request. */
-export type Request = PutRequest | GetRequest | ListRequest;
+export type Request = PutRequest | GetRequest | ListRequest | KeptRequest;
 
 /** Server acceptance; which fields are present depends on the request. */
 export interface Ok {
@@ -191,6 +200,20 @@ export interface ListEntry {
   size: number;
   /** Modification time, milliseconds since the epoch. */
   mtime: number;
+}
+
+/** A kept interrupted upload, as sent in a kept data phase. */
+export interface KeptEntry {
+  /** The upload's remote name, relative to the root, `/`-separated. */
+  name: string;
+  /** Bytes kept. */
+  bytes: number;
+  /** Size the upload announced (the whole file), or null if it announced none. */
+  size: number | null;
+  /** When it was kept, milliseconds since the epoch. */
+  keptAt: number;
+  /** When the server will remove it, milliseconds since the epoch. */
+  expiresAt: number;
 }
 
 const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
@@ -363,6 +386,8 @@ export function parseRequest(json: Record<string, unknown>): Request {
     }
     case "list":
       return { op: "list" };
+    case "kept":
+      return { op: "kept" };
     default:
       throw new ProtocolError(`Unknown operation ${JSON.stringify(String(json.op)).slice(0, 40)}`);
   }
@@ -416,28 +441,55 @@ export function parseEnd(json: Record<string, unknown>): End {
   return { size: json.size, checksum: json.checksum };
 }
 
-/** Validates a list data phase: a JSON array of {@link ListEntry}. */
-export function parseListing(bytes: Uint8Array): ListEntry[] {
+/** Parses a data phase that holds a JSON array of objects; throws `Malformed WHAT` otherwise. */
+function parseObjects(bytes: Uint8Array, what: string): Record<string, unknown>[] {
   let value: unknown;
   try {
     value = JSON.parse(decoder.decode(bytes));
   } catch {
-    throw new ProtocolError("Malformed listing");
+    throw new ProtocolError(`Malformed ${what}`);
   }
-  if (!Array.isArray(value)) throw new ProtocolError("Malformed listing");
+  if (!Array.isArray(value)) throw new ProtocolError(`Malformed ${what}`);
   return value.map((entry) => {
-    if (
-      typeof entry !== "object" || entry === null || typeof entry.name !== "string" ||
-      !isSize(entry.size) || typeof entry.mtime !== "number"
-    ) {
+    if (typeof entry !== "object" || entry === null) throw new ProtocolError(`Malformed ${what}`);
+    return entry;
+  });
+}
+
+/** Validates a list data phase: a JSON array of {@link ListEntry}. */
+export function parseListing(bytes: Uint8Array): ListEntry[] {
+  return parseObjects(bytes, "listing").map((entry) => {
+    if (typeof entry.name !== "string" || !isSize(entry.size) || typeof entry.mtime !== "number") {
       throw new ProtocolError("Malformed listing");
     }
     return { name: entry.name, size: entry.size, mtime: entry.mtime };
   });
 }
 
-/** Encodes a listing for a list data phase. */
-export function encodeListing(entries: ListEntry[]): Uint8Array {
+/** Validates a kept data phase: a JSON array of {@link KeptEntry}. */
+export function parseKeptListing(bytes: Uint8Array): KeptEntry[] {
+  const isTime = (value: unknown): value is number =>
+    typeof value === "number" && Number.isFinite(value);
+  return parseObjects(bytes, "kept listing").map((entry) => {
+    if (
+      typeof entry.name !== "string" || !isSize(entry.bytes) ||
+      (entry.size !== null && !isSize(entry.size)) || !isTime(entry.keptAt) ||
+      !isTime(entry.expiresAt)
+    ) {
+      throw new ProtocolError("Malformed kept listing");
+    }
+    return {
+      name: entry.name,
+      bytes: entry.bytes,
+      size: entry.size,
+      keptAt: entry.keptAt,
+      expiresAt: entry.expiresAt,
+    };
+  });
+}
+
+/** Encodes a listing for a list or kept data phase. */
+export function encodeListing(entries: ListEntry[] | KeptEntry[]): Uint8Array {
   return encoder.encode(JSON.stringify(entries));
 }
 

@@ -10,11 +10,13 @@ import { type BufferPool, defaultPool } from "./buffer_pool.ts";
 import {
   describeError,
   interruptionOf,
+  isNoSpace,
   ProtocolError,
   RefusedError,
   StoreError,
 } from "./errors.ts";
 import { FileStore, quote } from "./file_store.ts";
+import { type Eviction, type KeepResult, KEPT_DEFAULTS } from "./kept_uploads.ts";
 import {
   type Activity,
   CORK_LIMIT,
@@ -38,7 +40,7 @@ import {
   type Request,
 } from "./protocol.ts";
 import { authMac, macMatches, newNonce } from "./auth.ts";
-import { formatByteCounts } from "./format.ts";
+import { formatByteCounts, formatBytes, formatDuration } from "./format.ts";
 import { looksLikeLegacy, serveLegacy } from "./legacy.ts";
 import {
   checksumFilePrefix,
@@ -69,6 +71,16 @@ export interface ServerOptions {
   legacy?: boolean;
   /** Refuse uploads. */
   readOnly?: boolean;
+  /**
+   * Interrupted uploads kept for `put --resume`, all together, stay within this many bytes,
+   * the oldest going first; 0 keeps none (default 16 GiB). A new upload that finds the disk
+   * full removes kept ones, oldest first, whatever the budget.
+   */
+  keepBudget?: number;
+  /** How long an interrupted upload is kept, in milliseconds (default 24 hours). */
+  keepForMs?: number;
+  /** Answer clients' `kept` requests (default false: refused). */
+  showKept?: boolean;
   /** Shared secret clients must prove they hold. */
   token?: Uint8Array;
   /** PEM certificate chain and key: serve over TLS. */
@@ -110,6 +122,7 @@ interface Context {
   log: (line: string) => void;
   legacy: boolean;
   readOnly: boolean;
+  showKept: boolean;
   token?: Uint8Array;
   maxSize?: number;
 }
@@ -160,9 +173,18 @@ export function formatAddr(addr: Deno.Addr): string {
 
 /** Opens the root, listens, and serves until {@link RunningServer.close}. */
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const log = options.log ?? ((line: string) => console.error(line));
+  const keptBounds = {
+    budget: options.keepBudget ?? KEPT_DEFAULTS.budget,
+    maxAgeMs: options.keepForMs ?? KEPT_DEFAULTS.maxAgeMs,
+  };
   const store = await FileStore.open(options.root, {
     create: options.createRoot ?? true,
     fsync: options.fsync,
+    kept: {
+      ...keptBounds,
+      onEvict: (eviction) => log(`${stamp()} ${describeEviction(eviction, keptBounds)}`),
+    },
   });
   const address = { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? 0 };
   const listener: Deno.Listener = options.tls
@@ -171,9 +193,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const ctx: Context = {
     store,
     pool: options.pool ?? defaultPool,
-    log: options.log ?? ((line) => console.error(line)),
+    log,
     legacy: options.legacy ?? false,
     readOnly: options.readOnly ?? false,
+    showKept: options.showKept ?? false,
     token: options.token,
     maxSize: options.maxSize,
   };
@@ -311,10 +334,8 @@ function classify(error: unknown): { code: ErrorCode; message: string } {
       : "bad_request";
     return { code, message: error.message };
   }
+  if (isNoSpace(error)) return { code: "no_space", message: "Server is out of disk space" };
   const text = describeError(error);
-  if (/os error 28|No space left/i.test(text)) {
-    return { code: "no_space", message: "Server is out of disk space" };
-  }
   if (error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotCapable) {
     return { code: "denied", message: "Server has no permission for that file" };
   }
@@ -364,7 +385,7 @@ async function handleConnection(entry: Tracked, ctx: Context): Promise<void> {
       const started = performance.now();
       const outcome = await serveRequest(request, channel, ctx);
       const seconds = ((performance.now() - started) / 1000).toFixed(3);
-      const name = request.op === "list" ? "-" : quote(request.name);
+      const name = "name" in request ? quote(request.name) : "-";
       ctx.log(
         `${stamp()} ${peer} ${request.op} ${name} ${outcome.bytes} bytes ${outcome.result} ${seconds}s`,
       );
@@ -502,6 +523,8 @@ async function serveRequest(request: Request, channel: Channel, ctx: Context): P
       return await serveGet(request, channel, ctx);
     case "list":
       return await serveList(channel.out, ctx);
+    case "kept":
+      return await serveKept(channel.out, ctx);
   }
 }
 
@@ -589,8 +612,12 @@ async function servePut(request: PutRequest, channel: Channel, ctx: Context): Pr
       // What arrived before the client left is good: keep it for put --resume, unless it is too
       // little to matter or the size is unknown (a stream, which no resume could continue).
       if (size !== null && received >= KEEP_MIN_BYTES) {
-        await upload.keep();
-        return { bytes: received, result: `interrupted, kept for resume (${why})`, close: true };
+        const kept = await upload.keep().catch((error) => new Error(describeError(error)));
+        return {
+          bytes: received,
+          result: `interrupted, ${keptOrNot(kept, why, ctx)}`,
+          close: true,
+        };
       }
       await upload.discard();
       return { bytes: received, result: `interrupted, discarded (${why})`, close: true };
@@ -658,6 +685,45 @@ async function serveGet(request: GetRequest, channel: Channel, ctx: Context): Pr
   }
 }
 
+/** What became of an interrupted upload the server tried to keep, for the log. */
+function keptOrNot(kept: KeepResult | Error, why: string, ctx: Context): string {
+  if (kept instanceof Error) return `discarded (${why}): could not keep it: ${kept.message}`;
+  if (kept.kept) {
+    return `kept for resume (${why}), until ${new Date(kept.expiresAt).toISOString()}`;
+  }
+  return kept.reason === "off"
+    ? `discarded (${why}): keeping is off`
+    : `discarded (${why}): over the keep budget of ${formatBytes(ctx.store.kept.budget)}`;
+}
+
+/** One log line's text for a kept upload removed. */
+function describeEviction(eviction: Eviction, bounds: { budget: number; maxAgeMs: number }) {
+  const why = {
+    budget: `over the keep budget of ${formatBytes(bounds.budget)}`,
+    off: "keeping is off",
+    expired: `expired after ${formatDuration(bounds.maxAgeMs)}`,
+    room: `the disk is full and ${quote(eviction.forName ?? "")} needs the space`,
+    replaced: "a new upload of the name started over",
+  }[eviction.reason];
+  return `evicted kept upload ${quote(eviction.name)} ${eviction.bytes} bytes: ${why}`;
+}
+
+async function serveKept(out: FrameWriter, ctx: Context): Promise<Outcome> {
+  let listing: Uint8Array;
+  try {
+    if (!ctx.showKept) {
+      throw new StoreError(
+        "denied",
+        "This server does not show its kept uploads (its operator can allow it with --show-kept)",
+      );
+    }
+    listing = encodeListing(await ctx.store.kept.list());
+  } catch (error) {
+    return await refuse(out, error);
+  }
+  return await sendListing(listing, out, ctx);
+}
+
 async function serveList(out: FrameWriter, ctx: Context): Promise<Outcome> {
   let listing: Uint8Array;
   try {
@@ -665,6 +731,11 @@ async function serveList(out: FrameWriter, ctx: Context): Promise<Outcome> {
   } catch (error) {
     return await refuse(out, error);
   }
+  return await sendListing(listing, out, ctx);
+}
+
+/** Sends an encoded listing as OK and a data phase. */
+async function sendListing(listing: Uint8Array, out: FrameWriter, ctx: Context): Promise<Outcome> {
   if (listing.length <= CORK_LIMIT) out.cork();
   await out.writeControl(FrameType.OK, { size: listing.length });
   const result = await sendData(new Blob([listing as Uint8Array<ArrayBuffer>]).stream(), out, {

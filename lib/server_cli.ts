@@ -17,7 +17,8 @@ import {
 } from "./cli.ts";
 import { UsageError, UserError } from "./errors.ts";
 import { readTokenFile } from "./auth.ts";
-import { formatBytes, parseSize } from "./format.ts";
+import { formatBytes, formatDuration, parseDuration, parseSize } from "./format.ts";
+import { KEPT_DEFAULTS, type KeptUploads, RESUME_DIR } from "./kept_uploads.ts";
 import { formatAddr, SERVER_DEFAULTS, startServer } from "./server.ts";
 import { NAME, VERSION } from "./version.ts";
 
@@ -57,6 +58,18 @@ Access and limits:
                          (default ${SERVER_DEFAULTS.maxConnections})
   --idle-timeout SECS    close connections that move no byte for this long
                          (default ${SERVER_DEFAULTS.idleTimeoutMs / 1000}; 0 never)
+
+Interrupted uploads, kept for put --resume:
+  --keep-budget SIZE     keep at most SIZE of them in all; the oldest goes first
+                         (default ${
+  formatBytes(KEPT_DEFAULTS.budget)
+}; 0 keeps none). A new upload that
+                         finds the disk full removes kept ones, oldest first
+  --keep-for DURATION    remove each after this long: 90s, 30m, 24h, 7d
+                         (default ${formatDuration(KEPT_DEFAULTS.maxAgeMs)})
+  --no-keep              keep none: the same as --keep-budget 0
+  --show-kept            let clients list them (ferry HOST PORT kept): names
+                         of uploads that other clients began
   -h, --help       show this help
   -V, --version    show the version
 
@@ -76,6 +89,10 @@ const OPTIONS: OptionSpec = {
   "max-size": { type: "string" },
   "max-connections": { type: "string" },
   "idle-timeout": { type: "string" },
+  "keep-budget": { type: "string" },
+  "keep-for": { type: "string" },
+  "no-keep": { type: "boolean" },
+  "show-kept": { type: "boolean" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
 };
@@ -106,6 +123,12 @@ export interface ServerCommand {
   maxConnections: number;
   /** Idle timeout, milliseconds (0 never). */
   idleTimeoutMs: number;
+  /** Bytes of interrupted uploads kept for `put --resume`, all together (0 keeps none). */
+  keepBudget: number;
+  /** How long an interrupted upload is kept, milliseconds. */
+  keepForMs: number;
+  /** Answer clients' kept requests. */
+  showKept: boolean;
 }
 
 /** Parses the server's arguments; throws {@link UsageError} on anything it cannot run. */
@@ -120,6 +143,9 @@ export function parseServerArgs(argv: string[]): ServerCommand {
     readOnly: values["read-only"] === true,
     maxConnections: SERVER_DEFAULTS.maxConnections as number,
     idleTimeoutMs: SERVER_DEFAULTS.idleTimeoutMs as number,
+    keepBudget: KEPT_DEFAULTS.budget as number,
+    keepForMs: KEPT_DEFAULTS.maxAgeMs as number,
+    showKept: values["show-kept"] === true,
   };
   if (values.help === true) return { ...base, command: "help" };
   if (values.version === true) return { ...base, command: "version" };
@@ -161,6 +187,7 @@ export function parseServerArgs(argv: string[]): ServerCommand {
     }
     maxSize = parsed;
   }
+  const { keepBudget, keepForMs } = parseKeeping(values, base);
   const count = (name: string, fallback: number, min: number) => {
     const raw = text(name);
     if (raw === undefined) return fallback;
@@ -182,7 +209,46 @@ export function parseServerArgs(argv: string[]): ServerCommand {
     maxSize,
     maxConnections: count("max-connections", base.maxConnections, 1),
     idleTimeoutMs: count("idle-timeout", base.idleTimeoutMs / 1000, 0) * 1000,
+    keepBudget,
+    keepForMs,
   };
+}
+
+/** The kept uploads' budget and age from `--keep-budget`, `--keep-for` and `--no-keep`. */
+function parseKeeping(
+  values: Record<string, string | boolean | undefined>,
+  defaults: { keepBudget: number; keepForMs: number },
+): { keepBudget: number; keepForMs: number } {
+  const budgetText = values["keep-budget"] as string | undefined;
+  const forText = values["keep-for"] as string | undefined;
+  let keepBudget = defaults.keepBudget;
+  if (budgetText !== undefined) {
+    const parsed = parseSize(budgetText);
+    if (parsed === null) {
+      throw new UsageError(
+        `Invalid --keep-budget ${JSON.stringify(budgetText)}: use bytes or 10M, 2G (0 keeps none)`,
+      );
+    }
+    keepBudget = parsed;
+  }
+  if (values["no-keep"] === true) {
+    if (keepBudget > 0 && budgetText !== undefined) {
+      throw new UsageError("--no-keep contradicts --keep-budget: choose one");
+    }
+    keepBudget = 0;
+  }
+  let keepForMs = defaults.keepForMs;
+  if (forText !== undefined) {
+    const parsed = parseDuration(forText);
+    if (parsed === null || parsed < 1000) {
+      throw new UsageError(
+        `Invalid --keep-for ${JSON.stringify(forText)}: ` +
+          "use seconds or 30m, 24h, 7d, at least 1 s (--no-keep keeps nothing)",
+      );
+    }
+    keepForMs = parsed;
+  }
+  return { keepBudget, keepForMs };
 }
 
 function isLoopback(hostname: string): boolean {
@@ -224,6 +290,9 @@ export async function serverMain(argv: string[]): Promise<number> {
       maxSize: cmd.maxSize,
       maxConnections: cmd.maxConnections,
       idleTimeoutMs: cmd.idleTimeoutMs,
+      keepBudget: cmd.keepBudget,
+      keepForMs: cmd.keepForMs,
+      showKept: cmd.showKept,
     });
   } catch (error) {
     return reportFailure(explainStartFailure(error, cmd, root), { program: PROGRAM });
@@ -266,6 +335,7 @@ export async function serverMain(argv: string[]): Promise<number> {
       `max connections ${cmd.maxConnections}, ` +
       `idle timeout ${cmd.idleTimeoutMs ? `${cmd.idleTimeoutMs / 1000} s` : "none"}`,
   );
+  say(await describeKeeping(server.store.kept, cmd.showKept));
   if (!isLoopback(server.addr.hostname) && !cmd.tls && !cmd.tokenFile) {
     say(
       `${PROGRAM}: warning: listening beyond this machine with neither --token-file nor TLS; ` +
@@ -277,6 +347,18 @@ export async function serverMain(argv: string[]): Promise<number> {
   Deno.removeSignalListener("SIGTERM", stop);
   say(`${PROGRAM}: stopped`);
   return EXIT_OK;
+}
+
+/** The banner's line on kept uploads: the bounds, and what is kept now. */
+async function describeKeeping(kept: KeptUploads, shown: boolean): Promise<string> {
+  const { count, bytes } = await kept.prune();
+  if (!kept.enabled) {
+    return `${PROGRAM}: interrupted uploads are discarded, not kept for put --resume (--no-keep)`;
+  }
+  return `${PROGRAM}: interrupted uploads kept for put --resume: budget ` +
+    `${formatBytes(kept.budget)}, each for ${formatDuration(kept.maxAgeMs)}; ` +
+    `${count} kept now (${formatBytes(bytes)}) in ${RESUME_DIR}; ` +
+    `kept query ${shown ? "allowed" : "refused (--show-kept)"}`;
 }
 
 /** How long in-flight transfers may run on after SIGINT or SIGTERM. */

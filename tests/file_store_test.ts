@@ -350,7 +350,7 @@ Deno.test("an interrupted upload kept for resume continues only for the same nam
 
 Deno.test("kept uploads past their age are pruned", async () => {
   await withDirs(async (root) => {
-    const store = await FileStore.open(root, { resume: { maxAgeMs: 0 } });
+    const store = await FileStore.open(root, { kept: { maxAgeMs: 0 } });
     const up = await store.beginUpload("x", { size: 5 });
     await up.write(new TextEncoder().encode("12"));
     await up.keep();
