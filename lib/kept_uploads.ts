@@ -291,10 +291,16 @@ export class KeptUploads {
    */
   take(name: string, size: number | null, to: string): Promise<boolean> {
     return this.#serial(async () => {
-      const { part, meta: metaPath } = this.#paths(await idOf(name));
+      const id = await idOf(name);
+      const { part, meta: metaPath } = this.#paths(id);
       const meta = await readMeta(metaPath);
       if (!meta || meta.name !== name || (size !== null && meta.size !== size)) return false;
-      if (meta.keptAt + this.maxAgeMs <= Date.now()) return false;
+      const expiresAt = meta.keptAt + this.maxAgeMs;
+      if (expiresAt <= Date.now()) {
+        const bytes = (await Deno.stat(part).catch(() => null))?.size ?? 0;
+        await this.#remove({ id, ...meta, bytes, expiresAt }, "expired");
+        return false;
+      }
       try {
         await Deno.rename(part, to);
       } catch (error) {

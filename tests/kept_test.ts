@@ -233,6 +233,14 @@ Deno.test("the kept query lists kept uploads when the server allows it, and is r
       { what: "kept without --show-kept" },
     );
     await server.waitForLog(/ kept - 0 bytes refused \(denied: /);
+    // A refusal before any data: the connection stays in step for the next request.
+    using wire = await Wire.connect(server);
+    await wire.handshake();
+    await wire.write(encodeControl(FrameType.REQUEST, { op: "kept" }));
+    const denied = await wire.expectFrame(FrameType.ERROR, "kept refused");
+    assert.equal(denied.code, "denied", JSON.stringify(denied));
+    await wire.write(encodeControl(FrameType.REQUEST, { op: "list" }));
+    await wire.expectFrame(FrameType.OK, "list on the same connection");
     await server.waitForLog(
       /; 0 kept now \(0 B\) in \.ferry-resume; kept query refused \(--show-kept\)$/,
     );
