@@ -24,6 +24,8 @@ export async function readTokenFile(path: string): Promise<Uint8Array> {
   try {
     text = await Deno.readTextFile(path);
   } catch (error) {
+    // A refusal by Deno's permissions is reported as such, with what to do (lib/cli.ts).
+    if (error instanceof Deno.errors.NotCapable) throw error;
     const why = error instanceof Deno.errors.NotFound
       ? "no such file"
       : error instanceof Deno.errors.PermissionDenied

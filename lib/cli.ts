@@ -63,12 +63,24 @@ export function say(line: string): void {
   console.error(escapeUnsafe(line));
 }
 
-/** Describes a failure in one line, without the program name. */
-export function describeFailure(error: unknown): string {
+/** What to do when Deno's permissions refuse something, unless a program says otherwise. */
+export const PERMISSION_HINT =
+  "run it with --allow-net, --allow-read and --allow-write, as deno task client does";
+
+/**
+ * Describes a failure in one line, without the program name. A refusal by Deno's permission
+ * layer says what was refused and then `permissionHint`, what to do, in place of Deno's own
+ * advice (which would be to run with a flag such as --allow-all).
+ */
+export function describeFailure(error: unknown, permissionHint = PERMISSION_HINT): string {
   if (error instanceof RefusedError) return `Refused by server: ${error.message}`;
   if (error instanceof ProtocolError) return `Transfer failed: ${error.message}`;
   if (error instanceof UserError || error instanceof UsageError) return error.message;
-  if (error instanceof Deno.errors.NotCapable) return `Missing permission: ${describeError(error)}`;
+  if (error instanceof Deno.errors.NotCapable) {
+    const what = describeError(error).replace(/, (run again|specify the required) .*$/, "")
+      .replace(/^Requires /, "");
+    return `Not allowed by Deno's permissions (${what}): ${permissionHint}`;
+  }
   if (error instanceof Deno.errors.ConnectionReset || error instanceof Deno.errors.BrokenPipe) {
     return `Connection lost: ${describeError(error)}`;
   }
@@ -81,6 +93,8 @@ export interface ReportOptions {
   program: string;
   /** Ends a usage error's line in parentheses, such as `try 'ferry --help'`. */
   helpHint?: string;
+  /** What to do when Deno's permissions refused something (default {@link PERMISSION_HINT}). */
+  permissionHint?: string;
 }
 
 /**
@@ -88,7 +102,7 @@ export interface ReportOptions {
  * error's help hint goes in parentheses on the same line: errors are one line.
  */
 export function reportFailure(error: unknown, options: ReportOptions): number {
-  const message = `${options.program}: ${describeFailure(error)}`;
+  const message = `${options.program}: ${describeFailure(error, options.permissionHint)}`;
   if (error instanceof UsageError) {
     say(options.helpHint ? `${message} (${options.helpHint})` : message);
     return EXIT_USAGE;

@@ -20,6 +20,7 @@ import { readTokenFile } from "./auth.ts";
 import { formatBytes, formatDuration, parseDuration, parseSize } from "./format.ts";
 import { KEPT_DEFAULTS, type KeptUploads, RESUME_DIR } from "./kept_uploads.ts";
 import { formatAddr, SERVER_DEFAULTS, startServer } from "./server.ts";
+import { checkSecretsOutsideRoot } from "./server_access.ts";
 import { NAME, VERSION } from "./version.ts";
 
 const PROGRAM = `${NAME}-server`;
@@ -278,6 +279,7 @@ export async function serverMain(argv: string[]): Promise<number> {
     const tls = cmd.tls
       ? { cert: await readPem(cmd.tls.certFile), key: await readPem(cmd.tls.keyFile) }
       : undefined;
+    await checkSecretsOutsideRoot(cmd);
     server = await startServer({
       hostname: cmd.hostname,
       port: cmd.port,
@@ -295,7 +297,10 @@ export async function serverMain(argv: string[]): Promise<number> {
       showKept: cmd.showKept,
     });
   } catch (error) {
-    return reportFailure(explainStartFailure(error, cmd, root), { program: PROGRAM });
+    return reportFailure(explainStartFailure(error, cmd, root), {
+      program: PROGRAM,
+      permissionHint: PERMISSION_HINT,
+    });
   }
   // Listen for signals before the banner: whoever reads it may signal at once, and an
   // unhandled SIGTERM would kill the process instead of stopping it cleanly.
@@ -361,6 +366,10 @@ async function describeKeeping(kept: KeptUploads, shown: boolean): Promise<strin
     `kept query ${shown ? "allowed" : "refused (--show-kept)"}`;
 }
 
+/** What to do when Deno's permissions refuse the server a path: what its options need. */
+const PERMISSION_HINT = "run it with deno task serve, which grants the folder and the files its " +
+  "options name, or give deno run --allow-read and --allow-write for them";
+
 /** How long in-flight transfers may run on after SIGINT or SIGTERM. */
 export const GRACE_MS = 5000;
 
@@ -368,6 +377,8 @@ async function readPem(path: string): Promise<string> {
   try {
     return await Deno.readTextFile(path);
   } catch (error) {
+    // A refusal by Deno's permissions is reported as such, with what to do.
+    if (error instanceof Deno.errors.NotCapable) throw error;
     const why = error instanceof Deno.errors.NotFound ? "no such file" : String(error);
     throw new UserError(`Cannot read ${path}: ${why}`);
   }
@@ -383,18 +394,16 @@ function explainStartFailure(error: unknown, cmd: ServerCommand, root: string): 
   if (error instanceof Deno.errors.AddrNotAvailable) {
     return new UserError(`Cannot listen on ${where}: no such local address`);
   }
-  if (error instanceof Deno.errors.NotCapable) {
-    return new UserError(
-      `Missing permission for ${root}: run with --allow-read and --allow-write for that folder`,
-    );
-  }
   if (error instanceof Deno.errors.PermissionDenied) {
     return new UserError(`Cannot use ${root} or ${where}: permission denied`);
   }
   if (error instanceof Error && /failed to lookup|not known/i.test(error.message)) {
     return new UserError(`Cannot resolve --host ${JSON.stringify(cmd.hostname)}`);
   }
-  if (cmd.tls && error instanceof Error && !(error instanceof UserError)) {
+  if (
+    cmd.tls && error instanceof Error && !(error instanceof UserError) &&
+    !(error instanceof Deno.errors.NotCapable)
+  ) {
     return new UserError(
       `Cannot start TLS with ${cmd.tls.certFile} and ${cmd.tls.keyFile}: ${
         error.message.split("\n")[0]

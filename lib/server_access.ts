@@ -1,0 +1,127 @@
+/**
+ * What the server's process may touch on disk besides the names clients ask for: the folder it
+ * serves, and the secrets it reads once at start (`--token-file`, `--tls-cert`, `--tls-key`).
+ * Owns where these really are (symlinks resolved), the rule that no secret lies inside the
+ * served folder (any client could download it), and the exact read and write lists that
+ * `deno task serve` grants the server (see lib/server_launch.ts).
+ *
+ * @module
+ */
+
+import { dirname, isAbsolute, join, relative, resolve } from "node:path";
+import { UserError } from "./errors.ts";
+
+/** A file the server reads at start and must never serve. */
+export interface SecretFile {
+  /** The option that named it, for messages. */
+  option: "--token-file" | "--tls-cert" | "--tls-key";
+  /** The path as given. */
+  path: string;
+}
+
+/** The parts of a server command line that decide what it touches on disk. */
+export interface ServerFiles {
+  /** Folder to serve, as given. */
+  root: string;
+  /** Path of the token file, if any. */
+  tokenFile?: string;
+  /** Paths of the TLS certificate and key, if any. */
+  tls?: { certFile: string; keyFile: string };
+}
+
+/** What the server process needs: paths to read, and paths to write. */
+export interface ServerAccess {
+  /** Absolute paths it may read: the root and each secret file. */
+  read: string[];
+  /** Absolute paths it may write: the root only. */
+  write: string[];
+}
+
+/**
+ * The secret files a command line names, in the order of their options.
+ *
+ * @example
+ * ```ts
+ * secretFilesOf({ root: "data", tokenFile: "ferry.token" });
+ * // [{ option: "--token-file", path: "ferry.token" }]
+ * ```
+ */
+export function secretFilesOf(files: ServerFiles): SecretFile[] {
+  const secrets: SecretFile[] = [];
+  if (files.tokenFile !== undefined) {
+    secrets.push({ option: "--token-file", path: files.tokenFile });
+  }
+  if (files.tls) {
+    secrets.push({ option: "--tls-cert", path: files.tls.certFile });
+    secrets.push({ option: "--tls-key", path: files.tls.keyFile });
+  }
+  return secrets;
+}
+
+/**
+ * The real (symlink-free, absolute) path of `path`. A path that does not exist yet (a root the
+ * server will create) is the real path of its nearest existing folder with the rest appended.
+ */
+export async function realPathOf(path: string): Promise<string> {
+  const absolute = resolve(path);
+  let existing = absolute;
+  // Bounded: each step removes one component, and the file system root always exists.
+  while (true) {
+    try {
+      const real = await Deno.realPath(existing);
+      return join(real, relative(existing, absolute));
+    } catch (error) {
+      const parent = dirname(existing);
+      if (parent === existing) throw error;
+      if (!(error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory)) {
+        throw error;
+      }
+      existing = parent;
+    }
+  }
+}
+
+/** True when `path` is `folder` or lies somewhere under it (both real, absolute paths). */
+function isInside(path: string, folder: string): boolean {
+  const rest = relative(folder, path);
+  return rest === "" || (!rest.startsWith("..") && !isAbsolute(rest));
+}
+
+/**
+ * Refuses (a {@link UserError}) a secret file whose real path lies inside the served folder's:
+ * the server would hand it to any client that asks for its name. Symlinks on either side are
+ * resolved, so neither a link to the secret in the root nor a root reached through a link
+ * escapes the check. The secrets must exist (the server has read them); a root that does not
+ * exist yet holds none.
+ */
+export async function checkSecretsOutsideRoot(files: ServerFiles): Promise<void> {
+  let root: string;
+  try {
+    root = await Deno.realPath(files.root);
+  } catch (error) {
+    // A folder that is not there yet holds nothing (and its parents may not be readable).
+    if (error instanceof Deno.errors.NotFound) return;
+    throw error;
+  }
+  for (const secret of secretFilesOf(files)) {
+    const real = await Deno.realPath(secret.path);
+    if (isInside(real, root)) {
+      throw new UserError(
+        `Will not start: ${secret.option} ${secret.path} is inside the served folder ${root}, ` +
+          "where any client could download it; keep it outside",
+      );
+    }
+  }
+}
+
+/**
+ * Exactly what the server needs to read and write for this command line: the root (as given and
+ * as it really is, since the server works in its real path), and each secret file as given
+ * (the server reads them by that path).
+ */
+export async function serverAccessOf(files: ServerFiles): Promise<ServerAccess> {
+  const root = resolve(files.root);
+  const write = [...new Set([root, await realPathOf(root)])];
+  const read = [...new Set([...write, ...secretFilesOf(files).map((s) => resolve(s.path))])];
+  return { read, write };
+}

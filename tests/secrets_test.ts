@@ -1,0 +1,244 @@
+/**
+ * Integration tests of the server's secrets and `deno task serve` (issue 13): the task, run as a
+ * user runs it, serves with a token and TLS files kept outside the root and grants the server
+ * only the root and those files; a token, certificate or key inside the served folder (real
+ * paths compared) stops the server in one line; a symlink in the root to a secret or to anything
+ * outside is refused; and a refusal by Deno's permissions is one line that says what to do.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import {
+  assertFailure,
+  assertSuccess,
+  collectLines,
+  ferry,
+  makeTempDir,
+  REPO_ROOT,
+  runCommand,
+  type RunResult,
+  SERVER_BANNER,
+  waitFor,
+} from "./harness.ts";
+import { makePki, tlsArgs } from "./pki.ts";
+
+const decoder = new TextDecoder();
+
+/** `deno task -q serve ARGS` from the repository, as a user would type it. */
+function serveTaskCommand(args: string[]): [string, string[]] {
+  return [Deno.execPath(), ["task", "-q", "serve", ...args]];
+}
+
+/** Runs the serve task to completion (for command lines that must not start). */
+function runServeTask(args: string[]): Promise<RunResult> {
+  const [program, taskArgs] = serveTaskCommand(args);
+  return runCommand(program, taskArgs, { cwd: REPO_ROOT, env: { NO_COLOR: "1" } });
+}
+
+/** A serve task that has printed its banner. Dispose it to stop it (SIGINT, as Ctrl+C). */
+interface ServeTask extends AsyncDisposable {
+  host: string;
+  port: number;
+  lines: string[];
+  /** Stops it with SIGINT and returns the exit code. */
+  stop(): Promise<number>;
+}
+
+async function startServeTask(args: string[]): Promise<ServeTask> {
+  const [program, taskArgs] = serveTaskCommand(["0", ...args]);
+  const child = new Deno.Command(program, {
+    args: taskArgs,
+    cwd: REPO_ROOT,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const { lines, done, firstMatch } = collectLines(child.stderr);
+  let code: number | undefined;
+  const stop = async () => {
+    if (code === undefined) {
+      try {
+        child.kill("SIGINT");
+      } catch {
+        // Already exited.
+      }
+      code = (await child.status).code;
+      await done;
+    }
+    return code;
+  };
+  const match = await firstMatch(SERVER_BANNER);
+  if (!match) {
+    await stop();
+    throw new Error(`deno task serve did not start; its stderr was:\n${lines.join("\n")}`);
+  }
+  return {
+    host: match[2] ?? match[3],
+    port: Number(match[4]),
+    lines,
+    stop,
+    [Symbol.asyncDispose]: async () => void await stop(),
+  };
+}
+
+/** The command line of the running server process that serves `root`, split on spaces. */
+async function serverProcessArgs(root: string): Promise<string[] | undefined> {
+  const ps = await runCommand("ps", ["-eo", "args="]);
+  const line = decoder.decode(ps.stdout).split("\n").find((args) =>
+    args.includes(`${REPO_ROOT}server.ts`) && args.split(" ").includes(root)
+  );
+  return line?.split(" ");
+}
+
+Deno.test("deno task serve with a token and TLS files outside the root serves, granting the server only those paths", async () => {
+  await using pki = await makePki();
+  await using dir = await makeTempDir();
+  const token = `${dir.path}/ferry.token`;
+  await Deno.writeTextFile(token, crypto.randomUUID() + crypto.randomUUID() + "\n");
+  // A root elsewhere than ./ferry-data, not there yet: the server makes it.
+  const root = `${dir.path}/share`;
+  await Deno.writeTextFile(`${dir.path}/hello.txt`, "hello through the task\n");
+
+  await using server = await startServeTask([
+    "--root",
+    root,
+    "--token-file",
+    token,
+    ...tlsArgs(pki),
+  ]);
+  assert.ok(!server.lines.some((line) => /^Task /.test(line)), "deno task -q hides the task line");
+  const client = ["--tls", "--ca", pki.ca, "--token-file", token];
+  assertSuccess(await ferry(server, [...client, "put", `${dir.path}/hello.txt`]), "put");
+  const got = await ferry(server, [...client, "get", "hello.txt", "-"]);
+  assertSuccess(got, "get");
+  assert.equal(decoder.decode(got.stdout), "hello through the task\n");
+  const listed = await ferry(server, [...client, "list"]);
+  assert.equal(decoder.decode(listed.stdout), "hello.txt\n");
+
+  const args = await serverProcessArgs(root);
+  assert.ok(args, "the server runs as its own process");
+  assert.ok(args.includes("--no-prompt"), `never prompts: ${args.join(" ")}`);
+  assert.deepEqual(
+    args.filter((arg) => /^--allow-(read|write|all)|^-A$/.test(arg)).sort(),
+    [`--allow-read=${[root, token, pki.cert, pki.key].join(",")}`, `--allow-write=${root}`],
+    "reads only its root and the three secrets, writes only its root",
+  );
+
+  // SIGINT, as Ctrl+C would send: passed on once, so the server stops gracefully.
+  assert.equal(await server.stop(), 0, server.lines.join("\n"));
+  assert.ok(server.lines.some((line) => /stopping; transfers in flight/.test(line)));
+  assert.ok(!server.lines.some((line) => /stopping now/.test(line)), server.lines.join("\n"));
+  assert.ok(server.lines.some((line) => /ferry-server: stopped$/.test(line)));
+  await waitFor("the server process to be gone", async () => !(await serverProcessArgs(root)));
+});
+
+Deno.test("a token, certificate or key inside the served folder stops the server in one line (real paths compared)", async () => {
+  await using pki = await makePki();
+  await using dir = await makeTempDir();
+  const root = `${dir.path}/share`;
+  await Deno.mkdir(root);
+  const token = `${root}/ferry.token`;
+  await Deno.writeTextFile(token, crypto.randomUUID() + "\n");
+  // The PKI's own folder served through a symlink: the key is outside by name, inside really.
+  await Deno.symlink(pki.key.replace(/\/[^/]+$/, ""), `${dir.path}/pki-link`);
+  // A certificate outside by name, reached through a symlinked folder inside the root.
+  await Deno.symlink(`${dir.path}`, `${root}/up`);
+  const cases: [string, string[], RegExp][] = [
+    ["token in the root", ["--root", root, "--token-file", token], /--token-file/],
+    ["key under a root given as a symlink", [
+      "--root",
+      `${dir.path}/pki-link`,
+      ...tlsArgs(pki),
+    ], /--tls-cert/],
+    ["cert named through the root", [
+      "--root",
+      dir.path,
+      "--tls-cert",
+      `${root}/up/cert.pem`,
+      "--tls-key",
+      `${root}/up/key.pem`,
+    ], /--tls-cert/],
+  ];
+  await Deno.copyFile(pki.cert, `${dir.path}/cert.pem`);
+  await Deno.copyFile(pki.key, `${dir.path}/key.pem`);
+  for (const [what, args, option] of cases) {
+    const result = await runServeTask(["0", ...args]);
+    assertFailure(result, /^ferry-server: Will not start: .* is inside the served folder /, {
+      what,
+    });
+    assert.match(result.stderr, option, what);
+  }
+  // The server itself refuses, however it is started: here with deno run and every permission.
+  const direct = await runCommand(Deno.execPath(), [
+    "run",
+    "--allow-net",
+    "--allow-read",
+    "--allow-write",
+    `${REPO_ROOT}server.ts`,
+    "0",
+    "--root",
+    root,
+    "--token-file",
+    token,
+  ]);
+  assertFailure(direct, /is inside the served folder/, { what: "server.ts, token in the root" });
+  // Nothing was served or made: the token is still the root's only file.
+  assert.deepEqual([...Deno.readDirSync(root)].map((e) => e.name).sort(), ["ferry.token", "up"]);
+});
+
+Deno.test("under deno task serve, symlinks in the root to the token or to files outside are refused", async () => {
+  await using dir = await makeTempDir();
+  const token = `${dir.path}/ferry.token`;
+  await Deno.writeTextFile(token, crypto.randomUUID() + crypto.randomUUID() + "\n");
+  await Deno.writeTextFile(`${dir.path}/private.txt`, "not for clients\n");
+  const root = `${dir.path}/share`;
+  await Deno.mkdir(root);
+  await Deno.writeTextFile(`${root}/public.txt`, "for clients\n");
+  await Deno.symlink(token, `${root}/leak.token`);
+  await Deno.symlink(`${dir.path}/private.txt`, `${root}/private.txt`);
+
+  await using server = await startServeTask(["--root", root, "--token-file", token]);
+  const client = ["--token-file", token];
+  for (const name of ["leak.token", "private.txt"]) {
+    const result = await ferry(server, [...client, "get", name, "-"]);
+    assertFailure(result, /^ferry: Refused by server: .*outside the root/, { what: `get ${name}` });
+  }
+  const listed = await ferry(server, [...client, "list"]);
+  assertSuccess(listed, "list");
+  assert.equal(decoder.decode(listed.stdout), "public.txt\n", "links leading out are not listed");
+});
+
+Deno.test("a server that Deno's permissions refuse a file says so in one line, with what to do", async () => {
+  await using dir = await makeTempDir();
+  const root = `${dir.path}/share`;
+  const token = `${dir.path}/ferry.token`;
+  await Deno.writeTextFile(token, crypto.randomUUID() + crypto.randomUUID() + "\n");
+  // As the old serve task did: the root granted, the token forgotten.
+  const result = await runCommand(Deno.execPath(), [
+    "run",
+    "--no-prompt",
+    "--allow-net",
+    `--allow-read=${root}`,
+    `--allow-write=${root}`,
+    `${REPO_ROOT}server.ts`,
+    "0",
+    "--root",
+    root,
+    "--token-file",
+    token,
+  ]);
+  assertFailure(
+    result,
+    /^ferry-server: Not allowed by Deno's permissions \(read access to .*ferry\.token"\): run it with deno task serve/,
+    { what: "token file not granted" },
+  );
+  assert.doesNotMatch(result.stderr, /run again|--allow-all/);
+
+  // A path Deno cannot put in a permission list is refused by the task in one line.
+  const comma = await runServeTask(["0", "--root", `${dir.path}/a,b`]);
+  assertFailure(comma, /^ferry-server: Cannot grant the server access to .*a,b: .*comma/, {
+    what: "root with a comma",
+  });
+});
