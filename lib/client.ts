@@ -180,7 +180,8 @@ export async function openConnection(
     await withTimeout(connecting, timeoutMs, `Connecting to ${target}`, () => {});
   } catch (error) {
     connecting.then((c) => c.close(), () => {});
-    if (error instanceof UserError) throw error;
+    // A refusal by Deno's permissions is reported as such, with what to do (lib/cli.ts).
+    if (error instanceof UserError || error instanceof Deno.errors.NotCapable) throw error;
     if (error instanceof Deno.errors.ConnectionRefused) {
       throw new UserError(`Cannot connect to ${target}: connection refused`);
     }

@@ -19,6 +19,7 @@ import {
   reportFailure,
   say,
 } from "./cli.ts";
+import { downloadStandInOf, readsStdin, standInTarget, uploadPathOf } from "./devices.ts";
 import { isInterruption, RefusedError, UsageError, UserError } from "./errors.ts";
 import { moveNoClobber, syncDir } from "./file_store.ts";
 import { FlushBehind } from "./flush_behind.ts";
@@ -533,8 +534,9 @@ async function announce(
 async function emitJson(job: Job, report: Record<string, unknown>): Promise<void> {
   const line = safeJson(report);
   // stdout belongs to the data when a get writes there.
-  if (job.op === "get" && job.local === "-") say(line);
-  else await writeStdout(line + "\n");
+  if (job.op === "get" && (job.local === "-" || downloadStandInOf(job.local) === "stdout")) {
+    say(line);
+  } else await writeStdout(line + "\n");
 }
 
 function flowOptions(
@@ -566,7 +568,8 @@ type Runner = (session: ClientSession, limiter?: RateLimiter) => Promise<Report>
 
 /** Local checks come first, so a doomed transfer never touches the network. */
 async function preparePut(job: Job, cmd: ClientCommand): Promise<Runner> {
-  const upload = job.local === "-" ? undefined : await openUpload(job.local);
+  const fromStdin = job.local === "-" || readsStdin(job.local);
+  const upload = fromStdin ? undefined : await openUpload(uploadPathOf(job.local));
   const size = upload ? upload.size : null;
   if (cmd.resume && size === null) {
     upload?.file.close();
@@ -684,8 +687,12 @@ async function checkLocalTarget(
 }
 
 async function prepareGet(job: Job, cmd: ClientCommand): Promise<Runner> {
-  const toStdout = job.local === "-";
-  const checked = toStdout ? undefined : await checkLocalTarget(job, cmd);
+  // stdout for "-"; a device Deno would not open has a stand-in (lib/devices.ts).
+  const standIn = job.local === "-" ? "stdout" : downloadStandInOf(job.local);
+  if (standIn && cmd.resume) {
+    throw new UsageError(`--resume needs a regular file, and ${job.local} is not one`);
+  }
+  const checked = standIn ? undefined : await checkLocalTarget(job, cmd);
   const stream = checked && "stream" in checked ? checked : undefined;
   const target = checked && !("stream" in checked) ? checked : undefined;
   const have = target && cmd.resume ? await partialDownload(target.part) : undefined;
@@ -705,14 +712,16 @@ async function prepareGet(job: Job, cmd: ClientCommand): Promise<Runner> {
             fsync: cmd.fsync,
           });
         }
-        return stream ? streamTarget(stream.local) : Promise.resolve(stdoutTarget());
+        return stream
+          ? streamTarget(stream.local)
+          : Promise.resolve(standInTarget(standIn ?? "stdout", job.local));
       }, {
         resume: have,
         onProgress: (bytes) => flow.onProgress?.(bytes),
         throttle: limiter ? (bytes) => limiter.take(bytes) : undefined,
         maxChunk: limiter?.chunkSize,
       });
-      const where = target?.local ?? stream?.local ?? "stdout";
+      const where = target?.local ?? stream?.local ?? (job.local === "-" ? "stdout" : job.local);
       return { result, where, verified: session.verified };
     } finally {
       progress?.done();
@@ -754,24 +763,6 @@ async function readCa(path: string): Promise<string> {
     throw new UserError(`No certificate in ${path}: --ca needs a PEM certificate`);
   }
   return text;
-}
-
-function stdoutTarget(): DownloadTarget {
-  const writer = Deno.stdout.writable.getWriter();
-  return {
-    write: (chunk) =>
-      writer.write(chunk).catch((error) => {
-        throw cannotWriteStdout(error);
-      }),
-    commit: async () => {
-      await writer.ready.catch((error) => {
-        throw cannotWriteStdout(error);
-      });
-      writer.releaseLock();
-    },
-    // Bytes already written to a pipe cannot be taken back; the exit code says they are bad.
-    discard: () => Promise.resolve(writer.releaseLock()),
-  };
 }
 
 /** Writes into a character device or FIFO in place; see {@link StreamTarget}. */

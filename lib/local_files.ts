@@ -6,7 +6,7 @@
  * @module
  */
 
-import { basename, join } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { UserError } from "./errors.ts";
 import { formatHex } from "./format.ts";
 import type { DirectReader } from "./protocol.ts";
@@ -51,15 +51,41 @@ export function osReason(error: unknown, missing = "no such file"): string {
   return bare.charAt(0).toLowerCase() + bare.slice(1);
 }
 
+/**
+ * Why Deno's permissions refused to let the client `op` at `path`, and what to do instead, as
+ * words that can follow a colon. When the flags allow the path, the refusal is Deno's rule for
+ * device and kernel files (see lib/devices.ts), which no flag short of --allow-all lifts, so
+ * the way round is the shell's redirection.
+ */
+function sandboxReason(path: string, op: "read" | "write"): string {
+  if (Deno.permissions.querySync({ name: op, path }).state !== "granted") {
+    return "not allowed by Deno's permissions: run ferry with --allow-read and --allow-write, " +
+      "as deno task client does";
+  }
+  if (op === "write" && resolve(path) === "/dev/tty") {
+    return "Deno lets a program write to the terminal only through its own stderr or stdout, " +
+      "and neither is a terminal here";
+  }
+  const redirect = op === "read" ? `put - NAME < ${path}` : `get NAME - > ${path}`;
+  return "Deno opens device and kernel files (under /dev, /proc, /sys) only with --allow-all; " +
+    `use "-" and a shell redirection instead (ferry HOST PORT ${redirect})`;
+}
+
 /** `Cannot read PATH: reason`, for a local file that could not be opened or read. */
 export function cannotRead(path: string, error: unknown): UserError {
   if (error instanceof UserError) return error;
+  if (error instanceof Deno.errors.NotCapable) {
+    return new UserError(`Cannot read ${path}: ${sandboxReason(path, "read")}`);
+  }
   return new UserError(`Cannot read ${path}: ${osReason(error)}`);
 }
 
 /** `Cannot write PATH: reason`, for a local file that could not be created or written. */
 export function cannotWrite(path: string, error: unknown): UserError {
   if (error instanceof UserError) return error;
+  if (error instanceof Deno.errors.NotCapable) {
+    return new UserError(`Cannot write ${path}: ${sandboxReason(path, "write")}`);
+  }
   return new UserError(`Cannot write ${path}: ${osReason(error, "no such folder")}`);
 }
 
