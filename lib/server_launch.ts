@@ -20,8 +20,11 @@ import { NAME } from "./version.ts";
 /** The server's entry point, next to this folder. */
 const SERVER_MODULE = fileURLToPath(new URL("../server.ts", import.meta.url));
 
+/** Windows has no sessions or POSIX signals: there Ctrl+C reaches the server directly. */
+const POSIX = Deno.build.os !== "windows";
+
 /** Signals passed on to the server; anything else keeps its default effect on the launcher. */
-const FORWARDED: readonly Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"];
+const FORWARDED: readonly Deno.Signal[] = POSIX ? ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"] : [];
 
 /**
  * The `deno run` arguments that start the server with `argv` and exactly `access`. `--no-prompt`
@@ -85,7 +88,7 @@ export async function launchServer(argv: string[]): Promise<number> {
     stdin: "inherit",
     stdout: "inherit",
     stderr: "inherit",
-    detached: true,
+    detached: POSIX,
   }).spawn();
   const forwarders = FORWARDED.map((signal) => {
     const forward = () => {
