@@ -95,15 +95,20 @@ function isInside(path: string, folder: string): boolean {
  * exist yet holds none.
  */
 export async function checkSecretsOutsideRoot(files: ServerFiles): Promise<void> {
+  const secrets = secretFilesOf(files);
+  if (secrets.length === 0) return;
   let root: string;
   try {
     root = await Deno.realPath(files.root);
   } catch (error) {
-    // A folder that is not there yet holds nothing (and its parents may not be readable).
-    if (error instanceof Deno.errors.NotFound) return;
+    // A folder that is not there yet holds nothing (and its parents may not be readable); the
+    // server then reports why it cannot make it.
+    if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) {
+      return;
+    }
     throw error;
   }
-  for (const secret of secretFilesOf(files)) {
+  for (const secret of secrets) {
     const real = await Deno.realPath(secret.path);
     if (isInside(real, root)) {
       throw new UserError(
