@@ -126,7 +126,9 @@ export async function checkSecretsOutsideRoot(files: ServerFiles): Promise<void>
  */
 export async function serverAccessOf(files: ServerFiles): Promise<ServerAccess> {
   const root = resolve(files.root);
-  const write = [...new Set([root, await realPathOf(root)])];
+  // A root whose way cannot be resolved (an unreadable folder on it) is granted as given; the
+  // server then says what is wrong with it.
+  const write = [...new Set([root, await realPathOf(root).catch(() => root)])];
   const read = [...new Set([...write, ...secretFilesOf(files).map((s) => resolve(s.path))])];
   return { read, write };
 }
