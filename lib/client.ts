@@ -42,6 +42,7 @@ import {
   type TransferResult,
 } from "./transfer.ts";
 import { NAME, VERSION } from "./version.ts";
+import { DEFAULT_HASH_ARENA_SIZE, requestHashArena } from "./xxh3.ts";
 
 /** Longest KEEPALIVE interval a client asks for; otherwise a quarter of its stall timeout. */
 const KEEPALIVE_MAX_MS = 5000;
@@ -58,6 +59,13 @@ export interface ConnectOptions {
   tls?: { caCerts?: string[] };
   /** Give up a request once the server has sent and taken nothing for this long (see Session). */
   stallTimeoutMs?: number;
+  /**
+   * Bytes of the checksum kernel's memory to reserve for transfer buffers, which are hashed in
+   * place there (default 8 MiB, {@link DEFAULT_HASH_ARENA_SIZE}: room for a session's two 1 MiB
+   * buffers and more). The reserve belongs to the process: until the first transfer the largest
+   * request wins, and after it the size is fixed (see {@link requestHashArena}).
+   */
+  hashArenaSize?: number;
 }
 
 /** Pacing and progress options shared by put and get. */
@@ -244,6 +252,7 @@ export async function connect(
   port: number,
   options: ConnectOptions = {},
 ): Promise<Session> {
+  requestHashArena(options.hashArenaSize ?? DEFAULT_HASH_ARENA_SIZE);
   const { conn, target } = await openConnection(host, port, options);
   const timeoutMs = options.timeoutMs ?? 15000;
   const session = new Session(conn, target, {

@@ -57,16 +57,8 @@ import {
   writeAllSync,
 } from "./transfer.ts";
 import { NAME, VERSION } from "./version.ts";
-import { setHashArenaSize } from "./xxh3.ts";
 
 const PROGRAM = NAME;
-/**
- * The client's share of the checksum kernel's memory for transfer buffers: it moves one file at a
- * time, with two 1 MiB buffers, so 8 MiB leaves room to spare. The server's 256 MiB would be
- * reserved for nothing, and where the system will not commit that much the kernel would go
- * without and copy every piece in.
- */
-const CLIENT_HASH_ARENA_SIZE = 8 << 20;
 
 /** Client usage text, shown by `--help`. */
 export const CLIENT_USAGE = `Usage: ${PROGRAM} [options] HOST PORT COMMAND [ARGS]
@@ -328,7 +320,6 @@ function parseSeconds(value: unknown, option: string): number | undefined {
 
 /** Runs the client with command-line arguments and returns the exit code. */
 export async function clientMain(argv: string[]): Promise<number> {
-  setHashArenaSize(CLIENT_HASH_ARENA_SIZE);
   try {
     const cmd = parseClientArgs(argv);
     if (cmd.command === "help") {

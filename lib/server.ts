@@ -50,6 +50,7 @@ import {
   sendData,
 } from "./transfer.ts";
 import { NAME, VERSION } from "./version.ts";
+import { DEFAULT_HASH_ARENA_SIZE, requestHashArena } from "./xxh3.ts";
 
 /** Options for {@link startServer}. */
 export interface ServerOptions {
@@ -91,6 +92,15 @@ export interface ServerOptions {
   maxConnections?: number;
   /** Close a connection that moves no byte for this long (default 120000 ms; 0 never). */
   idleTimeoutMs?: number;
+  /**
+   * Bytes of the checksum kernel's memory to reserve for transfer buffers, which are hashed in
+   * place there (default 8 MiB, {@link DEFAULT_HASH_ARENA_SIZE}, enough for four transfers at
+   * once; `ferry-server` asks for 256 MiB, the most there is: one slot for each buffer its pool may
+   * lease). Buffers beyond it work the same, with one more copy per byte. The reserve belongs to
+   * the process: until the first transfer the largest request wins, and after it the size is
+   * fixed (see {@link requestHashArena}).
+   */
+  hashArenaSize?: number;
 }
 
 /** Defaults for the limits, shown at start. */
@@ -173,6 +183,7 @@ export function formatAddr(addr: Deno.Addr): string {
 
 /** Opens the root, listens, and serves until {@link RunningServer.close}. */
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  requestHashArena(options.hashArenaSize ?? DEFAULT_HASH_ARENA_SIZE);
   const log = options.log ?? ((line: string) => console.error(line));
   const keptBounds = {
     budget: options.keepBudget ?? KEPT_DEFAULTS.budget,

@@ -22,6 +22,7 @@ import { KEPT_DEFAULTS, type KeptUploads, RESUME_DIR } from "./kept_uploads.ts";
 import { formatAddr, SERVER_DEFAULTS, startServer } from "./server.ts";
 import { checkSecretsOutsideRoot } from "./server_access.ts";
 import { NAME, VERSION } from "./version.ts";
+import { HASH_ARENA_SIZE } from "./xxh3.ts";
 
 const PROGRAM = `${NAME}-server`;
 
@@ -295,6 +296,8 @@ export async function serverMain(argv: string[]): Promise<number> {
       keepBudget: cmd.keepBudget,
       keepForMs: cmd.keepForMs,
       showKept: cmd.showKept,
+      // A server's pool may lease 256 MiB at once; every buffer in the arena saves a copy.
+      hashArenaSize: HASH_ARENA_SIZE,
     });
   } catch (error) {
     return reportFailure(explainStartFailure(error, cmd, root), {

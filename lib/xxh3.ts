@@ -49,11 +49,19 @@ const PIECE = 64 * 1024;
 /** WebAssembly pages (64 KiB) the kernel's own workspace above takes. */
 const WORKSPACE_PAGES = 2;
 /**
- * Kernel memory after the workspace that callers may keep their buffers in (see
- * {@link hashArena}); bytes there are hashed where they lie instead of copied in piece by piece.
- * Only the pages a caller touches take real memory.
+ * The largest arena: kernel memory after the workspace that callers may keep their buffers in
+ * (see {@link hashArena}); bytes there are hashed where they lie instead of copied in piece by
+ * piece. The server asks for this much, one slot per buffer its pool may lease at once. Only the
+ * pages a caller touches take real memory.
  */
 export const HASH_ARENA_SIZE = 256 << 20;
+
+/**
+ * The arena of a process that asked for none (see {@link requestHashArena}): a client moves one
+ * file at a time with two 1 MiB buffers, so 8 MiB leaves room to spare, and a system that will
+ * not commit {@link HASH_ARENA_SIZE} still grants it.
+ */
+export const DEFAULT_HASH_ARENA_SIZE = 8 << 20;
 
 /**
  * The kernel: `accumulate(ptr, stripes, index, keyBase) -> index`. Feeds `stripes` 64-byte
@@ -164,18 +172,25 @@ interface Kernel {
 
 let kernel: Kernel | undefined;
 let supported: boolean | undefined;
-let arenaSize = HASH_ARENA_SIZE;
+/** The largest arena asked for before the kernel loaded; undefined while nobody asked. */
+let requested: number | undefined;
 
 /**
- * Sets the size of {@link hashArena} (rounded down to whole 64 KiB pages, at most
- * {@link HASH_ARENA_SIZE}; 0 for none) for a process that needs fewer buffers: the client moves
- * one file at a time. It counts only before the kernel first loads, since its memory is fixed
- * from then on; returns whether it counted.
+ * Asks for an arena of `bytes` (rounded down to whole 64 KiB pages, at most
+ * {@link HASH_ARENA_SIZE}; 0 for none needed). The arena belongs to the process, not to a caller:
+ * until the kernel first loads (at the first hash or buffer lease), the largest request wins, and
+ * with no request at all the arena is {@link DEFAULT_HASH_ARENA_SIZE}. From then on its memory is
+ * fixed (growing it would detach every buffer already handed out), and a larger request goes
+ * unmet: buffers past the arena are ordinary ones, hashed by copying, never wrong. Returns the
+ * arena size in effect, or to be, after this request.
  */
-export function setHashArenaSize(bytes: number): boolean {
-  if (kernel) return false;
-  arenaSize = bytes > 0 ? Math.floor(Math.min(bytes, HASH_ARENA_SIZE) / 65536) * 65536 : 0;
-  return true;
+export function requestHashArena(bytes: number): number {
+  if (!kernel) {
+    const size = bytes > 0 ? Math.floor(Math.min(bytes, HASH_ARENA_SIZE) / 65536) * 65536 : 0;
+    requested = Math.max(requested ?? 0, size);
+    return requested;
+  }
+  return kernel.memory.length - WORKSPACE_PAGES * 65536;
 }
 
 /**
@@ -190,7 +205,7 @@ export function simdKernelSupported(): boolean {
 function loadKernel(): Kernel {
   if (kernel) return kernel;
   try {
-    kernel = instantiate(WORKSPACE_PAGES + arenaSize / 65536);
+    kernel = instantiate(WORKSPACE_PAGES + (requested ?? DEFAULT_HASH_ARENA_SIZE) / 65536);
   } catch (error) {
     // A system that will not commit the arena (strict overcommit, a memory limit) still gets
     // the kernel, with no arena: buffers elsewhere are copied in, as before the arena.
@@ -212,8 +227,8 @@ function instantiate(pages: number): Kernel {
 }
 
 /**
- * The part of the kernel's memory set aside for callers' buffers ({@link HASH_ARENA_SIZE} bytes
- * unless {@link setHashArenaSize} said otherwise, starting on a page boundary), or null where the
+ * The part of the kernel's memory set aside for callers' buffers (sized by
+ * {@link requestHashArena}, starting on a page boundary), or null where the
  * SIMD kernel cannot run or the system would not give it the memory. A view into it passed to
  * {@link Xxh3Hasher.update} is hashed in place. The memory never grows, so views stay valid.
  */

@@ -8,8 +8,16 @@
 import assert from "node:assert/strict";
 import { BufferPool, TRANSFER_BUFFER_SIZE } from "../lib/buffer_pool.ts";
 import { createChecksum } from "../lib/checksum.ts";
-import { HASH_ARENA_SIZE, hashArena } from "../lib/xxh3.ts";
-import { evalUnderV8Flags } from "./harness.ts";
+import {
+  DEFAULT_HASH_ARENA_SIZE,
+  HASH_ARENA_SIZE,
+  hashArena,
+  requestHashArena,
+} from "../lib/xxh3.ts";
+import { evalUnderV8Flags, makeTempDir, REPO_ROOT, runCommand } from "./harness.ts";
+
+// These tests lease many buffers and keep some: they run with the server's arena, as it asks.
+requestHashArena(HASH_ARENA_SIZE);
 
 Deno.test("buffers shrink to fit the budget but never below the minimum", () => {
   const pool = new BufferPool({ bufferSize: 1024, budget: 4096, minBufferSize: 128 });
@@ -88,11 +96,13 @@ Deno.test("when the slots run out, pools go on with aligned buffers", () => {
 
 Deno.test("where the arena cannot be had, the kernel runs without it and pools use aligned buffers", async () => {
   // V8's limit on WebAssembly memory fails the arena's allocation the way a system that will not
-  // commit 256 MiB (strict overcommit, a memory limit) does.
+  // commit 256 MiB (strict overcommit, a memory limit) does, for a process that asks for that
+  // much as the server does.
   const script = `
     import { BufferPool } from "./lib/buffer_pool.ts";
     import { createChecksum } from "./lib/checksum.ts";
-    import { hashArena } from "./lib/xxh3.ts";
+    import { HASH_ARENA_SIZE, hashArena, requestHashArena } from "./lib/xxh3.ts";
+    requestHashArena(HASH_ARENA_SIZE);
     const buffer = new BufferPool().lease();
     buffer.forEach((_, i) => buffer[i] = (i * 7) & 255);
     const checksum = await createChecksum();
@@ -116,13 +126,15 @@ Deno.test("where the arena cannot be had, the kernel runs without it and pools u
   });
 });
 
-Deno.test("a process may ask for a smaller arena before the kernel loads, and not after", async () => {
-  // Under a cap on WebAssembly memory that the default arena would not fit.
+Deno.test("the largest arena asked for before the kernel loads wins, and then it is fixed", async () => {
+  // Under a cap on WebAssembly memory that the largest arena would not fit.
   const script = `
     import { BufferPool } from "./lib/buffer_pool.ts";
     import { createChecksum } from "./lib/checksum.ts";
-    import { HASH_ARENA_SIZE, hashArena, setHashArenaSize } from "./lib/xxh3.ts";
-    const before = setHashArenaSize(8 << 20);
+    import { hashArena, requestHashArena } from "./lib/xxh3.ts";
+    const small = requestHashArena(4 << 20);
+    const larger = requestHashArena(8 << 20);
+    const smallerAgain = requestHashArena(2 << 20);
     const pool = new BufferPool();
     const leases = Array.from({ length: 9 }, () => pool.lease());
     const arena = hashArena();
@@ -131,8 +143,10 @@ Deno.test("a process may ask for a smaller arena before the kernel loads, and no
     const checksum = await createChecksum();
     checksum.update(buffer);
     console.log(JSON.stringify({
-      before,
-      after: setHashArenaSize(HASH_ARENA_SIZE),
+      small,
+      larger,
+      smallerAgain,
+      after: requestHashArena(256 << 20),
       arena: arena?.length ?? null,
       inArena: leases.filter((b) => b.buffer === arena?.buffer).length,
       stillArena: hashArena()?.length ?? null,
@@ -143,12 +157,54 @@ Deno.test("a process may ask for a smaller arena before the kernel loads, and no
   const here = new Uint8Array(TRANSFER_BUFFER_SIZE).map((_, i) => (i * 7) & 255);
   const checksum = await createChecksum();
   checksum.update(here);
+  const MiB = TRANSFER_BUFFER_SIZE;
   assert.deepEqual(printed, {
-    before: true,
-    after: false,
-    arena: 8 * TRANSFER_BUFFER_SIZE,
+    small: 4 * MiB,
+    larger: 8 * MiB,
+    smallerAgain: 8 * MiB,
+    after: 8 * MiB,
+    arena: 8 * MiB,
     inArena: 8,
-    stillArena: 8 * TRANSFER_BUFFER_SIZE,
+    stillArena: 8 * MiB,
     digest: checksum.digest(),
   });
+});
+
+Deno.test("a process that asks for no arena size gets the small default", async () => {
+  const script = `
+    import { DEFAULT_HASH_ARENA_SIZE, hashArena } from "./lib/xxh3.ts";
+    console.log(JSON.stringify({ arena: hashArena()?.length ?? null, DEFAULT_HASH_ARENA_SIZE }));
+  `;
+  const printed = await evalUnderV8Flags("--wasm-max-mem-pages=1000", script);
+  assert.deepEqual(printed, { arena: 8 << 20, DEFAULT_HASH_ARENA_SIZE: 8 << 20 });
+});
+
+Deno.test("a library server asks for the small arena by default, and the server CLI for the largest", async () => {
+  await using root = await makeTempDir();
+  // requestHashArena(0) asks for nothing more and tells what the arena will be.
+  const arenaAfter = async (start: string) => {
+    const script = `
+      import { serverMain } from "./lib/server_cli.ts";
+      import { startServer } from "./lib/server.ts";
+      import { requestHashArena } from "./lib/xxh3.ts";
+      ${start}
+      console.log(JSON.stringify(requestHashArena(0)));
+      Deno.exit(0);
+    `;
+    const result = await runCommand(Deno.execPath(), ["eval", script], { cwd: REPO_ROOT });
+    assert.equal(result.code, 0, result.stderr);
+    return JSON.parse(new TextDecoder().decode(result.stdout));
+  };
+  const library = await arenaAfter(
+    `await startServer({ root: ${JSON.stringify(`${root.path}/a`)}, log: () => {} });`,
+  );
+  assert.equal(library, DEFAULT_HASH_ARENA_SIZE);
+  // serverMain runs until stopped: wait (bounded) for it to have asked.
+  const cli = await arenaAfter(`
+    serverMain(["0", "--root", ${JSON.stringify(`${root.path}/b`)}]);
+    for (let i = 0; i < 500 && requestHashArena(0) === ${DEFAULT_HASH_ARENA_SIZE}; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  `);
+  assert.equal(cli, HASH_ARENA_SIZE);
 });
