@@ -36,9 +36,9 @@ export function alignedBuffer(size: number): ArrayBuffer {
 export interface BufferPoolOptions {
   /** Largest buffer handed out; defaults to {@link TRANSFER_BUFFER_SIZE}. */
   bufferSize?: number;
-  /** Bytes all leased buffers may add up to before smaller ones are handed out. */
+  /** Bytes all leased buffers may add up to before smaller ones are handed out (default 256 MiB). */
   budget?: number;
-  /** Smallest buffer handed out, even over budget, so no transfer ever waits. */
+  /** Smallest buffer handed out, even over budget, so no transfer ever waits (default 256 KiB). */
   minBufferSize?: number;
 }
 
@@ -81,8 +81,11 @@ const arenaSlots = new ArenaSlots();
 
 /** Hands out reusable buffers within a memory budget. */
 export class BufferPool {
+  /** Largest buffer handed out. */
   readonly bufferSize: number;
+  /** Bytes all leased buffers may add up to before smaller ones are handed out. */
   readonly budget: number;
+  /** Smallest buffer handed out. */
   readonly minBufferSize: number;
   #leased = 0;
   #free = new Map<number, ArrayBuffer[]>();

@@ -7,6 +7,7 @@
 
 import { authMac, macMatches, newNonce } from "./auth.ts";
 import { type BufferPool, defaultPool } from "./buffer_pool.ts";
+import { downloadStream } from "./download_stream.ts";
 import { isInterruption, ProtocolError, RefusedError, UserError } from "./errors.ts";
 import {
   type Activity,
@@ -51,13 +52,19 @@ const KEEPALIVE_MAX_MS = 5000;
 export interface ConnectOptions {
   /** Give up connecting and handshaking after this many milliseconds (default 15000). */
   timeoutMs?: number;
-  /** Buffer pool for transfers. */
+  /** Buffer pool for transfers (default: one shared by the whole process). */
   pool?: BufferPool;
-  /** Shared secret to prove to the server (and to require the server to prove). */
+  /**
+   * Shared secret to prove to the server, which must then prove it too (default none: a server
+   * that asks for a token is refused with a {@link UserError}).
+   */
   token?: Uint8Array;
-  /** Use TLS; `caCerts` adds trusted certificates (PEM) to the system's. */
+  /** Use TLS; `caCerts` adds trusted certificates (PEM) to the system's (default: plain TCP). */
   tls?: { caCerts?: string[] };
-  /** Give up a request once the server has sent and taken nothing for this long (see Session). */
+  /**
+   * Give up a request once the server has sent and taken nothing for this many milliseconds,
+   * not counting waits on the local side (default: never; see {@link SessionOptions}).
+   */
   stallTimeoutMs?: number;
   /**
    * Bytes of the checksum kernel's memory to reserve for transfer buffers, which are hashed in
@@ -246,7 +253,64 @@ function closeQuietly(conn: Deno.Conn): void {
   }
 }
 
-/** Connects to a ferry server and completes the handshake. */
+/**
+ * Connects to a ferry server and completes the handshake (and the token exchange, with
+ * `token`). Throws {@link UserError} when the server cannot be reached or is not a ferry server,
+ * and {@link ProtocolError} when it breaks the protocol.
+ *
+ * @example Upload a stream, then read it back
+ * ```ts
+ * import { connect } from "@ferry/ferry";
+ *
+ * async function roundTrip(port: number): Promise<string> {
+ *   const session = await connect("127.0.0.1", port, { timeoutMs: 5000 });
+ *   try {
+ *     const bytes = new TextEncoder().encode("some text\n");
+ *     // A ReadableStream in; `size` is optional, and lets the server refuse early.
+ *     const put = await session.put(ReadableStream.from([bytes]), "notes.txt", {
+ *       size: bytes.length,
+ *       overwrite: true,
+ *     });
+ *     console.log(`stored ${put.size} bytes, ${put.checksum}`);
+ *     // A ReadableStream out, verified once it closes.
+ *     return await new Response(await session.getStream("notes.txt")).text();
+ *   } finally {
+ *     session.close();
+ *   }
+ * }
+ * ```
+ *
+ * @example Download into a file of your own, kept only once verified
+ * ```ts
+ * import { connect, type DownloadTarget } from "@ferry/ferry";
+ *
+ * async function download(port: number, name: string, path: string): Promise<void> {
+ *   const session = await connect("127.0.0.1", port);
+ *   try {
+ *     await session.get(name, async (): Promise<DownloadTarget> => {
+ *       const file = await Deno.open(`${path}.part`, { write: true, createNew: true });
+ *       return {
+ *         write: async (chunk) => {
+ *           for (let done = 0; done < chunk.length;) {
+ *             done += await file.write(chunk.subarray(done));
+ *           }
+ *         },
+ *         commit: async () => {
+ *           file.close();
+ *           await Deno.rename(`${path}.part`, path);
+ *         },
+ *         discard: async () => {
+ *           file.close();
+ *           await Deno.remove(`${path}.part`);
+ *         },
+ *       };
+ *     });
+ *   } finally {
+ *     session.close();
+ *   }
+ * }
+ * ```
+ */
 export async function connect(
   host: string,
   port: number,
@@ -313,6 +377,8 @@ export class Session implements ClientSession {
     },
   };
   #stalled = false;
+  /** Settles when the request under way is over: requests take turns on the connection. */
+  #turn: Promise<unknown> = Promise.resolve();
 
   /** Wraps a connected socket; use {@link connect}. */
   constructor(conn: Deno.Conn, target: string, options: SessionOptions) {
@@ -324,6 +390,17 @@ export class Session implements ClientSession {
     this.#stallTimeoutMs = options.stallTimeoutMs;
     this.#frames = new FrameReader(conn, { activity: this.#activity });
     this.#out = new FrameWriter(conn.writable, { direct: conn, activity: this.#activity });
+  }
+
+  /**
+   * Runs one request once those before it are over, under the stall watchdog: a caller that does
+   * not wait for one request before the next (or reads a {@link getStream} slowly) must not
+   * interleave their frames on the connection.
+   */
+  #request<T>(request: () => Promise<T>): Promise<T> {
+    const run = this.#turn.then(() => this.#watched(request));
+    this.#turn = run.catch(() => {});
+    return run;
   }
 
   /**
@@ -463,7 +540,7 @@ export class Session implements ClientSession {
    * reading `source` fails, the server is told (ABORT, code `io`) and the source's error thrown.
    */
   put(source: ByteSource, name: string, options: PutOptions = {}): Promise<PutResult> {
-    return this.#watched(() => this.#put(source, name, options));
+    return this.#request(() => this.#put(source, name, options));
   }
 
   async #put(source: ByteSource, name: string, options: PutOptions): Promise<PutResult> {
@@ -548,7 +625,7 @@ export class Session implements ClientSession {
     open: (info: RemoteFileInfo) => Promise<DownloadTarget>,
     options: GetOptions = {},
   ): Promise<GetResult> {
-    return this.#watched(() => this.#get(name, open, options));
+    return this.#request(() => this.#get(name, open, options));
   }
 
   async #get(
@@ -587,9 +664,38 @@ export class Session implements ClientSession {
     }
   }
 
+  /**
+   * Downloads `name` as a stream. Resolves once the server accepts the request (a refusal
+   * rejects, and nothing is streamed). The stream closes only after the size and checksum are
+   * verified, and errors if they do not match or the transfer fails, so treat what was read as
+   * unverified until it closes. It is read at the reader's pace; cancelling it closes the session,
+   * since the protocol cannot stop a download midway. Requests made meanwhile wait for the end.
+   *
+   * @example Save a file through a stream
+   * ```ts ignore
+   * const stream = await session.getStream("report.pdf");
+   * await stream.pipeTo((await Deno.create("report.pdf.part")).writable);
+   * await Deno.rename("report.pdf.part", "report.pdf");
+   * ```
+   */
+  getStream(
+    name: string,
+    options: FlowOptions = {},
+  ): Promise<ReadableStream<Uint8Array<ArrayBuffer>>> {
+    const { readable, target } = downloadStream({ onCancel: () => this.close() });
+    const accepted = Promise.withResolvers<ReadableStream<Uint8Array<ArrayBuffer>>>();
+    const done = this.get(name, () => {
+      accepted.resolve(readable);
+      return Promise.resolve(target);
+    }, options);
+    // After acceptance a failure reaches the reader through the stream instead.
+    done.catch((error) => accepted.reject(error));
+    return accepted.promise;
+  }
+
   /** Lists the files the server shares. */
   list(): Promise<ListEntry[]> {
-    return this.#watched(() => this.#list());
+    return this.#request(() => this.#list());
   }
 
   /**

@@ -56,21 +56,21 @@ import { DEFAULT_HASH_ARENA_SIZE, requestHashArena } from "./xxh3.ts";
 export interface ServerOptions {
   /** Address to listen on; default 127.0.0.1. */
   hostname?: string;
-  /** Port; 0 picks a free one. */
+  /** Port; 0 (the default) picks a free one, found in {@link RunningServer.addr}. */
   port?: number;
-  /** Folder to serve. */
+  /** Folder to serve; its hidden `.ferry-*` folders hold uploads in progress. */
   root: string;
   /** Create the root if missing (default true). */
   createRoot?: boolean;
   /** Where log lines go; default stderr. */
   log?: (line: string) => void;
-  /** Buffer pool shared by all transfers. */
+  /** Buffer pool shared by all transfers (default: one shared by the whole process). */
   pool?: BufferPool;
   /** Flush uploads to disk before committing them (default true). */
   fsync?: boolean;
-  /** Also serve the seed's legacy protocol on the same port. */
+  /** Also serve the seed's legacy protocol, which cannot verify, on the same port (default false). */
   legacy?: boolean;
-  /** Refuse uploads. */
+  /** Refuse uploads (default false). */
   readOnly?: boolean;
   /**
    * Interrupted uploads kept for `put --resume`, all together, stay within this many bytes,
@@ -82,9 +82,9 @@ export interface ServerOptions {
   keepForMs?: number;
   /** Answer clients' `kept` requests (default false: refused). */
   showKept?: boolean;
-  /** Shared secret clients must prove they hold. */
+  /** Shared secret clients must prove they hold (default none: anyone who connects is served). */
   token?: Uint8Array;
-  /** PEM certificate chain and key: serve over TLS. */
+  /** PEM certificate chain and key: serve over TLS (default: plain TCP). */
   tls?: { cert: string; key: string };
   /** Largest upload accepted, in bytes; undefined for no limit. */
   maxSize?: number;
@@ -113,7 +113,11 @@ export const SERVER_DEFAULTS = {
 export interface RunningServer {
   /** Address actually listened on. */
   addr: Deno.NetAddr;
-  /** The served folder. */
+  /**
+   * The served folder's store: for ferry's own command line and tests, not a stable API.
+   *
+   * @internal
+   */
   store: FileStore;
   /** Stops accepting and closes every connection at once. */
   close(): Promise<void>;
@@ -181,7 +185,26 @@ export function formatAddr(addr: Deno.Addr): string {
     : `${addr.hostname}:${addr.port}`;
 }
 
-/** Opens the root, listens, and serves until {@link RunningServer.close}. */
+/**
+ * Opens the root (creating it unless `createRoot` is false), listens, and serves until
+ * {@link RunningServer.close} or {@link RunningServer.shutdown}. Uploads are staged and
+ * verified before they appear; each connection runs on its own.
+ *
+ * @example Serve a folder on a free port until told to stop
+ * ```ts
+ * import { startServer } from "@ferry/ferry";
+ *
+ * const server = await startServer({
+ *   root: "./shared",
+ *   port: 0,
+ *   readOnly: true,
+ *   log: (line) => console.log(line),
+ * });
+ * console.log(`serving on port ${server.addr.port}`);
+ * Deno.addSignalListener("SIGINT", () => server.shutdown(5000));
+ * await server.finished;
+ * ```
+ */
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   requestHashArena(options.hashArenaSize ?? DEFAULT_HASH_ARENA_SIZE);
   const log = options.log ?? ((line: string) => console.error(line));

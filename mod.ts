@@ -1,0 +1,66 @@
+/**
+ * ferry as a library: serve a folder and put, get and list files over ferry's protocol from
+ * your own Deno program, with the same verified, staged transfers as the `ferry` and
+ * `ferry-server` programs.
+ *
+ * - {@link connect} opens a {@link Session} to a server: {@link Session.put} uploads from a
+ *   `ReadableStream` (or a `Deno.FsFile`), {@link Session.getStream} downloads as a
+ *   `ReadableStream`, {@link Session.get} into a {@link DownloadTarget} of your own, and
+ *   {@link Session.list} lists.
+ * - {@link startServer} serves a folder until {@link RunningServer.close} or
+ *   {@link RunningServer.shutdown}.
+ * - Failures are typed: {@link RefusedError} (the server said no, with a {@link ErrorCode}),
+ *   {@link ProtocolError} (a broken peer, a checksum mismatch), {@link UserError} (cannot
+ *   connect, a timeout). Nothing is kept from a failed transfer.
+ *
+ * Permissions: `--allow-net`, plus `--allow-read` and `--allow-write` for the served folder.
+ *
+ * @example Serve a folder and move a file through it
+ * ```ts
+ * import { connect, startServer } from "@ferry/ferry";
+ *
+ * const root = await Deno.makeTempDir();
+ * const server = await startServer({ root, port: 0, log: () => {} });
+ * const session = await connect("127.0.0.1", server.addr.port);
+ * try {
+ *   const data = new TextEncoder().encode("hello");
+ *   await session.put(ReadableStream.from([data]), "hello.txt", { size: data.length });
+ *   const text = await new Response(await session.getStream("hello.txt")).text();
+ *   console.log(text); // "hello"
+ * } finally {
+ *   session.close();
+ *   await server.close();
+ *   await Deno.remove(root, { recursive: true });
+ * }
+ * ```
+ *
+ * @module
+ */
+
+export {
+  type ClientSession,
+  connect,
+  type ConnectOptions,
+  type DownloadTarget,
+  type FlowOptions,
+  type GetOptions,
+  type GetResult,
+  type PutOptions,
+  type PutResult,
+  type RemoteFileInfo,
+  Session,
+  type SessionOptions,
+} from "./lib/client.ts";
+export {
+  type RunningServer,
+  SERVER_DEFAULTS,
+  type ServerOptions,
+  startServer,
+} from "./lib/server.ts";
+export { ProtocolError, RefusedError, UserError } from "./lib/errors.ts";
+export type { DirectReader, ErrorCode, ListEntry, Welcome } from "./lib/protocol.ts";
+export type { ByteSink, ByteSource, ResumePoint, TransferResult } from "./lib/transfer.ts";
+export { BufferPool, type BufferPoolOptions } from "./lib/buffer_pool.ts";
+export type { Checksum } from "./lib/checksum.ts";
+export { DEFAULT_HASH_ARENA_SIZE, HASH_ARENA_SIZE } from "./lib/xxh3.ts";
+export { NAME, VERSION } from "./lib/version.ts";
