@@ -7,5 +7,5 @@
 /** Product name. */
 export const NAME = "ferry";
 
-/** Release version; keep in step with deno.json. */
+/** Release version; keep in step with deno.json's `version` (tests/release_test.ts checks). */
 export const VERSION = "0.1.0";
