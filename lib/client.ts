@@ -279,37 +279,6 @@ function closeQuietly(conn: Deno.Conn): void {
  *   }
  * }
  * ```
- *
- * @example Download into a file of your own, kept only once verified
- * ```ts
- * import { connect, type DownloadTarget } from "@ferry/ferry";
- *
- * async function download(port: number, name: string, path: string): Promise<void> {
- *   const session = await connect("127.0.0.1", port);
- *   try {
- *     await session.get(name, async (): Promise<DownloadTarget> => {
- *       const file = await Deno.open(`${path}.part`, { write: true, createNew: true });
- *       return {
- *         write: async (chunk) => {
- *           for (let done = 0; done < chunk.length;) {
- *             done += await file.write(chunk.subarray(done));
- *           }
- *         },
- *         commit: async () => {
- *           file.close();
- *           await Deno.rename(`${path}.part`, path);
- *         },
- *         discard: async () => {
- *           file.close();
- *           await Deno.remove(`${path}.part`);
- *         },
- *       };
- *     });
- *   } finally {
- *     session.close();
- *   }
- * }
- * ```
  */
 export async function connect(
   host: string,
