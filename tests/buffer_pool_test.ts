@@ -181,7 +181,7 @@ Deno.test("a process that asks for no arena size gets the small default", async 
 
 Deno.test("a library server asks for the small arena by default, and the server CLI for the largest", async () => {
   await using root = await makeTempDir();
-  // requestHashArena(0) asks for nothing more and tells what the arena will be.
+  // Once something has asked, requestHashArena(0) changes nothing and tells the size to be.
   const arenaAfter = async (start: string) => {
     const script = `
       import { serverMain } from "./lib/server_cli.ts";
