@@ -5,8 +5,9 @@
  *
  * - {@link connect} opens a {@link Session} to a server: {@link Session.put} uploads from a
  *   `ReadableStream` (or a `Deno.FsFile`), {@link Session.getStream} downloads as a
- *   `ReadableStream`, {@link Session.get} into a {@link DownloadTarget} of your own, and
- *   {@link Session.list} lists.
+ *   `ReadableStream`, {@link Session.get} into a {@link DownloadTarget} of your own,
+ *   {@link Session.list} lists, and {@link Session.kept} lists interrupted uploads kept for a
+ *   resume.
  * - {@link startServer} serves a folder until {@link RunningServer.close} or
  *   {@link RunningServer.shutdown}.
  * - Failures are typed: {@link RefusedError} (the server said no, with a {@link ErrorCode}),
@@ -58,7 +59,7 @@ export {
   startServer,
 } from "./lib/server.ts";
 export { ProtocolError, RefusedError, UserError } from "./lib/errors.ts";
-export type { DirectReader, ErrorCode, ListEntry, Welcome } from "./lib/protocol.ts";
+export type { DirectReader, ErrorCode, KeptEntry, ListEntry, Welcome } from "./lib/protocol.ts";
 export type { ByteSink, ByteSource, ResumePoint, TransferResult } from "./lib/transfer.ts";
 export { BufferPool, type BufferPoolOptions } from "./lib/buffer_pool.ts";
 export type { Checksum } from "./lib/checksum.ts";

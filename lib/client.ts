@@ -673,7 +673,7 @@ export class Session implements ClientSession {
    * show them.
    */
   kept(): Promise<KeptEntry[]> {
-    return this.#watched(async () => parseKeptListing(await this.#listing("kept")));
+    return this.#request(async () => parseKeptListing(await this.#listing("kept")));
   }
 
   async #list(): Promise<ListEntry[]> {
