@@ -45,11 +45,15 @@ export function parseCommandLine(args: string[], options: OptionSpec): ParsedCom
   }
 }
 
-/** Parses a TCP port number, 0 allowed only when `allowZero` is set. */
+/**
+ * Parses a TCP port number. 0 is allowed only when `allowZero` is set (a server's "any free
+ * port"), and the message then says so.
+ */
 export function parsePort(text: string, allowZero = false): number {
   const port = /^\d{1,5}$/.test(text) ? Number(text) : NaN;
   if (!(port >= (allowZero ? 0 : 1) && port <= 65535)) {
-    throw new UsageError(`Invalid port ${JSON.stringify(text)}: expected a number from 1 to 65535`);
+    const range = allowZero ? "from 0 (any free port) to 65535" : "from 1 to 65535";
+    throw new UsageError(`Invalid port ${JSON.stringify(text)}: expected a number ${range}`);
   }
   return port;
 }

@@ -60,6 +60,25 @@ export class UserError extends Error {
   }
 }
 
+/** Which part of starting a server failed: opening its root folder, or listening. */
+export type StartStep = "root" | "listen";
+
+/**
+ * A server could not start. `step` says which part failed, so that a message can name the
+ * folder or the address, whichever it was; `cause` is the underlying error.
+ */
+export class StartError extends Error {
+  /** The part that failed. */
+  readonly step: StartStep;
+
+  /** Creates the error. */
+  constructor(step: StartStep, cause: unknown) {
+    super(describeError(cause), { cause });
+    this.name = "StartError";
+    this.step = step;
+  }
+}
+
 /** Returns a one-line description of any thrown value, for logs and the CLI. */
 export function describeError(error: unknown): string {
   if (error instanceof Error) {

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { join, sep } from "node:path";
+import { dirname, join, sep } from "node:path";
 import { isNoSpace, StoreError } from "./errors.ts";
 import { safeJson } from "./format.ts";
 import type { ListEntry } from "./protocol.ts";
@@ -141,14 +141,22 @@ export class FileStore {
 
   /**
    * Opens a root folder: creates it if asked, and empties the staging folder of anything a
-   * previous run left behind.
+   * previous run left behind. Only the root itself is created, never the folders above it: a
+   * mistyped path is reported (`not_found`), not built.
    */
   static async open(root: string, options: FileStoreOptions = {}): Promise<FileStore> {
     const notAFolder = () => new StoreError("not_a_file", `Root ${root} is not a folder`);
     if (options.create) {
-      await Deno.mkdir(root, { recursive: true }).catch((error) => {
-        // mkdir says "File exists" for a file in the way, which reads as if all were well.
-        if (error instanceof Deno.errors.AlreadyExists) throw notAFolder();
+      await Deno.mkdir(root).catch((error) => {
+        // Already there: whether it is a folder is checked below, as for a root not created.
+        if (error instanceof Deno.errors.AlreadyExists) return;
+        if (error instanceof Deno.errors.NotFound) {
+          throw new StoreError(
+            "not_found",
+            `Root ${root} cannot be made: no such folder ${dirname(root)} ` +
+              "(only the last folder of the root is created)",
+          );
+        }
         if (error instanceof Deno.errors.NotADirectory) {
           throw new StoreError("not_a_file", `Root ${root} cannot be made: a file is in its path`);
         }

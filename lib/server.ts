@@ -13,6 +13,7 @@ import {
   isNoSpace,
   ProtocolError,
   RefusedError,
+  StartError,
   StoreError,
 } from "./errors.ts";
 import { FileStore, quote } from "./file_store.ts";
@@ -188,7 +189,8 @@ export function formatAddr(addr: Deno.Addr): string {
 /**
  * Opens the root (creating it unless `createRoot` is false), listens, and serves until
  * {@link RunningServer.close} or {@link RunningServer.shutdown}. Uploads are staged and
- * verified before they appear; each connection runs on its own.
+ * verified before they appear; each connection runs on its own. Throws {@link StartError} saying
+ * which failed, opening the root or listening.
  *
  * @example Serve a folder on a free port until told to stop
  * ```ts
@@ -212,6 +214,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     budget: options.keepBudget ?? KEPT_DEFAULTS.budget,
     maxAgeMs: options.keepForMs ?? KEPT_DEFAULTS.maxAgeMs,
   };
+  // Each failure says which step it came from: the CLI names the folder or the address.
   const store = await FileStore.open(options.root, {
     create: options.createRoot ?? true,
     fsync: options.fsync,
@@ -219,11 +222,18 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       ...keptBounds,
       onEvict: (eviction) => log(`${stamp()} ${describeEviction(eviction, keptBounds)}`),
     },
+  }).catch((error) => {
+    throw new StartError("root", error);
   });
   const address = { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? 0 };
-  const listener: Deno.Listener = options.tls
-    ? Deno.listenTls({ ...address, cert: options.tls.cert, key: options.tls.key })
-    : Deno.listen(address);
+  let listener: Deno.Listener;
+  try {
+    listener = options.tls
+      ? Deno.listenTls({ ...address, cert: options.tls.cert, key: options.tls.key })
+      : Deno.listen(address);
+  } catch (error) {
+    throw new StartError("listen", error);
+  }
   const ctx: Context = {
     store,
     pool: options.pool ?? defaultPool,

@@ -15,7 +15,8 @@ import {
   reportFailure,
   say,
 } from "./cli.ts";
-import { UsageError, UserError } from "./errors.ts";
+import { describeError, StartError, StoreError, UsageError, UserError } from "./errors.ts";
+import { osReason } from "./local_files.ts";
 import { readTokenFile } from "./auth.ts";
 import { formatBytes, formatDuration, parseDuration, parseSize } from "./format.ts";
 import { KEPT_DEFAULTS, type KeptUploads, RESUME_DIR } from "./kept_uploads.ts";
@@ -43,7 +44,8 @@ Options:
                    a bare PORT argument means the same
   --host ADDR      address to listen on (default ${DEFAULT_HOST}, this machine only;
                    0.0.0.0 or :: shares on the network)
-  --root DIR       folder to share (default ./${DEFAULT_ROOT}, created if missing)
+  --root DIR       folder to share (default ./${DEFAULT_ROOT}); created if missing,
+                   but not the folders above it
   --legacy         also serve the seed's protocol (its Python client works
                    against this server; its uploads cannot be verified)
   --no-fsync       do not flush uploads to disk before committing them (faster,
@@ -387,7 +389,23 @@ async function readPem(path: string): Promise<string> {
   }
 }
 
+/** Turns a failure to start into one line that names what failed: the root or the address. */
 function explainStartFailure(error: unknown, cmd: ServerCommand, root: string): unknown {
+  if (!(error instanceof StartError)) return error;
+  return error.step === "root"
+    ? explainRootFailure(error.cause, root)
+    : explainListenFailure(error.cause, cmd);
+}
+
+function explainRootFailure(error: unknown, root: string): unknown {
+  // The store's own refusals (not a folder, no parent to create it in) already name the root.
+  if (error instanceof StoreError) return new UserError(error.message);
+  // A missing Deno permission is told in the same words as anywhere else (see describeFailure).
+  if (error instanceof Deno.errors.NotCapable) return error;
+  return new UserError(`Cannot use root ${root}: ${osReason(error, "no such folder")}`);
+}
+
+function explainListenFailure(error: unknown, cmd: ServerCommand): unknown {
   const where = cmd.hostname.includes(":")
     ? `[${cmd.hostname}]:${cmd.port}`
     : `${cmd.hostname}:${cmd.port}`;
@@ -397,21 +415,20 @@ function explainStartFailure(error: unknown, cmd: ServerCommand, root: string): 
   if (error instanceof Deno.errors.AddrNotAvailable) {
     return new UserError(`Cannot listen on ${where}: no such local address`);
   }
+  // A missing Deno permission is told in the same words as anywhere else (see describeFailure).
+  if (error instanceof Deno.errors.NotCapable) return error;
   if (error instanceof Deno.errors.PermissionDenied) {
-    return new UserError(`Cannot use ${root} or ${where}: permission denied`);
+    return new UserError(`Cannot listen on ${where}: permission denied`);
   }
   if (error instanceof Error && /failed to lookup|not known/i.test(error.message)) {
     return new UserError(`Cannot resolve --host ${JSON.stringify(cmd.hostname)}`);
   }
-  if (
-    cmd.tls && error instanceof Error && !(error instanceof UserError) &&
-    !(error instanceof Deno.errors.NotCapable)
-  ) {
+  if (cmd.tls && error instanceof Error) {
     return new UserError(
       `Cannot start TLS with ${cmd.tls.certFile} and ${cmd.tls.keyFile}: ${
         error.message.split("\n")[0]
       }`,
     );
   }
-  return error;
+  return new UserError(`Cannot listen on ${where}: ${describeError(error)}`);
 }

@@ -282,8 +282,14 @@ Deno.test("opening a root clears stale staging files and creates a missing root"
     await Deno.writeTextFile(join(root, STAGING_DIR, "old.upload"), "half");
     const store = await FileStore.open(root);
     assert.deepEqual([...Deno.readDirSync(store.stagingDir)], []);
-    const fresh = await FileStore.open(join(root, "new", "root"), { create: true });
+    const fresh = await FileStore.open(join(root, "new"), { create: true });
     assert.ok((await Deno.stat(fresh.root)).isDirectory);
+    // Only the last folder is made: a root under a missing folder is a mistake, reported.
+    await assert.rejects(
+      () => FileStore.open(join(root, "missing", "root"), { create: true }),
+      (e: unknown) => e instanceof StoreError && e.code === "not_found",
+    );
+    await assert.rejects(() => Deno.stat(join(root, "missing")), Deno.errors.NotFound);
   });
 });
 

@@ -1,0 +1,148 @@
+/**
+ * Integration tests of what the programs say when something is off, and of the small results that
+ * used to be wrong: `put --resume` of a changed file, the `--max-size` wording, `--port 0`, a root
+ * that cannot be used or made, mput/mget naming a file once, the kept `.part` note after its
+ * reason, a client that reached an HTTP server, a get whose default LOCAL is a folder, and names
+ * in the root that no client may ask for (control characters, bytes that are not UTF-8).
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import {
+  assertSuccess,
+  assertUsageError,
+  collectLines,
+  commandWorks,
+  ferry,
+  listDir,
+  makeTempDir,
+  PROGRAM_PERMISSIONS,
+  REPO_ROOT,
+  runCommand,
+  runServer,
+  SERVER_BANNER,
+  startServer,
+} from "./harness.ts";
+
+const decoder = new TextDecoder();
+
+/** Escapes `text` for use inside a RegExp. */
+function literal(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+// ---------------------------------------------------------------------------------- --port
+
+Deno.test("ferry-server --port: 0 picks a free port and prints it; the message for a bad one says 0 is allowed", async () => {
+  for (const bad of ["65536", "1.5", "x"]) {
+    assertUsageError(await runServer(["--port", bad]), "ferry-server", {
+      what: `--port ${bad}`,
+      pattern: new RegExp(
+        `Invalid port "${literal(bad)}": expected a number from 0 \\(any free port\\) to 65535`,
+      ),
+    });
+  }
+  // The client's PORT cannot be 0, and its message keeps saying so.
+  assertUsageError(await ferry({ host: "127.0.0.1", port: 0 }, ["list"]), "ferry", {
+    what: "client port 0",
+    pattern: /Invalid port "0": expected a number from 1 to 65535/,
+  });
+  await using server = await startServer({ args: ["--port", "0"] });
+  assert.ok(server.port > 0, `the banner gives the port chosen: ${server.lines[0]}`);
+  assertSuccess(await ferry(server, ["list"]), "list on the port the banner gave");
+});
+
+// ---------------------------------------------------------------------------- start failures
+
+/** What a server that was expected to refuse to start did. */
+interface StartAttempt {
+  /** Exit code, or null if it started (it is then stopped). */
+  code: number | null;
+  /** Its stderr lines. */
+  lines: string[];
+}
+
+/**
+ * Runs `server.ts ARGS` (behind `wrapper`, a command and its arguments, if given) until it exits
+ * or prints its banner; one that starts is stopped at once and reported with code null.
+ */
+async function tryToStart(args: string[], wrapper: string[] = []): Promise<StartAttempt> {
+  const deno = [Deno.execPath(), "run", ...PROGRAM_PERMISSIONS, "server.ts", ...args];
+  const [program, ...rest] = [...wrapper, ...deno];
+  const child = new Deno.Command(program, {
+    args: rest,
+    cwd: REPO_ROOT,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const output = collectLines(child.stderr);
+  const exited = child.status.then((status) => status.code);
+  const started = output.firstMatch(SERVER_BANNER).then((match) => match ? null : undefined);
+  const code = await Promise.race([exited, started]);
+  if (code === null) child.kill("SIGTERM");
+  await child.status;
+  await output.done;
+  return { code: code ?? (await exited), lines: output.lines };
+}
+
+/**
+ * How to run the server without the privileges that let root read any folder and bind any port,
+ * so that permissions are checked as for any user; [] when this process is not root anyway, and
+ * null when they cannot be dropped here.
+ */
+async function unprivileged(): Promise<string[] | null> {
+  // (Deno.uid would need --allow-sys, which the tests are not run with.)
+  const uid = decoder.decode((await runCommand("id", ["-u"])).stdout).trim();
+  if (uid !== "0") return [];
+  const wrapper = [
+    "setpriv",
+    "--bounding-set",
+    "-dac_override,-dac_read_search,-net_bind_service",
+  ];
+  const [program, ...args] = wrapper;
+  return await commandWorks(program, [...args, "true"]) ? wrapper : null;
+}
+
+Deno.test("a root or an address the server may not use is named as such: which one failed", async () => {
+  const wrapper = await unprivileged();
+  if (wrapper === null) {
+    console.warn("skipped: running as root, and setpriv cannot drop root's privileges here");
+    return;
+  }
+  await using base = await makeTempDir();
+  const root = `${base.path}/locked`;
+  await Deno.mkdir(root);
+  await Deno.chmod(root, 0o000);
+  try {
+    const locked = await tryToStart(["0", "--root", root], wrapper);
+    assert.equal(locked.code, 1, locked.lines.join("\n"));
+    assert.deepEqual(locked.lines, [`ferry-server: Cannot use root ${root}: permission denied`]);
+  } finally {
+    await Deno.chmod(root, 0o755);
+  }
+  // The other way round: the root is fine, the port is not this user's to take.
+  const privileged = await tryToStart(["1", "--root", `${base.path}/open`], wrapper);
+  assert.equal(privileged.code, 1, privileged.lines.join("\n"));
+  assert.deepEqual(privileged.lines, [
+    "ferry-server: Cannot listen on 127.0.0.1:1: permission denied",
+  ]);
+});
+
+Deno.test("--root creates at most its last folder, and says when the folder above is missing", async () => {
+  await using base = await makeTempDir();
+  const root = `${base.path}/a/b/c/d`;
+  const typo = await tryToStart(["0", "--root", root]);
+  assert.equal(typo.code, 1, `a root under missing folders must not start:\n${typo.lines}`);
+  assert.deepEqual(typo.lines, [
+    `ferry-server: Root ${root} cannot be made: no such folder ${base.path}/a/b/c ` +
+    "(only the last folder of the root is created)",
+  ]);
+  assert.deepEqual(await listDir(base.path), [], "nothing was created");
+
+  // The control: the last folder alone is made, as for the default ./ferry-data.
+  await using server = await startServer({ root: `${base.path}/new` });
+  assert.ok((await Deno.stat(server.root)).isDirectory);
+});
