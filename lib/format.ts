@@ -24,12 +24,17 @@ export function formatBytes(bytes: number): string {
 }
 
 /**
- * Formats two byte counts that are being compared, such as a size and a limit: with units, or
- * both in exact bytes when the units would show different counts as the same figure.
+ * Formats a byte count exactly and readably at once: `512 bytes`, `1.00 MiB (1048576 bytes)`.
+ * For sizes and limits in messages, where a rounded figure alone could show two different
+ * counts (a limit and an upload one byte over it) as the same.
+ *
+ * @example
+ * ```ts
+ * formatExactBytes(10 * 2 ** 20); // "10.0 MiB (10485760 bytes)"
+ * ```
  */
-export function formatByteCounts(a: number, b: number): [string, string] {
-  const [shownA, shownB] = [formatBytes(a), formatBytes(b)];
-  return a !== b && shownA === shownB ? [`${a} bytes`, `${b} bytes`] : [shownA, shownB];
+export function formatExactBytes(bytes: number): string {
+  return bytes < 1024 ? `${bytes} bytes` : `${formatBytes(bytes)} (${bytes} bytes)`;
 }
 
 /** Formats a rate from bytes and seconds: `120.5 MiB/s`. */

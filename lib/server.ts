@@ -41,11 +41,12 @@ import {
   type Request,
 } from "./protocol.ts";
 import { authMac, macMatches, newNonce } from "./auth.ts";
-import { formatByteCounts, formatBytes, formatDuration } from "./format.ts";
+import { formatBytes, formatDuration } from "./format.ts";
 import { looksLikeLegacy, serveLegacy } from "./legacy.ts";
 import {
   checksumFilePrefix,
   noDelay,
+  overLimitMessage,
   receiveData,
   type ResumePoint,
   sendData,
@@ -596,11 +597,6 @@ async function whileKeepingAlive(channel: Channel, work: () => Promise<void>): P
 /** A cut upload shorter than this is not worth keeping for a resume. */
 const KEEP_MIN_BYTES = 1 << 20;
 
-function tooLarge(size: number, limit: number): string {
-  const [shownSize, shownLimit] = formatByteCounts(size, limit);
-  return `Upload of ${shownSize} is over the server's limit of ${shownLimit}`;
-}
-
 async function servePut(request: PutRequest, channel: Channel, ctx: Context): Promise<Outcome> {
   const { frames, out, entry } = channel;
   const { name, size, overwrite } = request;
@@ -608,7 +604,7 @@ async function servePut(request: PutRequest, channel: Channel, ctx: Context): Pr
   try {
     if (ctx.readOnly) throw new StoreError("read_only", "Server is read-only: uploads are refused");
     if (ctx.maxSize !== undefined && size !== null && size > ctx.maxSize) {
-      throw new StoreError("too_large", tooLarge(size, ctx.maxSize));
+      throw new StoreError("too_large", overLimitMessage(ctx.maxSize, size));
     }
     upload = await ctx.store.beginUpload(name, { overwrite, resume: request.resume, size });
   } catch (error) {

@@ -18,7 +18,13 @@ import {
 import { describeError, StartError, StoreError, UsageError, UserError } from "./errors.ts";
 import { osReason } from "./local_files.ts";
 import { readTokenFile } from "./auth.ts";
-import { formatBytes, formatDuration, parseDuration, parseSize } from "./format.ts";
+import {
+  formatBytes,
+  formatDuration,
+  formatExactBytes,
+  parseDuration,
+  parseSize,
+} from "./format.ts";
 import { KEPT_DEFAULTS, type KeptUploads, RESUME_DIR } from "./kept_uploads.ts";
 import { formatAddr, SERVER_DEFAULTS, startServer } from "./server.ts";
 import { checkSecretsOutsideRoot } from "./server_access.ts";
@@ -341,7 +347,7 @@ export async function serverMain(argv: string[]): Promise<number> {
       cmd.tokenFile ? "token required" : "no token"
     }, ` +
       `${cmd.readOnly ? "read-only" : "uploads allowed"}; ` +
-      `max size ${cmd.maxSize === undefined ? "unlimited" : formatBytes(cmd.maxSize)}, ` +
+      `max size ${cmd.maxSize === undefined ? "unlimited" : formatExactBytes(cmd.maxSize)}, ` +
       `max connections ${cmd.maxConnections}, ` +
       `idle timeout ${cmd.idleTimeoutMs ? `${cmd.idleTimeoutMs / 1000} s` : "none"}`,
   );

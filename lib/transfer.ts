@@ -10,7 +10,7 @@
 import { type BufferPool, defaultPool } from "./buffer_pool.ts";
 import { type Checksum, createChecksum } from "./checksum.ts";
 import { ProtocolError, RefusedError, StoreError } from "./errors.ts";
-import { formatByteCounts } from "./format.ts";
+import { formatExactBytes } from "./format.ts";
 import {
   CHUNK_SIZE,
   CORK_LIMIT,
@@ -178,8 +178,13 @@ export interface ByteSink {
   write(chunk: Uint8Array): Promise<void>;
 }
 
-function overLimit(received: number, limit: number): string {
-  return `Upload is over the server's limit of ${formatByteCounts(received, limit)[1]}`;
+/**
+ * What an upload over `--max-size` is told, whether its announced `size` was refused up front or
+ * a stream passed the limit (no size): the one wording, with sizes exact and readable.
+ */
+export function overLimitMessage(limit: number, size?: number): string {
+  const upload = size === undefined ? "Upload" : `Upload of ${formatExactBytes(size)}`;
+  return `${upload} is over the server's limit of ${formatExactBytes(limit)}`;
 }
 
 /** Buffer size for a transfer: the chunk size, or less when the transfer is known to be small. */
@@ -380,7 +385,7 @@ class Receiver {
     this.received += chunk.length;
     const { maxSize, announcedSize } = this.#options;
     if (maxSize !== undefined && this.received > maxSize) {
-      throw new StoreError("too_large", overLimit(this.received, maxSize));
+      throw new StoreError("too_large", overLimitMessage(maxSize));
     }
     if (announcedSize !== undefined && announcedSize !== null && this.received > announcedSize) {
       throw new StoreError(

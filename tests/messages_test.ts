@@ -10,6 +10,7 @@
 
 import assert from "node:assert/strict";
 import {
+  assertFailure,
   assertSuccess,
   assertUsageError,
   collectLines,
@@ -18,6 +19,7 @@ import {
   listDir,
   makeTempDir,
   PROGRAM_PERMISSIONS,
+  randomBytes,
   REPO_ROOT,
   runCommand,
   runServer,
@@ -25,12 +27,50 @@ import {
   startServer,
 } from "./harness.ts";
 
+const MiB = 1 << 20;
 const decoder = new TextDecoder();
 
 /** Escapes `text` for use inside a RegExp. */
 function literal(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
+
+// ------------------------------------------------------------------------------ --max-size
+
+Deno.test("--max-size: every refusal and the banner give sizes in one form, readable and exact", async () => {
+  await using server = await startServer({ args: ["--max-size", "1M"] });
+  await using work = await makeTempDir();
+  const limit = "1.00 MiB (1048576 bytes)";
+  await server.waitForLog(new RegExp(`max size ${literal(limit)},`));
+  await Deno.writeFile(`${work.path}/two.bin`, randomBytes(2 * MiB));
+  await Deno.writeFile(`${work.path}/by-one.bin`, randomBytes(MiB + 1));
+  const refused = (size: string) =>
+    new RegExp(
+      `^ferry: Refused by server: Upload${literal(size)} is over the server's limit of ` +
+        `${literal(limit)}$`,
+    );
+
+  // Announced sizes, refused up front: far over, and one byte over.
+  assertFailure(
+    await ferry(server, ["put", "two.bin"], { cwd: work.path }),
+    refused(" of 2.00 MiB (2097152 bytes)"),
+    { what: "put of 2 MiB" },
+  );
+  assertFailure(
+    await ferry(server, ["put", "by-one.bin"], { cwd: work.path }),
+    refused(" of 1.00 MiB (1048577 bytes)"),
+    { what: "put of 1 MiB + 1" },
+  );
+  // A stream, cut when it passes the limit, whatever it passes it by.
+  for (const size of [3 * MiB, MiB + 1]) {
+    assertFailure(
+      await ferry(server, ["put", "-", "stream.bin"], { stdin: randomBytes(size) }),
+      refused(""),
+      { what: `put of ${size} bytes from stdin` },
+    );
+  }
+  assert.deepEqual(await listDir(server.root), [".ferry-resume", ".ferry-staging"]);
+});
 
 // ---------------------------------------------------------------------------------- --port
 

@@ -573,12 +573,14 @@ Deno.test("--max-size cuts off a streamed upload over the limit; one at the limi
   await assertStored(server, ["exact.bin", "under.bin"], "after the streams within the limit");
 });
 
-Deno.test("--max-size: an upload a byte over is told both sizes in bytes, as rounding would show them equal", async () => {
+Deno.test("--max-size: an upload a byte over is told both sizes exactly, as rounding would show them equal", async () => {
   await using server = await startServer({ args: ["--max-size", "1M"] });
   await using dir = await makeTempDir();
   await writeRandomFile(`${dir.path}/by-one.bin`, MiB + 1);
   const result = await ferry(server, ["put", `${dir.path}/by-one.bin`]);
-  assertFailure(result, /Upload of 1048577 bytes is over the server's limit of 1048576 bytes$/, {
+  const exact =
+    /Upload of 1\.00 MiB \(1048577 bytes\) is over the server's limit of 1\.00 MiB \(1048576 bytes\)$/;
+  assertFailure(result, exact, {
     what: "a known-size put one byte over",
   });
   {
@@ -591,7 +593,7 @@ Deno.test("--max-size: an upload a byte over is told both sizes in bytes, as rou
     const error = await raw.expectFrame(FrameType.ERROR, "stream one byte past the limit");
     assert.deepEqual(error, {
       code: "too_large",
-      message: "Upload is over the server's limit of 1048576 bytes",
+      message: "Upload is over the server's limit of 1.00 MiB (1048576 bytes)",
     });
   }
   await assertStored(server, [], "after the refusals");
@@ -905,7 +907,10 @@ Deno.test("the start line shows the limits, defaults and given ones", async () =
     const line = await server.waitForLog(/max connections/);
     assert.match(line, /TLS, token required, read-only/);
     assert.doesNotMatch(line, /no TLS|no token/);
-    assert.match(line, /max size 10\.0 MiB, max connections 7, idle timeout 42 s/);
+    assert.match(
+      line,
+      /max size 10\.0 MiB \(10485760 bytes\), max connections 7, idle timeout 42 s/,
+    );
   }
   {
     await using server = await startServer({ args: ["--idle-timeout", "0"] });
