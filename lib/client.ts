@@ -96,6 +96,11 @@ export interface PutOptions extends FlowOptions {
    * against it and skipped. The file must be positioned at 0.
    */
   resumeFile?: Deno.FsFile;
+  /**
+   * Resume: called when the server kept data for this name that is not the start of this file
+   * (other bytes, or another size), so the upload starts over from 0.
+   */
+  onStartOver?: () => void;
 }
 
 /** Options for {@link Session.get}. */
@@ -530,6 +535,8 @@ export class Session implements ClientSession {
       throw error;
     }
     let resumeFrom: ResumePoint | undefined;
+    // Offset 0: the server had kept data for this name, for another size, and dropped it.
+    if (resumeFile && accepted.offset === 0) options.onStartOver?.();
     if (resumeFile && accepted.offset && accepted.prefix) {
       const checksum = await localWait(
         this.#local,
@@ -537,6 +544,7 @@ export class Session implements ClientSession {
       );
       if (!checksum || (await checksum.fork()).digest() !== accepted.prefix) {
         // What the server kept is not the start of this file: drop it and start over.
+        options.onStartOver?.();
         await this.#out.writeControl(FrameType.ABORT, {
           code: "checksum",
           message: "Kept data does not match the local file",

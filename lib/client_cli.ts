@@ -585,6 +585,11 @@ async function preparePut(job: Job, cmd: ClientCommand): Promise<Runner> {
         size,
         overwrite: cmd.overwrite,
         resumeFile: cmd.resume ? upload?.file : undefined,
+        onStartOver: () =>
+          cmd.quiet || say(
+            `${PROGRAM}: ${where} does not match what the server kept of ` +
+              `${JSON.stringify(job.remote)}; starting over`,
+          ),
       });
       return { result, where, verified: session.verified };
     } finally {

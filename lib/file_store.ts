@@ -315,12 +315,14 @@ export class FileStore {
       const size = options.size ?? null;
       let file: Deno.FsFile;
       let offset = 0;
+      let keptDropped = false;
       if (options.resume && await this.kept.take(key, size, stagingPath)) {
         file = await Deno.open(stagingPath, { read: true, write: true });
         offset = await file.seek(0, Deno.SeekMode.End);
       } else {
-        // A fresh put replaces whatever was kept for this name.
-        await this.kept.drop(key);
+        // A fresh put replaces whatever was kept for this name; so does a resume of another
+        // size, which the client is told (it is not the file it started to send).
+        keptDropped = await this.kept.drop(key) && options.resume === true;
         file = await this.#withRoom(
           key,
           0,
@@ -329,6 +331,7 @@ export class FileStore {
       }
       return new Upload(name, stagingPath, file, {
         offset,
+        keptDropped,
         keep: () => this.kept.keep(stagingPath, key, size),
         withRoom: (bytes, write) => this.#withRoom(key, bytes, write),
         // Creating folders and linking the name can each need a block of their own.
@@ -438,6 +441,7 @@ export async function syncDir(dir: string): Promise<void> {
 
 interface UploadHooks {
   offset: number;
+  keptDropped: boolean;
   keep: () => Promise<KeepResult>;
   /** See FileStore's #withRoom. */
   withRoom: (bytes: number, write: (retry: boolean) => Promise<void>) => Promise<void>;
@@ -454,6 +458,11 @@ export class Upload {
   readonly stagingPath: string;
   /** Bytes already present from a kept upload being resumed (0 for a fresh one). */
   readonly offset: number;
+  /**
+   * A resume was asked for, and data was kept for this name but for another size: it was
+   * dropped, and this upload starts from 0.
+   */
+  readonly keptDropped: boolean;
   #file: Deno.FsFile;
   #closed = false;
   #hooks: UploadHooks;
@@ -468,6 +477,7 @@ export class Upload {
     this.stagingPath = stagingPath;
     this.offset = hooks.offset;
     this.#position = hooks.offset;
+    this.keptDropped = hooks.keptDropped;
     this.#file = file;
     this.#hooks = hooks;
     if (hooks.fsync) this.#flusher = new FlushBehind(stagingPath);

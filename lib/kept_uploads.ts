@@ -312,17 +312,21 @@ export class KeptUploads {
     });
   }
 
-  /** Removes whatever is kept for `name`: a new upload of it started over. */
-  drop(name: string): Promise<void> {
+  /**
+   * Removes whatever is kept for `name`: a new upload of it started over. Resolves with whether
+   * anything was kept, so a resume for another size can say that it starts over.
+   */
+  drop(name: string): Promise<boolean> {
     return this.#serial(async () => {
       const id = await idOf(name);
       const { part, meta: metaPath } = this.#paths(id);
       const info = await Deno.stat(part).catch(() => null);
       const meta = await readMeta(metaPath);
-      if (!info && !meta) return;
+      if (!info && !meta) return false;
       await removeQuietly(part);
       await removeQuietly(metaPath);
       if (meta) this.#onEvict?.({ name: meta.name, bytes: info?.size ?? 0, reason: "replaced" });
+      return true;
     });
   }
 

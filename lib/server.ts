@@ -613,7 +613,8 @@ async function servePut(request: PutRequest, channel: Channel, ctx: Context): Pr
   let received = 0;
   try {
     let resumeFrom: ResumePoint | undefined;
-    let accept: Ok = {};
+    // Offset 0 says that what was kept for this name was dropped: the client says so.
+    let accept: Ok = upload.keptDropped ? { offset: 0 } : {};
     if (upload.offset > 0) {
       const checksum = await checksumFilePrefix(upload.file, upload.offset, { pool: ctx.pool });
       if (checksum) {

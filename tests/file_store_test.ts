@@ -339,6 +339,7 @@ Deno.test("an interrupted upload kept for resume continues only for the same nam
     );
     const other = await store.beginUpload("big.bin", { resume: true, size: 99 });
     assert.equal(other.offset, 0, "a different size starts fresh");
+    assert.equal(other.keptDropped, true, "and says that it dropped what was kept");
     await other.discard();
     const again = await FileStore.open(root);
     const fresh = await again.beginUpload("big.bin", { size: 10 });

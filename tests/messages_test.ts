@@ -9,6 +9,7 @@
  */
 
 import assert from "node:assert/strict";
+import { encodeControl, FrameType } from "../lib/protocol.ts";
 import {
   assertFailure,
   assertSuccess,
@@ -16,6 +17,7 @@ import {
   collectLines,
   commandWorks,
   ferry,
+  filesEqual,
   listDir,
   makeTempDir,
   PROGRAM_PERMISSIONS,
@@ -24,8 +26,12 @@ import {
   runCommand,
   runServer,
   SERVER_BANNER,
+  type ServerProcess,
   startServer,
+  stderrLines,
+  waitFor,
 } from "./harness.ts";
+import { dataFrame, Wire } from "./wire.ts";
 
 const MiB = 1 << 20;
 const decoder = new TextDecoder();
@@ -34,6 +40,84 @@ const decoder = new TextDecoder();
 function literal(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
+
+// ------------------------------------------------------------------- put --resume, changed
+
+/**
+ * Leaves data on the server as an interrupted upload of `name` would: a raw put announcing
+ * `size`, `bytes` sent, then the connection dropped. Waits until the server has kept it.
+ */
+async function leaveKept(
+  server: ServerProcess,
+  name: string,
+  bytes: Uint8Array,
+  size: number,
+): Promise<void> {
+  const keptBefore = server.lines.filter((line) => /kept for resume/.test(line)).length;
+  {
+    using wire = await Wire.connect(server);
+    await wire.handshake();
+    await wire.write(
+      encodeControl(FrameType.REQUEST, { op: "put", name, size, overwrite: false }),
+    );
+    await wire.expectFrame(FrameType.OK, "put accepted");
+    await wire.write(dataFrame(bytes));
+    // Every byte sent has arrived once the server has sent nothing back for the DATA: wait
+    // until the staging file holds them, then drop the connection mid-upload.
+    await waitFor("the bytes staged", async () => {
+      const staged = await listDir(`${server.root}/.ferry-staging`);
+      if (staged.length !== 1) return false;
+      const info = await Deno.stat(`${server.root}/.ferry-staging/${staged[0]}`).catch(() => null);
+      return info?.size === bytes.length;
+    });
+  }
+  await waitFor(
+    "the server to keep the interrupted upload",
+    () => server.lines.filter((line) => /kept for resume/.test(line)).length > keptBefore,
+  );
+}
+
+Deno.test("put --resume says when what the server kept is not the local file's start, and starts over", async () => {
+  await using server = await startServer();
+  await using work = await makeTempDir();
+  const local = `${work.path}/big.bin`;
+  const content = randomBytes(4 * MiB);
+  await Deno.writeFile(local, content);
+  const startingOver = `ferry: big.bin does not match what the server kept of "big.bin"; ` +
+    "starting over";
+  const put = async (extra: string[] = []) => {
+    const result = await ferry(server, ["put", "big.bin", "--resume", ...extra], {
+      cwd: work.path,
+    });
+    assertSuccess(result, "put --resume");
+    assert.ok(await filesEqual(local, `${server.root}/big.bin`), "the server holds the file");
+    await Deno.remove(`${server.root}/big.bin`);
+    return stderrLines(result);
+  };
+
+  // The control: kept data that is the start of the file is resumed, without a word about it.
+  await leaveKept(server, "big.bin", content.subarray(0, 2 * MiB), content.length);
+  const resumed = await put();
+  assert.equal(resumed.length, 1, resumed.join("\n"));
+  assert.match(resumed[0], /resumed after 2\.00 MiB/);
+
+  // Other bytes of the same size: the client finds out from the kept data's checksum.
+  await leaveKept(server, "big.bin", randomBytes(2 * MiB), content.length);
+  const changed = await put();
+  assert.equal(changed[0], startingOver, changed.join("\n"));
+  assert.match(changed[1], /^Uploaded big\.bin as "big\.bin": 4\.00 MiB in /);
+  assert.doesNotMatch(changed[1], /resumed/);
+
+  // Kept for another size (the file grew, or was replaced): the server drops it and says so.
+  await leaveKept(server, "big.bin", content.subarray(0, 2 * MiB), 8 * MiB);
+  const resized = await put();
+  assert.deepEqual(resized.length, 2, resized.join("\n"));
+  assert.equal(resized[0], startingOver);
+
+  // --quiet says nothing about it.
+  await leaveKept(server, "big.bin", content.subarray(0, 2 * MiB), 8 * MiB);
+  assert.deepEqual(await put(["--quiet"]), []);
+});
 
 // ------------------------------------------------------------------------------ --max-size
 
