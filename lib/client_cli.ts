@@ -20,7 +20,7 @@ import {
   say,
 } from "./cli.ts";
 import { downloadStandInOf, readsStdin, standInTarget, uploadPathOf } from "./devices.ts";
-import { isInterruption, RefusedError, UsageError, UserError } from "./errors.ts";
+import { isInterruption, LocalFileError, RefusedError, UsageError, UserError } from "./errors.ts";
 import { moveNoClobber, syncDir } from "./file_store.ts";
 import { FlushBehind } from "./flush_behind.ts";
 import {
@@ -437,7 +437,8 @@ async function runCommand(cmd: ClientCommand): Promise<number> {
         if (!many) throw error;
         failed++;
         connector.afterFailure(error);
-        say(`${PROGRAM}: ${job.op === "put" ? job.local : job.remote}: ${describeFailure(error)}`);
+        const whose = namesItsFile(error) ? "" : `${job.op === "put" ? job.local : job.remote}: `;
+        say(`${PROGRAM}: ${whose}${describeFailure(error)}`);
         if (cmd.json) {
           await emitJson(job, {
             op: job.op,
@@ -470,6 +471,24 @@ function withHint(error: unknown, job: Job, cmd: ClientCommand): unknown {
     return new RefusedError(error.code, `${error.message} (use --overwrite to replace it)`);
   }
   return error;
+}
+
+/** Refusals whose message quotes the name asked for (see docs/protocol.md, "Error codes"). */
+const NAMING_CODES: ReadonlySet<string> = new Set([
+  "bad_name",
+  "exists",
+  "not_found",
+  "not_a_file",
+]);
+
+/**
+ * Whether a failure's message names its file already, so an mput or mget line need not: a local
+ * file's failure, a usage error about one file (`--resume needs a regular file, and X is not
+ * one`), or a server's refusal of the name.
+ */
+function namesItsFile(error: unknown): boolean {
+  return error instanceof LocalFileError || error instanceof UsageError ||
+    (error instanceof RefusedError && NAMING_CODES.has(error.code));
 }
 
 /** Wraps a failure that ends the whole command (no connection), not just one file. */
@@ -654,7 +673,8 @@ async function checkLocalTarget(
     return { local, stream: true };
   }
   if (given?.isBlockDevice || given?.isSocket) {
-    throw new UserError(
+    throw new LocalFileError(
+      local,
       `Cannot write ${local}: it is a ${given.isSocket ? "socket" : "block device"}`,
     );
   }
@@ -662,21 +682,23 @@ async function checkLocalTarget(
     local = join(local, remoteBase(job.remote));
   } else if (local.endsWith("/") || local.endsWith(sep)) {
     const what = await exists(local.replace(/[\\/]+$/, "")) ? "not a folder" : "no such folder";
-    throw new UserError(`Cannot write into ${local}: ${what}`);
+    throw new LocalFileError(local, `Cannot write into ${local}: ${what}`);
   }
   const folder = dirname(local);
   const parent = await statOrNull(folder);
-  if (!parent) throw new UserError(`Cannot write ${local}: no such folder ${folder}`);
-  if (!parent.isDirectory) throw new UserError(`Cannot write ${local}: ${folder} is not a folder`);
+  if (!parent) throw new LocalFileError(local, `Cannot write ${local}: no such folder ${folder}`);
+  if (!parent.isDirectory) {
+    throw new LocalFileError(local, `Cannot write ${local}: ${folder} is not a folder`);
+  }
   if (utf8Length(basename(local)) > NAME_MAX) {
-    throw new UserError(`Cannot write ${local}: file name too long`);
+    throw new LocalFileError(local, `Cannot write ${local}: file name too long`);
   }
   if (!cmd.force && await exists(local)) {
-    throw new UserError(`Local file exists: ${local} (use --force to replace it)`);
+    throw new LocalFileError(local, `Local file exists: ${local} (use --force to replace it)`);
   }
   const part = await partPathFor(local);
   if ((await statOrNull(part))?.isDirectory) {
-    throw new UserError(`Cannot write ${part}: it is a folder`);
+    throw new LocalFileError(part, `Cannot write ${part}: it is a folder`);
   }
   await checkWritable(folder, part);
   return { local, part };
@@ -867,7 +889,10 @@ async function fileTarget(
       }
       if (!moved) {
         await Deno.remove(part).catch(() => {});
-        throw new UserError(`Local file exists: ${local} (it appeared during the download)`);
+        throw new LocalFileError(
+          local,
+          `Local file exists: ${local} (it appeared during the download)`,
+        );
       }
       if (options.fsync) await syncDir(dirname(local) || ".");
     },

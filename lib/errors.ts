@@ -79,6 +79,22 @@ export class StartError extends Error {
   }
 }
 
+/**
+ * A failure of a local file that the message names (`Cannot read PATH: ...`), so whoever
+ * reports it need not name the file again.
+ */
+export class LocalFileError extends UserError {
+  /** The local path the message names. */
+  readonly path: string;
+
+  /** Creates the error. */
+  constructor(path: string, message: string) {
+    super(message);
+    this.name = "LocalFileError";
+    this.path = path;
+  }
+}
+
 /** Returns a one-line description of any thrown value, for logs and the CLI. */
 export function describeError(error: unknown): string {
   if (error instanceof Error) {

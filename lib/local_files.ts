@@ -7,7 +7,7 @@
  */
 
 import { basename, join, resolve } from "node:path";
-import { UserError } from "./errors.ts";
+import { LocalFileError, UserError } from "./errors.ts";
 import { formatHex } from "./format.ts";
 import type { DirectReader } from "./protocol.ts";
 
@@ -75,18 +75,18 @@ function sandboxReason(path: string, op: "read" | "write"): string {
 export function cannotRead(path: string, error: unknown): UserError {
   if (error instanceof UserError) return error;
   if (error instanceof Deno.errors.NotCapable) {
-    return new UserError(`Cannot read ${path}: ${sandboxReason(path, "read")}`);
+    return new LocalFileError(path, `Cannot read ${path}: ${sandboxReason(path, "read")}`);
   }
-  return new UserError(`Cannot read ${path}: ${osReason(error)}`);
+  return new LocalFileError(path, `Cannot read ${path}: ${osReason(error)}`);
 }
 
 /** `Cannot write PATH: reason`, for a local file that could not be created or written. */
 export function cannotWrite(path: string, error: unknown): UserError {
   if (error instanceof UserError) return error;
   if (error instanceof Deno.errors.NotCapable) {
-    return new UserError(`Cannot write ${path}: ${sandboxReason(path, "write")}`);
+    return new LocalFileError(path, `Cannot write ${path}: ${sandboxReason(path, "write")}`);
   }
-  return new UserError(`Cannot write ${path}: ${osReason(error, "no such folder")}`);
+  return new LocalFileError(path, `Cannot write ${path}: ${osReason(error, "no such folder")}`);
 }
 
 /**
@@ -183,7 +183,10 @@ export function uploadSourceOf(source: Readable, options: UploadSourceOptions): 
     }
     const n = await readFile(p.subarray(0, Math.min(p.length, left)));
     if (n === null) {
-      throw new UserError(`Cannot read ${options.name}: it shrank while being uploaded`);
+      throw new LocalFileError(
+        options.name,
+        `Cannot read ${options.name}: it shrank while being uploaded`,
+      );
     }
     left -= n;
     return n;
@@ -217,9 +220,9 @@ export async function openUpload(path: string): Promise<LocalUpload> {
   }
   try {
     const info = await file.stat();
-    if (info.isDirectory) throw new UserError(`Cannot upload ${path}: it is a folder`);
+    if (info.isDirectory) throw new LocalFileError(path, `Cannot upload ${path}: it is a folder`);
     // The OS refuses "file/" (ENOTDIR), but Deno drops the slash when it checks permissions.
-    if (/[\\/]$/.test(path)) throw new UserError(`Cannot read ${path}: not a folder`);
+    if (/[\\/]$/.test(path)) throw new LocalFileError(path, `Cannot read ${path}: not a folder`);
     return { file, size: info.isFile ? info.size : null };
   } catch (error) {
     file.close();

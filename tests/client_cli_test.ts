@@ -173,13 +173,13 @@ Deno.test("put refuses an existing name, and --overwrite replaces it", async () 
   const piped = await ferry(server, ["put", "-", "name.bin"], { stdin: second });
   assertFailure(piped, /exists/i, { what: "put from stdin over an existing name" });
   assert.deepEqual(await Deno.readFile(`${server.root}/name.bin`), first, "server copy unchanged");
-  // mput names the file and gives the same hint, file by file.
+  // mput gives the same hint, file by file, naming the file once.
   await Deno.writeFile(`${work.path}/name.bin`, second);
   const many = await ferry(server, ["mput", "first.bin", "name.bin"], { cwd: work.path });
   assert.equal(many.code, 1);
   assert.match(
     many.stderr,
-    /name\.bin: Refused by server: File exists: "name\.bin" \(use --overwrite/,
+    /^ferry: Refused by server: File exists: "name\.bin" \(use --overwrite/m,
   );
   assert.deepEqual(await Deno.readFile(`${server.root}/name.bin`), first, "server copy unchanged");
   await Deno.remove(`${server.root}/first.bin`);

@@ -270,3 +270,39 @@ Deno.test("--root creates at most its last folder, and says when the folder abov
   await using server = await startServer({ root: `${base.path}/new` });
   assert.ok((await Deno.stat(server.root)).isDirectory);
 });
+
+// --------------------------------------------------------------------- mput and mget lines
+
+Deno.test("mput and mget name a failed file once", async () => {
+  await using server = await startServer();
+  await using work = await makeTempDir();
+  await Deno.mkdir(`${work.path}/dir/sub`, { recursive: true });
+  await Deno.writeTextFile(`${work.path}/ok.txt`, "ok\n");
+  await Deno.writeTextFile(`${server.root}/there.txt`, "there\n");
+  await Deno.writeTextFile(`${work.path}/there.txt`, "local\n");
+
+  const mput = await ferry(server, ["mput", "dir/sub", "ok.txt"], { cwd: work.path });
+  assert.equal(mput.code, 1, mput.stderr);
+  const putLines = stderrLines(mput);
+  assert.equal(putLines[0], "ferry: Cannot upload dir/sub: it is a folder");
+  assert.match(putLines[1], /^Uploaded ok\.txt as "ok\.txt": /);
+  assert.equal(putLines[2], "ferry: 1 of 2 files failed");
+
+  const mget = await ferry(server, ["mget", "there.txt", "missing.txt"], { cwd: work.path });
+  assert.equal(mget.code, 1, mget.stderr);
+  assert.deepEqual(stderrLines(mget), [
+    "ferry: Local file exists: there.txt (use --force to replace it)",
+    'ferry: Refused by server: No such file: "missing.txt"',
+    "ferry: 2 of 2 files failed",
+  ]);
+
+  // A failure that does not name the file is still told whose it is.
+  await Deno.writeTextFile(`${work.path}/ok2.txt`, "ok\n");
+  await using readOnly = await startServer({ args: ["--read-only"] });
+  const refused = await ferry(readOnly, ["mput", "ok.txt", "ok2.txt"], { cwd: work.path });
+  assert.deepEqual(stderrLines(refused), [
+    "ferry: ok.txt: Refused by server: Server is read-only: uploads are refused",
+    "ferry: ok2.txt: Refused by server: Server is read-only: uploads are refused",
+    "ferry: 2 of 2 files failed",
+  ]);
+});
