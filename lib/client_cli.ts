@@ -717,6 +717,7 @@ async function prepareGet(job: Job, cmd: ClientCommand): Promise<Runner> {
   return async (session, limiter) => {
     let progress: ProgressLine | undefined;
     let flow: FlowOptions = {};
+    let kept = false;
     try {
       const result = await session.get(job.remote, (info) => {
         ({ flow, progress } = flowOptions(cmd, job.remote, info.size, info.offset, limiter));
@@ -728,6 +729,7 @@ async function prepareGet(job: Job, cmd: ClientCommand): Promise<Runner> {
             force: cmd.force,
             append: info.offset > 0,
             fsync: cmd.fsync,
+            onKept: () => kept = true,
           });
         }
         return stream
@@ -741,6 +743,15 @@ async function prepareGet(job: Job, cmd: ClientCommand): Promise<Runner> {
       });
       const where = target?.local ?? stream?.local ?? (job.local === "-" ? "stdout" : job.local);
       return { result, where, verified: session.verified };
+    } catch (error) {
+      // The note on the kept `.part` follows the reason, on the same line.
+      if (kept) {
+        throw new UserError(
+          `${describeFailure(error)}; partial download kept in ${target!.part} ` +
+            "(run again with --resume to continue)",
+        );
+      }
+      throw error;
     } finally {
       progress?.done();
     }
@@ -820,6 +831,8 @@ interface FileTargetOptions {
   append: boolean;
   /** Flush the data, and then the folder entry, to disk. */
   fsync: boolean;
+  /** Called when a failed download's `.part` is kept for `get --resume`, not removed. */
+  onKept: () => void;
 }
 
 /**
@@ -903,7 +916,7 @@ async function fileTarget(
         // Nothing more can be done about the file than what follows.
       }
       if (wrote && isInterruption(cause)) {
-        say(`${PROGRAM}: partial download kept in ${part}; run again with --resume to continue`);
+        options.onKept();
         return;
       }
       await Deno.remove(part).catch(() => {});

@@ -886,11 +886,11 @@ Deno.test("--stall-timeout: get gives up on a server that freezes mid-transfer",
     const result = resultOf(await output);
     assert.equal(result.code, 1, `exit code; stderr:\n${result.stderr}`);
     assertNoStackTrace(result);
-    // What arrived is kept for --resume, as after any cut connection.
+    // What arrived is kept for --resume, as after any cut connection: said after the reason.
     assert.deepEqual(stderrLines(result), [
-      "ferry: partial download kept in big.bin.part; run again with --resume to continue",
       `ferry: Server at ${server.host}:${server.port} sent and took nothing for 2 s; ` +
-      "gave up (--stall-timeout)",
+      "gave up (--stall-timeout); partial download kept in big.bin.part " +
+      "(run again with --resume to continue)",
     ]);
     assert.equal(await pathExists(`${work.path}/big.bin`), false, "no file under the final name");
   } finally {

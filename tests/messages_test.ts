@@ -31,7 +31,7 @@ import {
   stderrLines,
   waitFor,
 } from "./harness.ts";
-import { dataFrame, Wire } from "./wire.ts";
+import { dataFrame, serveOnce, Wire } from "./wire.ts";
 
 const MiB = 1 << 20;
 const decoder = new TextDecoder();
@@ -305,4 +305,35 @@ Deno.test("mput and mget name a failed file once", async () => {
     "ferry: ok2.txt: Refused by server: Server is read-only: uploads are refused",
     "ferry: 2 of 2 files failed",
   ]);
+});
+
+// ------------------------------------------------------------------------ --stall-timeout
+
+Deno.test("--stall-timeout: the reason comes first, with the note on the kept .part on the same line", async () => {
+  await using work = await makeTempDir();
+  let port = 0;
+  const result = await serveOnce(async (conn) => {
+    using wire = new Wire(conn);
+    await wire.acceptHandshake();
+    await wire.expectFrame(FrameType.REQUEST, "get");
+    await wire.write(encodeControl(FrameType.OK, { size: 2 * MiB, mtime: 0, offset: 0 }));
+    await wire.write(dataFrame(randomBytes(64 * 1024)));
+    // Then nothing: the client gives up on its own.
+    await wire.waitForClose(15000);
+  }, (p) => {
+    port = p;
+    return ferry({ host: "127.0.0.1", port: p }, ["get", "x.bin", "--stall-timeout", "1"], {
+      cwd: work.path,
+    });
+  });
+  assertFailure(
+    result,
+    new RegExp(
+      `^ferry: Server at 127\\.0\\.0\\.1:${port} sent and took nothing for 1 s; gave up ` +
+        "\\(--stall-timeout\\); partial download kept in x\\.bin\\.part " +
+        "\\(run again with --resume to continue\\)$",
+    ),
+    { what: "a get from a server that stalls" },
+  );
+  assert.equal((await Deno.stat(`${work.path}/x.bin.part`)).size, 64 * 1024);
 });
