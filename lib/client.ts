@@ -45,6 +45,9 @@ import {
 import { NAME, VERSION } from "./version.ts";
 import { DEFAULT_HASH_ARENA_SIZE, requestHashArena } from "./xxh3.ts";
 
+/** How an HTTP server's answer starts: a client that reached one says so at once. */
+const HTTP_STATUS_START = "HTTP/";
+
 /** Longest KEEPALIVE interval a client asks for; otherwise a quarter of its stall timeout. */
 const KEEPALIVE_MAX_MS = 5000;
 
@@ -427,7 +430,7 @@ export class Session implements ClientSession {
         ? {}
         : { keepalive: Math.min(KEEPALIVE_MAX_MS, this.#stallTimeoutMs / 4) }),
     });
-    const first = await this.#frames.readSome(new Uint8Array(8)).catch(() => null);
+    let first = await this.#frames.readSome(new Uint8Array(8)).catch(() => null);
     // A peer that is not a ferry server (or not one without TLS) is a mistake in the command
     // line, said plainly, not a transfer that failed.
     if (!first) {
@@ -436,10 +439,13 @@ export class Session implements ClientSession {
           (this.#tls ? "" : " (does it require --tls?)"),
       );
     }
+    if (first[0] !== 0x00) first = await this.#readWhilePrefixOf(first, HTTP_STATUS_START);
     const text = new TextDecoder().decode(first);
     if (first[0] !== 0x00) {
       throw new UserError(
-        text.startsWith("cancel")
+        text.startsWith(HTTP_STATUS_START)
+          ? `Server at ${this.target} is not a ferry server: it answered HTTP`
+          : text.startsWith("cancel")
           ? `Server at ${this.target} speaks the seed protocol; try --legacy`
           : first[0] === 0x15 && !this.#tls
           ? `Server at ${this.target} answered with TLS; use --tls`
@@ -459,6 +465,21 @@ export class Session implements ClientSession {
     }
     this.welcome = parseWelcome(frame.json);
     await this.#authenticate(this.welcome);
+  }
+
+  /**
+   * Reads on while `bytes` could still be the start of `prefix`, so a peer's answer that came
+   * in pieces is recognised; stops at the end of the stream or once it cannot be.
+   */
+  async #readWhilePrefixOf(bytes: Uint8Array, prefix: string): Promise<Uint8Array> {
+    const wanted = new TextEncoder().encode(prefix);
+    while (bytes.length < wanted.length && bytes.every((b, i) => b === wanted[i])) {
+      const more = await this.#frames.readSome(new Uint8Array(wanted.length - bytes.length))
+        .catch(() => null);
+      if (!more) break;
+      bytes = concatBytes([bytes, more]);
+    }
+    return bytes;
   }
 
   /** Answers the server's challenge, and makes the server prove it holds the token too. */

@@ -337,3 +337,21 @@ Deno.test("--stall-timeout: the reason comes first, with the note on the kept .p
   );
   assert.equal((await Deno.stat(`${work.path}/x.bin.part`)).size, 64 * 1024);
 });
+
+// ------------------------------------------------------------------------------------ HTTP
+
+Deno.test("a client that reached an HTTP server says so at once", async () => {
+  await using http = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    () => new Response("hello\n"),
+  );
+  const result = await ferry({ host: "127.0.0.1", port: http.addr.port }, ["list"]);
+  assertFailure(
+    result,
+    new RegExp(
+      `^ferry: Server at 127\\.0\\.0\\.1:${http.addr.port} is not a ferry server: ` +
+        "it answered HTTP$",
+    ),
+    { what: "list against an HTTP server" },
+  );
+});
