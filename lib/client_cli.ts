@@ -343,18 +343,39 @@ interface Job {
   local: string;
   /** Remote name. */
   remote: string;
+  /**
+   * Whether the user gave LOCAL. A get into a folder needs it to: the name a get picked
+   * itself is never taken to mean "into the folder of that name".
+   */
+  localGiven: boolean;
 }
 
 function jobsOf(cmd: ClientCommand): Job[] {
+  const [first, second] = cmd.args;
   switch (cmd.command) {
     case "put":
-      return [{ op: "put", local: cmd.args[0], remote: cmd.args[1] ?? basename(cmd.args[0]) }];
+      return [{ op: "put", local: first, remote: second ?? basename(first), localGiven: true }];
     case "get":
-      return [{ op: "get", remote: cmd.args[0], local: cmd.args[1] ?? remoteBase(cmd.args[0]) }];
+      return [{
+        op: "get",
+        remote: first,
+        local: second ?? remoteBase(first),
+        localGiven: second !== undefined,
+      }];
     case "mput":
-      return cmd.args.map((local) => ({ op: "put", local, remote: basename(local) }));
+      return cmd.args.map((local) => ({
+        op: "put",
+        local,
+        remote: basename(local),
+        localGiven: true,
+      }));
     case "mget":
-      return cmd.args.map((remote) => ({ op: "get", remote, local: remoteBase(remote) }));
+      return cmd.args.map((remote) => ({
+        op: "get",
+        remote,
+        local: remoteBase(remote),
+        localGiven: false,
+      }));
     default:
       return [];
   }
@@ -656,9 +677,9 @@ interface StreamTarget {
 }
 
 /**
- * Resolves a get's LOCAL (into it, if it is a folder) and checks everything that can be checked
- * before the server is asked: the folder exists, the name fits, LOCAL is not in the way, and the
- * `.part` is not a folder. Otherwise the server would send the file only for it to be dropped.
+ * Resolves a get's LOCAL (into it, if the user gave a folder) and checks everything that can be
+ * checked before the server is asked: the folder exists, the name fits, LOCAL is not in the way,
+ * and the `.part` is not a folder. Otherwise the server would send the file only for it to be dropped.
  */
 async function checkLocalTarget(
   job: Job,
@@ -676,6 +697,14 @@ async function checkLocalTarget(
     throw new LocalFileError(
       local,
       `Cannot write ${local}: it is a ${given.isSocket ? "socket" : "block device"}`,
+    );
+  }
+  if (given?.isDirectory && !job.localGiven) {
+    // Only a LOCAL the user gave means "into this folder"; a name the get picked itself that
+    // happens to be a folder is in the way, and writing into it would surprise.
+    throw new LocalFileError(
+      local,
+      `Cannot write ${local}: it is a folder (to download into it: get ${job.remote} ${local}/)`,
     );
   }
   if (given?.isDirectory) {

@@ -355,3 +355,29 @@ Deno.test("a client that reached an HTTP server says so at once", async () => {
     { what: "list against an HTTP server" },
   );
 });
+
+// --------------------------------------------------------------------- get into a folder
+
+Deno.test("get and mget write into a folder only when LOCAL names it, never when a default name is one", async () => {
+  await using server = await startServer();
+  await using work = await makeTempDir();
+  await Deno.mkdir(`${server.root}/dir`);
+  await Deno.writeTextFile(`${server.root}/dir/f1.txt`, "one\n");
+  await Deno.mkdir(`${work.path}/f1.txt`);
+  const inTheWay = "ferry: Cannot write f1.txt: it is a folder " +
+    "(to download into it: get dir/f1.txt f1.txt/)";
+
+  const get = await ferry(server, ["get", "dir/f1.txt"], { cwd: work.path });
+  assertFailure(get, new RegExp(`^${literal(inTheWay)}$`), { what: "get onto a folder" });
+  const mget = await ferry(server, ["mget", "dir/f1.txt"], { cwd: work.path });
+  assert.equal(mget.code, 1, mget.stderr);
+  assert.deepEqual(stderrLines(mget), [inTheWay, "ferry: 1 of 1 files failed"]);
+  assert.deepEqual(await listDir(`${work.path}/f1.txt`), [], "nothing was written into it");
+
+  // Named by the user, with or without the slash, the folder is where the file goes.
+  for (const local of ["f1.txt", "f1.txt/"]) {
+    const into = await ferry(server, ["get", "dir/f1.txt", local, "--force"], { cwd: work.path });
+    assertSuccess(into, `get into ${local}`);
+    assert.equal(await Deno.readTextFile(`${work.path}/f1.txt/f1.txt`), "one\n");
+  }
+});
