@@ -25,6 +25,7 @@ import { moveNoClobber, syncDir } from "./file_store.ts";
 import { FlushBehind } from "./flush_behind.ts";
 import {
   displayName,
+  displayUndecodableName,
   formatBytes,
   formatDate,
   formatRate,
@@ -960,22 +961,33 @@ async function runList(session: ClientSession, cmd: ClientCommand): Promise<void
   // stays one harmless line instead of painting the terminal or faking other lines.
   if (cmd.json) {
     text = safeJson(
-      entries.map((e) => ({ name: e.name, size: e.size, mtime: new Date(e.mtime).toISOString() })),
+      entries.map((e) =>
+        e.notUtf8
+          ? { name: e.name, size: null, mtime: null, notUtf8: true }
+          : { name: e.name, size: e.size, mtime: new Date(e.mtime).toISOString() }
+      ),
       2,
     ) + "\n";
   } else if (cmd.long) {
     text = formatLong(entries);
   } else {
-    text = entries.map((e) => displayName(e.name) + "\n").join("");
+    text = entries.map((e) => listedName(e) + "\n").join("");
   }
   await writeStdout(text);
 }
 
+/** A listed name as shown: escaped if need be, and marked if it is not valid UTF-8. */
+function listedName(entry: ListEntry): string {
+  return entry.notUtf8 ? displayUndecodableName(entry.name) : displayName(entry.name);
+}
+
 function formatLong(entries: ListEntry[]): string {
-  const sizes = entries.map((e) => formatBytes(e.size));
+  // A name that is not valid UTF-8 cannot be looked at: its size and date are unknown.
+  const sizes = entries.map((e) => e.notUtf8 ? "?" : formatBytes(e.size));
   const width = Math.max(0, ...sizes.map((s) => s.length));
+  const dates = entries.map((e) => e.notUtf8 ? "?".padEnd(16) : formatDate(e.mtime));
   const lines = entries.map((e, i) =>
-    `${sizes[i].padStart(width)}  ${formatDate(e.mtime)}  ${displayName(e.name)}\n`
+    `${sizes[i].padStart(width)}  ${dates[i]}  ${listedName(e)}\n`
   );
   const total = entries.reduce((n, e) => n + e.size, 0);
   const files = entries.length === 1 ? "1 file" : `${entries.length} files`;

@@ -62,15 +62,6 @@ export function checkName(name: string): string[] {
   return segments;
 }
 
-function isValidName(name: string): boolean {
-  try {
-    checkName(name);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Quotes a name for a message or a log line, escaping anything a terminal would act on as
  * `\uXXXX`, so a name can neither forge nor recolour a line.
@@ -210,6 +201,12 @@ export class FileStore {
       real = await Deno.realPath(join(this.root, ...segments));
     } catch (error) {
       // A file where the name wants a folder ("file.txt/x") means there is no such file too.
+      if (isNotFound(error) && await this.#isUndecodable(segments)) {
+        throw new StoreError(
+          "bad_name",
+          `Cannot serve ${quote(name)}: its name on the server is not valid UTF-8`,
+        );
+      }
       if (isNotFound(error) || error instanceof Deno.errors.NotADirectory) {
         throw new StoreError("not_found", `No such file: ${quote(name)}`);
       }
@@ -360,40 +357,101 @@ export class FileStore {
 
   /**
    * Lists regular files under the root (recursively), sorted by name; the private folders are
-   * hidden, and so is any folder the server may not read.
+   * hidden, and so is any folder the server may not read. Every name is listed, those a client
+   * may not ask for (control characters, say) too: it shows them escaped, and the server
+   * refuses them when asked. A file whose name is not valid UTF-8 is listed as
+   * {@link ListEntry.notUtf8}.
    */
   async list(): Promise<ListEntry[]> {
     const entries: ListEntry[] = [];
     const walk = async (dir: string, prefix: string) => {
+      // Deno reads a name that is not valid UTF-8 with U+FFFD for each bad sequence: it cannot
+      // be opened by that name, and several such names (and a real one holding U+FFFD) can read
+      // alike. Entries are grouped by name to tell them apart.
+      const byName = new Map<string, Deno.DirEntry[]>();
       for await (const entry of Deno.readDir(dir)) {
-        const path = join(dir, entry.name);
-        const name = prefix + entry.name;
+        const group = byName.get(entry.name);
+        if (group) group.push(entry);
+        else byName.set(entry.name, [entry]);
+      }
+      for (const [base, group] of byName) {
+        const name = prefix + base;
         if (name === STAGING_DIR || name === RESUME_DIR) continue;
-        // Names no client could ask for (control characters, say) are not listed either.
-        if (!isValidName(name)) continue;
-        if (entry.isDirectory) {
-          // One folder the server may not read (permissions, --deny-read) must not cost the
-          // client the whole listing: it is left out, as an unreadable file is.
-          await walk(path, name + "/").catch((error) => {
-            if (!isUnreadable(error)) throw error;
-          });
-          continue;
+        const path = join(dir, base);
+        let reachable = group;
+        if (base.includes(REPLACEMENT_CHAR)) {
+          // At most one entry of the group is really called this: the one the name leads to.
+          const info = await Deno.lstat(path).catch(() => null);
+          const real = info ? group.findIndex((entry) => sameKind(entry, info)) : -1;
+          for (const [i, entry] of group.entries()) {
+            if (i !== real && entry.isFile) {
+              entries.push({ name, size: 0, mtime: 0, notUtf8: true });
+            }
+          }
+          reachable = real >= 0 ? [group[real]] : [];
         }
-        try {
-          // Symlinked files are listed only when they stay inside; folders are not followed.
-          const real = entry.isSymlink ? await Deno.realPath(path) : path;
-          if (entry.isSymlink && !this.#inside(real)) continue;
-          const info = await Deno.stat(real);
-          if (!info.isFile) continue;
-          entries.push({ name, size: info.size, mtime: info.mtime?.getTime() ?? 0 });
-        } catch {
-          // A file removed or a link broken mid-walk is simply not listed.
-        }
+        for (const entry of reachable) await this.#listEntry(entry, path, name, entries, walk);
       }
     };
     await walk(this.root, "");
     return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
+
+  /** Adds one folder entry that its name leads to: a file, a symlink to one, or a folder. */
+  async #listEntry(
+    entry: Deno.DirEntry,
+    path: string,
+    name: string,
+    entries: ListEntry[],
+    walk: (dir: string, prefix: string) => Promise<void>,
+  ): Promise<void> {
+    if (entry.isDirectory) {
+      // One folder the server may not read (permissions, --deny-read) must not cost the
+      // client the whole listing: it is left out, as an unreadable file is.
+      await walk(path, name + "/").catch((error) => {
+        if (!isUnreadable(error)) throw error;
+      });
+      return;
+    }
+    try {
+      // Symlinked files are listed only when they stay inside; folders are not followed.
+      const real = entry.isSymlink ? await Deno.realPath(path) : path;
+      if (entry.isSymlink && !this.#inside(real)) return;
+      const info = await Deno.stat(real);
+      if (!info.isFile) return;
+      entries.push({ name, size: info.size, mtime: info.mtime?.getTime() ?? 0 });
+    } catch {
+      // A file removed or a link broken mid-walk is simply not listed.
+    }
+  }
+
+  /**
+   * Whether `name`, which was not found, is listed as not valid UTF-8 (see {@link list}): its
+   * folder holds an entry that reads as its last segment, yet nothing is called that.
+   */
+  async #isUndecodable(segments: string[]): Promise<boolean> {
+    const last = segments.at(-1)!;
+    if (!last.includes(REPLACEMENT_CHAR)) return false;
+    // Only inside the root: a folder symlinked elsewhere says nothing about what is there.
+    const dir = await Deno.realPath(join(this.root, ...segments.slice(0, -1))).catch(() => null);
+    if (!dir || (dir !== this.root && !this.#inside(dir))) return false;
+    if (await Deno.lstat(join(dir, last)).then(() => true, () => false)) return false;
+    try {
+      for await (const entry of Deno.readDir(dir)) if (entry.name === last) return true;
+    } catch {
+      // No such folder: nothing there to be undecodable.
+    }
+    return false;
+  }
+}
+
+/** U+FFFD, which Deno puts in a file name for each sequence that is not valid UTF-8. */
+const REPLACEMENT_CHAR = "\ufffd";
+
+/** Whether a folder entry and a file's details describe the same kind of thing. */
+function sameKind(entry: Deno.DirEntry, info: Deno.FileInfo): boolean {
+  return entry.isFile === info.isFile && entry.isDirectory === info.isDirectory &&
+    entry.isSymlink === info.isSymlink;
 }
 
 /** A folder that cannot be listed: no permission, or gone or replaced since it was seen. */

@@ -132,8 +132,29 @@ export function safeJson(value: unknown, indent?: number): string {
 
 /**
  * A name as it can be shown on a terminal: unchanged when it is harmless, otherwise JSON-quoted
- * with `\uXXXX` escapes, so that it stays one visible line and says what it really holds.
+ * with `\uXXXX` escapes, so that it stays one visible line and says what it really holds. A
+ * name that starts with `"` is quoted too: a quoted form then always means one.
+ *
+ * @example
+ * ```ts
+ * displayName("a.txt"); // a.txt
+ * displayName("a\nb"); // "a\nb"
+ * ```
  */
 export function displayName(name: string): string {
-  return hasUnsafeChars(name) ? safeJson(name) : name;
+  return hasUnsafeChars(name) || name.startsWith('"') ? safeJson(name) : name;
+}
+
+/**
+ * A listed name that is not valid UTF-8, of which only a copy with U+FFFD for each bad sequence
+ * is known: JSON-quoted with those shown as `\ufffd`, then ` (not UTF-8)`. No valid name is
+ * shown so by {@link displayName}: bare, or quoted and nothing after.
+ *
+ * @example
+ * ```ts
+ * displayUndecodableName("caf\ufffd.txt"); // "caf\ufffd.txt" (not UTF-8)
+ * ```
+ */
+export function displayUndecodableName(name: string): string {
+  return `${safeJson(name).replaceAll("\ufffd", "\\ufffd")} (not UTF-8)`;
 }

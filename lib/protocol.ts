@@ -200,6 +200,11 @@ export interface ListEntry {
   size: number;
   /** Modification time, milliseconds since the epoch. */
   mtime: number;
+  /**
+   * The name on the server is not valid UTF-8: `name` holds U+FFFD for each sequence that is
+   * not, so no request can name the file, and `size` and `mtime` are 0 (unknown).
+   */
+  notUtf8?: boolean;
 }
 
 /** A kept interrupted upload, as sent in a kept data phase. */
@@ -462,7 +467,12 @@ export function parseListing(bytes: Uint8Array): ListEntry[] {
     if (typeof entry.name !== "string" || !isSize(entry.size) || typeof entry.mtime !== "number") {
       throw new ProtocolError("Malformed listing");
     }
-    return { name: entry.name, size: entry.size, mtime: entry.mtime };
+    return {
+      name: entry.name,
+      size: entry.size,
+      mtime: entry.mtime,
+      ...(entry.notUtf8 === true ? { notUtf8: true } : {}),
+    };
   });
 }
 

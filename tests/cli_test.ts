@@ -9,7 +9,14 @@
 import assert from "node:assert/strict";
 import { MAX_TIMEOUT_SECONDS, parseClientArgs } from "../lib/client_cli.ts";
 import { UsageError } from "../lib/errors.ts";
-import { displayName, escapeUnsafe, formatBytes, parseSize, safeJson } from "../lib/format.ts";
+import {
+  displayName,
+  displayUndecodableName,
+  escapeUnsafe,
+  formatBytes,
+  parseSize,
+  safeJson,
+} from "../lib/format.ts";
 import { NAME_MAX, partPathFor, utf8Length } from "../lib/local_files.ts";
 import { displayWidth, ProgressLine, shorten } from "../lib/progress.ts";
 import { RateLimiter } from "../lib/rate_limit.ts";
@@ -234,6 +241,10 @@ Deno.test("progress line: widths count terminal columns, and labels cannot hold 
 Deno.test("names that would drive a terminal are shown escaped; JSON stays valid JSON", () => {
   assert.equal(displayName("plain name.txt"), "plain name.txt");
   assert.equal(displayName("résumé ü.txt"), "résumé ü.txt", "non-ASCII is not a control");
+  // A quoted form always stands for a name: a name that starts with a quote is quoted too.
+  assert.equal(displayName('"a.txt"'), String.raw`"\"a.txt\""`);
+  assert.equal(displayName('a"b'), 'a"b');
+  assert.equal(displayUndecodableName("x\ufffd\n"), String.raw`"x\ufffd\n" (not UTF-8)`);
   const hostile = "a\x1b[2Jb\u009b31m\u202egnp.exe\u2066\nfake line\x7f";
   const shown = displayName(hostile);
   assert.equal(shown, String.raw`"a\u001b[2Jb\u009b31m\u202egnp.exe\u2066\nfake line\u007f"`);

@@ -381,3 +381,89 @@ Deno.test("get and mget write into a folder only when LOCAL names it, never when
     assert.equal(await Deno.readTextFile(`${work.path}/f1.txt/f1.txt`), "one\n");
   }
 });
+
+// ---------------------------------------------------------------------------- odd names
+
+/** Creates a file in `dir` whose name is the bytes `printf` makes of `format`. */
+async function createByBytes(dir: string, format: string, content: string): Promise<void> {
+  const result = await runCommand("sh", [
+    "-c",
+    'printf "%s" "$2" > "$(printf "$1")"',
+    "sh",
+    format,
+    content,
+  ], { cwd: dir });
+  assert.equal(result.code, 0, result.stderr);
+}
+
+Deno.test("list shows every name in the root: unsafe ones escaped, and ones not valid UTF-8 marked so", async () => {
+  await using server = await startServer();
+  const root = server.root;
+  await Deno.mkdir(`${root}/sub`);
+  await Deno.writeTextFile(`${root}/plain.txt`, "1");
+  await Deno.writeTextFile(`${root}/new\nline`, "22");
+  await Deno.writeTextFile(`${root}/esc\x1b[31m`, "333");
+  await Deno.writeTextFile(`${root}/"quoted"`, "4");
+  await Deno.writeTextFile(`${root}/ok\ufffd`, "55");
+  // Two names that Deno reads alike (each bad byte as U+FFFD), and one that reads like a real
+  // name: all are listed, each as what it is.
+  await createByBytes(root, "bad\\377name", "x");
+  await createByBytes(root, "bad\\376name", "y");
+  await createByBytes(root, "ok\\377", "z");
+  await createByBytes(`${root}/sub`, "deep\\303", "w");
+
+  const list = await ferry(server, ["list"]);
+  assertSuccess(list, "list");
+  assert.deepEqual(decoder.decode(list.stdout).split("\n"), [
+    String.raw`"\"quoted\""`,
+    String.raw`"bad\ufffdname" (not UTF-8)`,
+    String.raw`"bad\ufffdname" (not UTF-8)`,
+    String.raw`"esc\u001b[31m"`,
+    String.raw`"new\nline"`,
+    String.raw`"ok\ufffd" (not UTF-8)`,
+    "ok\ufffd",
+    "plain.txt",
+    String.raw`"sub/deep\ufffd" (not UTF-8)`,
+    "",
+  ]);
+
+  const json = await ferry(server, ["list", "--json"]);
+  assertSuccess(json, "list --json");
+  const entries = JSON.parse(decoder.decode(json.stdout)) as Record<string, unknown>[];
+  assert.deepEqual(
+    entries.map((e) => [e.name, e.size, e.notUtf8 ?? false]),
+    [
+      ['"quoted"', 1, false],
+      ["bad\ufffdname", null, true],
+      ["bad\ufffdname", null, true],
+      ["esc\x1b[31m", 3, false],
+      ["new\nline", 2, false],
+      ["ok\ufffd", null, true],
+      ["ok\ufffd", 2, false],
+      ["plain.txt", 1, false],
+      ["sub/deep\ufffd", null, true],
+    ],
+  );
+
+  const long = await ferry(server, ["list", "-l"]);
+  assertSuccess(long, "list -l");
+  const lines = decoder.decode(long.stdout).split("\n");
+  assert.match(lines[1], /^ {2}\? {2}\? {17}"bad\\ufffdname" \(not UTF-8\)$/);
+  assert.equal(lines.at(-2), "9 files, 9 B");
+
+  // Listed is not fetchable: each is refused with the reason.
+  assertFailure(
+    await ferry(server, ["get", "bad\ufffdname", "-"]),
+    /^ferry: Refused by server: Cannot serve "bad\ufffdname": its name on the server is not valid UTF-8$/,
+    { what: "get of a name that is not UTF-8" },
+  );
+  assertFailure(
+    await ferry(server, ["get", "new\nline", "-"]),
+    /^ferry: Refused by server: Refused name "new\\nline": it contains a control character$/,
+    { what: "get of a name with a newline" },
+  );
+  // The real name that reads like a bad one is served.
+  const real = await ferry(server, ["get", "ok\ufffd", "-"]);
+  assertSuccess(real, "get of a real name holding U+FFFD");
+  assert.equal(decoder.decode(real.stdout), "55");
+});
