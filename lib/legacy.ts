@@ -21,13 +21,8 @@ import {
 } from "./client.ts";
 import { ProtocolError, RefusedError, StoreError, UsageError, UserError } from "./errors.ts";
 import { type FileStore, quote } from "./file_store.ts";
-import {
-  type Activity,
-  FrameReader,
-  FrameWriter,
-  type KeptEntry,
-  type ListEntry,
-} from "./protocol.ts";
+import { FrameReader, FrameWriter, type KeptEntry, type ListEntry } from "./protocol.ts";
+import type { Watch } from "./watchdog.ts";
 import { type ByteSource, cancelSource, concatBytes, receiveRaw, sendData } from "./transfer.ts";
 
 /** Longest request line the seed's server reads. */
@@ -83,8 +78,13 @@ export interface LegacyConnection {
   out: FrameWriter;
   /** The socket itself: an upload's data is read from it directly (see {@link serveLegacy}). */
   conn: Deno.Conn;
-  /** Updated whenever bytes arrive, for the idle timeout. */
-  activity?: Activity;
+  /** The server's watchdog, told when the request line is in and when an upload's data flows. */
+  watch?: Watch;
+  /**
+   * Called once the request line is in, to move the connection out of the handshake pool;
+   * false refuses the request (every slot is taken).
+   */
+  admit?: () => boolean;
 }
 
 /** What a served seed request did, for the server's log. */
@@ -129,6 +129,11 @@ export async function serveLegacy(
     await out.writeRaw(CANCEL);
     return { bytes: 0, result: `refused (${error.message})` };
   }
+  if (conn.admit && !conn.admit()) {
+    await out.writeRaw(CANCEL);
+    return { request, bytes: 0, result: "refused (busy: every connection slot is taken)" };
+  }
+  conn.watch?.working();
   if (request.op === "list") {
     const names = (await ctx.store.list()).map((e) => e.name + "\n").join("");
     const bytes = new TextEncoder().encode(names);
@@ -172,7 +177,13 @@ export async function serveLegacy(
     // The upload ends where the client half-closes. The seed client takes the close for
     // "stored", so the socket must stay open until the file is: `frames` reads the socket itself
     // (`conn.readable` would close the whole socket at that end), and the server closes it after.
-    const received = await receiveRaw(frames, upload, { pool: ctx.pool, maxSize: ctx.maxSize });
+    conn.watch?.receiving();
+    const received = await receiveRaw(frames, upload, {
+      pool: ctx.pool,
+      maxSize: ctx.maxSize,
+      localWaits: conn.watch?.localWaits,
+    });
+    conn.watch?.working();
     await upload.commit();
     return {
       request,

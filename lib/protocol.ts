@@ -536,6 +536,8 @@ export interface Activity {
    * stopped one look alike.
    */
   peerBehind?: boolean;
+  /** Bytes read so far, counted when set (the server's watchdog judges rates by it). */
+  received?: number;
 }
 
 /** Options for {@link FrameReader} and {@link FrameWriter}. */
@@ -642,6 +644,7 @@ export class FrameReader {
       if (this.#activity) {
         this.#activity.last = Date.now();
         this.#activity.peerBehind = false;
+        if (n !== null && this.#activity.received !== undefined) this.#activity.received += n;
       }
       return n === null
         ? { value: view.subarray(0, 0), done: true }
@@ -658,6 +661,9 @@ export class FrameReader {
       this.#activity.last = now;
       // A peer that sends has read what it was sent, or at least is not stuck behind it.
       this.#activity.peerBehind = false;
+      if (result.value && this.#activity.received !== undefined) {
+        this.#activity.received += result.value.length;
+      }
     }
     if (now - started > SLOW_READ_MS) this.#step = MIN_READ_STEP;
     else if (want === this.#step) this.#step = Math.min(this.#step * 2, MAX_READ_STEP);

@@ -19,7 +19,6 @@ import {
 import { FileStore, quote } from "./file_store.ts";
 import { type Eviction, type KeepResult, KEPT_DEFAULTS } from "./kept_uploads.ts";
 import {
-  type Activity,
   CORK_LIMIT,
   decodePreamble,
   encodeListing,
@@ -41,6 +40,8 @@ import {
   type Request,
 } from "./protocol.ts";
 import { authMac, macMatches, newNonce } from "./auth.ts";
+import { Admission, type Refusal, type Ticket } from "./admission.ts";
+import { type Watch, Watchdog } from "./watchdog.ts";
 import { formatBytes, formatDuration } from "./format.ts";
 import { looksLikeLegacy, serveLegacy } from "./legacy.ts";
 import {
@@ -90,8 +91,18 @@ export interface ServerOptions {
   tls?: { cert: string; key: string };
   /** Largest upload accepted, in bytes; undefined for no limit. */
   maxSize?: number;
-  /** Connections served at once; more are refused as busy (default 64). */
+  /**
+   * Established connections (handshake done) served at once; more are refused as busy
+   * (default 64).
+   */
   maxConnections?: number;
+  /**
+   * Connections still in their handshake at once, counted apart from the established ones;
+   * when full, the oldest is cut to make room (default: `maxConnections`).
+   */
+  maxHandshakes?: number;
+  /** Connections from one address, or one IPv6 /64 (default 16; 0 for no limit). */
+  maxPerAddress?: number;
   /** Close a connection that moves no byte for this long (default 120000 ms; 0 never). */
   idleTimeoutMs?: number;
   /**
@@ -103,12 +114,26 @@ export interface ServerOptions {
    * fixed (see {@link requestHashArena}).
    */
   hashArenaSize?: number;
+  /**
+   * The handshake (TLS, preamble, HELLO, authentication, a seed request line) must be done
+   * within this long of the accept, and each request message within this long of its first
+   * byte (default 10000 ms).
+   */
+  handshakeTimeoutMs?: number;
+  /**
+   * Least average rate of an upload's data, bytes per second, over each idle-timeout period
+   * (120 s when there is none); a slower upload is cut (default 256; 0 for none).
+   */
+  minRate?: number;
 }
 
 /** Defaults for the limits, shown at start. */
 export const SERVER_DEFAULTS = {
   maxConnections: 64,
+  maxPerAddress: 16,
   idleTimeoutMs: 120_000,
+  handshakeTimeoutMs: 10_000,
+  minRate: 256,
 } as const;
 
 /** A running server. */
@@ -141,18 +166,23 @@ interface Context {
   showKept: boolean;
   token?: Uint8Array;
   maxSize?: number;
+  /** Set once the server is listening. */
+  admission?: Admission<Tracked>;
 }
 
 /** Per-connection state the watchdog, the shutdown and the handler share. */
 interface Tracked {
   conn: Deno.Conn;
-  activity: Activity;
+  /** The watchdog's view of it; its activity is stamped by the frame reader and writer. */
+  watch: Watch;
+  /** Its place in the admission's pools. */
+  ticket: Ticket<Tracked>;
   /**
    * Why the server cut it (idle, shutting down), if it did. An upload on a connection the
    * server cut is discarded, never kept for a resume: the client did not leave, it was sent away.
    */
   reason?: string;
-  /** Sends the client an ERROR saying why, then closes; set once the handshake is done. */
+  /** Sends the client an ERROR saying why, then closes; set once it has spoken ferry. */
   tell?: (error: ErrorMessage) => void;
 }
 
@@ -167,17 +197,6 @@ function cut(entry: Tracked, reason: string, error: ErrorMessage): boolean {
   else closeQuietly(entry.conn);
   return true;
 }
-
-/**
- * Idle periods a connection may go without moving a byte while its client is behind: the server
- * waits to send to it, or did, and has heard nothing since (see Activity.peerBehind). The kernel
- * wakes a blocked writer only once about a third of the socket's send buffer has drained (up to
- * 1.3 MiB with Linux's default 4 MiB buffer, which loopback reaches), and Deno can neither shrink
- * that buffer nor ask how much of it is left. A client reading 50 KiB/s shows progress only
- * every 27 s; with four periods it survives a 10 s idle timeout, and one that reads nothing is
- * still cut.
- */
-const BEHIND_PERIODS = 4;
 
 /** Formats an address as `host:port`, bracketing IPv6. */
 export function formatAddr(addr: Deno.Addr): string {
@@ -246,36 +265,55 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     maxSize: options.maxSize,
   };
   const maxConnections = options.maxConnections ?? SERVER_DEFAULTS.maxConnections;
-  const idleTimeoutMs = options.idleTimeoutMs ?? SERVER_DEFAULTS.idleTimeoutMs;
+  const admission = new Admission<Tracked>({
+    maxConnections,
+    maxHandshakes: options.maxHandshakes ?? maxConnections,
+    maxPerAddress: options.maxPerAddress ?? SERVER_DEFAULTS.maxPerAddress,
+  });
+  ctx.admission = admission;
+  const watchdog = new Watchdog({
+    idleTimeoutMs: options.idleTimeoutMs ?? SERVER_DEFAULTS.idleTimeoutMs,
+    handshakeTimeoutMs: options.handshakeTimeoutMs ?? SERVER_DEFAULTS.handshakeTimeoutMs,
+    minRate: options.minRate ?? SERVER_DEFAULTS.minRate,
+  });
   const tracked = new Set<Tracked>();
   const handlers = new Set<Promise<void>>();
-  const watchdog = idleTimeoutMs > 0
-    ? setInterval(() => {
-      const now = Date.now();
-      for (const entry of tracked) {
-        const behind = entry.activity.peerBehind === true;
-        const limit = behind ? idleTimeoutMs * BEHIND_PERIODS : idleTimeoutMs;
-        if (now - entry.activity.last <= limit) continue;
-        const seconds = limit / 1000;
-        cut(entry, `idle for ${seconds} s`, {
-          code: "timeout",
-          message: `Connection idle for ${seconds} s: closed by the server`,
-        });
-      }
-    }, Math.min(1000, Math.max(50, idleTimeoutMs / 4)))
-    : undefined;
+  let refusing = 0;
   const finished = (async () => {
     for await (const conn of listener) {
       noDelay(conn);
-      if (tracked.size >= maxConnections) {
-        const busy = refuseBusy(conn, maxConnections, ctx).finally(() => handlers.delete(busy));
+      const entry = { conn } as Tracked;
+      const admitted = admission.admit(hostOf(conn.remoteAddr), entry);
+      if ("refused" in admitted) {
+        if (refusing >= MAX_REFUSING) {
+          // A flood: refusing politely would itself hold a socket per connection.
+          closeQuietly(conn);
+          continue;
+        }
+        refusing++;
+        const busy = refuseBusy(conn, admitted.refused, ctx).finally(() => {
+          refusing--;
+          handlers.delete(busy);
+        });
         handlers.add(busy);
         continue;
       }
-      const entry: Tracked = { conn, activity: { last: Date.now() } };
+      if (admitted.evicted) {
+        const limit = admission.limits.maxHandshakes;
+        cut(admitted.evicted.value, `evicted: ${limit} other connections in their handshake`, {
+          code: "busy",
+          message: "Server busy: too many clients connecting at once, try again later",
+        });
+      }
+      entry.ticket = admitted.ticket;
+      entry.watch = watchdog.watch((broken) => {
+        cut(entry, broken.reason, { code: "timeout", message: broken.message });
+      });
       tracked.add(entry);
       const handler = handleConnection(entry, ctx).finally(() => {
         tracked.delete(entry);
+        admission.release(entry.ticket);
+        watchdog.unwatch(entry.watch);
         handlers.delete(handler);
       });
       handlers.add(handler);
@@ -296,7 +334,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       if (!cut(entry, "server shutting down", SHUTTING_DOWN)) closeQuietly(entry.conn);
     }
     await Promise.allSettled([...handlers]);
-    clearInterval(watchdog);
+    watchdog.stop();
     await finished;
   };
   return {
@@ -326,18 +364,42 @@ const SHUTTING_DOWN: ErrorMessage = {
   message: "Server is shutting down",
 };
 
-/** Tells a client over the connection limit that the server is busy, and hangs up. */
-async function refuseBusy(conn: Deno.Conn, limit: number, ctx: Context): Promise<void> {
+/**
+ * Most refusals under way at once; past it a connection is closed without a word, since telling
+ * each one why holds its socket for a moment.
+ */
+const MAX_REFUSING = 64;
+
+/** The address part of a connection's remote address. */
+function hostOf(addr: Deno.Addr): string {
+  return addr.transport === "tcp" || addr.transport === "udp" ? addr.hostname : addr.transport;
+}
+
+/** What a connection refused at the door is told, and the log says. */
+function busyMessage(refusal: Refusal): { message: string; log: string } {
+  if (refusal.reason === "full") {
+    return {
+      message: `Server busy: all ${refusal.limit} connections in use, try again later`,
+      log: `busy (${refusal.limit} connections)`,
+    };
+  }
+  return {
+    message: `Server busy: ${refusal.limit} connections from your address already, ` +
+      "try again later",
+    log: `busy (${refusal.limit} connections from ${refusal.key})`,
+  };
+}
+
+/** Tells a client over a connection limit that the server is busy, and hangs up. */
+async function refuseBusy(conn: Deno.Conn, refusal: Refusal, ctx: Context): Promise<void> {
   const peer = formatAddr(conn.remoteAddr);
-  const timer = setTimeout(() => closeQuietly(conn), 5000);
+  const { message, log } = busyMessage(refusal);
+  const timer = setTimeout(() => closeQuietly(conn), REFUSAL_LINGER_MS);
   try {
     const out = new FrameWriter(conn.writable);
     await out.writeRaw(encodePreamble(PROTOCOL_VERSION));
-    await out.writeControl(FrameType.ERROR, {
-      code: "busy",
-      message: `Server busy: all ${limit} connections in use, try again later`,
-    });
-    ctx.log(`${stamp()} ${peer} refused: busy (${limit} connections)`);
+    await out.writeControl(FrameType.ERROR, { code: "busy", message });
+    ctx.log(`${stamp()} ${peer} refused: ${log}`);
     // Read the client's greeting before closing: closing with it unread would reset the
     // connection, and the client would see a broken pipe instead of the reason.
     await conn.closeWrite();
@@ -349,6 +411,9 @@ async function refuseBusy(conn: Deno.Conn, limit: number, ctx: Context): Promise
     closeQuietly(conn);
   }
 }
+
+/** How long a refused client may take to finish sending its greeting before it is closed. */
+const REFUSAL_LINGER_MS = 2000;
 
 function closeQuietly(conn: Deno.Conn): void {
   try {
@@ -393,36 +458,58 @@ interface Outcome {
   result: string;
   /** The connection cannot carry another request. */
   close?: boolean;
+  /** The server cut it, and `result` says why. */
+  cut?: boolean;
 }
 
 async function handleConnection(entry: Tracked, ctx: Context): Promise<void> {
-  const { conn, activity } = entry;
+  const { conn, watch } = entry;
+  const { activity } = watch;
   const peer = formatAddr(conn.remoteAddr);
   const frames = new FrameReader(conn, { activity });
   // The socket itself too: see FrameWriterOptions.direct.
   const out = new FrameWriter(conn.writable, { activity, direct: conn });
-  const channel: Channel = { frames, out, peer, entry };
+  const channel: Channel = { frames, out, peer, entry, preambleSent: false };
+  // Whether a request's log line already said why the server cut the connection.
+  let cutLogged = false;
   try {
+    // With TLS, this read waits for the TLS handshake too: the watchdog's deadline covers it.
     const first = await frames.readSome(new Uint8Array(1));
     if (!first) return;
     if (first[0] !== 0x00) {
       await serveForeign(first, channel, ctx);
       return;
     }
-    if (!await handshake(first, channel, ctx)) return;
-    // Only a client that has spoken the handshake can read an ERROR frame.
+    // A client that has begun the ferry preamble can read an ERROR frame after ours.
     entry.tell = (error) => {
       // The ERROR waits for a DATA frame part-way out, and a reader that takes nothing would
       // hold it forever: close after a second either way.
-      const timer = setTimeout(() => closeQuietly(conn), 1000);
-      out.writeControl(FrameType.ERROR, error).catch(() => {}).finally(() => {
-        clearTimeout(timer);
-        closeQuietly(conn);
-      });
+      setTimeout(() => closeQuietly(conn), 1000);
+      const preamble = channel.preambleSent ? undefined : encodePreamble(PROTOCOL_VERSION);
+      channel.preambleSent = true;
+      (async () => {
+        if (preamble) await out.writeRaw(preamble);
+        await out.writeControl(FrameType.ERROR, error);
+        // Half-close only: the handler goes on draining what the client sends until the close,
+        // so the client reads why rather than a connection reset.
+        await conn.closeWrite();
+      })().catch(() => closeQuietly(conn));
     };
+    if (!await handshake(first, channel, ctx) || entry.reason) return;
+    if (!ctx.admission!.establish(entry.ticket)) {
+      // Every established slot filled while this one was in its handshake.
+      const limit = ctx.admission!.limits.maxConnections;
+      const { message, log } = busyMessage({ reason: "full", limit });
+      ctx.log(`${stamp()} ${peer} refused: ${log}`);
+      await out.writeControl(FrameType.ERROR, { code: "busy", message });
+      await drainAndClose(conn, frames);
+      return;
+    }
     while (true) {
+      watch.waiting();
       const frame = await frames.readControl();
-      if (!frame) return;
+      watch.working();
+      if (!frame || entry.reason) return;
       if (frame.type !== FrameType.REQUEST) {
         throw new ProtocolError(`Expected REQUEST, got ${frameTypeName(frame.type)}`);
       }
@@ -434,16 +521,15 @@ async function handleConnection(entry: Tracked, ctx: Context): Promise<void> {
       ctx.log(
         `${stamp()} ${peer} ${request.op} ${name} ${outcome.bytes} bytes ${outcome.result} ${seconds}s`,
       );
+      cutLogged = outcome.cut === true;
       if (outcome.close) {
         await drainAndClose(conn, frames);
         return;
       }
     }
   } catch (error) {
-    if (entry.reason) {
-      ctx.log(`${stamp()} ${peer} closed: ${entry.reason}`);
-      return;
-    }
+    // A connection the server cut fails whatever it was doing; the reason is logged below.
+    if (entry.reason) return;
     ctx.log(`${stamp()} ${peer} connection error: ${describeError(error)}`);
     if (error instanceof ProtocolError) {
       const { code, message } = classify(error);
@@ -451,6 +537,7 @@ async function handleConnection(entry: Tracked, ctx: Context): Promise<void> {
     }
   } finally {
     closeQuietly(conn);
+    if (entry.reason && !cutLogged) ctx.log(`${stamp()} ${peer} closed: ${entry.reason}`);
   }
 }
 
@@ -459,6 +546,8 @@ interface Channel {
   out: FrameWriter;
   peer: string;
   entry: Tracked;
+  /** The server's preamble is out (or queued): an ERROR may follow it directly. */
+  preambleSent: boolean;
   /** How often the client asked for KEEPALIVE while the server works (ms); none if unset. */
   keepaliveMs?: number;
 }
@@ -469,7 +558,13 @@ async function serveForeign(first: Uint8Array, channel: Channel, ctx: Context): 
   if (ctx.legacy && looksLikeLegacy(first[0])) {
     const started = performance.now();
     // The socket too: a seed upload must not let it close before the file is stored.
-    const legacyConn = { frames, out, conn: entry.conn, activity: entry.activity };
+    const legacyConn = {
+      frames,
+      out,
+      conn: entry.conn,
+      watch: entry.watch,
+      admit: () => ctx.admission!.establish(entry.ticket),
+    };
     const outcome = await serveLegacy(first, legacyConn, ctx);
     const seconds = ((performance.now() - started) / 1000).toFixed(3);
     const what = outcome.request
@@ -495,7 +590,7 @@ const TLS_HANDSHAKE_RECORD = 0x16;
  * Returns false when the client was refused (and told why).
  */
 async function handshake(first: Uint8Array, channel: Channel, ctx: Context): Promise<boolean> {
-  const { frames, out, peer } = channel;
+  const { frames, out, peer, entry } = channel;
   const rest = await frames.readExact(new Uint8Array(PREAMBLE_LENGTH - 1));
   const preamble = new Uint8Array(PREAMBLE_LENGTH);
   preamble.set(first);
@@ -503,10 +598,13 @@ async function handshake(first: Uint8Array, channel: Channel, ctx: Context): Pro
   const version = decodePreamble(preamble);
   if (version < 1) throw new ProtocolError(`Unsupported protocol version ${version}`);
   const hello = await frames.readControl();
+  // Cut meanwhile (the deadline, an eviction): it has been told, and nothing else is sent.
+  if (entry.reason) return false;
   if (!hello || hello.type !== FrameType.HELLO) {
     throw new ProtocolError("Expected HELLO after the preamble");
   }
   channel.keepaliveMs = parseHello(hello.json).keepalive;
+  channel.preambleSent = true;
   await out.writeRaw(encodePreamble(Math.min(version, PROTOCOL_VERSION)));
   const challenge = ctx.token ? newNonce() : undefined;
   const features = [ctx.token ? "auth" : "", ctx.readOnly ? "read-only" : ""].filter(Boolean);
@@ -517,6 +615,7 @@ async function handshake(first: Uint8Array, channel: Channel, ctx: Context): Pro
   });
   if (!ctx.token || !challenge) return true;
   const frame = await frames.readControl();
+  if (entry.reason) return false;
   if (!frame) {
     ctx.log(`${stamp()} ${peer} refused: closed without answering the token challenge`);
     return false;
@@ -623,6 +722,8 @@ async function servePut(request: PutRequest, channel: Channel, ctx: Context): Pr
       }
     }
     await out.writeControl(FrameType.OK, accept);
+    // The data must now arrive at the minimum rate; the server's own disk waits do not count.
+    entry.watch.receiving();
     const result = await receiveData(frames, upload, {
       pool: ctx.pool,
       sizeHint: size,
@@ -630,7 +731,8 @@ async function servePut(request: PutRequest, channel: Channel, ctx: Context): Pr
       announcedSize: size,
       resumeFrom,
       onProgress: (bytes) => received = bytes,
-    });
+      localWaits: entry.watch.localWaits,
+    }).finally(() => entry.watch.working());
     // The final flush can take seconds: the client hears that the server is still at it.
     await whileKeepingAlive(channel, () => upload.commit());
     await out.writeControl(FrameType.OK, result);
@@ -645,7 +747,7 @@ async function servePut(request: PutRequest, channel: Channel, ctx: Context): Pr
     if (entry.reason) {
       // The server cut it (idle, shutting down) and has told the client why: nothing is kept.
       await upload.discard();
-      return { bytes: received, result: `cut (${entry.reason})`, close: true };
+      return { bytes: received, result: `cut (${entry.reason})`, close: true, cut: true };
     }
     const gone = interruptionOf(error);
     if (gone) {
@@ -711,7 +813,7 @@ async function serveGet(request: GetRequest, channel: Channel, ctx: Context): Pr
     return { bytes: result.size - skipped, result: `ok ${result.checksum}${resumed}` };
   } catch (error) {
     const bytes = sent - skipped;
-    if (entry.reason) return { bytes, result: `cut (${entry.reason})`, close: true };
+    if (entry.reason) return { bytes, result: `cut (${entry.reason})`, close: true, cut: true };
     const gone = interruptionOf(error);
     if (gone) return { bytes, result: `interrupted (client went away: ${gone})`, close: true };
     const { code, message } = classify(error);

@@ -65,9 +65,19 @@ Access and limits:
   --tls-key FILE         ...and this PEM private key
   --max-size SIZE        refuse uploads over SIZE bytes (10M, 2G...; default: no limit)
   --max-connections N    connections at once; more are told "server busy"
-                         (default ${SERVER_DEFAULTS.maxConnections})
+                         (default ${SERVER_DEFAULTS.maxConnections}; as many again may be in their
+                         handshake, counted apart, the oldest making room)
+  --max-per-address N    connections from one address (IPv6: one /64); more
+                         are told "server busy" (default ${SERVER_DEFAULTS.maxPerAddress}; 0 no limit)
+  --handshake-timeout SECS
+                         close a connection whose handshake (TLS, greeting,
+                         token) is not done this long after it connects, or
+                         whose request message is not complete this long after
+                         it began (default ${SERVER_DEFAULTS.handshakeTimeoutMs / 1000})
   --idle-timeout SECS    close connections that move no byte for this long
                          (default ${SERVER_DEFAULTS.idleTimeoutMs / 1000}; 0 never)
+  --min-rate RATE        close an upload that averages less than RATE bytes/s
+                         over an idle-timeout period (default ${SERVER_DEFAULTS.minRate}; 0 none)
 
 Interrupted uploads, kept for put --resume:
   --keep-budget SIZE     keep at most SIZE of them in all; the oldest goes first
@@ -98,11 +108,14 @@ const OPTIONS: OptionSpec = {
   "tls-key": { type: "string" },
   "max-size": { type: "string" },
   "max-connections": { type: "string" },
+  "max-per-address": { type: "string" },
+  "handshake-timeout": { type: "string" },
   "idle-timeout": { type: "string" },
   "keep-budget": { type: "string" },
   "keep-for": { type: "string" },
   "no-keep": { type: "boolean" },
   "show-kept": { type: "boolean" },
+  "min-rate": { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
 };
@@ -131,6 +144,10 @@ export interface ServerCommand {
   maxSize?: number;
   /** Connection limit. */
   maxConnections: number;
+  /** Connections from one address (0 no limit). */
+  maxPerAddress: number;
+  /** Handshake deadline, milliseconds. */
+  handshakeTimeoutMs: number;
   /** Idle timeout, milliseconds (0 never). */
   idleTimeoutMs: number;
   /** Bytes of interrupted uploads kept for `put --resume`, all together (0 keeps none). */
@@ -139,6 +156,8 @@ export interface ServerCommand {
   keepForMs: number;
   /** Answer clients' kept requests. */
   showKept: boolean;
+  /** Least upload rate, bytes per second (0 none). */
+  minRate: number;
 }
 
 /** Parses the server's arguments; throws {@link UsageError} on anything it cannot run. */
@@ -152,10 +171,13 @@ export function parseServerArgs(argv: string[]): ServerCommand {
     legacy: values.legacy === true,
     readOnly: values["read-only"] === true,
     maxConnections: SERVER_DEFAULTS.maxConnections as number,
+    maxPerAddress: SERVER_DEFAULTS.maxPerAddress as number,
+    handshakeTimeoutMs: SERVER_DEFAULTS.handshakeTimeoutMs as number,
     idleTimeoutMs: SERVER_DEFAULTS.idleTimeoutMs as number,
     keepBudget: KEPT_DEFAULTS.budget as number,
     keepForMs: KEPT_DEFAULTS.maxAgeMs as number,
     showKept: values["show-kept"] === true,
+    minRate: SERVER_DEFAULTS.minRate as number,
   };
   if (values.help === true) return { ...base, command: "help" };
   if (values.version === true) return { ...base, command: "version" };
@@ -198,6 +220,16 @@ export function parseServerArgs(argv: string[]): ServerCommand {
     maxSize = parsed;
   }
   const { keepBudget, keepForMs } = parseKeeping(values, base);
+  let minRate = base.minRate;
+  if (text("min-rate") !== undefined) {
+    const parsed = parseSize(text("min-rate")!);
+    if (parsed === null) {
+      throw new UsageError(
+        `Invalid --min-rate ${JSON.stringify(text("min-rate"))}: use bytes per second or 1K`,
+      );
+    }
+    minRate = parsed;
+  }
   const count = (name: string, fallback: number, min: number) => {
     const raw = text(name);
     if (raw === undefined) return fallback;
@@ -218,9 +250,12 @@ export function parseServerArgs(argv: string[]): ServerCommand {
     tokenFile,
     maxSize,
     maxConnections: count("max-connections", base.maxConnections, 1),
+    maxPerAddress: count("max-per-address", base.maxPerAddress, 0),
+    handshakeTimeoutMs: count("handshake-timeout", base.handshakeTimeoutMs / 1000, 1) * 1000,
     idleTimeoutMs: count("idle-timeout", base.idleTimeoutMs / 1000, 0) * 1000,
     keepBudget,
     keepForMs,
+    minRate,
   };
 }
 
@@ -300,12 +335,15 @@ export async function serverMain(argv: string[]): Promise<number> {
       tls,
       maxSize: cmd.maxSize,
       maxConnections: cmd.maxConnections,
+      maxPerAddress: cmd.maxPerAddress,
+      handshakeTimeoutMs: cmd.handshakeTimeoutMs,
       idleTimeoutMs: cmd.idleTimeoutMs,
       keepBudget: cmd.keepBudget,
       keepForMs: cmd.keepForMs,
       showKept: cmd.showKept,
       // A server's pool may lease 256 MiB at once; every buffer in the arena saves a copy.
       hashArenaSize: HASH_ARENA_SIZE,
+      minRate: cmd.minRate,
     });
   } catch (error) {
     return reportFailure(explainStartFailure(error, cmd, root), {
@@ -349,7 +387,10 @@ export async function serverMain(argv: string[]): Promise<number> {
       `${cmd.readOnly ? "read-only" : "uploads allowed"}; ` +
       `max size ${cmd.maxSize === undefined ? "unlimited" : formatExactBytes(cmd.maxSize)}, ` +
       `max connections ${cmd.maxConnections}, ` +
-      `idle timeout ${cmd.idleTimeoutMs ? `${cmd.idleTimeoutMs / 1000} s` : "none"}`,
+      `idle timeout ${cmd.idleTimeoutMs ? `${cmd.idleTimeoutMs / 1000} s` : "none"}, ` +
+      `handshake timeout ${cmd.handshakeTimeoutMs / 1000} s, ` +
+      `max per address ${cmd.maxPerAddress || "unlimited"}, ` +
+      `min upload rate ${cmd.minRate ? `${formatBytes(cmd.minRate)}/s` : "none"}`,
   );
   say(await describeKeeping(server.store.kept, cmd.showKept));
   if (!isLoopback(server.addr.hostname) && !cmd.tls && !cmd.tokenFile) {

@@ -1,0 +1,250 @@
+/**
+ * The server's connection watchdog: the time limits that keep a silent, slow or trickling
+ * client from holding a connection for ever. It owns the rules and the clock; the server says
+ * which phase each connection is in and does the cutting.
+ *
+ * - The handshake (TLS, preamble, HELLO, authentication, or a seed request line) must be done
+ *   within a deadline counted from the accept, which bytes sent meanwhile do not extend.
+ * - A request message, once its first byte is in, must be complete within that same time.
+ * - An upload's data must arrive at a minimum average rate over each window (the idle timeout),
+ *   not counting the time the server itself spends writing to its disk.
+ * - Any phase that moves no byte for the idle timeout is cut; a client that has yet to read what
+ *   the server sent gets {@link BEHIND_PERIODS} times as long.
+ *
+ * @module
+ */
+
+import { formatBytes } from "./format.ts";
+import type { Activity } from "./protocol.ts";
+import type { LocalWaits } from "./transfer.ts";
+
+/**
+ * Idle periods a connection may go without moving a byte while its client is behind: the server
+ * waits to send to it, or did, and has heard nothing since (see Activity.peerBehind). The kernel
+ * wakes a blocked writer only once about a third of the socket's send buffer has drained (up to
+ * 1.3 MiB with Linux's default 4 MiB buffer, which loopback reaches), and Deno can neither shrink
+ * that buffer nor ask how much of it is left. A client reading 50 KiB/s shows progress only
+ * every 27 s; with four periods it survives a 10 s idle timeout, and one that reads nothing is
+ * still cut.
+ */
+export const BEHIND_PERIODS = 4;
+
+/** Rate window used when there is no idle timeout to take it from. */
+export const DEFAULT_RATE_WINDOW_MS = 120_000;
+
+/** Limits for a {@link Watchdog}. */
+export interface WatchdogOptions {
+  /** Cut a connection that moves no byte for this long; 0 never. */
+  idleTimeoutMs: number;
+  /** The handshake, and each request message once begun, must be done within this. */
+  handshakeTimeoutMs: number;
+  /** Least average upload rate, bytes per second, over each window; 0 for none. */
+  minRate: number;
+  /** The window the upload rate is averaged over (default: the idle timeout, or 120 s). */
+  rateWindowMs?: number;
+}
+
+/** Why the watchdog cuts a connection. */
+export interface Cut {
+  /** For the server's log: `handshake not completed within 10 s`. */
+  reason: string;
+  /** For the client, one sentence. */
+  message: string;
+}
+
+/** Where a connection is, as far as the watchdog's rules go. */
+type Phase = "handshake" | "waiting" | "receiving" | "working";
+
+/**
+ * One connection under watch. Its {@link activity} goes to the connection's frame reader and
+ * writer, which stamp it as bytes move; the server calls the phase methods as it goes.
+ */
+export class Watch {
+  /** Stamped by the frame reader and writer. */
+  readonly activity: Activity;
+  /** Called once, when a rule is broken. */
+  readonly onCut: (cut: Cut) => void;
+  #phase: Phase = "handshake";
+  #accepted: number;
+  /** Waiting: bytes received when the wait began, and when the next message was first seen. */
+  #receivedBefore = 0;
+  #messageSeen?: number;
+  /** Receiving: the current window's start and the bytes received by then. */
+  #windowStart = 0;
+  #windowBytes = 0;
+  /** Local waits under way, since when, and their total so far (ms). */
+  #local = 0;
+  #localSince = 0;
+  #localTotal = 0;
+  #localAtWindowStart = 0;
+  #cut = false;
+
+  /** Starts watching a connection accepted now. */
+  constructor(onCut: (cut: Cut) => void) {
+    const now = Date.now();
+    this.activity = { last: now, received: 0 };
+    this.#accepted = now;
+    this.onCut = onCut;
+  }
+
+  /**
+   * Told while the server waits on its own disk during an upload; that time does not count
+   * against the client's rate. Two timestamps a chunk: nothing the data path would notice.
+   */
+  readonly localWaits: LocalWaits = {
+    begin: () => {
+      if (this.#local++ === 0) this.#localSince = Date.now();
+    },
+    end: () => {
+      if (--this.#local === 0) {
+        const now = Date.now();
+        this.#localTotal += now - this.#localSince;
+        this.activity.last = now;
+      }
+    },
+  };
+
+  /** The handshake is done, or the connection waits for the client's next request. */
+  waiting(): void {
+    this.#phase = "waiting";
+    this.#receivedBefore = this.activity.received ?? 0;
+    this.#messageSeen = undefined;
+  }
+
+  /** An upload's data phase begins: the minimum rate applies from now. */
+  receiving(): void {
+    this.#phase = "receiving";
+    this.#windowStart = Date.now();
+    this.#windowBytes = this.activity.received ?? 0;
+    this.#localAtWindowStart = this.#localNow(this.#windowStart);
+  }
+
+  /** The server is at work or sending: only the idle rule applies. */
+  working(): void {
+    this.#phase = "working";
+  }
+
+  #localNow(now: number): number {
+    return this.#localTotal + (this.#local > 0 ? now - this.#localSince : 0);
+  }
+
+  /** Applies the rules at time `now`; returns what was broken, if anything. */
+  check(now: number, options: Required<WatchdogOptions>): Cut | undefined {
+    if (this.#cut) return undefined;
+    const cut = this.#broken(now, options);
+    if (cut) this.#cut = true;
+    return cut;
+  }
+
+  #broken(now: number, options: Required<WatchdogOptions>): Cut | undefined {
+    const { idleTimeoutMs, handshakeTimeoutMs, minRate, rateWindowMs } = options;
+    const activity = this.activity;
+    const deadline = seconds(handshakeTimeoutMs);
+    if (this.#phase === "handshake" && now - this.#accepted > handshakeTimeoutMs) {
+      return {
+        reason: `handshake not completed within ${deadline}`,
+        message: `Handshake not completed within ${deadline}: closed by the server`,
+      };
+    }
+    if (this.#phase === "waiting" && (activity.received ?? 0) > this.#receivedBefore) {
+      // Seen at a tick, so up to one tick late: the limit is in seconds, the tick a fraction.
+      this.#messageSeen ??= now;
+      if (now - this.#messageSeen > handshakeTimeoutMs) {
+        return {
+          reason: `request not completed within ${deadline}`,
+          message: `Request not completed within ${deadline}: closed by the server`,
+        };
+      }
+    }
+    if (idleTimeoutMs > 0) {
+      const limit = activity.peerBehind === true ? idleTimeoutMs * BEHIND_PERIODS : idleTimeoutMs;
+      if (now - activity.last > limit) {
+        const idle = seconds(limit);
+        return {
+          reason: `idle for ${idle}`,
+          message: `Connection idle for ${idle}: closed by the server`,
+        };
+      }
+    }
+    if (this.#phase === "receiving" && minRate > 0) {
+      const local = this.#localNow(now);
+      const elapsed = now - this.#windowStart - (local - this.#localAtWindowStart);
+      if (elapsed >= rateWindowMs) {
+        const got = (activity.received ?? 0) - this.#windowBytes;
+        // Nothing at all is the idle rule's to judge (it may be off).
+        if (got > 0 && got < minRate * elapsed / 1000) {
+          const slower = `slower than ${formatBytes(minRate)}/s over ${seconds(rateWindowMs)}`;
+          return {
+            reason: `upload ${slower}`,
+            message: `Upload ${slower}: closed by the server`,
+          };
+        }
+        this.#windowStart = now;
+        this.#windowBytes = activity.received ?? 0;
+        this.#localAtWindowStart = local;
+      }
+    }
+    return undefined;
+  }
+}
+
+function seconds(ms: number): string {
+  return `${ms / 1000} s`;
+}
+
+/**
+ * Checks every watched connection a few times a second and calls its {@link Watch.onCut} when it
+ * breaks a rule.
+ *
+ * @example
+ * ```ts
+ * const watchdog = new Watchdog({ idleTimeoutMs: 120_000, handshakeTimeoutMs: 10_000, minRate: 256 });
+ * const watch = watchdog.watch((cut) => console.error(cut.reason));
+ * watch.waiting(); // handshake done
+ * watchdog.unwatch(watch);
+ * watchdog.stop();
+ * ```
+ */
+export class Watchdog {
+  readonly options: Required<WatchdogOptions>;
+  #watches = new Set<Watch>();
+  #timer: ReturnType<typeof setInterval>;
+
+  /** Starts the clock. */
+  constructor(options: WatchdogOptions) {
+    this.options = {
+      ...options,
+      rateWindowMs: options.rateWindowMs ?? (options.idleTimeoutMs || DEFAULT_RATE_WINDOW_MS),
+    };
+    const shortest = Math.min(
+      ...[options.idleTimeoutMs, options.handshakeTimeoutMs].filter((ms) => ms > 0),
+    );
+    const every = Math.min(1000, Math.max(50, shortest / 4));
+    this.#timer = setInterval(() => this.#tick(), every);
+  }
+
+  /** Watches a connection accepted now. */
+  watch(onCut: (cut: Cut) => void): Watch {
+    const watch = new Watch(onCut);
+    this.#watches.add(watch);
+    return watch;
+  }
+
+  /** Stops watching a connection (closed). */
+  unwatch(watch: Watch): void {
+    this.#watches.delete(watch);
+  }
+
+  /** Stops the clock. */
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+
+  #tick(): void {
+    const now = Date.now();
+    for (const watch of this.#watches) {
+      const cut = watch.check(now, this.options);
+      if (cut) watch.onCut(cut);
+    }
+  }
+}
