@@ -141,6 +141,26 @@ Deno.test("server: usage errors", () => {
   assert.throws(() => parseServerArgs(["--verbose"]), UsageError);
 });
 
+Deno.test("server: the connection limits parse, with their defaults", () => {
+  const d = parseServerArgs([]);
+  assert.deepEqual(
+    [d.maxPerAddress, d.handshakeTimeoutMs, d.minRate],
+    [16, 10000, 256],
+  );
+  const given = parseServerArgs([
+    "--max-per-address",
+    "0",
+    "--handshake-timeout",
+    "3",
+    "--min-rate",
+    "1K",
+  ]);
+  assert.deepEqual([given.maxPerAddress, given.handshakeTimeoutMs, given.minRate], [0, 3000, 1024]);
+  assert.throws(() => parseServerArgs(["--handshake-timeout", "0"]), /at least 1/);
+  assert.throws(() => parseServerArgs(["--max-per-address", "-1"]), /--max-per-address/);
+  assert.throws(() => parseServerArgs(["--min-rate", "fast"]), /Invalid --min-rate "fast"/);
+});
+
 Deno.test("sizes parse with binary suffixes and format readably", () => {
   assert.equal(parseSize("1024"), 1024);
   assert.equal(parseSize("10M"), 10 * 2 ** 20);
