@@ -394,12 +394,13 @@ function busyMessage(refusal: Refusal): { message: string; log: string } {
 async function refuseBusy(conn: Deno.Conn, refusal: Refusal, ctx: Context): Promise<void> {
   const peer = formatAddr(conn.remoteAddr);
   const { message, log } = busyMessage(refusal);
+  // Logged first: with TLS the writes wait for a handshake the client may never make.
+  ctx.log(`${stamp()} ${peer} refused: ${log}`);
   const timer = setTimeout(() => closeQuietly(conn), REFUSAL_LINGER_MS);
   try {
     const out = new FrameWriter(conn.writable);
     await out.writeRaw(encodePreamble(PROTOCOL_VERSION));
     await out.writeControl(FrameType.ERROR, { code: "busy", message });
-    ctx.log(`${stamp()} ${peer} refused: ${log}`);
     // Read the client's greeting before closing: closing with it unread would reset the
     // connection, and the client would see a broken pipe instead of the reason.
     await conn.closeWrite();
