@@ -384,9 +384,9 @@ function busyMessage(refusal: Refusal): { message: string; log: string } {
     };
   }
   return {
-    message: `Server busy: ${refusal.limit} connections from your address already, ` +
+    message: `Server busy: too many connections from your address (limit ${refusal.limit}), ` +
       "try again later",
-    log: `busy (${refusal.limit} connections from ${refusal.key})`,
+    log: `busy (limit of ${refusal.limit} per address reached by ${refusal.key})`,
   };
 }
 
