@@ -36,7 +36,7 @@ export const DEFAULT_RATE_WINDOW_MS = 120_000;
 export interface WatchdogOptions {
   /** Cut a connection that moves no byte for this long; 0 never. */
   idleTimeoutMs: number;
-  /** The handshake, and each request message once begun, must be done within this. */
+  /** The handshake, and each request message once begun, must be done within this; 0 never. */
   handshakeTimeoutMs: number;
   /** Least average upload rate, bytes per second, over each window; 0 for none. */
   minRate: number;
@@ -140,13 +140,14 @@ export class Watch {
     const { idleTimeoutMs, handshakeTimeoutMs, minRate, rateWindowMs } = options;
     const activity = this.activity;
     const deadline = seconds(handshakeTimeoutMs);
-    if (this.#phase === "handshake" && now - this.#accepted > handshakeTimeoutMs) {
+    const bounded = handshakeTimeoutMs > 0;
+    if (bounded && this.#phase === "handshake" && now - this.#accepted > handshakeTimeoutMs) {
       return {
         reason: `handshake not completed within ${deadline}`,
         message: `Handshake not completed within ${deadline}: closed by the server`,
       };
     }
-    if (this.#phase === "waiting" && (activity.received ?? 0) > this.#receivedBefore) {
+    if (bounded && this.#phase === "waiting" && (activity.received ?? 0) > this.#receivedBefore) {
       // Seen at a tick, so up to one tick late: the limit is in seconds, the tick a fraction.
       this.#messageSeen ??= now;
       if (now - this.#messageSeen > handshakeTimeoutMs) {
