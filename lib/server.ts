@@ -101,7 +101,7 @@ export interface ServerOptions {
    * when full, the oldest is cut to make room (default: `maxConnections`).
    */
   maxHandshakes?: number;
-  /** Connections from one address, or one IPv6 /64 (default 16; 0 for no limit). */
+  /** Connections from one address, or one IPv6 /64 (default 32; 0 for no limit). */
   maxPerAddress?: number;
   /** Close a connection that moves no byte for this long (default 120000 ms; 0 never). */
   idleTimeoutMs?: number;
@@ -130,7 +130,7 @@ export interface ServerOptions {
 /** Defaults for the limits, shown at start. */
 export const SERVER_DEFAULTS = {
   maxConnections: 64,
-  maxPerAddress: 16,
+  maxPerAddress: 32,
   idleTimeoutMs: 120_000,
   handshakeTimeoutMs: 10_000,
   minRate: 256,

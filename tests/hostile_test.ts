@@ -168,7 +168,7 @@ Deno.test({
     await assertServed(server, "crowd from one address");
     assert.ok(
       server.lines.some((line) =>
-        /127\.0\.0\.2:\d+ refused: busy \(limit of 16 per address reached by 127\.0\.0\.2\)/.test(
+        /127\.0\.0\.2:\d+ refused: busy \(limit of 32 per address reached by 127\.0\.0\.2\)/.test(
           line,
         )
       ),
@@ -513,7 +513,7 @@ Deno.test("the start line shows the new limits, defaults and given ones", async 
     const line = await server.waitForLog(/max connections/);
     assert.match(
       line,
-      /idle timeout 120 s, handshake timeout 10 s, max per address 16, min upload rate 256 B\/s$/,
+      /idle timeout 120 s, handshake timeout 10 s, max per address 32, min upload rate 256 B\/s$/,
     );
   }
   await using server = await startServer({
