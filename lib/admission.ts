@@ -47,7 +47,7 @@ export type Admitted<T> =
  * const admission = new Admission<string>({ maxConnections: 64, maxHandshakes: 64, maxPerAddress: 16 });
  * const result = admission.admit("127.0.0.1", "conn-1");
  * if ("ticket" in result) {
- *   admission.established(result.ticket); // handshake done
+ *   admission.establish(result.ticket); // handshake done
  *   admission.release(result.ticket); // connection closed
  * }
  * ```
