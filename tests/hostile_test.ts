@@ -374,16 +374,23 @@ async function greetFrom(server: Endpoint, source: string): Promise<net.Socket> 
   return socket;
 }
 
-/** Everything a node socket receives until the server closes it (bounded). */
-function received(socket: net.Socket, timeoutMs = 5000): Promise<string> {
+/**
+ * What a node socket receives until the server closes it, or until the text matches `until`;
+ * bounded by `timeoutMs`, after which what came so far is returned with "(still open)".
+ */
+function received(socket: net.Socket, until?: RegExp, timeoutMs = 5000): Promise<string> {
   return new Promise((resolve) => {
     let text = "";
-    const timer = setTimeout(() => resolve(text + "(still open)"), timeoutMs);
-    socket.on("data", (chunk: Uint8Array) => text += new TextDecoder().decode(chunk));
-    socket.on("close", () => {
+    const done = (result: string) => {
       clearTimeout(timer);
-      resolve(text);
+      resolve(result);
+    };
+    const timer = setTimeout(() => done(text + "(still open)"), timeoutMs);
+    socket.on("data", (chunk: Uint8Array) => {
+      text += new TextDecoder().decode(chunk);
+      if (until?.test(text)) done(text);
     });
+    socket.on("close", () => done(text));
     socket.on("end", () => socket.destroy());
   });
 }
@@ -410,8 +417,8 @@ Deno.test({
       // Another address is not held to 127.0.0.2's share.
       assertSuccess(await ferry(server, ["list"]), "list from 127.0.0.1");
       // And the two held connections are served too.
-      const welcome = received(held[0], 2000);
-      assert.match(await welcome, /"server":"ferry\//);
+      const welcome = /"server":"ferry\//;
+      assert.match(await received(held[0], welcome), welcome);
     } finally {
       held.forEach((socket) => socket.destroy());
     }
