@@ -58,7 +58,13 @@ export {
   type ServerOptions,
   startServer,
 } from "./lib/server.ts";
-export { ProtocolError, RefusedError, StartError, UserError } from "./lib/errors.ts";
+export {
+  ProtocolError,
+  RefusedError,
+  StartError,
+  type StartStep,
+  UserError,
+} from "./lib/errors.ts";
 export type { DirectReader, ErrorCode, KeptEntry, ListEntry, Welcome } from "./lib/protocol.ts";
 export type { ByteSink, ByteSource, ResumePoint, TransferResult } from "./lib/transfer.ts";
 export { BufferPool, type BufferPoolOptions } from "./lib/buffer_pool.ts";

@@ -132,7 +132,7 @@ export const SERVER_DEFAULTS = {
   maxConnections: 64,
   maxPerAddress: 32,
   idleTimeoutMs: 120_000,
-  handshakeTimeoutMs: 10_000,
+  handshakeTimeoutMs: 5_000,
   minRate: 256,
 } as const;
 

@@ -46,7 +46,7 @@ export interface WatchdogOptions {
 
 /** Why the watchdog cuts a connection. */
 export interface Cut {
-  /** For the server's log: `handshake not completed within 10 s`. */
+  /** For the server's log: `handshake not completed within 5 s`. */
   reason: string;
   /** For the client, one sentence. */
   message: string;

@@ -520,7 +520,7 @@ Deno.test("the start line shows the new limits, defaults and given ones", async 
     const line = await server.waitForLog(/max connections/);
     assert.match(
       line,
-      /idle timeout 120 s, handshake timeout 10 s, max per address 32, min upload rate 256 B\/s$/,
+      /idle timeout 120 s, handshake timeout 5 s, max per address 32, min upload rate 256 B\/s$/,
     );
   }
   await using server = await startServer({
