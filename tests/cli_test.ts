@@ -145,7 +145,7 @@ Deno.test("server: the connection limits parse, with their defaults", () => {
   const d = parseServerArgs([]);
   assert.deepEqual(
     [d.maxPerAddress, d.handshakeTimeoutMs, d.minRate],
-    [32, 10000, 256],
+    [32, 5000, 256],
   );
   const given = parseServerArgs([
     "--max-per-address",
