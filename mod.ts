@@ -52,6 +52,7 @@ export {
   Session,
   type SessionOptions,
 } from "./lib/client.ts";
+export { type TlsTrust } from "./lib/tls_connect.ts";
 export {
   type RunningServer,
   SERVER_DEFAULTS,

@@ -42,6 +42,7 @@ import {
   sendData,
   type TransferResult,
 } from "./transfer.ts";
+import { type TlsTrust, upgradeToTls } from "./tls_connect.ts";
 import { NAME, VERSION } from "./version.ts";
 import { DEFAULT_HASH_ARENA_SIZE, requestHashArena } from "./xxh3.ts";
 
@@ -62,8 +63,11 @@ export interface ConnectOptions {
    * that asks for a token is refused with a {@link UserError}).
    */
   token?: Uint8Array;
-  /** Use TLS; `caCerts` adds trusted certificates (PEM) to the system's (default: plain TCP). */
-  tls?: { caCerts?: string[] };
+  /**
+   * Use TLS, trusting the server as this says: CAs, a pinned fingerprint, known servers
+   * (default: plain TCP).
+   */
+  tls?: TlsTrust;
   /**
    * Give up a request once the server has sent and taken nothing for this many milliseconds,
    * not counting waits on the local side (default: never; see {@link SessionOptions}).
@@ -194,10 +198,7 @@ export async function openConnection(
   const target = describeTarget(hostname, port);
   const timeoutMs = options.timeoutMs ?? 15000;
   let conn: Deno.Conn | undefined;
-  const connecting =
-    (options.tls
-      ? Deno.connectTls({ hostname, port, caCerts: options.tls.caCerts })
-      : Deno.connect({ hostname, port })).then((c) => conn = c);
+  const connecting = Deno.connect({ hostname, port }).then((c) => conn = c);
   connecting.catch(() => {});
   try {
     await withTimeout(connecting, timeoutMs, `Connecting to ${target}`, () => {});
@@ -214,22 +215,14 @@ export async function openConnection(
     }
     throw new UserError(`Cannot connect to ${target}: ${text.split("\n")[0]}`);
   }
-  if (options.tls) {
-    const tlsConn = conn as Deno.TlsConn;
-    try {
-      await withTimeout(tlsConn.handshake(), timeoutMs, `TLS handshake with ${target}`, () => {
-        closeQuietly(tlsConn);
-      });
-    } catch (error) {
-      closeQuietly(tlsConn);
-      if (error instanceof UserError) throw error;
-      const text = error instanceof Error ? error.message.split("\n")[0] : String(error);
-      throw new UserError(
-        `TLS handshake with ${target} failed: ${text} (does the server use TLS, and does --ca match?)`,
-      );
-    }
-  }
+  // Nagle off on the socket itself: Deno's TLS connections have no such switch of their own.
   noDelay(conn!);
+  if (options.tls) {
+    return {
+      conn: await upgradeToTls(conn! as Deno.TcpConn, hostname, port, options.tls, timeoutMs),
+      target,
+    };
+  }
   return { conn: conn!, target };
 }
 
@@ -251,14 +244,6 @@ function fromConnection(error: unknown): boolean {
   return isInterruption(error) || error instanceof ProtocolError ||
     error instanceof Deno.errors.NotConnected || error instanceof Deno.errors.WriteZero ||
     error instanceof Deno.errors.InvalidData;
-}
-
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch {
-    // Already closed.
-  }
 }
 
 /**

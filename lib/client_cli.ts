@@ -57,7 +57,10 @@ import {
   writeAll,
   writeAllSync,
 } from "./transfer.ts";
+import { knownServersPath } from "./known_servers.ts";
+import { runTrust } from "./tls_trust_cli.ts";
 import { NAME, VERSION } from "./version.ts";
+import { parseFingerprint } from "./x509.ts";
 
 const PROGRAM = NAME;
 
@@ -74,6 +77,8 @@ Commands:
                        put --resume (if the server allows it: --show-kept)
   mput FILE...         upload several files over one connection
   mget NAME...         download several files over one connection
+  trust                remember the server's TLS certificate (with --fingerprint:
+                       only if it has that fingerprint); see --tls
 
 Options:
   --overwrite          put, mput: replace existing remote files (atomically)
@@ -97,8 +102,13 @@ Options:
                        time spent on local files and stdin/stdout not counted)
   --token-file FILE    prove to the server that we hold the secret in FILE
                        (it never crosses the wire; the server must prove it too)
-  --tls                connect with TLS, trusting the system's certificates...
-  --ca FILE            ...and the PEM certificate(s) in FILE (implies --tls)
+  --tls                connect with TLS, trusting the system's certificates,
+                       the PEM certificate(s) given with --ca FILE, and the
+                       servers remembered by 'trust' (~/.config/ferry/known_servers)
+  --fingerprint SHA256:...
+                       connect with TLS only to a server whose certificate has
+                       this fingerprint (as ferry-server prints it), and
+                       remember it; implies --tls
   --legacy             speak the seed's protocol, to use its Python server
                        (no checksum: transfers cannot be verified)
   -h, --help           show this help
@@ -131,11 +141,12 @@ const OPTIONS: OptionSpec = {
   "token-file": { type: "string" },
   tls: { type: "boolean" },
   ca: { type: "string" },
+  fingerprint: { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
 };
 
-type Command = "put" | "get" | "list" | "kept" | "mput" | "mget";
+type Command = "put" | "get" | "list" | "kept" | "mput" | "mget" | "trust";
 
 /** Longest --timeout: setTimeout's limit of 2^31-1 milliseconds, in whole seconds. */
 export const MAX_TIMEOUT_SECONDS = 2147483;
@@ -158,6 +169,7 @@ const SHAPES: Record<Command, { min: number; max: number; shape: string; names: 
   kept: { min: 0, max: 0, shape: "kept", names: [] },
   mput: { min: 1, max: Infinity, shape: "mput FILE [FILE ...]", names: ["FILE"] },
   mget: { min: 1, max: Infinity, shape: "mget NAME [NAME ...]", names: ["NAME"] },
+  trust: { min: 0, max: 0, shape: "trust", names: [] },
 };
 
 /** A parsed client command line. */
@@ -200,6 +212,8 @@ export interface ClientCommand {
   tls: boolean;
   /** Extra trusted CA certificate file. */
   caFile?: string;
+  /** Pinned certificate fingerprint (`SHA256:...`). */
+  fingerprint?: string;
 }
 
 /** Parses the client's arguments; throws {@link UsageError} on anything it cannot run. */
@@ -220,8 +234,9 @@ export function parseClientArgs(argv: string[]): ClientCommand {
     progress: flag("progress"),
     timeoutMs: 15000,
     legacy: flag("legacy"),
-    tls: flag("tls") || typeof values.ca === "string",
+    tls: flag("tls") || typeof values.ca === "string" || typeof values.fingerprint === "string",
     caFile: values.ca as string | undefined,
+    fingerprint: pinnedFingerprint(values.fingerprint),
     tokenFile: values["token-file"] as string | undefined,
   };
   if (flag("help")) return { ...base, command: "help" };
@@ -236,7 +251,7 @@ export function parseClientArgs(argv: string[]): ClientCommand {
   const port = parsePort(portText);
   if (!(word in SHAPES)) {
     throw new UsageError(
-      `Unknown command ${JSON.stringify(word)}: expected put, get, list, kept, mput or mget`,
+      `Unknown command ${JSON.stringify(word)}: expected put, get, list, kept, mput, mget or trust`,
     );
   }
   const command = word as Command;
@@ -303,6 +318,19 @@ export function parseClientArgs(argv: string[]): ClientCommand {
     );
   }
   return { ...base, command, host, port, args, timeoutMs, stallTimeoutMs, limitRate };
+}
+
+/** The --fingerprint value in its canonical form; undefined when the option is absent. */
+function pinnedFingerprint(value: unknown): string | undefined {
+  if (typeof value !== "string") return undefined;
+  const fingerprint = parseFingerprint(value);
+  if (fingerprint === null) {
+    throw new UsageError(
+      `Invalid --fingerprint ${JSON.stringify(value)}: expected SHA256: and 43 base64 ` +
+        "characters, as ferry-server prints it (or openssl's hex form)",
+    );
+  }
+  return fingerprint;
 }
 
 /** A --timeout style value in milliseconds, or undefined when the option is absent. */
@@ -408,7 +436,14 @@ class Connector {
         timeoutMs: cmd.timeoutMs,
         stallTimeoutMs: cmd.stallTimeoutMs,
         token: this.#token,
-        tls: cmd.tls ? { caCerts: this.#caCerts } : undefined,
+        tls: cmd.tls
+          ? {
+            caCerts: this.#caCerts,
+            fingerprint: cmd.fingerprint,
+            knownServers: knownServersPath(),
+            onRemember: (line) => cmd.quiet || say(`${PROGRAM}: ${line}`),
+          }
+          : undefined,
       });
     return this.#session;
   }
@@ -427,6 +462,7 @@ class Connector {
 }
 
 async function runCommand(cmd: ClientCommand): Promise<number> {
+  if (cmd.command === "trust") return await runTrust(cmd);
   const connector = new Connector(cmd);
   try {
     if (cmd.command === "list") {

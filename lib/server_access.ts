@@ -10,6 +10,8 @@
 
 import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { UserError } from "./errors.ts";
+import type { TlsSource } from "./tls_identity.ts";
+import { userDir } from "./user_dirs.ts";
 
 /** A file the server reads at start and must never serve. */
 export interface SecretFile {
@@ -25,16 +27,20 @@ export interface ServerFiles {
   root: string;
   /** Path of the token file, if any. */
   tokenFile?: string;
-  /** Paths of the TLS certificate and key, if any. */
-  tls?: { certFile: string; keyFile: string };
+  /** The TLS certificate and key files, or the state folder of the server's own; none without TLS. */
+  tls?: TlsSource;
 }
 
 /** What the server process needs: paths to read, and paths to write. */
 export interface ServerAccess {
   /** Absolute paths it may read: the root and each secret file. */
   read: string[];
-  /** Absolute paths it may write: the root only. */
+  /** Absolute paths it may write: the root, and the state folder of `--tls`. */
   write: string[];
+  /** Environment variables it may read: where the state folder of `--tls` is by default. */
+  env?: string[];
+  /** System information it may read: this machine's names, for the certificate of `--tls`. */
+  sys?: string[];
 }
 
 /**
@@ -51,7 +57,7 @@ export function secretFilesOf(files: ServerFiles): SecretFile[] {
   if (files.tokenFile !== undefined) {
     secrets.push({ option: "--token-file", path: files.tokenFile });
   }
-  if (files.tls) {
+  if (files.tls && "certFile" in files.tls) {
     secrets.push({ option: "--tls-cert", path: files.tls.certFile });
     secrets.push({ option: "--tls-key", path: files.tls.keyFile });
   }
@@ -82,7 +88,7 @@ export async function realPathOf(path: string): Promise<string> {
 }
 
 /** True when `path` is `folder` or lies somewhere under it (both real, absolute paths). */
-function isInside(path: string, folder: string): boolean {
+export function isInside(path: string, folder: string): boolean {
   const rest = relative(folder, path);
   return rest === "" || (!rest.startsWith("..") && !isAbsolute(rest));
 }
@@ -128,7 +134,22 @@ export async function serverAccessOf(files: ServerFiles): Promise<ServerAccess> 
   const root = resolve(files.root);
   // A root whose way cannot be resolved (an unreadable folder on it) is granted as given; the
   // server then says what is wrong with it.
-  const write = [...new Set([root, await realPathOf(root).catch(() => root)])];
-  const read = [...new Set([...write, ...secretFilesOf(files).map((s) => resolve(s.path))])];
-  return { read, write };
+  const write = [root];
+  let own: Pick<ServerAccess, "env" | "sys"> = {};
+  if (files.tls && !("certFile" in files.tls)) {
+    // The server's own certificate: its state folder, where it is by default, and the names
+    // that go into a new certificate.
+    const state = files.tls.stateDir === undefined ? userDir("state") : resolve(files.tls.stateDir);
+    if (state !== null) write.push(state);
+    own = {
+      ...(files.tls.stateDir === undefined
+        ? { env: ["XDG_STATE_HOME", "HOME", "LOCALAPPDATA"] }
+        : {}),
+      sys: ["hostname", "networkInterfaces"],
+    };
+  }
+  const real = await Promise.all(write.map((path) => realPathOf(path).catch(() => path)));
+  const writable = [...new Set([...write, ...real])];
+  const read = [...new Set([...writable, ...secretFilesOf(files).map((s) => resolve(s.path))])];
+  return { read, write: writable, ...own };
 }

@@ -28,6 +28,12 @@ import {
 import { KEPT_DEFAULTS, type KeptUploads, RESUME_DIR } from "./kept_uploads.ts";
 import { formatAddr, SERVER_DEFAULTS, startServer } from "./server.ts";
 import { checkSecretsOutsideRoot } from "./server_access.ts";
+import {
+  identityBanner,
+  loadIdentity,
+  type ServerIdentity,
+  type TlsSource,
+} from "./tls_identity.ts";
 import { NAME, VERSION } from "./version.ts";
 import { HASH_ARENA_SIZE } from "./xxh3.ts";
 
@@ -61,7 +67,12 @@ Access and limits:
   --read-only            refuse uploads; downloads and listings are served
   --token-file FILE      require clients to prove they hold the secret in FILE
                          (challenge-response: the secret never crosses the wire)
-  --tls-cert FILE        serve over TLS with this PEM certificate chain...
+  --tls                  serve over TLS with a certificate of its own, made on the
+                         first start and kept in the state folder; prints the
+                         fingerprint clients pin (ferry --fingerprint SHA256:...)
+  --state-dir DIR        where --tls keeps its key (default ~/.local/state/ferry,
+                         or $XDG_STATE_HOME/ferry); never inside the root
+  --tls-cert FILE        serve over TLS with this PEM certificate chain instead...
   --tls-key FILE         ...and this PEM private key
   --max-size SIZE        refuse uploads over SIZE bytes (10M, 2G...; default: no limit)
   --max-connections N    connections at once; more are told "server busy"
@@ -104,6 +115,8 @@ const OPTIONS: OptionSpec = {
   legacy: { type: "boolean" },
   "read-only": { type: "boolean" },
   "token-file": { type: "string" },
+  tls: { type: "boolean" },
+  "state-dir": { type: "string" },
   "tls-cert": { type: "string" },
   "tls-key": { type: "string" },
   "max-size": { type: "string" },
@@ -138,8 +151,8 @@ export interface ServerCommand {
   readOnly: boolean;
   /** Path of the token file. */
   tokenFile?: string;
-  /** Paths of the TLS certificate and key. */
-  tls?: { certFile: string; keyFile: string };
+  /** Where the TLS certificate and key come from; no TLS when absent. */
+  tls?: TlsSource;
   /** Largest upload, bytes. */
   maxSize?: number;
   /** Connection limit. */
@@ -201,7 +214,15 @@ export function parseServerArgs(argv: string[]): ServerCommand {
   if ((certFile === undefined) !== (keyFile === undefined)) {
     throw new UsageError("--tls-cert and --tls-key go together");
   }
-  const tls = certFile && keyFile ? { certFile, keyFile } : undefined;
+  const stateDir = text("state-dir");
+  if (stateDir !== undefined && (values.tls !== true || certFile !== undefined)) {
+    throw new UsageError("--state-dir goes with --tls (and without --tls-cert)");
+  }
+  const tls = certFile && keyFile
+    ? { certFile, keyFile }
+    : values.tls === true
+    ? { stateDir }
+    : undefined;
   const tokenFile = text("token-file");
   if (base.legacy && (tls || tokenFile)) {
     throw new UsageError(
@@ -318,11 +339,11 @@ export async function serverMain(argv: string[]): Promise<number> {
   }
   const root = resolve(cmd.root);
   let server;
+  let identity: ServerIdentity | undefined;
   try {
     const token = cmd.tokenFile ? await readTokenFile(cmd.tokenFile) : undefined;
-    const tls = cmd.tls
-      ? { cert: await readPem(cmd.tls.certFile), key: await readPem(cmd.tls.keyFile) }
-      : undefined;
+    identity = cmd.tls ? await loadIdentity(cmd.tls, root, cmd.hostname) : undefined;
+    const tls = identity ? { cert: identity.cert, key: identity.key } : undefined;
     await checkSecretsOutsideRoot(cmd);
     server = await startServer({
       hostname: cmd.hostname,
@@ -393,6 +414,11 @@ export async function serverMain(argv: string[]): Promise<number> {
       `min upload rate ${cmd.minRate ? `${formatBytes(cmd.minRate)}/s` : "none"}`,
   );
   say(await describeKeeping(server.store.kept, cmd.showKept));
+  if (identity) {
+    identityBanner(identity, server.addr as Deno.NetAddr).forEach((line) =>
+      say(`${PROGRAM}: ${line}`)
+    );
+  }
   if (!isLoopback(server.addr.hostname) && !cmd.tls && !cmd.tokenFile) {
     say(
       `${PROGRAM}: warning: listening beyond this machine with neither --token-file nor TLS; ` +
@@ -424,17 +450,6 @@ const PERMISSION_HINT = "run it with deno task serve, which grants the folder an
 
 /** How long in-flight transfers may run on after SIGINT or SIGTERM. */
 export const GRACE_MS = 5000;
-
-async function readPem(path: string): Promise<string> {
-  try {
-    return await Deno.readTextFile(path);
-  } catch (error) {
-    // A refusal by Deno's permissions is reported as such, with what to do.
-    if (error instanceof Deno.errors.NotCapable) throw error;
-    const why = error instanceof Deno.errors.NotFound ? "no such file" : String(error);
-    throw new UserError(`Cannot read ${path}: ${why}`);
-  }
-}
 
 /** Turns a failure to start into one line that names what failed: the root or the address. */
 function explainStartFailure(error: unknown, cmd: ServerCommand, root: string): unknown {
@@ -470,7 +485,7 @@ function explainListenFailure(error: unknown, cmd: ServerCommand): unknown {
   if (error instanceof Error && /failed to lookup|not known/i.test(error.message)) {
     return new UserError(`Cannot resolve --host ${JSON.stringify(cmd.hostname)}`);
   }
-  if (cmd.tls && error instanceof Error) {
+  if (cmd.tls && "certFile" in cmd.tls && error instanceof Error) {
     return new UserError(
       `Cannot start TLS with ${cmd.tls.certFile} and ${cmd.tls.keyFile}: ${
         error.message.split("\n")[0]

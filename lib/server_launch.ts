@@ -56,6 +56,8 @@ export function serverRunArgs(argv: string[], access: ServerAccess): string[] {
     "--allow-net",
     ...list("--allow-read", access.read),
     ...list("--allow-write", access.write),
+    ...list("--allow-env", access.env ?? []),
+    ...list("--allow-sys", access.sys ?? []),
     SERVER_MODULE,
     ...argv,
   ];

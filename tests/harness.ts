@@ -469,6 +469,10 @@ export interface RunOptions {
   stdin?: Uint8Array | string;
   /** Working folder (default: the repository). */
   cwd?: string;
+  /** Environment variables to set on top of this process's (HOME, XDG_CONFIG_HOME...). */
+  env?: Record<string, string>;
+  /** Further Deno permission flags, after the usual ones (`--allow-env`, say). */
+  permissions?: string[];
 }
 
 /** What a finished program did. */
@@ -490,16 +494,22 @@ export interface SpawnOptions {
 function programCommand(
   script: string,
   args: string[],
-  cwd: string | undefined,
+  options: RunOptions,
   stdin: "piped" | "null",
 ): Deno.Command {
   return new Deno.Command(Deno.execPath(), {
-    args: ["run", ...PROGRAM_PERMISSIONS, `${REPO_ROOT}${script}`, ...args],
-    cwd: cwd ?? REPO_ROOT,
+    args: [
+      "run",
+      ...PROGRAM_PERMISSIONS,
+      ...(options.permissions ?? []),
+      `${REPO_ROOT}${script}`,
+      ...args,
+    ],
+    cwd: options.cwd ?? REPO_ROOT,
     stdin,
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", ...options.env },
   });
 }
 
@@ -507,7 +517,7 @@ async function runProgram(script: string, args: string[], options: RunOptions): 
   const input = typeof options.stdin === "string"
     ? new TextEncoder().encode(options.stdin)
     : options.stdin;
-  const child = programCommand(script, args, options.cwd, input ? "piped" : "null").spawn();
+  const child = programCommand(script, args, options, input ? "piped" : "null").spawn();
   // Feed stdin while the output is collected, or a large input and output could deadlock.
   const feeding = input
     ? (async () => {
@@ -546,7 +556,7 @@ export function runServer(args: string[], options: RunOptions = {}): Promise<Run
  * await `output()` or `status`, and cancel the outputs it does not read.
  */
 export function spawnClient(args: string[], options: SpawnOptions = {}): Deno.ChildProcess {
-  return programCommand("client.ts", args, options.cwd, "piped").spawn();
+  return programCommand("client.ts", args, options, "piped").spawn();
 }
 
 /** Options for {@link runCommand}. */
