@@ -63,7 +63,9 @@ export function probeCertificate(
     });
     const finish = (der: Uint8Array | null) => {
       clearTimeout(timer);
-      socket.destroy();
+      // end(), not destroy(): a TLS close the server sees as a peer that simply left.
+      if (der) socket.end();
+      else socket.destroy();
       resolve(der);
     };
     const timer = setTimeout(() => finish(null), timeoutMs);
