@@ -5,7 +5,10 @@
  * Cases, each run `--runs` times (best and median reported):
  * - ferry put and get of one `--size` file, file to file, page cache warm, the receiving side
  *   run with `--no-fsync` (as nc and the others do not flush either); each once more with fsync
- *   on, as its own row;
+ *   on, as its own row, and once more over TLS (`--tls`, the client pinning with `--fingerprint`);
+ * - the same bytes through scp to a private sshd on loopback (scripts/bench_ssh.ts), once with
+ *   aes128-gcm and once with chacha20-poly1305: the encrypted rivals of ferry over TLS (skipped
+ *   with a note where sshd is not installed);
  * - the same bytes through `nc` (netcat-openbsd), through the seed protocol's Python peer
  *   (tests/seed_peer.py) and through a bare Deno loop (scripts/bare_loop.ts, our runtime's
  *   ceiling);
@@ -31,7 +34,7 @@
  * pass/miss, never asserted.
  *
  * Usage: `deno task bench [--size 1G] [--runs 2] [--clients 50] [--client-size 20M]
- * [--files 200] [--file-size 4K] [--json FILE]`. Needs `nc` (netcat-openbsd), `python3` (the
+ * [--files 200] [--file-size 4K] [--only ID,...] [--json FILE]`. Needs `nc` (netcat-openbsd), `python3` (the
  * seed peer, and the memory sampler: Deno reads /proc only under --allow-all) and `cat`;
  * everything stays on 127.0.0.1, and every process and temporary file it makes is gone when it
  * ends, even on Ctrl-C.
@@ -43,6 +46,14 @@ import { createHash } from "node:crypto";
 import { basename, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import {
+  prepareSsh,
+  remote,
+  scpArgs,
+  type ScpCipher,
+  sshdArgs,
+  type SshSetup,
+} from "./bench_ssh.ts";
 
 const REPO = fileURLToPath(new URL("..", import.meta.url));
 const HOST = "127.0.0.1";
@@ -87,6 +98,9 @@ Options:
   --files N         files in the many-files case: one mput versus one seed client per
                     file (default 200)
   --file-size N     size of each of those files (default 4K)
+  --only ID,...     run only these single-file cases (ferry-put, ferry-put-tls,
+                    scp-put-aes128-gcm, ...; see the ids in the JSON), and neither the
+                    many-clients nor the many-files case
   --json FILE       where to write the results (default: bench-results.json in a new
                     temporary folder)
   -h, --help        show this help`;
@@ -107,6 +121,8 @@ export interface BenchOptions {
   fileSize: number;
   /** Where to write JSON; undefined picks a temporary folder. */
   json?: string;
+  /** Run only the single-file cases with these ids; undefined runs everything. */
+  only?: string[];
   /** Show usage. */
   help: boolean;
 }
@@ -143,12 +159,21 @@ export function parseOptions(argv: string[]): BenchOptions {
       files: { type: "string", default: "200" },
       "file-size": { type: "string", default: "4K" },
       json: { type: "string" },
+      only: { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
     allowPositionals: true,
     strict: true,
   });
   if (positionals.length > 0) throw new Error(`Unexpected argument ${positionals[0]}`);
+  const only = values.only?.split(",").map((id) => id.trim()).filter((id) => id !== "");
+  const unknown = only?.find((id) => !CASES.some((spec) => spec.id === id));
+  if (unknown !== undefined) {
+    throw new Error(
+      `Unknown case ${JSON.stringify(unknown)} in --only: expected some of ` +
+        CASES.map((spec) => spec.id).join(", "),
+    );
+  }
   return {
     size: parseSize(values.size),
     runs: parseCount(values.runs, "runs", 2),
@@ -157,6 +182,7 @@ export function parseOptions(argv: string[]): BenchOptions {
     files: parseCount(values.files, "files", 1),
     fileSize: parseSize(values["file-size"]),
     json: values.json,
+    only,
     help: values.help,
   };
 }
@@ -485,6 +511,10 @@ interface Bench {
   timeoutMs: number;
   /** The folder `settle` writes its scratch file in. */
   work: string;
+  /** The TLS servers' state folder (their key, made once). */
+  tlsState: string;
+  /** The private sshd's keys, for the scp cases; absent where they cannot run. */
+  ssh?: SshSetup;
 }
 
 /** One timed transfer. */
@@ -500,11 +530,19 @@ interface CaseSpec {
   id: string;
   label: string;
   direction: "put" | "get";
-  tool: "ferry" | "ferry-fsync" | "nc" | "seed-python" | "bare-deno";
+  tool:
+    | "ferry"
+    | "ferry-fsync"
+    | "ferry-tls"
+    | "nc"
+    | "seed-python"
+    | "bare-deno"
+    | "scp-aes128-gcm"
+    | "scp-chacha20";
   measure: (bench: Bench, dir: string) => Promise<Measured>;
 }
 
-function ferryServer(root: string, fsync: boolean): Proc {
+function ferryServer(root: string, fsync: boolean, tlsState?: string): Proc {
   // Every client here comes from one address; the many-clients case stands for many hosts.
   const args = [
     ...DENO_RUN,
@@ -517,6 +555,7 @@ function ferryServer(root: string, fsync: boolean): Proc {
     "--max-per-address",
     "0",
   ];
+  if (tlsState !== undefined) args.push("--tls", "--state-dir", tlsState);
   return start("ferry server", DENO, fsync ? args : [...args, "--no-fsync"], true);
 }
 
@@ -679,6 +718,51 @@ function ferryGet(fsync: boolean): CaseSpec["measure"] {
   };
 }
 
+/**
+ * ferry over TLS with the server's own certificate, the client pinning it with --fingerprint as
+ * the server's banner says; without a config folder the client reads the certificate first, as
+ * on first use, which adds one TLS handshake (milliseconds) to each run.
+ */
+function ferryTls(direction: "put" | "get"): CaseSpec["measure"] {
+  return async (bench, dir) => {
+    const root = direction === "put" ? join(dir, "root") : await rootWithSource(bench, dir);
+    const server = ferryServer(root, false, bench.tlsState);
+    const port = await listeningPort(server);
+    const pin = (await waitFor(server, /TLS certificate (SHA256:\S+)/))[1];
+    const output = direction === "put" ? join(root, REMOTE) : join(dir, "out.bin");
+    const args = direction === "put"
+      ? ["put", bench.source, REMOTE]
+      : ["get", REMOTE, output, "--no-fsync"];
+    const timing = await timed(
+      single(bench),
+      () => succeed(ferryClient(port, "--fingerprint", pin, ...args), bench.timeoutMs),
+    );
+    return { ...timing, memory: server, output };
+  };
+}
+
+/**
+ * scp to or from a private sshd with one cipher. The sshd that listens forks a process per
+ * login, so its memory is not the serving side's and is not reported.
+ */
+function scpCase(direction: "put" | "get", cipher: ScpCipher): CaseSpec["measure"] {
+  return async (bench, dir) => {
+    const ssh = bench.ssh!;
+    const port = freePort();
+    const sshd = start("sshd", ssh.sshd, await sshdArgs(ssh, port, cipher));
+    await waitListening(port, sshd);
+    const output = join(dir, "out.bin");
+    const [from, to] = direction === "put"
+      ? [bench.source, remote(ssh, output)]
+      : [remote(ssh, join(await rootWithSource(bench, dir), REMOTE)), output];
+    const timing = await timed(
+      single(bench),
+      () => succeed(start("scp", "scp", scpArgs(ssh, port, cipher, from, to)), bench.timeoutMs),
+    );
+    return { ...timing, memory: sshd, output };
+  };
+}
+
 async function ncPut(bench: Bench, dir: string): Promise<Measured> {
   const port = freePort();
   const output = join(dir, "out.bin");
@@ -767,6 +851,27 @@ const CASES: CaseSpec[] = [
     tool: "ferry-fsync",
     measure: ferryPut(true),
   },
+  {
+    id: "ferry-put-tls",
+    label: "ferry put, TLS",
+    direction: "put",
+    tool: "ferry-tls",
+    measure: ferryTls("put"),
+  },
+  {
+    id: "scp-put-aes128-gcm",
+    label: "scp put, aes128-gcm",
+    direction: "put",
+    tool: "scp-aes128-gcm",
+    measure: scpCase("put", "aes128-gcm@openssh.com"),
+  },
+  {
+    id: "scp-put-chacha20",
+    label: "scp put, chacha20-poly1305",
+    direction: "put",
+    tool: "scp-chacha20",
+    measure: scpCase("put", "chacha20-poly1305@openssh.com"),
+  },
   { id: "nc-put", label: "nc put", direction: "put", tool: "nc", measure: ncPut },
   {
     id: "seed-put",
@@ -795,6 +900,27 @@ const CASES: CaseSpec[] = [
     direction: "get",
     tool: "ferry-fsync",
     measure: ferryGet(true),
+  },
+  {
+    id: "ferry-get-tls",
+    label: "ferry get, TLS",
+    direction: "get",
+    tool: "ferry-tls",
+    measure: ferryTls("get"),
+  },
+  {
+    id: "scp-get-aes128-gcm",
+    label: "scp get, aes128-gcm",
+    direction: "get",
+    tool: "scp-aes128-gcm",
+    measure: scpCase("get", "aes128-gcm@openssh.com"),
+  },
+  {
+    id: "scp-get-chacha20",
+    label: "scp get, chacha20-poly1305",
+    direction: "get",
+    tool: "scp-chacha20",
+    measure: scpCase("get", "chacha20-poly1305@openssh.com"),
   },
   { id: "nc-get", label: "nc get", direction: "get", tool: "nc", measure: ncGet },
   {
@@ -909,6 +1035,24 @@ export function judge(results: CaseResult[]): void {
     else if (r.tool === "nc") r.target = versus(1.5, "nc");
     else if (r.tool === "seed-python") r.target = versus(2, "seed");
     else if (r.tool === "bare-deno") r.target = versus(0.75, "bare loop");
+    else if (r.tool === "ferry-tls") {
+      r.target = {
+        text: "within 25% of ferry without TLS",
+        pass: r.ferryRatio !== undefined && r.ferryRatio <= 1.25,
+      };
+    } else if (r.tool === "scp-aes128-gcm" || r.tool === "scp-chacha20") {
+      // The encrypted rival is measured against ferry over TLS, not plain ferry.
+      const tls = results.find((t) => t.tool === "ferry-tls" && t.direction === r.direction);
+      r.ferryRatio = tls?.medianGBps !== undefined && r.medianGBps !== undefined
+        ? tls.medianGBps / r.medianGBps
+        : undefined;
+      if (r.tool === "scp-aes128-gcm") {
+        r.target = {
+          text: "ferry TLS ≥ 2× scp aes128-gcm",
+          pass: r.ferryRatio !== undefined && r.ferryRatio >= 2,
+        };
+      }
+    }
     if (r.runs.some((run) => run.error !== undefined) && r.target) r.target.pass = false;
   }
 }
@@ -1209,17 +1353,31 @@ async function bench(options: BenchOptions, work: string): Promise<number> {
   const source = join(work, "source.bin");
   say(`bench: writing a ${formatSize(options.size)} source file`);
   const hash = await generateFile(source, options.size, block, 0);
+  const everything = options.only === undefined;
   const clientFiles: { path: string; hash: string }[] = [];
   const clientDir = join(work, "clients");
   await Deno.mkdir(clientDir);
-  say(`bench: writing ${options.clients} files of ${formatSize(options.clientSize)}`);
-  for (let i = 1; i <= options.clients; i++) {
-    const path = join(clientDir, `client-${String(i).padStart(3, "0")}.bin`);
-    clientFiles.push({ path, hash: await generateFile(path, options.clientSize, block, i) });
+  if (everything) {
+    say(`bench: writing ${options.clients} files of ${formatSize(options.clientSize)}`);
+    for (let i = 1; i <= options.clients; i++) {
+      const path = join(clientDir, `client-${String(i).padStart(3, "0")}.bin`);
+      clientFiles.push({ path, hash: await generateFile(path, options.clientSize, block, i) });
+    }
   }
-  say(`bench: writing ${options.files} files of ${formatSize(options.fileSize)}`);
-  const smallFiles = await writeSmallFiles(work, options.files, options.fileSize, block);
+  if (everything) say(`bench: writing ${options.files} files of ${formatSize(options.fileSize)}`);
+  const smallFiles = await writeSmallFiles(
+    work,
+    everything ? options.files : 0,
+    options.fileSize,
+    block,
+  );
   await warmUp(work, block);
+  const ssh = await prepareSsh(join(work, "ssh"));
+  if (typeof ssh === "string") say(`bench: the scp rows are skipped: ${ssh}`);
+  const cases = CASES.filter((spec) =>
+    (options.only === undefined || options.only.includes(spec.id)) &&
+    (typeof ssh !== "string" || !spec.tool.startsWith("scp-"))
+  );
 
   // Any single process gets a minute plus the time to move the file at 20 MB/s.
   const state: Bench = {
@@ -1228,8 +1386,10 @@ async function bench(options: BenchOptions, work: string): Promise<number> {
     hash,
     timeoutMs: 60_000 + options.size / 20e3,
     work,
+    tlsState: join(work, "tls-state"),
+    ssh: typeof ssh === "string" ? undefined : ssh,
   };
-  const results: CaseResult[] = CASES.map((spec) => ({
+  const results: CaseResult[] = cases.map((spec) => ({
     id: spec.id,
     label: spec.label,
     direction: spec.direction,
@@ -1271,13 +1431,14 @@ async function bench(options: BenchOptions, work: string): Promise<number> {
   // starting each round one case later, so that whatever a case inherits from the one before it
   // is not always the same.
   for (let run = 1; run <= options.runs; run++) {
-    for (let k = 0; k < CASES.length; k++) {
-      const i = (k + run - 1) % CASES.length;
-      const spec = CASES[i];
+    for (let k = 0; k < cases.length; k++) {
+      const i = (k + run - 1) % cases.length;
+      const spec = cases[i];
       const record = await runCase(spec, state, work, run);
       results[i].runs.push(record);
       say(describeRun(spec.label, record));
     }
+    if (!everything) continue;
     const record = await runClients(clientFiles, options.clientSize, work, run);
     many.runs.push(record);
     say(describeRun(many.label, record));
@@ -1292,7 +1453,7 @@ async function bench(options: BenchOptions, work: string): Promise<number> {
       say(describeRun(result.label, filesRecord));
     }
   }
-  results.push(many, ...manyFiles);
+  if (everything) results.push(many, ...manyFiles);
   results.forEach(summarize);
   judge(results);
 
@@ -1302,12 +1463,16 @@ async function bench(options: BenchOptions, work: string): Promise<number> {
     `${formatSize(options.size)} file (${options.clients} × ${formatSize(options.clientSize)} ` +
     `for the many-clients row), loopback, page cache warm, best and median of ${options.runs} ` +
     `runs; 1 GB = 1e9 bytes; times are whole client processes, startup included; ` +
-    `ferry ÷ this and targets use medians; the receiving side runs with --no-fsync except in the fsync rows; ` +
+    `ferry ÷ this and targets use medians (for the scp rows, ferry over TLS ÷ this); ` +
+    `the receiving side runs with --no-fsync except in the fsync rows and scp; ` +
     `peak RSS is the server's VmHWM (nc and bare loop: receiver on put, sender on get); ` +
     `CPU s is what the whole machine (${machine.cpus} CPUs) was busy for meanwhile: both sides ` +
     `and the kernel.`,
-    "",
-    filesLine(manyFiles[0], manyFiles[1]),
+    ...(everything ? ["", filesLine(manyFiles[0], manyFiles[1])] : [
+      "",
+      `Only ${options.only!.join(", ")} (--only): not the full bench.`,
+    ]),
+    ...(typeof ssh === "string" ? ["", `scp rows skipped: ${ssh}.`] : []),
     "",
     machineLine(machine),
   ].join("\n");
@@ -1327,6 +1492,7 @@ async function bench(options: BenchOptions, work: string): Promise<number> {
       clientSize: options.clientSize,
       files: options.files,
       fileSize: options.fileSize,
+      only: options.only,
     },
     results,
     markdown,

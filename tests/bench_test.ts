@@ -30,6 +30,7 @@ Deno.test("bench options: defaults, sizes with binary suffixes, and refusals", (
     files: 200,
     fileSize: 4096,
     json: undefined,
+    only: undefined,
     help: false,
   });
   const given = parseOptions(["--size", "256M", "--runs", "5", "--json", "out.json"]);
@@ -44,6 +45,11 @@ Deno.test("bench options: defaults, sizes with binary suffixes, and refusals", (
   assert.throws(() => parseOptions(["--size", "0"]), /at least 1 byte/);
   assert.throws(() => parseOptions(["extra"]), /Unexpected argument extra/);
   assert.throws(() => parseOptions(["--fast"]));
+  assert.deepEqual(parseOptions(["--only", "ferry-put-tls,scp-put-aes128-gcm"]).only, [
+    "ferry-put-tls",
+    "scp-put-aes128-gcm",
+  ]);
+  assert.throws(() => parseOptions(["--only", "ferry-put,warp"]), /Unknown case "warp" in --only/);
 });
 
 Deno.test("median of odd and even counts, whatever the order", () => {
@@ -128,4 +134,29 @@ Deno.test("targets: memory limits, and any failed run makes a miss", () => {
     lines.find((l) => l.startsWith("| ferry-put"))!,
     /\| — \| 60 \| pass: server RSS ≤ 300 MiB \|$/,
   );
+});
+
+Deno.test("targets: ferry over TLS against plain ferry, and scp against ferry over TLS", () => {
+  const results = judged([
+    single("ferry-put", "ferry", "put", [1.0, 1.0]),
+    single("ferry-put-tls", "ferry-tls", "put", [1.2, 1.2]),
+    single("scp-put-aes128-gcm", "scp-aes128-gcm", "put", [2.5, 2.5]),
+    single("scp-put-chacha20", "scp-chacha20", "put", [3.6, 3.6]),
+    single("ferry-get", "ferry", "get", [1.0, 1.0]),
+    single("ferry-get-tls", "ferry-tls", "get", [1.3, 1.3]),
+    single("scp-get-aes128-gcm", "scp-aes128-gcm", "get", [2.5, 2.5]),
+  ]);
+  assert.ok(Math.abs(results.get("ferry-put-tls")!.ferryRatio! - 1.2) < 1e-9);
+  assert.deepEqual(results.get("ferry-put-tls")!.target, {
+    text: "within 25% of ferry without TLS",
+    pass: true,
+  });
+  assert.equal(results.get("ferry-get-tls")!.target!.pass, false, "1.3× the time is over 25%");
+  // scp is measured against ferry over TLS: 2.5 s / 1.2 s, not 2.5 s / 1.0 s.
+  const scp = results.get("scp-put-aes128-gcm")!;
+  assert.ok(Math.abs(scp.ferryRatio! - 2.5 / 1.2) < 1e-9);
+  assert.deepEqual(scp.target, { text: "ferry TLS ≥ 2× scp aes128-gcm", pass: true });
+  assert.ok(Math.abs(results.get("scp-put-chacha20")!.ferryRatio! - 3.6 / 1.2) < 1e-9);
+  assert.equal(results.get("scp-put-chacha20")!.target, undefined, "no target of its own");
+  assert.equal(results.get("scp-get-aes128-gcm")!.target!.pass, false, "2.5 / 1.3 is short of 2");
 });
