@@ -80,7 +80,7 @@ export function probeCertificate(
 
 /**
  * The name to check a pinned certificate against: one the certificate carries (localhost first,
- * which no public CA certifies, so only the pinned key can pass), or none.
+ * which no public CA certifies, so only the pinned key can pass), or none when it names no host.
  */
 function pinnedName(der: Uint8Array): string | undefined {
   let names: string[] = [];
@@ -191,19 +191,28 @@ export async function upgradeToTls(
     }
     cert = seen;
     if (trust.knownServers) {
-      await rememberServer(trust.knownServers, host, port, cert);
-      trust.onRemember?.(`remembered ${target} as ${pin} in ${trust.knownServers}`);
+      // Remembering saves the next connection a handshake; failing to is no reason to stop.
+      try {
+        await rememberServer(trust.knownServers, host, port, cert);
+        trust.onRemember?.(`remembered ${target} as ${pin} in ${trust.knownServers}`);
+      } catch (error) {
+        trust.onRemember?.(`could not remember ${target}: ${firstLine(error)}`);
+      }
     }
   }
   const name = pinnedName(cert);
+  if (name === undefined) {
+    // Without a name to check, any certificate a public CA issued would pass: refuse instead.
+    closeQuietly(tcp);
+    throw new UserError(
+      `The certificate of ${target} names no host (no subjectAltName), so it cannot be pinned; ` +
+        "the server needs one that does (docs/security.md)",
+    );
+  }
   try {
     return await handshake(
       tcp,
-      {
-        hostname: name ?? host,
-        caCerts: [toPem("CERTIFICATE", cert)],
-        unsafelyDisableHostnameVerification: name === undefined,
-      },
+      { hostname: name, caCerts: [toPem("CERTIFICATE", cert)] },
       timeoutMs,
       target,
     );

@@ -82,6 +82,11 @@ export function checkServerCertificate(
       `${files.cert}: it expired on ${leaf.validToDate.toISOString()}; ${HOW_TO_FIX}`,
     );
   }
+  if (!leaf.subjectAltName) {
+    throw fail(
+      `${files.cert}: it names no host (no subjectAltName), which clients require; ${HOW_TO_FIX}`,
+    );
+  }
   let key;
   try {
     key = createPrivateKey(keyPem);

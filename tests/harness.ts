@@ -261,6 +261,8 @@ export async function assertRootHolds(
 export interface SpawnServerOptions {
   /** Further Deno permission flags, after the usual `--allow-net --allow-read --allow-write`. */
   permissions?: string[];
+  /** Environment variables to set on top of this process's (XDG_STATE_HOME, say). */
+  env?: Record<string, string>;
 }
 
 /**
@@ -276,7 +278,7 @@ export function spawnServer(args: string[], options: SpawnServerOptions = {}): D
     stdin: "null",
     stdout: "null",
     stderr: "piped",
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", ...options.env },
   }).spawn();
 }
 
@@ -296,6 +298,8 @@ export interface StartServerOptions {
    * `--deny-read=PATH`, say, to make part of the root unreadable even to root.
    */
   permissions?: string[];
+  /** Environment variables to set on top of this process's. */
+  env?: Record<string, string>;
   /** How long to wait for the banner, in milliseconds (default 20000). */
   startTimeoutMs?: number;
 }
@@ -408,7 +412,7 @@ export async function startServer(options: StartServerOptions = {}): Promise<Ser
     root,
     ...(options.host !== undefined ? ["--host", options.host] : []),
     ...(options.args ?? []),
-  ], { permissions: options.permissions });
+  ], { permissions: options.permissions, env: options.env });
 
   // Read stderr for the whole life of the process: the banner first, then one line per request.
   const { lines, done: reading, firstMatch } = collectLines(child.stderr);

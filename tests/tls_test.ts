@@ -131,6 +131,30 @@ Deno.test({
   }
 });
 
+Deno.test("--tls keeps its key in $XDG_STATE_HOME/ferry by default, and refuses one others may read", async () => {
+  await using base = await makeTempDir();
+  const options = {
+    args: ["--tls"],
+    env: { XDG_STATE_HOME: base.path },
+    permissions: ["--allow-env"],
+  };
+  const file = join(base.path, "ferry", "tls-identity.pem");
+  {
+    await using server = await startServer(options);
+    const line = await server.waitForLog(/TLS certificate SHA256:/);
+    assert.ok(line.includes(`made now and kept in ${file}`), line);
+  }
+  await Deno.chmod(file, 0o644);
+  const refused = await runServer(["0", "--root", join(base.path, "root"), "--tls"], {
+    env: options.env,
+    permissions: options.permissions,
+  });
+  assertFailure(refused, /others may read it \(mode 644\): chmod 600 /, { what: "mode 644" });
+  // Without --allow-env the default cannot be found: the server says what to do instead.
+  const blind = await runServer(["0", "--root", join(base.path, "root"), "--tls"]);
+  assertFailure(blind, /--tls needs a folder for its key.*--state-dir DIR/, { what: "no env" });
+});
+
 Deno.test("--tls refuses a state folder inside the root, and --state-dir needs --tls", async () => {
   await using base = await makeTempDir();
   const root = join(base.path, "root");
@@ -313,11 +337,13 @@ Deno.test("certificates clients would refuse are refused at start, in one line t
   );
   await write("good", await makeSelfSignedCertificate({ commonName: "g", names }));
   await write("other", await makeSelfSignedCertificate({ commonName: "o", names }));
+  await write("nameless", await makeSelfSignedCertificate({ commonName: "n", names: [] }));
   const cases: [string, string, string, RegExp][] = [
     ["expired", "expired.pem", "expired.key", /it expired on .*docs\/security\.md/],
     ["not yet valid", "future.pem", "future.key", /not valid until .*clock/],
     ["key mismatch", "good.pem", "other.key", /the key is not the certificate's key/],
     ["no certificate", "good.key", "good.key", /holds no PEM certificate/],
+    ["no names", "nameless.pem", "nameless.key", /names no host \(no subjectAltName\)/],
   ];
   if (HAS_OPENSSL) {
     // The certificate almost everyone makes first: openssl marks it as a CA.
