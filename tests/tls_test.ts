@@ -31,6 +31,8 @@ import {
 } from "./harness.ts";
 
 const FINGERPRINT = /SHA256:[A-Za-z0-9+/]{43}/;
+/** A request in the server's log: `TIME PEER put|get|list|... NAME ...`. */
+const REQUEST_LOG = /^\d{4}-\d\d-\d\dT\S+ \S+ [a-z]+ (?:"|- )/;
 const HAS_OPENSSL = await commandWorks("openssl", ["version"]);
 const decoder = new TextDecoder();
 
@@ -265,11 +267,14 @@ Deno.test("--fingerprint that does not match is refused with both fingerprints, 
   assertFailure(put, /nothing was sent/, { what: "mismatched pin" });
   assert.ok(put.stderr.includes(fingerprint) && put.stderr.includes(wrong), put.stderr);
   assert.deepEqual(await storedFiles(server.root), []);
-  assert.ok(!server.lines.some((l) => / (put|get|list) /.test(l)), server.lines.join("\n"));
+  assert.ok(!server.lines.some((l) => REQUEST_LOG.test(l)), server.lines.join("\n"));
   // Nothing was remembered either: the unknown server is still unknown.
   assertFailure(await ferry(server, ["--tls", "list"], home.options), /is not known/, {
     what: "after mismatch",
   });
+  // Control: the right pin makes a request, and the log shows it as one.
+  assertSuccess(await ferry(server, ["--fingerprint", fingerprint, "list"]), "right pin");
+  await server.waitForLog(REQUEST_LOG);
 });
 
 Deno.test("a changed certificate is refused loudly, with how to trust the new one", async () => {
@@ -289,7 +294,7 @@ Deno.test("a changed certificate is refused loudly, with how to trust the new on
   });
   assert.ok(put.stderr.includes(`is now ${fingerprint}`), put.stderr);
   assert.deepEqual(await storedFiles(server.root), []);
-  assert.ok(!server.lines.some((l) => / put /.test(l)), server.lines.join("\n"));
+  assert.ok(!server.lines.some((l) => REQUEST_LOG.test(l)), server.lines.join("\n"));
   const update = put.stderr.match(/'ferry (--fingerprint \S+ \S+ \d+ trust)'/);
   assert.ok(update, put.stderr);
   assertSuccess(await runClient(update[1].split(" "), home.options), "trust the new one");
