@@ -77,8 +77,8 @@ Commands:
                        put --resume (if the server allows it: --show-kept)
   mput FILE...         upload several files over one connection
   mget NAME...         download several files over one connection
-  trust                remember the server's TLS certificate (with --fingerprint:
-                       only if it has that fingerprint); see --tls
+  trust                remember the server's TLS certificate (with
+                       --fingerprint: only if it has that fingerprint)
 
 Options:
   --overwrite          put, mput: replace existing remote files (atomically)
@@ -104,7 +104,8 @@ Options:
                        (it never crosses the wire; the server must prove it too)
   --tls                connect with TLS, trusting the system's certificates,
                        the PEM certificate(s) given with --ca FILE, and the
-                       servers remembered by 'trust' (~/.config/ferry/known_servers)
+                       servers remembered by trust (in known_servers, in
+                       ~/.config/ferry or $XDG_CONFIG_HOME/ferry)
   --fingerprint SHA256:...
                        connect with TLS only to a server whose certificate has
                        this fingerprint (as ferry-server prints it), and

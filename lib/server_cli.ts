@@ -67,13 +67,14 @@ Access and limits:
   --read-only            refuse uploads; downloads and listings are served
   --token-file FILE      require clients to prove they hold the secret in FILE
                          (challenge-response: the secret never crosses the wire)
-  --tls                  serve over TLS with a certificate of its own, made on the
-                         first start and kept in the state folder; prints the
-                         fingerprint clients pin (ferry --fingerprint SHA256:...)
-  --state-dir DIR        where --tls keeps its key (default ~/.local/state/ferry,
-                         or $XDG_STATE_HOME/ferry); never inside the root
-  --tls-cert FILE        serve over TLS with this PEM certificate chain instead...
-  --tls-key FILE         ...and this PEM private key
+  --tls                  serve over TLS with a certificate of its own, made on
+                         the first start and kept in the state folder; prints
+                         the fingerprint clients pin (ferry --fingerprint ...)
+  --state-dir DIR        where --tls keeps its key (default
+                         ~/.local/state/ferry, or $XDG_STATE_HOME/ferry);
+                         never inside the root
+  --tls-cert FILE        serve over TLS with this PEM certificate chain
+  --tls-key FILE         ...and this PEM private key, instead
   --max-size SIZE        refuse uploads over SIZE bytes (10M, 2G...; default: no limit)
   --max-connections N    connections at once; more are told "server busy"
                          (default ${SERVER_DEFAULTS.maxConnections}; as many again may be in their
