@@ -43,7 +43,10 @@ async function readLines(path: string): Promise<string[]> {
   try {
     return (await Deno.readTextFile(path)).split("\n").filter((line) => line !== "");
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return [];
+    // No file, or no folder for it (a path through a regular file): nothing is known.
+    if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) {
+      return [];
+    }
     throw new UserError(`Cannot read ${path}: ${error instanceof Error ? error.message : error}`);
   }
 }

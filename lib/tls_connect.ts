@@ -45,6 +45,8 @@ function firstLine(error: unknown): string {
  *
  * @example
  * ```ts
+ * import { formatFingerprint } from "./x509.ts";
+ *
  * const der = await probeCertificate("127.0.0.1", 9021, 5000);
  * if (der) console.log(formatFingerprint(der));
  * ```

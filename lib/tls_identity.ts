@@ -45,6 +45,8 @@ const HOW_TO_FIX =
  *
  * @example
  * ```ts
+ * const certPem = await Deno.readTextFile("c.pem");
+ * const keyPem = await Deno.readTextFile("k.pem");
  * const fingerprint = checkServerCertificate(certPem, keyPem, { cert: "c.pem", key: "k.pem" });
  * ```
  */

@@ -18,7 +18,8 @@ export const FINGERPRINT_PREFIX = "SHA256:";
  *
  * @example
  * ```ts
- * const line = formatFingerprint(certificateDer(pem)); // "SHA256:Ab3...x9Q"
+ * const pem = await Deno.readTextFile("cert.pem");
+ * const line = formatFingerprint(pemCertificates(pem)[0]); // "SHA256:Ab3...x9Q"
  * ```
  */
 export function formatFingerprint(der: Uint8Array): string {

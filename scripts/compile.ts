@@ -27,14 +27,18 @@ export const PROGRAMS: readonly Program[] = [
 ];
 
 /**
- * Permissions compiled into both binaries: the network, and reading and writing files (the
- * server's root, the client's local files). Neither runs programs, reads the environment or
- * loads code at run time.
+ * Permissions compiled into both binaries: the network, reading and writing files (the server's
+ * root, the client's local files), the variables that locate the user's folders (the client's
+ * known servers, the TLS key of `ferry-server --tls`), and this machine's name and addresses (named
+ * in that key's certificate). Neither runs programs, reads other variables or loads code at run
+ * time.
  */
 export const COMPILE_PERMISSIONS: readonly string[] = [
   "--allow-net",
   "--allow-read",
   "--allow-write",
+  "--allow-env=HOME,XDG_CONFIG_HOME,XDG_STATE_HOME,APPDATA,LOCALAPPDATA",
+  "--allow-sys=hostname,networkInterfaces",
 ];
 
 /** Targets the release workflow builds, as `deno compile --target` names them. */

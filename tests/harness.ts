@@ -44,7 +44,19 @@ export const PROGRAM_PERMISSIONS: readonly string[] = [
   "--allow-net",
   "--allow-read",
   "--allow-write",
+  "--allow-env=HOME,XDG_CONFIG_HOME,XDG_STATE_HOME,APPDATA,LOCALAPPDATA",
+  "--allow-sys=hostname,networkInterfaces",
 ];
+
+/**
+ * Where the programs look for the user's folders (known servers, the server's own TLS key) unless
+ * a test says otherwise: under a regular file, so a folder there can be neither read nor made, and
+ * no test reads or writes the user's own.
+ */
+const NO_USER_DIRS: Readonly<Record<string, string>> = {
+  XDG_CONFIG_HOME: `${REPO_ROOT}deno.json/no-config`,
+  XDG_STATE_HOME: `${REPO_ROOT}deno.json/no-state`,
+};
 
 const decoder = new TextDecoder();
 
@@ -278,7 +290,7 @@ export function spawnServer(args: string[], options: SpawnServerOptions = {}): D
     stdin: "null",
     stdout: "null",
     stderr: "piped",
-    env: { NO_COLOR: "1", ...options.env },
+    env: { NO_COLOR: "1", ...NO_USER_DIRS, ...options.env },
   }).spawn();
 }
 
@@ -513,7 +525,7 @@ function programCommand(
     stdin,
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1", ...options.env },
+    env: { NO_COLOR: "1", ...NO_USER_DIRS, ...options.env },
   });
 }
 

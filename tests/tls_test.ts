@@ -36,13 +36,13 @@ const REQUEST_LOG = /^\d{4}-\d\d-\d\dT\S+ \S+ [a-z]+ (?:"|- )/;
 const HAS_OPENSSL = await commandWorks("openssl", ["version"]);
 const decoder = new TextDecoder();
 
-/** A client's private config folder: what `trust` writes, and the permission to find it. */
+/** A client's private config folder: where `trust` and `--fingerprint` remember servers. */
 async function clientHome(): Promise<
-  TempDir & { options: { env: Record<string, string>; permissions: string[] } }
+  TempDir & { options: { env: Record<string, string> } }
 > {
   const dir = await makeTempDir({ prefix: "ferry_home_" });
   return Object.assign(dir, {
-    options: { env: { XDG_CONFIG_HOME: dir.path }, permissions: ["--allow-env"] },
+    options: { env: { XDG_CONFIG_HOME: dir.path } },
   });
 }
 
@@ -54,7 +54,6 @@ async function startTlsServer(
   const server = await startServer({
     root: extra.root,
     args: ["--tls", "--state-dir", stateDir, ...(extra.args ?? [])],
-    permissions: ["--allow-env", "--allow-sys"],
   });
   const line = await server.waitForLog(/clients connect with: /);
   const fingerprint = (await server.waitForLog(/TLS certificate SHA256:/)).match(FINGERPRINT)![0];
@@ -138,7 +137,6 @@ Deno.test("--tls keeps its key in $XDG_STATE_HOME/ferry by default, and refuses 
   const options = {
     args: ["--tls"],
     env: { XDG_STATE_HOME: base.path },
-    permissions: ["--allow-env"],
   };
   const file = join(base.path, "ferry", "tls-identity.pem");
   {
@@ -149,11 +147,12 @@ Deno.test("--tls keeps its key in $XDG_STATE_HOME/ferry by default, and refuses 
   await Deno.chmod(file, 0o644);
   const refused = await runServer(["0", "--root", join(base.path, "root"), "--tls"], {
     env: options.env,
-    permissions: options.permissions,
   });
   assertFailure(refused, /others may read it \(mode 644\): chmod 600 /, { what: "mode 644" });
-  // Without --allow-env the default cannot be found: the server says what to do instead.
-  const blind = await runServer(["0", "--root", join(base.path, "root"), "--tls"]);
+  // Without the environment the default cannot be found: the server says what to do instead.
+  const blind = await runServer(["0", "--root", join(base.path, "root"), "--tls"], {
+    permissions: ["--deny-env"],
+  });
   assertFailure(blind, /--tls needs a folder for its key.*--state-dir DIR/, { what: "no env" });
 });
 
@@ -224,7 +223,8 @@ Deno.test("--fingerprint pins by IP address and by a name the certificate does n
   const fingerprint = (await server.waitForLog(/TLS certificate SHA256:/)).match(FINGERPRINT)![0];
   await Deno.writeTextFile(join(base.path, "up.txt"), "pinned\n");
   for (const host of ["127.0.0.1", "localhost"]) {
-    // No config folder (no --allow-env): the pin alone must do, every time.
+    // Nowhere to remember it (the tests' config folder cannot be made): the pin alone must do,
+    // every time.
     const put = await runClient([
       host,
       String(server.port),
