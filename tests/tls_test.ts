@@ -18,9 +18,11 @@ import {
   assertOneStderrLine,
   assertSuccess,
   assertUsageError,
+  collectLines,
   commandWorks,
   ferry,
   makeTempDir,
+  REPO_ROOT,
   runClient,
   runCommand,
   runServer,
@@ -151,9 +153,32 @@ Deno.test("--tls keeps its key in $XDG_STATE_HOME/ferry by default, and refuses 
   assertFailure(refused, /others may read it \(mode 644\): chmod 600 /, { what: "mode 644" });
   // Without the environment the default cannot be found: the server says what to do instead.
   const blind = await runServer(["0", "--root", join(base.path, "root"), "--tls"], {
-    permissions: ["--deny-env"],
+    permissions: ["--deny-env=XDG_STATE_HOME,HOME"],
   });
   assertFailure(blind, /--tls needs a folder for its key.*--state-dir DIR/, { what: "no env" });
+});
+
+Deno.test("deno task serve --tls grants the server its state folder, and the pinned client connects", async () => {
+  await using base = await makeTempDir();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["task", "-q", "serve", "0", "--root", join(base.path, "root"), "--tls"],
+    cwd: REPO_ROOT,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+    env: { NO_COLOR: "1", XDG_STATE_HOME: join(base.path, "state") },
+  }).spawn();
+  const { lines, done, firstMatch } = collectLines(child.stderr);
+  try {
+    const match = await firstMatch(/clients connect with: ferry (.*)$/);
+    assert.ok(match, `no client command; the task said:\n${lines.join("\n")}`);
+    assertSuccess(await runClient(match[1].split(" ")), "the pasted command");
+    assert.ok(lines.some((l) => l.includes(join(base.path, "state", "ferry", "tls-identity.pem"))));
+  } finally {
+    child.kill("SIGINT");
+    await child.status;
+    await done;
+  }
 });
 
 Deno.test("--tls refuses a state folder inside the root, and --state-dir needs --tls", async () => {
