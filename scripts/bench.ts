@@ -1036,17 +1036,20 @@ export function judge(results: CaseResult[]): void {
     else if (r.tool === "seed-python") r.target = versus(2, "seed");
     else if (r.tool === "bare-deno") r.target = versus(0.75, "bare loop");
     else if (r.tool === "ferry-tls") {
-      r.target = {
-        text: "within 25% of ferry without TLS",
-        pass: r.ferryRatio !== undefined && r.ferryRatio <= 1.25,
-      };
+      // Judged only beside plain ferry (--only may leave it out).
+      if (ours !== undefined) {
+        r.target = {
+          text: "within 25% of ferry without TLS",
+          pass: r.ferryRatio !== undefined && r.ferryRatio <= 1.25,
+        };
+      }
     } else if (r.tool === "scp-aes128-gcm" || r.tool === "scp-chacha20") {
       // The encrypted rival is measured against ferry over TLS, not plain ferry.
       const tls = results.find((t) => t.tool === "ferry-tls" && t.direction === r.direction);
       r.ferryRatio = tls?.medianGBps !== undefined && r.medianGBps !== undefined
         ? tls.medianGBps / r.medianGBps
         : undefined;
-      if (r.tool === "scp-aes128-gcm") {
+      if (r.tool === "scp-aes128-gcm" && tls !== undefined) {
         r.target = {
           text: "ferry TLS ≥ 2× scp aes128-gcm",
           pass: r.ferryRatio !== undefined && r.ferryRatio >= 2,

@@ -159,4 +159,11 @@ Deno.test("targets: ferry over TLS against plain ferry, and scp against ferry ov
   assert.ok(Math.abs(results.get("scp-put-chacha20")!.ferryRatio! - 3.6 / 1.2) < 1e-9);
   assert.equal(results.get("scp-put-chacha20")!.target, undefined, "no target of its own");
   assert.equal(results.get("scp-get-aes128-gcm")!.target!.pass, false, "2.5 / 1.3 is short of 2");
+  // --only may leave out what a row is judged against: then it has no verdict, not a miss.
+  const alone = judged([
+    single("ferry-put-tls", "ferry-tls", "put", [1.2, 1.2]),
+    single("scp-get-aes128-gcm", "scp-aes128-gcm", "get", [2.5, 2.5]),
+  ]);
+  assert.equal(alone.get("ferry-put-tls")!.target, undefined);
+  assert.equal(alone.get("scp-get-aes128-gcm")!.target, undefined);
 });
