@@ -202,10 +202,24 @@ Deno.test("progress line shows percentage, bytes, rate and ETA when the size is 
   assert.match(streamed.render(), /^stdin {2}2\.00 KiB {2}[\d.]+ [KMG]?i?B\/s$/);
 });
 
-Deno.test("rate limiter chunks are a fraction of a second's worth, within bounds", () => {
+Deno.test("rate limiter chunks are an eighth of a second's worth, at least 1 KiB, at most a second's", () => {
   assert.equal(new RateLimiter(8 * 2 ** 20).chunkSize, 2 ** 20);
-  assert.equal(new RateLimiter(1000).chunkSize, 16384);
+  assert.equal(new RateLimiter(4096).chunkSize, 1024);
+  assert.equal(new RateLimiter(1000).chunkSize, 1000);
+  assert.equal(new RateLimiter(1).chunkSize, 1);
   assert.equal(new RateLimiter(2 ** 40).chunkSize, 33554432);
+});
+
+Deno.test("rate limiter: the first chunk leaves at once, and an abort ends a wait", async () => {
+  const limiter = new RateLimiter(1);
+  const started = performance.now();
+  await limiter.take(1);
+  assert.ok(performance.now() - started < 500, "the first chunk waited");
+  const stop = new AbortController();
+  const waiting = limiter.take(1, stop.signal);
+  const reason = new Error("connection closed");
+  stop.abort(reason);
+  await assert.rejects(waiting, (error) => error === reason);
 });
 
 Deno.test("progress line: 0 columns counts as 80, and a long label gives way to the numbers", () => {
