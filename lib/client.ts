@@ -8,7 +8,14 @@
 import { authMac, macMatches, newNonce } from "./auth.ts";
 import { type BufferPool, defaultPool } from "./buffer_pool.ts";
 import { downloadStream } from "./download_stream.ts";
-import { isInterruption, ProtocolError, RefusedError, UserError } from "./errors.ts";
+import {
+  ConnectionClosedError,
+  interruptionOf,
+  isInterruption,
+  ProtocolError,
+  RefusedError,
+  UserError,
+} from "./errors.ts";
 import {
   type Activity,
   decodePreamble,
@@ -37,9 +44,11 @@ import {
   localWait,
   type LocalWaits,
   noDelay,
+  orAbort,
   receiveData,
   type ResumePoint,
   sendData,
+  type Throttle,
   type TransferResult,
 } from "./transfer.ts";
 import { type TlsTrust, upgradeToTls } from "./tls_connect.ts";
@@ -51,6 +60,21 @@ const HTTP_STATUS_START = "HTTP/";
 
 /** Longest KEEPALIVE interval a client asks for; otherwise a quarter of its stall timeout. */
 const KEEPALIVE_MAX_MS = 5000;
+
+/**
+ * A download whose local side (its sink, its pacing) has kept it from reading the socket for
+ * this long starts reading ahead, to see the server going away (see FrameReader.watch).
+ */
+const WATCH_AFTER_MS = 1000;
+
+/**
+ * Most bytes a download reads ahead while its local side is busy: a server's close is seen only
+ * once the bytes it sent before it are in, and this covers what the kernels' buffers hold.
+ */
+const READ_AHEAD_LIMIT = 16 << 20;
+
+/** ERROR codes with which a server cuts a connection rather than refusing a request. */
+const CUT_CODES: ReadonlySet<string> = new Set(["timeout", "shutdown"]);
 
 /** Options for {@link connect}. */
 export interface ConnectOptions {
@@ -87,9 +111,11 @@ export interface FlowOptions {
   /** Running byte count, including any resumed start. */
   onProgress?: (bytes: number) => void;
   /** Awaited per chunk with its size: a rate limit's pacing. */
-  throttle?: (bytes: number) => Promise<void>;
+  throttle?: Throttle;
   /** Largest chunk, to keep a rate limit smooth. */
   maxChunk?: number;
+  /** The rate limit, bytes per second, for a server that paces downloads to it. */
+  rate?: number;
 }
 
 /** Options for {@link Session.put}. */
@@ -331,11 +357,18 @@ export class Session implements ClientSession {
   #activity: Activity = { last: Date.now() };
   /** Waits on the local side now under way; the stall watchdog holds off while any is. */
   #localBusy = 0;
+  /** When the local side last became busy. */
+  #localSince = 0;
+  /** Stops a read ahead (see #watchWhileLocal) when the local side is done. */
+  #watchStop?: AbortController;
   #local: LocalWaits = {
-    begin: () => this.#localBusy++,
+    begin: () => {
+      if (this.#localBusy++ === 0) this.#localSince = Date.now();
+    },
     end: () => {
       this.#localBusy--;
       this.#activity.last = Date.now();
+      this.#watchStop?.abort();
     },
   };
   #stalled = false;
@@ -373,7 +406,13 @@ export class Session implements ClientSession {
    */
   async #watched<T>(request: () => Promise<T>): Promise<T> {
     const limit = this.#stallTimeoutMs;
-    if (limit === undefined) return await request();
+    if (limit === undefined) {
+      try {
+        return await request();
+      } catch (error) {
+        throw this.#closedError(error);
+      }
+    }
     if (this.#stalled) throw this.#stallError(limit);
     this.#activity.last = Date.now();
     const timer = setInterval(() => {
@@ -386,7 +425,7 @@ export class Session implements ClientSession {
     try {
       return await request();
     } catch (error) {
-      throw this.#stalled ? this.#stallError(limit) : error;
+      throw this.#stalled ? this.#stallError(limit) : this.#closedError(error);
     } finally {
       clearInterval(timer);
     }
@@ -400,9 +439,45 @@ export class Session implements ClientSession {
     );
   }
 
+  /**
+   * A request's failure as the user should hear it: the server closing or resetting the
+   * connection, or cutting it with an ERROR (its idle timeout, a shutdown), is said as such.
+   */
+  #closedError(error: unknown): unknown {
+    if (error instanceof ConnectionClosedError) return error;
+    if (error instanceof RefusedError && CUT_CODES.has(error.code)) {
+      return new ConnectionClosedError(this.target, error.message);
+    }
+    const how = interruptionOf(error);
+    if (how === null) return error;
+    return new ConnectionClosedError(this.target, how === "connection closed" ? undefined : how);
+  }
+
+  /**
+   * While a download's local side keeps it from reading the socket for long (a slow sink, the
+   * pacing), reads ahead to see whether the server ends the transfer, and aborts `lost` with the
+   * reason if it does before END. Returns the function that stops watching.
+   */
+  #watchWhileLocal(lost: AbortController): () => void {
+    const timer = setInterval(() => {
+      if (this.#localBusy === 0 || Date.now() - this.#localSince < WATCH_AFTER_MS) return;
+      if (this.#watchStop && !this.#watchStop.signal.aborted) return;
+      const stop = this.#watchStop = new AbortController();
+      this.#frames.watch(READ_AHEAD_LIMIT, stop.signal).then((outcome) => {
+        if (outcome && "error" in outcome) lost.abort(outcome.error);
+      });
+    }, WATCH_AFTER_MS / 4);
+    return () => {
+      clearInterval(timer);
+      this.#watchStop?.abort();
+      this.#watchStop = undefined;
+    };
+  }
+
   /** A rate limit's pacing, counted as a wait on the local side. */
-  #pacing(throttle?: (bytes: number) => Promise<void>) {
-    return throttle && ((bytes: number) => localWait(this.#local, () => throttle(bytes)));
+  #pacing(throttle?: Throttle): Throttle | undefined {
+    return throttle &&
+      ((bytes, signal) => localWait(this.#local, () => throttle(bytes, signal)));
   }
 
   /** Sends the preamble and HELLO, and checks the server's answer. */
@@ -498,7 +573,7 @@ export class Session implements ClientSession {
     let frame = await this.#frames.readControl();
     // Read only to be seen by the stall watchdog (every read counts as activity).
     while (frame?.type === FrameType.KEEPALIVE) frame = await this.#frames.readControl();
-    if (!frame) throw new ProtocolError(`Server at ${this.target} closed the connection`);
+    if (!frame) throw new ConnectionClosedError(this.target);
     if (frame.type === FrameType.ERROR) {
       const error = parseError(frame.json);
       throw new RefusedError(error.code, error.message);
@@ -560,10 +635,11 @@ export class Session implements ClientSession {
       }
       resumeFrom = { size: accepted.offset, checksum };
     }
-    // The server may refuse mid-upload (disk full, too large); listen while sending.
+    // The server may refuse mid-upload (disk full, too large) or go away; listen while sending,
+    // and give up any wait on the local side (the source, the pacing) once it has spoken.
     const stop = new AbortController();
     const verdict = this.#expectOk();
-    verdict.catch(() => stop.abort());
+    verdict.catch((error) => stop.abort(error));
     let sent: TransferResult;
     try {
       sent = await sendData(source, this.#out, {
@@ -623,12 +699,17 @@ export class Session implements ClientSession {
       ...(have && have.size > 0
         ? { offset: have.size, prefix: (await have.checksum.fork()).digest() }
         : {}),
+      ...(options.rate ? { rate: options.rate } : {}),
     });
     const ok = await this.#expectOk();
     const offset = have && ok.offset === have.size ? have.size : 0;
     const info = { size: ok.size ?? 0, mtime: ok.mtime ?? 0, offset };
-    const target = await localWait(this.#local, () => open(info));
+    // From here the socket is read only between local waits: watch it during the long ones.
+    const lost = new AbortController();
+    const unwatch = this.#watchWhileLocal(lost);
+    let target: DownloadTarget | undefined;
     try {
+      target = await orAbort(localWait(this.#local, () => open(info)), lost.signal);
       const result = await receiveData(this.#frames, target, {
         pool: this.#pool,
         sizeHint: info.size - offset,
@@ -637,12 +718,17 @@ export class Session implements ClientSession {
         throttle: this.#pacing(options.throttle),
         maxChunk: options.maxChunk,
         localWaits: this.#local,
+        signal: lost.signal,
       });
+      // The data is all in: the server going away now takes nothing from this file.
+      unwatch();
       // Flushing a large download to disk can take a while; the server is not being waited for.
-      await localWait(this.#local, () => target.commit());
+      const done = target;
+      await localWait(this.#local, () => done.commit());
       return { ...result, resumedFrom: offset };
     } catch (error) {
-      await target.discard(error);
+      unwatch();
+      await target?.discard(error);
       throw error;
     }
   }

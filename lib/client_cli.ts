@@ -622,7 +622,7 @@ function flowOptions(
   });
   const flow: FlowOptions = {
     onProgress: (bytes) => progress.update(bytes),
-    throttle: limiter ? (bytes) => limiter.take(bytes) : undefined,
+    throttle: limiter ? (bytes, signal) => limiter.take(bytes, signal) : undefined,
     maxChunk: limiter?.chunkSize,
   };
   return { flow, progress };
@@ -805,8 +805,9 @@ async function prepareGet(job: Job, cmd: ClientCommand): Promise<Runner> {
       }, {
         resume: have,
         onProgress: (bytes) => flow.onProgress?.(bytes),
-        throttle: limiter ? (bytes) => limiter.take(bytes) : undefined,
+        throttle: limiter ? (bytes, signal) => limiter.take(bytes, signal) : undefined,
         maxChunk: limiter?.chunkSize,
+        rate: limiter?.rate,
       });
       const where = target?.local ?? stream?.local ?? (job.local === "-" ? "stdout" : job.local);
       return { result, where, verified: session.verified };

@@ -95,6 +95,25 @@ export class LocalFileError extends UserError {
   }
 }
 
+/**
+ * The server closed or reset the connection before a request was done, or cut it and said why
+ * (an ERROR such as its idle timeout). Counts as an interruption: what arrived before is good.
+ */
+export class ConnectionClosedError extends UserError {
+  /** `host:port` of the server. */
+  readonly target: string;
+  /** What the server said, or how the connection ended; absent for a plain close. */
+  readonly reason?: string;
+
+  /** Creates the error: `Server at TARGET closed the connection[: REASON]`. */
+  constructor(target: string, reason?: string) {
+    super(`Server at ${target} closed the connection${reason ? `: ${reason}` : ""}`);
+    this.name = "ConnectionClosedError";
+    this.target = target;
+    this.reason = reason;
+  }
+}
+
 /** Returns a one-line description of any thrown value, for logs and the CLI. */
 export function describeError(error: unknown): string {
   if (error instanceof Error) {
@@ -110,6 +129,7 @@ export function describeError(error: unknown): string {
  * failure is good and worth keeping for a resume.
  */
 export function interruptionOf(error: unknown): string | null {
+  if (error instanceof ConnectionClosedError) return "connection closed";
   if (error instanceof ProtocolError) {
     return error.message.startsWith("Connection closed") ? "connection closed" : null;
   }

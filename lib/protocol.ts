@@ -6,7 +6,7 @@
  * @module
  */
 
-import { ProtocolError } from "./errors.ts";
+import { ProtocolError, RefusedError } from "./errors.ts";
 
 /** Highest protocol version this build speaks. */
 export const PROTOCOL_VERSION = 1;
@@ -122,6 +122,11 @@ export interface GetRequest {
   offset?: number;
   /** Resume: checksum of the client's first `offset` bytes. */
   prefix?: string;
+  /**
+   * The client's `--limit-rate`, bytes per second: the server paces the data phase to it, so
+   * bytes leave as the client takes them instead of piling up in the kernel's buffers.
+   */
+  rate?: number;
 }
 
 /** Listing request. */
@@ -387,6 +392,12 @@ export function parseRequest(json: Record<string, unknown>): Request {
         get.offset = json.offset;
         get.prefix = json.prefix;
       }
+      if (json.rate !== undefined) {
+        if (typeof json.rate !== "number" || !(json.rate >= 1) || !Number.isFinite(json.rate)) {
+          throw malformed("REQUEST");
+        }
+        get.rate = json.rate;
+      }
       return get;
     }
     case "list":
@@ -611,6 +622,37 @@ export class InPlaceByobReader {
 }
 
 /**
+ * How a stream read ahead by {@link FrameReader.watch} goes on: an END frame is in (the data phase
+ * is complete), or the peer has ended it first (`error`: its ERROR or ABORT as a
+ * {@link RefusedError}, a close as a {@link ProtocolError}, or the read's own failure).
+ */
+export type WatchOutcome = { end: true } | { error: unknown };
+
+/** Bytes read ahead of the caller by {@link FrameReader.watch}, and what they were seen to hold. */
+interface ReadAhead {
+  /** Unread bytes, oldest first. */
+  chunks: Uint8Array[];
+  /** Their total. */
+  bytes: number;
+  /** The read under way, if any. */
+  reading?: Promise<void>;
+  /** The socket's end: a clean close, or `error`. */
+  end?: { error?: unknown };
+  /** Payload bytes still to pass before the next frame header. */
+  skip: number;
+  /** A frame header being put together from the bytes. */
+  header: Uint8Array;
+  headerFilled: number;
+  /** An ERROR or ABORT payload being put together. */
+  control?: { type: number; bytes: Uint8Array; filled: number };
+  /** Set once an END, an ERROR or the end of the stream has been seen. */
+  outcome?: WatchOutcome;
+}
+
+/** Most bytes one read ahead takes. */
+const READ_AHEAD_STEP = 64 << 10;
+
+/**
  * Reads frames into the caller's buffers, in place: from a socket's own `read` with no
  * intermediate copy, or from a byte stream through a BYOB reader and one copy.
  */
@@ -621,6 +663,10 @@ export class FrameReader {
 
   #activity?: Activity;
   #step = MIN_READ_STEP;
+  /** Payload bytes of the current DATA frame not yet read (see {@link readPayload}). */
+  #payloadLeft = 0;
+  /** Bytes read ahead by {@link watch}, served before the socket. */
+  #ahead?: ReadAhead;
 
   /**
    * Reads a socket (`Deno.Conn`, read directly), or a byte stream, which is locked from now on.
@@ -638,6 +684,7 @@ export class FrameReader {
   }
 
   async #read(view: Uint8Array, min: number): Promise<ReadableStreamReadResult<Uint8Array>> {
+    if (this.#ahead) return await this.#readAhead(view, min);
     if (this.#direct) {
       // Each read returns what has arrived, so progress shows at once; no `min` is needed.
       const n = await this.#direct.read(view);
@@ -668,6 +715,134 @@ export class FrameReader {
     if (now - started > SLOW_READ_MS) this.#step = MIN_READ_STEP;
     else if (want === this.#step) this.#step = Math.min(this.#step * 2, MAX_READ_STEP);
     return result;
+  }
+
+  /** Serves a read from what {@link watch} read ahead, waiting for its read under way if need be. */
+  async #readAhead(view: Uint8Array, min: number): Promise<ReadableStreamReadResult<Uint8Array>> {
+    const ahead = this.#ahead!;
+    if (ahead.bytes === 0 && ahead.reading) await ahead.reading;
+    if (ahead.bytes > 0) {
+      let filled = 0;
+      while (filled < view.length && ahead.chunks.length > 0) {
+        const chunk = ahead.chunks[0];
+        const n = Math.min(chunk.length, view.length - filled);
+        view.set(chunk.subarray(0, n), filled);
+        filled += n;
+        if (n === chunk.length) ahead.chunks.shift();
+        else ahead.chunks[0] = chunk.subarray(n);
+      }
+      ahead.bytes -= filled;
+      if (ahead.bytes === 0 && !ahead.reading && !ahead.end) this.#ahead = undefined;
+      return { value: view.subarray(0, filled), done: false };
+    }
+    if (ahead.end) {
+      if (ahead.end.error !== undefined) throw ahead.end.error;
+      return { value: view.subarray(0, 0), done: true };
+    }
+    this.#ahead = undefined;
+    return await this.#read(view, min);
+  }
+
+  /**
+   * Reads ahead of the caller, into memory, while the caller is busy elsewhere (a slow sink, a
+   * rate limit's pause), to see whether the peer ends the data phase: resolves once an END, an
+   * ERROR or ABORT, or the end of the connection is in (see {@link WatchOutcome}), or with null
+   * once `stop` aborts or `limit` bytes wait. Every byte read ahead is still read, in order, by
+   * the calls that follow; stop the watch before making them. Only a socket read directly can be
+   * watched; for a stream this resolves null at once.
+   */
+  async watch(limit: number, stop: AbortSignal): Promise<WatchOutcome | null> {
+    if (!this.#direct) return null;
+    const ahead = this.#ahead ??= {
+      chunks: [],
+      bytes: 0,
+      skip: this.#payloadLeft,
+      header: new Uint8Array(FRAME_HEADER_LENGTH),
+      headerFilled: 0,
+    };
+    while (!ahead.outcome && !stop.aborted && ahead.bytes < limit && this.#ahead === ahead) {
+      await (ahead.reading ??= this.#readAheadOnce(ahead));
+    }
+    return ahead.outcome ?? null;
+  }
+
+  #readAheadOnce(ahead: ReadAhead): Promise<void> {
+    const buffer = new Uint8Array(READ_AHEAD_STEP);
+    return this.#direct!.read(buffer).then((n) => {
+      if (this.#activity) {
+        this.#activity.last = Date.now();
+        this.#activity.peerBehind = false;
+      }
+      if (n === null) {
+        ahead.end = {};
+        ahead.outcome ??= {
+          error: new ProtocolError("Connection closed before the transfer was complete"),
+        };
+        return;
+      }
+      // A short read keeps only its bytes, not the whole step.
+      const bytes = n < READ_AHEAD_STEP / 4 ? buffer.slice(0, n) : buffer.subarray(0, n);
+      ahead.chunks.push(bytes);
+      ahead.bytes += n;
+      if (!ahead.outcome) this.#walk(ahead, bytes);
+    }, (error) => {
+      ahead.end = { error };
+      ahead.outcome ??= { error };
+    }).finally(() => ahead.reading = undefined);
+  }
+
+  /** Follows the frames in bytes just read ahead, as far as an END, ERROR or ABORT. */
+  #walk(ahead: ReadAhead, bytes: Uint8Array): void {
+    let i = 0;
+    while (i < bytes.length && !ahead.outcome) {
+      if (ahead.skip > 0) {
+        const n = Math.min(ahead.skip, bytes.length - i);
+        ahead.skip -= n;
+        i += n;
+        continue;
+      }
+      const control = ahead.control;
+      if (control) {
+        const n = Math.min(control.bytes.length - control.filled, bytes.length - i);
+        control.bytes.set(bytes.subarray(i, i + n), control.filled);
+        control.filled += n;
+        i += n;
+        if (control.filled === control.bytes.length) this.#endWith(ahead, control);
+        continue;
+      }
+      const n = Math.min(FRAME_HEADER_LENGTH - ahead.headerFilled, bytes.length - i);
+      ahead.header.set(bytes.subarray(i, i + n), ahead.headerFilled);
+      ahead.headerFilled += n;
+      i += n;
+      if (ahead.headerFilled < FRAME_HEADER_LENGTH) continue;
+      ahead.headerFilled = 0;
+      let header: FrameHeader;
+      try {
+        header = decodeHeader(ahead.header);
+      } catch (error) {
+        ahead.outcome = { error };
+        continue;
+      }
+      if (header.type === FrameType.END) {
+        ahead.outcome = { end: true };
+      } else if (header.type === FrameType.ERROR || header.type === FrameType.ABORT) {
+        ahead.control = { type: header.type, bytes: new Uint8Array(header.length), filled: 0 };
+        if (header.length === 0) this.#endWith(ahead, ahead.control);
+      } else {
+        ahead.skip = header.length;
+      }
+    }
+  }
+
+  /** The peer's ERROR or ABORT, read ahead, as the error the transfer will end with. */
+  #endWith(ahead: ReadAhead, control: { type: number; bytes: Uint8Array }): void {
+    ahead.control = undefined;
+    try {
+      const error = parseError(decodeJson(control.type, control.bytes));
+      ahead.outcome = { error: new RefusedError(error.code, error.message) };
+    } catch (error) {
+      ahead.outcome = { error };
+    }
   }
 
   /**
@@ -731,7 +906,19 @@ export class FrameReader {
   /** Reads a frame header; null on a clean end of stream between frames. */
   async readHeader(): Promise<FrameHeader | null> {
     const bytes = await this.readExact(this.#small.subarray(0, FRAME_HEADER_LENGTH), true);
-    return bytes && decodeHeader(bytes);
+    const header = bytes && decodeHeader(bytes);
+    this.#payloadLeft = header?.type === FrameType.DATA ? header.length : 0;
+    return header;
+  }
+
+  /**
+   * Fills `view` with the next bytes of the DATA payload whose header was just read, as
+   * {@link readExact} does; keeps count of what is left of it for {@link watch}.
+   */
+  async readPayload(view: Uint8Array): Promise<Uint8Array> {
+    const bytes = await this.readExact(view);
+    this.#payloadLeft -= view.length;
+    return bytes!;
   }
 
   /** Reads and parses the JSON payload of a control frame whose header was just read. */

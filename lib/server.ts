@@ -44,6 +44,7 @@ import { Admission, type Refusal, type Ticket } from "./admission.ts";
 import { type Watch, Watchdog } from "./watchdog.ts";
 import { formatBytes, formatDuration } from "./format.ts";
 import { looksLikeLegacy, serveLegacy } from "./legacy.ts";
+import { RateLimiter } from "./rate_limit.ts";
 import {
   checksumFilePrefix,
   noDelay,
@@ -797,8 +798,11 @@ async function serveGet(request: GetRequest, channel: Channel, ctx: Context): Pr
     skipped = resumeFrom?.size ?? 0;
     sent = skipped;
     await opened.file.seek(skipped, Deno.SeekMode.Start);
-    // A small file's OK, DATA and END leave together (see FrameWriter.cork).
-    if (opened.size - (resumeFrom?.size ?? 0) <= CORK_LIMIT) out.cork();
+    // The client's rate limit, if it has one: its bytes leave as it takes them, in small
+    // frames, so neither side's idle timeout waits on megabytes stuck in the kernel's buffers.
+    const pacer = request.rate ? new RateLimiter(request.rate) : undefined;
+    // A small file's OK, DATA and END leave together (see FrameWriter.cork); a paced one's not.
+    if (!pacer && opened.size - (resumeFrom?.size ?? 0) <= CORK_LIMIT) out.cork();
     await out.writeControl(FrameType.OK, {
       size: opened.size,
       mtime: opened.mtime,
@@ -809,6 +813,8 @@ async function serveGet(request: GetRequest, channel: Channel, ctx: Context): Pr
       sizeHint: opened.size - (resumeFrom?.size ?? 0),
       resumeFrom,
       onProgress: (bytes) => sent = bytes,
+      throttle: pacer && ((bytes) => pacer.take(bytes)),
+      maxChunk: pacer?.chunkSize,
     });
     const resumed = resumeFrom ? ` (resumed from ${resumeFrom.size})` : "";
     return { bytes: result.size - skipped, result: `ok ${result.checksum}${resumed}` };

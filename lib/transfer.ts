@@ -53,6 +53,24 @@ export function localWait<T>(waits: LocalWaits | undefined, wait: () => Promise<
 }
 
 /**
+ * `promise`, or the signal's reason as soon as it aborts: a pipe, a device or a full disk can
+ * keep a wait going for any time, and a peer's verdict must not wait for it. What `promise` was
+ * doing goes on unwatched; its failure, if any, is ignored.
+ */
+export function orAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => {
+      promise.catch(() => {});
+      reject(signal.reason);
+    };
+    if (signal.aborted) return onAbort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
+/**
  * Most bytes to hand a file in one write: filling fresh page cache from 1 MiB calls (ferry's
  * chunk) often cost the kernel twice what 512 KiB calls did (docs/performance.md, "Writing files
  * in 512 KiB pieces").
@@ -114,8 +132,11 @@ export interface SendOptions {
   signal?: AbortSignal;
   /** Expected byte count, so small transfers lease small buffers. */
   sizeHint?: number | null;
-  /** Awaited before each chunk is sent with its size: a rate limit's pacing. */
-  throttle?: (bytes: number) => Promise<void>;
+  /**
+   * Awaited before each chunk is sent with its size and {@link signal}: a rate limit's pacing.
+   * A paced transfer is never corked: its bytes leave as they are paced.
+   */
+  throttle?: Throttle;
   /** Largest chunk, to keep a rate limit smooth. */
   maxChunk?: number;
   /** Send bare bytes with no DATA headers and no END (the seed protocol's data phase). */
@@ -125,6 +146,12 @@ export interface SendOptions {
   /** Told while the source is being waited for. */
   localWaits?: LocalWaits;
 }
+
+/**
+ * A rate limit's pacing: resolves when `bytes` more may move, or rejects with the signal's reason
+ * once it aborts.
+ */
+export type Throttle = (bytes: number, signal?: AbortSignal) => Promise<void>;
 
 /** Where a resumed transfer picks up: bytes already in place and their running checksum. */
 export interface ResumePoint {
@@ -152,11 +179,16 @@ export interface ReceiveOptions {
   /** Resuming: bytes already in place, counted in END's size and checksum. */
   resumeFrom?: ResumePoint;
   /** Awaited after each chunk is written, with its size: a rate limit's pacing. */
-  throttle?: (bytes: number) => Promise<void>;
+  throttle?: Throttle;
   /** Largest chunk read at once, to keep a rate limit smooth. */
   maxChunk?: number;
   /** Told while a write to the sink is under way. */
   localWaits?: LocalWaits;
+  /**
+   * Stops the transfer, even while the sink or the pacing is being waited for (a pipe nobody
+   * reads can take a write for ever); the reason is rethrown.
+   */
+  signal?: AbortSignal;
 }
 
 /**
@@ -231,19 +263,9 @@ class Filler {
     this.#signal = signal;
   }
 
-  /**
-   * `read`, or the signal's reason as soon as it aborts: a source can stall for any time (a
-   * pipe whose writer pauses), and the peer's verdict must not wait for it.
-   */
+  /** `read`, or the signal's reason as soon as it aborts (see {@link orAbort}). */
   #orAbort<T>(read: Promise<T>): Promise<T> {
-    const signal = this.#signal;
-    if (!signal) return read;
-    return new Promise<T>((resolve, reject) => {
-      const onAbort = () => reject(signal.reason);
-      if (signal.aborted) onAbort();
-      signal.addEventListener("abort", onAbort, { once: true });
-      read.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-    });
+    return orAbort(read, this.#signal);
   }
 
   /**
@@ -307,16 +329,17 @@ export async function sendData(
   const buffers = [pool.lease(wanted), pool.lease(wanted)];
   let sent = options.resumeFrom?.size ?? 0;
   let index = 0;
-  // A small transfer leaves as one write: DATA and END together (see FrameWriter.cork).
+  // A small transfer leaves as one write: DATA and END together (see FrameWriter.cork). Not
+  // a paced one, which would hold every byte back until the end of its pacing.
   const small = options.sizeHint !== null && options.sizeHint !== undefined &&
-    options.sizeHint <= CORK_LIMIT && !options.raw;
+    options.sizeHint <= CORK_LIMIT && !options.raw && !options.throttle;
   if (small) frames.cork();
   try {
     const fill = (buffer: Uint8Array) => localWait(options.localWaits, () => filler.fill(buffer));
     let current = await fill(buffers[0]);
     while (current.length > 0) {
       options.signal?.throwIfAborted();
-      await options.throttle?.(current.length);
+      if (options.throttle) await options.throttle(current.length, options.signal);
       const writing = options.raw ? frames.writeRaw(current) : frames.writeData(current);
       const other = 1 - index;
       const reading = fill(buffers[other]);
@@ -360,6 +383,8 @@ class Receiver {
   #buffers: Uint8Array<ArrayBuffer>[];
   #index = 0;
   #pending?: Promise<void>;
+  /** The sink's own write behind {@link #pending}, which an abort does not end. */
+  #writing?: Promise<void>;
 
   private constructor(sink: ByteSink, options: ReceiveOptions, checksum: Checksum) {
     this.#sink = sink;
@@ -396,10 +421,17 @@ class Receiver {
     this.checksum.update(chunk);
     // The other buffer's write must finish before that buffer is read into again.
     await this.#pending;
-    this.#pending = localWait(this.#options.localWaits, () => this.#sink.write(chunk));
+    const writing = this.#writing = localWait(
+      this.#options.localWaits,
+      () => this.#sink.write(chunk),
+    );
+    // Only a client watching its connection passes a signal; the server's path stays as it was.
+    const signal = this.#options.signal;
+    this.#pending = signal ? orAbort(writing, signal) : writing;
     this.#pending.catch(() => {}); // awaited later; see sendData
     this.#options.onProgress?.(this.received);
-    await this.#options.throttle?.(chunk.length);
+    const throttle = this.#options.throttle;
+    if (throttle) await throttle(chunk.length, this.#options.signal);
     this.#index = 1 - this.#index;
   }
 
@@ -412,8 +444,15 @@ class Receiver {
 
   /** Returns the buffers, once no write can still read from them. */
   async release(): Promise<void> {
+    const giveBack = () => this.#buffers.forEach((buffer) => this.#pool.release(buffer));
+    if (this.#options.signal?.aborted && this.#writing) {
+      // The connection is gone and the write was given up on: it may never settle (a pipe
+      // nobody reads). Its buffers go back only if it does.
+      this.#writing.catch(() => {}).finally(giveBack);
+      return;
+    }
     await this.#pending?.catch(() => {});
-    this.#buffers.forEach((buffer) => this.#pool.release(buffer));
+    giveBack();
   }
 }
 
@@ -437,7 +476,7 @@ export async function receiveData(
         let remaining = header.length;
         while (remaining > 0) {
           const size = Math.min(remaining, receiver.buffer.length);
-          await receiver.accept((await frames.readExact(receiver.buffer.subarray(0, size)))!);
+          await receiver.accept(await frames.readPayload(receiver.buffer.subarray(0, size)));
           remaining -= size;
         }
         continue;

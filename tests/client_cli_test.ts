@@ -580,7 +580,11 @@ Deno.test("a put from a stalled stdin reports the server closing it at once, not
     await stdin.close().catch(() => {});
   }
   const result = resultOf(await child.output());
-  assertFailure(result, /^ferry: Refused by server: .*idle/i, { what: "put from a stalled stdin" });
+  assertFailure(
+    result,
+    /^ferry: Server at [\d.]+:\d+ closed the connection: Connection idle for 1 s: closed by the server$/,
+    { what: "put from a stalled stdin" },
+  );
   await server.waitForLog(/ put "stalled\.bin" \d+ bytes (?!ok)/);
   await assertRootHolds(server.root, []);
 });
