@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { ProtocolError } from "../lib/errors.ts";
+import { ProtocolError, RefusedError } from "../lib/errors.ts";
 import {
   CHUNK_SIZE,
   decodeHeader,
@@ -139,6 +139,14 @@ Deno.test("requests are validated field by field", () => {
     offset: 5,
     prefix: "xxh128:00",
   });
+  assert.deepEqual(parseRequest({ op: "get", name: "x", rate: 1024 }), {
+    op: "get",
+    name: "x",
+    rate: 1024,
+  });
+  for (const rate of [0, -1, "8K", null, Infinity]) {
+    assert.throws(() => parseRequest({ op: "get", name: "x", rate }), /Malformed/, String(rate));
+  }
   assert.throws(() => parseRequest({ op: "get", name: "x", offset: 5 }), /Malformed/);
   assert.throws(() => parseRequest({ op: "put", name: "x", size: -1 }), /Malformed/);
   assert.throws(() => parseRequest({ op: "put", name: "x", size: 1.5 }), /Malformed/);
@@ -190,4 +198,60 @@ Deno.test("HELLO: keepalive is optional, a positive number, and held to the 100 
     );
   }
   assert.throws(() => parseHello({ keepalive: 1000 }), ProtocolError, "no client");
+});
+
+/** A socket-like reader that hands out `bytes` in pieces of `piece`, then the end. */
+function pieces(bytes: Uint8Array, piece: number) {
+  let offset = 0;
+  return {
+    read(p: Uint8Array): Promise<number | null> {
+      if (offset >= bytes.length) return Promise.resolve(null);
+      const n = Math.min(piece, p.length, bytes.length - offset);
+      p.set(bytes.subarray(offset, offset + n));
+      offset += n;
+      return Promise.resolve(n);
+    },
+  };
+}
+
+Deno.test("watch reads ahead to the peer's END or ERROR, and every byte is still read in order", async () => {
+  const data = new Uint8Array(3000).map((_, i) => i % 251);
+  const data2 = data.subarray(0, 700);
+  const error = encodeControl(FrameType.ERROR, { code: "timeout", message: "Too slow" });
+  const stream = concat([
+    encodeHeader(FrameType.DATA, data.length),
+    data,
+    encodeHeader(FrameType.DATA, data2.length),
+    data2,
+    error,
+  ]);
+  const frames = new FrameReader(pieces(stream, 333));
+  const header = await frames.readHeader();
+  assert.equal(header?.length, data.length);
+  const first = await frames.readPayload(new Uint8Array(1000));
+  assert.deepEqual(first, data.subarray(0, 1000));
+  // Mid-frame: the watch must skip the rest of this payload and the next DATA to find the ERROR.
+  const outcome = await frames.watch(1 << 20, new AbortController().signal);
+  assert.ok(outcome && "error" in outcome && outcome.error instanceof RefusedError);
+  assert.equal((outcome.error as RefusedError).message, "Too slow");
+  assert.deepEqual(await frames.readPayload(new Uint8Array(2000)), data.subarray(1000));
+  assert.equal((await frames.readHeader())?.length, data2.length);
+  assert.deepEqual(await frames.readPayload(new Uint8Array(700)), data2);
+  assert.equal((await frames.readControl())?.type, FrameType.ERROR);
+  assert.equal(await frames.readHeader(), null);
+
+  const end = encodeControl(FrameType.END, { size: 3, checksum: "x" });
+  const complete = new FrameReader(
+    pieces(concat([encodeHeader(FrameType.DATA, 3), data.subarray(0, 3), end]), 2),
+  );
+  assert.deepEqual(await complete.watch(1 << 20, new AbortController().signal), { end: true });
+  assert.equal((await complete.readHeader())?.type, FrameType.DATA);
+
+  const cut = new FrameReader(
+    pieces(concat([encodeHeader(FrameType.DATA, 9), data.subarray(0, 5)]), 64),
+  );
+  await cut.readHeader();
+  const closed = await cut.watch(1 << 20, new AbortController().signal);
+  assert.ok(closed && "error" in closed && closed.error instanceof ProtocolError);
+  assert.match(closed.error.message, /Connection closed/);
 });
