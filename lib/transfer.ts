@@ -385,6 +385,8 @@ class Receiver {
   #pending?: Promise<void>;
   /** The sink's own write behind {@link #pending}, which an abort does not end. */
   #writing?: Promise<void>;
+  /** Rejects {@link #pending} when the signal aborts (one listener for the whole transfer). */
+  #abortWrite?: (reason: unknown) => void;
 
   private constructor(sink: ByteSink, options: ReceiveOptions, checksum: Checksum) {
     this.#sink = sink;
@@ -394,6 +396,9 @@ class Receiver {
     this.received = options.resumeFrom?.size ?? 0;
     const wanted = Math.min(bufferSizeFor(options.sizeHint), options.maxChunk ?? CHUNK_SIZE);
     this.#buffers = [this.#pool.lease(wanted), this.#pool.lease(wanted)];
+    options.signal?.addEventListener("abort", () => this.#abortWrite?.(options.signal!.reason), {
+      once: true,
+    });
   }
 
   static async create(sink: ByteSink, options: ReceiveOptions): Promise<Receiver> {
@@ -425,9 +430,15 @@ class Receiver {
       this.#options.localWaits,
       () => this.#sink.write(chunk),
     );
-    // Only a client watching its connection passes a signal; the server's path stays as it was.
-    const signal = this.#options.signal;
-    this.#pending = signal ? orAbort(writing, signal) : writing;
+    // Only a client watching its connection passes a signal, and gives up a write it aborts:
+    // a pipe nobody reads would hold it for ever. The server's path stays as it was.
+    this.#pending = this.#options.signal
+      ? new Promise<void>((resolve, reject) => {
+        this.#abortWrite = reject;
+        if (this.#options.signal!.aborted) reject(this.#options.signal!.reason);
+        writing.then(resolve, reject);
+      })
+      : writing;
     this.#pending.catch(() => {}); // awaited later; see sendData
     this.#options.onProgress?.(this.received);
     const throttle = this.#options.throttle;
