@@ -69,9 +69,9 @@ async function killableServer(root: string, args: string[] = []) {
 
 // -------------------------------------------------------------------------------- pacing
 
-Deno.test("a paced put is seen from the start: 200 KB at 1K outlives a 2 s idle timeout", async () => {
+Deno.test("a paced put is seen from the start: 200 KB at 1K outlives a 1 s idle timeout", async () => {
   // Held back and sent at the end, it reached the server only after the idle timeout had cut it.
-  await using server = await startServer({ args: ["--idle-timeout", "2", "--no-fsync"] });
+  await using server = await startServer({ args: ["--idle-timeout", "1", "--no-fsync"] });
   await using work = await makeTempDir();
   await writeRandomFile(`${work.path}/slow.bin`, 200_000);
   const child = spawnClient([
@@ -92,7 +92,7 @@ Deno.test("a paced put is seen from the start: 200 KB at 1K outlives a 2 s idle 
       },
     );
     // Three idle periods on, the upload is still moving and nothing was cut.
-    await waitFor("6 KiB staged", async () => await stagedBytes(server) >= 6 << 10, {
+    await waitFor("4 KiB staged", async () => await stagedBytes(server) >= 4 << 10, {
       timeoutMs: 20000,
     });
     assert.ok(
@@ -107,21 +107,21 @@ Deno.test("a paced put is seen from the start: 200 KB at 1K outlives a 2 s idle 
 });
 
 Deno.test("paced put, get and mget finish under an idle timeout shorter than their pacing", async () => {
-  await using server = await startServer({ args: ["--idle-timeout", "2", "--no-fsync"] });
+  await using server = await startServer({ args: ["--idle-timeout", "1", "--no-fsync"] });
   await using work = await makeTempDir();
-  await writeRandomFile(`${work.path}/up.bin`, 24 << 10);
+  await writeRandomFile(`${work.path}/up.bin`, 12 << 10);
   const put = await ferry(server, ["put", "up.bin", "--limit-rate", "6K"], { cwd: work.path });
-  assertSuccess(put, "put 24 KiB at 6K");
+  assertSuccess(put, "put 12 KiB at 6K");
   assert.ok(await filesEqual(`${work.path}/up.bin`, `${server.root}/up.bin`));
 
   // The server paces a download too: it does not push the file into the kernel's buffers at
   // once and then sit idle while the client takes it, so the connection lives on for the next.
-  await writeRandomFile(`${server.root}/a.bin`, 12 << 10);
-  await writeRandomFile(`${server.root}/b.bin`, 12 << 10);
+  await writeRandomFile(`${server.root}/a.bin`, 6 << 10);
+  await writeRandomFile(`${server.root}/b.bin`, 6 << 10);
   const mget = await ferry(server, ["mget", "a.bin", "b.bin", "--limit-rate", "4K"], {
     cwd: work.path,
   });
-  assertSuccess(mget, "mget 2 x 12 KiB at 4K");
+  assertSuccess(mget, "mget 2 x 6 KiB at 4K");
   for (const name of ["a.bin", "b.bin"]) {
     assert.ok(await filesEqual(`${server.root}/${name}`, `${work.path}/${name}`), name);
   }
