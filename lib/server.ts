@@ -695,6 +695,14 @@ async function whileKeepingAlive(channel: Channel, work: () => Promise<void>): P
   }
 }
 
+/**
+ * Slowest pace the server keeps up on a client's behalf, in bytes per second. A client asking for
+ * less reads at its own pace beyond it, as one without a rate does, and meets the idle timeout
+ * the same way: otherwise a request for a byte a second would have the server itself keep a
+ * connection busy for as long as the file lasts.
+ */
+const MIN_PACED_RATE = 256;
+
 /** A cut upload shorter than this is not worth keeping for a resume. */
 const KEEP_MIN_BYTES = 1 << 20;
 
@@ -800,7 +808,9 @@ async function serveGet(request: GetRequest, channel: Channel, ctx: Context): Pr
     await opened.file.seek(skipped, Deno.SeekMode.Start);
     // The client's rate limit, if it has one: its bytes leave as it takes them, in small
     // frames, so neither side's idle timeout waits on megabytes stuck in the kernel's buffers.
-    const pacer = request.rate ? new RateLimiter(request.rate) : undefined;
+    const pacer = request.rate
+      ? new RateLimiter(Math.max(request.rate, MIN_PACED_RATE))
+      : undefined;
     // A small file's OK, DATA and END leave together (see FrameWriter.cork); a paced one's not.
     if (!pacer && opened.size - (resumeFrom?.size ?? 0) <= CORK_LIMIT) out.cork();
     await out.writeControl(FrameType.OK, {

@@ -131,6 +131,27 @@ Deno.test("paced put, get and mget finish under an idle timeout shorter than the
   );
 });
 
+Deno.test("the server paces a get that names a rate, in small frames, never below 256 B/s", async () => {
+  await using server = await startServer();
+  await writeRandomFile(`${server.root}/small.bin`, 8 << 10);
+  for (
+    const [rate, frame] of [
+      [2048, 1024], // an eighth of a second's worth, at least 1 KiB
+      [600, 600], // at most a second's worth
+      [1, 256], // a byte a second would keep the server busy for ever: 256 B/s at the least
+    ]
+  ) {
+    using wire = await Wire.connect(server);
+    await wire.handshake();
+    await wire.write(encodeControl(FrameType.REQUEST, { op: "get", name: "small.bin", rate }));
+    await wire.expectFrame(FrameType.OK, `get at ${rate}`);
+    // Not corked with the rest of the file, as an unpaced small file is: one frame at a time.
+    const first = await wire.readFrame();
+    assert.equal(first?.type, FrameType.DATA, `get at ${rate}`);
+    assert.equal(first?.payload.length, frame, `get at ${rate}: first DATA frame`);
+  }
+});
+
 // ------------------------------------------------------------------ the server goes away
 
 Deno.test("--limit-rate 1: a server that cuts the upload is noticed at once, and its reason said", async () => {
