@@ -123,7 +123,8 @@ export interface ServerOptions {
   handshakeTimeoutMs?: number;
   /**
    * Least average rate of an upload's data, bytes per second, over each idle-timeout period
-   * (120 s when there is none); a slower upload is cut (default 256; 0 for none).
+   * (120 s when there is none); a slower upload is cut (default 256; 0 for none). A get that
+   * names a rate is paced no slower than this either.
    */
   minRate?: number;
 }
@@ -167,6 +168,8 @@ interface Context {
   showKept: boolean;
   token?: Uint8Array;
   maxSize?: number;
+  /** Least data rate, bytes per second (0: none); a paced get goes no slower either. */
+  minRate: number;
   /** Set once the server is listening. */
   admission?: Admission<Tracked>;
 }
@@ -264,6 +267,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     showKept: options.showKept ?? false,
     token: options.token,
     maxSize: options.maxSize,
+    minRate: options.minRate ?? SERVER_DEFAULTS.minRate,
   };
   const maxConnections = options.maxConnections ?? SERVER_DEFAULTS.maxConnections;
   const admission = new Admission<Tracked>({
@@ -275,7 +279,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const watchdog = new Watchdog({
     idleTimeoutMs: options.idleTimeoutMs ?? SERVER_DEFAULTS.idleTimeoutMs,
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? SERVER_DEFAULTS.handshakeTimeoutMs,
-    minRate: options.minRate ?? SERVER_DEFAULTS.minRate,
+    minRate: ctx.minRate,
   });
   const tracked = new Set<Tracked>();
   const handlers = new Set<Promise<void>>();
@@ -695,14 +699,6 @@ async function whileKeepingAlive(channel: Channel, work: () => Promise<void>): P
   }
 }
 
-/**
- * Slowest pace the server keeps up on a client's behalf, in bytes per second. A client asking for
- * less reads at its own pace beyond it, as one without a rate does, and meets the idle timeout
- * the same way: otherwise a request for a byte a second would have the server itself keep a
- * connection busy for as long as the file lasts.
- */
-const MIN_PACED_RATE = 256;
-
 /** A cut upload shorter than this is not worth keeping for a resume. */
 const KEEP_MIN_BYTES = 1 << 20;
 
@@ -808,9 +804,10 @@ async function serveGet(request: GetRequest, channel: Channel, ctx: Context): Pr
     await opened.file.seek(skipped, Deno.SeekMode.Start);
     // The client's rate limit, if it has one: its bytes leave as it takes them, in small
     // frames, so neither side's idle timeout waits on megabytes stuck in the kernel's buffers.
-    const pacer = request.rate
-      ? new RateLimiter(Math.max(request.rate, MIN_PACED_RATE))
-      : undefined;
+    // Never slower than the least rate an upload must keep: a client asking for less reads at
+    // its own pace beyond it, as one without a rate does, and meets the idle timeout the same
+    // way; otherwise a request for a byte a second would keep the server busy for ever.
+    const pacer = request.rate ? new RateLimiter(Math.max(request.rate, ctx.minRate)) : undefined;
     // A small file's OK, DATA and END leave together (see FrameWriter.cork); a paced one's not.
     if (!pacer && opened.size - (resumeFrom?.size ?? 0) <= CORK_LIMIT) out.cork();
     await out.writeControl(FrameType.OK, {

@@ -131,14 +131,14 @@ Deno.test("paced put, get and mget finish under an idle timeout shorter than the
   );
 });
 
-Deno.test("the server paces a get that names a rate, in small frames, never below 256 B/s", async () => {
+Deno.test("the server paces a get that names a rate, in small frames, never below its --min-rate", async () => {
   await using server = await startServer();
   await writeRandomFile(`${server.root}/small.bin`, 8 << 10);
   for (
     const [rate, frame] of [
       [2048, 1024], // an eighth of a second's worth, at least 1 KiB
       [600, 600], // at most a second's worth
-      [1, 256], // a byte a second would keep the server busy for ever: 256 B/s at the least
+      [1, 256], // a byte a second would keep the server busy for ever: --min-rate (256) at least
     ]
   ) {
     using wire = await Wire.connect(server);
