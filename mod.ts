@@ -67,7 +67,13 @@ export {
   UserError,
 } from "./lib/errors.ts";
 export type { DirectReader, ErrorCode, KeptEntry, ListEntry, Welcome } from "./lib/protocol.ts";
-export type { ByteSink, ByteSource, ResumePoint, TransferResult } from "./lib/transfer.ts";
+export type {
+  ByteSink,
+  ByteSource,
+  ResumePoint,
+  Throttle,
+  TransferResult,
+} from "./lib/transfer.ts";
 export { BufferPool, type BufferPoolOptions } from "./lib/buffer_pool.ts";
 export type { Checksum } from "./lib/checksum.ts";
 export { DEFAULT_HASH_ARENA_SIZE, HASH_ARENA_SIZE } from "./lib/xxh3.ts";
