@@ -21,7 +21,7 @@ import {
 } from "./cli.ts";
 import { downloadStandInOf, readsStdin, standInTarget, uploadPathOf } from "./devices.ts";
 import { isInterruption, LocalFileError, RefusedError, UsageError, UserError } from "./errors.ts";
-import { moveNoClobber, syncDir } from "./file_store.ts";
+import { moveNoClobber, syncDir } from "./staged_file.ts";
 import { FlushBehind } from "./flush_behind.ts";
 import {
   displayName,

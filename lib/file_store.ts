@@ -1,20 +1,19 @@
 /**
  * Storage and path safety for the served root. Every name that arrives from the network passes
  * through {@link checkName} and is resolved inside the root here, symlinks included. Uploads are
- * written to a hidden staging folder and only linked or renamed to their final name once the
- * caller has verified them. An upload that runs out of disk space takes it from the kept
- * interrupted uploads (lib/kept_uploads.ts), oldest first, before it gives up.
+ * staged files (lib/staged_file.ts) in a hidden staging folder, linked or renamed to their final
+ * name once the caller has verified them. An upload that runs out of disk space takes it from
+ * the kept interrupted uploads (lib/kept_uploads.ts), oldest first, before it gives up.
  *
  * @module
  */
 
 import { dirname, join, sep } from "node:path";
-import { isNoSpace, StoreError } from "./errors.ts";
+import { StoreError } from "./errors.ts";
 import { safeJson } from "./format.ts";
 import type { ListEntry } from "./protocol.ts";
-import { FlushBehind } from "./flush_behind.ts";
 import { type KeepResult, type KeptOptions, KeptUploads, RESUME_DIR } from "./kept_uploads.ts";
-import { FILE_WRITE_PIECE, writeAll } from "./transfer.ts";
+import { StagedFile, type StagedFileOptions } from "./staged_file.ts";
 
 export { RESUME_DIR };
 
@@ -169,23 +168,12 @@ export class FileStore {
   }
 
   /**
-   * Runs `write`, a step of the upload of `name` that claims disk space; when the disk is full,
-   * removes kept interrupted uploads, oldest first, and runs it again (told it is a retry), until
-   * it succeeds or nothing kept is left, when the out-of-space error stands. `bytes` is how much
-   * the step needs, to remove that much at once rather than one upload per retry.
+   * For a step of the upload of `name` that ran out of disk space and needs `bytes`: removes kept
+   * interrupted uploads, oldest first (at least that much at once rather than one upload per
+   * retry), and says whether anything was removed, so the step is worth running again.
    */
-  async #withRoom<T>(
-    name: string,
-    bytes: number,
-    write: (retry: boolean) => Promise<T>,
-  ): Promise<T> {
-    for (let retry = false;; retry = true) {
-      try {
-        return await write(retry);
-      } catch (error) {
-        if (!isNoSpace(error) || await this.kept.makeRoom(name, bytes) === 0) throw error;
-      }
-    }
+  async #makeRoom(name: string, bytes: number): Promise<boolean> {
+    return await this.kept.makeRoom(name, bytes) > 0;
   }
 
   #inside(path: string): boolean {
@@ -310,44 +298,33 @@ export class FileStore {
       const id = crypto.randomUUID();
       const stagingPath = join(this.stagingDir, `${id}.upload`);
       const size = options.size ?? null;
-      let file: Deno.FsFile;
-      let offset = 0;
+      const staging: StagedFileOptions = {
+        read: true,
+        fsync: this.#fsync,
+        onNoSpace: (bytes) => this.#makeRoom(key, bytes),
+      };
+      let staged: StagedFile;
       let keptDropped = false;
       if (options.resume && await this.kept.take(key, size, stagingPath)) {
-        file = await Deno.open(stagingPath, { read: true, write: true });
-        offset = await file.seek(0, Deno.SeekMode.End);
+        staged = await StagedFile.open(stagingPath, { ...staging, mode: "append" });
       } else {
         // A fresh put replaces whatever was kept for this name; so does a resume of another
         // size, which the client is told (it is not the file it started to send).
         keptDropped = await this.kept.drop(key) && options.resume === true;
-        file = await this.#withRoom(
-          key,
-          0,
-          () => Deno.open(stagingPath, { read: true, write: true, createNew: true }),
-        );
+        staged = await StagedFile.open(stagingPath, staging);
       }
-      return new Upload(name, stagingPath, file, {
-        offset,
+      return new Upload(name, staged, {
         keptDropped,
         keep: () => this.kept.keep(stagingPath, key, size),
-        withRoom: (bytes, write) => this.#withRoom(key, bytes, write),
-        // Creating folders and linking the name can each need a block of their own.
-        commit: () =>
-          this.#withRoom(key, 0, async () => {
-            const dir = (await this.#parentOf(name, segments, true))!;
-            const target = join(dir, segments.at(-1)!);
-            await this.#checkTarget(name, target, overwrite);
-            if (overwrite) {
-              await Deno.rename(stagingPath, target);
-            } else {
-              if (!await moveNoClobber(stagingPath, target)) {
-                throw new StoreError("exists", `File exists: ${quote(name)}`);
-              }
-            }
-            if (this.#fsync) await syncDir(dir);
-          }),
+        overwrite,
+        // Run again if naming it needed room: the folders are made (or found) again too.
+        target: async () => {
+          const dir = (await this.#parentOf(name, segments, true))!;
+          const target = join(dir, segments.at(-1)!);
+          await this.#checkTarget(name, target, overwrite);
+          return target;
+        },
         done: () => this.#reserved.delete(key),
-        fsync: this.#fsync,
       });
     } catch (error) {
       this.#reserved.delete(key);
@@ -461,51 +438,13 @@ function isUnreadable(error: unknown): boolean {
     error instanceof Deno.errors.NotADirectory;
 }
 
-/**
- * Moves `from` to `to` unless `to` exists, atomically where the filesystem has hard links.
- * Returns false, leaving `from` in place, when `to` exists.
- */
-export async function moveNoClobber(from: string, to: string): Promise<boolean> {
-  try {
-    await Deno.link(from, to);
-  } catch (error) {
-    if (error instanceof Deno.errors.AlreadyExists) return false;
-    // No hard links here: check, then rename, is the next best thing.
-    try {
-      await Deno.lstat(to);
-      return false;
-    } catch (statError) {
-      if (!isNotFound(statError)) throw statError;
-    }
-    await Deno.rename(from, to);
-    return true;
-  }
-  await Deno.remove(from);
-  return true;
-}
-
-/**
- * Flushes a folder's entries to disk, so a rename or link into it survives a power cut. Quietly
- * does nothing where the filesystem cannot sync a folder.
- */
-export async function syncDir(dir: string): Promise<void> {
-  try {
-    using handle = await Deno.open(dir, { read: true });
-    await handle.syncData();
-  } catch {
-    // Some filesystems cannot sync a folder; the file itself was already flushed.
-  }
-}
-
 interface UploadHooks {
-  offset: number;
   keptDropped: boolean;
   keep: () => Promise<KeepResult>;
-  /** See FileStore's #withRoom. */
-  withRoom: (bytes: number, write: (retry: boolean) => Promise<void>) => Promise<void>;
-  commit: () => Promise<void>;
+  overwrite: boolean;
+  /** Prepares the final name (its folders) and checks it is free to take. */
+  target: () => Promise<string>;
   done: () => void;
-  fsync: boolean;
 }
 
 /** An upload in progress: a staging file that becomes the named file on {@link Upload.commit}. */
@@ -521,52 +460,31 @@ export class Upload {
    * dropped, and this upload starts from 0.
    */
   readonly keptDropped: boolean;
-  #file: Deno.FsFile;
-  #closed = false;
+  #staged: StagedFile;
   #hooks: UploadHooks;
   #finished = false;
-  #flusher?: FlushBehind;
-  /** Where the next chunk goes: the bytes in the staging file so far. */
-  #position: number;
 
   /** Created by {@link FileStore.beginUpload}. */
-  constructor(name: string, stagingPath: string, file: Deno.FsFile, hooks: UploadHooks) {
+  constructor(name: string, staged: StagedFile, hooks: UploadHooks) {
     this.name = name;
-    this.stagingPath = stagingPath;
-    this.offset = hooks.offset;
-    this.#position = hooks.offset;
+    this.stagingPath = staged.path;
+    this.offset = staged.offset;
     this.keptDropped = hooks.keptDropped;
-    this.#file = file;
+    this.#staged = staged;
     this.#hooks = hooks;
-    if (hooks.fsync) this.#flusher = new FlushBehind(stagingPath);
   }
 
   /** The staging file, for reading back the kept bytes of a resumed upload. */
   get file(): Deno.FsFile {
-    return this.#file;
+    return this.#staged.file;
   }
 
   /**
-   * Appends a chunk to the staging file; once it resolves, the bytes are in the file. (Not
-   * through `file.writable`: Deno holds writes under 64 KiB back there until the stream closes,
-   * so `syncData` before closing missed the tail of every upload, and all of a small one.)
+   * Appends a chunk to the staging file; once it resolves, the bytes are in the file. A disk
+   * that fills up takes space from the kept uploads first (see {@link FileStore}).
    */
-  async write(chunk: Uint8Array): Promise<void> {
-    const start = this.#position;
-    await this.#hooks.withRoom(chunk.length, async (retry) => {
-      // Part of the chunk may have gone in before the disk filled: write it all again, over it.
-      if (retry) await this.#file.seek(start, Deno.SeekMode.Start);
-      await writeAll(this.#file, chunk, { piece: FILE_WRITE_PIECE });
-    });
-    this.#position = start + chunk.length;
-    this.#flusher?.wrote(chunk.length);
-  }
-
-  async #close(): Promise<void> {
-    await this.#flusher?.stop();
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#file.close();
+  write(chunk: Uint8Array): Promise<void> {
+    return this.#staged.write(chunk);
   }
 
   /** Flushes the staging file and moves it to its final name. Call only after verifying it. */
@@ -574,19 +492,10 @@ export class Upload {
     if (this.#finished) throw new Error("Upload is already finished");
     this.#finished = true;
     try {
-      // Not retried after making room: Linux forgets the unwritten pages of a failed flush, so
-      // a second flush would report success for data that never reached the disk.
-      if (this.#hooks.fsync) await this.#file.syncData();
-      await this.#close();
-      await this.#hooks.commit();
-    } catch (error) {
-      try {
-        await this.#close();
-      } catch {
-        // The error that matters is the one being thrown.
+      const { overwrite, target } = this.#hooks;
+      if (!await this.#staged.commit(target, { replace: overwrite })) {
+        throw new StoreError("exists", `File exists: ${quote(this.name)}`);
       }
-      await Deno.remove(this.stagingPath).catch(() => {});
-      throw error;
     } finally {
       this.#hooks.done();
     }
@@ -601,10 +510,10 @@ export class Upload {
     if (this.#finished) throw new Error("Upload is already finished");
     this.#finished = true;
     try {
-      await this.#close();
+      await this.#staged.keep();
       return await this.#hooks.keep();
     } catch (error) {
-      await Deno.remove(this.stagingPath).catch(() => {});
+      await this.#staged.discard();
       throw error;
     } finally {
       this.#hooks.done();
@@ -615,12 +524,7 @@ export class Upload {
   async discard(): Promise<void> {
     if (this.#finished) return;
     this.#finished = true;
-    try {
-      await this.#close();
-    } catch {
-      // Closing can only fail for a file that is already gone; it is being removed anyway.
-    }
-    await Deno.remove(this.stagingPath).catch(() => {});
+    await this.#staged.discard();
     this.#hooks.done();
   }
 }

@@ -10,7 +10,7 @@
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { join, resolve } from "node:path";
 import { UserError } from "./errors.ts";
-import { moveNoClobber, syncDir } from "./file_store.ts";
+import { moveNoClobber, syncDir } from "./staged_file.ts";
 import { isInside, realPathOf } from "./server_access.ts";
 import { chmodQuietly, ensurePrivateDir, userDir, userDirVariables } from "./user_dirs.ts";
 import { formatFingerprint, makeSelfSignedCertificate, pemCertificates } from "./x509.ts";

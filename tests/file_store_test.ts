@@ -9,14 +9,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { StoreError } from "../lib/errors.ts";
-import {
-  checkName,
-  FileStore,
-  moveNoClobber,
-  quote,
-  RESUME_DIR,
-  STAGING_DIR,
-} from "../lib/file_store.ts";
+import { checkName, FileStore, quote, RESUME_DIR, STAGING_DIR } from "../lib/file_store.ts";
 
 async function withDirs(fn: (root: string, outside: string) => Promise<void>): Promise<void> {
   const base = await Deno.makeTempDir({ prefix: "ferry_store_" });
@@ -310,22 +303,6 @@ Deno.test("names no client could ask for are listed all the same", async () => {
       "good",
     ]);
     await assert.rejects(() => store.openFile("bad\nname"), isCode("bad_name"));
-  });
-});
-
-Deno.test("moveNoClobber refuses an existing target and keeps the source", async () => {
-  await withDirs(async (root) => {
-    const from = join(root, "from");
-    const to = join(root, "to");
-    await Deno.writeTextFile(from, "new");
-    await Deno.writeTextFile(to, "old");
-    assert.equal(await moveNoClobber(from, to), false);
-    assert.equal(await Deno.readTextFile(to), "old");
-    assert.equal(await Deno.readTextFile(from), "new");
-    await Deno.remove(to);
-    assert.equal(await moveNoClobber(from, to), true);
-    assert.equal(await Deno.readTextFile(to), "new");
-    await assert.rejects(() => Deno.stat(from));
   });
 });
 

@@ -1,0 +1,375 @@
+/**
+ * Staged writes: a file written under a name of its own and given its real name only once it is
+ * whole and verified, so the real name holds all of it or nothing, even after a power cut. This
+ * module owns creating or continuing the staging file, writing it in {@link FILE_WRITE_PIECE}
+ * pieces, flushing behind the writes, the flush before naming, the move into place (replacing,
+ * or refusing a name that is taken), the folder sync after it, and removing or keeping the bytes
+ * when the transfer fails. The server's uploads (lib/file_store.ts) and the client's downloads
+ * (lib/local_download.ts) are both written through it.
+ *
+ * @module
+ */
+
+import { dirname } from "node:path";
+import { isNoSpace } from "./errors.ts";
+import { FlushBehind } from "./flush_behind.ts";
+import { FILE_WRITE_PIECE, writeAll, writeAllSync } from "./transfer.ts";
+
+/** How {@link StagedFile.open} opens the staging file. */
+export type StagedMode =
+  /** A new file; an error if anything is there already. */
+  | "create"
+  /** Made if missing, emptied if there. */
+  | "replace"
+  /** Continued after the bytes already there (a resume). */
+  | "append";
+
+/** Options for {@link StagedFile.open}. */
+export interface StagedFileOptions {
+  /** How to open the staging file (default `"create"`). */
+  mode?: StagedMode;
+  /** Open it for reading too, to read back the bytes an append continues (default false). */
+  read?: boolean;
+  /**
+   * Flush to disk behind the writes and before the file is named, then sync its folder, so a
+   * power cut leaves the name whole or absent (default true).
+   */
+  fsync?: boolean;
+  /**
+   * Write a regular file without leaving the calling thread (see `writeAllSync`): quicker, for
+   * the client, which has nothing else to do meanwhile. A server must not, since one slow write
+   * would hold up every connection (default false). Anything but a regular file is written
+   * asynchronously either way: a FIFO could block for any time.
+   */
+  writeSync?: boolean;
+  /**
+   * Told when creating, writing or naming the file ran out of disk space, with how many bytes
+   * the step needs; resolves true once it has freed some, and the step is run again. Without it
+   * (the default), running out of space is an error like any other.
+   */
+  onNoSpace?: (bytes: number) => Promise<boolean>;
+  /**
+   * Turns a failure of the file system into the error thrown, given the path it concerns (the
+   * staging file, or the name it was being given): the client's `Cannot write PATH: reason`.
+   * By default the error is thrown as it is.
+   */
+  failure?: (error: unknown, path: string) => unknown;
+  /**
+   * Folder syncs shared by the files of one transfer: a commit adds its folder here instead of
+   * syncing it at once, and the caller calls {@link FolderSyncs.flush} when the batch is done.
+   */
+  folderSyncs?: FolderSyncs;
+}
+
+/** Options for {@link StagedFile.commit}. */
+export interface CommitOptions {
+  /** Replace a file that has the name already (default false: refuse, and say so). */
+  replace?: boolean;
+}
+
+/** Where a committed file goes: a path, or a function that prepares one (creating folders). */
+export type CommitTarget = string | (() => Promise<string>);
+
+/**
+ * Runs `step`; while it fails for lack of space and `onNoSpace` frees some, runs it again.
+ */
+async function withRoom<T>(
+  onNoSpace: ((bytes: number) => Promise<boolean>) | undefined,
+  bytes: number,
+  step: () => Promise<T>,
+): Promise<T> {
+  for (;;) {
+    try {
+      return await step();
+    } catch (error) {
+      if (!onNoSpace || !isNoSpace(error) || !await onNoSpace(bytes)) throw error;
+    }
+  }
+}
+
+const asIs = (error: unknown) => error;
+
+/**
+ * A file being written under a staging name, until it is committed to its real name, discarded,
+ * or kept for a later append.
+ *
+ * @example Write a file that appears whole or not at all
+ * ```ts
+ * import { StagedFile } from "./staged_file.ts";
+ *
+ * const staged = await StagedFile.open("report.pdf.part", { mode: "replace" });
+ * try {
+ *   await staged.write(new TextEncoder().encode("%PDF-1.7 ..."));
+ *   if (!await staged.commit("report.pdf")) console.log("report.pdf appeared meanwhile");
+ * } catch (error) {
+ *   await staged.discard();
+ *   throw error;
+ * }
+ * ```
+ */
+export class StagedFile {
+  /** Path of the staging file. */
+  readonly path: string;
+  /** Bytes that were there when it was opened: the start of an append, else 0. */
+  readonly offset: number;
+  #file: Deno.FsFile;
+  #writeSync: boolean;
+  #fsync: boolean;
+  #onNoSpace?: (bytes: number) => Promise<boolean>;
+  #failure: (error: unknown, path: string) => unknown;
+  #folderSyncs?: FolderSyncs;
+  #flusher?: FlushBehind;
+  #closed = false;
+  #state: "open" | "committed" | "kept" | "discarded" = "open";
+  /** Where the next chunk goes: the end of the last write that succeeded. */
+  #position: number;
+
+  private constructor(
+    path: string,
+    file: Deno.FsFile,
+    offset: number,
+    writeSync: boolean,
+    options: StagedFileOptions,
+  ) {
+    this.path = path;
+    this.offset = offset;
+    this.#position = offset;
+    this.#file = file;
+    this.#writeSync = writeSync;
+    this.#fsync = options.fsync ?? true;
+    this.#onNoSpace = options.onNoSpace;
+    this.#failure = options.failure ?? asIs;
+    this.#folderSyncs = options.folderSyncs;
+    if (this.#fsync) this.#flusher = new FlushBehind(path);
+  }
+
+  /** Opens (creates, empties or continues, by `options.mode`) the staging file at `path`. */
+  static async open(path: string, options: StagedFileOptions = {}): Promise<StagedFile> {
+    const mode = options.mode ?? "create";
+    const failure = options.failure ?? asIs;
+    const how: Deno.OpenOptions = { read: options.read ?? false, write: true };
+    if (mode === "create") how.createNew = true;
+    if (mode === "replace") Object.assign(how, { create: true, truncate: true });
+    let file: Deno.FsFile;
+    try {
+      // Even an empty file can need a block of its folder's.
+      file = await withRoom(options.onNoSpace, 0, () => Deno.open(path, how));
+    } catch (error) {
+      throw failure(error, path);
+    }
+    try {
+      const offset = mode === "append" ? await file.seek(0, Deno.SeekMode.End) : 0;
+      // Something left at a `.part`'s path by hand, a FIFO say, is never written synchronously.
+      const writeSync = options.writeSync === true &&
+        await file.stat().then((info) => info.isFile, () => false);
+      return new StagedFile(path, file, offset, writeSync, options);
+    } catch (error) {
+      file.close();
+      throw failure(error, path);
+    }
+  }
+
+  /** The open staging file, to read back the bytes an append continues. */
+  get file(): Deno.FsFile {
+    return this.#file;
+  }
+
+  /** Bytes in the staging file: the offset, and every chunk written since. */
+  get size(): number {
+    return this.#position;
+  }
+
+  /**
+   * Appends a chunk; once it resolves, the bytes are in the file. Straight to the file, not
+   * through `file.writable`, which holds writes under 64 KiB back until it is closed: the flush
+   * before naming would have missed them.
+   */
+  async write(chunk: Uint8Array): Promise<void> {
+    try {
+      if (this.#writeSync) writeAllSync(this.#file, chunk, { piece: FILE_WRITE_PIECE });
+      else await writeAll(this.#file, chunk, { piece: FILE_WRITE_PIECE });
+    } catch (error) {
+      await this.#rewrite(chunk, error);
+    }
+    this.#position += chunk.length;
+    this.#flusher?.wrote(chunk.length);
+  }
+
+  /** After a failed write: makes room and writes the chunk again if it can, else throws. */
+  async #rewrite(chunk: Uint8Array, failed: unknown): Promise<void> {
+    let error = failed;
+    while (this.#onNoSpace && isNoSpace(error) && await this.#onNoSpace(chunk.length)) {
+      try {
+        // Part of the chunk may have gone in before the disk filled: write it all again, over it.
+        await this.#file.seek(this.#position, Deno.SeekMode.Start);
+        await writeAll(this.#file, chunk, { piece: FILE_WRITE_PIECE });
+        return;
+      } catch (again) {
+        error = again;
+      }
+    }
+    throw this.#failure(error, this.path);
+  }
+
+  async #close(): Promise<void> {
+    await this.#flusher?.stop();
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#file.close();
+  }
+
+  async #closeQuietly(): Promise<void> {
+    try {
+      await this.#close();
+    } catch {
+      // Closing can only fail for a file that is already gone; it is being removed anyway.
+    }
+  }
+
+  #finish(next: "committed" | "kept"): void {
+    if (this.#state !== "open") throw new Error(`Staged file is already ${this.#state}`);
+    this.#state = next;
+  }
+
+  /**
+   * Flushes the file, gives it the name `target` and syncs that folder (or adds it to
+   * {@link StagedFileOptions.folderSyncs}). Call only once the data is verified. Resolves false
+   * when `target` exists and `replace` is not set: that file is left as it is. Whenever it does
+   * not resolve true, the staging file is gone.
+   */
+  async commit(target: CommitTarget, options: CommitOptions = {}): Promise<boolean> {
+    this.#finish("committed");
+    try {
+      try {
+        // Flushed before it gets its name: after a power cut the name is whole or absent, never
+        // empty. Not retried after making room: Linux forgets the unwritten pages of a failed
+        // flush, so a second flush would report success for data that never reached the disk.
+        if (this.#fsync) await this.#file.syncData();
+        await this.#close();
+      } catch (error) {
+        throw this.#failure(error, this.path);
+      }
+      let to = typeof target === "string" ? target : undefined;
+      let moved: boolean;
+      try {
+        // Creating folders and linking the name can each need a block of their own.
+        moved = await withRoom(this.#onNoSpace, 0, async () => {
+          if (typeof target !== "string") to = await target();
+          if (!options.replace) return await moveNoClobber(this.path, to!);
+          await Deno.rename(this.path, to!);
+          return true;
+        });
+      } catch (error) {
+        throw to === undefined ? error : this.#failure(error, to);
+      }
+      if (!moved) {
+        await Deno.remove(this.path).catch(() => {});
+        return false;
+      }
+      const folder = dirname(to!);
+      if (this.#fsync) {
+        if (this.#folderSyncs) this.#folderSyncs.add(folder);
+        else await syncDir(folder);
+      }
+      return true;
+    } catch (error) {
+      await this.#closeQuietly();
+      await Deno.remove(this.path).catch(() => {});
+      throw error;
+    }
+  }
+
+  /**
+   * Closes the file and leaves its bytes where they are, to be continued later (`mode:
+   * "append"`) or moved by the caller; {@link discard} still removes them.
+   */
+  async keep(): Promise<void> {
+    this.#finish("kept");
+    await this.#close();
+  }
+
+  /**
+   * Throws the staging file away. Safe to call more than once, and after a failed commit; after
+   * a successful one it does nothing.
+   */
+  async discard(): Promise<void> {
+    if (this.#state === "committed" || this.#state === "discarded") return;
+    this.#state = "discarded";
+    await this.#closeQuietly();
+    await Deno.remove(this.path).catch(() => {});
+  }
+}
+
+/**
+ * The folders that committed files of one transfer were named in, synced once each at the end
+ * rather than after every file.
+ *
+ * @example
+ * ```ts
+ * import { FolderSyncs, StagedFile } from "./staged_file.ts";
+ *
+ * const folderSyncs = new FolderSyncs();
+ * for (const name of ["a.txt", "b.txt"]) {
+ *   const staged = await StagedFile.open(`${name}.part`, { mode: "replace", folderSyncs });
+ *   await staged.write(new TextEncoder().encode(name));
+ *   await staged.commit(name, { replace: true });
+ * }
+ * await folderSyncs.flush(); // "." is synced once, not twice
+ * ```
+ */
+export class FolderSyncs {
+  #folders = new Set<string>();
+
+  /** Notes that `folder` has a new entry to sync. */
+  add(folder: string): void {
+    this.#folders.add(folder);
+  }
+
+  /** Folders waiting to be synced. */
+  get pending(): number {
+    return this.#folders.size;
+  }
+
+  /** Syncs every folder noted since the last flush. */
+  async flush(): Promise<void> {
+    const folders = [...this.#folders];
+    this.#folders.clear();
+    for (const folder of folders) await syncDir(folder);
+  }
+}
+
+/**
+ * Moves `from` to `to` unless `to` exists, atomically where the filesystem has hard links.
+ * Returns false, leaving `from` in place, when `to` exists.
+ */
+export async function moveNoClobber(from: string, to: string): Promise<boolean> {
+  try {
+    await Deno.link(from, to);
+  } catch (error) {
+    if (error instanceof Deno.errors.AlreadyExists) return false;
+    // No hard links here: check, then rename, is the next best thing.
+    try {
+      await Deno.lstat(to);
+      return false;
+    } catch (statError) {
+      if (!(statError instanceof Deno.errors.NotFound)) throw statError;
+    }
+    await Deno.rename(from, to);
+    return true;
+  }
+  await Deno.remove(from);
+  return true;
+}
+
+/**
+ * Flushes a folder's entries to disk, so a rename or link into it survives a power cut. Quietly
+ * does nothing where the filesystem cannot sync a folder.
+ */
+export async function syncDir(dir: string): Promise<void> {
+  try {
+    using handle = await Deno.open(dir, { read: true });
+    await handle.syncData();
+  } catch {
+    // Some filesystems cannot sync a folder; the file itself was already flushed.
+  }
+}
