@@ -21,8 +21,7 @@ import {
 } from "./cli.ts";
 import { downloadStandInOf, readsStdin, standInTarget, uploadPathOf } from "./devices.ts";
 import { isInterruption, LocalFileError, RefusedError, UsageError, UserError } from "./errors.ts";
-import { moveNoClobber, syncDir } from "./staged_file.ts";
-import { FlushBehind } from "./flush_behind.ts";
+import { StagedFile } from "./staged_file.ts";
 import {
   displayName,
   displayUndecodableName,
@@ -49,14 +48,7 @@ import {
 import { ProgressLine, progressWanted } from "./progress.ts";
 import type { KeptEntry, ListEntry } from "./protocol.ts";
 import { RateLimiter } from "./rate_limit.ts";
-import {
-  checksumFilePrefix,
-  FILE_WRITE_PIECE,
-  type ResumePoint,
-  type TransferResult,
-  writeAll,
-  writeAllSync,
-} from "./transfer.ts";
+import { checksumFilePrefix, type ResumePoint, type TransferResult, writeAll } from "./transfer.ts";
 import { knownServersPath } from "./known_servers.ts";
 import { runTrust } from "./tls_trust_cli.ts";
 import { NAME, VERSION } from "./version.ts";
@@ -912,82 +904,30 @@ async function fileTarget(
   options: FileTargetOptions,
 ): Promise<DownloadTarget> {
   const { local, part } = target;
-  let file: Deno.FsFile;
-  try {
-    file = await Deno.open(
-      part,
-      options.append
-        ? { write: true, append: true }
-        : { write: true, create: true, truncate: true },
-    );
-  } catch (error) {
-    throw cannotWrite(part, error);
-  }
-  // Written on this thread, which is quicker (see writeAllSync), unless the `.part` is not a
-  // regular file: something left there by hand, a FIFO say, could block for any time.
-  const inline = await file.stat().then((info) => info.isFile, () => false);
-  let wrote = options.append;
-  let closed = false;
-  const flusher = options.fsync ? new FlushBehind(part) : undefined;
-  const close = async () => {
-    await flusher?.stop();
-    if (closed) return;
-    closed = true;
-    file.close();
-  };
+  const staged = await StagedFile.open(part, {
+    mode: options.append ? "append" : "replace",
+    fsync: options.fsync,
+    // The client has nothing else to do meanwhile: its regular files are written on this thread.
+    writeSync: true,
+    failure: (error, path) => cannotWrite(path, error),
+  });
   return {
-    // Straight to the file, not through `file.writable`, which holds writes under 64 KiB back
-    // until it is closed: the flush below would have missed them.
-    write: async (chunk) => {
-      wrote = true;
-      try {
-        if (inline) writeAllSync(file, chunk, { piece: FILE_WRITE_PIECE });
-        else await writeAll(file, chunk, { piece: FILE_WRITE_PIECE });
-      } catch (error) {
-        throw cannotWrite(part, error);
-      }
-      flusher?.wrote(chunk.length);
-    },
+    write: (chunk) => staged.write(chunk),
     commit: async () => {
-      try {
-        // Flushed before it gets its name: after a power cut LOCAL is whole or absent, never empty.
-        if (options.fsync) await file.syncData();
-        await close();
-      } catch (error) {
-        try {
-          await close();
-        } catch {
-          // The error that matters is the one being thrown.
-        }
-        throw cannotWrite(part, error);
-      }
-      let moved = true;
-      try {
-        if (options.force) await Deno.rename(part, local);
-        else moved = await moveNoClobber(part, local);
-      } catch (error) {
-        throw cannotWrite(local, error);
-      }
-      if (!moved) {
-        await Deno.remove(part).catch(() => {});
+      if (!await staged.commit(local, { replace: options.force })) {
         throw new LocalFileError(
           local,
           `Local file exists: ${local} (it appeared during the download)`,
         );
       }
-      if (options.fsync) await syncDir(dirname(local) || ".");
     },
     discard: async (cause) => {
-      try {
-        await close();
-      } catch {
-        // Nothing more can be done about the file than what follows.
-      }
-      if (wrote && isInterruption(cause)) {
+      if (staged.size > 0 && isInterruption(cause)) {
+        await staged.keep();
         options.onKept();
         return;
       }
-      await Deno.remove(part).catch(() => {});
+      await staged.discard();
     },
   };
 }
