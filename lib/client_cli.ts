@@ -1,14 +1,15 @@
 /**
  * The client command line: `ferry [options] HOST PORT put|get|list|kept|mput|mget ...`. Parses
- * arguments, opens local files, stdin and stdout, runs each transfer through lib/client.ts (or
- * lib/legacy.ts) and reports: data and JSON reports on stdout, messages and progress on stderr.
+ * arguments, opens what a put reads (lib/local_files.ts) and where a get writes
+ * (lib/local_download.ts), runs each transfer through lib/client.ts (or lib/legacy.ts) and
+ * reports: data and JSON reports on stdout, messages and progress on stderr.
  *
  * @module
  */
 
-import { basename, dirname, join, sep } from "node:path";
+import { basename } from "node:path";
 import { readTokenFile } from "./auth.ts";
-import { type ClientSession, connect, type DownloadTarget, type FlowOptions } from "./client.ts";
+import { type ClientSession, connect, type FlowOptions } from "./client.ts";
 import {
   describeFailure,
   EXIT_FAILED,
@@ -19,9 +20,8 @@ import {
   reportFailure,
   say,
 } from "./cli.ts";
-import { downloadStandInOf, readsStdin, standInTarget, uploadPathOf } from "./devices.ts";
-import { isInterruption, LocalFileError, RefusedError, UsageError, UserError } from "./errors.ts";
-import { StagedFile } from "./staged_file.ts";
+import { readsStdin, uploadPathOf } from "./devices.ts";
+import { LocalFileError, RefusedError, UsageError, UserError } from "./errors.ts";
 import {
   displayName,
   displayUndecodableName,
@@ -33,22 +33,12 @@ import {
   safeJson,
 } from "./format.ts";
 import { LegacySession } from "./legacy.ts";
-import {
-  cannotRead,
-  cannotWrite,
-  cannotWriteStdout,
-  checkWritable,
-  NAME_MAX,
-  openUpload,
-  osReason,
-  partPathFor,
-  uploadSourceOf,
-  utf8Length,
-} from "./local_files.ts";
+import { downloadName, downloadsToStdout, prepareDownload } from "./local_download.ts";
+import { cannotWriteStdout, openUpload, osReason, uploadSourceOf } from "./local_files.ts";
 import { ProgressLine, progressWanted } from "./progress.ts";
 import type { KeptEntry, ListEntry } from "./protocol.ts";
 import { RateLimiter } from "./rate_limit.ts";
-import { checksumFilePrefix, type ResumePoint, type TransferResult, writeAll } from "./transfer.ts";
+import { type TransferResult, writeAll } from "./transfer.ts";
 import { knownServersPath } from "./known_servers.ts";
 import { runTrust } from "./tls_trust_cli.ts";
 import { NAME, VERSION } from "./version.ts";
@@ -381,7 +371,7 @@ function jobsOf(cmd: ClientCommand): Job[] {
       return [{
         op: "get",
         remote: first,
-        local: second ?? remoteBase(first),
+        local: second ?? downloadName(first),
         localGiven: second !== undefined,
       }];
     case "mput":
@@ -395,7 +385,7 @@ function jobsOf(cmd: ClientCommand): Job[] {
       return cmd.args.map((remote) => ({
         op: "get",
         remote,
-        local: remoteBase(remote),
+        local: downloadName(remote),
         localGiven: false,
       }));
     default:
@@ -595,7 +585,7 @@ async function announce(
 async function emitJson(job: Job, report: Record<string, unknown>): Promise<void> {
   const line = safeJson(report);
   // stdout belongs to the data when a get writes there.
-  if (job.op === "get" && (job.local === "-" || downloadStandInOf(job.local) === "stdout")) {
+  if (job.op === "get" && downloadsToStdout(job.local)) {
     say(line);
   } else await writeStdout(line + "\n");
 }
@@ -618,11 +608,6 @@ function flowOptions(
     maxChunk: limiter?.chunkSize,
   };
   return { flow, progress };
-}
-
-/** The base name of a remote `/`-separated name. */
-function remoteBase(name: string): string {
-  return name.split("/").filter((s) => s !== "").at(-1) ?? name;
 }
 
 type Runner = (session: ClientSession, limiter?: RateLimiter) => Promise<Report>;
@@ -669,145 +654,37 @@ async function preparePut(job: Job, cmd: ClientCommand): Promise<Runner> {
   };
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
-}
-
-/** `path`'s details, or null when there is nothing there (or a file where a folder should be). */
-async function statOrNull(path: string): Promise<Deno.FileInfo | null> {
-  try {
-    return await Deno.stat(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) {
-      return null;
-    }
-    throw cannotWrite(path, error);
-  }
-}
-
-/** Where a download goes: LOCAL, and the `.part` file it is written to until verified. */
-interface LocalTarget {
-  local: string;
-  part: string;
-}
-
-/**
- * A get's LOCAL that is a character device or a FIFO (`/dev/null`, a named pipe): written into
- * in place, as stdout is. A `.part` renamed over it would replace the device with a file.
- */
-interface StreamTarget {
-  local: string;
-  stream: true;
-}
-
-/**
- * Resolves a get's LOCAL (into it, if the user gave a folder) and checks everything that can be
- * checked before the server is asked: the folder exists, the name fits, LOCAL is not in the way,
- * and the `.part` is not a folder. Otherwise the server would send the file only for it to be dropped.
- */
-async function checkLocalTarget(
-  job: Job,
-  cmd: ClientCommand,
-): Promise<LocalTarget | StreamTarget> {
-  let local = job.local;
-  const given = await statOrNull(local);
-  if (given?.isCharDevice || given?.isFifo) {
-    if (cmd.resume) {
-      throw new UsageError(`--resume needs a regular file, and ${local} is not one`);
-    }
-    return { local, stream: true };
-  }
-  if (given?.isBlockDevice || given?.isSocket) {
-    throw new LocalFileError(
-      local,
-      `Cannot write ${local}: it is a ${given.isSocket ? "socket" : "block device"}`,
-    );
-  }
-  if (given?.isDirectory && !job.localGiven) {
-    // Only a LOCAL the user gave means "into this folder"; a name the get picked itself that
-    // happens to be a folder is in the way, and writing into it would surprise.
-    throw new LocalFileError(
-      local,
-      `Cannot write ${local}: it is a folder (to download into it: get ${job.remote} ${local}/)`,
-    );
-  }
-  if (given?.isDirectory) {
-    local = join(local, remoteBase(job.remote));
-  } else if (local.endsWith("/") || local.endsWith(sep)) {
-    const what = await exists(local.replace(/[\\/]+$/, "")) ? "not a folder" : "no such folder";
-    throw new LocalFileError(local, `Cannot write into ${local}: ${what}`);
-  }
-  const folder = dirname(local);
-  const parent = await statOrNull(folder);
-  if (!parent) throw new LocalFileError(local, `Cannot write ${local}: no such folder ${folder}`);
-  if (!parent.isDirectory) {
-    throw new LocalFileError(local, `Cannot write ${local}: ${folder} is not a folder`);
-  }
-  if (utf8Length(basename(local)) > NAME_MAX) {
-    throw new LocalFileError(local, `Cannot write ${local}: file name too long`);
-  }
-  if (!cmd.force && await exists(local)) {
-    throw new LocalFileError(local, `Local file exists: ${local} (use --force to replace it)`);
-  }
-  const part = await partPathFor(local);
-  if ((await statOrNull(part))?.isDirectory) {
-    throw new LocalFileError(part, `Cannot write ${part}: it is a folder`);
-  }
-  await checkWritable(folder, part);
-  return { local, part };
-}
-
+/** Local checks come first (lib/local_download.ts), so a doomed get never touches the network. */
 async function prepareGet(job: Job, cmd: ClientCommand): Promise<Runner> {
-  // stdout for "-"; a device Deno would not open has a stand-in (lib/devices.ts).
-  const standIn = job.local === "-" ? "stdout" : downloadStandInOf(job.local);
-  if (standIn && cmd.resume) {
-    throw new UsageError(`--resume needs a regular file, and ${job.local} is not one`);
-  }
-  const checked = standIn ? undefined : await checkLocalTarget(job, cmd);
-  const stream = checked && "stream" in checked ? checked : undefined;
-  const target = checked && !("stream" in checked) ? checked : undefined;
-  const have = target && cmd.resume ? await partialDownload(target.part) : undefined;
+  const local = await prepareDownload(job.remote, job.local, {
+    localGiven: job.localGiven,
+    force: cmd.force,
+    resume: cmd.resume,
+    fsync: cmd.fsync,
+  });
   return async (session, limiter) => {
     let progress: ProgressLine | undefined;
     let flow: FlowOptions = {};
-    let kept = false;
     try {
       const result = await session.get(job.remote, (info) => {
         ({ flow, progress } = flowOptions(cmd, job.remote, info.size, info.offset, limiter));
-        if (have && info.offset === 0 && !cmd.quiet) {
-          say(`${PROGRAM}: ${target!.part} does not match the server's file; starting over`);
+        if (local.resume && info.offset === 0 && !cmd.quiet) {
+          say(`${PROGRAM}: ${local.part} does not match the server's file; starting over`);
         }
-        if (target) {
-          return fileTarget(target, {
-            force: cmd.force,
-            append: info.offset > 0,
-            fsync: cmd.fsync,
-            onKept: () => kept = true,
-          });
-        }
-        return stream
-          ? streamTarget(stream.local)
-          : Promise.resolve(standInTarget(standIn ?? "stdout", job.local));
+        return local.open(info.offset);
       }, {
-        resume: have,
+        resume: local.resume,
         onProgress: (bytes) => flow.onProgress?.(bytes),
         throttle: limiter ? (bytes, signal) => limiter.take(bytes, signal) : undefined,
         maxChunk: limiter?.chunkSize,
         rate: limiter?.rate,
       });
-      const where = target?.local ?? stream?.local ?? (job.local === "-" ? "stdout" : job.local);
-      return { result, where, verified: session.verified };
+      return { result, where: local.where, verified: session.verified };
     } catch (error) {
       // The note on the kept `.part` follows the reason, on the same line.
-      if (kept) {
+      if (local.kept) {
         throw new UserError(
-          `${describeFailure(error)}; partial download kept in ${target!.part} ` +
+          `${describeFailure(error)}; partial download kept in ${local.part} ` +
             "(run again with --resume to continue)",
         );
       }
@@ -816,27 +693,6 @@ async function prepareGet(job: Job, cmd: ClientCommand): Promise<Runner> {
       progress?.done();
     }
   };
-}
-
-/** The bytes of an earlier, interrupted download and their checksum, if there are any. */
-async function partialDownload(part: string): Promise<ResumePoint | undefined> {
-  let file: Deno.FsFile;
-  try {
-    file = await Deno.open(part, { read: true });
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return undefined;
-    throw cannotRead(part, error);
-  }
-  try {
-    const size = (await file.stat()).size;
-    if (size === 0) return undefined;
-    const checksum = await checksumFilePrefix(file, size);
-    return checksum ? { size, checksum } : undefined;
-  } catch (error) {
-    throw cannotRead(part, error);
-  } finally {
-    file.close();
-  }
 }
 
 /** The PEM text of a --ca file, which must hold at least one certificate. */
@@ -852,84 +708,6 @@ async function readCa(path: string): Promise<string> {
     throw new UserError(`No certificate in ${path}: --ca needs a PEM certificate`);
   }
   return text;
-}
-
-/** Writes into a character device or FIFO in place; see {@link StreamTarget}. */
-async function streamTarget(local: string): Promise<DownloadTarget> {
-  let file: Deno.FsFile;
-  try {
-    file = await Deno.open(local, { write: true });
-  } catch (error) {
-    throw cannotWrite(local, error);
-  }
-  let closed = false;
-  const close = () => {
-    if (closed) return;
-    closed = true;
-    file.close();
-  };
-  return {
-    write: async (chunk) => {
-      try {
-        await writeAll(file, chunk);
-      } catch (error) {
-        throw cannotWrite(local, error);
-      }
-    },
-    commit: () => Promise.resolve(close()),
-    // Bytes already written to a device or pipe cannot be taken back; the exit code says they
-    // are bad, as for stdout.
-    discard: () => Promise.resolve(close()),
-  };
-}
-
-/** Options for {@link fileTarget}. */
-interface FileTargetOptions {
-  /** Replace an existing LOCAL. */
-  force: boolean;
-  /** Append to the existing `.part` (a verified resume) instead of starting it over. */
-  append: boolean;
-  /** Flush the data, and then the folder entry, to disk. */
-  fsync: boolean;
-  /** Called when a failed download's `.part` is kept for `get --resume`, not removed. */
-  onKept: () => void;
-}
-
-/**
- * Writes to the `.part` file, renamed to LOCAL only once verified. If the connection is cut, the
- * `.part` file stays for `get --resume`; if the data is bad, or LOCAL's disk failed, it goes.
- */
-async function fileTarget(
-  target: LocalTarget,
-  options: FileTargetOptions,
-): Promise<DownloadTarget> {
-  const { local, part } = target;
-  const staged = await StagedFile.open(part, {
-    mode: options.append ? "append" : "replace",
-    fsync: options.fsync,
-    // The client has nothing else to do meanwhile: its regular files are written on this thread.
-    writeSync: true,
-    failure: (error, path) => cannotWrite(path, error),
-  });
-  return {
-    write: (chunk) => staged.write(chunk),
-    commit: async () => {
-      if (!await staged.commit(local, { replace: options.force })) {
-        throw new LocalFileError(
-          local,
-          `Local file exists: ${local} (it appeared during the download)`,
-        );
-      }
-    },
-    discard: async (cause) => {
-      if (staged.size > 0 && isInterruption(cause)) {
-        await staged.keep();
-        options.onKept();
-        return;
-      }
-      await staged.discard();
-    },
-  };
 }
 
 async function runList(session: ClientSession, cmd: ClientCommand): Promise<void> {

@@ -12,14 +12,14 @@
  * - `/dev/full` behaves as the kernel's: every write fails with "no space left on device", and
  *   reading it gives zeros (read from `/dev/zero`, which Deno allows).
  *
- * Anything else Deno refuses is reported by lib/local_files.ts in one line that says what to do.
+ * This module names the paths and their stand-ins; a download is written into one by
+ * lib/local_download.ts. Anything else Deno refuses is reported by lib/local_files.ts in one line
+ * that says what to do.
  *
  * @module
  */
 
 import { resolve } from "node:path";
-import type { DownloadTarget } from "./client.ts";
-import { cannotWrite, cannotWriteStdout } from "./local_files.ts";
 
 /** One of this process's standard streams. */
 export type StandardStream = "stdin" | "stdout" | "stderr";
@@ -83,40 +83,4 @@ export function readsStdin(path: string): boolean {
 /** The path an upload from `path` opens: `/dev/zero` for `/dev/full` (both read as zeros). */
 export function uploadPathOf(path: string): string {
   return absolute(path) === "/dev/full" ? "/dev/zero" : path;
-}
-
-/**
- * The target of a download into a stand-in (see {@link downloadStandInOf}); `local` is the
- * path the user gave, for messages. Bytes written cannot be taken back, so a download that
- * fails verification leaves them there, and the exit status says they are bad.
- */
-export function standInTarget(standIn: DownloadStandIn, local: string): DownloadTarget {
-  if (standIn === "full") {
-    return {
-      // As the kernel's /dev/full: opening and writing nothing succeed, any byte fails.
-      write: (chunk) =>
-        chunk.length === 0
-          ? Promise.resolve()
-          : Promise.reject(cannotWrite(local, { code: "ENOSPC" })),
-      commit: () => Promise.resolve(),
-      discard: () => Promise.resolve(),
-    };
-  }
-  const stream = standIn === "stdout" ? Deno.stdout : Deno.stderr;
-  const failed = (error: unknown) =>
-    standIn === "stdout" && local === "-" ? cannotWriteStdout(error) : cannotWrite(local, error);
-  const writer = stream.writable.getWriter();
-  return {
-    write: (chunk) =>
-      writer.write(chunk).catch((error) => {
-        throw failed(error);
-      }),
-    commit: async () => {
-      await writer.ready.catch((error) => {
-        throw failed(error);
-      });
-      writer.releaseLock();
-    },
-    discard: () => Promise.resolve(writer.releaseLock()),
-  };
 }

@@ -1,28 +1,14 @@
 /**
- * The client's local side: opening what to upload (a file, a device, a pipe or stdin) as a
- * stream, naming the `.part` file a download is written to, and turning the operating system's
- * errors into one-line messages that say which local thing failed (`Cannot read PATH: reason`).
+ * The client's local files: opening what to upload (a file, a device, a pipe or stdin) as a
+ * stream, and turning the operating system's errors into one-line messages that say which local
+ * thing failed (`Cannot read PATH: reason`). Where a download goes is lib/local_download.ts.
  *
  * @module
  */
 
-import { basename, join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { LocalFileError, UserError } from "./errors.ts";
-import { formatHex } from "./format.ts";
 import type { DirectReader } from "./protocol.ts";
-
-/** Longest name of one folder entry on common file systems (ext4, XFS, Btrfs, APFS), in bytes. */
-export const NAME_MAX = 255;
-
-/** What a download is called while it is incomplete, added to LOCAL's name. */
-export const PART_SUFFIX = ".part";
-
-const encoder = new TextEncoder();
-
-/** Length of `text` in UTF-8 bytes, which is what file systems limit. */
-export function utf8Length(text: string): number {
-  return encoder.encode(text).length;
-}
 
 /** Wordings for the failures users meet, by errno name; anything else keeps the OS's words. */
 const REASONS: Record<string, string> = {
@@ -89,49 +75,10 @@ export function cannotWrite(path: string, error: unknown): UserError {
   return new LocalFileError(path, `Cannot write ${path}: ${osReason(error, "no such folder")}`);
 }
 
-/**
- * Checks that files can be made in `folder` by making and removing an empty one, so a folder
- * the user may not write in (permissions, a read-only mount) is reported before a download
- * starts rather than after the server has begun to send. Failures name `target`, the file that
- * could not be written.
- */
-export async function checkWritable(folder: string, target: string): Promise<void> {
-  let probe: string;
-  try {
-    probe = await Deno.makeTempFile({ dir: folder, prefix: ".ferry-probe-" });
-  } catch (error) {
-    throw cannotWrite(target, error);
-  }
-  await Deno.remove(probe).catch(() => {});
-}
-
 /** `Cannot write to stdout: reason`: a closed pipe or a full disk is not the network's fault. */
 export function cannotWriteStdout(error: unknown): UserError {
   if (error instanceof UserError) return error;
   return new UserError(`Cannot write to stdout: ${osReason(error)}`);
-}
-
-/**
- * The name a download into `local` is written under until it is verified: `LOCAL.part`, or, when
- * that would be longer than {@link NAME_MAX} bytes (the server takes names up to that long), a
- * shortened base name, `~`, and 12 hex digits of a SHA-256 of the whole base name, then `.part`.
- * The same LOCAL always gives the same name, so `get --resume` finds its `.part` again.
- */
-export async function partPathFor(local: string): Promise<string> {
-  const base = basename(local);
-  if (utf8Length(base + PART_SUFFIX) <= NAME_MAX) return local + PART_SUFFIX;
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(base)));
-  const tag = `~${formatHex(digest.subarray(0, 6))}${PART_SUFFIX}`;
-  let room = NAME_MAX - utf8Length(tag);
-  let short = "";
-  // Whole characters only, so the shortened name is still valid UTF-8.
-  for (const char of base) {
-    room -= utf8Length(char);
-    if (room < 0) break;
-    short += char;
-  }
-  const folder = local.slice(0, local.length - base.length);
-  return local.endsWith(base) ? folder + short + tag : join(local, "..", short + tag);
 }
 
 /** Something an upload can be read from in place: a file, a device, a pipe, stdin. */

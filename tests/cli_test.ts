@@ -17,7 +17,7 @@ import {
   parseSize,
   safeJson,
 } from "../lib/format.ts";
-import { NAME_MAX, partPathFor, utf8Length } from "../lib/local_files.ts";
+import { NAME_MAX, partPathFor, utf8Length } from "../lib/local_download.ts";
 import { displayWidth, ProgressLine, shorten } from "../lib/progress.ts";
 import { RateLimiter } from "../lib/rate_limit.ts";
 import { DEFAULT_PORT, DEFAULT_ROOT, parseServerArgs } from "../lib/server_cli.ts";
