@@ -338,6 +338,20 @@ Deno.test("--stall-timeout: the reason comes first, with the note on the kept .p
   assert.equal((await Deno.stat(`${work.path}/x.bin.part`)).size, 64 * 1024);
 });
 
+Deno.test("a get cut before any byte arrived keeps no .part, and its message claims none", async () => {
+  await using work = await makeTempDir();
+  const result = await serveOnce(async (conn) => {
+    using wire = new Wire(conn);
+    await wire.acceptHandshake();
+    await wire.expectFrame(FrameType.REQUEST, "get");
+    await wire.write(encodeControl(FrameType.OK, { size: 2 * MiB, mtime: 0, offset: 0 }));
+    // Then the connection goes, before any data.
+  }, (p) => ferry({ host: "127.0.0.1", port: p }, ["get", "x.bin"], { cwd: work.path }));
+  // One line, the reason alone: no note on a kept .part.
+  assertFailure(result, /^ferry: [^;]*connection[^;]*$/i, { what: "a get cut at once" });
+  assert.deepEqual([...Deno.readDirSync(work.path)], [], "nothing left: no x.bin, no x.bin.part");
+});
+
 // ------------------------------------------------------------------------------------ HTTP
 
 Deno.test("a client that reached an HTTP server says so at once", async () => {
