@@ -10,6 +10,7 @@
 import { Buffer } from "node:buffer";
 import { dirname, join } from "node:path";
 import { UserError } from "./errors.ts";
+import { StagedFile } from "./staged_file.ts";
 import { chmodQuietly, ensurePrivateDir, userDir } from "./user_dirs.ts";
 import { formatFingerprint } from "./x509.ts";
 
@@ -97,13 +98,15 @@ export async function rememberServer(
   kept.push(`${key} ${formatFingerprint(cert)} ${Buffer.from(cert).toString("base64")}`);
   try {
     await ensurePrivateDir(dirname(path));
-    const temp = `${path}.${crypto.randomUUID()}.tmp`;
+    const staged = await StagedFile.open(`${path}.${crypto.randomUUID()}.tmp`, {
+      permissions: 0o600,
+    });
     try {
-      await Deno.writeTextFile(temp, kept.join("\n") + "\n", { mode: 0o600, createNew: true });
-      await chmodQuietly(temp, 0o600);
-      await Deno.rename(temp, path);
+      await staged.write(new TextEncoder().encode(kept.join("\n") + "\n"));
+      await chmodQuietly(staged.path, 0o600);
+      await staged.commit(path, { replace: true });
     } finally {
-      await Deno.remove(temp).catch(() => {});
+      await staged.discard();
     }
   } catch (error) {
     const why = error instanceof Error ? error.message.split("\n")[0] : String(error);

@@ -4,8 +4,8 @@
  * module owns creating or continuing the staging file, writing it in {@link FILE_WRITE_PIECE}
  * pieces, flushing behind the writes, the flush before naming, the move into place (replacing,
  * or refusing a name that is taken), the folder sync after it, and removing or keeping the bytes
- * when the transfer fails. The server's uploads (lib/file_store.ts) and the client's downloads
- * (lib/local_download.ts) are both written through it.
+ * when the transfer fails. The server's uploads (lib/file_store.ts), the client's downloads
+ * (lib/local_download.ts), the TLS identity and the known-servers file are written through it.
  *
  * @module
  */
@@ -30,6 +30,11 @@ export interface StagedFileOptions {
   mode?: StagedMode;
   /** Open it for reading too, to read back the bytes an append continues (default false). */
   read?: boolean;
+  /**
+   * Permission bits of a file it creates, less the umask, such as 0o600 for a secret (default:
+   * 0o666 less the umask). Ignored on Windows.
+   */
+  permissions?: number;
   /**
    * Flush to disk behind the writes and before the file is named, then sync its folder, so a
    * power cut leaves the name whole or absent (default true).
@@ -67,7 +72,11 @@ export interface CommitOptions {
   replace?: boolean;
 }
 
-/** Where a committed file goes: a path, or a function that prepares one (creating folders). */
+/**
+ * Where a committed file goes: a path, or a function that prepares one and returns it (creating
+ * its folders, checking the name, or setting the staged file's mode and times first). The
+ * function runs after the flush, and again if the move needed room that was then made.
+ */
 export type CommitTarget = string | (() => Promise<string>);
 
 /**
@@ -148,6 +157,7 @@ export class StagedFile {
     const mode = options.mode ?? "create";
     const failure = options.failure ?? asIs;
     const how: Deno.OpenOptions = { read: options.read ?? false, write: true };
+    if (options.permissions !== undefined) how.mode = options.permissions;
     if (mode === "create") how.createNew = true;
     if (mode === "replace") Object.assign(how, { create: true, truncate: true });
     let file: Deno.FsFile;

@@ -10,7 +10,7 @@
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { join, resolve } from "node:path";
 import { UserError } from "./errors.ts";
-import { moveNoClobber, syncDir } from "./staged_file.ts";
+import { StagedFile } from "./staged_file.ts";
 import { isInside, realPathOf } from "./server_access.ts";
 import { chmodQuietly, ensurePrivateDir, userDir, userDirVariables } from "./user_dirs.ts";
 import { formatFingerprint, makeSelfSignedCertificate, pemCertificates } from "./x509.ts";
@@ -155,17 +155,15 @@ export async function loadOrCreateIdentity(options: IdentityOptions): Promise<Se
       names: serverNames(options.hostname),
     });
     const temp = join(dir, `.${IDENTITY_FILE}.${crypto.randomUUID()}.tmp`);
+    const staged = await StagedFile.open(temp, { permissions: 0o600 });
     try {
-      await Deno.writeTextFile(temp, made.cert + made.key, { mode: 0o600, createNew: true });
+      await staged.write(new TextEncoder().encode(made.cert + made.key));
       await chmodQuietly(temp, 0o600);
-      using file = await Deno.open(temp, { read: true });
-      await file.sync();
       // Another server starting at the same moment may have made one first: then use that one.
-      if (!await moveNoClobber(temp, path)) return await readIdentity(path);
+      if (!await staged.commit(path)) return await readIdentity(path);
     } finally {
-      await Deno.remove(temp).catch(() => {});
+      await staged.discard();
     }
-    await syncDir(dir);
     return { ...await readIdentity(path), created: true };
   } catch (error) {
     if (error instanceof Deno.errors.NotCapable) {

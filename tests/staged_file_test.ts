@@ -139,6 +139,19 @@ Deno.test("create refuses a staging path in use; failures are told which path th
   assert.equal(await exists(join(dir.path, "mine.part")), false, "a failed commit removes it");
 });
 
+Deno.test({
+  name: "a staged file can be created owner-only, for a secret",
+  ignore: Deno.build.os === "windows",
+  async fn() {
+    await using dir = await makeTempDir();
+    const staged = await StagedFile.open(join(dir.path, "key.tmp"), { permissions: 0o600 });
+    assert.equal((await Deno.stat(staged.path)).mode! & 0o777, 0o600, "from its first byte");
+    await staged.write(encoder.encode("secret"));
+    assert.equal(await staged.commit(join(dir.path, "key.pem")), true);
+    assert.equal((await Deno.stat(join(dir.path, "key.pem"))).mode! & 0o777, 0o600);
+  },
+});
+
 Deno.test("with folder syncs, the files of one transfer sync each folder once, at the end", async () => {
   await using dir = await makeTempDir();
   await Deno.mkdir(join(dir.path, "sub"));
