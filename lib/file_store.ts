@@ -12,10 +12,12 @@ import { dirname, join, sep } from "node:path";
 import { StoreError } from "./errors.ts";
 import { safeJson } from "./format.ts";
 import type { ListEntry } from "./protocol.ts";
+import type { BeginUploadOptions, Store, StoreFile, StoreUpload } from "./store.ts";
 import { type KeepResult, type KeptOptions, KeptUploads, RESUME_DIR } from "./kept_uploads.ts";
 import { StagedFile, type StagedFileOptions } from "./staged_file.ts";
 
 export { RESUME_DIR };
+export type { BeginUploadOptions };
 
 /** Hidden folder at the top of the root that holds uploads in progress. */
 export const STAGING_DIR = ".ferry-staging";
@@ -81,23 +83,9 @@ export interface FileStoreOptions {
 }
 
 /** A file opened for download. */
-export interface OpenedFile {
+export interface OpenedFile extends StoreFile {
   /** The open file; the caller closes it. */
   file: Deno.FsFile;
-  /** Size when opened. */
-  size: number;
-  /** Modification time, milliseconds since the epoch. */
-  mtime: number;
-}
-
-/** Options for {@link FileStore.beginUpload}. */
-export interface BeginUploadOptions {
-  /** Replace an existing file instead of refusing. */
-  overwrite?: boolean;
-  /** Continue the kept data of an interrupted upload of this name, if any. */
-  resume?: boolean;
-  /** Announced size; kept data for a different size is not resumed. */
-  size?: number | null;
 }
 
 function isNotFound(error: unknown): boolean {
@@ -109,7 +97,7 @@ function symlinkLoop(name: string): StoreError {
 }
 
 /** The served root folder. */
-export class FileStore {
+export class FileStore implements Store {
   /** Real (symlink-free) absolute path of the root. */
   readonly root: string;
   /** Real path of the staging folder. */
@@ -179,6 +167,11 @@ export class FileStore {
   #inside(path: string): boolean {
     return path.startsWith(this.root + sep) &&
       ![this.stagingDir, this.resumeDir].some((dir) => path === dir || path.startsWith(dir + sep));
+  }
+
+  /** The root, for the server's banner. */
+  get location(): string {
+    return this.root;
   }
 
   /** Resolves an existing file for reading: must be a regular file whose real path is inside. */
@@ -448,7 +441,7 @@ interface UploadHooks {
 }
 
 /** An upload in progress: a staging file that becomes the named file on {@link Upload.commit}. */
-export class Upload {
+export class Upload implements StoreUpload {
   /** The remote name being uploaded. */
   readonly name: string;
   /** Path of the staging file. */
@@ -487,8 +480,11 @@ export class Upload {
     return this.#staged.write(chunk);
   }
 
-  /** Flushes the staging file and moves it to its final name. Call only after verifying it. */
-  async commit(): Promise<void> {
+  /**
+   * Flushes the staging file and moves it to its final name. Call only after verifying it; the
+   * folder keeps no checksum, so what was verified is not needed.
+   */
+  async commit(_verified?: unknown): Promise<void> {
     if (this.#finished) throw new Error("Upload is already finished");
     this.#finished = true;
     try {

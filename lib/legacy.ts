@@ -20,7 +20,8 @@ import {
   type RemoteFileInfo,
 } from "./client.ts";
 import { ProtocolError, RefusedError, StoreError, UsageError, UserError } from "./errors.ts";
-import { type FileStore, quote } from "./file_store.ts";
+import { quote } from "./file_store.ts";
+import type { Store } from "./store.ts";
 import { FrameReader, FrameWriter, type KeptEntry, type ListEntry } from "./protocol.ts";
 import type { Watch } from "./watchdog.ts";
 import { type ByteSource, cancelSource, concatBytes, receiveRaw, sendData } from "./transfer.ts";
@@ -60,8 +61,8 @@ export function parseLegacyRequest(bytes: Uint8Array): LegacyRequest {
 
 /** What the server needs to serve a seed request. */
 export interface LegacyServeContext {
-  /** The served folder. */
-  store: FileStore;
+  /** The served store. */
+  store: Store;
   /** Transfer buffers. */
   pool: BufferPool;
   /** Refuse uploads. */
@@ -184,7 +185,7 @@ export async function serveLegacy(
       localWaits: conn.watch?.localWaits,
     });
     conn.watch?.working();
-    await upload.commit();
+    await upload.commit(received);
     return {
       request,
       bytes: received.size,

@@ -17,6 +17,7 @@ import {
   StoreError,
 } from "./errors.ts";
 import { FileStore, quote } from "./file_store.ts";
+import type { Store } from "./store.ts";
 import { type Eviction, type KeepResult, KEPT_DEFAULTS } from "./kept_uploads.ts";
 import {
   CORK_LIMIT,
@@ -62,8 +63,13 @@ export interface ServerOptions {
   hostname?: string;
   /** Port; 0 (the default) picks a free one, found in {@link RunningServer.addr}. */
   port?: number;
-  /** Folder to serve; its hidden `.ferry-*` folders hold uploads in progress. */
-  root: string;
+  /**
+   * Folder to serve, unless `store` is given; its hidden `.ferry-*` folders hold uploads in
+   * progress.
+   */
+  root?: string;
+  /** Store to serve instead of the folder `root` (an S3 bucket, say). */
+  store?: Store;
   /** Create the root if missing (default true). */
   createRoot?: boolean;
   /** Where log lines go; default stderr. */
@@ -143,11 +149,11 @@ export interface RunningServer {
   /** Address actually listened on. */
   addr: Deno.NetAddr;
   /**
-   * The served folder's store: for ferry's own command line and tests, not a stable API.
+   * The served store: for ferry's own command line and tests, not a stable API.
    *
    * @internal
    */
-  store: FileStore;
+  store: Store;
   /** Stops accepting and closes every connection at once. */
   close(): Promise<void>;
   /**
@@ -160,7 +166,7 @@ export interface RunningServer {
 }
 
 interface Context {
-  store: FileStore;
+  store: Store;
   pool: BufferPool;
   log: (line: string) => void;
   legacy: boolean;
@@ -239,7 +245,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     maxAgeMs: options.keepForMs ?? KEPT_DEFAULTS.maxAgeMs,
   };
   // Each failure says which step it came from: the CLI names the folder or the address.
-  const store = await FileStore.open(options.root, {
+  const store = options.store ?? await FileStore.open(options.root ?? "", {
     create: options.createRoot ?? true,
     fsync: options.fsync,
     kept: {
@@ -740,7 +746,7 @@ async function servePut(request: PutRequest, channel: Channel, ctx: Context): Pr
       localWaits: entry.watch.localWaits,
     }).finally(() => entry.watch.working());
     // The final flush can take seconds: the client hears that the server is still at it.
-    await whileKeepingAlive(channel, () => upload.commit());
+    await whileKeepingAlive(channel, () => upload.commit(result));
     await out.writeControl(FrameType.OK, result);
     const resumed = resumeFrom ? ` (resumed from ${resumeFrom.size})` : "";
     return { bytes: result.size, result: `ok ${result.checksum}${resumed}` };

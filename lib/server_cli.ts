@@ -25,8 +25,10 @@ import {
   parseDuration,
   parseSize,
 } from "./format.ts";
-import { KEPT_DEFAULTS, type KeptUploads, RESUME_DIR } from "./kept_uploads.ts";
+import { KEPT_DEFAULTS, RESUME_DIR } from "./kept_uploads.ts";
+import type { KeptView } from "./store.ts";
 import { formatAddr, SERVER_DEFAULTS, startServer } from "./server.ts";
+import { openS3Store, parseS3Options, S3_OPTIONS, type S3Command } from "./s3_cli.ts";
 import { checkSecretsOutsideRoot } from "./server_access.ts";
 import {
   identityBanner,
@@ -62,6 +64,17 @@ Options:
                    against this server; its uploads cannot be verified)
   --no-fsync       do not flush uploads to disk before committing them (faster,
                    but a power cut may lose recent uploads)
+
+Serving an S3 bucket instead of a folder (several servers can serve one bucket;
+credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the profile
+AWS_PROFILE of ~/.aws/credentials or AWS_SHARED_CREDENTIALS_FILE):
+  --store s3://BUCKET[/PREFIX]   serve the objects under PREFIX in BUCKET
+  --s3-endpoint URL      the store's address, http(s)://HOST[:PORT] (required)
+  --s3-region NAME       region requests are signed for (default us-east-1)
+  --s3-timeout SECS      give up on a store request after this long (default 30)
+  --s3-clean-after DURATION
+                         remove uploads staged by a server that stopped after
+                         this long untouched (default 1h)
 
 Access and limits:
   --read-only            refuse uploads; downloads and listings are served
@@ -112,6 +125,7 @@ const OPTIONS: OptionSpec = {
   port: { type: "string" },
   host: { type: "string" },
   root: { type: "string" },
+  ...S3_OPTIONS,
   "no-fsync": { type: "boolean" },
   legacy: { type: "boolean" },
   "read-only": { type: "boolean" },
@@ -172,6 +186,8 @@ export interface ServerCommand {
   showKept: boolean;
   /** Least upload rate, bytes per second (0 none). */
   minRate: number;
+  /** Serve an S3 bucket instead of `root`. */
+  s3?: S3Command;
 }
 
 /** Parses the server's arguments; throws {@link UsageError} on anything it cannot run. */
@@ -252,6 +268,8 @@ export function parseServerArgs(argv: string[]): ServerCommand {
     }
     minRate = parsed;
   }
+  const s3 = parseS3Options(values);
+  if (s3 && root !== undefined) throw new UsageError("--root and --store cannot be combined");
   const count = (name: string, fallback: number, min: number) => {
     const raw = text(name);
     if (raw === undefined) return fallback;
@@ -278,6 +296,7 @@ export function parseServerArgs(argv: string[]): ServerCommand {
     keepBudget,
     keepForMs,
     minRate,
+    s3,
   };
 }
 
@@ -346,7 +365,9 @@ export async function serverMain(argv: string[]): Promise<number> {
     identity = cmd.tls ? await loadIdentity(cmd.tls, root, cmd.hostname) : undefined;
     const tls = identity ? { cert: identity.cert, key: identity.key } : undefined;
     await checkSecretsOutsideRoot(cmd);
+    const store = cmd.s3 ? await openS3Store(cmd.s3, say) : undefined;
     server = await startServer({
+      store,
       hostname: cmd.hostname,
       port: cmd.port,
       root,
@@ -398,7 +419,7 @@ export async function serverMain(argv: string[]): Promise<number> {
   const scope = isLoopback(cmd.hostname)
     ? " (this machine only; --host 0.0.0.0 to share on the network)"
     : "";
-  say(`${PROGRAM} ${VERSION}: serving ${server.store.root} on ${where}${scope}`);
+  say(`${PROGRAM} ${VERSION}: serving ${server.store.location} on ${where}${scope}`);
   if (cmd.legacy) {
     say(`${PROGRAM}: also serving the seed protocol; its uploads cannot be verified`);
   }
@@ -420,6 +441,11 @@ export async function serverMain(argv: string[]): Promise<number> {
       say(`${PROGRAM}: ${line}`)
     );
   }
+  say(
+    cmd.s3
+      ? `${PROGRAM}: interrupted uploads are discarded: the S3 store keeps none for put --resume`
+      : await describeKeeping(server.store.kept, cmd.showKept),
+  );
   if (!isLoopback(server.addr.hostname) && !cmd.tls && !cmd.tokenFile) {
     say(
       `${PROGRAM}: warning: listening beyond this machine with neither --token-file nor TLS; ` +
@@ -434,7 +460,7 @@ export async function serverMain(argv: string[]): Promise<number> {
 }
 
 /** The banner's line on kept uploads: the bounds, and what is kept now. */
-async function describeKeeping(kept: KeptUploads, shown: boolean): Promise<string> {
+async function describeKeeping(kept: KeptView, shown: boolean): Promise<string> {
   const { count, bytes } = await kept.prune();
   if (!kept.enabled) {
     return `${PROGRAM}: interrupted uploads are discarded, not kept for put --resume (--no-keep)`;

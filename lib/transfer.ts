@@ -562,7 +562,7 @@ export interface ChecksumPrefixOptions {
  * null if the file is shorter than `length`.
  */
 export async function checksumFilePrefix(
-  file: Deno.FsFile,
+  file: Pick<Deno.FsFile, "read" | "seek">,
   length: number,
   options: ChecksumPrefixOptions = {},
 ): Promise<Checksum | null> {

@@ -1,0 +1,106 @@
+/**
+ * What the server needs of a store: the {@link Store} interface that the folder store
+ * (lib/file_store.ts) and the S3 store (lib/s3_store.ts) implement, and the shapes they hand back.
+ * Whatever the store, a name arrives through `checkName`, an upload is invisible until committed
+ * after verification, and no commit replaces a file unless asked.
+ *
+ * @module
+ */
+
+import type { KeepResult, KeptTotals, KeptUpload } from "./kept_uploads.ts";
+import type { ListEntry } from "./protocol.ts";
+import type { TransferResult } from "./transfer.ts";
+
+/** A file being read: read in place, and sought for a resume. */
+export interface StoreReader {
+  /** Reads into `p`; the number of bytes read (at least one), or null at the end. */
+  read(p: Uint8Array): Promise<number | null>;
+  /** Moves to `offset` (from the start with `Deno.SeekMode.Start`); resolves with the position. */
+  seek(offset: number, whence: Deno.SeekMode): Promise<number>;
+  /** Lets go of the file; safe to call more than once. */
+  close(): void;
+}
+
+/** A file opened for download. */
+export interface StoreFile {
+  /** The open file; the caller closes it. */
+  file: StoreReader;
+  /** Size when opened. */
+  size: number;
+  /** Modification time, milliseconds since the epoch. */
+  mtime: number;
+}
+
+/** Options for {@link Store.beginUpload}. */
+export interface BeginUploadOptions {
+  /** Replace an existing file instead of refusing. */
+  overwrite?: boolean;
+  /** Continue the kept data of an interrupted upload of this name, if any. */
+  resume?: boolean;
+  /** Announced size; kept data for a different size is not resumed. */
+  size?: number | null;
+}
+
+/** An upload in progress: staged bytes that become the named file on {@link StoreUpload.commit}. */
+export interface StoreUpload {
+  /** The remote name being uploaded. */
+  readonly name: string;
+  /** Bytes already present from a kept upload being resumed (0 for a fresh one). */
+  readonly offset: number;
+  /**
+   * A resume was asked for, and data was kept for this name but for another size: it was
+   * dropped, and this upload starts from 0.
+   */
+  readonly keptDropped: boolean;
+  /** The staged bytes, for reading back the kept part of a resumed upload. */
+  readonly file: StoreReader;
+  /** Appends a chunk; the chunk is not kept after the promise settles. */
+  write(chunk: Uint8Array): Promise<void>;
+  /**
+   * Makes the staged bytes the named file. Call only after verifying them; `verified` is what the
+   * transfer verified (size and checksum), which a store may keep with the file.
+   */
+  commit(verified?: TransferResult): Promise<void>;
+  /** Keeps what arrived for a later `put --resume`, if the store can; says whether it did. */
+  keep(): Promise<KeepResult>;
+  /** Throws the staged bytes away. Safe to call more than once, and after commit. */
+  discard(): Promise<void>;
+}
+
+/** The interrupted uploads a store keeps for `put --resume`, as the server shows them. */
+export interface KeptView {
+  /** Whether interrupted uploads are kept at all. */
+  readonly enabled: boolean;
+  /** Bytes all kept uploads together may hold. */
+  readonly budget: number;
+  /** How long one is kept, in milliseconds. */
+  readonly maxAgeMs: number;
+  /** Removes what is expired or over the budget; says what is left. */
+  prune(): Promise<KeptTotals>;
+  /** The kept uploads, for the kept query. */
+  list(): Promise<KeptUpload[]>;
+}
+
+/**
+ * Where the server keeps its files.
+ *
+ * @example
+ * ```ts
+ * import type { Store } from "./store.ts";
+ * async function names(store: Store): Promise<string[]> {
+ *   return (await store.list()).map((entry) => entry.name);
+ * }
+ * ```
+ */
+export interface Store {
+  /** What is served, for the server's banner: a folder's path, or `s3://bucket/prefix`. */
+  readonly location: string;
+  /** The interrupted uploads kept for `put --resume`. */
+  readonly kept: KeptView;
+  /** Opens a file for download; throws `StoreError` `not_found`, `bad_name`... */
+  openFile(name: string): Promise<StoreFile>;
+  /** Starts an upload: checks the name and that it is free (unless overwriting). */
+  beginUpload(name: string, options?: BeginUploadOptions): Promise<StoreUpload>;
+  /** Every file, sorted by name. */
+  list(): Promise<ListEntry[]>;
+}
