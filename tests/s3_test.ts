@@ -1,0 +1,339 @@
+/**
+ * The S3 store against a real object store: Ceph's radosgw, started by `scripts/ceph.sh up`
+ * (`deno task test:s3` needs it; `deno task test` skips these tests with a note when it is not
+ * running). Real servers on one bucket, real clients: put through one server and get through
+ * another, no partial object while an upload runs, two servers racing for one name, a server
+ * killed mid-upload, the store frozen mid-transfer, read-only, listing.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { AwsClient } from "aws4fetch";
+import {
+  assertFailure,
+  assertSuccess,
+  collectLines,
+  ferry,
+  randomBytes,
+  resultOf,
+  SERVER_BANNER,
+  spawnClient,
+  spawnServer,
+  waitFor,
+} from "./harness.ts";
+
+const ENV_FILE = Deno.env.get("FERRY_S3_ENV") ??
+  `${Deno.env.get("TMPDIR") ?? "/tmp"}/ferry-ceph/s3.env`;
+const REQUIRED = Deno.env.get("FERRY_S3_REQUIRED") === "1";
+
+/** The store's endpoint and keys from the env file scripts/ceph.sh writes, if it answers. */
+async function findStore(): Promise<Record<string, string> | null> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(ENV_FILE);
+  } catch {
+    return null;
+  }
+  const env = Object.fromEntries(
+    text.trim().split("\n").map((line) => line.split("=", 2) as [string, string]),
+  );
+  try {
+    const response = await fetch(env.FERRY_S3_ENDPOINT + "/", {
+      signal: AbortSignal.timeout(3000),
+    });
+    await response.body?.cancel();
+    return env;
+  } catch {
+    return null;
+  }
+}
+
+const store = await findStore();
+if (!store) {
+  const note = `S3 tests skipped: no object store answers (${ENV_FILE}); ` +
+    "start one with scripts/ceph.sh up, then deno task test:s3";
+  if (REQUIRED) throw new Error(note);
+  console.error(note);
+}
+const ignore = store === null;
+const endpoint = store?.FERRY_S3_ENDPOINT ?? "";
+if (store) {
+  // The servers inherit them: credentials never go on a command line.
+  Deno.env.set("AWS_ACCESS_KEY_ID", store.AWS_ACCESS_KEY_ID);
+  Deno.env.set("AWS_SECRET_ACCESS_KEY", store.AWS_SECRET_ACCESS_KEY);
+}
+const s3 = new AwsClient({
+  accessKeyId: store?.AWS_ACCESS_KEY_ID ?? "-",
+  secretAccessKey: store?.AWS_SECRET_ACCESS_KEY ?? "-",
+  service: "s3",
+  region: "us-east-1",
+  retries: 0,
+});
+
+/** A fresh bucket for one test. */
+async function newBucket(): Promise<string> {
+  const bucket = `ferry-${crypto.randomUUID().slice(0, 13)}`;
+  const response = await s3.fetch(`${endpoint}/${bucket}`, { method: "PUT" });
+  await response.body?.cancel();
+  assert.equal(response.status, 200, `creating bucket ${bucket}`);
+  return bucket;
+}
+
+/** Keys in a bucket (directly from the store, staging included). */
+async function keys(bucket: string): Promise<string[]> {
+  const response = await s3.fetch(`${endpoint}/${bucket}?list-type=2`);
+  const xml = await response.text();
+  return [...xml.matchAll(/<Key>([^<]*)<\/Key>/g)].map((m) => m[1]);
+}
+
+/** Multipart uploads in progress in a bucket. */
+async function multipartUploads(bucket: string): Promise<string[]> {
+  const response = await s3.fetch(`${endpoint}/${bucket}?uploads`);
+  const xml = await response.text();
+  return [...xml.matchAll(/<Upload>[\s\S]*?<Key>([^<]*)<\/Key>/g)].map((m) => m[1]);
+}
+
+async function headers(bucket: string, key: string): Promise<Headers | null> {
+  const response = await s3.fetch(`${endpoint}/${bucket}/${key}`, { method: "HEAD" });
+  return response.status === 200 ? response.headers : null;
+}
+
+interface S3Server extends AsyncDisposable {
+  host: string;
+  port: number;
+  pid: number;
+  lines: string[];
+  child: Deno.ChildProcess;
+}
+
+/** Starts a real server on `s3://bucket/files` at the test store. */
+async function startS3Server(bucket: string, args: string[] = []): Promise<S3Server> {
+  const child = spawnServer([
+    "0",
+    "--store",
+    `s3://${bucket}/files`,
+    "--s3-endpoint",
+    endpoint,
+    ...args,
+  ], { permissions: ["--allow-env"] });
+  const { lines, done, firstMatch } = collectLines(child.stderr);
+  const match = await firstMatch(SERVER_BANNER, { timeoutMs: 20000 });
+  const stop = async () => {
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // Already gone (killed by the test).
+    }
+    await child.status;
+    await done;
+  };
+  if (!match) {
+    await stop();
+    throw new Error(`S3 server did not start:\n${lines.join("\n")}`);
+  }
+  return {
+    host: match[2] ?? match[3],
+    port: Number(match[4]),
+    pid: child.pid,
+    lines,
+    child,
+    [Symbol.asyncDispose]: stop,
+  };
+}
+
+/** The radosgw process, to freeze and thaw. */
+async function radosgwPid(): Promise<number> {
+  const dir = ENV_FILE.replace(/\/[^/]*$/, "");
+  return Number((await Deno.readTextFile(`${dir}/run/client.rgw.ferry.pid`)).trim());
+}
+
+const PART = 8 * 2 ** 20;
+const encoder = new TextEncoder();
+
+Deno.test({
+  name: "s3: put through one server, get through another, with the checksum stored",
+  ignore,
+  async fn() {
+    const bucket = await newBucket();
+    await using a = await startS3Server(bucket);
+    await using b = await startS3Server(bucket);
+    const big = randomBytes(PART * 2 + 12345);
+    const put = await ferry(a, ["put", "-", "dir/big file+.bin"], { stdin: big });
+    assertSuccess(put, "big put through a");
+    const small = encoder.encode("hello from a\n");
+    assertSuccess(await ferry(a, ["put", "-", "small.txt"], { stdin: small }), "small put");
+    const got = await ferry(b, ["get", "dir/big file+.bin", "-"]);
+    assertSuccess(got, "get through b");
+    assert.ok(Buffer.from(got.stdout).equals(Buffer.from(big)), "same bytes back");
+    const sum = /xxh128:[0-9a-f]{32}/.exec(put.stderr)![0];
+    const head = await headers(bucket, "files/dir/big%20file%2B.bin");
+    assert.equal(head?.get("x-amz-meta-ferry-checksum"), sum, "checksum kept with the object");
+    assert.equal((await ferry(b, ["get", "small.txt", "-"])).stdout.length, small.length);
+    assert.deepEqual(await multipartUploads(bucket), [], "no upload left staged");
+    assert.deepEqual(
+      (await keys(bucket)).filter((key) => key.includes(".ferry-staging")),
+      [],
+      "no staging object or claim left",
+    );
+  },
+});
+
+Deno.test({
+  name: "s3: an upload in progress is invisible until it is complete and verified",
+  ignore,
+  async fn() {
+    const bucket = await newBucket();
+    await using a = await startS3Server(bucket);
+    await using b = await startS3Server(bucket);
+    const client = spawnClient([a.host, String(a.port), "put", "-", "slow.bin"]);
+    const writer = client.stdin.getWriter();
+    const data = randomBytes(PART * 2 + 1);
+    await writer.write(data.subarray(0, PART + 4096));
+    // At least one part has reached the store: the upload is staged there.
+    await waitFor("a part staged", async () => (await multipartUploads(bucket)).length === 1);
+    assert.deepEqual((await keys(bucket)).filter((key) => key === "files/slow.bin"), []);
+    const listing = await ferry(b, ["list"]);
+    assertSuccess(listing, "list through b");
+    assert.equal(new TextDecoder().decode(listing.stdout), "", "nothing listed yet");
+    assertFailure(await ferry(b, ["get", "slow.bin", "-"]), /No such file/, {
+      what: "get during the upload",
+    });
+    await writer.write(data.subarray(PART + 4096));
+    await writer.close();
+    assertSuccess(resultOf(await client.output()), "slow put");
+    assert.equal(new TextDecoder().decode((await ferry(b, ["list"])).stdout), "slow.bin\n");
+  },
+});
+
+Deno.test({
+  name: "s3: two servers racing for one name: exactly one wins, the other is refused",
+  ignore,
+  async fn() {
+    const bucket = await newBucket();
+    await using a = await startS3Server(bucket);
+    await using b = await startS3Server(bucket);
+    for (const size of [1000, PART + 100]) {
+      const name = `race-${size}.bin`;
+      const first = randomBytes(size);
+      const second = randomBytes(size);
+      const [ra, rb] = await Promise.all([
+        ferry(a, ["put", "-", name], { stdin: first }),
+        ferry(b, ["put", "-", name], { stdin: second }),
+      ]);
+      const wins = [ra, rb].filter((r) => r.code === 0);
+      assert.equal(wins.length, 1, `exactly one wins (${size} bytes):\n${ra.stderr}\n${rb.stderr}`);
+      const loser = ra.code === 0 ? rb : ra;
+      assertFailure(loser, /File exists/, { what: "the loser" });
+      const got = await ferry(a, ["get", name, "-"]);
+      const winner = ra.code === 0 ? first : second;
+      assert.ok(Buffer.from(got.stdout).equals(Buffer.from(winner)), "the winner's bytes");
+    }
+    assert.deepEqual(await multipartUploads(bucket), []);
+  },
+});
+
+Deno.test({
+  name: "s3: a server killed mid-upload leaves no object, and its upload is cleaned at next start",
+  ignore,
+  async fn() {
+    const bucket = await newBucket();
+    const a = await startS3Server(bucket);
+    const client = spawnClient([a.host, String(a.port), "put", "-", "cut.bin"]);
+    const writer = client.stdin.getWriter();
+    await writer.write(randomBytes(PART + 4096));
+    await waitFor("a part staged", async () => (await multipartUploads(bucket)).length === 1);
+    a.child.kill("SIGKILL");
+    await a[Symbol.asyncDispose]();
+    await writer.close().catch(() => {});
+    const result = resultOf(await client.output());
+    assert.equal(result.code, 1, "the client is told");
+    assert.equal(await headers(bucket, "files/cut.bin"), null, "no object appears");
+    // The store's clock counts in whole seconds: wait until the upload is older than 1 s on it.
+    await new Promise((resolve) => setTimeout(resolve, 2100));
+    await using b = await startS3Server(bucket, ["--s3-clean-after", "1s"]);
+    assert.ok(
+      b.lines.some((line) => /cleaned up an upload staged by a server that stopped/.test(line)),
+      b.lines.join("\n"),
+    );
+    assert.deepEqual(await multipartUploads(bucket), [], "the staged upload is gone");
+    assertFailure(await ferry(b, ["get", "cut.bin", "-"]), /No such file/, { what: "get" });
+  },
+});
+
+Deno.test({
+  name: "s3: a store that stops answering mid-transfer costs the client one clear line",
+  ignore,
+  async fn() {
+    const bucket = await newBucket();
+    await using a = await startS3Server(bucket, ["--s3-timeout", "2"]);
+    const pid = await radosgwPid();
+    const client = spawnClient([a.host, String(a.port), "put", "-", "frozen.bin"]);
+    const writer = client.stdin.getWriter();
+    await writer.write(randomBytes(PART + 4096));
+    await waitFor("a part staged", async () => (await multipartUploads(bucket)).length === 1);
+    Deno.kill(pid, "SIGSTOP");
+    try {
+      // The next part cannot go: the server gives up on it after 2 s and tells the client, at
+      // its next chunk or at its end, whichever comes first.
+      const rest = writer.write(randomBytes(PART * 2)).then(() => writer.close()).catch(() => {});
+      const started = performance.now();
+      const result = resultOf(await client.output());
+      await rest;
+      assert.ok(performance.now() - started < 15000, "told within 15 s");
+      assertFailure(result, /Object store at .* did not answer within 2 s/, { what: "put" });
+    } finally {
+      Deno.kill(pid, "SIGCONT");
+    }
+    // The server keeps serving once the store is back.
+    assertSuccess(await ferry(a, ["put", "-", "after.txt"], { stdin: "back\n" }), "put after");
+    assertSuccess(await ferry(a, ["list"]), "list after");
+  },
+});
+
+Deno.test({
+  name: "s3: read-only refuses uploads and serves what is there",
+  ignore,
+  async fn() {
+    const bucket = await newBucket();
+    {
+      await using writer = await startS3Server(bucket);
+      assertSuccess(await ferry(writer, ["put", "-", "kept.txt"], { stdin: "x\n" }), "put");
+    }
+    await using reader = await startS3Server(bucket, ["--read-only"]);
+    assertFailure(await ferry(reader, ["put", "-", "new.txt"], { stdin: "y\n" }), /read-only/, {
+      what: "put to a read-only server",
+    });
+    const got = await ferry(reader, ["get", "kept.txt", "-"]);
+    assertSuccess(got, "get");
+    assert.equal(new TextDecoder().decode(got.stdout), "x\n");
+    assert.equal(await headers(bucket, "files/new.txt"), null);
+  },
+});
+
+Deno.test({
+  name: "s3: listing shows the files under the prefix, sorted, and nothing of the server's own",
+  ignore,
+  async fn() {
+    const bucket = await newBucket();
+    await using a = await startS3Server(bucket);
+    for (const name of ["b.txt", "a/z.txt", "a/b c.txt", "ü.txt"]) {
+      assertSuccess(await ferry(a, ["put", "-", name], { stdin: name }), `put ${name}`);
+    }
+    // Objects other tools wrote: outside the prefix, a folder marker, a name no client could ask
+    // for, and what looks like the server's own staging.
+    for (
+      const key of ["elsewhere.txt", "files/folder/", "files/bad%01name", "files/.ferry-staging/x"]
+    ) {
+      const response = await s3.fetch(`${endpoint}/${bucket}/${key}`, { method: "PUT", body: "-" });
+      await response.body?.cancel();
+    }
+    const listing = await ferry(a, ["list"]);
+    assertSuccess(listing, "list");
+    assert.equal(
+      new TextDecoder().decode(listing.stdout),
+      "a/b c.txt\na/z.txt\nb.txt\nü.txt\n",
+    );
+  },
+});
