@@ -76,6 +76,29 @@ export function parseEndpoint(text: string): string {
   return url.origin + url.pathname.replace(/\/+$/, "");
 }
 
+/** Environment variables {@link loadCredentials} reads: what a launcher must let the server see. */
+export const CREDENTIAL_ENV: readonly string[] = [
+  "AWS_ACCESS_KEY_ID",
+  "AWS_SECRET_ACCESS_KEY",
+  "AWS_SESSION_TOKEN",
+  "AWS_SHARED_CREDENTIALS_FILE",
+  "AWS_PROFILE",
+  "HOME",
+  "USERPROFILE",
+];
+
+/**
+ * The credentials file {@link loadCredentials} reads when the environment has no keys:
+ * `AWS_SHARED_CREDENTIALS_FILE`, else `~/.aws/credentials`; undefined without a home.
+ */
+export function credentialsFilePath(
+  env: (name: string) => string | undefined = (name) => Deno.env.get(name),
+): string | undefined {
+  const home = env("HOME") ?? env("USERPROFILE");
+  return env("AWS_SHARED_CREDENTIALS_FILE") ??
+    (home ? join(home, ".aws", "credentials") : undefined);
+}
+
 /** Where {@link loadCredentials} looks. */
 export interface CredentialSources {
   /** Reads an environment variable (default `Deno.env.get`). */
@@ -133,9 +156,7 @@ export async function loadCredentials(sources: CredentialSources = {}): Promise<
         "a credentials file",
     );
   }
-  const home = env("HOME") ?? env("USERPROFILE");
-  const path = env("AWS_SHARED_CREDENTIALS_FILE") ??
-    (home ? join(home, ".aws", "credentials") : undefined);
+  const path = credentialsFilePath(env);
   const profile = env("AWS_PROFILE") || "default";
   const text = path ? await readFile(path) : null;
   const section = text === null ? null : parseCredentialsFile(text, profile);

@@ -12,6 +12,7 @@ import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { UserError } from "./errors.ts";
 import type { TlsSource } from "./tls_identity.ts";
 import { userDir } from "./user_dirs.ts";
+import { CREDENTIAL_ENV, credentialsFilePath } from "./s3_config.ts";
 
 /** A file the server reads at start and must never serve. */
 export interface SecretFile {
@@ -29,6 +30,8 @@ export interface ServerFiles {
   tokenFile?: string;
   /** The TLS certificate and key files, or the state folder of the server's own; none without TLS. */
   tls?: TlsSource;
+  /** An S3 store is served instead of the root. */
+  s3?: unknown;
 }
 
 /** What the server process needs: paths to read, and paths to write. */
@@ -37,7 +40,10 @@ export interface ServerAccess {
   read: string[];
   /** Absolute paths it may write: the root, and the state folder of `--tls`. */
   write: string[];
-  /** Environment variables it may read: where the state folder of `--tls` is by default. */
+  /**
+   * Environment variables it may read: where the state folder of `--tls` is by default, and an
+   * S3 store's credentials.
+   */
   env?: string[];
   /** System information it may read: this machine's names, for the certificate of `--tls`. */
   sys?: string[];
@@ -151,5 +157,15 @@ export async function serverAccessOf(files: ServerFiles): Promise<ServerAccess> 
   const real = await Promise.all(write.map((path) => realPathOf(path).catch(() => path)));
   const writable = [...new Set([...write, ...real])];
   const read = [...new Set([...writable, ...secretFilesOf(files).map((s) => resolve(s.path))])];
-  return { read, write: writable, ...own };
+  if (!files.s3) return { read, write: writable, ...own };
+  // The keys come from the environment, or from the credentials file if it has none.
+  let credentials: string | undefined;
+  try {
+    credentials = credentialsFilePath();
+  } catch {
+    // The launcher may not see the environment: the server says what is missing.
+  }
+  if (credentials) read.push(resolve(credentials));
+  const env = [...new Set([...own.env ?? [], ...CREDENTIAL_ENV])];
+  return { read, write: writable, ...own, env };
 }
