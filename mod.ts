@@ -76,5 +76,14 @@ export type {
 } from "./lib/transfer.ts";
 export { BufferPool, type BufferPoolOptions } from "./lib/buffer_pool.ts";
 export type { Checksum } from "./lib/checksum.ts";
+export type {
+  BeginUploadOptions,
+  KeptView,
+  Store,
+  StoreFile,
+  StoreReader,
+  StoreUpload,
+} from "./lib/store.ts";
+export type { KeepResult, KeptTotals, KeptUpload } from "./lib/kept_uploads.ts";
 export { DEFAULT_HASH_ARENA_SIZE, HASH_ARENA_SIZE } from "./lib/xxh3.ts";
 export { NAME, VERSION } from "./lib/version.ts";
