@@ -337,3 +337,86 @@ Deno.test({
     );
   },
 });
+
+Deno.test({
+  name: "s3: get --resume continues from the part the client has",
+  ignore,
+  async fn() {
+    const bucket = await newBucket();
+    await using a = await startS3Server(bucket);
+    const data = randomBytes(PART + 5000);
+    assertSuccess(await ferry(a, ["put", "-", "r.bin"], { stdin: data }), "put");
+    const dir = await Deno.makeTempDir();
+    try {
+      await Deno.writeFile(`${dir}/r.bin.part`, data.subarray(0, 3 * 2 ** 20));
+      const got = await ferry(a, ["get", "r.bin", `${dir}/r.bin`, "--resume"]);
+      assertSuccess(got, "get --resume");
+      assert.ok(Buffer.from(await Deno.readFile(`${dir}/r.bin`)).equals(Buffer.from(data)));
+      assert.ok(
+        a.lines.some((line) => /get "r\.bin" .* ok .*resumed from 3145728/.test(line)),
+        a.lines.join("\n"),
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "s3: a stored file that no longer matches its checksum fails the download",
+  ignore,
+  async fn() {
+    const bucket = await newBucket();
+    await using a = await startS3Server(bucket);
+    assertSuccess(await ferry(a, ["put", "-", "c.txt"], { stdin: "checked\n" }), "put");
+    // Another tool rewrites the object's metadata with a checksum of something else.
+    const response = await s3.fetch(`${endpoint}/${bucket}/files/c.txt`, {
+      method: "PUT",
+      headers: {
+        "x-amz-copy-source": `/${bucket}/files/c.txt`,
+        "x-amz-metadata-directive": "REPLACE",
+        "x-amz-meta-ferry-checksum": "xxh128:00000000000000000000000000000000",
+      },
+    });
+    await response.body?.cancel();
+    assert.equal(response.status, 200);
+    const dir = await Deno.makeTempDir();
+    try {
+      const got = await ferry(a, ["get", "c.txt", `${dir}/c.txt`]);
+      assertFailure(got, /does not match the checksum/, { what: "get of a damaged file" });
+      assert.deepEqual([...Deno.readDirSync(dir)], [], "nothing is written");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "s3: a server whose store cannot be reached says so in one line and does not start",
+  ignore,
+  async fn() {
+    const result = resultOf(
+      await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--allow-net",
+          "--allow-read",
+          "--allow-write",
+          "--allow-env",
+          "server.ts",
+          "0",
+          "--store",
+          "s3://nowhere",
+          "--s3-endpoint",
+          "http://127.0.0.1:9",
+        ],
+        cwd: new URL("..", import.meta.url),
+        stdout: "piped",
+        stderr: "piped",
+      }).output(),
+    );
+    assertFailure(result, /Object store at http:\/\/127\.0\.0\.1:9 is unreachable/, {
+      what: "server start",
+    });
+  },
+});
