@@ -156,6 +156,11 @@ export class KeptUploads {
     this.#onEvict = options.onEvict;
   }
 
+  /** Where they are kept, for the server's banner: the hidden folder's name. */
+  get where(): string {
+    return RESUME_DIR;
+  }
+
   /** Whether interrupted uploads are kept at all. */
   get enabled(): boolean {
     return this.budget > 0;

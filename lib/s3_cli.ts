@@ -9,6 +9,7 @@
 import type { OptionSpec } from "./cli.ts";
 import { UsageError } from "./errors.ts";
 import { parseDuration } from "./format.ts";
+import type { KeptOptions } from "./kept_uploads.ts";
 import { loadCredentials, parseEndpoint, parseS3Url, type S3Location } from "./s3_config.ts";
 import { S3_DEFAULTS, S3Store } from "./s3_store.ts";
 
@@ -77,8 +78,20 @@ export function parseS3Options(
   return { ...location, endpoint: parseEndpoint(endpoint), region, timeoutMs, cleanAfterMs };
 }
 
-/** Opens the bucket with the credentials from the environment or the credentials file. */
-export async function openS3Store(cmd: S3Command, log: (line: string) => void): Promise<S3Store> {
+/**
+ * Opens the bucket with the credentials from the environment or the credentials file, keeping
+ * interrupted uploads within `kept`.
+ */
+export async function openS3Store(
+  cmd: S3Command,
+  kept: KeptOptions,
+  log: (line: string) => void,
+): Promise<S3Store> {
   const credentials = await loadCredentials();
-  return await S3Store.open({ ...cmd, credentials, log: (line) => log(`ferry-server: ${line}`) });
+  return await S3Store.open({
+    ...cmd,
+    credentials,
+    kept,
+    log: (line) => log(`ferry-server: ${line}`),
+  });
 }

@@ -1,35 +1,30 @@
 /**
  * The S3 store: files kept as objects in a bucket of any S3-compatible object store (Ceph's
- * radosgw, MinIO, AWS), so that several ferry servers can serve one namespace. Owns the upload
- * staging (a multipart upload under the hidden staging prefix, published only once verified),
- * the publish step that keeps "no overwrite unless asked" across servers, ranged and
- * version-pinned reads, listing, and the clean-up of what dead servers left behind. Requests are
- * signed by aws4fetch; every one has a timeout, so a store that is down or slow costs a client
- * one clear line, never a hang.
+ * radosgw, MinIO, AWS), so that several ferry servers can serve one namespace. Owns what makes
+ * the folder store's guarantees hold there: upload staging (a multipart upload under the hidden
+ * staging prefix, published only once verified), the publish step that keeps "no overwrite unless
+ * asked" across servers, version-pinned reads (lib/s3_reader.ts), interrupted uploads kept for
+ * `put --resume` (lib/s3_kept.ts), and the clean-up of what dead servers left behind. The
+ * requests themselves, each under a timeout, are lib/s3_bucket.ts's.
  *
  * Layout under `s3://BUCKET/PREFIX`: each file is the object `PREFIX + name`, its xxh128 checksum
- * in the metadata `ferry-checksum`. `PREFIX.ferry-staging/uploads/` holds uploads in progress,
- * `PREFIX.ferry-staging/claims/` the short-lived claims that serialise publishing a name.
+ * in the metadata `ferry-checksum`. Under `PREFIX.ferry-staging/`: `uploads/` holds uploads in
+ * progress, `claims/` the short-lived claims that serialise publishing a name, `kept/` the
+ * interrupted uploads kept for a resume.
  *
  * @module
  */
 
-import { AwsClient } from "aws4fetch";
-import { type Checksum, createChecksum } from "./checksum.ts";
 import { describeError, StoreError, UserError } from "./errors.ts";
 import { checkName, quote, STAGING_DIR } from "./file_store.ts";
 import { formatHex } from "./format.ts";
-import type { KeepResult, KeptTotals, KeptUpload } from "./kept_uploads.ts";
+import type { KeepResult, KeptOptions } from "./kept_uploads.ts";
 import type { ListEntry } from "./protocol.ts";
+import { S3Bucket } from "./s3_bucket.ts";
 import type { S3Credentials, S3Location } from "./s3_config.ts";
-import type {
-  BeginUploadOptions,
-  KeptView,
-  Store,
-  StoreFile,
-  StoreReader,
-  StoreUpload,
-} from "./store.ts";
+import { keptChanged, type KeptObject, S3Kept } from "./s3_kept.ts";
+import { NOTHING, S3Reader } from "./s3_reader.ts";
+import type { BeginUploadOptions, Store, StoreFile, StoreReader, StoreUpload } from "./store.ts";
 import type { TransferResult } from "./transfer.ts";
 
 /** Defaults for {@link S3StoreOptions}. */
@@ -60,7 +55,9 @@ export interface S3StoreOptions extends S3Location {
   cleanAfterMs?: number;
   /** See {@link S3_DEFAULTS}.claimStaleMs. */
   claimStaleMs?: number;
-  /** Where the store logs what it cleaned up; default nowhere. */
+  /** Bounds on interrupted uploads kept for `put --resume` (as the folder store's). */
+  kept?: KeptOptions;
+  /** Where the store logs what it cleaned up or evicted; default nowhere. */
   log?: (line: string) => void;
 }
 
@@ -71,79 +68,13 @@ const CLAIMS = `${STAGING_DIR}/claims/`;
 /** How many times a publish waits for another server's claim on the same name (overwrite). */
 const CLAIM_WAITS = 50;
 const CLAIM_WAIT_MS = 100;
-
 /** S3's smallest part but the last. */
 const MIN_PART = 5 * 2 ** 20;
-
-/** Encodes a key for a URL path, segment by segment (RFC 3986, as S3 signs it). */
-function encodeKey(key: string): string {
-  return key.split("/").map((segment) =>
-    encodeURIComponent(segment).replace(
-      /[!'()*]/g,
-      (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase(),
-    )
-  ).join("/");
-}
-
-function xmlText(text: string): string {
-  return text.replace(/&(#x?[0-9a-fA-F]+|amp|lt|gt|quot|apos);/g, (_, entity: string) => {
-    if (entity.startsWith("#x")) return String.fromCodePoint(parseInt(entity.slice(2), 16));
-    if (entity.startsWith("#")) return String.fromCodePoint(parseInt(entity.slice(1), 10));
-    return { amp: "&", lt: "<", gt: ">", quot: '"', apos: "'" }[entity]!;
-  });
-}
-
-/** Every `<tag>…</tag>` in `xml`, as the text inside. */
-function xmlAll(xml: string, tag: string): string[] {
-  const found: string[] = [];
-  const pattern = new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`, "g");
-  for (const match of xml.matchAll(pattern)) found.push(match[1]);
-  return found;
-}
-
-function xmlOne(xml: string, tag: string): string | undefined {
-  const match = new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`).exec(xml);
-  return match ? xmlText(match[1]) : undefined;
-}
 
 async function sha256Hex(text: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
   return formatHex(new Uint8Array(digest));
 }
-
-function isTimeout(error: unknown): boolean {
-  return error instanceof DOMException &&
-    (error.name === "TimeoutError" || error.name === "AbortError");
-}
-
-/** Request details for {@link S3Store}'s requests. */
-interface RequestInit {
-  query?: Record<string, string>;
-  headers?: Record<string, string>;
-  body?: Uint8Array | string;
-  /** Statuses the caller handles itself; other non-2xx statuses throw. */
-  expect?: number[];
-  /** Aborts the request (its body included) besides the timeout. */
-  signal?: AbortSignal;
-  /** The response body is read by the caller, under its own timeouts. */
-  stream?: boolean;
-}
-
-/** No bytes kept: an S3 upload is never resumed (yet), so its staged bytes are never read back. */
-const NOTHING: StoreReader = {
-  read: () => Promise.resolve(null),
-  seek: () => Promise.resolve(0),
-  close: () => {},
-};
-
-/** The S3 store keeps no interrupted uploads for `put --resume` yet. */
-const NO_KEPT: KeptView = {
-  enabled: false,
-  budget: 0,
-  maxAgeMs: 0,
-  prune: (): Promise<KeptTotals> => Promise.resolve({ count: 0, bytes: 0 }),
-  list: (): Promise<KeptUpload[]> => Promise.resolve([]),
-};
 
 /**
  * A bucket (and prefix) served as the store.
@@ -163,260 +94,115 @@ const NO_KEPT: KeptView = {
 export class S3Store implements Store {
   /** `s3://bucket/prefix at endpoint`, for the banner. */
   readonly location: string;
-  /** The S3 store keeps no interrupted uploads. */
-  readonly kept: KeptView = NO_KEPT;
-  readonly #options: Required<Omit<S3StoreOptions, "log" | "credentials">>;
-  readonly #client: AwsClient;
+  /** Interrupted uploads kept for `put --resume`. */
+  readonly kept: S3Kept;
+  /** Bytes per part. */
+  readonly partSize: number;
+  readonly #bucket: S3Bucket;
+  readonly #cleanAfterMs: number;
+  readonly #claimStaleMs: number;
   readonly #log: (line: string) => void;
   readonly #reserved = new Set<string>();
 
   private constructor(options: S3StoreOptions) {
-    this.#options = {
-      bucket: options.bucket,
-      prefix: options.prefix,
-      endpoint: options.endpoint.replace(/\/+$/, ""),
-      region: options.region ?? "us-east-1",
+    this.#bucket = new S3Bucket({
+      ...options,
       timeoutMs: options.timeoutMs ?? S3_DEFAULTS.timeoutMs,
-      partSize: Math.max(MIN_PART, options.partSize ?? S3_DEFAULTS.partSize),
-      cleanAfterMs: options.cleanAfterMs ?? S3_DEFAULTS.cleanAfterMs,
-      claimStaleMs: options.claimStaleMs ?? S3_DEFAULTS.claimStaleMs,
-    };
-    this.location = `s3://${options.bucket}/${options.prefix} at ${this.#options.endpoint}`;
-    this.#log = options.log ?? (() => {});
-    this.#client = new AwsClient({
-      ...options.credentials,
-      service: "s3",
-      region: this.#options.region,
-      // Retrying is the client's choice, made with the whole transfer in view.
-      retries: 0,
     });
+    this.partSize = Math.max(MIN_PART, options.partSize ?? S3_DEFAULTS.partSize);
+    this.#cleanAfterMs = options.cleanAfterMs ?? S3_DEFAULTS.cleanAfterMs;
+    this.#claimStaleMs = options.claimStaleMs ?? S3_DEFAULTS.claimStaleMs;
+    this.#log = options.log ?? (() => {});
+    this.kept = new S3Kept(this.#bucket, options.kept ?? {}, this.#log);
+    this.location = `s3://${options.bucket}/${options.prefix} at ${this.#bucket.endpoint}`;
   }
 
   /**
    * Checks that the bucket answers, and removes what servers that died left staged (uploads
-   * untouched for `cleanAfterMs`, stale claims). Throws {@link UserError} when the bucket cannot
-   * be reached.
+   * untouched for `cleanAfterMs`, stale claims) and kept uploads past their bounds. Throws
+   * {@link UserError} when the bucket cannot be reached.
    */
   static async open(options: S3StoreOptions): Promise<S3Store> {
     const store = new S3Store(options);
-    let response: Response;
     try {
-      response = await store.#request("HEAD", null, { expect: [404] });
+      if (!await store.#bucket.head(null)) {
+        throw new UserError(
+          `Bucket ${options.bucket} does not exist at ${store.#bucket.endpoint}`,
+        );
+      }
+      await store.cleanStale();
+      await store.kept.prune();
     } catch (error) {
+      if (error instanceof UserError) throw error;
       throw new UserError(describeError(error));
     }
-    if (response.status === 404) {
-      throw new UserError(`Bucket ${options.bucket} does not exist at ${store.#options.endpoint}`);
-    }
-    await store.cleanStale();
     return store;
-  }
-
-  /** Part size in use, for tests and the banner. */
-  get partSize(): number {
-    return this.#options.partSize;
-  }
-
-  #url(key: string | null, query?: Record<string, string>): string {
-    const { endpoint, bucket, prefix } = this.#options;
-    let url = `${endpoint}/${bucket}`;
-    if (key !== null) url += "/" + encodeKey(prefix + key);
-    if (query) {
-      const pairs = Object.entries(query).map(([k, v]) =>
-        v === "" ? encodeURIComponent(k) : `${encodeURIComponent(k)}=${encodeURIComponent(v)}`
-      );
-      if (pairs.length) url += "?" + pairs.join("&");
-    }
-    return url;
-  }
-
-  #unavailable(error: unknown): StoreError {
-    const { endpoint, timeoutMs } = this.#options;
-    if (isTimeout(error)) {
-      return new StoreError(
-        "io",
-        `Object store at ${endpoint} did not answer within ${timeoutMs / 1000} s`,
-      );
-    }
-    return new StoreError(
-      "io",
-      `Object store at ${endpoint} is unreachable: ${describeError(error)}`,
-    );
-  }
-
-  /** Sends one signed request, under the timeout; non-2xx statuses not expected throw. */
-  async #request(method: string, key: string | null, init: RequestInit = {}): Promise<Response> {
-    const controller = new AbortController();
-    const timer = setTimeout(
-      () => controller.abort(new DOMException("timeout", "TimeoutError")),
-      this.#options.timeoutMs,
-    );
-    const abort = () => controller.abort(init.signal?.reason);
-    init.signal?.addEventListener("abort", abort, { once: true });
-    let response: Response;
-    try {
-      response = await this.#client.fetch(this.#url(key, init.query), {
-        method,
-        headers: { "x-amz-content-sha256": "UNSIGNED-PAYLOAD", ...init.headers },
-        body: init.body as BodyInit | undefined,
-        signal: controller.signal,
-      });
-      if (init.stream && response.ok) return response;
-      if (response.ok || init.expect?.includes(response.status)) {
-        // Read the (small) body under the same timeout, so the caller's read cannot hang.
-        const text = method === "HEAD" ? "" : await response.text();
-        return new Response(method === "HEAD" || response.status === 204 ? null : text, {
-          status: response.status,
-          headers: response.headers,
-        });
-      }
-      const text = await response.text().catch(() => "");
-      throw this.#failure(response.status, text, method, key);
-    } catch (error) {
-      if (error instanceof StoreError) throw error;
-      throw this.#unavailable(controller.signal.reason ?? error);
-    } finally {
-      clearTimeout(timer);
-      init.signal?.removeEventListener("abort", abort);
-    }
-  }
-
-  #failure(status: number, text: string, method: string, key: string | null): StoreError {
-    const code = xmlOne(text, "Code") ?? `HTTP ${status}`;
-    const { bucket, endpoint } = this.#options;
-    if (code === "NoSuchBucket") {
-      return new StoreError("io", `Bucket ${bucket} does not exist at ${endpoint}`);
-    }
-    if (status === 403) {
-      return new StoreError("io", `Object store refused the server's credentials (${code})`);
-    }
-    const what = key === null ? `bucket ${bucket}` : quote(key);
-    return new StoreError("io", `Object store failed ${method} ${what}: ${code}`);
   }
 
   /** Removes uploads staged by servers that died, and their claims. */
   async cleanStale(): Promise<void> {
-    const now = await this.#storeNow();
-    const { cleanAfterMs, claimStaleMs } = this.#options;
-    for (const upload of await this.#listUploads(UPLOADS)) {
-      if (now - upload.initiated < cleanAfterMs) continue;
+    const bucket = this.#bucket;
+    const now = await bucket.now();
+    for (const upload of await bucket.listUploads(UPLOADS)) {
       // Started long ago, but a slow upload of a big file may still be sending parts.
-      const parts = await this.#request("GET", upload.key, { query: { uploadId: upload.id } });
-      const latest = Math.max(
-        upload.initiated,
-        ...xmlAll(await parts.text(), "LastModified").map((t) => Date.parse(xmlText(t))),
-      );
-      if (now - latest < cleanAfterMs) continue;
-      await this.#request("DELETE", upload.key, { query: { uploadId: upload.id }, expect: [404] });
+      if (now - upload.initiated < this.#cleanAfterMs) continue;
+      if (now - await bucket.lastActive(upload) < this.#cleanAfterMs) continue;
+      await bucket.abortUpload(upload.key, upload.id);
       this.#log(`cleaned up an upload staged by a server that stopped: ${quote(upload.key)}`);
     }
-    for await (const object of this.#listObjects(UPLOADS)) {
-      if (now - object.mtime < cleanAfterMs) continue;
-      await this.#request("DELETE", object.key, { expect: [404] });
+    for await (const object of bucket.listObjects(UPLOADS)) {
+      if (now - object.mtime >= this.#cleanAfterMs) await bucket.remove(object.key);
     }
-    for await (const object of this.#listObjects(CLAIMS)) {
-      if (now - object.mtime < claimStaleMs) continue;
-      await this.#request("DELETE", object.key, { expect: [404] });
+    for await (const object of bucket.listObjects(CLAIMS)) {
+      if (now - object.mtime >= this.#claimStaleMs) await bucket.remove(object.key);
     }
-  }
-
-  /** The store's clock: ages of objects are measured on it, whatever this machine's says. */
-  async #storeNow(): Promise<number> {
-    const response = await this.#request("HEAD", null);
-    return Date.parse(response.headers.get("date") ?? "") || Date.now();
-  }
-
-  async #listUploads(under: string): Promise<{ key: string; id: string; initiated: number }[]> {
-    const found: { key: string; id: string; initiated: number }[] = [];
-    const query: Record<string, string> = { uploads: "", prefix: this.#options.prefix + under };
-    for (let page = 0; page < 10_000; page++) {
-      const xml = await (await this.#request("GET", null, { query })).text();
-      for (const upload of xmlAll(xml, "Upload")) {
-        const key = xmlOne(upload, "Key") ?? "";
-        if (!key.startsWith(this.#options.prefix)) continue;
-        found.push({
-          key: key.slice(this.#options.prefix.length),
-          id: xmlOne(upload, "UploadId") ?? "",
-          initiated: Date.parse(xmlOne(upload, "Initiated") ?? "") || 0,
-        });
-      }
-      if (xmlOne(xml, "IsTruncated") !== "true") break;
-      query["key-marker"] = xmlOne(xml, "NextKeyMarker") ?? "";
-      query["upload-id-marker"] = xmlOne(xml, "NextUploadIdMarker") ?? "";
-    }
-    return found;
-  }
-
-  /** Objects under `under` (relative to the prefix), page by page: ListObjectsV2. */
-  async *#listObjects(under: string): AsyncGenerator<{ key: string; size: number; mtime: number }> {
-    const prefix = this.#options.prefix;
-    const query: Record<string, string> = { "list-type": "2", prefix: prefix + under };
-    for (let page = 0; page < 1_000_000; page++) {
-      const xml = await (await this.#request("GET", null, { query })).text();
-      for (const contents of xmlAll(xml, "Contents")) {
-        const key = xmlOne(contents, "Key") ?? "";
-        if (!key.startsWith(prefix)) continue;
-        yield {
-          key: key.slice(prefix.length),
-          size: Number(xmlOne(contents, "Size") ?? 0),
-          mtime: Date.parse(xmlOne(contents, "LastModified") ?? "") || 0,
-        };
-      }
-      const next = xmlOne(xml, "NextContinuationToken");
-      if (xmlOne(xml, "IsTruncated") !== "true" || !next) return;
-      query["continuation-token"] = next;
-    }
-  }
-
-  /** Whether any object lies under `name/`: the name is a folder. */
-  async #isFolder(name: string): Promise<boolean> {
-    const response = await this.#request("GET", null, {
-      query: { "list-type": "2", prefix: this.#options.prefix + name + "/", "max-keys": "1" },
-    });
-    return xmlAll(await response.text(), "Contents").length > 0;
-  }
-
-  async #head(key: string): Promise<Response | null> {
-    const response = await this.#request("HEAD", key, { expect: [404] });
-    return response.status === 404 ? null : response;
   }
 
   /** Opens a file for download, pinned to the version found now. */
   async openFile(name: string): Promise<StoreFile> {
     const key = checkName(name).join("/");
-    const head = await this.#head(key);
+    const head = await this.#bucket.head(key);
     if (!head) {
-      if (await this.#isFolder(key)) {
+      if (await this.#bucket.hasAny(key + "/")) {
         throw new StoreError("not_a_file", `Not a regular file: ${quote(name)}`);
       }
       throw new StoreError("not_found", `No such file: ${quote(name)}`);
     }
     const size = Number(head.headers.get("content-length") ?? 0);
     const mtime = Date.parse(head.headers.get("last-modified") ?? "") || 0;
-    const etag = head.headers.get("etag") ?? "";
-    const stored = head.headers.get(CHECKSUM_HEADER);
-    const file = new S3Reader({
+    const file = await this.#reader(name, key, size, head.headers.get("etag") ?? "", {
+      stored: head.headers.get(CHECKSUM_HEADER),
+    });
+    return { file, size, mtime };
+  }
+
+  #reader(
+    name: string,
+    key: string,
+    size: number,
+    etag: string,
+    options: { stored: string | null },
+  ): Promise<S3Reader> {
+    return S3Reader.open({
       name,
       size,
-      etag,
-      stored,
-      checksum: stored ? await createChecksum() : null,
-      timeoutMs: this.#options.timeoutMs,
+      stored: options.stored,
+      timeoutMs: this.#bucket.timeoutMs,
       get: (from, signal) =>
-        this.#request("GET", key, {
+        this.#bucket.request("GET", key, {
           headers: { Range: `bytes=${from}-`, ...(etag ? { "If-Match": etag } : {}) },
           expect: [412],
           signal,
           stream: true,
         }),
     });
-    return { file, size, mtime };
   }
 
   /**
    * Starts an upload: checks the name, that it is free (unless overwriting) and neither a folder
    * nor under a file. Two uploads of one name on this server cannot run at once; across servers,
-   * the publish decides.
+   * the publish decides. With `resume`, what was kept for the name (of the same announced size)
+   * is taken up again.
    */
   async beginUpload(name: string, options: BeginUploadOptions = {}): Promise<StoreUpload> {
     const segments = checkName(name);
@@ -425,11 +211,13 @@ export class S3Store implements Store {
     if (this.#reserved.has(key)) {
       throw new StoreError("exists", `An upload of ${quote(name)} is already in progress`);
     }
+    const bucket = this.#bucket;
     const parents = segments.slice(0, -1).map((_, i) => segments.slice(0, i + 1).join("/"));
-    const [existing, folder, ...files] = await Promise.all([
-      this.#head(key),
-      this.#isFolder(key),
-      ...parents.map((parent) => this.#head(parent)),
+    const [existing, folder, kept, ...files] = await Promise.all([
+      bucket.head(key),
+      bucket.hasAny(key + "/"),
+      this.kept.find(key),
+      ...parents.map((parent) => bucket.head(parent)),
     ]);
     const file = files.findIndex((found) => found !== null);
     if (file >= 0) {
@@ -440,24 +228,42 @@ export class S3Store implements Store {
     }
     if (folder) throw new StoreError("not_a_file", `${quote(name)} is a folder`);
     if (existing && !overwrite) throw new StoreError("exists", `File exists: ${quote(name)}`);
-    this.#reserved.add(key);
     const size = options.size ?? null;
-    return new S3Upload({
+    const resumable = options.resume === true && kept !== null && kept.size === size;
+    // A fresh put replaces whatever was kept for this name; so does a resume of another size.
+    if (kept && !resumable) await this.kept.drop(key);
+    this.#reserved.add(key);
+    const upload = new S3Upload({
       name,
       key,
       overwrite,
       // A small file is buffered whole and published with one PUT; only bigger ones stage parts.
-      bufferSize: size !== null && size < this.#options.partSize ? size : this.#options.partSize,
+      bufferSize: size !== null && size < this.partSize && !resumable ? size : this.partSize,
+      size,
       staging: UPLOADS + crypto.randomUUID(),
       store: this,
+      bucket,
+      keptDropped: options.resume === true && kept !== null && !resumable,
       done: () => this.#reserved.delete(key),
     });
+    if (resumable) {
+      try {
+        await upload.resume(
+          kept,
+          await this.#reader(name, kept.key, kept.bytes, kept.etag, { stored: null }),
+        );
+      } catch (error) {
+        await upload.discard();
+        throw error;
+      }
+    }
+    return upload;
   }
 
-  /** Every file under the prefix, sorted by name; staging and names no client could ask for are left out. */
+  /** Every file under the prefix, sorted by name; staging and unaskable names left out. */
   async list(): Promise<ListEntry[]> {
     const entries: ListEntry[] = [];
-    for await (const object of this.#listObjects("")) {
+    for await (const object of this.#bucket.listObjects("")) {
       if (object.key.endsWith("/")) continue;
       try {
         checkName(object.key);
@@ -467,53 +273,6 @@ export class S3Store implements Store {
       entries.push({ name: object.key, size: object.size, mtime: object.mtime });
     }
     return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  }
-
-  // The steps of an upload, called by S3Upload.
-
-  /** Starts the multipart upload that stages a big file. */
-  async createUpload(staging: string): Promise<string> {
-    const response = await this.#request("POST", staging, { query: { uploads: "" } });
-    const id = xmlOne(await response.text(), "UploadId");
-    if (!id) throw new StoreError("io", "Object store started an upload without an id");
-    return id;
-  }
-
-  /** Sends one part; resolves with its ETag. */
-  async uploadPart(staging: string, id: string, part: number, bytes: Uint8Array): Promise<string> {
-    const response = await this.#request("PUT", staging, {
-      query: { partNumber: String(part), uploadId: id },
-      body: bytes,
-    });
-    return response.headers.get("etag") ?? "";
-  }
-
-  /** Joins the parts into the staging object. */
-  async completeUpload(staging: string, id: string, etags: string[]): Promise<void> {
-    const parts = etags.map((etag, i) =>
-      `<Part><PartNumber>${i + 1}</PartNumber><ETag>${
-        etag.replace(/&/g, "&amp;").replace(/</g, "&lt;")
-      }</ETag></Part>`
-    ).join("");
-    const response = await this.#request("POST", staging, {
-      query: { uploadId: id },
-      body: `<CompleteMultipartUpload>${parts}</CompleteMultipartUpload>`,
-    });
-    // A complete can fail after its 200 has begun: the error is then in the body.
-    const text = await response.text();
-    if (text.includes("<Error>")) throw this.#failure(200, text, "POST", staging);
-  }
-
-  /** Abandons a multipart upload, best effort. */
-  async abortUpload(staging: string, id: string): Promise<void> {
-    await this.#request("DELETE", staging, { query: { uploadId: id }, expect: [404] }).catch(
-      () => {},
-    );
-  }
-
-  /** Removes a staging object, best effort. */
-  async removeStaged(staging: string): Promise<void> {
-    await this.#request("DELETE", staging, { expect: [404] }).catch(() => {});
   }
 
   /**
@@ -529,8 +288,9 @@ export class S3Store implements Store {
     checksum: string,
     from: { bytes: Uint8Array } | { staged: string },
   ): Promise<void> {
+    const bucket = this.#bucket;
     await this.#withClaim(name, key, overwrite, async () => {
-      if (!overwrite && await this.#head(key)) {
+      if (!overwrite && await bucket.head(key)) {
         throw new StoreError("exists", `File exists: ${quote(name)}`);
       }
       const headers: Record<string, string> = { [CHECKSUM_HEADER]: checksum };
@@ -540,14 +300,13 @@ export class S3Store implements Store {
       if ("bytes" in from) {
         body = from.bytes;
       } else {
-        const { bucket, prefix } = this.#options;
-        headers["x-amz-copy-source"] = `/${bucket}/${encodeKey(prefix + from.staged)}`;
+        headers["x-amz-copy-source"] = bucket.copySource(from.staged);
         headers["x-amz-metadata-directive"] = "REPLACE";
       }
-      const response = await this.#request("PUT", key, { headers, body, expect: [412] });
+      const response = await bucket.request("PUT", key, { headers, body, expect: [412] });
       if (response.status === 412) throw new StoreError("exists", `File exists: ${quote(name)}`);
       const text = await response.text();
-      if (text.includes("<Error>")) throw this.#failure(200, text, "PUT", key);
+      if (text.includes("<Error>")) throw bucket.failure(200, text, "PUT", key);
     });
   }
 
@@ -557,21 +316,22 @@ export class S3Store implements Store {
     overwrite: boolean,
     publish: () => Promise<void>,
   ): Promise<void> {
+    const bucket = this.#bucket;
     const claim = CLAIMS + await sha256Hex(key);
     for (let wait = 0;; wait++) {
-      const taken = await this.#request("PUT", claim, {
+      const taken = await bucket.request("PUT", claim, {
         headers: { "If-None-Match": "*" },
         body: key,
         expect: [412],
       });
       if (taken.ok) break;
-      const held = await this.#head(claim);
+      const held = await bucket.head(claim);
       if (held) {
         const now = Date.parse(held.headers.get("date") ?? "") || Date.now();
         const since = Date.parse(held.headers.get("last-modified") ?? "") || now;
-        if (now - since > this.#options.claimStaleMs) {
+        if (now - since > this.#claimStaleMs) {
           // Its server died while publishing: the claim is broken, and raced for again.
-          await this.#request("DELETE", claim, { expect: [404] });
+          await bucket.remove(claim);
           continue;
         }
         if (!overwrite) {
@@ -589,135 +349,8 @@ export class S3Store implements Store {
     try {
       await publish();
     } finally {
-      await this.#request("DELETE", claim, { expect: [404] }).catch(() => {});
+      await bucket.remove(claim).catch(() => {});
     }
-  }
-}
-
-interface S3ReaderInit {
-  name: string;
-  size: number;
-  etag: string;
-  /** The checksum stored with the object, if any. */
-  stored: string | null;
-  /** A fresh checksum to verify a read from the start with, when there is a stored one. */
-  checksum: Checksum | null;
-  timeoutMs: number;
-  /** Starts a ranged GET from `from`, pinned to the version opened. */
-  get: (from: number, signal: AbortSignal) => Promise<Response>;
-}
-
-/**
- * A download from the store, read in place: a ranged GET from the current position, pinned to
- * the version opened (If-Match), so a reader never sees a mix of two versions; a read that
- * started at byte 0 is checked against the stored checksum at the end.
- */
-class S3Reader implements StoreReader {
-  #init: S3ReaderInit;
-  #position = 0;
-  #body?: ReadableStreamDefaultReader<Uint8Array>;
-  #controller?: AbortController;
-  #left?: Uint8Array;
-  #checksum: Checksum | null;
-
-  constructor(init: S3ReaderInit) {
-    this.#init = init;
-    this.#checksum = init.checksum;
-  }
-
-  async #timed<T>(work: Promise<T>): Promise<T> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const controller = this.#controller;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        controller?.abort();
-        reject(
-          new StoreError(
-            "io",
-            `Object store stopped sending ${quote(this.#init.name)} for ${
-              this.#init.timeoutMs / 1000
-            } s`,
-          ),
-        );
-      }, this.#init.timeoutMs);
-    });
-    try {
-      return await Promise.race([work, late]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  async #open(): Promise<ReadableStreamDefaultReader<Uint8Array>> {
-    this.#controller = new AbortController();
-    const response = await this.#init.get(this.#position, this.#controller.signal);
-    if (response.status === 412) {
-      throw new StoreError(
-        "io",
-        `${quote(this.#init.name)} was replaced while being read: get it again`,
-      );
-    }
-    if (!response.body) throw new StoreError("io", "Object store sent no body");
-    return response.body.getReader();
-  }
-
-  async read(p: Uint8Array): Promise<number | null> {
-    if (this.#position >= this.#init.size) {
-      this.#verify();
-      return null;
-    }
-    if (!this.#left || this.#left.length === 0) {
-      try {
-        this.#body ??= await this.#open();
-        const next = await this.#timed(this.#body.read());
-        if (next.done) {
-          throw new StoreError("io", `Object store ended ${quote(this.#init.name)} early`);
-        }
-        this.#left = next.value;
-      } catch (error) {
-        this.close();
-        if (error instanceof StoreError) throw error;
-        throw new StoreError(
-          "io",
-          `Object store failed while sending ${quote(this.#init.name)}: ${describeError(error)}`,
-        );
-      }
-    }
-    const n = Math.min(p.length, this.#left.length, this.#init.size - this.#position);
-    p.set(this.#left.subarray(0, n));
-    this.#left = this.#left.subarray(n);
-    this.#checksum?.update(p.subarray(0, n));
-    this.#position += n;
-    return n;
-  }
-
-  #verify(): void {
-    const checksum = this.#checksum;
-    if (!checksum) return;
-    this.#checksum = null;
-    if (checksum.digest() !== this.#init.stored) {
-      throw new StoreError(
-        "checksum",
-        `Stored ${quote(this.#init.name)} does not match the checksum it was stored with`,
-      );
-    }
-  }
-
-  async seek(offset: number, whence: Deno.SeekMode): Promise<number> {
-    if (whence !== Deno.SeekMode.Start) throw new Error("S3Reader seeks from the start only");
-    if (offset === this.#position) return offset;
-    this.close();
-    this.#position = offset;
-    // Only a read from byte 0 can be checked against the stored checksum.
-    this.#checksum = offset === 0 && this.#init.stored ? await createChecksum() : null;
-    return offset;
-  }
-
-  close(): void {
-    this.#controller?.abort();
-    this.#controller = undefined;
-    this.#body = undefined;
-    this.#left = undefined;
   }
 }
 
@@ -726,8 +359,11 @@ interface S3UploadInit {
   key: string;
   overwrite: boolean;
   bufferSize: number;
+  size: number | null;
   staging: string;
   store: S3Store;
+  bucket: S3Bucket;
+  keptDropped: boolean;
   done: () => void;
 }
 
@@ -735,13 +371,15 @@ interface S3UploadInit {
  * An upload to the store. Bytes gather in a part-sized buffer; an upload that fits in one is
  * published with a single PUT at commit. A bigger one becomes a multipart upload under the
  * staging prefix, one part sent while the next fills (two buffers: memory is bounded per
- * transfer), completed and published only at commit, after the transfer was verified.
+ * transfer), completed and published only at commit, after the transfer was verified. A resumed
+ * upload starts with the kept bytes: whole parts copied inside the store, the rest read back into
+ * the buffer.
  */
 class S3Upload implements StoreUpload {
   readonly name: string;
-  readonly offset = 0;
-  readonly keptDropped = false;
-  readonly file: StoreReader = NOTHING;
+  offset = 0;
+  readonly keptDropped: boolean;
+  file: StoreReader = NOTHING;
   #init: S3UploadInit;
   #buffers: Uint8Array[];
   #current = 0;
@@ -752,11 +390,62 @@ class S3Upload implements StoreUpload {
   #sending: Promise<void> = Promise.resolve();
   #finished = false;
   #staged = false;
+  /** The kept upload this one continues, removed once it is committed or discarded. */
+  #resumed?: KeptObject;
 
   constructor(init: S3UploadInit) {
     this.name = init.name;
+    this.keptDropped = init.keptDropped;
     this.#init = init;
     this.#buffers = [new Uint8Array(init.bufferSize)];
+  }
+
+  /** Starts from the kept bytes `kept`; `file` reads them back for the client's check. */
+  async resume(kept: KeptObject, file: StoreReader): Promise<void> {
+    const { bucket, staging, store } = this.#init;
+    this.#resumed = kept;
+    const whole = Math.floor(kept.bytes / store.partSize);
+    if (whole > 0) {
+      this.#id = await bucket.createUpload(staging);
+      for (let part = 0; part < whole; part++) {
+        const start = part * store.partSize;
+        this.#etags.push(
+          await bucket.copyPart(
+            staging,
+            this.#id,
+            part + 1,
+            kept,
+            start,
+            start + store.partSize - 1,
+          )
+            .catch((error) => {
+              throw error instanceof StoreError && /PreconditionFailed/.test(error.message)
+                ? keptChanged(this.name)
+                : error;
+            }),
+        );
+      }
+    }
+    // The rest, under a part, goes back into the buffer, where the next bytes join it.
+    const rest = kept.bytes - whole * store.partSize;
+    if (rest > 0) {
+      const response = await bucket.request("GET", kept.key, {
+        headers: {
+          Range: `bytes=${whole * store.partSize}-${kept.bytes - 1}`,
+          "If-Match": kept.etag,
+        },
+        expect: [412],
+        binary: true,
+      });
+      if (response.status === 412) throw keptChanged(this.name);
+      const bytes = new Uint8Array(await response.arrayBuffer());
+      if (bytes.length !== rest) throw keptChanged(this.name);
+      this.#buffers[0].set(bytes);
+      this.#filled = rest;
+    }
+    this.#size = kept.bytes;
+    this.offset = kept.bytes;
+    this.file = file;
   }
 
   async write(chunk: Uint8Array): Promise<void> {
@@ -777,20 +466,30 @@ class S3Upload implements StoreUpload {
 
   /** Sends the current buffer as the next part, once the part before it has gone. */
   async #sendPart(): Promise<void> {
-    const { store, staging, bufferSize } = this.#init;
+    const { bucket, staging, store } = this.#init;
     await this.#sending;
-    this.#id ??= await store.createUpload(staging);
+    this.#id ??= await bucket.createUpload(staging);
     const id = this.#id;
     const part = this.#etags.length + 1;
     this.#etags.push("");
     const bytes = this.#buffers[this.#current].subarray(0, this.#filled);
-    this.#sending = store.uploadPart(staging, id, part, bytes).then((etag) => {
+    this.#sending = bucket.uploadPart(staging, id, part, bytes).then((etag) => {
       this.#etags[part - 1] = etag;
     });
-    this.#sending.catch(() => {}); // awaited before the next part, and at commit
+    this.#sending.catch(() => {}); // awaited before the next part, and at the end
     this.#current = 1 - this.#current;
-    this.#buffers[this.#current] ??= new Uint8Array(bufferSize);
+    this.#buffers[this.#current] ??= new Uint8Array(store.partSize);
     this.#filled = 0;
+  }
+
+  /** Sends what is buffered as the last part and joins the parts into the staging object. */
+  async #complete(): Promise<void> {
+    const { bucket, staging } = this.#init;
+    if (this.#filled > 0) await this.#sendPart();
+    await this.#sending;
+    await bucket.completeUpload(staging, this.#id!, this.#etags);
+    this.#id = undefined;
+    this.#staged = true;
   }
 
   async commit(verified?: TransferResult): Promise<void> {
@@ -804,11 +503,7 @@ class S3Upload implements StoreUpload {
         const bytes = this.#buffers[this.#current].subarray(0, this.#filled);
         await store.publish(name, key, overwrite, verified.checksum, { bytes });
       } else {
-        if (this.#filled > 0) await this.#sendPart();
-        await this.#sending;
-        await store.completeUpload(staging, this.#id, this.#etags);
-        this.#id = undefined;
-        this.#staged = true;
+        await this.#complete();
         await store.publish(name, key, overwrite, verified.checksum, { staged: staging });
       }
     } catch (error) {
@@ -818,18 +513,46 @@ class S3Upload implements StoreUpload {
     await this.discard();
   }
 
-  keep(): Promise<KeepResult> {
-    return this.discard().then(() => ({ kept: false, reason: "off" }));
+  /**
+   * Keeps what arrived for a later `put --resume`: completed into a staging object and copied
+   * (by reference) under the kept prefix, within the kept uploads' bounds.
+   */
+  async keep(): Promise<KeepResult> {
+    if (this.#finished) throw new Error("Upload is already finished");
+    const { store, bucket, key, staging, size } = this.#init;
+    if (!store.kept.enabled) {
+      await this.discard();
+      return { kept: false, reason: "off" };
+    }
+    try {
+      if (this.#id === undefined) {
+        await bucket.request("PUT", staging, {
+          body: this.#buffers[this.#current].subarray(0, this.#filled),
+        });
+        this.#staged = true;
+      } else {
+        await this.#complete();
+      }
+      // The kept bytes now include what was resumed: the new kept object replaces the old one.
+      this.#resumed = undefined;
+      this.#staged = false;
+      return await store.kept.keep(key, staging, size);
+    } finally {
+      await this.discard();
+    }
   }
 
   async discard(): Promise<void> {
     if (this.#finished) return;
     this.#finished = true;
-    const { store, staging, done } = this.#init;
+    const { store, bucket, staging, key, done } = this.#init;
     try {
+      this.file.close();
       await this.#sending.catch(() => {});
-      if (this.#id !== undefined) await store.abortUpload(staging, this.#id);
-      if (this.#staged) await store.removeStaged(staging);
+      if (this.#id !== undefined) await bucket.abortUpload(staging, this.#id);
+      if (this.#staged) await bucket.remove(staging).catch(() => {});
+      // Taken up by this upload, as the folder store takes its kept file: used or bad, it goes.
+      if (this.#resumed) await store.kept.drop(key).catch(() => {});
     } finally {
       this.#buffers = [];
       done();

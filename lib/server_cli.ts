@@ -25,7 +25,7 @@ import {
   parseDuration,
   parseSize,
 } from "./format.ts";
-import { KEPT_DEFAULTS, RESUME_DIR } from "./kept_uploads.ts";
+import { KEPT_DEFAULTS } from "./kept_uploads.ts";
 import type { KeptView } from "./store.ts";
 import { formatAddr, SERVER_DEFAULTS, startServer } from "./server.ts";
 import { openS3Store, parseS3Options, S3_OPTIONS, type S3Command } from "./s3_cli.ts";
@@ -365,7 +365,8 @@ export async function serverMain(argv: string[]): Promise<number> {
     identity = cmd.tls ? await loadIdentity(cmd.tls, root, cmd.hostname) : undefined;
     const tls = identity ? { cert: identity.cert, key: identity.key } : undefined;
     await checkSecretsOutsideRoot(cmd);
-    const store = cmd.s3 ? await openS3Store(cmd.s3, say) : undefined;
+    const kept = { budget: cmd.keepBudget, maxAgeMs: cmd.keepForMs };
+    const store = cmd.s3 ? await openS3Store(cmd.s3, kept, say) : undefined;
     server = await startServer({
       store,
       hostname: cmd.hostname,
@@ -441,11 +442,6 @@ export async function serverMain(argv: string[]): Promise<number> {
       say(`${PROGRAM}: ${line}`)
     );
   }
-  say(
-    cmd.s3
-      ? `${PROGRAM}: interrupted uploads are discarded: the S3 store keeps none for put --resume`
-      : await describeKeeping(server.store.kept, cmd.showKept),
-  );
   if (!isLoopback(server.addr.hostname) && !cmd.tls && !cmd.tokenFile) {
     say(
       `${PROGRAM}: warning: listening beyond this machine with neither --token-file nor TLS; ` +
@@ -467,7 +463,7 @@ async function describeKeeping(kept: KeptView, shown: boolean): Promise<string> 
   }
   return `${PROGRAM}: interrupted uploads kept for put --resume: budget ` +
     `${formatBytes(kept.budget)}, each for ${formatDuration(kept.maxAgeMs)}; ` +
-    `${count} kept now (${formatBytes(bytes)}) in ${RESUME_DIR}; ` +
+    `${count} kept now (${formatBytes(bytes)}) in ${kept.where}; ` +
     `kept query ${shown ? "allowed" : "refused (--show-kept)"}`;
 }
 

@@ -75,6 +75,8 @@ export interface KeptView {
   readonly budget: number;
   /** How long one is kept, in milliseconds. */
   readonly maxAgeMs: number;
+  /** Where they are kept, for the server's banner. */
+  readonly where: string;
   /** Removes what is expired or over the budget; says what is left. */
   prune(): Promise<KeptTotals>;
   /** The kept uploads, for the kept query. */

@@ -106,6 +106,8 @@ interface S3Server extends AsyncDisposable {
   pid: number;
   lines: string[];
   child: Deno.ChildProcess;
+  /** Resolves with the first log line matching `pattern`, within 10 s. */
+  waitForLog(pattern: RegExp): Promise<string>;
 }
 
 /** Starts a real server on `s3://bucket/files` at the test store. */
@@ -139,6 +141,11 @@ async function startS3Server(bucket: string, args: string[] = []): Promise<S3Ser
     pid: child.pid,
     lines,
     child,
+    async waitForLog(pattern: RegExp) {
+      const found = await firstMatch(pattern, { timeoutMs: 10000 });
+      if (!found) throw new Error(`No log line ${pattern}:\n${lines.join("\n")}`);
+      return found.input ?? found[0];
+    },
     [Symbol.asyncDispose]: stop,
   };
 }
@@ -418,5 +425,92 @@ Deno.test({
     assertFailure(result, /Object store at http:\/\/127\.0\.0\.1:9 is unreachable/, {
       what: "server start",
     });
+  },
+});
+
+Deno.test({
+  name:
+    "s3: an interrupted put is kept in the bucket, and put --resume through another server ends it",
+  ignore,
+  async fn() {
+    const bucket = await newBucket();
+    await using a = await startS3Server(bucket, ["--show-kept"]);
+    await using b = await startS3Server(bucket);
+    const dir = await Deno.makeTempDir();
+    try {
+      const local = `${dir}/big.bin`;
+      const data = randomBytes(PART * 2 + 5000);
+      await Deno.writeFile(local, data);
+      const client = spawnClient([
+        a.host,
+        String(a.port),
+        "put",
+        local,
+        "big.bin",
+        "--limit-rate",
+        "6M",
+      ]);
+      await waitFor("a part staged", async () => (await multipartUploads(bucket)).length === 1, {
+        timeoutMs: 20000,
+      });
+      client.kill("SIGKILL");
+      await client.output();
+      const line = await a.waitForLog(/put "big\.bin" .*interrupted, (kept|discarded)/);
+      assert.match(line, /kept for resume/);
+      assert.equal(await headers(bucket, "files/big.bin"), null, "nothing under the name");
+      const kept = await ferry(a, ["kept"]);
+      assertSuccess(kept, "kept query");
+      assert.match(new TextDecoder().decode(kept.stdout), /big\.bin/);
+      const resumed = await ferry(b, ["put", local, "big.bin", "--resume"]);
+      assertSuccess(resumed, "put --resume through b");
+      assert.ok(
+        b.lines.some((l) => /put "big\.bin" .* ok .*\(resumed from [1-9]\d*\)/.test(l)),
+        b.lines.join("\n"),
+      );
+      const got = await ferry(a, ["get", "big.bin", "-"]);
+      assert.ok(Buffer.from(got.stdout).equals(Buffer.from(data)), "the whole file, once");
+      assert.deepEqual(
+        (await keys(bucket)).filter((key) => key.includes(".ferry-staging")),
+        [],
+        "the kept upload is gone once used",
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "s3: an interrupted put over the keep budget is not kept",
+  ignore,
+  async fn() {
+    const bucket = await newBucket();
+    await using a = await startS3Server(bucket, ["--keep-budget", "1M"]);
+    // Keeping needs the size a regular file announces: a stream has none.
+    const dir = await Deno.makeTempDir();
+    try {
+      const local = `${dir}/big.bin`;
+      await Deno.writeFile(local, randomBytes(PART * 2));
+      const put = spawnClient([
+        a.host,
+        String(a.port),
+        "put",
+        local,
+        "big.bin",
+        "--limit-rate",
+        "6M",
+      ]);
+      await waitFor("a part staged", async () => (await multipartUploads(bucket)).length === 1, {
+        timeoutMs: 20000,
+      });
+      put.kill("SIGKILL");
+      await put.output();
+      const line = await a.waitForLog(/put "big\.bin" .*interrupted, /);
+      assert.match(line, /over the keep budget/);
+      await waitFor("nothing staged", async () => (await multipartUploads(bucket)).length === 0);
+      assert.deepEqual((await keys(bucket)).filter((key) => key.includes(".ferry-staging")), []);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
   },
 });
