@@ -300,6 +300,55 @@ Deno.test({
 });
 
 Deno.test({
+  name: "s3: a store that stops answering mid-download costs the client one clear line",
+  ignore,
+  async fn() {
+    const bucket = await newBucket();
+    await using a = await startS3Server(bucket, ["--s3-timeout", "2"]);
+    assertSuccess(
+      await ferry(a, ["put", "-", "long.bin"], { stdin: randomBytes(PART * 4) }),
+      "put",
+    );
+    const pid = await radosgwPid();
+    const dir = await Deno.makeTempDir();
+    try {
+      const client = spawnClient([
+        a.host,
+        String(a.port),
+        "get",
+        "long.bin",
+        `${dir}/long.bin`,
+        "--limit-rate",
+        "2M",
+      ]);
+      await waitFor("the download under way", () => partExists(dir));
+      Deno.kill(pid, "SIGSTOP");
+      try {
+        const started = performance.now();
+        const result = resultOf(await client.output());
+        assert.ok(performance.now() - started < 15000, "told within 15 s");
+        assertFailure(result, /Object store stopped sending "long\.bin" for 2 s/, {
+          what: "get",
+          allowStdout: true,
+        });
+      } finally {
+        Deno.kill(pid, "SIGCONT");
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+function partExists(dir: string): boolean {
+  try {
+    return Deno.statSync(`${dir}/long.bin.part`).size > 0;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test({
   name: "s3: read-only refuses uploads and serves what is there",
   ignore,
   async fn() {
