@@ -17,7 +17,9 @@
  * - many small files (issue 6): `--files` files of `--file-size` through one `ferry mput` (one
  *   process, one connection) against the seed-style client run once per file
  *   (tests/seed_peer.py, one process and one connection each) on the seed's server: seconds,
- *   files/s and the ratio, every stored file checked.
+ *   files/s and the ratio, every stored file checked;
+ * - when an object store answers (scripts/ceph.sh up) and rclone is installed, the S3 rows of
+ *   scripts/bench_s3.ts: put and get through a ferry server on a bucket against `rclone copyto`.
  *
  * Every run first starts its servers and listeners, then runs `sync` (so no case pays for writing
  * back the one before it), then writes and deletes a scratch file a little larger than the run
@@ -46,6 +48,7 @@ import { createHash } from "node:crypto";
 import { basename, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { benchS3 } from "./bench_s3.ts";
 import {
   prepareSsh,
   remote,
@@ -1459,6 +1462,8 @@ async function bench(options: BenchOptions, work: string): Promise<number> {
   if (everything) results.push(many, ...manyFiles);
   results.forEach(summarize);
   judge(results);
+  // Against an object store, when one runs (scripts/ceph.sh up): issue 18's rows.
+  const s3 = await benchS3({ size: options.size, runs: options.runs, say });
 
   const markdown = [
     table(results),
@@ -1476,6 +1481,8 @@ async function bench(options: BenchOptions, work: string): Promise<number> {
       `Only ${options.only!.join(", ")} (--only): not the full bench.`,
     ]),
     ...(typeof ssh === "string" ? ["", `scp rows skipped: ${ssh}.`] : []),
+    "",
+    s3,
     "",
     machineLine(machine),
   ].join("\n");
