@@ -225,6 +225,7 @@ export async function benchS3(options: S3BenchOptions = {}): Promise<string> {
       "--allow-net",
       "--allow-read",
       "--allow-write",
+      "--allow-env",
       "client.ts",
       "127.0.0.1",
       String(server.port),

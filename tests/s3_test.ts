@@ -11,11 +11,13 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { AwsClient } from "aws4fetch";
+import { CREDENTIAL_ENV } from "../lib/s3_config.ts";
 import {
   assertFailure,
   assertSuccess,
   collectLines,
   ferry,
+  PROGRAM_PERMISSIONS,
   randomBytes,
   resultOf,
   SERVER_BANNER,
@@ -119,7 +121,7 @@ async function startS3Server(bucket: string, args: string[] = []): Promise<S3Ser
     "--s3-endpoint",
     endpoint,
     ...args,
-  ], { permissions: ["--allow-env"] });
+  ], { permissions: [`--allow-env=${SERVER_ENV}`] });
   const { lines, done, firstMatch } = collectLines(child.stderr);
   const match = await firstMatch(SERVER_BANNER, { timeoutMs: 20000 });
   const stop = async () => {
@@ -157,6 +159,12 @@ async function radosgwPid(): Promise<number> {
 }
 
 const PART = 8 * 2 ** 20;
+
+/** What the harness lets a server read, and the credentials' variables. */
+const SERVER_ENV = [
+  ...PROGRAM_PERMISSIONS.find((flag) => flag.startsWith("--allow-env="))!.slice(12).split(","),
+  ...CREDENTIAL_ENV,
+].join(",");
 const encoder = new TextEncoder();
 
 Deno.test({
