@@ -68,6 +68,8 @@ const CLAIMS = `${STAGING_DIR}/claims/`;
 /** How many times a publish waits for another server's claim on the same name (overwrite). */
 const CLAIM_WAITS = 50;
 const CLAIM_WAIT_MS = 100;
+/** Parts of a kept upload copied at once when a resumed upload ends. */
+const KEPT_COPIES = 4;
 /** S3's smallest part but the last. */
 const MIN_PART = 5 * 2 ** 20;
 
@@ -372,8 +374,8 @@ interface S3UploadInit {
  * published with a single PUT at commit. A bigger one becomes a multipart upload under the
  * staging prefix, one part sent while the next fills (two buffers: memory is bounded per
  * transfer), completed and published only at commit, after the transfer was verified. A resumed
- * upload starts with the kept bytes: whole parts copied inside the store, the rest read back into
- * the buffer.
+ * upload starts with the kept bytes: the rest after their whole parts read back into the buffer,
+ * the whole parts copied inside the store when it ends.
  */
 class S3Upload implements StoreUpload {
   readonly name: string;
@@ -392,6 +394,8 @@ class S3Upload implements StoreUpload {
   #staged = false;
   /** The kept upload this one continues, removed once it is committed or discarded. */
   #resumed?: KeptObject;
+  /** Whole parts of the kept upload still to copy, as parts 1 to this. */
+  #keptParts = 0;
 
   constructor(init: S3UploadInit) {
     this.name = init.name;
@@ -404,28 +408,12 @@ class S3Upload implements StoreUpload {
   async resume(kept: KeptObject, file: StoreReader): Promise<void> {
     const { bucket, staging, store } = this.#init;
     this.#resumed = kept;
+    // Its whole parts are copied inside the store when the upload ends (see #copyKept), where
+    // the client is kept informed, rather than now, before the server has answered it; the
+    // parts that follow are numbered after them.
     const whole = Math.floor(kept.bytes / store.partSize);
-    if (whole > 0) {
-      this.#id = await bucket.createUpload(staging);
-      for (let part = 0; part < whole; part++) {
-        const start = part * store.partSize;
-        this.#etags.push(
-          await bucket.copyPart(
-            staging,
-            this.#id,
-            part + 1,
-            kept,
-            start,
-            start + store.partSize - 1,
-          )
-            .catch((error) => {
-              throw error instanceof StoreError && /PreconditionFailed/.test(error.message)
-                ? keptChanged(this.name)
-                : error;
-            }),
-        );
-      }
-    }
+    this.#keptParts = whole;
+    this.#etags = new Array(whole).fill("");
     // The rest, under a part, goes back into the buffer, where the next bytes join it.
     const rest = kept.bytes - whole * store.partSize;
     if (rest > 0) {
@@ -483,10 +471,41 @@ class S3Upload implements StoreUpload {
   }
 
   /** Sends what is buffered as the last part and joins the parts into the staging object. */
+  /** Copies the whole parts of the kept upload resumed, a few at a time, inside the store. */
+  async #copyKept(): Promise<void> {
+    const { bucket, staging, store } = this.#init;
+    const kept = this.#resumed;
+    if (!kept || this.#keptParts === 0) return;
+    this.#id ??= await bucket.createUpload(staging);
+    const id = this.#id;
+    let next = 0;
+    const copier = async () => {
+      while (next < this.#keptParts) {
+        const part = next++;
+        const start = part * store.partSize;
+        this.#etags[part] = await bucket.copyPart(
+          staging,
+          id,
+          part + 1,
+          kept,
+          start,
+          start + store.partSize - 1,
+        ).catch((error) => {
+          throw error instanceof StoreError && /PreconditionFailed|NoSuchKey/.test(error.message)
+            ? keptChanged(this.name)
+            : error;
+        });
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(KEPT_COPIES, this.#keptParts) }, copier));
+    this.#keptParts = 0;
+  }
+
   async #complete(): Promise<void> {
     const { bucket, staging } = this.#init;
     if (this.#filled > 0) await this.#sendPart();
     await this.#sending;
+    await this.#copyKept();
     await bucket.completeUpload(staging, this.#id!, this.#etags);
     this.#id = undefined;
     this.#staged = true;
@@ -499,7 +518,7 @@ class S3Upload implements StoreUpload {
         throw new StoreError("checksum", `Upload of ${quote(this.name)} was not verified`);
       }
       const { store, name, key, overwrite, staging } = this.#init;
-      if (this.#id === undefined) {
+      if (this.#id === undefined && this.#keptParts === 0) {
         const bytes = this.#buffers[this.#current].subarray(0, this.#filled);
         await store.publish(name, key, overwrite, verified.checksum, { bytes });
       } else {
@@ -525,7 +544,7 @@ class S3Upload implements StoreUpload {
       return { kept: false, reason: "off" };
     }
     try {
-      if (this.#id === undefined) {
+      if (this.#id === undefined && this.#keptParts === 0) {
         await bucket.request("PUT", staging, {
           body: this.#buffers[this.#current].subarray(0, this.#filled),
         });
