@@ -357,6 +357,52 @@ function partExists(dir: string): boolean {
 }
 
 Deno.test({
+  name: "s3: a file replaced mid-download is served whole as it was, or not at all: never a mix",
+  ignore,
+  async fn() {
+    const bucket = await newBucket();
+    await using a = await startS3Server(bucket);
+    await using b = await startS3Server(bucket);
+    const first = randomBytes(PART * 3);
+    const second = randomBytes(PART * 3);
+    assertSuccess(await ferry(a, ["put", "-", "v.bin"], { stdin: first }), "first version");
+    const dir = await Deno.makeTempDir();
+    try {
+      const local = `${dir}/v.bin`;
+      const client = spawnClient([
+        a.host,
+        String(a.port),
+        "get",
+        "v.bin",
+        local,
+        "--limit-rate",
+        "4M",
+      ]);
+      await waitFor("the download under way", () => {
+        try {
+          return Deno.statSync(`${local}.part`).size > 0;
+        } catch {
+          return false;
+        }
+      });
+      const replace = await ferry(b, ["put", "-", "v.bin", "--overwrite"], { stdin: second });
+      assertSuccess(replace, "second version, through b");
+      const result = resultOf(await client.output());
+      if (result.code === 0) {
+        const got = await Deno.readFile(local);
+        assert.ok(Buffer.from(got).equals(Buffer.from(first)), "the first version, whole");
+      } else {
+        assertFailure(result, /replaced while being read/, { what: "get", allowStdout: true });
+      }
+      const again = await ferry(a, ["get", "v.bin", "-"]);
+      assert.ok(Buffer.from(again.stdout).equals(Buffer.from(second)), "then the second");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
   name: "s3: read-only refuses uploads and serves what is there",
   ignore,
   async fn() {
