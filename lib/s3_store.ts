@@ -406,7 +406,7 @@ class S3Upload implements StoreUpload {
 
   /** Starts from the kept bytes `kept`; `file` reads them back for the client's check. */
   async resume(kept: KeptObject, file: StoreReader): Promise<void> {
-    const { bucket, staging, store } = this.#init;
+    const { bucket, store } = this.#init;
     this.#resumed = kept;
     // Its whole parts are copied inside the store when the upload ends (see #copyKept), where
     // the client is kept informed, rather than now, before the server has answered it; the
