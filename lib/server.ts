@@ -56,6 +56,9 @@ import {
 } from "./transfer.ts";
 import { NAME, VERSION } from "./version.ts";
 import { DEFAULT_HASH_ARENA_SIZE, requestHashArena } from "./xxh3.ts";
+import { startHttpServer } from "./http/http_server.ts";
+import type { RunningHttpServer } from "./http/http_server.ts";
+import { createAccess } from "./http/access.ts";
 
 /** Options for {@link startServer}. */
 export interface ServerOptions {
@@ -133,6 +136,10 @@ export interface ServerOptions {
    * names a rate is paced no slower than this either.
    */
   minRate?: number;
+  /** Also serve the root over HTTP (HTTPS with `tls`) here; see docs/http.md. */
+  http?: { hostname: string; port: number };
+  /** With a token: anyone may browse and download over HTTP; changes still need it. */
+  httpPublicRead?: boolean;
 }
 
 /** Defaults for the limits, shown at start. */
@@ -163,6 +170,8 @@ export interface RunningServer {
   shutdown(graceMs: number): Promise<number>;
   /** Settles when the accept loop has ended. */
   finished: Promise<void>;
+  /** The HTTP listener, when `http` was given. */
+  http?: RunningHttpServer;
 }
 
 interface Context {
@@ -287,6 +296,31 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? SERVER_DEFAULTS.handshakeTimeoutMs,
     minRate: ctx.minRate,
   });
+  const idleTimeoutMs = options.idleTimeoutMs ?? SERVER_DEFAULTS.idleTimeoutMs;
+  let http: RunningHttpServer | undefined;
+  if (options.http) {
+    try {
+      http = await startHttpServer({
+        ...options.http,
+        tls: options.tls,
+        store,
+        log,
+        readOnly: ctx.readOnly,
+        maxSize: ctx.maxSize,
+        maxConnections,
+        idleTimeoutMs,
+        access: options.token
+          ? await createAccess(options.token, {
+            publicRead: options.httpPublicRead,
+            secure: options.tls !== undefined,
+          })
+          : undefined,
+      });
+    } catch (error) {
+      listener.close();
+      throw error;
+    }
+  }
   const tracked = new Set<Tracked>();
   const handlers = new Set<Promise<void>>();
   let refusing = 0;
@@ -352,11 +386,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     addr: listener.addr as Deno.NetAddr,
     store,
     finished,
+    http,
     async close() {
       stopAccepting();
-      await cutAll();
+      await Promise.all([cutAll(), http?.close()]);
     },
     async shutdown(graceMs: number) {
+      const httpCut = http?.shutdown(graceMs) ?? Promise.resolve(0);
       stopAccepting();
       let timer: ReturnType<typeof setTimeout> | undefined;
       const grace = new Promise((resolve) => timer = setTimeout(resolve, graceMs));
@@ -364,7 +400,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       clearTimeout(timer);
       const cut = tracked.size;
       await cutAll();
-      return cut;
+      return cut + await httpCut;
     },
   };
 }

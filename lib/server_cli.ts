@@ -64,6 +64,10 @@ Options:
                    against this server; its uploads cannot be verified)
   --no-fsync       do not flush uploads to disk before committing them (faster,
                    but a power cut may lose recent uploads)
+  --http [ADDR:]PORT  also serve the folder over HTTP for browsers and curl
+                   (HTTPS with TLS; ADDR defaults to --host); see docs/http.md
+  --http-public-read  with --token-file: anyone may browse and download over
+                   HTTP; uploads still need the token
 
 Serving an S3 bucket instead of a folder (several servers can serve one bucket;
 credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the profile
@@ -144,6 +148,8 @@ const OPTIONS: OptionSpec = {
   "no-keep": { type: "boolean" },
   "show-kept": { type: "boolean" },
   "min-rate": { type: "string" },
+  http: { type: "string" },
+  "http-public-read": { type: "boolean" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
 };
@@ -188,6 +194,10 @@ export interface ServerCommand {
   minRate: number;
   /** Serve an S3 bucket instead of `root`. */
   s3?: S3Command;
+  /** `--http`: where to serve HTTP too. */
+  http?: { hostname: string; port: number };
+  /** `--http-public-read`. */
+  httpPublicRead?: boolean;
 }
 
 /** Parses the server's arguments; throws {@link UsageError} on anything it cannot run. */
@@ -297,7 +307,29 @@ export function parseServerArgs(argv: string[]): ServerCommand {
     keepForMs,
     minRate,
     s3,
+    ...parseHttp(values, host?.replace(/^\[(.*)\]$/, "$1") ?? DEFAULT_HOST, tokenFile),
   };
+}
+
+/** `--http [ADDR:]PORT` and `--http-public-read`. */
+function parseHttp(
+  values: Record<string, string | boolean | undefined>,
+  host: string,
+  tokenFile: string | undefined,
+): { http?: { hostname: string; port: number }; httpPublicRead?: boolean } {
+  const text = values.http as string | undefined;
+  const publicRead = values["http-public-read"] === true;
+  if (text === undefined) {
+    if (publicRead) throw new UsageError("--http-public-read needs --http");
+    return {};
+  }
+  if (publicRead && tokenFile === undefined) {
+    throw new UsageError("--http-public-read needs --token-file (without one, all is public)");
+  }
+  const match = /^(?:(\[[^\]]+\]|[^:]*):)?([^:]+)$/.exec(text);
+  if (!match) throw new UsageError(`Invalid --http ${JSON.stringify(text)}: use PORT or ADDR:PORT`);
+  const hostname = match[1] ? match[1].replace(/^\[(.*)\]$/, "$1") : host;
+  return { http: { hostname, port: parsePort(match[2], true) }, httpPublicRead: publicRead };
 }
 
 /** The kept uploads' budget and age from `--keep-budget`, `--keep-for` and `--no-keep`. */
@@ -388,6 +420,8 @@ export async function serverMain(argv: string[]): Promise<number> {
       // A server's pool may lease 256 MiB at once; every buffer in the arena saves a copy.
       hashArenaSize: HASH_ARENA_SIZE,
       minRate: cmd.minRate,
+      http: cmd.http,
+      httpPublicRead: cmd.httpPublicRead,
     });
   } catch (error) {
     return reportFailure(explainStartFailure(error, cmd, root), {
@@ -440,6 +474,17 @@ export async function serverMain(argv: string[]): Promise<number> {
   if (identity) {
     identityBanner(identity, server.addr as Deno.NetAddr).forEach((line) =>
       say(`${PROGRAM}: ${line}`)
+    );
+  }
+  if (server.http) {
+    const access = !cmd.tokenFile
+      ? "no token"
+      : cmd.httpPublicRead
+      ? "anyone may browse and download, uploads need the token"
+      : "token required (Bearer or sign-in)";
+    say(
+      `${PROGRAM}: HTTP on ${server.http.url} (${access}; ` +
+        `${cmd.readOnly ? "read-only" : "uploads allowed"})`,
     );
   }
   if (!isLoopback(server.addr.hostname) && !cmd.tls && !cmd.tokenFile) {

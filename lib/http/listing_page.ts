@@ -1,0 +1,187 @@
+/**
+ * The HTML a browser sees: a folder's listing (works without JavaScript: names, sizes, dates,
+ * folder links and download links), the login form and error pages. Every name and message is
+ * escaped here, and only here, through {@link escapeHtml}; the styles are embedded so the page
+ * needs nothing from the network.
+ *
+ * @module
+ */
+
+import { formatBytes } from "../format.ts";
+import type { ListEntry } from "../protocol.ts";
+import { NAME, VERSION } from "../version.ts";
+
+/** Escapes text for HTML content and double- or single-quoted attribute values. */
+export function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** The URL path of a name: each segment percent-encoded, so `#`, `?` and `%` stay in the name. */
+export function hrefOf(name: string, folder = false): string {
+  const path = name === "" ? "" : name.split("/").map(encodeURIComponent).join("/");
+  return "/" + path + (folder && path !== "" ? "/" : "");
+}
+
+/** One row of a folder listing: a file, or a folder with the totals of what is under it. */
+export interface FolderEntry {
+  /** Last segment of the name. */
+  name: string;
+  /** Full name relative to the root. */
+  path: string;
+  folder: boolean;
+  /** Bytes (for a folder: of every file under it). */
+  size: number;
+  /** Modification time, ms since the epoch (for a folder: its newest file's). */
+  mtime: number;
+}
+
+/**
+ * The immediate children of `folder` ("" for the root) among a recursive listing: files as they
+ * are, sub-folders summed. Folders first, then files, each by name.
+ */
+export function childrenOf(entries: ListEntry[], folder: string): FolderEntry[] {
+  const prefix = folder === "" ? "" : folder + "/";
+  const folders = new Map<string, FolderEntry>();
+  const files: FolderEntry[] = [];
+  for (const entry of entries) {
+    if (!entry.name.startsWith(prefix)) continue;
+    const rest = entry.name.slice(prefix.length);
+    const slash = rest.indexOf("/");
+    if (slash < 0) {
+      files.push({
+        name: rest,
+        path: entry.name,
+        folder: false,
+        size: entry.size,
+        mtime: entry.mtime,
+      });
+      continue;
+    }
+    const name = rest.slice(0, slash);
+    const row = folders.get(name) ??
+      { name, path: prefix + name, folder: true, size: 0, mtime: 0 };
+    row.size += entry.size;
+    row.mtime = Math.max(row.mtime, entry.mtime);
+    folders.set(name, row);
+  }
+  const byName = (
+    a: FolderEntry,
+    b: FolderEntry,
+  ) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+  return [...[...folders.values()].sort(byName), ...files.sort(byName)];
+}
+
+const STYLE = `
+:root{color-scheme:light dark;--fg:#1b1f24;--bg:#fff;--mut:#5b6470;--line:#d8dde3;--acc:#0b62c4;--hi:#f2f5f8}
+@media (prefers-color-scheme:dark){:root{--fg:#e6e9ed;--bg:#15181c;--mut:#9aa4b0;--line:#2c3239;--acc:#6cb0ff;--hi:#1d2227}}
+*{box-sizing:border-box}body{margin:0;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);background:var(--bg)}
+header,main,footer{max-width:60rem;margin:0 auto;padding:.75rem 1rem}
+header{border-bottom:1px solid var(--line)}h1{font-size:1.15rem;margin:.2rem 0;word-break:break-all}
+h1 a{color:var(--acc);text-decoration:none}h1 a:hover,h1 a:focus{text-decoration:underline}
+table{width:100%;border-collapse:collapse}th,td{text-align:left;padding:.45rem .4rem;border-bottom:1px solid var(--line);vertical-align:top}
+th{font-size:.8rem;color:var(--mut);font-weight:600}td.n{word-break:break-all}td.s,td.d,th.s,th.d{white-space:nowrap}td.s,th.s{text-align:right}
+tr:hover td{background:var(--hi)}a{color:var(--acc)}a:focus-visible,button:focus-visible,input:focus-visible{outline:2px solid var(--acc);outline-offset:2px}
+.dir::before{content:"\\1F4C1\\FE0E  "}.mut{color:var(--mut)}footer{font-size:.8rem;color:var(--mut)}
+form.login{max-width:22rem;margin:3rem auto;display:grid;gap:.6rem}input,button{font:inherit;padding:.5rem .6rem;border:1px solid var(--line);border-radius:.35rem;background:var(--bg);color:var(--fg)}
+button{background:var(--acc);color:#fff;border:0;cursor:pointer}.err{color:#c62828}
+@media (max-width:40rem){td.d,th.d{display:none}body{font-size:16px}}
+`;
+
+function page(title: string, body: string, options: { script?: string } = {}): string {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<title>${escapeHtml(title)}</title>
+<style>${STYLE}</style></head>
+<body>${body}
+<footer>${escapeHtml(`${NAME} ${VERSION}`)}</footer>${
+    options.script ? `\n<script>${options.script}</script>` : ""
+  }
+</body></html>
+`;
+}
+
+/** A date as the listing shows it: `2026-12-03 07:13` in UTC. */
+function shownDate(ms: number): string {
+  return ms ? new Date(ms).toISOString().slice(0, 16).replace("T", " ") : "";
+}
+
+/** Options for {@link renderListing}. */
+export interface ListingPageOptions {
+  /** Show the logout link (a browser signed in with the cookie). */
+  signedIn?: boolean;
+  /** Script to embed (the page's enhancements); the listing works without it. */
+  script?: string;
+}
+
+/** The HTML listing of `folder` ("" for the root). */
+export function renderListing(
+  folder: string,
+  rows: FolderEntry[],
+  options: ListingPageOptions = {},
+): string {
+  const segments = folder === "" ? [] : folder.split("/");
+  const crumbs = [`<a href="/">/</a>`];
+  segments.forEach((segment, i) => {
+    const href = hrefOf(segments.slice(0, i + 1).join("/"), true);
+    crumbs.push(`<a href="${escapeHtml(href)}">${escapeHtml(segment)}</a>/`);
+  });
+  const parent = segments.length > 0
+    ? `<tr><td class="n"><a href="${
+      escapeHtml(hrefOf(segments.slice(0, -1).join("/"), true))
+    }" class="dir">..</a></td><td class="s"></td><td class="d"></td><td></td></tr>`
+    : "";
+  const body = rows.map((row) => {
+    const href = escapeHtml(hrefOf(row.path, row.folder));
+    const name = escapeHtml(row.name);
+    const link = row.folder
+      ? `<a href="${href}" class="dir">${name}/</a>`
+      : `<a href="${href}">${name}</a>`;
+    const download = row.folder ? "" : `<a href="${href}?download" download="${name}">download</a>`;
+    return `<tr data-name="${name}" data-size="${row.size}" data-mtime="${row.mtime}" data-folder="${
+      row.folder ? 1 : 0
+    }">` +
+      `<td class="n">${link}</td><td class="s">${escapeHtml(formatBytes(row.size))}</td>` +
+      `<td class="d">${shownDate(row.mtime)}</td><td>${download}</td></tr>`;
+  }).join("\n");
+  const empty = rows.length === 0 ? `<p class="mut">This folder is empty.</p>` : "";
+  const title = "/" + folder;
+  const logout = options.signedIn
+    ? ` <form method="post" action="/?logout" style="display:inline"><button type="submit">Sign out</button></form>`
+    : "";
+  return page(
+    `${title} — ${NAME}`,
+    `<header><h1>${crumbs.join("")}</h1>${logout}</header>
+<main><table><thead><tr><th>Name</th><th class="s">Size</th><th class="d">Modified (UTC)</th><th></th></tr></thead>
+<tbody>${parent}
+${body}</tbody></table>${empty}</main>`,
+    { script: options.script },
+  );
+}
+
+/** The login form; `failed` shows that the last token was wrong. */
+export function renderLogin(next: string, failed: boolean): string {
+  return page(
+    `Sign in — ${NAME}`,
+    `<main><form class="login" method="post" action="/?login">
+<h1>Sign in</h1>
+<p class="mut">This server needs its token.</p>
+${failed ? `<p class="err" role="alert">Wrong token.</p>` : ""}
+<label for="token">Token</label>
+<input id="token" name="token" type="password" autocomplete="current-password" required autofocus>
+<input type="hidden" name="next" value="${escapeHtml(next)}">
+<button type="submit">Sign in</button>
+</form></main>`,
+  );
+}
+
+/** A one-message page for an error a browser asked for. */
+export function renderError(status: number, message: string): string {
+  return page(
+    `${status} — ${NAME}`,
+    `<main><h1>${status}</h1><p>${
+      escapeHtml(message)
+    }</p><p><a href="/">Back to the top folder</a></p></main>`,
+  );
+}

@@ -1,0 +1,559 @@
+/**
+ * The HTTP side (`--http`, lib/http/) over real HTTP against the real server: fetch and curl for
+ * downloads (ranges, validators, If-Range), listings (HTML escaped, JSON as `ferry list --json`),
+ * uploads (staged, length and digest checked, no overwrite unless asked, resumable), the limits,
+ * and access with a token (bearer, sign-in cookie, cross-site refusal, public read).
+ */
+
+import assert from "node:assert/strict";
+import {
+  assertRootHolds,
+  commandWorks,
+  ferry,
+  filesEqual,
+  makeTempDir,
+  randomBytes,
+  RESUME_DIR,
+  runCommand,
+  type ServerProcess,
+  STAGING_DIR,
+  startServer,
+  waitFor,
+  waitForEmptyStaging,
+  waitForStagingData,
+  writeRandomFile,
+} from "./harness.ts";
+
+const decoder = new TextDecoder();
+
+/** Starts the server with `--http 127.0.0.1:0` and returns it with its HTTP base URL. */
+async function startHttp(
+  args: string[] = [],
+  root?: string,
+): Promise<{ server: ServerProcess; base: string }> {
+  const server = await startServer({ args: ["--http", "127.0.0.1:0", ...args], root });
+  const line = await server.waitForLog(/HTTP on https?:\/\/\S+\//);
+  const base = /HTTP on (https?:\/\/\S+\/)/.exec(line)![1];
+  return { server, base };
+}
+
+const HAS_CURL = await commandWorks("curl", ["--version"]);
+
+async function curl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const result = await runCommand("curl", ["-sS", "--max-time", "30", ...args]);
+  return { code: result.code, stdout: decoder.decode(result.stdout), stderr: result.stderr };
+}
+
+/**
+ * Opens a raw connection to the HTTP side and sends a PUT's head with `Content-Length: length`
+ * and then `body`, without the rest: an upload the test can cut or leave idle.
+ */
+async function rawPut(
+  base: string,
+  path: string,
+  length: number,
+  body: Uint8Array,
+): Promise<Deno.Conn> {
+  const url = new URL(base);
+  const conn = await Deno.connect({ hostname: url.hostname, port: Number(url.port) });
+  const head = `PUT /${path} HTTP/1.1\r\nHost: ${url.host}\r\nContent-Length: ${length}\r\n\r\n`;
+  const bytes = new Uint8Array([...new TextEncoder().encode(head), ...body]);
+  for (let offset = 0; offset < bytes.length;) offset += await conn.write(bytes.subarray(offset));
+  return conn;
+}
+
+async function sha256(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return btoa(String.fromCharCode(...digest));
+}
+
+Deno.test("http: listings show names escaped, and ?json is ferry list --json", async () => {
+  const { server, base } = await startHttp();
+  await using _ = server;
+  const hostile = `<img src=x onerror=alert(1)>&"'.txt`;
+  await Deno.mkdir(`${server.root}/sub`);
+  await Deno.writeTextFile(`${server.root}/sub/${hostile}`, "boo");
+  await Deno.writeTextFile(`${server.root}/a b#c%.txt`, "hello");
+
+  const page = await (await fetch(base, { headers: { accept: "text/html" } })).text();
+  assert.match(page, /href="\/sub\/"/);
+  assert.match(page, /href="\/a%20b%23c%25\.txt"/);
+  const sub = await fetch(`${base}sub/`);
+  assert.equal(sub.status, 200);
+  const html = await sub.text();
+  assert.ok(!html.includes("<img src=x"), "hostile name shown as markup");
+  assert.ok(html.includes("&#60;img src=x onerror=alert(1)&#62;&#38;&#34;&#39;.txt"));
+  assert.match(sub.headers.get("content-security-policy") ?? "", /default-src 'none'/);
+
+  // A folder without its slash is sent to it.
+  const bare = await fetch(`${base}sub`, { redirect: "manual" });
+  assert.equal(bare.status, 301);
+  assert.equal(bare.headers.get("location"), "/sub/");
+  await bare.body?.cancel();
+
+  const json = await (await fetch(`${base}?json`)).text();
+  const listed = await ferry(server, ["list", "--json"]);
+  assert.equal(json, decoder.decode(listed.stdout));
+  const accept = await fetch(`${base}sub/`, { headers: { accept: "application/json" } });
+  assert.deepEqual((await accept.json()).map((e: { name: string }) => e.name), [`sub/${hostile}`]);
+
+  const missing = await fetch(`${base}nope/`);
+  assert.equal(missing.status, 404);
+  await missing.body?.cancel();
+  await server.waitForLog(/http GET "sub\/" 200 \d+ bytes ok/);
+  await server.waitForLog(/http GET "nope" 404 0 bytes refused/);
+});
+
+Deno.test("http: downloads with ranges, validators, If-Range and HEAD", async (t) => {
+  const { server, base } = await startHttp();
+  await using _ = server;
+  const bytes = randomBytes(300_000);
+  await Deno.writeFile(`${server.root}/f.bin`, bytes);
+  const url = `${base}f.bin`;
+
+  await t.step("GET and HEAD", async () => {
+    const got = await fetch(url);
+    assert.equal(got.status, 200);
+    assert.deepEqual(new Uint8Array(await got.arrayBuffer()), bytes);
+    const head = await fetch(url, { method: "HEAD" });
+    assert.equal(head.status, 200);
+    assert.equal(head.headers.get("content-length"), "300000");
+    assert.equal(head.headers.get("accept-ranges"), "bytes");
+    assert.match(head.headers.get("etag") ?? "", /^"[0-9a-f]+-[0-9a-f]+"$/);
+    assert.ok(head.headers.get("last-modified"));
+  });
+
+  const etag = (await fetch(url, { method: "HEAD" })).headers.get("etag")!;
+
+  await t.step("ranges", async () => {
+    const part = await fetch(url, { headers: { range: "bytes=100-199" } });
+    assert.equal(part.status, 206);
+    assert.equal(part.headers.get("content-range"), "bytes 100-199/300000");
+    assert.deepEqual(new Uint8Array(await part.arrayBuffer()), bytes.subarray(100, 200));
+    const suffix = await fetch(url, { headers: { range: "bytes=-10" } });
+    assert.deepEqual(new Uint8Array(await suffix.arrayBuffer()), bytes.subarray(-10));
+    const beyond = await fetch(url, { headers: { range: "bytes=300000-" } });
+    assert.equal(beyond.status, 416);
+    assert.equal(beyond.headers.get("content-range"), "bytes */300000");
+    await beyond.body?.cancel();
+    const same = await fetch(url, { headers: { "if-none-match": etag } });
+    assert.equal(same.status, 304);
+    await same.body?.cancel();
+  });
+
+  await t.step(
+    "If-Range with the current ETag resumes; with an old one, sends it all",
+    async () => {
+      const resumed = await fetch(url, { headers: { range: "bytes=1000-", "if-range": etag } });
+      assert.equal(resumed.status, 206);
+      assert.deepEqual(new Uint8Array(await resumed.arrayBuffer()), bytes.subarray(1000));
+      const stale = await fetch(url, { headers: { range: "bytes=1000-", "if-range": '"1-1"' } });
+      assert.equal(stale.status, 200);
+      assert.deepEqual(new Uint8Array(await stale.arrayBuffer()), bytes);
+    },
+  );
+
+  await t.step("curl -C - resumes; with If-Range it never stitches a changed file", async () => {
+    if (!HAS_CURL) return console.log("  skipped: curl is missing");
+    await using dir = await makeTempDir();
+    const out = `${dir.path}/f.bin`;
+    await Deno.writeFile(out, bytes.subarray(0, 123_456));
+    const resumed = await curl(["-C", "-", "-o", out, url]);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.deepEqual(await Deno.readFile(out), bytes);
+
+    // The file changes on the server while the client holds an old prefix.
+    await Deno.writeFile(out, bytes.subarray(0, 1000));
+    await Deno.writeFile(`${server.root}/f.bin`, randomBytes(300_001));
+    const stitched = await curl(["-C", "-", "-H", `If-Range: ${etag}`, "-o", out, url]);
+    // curl refuses to resume when the server sends the whole (new) file: nothing is stitched.
+    assert.notEqual(stitched.code, 0);
+    assert.deepEqual(await Deno.readFile(out), bytes.subarray(0, 1000));
+  });
+});
+
+Deno.test("http: names are resolved by the store: no traversal, no private folders", async (t) => {
+  await using outside = await makeTempDir();
+  await Deno.writeTextFile(`${outside.path}/secret.txt`, "secret");
+  const { server, base } = await startHttp();
+  await using _ = server;
+  await Deno.symlink(outside.path, `${server.root}/out`);
+  await Deno.symlink(`${outside.path}/secret.txt`, `${server.root}/secret-link`);
+  await Deno.writeTextFile(`${server.root}/ok.txt`, "ok");
+
+  const status = async (path: string, init: RequestInit = {}) => {
+    const response = await fetch(base + path, init);
+    await response.body?.cancel();
+    return response.status;
+  };
+  await t.step("reads", async () => {
+    for (
+      const path of ["out/secret.txt", "secret-link", "out/", `${STAGING_DIR}/`, `${RESUME_DIR}/`]
+    ) {
+      const code = await status(path);
+      assert.ok(code === 400 || code === 404, `${path}: ${code}`);
+    }
+    assert.equal(await status("a%2fb"), 400);
+    assert.equal(await status("a%2Fb"), 400);
+    assert.equal(await status("..%2fok.txt"), 400);
+    assert.equal(await status("%00"), 400);
+  });
+  await t.step("curl --path-as-is cannot climb out either", async () => {
+    if (!HAS_CURL) return console.log("  skipped: curl is missing");
+    for (const path of ["../secret.txt", "%2e%2e/secret.txt", "sub/%2e%2e/%2e%2e/secret.txt"]) {
+      const got = await curl([
+        "--path-as-is",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        base + path,
+      ]);
+      assert.ok(["400", "404"].includes(got.stdout), `${path}: ${got.stdout}`);
+    }
+  });
+  await t.step("writes", async () => {
+    const put = (path: string) => status(path, { method: "PUT", body: "x" });
+    assert.equal(await put("out/x.txt"), 400);
+    assert.equal(await put(`${STAGING_DIR}/x`), 400);
+    assert.equal(await put("a%2fb"), 400);
+    assert.equal(await put("dir/"), 400);
+    assert.deepEqual([...Deno.readDirSync(outside.path)].map((e) => e.name), ["secret.txt"]);
+  });
+});
+
+Deno.test("http: uploads are staged, checked and never replace a file unless asked", async (t) => {
+  const { server, base } = await startHttp(["--max-size", "2M"]);
+  await using _ = server;
+  const bytes = randomBytes(200_000);
+
+  await t.step("PUT stores; a second PUT is refused; ?overwrite replaces", async () => {
+    const first = await fetch(`${base}d/x.bin`, { method: "PUT", body: bytes });
+    assert.equal(first.status, 201, await first.text());
+    assert.deepEqual(await Deno.readFile(`${server.root}/d/x.bin`), bytes);
+    const again = await fetch(`${base}d/x.bin`, { method: "PUT", body: "other" });
+    assert.equal(again.status, 409);
+    assert.match(await again.text(), /File exists.*\?overwrite/);
+    const ifNone = await fetch(`${base}d/x.bin`, {
+      method: "PUT",
+      body: "other",
+      headers: { "if-none-match": "*" },
+    });
+    assert.equal(ifNone.status, 412);
+    await ifNone.body?.cancel();
+    assert.deepEqual(await Deno.readFile(`${server.root}/d/x.bin`), bytes);
+    const replaced = await fetch(`${base}d/x.bin?overwrite`, { method: "PUT", body: "other" });
+    assert.equal(replaced.status, 201);
+    await replaced.body?.cancel();
+    assert.equal(await Deno.readTextFile(`${server.root}/d/x.bin`), "other");
+    const ifMatch = await fetch(`${base}d/x.bin`, {
+      method: "PUT",
+      body: "third",
+      headers: { "if-match": "*" },
+    });
+    assert.equal(ifMatch.status, 201);
+    await ifMatch.body?.cancel();
+    const ifMatchMissing = await fetch(`${base}d/none.bin`, {
+      method: "PUT",
+      body: "third",
+      headers: { "if-match": "*" },
+    });
+    assert.equal(ifMatchMissing.status, 412);
+    await ifMatchMissing.body?.cancel();
+  });
+
+  await t.step("digests are verified; a mismatch leaves nothing", async () => {
+    const good = await fetch(`${base}dig.bin`, {
+      method: "PUT",
+      body: bytes,
+      headers: { "content-digest": `sha-256=:${await sha256(bytes)}:` },
+    });
+    assert.equal(good.status, 201, await good.text());
+    const other = randomBytes(10);
+    const bad = await fetch(`${base}bad.bin`, {
+      method: "PUT",
+      body: bytes,
+      headers: { "repr-digest": `sha-256=:${await sha256(other)}:` },
+    });
+    assert.equal(bad.status, 400);
+    assert.match(await bad.text(), /does not match/);
+    const unknown = await fetch(`${base}bad.bin`, {
+      method: "PUT",
+      body: bytes,
+      headers: { "content-digest": "md5=:AAAA:" },
+    });
+    assert.equal(unknown.status, 400);
+    await unknown.body?.cancel();
+    await waitForEmptyStaging(server.root);
+    assert.ok(!(await Deno.stat(`${server.root}/bad.bin`).catch(() => null)));
+  });
+
+  await t.step("--max-size refuses by Content-Length and by what arrives", async () => {
+    const big = randomBytes(3 << 20);
+    const told = await fetch(`${base}big.bin`, { method: "PUT", body: big });
+    assert.equal(told.status, 413);
+    await told.body?.cancel();
+    // A body without a length (a stream) is cut where it passes the limit.
+    const stream = new Blob([big]).stream();
+    const streamed = await fetch(`${base}big.bin`, { method: "PUT", body: stream });
+    assert.equal(streamed.status, 413);
+    await streamed.body?.cancel();
+    await waitForEmptyStaging(server.root);
+    assert.ok(!(await Deno.stat(`${server.root}/big.bin`).catch(() => null)));
+  });
+
+  await t.step("curl -T FILE URL/ uploads as FILE", async () => {
+    if (!HAS_CURL) return console.log("  skipped: curl is missing");
+    await using dir = await makeTempDir();
+    await Deno.writeFile(`${dir.path}/c.bin`, bytes);
+    const sent = await curl(["-f", "-T", `${dir.path}/c.bin`, `${base}d/`]);
+    assert.equal(sent.code, 0, sent.stderr);
+    assert.match(sent.stdout, /Stored "d\/c.bin": 200000 bytes/);
+    assert.ok(await filesEqual(`${dir.path}/c.bin`, `${server.root}/d/c.bin`));
+  });
+  await server.waitForLog(/http PUT "d\/x.bin" 201 200000 bytes ok/);
+});
+
+Deno.test("http: a cut upload leaves nothing; a long one is kept and resumed with Content-Range", async () => {
+  const { server, base } = await startHttp();
+  await using _ = server;
+  const size = 4 << 20;
+  const bytes = randomBytes(size);
+
+  // A short body that stops: the client goes away mid-body.
+  const short = await rawPut(base, "short.bin", size, bytes.subarray(0, 1000));
+  await waitForStagingData(server.root, 1000);
+  short.close();
+  await server.waitForLog(/http PUT "short.bin" \d+ 1000 bytes interrupted, discarded/);
+  await waitForEmptyStaging(server.root);
+  await assertRootHolds(server.root, []);
+
+  // A long one, cut after 2 MiB, is kept for a resume.
+  const long = await rawPut(base, "long.bin", size, bytes.subarray(0, 2 << 20));
+  await waitForStagingData(server.root, 2 << 20);
+  long.close();
+  await server.waitForLog(/http PUT "long.bin" \d+ \d+ bytes interrupted, kept for resume/);
+  const probe = await fetch(`${base}long.bin?resume`, { method: "HEAD" });
+  assert.equal(probe.status, 200);
+  const offset = Number(probe.headers.get("upload-offset"));
+  assert.equal(offset, 2 << 20);
+  assert.equal(probe.headers.get("upload-length"), String(size));
+  await assertRootHolds(server.root, [], { allowKept: true });
+
+  // Resuming at the wrong offset is refused and keeps what is kept.
+  const wrong = await fetch(`${base}long.bin`, {
+    method: "PUT",
+    body: bytes.subarray(5),
+    headers: { "content-range": `bytes 5-${size - 1}/${size}` },
+  });
+  assert.equal(wrong.status, 416);
+  assert.equal(wrong.headers.get("upload-offset"), String(offset));
+  await wrong.body?.cancel();
+
+  if (HAS_CURL) {
+    await using dir = await makeTempDir();
+    await Deno.writeFile(`${dir.path}/long.bin`, bytes);
+    const digest = await sha256(bytes);
+    const resumed = await curl([
+      "-f",
+      "-C",
+      String(offset),
+      "-T",
+      `${dir.path}/long.bin`,
+      "-H",
+      `Repr-Digest: sha-256=:${digest}:`,
+      base,
+    ]);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.match(resumed.stdout, /resumed from 2097152/);
+  } else {
+    const resumed = await fetch(`${base}long.bin`, {
+      method: "PUT",
+      body: bytes.subarray(offset),
+      headers: {
+        "content-range": `bytes ${offset}-${size - 1}/${size}`,
+        "repr-digest": `sha-256=:${await sha256(bytes)}:`,
+      },
+    });
+    assert.equal(resumed.status, 201, await resumed.text());
+  }
+  assert.deepEqual(await Deno.readFile(`${server.root}/long.bin`), bytes);
+  await assertRootHolds(server.root, ["long.bin"]);
+});
+
+Deno.test("http: --read-only refuses uploads and still serves", async () => {
+  const { server, base } = await startHttp(["--read-only"]);
+  await using _ = server;
+  await Deno.writeTextFile(`${server.root}/r.txt`, "read me");
+  const put = await fetch(`${base}w.txt`, { method: "PUT", body: "x" });
+  assert.equal(put.status, 403);
+  assert.match(await put.text(), /read-only/);
+  assert.equal(await (await fetch(`${base}r.txt`)).text(), "read me");
+  const other = await fetch(`${base}r.txt`, { method: "DELETE" });
+  assert.equal(other.status, 405);
+  await other.body?.cancel();
+  await assertRootHolds(server.root, ["r.txt"]);
+});
+
+Deno.test("http: an upload idle for the idle timeout is cut and discarded", async () => {
+  const { server, base } = await startHttp(["--idle-timeout", "1"]);
+  await using _ = server;
+  using _conn = await rawPut(base, "slow.bin", 100_000, randomBytes(5000));
+  await server.waitForLog(
+    /http PUT "slow.bin" \d+ 5000 bytes interrupted, discarded \(idle for 1 s\)/,
+  );
+  await waitForEmptyStaging(server.root);
+  await assertRootHolds(server.root, []);
+});
+
+Deno.test("http: with --token-file, bearer and sign-in cookie; cross-site refused", async (t) => {
+  await using dir = await makeTempDir();
+  const token = "s3cret-token-0123456789abcdef";
+  await Deno.writeTextFile(`${dir.path}/token`, token + "\n");
+  const { server, base } = await startHttp(["--token-file", `${dir.path}/token`]);
+  await using _ = server;
+  await Deno.writeTextFile(`${server.root}/f.txt`, "payload");
+  const origin = new URL(base).origin;
+
+  await t.step("no token: 401, a browser gets the form", async () => {
+    const plain = await fetch(`${base}f.txt`);
+    assert.equal(plain.status, 401);
+    assert.match(plain.headers.get("www-authenticate") ?? "", /Bearer/);
+    await plain.body?.cancel();
+    const browser = await fetch(`${base}f.txt`, { headers: { accept: "text/html" } });
+    assert.equal(browser.status, 401);
+    assert.match(await browser.text(), /<form class="login" method="post" action="\/\?login">/);
+    const wrong = await fetch(`${base}f.txt`, { headers: { authorization: "Bearer nope" } });
+    assert.equal(wrong.status, 401);
+    await wrong.body?.cancel();
+    const put = await fetch(`${base}n.txt`, { method: "PUT", body: "x" });
+    assert.equal(put.status, 401);
+    await put.body?.cancel();
+  });
+
+  await t.step("bearer token", async () => {
+    const auth = { authorization: `Bearer ${token}` };
+    assert.equal(await (await fetch(`${base}f.txt`, { headers: auth })).text(), "payload");
+    const put = await fetch(`${base}n.txt`, { method: "PUT", body: "x", headers: auth });
+    assert.equal(put.status, 201);
+    await put.body?.cancel();
+  });
+
+  await t.step("sign-in cookie: not the token, HttpOnly, SameSite=Strict", async () => {
+    const form = (value: string) => new URLSearchParams({ token: value, next: "/f.txt" });
+    const bad = await fetch(`${base}?login`, {
+      method: "POST",
+      body: form("wrong-token-wrong-token"),
+      headers: { origin },
+      redirect: "manual",
+    });
+    assert.equal(bad.status, 401);
+    assert.match(await bad.text(), /Wrong token/);
+    const cross = await fetch(`${base}?login`, {
+      method: "POST",
+      body: form(token),
+      headers: { origin: "http://evil.example" },
+      redirect: "manual",
+    });
+    assert.equal(cross.status, 403);
+    await cross.body?.cancel();
+    const good = await fetch(`${base}?login`, {
+      method: "POST",
+      body: form(token),
+      headers: { origin },
+      redirect: "manual",
+    });
+    assert.equal(good.status, 303);
+    assert.equal(good.headers.get("location"), "/f.txt");
+    await good.body?.cancel();
+    const setCookie = good.headers.get("set-cookie") ?? "";
+    assert.match(setCookie, /HttpOnly/);
+    assert.match(setCookie, /SameSite=Strict/);
+    assert.ok(!setCookie.includes(token), "the cookie carries the token");
+    const cookie = setCookie.split(";")[0];
+
+    assert.equal(await (await fetch(`${base}f.txt`, { headers: { cookie } })).text(), "payload");
+    const forged = cookie.replace(/.$/, (c) => (c === "0" ? "1" : "0"));
+    const refused = await fetch(`${base}f.txt`, { headers: { cookie: forged } });
+    assert.equal(refused.status, 401);
+    await refused.body?.cancel();
+
+    // A change riding on the cookie must come from this server's own page.
+    const csrf = await fetch(`${base}c.txt`, {
+      method: "PUT",
+      body: "x",
+      headers: { cookie, origin: "http://evil.example" },
+    });
+    assert.equal(csrf.status, 403);
+    await csrf.body?.cancel();
+    const fetchSite = await fetch(`${base}c.txt`, {
+      method: "PUT",
+      body: "x",
+      headers: { cookie, "sec-fetch-site": "cross-site" },
+    });
+    assert.equal(fetchSite.status, 403);
+    await fetchSite.body?.cancel();
+    const own = await fetch(`${base}c.txt`, {
+      method: "PUT",
+      body: "x",
+      headers: { cookie, origin },
+    });
+    assert.equal(own.status, 201);
+    await own.body?.cancel();
+
+    const open = await fetch(`${base}?login`, {
+      method: "POST",
+      body: new URLSearchParams({ token, next: "//evil.example/" }),
+      headers: { origin },
+      redirect: "manual",
+    });
+    assert.equal(open.headers.get("location"), "/");
+    await open.body?.cancel();
+  });
+  await assertRootHolds(server.root, ["c.txt", "f.txt", "n.txt"]);
+});
+
+Deno.test("http: --http-public-read lets anyone read, uploads still need the token", async () => {
+  await using dir = await makeTempDir();
+  const token = "another-token-0123456789abcdef";
+  await Deno.writeTextFile(`${dir.path}/token`, token);
+  const { server, base } = await startHttp([
+    "--token-file",
+    `${dir.path}/token`,
+    "--http-public-read",
+  ]);
+  await using _ = server;
+  await Deno.writeTextFile(`${server.root}/f.txt`, "public");
+  assert.equal(await (await fetch(`${base}f.txt`)).text(), "public");
+  assert.equal((await (await fetch(`${base}?json`)).json()).length, 1);
+  const put = await fetch(`${base}n.txt`, { method: "PUT", body: "x" });
+  assert.equal(put.status, 401);
+  await put.body?.cancel();
+  const authed = await fetch(`${base}n.txt`, {
+    method: "PUT",
+    body: "x",
+    headers: { authorization: `Bearer ${token}` },
+  });
+  assert.equal(authed.status, 201);
+  await authed.body?.cancel();
+});
+
+Deno.test("http: requests over --max-connections are answered 503", async () => {
+  const { server, base } = await startHttp(["--max-connections", "1"]);
+  await using _ = server;
+  await writeRandomFile(`${server.root}/big.bin`, 8 << 20);
+  // One download held open, read no further than its first chunk.
+  const held = await fetch(`${base}big.bin`);
+  const reader = held.body!.getReader();
+  await reader.read();
+  const busy = await fetch(`${base}?json`);
+  assert.equal(busy.status, 503);
+  assert.equal(busy.headers.get("retry-after"), "5");
+  await busy.body?.cancel();
+  await reader.cancel();
+  await waitFor("the held download to end", async () => {
+    const again = await fetch(`${base}?json`);
+    await again.body?.cancel();
+    return again.status === 200;
+  });
+});
