@@ -486,6 +486,12 @@ export async function serverMain(argv: string[]): Promise<number> {
       `${PROGRAM}: HTTP on ${server.http.url} (${access}; ` +
         `${cmd.readOnly ? "read-only" : "uploads allowed"})`,
     );
+    if (!isLoopback(server.http.addr.hostname) && !cmd.tokenFile) {
+      say(
+        `${PROGRAM}: warning: HTTP beyond this machine without --token-file; anyone who can ` +
+          "reach it can read" + (cmd.readOnly ? "" : " and write") + " files",
+      );
+    }
   }
   if (!isLoopback(server.addr.hostname) && !cmd.tls && !cmd.tokenFile) {
     say(

@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import {
   assertRootHolds,
+  assertUsageError,
   commandWorks,
   ferry,
   filesEqual,
@@ -15,6 +16,7 @@ import {
   randomBytes,
   RESUME_DIR,
   runCommand,
+  runServer,
   type ServerProcess,
   STAGING_DIR,
   startServer,
@@ -555,5 +557,86 @@ Deno.test("http: requests over --max-connections are answered 503", async () => 
     const again = await fetch(`${base}?json`);
     await again.body?.cancel();
     return again.status === 200;
+  });
+});
+
+Deno.test("http: with TLS, the HTTP side is HTTPS with the same certificate", async () => {
+  if (!HAS_CURL || !await commandWorks("openssl", ["version"])) {
+    return console.log("  skipped: curl or openssl is missing");
+  }
+  await using dir = await makeTempDir();
+  const made = await runCommand("openssl", [
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-keyout",
+    "key.pem",
+    "-out",
+    "cert.pem",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=localhost",
+    "-addext",
+    "subjectAltName=DNS:localhost,IP:127.0.0.1",
+  ], { cwd: dir.path });
+  assert.equal(made.code, 0, made.stderr);
+  await Deno.writeTextFile(`${dir.path}/token`, "tls-token-0123456789abcdef");
+  const { server, base } = await startHttp([
+    "--tls-cert",
+    `${dir.path}/cert.pem`,
+    "--tls-key",
+    `${dir.path}/key.pem`,
+    "--token-file",
+    `${dir.path}/token`,
+  ]);
+  await using _ = server;
+  assert.match(base, /^https:\/\//);
+  await Deno.writeTextFile(`${server.root}/t.txt`, "over tls");
+  const got = await curl([
+    "--cacert",
+    `${dir.path}/cert.pem`,
+    "-H",
+    "Authorization: Bearer tls-token-0123456789abcdef",
+    `${base}t.txt`,
+  ]);
+  assert.equal(got.code, 0, got.stderr);
+  assert.equal(got.stdout, "over tls");
+  // Plain HTTP to the HTTPS port gets nothing.
+  const plain = await curl(["-o", "/dev/null", base.replace("https:", "http:") + "t.txt"]);
+  assert.notEqual(plain.code, 0);
+  // The sign-in cookie is marked Secure over HTTPS.
+  const login = await curl([
+    "--cacert",
+    `${dir.path}/cert.pem`,
+    "-D",
+    "-",
+    "-o",
+    "/dev/null",
+    "-H",
+    `Origin: ${new URL(base).origin}`,
+    "--data",
+    "token=tls-token-0123456789abcdef",
+    `${base}?login`,
+  ]);
+  assert.match(login.stdout, /set-cookie: ferry_session=[^\r\n]*; Secure/i);
+});
+
+Deno.test("http: command line: --http parses, --http-public-read needs a token", async () => {
+  const bad = await runServer(["--http", "x:y:z"]);
+  assertUsageError(bad, "ferry-server", { what: "bad", pattern: /Invalid --http/ });
+  const orphan = await runServer(["--http", "0", "--http-public-read"]);
+  assertUsageError(orphan, "ferry-server", {
+    what: "orphan",
+    pattern: /--http-public-read needs --token-file/,
+  });
+  const alone = await runServer(["--http-public-read"]);
+  assertUsageError(alone, "ferry-server", {
+    what: "alone",
+    pattern: /--http-public-read needs --http/,
   });
 });
