@@ -11,7 +11,7 @@
 
 import { macMatches } from "../auth.ts";
 import { formatHex } from "../format.ts";
-import { type Exchange, HttpError } from "./handler.ts";
+import { type Exchange, HttpError, PAGE_CSP } from "./handler.ts";
 import { renderLogin } from "./listing_page.ts";
 
 /** Name of the session cookie. */
@@ -95,10 +95,12 @@ function cookieOf(request: Request, name: string): string | null {
 /** Whether a request comes from a page of this server (not another site in the same browser). */
 function sameOrigin(request: Request, url: URL): boolean {
   const origin = request.headers.get("origin");
-  if (origin !== null) return origin === url.origin;
-  // Browsers send Origin on every cross-site change; without one, Fetch Metadata may say.
+  if (origin !== null && origin !== "null") return origin === url.origin;
+  // Browsers send Origin on every cross-site change, "null" when a policy hides it; then Fetch
+  // Metadata says where the request comes from. A client that sends neither is not a browser.
   const site = request.headers.get("sec-fetch-site");
-  return site === null || site === "same-origin" || site === "none";
+  if (site !== null) return site === "same-origin";
+  return origin === null;
 }
 
 function cookieHeader(access: Access, value: string, maxAge: number): string {
@@ -112,6 +114,8 @@ export interface Authorized {
   response: Response | null;
   /** A browser signed in with the cookie. */
   signedIn: boolean;
+  /** The token was given (bearer or cookie): changes are allowed. */
+  mayWrite: boolean;
 }
 
 const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
@@ -145,13 +149,20 @@ export async function authorize(
           headers: { location: "/", "set-cookie": cookieHeader(access, "", 0) },
         }),
         signedIn: false,
+        mayWrite: false,
       };
     }
-    return { response: await login(request, access, exchange), signedIn: false };
+    return {
+      response: await login(request, access, exchange),
+      signedIn: false,
+      mayWrite: false,
+    };
   }
   const bearer = /^Bearer\s+(.+)$/i.exec(request.headers.get("authorization") ?? "");
   if (bearer) {
-    if (await tokenMatches(access, bearer[1])) return { response: null, signedIn: false };
+    if (await tokenMatches(access, bearer[1])) {
+      return { response: null, signedIn: false, mayWrite: true };
+    }
     throw new HttpError(401, "Wrong token", { "www-authenticate": 'Bearer realm="ferry"' });
   }
   const session = cookieOf(request, SESSION_COOKIE);
@@ -159,24 +170,25 @@ export async function authorize(
     if (!safe && !sameOrigin(request, url)) {
       throw new HttpError(403, "Refused: the request was sent from another site");
     }
-    return { response: null, signedIn: true };
+    return { response: null, signedIn: true, mayWrite: true };
+  }
+  if (request.method === "GET" && url.searchParams.has("login")) {
+    exchange.name = "login";
+    return {
+      response: loginPage(url.searchParams.get("next") ?? "/", 200),
+      signedIn: false,
+      mayWrite: false,
+    };
   }
   if (safe && access.publicRead && !url.searchParams.has("resume")) {
-    return { response: null, signedIn: false };
+    return { response: null, signedIn: false, mayWrite: false };
   }
   exchange.result = "refused (no token)";
   if (safe && (request.headers.get("accept") ?? "").includes("text/html")) {
-    const next = url.pathname + url.search;
     return {
-      response: new Response(renderLogin(next, false), {
-        status: 401,
-        headers: {
-          "content-type": "text/html; charset=utf-8",
-          "cache-control": "no-store",
-          "www-authenticate": 'Bearer realm="ferry"',
-        },
-      }),
+      response: loginPage(url.pathname + url.search, 401),
       signedIn: false,
+      mayWrite: false,
     };
   }
   throw new HttpError(
@@ -186,6 +198,23 @@ export async function authorize(
   );
 }
 
+function loginPage(next: string, status: number): Response {
+  return new Response(renderLogin(safeNext(next), false), {
+    status,
+    headers: {
+      "content-type": "text/html; charset=utf-8",
+      "cache-control": "no-store",
+      "content-security-policy": PAGE_CSP,
+      "www-authenticate": 'Bearer realm="ferry"',
+    },
+  });
+}
+
+/** Only a path on this server: never "//host" or "https://…" (an open redirect). */
+function safeNext(next: string): string {
+  return /^\/(?![/\\])/.test(next) ? next : "/";
+}
+
 async function login(request: Request, access: Access, exchange: Exchange): Promise<Response> {
   const length = Number(request.headers.get("content-length") ?? "0");
   if (!(length <= MAX_FORM_BYTES)) throw new HttpError(413, "Login form too large");
@@ -193,14 +222,16 @@ async function login(request: Request, access: Access, exchange: Exchange): Prom
     new Uint8Array(await new Response(request.body).arrayBuffer()).subarray(0, MAX_FORM_BYTES),
   );
   const form = new URLSearchParams(text);
-  const nextField = form.get("next") ?? "/";
-  // Only a path on this server: never "//host" or "https://…" (an open redirect).
-  const next = /^\/(?![/\\])/.test(nextField) ? nextField : "/";
+  const next = safeNext(form.get("next") ?? "/");
   if (!await tokenMatches(access, form.get("token") ?? "")) {
     exchange.result = "refused (wrong token)";
     return new Response(renderLogin(next, true), {
       status: 401,
-      headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" },
+      headers: {
+        "content-type": "text/html; charset=utf-8",
+        "cache-control": "no-store",
+        "content-security-policy": PAGE_CSP,
+      },
     });
   }
   exchange.result = "signed in";

@@ -31,6 +31,10 @@ export interface HandlerContext {
   idleTimeoutMs: number;
   /** Whether a browser is signed in with the cookie, for the page's sign-out button. */
   signedIn?: boolean;
+  /** Whether this visitor may upload (no token needed, or it was given). */
+  mayWrite?: boolean;
+  /** Whether the page should offer to sign in (token set, reading public, not signed in). */
+  canSignIn?: boolean;
 }
 
 /**
@@ -208,6 +212,8 @@ export async function serveRead(
   } else {
     body = renderListing(target.name, childrenOf(entries, target.name), {
       signedIn: ctx.signedIn,
+      canUpload: !ctx.readOnly && (ctx.mayWrite ?? true),
+      canSignIn: ctx.canSignIn,
     });
     type = "text/html; charset=utf-8";
   }
@@ -226,8 +232,7 @@ export async function serveRead(
 }
 
 /** The page may run only its own embedded script and style, and may send forms only home. */
-export const PAGE_CSP =
-  "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; " +
+export const PAGE_CSP = "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; " +
   "img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; " +
   "base-uri 'none'";
 

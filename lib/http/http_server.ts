@@ -11,6 +11,7 @@ import type { FileStore } from "../file_store.ts";
 import { quote } from "../file_store.ts";
 import { formatAddr } from "../server.ts";
 import { type Access, authorize } from "./access.ts";
+import { PAGE_SCRIPT } from "./page_script.ts";
 import {
   errorResponse,
   Exchange,
@@ -74,7 +75,7 @@ function stamp(): string {
  */
 export function startHttpServer(options: HttpServerOptions): Promise<RunningHttpServer> {
   const maxConnections = options.maxConnections ?? 64;
-  const base: Omit<HandlerContext, "signedIn"> = {
+  const base: Omit<HandlerContext, "signedIn" | "mayWrite" | "canSignIn"> = {
     store: options.store,
     readOnly: options.readOnly ?? false,
     maxSize: options.maxSize,
@@ -163,17 +164,32 @@ async function route(
   request: Request,
   url: URL,
   info: Deno.ServeHandlerInfo<Deno.NetAddr>,
-  base: Omit<HandlerContext, "signedIn">,
+  base: Omit<HandlerContext, "signedIn" | "mayWrite" | "canSignIn">,
   access: Access | undefined,
   exchange: Exchange,
 ): Promise<Response> {
   const method = request.method;
-  const granted = access ? await authorize(request, url, info, access, exchange) : {
-    response: null,
-    signedIn: false,
-  };
+  if ((method === "GET" || method === "HEAD") && url.searchParams.get("asset") === "page.js") {
+    // The page's script holds no data: served to anyone, as the sign-in form is.
+    exchange.name = "page.js";
+    return new Response(method === "HEAD" ? null : PAGE_SCRIPT, {
+      headers: {
+        "content-type": "text/javascript; charset=utf-8",
+        "cache-control": "public, max-age=86400",
+        "x-content-type-options": "nosniff",
+      },
+    });
+  }
+  const granted = access
+    ? await authorize(request, url, info, access, exchange)
+    : { response: null, signedIn: false, mayWrite: true };
   if (granted.response) return granted.response;
-  const ctx: HandlerContext = { ...base, signedIn: granted.signedIn };
+  const ctx: HandlerContext = {
+    ...base,
+    signedIn: granted.signedIn,
+    mayWrite: granted.mayWrite,
+    canSignIn: access !== undefined && !granted.mayWrite,
+  };
   const target = targetOf(url.pathname);
   switch (method) {
     case "GET":

@@ -81,22 +81,33 @@ h1 a{color:var(--acc);text-decoration:none}h1 a:hover,h1 a:focus{text-decoration
 table{width:100%;border-collapse:collapse}th,td{text-align:left;padding:.45rem .4rem;border-bottom:1px solid var(--line);vertical-align:top}
 th{font-size:.8rem;color:var(--mut);font-weight:600}td.n{word-break:break-all}td.s,td.d,th.s,th.d{white-space:nowrap}td.s,th.s{text-align:right}
 tr:hover td{background:var(--hi)}a{color:var(--acc)}a:focus-visible,button:focus-visible,input:focus-visible{outline:2px solid var(--acc);outline-offset:2px}
-.dir::before{content:"\\1F4C1\\FE0E  "}.mut{color:var(--mut)}footer{font-size:.8rem;color:var(--mut)}
+.dir::before{content:"";display:inline-block;width:.95em;height:.7em;margin-right:.45em;border:2px solid currentColor;border-radius:2px 2px 3px 3px;border-top-width:4px;vertical-align:-.05em}.mut{color:var(--mut)}footer{font-size:.8rem;color:var(--mut)}
 form.login{max-width:22rem;margin:3rem auto;display:grid;gap:.6rem}input,button{font:inherit;padding:.5rem .6rem;border:1px solid var(--line);border-radius:.35rem;background:var(--bg);color:var(--fg)}
 button{background:var(--acc);color:#fff;border:0;cursor:pointer}.err{color:#c62828}
-@media (max-width:40rem){td.d,th.d{display:none}body{font-size:16px}}
+button.sort{background:none;color:inherit;padding:0;font:inherit;font-weight:600;cursor:pointer}
+#tools{display:flex;gap:.5rem;flex-wrap:wrap;margin:.5rem 0}#tools input{flex:1;min-width:10rem}
+#drop{border:2px dashed var(--line);border-radius:.5rem;padding:1rem;text-align:center;margin:.75rem 0}
+#drop.over{border-color:var(--acc);background:var(--hi)}#drop label{color:var(--acc);text-decoration:underline;cursor:pointer}
+#drop input[type=file]{position:absolute;width:1px;height:1px;opacity:0}
+#results{list-style:none;padding:0;margin:.5rem 0}#results li{display:grid;grid-template-columns:1fr 7rem;gap:.1rem .5rem;padding:.3rem 0;border-bottom:1px solid var(--line)}
+#results .f{word-break:break-all}#results progress{width:100%}#results .state{grid-column:1/3;font-size:.85rem;color:var(--mut)}
+#results li.ok .state{color:#2e7d32}#results li.fail .state{color:#c62828}
+header form{display:inline}header .who{float:right}
+@media (max-width:40rem){td.d,th.d{display:none}body{font-size:16px}#results li{grid-template-columns:1fr 5rem}}
 `;
 
-function page(title: string, body: string, options: { script?: string } = {}): string {
+function page(title: string, body: string, options: { script?: boolean } = {}): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1">
-<meta name="referrer" content="no-referrer">
+<meta name="referrer" content="same-origin">
 <title>${escapeHtml(title)}</title>
 <style>${STYLE}</style></head>
 <body>${body}
 <footer>${escapeHtml(`${NAME} ${VERSION}`)}</footer>${
-    options.script ? `\n<script>${options.script}</script>` : ""
+    options.script
+      ? `\n<script src="${escapeHtml(SCRIPT_PATH)}&amp;v=${escapeHtml(VERSION)}" defer></script>`
+      : ""
   }
 </body></html>
 `;
@@ -109,11 +120,16 @@ function shownDate(ms: number): string {
 
 /** Options for {@link renderListing}. */
 export interface ListingPageOptions {
-  /** Show the logout link (a browser signed in with the cookie). */
+  /** Show the sign-out button (a browser signed in with the cookie). */
   signedIn?: boolean;
-  /** Script to embed (the page's enhancements); the listing works without it. */
-  script?: string;
+  /** Offer uploads (the server takes them from this visitor). */
+  canUpload?: boolean;
+  /** Offer a sign-in link (the server has a token, and reading is public). */
+  canSignIn?: boolean;
 }
+
+/** Where the page's script is served (see lib/http/page_script.ts). */
+export const SCRIPT_PATH = "/?asset=page.js";
 
 /** The HTML listing of `folder` ("" for the root). */
 export function renderListing(
@@ -122,7 +138,7 @@ export function renderListing(
   options: ListingPageOptions = {},
 ): string {
   const segments = folder === "" ? [] : folder.split("/");
-  const crumbs = [`<a href="/">/</a>`];
+  const crumbs = [`<a href="/">${escapeHtml(NAME)}</a>&#8202;/`];
   segments.forEach((segment, i) => {
     const href = hrefOf(segments.slice(0, i + 1).join("/"), true);
     crumbs.push(`<a href="${escapeHtml(href)}">${escapeHtml(segment)}</a>/`);
@@ -145,18 +161,34 @@ export function renderListing(
       `<td class="n">${link}</td><td class="s">${escapeHtml(formatBytes(row.size))}</td>` +
       `<td class="d">${shownDate(row.mtime)}</td><td>${download}</td></tr>`;
   }).join("\n");
-  const empty = rows.length === 0 ? `<p class="mut">This folder is empty.</p>` : "";
+  const empty = `<p class="mut" id="empty"${
+    rows.length ? " hidden" : ""
+  }>This folder is empty.</p>`;
   const title = "/" + folder;
-  const logout = options.signedIn
-    ? ` <form method="post" action="/?logout" style="display:inline"><button type="submit">Sign out</button></form>`
+  const who = options.signedIn
+    ? `<form class="who" method="post" action="/?logout"><button type="submit">Sign out</button></form>`
+    : options.canSignIn
+    ? `<a class="who" href="/?login">Sign in to upload</a>`
+    : "";
+  const tools = `<div id="tools" hidden><input id="filter" type="search" ` +
+    `placeholder="Filter by name" aria-label="Filter by name" autocomplete="off"></div>`;
+  const upload = options.canUpload
+    ? `<section id="upload" hidden aria-label="Upload">
+<div id="drop">Drop files or folders here, or <label for="pick" tabindex="0">choose files</label>
+<input id="pick" type="file" multiple> or <label for="pickdir" tabindex="0">a folder</label>
+<input id="pickdir" type="file" webkitdirectory></div>
+<label><input id="overwrite" type="checkbox"> Replace files that exist</label>
+<ul id="results" aria-live="polite"></ul></section>`
     : "";
   return page(
     `${title} — ${NAME}`,
-    `<header><h1>${crumbs.join("")}</h1>${logout}</header>
-<main><table><thead><tr><th>Name</th><th class="s">Size</th><th class="d">Modified (UTC)</th><th></th></tr></thead>
+    `<header>${who}<h1>${crumbs.join("")}</h1>${tools}</header>
+<main>${upload}<table class="listing"><thead><tr><th data-key="name">Name</th>` +
+      `<th class="s" data-key="size">Size</th><th class="d" data-key="mtime">Modified (UTC)</th>` +
+      `<th></th></tr></thead>
 <tbody>${parent}
 ${body}</tbody></table>${empty}</main>`,
-    { script: options.script },
+    { script: true },
   );
 }
 
