@@ -140,6 +140,8 @@ export interface ServerOptions {
   http?: { hostname: string; port: number };
   /** With a token: anyone may browse and download over HTTP; changes still need it. */
   httpPublicRead?: boolean;
+  /** Serve folders over HTTP as streamed tar archives. */
+  httpArchives?: boolean;
 }
 
 /** Defaults for the limits, shown at start. */
@@ -309,6 +311,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         maxSize: ctx.maxSize,
         maxConnections,
         idleTimeoutMs,
+        archives: options.httpArchives,
         access: options.token
           ? await createAccess(options.token, {
             publicRead: options.httpPublicRead,

@@ -68,6 +68,7 @@ Options:
                    (HTTPS with TLS; ADDR defaults to --host); see docs/http.md
   --http-public-read  with --token-file: anyone may browse and download over
                    HTTP; uploads still need the token
+  --http-archives  let HTTP clients download a folder as one streamed .tar
 
 Serving an S3 bucket instead of a folder (several servers can serve one bucket;
 credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the profile
@@ -150,6 +151,7 @@ const OPTIONS: OptionSpec = {
   "min-rate": { type: "string" },
   http: { type: "string" },
   "http-public-read": { type: "boolean" },
+  "http-archives": { type: "boolean" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
 };
@@ -198,6 +200,8 @@ export interface ServerCommand {
   http?: { hostname: string; port: number };
   /** `--http-public-read`. */
   httpPublicRead?: boolean;
+  /** `--http-archives`. */
+  httpArchives?: boolean;
 }
 
 /** Parses the server's arguments; throws {@link UsageError} on anything it cannot run. */
@@ -316,11 +320,13 @@ function parseHttp(
   values: Record<string, string | boolean | undefined>,
   host: string,
   tokenFile: string | undefined,
-): { http?: { hostname: string; port: number }; httpPublicRead?: boolean } {
+): { http?: { hostname: string; port: number }; httpPublicRead?: boolean; httpArchives?: boolean } {
   const text = values.http as string | undefined;
   const publicRead = values["http-public-read"] === true;
+  const archives = values["http-archives"] === true;
   if (text === undefined) {
     if (publicRead) throw new UsageError("--http-public-read needs --http");
+    if (archives) throw new UsageError("--http-archives needs --http");
     return {};
   }
   if (publicRead && tokenFile === undefined) {
@@ -329,7 +335,11 @@ function parseHttp(
   const match = /^(?:(\[[^\]]+\]|[^:]*):)?([^:]+)$/.exec(text);
   if (!match) throw new UsageError(`Invalid --http ${JSON.stringify(text)}: use PORT or ADDR:PORT`);
   const hostname = match[1] ? match[1].replace(/^\[(.*)\]$/, "$1") : host;
-  return { http: { hostname, port: parsePort(match[2], true) }, httpPublicRead: publicRead };
+  return {
+    http: { hostname, port: parsePort(match[2], true) },
+    httpPublicRead: publicRead,
+    httpArchives: archives,
+  };
 }
 
 /** The kept uploads' budget and age from `--keep-budget`, `--keep-for` and `--no-keep`. */
@@ -422,6 +432,7 @@ export async function serverMain(argv: string[]): Promise<number> {
       minRate: cmd.minRate,
       http: cmd.http,
       httpPublicRead: cmd.httpPublicRead,
+      httpArchives: cmd.httpArchives,
     });
   } catch (error) {
     return reportFailure(explainStartFailure(error, cmd, root), {
@@ -484,7 +495,8 @@ export async function serverMain(argv: string[]): Promise<number> {
       : "token required (Bearer or sign-in)";
     say(
       `${PROGRAM}: HTTP on ${server.http.url} (${access}; ` +
-        `${cmd.readOnly ? "read-only" : "uploads allowed"})`,
+        `${cmd.readOnly ? "read-only" : "uploads allowed"}` +
+        `${cmd.httpArchives ? "; folders as .tar" : ""})`,
     );
     if (!isLoopback(server.http.addr.hostname) && !cmd.tokenFile) {
       say(

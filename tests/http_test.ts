@@ -640,3 +640,40 @@ Deno.test("http: command line: --http parses, --http-public-read needs a token",
     pattern: /--http-public-read needs --http/,
   });
 });
+
+Deno.test("http: --http-archives streams a folder as tar, long and non-ASCII names intact", async () => {
+  const { server, base } = await startHttp(["--http-archives"]);
+  await using _ = server;
+  const long = "d".repeat(60) + "/" + "n".repeat(120) + ".bin";
+  const files: Record<string, Uint8Array<ArrayBuffer>> = {
+    "a.txt": randomBytes(0),
+    "sub/b.bin": randomBytes(513),
+    "sub/Grüße ✓.txt": randomBytes(1000),
+    [long]: randomBytes(70_000),
+  };
+  for (const [name, bytes] of Object.entries(files)) {
+    await Deno.mkdir(`${server.root}/share/${name}`.replace(/\/[^/]+$/, ""), { recursive: true });
+    await Deno.writeFile(`${server.root}/share/${name}`, bytes);
+  }
+  await Deno.writeTextFile(`${server.root}/outside-share.txt`, "not in the archive");
+  const response = await fetch(`${base}share/?tar`);
+  assert.equal(response.status, 200);
+  assert.equal(response.headers.get("content-type"), "application/x-tar");
+  assert.match(response.headers.get("content-disposition") ?? "", /share\.tar/);
+  await using dir = await makeTempDir();
+  await Deno.writeFile(`${dir.path}/share.tar`, new Uint8Array(await response.arrayBuffer()));
+  const extracted = await runCommand("tar", ["-xf", "share.tar"], { cwd: dir.path });
+  assert.equal(extracted.code, 0, extracted.stderr);
+  for (const [name, bytes] of Object.entries(files)) {
+    assert.deepEqual(await Deno.readFile(`${dir.path}/share/${name}`), bytes, name);
+  }
+  assert.ok(!(await Deno.stat(`${dir.path}/share/outside-share.txt`).catch(() => null)));
+  await server.waitForLog(/http GET "share\/" 200 \d+ bytes tar of 4 files: ok/);
+
+  // Off by default.
+  const { server: plain, base: plainBase } = await startHttp();
+  await using _plain = plain;
+  const refused = await fetch(`${plainBase}?tar`);
+  assert.equal(refused.status, 403);
+  await refused.body?.cancel();
+});

@@ -10,7 +10,8 @@
 import { describeError, isNoSpace, StoreError } from "../errors.ts";
 import { type FileStore, quote, type Upload } from "../file_store.ts";
 import { formatByteCounts, safeJson } from "../format.ts";
-import type { ErrorCode } from "../protocol.ts";
+import type { ErrorCode, ListEntry } from "../protocol.ts";
+import { tarStream } from "./tar_stream.ts";
 import {
   type ByteRange,
   ifRangeMatches,
@@ -35,6 +36,8 @@ export interface HandlerContext {
   mayWrite?: boolean;
   /** Whether the page should offer to sign in (token set, reading public, not signed in). */
   canSignIn?: boolean;
+  /** Serve folders as tar archives (`?tar`). */
+  archives?: boolean;
 }
 
 /**
@@ -199,6 +202,9 @@ export async function serveRead(
       headers: { location: url.pathname + "/" + url.search },
     });
   }
+  if (url.searchParams.has("tar")) {
+    return serveArchive(request, target.name, entries, ctx, exchange);
+  }
   let body: string;
   let type: string;
   if (wantsJson(request, url)) {
@@ -214,6 +220,7 @@ export async function serveRead(
       signedIn: ctx.signedIn,
       canUpload: !ctx.readOnly && (ctx.mayWrite ?? true),
       canSignIn: ctx.canSignIn,
+      archives: ctx.archives,
     });
     type = "text/html; charset=utf-8";
   }
@@ -235,6 +242,41 @@ export async function serveRead(
 export const PAGE_CSP = "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; " +
   "img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; " +
   "base-uri 'none'";
+
+/** `?tar`: the folder's files as one streamed tar archive, named after the folder. */
+function serveArchive(
+  request: Request,
+  folder: string,
+  entries: ListEntry[],
+  ctx: HandlerContext,
+  exchange: Exchange,
+): Response {
+  if (!ctx.archives) {
+    throw new HttpError(403, "Folder archives are off on this server (--http-archives)");
+  }
+  const prefix = folder === "" ? "" : folder + "/";
+  const under = entries.filter((entry) => entry.name.startsWith(prefix));
+  const top = folder === "" ? "ferry" : folder.split("/").at(-1)!;
+  const headers = {
+    "content-type": "application/x-tar",
+    "content-disposition": `attachment; filename*=UTF-8''${encodeRfc5987(top)}.tar`,
+    "cache-control": "no-store",
+    "x-content-type-options": "nosniff",
+  };
+  exchange.result = `tar of ${under.length} files`;
+  if (request.method === "HEAD") return new Response(null, { headers });
+  const done = Promise.withResolvers<void>();
+  exchange.streaming(done.promise);
+  const body = tarStream(ctx.store, under, prefix, top + "/", {
+    signal: exchange.cut.signal,
+    onBytes: (bytes) => exchange.bytes += bytes,
+    onEnd: (result) => {
+      exchange.result = `tar of ${under.length} files: ${result}`;
+      done.resolve();
+    },
+  });
+  return new Response(body, { headers });
+}
 
 /** Size of each read from a file for a download. */
 const READ_CHUNK = 1 << 20;

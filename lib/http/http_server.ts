@@ -45,6 +45,8 @@ export interface HttpServerOptions {
   idleTimeoutMs?: number;
   /** Who may do what; default: anyone may do anything the other options allow. */
   access?: Access;
+  /** Serve folders as streamed tar archives, `?tar` (default false). */
+  archives?: boolean;
 }
 
 /** A running HTTP listener. */
@@ -80,6 +82,7 @@ export function startHttpServer(options: HttpServerOptions): Promise<RunningHttp
     readOnly: options.readOnly ?? false,
     maxSize: options.maxSize,
     idleTimeoutMs: options.idleTimeoutMs ?? 120_000,
+    archives: options.archives ?? false,
   };
   const active = new Set<Exchange>();
   const listening = Promise.withResolvers<Deno.NetAddr>();

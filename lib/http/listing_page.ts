@@ -126,6 +126,8 @@ export interface ListingPageOptions {
   canUpload?: boolean;
   /** Offer a sign-in link (the server has a token, and reading is public). */
   canSignIn?: boolean;
+  /** Offer the folder as a tar archive (`?tar`). */
+  archives?: boolean;
 }
 
 /** Where the page's script is served (see lib/http/page_script.ts). */
@@ -172,6 +174,11 @@ export function renderListing(
     : "";
   const tools = `<div id="tools" hidden><input id="filter" type="search" ` +
     `placeholder="Filter by name" aria-label="Filter by name" autocomplete="off"></div>`;
+  const archive = options.archives
+    ? `<p><a href="${
+      escapeHtml(hrefOf(folder, true))
+    }?tar" download>Download this folder (.tar)</a></p>`
+    : "";
   const upload = options.canUpload
     ? `<section id="upload" hidden aria-label="Upload">
 <div id="drop">Drop files or folders here, or <label for="pick" tabindex="0">choose files</label>
@@ -187,7 +194,7 @@ export function renderListing(
       `<th class="s" data-key="size">Size</th><th class="d" data-key="mtime">Modified (UTC)</th>` +
       `<th></th></tr></thead>
 <tbody>${parent}
-${body}</tbody></table>${empty}</main>`,
+${body}</tbody></table>${empty}${archive}</main>`,
     { script: true },
   );
 }
