@@ -59,6 +59,7 @@ export {
   type ServerOptions,
   startServer,
 } from "./lib/server.ts";
+export type { RunningHttpServer } from "./lib/http/http_server.ts";
 export {
   ProtocolError,
   RefusedError,

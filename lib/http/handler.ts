@@ -9,7 +9,8 @@
 
 import { describeError, isNoSpace, StoreError } from "../errors.ts";
 import { type FileStore, quote, type Upload } from "../file_store.ts";
-import { formatByteCounts, safeJson } from "../format.ts";
+import { safeJson } from "../format.ts";
+import { overLimitMessage } from "../transfer.ts";
 import type { ErrorCode, ListEntry } from "../protocol.ts";
 import { tarStream } from "./tar_stream.ts";
 import {
@@ -435,11 +436,7 @@ function fileBody(
 const KEEP_MIN_BYTES = 1 << 20;
 
 function tooLarge(size: number, limit: number): StoreError {
-  const [shownSize, shownLimit] = formatByteCounts(size, limit);
-  return new StoreError(
-    "too_large",
-    `Upload of ${shownSize} is over the server's limit of ${shownLimit}`,
-  );
+  return new StoreError("too_large", overLimitMessage(limit, size));
 }
 
 /**

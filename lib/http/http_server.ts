@@ -70,6 +70,8 @@ function stamp(): string {
  *
  * @example
  * ```ts
+ * import { FileStore } from "../file_store.ts";
+ * const store = await FileStore.open("./share", { create: true });
  * const http = await startHttpServer({ hostname: "127.0.0.1", port: 0, store, log: console.error });
  * console.log(http.url);
  * await http.close();
