@@ -149,6 +149,24 @@ Deno.test({
     assert.match(await page.textContent("#results li.fail .state") ?? "", /File exists/);
     assert.deepEqual(await Deno.readFile(`${server.root}/from-browser.bin`), bytes);
 
+    // A whole folder, picked with the folder input, keeps its relative paths.
+    await using picked = await makeTempDir();
+    await Deno.mkdir(`${picked.path}/album/raw`, { recursive: true });
+    const one = randomBytes(2000);
+    const two = randomBytes(3000);
+    await Deno.writeFile(`${picked.path}/album/one.jpg`, one);
+    await Deno.writeFile(`${picked.path}/album/raw/two.raw`, two);
+    await page.setInputFiles("#pickdir", `${picked.path}/album`);
+    await waitFor(
+      "the folder's two files to be stored",
+      async () =>
+        (await Deno.stat(`${server.root}/album/raw/two.raw`).catch(() => null)) !== null &&
+        (await Deno.stat(`${server.root}/album/one.jpg`).catch(() => null)) !== null,
+    );
+    assert.deepEqual(await Deno.readFile(`${server.root}/album/one.jpg`), one);
+    assert.deepEqual(await Deno.readFile(`${server.root}/album/raw/two.raw`), two);
+    await page.waitForSelector('tr[data-name="album"]', { timeout: 15000 });
+
     // Download it back through the page's link, and compare.
     const [download] = await Promise.all([
       page.waitForEvent("download"),
