@@ -541,11 +541,21 @@ interface CaseSpec {
     | "seed-python"
     | "bare-deno"
     | "scp-aes128-gcm"
-    | "scp-chacha20";
+    | "scp-chacha20"
+    | "ferry-http"
+    | "python-http"
+    | "nginx";
   measure: (bench: Bench, dir: string) => Promise<Measured>;
+  /** Why the case cannot run here (a program missing), checked once at start; null if it can. */
+  unavailable?: () => Promise<string | null>;
 }
 
-function ferryServer(root: string, fsync: boolean, tlsState?: string): Proc {
+function ferryServer(
+  root: string,
+  fsync: boolean,
+  tlsState?: string,
+  extra: string[] = [],
+): Proc {
   // Every client here comes from one address; the many-clients case stands for many hosts.
   const args = [
     ...DENO_RUN,
@@ -559,6 +569,7 @@ function ferryServer(root: string, fsync: boolean, tlsState?: string): Proc {
     "0",
   ];
   if (tlsState !== undefined) args.push("--tls", "--state-dir", tlsState);
+  args.push(...extra);
   return start("ferry server", DENO, fsync ? args : [...args, "--no-fsync"], true);
 }
 
@@ -839,6 +850,102 @@ async function bareGet(bench: Bench, dir: string): Promise<Measured> {
   return { ...timing, memory: sender, output };
 }
 
+/** curl, quiet but for errors, failing on an HTTP error status. */
+function curl(...args: string[]): Proc {
+  return start("curl", "curl", ["-sS", "-f", ...args]);
+}
+
+/** ferry-server with `--http` on a free port; resolves with the base URL once it listens. */
+async function ferryHttpServer(root: string): Promise<{ server: Proc; url: string }> {
+  const server = ferryServer(root, false, undefined, ["--http", `${HOST}:0`]);
+  const match = await waitFor(server, /HTTP on (http:\/\/\S+\/)/);
+  await firstSample(server);
+  return { server, url: match[1] };
+}
+
+function httpPut(): CaseSpec["measure"] {
+  return async (bench, dir) => {
+    const root = join(dir, "root");
+    const { server, url } = await ferryHttpServer(root);
+    const timing = await timed(
+      single(bench),
+      () => succeed(curl("-o", "/dev/null", "-T", bench.source, url + REMOTE), bench.timeoutMs),
+    );
+    return { ...timing, memory: server, output: join(root, REMOTE) };
+  };
+}
+
+/** A GET of the benchmark file with curl from a server that `serve` starts on `root`. */
+function httpGet(
+  serve: (root: string, dir: string) => Promise<{ server: Proc; url: string }>,
+): CaseSpec["measure"] {
+  return async (bench, dir) => {
+    const { server, url } = await serve(await rootWithSource(bench, dir), dir);
+    const output = join(dir, "out.bin");
+    const timing = await timed(
+      single(bench),
+      () => succeed(curl("-o", output, url + REMOTE), bench.timeoutMs),
+    );
+    return { ...timing, memory: server, output };
+  };
+}
+
+async function pythonHttpServer(root: string): Promise<{ server: Proc; url: string }> {
+  const port = freePort();
+  const args = ["-m", "http.server", String(port), "--bind", HOST, "--directory", root];
+  const server = start("python http.server", "python3", args, true);
+  await waitListening(port, server);
+  return { server, url: `http://${HOST}:${port}/` };
+}
+
+/** Debian's nginx with `sendfile on`, a config of its own in `dir`, in the foreground. */
+async function nginxServer(root: string, dir: string): Promise<{ server: Proc; url: string }> {
+  const port = freePort();
+  const prefix = join(dir, "nginx");
+  await Deno.mkdir(join(prefix, "tmp"), { recursive: true });
+  const temp = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
+    .map((what) => `${what}_temp_path ${prefix}/tmp/${what};`).join(" ");
+  // As root, workers would otherwise run as nobody, who may not read the bench's private folder.
+  const user = Deno.uid() === 0 ? "user root;" : "";
+  await Deno.writeTextFile(
+    join(prefix, "nginx.conf"),
+    `daemon off; worker_processes 1; pid ${prefix}/nginx.pid; error_log ${prefix}/error.log; ${user}
+events { worker_connections 64; }
+http { access_log off; sendfile on; tcp_nopush on; ${temp}
+  types { application/octet-stream bin; }
+  server { listen ${HOST}:${port}; root ${root}; } }
+`,
+  );
+  const server = start("nginx", "nginx", [
+    "-p",
+    prefix,
+    "-c",
+    join(prefix, "nginx.conf"),
+    "-e",
+    join(prefix, "error.log"),
+  ], true);
+  await waitListening(port, server);
+  return { server, url: `http://${HOST}:${port}/` };
+}
+
+/** Null when `program args` runs, else a note saying it is missing. */
+async function missing(program: string, args: string[], note: string): Promise<string | null> {
+  try {
+    const out = await new Deno.Command(program, {
+      args,
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    })
+      .output();
+    return out.success ? null : note;
+  } catch {
+    return note;
+  }
+}
+
+const needCurl = () => missing("curl", ["--version"], "curl is not installed");
+
 const CASES: CaseSpec[] = [
   {
     id: "ferry-put",
@@ -940,6 +1047,40 @@ const CASES: CaseSpec[] = [
     tool: "bare-deno",
     measure: bareGet,
   },
+  {
+    id: "http-put",
+    label: "ferry HTTP, curl -T (put)",
+    direction: "put",
+    tool: "ferry-http",
+    measure: httpPut(),
+    unavailable: needCurl,
+  },
+  {
+    id: "http-get",
+    label: "ferry HTTP, curl (get)",
+    direction: "get",
+    tool: "ferry-http",
+    measure: httpGet((root) => ferryHttpServer(root)),
+    unavailable: needCurl,
+  },
+  {
+    id: "python-http-get",
+    label: "python3 -m http.server, curl (get)",
+    direction: "get",
+    tool: "python-http",
+    measure: httpGet((root) => pythonHttpServer(root)),
+    unavailable: needCurl,
+  },
+  {
+    id: "nginx-get",
+    label: "nginx, sendfile on, curl (get)",
+    direction: "get",
+    tool: "nginx",
+    measure: httpGet(nginxServer),
+    unavailable: async () =>
+      await needCurl() ??
+        await missing("nginx", ["-v"], "nginx is not installed (apt-get install nginx)"),
+  },
 ];
 
 // ------------------------------------------------------------------------------- results
@@ -1018,7 +1159,11 @@ export function judge(results: CaseResult[]): void {
     pass: r.peakRssMiB !== undefined && r.peakRssMiB <= limit,
   });
   for (const r of results) {
-    const ours = ferry(r.direction);
+    // HTTP servers are compared with ferry's HTTP side; everything else with ferry's protocol.
+    const viaHttp = r.tool === "python-http" || r.tool === "nginx";
+    const ours = viaHttp
+      ? results.find((x) => x.tool === "ferry-http" && x.direction === r.direction)?.medianGBps
+      : ferry(r.direction);
     if (r.tool !== "ferry" && ours !== undefined && r.medianGBps !== undefined) {
       r.ferryRatio = ours / r.medianGBps;
     }
@@ -1034,10 +1179,12 @@ export function judge(results: CaseResult[]): void {
     } else if (r.direction === "put-many") {
       const allIntact = r.runs.length > 0 && r.runs.every((run) => run.error === undefined);
       r.target = { text: "all intact, server RSS ≤ 768 MiB", pass: allIntact && rss(r, 768).pass };
-    } else if (r.tool === "ferry" || r.tool === "ferry-fsync") r.target = rss(r, 300);
-    else if (r.tool === "nc") r.target = versus(1.5, "nc");
+    } else if (r.tool === "ferry" || r.tool === "ferry-fsync" || r.tool === "ferry-http") {
+      r.target = rss(r, 300);
+    } else if (r.tool === "nc") r.target = versus(1.5, "nc");
     else if (r.tool === "seed-python") r.target = versus(2, "seed");
     else if (r.tool === "bare-deno") r.target = versus(0.75, "bare loop");
+    else if (r.tool === "python-http") r.target = versus(3, "python http.server (over HTTP)");
     else if (r.tool === "ferry-tls") {
       // Judged only beside plain ferry (--only may leave it out).
       if (ours !== undefined) {
@@ -1380,10 +1527,21 @@ async function bench(options: BenchOptions, work: string): Promise<number> {
   await warmUp(work, block);
   const ssh = await prepareSsh(join(work, "ssh"));
   if (typeof ssh === "string") say(`bench: the scp rows are skipped: ${ssh}`);
-  const cases = CASES.filter((spec) =>
-    (options.only === undefined || options.only.includes(spec.id)) &&
-    (typeof ssh !== "string" || !spec.tool.startsWith("scp-"))
-  );
+  const cases: CaseSpec[] = [];
+  const missingTools: string[] = [];
+  for (
+    const spec of CASES.filter((spec) =>
+      (options.only === undefined || options.only.includes(spec.id)) &&
+      (typeof ssh !== "string" || !spec.tool.startsWith("scp-"))
+    )
+  ) {
+    const why = await spec.unavailable?.() ?? null;
+    if (why === null) cases.push(spec);
+    else {
+      say(`bench: skipping "${spec.label}": ${why}`);
+      missingTools.push(`${spec.label}: ${why}`);
+    }
+  }
 
   // Any single process gets a minute plus the time to move the file at 20 MB/s.
   const state: Bench = {
@@ -1481,6 +1639,7 @@ async function bench(options: BenchOptions, work: string): Promise<number> {
       `Only ${options.only!.join(", ")} (--only): not the full bench.`,
     ]),
     ...(typeof ssh === "string" ? ["", `scp rows skipped: ${ssh}.`] : []),
+    ...missingTools.map((line) => `\nSkipped: ${line}.`),
     "",
     s3,
     "",
