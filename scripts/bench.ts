@@ -906,7 +906,8 @@ async function nginxServer(root: string, dir: string): Promise<{ server: Proc; u
   const temp = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
     .map((what) => `${what}_temp_path ${prefix}/tmp/${what};`).join(" ");
   // As root, workers would otherwise run as nobody, who may not read the bench's private folder.
-  const user = Deno.uid() === 0 ? "user root;" : "";
+  const id = await new Deno.Command("id", { args: ["-u"], stdin: "null", stderr: "null" }).output();
+  const user = new TextDecoder().decode(id.stdout).trim() === "0" ? "user root;" : "";
   await Deno.writeTextFile(
     join(prefix, "nginx.conf"),
     `daemon off; worker_processes 1; pid ${prefix}/nginx.pid; error_log ${prefix}/error.log; ${user}

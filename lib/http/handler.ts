@@ -621,28 +621,34 @@ async function readBody(
 ): Promise<void> {
   const reader = body.getReader();
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const stalled = Promise.withResolvers<never>();
+  // Why the body was stopped, if the server stopped it. (Not a race of each read against one
+  // long-lived promise: every race would hang a reaction, and its chunk, on that promise.)
+  let stopped: HttpInterruption | undefined;
+  const stop = (why: HttpInterruption) => {
+    stopped ??= why;
+    reader.cancel(why).catch(() => {});
+  };
   const arm = () => {
     if (ctx.idleTimeoutMs <= 0) return;
     clearTimeout(timer);
-    timer = setTimeout(() => {
-      stalled.reject(new HttpInterruption(`idle for ${ctx.idleTimeoutMs / 1000} s`));
-    }, ctx.idleTimeoutMs);
+    timer = setTimeout(
+      () => stop(new HttpInterruption(`idle for ${ctx.idleTimeoutMs / 1000} s`)),
+      ctx.idleTimeoutMs,
+    );
   };
   const onCut = () =>
-    stalled.reject(new HttpInterruption(String(exchange.cut.signal.reason ?? "server cut")));
+    stop(new HttpInterruption(String(exchange.cut.signal.reason ?? "server cut")));
   exchange.cut.signal.addEventListener("abort", onCut, { once: true });
-  stalled.promise.catch(() => {});
   try {
     while (true) {
       arm();
       let step: ReadableStreamReadResult<Uint8Array>;
       try {
-        step = await Promise.race([reader.read(), stalled.promise]);
+        step = await reader.read();
       } catch (error) {
-        if (error instanceof HttpInterruption) throw error;
-        throw new HttpInterruption(`client went away: ${describeError(error)}`);
+        throw stopped ?? new HttpInterruption(`client went away: ${describeError(error)}`);
       }
+      if (stopped) throw stopped;
       if (step.done) return;
       await onChunk(step.value);
     }
