@@ -33,6 +33,8 @@ Deno.test("bench options: defaults, sizes with binary suffixes, and refusals", (
     only: undefined,
     help: false,
   });
+  assert.deepEqual(parseOptions(["--only", "http-get, nginx-get"]).only, ["http-get", "nginx-get"]);
+  assert.throws(() => parseOptions(["--only", "http-gets"]), /Unknown case "http-gets" in --only/);
   const given = parseOptions(["--size", "256M", "--runs", "5", "--json", "out.json"]);
   assert.equal(given.size, 256 * 1024 ** 2);
   assert.equal(given.runs, 5);
@@ -109,6 +111,23 @@ Deno.test("targets: ferry's median speed over each other tool's, in the same dir
   assert.ok(Math.abs(results.get("nc-get")!.ferryRatio! - 1.45) < 1e-9);
   assert.equal(results.get("nc-get")!.target!.pass, false);
   assert.deepEqual(results.get("ferry-put")!.target, { text: "server RSS ≤ 300 MiB", pass: true });
+});
+
+Deno.test("targets: HTTP servers are judged against ferry's HTTP side, not its protocol", () => {
+  const results = judged([
+    single("ferry-get", "ferry", "get", [1.0, 1.0]),
+    single("http-get", "ferry-http", "get", [2.0, 2.0]),
+    single("python-http-get", "python-http", "get", [6.2, 6.2]),
+    single("nginx-get", "nginx", "get", [1.0, 1.0]),
+  ]);
+  assert.ok(Math.abs(results.get("python-http-get")!.ferryRatio! - 3.1) < 1e-9);
+  assert.deepEqual(results.get("python-http-get")!.target, {
+    text: "ferry ≥ 3× python http.server (over HTTP)",
+    pass: true,
+  });
+  assert.ok(Math.abs(results.get("nginx-get")!.ferryRatio! - 0.5) < 1e-9);
+  assert.equal(results.get("nginx-get")!.target, undefined, "nginx's ratio is reported only");
+  assert.deepEqual(results.get("http-get")!.target, { text: "server RSS ≤ 300 MiB", pass: true });
 });
 
 Deno.test("targets: memory limits, and any failed run makes a miss", () => {
