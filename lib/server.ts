@@ -15,6 +15,7 @@ import {
   RefusedError,
   StartError,
   StoreError,
+  UserError,
 } from "./errors.ts";
 import { FileStore, quote } from "./file_store.ts";
 import type { Store } from "./store.ts";
@@ -321,7 +322,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       });
     } catch (error) {
       listener.close();
-      throw error;
+      const where = formatAddr({ transport: "tcp", ...options.http });
+      const why = error instanceof Deno.errors.AddrInUse
+        ? "address already in use"
+        : error instanceof Deno.errors.AddrNotAvailable
+        ? "no such local address"
+        : describeError(error);
+      throw new StartError("listen", new UserError(`Cannot serve HTTP on ${where}: ${why}`));
     }
   }
   const tracked = new Set<Tracked>();

@@ -554,6 +554,8 @@ function explainRootFailure(error: unknown, root: string): unknown {
 }
 
 function explainListenFailure(error: unknown, cmd: ServerCommand): unknown {
+  // The HTTP side's failures (lib/server.ts) already say which address and why.
+  if (error instanceof UserError) return error;
   const where = cmd.hostname.includes(":")
     ? `[${cmd.hostname}]:${cmd.port}`
     : `${cmd.hostname}:${cmd.port}`;

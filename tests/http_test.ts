@@ -634,6 +634,26 @@ Deno.test("http: command line: --http parses, --http-public-read needs a token",
     what: "orphan",
     pattern: /--http-public-read needs --token-file/,
   });
+  // An HTTP port in use: one line naming it, and nothing left running.
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  await using root = await makeTempDir();
+  const busy = await runServer([
+    "0",
+    "--root",
+    root.path,
+    "--http",
+    `127.0.0.1:${(taken.addr as Deno.NetAddr).port}`,
+  ]);
+  assert.equal(busy.code, 1, busy.stderr);
+  assert.match(
+    busy.stderr,
+    new RegExp(
+      `Cannot serve HTTP on 127\\.0\\.0\\.1:${
+        (taken.addr as Deno.NetAddr).port
+      }: address already in use`,
+    ),
+  );
+  assert.equal(busy.stderr.trim().split("\n").length, 1, busy.stderr);
   const alone = await runServer(["--http-public-read"]);
   assertUsageError(alone, "ferry-server", {
     what: "alone",
