@@ -9,6 +9,9 @@
  * - the same bytes through scp to a private sshd on loopback (scripts/bench_ssh.ts), once with
  *   aes128-gcm and once with chacha20-poly1305: the encrypted rivals of ferry over TLS (skipped
  *   with a note where sshd is not installed);
+ * - the same bytes over HTTP with curl: ferry's `--http` side (put and get), and for get
+ *   `python3 -m http.server` and Debian's nginx with `sendfile on` (skipped with a note where curl
+ *   or nginx is missing), judged against ferry's HTTP get (docs/http.md, "Speed");
  * - the same bytes through `nc` (netcat-openbsd), through the seed protocol's Python peer
  *   (tests/seed_peer.py) and through a bare Deno loop (scripts/bare_loop.ts, our runtime's
  *   ceiling);
@@ -102,7 +105,8 @@ Options:
                     file (default 200)
   --file-size N     size of each of those files (default 4K)
   --only ID,...     run only these single-file cases (ferry-put, ferry-put-tls,
-                    scp-put-aes128-gcm, ...; see the ids in the JSON), and neither the
+                    scp-put-aes128-gcm, http-get, nginx-get, ...; see the ids in the
+                    JSON), and neither the
                     many-clients nor the many-files case
   --json FILE       where to write the results (default: bench-results.json in a new
                     temporary folder)
