@@ -574,10 +574,17 @@ Deno.test("http: with TLS, the HTTP side is HTTPS with the same certificate", as
   ]);
   await using _ = server;
   assert.match(base, /^https:\/\//);
+  // curl trusts the certificate alone: the state folder's file also holds the private key.
+  const identity = await Deno.readTextFile(`${dir.path}/state/tls-identity.pem`);
+  const certificate = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n/.exec(
+    identity,
+  );
+  assert.ok(certificate, "no certificate in the identity file");
+  await Deno.writeTextFile(`${dir.path}/ferry.crt`, certificate[0]);
   await Deno.writeTextFile(`${server.root}/t.txt`, "over tls");
   const got = await curl([
     "--cacert",
-    `${dir.path}/state/tls-identity.pem`,
+    `${dir.path}/ferry.crt`,
     "-H",
     "Authorization: Bearer tls-token-0123456789abcdef",
     `${base}t.txt`,
@@ -590,7 +597,7 @@ Deno.test("http: with TLS, the HTTP side is HTTPS with the same certificate", as
   // The sign-in cookie is marked Secure over HTTPS.
   const login = await curl([
     "--cacert",
-    `${dir.path}/state/tls-identity.pem`,
+    `${dir.path}/ferry.crt`,
     "-D",
     "-",
     "-o",
