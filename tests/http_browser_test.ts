@@ -149,6 +149,15 @@ Deno.test({
     assert.match(await page.textContent("#results li.fail .state") ?? "", /File exists/);
     assert.deepEqual(await Deno.readFile(`${server.root}/from-browser.bin`), bytes);
 
+    // From the keyboard: Tab to "choose files", Enter opens the picker.
+    await page.focus('label[for="pick"]');
+    const [chooser] = await Promise.all([
+      page.waitForEvent("filechooser"),
+      page.keyboard.press("Enter"),
+    ]);
+    assert.ok(chooser.isMultiple(), "the picker takes several files");
+    await chooser.setFiles([]);
+
     // A whole folder, picked with the folder input, keeps its relative paths.
     await using picked = await makeTempDir();
     await Deno.mkdir(`${picked.path}/album/raw`, { recursive: true });

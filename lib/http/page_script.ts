@@ -188,8 +188,14 @@ export const PAGE_SCRIPT = String.raw`"use strict";
       Array.prototype.forEach.call(e.dataTransfer.files, function (f) { enqueue(f, f.name); });
     }
   });
-  drop.addEventListener("keydown", function (e) {
-    if (e.key === "Enter" || e.key === " ") { e.preventDefault(); pick.click(); }
+  // The "choose files" and "a folder" labels are focusable: Enter or Space opens their picker.
+  Array.prototype.forEach.call(drop.querySelectorAll("label[for]"), function (label) {
+    label.addEventListener("keydown", function (e) {
+      if (e.key === "Enter" || e.key === " ") {
+        e.preventDefault();
+        document.getElementById(label.htmlFor).click();
+      }
+    });
   });
 })();
 `;
