@@ -18,10 +18,10 @@ import {
   type HandlerContext,
   HttpError,
   serveRead,
-  serveWrite,
   statusOf,
   targetOf,
 } from "./handler.ts";
+import { serveWrite } from "./upload.ts";
 
 /** Options for {@link startHttpServer}. */
 export interface HttpServerOptions {
