@@ -302,6 +302,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const idleTimeoutMs = options.idleTimeoutMs ?? SERVER_DEFAULTS.idleTimeoutMs;
   let http: RunningHttpServer | undefined;
   if (options.http) {
+    if (!(store instanceof FileStore)) {
+      listener.close();
+      throw new UserError("HTTP serves a folder only: it cannot serve an S3 store yet");
+    }
     try {
       http = await startHttpServer({
         ...options.http,

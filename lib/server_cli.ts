@@ -284,6 +284,9 @@ export function parseServerArgs(argv: string[]): ServerCommand {
   }
   const s3 = parseS3Options(values);
   if (s3 && root !== undefined) throw new UsageError("--root and --store cannot be combined");
+  if (s3 && values.http !== undefined) {
+    throw new UsageError("--http serves a folder only: it cannot be combined with --store yet");
+  }
   const count = (name: string, fallback: number, min: number) => {
     const raw = text(name);
     if (raw === undefined) return fallback;

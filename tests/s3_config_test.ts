@@ -40,6 +40,11 @@ Deno.test("s3 config: the server's options", () => {
     () => parseServerArgs(["--store", "s3://bkt", "--s3-endpoint", "http://x", "--root", "r"]),
     /cannot be combined/,
   );
+  // The HTTP side reads kept uploads and folders from the folder store only, so far.
+  assert.throws(
+    () => parseServerArgs(["--store", "s3://bkt", "--s3-endpoint", "http://x", "--http", "8080"]),
+    /--http serves a folder only/,
+  );
 });
 
 Deno.test("s3 config: credentials from the environment, else the credentials file", async () => {
