@@ -338,6 +338,20 @@ export interface SessionOptions {
   stallTimeoutMs?: number;
 }
 
+/** What a request written outside this module (lib/tree_client.ts) uses of a {@link Session}. */
+export interface SessionIo {
+  /** Frames from the server. */
+  frames: FrameReader;
+  /** Frames to the server. */
+  out: FrameWriter;
+  /** Buffer pool for data phases. */
+  pool: BufferPool;
+  /** Waits on the local side, which the stall watchdog does not count. */
+  local: LocalWaits;
+  /** Reads the server's answer: OK, or a {@link RefusedError} for ERROR (KEEPALIVE skipped). */
+  expectOk(): Promise<Ok>;
+}
+
 /** One connection to a ferry server; requests run one after another. */
 export class Session implements ClientSession {
   /** `host:port` of the server, for messages. */
@@ -760,6 +774,22 @@ export class Session implements ClientSession {
     // After acceptance a failure reaches the reader through the stream instead.
     done.catch((error) => accepted.reject(error));
     return accepted.promise;
+  }
+
+  /**
+   * Runs a request written elsewhere (lib/tree_client.ts) on this connection, under the same stall
+   * watchdog as put, get and list.
+   */
+  exchange<T>(work: (io: SessionIo) => Promise<T>): Promise<T> {
+    return this.#request(() =>
+      work({
+        frames: this.#frames,
+        out: this.#out,
+        pool: this.#pool,
+        local: this.#local,
+        expectOk: () => this.#expectOk(),
+      })
+    );
   }
 
   /** Lists the files the server shares. */

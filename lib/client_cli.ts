@@ -1,15 +1,16 @@
 /**
- * The client command line: `ferry [options] HOST PORT put|get|list|kept|mput|mget ...`. Parses
- * arguments, opens what a put reads (lib/local_files.ts) and where a get writes
- * (lib/local_download.ts), runs each transfer through lib/client.ts (or lib/legacy.ts) and
- * reports: data and JSON reports on stdout, messages and progress on stderr.
+ * The client command line: `ferry [options] HOST PORT COMMAND ...` (put, get, list, kept, mput,
+ * mget, trust, rm, mv, mkdir, put -r and get -r). Parses arguments, opens what a put reads
+ * (lib/local_files.ts) and where a get writes (lib/local_download.ts), runs each transfer through
+ * lib/client.ts (or lib/legacy.ts, or lib/tree_cli.ts for folders) and reports: data and JSON
+ * reports on stdout, messages and progress on stderr.
  *
  * @module
  */
 
 import { basename } from "node:path";
 import { readTokenFile } from "./auth.ts";
-import { type ClientSession, connect, type FlowOptions } from "./client.ts";
+import { type ClientSession, connect, type FlowOptions, Session } from "./client.ts";
 import {
   describeFailure,
   EXIT_FAILED,
@@ -24,7 +25,6 @@ import { readsStdin, uploadPathOf } from "./devices.ts";
 import { LocalFileError, RefusedError, UsageError, UserError } from "./errors.ts";
 import {
   displayName,
-  displayUndecodableName,
   formatBytes,
   formatDate,
   formatRate,
@@ -36,13 +36,16 @@ import { LegacySession } from "./legacy.ts";
 import { downloadName, downloadsToStdout, prepareDownload } from "./local_download.ts";
 import { cannotWriteStdout, openUpload, osReason, uploadSourceOf } from "./local_files.ts";
 import { ProgressLine, progressWanted } from "./progress.ts";
-import type { KeptEntry, ListEntry } from "./protocol.ts";
+import type { KeptEntry } from "./protocol.ts";
 import { RateLimiter } from "./rate_limit.ts";
 import { type TransferResult, writeAll } from "./transfer.ts";
 import { knownServersPath } from "./known_servers.ts";
 import { runTrust } from "./tls_trust_cli.ts";
 import { NAME, VERSION } from "./version.ts";
 import { parseFingerprint } from "./x509.ts";
+import { formatListing, runTreeCommand, runTreeTransfer, type TreeCommand } from "./tree_cli.ts";
+
+type TreeCommandWord = TreeCommand["command"];
 
 const PROGRAM = NAME;
 
@@ -50,27 +53,44 @@ const PROGRAM = NAME;
 export const CLIENT_USAGE = `Usage: ${PROGRAM} [options] HOST PORT COMMAND [ARGS]
 
 Commands:
-  put LOCAL [REMOTE]   upload LOCAL as REMOTE (default: LOCAL's base name);
-                       LOCAL "-" reads stdin, and REMOTE is then required
+  put LOCAL [REMOTE]   upload LOCAL as REMOTE (default: LOCAL's base name;
+                       REMOTE ending in "/": into that folder); LOCAL "-"
+                       reads stdin, and REMOTE is then required
+  put -r LOCALDIR [REMOTEDIR]
+                       upload a whole folder, sending only what changed
+  get -r REMOTEDIR [LOCALDIR]
+                       download a whole folder, fetching only what changed
+                       (a destination ending in "/", or ".", means into it)
   get REMOTE [LOCAL]   download REMOTE to LOCAL (default: REMOTE's base name
                        in the current folder); LOCAL "-" writes to stdout
-  list                 list the server's files, one name per line
+  list [DIR]           list a remote folder (default: the top), one name per
+                       line, folders ending in "/"; -r: everything under it
   kept                 list the interrupted uploads the server keeps for
                        put --resume (if the server allows it: --show-kept)
   mput FILE...         upload several files over one connection
   mget NAME...         download several files over one connection
+  rm NAME              remove a remote file; -r: a folder and all it holds
+  mv OLD NEW           rename a remote file or folder (NEW's folder must exist)
+  mkdir DIR            create a remote folder; -p: parents too, and an
+                       existing folder is fine
   trust                remember the server's TLS certificate (with
                        --fingerprint: only if it has that fingerprint)
 
 Options:
-  --overwrite          put, mput: replace existing remote files (atomically)
+  --overwrite          put, mput, mv: replace existing remote files (atomically)
+  -r, --recursive      list, rm, put, get: the whole tree under DIR
+  --delete             put -r, get -r: remove what the sender does not have
+  --dry-run            put -r, get -r: print what would be sent, skipped and
+                       deleted, and change nothing
+  --checksum           put -r, get -r: compare contents, not size and mtime
+  -p, --parents        mkdir: create missing parent folders
   -f, --force          get, mget: replace existing local files
   --no-fsync           get, mget: do not flush downloads to disk before giving
                        them their name (faster; a power cut may lose them)
   --resume             put, get, mput, mget: continue an interrupted transfer
                        (the bytes already there are verified first)
   --limit-rate RATE    put, get, mput, mget: at most RATE bytes/s (8M = 8 MiB/s)
-  --json               list: a JSON array of {name, size, mtime}; kept: of
+  --json               list: a JSON array of {name, type, size, mtime}; kept: of
                        {name, bytes, size, keptAt, expiresAt}; transfers:
                        one JSON report per file on stdout (stderr if data
                        goes there)
@@ -102,14 +122,22 @@ Options may come before or after the other arguments; "--" ends them.
 Exit status: 0 done, 1 refused or failed (any file, for mput/mget), 2 usage error.
 
 Examples:
+  ${PROGRAM} localhost 9021 put -r photos
+  ${PROGRAM} localhost 9021 get -r photos . --delete
   ${PROGRAM} localhost 9021 put report.pdf
   tar c photos | ${PROGRAM} ::1 9021 put - photos.tar
   ${PROGRAM} 10.0.0.5 9021 get photos.tar - | tar x
   ${PROGRAM} localhost 9021 mput *.log --json
-  ${PROGRAM} localhost 9021 list --json`;
+  ${PROGRAM} localhost 9021 list -r --json
+  ${PROGRAM} localhost 9021 mv drafts/report.pdf final/report.pdf`;
 
 const OPTIONS: OptionSpec = {
   overwrite: { type: "boolean" },
+  recursive: { type: "boolean", short: "r" },
+  parents: { type: "boolean", short: "p" },
+  delete: { type: "boolean" },
+  "dry-run": { type: "boolean" },
+  checksum: { type: "boolean" },
   force: { type: "boolean", short: "f" },
   "no-fsync": { type: "boolean" },
   resume: { type: "boolean" },
@@ -129,14 +157,24 @@ const OPTIONS: OptionSpec = {
   version: { type: "boolean", short: "V" },
 };
 
-type Command = "put" | "get" | "list" | "kept" | "mput" | "mget" | "trust";
+type Command = "put" | "get" | "list" | "kept" | "mput" | "mget" | "trust" | TreeChangeCommand;
+
+/** The commands that change the remote tree (see lib/tree_cli.ts). */
+type TreeChangeCommand = "rm" | "mv" | "mkdir";
+
+const TREE_CHANGES: readonly string[] = ["rm", "mv", "mkdir"] satisfies TreeChangeCommand[];
 
 /** Longest --timeout: setTimeout's limit of 2^31-1 milliseconds, in whole seconds. */
 export const MAX_TIMEOUT_SECONDS = 2147483;
 
 /** Which commands each command-specific option belongs to. */
 const OPTION_COMMANDS: Record<string, Command[]> = {
-  overwrite: ["put", "mput"],
+  overwrite: ["put", "mput", "mv"],
+  recursive: ["list", "rm", "put", "get"],
+  delete: ["put", "get"],
+  "dry-run": ["put", "get"],
+  checksum: ["put", "get"],
+  parents: ["mkdir"],
   force: ["get", "mget"],
   "no-fsync": ["get", "mget"],
   resume: ["put", "get", "mput", "mget"],
@@ -148,11 +186,14 @@ const OPTION_COMMANDS: Record<string, Command[]> = {
 const SHAPES: Record<Command, { min: number; max: number; shape: string; names: string[] }> = {
   put: { min: 1, max: 2, shape: "put LOCAL [REMOTE]", names: ["LOCAL", "REMOTE"] },
   get: { min: 1, max: 2, shape: "get REMOTE [LOCAL]", names: ["REMOTE", "LOCAL"] },
-  list: { min: 0, max: 0, shape: "list", names: [] },
+  list: { min: 0, max: 1, shape: "list [DIR]", names: ["DIR"] },
   kept: { min: 0, max: 0, shape: "kept", names: [] },
   mput: { min: 1, max: Infinity, shape: "mput FILE [FILE ...]", names: ["FILE"] },
   mget: { min: 1, max: Infinity, shape: "mget NAME [NAME ...]", names: ["NAME"] },
   trust: { min: 0, max: 0, shape: "trust", names: [] },
+  rm: { min: 1, max: 1, shape: "rm NAME", names: ["NAME"] },
+  mv: { min: 2, max: 2, shape: "mv OLD NEW", names: ["OLD", "NEW"] },
+  mkdir: { min: 1, max: 1, shape: "mkdir DIR", names: ["DIR"] },
 };
 
 /** A parsed client command line. */
@@ -167,6 +208,16 @@ export interface ClientCommand {
   args: string[];
   /** --overwrite. */
   overwrite: boolean;
+  /** -r, --recursive. */
+  recursive: boolean;
+  /** -p, --parents. */
+  parents: boolean;
+  /** --delete (put -r, get -r). */
+  delete: boolean;
+  /** --dry-run (put -r, get -r). */
+  dryRun: boolean;
+  /** --checksum (put -r, get -r). */
+  checksum: boolean;
   /** --force. */
   force: boolean;
   /** Flush downloads to disk before renaming them (off with --no-fsync). */
@@ -208,6 +259,11 @@ export function parseClientArgs(argv: string[]): ClientCommand {
     port: 0,
     args: [] as string[],
     overwrite: flag("overwrite"),
+    recursive: flag("recursive"),
+    parents: flag("parents"),
+    delete: flag("delete"),
+    dryRun: flag("dry-run"),
+    checksum: flag("checksum"),
     force: flag("force"),
     fsync: !flag("no-fsync"),
     resume: flag("resume"),
@@ -234,7 +290,8 @@ export function parseClientArgs(argv: string[]): ClientCommand {
   const port = parsePort(portText);
   if (!(word in SHAPES)) {
     throw new UsageError(
-      `Unknown command ${JSON.stringify(word)}: expected put, get, list, kept, mput, mget or trust`,
+      `Unknown command ${JSON.stringify(word)}: ` +
+        "expected put, get, list, kept, mput, mget, trust, rm, mv or mkdir",
     );
   }
   const command = word as Command;
@@ -293,6 +350,26 @@ export function parseClientArgs(argv: string[]): ClientCommand {
     throw new UsageError(
       `--${base.json ? "json" : "long"} is not available with --legacy: ` +
         "the seed protocol lists names only",
+    );
+  }
+  const tree = base.recursive && (command === "put" || command === "get");
+  const treeOnly = ["delete", "dry-run", "checksum"].find((name) => values[name] !== undefined);
+  if (treeOnly && !tree) throw new UsageError(`--${treeOnly} applies to put -r and get -r only`);
+  if (tree) {
+    if (args.includes("-")) throw new UsageError(`${command} -r takes folders, not "-"`);
+    const not = base.resume ? "--resume" : values["limit-rate"] ? "--limit-rate" : undefined;
+    if (not) throw new UsageError(`${not} is not available with ${command} -r yet`);
+  }
+  const folders = TREE_CHANGES.includes(command) || tree ||
+    (command === "list" && (base.recursive || args.length > 0));
+  if (base.legacy && folders) {
+    const what = TREE_CHANGES.includes(command)
+      ? command
+      : base.recursive
+      ? `${command} -r`
+      : "list DIR";
+    throw new UsageError(
+      `${what} is not available with --legacy: the seed protocol has no folder operations`,
     );
   }
   if (base.legacy && base.resume) {
@@ -365,8 +442,12 @@ interface Job {
 function jobsOf(cmd: ClientCommand): Job[] {
   const [first, second] = cmd.args;
   switch (cmd.command) {
-    case "put":
-      return [{ op: "put", local: first, remote: second ?? basename(first), localGiven: true }];
+    case "put": {
+      // scp's habit: a REMOTE ending in "/" is a folder to put the file into.
+      const into = second?.endsWith("/") && first !== "-";
+      const remote = into ? second + basename(first) : second;
+      return [{ op: "put", local: first, remote: remote ?? basename(first), localGiven: true }];
+    }
     case "get":
       return [{
         op: "get",
@@ -448,8 +529,28 @@ async function runCommand(cmd: ClientCommand): Promise<number> {
   if (cmd.command === "trust") return await runTrust(cmd);
   const connector = new Connector(cmd);
   try {
-    if (cmd.command === "list") {
-      await runList(await connector.session(), cmd);
+    if (cmd.recursive && (cmd.command === "put" || cmd.command === "get")) {
+      const session = await connector.session();
+      const ok = await runTreeTransfer(
+        session as Session,
+        { ...cmd, command: cmd.command },
+        writeStdout,
+      );
+      return ok ? EXIT_OK : EXIT_FAILED;
+    }
+    if (cmd.command === "list" || TREE_CHANGES.includes(cmd.command)) {
+      const session = await connector.session();
+      if (session instanceof Session) {
+        await runTreeCommand(
+          session,
+          { ...cmd, command: cmd.command as TreeCommandWord },
+          writeStdout,
+        );
+      } else {
+        // The seed protocol lists file names only (parseClientArgs refused the rest).
+        const files = await session.list();
+        await writeStdout(formatListing(files.map((e) => ({ ...e, type: "file" })), cmd));
+      }
       return EXIT_OK;
     }
     if (cmd.command === "kept") {
@@ -708,46 +809,6 @@ async function readCa(path: string): Promise<string> {
     throw new UserError(`No certificate in ${path}: --ca needs a PEM certificate`);
   }
   return text;
-}
-
-async function runList(session: ClientSession, cmd: ClientCommand): Promise<void> {
-  const entries = await session.list();
-  let text: string;
-  // Names come from the server: one with control or bidi characters is shown escaped, so it
-  // stays one harmless line instead of painting the terminal or faking other lines.
-  if (cmd.json) {
-    text = safeJson(
-      entries.map((e) =>
-        e.notUtf8
-          ? { name: e.name, size: null, mtime: null, notUtf8: true }
-          : { name: e.name, size: e.size, mtime: new Date(e.mtime).toISOString() }
-      ),
-      2,
-    ) + "\n";
-  } else if (cmd.long) {
-    text = formatLong(entries);
-  } else {
-    text = entries.map((e) => listedName(e) + "\n").join("");
-  }
-  await writeStdout(text);
-}
-
-/** A listed name as shown: escaped if need be, and marked if it is not valid UTF-8. */
-function listedName(entry: ListEntry): string {
-  return entry.notUtf8 ? displayUndecodableName(entry.name) : displayName(entry.name);
-}
-
-function formatLong(entries: ListEntry[]): string {
-  // A name that is not valid UTF-8 cannot be looked at: its size and date are unknown.
-  const sizes = entries.map((e) => e.notUtf8 ? "?" : formatBytes(e.size));
-  const width = Math.max(0, ...sizes.map((s) => s.length));
-  const dates = entries.map((e) => e.notUtf8 ? "?".padEnd(16) : formatDate(e.mtime));
-  const lines = entries.map((e, i) =>
-    `${sizes[i].padStart(width)}  ${dates[i]}  ${listedName(e)}\n`
-  );
-  const total = entries.reduce((n, e) => n + e.size, 0);
-  const files = entries.length === 1 ? "1 file" : `${entries.length} files`;
-  return lines.join("") + `${files}, ${formatBytes(total)}\n`;
 }
 
 async function runKept(session: ClientSession, cmd: ClientCommand): Promise<void> {

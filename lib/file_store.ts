@@ -19,6 +19,14 @@ import { StagedFile, type StagedFileOptions } from "./staged_file.ts";
 export { RESUME_DIR };
 export type { BeginUploadOptions };
 
+/** Options for {@link FileStore.beginUpload}: a put's, and for a tree's files their mtime and mode. */
+export interface FileUploadOptions extends BeginUploadOptions {
+  /** Modification time to give the file, ms since the epoch; default: when it is written. */
+  mtime?: number;
+  /** Permission bits to give the file, at most 0o777; default: the umask's. */
+  mode?: number;
+}
+
 /** Hidden folder at the top of the root that holds uploads in progress. */
 export const STAGING_DIR = ".ferry-staging";
 
@@ -261,6 +269,20 @@ export class FileStore implements Store {
     return current;
   }
 
+  /**
+   * The real path of the folder that holds `name` (checked with {@link checkName}), every folder
+   * on the way checked as for an upload; missing folders are created with `create`, otherwise
+   * the result is null. For the tree operations in lib/tree_store.ts.
+   */
+  async folderOf(name: string, create = false): Promise<string | null> {
+    return await this.#parentOf(name, checkName(name), create);
+  }
+
+  /** Whether a real path lies inside the root and outside its private folders. */
+  isInside(path: string): boolean {
+    return this.#inside(path);
+  }
+
   async #checkTarget(name: string, target: string, overwrite: boolean): Promise<void> {
     let info: Deno.FileInfo;
     try {
@@ -277,7 +299,7 @@ export class FileStore implements Store {
    * Starts an upload: checks the name and that it is free (unless overwriting), and creates a
    * staging file. Two uploads of the same name cannot run at once.
    */
-  async beginUpload(name: string, options: BeginUploadOptions = {}): Promise<Upload> {
+  async beginUpload(name: string, options: FileUploadOptions = {}): Promise<Upload> {
     const segments = checkName(name);
     const overwrite = options.overwrite ?? false;
     const key = segments.join("/");
@@ -312,6 +334,13 @@ export class FileStore implements Store {
         overwrite,
         // Run again if naming it needed room: the folders are made (or found) again too.
         target: async () => {
+          // A tree transfer's file arrives with its mtime and mode, given before it is named.
+          if (options.mode !== undefined && Deno.build.os !== "windows") {
+            await Deno.chmod(stagingPath, options.mode & 0o777);
+          }
+          if (options.mtime !== undefined) {
+            await Deno.utime(stagingPath, new Date(), new Date(options.mtime));
+          }
           const dir = (await this.#parentOf(name, segments, true))!;
           const target = join(dir, segments.at(-1)!);
           await this.#checkTarget(name, target, overwrite);
@@ -425,7 +454,7 @@ function sameKind(entry: Deno.DirEntry, info: Deno.FileInfo): boolean {
 }
 
 /** A folder that cannot be listed: no permission, or gone or replaced since it was seen. */
-function isUnreadable(error: unknown): boolean {
+export function isUnreadable(error: unknown): boolean {
   return error instanceof Deno.errors.PermissionDenied ||
     error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.NotFound ||
     error instanceof Deno.errors.NotADirectory;

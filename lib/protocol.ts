@@ -7,6 +7,16 @@
  */
 
 import { ProtocolError, RefusedError } from "./errors.ts";
+import {
+  type ListRequest,
+  parseListRequest,
+  parseTreeChange,
+  parseTreeTransfer,
+  type TreeChangeRequest,
+  type TreeTransferRequest,
+} from "./tree_protocol.ts";
+
+export type { ListRequest, TreeChangeRequest, TreeTransferRequest };
 
 /** Highest protocol version this build speaks. */
 export const PROTOCOL_VERSION = 1;
@@ -51,6 +61,16 @@ export const FrameType = {
   AUTH: 0x09,
   /** The server is still at work on the request (the final flush of an upload), JSON `{}`. */
   KEEPALIVE: 0x0a,
+  /** Tree transfer: the sender's next batch of entries (lib/tree_protocol.ts). */
+  MANIFEST: 0x0b,
+  /** Tree transfer: which entries of a batch the receiver needs. */
+  WANT: 0x0c,
+  /** Tree transfer: one file's data follows (DATA* then END, or ABORT). */
+  FILE: 0x0d,
+  /** Tree transfer: what became of one file, or a name the receiver deleted. */
+  RESULT: 0x0e,
+  /** Tree transfer: the sender has sent everything. */
+  FINISH: 0x0f,
 } as const;
 
 /** A frame type code. */
@@ -129,12 +149,6 @@ export interface GetRequest {
   rate?: number;
 }
 
-/** Listing request. */
-export interface ListRequest {
-  /** Operation. */
-  op: "list";
-}
-
 /**
  * Request for the interrupted uploads the server keeps for `put --resume`; a server answers it
  * only if its operator allows (`--show-kept`), and refuses it with `denied` otherwise.
@@ -144,8 +158,14 @@ export interface KeptRequest {
   op: "kept";
 }
 
-/** Any client request. */
-export type Request = PutRequest | GetRequest | ListRequest | KeptRequest;
+/** Any client request; the listing and tree requests are in lib/tree_protocol.ts. */
+export type Request =
+  | PutRequest
+  | GetRequest
+  | ListRequest
+  | KeptRequest
+  | TreeChangeRequest
+  | TreeTransferRequest;
 
 /** Server acceptance; which fields are present depends on the request. */
 export interface Ok {
@@ -401,9 +421,16 @@ export function parseRequest(json: Record<string, unknown>): Request {
       return get;
     }
     case "list":
-      return { op: "list" };
+      return parseListRequest(json);
     case "kept":
       return { op: "kept" };
+    case "rm":
+    case "mv":
+    case "mkdir":
+      return parseTreeChange(json);
+    case "put_tree":
+    case "get_tree":
+      return parseTreeTransfer(json);
     default:
       throw new ProtocolError(`Unknown operation ${JSON.stringify(String(json.op)).slice(0, 40)}`);
   }

@@ -60,6 +60,10 @@ import { DEFAULT_HASH_ARENA_SIZE, requestHashArena } from "./xxh3.ts";
 import { startHttpServer } from "./http/http_server.ts";
 import type { RunningHttpServer } from "./http/http_server.ts";
 import { createAccess } from "./http/access.ts";
+import { encodeTreeListing, TREE_FEATURE } from "./tree_protocol.ts";
+import { changeTree, listTree } from "./tree_store.ts";
+import type { TreeTransferRequest } from "./tree_protocol.ts";
+import { checkTreeRequest, serveTreeTransfer } from "./tree_server.ts";
 
 /** Options for {@link startServer}. */
 export interface ServerOptions {
@@ -579,7 +583,13 @@ async function handleConnection(entry: Tracked, ctx: Context): Promise<void> {
       const started = performance.now();
       const outcome = await serveRequest(request, channel, ctx);
       const seconds = ((performance.now() - started) / 1000).toFixed(3);
-      const name = "name" in request ? quote(request.name) : "-";
+      const name = request.op === "list"
+        ? (request.dir === undefined ? "-" : quote(request.dir))
+        : request.op === "mv"
+        ? `${quote(request.name)} -> ${quote(request.to)}`
+        : "name" in request && request.name !== undefined
+        ? quote(request.name)
+        : "-";
       ctx.log(
         `${stamp()} ${peer} ${request.op} ${name} ${outcome.bytes} bytes ${outcome.result} ${seconds}s`,
       );
@@ -669,7 +679,12 @@ async function handshake(first: Uint8Array, channel: Channel, ctx: Context): Pro
   channel.preambleSent = true;
   await out.writeRaw(encodePreamble(Math.min(version, PROTOCOL_VERSION)));
   const challenge = ctx.token ? newNonce() : undefined;
-  const features = [ctx.token ? "auth" : "", ctx.readOnly ? "read-only" : ""].filter(Boolean);
+  const features = [
+    ctx.token ? "auth" : "",
+    ctx.readOnly ? "read-only" : "",
+    // Folders, and the requests on them, are a folder store's: an S3 store offers none.
+    ctx.store instanceof FileStore ? TREE_FEATURE : "",
+  ].filter(Boolean);
   await out.writeControl(FrameType.WELCOME, {
     server: `${NAME}/${VERSION}`,
     features,
@@ -727,10 +742,82 @@ async function serveRequest(request: Request, channel: Channel, ctx: Context): P
       return await servePut(request, channel, ctx);
     case "get":
       return await serveGet(request, channel, ctx);
-    case "list":
-      return await serveList(channel.out, ctx);
+    case "list": {
+      const { dir, recursive } = request;
+      // A request without `recursive` is the original one, from a client that predates folders.
+      return await serveList(
+        channel.out,
+        ctx,
+        recursive === undefined
+          ? async () => encodeListing(await ctx.store.list())
+          : async () => encodeTreeListing(await listTree(folderStore(ctx), { dir, recursive })),
+      );
+    }
     case "kept":
       return await serveKept(channel.out, ctx);
+    case "rm":
+    case "mv":
+    case "mkdir":
+      try {
+        await changeTree(folderStore(ctx), request, { readOnly: ctx.readOnly });
+      } catch (error) {
+        return await refuse(channel.out, error);
+      }
+      await channel.out.writeControl(FrameType.OK, {});
+      return { bytes: 0, result: "ok" };
+    case "put_tree":
+    case "get_tree":
+      return await serveTree(request, channel, ctx);
+  }
+}
+
+/**
+ * The served folder, for the tree requests. A store that is not a folder (S3) does not offer
+ * them (no `tree` feature in WELCOME), and refuses a client that asks anyway.
+ */
+function folderStore(ctx: Context): FileStore {
+  if (ctx.store instanceof FileStore) return ctx.store;
+  throw new StoreError(
+    "unsupported",
+    "This server's store has no folders: folder operations are off",
+  );
+}
+
+/** A whole folder in one request (lib/tree_server.ts); the log line sums it up. */
+async function serveTree(
+  request: TreeTransferRequest,
+  channel: Channel,
+  ctx: Context,
+): Promise<Outcome> {
+  let tree;
+  try {
+    tree = {
+      store: folderStore(ctx),
+      pool: ctx.pool,
+      readOnly: ctx.readOnly,
+      maxSize: ctx.maxSize,
+    };
+    await checkTreeRequest(request, tree);
+  } catch (error) {
+    return await refuse(channel.out, error);
+  }
+  await channel.out.writeControl(FrameType.OK, {});
+  try {
+    const done = await serveTreeTransfer(request, channel, tree);
+    return {
+      bytes: done.bytes,
+      result: `ok ${done.files} files, ${done.skipped} skipped, ${done.deleted} deleted, ` +
+        `${done.failed} failed${request.dryRun ? " (dry run)" : ""}`,
+    };
+  } catch (error) {
+    if (channel.entry.reason) {
+      return { bytes: 0, result: `cut (${channel.entry.reason})`, close: true };
+    }
+    const gone = interruptionOf(error);
+    if (gone) return { bytes: 0, result: `interrupted (client went away: ${gone})`, close: true };
+    const { code, message } = classify(error);
+    await channel.out.writeControl(FrameType.ERROR, { code, message }).catch(() => {});
+    return { bytes: 0, result: `failed (${code}: ${message})`, close: true };
   }
 }
 
@@ -937,10 +1024,14 @@ async function serveKept(out: FrameWriter, ctx: Context): Promise<Outcome> {
   return await sendListing(listing, out, ctx);
 }
 
-async function serveList(out: FrameWriter, ctx: Context): Promise<Outcome> {
+async function serveList(
+  out: FrameWriter,
+  ctx: Context,
+  list: () => Promise<Uint8Array>,
+): Promise<Outcome> {
   let listing: Uint8Array;
   try {
-    listing = encodeListing(await ctx.store.list());
+    listing = await list();
   } catch (error) {
     return await refuse(out, error);
   }

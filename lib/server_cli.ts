@@ -82,7 +82,8 @@ AWS_PROFILE of ~/.aws/credentials or AWS_SHARED_CREDENTIALS_FILE):
                          this long untouched (default 1h)
 
 Access and limits:
-  --read-only            refuse uploads; downloads and listings are served
+  --read-only            refuse uploads, rm, mv and mkdir; downloads and
+                         listings are served
   --token-file FILE      require clients to prove they hold the secret in FILE
                          (challenge-response: the secret never crosses the wire)
   --tls                  serve over TLS with a certificate of its own, made on

@@ -232,7 +232,7 @@ Deno.test("get refuses an existing local file, and --force replaces it", async (
   assert.deepEqual(await listDir(work.path), ["local.bin"]);
 });
 
-Deno.test("list prints one name per line, sorted, and never staging files", async () => {
+Deno.test("list -r prints one name per line, sorted, and never staging files", async () => {
   await using server = await startServer();
   const names = ["b.txt", "a.txt", "Zeta.bin", "sub/inner.txt", "c d.txt"];
   for (const name of names) {
@@ -241,10 +241,11 @@ Deno.test("list prints one name per line, sorted, and never staging files", asyn
   // Something an upload in progress would leave in the staging folder.
   await Deno.writeFile(`${server.root}/${STAGING_DIR}/leftover.upload`, new Uint8Array(10));
 
-  const listed = await ferry(server, ["list"]);
+  const listed = await ferry(server, ["list", "-r"]);
   assertSuccess(listed, "list");
   const text = new TextDecoder().decode(listed.stdout);
-  const sorted = [...names].sort();
+  // Folders are listed too, marked with a trailing "/".
+  const sorted = [...names, "sub/"].sort();
   assert.equal(text, sorted.map((name) => `${name}\n`).join(""));
   assert.doesNotMatch(text, /ferry-staging|leftover/);
   assert.equal(listed.stderr, "", "list prints nothing but the names");
@@ -270,7 +271,8 @@ Deno.test("list --json gives the name, size and mtime of every file", async () =
   assert.ok(Array.isArray(entries));
   assert.deepEqual(entries.map((e: { name: string }) => e.name), Object.keys(files).sort());
   for (const entry of entries) {
-    assert.deepEqual(Object.keys(entry).sort(), ["mtime", "name", "size"]);
+    assert.deepEqual(Object.keys(entry).sort(), ["mtime", "name", "size", "type"]);
+    assert.equal(entry.type, "file");
     assert.equal(entry.size, files[entry.name], `size of ${entry.name}`);
     // mtime may be milliseconds or an ISO date; either way it must be the file's real mtime.
     const ms = typeof entry.mtime === "number" ? entry.mtime : Date.parse(entry.mtime);
@@ -287,16 +289,17 @@ Deno.test("list --long gives size, date and name per line, then a total", async 
   assertSuccess(single, "list -l");
   assert.match(new TextDecoder().decode(single.stdout), /a b\.txt\n1 file, 2\.00 KiB\n$/);
   assertSuccess(await ferry(server, ["put", "-", "sub/z.bin"], { stdin: randomBytes(3) }), "z");
-  const listed = await ferry(server, ["list", "--long"]);
+  const listed = await ferry(server, ["list", "--long", "-r"]);
   assertSuccess(listed, "list --long");
   const lines = new TextDecoder().decode(listed.stdout).split("\n");
   // Sizes are right-aligned to one width; dates are local time, so only their shape is checked.
   const date = "\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d";
   assert.match(lines[0], new RegExp(`^2\\.00 KiB  ${date}  a b\\.txt$`));
-  assert.match(lines[1], new RegExp(`^     3 B  ${date}  sub/z\\.bin$`));
-  assert.equal(lines[2], "2 files, 2.00 KiB");
-  assert.equal(lines[3], "");
-  assert.equal(lines.length, 4);
+  assert.match(lines[1], new RegExp(`^       -  ${date}  sub/$`));
+  assert.match(lines[2], new RegExp(`^     3 B  ${date}  sub/z\\.bin$`));
+  assert.equal(lines[3], "2 files, 1 folder, 2.00 KiB");
+  assert.equal(lines[4], "");
+  assert.equal(lines.length, 5);
 });
 
 Deno.test("usage errors exit 2 with a one-line message and no stack trace", async () => {
@@ -307,7 +310,7 @@ Deno.test("usage errors exit 2 with a one-line message and no stack trace", asyn
     ["an unknown command", ["127.0.0.1", "9021", "fetch", "x"]],
     ["put - without REMOTE", ["127.0.0.1", "9021", "put", "-"]],
     ["put without LOCAL", ["127.0.0.1", "9021", "put"]],
-    ["list with an argument", ["127.0.0.1", "9021", "list", "extra"]],
+    ["list with two folders", ["127.0.0.1", "9021", "list", "a", "extra"]],
     ["--overwrite on list", ["127.0.0.1", "9021", "list", "--overwrite"]],
     ["--long on put", ["127.0.0.1", "9021", "put", "x", "--long"]],
     ["--overwrite on get", ["127.0.0.1", "9021", "get", "x", "--overwrite"]],

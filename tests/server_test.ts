@@ -635,9 +635,9 @@ Deno.test("list leaves out a folder the server may not read, and lists the rest"
   // Denied to the server process even though the tests run as root (chmod would not stop it).
   await using server = await startServer({ root, permissions: [`--deny-read=${root}/secret`] });
 
-  const listed = await ferry(server, ["list"]);
+  const listed = await ferry(server, ["list", "-r"]);
   assertSuccess(listed, "list with an unreadable folder");
-  assert.equal(new TextDecoder().decode(listed.stdout), "a.txt\nopen/b.txt\n");
+  assert.equal(new TextDecoder().decode(listed.stdout), "a.txt\nopen/\nopen/b.txt\n");
   const denied = await ferry(server, ["get", "secret/hidden.txt", "-"]);
   assertFailure(denied, /no permission/i, { what: "get from the unreadable folder" });
   await server.waitForLog(/ list - \d+ bytes ok /);

@@ -1,0 +1,308 @@
+/**
+ * The client commands that browse and change the remote tree: `list [DIR]`, `list -r`, `rm`,
+ * `mv`, `mkdir`, `put -r` and `get -r`. Turns their arguments into requests (lib/tree_client.ts)
+ * and formats listings and reports for stdout.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { say } from "./cli.ts";
+import type { Session } from "./client.ts";
+import { RefusedError, UsageError } from "./errors.ts";
+import {
+  displayName,
+  displayUndecodableName,
+  formatBytes,
+  formatDate,
+  formatRate,
+  formatSeconds,
+  safeJson,
+} from "./format.ts";
+import { ProgressLine, progressWanted } from "./progress.ts";
+import type { TreeEntry, TreeSummary } from "./tree_protocol.ts";
+import { changeRemote, getTree, listRemote, putTree } from "./tree_client.ts";
+import type { TreeEvent } from "./tree_transfer.ts";
+import { NAME } from "./version.ts";
+
+/** How a listing is printed. */
+export interface ListingFormat {
+  /** A JSON array of `{name, type, size, mtime}`. */
+  json: boolean;
+  /** A table with sizes and dates, and a total. */
+  long: boolean;
+}
+
+/**
+ * Formats a listing for stdout: one name per line, folders with a trailing `/`; or `--long`'s
+ * table; or `--json`. Names come from the server, so any with control or bidi characters is shown
+ * escaped: one harmless line, never a painted terminal or a forged line.
+ */
+export function formatListing(entries: TreeEntry[], format: ListingFormat): string {
+  if (format.json) {
+    return safeJson(
+      entries.map((e) =>
+        e.notUtf8
+          ? { name: e.name, type: e.type, size: null, mtime: null, notUtf8: true }
+          : { name: e.name, type: e.type, size: e.size, mtime: new Date(e.mtime).toISOString() }
+      ),
+      2,
+    ) + "\n";
+  }
+  const shown = (e: TreeEntry) =>
+    e.notUtf8
+      ? displayUndecodableName(e.name + (e.type === "dir" ? "/" : ""))
+      : displayName(e.name) + (e.type === "dir" ? "/" : "");
+  if (!format.long) return entries.map((e) => shown(e) + "\n").join("");
+  // A name that is not valid UTF-8 cannot be looked at: its size and date are unknown.
+  const sizes = entries.map((e) => e.notUtf8 ? "?" : e.type === "dir" ? "-" : formatBytes(e.size));
+  const width = Math.max(0, ...sizes.map((s) => s.length));
+  const dates = entries.map((e) => e.notUtf8 ? "?".padEnd(16) : formatDate(e.mtime));
+  const lines = entries.map((e, i) => `${sizes[i].padStart(width)}  ${dates[i]}  ${shown(e)}\n`);
+  const files = entries.filter((e) => e.type === "file");
+  const folders = entries.length - files.length;
+  const total = files.reduce((n, e) => n + e.size, 0);
+  const counts = [
+    files.length === 1 ? "1 file" : `${files.length} files`,
+    ...(folders === 0 ? [] : [folders === 1 ? "1 folder" : `${folders} folders`]),
+  ];
+  return lines.join("") + `${counts.join(", ")}, ${formatBytes(total)}\n`;
+}
+
+/**
+ * A remote name as typed: trailing slashes go (`rm -r photos/`), and for a folder to list, `.`
+ * and `/` mean the root (undefined). Anything else is checked by the server.
+ */
+export function remoteArg(arg: string, what: string, rootOk = false): string | undefined {
+  const trimmed = arg.replace(/\/+$/, "");
+  if (trimmed === "" || trimmed === ".") {
+    if (rootOk) return undefined;
+    throw new UsageError(`${what} ${JSON.stringify(arg)} is the served folder itself`);
+  }
+  return trimmed;
+}
+
+/** What {@link runTreeCommand} needs of the command line. */
+export interface TreeCommand extends ListingFormat {
+  /** The command word. */
+  command: "list" | "rm" | "mv" | "mkdir";
+  /** Its arguments. */
+  args: string[];
+  /** `-r`: list or remove everything under a folder. */
+  recursive: boolean;
+  /** `-p`: mkdir creates parents too and accepts an existing folder. */
+  parents: boolean;
+  /** `--overwrite`: mv replaces a file. */
+  overwrite: boolean;
+}
+
+/**
+ * Runs a tree command; a listing goes to `write`. A refusal the user can overcome with a flag says
+ * which (the server cannot: it does not know the client's flags).
+ */
+export async function runTreeCommand(
+  session: Session,
+  cmd: TreeCommand,
+  write: (text: string) => Promise<void>,
+): Promise<void> {
+  const [first, second] = cmd.args;
+  try {
+    switch (cmd.command) {
+      case "list": {
+        const dir = first === undefined ? undefined : remoteArg(first, "DIR", true);
+        const entries = await listRemote(session, { dir, recursive: cmd.recursive });
+        await write(formatListing(entries, cmd));
+        return;
+      }
+      case "rm":
+        return await changeRemote(session, {
+          op: "rm",
+          name: remoteArg(first, "NAME")!,
+          recursive: cmd.recursive,
+        });
+      case "mv":
+        return await changeRemote(session, {
+          op: "mv",
+          name: remoteArg(first, "OLD")!,
+          to: remoteArg(second, "NEW")!,
+          overwrite: cmd.overwrite,
+        });
+      case "mkdir":
+        return await changeRemote(session, {
+          op: "mkdir",
+          name: remoteArg(first, "DIR")!,
+          parents: cmd.parents,
+        });
+    }
+  } catch (error) {
+    throw withFlagHint(error, cmd);
+  }
+}
+
+function withFlagHint(error: unknown, cmd: TreeCommand): unknown {
+  if (!(error instanceof RefusedError)) return error;
+  const hint = cmd.command === "rm" && !cmd.recursive && error.code === "not_a_file"
+    ? "use -r to remove a folder and everything in it"
+    : cmd.command === "mv" && !cmd.overwrite && error.code === "exists"
+    ? "use --overwrite to replace it"
+    : cmd.command === "mkdir" && !cmd.parents && error.code === "not_found"
+    ? "use -p to create parent folders too"
+    : undefined;
+  return hint ? new RefusedError(error.code, `${error.message} (${hint})`) : error;
+}
+
+/** What {@link runTreeTransfer} needs of the command line. */
+export interface TreeTransferCommand {
+  /** put -r or get -r. */
+  command: "put" | "get";
+  /** LOCALDIR and REMOTEDIR (put), or REMOTEDIR and LOCALDIR (get). */
+  args: string[];
+  /** --delete. */
+  delete: boolean;
+  /** --dry-run. */
+  dryRun: boolean;
+  /** --checksum. */
+  checksum: boolean;
+  /** Flush downloads to disk (off with --no-fsync). */
+  fsync: boolean;
+  /** One JSON report per file, and a summary. */
+  json: boolean;
+  /** Nothing but errors. */
+  quiet: boolean;
+  /** Show the progress line even when stderr is not a terminal. */
+  progress: boolean;
+}
+
+/** The last segment of a local or remote path, trailing slashes aside. */
+function lastSegment(path: string): string | undefined {
+  const segments = path.split(/[\\/]+/).filter((s) => s !== "" && s !== ".");
+  return segments.at(-1);
+}
+
+/** Whether a destination means "into this folder": `.`, `..`, or a trailing slash. */
+function meansInto(path: string): boolean {
+  return path === "." || path === ".." || /[\\/]$/.test(path);
+}
+
+/**
+ * Where a tree goes, as scp and cp -r users expect: a destination ending in `/` (or `.`) is a
+ * folder to put the tree into, under its own name; any other destination is the tree's new name.
+ * So `get -r photos .` makes `./photos`, and running a command again lands in the same place.
+ */
+export function treeEnds(cmd: TreeTransferCommand): { local: string; remote?: string } {
+  const [first, second] = cmd.args;
+  if (cmd.command === "put") {
+    const local = first;
+    const name = lastSegment(local) ?? lastSegment(Deno.cwd());
+    if (second === undefined) return { local, remote: name };
+    const into = meansInto(second);
+    const folder = remoteArg(second, "REMOTEDIR", true);
+    if (!into) return { local, remote: folder };
+    if (name === undefined) throw new UsageError(`Cannot tell the folder's name from ${local}`);
+    return { local, remote: folder === undefined ? name : `${folder}/${name}` };
+  }
+  const remote = remoteArg(first, "REMOTEDIR", true);
+  const name = remote === undefined ? undefined : remote.split("/").at(-1);
+  if (second === undefined) {
+    if (name === undefined) throw new UsageError("get -r of the whole server needs a LOCALDIR");
+    return { local: name, remote };
+  }
+  if (!meansInto(second) || name === undefined) return { local: second, remote };
+  return { local: join(second, name), remote };
+}
+
+/**
+ * Runs `put -r` or `get -r`: reports go to `write` (stdout: with `--json` one object per file and
+ * a summary, with `--dry-run` one line per file), messages and progress to stderr. Resolves with
+ * whether every file made it.
+ */
+export async function runTreeTransfer(
+  session: Session,
+  cmd: TreeTransferCommand,
+  write: (text: string) => Promise<void>,
+): Promise<boolean> {
+  const { local, remote } = treeEnds(cmd);
+  const remoteShown = remote === undefined ? "/" : remote;
+  const progress = new ProgressLine(cmd.command === "put" ? local : remoteShown, {
+    total: null,
+    enabled: !cmd.quiet && !cmd.dryRun && (cmd.progress || progressWanted()),
+  });
+  let lines: string[] = [];
+  const flush = async () => {
+    if (lines.length === 0) return;
+    const text = lines.join("");
+    lines = [];
+    await write(text);
+  };
+  const onEvent = (event: TreeEvent) => {
+    if (event.kind === "ignored" && !cmd.quiet) {
+      say(`${NAME}: ${event.path}: ${event.message}; not sent`);
+    }
+    if (event.kind === "failed") say(`${NAME}: ${event.path}: ${event.message}`);
+    if (cmd.json) {
+      lines.push(
+        safeJson({
+          op: cmd.command,
+          name: event.path,
+          action: event.kind,
+          ...(event.kind === "sent" ? { size: event.size } : {}),
+          ...(event.kind === "failed" || event.kind === "ignored" ? { error: event.message } : {}),
+          ...(cmd.dryRun ? { dryRun: true } : {}),
+        }) + "\n",
+      );
+    } else if (cmd.dryRun && event.kind !== "ignored" && event.kind !== "failed") {
+      const verb = { sent: "send", skipped: "skip", deleted: "delete" }[event.kind];
+      lines.push(`${verb} ${displayName(event.path)}\n`);
+    }
+  };
+  const started = performance.now();
+  const options = {
+    delete: cmd.delete,
+    dryRun: cmd.dryRun,
+    checksum: cmd.checksum,
+    fsync: cmd.fsync,
+    onEvent,
+    onProgress: (bytes: number) => progress.update(bytes),
+  };
+  let summary: TreeSummary;
+  try {
+    summary = cmd.command === "put"
+      ? await putTree(session, local, remote, options)
+      : await getTree(session, remote, local, options);
+  } finally {
+    progress.done();
+    await flush();
+  }
+  const seconds = (performance.now() - started) / 1000;
+  if (cmd.json) {
+    await write(
+      safeJson({
+        op: cmd.command,
+        summary: true,
+        local,
+        remote: remoteShown,
+        ...summary,
+        seconds: Math.round(seconds * 1000) / 1000,
+        ...(cmd.dryRun ? { dryRun: true } : {}),
+      }) + "\n",
+    );
+  }
+  if (!cmd.quiet) {
+    const files = summary.files === 1 ? "1 file" : `${summary.files} files`;
+    const rest = `${summary.skipped} up to date, ${summary.deleted} deleted, ` +
+      `${summary.failed} failed`;
+    const what = cmd.command === "put"
+      ? `${local} to ${JSON.stringify(remoteShown)}`
+      : `${JSON.stringify(remoteShown)} to ${local}`;
+    say(
+      cmd.dryRun
+        ? `Dry run, nothing changed: ${what} would send ${files} (${formatBytes(summary.bytes)}); ${
+          rest.replace("deleted", "would be deleted")
+        }`
+        : `${cmd.command === "put" ? "Uploaded" : "Downloaded"} ${what}: ${files}, ` +
+          `${formatBytes(summary.bytes)} in ${formatSeconds(seconds)} ` +
+          `(${formatRate(summary.bytes, seconds)}); ${rest}`,
+    );
+  }
+  return summary.failed === 0;
+}

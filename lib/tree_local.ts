@@ -1,0 +1,216 @@
+/**
+ * The client's local end of tree transfers: a local folder as the source of `put -r` and as the
+ * sink of `get -r`. A sink trusts nothing the server sends: every path is checked with the same
+ * rules as the server's ({@link checkName}), every folder on the way is checked with `lstat` and
+ * must be a real folder (never a symlink, so nothing is ever written through one), and each file
+ * is written to a hidden `.ferry-*.part` file beside its target and renamed into place only once
+ * it is verified.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { StoreError, UserError } from "./errors.ts";
+import { checkName } from "./file_store.ts";
+import { syncDir } from "./staged_file.ts";
+import { cannotRead, cannotWrite } from "./local_files.ts";
+import { checksumFilePrefix, writeAll } from "./transfer.ts";
+import type { TreeFileSink, TreeSink, TreeSource } from "./tree_transfer.ts";
+import { TreeWalker } from "./tree_walk.ts";
+
+function removeQuietly(path: string): void {
+  try {
+    Deno.removeSync(path);
+  } catch {
+    // Gone already, or not ours to remove after all: it is skipped either way.
+  }
+}
+
+function valid(path: string): boolean {
+  try {
+    checkName(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The local folder `base` as a tree source; refused unless it is a folder. */
+export async function localSource(base: string): Promise<TreeSource> {
+  let real: string;
+  try {
+    real = await Deno.realPath(base);
+    if (!(await Deno.stat(real)).isDirectory) throw new UserError(`${base} is not a folder`);
+  } catch (error) {
+    if (error instanceof UserError) throw error;
+    throw cannotRead(base, error);
+  }
+  return {
+    // What an interrupted get -r left is not part of the tree.
+    walker: await TreeWalker.open(real, { skip: isTreePart }),
+    open: (path) => Deno.open(join(real, path), { read: true }),
+    allowed: valid,
+  };
+}
+
+/** Options for {@link localSink}. */
+export interface LocalSinkOptions {
+  /** Flush each file, then its folder entry, to disk before reporting it (default true). */
+  fsync?: boolean;
+}
+
+/** Prefix of the hidden files a download is written to before it is renamed into place. */
+export const TREE_PART_PREFIX = ".ferry-";
+
+/** A download's hidden staging file, as {@link localSink} names them. */
+const PART_NAME = /(^|\/)\.ferry-[0-9a-f-]{36}\.part$/;
+
+/** Whether `path` is a staging file an interrupted `get -r` left behind. */
+export function isTreePart(path: string): boolean {
+  return PART_NAME.test(path);
+}
+
+/** The local folder `base` (created if missing) as the sink of a tree download. */
+export function localSink(base: string, options: LocalSinkOptions = {}): TreeSink {
+  const fsync = options.fsync ?? true;
+  let root: string | undefined;
+  /** The folder most recently checked, which the next file most likely shares. */
+  let checked: { key: string; path: string } | undefined;
+
+  const top = async () => {
+    root ??= await Deno.realPath(base).catch((error) => {
+      throw cannotWrite(base, error);
+    });
+    return root;
+  };
+  /**
+   * The folder `segments` names under the base, each step checked with lstat: a symlink or a
+   * file on the way is refused; a missing folder is created when `create` is set, or null.
+   */
+  const folder = async (segments: string[], create: boolean): Promise<string | null> => {
+    const key = segments.join("/");
+    if (checked?.key === key) return checked.path;
+    let current = await top();
+    for (const [i, segment] of segments.entries()) {
+      current = join(current, segment);
+      const shown = segments.slice(0, i + 1).join("/");
+      let info: Deno.FileInfo;
+      try {
+        info = await Deno.lstat(current);
+      } catch (error) {
+        if (!(error instanceof Deno.errors.NotFound)) throw cannotWrite(current, error);
+        if (!create) return null;
+        await Deno.mkdir(current).catch((error) => {
+          throw cannotWrite(current, error);
+        });
+        continue;
+      }
+      if (info.isSymlink) {
+        throw new StoreError("bad_name", `Refused to write through the symlink ${shown}`);
+      }
+      if (!info.isDirectory) throw new StoreError("not_a_file", `${shown} is not a folder`);
+    }
+    checked = { key, path: current };
+    return current;
+  };
+  const split = (path: string) => {
+    const segments = path.split("/");
+    return { parents: segments.slice(0, -1), leaf: segments.at(-1)! };
+  };
+
+  return {
+    check: (path) => void checkName(path),
+    walker: async () => {
+      let info: Deno.FileInfo;
+      try {
+        info = await Deno.stat(base);
+      } catch (error) {
+        if (error instanceof Deno.errors.NotFound) return null;
+        throw cannotRead(base, error);
+      }
+      if (!info.isDirectory) throw new UserError(`Cannot write into ${base}: not a folder`);
+      const real = await top();
+      return await TreeWalker.open(real, {
+        // A staging file an interrupted run left behind: ours, so it goes.
+        skip: (path) => isTreePart(path) && (removeQuietly(join(real, path)), true),
+      });
+    },
+    makeBase: async () => {
+      await Deno.mkdir(base, { recursive: true }).catch((error) => {
+        throw cannotWrite(base, error);
+      });
+    },
+    makeDir: async (path) => {
+      await folder(path.split("/"), true);
+    },
+    remove: async (path) => {
+      const { parents, leaf } = split(path);
+      const dir = await folder(parents, false);
+      if (dir === null) return;
+      const target = join(dir, leaf);
+      const info = await Deno.lstat(target).catch(() => null);
+      if (!info) return;
+      // A symlink goes itself; only a real folder is removed with what it holds.
+      await Deno.remove(target, { recursive: info.isDirectory });
+      checked = undefined;
+    },
+    beginFile: async (path, entry): Promise<TreeFileSink> => {
+      const { parents, leaf } = split(path);
+      const dir = (await folder(parents, true))!;
+      const target = join(dir, leaf);
+      const staging = join(dir, `${TREE_PART_PREFIX}${crypto.randomUUID()}.part`);
+      const file = await Deno.open(staging, { write: true, createNew: true }).catch((error) => {
+        throw cannotWrite(target, error);
+      });
+      let closed = false;
+      const close = () => {
+        if (closed) return;
+        closed = true;
+        file.close();
+      };
+      return {
+        write: async (chunk) => {
+          try {
+            await writeAll(file, chunk);
+          } catch (error) {
+            throw cannotWrite(target, error);
+          }
+        },
+        commit: async () => {
+          try {
+            if (fsync) await file.syncData();
+            close();
+            if (Deno.build.os !== "windows") await Deno.chmod(staging, entry.mode & 0o777);
+            await Deno.utime(staging, new Date(), new Date(entry.mtime));
+            const there = await Deno.lstat(target).catch(() => null);
+            if (there?.isDirectory) throw new StoreError("not_a_file", `${path} is a folder`);
+            // rename replaces a file or a symlink itself, never what a symlink points to.
+            await Deno.rename(staging, target);
+          } catch (error) {
+            close();
+            await Deno.remove(staging).catch(() => {});
+            if (error instanceof StoreError) throw error;
+            throw cannotWrite(target, error);
+          }
+          if (fsync) await syncDir(dir);
+        },
+        discard: async () => {
+          close();
+          await Deno.remove(staging).catch(() => {});
+        },
+      };
+    },
+    finishDir: async (path, entry) => {
+      const dir = await folder(path.split("/"), false);
+      if (dir === null) return;
+      // Owner rwx stays, so the tree can be updated and removed again.
+      if (Deno.build.os !== "windows") await Deno.chmod(dir, entry.mode | 0o700);
+      await Deno.utime(dir, new Date(), new Date(entry.mtime));
+    },
+    checksum: async (path) => {
+      using file = await Deno.open(join(await top(), path), { read: true });
+      const size = (await file.stat()).size;
+      return (await checksumFilePrefix(file, size))?.digest() ?? null;
+    },
+  };
+}

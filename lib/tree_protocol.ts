@@ -1,0 +1,351 @@
+/**
+ * The wire messages of remote tree operations: folder listings, `rm`, `mv` and `mkdir`, and
+ * their strict validation. lib/protocol.ts hands these requests here; docs/protocol.md
+ * ("Folders") is the prose version.
+ *
+ * @module
+ */
+
+import { ProtocolError } from "./errors.ts";
+import { parseError } from "./protocol.ts";
+
+/** WELCOME feature of a server that offers the requests in this module. */
+export const TREE_FEATURE = "tree";
+
+/**
+ * A listing request. Without `recursive` it is the original request, answered with every file in
+ * the tree and no types, for clients that predate folders; with it, a {@link TreeEntry} listing.
+ */
+export interface ListRequest {
+  /** Operation. */
+  op: "list";
+  /** Folder to list, relative to the root; absent for the root itself. */
+  dir?: string;
+  /** Present: a typed listing of `dir` alone (false) or of everything under it (true). */
+  recursive?: boolean;
+}
+
+/** Removes a file, a symlink (never its target) or, with `recursive`, a folder and its contents. */
+export interface RemoveRequest {
+  /** Operation. */
+  op: "rm";
+  /** Name to remove. */
+  name: string;
+  /** Remove a folder and everything in it. */
+  recursive: boolean;
+}
+
+/** Renames a file or folder inside the root, atomically. */
+export interface MoveRequest {
+  /** Operation. */
+  op: "mv";
+  /** Current name. */
+  name: string;
+  /** New name; its folder must exist. */
+  to: string;
+  /** Replace an existing file (never a folder) at `to`. */
+  overwrite: boolean;
+}
+
+/** Creates a folder. */
+export interface MakeDirRequest {
+  /** Operation. */
+  op: "mkdir";
+  /** Folder to create. */
+  name: string;
+  /** Create missing parent folders too, and accept a folder that exists already. */
+  parents: boolean;
+}
+
+/** The requests that change the remote tree (all refused by a read-only server). */
+export type TreeChangeRequest = RemoveRequest | MoveRequest | MakeDirRequest;
+
+/** A listing entry of a typed (tree) listing. */
+export interface TreeEntry {
+  /** Name relative to the root, `/`-separated; a folder's has no trailing `/`. */
+  name: string;
+  /** A regular file (or a symlink to one inside the root) or a folder. */
+  type: "file" | "dir";
+  /** Size in bytes; 0 for a folder. */
+  size: number;
+  /** Modification time, milliseconds since the epoch. */
+  mtime: number;
+  /**
+   * The name on the server is not valid UTF-8: `name` holds U+FFFD for each bad sequence, so no
+   * request can name it, and `size` and `mtime` are 0 (unknown).
+   */
+  notUtf8?: boolean;
+}
+
+function malformed(): ProtocolError {
+  return new ProtocolError("Malformed REQUEST message");
+}
+
+/** A boolean field that may be absent (false); anything else is malformed. */
+function flag(value: unknown): boolean {
+  if (value === undefined) return false;
+  if (typeof value !== "boolean") throw malformed();
+  return value;
+}
+
+function text(value: unknown): string {
+  if (typeof value !== "string") throw malformed();
+  return value;
+}
+
+/** Validates a list REQUEST (see {@link ListRequest}). */
+export function parseListRequest(json: Record<string, unknown>): ListRequest {
+  const request: ListRequest = { op: "list" };
+  if (json.recursive === undefined) {
+    // The original request carries nothing else; a folder without the typed form is an error,
+    // not a silent listing of the whole tree.
+    if (json.dir !== undefined) throw malformed();
+    return request;
+  }
+  request.recursive = flag(json.recursive);
+  if (json.dir !== undefined) request.dir = text(json.dir);
+  return request;
+}
+
+/** Validates an rm, mv or mkdir REQUEST. */
+export function parseTreeChange(json: Record<string, unknown>): TreeChangeRequest {
+  switch (json.op) {
+    case "rm":
+      return { op: "rm", name: text(json.name), recursive: flag(json.recursive) };
+    case "mv":
+      return {
+        op: "mv",
+        name: text(json.name),
+        to: text(json.to),
+        overwrite: flag(json.overwrite),
+      };
+    case "mkdir":
+      return { op: "mkdir", name: text(json.name), parents: flag(json.parents) };
+    default:
+      throw malformed();
+  }
+}
+
+const decoder = new TextDecoder("utf-8", { fatal: true });
+const encoder = new TextEncoder();
+
+/** Encodes a typed listing for a list data phase. */
+export function encodeTreeListing(entries: TreeEntry[]): Uint8Array {
+  return encoder.encode(JSON.stringify(entries));
+}
+
+/**
+ * Validates a typed listing: a JSON array of {@link TreeEntry}. Names are checked by the caller,
+ * which knows what it will do with them.
+ */
+export function parseTreeListing(bytes: Uint8Array): TreeEntry[] {
+  let value: unknown;
+  try {
+    value = JSON.parse(decoder.decode(bytes));
+  } catch {
+    throw new ProtocolError("Malformed listing");
+  }
+  if (!Array.isArray(value)) throw new ProtocolError("Malformed listing");
+  return value.map((entry) => {
+    if (
+      typeof entry !== "object" || entry === null || typeof entry.name !== "string" ||
+      (entry.type !== "file" && entry.type !== "dir") ||
+      !(Number.isSafeInteger(entry.size) && entry.size >= 0) ||
+      typeof entry.mtime !== "number" || !Number.isFinite(entry.mtime)
+    ) {
+      throw new ProtocolError("Malformed listing");
+    }
+    const parsed: TreeEntry = {
+      name: entry.name,
+      type: entry.type,
+      size: entry.size,
+      mtime: entry.mtime,
+    };
+    if (entry.notUtf8 === true) parsed.notUtf8 = true;
+    return parsed;
+  });
+}
+
+/** Uploads (`put_tree`) or downloads (`get_tree`) a whole folder over one connection. */
+export interface TreeTransferRequest {
+  /** Operation: the client sends (`put_tree`) or receives (`get_tree`). */
+  op: "put_tree" | "get_tree";
+  /** The remote folder, relative to the root; absent for the root itself. */
+  name?: string;
+  /** Remove what the receiver has and the sender does not. */
+  delete: boolean;
+  /** Decide and report, but change nothing and send no file. */
+  dryRun: boolean;
+  /** Compare files by content (the sender's manifest carries checksums), not size and mtime. */
+  checksum: boolean;
+}
+
+/** Validates a put_tree or get_tree REQUEST. */
+export function parseTreeTransfer(json: Record<string, unknown>): TreeTransferRequest {
+  if (json.op !== "put_tree" && json.op !== "get_tree") throw malformed();
+  const request: TreeTransferRequest = {
+    op: json.op,
+    delete: flag(json.delete),
+    dryRun: flag(json.dry_run),
+    checksum: flag(json.checksum),
+  };
+  if (json.name !== undefined) request.name = text(json.name);
+  return request;
+}
+
+/** Encodes a tree transfer REQUEST. */
+export function encodeTreeTransfer(request: TreeTransferRequest): Record<string, unknown> {
+  return {
+    op: request.op,
+    ...(request.name === undefined ? {} : { name: request.name }),
+    delete: request.delete,
+    dry_run: request.dryRun,
+    checksum: request.checksum,
+  };
+}
+
+/** One entry of a manifest: a file or folder the sender has. */
+export interface ManifestEntry {
+  /** Path relative to the transferred folder, `/`-separated. */
+  path: string;
+  /** A regular file or a folder (symlinks and other kinds are never sent). */
+  type: "file" | "dir";
+  /** Size in bytes; 0 for a folder. */
+  size: number;
+  /** Modification time, milliseconds since the epoch. */
+  mtime: number;
+  /** Permission bits, at most 0o777. */
+  mode: number;
+  /** With `checksum`: the file's checksum, `xxh128:` and 32 hex digits. */
+  checksum?: string;
+}
+
+/** A MANIFEST frame: the next batch of entries, in walk order (lib/tree_walk.ts). */
+export interface ManifestBatch {
+  /** The entries; their indexes continue from the previous batch's. */
+  entries: ManifestEntry[];
+  /** No batch follows. */
+  last: boolean;
+}
+
+/** Most entries in one MANIFEST frame. */
+export const MAX_BATCH_ENTRIES = 1024;
+
+const CHECKSUM_TEXT = /^xxh128:[0-9a-f]{32}$/;
+
+function manifestError(why: string): ProtocolError {
+  return new ProtocolError(`Malformed MANIFEST message: ${why}`);
+}
+
+/**
+ * Validates a MANIFEST payload's shape: types, sizes, times and modes. Paths are checked by the
+ * receiver, which knows where they would land.
+ */
+export function parseManifest(json: Record<string, unknown>): ManifestBatch {
+  if (!Array.isArray(json.entries) || typeof json.last !== "boolean") {
+    throw manifestError("no entries");
+  }
+  if (json.entries.length > MAX_BATCH_ENTRIES) throw manifestError("too many entries");
+  const entries = json.entries.map((raw): ManifestEntry => {
+    if (typeof raw !== "object" || raw === null) throw manifestError("an entry is not an object");
+    const { path, type, size, mtime, mode, checksum } = raw as Record<string, unknown>;
+    if (typeof path !== "string") throw manifestError("a path is not a string");
+    if (type !== "file" && type !== "dir") throw manifestError("unknown entry type");
+    if (!(Number.isSafeInteger(size) && (size as number) >= 0)) throw manifestError("bad size");
+    if (type === "dir" && size !== 0) throw manifestError("a folder with a size");
+    if (typeof mtime !== "number" || !Number.isFinite(mtime)) throw manifestError("bad mtime");
+    if (!(Number.isInteger(mode) && (mode as number) >= 0 && (mode as number) <= 0o777)) {
+      throw manifestError("bad mode");
+    }
+    const entry: ManifestEntry = {
+      path,
+      type,
+      size: size as number,
+      mtime,
+      mode: mode as number,
+    };
+    if (checksum !== undefined) {
+      if (typeof checksum !== "string" || !CHECKSUM_TEXT.test(checksum)) {
+        throw manifestError("bad checksum");
+      }
+      entry.checksum = checksum;
+    }
+    return entry;
+  });
+  return { entries, last: json.last };
+}
+
+/** Validates a WANT payload: indexes, strictly increasing, within `[from, to)`. */
+export function parseWant(json: Record<string, unknown>, from: number, to: number): number[] {
+  const want = json.want;
+  if (!Array.isArray(want)) throw new ProtocolError("Malformed WANT message");
+  let previous = from - 1;
+  for (const index of want) {
+    if (!Number.isSafeInteger(index) || index <= previous || index >= to) {
+      throw new ProtocolError("Malformed WANT message");
+    }
+    previous = index;
+  }
+  return want as number[];
+}
+
+/** Validates a FILE payload. */
+export function parseFileHeader(json: Record<string, unknown>): { index: number; size: number } {
+  const { index, size } = json;
+  if (
+    !Number.isSafeInteger(index) || (index as number) < 0 || !Number.isSafeInteger(size) ||
+    (size as number) < 0
+  ) {
+    throw new ProtocolError("Malformed FILE message");
+  }
+  return { index: index as number, size: size as number };
+}
+
+/** What the receiver says about one file it committed or failed, or a name it deleted. */
+export type TreeResult =
+  | { index: number; ok: true }
+  | { index: number; ok: false; message: string }
+  | { deleted: string };
+
+/** Validates a RESULT payload (messages clipped and stripped of control characters). */
+export function parseResult(json: Record<string, unknown>): TreeResult {
+  if (typeof json.deleted === "string") return { deleted: json.deleted };
+  if (!Number.isSafeInteger(json.index) || typeof json.ok !== "boolean") {
+    throw new ProtocolError("Malformed RESULT message");
+  }
+  const index = json.index as number;
+  if (json.ok) return { index, ok: true };
+  // Cleaned as an ERROR's message is: one line, printable only, clipped.
+  return { index, ok: false, message: parseError({ message: json.message }).message };
+}
+
+/** What a tree transfer did, as the receiver counts it (its final OK). */
+export interface TreeSummary {
+  /** Files sent and committed. */
+  files: number;
+  /** Files skipped as already up to date. */
+  skipped: number;
+  /** Names deleted (or, in a dry run, that would be). */
+  deleted: number;
+  /** Files that failed. */
+  failed: number;
+  /** Bytes of the files committed. */
+  bytes: number;
+}
+
+/** Validates the receiver's final OK. */
+export function parseSummary(json: Record<string, unknown>): TreeSummary {
+  const count = (value: unknown) => {
+    if (!Number.isSafeInteger(value) || (value as number) < 0) {
+      throw new ProtocolError("Malformed tree summary");
+    }
+    return value as number;
+  };
+  return {
+    files: count(json.files),
+    skipped: count(json.skipped),
+    deleted: count(json.deleted),
+    failed: count(json.failed),
+    bytes: count(json.bytes),
+  };
+}

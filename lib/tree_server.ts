@@ -1,0 +1,158 @@
+/**
+ * The server's side of tree transfers: a `put_tree` received into the served root, a `get_tree`
+ * sent from it. Every name goes through the store ({@link checkName}, {@link FileStore.folderOf},
+ * {@link FileStore.beginUpload}), so a tree can neither leave the root nor reach the private
+ * folders, and each file is staged, verified and renamed into place as a single put is.
+ *
+ * @module
+ */
+
+import type { BufferPool } from "./buffer_pool.ts";
+import { StoreError } from "./errors.ts";
+import { checkName, type FileStore, RESUME_DIR, STAGING_DIR } from "./file_store.ts";
+import type { FrameReader, FrameWriter } from "./protocol.ts";
+import { checksumFilePrefix } from "./transfer.ts";
+import type { TreeSummary, TreeTransferRequest } from "./tree_protocol.ts";
+import { makeDir, removeName, resolveFolder } from "./tree_store.ts";
+import {
+  DEFAULT_MAX_ENTRIES,
+  receiveTree,
+  sendTree,
+  type TreeFileSink,
+  type TreeSink,
+  type TreeSource,
+} from "./tree_transfer.ts";
+import { TreeWalker } from "./tree_walk.ts";
+
+/** What the server's tree handlers need. */
+export interface TreeServeContext {
+  /** The served root. */
+  store: FileStore;
+  /** Buffer pool for the data phases. */
+  pool: BufferPool;
+  /** Refuse uploads. */
+  readOnly: boolean;
+  /** Largest upload, applied to each file and to the whole tree. */
+  maxSize?: number;
+  /** Most entries a tree may have (default {@link DEFAULT_MAX_ENTRIES}). */
+  maxEntries?: number;
+}
+
+function valid(name: string): boolean {
+  try {
+    checkName(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The root-relative name of `path` inside the tree at `base` (undefined: the root). */
+function nameIn(base: string | undefined, path: string): string {
+  return base === undefined ? path : `${base}/${path}`;
+}
+
+/** A walk of the folder at `real`, leaving out what no client may see. */
+function walkServed(real: string, base: string | undefined): Promise<TreeWalker> {
+  return TreeWalker.open(real, {
+    skip: (path) =>
+      (base === undefined && (path === STAGING_DIR || path === RESUME_DIR)) ||
+      !valid(nameIn(base, path)),
+  });
+}
+
+/**
+ * Checks a tree request before it is accepted: a put needs a writable server and a name that is
+ * a folder or free; a get needs a folder. Throws {@link StoreError} with the reason.
+ */
+export async function checkTreeRequest(
+  request: TreeTransferRequest,
+  ctx: TreeServeContext,
+): Promise<void> {
+  const base = request.name;
+  if (base !== undefined) checkName(base);
+  if (request.op === "put_tree") {
+    if (ctx.readOnly && !request.dryRun) {
+      throw new StoreError("read_only", "Server is read-only: uploads are refused");
+    }
+    try {
+      await resolveFolder(ctx.store, base);
+    } catch (error) {
+      if (!(error instanceof StoreError && error.code === "not_found")) throw error;
+    }
+    return;
+  }
+  await resolveFolder(ctx.store, base);
+}
+
+/** Runs an accepted tree request (its OK already sent) and returns the receiver's summary. */
+export async function serveTreeTransfer(
+  request: TreeTransferRequest,
+  io: { frames: FrameReader; out: FrameWriter },
+  ctx: TreeServeContext,
+): Promise<TreeSummary> {
+  const base = request.name;
+  const tree = { frames: io.frames, out: io.out, pool: ctx.pool };
+  if (request.op === "get_tree") {
+    const real = await resolveFolder(ctx.store, base);
+    const source: TreeSource = {
+      walker: await walkServed(real, base),
+      // Resolved again, as any get: a name swapped for a symlink since the walk cannot lead out.
+      open: async (path) => await Deno.open(await ctx.store.resolveFile(nameIn(base, path))),
+      allowed: (path) => valid(nameIn(base, path)),
+    };
+    return await sendTree(tree, source, { dryRun: request.dryRun, checksum: request.checksum });
+  }
+  return await receiveTree(tree, storeSink(ctx.store, base), {
+    delete: request.delete,
+    dryRun: request.dryRun,
+    maxEntries: ctx.maxEntries ?? DEFAULT_MAX_ENTRIES,
+    maxFileSize: ctx.maxSize,
+    maxTotalSize: ctx.maxSize,
+  });
+}
+
+/** Receives into the folder `base` of the store (the root when undefined). */
+function storeSink(store: FileStore, base: string | undefined): TreeSink {
+  const name = (path: string) => nameIn(base, path);
+  return {
+    check: (path) => void checkName(name(path)),
+    walker: async () => {
+      try {
+        return await walkServed(await resolveFolder(store, base), base);
+      } catch (error) {
+        if (error instanceof StoreError && error.code === "not_found") return null;
+        throw error;
+      }
+    },
+    makeBase: async () => {
+      if (base !== undefined) await makeDir(store, base, { parents: true });
+    },
+    makeDir: (path) => makeDir(store, name(path), { parents: true }),
+    remove: (path) => removeName(store, name(path), { recursive: true }),
+    beginFile: async (path, entry): Promise<TreeFileSink> => {
+      const upload = await store.beginUpload(name(path), {
+        overwrite: true,
+        size: entry.size,
+        mtime: entry.mtime,
+        mode: entry.mode,
+      });
+      return {
+        write: (chunk) => upload.write(chunk),
+        commit: () => upload.commit(),
+        discard: () => upload.discard(),
+      };
+    },
+    finishDir: async (path, entry) => {
+      const real = await resolveFolder(store, name(path));
+      // The server must still be able to manage what it serves: owner rwx always stays.
+      if (Deno.build.os !== "windows") await Deno.chmod(real, entry.mode | 0o700);
+      await Deno.utime(real, new Date(), new Date(entry.mtime));
+    },
+    checksum: async (path) => {
+      using file = await Deno.open(await store.resolveFile(name(path)));
+      const size = (await file.stat()).size;
+      return (await checksumFilePrefix(file, size))?.digest() ?? null;
+    },
+  };
+}

@@ -1,0 +1,257 @@
+/**
+ * Operations on the served tree beyond single files: listing one folder or a whole subtree, and
+ * removing, renaming and creating names. Every name goes through the store's {@link checkName}
+ * and its folder walk ({@link FileStore.folderOf}), so no operation leaves the root, reaches the
+ * private folders or follows a symlink that leads out.
+ *
+ * @module
+ */
+
+import { join, sep } from "node:path";
+import { StoreError } from "./errors.ts";
+import {
+  checkName,
+  type FileStore,
+  isUnreadable,
+  quote,
+  RESUME_DIR,
+  STAGING_DIR,
+} from "./file_store.ts";
+import { moveNoClobber, syncDir } from "./staged_file.ts";
+import type { TreeChangeRequest, TreeEntry } from "./tree_protocol.ts";
+
+function isNotFound(error: unknown): boolean {
+  return error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory;
+}
+
+/** The entry `name` itself (not what a symlink there points to), or null when there is none. */
+async function lstatOrNull(path: string): Promise<Deno.FileInfo | null> {
+  try {
+    return await Deno.lstat(path);
+  } catch (error) {
+    if (isNotFound(error)) return null;
+    throw error;
+  }
+}
+
+/**
+ * Where `name` is: the real path of its folder joined with its last segment, which may or may not
+ * exist. Null when a folder on the way is missing.
+ */
+async function locate(store: FileStore, name: string): Promise<string | null> {
+  const folder = await store.folderOf(name);
+  return folder === null ? null : join(folder, checkName(name).at(-1)!);
+}
+
+/**
+ * The real path of the folder `dir` names (the root when absent). A symlink to a folder inside
+ * the root is followed, as for any other name; one that leads out is refused.
+ */
+export async function resolveFolder(store: FileStore, dir?: string): Promise<string> {
+  if (dir === undefined) return store.root;
+  const missing = () => new StoreError("not_found", `No such folder: ${quote(dir)}`);
+  const path = await locate(store, dir);
+  if (path === null) throw missing();
+  let info = await lstatOrNull(path);
+  if (!info) throw missing();
+  let real = path;
+  if (info.isSymlink) {
+    real = await Deno.realPath(path).catch(() => "");
+    if (!real) throw missing();
+    if (!store.isInside(real)) {
+      throw new StoreError("bad_name", `Refused name ${quote(dir)}: it leads outside the root`);
+    }
+    info = await Deno.stat(real);
+  }
+  if (!info.isDirectory) throw new StoreError("not_a_file", `Not a folder: ${quote(dir)}`);
+  return real;
+}
+
+/** Options for {@link listTree}. */
+export interface ListTreeOptions {
+  /** Folder to list; the root when absent. */
+  dir?: string;
+  /** Everything under the folder, not only its own entries (default false). */
+  recursive?: boolean;
+}
+
+/**
+ * Lists a folder's files and subfolders, or with `recursive` everything under it, sorted by name.
+ * Names are relative to the root. The private folders, symlinks to folders (never followed) and
+ * symlinks leading out are left out, and so is what a folder the server may not read would hold.
+ * A name that is not valid UTF-8 is listed marked `notUtf8`.
+ */
+export async function listTree(
+  store: FileStore,
+  options: ListTreeOptions = {},
+): Promise<TreeEntry[]> {
+  const top = await resolveFolder(store, options.dir);
+  const prefix = options.dir === undefined ? "" : checkName(options.dir).join("/") + "/";
+  const entries: TreeEntry[] = [];
+  const walk = async (dir: string, prefix: string) => {
+    for await (const entry of Deno.readDir(dir)) {
+      const name = prefix + entry.name;
+      if (name === STAGING_DIR || name === RESUME_DIR) continue;
+      const path = join(dir, entry.name);
+      // Deno reads a name that is not valid UTF-8 with U+FFFD for each bad sequence, and no
+      // request can name it: it is listed, marked, so that it can be seen and renamed on the
+      // server. (Names with control characters are listed too; the client shows them escaped.)
+      if (entry.name.includes("\ufffd") && !await Deno.lstat(path).then(() => true, () => false)) {
+        const type = entry.isDirectory ? "dir" : "file";
+        entries.push({ name, type, size: 0, mtime: 0, notUtf8: true });
+        continue;
+      }
+      try {
+        if (entry.isDirectory) {
+          const info = await Deno.lstat(path);
+          entries.push({ name, type: "dir", size: 0, mtime: info.mtime?.getTime() ?? 0 });
+          if (options.recursive) {
+            await walk(path, name + "/").catch((error) => {
+              if (!isUnreadable(error)) throw error;
+            });
+          }
+          continue;
+        }
+        const real = entry.isSymlink ? await Deno.realPath(path) : path;
+        if (entry.isSymlink && !store.isInside(real)) continue;
+        const info = await Deno.stat(real);
+        if (!info.isFile) continue;
+        entries.push({ name, type: "file", size: info.size, mtime: info.mtime?.getTime() ?? 0 });
+      } catch (error) {
+        // Removed or replaced mid-walk, or a broken link: simply not listed.
+        if (!isUnreadable(error) && !(error instanceof Deno.errors.FilesystemLoop)) throw error;
+      }
+    }
+  };
+  await walk(top, prefix);
+  return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** Options for {@link removeName}. */
+export interface RemoveOptions {
+  /** Remove a folder with everything in it (default false: folders are refused). */
+  recursive?: boolean;
+}
+
+/**
+ * Removes a file, a symlink (never what it points to) or, with `recursive`, a folder and all it
+ * holds (symlinks inside are removed, never followed).
+ */
+export async function removeName(
+  store: FileStore,
+  name: string,
+  options: RemoveOptions = {},
+): Promise<void> {
+  const path = await locate(store, name);
+  const info = path === null ? null : await lstatOrNull(path);
+  if (!info) throw new StoreError("not_found", `No such file or folder: ${quote(name)}`);
+  if (info.isDirectory && !options.recursive) {
+    throw new StoreError("not_a_file", `${quote(name)} is a folder`);
+  }
+  try {
+    await Deno.remove(path!, { recursive: info.isDirectory });
+  } catch (error) {
+    if (!isNotFound(error)) throw error;
+    throw new StoreError("not_found", `No such file or folder: ${quote(name)}`);
+  }
+  await syncDir(join(path!, ".."));
+}
+
+/** Options for {@link moveName}. */
+export interface MoveOptions {
+  /** Replace a file (never a folder) that has the new name (default false: refuse). */
+  overwrite?: boolean;
+}
+
+/**
+ * Renames `from` to `to` inside the root, atomically: a file, a symlink (the link itself) or a
+ * folder with everything in it. The new name's folder must exist. A name that is taken is refused
+ * unless `overwrite` is set and it is not a folder.
+ */
+export async function moveName(
+  store: FileStore,
+  from: string,
+  to: string,
+  options: MoveOptions = {},
+): Promise<void> {
+  const source = await locate(store, from);
+  const info = source === null ? null : await lstatOrNull(source);
+  if (!info) throw new StoreError("not_found", `No such file or folder: ${quote(from)}`);
+  const target = await locate(store, to);
+  if (target === null) {
+    throw new StoreError("not_found", `No such folder for ${quote(to)}`);
+  }
+  if (source === target) return;
+  if (info.isDirectory && (target + sep).startsWith(source! + sep)) {
+    throw new StoreError("bad_request", `Cannot move ${quote(from)} into itself`);
+  }
+  const existing = await lstatOrNull(target);
+  if (existing) {
+    if (existing.isDirectory) throw new StoreError("not_a_file", `${quote(to)} is a folder`);
+    if (info.isDirectory) {
+      throw new StoreError("not_a_file", `Cannot replace file ${quote(to)} with a folder`);
+    }
+    if (!options.overwrite) throw new StoreError("exists", `File exists: ${quote(to)}`);
+  }
+  if (options.overwrite || info.isDirectory) {
+    // A folder cannot be hard-linked: checked above, then renamed. rename(2) still refuses to
+    // put a folder over anything but an empty folder.
+    await Deno.rename(source!, target);
+  } else if (!await moveNoClobber(source!, target)) {
+    throw new StoreError("exists", `File exists: ${quote(to)}`);
+  }
+  await syncDir(join(target, ".."));
+  await syncDir(join(source!, ".."));
+}
+
+/** Options for {@link makeDir}. */
+export interface MakeDirOptions {
+  /** Create missing parents too, and accept a folder that exists (default false). */
+  parents?: boolean;
+}
+
+/** Creates a folder; its parent must exist unless `parents` is set. */
+export async function makeDir(
+  store: FileStore,
+  name: string,
+  options: MakeDirOptions = {},
+): Promise<void> {
+  const parents = options.parents ?? false;
+  const folder = await store.folderOf(name, parents);
+  if (folder === null) throw new StoreError("not_found", `No such folder for ${quote(name)}`);
+  const path = join(folder, checkName(name).at(-1)!);
+  try {
+    await Deno.mkdir(path);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+    const info = await lstatOrNull(path);
+    if (info?.isDirectory && parents) return;
+    throw new StoreError(
+      "exists",
+      `${info?.isDirectory ? "Folder" : "File"} exists: ${quote(name)}`,
+    );
+  }
+  await syncDir(folder);
+}
+
+/**
+ * Carries out an rm, mv or mkdir request; a read-only server refuses them all
+ * ({@link StoreError} `read_only`).
+ */
+export async function changeTree(
+  store: FileStore,
+  request: TreeChangeRequest,
+  options: { readOnly: boolean },
+): Promise<void> {
+  if (options.readOnly) {
+    throw new StoreError("read_only", `Server is read-only: ${request.op} is refused`);
+  }
+  switch (request.op) {
+    case "rm":
+      return await removeName(store, request.name, { recursive: request.recursive });
+    case "mv":
+      return await moveName(store, request.name, request.to, { overwrite: request.overwrite });
+    case "mkdir":
+      return await makeDir(store, request.name, { parents: request.parents });
+  }
+}

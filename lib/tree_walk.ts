@@ -1,0 +1,171 @@
+/**
+ * Walking a local folder in the order tree transfers use: depth first, a folder just before what
+ * it holds, the names in each folder sorted by code point (which is UTF-8 byte order). Both ends
+ * of a tree transfer walk in this order, so the receiver can compare its own tree with the
+ * sender's manifest as the two stream past, holding one folder's names at a time rather than the
+ * whole tree. Symlinks are reported as links, never followed.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+
+/** What a walk (or a manifest) says about one name. */
+export interface WalkEntry {
+  /** Path relative to the walk's base, `/`-separated. */
+  path: string;
+  /** A regular file, a folder, a symlink, or anything else (device, FIFO, socket). */
+  type: "file" | "dir" | "link" | "other";
+  /** Size in bytes (0 but for files). */
+  size: number;
+  /** Modification time, milliseconds since the epoch. */
+  mtime: number;
+  /** Permission bits (`0o777` at most; setuid, setgid and sticky are never carried). */
+  mode: number;
+}
+
+/** The permission bits a tree transfer carries: never setuid, setgid or sticky. */
+export const MODE_BITS = 0o777;
+
+/**
+ * Compares two names by code point, which is how their UTF-8 bytes compare. JavaScript's `<`
+ * compares UTF-16 units, which puts U+E000-U+FFFF after the surrogates of higher code points.
+ */
+export function compareName(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    let x = a.charCodeAt(i);
+    let y = b.charCodeAt(i);
+    if (x === y) continue;
+    if (x >= 0xd800 && y >= 0xd800) {
+      // Surrogates (U+D800-U+DFFF) stand for code points above U+FFFF: move them past U+FFFF.
+      x = x >= 0xe000 ? x - 0x800 : x + 0x2000;
+      y = y >= 0xe000 ? y - 0x800 : y + 0x2000;
+    }
+    return x - y;
+  }
+  return a.length - b.length;
+}
+
+/** Compares two relative paths in walk order: segment by segment, a folder before its contents. */
+export function comparePath(a: string, b: string): number {
+  const as = a.split("/");
+  const bs = b.split("/");
+  const n = Math.min(as.length, bs.length);
+  for (let i = 0; i < n; i++) {
+    const c = compareName(as[i], bs[i]);
+    if (c !== 0) return c;
+  }
+  return as.length - bs.length;
+}
+
+/** The entry for `info` at `path`. */
+export function entryOf(path: string, info: Deno.FileInfo): WalkEntry {
+  const type = info.isSymlink ? "link" : info.isDirectory ? "dir" : info.isFile ? "file" : "other";
+  return {
+    path,
+    type,
+    size: type === "file" ? info.size : 0,
+    mtime: info.mtime?.getTime() ?? 0,
+    mode: (info.mode ?? 0o644) & MODE_BITS,
+  };
+}
+
+interface Level {
+  dir: string;
+  prefix: string;
+  names: string[];
+  next: number;
+}
+
+/** Options for {@link TreeWalker.open}. */
+export interface TreeWalkerOptions {
+  /** Names to leave out, by path relative to the base (the server's private folders, say). */
+  skip?: (path: string) => boolean;
+}
+
+/**
+ * A depth-first walk of a folder in walk order, one entry at a time: {@link peek} shows the
+ * current entry, {@link next} moves past it, into it if it is a folder and `descend` is set.
+ * Memory holds the names of the folders on the current path only.
+ *
+ * @example
+ * ```ts
+ * const walk = await TreeWalker.open("photos");
+ * for (let e = walk.peek(); e; e = walk.peek()) {
+ *   console.log(e.path, e.type);
+ *   await walk.next();
+ * }
+ * ```
+ */
+export class TreeWalker {
+  #stack: Level[] = [];
+  #current?: WalkEntry;
+  #skip?: (path: string) => boolean;
+
+  private constructor(skip?: (path: string) => boolean) {
+    this.#skip = skip;
+  }
+
+  /** Starts a walk of the folder at `base` (a real path). */
+  static async open(base: string, options: TreeWalkerOptions = {}): Promise<TreeWalker> {
+    const walker = new TreeWalker(options.skip);
+    await walker.#push(base, "");
+    await walker.#settle();
+    return walker;
+  }
+
+  async #push(dir: string, prefix: string): Promise<void> {
+    const names: string[] = [];
+    for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+    names.sort(compareName);
+    this.#stack.push({ dir, prefix, names, next: 0 });
+  }
+
+  /** Finds the next entry that still exists, popping finished folders. */
+  async #settle(): Promise<void> {
+    this.#current = undefined;
+    while (this.#stack.length > 0) {
+      const level = this.#stack.at(-1)!;
+      if (level.next >= level.names.length) {
+        this.#stack.pop();
+        continue;
+      }
+      const name = level.names[level.next++];
+      const path = level.prefix + name;
+      if (this.#skip?.(path)) continue;
+      try {
+        this.#current = entryOf(path, await Deno.lstat(join(level.dir, name)));
+        return;
+      } catch (error) {
+        // Gone since the folder was read: as if it had never been there.
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
+      }
+    }
+  }
+
+  /** The current entry; undefined once the walk is over. */
+  peek(): WalkEntry | undefined {
+    return this.#current;
+  }
+
+  /** Moves past the current entry: into it first if it is a folder and `descend` is set. */
+  async next(descend = true): Promise<void> {
+    const current = this.#current;
+    if (current?.type === "dir" && descend) {
+      const level = this.#stack.at(-1)!;
+      const name = level.names[level.next - 1];
+      try {
+        await this.#push(join(level.dir, name), current.path + "/");
+      } catch (error) {
+        // Removed meanwhile, or unreadable: its contents are simply not part of the walk.
+        if (
+          !(error instanceof Deno.errors.NotFound ||
+            error instanceof Deno.errors.PermissionDenied ||
+            error instanceof Deno.errors.NotCapable)
+        ) throw error;
+      }
+    }
+    await this.#settle();
+  }
+}

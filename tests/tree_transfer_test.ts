@@ -1,0 +1,458 @@
+/**
+ * Whole folders, `put -r` and `get -r`, against the real server and client: round trips compared
+ * file by file (content, mtime, permission bits), sync (only what changed is sent), --checksum,
+ * --delete, --dry-run, --json reports, scp's destination habits, read-only and --legacy
+ * refusals, and hostile manifests in both directions: a fake server that tries to make `get -r`
+ * write outside LOCALDIR, and a raw client that tries to make the server leave its root.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { encodeControl, FrameType } from "../lib/protocol.ts";
+import { createChecksum } from "../lib/checksum.ts";
+import {
+  assertFailure,
+  assertSuccess,
+  assertUsageError,
+  ferry,
+  makeTempDir,
+  pathExists,
+  randomBytes,
+  type RunResult,
+  type ServerProcess,
+  startServer,
+  stderrLines,
+} from "./harness.ts";
+import { concat, serveOnce, Wire } from "./wire.ts";
+
+const decoder = new TextDecoder();
+
+/** One line per name under `dir`: path, type, size, mtime (ms), mode, and content checksum. */
+async function snapshot(dir: string): Promise<string[]> {
+  const lines: string[] = [];
+  const walk = async (path: string, prefix: string) => {
+    for await (const entry of Deno.readDir(path)) {
+      const full = `${path}/${entry.name}`;
+      const name = prefix + entry.name;
+      const info = await Deno.lstat(full);
+      if (info.isSymlink) continue;
+      if (info.isDirectory) {
+        lines.push(`${name}/ ${(info.mode! & 0o777).toString(8)}`);
+        await walk(full, name + "/");
+        continue;
+      }
+      const checksum = await createChecksum();
+      checksum.update(await Deno.readFile(full));
+      lines.push(
+        `${name} ${info.size} ${info.mtime!.getTime()} ${(info.mode! & 0o7777).toString(8)} ` +
+          checksum.digest(),
+      );
+    }
+  };
+  await walk(dir, "");
+  return lines.sort();
+}
+
+/** A small tree: nested folders, an empty one, odd modes and an old mtime, and a symlink. */
+async function makeTree(dir: string): Promise<void> {
+  await Deno.mkdir(`${dir}/sub/deep`, { recursive: true });
+  await Deno.mkdir(`${dir}/empty`);
+  await Deno.writeTextFile(`${dir}/a.txt`, "alpha\n");
+  await Deno.writeFile(`${dir}/sub/big.bin`, crypto.getRandomValues(new Uint8Array(65536)));
+  await Deno.writeTextFile(`${dir}/sub/deep/c.txt`, "gamma\n");
+  await Deno.writeTextFile(`${dir}/space name.txt`, "spaced\n");
+  await Deno.chmod(`${dir}/a.txt`, 0o600);
+  await Deno.chmod(`${dir}/sub/deep/c.txt`, 0o755);
+  await Deno.utime(`${dir}/sub/big.bin`, new Date(), new Date(Date.UTC(2020, 1, 3, 4, 5, 6, 789)));
+  await Deno.symlink("/etc/hostname", `${dir}/link`);
+}
+
+async function ok(server: ServerProcess, args: string[], cwd?: string): Promise<RunResult> {
+  const result = await ferry(server, args, { cwd });
+  assertSuccess(result, args.join(" "));
+  return result;
+}
+
+function out(result: RunResult): string {
+  return decoder.decode(result.stdout);
+}
+
+Deno.test("put -r and get -r round-trip a tree: contents, mtimes, modes, empty folders", async () => {
+  await using work = await makeTempDir();
+  await using server = await startServer();
+  const src = `${work.path}/src`;
+  await makeTree(src);
+  // setuid is never carried.
+  await Deno.writeTextFile(`${src}/suid`, "s");
+  await Deno.chmod(`${src}/suid`, 0o4755);
+
+  const put = await ok(server, ["put", "-r", src]);
+  assert.match(stderrLines(put)[0], /^ferry: link: symlink not followed; not sent$/);
+  assert.match(
+    stderrLines(put)[1],
+    /^Uploaded .*src to "src": 5 files, .*; 0 up to date, 0 deleted, 0 failed$/,
+  );
+  const expected = (await snapshot(src)).map((l) =>
+    l.replace(/^suid (\d+ \d+) 4755/, "suid $1 755")
+  );
+  assert.deepEqual(await snapshot(`${server.root}/src`), expected);
+  assert.equal(await pathExists(`${server.root}/src/link`), false, "symlinks are not sent");
+
+  const got = await ok(server, ["get", "-r", "src", "back"], work.path);
+  assert.match(stderrLines(got).at(-1)!, /^Downloaded "src" to back: 5 files/);
+  assert.deepEqual(await snapshot(`${work.path}/back`), expected);
+  await server.waitForLog(/ put_tree "src" \d+ bytes ok 5 files, 0 skipped, 0 deleted, 0 failed /);
+  await server.waitForLog(/ get_tree "src" \d+ bytes ok 5 files, 0 skipped/);
+  // Nothing of the staging is left on either side.
+  assert.deepEqual(
+    [...Deno.readDirSync(`${work.path}/back`)].filter((e) => e.name.startsWith(".ferry-")),
+    [],
+  );
+});
+
+Deno.test("a second run sends only what changed; --checksum compares contents", async () => {
+  await using work = await makeTempDir();
+  await using server = await startServer();
+  const src = `${work.path}/src`;
+  await makeTree(src);
+  await ok(server, ["put", "-r", src, "mirror"]);
+
+  const again = await ok(server, ["put", "-r", src, "mirror"]);
+  assert.match(stderrLines(again).at(-1)!, /: 0 files, 0 B .*; 4 up to date, 0 deleted, 0 failed$/);
+
+  // Same size, new content and mtime: sent. Same size and mtime, new content: only --checksum.
+  await Deno.writeTextFile(`${src}/a.txt`, "ALPHA\n");
+  const stat = await Deno.stat(`${src}/sub/deep/c.txt`);
+  await Deno.writeTextFile(`${src}/sub/deep/c.txt`, "GAMMA\n");
+  await Deno.utime(`${src}/sub/deep/c.txt`, stat.atime!, stat.mtime!);
+  const changed = await ok(server, ["put", "-r", src, "mirror", "--json"]);
+  const reports = out(changed).trim().split("\n").map((line) => JSON.parse(line));
+  const sent = reports.filter((r) => r.action === "sent").map((r) => r.name);
+  assert.deepEqual(sent, ["a.txt"]);
+  const summary = reports.at(-1);
+  assert.equal(summary.summary, true);
+  assert.deepEqual(
+    [summary.files, summary.skipped, summary.deleted, summary.failed, summary.bytes],
+    [1, 3, 0, 0, 6],
+  );
+  assert.equal(await Deno.readTextFile(`${server.root}/mirror/sub/deep/c.txt`), "gamma\n");
+
+  const checked = await ok(server, ["put", "-r", src, "mirror", "--checksum", "--json"]);
+  const names = out(checked).trim().split("\n").map((line) => JSON.parse(line))
+    .filter((r) => r.action === "sent").map((r) => r.name);
+  assert.deepEqual(names, ["sub/deep/c.txt"]);
+  assert.deepEqual(await snapshot(`${server.root}/mirror`), await snapshot(src));
+});
+
+Deno.test("--delete removes what the sender lacks, both ways; --dry-run changes nothing", async () => {
+  await using work = await makeTempDir();
+  await using server = await startServer();
+  const src = `${work.path}/src`;
+  await makeTree(src);
+  await ok(server, ["put", "-r", src]);
+  // Extras on the server: a file, a folder with contents, a file deep down.
+  await Deno.writeTextFile(`${server.root}/src/extra.txt`, "x");
+  await Deno.mkdir(`${server.root}/src/old/inner`, { recursive: true });
+  await Deno.writeTextFile(`${server.root}/src/old/inner/f`, "f");
+  await Deno.writeTextFile(`${server.root}/src/sub/deep/zz`, "z");
+  const before = await snapshot(`${server.root}/src`);
+
+  const plain = await ok(server, ["put", "-r", src]);
+  assert.match(stderrLines(plain).at(-1)!, /0 deleted/);
+  assert.deepEqual(await snapshot(`${server.root}/src`), before, "no --delete: extras stay");
+
+  const dry = await ok(server, ["put", "-r", src, "--delete", "--dry-run"]);
+  assert.deepEqual(out(dry).split("\n").filter((l) => l.startsWith("delete ")), [
+    "delete extra.txt",
+    "delete old",
+    "delete sub/deep/zz",
+  ]);
+  assert.ok(out(dry).includes("skip a.txt\n"));
+  assert.match(stderrLines(dry).at(-1)!, /^Dry run, nothing changed: /);
+  assert.deepEqual(await snapshot(`${server.root}/src`), before, "a dry run changes nothing");
+
+  await ok(server, ["put", "-r", src, "--delete"]);
+  assert.deepEqual(await snapshot(`${server.root}/src`), await snapshot(src));
+
+  // And the other way: local extras go with get -r --delete, after a dry run that keeps them.
+  await ok(server, ["get", "-r", "src", "copy"], work.path);
+  await Deno.writeTextFile(`${work.path}/copy/local-only`, "l");
+  await Deno.mkdir(`${work.path}/copy/sub/local-dir`);
+  const dryGet = await ok(server, ["get", "-r", "src", "copy", "--delete", "--dry-run"], work.path);
+  assert.deepEqual(out(dryGet).split("\n").filter((l) => l.startsWith("delete ")), [
+    "delete local-only",
+    "delete sub/local-dir",
+  ]);
+  assert.ok(await pathExists(`${work.path}/copy/local-only`));
+  await ok(server, ["get", "-r", "src", "copy", "--delete"], work.path);
+  assert.deepEqual(await snapshot(`${work.path}/copy`), await snapshot(src));
+});
+
+Deno.test("scp's habits: put FILE dir/, get -r dir ., put -r dir dest/", async () => {
+  await using work = await makeTempDir();
+  await using server = await startServer();
+  await makeTree(`${work.path}/tree`);
+  await Deno.writeTextFile(`${work.path}/one.txt`, "1");
+  await Deno.mkdir(`${server.root}/docs`);
+
+  await ok(server, ["put", `${work.path}/one.txt`, "docs/"]);
+  assert.equal(await Deno.readTextFile(`${server.root}/docs/one.txt`), "1");
+  await ok(server, ["put", "-r", `${work.path}/tree`, "docs/"]);
+  assert.ok(await pathExists(`${server.root}/docs/tree/sub/deep/c.txt`));
+  // Without a trailing slash the destination is the tree's new name, so a rerun lands there too.
+  await ok(server, ["put", "-r", `${work.path}/tree`, "renamed"]);
+  await ok(server, ["put", "-r", `${work.path}/tree`, "renamed"]);
+  assert.ok(await pathExists(`${server.root}/renamed/sub/deep/c.txt`));
+  assert.equal(await pathExists(`${server.root}/renamed/tree`), false);
+
+  await Deno.mkdir(`${work.path}/here`);
+  await ok(server, ["get", "-r", "docs", "."], `${work.path}/here`);
+  assert.ok(await pathExists(`${work.path}/here/docs/tree/sub/deep/c.txt`));
+  await ok(server, ["get", "-r", "docs/tree"], `${work.path}/here`);
+  assert.deepEqual(await snapshot(`${work.path}/here/tree`), await snapshot(`${work.path}/tree`));
+});
+
+Deno.test("put -r is refused by a read-only server, and -r by --legacy", async () => {
+  await using work = await makeTempDir();
+  await using server = await startServer({ args: ["--read-only"] });
+  await makeTree(`${work.path}/src`);
+  assertFailure(
+    await ferry(server, ["put", "-r", `${work.path}/src`]),
+    /^ferry: Refused by server: Server is read-only: uploads are refused$/,
+    { what: "put -r to a read-only server" },
+  );
+  assert.deepEqual([...Deno.readDirSync(server.root)].filter((e) => !e.name.startsWith(".")), []);
+  const endpoint = { host: "127.0.0.1", port: 9 };
+  for (const command of ["put", "get"]) {
+    assertUsageError(await ferry(endpoint, ["--legacy", command, "-r", "x"]), "ferry", {
+      what: `--legacy ${command} -r`,
+      pattern: new RegExp(`${command} -r is not available with --legacy`),
+    });
+  }
+  assertUsageError(await ferry(endpoint, ["put", "x", "--delete"]), "ferry", {
+    what: "--delete without -r",
+    pattern: /--delete applies to put -r and get -r only/,
+  });
+});
+
+// ------------------------------------------------------------------------- hostile manifests
+
+/** A fake server that answers get_tree with `entries` as its manifest. */
+function hostileServer(entries: Record<string, unknown>[]) {
+  return async (conn: Deno.Conn) => {
+    using wire = new Wire(conn);
+    await wire.acceptHandshake({ welcome: { server: "evil/1", features: ["tree"] } });
+    const request = await wire.expectFrame(FrameType.REQUEST, "request");
+    assert.equal(request.op, "get_tree");
+    await wire.write(concat([
+      encodeControl(FrameType.OK, {}),
+      encodeControl(FrameType.MANIFEST, { entries, last: true }),
+    ]));
+    await wire.waitForClose(10000);
+  };
+}
+
+function file(path: string): Record<string, unknown> {
+  return { path, type: "file", size: 4, mtime: 0, mode: 0o644 };
+}
+
+function dir(path: string): Record<string, unknown> {
+  return { path, type: "dir", size: 0, mtime: 0, mode: 0o755 };
+}
+
+Deno.test("get -r refuses a hostile server's manifest and writes nothing outside LOCALDIR", async () => {
+  await using work = await makeTempDir();
+  const outside = `${work.path}/outside`;
+  await Deno.mkdir(outside);
+  const local = `${work.path}/in/dest`;
+  await Deno.mkdir(local, { recursive: true });
+  await Deno.symlink(outside, `${local}/link`);
+  const manifests: [string, Record<string, unknown>[], RegExp][] = [
+    ["dot-dot", [file("../evil")], /"\.\." is not allowed/],
+    ["deep dot-dot", [dir("a"), file("a/../../evil")], /"\.\." is not allowed/],
+    ["absolute", [file(`${outside}/evil`)], /absolute paths are not allowed/],
+    ["empty segment", [dir("a"), file("a//evil")], /empty path segment/],
+    ["backslash", [file("..\\evil")], /backslashes are not allowed/],
+    ["control character", [file("ev\u001bil")], /control character/],
+    ["NUL", [file("ev\u0000il")], /NUL/],
+    ["dot", [file(".")], /"\." is not allowed/],
+    ["through a symlink", [file("link/evil")], /folder that was not announced/],
+    ["out of order", [file("b"), file("a")], /out of order or repeated/],
+    ["repeated", [file("a"), file("a")], /out of order or repeated/],
+    ["bad mode", [{ ...file("a"), mode: 0o4755 }], /bad mode/],
+  ];
+  for (const [what, entries, pattern] of manifests) {
+    const result = await serveOnce(
+      hostileServer(entries),
+      (port) => ferry({ host: "127.0.0.1", port }, ["get", "-r", "x", local]),
+    );
+    assertFailure(result, pattern, { what });
+  }
+  assert.deepEqual([...Deno.readDirSync(outside)], [], "nothing written outside");
+  assert.deepEqual([...Deno.readDirSync(`${work.path}/in`)].map((e) => e.name), ["dest"]);
+  assert.deepEqual([...Deno.readDirSync(local)].map((e) => e.name), ["link"]);
+  assert.ok((await Deno.lstat(`${local}/link`)).isSymlink, "the local symlink is untouched");
+});
+
+Deno.test("get -r replaces a local symlink the server names as a folder, never writing through it", async () => {
+  await using work = await makeTempDir();
+  const outside = `${work.path}/outside`;
+  await Deno.mkdir(outside);
+  const local = `${work.path}/dest`;
+  await Deno.mkdir(local);
+  await Deno.symlink(outside, `${local}/link`);
+  const data = new TextEncoder().encode("evil");
+  const checksum = await createChecksum();
+  checksum.update(data);
+  const result = await serveOnce(async (conn) => {
+    using wire = new Wire(conn);
+    await wire.acceptHandshake({ welcome: { server: "evil/1", features: ["tree"] } });
+    await wire.expectFrame(FrameType.REQUEST, "request");
+    await wire.write(concat([
+      encodeControl(FrameType.OK, {}),
+      encodeControl(FrameType.MANIFEST, { entries: [dir("link"), file("link/evil")], last: true }),
+    ]));
+    const want = await wire.expectFrame(FrameType.WANT, "want");
+    assert.deepEqual(want.want, [1]);
+    const header = new Uint8Array(5);
+    new DataView(header.buffer).setUint8(0, FrameType.DATA);
+    new DataView(header.buffer).setUint32(1, data.length);
+    await wire.write(concat([
+      encodeControl(FrameType.FILE, { index: 1, size: 4 }),
+      header,
+      data,
+      encodeControl(FrameType.END, { size: 4, checksum: checksum.digest() }),
+      encodeControl(FrameType.FINISH, {}),
+    ]));
+    await wire.expectFrame(FrameType.RESULT, "result");
+    const summary = await wire.expectFrame(FrameType.OK, "summary");
+    assert.equal(summary.files, 1);
+    await wire.waitForClose(10000);
+  }, (port) => ferry({ host: "127.0.0.1", port }, ["get", "-r", "x", local]));
+  assertSuccess(result, "get -r");
+  assert.deepEqual([...Deno.readDirSync(outside)], [], "nothing written through the link");
+  assert.ok((await Deno.lstat(`${local}/link`)).isDirectory, "a real folder replaced the link");
+  assert.equal(await Deno.readTextFile(`${local}/link/evil`), "evil");
+});
+
+Deno.test("the server refuses a hostile put -r manifest and stays inside its root", async () => {
+  await using server = await startServer();
+  const cases: [string | undefined, Record<string, unknown>[], RegExp][] = [
+    ["t", [file("../escape")], /"\.\." is not allowed/],
+    [undefined, [dir(".ferry-staging"), file(".ferry-staging/x")], /reserved for uploads/],
+    ["t", [file("a"), file("a/b")], /folder that was not announced/],
+    ["t", [dir("d"), file("d/x"), file("c")], /out of order/],
+    ["t", [{ ...file("a"), type: "link" }], /unknown entry type/],
+  ];
+  for (const [name, entries, pattern] of cases) {
+    using wire = await Wire.connect(server);
+    await wire.handshake();
+    await wire.write(encodeControl(FrameType.REQUEST, { op: "put_tree", name }));
+    await wire.expectFrame(FrameType.OK, "accepted");
+    await wire.write(encodeControl(FrameType.MANIFEST, { entries, last: true }));
+    let frame = await wire.readFrame();
+    while (frame && frame.type !== FrameType.ERROR) frame = await wire.readFrame();
+    assert.ok(frame, `ERROR for ${JSON.stringify(entries)}`);
+    assert.match(String(frame!.json!.message), pattern);
+  }
+  assert.equal(await pathExists(`${server.base}/escape`), false);
+  assert.deepEqual((await snapshot(server.root)).filter((l) => !l.startsWith(".ferry")), [
+    "t/ 755",
+  ]);
+});
+
+// --------------------------------------------------------------------- interrupted trees
+
+/**
+ * A relay to `upstream` that forwards everything but cuts the connection once `limit` bytes have
+ * gone in one direction (`up`: client to server), as a network failure would.
+ */
+function cuttingRelay(upstream: ServerProcess, limit: number, up: boolean) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const done = (async () => {
+    const client = await listener.accept();
+    const server = await Deno.connect({ hostname: upstream.host, port: upstream.port });
+    const pump = async (from: Deno.Conn, to: Deno.Conn, cut: boolean) => {
+      const buffer = new Uint8Array(16384);
+      let moved = 0;
+      try {
+        while (true) {
+          const n = await from.read(buffer);
+          if (n === null) break;
+          const take = cut ? Math.min(n, limit - moved) : n;
+          let written = 0;
+          while (written < take) written += await to.write(buffer.subarray(written, take));
+          moved += take;
+          if (cut && moved >= limit) break;
+        }
+      } catch {
+        // The other side went first.
+      }
+      for (const conn of [client, server]) {
+        try {
+          conn.close();
+        } catch {
+          // Closed already.
+        }
+      }
+    };
+    await Promise.all([pump(client, server, up), pump(server, client, !up)]);
+  })();
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    async close() {
+      listener.close();
+      await done.catch(() => {});
+    },
+  };
+}
+
+async function manyFiles(dir: string, count: number, size: number): Promise<void> {
+  await Deno.mkdir(`${dir}/nested`, { recursive: true });
+  for (let i = 0; i < count; i++) {
+    const name = i % 2 ? `nested/f${String(i).padStart(3, "0")}` : `f${String(i).padStart(3, "0")}`;
+    await Deno.writeFile(`${dir}/${name}`, randomBytes(size));
+  }
+}
+
+Deno.test("an interrupted tree leaves only complete files, and running it again finishes it", async () => {
+  await using work = await makeTempDir();
+  await using server = await startServer();
+  const src = `${work.path}/src`;
+  await manyFiles(src, 24, 100_000);
+
+  for (const op of ["put", "get"]) {
+    const relay = cuttingRelay(server, 1_200_000, op === "put");
+    const args = op === "put"
+      ? ["put", "-r", src, "up"]
+      : ["get", "-r", "up", `${work.path}/down`, "--json"];
+    const cut = await ferry({ host: "127.0.0.1", port: relay.port }, args);
+    await relay.close();
+    assert.equal(cut.code, 1, `${op} -r through a cut connection fails:\n${cut.stderr}`);
+    const where = op === "put" ? `${server.root}/up` : `${work.path}/down`;
+    if (op === "put") await server.waitForLog(/ put_tree "up" .*(interrupted|failed)/);
+    // Only whole files, each identical to its source; nothing half-written under any name.
+    const arrived = (await snapshot(where)).filter((line) => !line.endsWith("/ 755"));
+    const expected = new Set(await snapshot(src));
+    assert.ok(arrived.length > 0 && arrived.length < 24, `${op}: ${arrived.length} arrived`);
+    for (const line of arrived) assert.ok(expected.has(line), `${op}: whole and intact: ${line}`);
+    assert.deepEqual(
+      (await snapshot(where)).filter((line) => line.includes(".ferry-")),
+      [],
+      `${op}: no staging file under the tree`,
+    );
+
+    const again = await ferry(server, args);
+    assertSuccess(again, `${op} -r again`);
+    const summary = op === "get" ? JSON.parse(out(again).trim().split("\n").at(-1)!) : undefined;
+    if (summary) assert.equal(summary.skipped, arrived.length, "what arrived is not sent again");
+    else {
+      assert.match(
+        stderrLines(again).at(-1)!,
+        new RegExp(`: ${24 - arrived.length} files, .*; ${arrived.length} up to date`),
+      );
+    }
+    assert.deepEqual(await snapshot(where), await snapshot(src));
+  }
+});
