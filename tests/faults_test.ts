@@ -628,7 +628,7 @@ const BAD_JSON = [
   '{"op":"get"}',
   '{"op":"get","name":{"a":1}}',
   '{"op":"get","name":["x"]}',
-  '{"op":"rm","name":"x"}',
+  '{"op":"erase","name":"x"}',
   '{"op":null}',
   '{"op":"put","name":"ok.bin","size":1,"op":"list"}',
   '{"__proto__":{"op":"put"},"name":"x"}',

@@ -290,7 +290,7 @@ Deno.test("garbage and seed-style requests are answered or closed, and the serve
       ["DATA instead of REQUEST", concat([encodePreamble(), hello, dataFrame(garbage)]), true],
       ["JSON that is not an object", concat([encodePreamble(), hello, request("[1,2]")]), true],
       ["invalid JSON", concat([encodePreamble(), hello, request("{op:")]), true],
-      ["unknown op", concat([encodePreamble(), hello, request('{"op":"rm","name":"x"}')]), true],
+      ["unknown op", concat([encodePreamble(), hello, request('{"op":"erase","name":"x"}')]), true],
       ["put without a name", concat([encodePreamble(), hello, request('{"op":"put"}')]), true],
       [
         "zero-length DATA",
