@@ -16,7 +16,7 @@ import { syncDir } from "./staged_file.ts";
 import { cannotRead, cannotWrite } from "./local_files.ts";
 import { checksumFilePrefix, writeAll } from "./transfer.ts";
 import type { TreeFileSink, TreeSink, TreeSource } from "./tree_transfer.ts";
-import { TreeWalker } from "./tree_walk.ts";
+import { foldsCase, TreeWalker } from "./tree_walk.ts";
 
 function removeQuietly(path: string): void {
   try {
@@ -207,6 +207,7 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
       if (Deno.build.os !== "windows") await Deno.chmod(dir, entry.mode | 0o700);
       await Deno.utime(dir, new Date(), new Date(entry.mtime));
     },
+    caseInsensitive: async () => foldsCase(await top()),
     checksum: async (path) => {
       using file = await Deno.open(join(await top(), path), { read: true });
       const size = (await file.stat()).size;

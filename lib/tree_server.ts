@@ -22,7 +22,7 @@ import {
   type TreeSink,
   type TreeSource,
 } from "./tree_transfer.ts";
-import { TreeWalker } from "./tree_walk.ts";
+import { foldsCase, TreeWalker } from "./tree_walk.ts";
 
 /** What the server's tree handlers need. */
 export interface TreeServeContext {
@@ -149,6 +149,8 @@ function storeSink(store: FileStore, base: string | undefined): TreeSink {
       if (Deno.build.os !== "windows") await Deno.chmod(real, entry.mode | 0o700);
       await Deno.utime(real, new Date(), new Date(entry.mtime));
     },
+    // The probe goes in the staging folder: nothing a client could see, on the root's filesystem.
+    caseInsensitive: () => foldsCase(store.stagingDir),
     checksum: async (path) => {
       using file = await Deno.open(await store.resolveFile(name(path)));
       const size = (await file.stat()).size;

@@ -385,6 +385,8 @@ export interface TreeSink {
   finishDir(path: string, entry: ManifestEntry): Promise<void>;
   /** The checksum of a file the receiver has, for `--checksum`; null if it cannot be read. */
   checksum(path: string): Promise<string | null>;
+  /** Whether the receiving folder's filesystem folds case (`A` and `a` are one name there). */
+  caseInsensitive(): Promise<boolean>;
 }
 
 /** Options for {@link receiveTree}. */
@@ -397,6 +399,8 @@ export interface ReceiveTreeOptions extends TreeOptions {
   maxFileSize?: number;
   /** Most bytes the files sent may add up to; none by default. */
   maxTotalSize?: number;
+  /** Treat names as case-insensitive, whatever the filesystem says (default: ask the sink). */
+  caseInsensitive?: boolean;
 }
 
 /** Default cap on the number of entries a receiver accepts. */
@@ -424,6 +428,9 @@ export async function receiveTree(
   const event = (e: TreeEvent) => options.onEvent?.(e);
   let own = await sink.walker();
   if (!own && !dry) await sink.makeBase();
+  const caseless = options.caseInsensitive ?? (own || !dry ? await sink.caseInsensitive() : false);
+  /** On a filesystem that folds case: the folded names seen in each folder on the way. */
+  const folded = new Map<string, Set<string>>();
   let count = 0;
   let announced = 0;
   let previous: string | undefined;
@@ -541,9 +548,18 @@ export async function receiveTree(
     previous = entry.path;
     const cut = entry.path.lastIndexOf("/");
     const parent = cut < 0 ? "" : entry.path.slice(0, cut);
-    while (open.length > 0 && open.at(-1) !== parent) open.pop();
+    while (open.length > 0 && open.at(-1) !== parent) folded.delete(open.pop()!);
     if (parent !== "" && open.at(-1) !== parent) {
       throw badManifest("a name in a folder that was not announced");
+    }
+    if (caseless) {
+      // Two names that differ only by case would be one file here: the second would overwrite
+      // the first (or land inside it), whatever the manifest meant.
+      const names = folded.get(parent) ?? new Set<string>();
+      const key = entry.path.slice(cut + 1).normalize("NFC").toLowerCase();
+      if (names.has(key)) throw badManifest(`names differ only by case: ${entry.path}`);
+      names.add(key);
+      folded.set(parent, names);
     }
     if (entry.type === "dir") open.push(entry.path);
   };
@@ -599,6 +615,8 @@ export async function receiveTree(
     const frame = await io.frames.readControl();
     if (!frame) throw new ProtocolError("Connection closed during the tree transfer");
     switch (frame.type) {
+      case FrameType.KEEPALIVE:
+        continue;
       case FrameType.MANIFEST:
         await onManifest(frame.json);
         continue;

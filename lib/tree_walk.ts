@@ -169,3 +169,26 @@ export class TreeWalker {
     await this.#settle();
   }
 }
+
+/**
+ * Whether the filesystem holding the folder `dir` folds case, so that `A` and `a` name one file:
+ * a probe file is created under a lowercase name and looked for under the uppercase one.
+ */
+export async function foldsCase(dir: string): Promise<boolean> {
+  const name = `.ferry-case-${crypto.randomUUID()}`;
+  const probe = join(dir, name);
+  try {
+    await Deno.writeFile(probe, new Uint8Array(0), { createNew: true });
+  } catch {
+    // A folder we cannot write into receives nothing either.
+    return false;
+  }
+  try {
+    await Deno.lstat(join(dir, name.toUpperCase()));
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await Deno.remove(probe).catch(() => {});
+  }
+}

@@ -9,7 +9,10 @@
  */
 
 import assert from "node:assert/strict";
-import { encodeControl, FrameType } from "../lib/protocol.ts";
+import { encodeControl, FrameReader, FrameType, FrameWriter } from "../lib/protocol.ts";
+import { localSink } from "../lib/tree_local.ts";
+import { receiveTree } from "../lib/tree_transfer.ts";
+import { foldsCase } from "../lib/tree_walk.ts";
 import { createChecksum } from "../lib/checksum.ts";
 import {
   assertFailure,
@@ -454,5 +457,37 @@ Deno.test("an interrupted tree leaves only complete files, and running it again 
       );
     }
     assert.deepEqual(await snapshot(where), await snapshot(src));
+  }
+});
+
+Deno.test("on a filesystem that folds case, names that differ only by case are refused", async () => {
+  await using work = await makeTempDir();
+  // This machine's temporary folder is case-sensitive, so the receiver is told to fold case, as
+  // it would find on macOS or Windows; everything else is the real receiver on a real socket.
+  assert.equal(await foldsCase(work.path), false, "the probe sees a case-sensitive filesystem");
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const dialing = Deno.connect({
+    hostname: "127.0.0.1",
+    port: (listener.addr as Deno.NetAddr).port,
+  });
+  const [near, far] = [await listener.accept(), await dialing];
+  listener.close();
+  try {
+    const receiving = receiveTree(
+      { frames: new FrameReader(near), out: new FrameWriter(near.writable) },
+      localSink(`${work.path}/dest`),
+      { caseInsensitive: true },
+    );
+    receiving.catch(() => {});
+    const out = new FrameWriter(far.writable);
+    await out.writeControl(FrameType.MANIFEST, {
+      entries: [dir("Docs"), file("Docs/a.txt"), dir("docs"), file("docs/b.txt")],
+      last: true,
+    });
+    await assert.rejects(receiving, /Refused manifest: names differ only by case: docs$/);
+    assert.deepEqual([...Deno.readDirSync(`${work.path}/dest`)], [], "nothing was made");
+  } finally {
+    near.close();
+    far.close();
   }
 });
