@@ -530,9 +530,9 @@ async function runCommand(cmd: ClientCommand): Promise<number> {
   const connector = new Connector(cmd);
   try {
     if (cmd.recursive && (cmd.command === "put" || cmd.command === "get")) {
-      const session = await connector.session();
       const ok = await runTreeTransfer(
-        session as Session,
+        // parseClientArgs refused -r with --legacy, so this is a ferry session.
+        async () => await connector.session() as Session,
         { ...cmd, command: cmd.command },
         writeStdout,
       );

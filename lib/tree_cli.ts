@@ -9,7 +9,8 @@
 import { join } from "node:path";
 import { say } from "./cli.ts";
 import type { Session } from "./client.ts";
-import { RefusedError, UsageError } from "./errors.ts";
+import { RefusedError, UsageError, UserError } from "./errors.ts";
+import { cannotRead, cannotWrite } from "./local_files.ts";
 import {
   displayName,
   displayUndecodableName,
@@ -217,11 +218,26 @@ export function treeEnds(cmd: TreeTransferCommand): { local: string; remote?: st
  * whether every file made it.
  */
 export async function runTreeTransfer(
-  session: Session,
+  connect: () => Promise<Session>,
   cmd: TreeTransferCommand,
   write: (text: string) => Promise<void>,
 ): Promise<boolean> {
   const { local, remote } = treeEnds(cmd);
+  // Local checks come first, so a doomed transfer never touches the network.
+  const info = await Deno.stat(local).catch((error) => {
+    if (cmd.command === "put" || !(error instanceof Deno.errors.NotFound)) {
+      throw cmd.command === "put" ? cannotRead(local, error) : cannotWrite(local, error);
+    }
+    return null;
+  });
+  if (info && !info.isDirectory) {
+    throw new UserError(
+      cmd.command === "put"
+        ? `${local} is not a folder (put without -r sends one file)`
+        : `Cannot write into ${local}: not a folder`,
+    );
+  }
+  const session = await connect();
   const remoteShown = remote === undefined ? "/" : remote;
   const progress = new ProgressLine(cmd.command === "put" ? local : remoteShown, {
     total: null,

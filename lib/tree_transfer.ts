@@ -19,7 +19,14 @@ import {
   type FrameWriter,
   parseError,
 } from "./protocol.ts";
-import { type ByteSink, checksumFilePrefix, receiveData, sendData } from "./transfer.ts";
+import {
+  type ByteSink,
+  checksumFilePrefix,
+  localWait,
+  type LocalWaits,
+  receiveData,
+  sendData,
+} from "./transfer.ts";
 import {
   type ManifestEntry,
   MAX_BATCH_ENTRIES,
@@ -40,6 +47,8 @@ export interface TreeIo {
   out: FrameWriter;
   /** Buffer pool for the data phases. */
   pool?: BufferPool;
+  /** Told while this side waits on its own files, which a stall watchdog must not count. */
+  local?: LocalWaits;
 }
 
 /** Something that happened to one name, for reports. */
@@ -164,6 +173,8 @@ export async function sendTree(
 ): Promise<TreeSummary> {
   const batchEntries = Math.min(options.batchEntries ?? MAX_BATCH_ENTRIES, MAX_BATCH_ENTRIES);
   const inFlight = new Map<number, { path: string; size: number }>();
+  /** Files the receiver refused on reading the manifest: neither wanted nor skipped. */
+  const refusedEarly = new Set<number>();
   /** The batches sent whose answer is not dealt with yet (two at most). */
   const held: Batch[] = [];
   const entryAt = (index: number) => {
@@ -178,8 +189,10 @@ export async function sendTree(
       return;
     }
     // A file sent, or one the receiver refused on reading the manifest (over its limit, say).
-    const file = inFlight.get(result.index) ?? entryAt(result.index);
+    const sent = inFlight.get(result.index);
+    const file = sent ?? entryAt(result.index);
     if (!file) throw new ProtocolError("RESULT for a file that was not sent");
+    if (!sent) refusedEarly.add(result.index);
     inFlight.delete(result.index);
     options.onEvent?.(
       result.ok
@@ -214,7 +227,8 @@ export async function sendTree(
         mode: e.mode,
       };
       if (options.checksum && e.type === "file") {
-        entry.checksum = await checksumOf(source, e.path, io.pool) ?? undefined;
+        entry.checksum = await localWait(io.local, () => checksumOf(source, e.path, io.pool)) ??
+          undefined;
       }
       size += JSON.stringify(entry).length + 1;
       if (size > BATCH_BYTES && entries.length > 0) break;
@@ -243,7 +257,9 @@ export async function sendTree(
       );
       const wanted = new Set(want);
       for (const [i, entry] of current.entries.entries()) {
-        if (entry.type === "file" && !wanted.has(current.from + i)) {
+        const index = current.from + i;
+        if (refusedEarly.delete(index)) continue;
+        if (entry.type === "file" && !wanted.has(index)) {
           options.onEvent?.({ kind: "skipped", path: entry.path });
         }
       }
@@ -322,6 +338,7 @@ async function sendFile(
   try {
     const result = await sendData(limited(file, size), io.out, {
       pool: io.pool,
+      localWaits: io.local,
       sizeHint: size,
       onProgress: (n) => onProgress?.(before + n),
     });
@@ -461,7 +478,9 @@ export async function receiveTree(
   };
   const needs = async (entry: ManifestEntry, mine: WalkEntry | undefined) => {
     if (!mine || mine.type !== "file" || mine.size !== entry.size) return true;
-    if (entry.checksum) return (await sink.checksum(entry.path)) !== entry.checksum;
+    if (entry.checksum) {
+      return (await localWait(io.local, () => sink.checksum(entry.path))) !== entry.checksum;
+    }
     return Math.trunc(mine.mtime) !== Math.trunc(entry.mtime);
   };
 
@@ -524,8 +543,14 @@ export async function receiveTree(
           );
         }
         want.push(index);
-        if (dry) event({ kind: "sent", path: entry.path, size: entry.size });
-        else pending.push({ index, entry });
+        if (dry) {
+          // Counted as the transfer would count it: a dry run's summary says what it would do.
+          summary.files++;
+          summary.bytes += entry.size;
+          event({ kind: "sent", path: entry.path, size: entry.size });
+        } else {
+          pending.push({ index, entry });
+        }
       } else {
         summary.skipped++;
         event({ kind: "skipped", path: entry.path });
@@ -586,13 +611,14 @@ export async function receiveTree(
     try {
       const result = await receiveData(io.frames, into, {
         pool: io.pool,
+        localWaits: io.local,
         sizeHint: size,
         announcedSize: size,
         maxSize: options.maxFileSize,
         onProgress: (n) => options.onProgress?.(summary.bytes + n),
       });
       if (refusal !== undefined) throw new StoreError("io", refusal);
-      await target!.commit();
+      await localWait(io.local, () => target!.commit());
       summary.files++;
       summary.bytes += result.size;
       event({ kind: "sent", path: entry.path, size: result.size });

@@ -90,6 +90,15 @@ Deno.test("put -r and get -r round-trip a tree: contents, mtimes, modes, empty f
   await Deno.writeTextFile(`${src}/suid`, "s");
   await Deno.chmod(`${src}/suid`, 0o4755);
 
+  const dry = await ok(server, ["put", "-r", src, "--dry-run"]);
+  assert.equal(
+    out(dry),
+    ["a.txt", "space name.txt", "sub/big.bin", "sub/deep/c.txt", "suid"].map((n) => `send ${n}\n`)
+      .join(""),
+  );
+  assert.match(stderrLines(dry).at(-1)!, /would send 5 files \(64\.\d+ KiB\); 0 up to date/);
+  assert.equal(await pathExists(`${server.root}/src`), false, "a dry run creates nothing");
+
   const put = await ok(server, ["put", "-r", src]);
   assert.match(stderrLines(put)[0], /^ferry: link: symlink not followed; not sent$/);
   assert.match(
@@ -233,6 +242,24 @@ Deno.test("put -r is refused by a read-only server, and -r by --legacy", async (
       pattern: new RegExp(`${command} -r is not available with --legacy`),
     });
   }
+  // Local trouble is found before any connection is made (nothing listens on port 9).
+  assertFailure(
+    await ferry(endpoint, ["put", "-r", `${work.path}/missing`]),
+    /Cannot read .*missing/,
+    {
+      what: "put -r of a missing folder",
+    },
+  );
+  assertFailure(
+    await ferry(endpoint, ["put", "-r", `${work.path}/src/a.txt`]),
+    /a\.txt is not a folder \(put without -r sends one file\)$/,
+    { what: "put -r of a file" },
+  );
+  assertFailure(
+    await ferry(endpoint, ["get", "-r", "x", `${work.path}/src/a.txt`]),
+    /Cannot write into .*a\.txt: not a folder$/,
+    { what: "get -r into a file" },
+  );
   assertUsageError(await ferry(endpoint, ["put", "x", "--delete"]), "ferry", {
     what: "--delete without -r",
     pattern: /--delete applies to put -r and get -r only/,
