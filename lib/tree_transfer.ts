@@ -420,6 +420,9 @@ export interface ReceiveTreeOptions extends TreeOptions {
   caseInsensitive?: boolean;
 }
 
+/** Files a receiver commits at once, while the next ones arrive. */
+const COMMIT_WINDOW = 16;
+
 /** Default cap on the number of entries a receiver accepts. */
 export const DEFAULT_MAX_ENTRIES = 1_000_000;
 
@@ -457,6 +460,10 @@ export async function receiveTree(
   const folders: ManifestEntry[] = [];
   const pending: { index: number; entry: ManifestEntry }[] = [];
   let last = false;
+  /** File bytes received so far, for progress (commits may still be under way). */
+  let received = 0;
+  /** Files being committed. */
+  const commits = new Set<Promise<void>>();
 
   const removeExtra = async (extra: WalkEntry) => {
     if (!options.delete) return;
@@ -608,70 +615,88 @@ export async function receiveTree(
       refusal = error.message;
     }
     const into: ByteSink = target ?? { write: () => Promise.resolve() };
+    const fail = async (error: unknown) => {
+      summary.failed++;
+      const message = error instanceof Error ? error.message.split("\n")[0] : String(error);
+      event({ kind: "failed", path: entry.path, message });
+      await io.out.writeControl(FrameType.RESULT, { index, ok: false, message });
+    };
+    let result;
     try {
-      const result = await receiveData(io.frames, into, {
+      result = await receiveData(io.frames, into, {
         pool: io.pool,
         localWaits: io.local,
         sizeHint: size,
         announcedSize: size,
         maxSize: options.maxFileSize,
-        onProgress: (n) => options.onProgress?.(summary.bytes + n),
+        onProgress: (n) => options.onProgress?.(received + n),
       });
       if (refusal !== undefined) throw new StoreError("io", refusal);
-      await localWait(io.local, () => target!.commit());
+    } catch (error) {
+      await target?.discard();
+      // ABORT from the sender, or the receiver's own refusal once the data was read in full:
+      // this file only. Anything else leaves the connection out of step.
+      if (!(error instanceof RefusedError || error instanceof StoreError && error.code === "io")) {
+        throw error;
+      }
+      await fail(error);
+      return;
+    }
+    received += result.size;
+    // Committing (flushing, above all) runs while the next files arrive: a few at once let the
+    // filesystem flush them together. Each is reported only once it is durable.
+    const committing = (async () => {
+      try {
+        await localWait(io.local, () => target!.commit());
+      } catch (error) {
+        await fail(error).catch(() => {});
+        return;
+      }
       summary.files++;
       summary.bytes += result.size;
       event({ kind: "sent", path: entry.path, size: result.size });
-      await io.out.writeControl(FrameType.RESULT, { index, ok: true });
-    } catch (error) {
-      await target?.discard();
-      // ABORT from the sender, or a failure after the data was read in full: this file only.
-      const local = error instanceof RefusedError ||
-        (error instanceof StoreError && error.code === "io") || isCommitFailure(error);
-      if (!local) throw error;
-      summary.failed++;
-      const message = error instanceof Error ? error.message.split("\n")[0] : String(error);
-      event({ kind: "failed", path: entry.path, message });
-      await io.out.writeControl(FrameType.RESULT, { index, ok: false, message });
-      options.onProgress?.(summary.bytes);
-    }
+      await io.out.writeControl(FrameType.RESULT, { index, ok: true }).catch(() => {});
+    })().finally(() => commits.delete(committing));
+    commits.add(committing);
+    if (commits.size >= COMMIT_WINDOW) await Promise.race(commits);
   };
 
-  while (true) {
-    const frame = await io.frames.readControl();
-    if (!frame) throw new ProtocolError("Connection closed during the tree transfer");
-    switch (frame.type) {
-      case FrameType.KEEPALIVE:
-        continue;
-      case FrameType.MANIFEST:
-        await onManifest(frame.json);
-        continue;
-      case FrameType.FILE:
-        await onFile(frame.json);
-        continue;
-      case FrameType.FINISH: {
-        if (!last || pending.length > 0) throw new ProtocolError("FINISH before the end");
-        if (!dry) {
-          for (const folder of folders.reverse()) await sink.finishDir(folder.path, folder);
+  try {
+    while (true) {
+      const frame = await io.frames.readControl();
+      if (!frame) throw new ProtocolError("Connection closed during the tree transfer");
+      switch (frame.type) {
+        case FrameType.KEEPALIVE:
+          continue;
+        case FrameType.MANIFEST:
+          await onManifest(frame.json);
+          continue;
+        case FrameType.FILE:
+          await onFile(frame.json);
+          continue;
+        case FrameType.FINISH: {
+          if (!last || pending.length > 0) throw new ProtocolError("FINISH before the end");
+          while (commits.size > 0) await Promise.all(commits);
+          if (!dry) {
+            for (const folder of folders.reverse()) await sink.finishDir(folder.path, folder);
+          }
+          await io.out.writeControl(FrameType.OK, { ...summary });
+          own = null;
+          return summary;
         }
-        await io.out.writeControl(FrameType.OK, { ...summary });
-        own = null;
-        return summary;
+        case FrameType.ERROR:
+        case FrameType.ABORT: {
+          const error = parseError(frame.json);
+          throw new RefusedError(error.code, error.message);
+        }
+        default:
+          throw new ProtocolError(`Unexpected ${frameTypeName(frame.type)} in a tree transfer`);
       }
-      case FrameType.ERROR:
-      case FrameType.ABORT: {
-        const error = parseError(frame.json);
-        throw new RefusedError(error.code, error.message);
-      }
-      default:
-        throw new ProtocolError(`Unexpected ${frameTypeName(frame.type)} in a tree transfer`);
     }
+  } catch (error) {
+    // Files already verified are still being committed: let them finish (or clean up) first,
+    // so that what is left is whole files only, even if the process exits next.
+    await Promise.allSettled([...commits]);
+    throw error;
   }
-}
-
-/** A failure that is the receiver's own disk's, after the data arrived whole. */
-function isCommitFailure(error: unknown): boolean {
-  return error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotFound ||
-    error instanceof Deno.errors.AlreadyExists || error instanceof Deno.errors.NotADirectory ||
-    error instanceof Deno.errors.IsADirectory || error instanceof StoreError;
 }
