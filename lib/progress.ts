@@ -71,6 +71,15 @@ export class ProgressLine {
     this.#bytes = options.start ?? 0;
   }
 
+  /**
+   * Changes the label and the total while the transfer runs: a tree transfer learns how many
+   * files and bytes it will move as its manifest is answered, and counts the files done.
+   */
+  retitle(label: string, total: number | null): void {
+    this.#label = escapeUnsafe(label);
+    this.#options = { ...this.#options, total };
+  }
+
   /** Records the running byte count (including any resumed start) and redraws if due. */
   update(bytes: number): void {
     this.#bytes = bytes;

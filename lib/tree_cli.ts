@@ -239,10 +239,16 @@ export async function runTreeTransfer(
   }
   const session = await connect();
   const remoteShown = remote === undefined ? "/" : remote;
-  const progress = new ProgressLine(cmd.command === "put" ? local : remoteShown, {
+  // The tree's own name: a long path would leave no room for the numbers.
+  const name = cmd.command === "put" ? lastSegment(local) ?? local : remoteShown;
+  const progress = new ProgressLine(name, {
     total: null,
     enabled: !cmd.quiet && !cmd.dryRun && (cmd.progress || progressWanted()),
   });
+  /** Files done and planned, for the progress line's label. */
+  const files = { done: 0, planned: 0, bytes: 0 };
+  const retitle = () =>
+    progress.retitle(`${name}: ${files.done}/${files.planned} files`, files.bytes || null);
   let lines: string[] = [];
   const flush = async () => {
     if (lines.length === 0) return;
@@ -251,6 +257,10 @@ export async function runTreeTransfer(
     await write(text);
   };
   const onEvent = (event: TreeEvent) => {
+    if (event.kind === "sent") {
+      files.done++;
+      retitle();
+    }
     if (event.kind === "ignored" && !cmd.quiet) {
       say(`${NAME}: ${event.path}: ${event.message}; not sent`);
     }
@@ -279,6 +289,11 @@ export async function runTreeTransfer(
     fsync: cmd.fsync,
     onEvent,
     onProgress: (bytes: number) => progress.update(bytes),
+    onPlan: (planned: number, bytes: number) => {
+      files.planned = planned;
+      files.bytes = bytes;
+      retitle();
+    },
   };
   let summary: TreeSummary;
   try {

@@ -67,6 +67,8 @@ export interface TreeOptions {
   onEvent?: (event: TreeEvent) => void;
   /** Running count of file bytes moved. */
   onProgress?: (bytes: number) => void;
+  /** The files and bytes to move so far, growing as each manifest batch is answered. */
+  onPlan?: (files: number, bytes: number) => void;
 }
 
 /** Where a sender's files come from. */
@@ -201,6 +203,8 @@ export async function sendTree(
     );
   });
   let nextIndex = 0;
+  let plannedFiles = 0;
+  let plannedBytes = 0;
   /** Builds and sends the next batch; null once the walk is over and the last batch went. */
   const sendBatch = async (): Promise<Batch> => {
     const entries: ManifestEntry[] = [];
@@ -256,6 +260,11 @@ export async function sendTree(
         current.from + current.entries.length,
       );
       const wanted = new Set(want);
+      for (const index of want) {
+        plannedFiles++;
+        plannedBytes += current.entries[index - current.from]?.size ?? 0;
+      }
+      options.onPlan?.(plannedFiles, plannedBytes);
       for (const [i, entry] of current.entries.entries()) {
         const index = current.from + i;
         if (refusedEarly.delete(index)) continue;
@@ -453,6 +462,8 @@ export async function receiveTree(
   const folded = new Map<string, Set<string>>();
   let count = 0;
   let announced = 0;
+  let plannedFiles = 0;
+  let plannedBytes = 0;
   let previous: string | undefined;
   /** Folders of the manifest on the way to the current entry. */
   const open: string[] = [];
@@ -566,6 +577,9 @@ export async function receiveTree(
     last = batch.last;
     if (last) await catchUp(undefined);
     await io.out.writeControl(FrameType.WANT, { want });
+    plannedFiles += want.length;
+    plannedBytes = announced;
+    options.onPlan?.(plannedFiles, plannedBytes);
   };
 
   const checkEntry = (entry: ManifestEntry) => {

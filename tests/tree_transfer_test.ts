@@ -26,6 +26,7 @@ import {
   type ServerProcess,
   startServer,
   stderrLines,
+  writeRandomFile,
 } from "./harness.ts";
 import { concat, serveOnce, Wire } from "./wire.ts";
 
@@ -110,6 +111,14 @@ Deno.test("put -r and get -r round-trip a tree: contents, mtimes, modes, empty f
   );
   assert.deepEqual(await snapshot(`${server.root}/src`), expected);
   assert.equal(await pathExists(`${server.root}/src/link`), false, "symlinks are not sent");
+
+  // One progress line for the whole tree: files done of those to send, bytes, total, rate, ETA
+  // (drawn once the transfer has run for a tenth of a second: a big file makes sure it does).
+  await Deno.mkdir(`${work.path}/big`);
+  await writeRandomFile(`${work.path}/big/one.bin`, 48 << 20);
+  await Deno.writeTextFile(`${work.path}/big/two.txt`, "2");
+  const shown = await ok(server, ["put", "-r", `${work.path}/big`, "--progress"]);
+  assert.match(shown.stderr, /\x1b\[2Kbig: [012]\/2 files +\d+% +[\d.]+ [KM]iB \/ 48\.0 MiB .*ETA/);
 
   const got = await ok(server, ["get", "-r", "src", "back"], work.path);
   assert.match(stderrLines(got).at(-1)!, /^Downloaded "src" to back: 5 files/);
