@@ -19,12 +19,8 @@ import {
   type TreeSummary,
 } from "./tree_protocol.ts";
 import { localSink, localSource } from "./tree_local.ts";
-import {
-  receiveTree,
-  type ReceiveTreeOptions,
-  sendTree,
-  type SendTreeOptions,
-} from "./tree_transfer.ts";
+import { receiveTree, type ReceiveTreeOptions } from "./tree_receive.ts";
+import { sendTree, type SendTreeOptions } from "./tree_send.ts";
 
 /** Whether the server offers the tree requests. */
 export function offersTree(session: Session): boolean {

@@ -14,14 +14,9 @@ import type { FrameReader, FrameWriter } from "./protocol.ts";
 import { checksumFilePrefix } from "./transfer.ts";
 import type { TreeSummary, TreeTransferRequest } from "./tree_protocol.ts";
 import { makeDir, removeName, resolveFolder } from "./tree_store.ts";
-import {
-  DEFAULT_MAX_ENTRIES,
-  receiveTree,
-  sendTree,
-  type TreeFileSink,
-  type TreeSink,
-  type TreeSource,
-} from "./tree_transfer.ts";
+import { DEFAULT_MAX_ENTRIES, receiveTree } from "./tree_receive.ts";
+import { sendTree } from "./tree_send.ts";
+import type { TreeFileSink, TreeSink, TreeSource } from "./tree_transfer.ts";
 import { foldsCase, TreeWalker } from "./tree_walk.ts";
 
 /** What the server's tree handlers need. */

@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { encodeControl, FrameReader, FrameType, FrameWriter } from "../lib/protocol.ts";
 import { localSink } from "../lib/tree_local.ts";
-import { receiveTree } from "../lib/tree_transfer.ts";
+import { receiveTree } from "../lib/tree_receive.ts";
 import { foldsCase } from "../lib/tree_walk.ts";
 import { createChecksum } from "../lib/checksum.ts";
 import {
@@ -118,7 +118,10 @@ Deno.test("put -r and get -r round-trip a tree: contents, mtimes, modes, empty f
   await writeRandomFile(`${work.path}/big/one.bin`, 48 << 20);
   await Deno.writeTextFile(`${work.path}/big/two.txt`, "2");
   const shown = await ok(server, ["put", "-r", `${work.path}/big`, "--progress"]);
-  assert.match(shown.stderr, /\x1b\[2Kbig: [012]\/2 files +\d+% +[\d.]+ [KM]iB \/ 48\.0 MiB .*ETA/);
+  assert.match(
+    shown.stderr.replaceAll("\x1b[2K", "|"),
+    /\|big: [012]\/2 files +\d+% +[\d.]+ [KM]iB \/ 48\.0 MiB .*ETA/,
+  );
 
   const got = await ok(server, ["get", "-r", "src", "back"], work.path);
   assert.match(stderrLines(got).at(-1)!, /^Downloaded "src" to back: 5 files/);

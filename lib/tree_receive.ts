@@ -1,0 +1,319 @@
+/**
+ * The receiving end of a tree transfer: checks each manifest batch whole, compares it with its own
+ * tree as both are walked in the same order (lib/tree_walk.ts), so it holds one folder's names per
+ * level, answers with what it needs, deletes what the sender lacks if asked, and writes, verifies
+ * and commits each file on its own, several at once.
+ *
+ * @module
+ */
+
+import { ProtocolError, RefusedError, StoreError } from "./errors.ts";
+import { FrameType, frameTypeName, parseError } from "./protocol.ts";
+import { type ByteSink, localWait, receiveData } from "./transfer.ts";
+import {
+  type ManifestEntry,
+  parseFileHeader,
+  parseManifest,
+  type TreeSummary,
+} from "./tree_protocol.ts";
+import type { TreeEvent, TreeFileSink, TreeIo, TreeOptions, TreeSink } from "./tree_transfer.ts";
+import { comparePath, type WalkEntry } from "./tree_walk.ts";
+
+export interface ReceiveTreeOptions extends TreeOptions {
+  /** Remove what the sender does not have (default false). */
+  delete?: boolean;
+  /** Most entries the manifest may hold (default 1,000,000). */
+  maxEntries?: number;
+  /** Largest file accepted, in bytes; none by default. */
+  maxFileSize?: number;
+  /** Most bytes the files sent may add up to; none by default. */
+  maxTotalSize?: number;
+  /** Treat names as case-insensitive, whatever the filesystem says (default: ask the sink). */
+  caseInsensitive?: boolean;
+}
+
+/** Files a receiver commits at once, while the next ones arrive. */
+const COMMIT_WINDOW = 16;
+
+/** Default cap on the number of entries a receiver accepts. */
+export const DEFAULT_MAX_ENTRIES = 1_000_000;
+
+/** A manifest that breaks the rules (hostile or broken sender): the whole transfer stops. */
+function badManifest(why: string): StoreError {
+  return new StoreError("bad_name", `Refused manifest: ${why}`);
+}
+
+/**
+ * Receives a tree into `sink`: answers the sender's manifest, writes and commits each file it
+ * needs, deletes what the sender lacks if asked, and ends with OK and a {@link TreeSummary}.
+ * Every entry is checked before anything is done for it; a manifest that breaks the rules (bad
+ * names, out of order, a folder not announced, over the caps) stops the whole transfer.
+ */
+export async function receiveTree(
+  io: TreeIo,
+  sink: TreeSink,
+  options: ReceiveTreeOptions = {},
+): Promise<TreeSummary> {
+  const summary: TreeSummary = { files: 0, skipped: 0, deleted: 0, failed: 0, bytes: 0 };
+  const maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
+  const dry = options.dryRun ?? false;
+  const event = (e: TreeEvent) => options.onEvent?.(e);
+  let own = await sink.walker();
+  if (!own && !dry) await sink.makeBase();
+  const caseless = options.caseInsensitive ?? (own || !dry ? await sink.caseInsensitive() : false);
+  /** On a filesystem that folds case: the folded names seen in each folder on the way. */
+  const folded = new Map<string, Set<string>>();
+  let count = 0;
+  let announced = 0;
+  let plannedFiles = 0;
+  let plannedBytes = 0;
+  let previous: string | undefined;
+  /** Folders of the manifest on the way to the current entry. */
+  const open: string[] = [];
+  /** Folders to give their mtime and mode at the end, deepest last. */
+  const folders: ManifestEntry[] = [];
+  const pending: { index: number; entry: ManifestEntry }[] = [];
+  let last = false;
+  /** File bytes received so far, for progress (commits may still be under way). */
+  let received = 0;
+  /** Files being committed. */
+  const commits = new Set<Promise<void>>();
+
+  const removeExtra = async (extra: WalkEntry) => {
+    if (!options.delete) return;
+    if (!dry) await sink.remove(extra.path);
+    summary.deleted++;
+    event({ kind: "deleted", path: extra.path });
+    await io.out.writeControl(FrameType.RESULT, { deleted: extra.path });
+  };
+  /** Moves the walk of the receiver's own tree up to `path`; its entry there, if any. */
+  const catchUp = async (path: string | undefined): Promise<WalkEntry | undefined> => {
+    for (let mine = own?.peek(); mine; mine = own?.peek()) {
+      const order = path === undefined ? -1 : comparePath(mine.path, path);
+      if (order > 0) return undefined;
+      if (order === 0) return mine;
+      await own!.next(false);
+      await removeExtra(mine);
+    }
+    return undefined;
+  };
+  const needs = async (entry: ManifestEntry, mine: WalkEntry | undefined) => {
+    if (!mine || mine.type !== "file" || mine.size !== entry.size) return true;
+    if (entry.checksum) {
+      return (await localWait(io.local, () => sink.checksum(entry.path))) !== entry.checksum;
+    }
+    return Math.trunc(mine.mtime) !== Math.trunc(entry.mtime);
+  };
+
+  const onManifest = async (json: Record<string, unknown>) => {
+    if (last) throw new ProtocolError("MANIFEST after the last one");
+    const batch = parseManifest(json);
+    if (count + batch.entries.length > maxEntries) {
+      throw new StoreError("too_large", `Refused tree: more than ${maxEntries} entries`);
+    }
+    // The whole batch is checked before anything is done for any of it.
+    for (const entry of batch.entries) checkEntry(entry);
+    const want: number[] = [];
+    for (const entry of batch.entries) {
+      const index = count++;
+      const mine = await catchUp(entry.path);
+      if (entry.type === "dir") {
+        if (mine?.type === "dir") {
+          await own!.next(true);
+        } else {
+          if (mine) {
+            // A file (or link) where the sender has a folder: the folder wins, as a newer file
+            // would replace an older one.
+            await own!.next(false);
+            if (!dry) await sink.remove(entry.path);
+          }
+          if (!dry) await sink.makeDir(entry.path);
+        }
+        folders.push(entry);
+        continue;
+      }
+      if (mine?.type === "dir") {
+        await own!.next(false);
+        if (!options.delete) {
+          summary.failed++;
+          event({ kind: "failed", path: entry.path, message: "a folder is in the way" });
+          await io.out.writeControl(FrameType.RESULT, {
+            index,
+            ok: false,
+            message: "A folder is in the way (use --delete to replace it)",
+          });
+          continue;
+        }
+        if (!dry) await sink.remove(entry.path);
+      } else if (mine) {
+        await own!.next(false);
+      }
+      if (options.maxFileSize !== undefined && entry.size > options.maxFileSize) {
+        summary.failed++;
+        const message = `Over the limit of ${options.maxFileSize} bytes`;
+        event({ kind: "failed", path: entry.path, message });
+        await io.out.writeControl(FrameType.RESULT, { index, ok: false, message });
+        continue;
+      }
+      if (await needs(entry, mine?.type === "dir" ? undefined : mine)) {
+        announced += entry.size;
+        if (options.maxTotalSize !== undefined && announced > options.maxTotalSize) {
+          throw new StoreError(
+            "too_large",
+            `Refused tree: over the limit of ${options.maxTotalSize} bytes in all`,
+          );
+        }
+        want.push(index);
+        if (dry) {
+          // Counted as the transfer would count it: a dry run's summary says what it would do.
+          summary.files++;
+          summary.bytes += entry.size;
+          event({ kind: "sent", path: entry.path, size: entry.size });
+        } else {
+          pending.push({ index, entry });
+        }
+      } else {
+        summary.skipped++;
+        event({ kind: "skipped", path: entry.path });
+      }
+    }
+    last = batch.last;
+    if (last) await catchUp(undefined);
+    await io.out.writeControl(FrameType.WANT, { want });
+    plannedFiles += want.length;
+    plannedBytes = announced;
+    options.onPlan?.(plannedFiles, plannedBytes);
+  };
+
+  const checkEntry = (entry: ManifestEntry) => {
+    try {
+      sink.check(entry.path);
+    } catch (error) {
+      throw error instanceof StoreError ? badManifest(error.message) : error;
+    }
+    if (previous !== undefined && comparePath(previous, entry.path) >= 0) {
+      throw badManifest("entries out of order or repeated");
+    }
+    previous = entry.path;
+    const cut = entry.path.lastIndexOf("/");
+    const parent = cut < 0 ? "" : entry.path.slice(0, cut);
+    while (open.length > 0 && open.at(-1) !== parent) folded.delete(open.pop()!);
+    if (parent !== "" && open.at(-1) !== parent) {
+      throw badManifest("a name in a folder that was not announced");
+    }
+    if (caseless) {
+      // Two names that differ only by case would be one file here: the second would overwrite
+      // the first (or land inside it), whatever the manifest meant.
+      const names = folded.get(parent) ?? new Set<string>();
+      const key = entry.path.slice(cut + 1).normalize("NFC").toLowerCase();
+      if (names.has(key)) throw badManifest(`names differ only by case: ${entry.path}`);
+      names.add(key);
+      folded.set(parent, names);
+    }
+    if (entry.type === "dir") open.push(entry.path);
+  };
+
+  const onFile = async (json: Record<string, unknown>) => {
+    const { index, size } = parseFileHeader(json);
+    const next = pending.shift();
+    if (!next || next.index !== index) throw new ProtocolError("FILE that was not asked for");
+    const { entry } = next;
+    if (options.maxFileSize !== undefined && size > options.maxFileSize) {
+      throw new StoreError("too_large", `Refused file over the limit: ${entry.path}`);
+    }
+    let target: TreeFileSink | null = null;
+    let refusal: string | undefined;
+    try {
+      target = await sink.beginFile(entry.path, entry);
+    } catch (error) {
+      if (!(error instanceof StoreError) && !(error instanceof Deno.errors.PermissionDenied)) {
+        throw error;
+      }
+      refusal = error.message;
+    }
+    const into: ByteSink = target ?? { write: () => Promise.resolve() };
+    const fail = async (error: unknown) => {
+      summary.failed++;
+      const message = error instanceof Error ? error.message.split("\n")[0] : String(error);
+      event({ kind: "failed", path: entry.path, message });
+      await io.out.writeControl(FrameType.RESULT, { index, ok: false, message });
+    };
+    let result;
+    try {
+      result = await receiveData(io.frames, into, {
+        pool: io.pool,
+        localWaits: io.local,
+        sizeHint: size,
+        announcedSize: size,
+        maxSize: options.maxFileSize,
+        onProgress: (n) => options.onProgress?.(received + n),
+      });
+      if (refusal !== undefined) throw new StoreError("io", refusal);
+    } catch (error) {
+      await target?.discard();
+      // ABORT from the sender, or the receiver's own refusal once the data was read in full:
+      // this file only. Anything else leaves the connection out of step.
+      if (!(error instanceof RefusedError || error instanceof StoreError && error.code === "io")) {
+        throw error;
+      }
+      await fail(error);
+      return;
+    }
+    received += result.size;
+    // Committing (flushing, above all) runs while the next files arrive: a few at once let the
+    // filesystem flush them together. Each is reported only once it is durable.
+    const committing = (async () => {
+      try {
+        await localWait(io.local, () => target!.commit());
+      } catch (error) {
+        await fail(error).catch(() => {});
+        return;
+      }
+      summary.files++;
+      summary.bytes += result.size;
+      event({ kind: "sent", path: entry.path, size: result.size });
+      await io.out.writeControl(FrameType.RESULT, { index, ok: true }).catch(() => {});
+    })().finally(() => commits.delete(committing));
+    commits.add(committing);
+    if (commits.size >= COMMIT_WINDOW) await Promise.race(commits);
+  };
+
+  try {
+    while (true) {
+      const frame = await io.frames.readControl();
+      if (!frame) throw new ProtocolError("Connection closed during the tree transfer");
+      switch (frame.type) {
+        case FrameType.KEEPALIVE:
+          continue;
+        case FrameType.MANIFEST:
+          await onManifest(frame.json);
+          continue;
+        case FrameType.FILE:
+          await onFile(frame.json);
+          continue;
+        case FrameType.FINISH: {
+          if (!last || pending.length > 0) throw new ProtocolError("FINISH before the end");
+          while (commits.size > 0) await Promise.all(commits);
+          if (!dry) {
+            for (const folder of folders.reverse()) await sink.finishDir(folder.path, folder);
+          }
+          await io.out.writeControl(FrameType.OK, { ...summary });
+          own = null;
+          return summary;
+        }
+        case FrameType.ERROR:
+        case FrameType.ABORT: {
+          const error = parseError(frame.json);
+          throw new RefusedError(error.code, error.message);
+        }
+        default:
+          throw new ProtocolError(`Unexpected ${frameTypeName(frame.type)} in a tree transfer`);
+      }
+    }
+  } catch (error) {
+    // Files already verified are still being committed: let them finish (or clean up) first,
+    // so that what is left is whole files only, even if the process exits next.
+    await Promise.allSettled([...commits]);
+    throw error;
+  }
+}

@@ -1,0 +1,324 @@
+/**
+ * The sending end of a tree transfer: streams the manifest in batches, one batch ahead of the
+ * receiver's answers, then the files it asks for back to back, and collects the receiver's
+ * reports as they come. Memory holds two batches and one folder's names per level.
+ *
+ * @module
+ */
+
+import type { BufferPool } from "./buffer_pool.ts";
+import { ProtocolError, RefusedError } from "./errors.ts";
+import { type FrameReader, FrameType, frameTypeName, parseError } from "./protocol.ts";
+import { checksumFilePrefix, localWait, sendData } from "./transfer.ts";
+import {
+  type ManifestEntry,
+  MAX_BATCH_ENTRIES,
+  parseResult,
+  parseSummary,
+  parseWant,
+  type TreeSummary,
+} from "./tree_protocol.ts";
+import type { TreeIo, TreeOptions, TreeSource } from "./tree_transfer.ts";
+
+export interface SendTreeOptions extends TreeOptions {
+  /** Put each file's checksum in the manifest (the receiver compares contents). */
+  checksum?: boolean;
+  /** Most entries per MANIFEST frame (default {@link MAX_BATCH_ENTRIES}). */
+  batchEntries?: number;
+}
+
+/** A manifest batch as the sender keeps it until the receiver has answered it. */
+interface Batch {
+  from: number;
+  entries: ManifestEntry[];
+  last: boolean;
+}
+
+/** Largest MANIFEST payload ferry builds, well under the control frame limit. */
+const BATCH_BYTES = 48 << 10;
+
+/** Reads the peer's frames while the sender writes: WANTs in order, RESULTs, the final OK. */
+class SenderInbox {
+  #wants: PromiseWithResolvers<Record<string, unknown>>[] = [];
+  #nextWant = 0;
+  #done = Promise.withResolvers<TreeSummary>();
+  #failed?: unknown;
+
+  constructor(frames: FrameReader, onResult: (json: Record<string, unknown>) => void) {
+    this.#done.promise.catch(() => {});
+    (async () => {
+      while (true) {
+        const frame = await frames.readControl();
+        if (!frame) throw new ProtocolError("Connection closed during the tree transfer");
+        switch (frame.type) {
+          case FrameType.KEEPALIVE:
+            continue;
+          case FrameType.WANT:
+            this.#slot(this.#nextWant++).resolve(frame.json);
+            continue;
+          case FrameType.RESULT:
+            onResult(frame.json);
+            continue;
+          case FrameType.OK:
+            this.#done.resolve(parseSummary(frame.json));
+            return;
+          case FrameType.ERROR: {
+            const error = parseError(frame.json);
+            throw new RefusedError(error.code, error.message);
+          }
+          default:
+            throw new ProtocolError(`Unexpected ${frameTypeName(frame.type)} in a tree transfer`);
+        }
+      }
+    })().catch((error) => {
+      this.#failed = error;
+      for (const slot of this.#wants) slot?.reject(error);
+      this.#done.reject(error);
+    });
+  }
+
+  #slot(i: number) {
+    this.#wants[i] ??= Promise.withResolvers();
+    this.#wants[i].promise.catch(() => {});
+    if (this.#failed) this.#wants[i].reject(this.#failed);
+    return this.#wants[i];
+  }
+
+  /** The receiver's answer to batch `i`. */
+  async want(i: number): Promise<Record<string, unknown>> {
+    const json = await this.#slot(i).promise;
+    delete this.#wants[i];
+    return json;
+  }
+
+  /** The receiver's final summary. */
+  get done(): Promise<TreeSummary> {
+    return this.#done.promise;
+  }
+
+  /** The error that stopped the inbox, if one did. */
+  get failed(): unknown {
+    return this.#failed;
+  }
+}
+
+/**
+ * Sends the tree `source` walks. Resolves with the receiver's summary once it has committed
+ * (or failed) every file it asked for; throws if the receiver refuses the whole transfer.
+ */
+export async function sendTree(
+  io: TreeIo,
+  source: TreeSource,
+  options: SendTreeOptions = {},
+): Promise<TreeSummary> {
+  const batchEntries = Math.min(options.batchEntries ?? MAX_BATCH_ENTRIES, MAX_BATCH_ENTRIES);
+  const inFlight = new Map<number, { path: string; size: number }>();
+  /** Files the receiver refused on reading the manifest: neither wanted nor skipped. */
+  const refusedEarly = new Set<number>();
+  /** The batches sent whose answer is not dealt with yet (two at most). */
+  const held: Batch[] = [];
+  const entryAt = (index: number) => {
+    const batch = held.find((b) => index >= b.from && index < b.from + b.entries.length);
+    return batch?.entries[index - batch.from];
+  };
+  let bytes = 0;
+  const inbox = new SenderInbox(io.frames, (json) => {
+    const result = parseResult(json);
+    if ("deleted" in result) {
+      options.onEvent?.({ kind: "deleted", path: result.deleted });
+      return;
+    }
+    // A file sent, or one the receiver refused on reading the manifest (over its limit, say).
+    const sent = inFlight.get(result.index);
+    const file = sent ?? entryAt(result.index);
+    if (!file) throw new ProtocolError("RESULT for a file that was not sent");
+    if (!sent) refusedEarly.add(result.index);
+    inFlight.delete(result.index);
+    options.onEvent?.(
+      result.ok
+        ? { kind: "sent", path: file.path, size: file.size }
+        : { kind: "failed", path: file.path, message: result.message },
+    );
+  });
+  let nextIndex = 0;
+  let plannedFiles = 0;
+  let plannedBytes = 0;
+  /** Builds and sends the next batch; null once the walk is over and the last batch went. */
+  const sendBatch = async (): Promise<Batch> => {
+    const entries: ManifestEntry[] = [];
+    let size = 0;
+    const walker = source.walker;
+    for (let e = walker.peek(); e && entries.length < batchEntries; e = walker.peek()) {
+      const unsendable = !source.allowed(e.path)
+        ? "a name ferry does not carry"
+        : e.type === "link"
+        ? "symlink not followed"
+        : e.type === "other"
+        ? "not a regular file or folder"
+        : undefined;
+      if (unsendable || (e.type !== "file" && e.type !== "dir")) {
+        options.onEvent?.({ kind: "ignored", path: e.path, message: unsendable ?? "" });
+        await walker.next(false);
+        continue;
+      }
+      const entry: ManifestEntry = {
+        path: e.path,
+        type: e.type,
+        size: e.size,
+        mtime: e.mtime,
+        mode: e.mode,
+      };
+      if (options.checksum && e.type === "file") {
+        entry.checksum = await localWait(io.local, () => checksumOf(source, e.path, io.pool)) ??
+          undefined;
+      }
+      size += JSON.stringify(entry).length + 1;
+      if (size > BATCH_BYTES && entries.length > 0) break;
+      entries.push(entry);
+      await walker.next(true);
+    }
+    const last = walker.peek() === undefined;
+    const from = nextIndex;
+    nextIndex += entries.length;
+    const batch = { from, entries, last };
+    held.push(batch);
+    await io.out.writeControl(FrameType.MANIFEST, { entries, last });
+    return batch;
+  };
+  try {
+    let batch = 0;
+    let current: Batch | null = await sendBatch();
+    while (current) {
+      // The next batch goes out before this one's files, so the receiver's answer to it is on
+      // its way while they stream: no round trip is waited for but the first.
+      const next: Batch | null = current.last ? null : await sendBatch();
+      const want = parseWant(
+        await inbox.want(batch++),
+        current.from,
+        current.from + current.entries.length,
+      );
+      const wanted = new Set(want);
+      for (const index of want) {
+        plannedFiles++;
+        plannedBytes += current.entries[index - current.from]?.size ?? 0;
+      }
+      options.onPlan?.(plannedFiles, plannedBytes);
+      for (const [i, entry] of current.entries.entries()) {
+        const index = current.from + i;
+        if (refusedEarly.delete(index)) continue;
+        if (entry.type === "file" && !wanted.has(index)) {
+          options.onEvent?.({ kind: "skipped", path: entry.path });
+        }
+      }
+      if (!options.dryRun) {
+        for (const index of want) {
+          const entry = current.entries[index - current.from];
+          if (entry.type !== "file") throw new ProtocolError("WANT for a folder");
+          inFlight.set(index, { path: entry.path, size: entry.size });
+          bytes = await sendFile(io, source, index, entry, bytes, options.onProgress);
+        }
+      } else {
+        for (const index of want) {
+          const entry = current.entries[index - current.from];
+          options.onEvent?.({ kind: "sent", path: entry.path, size: entry.size });
+        }
+      }
+      held.shift();
+      current = next;
+    }
+    await io.out.writeControl(FrameType.FINISH, {});
+    return await inbox.done;
+  } catch (error) {
+    // The receiver's reason, when it gave one, explains the broken pipe it caused.
+    throw inbox.failed ?? error;
+  }
+}
+
+async function checksumOf(
+  source: TreeSource,
+  path: string,
+  pool?: BufferPool,
+): Promise<string | null> {
+  let file: Deno.FsFile;
+  try {
+    file = await source.open(path);
+  } catch {
+    return null;
+  }
+  try {
+    const size = (await file.stat()).size;
+    return (await checksumFilePrefix(file, size, { pool }))?.digest() ?? null;
+  } finally {
+    file.close();
+  }
+}
+
+/** Sends one file: FILE, then DATA* END, or ABORT if it cannot be read. Returns bytes so far. */
+async function sendFile(
+  io: TreeIo,
+  source: TreeSource,
+  index: number,
+  entry: ManifestEntry,
+  before: number,
+  onProgress?: (bytes: number) => void,
+): Promise<number> {
+  let file: Deno.FsFile | undefined;
+  let size = 0;
+  let failure: string | undefined;
+  try {
+    file = await source.open(entry.path);
+    const info = await file.stat();
+    if (!info.isFile) throw new Error("not a regular file");
+    size = info.size;
+  } catch (error) {
+    file?.close();
+    file = undefined;
+    failure = `Cannot read it: ${error instanceof Error ? error.message.split("\n")[0] : error}`;
+  }
+  io.out.cork();
+  await io.out.writeControl(FrameType.FILE, { index, size });
+  if (!file) {
+    await io.out.writeControl(FrameType.ABORT, { code: "io", message: failure });
+    await io.out.uncork();
+    return before;
+  }
+  try {
+    const result = await sendData(limited(file, size), io.out, {
+      pool: io.pool,
+      localWaits: io.local,
+      sizeHint: size,
+      onProgress: (n) => onProgress?.(before + n),
+    });
+    return before + result.size;
+  } catch (error) {
+    if (!(error instanceof SourceError)) throw error;
+    // The data phase ends with ABORT: the connection stays in step and the tree goes on.
+    await io.out.writeControl(FrameType.ABORT, { code: "io", message: error.message });
+    await io.out.uncork();
+    return before;
+  } finally {
+    file.close();
+  }
+}
+
+/** A local file that could not be read mid-send (not the connection's failure). */
+class SourceError extends Error {}
+
+/** Reads at most `size` bytes of `file`: a file that grows is sent as it was measured. */
+function limited(file: Deno.FsFile, size: number) {
+  let left = size;
+  return {
+    read: async (p: Uint8Array): Promise<number | null> => {
+      if (left <= 0) return null;
+      let n: number | null;
+      try {
+        n = await file.read(p.subarray(0, Math.min(p.length, left)));
+      } catch (error) {
+        throw new SourceError(`Cannot read it: ${error instanceof Error ? error.message : error}`);
+      }
+      if (n === null) throw new SourceError("It shrank while being sent");
+      left -= n;
+      return n;
+    },
+  };
+}
