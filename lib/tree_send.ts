@@ -9,6 +9,7 @@
 import type { BufferPool } from "./buffer_pool.ts";
 import { ProtocolError, RefusedError } from "./errors.ts";
 import { type FrameReader, FrameType, frameTypeName, parseError } from "./protocol.ts";
+import { createChecksum } from "./checksum.ts";
 import { checksumFilePrefix, localWait, sendData } from "./transfer.ts";
 import {
   type ManifestEntry,
@@ -193,7 +194,11 @@ export async function sendTree(
       // its way while they stream: no round trip is waited for but the first.
       const next: Batch | null = current.last ? null : await sendBatch();
       const want = parseWant(
-        await inbox.want(batch++),
+        await (async () => {
+          // What is held back leaves before waiting: the receiver may be waiting for it.
+          await io.out.uncork();
+          return await inbox.want(batch++);
+        })(),
         current.from,
         current.from + current.entries.length,
       );
@@ -227,6 +232,7 @@ export async function sendTree(
       current = next;
     }
     await io.out.writeControl(FrameType.FINISH, {});
+    await io.out.uncork();
     return await inbox.done;
   } catch (error) {
     // The receiver's reason, when it gave one, explains the broken pipe it caused.
@@ -279,8 +285,14 @@ async function sendFile(
   await io.out.writeControl(FrameType.FILE, { index, size });
   if (!file) {
     await io.out.writeControl(FrameType.ABORT, { code: "io", message: failure });
-    await io.out.uncork();
     return before;
+  }
+  if (size <= SMALL_FILE) {
+    try {
+      return before + await sendSmall(io, file, size, before, onProgress);
+    } finally {
+      file.close();
+    }
   }
   try {
     const result = await sendData(limited(file, size), io.out, {
@@ -294,11 +306,48 @@ async function sendFile(
     if (!(error instanceof SourceError)) throw error;
     // The data phase ends with ABORT: the connection stays in step and the tree goes on.
     await io.out.writeControl(FrameType.ABORT, { code: "io", message: error.message });
-    await io.out.uncork();
     return before;
   } finally {
     file.close();
   }
+}
+
+/** Files this small are read whole and their frames held back to leave with the next ones. */
+const SMALL_FILE = 64 << 10;
+
+/**
+ * Sends a small file's DATA and END into the writer's held-back frames (see FrameWriter.cork),
+ * which leave once enough have gathered or the sender waits: many small files go out in few
+ * writes. Returns the bytes sent (0 when the file could not be read, and ABORT went instead).
+ */
+async function sendSmall(
+  io: TreeIo,
+  file: Deno.FsFile,
+  size: number,
+  before: number,
+  onProgress?: (bytes: number) => void,
+): Promise<number> {
+  const bytes = new Uint8Array(size);
+  try {
+    await localWait(io.local, async () => {
+      let filled = 0;
+      while (filled < size) {
+        const n = await file.read(bytes.subarray(filled));
+        if (n === null) throw new Error("it shrank while being sent");
+        filled += n;
+      }
+    });
+  } catch (error) {
+    const why = error instanceof Error ? error.message.split("\n")[0] : String(error);
+    await io.out.writeControl(FrameType.ABORT, { code: "io", message: `Cannot read it: ${why}` });
+    return 0;
+  }
+  const checksum = await createChecksum();
+  checksum.update(bytes);
+  if (size > 0) await io.out.writeData(bytes);
+  await io.out.writeControl(FrameType.END, { size, checksum: checksum.digest() });
+  onProgress?.(before + size);
+  return size;
 }
 
 /** A local file that could not be read mid-send (not the connection's failure). */
