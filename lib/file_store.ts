@@ -448,7 +448,7 @@ export class FileStore implements Store {
 const REPLACEMENT_CHAR = "\ufffd";
 
 /** Whether a folder entry and a file's details describe the same kind of thing. */
-function sameKind(entry: Deno.DirEntry, info: Deno.FileInfo): boolean {
+export function sameKind(entry: Deno.DirEntry, info: Deno.FileInfo): boolean {
   return entry.isFile === info.isFile && entry.isDirectory === info.isDirectory &&
     entry.isSymlink === info.isSymlink;
 }

@@ -426,7 +426,8 @@ Deno.test("list shows every name in the root: unsafe ones escaped, and ones not 
   await createByBytes(root, "ok\\377", "z");
   await createByBytes(`${root}/sub`, "deep\\303", "w");
 
-  const list = await ferry(server, ["list"]);
+  // list -r: the whole tree, folders marked with "/".
+  const list = await ferry(server, ["list", "-r"]);
   assertSuccess(list, "list");
   assert.deepEqual(decoder.decode(list.stdout).split("\n"), [
     String.raw`"\"quoted\""`,
@@ -437,11 +438,12 @@ Deno.test("list shows every name in the root: unsafe ones escaped, and ones not 
     String.raw`"ok\ufffd" (not UTF-8)`,
     "ok\ufffd",
     "plain.txt",
+    "sub/",
     String.raw`"sub/deep\ufffd" (not UTF-8)`,
     "",
   ]);
 
-  const json = await ferry(server, ["list", "--json"]);
+  const json = await ferry(server, ["list", "-r", "--json"]);
   assertSuccess(json, "list --json");
   const entries = JSON.parse(decoder.decode(json.stdout)) as Record<string, unknown>[];
   assert.deepEqual(
@@ -455,15 +457,16 @@ Deno.test("list shows every name in the root: unsafe ones escaped, and ones not 
       ["ok\ufffd", null, true],
       ["ok\ufffd", 2, false],
       ["plain.txt", 1, false],
+      ["sub", 0, false],
       ["sub/deep\ufffd", null, true],
     ],
   );
 
-  const long = await ferry(server, ["list", "-l"]);
+  const long = await ferry(server, ["list", "-r", "-l"]);
   assertSuccess(long, "list -l");
   const lines = decoder.decode(long.stdout).split("\n");
   assert.match(lines[1], /^ {2}\? {2}\? {17}"bad\\ufffdname" \(not UTF-8\)$/);
-  assert.equal(lines.at(-2), "9 files, 9 B");
+  assert.equal(lines.at(-2), "9 files, 1 folder, 9 B");
 
   // Listed is not fetchable: each is refused with the reason.
   assertFailure(
