@@ -116,9 +116,11 @@ export class TreeWalker {
   }
 
   async #push(dir: string, prefix: string): Promise<void> {
-    const names: string[] = [];
-    for await (const entry of Deno.readDir(dir)) names.push(entry.name);
-    names.sort(compareName);
+    // Names that are not valid UTF-8 read with U+FFFD, so two can read alike: each name is walked
+    // once, and one that leads nowhere (no name can reach it) is left out when it is reached.
+    const unique = new Set<string>();
+    for await (const entry of Deno.readDir(dir)) unique.add(entry.name);
+    const names = [...unique].sort(compareName);
     this.#stack.push({ dir, prefix, names, next: 0 });
   }
 

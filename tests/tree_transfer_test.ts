@@ -22,6 +22,7 @@ import {
   makeTempDir,
   pathExists,
   randomBytes,
+  runCommand,
   type RunResult,
   type ServerProcess,
   startServer,
@@ -529,4 +530,29 @@ Deno.test("on a filesystem that folds case, names that differ only by case are r
     near.close();
     far.close();
   }
+});
+
+Deno.test("get -r leaves out names that are not UTF-8 and names with control characters, and sends the rest", async () => {
+  await using work = await makeTempDir();
+  await using server = await startServer();
+  const root = `${server.root}/odd`;
+  await Deno.mkdir(root);
+  await Deno.writeTextFile(`${root}/plain.txt`, "1");
+  await Deno.writeTextFile(`${root}/ok\ufffd`, "55");
+  await Deno.writeTextFile(`${root}/new\nline`, "22");
+  // Two names that read alike once each bad byte is U+FFFD, and one that reads like a real name.
+  const byBytes = await runCommand("sh", [
+    "-c",
+    'printf x > "$(printf "bad\\377name")"; printf y > "$(printf "bad\\376name")"; ' +
+    'printf z > "$(printf "ok\\377")"',
+  ], { cwd: root });
+  assert.equal(byBytes.code, 0, byBytes.stderr);
+
+  const got = await ok(server, ["get", "-r", "odd", `${work.path}/odd`]);
+  assert.match(got.stderr, /: 2 files, 3 B in .*; 0 up to date, 0 deleted, 0 failed$/m);
+  assert.deepEqual([...Deno.readDirSync(`${work.path}/odd`)].map((e) => e.name).sort(), [
+    "ok\ufffd",
+    "plain.txt",
+  ]);
+  assert.equal(await Deno.readTextFile(`${work.path}/odd/ok\ufffd`), "55");
 });
