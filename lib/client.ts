@@ -777,8 +777,10 @@ export class Session implements ClientSession {
   }
 
   /**
-   * Runs a request written elsewhere (lib/tree_client.ts) on this connection, under the same stall
-   * watchdog as put, get and list.
+   * Runs a request written elsewhere (lib/tree_client.ts) on this connection, in its turn and
+   * under the same stall watchdog as put, get and list. Not part of the library's API.
+   *
+   * @ignore
    */
   exchange<T>(work: (io: SessionIo) => Promise<T>): Promise<T> {
     return this.#request(() =>
