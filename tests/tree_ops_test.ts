@@ -353,4 +353,12 @@ Deno.test("against a server that predates folders, list is built from its files 
     (port) => ferry({ host: "127.0.0.1", port }, ["rm", "a.txt"]),
   );
   assertFailure(rm, /does not offer rm \(it predates folder operations\)$/, { what: "rm" });
+  await using work = await makeTempDir();
+  const put = await serveOnce(
+    oldServer(0),
+    (port) => ferry({ host: "127.0.0.1", port }, ["put", "-r", work.path, "t"]),
+  );
+  assertFailure(put, /does not offer put -r \(it predates folder operations\)$/, {
+    what: "put -r",
+  });
 });
