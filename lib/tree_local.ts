@@ -12,9 +12,9 @@
 import { join } from "node:path";
 import { StoreError, UserError } from "./errors.ts";
 import { checkName } from "./file_store.ts";
-import { syncDir } from "./staged_file.ts";
+import { StagedFile } from "./staged_file.ts";
 import { cannotRead, cannotWrite } from "./local_files.ts";
-import { checksumFilePrefix, writeAll } from "./transfer.ts";
+import { checksumFilePrefix } from "./transfer.ts";
 import type { TreeFileSink, TreeSink, TreeSource } from "./tree_transfer.ts";
 import { foldsCase, TreeWalker } from "./tree_walk.ts";
 
@@ -158,46 +158,24 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
       const { parents, leaf } = split(path);
       const dir = (await folder(parents, true))!;
       const target = join(dir, leaf);
-      const staging = join(dir, `${TREE_PART_PREFIX}${crypto.randomUUID()}.part`);
-      const file = await Deno.open(staging, { write: true, createNew: true }).catch((error) => {
-        throw cannotWrite(target, error);
-      });
-      let closed = false;
-      const close = () => {
-        if (closed) return;
-        closed = true;
-        file.close();
-      };
+      const staged = await StagedFile.open(
+        join(dir, `${TREE_PART_PREFIX}${crypto.randomUUID()}.part`),
+        { fsync, writeSync: true, failure: (error) => cannotWrite(target, error) },
+      );
       return {
-        write: async (chunk) => {
-          try {
-            await writeAll(file, chunk);
-          } catch (error) {
-            throw cannotWrite(target, error);
-          }
-        },
+        write: (chunk) => staged.write(chunk),
         commit: async () => {
-          try {
-            if (fsync) await file.syncData();
-            close();
-            if (Deno.build.os !== "windows") await Deno.chmod(staging, entry.mode & 0o777);
-            await Deno.utime(staging, new Date(), new Date(entry.mtime));
+          // The file's mtime and mode are given before it is named; rename replaces a file or a
+          // symlink itself, never what a symlink points to, and never a folder.
+          await staged.commit(async () => {
+            if (Deno.build.os !== "windows") await Deno.chmod(staged.path, entry.mode & 0o777);
+            await Deno.utime(staged.path, new Date(), new Date(entry.mtime));
             const there = await Deno.lstat(target).catch(() => null);
             if (there?.isDirectory) throw new StoreError("not_a_file", `${path} is a folder`);
-            // rename replaces a file or a symlink itself, never what a symlink points to.
-            await Deno.rename(staging, target);
-          } catch (error) {
-            close();
-            await Deno.remove(staging).catch(() => {});
-            if (error instanceof StoreError) throw error;
-            throw cannotWrite(target, error);
-          }
-          if (fsync) await syncDir(dir);
+            return target;
+          }, { replace: true });
         },
-        discard: async () => {
-          close();
-          await Deno.remove(staging).catch(() => {});
-        },
+        discard: () => staged.discard(),
       };
     },
     finishDir: async (path, entry) => {
