@@ -69,7 +69,7 @@ async function sha256(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
   return btoa(String.fromCharCode(...digest));
 }
 
-Deno.test("http: listings show names escaped, and ?json is ferry list --json", async () => {
+Deno.test("http: listings show names escaped, and ?json is ferry list -r --json's files", async () => {
   const { server, base } = await startHttp();
   await using _ = server;
   const hostile = `<img src=x onerror=alert(1)>&"'.txt`;
@@ -93,9 +93,12 @@ Deno.test("http: listings show names escaped, and ?json is ferry list --json", a
   assert.equal(bare.headers.get("location"), "/sub/");
   await bare.body?.cancel();
 
-  const json = await (await fetch(`${base}?json`)).text();
-  const listed = await ferry(server, ["list", "--json"]);
-  assert.equal(json, decoder.decode(listed.stdout));
+  const json = await (await fetch(`${base}?json`)).json();
+  const listed = await ferry(server, ["list", "-r", "--json"]);
+  const files = (JSON.parse(decoder.decode(listed.stdout)) as Record<string, unknown>[])
+    .filter((entry) => entry.type === "file")
+    .map(({ type: _, ...rest }) => rest);
+  assert.deepEqual(json, files);
   const accept = await fetch(`${base}sub/`, { headers: { accept: "application/json" } });
   assert.deepEqual((await accept.json()).map((e: { name: string }) => e.name), [`sub/${hostile}`]);
 

@@ -206,7 +206,8 @@ export async function serveRead(
   let body: string;
   let type: string;
   if (wantsJson(request, url)) {
-    // Exactly what `ferry list --json` prints, for the files under this folder.
+    // The files under this folder as `ferry list -r --json` prints them, without its folders
+    // and `type` fields: the shape ferry's listings had before folders.
     const under = entries.filter((entry) => entry.name.startsWith(prefix));
     body = safeJson(
       under.map((e) => ({ name: e.name, size: e.size, mtime: new Date(e.mtime).toISOString() })),
