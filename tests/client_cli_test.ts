@@ -22,6 +22,7 @@ import {
   assertRootHolds,
   assertSuccess,
   assertUsageError,
+  closedPort,
   evalUnderV8Flags,
   ferry,
   filesEqual,
@@ -332,10 +333,7 @@ Deno.test("usage errors exit 2 with a one-line message and no stack trace", asyn
 });
 
 Deno.test("connection refused exits 1 with a one-line message", async () => {
-  // A port that was free a moment ago: listen on it, then close it again.
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
+  const port = await closedPort();
   await using work = await makeTempDir();
 
   const list = await runClient(["127.0.0.1", String(port), "list"]);

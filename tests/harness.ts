@@ -16,7 +16,7 @@
  *   {@link assertNoStackTrace} and {@link assertOneStderrLine}.
  * - {@link assertRootHolds}, {@link storedFiles} and {@link waitForEmptyStaging} check what a
  *   served root holds, the server's private folders included, and {@link waitForStagingData}
- *   whether an upload is under way; {@link makeTempDir},
+ *   whether an upload is under way; {@link makeTempDir}, {@link closedPort},
  *   {@link waitFor}, {@link randomBytes}, {@link writeRandomFile} and {@link filesEqual} are the
  *   small utilities the tests share.
  *
@@ -112,6 +112,25 @@ export async function waitFor(
     }
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
+}
+
+/**
+ * A loopback TCP port that nothing listens on, for tests of a refused connection. It is picked
+ * below 32768, where Linux starts handing out ports for port 0 (49152 elsewhere): a port just
+ * closed could be taken meanwhile by a server that a test file running alongside starts, this
+ * one is not. Checked to refuse a connection before it is returned.
+ */
+export async function closedPort(): Promise<number> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const port = 20000 + Math.floor(Math.random() * 12768);
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+    } catch (error) {
+      if (error instanceof Deno.errors.ConnectionRefused) return port;
+      throw error;
+    }
+  }
+  throw new Error("No closed port found on 127.0.0.1 between 20000 and 32767");
 }
 
 /** Returns `size` cryptographically random bytes (so no two test files ever compress alike). */

@@ -18,6 +18,7 @@ import {
   assertRootHolds,
   assertSuccess,
   assertUsageError,
+  closedPort,
   collectLines,
   type Endpoint,
   ferry,
@@ -564,10 +565,8 @@ Deno.test("ferry --legacy exits 2 on what the seed protocol cannot carry, and 1 
   assert.deepEqual(await listDir(work.path), ["up.txt"], "nothing created locally");
   assert.deepEqual(await listDir(peer.root), [longest]);
 
-  // Nobody listening: a port that was just free.
-  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = closed.addr.port;
-  closed.close();
+  // Nobody listening.
+  const port = await closedPort();
   const refused = await ferryLegacy({ host: "127.0.0.1", port }, ["list"]);
   assertFailure(refused, /^ferry: Cannot connect to .*connection refused/, { what: "no server" });
 });

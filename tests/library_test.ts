@@ -15,7 +15,14 @@ import {
   UserError,
   VERSION,
 } from "../mod.ts";
-import { assertRootHolds, makeTempDir, randomBytes, type TempDir, waitFor } from "./harness.ts";
+import {
+  assertRootHolds,
+  closedPort,
+  makeTempDir,
+  randomBytes,
+  type TempDir,
+  waitFor,
+} from "./harness.ts";
 
 const MiB = 1 << 20;
 
@@ -170,10 +177,7 @@ Deno.test("a failed put of a stream leaves nothing on the server", async () => {
 });
 
 Deno.test("the library's errors are typed: no server, and a server that wants a token", async () => {
-  const unused = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (unused.addr as Deno.NetAddr).port;
-  unused.close();
-  await assert.rejects(connect("127.0.0.1", port), UserError);
+  await assert.rejects(connect("127.0.0.1", await closedPort()), UserError);
 
   await using served = await serve({ token: new TextEncoder().encode("sesame") });
   await assert.rejects(connect("127.0.0.1", served.server.addr.port), UserError);
