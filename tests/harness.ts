@@ -20,6 +20,13 @@
  *   {@link waitFor}, {@link randomBytes}, {@link writeRandomFile} and {@link filesEqual} are the
  *   small utilities the tests share.
  *
+ * `deno task test` runs the test files in parallel, each in its own process (tests within a file
+ * still run one after another). So a test owns nothing fixed: folders come from
+ * {@link makeTempDir}, servers listen on port 0, a port that must refuse is {@link closedPort},
+ * and the working folder and environment of this process stay as they are (give a child its
+ * `cwd` and `env` instead). Other files' processes load the CPU meanwhile: wait on a condition
+ * with {@link waitFor}, and give bounds on time room for a busy machine.
+ *
  * @module
  */
 
