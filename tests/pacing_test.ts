@@ -84,12 +84,12 @@ Deno.test("a paced put is seen from the start: 200 KB at 1K outlives a 1 s idle 
   ]);
   await child.stdin.close();
   try {
+    // The bound covers the client's start, which a busy machine can make slow. Bytes held back
+    // are caught all the same: the idle timeout cuts the upload, and that is checked below.
     await waitFor(
       "the first paced bytes on the server",
       async () => await stagedBytes(server) > 0,
-      {
-        timeoutMs: 5000,
-      },
+      { timeoutMs: 20000 },
     );
     // Three idle periods on, the upload is still moving and nothing was cut.
     await waitFor("4 KiB staged", async () => await stagedBytes(server) >= 4 << 10, {
