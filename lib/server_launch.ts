@@ -27,6 +27,13 @@ const POSIX = Deno.build.os !== "windows";
 const FORWARDED: readonly Deno.Signal[] = POSIX ? ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"] : [];
 
 /**
+ * A signal repeated within this many ms is the same one delivered twice, and is passed on once:
+ * `deno task` sends its child each SIGINT it gets twice, and a second signal stops the server
+ * at once. Usually the two arrive together and Deno reports them as one; on a busy machine not.
+ */
+const REPEAT_MS = 500;
+
+/**
  * The `deno run` arguments that start the server with `argv` and exactly `access`. `--no-prompt`
  * makes a refused access an error instead of a question on the terminal that would hold the
  * server up. An empty list grants nothing.
@@ -93,7 +100,11 @@ export async function launchServer(argv: string[]): Promise<number> {
     detached: POSIX,
   }).spawn();
   const forwarders = FORWARDED.map((signal) => {
+    let last = -Infinity;
     const forward = () => {
+      const now = performance.now();
+      if (now - last < REPEAT_MS) return;
+      last = now;
       try {
         child.kill(signal);
       } catch {

@@ -22,6 +22,8 @@ import {
   waitFor,
 } from "./harness.ts";
 import { makePki, tlsArgs } from "./pki.ts";
+import { dataWithEnd, Wire } from "./wire.ts";
+import { encodeControl, FrameType } from "../lib/protocol.ts";
 
 const decoder = new TextDecoder();
 
@@ -40,9 +42,13 @@ function runServeTask(args: string[]): Promise<RunResult> {
 interface ServeTask extends AsyncDisposable {
   host: string;
   port: number;
+  /** The `deno task` process. */
+  pid: number;
   lines: string[];
   /** Stops it with SIGINT and returns the exit code. */
   stop(): Promise<number>;
+  /** Resolves with the exit code once it has ended, however it ended; sends nothing. */
+  exited: Promise<number>;
 }
 
 async function startServeTask(args: string[]): Promise<ServeTask> {
@@ -57,6 +63,11 @@ async function startServeTask(args: string[]): Promise<ServeTask> {
   }).spawn();
   const { lines, done, firstMatch } = collectLines(child.stderr);
   let code: number | undefined;
+  const exited = child.status.then(async (status) => {
+    code = status.code;
+    await done;
+    return status.code;
+  });
   const stop = async () => {
     if (code === undefined) {
       try {
@@ -64,10 +75,8 @@ async function startServeTask(args: string[]): Promise<ServeTask> {
       } catch {
         // Already exited.
       }
-      code = (await child.status).code;
-      await done;
     }
-    return code;
+    return await exited;
   };
   const match = await firstMatch(SERVER_BANNER);
   if (!match) {
@@ -77,8 +86,10 @@ async function startServeTask(args: string[]): Promise<ServeTask> {
   return {
     host: match[2] ?? match[3],
     port: Number(match[4]),
+    pid: child.pid,
     lines,
     stop,
+    exited,
     [Symbol.asyncDispose]: async () => void await stop(),
   };
 }
@@ -137,6 +148,38 @@ Deno.test("deno task serve with a token and TLS files outside the root serves, g
   assert.ok(!server.lines.some((line) => /stopping now/.test(line)), server.lines.join("\n"));
   assert.ok(server.lines.some((line) => /ferry-server: stopped$/.test(line)));
   await waitFor("the server process to be gone", async () => !(await serverProcessArgs(root)));
+});
+
+Deno.test("deno task serve: one SIGINT, which deno task passes on twice, still lets an upload finish", async () => {
+  await using dir = await makeTempDir();
+  const root = `${dir.path}/share`;
+  await using server = await startServeTask(["--root", root]);
+  const data = new TextEncoder().encode("finished in the grace period\n");
+  using wire = await Wire.connect(server);
+  await wire.handshake();
+  await wire.write(
+    encodeControl(FrameType.REQUEST, { op: "put", name: "held.txt", size: data.length }),
+  );
+  await wire.expectFrame(FrameType.OK, "upload accepted");
+
+  // deno task sends its child (the launcher) each SIGINT twice, back to back. Usually they come
+  // as one; on a busy machine they may be seen apart, as here, and must still be one Ctrl+C.
+  const ps = await runCommand("ps", ["-o", "pid=", "--ppid", String(server.pid)]);
+  const launcher = Number(decoder.decode(ps.stdout).trim().split("\n")[0]);
+  assert.ok(launcher > 0, `the launcher under deno task: ${decoder.decode(ps.stdout)}`);
+  Deno.kill(launcher, "SIGINT");
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  Deno.kill(launcher, "SIGINT");
+  await waitFor("the graceful stop", () => server.lines.some((l) => /stopping; transfers/.test(l)));
+
+  await wire.write(await dataWithEnd(data));
+  const verdict = await wire.readFrame();
+  assert.equal(verdict?.type, FrameType.OK, server.lines.join("\n"));
+  // With its last connection gone the server ends by itself: no further signal is sent.
+  wire.close();
+  assert.equal(await server.exited, 0, server.lines.join("\n"));
+  assert.ok(!server.lines.some((line) => /stopping now/.test(line)), server.lines.join("\n"));
+  assert.equal(await Deno.readTextFile(`${root}/held.txt`), "finished in the grace period\n");
 });
 
 Deno.test("a token, certificate or key inside the served folder stops the server in one line (real paths compared)", async () => {
