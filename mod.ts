@@ -67,6 +67,7 @@ export {
   type StartStep,
   UserError,
 } from "./lib/errors.ts";
+export { ERROR_CODES, type ErrorCodeInfo } from "./lib/error_codes.ts";
 export type { DirectReader, ErrorCode, KeptEntry, ListEntry, Welcome } from "./lib/protocol.ts";
 export type {
   ByteSink,

@@ -22,6 +22,7 @@ import {
   say,
 } from "./cli.ts";
 import { readsStdin, uploadPathOf } from "./devices.ts";
+import { keepsConnection, quotesName } from "./error_codes.ts";
 import { LocalFileError, RefusedError, UsageError, UserError } from "./errors.ts";
 import {
   displayName,
@@ -514,9 +515,7 @@ class Connector {
 
   /** After a failure: keep the session only if the server refused before any data moved. */
   afterFailure(error: unknown): void {
-    const clean = error instanceof RefusedError &&
-      ["exists", "not_found", "bad_name", "not_a_file", "read_only", "denied"].includes(error.code);
-    if (!clean) this.close();
+    if (!(error instanceof RefusedError && keepsConnection(error.code))) this.close();
   }
 
   close(): void {
@@ -615,14 +614,6 @@ function withHint(error: unknown, job: Job, cmd: ClientCommand): unknown {
   return error;
 }
 
-/** Refusals whose message quotes the name asked for (see docs/protocol.md, "Error codes"). */
-const NAMING_CODES: ReadonlySet<string> = new Set([
-  "bad_name",
-  "exists",
-  "not_found",
-  "not_a_file",
-]);
-
 /**
  * Whether a failure's message names its file already, so an mput or mget line need not: a local
  * file's failure, a usage error about one file (`--resume needs a regular file, and X is not
@@ -630,7 +621,7 @@ const NAMING_CODES: ReadonlySet<string> = new Set([
  */
 function namesItsFile(error: unknown): boolean {
   return error instanceof LocalFileError || error instanceof UsageError ||
-    (error instanceof RefusedError && NAMING_CODES.has(error.code));
+    (error instanceof RefusedError && quotesName(error.code));
 }
 
 /** Wraps a failure that ends the whole command (no connection), not just one file. */

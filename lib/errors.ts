@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { ErrorCode } from "./protocol.ts";
+import type { ErrorCode } from "./error_codes.ts";
 
 /** The peer broke the protocol, or the connection ended mid-message. */
 export class ProtocolError extends Error {

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { type ErrorCode, isErrorCode } from "./error_codes.ts";
 import { ProtocolError, RefusedError } from "./errors.ts";
 import {
   type ListRequest,
@@ -17,6 +18,8 @@ import {
 } from "./tree_protocol.ts";
 
 export type { ListRequest, TreeChangeRequest, TreeTransferRequest };
+
+export type { ErrorCode };
 
 /** Highest protocol version this build speaks. */
 export const PROTOCOL_VERSION = 1;
@@ -183,24 +186,6 @@ export interface Ok {
   prefix?: string;
 }
 
-/** Machine-readable reasons for a refusal or failure. */
-export type ErrorCode =
-  | "bad_request"
-  | "bad_name"
-  | "exists"
-  | "not_found"
-  | "not_a_file"
-  | "checksum"
-  | "too_large"
-  | "no_space"
-  | "busy"
-  | "read_only"
-  | "denied"
-  | "unsupported"
-  | "timeout"
-  | "shutdown"
-  | "io";
-
 /** Refusal, failure or abort. */
 export interface ErrorMessage {
   /** Machine-readable reason. */
@@ -245,24 +230,6 @@ export interface KeptEntry {
   /** When the server will remove it, milliseconds since the epoch. */
   expiresAt: number;
 }
-
-const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
-  "bad_request",
-  "bad_name",
-  "exists",
-  "not_found",
-  "not_a_file",
-  "checksum",
-  "too_large",
-  "no_space",
-  "busy",
-  "read_only",
-  "denied",
-  "unsupported",
-  "timeout",
-  "shutdown",
-  "io",
-]);
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
@@ -468,9 +435,7 @@ export function parseOk(json: Record<string, unknown>): Ok {
 
 /** Validates an ERROR or ABORT payload; unknown codes become `io`, messages are clipped. */
 export function parseError(json: Record<string, unknown>): ErrorMessage {
-  const code = typeof json.code === "string" && ERROR_CODES.has(json.code)
-    ? json.code as ErrorCode
-    : "io";
+  const code = isErrorCode(json.code) ? json.code : "io";
   const raw = typeof json.message === "string" ? json.message : "No reason given";
   // A hostile peer must not be able to paint the user's terminal: one line, printable only.
   // deno-lint-ignore no-control-regex
