@@ -607,7 +607,7 @@ async function runCommand(cmd: ClientCommand): Promise<number> {
 function withHint(error: unknown, job: Job, cmd: ClientCommand): unknown {
   if (
     job.op === "put" && !cmd.overwrite && error instanceof RefusedError &&
-    error.code === "exists" && error.message.startsWith("File exists")
+    error.code === "exists"
   ) {
     return new RefusedError(error.code, `${error.message} (use --overwrite to replace it)`);
   }

@@ -33,7 +33,12 @@ export const ERROR_CODES = {
     quotesName: true,
   },
   exists: {
-    meaning: "put without overwrite, and the name is taken or being written",
+    meaning: "put without overwrite, and the name is taken",
+    inStep: true,
+    quotesName: true,
+  },
+  in_progress: {
+    meaning: "another upload of the name is under way (overwriting would not help; waiting may)",
     inStep: true,
     quotesName: true,
   },

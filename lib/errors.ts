@@ -16,6 +16,30 @@ export class ProtocolError extends Error {
   }
 }
 
+/**
+ * The connection ended part-way through a message or a transfer. What arrived before it is good
+ * (see {@link interruptionOf}).
+ */
+export class ClosedEarlyError extends ProtocolError {
+  /** Creates the error. */
+  constructor(message: string) {
+    super(message);
+    this.name = "ClosedEarlyError";
+  }
+}
+
+/**
+ * The data received is not what its sender says it sent: another size, or another checksum.
+ * The peer is told `checksum`.
+ */
+export class ChecksumMismatchError extends ProtocolError {
+  /** Creates the error. */
+  constructor(message: string) {
+    super(message);
+    this.name = "ChecksumMismatchError";
+  }
+}
+
 /** The server refused a request or reported a failure (the seed's `cancel`). */
 export class RefusedError extends Error {
   /** Machine-readable reason sent by the server. */
@@ -130,9 +154,7 @@ export function describeError(error: unknown): string {
  */
 export function interruptionOf(error: unknown): string | null {
   if (error instanceof ConnectionClosedError) return "connection closed";
-  if (error instanceof ProtocolError) {
-    return error.message.startsWith("Connection closed") ? "connection closed" : null;
-  }
+  if (error instanceof ClosedEarlyError) return "connection closed";
   if (error instanceof Deno.errors.UnexpectedEof) return "connection closed";
   if (error instanceof Deno.errors.BadResource) return "connection closed";
   if (error instanceof Deno.errors.ConnectionReset) return "connection reset";

@@ -304,7 +304,7 @@ export class FileStore implements Store {
     const overwrite = options.overwrite ?? false;
     const key = segments.join("/");
     if (this.#reserved.has(key)) {
-      throw new StoreError("exists", `An upload of ${quote(name)} is already in progress`);
+      throw new StoreError("in_progress", `An upload of ${quote(name)} is already in progress`);
     }
     const parent = await this.#parentOf(name, segments, false);
     if (parent) await this.#checkTarget(name, join(parent, segments.at(-1)!), overwrite);

@@ -7,7 +7,7 @@
  */
 
 import { type ErrorCode, isErrorCode } from "./error_codes.ts";
-import { ProtocolError, RefusedError } from "./errors.ts";
+import { ClosedEarlyError, ProtocolError, RefusedError } from "./errors.ts";
 import {
   type ListRequest,
   parseListRequest,
@@ -768,7 +768,7 @@ export class FrameReader {
       if (n === null) {
         ahead.end = {};
         ahead.outcome ??= {
-          error: new ProtocolError("Connection closed before the transfer was complete"),
+          error: new ClosedEarlyError("Connection closed before the transfer was complete"),
         };
         return;
       }
@@ -869,7 +869,7 @@ export class FrameReader {
       // With `min`, the final bytes before the end can arrive together with `done`.
       if (done || !value || value.length === 0) {
         if (filled === 0 && eofOk) return null;
-        if (filled < total) throw new ProtocolError("Connection closed mid-message");
+        if (filled < total) throw new ClosedEarlyError("Connection closed mid-message");
       }
     }
     return view;

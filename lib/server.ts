@@ -8,6 +8,7 @@
 
 import { type BufferPool, defaultPool } from "./buffer_pool.ts";
 import {
+  ChecksumMismatchError,
   describeError,
   interruptionOf,
   isNoSpace,
@@ -505,9 +506,7 @@ function classify(error: unknown): { code: ErrorCode; message: string } {
     return { code: error.code, message: error.message };
   }
   if (error instanceof ProtocolError) {
-    const code = error.message.startsWith("Checksum") || error.message.startsWith("Size")
-      ? "checksum"
-      : "bad_request";
+    const code = error instanceof ChecksumMismatchError ? "checksum" : "bad_request";
     return { code, message: error.message };
   }
   if (isNoSpace(error)) return { code: "no_space", message: "Server is out of disk space" };

@@ -9,7 +9,13 @@
 
 import { type BufferPool, defaultPool } from "./buffer_pool.ts";
 import { type Checksum, createChecksum } from "./checksum.ts";
-import { ProtocolError, RefusedError, StoreError } from "./errors.ts";
+import {
+  ChecksumMismatchError,
+  ClosedEarlyError,
+  ProtocolError,
+  RefusedError,
+  StoreError,
+} from "./errors.ts";
 import { formatExactBytes } from "./format.ts";
 import {
   CHUNK_SIZE,
@@ -482,7 +488,9 @@ export async function receiveData(
   try {
     while (true) {
       const header = await frames.readHeader();
-      if (!header) throw new ProtocolError("Connection closed before the transfer was complete");
+      if (!header) {
+        throw new ClosedEarlyError("Connection closed before the transfer was complete");
+      }
       if (header.type === FrameType.DATA) {
         let remaining = header.length;
         while (remaining > 0) {
@@ -497,7 +505,7 @@ export async function receiveData(
         const end = parseEnd(frame.json);
         await receiver.flush();
         if (end.size !== receiver.received) {
-          throw new ProtocolError(
+          throw new ChecksumMismatchError(
             `Size mismatch: sender sent ${end.size} bytes, ${receiver.received} arrived`,
           );
         }
@@ -510,7 +518,7 @@ export async function receiveData(
         }
         const actual = receiver.checksum.digest();
         if (end.checksum !== actual) {
-          throw new ProtocolError(
+          throw new ChecksumMismatchError(
             `Checksum mismatch: sender has ${end.checksum}, received data has ${actual}`,
           );
         }

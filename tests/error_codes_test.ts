@@ -18,7 +18,17 @@ Deno.test("only the table's own codes are codes", () => {
 });
 
 Deno.test("a refusal of the request keeps the connection; a failure that may come mid-transfer does not", () => {
-  for (const code of ["exists", "not_found", "bad_name", "not_a_file", "read_only", "denied"]) {
+  for (
+    const code of [
+      "exists",
+      "in_progress",
+      "not_found",
+      "bad_name",
+      "not_a_file",
+      "read_only",
+      "denied",
+    ]
+  ) {
     assert.equal(keepsConnection(code as keyof typeof ERROR_CODES), true, code);
   }
   for (const code of ["checksum", "too_large", "no_space", "busy", "timeout", "shutdown", "io"]) {

@@ -205,7 +205,9 @@ Deno.test("a name being uploaded is refused to a second uploader until the first
       FrameType.ERROR,
       `second upload (overwrite ${overwrite})`,
     );
-    assert.equal(error.code, "exists", JSON.stringify(error));
+    // Not `exists`: overwriting would not help, so a client must not suggest it.
+    assert.equal(error.code, "in_progress", JSON.stringify(error));
+    assert.match(String(error.message), /already in progress/);
   }
 
   await first.write(await dataWithEnd(data));

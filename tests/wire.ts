@@ -5,6 +5,7 @@
  * a bug there cannot hide itself; only the encoders come from lib/protocol.ts.
  *
  * - {@link concat}, {@link contains} and {@link checksumOf}: the byte utilities the tests share.
+ * - {@link bytesReader}: bytes read in pieces, as the socket a frame reader reads might give them.
  * - {@link rawFrame} and {@link dataFrame}: frames built by hand, any type and any payload.
  * - {@link Wire}: one raw TCP connection with a read buffer and bounded reads, usable from either
  *   side: a test client talking to the real server, or a fake server talking to the real client.
@@ -60,6 +61,26 @@ export async function checksumOf(bytes: Uint8Array): Promise<string> {
 }
 
 // ------------------------------------------------------------------------------------ frames
+
+/**
+ * A reader of `bytes` that gives at most `piece` of them a read, then null at the end: what a
+ * frame reader reads from a socket, without the socket.
+ */
+export function bytesReader(
+  bytes: Uint8Array,
+  piece = bytes.length || 1,
+): { read(p: Uint8Array): Promise<number | null> } {
+  let offset = 0;
+  return {
+    read(p) {
+      if (offset >= bytes.length) return Promise.resolve(null);
+      const n = Math.min(piece, bytes.length - offset, p.length);
+      p.set(bytes.subarray(offset, offset + n));
+      offset += n;
+      return Promise.resolve(n);
+    },
+  };
+}
 
 /**
  * A frame of any type with exactly `payload` after its header, valid or not: the encoders in

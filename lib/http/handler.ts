@@ -77,6 +77,7 @@ const STATUS_OF: Record<ErrorCode, number> = {
   bad_request: 400,
   bad_name: 400,
   exists: 409,
+  in_progress: 409,
   not_found: 404,
   not_a_file: 409,
   checksum: 400,

@@ -104,10 +104,7 @@ export async function serveWrite(
     if (error instanceof StoreError && error.code === "exists" && ifNoneMatch === "*") {
       throw new HttpError(412, error.message);
     }
-    if (
-      error instanceof StoreError && error.code === "exists" &&
-      error.message.startsWith("File exists")
-    ) {
+    if (error instanceof StoreError && error.code === "exists") {
       throw new StoreError("exists", `${error.message} (add ?overwrite to replace it)`);
     }
     throw error;
