@@ -7,6 +7,14 @@
 
 import { authMac, macMatches, newNonce } from "./auth.ts";
 import { type BufferPool, defaultPool } from "./buffer_pool.ts";
+import {
+  closeQuietly,
+  formatHostPort,
+  isUnresolvedHost,
+  normalizeHost,
+  TLS_ALERT_RECORD,
+  watchInterval,
+} from "./connection.ts";
 import { downloadStream } from "./download_stream.ts";
 import {
   ConnectionClosedError,
@@ -18,7 +26,6 @@ import {
 } from "./errors.ts";
 import {
   type Activity,
-  decodePreamble,
   encodePreamble,
   FrameReader,
   FrameType,
@@ -32,7 +39,9 @@ import {
   parseListing,
   parseOk,
   parseWelcome,
+  PREAMBLE_LENGTH,
   PROTOCOL_VERSION,
+  startsPreamble,
   type Welcome,
 } from "./protocol.ts";
 import {
@@ -194,15 +203,6 @@ export interface ClientSession {
   close(): void;
 }
 
-/** Strips the brackets users put around IPv6 addresses. */
-export function normalizeHost(host: string): string {
-  return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
-}
-
-function describeTarget(host: string, port: number): string {
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
-}
-
 function withTimeout<T>(promise: Promise<T>, ms: number, what: string, onTimeout: () => void) {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
@@ -221,7 +221,7 @@ export async function openConnection(
   options: ConnectOptions = {},
 ): Promise<{ conn: Deno.Conn; target: string }> {
   const hostname = normalizeHost(host);
-  const target = describeTarget(hostname, port);
+  const target = formatHostPort(hostname, port);
   const timeoutMs = options.timeoutMs ?? 15000;
   let conn: Deno.Conn | undefined;
   const connecting = Deno.connect({ hostname, port }).then((c) => conn = c);
@@ -235,10 +235,10 @@ export async function openConnection(
     if (error instanceof Deno.errors.ConnectionRefused) {
       throw new UserError(`Cannot connect to ${target}: connection refused`);
     }
-    const text = error instanceof Error ? error.message : String(error);
-    if (/failed to lookup|name or service not known|nodename nor servname/i.test(text)) {
+    if (isUnresolvedHost(error)) {
       throw new UserError(`Cannot resolve host ${JSON.stringify(hostname)}`);
     }
+    const text = error instanceof Error ? error.message : String(error);
     throw new UserError(`Cannot connect to ${target}: ${text.split("\n")[0]}`);
   }
   // Nagle off on the socket itself: Deno's TLS connections have no such switch of their own.
@@ -435,7 +435,7 @@ export class Session implements ClientSession {
         clearInterval(timer);
         this.close();
       }
-    }, Math.min(1000, Math.max(50, limit / 4)));
+    }, watchInterval(limit));
     try {
       return await request();
     } catch (error) {
@@ -504,7 +504,7 @@ export class Session implements ClientSession {
         ? {}
         : { keepalive: Math.min(KEEPALIVE_MAX_MS, this.#stallTimeoutMs / 4) }),
     });
-    let first = await this.#frames.readSome(new Uint8Array(8)).catch(() => null);
+    let first = await this.#frames.readSome(new Uint8Array(PREAMBLE_LENGTH)).catch(() => null);
     // A peer that is not a ferry server (or not one without TLS) is a mistake in the command
     // line, said plainly, not a transfer that failed.
     if (!first) {
@@ -513,26 +513,22 @@ export class Session implements ClientSession {
           (this.#tls ? "" : " (does it require --tls?)"),
       );
     }
-    if (first[0] !== 0x00) first = await this.#readWhilePrefixOf(first, HTTP_STATUS_START);
+    if (!startsPreamble(first[0])) {
+      first = await this.#readWhilePrefixOf(first, HTTP_STATUS_START);
+    }
     const text = new TextDecoder().decode(first);
-    if (first[0] !== 0x00) {
+    if (!startsPreamble(first[0])) {
       throw new UserError(
         text.startsWith(HTTP_STATUS_START)
           ? `Server at ${this.target} is not a ferry server: it answered HTTP`
           : text.startsWith("cancel")
           ? `Server at ${this.target} speaks the seed protocol; try --legacy`
-          : first[0] === 0x15 && !this.#tls
+          : first[0] === TLS_ALERT_RECORD && !this.#tls
           ? `Server at ${this.target} answered with TLS; use --tls`
           : `Server at ${this.target} does not speak the ferry protocol`,
       );
     }
-    const rest = first.length < 8
-      ? await this.#frames.readExact(new Uint8Array(8 - first.length))
-      : new Uint8Array(0);
-    const preamble = new Uint8Array(8);
-    preamble.set(first);
-    preamble.set(rest!, first.length);
-    decodePreamble(preamble);
+    await this.#frames.readPreamble(first);
     const frame = await this.#expectFrame();
     if (frame.type !== FrameType.WELCOME) {
       throw new ProtocolError(`Expected WELCOME, got ${frameTypeName(frame.type)}`);
@@ -828,10 +824,6 @@ export class Session implements ClientSession {
 
   /** Closes the connection. */
   close(): void {
-    try {
-      this.#conn.close();
-    } catch {
-      // Already closed.
-    }
+    closeQuietly(this.#conn);
   }
 }

@@ -13,6 +13,8 @@
  * @module
  */
 
+import { closeQuietly } from "./connection.ts";
+
 /** Bytes written between the starts of two flushes, at the least. */
 export const FLUSH_EVERY = 32 * 1024 * 1024;
 
@@ -71,11 +73,7 @@ export class FlushBehind {
   async stop(): Promise<void> {
     this.#stopped = true;
     await this.#running;
-    try {
-      this.#handle?.close();
-    } catch {
-      // Already closed.
-    }
+    if (this.#handle) closeQuietly(this.#handle);
     this.#handle = undefined;
   }
 }

@@ -9,6 +9,7 @@
 
 import { Buffer } from "node:buffer";
 import { dirname, join } from "node:path";
+import { formatHostPort, normalizeHost } from "./connection.ts";
 import { UserError } from "./errors.ts";
 import { StagedFile } from "./staged_file.ts";
 import { chmodQuietly, ensurePrivateDir, userDir } from "./user_dirs.ts";
@@ -36,8 +37,7 @@ export function knownServersPath(): string | null {
  * spellings of one server (a name and its address) are two entries, as in ssh.
  */
 export function serverKey(host: string, port: number): string {
-  const bare = host.replace(/^\[(.*)\]$/, "$1").toLowerCase();
-  return bare.includes(":") ? `[${bare}]:${port}` : `${bare}:${port}`;
+  return formatHostPort(normalizeHost(host).toLowerCase(), port);
 }
 
 async function readLines(path: string): Promise<string[]> {

@@ -19,6 +19,7 @@ import {
   type PutResult,
   type RemoteFileInfo,
 } from "./client.ts";
+import { closeQuietly, formatHostPort, normalizeHost } from "./connection.ts";
 import { ProtocolError, RefusedError, StoreError, UsageError, UserError } from "./errors.ts";
 import { quote } from "./file_store.ts";
 import type { Store } from "./store.ts";
@@ -158,11 +159,8 @@ export async function serveLegacy(
       });
       return { request, bytes: sent.size, result: "ok (seed protocol)" };
     } finally {
-      try {
-        opened.file.close();
-      } catch {
-        // The stream closes the file when it reaches the end.
-      }
+      // The stream may have closed the file already, at its end.
+      closeQuietly(opened.file);
     }
   }
   let upload;
@@ -217,7 +215,7 @@ export class LegacySession implements ClientSession {
     this.#host = host;
     this.#port = port;
     this.#options = options;
-    this.target = `${host}:${port}`;
+    this.target = formatHostPort(normalizeHost(host), port);
   }
 
   async #request(op: string, name?: string) {
@@ -335,12 +333,4 @@ export class LegacySession implements ClientSession {
 
   /** Nothing to close: each request had its own connection. */
   close(): void {}
-}
-
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch {
-    // Already closed.
-  }
 }

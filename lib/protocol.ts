@@ -30,6 +30,11 @@ export const PROTOCOL_VERSION = 1;
  */
 export const MAGIC: Uint8Array = new Uint8Array([0x00, 0x46, 0x45, 0x52, 0x52, 0x59]); // "\0FERRY"
 
+/** Whether a connection's first byte can begin a ferry preamble (see {@link MAGIC}). */
+export function startsPreamble(byte: number): boolean {
+  return byte === MAGIC[0];
+}
+
 /** Preamble length: MAGIC followed by a big-endian u16 version. */
 export const PREAMBLE_LENGTH = 8;
 
@@ -890,9 +895,16 @@ export class FrameReader {
     return view.subarray(0, filled);
   }
 
-  /** Reads the peer's preamble and returns its protocol version. */
-  async readPreamble(): Promise<number> {
-    return decodePreamble((await this.readExact(this.#small.subarray(0, PREAMBLE_LENGTH)))!);
+  /**
+   * Reads the peer's preamble, of which the caller may have read the `first` bytes already (to
+   * tell what the peer speaks), and returns its protocol version.
+   */
+  async readPreamble(first: Uint8Array = EMPTY): Promise<number> {
+    if (first.length > PREAMBLE_LENGTH) throw new RangeError("More bytes than a preamble has");
+    const preamble = this.#small.subarray(0, PREAMBLE_LENGTH);
+    preamble.set(first);
+    await this.readExact(preamble.subarray(first.length));
+    return decodePreamble(preamble);
   }
 
   /** Reads a frame header; null on a clean end of stream between frames. */

@@ -7,6 +7,7 @@
  */
 
 import { type BufferPool, defaultPool } from "./buffer_pool.ts";
+import { closeQuietly, formatAddr, TLS_HANDSHAKE_RECORD } from "./connection.ts";
 import {
   ChecksumMismatchError,
   describeError,
@@ -23,7 +24,6 @@ import type { Store } from "./store.ts";
 import { type Eviction, type KeepResult, KEPT_DEFAULTS } from "./kept_uploads.ts";
 import {
   CORK_LIMIT,
-  decodePreamble,
   encodeListing,
   encodePreamble,
   type ErrorCode,
@@ -37,10 +37,10 @@ import {
   parseAuth,
   parseHello,
   parseRequest,
-  PREAMBLE_LENGTH,
   PROTOCOL_VERSION,
   type PutRequest,
   type Request,
+  startsPreamble,
 } from "./protocol.ts";
 import { authMac, macMatches, newNonce } from "./auth.ts";
 import { Admission, type Refusal, type Ticket } from "./admission.ts";
@@ -225,14 +225,6 @@ function cut(entry: Tracked, reason: string, error: ErrorMessage): boolean {
   return true;
 }
 
-/** Formats an address as `host:port`, bracketing IPv6. */
-export function formatAddr(addr: Deno.Addr): string {
-  if (addr.transport !== "tcp" && addr.transport !== "udp") return addr.transport;
-  return addr.hostname.includes(":")
-    ? `[${addr.hostname}]:${addr.port}`
-    : `${addr.hostname}:${addr.port}`;
-}
-
 /**
  * Opens the root (creating it unless `createRoot` is false), listens, and serves until
  * {@link RunningServer.close} or {@link RunningServer.shutdown}. Uploads are staged and
@@ -385,13 +377,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   })().catch((error) => {
     if (!(error instanceof Deno.errors.BadResource)) throw error;
   });
-  const stopAccepting = () => {
-    try {
-      listener.close();
-    } catch {
-      // Already closed.
-    }
-  };
+  const stopAccepting = () => closeQuietly(listener);
   const cutAll = async () => {
     for (const entry of tracked) {
       // One already being cut (idle) is closed at once: the shutdown does not wait for it.
@@ -482,14 +468,6 @@ async function refuseBusy(conn: Deno.Conn, refusal: Refusal, ctx: Context): Prom
 /** How long a refused client may take to finish sending its greeting before it is closed. */
 const REFUSAL_LINGER_MS = 2000;
 
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch {
-    // Already closed.
-  }
-}
-
 /**
  * An error's text as a client may see it. Deno appends the operation and the path to an OS
  * error ("No such file or directory (os error 2): open '/srv/root/.ferry-staging/...'"); the
@@ -541,7 +519,7 @@ async function handleConnection(entry: Tracked, ctx: Context): Promise<void> {
     // With TLS, this read waits for the TLS handshake too: the watchdog's deadline covers it.
     const first = await frames.readSome(new Uint8Array(1));
     if (!first) return;
-    if (first[0] !== 0x00) {
+    if (!startsPreamble(first[0])) {
       await serveForeign(first, channel, ctx);
       return;
     }
@@ -653,20 +631,13 @@ async function serveForeign(first: Uint8Array, channel: Channel, ctx: Context): 
   ctx.log(`${stamp()} ${peer} refused: not the ferry protocol (seed request without --legacy?)`);
 }
 
-/** First byte of a TLS ClientHello record. */
-const TLS_HANDSHAKE_RECORD = 0x16;
-
 /**
  * Completes the preamble, HELLO/WELCOME and, when a token is set, the challenge-response.
  * Returns false when the client was refused (and told why).
  */
 async function handshake(first: Uint8Array, channel: Channel, ctx: Context): Promise<boolean> {
   const { frames, out, peer, entry } = channel;
-  const rest = await frames.readExact(new Uint8Array(PREAMBLE_LENGTH - 1));
-  const preamble = new Uint8Array(PREAMBLE_LENGTH);
-  preamble.set(first);
-  preamble.set(rest!, 1);
-  const version = decodePreamble(preamble);
+  const version = await frames.readPreamble(first);
   if (version < 1) throw new ProtocolError(`Unsupported protocol version ${version}`);
   const hello = await frames.readControl();
   // Cut meanwhile (the deadline, an eviction): it has been told, and nothing else is sent.
@@ -976,11 +947,8 @@ async function serveGet(request: GetRequest, channel: Channel, ctx: Context): Pr
     await out.writeControl(FrameType.ABORT, { code, message }).catch(() => {});
     return { bytes, result: `failed (${code}: ${message})`, close: true };
   } finally {
-    try {
-      opened.file.close();
-    } catch {
-      // The stream closes the file when it reaches the end.
-    }
+    // The stream may have closed the file already, at its end.
+    closeQuietly(opened.file);
   }
 }
 

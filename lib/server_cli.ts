@@ -18,6 +18,7 @@ import {
 import { describeError, StartError, StoreError, UsageError, UserError } from "./errors.ts";
 import { osReason } from "./local_files.ts";
 import { readTokenFile } from "./auth.ts";
+import { formatAddr, formatHostPort, isUnresolvedHost } from "./connection.ts";
 import {
   formatBytes,
   formatDuration,
@@ -27,7 +28,7 @@ import {
 } from "./format.ts";
 import { KEPT_DEFAULTS } from "./kept_uploads.ts";
 import type { KeptView } from "./store.ts";
-import { formatAddr, SERVER_DEFAULTS, startServer } from "./server.ts";
+import { SERVER_DEFAULTS, startServer } from "./server.ts";
 import { openS3Store, parseS3Options, S3_OPTIONS, type S3Command } from "./s3_cli.ts";
 import { checkSecretsOutsideRoot } from "./server_access.ts";
 import {
@@ -560,9 +561,7 @@ function explainRootFailure(error: unknown, root: string): unknown {
 function explainListenFailure(error: unknown, cmd: ServerCommand): unknown {
   // The HTTP side's failures (lib/server.ts) already say which address and why.
   if (error instanceof UserError) return error;
-  const where = cmd.hostname.includes(":")
-    ? `[${cmd.hostname}]:${cmd.port}`
-    : `${cmd.hostname}:${cmd.port}`;
+  const where = formatHostPort(cmd.hostname, cmd.port);
   if (error instanceof Deno.errors.AddrInUse) {
     return new UserError(`Cannot listen on ${where}: address already in use`);
   }
@@ -574,7 +573,7 @@ function explainListenFailure(error: unknown, cmd: ServerCommand): unknown {
   if (error instanceof Deno.errors.PermissionDenied) {
     return new UserError(`Cannot listen on ${where}: permission denied`);
   }
-  if (error instanceof Error && /failed to lookup|not known/i.test(error.message)) {
+  if (isUnresolvedHost(error)) {
     return new UserError(`Cannot resolve --host ${JSON.stringify(cmd.hostname)}`);
   }
   if (cmd.tls && "certFile" in cmd.tls && error instanceof Error) {

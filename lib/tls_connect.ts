@@ -13,6 +13,7 @@
 import { X509Certificate } from "node:crypto";
 import { isIP } from "node:net";
 import { connect as nodeConnectTls } from "node:tls";
+import { closeQuietly, formatHostPort } from "./connection.ts";
 import { UserError } from "./errors.ts";
 import { lookupKnownServer, rememberServer } from "./known_servers.ts";
 import { NAME } from "./version.ts";
@@ -28,10 +29,6 @@ export interface TlsTrust {
   knownServers?: string | null;
   /** Told when a certificate pinned by `fingerprint` is remembered for later connections. */
   onRemember?: (line: string) => void;
-}
-
-function describe(host: string, port: number): string {
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 function firstLine(error: unknown): string {
@@ -125,14 +122,6 @@ async function handshake(
   return conn;
 }
 
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch {
-    // Already closed.
-  }
-}
-
 function trustCommand(host: string, port: number, fingerprint: string): string {
   return `${NAME} --fingerprint ${fingerprint} ${host} ${port} trust`;
 }
@@ -150,7 +139,7 @@ export async function upgradeToTls(
   trust: TlsTrust,
   timeoutMs: number,
 ): Promise<Deno.TlsConn> {
-  const target = describe(host, port);
+  const target = formatHostPort(host, port);
   const known = trust.knownServers
     ? await lookupKnownServer(trust.knownServers, host, port)
     : undefined;
@@ -274,7 +263,7 @@ export async function trustServer(
   port: number,
   options: { fingerprint?: string; knownServers: string; timeoutMs: number },
 ): Promise<Trusted> {
-  const target = describe(host, port);
+  const target = formatHostPort(host, port);
   const seen = await probeCertificate(host, port, options.timeoutMs);
   if (seen === null) {
     throw new UserError(`Cannot read a TLS certificate from ${target}: is it a TLS server?`);

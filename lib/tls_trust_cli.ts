@@ -7,7 +7,7 @@
  */
 
 import { EXIT_OK, say } from "./cli.ts";
-import { normalizeHost } from "./client.ts";
+import { normalizeHost } from "./connection.ts";
 import { UserError } from "./errors.ts";
 import { knownServersPath } from "./known_servers.ts";
 import { trustServer } from "./tls_connect.ts";

@@ -14,6 +14,7 @@
  * @module
  */
 
+import { watchInterval } from "./connection.ts";
 import { formatBytes } from "./format.ts";
 import type { Activity } from "./protocol.ts";
 import type { LocalWaits } from "./transfer.ts";
@@ -220,8 +221,7 @@ export class Watchdog {
     const shortest = Math.min(
       ...[options.idleTimeoutMs, options.handshakeTimeoutMs].filter((ms) => ms > 0),
     );
-    const every = Math.min(1000, Math.max(50, shortest / 4));
-    this.#timer = setInterval(() => this.#tick(), every);
+    this.#timer = setInterval(() => this.#tick(), watchInterval(shortest));
   }
 
   /** Watches a connection accepted now. */

@@ -9,7 +9,7 @@
 
 import type { FileStore } from "../file_store.ts";
 import { quote } from "../file_store.ts";
-import { formatAddr } from "../server.ts";
+import { formatAddr } from "../connection.ts";
 import { type Access, authorize } from "./access.ts";
 import { PAGE_SCRIPT } from "./page_script.ts";
 import {
@@ -139,10 +139,9 @@ export function startHttpServer(options: HttpServerOptions): Promise<RunningHttp
     for (const exchange of active) exchange.cut.abort(reason);
   };
   return listening.promise.then((addr) => {
-    const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
     return {
       addr,
-      url: `${options.tls ? "https" : "http"}://${host}:${addr.port}/`,
+      url: `${options.tls ? "https" : "http"}://${formatAddr(addr)}/`,
       async close() {
         const stopping = server.shutdown();
         cutAll("server shutting down");
