@@ -11,6 +11,7 @@
 import { dirname, join, sep } from "node:path";
 import { StoreError } from "./errors.ts";
 import { safeJson } from "./format.ts";
+import { BIDI_CONTROL, CONTROL_CHAR } from "./terminal_chars.ts";
 import type { ListEntry } from "./protocol.ts";
 import type { BeginUploadOptions, Store, StoreFile, StoreUpload } from "./store.ts";
 import { type KeepResult, type KeptOptions, KeptUploads, RESUME_DIR } from "./kept_uploads.ts";
@@ -33,9 +34,6 @@ export const STAGING_DIR = ".ferry-staging";
 /** Longest name accepted, in UTF-8 bytes. */
 export const MAX_NAME_BYTES = 1024;
 
-/** Bidi embeddings and overrides (U+202A-U+202E) and isolates (U+2066-U+2069). */
-const BIDI_CONTROLS = /[\u202a-\u202e\u2066-\u2069]/;
-
 const encoder = new TextEncoder();
 
 /**
@@ -48,11 +46,8 @@ export function checkName(name: string): string[] {
   const refuse = (why: string) => new StoreError("bad_name", `Refused name ${quote(name)}: ${why}`);
   if (typeof name !== "string" || name.length === 0) throw refuse("it is empty");
   if (name.includes("\0")) throw refuse("it contains a NUL byte");
-  // deno-lint-ignore no-control-regex
-  if (/[\u0001-\u001f\u007f-\u009f]/.test(name)) throw refuse("it contains a control character");
-  // Embeddings, overrides and isolates reorder how the rest of a line is shown: a name could
-  // pass for another in a listing or a log.
-  if (BIDI_CONTROLS.test(name)) throw refuse("it contains a bidirectional control character");
+  if (CONTROL_CHAR.test(name)) throw refuse("it contains a control character");
+  if (BIDI_CONTROL.test(name)) throw refuse("it contains a bidirectional control character");
   if (encoder.encode(name).length > MAX_NAME_BYTES) {
     throw refuse(`it is longer than ${MAX_NAME_BYTES} bytes`);
   }

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { UNSAFE, UNSAFE_BEYOND_C0 } from "./terminal_chars.ts";
+
 const UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
 
 /** Formats bytes as lower-case hex, two digits each. */
@@ -92,15 +94,9 @@ export function formatDuration(ms: number): string {
 }
 
 /**
- * Characters a terminal acts on instead of showing: C0 controls, DEL, C1 controls (some
- * terminals take U+009B as CSI), the bidi marks, embeddings, overrides and isolates that reorder
- * what follows, and the Unicode line and paragraph separators.
+ * Whether `text` holds a character a terminal would act on (lib/terminal_chars.ts UNSAFE: C0
+ * and C1 controls, DEL, bidi controls and marks, line separators).
  */
-const UNSAFE =
-  // deno-lint-ignore no-control-regex -- matching control characters is the point
-  /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
-
-/** Whether `text` holds a character a terminal would act on (see {@link escapeUnsafe}). */
 export function hasUnsafeChars(text: string): boolean {
   UNSAFE.lastIndex = 0;
   return UNSAFE.test(text);
@@ -115,9 +111,6 @@ export function escapeUnsafe(text: string): string {
   return text.replace(UNSAFE, unicodeEscape);
 }
 
-/** The unsafe characters JSON.stringify leaves as they are: all but C0. */
-const UNSAFE_IN_JSON = /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
-
 function unicodeEscape(c: string): string {
   return `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
 }
@@ -127,7 +120,7 @@ function unicodeEscape(c: string): string {
  * as `\uXXXX` too. The JSON means the same; outside strings JSON has no such characters.
  */
 export function safeJson(value: unknown, indent?: number): string {
-  return JSON.stringify(value, null, indent).replace(UNSAFE_IN_JSON, unicodeEscape);
+  return JSON.stringify(value, null, indent).replace(UNSAFE_BEYOND_C0, unicodeEscape);
 }
 
 /**

@@ -8,6 +8,7 @@
 
 import { type ErrorCode, isErrorCode } from "./error_codes.ts";
 import { ClosedEarlyError, ProtocolError, RefusedError } from "./errors.ts";
+import { CONTROL_RUNS } from "./terminal_chars.ts";
 import {
   type ListRequest,
   parseListRequest,
@@ -443,8 +444,7 @@ export function parseError(json: Record<string, unknown>): ErrorMessage {
   const code = isErrorCode(json.code) ? json.code : "io";
   const raw = typeof json.message === "string" ? json.message : "No reason given";
   // A hostile peer must not be able to paint the user's terminal: one line, printable only.
-  // deno-lint-ignore no-control-regex
-  const message = raw.replace(/[\u0000-\u001f\u007f-\u009f]+/g, " ").slice(0, 500);
+  const message = raw.replace(CONTROL_RUNS, " ").slice(0, 500);
   return { code, message };
 }
 

@@ -160,6 +160,8 @@ Deno.test("error messages from a peer are made safe to print", () => {
   const error = parseError({ code: "nonsense", message: "line one\n\u001b[31mred\u0007" });
   assert.equal(error.code, "io");
   assert.equal(error.message, "line one [31mred ");
+  // Bidi characters and separators stay, for whoever shows the message to escape them.
+  assert.equal(parseError({ code: "io", message: "a\u202eb\u2028c" }).message, "a\u202eb\u2028c");
   assert.equal(parseError({}).message, "No reason given");
   assert.equal(parseError({ code: "exists", message: "x".repeat(900) }).message.length, 500);
 });
