@@ -229,7 +229,7 @@ export class LegacySession implements ClientSession {
     }
     const { conn } = await openConnection(this.#host, this.#port, this.#options);
     const frames = new FrameReader(conn);
-    const out = new FrameWriter(conn.writable);
+    const out = new FrameWriter(conn.writable, { direct: conn });
     await out.writeRaw(line);
     return { conn, frames, out };
   }

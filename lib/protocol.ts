@@ -519,18 +519,10 @@ export interface ControlFrame {
   json: Record<string, unknown>;
 }
 
-/** Bytes a read waits for at first, and again after a slow read. */
-const MIN_READ_STEP = 64 << 10;
-/** Most bytes a read waits for, once reads come back quickly. */
-const MAX_READ_STEP = 4 << 20;
-/** A read slower than this means a slow peer: wait for fewer bytes at a time. */
-const SLOW_READ_MS = 200;
-/** First step of a DATA payload write, and the step again after a slow write. */
-const MIN_WRITE_STEP = 64 << 10;
 /** Most bytes {@link FrameWriter.cork} holds back before sending anyway. */
 export const CORK_LIMIT = 256 << 10;
 
-/** A write slower than this means a slow reader: write less at a time. */
+/** A write slower than this had to wait for room: the peer is behind (see {@link Activity}). */
 const SLOW_WRITE_MS = 200;
 
 /** When a connection last moved a byte, in `Date.now()` milliseconds; for idle timeouts. */
@@ -574,7 +566,7 @@ export interface FrameWriterOptions extends FrameStreamOptions {
    * the kernel takes bytes; through the stream it would show only once a whole piece is written
    * (a MiB, which a slow reader can take longer than an idle timeout to drain).
    */
-  direct?: DirectWriter;
+  direct: DirectWriter;
 }
 
 /**
@@ -650,72 +642,43 @@ interface ReadAhead {
 const READ_AHEAD_STEP = 64 << 10;
 
 /**
- * Reads frames into the caller's buffers, in place: from a socket's own `read` with no
- * intermediate copy, or from a byte stream through a BYOB reader and one copy.
+ * Reads frames from a socket into the caller's buffers, in place: the socket's own `read` fills
+ * them with no intermediate copy (a stream's BYOB read would transfer the pool's buffers, which
+ * must stay put), and returns what has arrived, so a slow peer's progress shows at once.
  */
 export class FrameReader {
-  #reader?: InPlaceByobReader;
-  #direct?: DirectReader;
+  #source: DirectReader;
   #small = new Uint8Array(MAX_CONTROL_PAYLOAD);
-
   #activity?: Activity;
-  #step = MIN_READ_STEP;
   /** Payload bytes of the current DATA frame not yet read (see {@link readPayload}). */
   #payloadLeft = 0;
   /** Bytes read ahead by {@link watch}, served before the socket. */
   #ahead?: ReadAhead;
 
   /**
-   * Reads a socket (`Deno.Conn`, read directly), or a byte stream, which is locked from now on.
-   * Transfers use the socket, which fills the pool's buffers where they are; a stream's BYOB
-   * read would transfer them. Unlike `conn.readable`, reading the socket directly also leaves it
-   * open at the end, until its owner closes it.
+   * Reads `source`, a socket (`Deno.Conn`). Unlike `conn.readable`, reading the socket directly
+   * leaves it open at the end, until its owner closes it.
    */
-  constructor(
-    source: ReadableStream<Uint8Array> | DirectReader,
-    options: FrameStreamOptions = {},
-  ) {
-    if (source instanceof ReadableStream) this.#reader = new InPlaceByobReader(source);
-    else this.#direct = source;
+  constructor(source: DirectReader, options: FrameStreamOptions = {}) {
+    this.#source = source;
     this.#activity = options.activity;
   }
 
-  async #read(view: Uint8Array, min: number): Promise<ReadableStreamReadResult<Uint8Array>> {
-    if (this.#ahead) return await this.#readAhead(view, min);
-    if (this.#direct) {
-      // Each read returns what has arrived, so progress shows at once; no `min` is needed.
-      const n = await this.#direct.read(view);
-      if (this.#activity) {
-        this.#activity.last = Date.now();
-        this.#activity.peerBehind = false;
-        if (n !== null && this.#activity.received !== undefined) this.#activity.received += n;
-      }
-      return n === null
-        ? { value: view.subarray(0, 0), done: true }
-        : { value: view.subarray(0, n), done: false };
-    }
-    // A large `min` lets one read take megabytes (about 1.6x the throughput of many small
-    // reads), but a slow peer would then look idle while its bytes trickle in. So the step
-    // starts small and grows only while reads come back quickly.
-    const want = Math.min(min, this.#step);
-    const started = Date.now();
-    const result = await this.#reader!.read(view, want);
-    const now = Date.now();
+  /** Reads what has arrived into `view`: the count (at least one), or null at the end. */
+  async #read(view: Uint8Array): Promise<number | null> {
+    if (this.#ahead) return await this.#readAhead(view);
+    const n = await this.#source.read(view);
     if (this.#activity) {
-      this.#activity.last = now;
+      this.#activity.last = Date.now();
       // A peer that sends has read what it was sent, or at least is not stuck behind it.
       this.#activity.peerBehind = false;
-      if (result.value && this.#activity.received !== undefined) {
-        this.#activity.received += result.value.length;
-      }
+      if (n !== null && this.#activity.received !== undefined) this.#activity.received += n;
     }
-    if (now - started > SLOW_READ_MS) this.#step = MIN_READ_STEP;
-    else if (want === this.#step) this.#step = Math.min(this.#step * 2, MAX_READ_STEP);
-    return result;
+    return n === null || n === 0 ? null : n;
   }
 
   /** Serves a read from what {@link watch} read ahead, waiting for its read under way if need be. */
-  async #readAhead(view: Uint8Array, min: number): Promise<ReadableStreamReadResult<Uint8Array>> {
+  async #readAhead(view: Uint8Array): Promise<number | null> {
     const ahead = this.#ahead!;
     if (ahead.bytes === 0 && ahead.reading) await ahead.reading;
     if (ahead.bytes > 0) {
@@ -730,14 +693,14 @@ export class FrameReader {
       }
       ahead.bytes -= filled;
       if (ahead.bytes === 0 && !ahead.reading && !ahead.end) this.#ahead = undefined;
-      return { value: view.subarray(0, filled), done: false };
+      return filled;
     }
     if (ahead.end) {
       if (ahead.end.error !== undefined) throw ahead.end.error;
-      return { value: view.subarray(0, 0), done: true };
+      return null;
     }
     this.#ahead = undefined;
-    return await this.#read(view, min);
+    return await this.#read(view);
   }
 
   /**
@@ -745,11 +708,9 @@ export class FrameReader {
    * rate limit's pause), to see whether the peer ends the data phase: resolves once an END, an
    * ERROR or ABORT, or the end of the connection is in (see {@link WatchOutcome}), or with null
    * once `stop` aborts or `limit` bytes wait. Every byte read ahead is still read, in order, by
-   * the calls that follow; stop the watch before making them. Only a socket read directly can be
-   * watched; for a stream this resolves null at once.
+   * the calls that follow; stop the watch before making them.
    */
   async watch(limit: number, stop: AbortSignal): Promise<WatchOutcome | null> {
-    if (!this.#direct) return null;
     const ahead = this.#ahead ??= {
       chunks: [],
       bytes: 0,
@@ -765,7 +726,7 @@ export class FrameReader {
 
   #readAheadOnce(ahead: ReadAhead): Promise<void> {
     const buffer = new Uint8Array(READ_AHEAD_STEP);
-    return this.#direct!.read(buffer).then((n) => {
+    return this.#source.read(buffer).then((n) => {
       if (this.#activity) {
         this.#activity.last = Date.now();
         this.#activity.peerBehind = false;
@@ -847,9 +808,8 @@ export class FrameReader {
    * at end of stream.
    */
   async readSome(view: Uint8Array): Promise<Uint8Array | null> {
-    const { value, done } = await this.#read(view, 1);
-    if (done || !value || value.length === 0) return null;
-    return value;
+    const n = await this.#read(view);
+    return n === null ? null : view.subarray(0, n);
   }
 
   /**
@@ -860,22 +820,19 @@ export class FrameReader {
     const total = view.length;
     let filled = 0;
     while (filled < total) {
-      // `min` lets one read fill much of the buffer: ~1.6x the throughput of many small reads.
-      let result: ReadableStreamReadResult<Uint8Array>;
+      let n: number | null;
       try {
-        result = await this.#read(view.subarray(filled), total - filled);
+        n = await this.#read(view.subarray(filled));
       } catch (error) {
         // A TLS peer that hangs up between frames without close_notify has still hung up.
         if (filled === 0 && eofOk && error instanceof Deno.errors.UnexpectedEof) return null;
         throw error;
       }
-      const { value, done } = result;
-      filled += value?.length ?? 0;
-      // With `min`, the final bytes before the end can arrive together with `done`.
-      if (done || !value || value.length === 0) {
+      if (n === null) {
         if (filled === 0 && eofOk) return null;
-        if (filled < total) throw new ClosedEarlyError("Connection closed mid-message");
+        throw new ClosedEarlyError("Connection closed mid-message");
       }
+      filled += n;
     }
     return view;
   }
@@ -888,9 +845,9 @@ export class FrameReader {
     const total = view.length;
     let filled = 0;
     while (filled < total) {
-      const { value, done } = await this.#read(view.subarray(filled), total - filled);
-      filled += value?.length ?? 0;
-      if (done || !value || value.length === 0) break;
+      const n = await this.#read(view.subarray(filled));
+      if (n === null) break;
+      filled += n;
     }
     return view.subarray(0, filled);
   }
@@ -950,16 +907,6 @@ export class FrameReader {
     const scratch = new Uint8Array(65536);
     while (await this.readSome(scratch));
   }
-
-  /** Gives the stream back, for instance to hand the connection to another protocol. */
-  releaseLock(): void {
-    this.#reader?.releaseLock();
-  }
-
-  /** Cancels the underlying stream (a socket read directly is left to its owner). */
-  async cancel(): Promise<void> {
-    await this.#reader?.cancel().catch(() => {});
-  }
 }
 
 const EMPTY = new Uint8Array(0);
@@ -969,8 +916,7 @@ export class FrameWriter {
   #writer: WritableStreamDefaultWriter<Uint8Array>;
 
   #activity?: Activity;
-  #direct?: DirectWriter;
-  #step = MIN_WRITE_STEP;
+  #direct: DirectWriter;
   #corked?: Uint8Array[];
   #corkedBytes = 0;
   /** Settles once everything handed to the stream so far is written (or has failed). */
@@ -979,10 +925,11 @@ export class FrameWriter {
   #busy?: Promise<void>;
 
   /**
-   * Wraps a writable (for example `conn.writable`); the stream is locked from now on. With
-   * `direct` (the same socket), payloads bypass the stream; see {@link FrameWriterOptions}.
+   * Wraps a socket's writable (`conn.writable`), which is locked from now on, for control
+   * frames; DATA payloads and raw bytes go through `direct`, the same socket (see
+   * {@link FrameWriterOptions}).
    */
-  constructor(writable: WritableStream<Uint8Array>, options: FrameWriterOptions = {}) {
+  constructor(writable: WritableStream<Uint8Array>, options: FrameWriterOptions) {
     this.#writer = writable.getWriter();
     this.#activity = options.activity;
     this.#direct = options.direct;
@@ -1033,12 +980,12 @@ export class FrameWriter {
   }
 
   /** Writes through the socket itself, stamping activity after every partial write. */
-  async #writeDirect(direct: DirectWriter, parts: Uint8Array[]): Promise<void> {
+  async #writeDirect(parts: Uint8Array[]): Promise<void> {
     // Whatever is queued on the stream must leave first.
     await this.#tail;
     for (const part of parts) {
       for (let offset = 0; offset < part.length;) {
-        const n = await this.#waiting(direct.write(part.subarray(offset)));
+        const n = await this.#waiting(this.#direct.write(part.subarray(offset)));
         if (n <= 0) throw new Deno.errors.WriteZero("The connection took no bytes");
         offset += n;
         this.#touch();
@@ -1085,14 +1032,7 @@ export class FrameWriter {
   /** Writes raw bytes, such as the preamble or the seed protocol's unframed data. */
   async writeRaw(bytes: Uint8Array): Promise<void> {
     if (await this.#hold(bytes)) return;
-    const direct = this.#direct;
-    if (direct) {
-      await this.#exclusive(() => this.#writeDirect(direct, [bytes]));
-      return;
-    }
-    while (this.#busy) await this.#busy;
-    await this.#queue(bytes);
-    this.#touch();
+    await this.#exclusive(() => this.#writeDirect([bytes]));
   }
 
   /** Writes a control frame; never inside a DATA frame that is part-way out. */
@@ -1116,33 +1056,7 @@ export class FrameWriter {
     }
     await this.uncork();
     const header = encodeHeader(FrameType.DATA, chunk.length);
-    const direct = this.#direct;
-    if (direct) {
-      await this.#exclusive(() => this.#writeDirect(direct, [header, chunk]));
-      return;
-    }
-    await this.#exclusive(() => this.#writeSteps(header, chunk));
-  }
-
-  /**
-   * Without a direct writer: the payload goes to the stream in steps that grow while writes
-   * are quick, so a slow reader still shows progress to the idle timeout now and then; a fast
-   * one gets the whole chunk in one write after a few chunks.
-   */
-  async #writeSteps(header: Uint8Array, chunk: Uint8Array): Promise<void> {
-    const headerWritten = this.#queue(header);
-    headerWritten.catch(() => {}); // awaited below, with the payload
-    for (let offset = 0; offset < chunk.length;) {
-      const piece = chunk.subarray(offset, offset + this.#step);
-      const started = Date.now();
-      await this.#waiting(this.#queue(piece));
-      const now = Date.now();
-      if (this.#activity) this.#activity.last = now;
-      if (now - started > SLOW_WRITE_MS) this.#step = MIN_WRITE_STEP;
-      else if (piece.length === this.#step) this.#step = Math.min(this.#step * 2, CHUNK_SIZE);
-      offset += piece.length;
-    }
-    await headerWritten;
+    await this.#exclusive(() => this.#writeDirect([header, chunk]));
   }
 
   /** Closes the sink, which half-closes a TCP connection. */

@@ -450,7 +450,7 @@ async function refuseBusy(conn: Deno.Conn, refusal: Refusal, ctx: Context): Prom
   ctx.log(`${stamp()} ${peer} refused: ${log}`);
   const timer = setTimeout(() => closeQuietly(conn), REFUSAL_LINGER_MS);
   try {
-    const out = new FrameWriter(conn.writable);
+    const out = new FrameWriter(conn.writable, { direct: conn });
     await out.writeRaw(encodePreamble(PROTOCOL_VERSION));
     await out.writeControl(FrameType.ERROR, { code: "busy", message });
     // Read the client's greeting before closing: closing with it unread would reset the

@@ -601,8 +601,8 @@ function withFakeServer(
   args: string[],
 ): Promise<RunResult> {
   return serveOnce(async (conn) => {
-    const frames = new FrameReader(conn.readable);
-    const out = new FrameWriter(conn.writable);
+    const frames = new FrameReader(conn);
+    const out = new FrameWriter(conn.writable, { direct: conn });
     await frames.readPreamble();
     assert.equal((await frames.readControl())?.type, FrameType.HELLO);
     await out.writeRaw(encodePreamble());

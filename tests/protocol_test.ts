@@ -28,38 +28,7 @@ import {
   PROTOCOL_VERSION,
 } from "../lib/protocol.ts";
 import { hashArena } from "../lib/xxh3.ts";
-import { concat } from "./wire.ts";
-
-/** A byte stream that yields `bytes` in pieces of `piece` bytes, as a socket might. */
-function byteStream(bytes: Uint8Array, piece = bytes.length || 1): ReadableStream<Uint8Array> {
-  let offset = 0;
-  return new ReadableStream({
-    type: "bytes",
-    pull(controller) {
-      if (offset >= bytes.length) {
-        controller.close();
-        controller.byobRequest?.respond(0);
-        return;
-      }
-      const take = Math.min(piece, bytes.length - offset);
-      const request = controller.byobRequest;
-      if (request?.view) {
-        const view = new Uint8Array(
-          request.view.buffer,
-          request.view.byteOffset,
-          request.view.byteLength,
-        );
-        const n = Math.min(take, view.length);
-        view.set(bytes.subarray(offset, offset + n));
-        offset += n;
-        request.respond(n);
-      } else {
-        controller.enqueue(bytes.slice(offset, offset + take));
-        offset += take;
-      }
-    },
-  });
-}
+import { bytesReader, concat } from "./wire.ts";
 
 Deno.test("preamble round-trips and starts with NUL", () => {
   const bytes = encodePreamble();
@@ -97,7 +66,7 @@ Deno.test("control frames carry JSON that survives a split stream", async () => 
     encodeControl(FrameType.REQUEST, request),
     encodeControl(FrameType.END, { size: 3, checksum: "xxh128:00" }),
   ]);
-  const reader = new FrameReader(byteStream(bytes, 3));
+  const reader = new FrameReader(bytesReader(bytes, 3));
   const first = await reader.readControl();
   assert.equal(first?.type, FrameType.REQUEST);
   assert.deepEqual(parseRequest(first!.json), request);
@@ -109,18 +78,18 @@ Deno.test("control frames carry JSON that survives a split stream", async () => 
 Deno.test("a stream cut inside a frame is a protocol error, never a clean end", async () => {
   const frame = encodeControl(FrameType.REQUEST, { op: "list" });
   for (const cut of [1, 4, 5, frame.length - 1]) {
-    const reader = new FrameReader(byteStream(frame.slice(0, cut), 2));
+    const reader = new FrameReader(bytesReader(frame.slice(0, cut), 2));
     await assert.rejects(() => reader.readControl(), ProtocolError, `cut at ${cut}`);
   }
 });
 
 Deno.test("corrupt control payloads are rejected", async () => {
   const badUtf8 = concat([encodeHeader(FrameType.REQUEST, 2), new Uint8Array([0xc3, 0x28])]);
-  await assert.rejects(() => new FrameReader(byteStream(badUtf8)).readControl(), /Malformed/);
+  await assert.rejects(() => new FrameReader(bytesReader(badUtf8)).readControl(), /Malformed/);
   const notObject = concat([encodeHeader(FrameType.REQUEST, 4), new TextEncoder().encode("[1,2")]);
-  await assert.rejects(() => new FrameReader(byteStream(notObject)).readControl(), /Malformed/);
+  await assert.rejects(() => new FrameReader(bytesReader(notObject)).readControl(), /Malformed/);
   const data = concat([encodeHeader(FrameType.DATA, 1), new Uint8Array([1])]);
-  await assert.rejects(() => new FrameReader(byteStream(data)).readControl(), /Unexpected DATA/);
+  await assert.rejects(() => new FrameReader(bytesReader(data)).readControl(), /Unexpected DATA/);
 });
 
 Deno.test("requests are validated field by field", () => {
@@ -177,7 +146,7 @@ Deno.test("readExact fills a buffer across many small reads, in place", async ()
   const bytes = crypto.getRandomValues(new Uint8Array(10000));
   // Plain memory, and the checksum kernel's, which a BYOB read cannot transfer.
   for (const into of [new Uint8Array(10000), hashArena()!.subarray(64, 10064)]) {
-    const reader = new FrameReader(byteStream(bytes, 333));
+    const reader = new FrameReader(bytesReader(bytes, 333));
     const got = await reader.readExact(into);
     assert.equal(got, into, "the caller's own view comes back");
     assert.deepEqual(into, bytes);
@@ -202,20 +171,6 @@ Deno.test("HELLO: keepalive is optional, a positive number, and held to the 100 
   assert.throws(() => parseHello({ keepalive: 1000 }), ProtocolError, "no client");
 });
 
-/** A socket-like reader that hands out `bytes` in pieces of `piece`, then the end. */
-function pieces(bytes: Uint8Array, piece: number) {
-  let offset = 0;
-  return {
-    read(p: Uint8Array): Promise<number | null> {
-      if (offset >= bytes.length) return Promise.resolve(null);
-      const n = Math.min(piece, p.length, bytes.length - offset);
-      p.set(bytes.subarray(offset, offset + n));
-      offset += n;
-      return Promise.resolve(n);
-    },
-  };
-}
-
 Deno.test("watch reads ahead to the peer's END or ERROR, and every byte is still read in order", async () => {
   const data = new Uint8Array(3000).map((_, i) => i % 251);
   const data2 = data.subarray(0, 700);
@@ -227,7 +182,7 @@ Deno.test("watch reads ahead to the peer's END or ERROR, and every byte is still
     data2,
     error,
   ]);
-  const frames = new FrameReader(pieces(stream, 333));
+  const frames = new FrameReader(bytesReader(stream, 333));
   const header = await frames.readHeader();
   assert.equal(header?.length, data.length);
   const first = await frames.readPayload(new Uint8Array(1000));
@@ -244,13 +199,13 @@ Deno.test("watch reads ahead to the peer's END or ERROR, and every byte is still
 
   const end = encodeControl(FrameType.END, { size: 3, checksum: "x" });
   const complete = new FrameReader(
-    pieces(concat([encodeHeader(FrameType.DATA, 3), data.subarray(0, 3), end]), 2),
+    bytesReader(concat([encodeHeader(FrameType.DATA, 3), data.subarray(0, 3), end]), 2),
   );
   assert.deepEqual(await complete.watch(1 << 20, new AbortController().signal), { end: true });
   assert.equal((await complete.readHeader())?.type, FrameType.DATA);
 
   const cut = new FrameReader(
-    pieces(concat([encodeHeader(FrameType.DATA, 9), data.subarray(0, 5)]), 64),
+    bytesReader(concat([encodeHeader(FrameType.DATA, 9), data.subarray(0, 5)]), 64),
   );
   await cut.readHeader();
   const closed = await cut.watch(1 << 20, new AbortController().signal);

@@ -514,12 +514,12 @@ Deno.test("on a filesystem that folds case, names that differ only by case are r
   listener.close();
   try {
     const receiving = receiveTree(
-      { frames: new FrameReader(near), out: new FrameWriter(near.writable) },
+      { frames: new FrameReader(near), out: new FrameWriter(near.writable, { direct: near }) },
       localSink(`${work.path}/dest`),
       { caseInsensitive: true },
     );
     receiving.catch(() => {});
-    const out = new FrameWriter(far.writable);
+    const out = new FrameWriter(far.writable, { direct: far });
     await out.writeControl(FrameType.MANIFEST, {
       entries: [dir("Docs"), file("Docs/a.txt"), dir("docs"), file("docs/b.txt")],
       last: true,
