@@ -18,6 +18,7 @@ import {
 import { downloadStream } from "./download_stream.ts";
 import {
   ConnectionClosedError,
+  describeError,
   interruptionOf,
   isInterruption,
   ProtocolError,
@@ -238,8 +239,7 @@ export async function openConnection(
     if (isUnresolvedHost(error)) {
       throw new UserError(`Cannot resolve host ${JSON.stringify(hostname)}`);
     }
-    const text = error instanceof Error ? error.message : String(error);
-    throw new UserError(`Cannot connect to ${target}: ${text.split("\n")[0]}`);
+    throw new UserError(`Cannot connect to ${target}: ${describeError(error)}`);
   }
   // Nagle off on the socket itself: Deno's TLS connections have no such switch of their own.
   noDelay(conn!);

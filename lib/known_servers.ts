@@ -10,7 +10,7 @@
 import { Buffer } from "node:buffer";
 import { dirname, join } from "node:path";
 import { formatHostPort, normalizeHost } from "./connection.ts";
-import { UserError } from "./errors.ts";
+import { describeError, UserError } from "./errors.ts";
 import { StagedFile } from "./staged_file.ts";
 import { chmodQuietly, ensurePrivateDir, userDir } from "./user_dirs.ts";
 import { formatFingerprint } from "./x509.ts";
@@ -109,7 +109,7 @@ export async function rememberServer(
       await staged.discard();
     }
   } catch (error) {
-    const why = error instanceof Error ? error.message.split("\n")[0] : String(error);
+    const why = describeError(error);
     throw new UserError(`Cannot remember the server in ${path}: ${why}`);
   }
   return previous;

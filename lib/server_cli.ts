@@ -578,9 +578,7 @@ function explainListenFailure(error: unknown, cmd: ServerCommand): unknown {
   }
   if (cmd.tls && "certFile" in cmd.tls && error instanceof Error) {
     return new UserError(
-      `Cannot start TLS with ${cmd.tls.certFile} and ${cmd.tls.keyFile}: ${
-        error.message.split("\n")[0]
-      }`,
+      `Cannot start TLS with ${cmd.tls.certFile} and ${cmd.tls.keyFile}: ${describeError(error)}`,
     );
   }
   return new UserError(`Cannot listen on ${where}: ${describeError(error)}`);

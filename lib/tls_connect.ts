@@ -14,7 +14,7 @@ import { X509Certificate } from "node:crypto";
 import { isIP } from "node:net";
 import { connect as nodeConnectTls } from "node:tls";
 import { closeQuietly, formatHostPort } from "./connection.ts";
-import { UserError } from "./errors.ts";
+import { describeError, UserError } from "./errors.ts";
 import { lookupKnownServer, rememberServer } from "./known_servers.ts";
 import { NAME } from "./version.ts";
 import { formatFingerprint, toPem } from "./x509.ts";
@@ -29,10 +29,6 @@ export interface TlsTrust {
   knownServers?: string | null;
   /** Told when a certificate pinned by `fingerprint` is remembered for later connections. */
   onRemember?: (line: string) => void;
-}
-
-function firstLine(error: unknown): string {
-  return error instanceof Error ? error.message.split("\n")[0] : String(error);
 }
 
 /**
@@ -154,14 +150,14 @@ export async function upgradeToTls(
         : null;
       if (seen === null) {
         throw new UserError(
-          `TLS handshake with ${target} failed: ${firstLine(error)} ` +
+          `TLS handshake with ${target} failed: ${describeError(error)} ` +
             "(does the server use TLS, and does --ca match?)",
         );
       }
       const fingerprint = formatFingerprint(seen);
       throw new UserError(
         `Server ${target} is not known and no CA vouches for its certificate ` +
-          `(${firstLine(error).replace(/^invalid peer certificate: /, "")}); ` +
+          `(${describeError(error).replace(/^invalid peer certificate: /, "")}); ` +
           `its fingerprint is ${fingerprint}: if ${NAME}-server printed the same, trust it with ` +
           `'${trustCommand(host, port, fingerprint)}' (or pin it in each command with ` +
           `--fingerprint ${fingerprint})`,
@@ -187,7 +183,7 @@ export async function upgradeToTls(
         await rememberServer(trust.knownServers, host, port, cert);
         trust.onRemember?.(`remembered ${target} as ${pin} in ${trust.knownServers}`);
       } catch (error) {
-        trust.onRemember?.(`could not remember ${target}: ${firstLine(error)}`);
+        trust.onRemember?.(`could not remember ${target}: ${describeError(error)}`);
       }
     }
   }
@@ -220,7 +216,7 @@ export async function upgradeToTls(
         trust.fingerprint === undefined,
       );
     }
-    throw new UserError(`TLS handshake with ${target} failed: ${firstLine(error)}`);
+    throw new UserError(`TLS handshake with ${target} failed: ${describeError(error)}`);
   }
 }
 

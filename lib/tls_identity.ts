@@ -9,7 +9,7 @@
 
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { join, resolve } from "node:path";
-import { UserError } from "./errors.ts";
+import { describeError, UserError } from "./errors.ts";
 import { StagedFile } from "./staged_file.ts";
 import { isInside, realPathOf } from "./server_access.ts";
 import { chmodQuietly, ensurePrivateDir, userDir, userDirVariables } from "./user_dirs.ts";
@@ -173,7 +173,7 @@ export async function loadOrCreateIdentity(options: IdentityOptions): Promise<Se
       );
     }
     if (error instanceof UserError) throw error;
-    const why = error instanceof Error ? error.message.split("\n")[0] : String(error);
+    const why = describeError(error);
     throw new UserError(`Cannot keep the TLS key in ${dir}: ${why}`);
   }
 }
