@@ -11,7 +11,8 @@
  * - {@link startServer} serves a folder until {@link RunningServer.close} or
  *   {@link RunningServer.shutdown}.
  * - Failures are typed: {@link RefusedError} (the server said no, with a {@link ErrorCode}),
- *   {@link ProtocolError} (a broken peer, a checksum mismatch), {@link UserError} (cannot
+ *   {@link ProtocolError} (a broken peer; {@link ChecksumMismatchError} for data unlike what was
+ *   sent, {@link ClosedEarlyError} for a connection that ended part-way), {@link UserError} (cannot
  *   connect, a timeout). Nothing is kept from a failed transfer.
  *
  * Permissions: `--allow-net`, plus `--allow-read` and `--allow-write` for the served folder.
@@ -61,14 +62,21 @@ export {
 } from "./lib/server.ts";
 export type { RunningHttpServer } from "./lib/http/http_server.ts";
 export {
+  ChecksumMismatchError,
+  ClosedEarlyError,
   ProtocolError,
   RefusedError,
   StartError,
   type StartStep,
   UserError,
 } from "./lib/errors.ts";
-export { ERROR_CODES, type ErrorCodeInfo } from "./lib/error_codes.ts";
-export type { DirectReader, ErrorCode, KeptEntry, ListEntry, Welcome } from "./lib/protocol.ts";
+export {
+  ERROR_CODES,
+  type ErrorCode,
+  type ErrorCodeInfo,
+  keepsConnection,
+} from "./lib/error_codes.ts";
+export type { DirectReader, KeptEntry, ListEntry, Welcome } from "./lib/protocol.ts";
 export type {
   ByteSink,
   ByteSource,
