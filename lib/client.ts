@@ -16,6 +16,7 @@ import {
   watchInterval,
 } from "./connection.ts";
 import { downloadStream } from "./download_stream.ts";
+import { cutsConnection } from "./error_codes.ts";
 import {
   ConnectionClosedError,
   describeError,
@@ -82,9 +83,6 @@ const WATCH_AFTER_MS = 1000;
  * once the bytes it sent before it are in, and this covers what the kernels' buffers hold.
  */
 const READ_AHEAD_LIMIT = 16 << 20;
-
-/** ERROR codes with which a server cuts a connection rather than refusing a request. */
-const CUT_CODES: ReadonlySet<string> = new Set(["timeout", "shutdown"]);
 
 /** Options for {@link connect}. */
 export interface ConnectOptions {
@@ -459,7 +457,7 @@ export class Session implements ClientSession {
    */
   #closedError(error: unknown): unknown {
     if (error instanceof ConnectionClosedError) return error;
-    if (error instanceof RefusedError && CUT_CODES.has(error.code)) {
+    if (error instanceof RefusedError && cutsConnection(error.code)) {
       return new ConnectionClosedError(this.target, error.message);
     }
     const how = interruptionOf(error);

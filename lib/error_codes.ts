@@ -19,6 +19,11 @@ export interface ErrorCodeInfo {
   readonly inStep: boolean;
   /** The message quotes the name asked for, so a client need not name it again. */
   readonly quotesName?: true;
+  /**
+   * The server sends it as it cuts the connection (a time limit passed, it is shutting down),
+   * not to refuse the request: the connection is gone, whatever the request was.
+   */
+  readonly cuts?: true;
 }
 
 /** Every error code of the protocol, with what it means. */
@@ -58,8 +63,13 @@ export const ERROR_CODES = {
   timeout: {
     meaning: "a time limit passed: idle, handshake, request or minimum rate",
     inStep: false,
+    cuts: true,
   },
-  shutdown: { meaning: "the server is shutting down and cut the connection", inStep: false },
+  shutdown: {
+    meaning: "the server is shutting down and cut the connection",
+    inStep: false,
+    cuts: true,
+  },
   io: {
     meaning: "anything else; the message says what, never where the server keeps its files",
     inStep: false,
@@ -94,4 +104,10 @@ export function keepsConnection(code: ErrorCode): boolean {
 export function quotesName(code: ErrorCode): boolean {
   const info: ErrorCodeInfo = ERROR_CODES[code];
   return info.quotesName === true;
+}
+
+/** Whether the server sends `code` as it cuts the connection (see {@link ErrorCodeInfo.cuts}). */
+export function cutsConnection(code: ErrorCode): boolean {
+  const info: ErrorCodeInfo = ERROR_CODES[code];
+  return info.cuts === true;
 }

@@ -6,7 +6,13 @@
  */
 
 import assert from "node:assert/strict";
-import { ERROR_CODES, isErrorCode, keepsConnection, quotesName } from "../lib/error_codes.ts";
+import {
+  cutsConnection,
+  ERROR_CODES,
+  isErrorCode,
+  keepsConnection,
+  quotesName,
+} from "../lib/error_codes.ts";
 import { parseError } from "../lib/protocol.ts";
 
 Deno.test("only the table's own codes are codes", () => {
@@ -34,6 +40,10 @@ Deno.test("a refusal of the request keeps the connection; a failure that may com
   for (const code of ["checksum", "too_large", "no_space", "busy", "timeout", "shutdown", "io"]) {
     assert.equal(keepsConnection(code as keyof typeof ERROR_CODES), false, code);
   }
+  assert.deepEqual(Object.keys(ERROR_CODES).filter((code) => cutsConnection(code as "io")), [
+    "timeout",
+    "shutdown",
+  ]);
   assert.equal(quotesName("not_found"), true);
   assert.equal(quotesName("io"), false);
 });
