@@ -96,6 +96,22 @@ function escapeXml(text: string): string {
   return text.replace(/&/g, "&amp;").replace(/</g, "&lt;");
 }
 
+/**
+ * A request the object store answered with a failure; `reply` is the store's own error code
+ * (`NoSuchKey`, `PreconditionFailed`, ...), or `HTTP STATUS` when it sent none.
+ */
+export class BucketError extends StoreError {
+  /** The store's error code. */
+  readonly reply: string;
+
+  /** Creates the error; the client is told `io` and the message. */
+  constructor(reply: string, message: string) {
+    super("io", message);
+    this.name = "BucketError";
+    this.reply = reply;
+  }
+}
+
 function isTimeout(error: unknown): boolean {
   return error instanceof DOMException &&
     (error.name === "TimeoutError" || error.name === "AbortError");
@@ -170,16 +186,16 @@ export class S3Bucket {
   }
 
   /** The error for a request the store answered with a failure. */
-  failure(status: number, text: string, method: string, key: string | null): StoreError {
+  failure(status: number, text: string, method: string, key: string | null): BucketError {
     const code = xmlOne(text, "Code") ?? `HTTP ${status}`;
     if (code === "NoSuchBucket") {
-      return new StoreError("io", `Bucket ${this.bucket} does not exist at ${this.endpoint}`);
+      return new BucketError(code, `Bucket ${this.bucket} does not exist at ${this.endpoint}`);
     }
     if (status === 403) {
-      return new StoreError("io", `Object store refused the server's credentials (${code})`);
+      return new BucketError(code, `Object store refused the server's credentials (${code})`);
     }
     const what = key === null ? `bucket ${this.bucket}` : quote(key);
-    return new StoreError("io", `Object store failed ${method} ${what}: ${code}`);
+    return new BucketError(code, `Object store failed ${method} ${what}: ${code}`);
   }
 
   /**

@@ -20,7 +20,7 @@ import { checkName, quote, STAGING_DIR } from "./file_store.ts";
 import { formatHex } from "./format.ts";
 import type { KeepResult, KeptOptions } from "./kept_uploads.ts";
 import type { ListEntry } from "./protocol.ts";
-import { S3Bucket } from "./s3_bucket.ts";
+import { BucketError, S3Bucket } from "./s3_bucket.ts";
 import type { S3Credentials, S3Location } from "./s3_config.ts";
 import { keptChanged, type KeptObject, S3Kept } from "./s3_kept.ts";
 import { NOTHING, S3Reader } from "./s3_reader.ts";
@@ -211,7 +211,7 @@ export class S3Store implements Store {
     const key = segments.join("/");
     const overwrite = options.overwrite ?? false;
     if (this.#reserved.has(key)) {
-      throw new StoreError("exists", `An upload of ${quote(name)} is already in progress`);
+      throw new StoreError("in_progress", `An upload of ${quote(name)} is already in progress`);
     }
     const bucket = this.#bucket;
     const parents = segments.slice(0, -1).map((_, i) => segments.slice(0, i + 1).join("/"));
@@ -491,7 +491,8 @@ class S3Upload implements StoreUpload {
           start,
           start + store.partSize - 1,
         ).catch((error) => {
-          throw error instanceof StoreError && /PreconditionFailed|NoSuchKey/.test(error.message)
+          throw error instanceof BucketError &&
+              (error.reply === "PreconditionFailed" || error.reply === "NoSuchKey")
             ? keptChanged(this.name)
             : error;
         });

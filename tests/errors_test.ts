@@ -1,7 +1,8 @@
 /**
  * Unit tests for the error types that decide behaviour: a connection that ended early is an
  * interruption (what arrived is kept for a resume), data unlike what its sender announced is a
- * checksum failure, and any other protocol error is neither.
+ * checksum failure, and any other protocol error is neither; an object store's failure says which
+ * failure by its code.
  *
  * @module
  */
@@ -14,6 +15,7 @@ import {
   ProtocolError,
 } from "../lib/errors.ts";
 import { encodeControl, FrameReader, FrameType } from "../lib/protocol.ts";
+import { BucketError, S3Bucket } from "../lib/s3_bucket.ts";
 import { receiveData } from "../lib/transfer.ts";
 import { hashArena } from "../lib/xxh3.ts";
 import { bytesReader, concat, dataFrame, dataWithEnd } from "./wire.ts";
@@ -59,4 +61,20 @@ Deno.test("data unlike what its sender announced is a checksum mismatch, not an 
 Deno.test("other protocol errors are not interruptions", () => {
   assert.equal(interruptionOf(new ProtocolError("Connection closed, says the text")), null);
   assert.equal(interruptionOf(new Deno.errors.ConnectionReset("reset")), "connection reset");
+});
+
+Deno.test("an object store's failure carries the store's own code, not only its text", () => {
+  const bucket = new S3Bucket({
+    bucket: "ferry",
+    prefix: "",
+    endpoint: "http://127.0.0.1:9",
+    credentials: { accessKeyId: "KEY", secretAccessKey: "SECRET" },
+    timeoutMs: 1000,
+  });
+  const xml = "<Error><Code>PreconditionFailed</Code><Message>At least one</Message></Error>";
+  const failure = bucket.failure(412, xml, "PUT", "a.bin");
+  assert.ok(failure instanceof BucketError);
+  assert.equal(failure.reply, "PreconditionFailed");
+  assert.equal(failure.code, "io", "the client is told io");
+  assert.equal(bucket.failure(500, "", "GET", null).reply, "HTTP 500");
 });
