@@ -7,7 +7,7 @@
  * @module
  */
 
-import { ProtocolError, RefusedError, StoreError } from "./errors.ts";
+import { describeError, ProtocolError, RefusedError, StoreError } from "./errors.ts";
 import { FrameType, frameTypeName, parseError } from "./protocol.ts";
 import { type ByteSink, localWait, receiveData } from "./transfer.ts";
 import {
@@ -234,7 +234,7 @@ export async function receiveTree(
     const into: ByteSink = target ?? { write: () => Promise.resolve() };
     const fail = async (error: unknown) => {
       summary.failed++;
-      const message = error instanceof Error ? error.message.split("\n")[0] : String(error);
+      const message = describeError(error);
       event({ kind: "failed", path: entry.path, message });
       await io.out.writeControl(FrameType.RESULT, { index, ok: false, message });
     };

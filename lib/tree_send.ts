@@ -7,7 +7,7 @@
  */
 
 import type { BufferPool } from "./buffer_pool.ts";
-import { ProtocolError, RefusedError } from "./errors.ts";
+import { describeError, ProtocolError, RefusedError } from "./errors.ts";
 import { type FrameReader, FrameType, frameTypeName, parseError } from "./protocol.ts";
 import { createChecksum } from "./checksum.ts";
 import { checksumFilePrefix, localWait, sendData } from "./transfer.ts";
@@ -279,7 +279,7 @@ async function sendFile(
   } catch (error) {
     file?.close();
     file = undefined;
-    failure = `Cannot read it: ${error instanceof Error ? error.message.split("\n")[0] : error}`;
+    failure = `Cannot read it: ${describeError(error)}`;
   }
   io.out.cork();
   await io.out.writeControl(FrameType.FILE, { index, size });
@@ -338,7 +338,7 @@ async function sendSmall(
       }
     });
   } catch (error) {
-    const why = error instanceof Error ? error.message.split("\n")[0] : String(error);
+    const why = describeError(error);
     await io.out.writeControl(FrameType.ABORT, { code: "io", message: `Cannot read it: ${why}` });
     return 0;
   }
