@@ -515,6 +515,31 @@ Deno.test("http: with --token-file, bearer and sign-in cookie; cross-site refuse
     assert.equal(open.headers.get("location"), "/");
     await open.body?.cancel();
   });
+
+  await t.step("a sign-in form without a length is read no further than its limit", async () => {
+    // Anyone may post a sign-in form, so its body must not be held whole, however it is sent:
+    // a chunked one (no Content-Length) that runs past the form limit is refused.
+    let sent = 0;
+    const chunk = new TextEncoder().encode("x".repeat(64 * 1024));
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent === 0) controller.enqueue(new TextEncoder().encode(`token=${token}&pad=`));
+        // Bounded, so that a server reading it all ends too: 16 MiB.
+        if (sent >= 256) return controller.close();
+        sent++;
+        controller.enqueue(chunk);
+      },
+    });
+    const big = await fetch(`${base}?login`, {
+      method: "POST",
+      body,
+      headers: { origin, "content-type": "application/x-www-form-urlencoded" },
+      redirect: "manual",
+    });
+    assert.equal(big.status, 413);
+    await big.body?.cancel();
+    assert.ok(!big.headers.get("set-cookie"), "signed in with an oversized form");
+  });
   await assertRootHolds(server.root, ["c.txt", "f.txt", "n.txt"]);
 });
 

@@ -215,13 +215,38 @@ function safeNext(next: string): string {
   return /^\/(?![/\\])/.test(next) ? next : "/";
 }
 
+/**
+ * The sign-in form's text, read a chunk at a time and refused (413) once it passes
+ * {@link MAX_FORM_BYTES}: anyone may post it, and a body without a length must not be held whole.
+ */
+async function readForm(body: ReadableStream<Uint8Array> | null): Promise<string> {
+  if (body === null) return "";
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.length;
+    if (size > MAX_FORM_BYTES) {
+      await reader.cancel().catch(() => {});
+      throw new HttpError(413, "Login form too large");
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return new TextDecoder().decode(bytes);
+}
+
 async function login(request: Request, access: Access, exchange: Exchange): Promise<Response> {
   const length = Number(request.headers.get("content-length") ?? "0");
   if (!(length <= MAX_FORM_BYTES)) throw new HttpError(413, "Login form too large");
-  const text = new TextDecoder().decode(
-    new Uint8Array(await new Response(request.body).arrayBuffer()).subarray(0, MAX_FORM_BYTES),
-  );
-  const form = new URLSearchParams(text);
+  const form = new URLSearchParams(await readForm(request.body));
   const next = safeNext(form.get("next") ?? "/");
   if (!await tokenMatches(access, form.get("token") ?? "")) {
     exchange.result = "refused (wrong token)";
