@@ -53,10 +53,13 @@ async function startHttp(args: string[] = []): Promise<{ server: ServerProcess; 
 }
 
 /** A fresh headless Chromium with its own profile, closed and removed on dispose. */
-async function launch(): Promise<BrowserContext & AsyncDisposable> {
+async function launch(
+  options: { javaScriptEnabled?: boolean } = {},
+): Promise<BrowserContext & AsyncDisposable> {
   const profile = await makeTempDir({ prefix: "ferry_chromium_" });
   const context = await chromium.launchPersistentContext(profile.path, {
     executablePath: CHROMIUM,
+    javaScriptEnabled: options.javaScriptEnabled ?? true,
     acceptDownloads: true,
     args: [
       "--headless",
@@ -215,6 +218,39 @@ Deno.test({
     }
     assert.equal(dialogs, 0, "a script ran from a name");
     assert.deepEqual(errors, []);
+  },
+});
+
+Deno.test({
+  name: "http page: without JavaScript, the listing and its links, and no control that needs it",
+  ignore: !HAS_CHROMIUM,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const { server, base } = await startHttp(["--http-archives"]);
+    await using _ = server;
+    await Deno.mkdir(`${server.root}/photos`);
+    const bytes = randomBytes(5000);
+    await Deno.writeFile(`${server.root}/photos/beach.jpg`, bytes);
+    await Deno.writeFile(`${server.root}/notes.txt`, randomBytes(10));
+
+    await using browser = await launch({ javaScriptEnabled: false });
+    const page = await browser.newPage();
+    await page.goto(base);
+    const visible = (selector: string) => page.locator(selector).isVisible();
+    assert.ok(await visible("table.listing"), "the listing");
+    // The filter, the sort buttons and the upload area work only with the script: none is shown.
+    assert.equal(await visible("#filter"), false, "a filter box that cannot filter");
+    assert.equal(await visible("#upload"), false, "an upload area that cannot upload");
+    assert.equal(await page.locator("button.sort").count(), 0);
+    await page.click('a[href="/photos/"]');
+    await page.waitForURL(`${base}photos/`);
+    const [download] = await Promise.all([
+      page.waitForEvent("download"),
+      page.click('tr[data-name="beach.jpg"] a[download]'),
+    ]);
+    assert.deepEqual(await Deno.readFile((await download.path())!), bytes);
+    assert.ok(await visible('a[href="/photos/?tar"]'), "the folder's archive link");
   },
 });
 

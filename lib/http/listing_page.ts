@@ -74,7 +74,7 @@ export function childrenOf(entries: ListEntry[], folder: string): FolderEntry[] 
 const STYLE = `
 :root{color-scheme:light dark;--fg:#1b1f24;--bg:#fff;--mut:#5b6470;--line:#d8dde3;--acc:#0b62c4;--hi:#f2f5f8}
 @media (prefers-color-scheme:dark){:root{--fg:#e6e9ed;--bg:#15181c;--mut:#9aa4b0;--line:#2c3239;--acc:#6cb0ff;--hi:#1d2227}}
-*{box-sizing:border-box}body{margin:0;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);background:var(--bg)}
+*{box-sizing:border-box}[hidden]{display:none!important}body{margin:0;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);background:var(--bg)}
 header,main,footer{max-width:60rem;margin:0 auto;padding:.75rem 1rem}
 header{border-bottom:1px solid var(--line)}h1{font-size:1.15rem;margin:.2rem 0;word-break:break-all}
 h1 a{color:var(--acc);text-decoration:none}h1 a:hover,h1 a:focus{text-decoration:underline}
