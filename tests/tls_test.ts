@@ -236,6 +236,40 @@ Deno.test("first use: --tls to an unknown server fails with its fingerprint; tru
   );
 });
 
+Deno.test("the two-command recipe: the pasted --fingerprint is remembered, later commands need only --tls", async () => {
+  await using base = await makeTempDir();
+  await using home = await clientHome();
+  const { server, fingerprint, command } = await startTlsServer(join(base.path, "state"));
+  await using _ = server;
+  const pasted = await runClient(command, home.options);
+  assertSuccess(pasted, "the server's command");
+  assertOneStderrLine(
+    pasted,
+    /^ferry: remembered 127\.0\.0\.1:\d+ as SHA256:\S+ in .*known_servers$/,
+    {
+      what: "pasted",
+    },
+  );
+  assert.ok(pasted.stderr.includes(fingerprint), pasted.stderr);
+  const later = await ferry(server, ["--tls", "list"], home.options);
+  assertSuccess(later, "--tls after the pasted command");
+  assert.equal(later.stderr, "", "a remembered server is not announced again");
+});
+
+Deno.test("trust without --fingerprint remembers whatever certificate answers, and says which", async () => {
+  await using base = await makeTempDir();
+  await using home = await clientHome();
+  const { server, fingerprint } = await startTlsServer(join(base.path, "state"));
+  await using _ = server;
+  const trusted = await ferry(server, ["trust"], home.options);
+  assertSuccess(trusted, "trust");
+  assertOneStderrLine(trusted, /trusted 127\.0\.0\.1:\d+ as SHA256:/, { what: "trust" });
+  assert.ok(trusted.stderr.includes(fingerprint), trusted.stderr);
+  // Reading the certificate sends no request.
+  assert.ok(!server.lines.some((l) => REQUEST_LOG.test(l)), server.lines.join("\n"));
+  assertSuccess(await ferry(server, ["--tls", "list"], home.options), "--tls after trust");
+});
+
 Deno.test("--fingerprint pins by IP address and by a name the certificate does not carry", async () => {
   await using base = await makeTempDir();
   // A certificate naming only a name no one connects by.
