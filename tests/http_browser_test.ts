@@ -152,6 +152,27 @@ Deno.test({
     assert.match(await page.textContent("#results li.fail .state") ?? "", /File exists/);
     assert.deepEqual(await Deno.readFile(`${server.root}/from-browser.bin`), bytes);
 
+    // Every stop of the Tab key is something the visitor can see: the pickers' file inputs are
+    // invisible, and their labels are the stops.
+    await page.focus("#filter");
+    const stops: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      await page.keyboard.press("Tab");
+      stops.push(
+        await page.evaluate<string>(
+          "(e => e.id || e.textContent.trim())(document.activeElement)",
+        ),
+      );
+    }
+    assert.deepEqual(stops, [
+      "choose files",
+      "a folder",
+      "overwrite",
+      "Name",
+      "Size",
+      "Modified (UTC)",
+    ]);
+
     // From the keyboard: Tab to "choose files", Enter opens the picker.
     // (Listening first: Playwright asks Chromium to hand it file choosers only once it listens,
     // and the focus after it is a round trip that makes sure the request has gone.)

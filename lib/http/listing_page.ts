@@ -179,11 +179,12 @@ export function renderListing(
       escapeHtml(hrefOf(folder, true))
     }?tar" download>Download this folder (.tar)</a></p>`
     : "";
+  // The file inputs are invisible, so their labels take the keyboard's focus instead of them.
   const upload = options.canUpload
     ? `<section id="upload" hidden aria-label="Upload">
 <div id="drop">Drop files or folders here, or <label for="pick" tabindex="0">choose files</label>
-<input id="pick" type="file" multiple> or <label for="pickdir" tabindex="0">a folder</label>
-<input id="pickdir" type="file" webkitdirectory></div>
+<input id="pick" type="file" multiple tabindex="-1"> or <label for="pickdir" tabindex="0">a folder</label>
+<input id="pickdir" type="file" webkitdirectory tabindex="-1"></div>
 <label><input id="overwrite" type="checkbox"> Replace files that exist</label>
 <ul id="results" aria-live="polite"></ul></section>`
     : "";
