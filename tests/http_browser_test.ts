@@ -126,6 +126,12 @@ Deno.test({
     assert.deepEqual(await names(), ["photos", hostile, "notes.txt", "report.pdf"]);
     await page.click("th[data-key=size] button");
     assert.deepEqual(await names(), ["photos", "report.pdf", "notes.txt", hostile]);
+    // The column and direction of the sort are shown, not only told to screen readers.
+    const marks = await page.evaluate<string[]>(
+      `[...document.querySelectorAll("th[data-key] button.sort")]
+        .map((b) => getComputedStyle(b, "::after").content)`,
+    );
+    assert.deepEqual(marks, ["none", '" ▼"', "none"]);
 
     // Upload through the page's file input.
     const bytes = randomBytes(300_000);

@@ -85,6 +85,7 @@ tr:hover td{background:var(--hi)}a{color:var(--acc)}a:focus-visible,button:focus
 form.login{max-width:22rem;margin:3rem auto;display:grid;gap:.6rem}input,button{font:inherit;padding:.5rem .6rem;border:1px solid var(--line);border-radius:.35rem;background:var(--bg);color:var(--fg)}
 button{background:var(--acc);color:#fff;border:0;cursor:pointer}.err{color:#c62828}
 button.sort{background:none;color:inherit;padding:0;font:inherit;font-weight:600;cursor:pointer}
+th[aria-sort=ascending] .sort::after{content:" ▲"}th[aria-sort=descending] .sort::after{content:" ▼"}
 #tools{display:flex;gap:.5rem;flex-wrap:wrap;margin:.5rem 0}#tools input{flex:1;min-width:10rem}
 #drop{border:2px dashed var(--line);border-radius:.5rem;padding:1rem;text-align:center;margin:.75rem 0}
 #drop.over{border-color:var(--acc);background:var(--hi)}#drop label{color:var(--acc);text-decoration:underline;cursor:pointer}
