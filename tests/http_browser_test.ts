@@ -207,6 +207,20 @@ Deno.test({
     assert.deepEqual(await Deno.readFile(`${server.root}/album/raw/two.raw`), two);
     await page.waitForSelector('tr[data-name="album"]', { timeout: 15000 });
 
+    // Dropped on the page. A drop made by a script carries files but no file-system entries
+    // (webkitGetAsEntry answers null), which the page must still upload, not ignore.
+    await page.evaluate(`(() => {
+      const data = new DataTransfer();
+      data.items.add(new File(["dropped on the page"], "dropped.txt"));
+      document.dispatchEvent(new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true }));
+    })()`);
+    await waitFor(
+      "the dropped file to be stored",
+      async () => (await Deno.stat(`${server.root}/dropped.txt`).catch(() => null)) !== null,
+    );
+    assert.equal(await Deno.readTextFile(`${server.root}/dropped.txt`), "dropped on the page");
+    await page.waitForSelector('#results li.ok:has-text("dropped.txt")', { timeout: 15000 });
+
     // Download it back through the page's link, and compare.
     const [download] = await Promise.all([
       page.waitForEvent("download"),

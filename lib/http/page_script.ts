@@ -181,8 +181,12 @@ export const PAGE_SCRIPT = String.raw`"use strict";
     var items = e.dataTransfer && e.dataTransfer.items;
     if (items && items.length && items[0].webkitGetAsEntry) {
       Array.prototype.forEach.call(items, function (item) {
+        if (item.kind !== "file") return;
+        // An item without a file-system entry (a drop made by a script, some drags between
+        // programs) is still a file: upload it rather than drop it silently.
         var entry = item.webkitGetAsEntry();
         if (entry) walk(entry, "");
+        else { var f = item.getAsFile(); if (f) enqueue(f, f.name); }
       });
     } else if (e.dataTransfer) {
       Array.prototype.forEach.call(e.dataTransfer.files, function (f) { enqueue(f, f.name); });
