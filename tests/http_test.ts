@@ -394,6 +394,10 @@ Deno.test("http: --read-only refuses uploads and still serves", async () => {
   assert.equal(put.status, 403);
   assert.match(await put.text(), /read-only/);
   assert.equal(await (await fetch(`${base}r.txt`)).text(), "read me");
+  // The page offers no upload that would only be refused.
+  const page = await (await fetch(base, { headers: { accept: "text/html" } })).text();
+  assert.match(page, /data-name="r.txt"/);
+  assert.ok(!page.includes('id="upload"'), "an upload area on a read-only server");
   const other = await fetch(`${base}r.txt`, { method: "DELETE" });
   assert.equal(other.status, 405);
   await other.body?.cancel();
@@ -556,6 +560,11 @@ Deno.test("http: --http-public-read lets anyone read, uploads still need the tok
   await Deno.writeTextFile(`${server.root}/f.txt`, "public");
   assert.equal(await (await fetch(`${base}f.txt`)).text(), "public");
   assert.equal((await (await fetch(`${base}?json`)).json()).length, 1);
+  // Visitors see the listing and a way to sign in, not an upload area they cannot use yet.
+  const page = await (await fetch(base, { headers: { accept: "text/html" } })).text();
+  assert.match(page, /data-name="f.txt"/);
+  assert.match(page, /href="\/\?login">Sign in to upload/);
+  assert.ok(!page.includes('id="upload"'), "an upload area before signing in");
   const put = await fetch(`${base}n.txt`, { method: "PUT", body: "x" });
   assert.equal(put.status, 401);
   await put.body?.cancel();
