@@ -628,6 +628,20 @@ Deno.test("http: with TLS, the HTTP side is HTTPS with the same certificate", as
   ]);
   assert.equal(got.code, 0, got.stderr);
   assert.equal(got.stdout, "over tls");
+  // docs/http.md's recipe: fetch the certificate with openssl and check its fingerprint against
+  // the one the server printed, in the same form.
+  if (await commandWorks("openssl", ["version"])) {
+    const { hostname, port } = new URL(base);
+    const fetched = await runCommand("sh", [
+      "-c",
+      `openssl s_client -connect ${hostname}:${port} </dev/null 2>/dev/null | openssl x509 ` +
+      "| openssl x509 -outform der | openssl dgst -sha256 -binary | base64 | tr -d '='",
+    ]);
+    const printed = (await server.waitForLog(/TLS certificate SHA256:/)).match(
+      /SHA256:[A-Za-z0-9+/]{43}/,
+    )![0];
+    assert.equal(`SHA256:${decoder.decode(fetched.stdout).trim()}`, printed);
+  } else console.log("  openssl missing: the fingerprint recipe is not checked");
   // Plain HTTP to the HTTPS port gets nothing.
   const plain = await curl(["-o", "/dev/null", base.replace("https:", "http:") + "t.txt"]);
   assert.notEqual(plain.code, 0);
