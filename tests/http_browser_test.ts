@@ -259,6 +259,10 @@ Deno.test({
     }
     assert.equal(dialogs, 0, "a script ran from a name");
     assert.deepEqual(errors, []);
+    // The page names its icon, so the browser does not ask for /favicon.ico: every visit would
+    // otherwise log a refused request.
+    await server.waitForLog(/http GET "photos\/" 200/);
+    assert.ok(!server.lines.some((l) => l.includes("favicon")), server.lines.join("\n"));
   },
 });
 

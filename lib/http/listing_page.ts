@@ -102,6 +102,7 @@ function page(title: string, body: string, options: { script?: boolean } = {}): 
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1">
 <meta name="referrer" content="same-origin">
+<link rel="icon" href="data:,">
 <title>${escapeHtml(title)}</title>
 <style>${STYLE}</style></head>
 <body>${body}
