@@ -563,8 +563,25 @@ Deno.test("http: --http-public-read lets anyone read, uploads still need the tok
   // Visitors see the listing and a way to sign in, not an upload area they cannot use yet.
   const page = await (await fetch(base, { headers: { accept: "text/html" } })).text();
   assert.match(page, /data-name="f.txt"/);
-  assert.match(page, /href="\/\?login">Sign in to upload/);
+  assert.match(page, /href="\/\?login[^"]*">Sign in to upload/);
   assert.ok(!page.includes('id="upload"'), "an upload area before signing in");
+  // Signing in from a folder comes back to that folder.
+  await Deno.mkdir(`${server.root}/sub dir`);
+  const sub = await (await fetch(`${base}sub%20dir/`, { headers: { accept: "text/html" } })).text();
+  const link = /<a class="who" href="([^"]+)">Sign in to upload/.exec(sub);
+  assert.ok(link, sub);
+  const form = await (await fetch(new URL(link[1].replaceAll("&#38;", "&"), base))).text();
+  const next = /name="next" value="([^"]*)"/.exec(form)?.[1];
+  assert.equal(next, "/sub%20dir/");
+  const signedIn = await fetch(`${base}?login`, {
+    method: "POST",
+    body: new URLSearchParams({ token, next: next! }),
+    headers: { origin: new URL(base).origin },
+    redirect: "manual",
+  });
+  assert.equal(signedIn.status, 303);
+  assert.equal(signedIn.headers.get("location"), "/sub%20dir/");
+  await signedIn.body?.cancel();
   const put = await fetch(`${base}n.txt`, { method: "PUT", body: "x" });
   assert.equal(put.status, 401);
   await put.body?.cancel();

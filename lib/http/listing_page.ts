@@ -172,7 +172,9 @@ export function renderListing(
   const who = options.signedIn
     ? `<form class="who" method="post" action="/?logout"><button type="submit">Sign out</button></form>`
     : options.canSignIn
-    ? `<a class="who" href="/?login">Sign in to upload</a>`
+    ? `<a class="who" href="${
+      escapeHtml(`/?login&next=${encodeURIComponent(hrefOf(folder, true))}`)
+    }">Sign in to upload</a>`
     : "";
   const tools = `<div id="tools" hidden><input id="filter" type="search" ` +
     `placeholder="Filter by name" aria-label="Filter by name" autocomplete="off"></div>`;
