@@ -133,7 +133,7 @@ export interface ServerOptions {
   /**
    * The handshake (TLS, preamble, HELLO, authentication, a seed request line) must be done
    * within this long of the accept, and each request message within this long of its first
-   * byte (default 10000 ms; 0 never).
+   * byte (default 5000 ms; 0 never).
    */
   handshakeTimeoutMs?: number;
   /**
