@@ -7,6 +7,7 @@
  */
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { DEVICE_FILES_RULE } from "./devices.ts";
 import { describeError, ProtocolError, RefusedError, UsageError, UserError } from "./errors.ts";
 import { escapeUnsafe } from "./format.ts";
 
@@ -74,7 +75,8 @@ export const PERMISSION_HINT =
 /**
  * Describes a failure in one line, without the program name. A refusal by Deno's permission
  * layer says what was refused and then `permissionHint`, what to do, in place of Deno's own
- * advice (which would be to run with a flag such as --allow-all).
+ * advice (which would be to run with a flag such as --allow-all); a device or kernel file, which
+ * only --allow-all opens, is told so instead.
  */
 export function describeFailure(error: unknown, permissionHint = PERMISSION_HINT): string {
   if (error instanceof RefusedError) return `Refused by server: ${error.message}`;
@@ -83,7 +85,12 @@ export function describeFailure(error: unknown, permissionHint = PERMISSION_HINT
   if (error instanceof Deno.errors.NotCapable) {
     const what = describeError(error).replace(/, (run again|specify the required) .*$/, "")
       .replace(/^Requires /, "");
-    return `Not allowed by Deno's permissions (${what}): ${permissionHint}`;
+    // Deno asks for all access only to device and kernel files: the flags a hint would suggest
+    // (and the tasks that give them) cannot open those, so the way out is another path.
+    const hint = what.startsWith("all access")
+      ? `${DEVICE_FILES_RULE}; use a path outside them`
+      : permissionHint;
+    return `Not allowed by Deno's permissions (${what}): ${hint}`;
   }
   if (error instanceof Deno.errors.ConnectionReset || error instanceof Deno.errors.BrokenPipe) {
     return `Connection lost: ${describeError(error)}`;

@@ -793,6 +793,8 @@ async function readCa(path: string): Promise<string> {
   try {
     text = await Deno.readTextFile(path);
   } catch (error) {
+    // A refusal by Deno's permissions is reported as such, with what to do (lib/cli.ts).
+    if (error instanceof Deno.errors.NotCapable) throw error;
     throw new UserError(`Cannot read --ca ${path}: ${osReason(error)}`);
   }
   // Without this check a key or any other file fails later as "UnknownIssuer", which misleads.

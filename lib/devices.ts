@@ -21,6 +21,13 @@
 
 import { resolve } from "node:path";
 
+/**
+ * Deno's rule for device and kernel files, in words a message can quote: no permission flag short
+ * of --allow-all lifts it, so neither `deno task client` nor `deno task serve` can grant them.
+ */
+export const DEVICE_FILES_RULE =
+  "Deno opens device and kernel files (under /dev, /proc, /sys) only with --allow-all";
+
 /** One of this process's standard streams. */
 export type StandardStream = "stdin" | "stdout" | "stderr";
 

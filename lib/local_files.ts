@@ -7,6 +7,7 @@
  */
 
 import { resolve } from "node:path";
+import { DEVICE_FILES_RULE } from "./devices.ts";
 import { LocalFileError, UserError } from "./errors.ts";
 import type { DirectReader } from "./protocol.ts";
 
@@ -53,8 +54,8 @@ function sandboxReason(path: string, op: "read" | "write"): string {
       "and neither is a terminal here";
   }
   const redirect = op === "read" ? `put - NAME < ${path}` : `get NAME - > ${path}`;
-  return "Deno opens device and kernel files (under /dev, /proc, /sys) only with --allow-all; " +
-    `use "-" and a shell redirection instead (ferry HOST PORT ${redirect})`;
+  return `${DEVICE_FILES_RULE}; use "-" and a shell redirection instead ` +
+    `(ferry HOST PORT ${redirect})`;
 }
 
 /** `Cannot read PATH: reason`, for a local file that could not be opened or read. */

@@ -150,3 +150,24 @@ Deno.test("other paths Deno will not open, and a missing permission, get one lin
   );
   assert.doesNotMatch(noNet.stderr, DENO_ADVICE);
 });
+
+/** The one line for a path that Deno opens only with --allow-all, whoever names it. */
+const DEVICE_RULE_LINE =
+  /: Deno opens device and kernel files \(under \/dev, \/proc, \/sys\) only with --allow-all; use a path outside them$/;
+
+Deno.test("a token or CA file under /dev or /proc gets one line that names Deno's rule, not advice that cannot help", async () => {
+  await using server = await startServer();
+  // Deno refuses these by their place, before it looks for them: no such file is needed.
+  const cases: [string, string[]][] = [
+    ["token file under /dev", ["--token-file", "/dev/ferry-no-such.token", "list"]],
+    ["CA file under /proc", ["--tls", "--ca", "/proc/ferry-no-such.pem", "list"]],
+  ];
+  for (const [what, args] of cases) {
+    const result = await ferry(server, args);
+    assertFailure(result, DEVICE_RULE_LINE, { what });
+    assert.match(result.stderr, /^ferry: .*\/(dev|proc)\/ferry-no-such\./, what);
+    assert.doesNotMatch(result.stderr, DENO_ADVICE, what);
+    // The client was run as deno task client runs it: that advice would send the user in circles.
+    assert.doesNotMatch(result.stderr, /as deno task client does/, what);
+  }
+});

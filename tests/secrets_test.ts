@@ -290,3 +290,21 @@ Deno.test("a server that Deno's permissions refuse a file says so in one line, w
     what: "root with a comma",
   });
 });
+
+Deno.test("deno task serve with a root or token under /dev or /proc says in one line that Deno opens those only with --allow-all", async () => {
+  // Deno refuses these by their place, before it looks for them: nothing needs to exist.
+  const cases: [string, string[]][] = [
+    ["root under /dev", ["0", "--root", "/dev/ferry-no-such-root"]],
+    ["token under /proc", ["0", "--token-file", "/proc/ferry-no-such.token"]],
+  ];
+  for (const [what, args] of cases) {
+    const result = await runServeTask(args);
+    assertFailure(
+      result,
+      /^ferry-server: .*\/(dev|proc)\/ferry-no-such.*: Deno opens device and kernel files \(under \/dev, \/proc, \/sys\) only with --allow-all; use a path outside them$/,
+      { what },
+    );
+    // It was run with deno task serve: advice to do so would send the user in circles.
+    assert.doesNotMatch(result.stderr, /run it with deno task serve|run again/, what);
+  }
+});
