@@ -104,7 +104,7 @@ export function isInside(path: string, folder: string): boolean {
  * the server would hand it to any client that asks for its name. Symlinks on either side are
  * resolved, so neither a link to the secret in the root nor a root reached through a link
  * escapes the check. The secrets must exist (the server has read them); a root that does not
- * exist yet holds none.
+ * exist yet holds none, nor can a pipe a secret was read from (it has no path there).
  */
 export async function checkSecretsOutsideRoot(files: ServerFiles): Promise<void> {
   const secrets = secretFilesOf(files);
@@ -121,7 +121,15 @@ export async function checkSecretsOutsideRoot(files: ServerFiles): Promise<void>
     throw error;
   }
   for (const secret of secrets) {
-    const real = await Deno.realPath(secret.path);
+    let real: string;
+    try {
+      real = await Deno.realPath(secret.path);
+    } catch (error) {
+      // Read already, yet without a path: a pipe (`--token-file <(pass show ferry)` gives
+      // /dev/fd/63), which no client can download.
+      if (error instanceof Deno.errors.NotFound) continue;
+      throw error;
+    }
     if (isInside(real, root)) {
       throw new UserError(
         `Will not start: ${secret.option} ${secret.path} is inside the served folder ${root}, ` +

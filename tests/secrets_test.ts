@@ -308,3 +308,42 @@ Deno.test("deno task serve with a root or token under /dev or /proc says in one 
     assert.doesNotMatch(result.stderr, /run it with deno task serve|run again/, what);
   }
 });
+
+Deno.test("deno task serve takes a token from a pipe, as --token-file <(pass show ferry) gives it", async () => {
+  await using dir = await makeTempDir();
+  const token = `${dir.path}/ferry.token`;
+  await Deno.writeTextFile(token, crypto.randomUUID() + crypto.randomUUID() + "\n");
+  // A root that is there already: the server checks that the token is not in it.
+  const root = `${dir.path}/share`;
+  await Deno.mkdir(root);
+  // bash hands the task /dev/fd/63, a pipe: it has no real path, and so no place in the root.
+  const child = new Deno.Command("bash", {
+    args: [
+      "-c",
+      'exec "$0" task -q serve 0 --root "$1" --token-file <(cat "$2")',
+      Deno.execPath(),
+      root,
+      token,
+    ],
+    cwd: REPO_ROOT,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const { lines, done, firstMatch } = collectLines(child.stderr);
+  try {
+    const match = await firstMatch(SERVER_BANNER);
+    assert.ok(match, `the server did not start:\n${lines.join("\n")}`);
+    const endpoint = { host: match[2] ?? match[3], port: Number(match[4]) };
+    assertSuccess(await ferry(endpoint, ["--token-file", token, "list"]), "list with the token");
+  } finally {
+    try {
+      child.kill("SIGINT");
+    } catch {
+      // It did not start, and has exited.
+    }
+    await child.status;
+    await done;
+  }
+});
