@@ -28,6 +28,7 @@ import {
 } from "./errors.ts";
 import {
   type Activity,
+  encodeHeader,
   encodePreamble,
   FrameReader,
   FrameType,
@@ -68,6 +69,19 @@ import { DEFAULT_HASH_ARENA_SIZE, requestHashArena } from "./xxh3.ts";
 
 /** How an HTTP server's answer starts: a client that reached one says so at once. */
 const HTTP_STATUS_START = "HTTP/";
+
+/**
+ * How an HTML page starts: an HTTP server that takes the greeting for an HTTP/0.9 request
+ * (Python's http.server) answers with the page alone, without a status line. Eight bytes are
+ * read first: `<!DOCTYP`.
+ */
+const HTML_START = /^<(!doctyp|html)/i;
+
+/**
+ * Ends the HELLO's JSON (whitespace to JSON): a server that reads a whole line before it answers,
+ * as HTTP servers and the seed protocol do, answers at once instead of waiting for one.
+ */
+const HELLO_LINE_END = "\r\n";
 
 /** Longest KEEPALIVE interval a client asks for; otherwise a quarter of its stall timeout. */
 const KEEPALIVE_MAX_MS = 5000;
@@ -494,14 +508,22 @@ export class Session implements ClientSession {
 
   /** Sends the preamble and HELLO, and checks the server's answer. */
   async handshake(): Promise<void> {
-    await this.#out.writeRaw(encodePreamble(PROTOCOL_VERSION));
-    await this.#out.writeControl(FrameType.HELLO, {
-      client: `${NAME}/${VERSION}`,
-      // Watching for a stalled server: ask for a sign of life while it flushes an upload.
-      ...(this.#stallTimeoutMs === undefined
-        ? {}
-        : { keepalive: Math.min(KEEPALIVE_MAX_MS, this.#stallTimeoutMs / 4) }),
-    });
+    const hello = new TextEncoder().encode(
+      JSON.stringify({
+        client: `${NAME}/${VERSION}`,
+        // Watching for a stalled server: ask for a sign of life while it flushes an upload.
+        ...(this.#stallTimeoutMs === undefined
+          ? {}
+          : { keepalive: Math.min(KEEPALIVE_MAX_MS, this.#stallTimeoutMs / 4) }),
+      }) + HELLO_LINE_END,
+    );
+    await this.#out.writeRaw(
+      concatBytes([
+        encodePreamble(PROTOCOL_VERSION),
+        encodeHeader(FrameType.HELLO, hello.length),
+        hello,
+      ]),
+    );
     let first = await this.#frames.readSome(new Uint8Array(PREAMBLE_LENGTH)).catch(() => null);
     // A peer that is not a ferry server (or not one without TLS) is a mistake in the command
     // line, said plainly, not a transfer that failed.
@@ -517,7 +539,7 @@ export class Session implements ClientSession {
     const text = new TextDecoder().decode(first);
     if (!startsPreamble(first[0])) {
       throw new UserError(
-        text.startsWith(HTTP_STATUS_START)
+        text.startsWith(HTTP_STATUS_START) || HTML_START.test(text)
           ? `Server at ${this.target} is not a ferry server: it answered HTTP`
           : text.startsWith("cancel")
           ? `Server at ${this.target} speaks the seed protocol; try --legacy`

@@ -370,6 +370,42 @@ Deno.test("a client that reached an HTTP server says so at once", async () => {
   );
 });
 
+Deno.test("a client that reached python3 -m http.server, which waits for a whole line, says so at once", async () => {
+  if (!await commandWorks("python3", ["--version"])) {
+    console.log("python3 not found: skipped");
+    return;
+  }
+  await using dir = await makeTempDir();
+  const child = new Deno.Command("python3", {
+    args: ["-u", "-m", "http.server", "0", "--bind", "127.0.0.1"],
+    cwd: dir.path,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  try {
+    const { lines, firstMatch } = collectLines(child.stdout);
+    const match = await firstMatch(/port (\d+)/);
+    assert.ok(match, `python3 -m http.server did not start: ${lines.join("\n")}`);
+    const port = Number(match[1]);
+    const started = performance.now();
+    // Never a line from the client, it used to wait for one: the client's 15 s handshake timeout.
+    const result = await ferry({ host: "127.0.0.1", port }, ["list"]);
+    const ms = performance.now() - started;
+    assertFailure(
+      result,
+      new RegExp(
+        `^ferry: Server at 127\\.0\\.0\\.1:${port} is not a ferry server: it answered HTTP$`,
+      ),
+      { what: "list against python3 -m http.server" },
+    );
+    assert.ok(ms < 5000, `said so after ${ms.toFixed(0)} ms`);
+  } finally {
+    child.kill("SIGTERM");
+    await child.status;
+  }
+});
+
 // --------------------------------------------------------------------- get into a folder
 
 Deno.test("get and mget write into a folder only when LOCAL names it, never when a default name is one", async () => {
