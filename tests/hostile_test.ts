@@ -28,8 +28,6 @@ import {
 } from "./harness.ts";
 import { concat, dataFrame, Wire } from "./wire.ts";
 import { encodeControl, encodeHeader, encodePreamble, FrameType } from "../lib/protocol.ts";
-import { KEPT_DEFAULTS } from "../lib/kept_uploads.ts";
-import { SERVER_DEFAULTS } from "../lib/server.ts";
 
 /** The issue's bound for serving a good client while a crowd presses. */
 const SERVED_WITHIN_MS = 15000;
@@ -530,49 +528,4 @@ Deno.test("the start line shows the new limits, defaults and given ones", async 
   });
   const line = await server.waitForLog(/max connections/);
   assert.match(line, /handshake timeout 3 s, max per address unlimited, min upload rate none$/);
-});
-
-/** The server's limit options, in the order of {@link SERVER_DEFAULTS}. */
-const LIMIT_OPTIONS = [
-  "--max-connections",
-  "--max-per-address",
-  "--idle-timeout",
-  "--handshake-timeout",
-  "--min-rate",
-];
-
-Deno.test("the docs give the defaults of the limits and budgets that the server has", async () => {
-  const doc = (path: string) => Deno.readTextFile(new URL(`../${path}`, import.meta.url));
-  /** The default column of an option's row in a markdown table. */
-  const tableDefault = (text: string, option: string) =>
-    new RegExp(`^\\s*\\| \`${option}[^|]*\\| *([^|]*?) *\\|`, "m").exec(text)?.[1];
-  const { maxConnections, maxPerAddress, idleTimeoutMs, handshakeTimeoutMs, minRate } =
-    SERVER_DEFAULTS;
-  const server = await doc("docs/server.md");
-  assert.deepEqual(
-    LIMIT_OPTIONS.map((option) => tableDefault(server, option)),
-    [maxConnections, maxPerAddress, idleTimeoutMs / 1000, handshakeTimeoutMs / 1000, minRate]
-      .map(String),
-    "docs/server.md's option table",
-  );
-  assert.equal(tableDefault(server, "--keep-budget"), `${KEPT_DEFAULTS.budget / 2 ** 30} GiB`);
-  assert.equal(tableDefault(server, "--keep-for"), `${KEPT_DEFAULTS.maxAgeMs / 3600_000} h`);
-  const security = await doc("docs/security.md");
-  assert.deepEqual(
-    LIMIT_OPTIONS.map((option) => tableDefault(security, option)),
-    [
-      `${maxConnections}`,
-      `${maxPerAddress}`,
-      `${idleTimeoutMs / 1000} s`,
-      `${handshakeTimeoutMs / 1000} s`,
-      `${minRate} B/s`,
-    ],
-    "docs/security.md's table of limits",
-  );
-  // The library's options are the same, in milliseconds.
-  const library = (await doc("docs/library.md")).replace(/\s+/g, " ");
-  for (const [option, value] of Object.entries(SERVER_DEFAULTS)) {
-    const said = new RegExp(`\`${option}\` \\([^)]*default ${value}[;)]`);
-    assert.match(library, said, `docs/library.md on ${option}`);
-  }
 });
