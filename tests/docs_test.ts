@@ -1,8 +1,8 @@
 /**
  * What the documentation claims that a reader can check: every relative link in README.md and
  * docs/, and every path that climbs out of a page's folder, leads to a file of the repository (a
- * clone has nothing outside it), and the defaults the
- * docs give for the server's limits and budgets are the server's own.
+ * clone has nothing outside it), and the defaults the docs give for the server's limits and
+ * budgets are the server's own.
  *
  * @module
  */
