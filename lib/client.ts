@@ -79,7 +79,7 @@ const HTML_START = /^<(!doctyp|html)/i;
 
 /**
  * Ends the HELLO's JSON (whitespace to JSON): a server that reads a whole line before it answers,
- * as HTTP servers and the seed protocol do, answers at once instead of waiting for one.
+ * as many HTTP servers do, answers at once instead of waiting for one.
  */
 const HELLO_LINE_END = "\r\n";
 
