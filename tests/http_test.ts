@@ -69,7 +69,7 @@ async function sha256(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
   return btoa(String.fromCharCode(...digest));
 }
 
-Deno.test("http: listings show names escaped, and ?json is ferry list -r --json's files", async () => {
+Deno.test("http: listings show names escaped, and ?json is ferry list --json's", async () => {
   const { server, base } = await startHttp();
   await using _ = server;
   const hostile = `<img src=x onerror=alert(1)>&"'.txt`;
@@ -93,15 +93,21 @@ Deno.test("http: listings show names escaped, and ?json is ferry list -r --json'
   assert.equal(bare.headers.get("location"), "/sub/");
   await bare.body?.cancel();
 
+  // ?json is `ferry list --json` of the folder; with &recursive, `ferry list -r --json`; an
+  // empty folder is listed in its parent.
+  await Deno.mkdir(`${server.root}/sub/empty`);
+  const listed = async (args: string[]) =>
+    JSON.parse(decoder.decode((await ferry(server, ["list", "--json", ...args])).stdout));
   const json = await (await fetch(`${base}?json`)).json();
-  const listed = await ferry(server, ["list", "-r", "--json"]);
-  const files = (JSON.parse(decoder.decode(listed.stdout)) as Record<string, unknown>[])
-    .filter((entry) => entry.type === "file")
-    .map(({ type: _, ...rest }) => rest);
-  assert.deepEqual(json, files);
+  assert.deepEqual(json, await listed([]));
+  assert.deepEqual(json.map((e: { type: string }) => e.type), ["file", "dir"]);
+  assert.deepEqual(await (await fetch(`${base}?json&recursive`)).json(), await listed(["-r"]));
   const accept = await fetch(`${base}sub/`, { headers: { accept: "application/json" } });
-  assert.deepEqual((await accept.json()).map((e: { name: string }) => e.name), [`sub/${hostile}`]);
-
+  const subJson = await accept.json();
+  assert.deepEqual(subJson, await listed(["sub"]));
+  assert.deepEqual(subJson.map((e: { name: string }) => e.name), [`sub/${hostile}`, "sub/empty"]);
+  const subPage = await (await fetch(`${base}sub/`, { headers: { accept: "text/html" } })).text();
+  assert.match(subPage, /href="\/sub\/empty\/"/);
   const missing = await fetch(`${base}nope/`);
   assert.equal(missing.status, 404);
   await missing.body?.cancel();
@@ -398,9 +404,12 @@ Deno.test("http: --read-only refuses uploads and still serves", async () => {
   const page = await (await fetch(base, { headers: { accept: "text/html" } })).text();
   assert.match(page, /data-name="r.txt"/);
   assert.ok(!page.includes('id="upload"'), "an upload area on a read-only server");
-  const other = await fetch(`${base}r.txt`, { method: "DELETE" });
+  const other = await fetch(`${base}r.txt`, { method: "PATCH" });
   assert.equal(other.status, 405);
   await other.body?.cancel();
+  const remove = await fetch(`${base}r.txt`, { method: "DELETE" });
+  assert.equal(remove.status, 403, "changes to the tree: tests/http_tree_test.ts");
+  await remove.body?.cancel();
   await assertRootHolds(server.root, ["r.txt"]);
 });
 

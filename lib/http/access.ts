@@ -92,6 +92,11 @@ function cookieOf(request: Request, name: string): string | null {
   return null;
 }
 
+/** Whether a browser sent the request from a page of another site. */
+export function crossSite(request: Request, url: URL): boolean {
+  return !sameOrigin(request, url);
+}
+
 /** Whether a request comes from a page of this server (not another site in the same browser). */
 function sameOrigin(request: Request, url: URL): boolean {
   const origin = request.headers.get("origin");
@@ -118,7 +123,8 @@ export interface Authorized {
   mayWrite: boolean;
 }
 
-const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+/** Methods that change nothing: every other one needs the token, and may not come cross-site. */
+export const SAFE_METHODS: ReadonlySet<string> = new Set(["GET", "HEAD", "OPTIONS"]);
 
 /** Largest login form read. */
 const MAX_FORM_BYTES = 8192;

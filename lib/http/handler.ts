@@ -9,7 +9,6 @@
 
 import { describeError, isNoSpace, StoreError } from "../errors.ts";
 import { type FileStore, quote } from "../file_store.ts";
-import { safeJson } from "../format.ts";
 import type { ErrorCode, ListEntry } from "../protocol.ts";
 import { tarStream } from "./tar_stream.ts";
 import {
@@ -19,7 +18,9 @@ import {
   parseRange,
   validatorsOf,
 } from "./conditional.ts";
-import { childrenOf, renderError, renderListing } from "./listing_page.ts";
+import { renderError, renderListing } from "./listing_page.ts";
+import { formatListing } from "../tree_cli.ts";
+import { listTree } from "../tree_store.ts";
 
 /** Options of the HTTP side that the handler needs. */
 export interface HandlerContext {
@@ -191,10 +192,12 @@ export async function serveRead(
     }
   }
   // Here the name is the root, or something the store found that is not a regular file: a
-  // folder (an empty one lists as empty).
-  const entries = await ctx.store.list();
-  const prefix = target.name === "" ? "" : target.name + "/";
-  exchange.name = prefix || "/";
+  // folder, listed by the store's folder listing (as `ferry list`), or nothing (404).
+  const dir = target.name === "" ? undefined : target.name;
+  const recursive = url.searchParams.has("recursive");
+  const json = wantsJson(request, url);
+  const entries = await listTree(ctx.store, { dir, recursive: json && recursive });
+  exchange.name = dir === undefined ? "/" : dir + "/";
   if (!target.folder) {
     return new Response(null, {
       status: 301,
@@ -202,23 +205,18 @@ export async function serveRead(
     });
   }
   if (url.searchParams.has("tar")) {
-    return serveArchive(request, target.name, entries, ctx, exchange);
+    return serveArchive(request, target.name, await ctx.store.list(), ctx, exchange);
   }
   let body: string;
   let type: string;
-  if (wantsJson(request, url)) {
-    // The files under this folder as `ferry list -r --json` prints them, without its folders
-    // and `type` fields: the shape ferry's listings had before folders.
-    const under = entries.filter((entry) => entry.name.startsWith(prefix));
-    body = safeJson(
-      under.map((e) => ({ name: e.name, size: e.size, mtime: new Date(e.mtime).toISOString() })),
-      2,
-    ) + "\n";
+  if (json) {
+    // Exactly what `ferry list DIR --json` (with ?recursive, `ferry list -r DIR --json`) prints.
+    body = formatListing(entries, { json: true, long: false });
     type = "application/json";
   } else {
-    body = renderListing(target.name, childrenOf(entries, target.name), {
+    body = renderListing(target.name, entries, {
       signedIn: ctx.signedIn,
-      canUpload: !ctx.readOnly && (ctx.mayWrite ?? true),
+      canChange: !ctx.readOnly && (ctx.mayWrite ?? true),
       canSignIn: ctx.canSignIn,
       archives: ctx.archives,
     });

@@ -10,7 +10,7 @@
 import type { FileStore } from "../file_store.ts";
 import { quote } from "../file_store.ts";
 import { formatAddr } from "../connection.ts";
-import { type Access, authorize } from "./access.ts";
+import { type Access, authorize, crossSite, SAFE_METHODS } from "./access.ts";
 import { PAGE_SCRIPT } from "./page_script.ts";
 import {
   errorResponse,
@@ -21,6 +21,7 @@ import {
   statusOf,
   targetOf,
 } from "./handler.ts";
+import { serveTreeChange } from "./tree_change.ts";
 import { serveWrite } from "./upload.ts";
 
 /** Options for {@link startHttpServer}. */
@@ -187,6 +188,11 @@ async function route(
   const granted = access
     ? await authorize(request, url, info, access, exchange)
     : { response: null, signedIn: false, mayWrite: true };
+  if (!access && !SAFE_METHODS.has(method) && crossSite(request, url)) {
+    // Without a token anyone may change files, but not through a visitor's browser from
+    // another site (a form POSTs there with no preflight; a page on the LAN is reachable).
+    throw new HttpError(403, "Refused: the request was sent from another site");
+  }
   if (granted.response) return granted.response;
   const ctx: HandlerContext = {
     ...base,
@@ -202,6 +208,10 @@ async function route(
       return await serveRead(request, url, target, ctx, exchange);
     case "PUT":
       return await serveWrite(request, url, target, ctx, exchange);
+    case "DELETE":
+    case "MOVE":
+    case "MKCOL":
+      return await serveTreeChange(request, url, target, ctx, exchange);
     case "OPTIONS":
       return new Response(null, { status: 204, headers: { allow: ALLOW } });
     default:
@@ -209,7 +219,7 @@ async function route(
   }
 }
 
-const ALLOW = "GET, HEAD, PUT, OPTIONS";
+const ALLOW = "GET, HEAD, PUT, DELETE, MOVE, MKCOL, OPTIONS";
 
 /**
  * `?resume`: how many bytes of an interrupted upload of the name the server keeps, as

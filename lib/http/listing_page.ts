@@ -8,7 +8,7 @@
  */
 
 import { formatBytes } from "../format.ts";
-import type { ListEntry } from "../protocol.ts";
+import type { TreeEntry } from "../tree_protocol.ts";
 import { NAME, VERSION } from "../version.ts";
 
 /** Escapes text for HTML content and double- or single-quoted attribute values. */
@@ -20,55 +20,6 @@ export function escapeHtml(text: string): string {
 export function hrefOf(name: string, folder = false): string {
   const path = name === "" ? "" : name.split("/").map(encodeURIComponent).join("/");
   return "/" + path + (folder && path !== "" ? "/" : "");
-}
-
-/** One row of a folder listing: a file, or a folder with the totals of what is under it. */
-export interface FolderEntry {
-  /** Last segment of the name. */
-  name: string;
-  /** Full name relative to the root. */
-  path: string;
-  folder: boolean;
-  /** Bytes (for a folder: of every file under it). */
-  size: number;
-  /** Modification time, ms since the epoch (for a folder: its newest file's). */
-  mtime: number;
-}
-
-/**
- * The immediate children of `folder` ("" for the root) among a recursive listing: files as they
- * are, sub-folders summed. Folders first, then files, each by name.
- */
-export function childrenOf(entries: ListEntry[], folder: string): FolderEntry[] {
-  const prefix = folder === "" ? "" : folder + "/";
-  const folders = new Map<string, FolderEntry>();
-  const files: FolderEntry[] = [];
-  for (const entry of entries) {
-    if (!entry.name.startsWith(prefix)) continue;
-    const rest = entry.name.slice(prefix.length);
-    const slash = rest.indexOf("/");
-    if (slash < 0) {
-      files.push({
-        name: rest,
-        path: entry.name,
-        folder: false,
-        size: entry.size,
-        mtime: entry.mtime,
-      });
-      continue;
-    }
-    const name = rest.slice(0, slash);
-    const row = folders.get(name) ??
-      { name, path: prefix + name, folder: true, size: 0, mtime: 0 };
-    row.size += entry.size;
-    row.mtime = Math.max(row.mtime, entry.mtime);
-    folders.set(name, row);
-  }
-  const byName = (
-    a: FolderEntry,
-    b: FolderEntry,
-  ) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
-  return [...[...folders.values()].sort(byName), ...files.sort(byName)];
 }
 
 const STYLE = `
@@ -93,8 +44,12 @@ th[aria-sort=ascending] .sort::after{content:" ▲"}th[aria-sort=descending] .so
 #results{list-style:none;padding:0;margin:.5rem 0}#results li{display:grid;grid-template-columns:1fr 7rem;gap:.1rem .5rem;padding:.3rem 0;border-bottom:1px solid var(--line)}
 #results .f{word-break:break-all}#results progress{width:100%}#results .state{grid-column:1/3;font-size:.85rem;color:var(--mut)}
 #results li.ok .state{color:#2e7d32}#results li.fail .state{color:#c62828}
+td.a{white-space:nowrap}td.a button{background:none;color:var(--acc);padding:0 .2rem;margin-left:.4rem;text-decoration:underline}
+dialog{border:1px solid var(--line);border-radius:.5rem;background:var(--bg);color:var(--fg);max-width:min(28rem,92vw)}
+dialog form{display:grid;gap:.6rem}dialog p{margin:0;word-break:break-all}dialog .row{display:flex;gap:.5rem;justify-content:flex-end}
+dialog button.no{background:none;color:var(--fg);border:1px solid var(--line)}
 header form{display:inline}header .who{float:right}
-@media (max-width:40rem){td.d,th.d{display:none}body{font-size:16px}#results li{grid-template-columns:1fr 5rem}}
+@media (max-width:40rem){td.d,th.d{display:none}td.a{white-space:normal}body{font-size:16px}#results li{grid-template-columns:1fr 5rem}}
 `;
 
 function page(title: string, body: string, options: { script?: boolean } = {}): string {
@@ -124,8 +79,8 @@ function shownDate(ms: number): string {
 export interface ListingPageOptions {
   /** Show the sign-out button (a browser signed in with the cookie). */
   signedIn?: boolean;
-  /** Offer uploads (the server takes them from this visitor). */
-  canUpload?: boolean;
+  /** Offer uploads, rename, delete and new folder (the server takes changes from this visitor). */
+  canChange?: boolean;
   /** Offer a sign-in link (the server has a token, and reading is public). */
   canSignIn?: boolean;
   /** Offer the folder as a tar archive (`?tar`). */
@@ -135,10 +90,13 @@ export interface ListingPageOptions {
 /** Where the page's script is served (see lib/http/page_script.ts). */
 export const SCRIPT_PATH = "/?asset=page.js";
 
-/** The HTML listing of `folder` ("" for the root). */
+/**
+ * The HTML listing of `folder` ("" for the root) from its entries as the store lists them
+ * (lib/tree_store.ts listTree: names relative to the root).
+ */
 export function renderListing(
   folder: string,
-  rows: FolderEntry[],
+  entries: TreeEntry[],
   options: ListingPageOptions = {},
 ): string {
   const segments = folder === "" ? [] : folder.split("/");
@@ -152,18 +110,46 @@ export function renderListing(
       escapeHtml(hrefOf(segments.slice(0, -1).join("/"), true))
     }" class="dir">..</a></td><td class="s"></td><td class="d"></td><td></td></tr>`
     : "";
+  // Folders first, then files, each by name (the store lists them all by name).
+  const rows = [
+    ...entries.filter((e) => e.type === "dir"),
+    ...entries.filter((e) => e.type === "file"),
+  ];
   const body = rows.map((row) => {
-    const href = escapeHtml(hrefOf(row.path, row.folder));
-    const name = escapeHtml(row.name);
-    const link = row.folder
+    const folderRow = row.type === "dir";
+    const base = row.name.split("/").at(-1)!;
+    const name = escapeHtml(base);
+    const cells = (link: string, size: string, date: string, download: string) =>
+      `<td class="n">${link}</td><td class="s">${size}</td><td class="d">${date}</td>` +
+      `<td class="a">${download}</td>`;
+    if (row.notUtf8) {
+      // No request can name it: shown, never linked, never offered for a change.
+      return `<tr data-name="${name}" data-size="0" data-mtime="0" data-folder="${
+        folderRow ? 1 : 0
+      }" data-fixed="1">` +
+        cells(
+          `<span${folderRow ? ' class="dir"' : ""}>${name}${folderRow ? "/" : ""}</span> ` +
+            `<span class="mut">(name not UTF-8: rename it on the server)</span>`,
+          "?",
+          "",
+          "",
+        ) +
+        `</tr>`;
+    }
+    const href = escapeHtml(hrefOf(row.name, folderRow));
+    const link = folderRow
       ? `<a href="${href}" class="dir">${name}/</a>`
       : `<a href="${href}">${name}</a>`;
-    const download = row.folder ? "" : `<a href="${href}?download" download="${name}">download</a>`;
+    const download = folderRow ? "" : `<a href="${href}?download" download="${name}">download</a>`;
     return `<tr data-name="${name}" data-size="${row.size}" data-mtime="${row.mtime}" data-folder="${
-      row.folder ? 1 : 0
+      folderRow ? 1 : 0
     }">` +
-      `<td class="n">${link}</td><td class="s">${escapeHtml(formatBytes(row.size))}</td>` +
-      `<td class="d">${shownDate(row.mtime)}</td><td>${download}</td></tr>`;
+      cells(
+        link,
+        folderRow ? "" : escapeHtml(formatBytes(row.size)),
+        shownDate(row.mtime),
+        download,
+      ) + `</tr>`;
   }).join("\n");
   const empty = `<p class="mut" id="empty"${
     rows.length ? " hidden" : ""
@@ -177,14 +163,16 @@ export function renderListing(
     }">Sign in to upload</a>`
     : "";
   const tools = `<div id="tools" hidden><input id="filter" type="search" ` +
-    `placeholder="Filter by name" aria-label="Filter by name" autocomplete="off"></div>`;
+    `placeholder="Filter by name" aria-label="Filter by name" autocomplete="off">` +
+    (options.canChange ? `<button type="button" id="newfolder">New folder</button>` : "") +
+    `</div>`;
   const archive = options.archives
     ? `<p><a href="${
       escapeHtml(hrefOf(folder, true))
     }?tar" download>Download this folder (.tar)</a></p>`
     : "";
   // The file inputs are invisible, so their labels take the keyboard's focus instead of them.
-  const upload = options.canUpload
+  const upload = options.canChange
     ? `<section id="upload" hidden aria-label="Upload">
 <div id="drop">Drop files or folders here, or <label for="pick" tabindex="0">choose files</label>
 <input id="pick" type="file" multiple tabindex="-1"> or <label for="pickdir" tabindex="0">a folder</label>
@@ -195,7 +183,9 @@ export function renderListing(
   return page(
     `${title} — ${NAME}`,
     `<header>${who}<h1>${crumbs.join("")}</h1>${tools}</header>
-<main>${upload}<table class="listing"><thead><tr><th data-key="name">Name</th>` +
+<main>${upload}<table class="listing"${
+      options.canChange ? ' data-change="1"' : ""
+    }><thead><tr><th data-key="name">Name</th>` +
       `<th class="s" data-key="size">Size</th><th class="d" data-key="mtime">Modified (UTC)</th>` +
       `<th></th></tr></thead>
 <tbody>${parent}

@@ -1,7 +1,8 @@
 /**
  * The listing page's script, embedded as a string so a compiled binary serves it with no file
- * and no network: sorting by column, filtering by name, and uploads of files and whole folders
- * (picked or dropped) with a progress bar and a result for each. The listing works without it.
+ * and no network: sorting by column, filtering by name, uploads of files and whole folders
+ * (picked or dropped) with a progress bar and a result for each, and rename, delete (confirmed)
+ * and new folder through one dialog, each with its result. The listing works without it.
  * It builds every element with textContent, never innerHTML, so a name can only ever be text.
  * Served at `/?asset=page.js` under a Content-Security-Policy that allows no inline script.
  *
@@ -58,7 +59,10 @@ export const PAGE_SCRIPT = String.raw`"use strict";
   }
   if (filter) filter.addEventListener("input", applyFilter);
 
-  // Refreshing the listing after uploads, keeping the sort and the filter.
+  // Adds a row's rename and delete buttons, once the page knows it may (below).
+  var decorate = function () {};
+
+  // Refreshing the listing after uploads and changes, keeping the sort and the filter.
   function refresh() {
     return fetch(location.pathname, { headers: { accept: "text/html" }, credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.text() : null; })
@@ -69,7 +73,7 @@ export const PAGE_SCRIPT = String.raw`"use strict";
         if (!fresh) return;
         rows().forEach(function (r) { r.remove(); });
         Array.prototype.forEach.call(fresh.rows, function (r) {
-          if (r.dataset.name !== undefined) tbody.appendChild(document.importNode(r, true));
+          if (r.dataset.name !== undefined) decorate(tbody.appendChild(document.importNode(r, true)));
         });
         var empty = document.getElementById("empty");
         if (empty) empty.hidden = rows().length > 0;
@@ -81,6 +85,108 @@ export const PAGE_SCRIPT = String.raw`"use strict";
   if (!upload) return;
   upload.hidden = false;
   var results = document.getElementById("results");
+  var changes = table.dataset.change === "1";
+
+  // Rename, delete and new folder: one modal dialog asks (Escape or Cancel backs out), then one
+  // request (MOVE, DELETE, MKCOL) does it, and its result is listed as an upload's is.
+  function here() { return location.pathname.replace(/\/?$/, "/"); }
+  function shownHere() { try { return decodeURIComponent(here()); } catch (e) { return here(); } }
+  function hrefIn(path) { return here() + path.split("/").map(encodeURIComponent).join("/"); }
+  var dialog = document.createElement("dialog");
+  var askForm = document.createElement("form");
+  var question = document.createElement("p");
+  var answer = document.createElement("input");
+  answer.type = "text";
+  answer.autocomplete = "off";
+  answer.setAttribute("aria-label", "Name");
+  var buttons = document.createElement("div");
+  buttons.className = "row";
+  var cancel = document.createElement("button");
+  cancel.type = "button";
+  cancel.className = "no";
+  cancel.textContent = "Cancel";
+  var go = document.createElement("button");
+  go.type = "submit";
+  buttons.appendChild(cancel); buttons.appendChild(go);
+  askForm.appendChild(question); askForm.appendChild(answer); askForm.appendChild(buttons);
+  dialog.appendChild(askForm);
+  document.body.appendChild(dialog);
+  var onAnswer = null;
+  cancel.addEventListener("click", function () { dialog.close(); });
+  dialog.addEventListener("close", function () { onAnswer = null; });
+  askForm.addEventListener("submit", function (e) {
+    e.preventDefault();
+    var then = onAnswer, value = answer.value.trim();
+    if (!answer.hidden && value === "") { answer.focus(); return; }
+    dialog.close();
+    if (then) then(value);
+  });
+  function ask(text, options, then) {
+    question.textContent = text;
+    answer.hidden = options.value === undefined;
+    answer.value = options.value || "";
+    go.textContent = options.action;
+    onAnswer = then;
+    dialog.showModal();
+    if (!answer.hidden) { answer.focus(); answer.select(); } else cancel.focus();
+  }
+  function act(label, method, url, headers) {
+    var li = document.createElement("li");
+    var what = document.createElement("span");
+    what.className = "f";
+    what.textContent = label;
+    var state = document.createElement("span");
+    state.className = "state";
+    state.textContent = "working";
+    li.appendChild(what); li.appendChild(state);
+    results.appendChild(li);
+    headers.accept = "application/json";
+    return fetch(url, { method: method, headers: headers, credentials: "same-origin" })
+      .then(function (r) {
+        return r.json().catch(function () { return {}; }).then(function (body) {
+          li.className = r.ok ? "ok" : "fail";
+          state.textContent = r.ok ? "done" : "failed (" + r.status + "): " + (body.error || r.statusText);
+        });
+      }, function () { li.className = "fail"; state.textContent = "failed: connection lost"; })
+      .then(refresh);
+  }
+  function rename(row) {
+    var name = row.dataset.name, folder = row.dataset.folder === "1";
+    ask("Rename \u201c" + name + "\u201d to (a name, or a path under this folder):", { value: name, action: "Rename" }, function (to) {
+      if (to === name) return;
+      act("Rename " + name + " \u2192 " + to, "MOVE", hrefIn(name) + (folder ? "/" : ""), { destination: hrefIn(to) });
+    });
+  }
+  function remove(row) {
+    var name = row.dataset.name, folder = row.dataset.folder === "1";
+    var text = folder ? "Delete the folder \u201c" + name + "\u201d and everything in it?" : "Delete \u201c" + name + "\u201d?";
+    ask(text, { action: "Delete" }, function () {
+      act("Delete " + name, "DELETE", hrefIn(name) + (folder ? "/?recursive" : ""), {});
+    });
+  }
+  function button(text, label, onClick) {
+    var b = document.createElement("button");
+    b.type = "button";
+    b.textContent = text;
+    b.setAttribute("aria-label", label);
+    b.addEventListener("click", onClick);
+    return b;
+  }
+  decorate = function (row) {
+    if (!changes || row.dataset.name === undefined || row.dataset.fixed === "1") return;
+    var cell = row.cells[row.cells.length - 1];
+    cell.appendChild(button("Rename", "Rename " + row.dataset.name, function () { rename(row); }));
+    cell.appendChild(button("Delete", "Delete " + row.dataset.name, function () { remove(row); }));
+  };
+  rows().forEach(decorate);
+  var newFolder = document.getElementById("newfolder");
+  if (newFolder && changes) {
+    newFolder.addEventListener("click", function () {
+      ask("New folder in " + shownHere() + ":", { value: "", action: "Create" }, function (name) {
+        act("New folder " + name, "MKCOL", hrefIn(name) + "/", {});
+      });
+    });
+  }
   var overwrite = document.getElementById("overwrite");
   var drop = document.getElementById("drop");
   var queue = [], running = 0, LIMIT = 3, pendingRefresh = false;
