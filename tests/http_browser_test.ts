@@ -1,8 +1,8 @@
 /**
  * The HTTP side's page in a real headless Chromium (Debian's `chromium`, driven by
  * playwright-core): the listing, names shown as text, filter and sort, an upload through the page
- * with its result, a download compared byte for byte, sign-in with the token, and a phone-sized
- * screen. Skipped, with a note, where /usr/bin/chromium is missing (.ci/run installs it).
+ * with its result, a download compared byte for byte, rename, delete and new folder (with the
+ * mouse and from the keyboard), sign-in with the token, and a phone-sized screen. Skipped, with a note, where /usr/bin/chromium is missing (.ci/run installs it).
  *
  * `FERRY_SCREENSHOT=1` also writes docs/http-page.png, the README's picture of the page.
  */
@@ -296,6 +296,112 @@ Deno.test({
     ]);
     assert.deepEqual(await Deno.readFile((await download.path())!), bytes);
     assert.ok(await visible('a[href="/photos/?tar"]'), "the folder's archive link");
+  },
+});
+
+Deno.test({
+  name: "http page: rename, delete and new folder in Chromium, from the keyboard too",
+  ignore: !HAS_CHROMIUM,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const { server, base } = await startHttp();
+    await using _ = server;
+    const root = server.root;
+    const hostile = `<img src=x onerror=alert(1)>.txt`;
+    await Deno.writeTextFile(`${root}/old.txt`, "old");
+    await Deno.writeTextFile(`${root}/taken.txt`, "taken");
+    await Deno.writeTextFile(`${root}/${hostile}`, "boo");
+    await Deno.mkdir(`${root}/box/inner`, { recursive: true });
+    await Deno.writeTextFile(`${root}/box/inner/f.txt`, "f");
+
+    await using browser = await launch();
+    const page = await browser.newPage();
+    let dialogs = 0;
+    page.on("dialog", (dialog) => {
+      dialogs++;
+      dialog.dismiss();
+    });
+    const errors: string[] = [];
+    page.on("pageerror", (error) => errors.push(String(error)));
+    await page.goto(base);
+    const row = (name: string) => `tr[data-name="${name.replace(/["\\]/g, "\\$&")}"]`;
+    const result = (state: "ok" | "fail", text: string) =>
+      page.waitForSelector(`#results li.${state}:has-text(${JSON.stringify(text)})`, {
+        timeout: 15000,
+      });
+    const exists = (path: string) => Deno.lstat(path).then(() => true, () => false);
+
+    // Rename from the keyboard: focus the row's button, Enter, type the new name, Enter.
+    await page.focus(`${row("old.txt")} button[aria-label="Rename old.txt"]`);
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("dialog[open] input:focus");
+    await page.keyboard.press("Control+a");
+    await page.keyboard.type("new.txt");
+    await page.keyboard.press("Enter");
+    await result("ok", "Rename old.txt");
+    assert.equal(await Deno.readTextFile(`${root}/new.txt`), "old");
+    assert.ok(!await exists(`${root}/old.txt`));
+    await page.waitForSelector(row("new.txt"));
+
+    // A taken name is refused, and the page says why.
+    await page.click(`${row("new.txt")} button[aria-label="Rename new.txt"]`);
+    await page.fill("dialog[open] input", "taken.txt");
+    await page.click("dialog[open] button[type=submit]");
+    const refused = await result("fail", "Rename new.txt");
+    assert.match(await refused.textContent() ?? "", /409.*File exists/);
+    assert.equal(await Deno.readTextFile(`${root}/taken.txt`), "taken");
+
+    // Delete asks first: Escape backs out, and the question shows the name as text.
+    await page.click(`${row(hostile)} button[aria-label="Delete ${hostile}"]`);
+    await page.waitForSelector("dialog[open]");
+    assert.equal(await page.textContent("dialog[open] p"), `Delete \u201c${hostile}\u201d?`);
+    await page.keyboard.press("Escape");
+    await page.waitForSelector("dialog", { state: "hidden" });
+    assert.ok(await exists(`${root}/${hostile}`), "deleted without confirmation");
+    await page.click(`${row(hostile)} button[aria-label="Delete ${hostile}"]`);
+    await page.click("dialog[open] button[type=submit]");
+    await result("ok", `Delete ${hostile}`);
+    assert.ok(!await exists(`${root}/${hostile}`));
+    await page.waitForSelector(row(hostile), { state: "detached" });
+
+    // A folder goes with everything in it, once confirmed.
+    await page.click(`${row("box")} button[aria-label="Delete box"]`);
+    assert.match(await page.textContent("dialog[open] p") ?? "", /everything in it/);
+    await page.click("dialog[open] button[type=submit]");
+    await result("ok", "Delete box");
+    assert.ok(!await exists(`${root}/box`));
+
+    // A new folder, from the keyboard; it shows although it is empty, and opens.
+    await page.focus("#newfolder");
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("dialog[open] input:focus");
+    await page.keyboard.type("made here");
+    await page.keyboard.press("Enter");
+    await result("ok", "New folder made here");
+    assert.ok((await Deno.stat(`${root}/made here`)).isDirectory);
+    await page.click('a[href="/made%20here/"]');
+    await page.waitForURL(`${base}made%20here/`);
+    await page.waitForSelector("#empty:not([hidden])");
+    // The same actions work in a sub-folder: rename a file into place there.
+    await Deno.writeTextFile(`${root}/made here/a.txt`, "a");
+    await page.reload();
+    await page.click(`${row("a.txt")} button[aria-label="Rename a.txt"]`);
+    await page.fill("dialog[open] input", "b #1.txt");
+    await page.keyboard.press("Enter");
+    await result("ok", "Rename a.txt");
+    assert.equal(await Deno.readTextFile(`${root}/made here/b #1.txt`), "a");
+
+    assert.equal(dialogs, 0, "a native dialog opened, or a script ran from a name");
+    assert.deepEqual(errors, []);
+
+    // Read-only: the page offers no change at all.
+    const readOnly = await startHttp(["--read-only"]);
+    await using _ro = readOnly.server;
+    await Deno.writeTextFile(`${readOnly.server.root}/r.txt`, "r");
+    await page.goto(readOnly.base);
+    await page.waitForSelector("#tools:not([hidden])");
+    assert.equal(await page.locator("td button, #newfolder, #upload").count(), 0);
   },
 });
 
