@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import {
   assertRootHolds,
   commandWorks,
+  ferry,
   makeTempDir,
   runCommand,
   type ServerProcess,
@@ -330,4 +331,29 @@ Deno.test({
     assert.equal((await curl(["-X", "DELETE", `${base}b.txt`])).code, 0);
     await assertRootHolds(server.root, []);
   },
+});
+
+Deno.test("http tree: a name that is not UTF-8 is listed marked, never linked or offered", async () => {
+  const { server, base } = await startHttp();
+  await using _ = server;
+  await Deno.writeTextFile(`${server.root}/fine.txt`, "f");
+  const made = await runCommand("sh", ["-c", 'printf x > "$(printf "bad\\377name")"'], {
+    cwd: server.root,
+  });
+  assert.equal(made.code, 0, made.stderr);
+  const json = await (await fetch(`${base}?json`)).json();
+  const listed = await ferry(server, ["list", "--json"]);
+  assert.deepEqual(json, JSON.parse(new TextDecoder().decode(listed.stdout)));
+  assert.deepEqual(json[0], {
+    name: "bad\ufffdname",
+    type: "file",
+    size: null,
+    mtime: null,
+    notUtf8: true,
+  });
+  const page = await (await fetch(base, { headers: { accept: "text/html" } })).text();
+  const row = /<tr data-name="bad\ufffdname"[^]*?<\/tr>/.exec(page)?.[0] ?? "";
+  assert.match(row, /data-fixed="1"/);
+  assert.match(row, /name not UTF-8/);
+  assert.doesNotMatch(row, /href=/);
 });
