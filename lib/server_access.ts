@@ -32,6 +32,8 @@ export interface ServerFiles {
   tls?: TlsSource;
   /** An S3 store is served instead of the root. */
   s3?: unknown;
+  /** `--http-qr`: the QR code of a wildcard listener needs this machine's addresses. */
+  httpQr?: boolean;
 }
 
 /** What the server process needs: paths to read, and paths to write. */
@@ -45,7 +47,10 @@ export interface ServerAccess {
    * S3 store's credentials.
    */
   env?: string[];
-  /** System information it may read: this machine's names, for the certificate of `--tls`. */
+  /**
+   * System information it may read: this machine's names, for the certificate of `--tls`, and
+   * its addresses, for the QR code of `--http-qr`.
+   */
   sys?: string[];
 }
 
@@ -161,6 +166,9 @@ export async function serverAccessOf(files: ServerFiles): Promise<ServerAccess> 
         : {}),
       sys: ["hostname", "networkInterfaces"],
     };
+  }
+  if (files.httpQr && !own.sys?.includes("networkInterfaces")) {
+    own = { ...own, sys: [...own.sys ?? [], "networkInterfaces"] };
   }
   const real = await Promise.all(write.map((path) => realPathOf(path).catch(() => path)));
   const writable = [...new Set([...write, ...real])];

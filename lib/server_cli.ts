@@ -37,6 +37,7 @@ import {
   type ServerIdentity,
   type TlsSource,
 } from "./tls_identity.ts";
+import { phoneUrl, qrLines } from "./http/qr.ts";
 import { NAME, VERSION } from "./version.ts";
 import { HASH_ARENA_SIZE } from "./xxh3.ts";
 
@@ -70,6 +71,7 @@ Options:
   --http-public-read  with --token-file: anyone may browse and download over
                    HTTP; uploads still need the token
   --http-archives  let HTTP clients download a folder as one streamed .tar
+  --http-qr        print a QR code of the page's address at start, for phones
 
 Serving an S3 bucket instead of a folder (several servers can serve one bucket;
 credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the profile
@@ -154,6 +156,7 @@ const OPTIONS: OptionSpec = {
   http: { type: "string" },
   "http-public-read": { type: "boolean" },
   "http-archives": { type: "boolean" },
+  "http-qr": { type: "boolean" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
 };
@@ -204,6 +207,8 @@ export interface ServerCommand {
   httpPublicRead?: boolean;
   /** `--http-archives`. */
   httpArchives?: boolean;
+  /** `--http-qr`. */
+  httpQr?: boolean;
 }
 
 /** Parses the server's arguments; throws {@link UsageError} on anything it cannot run. */
@@ -325,11 +330,18 @@ function parseHttp(
   values: Record<string, string | boolean | undefined>,
   host: string,
   tokenFile: string | undefined,
-): { http?: { hostname: string; port: number }; httpPublicRead?: boolean; httpArchives?: boolean } {
+): {
+  http?: { hostname: string; port: number };
+  httpPublicRead?: boolean;
+  httpArchives?: boolean;
+  httpQr?: boolean;
+} {
   const text = values.http as string | undefined;
   const publicRead = values["http-public-read"] === true;
   const archives = values["http-archives"] === true;
+  const qr = values["http-qr"] === true;
   if (text === undefined) {
+    if (qr) throw new UsageError("--http-qr needs --http");
     if (publicRead) throw new UsageError("--http-public-read needs --http");
     if (archives) throw new UsageError("--http-archives needs --http");
     return {};
@@ -344,6 +356,7 @@ function parseHttp(
     http: { hostname, port: parsePort(match[2], true) },
     httpPublicRead: publicRead,
     httpArchives: archives,
+    httpQr: qr,
   };
 }
 
@@ -503,6 +516,7 @@ export async function serverMain(argv: string[]): Promise<number> {
         `${cmd.readOnly ? "read-only" : "uploads allowed"}` +
         `${cmd.httpArchives ? "; folders as .tar" : ""})`,
     );
+    if (cmd.httpQr) printQr(server.http.url);
     if (!isLoopback(server.http.addr.hostname) && !cmd.tokenFile) {
       say(
         `${PROGRAM}: warning: HTTP beyond this machine without --token-file; anyone who can ` +
@@ -582,4 +596,26 @@ function explainListenFailure(error: unknown, cmd: ServerCommand): unknown {
     );
   }
   return new UserError(`Cannot listen on ${where}: ${describeError(error)}`);
+}
+
+/** `--http-qr`: the page's address as a QR code, with what a phone needs to know about it. */
+function printQr(url: string): void {
+  const target = phoneUrl(url);
+  if (target === null) {
+    say(
+      `${PROGRAM}: no QR code: this machine's network addresses cannot be listed; ` +
+        "give --http this machine's address instead of a wildcard",
+    );
+    return;
+  }
+  const host = new URL(target).hostname;
+  say(
+    `${PROGRAM}: scan to open ${target}` + (
+      isLoopback(host.replace(/^\[(.*)\]$/, "$1"))
+        ? " (this machine only: a phone needs --http 0.0.0.0:PORT or this machine's address)"
+        : ""
+    ),
+  );
+  const color = !Deno.noColor && Deno.stderr.isTerminal();
+  for (const line of qrLines(target, { color })) say(line);
 }

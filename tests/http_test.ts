@@ -6,6 +6,8 @@
  */
 
 import assert from "node:assert/strict";
+import qrcode from "qrcode-generator";
+import { serverAccessOf } from "../lib/server_access.ts";
 import {
   assertRootHolds,
   assertUsageError,
@@ -716,6 +718,8 @@ Deno.test("http: command line: --http parses, --http-public-read needs a token",
     ),
   );
   assert.equal(busy.stderr.trim().split("\n").length, 1, busy.stderr);
+  const qr = await runServer(["--http-qr"]);
+  assertUsageError(qr, "ferry-server", { what: "qr", pattern: /--http-qr needs --http/ });
   const alone = await runServer(["--http-public-read"]);
   assertUsageError(alone, "ferry-server", {
     what: "alone",
@@ -758,4 +762,47 @@ Deno.test("http: --http-archives streams a folder as tar, long and non-ASCII nam
   const refused = await fetch(`${plainBase}?tar`);
   assert.equal(refused.status, 403);
   await refused.body?.cancel();
+});
+
+Deno.test("http: --http-qr prints the page's address as a QR code a phone can scan", async () => {
+  const { server, base } = await startHttp(["--http-qr"]);
+  await using _ = server;
+  const said = await server.waitForLog(/scan to open /);
+  assert.ok(said.includes(`scan to open ${base} (this machine only`), said);
+  // The code, read back from its half blocks (stderr is no terminal: light modules are drawn).
+  const code = qrcode(0, "M");
+  code.addData(base, "Byte");
+  code.make();
+  const count = code.getModuleCount();
+  const size = count + 8;
+  const at = server.lines.indexOf(said) + 1;
+  await waitFor("the whole code", () => server.lines.length >= at + Math.ceil(size / 2));
+  const light: boolean[][] = [];
+  for (const line of server.lines.slice(at, at + Math.ceil(size / 2))) {
+    const chars = [...line];
+    assert.equal(chars.length, size, `a line of the code: ${JSON.stringify(line)}`);
+    light.push(chars.map((c) => c === "█" || c === "▀"), chars.map((c) => c === "█" || c === "▄"));
+  }
+  const dark = (r: number, c: number) => !light[r + 4][c + 4];
+  for (let r = -4; r < count + 4; r++) {
+    for (let c = -4; c < count + 4; c++) {
+      const inside = r >= 0 && c >= 0 && r < count && c < count;
+      assert.equal(dark(r, c), inside && code.isDark(r, c), `module ${r},${c}`);
+    }
+  }
+  // `deno task serve` lets the server list this machine's addresses for it, and only for it.
+  assert.deepEqual((await serverAccessOf({ root: server.root, httpQr: true })).sys, [
+    "networkInterfaces",
+  ]);
+  assert.equal((await serverAccessOf({ root: server.root })).sys, undefined);
+  // The three finder patterns the QR standard puts in the corners: a dark ring, a light ring,
+  // a dark 3x3 core.
+  for (const [top, left] of [[0, 0], [0, count - 7], [count - 7, 0]]) {
+    for (let r = 0; r < 7; r++) {
+      for (let c = 0; c < 7; c++) {
+        const ring = Math.max(Math.abs(r - 3), Math.abs(c - 3));
+        assert.equal(dark(top + r, left + c), ring !== 2, `finder at ${top},${left}`);
+      }
+    }
+  }
 });
