@@ -159,10 +159,10 @@ Deno.test({
     assert.deepEqual(await Deno.readFile(`${server.root}/from-browser.bin`), bytes);
 
     // Every stop of the Tab key is something the visitor can see: the pickers' file inputs are
-    // invisible, and their labels are the stops.
+    // invisible, and their labels are the stops; each row's actions follow its link.
     await page.focus("#filter");
     const stops: string[] = [];
-    for (let i = 0; i < 6; i++) {
+    for (let i = 0; i < 10; i++) {
       await page.keyboard.press("Tab");
       stops.push(
         await page.evaluate<string>(
@@ -171,12 +171,16 @@ Deno.test({
       );
     }
     assert.deepEqual(stops, [
+      "newfolder",
       "choose files",
       "a folder",
       "overwrite",
       "Name",
       "Size",
       "Modified (UTC)",
+      "photos/",
+      "Rename",
+      "Delete",
     ]);
 
     // From the keyboard: Tab to "choose files", Enter opens the picker.
