@@ -7,7 +7,8 @@
  */
 
 import assert from "node:assert/strict";
-import { MAX_TIMEOUT_SECONDS, parseClientArgs } from "../lib/client_cli.ts";
+import { parseClientArgs } from "../lib/client_args.ts";
+import { MAX_TIMEOUT_SECONDS } from "../lib/options.ts";
 import { UsageError } from "../lib/errors.ts";
 import {
   displayName,
