@@ -62,8 +62,8 @@ export interface OptionDecl {
   /** The commands that take it; absent: all. The usage text names them before the help. */
   readonly commands?: readonly string[];
   /**
-   * The long name of a flag it goes with, such as `recursive` for an option of `put -r` only.
-   * Without that flag it is refused, and the usage text names the commands with it.
+   * The long name of an option it goes with, such as `recursive` for an option of `put -r`
+   * only. Without that option it is refused, and the usage text names the commands with it.
    */
   readonly needs?: string;
   /** The usage text's heading it is listed under (default "Options"). */
@@ -208,24 +208,27 @@ function parseValue(name: string, decl: OptionDecl, text: string): string | numb
   }
 }
 
-/** Refuses an option given to a command that does not take it, or without the flag it needs. */
+/**
+ * Refuses an option given to a command that does not take it (when the program has commands),
+ * or without the option it needs.
+ */
 export function checkCommandOptions(
   table: OptionTable,
   given: ReadonlySet<string>,
-  command: string,
+  command?: string,
 ): void {
   for (const name of given) {
     const { commands, needs } = table[name];
-    if (commands && !commands.includes(command)) {
+    if (command !== undefined && commands && !commands.includes(command)) {
       throw new UsageError(`Option --${name} applies to ${commands.join(", ")}, not ${command}`);
     }
-    if (needs !== undefined && !given.has(needs)) {
-      const owners = ownersOf(table, name);
-      const list = owners.length > 1
-        ? `${owners.slice(0, -1).join(", ")} and ${owners.at(-1)}`
-        : owners[0] ?? `--${needs}`;
-      throw new UsageError(`--${name} applies to ${list} only`);
-    }
+    if (needs === undefined || given.has(needs)) continue;
+    const owners = ownersOf(table, name);
+    if (owners.length === 0) throw new UsageError(`--${name} needs --${needs}`);
+    const list = owners.length > 1
+      ? `${owners.slice(0, -1).join(", ")} and ${owners.at(-1)}`
+      : owners[0];
+    throw new UsageError(`--${name} applies to ${list} only`);
   }
 }
 

@@ -1,26 +1,69 @@
 /**
  * The server's S3 options (`--store s3://BUCKET[/PREFIX]`, `--s3-endpoint`, `--s3-region`,
- * `--s3-timeout`, `--s3-clean-after`): parsed here, and turned into an open {@link S3Store},
- * so that lib/server_cli.ts only passes them through.
+ * `--s3-timeout`, `--s3-clean-after`): declared here for the server's option table
+ * (lib/server_args.ts), checked together, and turned into an open {@link S3Store}, so that
+ * lib/server_cli.ts only passes them through.
  *
  * @module
  */
 
-import type { OptionSpec } from "./cli.ts";
 import { UsageError } from "./errors.ts";
-import { parseDuration } from "./format.ts";
+import { formatDuration } from "./format.ts";
 import type { KeptOptions } from "./kept_uploads.ts";
 import { loadCredentials, parseEndpoint, parseS3Url, type S3Location } from "./s3_config.ts";
 import { S3_DEFAULTS, S3Store } from "./s3_store.ts";
+import type { OptionTable, OptionValues } from "./options.ts";
 
-/** The options, for the server's option table. */
-export const S3_OPTIONS: OptionSpec = {
-  store: { type: "string" },
-  "s3-endpoint": { type: "string" },
-  "s3-region": { type: "string" },
-  "s3-timeout": { type: "string" },
-  "s3-clean-after": { type: "string" },
-};
+/** The heading the usage text lists the options under. */
+const S3_SECTION = "Serving an S3 bucket instead of a folder (several servers can serve one " +
+  "bucket;\ncredentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the profile\n" +
+  "AWS_PROFILE of ~/.aws/credentials or AWS_SHARED_CREDENTIALS_FILE)";
+
+/** The options, declared for the server's option table (lib/server_args.ts). */
+export const S3_OPTIONS = {
+  store: {
+    kind: "string",
+    arg: "s3://BUCKET[/PREFIX]",
+    section: S3_SECTION,
+    help: "serve the objects under PREFIX in BUCKET",
+  },
+  "s3-endpoint": {
+    kind: "string",
+    needs: "store",
+    arg: "URL",
+    section: S3_SECTION,
+    help: "the store's address, http(s)://HOST[:PORT] (required)",
+  },
+  "s3-region": {
+    kind: "string",
+    needs: "store",
+    arg: "NAME",
+    default: "us-east-1",
+    section: S3_SECTION,
+    help: "region requests are signed for (default us-east-1)",
+  },
+  "s3-timeout": {
+    kind: "seconds",
+    needs: "store",
+    arg: "SECS",
+    key: "s3TimeoutMs",
+    default: S3_DEFAULTS.timeoutMs,
+    section: S3_SECTION,
+    help: `give up on a store request after this long (default ${S3_DEFAULTS.timeoutMs / 1000})`,
+  },
+  "s3-clean-after": {
+    kind: "duration",
+    needs: "store",
+    arg: "DURATION",
+    key: "s3CleanAfterMs",
+    min: 1000,
+    default: S3_DEFAULTS.cleanAfterMs,
+    hint: "use 90s, 30m, 1h, at least 1 s",
+    section: S3_SECTION,
+    help: "remove uploads staged by a server that stopped after this long untouched (default " +
+      `${formatDuration(S3_DEFAULTS.cleanAfterMs)})`,
+  },
+} as const satisfies OptionTable;
 
 /** A parsed `--store s3://...` and its companions. */
 export interface S3Command extends S3Location {
@@ -35,47 +78,27 @@ export interface S3Command extends S3Location {
 }
 
 /**
- * Parses the S3 options; undefined without `--store`. Throws {@link UsageError} for a bad value or
- * an S3 option without `--store`.
+ * Checks the parsed S3 options together; undefined without `--store`. Throws
+ * {@link UsageError} for a bad value.
  */
 export function parseS3Options(
-  values: Record<string, string | boolean | undefined>,
+  values: OptionValues<typeof S3_OPTIONS>,
 ): S3Command | undefined {
-  const text = (name: string) => values[name] as string | undefined;
-  const store = text("store");
-  if (store === undefined) {
-    const stray = Object.keys(S3_OPTIONS).find((name) => values[name] !== undefined);
-    if (stray) throw new UsageError(`--${stray} needs --store s3://BUCKET`);
-    return undefined;
-  }
+  const { store, s3Endpoint: endpoint, s3Region: region } = values;
+  // An S3 option without --store was refused by the declaration's `needs`.
+  if (store === undefined) return undefined;
   const location = parseS3Url(store);
-  const endpoint = text("s3-endpoint");
   if (endpoint === undefined) throw new UsageError("--store needs --s3-endpoint URL");
-  const region = text("s3-region") ?? "us-east-1";
   if (!/^[a-z0-9-]+$/.test(region)) {
     throw new UsageError(`Invalid --s3-region ${JSON.stringify(region)}`);
   }
-  let timeoutMs: number = S3_DEFAULTS.timeoutMs;
-  const timeout = text("s3-timeout");
-  if (timeout !== undefined) {
-    const seconds = Number(timeout);
-    if (!/^\d+(\.\d+)?$/.test(timeout) || seconds <= 0) {
-      throw new UsageError(`Invalid --s3-timeout ${JSON.stringify(timeout)}: use seconds, over 0`);
-    }
-    timeoutMs = seconds * 1000;
-  }
-  let cleanAfterMs: number = S3_DEFAULTS.cleanAfterMs;
-  const clean = text("s3-clean-after");
-  if (clean !== undefined) {
-    const parsed = parseDuration(clean);
-    if (parsed === null || parsed < 1000) {
-      throw new UsageError(
-        `Invalid --s3-clean-after ${JSON.stringify(clean)}: use 90s, 30m, 1h, at least 1 s`,
-      );
-    }
-    cleanAfterMs = parsed;
-  }
-  return { ...location, endpoint: parseEndpoint(endpoint), region, timeoutMs, cleanAfterMs };
+  return {
+    ...location,
+    endpoint: parseEndpoint(endpoint),
+    region,
+    timeoutMs: values.s3TimeoutMs,
+    cleanAfterMs: values.s3CleanAfterMs,
+  };
 }
 
 /**

@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import { reportFailure } from "./cli.ts";
 import { UserError } from "./errors.ts";
 import { type ServerAccess, serverAccessOf } from "./server_access.ts";
-import { parseServerArgs } from "./server_cli.ts";
+import { parseServerArgs } from "./server_args.ts";
 import { NAME } from "./version.ts";
 
 /** The server's entry point, next to this folder. */

@@ -21,7 +21,7 @@ import {
 import { NAME_MAX, partPathFor, utf8Length } from "../lib/local_download.ts";
 import { displayWidth, ProgressLine, shorten } from "../lib/progress.ts";
 import { RateLimiter } from "../lib/rate_limit.ts";
-import { DEFAULT_PORT, DEFAULT_ROOT, parseServerArgs } from "../lib/server_cli.ts";
+import { DEFAULT_PORT, DEFAULT_ROOT, parseServerArgs } from "../lib/server_args.ts";
 
 Deno.test("client: options may come before or after positionals", () => {
   const a = parseClientArgs(["--overwrite", "h", "9", "put", "x"]);

@@ -10,7 +10,7 @@
 
 import assert from "node:assert/strict";
 import { encodeControl, FrameType } from "../lib/protocol.ts";
-import { parseServerArgs } from "../lib/server_cli.ts";
+import { parseServerArgs } from "../lib/server_args.ts";
 import {
   assertFailure,
   assertSuccess,

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { UsageError, UserError } from "../lib/errors.ts";
 import { loadCredentials, parseEndpoint, parseS3Url } from "../lib/s3_config.ts";
-import { parseServerArgs } from "../lib/server_cli.ts";
+import { parseServerArgs } from "../lib/server_args.ts";
 
 Deno.test("s3 config: s3:// locations", () => {
   assert.deepEqual(parseS3Url("s3://photos"), { bucket: "photos", prefix: "" });
