@@ -62,21 +62,14 @@ Deno.test("ferry: --help lists every command with its arguments", () => {
 });
 
 Deno.test("ferry: an option given to a command its declaration does not name is refused", () => {
-  const words = Object.keys(CLIENT_COMMANDS);
+  const commands = Object.entries(CLIENT_COMMANDS);
   let checked = 0;
   for (const [name, decl] of Object.entries(CLIENT_OPTIONS as OptionTable)) {
     if (!decl.commands) continue;
     const value = decl.kind === "flag" ? [] : ["1"];
-    for (const word of words.filter((w) => !decl.commands!.includes(w))) {
-      const args = [
-        "h",
-        "1",
-        word,
-        ...Array(arityOf(word, CLIENT_COMMANDS[word as "put"]).min)
-          .fill("x"),
-        `--${name}`,
-        ...value,
-      ];
+    for (const [word, command] of commands.filter(([w]) => !decl.commands!.includes(w))) {
+      const needed = Array(arityOf(word, command).min).fill("x");
+      const args = ["h", "1", word, ...needed, `--${name}`, ...value];
       assert.throws(
         () => parseClientArgs(args),
         new RegExp(
