@@ -14,7 +14,14 @@ import {
   parseClientArgs,
 } from "../lib/client_args.ts";
 import { UsageError } from "../lib/errors.ts";
-import { arityOf, MAX_TIMEOUT_SECONDS, type OptionTable, parseOptions } from "../lib/options.ts";
+import {
+  arityOf,
+  checkCommandOptions,
+  formatOptions,
+  MAX_TIMEOUT_SECONDS,
+  type OptionTable,
+  parseOptions,
+} from "../lib/options.ts";
 import { parseServerArgs, SERVER_OPTIONS, SERVER_USAGE } from "../lib/server_args.ts";
 
 const flat = (text: string) => text.replaceAll("\u00a0", " ").replace(/\s+/g, " ");
@@ -81,6 +88,24 @@ Deno.test("ferry: an option given to a command its declaration does not name is 
     }
   }
   assert.ok(checked > 20, `${checked} combinations checked`);
+});
+
+Deno.test("an option that needs another flag is refused without it, and its help says so", () => {
+  const table = {
+    recursive: { kind: "flag", short: "r", commands: ["put", "get", "list"], help: "tree" },
+    delete: { kind: "flag", commands: ["put", "get"], needs: "recursive", help: "prune" },
+  } as const satisfies OptionTable;
+  const check = (args: string[], command: string) => {
+    const { given } = parseOptions(table, args);
+    checkCommandOptions(table, given, command);
+  };
+  check(["-r", "--delete"], "put");
+  assert.throws(
+    () => check(["--delete"], "get"),
+    /^UsageError: --delete applies to put -r and get -r only$/,
+  );
+  assert.throws(() => check(["-r", "--delete"], "list"), /--delete applies to put, get, not list/);
+  assert.match(formatOptions(table, 20), /--delete {10}put -r, get -r: prune/);
 });
 
 Deno.test("arguments' counts and shapes come from the command declaration", () => {
