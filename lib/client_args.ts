@@ -247,11 +247,11 @@ export interface ClientCommand extends ClientOptions {
 export function parseClientArgs(argv: string[]): ClientCommand {
   const { values, given, positionals } = parseOptions(CLIENT_OPTIONS, argv);
   const { help, version, ...options } = values;
-  const base = {
+  const base: Omit<ClientCommand, "command"> = {
     ...options,
     host: "",
     port: 0,
-    args: [] as string[],
+    args: [],
     tls: options.tls || options.caFile !== undefined || options.fingerprint !== undefined,
     fingerprint: pinnedFingerprint(options.fingerprint),
   };
