@@ -106,6 +106,19 @@ Deno.test("an option that needs another flag is refused without it, and its help
   );
   assert.throws(() => check(["-r", "--delete"], "list"), /--delete applies to put, get, not list/);
   assert.match(formatOptions(table, 20), /--delete {10}put -r, get -r: prune/);
+  // A program without commands: the option names what it needs.
+  for (const name of ["http-qr", "http-archives", "http-public-read"]) {
+    assert.throws(
+      () => parseServerArgs([`--${name}`]),
+      new RegExp(`^UsageError: --${name} needs --http$`),
+    );
+  }
+  for (const name of ["s3-endpoint", "s3-region", "s3-timeout", "s3-clean-after"]) {
+    assert.throws(
+      () => parseServerArgs([`--${name}`, "1"]),
+      new RegExp(`--${name} needs --store$`),
+    );
+  }
 });
 
 Deno.test("arguments' counts and shapes come from the command declaration", () => {
