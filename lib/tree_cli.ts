@@ -261,10 +261,12 @@ export async function runTreeTransfer(
       files.done++;
       retitle();
     }
+    // Names may come from the server: shown escaped, never painting the terminal.
+    const shown = displayName(event.path);
     if (event.kind === "ignored" && !cmd.quiet) {
-      say(`${NAME}: ${event.path}: ${event.message}; not sent`);
+      say(`${NAME}: ${shown}: ${event.message}; not sent`);
     }
-    if (event.kind === "failed") say(`${NAME}: ${event.path}: ${event.message}`);
+    if (event.kind === "failed") say(`${NAME}: ${shown}: ${event.message}`);
     if (cmd.json) {
       lines.push(
         safeJson({

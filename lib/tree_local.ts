@@ -16,7 +16,7 @@ import { StagedFile } from "./staged_file.ts";
 import { cannotRead, cannotWrite } from "./local_files.ts";
 import { checksumFilePrefix } from "./transfer.ts";
 import type { TreeFileSink, TreeSink, TreeSource } from "./tree_transfer.ts";
-import { foldsCase, TreeWalker } from "./tree_walk.ts";
+import { foldsCase, MODE_BITS, TreeWalker } from "./tree_walk.ts";
 
 function removeQuietly(path: string): void {
   try {
@@ -38,16 +38,19 @@ function valid(path: string): boolean {
 /** The local folder `base` as a tree source; refused unless it is a folder. */
 export async function localSource(base: string): Promise<TreeSource> {
   let real: string;
+  let info: Deno.FileInfo;
   try {
     real = await Deno.realPath(base);
-    if (!(await Deno.stat(real)).isDirectory) throw new UserError(`${base} is not a folder`);
+    info = await Deno.stat(real);
+    if (!info.isDirectory) throw new UserError(`${base} is not a folder`);
   } catch (error) {
     if (error instanceof UserError) throw error;
     throw cannotRead(base, error);
   }
   return {
+    top: { mtime: info.mtime?.getTime() ?? 0, mode: (info.mode ?? 0o755) & MODE_BITS },
     // What an interrupted get -r left is not part of the tree.
-    walker: await TreeWalker.open(real, { skip: isTreePart }),
+    walker: await TreeWalker.open(real, { skip: isTreePart, undecodable: true }),
     open: (path) => Deno.open(join(real, path), { read: true }),
     allowed: valid,
   };
@@ -182,6 +185,11 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
       const dir = await folder(path.split("/"), false);
       if (dir === null) return;
       // Owner rwx stays, so the tree can be updated and removed again.
+      if (Deno.build.os !== "windows") await Deno.chmod(dir, entry.mode | 0o700);
+      await Deno.utime(dir, new Date(), new Date(entry.mtime));
+    },
+    finishBase: async (entry) => {
+      const dir = await top();
       if (Deno.build.os !== "windows") await Deno.chmod(dir, entry.mode | 0o700);
       await Deno.utime(dir, new Date(), new Date(entry.mtime));
     },

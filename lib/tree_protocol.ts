@@ -220,12 +220,32 @@ export interface ManifestEntry {
   checksum?: string;
 }
 
+/** The transferred folder itself, which no entry names: its mtime and permission bits. */
+export interface ManifestTop {
+  /** Modification time, milliseconds since the epoch. */
+  mtime: number;
+  /** Permission bits, at most 0o777. */
+  mode: number;
+}
+
+/** A name the sender has and does not send (a symlink, a name ferry does not carry), and why. */
+export interface ManifestNote {
+  /** The name as the sender reads it; for display only, never a path to act on. */
+  path: string;
+  /** Why it is not sent. */
+  message: string;
+}
+
 /** A MANIFEST frame: the next batch of entries, in walk order (lib/tree_walk.ts). */
 export interface ManifestBatch {
   /** The entries; their indexes continue from the previous batch's. */
   entries: ManifestEntry[];
   /** No batch follows. */
   last: boolean;
+  /** The first batch only: the transferred folder's own mtime and mode (absent from old senders). */
+  top?: ManifestTop;
+  /** Names left out since the previous batch, so the receiving user hears of them too. */
+  notes?: ManifestNote[];
 }
 
 /** Most entries in one MANIFEST frame. */
@@ -272,7 +292,31 @@ export function parseManifest(json: Record<string, unknown>): ManifestBatch {
     }
     return entry;
   });
-  return { entries, last: json.last };
+  const batch: ManifestBatch = { entries, last: json.last };
+  if (json.top !== undefined) {
+    const top = json.top as Record<string, unknown> | null;
+    if (typeof top !== "object" || top === null) throw manifestError("bad top");
+    const { mtime, mode } = top;
+    if (typeof mtime !== "number" || !Number.isFinite(mtime)) throw manifestError("bad mtime");
+    if (!(Number.isInteger(mode) && (mode as number) >= 0 && (mode as number) <= 0o777)) {
+      throw manifestError("bad mode");
+    }
+    batch.top = { mtime, mode: mode as number };
+  }
+  if (json.notes !== undefined) {
+    if (!Array.isArray(json.notes) || json.notes.length > MAX_BATCH_ENTRIES) {
+      throw manifestError("bad notes");
+    }
+    batch.notes = json.notes.map((raw): ManifestNote => {
+      const { path, message } = (raw ?? {}) as Record<string, unknown>;
+      if (typeof path !== "string" || typeof message !== "string") {
+        throw manifestError("bad notes");
+      }
+      // Shown to the user only: one clipped line of printable text, as an ERROR's message.
+      return { path: path.slice(0, 4096), message: parseError({ message }).message };
+    });
+  }
+  return batch;
 }
 
 /** Validates a WANT payload: indexes, strictly increasing, within `[from, to)`. */

@@ -12,6 +12,7 @@ import { FrameType, frameTypeName, parseError } from "./protocol.ts";
 import { type ByteSink, localWait, receiveData } from "./transfer.ts";
 import {
   type ManifestEntry,
+  type ManifestTop,
   parseFileHeader,
   parseManifest,
   type TreeSummary,
@@ -74,6 +75,9 @@ export async function receiveTree(
   const folders: ManifestEntry[] = [];
   const pending: { index: number; entry: ManifestEntry }[] = [];
   let last = false;
+  /** Whether a MANIFEST came yet; the first one carries the folder's own mtime and mode. */
+  let manifested = false;
+  let top: ManifestTop | undefined;
   /** File bytes received so far, for progress (commits may still be under way). */
   let received = 0;
   /** Files being committed. */
@@ -108,6 +112,9 @@ export async function receiveTree(
   const onManifest = async (json: Record<string, unknown>) => {
     if (last) throw new ProtocolError("MANIFEST after the last one");
     const batch = parseManifest(json);
+    if (!manifested) top = batch.top;
+    manifested = true;
+    for (const note of batch.notes ?? []) event({ kind: "ignored", ...note });
     if (count + batch.entries.length > maxEntries) {
       throw new StoreError("too_large", `Refused tree: more than ${maxEntries} entries`);
     }
@@ -296,6 +303,7 @@ export async function receiveTree(
           while (commits.size > 0) await Promise.all(commits);
           if (!dry) {
             for (const folder of folders.reverse()) await sink.finishDir(folder.path, folder);
+            if (top) await sink.finishBase(top);
           }
           await io.out.writeControl(FrameType.OK, { ...summary });
           own = null;

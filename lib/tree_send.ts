@@ -13,6 +13,7 @@ import { createChecksum } from "./checksum.ts";
 import { checksumFilePrefix, localWait, sendData } from "./transfer.ts";
 import {
   type ManifestEntry,
+  type ManifestNote,
   MAX_BATCH_ENTRIES,
   parseResult,
   parseSummary,
@@ -142,15 +143,23 @@ export async function sendTree(
     );
   });
   let nextIndex = 0;
+  let topSent = false;
   let plannedFiles = 0;
   let plannedBytes = 0;
   /** Builds and sends the next batch; null once the walk is over and the last batch went. */
   const sendBatch = async (): Promise<Batch> => {
     const entries: ManifestEntry[] = [];
+    const notes: ManifestNote[] = [];
     let size = 0;
     const walker = source.walker;
-    for (let e = walker.peek(); e && entries.length < batchEntries; e = walker.peek()) {
-      const unsendable = !source.allowed(e.path)
+    for (
+      let e = walker.peek();
+      e && entries.length < batchEntries && notes.length < MAX_BATCH_ENTRIES;
+      e = walker.peek()
+    ) {
+      const unsendable = e.notUtf8
+        ? "its name is not valid UTF-8"
+        : !source.allowed(e.path)
         ? "a name ferry does not carry"
         : e.type === "link"
         ? "symlink not followed"
@@ -158,7 +167,12 @@ export async function sendTree(
         ? "not a regular file or folder"
         : undefined;
       if (unsendable || (e.type !== "file" && e.type !== "dir")) {
-        options.onEvent?.({ kind: "ignored", path: e.path, message: unsendable ?? "" });
+        const note = { path: e.path, message: unsendable ?? "" };
+        // The receiver hears of it too (it may be the user's end); it counts towards the frame.
+        size += JSON.stringify(note).length + 1;
+        if (size > BATCH_BYTES && entries.length + notes.length > 0) break;
+        notes.push(note);
+        options.onEvent?.({ kind: "ignored", ...note });
         await walker.next(false);
         continue;
       }
@@ -183,7 +197,13 @@ export async function sendTree(
     nextIndex += entries.length;
     const batch = { from, entries, last };
     held.push(batch);
-    await io.out.writeControl(FrameType.MANIFEST, { entries, last });
+    await io.out.writeControl(FrameType.MANIFEST, {
+      entries,
+      last,
+      ...(!topSent && source.top ? { top: source.top } : {}),
+      ...(notes.length > 0 ? { notes } : {}),
+    });
+    topSent = true;
     return batch;
   };
   try {

@@ -17,7 +17,7 @@ import { makeDir, removeName, resolveFolder } from "./tree_store.ts";
 import { DEFAULT_MAX_ENTRIES, receiveTree } from "./tree_receive.ts";
 import { sendTree } from "./tree_send.ts";
 import type { TreeFileSink, TreeSink, TreeSource } from "./tree_transfer.ts";
-import { foldsCase, TreeWalker } from "./tree_walk.ts";
+import { foldsCase, MODE_BITS, TreeWalker } from "./tree_walk.ts";
 
 /** What the server's tree handlers need. */
 export interface TreeServeContext {
@@ -47,12 +47,20 @@ function nameIn(base: string | undefined, path: string): string {
   return base === undefined ? path : `${base}/${path}`;
 }
 
-/** A walk of the folder at `real`, leaving out what no client may see. */
-function walkServed(real: string, base: string | undefined): Promise<TreeWalker> {
+/**
+ * A walk of the folder at `real`, leaving out what no client may see and, unless `keepInvalid`,
+ * the names no request can carry.
+ */
+function walkServed(
+  real: string,
+  base: string | undefined,
+  options: { keepInvalid?: boolean } = {},
+): Promise<TreeWalker> {
   return TreeWalker.open(real, {
+    undecodable: options.keepInvalid,
     skip: (path) =>
       (base === undefined && (path === STAGING_DIR || path === RESUME_DIR)) ||
-      !valid(nameIn(base, path)),
+      (!options.keepInvalid && !valid(nameIn(base, path))),
   });
 }
 
@@ -90,8 +98,11 @@ export async function serveTreeTransfer(
   const tree = { frames: io.frames, out: io.out, pool: ctx.pool };
   if (request.op === "get_tree") {
     const real = await resolveFolder(ctx.store, base);
+    const info = await Deno.stat(real);
     const source: TreeSource = {
-      walker: await walkServed(real, base),
+      // Names ferry does not carry are walked too: the sender notes them, and the client hears.
+      walker: await walkServed(real, base, { keepInvalid: true }),
+      top: { mtime: info.mtime?.getTime() ?? 0, mode: (info.mode ?? 0o755) & MODE_BITS },
       // Resolved again, as any get: a name swapped for a symlink since the walk cannot lead out.
       open: async (path) => await Deno.open(await ctx.store.resolveFile(nameIn(base, path))),
       allowed: (path) => valid(nameIn(base, path)),
@@ -143,6 +154,13 @@ function storeSink(store: FileStore, base: string | undefined): TreeSink {
       // The server must still be able to manage what it serves: owner rwx always stays.
       if (Deno.build.os !== "windows") await Deno.chmod(real, entry.mode | 0o700);
       await Deno.utime(real, new Date(), new Date(entry.mtime));
+    },
+    finishBase: async (top) => {
+      // The served folder itself belongs to whoever runs the server, not to a client.
+      if (base === undefined) return;
+      const real = await resolveFolder(store, base);
+      if (Deno.build.os !== "windows") await Deno.chmod(real, top.mode | 0o700);
+      await Deno.utime(real, new Date(), new Date(top.mtime));
     },
     // The probe goes in the staging folder: nothing a client could see, on the root's filesystem.
     caseInsensitive: () => foldsCase(store.stagingDir),

@@ -12,7 +12,7 @@
 import type { BufferPool } from "./buffer_pool.ts";
 import type { FrameReader, FrameWriter } from "./protocol.ts";
 import type { ByteSink, LocalWaits } from "./transfer.ts";
-import type { ManifestEntry } from "./tree_protocol.ts";
+import type { ManifestEntry, ManifestTop } from "./tree_protocol.ts";
 import type { TreeWalker } from "./tree_walk.ts";
 
 export interface TreeIo {
@@ -54,6 +54,8 @@ export interface TreeSource {
   open(path: string): Promise<Deno.FsFile>;
   /** Whether a path may be sent at all (a receiver refuses a manifest with a name it may not). */
   allowed(path: string): boolean;
+  /** The folder's own mtime and mode, which the receiver gives its copy at the end. */
+  top?: ManifestTop;
 }
 
 /** Options for {@link sendTree}. */
@@ -82,6 +84,8 @@ export interface TreeSink {
   beginFile(path: string, entry: ManifestEntry): Promise<TreeFileSink>;
   /** Gives a folder its mtime and mode once everything in it is written. */
   finishDir(path: string, entry: ManifestEntry): Promise<void>;
+  /** Gives the receiving folder itself the sender's mtime and mode, at the very end. */
+  finishBase(top: ManifestTop): Promise<void>;
   /** The checksum of a file the receiver has, for `--checksum`; null if it cannot be read. */
   checksum(path: string): Promise<string | null>;
   /** Whether the receiving folder's filesystem folds case (`A` and `a` are one name there). */

@@ -22,6 +22,11 @@ export interface WalkEntry {
   mtime: number;
   /** Permission bits (`0o777` at most; setuid, setgid and sticky are never carried). */
   mode: number;
+  /**
+   * The name on disk is not valid UTF-8: `path` holds U+FFFD for each bad sequence, so it cannot
+   * be opened by it (type `other`). Only walks opened with `undecodable` report these.
+   */
+  notUtf8?: boolean;
 }
 
 /** The permission bits a tree transfer carries: never setuid, setgid or sticky. */
@@ -82,6 +87,11 @@ interface Level {
 export interface TreeWalkerOptions {
   /** Names to leave out, by path relative to the base (the server's private folders, say). */
   skip?: (path: string) => boolean;
+  /**
+   * Report names that are not valid UTF-8 as entries marked {@link WalkEntry.notUtf8}, so a
+   * sender can say it leaves them out (default false: they are passed over silently).
+   */
+  undecodable?: boolean;
 }
 
 /**
@@ -102,14 +112,16 @@ export class TreeWalker {
   #stack: Level[] = [];
   #current?: WalkEntry;
   #skip?: (path: string) => boolean;
+  #undecodable: boolean;
 
-  private constructor(skip?: (path: string) => boolean) {
-    this.#skip = skip;
+  private constructor(options: TreeWalkerOptions) {
+    this.#skip = options.skip;
+    this.#undecodable = options.undecodable ?? false;
   }
 
   /** Starts a walk of the folder at `base` (a real path). */
   static async open(base: string, options: TreeWalkerOptions = {}): Promise<TreeWalker> {
-    const walker = new TreeWalker(options.skip);
+    const walker = new TreeWalker(options);
     await walker.#push(base, "");
     await walker.#settle();
     return walker;
@@ -142,6 +154,11 @@ export class TreeWalker {
       } catch (error) {
         // Gone since the folder was read: as if it had never been there.
         if (!(error instanceof Deno.errors.NotFound)) throw error;
+        // Or read with U+FFFD for bytes that are not UTF-8, so that no name leads to it.
+        if (this.#undecodable && name.includes("\ufffd")) {
+          this.#current = { path, type: "other", size: 0, mtime: 0, mode: 0, notUtf8: true };
+          return;
+        }
       }
     }
   }

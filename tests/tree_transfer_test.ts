@@ -91,6 +91,15 @@ Deno.test("put -r and get -r round-trip a tree: contents, mtimes, modes, empty f
   // setuid is never carried.
   await Deno.writeTextFile(`${src}/suid`, "s");
   await Deno.chmod(`${src}/suid`, 0o4755);
+  // The top folder is carried too: its mode (owner rwx always kept) and, set last, its mtime.
+  await Deno.chmod(src, 0o750);
+  const topTime = new Date(Date.UTC(2019, 5, 6, 7, 8, 9, 123));
+  await Deno.utime(src, new Date(), topTime);
+  const assertTop = async (path: string) => {
+    const info = await Deno.stat(path);
+    assert.equal(info.mode! & 0o777, 0o750, `${path}'s mode`);
+    assert.equal(info.mtime!.getTime(), topTime.getTime(), `${path}'s mtime`);
+  };
 
   const dry = await ok(server, ["put", "-r", src, "--dry-run"]);
   assert.equal(
@@ -112,6 +121,7 @@ Deno.test("put -r and get -r round-trip a tree: contents, mtimes, modes, empty f
   );
   assert.deepEqual(await snapshot(`${server.root}/src`), expected);
   assert.equal(await pathExists(`${server.root}/src/link`), false, "symlinks are not sent");
+  await assertTop(`${server.root}/src`);
 
   // One progress line for the whole tree: files done of those to send, bytes, total, rate, ETA
   // (drawn once the transfer has run for a tenth of a second: a big file makes sure it does).
@@ -127,6 +137,7 @@ Deno.test("put -r and get -r round-trip a tree: contents, mtimes, modes, empty f
   const got = await ok(server, ["get", "-r", "src", "back"], work.path);
   assert.match(stderrLines(got).at(-1)!, /^Downloaded "src" to back: 5 files/);
   assert.deepEqual(await snapshot(`${work.path}/back`), expected);
+  await assertTop(`${work.path}/back`);
   await server.waitForLog(/ put_tree "src" \d+ bytes ok 5 files, 0 skipped, 0 deleted, 0 failed /);
   await server.waitForLog(/ get_tree "src" \d+ bytes ok 5 files, 0 skipped/);
   // Nothing of the staging is left on either side.
@@ -282,7 +293,7 @@ Deno.test("put -r is refused by a read-only server, and -r by --legacy", async (
 // ------------------------------------------------------------------------- hostile manifests
 
 /** A fake server that answers get_tree with `entries` as its manifest. */
-function hostileServer(entries: Record<string, unknown>[]) {
+function hostileServer(entries: Record<string, unknown>[], extra: Record<string, unknown> = {}) {
   return async (conn: Deno.Conn) => {
     using wire = new Wire(conn);
     await wire.acceptHandshake({ welcome: { server: "evil/1", features: ["tree"] } });
@@ -290,7 +301,7 @@ function hostileServer(entries: Record<string, unknown>[]) {
     assert.equal(request.op, "get_tree");
     await wire.write(concat([
       encodeControl(FrameType.OK, {}),
-      encodeControl(FrameType.MANIFEST, { entries, last: true }),
+      encodeControl(FrameType.MANIFEST, { entries, last: true, ...extra }),
     ]));
     await wire.waitForClose(10000);
   };
@@ -311,7 +322,7 @@ Deno.test("get -r refuses a hostile server's manifest and writes nothing outside
   const local = `${work.path}/in/dest`;
   await Deno.mkdir(local, { recursive: true });
   await Deno.symlink(outside, `${local}/link`);
-  const manifests: [string, Record<string, unknown>[], RegExp][] = [
+  const manifests = [
     ["dot-dot", [file("../evil")], /"\.\." is not allowed/],
     ["deep dot-dot", [dir("a"), file("a/../../evil")], /"\.\." is not allowed/],
     ["absolute", [file(`${outside}/evil`)], /absolute paths are not allowed/],
@@ -324,10 +335,13 @@ Deno.test("get -r refuses a hostile server's manifest and writes nothing outside
     ["out of order", [file("b"), file("a")], /out of order or repeated/],
     ["repeated", [file("a"), file("a")], /out of order or repeated/],
     ["bad mode", [{ ...file("a"), mode: 0o4755 }], /bad mode/],
-  ];
-  for (const [what, entries, pattern] of manifests) {
+    ["bad top mode", [], /bad mode/, { top: { mtime: 0, mode: 0o4777 } }],
+    ["bad top", [], /bad top/, { top: "/etc" }],
+    ["bad notes", [], /bad notes/, { notes: [{ path: 1 }] }],
+  ] as [string, Record<string, unknown>[], RegExp, Record<string, unknown>?][];
+  for (const [what, entries, pattern, extra] of manifests) {
     const result = await serveOnce(
-      hostileServer(entries),
+      hostileServer(entries, extra),
       (port) => ferry({ host: "127.0.0.1", port }, ["get", "-r", "x", local]),
     );
     assertFailure(result, pattern, { what });
@@ -336,6 +350,38 @@ Deno.test("get -r refuses a hostile server's manifest and writes nothing outside
   assert.deepEqual([...Deno.readDirSync(`${work.path}/in`)].map((e) => e.name), ["dest"]);
   assert.deepEqual([...Deno.readDirSync(local)].map((e) => e.name), ["link"]);
   assert.ok((await Deno.lstat(`${local}/link`)).isSymlink, "the local symlink is untouched");
+});
+
+Deno.test("a hostile server's notes are shown escaped, and its top folder keeps owner rwx", async () => {
+  await using work = await makeTempDir();
+  const local = `${work.path}/dest`;
+  const result = await serveOnce(async (conn) => {
+    using wire = new Wire(conn);
+    await wire.acceptHandshake({ welcome: { server: "evil/1", features: ["tree"] } });
+    await wire.expectFrame(FrameType.REQUEST, "request");
+    await wire.write(concat([
+      encodeControl(FrameType.OK, {}),
+      encodeControl(FrameType.MANIFEST, {
+        entries: [],
+        last: true,
+        top: { mtime: 86_400_000, mode: 0 },
+        notes: [{ path: "\u001b]0;pwned\u0007", message: "gone\u001b[2J" }],
+      }),
+    ]));
+    assert.deepEqual(await wire.expectFrame(FrameType.WANT, "want"), { want: [] });
+    await wire.write(encodeControl(FrameType.FINISH, {}));
+    await wire.expectFrame(FrameType.OK, "summary");
+    await wire.waitForClose(10000);
+  }, (port) => ferry({ host: "127.0.0.1", port }, ["get", "-r", "x", local]));
+  assertSuccess(result, "get -r");
+  assert.ok(
+    stderrLines(result).includes('ferry: "\\u001b]0;pwned\\u0007": gone [2J; not sent'),
+    result.stderr,
+  );
+  assert.ok(!result.stderr.includes("\u001b"), "no escape reaches the terminal");
+  const info = await Deno.stat(local);
+  assert.equal(info.mode! & 0o777, 0o700, "owner rwx kept whatever the peer says");
+  assert.equal(info.mtime!.getTime(), 86_400_000);
 });
 
 Deno.test("get -r replaces a local symlink the server names as a folder, never writing through it", async () => {
@@ -548,8 +594,17 @@ Deno.test("get -r leaves out names that are not UTF-8 and names with control cha
   ], { cwd: root });
   assert.equal(byBytes.code, 0, byBytes.stderr);
 
-  const got = await ok(server, ["get", "-r", "odd", `${work.path}/odd`]);
+  const got = await ok(server, ["get", "-r", "odd", `${work.path}/odd`, "--json"]);
   assert.match(got.stderr, /: 2 files, 3 B in .*; 0 up to date, 0 deleted, 0 failed$/m);
+  // What the server leaves out is told, as notes, shown escaped: the user knows what is missing.
+  const notes = stderrLines(got).filter((line) => line.endsWith("; not sent")).sort();
+  assert.deepEqual(notes, [
+    'ferry: "new\\nline": a name ferry does not carry; not sent',
+    "ferry: bad\ufffdname: its name is not valid UTF-8; not sent",
+  ]);
+  const ignored = out(got).trim().split("\n").map((l) => JSON.parse(l))
+    .filter((r) => r.action === "ignored").map((r) => r.name).sort();
+  assert.deepEqual(ignored, ["bad\ufffdname", "new\nline"]);
   assert.deepEqual([...Deno.readDirSync(`${work.path}/odd`)].map((e) => e.name).sort(), [
     "ok\ufffd",
     "plain.txt",
