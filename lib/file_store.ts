@@ -13,6 +13,7 @@ import { StoreError } from "./errors.ts";
 import { safeJson } from "./format.ts";
 import { BIDI_CONTROL, CONTROL_CHAR } from "./terminal_chars.ts";
 import type { ListEntry } from "./protocol.ts";
+import type { TreeEntry } from "./tree_protocol.ts";
 import type { BeginUploadOptions, Store, StoreFile, StoreUpload } from "./store.ts";
 import { type KeepResult, type KeptOptions, KeptUploads, RESUME_DIR } from "./kept_uploads.ts";
 import { StagedFile, type StagedFileOptions } from "./staged_file.ts";
@@ -358,64 +359,55 @@ export class FileStore implements Store {
    */
   async list(): Promise<ListEntry[]> {
     const entries: ListEntry[] = [];
-    const walk = async (dir: string, prefix: string) => {
-      // Deno reads a name that is not valid UTF-8 with U+FFFD for each bad sequence: it cannot
-      // be opened by that name, and several such names (and a real one holding U+FFFD) can read
-      // alike. Entries are grouped by name to tell them apart.
-      const byName = new Map<string, Deno.DirEntry[]>();
-      for await (const entry of Deno.readDir(dir)) {
-        const group = byName.get(entry.name);
-        if (group) group.push(entry);
-        else byName.set(entry.name, [entry]);
-      }
-      for (const [base, group] of byName) {
-        const name = prefix + base;
-        if (name === STAGING_DIR || name === RESUME_DIR) continue;
-        const path = join(dir, base);
-        let reachable = group;
-        if (base.includes(REPLACEMENT_CHAR)) {
-          // At most one entry of the group is really called this: the one the name leads to.
-          const info = await Deno.lstat(path).catch(() => null);
-          const real = info ? group.findIndex((entry) => sameKind(entry, info)) : -1;
-          for (const [i, entry] of group.entries()) {
-            if (i !== real && entry.isFile) {
-              entries.push({ name, size: 0, mtime: 0, notUtf8: true });
-            }
-          }
-          reachable = real >= 0 ? [group[real]] : [];
-        }
-        for (const entry of reachable) await this.#listEntry(entry, path, name, entries, walk);
-      }
-    };
-    await walk(this.root, "");
+    await this.walkListing(this.root, "", { recursive: true }, (entry) => {
+      if (entry.type !== "file") return;
+      const { type: _, ...file } = entry;
+      entries.push(file);
+    });
     return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
-  /** Adds one folder entry that its name leads to: a file, a symlink to one, or a folder. */
-  async #listEntry(
-    entry: Deno.DirEntry,
-    path: string,
-    name: string,
-    entries: ListEntry[],
-    walk: (dir: string, prefix: string) => Promise<void>,
+  /**
+   * The one walk behind both listings, the flat one ({@link list}) and the typed one
+   * (lib/tree_store.ts): tells `visit` about each name in the folder `dir` (a real path inside
+   * the root, whose names start with `prefix`), and with `recursive` about everything under it.
+   * The private folders are left out; so are symlinks to folders (never followed), symlinks that
+   * lead out, special files, and what a folder the server may not read would hold. A name that is
+   * not valid UTF-8 comes marked `notUtf8`, with size and mtime 0.
+   */
+  async walkListing(
+    dir: string,
+    prefix: string,
+    options: { recursive: boolean },
+    visit: (entry: TreeEntry) => void,
   ): Promise<void> {
-    if (entry.isDirectory) {
-      // One folder the server may not read (permissions, --deny-read) must not cost the
-      // client the whole listing: it is left out, as an unreadable file is.
-      await walk(path, name + "/").catch((error) => {
-        if (!isUnreadable(error)) throw error;
-      });
-      return;
-    }
-    try {
-      // Symlinked files are listed only when they stay inside; folders are not followed.
-      const real = entry.isSymlink ? await Deno.realPath(path) : path;
-      if (entry.isSymlink && !this.#inside(real)) return;
-      const info = await Deno.stat(real);
-      if (!info.isFile) return;
-      entries.push({ name, size: info.size, mtime: info.mtime?.getTime() ?? 0 });
-    } catch {
-      // A file removed or a link broken mid-walk is simply not listed.
+    for (const { name: base, path, reachable, undecodable } of await readNames(dir)) {
+      const name = prefix + base;
+      if (name === STAGING_DIR || name === RESUME_DIR) continue;
+      for (const entry of undecodable) {
+        if (!(entry.isFile || entry.isDirectory)) continue;
+        visit({ name, type: entry.isDirectory ? "dir" : "file", size: 0, mtime: 0, notUtf8: true });
+      }
+      if (!reachable) continue;
+      try {
+        if (reachable.isDirectory) {
+          const info = await Deno.lstat(path);
+          visit({ name, type: "dir", size: 0, mtime: info.mtime?.getTime() ?? 0 });
+          // One folder the server may not read (permissions, --deny-read) must not cost the
+          // client the whole listing: it is left out, as an unreadable file is.
+          if (options.recursive) await this.walkListing(path, name + "/", options, visit);
+          continue;
+        }
+        // Symlinked files are listed only when they stay inside; folders are not followed.
+        const real = reachable.isSymlink ? await Deno.realPath(path) : path;
+        if (reachable.isSymlink && !this.#inside(real)) continue;
+        const info = await Deno.stat(real);
+        if (!info.isFile) continue;
+        visit({ name, type: "file", size: info.size, mtime: info.mtime?.getTime() ?? 0 });
+      } catch (error) {
+        // Removed or replaced mid-walk, unreadable, or a broken or looping link: not listed.
+        if (!isUnreadable(error) && !(error instanceof Deno.errors.FilesystemLoop)) throw error;
+      }
     }
   }
 
@@ -443,9 +435,53 @@ export class FileStore implements Store {
 const REPLACEMENT_CHAR = "\ufffd";
 
 /** Whether a folder entry and a file's details describe the same kind of thing. */
-export function sameKind(entry: Deno.DirEntry, info: Deno.FileInfo): boolean {
+function sameKind(entry: Deno.DirEntry, info: Deno.FileInfo): boolean {
   return entry.isFile === info.isFile && entry.isDirectory === info.isDirectory &&
     entry.isSymlink === info.isSymlink;
+}
+
+/** One name a folder holds, as a listing sees it (see {@link readNames}). */
+interface FolderName {
+  /** The name as Deno reads it. */
+  name: string;
+  /** The folder joined with the name. */
+  path: string;
+  /** The entry the name leads to; undefined when none does. */
+  reachable?: Deno.DirEntry;
+  /** Entries that read as this name but are not valid UTF-8: no name leads to them. */
+  undecodable: Deno.DirEntry[];
+}
+
+/**
+ * The names in the folder `dir`, in the order the system gives them. Deno reads a name that is not
+ * valid UTF-8 with U+FFFD for each bad sequence: it cannot be opened by that name, and several
+ * (and a real name holding U+FFFD) can read alike. Entries are grouped by name to tell them apart:
+ * at most one of a group is really called that, the one the name leads to.
+ */
+async function readNames(dir: string): Promise<FolderName[]> {
+  const byName = new Map<string, Deno.DirEntry[]>();
+  for await (const entry of Deno.readDir(dir)) {
+    const group = byName.get(entry.name);
+    if (group) group.push(entry);
+    else byName.set(entry.name, [entry]);
+  }
+  const names: FolderName[] = [];
+  for (const [name, group] of byName) {
+    const path = join(dir, name);
+    if (!name.includes(REPLACEMENT_CHAR)) {
+      names.push({ name, path, reachable: group[0], undecodable: [] });
+      continue;
+    }
+    const info = await Deno.lstat(path).catch(() => null);
+    const real = info ? group.findIndex((entry) => sameKind(entry, info)) : -1;
+    names.push({
+      name,
+      path,
+      reachable: real >= 0 ? group[real] : undefined,
+      undecodable: group.filter((_, i) => i !== real),
+    });
+  }
+  return names;
 }
 
 /** A folder that cannot be listed: no permission, or gone or replaced since it was seen. */

@@ -9,15 +9,7 @@
 
 import { join, sep } from "node:path";
 import { StoreError } from "./errors.ts";
-import {
-  checkName,
-  type FileStore,
-  isUnreadable,
-  quote,
-  RESUME_DIR,
-  sameKind,
-  STAGING_DIR,
-} from "./file_store.ts";
+import { checkName, type FileStore, quote } from "./file_store.ts";
 import { moveNoClobber, syncDir } from "./staged_file.ts";
 import type { TreeChangeRequest, TreeEntry } from "./tree_protocol.ts";
 
@@ -89,60 +81,8 @@ export async function listTree(
   const top = await resolveFolder(store, options.dir);
   const prefix = options.dir === undefined ? "" : checkName(options.dir).join("/") + "/";
   const entries: TreeEntry[] = [];
-  const walk = async (dir: string, prefix: string) => {
-    // Deno reads a name that is not valid UTF-8 with U+FFFD for each bad sequence: no request
-    // can name it, and several (and a real name holding U+FFFD) can read alike. Entries are
-    // grouped by name to tell them apart, as FileStore.list does; the unreachable ones are
-    // listed marked, so that they can be seen and renamed on the server. Names with control
-    // characters are listed too; the client shows them escaped.
-    const byName = new Map<string, Deno.DirEntry[]>();
-    for await (const entry of Deno.readDir(dir)) {
-      const group = byName.get(entry.name);
-      if (group) group.push(entry);
-      else byName.set(entry.name, [entry]);
-    }
-    for (const [base, group] of byName) {
-      const name = prefix + base;
-      if (name === STAGING_DIR || name === RESUME_DIR) continue;
-      const path = join(dir, base);
-      let reachable = group;
-      if (base.includes("\ufffd")) {
-        const info = await Deno.lstat(path).catch(() => null);
-        const real = info ? group.findIndex((entry) => sameKind(entry, info)) : -1;
-        for (const [i, entry] of group.entries()) {
-          if (i === real || !(entry.isFile || entry.isDirectory)) continue;
-          const type = entry.isDirectory ? "dir" : "file";
-          entries.push({ name, type, size: 0, mtime: 0, notUtf8: true });
-        }
-        reachable = real >= 0 ? [group[real]] : [];
-      }
-      for (const entry of reachable) await listOne(entry, path, name);
-    }
-  };
-  /** Adds the entry its name leads to: a folder (walked if asked), a file or a link to one. */
-  const listOne = async (entry: Deno.DirEntry, path: string, name: string) => {
-    try {
-      if (entry.isDirectory) {
-        const info = await Deno.lstat(path);
-        entries.push({ name, type: "dir", size: 0, mtime: info.mtime?.getTime() ?? 0 });
-        if (options.recursive) {
-          await walk(path, name + "/").catch((error) => {
-            if (!isUnreadable(error)) throw error;
-          });
-        }
-        return;
-      }
-      const real = entry.isSymlink ? await Deno.realPath(path) : path;
-      if (entry.isSymlink && !store.isInside(real)) return;
-      const info = await Deno.stat(real);
-      if (!info.isFile) return;
-      entries.push({ name, type: "file", size: info.size, mtime: info.mtime?.getTime() ?? 0 });
-    } catch (error) {
-      // Removed or replaced mid-walk, or a broken link: simply not listed.
-      if (!isUnreadable(error) && !(error instanceof Deno.errors.FilesystemLoop)) throw error;
-    }
-  };
-  await walk(top, prefix);
+  const recursive = options.recursive ?? false;
+  await store.walkListing(top, prefix, { recursive }, (entry) => void entries.push(entry));
   return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
