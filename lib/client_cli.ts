@@ -36,6 +36,7 @@ import { knownServersPath } from "./known_servers.ts";
 import { runTrust } from "./tls_trust_cli.ts";
 import { NAME, VERSION } from "./version.ts";
 import { formatListing, runTreeCommand, runTreeTransfer, type TreeCommand } from "./tree_cli.ts";
+import { runFilesPipelined } from "./files_cli.ts";
 
 const PROGRAM = NAME;
 
@@ -186,7 +187,48 @@ async function runCommand(cmd: ClientCommand): Promise<number> {
     const many = jobs.length > 1 || cmd.command === "mput" || cmd.command === "mget";
     let failed = 0;
     const limiter = cmd.limitRate ? new RateLimiter(cmd.limitRate) : undefined;
-    for (const job of jobs) {
+    /** In mput/mget a failure is reported and the others go on. */
+    const onFailure = async (job: Job, caught: unknown, pipelined = false) => {
+      const error = withHint(caught, job, cmd);
+      failed++;
+      // A pipelined file's failure is its own; the exchange's session is still in step.
+      if (!pipelined) connector.afterFailure(error);
+      const whose = namesItsFile(error) ? "" : `${job.op === "put" ? job.local : job.remote}: `;
+      say(`${PROGRAM}: ${whose}${describeFailure(error)}`);
+      if (cmd.json) {
+        await emitJson(job, {
+          op: job.op,
+          name: job.remote,
+          ok: false,
+          error: describeFailure(error),
+        });
+      }
+    };
+    let perFile = jobs;
+    // --resume and --limit-rate are per-file matters: those go the per-file way.
+    if (
+      (cmd.command === "mput" || cmd.command === "mget") && !cmd.legacy && !cmd.resume &&
+      !limiter
+    ) {
+      const { rest } = await runFilesPipelined(jobs, cmd, {
+        session: () =>
+          connector.session().catch((error) => {
+            throw new Fatal(error);
+          }),
+        done: (i, done, seconds) =>
+          announce(cmd, jobs[i], {
+            result: { size: done.size, checksum: done.checksum, resumedFrom: 0 },
+            where: done.where,
+            verified: true,
+          }, seconds),
+        failed: (i, error) => onFailure(jobs[i], error, true),
+        reset: () => connector.close(),
+      }).catch((error) => {
+        throw error instanceof Fatal ? error.cause : error;
+      });
+      perFile = rest.map((i) => jobs[i]);
+    }
+    for (const job of perFile) {
       const started = performance.now();
       try {
         const prepared = job.op === "put" ? await preparePut(job, cmd) : await prepareGet(job, cmd);
@@ -199,21 +241,9 @@ async function runCommand(cmd: ClientCommand): Promise<number> {
         await announce(cmd, job, report, seconds);
       } catch (caught) {
         if (caught instanceof Fatal) throw caught.cause;
-        const error = withHint(caught, job, cmd);
         // A single transfer's failure is the command's; in mput/mget the others go on.
-        if (!many) throw error;
-        failed++;
-        connector.afterFailure(error);
-        const whose = namesItsFile(error) ? "" : `${job.op === "put" ? job.local : job.remote}: `;
-        say(`${PROGRAM}: ${whose}${describeFailure(error)}`);
-        if (cmd.json) {
-          await emitJson(job, {
-            op: job.op,
-            name: job.remote,
-            ok: false,
-            error: describeFailure(error),
-          });
-        }
+        if (!many) throw withHint(caught, job, cmd);
+        await onFailure(job, caught);
       }
     }
     if (failed > 0) {

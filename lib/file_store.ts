@@ -292,6 +292,17 @@ export class FileStore implements Store {
   }
 
   /**
+   * Refuses an upload of `name` that {@link beginUpload} would refuse for its target: a folder
+   * there, or a file unless `overwrite`. Lets a transfer of many files refuse one before its
+   * bytes are sent; beginUpload checks again.
+   */
+  async checkFree(name: string, overwrite: boolean): Promise<void> {
+    const segments = checkName(name);
+    const parent = await this.#parentOf(name, segments, false);
+    if (parent) await this.#checkTarget(name, join(parent, segments.at(-1)!), overwrite);
+  }
+
+  /**
    * Starts an upload: checks the name and that it is free (unless overwriting), and creates a
    * staging file. Two uploads of the same name cannot run at once.
    */

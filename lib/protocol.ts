@@ -403,6 +403,8 @@ export function parseRequest(json: Record<string, unknown>): Request {
       return parseTreeChange(json);
     case "put_tree":
     case "get_tree":
+    case "put_files":
+    case "get_files":
       return parseTreeTransfer(json);
     default:
       throw new ProtocolError(`Unknown operation ${JSON.stringify(String(json.op)).slice(0, 40)}`);

@@ -737,6 +737,8 @@ async function serveRequest(request: Request, channel: Channel, ctx: Context): P
       return { bytes: 0, result: "ok" };
     case "put_tree":
     case "get_tree":
+    case "put_files":
+    case "get_files":
       return await serveTree(request, channel, ctx);
   }
 }

@@ -1,17 +1,19 @@
 /**
  * The client's remote tree operations over a {@link Session}: folder listings, `rm`, `mv`,
- * `mkdir`, and whole folders sent (`put -r`) and fetched (`get -r`). A server that predates them (no `tree` feature) still gets listings, built from
+ * `mkdir`, whole folders sent (`put -r`) and fetched (`get -r`), and lists of files sent (`mput`)
+ * and fetched (`mget`) over the same pipelined path. A server that predates them (no `tree` feature) still gets listings, built from
  * its flat list of files; the changes are refused locally, before anything is sent.
  *
  * @module
  */
 
-import type { Session } from "./client.ts";
-import { RefusedError } from "./errors.ts";
+import type { DownloadTarget, Session } from "./client.ts";
+import { ProtocolError, RefusedError } from "./errors.ts";
 import { FrameType } from "./protocol.ts";
 import { concatBytes, receiveData } from "./transfer.ts";
 import {
   encodeTreeTransfer,
+  MAX_BATCH_ENTRIES,
   parseTreeListing,
   TREE_FEATURE,
   type TreeChangeRequest,
@@ -21,6 +23,8 @@ import {
 import { localSink, localSource } from "./tree_local.ts";
 import { receiveTree, type ReceiveTreeOptions } from "./tree_receive.ts";
 import { sendTree, type SendTreeOptions } from "./tree_send.ts";
+import type { TreeEvent, TreeFileSink, TreeSink, TreeSource } from "./tree_transfer.ts";
+import { ListWalk } from "./tree_walk.ts";
 
 /** Whether the server offers the tree requests. */
 export function offersTree(session: Session): boolean {
@@ -173,4 +177,160 @@ export async function getTree(
     await io.expectOk();
     return await receiveTree(io, sink, options);
   });
+}
+
+/** A local file for {@link putFiles}: where it is, and the name it is to have on the server. */
+export interface FileToPut {
+  /** Local path of a regular file. */
+  local: string;
+  /** Remote name, relative to the root. */
+  remote: string;
+}
+
+/** Options for {@link putFiles} and {@link getFiles}. */
+export interface FilesTransferOptions {
+  /** put: replace existing remote files (default false: each is refused as put refuses it). */
+  overwrite?: boolean;
+  /** Told about each file as it is committed (`sent`, with its checksum) or fails. */
+  onEvent?: (event: TreeEvent) => void;
+  /** Running count of file bytes moved in this exchange. */
+  onProgress?: (bytes: number) => void;
+}
+
+/**
+ * Uploads `files` as mput does, over the pipelined path of trees: one manifest, the files back to
+ * back, each staged, verified and named on its own on the server and refused on its own (a name
+ * that is taken without `overwrite`, say). Events carry the file's place in `files` as `index`.
+ * Needs the server's `tree` feature ({@link offersTree}).
+ */
+export async function putFiles(
+  session: Session,
+  files: FileToPut[],
+  options: FilesTransferOptions = {},
+): Promise<TreeSummary> {
+  requireTree(session, "mput over one pipelined exchange");
+  const walker = await ListWalk.open(files.length, async (index) => {
+    const info = await Deno.stat(files[index].local).catch(() => null);
+    // A file gone since it was checked fails when it is opened, on its own.
+    return {
+      path: files[index].remote,
+      type: "file",
+      size: info?.size ?? 0,
+      mtime: info?.mtime?.getTime() ?? 0,
+      mode: (info?.mode ?? 0o644) & 0o777,
+    };
+  });
+  const source: TreeSource = {
+    walker,
+    open: (_path, index) => Deno.open(files[index].local, { read: true }),
+    // The server checks each name, and refuses a bad one on its own.
+    allowed: () => true,
+  };
+  return await session.exchange(async (io) => {
+    await io.out.writeControl(
+      FrameType.REQUEST,
+      encodeTreeTransfer({
+        op: "put_files",
+        delete: false,
+        dryRun: false,
+        checksum: false,
+        overwrite: options.overwrite ?? false,
+      }),
+    );
+    await io.expectOk();
+    return await sendTree(io, source, options);
+  });
+}
+
+/** Most names in one get_files request, and most bytes of them, well under the frame limit. */
+const NAMES_PER_REQUEST = MAX_BATCH_ENTRIES;
+const NAME_BYTES_PER_REQUEST = 32 << 10;
+
+/**
+ * Downloads the remote `names` as mget does, over the pipelined path of trees: one request per
+ * batch of names (up to 1,024), never one per file. `target(index)` opens where file `index` of
+ * `names` goes; the server's manifest must list exactly the names asked for, in their order.
+ * Events carry the file's place in `names` as `index`. Needs the server's `tree` feature.
+ */
+export async function getFiles(
+  session: Session,
+  names: string[],
+  target: (index: number) => Promise<DownloadTarget>,
+  options: FilesTransferOptions = {},
+): Promise<TreeSummary> {
+  requireTree(session, "mget over one pipelined exchange");
+  const total: TreeSummary = { files: 0, skipped: 0, deleted: 0, failed: 0, bytes: 0 };
+  let before = 0;
+  for (let start = 0; start < names.length;) {
+    let end = start;
+    let bytes = 0;
+    while (end < names.length && end - start < NAMES_PER_REQUEST) {
+      bytes += JSON.stringify(names[end]).length + 1;
+      if (bytes > NAME_BYTES_PER_REQUEST && end > start) break;
+      end++;
+    }
+    const batch = names.slice(start, end);
+    const offset = start;
+    const sink = filesTarget(batch, (index) => target(offset + index));
+    const moved = before;
+    const summary = await session.exchange(async (io) => {
+      await io.out.writeControl(
+        FrameType.REQUEST,
+        encodeTreeTransfer({
+          op: "get_files",
+          delete: false,
+          dryRun: false,
+          checksum: false,
+          names: batch,
+        }),
+      );
+      await io.expectOk();
+      return await receiveTree(io, sink, {
+        files: true,
+        maxEntries: batch.length,
+        onEvent: (event) =>
+          options.onEvent?.(
+            "index" in event && event.index !== undefined
+              ? { ...event, index: offset + event.index }
+              : event,
+          ),
+        onProgress: (n) => options.onProgress?.(moved + n),
+      });
+    });
+    for (const key of Object.keys(total) as (keyof TreeSummary)[]) total[key] += summary[key];
+    before += summary.bytes;
+    start = end;
+  }
+  return total;
+}
+
+/**
+ * The receiving end of one get_files: file `index` goes where `target(index)` says, and only if
+ * the server named it as asked. Nothing else is ever written.
+ */
+function filesTarget(
+  names: string[],
+  target: (index: number) => Promise<DownloadTarget>,
+): TreeSink {
+  const never = () => Promise.reject(new ProtocolError("Not part of a files transfer"));
+  return {
+    check: () => {},
+    walker: () => Promise.resolve(null),
+    makeBase: () => Promise.resolve(),
+    makeDir: never,
+    remove: never,
+    beginFile: async (path, _entry, index): Promise<TreeFileSink> => {
+      if (names[index] !== path) throw new ProtocolError("A file that was not asked for");
+      const into = await target(index);
+      return {
+        write: (chunk) => into.write(chunk),
+        commit: () => into.commit(),
+        discard: () => into.discard(new Error("not verified")),
+      };
+    },
+    finishDir: never,
+    finishBase: never,
+    caseInsensitive: () => Promise.resolve(false),
+    checksum: () => Promise.resolve(null),
+  };
 }

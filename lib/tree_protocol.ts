@@ -7,7 +7,7 @@
  */
 
 import { ProtocolError } from "./errors.ts";
-import { parseError } from "./protocol.ts";
+import { type ErrorCode, parseError } from "./protocol.ts";
 
 /** WELCOME feature of a server that offers the requests in this module. */
 export const TREE_FEATURE = "tree";
@@ -166,29 +166,58 @@ export function parseTreeListing(bytes: Uint8Array): TreeEntry[] {
   });
 }
 
-/** Uploads (`put_tree`) or downloads (`get_tree`) a whole folder over one connection. */
+/**
+ * Uploads (`put_tree`) or downloads (`get_tree`) a whole folder over one connection; or, for
+ * mput and mget, uploads (`put_files`) or downloads (`get_files`) a list of files over the same
+ * pipelined path, each file named on its own as a single put or get names it.
+ */
 export interface TreeTransferRequest {
-  /** Operation: the client sends (`put_tree`) or receives (`get_tree`). */
-  op: "put_tree" | "get_tree";
-  /** The remote folder, relative to the root; absent for the root itself. */
+  /** Operation: the client sends (`put_*`) or receives (`get_*`). */
+  op: "put_tree" | "get_tree" | "put_files" | "get_files";
+  /** The remote folder, relative to the root; absent for the root itself (trees only). */
   name?: string;
-  /** Remove what the receiver has and the sender does not. */
+  /** Remove what the receiver has and the sender does not (trees only). */
   delete: boolean;
-  /** Decide and report, but change nothing and send no file. */
+  /** Decide and report, but change nothing and send no file (trees only). */
   dryRun: boolean;
   /** Compare files by content (the sender's manifest carries checksums), not size and mtime. */
   checksum: boolean;
+  /** put_files: replace existing files, as put --overwrite does. */
+  overwrite?: boolean;
+  /** get_files: the names to send, in order (at most {@link MAX_BATCH_ENTRIES}). */
+  names?: string[];
 }
 
-/** Validates a put_tree or get_tree REQUEST. */
+/** Whether a transfer is one of files named one by one (mput, mget), not a folder. */
+export function isFilesTransfer(request: TreeTransferRequest): boolean {
+  return request.op === "put_files" || request.op === "get_files";
+}
+
+/** Validates a put_tree, get_tree, put_files or get_files REQUEST. */
 export function parseTreeTransfer(json: Record<string, unknown>): TreeTransferRequest {
-  if (json.op !== "put_tree" && json.op !== "get_tree") throw malformed();
+  if (
+    json.op !== "put_tree" && json.op !== "get_tree" && json.op !== "put_files" &&
+    json.op !== "get_files"
+  ) throw malformed();
   const request: TreeTransferRequest = {
     op: json.op,
     delete: flag(json.delete),
     dryRun: flag(json.dry_run),
     checksum: flag(json.checksum),
   };
+  if (json.op === "put_files" || json.op === "get_files") {
+    if (json.name !== undefined || request.delete || request.dryRun) throw malformed();
+    if (json.op === "put_files") request.overwrite = flag(json.overwrite);
+    if (json.op === "get_files") {
+      const names = json.names;
+      if (
+        !Array.isArray(names) || names.length === 0 || names.length > MAX_BATCH_ENTRIES ||
+        !names.every((n) => typeof n === "string")
+      ) throw malformed();
+      request.names = names as string[];
+    }
+    return request;
+  }
   if (json.name !== undefined) request.name = text(json.name);
   return request;
 }
@@ -201,6 +230,8 @@ export function encodeTreeTransfer(request: TreeTransferRequest): Record<string,
     delete: request.delete,
     dry_run: request.dryRun,
     checksum: request.checksum,
+    ...(request.overwrite === undefined ? {} : { overwrite: request.overwrite }),
+    ...(request.names === undefined ? {} : { names: request.names }),
   };
 }
 
@@ -348,7 +379,7 @@ export function parseFileHeader(json: Record<string, unknown>): { index: number;
 /** What the receiver says about one file it committed or failed, or a name it deleted. */
 export type TreeResult =
   | { index: number; ok: true }
-  | { index: number; ok: false; message: string }
+  | { index: number; ok: false; code: ErrorCode; message: string }
   | { deleted: string };
 
 /** Validates a RESULT payload (messages clipped and stripped of control characters). */
@@ -359,8 +390,8 @@ export function parseResult(json: Record<string, unknown>): TreeResult {
   }
   const index = json.index as number;
   if (json.ok) return { index, ok: true };
-  // Cleaned as an ERROR's message is: one line, printable only, clipped.
-  return { index, ok: false, message: parseError({ message: json.message }).message };
+  // Cleaned as an ERROR's is: a known code (else `io`), one line, printable only, clipped.
+  return { index, ok: false, ...parseError({ code: json.code, message: json.message }) };
 }
 
 /** What a tree transfer did, as the receiver counts it (its final OK). */

@@ -31,6 +31,13 @@ export interface ReceiveTreeOptions extends TreeOptions {
   maxTotalSize?: number;
   /** Treat names as case-insensitive, whatever the filesystem says (default: ask the sink). */
   caseInsensitive?: boolean;
+  /**
+   * A files transfer (mput, mget), not a folder: the manifest lists files only, in any order,
+   * each checked and refused on its own (a bad name fails that file, not the transfer), every
+   * file is wanted that the sink admits, and nothing is compared, deleted or given a folder's
+   * times. Two files of one name are written one after the other, in manifest order.
+   */
+  files?: boolean;
 }
 
 /** Files a receiver commits at once, while the next ones arrive. */
@@ -58,10 +65,12 @@ export async function receiveTree(
   const summary: TreeSummary = { files: 0, skipped: 0, deleted: 0, failed: 0, bytes: 0 };
   const maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
   const dry = options.dryRun ?? false;
+  const flat = options.files ?? false;
   const event = (e: TreeEvent) => options.onEvent?.(e);
-  let own = await sink.walker();
-  if (!own && !dry) await sink.makeBase();
-  const caseless = options.caseInsensitive ?? (own || !dry ? await sink.caseInsensitive() : false);
+  let own = flat ? null : await sink.walker();
+  if (!own && !dry && !flat) await sink.makeBase();
+  const caseless = !flat &&
+    (options.caseInsensitive ?? (own || !dry ? await sink.caseInsensitive() : false));
   /** On a filesystem that folds case: the folded names seen in each folder on the way. */
   const folded = new Map<string, Set<string>>();
   let count = 0;
@@ -82,6 +91,16 @@ export async function receiveTree(
   let received = 0;
   /** Files being committed. */
   const commits = new Set<Promise<void>>();
+  /** Files transfers: the commit under way for each name, which a second file of it awaits. */
+  const byName = new Map<string, Promise<void>>();
+  /** Reports a file that failed, to the user and to the sender. */
+  const fail = async (index: number, path: string, error: unknown) => {
+    summary.failed++;
+    const message = describeError(error);
+    const code = error instanceof StoreError || error instanceof RefusedError ? error.code : "io";
+    event({ kind: "failed", path, message, index, code });
+    await io.out.writeControl(FrameType.RESULT, { index, ok: false, code, message });
+  };
 
   const removeExtra = async (extra: WalkEntry) => {
     if (!options.delete) return;
@@ -112,17 +131,36 @@ export async function receiveTree(
   const onManifest = async (json: Record<string, unknown>) => {
     if (last) throw new ProtocolError("MANIFEST after the last one");
     const batch = parseManifest(json);
-    if (!manifested) top = batch.top;
+    if (!manifested && !flat) top = batch.top;
     manifested = true;
     for (const note of batch.notes ?? []) event({ kind: "ignored", ...note });
     if (count + batch.entries.length > maxEntries) {
       throw new StoreError("too_large", `Refused tree: more than ${maxEntries} entries`);
     }
     // The whole batch is checked before anything is done for any of it.
-    for (const entry of batch.entries) checkEntry(entry);
+    for (const entry of batch.entries) {
+      if (!flat) checkEntry(entry);
+      else if (entry.type !== "file") throw badManifest("a folder in a transfer of files");
+    }
     const want: number[] = [];
     for (const entry of batch.entries) {
       const index = count++;
+      if (flat) {
+        try {
+          sink.check(entry.path);
+          if (options.maxFileSize !== undefined && entry.size > options.maxFileSize) {
+            throw new StoreError("too_large", `Over the limit of ${options.maxFileSize} bytes`);
+          }
+          await sink.admit?.(entry.path, entry, index);
+        } catch (error) {
+          if (!(error instanceof StoreError)) throw error;
+          await fail(index, entry.path, error);
+          continue;
+        }
+        want.push(index);
+        pending.push({ index, entry });
+        continue;
+      }
       const mine = await catchUp(entry.path);
       if (entry.type === "dir") {
         if (mine?.type === "dir") {
@@ -229,22 +267,19 @@ export async function receiveTree(
       throw new StoreError("too_large", `Refused file over the limit: ${entry.path}`);
     }
     let target: TreeFileSink | null = null;
-    let refusal: string | undefined;
+    let refusal: StoreError | undefined;
+    // A second file of one name (mput a/x b/x) waits for the first to be named, as it would
+    // one put after the other: it then replaces it, or is refused as existing.
+    await byName.get(entry.path);
     try {
-      target = await sink.beginFile(entry.path, entry);
+      target = await sink.beginFile(entry.path, entry, index);
     } catch (error) {
       if (!(error instanceof StoreError) && !(error instanceof Deno.errors.PermissionDenied)) {
         throw error;
       }
-      refusal = error.message;
+      refusal = error instanceof StoreError ? error : new StoreError("io", error.message);
     }
     const into: ByteSink = target ?? { write: () => Promise.resolve() };
-    const fail = async (error: unknown) => {
-      summary.failed++;
-      const message = describeError(error);
-      event({ kind: "failed", path: entry.path, message });
-      await io.out.writeControl(FrameType.RESULT, { index, ok: false, message });
-    };
     let result;
     try {
       result = await receiveData(io.frames, into, {
@@ -255,15 +290,18 @@ export async function receiveTree(
         maxSize: options.maxFileSize,
         onProgress: (n) => options.onProgress?.(received + n),
       });
-      if (refusal !== undefined) throw new StoreError("io", refusal);
+      if (refusal !== undefined) throw refusal;
     } catch (error) {
       await target?.discard();
       // ABORT from the sender, or the receiver's own refusal once the data was read in full:
       // this file only. Anything else leaves the connection out of step.
-      if (!(error instanceof RefusedError || error instanceof StoreError && error.code === "io")) {
+      if (
+        !(error instanceof RefusedError || error === refusal ||
+          error instanceof StoreError && error.code === "io")
+      ) {
         throw error;
       }
-      await fail(error);
+      await fail(index, entry.path, error);
       return;
     }
     received += result.size;
@@ -273,15 +311,25 @@ export async function receiveTree(
       try {
         await localWait(io.local, () => target!.commit());
       } catch (error) {
-        await fail(error).catch(() => {});
+        await fail(index, entry.path, error).catch(() => {});
         return;
       }
       summary.files++;
       summary.bytes += result.size;
-      event({ kind: "sent", path: entry.path, size: result.size });
+      event({
+        kind: "sent",
+        path: entry.path,
+        size: result.size,
+        index,
+        checksum: result.checksum,
+      });
       await io.out.writeControl(FrameType.RESULT, { index, ok: true }).catch(() => {});
-    })().finally(() => commits.delete(committing));
+    })().finally(() => {
+      commits.delete(committing);
+      if (byName.get(entry.path) === committing) byName.delete(entry.path);
+    });
     commits.add(committing);
+    if (flat) byName.set(entry.path, committing);
     if (commits.size >= COMMIT_WINDOW) await Promise.race(commits);
   };
 

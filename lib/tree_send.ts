@@ -7,10 +7,10 @@
  */
 
 import type { BufferPool } from "./buffer_pool.ts";
-import { describeError, ProtocolError, RefusedError } from "./errors.ts";
+import { describeError, ProtocolError, RefusedError, StoreError } from "./errors.ts";
 import { type FrameReader, FrameType, frameTypeName, parseError } from "./protocol.ts";
 import { createChecksum } from "./checksum.ts";
-import { checksumFilePrefix, localWait, sendData } from "./transfer.ts";
+import { checksumFilePrefix, localWait, sendData, type TransferResult } from "./transfer.ts";
 import {
   type ManifestEntry,
   type ManifestNote,
@@ -114,7 +114,7 @@ export async function sendTree(
   options: SendTreeOptions = {},
 ): Promise<TreeSummary> {
   const batchEntries = Math.min(options.batchEntries ?? MAX_BATCH_ENTRIES, MAX_BATCH_ENTRIES);
-  const inFlight = new Map<number, { path: string; size: number }>();
+  const inFlight = new Map<number, { path: string; size: number; checksum?: string }>();
   /** Files the receiver refused on reading the manifest: neither wanted nor skipped. */
   const refusedEarly = new Set<number>();
   /** The batches sent whose answer is not dealt with yet (two at most). */
@@ -136,10 +136,17 @@ export async function sendTree(
     if (!file) throw new ProtocolError("RESULT for a file that was not sent");
     if (!sent) refusedEarly.add(result.index);
     inFlight.delete(result.index);
+    const checksum = sent?.checksum;
     options.onEvent?.(
       result.ok
-        ? { kind: "sent", path: file.path, size: file.size }
-        : { kind: "failed", path: file.path, message: result.message },
+        ? { kind: "sent", path: file.path, size: file.size, index: result.index, checksum }
+        : {
+          kind: "failed",
+          path: file.path,
+          message: result.message,
+          index: result.index,
+          code: result.code,
+        },
     );
   });
   let nextIndex = 0;
@@ -184,7 +191,8 @@ export async function sendTree(
         mode: e.mode,
       };
       if (options.checksum && e.type === "file") {
-        entry.checksum = await localWait(io.local, () => checksumOf(source, e.path, io.pool)) ??
+        const at = nextIndex + entries.length;
+        entry.checksum = await localWait(io.local, () => checksumOf(source, e.path, at, io.pool)) ??
           undefined;
       }
       size += JSON.stringify(entry).length + 1;
@@ -239,8 +247,18 @@ export async function sendTree(
         for (const index of want) {
           const entry = current.entries[index - current.from];
           if (entry.type !== "file") throw new ProtocolError("WANT for a folder");
-          inFlight.set(index, { path: entry.path, size: entry.size });
-          bytes = await sendFile(io, source, index, entry, bytes, options.onProgress);
+          const file: { path: string; size: number; checksum?: string } = {
+            path: entry.path,
+            size: entry.size,
+          };
+          inFlight.set(index, file);
+          const sent = await sendFile(io, source, index, entry, bytes, options.onProgress);
+          bytes += sent?.size ?? 0;
+          // The receiver's RESULT may come back before this line: it then reports no checksum.
+          if (sent) {
+            file.size = sent.size;
+            file.checksum = sent.checksum;
+          }
         }
       } else {
         for (const index of want) {
@@ -263,11 +281,12 @@ export async function sendTree(
 async function checksumOf(
   source: TreeSource,
   path: string,
+  index: number,
   pool?: BufferPool,
 ): Promise<string | null> {
   let file: Deno.FsFile;
   try {
-    file = await source.open(path);
+    file = await source.open(path, index);
   } catch {
     return null;
   }
@@ -279,7 +298,10 @@ async function checksumOf(
   }
 }
 
-/** Sends one file: FILE, then DATA* END, or ABORT if it cannot be read. Returns bytes so far. */
+/**
+ * Sends one file: FILE, then DATA* END, or ABORT if it cannot be read. Returns its size and
+ * checksum as sent, or null when ABORT went instead.
+ */
 async function sendFile(
   io: TreeIo,
   source: TreeSource,
@@ -287,46 +309,49 @@ async function sendFile(
   entry: ManifestEntry,
   before: number,
   onProgress?: (bytes: number) => void,
-): Promise<number> {
+): Promise<TransferResult | null> {
   let file: Deno.FsFile | undefined;
   let size = 0;
-  let failure: string | undefined;
+  let failure: { code: string; message: string } | undefined;
   try {
-    file = await source.open(entry.path);
+    file = await source.open(entry.path, index);
     const info = await file.stat();
     if (!info.isFile) throw new Error("not a regular file");
     size = info.size;
   } catch (error) {
     file?.close();
     file = undefined;
-    failure = `Cannot read it: ${describeError(error)}`;
+    // The source's own refusal (no such file on the server, say) is passed on as it is.
+    failure = error instanceof StoreError ? { code: error.code, message: error.message } : {
+      code: "io",
+      message: `Cannot read it: ${describeError(error)}`,
+    };
   }
   io.out.cork();
   await io.out.writeControl(FrameType.FILE, { index, size });
   if (!file) {
-    await io.out.writeControl(FrameType.ABORT, { code: "io", message: failure });
-    return before;
+    await io.out.writeControl(FrameType.ABORT, failure!);
+    return null;
   }
   if (size <= SMALL_FILE) {
     try {
-      return before + await sendSmall(io, file, size, before, onProgress);
+      return await sendSmall(io, file, size, before, onProgress);
     } finally {
       file.close();
     }
   }
   try {
-    const result = await sendData(limited(file, size), io.out, {
+    return await sendData(limited(file, size), io.out, {
       pool: io.pool,
       localWaits: io.local,
       sizeHint: size,
       onProgress: (n) => onProgress?.(before + n),
     });
-    return before + result.size;
   } catch (error) {
     if (!(error instanceof SourceError)) throw error;
     // The data phase ends with ABORT: the connection stays in step and the tree goes on.
     await io.out.writeControl(FrameType.ABORT, { code: "io", message: error.message });
-    return before;
+    return null;
   } finally {
     file.close();
   }
@@ -338,7 +363,7 @@ const SMALL_FILE = 64 << 10;
 /**
  * Sends a small file's DATA and END into the writer's held-back frames (see FrameWriter.cork),
  * which leave once enough have gathered or the sender waits: many small files go out in few
- * writes. Returns the bytes sent (0 when the file could not be read, and ABORT went instead).
+ * writes. Returns its size and checksum, or null when it could not be read and ABORT went instead.
  */
 async function sendSmall(
   io: TreeIo,
@@ -346,7 +371,7 @@ async function sendSmall(
   size: number,
   before: number,
   onProgress?: (bytes: number) => void,
-): Promise<number> {
+): Promise<TransferResult | null> {
   const bytes = new Uint8Array(size);
   try {
     await localWait(io.local, async () => {
@@ -360,14 +385,15 @@ async function sendSmall(
   } catch (error) {
     const why = describeError(error);
     await io.out.writeControl(FrameType.ABORT, { code: "io", message: `Cannot read it: ${why}` });
-    return 0;
+    return null;
   }
   const checksum = await createChecksum();
   checksum.update(bytes);
   if (size > 0) await io.out.writeData(bytes);
-  await io.out.writeControl(FrameType.END, { size, checksum: checksum.digest() });
+  const digest = checksum.digest();
+  await io.out.writeControl(FrameType.END, { size, checksum: digest });
   onProgress?.(before + size);
-  return size;
+  return { size, checksum: digest };
 }
 
 /** A local file that could not be read mid-send (not the connection's failure). */

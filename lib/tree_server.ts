@@ -12,12 +12,12 @@ import { StoreError } from "./errors.ts";
 import { checkName, type FileStore, RESUME_DIR, STAGING_DIR } from "./file_store.ts";
 import type { FrameReader, FrameWriter } from "./protocol.ts";
 import { checksumFilePrefix } from "./transfer.ts";
-import type { TreeSummary, TreeTransferRequest } from "./tree_protocol.ts";
+import { isFilesTransfer, type TreeSummary, type TreeTransferRequest } from "./tree_protocol.ts";
 import { makeDir, removeName, resolveFolder } from "./tree_store.ts";
 import { DEFAULT_MAX_ENTRIES, receiveTree } from "./tree_receive.ts";
 import { sendTree } from "./tree_send.ts";
 import type { TreeFileSink, TreeSink, TreeSource } from "./tree_transfer.ts";
-import { foldsCase, MODE_BITS, TreeWalker } from "./tree_walk.ts";
+import { foldsCase, ListWalk, MODE_BITS, TreeWalker, type WalkEntry } from "./tree_walk.ts";
 
 /** What the server's tree handlers need. */
 export interface TreeServeContext {
@@ -74,6 +74,11 @@ export async function checkTreeRequest(
 ): Promise<void> {
   const base = request.name;
   if (base !== undefined) checkName(base);
+  if (request.op === "put_files" && ctx.readOnly) {
+    throw new StoreError("read_only", "Server is read-only: uploads are refused");
+  }
+  // Each file is checked on its own, and refused on its own.
+  if (isFilesTransfer(request)) return;
   if (request.op === "put_tree") {
     if (ctx.readOnly && !request.dryRun) {
       throw new StoreError("read_only", "Server is read-only: uploads are refused");
@@ -96,6 +101,17 @@ export async function serveTreeTransfer(
 ): Promise<TreeSummary> {
   const base = request.name;
   const tree = { frames: io.frames, out: io.out, pool: ctx.pool };
+  if (request.op === "get_files") {
+    return await sendTree(tree, await filesSource(ctx.store, request.names ?? []), {
+      checksum: request.checksum,
+    });
+  }
+  if (request.op === "put_files") {
+    return await receiveTree(tree, filesSink(ctx.store, request.overwrite ?? false), {
+      files: true,
+      maxFileSize: ctx.maxSize,
+    });
+  }
   if (request.op === "get_tree") {
     const real = await resolveFolder(ctx.store, base);
     const info = await Deno.stat(real);
@@ -116,6 +132,66 @@ export async function serveTreeTransfer(
     maxFileSize: ctx.maxSize,
     maxTotalSize: ctx.maxSize,
   });
+}
+
+/**
+ * The files a get_files names, in its order. Every name is in the manifest, even one that cannot
+ * be served (the client matches entries to its names by place): its refusal goes, when the file
+ * is asked for, as the ABORT of its data phase, with the code and message a get would have had.
+ */
+async function filesSource(store: FileStore, names: string[]): Promise<TreeSource> {
+  const refusals = new Map<number, StoreError>();
+  const walker = await ListWalk.open(names.length, async (index): Promise<WalkEntry> => {
+    const path = names[index];
+    try {
+      const info = await Deno.stat(await store.resolveFile(path));
+      // A single get gives the file the time it arrives, so mget does too: no mtime or mode.
+      return { path, type: "file", size: info.size, mtime: 0, mode: 0o644 };
+    } catch (error) {
+      if (!(error instanceof StoreError)) throw error;
+      refusals.set(index, error);
+      return { path, type: "file", size: 0, mtime: 0, mode: 0o644 };
+    }
+  });
+  return {
+    walker,
+    open: async (path, index) => {
+      const refusal = refusals.get(index);
+      if (refusal) {
+        refusals.delete(index);
+        throw refusal;
+      }
+      // Resolved again, as any get: a name swapped for a symlink meanwhile cannot lead out.
+      return await Deno.open(await store.resolveFile(path));
+    },
+    // Every name goes in the manifest, so the client can match each to its place.
+    allowed: () => true,
+  };
+}
+
+/** Receives a put_files into the store: each file named and refused on its own, as a put. */
+function filesSink(store: FileStore, overwrite: boolean): TreeSink {
+  const never = () => Promise.reject(new StoreError("bad_request", "Not part of a files transfer"));
+  return {
+    check: (path) => void checkName(path),
+    admit: (path) => store.checkFree(path, overwrite),
+    walker: () => Promise.resolve(null),
+    makeBase: () => Promise.resolve(),
+    makeDir: never,
+    remove: never,
+    beginFile: async (path, entry): Promise<TreeFileSink> => {
+      const upload = await store.beginUpload(path, { overwrite, size: entry.size });
+      return {
+        write: (chunk) => upload.write(chunk),
+        commit: () => upload.commit(),
+        discard: () => upload.discard(),
+      };
+    },
+    finishDir: never,
+    finishBase: never,
+    caseInsensitive: () => Promise.resolve(false),
+    checksum: () => Promise.resolve(null),
+  };
 }
 
 /** Receives into the folder `base` of the store (the root when undefined). */

@@ -10,10 +10,10 @@
  */
 
 import type { BufferPool } from "./buffer_pool.ts";
-import type { FrameReader, FrameWriter } from "./protocol.ts";
+import type { ErrorCode, FrameReader, FrameWriter } from "./protocol.ts";
 import type { ByteSink, LocalWaits } from "./transfer.ts";
 import type { ManifestEntry, ManifestTop } from "./tree_protocol.ts";
-import type { TreeWalker } from "./tree_walk.ts";
+import type { EntryWalk, TreeWalker } from "./tree_walk.ts";
 
 export interface TreeIo {
   /** Frames from the peer. */
@@ -28,10 +28,10 @@ export interface TreeIo {
 
 /** Something that happened to one name, for reports. */
 export type TreeEvent =
-  | { kind: "sent"; path: string; size: number }
+  | { kind: "sent"; path: string; size: number; index?: number; checksum?: string }
   | { kind: "skipped"; path: string }
   | { kind: "deleted"; path: string }
-  | { kind: "failed"; path: string; message: string }
+  | { kind: "failed"; path: string; message: string; index?: number; code?: ErrorCode }
   | { kind: "ignored"; path: string; message: string };
 
 /** Options shared by {@link sendTree} and {@link receiveTree}. */
@@ -48,10 +48,13 @@ export interface TreeOptions {
 
 /** Where a sender's files come from. */
 export interface TreeSource {
-  /** A walk of the folder being sent. */
-  walker: TreeWalker;
-  /** Opens a file of the walk for reading; the caller closes it. */
-  open(path: string): Promise<Deno.FsFile>;
+  /** A walk of the folder being sent, or of the list of files. */
+  walker: EntryWalk;
+  /**
+   * Opens a file of the walk for reading (`index`: its place in the manifest); the caller closes
+   * it. A {@link StoreError} is the peer's to hear: its code and message go in the ABORT.
+   */
+  open(path: string, index: number): Promise<Deno.FsFile>;
   /** Whether a path may be sent at all (a receiver refuses a manifest with a name it may not). */
   allowed(path: string): boolean;
   /** The folder's own mtime and mode, which the receiver gives its copy at the end. */
@@ -80,8 +83,16 @@ export interface TreeSink {
   makeDir(path: string): Promise<void>;
   /** Removes a name: a file, a link (never its target) or a folder with all it holds. */
   remove(path: string): Promise<void>;
-  /** Starts writing a file; nothing shows under its name before commit. */
-  beginFile(path: string, entry: ManifestEntry): Promise<TreeFileSink>;
+  /**
+   * Starts writing a file (`index`: its place in the manifest); nothing shows under its name
+   * before commit.
+   */
+  beginFile(path: string, entry: ManifestEntry, index: number): Promise<TreeFileSink>;
+  /**
+   * Files transfers: refuses a file before it is asked for ({@link StoreError}: a name that is
+   * taken, say), so its bytes are never sent for nothing.
+   */
+  admit?(path: string, entry: ManifestEntry, index: number): Promise<void>;
   /** Gives a folder its mtime and mode once everything in it is written. */
   finishDir(path: string, entry: ManifestEntry): Promise<void>;
   /** Gives the receiving folder itself the sender's mtime and mode, at the very end. */

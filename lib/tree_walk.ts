@@ -189,6 +189,61 @@ export class TreeWalker {
   }
 }
 
+/** What a sender walks: a folder ({@link TreeWalker}) or a list of files ({@link ListWalk}). */
+export interface EntryWalk {
+  /** The current entry; undefined once the walk is over. */
+  peek(): WalkEntry | undefined;
+  /** Moves past the current entry (into it if it is a folder and `descend` is set). */
+  next(descend?: boolean): Promise<void>;
+}
+
+/**
+ * A walk of a list of files (mput, mget), in the list's order: entry `i` is what `at(i)` says,
+ * asked for only when the walk reaches it, so the files are looked at one at a time.
+ *
+ * @example
+ * ```ts
+ * const names = ["a.txt", "b.txt"];
+ * const walk = await ListWalk.open(names.length, async (i) => {
+ *   const info = await Deno.stat(names[i]);
+ *   return { path: names[i], type: "file", size: info.size, mtime: 0, mode: 0o644 };
+ * });
+ * ```
+ */
+export class ListWalk implements EntryWalk {
+  #count: number;
+  #at: (index: number) => Promise<WalkEntry>;
+  #index = 0;
+  #current?: WalkEntry;
+
+  private constructor(count: number, at: (index: number) => Promise<WalkEntry>) {
+    this.#count = count;
+    this.#at = at;
+  }
+
+  /** Starts the walk of `count` entries. */
+  static async open(count: number, at: (index: number) => Promise<WalkEntry>): Promise<ListWalk> {
+    const walk = new ListWalk(count, at);
+    await walk.#load();
+    return walk;
+  }
+
+  async #load(): Promise<void> {
+    this.#current = this.#index < this.#count ? await this.#at(this.#index) : undefined;
+  }
+
+  /** The current entry; undefined once the walk is over. */
+  peek(): WalkEntry | undefined {
+    return this.#current;
+  }
+
+  /** Moves to the next entry of the list. */
+  async next(): Promise<void> {
+    this.#index++;
+    await this.#load();
+  }
+}
+
 /**
  * Whether the filesystem holding the folder `dir` folds case, so that `A` and `a` name one file:
  * a probe file is created under a lowercase name and looked for under the uppercase one.
