@@ -109,6 +109,13 @@ export const CLIENT_OPTIONS = {
     needs: "recursive",
     help: "compare contents, not size and mtime",
   },
+  links: {
+    kind: "flag",
+    commands: ["put", "get"],
+    needs: "recursive",
+    help: "copy symlinks whose target stays inside the tree, as links (others are skipped " +
+      "with a note)",
+  },
   parents: {
     kind: "flag",
     short: "p",

@@ -164,6 +164,8 @@ export interface TreeTransferCommand {
   dryRun: boolean;
   /** --checksum. */
   checksum: boolean;
+  /** --links: symlinks that stay inside the tree are copied as links. */
+  links: boolean;
   /** Flush downloads to disk (off with --no-fsync). */
   fsync: boolean;
   /** One JSON report per file, and a summary. */
@@ -288,6 +290,7 @@ export async function runTreeTransfer(
     delete: cmd.delete,
     dryRun: cmd.dryRun,
     checksum: cmd.checksum,
+    links: cmd.links,
     fsync: cmd.fsync,
     onEvent,
     onProgress: (bytes: number) => progress.update(bytes),

@@ -144,6 +144,7 @@ export async function putTree(
         delete: options.delete ?? false,
         dryRun: options.dryRun ?? false,
         checksum: options.checksum ?? false,
+        links: options.links ?? false,
       }),
     );
     await io.expectOk();
@@ -172,6 +173,7 @@ export async function getTree(
         delete: options.delete ?? false,
         dryRun: options.dryRun ?? false,
         checksum: options.checksum ?? false,
+        links: options.links ?? false,
       }),
     );
     await io.expectOk();

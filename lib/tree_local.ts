@@ -52,6 +52,7 @@ export async function localSource(base: string): Promise<TreeSource> {
     // What an interrupted get -r left is not part of the tree.
     walker: await TreeWalker.open(real, { skip: isTreePart, undecodable: true }),
     open: (path) => Deno.open(join(real, path), { read: true }),
+    readLink: (path) => Deno.readLink(join(real, path)),
     allowed: valid,
   };
 }
@@ -180,6 +181,30 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
         },
         discard: () => staged.discard(),
       };
+    },
+    makeLink: async (path, target) => {
+      const { parents, leaf } = split(path);
+      const dir = (await folder(parents, true))!;
+      const there = await Deno.lstat(join(dir, leaf)).catch(() => null);
+      if (there?.isDirectory) throw new StoreError("not_a_file", `${path} is a folder`);
+      // Made under a staging name, then renamed over whatever file or link has the name.
+      const staged = join(dir, `${TREE_PART_PREFIX}${crypto.randomUUID()}.part`);
+      await Deno.symlink(target, staged).catch((error) => {
+        throw cannotWrite(join(dir, leaf), error);
+      });
+      try {
+        await Deno.rename(staged, join(dir, leaf));
+      } catch (error) {
+        removeQuietly(staged);
+        throw cannotWrite(join(dir, leaf), error);
+      }
+      checked = undefined;
+    },
+    readLink: async (path) => {
+      const { parents, leaf } = split(path);
+      const dir = await folder(parents, false);
+      if (dir === null) throw new StoreError("not_found", `No such link: ${path}`);
+      return await Deno.readLink(join(dir, leaf));
     },
     finishDir: async (path, entry) => {
       const dir = await folder(path.split("/"), false);

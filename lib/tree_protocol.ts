@@ -182,6 +182,8 @@ export interface TreeTransferRequest {
   dryRun: boolean;
   /** Compare files by content (the sender's manifest carries checksums), not size and mtime. */
   checksum: boolean;
+  /** Trees: carry symlinks whose target stays inside the tree (`--links`), as links. */
+  links?: boolean;
   /** put_files: replace existing files, as put --overwrite does. */
   overwrite?: boolean;
   /** get_files: the names to send, in order (at most {@link MAX_BATCH_ENTRIES}). */
@@ -205,7 +207,9 @@ export function parseTreeTransfer(json: Record<string, unknown>): TreeTransferRe
     dryRun: flag(json.dry_run),
     checksum: flag(json.checksum),
   };
+  if (json.links !== undefined) request.links = flag(json.links);
   if (json.op === "put_files" || json.op === "get_files") {
+    if (request.links) throw malformed();
     if (json.name !== undefined || request.delete || request.dryRun) throw malformed();
     if (json.op === "put_files") request.overwrite = flag(json.overwrite);
     if (json.op === "get_files") {
@@ -230,6 +234,7 @@ export function encodeTreeTransfer(request: TreeTransferRequest): Record<string,
     delete: request.delete,
     dry_run: request.dryRun,
     checksum: request.checksum,
+    ...(request.links ? { links: true } : {}),
     ...(request.overwrite === undefined ? {} : { overwrite: request.overwrite }),
     ...(request.names === undefined ? {} : { names: request.names }),
   };
@@ -239,8 +244,11 @@ export function encodeTreeTransfer(request: TreeTransferRequest): Record<string,
 export interface ManifestEntry {
   /** Path relative to the transferred folder, `/`-separated. */
   path: string;
-  /** A regular file or a folder (symlinks and other kinds are never sent). */
-  type: "file" | "dir";
+  /**
+   * A regular file, a folder, or (only when the request asked for `links`) a symlink whose
+   * target stays inside the tree. Other kinds are never sent.
+   */
+  type: "file" | "dir" | "link";
   /** Size in bytes; 0 for a folder. */
   size: number;
   /** Modification time, milliseconds since the epoch. */
@@ -249,6 +257,8 @@ export interface ManifestEntry {
   mode: number;
   /** With `checksum`: the file's checksum, `xxh128:` and 32 hex digits. */
   checksum?: string;
+  /** A link's target, as the link holds it (checked by the receiver: lib/tree_links.ts). */
+  target?: string;
 }
 
 /** The transferred folder itself, which no entry names: its mtime and permission bits. */
@@ -292,18 +302,26 @@ function manifestError(why: string): ProtocolError {
  * Validates a MANIFEST payload's shape: types, sizes, times and modes. Paths are checked by the
  * receiver, which knows where they would land.
  */
-export function parseManifest(json: Record<string, unknown>): ManifestBatch {
+export function parseManifest(
+  json: Record<string, unknown>,
+  options: { links?: boolean } = {},
+): ManifestBatch {
   if (!Array.isArray(json.entries) || typeof json.last !== "boolean") {
     throw manifestError("no entries");
   }
   if (json.entries.length > MAX_BATCH_ENTRIES) throw manifestError("too many entries");
   const entries = json.entries.map((raw): ManifestEntry => {
     if (typeof raw !== "object" || raw === null) throw manifestError("an entry is not an object");
-    const { path, type, size, mtime, mode, checksum } = raw as Record<string, unknown>;
+    const { path, type, size, mtime, mode, checksum, target } = raw as Record<string, unknown>;
     if (typeof path !== "string") throw manifestError("a path is not a string");
-    if (type !== "file" && type !== "dir") throw manifestError("unknown entry type");
+    if (type !== "file" && type !== "dir" && !(type === "link" && options.links)) {
+      throw manifestError(
+        type === "link" ? "a symlink, and links were not asked for" : "unknown entry type",
+      );
+    }
     if (!(Number.isSafeInteger(size) && (size as number) >= 0)) throw manifestError("bad size");
-    if (type === "dir" && size !== 0) throw manifestError("a folder with a size");
+    if (type !== "file" && size !== 0) throw manifestError("a folder or link with a size");
+    if ((type === "link") !== (typeof target === "string")) throw manifestError("bad link target");
     if (typeof mtime !== "number" || !Number.isFinite(mtime)) throw manifestError("bad mtime");
     if (!(Number.isInteger(mode) && (mode as number) >= 0 && (mode as number) <= 0o777)) {
       throw manifestError("bad mode");
@@ -315,6 +333,7 @@ export function parseManifest(json: Record<string, unknown>): ManifestBatch {
       mtime,
       mode: mode as number,
     };
+    if (type === "link") entry.target = target as string;
     if (checksum !== undefined) {
       if (typeof checksum !== "string" || !CHECKSUM_TEXT.test(checksum)) {
         throw manifestError("bad checksum");

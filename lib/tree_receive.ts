@@ -19,6 +19,7 @@ import {
 } from "./tree_protocol.ts";
 import type { TreeEvent, TreeFileSink, TreeIo, TreeOptions, TreeSink } from "./tree_transfer.ts";
 import { comparePath, type WalkEntry } from "./tree_walk.ts";
+import { linkStaysInside } from "./tree_links.ts";
 
 export interface ReceiveTreeOptions extends TreeOptions {
   /** Remove what the sender does not have (default false). */
@@ -38,6 +39,11 @@ export interface ReceiveTreeOptions extends TreeOptions {
    * times. Two files of one name are written one after the other, in manifest order.
    */
   files?: boolean;
+  /**
+   * Accept symlinks whose target stays inside the tree (`--links`; default false: a manifest
+   * with a link is refused). Each target is checked again here (lib/tree_links.ts).
+   */
+  links?: boolean;
 }
 
 /** Files a receiver commits at once, while the next ones arrive. */
@@ -130,7 +136,7 @@ export async function receiveTree(
 
   const onManifest = async (json: Record<string, unknown>) => {
     if (last) throw new ProtocolError("MANIFEST after the last one");
-    const batch = parseManifest(json);
+    const batch = parseManifest(json, { links: options.links && !flat });
     if (!manifested && !flat) top = batch.top;
     manifested = true;
     for (const note of batch.notes ?? []) event({ kind: "ignored", ...note });
@@ -162,6 +168,10 @@ export async function receiveTree(
         continue;
       }
       const mine = await catchUp(entry.path);
+      if (entry.type === "link") {
+        await onLink(index, entry, mine);
+        continue;
+      }
       if (entry.type === "dir") {
         if (mine?.type === "dir") {
           await own!.next(true);
@@ -230,11 +240,49 @@ export async function receiveTree(
     options.onPlan?.(plannedFiles, plannedBytes);
   };
 
+  /** A link of the manifest: made (or replaced) unless the receiver has it already. */
+  const onLink = async (index: number, entry: ManifestEntry, mine: WalkEntry | undefined) => {
+    const target = entry.target!;
+    if (mine) await own!.next(false);
+    if (mine?.type === "link") {
+      const current = await sink.readLink?.(entry.path).catch(() => null);
+      if (current === target) {
+        summary.skipped++;
+        event({ kind: "skipped", path: entry.path });
+        return;
+      }
+    }
+    try {
+      if (mine?.type === "dir") {
+        if (!options.delete) {
+          throw new StoreError("not_a_file", "A folder is in the way (use --delete to replace it)");
+        }
+        if (!dry) await sink.remove(entry.path);
+      }
+      if (!dry) {
+        if (!sink.makeLink) throw new StoreError("unsupported", "Links cannot be made here");
+        await localWait(io.local, () => sink.makeLink!(entry.path, target));
+      }
+    } catch (error) {
+      if (!(error instanceof StoreError) && !(error instanceof Deno.errors.PermissionDenied)) {
+        throw error;
+      }
+      await fail(index, entry.path, error);
+      return;
+    }
+    summary.files++;
+    event({ kind: "sent", path: entry.path, size: 0, index });
+    await io.out.writeControl(FrameType.RESULT, { index, ok: true });
+  };
+
   const checkEntry = (entry: ManifestEntry) => {
     try {
       sink.check(entry.path);
     } catch (error) {
       throw error instanceof StoreError ? badManifest(error.message) : error;
+    }
+    if (entry.type === "link" && !linkStaysInside(entry.path, entry.target!)) {
+      throw badManifest(`a symlink that leads outside the tree: ${entry.path}`);
     }
     if (previous !== undefined && comparePath(previous, entry.path) >= 0) {
       throw badManifest("entries out of order or repeated");

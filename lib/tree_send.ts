@@ -21,12 +21,15 @@ import {
   type TreeSummary,
 } from "./tree_protocol.ts";
 import type { TreeIo, TreeOptions, TreeSource } from "./tree_transfer.ts";
+import { linkStaysInside } from "./tree_links.ts";
 
 export interface SendTreeOptions extends TreeOptions {
   /** Put each file's checksum in the manifest (the receiver compares contents). */
   checksum?: boolean;
   /** Most entries per MANIFEST frame (default {@link MAX_BATCH_ENTRIES}). */
   batchEntries?: number;
+  /** Send symlinks whose target stays inside the tree, as links (`--links`; default false). */
+  links?: boolean;
 }
 
 /** A manifest batch as the sender keeps it until the receiver has answered it. */
@@ -164,16 +167,22 @@ export async function sendTree(
       e && entries.length < batchEntries && notes.length < MAX_BATCH_ENTRIES;
       e = walker.peek()
     ) {
+      let target: string | undefined;
+      if (e.type === "link" && options.links && source.readLink && source.allowed(e.path)) {
+        target = await source.readLink(e.path).catch(() => undefined);
+      }
       const unsendable = e.notUtf8
         ? "its name is not valid UTF-8"
         : !source.allowed(e.path)
         ? "a name ferry does not carry"
-        : e.type === "link"
+        : e.type === "link" && target !== undefined && !linkStaysInside(e.path, target)
+        ? "symlink leads outside the tree"
+        : e.type === "link" && target === undefined
         ? "symlink not followed"
         : e.type === "other"
         ? "not a regular file or folder"
         : undefined;
-      if (unsendable || (e.type !== "file" && e.type !== "dir")) {
+      if (unsendable || e.type === "other") {
         const note = { path: e.path, message: unsendable ?? "" };
         // The receiver hears of it too (it may be the user's end); it counts towards the frame.
         size += JSON.stringify(note).length + 1;
@@ -190,6 +199,7 @@ export async function sendTree(
         mtime: e.mtime,
         mode: e.mode,
       };
+      if (target !== undefined) entry.target = target;
       if (options.checksum && e.type === "file") {
         const at = nextIndex + entries.length;
         entry.checksum = await localWait(io.local, () => checksumOf(source, e.path, at, io.pool)) ??
@@ -239,14 +249,14 @@ export async function sendTree(
       for (const [i, entry] of current.entries.entries()) {
         const index = current.from + i;
         if (refusedEarly.delete(index)) continue;
-        if (entry.type === "file" && !wanted.has(index)) {
+        if (entry.type !== "dir" && !wanted.has(index)) {
           options.onEvent?.({ kind: "skipped", path: entry.path });
         }
       }
       if (!options.dryRun) {
         for (const index of want) {
           const entry = current.entries[index - current.from];
-          if (entry.type !== "file") throw new ProtocolError("WANT for a folder");
+          if (entry.type !== "file") throw new ProtocolError("WANT for a folder or link");
           const file: { path: string; size: number; checksum?: string } = {
             path: entry.path,
             size: entry.size,

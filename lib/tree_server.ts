@@ -17,6 +17,8 @@ import { makeDir, removeName, resolveFolder } from "./tree_store.ts";
 import { DEFAULT_MAX_ENTRIES, receiveTree } from "./tree_receive.ts";
 import { sendTree } from "./tree_send.ts";
 import type { TreeFileSink, TreeSink, TreeSource } from "./tree_transfer.ts";
+import { join } from "node:path";
+import { syncDir } from "./staged_file.ts";
 import { foldsCase, ListWalk, MODE_BITS, TreeWalker, type WalkEntry } from "./tree_walk.ts";
 
 /** What the server's tree handlers need. */
@@ -121,9 +123,14 @@ export async function serveTreeTransfer(
       top: { mtime: info.mtime?.getTime() ?? 0, mode: (info.mode ?? 0o755) & MODE_BITS },
       // Resolved again, as any get: a name swapped for a symlink since the walk cannot lead out.
       open: async (path) => await Deno.open(await ctx.store.resolveFile(nameIn(base, path))),
+      readLink: (path) => readStoreLink(ctx.store, nameIn(base, path)),
       allowed: (path) => valid(nameIn(base, path)),
     };
-    return await sendTree(tree, source, { dryRun: request.dryRun, checksum: request.checksum });
+    return await sendTree(tree, source, {
+      dryRun: request.dryRun,
+      checksum: request.checksum,
+      links: request.links,
+    });
   }
   return await receiveTree(tree, storeSink(ctx.store, base), {
     delete: request.delete,
@@ -131,7 +138,15 @@ export async function serveTreeTransfer(
     maxEntries: ctx.maxEntries ?? DEFAULT_MAX_ENTRIES,
     maxFileSize: ctx.maxSize,
     maxTotalSize: ctx.maxSize,
+    links: request.links,
   });
+}
+
+/** The target of the symlink `name`, its folders walked as for any name (never out of the root). */
+async function readStoreLink(store: FileStore, name: string): Promise<string> {
+  const folder = await store.folderOf(name);
+  if (folder === null) throw new StoreError("not_found", `No such link: ${name}`);
+  return await Deno.readLink(join(folder, checkName(name).at(-1)!));
 }
 
 /**
@@ -225,6 +240,23 @@ function storeSink(store: FileStore, base: string | undefined): TreeSink {
         discard: () => upload.discard(),
       };
     },
+    makeLink: async (path, target) => {
+      const folder = (await store.folderOf(name(path), true))!;
+      const final = join(folder, checkName(name(path)).at(-1)!);
+      const there = await Deno.lstat(final).catch(() => null);
+      if (there?.isDirectory) throw new StoreError("not_a_file", `${name(path)} is a folder`);
+      // Made in the staging folder, then renamed over whatever file or link has the name.
+      const staged = join(store.stagingDir, `${crypto.randomUUID()}.link`);
+      await Deno.symlink(target, staged);
+      try {
+        await Deno.rename(staged, final);
+      } catch (error) {
+        await Deno.remove(staged).catch(() => {});
+        throw error;
+      }
+      await syncDir(folder);
+    },
+    readLink: (path) => readStoreLink(store, name(path)),
     finishDir: async (path, entry) => {
       const real = await resolveFolder(store, name(path));
       // The server must still be able to manage what it serves: owner rwx always stays.

@@ -59,6 +59,8 @@ export interface TreeSource {
   allowed(path: string): boolean;
   /** The folder's own mtime and mode, which the receiver gives its copy at the end. */
   top?: ManifestTop;
+  /** Reads a symlink's target, for `--links`. */
+  readLink?(path: string): Promise<string>;
 }
 
 /** Options for {@link sendTree}. */
@@ -93,6 +95,13 @@ export interface TreeSink {
    * taken, say), so its bytes are never sent for nothing.
    */
   admit?(path: string, entry: ManifestEntry, index: number): Promise<void>;
+  /**
+   * Makes `path` a symlink to `target` (checked already), replacing a file or link there, never
+   * a folder, and never through a symlink on the way.
+   */
+  makeLink?(path: string, target: string): Promise<void>;
+  /** A symlink's target, for `--links`; throws if `path` is not one. */
+  readLink?(path: string): Promise<string>;
   /** Gives a folder its mtime and mode once everything in it is written. */
   finishDir(path: string, entry: ManifestEntry): Promise<void>;
   /** Gives the receiving folder itself the sender's mtime and mode, at the very end. */

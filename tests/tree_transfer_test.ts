@@ -290,6 +290,71 @@ Deno.test("put -r is refused by a read-only server, and -r by --legacy", async (
   });
 });
 
+Deno.test("--links copies symlinks that stay inside the tree, both ways, and notes the others", async () => {
+  await using work = await makeTempDir();
+  await using server = await startServer();
+  const src = `${work.path}/src`;
+  await Deno.mkdir(`${src}/sub/deep`, { recursive: true });
+  await Deno.writeTextFile(`${src}/a.txt`, "a\n");
+  await Deno.writeTextFile(`${src}/sub/deep/c.txt`, "c\n");
+  const inside: [string, string][] = [
+    ["in", "sub/deep/c.txt"],
+    ["sub/up", "../a.txt"],
+    ["sub/dir", "deep"],
+  ];
+  const outside: [string, string][] = [
+    ["abs", "/etc/hostname"],
+    ["sub/esc", "../../x"],
+    // Lexically inside, but "deep" could be a link: a ".." after a name is never trusted.
+    ["sub/sneaky", "deep/../../a.txt"],
+  ];
+  for (const [path, target] of [...inside, ...outside]) {
+    await Deno.symlink(target, `${src}/${path}`);
+  }
+  const links = async (dir: string) => {
+    const found: [string, string][] = [];
+    for (const [path] of [...inside, ...outside]) {
+      const info = await Deno.lstat(`${dir}/${path}`).catch(() => null);
+      if (info?.isSymlink) found.push([path, await Deno.readLink(`${dir}/${path}`)]);
+    }
+    return found;
+  };
+
+  // Without --links, as before: none is sent, each with a note.
+  const plain = await ok(server, ["put", "-r", src, "plain"]);
+  assert.equal(
+    stderrLines(plain).filter((l) => l.endsWith("symlink not followed; not sent")).length,
+    6,
+  );
+  assert.deepEqual(await links(`${server.root}/plain`), []);
+
+  const put = await ok(server, ["put", "-r", src, "--links"]);
+  assert.deepEqual(
+    stderrLines(put).filter((l) => l.endsWith("; not sent")).sort(),
+    outside.map(([p]) => `ferry: ${p}: symlink leads outside the tree; not sent`).sort(),
+  );
+  assert.deepEqual(await links(`${server.root}/src`), inside);
+  assert.equal(await Deno.readTextFile(`${server.root}/src/sub/up`), "a\n");
+
+  const got = await ok(server, ["get", "-r", "src", `${work.path}/back`, "--links", "--json"]);
+  assert.deepEqual(await links(`${work.path}/back`), inside);
+  const sent = out(got).trim().split("\n").map((l) => JSON.parse(l)).filter((r) =>
+    r.action === "sent"
+  ).map((r) => r.name).sort();
+  assert.deepEqual(sent, ["a.txt", "in", "sub/deep/c.txt", "sub/dir", "sub/up"]);
+
+  // Again: links that match are up to date; a changed one is replaced, never written through.
+  await Deno.remove(`${src}/sub/up`);
+  await Deno.symlink("deep/c.txt", `${src}/sub/up`);
+  const again = await ok(server, ["put", "-r", src, "--links"]);
+  assert.match(
+    stderrLines(again).at(-1)!,
+    /: 1 file, 0 B in .*; 4 up to date, 0 deleted, 0 failed$/,
+  );
+  assert.equal(await Deno.readLink(`${server.root}/src/sub/up`), "deep/c.txt");
+  assert.equal(await Deno.readTextFile(`${server.root}/src/a.txt`), "a\n", "not written through");
+});
+
 // ------------------------------------------------------------------------- hostile manifests
 
 /** A fake server that answers get_tree with `entries` as its manifest. */
@@ -384,6 +449,75 @@ Deno.test("a hostile server's notes are shown escaped, and its top folder keeps 
   assert.equal(info.mtime!.getTime(), 86_400_000);
 });
 
+Deno.test("get -r --links refuses a hostile server's links that lead out, or that it writes through", async () => {
+  await using work = await makeTempDir();
+  const outside = `${work.path}/outside`;
+  await Deno.mkdir(outside);
+  const local = `${work.path}/in/dest`;
+  await Deno.mkdir(local, { recursive: true });
+  const link = (path: string, target: string) => ({
+    path,
+    type: "link",
+    size: 0,
+    mtime: 0,
+    mode: 0o777,
+    target,
+  });
+  const manifests: [string, Record<string, unknown>[], RegExp, string[]][] = [
+    ["up and out", [link("l", "../../outside")], /symlink that leads outside the tree: l/, []],
+    ["deeper", [dir("d"), link("d/l", "../../x")], /leads outside the tree: d\/l/, []],
+    ["absolute", [link("l", outside)], /leads outside the tree/, []],
+    ["through a name", [dir("d"), link("d/l", "e/../../../x")], /leads outside/, []],
+    ["backslash", [link("l", "..\\..\\x")], /leads outside/, []],
+    ["then through it", [link("l", "."), file("l/x")], /folder that was not announced/, []],
+    ["not asked for", [link("l", "a")], /links were not asked for/, ["no --links"]],
+    ["no target", [{ ...link("l", "a"), target: undefined }], /bad link target/, []],
+  ];
+  for (const [what, entries, pattern, flags] of manifests) {
+    const args = ["get", "-r", "x", local, ...(flags.length ? [] : ["--links"])];
+    const result = await serveOnce(
+      hostileServer(entries),
+      (port) => ferry({ host: "127.0.0.1", port }, args),
+    );
+    assertFailure(result, pattern, { what });
+  }
+  assert.deepEqual([...Deno.readDirSync(outside)], [], "nothing written outside");
+  assert.deepEqual([...Deno.readDirSync(local)], [], "nothing made at all");
+});
+
+Deno.test("the server refuses a hostile put -r --links manifest whose link leads out", async () => {
+  await using server = await startServer();
+  const cases: [boolean, Record<string, unknown>, RegExp][] = [
+    [
+      true,
+      { path: "l", type: "link", size: 0, mtime: 0, mode: 0o777, target: "../x" },
+      /leads outside/,
+    ],
+    [
+      true,
+      { path: "l", type: "link", size: 0, mtime: 0, mode: 0o777, target: "/etc" },
+      /leads outside/,
+    ],
+    [
+      false,
+      { path: "l", type: "link", size: 0, mtime: 0, mode: 0o777, target: "a" },
+      /not asked for/,
+    ],
+  ];
+  for (const [links, entry, pattern] of cases) {
+    using wire = await Wire.connect(server);
+    await wire.handshake();
+    await wire.write(encodeControl(FrameType.REQUEST, { op: "put_tree", name: "t", links }));
+    await wire.expectFrame(FrameType.OK, "accepted");
+    await wire.write(encodeControl(FrameType.MANIFEST, { entries: [entry], last: true }));
+    let frame = await wire.readFrame();
+    while (frame && frame.type !== FrameType.ERROR) frame = await wire.readFrame();
+    assert.ok(frame, `ERROR for ${JSON.stringify(entry)}`);
+    assert.match(String(frame!.json!.message), pattern);
+  }
+  assert.deepEqual([...Deno.readDirSync(`${server.root}/t`)], [], "no link made");
+});
+
 Deno.test("get -r replaces a local symlink the server names as a folder, never writing through it", async () => {
   await using work = await makeTempDir();
   const outside = `${work.path}/outside`;
@@ -432,7 +566,8 @@ Deno.test("the server refuses a hostile put -r manifest and stays inside its roo
     [undefined, [dir(".ferry-staging"), file(".ferry-staging/x")], /reserved for uploads/],
     ["t", [file("a"), file("a/b")], /folder that was not announced/],
     ["t", [dir("d"), file("d/x"), file("c")], /out of order/],
-    ["t", [{ ...file("a"), type: "link" }], /unknown entry type/],
+    ["t", [{ ...file("a"), type: "link" }], /links were not asked for/],
+    ["t", [{ ...file("a"), type: "fifo" }], /unknown entry type/],
   ];
   for (const [name, entries, pattern] of cases) {
     using wire = await Wire.connect(server);
