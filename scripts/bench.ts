@@ -52,6 +52,7 @@ import { basename, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { benchS3 } from "./bench_s3.ts";
+import { runTreeBench, treeTable } from "./bench_tree.ts";
 import {
   prepareSsh,
   remote,
@@ -107,7 +108,11 @@ Options:
   --only ID,...     run only these single-file cases (ferry-put, ferry-put-tls,
                     scp-put-aes128-gcm, http-get, nginx-get, ...; see the ids in the
                     JSON), and neither the
-                    many-clients nor the many-files case
+                    many-clients nor the many-files case; "trees" runs the folder rows
+  --tree-files N    files of 4 KiB in the folder rows' nested tree (default 10000)
+  --tree-mixed N    size of the folder rows' mixed tree (default 500M)
+  --tree-entries N  entries of the tree whose server peak RSS is measured
+                    (default 100000)
   --json FILE       where to write the results (default: bench-results.json in a new
                     temporary folder)
   -h, --help        show this help`;
@@ -128,8 +133,14 @@ export interface BenchOptions {
   fileSize: number;
   /** Where to write JSON; undefined picks a temporary folder. */
   json?: string;
-  /** Run only the single-file cases with these ids; undefined runs everything. */
+  /** Run only the single-file cases with these ids (`trees`: the folder rows); undefined runs everything. */
   only?: string[];
+  /** Files of the folder rows' nested tree. */
+  treeFiles: number;
+  /** Bytes of the folder rows' mixed tree. */
+  treeMixed: number;
+  /** Entries of the tree whose server peak RSS is measured. */
+  treeEntries: number;
   /** Show usage. */
   help: boolean;
 }
@@ -154,6 +165,14 @@ function parseCount(text: string, name: string, min: number): number {
   return n;
 }
 
+function parseEntries(text: string): number {
+  const n = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!(n >= 1 && n <= 10_000_000)) {
+    throw new Error(`Invalid --tree-entries ${JSON.stringify(text)}: expected a number >= 1`);
+  }
+  return n;
+}
+
 /** Parses the bench's arguments; throws on anything it cannot run. */
 export function parseOptions(argv: string[]): BenchOptions {
   const { values, positionals } = parseArgs({
@@ -167,6 +186,9 @@ export function parseOptions(argv: string[]): BenchOptions {
       "file-size": { type: "string", default: "4K" },
       json: { type: "string" },
       only: { type: "string" },
+      "tree-files": { type: "string", default: "10000" },
+      "tree-mixed": { type: "string", default: "500M" },
+      "tree-entries": { type: "string", default: "100000" },
       help: { type: "boolean", short: "h", default: false },
     },
     allowPositionals: true,
@@ -174,7 +196,7 @@ export function parseOptions(argv: string[]): BenchOptions {
   });
   if (positionals.length > 0) throw new Error(`Unexpected argument ${positionals[0]}`);
   const only = values.only?.split(",").map((id) => id.trim()).filter((id) => id !== "");
-  const unknown = only?.find((id) => !CASES.some((spec) => spec.id === id));
+  const unknown = only?.find((id) => id !== "trees" && !CASES.some((spec) => spec.id === id));
   if (unknown !== undefined) {
     throw new Error(
       `Unknown case ${JSON.stringify(unknown)} in --only: expected some of ` +
@@ -190,6 +212,9 @@ export function parseOptions(argv: string[]): BenchOptions {
     fileSize: parseSize(values["file-size"]),
     json: values.json,
     only,
+    treeFiles: parseCount(values["tree-files"], "tree-files", 1),
+    treeMixed: parseSize(values["tree-mixed"]),
+    treeEntries: parseEntries(values["tree-entries"]),
     help: values.help,
   };
 }
@@ -1628,6 +1653,17 @@ async function bench(options: BenchOptions, work: string): Promise<number> {
   // Against an object store, when one runs (scripts/ceph.sh up): issue 18's rows.
   const s3 = await benchS3({ size: options.size, runs: options.runs, say });
 
+  // The folder rows (scripts/bench_tree.ts): after the others, in a table of their own.
+  const trees = everything || options.only!.includes("trees")
+    ? treeTable(
+      await runTreeBench({
+        work: await Deno.makeTempDir({ dir: work, prefix: "trees-" }),
+        files: options.treeFiles,
+        mixedBytes: options.treeMixed,
+        entries: options.treeEntries,
+      }),
+    )
+    : undefined;
   const markdown = [
     table(results),
     "",
@@ -1645,6 +1681,7 @@ async function bench(options: BenchOptions, work: string): Promise<number> {
     ]),
     ...(typeof ssh === "string" ? ["", `scp rows skipped: ${ssh}.`] : []),
     ...missingTools.map((line) => `\nSkipped: ${line}.`),
+    ...(trees ? ["", "Folders (one run each; see scripts/bench_tree.ts):", "", trees] : []),
     "",
     s3,
     "",

@@ -31,9 +31,16 @@ Deno.test("bench options: defaults, sizes with binary suffixes, and refusals", (
     fileSize: 4096,
     json: undefined,
     only: undefined,
+    treeFiles: 10_000,
+    treeMixed: 500 * 1024 ** 2,
+    treeEntries: 100_000,
     help: false,
   });
   assert.deepEqual(parseOptions(["--only", "http-get, nginx-get"]).only, ["http-get", "nginx-get"]);
+  // The folder rows (scripts/bench_tree.ts) go by one id, and their sizes by their own options.
+  const trees = parseOptions(["--only", "trees", "--tree-files", "1000", "--tree-entries", "5000"]);
+  assert.deepEqual([trees.only, trees.treeFiles, trees.treeEntries], [["trees"], 1000, 5000]);
+  assert.throws(() => parseOptions(["--tree-entries", "0"]), /--tree-entries "0"/);
   assert.throws(() => parseOptions(["--only", "http-gets"]), /Unknown case "http-gets" in --only/);
   const given = parseOptions(["--size", "256M", "--runs", "5", "--json", "out.json"]);
   assert.equal(given.size, 256 * 1024 ** 2);

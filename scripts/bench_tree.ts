@@ -1,0 +1,534 @@
+/**
+ * The folder rows of `deno task bench` (issue 14): a tree of many small files in nested folders,
+ * generated deterministically, sent with `put -r` and fetched with `get -r` beside `rsync -a` to
+ * an rsync daemon (`rsync://`, started here on a free loopback port with a generated
+ * rsyncd.conf) and `tar c | nc`; the same tree re-synced with nothing changed; a mixed tree of a
+ * few large files and many small ones; `list` of one folder of many files beside
+ * `rsync --list-only`; and the server's peak RSS for a tree of many entries. Like is compared
+ * with like: ferry's default (fsync) beside `rsync --fsync`, ferry `--no-fsync` beside rsync's
+ * default; every row says which. Rows whose tool is missing are skipped with a note.
+ *
+ * Run alone: `deno run -A scripts/bench_tree.ts [--files N] [--mixed SIZE] [--entries N]`;
+ * `deno task bench` runs it after its own cases (`--only trees` runs it alone).
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+
+const REPO = fileURLToPath(new URL("..", import.meta.url));
+const HOST = "127.0.0.1";
+const MIB = 1024 * 1024;
+
+/** Settings of the tree rows. */
+export interface TreeBenchOptions {
+  /** Files of 4 KiB in the nested tree (default 10,000). */
+  files: number;
+  /** Bytes of the mixed tree (default 500 MiB). */
+  mixedBytes: number;
+  /** Entries of the tree whose server peak RSS is measured (default 100,000). */
+  entries: number;
+  /** Where to work (a fresh folder). */
+  work: string;
+}
+
+/** One row: what ran, its wall time, and a note. */
+export interface TreeRow {
+  /** Row label. */
+  label: string;
+  /** Wall-clock seconds of the whole client run; undefined when it failed or was skipped. */
+  seconds?: number;
+  /** Server peak RSS in MiB, where measured. */
+  peakMiB?: number;
+  /** What this row is compared with, or why it failed or was skipped. */
+  note: string;
+}
+
+function say(line: string): void {
+  console.error(`bench: ${line}`);
+}
+
+/** A small deterministic generator (xorshift32), so every run writes the same tree. */
+function filler(seed: number): (bytes: Uint8Array) => void {
+  let x = seed | 1;
+  return (bytes) => {
+    for (let i = 0; i < bytes.length; i += 4) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      bytes[i] = x;
+      bytes[i + 1] = x >>> 8;
+      bytes[i + 2] = x >>> 16;
+      bytes[i + 3] = x >>> 24;
+    }
+  };
+}
+
+/** `count` files of `size` bytes in nested folders: 10 top folders, 10 below each, then files. */
+async function writeTree(dir: string, count: number, size: number, seed: number): Promise<void> {
+  const fill = filler(seed);
+  const bytes = new Uint8Array(size);
+  for (let i = 0; i < count; i++) {
+    const folder = join(dir, `d${i % 10}`, `e${Math.floor(i / 10) % 10}`);
+    if (i < 100) await Deno.mkdir(folder, { recursive: true });
+    fill(bytes);
+    await Deno.writeFile(join(folder, `f${String(i).padStart(6, "0")}.bin`), bytes);
+  }
+}
+
+/** A mixed tree of about `total` bytes: four large files and the rest as 16 KiB files. */
+async function writeMixed(dir: string, total: number): Promise<void> {
+  await Deno.mkdir(join(dir, "big"), { recursive: true });
+  const fill = filler(7);
+  const large = Math.floor(total * 0.8 / 4);
+  const chunk = new Uint8Array(Math.min(large, 8 * MIB));
+  for (let i = 0; i < 4; i++) {
+    using file = await Deno.open(join(dir, "big", `large${i}.bin`), { write: true, create: true });
+    for (let left = large; left > 0; left -= chunk.length) {
+      fill(chunk);
+      await file.write(chunk.subarray(0, Math.min(chunk.length, left)));
+    }
+  }
+  const small = Math.max(1, Math.floor(total * 0.2 / (16 << 10)));
+  await writeTree(join(dir, "small"), small, 16 << 10, 11);
+}
+
+/** Runs a command to the end; throws with its stderr if it fails. Returns wall seconds. */
+async function run(cmd: string, args: string[], cwd?: string): Promise<number> {
+  const started = performance.now();
+  const out = await new Deno.Command(cmd, { args, cwd, stdout: "null", stderr: "piped" }).output();
+  const seconds = (performance.now() - started) / 1000;
+  if (!out.success) {
+    const text = new TextDecoder().decode(out.stderr).trim().split("\n").slice(-2).join(" / ");
+    throw new Error(`${cmd} ${args[0]} failed: ${text}`);
+  }
+  return seconds;
+}
+
+async function have(program: string, args: string[]): Promise<boolean> {
+  try {
+    return (await new Deno.Command(program, { args, stdout: "null", stderr: "null" }).output())
+      .success;
+  } catch {
+    return false;
+  }
+}
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: HOST, port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+async function waitListening(port: number): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    try {
+      (await Deno.connect({ hostname: HOST, port })).close();
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  throw new Error(`nothing listens on ${HOST}:${port}`);
+}
+
+/** A process started in the background, stopped with {@link stop}. */
+interface Background {
+  child: Deno.ChildProcess;
+  port: number;
+}
+
+async function stop(proc: Background): Promise<void> {
+  try {
+    proc.child.kill("SIGTERM");
+  } catch {
+    // Gone already.
+  }
+  await proc.child.status;
+}
+
+/** The peak RSS (VmHWM) of a running process, in MiB, read through cat (/proc needs it). */
+async function peakMiB(pid: number): Promise<number | undefined> {
+  const out = await new Deno.Command("cat", { args: [`/proc/${pid}/status`], stdout: "piped" })
+    .output();
+  const match = /VmHWM:\s+(\d+) kB/.exec(new TextDecoder().decode(out.stdout));
+  return match ? Number(match[1]) / 1024 : undefined;
+}
+
+async function ferryServer(root: string, fsync: boolean): Promise<Background> {
+  await Deno.mkdir(root, { recursive: true });
+  const port = freePort();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-read",
+      "--allow-write",
+      join(REPO, "server.ts"),
+      String(port),
+      "--root",
+      root,
+      ...(fsync ? [] : ["--no-fsync"]),
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  await waitListening(port);
+  return { child, port };
+}
+
+function ferry(port: number, ...args: string[]): [string, string[]] {
+  return [Deno.execPath(), [
+    "run",
+    "--allow-net",
+    "--allow-read",
+    "--allow-write",
+    "--allow-env",
+    join(REPO, "client.ts"),
+    HOST,
+    String(port),
+    ...args,
+    "--quiet",
+  ]];
+}
+
+/** An rsync daemon serving `dir` as module `m`, read-write, on a free loopback port. */
+async function rsyncDaemon(dir: string, work: string): Promise<Background> {
+  await Deno.mkdir(dir, { recursive: true });
+  const port = freePort();
+  const conf = join(work, `rsyncd-${port}.conf`);
+  const root = Deno.uid() === 0;
+  await Deno.writeTextFile(
+    conf,
+    [
+      `port = ${port}`,
+      `address = ${HOST}`,
+      `pid file = ${join(work, `rsyncd-${port}.pid`)}`,
+      "use chroot = no",
+      ...(root ? ["uid = root", "gid = root"] : []),
+      "[m]",
+      `path = ${dir}`,
+      "read only = no",
+      "",
+    ].join("\n"),
+  );
+  const child = new Deno.Command("rsync", {
+    args: ["--daemon", "--no-detach", `--config=${conf}`],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  await waitListening(port);
+  return { child, port };
+}
+
+/** `tar c DIR | nc` into `nc -l | tar x` in `into`; returns wall seconds. */
+async function tarNc(from: string, name: string, into: string): Promise<number> {
+  await Deno.mkdir(into, { recursive: true });
+  const port = freePort();
+  const receiver = new Deno.Command("sh", {
+    args: ["-c", `nc -l ${HOST} ${port} | tar xf - -C "$1"`, "sh", into],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  await new Promise((r) => setTimeout(r, 200));
+  const started = performance.now();
+  await run("sh", ["-c", `tar cf - -C "$1" "$2" | nc -N ${HOST} ${port}`, "sh", from, name]);
+  const status = await receiver.status;
+  const seconds = (performance.now() - started) / 1000;
+  // Counted only if every file arrived: the same tree, compared by size.
+  const got = await run("diff", ["-r", join(from, name), join(into, name)]).catch(() => null);
+  if (!status.success || got === null) throw new Error("tar | nc did not deliver the whole tree");
+  return seconds;
+}
+
+/** Throws unless the two folders hold the same tree (diff -r): a row counts only if it arrived. */
+async function same(a: string, b: string): Promise<void> {
+  await run("diff", ["-r", a, b]).catch(() => {
+    throw new Error(`${b} is not a copy of ${a}`);
+  });
+}
+
+function ratio(ferrySeconds: number | undefined, other: number | undefined): string {
+  if (ferrySeconds === undefined || other === undefined) return "";
+  return `, ferry is ${(other / ferrySeconds).toFixed(2)}× its speed`;
+}
+
+/** Runs every tree row once and returns them; a failing row is reported, not thrown. */
+export async function runTreeBench(options: TreeBenchOptions): Promise<TreeRow[]> {
+  const rows: TreeRow[] = [];
+  const { work, files } = options;
+  const rsync = await have("rsync", ["--version"]);
+  const nc = await have("sh", ["-c", "nc -h 2>&1 | grep -q -- -N"]);
+  const skipped = (what: string) => `skipped: ${what} is not installed (apt-get install ${what})`;
+  const src = join(work, "tree-src");
+  say(`tree rows: writing ${files} files of 4 KiB in nested folders`);
+  await writeTree(join(src, "tree"), files, 4096, 1);
+  const attempt = async (label: string, body: () => Promise<TreeRow>) => {
+    try {
+      const row = await body();
+      rows.push(row);
+      say(`${row.label}: ${row.seconds?.toFixed(3) ?? "—"} s; ${row.note}`);
+    } catch (error) {
+      rows.push({ label, note: `failed: ${error instanceof Error ? error.message : error}` });
+      say(`${label}: failed: ${error}`);
+    }
+  };
+  const label = `${files} × 4 KiB, nested`;
+  for (const fsync of [false, true]) {
+    const mode = fsync ? "fsync" : "no fsync";
+    let rsyncPut: number | undefined;
+    if (rsync) {
+      await attempt(`rsync -a${fsync ? " --fsync" : ""} to daemon, ${label}`, async () => {
+        const daemon = await rsyncDaemon(join(work, `rsync-root-${fsync}`), work);
+        try {
+          rsyncPut = await run("rsync", [
+            "-a",
+            ...(fsync ? ["--fsync"] : []),
+            join(src, "tree"),
+            `rsync://${HOST}:${daemon.port}/m/`,
+          ]);
+          return {
+            label: `rsync -a${fsync ? " --fsync" : ""} to daemon, ${label}`,
+            seconds: rsyncPut,
+            note: `rsync, ${mode}`,
+          };
+        } finally {
+          await stop(daemon);
+        }
+      });
+    }
+    await attempt(`ferry put -r, ${label}, ${mode}`, async () => {
+      const server = await ferryServer(join(work, `ferry-root-${fsync}`), fsync);
+      try {
+        const [cmd, args] = ferry(server.port, "put", "-r", join(src, "tree"));
+        const seconds = await run(cmd, args);
+        await same(join(src, "tree"), join(work, `ferry-root-${fsync}`, "tree"));
+        return {
+          label: `ferry put -r, ${label}, ${fsync ? "server default (fsync)" : "--no-fsync"}`,
+          seconds,
+          peakMiB: await peakMiB(server.child.pid),
+          note: rsync
+            ? `vs rsync -a${fsync ? " --fsync" : ""}${ratio(seconds, rsyncPut)}`
+            : skipped("rsync"),
+        };
+      } finally {
+        await stop(server);
+      }
+    });
+  }
+  let tarSeconds: number | undefined;
+  if (nc) {
+    await attempt(`tar c | nc, ${label}`, async () => {
+      tarSeconds = await tarNc(src, "tree", join(work, "tar-put"));
+      return {
+        label: `tar c | nc → nc -l | tar x, ${label}`,
+        seconds: tarSeconds,
+        note: "no fsync",
+      };
+    });
+  } else rows.push({ label: `tar c | nc, ${label}`, note: skipped("netcat-openbsd") });
+
+  // get -r, re-sync with nothing changed, list: from one server (no fsync, beside rsync's default).
+  const server = await ferryServer(join(work, "ferry-root-false"), false);
+  const daemon = rsync ? await rsyncDaemon(join(work, "rsync-root-false"), work) : undefined;
+  try {
+    let rsyncGet: number | undefined;
+    if (daemon) {
+      await attempt(`rsync -a from daemon, ${label}`, async () => {
+        rsyncGet = await run("rsync", [
+          "-a",
+          `rsync://${HOST}:${daemon.port}/m/tree`,
+          join(work, "rsync-get"),
+        ]);
+        return { label: `rsync -a from daemon, ${label}`, seconds: rsyncGet, note: "no fsync" };
+      });
+    }
+    await attempt(`ferry get -r, ${label}`, async () => {
+      const [cmd, args] = ferry(
+        server.port,
+        "get",
+        "-r",
+        "tree",
+        join(work, "ferry-get"),
+        "--no-fsync",
+      );
+      const seconds = await run(cmd, args);
+      await same(join(src, "tree"), join(work, "ferry-get"));
+      return {
+        label: `ferry get -r --no-fsync, ${label}`,
+        seconds,
+        note: daemon
+          ? `vs rsync -a${ratio(seconds, rsyncGet)}; tar c | nc took ${
+            tarSeconds?.toFixed(3) ?? "—"
+          } s one way`
+          : skipped("rsync"),
+      };
+    });
+    let rsyncAgain: number | undefined;
+    if (daemon) {
+      await attempt(`rsync -a no-change pass`, async () => {
+        rsyncAgain = await run("rsync", [
+          "-a",
+          join(src, "tree"),
+          `rsync://${HOST}:${daemon.port}/m/`,
+        ]);
+        return {
+          label: `rsync -a again, nothing changed, ${label}`,
+          seconds: rsyncAgain,
+          note: "",
+        };
+      });
+    }
+    await attempt(`ferry put -r no-change pass`, async () => {
+      const [cmd, args] = ferry(server.port, "put", "-r", join(src, "tree"));
+      const seconds = await run(cmd, args);
+      return {
+        label: `ferry put -r again, nothing changed, ${label}`,
+        seconds,
+        note: daemon
+          ? `vs rsync's no-change pass${ratio(seconds, rsyncAgain)} (target ≥ 2×)`
+          : skipped("rsync"),
+      };
+    });
+    // list of one folder of `files` files.
+    const flat = join(work, "flat");
+    say(`tree rows: writing one folder of ${files} files`);
+    await Deno.mkdir(join(flat, "many"), { recursive: true });
+    for (let i = 0; i < files; i++) {
+      await Deno.writeFile(join(flat, "many", `f${String(i).padStart(6, "0")}`), new Uint8Array(1));
+    }
+    const [cmd, args] = ferry(server.port, "put", "-r", join(flat, "many"));
+    await run(cmd, args);
+    let rsyncList: number | undefined;
+    if (daemon) {
+      await run("rsync", ["-a", join(flat, "many"), `rsync://${HOST}:${daemon.port}/m/`]);
+      await attempt("rsync --list-only", async () => {
+        rsyncList = await run("rsync", ["--list-only", `rsync://${HOST}:${daemon.port}/m/many/`]);
+        return {
+          label: `rsync --list-only, one folder of ${files} files`,
+          seconds: rsyncList,
+          note: "",
+        };
+      });
+    }
+    await attempt("ferry list", async () => {
+      const [cmd, args] = ferry(server.port, "list", "many");
+      const seconds = await run(cmd, args);
+      return {
+        label: `ferry list DIR, one folder of ${files} files`,
+        seconds,
+        note: daemon ? `vs rsync --list-only${ratio(seconds, rsyncList)}` : skipped("rsync"),
+      };
+    });
+  } finally {
+    await stop(server);
+    if (daemon) await stop(daemon);
+  }
+
+  // The mixed tree.
+  say(`tree rows: writing a mixed tree of ${(options.mixedBytes / MIB).toFixed(0)} MiB`);
+  const mixed = join(work, "mixed-src", "mixed");
+  await writeMixed(mixed, options.mixedBytes);
+  const mixedLabel = `mixed tree, ${
+    (options.mixedBytes / MIB).toFixed(0)
+  } MiB (4 large, rest 16 KiB)`;
+  let rsyncMixed: number | undefined;
+  if (rsync) {
+    await attempt(`rsync -a, ${mixedLabel}`, async () => {
+      const d = await rsyncDaemon(join(work, "rsync-mixed"), work);
+      try {
+        rsyncMixed = await run("rsync", ["-a", mixed, `rsync://${HOST}:${d.port}/m/`]);
+        return {
+          label: `rsync -a to daemon, ${mixedLabel}`,
+          seconds: rsyncMixed,
+          note: "no fsync",
+        };
+      } finally {
+        await stop(d);
+      }
+    });
+  }
+  await attempt(`ferry put -r, ${mixedLabel}`, async () => {
+    const s = await ferryServer(join(work, "ferry-mixed"), false);
+    try {
+      const [cmd, args] = ferry(s.port, "put", "-r", mixed);
+      const seconds = await run(cmd, args);
+      await same(mixed, join(work, "ferry-mixed", "mixed"));
+      return {
+        label: `ferry put -r --no-fsync, ${mixedLabel}`,
+        seconds,
+        peakMiB: await peakMiB(s.child.pid),
+        note: rsync ? `vs rsync -a${ratio(seconds, rsyncMixed)}` : skipped("rsync"),
+      };
+    } finally {
+      await stop(s);
+    }
+  });
+
+  // Server peak RSS for a tree of many entries (empty files: the entries are what counts).
+  say(`tree rows: writing a tree of ${options.entries} entries`);
+  const big = join(work, "entries-src", "entries");
+  await writeTree(big, options.entries, 0, 3);
+  await attempt("server peak RSS", async () => {
+    const s = await ferryServer(join(work, "ferry-entries"), false);
+    try {
+      const [cmd, args] = ferry(s.port, "put", "-r", big);
+      const seconds = await run(cmd, args);
+      const peak = await peakMiB(s.child.pid);
+      return {
+        label: `ferry put -r --no-fsync, ${options.entries} entries (server peak RSS)`,
+        seconds,
+        peakMiB: peak,
+        note: `server peak RSS ${peak?.toFixed(0) ?? "?"} MiB (target < 300 MiB)`,
+      };
+    } finally {
+      await stop(s);
+    }
+  });
+  return rows;
+}
+
+/** A table cell's text: a `|` of its own would end the cell. */
+function cell(text: string): string {
+  return text.replaceAll("|", "\\|");
+}
+
+/** The rows as Markdown table lines: case, seconds, server peak RSS, note. */
+export function treeTable(rows: TreeRow[]): string {
+  const lines = [
+    "| tree case | s | server peak RSS MiB | note |",
+    "| --- | ---: | ---: | --- |",
+    ...rows.map((r) => ({ ...r, label: cell(r.label), note: cell(r.note) })).map((r) =>
+      `| ${r.label} | ${r.seconds?.toFixed(3) ?? "—"} | ${
+        r.peakMiB?.toFixed(0) ?? "—"
+      } | ${r.note} |`
+    ),
+  ];
+  return lines.join("\n");
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      files: { type: "string", default: "10000" },
+      mixed: { type: "string", default: "500" },
+      entries: { type: "string", default: "100000" },
+    },
+  });
+  const work = await Deno.makeTempDir({ prefix: "ferry-bench-tree-" });
+  try {
+    const rows = await runTreeBench({
+      work,
+      files: Number(values.files),
+      mixedBytes: Number(values.mixed) * MIB,
+      entries: Number(values.entries),
+    });
+    console.log(treeTable(rows));
+  } finally {
+    await Deno.remove(work, { recursive: true });
+  }
+}
