@@ -63,16 +63,33 @@ export interface AuthMacOptions {
 
 /** HMAC-SHA256 under the token of the role, the challenge and the client nonce; 64 hex digits. */
 export async function authMac(token: Uint8Array, options: AuthMacOptions): Promise<string> {
-  const key = await crypto.subtle.importKey(
+  const message = `ferry-auth-v1\n${options.role}\n${options.challenge}\n${options.nonce}`;
+  return await hmacHex(await hmacKey(token), message);
+}
+
+/**
+ * An HMAC-SHA256 signing key made from a token, for {@link hmacHex}.
+ *
+ * @example
+ * ```ts
+ * const key = await hmacKey(new TextEncoder().encode("a token of sixteen bytes or more"));
+ * const mac = await hmacHex(key, "ferry-example-v1\nsome text");
+ * ```
+ */
+export async function hmacKey(token: Uint8Array): Promise<CryptoKey> {
+  return await crypto.subtle.importKey(
     "raw",
     Uint8Array.from(token),
     { name: "HMAC", hash: "SHA-256" },
     false,
     ["sign"],
   );
-  const message = `ferry-auth-v1\n${options.role}\n${options.challenge}\n${options.nonce}`;
+}
+
+/** The HMAC-SHA256 of `text` (as UTF-8) under `key`, as 64 hex digits. */
+export async function hmacHex(key: CryptoKey, text: string): Promise<string> {
   return formatHex(
-    new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(message))),
+    new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(text))),
   );
 }
 

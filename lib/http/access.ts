@@ -9,8 +9,7 @@
  * @module
  */
 
-import { macMatches } from "../auth.ts";
-import { formatHex } from "../format.ts";
+import { hmacHex, hmacKey, macMatches } from "../auth.ts";
 import { type Exchange, HttpError, PAGE_CSP } from "./handler.ts";
 import { renderLogin } from "./listing_page.ts";
 
@@ -45,43 +44,34 @@ export async function createAccess(
   token: Uint8Array,
   options: AccessOptions = {},
 ): Promise<Access> {
-  const key = await crypto.subtle.importKey(
-    "raw",
-    Uint8Array.from(token),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign"],
-  );
+  const key = await hmacKey(token);
   const text = new TextDecoder().decode(token);
   return {
     key,
     publicRead: options.publicRead ?? false,
     secure: options.secure ?? false,
-    bearer: await mac(key, `ferry-http-bearer-v1\n${text}`),
+    bearer: await hmacHex(key, `ferry-http-bearer-v1\n${text}`),
   };
-}
-
-async function mac(key: CryptoKey, text: string): Promise<string> {
-  return formatHex(
-    new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(text))),
-  );
 }
 
 /** A new session cookie value: `v1.EXPIRES.MAC`, the MAC under the token over the expiry. */
 async function newSession(access: Access): Promise<string> {
   const expires = Date.now() + SESSION_MAX_AGE_S * 1000;
-  return `v1.${expires}.${await mac(access.key, `ferry-http-session-v1\n${expires}`)}`;
+  return `v1.${expires}.${await hmacHex(access.key, `ferry-http-session-v1\n${expires}`)}`;
 }
 
 async function sessionValid(access: Access, value: string): Promise<boolean> {
   const match = /^v1\.(\d{1,16})\.([0-9a-f]{64})$/.exec(value);
   if (!match || Number(match[1]) < Date.now()) return false;
-  return macMatches(await mac(access.key, `ferry-http-session-v1\n${match[1]}`), match[2]);
+  return macMatches(await hmacHex(access.key, `ferry-http-session-v1\n${match[1]}`), match[2]);
 }
 
 /** Whether `given` is the token, compared as HMACs in constant time. */
 async function tokenMatches(access: Access, given: string): Promise<boolean> {
-  return macMatches(access.bearer, await mac(access.key, `ferry-http-bearer-v1\n${given.trim()}`));
+  return macMatches(
+    access.bearer,
+    await hmacHex(access.key, `ferry-http-bearer-v1\n${given.trim()}`),
+  );
 }
 
 function cookieOf(request: Request, name: string): string | null {
