@@ -144,6 +144,18 @@ export function errorResponse(error: unknown, request: Request, url: URL): Respo
   });
 }
 
+/**
+ * What each method's handler is given: the request, its URL and the name it is about, the
+ * options for this visitor, and the record the log line is made from.
+ */
+export interface Call {
+  request: Request;
+  url: URL;
+  target: Target;
+  ctx: HandlerContext;
+  exchange: Exchange;
+}
+
 /** A URL path as a name: "" for the root, and whether it ends with a slash (a folder). */
 export interface Target {
   name: string;
@@ -175,17 +187,12 @@ export function targetOf(pathname: string): Target {
 }
 
 /** Serves GET and HEAD. */
-export async function serveRead(
-  request: Request,
-  url: URL,
-  target: Target,
-  ctx: HandlerContext,
-  exchange: Exchange,
-): Promise<Response> {
+export async function serveRead(call: Call): Promise<Response> {
+  const { request, url, target, ctx, exchange } = call;
   exchange.name = target.name === "" ? "/" : target.name;
   if (target.name !== "") {
     try {
-      return await serveFile(request, url, target, ctx, exchange);
+      return await serveFile(call);
     } catch (error) {
       // A folder (or a name under which files are listed) is served as a listing below.
       if (!(error instanceof StoreError) || error.code !== "not_a_file") throw error;
@@ -279,13 +286,8 @@ function serveArchive(
 /** Size of each read from a file for a download. */
 const READ_CHUNK = 1 << 20;
 
-async function serveFile(
-  request: Request,
-  url: URL,
-  target: Target,
-  ctx: HandlerContext,
-  exchange: Exchange,
-): Promise<Response> {
+async function serveFile(call: Call): Promise<Response> {
+  const { request, url, target, ctx, exchange } = call;
   const opened = await ctx.store.openFile(target.name);
   let handedOver = false;
   try {

@@ -201,17 +201,18 @@ async function route(
     canSignIn: access !== undefined && !granted.mayWrite,
   };
   const target = targetOf(url.pathname);
+  const call = { request, url, target, ctx, exchange };
   switch (method) {
     case "GET":
     case "HEAD":
       if (url.searchParams.has("resume")) return await serveKeptOffset(target.name, ctx, exchange);
-      return await serveRead(request, url, target, ctx, exchange);
+      return await serveRead(call);
     case "PUT":
-      return await serveWrite(request, url, target, ctx, exchange);
+      return await serveWrite(call);
     case "DELETE":
     case "MOVE":
     case "MKCOL":
-      return await serveTreeChange(request, url, target, ctx, exchange);
+      return await serveTreeChange(call);
     case "OPTIONS":
       return new Response(null, { status: 204, headers: { allow: ALLOW } });
     default:

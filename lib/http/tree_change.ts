@@ -12,14 +12,7 @@ import { StoreError } from "../errors.ts";
 import { quote } from "../file_store.ts";
 import type { TreeChangeRequest } from "../tree_protocol.ts";
 import { changeTree } from "../tree_store.ts";
-import {
-  type Exchange,
-  type HandlerContext,
-  HttpError,
-  type Target,
-  targetOf,
-  wantsJson,
-} from "./handler.ts";
+import { type Call, HttpError, targetOf, wantsJson } from "./handler.ts";
 import { hrefOf } from "./listing_page.ts";
 
 /** The methods served here. */
@@ -58,13 +51,8 @@ function overwriteOf(request: Request, url: URL): boolean {
 }
 
 /** Serves DELETE, MOVE and MKCOL. */
-export async function serveTreeChange(
-  request: Request,
-  url: URL,
-  target: Target,
-  ctx: HandlerContext,
-  exchange: Exchange,
-): Promise<Response> {
+export async function serveTreeChange(call: Call): Promise<Response> {
+  const { request, url, target, ctx, exchange } = call;
   const name = target.name;
   exchange.name = name || "/";
   // Nothing in the body is read: say so at once rather than leave it unread.

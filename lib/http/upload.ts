@@ -12,12 +12,12 @@ import { overLimitMessage } from "../transfer.ts";
 import { parseContentRange } from "./conditional.ts";
 import { type DigestCheck, parseDigestField, startDigestCheck } from "./digest.ts";
 import {
+  type Call,
   type Exchange,
   type HandlerContext,
   HttpError,
   HttpInterruption,
   statusOf,
-  type Target,
 } from "./handler.ts";
 
 /** Size of each read from a kept upload's staging file. */
@@ -36,13 +36,8 @@ function tooLarge(size: number, limit: number): StoreError {
  * replaces an existing file; `If-None-Match: *` (the default anyway) answers 412 when it exists.
  * A `Content-Range: bytes N-LAST/SIZE` continues an interrupted upload kept at offset N.
  */
-export async function serveWrite(
-  request: Request,
-  url: URL,
-  target: Target,
-  ctx: HandlerContext,
-  exchange: Exchange,
-): Promise<Response> {
+export async function serveWrite(call: Call): Promise<Response> {
+  const { request, url, target, ctx, exchange } = call;
   exchange.name = target.name || "/";
   if (ctx.readOnly) throw new StoreError("read_only", "Server is read-only: uploads are refused");
   if (target.folder || target.name === "") {
