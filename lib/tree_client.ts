@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { DownloadTarget, Session } from "./client.ts";
+import type { DownloadTarget, Session, SessionIo } from "./client.ts";
 import { ProtocolError, RefusedError } from "./errors.ts";
 import { FrameType } from "./protocol.ts";
 import { concatBytes, receiveData } from "./transfer.ts";
@@ -19,6 +19,7 @@ import {
   type TreeChangeRequest,
   type TreeEntry,
   type TreeSummary,
+  type TreeTransferRequest,
 } from "./tree_protocol.ts";
 import { localSink, localSource } from "./tree_local.ts";
 import { receiveTree, type ReceiveTreeOptions } from "./tree_receive.ts";
@@ -123,6 +124,35 @@ function requireTree(session: Session, what: string): void {
   }
 }
 
+/** Sends a transfer's request, then, once the server agrees, moves the files with `work`. */
+async function transferTree(
+  session: Session,
+  request: TreeTransferRequest,
+  work: (io: SessionIo) => Promise<TreeSummary>,
+): Promise<TreeSummary> {
+  return await session.exchange(async (io) => {
+    await io.out.writeControl(FrameType.REQUEST, encodeTreeTransfer(request));
+    await io.expectOk();
+    return await work(io);
+  });
+}
+
+/** The request for a folder's transfer: `op` of the remote folder `name`, as `options` say. */
+function treeRequest(
+  op: "put_tree" | "get_tree",
+  name: string | undefined,
+  options: TreeTransferOptions,
+): TreeTransferRequest {
+  return {
+    op,
+    name,
+    delete: options.delete ?? false,
+    dryRun: options.dryRun ?? false,
+    checksum: options.checksum ?? false,
+    links: options.links ?? false,
+  };
+}
+
 /**
  * Sends the local folder `local` as the remote folder `remote` (the root when undefined): one
  * connection, pipelined, each file verified and committed on its own.
@@ -135,21 +165,11 @@ export async function putTree(
 ): Promise<TreeSummary> {
   requireTree(session, "put -r");
   const source = await localSource(local);
-  return await session.exchange(async (io) => {
-    await io.out.writeControl(
-      FrameType.REQUEST,
-      encodeTreeTransfer({
-        op: "put_tree",
-        name: remote,
-        delete: options.delete ?? false,
-        dryRun: options.dryRun ?? false,
-        checksum: options.checksum ?? false,
-        links: options.links ?? false,
-      }),
-    );
-    await io.expectOk();
-    return await sendTree(io, source, options);
-  });
+  return await transferTree(
+    session,
+    treeRequest("put_tree", remote, options),
+    (io) => sendTree(io, source, options),
+  );
 }
 
 /**
@@ -164,21 +184,11 @@ export async function getTree(
 ): Promise<TreeSummary> {
   requireTree(session, "get -r");
   const sink = localSink(local, { fsync: options.fsync });
-  return await session.exchange(async (io) => {
-    await io.out.writeControl(
-      FrameType.REQUEST,
-      encodeTreeTransfer({
-        op: "get_tree",
-        name: remote,
-        delete: options.delete ?? false,
-        dryRun: options.dryRun ?? false,
-        checksum: options.checksum ?? false,
-        links: options.links ?? false,
-      }),
-    );
-    await io.expectOk();
-    return await receiveTree(io, sink, options);
-  });
+  return await transferTree(
+    session,
+    treeRequest("get_tree", remote, options),
+    (io) => receiveTree(io, sink, options),
+  );
 }
 
 /** A local file for {@link putFiles}: where it is, and the name it is to have on the server. */
@@ -228,20 +238,14 @@ export async function putFiles(
     // The server checks each name, and refuses a bad one on its own.
     allowed: () => true,
   };
-  return await session.exchange(async (io) => {
-    await io.out.writeControl(
-      FrameType.REQUEST,
-      encodeTreeTransfer({
-        op: "put_files",
-        delete: false,
-        dryRun: false,
-        checksum: false,
-        overwrite: options.overwrite ?? false,
-      }),
-    );
-    await io.expectOk();
-    return await sendTree(io, source, options);
-  });
+  const request: TreeTransferRequest = {
+    op: "put_files",
+    delete: false,
+    dryRun: false,
+    checksum: false,
+    overwrite: options.overwrite ?? false,
+  };
+  return await transferTree(session, request, (io) => sendTree(io, source, options));
 }
 
 /** Most names in one get_files request, and most bytes of them, well under the frame limit. */
@@ -275,19 +279,15 @@ export async function getFiles(
     const offset = start;
     const sink = filesTarget(batch, (index) => target(offset + index));
     const moved = before;
-    const summary = await session.exchange(async (io) => {
-      await io.out.writeControl(
-        FrameType.REQUEST,
-        encodeTreeTransfer({
-          op: "get_files",
-          delete: false,
-          dryRun: false,
-          checksum: false,
-          names: batch,
-        }),
-      );
-      await io.expectOk();
-      return await receiveTree(io, sink, {
+    const request: TreeTransferRequest = {
+      op: "get_files",
+      delete: false,
+      dryRun: false,
+      checksum: false,
+      names: batch,
+    };
+    const summary = await transferTree(session, request, (io) =>
+      receiveTree(io, sink, {
         files: true,
         maxEntries: batch.length,
         onEvent: (event) =>
@@ -297,8 +297,7 @@ export async function getFiles(
               : event,
           ),
         onProgress: (n) => options.onProgress?.(moved + n),
-      });
-    });
+      }));
     for (const key of Object.keys(total) as (keyof TreeSummary)[]) total[key] += summary[key];
     before += summary.bytes;
     start = end;
