@@ -15,11 +15,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { AwsClient } from "aws4fetch";
+import { findS3Store, type S3Store } from "./s3_env.ts";
 
 const REPO = fileURLToPath(new URL("..", import.meta.url));
-const ENV_FILE = Deno.env.get("FERRY_S3_ENV") ??
-  `${Deno.env.get("TMPDIR") ?? "/tmp"}/ferry-ceph/s3.env`;
-
 /** Options for {@link benchS3}. */
 export interface S3BenchOptions {
   /** Bytes in the file (default 1 GiB). */
@@ -28,37 +26,6 @@ export interface S3BenchOptions {
   runs?: number;
   /** Where progress lines go (default stderr). */
   say?: (line: string) => void;
-}
-
-interface Store {
-  endpoint: string;
-  key: string;
-  secret: string;
-}
-
-async function findStore(): Promise<Store | null> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(ENV_FILE);
-  } catch {
-    return null;
-  }
-  const env = Object.fromEntries(
-    text.trim().split("\n").map((line) => line.split("=", 2) as [string, string]),
-  );
-  try {
-    const response = await fetch(env.FERRY_S3_ENDPOINT + "/", {
-      signal: AbortSignal.timeout(3000),
-    });
-    await response.body?.cancel();
-  } catch {
-    return null;
-  }
-  return {
-    endpoint: env.FERRY_S3_ENDPOINT,
-    key: env.AWS_ACCESS_KEY_ID,
-    secret: env.AWS_SECRET_ACCESS_KEY,
-  };
 }
 
 async function hasRclone(): Promise<boolean> {
@@ -122,7 +89,7 @@ function median(values: number[]): number {
 }
 
 /** Starts a ferry server on the bucket; resolves with its port and a way to read its peak RSS. */
-async function startFerry(store: Store, bucket: string, env: Record<string, string>) {
+async function startFerry(store: S3Store, bucket: string, env: Record<string, string>) {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -186,7 +153,7 @@ export async function benchS3(options: S3BenchOptions = {}): Promise<string> {
   const size = options.size ?? 2 ** 30;
   const runs = options.runs ?? 1;
   const say = options.say ?? ((line: string) => console.error(line));
-  const store = await findStore();
+  const store = await findS3Store();
   if (!store) return `S3 rows skipped: no object store answers (start one: scripts/ceph.sh up).`;
   if (!await hasRclone()) {
     return "S3 rows skipped: rclone is not installed (apt-get install rclone).";

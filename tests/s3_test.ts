@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { AwsClient } from "aws4fetch";
 import { CREDENTIAL_ENV } from "../lib/s3_config.ts";
+import { findS3Store, S3_ENV_FILE } from "../scripts/s3_env.ts";
 import {
   assertFailure,
   assertSuccess,
@@ -26,49 +27,25 @@ import {
   waitFor,
 } from "./harness.ts";
 
-const ENV_FILE = Deno.env.get("FERRY_S3_ENV") ??
-  `${Deno.env.get("TMPDIR") ?? "/tmp"}/ferry-ceph/s3.env`;
 const REQUIRED = Deno.env.get("FERRY_S3_REQUIRED") === "1";
 
-/** The store's endpoint and keys from the env file scripts/ceph.sh writes, if it answers. */
-async function findStore(): Promise<Record<string, string> | null> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(ENV_FILE);
-  } catch {
-    return null;
-  }
-  const env = Object.fromEntries(
-    text.trim().split("\n").map((line) => line.split("=", 2) as [string, string]),
-  );
-  try {
-    const response = await fetch(env.FERRY_S3_ENDPOINT + "/", {
-      signal: AbortSignal.timeout(3000),
-    });
-    await response.body?.cancel();
-    return env;
-  } catch {
-    return null;
-  }
-}
-
-const store = await findStore();
+const store = await findS3Store();
 if (!store) {
-  const note = `S3 tests skipped: no object store answers (${ENV_FILE}); ` +
+  const note = `S3 tests skipped: no object store answers (${S3_ENV_FILE}); ` +
     "start one with scripts/ceph.sh up, then deno task test:s3";
   if (REQUIRED) throw new Error(note);
   console.error(note);
 }
 const ignore = store === null;
-const endpoint = store?.FERRY_S3_ENDPOINT ?? "";
+const endpoint = store?.endpoint ?? "";
 if (store) {
   // The servers inherit them: credentials never go on a command line.
-  Deno.env.set("AWS_ACCESS_KEY_ID", store.AWS_ACCESS_KEY_ID);
-  Deno.env.set("AWS_SECRET_ACCESS_KEY", store.AWS_SECRET_ACCESS_KEY);
+  Deno.env.set("AWS_ACCESS_KEY_ID", store.key);
+  Deno.env.set("AWS_SECRET_ACCESS_KEY", store.secret);
 }
 const s3 = new AwsClient({
-  accessKeyId: store?.AWS_ACCESS_KEY_ID ?? "-",
-  secretAccessKey: store?.AWS_SECRET_ACCESS_KEY ?? "-",
+  accessKeyId: store?.key ?? "-",
+  secretAccessKey: store?.secret ?? "-",
   service: "s3",
   region: "us-east-1",
   retries: 0,
@@ -154,7 +131,7 @@ async function startS3Server(bucket: string, args: string[] = []): Promise<S3Ser
 
 /** The radosgw process, to freeze and thaw. */
 async function radosgwPid(): Promise<number> {
-  const dir = ENV_FILE.replace(/\/[^/]*$/, "");
+  const dir = S3_ENV_FILE.replace(/\/[^/]*$/, "");
   return Number((await Deno.readTextFile(`${dir}/run/client.rgw.ferry.pid`)).trim());
 }
 
