@@ -18,6 +18,7 @@ import {
   assertSuccess,
   collectLines,
   ferry,
+  makeTempDir,
   PROGRAM_PERMISSIONS,
   randomBytes,
   resultOf,
@@ -137,6 +138,46 @@ async function radosgwPid(): Promise<number> {
 
 const PART = 8 * 2 ** 20;
 
+/** Whether the bucket holds exactly one multipart upload: a put has staged a part there. */
+async function onePartStaged(bucket: string): Promise<boolean> {
+  return (await multipartUploads(bucket)).length === 1;
+}
+
+/** A put from stdin through `server` once `first` is staged in the bucket; the rest is to send. */
+async function stagedPut(
+  server: S3Server,
+  bucket: string,
+  name: string,
+  first: Uint8Array,
+): Promise<{ client: Deno.ChildProcess; writer: WritableStreamDefaultWriter<Uint8Array> }> {
+  const client = spawnClient([server.host, String(server.port), "put", "-", name]);
+  const writer = client.stdin.getWriter();
+  await writer.write(first);
+  // At least one part has reached the store: the upload is staged there.
+  await waitFor("a part staged", () => onePartStaged(bucket));
+  return { client, writer };
+}
+
+/** A put of the file `local` through `server`, slowed to 6 MB/s, once a part is staged. */
+async function stagedFilePut(
+  server: S3Server,
+  bucket: string,
+  local: string,
+  name: string,
+): Promise<Deno.ChildProcess> {
+  const client = spawnClient([
+    server.host,
+    String(server.port),
+    "put",
+    local,
+    name,
+    "--limit-rate",
+    "6M",
+  ]);
+  await waitFor("a part staged", () => onePartStaged(bucket), { timeoutMs: 20000 });
+  return client;
+}
+
 /** What the harness lets a server read, and the credentials' variables. */
 const SERVER_ENV = [
   ...PROGRAM_PERMISSIONS.find((flag) => flag.startsWith("--allow-env="))!.slice(12).split(","),
@@ -179,12 +220,13 @@ Deno.test({
     const bucket = await newBucket();
     await using a = await startS3Server(bucket);
     await using b = await startS3Server(bucket);
-    const client = spawnClient([a.host, String(a.port), "put", "-", "slow.bin"]);
-    const writer = client.stdin.getWriter();
     const data = randomBytes(PART * 2 + 1);
-    await writer.write(data.subarray(0, PART + 4096));
-    // At least one part has reached the store: the upload is staged there.
-    await waitFor("a part staged", async () => (await multipartUploads(bucket)).length === 1);
+    const { client, writer } = await stagedPut(
+      a,
+      bucket,
+      "slow.bin",
+      data.subarray(0, PART + 4096),
+    );
     assert.deepEqual((await keys(bucket)).filter((key) => key === "files/slow.bin"), []);
     const listing = await ferry(b, ["list"]);
     assertSuccess(listing, "list through b");
@@ -232,10 +274,7 @@ Deno.test({
   async fn() {
     const bucket = await newBucket();
     const a = await startS3Server(bucket);
-    const client = spawnClient([a.host, String(a.port), "put", "-", "cut.bin"]);
-    const writer = client.stdin.getWriter();
-    await writer.write(randomBytes(PART + 4096));
-    await waitFor("a part staged", async () => (await multipartUploads(bucket)).length === 1);
+    const { client, writer } = await stagedPut(a, bucket, "cut.bin", randomBytes(PART + 4096));
     a.child.kill("SIGKILL");
     await a[Symbol.asyncDispose]();
     await writer.close().catch(() => {});
@@ -261,10 +300,7 @@ Deno.test({
     const bucket = await newBucket();
     await using a = await startS3Server(bucket, ["--s3-timeout", "2"]);
     const pid = await radosgwPid();
-    const client = spawnClient([a.host, String(a.port), "put", "-", "frozen.bin"]);
-    const writer = client.stdin.getWriter();
-    await writer.write(randomBytes(PART + 4096));
-    await waitFor("a part staged", async () => (await multipartUploads(bucket)).length === 1);
+    const { client, writer } = await stagedPut(a, bucket, "frozen.bin", randomBytes(PART + 4096));
     Deno.kill(pid, "SIGSTOP");
     try {
       // The next part cannot go: the server gives up on it after 2 s and tells the client, at
@@ -295,39 +331,37 @@ Deno.test({
       "put",
     );
     const pid = await radosgwPid();
-    const dir = await Deno.makeTempDir();
+    await using tmp = await makeTempDir();
+    const dir = tmp.path;
+    const client = spawnClient([
+      a.host,
+      String(a.port),
+      "get",
+      "long.bin",
+      `${dir}/long.bin`,
+      "--limit-rate",
+      "2M",
+    ]);
+    await waitFor("the download under way", () => partStarted(`${dir}/long.bin`));
+    Deno.kill(pid, "SIGSTOP");
     try {
-      const client = spawnClient([
-        a.host,
-        String(a.port),
-        "get",
-        "long.bin",
-        `${dir}/long.bin`,
-        "--limit-rate",
-        "2M",
-      ]);
-      await waitFor("the download under way", () => partExists(dir));
-      Deno.kill(pid, "SIGSTOP");
-      try {
-        const started = performance.now();
-        const result = resultOf(await client.output());
-        assert.ok(performance.now() - started < 15000, "told within 15 s");
-        assertFailure(result, /Object store stopped sending "long\.bin" for 2 s/, {
-          what: "get",
-          allowStdout: true,
-        });
-      } finally {
-        Deno.kill(pid, "SIGCONT");
-      }
+      const started = performance.now();
+      const result = resultOf(await client.output());
+      assert.ok(performance.now() - started < 15000, "told within 15 s");
+      assertFailure(result, /Object store stopped sending "long\.bin" for 2 s/, {
+        what: "get",
+        allowStdout: true,
+      });
     } finally {
-      await Deno.remove(dir, { recursive: true });
+      Deno.kill(pid, "SIGCONT");
     }
   },
 });
 
-function partExists(dir: string): boolean {
+/** Whether a download to `path` has begun: its `.part` file holds bytes. */
+function partStarted(path: string): boolean {
   try {
-    return Deno.statSync(`${dir}/long.bin.part`).size > 0;
+    return Deno.statSync(`${path}.part`).size > 0;
   } catch {
     return false;
   }
@@ -343,39 +377,30 @@ Deno.test({
     const first = randomBytes(PART * 3);
     const second = randomBytes(PART * 3);
     assertSuccess(await ferry(a, ["put", "-", "v.bin"], { stdin: first }), "first version");
-    const dir = await Deno.makeTempDir();
-    try {
-      const local = `${dir}/v.bin`;
-      const client = spawnClient([
-        a.host,
-        String(a.port),
-        "get",
-        "v.bin",
-        local,
-        "--limit-rate",
-        "4M",
-      ]);
-      await waitFor("the download under way", () => {
-        try {
-          return Deno.statSync(`${local}.part`).size > 0;
-        } catch {
-          return false;
-        }
-      });
-      const replace = await ferry(b, ["put", "-", "v.bin", "--overwrite"], { stdin: second });
-      assertSuccess(replace, "second version, through b");
-      const result = resultOf(await client.output());
-      if (result.code === 0) {
-        const got = await Deno.readFile(local);
-        assert.ok(Buffer.from(got).equals(Buffer.from(first)), "the first version, whole");
-      } else {
-        assertFailure(result, /replaced while being read/, { what: "get", allowStdout: true });
-      }
-      const again = await ferry(a, ["get", "v.bin", "-"]);
-      assert.ok(Buffer.from(again.stdout).equals(Buffer.from(second)), "then the second");
-    } finally {
-      await Deno.remove(dir, { recursive: true });
+    await using tmp = await makeTempDir();
+    const dir = tmp.path;
+    const local = `${dir}/v.bin`;
+    const client = spawnClient([
+      a.host,
+      String(a.port),
+      "get",
+      "v.bin",
+      local,
+      "--limit-rate",
+      "4M",
+    ]);
+    await waitFor("the download under way", () => partStarted(local));
+    const replace = await ferry(b, ["put", "-", "v.bin", "--overwrite"], { stdin: second });
+    assertSuccess(replace, "second version, through b");
+    const result = resultOf(await client.output());
+    if (result.code === 0) {
+      const got = await Deno.readFile(local);
+      assert.ok(Buffer.from(got).equals(Buffer.from(first)), "the first version, whole");
+    } else {
+      assertFailure(result, /replaced while being read/, { what: "get", allowStdout: true });
     }
+    const again = await ferry(a, ["get", "v.bin", "-"]);
+    assert.ok(Buffer.from(again.stdout).equals(Buffer.from(second)), "then the second");
   },
 });
 
@@ -433,19 +458,16 @@ Deno.test({
     await using a = await startS3Server(bucket);
     const data = randomBytes(PART + 5000);
     assertSuccess(await ferry(a, ["put", "-", "r.bin"], { stdin: data }), "put");
-    const dir = await Deno.makeTempDir();
-    try {
-      await Deno.writeFile(`${dir}/r.bin.part`, data.subarray(0, 3 * 2 ** 20));
-      const got = await ferry(a, ["get", "r.bin", `${dir}/r.bin`, "--resume"]);
-      assertSuccess(got, "get --resume");
-      assert.ok(Buffer.from(await Deno.readFile(`${dir}/r.bin`)).equals(Buffer.from(data)));
-      assert.ok(
-        a.lines.some((line) => /get "r\.bin" .* ok .*resumed from 3145728/.test(line)),
-        a.lines.join("\n"),
-      );
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    await using tmp = await makeTempDir();
+    const dir = tmp.path;
+    await Deno.writeFile(`${dir}/r.bin.part`, data.subarray(0, 3 * 2 ** 20));
+    const got = await ferry(a, ["get", "r.bin", `${dir}/r.bin`, "--resume"]);
+    assertSuccess(got, "get --resume");
+    assert.ok(Buffer.from(await Deno.readFile(`${dir}/r.bin`)).equals(Buffer.from(data)));
+    assert.ok(
+      a.lines.some((line) => /get "r\.bin" .* ok .*resumed from 3145728/.test(line)),
+      a.lines.join("\n"),
+    );
   },
 });
 
@@ -467,14 +489,11 @@ Deno.test({
     });
     await response.body?.cancel();
     assert.equal(response.status, 200);
-    const dir = await Deno.makeTempDir();
-    try {
-      const got = await ferry(a, ["get", "c.txt", `${dir}/c.txt`]);
-      assertFailure(got, /does not match the checksum/, { what: "get of a damaged file" });
-      assert.deepEqual([...Deno.readDirSync(dir)], [], "nothing is written");
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    await using tmp = await makeTempDir();
+    const dir = tmp.path;
+    const got = await ferry(a, ["get", "c.txt", `${dir}/c.txt`]);
+    assertFailure(got, /does not match the checksum/, { what: "get of a damaged file" });
+    assert.deepEqual([...Deno.readDirSync(dir)], [], "nothing is written");
   },
 });
 
@@ -516,47 +535,33 @@ Deno.test({
     const bucket = await newBucket();
     await using a = await startS3Server(bucket, ["--show-kept"]);
     await using b = await startS3Server(bucket);
-    const dir = await Deno.makeTempDir();
-    try {
-      const local = `${dir}/big.bin`;
-      const data = randomBytes(PART * 2 + 5000);
-      await Deno.writeFile(local, data);
-      const client = spawnClient([
-        a.host,
-        String(a.port),
-        "put",
-        local,
-        "big.bin",
-        "--limit-rate",
-        "6M",
-      ]);
-      await waitFor("a part staged", async () => (await multipartUploads(bucket)).length === 1, {
-        timeoutMs: 20000,
-      });
-      client.kill("SIGKILL");
-      await client.output();
-      const line = await a.waitForLog(/put "big\.bin" .*interrupted, (kept|discarded)/);
-      assert.match(line, /kept for resume/);
-      assert.equal(await headers(bucket, "files/big.bin"), null, "nothing under the name");
-      const kept = await ferry(a, ["kept"]);
-      assertSuccess(kept, "kept query");
-      assert.match(new TextDecoder().decode(kept.stdout), /big\.bin/);
-      const resumed = await ferry(b, ["put", local, "big.bin", "--resume"]);
-      assertSuccess(resumed, "put --resume through b");
-      assert.ok(
-        b.lines.some((l) => /put "big\.bin" .* ok .*\(resumed from [1-9]\d*\)/.test(l)),
-        b.lines.join("\n"),
-      );
-      const got = await ferry(a, ["get", "big.bin", "-"]);
-      assert.ok(Buffer.from(got.stdout).equals(Buffer.from(data)), "the whole file, once");
-      assert.deepEqual(
-        (await keys(bucket)).filter((key) => key.includes(".ferry-staging")),
-        [],
-        "the kept upload is gone once used",
-      );
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    await using tmp = await makeTempDir();
+    const dir = tmp.path;
+    const local = `${dir}/big.bin`;
+    const data = randomBytes(PART * 2 + 5000);
+    await Deno.writeFile(local, data);
+    const client = await stagedFilePut(a, bucket, local, "big.bin");
+    client.kill("SIGKILL");
+    await client.output();
+    const line = await a.waitForLog(/put "big\.bin" .*interrupted, (kept|discarded)/);
+    assert.match(line, /kept for resume/);
+    assert.equal(await headers(bucket, "files/big.bin"), null, "nothing under the name");
+    const kept = await ferry(a, ["kept"]);
+    assertSuccess(kept, "kept query");
+    assert.match(new TextDecoder().decode(kept.stdout), /big\.bin/);
+    const resumed = await ferry(b, ["put", local, "big.bin", "--resume"]);
+    assertSuccess(resumed, "put --resume through b");
+    assert.ok(
+      b.lines.some((l) => /put "big\.bin" .* ok .*\(resumed from [1-9]\d*\)/.test(l)),
+      b.lines.join("\n"),
+    );
+    const got = await ferry(a, ["get", "big.bin", "-"]);
+    assert.ok(Buffer.from(got.stdout).equals(Buffer.from(data)), "the whole file, once");
+    assert.deepEqual(
+      (await keys(bucket)).filter((key) => key.includes(".ferry-staging")),
+      [],
+      "the kept upload is gone once used",
+    );
   },
 });
 
@@ -567,30 +572,16 @@ Deno.test({
     const bucket = await newBucket();
     await using a = await startS3Server(bucket, ["--keep-budget", "1M"]);
     // Keeping needs the size a regular file announces: a stream has none.
-    const dir = await Deno.makeTempDir();
-    try {
-      const local = `${dir}/big.bin`;
-      await Deno.writeFile(local, randomBytes(PART * 2));
-      const put = spawnClient([
-        a.host,
-        String(a.port),
-        "put",
-        local,
-        "big.bin",
-        "--limit-rate",
-        "6M",
-      ]);
-      await waitFor("a part staged", async () => (await multipartUploads(bucket)).length === 1, {
-        timeoutMs: 20000,
-      });
-      put.kill("SIGKILL");
-      await put.output();
-      const line = await a.waitForLog(/put "big\.bin" .*interrupted, /);
-      assert.match(line, /over the keep budget/);
-      await waitFor("nothing staged", async () => (await multipartUploads(bucket)).length === 0);
-      assert.deepEqual((await keys(bucket)).filter((key) => key.includes(".ferry-staging")), []);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    await using tmp = await makeTempDir();
+    const dir = tmp.path;
+    const local = `${dir}/big.bin`;
+    await Deno.writeFile(local, randomBytes(PART * 2));
+    const put = await stagedFilePut(a, bucket, local, "big.bin");
+    put.kill("SIGKILL");
+    await put.output();
+    const line = await a.waitForLog(/put "big\.bin" .*interrupted, /);
+    assert.match(line, /over the keep budget/);
+    await waitFor("nothing staged", async () => (await multipartUploads(bucket)).length === 0);
+    assert.deepEqual((await keys(bucket)).filter((key) => key.includes(".ferry-staging")), []);
   },
 });
