@@ -20,12 +20,12 @@ import {
   ferry,
   makeTempDir,
   resultOf,
-  runCommand,
   type ServerProcess,
   spawnClient,
   startServer,
   waitFor,
 } from "./harness.ts";
+import { makePki, tlsArgs } from "./pki.ts";
 import { concat, dataFrame, Wire } from "./wire.ts";
 import { encodeControl, encodeHeader, encodePreamble, FrameType } from "../lib/protocol.ts";
 
@@ -283,40 +283,14 @@ Deno.test({
       console.log("openssl not found: skipped");
       return;
     }
-    await using dir = await makeTempDir();
-    const made = await runCommand("openssl", [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-keyout",
-      "key.pem",
-      "-out",
-      "cert.pem",
-      "-days",
-      "1",
-      "-subj",
-      "/CN=localhost",
-      "-addext",
-      "subjectAltName=DNS:localhost,IP:127.0.0.1",
-      "-addext",
-      "basicConstraints=critical,CA:FALSE",
-    ], { cwd: dir.path });
-    assert.equal(made.code, 0, made.stderr);
-    const cert = `${dir.path}/cert.pem`;
+    await using pki = await makePki();
     await using server = await startServer({
       args: [
         "--handshake-timeout",
         "1",
         "--max-connections",
         "2",
-        "--tls-cert",
-        cert,
-        "--tls-key",
-        `${dir.path}/key.pem`,
+        ...tlsArgs(pki),
       ],
     });
     // TCP connections that never send a TLS ClientHello, from three addresses.
@@ -334,7 +308,7 @@ Deno.test({
     await server.waitForLog(/closed: handshake not completed within 1 s/);
     // Deno cannot abort a TLS handshake that never began, so their sockets stay open until the
     // clients go; but the slots are free, and a TLS client is served.
-    await assertServed(server, "TLS client after silent connections", ["--tls", "--ca", cert]);
+    await assertServed(server, "TLS client after silent connections", ["--tls", "--ca", pki.ca]);
   },
 });
 

@@ -20,7 +20,17 @@ export interface Pki extends AsyncDisposable {
   otherCa: string;
 }
 
-async function openssl(args: string[], cwd: string): Promise<void> {
+/** openssl's arguments for a new P-256 key, unencrypted: what every certificate here is made with. */
+export const EC_NEW_KEY: readonly string[] = [
+  "-newkey",
+  "ec",
+  "-pkeyopt",
+  "ec_paramgen_curve:prime256v1",
+  "-nodes",
+];
+
+/** Runs openssl in `cwd`; throws with its stderr unless it succeeds. */
+export async function openssl(args: string[], cwd: string): Promise<void> {
   const output = await runCommand("openssl", args, { cwd });
   if (output.code !== 0) throw new Error(`openssl ${args.join(" ")} failed:\n${output.stderr}`);
 }
@@ -29,12 +39,11 @@ async function openssl(args: string[], cwd: string): Promise<void> {
 export async function makePki(): Promise<Pki> {
   const dir: TempDir = await makeTempDir({ prefix: "ferry_pki_" });
   try {
-    const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
     for (const [name, cn] of [["ca", "ferry test CA"], ["other-ca", "ferry other CA"]]) {
       await openssl([
         "req",
         "-x509",
-        ...ec,
+        ...EC_NEW_KEY,
         "-keyout",
         `${name}.key`,
         "-out",
@@ -51,7 +60,7 @@ export async function makePki(): Promise<Pki> {
     }
     await openssl([
       "req",
-      ...ec,
+      ...EC_NEW_KEY,
       "-keyout",
       "server.key",
       "-out",

@@ -31,6 +31,7 @@ import {
   storedFiles,
   type TempDir,
 } from "./harness.ts";
+import { EC_NEW_KEY, openssl } from "./pki.ts";
 
 const FINGERPRINT = /SHA256:[A-Za-z0-9+/]{43}/;
 /** A request in the server's log: `TIME PEER put|get|list|... NAME ...`. */
@@ -61,12 +62,6 @@ async function startTlsServer(
   const fingerprint = (await server.waitForLog(/TLS certificate SHA256:/)).match(FINGERPRINT)![0];
   const command = line.replace(/^.*clients connect with: ferry /, "").split(" ");
   return { server, fingerprint, command };
-}
-
-/** An openssl run in `cwd` that must succeed. */
-async function openssl(args: string[], cwd: string): Promise<void> {
-  const result = await runCommand("openssl", args, { cwd });
-  assert.equal(result.code, 0, `openssl ${args.join(" ")}:\n${result.stderr}`);
 }
 
 // ----------------------------------------------------------------------- the server's own cert
@@ -414,11 +409,7 @@ Deno.test("certificates clients would refuse are refused at start, in one line t
     await openssl([
       "req",
       "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
+      ...EC_NEW_KEY,
       "-keyout",
       "ca.key",
       "-out",
@@ -464,11 +455,7 @@ Deno.test({
     await openssl([
       "req",
       "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
+      ...EC_NEW_KEY,
       "-keyout",
       "key.pem",
       "-out",
@@ -521,12 +508,11 @@ Deno.test({
   async fn() {
     await using dir = await makeTempDir();
     const run = (args: string[]) => openssl(args, dir.path);
-    const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
     // The recipe, as written in docs/security.md: a CA, then a server certificate it signs.
     await run([
       "req",
       "-x509",
-      ...ec,
+      ...EC_NEW_KEY,
       "-keyout",
       "ca.key",
       "-out",
@@ -538,7 +524,7 @@ Deno.test({
     ]);
     await run([
       "req",
-      ...ec,
+      ...EC_NEW_KEY,
       "-keyout",
       "server.key",
       "-out",
@@ -591,7 +577,7 @@ Deno.test({
     );
     await run([
       "req",
-      ...ec,
+      ...EC_NEW_KEY,
       "-keyout",
       "inter.key",
       "-out",
@@ -618,7 +604,7 @@ Deno.test({
     ]);
     await run([
       "req",
-      ...ec,
+      ...EC_NEW_KEY,
       "-keyout",
       "privkey.pem",
       "-out",
