@@ -310,13 +310,31 @@ export interface SpawnServerOptions {
  * that need the process itself (its pid, or signals other than SIGTERM).
  */
 export function spawnServer(args: string[], options: SpawnServerOptions = {}): Deno.ChildProcess {
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", ...PROGRAM_PERMISSIONS, ...(options.permissions ?? []), "server.ts", ...args],
+  return spawnServing(
+    Deno.execPath(),
+    ["run", ...PROGRAM_PERMISSIONS, ...(options.permissions ?? []), "server.ts", ...args],
+    { ...NO_USER_DIRS, ...options.env },
+  );
+}
+
+/**
+ * Spawns `program ARGS` as a server is run here: from the repository, stdin and stdout closed,
+ * stderr piped (read it with {@link collectLines}), NO_COLOR and `env` set on top of this
+ * process's environment. For a server started another way than {@link spawnServer}: through
+ * `deno task`, a shell, or a wrapper.
+ */
+export function spawnServing(
+  program: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Deno.ChildProcess {
+  return new Deno.Command(program, {
+    args,
     cwd: REPO_ROOT,
     stdin: "null",
     stdout: "null",
     stderr: "piped",
-    env: { NO_COLOR: "1", ...NO_USER_DIRS, ...options.env },
+    env: { NO_COLOR: "1", ...env },
   }).spawn();
 }
 

@@ -22,11 +22,11 @@ import {
   makeTempDir,
   PROGRAM_PERMISSIONS,
   randomBytes,
-  REPO_ROOT,
   runCommand,
   runServer,
   SERVER_BANNER,
   type ServerProcess,
+  spawnServing,
   startServer,
   stderrLines,
   waitFor,
@@ -194,14 +194,7 @@ interface StartAttempt {
 async function tryToStart(args: string[], wrapper: string[] = []): Promise<StartAttempt> {
   const deno = [Deno.execPath(), "run", ...PROGRAM_PERMISSIONS, "server.ts", ...args];
   const [program, ...rest] = [...wrapper, ...deno];
-  const child = new Deno.Command(program, {
-    args: rest,
-    cwd: REPO_ROOT,
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
+  const child = spawnServing(program, rest);
   const output = collectLines(child.stderr);
   const exited = child.status.then((status) => status.code);
   const started = output.firstMatch(SERVER_BANNER).then((match) => match ? null : undefined);

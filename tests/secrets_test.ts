@@ -19,6 +19,7 @@ import {
   runCommand,
   type RunResult,
   SERVER_BANNER,
+  spawnServing,
   waitFor,
 } from "./harness.ts";
 import { makePki, tlsArgs } from "./pki.ts";
@@ -53,14 +54,7 @@ interface ServeTask extends AsyncDisposable {
 
 async function startServeTask(args: string[]): Promise<ServeTask> {
   const [program, taskArgs] = serveTaskCommand(["0", ...args]);
-  const child = new Deno.Command(program, {
-    args: taskArgs,
-    cwd: REPO_ROOT,
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
+  const child = spawnServing(program, taskArgs);
   const { lines, done, firstMatch } = collectLines(child.stderr);
   let code: number | undefined;
   const exited = child.status.then(async (status) => {
@@ -317,20 +311,13 @@ Deno.test("deno task serve takes a token from a pipe, as --token-file <(pass sho
   const root = `${dir.path}/share`;
   await Deno.mkdir(root);
   // bash hands the task /dev/fd/63, a pipe: it has no real path, and so no place in the root.
-  const child = new Deno.Command("bash", {
-    args: [
-      "-c",
-      'exec "$0" task -q serve 0 --root "$1" --token-file <(cat "$2")',
-      Deno.execPath(),
-      root,
-      token,
-    ],
-    cwd: REPO_ROOT,
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
+  const child = spawnServing("bash", [
+    "-c",
+    'exec "$0" task -q serve 0 --root "$1" --token-file <(cat "$2")',
+    Deno.execPath(),
+    root,
+    token,
+  ]);
   const { lines, done, firstMatch } = collectLines(child.stderr);
   try {
     const match = await firstMatch(SERVER_BANNER);
