@@ -92,6 +92,22 @@ export async function makeTempDir(options: TempDirOptions = {}): Promise<TempDir
   };
 }
 
+/**
+ * A file holding `contents` (a token for `--token-file`, say), alone in a fresh temporary folder
+ * that disposing removes. `path` is the file's.
+ */
+export async function makeTempFile(contents: string): Promise<TempDir> {
+  const dir = await makeTempDir();
+  const path = `${dir.path}/file`;
+  try {
+    await Deno.writeTextFile(path, contents);
+  } catch (error) {
+    await dir[Symbol.asyncDispose]();
+    throw error;
+  }
+  return { path, [Symbol.asyncDispose]: () => dir[Symbol.asyncDispose]() };
+}
+
 /** Options for {@link waitFor}. */
 export interface WaitOptions {
   /** Give up after this many milliseconds (default 10000). */
@@ -358,6 +374,21 @@ export interface StartServerOptions {
   env?: Record<string, string>;
   /** How long to wait for the banner, in milliseconds (default 20000). */
   startTimeoutMs?: number;
+}
+
+/** A server with its HTTP side on, from {@link startHttp}. */
+export interface HttpServer {
+  /** The server; dispose it to stop it. */
+  server: ServerProcess;
+  /** Where the HTTP side answers, ending in a slash: `http://127.0.0.1:PORT/`. */
+  base: string;
+}
+
+/** Starts the server with `--http 127.0.0.1:0` and `args`, once its HTTP side answers. */
+export async function startHttp(args: string[] = []): Promise<HttpServer> {
+  const server = await startServer({ args: ["--http", "127.0.0.1:0", ...args] });
+  const line = await server.waitForLog(/HTTP on https?:\/\/\S+\//);
+  return { server, base: /HTTP on (https?:\/\/\S+\/)/.exec(line)![1] };
 }
 
 /** Options for {@link ServerProcess.waitForLog}. */

@@ -10,13 +10,13 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import fs from "node:fs";
-import type { BrowserContext } from "playwright-core";
+import type { BrowserContext, Page } from "playwright-core";
 import {
   makeTempDir,
+  makeTempFile,
   randomBytes,
   REPO_ROOT,
-  type ServerProcess,
-  startServer,
+  startHttp,
   waitFor,
 } from "./harness.ts";
 
@@ -46,10 +46,23 @@ const { chromium } = HAS_CHROMIUM
   ? await import("playwright-core")
   : { chromium: null as unknown as typeof import("playwright-core").chromium };
 
-async function startHttp(args: string[] = []): Promise<{ server: ServerProcess; base: string }> {
-  const server = await startServer({ args: ["--http", "127.0.0.1:0", ...args] });
-  const line = await server.waitForLog(/HTTP on https?:\/\/\S+\//);
-  return { server, base: /HTTP on (https?:\/\/\S+\/)/.exec(line)![1] };
+/**
+ * A new page at `url` that dismisses and counts every native dialog and collects every script
+ * error: a name run as script, or a bug of the page, shows in `seen`.
+ */
+async function openWatched(
+  browser: BrowserContext,
+  url: string,
+): Promise<{ page: Page; seen: { dialogs: number; errors: string[] } }> {
+  const page = await browser.newPage();
+  const seen = { dialogs: 0, errors: [] as string[] };
+  page.on("dialog", (dialog) => {
+    seen.dialogs++;
+    dialog.dismiss();
+  });
+  page.on("pageerror", (error) => seen.errors.push(String(error)));
+  await page.goto(url);
+  return { page, seen };
 }
 
 /** A fresh headless Chromium with its own profile, closed and removed on dispose. */
@@ -96,15 +109,7 @@ Deno.test({
     await Deno.writeFile(`${server.root}/${hostile}`, randomBytes(10));
 
     await using browser = await launch();
-    const page = await browser.newPage();
-    let dialogs = 0;
-    page.on("dialog", (dialog) => {
-      dialogs++;
-      dialog.dismiss();
-    });
-    const errors: string[] = [];
-    page.on("pageerror", (error) => errors.push(String(error)));
-    await page.goto(base);
+    const { page, seen } = await openWatched(browser, base);
 
     const names = async () =>
       await page.$$eval(
@@ -261,8 +266,8 @@ Deno.test({
       await page.waitForSelector("#results li.ok", { timeout: 15000 });
       await page.screenshot({ path: `${REPO_ROOT}docs/http-page.png` });
     }
-    assert.equal(dialogs, 0, "a script ran from a name");
-    assert.deepEqual(errors, []);
+    assert.equal(seen.dialogs, 0, "a script ran from a name");
+    assert.deepEqual(seen.errors, []);
     // The page names its icon, so the browser does not ask for /favicon.ico: every visit would
     // otherwise log a refused request.
     await server.waitForLog(/http GET "photos\/" 200/);
@@ -320,15 +325,7 @@ Deno.test({
     await Deno.writeTextFile(`${root}/box/inner/f.txt`, "f");
 
     await using browser = await launch();
-    const page = await browser.newPage();
-    let dialogs = 0;
-    page.on("dialog", (dialog) => {
-      dialogs++;
-      dialog.dismiss();
-    });
-    const errors: string[] = [];
-    page.on("pageerror", (error) => errors.push(String(error)));
-    await page.goto(base);
+    const { page, seen } = await openWatched(browser, base);
     const row = (name: string) => `tr[data-name="${name.replace(/["\\]/g, "\\$&")}"]`;
     const result = (state: "ok" | "fail", text: string) =>
       page.waitForSelector(`#results li.${state}:has-text(${JSON.stringify(text)})`, {
@@ -396,8 +393,8 @@ Deno.test({
     await result("ok", "Rename a.txt");
     assert.equal(await Deno.readTextFile(`${root}/made here/b #1.txt`), "a");
 
-    assert.equal(dialogs, 0, "a native dialog opened, or a script ran from a name");
-    assert.deepEqual(errors, []);
+    assert.equal(seen.dialogs, 0, "a native dialog opened, or a script ran from a name");
+    assert.deepEqual(seen.errors, []);
 
     // Read-only: the page offers no change at all.
     const readOnly = await startHttp(["--read-only"]);
@@ -415,10 +412,9 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    await using dir = await makeTempDir();
     const token = "browser-token-0123456789abcdef";
-    await Deno.writeTextFile(`${dir.path}/token`, token);
-    const { server, base } = await startHttp(["--token-file", `${dir.path}/token`]);
+    await using tokenFile = await makeTempFile(token);
+    const { server, base } = await startHttp(["--token-file", tokenFile.path]);
     await using _ = server;
     await Deno.writeTextFile(`${server.root}/secret.txt`, "hidden");
 

@@ -15,13 +15,13 @@ import {
   ferry,
   filesEqual,
   makeTempDir,
+  makeTempFile,
   randomBytes,
   RESUME_DIR,
   runCommand,
   runServer,
-  type ServerProcess,
   STAGING_DIR,
-  startServer,
+  startHttp,
   waitFor,
   waitForEmptyStaging,
   waitForStagingData,
@@ -29,17 +29,6 @@ import {
 } from "./harness.ts";
 
 const decoder = new TextDecoder();
-
-/** Starts the server with `--http 127.0.0.1:0` and returns it with its HTTP base URL. */
-async function startHttp(
-  args: string[] = [],
-  root?: string,
-): Promise<{ server: ServerProcess; base: string }> {
-  const server = await startServer({ args: ["--http", "127.0.0.1:0", ...args], root });
-  const line = await server.waitForLog(/HTTP on https?:\/\/\S+\//);
-  const base = /HTTP on (https?:\/\/\S+\/)/.exec(line)![1];
-  return { server, base };
-}
 
 const HAS_CURL = await commandWorks("curl", ["--version"]);
 
@@ -427,10 +416,9 @@ Deno.test("http: an upload idle for the idle timeout is cut and discarded", asyn
 });
 
 Deno.test("http: with --token-file, bearer and sign-in cookie; cross-site refused", async (t) => {
-  await using dir = await makeTempDir();
   const token = "s3cret-token-0123456789abcdef";
-  await Deno.writeTextFile(`${dir.path}/token`, token + "\n");
-  const { server, base } = await startHttp(["--token-file", `${dir.path}/token`]);
+  await using tokenFile = await makeTempFile(token + "\n");
+  const { server, base } = await startHttp(["--token-file", tokenFile.path]);
   await using _ = server;
   await Deno.writeTextFile(`${server.root}/f.txt`, "payload");
   const origin = new URL(base).origin;
@@ -559,14 +547,9 @@ Deno.test("http: with --token-file, bearer and sign-in cookie; cross-site refuse
 });
 
 Deno.test("http: --http-public-read lets anyone read, uploads still need the token", async () => {
-  await using dir = await makeTempDir();
   const token = "another-token-0123456789abcdef";
-  await Deno.writeTextFile(`${dir.path}/token`, token);
-  const { server, base } = await startHttp([
-    "--token-file",
-    `${dir.path}/token`,
-    "--http-public-read",
-  ]);
+  await using tokenFile = await makeTempFile(token);
+  const { server, base } = await startHttp(["--token-file", tokenFile.path, "--http-public-read"]);
   await using _ = server;
   await Deno.writeTextFile(`${server.root}/f.txt`, "public");
   assert.equal(await (await fetch(`${base}f.txt`)).text(), "public");

@@ -11,17 +11,11 @@ import {
   commandWorks,
   ferry,
   makeTempDir,
+  makeTempFile,
   runCommand,
-  type ServerProcess,
   STAGING_DIR,
-  startServer,
+  startHttp,
 } from "./harness.ts";
-
-async function startHttp(args: string[] = []): Promise<{ server: ServerProcess; base: string }> {
-  const server = await startServer({ args: ["--http", "127.0.0.1:0", ...args] });
-  const line = await server.waitForLog(/HTTP on https?:\/\/\S+\//);
-  return { server, base: /HTTP on (https?:\/\/\S+\/)/.exec(line)![1] };
-}
 
 /** Sends one request and returns its status and body text. */
 async function send(
@@ -234,12 +228,11 @@ Deno.test("http tree: --read-only refuses every change, and the page offers none
 
 Deno.test("http tree: changes need the token, and never come from another site", async (t) => {
   await t.step("with a token (and public reading)", async () => {
-    await using dir = await makeTempDir();
     const token = "tree-token-0123456789abcdef";
-    await Deno.writeTextFile(`${dir.path}/token`, token);
+    await using tokenFile = await makeTempFile(token);
     const { server, base } = await startHttp([
       "--token-file",
-      `${dir.path}/token`,
+      tokenFile.path,
       "--http-public-read",
     ]);
     await using _ = server;
