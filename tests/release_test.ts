@@ -82,27 +82,19 @@ Deno.test("deno task compile builds both programs with the permissions the tests
     ["deno", "compile", ...flags, "--output", "dist/ferry-server", "server.ts"],
   ]);
   const target = "aarch64-apple-darwin";
+  const forTarget = (output: string, entry: string) => [
+    "deno",
+    "compile",
+    ...flags,
+    "--target",
+    target,
+    "--output",
+    `dist/${target}/${output}`,
+    entry,
+  ];
   assert.deepEqual(await dryRun(["--target", target]), [
-    [
-      "deno",
-      "compile",
-      ...flags,
-      "--target",
-      target,
-      "--output",
-      `dist/${target}/ferry`,
-      "client.ts",
-    ],
-    [
-      "deno",
-      "compile",
-      ...flags,
-      "--target",
-      target,
-      "--output",
-      `dist/${target}/ferry-server`,
-      "server.ts",
-    ],
+    forTarget("ferry", "client.ts"),
+    forTarget("ferry-server", "server.ts"),
   ]);
   const unknown = await runCommand(
     Deno.execPath(),
