@@ -22,6 +22,7 @@ import {
   PROGRAM_PERMISSIONS,
   randomBytes,
   resultOf,
+  runServer,
   SERVER_BANNER,
   spawnClient,
   spawnServer,
@@ -501,25 +502,9 @@ Deno.test({
   name: "s3: a server whose store cannot be reached says so in one line and does not start",
   ignore,
   async fn() {
-    const result = resultOf(
-      await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "--allow-net",
-          "--allow-read",
-          "--allow-write",
-          "--allow-env",
-          "server.ts",
-          "0",
-          "--store",
-          "s3://nowhere",
-          "--s3-endpoint",
-          "http://127.0.0.1:9",
-        ],
-        cwd: new URL("..", import.meta.url),
-        stdout: "piped",
-        stderr: "piped",
-      }).output(),
+    const result = await runServer(
+      ["0", "--store", "s3://nowhere", "--s3-endpoint", "http://127.0.0.1:9"],
+      { permissions: [`--allow-env=${SERVER_ENV}`] },
     );
     assertFailure(result, /Object store at http:\/\/127\.0\.0\.1:9 is unreachable/, {
       what: "server start",
