@@ -46,6 +46,9 @@ const { chromium } = HAS_CHROMIUM
   ? await import("playwright-core")
   : { chromium: null as unknown as typeof import("playwright-core").chromium };
 
+/** What every browser test needs: Chromium, and no sanitizers over playwright-core's own ops. */
+const BROWSER_TEST = { ignore: !HAS_CHROMIUM, sanitizeResources: false, sanitizeOps: false };
+
 /**
  * A new page at `url` that dismisses and counts every native dialog and collects every script
  * error: a name run as script, or a bug of the page, shows in `seen`.
@@ -95,9 +98,7 @@ async function launch(
 
 Deno.test({
   name: "http page: listing, filter, sort, upload and download in Chromium",
-  ignore: !HAS_CHROMIUM,
-  sanitizeResources: false,
-  sanitizeOps: false,
+  ...BROWSER_TEST,
   async fn() {
     const { server, base } = await startHttp();
     await using _ = server;
@@ -277,9 +278,7 @@ Deno.test({
 
 Deno.test({
   name: "http page: without JavaScript, the listing and its links, and no control that needs it",
-  ignore: !HAS_CHROMIUM,
-  sanitizeResources: false,
-  sanitizeOps: false,
+  ...BROWSER_TEST,
   async fn() {
     const { server, base } = await startHttp(["--http-archives"]);
     await using _ = server;
@@ -310,9 +309,7 @@ Deno.test({
 
 Deno.test({
   name: "http page: rename, delete and new folder in Chromium, from the keyboard too",
-  ignore: !HAS_CHROMIUM,
-  sanitizeResources: false,
-  sanitizeOps: false,
+  ...BROWSER_TEST,
   async fn() {
     const { server, base } = await startHttp();
     await using _ = server;
@@ -408,9 +405,7 @@ Deno.test({
 
 Deno.test({
   name: "http page: sign in with the token, then upload",
-  ignore: !HAS_CHROMIUM,
-  sanitizeResources: false,
-  sanitizeOps: false,
+  ...BROWSER_TEST,
   async fn() {
     const token = "browser-token-0123456789abcdef";
     await using tokenFile = await makeTempFile(token);
