@@ -232,6 +232,21 @@ async function trickle(raw: Wire, bytes: Uint8Array, ms: number): Promise<void> 
   }
 }
 
+/**
+ * The server's ERROR timeout, `${what} not completed within 1 s`, then the close, about a second
+ * after `since` (a `performance.now()`): what a 1 s deadline does to a connection that misses it.
+ */
+async function assertCutAtDeadline(raw: Wire, what: string, since: number): Promise<void> {
+  const error = await raw.expectFrame(FrameType.ERROR, `${what.toLowerCase()} deadline`);
+  assert.deepEqual(error, {
+    code: "timeout",
+    message: `${what} not completed within 1 s: closed by the server`,
+  });
+  await raw.waitForClose(5000);
+  const ms = performance.now() - since;
+  assert.ok(ms > 900 && ms < 6000, `cut after ${ms.toFixed(0)} ms`);
+}
+
 Deno.test("--handshake-timeout 1 cuts a connection that trickles its greeting, though bytes keep coming", async () => {
   await using server = await startServer({ args: ["--handshake-timeout", "1"] });
   using raw = await openRaw(server);
@@ -243,14 +258,7 @@ Deno.test("--handshake-timeout 1 cuts a connection that trickles its greeting, t
   // A ferry client is told why: the server's preamble, then ERROR timeout.
   const preamble = await raw.readExact(8);
   assert.ok(preamble, "the server closed without a word");
-  const error = await raw.expectFrame(FrameType.ERROR, "handshake deadline");
-  assert.deepEqual(error, {
-    code: "timeout",
-    message: "Handshake not completed within 1 s: closed by the server",
-  });
-  await raw.waitForClose(5000);
-  const life = performance.now() - opened;
-  assert.ok(life > 900 && life < 6000, `cut after ${life.toFixed(0)} ms`);
+  await assertCutAtDeadline(raw, "Handshake", opened);
   await sending;
   const line = await server.waitForLog(/closed: handshake not completed within 1 s/);
   assert.match(line, /127\.0\.0\.1:\d+ closed: handshake not completed within 1 s$/);
@@ -322,14 +330,7 @@ Deno.test("--handshake-timeout 1 bounds a request message once begun, though its
   const request = encodeControl(FrameType.REQUEST, { op: "list", pad: "x".repeat(40) });
   const begun = performance.now();
   const sending = trickle(raw, request, 100);
-  const error = await raw.expectFrame(FrameType.ERROR, "request deadline");
-  assert.deepEqual(error, {
-    code: "timeout",
-    message: "Request not completed within 1 s: closed by the server",
-  });
-  await raw.waitForClose(5000);
-  const ms = performance.now() - begun;
-  assert.ok(ms > 900 && ms < 6000, `cut after ${ms.toFixed(0)} ms`);
+  await assertCutAtDeadline(raw, "Request", begun);
   await sending;
   await server.waitForLog(/closed: request not completed within 1 s/);
 });
