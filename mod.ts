@@ -76,7 +76,8 @@ export {
   type ErrorCodeInfo,
   keepsConnection,
 } from "./lib/error_codes.ts";
-export type { DirectReader, KeptEntry, ListEntry, Welcome } from "./lib/protocol.ts";
+export type { KeptEntry, ListEntry, Welcome } from "./lib/protocol.ts";
+export type { DirectReader } from "./lib/frame_io.ts";
 export type {
   ByteSink,
   ByteSource,

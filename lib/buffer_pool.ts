@@ -6,7 +6,7 @@
  * @module
  */
 
-import { CHUNK_SIZE } from "./protocol.ts";
+import { CHUNK_SIZE } from "./frames.ts";
 import { hashArena } from "./xxh3.ts";
 
 /**

@@ -27,13 +27,6 @@ import {
   UserError,
 } from "./errors.ts";
 import {
-  type Activity,
-  encodeHeader,
-  encodePreamble,
-  FrameReader,
-  FrameType,
-  frameTypeName,
-  FrameWriter,
   type KeptEntry,
   type ListEntry,
   type Ok,
@@ -42,11 +35,18 @@ import {
   parseListing,
   parseOk,
   parseWelcome,
+  type Welcome,
+} from "./protocol.ts";
+import {
+  encodeHeader,
+  encodePreamble,
+  FrameType,
+  frameTypeName,
   PREAMBLE_LENGTH,
   PROTOCOL_VERSION,
   startsPreamble,
-  type Welcome,
-} from "./protocol.ts";
+} from "./frames.ts";
+import { type Activity, FrameReader, FrameWriter } from "./frame_io.ts";
 import {
   type ByteSink,
   type ByteSource,

@@ -23,7 +23,8 @@ import { closeQuietly, formatHostPort, normalizeHost } from "./connection.ts";
 import { ProtocolError, RefusedError, StoreError, UsageError, UserError } from "./errors.ts";
 import { quote } from "./file_store.ts";
 import type { Store } from "./store.ts";
-import { FrameReader, FrameWriter, type KeptEntry, type ListEntry } from "./protocol.ts";
+import type { KeptEntry, ListEntry } from "./protocol.ts";
+import { FrameReader, FrameWriter } from "./frame_io.ts";
 import type { Watch } from "./watchdog.ts";
 import { type ByteSource, cancelSource, concatBytes, receiveRaw, sendData } from "./transfer.ts";
 

@@ -23,25 +23,25 @@ import { FileStore, quote } from "./file_store.ts";
 import type { Store } from "./store.ts";
 import { type Eviction, type KeepResult, KEPT_DEFAULTS } from "./kept_uploads.ts";
 import {
-  CORK_LIMIT,
   encodeListing,
-  encodePreamble,
   type ErrorCode,
   type ErrorMessage,
-  FrameReader,
-  FrameType,
-  frameTypeName,
-  FrameWriter,
   type GetRequest,
   type Ok,
   parseAuth,
   parseHello,
   parseRequest,
-  PROTOCOL_VERSION,
   type PutRequest,
   type Request,
-  startsPreamble,
 } from "./protocol.ts";
+import {
+  encodePreamble,
+  FrameType,
+  frameTypeName,
+  PROTOCOL_VERSION,
+  startsPreamble,
+} from "./frames.ts";
+import { CORK_LIMIT, FrameReader, FrameWriter } from "./frame_io.ts";
 import { authMac, macMatches, newNonce } from "./auth.ts";
 import { Admission, type Refusal, type Ticket } from "./admission.ts";
 import { type Watch, Watchdog } from "./watchdog.ts";

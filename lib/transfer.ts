@@ -17,19 +17,16 @@ import {
   StoreError,
 } from "./errors.ts";
 import { formatExactBytes } from "./format.ts";
+import { parseEnd, parseError } from "./protocol.ts";
+import { CHUNK_SIZE, FrameType, frameTypeName } from "./frames.ts";
 import {
-  CHUNK_SIZE,
   CORK_LIMIT,
   type DirectReader,
   type DirectWriter,
   type FrameReader,
-  FrameType,
-  frameTypeName,
   type FrameWriter,
   InPlaceByobReader,
-  parseEnd,
-  parseError,
-} from "./protocol.ts";
+} from "./frame_io.ts";
 
 /** What a finished data phase moved. */
 export interface TransferResult {

@@ -9,7 +9,7 @@
 
 import type { DownloadTarget, Session, SessionIo } from "./client.ts";
 import { ProtocolError, RefusedError } from "./errors.ts";
-import { FrameType } from "./protocol.ts";
+import { FrameType } from "./frames.ts";
 import { concatBytes, receiveData } from "./transfer.ts";
 import {
   encodeTreeTransfer,

@@ -8,7 +8,8 @@
  */
 
 import { describeError, ProtocolError, RefusedError, StoreError } from "./errors.ts";
-import { FrameType, frameTypeName, parseError } from "./protocol.ts";
+import { parseError } from "./protocol.ts";
+import { FrameType, frameTypeName } from "./frames.ts";
 import { type ByteSink, localWait, receiveData } from "./transfer.ts";
 import {
   type ManifestEntry,

@@ -8,7 +8,9 @@
 
 import type { BufferPool } from "./buffer_pool.ts";
 import { describeError, ProtocolError, RefusedError, StoreError } from "./errors.ts";
-import { type FrameReader, FrameType, frameTypeName, parseError } from "./protocol.ts";
+import { parseError } from "./protocol.ts";
+import { FrameType, frameTypeName } from "./frames.ts";
+import type { FrameReader } from "./frame_io.ts";
 import { createChecksum } from "./checksum.ts";
 import { checksumFilePrefix, localWait, sendData, type TransferResult } from "./transfer.ts";
 import {

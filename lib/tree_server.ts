@@ -10,7 +10,7 @@
 import type { BufferPool } from "./buffer_pool.ts";
 import { StoreError } from "./errors.ts";
 import { checkName, type FileStore, RESUME_DIR, STAGING_DIR } from "./file_store.ts";
-import type { FrameReader, FrameWriter } from "./protocol.ts";
+import type { FrameReader, FrameWriter } from "./frame_io.ts";
 import { checksumFilePrefix } from "./transfer.ts";
 import { isFilesTransfer, type TreeSummary, type TreeTransferRequest } from "./tree_protocol.ts";
 import { makeDir, removeName, resolveFolder } from "./tree_store.ts";

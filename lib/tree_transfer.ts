@@ -10,7 +10,8 @@
  */
 
 import type { BufferPool } from "./buffer_pool.ts";
-import type { ErrorCode, FrameReader, FrameWriter } from "./protocol.ts";
+import type { ErrorCode } from "./protocol.ts";
+import type { FrameReader, FrameWriter } from "./frame_io.ts";
 import type { ByteSink, LocalWaits } from "./transfer.ts";
 import type { ManifestEntry, ManifestTop } from "./tree_protocol.ts";
 import type { EntryWalk, TreeWalker } from "./tree_walk.ts";

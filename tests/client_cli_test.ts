@@ -9,14 +9,9 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  encodeListing,
-  encodePreamble,
-  FrameReader,
-  FrameType,
-  FrameWriter,
-  type ListEntry,
-} from "../lib/protocol.ts";
+import { encodeListing, type ListEntry } from "../lib/protocol.ts";
+import { encodePreamble, FrameType } from "../lib/frames.ts";
+import { FrameReader, FrameWriter } from "../lib/frame_io.ts";
 import {
   assertFailure,
   assertRootHolds,

@@ -36,7 +36,7 @@ import {
   waitFor,
   writeRandomFile,
 } from "./harness.ts";
-import { encodeControl, FrameType } from "../lib/protocol.ts";
+import { encodeControl, FrameType } from "../lib/frames.ts";
 import { type RunningServer, startServer as startInProcess } from "../lib/server.ts";
 import { dataWithEnd, Wire } from "./wire.ts";
 

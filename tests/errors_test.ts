@@ -14,7 +14,8 @@ import {
   interruptionOf,
   ProtocolError,
 } from "../lib/errors.ts";
-import { encodeControl, FrameReader, FrameType } from "../lib/protocol.ts";
+import { encodeControl, FrameType } from "../lib/frames.ts";
+import { FrameReader } from "../lib/frame_io.ts";
 import { BucketError, S3Bucket } from "../lib/s3_bucket.ts";
 import { receiveData } from "../lib/transfer.ts";
 import { hashArena } from "../lib/xxh3.ts";

@@ -19,7 +19,7 @@ import {
   encodePreamble,
   FrameType,
   MAX_CONTROL_PAYLOAD,
-} from "../lib/protocol.ts";
+} from "../lib/frames.ts";
 import {
   assertFailure,
   assertSuccess,

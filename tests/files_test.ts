@@ -10,7 +10,7 @@
  */
 
 import assert from "node:assert/strict";
-import { encodeControl, FrameType } from "../lib/protocol.ts";
+import { encodeControl, FrameType } from "../lib/frames.ts";
 import { createChecksum } from "../lib/checksum.ts";
 import { assertSuccess, ferry, makeTempDir, startServer, stderrLines } from "./harness.ts";
 import { concat, dataFrame as rawData, serveOnce, Wire } from "./wire.ts";

@@ -27,7 +27,7 @@ import {
 } from "./harness.ts";
 import { makePki, tlsArgs } from "./pki.ts";
 import { concat, dataFrame, Wire } from "./wire.ts";
-import { encodeControl, encodeHeader, encodePreamble, FrameType } from "../lib/protocol.ts";
+import { encodeControl, encodeHeader, encodePreamble, FrameType } from "../lib/frames.ts";
 
 /** The bound for serving a good client while a crowd presses. */
 const SERVED_WITHIN_MS = 15000;

@@ -9,7 +9,7 @@
  */
 
 import assert from "node:assert/strict";
-import { encodeControl, FrameType } from "../lib/protocol.ts";
+import { encodeControl, FrameType } from "../lib/frames.ts";
 import {
   assertFailure,
   assertSuccess,

@@ -8,25 +8,27 @@
 import assert from "node:assert/strict";
 import { ProtocolError, RefusedError } from "../lib/errors.ts";
 import {
-  CHUNK_SIZE,
-  decodeHeader,
-  decodePreamble,
-  encodeControl,
-  encodeHeader,
   encodeListing,
-  encodePreamble,
-  FrameReader,
-  FrameType,
-  MAX_CONTROL_PAYLOAD,
   parseEnd,
   parseError,
   parseHello,
   parseListing,
   parseOk,
   parseRequest,
+} from "../lib/protocol.ts";
+import {
+  CHUNK_SIZE,
+  decodeHeader,
+  decodePreamble,
+  encodeControl,
+  encodeHeader,
+  encodePreamble,
+  FrameType,
+  MAX_CONTROL_PAYLOAD,
   PREAMBLE_LENGTH,
   PROTOCOL_VERSION,
-} from "../lib/protocol.ts";
+} from "../lib/frames.ts";
+import { FrameReader } from "../lib/frame_io.ts";
 import { hashArena } from "../lib/xxh3.ts";
 import { bytesReader, concat } from "./wire.ts";
 

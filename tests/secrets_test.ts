@@ -24,7 +24,7 @@ import {
 } from "./harness.ts";
 import { makePki, tlsArgs } from "./pki.ts";
 import { dataWithEnd, Wire } from "./wire.ts";
-import { encodeControl, FrameType } from "../lib/protocol.ts";
+import { encodeControl, FrameType } from "../lib/frames.ts";
 
 const decoder = new TextDecoder();
 

@@ -17,7 +17,7 @@ import {
   encodeHeader,
   encodePreamble,
   FrameType,
-} from "../lib/protocol.ts";
+} from "../lib/frames.ts";
 import {
   assertFailure,
   assertSuccess,

@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import { encodeControl, encodeHeader, encodePreamble, FrameType } from "../lib/protocol.ts";
+import { encodeControl, encodeHeader, encodePreamble, FrameType } from "../lib/frames.ts";
 import {
   assertFailure,
   assertRootHolds,

@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { alignedBuffer, BufferPool } from "../lib/buffer_pool.ts";
-import { FrameReader, FrameWriter } from "../lib/protocol.ts";
+import { FrameReader, FrameWriter } from "../lib/frame_io.ts";
 import {
   concatBytes,
   FILE_WRITE_PIECE,

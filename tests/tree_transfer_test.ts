@@ -9,7 +9,8 @@
  */
 
 import assert from "node:assert/strict";
-import { encodeControl, FrameReader, FrameType, FrameWriter } from "../lib/protocol.ts";
+import { encodeControl, FrameType } from "../lib/frames.ts";
+import { FrameReader, FrameWriter } from "../lib/frame_io.ts";
 import { localSink } from "../lib/tree_local.ts";
 import { receiveTree } from "../lib/tree_receive.ts";
 import { foldsCase } from "../lib/tree_walk.ts";

@@ -1,8 +1,8 @@
 /**
  * Raw-protocol helpers for the integration tests: what a test needs to speak ferry's wire format
  * by hand, for what the real client cannot do (cut an upload mid-frame, send garbage, stall, or
- * play a hostile server). Frames are read here independently of lib/protocol.ts's reader, so that
- * a bug there cannot hide itself; only the encoders come from lib/protocol.ts.
+ * play a hostile server). Frames are read here independently of lib/frame_io.ts's reader, so that
+ * a bug there cannot hide itself; only the encoders come from lib/frames.ts and lib/protocol.ts.
  *
  * - {@link concat}, {@link contains} and {@link checksumOf}: the byte utilities the tests share.
  * - {@link bytesReader}: bytes read in pieces, as the socket a frame reader reads might give them.
@@ -26,7 +26,7 @@ import {
   encodePreamble,
   FrameType,
   PROTOCOL_VERSION,
-} from "../lib/protocol.ts";
+} from "../lib/frames.ts";
 import type { Endpoint, RunResult } from "./harness.ts";
 
 /** Longest a single read on a {@link Wire} waits by default before the test fails. */
@@ -84,7 +84,7 @@ export function bytesReader(
 
 /**
  * A frame of any type with exactly `payload` after its header, valid or not: the encoders in
- * lib/protocol.ts refuse what a hostile peer would send.
+ * lib/frames.ts refuse what a hostile peer would send.
  */
 export function rawFrame(type: number, payload: Uint8Array): Uint8Array {
   return concat([encodeHeader(type, payload.length), payload]);

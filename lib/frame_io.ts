@@ -1,0 +1,577 @@
+/**
+ * Reading and writing frames on a socket: {@link FrameReader} reads in place into the caller's
+ * buffers, {@link FrameWriter} queues frames in order, corks small ones and writes DATA through the
+ * socket itself; both keep a connection's {@link Activity} for the idle and stall watchdogs.
+ * docs/protocol.md says why the hot path reads the socket rather than a stream.
+ *
+ * @module
+ */
+
+import { ClosedEarlyError, ProtocolError, RefusedError } from "./errors.ts";
+import { parseError } from "./protocol.ts";
+import {
+  type ControlFrame,
+  decodeHeader,
+  decodeJson,
+  decodePreamble,
+  encodeControl,
+  encodeHeader,
+  FRAME_HEADER_LENGTH,
+  type FrameHeader,
+  FrameType,
+  type FrameTypeCode,
+  MAX_CONTROL_PAYLOAD,
+  PREAMBLE_LENGTH,
+} from "./frames.ts";
+
+/** Most bytes {@link FrameWriter.cork} holds back before sending anyway. */
+export const CORK_LIMIT = 256 << 10;
+
+/** A write slower than this had to wait for room: the peer is behind (see {@link Activity}). */
+const SLOW_WRITE_MS = 200;
+
+/** When a connection last moved a byte, in `Date.now()` milliseconds; for idle timeouts. */
+export interface Activity {
+  /** Time of the last read or write that made progress. */
+  last: number;
+  /**
+   * True while the peer may still have bytes to read from the kernel's buffers: a write is
+   * waiting for room, or one had to wait and the peer has sent nothing since. The kernel reports
+   * room only once a third of its send buffer has drained, so meanwhile a slow reader and a
+   * stopped one look alike.
+   */
+  peerBehind?: boolean;
+  /** Bytes read so far, counted when set (the server's watchdog judges rates by it). */
+  received?: number;
+}
+
+/** Options for {@link FrameReader} and {@link FrameWriter}. */
+export interface FrameStreamOptions {
+  /** Updated whenever bytes move. */
+  activity?: Activity;
+}
+
+/** A socket's own write, which takes what the kernel will accept now: `Deno.Conn` is one. */
+export interface DirectWriter {
+  /** Writes some of `bytes` (at least one) and resolves with how many were taken. */
+  write(bytes: Uint8Array): Promise<number>;
+}
+
+/** Something read in place, into the caller's buffer: `Deno.Conn`, `Deno.FsFile`. */
+export interface DirectReader {
+  /** Reads into `p`; the number of bytes read (at least one), or null at the end. */
+  read(p: Uint8Array): Promise<number | null>;
+}
+
+/** Options for {@link FrameWriter}. */
+export interface FrameWriterOptions extends FrameStreamOptions {
+  /**
+   * The socket under the writable, for writing DATA payloads and raw bytes with partial
+   * writes. Each partial write counts as activity, so a slow reader's progress shows as soon as
+   * the kernel takes bytes; through the stream it would show only once a whole piece is written
+   * (a MiB, which a slow reader can take longer than an idle timeout to drain).
+   */
+  direct: DirectWriter;
+}
+
+/**
+ * A BYOB reader that fills the caller's buffer where it is. A BYOB read transfers the buffer it
+ * fills, and the pool's buffers must stay put (they live in WebAssembly memory, which cannot be
+ * transferred), so each read goes into a buffer of this reader's own and is copied across.
+ */
+export class InPlaceByobReader {
+  #reader: ReadableStreamBYOBReader;
+  #scratch = new ArrayBuffer(0);
+
+  /** Locks `stream` and reads it from now on. */
+  constructor(stream: ReadableStream<Uint8Array>) {
+    this.#reader = stream.getReader({ mode: "byob" });
+  }
+
+  /**
+   * Reads at least `min` bytes (default 1) unless the stream ends, at most `view.length`, into
+   * `view`; the result's value is the filled start of `view`.
+   */
+  async read(view: Uint8Array, min = 1): Promise<ReadableStreamReadResult<Uint8Array>> {
+    if (this.#scratch.byteLength < view.length) this.#scratch = new ArrayBuffer(view.length);
+    const read = await this.#reader.read(new Uint8Array(this.#scratch, 0, view.length), { min });
+    if (read.value) {
+      this.#scratch = read.value.buffer as ArrayBuffer;
+      view.set(read.value);
+    }
+    return read.done
+      ? { value: read.value && view.subarray(0, read.value.length), done: true }
+      : { value: view.subarray(0, read.value.length), done: false };
+  }
+
+  /** Cancels the stream. */
+  cancel(): Promise<void> {
+    return this.#reader.cancel();
+  }
+
+  /** Unlocks the stream. */
+  releaseLock(): void {
+    this.#reader.releaseLock();
+  }
+}
+
+/**
+ * How a stream read ahead by {@link FrameReader.watch} goes on: an END frame is in (the data phase
+ * is complete), or the peer has ended it first (`error`: its ERROR or ABORT as a
+ * {@link RefusedError}, a close as a {@link ProtocolError}, or the read's own failure).
+ */
+export type WatchOutcome = { end: true } | { error: unknown };
+
+/** Bytes read ahead of the caller by {@link FrameReader.watch}, and what they were seen to hold. */
+interface ReadAhead {
+  /** Unread bytes, oldest first. */
+  chunks: Uint8Array[];
+  /** Their total. */
+  bytes: number;
+  /** The read under way, if any. */
+  reading?: Promise<void>;
+  /** The socket's end: a clean close, or `error`. */
+  end?: { error?: unknown };
+  /** Payload bytes still to pass before the next frame header. */
+  skip: number;
+  /** A frame header being put together from the bytes. */
+  header: Uint8Array;
+  headerFilled: number;
+  /** An ERROR or ABORT payload being put together. */
+  control?: { type: number; bytes: Uint8Array; filled: number };
+  /** Set once an END, an ERROR or the end of the stream has been seen. */
+  outcome?: WatchOutcome;
+}
+
+/** Most bytes one read ahead takes. */
+const READ_AHEAD_STEP = 64 << 10;
+
+/**
+ * Reads frames from a socket into the caller's buffers, in place: the socket's own `read` fills
+ * them with no intermediate copy (a stream's BYOB read would transfer the pool's buffers, which
+ * must stay put), and returns what has arrived, so a slow peer's progress shows at once.
+ */
+export class FrameReader {
+  #source: DirectReader;
+  #small = new Uint8Array(MAX_CONTROL_PAYLOAD);
+  #activity?: Activity;
+  /** Payload bytes of the current DATA frame not yet read (see {@link readPayload}). */
+  #payloadLeft = 0;
+  /** Bytes read ahead by {@link watch}, served before the socket. */
+  #ahead?: ReadAhead;
+
+  /**
+   * Reads `source`, a socket (`Deno.Conn`). Unlike `conn.readable`, reading the socket directly
+   * leaves it open at the end, until its owner closes it.
+   */
+  constructor(source: DirectReader, options: FrameStreamOptions = {}) {
+    this.#source = source;
+    this.#activity = options.activity;
+  }
+
+  /** Reads what has arrived into `view`: the count (at least one), or null at the end. */
+  async #read(view: Uint8Array): Promise<number | null> {
+    if (this.#ahead) return await this.#readAhead(view);
+    const n = await this.#source.read(view);
+    if (this.#activity) {
+      this.#activity.last = Date.now();
+      // A peer that sends has read what it was sent, or at least is not stuck behind it.
+      this.#activity.peerBehind = false;
+      if (n !== null && this.#activity.received !== undefined) this.#activity.received += n;
+    }
+    return n === null || n === 0 ? null : n;
+  }
+
+  /** Serves a read from what {@link watch} read ahead, waiting for its read under way if need be. */
+  async #readAhead(view: Uint8Array): Promise<number | null> {
+    const ahead = this.#ahead!;
+    if (ahead.bytes === 0 && ahead.reading) await ahead.reading;
+    if (ahead.bytes > 0) {
+      let filled = 0;
+      while (filled < view.length && ahead.chunks.length > 0) {
+        const chunk = ahead.chunks[0];
+        const n = Math.min(chunk.length, view.length - filled);
+        view.set(chunk.subarray(0, n), filled);
+        filled += n;
+        if (n === chunk.length) ahead.chunks.shift();
+        else ahead.chunks[0] = chunk.subarray(n);
+      }
+      ahead.bytes -= filled;
+      if (ahead.bytes === 0 && !ahead.reading && !ahead.end) this.#ahead = undefined;
+      return filled;
+    }
+    if (ahead.end) {
+      if (ahead.end.error !== undefined) throw ahead.end.error;
+      return null;
+    }
+    this.#ahead = undefined;
+    return await this.#read(view);
+  }
+
+  /**
+   * Reads ahead of the caller, into memory, while the caller is busy elsewhere (a slow sink, a
+   * rate limit's pause), to see whether the peer ends the data phase: resolves once an END, an
+   * ERROR or ABORT, or the end of the connection is in (see {@link WatchOutcome}), or with null
+   * once `stop` aborts or `limit` bytes wait. Every byte read ahead is still read, in order, by
+   * the calls that follow; stop the watch before making them.
+   */
+  async watch(limit: number, stop: AbortSignal): Promise<WatchOutcome | null> {
+    const ahead = this.#ahead ??= {
+      chunks: [],
+      bytes: 0,
+      skip: this.#payloadLeft,
+      header: new Uint8Array(FRAME_HEADER_LENGTH),
+      headerFilled: 0,
+    };
+    while (!ahead.outcome && !stop.aborted && ahead.bytes < limit && this.#ahead === ahead) {
+      await (ahead.reading ??= this.#readAheadOnce(ahead));
+    }
+    return ahead.outcome ?? null;
+  }
+
+  #readAheadOnce(ahead: ReadAhead): Promise<void> {
+    const buffer = new Uint8Array(READ_AHEAD_STEP);
+    return this.#source.read(buffer).then((n) => {
+      if (this.#activity) {
+        this.#activity.last = Date.now();
+        this.#activity.peerBehind = false;
+      }
+      if (n === null) {
+        ahead.end = {};
+        ahead.outcome ??= {
+          error: new ClosedEarlyError("Connection closed before the transfer was complete"),
+        };
+        return;
+      }
+      // A short read keeps only its bytes, not the whole step.
+      const bytes = n < READ_AHEAD_STEP / 4 ? buffer.slice(0, n) : buffer.subarray(0, n);
+      ahead.chunks.push(bytes);
+      ahead.bytes += n;
+      if (!ahead.outcome) this.#walk(ahead, bytes);
+    }, (error) => {
+      ahead.end = { error };
+      ahead.outcome ??= { error };
+    }).finally(() => ahead.reading = undefined);
+  }
+
+  /** Follows the frames in bytes just read ahead, as far as an END, ERROR or ABORT. */
+  #walk(ahead: ReadAhead, bytes: Uint8Array): void {
+    let i = 0;
+    while (i < bytes.length && !ahead.outcome) {
+      if (ahead.skip > 0) {
+        const n = Math.min(ahead.skip, bytes.length - i);
+        ahead.skip -= n;
+        i += n;
+        continue;
+      }
+      const control = ahead.control;
+      if (control) {
+        const n = Math.min(control.bytes.length - control.filled, bytes.length - i);
+        control.bytes.set(bytes.subarray(i, i + n), control.filled);
+        control.filled += n;
+        i += n;
+        if (control.filled === control.bytes.length) this.#endWith(ahead, control);
+        continue;
+      }
+      const n = Math.min(FRAME_HEADER_LENGTH - ahead.headerFilled, bytes.length - i);
+      ahead.header.set(bytes.subarray(i, i + n), ahead.headerFilled);
+      ahead.headerFilled += n;
+      i += n;
+      if (ahead.headerFilled < FRAME_HEADER_LENGTH) continue;
+      ahead.headerFilled = 0;
+      let header: FrameHeader;
+      try {
+        header = decodeHeader(ahead.header);
+      } catch (error) {
+        ahead.outcome = { error };
+        continue;
+      }
+      if (header.type === FrameType.END) {
+        ahead.outcome = { end: true };
+      } else if (header.type === FrameType.ERROR || header.type === FrameType.ABORT) {
+        ahead.control = { type: header.type, bytes: new Uint8Array(header.length), filled: 0 };
+        if (header.length === 0) this.#endWith(ahead, ahead.control);
+      } else {
+        ahead.skip = header.length;
+      }
+    }
+  }
+
+  /** The peer's ERROR or ABORT, read ahead, as the error the transfer will end with. */
+  #endWith(ahead: ReadAhead, control: { type: number; bytes: Uint8Array }): void {
+    ahead.control = undefined;
+    try {
+      const error = parseError(decodeJson(control.type, control.bytes));
+      ahead.outcome = { error: new RefusedError(error.code, error.message) };
+    } catch (error) {
+      ahead.outcome = { error };
+    }
+  }
+
+  /**
+   * Reads up to `view.length` bytes, at least one, into `view`; returns the filled part, or null
+   * at end of stream.
+   */
+  async readSome(view: Uint8Array): Promise<Uint8Array | null> {
+    const n = await this.#read(view);
+    return n === null ? null : view.subarray(0, n);
+  }
+
+  /**
+   * Fills `view` completely and returns it, or null if the stream ended before the first byte
+   * and `eofOk` is set; throws {@link ProtocolError} if it ends part-way.
+   */
+  async readExact(view: Uint8Array, eofOk = false): Promise<Uint8Array | null> {
+    const total = view.length;
+    let filled = 0;
+    while (filled < total) {
+      let n: number | null;
+      try {
+        n = await this.#read(view.subarray(filled));
+      } catch (error) {
+        // A TLS peer that hangs up between frames without close_notify has still hung up.
+        if (filled === 0 && eofOk && error instanceof Deno.errors.UnexpectedEof) return null;
+        throw error;
+      }
+      if (n === null) {
+        if (filled === 0 && eofOk) return null;
+        throw new ClosedEarlyError("Connection closed mid-message");
+      }
+      filled += n;
+    }
+    return view;
+  }
+
+  /**
+   * Fills `view` until it is full or the stream ends; returns the filled part (empty at the end
+   * of the stream). For raw, unframed data such as the seed protocol's.
+   */
+  async readFill(view: Uint8Array): Promise<Uint8Array> {
+    const total = view.length;
+    let filled = 0;
+    while (filled < total) {
+      const n = await this.#read(view.subarray(filled));
+      if (n === null) break;
+      filled += n;
+    }
+    return view.subarray(0, filled);
+  }
+
+  /**
+   * Reads the peer's preamble, of which the caller may have read the `first` bytes already (to
+   * tell what the peer speaks), and returns its protocol version.
+   */
+  async readPreamble(first: Uint8Array = EMPTY): Promise<number> {
+    if (first.length > PREAMBLE_LENGTH) throw new RangeError("More bytes than a preamble has");
+    const preamble = this.#small.subarray(0, PREAMBLE_LENGTH);
+    preamble.set(first);
+    await this.readExact(preamble.subarray(first.length));
+    return decodePreamble(preamble);
+  }
+
+  /** Reads a frame header; null on a clean end of stream between frames. */
+  async readHeader(): Promise<FrameHeader | null> {
+    const bytes = await this.readExact(this.#small.subarray(0, FRAME_HEADER_LENGTH), true);
+    const header = bytes && decodeHeader(bytes);
+    this.#payloadLeft = header?.type === FrameType.DATA ? header.length : 0;
+    return header;
+  }
+
+  /**
+   * Fills `view` with the next bytes of the DATA payload whose header was just read, as
+   * {@link readExact} does; keeps count of what is left of it for {@link watch}.
+   */
+  async readPayload(view: Uint8Array): Promise<Uint8Array> {
+    const bytes = await this.readExact(view);
+    this.#payloadLeft -= view.length;
+    return bytes!;
+  }
+
+  /** Reads and parses the JSON payload of a control frame whose header was just read. */
+  async readControlPayload(header: FrameHeader): Promise<ControlFrame> {
+    if (header.length === 0) return { type: header.type, json: decodeJson(header.type, EMPTY) };
+    const bytes = await this.readExact(this.#small.subarray(0, header.length));
+    return { type: header.type, json: decodeJson(header.type, bytes!) };
+  }
+
+  /**
+   * Reads the next control frame. A DATA frame here is a protocol error; null means a clean end
+   * of stream between frames.
+   */
+  async readControl(): Promise<ControlFrame | null> {
+    const header = await this.readHeader();
+    if (!header) return null;
+    if (header.type === FrameType.DATA) {
+      throw new ProtocolError("Unexpected DATA frame");
+    }
+    return await this.readControlPayload(header);
+  }
+
+  /** Reads and throws away everything until the peer closes. */
+  async discardAll(): Promise<void> {
+    const scratch = new Uint8Array(65536);
+    while (await this.readSome(scratch));
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** Writes frames to a byte sink; writes are queued in order. */
+export class FrameWriter {
+  #writer: WritableStreamDefaultWriter<Uint8Array>;
+
+  #activity?: Activity;
+  #direct: DirectWriter;
+  #corked?: Uint8Array[];
+  #corkedBytes = 0;
+  /** Settles once everything handed to the stream so far is written (or has failed). */
+  #tail: Promise<unknown> = Promise.resolve();
+  /** Set while a DATA frame or raw payload is part-way out; settles when it is done. */
+  #busy?: Promise<void>;
+
+  /**
+   * Wraps a socket's writable (`conn.writable`), which is locked from now on, for control
+   * frames; DATA payloads and raw bytes go through `direct`, the same socket (see
+   * {@link FrameWriterOptions}).
+   */
+  constructor(writable: WritableStream<Uint8Array>, options: FrameWriterOptions) {
+    this.#writer = writable.getWriter();
+    this.#activity = options.activity;
+    this.#direct = options.direct;
+  }
+
+  #touch(): void {
+    if (this.#activity) this.#activity.last = Date.now();
+  }
+
+  /** Hands bytes to the stream, remembering the write so direct writes can wait for it. */
+  #queue(bytes: Uint8Array): Promise<void> {
+    const written = this.#writer.write(bytes);
+    this.#tail = written.catch(() => {});
+    return written;
+  }
+
+  /**
+   * Runs `send` as the only writer: a frame written meanwhile (an ERROR from the idle watchdog,
+   * say) would otherwise land inside the payload. Callers wait for {@link #busy} to clear
+   * before they queue anything, and check again after every wait.
+   */
+  async #exclusive(send: () => Promise<void>): Promise<void> {
+    while (this.#busy) await this.#busy;
+    const done = Promise.withResolvers<void>();
+    this.#busy = done.promise;
+    try {
+      await send();
+    } finally {
+      this.#busy = undefined;
+      done.resolve();
+    }
+  }
+
+  /** Marks the peer as behind (see {@link Activity.peerBehind}) while `write` waits. */
+  async #waiting<T>(write: Promise<T>): Promise<T> {
+    const activity = this.#activity;
+    if (!activity) return await write;
+    const wasBehind = activity.peerBehind === true;
+    activity.peerBehind = true;
+    const started = Date.now();
+    try {
+      return await write;
+    } finally {
+      // A quick write found room: nothing piled up, unless something had before. Only the
+      // peer's next bytes (see FrameReader) show that it has caught up.
+      if (!wasBehind && Date.now() - started <= SLOW_WRITE_MS) activity.peerBehind = false;
+    }
+  }
+
+  /** Writes through the socket itself, stamping activity after every partial write. */
+  async #writeDirect(parts: Uint8Array[]): Promise<void> {
+    // Whatever is queued on the stream must leave first.
+    await this.#tail;
+    for (const part of parts) {
+      for (let offset = 0; offset < part.length;) {
+        const n = await this.#waiting(this.#direct.write(part.subarray(offset)));
+        if (n <= 0) throw new Deno.errors.WriteZero("The connection took no bytes");
+        offset += n;
+        this.#touch();
+      }
+    }
+  }
+
+  /**
+   * Holds back small writes until {@link uncork} (or until they pass {@link CORK_LIMIT}), so the
+   * frames of a small transfer leave in one packet. Without this each small frame waited for the
+   * peer's delayed ACK on TLS connections, which cannot turn Nagle off (docs/performance.md, "Small
+   * frames leave at once").
+   */
+  cork(): void {
+    this.#corked ??= [];
+  }
+
+  /** Sends everything held back by {@link cork} in one write, and stops holding back. */
+  async uncork(): Promise<void> {
+    const parts = this.#corked;
+    this.#corked = undefined;
+    this.#corkedBytes = 0;
+    if (!parts?.length) return;
+    const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let offset = 0;
+    for (const part of parts) {
+      all.set(part, offset);
+      offset += part.length;
+    }
+    while (this.#busy) await this.#busy;
+    await this.#queue(all);
+    this.#touch();
+  }
+
+  /** Holds a copy of `bytes` back if corked; false if it must be written now. */
+  async #hold(bytes: Uint8Array): Promise<boolean> {
+    if (!this.#corked) return false;
+    this.#corked.push(bytes.slice());
+    this.#corkedBytes += bytes.length;
+    if (this.#corkedBytes > CORK_LIMIT) await this.uncork();
+    return true;
+  }
+
+  /** Writes raw bytes, such as the preamble or the seed protocol's unframed data. */
+  async writeRaw(bytes: Uint8Array): Promise<void> {
+    if (await this.#hold(bytes)) return;
+    await this.#exclusive(() => this.#writeDirect([bytes]));
+  }
+
+  /** Writes a control frame; never inside a DATA frame that is part-way out. */
+  async writeControl(type: FrameTypeCode, message: object): Promise<void> {
+    const frame = encodeControl(type, message);
+    if (await this.#hold(frame)) return;
+    while (this.#busy) await this.#busy;
+    await this.#queue(frame);
+    this.#touch();
+  }
+
+  /**
+   * Writes a DATA frame. The chunk must not be modified until the returned promise settles; it
+   * is handed to the socket without a copy (unless corked, when a small chunk is copied).
+   */
+  async writeData(chunk: Uint8Array): Promise<void> {
+    if (this.#corked && this.#corkedBytes + chunk.length <= CORK_LIMIT) {
+      await this.#hold(encodeHeader(FrameType.DATA, chunk.length));
+      await this.#hold(chunk);
+      return;
+    }
+    await this.uncork();
+    const header = encodeHeader(FrameType.DATA, chunk.length);
+    await this.#exclusive(() => this.#writeDirect([header, chunk]));
+  }
+
+  /** Closes the sink, which half-closes a TCP connection. */
+  async close(): Promise<void> {
+    while (this.#busy) await this.#busy;
+    await this.#writer.close().catch(() => {});
+  }
+
+  /** Aborts the sink. */
+  async abort(): Promise<void> {
+    await this.#writer.abort().catch(() => {});
+  }
+}
