@@ -1,0 +1,394 @@
+/**
+ * Serving one request on the server: put, get, list, kept and the tree requests, what each
+ * failure tells the client ({@link classify}), the KEEPALIVEs while the server works, and what
+ * the log line says of each.
+ *
+ * @module
+ */
+
+import { closeQuietly } from "./connection.ts";
+import {
+  ChecksumMismatchError,
+  describeError,
+  interruptionOf,
+  isNoSpace,
+  ProtocolError,
+  RefusedError,
+  StoreError,
+} from "./errors.ts";
+import { FileStore, quote } from "./file_store.ts";
+import type { Eviction, KeepResult } from "./kept_uploads.ts";
+import {
+  encodeListing,
+  type ErrorCode,
+  type GetRequest,
+  type Ok,
+  type PutRequest,
+  type Request,
+} from "./protocol.ts";
+import { FrameType } from "./frames.ts";
+import { CORK_LIMIT, type FrameWriter } from "./frame_io.ts";
+import { formatBytes, formatDuration } from "./format.ts";
+import { RateLimiter } from "./rate_limit.ts";
+import {
+  checksumFilePrefix,
+  overLimitMessage,
+  receiveData,
+  type ResumePoint,
+  sendData,
+} from "./transfer.ts";
+import { encodeTreeListing } from "./tree_protocol.ts";
+import { changeTree, listTree } from "./tree_store.ts";
+import type { TreeTransferRequest } from "./tree_protocol.ts";
+import { checkTreeRequest, serveTreeTransfer } from "./tree_server.ts";
+import type { Channel, Context, Outcome } from "./server_context.ts";
+
+/**
+ * An error's text as a client may see it. Deno appends the operation and the path to an OS
+ * error ("No such file or directory (os error 2): open '/srv/root/.ferry-staging/...'"); the
+ * client is told the error, never where the server keeps its files.
+ */
+function withoutPaths(text: string): string {
+  const os = /^.*?\(os error \d+\)/.exec(text);
+  return (os ? os[0] : text).replace(/(['"])\/[^'"]*\1/g, "$1…$1");
+}
+
+/** Maps a failure during a request to what the client is told. */
+export function classify(error: unknown): { code: ErrorCode; message: string } {
+  if (error instanceof StoreError || error instanceof RefusedError) {
+    return { code: error.code, message: error.message };
+  }
+  if (error instanceof ProtocolError) {
+    const code = error instanceof ChecksumMismatchError ? "checksum" : "bad_request";
+    return { code, message: error.message };
+  }
+  if (isNoSpace(error)) return { code: "no_space", message: "Server is out of disk space" };
+  const text = describeError(error);
+  if (error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotCapable) {
+    return { code: "denied", message: "Server has no permission for that file" };
+  }
+  return { code: "io", message: `Server error: ${withoutPaths(text)}` };
+}
+
+async function refuse(out: FrameWriter, error: unknown): Promise<Outcome> {
+  const { code, message } = classify(error);
+  await out.writeControl(FrameType.ERROR, { code, message });
+  return { bytes: 0, result: `refused (${code}: ${message})` };
+}
+
+/** Serves one request on an established connection. */
+export async function serveRequest(
+  request: Request,
+  channel: Channel,
+  ctx: Context,
+): Promise<Outcome> {
+  switch (request.op) {
+    case "put":
+      return await servePut(request, channel, ctx);
+    case "get":
+      return await serveGet(request, channel, ctx);
+    case "list": {
+      const { dir, recursive } = request;
+      // A request without `recursive` is the original one, from a client that predates folders.
+      return await serveList(
+        channel.out,
+        ctx,
+        recursive === undefined
+          ? async () => encodeListing(await ctx.store.list())
+          : async () => encodeTreeListing(await listTree(folderStore(ctx), { dir, recursive })),
+      );
+    }
+    case "kept":
+      return await serveKept(channel.out, ctx);
+    case "rm":
+    case "mv":
+    case "mkdir":
+      try {
+        await changeTree(folderStore(ctx), request, { readOnly: ctx.readOnly });
+      } catch (error) {
+        return await refuse(channel.out, error);
+      }
+      await channel.out.writeControl(FrameType.OK, {});
+      return { bytes: 0, result: "ok" };
+    case "put_tree":
+    case "get_tree":
+    case "put_files":
+    case "get_files":
+      return await serveTree(request, channel, ctx);
+  }
+}
+
+/**
+ * The served folder, for the tree requests. A store that is not a folder (S3) does not offer
+ * them (no `tree` feature in WELCOME), and refuses a client that asks anyway.
+ */
+function folderStore(ctx: Context): FileStore {
+  if (ctx.store instanceof FileStore) return ctx.store;
+  throw new StoreError(
+    "unsupported",
+    "This server's store has no folders: folder operations are off",
+  );
+}
+
+/** A whole folder in one request (lib/tree_server.ts); the log line sums it up. */
+async function serveTree(
+  request: TreeTransferRequest,
+  channel: Channel,
+  ctx: Context,
+): Promise<Outcome> {
+  let tree;
+  try {
+    tree = {
+      store: folderStore(ctx),
+      pool: ctx.pool,
+      readOnly: ctx.readOnly,
+      maxSize: ctx.maxSize,
+    };
+    await checkTreeRequest(request, tree);
+  } catch (error) {
+    return await refuse(channel.out, error);
+  }
+  await channel.out.writeControl(FrameType.OK, {});
+  try {
+    const done = await serveTreeTransfer(request, channel, tree);
+    return {
+      bytes: done.bytes,
+      result: `ok ${done.files} files, ${done.skipped} skipped, ${done.deleted} deleted, ` +
+        `${done.failed} failed${request.dryRun ? " (dry run)" : ""}`,
+    };
+  } catch (error) {
+    if (channel.entry.reason) {
+      return { bytes: 0, result: `cut (${channel.entry.reason})`, close: true };
+    }
+    const gone = interruptionOf(error);
+    if (gone) return { bytes: 0, result: `interrupted (client went away: ${gone})`, close: true };
+    const { code, message } = classify(error);
+    await channel.out.writeControl(FrameType.ERROR, { code, message }).catch(() => {});
+    return { bytes: 0, result: `failed (${code}: ${message})`, close: true };
+  }
+}
+
+/**
+ * Runs `work`, sending KEEPALIVE every `channel.keepaliveMs` meanwhile if the client asked for
+ * it. Resolves only after the last KEEPALIVE is written, so no frame can interleave with what
+ * follows.
+ */
+async function whileKeepingAlive(channel: Channel, work: () => Promise<void>): Promise<void> {
+  const every = channel.keepaliveMs;
+  if (every === undefined) return await work();
+  let writing = Promise.resolve();
+  const timer = setInterval(() => {
+    // A failed write means the client is gone; the request's own end will say so.
+    writing = writing.then(() => channel.out.writeControl(FrameType.KEEPALIVE, {})).catch(() => {});
+  }, every);
+  try {
+    await work();
+  } finally {
+    clearInterval(timer);
+    await writing;
+  }
+}
+
+/** A cut upload shorter than this is not worth keeping for a resume. */
+const KEEP_MIN_BYTES = 1 << 20;
+
+async function servePut(request: PutRequest, channel: Channel, ctx: Context): Promise<Outcome> {
+  const { frames, out, entry } = channel;
+  const { name, size, overwrite } = request;
+  let upload;
+  try {
+    if (ctx.readOnly) throw new StoreError("read_only", "Server is read-only: uploads are refused");
+    if (ctx.maxSize !== undefined && size !== null && size > ctx.maxSize) {
+      throw new StoreError("too_large", overLimitMessage(ctx.maxSize, size));
+    }
+    upload = await ctx.store.beginUpload(name, { overwrite, resume: request.resume, size });
+  } catch (error) {
+    return await refuse(out, error);
+  }
+  let received = 0;
+  try {
+    let resumeFrom: ResumePoint | undefined;
+    // Offset 0 says that what was kept for this name was dropped: the client says so.
+    let accept: Ok = upload.keptDropped ? { offset: 0 } : {};
+    if (upload.offset > 0) {
+      const checksum = await checksumFilePrefix(upload.file, upload.offset, { pool: ctx.pool });
+      if (checksum) {
+        resumeFrom = { size: upload.offset, checksum };
+        accept = { offset: upload.offset, prefix: (await checksum.fork()).digest() };
+      }
+    }
+    await out.writeControl(FrameType.OK, accept);
+    // The data must now arrive at the minimum rate; the server's own disk waits do not count.
+    entry.watch.receiving();
+    const result = await receiveData(frames, upload, {
+      pool: ctx.pool,
+      sizeHint: size,
+      maxSize: ctx.maxSize,
+      announcedSize: size,
+      resumeFrom,
+      onProgress: (bytes) => received = bytes,
+      localWaits: entry.watch.localWaits,
+    }).finally(() => entry.watch.working());
+    // The final flush can take seconds: the client hears that the server is still at it.
+    await whileKeepingAlive(channel, () => upload.commit(result));
+    await out.writeControl(FrameType.OK, result);
+    const resumed = resumeFrom ? ` (resumed from ${resumeFrom.size})` : "";
+    return { bytes: result.size, result: `ok ${result.checksum}${resumed}` };
+  } catch (error) {
+    if (error instanceof RefusedError) {
+      // The client gave up cleanly with ABORT; the connection is still in step.
+      await upload.discard();
+      return { bytes: received, result: `aborted by client (${error.message})` };
+    }
+    if (entry.reason) {
+      // The server cut it (idle, shutting down) and has told the client why: nothing is kept.
+      await upload.discard();
+      return { bytes: received, result: `cut (${entry.reason})`, close: true, cut: true };
+    }
+    const gone = interruptionOf(error);
+    if (gone) {
+      const why = `client went away: ${gone}`;
+      // What arrived before the client left is good: keep it for put --resume, unless it is too
+      // little to matter or the size is unknown (a stream, which no resume could continue).
+      if (size !== null && received >= KEEP_MIN_BYTES) {
+        const kept = await upload.keep().catch((error) => new Error(describeError(error)));
+        return {
+          bytes: received,
+          result: `interrupted, ${keptOrNot(kept, why, ctx)}`,
+          close: true,
+        };
+      }
+      await upload.discard();
+      return { bytes: received, result: `interrupted, discarded (${why})`, close: true };
+    }
+    await upload.discard();
+    const { code, message } = classify(error);
+    await out.writeControl(FrameType.ERROR, { code, message }).catch(() => {});
+    return { bytes: received, result: `failed (${code}: ${message})`, close: true };
+  }
+}
+
+async function serveGet(request: GetRequest, channel: Channel, ctx: Context): Promise<Outcome> {
+  const { out, entry } = channel;
+  let opened;
+  try {
+    opened = await ctx.store.openFile(request.name);
+  } catch (error) {
+    return await refuse(out, error);
+  }
+  // Counted from the start of the file, as the END frame counts; the log says what moved.
+  let sent = 0;
+  let skipped = 0;
+  try {
+    let resumeFrom: ResumePoint | undefined;
+    const { offset, prefix } = request;
+    if (offset && prefix && offset <= opened.size) {
+      const checksum = await checksumFilePrefix(opened.file, offset, { pool: ctx.pool });
+      if (checksum && (await checksum.fork()).digest() === prefix) {
+        resumeFrom = { size: offset, checksum };
+      }
+    }
+    // A prefix that does not match starts the download over, from byte 0.
+    skipped = resumeFrom?.size ?? 0;
+    sent = skipped;
+    await opened.file.seek(skipped, Deno.SeekMode.Start);
+    // The client's rate limit, if it has one: its bytes leave as it takes them, in small
+    // frames, so neither side's idle timeout waits on megabytes stuck in the kernel's buffers.
+    // Never slower than the least rate an upload must keep: a client asking for less reads at
+    // its own pace beyond it, as one without a rate does, and meets the idle timeout the same
+    // way; otherwise a request for a byte a second would keep the server busy for ever.
+    const pacer = request.rate ? new RateLimiter(Math.max(request.rate, ctx.minRate)) : undefined;
+    // A small file's OK, DATA and END leave together (see FrameWriter.cork); a paced one's not.
+    if (!pacer && opened.size - (resumeFrom?.size ?? 0) <= CORK_LIMIT) out.cork();
+    await out.writeControl(FrameType.OK, {
+      size: opened.size,
+      mtime: opened.mtime,
+      offset: resumeFrom?.size ?? 0,
+    });
+    const result = await sendData(opened.file, out, {
+      pool: ctx.pool,
+      sizeHint: opened.size - (resumeFrom?.size ?? 0),
+      resumeFrom,
+      onProgress: (bytes) => sent = bytes,
+      throttle: pacer && ((bytes) => pacer.take(bytes)),
+      maxChunk: pacer?.chunkSize,
+    });
+    const resumed = resumeFrom ? ` (resumed from ${resumeFrom.size})` : "";
+    return { bytes: result.size - skipped, result: `ok ${result.checksum}${resumed}` };
+  } catch (error) {
+    const bytes = sent - skipped;
+    if (entry.reason) return { bytes, result: `cut (${entry.reason})`, close: true, cut: true };
+    const gone = interruptionOf(error);
+    if (gone) return { bytes, result: `interrupted (client went away: ${gone})`, close: true };
+    const { code, message } = classify(error);
+    await out.writeControl(FrameType.ABORT, { code, message }).catch(() => {});
+    return { bytes, result: `failed (${code}: ${message})`, close: true };
+  } finally {
+    // The stream may have closed the file already, at its end.
+    closeQuietly(opened.file);
+  }
+}
+
+/** What became of an interrupted upload the server tried to keep, for the log. */
+function keptOrNot(kept: KeepResult | Error, why: string, ctx: Context): string {
+  if (kept instanceof Error) return `discarded (${why}): could not keep it: ${kept.message}`;
+  if (kept.kept) {
+    return `kept for resume (${why}), until ${new Date(kept.expiresAt).toISOString()}`;
+  }
+  return kept.reason === "off"
+    ? `discarded (${why}): keeping is off`
+    : `discarded (${why}): over the keep budget of ${formatBytes(ctx.store.kept.budget)}`;
+}
+
+/** One log line's text for a kept upload removed. */
+export function describeEviction(eviction: Eviction, bounds: { budget: number; maxAgeMs: number }) {
+  const why = {
+    budget: `over the keep budget of ${formatBytes(bounds.budget)}`,
+    off: "keeping is off",
+    expired: `expired after ${formatDuration(bounds.maxAgeMs)}`,
+    room: `the disk is full and ${quote(eviction.forName ?? "")} needs the space`,
+    replaced: "a new upload of the name started over",
+  }[eviction.reason];
+  return `evicted kept upload ${quote(eviction.name)} ${eviction.bytes} bytes: ${why}`;
+}
+
+async function serveKept(out: FrameWriter, ctx: Context): Promise<Outcome> {
+  let listing: Uint8Array;
+  try {
+    if (!ctx.showKept) {
+      throw new StoreError(
+        "denied",
+        "This server does not show its kept uploads (its operator can allow it with --show-kept)",
+      );
+    }
+    listing = encodeListing(await ctx.store.kept.list());
+  } catch (error) {
+    return await refuse(out, error);
+  }
+  return await sendListing(listing, out, ctx);
+}
+
+async function serveList(
+  out: FrameWriter,
+  ctx: Context,
+  list: () => Promise<Uint8Array>,
+): Promise<Outcome> {
+  let listing: Uint8Array;
+  try {
+    listing = await list();
+  } catch (error) {
+    return await refuse(out, error);
+  }
+  return await sendListing(listing, out, ctx);
+}
+
+/** Sends an encoded listing as OK and a data phase. */
+async function sendListing(listing: Uint8Array, out: FrameWriter, ctx: Context): Promise<Outcome> {
+  if (listing.length <= CORK_LIMIT) out.cork();
+  await out.writeControl(FrameType.OK, { size: listing.length });
+  const result = await sendData(new Blob([listing as Uint8Array<ArrayBuffer>]).stream(), out, {
+    pool: ctx.pool,
+    sizeHint: listing.length,
+  });
+  return { bytes: result.size, result: "ok" };
+}
