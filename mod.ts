@@ -39,20 +39,18 @@
  * @module
  */
 
-export {
-  type ClientSession,
-  connect,
-  type ConnectOptions,
-  type DownloadTarget,
-  type FlowOptions,
-  type GetOptions,
-  type GetResult,
-  type PutOptions,
-  type PutResult,
-  type RemoteFileInfo,
-  Session,
-  type SessionOptions,
-} from "./lib/client.ts";
+export { Session, type SessionOptions } from "./lib/client.ts";
+export { connect, type ConnectOptions } from "./lib/client_connect.ts";
+export type {
+  ClientSession,
+  DownloadTarget,
+  FlowOptions,
+  GetOptions,
+  GetResult,
+  PutOptions,
+  PutResult,
+  RemoteFileInfo,
+} from "./lib/client_session.ts";
 export { type TlsTrust } from "./lib/tls_connect.ts";
 export {
   type RunningServer,

@@ -1,25 +1,19 @@
 /**
- * Client operations over one connection: connect and handshake, then put, get and list. These
- * speak only the protocol; local files, stdin/stdout and messages belong to the CLI.
+ * One connection to a ferry server: {@link Session} runs the handshake and then the requests
+ * (put, get, list, kept), one after another under the stall watchdog. These speak only the
+ * protocol; connecting is lib/client_connect.ts's, local files, stdin/stdout and messages the
+ * CLI's.
  *
  * @module
  */
 
 import { authMac, macMatches, newNonce } from "./auth.ts";
-import { type BufferPool, defaultPool } from "./buffer_pool.ts";
-import {
-  closeQuietly,
-  formatHostPort,
-  isUnresolvedHost,
-  normalizeHost,
-  TLS_ALERT_RECORD,
-  watchInterval,
-} from "./connection.ts";
+import type { BufferPool } from "./buffer_pool.ts";
+import { closeQuietly, TLS_ALERT_RECORD, watchInterval } from "./connection.ts";
 import { downloadStream } from "./download_stream.ts";
 import { cutsConnection } from "./error_codes.ts";
 import {
   ConnectionClosedError,
-  describeError,
   interruptionOf,
   isInterruption,
   ProtocolError,
@@ -48,14 +42,12 @@ import {
 } from "./frames.ts";
 import { type Activity, FrameReader, FrameWriter } from "./frame_io.ts";
 import {
-  type ByteSink,
   type ByteSource,
   cancelSource,
   checksumFilePrefix,
   concatBytes,
   localWait,
   type LocalWaits,
-  noDelay,
   orAbort,
   receiveData,
   type ResumePoint,
@@ -63,9 +55,17 @@ import {
   type Throttle,
   type TransferResult,
 } from "./transfer.ts";
-import { type TlsTrust, upgradeToTls } from "./tls_connect.ts";
 import { NAME, VERSION } from "./version.ts";
-import { DEFAULT_HASH_ARENA_SIZE, requestHashArena } from "./xxh3.ts";
+import type {
+  ClientSession,
+  DownloadTarget,
+  FlowOptions,
+  GetOptions,
+  GetResult,
+  PutOptions,
+  PutResult,
+  RemoteFileInfo,
+} from "./client_session.ts";
 
 /** How an HTTP server's answer starts: a client that reached one says so at once. */
 const HTTP_STATUS_START = "HTTP/";
@@ -98,172 +98,6 @@ const WATCH_AFTER_MS = 1000;
  */
 const READ_AHEAD_LIMIT = 16 << 20;
 
-/** Options for {@link connect}. */
-export interface ConnectOptions {
-  /** Give up connecting and handshaking after this many milliseconds (default 15000). */
-  timeoutMs?: number;
-  /** Buffer pool for transfers (default: one shared by the whole process). */
-  pool?: BufferPool;
-  /**
-   * Shared secret to prove to the server, which must then prove it too (default none: a server
-   * that asks for a token is refused with a {@link UserError}).
-   */
-  token?: Uint8Array;
-  /**
-   * Use TLS, trusting the server as this says: CAs, a pinned fingerprint, known servers
-   * (default: plain TCP).
-   */
-  tls?: TlsTrust;
-  /**
-   * Give up a request once the server has sent and taken nothing for this many milliseconds,
-   * not counting waits on the local side (default: never; see {@link SessionOptions}).
-   */
-  stallTimeoutMs?: number;
-  /**
-   * Bytes of the checksum kernel's memory to reserve for transfer buffers, which are hashed in
-   * place there (default 8 MiB, {@link DEFAULT_HASH_ARENA_SIZE}: room for a session's two 1 MiB
-   * buffers and more). The reserve belongs to the process: until the first transfer the largest
-   * request wins, and after it the size is fixed (see {@link requestHashArena}).
-   */
-  hashArenaSize?: number;
-}
-
-/** Pacing and progress options shared by put and get. */
-export interface FlowOptions {
-  /** Running byte count, including any resumed start. */
-  onProgress?: (bytes: number) => void;
-  /** Awaited per chunk with its size: a rate limit's pacing. */
-  throttle?: Throttle;
-  /** Largest chunk, to keep a rate limit smooth. */
-  maxChunk?: number;
-  /** The rate limit, bytes per second, for a server that paces downloads to it. */
-  rate?: number;
-}
-
-/** Options for {@link Session.put}. */
-export interface PutOptions extends FlowOptions {
-  /** Byte count when known; null when streaming. */
-  size?: number | null;
-  /** Replace an existing remote file. */
-  overwrite?: boolean;
-  /**
-   * Resume: the open local file behind `source`, so the bytes the server kept can be checked
-   * against it and skipped. The file must be positioned at 0.
-   */
-  resumeFile?: Deno.FsFile;
-  /**
-   * Resume: called when the server kept data for this name that is not the start of this file
-   * (other bytes, or another size), so the upload starts over from 0.
-   */
-  onStartOver?: () => void;
-}
-
-/** Options for {@link Session.get}. */
-export interface GetOptions extends FlowOptions {
-  /** Resume: bytes already downloaded and their running checksum. */
-  resume?: ResumePoint;
-}
-
-/** What a put did. */
-export interface PutResult extends TransferResult {
-  /** Bytes the server already had from an interrupted upload (0 when none). */
-  resumedFrom: number;
-}
-
-/** What a get did. */
-export interface GetResult extends TransferResult {
-  /** Bytes that were already downloaded (0 when none). */
-  resumedFrom: number;
-}
-
-/** Where a download goes, opened once the server has accepted the request. */
-export interface DownloadTarget extends ByteSink {
-  /** Called after the data is verified. */
-  commit(): Promise<void>;
-  /** Called on any failure with its cause; removes (or keeps, to resume) what was written. */
-  discard(cause: unknown): Promise<void>;
-}
-
-/** What the server said about a file it is about to send. */
-export interface RemoteFileInfo {
-  /** Size when the transfer started. */
-  size: number;
-  /** Modification time, milliseconds since the epoch. */
-  mtime: number;
-  /** Where the data starts: the resumed size, or 0 when starting over. */
-  offset: number;
-}
-
-/** The operations the CLI needs, in whichever protocol the server speaks. */
-export interface ClientSession {
-  /** `host:port` of the server, for messages. */
-  readonly target: string;
-  /** Whether transfers are verified end to end (false for the seed protocol). */
-  readonly verified: boolean;
-  /** Uploads `source` as `name`. */
-  put(source: ByteSource, name: string, options?: PutOptions): Promise<PutResult>;
-  /** Downloads `name` into the target `open` returns once the server accepts. */
-  get(
-    name: string,
-    open: (info: RemoteFileInfo) => Promise<DownloadTarget>,
-    options?: GetOptions,
-  ): Promise<GetResult>;
-  /** Lists the server's files. */
-  list(): Promise<ListEntry[]>;
-  /** Lists the interrupted uploads the server keeps for `put --resume`, if it allows that. */
-  kept(): Promise<KeptEntry[]>;
-  /** Ends the session. */
-  close(): void;
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string, onTimeout: () => void) {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      onTimeout();
-      reject(new UserError(`${what} timed out after ${ms / 1000} s`));
-    }, ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** Opens a TCP connection with a timeout and one-line errors for the usual failures. */
-export async function openConnection(
-  host: string,
-  port: number,
-  options: ConnectOptions = {},
-): Promise<{ conn: Deno.Conn; target: string }> {
-  const hostname = normalizeHost(host);
-  const target = formatHostPort(hostname, port);
-  const timeoutMs = options.timeoutMs ?? 15000;
-  let conn: Deno.Conn | undefined;
-  const connecting = Deno.connect({ hostname, port }).then((c) => conn = c);
-  connecting.catch(() => {});
-  try {
-    await withTimeout(connecting, timeoutMs, `Connecting to ${target}`, () => {});
-  } catch (error) {
-    connecting.then((c) => c.close(), () => {});
-    // A refusal by Deno's permissions is reported as such, with what to do (lib/cli.ts).
-    if (error instanceof UserError || error instanceof Deno.errors.NotCapable) throw error;
-    if (error instanceof Deno.errors.ConnectionRefused) {
-      throw new UserError(`Cannot connect to ${target}: connection refused`);
-    }
-    if (isUnresolvedHost(error)) {
-      throw new UserError(`Cannot resolve host ${JSON.stringify(hostname)}`);
-    }
-    throw new UserError(`Cannot connect to ${target}: ${describeError(error)}`);
-  }
-  // Nagle off on the socket itself: Deno's TLS connections have no such switch of their own.
-  noDelay(conn!);
-  if (options.tls) {
-    return {
-      conn: await upgradeToTls(conn! as Deno.TcpConn, hostname, port, options.tls, timeoutMs),
-      target,
-    };
-  }
-  return { conn: conn!, target };
-}
-
 /** The rejection of `promise` if it settles within `ms` as a rejection; otherwise undefined. */
 async function settledWithin(promise: Promise<unknown>, ms: number): Promise<unknown> {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -282,56 +116,6 @@ function fromConnection(error: unknown): boolean {
   return isInterruption(error) || error instanceof ProtocolError ||
     error instanceof Deno.errors.NotConnected || error instanceof Deno.errors.WriteZero ||
     error instanceof Deno.errors.InvalidData;
-}
-
-/**
- * Connects to a ferry server and completes the handshake (and the token exchange, with
- * `token`). Throws {@link UserError} when the server cannot be reached or is not a ferry server,
- * and {@link ProtocolError} when it breaks the protocol.
- *
- * @example Upload a stream, then read it back
- * ```ts
- * import { connect } from "@ferry/ferry";
- *
- * async function roundTrip(port: number): Promise<string> {
- *   const session = await connect("127.0.0.1", port, { timeoutMs: 5000 });
- *   try {
- *     const bytes = new TextEncoder().encode("some text\n");
- *     // A ReadableStream in; `size` is optional, and lets the server refuse early.
- *     const put = await session.put(ReadableStream.from([bytes]), "notes.txt", {
- *       size: bytes.length,
- *       overwrite: true,
- *     });
- *     console.log(`stored ${put.size} bytes, ${put.checksum}`);
- *     // A ReadableStream out, verified once it closes.
- *     return await new Response(await session.getStream("notes.txt")).text();
- *   } finally {
- *     session.close();
- *   }
- * }
- * ```
- */
-export async function connect(
-  host: string,
-  port: number,
-  options: ConnectOptions = {},
-): Promise<Session> {
-  requestHashArena(options.hashArenaSize ?? DEFAULT_HASH_ARENA_SIZE);
-  const { conn, target } = await openConnection(host, port, options);
-  const timeoutMs = options.timeoutMs ?? 15000;
-  const session = new Session(conn, target, {
-    pool: options.pool ?? defaultPool,
-    token: options.token,
-    tls: options.tls !== undefined,
-    stallTimeoutMs: options.stallTimeoutMs,
-  });
-  await withTimeout(
-    session.handshake(),
-    timeoutMs,
-    `Handshake with ${target}`,
-    () => session.close(),
-  );
-  return session;
 }
 
 /** Options for {@link Session}. */

@@ -11,7 +11,9 @@
 
 import { basename } from "node:path";
 import { readTokenFile } from "./auth.ts";
-import { type ClientSession, connect, type FlowOptions, Session } from "./client.ts";
+import { Session } from "./client.ts";
+import { connect } from "./client_connect.ts";
+import type { ClientSession, FlowOptions } from "./client_session.ts";
 import { describeFailure, EXIT_FAILED, EXIT_OK, reportFailure, say } from "./cli.ts";
 import { readsStdin, uploadPathOf } from "./devices.ts";
 import { keepsConnection, quotesName } from "./error_codes.ts";

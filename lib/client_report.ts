@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { ClientSession, FlowOptions } from "./client.ts";
+import type { ClientSession, FlowOptions } from "./client_session.ts";
 import type { ClientCommand } from "./client_args.ts";
 import { say } from "./cli.ts";
 import { downloadsToStdout } from "./local_download.ts";

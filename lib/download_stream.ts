@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { DownloadTarget } from "./client.ts";
+import type { DownloadTarget } from "./client_session.ts";
 
 /** Options for {@link downloadStream}. */
 export interface DownloadStreamOptions {

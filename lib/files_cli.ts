@@ -10,7 +10,8 @@
  * @module
  */
 
-import { type ClientSession, Session } from "./client.ts";
+import { Session } from "./client.ts";
+import type { ClientSession } from "./client_session.ts";
 import { RefusedError } from "./errors.ts";
 import { type LocalDownload, prepareDownload } from "./local_download.ts";
 import { openUpload } from "./local_files.ts";

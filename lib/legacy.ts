@@ -8,17 +8,16 @@
  */
 
 import type { BufferPool } from "./buffer_pool.ts";
-import {
-  type ClientSession,
-  type ConnectOptions,
-  type DownloadTarget,
-  type GetOptions,
-  type GetResult,
-  openConnection,
-  type PutOptions,
-  type PutResult,
-  type RemoteFileInfo,
-} from "./client.ts";
+import { type ConnectOptions, openConnection } from "./client_connect.ts";
+import type {
+  ClientSession,
+  DownloadTarget,
+  GetOptions,
+  GetResult,
+  PutOptions,
+  PutResult,
+  RemoteFileInfo,
+} from "./client_session.ts";
 import { closeQuietly, formatHostPort, normalizeHost } from "./connection.ts";
 import { ProtocolError, RefusedError, StoreError, UsageError, UserError } from "./errors.ts";
 import { quote } from "./file_store.ts";

@@ -10,7 +10,7 @@
  */
 
 import { basename, dirname, join, sep } from "node:path";
-import type { DownloadTarget } from "./client.ts";
+import type { DownloadTarget } from "./client_session.ts";
 import { type DownloadStandIn, downloadStandInOf } from "./devices.ts";
 import { isInterruption, LocalFileError, UsageError } from "./errors.ts";
 import { formatHex } from "./format.ts";

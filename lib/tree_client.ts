@@ -7,7 +7,8 @@
  * @module
  */
 
-import type { DownloadTarget, Session, SessionIo } from "./client.ts";
+import type { Session, SessionIo } from "./client.ts";
+import type { DownloadTarget } from "./client_session.ts";
 import { ProtocolError, RefusedError } from "./errors.ts";
 import { FrameType } from "./frames.ts";
 import { concatBytes, receiveData } from "./transfer.ts";
