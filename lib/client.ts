@@ -1,15 +1,14 @@
 /**
- * One connection to a ferry server: {@link Session} runs the handshake and then the requests
- * (put, get, list, kept), one after another under the stall watchdog. These speak only the
- * protocol; connecting is lib/client_connect.ts's, local files, stdin/stdout and messages the
- * CLI's.
+ * One connection to a ferry server: {@link Session} runs the handshake (lib/client_handshake.ts),
+ * then the requests (put, get, list, kept), one after another under the stall watchdog. These
+ * speak only the protocol; connecting is lib/client_connect.ts's, local files, stdin/stdout and
+ * messages the CLI's.
  *
  * @module
  */
 
-import { authMac, macMatches, newNonce } from "./auth.ts";
 import type { BufferPool } from "./buffer_pool.ts";
-import { closeQuietly, TLS_ALERT_RECORD, watchInterval } from "./connection.ts";
+import { closeQuietly, watchInterval } from "./connection.ts";
 import { downloadStream } from "./download_stream.ts";
 import { cutsConnection } from "./error_codes.ts";
 import {
@@ -28,18 +27,9 @@ import {
   parseKeptListing,
   parseListing,
   parseOk,
-  parseWelcome,
   type Welcome,
 } from "./protocol.ts";
-import {
-  encodeHeader,
-  encodePreamble,
-  FrameType,
-  frameTypeName,
-  PREAMBLE_LENGTH,
-  PROTOCOL_VERSION,
-  startsPreamble,
-} from "./frames.ts";
+import { FrameType, frameTypeName } from "./frames.ts";
 import { type Activity, FrameReader, FrameWriter } from "./frame_io.ts";
 import {
   type ByteSource,
@@ -55,7 +45,6 @@ import {
   type Throttle,
   type TransferResult,
 } from "./transfer.ts";
-import { NAME, VERSION } from "./version.ts";
 import type {
   ClientSession,
   DownloadTarget,
@@ -66,25 +55,7 @@ import type {
   PutResult,
   RemoteFileInfo,
 } from "./client_session.ts";
-
-/** How an HTTP server's answer starts: a client that reached one says so at once. */
-const HTTP_STATUS_START = "HTTP/";
-
-/**
- * How an HTML page starts: an HTTP server that takes the greeting for an HTTP/0.9 request
- * (Python's http.server) answers with the page alone, without a status line. Eight bytes are
- * read first: `<!DOCTYP`.
- */
-const HTML_START = /^<(!doctyp|html)/i;
-
-/**
- * Ends the HELLO's JSON (whitespace to JSON): a server that reads a whole line before it answers,
- * as many HTTP servers do, answers at once instead of waiting for one.
- */
-const HELLO_LINE_END = "\r\n";
-
-/** Longest KEEPALIVE interval a client asks for; otherwise a quarter of its stall timeout. */
-const KEEPALIVE_MAX_MS = 5000;
+import { authenticate, greet, type HandshakeIo } from "./client_handshake.ts";
 
 /**
  * A download whose local side (its sink, its pacing) has kept it from reading the socket for
@@ -290,97 +261,20 @@ export class Session implements ClientSession {
       ((bytes, signal) => localWait(this.#local, () => throttle(bytes, signal)));
   }
 
-  /** Sends the preamble and HELLO, and checks the server's answer. */
+  /** Sends the preamble and HELLO, and checks the server's answer (lib/client_handshake.ts). */
   async handshake(): Promise<void> {
-    const hello = new TextEncoder().encode(
-      JSON.stringify({
-        client: `${NAME}/${VERSION}`,
-        // Watching for a stalled server: ask for a sign of life while it flushes an upload.
-        ...(this.#stallTimeoutMs === undefined
-          ? {}
-          : { keepalive: Math.min(KEEPALIVE_MAX_MS, this.#stallTimeoutMs / 4) }),
-      }) + HELLO_LINE_END,
-    );
-    await this.#out.writeRaw(
-      concatBytes([
-        encodePreamble(PROTOCOL_VERSION),
-        encodeHeader(FrameType.HELLO, hello.length),
-        hello,
-      ]),
-    );
-    let first = await this.#frames.readSome(new Uint8Array(PREAMBLE_LENGTH)).catch(() => null);
-    // A peer that is not a ferry server (or not one without TLS) is a mistake in the command
-    // line, said plainly, not a transfer that failed.
-    if (!first) {
-      throw new UserError(
-        `Server at ${this.target} closed the connection during the handshake` +
-          (this.#tls ? "" : " (does it require --tls?)"),
-      );
-    }
-    if (!startsPreamble(first[0])) {
-      first = await this.#readWhilePrefixOf(first, HTTP_STATUS_START);
-    }
-    const text = new TextDecoder().decode(first);
-    if (!startsPreamble(first[0])) {
-      throw new UserError(
-        text.startsWith(HTTP_STATUS_START) || HTML_START.test(text)
-          ? `Server at ${this.target} is not a ferry server: it answered HTTP`
-          : text.startsWith("cancel")
-          ? `Server at ${this.target} speaks the seed protocol; try --legacy`
-          : first[0] === TLS_ALERT_RECORD && !this.#tls
-          ? `Server at ${this.target} answered with TLS; use --tls`
-          : `Server at ${this.target} does not speak the ferry protocol`,
-      );
-    }
-    await this.#frames.readPreamble(first);
-    const frame = await this.#expectFrame();
-    if (frame.type !== FrameType.WELCOME) {
-      throw new ProtocolError(`Expected WELCOME, got ${frameTypeName(frame.type)}`);
-    }
-    this.welcome = parseWelcome(frame.json);
-    await this.#authenticate(this.welcome);
-  }
-
-  /**
-   * Reads on while `bytes` could still be the start of `prefix`, so a peer's answer that came
-   * in pieces is recognised; stops at the end of the stream or once it cannot be.
-   */
-  async #readWhilePrefixOf(bytes: Uint8Array, prefix: string): Promise<Uint8Array> {
-    const wanted = new TextEncoder().encode(prefix);
-    while (bytes.length < wanted.length && bytes.every((b, i) => b === wanted[i])) {
-      const more = await this.#frames.readSome(new Uint8Array(wanted.length - bytes.length))
-        .catch(() => null);
-      if (!more) break;
-      bytes = concatBytes([bytes, more]);
-    }
-    return bytes;
-  }
-
-  /** Answers the server's challenge, and makes the server prove it holds the token too. */
-  async #authenticate(welcome: Welcome): Promise<void> {
-    const token = this.#token;
-    if (!welcome.challenge) {
-      if (token) {
-        throw new UserError(
-          `Server at ${this.target} did not ask for the token, so it cannot prove it holds it; refusing to go on`,
-        );
-      }
-      return;
-    }
-    if (!token) {
-      throw new UserError(`Server at ${this.target} requires a token: use --token-file`);
-    }
-    const nonce = newNonce();
-    const challenge = welcome.challenge;
-    await this.#out.writeControl(FrameType.AUTH, {
-      nonce,
-      mac: await authMac(token, { role: "client", challenge, nonce }),
-    });
-    const ok = await this.#expectOk();
-    const expected = await authMac(token, { role: "server", challenge, nonce });
-    if (!ok.mac || !macMatches(expected, ok.mac)) {
-      throw new ProtocolError(`Server at ${this.target} could not prove it holds the token`);
-    }
+    const io: HandshakeIo = {
+      frames: this.#frames,
+      out: this.#out,
+      target: this.target,
+      tls: this.#tls,
+      token: this.#token,
+      stallTimeoutMs: this.#stallTimeoutMs,
+      expectFrame: () => this.#expectFrame(),
+      expectOk: () => this.#expectOk(),
+    };
+    this.welcome = await greet(io);
+    await authenticate(io, this.welcome);
   }
 
   async #expectFrame() {
