@@ -13,8 +13,21 @@ import { StoreError } from "./errors.ts";
 import { safeJson } from "./format.ts";
 import { BIDI_CONTROL, CONTROL_CHAR } from "./terminal_chars.ts";
 import type { ListEntry } from "./protocol.ts";
+import type {
+  BeginUploadOptions,
+  ListTreeOptions,
+  MakeDirOptions,
+  MoveOptions,
+  RemoveOptions,
+  Store,
+  StoreFile,
+  StoreUpload,
+} from "./store.ts";
 import type { TreeEntry } from "./tree_protocol.ts";
-import type { BeginUploadOptions, Store, StoreFile, StoreUpload } from "./store.ts";
+import type { TreeSink, TreeSource } from "./tree_transfer.ts";
+// The folder operations live in their own modules, which build on this one.
+import { folderSink, folderSource } from "./tree_server.ts";
+import { listTree, makeDir, moveName, removeName, resolveFolder } from "./tree_store.ts";
 import { type KeepResult, type KeptOptions, KeptUploads, RESUME_DIR } from "./kept_uploads.ts";
 import { StagedFile, type StagedFileOptions } from "./staged_file.ts";
 
@@ -204,6 +217,47 @@ export class FileStore implements Store {
     const info = await Deno.stat(real);
     if (!info.isFile) throw new StoreError("not_a_file", `Not a regular file: ${quote(name)}`);
     return real;
+  }
+
+  /** See {@link Store.listTree} (lib/tree_store.ts). */
+  listTree(options?: ListTreeOptions): Promise<TreeEntry[]> {
+    return listTree(this, options);
+  }
+
+  /** See {@link Store.isFolder}. */
+  async isFolder(name?: string): Promise<boolean> {
+    try {
+      await resolveFolder(this, name);
+      return true;
+    } catch (error) {
+      if (error instanceof StoreError && error.code === "not_found") return false;
+      throw error;
+    }
+  }
+
+  /** See {@link Store.remove} (lib/tree_store.ts). */
+  remove(name: string, options?: RemoveOptions): Promise<void> {
+    return removeName(this, name, options);
+  }
+
+  /** See {@link Store.move} (lib/tree_store.ts): atomic, a rename. */
+  move(from: string, to: string, options?: MoveOptions): Promise<void> {
+    return moveName(this, from, to, options);
+  }
+
+  /** See {@link Store.makeDir} (lib/tree_store.ts). */
+  makeDir(name: string, options?: MakeDirOptions): Promise<void> {
+    return makeDir(this, name, options);
+  }
+
+  /** See {@link Store.treeSource} (lib/tree_server.ts). */
+  treeSource(base?: string): Promise<TreeSource> {
+    return folderSource(this, base);
+  }
+
+  /** See {@link Store.treeSink} (lib/tree_server.ts). */
+  treeSink(base?: string): TreeSink {
+    return folderSink(this, base);
   }
 
   /** Opens a file for download. */

@@ -8,6 +8,7 @@
  */
 
 import { AwsClient } from "aws4fetch";
+import { createHash } from "node:crypto";
 import { describeError, StoreError } from "./errors.ts";
 import { quote } from "./file_store.ts";
 import type { S3Credentials, S3Location } from "./s3_config.ts";
@@ -272,6 +273,37 @@ export class S3Bucket {
     }
   }
 
+  /**
+   * One level under `under` (which is empty or ends in `/`), page by page: the objects right
+   * there, and each deeper prefix once, as `{ prefix }` (ListObjectsV2 with delimiter `/`).
+   */
+  async *listLevel(under: string): AsyncGenerator<BucketObject | { prefix: string }> {
+    const query: Record<string, string> = {
+      "list-type": "2",
+      prefix: this.prefix + under,
+      delimiter: "/",
+    };
+    for (let page = 0; page < 1_000_000; page++) {
+      const xml = await (await this.request("GET", null, { query })).text();
+      for (const contents of xmlAll(xml, "Contents")) {
+        const key = xmlOne(contents, "Key") ?? "";
+        if (!key.startsWith(this.prefix)) continue;
+        yield {
+          key: key.slice(this.prefix.length),
+          size: Number(xmlOne(contents, "Size") ?? 0),
+          mtime: Date.parse(xmlOne(contents, "LastModified") ?? "") || 0,
+        };
+      }
+      for (const common of xmlAll(xml, "CommonPrefixes")) {
+        const prefix = xmlOne(common, "Prefix") ?? "";
+        if (prefix.startsWith(this.prefix)) yield { prefix: prefix.slice(this.prefix.length) };
+      }
+      const next = xmlOne(xml, "NextContinuationToken");
+      if (xmlOne(xml, "IsTruncated") !== "true" || !next) return;
+      query["continuation-token"] = next;
+    }
+  }
+
   /** Whether any object lies under `under`. */
   async hasAny(under: string): Promise<boolean> {
     const response = await this.request("GET", null, {
@@ -373,6 +405,30 @@ export class S3Bucket {
   /** Abandons a multipart upload, best effort. */
   async abortUpload(key: string, id: string): Promise<void> {
     await this.request("DELETE", key, { query: { uploadId: id }, expect: [404] }).catch(() => {});
+  }
+
+  /**
+   * Removes up to 1000 objects in one request (DeleteObjects); those not there are no error.
+   * Throws when the store could not remove one of them.
+   */
+  async removeMany(keys: string[]): Promise<void> {
+    if (keys.length === 0) return;
+    const body = `<Delete><Quiet>true</Quiet>${
+      keys.map((key) => `<Object><Key>${escapeXml(this.prefix + key)}</Key></Object>`).join("")
+    }</Delete>`;
+    // S3 requires the body's MD5 on this request, whatever signs it.
+    const md5 = createHash("md5").update(body).digest("base64");
+    const response = await this.request("POST", null, {
+      query: { delete: "" },
+      headers: { "Content-MD5": md5, "Content-Type": "application/xml" },
+      body,
+    });
+    const text = await response.text();
+    const failed = xmlAll(text, "Error");
+    if (failed.length > 0) {
+      const key = (xmlOne(failed[0], "Key") ?? "").slice(this.prefix.length);
+      throw this.failure(200, failed[0], "DELETE", key);
+    }
   }
 
   /** Removes an object; one that is not there is no error. */

@@ -1,8 +1,10 @@
 /**
- * A download from the S3 store, read in place ({@link StoreReader}): a ranged GET from the current
+ * A download from the S3 store, read in place ({@link StoreReader}): ranged GETs from the current
  * position, pinned to the version opened (If-Match on its ETag), so that a reader never sees a
  * mix of two versions, and a read that started at byte 0 checked against the checksum stored with
- * the object. Every wait on the store is bounded.
+ * the object. A big object is read as several ranges at once, handed on in order, as rclone and
+ * the AWS tools do: over a distant link one HTTP stream is bounded by its window and round trips.
+ * Every wait on the store is bounded.
  *
  * @module
  */
@@ -29,9 +31,24 @@ export interface S3ReaderInit {
   stored: string | null;
   /** Longest wait for the store, in milliseconds. */
   timeoutMs: number;
-  /** Starts a GET from byte `from` of the version opened; 412 if it is gone. */
-  get: (from: number, signal: AbortSignal) => Promise<Response>;
+  /**
+   * Starts a GET of bytes `from` to `to` (inclusive; to the end when null) of the version opened;
+   * 412 if it is gone.
+   */
+  get: (from: number, to: number | null, signal: AbortSignal) => Promise<Response>;
+  /** See {@link RANGED_DEFAULTS}.rangeSize. */
+  rangeSize?: number;
+  /** See {@link RANGED_DEFAULTS}.ranges. */
+  ranges?: number;
 }
+
+/** Defaults for the parallel ranged reads of {@link S3Reader}. */
+export const RANGED_DEFAULTS = {
+  /** Bytes per ranged GET: 8 MiB, a part's size. */
+  rangeSize: 8 * 2 ** 20,
+  /** Ranges in flight at once, each held whole until read: 4 (32 MiB per download at most). */
+  ranges: 4,
+} as const;
 
 /**
  * A download from the store, read in place: a ranged GET from the current position, pinned to
@@ -45,6 +62,10 @@ export class S3Reader implements StoreReader {
   #controller?: AbortController;
   #left?: Uint8Array;
   #checksum: Checksum | null;
+  /** Ranges requested ahead, in order, the first starting at the position. */
+  #ahead: Promise<Uint8Array>[] = [];
+  /** Where the next range to request starts. */
+  #nextRange = 0;
 
   private constructor(init: S3ReaderInit, checksum: Checksum | null) {
     this.#init = init;
@@ -81,15 +102,74 @@ export class S3Reader implements StoreReader {
 
   async #open(): Promise<ReadableStreamDefaultReader<Uint8Array>> {
     this.#controller = new AbortController();
-    const response = await this.#init.get(this.#position, this.#controller.signal);
-    if (response.status === 412) {
-      throw new StoreError(
-        "io",
-        `${quote(this.#init.name)} was replaced while being read: get it again`,
-      );
-    }
+    const response = await this.#init.get(this.#position, null, this.#controller.signal);
+    if (response.status === 412) throw this.#replaced();
     if (!response.body) throw new StoreError("io", "Object store sent no body");
     return response.body.getReader();
+  }
+
+  /** Whether what is left is read as parallel ranges rather than one stream. */
+  #ranged(): boolean {
+    const rangeSize = this.#init.rangeSize ?? RANGED_DEFAULTS.rangeSize;
+    return (this.#init.ranges ?? RANGED_DEFAULTS.ranges) > 1 &&
+      this.#init.size - this.#position > rangeSize;
+  }
+
+  /** Reads bytes `from` to `from + length` whole, each wait on the store bounded. */
+  async #range(from: number, length: number, signal: AbortSignal): Promise<Uint8Array> {
+    const response = await this.#timed(this.#init.get(from, from + length - 1, signal));
+    if (response.status === 412) throw this.#replaced();
+    if (!response.body) throw new StoreError("io", "Object store sent no body");
+    const body = response.body.getReader();
+    const bytes = new Uint8Array(length);
+    let filled = 0;
+    try {
+      while (filled < length) {
+        const next = await this.#timed(body.read());
+        if (next.done) break;
+        if (next.value.length > length - filled) {
+          throw new StoreError(
+            "io",
+            `Object store sent more of ${quote(this.#init.name)} than asked`,
+          );
+        }
+        bytes.set(next.value, filled);
+        filled += next.value.length;
+      }
+    } finally {
+      body.cancel().catch(() => {});
+    }
+    if (filled < length) {
+      throw new StoreError("io", `Object store ended ${quote(this.#init.name)} early`);
+    }
+    return bytes;
+  }
+
+  /** The next bytes in order from the ranges in flight, requesting more to keep them full. */
+  async #nextRanged(): Promise<Uint8Array> {
+    const rangeSize = this.#init.rangeSize ?? RANGED_DEFAULTS.rangeSize;
+    const ranges = this.#init.ranges ?? RANGED_DEFAULTS.ranges;
+    this.#controller ??= new AbortController();
+    const signal = this.#controller.signal;
+    if (this.#ahead.length === 0) this.#nextRange = this.#position;
+    while (this.#ahead.length < ranges && this.#nextRange < this.#init.size) {
+      const length = Math.min(rangeSize, this.#init.size - this.#nextRange);
+      const range = this.#range(this.#nextRange, length, signal);
+      // Awaited in turn; one that fails after a close is nobody's concern.
+      range.catch(() => {});
+      this.#ahead.push(range);
+      this.#nextRange += length;
+    }
+    const bytes = await this.#ahead[0];
+    this.#ahead.shift();
+    return bytes;
+  }
+
+  #replaced(): StoreError {
+    return new StoreError(
+      "io",
+      `${quote(this.#init.name)} was replaced while being read: get it again`,
+    );
   }
 
   async read(p: Uint8Array): Promise<number | null> {
@@ -99,12 +179,18 @@ export class S3Reader implements StoreReader {
     }
     if (!this.#left || this.#left.length === 0) {
       try {
-        this.#body ??= await this.#open();
-        const next = await this.#timed(this.#body.read());
-        if (next.done) {
-          throw new StoreError("io", `Object store ended ${quote(this.#init.name)} early`);
+        if (this.#body === undefined && (this.#ahead.length > 0 || this.#ranged())) {
+          // The range just read is let go before the next is awaited: 4 ranges held at most.
+          this.#left = undefined;
+          this.#left = await this.#nextRanged();
+        } else {
+          this.#body ??= await this.#open();
+          const next = await this.#timed(this.#body.read());
+          if (next.done) {
+            throw new StoreError("io", `Object store ended ${quote(this.#init.name)} early`);
+          }
+          this.#left = next.value;
         }
-        this.#left = next.value;
       } catch (error) {
         this.close();
         if (error instanceof StoreError) throw error;
@@ -149,5 +235,6 @@ export class S3Reader implements StoreReader {
     this.#controller = undefined;
     this.#body = undefined;
     this.#left = undefined;
+    this.#ahead = [];
   }
 }

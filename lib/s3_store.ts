@@ -24,8 +24,21 @@ import { BucketError, S3Bucket } from "./s3_bucket.ts";
 import type { S3Credentials, S3Location } from "./s3_config.ts";
 import { keptChanged, type KeptObject, S3Kept } from "./s3_kept.ts";
 import { NOTHING, S3Reader } from "./s3_reader.ts";
-import type { BeginUploadOptions, Store, StoreFile, StoreReader, StoreUpload } from "./store.ts";
+import { S3Tree } from "./s3_tree.ts";
+import type {
+  BeginUploadOptions,
+  ListTreeOptions,
+  MakeDirOptions,
+  MoveOptions,
+  RemoveOptions,
+  Store,
+  StoreFile,
+  StoreReader,
+  StoreUpload,
+} from "./store.ts";
 import type { TransferResult } from "./transfer.ts";
+import type { TreeEntry } from "./tree_protocol.ts";
+import type { TreeSink, TreeSource } from "./tree_transfer.ts";
 
 /** Defaults for {@link S3StoreOptions}. */
 export const S3_DEFAULTS = {
@@ -105,6 +118,7 @@ export class S3Store implements Store {
   readonly #claimStaleMs: number;
   readonly #log: (line: string) => void;
   readonly #reserved = new Set<string>();
+  readonly #tree: S3Tree;
 
   private constructor(options: S3StoreOptions) {
     this.#bucket = new S3Bucket({
@@ -117,6 +131,12 @@ export class S3Store implements Store {
     this.#log = options.log ?? (() => {});
     this.kept = new S3Kept(this.#bucket, options.kept ?? {}, this.#log);
     this.location = `s3://${options.bucket}/${options.prefix} at ${this.#bucket.endpoint}`;
+    this.#tree = new S3Tree({
+      bucket: this.#bucket,
+      store: this,
+      withClaim: (name, key, overwrite, work) => this.#withClaim(name, key, overwrite, work),
+      checksum: async (key) => (await this.#bucket.head(key))?.headers.get(CHECKSUM_HEADER) ?? null,
+    });
   }
 
   /**
@@ -190,9 +210,12 @@ export class S3Store implements Store {
       size,
       stored: options.stored,
       timeoutMs: this.#bucket.timeoutMs,
-      get: (from, signal) =>
+      get: (from, to, signal) =>
         this.#bucket.request("GET", key, {
-          headers: { Range: `bytes=${from}-`, ...(etag ? { "If-Match": etag } : {}) },
+          headers: {
+            Range: `bytes=${from}-${to ?? ""}`,
+            ...(etag ? { "If-Match": etag } : {}),
+          },
           expect: [412],
           signal,
           stream: true,
@@ -275,6 +298,41 @@ export class S3Store implements Store {
       entries.push({ name: object.key, size: object.size, mtime: object.mtime });
     }
     return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  /** See {@link Store.listTree} (lib/s3_tree.ts). */
+  listTree(options?: ListTreeOptions): Promise<TreeEntry[]> {
+    return this.#tree.listTree(options);
+  }
+
+  /** See {@link Store.isFolder}: a folder is any key under `NAME/`. */
+  isFolder(name?: string): Promise<boolean> {
+    return this.#tree.isFolder(name);
+  }
+
+  /** See {@link Store.remove} (lib/s3_tree.ts). */
+  remove(name: string, options?: RemoveOptions): Promise<void> {
+    return this.#tree.remove(name, options);
+  }
+
+  /** See {@link Store.move} (lib/s3_tree.ts): a copy, then a delete. */
+  move(from: string, to: string, options?: MoveOptions): Promise<void> {
+    return this.#tree.move(from, to, options);
+  }
+
+  /** See {@link Store.makeDir} (lib/s3_tree.ts): a marker object `NAME/`. */
+  makeDir(name: string, options?: MakeDirOptions): Promise<void> {
+    return this.#tree.makeDir(name, options);
+  }
+
+  /** See {@link Store.treeSource} (lib/s3_tree.ts). */
+  treeSource(base?: string): Promise<TreeSource> {
+    return this.#tree.treeSource(base);
+  }
+
+  /** See {@link Store.treeSink} (lib/s3_tree.ts). */
+  treeSink(base?: string): TreeSink {
+    return this.#tree.treeSink(base);
   }
 
   /**

@@ -9,7 +9,7 @@
 
 import { closeQuietly, formatAddr, TLS_HANDSHAKE_RECORD } from "./connection.ts";
 import { describeError, ProtocolError } from "./errors.ts";
-import { FileStore, quote } from "./file_store.ts";
+import { quote } from "./file_store.ts";
 import { parseAuth, parseHello, parseRequest } from "./protocol.ts";
 import {
   encodePreamble,
@@ -205,8 +205,8 @@ async function handshake(first: Uint8Array, channel: Channel, ctx: Context): Pro
   const features = [
     ctx.token ? "auth" : "",
     ctx.readOnly ? "read-only" : "",
-    // Folders, and the requests on them, are a folder store's: an S3 store offers none.
-    ctx.store instanceof FileStore ? TREE_FEATURE : "",
+    // Every store has folders (an S3 store's are key prefixes: lib/s3_tree.ts).
+    TREE_FEATURE,
   ].filter(Boolean);
   await out.writeControl(FrameType.WELCOME, {
     server: `${NAME}/${VERSION}`,

@@ -16,7 +16,7 @@ import {
   RefusedError,
   StoreError,
 } from "./errors.ts";
-import { FileStore, quote } from "./file_store.ts";
+import { quote } from "./file_store.ts";
 import type { Eviction, KeepResult } from "./kept_uploads.ts";
 import {
   encodeListing,
@@ -38,7 +38,7 @@ import {
   sendData,
 } from "./transfer.ts";
 import { encodeTreeListing } from "./tree_protocol.ts";
-import { changeTree, listTree } from "./tree_store.ts";
+import { changeTree } from "./tree_store.ts";
 import type { TreeTransferRequest } from "./tree_protocol.ts";
 import { checkTreeRequest, serveTreeTransfer } from "./tree_server.ts";
 import type { Channel, Context, Outcome } from "./server_context.ts";
@@ -95,7 +95,7 @@ export async function serveRequest(
         ctx,
         recursive === undefined
           ? async () => encodeListing(await ctx.store.list())
-          : async () => encodeTreeListing(await listTree(folderStore(ctx), { dir, recursive })),
+          : async () => encodeTreeListing(await ctx.store.listTree({ dir, recursive })),
       );
     }
     case "kept":
@@ -104,7 +104,7 @@ export async function serveRequest(
     case "mv":
     case "mkdir":
       try {
-        await changeTree(folderStore(ctx), request, { readOnly: ctx.readOnly });
+        await changeTree(ctx.store, request, { readOnly: ctx.readOnly });
       } catch (error) {
         return await refuse(channel.out, error);
       }
@@ -118,18 +118,6 @@ export async function serveRequest(
   }
 }
 
-/**
- * The served folder, for the tree requests. A store that is not a folder (S3) does not offer
- * them (no `tree` feature in WELCOME), and refuses a client that asks anyway.
- */
-function folderStore(ctx: Context): FileStore {
-  if (ctx.store instanceof FileStore) return ctx.store;
-  throw new StoreError(
-    "unsupported",
-    "This server's store has no folders: folder operations are off",
-  );
-}
-
 /** A whole folder in one request (lib/tree_server.ts); the log line sums it up. */
 async function serveTree(
   request: TreeTransferRequest,
@@ -139,7 +127,7 @@ async function serveTree(
   let tree;
   try {
     tree = {
-      store: folderStore(ctx),
+      store: ctx.store,
       pool: ctx.pool,
       readOnly: ctx.readOnly,
       maxSize: ctx.maxSize,

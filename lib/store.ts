@@ -10,6 +10,8 @@
 import type { KeepResult, KeptTotals, KeptUpload } from "./kept_uploads.ts";
 import type { ListEntry } from "./protocol.ts";
 import type { TransferResult } from "./transfer.ts";
+import type { TreeEntry } from "./tree_protocol.ts";
+import type { TreeSink, TreeSource } from "./tree_transfer.ts";
 
 /** A file being read: read in place, and sought for a resume. */
 export interface StoreReader {
@@ -83,6 +85,32 @@ export interface KeptView {
   list(): Promise<KeptUpload[]>;
 }
 
+/** Options for {@link Store.listTree}. */
+export interface ListTreeOptions {
+  /** Folder to list; the root when absent. */
+  dir?: string;
+  /** Everything under the folder, not only its own entries (default false). */
+  recursive?: boolean;
+}
+
+/** Options for {@link Store.remove}. */
+export interface RemoveOptions {
+  /** Remove a folder with everything in it (default false: folders are refused). */
+  recursive?: boolean;
+}
+
+/** Options for {@link Store.move}. */
+export interface MoveOptions {
+  /** Replace a file (never a folder) that has the new name (default false: refuse). */
+  overwrite?: boolean;
+}
+
+/** Options for {@link Store.makeDir}. */
+export interface MakeDirOptions {
+  /** Create missing parents too, and accept a folder that exists (default false). */
+  parents?: boolean;
+}
+
 /**
  * Where the server keeps its files.
  *
@@ -105,4 +133,27 @@ export interface Store {
   beginUpload(name: string, options?: BeginUploadOptions): Promise<StoreUpload>;
   /** Every file, sorted by name. */
   list(): Promise<ListEntry[]>;
+  /**
+   * A folder's files and subfolders, or with `recursive` everything under it, sorted by name
+   * (names relative to the root). Throws `StoreError` `not_found` or `not_a_file` for `dir`.
+   */
+  listTree(options?: ListTreeOptions): Promise<TreeEntry[]>;
+  /**
+   * Whether `name` (the root when absent) is a folder: false when nothing has that name; throws
+   * `StoreError` `not_a_file` when a file has it.
+   */
+  isFolder(name?: string): Promise<boolean>;
+  /** Removes a file or, with `recursive`, a folder and all it holds. */
+  remove(name: string, options?: RemoveOptions): Promise<void>;
+  /**
+   * Renames a file or a folder. The new name's folder must exist; a name that is taken is refused
+   * unless `overwrite` is set and it is not a folder.
+   */
+  move(from: string, to: string, options?: MoveOptions): Promise<void>;
+  /** Creates a folder; its parent must exist unless `parents` is set. */
+  makeDir(name: string, options?: MakeDirOptions): Promise<void>;
+  /** What `get -r` sends from the folder `base` (the root when absent), which must exist. */
+  treeSource(base?: string): Promise<TreeSource>;
+  /** Where `put -r` receives into the folder `base` (the root when absent). */
+  treeSink(base?: string): TreeSink;
 }

@@ -101,7 +101,7 @@ export async function changeRemote(session: Session, request: TreeChangeRequest)
   if (!offersTree(session)) {
     throw new RefusedError(
       "unsupported",
-      `Server at ${session.target} does not offer ${request.op} (it has no folder operations: an older server, or one serving S3)`,
+      `Server at ${session.target} does not offer ${request.op} (it has no folder operations: an older server)`,
     );
   }
   await session.exchange(async (io) => {
@@ -120,7 +120,7 @@ function requireTree(session: Session, what: string): void {
   if (!offersTree(session)) {
     throw new RefusedError(
       "unsupported",
-      `Server at ${session.target} does not offer ${what} (it has no folder operations: an older server, or one serving S3)`,
+      `Server at ${session.target} does not offer ${what} (it has no folder operations: an older server)`,
     );
   }
 }

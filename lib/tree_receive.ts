@@ -358,7 +358,7 @@ export async function receiveTree(
     // filesystem flush them together. Each is reported only once it is durable.
     const committing = (async () => {
       try {
-        await localWait(io.local, () => target!.commit());
+        await localWait(io.local, () => target!.commit(result));
       } catch (error) {
         await fail(index, entry.path, error).catch(() => {});
         return;

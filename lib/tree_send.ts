@@ -22,7 +22,7 @@ import {
   parseWant,
   type TreeSummary,
 } from "./tree_protocol.ts";
-import type { TreeIo, TreeOptions, TreeSource } from "./tree_transfer.ts";
+import type { TreeIo, TreeOptions, TreeSource, TreeSourceFile } from "./tree_transfer.ts";
 import { linkStaysInside } from "./tree_links.ts";
 
 export interface SendTreeOptions extends TreeOptions {
@@ -296,7 +296,7 @@ async function checksumOf(
   index: number,
   pool?: BufferPool,
 ): Promise<string | null> {
-  let file: Deno.FsFile;
+  let file: TreeSourceFile;
   try {
     file = await source.open(path, index);
   } catch {
@@ -322,7 +322,7 @@ async function sendFile(
   before: number,
   onProgress?: (bytes: number) => void,
 ): Promise<TransferResult | null> {
-  let file: Deno.FsFile | undefined;
+  let file: TreeSourceFile | undefined;
   let size = 0;
   let failure: { code: string; message: string } | undefined;
   try {
@@ -379,7 +379,7 @@ const SMALL_FILE = 64 << 10;
  */
 async function sendSmall(
   io: TreeIo,
-  file: Deno.FsFile,
+  file: TreeSourceFile,
   size: number,
   before: number,
   onProgress?: (bytes: number) => void,
@@ -412,7 +412,7 @@ async function sendSmall(
 class SourceError extends Error {}
 
 /** Reads at most `size` bytes of `file`: a file that grows is sent as it was measured. */
-function limited(file: Deno.FsFile, size: number) {
+function limited(file: TreeSourceFile, size: number) {
   let left = size;
   return {
     read: async (p: Uint8Array): Promise<number | null> => {

@@ -1,30 +1,33 @@
 /**
- * The server's side of tree transfers: a `put_tree` received into the served root, a `get_tree`
- * sent from it. Every name goes through the store ({@link checkName}, {@link FileStore.folderOf},
- * {@link FileStore.beginUpload}), so a tree can neither leave the root nor reach the private
- * folders, and each file is staged, verified and renamed into place as a single put is.
+ * The server's side of tree transfers: a `put_tree` received into the store, a `get_tree` sent
+ * from it, through the store's {@link Store.treeSource} and {@link Store.treeSink} (and those two
+ * for the folder store), and the files transfers of mput and mget. Every name goes through the
+ * store ({@link checkName}, {@link FileStore.folderOf}, {@link FileStore.beginUpload}), so a tree
+ * can neither leave the root nor reach the private folders, and each file is staged, verified and
+ * put in place as a single put is.
  *
  * @module
  */
 
 import type { BufferPool } from "./buffer_pool.ts";
 import { StoreError } from "./errors.ts";
-import { checkName, type FileStore, RESUME_DIR, STAGING_DIR } from "./file_store.ts";
+import { checkName, FileStore, quote, RESUME_DIR, STAGING_DIR } from "./file_store.ts";
 import type { FrameReader, FrameWriter } from "./frame_io.ts";
+import type { Store } from "./store.ts";
 import { checksumFilePrefix } from "./transfer.ts";
 import { isFilesTransfer, type TreeSummary, type TreeTransferRequest } from "./tree_protocol.ts";
 import { makeDir, removeName, resolveFolder } from "./tree_store.ts";
 import { DEFAULT_MAX_ENTRIES, receiveTree } from "./tree_receive.ts";
 import { sendTree } from "./tree_send.ts";
-import type { TreeFileSink, TreeSink, TreeSource } from "./tree_transfer.ts";
+import { sourceFile, type TreeFileSink, type TreeSink, type TreeSource } from "./tree_transfer.ts";
 import { join } from "node:path";
 import { syncDir } from "./staged_file.ts";
 import { foldsCase, ListWalk, MODE_BITS, TreeWalker, type WalkEntry } from "./tree_walk.ts";
 
 /** What the server's tree handlers need. */
 export interface TreeServeContext {
-  /** The served root. */
-  store: FileStore;
+  /** The store served. */
+  store: Store;
   /** Buffer pool for the data phases. */
   pool: BufferPool;
   /** Refuse uploads. */
@@ -85,14 +88,13 @@ export async function checkTreeRequest(
     if (ctx.readOnly && !request.dryRun) {
       throw new StoreError("read_only", "Server is read-only: uploads are refused");
     }
-    try {
-      await resolveFolder(ctx.store, base);
-    } catch (error) {
-      if (!(error instanceof StoreError && error.code === "not_found")) throw error;
-    }
+    // A folder or a free name: a file in the way is refused.
+    await ctx.store.isFolder(base);
     return;
   }
-  await resolveFolder(ctx.store, base);
+  if (!await ctx.store.isFolder(base)) {
+    throw new StoreError("not_found", `No such folder: ${quote(base ?? "")}`);
+  }
 }
 
 /** Runs an accepted tree request (its OK already sent) and returns the receiver's summary. */
@@ -115,24 +117,13 @@ export async function serveTreeTransfer(
     });
   }
   if (request.op === "get_tree") {
-    const real = await resolveFolder(ctx.store, base);
-    const info = await Deno.stat(real);
-    const source: TreeSource = {
-      // Names ferry does not carry are walked too: the sender notes them, and the client hears.
-      walker: await walkServed(real, base, { keepInvalid: true }),
-      top: { mtime: info.mtime?.getTime() ?? 0, mode: (info.mode ?? 0o755) & MODE_BITS },
-      // Resolved again, as any get: a name swapped for a symlink since the walk cannot lead out.
-      open: async (path) => await Deno.open(await ctx.store.resolveFile(nameIn(base, path))),
-      readLink: (path) => readStoreLink(ctx.store, nameIn(base, path)),
-      allowed: (path) => valid(nameIn(base, path)),
-    };
-    return await sendTree(tree, source, {
+    return await sendTree(tree, await ctx.store.treeSource(base), {
       dryRun: request.dryRun,
       checksum: request.checksum,
       links: request.links,
     });
   }
-  return await receiveTree(tree, storeSink(ctx.store, base), {
+  return await receiveTree(tree, ctx.store.treeSink(base), {
     delete: request.delete,
     dryRun: request.dryRun,
     maxEntries: ctx.maxEntries ?? DEFAULT_MAX_ENTRIES,
@@ -140,6 +131,24 @@ export async function serveTreeTransfer(
     maxTotalSize: ctx.maxSize,
     links: request.links,
   });
+}
+
+/** What `get -r` sends from the folder `base` of a folder store (the root when undefined). */
+export async function folderSource(
+  store: FileStore,
+  base: string | undefined,
+): Promise<TreeSource> {
+  const real = await resolveFolder(store, base);
+  const info = await Deno.stat(real);
+  return {
+    // Names ferry does not carry are walked too: the sender notes them, and the client hears.
+    walker: await walkServed(real, base, { keepInvalid: true }),
+    top: { mtime: info.mtime?.getTime() ?? 0, mode: (info.mode ?? 0o755) & MODE_BITS },
+    // Resolved again, as any get: a name swapped for a symlink since the walk cannot lead out.
+    open: async (path) => await Deno.open(await store.resolveFile(nameIn(base, path))),
+    readLink: (path) => readStoreLink(store, nameIn(base, path)),
+    allowed: (path) => valid(nameIn(base, path)),
+  };
 }
 
 /** The target of the symlink `name`, its folders walked as for any name (never out of the root). */
@@ -154,14 +163,15 @@ async function readStoreLink(store: FileStore, name: string): Promise<string> {
  * be served (the client matches entries to its names by place): its refusal goes, when the file
  * is asked for, as the ABORT of its data phase, with the code and message a get would have had.
  */
-async function filesSource(store: FileStore, names: string[]): Promise<TreeSource> {
+async function filesSource(store: Store, names: string[]): Promise<TreeSource> {
   const refusals = new Map<number, StoreError>();
   const walker = await ListWalk.open(names.length, async (index): Promise<WalkEntry> => {
     const path = names[index];
     try {
-      const info = await Deno.stat(await store.resolveFile(path));
+      const { file, size } = await store.openFile(path);
+      file.close();
       // A single get gives the file the time it arrives, so mget does too: no mtime or mode.
-      return { path, type: "file", size: info.size, mtime: 0, mode: 0o644 };
+      return { path, type: "file", size, mtime: 0, mode: 0o644 };
     } catch (error) {
       if (!(error instanceof StoreError)) throw error;
       refusals.set(index, error);
@@ -176,8 +186,8 @@ async function filesSource(store: FileStore, names: string[]): Promise<TreeSourc
         refusals.delete(index);
         throw refusal;
       }
-      // Resolved again, as any get: a name swapped for a symlink meanwhile cannot lead out.
-      return await Deno.open(await store.resolveFile(path));
+      // Opened again, as any get: a name swapped for a symlink meanwhile cannot lead out.
+      return sourceFile(await store.openFile(path));
     },
     // Every name goes in the manifest, so the client can match each to its place.
     allowed: () => true,
@@ -185,11 +195,12 @@ async function filesSource(store: FileStore, names: string[]): Promise<TreeSourc
 }
 
 /** Receives a put_files into the store: each file named and refused on its own, as a put. */
-function filesSink(store: FileStore, overwrite: boolean): TreeSink {
+function filesSink(store: Store, overwrite: boolean): TreeSink {
   const never = () => Promise.reject(new StoreError("bad_request", "Not part of a files transfer"));
   return {
     check: (path) => void checkName(path),
-    admit: (path) => store.checkFree(path, overwrite),
+    // A folder store refuses a taken name before its bytes are sent; an S3 store, at beginFile.
+    admit: store instanceof FileStore ? (path) => store.checkFree(path, overwrite) : undefined,
     walker: () => Promise.resolve(null),
     makeBase: () => Promise.resolve(),
     makeDir: never,
@@ -198,7 +209,7 @@ function filesSink(store: FileStore, overwrite: boolean): TreeSink {
       const upload = await store.beginUpload(path, { overwrite, size: entry.size });
       return {
         write: (chunk) => upload.write(chunk),
-        commit: () => upload.commit(),
+        commit: (verified) => upload.commit(verified),
         discard: () => upload.discard(),
       };
     },
@@ -209,8 +220,8 @@ function filesSink(store: FileStore, overwrite: boolean): TreeSink {
   };
 }
 
-/** Receives into the folder `base` of the store (the root when undefined). */
-function storeSink(store: FileStore, base: string | undefined): TreeSink {
+/** Receives into the folder `base` of a folder store (the root when undefined). */
+export function folderSink(store: FileStore, base: string | undefined): TreeSink {
   const name = (path: string) => nameIn(base, path);
   return {
     check: (path) => void checkName(name(path)),
@@ -236,7 +247,7 @@ function storeSink(store: FileStore, base: string | undefined): TreeSink {
       });
       return {
         write: (chunk) => upload.write(chunk),
-        commit: () => upload.commit(),
+        commit: (verified) => upload.commit(verified),
         discard: () => upload.discard(),
       };
     },

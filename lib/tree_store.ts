@@ -11,7 +11,16 @@ import { join, sep } from "node:path";
 import { StoreError } from "./errors.ts";
 import { checkName, type FileStore, quote } from "./file_store.ts";
 import { moveNoClobber, syncDir } from "./staged_file.ts";
+import type {
+  ListTreeOptions,
+  MakeDirOptions,
+  MoveOptions,
+  RemoveOptions,
+  Store,
+} from "./store.ts";
 import type { TreeChangeRequest, TreeEntry } from "./tree_protocol.ts";
+
+export type { ListTreeOptions, MakeDirOptions, MoveOptions, RemoveOptions };
 
 function isNotFound(error: unknown): boolean {
   return error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory;
@@ -60,14 +69,6 @@ export async function resolveFolder(store: FileStore, dir?: string): Promise<str
   return real;
 }
 
-/** Options for {@link listTree}. */
-export interface ListTreeOptions {
-  /** Folder to list; the root when absent. */
-  dir?: string;
-  /** Everything under the folder, not only its own entries (default false). */
-  recursive?: boolean;
-}
-
 /**
  * Lists a folder's files and subfolders, or with `recursive` everything under it, sorted by name.
  * Names are relative to the root. The private folders, symlinks to folders (never followed) and
@@ -84,12 +85,6 @@ export async function listTree(
   const recursive = options.recursive ?? false;
   await store.walkListing(top, prefix, { recursive }, (entry) => void entries.push(entry));
   return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-}
-
-/** Options for {@link removeName}. */
-export interface RemoveOptions {
-  /** Remove a folder with everything in it (default false: folders are refused). */
-  recursive?: boolean;
 }
 
 /**
@@ -114,12 +109,6 @@ export async function removeName(
     throw new StoreError("not_found", `No such file or folder: ${quote(name)}`);
   }
   await syncDir(join(path!, ".."));
-}
-
-/** Options for {@link moveName}. */
-export interface MoveOptions {
-  /** Replace a file (never a folder) that has the new name (default false: refuse). */
-  overwrite?: boolean;
 }
 
 /**
@@ -163,12 +152,6 @@ export async function moveName(
   await syncDir(join(source!, ".."));
 }
 
-/** Options for {@link makeDir}. */
-export interface MakeDirOptions {
-  /** Create missing parents too, and accept a folder that exists (default false). */
-  parents?: boolean;
-}
-
 /** Creates a folder; its parent must exist unless `parents` is set. */
 export async function makeDir(
   store: FileStore,
@@ -194,11 +177,11 @@ export async function makeDir(
 }
 
 /**
- * Carries out an rm, mv or mkdir request; a read-only server refuses them all
+ * Carries out an rm, mv or mkdir request on any store; a read-only server refuses them all
  * ({@link StoreError} `read_only`).
  */
 export async function changeTree(
-  store: FileStore,
+  store: Store,
   request: TreeChangeRequest,
   options: { readOnly: boolean },
 ): Promise<void> {
@@ -207,10 +190,10 @@ export async function changeTree(
   }
   switch (request.op) {
     case "rm":
-      return await removeName(store, request.name, { recursive: request.recursive });
+      return await store.remove(request.name, { recursive: request.recursive });
     case "mv":
-      return await moveName(store, request.name, request.to, { overwrite: request.overwrite });
+      return await store.move(request.name, request.to, { overwrite: request.overwrite });
     case "mkdir":
-      return await makeDir(store, request.name, { parents: request.parents });
+      return await store.makeDir(request.name, { parents: request.parents });
   }
 }

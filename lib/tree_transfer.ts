@@ -12,9 +12,10 @@
 import type { BufferPool } from "./buffer_pool.ts";
 import type { ErrorCode } from "./protocol.ts";
 import type { FrameReader, FrameWriter } from "./frame_io.ts";
-import type { ByteSink, LocalWaits } from "./transfer.ts";
+import type { StoreReader } from "./store.ts";
+import type { ByteSink, LocalWaits, TransferResult } from "./transfer.ts";
 import type { ManifestEntry, ManifestTop } from "./tree_protocol.ts";
-import type { EntryWalk, TreeWalker } from "./tree_walk.ts";
+import type { EntryWalk } from "./tree_walk.ts";
 
 export interface TreeIo {
   /** Frames from the peer. */
@@ -47,6 +48,29 @@ export interface TreeOptions {
   onPlan?: (files: number, bytes: number) => void;
 }
 
+/** A file a sender reads: a local file, or one in the server's store. */
+export interface TreeSourceFile {
+  /** Reads into `p`; the number of bytes read, or null at the end. */
+  read(p: Uint8Array): Promise<number | null>;
+  /** Moves to `offset` (for a checksum of the file's start). */
+  seek(offset: number, whence: Deno.SeekMode): Promise<number>;
+  /** What the file is now. */
+  stat(): Promise<{ isFile: boolean; size: number }>;
+  /** Lets go of the file. */
+  close(): void;
+}
+
+/** A file opened in a store, as a sender reads it. */
+export function sourceFile(opened: { file: StoreReader; size: number }): TreeSourceFile {
+  const { file, size } = opened;
+  return {
+    read: (p) => file.read(p),
+    seek: (offset, whence) => file.seek(offset, whence),
+    stat: () => Promise.resolve({ isFile: true, size }),
+    close: () => file.close(),
+  };
+}
+
 /** Where a sender's files come from. */
 export interface TreeSource {
   /** A walk of the folder being sent, or of the list of files. */
@@ -55,7 +79,7 @@ export interface TreeSource {
    * Opens a file of the walk for reading (`index`: its place in the manifest); the caller closes
    * it. A {@link StoreError} is the peer's to hear: its code and message go in the ABORT.
    */
-  open(path: string, index: number): Promise<Deno.FsFile>;
+  open(path: string, index: number): Promise<TreeSourceFile>;
   /** Whether a path may be sent at all (a receiver refuses a manifest with a name it may not). */
   allowed(path: string): boolean;
   /** The folder's own mtime and mode, which the receiver gives its copy at the end. */
@@ -68,8 +92,11 @@ export interface TreeSource {
 
 /** One file being written by a receiver. */
 export interface TreeFileSink extends ByteSink {
-  /** Gives the verified file its name, mtime and mode; durable once it resolves. */
-  commit(): Promise<void>;
+  /**
+   * Gives the verified file its name, mtime and mode; durable once it resolves. `verified` is
+   * what the transfer verified (size and checksum), which a store keeps with the file.
+   */
+  commit(verified: TransferResult): Promise<void>;
   /** Throws what was written away. */
   discard(): Promise<void>;
 }
@@ -79,7 +106,7 @@ export interface TreeSink {
   /** Refuses a path that breaks the name rules ({@link StoreError} `bad_name`). */
   check(path: string): void;
   /** A walk of what the receiving folder holds now; null when there is no such folder yet. */
-  walker(): Promise<TreeWalker | null>;
+  walker(): Promise<EntryWalk | null>;
   /** Creates the receiving folder itself, if it is missing. */
   makeBase(): Promise<void>;
   /** Creates a folder whose parent exists. */

@@ -108,7 +108,7 @@ export interface TreeWalkerOptions {
  * }
  * ```
  */
-export class TreeWalker {
+export class TreeWalker implements EntryWalk {
   #stack: Level[] = [];
   #current?: WalkEntry;
   #skip?: (path: string) => boolean;
