@@ -147,6 +147,13 @@ export class KeptUploads {
   readonly maxAgeMs: number;
   #onEvict?: (eviction: Eviction) => void;
   #queue: Promise<unknown> = Promise.resolve();
+  /**
+   * The folder is known to hold nothing: its last scan found nothing live and nothing was kept
+   * since. Every put asks to drop what is kept for its name, and a tree or mput of thousands of
+   * files would otherwise pay a stat and an open for each; only this process writes the folder
+   * (the store empties its staging folder at start, so one server per root).
+   */
+  #none = false;
 
   /** For the folder `dir`, which the caller creates. */
   constructor(dir: string, options: KeptOptions = {}) {
@@ -221,6 +228,7 @@ export class KeptUploads {
       expired.push(entry);
     }
     live.sort((a, b) => a.keptAt - b.keptAt || (a.id < b.id ? -1 : 1));
+    this.#none = live.length === 0;
     return { live, expired };
   }
 
@@ -263,8 +271,12 @@ export class KeptUploads {
    * upload when keeping is off, is removed instead.
    */
   keep(staged: string, name: string, size: number | null): Promise<KeepResult> {
+    // At once, not when its turn comes: a drop or take asked after this keep must find it.
+    this.#none = false;
     return this.#serial(async (): Promise<KeepResult> => {
       if (!this.enabled) {
+        // Keeping off: the folder was emptied when the store opened, and stays empty.
+        this.#none = true;
         await removeQuietly(staged);
         return { kept: false, reason: "off" };
       }
@@ -295,6 +307,7 @@ export class KeptUploads {
    * over; returns false, leaving it be, otherwise.
    */
   take(name: string, size: number | null, to: string): Promise<boolean> {
+    if (this.#none) return Promise.resolve(false);
     return this.#serial(async () => {
       const id = await idOf(name);
       const { part, meta: metaPath } = this.#paths(id);
@@ -322,6 +335,7 @@ export class KeptUploads {
    * anything was kept, so a resume for another size can say that it starts over.
    */
   drop(name: string): Promise<boolean> {
+    if (this.#none) return Promise.resolve(false);
     return this.#serial(async () => {
       const id = await idOf(name);
       const { part, meta: metaPath } = this.#paths(id);

@@ -11,6 +11,8 @@
 import assert from "node:assert/strict";
 import { encodeControl, FrameType } from "../lib/frames.ts";
 import { parseServerArgs } from "../lib/server_args.ts";
+import { KeptUploads } from "../lib/kept_uploads.ts";
+import { join } from "node:path";
 import {
   assertFailure,
   assertSuccess,
@@ -371,5 +373,27 @@ Deno.test("--keep-budget, --keep-for and --no-keep are checked", () => {
     ] as const
   ) {
     assert.throws(() => serve([...args]), pattern, args.join(" "));
+  }
+});
+
+Deno.test("a put drops what is kept for its name, even when the folder was empty a moment before", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const kept = new KeptUploads(join(dir, "kept"), { budget: 1 << 20 });
+    await Deno.mkdir(join(dir, "kept"));
+    // Empty: the store's scan at start finds nothing, and drops cost nothing after it.
+    assert.equal((await kept.prune()).count, 0);
+    assert.equal(await kept.drop("a.txt"), false);
+    const staged = join(dir, "a.part");
+    await Deno.writeTextFile(staged, "abc");
+    // Asked for without waiting: the drop queued after it must still find it.
+    const keeping = kept.keep(staged, "a.txt", 10);
+    const dropped = kept.drop("a.txt");
+    assert.equal((await keeping).kept, true);
+    assert.equal(await dropped, true);
+    assert.equal(await kept.drop("a.txt"), false);
+    assert.deepEqual(await kept.list(), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
