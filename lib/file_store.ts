@@ -40,6 +40,12 @@ export interface FileUploadOptions extends BeginUploadOptions {
   mtime?: number;
   /** Permission bits to give the file, at most 0o777; default: the umask's. */
   mode?: number;
+  /**
+   * Check the name's folders and target before the data arrives, to refuse early (default
+   * true). They are checked again, whole, when the file is named either way; a tree transfer,
+   * which has just compared its folder, skips the first check (three lookups a file).
+   */
+  precheck?: boolean;
 }
 
 /** Hidden folder at the top of the root that holds uploads in progress. */
@@ -367,8 +373,10 @@ export class FileStore implements Store {
     if (this.#reserved.has(key)) {
       throw new StoreError("in_progress", `An upload of ${quote(name)} is already in progress`);
     }
-    const parent = await this.#parentOf(name, segments, false);
-    if (parent) await this.#checkTarget(name, join(parent, segments.at(-1)!), overwrite);
+    if (options.precheck ?? true) {
+      const parent = await this.#parentOf(name, segments, false);
+      if (parent) await this.#checkTarget(name, join(parent, segments.at(-1)!), overwrite);
+    }
     this.#reserved.add(key);
     try {
       const id = crypto.randomUUID();

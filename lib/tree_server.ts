@@ -244,6 +244,8 @@ export function folderSink(store: FileStore, base: string | undefined): TreeSink
         size: entry.size,
         mtime: entry.mtime,
         mode: entry.mode,
+        // The receiver has just compared this folder; the name is checked when it is given.
+        precheck: false,
       });
       return {
         write: (chunk) => upload.write(chunk),
