@@ -382,6 +382,8 @@ export async function receiveTree(
     if (commits.size >= COMMIT_WINDOW) await Promise.race(commits);
   };
 
+  // Small files are three small frames each: read many at once.
+  io.frames.batchReads(true);
   try {
     while (true) {
       const frame = await io.frames.readControl();
@@ -420,5 +422,7 @@ export async function receiveTree(
     // so that what is left is whole files only, even if the process exits next.
     await Promise.allSettled([...commits]);
     throw error;
+  } finally {
+    io.frames.batchReads(false);
   }
 }

@@ -53,6 +53,8 @@ class SenderInbox {
 
   constructor(frames: FrameReader, onResult: (json: Record<string, unknown>) => void) {
     this.#done.promise.catch(() => {});
+    // RESULTs come one per file: read many at once.
+    frames.batchReads(true);
     (async () => {
       while (true) {
         const frame = await frames.readControl();
@@ -81,7 +83,7 @@ class SenderInbox {
       this.#failed = error;
       for (const slot of this.#wants) slot?.reject(error);
       this.#done.reject(error);
-    });
+    }).finally(() => frames.batchReads(false));
   }
 
   #slot(i: number) {

@@ -214,3 +214,39 @@ Deno.test("watch reads ahead to the peer's END or ERROR, and every byte is still
   assert.ok(closed && "error" in closed && closed.error instanceof ProtocolError);
   assert.match(closed.error.message, /Connection closed/);
 });
+
+Deno.test("batched reads serve the same frames in fewer reads, and a watch sees the bytes they kept", async () => {
+  const data = new Uint8Array(3000).map((_, i) => i % 251);
+  const error = encodeControl(FrameType.ERROR, { code: "timeout", message: "Too slow" });
+  const files = [];
+  for (let i = 0; i < 50; i++) {
+    files.push(
+      encodeControl(FrameType.FILE, { index: i, size: 3 }),
+      encodeHeader(FrameType.DATA, 3),
+      data.subarray(i, i + 3),
+      encodeControl(FrameType.END, { size: 3, checksum: "x" }),
+    );
+  }
+  const stream = concat([...files, encodeHeader(FrameType.DATA, data.length), data, error]);
+  let reads = 0;
+  const source = bytesReader(stream);
+  const frames = new FrameReader({ read: (p) => (reads++, source.read(p)) });
+  frames.batchReads(true);
+  for (let i = 0; i < 50; i++) {
+    assert.deepEqual((await frames.readControl())?.json, { index: i, size: 3 });
+    assert.equal((await frames.readHeader())?.length, 3);
+    assert.deepEqual(await frames.readPayload(new Uint8Array(3)), data.subarray(i, i + 3));
+    assert.equal((await frames.readControl())?.type, FrameType.END);
+  }
+  assert.ok(reads < 10, `${reads} reads for 200 frames`);
+  // Turned off with bytes kept: they are still served first, in order.
+  frames.batchReads(false);
+  assert.equal((await frames.readHeader())?.length, data.length);
+  assert.deepEqual(await frames.readPayload(new Uint8Array(1000)), data.subarray(0, 1000));
+  // Mid-frame, with the rest kept by a batched read: the watch must find the ERROR after it.
+  const outcome = await frames.watch(1 << 20, new AbortController().signal);
+  assert.ok(outcome && "error" in outcome && outcome.error instanceof RefusedError);
+  assert.deepEqual(await frames.readPayload(new Uint8Array(2000)), data.subarray(1000));
+  assert.equal((await frames.readControl())?.type, FrameType.ERROR);
+  assert.equal(await frames.readHeader(), null);
+});
