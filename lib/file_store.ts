@@ -1,17 +1,17 @@
 /**
  * Storage and path safety for the served root. Every name that arrives from the network passes
- * through {@link checkName} and is resolved inside the root here, symlinks included. Uploads are
- * staged files (lib/staged_file.ts) in a hidden staging folder, linked or renamed to their final
- * name once the caller has verified them. An upload that runs out of disk space takes it from
- * the kept interrupted uploads (lib/kept_uploads.ts), oldest first, before it gives up.
+ * through {@link checkName} (lib/remote_name.ts) and is resolved inside the root here, symlinks
+ * included. Owns that resolution, the listing walk, and where uploads go: staged files
+ * (lib/staged_file.ts) in a hidden staging folder, linked or renamed to their final name once the
+ * caller has verified them (the upload itself is lib/file_upload.ts's). An upload that runs out
+ * of disk space takes it from the kept interrupted uploads (lib/kept_uploads.ts), oldest first,
+ * before it gives up.
  *
  * @module
  */
 
 import { dirname, join, sep } from "node:path";
 import { StoreError } from "./errors.ts";
-import { safeJson } from "./format.ts";
-import { BIDI_CONTROL, CONTROL_CHAR } from "./terminal_chars.ts";
 import type { ListEntry } from "./protocol.ts";
 import type {
   BeginUploadOptions,
@@ -21,15 +21,16 @@ import type {
   RemoveOptions,
   Store,
   StoreFile,
-  StoreUpload,
 } from "./store.ts";
 import type { TreeEntry } from "./tree_protocol.ts";
 import type { TreeSink, TreeSource } from "./tree_transfer.ts";
 // The folder operations live in their own modules, which build on this one.
 import { folderSink, folderSource } from "./tree_server.ts";
 import { listTree, makeDir, moveName, removeName, resolveFolder } from "./tree_store.ts";
-import { type KeepResult, type KeptOptions, KeptUploads, RESUME_DIR } from "./kept_uploads.ts";
+import { type KeptOptions, KeptUploads, RESUME_DIR } from "./kept_uploads.ts";
+import { checkName, quote, STAGING_DIR } from "./remote_name.ts";
 import { StagedFile, type StagedFileOptions } from "./staged_file.ts";
+import { Upload } from "./file_upload.ts";
 
 export { RESUME_DIR };
 export type { BeginUploadOptions };
@@ -46,53 +47,6 @@ export interface FileUploadOptions extends BeginUploadOptions {
    * which has just compared its folder, skips the first check (three lookups a file).
    */
   precheck?: boolean;
-}
-
-/** Hidden folder at the top of the root that holds uploads in progress. */
-export const STAGING_DIR = ".ferry-staging";
-
-/** Longest name accepted, in UTF-8 bytes. */
-export const MAX_NAME_BYTES = 1024;
-
-const encoder = new TextEncoder();
-
-/**
- * Checks a remote name and splits it into path segments. Names are relative, `/`-separated paths
- * with no empty, `.` or `..` segment, no NUL, control character (C0, DEL or C1) or bidi control,
- * no backslash, and nothing under the server's private folders. Throws {@link StoreError}
- * `bad_name` with the reason.
- */
-export function checkName(name: string): string[] {
-  const refuse = (why: string) => new StoreError("bad_name", `Refused name ${quote(name)}: ${why}`);
-  if (typeof name !== "string" || name.length === 0) throw refuse("it is empty");
-  if (name.includes("\0")) throw refuse("it contains a NUL byte");
-  if (CONTROL_CHAR.test(name)) throw refuse("it contains a control character");
-  if (BIDI_CONTROL.test(name)) throw refuse("it contains a bidirectional control character");
-  if (encoder.encode(name).length > MAX_NAME_BYTES) {
-    throw refuse(`it is longer than ${MAX_NAME_BYTES} bytes`);
-  }
-  if (name.startsWith("/")) throw refuse("absolute paths are not allowed");
-  if (name.includes("\\")) throw refuse("backslashes are not allowed");
-  const segments = name.split("/");
-  for (const segment of segments) {
-    if (segment === "") throw refuse("it has an empty path segment");
-    if (segment === "..") throw refuse('".." is not allowed');
-    if (segment === ".") throw refuse('"." is not allowed');
-    if (encoder.encode(segment).length > 255) throw refuse("a path segment is over 255 bytes");
-  }
-  if (segments[0] === STAGING_DIR || segments[0] === RESUME_DIR) {
-    throw refuse("it is reserved for uploads in progress");
-  }
-  return segments;
-}
-
-/**
- * Quotes a name for a message or a log line, escaping anything a terminal would act on as
- * `\uXXXX`, so a name can neither forge nor recolour a line.
- */
-export function quote(name: string): string {
-  const shown = name.length > 200 ? name.slice(0, 200) + "…" : name;
-  return safeJson(shown);
 }
 
 /** Options for {@link FileStore.open}. */
@@ -562,98 +516,4 @@ export function isUnreadable(error: unknown): boolean {
   return error instanceof Deno.errors.PermissionDenied ||
     error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.NotFound ||
     error instanceof Deno.errors.NotADirectory;
-}
-
-interface UploadHooks {
-  keptDropped: boolean;
-  keep: () => Promise<KeepResult>;
-  overwrite: boolean;
-  /** Prepares the final name (its folders) and checks it is free to take. */
-  target: () => Promise<string>;
-  done: () => void;
-}
-
-/** An upload in progress: a staging file that becomes the named file on {@link Upload.commit}. */
-export class Upload implements StoreUpload {
-  /** The remote name being uploaded. */
-  readonly name: string;
-  /** Path of the staging file. */
-  readonly stagingPath: string;
-  /** Bytes already present from a kept upload being resumed (0 for a fresh one). */
-  readonly offset: number;
-  /**
-   * A resume was asked for, and data was kept for this name but for another size: it was
-   * dropped, and this upload starts from 0.
-   */
-  readonly keptDropped: boolean;
-  #staged: StagedFile;
-  #hooks: UploadHooks;
-  #finished = false;
-
-  /** Created by {@link FileStore.beginUpload}. */
-  constructor(name: string, staged: StagedFile, hooks: UploadHooks) {
-    this.name = name;
-    this.stagingPath = staged.path;
-    this.offset = staged.offset;
-    this.keptDropped = hooks.keptDropped;
-    this.#staged = staged;
-    this.#hooks = hooks;
-  }
-
-  /** The staging file, for reading back the kept bytes of a resumed upload. */
-  get file(): Deno.FsFile {
-    return this.#staged.file;
-  }
-
-  /**
-   * Appends a chunk to the staging file; once it resolves, the bytes are in the file. A disk
-   * that fills up takes space from the kept uploads first (see {@link FileStore}).
-   */
-  write(chunk: Uint8Array): Promise<void> {
-    return this.#staged.write(chunk);
-  }
-
-  /**
-   * Flushes the staging file and moves it to its final name. Call only after verifying it; the
-   * folder keeps no checksum, so what was verified is not needed.
-   */
-  async commit(_verified?: unknown): Promise<void> {
-    if (this.#finished) throw new Error("Upload is already finished");
-    this.#finished = true;
-    try {
-      const { overwrite, target } = this.#hooks;
-      if (!await this.#staged.commit(target, { replace: overwrite })) {
-        throw new StoreError("exists", `File exists: ${quote(this.name)}`);
-      }
-    } finally {
-      this.#hooks.done();
-    }
-  }
-
-  /**
-   * Keeps what arrived so far for a later `put --resume` (within the store's time and size
-   * bounds) instead of throwing it away, and says whether it did. Throws, having discarded it,
-   * if keeping failed.
-   */
-  async keep(): Promise<KeepResult> {
-    if (this.#finished) throw new Error("Upload is already finished");
-    this.#finished = true;
-    try {
-      await this.#staged.keep();
-      return await this.#hooks.keep();
-    } catch (error) {
-      await this.#staged.discard();
-      throw error;
-    } finally {
-      this.#hooks.done();
-    }
-  }
-
-  /** Throws the staging file away. Safe to call more than once, and after commit. */
-  async discard(): Promise<void> {
-    if (this.#finished) return;
-    this.#finished = true;
-    await this.#staged.discard();
-    this.#hooks.done();
-  }
 }

@@ -20,7 +20,7 @@ import type {
 } from "./client_session.ts";
 import { closeQuietly, formatHostPort, normalizeHost } from "./connection.ts";
 import { ProtocolError, RefusedError, StoreError, UsageError, UserError } from "./errors.ts";
-import { quote } from "./file_store.ts";
+import { quote } from "./remote_name.ts";
 import type { Store } from "./store.ts";
 import type { KeptEntry, ListEntry } from "./protocol.ts";
 import { FrameReader, FrameWriter } from "./frame_io.ts";

@@ -10,7 +10,7 @@
 import { AwsClient } from "aws4fetch";
 import { createHash } from "node:crypto";
 import { describeError, StoreError } from "./errors.ts";
-import { quote } from "./file_store.ts";
+import { quote } from "./remote_name.ts";
 import type { S3Credentials, S3Location } from "./s3_config.ts";
 
 /** Options for {@link S3Bucket}. */

@@ -9,7 +9,7 @@
  */
 
 import { StoreError } from "./errors.ts";
-import { quote, STAGING_DIR } from "./file_store.ts";
+import { quote, STAGING_DIR } from "./remote_name.ts";
 import { formatBytes, formatDuration, formatHex } from "./format.ts";
 import {
   type KeepResult,

@@ -11,7 +11,7 @@
 
 import { type Checksum, createChecksum } from "./checksum.ts";
 import { describeError, StoreError } from "./errors.ts";
-import { quote } from "./file_store.ts";
+import { quote } from "./remote_name.ts";
 import type { StoreReader } from "./store.ts";
 
 /** Nothing to read: the staged bytes of an upload that resumes nothing. */

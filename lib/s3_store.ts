@@ -16,7 +16,7 @@
  */
 
 import { describeError, StoreError, UserError } from "./errors.ts";
-import { checkName, quote, STAGING_DIR } from "./file_store.ts";
+import { checkName, quote, STAGING_DIR } from "./remote_name.ts";
 import { formatHex } from "./format.ts";
 import type { KeepResult, KeptOptions } from "./kept_uploads.ts";
 import type { ListEntry } from "./protocol.ts";

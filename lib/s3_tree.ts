@@ -12,7 +12,7 @@
  */
 
 import { StoreError } from "./errors.ts";
-import { checkName, quote, STAGING_DIR } from "./file_store.ts";
+import { checkName, quote, STAGING_DIR } from "./remote_name.ts";
 import type { BucketObject, S3Bucket } from "./s3_bucket.ts";
 import type {
   ListTreeOptions,

@@ -9,7 +9,7 @@
 
 import { closeQuietly, formatAddr, TLS_HANDSHAKE_RECORD } from "./connection.ts";
 import { describeError, ProtocolError } from "./errors.ts";
-import { quote } from "./file_store.ts";
+import { quote } from "./remote_name.ts";
 import { parseAuth, parseHello, parseRequest } from "./protocol.ts";
 import {
   encodePreamble,

@@ -16,7 +16,7 @@ import {
   RefusedError,
   StoreError,
 } from "./errors.ts";
-import { quote } from "./file_store.ts";
+import { quote } from "./remote_name.ts";
 import type { Eviction, KeepResult } from "./kept_uploads.ts";
 import {
   encodeListing,

@@ -11,7 +11,7 @@
 
 import { join } from "node:path";
 import { StoreError, UserError } from "./errors.ts";
-import { checkName } from "./file_store.ts";
+import { checkName } from "./remote_name.ts";
 import { StagedFile } from "./staged_file.ts";
 import { cannotRead, cannotWrite } from "./local_files.ts";
 import { checksumFilePrefix } from "./transfer.ts";

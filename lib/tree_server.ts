@@ -11,7 +11,8 @@
 
 import type { BufferPool } from "./buffer_pool.ts";
 import { StoreError } from "./errors.ts";
-import { checkName, FileStore, quote, RESUME_DIR, STAGING_DIR } from "./file_store.ts";
+import { FileStore, RESUME_DIR } from "./file_store.ts";
+import { checkName, quote, STAGING_DIR } from "./remote_name.ts";
 import type { FrameReader, FrameWriter } from "./frame_io.ts";
 import type { Store } from "./store.ts";
 import { checksumFilePrefix } from "./transfer.ts";

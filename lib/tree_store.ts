@@ -9,7 +9,8 @@
 
 import { join, sep } from "node:path";
 import { StoreError } from "./errors.ts";
-import { checkName, type FileStore, quote } from "./file_store.ts";
+import type { FileStore } from "./file_store.ts";
+import { checkName, quote } from "./remote_name.ts";
 import { moveNoClobber, syncDir } from "./staged_file.ts";
 import type {
   ListTreeOptions,

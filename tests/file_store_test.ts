@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { StoreError } from "../lib/errors.ts";
-import { checkName, FileStore, quote, RESUME_DIR, STAGING_DIR } from "../lib/file_store.ts";
+import { FileStore, RESUME_DIR } from "../lib/file_store.ts";
+import { checkName, quote, STAGING_DIR } from "../lib/remote_name.ts";
 
 async function withDirs(fn: (root: string, outside: string) => Promise<void>): Promise<void> {
   const base = await Deno.makeTempDir({ prefix: "ferry_store_" });

@@ -2,13 +2,14 @@
  * What an HTTP read does to the served folder: GET and HEAD of a file (ranges, validators) or of a
  * folder (HTML or JSON listing, a tar archive); and what every request shares: URLs as store
  * names, store errors as statuses, the request's record for the log. Every name goes through the
- * store's own rules (lib/file_store.ts: checkName, resolveFile). Uploads are lib/http/upload.ts.
+ * store's own rules (lib/remote_name.ts: checkName; lib/file_store.ts: resolveFile). Uploads are lib/http/upload.ts.
  *
  * @module
  */
 
 import { describeError, isNoSpace, StoreError } from "../errors.ts";
-import { type FileStore, quote } from "../file_store.ts";
+import type { FileStore } from "../file_store.ts";
+import { quote } from "../remote_name.ts";
 import type { ErrorCode, ListEntry } from "../protocol.ts";
 import { tarStream } from "./tar_stream.ts";
 import {

@@ -8,7 +8,7 @@
  */
 
 import type { FileStore } from "../file_store.ts";
-import { quote } from "../file_store.ts";
+import { quote } from "../remote_name.ts";
 import { formatAddr } from "../connection.ts";
 import { type Access, authorize, crossSite, SAFE_METHODS } from "./access.ts";
 import { PAGE_SCRIPT } from "./page_script.ts";

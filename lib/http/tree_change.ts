@@ -9,7 +9,7 @@
  */
 
 import { StoreError } from "../errors.ts";
-import { quote } from "../file_store.ts";
+import { quote } from "../remote_name.ts";
 import type { TreeChangeRequest } from "../tree_protocol.ts";
 import { changeTree } from "../tree_store.ts";
 import { type Call, HttpError, targetOf, wantsJson } from "./handler.ts";

@@ -7,7 +7,8 @@
  */
 
 import { describeError, StoreError } from "../errors.ts";
-import { quote, type Upload } from "../file_store.ts";
+import type { Upload } from "../file_upload.ts";
+import { quote } from "../remote_name.ts";
 import { overLimitMessage } from "../transfer.ts";
 import { parseContentRange } from "./conditional.ts";
 import { type DigestCheck, parseDigestField, startDigestCheck } from "./digest.ts";
