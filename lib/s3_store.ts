@@ -2,10 +2,11 @@
  * The S3 store: files kept as objects in a bucket of any S3-compatible object store (Ceph's
  * radosgw, MinIO, AWS), so that several ferry servers can serve one namespace. Owns what makes
  * the folder store's guarantees hold there: upload staging (a multipart upload under the hidden
- * staging prefix, published only once verified), the publish step that keeps "no overwrite unless
- * asked" across servers, version-pinned reads (lib/s3_reader.ts), interrupted uploads kept for
- * `put --resume` (lib/s3_kept.ts), and the clean-up of what dead servers left behind. The
- * requests themselves, each under a timeout, are lib/s3_bucket.ts's.
+ * staging prefix, published only once verified; the upload itself is lib/s3_upload.ts's), the
+ * publish step that keeps "no overwrite unless asked" across servers, version-pinned reads
+ * (lib/s3_reader.ts), interrupted uploads kept for `put --resume` (lib/s3_kept.ts), and the
+ * clean-up of what dead servers left behind. The requests themselves, each under a timeout, are
+ * lib/s3_bucket.ts's.
  *
  * Layout under `s3://BUCKET/PREFIX`: each file is the object `PREFIX + name`, its xxh128 checksum
  * in the metadata `ferry-checksum`. Under `PREFIX.ferry-staging/`: `uploads/` holds uploads in
@@ -18,13 +19,14 @@
 import { describeError, StoreError, UserError } from "./errors.ts";
 import { checkName, quote, STAGING_DIR } from "./remote_name.ts";
 import { formatHex } from "./format.ts";
-import type { KeepResult, KeptOptions } from "./kept_uploads.ts";
+import type { KeptOptions } from "./kept_uploads.ts";
 import type { ListEntry } from "./protocol.ts";
-import { BucketError, S3Bucket } from "./s3_bucket.ts";
+import { S3Bucket } from "./s3_bucket.ts";
 import type { S3Credentials, S3Location } from "./s3_config.ts";
-import { keptChanged, type KeptObject, S3Kept } from "./s3_kept.ts";
-import { NOTHING, S3Reader } from "./s3_reader.ts";
+import { S3Kept } from "./s3_kept.ts";
+import { S3Reader } from "./s3_reader.ts";
 import { S3Tree } from "./s3_tree.ts";
+import { S3Upload } from "./s3_upload.ts";
 import type {
   BeginUploadOptions,
   ListTreeOptions,
@@ -33,10 +35,8 @@ import type {
   RemoveOptions,
   Store,
   StoreFile,
-  StoreReader,
   StoreUpload,
 } from "./store.ts";
-import type { TransferResult } from "./transfer.ts";
 import type { TreeEntry } from "./tree_protocol.ts";
 import type { TreeSink, TreeSource } from "./tree_transfer.ts";
 
@@ -81,8 +81,6 @@ const CLAIMS = `${STAGING_DIR}/claims/`;
 /** How many times a publish waits for another server's claim on the same name (overwrite). */
 const CLAIM_WAITS = 50;
 const CLAIM_WAIT_MS = 100;
-/** Parts of a kept upload copied at once when a resumed upload ends. */
-const KEPT_COPIES = 4;
 /** S3's smallest part but the last. */
 const MIN_PART = 5 * 2 ** 20;
 
@@ -410,230 +408,6 @@ export class S3Store implements Store {
       await publish();
     } finally {
       await bucket.remove(claim).catch(() => {});
-    }
-  }
-}
-
-interface S3UploadInit {
-  name: string;
-  key: string;
-  overwrite: boolean;
-  bufferSize: number;
-  size: number | null;
-  staging: string;
-  store: S3Store;
-  bucket: S3Bucket;
-  keptDropped: boolean;
-  done: () => void;
-}
-
-/**
- * An upload to the store. Bytes gather in a part-sized buffer; an upload that fits in one is
- * published with a single PUT at commit. A bigger one becomes a multipart upload under the
- * staging prefix, one part sent while the next fills (two buffers: memory is bounded per
- * transfer), completed and published only at commit, after the transfer was verified. A resumed
- * upload starts with the kept bytes: the rest after their whole parts read back into the buffer,
- * the whole parts copied inside the store when it ends.
- */
-class S3Upload implements StoreUpload {
-  readonly name: string;
-  offset = 0;
-  readonly keptDropped: boolean;
-  file: StoreReader = NOTHING;
-  #init: S3UploadInit;
-  #buffers: Uint8Array[];
-  #current = 0;
-  #filled = 0;
-  #size = 0;
-  #id?: string;
-  #etags: string[] = [];
-  #sending: Promise<void> = Promise.resolve();
-  #finished = false;
-  #staged = false;
-  /** The kept upload this one continues, removed once it is committed or discarded. */
-  #resumed?: KeptObject;
-  /** Whole parts of the kept upload still to copy, as parts 1 to this. */
-  #keptParts = 0;
-
-  constructor(init: S3UploadInit) {
-    this.name = init.name;
-    this.keptDropped = init.keptDropped;
-    this.#init = init;
-    this.#buffers = [new Uint8Array(init.bufferSize)];
-  }
-
-  /** Starts from the kept bytes `kept`; `file` reads them back for the client's check. */
-  async resume(kept: KeptObject, file: StoreReader): Promise<void> {
-    const { bucket, store } = this.#init;
-    this.#resumed = kept;
-    // Its whole parts are copied inside the store when the upload ends (see #copyKept), where
-    // the client is kept informed, rather than now, before the server has answered it; the
-    // parts that follow are numbered after them.
-    const whole = Math.floor(kept.bytes / store.partSize);
-    this.#keptParts = whole;
-    this.#etags = new Array(whole).fill("");
-    // The rest, under a part, goes back into the buffer, where the next bytes join it.
-    const rest = kept.bytes - whole * store.partSize;
-    if (rest > 0) {
-      const response = await bucket.request("GET", kept.key, {
-        headers: {
-          Range: `bytes=${whole * store.partSize}-${kept.bytes - 1}`,
-          "If-Match": kept.etag,
-        },
-        expect: [412],
-        binary: true,
-      });
-      if (response.status === 412) throw keptChanged(this.name);
-      const bytes = new Uint8Array(await response.arrayBuffer());
-      if (bytes.length !== rest) throw keptChanged(this.name);
-      this.#buffers[0].set(bytes);
-      this.#filled = rest;
-    }
-    this.#size = kept.bytes;
-    this.offset = kept.bytes;
-    this.file = file;
-  }
-
-  async write(chunk: Uint8Array): Promise<void> {
-    let offset = 0;
-    while (offset < chunk.length) {
-      const buffer = this.#buffers[this.#current];
-      if (this.#filled === buffer.length) {
-        await this.#sendPart();
-        continue;
-      }
-      const n = Math.min(buffer.length - this.#filled, chunk.length - offset);
-      buffer.set(chunk.subarray(offset, offset + n), this.#filled);
-      this.#filled += n;
-      offset += n;
-      this.#size += n;
-    }
-  }
-
-  /** Sends the current buffer as the next part, once the part before it has gone. */
-  async #sendPart(): Promise<void> {
-    const { bucket, staging, store } = this.#init;
-    await this.#sending;
-    this.#id ??= await bucket.createUpload(staging);
-    const id = this.#id;
-    const part = this.#etags.length + 1;
-    this.#etags.push("");
-    const bytes = this.#buffers[this.#current].subarray(0, this.#filled);
-    this.#sending = bucket.uploadPart(staging, id, part, bytes).then((etag) => {
-      this.#etags[part - 1] = etag;
-    });
-    this.#sending.catch(() => {}); // awaited before the next part, and at the end
-    this.#current = 1 - this.#current;
-    this.#buffers[this.#current] ??= new Uint8Array(store.partSize);
-    this.#filled = 0;
-  }
-
-  /** Sends what is buffered as the last part and joins the parts into the staging object. */
-  /** Copies the whole parts of the kept upload resumed, a few at a time, inside the store. */
-  async #copyKept(): Promise<void> {
-    const { bucket, staging, store } = this.#init;
-    const kept = this.#resumed;
-    if (!kept || this.#keptParts === 0) return;
-    this.#id ??= await bucket.createUpload(staging);
-    const id = this.#id;
-    let next = 0;
-    const copier = async () => {
-      while (next < this.#keptParts) {
-        const part = next++;
-        const start = part * store.partSize;
-        this.#etags[part] = await bucket.copyPart(
-          staging,
-          id,
-          part + 1,
-          kept,
-          start,
-          start + store.partSize - 1,
-        ).catch((error) => {
-          throw error instanceof BucketError &&
-              (error.reply === "PreconditionFailed" || error.reply === "NoSuchKey")
-            ? keptChanged(this.name)
-            : error;
-        });
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(KEPT_COPIES, this.#keptParts) }, copier));
-    this.#keptParts = 0;
-  }
-
-  async #complete(): Promise<void> {
-    const { bucket, staging } = this.#init;
-    if (this.#filled > 0) await this.#sendPart();
-    await this.#sending;
-    await this.#copyKept();
-    await bucket.completeUpload(staging, this.#id!, this.#etags);
-    this.#id = undefined;
-    this.#staged = true;
-  }
-
-  async commit(verified?: TransferResult): Promise<void> {
-    if (this.#finished) throw new Error("Upload is already finished");
-    try {
-      if (!verified || verified.size !== this.#size) {
-        throw new StoreError("checksum", `Upload of ${quote(this.name)} was not verified`);
-      }
-      const { store, name, key, overwrite, staging } = this.#init;
-      if (this.#id === undefined && this.#keptParts === 0) {
-        const bytes = this.#buffers[this.#current].subarray(0, this.#filled);
-        await store.publish(name, key, overwrite, verified.checksum, { bytes });
-      } else {
-        await this.#complete();
-        await store.publish(name, key, overwrite, verified.checksum, { staged: staging });
-      }
-    } catch (error) {
-      await this.discard();
-      throw error;
-    }
-    await this.discard();
-  }
-
-  /**
-   * Keeps what arrived for a later `put --resume`: completed into a staging object and copied
-   * (by reference) under the kept prefix, within the kept uploads' bounds.
-   */
-  async keep(): Promise<KeepResult> {
-    if (this.#finished) throw new Error("Upload is already finished");
-    const { store, bucket, key, staging, size } = this.#init;
-    if (!store.kept.enabled) {
-      await this.discard();
-      return { kept: false, reason: "off" };
-    }
-    try {
-      if (this.#id === undefined && this.#keptParts === 0) {
-        await bucket.request("PUT", staging, {
-          body: this.#buffers[this.#current].subarray(0, this.#filled),
-        });
-        this.#staged = true;
-      } else {
-        await this.#complete();
-      }
-      // The kept bytes now include what was resumed: the new kept object replaces the old one.
-      this.#resumed = undefined;
-      this.#staged = false;
-      return await store.kept.keep(key, staging, size);
-    } finally {
-      await this.discard();
-    }
-  }
-
-  async discard(): Promise<void> {
-    if (this.#finished) return;
-    this.#finished = true;
-    const { store, bucket, staging, key, done } = this.#init;
-    try {
-      this.file.close();
-      await this.#sending.catch(() => {});
-      if (this.#id !== undefined) await bucket.abortUpload(staging, this.#id);
-      if (this.#staged) await bucket.remove(staging).catch(() => {});
-      // Taken up by this upload, as the folder store takes its kept file: used or bad, it goes.
-      if (this.#resumed) await store.kept.drop(key).catch(() => {});
-    } finally {
-      this.#buffers = [];
-      done();
     }
   }
 }
