@@ -4,6 +4,10 @@
  * socket itself; both keep a connection's {@link Activity} for the idle and stall watchdogs.
  * docs/protocol.md says why the hot path reads the socket rather than a stream.
  *
+ * Past 600 lines on purpose: the reader and the writer are the two halves of one concern, and they
+ * share the Activity bookkeeping and the read-ahead that the stall watchdogs and pacing rely on;
+ * split apart, each would need the other's internals.
+ *
  * @module
  */
 
