@@ -194,7 +194,7 @@ Deno.test("--limit-rate 1: a server that cuts the upload is noticed at once, and
 });
 
 Deno.test("a paced put from a stdin that never ends exits 1 promptly when the server dies", async () => {
-  // A put from a stdin that is silent is cut by the idle timeout: see client_cli_test.ts. Here
+  // A put from a stdin that is silent is cut by the idle timeout: see stdio_test.ts. Here
   // stdin is open and the rate limit holds the bytes it gave: the limiter's wait must end too.
   await using root = await makeTempDir();
   await using server = await killableServer(`${root.path}/root`, ["--no-fsync"]);

@@ -1,20 +1,13 @@
 /**
  * Whole folders, `put -r` and `get -r`, against the real server and client: round trips compared
  * file by file (content, mtime, permission bits), sync (only what changed is sent), --checksum,
- * --delete, --dry-run, --json reports, scp's destination habits, read-only and --legacy
- * refusals, and hostile manifests in both directions: a fake server that tries to make `get -r`
- * write outside LOCALDIR, and a raw client that tries to make the server leave its root.
+ * --delete, --dry-run, scp's destination habits, --links, read-only and --legacy refusals, and an
+ * interrupted tree finished by running it again.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
-import { encodeControl, FrameType } from "../lib/frames.ts";
-import { FrameReader, FrameWriter } from "../lib/frame_io.ts";
-import { localSink } from "../lib/tree_local.ts";
-import { receiveTree } from "../lib/tree_receive.ts";
-import { foldsCase } from "../lib/tree_walk.ts";
-import { createChecksum } from "../lib/checksum.ts";
 import {
   assertFailure,
   assertSuccess,
@@ -23,42 +16,12 @@ import {
   makeTempDir,
   pathExists,
   randomBytes,
-  runCommand,
-  type RunResult,
   type ServerProcess,
   startServer,
   stderrLines,
   writeRandomFile,
 } from "./harness.ts";
-import { concat, serveOnce, Wire } from "./wire.ts";
-
-const decoder = new TextDecoder();
-
-/** One line per name under `dir`: path, type, size, mtime (ms), mode, and content checksum. */
-async function snapshot(dir: string): Promise<string[]> {
-  const lines: string[] = [];
-  const walk = async (path: string, prefix: string) => {
-    for await (const entry of Deno.readDir(path)) {
-      const full = `${path}/${entry.name}`;
-      const name = prefix + entry.name;
-      const info = await Deno.lstat(full);
-      if (info.isSymlink) continue;
-      if (info.isDirectory) {
-        lines.push(`${name}/ ${(info.mode! & 0o777).toString(8)}`);
-        await walk(full, name + "/");
-        continue;
-      }
-      const checksum = await createChecksum();
-      checksum.update(await Deno.readFile(full));
-      lines.push(
-        `${name} ${info.size} ${info.mtime!.getTime()} ${(info.mode! & 0o7777).toString(8)} ` +
-          checksum.digest(),
-      );
-    }
-  };
-  await walk(dir, "");
-  return lines.sort();
-}
+import { ok, out, snapshot } from "./tree_helpers.ts";
 
 /** A small tree: nested folders, an empty one, odd modes and an old mtime, and a symlink. */
 async function makeTree(dir: string): Promise<void> {
@@ -72,16 +35,6 @@ async function makeTree(dir: string): Promise<void> {
   await Deno.chmod(`${dir}/sub/deep/c.txt`, 0o755);
   await Deno.utime(`${dir}/sub/big.bin`, new Date(), new Date(Date.UTC(2020, 1, 3, 4, 5, 6, 789)));
   await Deno.symlink("/etc/hostname", `${dir}/link`);
-}
-
-async function ok(server: ServerProcess, args: string[], cwd?: string): Promise<RunResult> {
-  const result = await ferry(server, args, { cwd });
-  assertSuccess(result, args.join(" "));
-  return result;
-}
-
-function out(result: RunResult): string {
-  return decoder.decode(result.stdout);
 }
 
 Deno.test("put -r and get -r round-trip a tree: contents, mtimes, modes, empty folders", async () => {
@@ -356,237 +309,6 @@ Deno.test("--links copies symlinks that stay inside the tree, both ways, and not
   assert.equal(await Deno.readTextFile(`${server.root}/src/a.txt`), "a\n", "not written through");
 });
 
-// ------------------------------------------------------------------------- hostile manifests
-
-/** A fake server that answers get_tree with `entries` as its manifest. */
-function hostileServer(entries: Record<string, unknown>[], extra: Record<string, unknown> = {}) {
-  return async (conn: Deno.Conn) => {
-    using wire = new Wire(conn);
-    await wire.acceptHandshake({ welcome: { server: "evil/1", features: ["tree"] } });
-    const request = await wire.expectFrame(FrameType.REQUEST, "request");
-    assert.equal(request.op, "get_tree");
-    await wire.write(concat([
-      encodeControl(FrameType.OK, {}),
-      encodeControl(FrameType.MANIFEST, { entries, last: true, ...extra }),
-    ]));
-    await wire.waitForClose(10000);
-  };
-}
-
-function file(path: string): Record<string, unknown> {
-  return { path, type: "file", size: 4, mtime: 0, mode: 0o644 };
-}
-
-function dir(path: string): Record<string, unknown> {
-  return { path, type: "dir", size: 0, mtime: 0, mode: 0o755 };
-}
-
-Deno.test("get -r refuses a hostile server's manifest and writes nothing outside LOCALDIR", async () => {
-  await using work = await makeTempDir();
-  const outside = `${work.path}/outside`;
-  await Deno.mkdir(outside);
-  const local = `${work.path}/in/dest`;
-  await Deno.mkdir(local, { recursive: true });
-  await Deno.symlink(outside, `${local}/link`);
-  const manifests = [
-    ["dot-dot", [file("../evil")], /"\.\." is not allowed/],
-    ["deep dot-dot", [dir("a"), file("a/../../evil")], /"\.\." is not allowed/],
-    ["absolute", [file(`${outside}/evil`)], /absolute paths are not allowed/],
-    ["empty segment", [dir("a"), file("a//evil")], /empty path segment/],
-    ["backslash", [file("..\\evil")], /backslashes are not allowed/],
-    ["control character", [file("ev\u001bil")], /control character/],
-    ["NUL", [file("ev\u0000il")], /NUL/],
-    ["dot", [file(".")], /"\." is not allowed/],
-    ["through a symlink", [file("link/evil")], /folder that was not announced/],
-    ["out of order", [file("b"), file("a")], /out of order or repeated/],
-    ["repeated", [file("a"), file("a")], /out of order or repeated/],
-    ["bad mode", [{ ...file("a"), mode: 0o4755 }], /bad mode/],
-    ["bad top mode", [], /bad mode/, { top: { mtime: 0, mode: 0o4777 } }],
-    ["bad top", [], /bad top/, { top: "/etc" }],
-    ["bad notes", [], /bad notes/, { notes: [{ path: 1 }] }],
-  ] as [string, Record<string, unknown>[], RegExp, Record<string, unknown>?][];
-  for (const [what, entries, pattern, extra] of manifests) {
-    const result = await serveOnce(
-      hostileServer(entries, extra),
-      (port) => ferry({ host: "127.0.0.1", port }, ["get", "-r", "x", local]),
-    );
-    assertFailure(result, pattern, { what });
-  }
-  assert.deepEqual([...Deno.readDirSync(outside)], [], "nothing written outside");
-  assert.deepEqual([...Deno.readDirSync(`${work.path}/in`)].map((e) => e.name), ["dest"]);
-  assert.deepEqual([...Deno.readDirSync(local)].map((e) => e.name), ["link"]);
-  assert.ok((await Deno.lstat(`${local}/link`)).isSymlink, "the local symlink is untouched");
-});
-
-Deno.test("a hostile server's notes are shown escaped, and its top folder keeps owner rwx", async () => {
-  await using work = await makeTempDir();
-  const local = `${work.path}/dest`;
-  const result = await serveOnce(async (conn) => {
-    using wire = new Wire(conn);
-    await wire.acceptHandshake({ welcome: { server: "evil/1", features: ["tree"] } });
-    await wire.expectFrame(FrameType.REQUEST, "request");
-    await wire.write(concat([
-      encodeControl(FrameType.OK, {}),
-      encodeControl(FrameType.MANIFEST, {
-        entries: [],
-        last: true,
-        top: { mtime: 86_400_000, mode: 0 },
-        notes: [{ path: "\u001b]0;pwned\u0007", message: "gone\u001b[2J" }],
-      }),
-    ]));
-    assert.deepEqual(await wire.expectFrame(FrameType.WANT, "want"), { want: [] });
-    await wire.write(encodeControl(FrameType.FINISH, {}));
-    await wire.expectFrame(FrameType.OK, "summary");
-    await wire.waitForClose(10000);
-  }, (port) => ferry({ host: "127.0.0.1", port }, ["get", "-r", "x", local]));
-  assertSuccess(result, "get -r");
-  assert.ok(
-    stderrLines(result).includes('ferry: "\\u001b]0;pwned\\u0007": gone [2J; not sent'),
-    result.stderr,
-  );
-  assert.ok(!result.stderr.includes("\u001b"), "no escape reaches the terminal");
-  const info = await Deno.stat(local);
-  assert.equal(info.mode! & 0o777, 0o700, "owner rwx kept whatever the peer says");
-  assert.equal(info.mtime!.getTime(), 86_400_000);
-});
-
-Deno.test("get -r --links refuses a hostile server's links that lead out, or that it writes through", async () => {
-  await using work = await makeTempDir();
-  const outside = `${work.path}/outside`;
-  await Deno.mkdir(outside);
-  const local = `${work.path}/in/dest`;
-  await Deno.mkdir(local, { recursive: true });
-  const link = (path: string, target: string) => ({
-    path,
-    type: "link",
-    size: 0,
-    mtime: 0,
-    mode: 0o777,
-    target,
-  });
-  const manifests: [string, Record<string, unknown>[], RegExp, string[]][] = [
-    ["up and out", [link("l", "../../outside")], /symlink that leads outside the tree: l/, []],
-    ["deeper", [dir("d"), link("d/l", "../../x")], /leads outside the tree: d\/l/, []],
-    ["absolute", [link("l", outside)], /leads outside the tree/, []],
-    ["through a name", [dir("d"), link("d/l", "e/../../../x")], /leads outside/, []],
-    ["backslash", [link("l", "..\\..\\x")], /leads outside/, []],
-    ["then through it", [link("l", "."), file("l/x")], /folder that was not announced/, []],
-    ["not asked for", [link("l", "a")], /links were not asked for/, ["no --links"]],
-    ["no target", [{ ...link("l", "a"), target: undefined }], /bad link target/, []],
-  ];
-  for (const [what, entries, pattern, flags] of manifests) {
-    const args = ["get", "-r", "x", local, ...(flags.length ? [] : ["--links"])];
-    const result = await serveOnce(
-      hostileServer(entries),
-      (port) => ferry({ host: "127.0.0.1", port }, args),
-    );
-    assertFailure(result, pattern, { what });
-  }
-  assert.deepEqual([...Deno.readDirSync(outside)], [], "nothing written outside");
-  assert.deepEqual([...Deno.readDirSync(local)], [], "nothing made at all");
-});
-
-Deno.test("the server refuses a hostile put -r --links manifest whose link leads out", async () => {
-  await using server = await startServer();
-  const cases: [boolean, Record<string, unknown>, RegExp][] = [
-    [
-      true,
-      { path: "l", type: "link", size: 0, mtime: 0, mode: 0o777, target: "../x" },
-      /leads outside/,
-    ],
-    [
-      true,
-      { path: "l", type: "link", size: 0, mtime: 0, mode: 0o777, target: "/etc" },
-      /leads outside/,
-    ],
-    [
-      false,
-      { path: "l", type: "link", size: 0, mtime: 0, mode: 0o777, target: "a" },
-      /not asked for/,
-    ],
-  ];
-  for (const [links, entry, pattern] of cases) {
-    using wire = await Wire.connect(server);
-    await wire.handshake();
-    await wire.write(encodeControl(FrameType.REQUEST, { op: "put_tree", name: "t", links }));
-    await wire.expectFrame(FrameType.OK, "accepted");
-    await wire.write(encodeControl(FrameType.MANIFEST, { entries: [entry], last: true }));
-    let frame = await wire.readFrame();
-    while (frame && frame.type !== FrameType.ERROR) frame = await wire.readFrame();
-    assert.ok(frame, `ERROR for ${JSON.stringify(entry)}`);
-    assert.match(String(frame!.json!.message), pattern);
-  }
-  assert.deepEqual([...Deno.readDirSync(`${server.root}/t`)], [], "no link made");
-});
-
-Deno.test("get -r replaces a local symlink the server names as a folder, never writing through it", async () => {
-  await using work = await makeTempDir();
-  const outside = `${work.path}/outside`;
-  await Deno.mkdir(outside);
-  const local = `${work.path}/dest`;
-  await Deno.mkdir(local);
-  await Deno.symlink(outside, `${local}/link`);
-  const data = new TextEncoder().encode("evil");
-  const checksum = await createChecksum();
-  checksum.update(data);
-  const result = await serveOnce(async (conn) => {
-    using wire = new Wire(conn);
-    await wire.acceptHandshake({ welcome: { server: "evil/1", features: ["tree"] } });
-    await wire.expectFrame(FrameType.REQUEST, "request");
-    await wire.write(concat([
-      encodeControl(FrameType.OK, {}),
-      encodeControl(FrameType.MANIFEST, { entries: [dir("link"), file("link/evil")], last: true }),
-    ]));
-    const want = await wire.expectFrame(FrameType.WANT, "want");
-    assert.deepEqual(want.want, [1]);
-    const header = new Uint8Array(5);
-    new DataView(header.buffer).setUint8(0, FrameType.DATA);
-    new DataView(header.buffer).setUint32(1, data.length);
-    await wire.write(concat([
-      encodeControl(FrameType.FILE, { index: 1, size: 4 }),
-      header,
-      data,
-      encodeControl(FrameType.END, { size: 4, checksum: checksum.digest() }),
-      encodeControl(FrameType.FINISH, {}),
-    ]));
-    await wire.expectFrame(FrameType.RESULT, "result");
-    const summary = await wire.expectFrame(FrameType.OK, "summary");
-    assert.equal(summary.files, 1);
-    await wire.waitForClose(10000);
-  }, (port) => ferry({ host: "127.0.0.1", port }, ["get", "-r", "x", local]));
-  assertSuccess(result, "get -r");
-  assert.deepEqual([...Deno.readDirSync(outside)], [], "nothing written through the link");
-  assert.ok((await Deno.lstat(`${local}/link`)).isDirectory, "a real folder replaced the link");
-  assert.equal(await Deno.readTextFile(`${local}/link/evil`), "evil");
-});
-
-Deno.test("the server refuses a hostile put -r manifest and stays inside its root", async () => {
-  await using server = await startServer();
-  const cases: [string | undefined, Record<string, unknown>[], RegExp][] = [
-    ["t", [file("../escape")], /"\.\." is not allowed/],
-    [undefined, [dir(".ferry-staging"), file(".ferry-staging/x")], /reserved for uploads/],
-    ["t", [file("a"), file("a/b")], /folder that was not announced/],
-    ["t", [dir("d"), file("d/x"), file("c")], /out of order/],
-    ["t", [{ ...file("a"), type: "link" }], /links were not asked for/],
-    ["t", [{ ...file("a"), type: "fifo" }], /unknown entry type/],
-  ];
-  for (const [name, entries, pattern] of cases) {
-    using wire = await Wire.connect(server);
-    await wire.handshake();
-    await wire.write(encodeControl(FrameType.REQUEST, { op: "put_tree", name }));
-    await wire.expectFrame(FrameType.OK, "accepted");
-    await wire.write(encodeControl(FrameType.MANIFEST, { entries, last: true }));
-    let frame = await wire.readFrame();
-    while (frame && frame.type !== FrameType.ERROR) frame = await wire.readFrame();
-    assert.ok(frame, `ERROR for ${JSON.stringify(entries)}`);
-    assert.match(String(frame!.json!.message), pattern);
-  }
-  assert.equal(await pathExists(`${server.base}/escape`), false);
-  assert.deepEqual((await snapshot(server.root)).filter((l) => !l.startsWith(".ferry")), [
-    "t/ 755",
-  ]);
-});
-
 // --------------------------------------------------------------------- interrupted trees
 
 /**
@@ -680,70 +402,4 @@ Deno.test("an interrupted tree leaves only complete files, and running it again 
     }
     assert.deepEqual(await snapshot(where), await snapshot(src));
   }
-});
-
-Deno.test("on a filesystem that folds case, names that differ only by case are refused", async () => {
-  await using work = await makeTempDir();
-  // This machine's temporary folder is case-sensitive, so the receiver is told to fold case, as
-  // it would find on macOS or Windows; everything else is the real receiver on a real socket.
-  assert.equal(await foldsCase(work.path), false, "the probe sees a case-sensitive filesystem");
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const dialing = Deno.connect({
-    hostname: "127.0.0.1",
-    port: (listener.addr as Deno.NetAddr).port,
-  });
-  const [near, far] = [await listener.accept(), await dialing];
-  listener.close();
-  try {
-    const receiving = receiveTree(
-      { frames: new FrameReader(near), out: new FrameWriter(near.writable, { direct: near }) },
-      localSink(`${work.path}/dest`),
-      { caseInsensitive: true },
-    );
-    receiving.catch(() => {});
-    const out = new FrameWriter(far.writable, { direct: far });
-    await out.writeControl(FrameType.MANIFEST, {
-      entries: [dir("Docs"), file("Docs/a.txt"), dir("docs"), file("docs/b.txt")],
-      last: true,
-    });
-    await assert.rejects(receiving, /Refused manifest: names differ only by case: docs$/);
-    assert.deepEqual([...Deno.readDirSync(`${work.path}/dest`)], [], "nothing was made");
-  } finally {
-    near.close();
-    far.close();
-  }
-});
-
-Deno.test("get -r leaves out names that are not UTF-8 and names with control characters, and sends the rest", async () => {
-  await using work = await makeTempDir();
-  await using server = await startServer();
-  const root = `${server.root}/odd`;
-  await Deno.mkdir(root);
-  await Deno.writeTextFile(`${root}/plain.txt`, "1");
-  await Deno.writeTextFile(`${root}/ok\ufffd`, "55");
-  await Deno.writeTextFile(`${root}/new\nline`, "22");
-  // Two names that read alike once each bad byte is U+FFFD, and one that reads like a real name.
-  const byBytes = await runCommand("sh", [
-    "-c",
-    'printf x > "$(printf "bad\\377name")"; printf y > "$(printf "bad\\376name")"; ' +
-    'printf z > "$(printf "ok\\377")"',
-  ], { cwd: root });
-  assert.equal(byBytes.code, 0, byBytes.stderr);
-
-  const got = await ok(server, ["get", "-r", "odd", `${work.path}/odd`, "--json"]);
-  assert.match(got.stderr, /: 2 files, 3 B in .*; 0 up to date, 0 deleted, 0 failed$/m);
-  // What the server leaves out is told, as notes, shown escaped: the user knows what is missing.
-  const notes = stderrLines(got).filter((line) => line.endsWith("; not sent")).sort();
-  assert.deepEqual(notes, [
-    'ferry: "new\\nline": a name ferry does not carry; not sent',
-    "ferry: bad\ufffdname: its name is not valid UTF-8; not sent",
-  ]);
-  const ignored = out(got).trim().split("\n").map((l) => JSON.parse(l))
-    .filter((r) => r.action === "ignored").map((r) => r.name).sort();
-  assert.deepEqual(ignored, ["bad\ufffdname", "new\nline"]);
-  assert.deepEqual([...Deno.readDirSync(`${work.path}/odd`)].map((e) => e.name).sort(), [
-    "ok\ufffd",
-    "plain.txt",
-  ]);
-  assert.equal(await Deno.readTextFile(`${work.path}/odd/ok\ufffd`), "55");
 });

@@ -1,0 +1,135 @@
+/**
+ * Integration tests of `mput` and `mget`: many files over one connection, and per-file failures
+ * that are named while the good files are still transferred.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import {
+  assertNoStackTrace,
+  assertRootHolds,
+  assertSuccess,
+  ferry,
+  filesEqual,
+  listDir,
+  makeTempDir,
+  randomBytes,
+  startServer,
+  stderrLines,
+} from "./harness.ts";
+import { jsonLines } from "./client_checks.ts";
+
+const decoder = new TextDecoder();
+
+Deno.test("mput of 200 files uses one exchange, and mget brings them all back", async () => {
+  await using server = await startServer({ args: ["--no-fsync"] });
+  await using work = await makeTempDir();
+  const names: string[] = [];
+  await Deno.mkdir(`${work.path}/up`);
+  await Deno.mkdir(`${work.path}/down`);
+  for (let i = 0; i < 200; i++) {
+    const name = `f-${String(i).padStart(3, "0")}.bin`;
+    names.push(name);
+    await Deno.writeFile(`${work.path}/up/${name}`, randomBytes(4096));
+  }
+
+  const put = await ferry(server, ["mput", ...names], { cwd: `${work.path}/up` });
+  assertSuccess(put, "mput of 200 files");
+  for (const name of names) {
+    assert.ok(await filesEqual(`${work.path}/up/${name}`, `${server.root}/${name}`), name);
+  }
+  await assertRootHolds(server.root, names);
+  // One exchange on one connection, pipelined as a tree's files are (tests/files_test.ts).
+  await server.waitForLog(
+    / put_files - 819200 bytes ok 200 files, 0 skipped, 0 deleted, 0 failed /,
+  );
+
+  const got = await ferry(server, ["mget", ...names], { cwd: `${work.path}/down` });
+  assertSuccess(got, "mget of 200 files");
+  assert.deepEqual(await listDir(`${work.path}/down`), names, "every file, no .part left");
+  for (const name of names) {
+    assert.ok(await filesEqual(`${work.path}/up/${name}`, `${work.path}/down/${name}`), name);
+  }
+  await server.waitForLog(
+    / get_files - 819200 bytes ok 200 files, 0 skipped, 0 deleted, 0 failed /,
+  );
+});
+
+Deno.test("mput names each failure, stores the good files and exits 1", async () => {
+  await using server = await startServer();
+  await using work = await makeTempDir();
+  const first = randomBytes(50000);
+  const last = randomBytes(70000);
+  const old = randomBytes(1000);
+  await Deno.writeFile(`${work.path}/first.bin`, first);
+  await Deno.writeFile(`${work.path}/existing.bin`, randomBytes(2000));
+  await Deno.writeFile(`${work.path}/last.bin`, last);
+  await Deno.writeFile(`${server.root}/existing.bin`, old);
+
+  const result = await ferry(
+    server,
+    ["mput", "first.bin", "existing.bin", "missing.bin", "last.bin", "--json"],
+    { cwd: work.path },
+  );
+  assert.equal(result.code, 1, `mput with failures: exit ${result.code}:\n${result.stderr}`);
+  assertNoStackTrace(result, "mput with failures");
+  const lines = stderrLines(result);
+  // Each is named once: by the message itself when it names the file, as these do.
+  assert.ok(
+    lines.some((line) => /^ferry: Refused by server: File exists: "existing\.bin" /.test(line)),
+    `the refused file is named:\n${result.stderr}`,
+  );
+  assert.ok(
+    lines.some((line) => /^ferry: Cannot read missing\.bin: no such file$/.test(line)),
+    `the missing file is named:\n${result.stderr}`,
+  );
+  assert.ok(lines.some((line) => /2 of 4 files failed/.test(line)), result.stderr);
+  assert.deepEqual(await Deno.readFile(`${server.root}/first.bin`), first);
+  assert.deepEqual(
+    await Deno.readFile(`${server.root}/last.bin`),
+    last,
+    "files after a failure go on",
+  );
+  assert.deepEqual(await Deno.readFile(`${server.root}/existing.bin`), old, "not overwritten");
+  await assertRootHolds(server.root, ["existing.bin", "first.bin", "last.bin"]);
+
+  // One report per file, in order: the failures as {op, name, ok: false, error}.
+  const reports = jsonLines(decoder.decode(result.stdout), "mput --json");
+  assert.deepEqual(reports.map((r) => [r.name, r.ok ?? true]), [
+    ["first.bin", true],
+    ["existing.bin", false],
+    ["missing.bin", false],
+    ["last.bin", true],
+  ]);
+  for (const failed of [reports[1], reports[2]]) {
+    assert.deepEqual(Object.keys(failed).sort(), ["error", "name", "ok", "op"]);
+    assert.equal(failed.op, "put");
+    assert.equal(typeof failed.error, "string");
+  }
+});
+
+Deno.test("mget with a missing name downloads the others and exits 1", async () => {
+  await using server = await startServer();
+  await using work = await makeTempDir();
+  const a = randomBytes(30000);
+  const b = randomBytes(40000);
+  await Deno.writeFile(`${server.root}/a.bin`, a);
+  await Deno.writeFile(`${server.root}/b.bin`, b);
+
+  const result = await ferry(server, ["mget", "a.bin", "missing.bin", "b.bin"], {
+    cwd: work.path,
+  });
+  assert.equal(result.code, 1, `mget with a missing name: exit ${result.code}:\n${result.stderr}`);
+  assertNoStackTrace(result, "mget with a missing name");
+  assert.ok(
+    stderrLines(result).some((line) =>
+      /^ferry: Refused by server: No such file: "missing\.bin"$/.test(line)
+    ),
+    `the missing name is named:\n${result.stderr}`,
+  );
+  assert.match(result.stderr, /1 of 3 files failed/);
+  assert.deepEqual(await listDir(work.path), ["a.bin", "b.bin"], "nothing made for the missing");
+  assert.deepEqual(await Deno.readFile(`${work.path}/a.bin`), a);
+  assert.deepEqual(await Deno.readFile(`${work.path}/b.bin`), b);
+});

@@ -1,0 +1,245 @@
+/**
+ * Hostile manifests in both directions for `put -r` and `get -r`: a fake server that tries to
+ * make `get -r` write outside LOCALDIR (names, links, notes, a local symlink named as a folder),
+ * and a raw client that tries to make the server leave its root.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { encodeControl, FrameType } from "../lib/frames.ts";
+import { createChecksum } from "../lib/checksum.ts";
+import {
+  assertFailure,
+  assertSuccess,
+  ferry,
+  makeTempDir,
+  pathExists,
+  startServer,
+  stderrLines,
+} from "./harness.ts";
+import { concat, serveOnce, Wire } from "./wire.ts";
+import { dir, file, snapshot } from "./tree_helpers.ts";
+
+// ------------------------------------------------------------------------- hostile manifests
+
+/** A fake server that answers get_tree with `entries` as its manifest. */
+function hostileServer(entries: Record<string, unknown>[], extra: Record<string, unknown> = {}) {
+  return async (conn: Deno.Conn) => {
+    using wire = new Wire(conn);
+    await wire.acceptHandshake({ welcome: { server: "evil/1", features: ["tree"] } });
+    const request = await wire.expectFrame(FrameType.REQUEST, "request");
+    assert.equal(request.op, "get_tree");
+    await wire.write(concat([
+      encodeControl(FrameType.OK, {}),
+      encodeControl(FrameType.MANIFEST, { entries, last: true, ...extra }),
+    ]));
+    await wire.waitForClose(10000);
+  };
+}
+
+Deno.test("get -r refuses a hostile server's manifest and writes nothing outside LOCALDIR", async () => {
+  await using work = await makeTempDir();
+  const outside = `${work.path}/outside`;
+  await Deno.mkdir(outside);
+  const local = `${work.path}/in/dest`;
+  await Deno.mkdir(local, { recursive: true });
+  await Deno.symlink(outside, `${local}/link`);
+  const manifests = [
+    ["dot-dot", [file("../evil")], /"\.\." is not allowed/],
+    ["deep dot-dot", [dir("a"), file("a/../../evil")], /"\.\." is not allowed/],
+    ["absolute", [file(`${outside}/evil`)], /absolute paths are not allowed/],
+    ["empty segment", [dir("a"), file("a//evil")], /empty path segment/],
+    ["backslash", [file("..\\evil")], /backslashes are not allowed/],
+    ["control character", [file("ev\u001bil")], /control character/],
+    ["NUL", [file("ev\u0000il")], /NUL/],
+    ["dot", [file(".")], /"\." is not allowed/],
+    ["through a symlink", [file("link/evil")], /folder that was not announced/],
+    ["out of order", [file("b"), file("a")], /out of order or repeated/],
+    ["repeated", [file("a"), file("a")], /out of order or repeated/],
+    ["bad mode", [{ ...file("a"), mode: 0o4755 }], /bad mode/],
+    ["bad top mode", [], /bad mode/, { top: { mtime: 0, mode: 0o4777 } }],
+    ["bad top", [], /bad top/, { top: "/etc" }],
+    ["bad notes", [], /bad notes/, { notes: [{ path: 1 }] }],
+  ] as [string, Record<string, unknown>[], RegExp, Record<string, unknown>?][];
+  for (const [what, entries, pattern, extra] of manifests) {
+    const result = await serveOnce(
+      hostileServer(entries, extra),
+      (port) => ferry({ host: "127.0.0.1", port }, ["get", "-r", "x", local]),
+    );
+    assertFailure(result, pattern, { what });
+  }
+  assert.deepEqual([...Deno.readDirSync(outside)], [], "nothing written outside");
+  assert.deepEqual([...Deno.readDirSync(`${work.path}/in`)].map((e) => e.name), ["dest"]);
+  assert.deepEqual([...Deno.readDirSync(local)].map((e) => e.name), ["link"]);
+  assert.ok((await Deno.lstat(`${local}/link`)).isSymlink, "the local symlink is untouched");
+});
+
+Deno.test("a hostile server's notes are shown escaped, and its top folder keeps owner rwx", async () => {
+  await using work = await makeTempDir();
+  const local = `${work.path}/dest`;
+  const result = await serveOnce(async (conn) => {
+    using wire = new Wire(conn);
+    await wire.acceptHandshake({ welcome: { server: "evil/1", features: ["tree"] } });
+    await wire.expectFrame(FrameType.REQUEST, "request");
+    await wire.write(concat([
+      encodeControl(FrameType.OK, {}),
+      encodeControl(FrameType.MANIFEST, {
+        entries: [],
+        last: true,
+        top: { mtime: 86_400_000, mode: 0 },
+        notes: [{ path: "\u001b]0;pwned\u0007", message: "gone\u001b[2J" }],
+      }),
+    ]));
+    assert.deepEqual(await wire.expectFrame(FrameType.WANT, "want"), { want: [] });
+    await wire.write(encodeControl(FrameType.FINISH, {}));
+    await wire.expectFrame(FrameType.OK, "summary");
+    await wire.waitForClose(10000);
+  }, (port) => ferry({ host: "127.0.0.1", port }, ["get", "-r", "x", local]));
+  assertSuccess(result, "get -r");
+  assert.ok(
+    stderrLines(result).includes('ferry: "\\u001b]0;pwned\\u0007": gone [2J; not sent'),
+    result.stderr,
+  );
+  assert.ok(!result.stderr.includes("\u001b"), "no escape reaches the terminal");
+  const info = await Deno.stat(local);
+  assert.equal(info.mode! & 0o777, 0o700, "owner rwx kept whatever the peer says");
+  assert.equal(info.mtime!.getTime(), 86_400_000);
+});
+
+Deno.test("get -r --links refuses a hostile server's links that lead out, or that it writes through", async () => {
+  await using work = await makeTempDir();
+  const outside = `${work.path}/outside`;
+  await Deno.mkdir(outside);
+  const local = `${work.path}/in/dest`;
+  await Deno.mkdir(local, { recursive: true });
+  const link = (path: string, target: string) => ({
+    path,
+    type: "link",
+    size: 0,
+    mtime: 0,
+    mode: 0o777,
+    target,
+  });
+  const manifests: [string, Record<string, unknown>[], RegExp, string[]][] = [
+    ["up and out", [link("l", "../../outside")], /symlink that leads outside the tree: l/, []],
+    ["deeper", [dir("d"), link("d/l", "../../x")], /leads outside the tree: d\/l/, []],
+    ["absolute", [link("l", outside)], /leads outside the tree/, []],
+    ["through a name", [dir("d"), link("d/l", "e/../../../x")], /leads outside/, []],
+    ["backslash", [link("l", "..\\..\\x")], /leads outside/, []],
+    ["then through it", [link("l", "."), file("l/x")], /folder that was not announced/, []],
+    ["not asked for", [link("l", "a")], /links were not asked for/, ["no --links"]],
+    ["no target", [{ ...link("l", "a"), target: undefined }], /bad link target/, []],
+  ];
+  for (const [what, entries, pattern, flags] of manifests) {
+    const args = ["get", "-r", "x", local, ...(flags.length ? [] : ["--links"])];
+    const result = await serveOnce(
+      hostileServer(entries),
+      (port) => ferry({ host: "127.0.0.1", port }, args),
+    );
+    assertFailure(result, pattern, { what });
+  }
+  assert.deepEqual([...Deno.readDirSync(outside)], [], "nothing written outside");
+  assert.deepEqual([...Deno.readDirSync(local)], [], "nothing made at all");
+});
+
+Deno.test("the server refuses a hostile put -r --links manifest whose link leads out", async () => {
+  await using server = await startServer();
+  const cases: [boolean, Record<string, unknown>, RegExp][] = [
+    [
+      true,
+      { path: "l", type: "link", size: 0, mtime: 0, mode: 0o777, target: "../x" },
+      /leads outside/,
+    ],
+    [
+      true,
+      { path: "l", type: "link", size: 0, mtime: 0, mode: 0o777, target: "/etc" },
+      /leads outside/,
+    ],
+    [
+      false,
+      { path: "l", type: "link", size: 0, mtime: 0, mode: 0o777, target: "a" },
+      /not asked for/,
+    ],
+  ];
+  for (const [links, entry, pattern] of cases) {
+    using wire = await Wire.connect(server);
+    await wire.handshake();
+    await wire.write(encodeControl(FrameType.REQUEST, { op: "put_tree", name: "t", links }));
+    await wire.expectFrame(FrameType.OK, "accepted");
+    await wire.write(encodeControl(FrameType.MANIFEST, { entries: [entry], last: true }));
+    let frame = await wire.readFrame();
+    while (frame && frame.type !== FrameType.ERROR) frame = await wire.readFrame();
+    assert.ok(frame, `ERROR for ${JSON.stringify(entry)}`);
+    assert.match(String(frame!.json!.message), pattern);
+  }
+  assert.deepEqual([...Deno.readDirSync(`${server.root}/t`)], [], "no link made");
+});
+
+Deno.test("get -r replaces a local symlink the server names as a folder, never writing through it", async () => {
+  await using work = await makeTempDir();
+  const outside = `${work.path}/outside`;
+  await Deno.mkdir(outside);
+  const local = `${work.path}/dest`;
+  await Deno.mkdir(local);
+  await Deno.symlink(outside, `${local}/link`);
+  const data = new TextEncoder().encode("evil");
+  const checksum = await createChecksum();
+  checksum.update(data);
+  const result = await serveOnce(async (conn) => {
+    using wire = new Wire(conn);
+    await wire.acceptHandshake({ welcome: { server: "evil/1", features: ["tree"] } });
+    await wire.expectFrame(FrameType.REQUEST, "request");
+    await wire.write(concat([
+      encodeControl(FrameType.OK, {}),
+      encodeControl(FrameType.MANIFEST, { entries: [dir("link"), file("link/evil")], last: true }),
+    ]));
+    const want = await wire.expectFrame(FrameType.WANT, "want");
+    assert.deepEqual(want.want, [1]);
+    const header = new Uint8Array(5);
+    new DataView(header.buffer).setUint8(0, FrameType.DATA);
+    new DataView(header.buffer).setUint32(1, data.length);
+    await wire.write(concat([
+      encodeControl(FrameType.FILE, { index: 1, size: 4 }),
+      header,
+      data,
+      encodeControl(FrameType.END, { size: 4, checksum: checksum.digest() }),
+      encodeControl(FrameType.FINISH, {}),
+    ]));
+    await wire.expectFrame(FrameType.RESULT, "result");
+    const summary = await wire.expectFrame(FrameType.OK, "summary");
+    assert.equal(summary.files, 1);
+    await wire.waitForClose(10000);
+  }, (port) => ferry({ host: "127.0.0.1", port }, ["get", "-r", "x", local]));
+  assertSuccess(result, "get -r");
+  assert.deepEqual([...Deno.readDirSync(outside)], [], "nothing written through the link");
+  assert.ok((await Deno.lstat(`${local}/link`)).isDirectory, "a real folder replaced the link");
+  assert.equal(await Deno.readTextFile(`${local}/link/evil`), "evil");
+});
+
+Deno.test("the server refuses a hostile put -r manifest and stays inside its root", async () => {
+  await using server = await startServer();
+  const cases: [string | undefined, Record<string, unknown>[], RegExp][] = [
+    ["t", [file("../escape")], /"\.\." is not allowed/],
+    [undefined, [dir(".ferry-staging"), file(".ferry-staging/x")], /reserved for uploads/],
+    ["t", [file("a"), file("a/b")], /folder that was not announced/],
+    ["t", [dir("d"), file("d/x"), file("c")], /out of order/],
+    ["t", [{ ...file("a"), type: "link" }], /links were not asked for/],
+    ["t", [{ ...file("a"), type: "fifo" }], /unknown entry type/],
+  ];
+  for (const [name, entries, pattern] of cases) {
+    using wire = await Wire.connect(server);
+    await wire.handshake();
+    await wire.write(encodeControl(FrameType.REQUEST, { op: "put_tree", name }));
+    await wire.expectFrame(FrameType.OK, "accepted");
+    await wire.write(encodeControl(FrameType.MANIFEST, { entries, last: true }));
+    let frame = await wire.readFrame();
+    while (frame && frame.type !== FrameType.ERROR) frame = await wire.readFrame();
+    assert.ok(frame, `ERROR for ${JSON.stringify(entries)}`);
+    assert.match(String(frame!.json!.message), pattern);
+  }
+  assert.equal(await pathExists(`${server.base}/escape`), false);
+  assert.deepEqual((await snapshot(server.root)).filter((l) => !l.startsWith(".ferry")), [
+    "t/ 755",
+  ]);
+});

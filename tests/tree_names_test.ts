@@ -1,0 +1,81 @@
+/**
+ * Names a folder transfer cannot carry as they are: names that differ only by case on a
+ * filesystem that folds case, and names that are not UTF-8 or hold control characters.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { FrameType } from "../lib/frames.ts";
+import { FrameReader, FrameWriter } from "../lib/frame_io.ts";
+import { localSink } from "../lib/tree_local.ts";
+import { receiveTree } from "../lib/tree_receive.ts";
+import { foldsCase } from "../lib/tree_walk.ts";
+import { makeTempDir, runCommand, startServer, stderrLines } from "./harness.ts";
+import { dir, file, ok, out } from "./tree_helpers.ts";
+
+Deno.test("on a filesystem that folds case, names that differ only by case are refused", async () => {
+  await using work = await makeTempDir();
+  // This machine's temporary folder is case-sensitive, so the receiver is told to fold case, as
+  // it would find on macOS or Windows; everything else is the real receiver on a real socket.
+  assert.equal(await foldsCase(work.path), false, "the probe sees a case-sensitive filesystem");
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const dialing = Deno.connect({
+    hostname: "127.0.0.1",
+    port: (listener.addr as Deno.NetAddr).port,
+  });
+  const [near, far] = [await listener.accept(), await dialing];
+  listener.close();
+  try {
+    const receiving = receiveTree(
+      { frames: new FrameReader(near), out: new FrameWriter(near.writable, { direct: near }) },
+      localSink(`${work.path}/dest`),
+      { caseInsensitive: true },
+    );
+    receiving.catch(() => {});
+    const out = new FrameWriter(far.writable, { direct: far });
+    await out.writeControl(FrameType.MANIFEST, {
+      entries: [dir("Docs"), file("Docs/a.txt"), dir("docs"), file("docs/b.txt")],
+      last: true,
+    });
+    await assert.rejects(receiving, /Refused manifest: names differ only by case: docs$/);
+    assert.deepEqual([...Deno.readDirSync(`${work.path}/dest`)], [], "nothing was made");
+  } finally {
+    near.close();
+    far.close();
+  }
+});
+
+Deno.test("get -r leaves out names that are not UTF-8 and names with control characters, and sends the rest", async () => {
+  await using work = await makeTempDir();
+  await using server = await startServer();
+  const root = `${server.root}/odd`;
+  await Deno.mkdir(root);
+  await Deno.writeTextFile(`${root}/plain.txt`, "1");
+  await Deno.writeTextFile(`${root}/ok\ufffd`, "55");
+  await Deno.writeTextFile(`${root}/new\nline`, "22");
+  // Two names that read alike once each bad byte is U+FFFD, and one that reads like a real name.
+  const byBytes = await runCommand("sh", [
+    "-c",
+    'printf x > "$(printf "bad\\377name")"; printf y > "$(printf "bad\\376name")"; ' +
+    'printf z > "$(printf "ok\\377")"',
+  ], { cwd: root });
+  assert.equal(byBytes.code, 0, byBytes.stderr);
+
+  const got = await ok(server, ["get", "-r", "odd", `${work.path}/odd`, "--json"]);
+  assert.match(got.stderr, /: 2 files, 3 B in .*; 0 up to date, 0 deleted, 0 failed$/m);
+  // What the server leaves out is told, as notes, shown escaped: the user knows what is missing.
+  const notes = stderrLines(got).filter((line) => line.endsWith("; not sent")).sort();
+  assert.deepEqual(notes, [
+    'ferry: "new\\nline": a name ferry does not carry; not sent',
+    "ferry: bad\ufffdname: its name is not valid UTF-8; not sent",
+  ]);
+  const ignored = out(got).trim().split("\n").map((l) => JSON.parse(l))
+    .filter((r) => r.action === "ignored").map((r) => r.name).sort();
+  assert.deepEqual(ignored, ["bad\ufffdname", "new\nline"]);
+  assert.deepEqual([...Deno.readDirSync(`${work.path}/odd`)].map((e) => e.name).sort(), [
+    "ok\ufffd",
+    "plain.txt",
+  ]);
+  assert.equal(await Deno.readTextFile(`${work.path}/odd/ok\ufffd`), "55");
+});
