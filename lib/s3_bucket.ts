@@ -255,21 +255,8 @@ export class S3Bucket {
 
   /** Objects under `under`, page by page (ListObjectsV2). */
   async *listObjects(under: string): AsyncGenerator<BucketObject> {
-    const query: Record<string, string> = { "list-type": "2", prefix: this.prefix + under };
-    for (let page = 0; page < 1_000_000; page++) {
-      const xml = await (await this.request("GET", null, { query })).text();
-      for (const contents of xmlAll(xml, "Contents")) {
-        const key = xmlOne(contents, "Key") ?? "";
-        if (!key.startsWith(this.prefix)) continue;
-        yield {
-          key: key.slice(this.prefix.length),
-          size: Number(xmlOne(contents, "Size") ?? 0),
-          mtime: Date.parse(xmlOne(contents, "LastModified") ?? "") || 0,
-        };
-      }
-      const next = xmlOne(xml, "NextContinuationToken");
-      if (xmlOne(xml, "IsTruncated") !== "true" || !next) return;
-      query["continuation-token"] = next;
+    for await (const entry of this.#list(under)) {
+      if ("key" in entry) yield entry;
     }
   }
 
@@ -277,11 +264,19 @@ export class S3Bucket {
    * One level under `under` (which is empty or ends in `/`), page by page: the objects right
    * there, and each deeper prefix once, as `{ prefix }` (ListObjectsV2 with delimiter `/`).
    */
-  async *listLevel(under: string): AsyncGenerator<BucketObject | { prefix: string }> {
+  listLevel(under: string): AsyncGenerator<BucketObject | { prefix: string }> {
+    return this.#list(under, "/");
+  }
+
+  /** ListObjectsV2 under `under`, every page, with the bucket's own prefix taken off each name. */
+  async *#list(
+    under: string,
+    delimiter?: string,
+  ): AsyncGenerator<BucketObject | { prefix: string }> {
     const query: Record<string, string> = {
       "list-type": "2",
       prefix: this.prefix + under,
-      delimiter: "/",
+      ...(delimiter === undefined ? {} : { delimiter }),
     };
     for (let page = 0; page < 1_000_000; page++) {
       const xml = await (await this.request("GET", null, { query })).text();
