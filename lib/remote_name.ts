@@ -59,3 +59,18 @@ export function quote(name: string): string {
   const shown = name.length > 200 ? name.slice(0, 200) + "…" : name;
   return safeJson(shown);
 }
+
+/** Whether `name` passes {@link checkName}: for walks that leave out what no request can carry. */
+export function isValidName(name: string): boolean {
+  try {
+    checkName(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The root-relative name of `path` inside the tree at `base` (undefined: the root). */
+export function nameIn(base: string | undefined, path: string): string {
+  return base === undefined ? path : `${base}/${path}`;
+}

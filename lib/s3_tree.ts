@@ -12,7 +12,7 @@
  */
 
 import { StoreError } from "./errors.ts";
-import { checkName, quote, STAGING_DIR } from "./remote_name.ts";
+import { checkName, isValidName, nameIn, quote, STAGING_DIR } from "./remote_name.ts";
 import type { BucketObject, S3Bucket } from "./s3_bucket.ts";
 import type {
   ListTreeOptions,
@@ -48,20 +48,6 @@ export interface S3TreeInit {
   ): Promise<void>;
   /** The checksum stored with the object `key`, or null. */
   checksum(key: string): Promise<string | null>;
-}
-
-function valid(name: string): boolean {
-  try {
-    checkName(name);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** The root-relative name of `path` inside the tree at `base` (undefined: the root). */
-function nameIn(base: string | undefined, path: string): string {
-  return base === undefined ? path : `${base}/${path}`;
 }
 
 function byName(a: TreeEntry, b: TreeEntry): number {
@@ -150,8 +136,8 @@ export class S3Tree {
       for await (const found of bucket.listLevel(base)) {
         if ("prefix" in found) {
           const name = found.prefix.slice(0, -1);
-          if (valid(name)) entries.push({ name, type: "dir", size: 0, mtime: 0 });
-        } else if (found.key !== base && valid(found.key)) {
+          if (isValidName(name)) entries.push({ name, type: "dir", size: 0, mtime: 0 });
+        } else if (found.key !== base && isValidName(found.key)) {
           entries.push({ name: found.key, type: "file", size: found.size, mtime: found.mtime });
         }
       }
@@ -163,7 +149,7 @@ export class S3Tree {
       if (base === "" && object.key.startsWith(STAGING_DIR + "/")) continue;
       const marker = object.key.endsWith("/");
       const name = marker ? object.key.slice(0, -1) : object.key;
-      if (name.length <= base.length || !valid(name)) continue;
+      if (name.length <= base.length || !isValidName(name)) continue;
       const segments = name.slice(base.length).split("/");
       for (let i = 1; i < segments.length; i++) {
         const folder = base + segments.slice(0, i).join("/");
@@ -290,7 +276,7 @@ export class S3Tree {
     return {
       walker: await S3Walk.open(this.#init.bucket, base),
       open: async (path) => sourceFile(await store.openFile(nameIn(base, path))),
-      allowed: (path) => valid(nameIn(base, path)),
+      allowed: (path) => isValidName(nameIn(base, path)),
     };
   }
 
@@ -376,7 +362,7 @@ export class S3Walk implements EntryWalk {
       }
     }
     const entries = [...byPath.values()].filter((entry) =>
-      valid(this.#base + entry.path) && !(this.#base === "" && entry.path === STAGING_DIR)
+      isValidName(this.#base + entry.path) && !(this.#base === "" && entry.path === STAGING_DIR)
     ).sort((a, b) => compareName(a.path, b.path));
     this.#stack.push({ entries, next: 0 });
   }

@@ -11,7 +11,7 @@
 
 import { join } from "node:path";
 import { StoreError, UserError } from "./errors.ts";
-import { checkName } from "./remote_name.ts";
+import { checkName, isValidName } from "./remote_name.ts";
 import { StagedFile } from "./staged_file.ts";
 import { cannotRead, cannotWrite } from "./local_files.ts";
 import { checksumFilePrefix } from "./transfer.ts";
@@ -23,15 +23,6 @@ function removeQuietly(path: string): void {
     Deno.removeSync(path);
   } catch {
     // Gone already, or not ours to remove after all: it is skipped either way.
-  }
-}
-
-function valid(path: string): boolean {
-  try {
-    checkName(path);
-    return true;
-  } catch {
-    return false;
   }
 }
 
@@ -53,7 +44,7 @@ export async function localSource(base: string): Promise<TreeSource> {
     walker: await TreeWalker.open(real, { skip: isTreePart, undecodable: true }),
     open: (path) => Deno.open(join(real, path), { read: true }),
     readLink: (path) => Deno.readLink(join(real, path)),
-    allowed: valid,
+    allowed: isValidName,
   };
 }
 

@@ -12,7 +12,7 @@
 import type { BufferPool } from "./buffer_pool.ts";
 import { StoreError } from "./errors.ts";
 import { FileStore, RESUME_DIR } from "./file_store.ts";
-import { checkName, quote, STAGING_DIR } from "./remote_name.ts";
+import { checkName, isValidName, nameIn, quote, STAGING_DIR } from "./remote_name.ts";
 import type { FrameReader, FrameWriter } from "./frame_io.ts";
 import type { Store } from "./store.ts";
 import { checksumFilePrefix } from "./transfer.ts";
@@ -39,20 +39,6 @@ export interface TreeServeContext {
   maxEntries?: number;
 }
 
-function valid(name: string): boolean {
-  try {
-    checkName(name);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** The root-relative name of `path` inside the tree at `base` (undefined: the root). */
-function nameIn(base: string | undefined, path: string): string {
-  return base === undefined ? path : `${base}/${path}`;
-}
-
 /**
  * A walk of the folder at `real`, leaving out what no client may see and, unless `keepInvalid`,
  * the names no request can carry.
@@ -66,7 +52,7 @@ function walkServed(
     undecodable: options.keepInvalid,
     skip: (path) =>
       (base === undefined && (path === STAGING_DIR || path === RESUME_DIR)) ||
-      (!options.keepInvalid && !valid(nameIn(base, path))),
+      (!options.keepInvalid && !isValidName(nameIn(base, path))),
   });
 }
 
@@ -148,7 +134,7 @@ export async function folderSource(
     // Resolved again, as any get: a name swapped for a symlink since the walk cannot lead out.
     open: async (path) => await Deno.open(await store.resolveFile(nameIn(base, path))),
     readLink: (path) => readStoreLink(store, nameIn(base, path)),
-    allowed: (path) => valid(nameIn(base, path)),
+    allowed: (path) => isValidName(nameIn(base, path)),
   };
 }
 
