@@ -15,34 +15,14 @@ import {
   pathExists,
   randomBytes,
   runClient,
-  type RunResult,
   stderrLines,
   waitFor,
 } from "./harness.ts";
-import { checksumOf, concat, dataFrame, serveOnce, Wire } from "./wire.ts";
+import { checksumOf, concat, dataFrame, type Wire, withFakeServer } from "./wire.ts";
 
 const MiB = 1 << 20;
 
 // -------------------------------------------------------------- downloads from a fake server
-
-/** What a fake server does after the handshake and the client's REQUEST. */
-type FakeScript = (wire: Wire, request: Record<string, unknown>) => Promise<void>;
-
-/**
- * Runs the real client against a one-connection fake server on 127.0.0.1 and returns what the
- * client did. Failed assertions inside the fake server fail the test too.
- */
-function withFakeServer(
-  script: FakeScript,
-  run: (port: number) => Promise<RunResult>,
-): Promise<RunResult> {
-  return serveOnce(async (conn) => {
-    using wire = new Wire(conn);
-    await wire.acceptHandshake();
-    const request = await wire.expectFrame(FrameType.REQUEST, "fake server request");
-    await script(wire, request);
-  }, run);
-}
 
 /** Starts a download as a server would: OK with the size, then optionally some DATA frames. */
 async function beginDownload(wire: Wire, request: Record<string, unknown>, size: number) {

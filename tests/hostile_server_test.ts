@@ -8,10 +8,16 @@
 
 import assert from "node:assert/strict";
 import { encodeListing, type ListEntry } from "../lib/protocol.ts";
-import { encodePreamble, FrameType } from "../lib/frames.ts";
-import { FrameReader, FrameWriter } from "../lib/frame_io.ts";
+import { encodeControl, FrameType } from "../lib/frames.ts";
 import { assertFailure, assertSuccess, makeTempDir, runClient, type RunResult } from "./harness.ts";
-import { checksumOf, serveOnce } from "./wire.ts";
+import {
+  checksumOf,
+  dataFrame,
+  READ_TIMEOUT_MS,
+  serveOnce,
+  type Wire,
+  withFakeServer,
+} from "./wire.ts";
 
 const decoder = new TextDecoder();
 
@@ -22,38 +28,25 @@ const TERMINAL_CONTROLS =
 
 // ---------------------------------------------------------------------- names from a server
 
-/**
- * A one-connection ferry server on 127.0.0.1 built from lib/protocol.ts frames: it answers the
- * handshake, reads one REQUEST and lets `answer` reply. Returns what the real client did.
- */
-function withFakeServer(
-  answer: (out: FrameWriter, request: Record<string, unknown>) => Promise<void>,
-  args: string[],
-): Promise<RunResult> {
-  return serveOnce(async (conn) => {
-    const frames = new FrameReader(conn);
-    const out = new FrameWriter(conn.writable, { direct: conn });
-    await frames.readPreamble();
-    assert.equal((await frames.readControl())?.type, FrameType.HELLO);
-    await out.writeRaw(encodePreamble());
-    await out.writeControl(FrameType.WELCOME, { server: "fake/0", features: [] });
-    const request = await frames.readControl();
-    assert.equal(request?.type, FrameType.REQUEST);
-    await answer(out, request!.json);
-    // Until the client hangs up, so it never sees the connection cut.
-    await frames.discardAll().catch(() => {});
-  }, (port) => runClient(["127.0.0.1", String(port), ...args]));
+/** Runs the real client with `args` against the fake server at `port`. */
+function client(args: string[]): (port: number) => Promise<RunResult> {
+  return (port) => runClient(["127.0.0.1", String(port), ...args]);
+}
+
+/** Waits until the client hangs up, so that it never sees the connection cut. */
+async function untilHangUp(wire: Wire): Promise<void> {
+  await wire.waitForClose(READ_TIMEOUT_MS).catch(() => {});
 }
 
 /** Answers a list request with `entries`, as the real server does. */
-async function sendListing(out: FrameWriter, entries: ListEntry[]): Promise<void> {
+async function sendListing(wire: Wire, entries: ListEntry[]): Promise<void> {
   const listing = encodeListing(entries);
-  await out.writeControl(FrameType.OK, { size: listing.length });
-  await out.writeData(listing);
-  await out.writeControl(FrameType.END, {
+  await wire.write(encodeControl(FrameType.OK, { size: listing.length }));
+  await wire.write(dataFrame(listing));
+  await wire.write(encodeControl(FrameType.END, {
     size: listing.length,
     checksum: await checksumOf(listing),
-  });
+  }));
 }
 
 Deno.test("names from a server that would drive the terminal are listed escaped, one line each", async () => {
@@ -68,10 +61,11 @@ Deno.test("names from a server that would drive the terminal are listed escaped,
   const names = ["plain name.txt", ...hostile];
   const entries = names.map((name, i) => ({ name, size: i, mtime: Date.UTC(2026, 0, 2) }));
   const list = (args: string[]) =>
-    withFakeServer(async (out, request) => {
+    withFakeServer(async (wire, request) => {
       assert.equal(request.op, "list");
-      await sendListing(out, entries);
-    }, ["list", ...args]);
+      await sendListing(wire, entries);
+      await untilHangUp(wire);
+    }, client(["list", ...args]));
 
   const plain = await list([]);
   assertSuccess(plain, "list");
@@ -99,13 +93,14 @@ Deno.test("names from a server that would drive the terminal are listed escaped,
 });
 
 Deno.test("a server's refusal that would drive the terminal is printed escaped, on one line", async () => {
-  const result = await withFakeServer(async (out, request) => {
+  const result = await withFakeServer(async (wire, request) => {
     assert.equal(request.op, "get");
-    await out.writeControl(FrameType.ERROR, {
+    await wire.write(encodeControl(FrameType.ERROR, {
       code: "not_found",
       message: "No such file: \u202eexe.txt\u2066\x1b[2J\u2028fake line",
-    });
-  }, ["get", "x.txt", "-"]);
+    }));
+    await untilHangUp(wire);
+  }, client(["get", "x.txt", "-"]));
   assertFailure(result, /^ferry: Refused by server: No such file: /, { what: "refused get" });
   assert.doesNotMatch(result.stderr.slice(0, -1), TERMINAL_CONTROLS, result.stderr);
   assert.match(result.stderr, /\\u202eexe\.txt\\u2066/, "the bidi controls are shown escaped");

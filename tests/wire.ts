@@ -10,7 +10,8 @@
  * - {@link Wire}: one raw TCP connection with a read buffer and bounded reads, usable from either
  *   side: a test client talking to the real server, or a fake server talking to the real client.
  * - {@link serveOnce}: the scaffolding of a one-connection fake server on 127.0.0.1 that the real
- *   client is run against.
+ *   client is run against; {@link withFakeServer}: such a server that speaks ferry up to the
+ *   client's REQUEST and lets the test answer it.
  *
  * @module
  */
@@ -344,4 +345,25 @@ export async function serveOnce(
     throw new Error(`Fake server failed: ${error}; client stderr:\n${result.stderr}`);
   }
   return result;
+}
+
+/** What a fake server does after the handshake and the client's REQUEST. */
+export type FakeScript = (wire: Wire, request: Record<string, unknown>) => Promise<void>;
+
+/**
+ * Runs the real client (`run(port)`) against a one-connection fake ferry server on 127.0.0.1: the
+ * server plays its side of the handshake, reads the client's REQUEST and lets `script` answer it;
+ * the connection closes when `script` returns. Returns what the client did; a failed assertion
+ * inside `script` fails the call too.
+ */
+export function withFakeServer(
+  script: FakeScript,
+  run: (port: number) => Promise<RunResult>,
+): Promise<RunResult> {
+  return serveOnce(async (conn) => {
+    using wire = new Wire(conn);
+    await wire.acceptHandshake();
+    const request = await wire.expectFrame(FrameType.REQUEST, "fake server request");
+    await script(wire, request);
+  }, run);
 }
