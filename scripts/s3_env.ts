@@ -1,6 +1,6 @@
 /**
  * The object store `scripts/ceph.sh up` runs, as the S3 bench (scripts/bench_s3.ts) and the S3
- * tests (tests/s3_test.ts) find it: the endpoint and keys from the env file the script writes,
+ * tests (tests/s3_harness.ts) find it: the endpoint and keys from the env file the script writes,
  * given only when the store answers.
  *
  * @module
