@@ -1,11 +1,15 @@
 /**
  * The protocol's error codes, declared once: what each means, and what it means for the
  * connection. The {@link ErrorCode} type, the check of codes that arrive from a peer and the
- * client's rule for keeping a connection after a failure all come from {@link ERROR_CODES}.
+ * client's rule for keeping a connection after a failure all come from {@link ERROR_CODES}. Also
+ * the {@link ErrorMessage} that carries a code (ERROR, ABORT, a tree file's failed RESULT) and its
+ * validation, {@link parseError}, shared by lib/protocol.ts and lib/tree_protocol.ts.
  * docs/protocol.md ("Error codes") is the prose version of this table.
  *
  * @module
  */
+
+import { CONTROL_RUNS } from "./terminal_chars.ts";
 
 /** What one error code says. */
 export interface ErrorCodeInfo {
@@ -110,4 +114,21 @@ export function quotesName(code: ErrorCode): boolean {
 export function cutsConnection(code: ErrorCode): boolean {
   const info: ErrorCodeInfo = ERROR_CODES[code];
   return info.cuts === true;
+}
+
+/** Refusal, failure or abort. */
+export interface ErrorMessage {
+  /** Machine-readable reason. */
+  code: ErrorCode;
+  /** One human sentence, sentence case, no trailing period. */
+  message: string;
+}
+
+/** Validates an ERROR or ABORT payload; unknown codes become `io`, messages are clipped. */
+export function parseError(json: Record<string, unknown>): ErrorMessage {
+  const code = isErrorCode(json.code) ? json.code : "io";
+  const raw = typeof json.message === "string" ? json.message : "No reason given";
+  // A hostile peer must not be able to paint the user's terminal: one line, printable only.
+  const message = raw.replace(CONTROL_RUNS, " ").slice(0, 500);
+  return { code, message };
 }

@@ -25,29 +25,23 @@ import type {
 import type { TreeEntry } from "./tree_protocol.ts";
 import type { TreeSink, TreeSource } from "./tree_transfer.ts";
 // The folder operations live in their own modules, which build on this one.
-import { folderSink, folderSource } from "./tree_server.ts";
-import { listTree, makeDir, moveName, removeName, resolveFolder } from "./tree_store.ts";
+import { folderSink, folderSource } from "./folder_tree.ts";
+import {
+  type FileUploadOptions,
+  listTree,
+  makeDir,
+  moveName,
+  removeName,
+  resolveFolder,
+  type ServedFolder,
+} from "./tree_store.ts";
 import { type KeptOptions, KeptUploads, RESUME_DIR } from "./kept_uploads.ts";
 import { checkName, quote, STAGING_DIR } from "./remote_name.ts";
 import { StagedFile, type StagedFileOptions } from "./staged_file.ts";
 import { Upload } from "./file_upload.ts";
 
 export { RESUME_DIR };
-export type { BeginUploadOptions };
-
-/** Options for {@link FileStore.beginUpload}: a put's, and for a tree's files their mtime and mode. */
-export interface FileUploadOptions extends BeginUploadOptions {
-  /** Modification time to give the file, ms since the epoch; default: when it is written. */
-  mtime?: number;
-  /** Permission bits to give the file, at most 0o777; default: the umask's. */
-  mode?: number;
-  /**
-   * Check the name's folders and target before the data arrives, to refuse early (default
-   * true). They are checked again, whole, when the file is named either way; a tree transfer,
-   * which has just compared its folder, skips the first check (three lookups a file).
-   */
-  precheck?: boolean;
-}
+export type { BeginUploadOptions, FileUploadOptions };
 
 /** Options for {@link FileStore.open}. */
 export interface FileStoreOptions {
@@ -74,7 +68,7 @@ function symlinkLoop(name: string): StoreError {
 }
 
 /** The served root folder. */
-export class FileStore implements Store {
+export class FileStore implements Store, ServedFolder {
   /** Real (symlink-free) absolute path of the root. */
   readonly root: string;
   /** Real path of the staging folder. */
@@ -210,12 +204,12 @@ export class FileStore implements Store {
     return makeDir(this, name, options);
   }
 
-  /** See {@link Store.treeSource} (lib/tree_server.ts). */
+  /** See {@link Store.treeSource} (lib/folder_tree.ts). */
   treeSource(base?: string): Promise<TreeSource> {
     return folderSource(this, base);
   }
 
-  /** See {@link Store.treeSink} (lib/tree_server.ts). */
+  /** See {@link Store.treeSink} (lib/folder_tree.ts). */
   treeSink(base?: string): TreeSink {
     return folderSink(this, base);
   }

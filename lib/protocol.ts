@@ -7,9 +7,7 @@
  * @module
  */
 
-import { type ErrorCode, isErrorCode } from "./error_codes.ts";
 import { ProtocolError } from "./errors.ts";
-import { CONTROL_RUNS } from "./terminal_chars.ts";
 import {
   type ListRequest,
   parseListRequest,
@@ -21,7 +19,8 @@ import {
 
 export type { ListRequest, TreeChangeRequest, TreeTransferRequest };
 
-export type { ErrorCode };
+// ERROR and ABORT are wire messages too; they are declared with the codes they carry.
+export { type ErrorCode, type ErrorMessage, parseError } from "./error_codes.ts";
 
 /** Client greeting. */
 export interface Hello {
@@ -119,14 +118,6 @@ export interface Ok {
   offset?: number;
   /** Put resume: checksum of the `offset` bytes the server kept. */
   prefix?: string;
-}
-
-/** Refusal, failure or abort. */
-export interface ErrorMessage {
-  /** Machine-readable reason. */
-  code: ErrorCode;
-  /** One human sentence, sentence case, no trailing period. */
-  message: string;
 }
 
 /** End of a data phase: what the receiver must have seen. */
@@ -287,15 +278,6 @@ export function parseOk(json: Record<string, unknown>): Ok {
     ok.prefix = json.prefix;
   }
   return ok;
-}
-
-/** Validates an ERROR or ABORT payload; unknown codes become `io`, messages are clipped. */
-export function parseError(json: Record<string, unknown>): ErrorMessage {
-  const code = isErrorCode(json.code) ? json.code : "io";
-  const raw = typeof json.message === "string" ? json.message : "No reason given";
-  // A hostile peer must not be able to paint the user's terminal: one line, printable only.
-  const message = raw.replace(CONTROL_RUNS, " ").slice(0, 500);
-  return { code, message };
 }
 
 /** Validates an END payload. */

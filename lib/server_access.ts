@@ -1,6 +1,7 @@
 /**
  * What the server's process may touch on disk besides the names clients ask for: the folder it
- * serves, and the secrets it reads once at start (`--token-file`, `--tls-cert`, `--tls-key`).
+ * serves, and the secrets it reads once at start (`--token-file`, and the TLS identity's files:
+ * `--tls-cert` and `--tls-key`, or the state folder of ferry's own, {@link TlsSource}).
  * Owns where these really are (symlinks resolved), the rule that no secret lies inside the
  * served folder (any client could download it), and the exact read and write lists that
  * `deno task serve` grants the server (see lib/server_launch.ts).
@@ -10,9 +11,14 @@
 
 import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { UserError } from "./errors.ts";
-import type { TlsSource } from "./tls_identity.ts";
 import { userDir } from "./user_dirs.ts";
 import { CREDENTIAL_ENV, credentialsFilePath } from "./s3_config.ts";
+
+/**
+ * Where a server's TLS identity comes from: the operator's certificate and key files, or
+ * ferry's own, made and kept in a state folder.
+ */
+export type TlsSource = { certFile: string; keyFile: string } | { stateDir?: string };
 
 /** A file the server reads at start and must never serve. */
 export interface SecretFile {

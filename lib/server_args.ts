@@ -22,7 +22,7 @@ import {
 } from "./options.ts";
 import { parseS3Options, S3_OPTIONS, type S3Command } from "./s3_cli.ts";
 import { SERVER_DEFAULTS } from "./server.ts";
-import type { TlsSource } from "./tls_identity.ts";
+import type { TlsSource } from "./server_access.ts";
 import { NAME } from "./version.ts";
 
 const PROGRAM = `${NAME}-server`;

@@ -131,6 +131,12 @@ export interface Store {
   openFile(name: string): Promise<StoreFile>;
   /** Starts an upload: checks the name and that it is free (unless overwriting). */
   beginUpload(name: string, options?: BeginUploadOptions): Promise<StoreUpload>;
+  /**
+   * Refuses an upload of `name` that {@link beginUpload} would refuse for its target, before its
+   * bytes are sent (a transfer of many files refuses each on its own). A store without it (S3)
+   * refuses at beginUpload.
+   */
+  checkFree?(name: string, overwrite: boolean): Promise<void>;
   /** Every file, sorted by name. */
   list(): Promise<ListEntry[]>;
   /**

@@ -11,7 +11,7 @@ import { createPrivateKey, X509Certificate } from "node:crypto";
 import { join, resolve } from "node:path";
 import { describeError, UserError } from "./errors.ts";
 import { StagedFile } from "./staged_file.ts";
-import { isInside, realPathOf } from "./server_access.ts";
+import { isInside, realPathOf, type TlsSource } from "./server_access.ts";
 import { chmodQuietly, ensurePrivateDir, userDir, userDirVariables } from "./user_dirs.ts";
 import { formatFingerprint, makeSelfSignedCertificate, pemCertificates } from "./x509.ts";
 import { NAME } from "./version.ts";
@@ -260,12 +260,6 @@ export function serverNames(hostname: string): string[] {
   }
   return names;
 }
-
-/**
- * Where a server's TLS identity comes from: the operator's certificate and key files, or
- * ferry's own, made and kept in a state folder.
- */
-export type TlsSource = { certFile: string; keyFile: string } | { stateDir?: string };
 
 /** The identity `source` names: checked files, or the state folder's own (made if missing). */
 export function loadIdentity(

@@ -7,7 +7,7 @@
  */
 
 import { ProtocolError } from "./errors.ts";
-import { type ErrorCode, parseError } from "./protocol.ts";
+import { type ErrorCode, parseError } from "./error_codes.ts";
 
 /** WELCOME feature of a server that offers the requests in this module. */
 export const TREE_FEATURE = "tree";

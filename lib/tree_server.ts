@@ -1,29 +1,24 @@
 /**
- * The server's side of tree transfers: a `put_tree` received into the store, a `get_tree` sent
- * from it, through the store's {@link Store.treeSource} and {@link Store.treeSink} (and those two
- * for the folder store), and the files transfers of mput and mget. Every name goes through the
- * store ({@link checkName}, {@link FileStore.folderOf}, {@link FileStore.beginUpload}), so a tree
- * can neither leave the root nor reach the private folders, and each file is staged, verified and
- * put in place as a single put is.
+ * The server's side of tree transfers, on any store: a `put_tree` received into the store and a
+ * `get_tree` sent from it, through the store's {@link Store.treeSource} and {@link Store.treeSink}
+ * (the folder store's are in lib/folder_tree.ts), and the files transfers of mput and mget. Every
+ * name goes through the store ({@link checkName}, {@link Store.beginUpload}), so a tree can
+ * neither leave the root nor reach the private folders, and each file is staged, verified and put
+ * in place as a single put is.
  *
  * @module
  */
 
 import type { BufferPool } from "./buffer_pool.ts";
 import { StoreError } from "./errors.ts";
-import { FileStore, RESUME_DIR } from "./file_store.ts";
-import { checkName, isValidName, nameIn, quote, STAGING_DIR } from "./remote_name.ts";
+import { checkName, quote } from "./remote_name.ts";
 import type { FrameReader, FrameWriter } from "./frame_io.ts";
 import type { Store } from "./store.ts";
-import { checksumFilePrefix } from "./transfer.ts";
 import { isFilesTransfer, type TreeSummary, type TreeTransferRequest } from "./tree_protocol.ts";
-import { makeDir, removeName, resolveFolder } from "./tree_store.ts";
 import { DEFAULT_MAX_ENTRIES, receiveTree } from "./tree_receive.ts";
 import { sendTree } from "./tree_send.ts";
 import { sourceFile, type TreeFileSink, type TreeSink, type TreeSource } from "./tree_transfer.ts";
-import { join } from "node:path";
-import { syncDir } from "./staged_file.ts";
-import { foldsCase, ListWalk, MODE_BITS, TreeWalker, type WalkEntry } from "./tree_walk.ts";
+import { ListWalk, type WalkEntry } from "./tree_walk.ts";
 
 /** What the server's tree handlers need. */
 export interface TreeServeContext {
@@ -37,23 +32,6 @@ export interface TreeServeContext {
   maxSize?: number;
   /** Most entries a tree may have (default {@link DEFAULT_MAX_ENTRIES}). */
   maxEntries?: number;
-}
-
-/**
- * A walk of the folder at `real`, leaving out what no client may see and, unless `keepInvalid`,
- * the names no request can carry.
- */
-function walkServed(
-  real: string,
-  base: string | undefined,
-  options: { keepInvalid?: boolean } = {},
-): Promise<TreeWalker> {
-  return TreeWalker.open(real, {
-    undecodable: options.keepInvalid,
-    skip: (path) =>
-      (base === undefined && (path === STAGING_DIR || path === RESUME_DIR)) ||
-      (!options.keepInvalid && !isValidName(nameIn(base, path))),
-  });
 }
 
 /**
@@ -120,31 +98,6 @@ export async function serveTreeTransfer(
   });
 }
 
-/** What `get -r` sends from the folder `base` of a folder store (the root when undefined). */
-export async function folderSource(
-  store: FileStore,
-  base: string | undefined,
-): Promise<TreeSource> {
-  const real = await resolveFolder(store, base);
-  const info = await Deno.stat(real);
-  return {
-    // Names ferry does not carry are walked too: the sender notes them, and the client hears.
-    walker: await walkServed(real, base, { keepInvalid: true }),
-    top: { mtime: info.mtime?.getTime() ?? 0, mode: (info.mode ?? 0o755) & MODE_BITS },
-    // Resolved again, as any get: a name swapped for a symlink since the walk cannot lead out.
-    open: async (path) => await Deno.open(await store.resolveFile(nameIn(base, path))),
-    readLink: (path) => readStoreLink(store, nameIn(base, path)),
-    allowed: (path) => isValidName(nameIn(base, path)),
-  };
-}
-
-/** The target of the symlink `name`, its folders walked as for any name (never out of the root). */
-async function readStoreLink(store: FileStore, name: string): Promise<string> {
-  const folder = await store.folderOf(name);
-  if (folder === null) throw new StoreError("not_found", `No such link: ${name}`);
-  return await Deno.readLink(join(folder, checkName(name).at(-1)!));
-}
-
 /**
  * The files a get_files names, in its order. Every name is in the manifest, even one that cannot
  * be served (the client matches entries to its names by place): its refusal goes, when the file
@@ -187,7 +140,7 @@ function filesSink(store: Store, overwrite: boolean): TreeSink {
   return {
     check: (path) => void checkName(path),
     // A folder store refuses a taken name before its bytes are sent; an S3 store, at beginFile.
-    admit: store instanceof FileStore ? (path) => store.checkFree(path, overwrite) : undefined,
+    admit: store.checkFree ? (path) => store.checkFree!(path, overwrite) : undefined,
     walker: () => Promise.resolve(null),
     makeBase: () => Promise.resolve(),
     makeDir: never,
@@ -204,78 +157,5 @@ function filesSink(store: Store, overwrite: boolean): TreeSink {
     finishBase: never,
     caseInsensitive: () => Promise.resolve(false),
     checksum: () => Promise.resolve(null),
-  };
-}
-
-/** Receives into the folder `base` of a folder store (the root when undefined). */
-export function folderSink(store: FileStore, base: string | undefined): TreeSink {
-  const name = (path: string) => nameIn(base, path);
-  return {
-    check: (path) => void checkName(name(path)),
-    walker: async () => {
-      try {
-        return await walkServed(await resolveFolder(store, base), base);
-      } catch (error) {
-        if (error instanceof StoreError && error.code === "not_found") return null;
-        throw error;
-      }
-    },
-    makeBase: async () => {
-      if (base !== undefined) await makeDir(store, base, { parents: true });
-    },
-    makeDir: (path) => makeDir(store, name(path), { parents: true }),
-    remove: (path) => removeName(store, name(path), { recursive: true }),
-    beginFile: async (path, entry): Promise<TreeFileSink> => {
-      const upload = await store.beginUpload(name(path), {
-        overwrite: true,
-        size: entry.size,
-        mtime: entry.mtime,
-        mode: entry.mode,
-        // The receiver has just compared this folder; the name is checked when it is given.
-        precheck: false,
-      });
-      return {
-        write: (chunk) => upload.write(chunk),
-        commit: (verified) => upload.commit(verified),
-        discard: () => upload.discard(),
-      };
-    },
-    makeLink: async (path, target) => {
-      const folder = (await store.folderOf(name(path), true))!;
-      const final = join(folder, checkName(name(path)).at(-1)!);
-      const there = await Deno.lstat(final).catch(() => null);
-      if (there?.isDirectory) throw new StoreError("not_a_file", `${name(path)} is a folder`);
-      // Made in the staging folder, then renamed over whatever file or link has the name.
-      const staged = join(store.stagingDir, `${crypto.randomUUID()}.link`);
-      await Deno.symlink(target, staged);
-      try {
-        await Deno.rename(staged, final);
-      } catch (error) {
-        await Deno.remove(staged).catch(() => {});
-        throw error;
-      }
-      await syncDir(folder);
-    },
-    readLink: (path) => readStoreLink(store, name(path)),
-    finishDir: async (path, entry) => {
-      const real = await resolveFolder(store, name(path));
-      // The server must still be able to manage what it serves: owner rwx always stays.
-      if (Deno.build.os !== "windows") await Deno.chmod(real, entry.mode | 0o700);
-      await Deno.utime(real, new Date(), new Date(entry.mtime));
-    },
-    finishBase: async (top) => {
-      // The served folder itself belongs to whoever runs the server, not to a client.
-      if (base === undefined) return;
-      const real = await resolveFolder(store, base);
-      if (Deno.build.os !== "windows") await Deno.chmod(real, top.mode | 0o700);
-      await Deno.utime(real, new Date(), new Date(top.mtime));
-    },
-    // The probe goes in the staging folder: nothing a client could see, on the root's filesystem.
-    caseInsensitive: () => foldsCase(store.stagingDir),
-    checksum: async (path) => {
-      using file = await Deno.open(await store.resolveFile(name(path)));
-      const size = (await file.stat()).size;
-      return (await checksumFilePrefix(file, size))?.digest() ?? null;
-    },
   };
 }

@@ -1,27 +1,78 @@
 /**
  * Operations on the served tree beyond single files: listing one folder or a whole subtree, and
- * removing, renaming and creating names. Every name goes through the store's {@link checkName}
- * and its folder walk ({@link FileStore.folderOf}), so no operation leaves the root, reaches the
- * private folders or follows a symlink that leads out.
+ * removing, renaming and creating names, on the folder store as {@link ServedFolder} (what these
+ * need of it), and an rm, mv or mkdir on any store ({@link changeTree}). Every name goes through
+ * the store's {@link checkName} and its folder walk ({@link ServedFolder.folderOf}), so no
+ * operation leaves the root, reaches the private folders or follows a symlink that leads out.
  *
  * @module
  */
 
 import { join, sep } from "node:path";
 import { StoreError } from "./errors.ts";
-import type { FileStore } from "./file_store.ts";
 import { checkName, quote } from "./remote_name.ts";
 import { moveNoClobber, syncDir } from "./staged_file.ts";
 import type {
+  BeginUploadOptions,
   ListTreeOptions,
   MakeDirOptions,
   MoveOptions,
   RemoveOptions,
   Store,
+  StoreUpload,
 } from "./store.ts";
 import type { TreeChangeRequest, TreeEntry } from "./tree_protocol.ts";
 
 export type { ListTreeOptions, MakeDirOptions, MoveOptions, RemoveOptions };
+
+/** Options of the folder store's uploads: a put's, and for a tree's files their mtime and mode. */
+export interface FileUploadOptions extends BeginUploadOptions {
+  /** Modification time to give the file, ms since the epoch; default: when it is written. */
+  mtime?: number;
+  /** Permission bits to give the file, at most 0o777; default: the umask's. */
+  mode?: number;
+  /**
+   * Check the name's folders and target before the data arrives, to refuse early (default
+   * true). They are checked again, whole, when the file is named either way; a tree transfer,
+   * which has just compared its folder, skips the first check (three lookups a file).
+   */
+  precheck?: boolean;
+}
+
+/**
+ * What the operations on the served tree (here and in lib/folder_tree.ts) need of the folder
+ * store. lib/file_store.ts's `FileStore` is one and hands itself in; it is declared here, below
+ * the store, so that the store can delegate to these operations without the two importing each
+ * other.
+ */
+export interface ServedFolder {
+  /** Real path of the served folder. */
+  readonly root: string;
+  /** Real path of the hidden staging folder, on the root's filesystem. */
+  readonly stagingDir: string;
+  /**
+   * The real path of the folder that holds `name` (checked with {@link checkName}), every folder
+   * on the way checked as for an upload; missing folders are created with `create`, otherwise
+   * the result is null.
+   */
+  folderOf(name: string, create?: boolean): Promise<string | null>;
+  /** Whether a real path lies inside the root and outside its private folders. */
+  isInside(path: string): boolean;
+  /** The real path of the regular file `name`; throws `StoreError` when there is none. */
+  resolveFile(name: string): Promise<string>;
+  /**
+   * Tells `visit` about each name in the folder `dir` (a real path inside the root, whose names
+   * start with `prefix`), and with `recursive` about everything under it.
+   */
+  walkListing(
+    dir: string,
+    prefix: string,
+    options: { recursive: boolean },
+    visit: (entry: TreeEntry) => void,
+  ): Promise<void>;
+  /** Starts an upload, as {@link Store.beginUpload}, with a tree's file's mtime and mode. */
+  beginUpload(name: string, options?: FileUploadOptions): Promise<StoreUpload>;
+}
 
 function isNotFound(error: unknown): boolean {
   return error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory;
@@ -41,7 +92,7 @@ async function lstatOrNull(path: string): Promise<Deno.FileInfo | null> {
  * Where `name` is: the real path of its folder joined with its last segment, which may or may not
  * exist. Null when a folder on the way is missing.
  */
-async function locate(store: FileStore, name: string): Promise<string | null> {
+async function locate(store: ServedFolder, name: string): Promise<string | null> {
   const folder = await store.folderOf(name);
   return folder === null ? null : join(folder, checkName(name).at(-1)!);
 }
@@ -50,7 +101,7 @@ async function locate(store: FileStore, name: string): Promise<string | null> {
  * The real path of the folder `dir` names (the root when absent). A symlink to a folder inside
  * the root is followed, as for any other name; one that leads out is refused.
  */
-export async function resolveFolder(store: FileStore, dir?: string): Promise<string> {
+export async function resolveFolder(store: ServedFolder, dir?: string): Promise<string> {
   if (dir === undefined) return store.root;
   const missing = () => new StoreError("not_found", `No such folder: ${quote(dir)}`);
   const path = await locate(store, dir);
@@ -77,7 +128,7 @@ export async function resolveFolder(store: FileStore, dir?: string): Promise<str
  * A name that is not valid UTF-8 is listed marked `notUtf8`.
  */
 export async function listTree(
-  store: FileStore,
+  store: ServedFolder,
   options: ListTreeOptions = {},
 ): Promise<TreeEntry[]> {
   const top = await resolveFolder(store, options.dir);
@@ -93,7 +144,7 @@ export async function listTree(
  * holds (symlinks inside are removed, never followed).
  */
 export async function removeName(
-  store: FileStore,
+  store: ServedFolder,
   name: string,
   options: RemoveOptions = {},
 ): Promise<void> {
@@ -118,7 +169,7 @@ export async function removeName(
  * unless `overwrite` is set and it is not a folder.
  */
 export async function moveName(
-  store: FileStore,
+  store: ServedFolder,
   from: string,
   to: string,
   options: MoveOptions = {},
@@ -155,7 +206,7 @@ export async function moveName(
 
 /** Creates a folder; its parent must exist unless `parents` is set. */
 export async function makeDir(
-  store: FileStore,
+  store: ServedFolder,
   name: string,
   options: MakeDirOptions = {},
 ): Promise<void> {

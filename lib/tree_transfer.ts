@@ -12,7 +12,6 @@
 import type { BufferPool } from "./buffer_pool.ts";
 import type { ErrorCode } from "./protocol.ts";
 import type { FrameReader, FrameWriter } from "./frame_io.ts";
-import type { StoreReader } from "./store.ts";
 import type { ByteSink, LocalWaits, TransferResult } from "./transfer.ts";
 import type { ManifestEntry, ManifestTop } from "./tree_protocol.ts";
 import type { EntryWalk } from "./tree_walk.ts";
@@ -60,8 +59,13 @@ export interface TreeSourceFile {
   close(): void;
 }
 
-/** A file opened in a store, as a sender reads it. */
-export function sourceFile(opened: { file: StoreReader; size: number }): TreeSourceFile {
+/**
+ * A file opened in a store (a `StoreReader` of lib/store.ts, which only needs to read, seek and
+ * close), as a sender reads it.
+ */
+export function sourceFile(
+  opened: { file: Omit<TreeSourceFile, "stat">; size: number },
+): TreeSourceFile {
   const { file, size } = opened;
   return {
     read: (p) => file.read(p),

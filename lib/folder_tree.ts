@@ -1,0 +1,135 @@
+/**
+ * The folder store's two ends of a tree transfer: what `get -r` sends from a folder of the served
+ * root ({@link folderSource}) and where `put -r` receives into one ({@link folderSink}), behind
+ * lib/file_store.ts's `treeSource` and `treeSink`. Every name goes through the store
+ * ({@link checkName}, {@link ServedFolder.folderOf}, {@link ServedFolder.beginUpload}), so a tree
+ * can neither leave the root nor reach the private folders, and each file is staged, verified and
+ * put in place as a single put is.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { StoreError } from "./errors.ts";
+import { RESUME_DIR } from "./kept_uploads.ts";
+import { checkName, isValidName, nameIn, STAGING_DIR } from "./remote_name.ts";
+import { syncDir } from "./staged_file.ts";
+import { checksumFilePrefix } from "./transfer.ts";
+import { makeDir, removeName, resolveFolder, type ServedFolder } from "./tree_store.ts";
+import type { TreeFileSink, TreeSink, TreeSource } from "./tree_transfer.ts";
+import { foldsCase, MODE_BITS, TreeWalker } from "./tree_walk.ts";
+
+/**
+ * A walk of the folder at `real`, leaving out what no client may see and, unless `keepInvalid`,
+ * the names no request can carry.
+ */
+function walkServed(
+  real: string,
+  base: string | undefined,
+  options: { keepInvalid?: boolean } = {},
+): Promise<TreeWalker> {
+  return TreeWalker.open(real, {
+    undecodable: options.keepInvalid,
+    skip: (path) =>
+      (base === undefined && (path === STAGING_DIR || path === RESUME_DIR)) ||
+      (!options.keepInvalid && !isValidName(nameIn(base, path))),
+  });
+}
+
+/** What `get -r` sends from the folder `base` of a folder store (the root when undefined). */
+export async function folderSource(
+  store: ServedFolder,
+  base: string | undefined,
+): Promise<TreeSource> {
+  const real = await resolveFolder(store, base);
+  const info = await Deno.stat(real);
+  return {
+    // Names ferry does not carry are walked too: the sender notes them, and the client hears.
+    walker: await walkServed(real, base, { keepInvalid: true }),
+    top: { mtime: info.mtime?.getTime() ?? 0, mode: (info.mode ?? 0o755) & MODE_BITS },
+    // Resolved again, as any get: a name swapped for a symlink since the walk cannot lead out.
+    open: async (path) => await Deno.open(await store.resolveFile(nameIn(base, path))),
+    readLink: (path) => readStoreLink(store, nameIn(base, path)),
+    allowed: (path) => isValidName(nameIn(base, path)),
+  };
+}
+
+/** The target of the symlink `name`, its folders walked as for any name (never out of the root). */
+async function readStoreLink(store: ServedFolder, name: string): Promise<string> {
+  const folder = await store.folderOf(name);
+  if (folder === null) throw new StoreError("not_found", `No such link: ${name}`);
+  return await Deno.readLink(join(folder, checkName(name).at(-1)!));
+}
+
+/** Receives into the folder `base` of a folder store (the root when undefined). */
+export function folderSink(store: ServedFolder, base: string | undefined): TreeSink {
+  const name = (path: string) => nameIn(base, path);
+  return {
+    check: (path) => void checkName(name(path)),
+    walker: async () => {
+      try {
+        return await walkServed(await resolveFolder(store, base), base);
+      } catch (error) {
+        if (error instanceof StoreError && error.code === "not_found") return null;
+        throw error;
+      }
+    },
+    makeBase: async () => {
+      if (base !== undefined) await makeDir(store, base, { parents: true });
+    },
+    makeDir: (path) => makeDir(store, name(path), { parents: true }),
+    remove: (path) => removeName(store, name(path), { recursive: true }),
+    beginFile: async (path, entry): Promise<TreeFileSink> => {
+      const upload = await store.beginUpload(name(path), {
+        overwrite: true,
+        size: entry.size,
+        mtime: entry.mtime,
+        mode: entry.mode,
+        // The receiver has just compared this folder; the name is checked when it is given.
+        precheck: false,
+      });
+      return {
+        write: (chunk) => upload.write(chunk),
+        commit: (verified) => upload.commit(verified),
+        discard: () => upload.discard(),
+      };
+    },
+    makeLink: async (path, target) => {
+      const folder = (await store.folderOf(name(path), true))!;
+      const final = join(folder, checkName(name(path)).at(-1)!);
+      const there = await Deno.lstat(final).catch(() => null);
+      if (there?.isDirectory) throw new StoreError("not_a_file", `${name(path)} is a folder`);
+      // Made in the staging folder, then renamed over whatever file or link has the name.
+      const staged = join(store.stagingDir, `${crypto.randomUUID()}.link`);
+      await Deno.symlink(target, staged);
+      try {
+        await Deno.rename(staged, final);
+      } catch (error) {
+        await Deno.remove(staged).catch(() => {});
+        throw error;
+      }
+      await syncDir(folder);
+    },
+    readLink: (path) => readStoreLink(store, name(path)),
+    finishDir: async (path, entry) => {
+      const real = await resolveFolder(store, name(path));
+      // The server must still be able to manage what it serves: owner rwx always stays.
+      if (Deno.build.os !== "windows") await Deno.chmod(real, entry.mode | 0o700);
+      await Deno.utime(real, new Date(), new Date(entry.mtime));
+    },
+    finishBase: async (top) => {
+      // The served folder itself belongs to whoever runs the server, not to a client.
+      if (base === undefined) return;
+      const real = await resolveFolder(store, base);
+      if (Deno.build.os !== "windows") await Deno.chmod(real, top.mode | 0o700);
+      await Deno.utime(real, new Date(), new Date(top.mtime));
+    },
+    // The probe goes in the staging folder: nothing a client could see, on the root's filesystem.
+    caseInsensitive: () => foldsCase(store.stagingDir),
+    checksum: async (path) => {
+      using file = await Deno.open(await store.resolveFile(name(path)));
+      const size = (await file.stat()).size;
+      return (await checksumFilePrefix(file, size))?.digest() ?? null;
+    },
+  };
+}
