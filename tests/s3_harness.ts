@@ -66,6 +66,11 @@ export async function keys(bucket: string): Promise<string[]> {
   return [...xml.matchAll(/<Key>([^<]*)<\/Key>/g)].map((m) => m[1]);
 }
 
+/** Keys of the servers' own staging objects and claims left in a bucket. */
+export async function stagingKeys(bucket: string): Promise<string[]> {
+  return (await keys(bucket)).filter((key) => key.includes(".ferry-staging"));
+}
+
 /** Multipart uploads in progress in a bucket. */
 export async function multipartUploads(bucket: string): Promise<string[]> {
   const response = await s3.fetch(`${endpoint}/${bucket}?uploads`);

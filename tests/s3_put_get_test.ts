@@ -29,6 +29,7 @@ import {
   PART,
   s3,
   stagedPut,
+  stagingKeys,
   startS3Server,
 } from "./s3_harness.ts";
 
@@ -54,7 +55,7 @@ Deno.test({
     assert.equal((await ferry(b, ["get", "small.txt", "-"])).stdout.length, small.length);
     assert.deepEqual(await multipartUploads(bucket), [], "no upload left staged");
     assert.deepEqual(
-      (await keys(bucket)).filter((key) => key.includes(".ferry-staging")),
+      await stagingKeys(bucket),
       [],
       "no staging object or claim left",
     );

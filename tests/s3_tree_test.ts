@@ -14,12 +14,12 @@ import {
   headers,
   holdStore,
   ignore,
-  keys,
   newBucket,
   okText,
   PART,
   putMany,
   s3,
+  stagingKeys,
   startS3Server,
 } from "./s3_harness.ts";
 
@@ -200,7 +200,7 @@ Deno.test({
       what: "a folder over a file",
     });
     assert.deepEqual(
-      (await keys(bucket)).filter((key) => key.includes(".ferry-staging")),
+      await stagingKeys(bucket),
       [],
       "no claim left",
     );
