@@ -530,6 +530,25 @@ async function verifyFile(path: string, size: number, hash: string): Promise<str
   }
 }
 
+/**
+ * Whether every file sent (`size` bytes each, with its sha256 `hash`) arrived whole in `root`:
+ * null when all did, else how many did and the first few that did not, for the record's error.
+ */
+async function checkStored(
+  root: string,
+  files: { path: string; hash: string }[],
+  size: number,
+): Promise<string | null> {
+  const problems: string[] = [];
+  for (const file of files) {
+    const wrong = await verifyFile(join(root, basename(file.path)), size, file.hash);
+    if (wrong) problems.push(wrong);
+  }
+  if (problems.length === 0) return null;
+  const shown = problems.slice(0, 3).join("; ") + (problems.length > 3 ? "; …" : "");
+  return `${files.length - problems.length}/${files.length} stored intact (${shown})`;
+}
+
 // ------------------------------------------------------------------------------- cases
 
 /** What every case works with. */
@@ -1406,17 +1425,8 @@ async function runClients(
     await stopAll();
   }
   if (server) record.peakRssKiB = server.peakKiB;
-  const problems: string[] = [];
-  for (const file of files) {
-    const wrong = await verifyFile(join(root, basename(file.path)), size, file.hash);
-    if (wrong) problems.push(wrong);
-  }
-  if (problems.length > 0) {
-    const intact = files.length - problems.length;
-    const shown = problems.slice(0, 3).join("; ") + (problems.length > 3 ? "; …" : "");
-    record.error = `${intact}/${files.length} stored intact (${shown})` +
-      (record.error ? `; ${record.error}` : "");
-  }
+  const stored = await checkStored(root, files, size);
+  if (stored) record.error = stored + (record.error ? `; ${record.error}` : "");
   await Deno.remove(dir, { recursive: true });
   return record;
 }
@@ -1487,17 +1497,9 @@ async function runFiles(
     await stopAll();
   }
   if (server) record.peakRssKiB = server.peakKiB;
-  const problems: string[] = [];
-  for (const [i, path] of files.paths.entries()) {
-    const wrong = await verifyFile(join(root, basename(path)), files.size, files.hashes[i]);
-    if (wrong) problems.push(wrong);
-  }
-  if (problems.length > 0) {
-    const intact = files.paths.length - problems.length;
-    const shown = problems.slice(0, 3).join("; ") + (problems.length > 3 ? "; …" : "");
-    record.error = `${intact}/${files.paths.length} stored intact (${shown})` +
-      (record.error ? `; ${record.error}` : "");
-  }
+  const sent = files.paths.map((path, i) => ({ path, hash: files.hashes[i] }));
+  const stored = await checkStored(root, sent, files.size);
+  if (stored) record.error = stored + (record.error ? `; ${record.error}` : "");
   await Deno.remove(dir, { recursive: true });
   return record;
 }
