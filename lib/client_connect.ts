@@ -7,9 +7,8 @@
  */
 
 import { type BufferPool, defaultPool } from "./buffer_pool.ts";
-import { formatHostPort, isUnresolvedHost, normalizeHost } from "./connection.ts";
+import { formatHostPort, isUnresolvedHost, noDelay, normalizeHost } from "./connection.ts";
 import { describeError, UserError } from "./errors.ts";
-import { noDelay } from "./transfer.ts";
 import { type TlsTrust, upgradeToTls } from "./tls_connect.ts";
 import { DEFAULT_HASH_ARENA_SIZE, requestHashArena } from "./xxh3.ts";
 import { Session } from "./client.ts";

@@ -9,7 +9,7 @@
  */
 
 import { type BufferPool, defaultPool } from "./buffer_pool.ts";
-import { closeQuietly, formatAddr } from "./connection.ts";
+import { closeQuietly, formatAddr, noDelay } from "./connection.ts";
 import { describeError, StartError, UserError } from "./errors.ts";
 import { FileStore } from "./file_store.ts";
 import type { Store } from "./store.ts";
@@ -17,7 +17,6 @@ import { KEPT_DEFAULTS } from "./kept_uploads.ts";
 import type { ErrorMessage } from "./protocol.ts";
 import { Admission } from "./admission.ts";
 import { Watchdog } from "./watchdog.ts";
-import { noDelay } from "./transfer.ts";
 import { DEFAULT_HASH_ARENA_SIZE, requestHashArena } from "./xxh3.ts";
 import { startHttpServer } from "./http/http_server.ts";
 import type { RunningHttpServer } from "./http/http_server.ts";

@@ -1,7 +1,7 @@
 /**
  * The characters a terminal acts on instead of showing, declared once, in named sets. Text shown
  * to a user escapes all of them (lib/format.ts); a name from the network refuses the controls and
- * bidi controls among them (lib/file_store.ts checkName); a peer's error message loses the controls
+ * bidi controls among them (lib/remote_name.ts checkName); a peer's error message loses the controls
  * (lib/error_codes.ts parseError).
  *
  * @module

@@ -589,13 +589,3 @@ export async function checksumFilePrefix(
     pool.release(buffer);
   }
 }
-
-/**
- * Turns off Nagle's algorithm: with it, each small frame waited for the peer's delayed ACK, which
- * made an mput of many small files many times slower (docs/performance.md, "Small frames leave at
- * once").
- */
-export function noDelay(conn: Deno.Conn): void {
-  // TLS connections have no such switch in Deno; only plain TCP ones do.
-  if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
-}

@@ -1,8 +1,9 @@
 /**
- * The client's remote tree operations over a {@link Session}: folder listings, `rm`, `mv`,
- * `mkdir`, whole folders sent (`put -r`) and fetched (`get -r`), and lists of files sent (`mput`)
- * and fetched (`mget`) over the same pipelined path. A server that predates them (no `tree` feature) still gets listings, built from
- * its flat list of files; the changes are refused locally, before anything is sent.
+ * The client's remote tree operations over a {@link Session}: folder listings, `rm`, `mv`, `mkdir`,
+ * whole folders sent (`put -r`) and fetched (`get -r`), and lists of files sent (`mput`) and
+ * fetched (`mget`) over the same pipelined path. A server that predates them (no `tree` feature)
+ * still gets listings, built from its flat list of files; the changes are refused locally, before
+ * anything is sent.
  *
  * @module
  */

@@ -1,8 +1,9 @@
 /**
  * What an HTTP read does to the served folder: GET and HEAD of a file (ranges, validators) or of a
- * folder (HTML or JSON listing, a tar archive); and what every request shares: URLs as store
- * names, store errors as statuses, the request's record for the log. Every name goes through the
- * store's own rules (lib/remote_name.ts: checkName; lib/file_store.ts: resolveFile). Uploads are lib/http/upload.ts.
+ * folder (HTML or JSON listing, a tar archive); and what every request shares: URLs as store names,
+ * store errors as statuses, the request's record for the log. Every name goes through the store's
+ * own rules (lib/remote_name.ts: checkName; lib/file_store.ts: resolveFile). Uploads are
+ * lib/http/upload.ts.
  *
  * @module
  */
