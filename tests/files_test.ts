@@ -13,7 +13,14 @@ import assert from "node:assert/strict";
 import { encodeControl, FrameType } from "../lib/frames.ts";
 import { createChecksum } from "../lib/checksum.ts";
 import { assertSuccess, ferry, makeTempDir, startServer, stderrLines } from "./harness.ts";
-import { concat, dataFrame as rawData, serveOnce, Wire } from "./wire.ts";
+import {
+  concat,
+  dataFrame as rawData,
+  serveOnce,
+  TREE_PEER,
+  Wire,
+  withFakeServer,
+} from "./wire.ts";
 
 const decoder = new TextDecoder();
 
@@ -195,25 +202,26 @@ Deno.test("mget refuses a hostile server's file it did not ask for, and writes n
     ],
   ];
   for (const [what, entries, pattern] of manifests) {
-    const result = await serveOnce(async (conn) => {
-      using wire = new Wire(conn);
-      await wire.acceptHandshake({ welcome: { server: "evil/1", features: ["tree"] } });
-      const request = await wire.expectFrame(FrameType.REQUEST, "request");
-      assert.deepEqual(request.names, ["a.txt"]);
-      await wire.write(concat([
-        encodeControl(FrameType.OK, {}),
-        encodeControl(FrameType.MANIFEST, { entries, last: true }),
-      ]));
-      // The client may answer before it reads the file it did not ask for.
-      const frame = await wire.readFrame();
-      if (frame?.type === FrameType.WANT) {
+    const result = await withFakeServer(
+      async (wire, request) => {
+        assert.deepEqual(request.names, ["a.txt"]);
         await wire.write(concat([
-          encodeControl(FrameType.FILE, { index: 0, size: 4 }),
-          encodeControl(FrameType.END, { size: 0, checksum: await checksum(new Uint8Array(0)) }),
+          encodeControl(FrameType.OK, {}),
+          encodeControl(FrameType.MANIFEST, { entries, last: true }),
         ]));
-      }
-      await wire.waitForClose(10000);
-    }, (port) => ferry({ host: "127.0.0.1", port }, ["mget", "a.txt"], { cwd: work.path }));
+        // The client may answer before it reads the file it did not ask for.
+        const frame = await wire.readFrame();
+        if (frame?.type === FrameType.WANT) {
+          await wire.write(concat([
+            encodeControl(FrameType.FILE, { index: 0, size: 4 }),
+            encodeControl(FrameType.END, { size: 0, checksum: await checksum(new Uint8Array(0)) }),
+          ]));
+        }
+        await wire.waitForClose(10000);
+      },
+      (port) => ferry({ host: "127.0.0.1", port }, ["mget", "a.txt"], { cwd: work.path }),
+      TREE_PEER,
+    );
     // The whole exchange stops; each file of it is reported failed, and nothing is written.
     assert.equal(result.code, 1, `${what}: ${result.stderr}`);
     assert.match(result.stderr, pattern, what);

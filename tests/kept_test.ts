@@ -31,7 +31,7 @@ import {
   waitForStagingData,
 } from "./harness.ts";
 import { MOUNT_ALLOWED, withTmpfs } from "./tmpfs.ts";
-import { checksumOf, concat, dataFrame, serveOnce, Wire } from "./wire.ts";
+import { checksumOf, concat, dataFrame, Wire, withFakeServer } from "./wire.ts";
 
 const MiB = 1 << 20;
 const decoder = new TextDecoder();
@@ -279,10 +279,7 @@ Deno.test("kept names from a server are shown escaped, as list shows them", asyn
     expiresAt: 86_400_000 + i,
   }))));
   for (const json of [false, true]) {
-    const result = await serveOnce(async (conn) => {
-      using wire = new Wire(conn);
-      await wire.acceptHandshake();
-      const request = await wire.expectFrame(FrameType.REQUEST, "kept request");
+    const result = await withFakeServer(async (wire, request) => {
       assert.deepEqual(request, { op: "kept" });
       await wire.write(concat([
         encodeControl(FrameType.OK, { size: listing.length }),

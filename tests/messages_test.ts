@@ -31,7 +31,7 @@ import {
   stderrLines,
   waitFor,
 } from "./harness.ts";
-import { dataFrame, serveOnce, Wire } from "./wire.ts";
+import { dataFrame, Wire, withFakeServer } from "./wire.ts";
 
 const MiB = 1 << 20;
 const decoder = new TextDecoder();
@@ -305,10 +305,7 @@ Deno.test("mput and mget name a failed file once", async () => {
 Deno.test("--stall-timeout: the reason comes first, with the note on the kept .part on the same line", async () => {
   await using work = await makeTempDir();
   let port = 0;
-  const result = await serveOnce(async (conn) => {
-    using wire = new Wire(conn);
-    await wire.acceptHandshake();
-    await wire.expectFrame(FrameType.REQUEST, "get");
+  const result = await withFakeServer(async (wire) => {
     await wire.write(encodeControl(FrameType.OK, { size: 2 * MiB, mtime: 0, offset: 0 }));
     await wire.write(dataFrame(randomBytes(64 * 1024)));
     // Then nothing: the client gives up on its own.
@@ -333,10 +330,7 @@ Deno.test("--stall-timeout: the reason comes first, with the note on the kept .p
 
 Deno.test("a get cut before any byte arrived keeps no .part, and its message claims none", async () => {
   await using work = await makeTempDir();
-  const result = await serveOnce(async (conn) => {
-    using wire = new Wire(conn);
-    await wire.acceptHandshake();
-    await wire.expectFrame(FrameType.REQUEST, "get");
+  const result = await withFakeServer(async (wire) => {
     await wire.write(encodeControl(FrameType.OK, { size: 2 * MiB, mtime: 0, offset: 0 }));
     // Then the connection goes, before any data.
   }, (p) => ferry({ host: "127.0.0.1", port: p }, ["get", "x.bin"], { cwd: work.path }));

@@ -28,7 +28,7 @@ import {
   waitFor,
   writeRandomFile,
 } from "./harness.ts";
-import { concat, dataFrame, serveOnce, Wire } from "./wire.ts";
+import { concat, dataFrame, Wire, withFakeServer } from "./wire.ts";
 
 /** A generous bound on noticing a closed connection: seconds, never minutes. */
 const NOTICE_MS = 10000;
@@ -161,10 +161,7 @@ Deno.test("--limit-rate 1: a server that cuts the upload is noticed at once, and
     const what = said ? "cut with an ERROR" : "closed without a word";
     let cutAt = 0;
     const started = performance.now();
-    const result = await serveOnce(async (conn) => {
-      using wire = new Wire(conn);
-      await wire.acceptHandshake();
-      const request = await wire.expectFrame(FrameType.REQUEST, "put request");
+    const result = await withFakeServer(async (wire, request) => {
       assert.equal(request.op, "put");
       await wire.write(encodeControl(FrameType.OK, {}));
       // Paced bytes leave from the start: the first one comes at once, not after the pacing.
@@ -226,10 +223,7 @@ Deno.test("a get into a pipe nobody reads notices the server going away, and say
     assertSuccess(await runCommand("mkfifo", [fifo]), "mkfifo");
     const chunk = randomBytes(1 << 20);
     let cutAt = 0;
-    const result = await serveOnce(async (conn) => {
-      using wire = new Wire(conn);
-      await wire.acceptHandshake();
-      const request = await wire.expectFrame(FrameType.REQUEST, "get request");
+    const result = await withFakeServer(async (wire, request) => {
       assert.equal(request.op, "get");
       // Two MiB of a bigger file: the client writes the first into the pipe, which takes 64 KiB
       // and then nothing, reads the second and waits on the pipe, no longer reading the socket.

@@ -18,17 +18,17 @@ import {
   startServer,
   stderrLines,
 } from "./harness.ts";
-import { concat, serveOnce, Wire } from "./wire.ts";
+import { concat, type FakeScript, TREE_PEER, Wire, withFakeServer } from "./wire.ts";
 import { dir, file, snapshot } from "./tree_helpers.ts";
 
 // ------------------------------------------------------------------------- hostile manifests
 
-/** A fake server that answers get_tree with `entries` as its manifest. */
-function hostileServer(entries: Record<string, unknown>[], extra: Record<string, unknown> = {}) {
-  return async (conn: Deno.Conn) => {
-    using wire = new Wire(conn);
-    await wire.acceptHandshake({ welcome: { server: "evil/1", features: ["tree"] } });
-    const request = await wire.expectFrame(FrameType.REQUEST, "request");
+/** A fake server's answer to get_tree: `entries` as its manifest. */
+function hostileManifest(
+  entries: Record<string, unknown>[],
+  extra: Record<string, unknown> = {},
+): FakeScript {
+  return async (wire, request) => {
     assert.equal(request.op, "get_tree");
     await wire.write(concat([
       encodeControl(FrameType.OK, {}),
@@ -63,9 +63,10 @@ Deno.test("get -r refuses a hostile server's manifest and writes nothing outside
     ["bad notes", [], /bad notes/, { notes: [{ path: 1 }] }],
   ] as [string, Record<string, unknown>[], RegExp, Record<string, unknown>?][];
   for (const [what, entries, pattern, extra] of manifests) {
-    const result = await serveOnce(
-      hostileServer(entries, extra),
+    const result = await withFakeServer(
+      hostileManifest(entries, extra),
       (port) => ferry({ host: "127.0.0.1", port }, ["get", "-r", "x", local]),
+      TREE_PEER,
     );
     assertFailure(result, pattern, { what });
   }
@@ -78,24 +79,25 @@ Deno.test("get -r refuses a hostile server's manifest and writes nothing outside
 Deno.test("a hostile server's notes are shown escaped, and its top folder keeps owner rwx", async () => {
   await using work = await makeTempDir();
   const local = `${work.path}/dest`;
-  const result = await serveOnce(async (conn) => {
-    using wire = new Wire(conn);
-    await wire.acceptHandshake({ welcome: { server: "evil/1", features: ["tree"] } });
-    await wire.expectFrame(FrameType.REQUEST, "request");
-    await wire.write(concat([
-      encodeControl(FrameType.OK, {}),
-      encodeControl(FrameType.MANIFEST, {
-        entries: [],
-        last: true,
-        top: { mtime: 86_400_000, mode: 0 },
-        notes: [{ path: "\u001b]0;pwned\u0007", message: "gone\u001b[2J" }],
-      }),
-    ]));
-    assert.deepEqual(await wire.expectFrame(FrameType.WANT, "want"), { want: [] });
-    await wire.write(encodeControl(FrameType.FINISH, {}));
-    await wire.expectFrame(FrameType.OK, "summary");
-    await wire.waitForClose(10000);
-  }, (port) => ferry({ host: "127.0.0.1", port }, ["get", "-r", "x", local]));
+  const result = await withFakeServer(
+    async (wire) => {
+      await wire.write(concat([
+        encodeControl(FrameType.OK, {}),
+        encodeControl(FrameType.MANIFEST, {
+          entries: [],
+          last: true,
+          top: { mtime: 86_400_000, mode: 0 },
+          notes: [{ path: "\u001b]0;pwned\u0007", message: "gone\u001b[2J" }],
+        }),
+      ]));
+      assert.deepEqual(await wire.expectFrame(FrameType.WANT, "want"), { want: [] });
+      await wire.write(encodeControl(FrameType.FINISH, {}));
+      await wire.expectFrame(FrameType.OK, "summary");
+      await wire.waitForClose(10000);
+    },
+    (port) => ferry({ host: "127.0.0.1", port }, ["get", "-r", "x", local]),
+    TREE_PEER,
+  );
   assertSuccess(result, "get -r");
   assert.ok(
     stderrLines(result).includes('ferry: "\\u001b]0;pwned\\u0007": gone [2J; not sent'),
@@ -133,9 +135,10 @@ Deno.test("get -r --links refuses a hostile server's links that lead out, or tha
   ];
   for (const [what, entries, pattern, flags] of manifests) {
     const args = ["get", "-r", "x", local, ...(flags.length ? [] : ["--links"])];
-    const result = await serveOnce(
-      hostileServer(entries),
+    const result = await withFakeServer(
+      hostileManifest(entries),
       (port) => ferry({ host: "127.0.0.1", port }, args),
+      TREE_PEER,
     );
     assertFailure(result, pattern, { what });
   }
@@ -186,31 +189,35 @@ Deno.test("get -r replaces a local symlink the server names as a folder, never w
   const data = new TextEncoder().encode("evil");
   const checksum = await createChecksum();
   checksum.update(data);
-  const result = await serveOnce(async (conn) => {
-    using wire = new Wire(conn);
-    await wire.acceptHandshake({ welcome: { server: "evil/1", features: ["tree"] } });
-    await wire.expectFrame(FrameType.REQUEST, "request");
-    await wire.write(concat([
-      encodeControl(FrameType.OK, {}),
-      encodeControl(FrameType.MANIFEST, { entries: [dir("link"), file("link/evil")], last: true }),
-    ]));
-    const want = await wire.expectFrame(FrameType.WANT, "want");
-    assert.deepEqual(want.want, [1]);
-    const header = new Uint8Array(5);
-    new DataView(header.buffer).setUint8(0, FrameType.DATA);
-    new DataView(header.buffer).setUint32(1, data.length);
-    await wire.write(concat([
-      encodeControl(FrameType.FILE, { index: 1, size: 4 }),
-      header,
-      data,
-      encodeControl(FrameType.END, { size: 4, checksum: checksum.digest() }),
-      encodeControl(FrameType.FINISH, {}),
-    ]));
-    await wire.expectFrame(FrameType.RESULT, "result");
-    const summary = await wire.expectFrame(FrameType.OK, "summary");
-    assert.equal(summary.files, 1);
-    await wire.waitForClose(10000);
-  }, (port) => ferry({ host: "127.0.0.1", port }, ["get", "-r", "x", local]));
+  const result = await withFakeServer(
+    async (wire) => {
+      await wire.write(concat([
+        encodeControl(FrameType.OK, {}),
+        encodeControl(FrameType.MANIFEST, {
+          entries: [dir("link"), file("link/evil")],
+          last: true,
+        }),
+      ]));
+      const want = await wire.expectFrame(FrameType.WANT, "want");
+      assert.deepEqual(want.want, [1]);
+      const header = new Uint8Array(5);
+      new DataView(header.buffer).setUint8(0, FrameType.DATA);
+      new DataView(header.buffer).setUint32(1, data.length);
+      await wire.write(concat([
+        encodeControl(FrameType.FILE, { index: 1, size: 4 }),
+        header,
+        data,
+        encodeControl(FrameType.END, { size: 4, checksum: checksum.digest() }),
+        encodeControl(FrameType.FINISH, {}),
+      ]));
+      await wire.expectFrame(FrameType.RESULT, "result");
+      const summary = await wire.expectFrame(FrameType.OK, "summary");
+      assert.equal(summary.files, 1);
+      await wire.waitForClose(10000);
+    },
+    (port) => ferry({ host: "127.0.0.1", port }, ["get", "-r", "x", local]),
+    TREE_PEER,
+  );
   assertSuccess(result, "get -r");
   assert.deepEqual([...Deno.readDirSync(outside)], [], "nothing written through the link");
   assert.ok((await Deno.lstat(`${local}/link`)).isDirectory, "a real folder replaced the link");

@@ -347,22 +347,28 @@ export async function serveOnce(
   return result;
 }
 
+/** A fake server's handshake that offers the tree requests, as a hostile peer's would. */
+export const TREE_PEER: AcceptHandshakeOptions = {
+  welcome: { server: "evil/1", features: ["tree"] },
+};
+
 /** What a fake server does after the handshake and the client's REQUEST. */
 export type FakeScript = (wire: Wire, request: Record<string, unknown>) => Promise<void>;
 
 /**
  * Runs the real client (`run(port)`) against a one-connection fake ferry server on 127.0.0.1: the
- * server plays its side of the handshake, reads the client's REQUEST and lets `script` answer it;
- * the connection closes when `script` returns. Returns what the client did; a failed assertion
- * inside `script` fails the call too.
+ * server plays its side of the handshake (with `options.welcome`, say to offer features), reads
+ * the client's REQUEST and lets `script` answer it; the connection closes when `script` returns.
+ * Returns what the client did; a failed assertion inside `script` fails the call too.
  */
 export function withFakeServer(
   script: FakeScript,
   run: (port: number) => Promise<RunResult>,
+  options: AcceptHandshakeOptions = {},
 ): Promise<RunResult> {
   return serveOnce(async (conn) => {
     using wire = new Wire(conn);
-    await wire.acceptHandshake();
+    await wire.acceptHandshake(options);
     const request = await wire.expectFrame(FrameType.REQUEST, "fake server request");
     await script(wire, request);
   }, run);
