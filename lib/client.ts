@@ -153,6 +153,7 @@ export class Session implements ClientSession {
     },
   };
   #stalled = false;
+  #closed = false;
   /** Settles when the request under way is over: requests take turns on the connection. */
   #turn: Promise<unknown> = Promise.resolve();
 
@@ -371,8 +372,11 @@ export class Session implements ClientSession {
         }).catch(() => {});
         throw error;
       }
-      // Prefer the server's reason over the broken pipe it caused.
-      throw (await settledWithin(verdict, 2000)) ?? error;
+      // Prefer the server's reason over the broken pipe it caused. A refusal during the data
+      // phase ends the connection, whatever its code: the server stops reading and hangs up.
+      const reason = (await settledWithin(verdict, 2000)) ?? error;
+      this.close();
+      throw reason;
     }
     const ok = await verdict;
     if (ok.checksum !== sent.checksum || ok.size !== sent.size) {
@@ -521,7 +525,13 @@ export class Session implements ClientSession {
   }
 
   /** Closes the connection. */
+  /** Whether the session can carry no further request (see {@link ClientSession.closed}). */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   close(): void {
+    this.#closed = true;
     closeQuietly(this.#conn);
   }
 }

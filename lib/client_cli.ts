@@ -142,9 +142,13 @@ class Connector {
     return this.#session;
   }
 
-  /** After a failure: keep the session only if the server refused before any data moved. */
+  /**
+   * After a failure: keep the session only if the server refused in place of an OK (before the
+   * data, or after all of it in place of the final OK), never part-way through the data.
+   */
   afterFailure(error: unknown): void {
-    if (!(error instanceof RefusedError && keepsConnection(error.code))) this.close();
+    const inStep = error instanceof RefusedError && keepsConnection(error.code);
+    if (!inStep || this.#session?.closed) this.close();
   }
 
   close(): void {

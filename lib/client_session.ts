@@ -93,6 +93,11 @@ export interface ClientSession {
   list(): Promise<ListEntry[]>;
   /** Lists the interrupted uploads the server keeps for `put --resume`, if it allows that. */
   kept(): Promise<KeptEntry[]>;
+  /**
+   * The session can carry no further request: it was closed, or a refusal came part-way
+   * through a transfer, after which the server hangs up whatever the refusal's code.
+   */
+  readonly closed: boolean;
   /** Ends the session. */
   close(): void;
 }

@@ -17,8 +17,9 @@ export interface ErrorCodeInfo {
   readonly meaning: string;
   /**
    * The connection stays in step and can carry the next request: the server sends this code
-   * only in place of an OK, refusing a request before any data phase. False for a code that may
-   * come part-way through a transfer, or as the server hangs up.
+   * only in place of an OK, refusing a request before its data phase or a put after it (in place
+   * of the final OK). False for a code that may come part-way through a transfer, or as the
+   * server hangs up.
    */
   readonly inStep: boolean;
   /** The message quotes the name asked for, so a client need not name it again. */

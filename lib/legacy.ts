@@ -331,6 +331,9 @@ export class LegacySession implements ClientSession {
     );
   }
 
+  /** Each request has its own connection, so the session itself never closes. */
+  readonly closed = false;
+
   /** Nothing to close: each request had its own connection. */
   close(): void {}
 }

@@ -16,6 +16,7 @@ import {
   RefusedError,
   StoreError,
 } from "./errors.ts";
+import { keepsConnection } from "./error_codes.ts";
 import { quote } from "./remote_name.ts";
 import type { Eviction, KeepResult } from "./kept_uploads.ts";
 import {
@@ -218,7 +219,16 @@ async function servePut(request: PutRequest, channel: Channel, ctx: Context): Pr
       localWaits: entry.watch.localWaits,
     }).finally(() => entry.watch.working());
     // The final flush can take seconds: the client hears that the server is still at it.
-    await whileKeepingAlive(channel, () => upload.commit(result));
+    try {
+      await whileKeepingAlive(channel, () => upload.commit(result));
+    } catch (error) {
+      // Every byte and the END are in, so the connection is in step: the refusal takes the
+      // place of the final OK (the name was taken meanwhile, a folder appeared there, no
+      // permission) and the next request may follow, as after a refusal before the data.
+      if (entry.reason || interruptionOf(error)) throw error;
+      await upload.discard();
+      return { ...(await refuse(out, error)), bytes: result.size };
+    }
     await out.writeControl(FrameType.OK, result);
     const resumed = resumeFrom ? ` (resumed from ${resumeFrom.size})` : "";
     return { bytes: result.size, result: `ok ${result.checksum}${resumed}` };
@@ -250,7 +260,12 @@ async function servePut(request: PutRequest, channel: Channel, ctx: Context): Pr
       return { bytes: received, result: `interrupted, discarded (${why})`, close: true };
     }
     await upload.discard();
-    const { code, message } = classify(error);
+    const classified = classify(error);
+    // The server hangs up after this, so it is never sent with a code that says the connection
+    // stays in step (`denied` from a staging file it may not write, say): the client would
+    // believe it and send its next request to a closed socket.
+    const code = keepsConnection(classified.code) ? "io" : classified.code;
+    const { message } = classified;
     await out.writeControl(FrameType.ERROR, { code, message }).catch(() => {});
     return { bytes: received, result: `failed (${code}: ${message})`, close: true };
   }

@@ -15,10 +15,14 @@ import {
   listDir,
   makeTempDir,
   randomBytes,
+  runClient,
   startServer,
   stderrLines,
+  waitForStagingData,
 } from "./harness.ts";
 import { jsonLines } from "./client_checks.ts";
+import { encodeControl, FrameType } from "../lib/frames.ts";
+import { Wire } from "./wire.ts";
 
 const decoder = new TextDecoder();
 
@@ -107,6 +111,112 @@ Deno.test("mput names each failure, stores the good files and exits 1", async ()
     assert.equal(failed.op, "put");
     assert.equal(typeof failed.error, "string");
   }
+});
+
+Deno.test("mput whose middle file is refused after its data goes on over the same connection", async () => {
+  await using server = await startServer();
+  await using work = await makeTempDir();
+  const first = randomBytes(1000);
+  const middle = randomBytes(600_000);
+  const last = randomBytes(1000);
+  const theirs = randomBytes(100);
+  await Deno.writeFile(`${work.path}/first.bin`, first);
+  await Deno.writeFile(`${work.path}/middle.bin`, middle);
+  await Deno.writeFile(`${work.path}/last.bin`, last);
+  // --limit-rate sends the files one by one (put after put on one connection) and slowly, so
+  // another writer can take the middle name while its bytes arrive: the server refuses it in
+  // place of the final OK, after all its data.
+  const running = ferry(
+    server,
+    ["mput", "first.bin", "middle.bin", "last.bin", "--limit-rate", "200K"],
+    { cwd: work.path },
+  );
+  await waitForStagingData(server.root, 100_000);
+  await Deno.writeFile(`${server.root}/middle.bin`, theirs);
+  const result = await running;
+  assert.equal(result.code, 1, `mput with a refused file: exit ${result.code}:\n${result.stderr}`);
+  assertNoStackTrace(result, "mput with a file refused after its data");
+  const lines = stderrLines(result);
+  assert.deepEqual(
+    lines.filter((line) => /middle\.bin/.test(line)),
+    [
+      'ferry: Refused by server: File exists: "middle.bin" (use --overwrite to replace it)',
+    ],
+    `one line for the refused file:\n${result.stderr}`,
+  );
+  assert.ok(lines.some((line) => /^ferry: 1 of 3 files failed$/.test(line)), result.stderr);
+  assert.deepEqual(await Deno.readFile(`${server.root}/first.bin`), first);
+  assert.deepEqual(await Deno.readFile(`${server.root}/last.bin`), last, "the file after it");
+  assert.deepEqual(await Deno.readFile(`${server.root}/middle.bin`), theirs, "not overwritten");
+  await assertRootHolds(server.root, ["first.bin", "last.bin", "middle.bin"]);
+  // All three went over the one connection: the refusal left it in step.
+  await server.waitForLog(/ put "last\.bin" 1000 bytes ok /);
+  const peers = new Set(
+    server.lines.filter((line) => / put "/.test(line)).map((line) => line.split(" ")[1]),
+  );
+  assert.equal(peers.size, 1, `one connection:\n${server.lines.join("\n")}`);
+});
+
+/** Plays a server's side of one put: OK, then every frame up to END, then OK with END's sums. */
+async function acceptPut(wire: Wire, name: string): Promise<void> {
+  const request = await wire.expectFrame(FrameType.REQUEST, `put ${name}`);
+  assert.equal(request.name, name);
+  await wire.write(encodeControl(FrameType.OK, {}));
+  for (;;) {
+    const frame = await wire.readFrame();
+    assert.ok(frame, `${name}: the client hung up mid-put`);
+    if (frame.type !== FrameType.END) continue;
+    await wire.write(encodeControl(FrameType.OK, frame.json!));
+    return;
+  }
+}
+
+Deno.test("mput goes on over a new connection after a refusal part-way through a file's data", async () => {
+  await using work = await makeTempDir();
+  await Deno.writeFile(`${work.path}/a.bin`, randomBytes(1000));
+  await Deno.writeFile(`${work.path}/b.bin`, randomBytes(16 << 20));
+  await Deno.writeFile(`${work.path}/c.bin`, randomBytes(1000));
+  // A server without the tree feature: each file is a put of its own. It refuses b.bin after
+  // its first DATA frame with a code that, in place of an OK, would keep the connection, and
+  // hangs up as a server does after any refusal during the data.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  const serving = (async () => {
+    {
+      using wire = new Wire(await listener.accept());
+      await wire.acceptHandshake();
+      await acceptPut(wire, "a.bin");
+      const request = await wire.expectFrame(FrameType.REQUEST, "put b.bin");
+      assert.equal(request.name, "b.bin");
+      await wire.write(encodeControl(FrameType.OK, {}));
+      assert.equal((await wire.readFrame())?.type, FrameType.DATA);
+      await wire.write(encodeControl(FrameType.ERROR, { code: "denied", message: "No, not that" }));
+    }
+    using wire = new Wire(await listener.accept());
+    await wire.acceptHandshake();
+    await acceptPut(wire, "c.bin");
+    assert.equal(await wire.readFrame(), null, "the client hangs up when done");
+  })();
+  serving.catch(() => {});
+  let result;
+  try {
+    result = await runClient(["127.0.0.1", String(port), "mput", "a.bin", "b.bin", "c.bin"], {
+      cwd: work.path,
+    });
+  } finally {
+    listener.close();
+  }
+  await serving.catch((error) => {
+    throw new Error(`Fake server failed: ${error}; client stderr:\n${result.stderr}`);
+  });
+  assert.equal(result.code, 1, `exit ${result.code}:\n${result.stderr}`);
+  assertNoStackTrace(result, "mput with a refusal mid-data");
+  const lines = stderrLines(result);
+  assert.deepEqual(lines.filter((line) => /^ferry: /.test(line)), [
+    "ferry: b.bin: Refused by server: No, not that",
+    "ferry: 1 of 3 files failed",
+  ], result.stderr);
+  assert.ok(lines.some((line) => /^Uploaded c\.bin /.test(line)), result.stderr);
 });
 
 Deno.test("mget with a missing name downloads the others and exits 1", async () => {

@@ -162,6 +162,40 @@ Deno.test("an upload whose END does not match the data is refused with code chec
   await assertRootHolds(server.root, ["right.bin"]);
 });
 
+Deno.test("a put refused after its data (the name taken meanwhile) leaves the connection in step", async () => {
+  await using server = await startServer();
+  const data = randomBytes(50000);
+  const old = randomBytes(100);
+  const folderData = randomBytes(200);
+  using wire = await openSession(server);
+  // The name is free when the put is accepted, and taken before END: the refusal takes the
+  // place of the final OK, so the same connection carries the next request.
+  await wire.write(putRequest("taken.bin", data.length));
+  await wire.expectFrame(FrameType.OK, "taken.bin accepted");
+  await Deno.writeFile(`${server.root}/taken.bin`, old);
+  await wire.write(await dataWithEnd(data));
+  const error = await wire.expectFrame(FrameType.ERROR, "taken.bin refused at commit");
+  assert.equal(error.code, "exists", JSON.stringify(error));
+  // A folder that appears at the name meanwhile is refused the same way.
+  await wire.write(putRequest("dir", folderData.length));
+  await wire.expectFrame(FrameType.OK, "dir accepted");
+  await Deno.mkdir(`${server.root}/dir`);
+  await wire.write(await dataWithEnd(folderData));
+  const folder = await wire.expectFrame(FrameType.ERROR, "dir refused at commit");
+  assert.equal(folder.code, "not_a_file", JSON.stringify(folder));
+  // The next put on the same connection is stored.
+  await wire.write(putRequest("next.bin", data.length));
+  await wire.expectFrame(FrameType.OK, "next.bin accepted");
+  await wire.write(await dataWithEnd(data));
+  const ok = await wire.expectFrame(FrameType.OK, "next.bin stored");
+  assert.equal(ok.checksum, await checksumOf(data));
+  assert.deepEqual(await Deno.readFile(`${server.root}/taken.bin`), old, "not overwritten");
+  assert.deepEqual(await Deno.readFile(`${server.root}/next.bin`), data);
+  await server.waitForLog(/ put "taken\.bin" 50000 bytes refused \(exists: /);
+  await waitForEmptyStaging(server.root);
+  await assertRootHolds(server.root, ["dir", "next.bin", "taken.bin"]);
+});
+
 Deno.test("a name being uploaded is refused to a second uploader until the first commits", async () => {
   await using server = await startServer();
   const data = randomBytes(5000);
