@@ -8,7 +8,7 @@
  * @module
  */
 
-import { join, sep } from "node:path";
+import { dirname, isAbsolute, join, resolve, sep } from "node:path";
 import { StoreError } from "./errors.ts";
 import { checkName, quote } from "./remote_name.ts";
 import { moveNoClobber, syncDir } from "./staged_file.ts";
@@ -182,6 +182,7 @@ export async function moveName(
     throw new StoreError("not_found", `No such folder for ${quote(to)}`);
   }
   if (source === target) return;
+  if (info.isSymlink) await checkLinkMove(source!, target, from, to);
   if (info.isDirectory && (target + sep).startsWith(source! + sep)) {
     throw new StoreError("bad_request", `Cannot move ${quote(from)} into itself`);
   }
@@ -202,6 +203,24 @@ export async function moveName(
   }
   await syncDir(join(target, ".."));
   await syncDir(join(source!, ".."));
+}
+
+/**
+ * Refuses to move the symlink at `source` to `target` when its target is relative and would be
+ * read from the new folder as another path: the link would then point elsewhere, perhaps out of
+ * the root. Its text is the user's, so it is never rewritten; a move that keeps its meaning (a
+ * rename in its folder, an absolute target) goes ahead.
+ */
+async function checkLinkMove(source: string, target: string, from: string, to: string) {
+  const text = await Deno.readLink(source);
+  if (isAbsolute(text)) return;
+  if (resolve(dirname(source), text) === resolve(dirname(target), text)) return;
+  throw new StoreError(
+    "denied",
+    `Refused to move symlink ${quote(from)} to ${quote(to)}: its relative target ${
+      quote(text)
+    } would point elsewhere from there`,
+  );
 }
 
 /** Creates a folder; its parent must exist unless `parents` is set. */

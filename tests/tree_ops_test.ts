@@ -184,6 +184,53 @@ Deno.test("mv renames files and folders, refusing taken names unless --overwrite
   );
 });
 
+Deno.test("mv of a symlink is refused when its relative target would point elsewhere, done when not", async () => {
+  await using server = await startServer();
+  const root = server.root;
+  await Deno.mkdir(`${root}/a/b`, { recursive: true });
+  await Deno.mkdir(`${root}/a/c`);
+  await Deno.writeTextFile(`${root}/x.txt`, "top");
+  await Deno.writeTextFile(`${root}/a/x.txt`, "middle");
+  await Deno.symlink("../../x.txt", `${root}/a/b/up`);
+  await Deno.symlink("x.txt", `${root}/a/near`);
+  await Deno.symlink(`${root}/x.txt`, `${root}/a/absolute`);
+
+  // From the root, ../../x.txt would lead out of it; from a/b, x.txt would be another file.
+  const refusals: [string[], RegExp][] = [
+    [
+      ["mv", "a/b/up", "up"],
+      /^ferry: Refused by server: Refused to move symlink "a\/b\/up" to "up": its relative target "\.\.\/\.\.\/x\.txt" would point elsewhere from there$/,
+    ],
+    [["mv", "a/near", "a/b/near"], /its relative target "x\.txt" would point elsewhere/],
+    [["mv", "--overwrite", "a/near", "x.txt"], /its relative target "x\.txt" would point/],
+  ];
+  for (const [args, pattern] of refusals) {
+    assertFailure(await ferry(server, args), pattern, { what: args.join(" ") });
+  }
+  assert.equal(await Deno.readLink(`${root}/a/b/up`), "../../x.txt", "left where it was");
+  assert.equal(await Deno.readLink(`${root}/a/near`), "x.txt", "left where it was");
+  assert.equal(await Deno.readTextFile(`${root}/x.txt`), "top", "not replaced");
+  assert.equal(await pathExists(`${root}/up`), false);
+
+  // A rename in its folder, a folder where the target reads the same, an absolute target: done.
+  await ok(server, ["mv", "a/b/up", "a/b/renamed"]);
+  await ok(server, ["mv", "a/b/renamed", "a/c/renamed"]);
+  await ok(server, ["mv", "a/absolute", "a/b/absolute"]);
+  assert.equal(await Deno.readLink(`${root}/a/c/renamed`), "../../x.txt");
+  assert.equal(stdout(await ok(server, ["get", "a/c/renamed", "-"])), "top");
+  assert.equal(stdout(await ok(server, ["get", "a/b/absolute", "-"])), "top");
+
+  // What the refusal prevents: a link moved by other means that now leads out is refused at
+  // use, never followed.
+  await Deno.writeTextFile(`${server.base}/x.txt`, "secret");
+  await Deno.symlink("../x.txt", `${root}/a/escape`);
+  await Deno.rename(`${root}/a/escape`, `${root}/escape`);
+  assert.equal(await Deno.readTextFile(`${root}/escape`), "secret", "the link does lead out");
+  assertFailure(await ferry(server, ["get", "escape", "-"]), /leads outside the root$/, {
+    what: "get of a link leading out",
+  });
+});
+
 Deno.test("mkdir needs the parent unless -p, which also accepts an existing folder", async () => {
   await using server = await startServer();
   await ok(server, ["mkdir", "a"]);
