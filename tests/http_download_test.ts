@@ -211,7 +211,36 @@ Deno.test("http: --http-archives streams a folder as tar, long and non-ASCII nam
     assert.deepEqual(await Deno.readFile(`${dir.path}/share/${name}`), bytes, name);
   }
   assert.ok(!(await Deno.stat(`${dir.path}/share/outside-share.txt`).catch(() => null)));
-  await server.waitForLog(/http GET "share\/" 200 \d+ bytes tar of 4 files: ok/);
+  await server.waitForLog(/http GET "share\/" 200 \d+ bytes tar of 4 files, 3 folders: ok/);
+
+  // Empty folders arrive too, nested or not, and the archive of the whole share is the tree as
+  // it is on the server, private folders left out: `diff -r` finds no difference.
+  await Deno.mkdir(`${server.root}/share/empty`);
+  await Deno.mkdir(`${server.root}/share/sub/deeper/empty too`, { recursive: true });
+  await Deno.mkdir(`${server.root}/alone`);
+  const whole = await fetch(`${base}?tar`);
+  assert.equal(whole.status, 200);
+  await Deno.writeFile(`${dir.path}/ferry.tar`, new Uint8Array(await whole.arrayBuffer()));
+  const listed = await runCommand("tar", ["-tf", "ferry.tar"], { cwd: dir.path });
+  assert.equal(listed.code, 0, listed.stderr);
+  const names = new TextDecoder().decode(listed.stdout).split("\n").filter((n) => n !== "");
+  for (const folder of ["ferry/", "ferry/alone/", "ferry/share/empty/", "ferry/share/sub/"]) {
+    assert.ok(names.includes(folder), `${folder} in:\n${names.join("\n")}`);
+  }
+  const unpacked = await runCommand("tar", ["-xf", "ferry.tar"], { cwd: dir.path });
+  assert.equal(unpacked.code, 0, unpacked.stderr);
+  const diff = await runCommand("diff", [
+    "-r",
+    ...["-x", STAGING_DIR, "-x", RESUME_DIR],
+    server.root,
+    `${dir.path}/ferry`,
+  ]);
+  assert.equal(
+    diff.code,
+    0,
+    `diff -r: ${diff.stdout.length} bytes\n${new TextDecoder().decode(diff.stdout)}`,
+  );
+  await server.waitForLog(/http GET "\/" 200 \d+ bytes tar of 5 files, 8 folders: ok/);
 
   // Off by default.
   const { server: plain, base: plainBase } = await startHttp();

@@ -11,7 +11,7 @@
 import { describeError, isNoSpace, StoreError } from "../errors.ts";
 import type { FileStore } from "../file_store.ts";
 import { quote } from "../remote_name.ts";
-import type { ErrorCode, ListEntry } from "../protocol.ts";
+import type { ErrorCode } from "../protocol.ts";
 import { tarStream } from "./tar_stream.ts";
 import {
   type ByteRange,
@@ -22,7 +22,8 @@ import {
 } from "./conditional.ts";
 import { renderError, renderListing } from "./listing_page.ts";
 import { formatListing } from "../tree_cli.ts";
-import { listTree } from "../tree_store.ts";
+import { listTree, resolveFolder } from "../tree_store.ts";
+import type { TreeEntry } from "../tree_protocol.ts";
 
 /** Options of the HTTP side that the handler needs. */
 export interface HandlerContext {
@@ -214,7 +215,7 @@ export async function serveRead(call: Call): Promise<Response> {
     });
   }
   if (url.searchParams.has("tar")) {
-    return serveArchive(request, target.name, await ctx.store.list(), ctx, exchange);
+    return await serveArchive(request, target.name, ctx, exchange);
   }
   let body: string;
   let type: string;
@@ -250,19 +251,30 @@ export const PAGE_CSP = "default-src 'none'; script-src 'self'; style-src 'unsaf
   "img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; " +
   "base-uri 'none'";
 
-/** `?tar`: the folder's files as one streamed tar archive, named after the folder. */
-function serveArchive(
+/**
+ * `?tar`: the folder's files and folders (empty ones too) as one streamed tar archive, named
+ * after the folder.
+ */
+async function serveArchive(
   request: Request,
   folder: string,
-  entries: ListEntry[],
   ctx: HandlerContext,
   exchange: Exchange,
-): Response {
+): Promise<Response> {
   if (!ctx.archives) {
     throw new HttpError(403, "Folder archives are off on this server (--http-archives)");
   }
+  const dir = folder === "" ? undefined : folder;
   const prefix = folder === "" ? "" : folder + "/";
-  const under = entries.filter((entry) => entry.name.startsWith(prefix));
+  // The folder itself comes first, so that even an empty one arrives as a folder.
+  const self: TreeEntry = {
+    name: folder,
+    type: "dir",
+    size: 0,
+    mtime: (await Deno.stat(await resolveFolder(ctx.store, dir))).mtime?.getTime() ?? 0,
+  };
+  const under = [self, ...await listTree(ctx.store, { dir, recursive: true })];
+  const files = under.filter((entry) => entry.type === "file").length;
   const top = folder === "" ? "ferry" : folder.split("/").at(-1)!;
   const headers = {
     "content-type": "application/x-tar",
@@ -270,7 +282,8 @@ function serveArchive(
     "cache-control": "no-store",
     "x-content-type-options": "nosniff",
   };
-  exchange.result = `tar of ${under.length} files`;
+  const what = `tar of ${files} files, ${under.length - files} folders`;
+  exchange.result = what;
   if (request.method === "HEAD") return new Response(null, { headers });
   const done = Promise.withResolvers<void>();
   exchange.streaming(done.promise);
@@ -278,7 +291,7 @@ function serveArchive(
     signal: exchange.cut.signal,
     onBytes: (bytes) => exchange.bytes += bytes,
     onEnd: (result) => {
-      exchange.result = `tar of ${under.length} files: ${result}`;
+      exchange.result = `${what}: ${result}`;
       done.resolve();
     },
   });

@@ -1,16 +1,17 @@
 /**
  * A folder as one tar archive, streamed: ustar headers written here, with a PAX extended header
- * for what ustar cannot hold (names over 100 bytes or not ASCII, sizes of 8 GiB and more). Files
- * are read one at a time as the client takes the bytes, so memory stays at one chunk whatever the
- * folder holds. Files are opened through the store (lib/file_store.ts), so the archive follows the
- * same rules as a download.
+ * for what ustar cannot hold (names over 100 bytes or not ASCII, sizes of 8 GiB and more). Every
+ * folder has an entry of its own, so empty ones arrive too. Files are read one at a time as the
+ * client takes the bytes, so memory stays at one chunk whatever the folder holds. Files are opened
+ * through the store (lib/file_store.ts), so the archive follows the same rules as a download.
  *
  * @module
  */
 
 import { StoreError } from "../errors.ts";
 import type { FileStore } from "../file_store.ts";
-import type { ListEntry } from "../protocol.ts";
+import { isValidName } from "../remote_name.ts";
+import type { TreeEntry } from "../tree_protocol.ts";
 
 const BLOCK = 512;
 const encoder = new TextEncoder();
@@ -27,16 +28,19 @@ function writeField(header: Uint8Array, offset: number, width: number, text: str
   header.set(bytes.subarray(0, width), offset);
 }
 
+/** A ustar entry type: a regular file, a folder, or a PAX extended header for the next entry. */
+type EntryType = "0" | "5" | "x";
+
 /** One 512-byte ustar header. */
 function ustarHeader(
   name: Uint8Array,
   size: number,
   mtimeS: number,
-  type: "0" | "x",
+  type: EntryType,
 ): Uint8Array {
   const header = new Uint8Array(BLOCK);
   writeField(header, 0, 100, name);
-  writeField(header, 100, 8, octal(0o644, 8));
+  writeField(header, 100, 8, octal(type === "5" ? 0o755 : 0o644, 8));
   writeField(header, 108, 8, octal(0, 8));
   writeField(header, 116, 8, octal(0, 8));
   writeField(header, 124, 12, octal(Math.min(size, USTAR_MAX_SIZE), 12));
@@ -64,8 +68,17 @@ function padding(size: number): Uint8Array {
   return new Uint8Array((BLOCK - (size % BLOCK)) % BLOCK);
 }
 
-/** The header blocks of one file: a PAX header first when ustar cannot hold its name or size. */
-export function headerBlocks(path: string, size: number, mtimeMs: number): Uint8Array[] {
+/**
+ * The header blocks of one file, or with `folder` of one folder (its `path` then ends in `/`, as
+ * tar names folders): a PAX header first when ustar cannot hold its name or size.
+ */
+export function headerBlocks(
+  path: string,
+  size: number,
+  mtimeMs: number,
+  folder = false,
+): Uint8Array[] {
+  if (folder && !path.endsWith("/")) path += "/";
   const name = encoder.encode(path);
   // deno-lint-ignore no-control-regex
   const ascii = /^[\x00-\x7f]*$/.test(path);
@@ -83,7 +96,7 @@ export function headerBlocks(path: string, size: number, mtimeMs: number): Uint8
     );
     blocks.push(ustarHeader(short, data.length, mtimeS, "x"), data, padding(data.length));
   }
-  blocks.push(ustarHeader(name.subarray(0, 100), size, mtimeS, "0"));
+  blocks.push(ustarHeader(name.subarray(0, 100), folder ? 0 : size, mtimeS, folder ? "5" : "0"));
   return blocks;
 }
 
@@ -98,14 +111,16 @@ export interface TarStreamOptions {
 }
 
 /**
- * Streams the files `entries` (names relative to the root) as a tar archive in which each is
- * named `prefix` + its name less `strip`. A file gone since the listing is left out; one that
- * shrank while it was read ends the stream with an error (the client sees a cut archive, never a
- * silently wrong one).
+ * Streams the files and folders `entries` (names relative to the root, each folder before what
+ * it holds, as a sorted tree listing has them) as a tar archive in which each is named `prefix` +
+ * its name less `strip`. A file gone since the listing is left out, and so is a name that no
+ * request could carry (a folder's is written as it is, never opened, so it is checked here); a
+ * file that shrank while it was read ends the stream with an error (the client sees a cut
+ * archive, never a silently wrong one).
  */
 export function tarStream(
   store: FileStore,
-  entries: ListEntry[],
+  entries: TreeEntry[],
   strip: string,
   prefix: string,
   options: TarStreamOptions = {},
@@ -145,6 +160,15 @@ export function tarStream(
             return;
           }
           const entry = entries[index++];
+          if (entry.type === "dir") {
+            if (entry.notUtf8 || (entry.name !== "" && !isValidName(entry.name))) continue;
+            const path = prefix + entry.name.slice(strip.length);
+            for (const block of headerBlocks(path, 0, entry.mtime, true)) {
+              controller.enqueue(block);
+              options.onBytes?.(block.length);
+            }
+            continue;
+          }
           let opened;
           try {
             opened = await store.openFile(entry.name);
