@@ -1,8 +1,11 @@
 /**
  * Admission: who may hold a connection slot. Connections still in their handshake (not yet
  * greeted, not yet authenticated) live in a pool of their own, apart from the established ones,
- * so that clients that never finish a handshake cannot take the slots of clients that did; and
- * each address may hold only so many connections of either kind.
+ * so that clients that never finish a handshake cannot take the slots of clients that did; each
+ * address may hold only so many connections of either kind; and when every established slot is
+ * taken, a newcomer that completes its handshake takes the slot of the connection that has sat
+ * longest between requests, so that connections kept open by a request now and then cannot
+ * hold every slot.
  *
  * @module
  */
@@ -16,6 +19,23 @@ export interface AdmissionLimits {
   /** Connections, of either kind, from one address (one /64 for IPv6); 0 for no limit. */
   maxPerAddress: number;
 }
+
+/** How an {@link Admission} learns which established connections may give up their slot. */
+export interface ReclaimHooks<T> {
+  /**
+   * How long `value`'s connection has sat between requests (no request under way, no byte of
+   * the next one in), in milliseconds; undefined while it is in a request or cannot be asked.
+   */
+  idleFor(value: T): number | undefined;
+  /** Called with the connection whose slot went to a newcomer; the caller closes it. */
+  reclaimed(ticket: Ticket<T>): void;
+}
+
+/**
+ * Least time a connection must have sat between requests before its slot may go to a newcomer:
+ * a client between two quick requests (one file after another) is never the one sent away.
+ */
+export const RECLAIM_AFTER_MS = 1000;
 
 /** A connection that has been let in, until {@link Admission.release}. */
 export interface Ticket<T> {
@@ -56,17 +76,34 @@ export class Admission<T> {
   readonly limits: AdmissionLimits;
   /** Handshaking connections, oldest first (a Set keeps insertion order). */
   #handshaking = new Set<Ticket<T>>();
-  #established = 0;
+  #established = new Set<Ticket<T>>();
   #perAddress = new Map<string, number>();
+  #reclaim?: ReclaimHooks<T>;
 
-  /** Creates an admission with these limits. */
-  constructor(limits: AdmissionLimits) {
+  /**
+   * Creates an admission with these limits. Without `reclaim`, a full server refuses newcomers
+   * however long its connections have sat idle between requests.
+   */
+  constructor(limits: AdmissionLimits, reclaim?: ReclaimHooks<T>) {
     this.limits = limits;
+    this.#reclaim = reclaim;
   }
 
   /** Established connections now. */
   get established(): number {
-    return this.#established;
+    return this.#established.size;
+  }
+
+  /** The established connection that has sat longest between requests, past the least time. */
+  #idlest(): Ticket<T> | undefined {
+    if (!this.#reclaim) return undefined;
+    let idlest: Ticket<T> | undefined;
+    let longest = RECLAIM_AFTER_MS - 1;
+    for (const ticket of this.#established) {
+      const idle = this.#reclaim.idleFor(ticket.value);
+      if (idle !== undefined && idle > longest) [idlest, longest] = [ticket, idle];
+    }
+    return idlest;
   }
 
   /** Connections in their handshake now. */
@@ -76,14 +113,17 @@ export class Admission<T> {
 
   /**
    * Lets a new connection from `hostname` into the handshake pool, or refuses it: when every
-   * established slot is taken, or its address holds its share already. When the handshake pool
+   * established slot is taken by a connection that is in a request (or has not sat long between
+   * requests), or its address holds its share already. When the handshake pool
    * is full, the oldest connection in it is evicted (returned, for the caller to cut): a client
    * that speaks promptly finishes long before it would be the oldest, and one that dawdles
    * cannot keep a newcomer out.
    */
   admit(hostname: string, value: T): Admitted<T> {
     const { maxConnections, maxHandshakes, maxPerAddress } = this.limits;
-    if (this.#established >= maxConnections) {
+    // A slot that could be reclaimed is only taken once the newcomer's handshake is done (see
+    // establish): connections that never finish one cannot send anyone away.
+    if (this.#established.size >= maxConnections && !this.#idlest()) {
       return { refused: { reason: "full", limit: maxConnections } };
     }
     const key = addressKey(hostname);
@@ -106,14 +146,22 @@ export class Admission<T> {
 
   /**
    * Moves a connection whose handshake is done to the established pool; false (and it stays
-   * where it was) when that pool filled up meanwhile, or the connection was evicted.
+   * where it was) when that pool is full of connections in a request, or the connection was
+   * evicted. When the pool is full, the connection that has sat longest between requests (at
+   * least {@link RECLAIM_AFTER_MS}) gives up its slot: it leaves the pool at once and is handed
+   * to {@link ReclaimHooks.reclaimed}; its address still counts it until it has closed.
    */
   establish(ticket: Ticket<T>): boolean {
     if (!ticket.handshaking || !this.#handshaking.has(ticket)) return false;
-    if (this.#established >= this.limits.maxConnections) return false;
+    if (this.#established.size >= this.limits.maxConnections) {
+      const idlest = this.#idlest();
+      if (!idlest) return false;
+      this.#established.delete(idlest);
+      this.#reclaim!.reclaimed(idlest);
+    }
     this.#handshaking.delete(ticket);
     ticket.handshaking = false;
-    this.#established++;
+    this.#established.add(ticket);
     return true;
   }
 
@@ -122,7 +170,7 @@ export class Admission<T> {
     if (!ticket.counted) return;
     ticket.counted = false;
     if (ticket.handshaking) this.#handshaking.delete(ticket);
-    else this.#established--;
+    else this.#established.delete(ticket);
     const left = (this.#perAddress.get(ticket.key) ?? 1) - 1;
     if (left > 0) this.#perAddress.set(ticket.key, left);
     else this.#perAddress.delete(ticket.key);

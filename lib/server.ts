@@ -217,6 +217,21 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     maxConnections,
     maxHandshakes: options.maxHandshakes ?? maxConnections,
     maxPerAddress: options.maxPerAddress ?? SERVER_DEFAULTS.maxPerAddress,
+  }, {
+    // Connections admitted but not yet watched are in their handshake: never reclaimed.
+    idleFor: (entry) => entry.watch?.idleBetweenRequests(Date.now()),
+    reclaimed: (ticket) => {
+      const idle = Math.round((ticket.value.watch.idleBetweenRequests(Date.now()) ?? 0) / 1000);
+      cut(
+        ticket.value,
+        `reclaimed: idle between requests for ${idle} s, its slot given to a new client`,
+        {
+          code: "busy",
+          message: `Server busy: this connection sat idle while all ${maxConnections} ` +
+            "connections were taken, and its slot went to another client",
+        },
+      );
+    },
   });
   ctx.admission = admission;
   const watchdog = new Watchdog({

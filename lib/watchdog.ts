@@ -112,6 +112,19 @@ export class Watch {
     this.#messageSeen = undefined;
   }
 
+  /**
+   * How long the connection has sat between requests at time `now`: waiting for the next one, no
+   * byte of it in, nothing moving either way (ms). Undefined in any other phase, and while the
+   * client may still be reading the last answer from the kernel's buffers.
+   */
+  idleBetweenRequests(now: number): number | undefined {
+    const { received, peerBehind } = this.activity;
+    if (this.#phase !== "waiting" || (received ?? 0) > this.#receivedBefore || peerBehind) {
+      return undefined;
+    }
+    return Math.max(0, now - this.activity.last);
+  }
+
   /** An upload's data phase begins: the minimum rate applies from now. */
   receiving(): void {
     this.#phase = "receiving";

@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { addressKey, Admission } from "../lib/admission.ts";
+import { addressKey, Admission, RECLAIM_AFTER_MS } from "../lib/admission.ts";
 
 Deno.test("addressKey: IPv4 as is, IPv4-mapped IPv6 as its IPv4 address, IPv6 by its /64", () => {
   const cases: [string, string][] = [
@@ -80,4 +80,47 @@ Deno.test("Admission: maxPerAddress 0 means no per-address limit", () => {
     maxPerAddress: 0,
   });
   for (let i = 0; i < 50; i++) assert.ok("ticket" in admission.admit("10.0.0.1", i));
+});
+
+Deno.test("Admission: a full pool gives the slot of the connection idle longest between requests to a newcomer that completes its handshake", () => {
+  // How long each established connection has sat between requests; absent: in a request.
+  const idle = new Map<string, number>();
+  const reclaimed: string[] = [];
+  const admission = new Admission<string>(
+    { maxConnections: 2, maxHandshakes: 4, maxPerAddress: 0 },
+    {
+      idleFor: (value) => idle.get(value),
+      reclaimed: (ticket) => void reclaimed.push(ticket.value),
+    },
+  );
+  const a = admission.admit("10.0.0.1", "a");
+  const b = admission.admit("10.0.0.1", "b");
+  assert.ok("ticket" in a && "ticket" in b);
+  assert.ok(admission.establish(a.ticket) && admission.establish(b.ticket));
+  // Both in a request, or between two quick ones: the newcomer is refused at the door.
+  idle.set("a", RECLAIM_AFTER_MS - 1);
+  assert.deepEqual(admission.admit("10.0.0.2", "c"), { refused: { reason: "full", limit: 2 } });
+  // Both idle long enough: the newcomer is let in, but nobody leaves until its handshake is done.
+  idle.set("a", RECLAIM_AFTER_MS + 5000);
+  idle.set("b", RECLAIM_AFTER_MS + 9000);
+  const c = admission.admit("10.0.0.2", "c");
+  const d = admission.admit("10.0.0.3", "d");
+  assert.ok("ticket" in c && "ticket" in d);
+  assert.deepEqual(reclaimed, []);
+  assert.equal(admission.establish(c.ticket), true);
+  assert.deepEqual(reclaimed, ["b"], "the idlest gave up its slot");
+  assert.equal(admission.established, 2);
+  // The next newcomer takes a's slot; then none is left to take.
+  idle.set("c", 0);
+  assert.equal(admission.establish(d.ticket), true);
+  assert.deepEqual(reclaimed, ["b", "a"]);
+  idle.set("d", 0);
+  const e = admission.admit("10.0.0.4", "e");
+  assert.deepEqual(e, { refused: { reason: "full", limit: 2 } });
+  // The reclaimed connections close later: releasing them does not free a slot twice.
+  admission.release(b.ticket);
+  admission.release(a.ticket);
+  assert.equal(admission.established, 2);
+  admission.release(c.ticket);
+  assert.equal(admission.established, 1);
 });

@@ -414,6 +414,51 @@ Deno.test("--max-per-address 1 with the real client: the second connection is re
   });
 });
 
+// --------------------------------------------------------------------- slots held between requests
+
+Deno.test("a full server gives a newcomer the slot of the connection idle longest between requests, never one in a request", async () => {
+  await using server = await startServer({ args: ["--max-connections", "2"] });
+  // Two clients that hold their connections open and make a request now and then, often enough
+  // for the idle timeout: between requests they hold every slot.
+  using older = await openRaw(server);
+  await older.handshake();
+  using newer = await openRaw(server);
+  await newer.handshake();
+  await newer.write(encodeControl(FrameType.REQUEST, { op: "mkdir", name: "a" }));
+  await newer.expectFrame(FrameType.OK, "mkdir a");
+  // A newcomer is let in once a held connection has sat a moment between requests
+  // (RECLAIM_AFTER_MS); until then it is told busy.
+  await waitFor("a newcomer to be served", async () => {
+    return (await ferry(server, ["list"])).code === 0;
+  }, { timeoutMs: 15000, intervalMs: 200 });
+  // The one idle longest gave up its slot, told why, and was closed.
+  const told = await older.expectFrame(FrameType.ERROR, "the reclaimed connection");
+  assert.equal(told.code, "busy");
+  assert.match(
+    String(told.message),
+    /^Server busy: this connection sat idle while all 2 connections were taken, and its slot went to another client$/,
+  );
+  await older.waitForClose(5000);
+  await server.waitForLog(/closed: reclaimed: idle between requests for \d+ s/);
+  // The other still serves requests.
+  await newer.write(encodeControl(FrameType.REQUEST, { op: "mkdir", name: "b" }));
+  await newer.expectFrame(FrameType.OK, "mkdir b on the connection that stayed");
+
+  // Connections in a request (uploads accepted, data awaited) are never sent away.
+  using third = await openRaw(server);
+  await third.handshake();
+  for (const [wire, name] of [[newer, "n.bin"], [third, "t.bin"]] as const) {
+    await wire.write(
+      encodeControl(FrameType.REQUEST, { op: "put", name, size: 10, overwrite: false }),
+    );
+    await wire.expectFrame(FrameType.OK, `put ${name} accepted`);
+  }
+  const refused = await ferry(server, ["list"]);
+  assertFailure(refused, /Server busy: all 2 connections in use, try again later/, {
+    what: "a newcomer while both slots are in a request",
+  });
+});
+
 // ------------------------------------------------------------------------------ minimum rate
 
 Deno.test("--min-rate 10K cuts an upload that trickles below it, though no gap reaches the idle timeout", async () => {

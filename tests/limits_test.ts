@@ -19,7 +19,7 @@ import {
   waitFor,
   writeRandomFile,
 } from "./harness.ts";
-import { concat, dataFrame } from "./wire.ts";
+import { concat, dataFrame, dataWithEnd } from "./wire.ts";
 import { assertStored, openRaw, timedFerry } from "./access.ts";
 
 const MiB = 1 << 20;
@@ -128,10 +128,19 @@ Deno.test("--max-size: an upload a byte over is told both sizes exactly, as roun
 
 Deno.test("--max-connections 2: a third client is told the server is busy at once, and served once a slot frees", async () => {
   await using server = await startServer({ args: ["--max-connections", "2"] });
+  // Both held connections are in a request (an upload accepted, its data awaited): a slot held
+  // between requests could go to the newcomer instead (tests/hostile_test.ts).
+  const held = new TextEncoder().encode("held");
   using first = await openRaw(server);
   await first.handshake();
   using second = await openRaw(server);
   await second.handshake();
+  for (const [wire, name] of [[first, "first.txt"], [second, "second.txt"]] as const) {
+    await wire.write(
+      encodeControl(FrameType.REQUEST, { op: "put", name, size: held.length, overwrite: false }),
+    );
+    await wire.expectFrame(FrameType.OK, `put ${name} accepted`);
+  }
 
   const { result, ms } = await timedFerry(server, ["list"]);
   assertFailure(result, /busy/i, { what: "third connection" });
@@ -148,7 +157,7 @@ Deno.test("--max-connections 2: a third client is told the server is busy at onc
     await third.waitForClose(PROMPT_MS);
   }
   // The held connections still work.
-  await first.write(encodeControl(FrameType.REQUEST, { op: "list" }));
+  await first.write(await dataWithEnd(held));
   await first.expectFrame(FrameType.OK, "held connection still served");
 
   second.close();
