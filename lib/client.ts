@@ -420,6 +420,7 @@ export class Session implements ClientSession {
     const lost = new AbortController();
     const unwatch = this.#watchWhileLocal(lost);
     let target: DownloadTarget | undefined;
+    let dataIn = false;
     try {
       target = await orAbort(localWait(this.#local, () => open(info)), lost.signal);
       const result = await receiveData(this.#frames, target, {
@@ -433,6 +434,7 @@ export class Session implements ClientSession {
         signal: lost.signal,
       });
       // The data is all in: the server going away now takes nothing from this file.
+      dataIn = true;
       unwatch();
       // Flushing a large download to disk can take a while; the server is not being waited for.
       const done = target;
@@ -440,6 +442,10 @@ export class Session implements ClientSession {
       return { ...result, resumedFrom: offset };
     } catch (error) {
       unwatch();
+      // Part-way through the data the connection is out of step, whatever the failure (an
+      // ABORT, whose code may be one that keeps it after a refusal in place of the OK): the
+      // server hangs up, or is still sending.
+      if (!dataIn) this.close();
       await target?.discard(error);
       throw error;
     }

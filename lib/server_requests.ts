@@ -71,6 +71,17 @@ export function classify(error: unknown): { code: ErrorCode; message: string } {
   return { code: "io", message: `Server error: ${withoutPaths(text)}` };
 }
 
+/**
+ * {@link classify} for a failure part-way through a transfer's data, after which the server hangs
+ * up: never with a code that says the connection stays in step (`denied` from a file it may not
+ * write or read, say), which the client would believe, sending its next request to a closed
+ * socket. Such a code is sent as `io`, with its message.
+ */
+function classifyPartWay(error: unknown): { code: ErrorCode; message: string } {
+  const { code, message } = classify(error);
+  return { code: keepsConnection(code) ? "io" : code, message };
+}
+
 async function refuse(out: FrameWriter, error: unknown): Promise<Outcome> {
   const { code, message } = classify(error);
   await out.writeControl(FrameType.ERROR, { code, message });
@@ -260,12 +271,7 @@ async function servePut(request: PutRequest, channel: Channel, ctx: Context): Pr
       return { bytes: received, result: `interrupted, discarded (${why})`, close: true };
     }
     await upload.discard();
-    const classified = classify(error);
-    // The server hangs up after this, so it is never sent with a code that says the connection
-    // stays in step (`denied` from a staging file it may not write, say): the client would
-    // believe it and send its next request to a closed socket.
-    const code = keepsConnection(classified.code) ? "io" : classified.code;
-    const { message } = classified;
+    const { code, message } = classifyPartWay(error);
     await out.writeControl(FrameType.ERROR, { code, message }).catch(() => {});
     return { bytes: received, result: `failed (${code}: ${message})`, close: true };
   }
@@ -323,7 +329,7 @@ async function serveGet(request: GetRequest, channel: Channel, ctx: Context): Pr
     if (entry.reason) return { bytes, result: `cut (${entry.reason})`, close: true, cut: true };
     const gone = interruptionOf(error);
     if (gone) return { bytes, result: `interrupted (client went away: ${gone})`, close: true };
-    const { code, message } = classify(error);
+    const { code, message } = classifyPartWay(error);
     await out.writeControl(FrameType.ABORT, { code, message }).catch(() => {});
     return { bytes, result: `failed (${code}: ${message})`, close: true };
   } finally {

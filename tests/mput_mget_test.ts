@@ -22,7 +22,7 @@ import {
 } from "./harness.ts";
 import { jsonLines } from "./client_checks.ts";
 import { encodeControl, FrameType } from "../lib/frames.ts";
-import { Wire } from "./wire.ts";
+import { checksumOf, concat, dataFrame, Wire } from "./wire.ts";
 
 const decoder = new TextDecoder();
 
@@ -217,6 +217,63 @@ Deno.test("mput goes on over a new connection after a refusal part-way through a
     "ferry: 1 of 3 files failed",
   ], result.stderr);
   assert.ok(lines.some((line) => /^Uploaded c\.bin /.test(line)), result.stderr);
+});
+
+/** Plays a server's side of one get of `data`: OK, DATA, END. */
+async function sendGet(wire: Wire, name: string, data: Uint8Array): Promise<void> {
+  const request = await wire.expectFrame(FrameType.REQUEST, `get ${name}`);
+  assert.equal(request.name, name);
+  await wire.write(encodeControl(FrameType.OK, { size: data.length, mtime: Date.now() }));
+  await wire.write(concat([
+    dataFrame(data),
+    encodeControl(FrameType.END, { size: data.length, checksum: await checksumOf(data) }),
+  ]));
+}
+
+Deno.test("mget goes on over a new connection after a file is aborted part-way through its data", async () => {
+  await using work = await makeTempDir();
+  const a = randomBytes(1000);
+  const c = randomBytes(2000);
+  // A server without the tree feature: each file is a get of its own. It aborts b.bin after
+  // some of its data with a code that, in place of an OK, would keep the connection, and hangs up.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  const serving = (async () => {
+    {
+      using wire = new Wire(await listener.accept());
+      await wire.acceptHandshake();
+      await sendGet(wire, "a.bin", a);
+      await wire.expectFrame(FrameType.REQUEST, "get b.bin");
+      await wire.write(encodeControl(FrameType.OK, { size: 5000, mtime: Date.now() }));
+      await wire.write(dataFrame(randomBytes(1000)));
+      await wire.write(encodeControl(FrameType.ABORT, { code: "denied", message: "No, not that" }));
+    }
+    using wire = new Wire(await listener.accept());
+    await wire.acceptHandshake();
+    await sendGet(wire, "c.bin", c);
+    assert.equal(await wire.readFrame(), null, "the client hangs up when done");
+  })();
+  serving.catch(() => {});
+  let result;
+  try {
+    result = await runClient(["127.0.0.1", String(port), "mget", "a.bin", "b.bin", "c.bin"], {
+      cwd: work.path,
+    });
+  } finally {
+    listener.close();
+  }
+  await serving.catch((error) => {
+    throw new Error(`Fake server failed: ${error}; client stderr:\n${result.stderr}`);
+  });
+  assert.equal(result.code, 1, `exit ${result.code}:\n${result.stderr}`);
+  assertNoStackTrace(result, "mget with an ABORT mid-data");
+  assert.deepEqual(stderrLines(result).filter((line) => /^ferry: /.test(line)), [
+    "ferry: b.bin: Refused by server: No, not that",
+    "ferry: 1 of 3 files failed",
+  ], result.stderr);
+  assert.deepEqual(await listDir(work.path), ["a.bin", "c.bin"], "nothing left of b.bin");
+  assert.deepEqual(await Deno.readFile(`${work.path}/a.bin`), a);
+  assert.deepEqual(await Deno.readFile(`${work.path}/c.bin`), c);
 });
 
 Deno.test("mget with a missing name downloads the others and exits 1", async () => {
