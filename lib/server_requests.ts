@@ -233,10 +233,13 @@ async function servePut(request: PutRequest, channel: Channel, ctx: Context): Pr
     try {
       await whileKeepingAlive(channel, () => upload.commit(result));
     } catch (error) {
-      // Every byte and the END are in, so the connection is in step: the refusal takes the
-      // place of the final OK (the name was taken meanwhile, a folder appeared there, no
-      // permission) and the next request may follow, as after a refusal before the data.
-      if (entry.reason || interruptionOf(error)) throw error;
+      // Every byte and the END are in, so the connection is in step: a refusal of the name takes
+      // the place of the final OK (taken meanwhile, a folder appeared there, no permission) and
+      // the next request may follow, as after a refusal before the data. Any other failure (a
+      // full disk, say) ends the connection, as it always has.
+      if (entry.reason || interruptionOf(error) || !keepsConnection(classify(error).code)) {
+        throw error;
+      }
       await upload.discard();
       return { ...(await refuse(out, error)), bytes: result.size };
     }
