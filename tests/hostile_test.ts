@@ -2,7 +2,8 @@
  * Hostile clients against the real server: crowds of connections that never finish their
  * handshake, trickle one byte at a time or never answer the token challenge, from one address or
  * many, while a good client must still be served; and each limit that makes that so: the
- * handshake deadline, the request deadline, the per-address limit and the minimum upload rate.
+ * handshake deadline, the request deadline, the per-address limit, the minimum upload rate, and
+ * the slot a full server takes back from a connection that sits between requests.
  *
  * Crowds connect from other loopback addresses (127.0.0.2 and up) through `node:net`, whose
  * `localAddress` binds the source address that `Deno.connect` cannot.
