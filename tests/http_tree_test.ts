@@ -165,6 +165,17 @@ Deno.test("http tree: MOVE renames and moves, never over a file unless asked", a
   assert.equal(await Deno.readTextFile(`${root}/to/x.txt`), "two");
   await server.waitForLog(/http MOVE "one.txt" 201 0 bytes ok \(to "été.txt"\) /);
   await server.waitForLog(/http MOVE "two.txt" 409 0 bytes refused \(File exists/);
+
+  // A symlink moves as a link, unless its relative target would point elsewhere from there
+  // (the same rule as `ferry mv`: tests/tree_ops_test.ts).
+  await Deno.symlink("x.txt", `${root}/to/link`);
+  const away = await send(base, "MOVE", "to/link", { destination: "/link" });
+  assert.equal(away.status, 403, away.text);
+  assert.match(away.text, /its relative target "x\.txt" would point elsewhere from there/);
+  assert.equal(await Deno.readLink(`${root}/to/link`), "x.txt", "left where it was");
+  const renamedLink = await send(base, "MOVE", "to/link", { destination: "/to/same" });
+  assert.equal(renamedLink.status, 201, renamedLink.text);
+  assert.equal(await Deno.readTextFile(`${root}/to/same`), "two");
 });
 
 Deno.test("http tree: MKCOL creates a folder, ?parents its parents, shown in listings", async () => {
