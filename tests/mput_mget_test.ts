@@ -22,7 +22,7 @@ import {
 } from "./harness.ts";
 import { jsonLines } from "./client_checks.ts";
 import { encodeControl, FrameType } from "../lib/frames.ts";
-import { checksumOf, concat, dataFrame, Wire } from "./wire.ts";
+import { checksumOf, concat, dataFrame, serveInTurn, Wire } from "./wire.ts";
 
 const decoder = new TextDecoder();
 
@@ -179,11 +179,9 @@ Deno.test("mput goes on over a new connection after a refusal part-way through a
   // A server without the tree feature: each file is a put of its own. It refuses b.bin after
   // its first DATA frame with a code that, in place of an OK, would keep the connection, and
   // hangs up as a server does after any refusal during the data.
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  const serving = (async () => {
-    {
-      using wire = new Wire(await listener.accept());
+  const result = await serveInTurn([
+    async (conn) => {
+      using wire = new Wire(conn);
       await wire.acceptHandshake();
       await acceptPut(wire, "a.bin");
       const request = await wire.expectFrame(FrameType.REQUEST, "put b.bin");
@@ -191,24 +189,17 @@ Deno.test("mput goes on over a new connection after a refusal part-way through a
       await wire.write(encodeControl(FrameType.OK, {}));
       assert.equal((await wire.readFrame())?.type, FrameType.DATA);
       await wire.write(encodeControl(FrameType.ERROR, { code: "denied", message: "No, not that" }));
-    }
-    using wire = new Wire(await listener.accept());
-    await wire.acceptHandshake();
-    await acceptPut(wire, "c.bin");
-    assert.equal(await wire.readFrame(), null, "the client hangs up when done");
-  })();
-  serving.catch(() => {});
-  let result;
-  try {
-    result = await runClient(["127.0.0.1", String(port), "mput", "a.bin", "b.bin", "c.bin"], {
+    },
+    async (conn) => {
+      using wire = new Wire(conn);
+      await wire.acceptHandshake();
+      await acceptPut(wire, "c.bin");
+      assert.equal(await wire.readFrame(), null, "the client hangs up when done");
+    },
+  ], (port) =>
+    runClient(["127.0.0.1", String(port), "mput", "a.bin", "b.bin", "c.bin"], {
       cwd: work.path,
-    });
-  } finally {
-    listener.close();
-  }
-  await serving.catch((error) => {
-    throw new Error(`Fake server failed: ${error}; client stderr:\n${result.stderr}`);
-  });
+    }));
   assert.equal(result.code, 1, `exit ${result.code}:\n${result.stderr}`);
   assertNoStackTrace(result, "mput with a refusal mid-data");
   const lines = stderrLines(result);
@@ -236,35 +227,26 @@ Deno.test("mget goes on over a new connection after a file is aborted part-way t
   const c = randomBytes(2000);
   // A server without the tree feature: each file is a get of its own. It aborts b.bin after
   // some of its data with a code that, in place of an OK, would keep the connection, and hangs up.
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  const serving = (async () => {
-    {
-      using wire = new Wire(await listener.accept());
+  const result = await serveInTurn([
+    async (conn) => {
+      using wire = new Wire(conn);
       await wire.acceptHandshake();
       await sendGet(wire, "a.bin", a);
       await wire.expectFrame(FrameType.REQUEST, "get b.bin");
       await wire.write(encodeControl(FrameType.OK, { size: 5000, mtime: Date.now() }));
       await wire.write(dataFrame(randomBytes(1000)));
       await wire.write(encodeControl(FrameType.ABORT, { code: "denied", message: "No, not that" }));
-    }
-    using wire = new Wire(await listener.accept());
-    await wire.acceptHandshake();
-    await sendGet(wire, "c.bin", c);
-    assert.equal(await wire.readFrame(), null, "the client hangs up when done");
-  })();
-  serving.catch(() => {});
-  let result;
-  try {
-    result = await runClient(["127.0.0.1", String(port), "mget", "a.bin", "b.bin", "c.bin"], {
+    },
+    async (conn) => {
+      using wire = new Wire(conn);
+      await wire.acceptHandshake();
+      await sendGet(wire, "c.bin", c);
+      assert.equal(await wire.readFrame(), null, "the client hangs up when done");
+    },
+  ], (port) =>
+    runClient(["127.0.0.1", String(port), "mget", "a.bin", "b.bin", "c.bin"], {
       cwd: work.path,
-    });
-  } finally {
-    listener.close();
-  }
-  await serving.catch((error) => {
-    throw new Error(`Fake server failed: ${error}; client stderr:\n${result.stderr}`);
-  });
+    }));
   assert.equal(result.code, 1, `exit ${result.code}:\n${result.stderr}`);
   assertNoStackTrace(result, "mget with an ABORT mid-data");
   assert.deepEqual(stderrLines(result).filter((line) => /^ferry: /.test(line)), [

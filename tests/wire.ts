@@ -10,8 +10,9 @@
  * - {@link Wire}: one raw TCP connection with a read buffer and bounded reads, usable from either
  *   side: a test client talking to the real server, or a fake server talking to the real client.
  * - {@link serveOnce}: the scaffolding of a one-connection fake server on 127.0.0.1 that the real
- *   client is run against; {@link withFakeServer}: such a server that speaks ferry up to the
- *   client's REQUEST and lets the test answer it.
+ *   client is run against, and {@link serveInTurn} for a client that connects again;
+ *   {@link withFakeServer}: such a server that speaks ferry up to the client's REQUEST and lets
+ *   the test answer it.
  *
  * @module
  */
@@ -322,15 +323,29 @@ export class Wire implements Disposable {
  * returns); a failure inside it, a failed assertion say, fails the call too, with the client's
  * stderr in the message, and so does a client that never connected.
  */
-export async function serveOnce(
+export function serveOnce(
   serve: (conn: Deno.Conn) => Promise<void>,
+  run: (port: number) => Promise<RunResult>,
+): Promise<RunResult> {
+  return serveInTurn([serve], run);
+}
+
+/**
+ * {@link serveOnce} for a client that connects more than once (again after a failure, say): the
+ * fake server accepts one connection after another, and `serves[i]` gets the i-th (closed when it
+ * returns, before the next is accepted). A client that makes fewer connections fails the call.
+ */
+export async function serveInTurn(
+  serves: ((conn: Deno.Conn) => Promise<void>)[],
   run: (port: number) => Promise<RunResult>,
 ): Promise<RunResult> {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
   const serving = (async () => {
-    using conn = await listener.accept();
-    await serve(conn);
+    for (const serve of serves) {
+      using conn = await listener.accept();
+      await serve(conn);
+    }
   })();
   serving.catch(() => {}); // awaited below, once the client is done
   let result: RunResult;
