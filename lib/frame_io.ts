@@ -153,7 +153,9 @@ const READ_AHEAD_STEP = 64 << 10;
 /**
  * Reads frames from a socket into the caller's buffers, in place: the socket's own `read` fills
  * them with no intermediate copy (a stream's BYOB read would transfer the pool's buffers, which
- * must stay put), and returns what has arrived, so a slow peer's progress shows at once.
+ * must stay put), and returns what has arrived, so a slow peer's progress shows at once. Over TLS
+ * a read returns at most one 16 KiB record whatever the buffer, a cost of Deno's TLS stream that
+ * nothing here can batch away (docs/performance.md, "Where TLS time goes").
  */
 export class FrameReader {
   #source: DirectReader;
