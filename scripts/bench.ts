@@ -108,7 +108,8 @@ Options:
   --only ID,...     run only these single-file cases (ferry-put, ferry-put-tls,
                     scp-put-aes128-gcm, http-get, nginx-get, ...; see the ids in the
                     JSON), and neither the
-                    many-clients nor the many-files case; "trees" runs the folder rows
+                    many-clients nor the many-files case; "trees" runs the folder rows,
+                    "s3" the object-store rows
   --tree-files N    files of 4 KiB in the folder rows' nested tree (default 10000)
   --tree-mixed N    size of the folder rows' mixed tree (default 500M)
   --tree-entries N  entries of the tree whose server peak RSS is measured
@@ -133,7 +134,7 @@ export interface BenchOptions {
   fileSize: number;
   /** Where to write JSON; undefined picks a temporary folder. */
   json?: string;
-  /** Run only the single-file cases with these ids (`trees`: the folder rows); undefined runs everything. */
+  /** Run only the single-file cases with these ids (`trees`: the folder rows, `s3`: the object-store rows); undefined runs everything. */
   only?: string[];
   /** Files of the folder rows' nested tree. */
   treeFiles: number;
@@ -196,7 +197,9 @@ export function parseOptions(argv: string[]): BenchOptions {
   });
   if (positionals.length > 0) throw new Error(`Unexpected argument ${positionals[0]}`);
   const only = values.only?.split(",").map((id) => id.trim()).filter((id) => id !== "");
-  const unknown = only?.find((id) => id !== "trees" && !CASES.some((spec) => spec.id === id));
+  const unknown = only?.find((id) =>
+    id !== "trees" && id !== "s3" && !CASES.some((spec) => spec.id === id)
+  );
   if (unknown !== undefined) {
     throw new Error(
       `Unknown case ${JSON.stringify(unknown)} in --only: expected some of ` +
@@ -1653,7 +1656,9 @@ async function bench(options: BenchOptions, work: string): Promise<number> {
   results.forEach(summarize);
   judge(results);
   // Against an object store, when one runs (scripts/ceph.sh up): issue 18's rows.
-  const s3 = await benchS3({ size: options.size, runs: options.runs, say });
+  const s3 = everything || options.only!.includes("s3")
+    ? await benchS3({ size: options.size, runs: options.runs, say })
+    : "S3 rows not run (--only without s3).";
 
   // The folder rows (scripts/bench_tree.ts): after the others, in a table of their own.
   const trees = everything || options.only!.includes("trees")
