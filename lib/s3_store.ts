@@ -9,7 +9,8 @@
  * lib/s3_bucket.ts's.
  *
  * Layout under `s3://BUCKET/PREFIX`: each file is the object `PREFIX + name`, its xxh128 checksum
- * in the metadata `ferry-checksum`. Under `PREFIX.ferry-staging/`: `uploads/` holds uploads in
+ * in the metadata `ferry-checksum`, and for a file a tree transfer stored, the sender's mtime (ms
+ * since the epoch, `ferry-mtime`) and mode (octal, `ferry-mode`), which a listing does not carry. Under `PREFIX.ferry-staging/`: `uploads/` holds uploads in
  * progress, `claims/` the short-lived claims that serialise publishing a name, `kept/` the
  * interrupted uploads kept for a resume.
  *
@@ -76,6 +77,9 @@ export interface S3StoreOptions extends S3Location {
 
 /** Metadata header holding a file's checksum. */
 const CHECKSUM_HEADER = "x-amz-meta-ferry-checksum";
+/** Metadata headers holding the mtime and mode a tree transfer's sender gave a file. */
+const MTIME_HEADER = "x-amz-meta-ferry-mtime";
+const MODE_HEADER = "x-amz-meta-ferry-mode";
 const UPLOADS = `${STAGING_DIR}/uploads/`;
 const CLAIMS = `${STAGING_DIR}/claims/`;
 /** How many times a publish waits for another server's claim on the same name (overwrite). */
@@ -83,6 +87,36 @@ const CLAIM_WAITS = 50;
 const CLAIM_WAIT_MS = 100;
 /** S3's smallest part but the last. */
 const MIN_PART = 5 * 2 ** 20;
+
+/** A file's mtime and mode as stored with it (see {@link S3Store.stat}). */
+export interface S3FileStamp {
+  /** The sender's mtime if a tree transfer stored one, else when the object was stored. */
+  mtime: number;
+  /** The sender's permission bits if stored, else 0o644. */
+  mode: number;
+}
+
+/** The stamp in an object's headers: what ferry stored, else the store's own time. */
+function stampOf(headers: Headers): S3FileStamp {
+  const stored = Number(headers.get(MTIME_HEADER) ?? NaN);
+  const mode = parseInt(headers.get(MODE_HEADER) ?? "", 8);
+  return {
+    mtime: Number.isFinite(stored) && stored >= 0
+      ? stored
+      : Date.parse(headers.get("last-modified") ?? "") || 0,
+    mode: Number.isInteger(mode) && mode >= 0 ? mode & 0o777 : 0o644,
+  };
+}
+
+/** The metadata headers that store a stamp; none for a stamp not given. */
+function stampHeaders(stamp: { mtime?: number; mode?: number }): Record<string, string> {
+  const headers: Record<string, string> = {};
+  if (stamp.mtime !== undefined && Number.isFinite(stamp.mtime) && stamp.mtime >= 0) {
+    headers[MTIME_HEADER] = String(stamp.mtime);
+  }
+  if (stamp.mode !== undefined) headers[MODE_HEADER] = (stamp.mode & 0o777).toString(8);
+  return headers;
+}
 
 async function sha256Hex(text: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
@@ -134,6 +168,7 @@ export class S3Store implements Store {
       store: this,
       withClaim: (name, key, overwrite, work) => this.#withClaim(name, key, overwrite, work),
       checksum: async (key) => (await this.#bucket.head(key))?.headers.get(CHECKSUM_HEADER) ?? null,
+      stat: (key) => this.stat(key),
     });
   }
 
@@ -189,11 +224,17 @@ export class S3Store implements Store {
       throw new StoreError("not_found", `No such file: ${quote(name)}`);
     }
     const size = Number(head.headers.get("content-length") ?? 0);
-    const mtime = Date.parse(head.headers.get("last-modified") ?? "") || 0;
+    const { mtime } = stampOf(head.headers);
     const file = await this.#reader(name, key, size, head.headers.get("etag") ?? "", {
       stored: head.headers.get(CHECKSUM_HEADER),
     });
     return { file, size, mtime };
+  }
+
+  /** The mtime and mode stored with the object `key` (one HEAD), or null if there is none. */
+  async stat(key: string): Promise<S3FileStamp | null> {
+    const head = await this.#bucket.head(key);
+    return head ? stampOf(head.headers) : null;
   }
 
   #reader(
@@ -263,6 +304,7 @@ export class S3Store implements Store {
       // A small file is buffered whole and published with one PUT; only bigger ones stage parts.
       bufferSize: size !== null && size < this.partSize && !resumable ? size : this.partSize,
       size,
+      stamp: stampHeaders(options),
       staging: UPLOADS + crypto.randomUUID(),
       store: this,
       bucket,
@@ -335,7 +377,8 @@ export class S3Store implements Store {
 
   /**
    * Publishes a verified upload under `key`: the bytes of a small one, or a copy of the staged
-   * object of a big one (the store copies by reference), with the checksum in the metadata.
+   * object of a big one (the store copies by reference), with the checksum (and `metadata`: a
+   * tree transfer's mtime and mode) in the metadata.
    * Servers publish a name one at a time, each holding its claim (a conditional PUT that exactly
    * one of them wins), so without `overwrite` exactly one of two servers racing wins.
    */
@@ -345,13 +388,14 @@ export class S3Store implements Store {
     overwrite: boolean,
     checksum: string,
     from: { bytes: Uint8Array } | { staged: string },
+    metadata: Record<string, string> = {},
   ): Promise<void> {
     const bucket = this.#bucket;
     await this.#withClaim(name, key, overwrite, async () => {
       if (!overwrite && await bucket.head(key)) {
         throw new StoreError("exists", `File exists: ${quote(name)}`);
       }
-      const headers: Record<string, string> = { [CHECKSUM_HEADER]: checksum };
+      const headers: Record<string, string> = { ...metadata, [CHECKSUM_HEADER]: checksum };
       // Stores that honour it make the no-overwrite rule hold against writers other than ferry.
       if (!overwrite) headers["If-None-Match"] = "*";
       let body: Uint8Array | undefined;

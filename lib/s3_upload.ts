@@ -36,6 +36,7 @@ export interface S3UploadStore {
     overwrite: boolean,
     checksum: string,
     from: { bytes: Uint8Array } | { staged: string },
+    metadata?: Record<string, string>,
   ): Promise<void>;
 }
 
@@ -46,6 +47,8 @@ export interface S3UploadInit {
   overwrite: boolean;
   bufferSize: number;
   size: number | null;
+  /** Metadata headers published with the file (a tree transfer's mtime and mode). */
+  stamp: Record<string, string>;
   staging: string;
   store: S3UploadStore;
   bucket: S3Bucket;
@@ -202,13 +205,13 @@ export class S3Upload implements StoreUpload {
       if (!verified || verified.size !== this.#size) {
         throw new StoreError("checksum", `Upload of ${quote(this.name)} was not verified`);
       }
-      const { store, name, key, overwrite, staging } = this.#init;
+      const { store, name, key, overwrite, staging, stamp } = this.#init;
       if (this.#id === undefined && this.#keptParts === 0) {
         const bytes = this.#buffers[this.#current].subarray(0, this.#filled);
-        await store.publish(name, key, overwrite, verified.checksum, { bytes });
+        await store.publish(name, key, overwrite, verified.checksum, { bytes }, stamp);
       } else {
         await this.#complete();
-        await store.publish(name, key, overwrite, verified.checksum, { staged: staging });
+        await store.publish(name, key, overwrite, verified.checksum, { staged: staging }, stamp);
       }
     } catch (error) {
       await this.discard();

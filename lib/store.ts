@@ -41,6 +41,10 @@ export interface BeginUploadOptions {
   resume?: boolean;
   /** Announced size; kept data for a different size is not resumed. */
   size?: number | null;
+  /** A tree transfer's file: modification time to give it, ms since the epoch; default: now. */
+  mtime?: number;
+  /** A tree transfer's file: permission bits to give it, at most 0o777; default: the store's. */
+  mode?: number;
 }
 
 /** An upload in progress: staged bytes that become the named file on {@link StoreUpload.commit}. */

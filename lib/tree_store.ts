@@ -27,10 +27,6 @@ export type { ListTreeOptions, MakeDirOptions, MoveOptions, RemoveOptions };
 
 /** Options of the folder store's uploads: a put's, and for a tree's files their mtime and mode. */
 export interface FileUploadOptions extends BeginUploadOptions {
-  /** Modification time to give the file, ms since the epoch; default: when it is written. */
-  mtime?: number;
-  /** Permission bits to give the file, at most 0o777; default: the umask's. */
-  mode?: number;
   /**
    * Check the name's folders and target before the data arrives, to refuse early (default
    * true). They are checked again, whole, when the file is named either way; a tree transfer,
