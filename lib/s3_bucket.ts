@@ -1,6 +1,7 @@
 /**
- * One bucket (and key prefix) of an S3-compatible object store, spoken to over `fetch` with
- * requests signed by aws4fetch: the requests ferry's S3 store needs, each under a timeout, and
+ * One bucket (and key prefix) of an S3-compatible object store, spoken to over `fetch` (objects'
+ * bodies over lib/s3_http.ts's connections) with requests signed by aws4fetch: the requests
+ * ferry's S3 store needs, each under a timeout, and
  * their failures turned into one-line {@link StoreError}s. Knows nothing of ferry's names or
  * guarantees; lib/s3_store.ts builds those on it.
  *
@@ -12,6 +13,7 @@ import { createHash } from "node:crypto";
 import { describeError, StoreError } from "./errors.ts";
 import { quote } from "./remote_name.ts";
 import type { S3Credentials, S3Location } from "./s3_config.ts";
+import { BadResponseError, errorText, type RangeBody, S3Http } from "./s3_http.ts";
 
 /** Options for {@link S3Bucket}. */
 export interface S3BucketOptions extends S3Location {
@@ -37,8 +39,6 @@ export interface BucketRequest {
   expect?: number[];
   /** Aborts the request (its body included) besides the timeout. */
   signal?: AbortSignal;
-  /** The response body is read by the caller, under its own timeouts. */
-  stream?: boolean;
   /** The response body is bytes, not text (read under the timeout all the same). */
   binary?: boolean;
 }
@@ -144,6 +144,7 @@ export class S3Bucket {
   /** Longest wait for any one request, in milliseconds. */
   readonly timeoutMs: number;
   readonly #client: AwsClient;
+  readonly #http: S3Http;
 
   /** Makes no request: {@link S3Bucket.head} of the bucket (key null) checks it answers. */
   constructor(options: S3BucketOptions) {
@@ -158,6 +159,7 @@ export class S3Bucket {
       // Retrying is the client's choice, made with the whole transfer in view.
       retries: 0,
     });
+    this.#http = new S3Http(new URL(this.endpoint));
   }
 
   #url(key: string | null, query?: Record<string, string>): string {
@@ -200,8 +202,8 @@ export class S3Bucket {
   }
 
   /**
-   * Sends one signed request under the timeout; its (small) body is read under it too, unless
-   * `stream`. Statuses not 2xx and not expected throw.
+   * Sends one signed request under the timeout; its (small) body is read under it too (an
+   * object's body is read by {@link S3Bucket.getRange}). Statuses not 2xx and not expected throw.
    */
   async request(method: string, key: string | null, init: BucketRequest = {}): Promise<Response> {
     const controller = new AbortController();
@@ -218,7 +220,6 @@ export class S3Bucket {
         body: init.body as BodyInit | undefined,
         signal: controller.signal,
       });
-      if (init.stream && response.ok) return response;
       if (response.ok || init.expect?.includes(response.status)) {
         const body = method === "HEAD" || response.status === 204
           ? null
@@ -238,6 +239,49 @@ export class S3Bucket {
     } finally {
       clearTimeout(timer);
       init.signal?.removeEventListener("abort", abort);
+    }
+  }
+
+  /**
+   * GETs bytes `from` to `to` (inclusive; to the end when null) of `key`, only of the version
+   * `etag` when given (status 412 if it is gone), its body read into the caller's buffers
+   * (lib/s3_http.ts). The response head is awaited under the timeout; reading the body is the
+   * caller's to time. Aborting `signal` ends the request and its body.
+   */
+  async getRange(
+    key: string,
+    range: { from: number; to: number | null; etag?: string },
+    signal: AbortSignal,
+  ): Promise<RangeBody> {
+    const timeout = new AbortController();
+    const timer = setTimeout(
+      () => timeout.abort(new DOMException("timeout", "TimeoutError")),
+      this.timeoutMs,
+    );
+    const both = AbortSignal.any([signal, timeout.signal]);
+    try {
+      const signed = await this.#client.sign(this.#url(key), {
+        method: "GET",
+        headers: {
+          "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
+          Range: `bytes=${range.from}-${range.to ?? ""}`,
+          ...(range.etag ? { "If-Match": range.etag } : {}),
+        },
+      });
+      const body = await this.#http.get(new URL(signed.url), signed.headers, both);
+      if (body.ok || body.status === 412) return body;
+      throw this.failure(body.status, await errorText(body), "GET", key);
+    } catch (error) {
+      if (error instanceof StoreError) throw error;
+      if (error instanceof BadResponseError) {
+        throw new StoreError(
+          "io",
+          `Object store at ${this.endpoint} sent a bad response: ${error.message}`,
+        );
+      }
+      throw this.unavailable(timeout.signal.reason ?? signal.reason ?? error);
+    } finally {
+      clearTimeout(timer);
     }
   }
 

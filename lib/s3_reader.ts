@@ -12,6 +12,7 @@
 import { type Checksum, createChecksum } from "./checksum.ts";
 import { describeError, StoreError } from "./errors.ts";
 import { quote } from "./remote_name.ts";
+import type { RangeBody } from "./s3_http.ts";
 import type { StoreReader } from "./store.ts";
 
 /** Nothing to read: the staged bytes of an upload that resumes nothing. */
@@ -32,10 +33,10 @@ export interface S3ReaderInit {
   /** Longest wait for the store, in milliseconds. */
   timeoutMs: number;
   /**
-   * Starts a GET of bytes `from` to `to` (inclusive; to the end when null) of the version opened;
-   * 412 if it is gone.
+   * Starts a GET of bytes `from` to `to` (inclusive; to the end when null) of the version opened,
+   * its body read into the reader's buffers; status 412 if it is gone. Aborting `signal` ends it.
    */
-  get: (from: number, to: number | null, signal: AbortSignal) => Promise<Response>;
+  get: (from: number, to: number | null, signal: AbortSignal) => Promise<RangeBody>;
   /** See {@link RANGED_DEFAULTS}.rangeSize. */
   rangeSize?: number;
   /** See {@link RANGED_DEFAULTS}.ranges. */
@@ -58,7 +59,7 @@ export const RANGED_DEFAULTS = {
 export class S3Reader implements StoreReader {
   #init: S3ReaderInit;
   #position = 0;
-  #body?: ReadableStreamDefaultReader<Uint8Array>;
+  #body?: RangeBody;
   #controller?: AbortController;
   #left?: Uint8Array;
   #checksum: Checksum | null;
@@ -107,12 +108,30 @@ export class S3Reader implements StoreReader {
     }
   }
 
-  async #open(): Promise<ReadableStreamDefaultReader<Uint8Array>> {
+  async #open(): Promise<RangeBody> {
     this.#controller = new AbortController();
-    const response = await this.#init.get(this.#position, null, this.#controller.signal);
-    if (response.status === 412) throw this.#replaced();
-    if (!response.body) throw new StoreError("io", "Object store sent no body");
-    return response.body.getReader();
+    const from = this.#position;
+    const body = await this.#timed(this.#init.get(from, null, this.#controller.signal));
+    this.#check(body, this.#init.size - from);
+    return body;
+  }
+
+  /** Refuses a response that is not the `length` bytes asked for. */
+  #check(body: RangeBody, length: number): void {
+    if (body.status === 412) {
+      body.cancel();
+      throw this.#replaced();
+    }
+    if (body.length !== length || (body.status !== 206 && body.status !== 200)) {
+      body.cancel();
+      throw new StoreError(
+        "io",
+        `Object store sent ${body.length} bytes of ${
+          quote(this.#init.name)
+        } (HTTP ${body.status}) ` +
+          `where ${length} were asked for`,
+      );
+    }
   }
 
   /** Whether what is left is read as parallel ranges rather than one stream. */
@@ -125,13 +144,11 @@ export class S3Reader implements StoreReader {
   /**
    * Reads bytes `from` to `from + length` whole, each wait on the store bounded: by one timer per
    * range, pushed back as bytes arrive, rather than a timer and a race for every chunk the body
-   * yields (64 KiB at most, 16,000 of them per GiB).
+   * yields.
    */
   async #range(from: number, length: number, signal: AbortSignal): Promise<Uint8Array> {
-    const response = await this.#timed(this.#init.get(from, from + length - 1, signal));
-    if (response.status === 412) throw this.#replaced();
-    if (!response.body) throw new StoreError("io", "Object store sent no body");
-    const body = response.body.getReader();
+    const body = await this.#timed(this.#init.get(from, from + length - 1, signal));
+    this.#check(body, length);
     const spare = this.#spare.pop();
     const bytes = spare && spare.length >= length
       ? spare.subarray(0, length)
@@ -148,31 +165,24 @@ export class S3Reader implements StoreReader {
         return;
       }
       stalled = true;
-      // Ends the pending read (done), which is then reported as the stall it is.
-      body.cancel().catch(() => {});
+      // Ends the pending read, which is then reported as the stall it is.
+      body.cancel();
     };
     timer = setTimeout(check, timeoutMs);
     let filled = 0;
     try {
       while (filled < length) {
-        const next = await body.read();
+        const n = await body.read(bytes.subarray(filled));
         if (stalled) throw this.#stalled();
-        if (next.done) break;
+        if (n === null) break;
         last = Date.now();
-        if (next.value.length > length - filled) {
-          throw new StoreError(
-            "io",
-            `Object store sent more of ${quote(this.#init.name)} than asked`,
-          );
-        }
-        bytes.set(next.value, filled);
-        filled += next.value.length;
+        filled += n;
       }
     } catch (error) {
       throw stalled ? this.#stalled() : error;
     } finally {
       clearTimeout(timer);
-      body.cancel().catch(() => {});
+      body.cancel();
     }
     if (filled < length) {
       throw new StoreError("io", `Object store ended ${quote(this.#init.name)} early`);
@@ -221,12 +231,16 @@ export class S3Reader implements StoreReader {
           this.#current = undefined;
           this.#left = this.#current = await this.#nextRanged();
         } else {
+          // One stream, read straight into the caller's buffer.
           this.#body ??= await this.#open();
-          const next = await this.#timed(this.#body.read());
-          if (next.done) {
+          const want = Math.min(p.length, this.#init.size - this.#position);
+          const n = await this.#timed(this.#body.read(p.subarray(0, want)));
+          if (n === null) {
             throw new StoreError("io", `Object store ended ${quote(this.#init.name)} early`);
           }
-          this.#left = next.value;
+          this.#checksum?.update(p.subarray(0, n));
+          this.#position += n;
+          return n;
         }
       } catch (error) {
         this.close();
@@ -270,6 +284,7 @@ export class S3Reader implements StoreReader {
   close(): void {
     this.#controller?.abort();
     this.#controller = undefined;
+    this.#body?.cancel();
     this.#body = undefined;
     this.#left = undefined;
     this.#ahead = [];

@@ -249,16 +249,7 @@ export class S3Store implements Store {
       size,
       stored: options.stored,
       timeoutMs: this.#bucket.timeoutMs,
-      get: (from, to, signal) =>
-        this.#bucket.request("GET", key, {
-          headers: {
-            Range: `bytes=${from}-${to ?? ""}`,
-            ...(etag ? { "If-Match": etag } : {}),
-          },
-          expect: [412],
-          signal,
-          stream: true,
-        }),
+      get: (from, to, signal) => this.#bucket.getRange(key, { from, to, etag }, signal),
     });
   }
 
