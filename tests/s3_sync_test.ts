@@ -1,94 +1,27 @@
 /**
- * Tree syncs with the S3 store against a real object store (Ceph's radosgw, `scripts/ceph.sh up`;
- * skipped with a note by `deno task test` when it is not running): the mtime and mode a `put -r`
- * stores with each object let a second `put -r` skip what did not change, as with a folder store,
- * and `get -r` gives local copies the sender's mtime and mode.
+ * Tree syncs with the S3 store against a real object store (see tests/s3_harness.ts): the mtime
+ * and mode a `put -r` stores with each object let a second `put -r` skip what did not change, as
+ * with a folder store, and `get -r` gives local copies the sender's mtime and mode.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
-import { AwsClient } from "aws4fetch";
-import { CREDENTIAL_ENV } from "../lib/s3_config.ts";
-import { findS3Store, S3_ENV_FILE } from "../scripts/s3_env.ts";
+import { assertSuccess, ferry, randomBytes } from "./harness.ts";
 import {
-  assertSuccess,
-  collectLines,
-  ferry,
-  PROGRAM_PERMISSIONS,
-  randomBytes,
-  SERVER_BANNER,
-  spawnServer,
-} from "./harness.ts";
-
-const store = await findS3Store();
-if (!store) {
-  const note = `S3 sync tests skipped: no object store answers (${S3_ENV_FILE}); ` +
-    "start one with scripts/ceph.sh up, then deno task test:s3";
-  if (Deno.env.get("FERRY_S3_REQUIRED") === "1") throw new Error(note);
-  console.error(note);
-}
-const ignore = store === null;
-const endpoint = store?.endpoint ?? "";
-if (store) {
-  // The servers inherit them: credentials never go on a command line.
-  Deno.env.set("AWS_ACCESS_KEY_ID", store.key);
-  Deno.env.set("AWS_SECRET_ACCESS_KEY", store.secret);
-}
-const s3 = new AwsClient({
-  accessKeyId: store?.key ?? "-",
-  secretAccessKey: store?.secret ?? "-",
-  service: "s3",
-  region: "us-east-1",
-  retries: 0,
-});
-
-/** What the harness lets a server read, and the credentials' variables. */
-const SERVER_ENV = [
-  ...PROGRAM_PERMISSIONS.find((flag) => flag.startsWith("--allow-env="))!.slice(12).split(","),
-  ...CREDENTIAL_ENV,
-].join(",");
-
-/** Bytes of one multipart part: a file bigger than this is staged and published by a copy. */
-const PART = 8 * 2 ** 20;
-
-async function newBucket(): Promise<string> {
-  const bucket = `ferry-${crypto.randomUUID().slice(0, 13)}`;
-  const response = await s3.fetch(`${endpoint}/${bucket}`, { method: "PUT" });
-  await response.body?.cancel();
-  assert.equal(response.status, 200, `creating bucket ${bucket}`);
-  return bucket;
-}
-
-async function headers(bucket: string, key: string): Promise<Headers | null> {
-  const response = await s3.fetch(`${endpoint}/${bucket}/${key}`, { method: "HEAD" });
-  return response.status === 200 ? response.headers : null;
-}
-
-/** A real server on `s3://bucket/files` at the test store. */
-async function startS3Server(bucket: string) {
-  const child = spawnServer(
-    ["0", "--store", `s3://${bucket}/files`, "--s3-endpoint", endpoint],
-    { permissions: [`--allow-env=${SERVER_ENV}`] },
-  );
-  const { lines, done, firstMatch } = collectLines(child.stderr);
-  const match = await firstMatch(SERVER_BANNER, { timeoutMs: 20000 });
-  const stop = async () => {
-    child.kill("SIGTERM");
-    await child.status;
-    await done;
-  };
-  if (!match) {
-    await stop();
-    throw new Error(`S3 server did not start:\n${lines.join("\n")}`);
-  }
-  return { host: match[2] ?? match[3], port: Number(match[4]), [Symbol.asyncDispose]: stop };
-}
-
-type Server = Awaited<ReturnType<typeof startS3Server>>;
+  endpoint,
+  headers,
+  holdStore,
+  ignore,
+  newBucket,
+  PART,
+  s3,
+  type S3Server,
+  startS3Server,
+} from "./s3_harness.ts";
 
 /** Runs a tree transfer with `--json`; its summary's files sent and skipped. */
-async function sync(server: Server, args: string[], cwd?: string): Promise<[number, number]> {
+async function sync(server: S3Server, args: string[], cwd?: string): Promise<[number, number]> {
   const result = await ferry(server, [...args, "--json"], { cwd });
   assertSuccess(result, args.join(" "));
   const lines = new TextDecoder().decode(result.stdout).trim().split("\n");
@@ -123,6 +56,7 @@ Deno.test({
   name: "s3: a second put -r without --checksum sends only what changed",
   ignore,
   async fn() {
+    using _store = await holdStore();
     const bucket = await newBucket();
     await using server = await startS3Server(bucket);
     const dir = await Deno.makeTempDir();
@@ -161,6 +95,7 @@ Deno.test({
   name: "s3: get -r gives local files the stored mtime and mode, and a second get sends nothing",
   ignore,
   async fn() {
+    using _store = await holdStore();
     const bucket = await newBucket();
     await using server = await startS3Server(bucket);
     const dir = await Deno.makeTempDir();
