@@ -74,6 +74,8 @@ export class S3Reader implements StoreReader {
   #spare: Uint8Array[] = [];
   /** Where the next range to request starts. */
   #nextRange = 0;
+  /** The caller checks the stored checksum (see {@link takeCheck}): this reader hashes nothing. */
+  #handedOver = false;
 
   private constructor(init: S3ReaderInit, checksum: Checksum | null) {
     this.#init = init;
@@ -263,12 +265,24 @@ export class S3Reader implements StoreReader {
     const checksum = this.#checksum;
     if (!checksum) return;
     this.#checksum = null;
-    if (checksum.digest() !== this.#init.stored) {
+    this.#compare(checksum.digest());
+  }
+
+  #compare(digest: string): void {
+    if (digest !== this.#init.stored) {
       throw new StoreError(
         "checksum",
         `Stored ${quote(this.#init.name)} does not match the checksum it was stored with`,
       );
     }
+  }
+
+  /** See {@link StoreReader.takeCheck}. */
+  takeCheck(): ((checksum: string) => void) | undefined {
+    if (!this.#init.stored) return undefined;
+    this.#handedOver = true;
+    this.#checksum = null;
+    return (digest) => this.#compare(digest);
   }
 
   async seek(offset: number, whence: Deno.SeekMode): Promise<number> {
@@ -277,7 +291,9 @@ export class S3Reader implements StoreReader {
     this.close();
     this.#position = offset;
     // Only a read from byte 0 can be checked against the stored checksum.
-    this.#checksum = offset === 0 && this.#init.stored ? await createChecksum() : null;
+    this.#checksum = offset === 0 && this.#init.stored && !this.#handedOver
+      ? await createChecksum()
+      : null;
     return offset;
   }
 

@@ -321,6 +321,8 @@ async function serveGet(request: GetRequest, channel: Channel, ctx: Context): Pr
       pool: ctx.pool,
       sizeHint: opened.size - (resumeFrom?.size ?? 0),
       resumeFrom,
+      // The sender hashes every byte: the stored checksum, if any, is checked on that one pass.
+      check: opened.file.takeCheck?.(),
       onProgress: (bytes) => sent = bytes,
       throttle: pacer && ((bytes) => pacer.take(bytes)),
       maxChunk: pacer?.chunkSize,

@@ -21,6 +21,13 @@ export interface StoreReader {
   seek(offset: number, whence: Deno.SeekMode): Promise<number>;
   /** Lets go of the file; safe to call more than once. */
   close(): void;
+  /**
+   * For a store that checks what it reads against a checksum stored with the file: stops doing
+   * so and hands the check to the caller, which hashes every byte it sends anyway (one pass
+   * instead of two). Resolves `check`, to call with the checksum of the whole file as read; it
+   * throws `StoreError` `checksum` when they differ. Undefined when nothing is stored.
+   */
+  takeCheck?(): ((checksum: string) => void) | undefined;
 }
 
 /** A file opened for download. */

@@ -148,6 +148,12 @@ export interface SendOptions {
   resumeFrom?: ResumePoint;
   /** Told while the source is being waited for. */
   localWaits?: LocalWaits;
+  /**
+   * Called with the checksum of everything sent (a resumed transfer's prefix included) before END
+   * goes; what it throws fails the transfer instead (a stored file that no longer matches the
+   * checksum it was stored with: see StoreReader.takeCheck).
+   */
+  check?: (checksum: string) => void;
 }
 
 /**
@@ -360,6 +366,7 @@ export async function sendData(
     }
     options.signal?.throwIfAborted();
     const result = { size: sent, checksum: checksum.digest() };
+    options.check?.(result.checksum);
     if (!options.raw) await frames.writeControl(FrameType.END, result);
     await frames.uncork();
     return result;

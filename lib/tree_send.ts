@@ -8,7 +8,7 @@
 
 import type { BufferPool } from "./buffer_pool.ts";
 import { describeError, ProtocolError, RefusedError, StoreError } from "./errors.ts";
-import { parseError } from "./protocol.ts";
+import { type ErrorCode, parseError } from "./protocol.ts";
 import { FrameType, frameTypeName } from "./frames.ts";
 import type { FrameReader } from "./frame_io.ts";
 import { createChecksum } from "./checksum.ts";
@@ -347,9 +347,11 @@ async function sendFile(
     await io.out.writeControl(FrameType.ABORT, failure!);
     return null;
   }
+  // A file read whole must match the checksum its store keeps with it, if any.
+  const check = file.takeCheck?.();
   if (size <= SMALL_FILE) {
     try {
-      return await sendSmall(io, file, size, before, onProgress);
+      return await sendSmall(io, file, size, before, onProgress, check);
     } finally {
       file.close();
     }
@@ -360,11 +362,19 @@ async function sendFile(
       localWaits: io.local,
       sizeHint: size,
       onProgress: (n) => onProgress?.(before + n),
+      check: check && ((sum) => {
+        try {
+          check(sum);
+        } catch (error) {
+          if (!(error instanceof StoreError)) throw error;
+          throw new SourceError(error.message, error.code);
+        }
+      }),
     });
   } catch (error) {
     if (!(error instanceof SourceError)) throw error;
     // The data phase ends with ABORT: the connection stays in step and the tree goes on.
-    await io.out.writeControl(FrameType.ABORT, { code: "io", message: error.message });
+    await io.out.writeControl(FrameType.ABORT, { code: error.code, message: error.message });
     return null;
   } finally {
     file.close();
@@ -385,6 +395,7 @@ async function sendSmall(
   size: number,
   before: number,
   onProgress?: (bytes: number) => void,
+  check?: (checksum: string) => void,
 ): Promise<TransferResult | null> {
   const bytes = new Uint8Array(size);
   try {
@@ -403,15 +414,26 @@ async function sendSmall(
   }
   const checksum = await createChecksum();
   checksum.update(bytes);
-  if (size > 0) await io.out.writeData(bytes);
   const digest = checksum.digest();
+  try {
+    check?.(digest);
+  } catch (error) {
+    if (!(error instanceof StoreError)) throw error;
+    await io.out.writeControl(FrameType.ABORT, { code: error.code, message: error.message });
+    return null;
+  }
+  if (size > 0) await io.out.writeData(bytes);
   await io.out.writeControl(FrameType.END, { size, checksum: digest });
   onProgress?.(before + size);
   return { size, checksum: digest };
 }
 
 /** A local file that could not be read mid-send (not the connection's failure). */
-class SourceError extends Error {}
+class SourceError extends Error {
+  constructor(message: string, readonly code: ErrorCode = "io") {
+    super(message);
+  }
+}
 
 /** Reads at most `size` bytes of `file`: a file that grows is sent as it was measured. */
 function limited(file: TreeSourceFile, size: number) {

@@ -57,6 +57,8 @@ export interface TreeSourceFile {
   stat(): Promise<{ isFile: boolean; size: number }>;
   /** Lets go of the file. */
   close(): void;
+  /** See StoreReader.takeCheck: the stored checksum, checked on the sender's one hashing pass. */
+  takeCheck?(): ((checksum: string) => void) | undefined;
 }
 
 /**
@@ -72,6 +74,7 @@ export function sourceFile(
     seek: (offset, whence) => file.seek(offset, whence),
     stat: () => Promise.resolve({ isFile: true, size }),
     close: () => file.close(),
+    takeCheck: file.takeCheck && (() => file.takeCheck!()),
   };
 }
 
