@@ -126,13 +126,8 @@ export class S3Reader implements StoreReader {
     }
     if (body.length !== length || (body.status !== 206 && body.status !== 200)) {
       body.cancel();
-      throw new StoreError(
-        "io",
-        `Object store sent ${body.length} bytes of ${
-          quote(this.#init.name)
-        } (HTTP ${body.status}) ` +
-          `where ${length} were asked for`,
-      );
+      const what = `${body.length} bytes of ${quote(this.#init.name)} (HTTP ${body.status})`;
+      throw new StoreError("io", `Object store sent ${what} where ${length} were asked for`);
     }
   }
 
