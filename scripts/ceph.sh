@@ -75,6 +75,10 @@ rgw frontends = beast endpoint=127.0.0.1:$S3_PORT
 rgw data = $DIR/rgw
 rgw dns name = 127.0.0.1
 rgw thread pool size = 64
+# Deleted objects free their space within a minute, not hours: the OSD is a small sparse file that
+# 1 GiB bench objects would otherwise fill.
+rgw gc obj min wait = 30
+rgw gc processor period = 30
 CONF
 }
 

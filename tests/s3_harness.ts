@@ -50,20 +50,67 @@ export const s3 = new AwsClient({
   retries: 0,
 });
 
-/** A fresh bucket for one test. */
+/** Buckets made by the test that is running, removed when it ends. */
+const made: string[] = [];
+
+/** A fresh bucket for one test; it is removed, with all it holds, when the test ends. */
 export async function newBucket(): Promise<string> {
   const bucket = `ferry-${crypto.randomUUID().slice(0, 13)}`;
   const response = await s3.fetch(`${endpoint}/${bucket}`, { method: "PUT" });
   await response.body?.cancel();
   assert.equal(response.status, 200, `creating bucket ${bucket}`);
+  made.push(bucket);
   return bucket;
+}
+
+/** Sends a request whose answer's body is not needed, and returns its status. */
+async function send(url: string, method: string): Promise<number> {
+  const response = await s3.fetch(url, { method });
+  await response.body?.cancel();
+  return response.status;
+}
+
+/**
+ * Removes a bucket: its objects, its unfinished multipart uploads, then the bucket. The store is a
+ * single small disk shared by every run, so a test's data must not outlive it.
+ */
+async function removeBucket(bucket: string): Promise<void> {
+  for (let round = 0; round < 100; round++) {
+    const objects = await keys(bucket);
+    const uploads = [...(await (await s3.fetch(`${endpoint}/${bucket}?uploads`)).text())
+      .matchAll(/<Upload>[\s\S]*?<Key>([^<]*)<\/Key>[\s\S]*?<UploadId>([^<]*)<\/UploadId>/g)];
+    if (objects.length === 0 && uploads.length === 0) break;
+    for (const key of objects) await send(`${endpoint}/${bucket}/${encodeKey(key)}`, "DELETE");
+    for (const [, key, id] of uploads) {
+      await send(
+        `${endpoint}/${bucket}/${encodeKey(unescapeXml(key))}?uploadId=${encodeURIComponent(id)}`,
+        "DELETE",
+      );
+    }
+  }
+  await send(`${endpoint}/${bucket}`, "DELETE");
+}
+
+function unescapeXml(text: string): string {
+  return text.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&quot;/g, '"')
+    .replace(/&apos;/g, "'").replace(/&amp;/g, "&");
+}
+
+function encodeKey(key: string): string {
+  return key.split("/").map(encodeURIComponent).join("/");
+}
+
+if (store) {
+  Deno.test.afterEach(async () => {
+    for (const bucket of made.splice(0)) await removeBucket(bucket);
+  });
 }
 
 /** Keys in a bucket (directly from the store, staging included). */
 export async function keys(bucket: string): Promise<string[]> {
   const response = await s3.fetch(`${endpoint}/${bucket}?list-type=2`);
   const xml = await response.text();
-  return [...xml.matchAll(/<Key>([^<]*)<\/Key>/g)].map((m) => m[1]);
+  return [...xml.matchAll(/<Key>([^<]*)<\/Key>/g)].map((m) => unescapeXml(m[1]));
 }
 
 /** Keys of the servers' own staging objects and claims left in a bucket. */
