@@ -20,6 +20,7 @@ import {
   parseRange,
   validatorsOf,
 } from "./conditional.ts";
+import { IdleTimer } from "./idle_timer.ts";
 import { renderError, renderListing } from "./listing_page.ts";
 import { formatListing } from "../tree_cli.ts";
 import { listTree, resolveFolder } from "../tree_store.ts";
@@ -379,11 +380,11 @@ function fileBody(
   let closed = false;
   const done = Promise.withResolvers<void>();
   exchange.streaming(done.promise);
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  let idle: IdleTimer | undefined;
   const finish = (result?: string) => {
     if (closed) return;
     closed = true;
-    clearTimeout(timer);
+    idle?.stop();
     if (result) exchange.result = result;
     try {
       file.close();
@@ -393,14 +394,6 @@ function fileBody(
     done.resolve();
   };
   let control: ReadableStreamDefaultController<Uint8Array>;
-  const arm = () => {
-    if (ctx.idleTimeoutMs <= 0) return;
-    clearTimeout(timer);
-    timer = setTimeout(() => {
-      control.error(new Error("idle"));
-      finish(`cut (idle for ${ctx.idleTimeoutMs / 1000} s)`);
-    }, ctx.idleTimeoutMs);
-  };
   const onCut = () => {
     try {
       control.error(new Error("cut"));
@@ -414,10 +407,13 @@ function fileBody(
       control = controller;
       exchange.cut.signal.addEventListener("abort", onCut, { once: true });
       if (position > 0) await file.seek(position, Deno.SeekMode.Start);
-      arm();
+      idle = new IdleTimer(ctx.idleTimeoutMs, () => {
+        control.error(new Error("idle"));
+        finish(`cut (idle for ${ctx.idleTimeoutMs / 1000} s)`);
+      });
     },
     async pull(controller) {
-      arm();
+      idle?.touch();
       const buffer = new Uint8Array(Math.min(READ_CHUNK, end - position));
       let filled = 0;
       while (filled < buffer.length) {
