@@ -200,6 +200,31 @@ Deno.test("http: a cut upload leaves nothing; a long one is kept and resumed wit
   await assertRootHolds(server.root, ["long.bin"]);
 });
 
+Deno.test("http: a body cut between two write batches keeps every byte that arrived", async () => {
+  const { server, base } = await startHttp();
+  await using _ = server;
+  const size = 4 << 20;
+  // Not on a 1 MiB batch boundary, nor a multiple of Deno's 64 KiB pieces.
+  const sent = (3 << 19) + 12_345;
+  const bytes = randomBytes(size);
+  const conn = await rawPut(base, "cut.bin", size, bytes.subarray(0, sent));
+  // The end of the stream comes after every byte sent: the server reads them all, then the cut.
+  await conn.closeWrite();
+  await server.waitForLog(
+    new RegExp(`http PUT "cut.bin" \\d+ ${sent} bytes interrupted, kept for resume at ${sent}`),
+  );
+  conn.close();
+  const probe = await fetch(`${base}cut.bin?resume`, { method: "HEAD" });
+  assert.equal(probe.headers.get("upload-offset"), String(sent));
+  const resumed = await fetch(`${base}cut.bin`, {
+    method: "PUT",
+    body: bytes.subarray(sent),
+    headers: { "content-range": `bytes ${sent}-${size - 1}/${size}` },
+  });
+  assert.equal(resumed.status, 201, await resumed.text());
+  assert.deepEqual(await Deno.readFile(`${server.root}/cut.bin`), bytes);
+});
+
 Deno.test("http: --read-only refuses uploads and still serves", async () => {
   const { server, base } = await startHttp(["--read-only"]);
   await using _ = server;

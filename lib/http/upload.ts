@@ -195,8 +195,9 @@ const WRITE_BATCH = TRANSFER_BUFFER_SIZE;
 
 /**
  * The most Deno hands over of a request body at a time. A shorter piece means the socket had no
- * more for now: what is gathered is written then, so a paused or trickling client's bytes are in
- * the staging file as they would be without gathering, not held back in memory.
+ * more for now: what is gathered is written then, so a trickling client's bytes reach the staging
+ * file as they come. Only a client that pauses right after a full piece leaves bytes waiting (less
+ * than a batch), and those are written before a cut upload is kept.
  */
 const BODY_PIECE = 64 * 1024;
 
