@@ -1,7 +1,8 @@
 /**
  * The HTTP side's reads over real HTTP against the real server: listings (HTML escaped, JSON as
  * `ferry list --json`), downloads with ranges, validators and If-Range, names resolved by the
- * store (no traversal, no private folders), and folders streamed as tar with `--http-archives`.
+ * store (no traversal, no private folders), the idle rule for a slow and a stopped reader, and
+ * folders streamed as tar with `--http-archives`.
  *
  * @module
  */
@@ -131,6 +132,45 @@ Deno.test("http: downloads with ranges, validators, If-Range and HEAD", async (t
     // curl refuses to resume when the server sends the whole (new) file: nothing is stitched.
     assert.notEqual(stitched.code, 0);
     assert.deepEqual(await Deno.readFile(out), bytes.subarray(0, 1000));
+  });
+});
+
+Deno.test("http: a download read slowly is served whole; one the client stops reading is cut", async (t) => {
+  const { server, base } = await startHttp(["--idle-timeout", "1"]);
+  await using _ = server;
+  // Far more than the socket buffers and Deno's queue hold, so the server has to wait.
+  const size = 32 << 20;
+  await Deno.writeFile(`${server.root}/big.bin`, randomBytes(size));
+
+  await t.step(
+    "read steadily at about 8 MiB/s, 4 s in all, longer than the timeout: whole",
+    async () => {
+      const response = await fetch(`${base}big.bin`);
+      const reader = response.body!.getReader();
+      let got = 0;
+      const started = Date.now();
+      while (true) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        got += value.length;
+        // Paced, not bursty: the server sees the client take bytes all along.
+        const due = started + got / (8 << 20) * 1000;
+        if (due > Date.now()) await new Promise((resolve) => setTimeout(resolve, due - Date.now()));
+      }
+      assert.equal(got, size);
+      assert.ok(Date.now() - started > 2000, "read too fast to test the idle rule");
+      await server.waitForLog(new RegExp(`http GET "big.bin" 200 ${size} bytes ok `));
+    },
+  );
+
+  await t.step("reading nothing for the idle timeout is cut", async () => {
+    const url = new URL(base);
+    using conn = await Deno.connect({ hostname: url.hostname, port: Number(url.port) });
+    const head = `GET /big.bin HTTP/1.1\r\nHost: ${url.host}\r\n\r\n`;
+    await conn.write(new TextEncoder().encode(head));
+    const line = await server.waitForLog(/http GET "big.bin" 200 \d+ bytes cut \(idle for 1 s\)/);
+    const sent = Number(/ 200 (\d+) bytes/.exec(line)![1]);
+    assert.ok(sent > 0 && sent < size, `bytes sent before the cut: ${sent}`);
   });
 });
 
