@@ -37,7 +37,7 @@ import {
 } from "./tree_store.ts";
 import { type KeptOptions, KeptUploads, RESUME_DIR } from "./kept_uploads.ts";
 import { checkName, quote, STAGING_DIR } from "./remote_name.ts";
-import { StagedFile, type StagedFileOptions } from "./staged_file.ts";
+import { SMALL_FILE_MAX, StagedFile, type StagedFileOptions } from "./staged_file.ts";
 import { Upload } from "./file_upload.ts";
 
 export { RESUME_DIR };
@@ -231,13 +231,20 @@ export class FileStore implements Store, ServedFolder {
    * Walks the folders of a name from the root, refusing symlinks that lead outside and files in
    * the way. Missing folders are created when `create` is set, otherwise reported as null.
    */
-  async #parentOf(name: string, segments: string[], create: boolean): Promise<string | null> {
+  async #parentOf(
+    name: string,
+    segments: string[],
+    create: boolean,
+    sync = false,
+  ): Promise<string | null> {
+    // A small file's upload looks its folders up on the calling thread (FileUploadOptions.sync).
+    const lstat = sync ? async (path: string) => Deno.lstatSync(path) : Deno.lstat;
     let current = this.root;
     for (const segment of segments.slice(0, -1)) {
       const next = join(current, segment);
       let info: Deno.FileInfo;
       try {
-        info = await Deno.lstat(next);
+        info = await lstat(next);
       } catch (error) {
         if (error instanceof Deno.errors.FilesystemLoop) throw symlinkLoop(name);
         if (!isNotFound(error)) throw error;
@@ -245,7 +252,7 @@ export class FileStore implements Store, ServedFolder {
         await Deno.mkdir(next).catch((e) => {
           if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
         });
-        info = await Deno.lstat(next);
+        info = await lstat(next);
       }
       if (info.isSymlink) {
         const real = await Deno.realPath(next).catch((error) => {
@@ -287,10 +294,15 @@ export class FileStore implements Store, ServedFolder {
     return this.#inside(path);
   }
 
-  async #checkTarget(name: string, target: string, overwrite: boolean): Promise<void> {
+  async #checkTarget(
+    name: string,
+    target: string,
+    overwrite: boolean,
+    sync = false,
+  ): Promise<void> {
     let info: Deno.FileInfo;
     try {
-      info = await Deno.lstat(target);
+      info = sync ? Deno.lstatSync(target) : await Deno.lstat(target);
     } catch (error) {
       if (isNotFound(error)) return;
       throw error;
@@ -330,10 +342,23 @@ export class FileStore implements Store, ServedFolder {
       const id = crypto.randomUUID();
       const stagingPath = join(this.stagingDir, `${id}.upload`);
       const size = options.size ?? null;
+      const sync = options.sync === true && size !== null && size <= SMALL_FILE_MAX &&
+        !options.resume;
+      const mode = options.mode === undefined || Deno.build.os === "windows"
+        ? undefined
+        : options.mode & 0o777;
       const staging: StagedFileOptions = {
         read: true,
+        sync,
+        // Given at creation; the umask may take bits away, which the chmod before naming restores.
+        permissions: mode,
         fsync: this.#fsync,
         onNoSpace: (bytes) => this.#makeRoom(key, bytes),
+        // A folder where a replacing upload is named: said as the look before naming would.
+        failure: (error, path) =>
+          error instanceof Deno.errors.IsADirectory && path !== stagingPath
+            ? new StoreError("not_a_file", `${quote(name)} is a folder`)
+            : error,
       };
       let staged: StagedFile;
       let keptDropped = false;
@@ -349,18 +374,19 @@ export class FileStore implements Store, ServedFolder {
         keptDropped,
         keep: () => this.kept.keep(stagingPath, key, size),
         overwrite,
+        // A tree transfer's file arrives with its mtime, given through the file before naming.
+        mtime: options.mtime,
         // Run again if naming it needed room: the folders are made (or found) again too.
         target: async () => {
-          // A tree transfer's file arrives with its mtime and mode, given before it is named.
-          if (options.mode !== undefined && Deno.build.os !== "windows") {
-            await Deno.chmod(stagingPath, options.mode & 0o777);
+          // ... and its mode, given at creation, less the umask: set whole before it is named.
+          if (mode !== undefined) {
+            if (sync) Deno.chmodSync(stagingPath, mode);
+            else await Deno.chmod(stagingPath, mode);
           }
-          if (options.mtime !== undefined) {
-            await Deno.utime(stagingPath, new Date(), new Date(options.mtime));
-          }
-          const dir = (await this.#parentOf(name, segments, true))!;
+          const dir = (await this.#parentOf(name, segments, true, sync))!;
           const target = join(dir, segments.at(-1)!);
-          await this.#checkTarget(name, target, overwrite);
+          // Replacing needs no look first: rename refuses a folder there (see `failure`).
+          if (!overwrite) await this.#checkTarget(name, target, overwrite, sync);
           return target;
         },
         done: () => this.#reserved.delete(key),

@@ -19,6 +19,8 @@ export interface UploadHooks {
   keptDropped: boolean;
   keep: () => Promise<KeepResult>;
   overwrite: boolean;
+  /** Modification time to give the file before it is named, ms since the epoch (default: none). */
+  mtime?: number;
   /** Prepares the final name (its folders) and checks it is free to take. */
   target: () => Promise<string>;
   done: () => void;
@@ -72,8 +74,8 @@ export class Upload implements StoreUpload {
     if (this.#finished) throw new Error("Upload is already finished");
     this.#finished = true;
     try {
-      const { overwrite, target } = this.#hooks;
-      if (!await this.#staged.commit(target, { replace: overwrite })) {
+      const { overwrite, target, mtime } = this.#hooks;
+      if (!await this.#staged.commit(target, { replace: overwrite, mtime })) {
         throw new StoreError("exists", `File exists: ${quote(this.name)}`);
       }
     } finally {

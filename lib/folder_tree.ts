@@ -87,6 +87,7 @@ export function folderSink(store: ServedFolder, base: string | undefined): TreeS
         mode: entry.mode,
         // The receiver has just compared this folder; the name is checked when it is given.
         precheck: false,
+        sync: true,
       });
       return {
         write: (chunk) => upload.write(chunk),

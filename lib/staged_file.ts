@@ -48,6 +48,14 @@ export interface StagedFileOptions {
    */
   writeSync?: boolean;
   /**
+   * A small file (at most {@link SMALL_FILE_MAX} bytes): every step but the flush to disk (open,
+   * writes, times, close, naming) runs on the calling thread, implying `writeSync`. Each is
+   * microseconds of page-cache work, less than the hand-off of an asynchronous call to another
+   * thread. The caller bounds it to small files, so a server's connections wait on one another for
+   * no more than that; the flush, which waits for the disk, stays asynchronous (default false).
+   */
+  sync?: boolean;
+  /**
    * Told when creating, writing or naming the file ran out of disk space, with how many bytes
    * the step needs; resolves true once it has freed some, and the step is run again. Without it
    * (the default), running out of space is an error like any other.
@@ -70,14 +78,26 @@ export interface StagedFileOptions {
 export interface CommitOptions {
   /** Replace a file that has the name already (default false: refuse, and say so). */
   replace?: boolean;
+  /**
+   * Modification time to give the file, ms since the epoch, set through the open file after the
+   * last write (default: when it was written).
+   */
+  mtime?: number;
 }
+
+/**
+ * Largest file written with {@link StagedFileOptions.sync}: 256 KiB, a quarter of a transfer
+ * buffer, whose page-cache writes take tens of microseconds, not the milliseconds a large file's
+ * can.
+ */
+export const SMALL_FILE_MAX = 256 << 10;
 
 /**
  * Where a committed file goes: a path, or a function that prepares one and returns it (creating
  * its folders, checking the name, or setting the staged file's mode and times first). The
  * function runs after the flush, and again if the move needed room that was then made.
  */
-export type CommitTarget = string | (() => Promise<string>);
+export type CommitTarget = string | (() => string | Promise<string>);
 
 /**
  * Runs `step`; while it fails for lack of space and `onNoSpace` frees some, runs it again.
@@ -123,6 +143,7 @@ export class StagedFile {
   readonly offset: number;
   #file: Deno.FsFile;
   #writeSync: boolean;
+  #sync: boolean;
   #fsync: boolean;
   #onNoSpace?: (bytes: number) => Promise<boolean>;
   #failure: (error: unknown, path: string) => unknown;
@@ -145,11 +166,13 @@ export class StagedFile {
     this.#position = offset;
     this.#file = file;
     this.#writeSync = writeSync;
+    this.#sync = options.sync ?? false;
     this.#fsync = options.fsync ?? true;
     this.#onNoSpace = options.onNoSpace;
     this.#failure = options.failure ?? asIs;
     this.#folderSyncs = options.folderSyncs;
-    if (this.#fsync) this.#flusher = new FlushBehind(path);
+    // A small file never has enough waiting to start a flush behind it.
+    if (this.#fsync && !this.#sync) this.#flusher = new FlushBehind(path);
   }
 
   /** Opens (creates, empties or continues, by `options.mode`) the staging file at `path`. */
@@ -163,15 +186,21 @@ export class StagedFile {
     let file: Deno.FsFile;
     try {
       // Even an empty file can need a block of its folder's.
-      file = await withRoom(options.onNoSpace, 0, () => Deno.open(path, how));
+      file = await withRoom(
+        options.onNoSpace,
+        0,
+        options.sync ? async () => Deno.openSync(path, how) : () => Deno.open(path, how),
+      );
     } catch (error) {
       throw failure(error, path);
     }
     try {
       const offset = mode === "append" ? await file.seek(0, Deno.SeekMode.End) : 0;
-      // Something left at a `.part`'s path by hand, a FIFO say, is never written synchronously.
-      const writeSync = options.writeSync === true &&
-        await file.stat().then((info) => info.isFile, () => false);
+      // Something left at a `.part`'s path by hand, a FIFO say, is never written synchronously;
+      // a file just created (createNew, which never follows a symlink) is a regular file.
+      const wantSync = options.writeSync === true || options.sync === true;
+      const writeSync = wantSync &&
+        (mode === "create" || await file.stat().then((info) => info.isFile, () => false));
       return new StagedFile(path, file, offset, writeSync, options);
     } catch (error) {
       file.close();
@@ -222,7 +251,7 @@ export class StagedFile {
   }
 
   async #close(): Promise<void> {
-    await this.#flusher?.stop();
+    if (this.#flusher) await this.#flusher.stop();
     if (this.#closed) return;
     this.#closed = true;
     this.#file.close();
@@ -254,6 +283,11 @@ export class StagedFile {
         // Flushed before it gets its name: after a power cut the name is whole or absent, never
         // empty. Not retried after making room: Linux forgets the unwritten pages of a failed
         // flush, so a second flush would report success for data that never reached the disk.
+        if (options.mtime !== undefined) {
+          const mtime = new Date(options.mtime);
+          if (this.#sync) this.#file.utimeSync(new Date(), mtime);
+          else await this.#file.utime(new Date(), mtime);
+        }
         if (this.#fsync) await this.#file.syncData();
         await this.#close();
       } catch (error) {
@@ -266,7 +300,8 @@ export class StagedFile {
         moved = await withRoom(this.#onNoSpace, 0, async () => {
           if (typeof target !== "string") to = await target();
           if (!options.replace) return await moveNoClobber(this.path, to!);
-          await Deno.rename(this.path, to!);
+          if (this.#sync) Deno.renameSync(this.path, to!);
+          else await Deno.rename(this.path, to!);
           return true;
         });
       } catch (error) {

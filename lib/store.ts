@@ -52,6 +52,12 @@ export interface BeginUploadOptions {
   mtime?: number;
   /** A tree transfer's file: permission bits to give it, at most 0o777; default: the store's. */
   mode?: number;
+  /**
+   * One of many small files (a tree's, mput's): a store may write a small one without leaving
+   * the calling thread, where each asynchronous call costs more than its work (the folder store
+   * does, up to 256 KiB; an object store ignores it). Default false.
+   */
+  sync?: boolean;
 }
 
 /** An upload in progress: staged bytes that become the named file on {@link StoreUpload.commit}. */

@@ -146,7 +146,7 @@ function filesSink(store: Store, overwrite: boolean): TreeSink {
     makeDir: never,
     remove: never,
     beginFile: async (path, entry): Promise<TreeFileSink> => {
-      const upload = await store.beginUpload(path, { overwrite, size: entry.size });
+      const upload = await store.beginUpload(path, { overwrite, size: entry.size, sync: true });
       return {
         write: (chunk) => upload.write(chunk),
         commit: (verified) => upload.commit(verified),
