@@ -238,7 +238,7 @@ export class FileStore implements Store, ServedFolder {
     sync = false,
   ): Promise<string | null> {
     // A small file's upload looks its folders up on the calling thread (FileUploadOptions.sync).
-    const lstat = sync ? async (path: string) => Deno.lstatSync(path) : Deno.lstat;
+    const lstat = sync ? (path: string) => Promise.resolve(Deno.lstatSync(path)) : Deno.lstat;
     let current = this.root;
     for (const segment of segments.slice(0, -1)) {
       const next = join(current, segment);

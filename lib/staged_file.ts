@@ -189,7 +189,7 @@ export class StagedFile {
       file = await withRoom(
         options.onNoSpace,
         0,
-        options.sync ? async () => Deno.openSync(path, how) : () => Deno.open(path, how),
+        options.sync ? () => Promise.resolve(Deno.openSync(path, how)) : () => Deno.open(path, how),
       );
     } catch (error) {
       throw failure(error, path);
