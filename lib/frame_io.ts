@@ -194,6 +194,18 @@ export class FrameReader {
     else if (this.#batchStart === this.#batchEnd) this.#batch = undefined;
   }
 
+  /**
+   * Whether the bytes {@link batchReads} kept hold a whole frame, so the next frame can be read
+   * without waiting for the peer. A receiver holds its answers back while this is true and sends
+   * them together before it waits.
+   */
+  get frameKept(): boolean {
+    const kept = this.#batchEnd - this.#batchStart;
+    if (this.#payloadLeft > 0 || kept < FRAME_HEADER_LENGTH) return false;
+    const view = new DataView(this.#batch!.buffer, this.#batch!.byteOffset + this.#batchStart);
+    return kept >= FRAME_HEADER_LENGTH + view.getUint32(1);
+  }
+
   /** Serves a read from the bytes {@link batchReads} kept, if any: the count, or 0. */
   #fromBatch(view: Uint8Array): number {
     const n = Math.min(view.length, this.#batchEnd - this.#batchStart);

@@ -42,7 +42,9 @@ export async function localSource(base: string): Promise<TreeSource> {
     top: { mtime: info.mtime?.getTime() ?? 0, mode: (info.mode ?? 0o755) & MODE_BITS },
     // What an interrupted get -r left is not part of the tree.
     walker: await TreeWalker.open(real, { skip: isTreePart, undecodable: true }),
-    open: (path) => Deno.open(join(real, path), { read: true }),
+    // Opened on this thread: the sender reads a small file's few bytes the same way.
+    open: (path) => Promise.resolve(Deno.openSync(join(real, path), { read: true })),
+    sync: true,
     readLink: (path) => Deno.readLink(join(real, path)),
     allowed: isValidName,
   };

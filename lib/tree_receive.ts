@@ -21,6 +21,7 @@ import {
 import type { TreeEvent, TreeFileSink, TreeIo, TreeOptions, TreeSink } from "./tree_transfer.ts";
 import { comparePath, type WalkEntry } from "./tree_walk.ts";
 import { linkStaysInside } from "./tree_links.ts";
+import { SMALL_FILE_MAX } from "./staged_file.ts";
 
 export interface ReceiveTreeOptions extends TreeOptions {
   /** Remove what the sender does not have (default false). */
@@ -329,6 +330,8 @@ export async function receiveTree(
       refusal = error instanceof StoreError ? error : new StoreError("io", error.message);
     }
     const into: ByteSink = target ?? { write: () => Promise.resolve() };
+    // A large file's data takes a while: the answers held back so far go first.
+    if (size > SMALL_FILE_MAX) await io.out.uncork();
     let result;
     try {
       result = await receiveData(io.frames, into, {
@@ -386,6 +389,10 @@ export async function receiveTree(
   io.frames.batchReads(true);
   try {
     while (true) {
+      // Answers (WANT, RESULT) are held back while the next frame is already here, and leave
+      // together, in one write, before the receiver waits for the sender.
+      if (io.frames.frameKept) io.out.cork();
+      else await io.out.uncork();
       const frame = await io.frames.readControl();
       if (!frame) throw new ProtocolError("Connection closed during the tree transfer");
       switch (frame.type) {
@@ -405,6 +412,7 @@ export async function receiveTree(
             if (top) await sink.finishBase(top);
           }
           await io.out.writeControl(FrameType.OK, { ...summary });
+          await io.out.uncork();
           own = null;
           return summary;
         }
@@ -424,5 +432,7 @@ export async function receiveTree(
     throw error;
   } finally {
     io.frames.batchReads(false);
+    // Whatever is still held back goes before the caller's own answer (an ERROR, say).
+    await io.out.uncork().catch(() => {});
   }
 }

@@ -329,7 +329,7 @@ async function sendFile(
   let failure: { code: string; message: string } | undefined;
   try {
     file = await source.open(entry.path, index);
-    const info = await file.stat();
+    const info = source.sync && file.statSync ? file.statSync() : await file.stat();
     if (!info.isFile) throw new Error("not a regular file");
     size = info.size;
   } catch (error) {
@@ -351,7 +351,7 @@ async function sendFile(
   const check = file.takeCheck?.();
   if (size <= SMALL_FILE) {
     try {
-      return await sendSmall(io, file, size, before, onProgress, check);
+      return await sendSmall(io, file, size, before, onProgress, check, source.sync);
     } finally {
       file.close();
     }
@@ -396,13 +396,16 @@ async function sendSmall(
   before: number,
   onProgress?: (bytes: number) => void,
   check?: (checksum: string) => void,
+  sync = false,
 ): Promise<TransferResult | null> {
   const bytes = new Uint8Array(size);
+  const readSync = sync ? file.readSync?.bind(file) : undefined;
   try {
     await localWait(io.local, async () => {
       let filled = 0;
       while (filled < size) {
-        const n = await file.read(bytes.subarray(filled));
+        const into = bytes.subarray(filled);
+        const n = readSync ? readSync(into) : await file.read(into);
         if (n === null) throw new Error("it shrank while being sent");
         filled += n;
       }

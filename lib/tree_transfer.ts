@@ -59,6 +59,10 @@ export interface TreeSourceFile {
   close(): void;
   /** See StoreReader.takeCheck: the stored checksum, checked on the sender's one hashing pass. */
   takeCheck?(): ((checksum: string) => void) | undefined;
+  /** {@link stat} on the calling thread, where the file offers it (see {@link TreeSource.sync}). */
+  statSync?(): { isFile: boolean; size: number };
+  /** {@link read} on the calling thread, where the file offers it. */
+  readSync?(p: Uint8Array): number | null;
 }
 
 /**
@@ -93,6 +97,12 @@ export interface TreeSource {
   top?: ManifestTop;
   /** Reads a symlink's target, for `--links`. */
   readLink?(path: string): Promise<string>;
+  /**
+   * Opens, measures and reads small files on the calling thread, where a thread hand-off per
+   * call costs more than the page-cache work (default false). The client's own folders do; a
+   * server's do not, since a read that waits for the disk would hold up every connection.
+   */
+  sync?: boolean;
 }
 
 /** Options for {@link sendTree}. */
