@@ -41,7 +41,7 @@ export async function localSource(base: string): Promise<TreeSource> {
   return {
     top: { mtime: info.mtime?.getTime() ?? 0, mode: (info.mode ?? 0o755) & MODE_BITS },
     // What an interrupted get -r left is not part of the tree.
-    walker: await TreeWalker.open(real, { skip: isTreePart, undecodable: true }),
+    walker: await TreeWalker.open(real, { skip: isTreePart, undecodable: true, sync: true }),
     // Opened on this thread: the sender reads a small file's few bytes the same way.
     open: (path) => Promise.resolve(Deno.openSync(join(real, path), { read: true })),
     sync: true,
@@ -129,6 +129,7 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
       if (!info.isDirectory) throw new UserError(`Cannot write into ${base}: not a folder`);
       const real = await top();
       return await TreeWalker.open(real, {
+        sync: true,
         // A staging file an interrupted run left behind: ours, so it goes.
         skip: (path) => isTreePart(path) && (removeQuietly(join(real, path)), true),
       });

@@ -92,6 +92,12 @@ export interface TreeWalkerOptions {
    * sender can say it leaves them out (default false: they are passed over silently).
    */
   undecodable?: boolean;
+  /**
+   * Look each entry up on the calling thread, where a thread hand-off per entry costs more than
+   * the lookup: the client's own folders (default false). A server's walk stays asynchronous,
+   * since a lookup that waits for the disk would hold up every connection.
+   */
+  sync?: boolean;
 }
 
 /**
@@ -113,10 +119,12 @@ export class TreeWalker implements EntryWalk {
   #current?: WalkEntry;
   #skip?: (path: string) => boolean;
   #undecodable: boolean;
+  #sync: boolean;
 
   private constructor(options: TreeWalkerOptions) {
     this.#skip = options.skip;
     this.#undecodable = options.undecodable ?? false;
+    this.#sync = options.sync ?? false;
   }
 
   /** Starts a walk of the folder at `base` (a real path). */
@@ -149,7 +157,8 @@ export class TreeWalker implements EntryWalk {
       const path = level.prefix + name;
       if (this.#skip?.(path)) continue;
       try {
-        this.#current = entryOf(path, await Deno.lstat(join(level.dir, name)));
+        const at = join(level.dir, name);
+        this.#current = entryOf(path, this.#sync ? Deno.lstatSync(at) : await Deno.lstat(at));
         return;
       } catch (error) {
         // Gone since the folder was read: as if it had never been there.
