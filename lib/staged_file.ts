@@ -314,7 +314,7 @@ export class StagedFile {
       const folder = dirname(to!);
       if (this.#fsync) {
         if (this.#folderSyncs) this.#folderSyncs.add(folder);
-        else await syncDir(folder);
+        else await syncDirShared(folder);
       }
       return true;
     } catch (error) {
@@ -404,6 +404,34 @@ export async function moveNoClobber(from: string, to: string): Promise<boolean> 
   }
   await Deno.remove(from);
   return true;
+}
+
+/** Per folder: the sync under way, and the next one, which has not started yet. */
+const folderSyncs = new Map<string, { running?: Promise<void>; next?: Promise<void> }>();
+
+/**
+ * {@link syncDir} for a name just given in `dir`, shared with the other commits into that folder:
+ * it joins a sync that has not started yet, or else waits for the one under way (which may have
+ * begun before this name was given) and starts the next. The files of a tree, committed several
+ * at once into one folder, flush it once between them rather than once each.
+ */
+export function syncDirShared(dir: string): Promise<void> {
+  let state = folderSyncs.get(dir);
+  if (!state) folderSyncs.set(dir, state = {});
+  if (state.next) return state.next;
+  const sync = async () => {
+    await state.running;
+    // Names given from now on may be missed by this sync: they wait for the next.
+    state.next = undefined;
+    const running = syncDir(dir);
+    state.running = running;
+    await running;
+    if (state.running !== running) return;
+    state.running = undefined;
+    if (!state.next) folderSyncs.delete(dir);
+  };
+  state.next = sync();
+  return state.next;
 }
 
 /**

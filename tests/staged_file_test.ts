@@ -9,7 +9,13 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { FolderSyncs, moveNoClobber, StagedFile } from "../lib/staged_file.ts";
+import {
+  FolderSyncs,
+  moveNoClobber,
+  SMALL_FILE_MAX,
+  StagedFile,
+  syncDirShared,
+} from "../lib/staged_file.ts";
 import { makeTempDir } from "./harness.ts";
 import { MOUNT_ALLOWED, withTmpfs } from "./tmpfs.ts";
 
@@ -228,4 +234,41 @@ Deno.test("moveNoClobber refuses an existing target and keeps the source", async
   assert.equal(await moveNoClobber(from, to), true);
   assert.equal(await Deno.readTextFile(to), "new");
   await assert.rejects(() => Deno.stat(from));
+});
+
+Deno.test("commits into one folder share a folder sync that starts after their names are given", async () => {
+  await using temp = await makeTempDir();
+  await using otherTemp = await makeTempDir();
+  const dir = temp.path;
+  const other = otherTemp.path;
+  const first = syncDirShared(dir);
+  // Not started yet: a second name given now is covered by the same sync.
+  assert.equal(syncDirShared(dir), first);
+  assert.notEqual(syncDirShared(other), first);
+  await Promise.resolve();
+  // Under way now: a name given from here waits for the next one, which starts after it.
+  const second = syncDirShared(dir);
+  assert.notEqual(second, first);
+  let firstDone = false;
+  await Promise.all([first.then(() => firstDone = true), second.then(() => assert(firstDone))]);
+  // Nothing under way: a fresh sync.
+  assert.notEqual(syncDirShared(dir), second);
+});
+
+Deno.test("a small file written with sync gets its mode at creation and its mtime before naming", async () => {
+  await using temp = await makeTempDir();
+  const dir = temp.path;
+  const staged = await StagedFile.open(join(dir, "x.part"), {
+    sync: true,
+    permissions: 0o600,
+    fsync: false,
+  });
+  await staged.write(new Uint8Array(SMALL_FILE_MAX));
+  assert(await staged.commit(join(dir, "x"), { replace: true, mtime: 1_600_000_000_000 }));
+  const info = await Deno.stat(join(dir, "x"));
+  assert.equal(info.size, SMALL_FILE_MAX);
+  assert.equal(info.mtime?.getTime(), 1_600_000_000_000);
+  // 0o600 survives any usual umask (022, 027, 077).
+  if (Deno.build.os !== "windows") assert.equal(info.mode! & 0o777, 0o600);
+  assert.equal(await exists(join(dir, "x.part")), false);
 });
