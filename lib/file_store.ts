@@ -428,32 +428,55 @@ export class FileStore implements Store, ServedFolder {
     options: { recursive: boolean },
     visit: (entry: TreeEntry) => void,
   ): Promise<void> {
-    for (const { name: base, path, reachable, undecodable } of await readNames(dir)) {
-      const name = prefix + base;
-      if (name === STAGING_DIR || name === RESUME_DIR) continue;
-      for (const entry of undecodable) {
-        if (!(entry.isFile || entry.isDirectory)) continue;
-        visit({ name, type: entry.isDirectory ? "dir" : "file", size: 0, mtime: 0, notUtf8: true });
-      }
-      if (!reachable) continue;
-      try {
-        if (reachable.isDirectory) {
-          const info = await Deno.lstat(path);
-          visit({ name, type: "dir", size: 0, mtime: info.mtime?.getTime() ?? 0 });
-          // One folder the server may not read (permissions, --deny-read) must not cost the
-          // client the whole listing: it is left out, as an unreadable file is.
-          if (options.recursive) await this.walkListing(path, name + "/", options, visit);
-          continue;
+    /** Subfolders to walk once this folder is listed. */
+    const below: { path: string; name: string }[] = [];
+    const names = await readNames(dir);
+    // Several lookups at once: each waits for a thread of its own, and one after another a
+    // folder of 10,000 files spent most of its time in those waits.
+    let next = 0;
+    const lookUp = async () => {
+      while (next < names.length) {
+        const { name: base, path, reachable, undecodable } = names[next++];
+        const name = prefix + base;
+        if (name === STAGING_DIR || name === RESUME_DIR) continue;
+        for (const entry of undecodable) {
+          if (!(entry.isFile || entry.isDirectory)) continue;
+          visit({
+            name,
+            type: entry.isDirectory ? "dir" : "file",
+            size: 0,
+            mtime: 0,
+            notUtf8: true,
+          });
         }
-        // Symlinked files are listed only when they stay inside; folders are not followed.
-        const real = reachable.isSymlink ? await Deno.realPath(path) : path;
-        if (reachable.isSymlink && !this.#inside(real)) continue;
-        const info = await Deno.stat(real);
-        if (!info.isFile) continue;
-        visit({ name, type: "file", size: info.size, mtime: info.mtime?.getTime() ?? 0 });
+        if (!reachable) continue;
+        try {
+          if (reachable.isDirectory) {
+            const info = await Deno.lstat(path);
+            visit({ name, type: "dir", size: 0, mtime: info.mtime?.getTime() ?? 0 });
+            if (options.recursive) below.push({ path, name });
+            continue;
+          }
+          // Symlinked files are listed only when they stay inside; folders are not followed.
+          const real = reachable.isSymlink ? await Deno.realPath(path) : path;
+          if (reachable.isSymlink && !this.#inside(real)) continue;
+          const info = await Deno.stat(real);
+          if (!info.isFile) continue;
+          visit({ name, type: "file", size: info.size, mtime: info.mtime?.getTime() ?? 0 });
+        } catch (error) {
+          // Removed or replaced mid-walk, unreadable, or a broken or looping link: not listed.
+          if (!isUnreadable(error) && !(error instanceof Deno.errors.FilesystemLoop)) throw error;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: LOOKUPS_AT_ONCE }, lookUp));
+    // One folder the server may not read (permissions, --deny-read) must not cost the client
+    // the whole listing: it is left out, as an unreadable file is.
+    for (const { path, name } of below) {
+      try {
+        await this.walkListing(path, name + "/", options, visit);
       } catch (error) {
-        // Removed or replaced mid-walk, unreadable, or a broken or looping link: not listed.
-        if (!isUnreadable(error) && !(error instanceof Deno.errors.FilesystemLoop)) throw error;
+        if (!isUnreadable(error)) throw error;
       }
     }
   }
@@ -477,6 +500,9 @@ export class FileStore implements Store, ServedFolder {
     return false;
   }
 }
+
+/** Entries of one folder a listing looks up at once. */
+const LOOKUPS_AT_ONCE = 8;
 
 /** U+FFFD, which Deno puts in a file name for each sequence that is not valid UTF-8. */
 const REPLACEMENT_CHAR = "\ufffd";
