@@ -280,14 +280,15 @@ export class StagedFile {
     this.#finish("committed");
     try {
       try {
-        // Flushed before it gets its name: after a power cut the name is whole or absent, never
-        // empty. Not retried after making room: Linux forgets the unwritten pages of a failed
-        // flush, so a second flush would report success for data that never reached the disk.
+        // Through the open file, after the last write (which would set it again).
         if (options.mtime !== undefined) {
           const mtime = new Date(options.mtime);
           if (this.#sync) this.#file.utimeSync(new Date(), mtime);
           else await this.#file.utime(new Date(), mtime);
         }
+        // Flushed before it gets its name: after a power cut the name is whole or absent, never
+        // empty. Not retried after making room: Linux forgets the unwritten pages of a failed
+        // flush, so a second flush would report success for data that never reached the disk.
         if (this.#fsync) await this.#file.syncData();
         await this.#close();
       } catch (error) {
