@@ -261,18 +261,35 @@ export async function sendTree(
         for (const index of want) {
           const entry = current.entries[index - current.from];
           if (entry.type !== "file") throw new ProtocolError("WANT for a folder or link");
-          const file: { path: string; size: number; checksum?: string } = {
-            path: entry.path,
-            size: entry.size,
-          };
-          inFlight.set(index, file);
-          const sent = await sendFile(io, source, index, entry, bytes, options.onProgress);
-          bytes += sent?.size ?? 0;
-          // The receiver's RESULT may come back before this line: it then reports no checksum.
-          if (sent) {
-            file.size = sent.size;
-            file.checksum = sent.checksum;
+        }
+        // A few files are opened (and small ones read) ahead of their turn: each open, stat and
+        // read waits for a thread of its own, and one file after another those waits added up.
+        const ahead = new Map<number, Promise<Prepared>>();
+        let queued = 0;
+        try {
+          for (const [k, index] of want.entries()) {
+            for (; queued < want.length && queued <= k + PREPARE_AHEAD; queued++) {
+              const i = want[queued];
+              ahead.set(i, prepareFile(io, source, i, current.entries[i - current.from]));
+            }
+            const entry = current.entries[index - current.from];
+            const prepared = await ahead.get(index)!;
+            ahead.delete(index);
+            const file: { path: string; size: number; checksum?: string } = {
+              path: entry.path,
+              size: entry.size,
+            };
+            inFlight.set(index, file);
+            const sent = await sendFile(io, prepared, index, bytes, options.onProgress);
+            bytes += sent?.size ?? 0;
+            // The receiver's RESULT may come back before this line: it then reports no checksum.
+            if (sent) {
+              file.size = sent.size;
+              file.checksum = sent.checksum;
+            }
           }
+        } finally {
+          for (const prepared of ahead.values()) void prepared.then((p) => p.file?.close());
         }
       } else {
         for (const index of want) {
@@ -312,52 +329,118 @@ async function checksumOf(
   }
 }
 
-/**
- * Sends one file: FILE, then DATA* END, or ABORT if it cannot be read. Returns its size and
- * checksum as sent, or null when ABORT went instead.
- */
-async function sendFile(
+/** Files opened (and small ones read) ahead of the one being sent. */
+const PREPARE_AHEAD = 8;
+
+/** Files this small are read whole and their frames held back to leave with the next ones. */
+const SMALL_FILE = 64 << 10;
+
+/** A wanted file, opened (and read whole when small) ahead of its turn. */
+interface Prepared {
+  /** The open file, for a large one; the sender closes it. */
+  file?: TreeSourceFile;
+  /** Its size as measured. */
+  size: number;
+  /** A small file's bytes. */
+  bytes?: Uint8Array;
+  /** The checksum its store keeps with it, to match (see StoreReader.takeCheck). */
+  check?: (checksum: string) => void;
+  /** Why it cannot be sent: its ABORT. */
+  failure?: { code: string; message: string };
+}
+
+/** Opens a wanted file, and reads it whole if it is small; never throws for the file's own fault. */
+async function prepareFile(
   io: TreeIo,
   source: TreeSource,
   index: number,
   entry: ManifestEntry,
-  before: number,
-  onProgress?: (bytes: number) => void,
-): Promise<TransferResult | null> {
-  let file: TreeSourceFile | undefined;
-  let size = 0;
-  let failure: { code: string; message: string } | undefined;
+): Promise<Prepared> {
+  let file: TreeSourceFile;
+  let size: number;
   try {
     file = await source.open(entry.path, index);
+  } catch (error) {
+    return { size: 0, failure: cannotOpen(error) };
+  }
+  try {
     const info = source.sync && file.statSync ? file.statSync() : await file.stat();
     if (!info.isFile) throw new Error("not a regular file");
     size = info.size;
   } catch (error) {
-    file?.close();
-    file = undefined;
-    // The source's own refusal (no such file on the server, say) is passed on as it is.
-    failure = error instanceof StoreError ? { code: error.code, message: error.message } : {
-      code: "io",
-      message: `Cannot read it: ${describeError(error)}`,
-    };
-  }
-  io.out.cork();
-  await io.out.writeControl(FrameType.FILE, { index, size });
-  if (!file) {
-    await io.out.writeControl(FrameType.ABORT, failure!);
-    return null;
+    file.close();
+    return { size: 0, failure: cannotOpen(error) };
   }
   // A file read whole must match the checksum its store keeps with it, if any.
   const check = file.takeCheck?.();
-  if (size <= SMALL_FILE) {
+  if (size > SMALL_FILE) return { file, size, check };
+  try {
+    const bytes = new Uint8Array(size);
+    const readSync = source.sync ? file.readSync?.bind(file) : undefined;
+    await localWait(io.local, async () => {
+      let filled = 0;
+      while (filled < size) {
+        const into = bytes.subarray(filled);
+        const n = readSync ? readSync(into) : await file.read(into);
+        if (n === null) throw new Error("it shrank while being sent");
+        filled += n;
+      }
+    });
+    return { size, bytes, check };
+  } catch (error) {
+    return { size, failure: { code: "io", message: `Cannot read it: ${describeError(error)}` } };
+  } finally {
+    file.close();
+  }
+}
+
+/** The ABORT for a file that could not be opened or measured. */
+function cannotOpen(error: unknown): { code: string; message: string } {
+  // The source's own refusal (no such file on the server, say) is passed on as it is.
+  return error instanceof StoreError ? { code: error.code, message: error.message } : {
+    code: "io",
+    message: `Cannot read it: ${describeError(error)}`,
+  };
+}
+
+/**
+ * Sends one prepared file: FILE, then DATA* END, or ABORT if it cannot be read. Returns its size
+ * and checksum as sent, or null when ABORT went instead. A small file's frames are held back
+ * (see FrameWriter.cork) to leave once enough have gathered or the sender waits: many small
+ * files go out in few writes.
+ */
+async function sendFile(
+  io: TreeIo,
+  prepared: Prepared,
+  index: number,
+  before: number,
+  onProgress?: (bytes: number) => void,
+): Promise<TransferResult | null> {
+  const { file, size, bytes, check, failure } = prepared;
+  io.out.cork();
+  await io.out.writeControl(FrameType.FILE, { index, size });
+  if (failure) {
+    await io.out.writeControl(FrameType.ABORT, failure);
+    return null;
+  }
+  if (bytes) {
+    const checksum = await createChecksum();
+    checksum.update(bytes);
+    const digest = checksum.digest();
     try {
-      return await sendSmall(io, file, size, before, onProgress, check, source.sync);
-    } finally {
-      file.close();
+      check?.(digest);
+    } catch (error) {
+      if (!(error instanceof StoreError)) throw error;
+      await io.out.writeControl(FrameType.ABORT, { code: error.code, message: error.message });
+      return null;
     }
+    if (size > 0) await io.out.writeData(bytes);
+    await io.out.writeControl(FrameType.END, { size, checksum: digest });
+    onProgress?.(before + size);
+    return { size, checksum: digest };
   }
   try {
-    return await sendData(limited(file, size), io.out, {
+    return await sendData(limited(file!, size), io.out, {
       pool: io.pool,
       localWaits: io.local,
       sizeHint: size,
@@ -377,58 +460,8 @@ async function sendFile(
     await io.out.writeControl(FrameType.ABORT, { code: error.code, message: error.message });
     return null;
   } finally {
-    file.close();
+    file!.close();
   }
-}
-
-/** Files this small are read whole and their frames held back to leave with the next ones. */
-const SMALL_FILE = 64 << 10;
-
-/**
- * Sends a small file's DATA and END into the writer's held-back frames (see FrameWriter.cork),
- * which leave once enough have gathered or the sender waits: many small files go out in few
- * writes. Returns its size and checksum, or null when it could not be read and ABORT went instead.
- */
-async function sendSmall(
-  io: TreeIo,
-  file: TreeSourceFile,
-  size: number,
-  before: number,
-  onProgress?: (bytes: number) => void,
-  check?: (checksum: string) => void,
-  sync = false,
-): Promise<TransferResult | null> {
-  const bytes = new Uint8Array(size);
-  const readSync = sync ? file.readSync?.bind(file) : undefined;
-  try {
-    await localWait(io.local, async () => {
-      let filled = 0;
-      while (filled < size) {
-        const into = bytes.subarray(filled);
-        const n = readSync ? readSync(into) : await file.read(into);
-        if (n === null) throw new Error("it shrank while being sent");
-        filled += n;
-      }
-    });
-  } catch (error) {
-    const why = describeError(error);
-    await io.out.writeControl(FrameType.ABORT, { code: "io", message: `Cannot read it: ${why}` });
-    return null;
-  }
-  const checksum = await createChecksum();
-  checksum.update(bytes);
-  const digest = checksum.digest();
-  try {
-    check?.(digest);
-  } catch (error) {
-    if (!(error instanceof StoreError)) throw error;
-    await io.out.writeControl(FrameType.ABORT, { code: error.code, message: error.message });
-    return null;
-  }
-  if (size > 0) await io.out.writeData(bytes);
-  await io.out.writeControl(FrameType.END, { size, checksum: digest });
-  onProgress?.(before + size);
-  return { size, checksum: digest };
 }
 
 /** A local file that could not be read mid-send (not the connection's failure). */
