@@ -81,7 +81,12 @@ interface Level {
   prefix: string;
   names: string[];
   next: number;
+  /** Lookups started ahead, by place in `names` (asynchronous walks only). */
+  ahead?: Map<number, Promise<Deno.FileInfo>>;
 }
+
+/** Entries of a folder an asynchronous walk looks up ahead of the one it is at. */
+const LOOKUPS_AHEAD = 16;
 
 /** Options for {@link TreeWalker.open}. */
 export interface TreeWalkerOptions {
@@ -155,10 +160,15 @@ export class TreeWalker implements EntryWalk {
       }
       const name = level.names[level.next++];
       const path = level.prefix + name;
-      if (this.#skip?.(path)) continue;
+      if (this.#skip?.(path)) {
+        level.ahead?.delete(level.next - 1);
+        continue;
+      }
       try {
-        const at = join(level.dir, name);
-        this.#current = entryOf(path, this.#sync ? Deno.lstatSync(at) : await Deno.lstat(at));
+        const info = this.#sync
+          ? Deno.lstatSync(join(level.dir, name))
+          : await this.#lookUp(level, level.next - 1);
+        this.#current = entryOf(path, info);
         return;
       } catch (error) {
         // Gone since the folder was read: as if it had never been there.
@@ -170,6 +180,25 @@ export class TreeWalker implements EntryWalk {
         }
       }
     }
+  }
+
+  /**
+   * The lstat of `level.names[i]`, with those of the next few names started meanwhile: each waits
+   * for a thread of its own, and one after another those waits were most of a walk's time.
+   */
+  #lookUp(level: Level, i: number): Promise<Deno.FileInfo> {
+    const ahead = level.ahead ??= new Map();
+    const end = Math.min(level.names.length, i + LOOKUPS_AHEAD);
+    for (let j = i; j < end; j++) {
+      if (ahead.has(j)) continue;
+      const lookup = Deno.lstat(join(level.dir, level.names[j]));
+      // One never asked for (a name skipped, a walk given up) must not fail unheard.
+      lookup.catch(() => {});
+      ahead.set(j, lookup);
+    }
+    const lookup = ahead.get(i)!;
+    ahead.delete(i);
+    return lookup;
   }
 
   /** The current entry; undefined once the walk is over. */
