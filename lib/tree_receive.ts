@@ -2,7 +2,9 @@
  * The receiving end of a tree transfer: checks each manifest batch whole, compares it with its own
  * tree as both are walked in the same order (lib/tree_walk.ts), so it holds one folder's names per
  * level, answers with what it needs, deletes what the sender lacks if asked, and writes, verifies
- * and commits each file on its own, several at once.
+ * and commits each file on its own, several at once. Whatever the tree's size, memory holds at
+ * most two batches of files waiting to come, the folders on the way to the current entry, and
+ * the folders whose files are still being committed (docs/protocol.md, "Flow control").
  *
  * @module
  */
@@ -14,6 +16,7 @@ import { type ByteSink, localWait, receiveData } from "./transfer.ts";
 import {
   type ManifestEntry,
   type ManifestTop,
+  MAX_BATCH_ENTRIES,
   parseFileHeader,
   parseManifest,
   type TreeSummary,
@@ -54,6 +57,18 @@ const COMMIT_WINDOW = 16;
 /** Default cap on the number of entries a receiver accepts. */
 export const DEFAULT_MAX_ENTRIES = 1_000_000;
 
+/**
+ * Most names a receiver on a filesystem that folds case holds for one folder, to refuse two that
+ * differ only by case: a larger folder is refused rather than held in memory whole.
+ */
+export const MAX_FOLDED_NAMES = 100_000;
+
+/**
+ * Folders left by the walk and waiting for their files before they get their mtime and mode; past
+ * this many, the receiver waits for the commits under way before reading on.
+ */
+const MAX_CLOSING = 4 * MAX_BATCH_ENTRIES;
+
 /** A manifest that breaks the rules (hostile or broken sender): the whole transfer stops. */
 function badManifest(why: string): StoreError {
   return new StoreError("bad_name", `Refused manifest: ${why}`);
@@ -86,19 +101,30 @@ export async function receiveTree(
   let plannedFiles = 0;
   let plannedBytes = 0;
   let previous: string | undefined;
-  /** Folders of the manifest on the way to the current entry. */
+  /** Folders of the manifest on the way to the current entry, as the batch is checked. */
   const open: string[] = [];
-  /** Folders to give their mtime and mode at the end, deepest last. */
-  const folders: ManifestEntry[] = [];
+  /** The same as each entry is acted on, with the index of each folder's entry. */
+  const entered: ManifestEntry[] = [];
+  /**
+   * Folders the manifest has left, in the order it left them (deepest first), each with the last
+   * index it could hold: given their mtime and mode once every file up to there is done.
+   */
+  const closing: { entry: ManifestEntry; upTo: number }[] = [];
+  /**
+   * Files wanted and not yet received, in manifest order. The sender may run one batch ahead of
+   * its files, no more (docs/protocol.md), so this holds at most two batches.
+   */
   const pending: { index: number; entry: ManifestEntry }[] = [];
+  /** Where the latest batch started: files of earlier ones must all have come by the next. */
+  let batchFrom = 0;
   let last = false;
   /** Whether a MANIFEST came yet; the first one carries the folder's own mtime and mode. */
   let manifested = false;
   let top: ManifestTop | undefined;
   /** File bytes received so far, for progress (commits may still be under way). */
   let received = 0;
-  /** Files being committed. */
-  const commits = new Set<Promise<void>>();
+  /** Files being committed, with their indexes (at most {@link COMMIT_WINDOW}). */
+  const commits = new Map<Promise<void>, number>();
   /** Files transfers: the commit under way for each name, which a second file of it awaits. */
   const byName = new Map<string, Promise<void>>();
   /** Reports a file that failed, to the user and to the sender. */
@@ -136,9 +162,50 @@ export async function receiveTree(
     return Math.trunc(mine.mtime) !== Math.trunc(entry.mtime);
   };
 
+  /** Moves the folders the manifest has left, on its way to `path`, to {@link closing}. */
+  const leaveFolders = (path: string | undefined, upTo: number) => {
+    if (dry || flat) return;
+    while (entered.length > 0) {
+      const folder = entered.at(-1)!;
+      if (path !== undefined && path.startsWith(folder.path + "/")) return;
+      entered.pop();
+      closing.push({ entry: folder, upTo });
+    }
+  };
+  /** The first file not done yet (received and committed, or failed); Infinity when none. */
+  const firstUndone = () => {
+    let first = pending[0]?.index ?? Infinity;
+    for (const index of commits.values()) first = Math.min(first, index);
+    return first;
+  };
+  /**
+   * Gives the folders whose files are all done their mtime and mode. Too many waiting (a slow
+   * commit while the walk runs on): the commits under way are waited for first.
+   */
+  const finishFolders = async () => {
+    if (closing.length > MAX_CLOSING) await Promise.allSettled([...commits.keys()]);
+    let done = 0;
+    const first = firstUndone();
+    while (done < closing.length && closing[done].upTo < first) {
+      const { entry } = closing[done++];
+      await localWait(io.local, () => sink.finishDir(entry.path, entry));
+    }
+    closing.splice(0, done);
+  };
+
   const onManifest = async (json: Record<string, unknown>) => {
     if (last) throw new ProtocolError("MANIFEST after the last one");
+    // Flow control: a sender streams the files of one batch while the receiver answers the
+    // next, and no further ahead; a manifest that runs on without them is refused, so what is
+    // waiting here stays within two batches whatever the tree's size.
+    if (pending.length > 0 && pending[0].index < batchFrom) {
+      throw new StoreError(
+        "bad_request",
+        "Refused tree: the sender ran more than one manifest batch ahead of its files",
+      );
+    }
     const batch = parseManifest(json, { links: options.links && !flat });
+    batchFrom = count;
     if (!manifested && !flat) top = batch.top;
     manifested = true;
     for (const note of batch.notes ?? []) event({ kind: "ignored", ...note });
@@ -170,6 +237,7 @@ export async function receiveTree(
         continue;
       }
       const mine = await catchUp(entry.path);
+      leaveFolders(entry.path, index - 1);
       if (entry.type === "link") {
         await onLink(index, entry, mine);
         continue;
@@ -186,7 +254,7 @@ export async function receiveTree(
           }
           if (!dry) await sink.makeDir(entry.path);
         }
-        folders.push(entry);
+        entered.push(entry);
         continue;
       }
       if (mine?.type === "dir") {
@@ -235,8 +303,12 @@ export async function receiveTree(
       }
     }
     last = batch.last;
-    if (last) await catchUp(undefined);
+    if (last) {
+      await catchUp(undefined);
+      leaveFolders(undefined, count - 1);
+    }
     await io.out.writeControl(FrameType.WANT, { want });
+    await finishFolders();
     plannedFiles += want.length;
     plannedBytes = announced;
     options.onPlan?.(plannedFiles, plannedBytes);
@@ -302,6 +374,13 @@ export async function receiveTree(
       const names = folded.get(parent) ?? new Set<string>();
       const key = entry.path.slice(cut + 1).normalize("NFC").toLowerCase();
       if (names.has(key)) throw badManifest(`names differ only by case: ${entry.path}`);
+      if (names.size >= MAX_FOLDED_NAMES) {
+        throw new StoreError(
+          "too_large",
+          `Refused tree: more than ${MAX_FOLDED_NAMES} names in one folder, on a filesystem ` +
+            "that folds case",
+        );
+      }
       names.add(key);
       folded.set(parent, names);
     }
@@ -380,9 +459,9 @@ export async function receiveTree(
       commits.delete(committing);
       if (byName.get(entry.path) === committing) byName.delete(entry.path);
     });
-    commits.add(committing);
+    commits.set(committing, index);
     if (flat) byName.set(entry.path, committing);
-    if (commits.size >= COMMIT_WINDOW) await Promise.race(commits);
+    if (commits.size >= COMMIT_WINDOW) await Promise.race(commits.keys());
   };
 
   // Small files are three small frames each: read many at once.
@@ -403,12 +482,13 @@ export async function receiveTree(
           continue;
         case FrameType.FILE:
           await onFile(frame.json);
+          if (closing.length > 0) await finishFolders();
           continue;
         case FrameType.FINISH: {
           if (!last || pending.length > 0) throw new ProtocolError("FINISH before the end");
-          while (commits.size > 0) await Promise.all(commits);
+          while (commits.size > 0) await Promise.all(commits.keys());
           if (!dry) {
-            for (const folder of folders.reverse()) await sink.finishDir(folder.path, folder);
+            await finishFolders();
             if (top) await sink.finishBase(top);
           }
           await io.out.writeControl(FrameType.OK, { ...summary });
@@ -428,7 +508,7 @@ export async function receiveTree(
   } catch (error) {
     // Files already verified are still being committed: let them finish (or clean up) first,
     // so that what is left is whole files only, even if the process exits next.
-    await Promise.allSettled([...commits]);
+    await Promise.allSettled([...commits.keys()]);
     throw error;
   } finally {
     io.frames.batchReads(false);

@@ -1,7 +1,8 @@
 /**
  * The sending end of a tree transfer: streams the manifest in batches, one batch ahead of the
  * receiver's answers, then the files it asks for back to back, and collects the receiver's
- * reports as they come. Memory holds two batches and one folder's names per level.
+ * reports as they come. Memory holds two batches, the files sent whose report has not come back
+ * (at most {@link MAX_UNREPORTED}) and one folder's names per level.
  *
  * @module
  */
@@ -44,14 +45,28 @@ interface Batch {
 /** Largest MANIFEST payload ferry builds, well under the control frame limit. */
 const BATCH_BYTES = 48 << 10;
 
+/**
+ * Most files sent whose RESULT has not come back: past it the sender waits for the receiver, so
+ * one that never reports cannot make it hold every name of the tree.
+ */
+export const MAX_UNREPORTED = 4 * MAX_BATCH_ENTRIES;
+
 /** Reads the peer's frames while the sender writes: WANTs in order, RESULTs, the final OK. */
 class SenderInbox {
   #wants: PromiseWithResolvers<Record<string, unknown>>[] = [];
   #nextWant = 0;
   #done = Promise.withResolvers<TreeSummary>();
   #failed?: unknown;
+  #ended = false;
+  /** Waiting for the next RESULT (or the end). */
+  #waiting?: PromiseWithResolvers<void>;
 
-  constructor(frames: FrameReader, onResult: (json: Record<string, unknown>) => void) {
+  /** `batches()` is how many MANIFEST batches went: a WANT for any other is refused. */
+  constructor(
+    frames: FrameReader,
+    batches: () => number,
+    onResult: (json: Record<string, unknown>) => void,
+  ) {
     this.#done.promise.catch(() => {});
     // RESULTs come one per file: read many at once.
     frames.batchReads(true);
@@ -63,13 +78,20 @@ class SenderInbox {
           case FrameType.KEEPALIVE:
             continue;
           case FrameType.WANT:
+            // Answers only to batches sent: the slots held stay within the two in flight.
+            if (this.#nextWant >= batches()) {
+              throw new ProtocolError("WANT for a manifest batch that was not sent");
+            }
             this.#slot(this.#nextWant++).resolve(frame.json);
             continue;
           case FrameType.RESULT:
             onResult(frame.json);
+            this.#wake();
             continue;
           case FrameType.OK:
             this.#done.resolve(parseSummary(frame.json));
+            this.#ended = true;
+            this.#wake();
             return;
           case FrameType.ERROR: {
             const error = parseError(frame.json);
@@ -83,7 +105,21 @@ class SenderInbox {
       this.#failed = error;
       for (const slot of this.#wants) slot?.reject(error);
       this.#done.reject(error);
+      this.#waiting?.reject(error);
     }).finally(() => frames.batchReads(false));
+  }
+
+  #wake() {
+    this.#waiting?.resolve();
+    this.#waiting = undefined;
+  }
+
+  /** Resolves at the next RESULT or the final OK; rejects if the inbox stops. */
+  nextResult(): Promise<void> {
+    if (this.#failed) return Promise.reject(this.#failed);
+    if (this.#ended) return Promise.resolve();
+    this.#waiting ??= Promise.withResolvers();
+    return this.#waiting.promise;
   }
 
   #slot(i: number) {
@@ -103,6 +139,11 @@ class SenderInbox {
   /** The receiver's final summary. */
   get done(): Promise<TreeSummary> {
     return this.#done.promise;
+  }
+
+  /** Whether the receiver's final OK came. */
+  get ended(): boolean {
+    return this.#ended;
   }
 
   /** The error that stopped the inbox, if one did. */
@@ -131,7 +172,8 @@ export async function sendTree(
     return batch?.entries[index - batch.from];
   };
   let bytes = 0;
-  const inbox = new SenderInbox(io.frames, (json) => {
+  let batchesSent = 0;
+  const inbox = new SenderInbox(io.frames, () => batchesSent, (json) => {
     const result = parseResult(json);
     if ("deleted" in result) {
       options.onEvent?.({ kind: "deleted", path: result.deleted });
@@ -219,6 +261,7 @@ export async function sendTree(
     nextIndex += entries.length;
     const batch = { from, entries, last };
     held.push(batch);
+    batchesSent++;
     await io.out.writeControl(FrameType.MANIFEST, {
       entries,
       last,
@@ -273,6 +316,14 @@ export async function sendTree(
               ahead.set(i, prepareFile(io, source, i, current.entries[i - current.from]));
             }
             const entry = current.entries[index - current.from];
+            while (inFlight.size >= MAX_UNREPORTED) {
+              // What is held back leaves first: the receiver may need it to report anything.
+              await io.out.uncork();
+              await inbox.nextResult();
+              if (inFlight.size >= MAX_UNREPORTED && inbox.ended) {
+                throw new ProtocolError("Tree summary before the files sent were reported");
+              }
+            }
             const prepared = await ahead.get(index)!;
             ahead.delete(index);
             const file: { path: string; size: number; checksum?: string } = {
