@@ -17,6 +17,8 @@ import { syncDir } from "./staged_file.ts";
 import { checksumFilePrefix } from "./transfer.ts";
 import { makeDir, removeName, resolveFolder, type ServedFolder } from "./tree_store.ts";
 import type { TreeFileSink, TreeSink, TreeSource } from "./tree_transfer.ts";
+import type { ManifestEntry } from "./tree_protocol.ts";
+import type { StoreUpload } from "./store.ts";
 import { foldsCase, MODE_BITS, TreeWalker } from "./tree_walk.ts";
 
 /**
@@ -61,9 +63,30 @@ async function readStoreLink(store: ServedFolder, name: string): Promise<string>
   return await Deno.readLink(join(folder, checkName(name).at(-1)!));
 }
 
+/** A tree's file written through a store upload; kept for `--resume` if the connection goes. */
+function uploadSink(upload: StoreUpload): TreeFileSink {
+  return {
+    write: (chunk) => upload.write(chunk),
+    commit: (verified) => upload.commit(verified),
+    discard: () => upload.discard(),
+    keep: async () => void await upload.keep(),
+  };
+}
+
 /** Receives into the folder `base` of a folder store (the root when undefined). */
 export function folderSink(store: ServedFolder, base: string | undefined): TreeSink {
   const name = (path: string) => nameIn(base, path);
+  const beginTreeUpload = (path: string, entry: ManifestEntry, resume: boolean) =>
+    store.beginUpload(name(path), {
+      overwrite: true,
+      resume,
+      size: entry.size,
+      mtime: entry.mtime,
+      mode: entry.mode,
+      // The receiver has just compared this folder; the name is checked when it is given.
+      precheck: false,
+      sync: true,
+    });
   return {
     check: (path) => void checkName(name(path)),
     walker: async () => {
@@ -79,20 +102,25 @@ export function folderSink(store: ServedFolder, base: string | undefined): TreeS
     },
     makeDir: (path) => makeDir(store, name(path), { parents: true }),
     remove: (path) => removeName(store, name(path), { recursive: true }),
-    beginFile: async (path, entry): Promise<TreeFileSink> => {
-      const upload = await store.beginUpload(name(path), {
-        overwrite: true,
-        size: entry.size,
-        mtime: entry.mtime,
-        mode: entry.mode,
-        // The receiver has just compared this folder; the name is checked when it is given.
-        precheck: false,
-        sync: true,
-      });
+    beginFile: async (path, entry): Promise<TreeFileSink> =>
+      uploadSink(await beginTreeUpload(path, entry, false)),
+    // A tree's file is kept and resumed as a single put of its name is (lib/kept_uploads.ts).
+    resume: async (path, entry) => {
+      const upload = await beginTreeUpload(path, entry, true);
+      const checksum = upload.offset > 0
+        ? await checksumFilePrefix(upload.file, upload.offset).catch(() => null)
+        : null;
+      if (!checksum) {
+        await upload.discard();
+        return null;
+      }
       return {
-        write: (chunk) => upload.write(chunk),
-        commit: (verified) => upload.commit(verified),
-        discard: () => upload.discard(),
+        point: { size: upload.offset, checksum },
+        open: () => Promise.resolve(uploadSink(upload)),
+        release: async (drop) => {
+          if (drop) await upload.discard();
+          else await upload.keep().catch(() => upload.discard());
+        },
       };
     },
     makeLink: async (path, target) => {

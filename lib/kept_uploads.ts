@@ -25,6 +25,12 @@ export const KEPT_DEFAULTS = {
   maxAgeMs: 24 * 3600_000,
 } as const;
 
+/**
+ * A cut upload (or tree file) shorter than this is not kept for a resume: resending it costs
+ * less than checking it.
+ */
+export const KEEP_MIN_BYTES = 1 << 20;
+
 /** Why a kept upload was removed. */
 export type EvictionReason =
   /** All kept data together was over the budget, and this was the oldest. */

@@ -246,7 +246,7 @@ export async function partPathFor(local: string): Promise<string> {
 }
 
 /** The bytes of an earlier, interrupted download and their checksum, if there are any. */
-async function partialDownload(part: string): Promise<ResumePoint | undefined> {
+export async function partialDownload(part: string): Promise<ResumePoint | undefined> {
   let file: Deno.FsFile;
   try {
     file = await Deno.open(part, { read: true });

@@ -18,7 +18,7 @@ import {
 } from "./errors.ts";
 import { keepsConnection } from "./error_codes.ts";
 import { quote } from "./remote_name.ts";
-import type { Eviction, KeepResult } from "./kept_uploads.ts";
+import { type Eviction, KEEP_MIN_BYTES, type KeepResult } from "./kept_uploads.ts";
 import {
   encodeListing,
   type ErrorCode,
@@ -151,10 +151,12 @@ async function serveTree(
   await channel.out.writeControl(FrameType.OK, {});
   try {
     const done = await serveTreeTransfer(request, channel, tree);
+    // The bytes that moved: what a resume continued from was not sent again.
+    const resumed = done.resumed ? `, ${done.resumed} bytes resumed` : "";
     return {
-      bytes: done.bytes,
+      bytes: done.bytes - (done.resumed ?? 0),
       result: `ok ${done.files} files, ${done.skipped} skipped, ${done.deleted} deleted, ` +
-        `${done.failed} failed${request.dryRun ? " (dry run)" : ""}`,
+        `${done.failed} failed${resumed}${request.dryRun ? " (dry run)" : ""}`,
     };
   } catch (error) {
     if (channel.entry.reason) {
@@ -188,9 +190,6 @@ async function whileKeepingAlive(channel: Channel, work: () => Promise<void>): P
     await writing;
   }
 }
-
-/** A cut upload shorter than this is not worth keeping for a resume. */
-const KEEP_MIN_BYTES = 1 << 20;
 
 async function servePut(request: PutRequest, channel: Channel, ctx: Context): Promise<Outcome> {
   const { frames, out, entry } = channel;

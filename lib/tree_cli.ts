@@ -168,6 +168,8 @@ export interface TreeTransferCommand {
   links: boolean;
   /** Flush downloads to disk (off with --no-fsync). */
   fsync: boolean;
+  /** --resume: continue big files an interrupted run cut, from what it left. */
+  resume: boolean;
   /** One JSON report per file, and a summary. */
   json: boolean;
   /** Nothing but errors. */
@@ -292,6 +294,7 @@ export async function runTreeTransfer(
     checksum: cmd.checksum,
     links: cmd.links,
     fsync: cmd.fsync,
+    resume: cmd.resume,
     onEvent,
     onProgress: (bytes: number) => progress.update(bytes),
     onPlan: (planned: number, bytes: number) => {
@@ -326,7 +329,8 @@ export async function runTreeTransfer(
   if (!cmd.quiet) {
     const files = summary.files === 1 ? "1 file" : `${summary.files} files`;
     const rest = `${summary.skipped} up to date, ${summary.deleted} deleted, ` +
-      `${summary.failed} failed`;
+      `${summary.failed} failed` +
+      (summary.resumed ? `; ${formatBytes(summary.resumed)} of it resumed, not sent again` : "");
     const what = cmd.command === "put"
       ? `${local} to ${JSON.stringify(remoteShown)}`
       : `${JSON.stringify(remoteShown)} to ${local}`;

@@ -152,6 +152,7 @@ function treeRequest(
     dryRun: options.dryRun ?? false,
     checksum: options.checksum ?? false,
     links: options.links ?? false,
+    ...(options.resume ? { resume: true } : {}),
   };
 }
 
@@ -185,7 +186,7 @@ export async function getTree(
   options: TreeTransferOptions = {},
 ): Promise<TreeSummary> {
   requireTree(session, "get -r");
-  const sink = localSink(local, { fsync: options.fsync });
+  const sink = localSink(local, { fsync: options.fsync, resume: options.resume });
   return await transferTree(
     session,
     treeRequest("get_tree", remote, options),
@@ -300,7 +301,9 @@ export async function getFiles(
           ),
         onProgress: (n) => options.onProgress?.(moved + n),
       }));
-    for (const key of Object.keys(total) as (keyof TreeSummary)[]) total[key] += summary[key];
+    for (const key of Object.keys(total) as (keyof TreeSummary)[]) {
+      total[key] = (total[key] ?? 0) + (summary[key] ?? 0);
+    }
     before += summary.bytes;
     start = end;
   }

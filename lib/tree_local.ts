@@ -15,7 +15,11 @@ import { checkName, isValidName } from "./remote_name.ts";
 import { SMALL_FILE_MAX, StagedFile } from "./staged_file.ts";
 import { cannotRead, cannotWrite } from "./local_files.ts";
 import { checksumFilePrefix } from "./transfer.ts";
+import { formatHex } from "./format.ts";
+import { KEEP_MIN_BYTES } from "./kept_uploads.ts";
+import { partialDownload } from "./local_download.ts";
 import type { TreeFileSink, TreeSink, TreeSource } from "./tree_transfer.ts";
+import type { ManifestEntry } from "./tree_protocol.ts";
 import { foldsCase, MODE_BITS, TreeWalker } from "./tree_walk.ts";
 
 function removeQuietly(path: string): void {
@@ -54,22 +58,48 @@ export async function localSource(base: string): Promise<TreeSource> {
 export interface LocalSinkOptions {
   /** Flush each file, then its folder entry, to disk before reporting it (default true). */
   fsync?: boolean;
+  /**
+   * `--resume`: keep the parts an interrupted run left of big files, and offer them to the
+   * server (default false: they are removed as the tree is walked, and those files start over).
+   */
+  resume?: boolean;
 }
 
 /** Prefix of the hidden files a download is written to before it is renamed into place. */
 export const TREE_PART_PREFIX = ".ferry-";
 
-/** A download's hidden staging file, as {@link localSink} names them. */
-const PART_NAME = /(^|\/)\.ferry-[0-9a-f-]{36}\.part$/;
+/**
+ * A download's hidden staging file, as {@link localSink} names them: a random name for a small
+ * file, and for a big one a name made from the file's own ({@link keptPartName}), which a
+ * `--resume` finds again.
+ */
+const PART_NAME = /(^|\/)\.ferry-([0-9a-f-]{36}|[0-9a-f]{32})\.part$/;
 
 /** Whether `path` is a staging file an interrupted `get -r` left behind. */
 export function isTreePart(path: string): boolean {
   return PART_NAME.test(path);
 }
 
+/** Most parts a `--resume` holds on to as it walks: more than any interrupted run leaves. */
+const MAX_KEPT_PARTS = 1024;
+
+/** Whether a staging file's name is a {@link keptPartName}, not a random one. */
+function isKept(path: string): boolean {
+  return /\.ferry-[0-9a-f]{32}\.part$/.test(path);
+}
+
+/** The staging name of the big file `leaf`, the same on every run: 32 hex of its SHA-256. */
+async function keptPartName(leaf: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(leaf));
+  return `${TREE_PART_PREFIX}${formatHex(new Uint8Array(digest).subarray(0, 16))}.part`;
+}
+
 /** The local folder `base` (created if missing) as the sink of a tree download. */
 export function localSink(base: string, options: LocalSinkOptions = {}): TreeSink {
   const fsync = options.fsync ?? true;
+  const resume = options.resume ?? false;
+  /** With --resume: the parts found as the tree was walked, until one is resumed or the end. */
+  const keptParts = new Set<string>();
   let root: string | undefined;
   /** The folder most recently checked, which the next file most likely shares. */
   let checked: { key: string; path: string } | undefined;
@@ -115,6 +145,45 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
     const segments = path.split("/");
     return { parents: segments.slice(0, -1), leaf: segments.at(-1)! };
   };
+  /** A file staged at `part` (fresh, or continued after its kept bytes), then named `target`. */
+  const stagedSink = async (
+    part: string,
+    target: string,
+    path: string,
+    entry: ManifestEntry,
+    how: "replace" | "append",
+  ): Promise<TreeFileSink> => {
+    const mode = Deno.build.os === "windows" ? undefined : entry.mode & 0o777;
+    // A small file is written and named without leaving this thread, as the server's are.
+    const sync = how === "replace" && entry.size <= SMALL_FILE_MAX;
+    const staged = await StagedFile.open(part, {
+      mode: how,
+      fsync,
+      writeSync: true,
+      sync,
+      permissions: mode,
+      // Rename refuses a folder at the name (and replaces a file or a symlink itself, never
+      // what a symlink points to).
+      failure: (error, at) =>
+        error instanceof Deno.errors.IsADirectory && at === target
+          ? new StoreError("not_a_file", `${path} is a folder`)
+          : cannotWrite(target, error),
+    });
+    return {
+      write: (chunk) => staged.write(chunk),
+      commit: async () => {
+        // The file's mode (given at creation, less the umask: set whole here) and mtime are
+        // given before it is named.
+        await staged.commit(() => {
+          if (mode !== undefined) Deno.chmodSync(staged.path, mode);
+          return target;
+        }, { replace: true, mtime: entry.mtime });
+      },
+      discard: () => staged.discard(),
+      // Only a part a later run can find again is worth keeping.
+      ...(isKept(part) ? { keep: () => staged.keep() } : {}),
+    };
+  };
 
   return {
     check: (path) => void checkName(path),
@@ -130,8 +199,18 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
       const real = await top();
       return await TreeWalker.open(real, {
         sync: true,
-        // A staging file an interrupted run left behind: ours, so it goes.
-        skip: (path) => isTreePart(path) && (removeQuietly(join(real, path)), true),
+        // A staging file an interrupted run left behind: ours, so it goes, unless --resume may
+        // continue it (a few, at most: one per file cut).
+        skip: (path) => {
+          if (!isTreePart(path)) return false;
+          const full = join(real, path);
+          if (resume && keptParts.size < MAX_KEPT_PARTS && isKept(path)) {
+            keptParts.add(full);
+          } else {
+            removeQuietly(full);
+          }
+          return true;
+        },
       });
     },
     makeBase: async () => {
@@ -156,37 +235,34 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
     beginFile: async (path, entry): Promise<TreeFileSink> => {
       const { parents, leaf } = split(path);
       const dir = (await folder(parents, true))!;
-      const target = join(dir, leaf);
-      const mode = Deno.build.os === "windows" ? undefined : entry.mode & 0o777;
-      // A small file is written and named without leaving this thread, as the server's are.
-      const sync = entry.size <= SMALL_FILE_MAX;
-      const staged = await StagedFile.open(
-        join(dir, `${TREE_PART_PREFIX}${crypto.randomUUID()}.part`),
-        {
-          fsync,
-          writeSync: true,
-          sync,
-          permissions: mode,
-          // Rename refuses a folder at the name (and replaces a file or a symlink itself, never
-          // what a symlink points to).
-          failure: (error, at) =>
-            error instanceof Deno.errors.IsADirectory && at === target
-              ? new StoreError("not_a_file", `${path} is a folder`)
-              : cannotWrite(target, error),
-        },
-      );
+      // A big file is staged under a name a later --resume finds again, even if this process
+      // is killed; a small one under a random name, which the next run removes.
+      const part = entry.size > KEEP_MIN_BYTES
+        ? await keptPartName(leaf)
+        : `${TREE_PART_PREFIX}${crypto.randomUUID()}.part`;
+      return await stagedSink(join(dir, part), join(dir, leaf), path, entry, "replace");
+    },
+    resume: async (path, entry) => {
+      const { parents, leaf } = split(path);
+      const dir = await folder(parents, false);
+      if (dir === null) return null;
+      const part = join(dir, await keptPartName(leaf));
+      keptParts.delete(part);
+      // A part that cannot be read is no part to resume: the file starts over.
+      const point = await partialDownload(part).catch(() => undefined);
+      if (!point) return null;
       return {
-        write: (chunk) => staged.write(chunk),
-        commit: async () => {
-          // The file's mode (given at creation, less the umask: set whole here) and mtime are
-          // given before it is named.
-          await staged.commit(() => {
-            if (mode !== undefined) Deno.chmodSync(staged.path, mode);
-            return target;
-          }, { replace: true, mtime: entry.mtime });
-        },
-        discard: () => staged.discard(),
+        point,
+        open: () => stagedSink(part, join(dir, leaf), path, entry, "append"),
+        // Kept again is where it is already.
+        release: (drop) => Promise.resolve(drop ? removeQuietly(part) : undefined),
       };
+    },
+    done: () => {
+      // Parts of files that turned out up to date, or are gone: nothing will resume them.
+      for (const part of keptParts) removeQuietly(part);
+      keptParts.clear();
+      return Promise.resolve();
     },
     makeLink: async (path, target) => {
       const { parents, leaf } = split(path);

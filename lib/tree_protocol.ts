@@ -184,6 +184,11 @@ export interface TreeTransferRequest {
   checksum: boolean;
   /** Trees: carry symlinks whose target stays inside the tree (`--links`), as links. */
   links?: boolean;
+  /**
+   * Trees (`--resume`): the receiver offers, for each file it wants, what an interrupted transfer
+   * kept of it, and the sender continues after those bytes when they match its file.
+   */
+  resume?: boolean;
   /** put_files: replace existing files, as put --overwrite does. */
   overwrite?: boolean;
   /** get_files: the names to send, in order (at most {@link MAX_BATCH_ENTRIES}). */
@@ -208,8 +213,9 @@ export function parseTreeTransfer(json: Record<string, unknown>): TreeTransferRe
     checksum: flag(json.checksum),
   };
   if (json.links !== undefined) request.links = flag(json.links);
+  if (json.resume !== undefined) request.resume = flag(json.resume);
   if (json.op === "put_files" || json.op === "get_files") {
-    if (request.links) throw malformed();
+    if (request.links || request.resume) throw malformed();
     if (json.name !== undefined || request.delete || request.dryRun) throw malformed();
     if (json.op === "put_files") request.overwrite = flag(json.overwrite);
     if (json.op === "get_files") {
@@ -235,6 +241,7 @@ export function encodeTreeTransfer(request: TreeTransferRequest): Record<string,
     dry_run: request.dryRun,
     checksum: request.checksum,
     ...(request.links ? { links: true } : {}),
+    ...(request.resume ? { resume: true } : {}),
     ...(request.overwrite === undefined ? {} : { overwrite: request.overwrite }),
     ...(request.names === undefined ? {} : { names: request.names }),
   };
@@ -383,16 +390,68 @@ export function parseWant(json: Record<string, unknown>, from: number, to: numbe
   return want as number[];
 }
 
+/**
+ * A receiver's offer to continue a file it wants from what an interrupted transfer kept: the
+ * `offset` bytes it has, and their checksum (`xxh128:` and 32 hex digits).
+ */
+export interface ResumeOffer {
+  /** Bytes kept, more than 0. */
+  offset: number;
+  /** Checksum of those bytes. */
+  prefix: string;
+}
+
+/**
+ * Validates a WANT's `resume` offers (absent: none): `[{index, offset, prefix}, ...]`, each for a
+ * wanted file, in increasing order, for fewer bytes than `sizeOf(index)` announced.
+ */
+export function parseResumeOffers(
+  json: Record<string, unknown>,
+  want: number[],
+  sizeOf: (index: number) => number,
+): Map<number, ResumeOffer> {
+  const offers = new Map<number, ResumeOffer>();
+  if (json.resume === undefined) return offers;
+  const bad = () => new ProtocolError("Malformed WANT message: bad resume offer");
+  if (!Array.isArray(json.resume) || json.resume.length > want.length) throw bad();
+  const wanted = new Set(want);
+  let previous = -1;
+  for (const raw of json.resume) {
+    const { index, offset, prefix } = (raw ?? {}) as Record<string, unknown>;
+    if (
+      !Number.isSafeInteger(index) || !wanted.has(index as number) ||
+      (index as number) <= previous || !Number.isSafeInteger(offset) ||
+      (offset as number) <= 0 || (offset as number) >= sizeOf(index as number) ||
+      typeof prefix !== "string" || !CHECKSUM_TEXT.test(prefix)
+    ) throw bad();
+    previous = index as number;
+    offers.set(index as number, { offset: offset as number, prefix });
+  }
+  return offers;
+}
+
+/** A FILE payload: `offset` is where its data starts (an accepted resume offer), else 0. */
+export interface FileHeader {
+  /** The file's index in the manifest. */
+  index: number;
+  /** Its size when opened. */
+  size: number;
+  /** Bytes the receiver kept and the sender does not send again. */
+  offset: number;
+}
+
 /** Validates a FILE payload. */
-export function parseFileHeader(json: Record<string, unknown>): { index: number; size: number } {
+export function parseFileHeader(json: Record<string, unknown>): FileHeader {
   const { index, size } = json;
+  const offset = json.offset ?? 0;
   if (
     !Number.isSafeInteger(index) || (index as number) < 0 || !Number.isSafeInteger(size) ||
-    (size as number) < 0
+    (size as number) < 0 || !Number.isSafeInteger(offset) || (offset as number) < 0 ||
+    (offset as number) > (size as number)
   ) {
     throw new ProtocolError("Malformed FILE message");
   }
-  return { index: index as number, size: size as number };
+  return { index: index as number, size: size as number, offset: offset as number };
 }
 
 /** What the receiver says about one file it committed or failed, or a name it deleted. */
@@ -425,6 +484,11 @@ export interface TreeSummary {
   failed: number;
   /** Bytes of the files committed. */
   bytes: number;
+  /**
+   * Of those, bytes an interrupted transfer had left and that were not sent again (`--resume`);
+   * absent from receivers that predate it.
+   */
+  resumed?: number;
 }
 
 /** Validates the receiver's final OK. */
@@ -441,5 +505,6 @@ export function parseSummary(json: Record<string, unknown>): TreeSummary {
     deleted: count(json.deleted),
     failed: count(json.failed),
     bytes: count(json.bytes),
+    ...(json.resumed === undefined ? {} : { resumed: count(json.resumed) }),
   };
 }

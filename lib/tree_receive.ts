@@ -9,10 +9,17 @@
  * @module
  */
 
-import { describeError, ProtocolError, RefusedError, StoreError } from "./errors.ts";
+import {
+  describeError,
+  isInterruption,
+  ProtocolError,
+  RefusedError,
+  StoreError,
+} from "./errors.ts";
 import { parseError } from "./protocol.ts";
 import { FrameType, frameTypeName } from "./frames.ts";
-import { type ByteSink, localWait, receiveData } from "./transfer.ts";
+import { type ByteSink, localWait, receiveData, type ResumePoint } from "./transfer.ts";
+import { KEEP_MIN_BYTES } from "./kept_uploads.ts";
 import {
   type ManifestEntry,
   type ManifestTop,
@@ -21,7 +28,14 @@ import {
   parseManifest,
   type TreeSummary,
 } from "./tree_protocol.ts";
-import type { TreeEvent, TreeFileSink, TreeIo, TreeOptions, TreeSink } from "./tree_transfer.ts";
+import type {
+  KeptPart,
+  TreeEvent,
+  TreeFileSink,
+  TreeIo,
+  TreeOptions,
+  TreeSink,
+} from "./tree_transfer.ts";
 import { comparePath, type WalkEntry } from "./tree_walk.ts";
 import { linkStaysInside } from "./tree_links.ts";
 import { SMALL_FILE_MAX } from "./staged_file.ts";
@@ -44,6 +58,17 @@ export interface ReceiveTreeOptions extends TreeOptions {
    * times. Two files of one name are written one after the other, in manifest order.
    */
   files?: boolean;
+  /**
+   * `--resume`: offer the sender, for each big file wanted, what an interrupted transfer kept of
+   * it ({@link TreeSink.resume}); default false.
+   */
+  resume?: boolean;
+  /**
+   * Whether a file the connection was cut in the middle of is kept for `--resume` (at least
+   * {@link KEEP_MIN_BYTES} of it, and where the sink can keep it); default: always. A server
+   * that cut the connection itself keeps nothing, as for a single put.
+   */
+  keepInterrupted?: () => boolean;
   /**
    * Accept symlinks whose target stays inside the tree (`--links`; default false: a manifest
    * with a link is refused). Each target is checked again here (lib/tree_links.ts).
@@ -69,6 +94,9 @@ export const MAX_FOLDED_NAMES = 100_000;
  */
 const MAX_CLOSING = 4 * MAX_BATCH_ENTRIES;
 
+/** Most kept parts offered and not yet used: each holds a file open until its FILE comes. */
+const MAX_OFFERS = 16;
+
 /** A manifest that breaks the rules (hostile or broken sender): the whole transfer stops. */
 function badManifest(why: string): StoreError {
   return new StoreError("bad_name", `Refused manifest: ${why}`);
@@ -85,7 +113,16 @@ export async function receiveTree(
   sink: TreeSink,
   options: ReceiveTreeOptions = {},
 ): Promise<TreeSummary> {
-  const summary: TreeSummary = { files: 0, skipped: 0, deleted: 0, failed: 0, bytes: 0 };
+  const summary: TreeSummary = {
+    files: 0,
+    skipped: 0,
+    deleted: 0,
+    failed: 0,
+    bytes: 0,
+    resumed: 0,
+  };
+  /** Kept parts offered to the sender, by index, until their FILE comes. */
+  const offers = new Map<number, KeptPart>();
   const maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
   const dry = options.dryRun ?? false;
   const flat = options.files ?? false;
@@ -218,6 +255,7 @@ export async function receiveTree(
       else if (entry.type !== "file") throw badManifest("a folder in a transfer of files");
     }
     const want: number[] = [];
+    const resume: { index: number; offset: number; prefix: string }[] = [];
     for (const entry of batch.entries) {
       const index = count++;
       if (flat) {
@@ -296,6 +334,17 @@ export async function receiveTree(
           event({ kind: "sent", path: entry.path, size: entry.size });
         } else {
           pending.push({ index, entry });
+          if (
+            options.resume && sink.resume && entry.size > KEEP_MIN_BYTES &&
+            offers.size < MAX_OFFERS
+          ) {
+            const kept = await localWait(io.local, () => sink.resume!(entry.path, entry));
+            if (kept && kept.point.size < entry.size) {
+              offers.set(index, kept);
+              const prefix = (await kept.point.checksum.fork()).digest();
+              resume.push({ index, offset: kept.point.size, prefix });
+            } else await kept?.release(true);
+          }
         }
       } else {
         summary.skipped++;
@@ -307,7 +356,7 @@ export async function receiveTree(
       await catchUp(undefined);
       leaveFolders(undefined, count - 1);
     }
-    await io.out.writeControl(FrameType.WANT, { want });
+    await io.out.writeControl(FrameType.WANT, { want, ...(resume.length ? { resume } : {}) });
     await finishFolders();
     plannedFiles += want.length;
     plannedBytes = announced;
@@ -388,10 +437,20 @@ export async function receiveTree(
   };
 
   const onFile = async (json: Record<string, unknown>) => {
-    const { index, size } = parseFileHeader(json);
+    const { index, size, offset } = parseFileHeader(json);
     const next = pending.shift();
     if (!next || next.index !== index) throw new ProtocolError("FILE that was not asked for");
     const { entry } = next;
+    const kept = offers.get(index);
+    offers.delete(index);
+    if (offset > 0 && offset !== kept?.point.size) {
+      await kept?.release(false);
+      throw new ProtocolError("FILE resumed from an offset that was not offered");
+    }
+    /** The sender continues after the kept bytes; or it starts over, and they go. */
+    let resumeFrom: ResumePoint | undefined;
+    if (kept && offset > 0) resumeFrom = kept.point;
+    else await kept?.release(true);
     if (options.maxFileSize !== undefined && size > options.maxFileSize) {
       throw new StoreError("too_large", `Refused file over the limit: ${entry.path}`);
     }
@@ -401,7 +460,7 @@ export async function receiveTree(
     // one put after the other: it then replaces it, or is refused as existing.
     await byName.get(entry.path);
     try {
-      target = await sink.beginFile(entry.path, entry, index);
+      target = resumeFrom ? await kept!.open() : await sink.beginFile(entry.path, entry, index);
     } catch (error) {
       if (!(error instanceof StoreError) && !(error instanceof Deno.errors.PermissionDenied)) {
         throw error;
@@ -411,6 +470,8 @@ export async function receiveTree(
     const into: ByteSink = target ?? { write: () => Promise.resolve() };
     // A large file's data takes a while: the answers held back so far go first.
     if (size > SMALL_FILE_MAX) await io.out.uncork();
+    /** Bytes of this file that came in this transfer, for keeping it if the connection goes. */
+    let receivedHere = 0;
     let result;
     try {
       result = await receiveData(io.frames, into, {
@@ -419,11 +480,23 @@ export async function receiveTree(
         sizeHint: size,
         announcedSize: size,
         maxSize: options.maxFileSize,
-        onProgress: (n) => options.onProgress?.(received + n),
+        resumeFrom,
+        onProgress: (n) => {
+          receivedHere = n - offset;
+          options.onProgress?.(received + n);
+        },
       });
       if (refusal !== undefined) throw refusal;
     } catch (error) {
-      await target?.discard();
+      const arrived = offset + receivedHere;
+      if (
+        target?.keep && isInterruption(error) && arrived >= KEEP_MIN_BYTES &&
+        (options.keepInterrupted?.() ?? true)
+      ) {
+        await target.keep().catch(() => target!.discard());
+      } else {
+        await target?.discard();
+      }
       // ABORT from the sender, or the receiver's own refusal once the data was read in full:
       // this file only. Anything else leaves the connection out of step.
       if (
@@ -447,6 +520,7 @@ export async function receiveTree(
       }
       summary.files++;
       summary.bytes += result.size;
+      summary.resumed! += offset;
       event({
         kind: "sent",
         path: entry.path,
@@ -490,6 +564,7 @@ export async function receiveTree(
           if (!dry) {
             await finishFolders();
             if (top) await sink.finishBase(top);
+            await sink.done?.();
           }
           await io.out.writeControl(FrameType.OK, { ...summary });
           await io.out.uncork();
@@ -509,6 +584,8 @@ export async function receiveTree(
     // Files already verified are still being committed: let them finish (or clean up) first,
     // so that what is left is whole files only, even if the process exits next.
     await Promise.allSettled([...commits.keys()]);
+    // Offered and never used: kept again for the next run.
+    await Promise.allSettled([...offers.values()].map((kept) => kept.release(false)));
     throw error;
   } finally {
     io.frames.batchReads(false);

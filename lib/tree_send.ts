@@ -13,14 +13,22 @@ import { type ErrorCode, parseError } from "./protocol.ts";
 import { FrameType, frameTypeName } from "./frames.ts";
 import type { FrameReader } from "./frame_io.ts";
 import { createChecksum } from "./checksum.ts";
-import { checksumFilePrefix, localWait, sendData, type TransferResult } from "./transfer.ts";
+import {
+  checksumFilePrefix,
+  localWait,
+  type ResumePoint,
+  sendData,
+  type TransferResult,
+} from "./transfer.ts";
 import {
   type ManifestEntry,
   type ManifestNote,
   MAX_BATCH_ENTRIES,
   parseResult,
+  parseResumeOffers,
   parseSummary,
   parseWant,
+  type ResumeOffer,
   type TreeSummary,
 } from "./tree_protocol.ts";
 import type { TreeIo, TreeOptions, TreeSource, TreeSourceFile } from "./tree_transfer.ts";
@@ -278,15 +286,12 @@ export async function sendTree(
       // The next batch goes out before this one's files, so the receiver's answer to it is on
       // its way while they stream: no round trip is waited for but the first.
       const next: Batch | null = current.last ? null : await sendBatch();
-      const want = parseWant(
-        await (async () => {
-          // What is held back leaves before waiting: the receiver may be waiting for it.
-          await io.out.uncork();
-          return await inbox.want(batch++);
-        })(),
-        current.from,
-        current.from + current.entries.length,
-      );
+      // What is held back leaves before waiting: the receiver may be waiting for it.
+      await io.out.uncork();
+      const answer = await inbox.want(batch++);
+      const want = parseWant(answer, current.from, current.from + current.entries.length);
+      const batchFrom = current.from;
+      const offers = parseResumeOffers(answer, want, (i) => current!.entries[i - batchFrom].size);
       const wanted = new Set(want);
       for (const index of want) {
         plannedFiles++;
@@ -313,7 +318,8 @@ export async function sendTree(
           for (const [k, index] of want.entries()) {
             for (; queued < want.length && queued <= k + PREPARE_AHEAD; queued++) {
               const i = want[queued];
-              ahead.set(i, prepareFile(io, source, i, current.entries[i - current.from]));
+              const entry = current.entries[i - current.from];
+              ahead.set(i, prepareFile(io, source, i, entry, offers.get(i)));
             }
             const entry = current.entries[index - current.from];
             while (inFlight.size >= MAX_UNREPORTED) {
@@ -398,6 +404,8 @@ interface Prepared {
   check?: (checksum: string) => void;
   /** Why it cannot be sent: its ABORT. */
   failure?: { code: string; message: string };
+  /** The receiver's kept bytes, when they are the start of this file: not sent again. */
+  resumeFrom?: ResumePoint;
 }
 
 /** Opens a wanted file, and reads it whole if it is small; never throws for the file's own fault. */
@@ -406,6 +414,7 @@ async function prepareFile(
   source: TreeSource,
   index: number,
   entry: ManifestEntry,
+  offer?: ResumeOffer,
 ): Promise<Prepared> {
   let file: TreeSourceFile;
   let size: number;
@@ -424,6 +433,22 @@ async function prepareFile(
   }
   // A file read whole must match the checksum its store keeps with it, if any.
   const check = file.takeCheck?.();
+  if (offer && offer.offset < size) {
+    // As put --resume checks what the server kept: the same checksum over the same bytes.
+    try {
+      const checksum = await localWait(
+        io.local,
+        () => checksumFilePrefix(file, offer.offset, { pool: io.pool }),
+      );
+      if (checksum && (await checksum.fork()).digest() === offer.prefix) {
+        return { file, size, check, resumeFrom: { size: offer.offset, checksum } };
+      }
+      await file.seek(0, Deno.SeekMode.Start);
+    } catch (error) {
+      file.close();
+      return { size, failure: { code: "io", message: `Cannot read it: ${describeError(error)}` } };
+    }
+  }
   if (size > SMALL_FILE) return { file, size, check };
   try {
     const bytes = new Uint8Array(size);
@@ -467,9 +492,13 @@ async function sendFile(
   before: number,
   onProgress?: (bytes: number) => void,
 ): Promise<TransferResult | null> {
-  const { file, size, bytes, check, failure } = prepared;
+  const { file, size, bytes, check, failure, resumeFrom } = prepared;
   io.out.cork();
-  await io.out.writeControl(FrameType.FILE, { index, size });
+  await io.out.writeControl(FrameType.FILE, {
+    index,
+    size,
+    ...(resumeFrom ? { offset: resumeFrom.size } : {}),
+  });
   if (failure) {
     await io.out.writeControl(FrameType.ABORT, failure);
     return null;
@@ -491,10 +520,11 @@ async function sendFile(
     return { size, checksum: digest };
   }
   try {
-    return await sendData(limited(file!, size), io.out, {
+    return await sendData(limited(file!, size - (resumeFrom?.size ?? 0)), io.out, {
       pool: io.pool,
       localWaits: io.local,
-      sizeHint: size,
+      sizeHint: size - (resumeFrom?.size ?? 0),
+      resumeFrom,
       onProgress: (n) => onProgress?.(before + n),
       check: check && ((sum) => {
         try {

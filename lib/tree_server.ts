@@ -65,7 +65,7 @@ export async function checkTreeRequest(
 /** Runs an accepted tree request (its OK already sent) and returns the receiver's summary. */
 export async function serveTreeTransfer(
   request: TreeTransferRequest,
-  io: { frames: FrameReader; out: FrameWriter },
+  io: { frames: FrameReader; out: FrameWriter; entry?: { reason?: string } },
   ctx: TreeServeContext,
 ): Promise<TreeSummary> {
   const base = request.name;
@@ -95,6 +95,9 @@ export async function serveTreeTransfer(
     maxFileSize: ctx.maxSize,
     maxTotalSize: ctx.maxSize,
     links: request.links,
+    resume: request.resume,
+    // As for a single put: what the server cut itself (idle, shutting down) is not kept.
+    keepInterrupted: () => !io.entry?.reason,
   });
 }
 

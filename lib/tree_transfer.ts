@@ -12,7 +12,7 @@
 import type { BufferPool } from "./buffer_pool.ts";
 import type { ErrorCode } from "./protocol.ts";
 import type { FrameReader, FrameWriter } from "./frame_io.ts";
-import type { ByteSink, LocalWaits, TransferResult } from "./transfer.ts";
+import type { ByteSink, LocalWaits, ResumePoint, TransferResult } from "./transfer.ts";
 import type { ManifestEntry, ManifestTop } from "./tree_protocol.ts";
 import type { EntryWalk } from "./tree_walk.ts";
 
@@ -116,6 +116,24 @@ export interface TreeFileSink extends ByteSink {
   commit(verified: TransferResult): Promise<void>;
   /** Throws what was written away. */
   discard(): Promise<void>;
+  /**
+   * Keeps what was written for a later `--resume` ({@link TreeSink.resume}) instead: the
+   * connection went mid-file. Absent where nothing can be kept.
+   */
+  keep?(): Promise<void>;
+}
+
+/** What an interrupted transfer kept of a file, offered to the sender to continue. */
+export interface KeptPart {
+  /** The bytes kept and their running checksum. */
+  point: ResumePoint;
+  /** Continues the file after the kept bytes: the sender's file matched them. */
+  open(): Promise<TreeFileSink>;
+  /**
+   * Lets the kept bytes go: dropped (`drop`: the sender's file did not match them), or kept
+   * again for a later run (the transfer ended before the file came).
+   */
+  release(drop: boolean): Promise<void>;
 }
 
 /** Where a receiver's files go. Paths are relative to the folder being received into. */
@@ -155,6 +173,14 @@ export interface TreeSink {
   checksum(path: string): Promise<string | null>;
   /** Whether the receiving folder's filesystem folds case (`A` and `a` are one name there). */
   caseInsensitive(): Promise<boolean>;
+  /**
+   * With `--resume`: what an interrupted transfer kept of the file `path` (announced as
+   * `entry`), held for this transfer until {@link KeptPart.open} or {@link KeptPart.release};
+   * null when nothing usable is kept.
+   */
+  resume?(path: string, entry: ManifestEntry): Promise<KeptPart | null>;
+  /** Called once the transfer is complete: what it kept for `--resume` and did not use may go. */
+  done?(): Promise<void>;
 }
 
 /** Options for {@link receiveTree}. */

@@ -1,7 +1,8 @@
 /**
  * Helpers of the folder-transfer tests (`put -r`, `get -r`): a snapshot of a tree (content,
  * mtime, permission bits) to compare two sides by, a client run that must succeed and its
- * stdout, and the file and folder entries of a manifest a fake server sends.
+ * stdout, the file and folder entries of a manifest a fake server sends, and a relay that cuts
+ * (or holds) a connection mid-transfer.
  *
  * @module
  */
@@ -53,4 +54,59 @@ export function file(path: string): Record<string, unknown> {
 
 export function dir(path: string): Record<string, unknown> {
   return { path, type: "dir", size: 0, mtime: 0, mode: 0o755 };
+}
+
+/**
+ * A relay to `upstream` that forwards everything but cuts the connection once `limit` bytes have
+ * gone in one direction (`up`: client to server), as a network failure would; or, with `hold`,
+ * forwards nothing more that way until it is closed, so a test can kill a peer mid-transfer.
+ */
+export function cuttingRelay(
+  upstream: ServerProcess,
+  limit: number,
+  up: boolean,
+  hold = false,
+): { port: number; close(): Promise<void> } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const closed = Promise.withResolvers<void>();
+  const done = (async () => {
+    const client = await listener.accept();
+    const server = await Deno.connect({ hostname: upstream.host, port: upstream.port });
+    const pump = async (from: Deno.Conn, to: Deno.Conn, cut: boolean) => {
+      const buffer = new Uint8Array(16384);
+      let moved = 0;
+      try {
+        while (true) {
+          const n = await from.read(buffer);
+          if (n === null) break;
+          const take = cut ? Math.min(n, limit - moved) : n;
+          let written = 0;
+          while (written < take) written += await to.write(buffer.subarray(written, take));
+          moved += take;
+          if (cut && moved >= limit) {
+            if (hold) await closed.promise;
+            break;
+          }
+        }
+      } catch {
+        // The other side went first.
+      }
+      for (const conn of [client, server]) {
+        try {
+          conn.close();
+        } catch {
+          // Closed already.
+        }
+      }
+    };
+    await Promise.all([pump(client, server, up), pump(server, client, !up)]);
+  })();
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    async close() {
+      closed.resolve();
+      listener.close();
+      await done.catch(() => {});
+    },
+  };
 }

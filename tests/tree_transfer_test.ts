@@ -16,12 +16,11 @@ import {
   makeTempDir,
   pathExists,
   randomBytes,
-  type ServerProcess,
   startServer,
   stderrLines,
   writeRandomFile,
 } from "./harness.ts";
-import { ok, out, snapshot } from "./tree_helpers.ts";
+import { cuttingRelay, ok, out, snapshot } from "./tree_helpers.ts";
 
 /** A small tree: nested folders, an empty one, odd modes and an old mtime, and a symlink. */
 async function makeTree(dir: string): Promise<void> {
@@ -310,50 +309,6 @@ Deno.test("--links copies symlinks that stay inside the tree, both ways, and not
 });
 
 // --------------------------------------------------------------------- interrupted trees
-
-/**
- * A relay to `upstream` that forwards everything but cuts the connection once `limit` bytes have
- * gone in one direction (`up`: client to server), as a network failure would.
- */
-function cuttingRelay(upstream: ServerProcess, limit: number, up: boolean) {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const done = (async () => {
-    const client = await listener.accept();
-    const server = await Deno.connect({ hostname: upstream.host, port: upstream.port });
-    const pump = async (from: Deno.Conn, to: Deno.Conn, cut: boolean) => {
-      const buffer = new Uint8Array(16384);
-      let moved = 0;
-      try {
-        while (true) {
-          const n = await from.read(buffer);
-          if (n === null) break;
-          const take = cut ? Math.min(n, limit - moved) : n;
-          let written = 0;
-          while (written < take) written += await to.write(buffer.subarray(written, take));
-          moved += take;
-          if (cut && moved >= limit) break;
-        }
-      } catch {
-        // The other side went first.
-      }
-      for (const conn of [client, server]) {
-        try {
-          conn.close();
-        } catch {
-          // Closed already.
-        }
-      }
-    };
-    await Promise.all([pump(client, server, up), pump(server, client, !up)]);
-  })();
-  return {
-    port: (listener.addr as Deno.NetAddr).port,
-    async close() {
-      listener.close();
-      await done.catch(() => {});
-    },
-  };
-}
 
 async function manyFiles(dir: string, count: number, size: number): Promise<void> {
   await Deno.mkdir(`${dir}/nested`, { recursive: true });

@@ -1,0 +1,116 @@
+/**
+ * `put -r --resume` and `get -r --resume`: a client killed in the middle of a big file of a tree
+ * leaves what the next run needs (the server keeps the cut upload, the client its part), and the
+ * same command with `--resume` finishes the tree without sending that file's kept bytes again.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import {
+  assertSuccess,
+  ferry,
+  makeTempDir,
+  RESUME_DIR,
+  spawnClient,
+  STAGING_DIR,
+  startServer,
+  waitFor,
+  waitForStagingData,
+  writeRandomFile,
+} from "./harness.ts";
+import { cuttingRelay, out, snapshot } from "./tree_helpers.ts";
+
+const BIG = 12 << 20;
+/** Bytes the relay lets through before it holds: well into the big file. */
+const HOLD_AT = 6 << 20;
+
+async function makeTree(src: string): Promise<void> {
+  await Deno.mkdir(`${src}/sub`, { recursive: true });
+  await Deno.writeTextFile(`${src}/a.txt`, "alpha\n");
+  await writeRandomFile(`${src}/sub/big.bin`, BIG);
+  await Deno.writeTextFile(`${src}/sub/c.txt`, "gamma\n");
+  await Deno.writeTextFile(`${src}/z.txt`, "zeta\n");
+}
+
+/** The size of the largest file directly in `dir` whose name matches `pattern`, or 0. */
+async function largest(dir: string, pattern: RegExp): Promise<number> {
+  let size = 0;
+  for await (const entry of Deno.readDir(dir)) {
+    if (!pattern.test(entry.name)) continue;
+    size = Math.max(size, (await Deno.stat(`${dir}/${entry.name}`).catch(() => null))?.size ?? 0);
+  }
+  return size;
+}
+
+/** Kills `child` and waits for it to be gone. */
+async function kill(child: Deno.ChildProcess): Promise<void> {
+  child.kill("SIGKILL");
+  await child.status;
+  await child.stdout.cancel().catch(() => {});
+  await child.stderr.cancel().catch(() => {});
+  await child.stdin.close().catch(() => {});
+}
+
+Deno.test("put -r --resume continues a big file the killed client had half sent", async () => {
+  await using work = await makeTempDir();
+  await using server = await startServer();
+  const src = `${work.path}/src`;
+  await makeTree(src);
+
+  const relay = cuttingRelay(server, HOLD_AT, true, true);
+  const child = spawnClient(["127.0.0.1", String(relay.port), "put", "-r", src, "up"]);
+  // The server has a good part of the big file staged: kill the client there.
+  await waitForStagingData(server.root, HOLD_AT / 2);
+  await kill(child);
+  await relay.close();
+  await server.waitForLog(/ put_tree "up" .*interrupted/);
+  await waitFor(
+    "the cut file kept",
+    async () => await largest(`${server.root}/${RESUME_DIR}`, /\.part$/) >= HOLD_AT / 2,
+  );
+  const kept = await largest(`${server.root}/${RESUME_DIR}`, /\.part$/);
+  assert.ok(kept < BIG, `part of the file kept: ${kept}`);
+  assert.ok(!await Deno.stat(`${server.root}/up/sub/big.bin`).catch(() => null), "no half file");
+
+  const again = await ferry(server, ["put", "-r", src, "up", "--resume", "--json"]);
+  assertSuccess(again, "put -r --resume");
+  const summary = JSON.parse(out(again).trim().split("\n").at(-1)!);
+  assert.equal(summary.resumed, kept, "continued from all that was kept");
+  assert.match(again.stderr, /of it resumed, not sent again/);
+  // The server's log counts the bytes that moved: the big file's rest, and whatever small
+  // files had not arrived.
+  const line = await server.waitForLog(/ put_tree "up" \d+ bytes ok .* bytes resumed/);
+  const moved = Number(/ put_tree "up" (\d+) bytes/.exec(line)![1]);
+  assert.ok(moved <= BIG - kept + 100, `only the rest was sent: ${moved} bytes`);
+  assert.deepEqual(await snapshot(`${server.root}/up`), await snapshot(src));
+  assert.deepEqual(await Array.fromAsync(Deno.readDir(`${server.root}/${RESUME_DIR}`)), []);
+  assert.deepEqual(await Array.fromAsync(Deno.readDir(`${server.root}/${STAGING_DIR}`)), []);
+});
+
+Deno.test("get -r --resume continues a big file the killed client had half received", async () => {
+  await using work = await makeTempDir();
+  await using server = await startServer();
+  await makeTree(`${server.root}/tree`);
+  const dest = `${work.path}/dest`;
+
+  const relay = cuttingRelay(server, HOLD_AT, false, true);
+  const child = spawnClient(["127.0.0.1", String(relay.port), "get", "-r", "tree", dest]);
+  await waitFor(
+    "the big file half received",
+    async () => await largest(`${dest}/sub`, /^\.ferry-.*\.part$/).catch(() => 0) >= HOLD_AT / 2,
+  );
+  await kill(child);
+  await relay.close();
+  const kept = await largest(`${dest}/sub`, /^\.ferry-.*\.part$/);
+  assert.ok(kept < BIG, `part of the file kept: ${kept}`);
+
+  const again = await ferry(server, ["get", "-r", "tree", dest, "--resume", "--json"]);
+  assertSuccess(again, "get -r --resume");
+  const summary = JSON.parse(out(again).trim().split("\n").at(-1)!);
+  assert.equal(summary.resumed, kept, "continued from all that was kept");
+  const line = await server.waitForLog(/ get_tree "tree" \d+ bytes ok/);
+  const moved = Number(/ get_tree "tree" (\d+) bytes/.exec(line)![1]);
+  assert.ok(moved <= BIG - kept + 100, `only the rest was sent: ${moved} bytes`);
+  assert.deepEqual(await snapshot(dest), await snapshot(`${server.root}/tree`));
+});
