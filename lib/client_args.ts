@@ -321,9 +321,6 @@ export function parseClientArgs(argv: string[]): ClientCommand {
   const tree = base.recursive && (command === "put" || command === "get");
   if (tree) {
     if (args.includes("-")) throw new UsageError(`${command} -r takes folders, not "-"`);
-    if (given.has("limit-rate")) {
-      throw new UsageError(`--limit-rate is not available with ${command} -r yet`);
-    }
   }
   const folders = TREE_CHANGES.includes(command) || tree ||
     (command === "list" && (base.recursive || args.length > 0));

@@ -143,6 +143,7 @@ async function serveTree(
       pool: ctx.pool,
       readOnly: ctx.readOnly,
       maxSize: ctx.maxSize,
+      minRate: ctx.minRate,
     };
     await checkTreeRequest(request, tree);
   } catch (error) {

@@ -25,6 +25,7 @@ import type { TreeEntry, TreeSummary } from "./tree_protocol.ts";
 import { changeRemote, getTree, listRemote, putTree } from "./tree_client.ts";
 import type { TreeEvent } from "./tree_transfer.ts";
 import { NAME } from "./version.ts";
+import { RateLimiter } from "./rate_limit.ts";
 
 /** How a listing is printed. */
 export interface ListingFormat {
@@ -170,6 +171,8 @@ export interface TreeTransferCommand {
   fsync: boolean;
   /** --resume: continue big files an interrupted run cut, from what it left. */
   resume: boolean;
+  /** --limit-rate, bytes per second: one pacing for all the tree's file data. */
+  limitRate?: number;
   /** One JSON report per file, and a summary. */
   json: boolean;
   /** Nothing but errors. */
@@ -288,6 +291,7 @@ export async function runTreeTransfer(
     }
   };
   const started = performance.now();
+  const limiter = cmd.limitRate ? new RateLimiter(cmd.limitRate) : undefined;
   const options = {
     delete: cmd.delete,
     dryRun: cmd.dryRun,
@@ -295,6 +299,9 @@ export async function runTreeTransfer(
     links: cmd.links,
     fsync: cmd.fsync,
     resume: cmd.resume,
+    throttle: limiter && ((bytes: number, signal?: AbortSignal) => limiter.take(bytes, signal)),
+    maxChunk: limiter?.chunkSize,
+    rate: limiter?.rate,
     onEvent,
     onProgress: (bytes: number) => progress.update(bytes),
     onPlan: (planned: number, bytes: number) => {

@@ -115,6 +115,8 @@ export async function changeRemote(session: Session, request: TreeChangeRequest)
 export interface TreeTransferOptions extends SendTreeOptions, ReceiveTreeOptions {
   /** get: flush each file to disk before reporting it (default true). */
   fsync?: boolean;
+  /** get: the `--limit-rate` the server is asked to pace its files to, bytes per second. */
+  rate?: number;
 }
 
 function requireTree(session: Session, what: string): void {
@@ -153,6 +155,8 @@ function treeRequest(
     checksum: options.checksum ?? false,
     links: options.links ?? false,
     ...(options.resume ? { resume: true } : {}),
+    // A get is paced by the server too, so its bytes do not wait in the kernel's buffers.
+    ...(op === "get_tree" && options.rate ? { rate: options.rate } : {}),
   };
 }
 

@@ -189,6 +189,11 @@ export interface TreeTransferRequest {
    * kept of it, and the sender continues after those bytes when they match its file.
    */
   resume?: boolean;
+  /**
+   * get_tree: the client's `--limit-rate`, bytes per second; the server paces the files' data to
+   * it (never below its own least rate), as for a get.
+   */
+  rate?: number;
   /** put_files: replace existing files, as put --overwrite does. */
   overwrite?: boolean;
   /** get_files: the names to send, in order (at most {@link MAX_BATCH_ENTRIES}). */
@@ -214,6 +219,12 @@ export function parseTreeTransfer(json: Record<string, unknown>): TreeTransferRe
   };
   if (json.links !== undefined) request.links = flag(json.links);
   if (json.resume !== undefined) request.resume = flag(json.resume);
+  if (json.rate !== undefined) {
+    if (json.op !== "get_tree" || typeof json.rate !== "number" || !(json.rate >= 1)) {
+      throw malformed();
+    }
+    request.rate = json.rate;
+  }
   if (json.op === "put_files" || json.op === "get_files") {
     if (request.links || request.resume) throw malformed();
     if (json.name !== undefined || request.delete || request.dryRun) throw malformed();
@@ -242,6 +253,7 @@ export function encodeTreeTransfer(request: TreeTransferRequest): Record<string,
     checksum: request.checksum,
     ...(request.links ? { links: true } : {}),
     ...(request.resume ? { resume: true } : {}),
+    ...(request.rate === undefined ? {} : { rate: request.rate }),
     ...(request.overwrite === undefined ? {} : { overwrite: request.overwrite }),
     ...(request.names === undefined ? {} : { names: request.names }),
   };

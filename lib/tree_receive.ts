@@ -481,6 +481,9 @@ export async function receiveTree(
         announcedSize: size,
         maxSize: options.maxFileSize,
         resumeFrom,
+        throttle: options.throttle &&
+          ((n, signal) => localWait(io.local, () => options.throttle!(n, signal))),
+        maxChunk: options.maxChunk,
         onProgress: (n) => {
           receivedHere = n - offset;
           options.onProgress?.(received + n);

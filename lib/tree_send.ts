@@ -337,7 +337,7 @@ export async function sendTree(
               size: entry.size,
             };
             inFlight.set(index, file);
-            const sent = await sendFile(io, prepared, index, bytes, options.onProgress);
+            const sent = await sendFile(io, prepared, index, bytes, options);
             bytes += sent?.size ?? 0;
             // The receiver's RESULT may come back before this line: it then reports no checksum.
             if (sent) {
@@ -490,9 +490,10 @@ async function sendFile(
   prepared: Prepared,
   index: number,
   before: number,
-  onProgress?: (bytes: number) => void,
+  options: TreeOptions,
 ): Promise<TransferResult | null> {
   const { file, size, bytes, check, failure, resumeFrom } = prepared;
+  const { onProgress, throttle } = options;
   io.out.cork();
   await io.out.writeControl(FrameType.FILE, {
     index,
@@ -503,7 +504,10 @@ async function sendFile(
     await io.out.writeControl(FrameType.ABORT, failure);
     return null;
   }
-  if (bytes) {
+  if (throttle) {
+    // Paced: each chunk leaves as its time comes, never held back to go with the next files.
+    await io.out.uncork();
+  } else if (bytes) {
     const checksum = await createChecksum();
     checksum.update(bytes);
     const digest = checksum.digest();
@@ -519,12 +523,16 @@ async function sendFile(
     onProgress?.(before + size);
     return { size, checksum: digest };
   }
+  // A small file read already is paced from its bytes, as a large one from its file.
+  const source = bytes ? bytesSource(bytes) : limited(file!, size - (resumeFrom?.size ?? 0));
   try {
-    return await sendData(limited(file!, size - (resumeFrom?.size ?? 0)), io.out, {
+    return await sendData(source, io.out, {
       pool: io.pool,
       localWaits: io.local,
       sizeHint: size - (resumeFrom?.size ?? 0),
       resumeFrom,
+      throttle: throttle && ((n, signal) => localWait(io.local, () => throttle(n, signal))),
+      maxChunk: options.maxChunk,
       onProgress: (n) => onProgress?.(before + n),
       check: check && ((sum) => {
         try {
@@ -541,8 +549,22 @@ async function sendFile(
     await io.out.writeControl(FrameType.ABORT, { code: error.code, message: error.message });
     return null;
   } finally {
-    file!.close();
+    file?.close();
   }
+}
+
+/** Reads `bytes`, a small file already read whole. */
+function bytesSource(bytes: Uint8Array) {
+  let at = 0;
+  return {
+    read: (p: Uint8Array): Promise<number | null> => {
+      if (at >= bytes.length) return Promise.resolve(null);
+      const n = Math.min(p.length, bytes.length - at);
+      p.set(bytes.subarray(at, at + n));
+      at += n;
+      return Promise.resolve(n);
+    },
+  };
 }
 
 /** A local file that could not be read mid-send (not the connection's failure). */

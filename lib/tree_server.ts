@@ -17,6 +17,7 @@ import type { Store } from "./store.ts";
 import { isFilesTransfer, type TreeSummary, type TreeTransferRequest } from "./tree_protocol.ts";
 import { DEFAULT_MAX_ENTRIES, receiveTree } from "./tree_receive.ts";
 import { sendTree } from "./tree_send.ts";
+import { RateLimiter } from "./rate_limit.ts";
 import { sourceFile, type TreeFileSink, type TreeSink, type TreeSource } from "./tree_transfer.ts";
 import { ListWalk, type WalkEntry } from "./tree_walk.ts";
 
@@ -32,6 +33,8 @@ export interface TreeServeContext {
   maxSize?: number;
   /** Most entries a tree may have (default {@link DEFAULT_MAX_ENTRIES}). */
   maxEntries?: number;
+  /** Least rate a paced get_tree is sent at, whatever rate the client asks for (default 1). */
+  minRate?: number;
 }
 
 /**
@@ -82,10 +85,16 @@ export async function serveTreeTransfer(
     });
   }
   if (request.op === "get_tree") {
+    // Paced as a get is: bytes leave as the client takes them, never slower than the least rate.
+    const pacer = request.rate === undefined
+      ? undefined
+      : new RateLimiter(Math.max(request.rate, ctx.minRate ?? 1));
     return await sendTree(tree, await ctx.store.treeSource(base), {
       dryRun: request.dryRun,
       checksum: request.checksum,
       links: request.links,
+      throttle: pacer && ((bytes, signal) => pacer.take(bytes, signal)),
+      maxChunk: pacer?.chunkSize,
     });
   }
   return await receiveTree(tree, ctx.store.treeSink(base), {

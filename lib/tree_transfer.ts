@@ -12,7 +12,7 @@
 import type { BufferPool } from "./buffer_pool.ts";
 import type { ErrorCode } from "./protocol.ts";
 import type { FrameReader, FrameWriter } from "./frame_io.ts";
-import type { ByteSink, LocalWaits, ResumePoint, TransferResult } from "./transfer.ts";
+import type { ByteSink, LocalWaits, ResumePoint, Throttle, TransferResult } from "./transfer.ts";
 import type { ManifestEntry, ManifestTop } from "./tree_protocol.ts";
 import type { EntryWalk } from "./tree_walk.ts";
 
@@ -45,6 +45,13 @@ export interface TreeOptions {
   onProgress?: (bytes: number) => void;
   /** The files and bytes to move so far, growing as each manifest batch is answered. */
   onPlan?: (files: number, bytes: number) => void;
+  /**
+   * `--limit-rate`: awaited for each chunk of file data, one pacing for the whole tree (a
+   * `RateLimiter`'s `take`, lib/rate_limit.ts); its waits are this side's own, not the peer's.
+   */
+  throttle?: Throttle;
+  /** Largest chunk of file data moved at once, to keep a rate limit smooth. */
+  maxChunk?: number;
 }
 
 /** A file a sender reads: a local file, or one in the server's store. */

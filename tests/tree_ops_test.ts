@@ -339,6 +339,10 @@ Deno.test("tree requests are validated strictly; the original list stays flat", 
     { op: "rm", name: "a.txt", recursive: 1 },
     { op: "mv", name: "a.txt" },
     { op: "mkdir", name: "n", parents: "true" },
+    { op: "put_tree", name: "n", resume: "yes" },
+    { op: "put_tree", name: "n", rate: 1024 },
+    { op: "get_tree", name: "sub", rate: 0 },
+    { op: "put_files", resume: true },
   ];
   for (const request of malformed) {
     using wire = await Wire.connect(server);
