@@ -7,7 +7,7 @@
  */
 
 import { join } from "node:path";
-import { say } from "./cli.ts";
+import { describeFailure, say } from "./cli.ts";
 import type { Session } from "./client.ts";
 import { RefusedError, UsageError, UserError } from "./errors.ts";
 import { cannotRead, cannotWrite } from "./local_files.ts";
@@ -292,6 +292,8 @@ export async function runTreeTransfer(
   };
   const started = performance.now();
   const limiter = cmd.limitRate ? new RateLimiter(cmd.limitRate) : undefined;
+  /** Files the connection was cut in and that were kept for --resume. */
+  let kept = 0;
   const options = {
     delete: cmd.delete,
     dryRun: cmd.dryRun,
@@ -302,6 +304,7 @@ export async function runTreeTransfer(
     throttle: limiter && ((bytes: number, signal?: AbortSignal) => limiter.take(bytes, signal)),
     maxChunk: limiter?.chunkSize,
     rate: limiter?.rate,
+    onKept: () => void kept++,
     onEvent,
     onProgress: (bytes: number) => progress.update(bytes),
     onPlan: (planned: number, bytes: number) => {
@@ -315,6 +318,15 @@ export async function runTreeTransfer(
     summary = cmd.command === "put"
       ? await putTree(session, local, remote, options)
       : await getTree(session, remote, local, options);
+  } catch (error) {
+    // As a single get says of its .part: the next run can continue what arrived.
+    if (kept > 0) {
+      throw new UserError(
+        `${describeFailure(error)}; ${kept === 1 ? "1 partial file" : `${kept} partial files`} ` +
+          "kept (run again with --resume to continue)",
+      );
+    }
+    throw error;
   } finally {
     progress.done();
     await flush();

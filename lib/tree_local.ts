@@ -9,7 +9,7 @@
  * @module
  */
 
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { StoreError, UserError } from "./errors.ts";
 import { checkName, isValidName } from "./remote_name.ts";
 import { SMALL_FILE_MAX, StagedFile } from "./staged_file.ts";
@@ -145,6 +145,18 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
     const segments = path.split("/");
     return { parents: segments.slice(0, -1), leaf: segments.at(-1)! };
   };
+  /**
+   * Removes the parts found for --resume and not used, in the folder `dir` (all when absent):
+   * its files are all done, so nothing will resume them. Called before the folder gets its
+   * mtime, which removing a name would change.
+   */
+  const dropUnused = (dir?: string) => {
+    for (const part of keptParts) {
+      if (dir !== undefined && dirname(part) !== dir) continue;
+      removeQuietly(part);
+      keptParts.delete(part);
+    }
+  };
   /** A file staged at `part` (fresh, or continued after its kept bytes), then named `target`. */
   const stagedSink = async (
     part: string,
@@ -258,12 +270,8 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
         release: (drop) => Promise.resolve(drop ? removeQuietly(part) : undefined),
       };
     },
-    done: () => {
-      // Parts of files that turned out up to date, or are gone: nothing will resume them.
-      for (const part of keptParts) removeQuietly(part);
-      keptParts.clear();
-      return Promise.resolve();
-    },
+    // What is left is in folders the sender does not have.
+    done: () => Promise.resolve(dropUnused()),
     makeLink: async (path, target) => {
       const { parents, leaf } = split(path);
       const dir = (await folder(parents, true))!;
@@ -291,12 +299,14 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
     finishDir: async (path, entry) => {
       const dir = await folder(path.split("/"), false);
       if (dir === null) return;
+      dropUnused(dir);
       // Owner rwx stays, so the tree can be updated and removed again.
       if (Deno.build.os !== "windows") await Deno.chmod(dir, entry.mode | 0o700);
       await Deno.utime(dir, new Date(), new Date(entry.mtime));
     },
     finishBase: async (entry) => {
       const dir = await top();
+      dropUnused(dir);
       if (Deno.build.os !== "windows") await Deno.chmod(dir, entry.mode | 0o700);
       await Deno.utime(dir, new Date(), new Date(entry.mtime));
     },

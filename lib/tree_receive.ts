@@ -69,6 +69,8 @@ export interface ReceiveTreeOptions extends TreeOptions {
    * that cut the connection itself keeps nothing, as for a single put.
    */
   keepInterrupted?: () => boolean;
+  /** Told of a file the connection was cut in, kept for `--resume`, with the bytes kept. */
+  onKept?: (path: string, bytes: number) => void;
   /**
    * Accept symlinks whose target stays inside the tree (`--links`; default false: a manifest
    * with a link is refused). Each target is checked again here (lib/tree_links.ts).
@@ -496,7 +498,8 @@ export async function receiveTree(
         target?.keep && isInterruption(error) && arrived >= KEEP_MIN_BYTES &&
         (options.keepInterrupted?.() ?? true)
       ) {
-        await target.keep().catch(() => target!.discard());
+        const kept = await target.keep().then(() => true, () => target!.discard());
+        if (kept) options.onKept?.(entry.path, arrived);
       } else {
         await target?.discard();
       }

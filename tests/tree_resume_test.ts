@@ -8,6 +8,7 @@
 
 import assert from "node:assert/strict";
 import {
+  assertFailure,
   assertSuccess,
   ferry,
   makeTempDir,
@@ -113,4 +114,26 @@ Deno.test("get -r --resume continues a big file the killed client had half recei
   const moved = Number(/ get_tree "tree" (\d+) bytes/.exec(line)![1]);
   assert.ok(moved <= BIG - kept + 100, `only the rest was sent: ${moved} bytes`);
   assert.deepEqual(await snapshot(dest), await snapshot(`${server.root}/tree`));
+});
+
+Deno.test("get -r cut mid-file says what it kept; a rerun without --resume starts that file over", async () => {
+  await using work = await makeTempDir();
+  await using server = await startServer();
+  await makeTree(`${server.root}/tree`);
+  const dest = `${work.path}/dest`;
+
+  const relay = cuttingRelay(server, HOLD_AT, false);
+  const cut = await ferry({ host: "127.0.0.1", port: relay.port }, ["get", "-r", "tree", dest]);
+  await relay.close();
+  assertFailure(cut, /; 1 partial file kept \(run again with --resume to continue\)$/, {
+    what: "get -r cut",
+  });
+  assert.ok(await largest(`${dest}/sub`, /^\.ferry-.*\.part$/) > 0, "the part is there");
+
+  const again = await ferry(server, ["get", "-r", "tree", dest, "--json"]);
+  assertSuccess(again, "get -r again");
+  const summary = JSON.parse(out(again).trim().split("\n").at(-1)!);
+  assert.equal(summary.resumed, 0, "nothing resumed without --resume");
+  assert.deepEqual(await snapshot(dest), await snapshot(`${server.root}/tree`));
+  assert.equal(await largest(`${dest}/sub`, /^\.ferry-/), 0, "no part left");
 });
