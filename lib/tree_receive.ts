@@ -142,7 +142,7 @@ export async function receiveTree(
   let previous: string | undefined;
   /** Folders of the manifest on the way to the current entry, as the batch is checked. */
   const open: string[] = [];
-  /** The same as each entry is acted on, with the index of each folder's entry. */
+  /** The same, as each entry is acted on: folders that may still get entries. */
   const entered: ManifestEntry[] = [];
   /**
    * Folders the manifest has left, in the order it left them (deepest first), each with the last
