@@ -1,7 +1,8 @@
 /**
  * Hostile manifests in both directions for `put -r` and `get -r`: a fake server that tries to
  * make `get -r` write outside LOCALDIR (names, links, notes, a local symlink named as a folder),
- * and a raw client that tries to make the server leave its root.
+ * and a raw client that tries to make the server leave its root or resume from bytes it never
+ * kept.
  *
  * @module
  */
@@ -249,4 +250,22 @@ Deno.test("the server refuses a hostile put -r manifest and stays inside its roo
   assert.deepEqual((await snapshot(server.root)).filter((l) => !l.startsWith(".ferry")), [
     "t/ 755",
   ]);
+});
+
+Deno.test("the server refuses a put -r FILE that resumes from an offset it did not offer", async () => {
+  await using server = await startServer();
+  using wire = await Wire.connect(server);
+  await wire.handshake();
+  await wire.write(
+    encodeControl(FrameType.REQUEST, { op: "put_tree", name: "t", resume: true }),
+  );
+  await wire.expectFrame(FrameType.OK, "accepted");
+  const big = { ...file("big"), size: 2 << 20 };
+  await wire.write(encodeControl(FrameType.MANIFEST, { entries: [big], last: true }));
+  // Nothing is kept for it, so nothing is offered: the whole file is wanted.
+  assert.deepEqual(await wire.expectFrame(FrameType.WANT, "want"), { want: [0] });
+  await wire.write(encodeControl(FrameType.FILE, { index: 0, size: 2 << 20, offset: 1 << 20 }));
+  const error = await wire.expectFrame(FrameType.ERROR, "refusal");
+  assert.match(String(error.message), /FILE resumed from an offset that was not offered/);
+  assert.equal(await pathExists(`${server.root}/t/big`), false);
 });
