@@ -181,6 +181,9 @@ export interface TreeTransferCommand {
   progress: boolean;
 }
 
+/** Report lines of a tree held before they are written out mid-transfer. */
+const REPORTS_HELD = 1024;
+
 /** The last segment of a local or remote path, trailing slashes aside. */
 function lastSegment(path: string): string | undefined {
   const segments = path.split(/[\\/]+/).filter((s) => s !== "" && s !== ".");
@@ -305,6 +308,9 @@ export async function runTreeTransfer(
     maxChunk: limiter?.chunkSize,
     rate: limiter?.rate,
     onKept: () => void kept++,
+    // Reports of a big tree go out as they gather, never held for the whole tree; a small
+    // tree's, at the end, after the progress line.
+    drain: () => lines.length >= REPORTS_HELD ? flush() : Promise.resolve(),
     onEvent,
     onProgress: (bytes: number) => progress.update(bytes),
     onPlan: (planned: number, bytes: number) => {

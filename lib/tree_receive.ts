@@ -363,6 +363,7 @@ export async function receiveTree(
     plannedFiles += want.length;
     plannedBytes = announced;
     options.onPlan?.(plannedFiles, plannedBytes);
+    if (options.drain) await localWait(io.local, options.drain);
   };
 
   /** A link of the manifest: made (or replaced) unless the receiver has it already. */

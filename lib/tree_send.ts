@@ -356,6 +356,7 @@ export async function sendTree(
       }
       held.shift();
       current = next;
+      if (options.drain) await localWait(io.local, options.drain);
     }
     await io.out.writeControl(FrameType.FINISH, {});
     await io.out.uncork();

@@ -52,6 +52,11 @@ export interface TreeOptions {
   throttle?: Throttle;
   /** Largest chunk of file data moved at once, to keep a rate limit smooth. */
   maxChunk?: number;
+  /**
+   * Awaited once per manifest batch, so the caller can write out the reports of its events
+   * before more come: they never pile up in memory, whatever the tree's size.
+   */
+  drain?: () => Promise<void>;
 }
 
 /** A file a sender reads: a local file, or one in the server's store. */

@@ -2,7 +2,8 @@
  * Memory stays bounded whatever a hostile peer announces in a tree transfer: a sender that runs
  * its manifest ahead of its files is refused (by the server, and by `get -r`), a receiver that
  * answers batches never sent is refused, and one that never reports what it received stops the
- * sender after {@link MAX_UNREPORTED} files. The server keeps serving others meanwhile.
+ * sender after {@link MAX_UNREPORTED} files. The server keeps serving others meanwhile, and the
+ * client writes a big tree's `--json` reports out as they gather instead of holding them all.
  *
  * @module
  */
@@ -10,7 +11,14 @@
 import assert from "node:assert/strict";
 import { encodeControl, FrameType } from "../lib/frames.ts";
 import { MAX_UNREPORTED } from "../lib/tree_send.ts";
-import { assertFailure, ferry, makeTempDir, startServer } from "./harness.ts";
+import {
+  assertFailure,
+  assertSuccess,
+  ferry,
+  makeTempDir,
+  spawnClient,
+  startServer,
+} from "./harness.ts";
 import { concat, serveOnce, Wire } from "./wire.ts";
 
 /** Entries per batch of {@link batch}: as many as fit in a frame. */
@@ -131,4 +139,53 @@ Deno.test("get -r: the server stops sending when the client never reports, and r
   while (frame && frame.type !== FrameType.ERROR) frame = await wire.readFrame();
   assert.ok(frame, "ERROR");
   assert.match(String(frame.json!.message), /WANT for a manifest batch that was not sent/);
+});
+
+Deno.test("get -r --json writes its reports out as they gather, not all at the end", async () => {
+  await using work = await makeTempDir();
+  const seen = Promise.withResolvers<void>();
+  const notes = (k: number) =>
+    Array.from({ length: 1024 }, (_, i) => ({ path: `n${k}-${i}`, message: "left out" }));
+  const manifest = (k: number, last = false) =>
+    encodeControl(FrameType.MANIFEST, { entries: [], last, ...(last ? {} : { notes: notes(k) }) });
+  const result = await serveOnce(async (conn) => {
+    using wire = new Wire(conn);
+    await wire.acceptHandshake({ welcome: { server: "fake/1", features: ["tree"] } });
+    await wire.expectFrame(FrameType.REQUEST, "request");
+    await wire.write(concat([encodeControl(FrameType.OK, {}), manifest(0), manifest(1)]));
+    await wire.expectFrame(FrameType.WANT, "want 0");
+    await wire.expectFrame(FrameType.WANT, "want 1");
+    // The transfer is not over, and its first reports are on stdout already.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      seen.promise,
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error("no report before the end")), 20000);
+      }),
+    ]).finally(() => clearTimeout(timer));
+    await wire.write(manifest(2, true));
+    await wire.expectFrame(FrameType.WANT, "want 2");
+    await wire.write(encodeControl(FrameType.FINISH, {}));
+    await wire.expectFrame(FrameType.OK, "summary");
+    await wire.waitForClose(10000);
+  }, async (port) => {
+    const args = ["127.0.0.1", String(port), "get", "-r", "x", `${work.path}/dest`, "--json"];
+    const child = spawnClient([...args, "--quiet"]);
+    await child.stdin.close();
+    const stderr = new Response(child.stderr).text();
+    let text = "";
+    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+      text += chunk;
+      if (text.split("\n").length > 1024) seen.resolve();
+    }
+    return {
+      code: (await child.status).code,
+      stdout: new TextEncoder().encode(text),
+      stderr: await stderr,
+    };
+  });
+  assertSuccess(result, "get -r --json");
+  const lines = new TextDecoder().decode(result.stdout).trim().split("\n");
+  assert.equal(lines.length, 2 * 1024 + 1, "every report, then the summary");
+  assert.equal(JSON.parse(lines[0]).action, "ignored");
 });
