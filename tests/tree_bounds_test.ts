@@ -19,7 +19,7 @@ import {
   spawnClient,
   startServer,
 } from "./harness.ts";
-import { concat, serveOnce, Wire } from "./wire.ts";
+import { concat, TREE_PEER, Wire, withFakeServer } from "./wire.ts";
 
 /** Entries per batch of {@link batch}: as many as fit in a frame. */
 const PER_BATCH = 900;
@@ -63,16 +63,17 @@ Deno.test("the server refuses a put -r sender that runs its manifest ahead of it
 Deno.test("get -r refuses a hostile server that runs its manifest ahead of its files", async () => {
   await using work = await makeTempDir();
   const local = `${work.path}/dest`;
-  const result = await serveOnce(async (conn) => {
-    using wire = new Wire(conn);
-    await wire.acceptHandshake({ welcome: { server: "evil/1", features: ["tree"] } });
-    await wire.expectFrame(FrameType.REQUEST, "request");
-    await wire.write(concat([encodeControl(FrameType.OK, {}), batch(0), batch(1)]));
-    await wire.expectFrame(FrameType.WANT, "want 0");
-    await wire.expectFrame(FrameType.WANT, "want 1");
-    await wire.writeQuietly(batch(2));
-    await wire.waitForClose(10000);
-  }, (port) => ferry({ host: "127.0.0.1", port }, ["get", "-r", "x", local]));
+  const result = await withFakeServer(
+    async (wire) => {
+      await wire.write(concat([encodeControl(FrameType.OK, {}), batch(0), batch(1)]));
+      await wire.expectFrame(FrameType.WANT, "want 0");
+      await wire.expectFrame(FrameType.WANT, "want 1");
+      await wire.writeQuietly(batch(2));
+      await wire.waitForClose(10000);
+    },
+    (port) => ferry({ host: "127.0.0.1", port }, ["get", "-r", "x", local]),
+    TREE_PEER,
+  );
   assertFailure(result, /ran more than one manifest batch ahead of its files/, {
     what: "get -r",
   });
@@ -148,10 +149,7 @@ Deno.test("get -r --json writes its reports out as they gather, not all at the e
     Array.from({ length: 1024 }, (_, i) => ({ path: `n${k}-${i}`, message: "left out" }));
   const manifest = (k: number, last = false) =>
     encodeControl(FrameType.MANIFEST, { entries: [], last, ...(last ? {} : { notes: notes(k) }) });
-  const result = await serveOnce(async (conn) => {
-    using wire = new Wire(conn);
-    await wire.acceptHandshake({ welcome: { server: "fake/1", features: ["tree"] } });
-    await wire.expectFrame(FrameType.REQUEST, "request");
+  const result = await withFakeServer(async (wire) => {
     await wire.write(concat([encodeControl(FrameType.OK, {}), manifest(0), manifest(1)]));
     await wire.expectFrame(FrameType.WANT, "want 0");
     await wire.expectFrame(FrameType.WANT, "want 1");
@@ -183,7 +181,7 @@ Deno.test("get -r --json writes its reports out as they gather, not all at the e
       stdout: new TextEncoder().encode(text),
       stderr: await stderr,
     };
-  });
+  }, TREE_PEER);
   assertSuccess(result, "get -r --json");
   const lines = new TextDecoder().decode(result.stdout).trim().split("\n");
   assert.equal(lines.length, 2 * 1024 + 1, "every report, then the summary");
