@@ -1,7 +1,8 @@
 /**
  * `put -r --resume` and `get -r --resume`: a client killed in the middle of a big file of a tree
  * leaves what the next run needs (the server keeps the cut upload, the client its part), and the
- * same command with `--resume` finishes the tree without sending that file's kept bytes again.
+ * same command with `--resume` finishes the tree without sending that file's kept bytes again, or
+ * sends it whole when its start changed since.
  *
  * @module
  */
@@ -134,6 +135,30 @@ Deno.test("get -r cut mid-file says what it kept; a rerun without --resume start
   assertSuccess(again, "get -r again");
   const summary = JSON.parse(out(again).trim().split("\n").at(-1)!);
   assert.equal(summary.resumed, 0, "nothing resumed without --resume");
+  assert.deepEqual(await snapshot(dest), await snapshot(`${server.root}/tree`));
+  assert.equal(await largest(`${dest}/sub`, /^\.ferry-/), 0, "no part left");
+});
+
+Deno.test("get -r --resume starts a file over when its start changed since the cut", async () => {
+  await using work = await makeTempDir();
+  await using server = await startServer();
+  await makeTree(`${server.root}/tree`);
+  const dest = `${work.path}/dest`;
+
+  const relay = cuttingRelay(server, HOLD_AT, false);
+  const cut = await ferry({ host: "127.0.0.1", port: relay.port }, ["get", "-r", "tree", dest]);
+  await relay.close();
+  assert.equal(cut.code, 1, cut.stderr);
+  assert.ok(await largest(`${dest}/sub`, /^\.ferry-.*\.part$/) > 0, "the part is there");
+  // Same size, other bytes where the part has them: what was kept must not be trusted.
+  const big = await Deno.open(`${server.root}/tree/sub/big.bin`, { write: true });
+  await big.write(crypto.getRandomValues(new Uint8Array(4096)));
+  big.close();
+
+  const again = await ferry(server, ["get", "-r", "tree", dest, "--resume", "--json"]);
+  assertSuccess(again, "get -r --resume");
+  const summary = JSON.parse(out(again).trim().split("\n").at(-1)!);
+  assert.equal(summary.resumed, 0, "nothing resumed from a part that no longer matches");
   assert.deepEqual(await snapshot(dest), await snapshot(`${server.root}/tree`));
   assert.equal(await largest(`${dest}/sub`, /^\.ferry-/), 0, "no part left");
 });
