@@ -12,6 +12,7 @@ import {
   assertFailure,
   assertSuccess,
   ferry,
+  filesEqual,
   makeTempDir,
   RESUME_DIR,
   spawnClient,
@@ -85,6 +86,10 @@ Deno.test("put -r --resume continues a big file the killed client had half sent"
   const line = await server.waitForLog(/ put_tree "up" \d+ bytes ok .* bytes resumed/);
   const moved = Number(/ put_tree "up" (\d+) bytes/.exec(line)![1]);
   assert.ok(moved <= BIG - kept + 100, `only the rest was sent: ${moved} bytes`);
+  assert.ok(
+    await filesEqual(`${src}/sub/big.bin`, `${server.root}/up/sub/big.bin`),
+    "byte for byte",
+  );
   assert.deepEqual(await snapshot(`${server.root}/up`), await snapshot(src));
   assert.deepEqual(await Array.fromAsync(Deno.readDir(`${server.root}/${RESUME_DIR}`)), []);
   assert.deepEqual(await Array.fromAsync(Deno.readDir(`${server.root}/${STAGING_DIR}`)), []);
@@ -114,6 +119,7 @@ Deno.test("get -r --resume continues a big file the killed client had half recei
   const line = await server.waitForLog(/ get_tree "tree" \d+ bytes ok/);
   const moved = Number(/ get_tree "tree" (\d+) bytes/.exec(line)![1]);
   assert.ok(moved <= BIG - kept + 100, `only the rest was sent: ${moved} bytes`);
+  assert.ok(await filesEqual(`${server.root}/tree/sub/big.bin`, `${dest}/sub/big.bin`), "bytes");
   assert.deepEqual(await snapshot(dest), await snapshot(`${server.root}/tree`));
 });
 
