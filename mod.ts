@@ -98,7 +98,13 @@ export type {
   StoreUpload,
 } from "./lib/store.ts";
 export type { ManifestEntry, ManifestTop, TreeEntry } from "./lib/tree_protocol.ts";
-export type { TreeFileSink, TreeSink, TreeSource, TreeSourceFile } from "./lib/tree_transfer.ts";
+export type {
+  KeptPart,
+  TreeFileSink,
+  TreeSink,
+  TreeSource,
+  TreeSourceFile,
+} from "./lib/tree_transfer.ts";
 export type { EntryWalk, WalkEntry } from "./lib/tree_walk.ts";
 export type { KeepResult, KeptTotals, KeptUpload } from "./lib/kept_uploads.ts";
 export { DEFAULT_HASH_ARENA_SIZE, HASH_ARENA_SIZE } from "./lib/xxh3.ts";
