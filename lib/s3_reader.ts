@@ -11,6 +11,7 @@
 
 import { type Checksum, createChecksum } from "./checksum.ts";
 import { describeError, StoreError } from "./errors.ts";
+import { IdleTimer } from "./idle_timer.ts";
 import { quote } from "./remote_name.ts";
 import type { RangeBody } from "./s3_http.ts";
 import type { StoreReader } from "./store.ts";
@@ -151,34 +152,25 @@ export class S3Reader implements StoreReader {
       ? spare.subarray(0, length)
       : new Uint8Array(Math.max(length, this.#init.rangeSize ?? RANGED_DEFAULTS.rangeSize))
         .subarray(0, length);
-    const timeoutMs = this.#init.timeoutMs;
-    let last = Date.now();
     let stalled = false;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const check = () => {
-      const idle = Date.now() - last;
-      if (idle < timeoutMs) {
-        timer = setTimeout(check, timeoutMs - idle);
-        return;
-      }
+    const idle = new IdleTimer(this.#init.timeoutMs, () => {
       stalled = true;
       // Ends the pending read, which is then reported as the stall it is.
       body.cancel();
-    };
-    timer = setTimeout(check, timeoutMs);
+    });
     let filled = 0;
     try {
       while (filled < length) {
         const n = await body.read(bytes.subarray(filled));
         if (stalled) throw this.#stalled();
         if (n === null) break;
-        last = Date.now();
+        idle.touch();
         filled += n;
       }
     } catch (error) {
       throw stalled ? this.#stalled() : error;
     } finally {
-      clearTimeout(timer);
+      idle.stop();
       body.cancel();
     }
     if (filled < length) {

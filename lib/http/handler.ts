@@ -20,7 +20,7 @@ import {
   parseRange,
   validatorsOf,
 } from "./conditional.ts";
-import { IdleTimer } from "./idle_timer.ts";
+import { IdleTimer } from "../idle_timer.ts";
 import { renderError, renderListing } from "./listing_page.ts";
 import { formatListing } from "../tree_cli.ts";
 import { listTree, resolveFolder } from "../tree_store.ts";

@@ -21,7 +21,7 @@ import {
   HttpInterruption,
   statusOf,
 } from "./handler.ts";
-import { IdleTimer } from "./idle_timer.ts";
+import { IdleTimer } from "../idle_timer.ts";
 
 /** Size of each read from a kept upload's staging file. */
 const READ_CHUNK = 1 << 20;

@@ -1,9 +1,9 @@
 /**
- * The HTTP side's idle rule for one transfer: a body that moves no byte for the idle timeout is
- * cut. This module owns that clock. Each chunk only stamps the time; one timer runs per idle
- * period and, when it fires early because bytes moved meanwhile, sleeps again for the rest. A
- * timer cleared and set again for every chunk cost a timer-heap update per 64 KiB of a request
- * body, for nothing.
+ * The idle clock of one stream of bytes: one that moves no byte for the idle time is cut. The HTTP
+ * side times its request and response bodies with it, the S3 reader each range it reads. Each
+ * chunk only stamps the time; one timer runs per idle period and, when it fires early because
+ * bytes moved meanwhile, sleeps again for the rest. A timer cleared and set again for every chunk
+ * cost a timer-heap update per 64 KiB, for nothing.
  *
  * @module
  */
