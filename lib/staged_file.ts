@@ -67,11 +67,6 @@ export interface StagedFileOptions {
    * By default the error is thrown as it is.
    */
   failure?: (error: unknown, path: string) => unknown;
-  /**
-   * Folder syncs shared by the files of one transfer: a commit adds its folder here instead of
-   * syncing it at once, and the caller calls {@link FolderSyncs.flush} when the batch is done.
-   */
-  folderSyncs?: FolderSyncs;
 }
 
 /** Options for {@link StagedFile.commit}. */
@@ -147,7 +142,6 @@ export class StagedFile {
   #fsync: boolean;
   #onNoSpace?: (bytes: number) => Promise<boolean>;
   #failure: (error: unknown, path: string) => unknown;
-  #folderSyncs?: FolderSyncs;
   #flusher?: FlushBehind;
   #closed = false;
   #state: "open" | "committed" | "kept" | "discarded" = "open";
@@ -170,7 +164,6 @@ export class StagedFile {
     this.#fsync = options.fsync ?? true;
     this.#onNoSpace = options.onNoSpace;
     this.#failure = options.failure ?? asIs;
-    this.#folderSyncs = options.folderSyncs;
     // A small file never has enough waiting to start a flush behind it.
     if (this.#fsync && !this.#sync) this.#flusher = new FlushBehind(path);
   }
@@ -271,8 +264,8 @@ export class StagedFile {
   }
 
   /**
-   * Flushes the file, gives it the name `target` and syncs that folder (or adds it to
-   * {@link StagedFileOptions.folderSyncs}). Call only once the data is verified. Resolves false
+   * Flushes the file, gives it the name `target` and syncs that folder (a sync shared with other
+   * commits into it: {@link syncDirShared}). Call only once the data is verified. Resolves false
    * when `target` exists and `replace` is not set: that file is left as it is. Whenever it does
    * not resolve true, the staging file is gone.
    */
@@ -313,10 +306,7 @@ export class StagedFile {
         return false;
       }
       const folder = dirname(to!);
-      if (this.#fsync) {
-        if (this.#folderSyncs) this.#folderSyncs.add(folder);
-        else await syncDirShared(folder);
-      }
+      if (this.#fsync) await syncDirShared(folder);
       return true;
     } catch (error) {
       await this.#closeQuietly();
@@ -343,44 +333,6 @@ export class StagedFile {
     this.#state = "discarded";
     await this.#closeQuietly();
     await Deno.remove(this.path).catch(() => {});
-  }
-}
-
-/**
- * The folders that committed files of one transfer were named in, synced once each at the end
- * rather than after every file.
- *
- * @example
- * ```ts
- * import { FolderSyncs, StagedFile } from "./staged_file.ts";
- *
- * const folderSyncs = new FolderSyncs();
- * for (const name of ["a.txt", "b.txt"]) {
- *   const staged = await StagedFile.open(`${name}.part`, { mode: "replace", folderSyncs });
- *   await staged.write(new TextEncoder().encode(name));
- *   await staged.commit(name, { replace: true });
- * }
- * await folderSyncs.flush(); // "." is synced once, not twice
- * ```
- */
-export class FolderSyncs {
-  #folders = new Set<string>();
-
-  /** Notes that `folder` has a new entry to sync. */
-  add(folder: string): void {
-    this.#folders.add(folder);
-  }
-
-  /** Folders waiting to be synced. */
-  get pending(): number {
-    return this.#folders.size;
-  }
-
-  /** Syncs every folder noted since the last flush. */
-  async flush(): Promise<void> {
-    const folders = [...this.#folders];
-    this.#folders.clear();
-    for (const folder of folders) await syncDir(folder);
   }
 }
 

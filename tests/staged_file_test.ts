@@ -9,13 +9,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import {
-  FolderSyncs,
-  moveNoClobber,
-  SMALL_FILE_MAX,
-  StagedFile,
-  syncDirShared,
-} from "../lib/staged_file.ts";
+import { moveNoClobber, SMALL_FILE_MAX, StagedFile, syncDirShared } from "../lib/staged_file.ts";
 import { makeTempDir } from "./harness.ts";
 import { MOUNT_ALLOWED, withTmpfs } from "./tmpfs.ts";
 
@@ -156,25 +150,6 @@ Deno.test({
     assert.equal(await staged.commit(join(dir.path, "key.pem")), true);
     assert.equal((await Deno.stat(join(dir.path, "key.pem"))).mode! & 0o777, 0o600);
   },
-});
-
-Deno.test("with folder syncs, the files of one transfer sync each folder once, at the end", async () => {
-  await using dir = await makeTempDir();
-  await Deno.mkdir(join(dir.path, "sub"));
-  const folderSyncs = new FolderSyncs();
-  for (const name of ["a", "b", "sub/c"]) {
-    const staged = await StagedFile.open(join(dir.path, `${name}.part`), { folderSyncs });
-    await staged.write(encoder.encode(name));
-    assert.equal(await staged.commit(join(dir.path, name)), true);
-  }
-  assert.equal(folderSyncs.pending, 2, "two folders, three files");
-  await folderSyncs.flush();
-  assert.equal(folderSyncs.pending, 0);
-  // Without fsync there is nothing to sync.
-  const unsynced = await StagedFile.open(join(dir.path, "d.part"), { fsync: false, folderSyncs });
-  assert.equal(await unsynced.commit(join(dir.path, "d")), true);
-  assert.equal(folderSyncs.pending, 0);
-  assert.deepEqual(await names(dir.path), ["a", "b", "d", "sub"]);
 });
 
 Deno.test({
