@@ -77,13 +77,12 @@ async function send(url: string, method: string): Promise<number> {
 async function removeBucket(bucket: string): Promise<void> {
   for (let round = 0; round < 100; round++) {
     const objects = await keys(bucket);
-    const uploads = [...(await (await s3.fetch(`${endpoint}/${bucket}?uploads`)).text())
-      .matchAll(/<Upload>[\s\S]*?<Key>([^<]*)<\/Key>[\s\S]*?<UploadId>([^<]*)<\/UploadId>/g)];
+    const uploads = await uploadsIn(bucket);
     if (objects.length === 0 && uploads.length === 0) break;
     for (const key of objects) await send(`${endpoint}/${bucket}/${encodeKey(key)}`, "DELETE");
-    for (const [, key, id] of uploads) {
+    for (const { key, id } of uploads) {
       await send(
-        `${endpoint}/${bucket}/${encodeKey(unescapeXml(key))}?uploadId=${encodeURIComponent(id)}`,
+        `${endpoint}/${bucket}/${encodeKey(key)}?uploadId=${encodeURIComponent(id)}`,
         "DELETE",
       );
     }
@@ -118,11 +117,19 @@ export async function stagingKeys(bucket: string): Promise<string[]> {
   return (await keys(bucket)).filter((key) => key.includes(".ferry-staging"));
 }
 
-/** Multipart uploads in progress in a bucket. */
-export async function multipartUploads(bucket: string): Promise<string[]> {
+/** Multipart uploads in progress in a bucket: their keys and upload ids. */
+async function uploadsIn(bucket: string): Promise<{ key: string; id: string }[]> {
   const response = await s3.fetch(`${endpoint}/${bucket}?uploads`);
   const xml = await response.text();
-  return [...xml.matchAll(/<Upload>[\s\S]*?<Key>([^<]*)<\/Key>/g)].map((m) => m[1]);
+  return [
+    ...xml.matchAll(/<Upload>[\s\S]*?<Key>([^<]*)<\/Key>[\s\S]*?<UploadId>([^<]*)<\/UploadId>/g),
+  ]
+    .map((m) => ({ key: unescapeXml(m[1]), id: m[2] }));
+}
+
+/** Keys of the multipart uploads in progress in a bucket. */
+export async function multipartUploads(bucket: string): Promise<string[]> {
+  return (await uploadsIn(bucket)).map((upload) => upload.key);
 }
 
 export async function headers(bucket: string, key: string): Promise<Headers | null> {
