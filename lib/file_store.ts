@@ -39,6 +39,8 @@ import { type KeptOptions, KeptUploads, RESUME_DIR } from "./kept_uploads.ts";
 import { checkName, quote, STAGING_DIR } from "./remote_name.ts";
 import { SMALL_FILE_MAX, StagedFile, type StagedFileOptions } from "./staged_file.ts";
 import { Upload } from "./file_upload.ts";
+import { type DiskInfo, diskPool, type FolderLookup } from "./disk_pool.ts";
+import { type DiskDirEntry, diskError, type DiskFailure, isDiskFailure } from "./disk_jobs.ts";
 
 export { RESUME_DIR };
 export type { BeginUploadOptions, FileUploadOptions };
@@ -430,46 +432,50 @@ export class FileStore implements Store, ServedFolder {
   ): Promise<void> {
     /** Subfolders to walk once this folder is listed. */
     const below: { path: string; name: string }[] = [];
-    const names = await readNames(dir);
-    // Several lookups at once: each waits for a thread of its own, and one after another a
-    // folder of 10,000 files spent most of its time in those waits.
-    let next = 0;
-    const lookUp = async () => {
-      while (next < names.length) {
-        const { name: base, path, reachable, undecodable } = names[next++];
-        const name = prefix + base;
-        if (name === STAGING_DIR || name === RESUME_DIR) continue;
-        for (const entry of undecodable) {
-          if (!(entry.isFile || entry.isDirectory)) continue;
-          visit({
-            name,
-            type: entry.isDirectory ? "dir" : "file",
-            size: 0,
-            mtime: 0,
-            notUtf8: true,
-          });
-        }
-        if (!reachable) continue;
-        try {
-          if (reachable.isDirectory) {
-            const info = await Deno.lstat(path);
-            visit({ name, type: "dir", size: 0, mtime: info.mtime?.getTime() ?? 0 });
-            if (options.recursive) below.push({ path, name });
-            continue;
-          }
-          // Symlinked files are listed only when they stay inside; folders are not followed.
-          const real = reachable.isSymlink ? await Deno.realPath(path) : path;
-          if (reachable.isSymlink && !this.#inside(real)) continue;
-          const info = await Deno.stat(real);
-          if (!info.isFile) continue;
-          visit({ name, type: "file", size: info.size, mtime: info.mtime?.getTime() ?? 0 });
-        } catch (error) {
-          // Removed or replaced mid-walk, unreadable, or a broken or looping link: not listed.
-          if (!isUnreadable(error) && !(error instanceof Deno.errors.FilesystemLoop)) throw error;
-        }
-      }
+    // The whole folder is looked up on a disk thread, symlinks' targets included.
+    const folder = await diskPool.folder(dir, { follow: true });
+    /** What a lookup found, or null when the name went or cannot be read meanwhile. */
+    const found = <T extends object>(result: T | DiskFailure | undefined): T | null => {
+      if (result === undefined) return null;
+      if (!isDiskFailure(result)) return result;
+      const error = diskError(result);
+      // Removed or replaced mid-walk, unreadable, or a broken or looping link: not listed.
+      if (isUnreadable(error) || error instanceof Deno.errors.FilesystemLoop) return null;
+      throw error;
     };
-    await Promise.all(Array.from({ length: LOOKUPS_AT_ONCE }, lookUp));
+    for (const { name: base, path, reachable, undecodable } of readNames(dir, folder)) {
+      const name = prefix + base;
+      if (name === STAGING_DIR || name === RESUME_DIR) continue;
+      for (const entry of undecodable) {
+        if (!(entry.isFile || entry.isDirectory)) continue;
+        visit({
+          name,
+          type: entry.isDirectory ? "dir" : "file",
+          size: 0,
+          mtime: 0,
+          notUtf8: true,
+        });
+      }
+      if (!reachable) continue;
+      if (reachable.isDirectory) {
+        const info = found(folder.infos.get(base));
+        if (!info) continue;
+        visit({ name, type: "dir", size: 0, mtime: info.mtime });
+        if (options.recursive) below.push({ path, name });
+        continue;
+      }
+      // Symlinked files are listed only when they stay inside; folders are not followed.
+      let info: DiskInfo | null;
+      if (reachable.isSymlink) {
+        const target = found(folder.targets?.get(base));
+        if (!target || !this.#inside(target.real)) continue;
+        info = target.info;
+      } else {
+        info = found(folder.infos.get(base));
+      }
+      if (info?.type !== "file") continue;
+      visit({ name, type: "file", size: info.size, mtime: info.mtime });
+    }
     // One folder the server may not read (permissions, --deny-read) must not cost the client
     // the whole listing: it is left out, as an unreadable file is.
     for (const { path, name } of below) {
@@ -501,16 +507,13 @@ export class FileStore implements Store, ServedFolder {
   }
 }
 
-/** Entries of one folder a listing looks up at once. */
-const LOOKUPS_AT_ONCE = 8;
-
 /** U+FFFD, which Deno puts in a file name for each sequence that is not valid UTF-8. */
 const REPLACEMENT_CHAR = "\ufffd";
 
-/** Whether a folder entry and a file's details describe the same kind of thing. */
-function sameKind(entry: Deno.DirEntry, info: Deno.FileInfo): boolean {
-  return entry.isFile === info.isFile && entry.isDirectory === info.isDirectory &&
-    entry.isSymlink === info.isSymlink;
+/** Whether a folder entry and what a lookup found describe the same kind of thing. */
+function sameKind(entry: DiskDirEntry, info: DiskInfo): boolean {
+  return entry.isFile === (info.type === "file") && entry.isDirectory === (info.type === "dir") &&
+    entry.isSymlink === (info.type === "link");
 }
 
 /** One name a folder holds, as a listing sees it (see {@link readNames}). */
@@ -520,20 +523,20 @@ interface FolderName {
   /** The folder joined with the name. */
   path: string;
   /** The entry the name leads to; undefined when none does. */
-  reachable?: Deno.DirEntry;
+  reachable?: DiskDirEntry;
   /** Entries that read as this name but are not valid UTF-8: no name leads to them. */
-  undecodable: Deno.DirEntry[];
+  undecodable: DiskDirEntry[];
 }
 
 /**
- * The names in the folder `dir`, in the order the system gives them. Deno reads a name that is not
+ * The names in the folder `dir` as `folder` found them, in the order the system gives them. Deno reads a name that is not
  * valid UTF-8 with U+FFFD for each bad sequence: it cannot be opened by that name, and several
  * (and a real name holding U+FFFD) can read alike. Entries are grouped by name to tell them apart:
  * at most one of a group is really called that, the one the name leads to.
  */
-async function readNames(dir: string): Promise<FolderName[]> {
-  const byName = new Map<string, Deno.DirEntry[]>();
-  for await (const entry of Deno.readDir(dir)) {
+function readNames(dir: string, folder: FolderLookup): FolderName[] {
+  const byName = new Map<string, DiskDirEntry[]>();
+  for (const entry of folder.entries) {
     const group = byName.get(entry.name);
     if (group) group.push(entry);
     else byName.set(entry.name, [entry]);
@@ -545,8 +548,10 @@ async function readNames(dir: string): Promise<FolderName[]> {
       names.push({ name, path, reachable: group[0], undecodable: [] });
       continue;
     }
-    const info = await Deno.lstat(path).catch(() => null);
-    const real = info ? group.findIndex((entry) => sameKind(entry, info)) : -1;
+    const info = folder.infos.get(name);
+    const real = info && !isDiskFailure(info)
+      ? group.findIndex((entry) => sameKind(entry, info))
+      : -1;
     names.push({
       name,
       path,

@@ -12,6 +12,7 @@ import { type BufferPool, defaultPool } from "./buffer_pool.ts";
 import { closeQuietly, formatAddr, noDelay } from "./connection.ts";
 import { describeError, StartError, UserError } from "./errors.ts";
 import { FileStore } from "./file_store.ts";
+import { diskPool } from "./disk_pool.ts";
 import type { Store } from "./store.ts";
 import { KEPT_DEFAULTS } from "./kept_uploads.ts";
 import type { ErrorMessage } from "./protocol.ts";
@@ -278,6 +279,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const tracked = new Set<Tracked>();
   const handlers = new Set<Promise<void>>();
   let refusing = 0;
+  // A served folder's lookups run on a disk thread, kept ready while the server listens.
+  let holdsDisk = store instanceof FileStore;
+  const diskBroken = (why: string) =>
+    log(`${stamp()} disk threads unavailable (${why}): lookups run on the event loop`);
+  if (holdsDisk) diskPool.hold(diskBroken);
   const finished = (async () => {
     for await (const conn of listener) {
       noDelay(conn);
@@ -329,6 +335,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     await Promise.allSettled([...handlers]);
     watchdog.stop();
     await finished;
+    if (holdsDisk) diskPool.release(diskBroken);
+    holdsDisk = false;
   };
   return {
     addr: listener.addr as Deno.NetAddr,

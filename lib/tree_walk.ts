@@ -9,6 +9,8 @@
  */
 
 import { join } from "node:path";
+import { type DiskInfo, diskPool, type FolderLookup } from "./disk_pool.ts";
+import { diskError, isDiskFailure } from "./disk_jobs.ts";
 
 /** What a walk (or a manifest) says about one name. */
 export interface WalkEntry {
@@ -81,12 +83,20 @@ interface Level {
   prefix: string;
   names: string[];
   next: number;
-  /** Lookups started ahead, by place in `names` (asynchronous walks only). */
-  ahead?: Map<number, Promise<Deno.FileInfo>>;
+  /** What the disk thread found at each name (walks that are not `sync`). */
+  found?: FolderLookup["infos"];
 }
 
-/** Entries of a folder an asynchronous walk looks up ahead of the one it is at. */
-const LOOKUPS_AHEAD = 16;
+/** The entry for what a disk thread found at `path`. */
+function entryOfDisk(path: string, info: DiskInfo): WalkEntry {
+  return {
+    path,
+    type: info.type,
+    size: info.type === "file" ? info.size : 0,
+    mtime: info.mtime,
+    mode: (info.mode ?? 0o644) & MODE_BITS,
+  };
+}
 
 /** Options for {@link TreeWalker.open}. */
 export interface TreeWalkerOptions {
@@ -99,8 +109,9 @@ export interface TreeWalkerOptions {
   undecodable?: boolean;
   /**
    * Look each entry up on the calling thread, where a thread hand-off per entry costs more than
-   * the lookup: the client's own folders (default false). A server's walk stays asynchronous,
-   * since a lookup that waits for the disk would hold up every connection.
+   * the lookup: the client's own folders (default false). A server's walk looks a whole folder up
+   * on a disk thread (lib/disk_pool.ts) instead, since a lookup that waits for the disk would
+   * hold up every connection.
    */
   sync?: boolean;
 }
@@ -136,7 +147,7 @@ export class TreeWalker implements EntryWalk {
   static async open(base: string, options: TreeWalkerOptions = {}): Promise<TreeWalker> {
     const walker = new TreeWalker(options);
     await walker.#push(base, "");
-    await walker.#settle();
+    walker.#settle();
     return walker;
   }
 
@@ -144,13 +155,20 @@ export class TreeWalker implements EntryWalk {
     // Names that are not valid UTF-8 read with U+FFFD, so two can read alike: each name is walked
     // once, and one that leads nowhere (no name can reach it) is left out when it is reached.
     const unique = new Set<string>();
-    for await (const entry of Deno.readDir(dir)) unique.add(entry.name);
+    if (this.#sync) {
+      for (const entry of Deno.readDirSync(dir)) unique.add(entry.name);
+      const names = [...unique].sort(compareName);
+      this.#stack.push({ dir, prefix, names, next: 0 });
+      return;
+    }
+    const folder = await diskPool.folder(dir);
+    for (const entry of folder.entries) unique.add(entry.name);
     const names = [...unique].sort(compareName);
-    this.#stack.push({ dir, prefix, names, next: 0 });
+    this.#stack.push({ dir, prefix, names, next: 0, found: folder.infos });
   }
 
   /** Finds the next entry that still exists, popping finished folders. */
-  async #settle(): Promise<void> {
+  #settle(): void {
     this.#current = undefined;
     while (this.#stack.length > 0) {
       const level = this.#stack.at(-1)!;
@@ -160,15 +178,16 @@ export class TreeWalker implements EntryWalk {
       }
       const name = level.names[level.next++];
       const path = level.prefix + name;
-      if (this.#skip?.(path)) {
-        level.ahead?.delete(level.next - 1);
-        continue;
-      }
+      if (this.#skip?.(path)) continue;
       try {
-        const info = this.#sync
-          ? Deno.lstatSync(join(level.dir, name))
-          : await this.#lookUp(level, level.next - 1);
-        this.#current = entryOf(path, info);
+        if (!level.found) {
+          this.#current = entryOf(path, Deno.lstatSync(join(level.dir, name)));
+          return;
+        }
+        const found = level.found.get(name);
+        if (found === undefined) continue;
+        if (isDiskFailure(found)) throw diskError(found);
+        this.#current = entryOfDisk(path, found);
         return;
       } catch (error) {
         // Gone since the folder was read: as if it had never been there.
@@ -180,25 +199,6 @@ export class TreeWalker implements EntryWalk {
         }
       }
     }
-  }
-
-  /**
-   * The lstat of `level.names[i]`, with those of the next few names started meanwhile: each waits
-   * for a thread of its own, and one after another those waits were most of a walk's time.
-   */
-  #lookUp(level: Level, i: number): Promise<Deno.FileInfo> {
-    const ahead = level.ahead ??= new Map();
-    const end = Math.min(level.names.length, i + LOOKUPS_AHEAD);
-    for (let j = i; j < end; j++) {
-      if (ahead.has(j)) continue;
-      const lookup = Deno.lstat(join(level.dir, level.names[j]));
-      // One never asked for (a name skipped, a walk given up) must not fail unheard.
-      lookup.catch(() => {});
-      ahead.set(j, lookup);
-    }
-    const lookup = ahead.get(i)!;
-    ahead.delete(i);
-    return lookup;
   }
 
   /** The current entry; undefined once the walk is over. */
@@ -223,7 +223,7 @@ export class TreeWalker implements EntryWalk {
         ) throw error;
       }
     }
-    await this.#settle();
+    this.#settle();
   }
 }
 

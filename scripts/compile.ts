@@ -18,12 +18,18 @@ export interface Program {
   name: string;
   /** Entry point, relative to the repository root. */
   entry: string;
+  /**
+   * Modules the binary loads that its imports do not name, relative to the repository root:
+   * a worker's script (`deno compile` leaves workers out unless told).
+   */
+  include?: readonly string[];
 }
 
 /** The shipped programs. */
 export const PROGRAMS: readonly Program[] = [
   { name: "ferry", entry: "client.ts" },
-  { name: "ferry-server", entry: "server.ts" },
+  // The server's disk threads (lib/disk_pool.ts) run this script.
+  { name: "ferry-server", entry: "server.ts", include: ["lib/disk_worker.ts"] },
 ];
 
 /**
@@ -56,6 +62,7 @@ export function compileArgs(program: Program, outDir: string, target?: string): 
     "compile",
     ...COMPILE_PERMISSIONS,
     ...(target ? ["--target", target] : []),
+    ...(program.include ?? []).flatMap((path) => ["--include", path]),
     "--output",
     `${outDir}/${program.name}`,
     program.entry,

@@ -77,24 +77,36 @@ Deno.test("deno task compile builds both programs with the permissions the tests
     return text(result.stdout).trim().split("\n").map((line) => JSON.parse(line));
   };
   const flags = PROGRAM_PERMISSIONS;
+  // The server's disk threads load their script at run time: it must be in the binary.
+  const WORKER = ["--include", "lib/disk_worker.ts"];
+  await Deno.stat(`${REPO_ROOT}lib/disk_worker.ts`);
   assert.deepEqual(await dryRun([]), [
     ["deno", "compile", ...flags, "--output", "dist/ferry", "client.ts"],
-    ["deno", "compile", ...flags, "--output", "dist/ferry-server", "server.ts"],
+    [
+      "deno",
+      "compile",
+      ...flags,
+      ...WORKER,
+      "--output",
+      "dist/ferry-server",
+      "server.ts",
+    ],
   ]);
   const target = "aarch64-apple-darwin";
-  const forTarget = (output: string, entry: string) => [
+  const forTarget = (output: string, entry: string, include: string[] = []) => [
     "deno",
     "compile",
     ...flags,
     "--target",
     target,
+    ...include,
     "--output",
     `dist/${target}/${output}`,
     entry,
   ];
   assert.deepEqual(await dryRun(["--target", target]), [
     forTarget("ferry", "client.ts"),
-    forTarget("ferry-server", "server.ts"),
+    forTarget("ferry-server", "server.ts", WORKER),
   ]);
   const unknown = await runCommand(
     Deno.execPath(),

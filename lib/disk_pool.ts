@@ -1,0 +1,230 @@
+/**
+ * Disk threads: the server's file-system lookups and small reads (lib/disk_jobs.ts) run
+ * synchronously on a few worker threads, many to a message. Each asynchronous Deno call hands off
+ * to a thread of its own and back, which costs more than the page-cache work of an `lstat` or a
+ * small read; run on the event loop's thread instead, one that waits for a cold disk would hold
+ * up every connection. Here neither happens: the event loop sends a batch and goes on. Jobs asked
+ * for in the same turn of the event loop leave together; a thread idle for a while is stopped.
+ *
+ * @module
+ */
+
+import type { DiskRequest, DiskResponse } from "./disk_worker.ts";
+import {
+  diskError,
+  type DiskJob,
+  type DiskResult,
+  type FolderLookup,
+  isDiskFailure,
+  runDiskJob,
+  type SmallRead,
+} from "./disk_jobs.ts";
+
+export type { DiskInfo, FolderLookup, SmallRead } from "./disk_jobs.ts";
+
+/** Options for {@link DiskPool}. */
+export interface DiskPoolOptions {
+  /** Most threads at once (default 2). */
+  threads?: number;
+  /** A thread with nothing to do for this long, in ms, is stopped (default 30,000). */
+  idleMs?: number;
+  /** The threads' script (default lib/disk_worker.ts). */
+  script?: URL;
+}
+
+/** Most jobs in one message: a long queue is spread over the threads. */
+const BATCH_JOBS = 64;
+
+interface Waiting {
+  job: DiskJob;
+  resolve: (result: DiskResult) => void;
+}
+
+interface Thread {
+  worker: Worker;
+  /** Batches sent and not answered, by id. */
+  sent: Map<number, Waiting[]>;
+  idle?: ReturnType<typeof setTimeout>;
+}
+
+/**
+ * A few worker threads that run {@link DiskJob}s. When no thread can be started (a build
+ * without the worker's script, say), the jobs run on the calling thread instead: slower for
+ * other connections, but the same results.
+ *
+ * @example
+ * ```ts
+ * import { DiskPool } from "./disk_pool.ts";
+ *
+ * const pool = new DiskPool();
+ * const folder = await pool.folder(".");
+ * console.log(folder.entries.length, "names");
+ * pool.close();
+ * ```
+ */
+export class DiskPool {
+  #threads: Thread[] = [];
+  #queue: Waiting[] = [];
+  #flushing = false;
+  #nextId = 0;
+  #max: number;
+  #idleMs: number;
+  #script: URL;
+  /** Set once a thread failed to start or died: every job runs on the calling thread then. */
+  #broken = false;
+  /** {@link hold} calls not yet released: the first thread is kept while there are any. */
+  #holds = 0;
+  #onBroken = new Set<(why: string) => void>();
+
+  constructor(options: DiskPoolOptions = {}) {
+    this.#max = Math.max(1, options.threads ?? 2);
+    this.#idleMs = options.idleMs ?? 30_000;
+    this.#script = options.script ?? new URL("./disk_worker.ts", import.meta.url);
+  }
+
+  /** Every name in the folder `dir`, each looked up (see {@link FolderLookup}). */
+  async folder(dir: string, options: { follow?: boolean } = {}): Promise<FolderLookup> {
+    const result = await this.#run({ kind: "folder", dir, follow: options.follow });
+    if (isDiskFailure(result)) throw diskError(result);
+    return result as FolderLookup;
+  }
+
+  /**
+   * The file at `path` (symlinks followed), read whole when it is a regular file of at most
+   * `max` bytes. The caller checks {@link SmallRead.real} before it uses what was read.
+   */
+  async readSmall(path: string, max: number): Promise<SmallRead> {
+    const result = await this.#run({ kind: "read", path, max });
+    if (isDiskFailure(result)) throw diskError(result);
+    return result as SmallRead;
+  }
+
+  /**
+   * Keeps one thread running, started now, until as many {@link release} calls: a server holds
+   * it while it listens, so that its first request does not wait for a thread to start.
+   * `onBroken` is told, once, if no thread can run (the jobs then run on the calling thread).
+   */
+  hold(onBroken?: (why: string) => void): void {
+    if (onBroken) this.#onBroken.add(onBroken);
+    if (this.#holds++ > 0 || this.#broken) return;
+    const thread = this.#threads[0] ?? this.#start();
+    if (thread?.idle !== undefined) clearTimeout(thread.idle);
+    if (thread) thread.idle = undefined;
+  }
+
+  /** Ends one {@link hold} (and stops telling `onBroken`); with none left, threads idle out. */
+  release(onBroken?: (why: string) => void): void {
+    if (onBroken) this.#onBroken.delete(onBroken);
+    if (this.#holds === 0 || --this.#holds > 0) return;
+    for (const thread of [...this.#threads]) {
+      if (thread.sent.size > 0) continue;
+      this.#threads = this.#threads.filter((t) => t !== thread);
+      this.#stop(thread);
+    }
+  }
+
+  /** Stops every thread; jobs they had not answered run on the calling thread. */
+  close(): void {
+    this.#holds = 0;
+    for (const thread of this.#threads.splice(0)) this.#stop(thread);
+  }
+
+  #run(job: DiskJob): Promise<DiskResult> {
+    if (this.#broken) return Promise.resolve(runDiskJob(job));
+    return new Promise((resolve) => {
+      this.#queue.push({ job, resolve });
+      if (this.#flushing) return;
+      this.#flushing = true;
+      // What else this turn of the event loop asks for leaves in the same message.
+      queueMicrotask(() => this.#flush());
+    });
+  }
+
+  #flush(): void {
+    this.#flushing = false;
+    while (this.#queue.length > 0) {
+      const batch = this.#queue.splice(0, BATCH_JOBS);
+      const thread = this.#broken ? undefined : this.#pick();
+      if (!thread) {
+        for (const { job, resolve } of batch) resolve(runDiskJob(job));
+        continue;
+      }
+      const id = this.#nextId++;
+      thread.sent.set(id, batch);
+      if (thread.idle !== undefined) clearTimeout(thread.idle);
+      thread.idle = undefined;
+      const request: DiskRequest = { id, jobs: batch.map((w) => w.job) };
+      thread.worker.postMessage(request);
+    }
+  }
+
+  /** An idle thread, else a new one while there may be more, else the least busy. */
+  #pick(): Thread | undefined {
+    const idle = this.#threads.find((t) => t.sent.size === 0);
+    if (idle) return idle;
+    if (this.#threads.length < this.#max) {
+      const started = this.#start();
+      if (started) return started;
+    }
+    let best: Thread | undefined;
+    for (const t of this.#threads) if (!best || t.sent.size < best.sent.size) best = t;
+    return best;
+  }
+
+  #start(): Thread | undefined {
+    let worker: Worker;
+    try {
+      worker = new Worker(this.#script, { type: "module" });
+    } catch (error) {
+      this.#break(error instanceof Error ? error.message : String(error));
+      return undefined;
+    }
+    const thread: Thread = { worker, sent: new Map() };
+    worker.onmessage = ({ data }: MessageEvent<DiskResponse>) => {
+      const batch = thread.sent.get(data.id);
+      if (!batch) return;
+      thread.sent.delete(data.id);
+      batch.forEach((waiting, i) => waiting.resolve(data.results[i]));
+      if (thread.sent.size === 0) this.#idleLater(thread);
+    };
+    worker.onerror = (event) => {
+      // The script could not load, or the thread died: the same jobs, on this thread.
+      event.preventDefault();
+      this.#break(event.message);
+      this.#threads = this.#threads.filter((t) => t !== thread);
+      this.#stop(thread);
+    };
+    this.#threads.push(thread);
+    return thread;
+  }
+
+  #break(why: string): void {
+    if (this.#broken) return;
+    this.#broken = true;
+    for (const tell of this.#onBroken) tell(why);
+  }
+
+  #idleLater(thread: Thread): void {
+    if (this.#holds > 0 && thread === this.#threads[0]) return;
+    const timer = setTimeout(() => {
+      if (thread.sent.size > 0) return;
+      this.#threads = this.#threads.filter((t) => t !== thread);
+      this.#stop(thread);
+    }, this.#idleMs);
+    // An idle thread never keeps the process alive by its timer.
+    Deno.unrefTimer(timer);
+    thread.idle = timer;
+  }
+
+  #stop(thread: Thread): void {
+    if (thread.idle !== undefined) clearTimeout(thread.idle);
+    thread.worker.terminate();
+    for (const batch of thread.sent.values()) {
+      for (const { job, resolve } of batch) resolve(runDiskJob(job));
+    }
+    thread.sent.clear();
+  }
+}
+
+/** The process's disk threads, shared by every served folder. */
+export const diskPool: DiskPool = new DiskPool();
