@@ -313,10 +313,11 @@ export async function sendTree(
         // A few files are opened (and small ones read) ahead of their turn: each open, stat and
         // read waits for a thread of its own, and one file after another those waits added up.
         const ahead = new Map<number, Promise<Prepared>>();
+        const prepareAhead = source.readWhole ? READ_WHOLE_AHEAD : PREPARE_AHEAD;
         let queued = 0;
         try {
           for (const [k, index] of want.entries()) {
-            for (; queued < want.length && queued <= k + PREPARE_AHEAD; queued++) {
+            for (; queued < want.length && queued <= k + prepareAhead; queued++) {
               const i = want[queued];
               const entry = current.entries[i - current.from];
               ahead.set(i, prepareFile(io, source, i, entry, offers.get(i)));
@@ -390,6 +391,12 @@ async function checksumOf(
 /** Files opened (and small ones read) ahead of the one being sent. */
 const PREPARE_AHEAD = 8;
 
+/**
+ * The same where the source reads small files whole in one step ({@link TreeSource.readWhole}):
+ * the reads asked for together leave for the disk thread in one message. At most 2 MiB wait.
+ */
+const READ_WHOLE_AHEAD = 32;
+
 /** Files this small are read whole and their frames held back to leave with the next ones. */
 const SMALL_FILE = 64 << 10;
 
@@ -417,6 +424,14 @@ async function prepareFile(
   entry: ManifestEntry,
   offer?: ResumeOffer,
 ): Promise<Prepared> {
+  if (source.readWhole && !offer && entry.size <= SMALL_FILE) {
+    try {
+      const bytes = await source.readWhole(entry.path, index, SMALL_FILE);
+      if (bytes) return { size: bytes.length, bytes };
+    } catch (error) {
+      return { size: 0, failure: cannotOpen(error) };
+    }
+  }
   let file: TreeSourceFile;
   let size: number;
   try {

@@ -115,6 +115,12 @@ export interface TreeSource {
    * server's do not, since a read that waits for the disk would hold up every connection.
    */
   sync?: boolean;
+  /**
+   * Reads the file `path` whole in one step when it is at most `max` bytes (a served folder does
+   * it on a disk thread, lib/disk_pool.ts); null when it is larger, so the sender opens it as
+   * any other. Throws as {@link open} does.
+   */
+  readWhole?(path: string, index: number, max: number): Promise<Uint8Array | null>;
 }
 
 /** Options for {@link sendTree}. */
