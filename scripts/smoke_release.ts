@@ -28,8 +28,14 @@ async function run(binary: string, args: string[], cwd: string): Promise<string>
   return decoder.decode(out.stdout);
 }
 
-/** Reads stderr lines until the banner gives the port, within `ms`. */
-async function portFrom(stderr: ReadableStream<Uint8Array>, ms: number): Promise<number> {
+/**
+ * Reads stderr lines until the banner gives the port, within `ms`; `rest` is everything it
+ * prints after that, once it ends.
+ */
+async function portFrom(
+  stderr: ReadableStream<Uint8Array>,
+  ms: number,
+): Promise<{ port: number; rest: Promise<string> }> {
   const reader = stderr.pipeThrough(new TextDecoderStream()).getReader();
   const timer = setTimeout(() => reader.cancel(), ms);
   let text = "";
@@ -39,12 +45,20 @@ async function portFrom(stderr: ReadableStream<Uint8Array>, ms: number): Promise
       if (done) break;
       text += value;
       const match = BANNER.exec(text);
-      if (match) return Number(match[1]);
+      if (match) {
+        clearTimeout(timer);
+        const rest = (async () => {
+          let more = text.slice(match.index + match[0].length);
+          for (let r = await reader.read(); !r.done; r = await reader.read()) more += r.value;
+          return more;
+        })();
+        return { port: Number(match[1]), rest };
+      }
     }
   } finally {
     clearTimeout(timer);
-    reader.releaseLock();
   }
+  reader.releaseLock();
   throw new SmokeFailure(`the server printed no banner within ${ms / 1000} s: ${text.trim()}`);
 }
 
@@ -74,8 +88,11 @@ async function smoke(binDir: string): Promise<void> {
       stdout: "null",
       stderr: "piped",
     }).spawn();
+    let said: Promise<string> | undefined;
     try {
-      const port = String(await portFrom(child.stderr, 30_000));
+      const started = await portFrom(child.stderr, 30_000);
+      said = started.rest;
+      const port = String(started.port);
       await run(client, ["-q", "127.0.0.1", port, "put", "up.bin", "smoke.bin"], work);
       await run(client, ["-q", "127.0.0.1", port, "get", "smoke.bin", "back.bin"], work);
       const listed = await run(client, ["127.0.0.1", port, "list"], work);
@@ -84,6 +101,13 @@ async function smoke(binDir: string): Promise<void> {
       const back = await Deno.readFile(`${work}/back.bin`);
       check(equal(stored, data), "the server stored the upload intact");
       check(equal(back, data), "the download matches the upload");
+      // A folder there and back: the server walks and reads it on its disk threads.
+      await Deno.mkdir(`${work}/tree/inner`, { recursive: true });
+      await Deno.writeFile(`${work}/tree/inner/small.bin`, data.subarray(0, 1000));
+      await run(client, ["-q", "127.0.0.1", port, "put", "-r", "tree"], work);
+      await run(client, ["-q", "127.0.0.1", port, "get", "-r", "tree", "tree-back"], work);
+      const small = await Deno.readFile(`${work}/tree-back/inner/small.bin`);
+      check(equal(small, data.subarray(0, 1000)), "a folder comes back as it went");
     } finally {
       try {
         child.kill("SIGTERM");
@@ -91,8 +115,10 @@ async function smoke(binDir: string): Promise<void> {
         child.kill("SIGKILL");
       }
       await child.status;
-      await child.stderr.cancel().catch(() => {});
+      if (!said) await child.stderr.cancel().catch(() => {});
     }
+    const log = await said;
+    check(!log?.includes("disk threads unavailable"), `the server's disk threads ran: ${log}`);
   } finally {
     await Deno.remove(work, { recursive: true });
   }
