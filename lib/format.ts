@@ -151,3 +151,37 @@ export function displayName(name: string): string {
 export function displayUndecodableName(name: string): string {
   return `${safeJson(name).replaceAll("\ufffd", "\\ufffd")} (not UTF-8)`;
 }
+
+/**
+ * The length of `text` in UTF-8 bytes, counted without encoding it: names are measured for
+ * every entry of a tree, and encoding each one allocated a buffer for nothing. A lone surrogate
+ * counts as the 3 bytes of the U+FFFD TextEncoder writes for it.
+ *
+ * @example
+ * ```ts
+ * import { utf8Length } from "./format.ts";
+ * console.log(utf8Length("naïve")); // 6
+ * ```
+ */
+export function utf8Length(text: string): number {
+  let bytes = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit < 0x80) continue;
+    if (unit < 0x800) {
+      bytes += 1;
+    } else if (unit >= 0xd800 && unit <= 0xdbff && i + 1 < text.length) {
+      const next = text.charCodeAt(i + 1);
+      // A pair is one code point of 4 bytes, over 2 units.
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        bytes += 2;
+        i++;
+      } else {
+        bytes += 2;
+      }
+    } else {
+      bytes += 2;
+    }
+  }
+  return bytes;
+}

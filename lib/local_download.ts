@@ -13,7 +13,7 @@ import { basename, dirname, join, sep } from "node:path";
 import type { DownloadTarget } from "./client_session.ts";
 import { type DownloadStandIn, downloadStandInOf } from "./devices.ts";
 import { isInterruption, LocalFileError, UsageError } from "./errors.ts";
-import { formatHex } from "./format.ts";
+import { formatHex, utf8Length } from "./format.ts";
 import { cannotRead, cannotWrite, cannotWriteStdout } from "./local_files.ts";
 import { StagedFile } from "./staged_file.ts";
 import { checksumFilePrefix, type ResumePoint, writeAll } from "./transfer.ts";
@@ -25,11 +25,6 @@ export const NAME_MAX = 255;
 export const PART_SUFFIX = ".part";
 
 const encoder = new TextEncoder();
-
-/** Length of `text` in UTF-8 bytes, which is what file systems limit. */
-export function utf8Length(text: string): number {
-  return encoder.encode(text).length;
-}
 
 /**
  * The name a download of the remote `/`-separated `name` gets when no LOCAL is given: its base

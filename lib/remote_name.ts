@@ -9,7 +9,7 @@
  */
 
 import { StoreError } from "./errors.ts";
-import { safeJson } from "./format.ts";
+import { safeJson, utf8Length } from "./format.ts";
 import { RESUME_DIR } from "./kept_uploads.ts";
 import { BIDI_CONTROL, CONTROL_CHAR } from "./terminal_chars.ts";
 
@@ -18,8 +18,6 @@ export const STAGING_DIR = ".ferry-staging";
 
 /** Longest name accepted, in UTF-8 bytes. */
 export const MAX_NAME_BYTES = 1024;
-
-const encoder = new TextEncoder();
 
 /**
  * Checks a remote name and splits it into path segments. Names are relative, `/`-separated paths
@@ -33,7 +31,7 @@ export function checkName(name: string): string[] {
   if (name.includes("\0")) throw refuse("it contains a NUL byte");
   if (CONTROL_CHAR.test(name)) throw refuse("it contains a control character");
   if (BIDI_CONTROL.test(name)) throw refuse("it contains a bidirectional control character");
-  if (encoder.encode(name).length > MAX_NAME_BYTES) {
+  if (utf8Length(name) > MAX_NAME_BYTES) {
     throw refuse(`it is longer than ${MAX_NAME_BYTES} bytes`);
   }
   if (name.startsWith("/")) throw refuse("absolute paths are not allowed");
@@ -43,7 +41,7 @@ export function checkName(name: string): string[] {
     if (segment === "") throw refuse("it has an empty path segment");
     if (segment === "..") throw refuse('".." is not allowed');
     if (segment === ".") throw refuse('"." is not allowed');
-    if (encoder.encode(segment).length > 255) throw refuse("a path segment is over 255 bytes");
+    if (utf8Length(segment) > 255) throw refuse("a path segment is over 255 bytes");
   }
   if (segments[0] === STAGING_DIR || segments[0] === RESUME_DIR) {
     throw refuse("it is reserved for uploads in progress");

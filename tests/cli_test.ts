@@ -18,7 +18,8 @@ import {
   parseSize,
   safeJson,
 } from "../lib/format.ts";
-import { NAME_MAX, partPathFor, utf8Length } from "../lib/local_download.ts";
+import { NAME_MAX, partPathFor } from "../lib/local_download.ts";
+import { utf8Length } from "../lib/format.ts";
 import { displayWidth, ProgressLine, shorten } from "../lib/progress.ts";
 import { RateLimiter } from "../lib/rate_limit.ts";
 import { DEFAULT_PORT, DEFAULT_ROOT, parseServerArgs } from "../lib/server_args.ts";
