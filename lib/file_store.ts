@@ -79,6 +79,8 @@ export class FileStore implements Store, ServedFolder {
   readonly resumeDir: string;
   /** The interrupted uploads kept there. */
   readonly kept: KeptUploads;
+  /** A tree's cut files are kept and continued as single puts' are (lib/folder_tree.ts). */
+  readonly treeResume = true;
   #fsync: boolean;
   #reserved = new Set<string>();
 

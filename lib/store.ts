@@ -179,4 +179,10 @@ export interface Store {
   treeSource(base?: string): Promise<TreeSource>;
   /** Where `put -r` receives into the folder `base` (the root when absent). */
   treeSink(base?: string): TreeSink;
+  /**
+   * Whether `put -r --resume` and `get -r --resume` continue a tree's big files that a cut
+   * connection left here, rather than sending them whole again (default false). The server
+   * says so in its WELCOME (feature `tree-resume`), so a client can tell its user.
+   */
+  readonly treeResume?: boolean;
 }

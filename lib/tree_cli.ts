@@ -22,7 +22,14 @@ import {
 } from "./format.ts";
 import { ProgressLine, progressWanted } from "./progress.ts";
 import type { TreeEntry, TreeSummary } from "./tree_protocol.ts";
-import { changeRemote, getTree, listRemote, putTree } from "./tree_client.ts";
+import {
+  changeRemote,
+  getTree,
+  listRemote,
+  offersTree,
+  offersTreeResume,
+  putTree,
+} from "./tree_client.ts";
 import type { TreeEvent } from "./tree_transfer.ts";
 import { NAME } from "./version.ts";
 import { RateLimiter } from "./rate_limit.ts";
@@ -248,6 +255,13 @@ export async function runTreeTransfer(
     );
   }
   const session = await connect();
+  if (cmd.resume && !cmd.quiet && offersTree(session) && !offersTreeResume(session)) {
+    // Not an error: the transfer still completes, only without what the last run left.
+    say(
+      `${NAME}: note: ${session.target} cannot continue files cut inside a folder ` +
+        "(an older server, or its store cannot keep them): those are sent whole",
+    );
+  }
   const remoteShown = remote === undefined ? "/" : remote;
   // The tree's own name: a long path would leave no room for the numbers.
   const name = cmd.command === "put" ? lastSegment(local) ?? local : remoteShown;

@@ -18,6 +18,7 @@ import {
   MAX_BATCH_ENTRIES,
   parseTreeListing,
   TREE_FEATURE,
+  TREE_RESUME_FEATURE,
   type TreeChangeRequest,
   type TreeEntry,
   type TreeSummary,
@@ -32,6 +33,11 @@ import { ListWalk } from "./tree_walk.ts";
 /** Whether the server offers the tree requests. */
 export function offersTree(session: Session): boolean {
   return session.welcome?.features.includes(TREE_FEATURE) ?? false;
+}
+
+/** Whether the server continues a tree's cut files with `--resume` rather than resending them. */
+export function offersTreeResume(session: Session): boolean {
+  return session.welcome?.features.includes(TREE_RESUME_FEATURE) ?? false;
 }
 
 /** Options for {@link listRemote}. */

@@ -13,6 +13,12 @@ import { type ErrorCode, parseError } from "./error_codes.ts";
 export const TREE_FEATURE = "tree";
 
 /**
+ * WELCOME feature of a server that continues a tree's cut files with `--resume` (resume offers in
+ * WANT, `offset` in FILE). A server without it sends and takes such files whole again.
+ */
+export const TREE_RESUME_FEATURE = "tree-resume";
+
+/**
  * A listing request. Without `recursive` it is the original request, answered with every file in
  * the tree and no types, for clients that predate folders; with it, a {@link TreeEntry} listing.
  */

@@ -23,6 +23,8 @@ import {
   writeRandomFile,
 } from "./harness.ts";
 import { cuttingRelay, out, snapshot } from "./tree_helpers.ts";
+import { encodeControl, FrameType } from "../lib/frames.ts";
+import { TREE_PEER, withFakeServer } from "./wire.ts";
 
 const BIG = 12 << 20;
 /** Bytes the relay lets through before it holds: well into the big file. */
@@ -167,4 +169,34 @@ Deno.test("get -r --resume starts a file over when its start changed since the c
   assert.equal(summary.resumed, 0, "nothing resumed from a part that no longer matches");
   assert.deepEqual(await snapshot(dest), await snapshot(`${server.root}/tree`));
   assert.equal(await largest(`${dest}/sub`, /^\.ferry-/), 0, "no part left");
+});
+
+Deno.test("--resume against a server that cannot continue a tree's files says so, once, and goes on", async () => {
+  await using work = await makeTempDir();
+  await makeTree(`${work.path}/src`);
+  // An older server: folders, but no `tree-resume` in its WELCOME. It takes the request and
+  // refuses it, so only what the client said before sending anything is looked at.
+  const result = await withFakeServer(
+    async (wire, request) => {
+      assert.equal(request.op, "put_tree");
+      assert.equal(request.resume, true);
+      await wire.write(encodeControl(FrameType.ERROR, { code: "denied", message: "not today" }));
+    },
+    (port) => ferry({ host: "127.0.0.1", port }, ["put", "-r", "--resume", `${work.path}/src`]),
+    TREE_PEER,
+  );
+  assert.equal(result.code, 1, result.stderr);
+  const lines = result.stderr.trim().split("\n");
+  assert.equal(lines.length, 2, result.stderr);
+  assert.match(
+    lines[0],
+    /note: .* cannot continue files cut inside a folder .*: those are sent whole$/,
+  );
+  assert.match(lines[1], /Refused by server: not today$/);
+
+  // A folder server continues them: no note.
+  await using server = await startServer();
+  const ok = await ferry(server, ["put", "-r", "--resume", `${work.path}/src`]);
+  assertSuccess(ok, "put -r --resume");
+  assert.doesNotMatch(ok.stderr, /note:/);
 });
