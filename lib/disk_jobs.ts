@@ -121,31 +121,60 @@ function lookUpFolder(dir: string, follow: boolean): FolderLookup {
   return follow ? { entries, infos, targets } : { entries, infos };
 }
 
-function readSmall(path: string, max: number): SmallRead {
-  const real = Deno.realPathSync(path);
-  // Opened for reading before it is measured: a FIFO there would block the open, so only a
-  // regular file is opened (measured by its path first), then measured again through the file.
-  const info = infoOf(Deno.statSync(real));
-  if (info.type !== "file" || info.size > max) return { real, info };
-  using file = Deno.openSync(real, { read: true });
-  const opened = infoOf(file.statSync());
-  if (opened.type !== "file" || opened.size > max) return { real, info: opened };
-  const bytes = new Uint8Array(opened.size);
-  let filled = 0;
-  while (filled < bytes.length) {
-    const n = file.readSync(bytes.subarray(filled));
-    if (n === null) throw new Deno.errors.UnexpectedEof("it shrank while being read");
-    filled += n;
+/** The real path of `path`: its folder's, resolved once per batch, joined with a name that is no link. */
+function realPathOf(path: string, batch: DiskBatch): { real: string; info: DiskInfo } {
+  const windows = Deno.build.os === "windows";
+  const cut = windows
+    ? Math.max(path.lastIndexOf("/"), path.lastIndexOf("\\"))
+    : path.lastIndexOf("/");
+  const dir = cut === 0 ? path.slice(0, 1) : path.slice(0, cut);
+  let realDir = batch.realDirs.get(dir);
+  if (realDir === undefined) {
+    realDir = Deno.realPathSync(dir);
+    batch.realDirs.set(dir, realDir);
   }
-  return { real, info: opened, bytes };
+  const separator = windows ? "\\" : "/";
+  const name = path.slice(cut + 1);
+  const real = realDir.endsWith(separator) ? realDir + name : realDir + separator + name;
+  const info = infoOf(Deno.lstatSync(real));
+  if (info.type !== "link") return { real, info };
+  // A symlink: resolved whole, and what it leads to measured.
+  const target = Deno.realPathSync(path);
+  return { real: target, info: infoOf(Deno.statSync(target)) };
+}
+
+function readSmall(path: string, max: number, batch: DiskBatch): SmallRead {
+  // Measured by its path before it is read: a FIFO there would block the open, so only a
+  // regular file is read. One call reads it whole (Deno resolves the path once, where an open,
+  // a stat and reads through the file resolved it twice).
+  const { real, info } = realPathOf(path, batch);
+  if (info.type !== "file" || info.size > max) return { real, info };
+  const bytes = Deno.readFileSync(real);
+  // Grown past the bound since it was measured: the caller sends it as a large file.
+  if (bytes.length > max) return { real, info: { ...info, size: bytes.length } };
+  return { real, info: { ...info, size: bytes.length }, bytes };
+}
+
+/**
+ * What the jobs of one batch share: the real paths of the folders they read from, each resolved
+ * once (every path component costs Deno a `readlink` for its permission checks on each call).
+ * A batch is one message, so nothing is remembered for longer than it takes to run.
+ */
+export interface DiskBatch {
+  realDirs: Map<string, string>;
+}
+
+/** A fresh {@link DiskBatch}. */
+export function newDiskBatch(): DiskBatch {
+  return { realDirs: new Map() };
 }
 
 /** Runs one job on the calling thread; never throws (a failure is returned). */
-export function runDiskJob(job: DiskJob): DiskResult {
+export function runDiskJob(job: DiskJob, batch: DiskBatch = newDiskBatch()): DiskResult {
   try {
     return job.kind === "folder"
       ? lookUpFolder(job.dir, job.follow ?? false)
-      : readSmall(job.path, job.max);
+      : readSmall(job.path, job.max, batch);
   } catch (error) {
     return failureOf(error);
   }

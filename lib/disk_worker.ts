@@ -6,7 +6,7 @@
  * @module
  */
 
-import { type DiskJob, type DiskResult, runDiskJob } from "./disk_jobs.ts";
+import { type DiskJob, type DiskResult, newDiskBatch, runDiskJob } from "./disk_jobs.ts";
 
 /** A batch of jobs, numbered by the pool. */
 export interface DiskRequest {
@@ -26,7 +26,8 @@ const scope = self as unknown as {
 };
 
 scope.onmessage = ({ data }) => {
-  const results = data.jobs.map(runDiskJob);
+  const batch = newDiskBatch();
+  const results = data.jobs.map((job) => runDiskJob(job, batch));
   const transfer: Transferable[] = [];
   for (const result of results) {
     if ("bytes" in result && result.bytes) transfer.push(result.bytes.buffer);
