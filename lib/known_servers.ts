@@ -7,7 +7,6 @@
  * @module
  */
 
-import { Buffer } from "node:buffer";
 import { dirname, join } from "node:path";
 import { formatHostPort, normalizeHost } from "./connection.ts";
 import { describeError, UserError } from "./errors.ts";
@@ -71,8 +70,14 @@ export async function lookupKnownServer(
   for (const line of await readLines(path)) {
     const [name, fingerprint, cert] = line.trim().split(/\s+/);
     if (name !== key || cert === undefined) continue;
-    const der = new Uint8Array(Buffer.from(cert, "base64"));
-    if (formatFingerprint(der) === fingerprint) return { fingerprint, cert: der };
+    let der: Uint8Array;
+    try {
+      der = Uint8Array.fromBase64(cert);
+    } catch {
+      // A line spoiled by hand: as if it were not there.
+      continue;
+    }
+    if (await formatFingerprint(der) === fingerprint) return { fingerprint, cert: der };
   }
   return undefined;
 }
@@ -95,7 +100,7 @@ export async function rememberServer(
   if (kept.length === 0) {
     kept.push("# Servers ferry trusts: HOST:PORT SHA256:FINGERPRINT CERTIFICATE");
   }
-  kept.push(`${key} ${formatFingerprint(cert)} ${Buffer.from(cert).toString("base64")}`);
+  kept.push(`${key} ${await formatFingerprint(cert)} ${cert.toBase64()}`);
   try {
     await ensurePrivateDir(dirname(path));
     const staged = await StagedFile.open(`${path}.${crypto.randomUUID()}.tmp`, {

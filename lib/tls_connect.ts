@@ -10,9 +10,6 @@
  * @module
  */
 
-import { X509Certificate } from "node:crypto";
-import { isIP } from "node:net";
-import { connect as nodeConnectTls } from "node:tls";
 import { closeQuietly, formatHostPort } from "./connection.ts";
 import { describeError, UserError } from "./errors.ts";
 import { lookupKnownServer, rememberServer } from "./known_servers.ts";
@@ -41,10 +38,23 @@ export interface TlsTrust {
  * import { formatFingerprint } from "./x509.ts";
  *
  * const der = await probeCertificate("127.0.0.1", 9021, 5000);
- * if (der) console.log(formatFingerprint(der));
+ * if (der) console.log(await formatFingerprint(der));
  * ```
  */
 export function probeCertificate(
+  host: string,
+  port: number,
+  timeoutMs: number,
+): Promise<Uint8Array | null> {
+  // Loaded when used: node:tls costs every client start tens of milliseconds otherwise.
+  return Promise.all([import("node:tls"), import("node:net")]).then(([tls, net]) =>
+    readPeerCertificate(tls.connect, net.isIP, host, port, timeoutMs)
+  );
+}
+
+function readPeerCertificate(
+  nodeConnectTls: typeof import("node:tls").connect,
+  isIP: typeof import("node:net").isIP,
   host: string,
   port: number,
   timeoutMs: number,
@@ -77,7 +87,8 @@ export function probeCertificate(
  * The name to check a pinned certificate against: one the certificate carries (localhost first,
  * which no public CA certifies, so only the pinned key can pass), or none when it names no host.
  */
-function pinnedName(der: Uint8Array): string | undefined {
+async function pinnedName(der: Uint8Array): Promise<string | undefined> {
+  const { X509Certificate } = await import("node:crypto");
   let names: string[] = [];
   try {
     names = (new X509Certificate(der).subjectAltName ?? "").split(/,\s*/)
@@ -154,7 +165,7 @@ export async function upgradeToTls(
             "(does the server use TLS, and does --ca match?)",
         );
       }
-      const fingerprint = formatFingerprint(seen);
+      const fingerprint = await formatFingerprint(seen);
       throw new UserError(
         `Server ${target} is not known and no CA vouches for its certificate ` +
           `(${describeError(error).replace(/^invalid peer certificate: /, "")}); ` +
@@ -172,9 +183,10 @@ export async function upgradeToTls(
       closeQuietly(tcp);
       throw new UserError(`Cannot read a TLS certificate from ${target}: is it a TLS server?`);
     }
-    if (formatFingerprint(seen) !== pin) {
+    const seenPrint = await formatFingerprint(seen);
+    if (seenPrint !== pin) {
       closeQuietly(tcp);
-      throw mismatch(target, host, port, pin, formatFingerprint(seen), false);
+      throw mismatch(target, host, port, pin, seenPrint, false);
     }
     cert = seen;
     if (trust.knownServers) {
@@ -187,7 +199,7 @@ export async function upgradeToTls(
       }
     }
   }
-  const name = pinnedName(cert);
+  const name = await pinnedName(cert);
   if (name === undefined) {
     // Without a name to check, any certificate a public CA issued would pass: refuse instead.
     closeQuietly(tcp);
@@ -206,15 +218,9 @@ export async function upgradeToTls(
   } catch (error) {
     if (error instanceof UserError) throw error;
     const seen = await probeCertificate(host, port, timeoutMs);
-    if (seen !== null && formatFingerprint(seen) !== pin) {
-      throw mismatch(
-        target,
-        host,
-        port,
-        pin,
-        formatFingerprint(seen),
-        trust.fingerprint === undefined,
-      );
+    const seenPrint = seen === null ? null : await formatFingerprint(seen);
+    if (seenPrint !== null && seenPrint !== pin) {
+      throw mismatch(target, host, port, pin, seenPrint, trust.fingerprint === undefined);
     }
     throw new UserError(`TLS handshake with ${target} failed: ${describeError(error)}`);
   }
@@ -264,7 +270,7 @@ export async function trustServer(
   if (seen === null) {
     throw new UserError(`Cannot read a TLS certificate from ${target}: is it a TLS server?`);
   }
-  const fingerprint = formatFingerprint(seen);
+  const fingerprint = await formatFingerprint(seen);
   if (options.fingerprint !== undefined && options.fingerprint !== fingerprint) {
     throw mismatch(target, host, port, options.fingerprint, fingerprint, false);
   }

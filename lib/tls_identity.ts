@@ -47,15 +47,15 @@ const HOW_TO_FIX =
  * ```ts
  * const certPem = await Deno.readTextFile("c.pem");
  * const keyPem = await Deno.readTextFile("k.pem");
- * const fingerprint = checkServerCertificate(certPem, keyPem, { cert: "c.pem", key: "k.pem" });
+ * const fingerprint = await checkServerCertificate(certPem, keyPem, { cert: "c.pem", key: "k.pem" });
  * ```
  */
-export function checkServerCertificate(
+export async function checkServerCertificate(
   certPem: string,
   keyPem: string,
   files: { cert: string; key: string },
   now: Date = new Date(),
-): string {
+): Promise<string> {
   const fail = (why: string) => new UserError(`Cannot serve TLS with ${why}`);
   const chain = pemCertificates(certPem);
   if (chain.length === 0) {
@@ -101,7 +101,7 @@ export function checkServerCertificate(
         "give the key the certificate was made for",
     );
   }
-  return formatFingerprint(chain[0]);
+  return await formatFingerprint(chain[0]);
 }
 
 /**
@@ -114,7 +114,7 @@ export async function readServerIdentity(
 ): Promise<ServerIdentity> {
   const cert = await readText(certFile);
   const key = await readText(keyFile);
-  const fingerprint = checkServerCertificate(cert, key, { cert: certFile, key: keyFile });
+  const fingerprint = await checkServerCertificate(cert, key, { cert: certFile, key: keyFile });
   return { cert, key, fingerprint, path: certFile, created: false };
 }
 
@@ -211,7 +211,7 @@ async function readIdentity(path: string): Promise<ServerIdentity> {
   const text = await Deno.readTextFile(path);
   const key = text.match(/-----BEGIN PRIVATE KEY-----[^-]+-----END PRIVATE KEY-----\n?/)?.[0] ?? "";
   const cert = text.replace(key, "");
-  const fingerprint = checkServerCertificate(cert, key, { cert: path, key: path });
+  const fingerprint = await checkServerCertificate(cert, key, { cert: path, key: path });
   return { cert, key, fingerprint, path, created: false };
 }
 

@@ -6,8 +6,8 @@
  * @module
  */
 
-import { Buffer } from "node:buffer";
-import { createHash } from "node:crypto";
+// Web Crypto and the Uint8Array base64 and hex methods, not node:crypto and node:buffer: every
+// client start loads this module, and those two cost each start tens of milliseconds.
 
 /** Prefix of a fingerprint as ferry prints and accepts it. */
 export const FINGERPRINT_PREFIX = "SHA256:";
@@ -19,12 +19,12 @@ export const FINGERPRINT_PREFIX = "SHA256:";
  * @example
  * ```ts
  * const pem = await Deno.readTextFile("cert.pem");
- * const line = formatFingerprint(pemCertificates(pem)[0]); // "SHA256:Ab3...x9Q"
+ * const line = await formatFingerprint(pemCertificates(pem)[0]); // "SHA256:Ab3...x9Q"
  * ```
  */
-export function formatFingerprint(der: Uint8Array): string {
-  const digest = createHash("sha256").update(der).digest();
-  return FINGERPRINT_PREFIX + digest.toString("base64").replace(/=+$/, "");
+export async function formatFingerprint(der: Uint8Array): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new Uint8Array(der)));
+  return FINGERPRINT_PREFIX + digest.toBase64({ omitPadding: true });
 }
 
 /**
@@ -36,14 +36,19 @@ export function parseFingerprint(text: string): string | null {
   const trimmed = text.trim().replace(/^sha256 fingerprint=/i, "");
   const hex = trimmed.replace(/^sha256:/i, "").replaceAll(":", "");
   if (/^[0-9a-f]{64}$/i.test(hex)) {
-    return FINGERPRINT_PREFIX + Buffer.from(hex, "hex").toString("base64").replace(/=+$/, "");
+    return FINGERPRINT_PREFIX + Uint8Array.fromHex(hex).toBase64({ omitPadding: true });
   }
   if (!trimmed.startsWith(FINGERPRINT_PREFIX)) return null;
   const body = trimmed.slice(FINGERPRINT_PREFIX.length).replace(/=+$/, "");
   if (!/^[A-Za-z0-9+/]{43}$/.test(body)) return null;
   // 43 characters carry 258 bits: the last one must leave the two spare bits at zero.
-  const bytes = Buffer.from(body, "base64");
-  if (bytes.length !== 32 || bytes.toString("base64").replace(/=+$/, "") !== body) return null;
+  let bytes: Uint8Array;
+  try {
+    bytes = Uint8Array.fromBase64(body);
+  } catch {
+    return null;
+  }
+  if (bytes.length !== 32 || bytes.toBase64({ omitPadding: true }) !== body) return null;
   return FINGERPRINT_PREFIX + body;
 }
 
@@ -52,12 +57,19 @@ export function pemCertificates(pem: string): Uint8Array[] {
   const blocks = pem.matchAll(
     /-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+)-----END CERTIFICATE-----/g,
   );
-  return [...blocks].map((m) => new Uint8Array(Buffer.from(m[1].replace(/\s+/g, ""), "base64")));
+  return [...blocks].map((m) => {
+    try {
+      return Uint8Array.fromBase64(m[1].replace(/\s+/g, ""));
+    } catch {
+      // Not base64 after all: no certificate, which whoever reads it will say.
+      return new Uint8Array(0);
+    }
+  });
 }
 
 /** A PEM block of `label` (e.g. `CERTIFICATE`) holding `der`. */
 export function toPem(label: string, der: Uint8Array): string {
-  const lines = Buffer.from(der).toString("base64").match(/.{1,64}/g) ?? [];
+  const lines = der.toBase64().match(/.{1,64}/g) ?? [];
   return `-----BEGIN ${label}-----\n${lines.join("\n")}\n-----END ${label}-----\n`;
 }
 

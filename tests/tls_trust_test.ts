@@ -155,7 +155,9 @@ Deno.test("--fingerprint that does not match is refused with both fingerprints, 
   const { server, fingerprint } = await startTlsServer(join(base.path, "state"));
   await using _ = server;
   const other = await makeSelfSignedCertificate({ commonName: "other", names: ["localhost"] });
-  const wrong = (await import("../lib/x509.ts")).formatFingerprint(pemCertificates(other.cert)[0]);
+  const wrong = await (await import("../lib/x509.ts")).formatFingerprint(
+    pemCertificates(other.cert)[0],
+  );
   await Deno.writeTextFile(join(base.path, "up.txt"), "secret\n");
   const put = await ferry(
     server,
