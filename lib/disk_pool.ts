@@ -24,7 +24,10 @@ export type { DiskInfo, FolderLookup, SmallRead } from "./disk_jobs.ts";
 
 /** Options for {@link DiskPool}. */
 export interface DiskPoolOptions {
-  /** Most threads at once (default 2). */
+  /**
+   * Most threads at once (default 4): a folder read from a cold disk holds its thread meanwhile,
+   * and the others go on with other connections' jobs.
+   */
   threads?: number;
   /** A thread with nothing to do for this long, in ms, is stopped (default 30,000). */
   idleMs?: number;
@@ -77,7 +80,7 @@ export class DiskPool {
   #onBroken = new Set<(why: string) => void>();
 
   constructor(options: DiskPoolOptions = {}) {
-    this.#max = Math.max(1, options.threads ?? 2);
+    this.#max = Math.max(1, options.threads ?? 4);
     this.#idleMs = options.idleMs ?? 30_000;
     this.#script = options.script ?? new URL("./disk_worker.ts", import.meta.url);
   }
