@@ -25,9 +25,11 @@ import {
 } from "./harness.ts";
 
 const REQUIRED = Deno.env.get("FERRY_S3_REQUIRED") === "1";
+/** Set by .ci/run, which runs these tests once, through `deno task test:s3`, after the rest. */
+const LATER = Deno.env.get("FERRY_S3_LATER") === "1" && !REQUIRED;
 
-const store = await findS3Store();
-if (!store) {
+const store = LATER ? null : await findS3Store();
+if (!store && !LATER) {
   const note = `S3 tests skipped: no object store answers (${S3_ENV_FILE}); ` +
     "start one with scripts/ceph.sh up, then deno task test:s3";
   if (REQUIRED) throw new Error(note);
