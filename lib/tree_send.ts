@@ -317,7 +317,10 @@ export async function sendTree(
         let queued = 0;
         try {
           for (const [k, index] of want.entries()) {
-            for (; queued < want.length && queued <= k + prepareAhead; queued++) {
+            // Topped up once half has gone, not one file at a time: the reads asked for
+            // together leave for the disk thread in one message.
+            const refill = queued <= k + (prepareAhead >> 1);
+            for (; refill && queued < want.length && queued <= k + prepareAhead; queued++) {
               const i = want[queued];
               const entry = current.entries[i - current.from];
               ahead.set(i, prepareFile(io, source, i, entry, offers.get(i)));
