@@ -113,6 +113,20 @@ async function withRoom<T>(
 
 const asIs = (error: unknown) => error;
 
+/** Whether the open `file` is a regular file (false if it cannot be told). */
+function isFile(file: Deno.FsFile): Promise<boolean> {
+  return file.stat().then((info) => info.isFile, () => false);
+}
+
+/** {@link isFile} on the calling thread. */
+function isFileSync(file: Deno.FsFile): boolean {
+  try {
+    return file.statSync().isFile;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * A file being written under a staging name, until it is committed to its real name, discarded,
  * or kept for a later append.
@@ -190,10 +204,12 @@ export class StagedFile {
     try {
       const offset = mode === "append" ? await file.seek(0, Deno.SeekMode.End) : 0;
       // Something left at a `.part`'s path by hand, a FIFO say, is never written synchronously;
-      // a file just created (createNew, which never follows a symlink) is a regular file.
+      // a file just created (createNew, which never follows a symlink) is a regular file. A
+      // small file's stat of its open file runs on this thread, as its open did: fstat never
+      // blocks, and the hand-off would cost more than the call.
       const wantSync = options.writeSync === true || options.sync === true;
       const writeSync = wantSync &&
-        (mode === "create" || await file.stat().then((info) => info.isFile, () => false));
+        (mode === "create" || (options.sync ? isFileSync(file) : await isFile(file)));
       return new StagedFile(path, file, offset, writeSync, options);
     } catch (error) {
       file.close();
