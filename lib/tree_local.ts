@@ -157,17 +157,45 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
       keptParts.delete(part);
     }
   };
-  /** A file staged at `part` (fresh, or continued after its kept bytes), then named `target`. */
+  /** The folder {@link modeKept} is about: the umask and a default ACL hold per process and folder. */
+  let modesIn: string | undefined;
+  /** Per mode asked at creation: whether a file created with it in {@link modesIn} got all of it. */
+  const modeKept = new Map<number, boolean>();
+  /**
+   * Whether `file`, just created in `dir` with `mode`, has all of it: the first file of each mode
+   * in a folder is asked, and the others created there with it are alike.
+   */
+  const keepsMode = (dir: string, mode: number, file: Deno.FsFile): boolean => {
+    if (modesIn !== dir) {
+      modesIn = dir;
+      modeKept.clear();
+    }
+    let kept = modeKept.get(mode);
+    if (kept === undefined) {
+      try {
+        kept = (file.statSync().mode! & 0o777) === mode;
+      } catch {
+        return false;
+      }
+      modeKept.set(mode, kept);
+    }
+    return kept;
+  };
+  /**
+   * A file staged at `part` in `dir` (new, emptied, or continued after its kept bytes), then
+   * named `target`.
+   */
   const stagedSink = async (
+    dir: string,
     part: string,
     target: string,
     path: string,
     entry: ManifestEntry,
-    how: "replace" | "append",
+    how: "create" | "replace" | "append",
   ): Promise<TreeFileSink> => {
     const mode = Deno.build.os === "windows" ? undefined : entry.mode & 0o777;
     // A small file is written and named without leaving this thread, as the server's are.
-    const sync = how === "replace" && entry.size <= SMALL_FILE_MAX;
+    const sync = how !== "append" && entry.size <= SMALL_FILE_MAX;
     const staged = await StagedFile.open(part, {
       mode: how,
       fsync,
@@ -184,10 +212,13 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
     return {
       write: (chunk) => staged.write(chunk),
       commit: async () => {
-        // The file's mode (given at creation, less the umask: set whole here) and mtime are
-        // given before it is named.
+        // The file's mode and mtime are given before it is named. The mode was given at
+        // creation, less the umask: set whole unless all of it is known to be there already (a
+        // file emptied or continued may have had any mode).
+        const chmod = mode !== undefined &&
+          !(how === "create" && keepsMode(dir, mode, staged.file));
         await staged.commit(() => {
-          if (mode !== undefined) Deno.chmodSync(staged.path, mode);
+          if (chmod) Deno.chmodSync(staged.path, mode!);
           return target;
         }, { replace: true, mtime: entry.mtime });
       },
@@ -248,11 +279,14 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
       const { parents, leaf } = split(path);
       const dir = (await folder(parents, true))!;
       // A big file is staged under a name a later --resume finds again, even if this process
-      // is killed; a small one under a random name, which the next run removes.
-      const part = entry.size > KEEP_MIN_BYTES
-        ? await keptPartName(leaf)
-        : `${TREE_PART_PREFIX}${crypto.randomUUID()}.part`;
-      return await stagedSink(join(dir, part), join(dir, leaf), path, entry, "replace");
+      // is killed; a small one under a random name, which the next run removes, and created
+      // new: nothing can be there (no stat to check what it is; no mode left from before).
+      if (entry.size > KEEP_MIN_BYTES) {
+        const part = join(dir, await keptPartName(leaf));
+        return await stagedSink(dir, part, join(dir, leaf), path, entry, "replace");
+      }
+      const part = join(dir, `${TREE_PART_PREFIX}${crypto.randomUUID()}.part`);
+      return await stagedSink(dir, part, join(dir, leaf), path, entry, "create");
     },
     resume: async (path, entry) => {
       const { parents, leaf } = split(path);
@@ -265,7 +299,7 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
       if (!point) return null;
       return {
         point,
-        open: () => stagedSink(part, join(dir, leaf), path, entry, "append"),
+        open: () => stagedSink(dir, part, join(dir, leaf), path, entry, "append"),
         // Kept again is where it is already.
         release: (drop) => Promise.resolve(drop ? removeQuietly(part) : undefined),
       };

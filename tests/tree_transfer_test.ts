@@ -15,7 +15,10 @@ import {
   ferry,
   makeTempDir,
   pathExists,
+  PROGRAM_PERMISSIONS,
   randomBytes,
+  REPO_ROOT,
+  runCommand,
   startServer,
   stderrLines,
   writeRandomFile,
@@ -306,6 +309,53 @@ Deno.test("--links copies symlinks that stay inside the tree, both ways, and not
   );
   assert.equal(await Deno.readLink(`${server.root}/src/sub/up`), "deep/c.txt");
   assert.equal(await Deno.readTextFile(`${server.root}/src/a.txt`), "a\n", "not written through");
+});
+
+Deno.test({
+  name: "get -r gives every file its whole mode, whatever the umask took from it at creation",
+  ignore: Deno.build.os === "windows",
+  async fn() {
+    await using work = await makeTempDir();
+    await using server = await startServer();
+    // In one folder, modes a umask of 077 keeps whole (600, 700) and modes it cuts (the others),
+    // each more than once, for small files and for large ones (staged another way).
+    const modes = [0o600, 0o644, 0o600, 0o755, 0o700, 0o666, 0o644, 0o604];
+    await Deno.mkdir(`${server.root}/modes/sub`, { recursive: true });
+    for (const [i, mode] of modes.entries()) {
+      const size = i === 6 ? 300 << 10 : i === 7 ? 1536 << 10 : 100;
+      const path = `${server.root}/modes/${i % 2 ? "sub/" : ""}f${i}`;
+      await Deno.writeFile(path, randomBytes(size));
+      await Deno.chmod(path, mode);
+    }
+    const get = async (to: string) => {
+      const result = await runCommand("sh", [
+        "-c",
+        'umask 077 && exec "$@"',
+        "sh",
+        Deno.execPath(),
+        "run",
+        ...PROGRAM_PERMISSIONS,
+        `${REPO_ROOT}client.ts`,
+        server.host,
+        String(server.port),
+        "get",
+        "-r",
+        "modes",
+        to,
+      ]);
+      assertSuccess(result, "get -r under umask 077");
+    };
+    await get(`${work.path}/back`);
+    const expected = await snapshot(`${server.root}/modes`);
+    assert.deepEqual(await snapshot(`${work.path}/back`), expected);
+    // Changed on the server, so each is sent again over the copy there.
+    for (const [i] of modes.entries()) {
+      const path = `${server.root}/modes/${i % 2 ? "sub/" : ""}f${i}`;
+      await Deno.utime(path, new Date(), new Date(Date.UTC(2021, 0, 1 + i)));
+    }
+    await get(`${work.path}/back`);
+    assert.deepEqual(await snapshot(`${work.path}/back`), await snapshot(`${server.root}/modes`));
+  },
 });
 
 // --------------------------------------------------------------------- interrupted trees
