@@ -19,7 +19,7 @@ import { formatHex } from "./format.ts";
 import { KEEP_MIN_BYTES } from "./kept_uploads.ts";
 import { partialDownload } from "./local_download.ts";
 import type { TreeFileSink, TreeSink, TreeSource } from "./tree_transfer.ts";
-import type { ManifestEntry } from "./tree_protocol.ts";
+import type { ManifestEntry, ManifestTop } from "./tree_protocol.ts";
 import { foldsCase, MODE_BITS, TreeWalker } from "./tree_walk.ts";
 
 function removeQuietly(path: string): void {
@@ -122,15 +122,18 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
       current = join(current, segment);
       const shown = segments.slice(0, i + 1).join("/");
       let info: Deno.FileInfo;
+      // On this thread, as every step on a folder here: microseconds of metadata work, less
+      // than an asynchronous call's hand-off to another thread.
       try {
-        // On this thread: microseconds, less than an asynchronous call's hand-off.
         info = Deno.lstatSync(current);
       } catch (error) {
         if (!(error instanceof Deno.errors.NotFound)) throw cannotWrite(current, error);
         if (!create) return null;
-        await Deno.mkdir(current).catch((error) => {
+        try {
+          Deno.mkdirSync(current);
+        } catch (error) {
           throw cannotWrite(current, error);
-        });
+        }
         continue;
       }
       if (info.isSymlink) {
@@ -157,9 +160,16 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
       keptParts.delete(part);
     }
   };
-  /** The folder {@link modeKept} is about: the umask and a default ACL hold per process and folder. */
+  /** Gives the folder `dir`, whose files are all done, the mode and mtime of `entry`. */
+  const finishFolder = (dir: string, entry: ManifestEntry | ManifestTop) => {
+    dropUnused(dir);
+    // Owner rwx stays, so the tree can be updated and removed again.
+    if (Deno.build.os !== "windows") Deno.chmodSync(dir, entry.mode | 0o700);
+    Deno.utimeSync(dir, new Date(), new Date(entry.mtime));
+  };
+  /** The folder {@link modeKept} is about: a default ACL, like the umask, can take bits away. */
   let modesIn: string | undefined;
-  /** Per mode asked at creation: whether a file created with it in {@link modesIn} got all of it. */
+  /** Per mode given at creation: whether a file created in {@link modesIn} kept all of it. */
   const modeKept = new Map<number, boolean>();
   /**
    * Whether `file`, just created in `dir` with `mode`, has all of it: the first file of each mode
@@ -333,17 +343,9 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
     finishDir: async (path, entry) => {
       const dir = await folder(path.split("/"), false);
       if (dir === null) return;
-      dropUnused(dir);
-      // Owner rwx stays, so the tree can be updated and removed again.
-      if (Deno.build.os !== "windows") await Deno.chmod(dir, entry.mode | 0o700);
-      await Deno.utime(dir, new Date(), new Date(entry.mtime));
+      finishFolder(dir, entry);
     },
-    finishBase: async (entry) => {
-      const dir = await top();
-      dropUnused(dir);
-      if (Deno.build.os !== "windows") await Deno.chmod(dir, entry.mode | 0o700);
-      await Deno.utime(dir, new Date(), new Date(entry.mtime));
-    },
+    finishBase: async (entry) => finishFolder(await top(), entry),
     caseInsensitive: async () => foldsCase(await top()),
     checksum: async (path) => {
       using file = await Deno.open(join(await top(), path), { read: true });
