@@ -569,6 +569,33 @@ export interface ChecksumPrefixOptions {
 }
 
 /**
+ * {@link checksumFilePrefix} of a file just opened (so read from its start), on the calling
+ * thread: for a client's own small files, whose few reads cost less than one hand-off of an
+ * asynchronous read to another thread. Null if the file is shorter than `length`.
+ */
+export async function checksumFileStartSync(
+  file: { readSync(p: Uint8Array): number | null },
+  length: number,
+  options: ChecksumPrefixOptions = {},
+): Promise<Checksum | null> {
+  const pool = options.pool ?? defaultPool;
+  const checksum = await createChecksum();
+  const buffer = pool.lease(bufferSizeFor(length));
+  try {
+    let done = 0;
+    while (done < length) {
+      const n = file.readSync(buffer.subarray(0, Math.min(buffer.length, length - done)));
+      if (n === null) return null;
+      checksum.update(buffer.subarray(0, n));
+      done += n;
+    }
+    return checksum;
+  } finally {
+    pool.release(buffer);
+  }
+}
+
+/**
  * Checksums the first `length` bytes of a file, leaving the file positioned just after them.
  * Returns the running checksum (not digested) so a resumed transfer can carry on from it, or
  * null if the file is shorter than `length`.

@@ -14,7 +14,7 @@ import { StoreError, UserError } from "./errors.ts";
 import { checkName, isValidName } from "./remote_name.ts";
 import { SMALL_FILE_MAX, StagedFile } from "./staged_file.ts";
 import { cannotRead, cannotWrite } from "./local_files.ts";
-import { checksumFilePrefix } from "./transfer.ts";
+import { checksumFilePrefix, checksumFileStartSync } from "./transfer.ts";
 import { formatHex } from "./format.ts";
 import { KEEP_MIN_BYTES } from "./kept_uploads.ts";
 import { partialDownload } from "./local_download.ts";
@@ -348,9 +348,14 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
     finishBase: async (entry) => finishFolder(await top(), entry),
     caseInsensitive: async () => foldsCase(await top()),
     checksum: async (path) => {
-      using file = await Deno.open(join(await top(), path), { read: true });
-      const size = (await file.stat()).size;
-      return (await checksumFilePrefix(file, size))?.digest() ?? null;
+      // A small file (the walk found a regular file) is opened and read on this thread.
+      using file = Deno.openSync(join(await top(), path), { read: true });
+      const info = file.statSync();
+      if (!info.isFile) return null;
+      const sum = info.size <= SMALL_FILE_MAX
+        ? await checksumFileStartSync(file, info.size)
+        : await checksumFilePrefix(file, info.size);
+      return sum?.digest() ?? null;
     },
   };
 }

@@ -15,6 +15,7 @@ import type { FrameReader } from "./frame_io.ts";
 import { createChecksum } from "./checksum.ts";
 import {
   checksumFilePrefix,
+  checksumFileStartSync,
   localWait,
   type ResumePoint,
   sendData,
@@ -384,8 +385,13 @@ async function checksumOf(
     return null;
   }
   try {
-    const size = (await file.stat()).size;
-    return (await checksumFilePrefix(file, size, { pool }))?.digest() ?? null;
+    // The client's own small files are measured and read on its thread, as when sent.
+    const readSync = source.sync ? file.readSync?.bind(file) : undefined;
+    const size = (source.sync && file.statSync ? file.statSync() : await file.stat()).size;
+    const sum = readSync && size <= SMALL_FILE
+      ? await checksumFileStartSync({ readSync }, size, { pool })
+      : await checksumFilePrefix(file, size, { pool });
+    return sum?.digest() ?? null;
   } finally {
     file.close();
   }

@@ -135,6 +135,22 @@ Deno.test("a second run sends only what changed; --checksum compares contents", 
     .filter((r) => r.action === "sent").map((r) => r.name);
   assert.deepEqual(names, ["sub/deep/c.txt"]);
   assert.deepEqual(await snapshot(`${server.root}/mirror`), await snapshot(src));
+
+  // The other way, get -r --checksum finds the local file whose content alone changed.
+  const copy = `${work.path}/copy`;
+  await ok(server, ["get", "-r", "mirror", copy]);
+  const big = await Deno.stat(`${copy}/sub/big.bin`);
+  await Deno.writeFile(`${copy}/sub/big.bin`, randomBytes(big.size));
+  await Deno.utime(`${copy}/sub/big.bin`, big.atime!, big.mtime!);
+  const plain = await ok(server, ["get", "-r", "mirror", copy]);
+  assert.match(stderrLines(plain).at(-1)!, /: 0 files, 0 B .*; 4 up to date/);
+  const fetched = await ok(server, ["get", "-r", "mirror", copy, "--checksum", "--json"]);
+  assert.deepEqual(
+    out(fetched).trim().split("\n").map((line) => JSON.parse(line))
+      .filter((r) => r.action === "sent").map((r) => r.name),
+    ["sub/big.bin"],
+  );
+  assert.deepEqual(await snapshot(copy), await snapshot(src));
 });
 
 Deno.test("--delete removes what the sender lacks, both ways; --dry-run changes nothing", async () => {
