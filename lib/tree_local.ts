@@ -279,10 +279,16 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
       const dir = await folder(parents, false);
       if (dir === null) return;
       const target = join(dir, leaf);
-      const info = await Deno.lstat(target).catch(() => null);
-      if (!info) return;
-      // A symlink goes itself; only a real folder is removed with what it holds.
-      await Deno.remove(target, { recursive: info.isDirectory });
+      let info: Deno.FileInfo;
+      try {
+        info = Deno.lstatSync(target);
+      } catch {
+        return;
+      }
+      // A symlink goes itself; only a real folder is removed with what it holds, off this
+      // thread (it may hold any number of files); a file's name goes on it.
+      if (info.isDirectory) await Deno.remove(target, { recursive: true });
+      else Deno.removeSync(target);
       checked = undefined;
     },
     beginFile: async (path, entry): Promise<TreeFileSink> => {
