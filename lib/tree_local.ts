@@ -325,18 +325,26 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
     makeLink: async (path, target) => {
       const { parents, leaf } = split(path);
       const dir = (await folder(parents, true))!;
-      const there = await Deno.lstat(join(dir, leaf)).catch(() => null);
+      const to = join(dir, leaf);
+      let there: Deno.FileInfo | null = null;
+      try {
+        there = Deno.lstatSync(to);
+      } catch {
+        // Not there (or not to be looked at): the symlink and the rename report real trouble.
+      }
       if (there?.isDirectory) throw new StoreError("not_a_file", `${path} is a folder`);
       // Made under a staging name, then renamed over whatever file or link has the name.
       const staged = join(dir, `${TREE_PART_PREFIX}${crypto.randomUUID()}.part`);
-      await Deno.symlink(target, staged).catch((error) => {
-        throw cannotWrite(join(dir, leaf), error);
-      });
       try {
-        await Deno.rename(staged, join(dir, leaf));
+        Deno.symlinkSync(target, staged);
+      } catch (error) {
+        throw cannotWrite(to, error);
+      }
+      try {
+        Deno.renameSync(staged, to);
       } catch (error) {
         removeQuietly(staged);
-        throw cannotWrite(join(dir, leaf), error);
+        throw cannotWrite(to, error);
       }
       checked = undefined;
     },
@@ -344,7 +352,7 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
       const { parents, leaf } = split(path);
       const dir = await folder(parents, false);
       if (dir === null) throw new StoreError("not_found", `No such link: ${path}`);
-      return await Deno.readLink(join(dir, leaf));
+      return Deno.readLinkSync(join(dir, leaf));
     },
     finishDir: async (path, entry) => {
       const dir = await folder(path.split("/"), false);
