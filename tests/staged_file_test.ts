@@ -247,3 +247,30 @@ Deno.test("a small file written with sync gets its mode at creation and its mtim
   if (Deno.build.os !== "windows") assert.equal(info.mode! & 0o777, 0o600);
   assert.equal(await exists(join(dir, "x.part")), false);
 });
+
+Deno.test({
+  name:
+    "a small file's staging path that is not a regular file (a FIFO) is never written on the thread",
+  ignore: Deno.build.os === "windows",
+  async fn() {
+    await using temp = await makeTempDir();
+    const fifo = join(temp.path, "x.part");
+    const made = await new Deno.Command("mkfifo", { args: [fifo] }).output();
+    assert.equal(made.code, 0, "mkfifo");
+    // A reader that opens the FIFO at once and reads only a second later: a write of more than
+    // the pipe holds waits for it.
+    const reader = new Deno.Command("sh", {
+      args: ["-c", 'exec 3<"$0"; sleep 1; cat <&3 >/dev/null', fifo],
+    }).spawn();
+    const staged = await StagedFile.open(fifo, { mode: "replace", sync: true, fsync: false });
+    let order = "";
+    const writing = staged.write(new Uint8Array(1 << 20)).then(() => order += "written ");
+    // Written on this thread, the write would hold it until the reader woke: the timer fires
+    // only because the write waits elsewhere.
+    await new Promise((resolve) => setTimeout(resolve, 50)).then(() => order += "timer ");
+    await writing;
+    assert.equal(order, "timer written ");
+    await staged.discard();
+    assert.equal((await reader.status).code, 0);
+  },
+});
