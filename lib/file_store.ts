@@ -37,7 +37,12 @@ import {
 } from "./tree_store.ts";
 import { type KeptOptions, KeptUploads, RESUME_DIR } from "./kept_uploads.ts";
 import { checkName, quote, STAGING_DIR } from "./remote_name.ts";
-import { SMALL_FILE_MAX, StagedFile, type StagedFileOptions } from "./staged_file.ts";
+import {
+  CreationModes,
+  SMALL_FILE_MAX,
+  StagedFile,
+  type StagedFileOptions,
+} from "./staged_file.ts";
 import { Upload } from "./file_upload.ts";
 import { type DiskInfo, diskPool, type FolderLookup } from "./disk_pool.ts";
 import { type DiskDirEntry, diskError, type DiskFailure, isDiskFailure } from "./disk_jobs.ts";
@@ -83,6 +88,8 @@ export class FileStore implements Store, ServedFolder {
   readonly treeResume = true;
   #fsync: boolean;
   #reserved = new Set<string>();
+  /** Whether uploads created in the staging folder keep the mode they are given. */
+  #modes = new CreationModes();
 
   private constructor(root: string, fsync: boolean, kept: KeptOptions) {
     this.root = root;
@@ -366,14 +373,19 @@ export class FileStore implements Store, ServedFolder {
       };
       let staged: StagedFile;
       let keptDropped = false;
+      let created = false;
       if (options.resume && await this.kept.take(key, size, stagingPath)) {
         staged = await StagedFile.open(stagingPath, { ...staging, mode: "append" });
       } else {
+        created = true;
         // A fresh put replaces whatever was kept for this name; so does a resume of another
         // size, which the client is told (it is not the file it started to send).
         keptDropped = await this.kept.drop(key) && options.resume === true;
         staged = await StagedFile.open(stagingPath, staging);
       }
+      // Looked at now, while the file is open: a chmod by path is then needed only if not.
+      const modeKept = created && mode !== undefined &&
+        this.#modes.keeps(this.stagingDir, mode, staged.file);
       return new Upload(name, staged, {
         keptDropped,
         keep: () => this.kept.keep(stagingPath, key, size),
@@ -382,8 +394,9 @@ export class FileStore implements Store, ServedFolder {
         mtime: options.mtime,
         // Run again if naming it needed room: the folders are made (or found) again too.
         target: async () => {
-          // ... and its mode, given at creation, less the umask: set whole before it is named.
-          if (mode !== undefined) {
+          // ... and its mode, given at creation, less the umask: set whole before it is named,
+          // unless creation is known to have kept all of it.
+          if (mode !== undefined && !modeKept) {
             if (sync) Deno.chmodSync(stagingPath, mode);
             else await Deno.chmod(stagingPath, mode);
           }

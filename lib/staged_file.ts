@@ -88,6 +88,46 @@ export interface CommitOptions {
 export const SMALL_FILE_MAX = 256 << 10;
 
 /**
+ * Whether files created in a folder keep the whole mode they were given at creation: the umask,
+ * and a default ACL, which can differ from folder to folder, may take bits away, and a chmod by
+ * path puts them back. The first file of each mode created in a folder is looked at; the others
+ * created there with that mode are alike, and need no chmod when it kept all of it. Only a file
+ * this process has just created counts: one emptied or continued may have had any mode.
+ *
+ * @example
+ * ```ts
+ * import { CreationModes, StagedFile } from "./staged_file.ts";
+ *
+ * const modes = new CreationModes();
+ * const staged = await StagedFile.open("dir/x.part", { permissions: 0o644 });
+ * if (!modes.keeps("dir", 0o644, staged.file)) await Deno.chmod(staged.path, 0o644);
+ * ```
+ */
+export class CreationModes {
+  #dir?: string;
+  #kept = new Map<number, boolean>();
+
+  /** Whether `file`, just created in `dir` with `mode`, has all of it. */
+  keeps(dir: string, mode: number, file: Deno.FsFile): boolean {
+    if (this.#dir !== dir) {
+      this.#dir = dir;
+      this.#kept.clear();
+    }
+    let kept = this.#kept.get(mode);
+    if (kept === undefined) {
+      try {
+        // An fstat of a file just created: its inode is in memory, no disk wait.
+        kept = (file.statSync().mode! & 0o777) === mode;
+      } catch {
+        return false;
+      }
+      this.#kept.set(mode, kept);
+    }
+    return kept;
+  }
+}
+
+/**
  * Where a committed file goes: a path, or a function that prepares one and returns it (creating
  * its folders, checking the name, or setting the staged file's mode and times first). The
  * function runs after the flush, and again if the move needed room that was then made.

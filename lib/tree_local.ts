@@ -12,7 +12,7 @@
 import { dirname, join } from "node:path";
 import { StoreError, UserError } from "./errors.ts";
 import { checkName, isValidName } from "./remote_name.ts";
-import { SMALL_FILE_MAX, StagedFile } from "./staged_file.ts";
+import { CreationModes, SMALL_FILE_MAX, StagedFile } from "./staged_file.ts";
 import { cannotRead, cannotWrite } from "./local_files.ts";
 import { checksumFilePrefix, checksumFileStartSync } from "./transfer.ts";
 import { formatHex } from "./format.ts";
@@ -167,30 +167,8 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
     if (Deno.build.os !== "windows") Deno.chmodSync(dir, entry.mode | 0o700);
     Deno.utimeSync(dir, new Date(), new Date(entry.mtime));
   };
-  /** The folder {@link modeKept} is about: a default ACL, like the umask, can take bits away. */
-  let modesIn: string | undefined;
-  /** Per mode given at creation: whether a file created in {@link modesIn} kept all of it. */
-  const modeKept = new Map<number, boolean>();
-  /**
-   * Whether `file`, just created in `dir` with `mode`, has all of it: the first file of each mode
-   * in a folder is asked, and the others created there with it are alike.
-   */
-  const keepsMode = (dir: string, mode: number, file: Deno.FsFile): boolean => {
-    if (modesIn !== dir) {
-      modesIn = dir;
-      modeKept.clear();
-    }
-    let kept = modeKept.get(mode);
-    if (kept === undefined) {
-      try {
-        kept = (file.statSync().mode! & 0o777) === mode;
-      } catch {
-        return false;
-      }
-      modeKept.set(mode, kept);
-    }
-    return kept;
-  };
+  /** Whether files created in a folder keep the whole mode they are given. */
+  const modes = new CreationModes();
   /**
    * A file staged at `part` in `dir` (new, emptied, or continued after its kept bytes), then
    * named `target`.
@@ -226,7 +204,7 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
         // creation, less the umask: set whole unless all of it is known to be there already (a
         // file emptied or continued may have had any mode).
         const chmod = mode !== undefined &&
-          !(how === "create" && keepsMode(dir, mode, staged.file));
+          !(how === "create" && modes.keeps(dir, mode, staged.file));
         await staged.commit(() => {
           if (chmod) Deno.chmodSync(staged.path, mode!);
           return target;

@@ -12,6 +12,7 @@ import {
   assertFailure,
   assertSuccess,
   assertUsageError,
+  collectLines,
   ferry,
   makeTempDir,
   pathExists,
@@ -19,6 +20,8 @@ import {
   randomBytes,
   REPO_ROOT,
   runCommand,
+  SERVER_BANNER,
+  spawnServing,
   startServer,
   stderrLines,
   writeRandomFile,
@@ -371,6 +374,56 @@ Deno.test({
     }
     await get(`${work.path}/back`);
     assert.deepEqual(await snapshot(`${work.path}/back`), await snapshot(`${server.root}/modes`));
+  },
+});
+
+Deno.test({
+  name: "put -r gives every file its whole mode on the server, whatever the server's umask took",
+  ignore: Deno.build.os === "windows",
+  async fn() {
+    await using work = await makeTempDir();
+    const root = `${work.path}/root`;
+    // The server itself runs under umask 077, so creation cuts most of these modes.
+    const child = spawnServing("sh", [
+      "-c",
+      'umask 077 && exec "$@"',
+      "sh",
+      Deno.execPath(),
+      "run",
+      ...PROGRAM_PERMISSIONS,
+      "server.ts",
+      "0",
+      "--root",
+      root,
+    ]);
+    const output = collectLines(child.stderr);
+    try {
+      const banner = await output.firstMatch(SERVER_BANNER);
+      assert.ok(banner, output.lines.join("\n"));
+      const server = { host: "127.0.0.1", port: Number(banner[4]) };
+      const modes = [0o600, 0o644, 0o600, 0o755, 0o700, 0o666, 0o644, 0o604];
+      const src = `${work.path}/modes`;
+      await Deno.mkdir(`${src}/sub`, { recursive: true });
+      for (const [i, mode] of modes.entries()) {
+        const size = i === 6 ? 300 << 10 : i === 7 ? 1536 << 10 : 100;
+        const path = `${src}/${i % 2 ? "sub/" : ""}f${i}`;
+        await Deno.writeFile(path, randomBytes(size));
+        await Deno.chmod(path, mode);
+      }
+      assertSuccess(await ferry(server, ["put", "-r", src]), "put -r to a server under umask 077");
+      assert.deepEqual(await snapshot(`${root}/modes`), await snapshot(src));
+      // Changed here, so each is sent again over the copy there.
+      for (const [i] of modes.entries()) {
+        const path = `${src}/${i % 2 ? "sub/" : ""}f${i}`;
+        await Deno.utime(path, new Date(), new Date(Date.UTC(2021, 0, 1 + i)));
+      }
+      assertSuccess(await ferry(server, ["put", "-r", src]), "put -r again");
+      assert.deepEqual(await snapshot(`${root}/modes`), await snapshot(src));
+    } finally {
+      child.kill("SIGTERM");
+      await child.status;
+      await output.done;
+    }
   },
 });
 
