@@ -144,15 +144,22 @@ function realPathOf(path: string, batch: DiskBatch): { real: string; info: DiskI
 }
 
 function readSmall(path: string, max: number, batch: DiskBatch): SmallRead {
-  // Measured by its path before it is read: a FIFO there would block the open, so only a
-  // regular file is read. One call reads it whole (Deno resolves the path once, where an open,
-  // a stat and reads through the file resolved it twice).
+  // Measured by its path before it is opened: a FIFO there would block the open, so only a
+  // regular file is opened, then measured again through the file, and read no further than
+  // that: one swapped for a huge file meanwhile is never read whole (readFileSync would).
   const { real, info } = realPathOf(path, batch);
   if (info.type !== "file" || info.size > max) return { real, info };
-  const bytes = Deno.readFileSync(real);
-  // Grown past the bound since it was measured: the caller sends it as a large file.
-  if (bytes.length > max) return { real, info: { ...info, size: bytes.length } };
-  return { real, info: { ...info, size: bytes.length }, bytes };
+  using file = Deno.openSync(real, { read: true });
+  const opened = infoOf(file.statSync());
+  if (opened.type !== "file" || opened.size > max) return { real, info: opened };
+  const bytes = new Uint8Array(opened.size);
+  let filled = 0;
+  while (filled < bytes.length) {
+    const n = file.readSync(bytes.subarray(filled));
+    if (n === null) throw new Deno.errors.UnexpectedEof("it shrank while being read");
+    filled += n;
+  }
+  return { real, info: opened, bytes };
 }
 
 /**
