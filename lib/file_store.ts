@@ -45,6 +45,7 @@ import {
 } from "./staged_file.ts";
 import { Upload } from "./file_upload.ts";
 import { type DiskInfo, diskPool, type FolderLookup } from "./disk_pool.ts";
+import { type ListedFolder, type TreeListing, walkListing } from "./tree_listing.ts";
 import { type DiskDirEntry, diskError, type DiskFailure, isDiskFailure } from "./disk_jobs.ts";
 
 export { RESUME_DIR };
@@ -185,7 +186,7 @@ export class FileStore implements Store, ServedFolder {
   }
 
   /** See {@link Store.listTree} (lib/tree_store.ts). */
-  listTree(options?: ListTreeOptions): Promise<TreeEntry[]> {
+  listTree(options?: ListTreeOptions): Promise<TreeListing> {
     return listTree(this, options);
   }
 
@@ -419,34 +420,51 @@ export class FileStore implements Store, ServedFolder {
    * hidden, and so is any folder the server may not read. Every name is listed, those a client
    * may not ask for (control characters, say) too: it shows them escaped, and the server
    * refuses them when asked. A file whose name is not valid UTF-8 is listed as
-   * {@link ListEntry.notUtf8}.
+   * {@link ListEntry.notUtf8}. Holds the whole list: the server streams its listings instead
+   * ({@link walkListing}).
    */
   async list(): Promise<ListEntry[]> {
     const entries: ListEntry[] = [];
-    await this.walkListing(this.root, "", { recursive: true }, (entry) => {
-      if (entry.type !== "file") return;
-      const { type: _, ...file } = entry;
-      entries.push(file);
-    });
-    return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for await (const batch of this.walkListing(this.root, "", { recursive: true })) {
+      for (const entry of batch) {
+        if (entry.type !== "file") continue;
+        const { type: _, ...file } = entry;
+        entries.push(file);
+      }
+    }
+    return entries;
   }
 
   /**
    * The one walk behind both listings, the flat one ({@link list}) and the typed one
-   * (lib/tree_store.ts): tells `visit` about each name in the folder `dir` (a real path inside
-   * the root, whose names start with `prefix`), and with `recursive` about everything under it.
-   * The private folders are left out; so are symlinks to folders (never followed), symlinks that
-   * lead out, special files, and what a folder the server may not read would hold. A name that is
-   * not valid UTF-8 comes marked `notUtf8`, with size and mtime 0.
+   * (lib/tree_store.ts): the names in the folder `dir` (a real path inside the root, whose names
+   * start with `prefix`), and with `recursive` everything under it, in listing order
+   * (lib/tree_listing.ts), a folder at a time. The private folders are left out; so are symlinks
+   * to folders (never followed), symlinks that lead out, special files, and what a folder the
+   * server may not read would hold (`dir` itself unreadable fails the walk). A name that is not
+   * valid UTF-8 comes marked `notUtf8`, with size and mtime 0.
    */
-  async walkListing(
+  walkListing(dir: string, prefix: string, options: { recursive: boolean }): TreeListing {
+    return walkListing({ path: dir, prefix }, async (folder, top) => {
+      try {
+        return await this.#listFolder(folder.path, folder.prefix, options.recursive);
+      } catch (error) {
+        // One folder the server may not read (permissions, --deny-read) must not cost the client
+        // the whole listing: it is left out, as an unreadable file is.
+        if (top || !isUnreadable(error)) throw error;
+        return null;
+      }
+    });
+  }
+
+  /** One folder of {@link walkListing}: its entries, and with `recursive` its subfolders. */
+  async #listFolder(
     dir: string,
     prefix: string,
-    options: { recursive: boolean },
-    visit: (entry: TreeEntry) => void,
-  ): Promise<void> {
-    /** Subfolders to walk once this folder is listed. */
-    const below: { path: string; name: string }[] = [];
+    recursive: boolean,
+  ): Promise<ListedFolder<{ path: string; prefix: string }>> {
+    const entries: TreeEntry[] = [];
+    const below: { name: string; folder: { path: string; prefix: string } }[] = [];
     // The whole folder is looked up on a disk thread, symlinks' targets included.
     const folder = await diskPool.folder(dir, { follow: true });
     /** What a lookup found, or null when the name went or cannot be read meanwhile. */
@@ -463,7 +481,7 @@ export class FileStore implements Store, ServedFolder {
       if (name === STAGING_DIR || name === RESUME_DIR) continue;
       for (const entry of undecodable) {
         if (!(entry.isFile || entry.isDirectory)) continue;
-        visit({
+        entries.push({
           name,
           type: entry.isDirectory ? "dir" : "file",
           size: 0,
@@ -475,8 +493,8 @@ export class FileStore implements Store, ServedFolder {
       if (reachable.isDirectory) {
         const info = found(folder.infos.get(base));
         if (!info) continue;
-        visit({ name, type: "dir", size: 0, mtime: info.mtime });
-        if (options.recursive) below.push({ path, name });
+        entries.push({ name, type: "dir", size: 0, mtime: info.mtime });
+        if (recursive) below.push({ name, folder: { path, prefix: name + "/" } });
         continue;
       }
       // Symlinked files are listed only when they stay inside; folders are not followed.
@@ -489,17 +507,9 @@ export class FileStore implements Store, ServedFolder {
         info = found(folder.infos.get(base));
       }
       if (info?.type !== "file") continue;
-      visit({ name, type: "file", size: info.size, mtime: info.mtime });
+      entries.push({ name, type: "file", size: info.size, mtime: info.mtime });
     }
-    // One folder the server may not read (permissions, --deny-read) must not cost the client
-    // the whole listing: it is left out, as an unreadable file is.
-    for (const { path, name } of below) {
-      try {
-        await this.walkListing(path, name + "/", options, visit);
-      } catch (error) {
-        if (!isUnreadable(error)) throw error;
-      }
-    }
+    return { entries, below };
   }
 
   /**

@@ -118,6 +118,8 @@ export interface Ok {
   offset?: number;
   /** Put resume: checksum of the `offset` bytes the server kept. */
   prefix?: string;
+  /** For a typed list that asked for it: the listing comes a JSON entry per line, as walked. */
+  stream?: boolean;
 }
 
 /** End of a data phase: what the receiver must have seen. */
@@ -272,6 +274,10 @@ export function parseOk(json: Record<string, unknown>): Ok {
   if (json.offset !== undefined) {
     if (!isSize(json.offset)) throw malformed("OK");
     ok.offset = json.offset;
+  }
+  if (json.stream !== undefined) {
+    if (typeof json.stream !== "boolean") throw malformed("OK");
+    ok.stream = json.stream;
   }
   if (json.prefix !== undefined) {
     if (typeof json.prefix !== "string") throw malformed("OK");

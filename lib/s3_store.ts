@@ -38,7 +38,7 @@ import type {
   StoreFile,
   StoreUpload,
 } from "./store.ts";
-import type { TreeEntry } from "./tree_protocol.ts";
+import type { TreeListing } from "./tree_listing.ts";
 import type { TreeSink, TreeSource } from "./tree_transfer.ts";
 
 /** Defaults for {@link S3StoreOptions}. */
@@ -332,7 +332,7 @@ export class S3Store implements Store {
   }
 
   /** See {@link Store.listTree} (lib/s3_tree.ts). */
-  listTree(options?: ListTreeOptions): Promise<TreeEntry[]> {
+  listTree(options?: ListTreeOptions): Promise<TreeListing> {
     return this.#tree.listTree(options);
   }
 

@@ -22,6 +22,7 @@ import type {
   Store,
 } from "./store.ts";
 import type { TreeEntry } from "./tree_protocol.ts";
+import { type ListedFolder, type TreeListing, walkListing } from "./tree_listing.ts";
 import { sourceFile, type TreeFileSink, type TreeSink, type TreeSource } from "./tree_transfer.ts";
 import { compareName, type EntryWalk, type WalkEntry } from "./tree_walk.ts";
 
@@ -58,10 +59,6 @@ export interface S3TreeInit {
 /** HEAD requests a walk makes at once for the stamps of one folder's files. */
 const STAT_REQUESTS = 16;
 
-function byName(a: TreeEntry, b: TreeEntry): number {
-  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
-}
-
 /**
  * The folders of the S3 store.
  *
@@ -69,7 +66,7 @@ function byName(a: TreeEntry, b: TreeEntry): number {
  * ```ts ignore
  * const tree = new S3Tree({ bucket, store, withClaim, checksum });
  * await tree.makeDir("photos");
- * console.log(await tree.listTree({ dir: "photos" }));
+ * for await (const batch of await tree.listTree({ dir: "photos" })) console.log(batch);
  * ```
  */
 export class S3Tree {
@@ -131,43 +128,52 @@ export class S3Tree {
     if (segments.length > 1) await this.#mark(segments.slice(0, -1).join("/"));
   }
 
-  /** See {@link Store.listTree}: a folder by delimiter listing, a subtree page by page. */
-  async listTree(options: ListTreeOptions = {}): Promise<TreeEntry[]> {
+  /**
+   * See {@link Store.listTree}: a folder by delimiter listing, a subtree one such listing per
+   * folder, walked as the listing goes out (lib/tree_listing.ts), so only the folders on the way
+   * are held. A folder's mtime is its marker's (a HEAD each, {@link STAT_REQUESTS} at once, in a
+   * recursive listing; 0 without one, and in a listing of one folder).
+   */
+  async listTree(options: ListTreeOptions = {}): Promise<TreeListing> {
     const { dir } = options;
     if (dir !== undefined && !await this.isFolder(dir)) {
       throw new StoreError("not_found", `No such folder: ${quote(dir)}`);
     }
     const base = dir === undefined ? "" : checkName(dir).join("/") + "/";
+    return walkListing(base, (under) => this.#listLevel(under, options.recursive ?? false));
+  }
+
+  /** One folder of a listing: the keys and prefixes right under `under` (empty or ending in `/`). */
+  async #listLevel(under: string, recursive: boolean): Promise<ListedFolder<string>> {
     const entries: TreeEntry[] = [];
-    const bucket = this.#init.bucket;
-    if (!options.recursive) {
-      for await (const found of bucket.listLevel(base)) {
-        if ("prefix" in found) {
-          const name = found.prefix.slice(0, -1);
-          if (isValidName(name)) entries.push({ name, type: "dir", size: 0, mtime: 0 });
-        } else if (found.key !== base && isValidName(found.key)) {
-          entries.push({ name: found.key, type: "file", size: found.size, mtime: found.mtime });
-        }
+    const below: { name: string; folder: string }[] = [];
+    for await (const found of this.#init.bucket.listLevel(under)) {
+      if ("prefix" in found) {
+        const name = found.prefix.slice(0, -1);
+        if (!isValidName(name)) continue;
+        entries.push({ name, type: "dir", size: 0, mtime: 0 });
+        if (recursive) below.push({ name, folder: found.prefix });
+      } else if (found.key !== under && isValidName(found.key)) {
+        entries.push({ name: found.key, type: "file", size: found.size, mtime: found.mtime });
       }
-      return entries.sort(byName);
     }
-    // Only folder names are remembered beyond the page at hand: the listing itself is sent whole.
-    const folders = new Map<string, number>();
-    for await (const object of bucket.listObjects(base)) {
-      if (base === "" && object.key.startsWith(STAGING_DIR + "/")) continue;
-      const marker = object.key.endsWith("/");
-      const name = marker ? object.key.slice(0, -1) : object.key;
-      if (name.length <= base.length || !isValidName(name)) continue;
-      const segments = name.slice(base.length).split("/");
-      for (let i = 1; i < segments.length; i++) {
-        const folder = base + segments.slice(0, i).join("/");
-        if (!folders.has(folder)) folders.set(folder, 0);
+    if (recursive) await this.#markerTimes(entries.filter((entry) => entry.type === "dir"));
+    return { entries, below };
+  }
+
+  /** Gives each folder of `dirs` its marker's mtime, if it has a marker. */
+  async #markerTimes(dirs: TreeEntry[]): Promise<void> {
+    let next = 0;
+    const worker = async () => {
+      while (next < dirs.length) {
+        const entry = dirs[next++];
+        const marker = await this.#init.bucket.head(entry.name + "/");
+        await marker?.body?.cancel();
+        const modified = Date.parse(marker?.headers.get("last-modified") ?? "");
+        if (Number.isFinite(modified)) entry.mtime = modified;
       }
-      if (marker) folders.set(name, object.mtime);
-      else entries.push({ name, type: "file", size: object.size, mtime: object.mtime });
-    }
-    for (const [name, mtime] of folders) entries.push({ name, type: "dir", size: 0, mtime });
-    return entries.sort(byName);
+    };
+    await Promise.all(Array.from({ length: Math.min(STAT_REQUESTS, dirs.length) }, worker));
   }
 
   /** See {@link Store.remove}: a folder's keys go a page (1,000) at a time. */

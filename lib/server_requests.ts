@@ -23,6 +23,7 @@ import {
   encodeListing,
   type ErrorCode,
   type GetRequest,
+  type ListEntry,
   type Ok,
   type PutRequest,
   type Request,
@@ -38,7 +39,9 @@ import {
   type ResumePoint,
   sendData,
 } from "./transfer.ts";
-import { encodeTreeListing } from "./tree_protocol.ts";
+import type { ListRequest, TreeEntry } from "./tree_protocol.ts";
+import type { TreeListing } from "./tree_listing.ts";
+import { createChecksum } from "./checksum.ts";
 import { changeTree } from "./tree_store.ts";
 import type { TreeTransferRequest } from "./tree_protocol.ts";
 import { checkTreeRequest, serveTreeTransfer } from "./tree_server.ts";
@@ -99,17 +102,8 @@ export async function serveRequest(
       return await servePut(request, channel, ctx);
     case "get":
       return await serveGet(request, channel, ctx);
-    case "list": {
-      const { dir, recursive } = request;
-      // A request without `recursive` is the original one, from a client that predates folders.
-      return await serveList(
-        channel.out,
-        ctx,
-        recursive === undefined
-          ? async () => encodeListing(await ctx.store.list())
-          : async () => encodeTreeListing(await ctx.store.listTree({ dir, recursive })),
-      );
-    }
+    case "list":
+      return await serveList(request, channel, ctx);
     case "kept":
       return await serveKept(channel.out, ctx);
     case "rm":
@@ -382,18 +376,77 @@ async function serveKept(out: FrameWriter, ctx: Context): Promise<Outcome> {
   return await sendListing(listing, out, ctx);
 }
 
-async function serveList(
-  out: FrameWriter,
-  ctx: Context,
-  list: () => Promise<Uint8Array>,
-): Promise<Outcome> {
-  let listing: Uint8Array;
+/**
+ * Sends a listing as it is walked (lib/tree_listing.ts), never whole: a typed one as a line of
+ * JSON per entry (`stream`) or as a JSON array, the original one (a request without
+ * `recursive`, from a client that predates folders) as a JSON array of its files. An array is
+ * written piece by piece too: its bytes are what they always were, and only OK's `size`, which
+ * would need the whole listing first, is gone.
+ */
+async function serveList(request: ListRequest, channel: Channel, ctx: Context): Promise<Outcome> {
+  const { out, entry } = channel;
+  const { dir, recursive } = request;
+  const typed = recursive !== undefined;
+  const stream = typed && request.stream === true;
+  let listing: TreeListing;
   try {
-    listing = await list();
+    listing = await ctx.store.listTree(typed ? { dir, recursive } : { recursive: true });
   } catch (error) {
     return await refuse(out, error);
   }
-  return await sendListing(listing, out, ctx);
+  let sent = 0;
+  let count = 0;
+  try {
+    // A small listing's OK, DATA and END leave in one write; a large one's flows as it grows.
+    out.cork();
+    await out.writeControl(FrameType.OK, stream ? { stream: true } : {});
+    const checksum = await createChecksum();
+    let pending = stream ? "" : "[";
+    const flush = async () => {
+      const bytes = encoder.encode(pending);
+      pending = "";
+      if (bytes.length === 0) return;
+      checksum.update(bytes);
+      await out.writeData(bytes);
+      sent += bytes.length;
+    };
+    for await (const batch of listing) {
+      for (const listed of batch) {
+        if (!typed && listed.type !== "file") continue;
+        const json = JSON.stringify(typed ? listed : flatEntry(listed));
+        pending += stream ? json + "\n" : (count === 0 ? json : "," + json);
+        count++;
+      }
+      if (pending.length >= LISTING_PIECE) await flush();
+    }
+    if (!stream) pending += "]";
+    await flush();
+    await out.writeControl(FrameType.END, { size: sent, checksum: checksum.digest() });
+    await out.uncork();
+    return { bytes: sent, result: `ok ${count} entries` };
+  } catch (error) {
+    if (entry.reason) return { bytes: sent, result: `cut (${entry.reason})`, close: true };
+    const gone = interruptionOf(error);
+    if (gone) {
+      return { bytes: sent, result: `interrupted (client went away: ${gone})`, close: true };
+    }
+    // Part-way through the data: the client hears why, and the connection ends.
+    const { code, message } = classifyPartWay(error);
+    await out.writeControl(FrameType.ABORT, { code, message }).catch(() => {});
+    await out.uncork().catch(() => {});
+    return { bytes: sent, result: `failed (${code}: ${message})`, close: true };
+  }
+}
+
+/** Characters of a listing gathered before they go out as one DATA frame. */
+const LISTING_PIECE = 64 << 10;
+
+const encoder = new TextEncoder();
+
+/** A file of the original listing: no type (every entry is a file). */
+function flatEntry(file: TreeEntry): ListEntry {
+  const { type: _, ...entry } = file;
+  return entry;
 }
 
 /** Sends an encoded listing as OK and a data phase. */

@@ -10,7 +10,7 @@
 import type { KeepResult, KeptTotals, KeptUpload } from "./kept_uploads.ts";
 import type { ListEntry } from "./protocol.ts";
 import type { TransferResult } from "./transfer.ts";
-import type { TreeEntry } from "./tree_protocol.ts";
+import type { TreeListing } from "./tree_listing.ts";
 import type { TreeSink, TreeSource } from "./tree_transfer.ts";
 
 /** A file being read: read in place, and sought for a resume. */
@@ -158,9 +158,11 @@ export interface Store {
   list(): Promise<ListEntry[]>;
   /**
    * A folder's files and subfolders, or with `recursive` everything under it, sorted by name
-   * (names relative to the root). Throws `StoreError` `not_found` or `not_a_file` for `dir`.
+   * (names relative to the root), produced as it is walked, a folder at a time
+   * (lib/tree_listing.ts): however many entries, a store holds no more than the folders on the
+   * way. Throws `StoreError` `not_found` or `not_a_file` for `dir` before it resolves.
    */
-  listTree(options?: ListTreeOptions): Promise<TreeEntry[]>;
+  listTree(options?: ListTreeOptions): Promise<TreeListing>;
   /**
    * Whether `name` (the root when absent) is a folder: false when nothing has that name; throws
    * `StoreError` `not_a_file` when a file has it.

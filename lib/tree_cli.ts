@@ -48,34 +48,87 @@ export interface ListingFormat {
  * escaped: one harmless line, never a painted terminal or a forged line.
  */
 export function formatListing(entries: TreeEntry[], format: ListingFormat): string {
-  if (format.json) {
-    return safeJson(
-      entries.map((e) =>
-        e.notUtf8
-          ? { name: e.name, type: e.type, size: null, mtime: null, notUtf8: true }
-          : { name: e.name, type: e.type, size: e.size, mtime: new Date(e.mtime).toISOString() }
-      ),
-      2,
-    ) + "\n";
+  const writer = new ListingWriter(format);
+  return writer.add(entries) + writer.end();
+}
+
+/**
+ * {@link formatListing} a piece at a time, for a listing printed as it arrives: {@link add}
+ * gives the text of the entries it is handed (names one per line, or `--json`'s array so far),
+ * {@link end} what closes it. The pieces together are exactly {@link formatListing}'s text.
+ * `--long` aligns its columns to the widest size, so it holds its rows until {@link end}.
+ *
+ * @example
+ * ```ts
+ * import { ListingWriter } from "./tree_cli.ts";
+ *
+ * const writer = new ListingWriter({ json: true, long: false });
+ * let text = writer.add([{ name: "a.txt", type: "file", size: 1, mtime: 0 }]);
+ * text += writer.end();
+ * console.log(JSON.parse(text));
+ * ```
+ */
+export class ListingWriter {
+  #format: ListingFormat;
+  #count = 0;
+  #rows: TreeEntry[] = [];
+
+  constructor(format: ListingFormat) {
+    this.#format = format;
   }
-  const shown = (e: TreeEntry) =>
-    e.notUtf8
-      ? displayUndecodableName(e.name + (e.type === "dir" ? "/" : ""))
-      : displayName(e.name) + (e.type === "dir" ? "/" : "");
-  if (!format.long) return entries.map((e) => shown(e) + "\n").join("");
-  // A name that is not valid UTF-8 cannot be looked at: its size and date are unknown.
-  const sizes = entries.map((e) => e.notUtf8 ? "?" : e.type === "dir" ? "-" : formatBytes(e.size));
-  const width = Math.max(0, ...sizes.map((s) => s.length));
-  const dates = entries.map((e) => e.notUtf8 ? "?".padEnd(16) : formatDate(e.mtime));
-  const lines = entries.map((e, i) => `${sizes[i].padStart(width)}  ${dates[i]}  ${shown(e)}\n`);
-  const files = entries.filter((e) => e.type === "file");
-  const folders = entries.length - files.length;
-  const total = files.reduce((n, e) => n + e.size, 0);
-  const counts = [
-    files.length === 1 ? "1 file" : `${files.length} files`,
-    ...(folders === 0 ? [] : [folders === 1 ? "1 folder" : `${folders} folders`]),
-  ];
-  return lines.join("") + `${counts.join(", ")}, ${formatBytes(total)}\n`;
+
+  /** The text for `entries`, the next ones of the listing. */
+  add(entries: TreeEntry[]): string {
+    if (this.#format.long) {
+      for (const entry of entries) this.#rows.push(entry);
+      return "";
+    }
+    let text = "";
+    if (this.#format.json) {
+      for (const e of entries) {
+        const shown = e.notUtf8
+          ? { name: e.name, type: e.type, size: null, mtime: null, notUtf8: true }
+          : { name: e.name, type: e.type, size: e.size, mtime: new Date(e.mtime).toISOString() };
+        // As an element of an array indented by 2: each of its lines two spaces further in.
+        text += (this.#count++ === 0 ? "[\n" : ",\n") + safeJson(shown, 2).replace(/^/gm, "  ");
+      }
+      return text;
+    }
+    for (const e of entries) text += shownName(e) + "\n";
+    return text;
+  }
+
+  /** The text that ends the listing. */
+  end(): string {
+    if (this.#format.json) return this.#count === 0 ? "[]\n" : "\n]\n";
+    if (!this.#format.long) return "";
+    const entries = this.#rows;
+    this.#rows = [];
+    // A name that is not valid UTF-8 cannot be looked at: its size and date are unknown.
+    const sizes = entries.map((e) =>
+      e.notUtf8 ? "?" : e.type === "dir" ? "-" : formatBytes(e.size)
+    );
+    const width = Math.max(0, ...sizes.map((s) => s.length));
+    const dates = entries.map((e) => e.notUtf8 ? "?".padEnd(16) : formatDate(e.mtime));
+    const lines = entries.map((e, i) =>
+      `${sizes[i].padStart(width)}  ${dates[i]}  ${shownName(e)}\n`
+    );
+    const files = entries.filter((e) => e.type === "file");
+    const folders = entries.length - files.length;
+    const total = files.reduce((n, e) => n + e.size, 0);
+    const counts = [
+      files.length === 1 ? "1 file" : `${files.length} files`,
+      ...(folders === 0 ? [] : [folders === 1 ? "1 folder" : `${folders} folders`]),
+    ];
+    return lines.join("") + `${counts.join(", ")}, ${formatBytes(total)}\n`;
+  }
+}
+
+/** A listed name as shown: escaped if need be, a folder's with a trailing `/`. */
+function shownName(e: TreeEntry): string {
+  return e.notUtf8
+    ? displayUndecodableName(e.name + (e.type === "dir" ? "/" : ""))
+    : displayName(e.name) + (e.type === "dir" ? "/" : "");
 }
 
 /**
@@ -119,8 +172,18 @@ export async function runTreeCommand(
     switch (cmd.command) {
       case "list": {
         const dir = first === undefined ? undefined : remoteArg(first, "DIR", true);
-        const entries = await listRemote(session, { dir, recursive: cmd.recursive });
-        await write(formatListing(entries, cmd));
+        // Printed as the entries arrive: a listing of any size starts at once and is never held
+        // whole (but by --long, which aligns its columns).
+        const writer = new ListingWriter(cmd);
+        await listRemote(session, {
+          dir,
+          recursive: cmd.recursive,
+          onEntries: async (entries) => {
+            const text = writer.add(entries);
+            if (text) await write(text);
+          },
+        });
+        await write(writer.end());
         return;
       }
       case "rm":

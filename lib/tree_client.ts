@@ -15,6 +15,7 @@ import { FrameType } from "./frames.ts";
 import { concatBytes, receiveData } from "./transfer.ts";
 import {
   encodeTreeTransfer,
+  ListingLines,
   MAX_BATCH_ENTRIES,
   parseTreeListing,
   TREE_FEATURE,
@@ -46,22 +47,51 @@ export interface ListRemoteOptions {
   dir?: string;
   /** Everything under the folder (default false: its own entries only). */
   recursive?: boolean;
+  /**
+   * Told about the entries as they arrive, in listing order (lib/tree_listing.ts), a batch at a
+   * time; the next batch waits for it. With it, {@link listRemote} keeps nothing and resolves
+   * with an empty array. Default: the entries are collected and returned.
+   */
+  onEntries?: (entries: TreeEntry[]) => Promise<void> | void;
 }
 
-/** Lists a remote folder, or with `recursive` everything under it, sorted by name. */
+/**
+ * Lists a remote folder, or with `recursive` everything under it, sorted by name. A server that
+ * streams its listings sends the entries as it walks its tree, and `onEntries` hears of them as
+ * they come; one that does not sends them whole, and `onEntries` hears of them at once.
+ */
 export async function listRemote(
   session: Session,
   options: ListRemoteOptions = {},
 ): Promise<TreeEntry[]> {
-  if (!offersTree(session)) return fromFlatListing(session, options);
+  const collected: TreeEntry[] = [];
+  const take = options.onEntries ?? ((entries: TreeEntry[]) => void collected.push(...entries));
+  if (!offersTree(session)) {
+    await take(await fromFlatListing(session, options));
+    return collected;
+  }
   const recursive = options.recursive ?? false;
   return await session.exchange(async (io) => {
     await io.out.writeControl(FrameType.REQUEST, {
       op: "list",
       recursive,
       ...(options.dir === undefined ? {} : { dir: options.dir }),
+      stream: true,
     });
     const ok = await io.expectOk();
+    if (ok.stream) {
+      // Each piece's entries are handed on before the next piece is read.
+      const lines = new ListingLines();
+      await receiveData(io.frames, {
+        async write(chunk) {
+          const entries = lines.push(chunk);
+          if (entries.length > 0) await take(entries);
+        },
+      }, { pool: io.pool, sizeHint: null });
+      lines.end();
+      return collected;
+    }
+    // A server that predates streamed listings: a JSON array, whole.
     const chunks: Uint8Array[] = [];
     await receiveData(io.frames, {
       write(chunk) {
@@ -69,7 +99,8 @@ export async function listRemote(
         return Promise.resolve();
       },
     }, { pool: io.pool, sizeHint: ok.size ?? null });
-    return parseTreeListing(concatBytes(chunks));
+    await take(parseTreeListing(concatBytes(chunks)));
+    return collected;
   });
 }
 

@@ -8,6 +8,7 @@
 
 import { ProtocolError } from "./errors.ts";
 import { type ErrorCode, parseError } from "./error_codes.ts";
+import { concatBytes } from "./transfer.ts";
 
 /** WELCOME feature of a server that offers the requests in this module. */
 export const TREE_FEATURE = "tree";
@@ -29,6 +30,12 @@ export interface ListRequest {
   dir?: string;
   /** Present: a typed listing of `dir` alone (false) or of everything under it (true). */
   recursive?: boolean;
+  /**
+   * With `recursive`: the client takes the listing as it is walked, one JSON entry per line
+   * ({@link encodeListingLines}), and the server's OK says `"stream": true`. A server that
+   * predates it ignores the field and sends a JSON array, which the client must still take.
+   */
+  stream?: boolean;
 }
 
 /** Removes a file, a symlink (never its target) or, with `recursive`, a folder and its contents. */
@@ -110,6 +117,7 @@ export function parseListRequest(json: Record<string, unknown>): ListRequest {
   }
   request.recursive = flag(json.recursive);
   if (json.dir !== undefined) request.dir = text(json.dir);
+  if (flag(json.stream)) request.stream = true;
   return request;
 }
 
@@ -135,9 +143,40 @@ export function parseTreeChange(json: Record<string, unknown>): TreeChangeReques
 const decoder = new TextDecoder("utf-8", { fatal: true });
 const encoder = new TextEncoder();
 
-/** Encodes a typed listing for a list data phase. */
+/** Encodes a typed listing for a list data phase, whole: a JSON array. */
 export function encodeTreeListing(entries: TreeEntry[]): Uint8Array {
   return encoder.encode(JSON.stringify(entries));
+}
+
+/**
+ * Encodes entries of a streamed listing (`"stream": true`): one JSON object and a newline each.
+ * JSON text holds no raw newline, so a line is always one entry.
+ */
+export function encodeListingLines(entries: readonly object[]): Uint8Array {
+  let text = "";
+  for (const entry of entries) text += JSON.stringify(entry) + "\n";
+  return encoder.encode(text);
+}
+
+/** Validates one entry of a typed listing. */
+export function parseTreeEntry(entry: unknown): TreeEntry {
+  const e = entry as Record<string, unknown> | null;
+  if (
+    typeof e !== "object" || e === null || typeof e.name !== "string" ||
+    (e.type !== "file" && e.type !== "dir") ||
+    !(Number.isSafeInteger(e.size) && (e.size as number) >= 0) ||
+    typeof e.mtime !== "number" || !Number.isFinite(e.mtime)
+  ) {
+    throw new ProtocolError("Malformed listing");
+  }
+  const parsed: TreeEntry = {
+    name: e.name,
+    type: e.type,
+    size: e.size as number,
+    mtime: e.mtime,
+  };
+  if (e.notUtf8 === true) parsed.notUtf8 = true;
+  return parsed;
 }
 
 /**
@@ -152,24 +191,70 @@ export function parseTreeListing(bytes: Uint8Array): TreeEntry[] {
     throw new ProtocolError("Malformed listing");
   }
   if (!Array.isArray(value)) throw new ProtocolError("Malformed listing");
-  return value.map((entry) => {
-    if (
-      typeof entry !== "object" || entry === null || typeof entry.name !== "string" ||
-      (entry.type !== "file" && entry.type !== "dir") ||
-      !(Number.isSafeInteger(entry.size) && entry.size >= 0) ||
-      typeof entry.mtime !== "number" || !Number.isFinite(entry.mtime)
-    ) {
+  return value.map(parseTreeEntry);
+}
+
+/** Longest line of a streamed listing a client takes: far beyond any entry a server sends. */
+export const MAX_LISTING_LINE = 1 << 20;
+
+/**
+ * Splits a streamed listing's data (`"stream": true`) into its entries as the bytes arrive, in
+ * whatever pieces: {@link push} returns the entries the piece completed, {@link end} checks that
+ * nothing was left half-said. Holds at most one unfinished line ({@link MAX_LISTING_LINE}).
+ *
+ * @example
+ * ```ts
+ * import { ListingLines } from "./tree_protocol.ts";
+ *
+ * const lines = new ListingLines();
+ * const bytes = new TextEncoder().encode('{"name":"a","type":"file","size":1,"mtime":0}\n');
+ * console.log(lines.push(bytes.subarray(0, 10)), lines.push(bytes.subarray(10)));
+ * lines.end();
+ * ```
+ */
+export class ListingLines {
+  #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
+  #decoder = new TextDecoder("utf-8", { fatal: true });
+
+  /** The entries `chunk` completes (the chunk is not kept). */
+  push(chunk: Uint8Array): TreeEntry[] {
+    const entries: TreeEntry[] = [];
+    let start = 0;
+    for (let end = chunk.indexOf(10); end >= 0; end = chunk.indexOf(10, start)) {
+      let line = chunk.subarray(start, end);
+      if (this.#pendingBytes > 0) {
+        line = concatBytes([...this.#pending, line]);
+        this.#pending = [];
+        this.#pendingBytes = 0;
+      }
+      entries.push(this.#parse(line));
+      start = end + 1;
+    }
+    if (start < chunk.length) {
+      this.#pendingBytes += chunk.length - start;
+      if (this.#pendingBytes > MAX_LISTING_LINE) {
+        throw new ProtocolError("Malformed listing: a line too long");
+      }
+      this.#pending.push(chunk.slice(start));
+    }
+    return entries;
+  }
+
+  /** Checks that the data ended with a whole line. */
+  end(): void {
+    if (this.#pendingBytes > 0) throw new ProtocolError("Malformed listing: it ends mid-line");
+  }
+
+  #parse(line: Uint8Array): TreeEntry {
+    let value: unknown;
+    try {
+      value = JSON.parse(this.#decoder.decode(line));
+    } catch {
       throw new ProtocolError("Malformed listing");
     }
-    const parsed: TreeEntry = {
-      name: entry.name,
-      type: entry.type,
-      size: entry.size,
-      mtime: entry.mtime,
-    };
-    if (entry.notUtf8 === true) parsed.notUtf8 = true;
-    return parsed;
-  });
+    return parseTreeEntry(value);
+  }
 }
 
 /**

@@ -21,7 +21,8 @@ import type {
   Store,
   StoreUpload,
 } from "./store.ts";
-import type { TreeChangeRequest, TreeEntry } from "./tree_protocol.ts";
+import type { TreeChangeRequest } from "./tree_protocol.ts";
+import type { TreeListing } from "./tree_listing.ts";
 
 export type { ListTreeOptions, MakeDirOptions, MoveOptions, RemoveOptions };
 
@@ -57,15 +58,10 @@ export interface ServedFolder {
   /** The real path of the regular file `name`; throws `StoreError` when there is none. */
   resolveFile(name: string): Promise<string>;
   /**
-   * Tells `visit` about each name in the folder `dir` (a real path inside the root, whose names
-   * start with `prefix`), and with `recursive` about everything under it.
+   * The names in the folder `dir` (a real path inside the root, whose names start with
+   * `prefix`), and with `recursive` everything under it, in listing order (lib/tree_listing.ts).
    */
-  walkListing(
-    dir: string,
-    prefix: string,
-    options: { recursive: boolean },
-    visit: (entry: TreeEntry) => void,
-  ): Promise<void>;
+  walkListing(dir: string, prefix: string, options: { recursive: boolean }): TreeListing;
   /** Starts an upload, as {@link Store.beginUpload}, with a tree's file's mtime and mode. */
   beginUpload(name: string, options?: FileUploadOptions): Promise<StoreUpload>;
 }
@@ -118,21 +114,20 @@ export async function resolveFolder(store: ServedFolder, dir?: string): Promise<
 }
 
 /**
- * Lists a folder's files and subfolders, or with `recursive` everything under it, sorted by name.
- * Names are relative to the root. The private folders, symlinks to folders (never followed) and
- * symlinks leading out are left out, and so is what a folder the server may not read would hold.
- * A name that is not valid UTF-8 is listed marked `notUtf8`.
+ * Lists a folder's files and subfolders, or with `recursive` everything under it, sorted by name
+ * (lib/tree_listing.ts), as it walks the folder. Names are relative to the root. The private
+ * folders, symlinks to folders (never followed) and symlinks leading out are left out, and so is
+ * what a folder the server may not read would hold. A name that is not valid UTF-8 is listed
+ * marked `notUtf8`. The folder is found before this resolves, so a missing one is refused
+ * before anything is listed.
  */
 export async function listTree(
   store: ServedFolder,
   options: ListTreeOptions = {},
-): Promise<TreeEntry[]> {
+): Promise<TreeListing> {
   const top = await resolveFolder(store, options.dir);
   const prefix = options.dir === undefined ? "" : checkName(options.dir).join("/") + "/";
-  const entries: TreeEntry[] = [];
-  const recursive = options.recursive ?? false;
-  await store.walkListing(top, prefix, { recursive }, (entry) => void entries.push(entry));
-  return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return store.walkListing(top, prefix, { recursive: options.recursive ?? false });
 }
 
 /**

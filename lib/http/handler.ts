@@ -24,6 +24,7 @@ import { IdleTimer } from "../idle_timer.ts";
 import { renderError, renderListing } from "./listing_page.ts";
 import { formatListing } from "../tree_cli.ts";
 import { listTree, resolveFolder } from "../tree_store.ts";
+import { collectListing } from "../tree_listing.ts";
 import type { TreeEntry } from "../tree_protocol.ts";
 
 /** Options of the HTTP side that the handler needs. */
@@ -207,7 +208,10 @@ export async function serveRead(call: Call): Promise<Response> {
   const dir = target.name === "" ? undefined : target.name;
   const recursive = url.searchParams.has("recursive");
   const json = wantsJson(request, url);
-  const entries = await listTree(ctx.store, { dir, recursive: json && recursive });
+  // A page shows its folder whole (folders first), so it collects the listing.
+  const entries = await collectListing(
+    await listTree(ctx.store, { dir, recursive: json && recursive }),
+  );
   exchange.name = dir === undefined ? "/" : dir + "/";
   if (!target.folder) {
     return new Response(null, {
@@ -274,7 +278,10 @@ async function serveArchive(
     size: 0,
     mtime: (await Deno.stat(await resolveFolder(ctx.store, dir))).mtime?.getTime() ?? 0,
   };
-  const under = [self, ...await listTree(ctx.store, { dir, recursive: true })];
+  const under = [
+    self,
+    ...await collectListing(await listTree(ctx.store, { dir, recursive: true })),
+  ];
   const files = under.filter((entry) => entry.type === "file").length;
   const top = folder === "" ? "ferry" : folder.split("/").at(-1)!;
   const headers = {
