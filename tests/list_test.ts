@@ -1,12 +1,17 @@
 /**
  * Integration tests of the client's `list`: `-r` names sorted one per line without staging
- * files, `--json` with name, size and mtime, and `--long` with a total.
+ * files, `--json` with name, size and mtime, and `--long` with a total; a listing of thousands
+ * of entries in nested folders, whole and in order; the wire forms of a listing (a JSON entry per
+ * line for a client that asks, the JSON array for one that does not); and that the server walks
+ * a listing as it sends it instead of building it first.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
+import { encodeControl, FrameType } from "../lib/frames.ts";
 import { assertSuccess, ferry, randomBytes, STAGING_DIR, startServer } from "./harness.ts";
+import { checksumOf, concat, Wire } from "./wire.ts";
 
 Deno.test("list -r prints one name per line, sorted, and never staging files", async () => {
   await using server = await startServer();
@@ -76,4 +81,200 @@ Deno.test("list --long gives size, date and name per line, then a total", async 
   assert.equal(lines[3], "2 files, 1 folder, 2.00 KiB");
   assert.equal(lines[4], "");
   assert.equal(lines.length, 5);
+});
+
+const decoder = new TextDecoder();
+
+/** Names in the order listings give them: by whole name, as JavaScript compares strings. */
+function sortedNames(names: string[]): string[] {
+  return [...names].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/**
+ * Makes, under `root`, 30 folders of 3 subfolders of 30 files (2,820 entries), and beside them
+ * names that sort between a folder and its contents (`a`, `a-b`, `a.txt`, then `a/x.txt`).
+ * Returns every name made, a folder's with a trailing `/`.
+ */
+async function makeWideTree(root: string): Promise<string[]> {
+  const made: string[] = [];
+  for (let i = 0; i < 30; i++) {
+    const top = `f${String(i).padStart(2, "0")}`;
+    made.push(top + "/");
+    for (let j = 0; j < 3; j++) {
+      const sub = `${top}/s${j}`;
+      await Deno.mkdir(`${root}/${sub}`, { recursive: true });
+      made.push(sub + "/");
+      for (let k = 0; k < 30; k++) {
+        await Deno.writeFile(`${root}/${sub}/file ${k}.txt`, new Uint8Array(k % 3));
+        made.push(`${sub}/file ${k}.txt`);
+      }
+    }
+  }
+  await Deno.mkdir(`${root}/a`);
+  await Deno.writeTextFile(`${root}/a/x.txt`, "x");
+  for (const name of ["a-b", "a.txt", "a0"]) await Deno.writeTextFile(`${root}/${name}`, name);
+  made.push("a/", "a/x.txt", "a-b", "a.txt", "a0");
+  return made;
+}
+
+/** A name as `list` prints it: `/` after a folder's, sorted as its name without it. */
+function printed(names: string[]): string {
+  const byName = new Map(names.map((n) => [n.replace(/\/$/, ""), n]));
+  return sortedNames([...byName.keys()]).map((name) => byName.get(name) + "\n").join("");
+}
+
+Deno.test("list -r of thousands of entries in nested folders arrives whole, sorted by name", async () => {
+  await using server = await startServer();
+  const made = await makeWideTree(server.root);
+  assert.equal(made.length, 2825);
+
+  const listed = await ferry(server, ["list", "-r"]);
+  assertSuccess(listed, "list -r");
+  // The folder `a` and what it holds are apart: `a-b` and `a.txt` sort between them.
+  assert.equal(decoder.decode(listed.stdout), printed(made));
+  assert.match(decoder.decode(listed.stdout), /^a\/\na-b\na\.txt\na\/x\.txt\na0\nf00\/\n/);
+
+  const json = await ferry(server, ["list", "-r", "--json"]);
+  assertSuccess(json, "list -r --json");
+  const entries = JSON.parse(decoder.decode(json.stdout));
+  assert.deepEqual(
+    entries.map((e: { name: string; type: string }) => e.name + (e.type === "dir" ? "/" : "")),
+    printed(made).split("\n").slice(0, -1),
+  );
+  const one = entries.find((e: { name: string }) => e.name === "f07/s1/file 4.txt");
+  assert.deepEqual([one.type, one.size], ["file", 1]);
+
+  // One folder, and one folder recursively.
+  const folder = await ferry(server, ["list", "f03"]);
+  assertSuccess(folder, "list f03");
+  assert.equal(decoder.decode(folder.stdout), "f03/s0/\nf03/s1/\nf03/s2/\n");
+  const subtree = await ferry(server, ["list", "-r", "f03/s2"]);
+  assertSuccess(subtree, "list -r f03/s2");
+  assert.equal(
+    decoder.decode(subtree.stdout),
+    printed(made.filter((n) => n.startsWith("f03/s2/") && n !== "f03/s2/")),
+  );
+  // An empty listing in JSON is still an array.
+  await Deno.mkdir(`${server.root}/empty`);
+  const none = await ferry(server, ["list", "empty", "--json"]);
+  assertSuccess(none, "list empty --json");
+  assert.equal(decoder.decode(none.stdout), "[]\n");
+});
+
+/** Sends one REQUEST on `wire`; returns OK's JSON and the data phase's bytes, checked against END. */
+async function rawListing(wire: Wire, request: Record<string, unknown>) {
+  await wire.write(encodeControl(FrameType.REQUEST, request));
+  const ok = await wire.expectFrame(FrameType.OK, JSON.stringify(request));
+  const parts: Uint8Array[] = [];
+  for (;;) {
+    const frame = await wire.readFrame();
+    assert.ok(frame, "the listing ended before END");
+    if (frame.type === FrameType.DATA) {
+      parts.push(frame.payload);
+      continue;
+    }
+    assert.equal(frame.type, FrameType.END, `got frame ${frame.type}`);
+    const data = concat(parts);
+    assert.deepEqual(frame.json, { size: data.length, checksum: await checksumOf(data) });
+    return { ok, text: decoder.decode(data) };
+  }
+}
+
+Deno.test("the wire: a JSON entry per line for a client that asks, the whole array otherwise", async () => {
+  await using server = await startServer();
+  await Deno.mkdir(`${server.root}/d/sub`, { recursive: true });
+  await Deno.writeTextFile(`${server.root}/d/e.txt`, "eee");
+  await Deno.writeTextFile(`${server.root}/f.txt`, "f");
+  using wire = await Wire.connect(server);
+  await wire.handshake();
+
+  const streamed = await rawListing(wire, { op: "list", recursive: true, stream: true });
+  assert.equal(streamed.ok.stream, true);
+  assert.ok(streamed.text.endsWith("\n"));
+  const lines = streamed.text.slice(0, -1).split("\n").map((line) => JSON.parse(line));
+  assert.deepEqual(
+    lines.map((e) => [e.name, e.type, e.size]),
+    [["d", "dir", 0], ["d/e.txt", "file", 3], ["d/sub", "dir", 0], ["f.txt", "file", 1]],
+  );
+
+  // A client that predates streaming (no `stream`) gets the JSON array it always got.
+  const whole = await rawListing(wire, { op: "list", recursive: true });
+  assert.equal(whole.ok.stream, undefined);
+  assert.deepEqual(JSON.parse(whole.text), lines);
+  assert.equal(whole.text, JSON.stringify(lines));
+  const one = await rawListing(wire, { op: "list", recursive: false, dir: "d" });
+  assert.deepEqual(JSON.parse(one.text).map((e: { name: string }) => e.name), ["d/e.txt", "d/sub"]);
+
+  // And one that predates folders, the files only, without types.
+  const flat = await rawListing(wire, { op: "list" });
+  assert.deepEqual(
+    JSON.parse(flat.text),
+    lines.filter((e) => e.type === "file").map(({ type: _, ...file }) => file),
+  );
+
+  // A missing folder is refused before anything is listed; the connection stays usable.
+  await wire.write(encodeControl(FrameType.REQUEST, { op: "list", recursive: true, dir: "no" }));
+  const refused = await wire.expectFrame(FrameType.ERROR, "list of a missing folder");
+  assert.equal(refused.code, "not_found");
+  const again = await rawListing(wire, { op: "list", recursive: false, stream: true });
+  assert.equal(again.text.split("\n").length, 3);
+});
+
+Deno.test("the server sends a listing as it walks it: a folder listed late is read late", async () => {
+  await using server = await startServer();
+  // Entries with names of over 3,700 bytes: a chain of 14 folders with long names, 12,000 files
+  // at its end (about 45 MB of listing), more than the sockets' buffers can hold between the
+  // server and a client that does not read, even grown to Linux's largest by default (4 MiB to
+  // send, 32 MiB to receive). Then `zzz`, which sorts last.
+  const segment = (c: string) => c.repeat(250);
+  const chain = Array.from({ length: 14 }, (_, i) => segment(String.fromCharCode(97 + i)));
+  const deep = `${server.root}/${chain.join("/")}`;
+  await Deno.mkdir(deep, { recursive: true });
+  const files = 12_000;
+  for (let i = 0; i < files; i++) {
+    // Made on this thread: a handful of seconds less than one asynchronous call each.
+    Deno.openSync(`${deep}/${String(i).padStart(6, "0")}${"f".repeat(240)}`, {
+      createNew: true,
+      write: true,
+    }).close();
+  }
+  await Deno.mkdir(`${server.root}/zzz`);
+
+  using wire = await Wire.connect(server);
+  await wire.handshake();
+  await wire.write(encodeControl(FrameType.REQUEST, { op: "list", recursive: true, stream: true }));
+  assert.equal((await wire.expectFrame(FrameType.OK, "list")).stream, true);
+  const first = await wire.readFrame();
+  assert.equal(first?.type, FrameType.DATA);
+  assert.ok(decoder.decode(first!.payload).startsWith(`{"name":"${chain[0]}","type":"dir"`));
+
+  // The server has sent its first entries, and cannot have walked past the chain's files, which
+  // wait for this client to read them: a file made in `zzz` now is listed when it gets there. A
+  // server that built the listing before it sent any of it would not list it.
+  await Deno.writeTextFile(`${server.root}/zzz/late.txt`, "late");
+  let rest = "";
+  let count = 0;
+  const lines: string[] = [];
+  const take = (text: string) => {
+    rest += text;
+    const parts = rest.split("\n");
+    rest = parts.pop()!;
+    count += parts.length;
+    // Only the last few are kept.
+    lines.push(...parts.slice(-2));
+    lines.splice(0, Math.max(0, lines.length - 2));
+  };
+  take(decoder.decode(first!.payload));
+  for (;;) {
+    const frame = await wire.readFrame();
+    assert.ok(frame, "the listing ended before END");
+    if (frame.type !== FrameType.DATA) {
+      assert.equal(frame.type, FrameType.END);
+      break;
+    }
+    take(decoder.decode(frame.payload));
+  }
+  assert.equal(rest, "");
+  assert.equal(count, chain.length + files + 2);
+  assert.deepEqual(lines.map((line) => JSON.parse(line).name), ["zzz", "zzz/late.txt"]);
 });
