@@ -22,9 +22,9 @@ import {
 } from "./conditional.ts";
 import { IdleTimer } from "../idle_timer.ts";
 import { renderError, renderListing } from "./listing_page.ts";
-import { formatListing } from "../tree_cli.ts";
+import { ListingWriter } from "../tree_cli.ts";
 import { listTree, resolveFolder } from "../tree_store.ts";
-import { collectListing } from "../tree_listing.ts";
+import { collectListing, type TreeListing } from "../tree_listing.ts";
 import type { TreeEntry } from "../tree_protocol.ts";
 
 /** Options of the HTTP side that the handler needs. */
@@ -208,10 +208,8 @@ export async function serveRead(call: Call): Promise<Response> {
   const dir = target.name === "" ? undefined : target.name;
   const recursive = url.searchParams.has("recursive");
   const json = wantsJson(request, url);
-  // A page shows its folder whole (folders first), so it collects the listing.
-  const entries = await collectListing(
-    await listTree(ctx.store, { dir, recursive: json && recursive }),
-  );
+  // The folder is looked up now (a missing one is a 404); it is walked when it is sent.
+  const listing = await listTree(ctx.store, { dir, recursive: json && recursive });
   exchange.name = dir === undefined ? "/" : dir + "/";
   if (!target.folder) {
     return new Response(null, {
@@ -222,21 +220,15 @@ export async function serveRead(call: Call): Promise<Response> {
   if (url.searchParams.has("tar")) {
     return await serveArchive(request, target.name, ctx, exchange);
   }
-  let body: string;
-  let type: string;
-  if (json) {
-    // Exactly what `ferry list DIR --json` (with ?recursive, `ferry list -r DIR --json`) prints.
-    body = formatListing(entries, { json: true, long: false });
-    type = "application/json";
-  } else {
-    body = renderListing(target.name, entries, {
-      signedIn: ctx.signedIn,
-      canChange: !ctx.readOnly && (ctx.mayWrite ?? true),
-      canSignIn: ctx.canSignIn,
-      archives: ctx.archives,
-    });
-    type = "text/html; charset=utf-8";
-  }
+  if (json) return jsonListing(request, listing, exchange);
+  // A page shows its folder whole (folders first), so it collects the listing: one folder's.
+  const body = renderListing(target.name, await collectListing(listing), {
+    signedIn: ctx.signedIn,
+    canChange: !ctx.readOnly && (ctx.mayWrite ?? true),
+    canSignIn: ctx.canSignIn,
+    archives: ctx.archives,
+  });
+  const type = "text/html; charset=utf-8";
   const bytes = new TextEncoder().encode(body);
   exchange.bytes = request.method === "HEAD" ? 0 : bytes.length;
   return new Response(request.method === "HEAD" ? null : bytes, {
@@ -249,6 +241,57 @@ export async function serveRead(call: Call): Promise<Response> {
       vary: "accept, cookie",
     },
   });
+}
+
+/**
+ * `?json`: the listing exactly as `ferry list DIR --json` (with ?recursive, `ferry list -r DIR
+ * --json`) prints it, written as the folder is walked (lib/tree_listing.ts), so a tree of any size
+ * is never held whole; it is chunked, with no `Content-Length`.
+ */
+function jsonListing(request: Request, listing: TreeListing, exchange: Exchange): Response {
+  const headers = {
+    "content-type": "application/json",
+    "cache-control": "no-store",
+    "x-content-type-options": "nosniff",
+    "content-security-policy": PAGE_CSP,
+    vary: "accept, cookie",
+  };
+  if (request.method === "HEAD") return new Response(null, { headers });
+  const writer = new ListingWriter({ json: true, long: false });
+  const batches = listing[Symbol.asyncIterator]();
+  const encoder = new TextEncoder();
+  const done = Promise.withResolvers<void>();
+  exchange.streaming(done.promise);
+  const finish = (result?: string) => {
+    if (result) exchange.result = result;
+    done.resolve();
+  };
+  exchange.cut.signal.addEventListener("abort", () => {
+    batches.return?.().catch(() => {});
+    finish(`cut (${String(exchange.cut.signal.reason ?? "server")})`);
+  }, { once: true });
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const next = await batches.next();
+        const bytes = encoder.encode(next.done ? writer.end() : writer.add(next.value));
+        exchange.bytes += bytes.length;
+        controller.enqueue(bytes);
+        if (next.done) {
+          controller.close();
+          finish();
+        }
+      } catch (error) {
+        controller.error(error);
+        finish(`failed (${describeError(error)})`);
+      }
+    },
+    cancel() {
+      batches.return?.().catch(() => {});
+      finish("interrupted (client went away)");
+    },
+  }, { highWaterMark: 1 });
+  return new Response(body, { headers });
 }
 
 /** The page may run only its own embedded script and style, and may send forms only home. */
@@ -278,11 +321,7 @@ async function serveArchive(
     size: 0,
     mtime: (await Deno.stat(await resolveFolder(ctx.store, dir))).mtime?.getTime() ?? 0,
   };
-  const under = [
-    self,
-    ...await collectListing(await listTree(ctx.store, { dir, recursive: true })),
-  ];
-  const files = under.filter((entry) => entry.type === "file").length;
+  const listing = await listTree(ctx.store, { dir, recursive: true });
   const top = folder === "" ? "ferry" : folder.split("/").at(-1)!;
   const headers = {
     "content-type": "application/x-tar",
@@ -290,16 +329,20 @@ async function serveArchive(
     "cache-control": "no-store",
     "x-content-type-options": "nosniff",
   };
-  const what = `tar of ${files} files, ${under.length - files} folders`;
-  exchange.result = what;
+  exchange.result = "tar";
   if (request.method === "HEAD") return new Response(null, { headers });
   const done = Promise.withResolvers<void>();
   exchange.streaming(done.promise);
-  const body = tarStream(ctx.store, under, prefix, top + "/", {
+  // The listing is walked as the archive is written, never held whole.
+  async function* entries(): AsyncGenerator<TreeEntry[]> {
+    yield [self];
+    yield* listing;
+  }
+  const body = tarStream(ctx.store, entries(), prefix, top + "/", {
     signal: exchange.cut.signal,
     onBytes: (bytes) => exchange.bytes += bytes,
-    onEnd: (result) => {
-      exchange.result = `${what}: ${result}`;
+    onEnd: (result, { files, folders }) => {
+      exchange.result = `tar of ${files} files, ${folders} folders: ${result}`;
       done.resolve();
     },
   });

@@ -104,28 +104,32 @@ export function headerBlocks(
 export interface TarStreamOptions {
   /** Told of every body byte sent, for the log. */
   onBytes?: (bytes: number) => void;
-  /** Told once the archive ends, or why it stopped. */
-  onEnd?: (result: string) => void;
+  /** Told once the archive ends, or why it stopped, with the files and folders it was given. */
+  onEnd?: (result: string, counted: { files: number; folders: number }) => void;
   /** Ends the stream (with an error: the client sees a cut archive) when aborted. */
   signal?: AbortSignal;
 }
 
 /**
  * Streams the files and folders `entries` (names relative to the root, each folder before what
- * it holds, as a sorted tree listing has them) as a tar archive in which each is named `prefix` +
- * its name less `strip`. A file gone since the listing is left out, and so is a name that no
+ * it holds, as a tree listing has them; taken a batch at a time as the archive needs them, so a
+ * listing walked as it goes is never held whole) as a tar archive in which each is named
+ * `prefix` + its name less `strip`. A file gone since the listing is left out, and so is a name that no
  * request could carry (a folder's is written as it is, never opened, so it is checked here); a
  * file that shrank while it was read ends the stream with an error (the client sees a cut
  * archive, never a silently wrong one).
  */
 export function tarStream(
   store: FileStore,
-  entries: TreeEntry[],
+  entries: AsyncIterable<TreeEntry[]>,
   strip: string,
   prefix: string,
   options: TarStreamOptions = {},
 ): ReadableStream<Uint8Array> {
+  const batches = entries[Symbol.asyncIterator]();
+  let batch: TreeEntry[] = [];
   let index = 0;
+  const counted = { files: 0, folders: 0 };
   let current: { file: Deno.FsFile; left: number; size: number } | null = null;
   let finished = false;
   const CHUNK = 1 << 20;
@@ -137,7 +141,9 @@ export function tarStream(
     } catch {
       // Already closed.
     }
-    options.onEnd?.(result);
+    // The listing's walk stops here too, whatever the archive's end.
+    batches.return?.().catch(() => {});
+    options.onEnd?.(result, counted);
   };
   return new ReadableStream<Uint8Array>({
     start(controller) {
@@ -153,13 +159,20 @@ export function tarStream(
     async pull(controller) {
       try {
         while (!current) {
-          if (index >= entries.length) {
+          if (index >= batch.length) {
+            const next = await batches.next();
+            if (!next.done) {
+              batch = next.value;
+              index = 0;
+              continue;
+            }
             controller.enqueue(new Uint8Array(BLOCK * 2));
             controller.close();
             end("ok");
             return;
           }
-          const entry = entries[index++];
+          const entry = batch[index++];
+          counted[entry.type === "dir" ? "folders" : "files"]++;
           if (entry.type === "dir") {
             if (entry.notUtf8 || (entry.name !== "" && !isValidName(entry.name))) continue;
             const path = prefix + entry.name.slice(strip.length);
