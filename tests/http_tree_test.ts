@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import {
   assertRootHolds,
+  assertSuccess,
   commandWorks,
   ferry,
   makeTempDir,
@@ -360,4 +361,27 @@ Deno.test("http tree: a name that is not UTF-8 is listed marked, never linked or
   assert.match(row, /data-fixed="1"/);
   assert.match(row, /name not UTF-8/);
   assert.doesNotMatch(row, /href=/);
+});
+
+Deno.test("http tree: ?json&recursive is the text of list -r --json, written as it is walked", async () => {
+  const { server, base } = await startHttp();
+  await using _ = server;
+  for (const name of ["a/x.txt", "a/b/y.txt", "a-b", "a.txt", "z.txt"]) {
+    await Deno.mkdir(`${server.root}/${name}/..`, { recursive: true });
+    await Deno.writeTextFile(`${server.root}/${name}`, name);
+  }
+  const response = await fetch(`${base}?json&recursive`);
+  assert.equal(response.headers.get("content-length"), null, "chunked: never counted first");
+  const text = await response.text();
+  const listed = await ferry(server, ["list", "-r", "--json"]);
+  assertSuccess(listed, "list -r --json");
+  assert.equal(text, new TextDecoder().decode(listed.stdout));
+  assert.deepEqual(
+    JSON.parse(text).map((e: { name: string }) => e.name),
+    ["a", "a-b", "a.txt", "a/b", "a/b/y.txt", "a/x.txt", "z.txt"],
+  );
+  // HEAD walks nothing and sends nothing.
+  const head = await fetch(`${base}?json&recursive`, { method: "HEAD" });
+  assert.equal(head.status, 200);
+  assert.equal(await head.text(), "");
 });

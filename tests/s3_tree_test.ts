@@ -30,7 +30,8 @@ Deno.test({
     using _store = await holdStore();
     const bucket = await newBucket();
     await using a = await startS3Server(bucket);
-    for (const name of ["b.txt", "a/z.txt", "a/b c.txt", "ü.txt"]) {
+    // `a-b` and `a.txt` sort between the folder `a` and what it holds, as on a disk.
+    for (const name of ["b.txt", "a/z.txt", "a/b c.txt", "ü.txt", "a-b", "a.txt"]) {
       assertSuccess(await ferry(a, ["put", "-", name], { stdin: name }), `put ${name}`);
     }
     // Objects other tools wrote: outside the prefix, a folder marker, a name no client could ask
@@ -44,12 +45,24 @@ Deno.test({
     const listing = await ferry(a, ["list"]);
     assertSuccess(listing, "list");
     // Another tool's folder marker is a folder, as one made by mkdir.
-    assert.equal(new TextDecoder().decode(listing.stdout), "a/\nb.txt\nfolder/\nü.txt\n");
+    assert.equal(
+      new TextDecoder().decode(listing.stdout),
+      "a/\na-b\na.txt\nb.txt\nfolder/\nü.txt\n",
+    );
     const all = await ferry(a, ["list", "-r"]);
     assertSuccess(all, "list -r");
     assert.equal(
       new TextDecoder().decode(all.stdout),
-      "a/\na/b c.txt\na/z.txt\nb.txt\nfolder/\nü.txt\n",
+      "a/\na-b\na.txt\na/b c.txt\na/z.txt\nb.txt\nfolder/\nü.txt\n",
+    );
+    // In a recursive listing a folder has its marker's time.
+    const json = JSON.parse(
+      new TextDecoder().decode((await ferry(a, ["list", "-r", "--json"])).stdout),
+    );
+    const marked = json.find((e: { name: string }) => e.name === "folder");
+    assert.ok(
+      Date.parse(marked.mtime) > Date.parse("2020-01-01"),
+      `folder's mtime ${marked.mtime}`,
     );
   },
 });
