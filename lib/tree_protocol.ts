@@ -219,41 +219,48 @@ export class ListingLines {
 
   /** The entries `chunk` completes (the chunk is not kept). */
   push(chunk: Uint8Array): TreeEntry[] {
-    const entries: TreeEntry[] = [];
-    let start = 0;
-    for (let end = chunk.indexOf(10); end >= 0; end = chunk.indexOf(10, start)) {
-      let line = chunk.subarray(start, end);
-      if (this.#pendingBytes > 0) {
-        line = concatBytes([...this.#pending, line]);
-        this.#pending = [];
-        this.#pendingBytes = 0;
-      }
-      entries.push(this.#parse(line));
-      start = end + 1;
+    const last = chunk.lastIndexOf(10);
+    if (last < 0) {
+      this.#hold(chunk);
+      return [];
     }
-    if (start < chunk.length) {
-      this.#pendingBytes += chunk.length - start;
-      if (this.#pendingBytes > MAX_LISTING_LINE) {
-        throw new ProtocolError("Malformed listing: a line too long");
-      }
-      this.#pending.push(chunk.slice(start));
+    let complete = chunk.subarray(0, last);
+    if (this.#pendingBytes > 0) {
+      complete = concatBytes([...this.#pending, complete]);
+      this.#pending = [];
+      this.#pendingBytes = 0;
     }
-    return entries;
+    this.#hold(chunk.subarray(last + 1));
+    // One decoding for the piece's whole lines, then each line on its own, strictly.
+    let text: string;
+    try {
+      text = this.#decoder.decode(complete);
+    } catch {
+      throw new ProtocolError("Malformed listing");
+    }
+    return text.split("\n").map((line) => {
+      let value: unknown;
+      try {
+        value = JSON.parse(line);
+      } catch {
+        throw new ProtocolError("Malformed listing");
+      }
+      return parseTreeEntry(value);
+    });
+  }
+
+  #hold(rest: Uint8Array): void {
+    if (rest.length === 0) return;
+    this.#pendingBytes += rest.length;
+    if (this.#pendingBytes > MAX_LISTING_LINE) {
+      throw new ProtocolError("Malformed listing: a line too long");
+    }
+    this.#pending.push(rest.slice());
   }
 
   /** Checks that the data ended with a whole line. */
   end(): void {
     if (this.#pendingBytes > 0) throw new ProtocolError("Malformed listing: it ends mid-line");
-  }
-
-  #parse(line: Uint8Array): TreeEntry {
-    let value: unknown;
-    try {
-      value = JSON.parse(this.#decoder.decode(line));
-    } catch {
-      throw new ProtocolError("Malformed listing");
-    }
-    return parseTreeEntry(value);
   }
 }
 

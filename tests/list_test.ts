@@ -10,8 +10,16 @@
 
 import assert from "node:assert/strict";
 import { encodeControl, FrameType } from "../lib/frames.ts";
-import { assertSuccess, ferry, randomBytes, STAGING_DIR, startServer } from "./harness.ts";
-import { checksumOf, concat, Wire } from "./wire.ts";
+import {
+  assertFailure,
+  assertSuccess,
+  ferry,
+  randomBytes,
+  runClient,
+  STAGING_DIR,
+  startServer,
+} from "./harness.ts";
+import { checksumOf, concat, dataFrame, TREE_PEER, Wire, withFakeServer } from "./wire.ts";
 
 Deno.test("list -r prints one name per line, sorted, and never staging files", async () => {
   await using server = await startServer();
@@ -277,4 +285,62 @@ Deno.test("the server sends a listing as it walks it: a folder listed late is re
   assert.equal(rest, "");
   assert.equal(count, chain.length + files + 2);
   assert.deepEqual(lines.map((line) => JSON.parse(line).name), ["zzz", "zzz/late.txt"]);
+});
+
+/** A fake server's answer to a list: OK `ok`, then `data` in DATA frames of `piece`, then END. */
+function answerList(ok: Record<string, unknown>, data: string, piece = 7) {
+  return async (wire: Wire, request: Record<string, unknown>) => {
+    assert.equal(request.op, "list");
+    assert.equal(request.stream, true, "the client asks for the lines");
+    await wire.write(encodeControl(FrameType.OK, ok));
+    const bytes = new TextEncoder().encode(data);
+    // Quietly: a client that refuses the data hangs up while it is still being sent.
+    for (let i = 0; i < bytes.length; i += piece) {
+      await wire.writeQuietly(dataFrame(bytes.subarray(i, i + piece)));
+    }
+    await wire.writeQuietly(
+      encodeControl(FrameType.END, { size: bytes.length, checksum: await checksumOf(bytes) }),
+    );
+  };
+}
+
+Deno.test("the client takes lines from a new server, an array from an old one, and refuses bad lines", async () => {
+  const entries = [
+    { name: "d", type: "dir", size: 0, mtime: 0 },
+    { name: "d/\u001b[31mred", type: "file", size: 5, mtime: 0 },
+  ];
+  const lines = entries.map((e) => JSON.stringify(e) + "\n").join("");
+  const run = (args: string[]) => (port: number) =>
+    runClient(["127.0.0.1", String(port), "list", "-r", ...args]);
+  // Lines cut anywhere by the frames, names escaped as ever.
+  const streamed = await withFakeServer(answerList({ stream: true }, lines), run([]), TREE_PEER);
+  assertSuccess(streamed, "list from a streaming server");
+  assert.equal(decoder.decode(streamed.stdout), 'd/\n"d/\\u001b[31mred"\n');
+  // A server that predates streamed listings ignores the field and sends its array.
+  const old = await withFakeServer(
+    answerList({ size: 0 }, JSON.stringify(entries)),
+    run(["--json"]),
+    TREE_PEER,
+  );
+  assertSuccess(old, "list from an older server");
+  assert.deepEqual(
+    JSON.parse(decoder.decode(old.stdout)).map((e: { name: string }) => e.name),
+    entries.map((e) => e.name),
+  );
+  for (
+    const [what, data] of [
+      ["an entry of an unknown type", '{"name":"x","type":"link","size":0,"mtime":0}\n'],
+      ["a line that is not JSON", "x\n"],
+      ["a last line cut short", lines + '{"name":"y"'],
+      ["a line over 1 MiB", "{" + " ".repeat(1.5 * 2 ** 20)],
+    ] as const
+  ) {
+    const refused = await withFakeServer(
+      answerList({ stream: true }, data, 64 << 10),
+      run([]),
+      TREE_PEER,
+    );
+    // What arrived whole before the fault is printed already, as with any stream.
+    assertFailure(refused, /Malformed listing/, { what, allowStdout: what.includes("cut") });
+  }
 });
