@@ -137,10 +137,18 @@ export async function serveLegacy(
   }
   conn.watch?.working();
   if (request.op === "list") {
-    const names = (await ctx.store.list()).map((e) => e.name + "\n").join("");
-    const bytes = new TextEncoder().encode(names);
-    await out.writeRaw(bytes);
-    return { request, bytes: bytes.length, result: "ok" };
+    // Every file's name on a line, written as the tree is walked (lib/tree_listing.ts), a batch
+    // at a time: never the whole list at once.
+    let sent = 0;
+    for await (const batch of await ctx.store.listTree({ recursive: true })) {
+      let names = "";
+      for (const entry of batch) if (entry.type === "file") names += entry.name + "\n";
+      if (names === "") continue;
+      const bytes = new TextEncoder().encode(names);
+      await out.writeRaw(bytes);
+      sent += bytes.length;
+    }
+    return { request, bytes: sent, result: "ok" };
   }
   if (request.op === "get") {
     let opened;
