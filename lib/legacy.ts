@@ -140,7 +140,7 @@ export async function serveLegacy(
     // Every file's name on a line, written as the tree is walked (lib/tree_listing.ts), a batch
     // at a time: never the whole list at once.
     let sent = 0;
-    for await (const batch of await ctx.store.listTree({ recursive: true })) {
+    for await (const batch of await ctx.store.listTree({ recursive: true, folderTimes: false })) {
       let names = "";
       for (const entry of batch) if (entry.type === "file") names += entry.name + "\n";
       if (names === "") continue;

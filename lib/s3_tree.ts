@@ -132,7 +132,7 @@ export class S3Tree {
    * See {@link Store.listTree}: a folder by delimiter listing, a subtree one such listing per
    * folder, walked as the listing goes out (lib/tree_listing.ts), so only the folders on the way
    * are held. A folder's mtime is its marker's (a HEAD each, {@link STAT_REQUESTS} at once, in a
-   * recursive listing; 0 without one, and in a listing of one folder).
+   * recursive listing that asks for folder times; 0 without one, and in a listing of one folder).
    */
   async listTree(options: ListTreeOptions = {}): Promise<TreeListing> {
     const { dir } = options;
@@ -140,11 +140,17 @@ export class S3Tree {
       throw new StoreError("not_found", `No such folder: ${quote(dir)}`);
     }
     const base = dir === undefined ? "" : checkName(dir).join("/") + "/";
-    return walkListing(base, (under) => this.#listLevel(under, options.recursive ?? false));
+    const recursive = options.recursive ?? false;
+    const times = recursive && (options.folderTimes ?? true);
+    return walkListing(base, (under) => this.#listLevel(under, recursive, times));
   }
 
   /** One folder of a listing: the keys and prefixes right under `under` (empty or ending in `/`). */
-  async #listLevel(under: string, recursive: boolean): Promise<ListedFolder<string>> {
+  async #listLevel(
+    under: string,
+    recursive: boolean,
+    times: boolean,
+  ): Promise<ListedFolder<string>> {
     const entries: TreeEntry[] = [];
     const below: { name: string; folder: string }[] = [];
     for await (const found of this.#init.bucket.listLevel(under)) {
@@ -157,7 +163,7 @@ export class S3Tree {
         entries.push({ name: found.key, type: "file", size: found.size, mtime: found.mtime });
       }
     }
-    if (recursive) await this.#markerTimes(entries.filter((entry) => entry.type === "dir"));
+    if (times) await this.#markerTimes(entries.filter((entry) => entry.type === "dir"));
     return { entries, below };
   }
 

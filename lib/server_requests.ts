@@ -390,7 +390,9 @@ async function serveList(request: ListRequest, channel: Channel, ctx: Context): 
   const stream = typed && request.stream === true;
   let listing: TreeListing;
   try {
-    listing = await ctx.store.listTree(typed ? { dir, recursive } : { recursive: true });
+    listing = await ctx.store.listTree(
+      typed ? { dir, recursive } : { recursive: true, folderTimes: false },
+    );
   } catch (error) {
     return await refuse(out, error);
   }

@@ -108,6 +108,11 @@ export interface ListTreeOptions {
   dir?: string;
   /** Everything under the folder, not only its own entries (default false). */
   recursive?: boolean;
+  /**
+   * Give each folder its mtime (default true). The listings of files alone (the original
+   * listing, the seed's) ask for none, which spares an S3 store a HEAD per folder.
+   */
+  folderTimes?: boolean;
 }
 
 /** Options for {@link Store.remove}. */

@@ -7,7 +7,9 @@
 
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
+import { encodeControl, FrameType } from "../lib/frames.ts";
 import { assertFailure, assertSuccess, ferry, makeTempDir, randomBytes } from "./harness.ts";
+import { concat, Wire } from "./wire.ts";
 import {
   countKeys,
   endpoint,
@@ -63,6 +65,21 @@ Deno.test({
     assert.ok(
       Date.parse(marked.mtime) > Date.parse("2020-01-01"),
       `folder's mtime ${marked.mtime}`,
+    );
+    // The original listing, for clients that predate folders: the same walk's files.
+    using wire = await Wire.connect(a);
+    await wire.handshake();
+    await wire.write(encodeControl(FrameType.REQUEST, { op: "list" }));
+    await wire.expectFrame(FrameType.OK, "original list");
+    const parts: Uint8Array[] = [];
+    let frame = await wire.readFrame();
+    for (; frame?.type === FrameType.DATA; frame = await wire.readFrame()) {
+      parts.push(frame.payload);
+    }
+    assert.equal(frame?.type, FrameType.END);
+    assert.deepEqual(
+      JSON.parse(new TextDecoder().decode(concat(parts))).map((e: { name: string }) => e.name),
+      ["a-b", "a.txt", "a/b c.txt", "a/z.txt", "b.txt", "ü.txt"],
     );
   },
 });
