@@ -98,6 +98,7 @@ export type {
   StoreUpload,
 } from "./lib/store.ts";
 export type { ManifestEntry, ManifestTop, TreeEntry } from "./lib/tree_protocol.ts";
+export type { TreeListing } from "./lib/tree_listing.ts";
 export type {
   KeptPart,
   TreeFileSink,
