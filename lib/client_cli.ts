@@ -17,7 +17,7 @@ import type { ClientSession, FlowOptions } from "./client_session.ts";
 import { describeFailure, EXIT_FAILED, EXIT_OK, reportFailure, say } from "./cli.ts";
 import { readsStdin, uploadPathOf } from "./devices.ts";
 import { keepsConnection, quotesName } from "./error_codes.ts";
-import { LocalFileError, RefusedError, UsageError, UserError } from "./errors.ts";
+import { LocalFileError, RefusedError, StdoutClosed, UsageError, UserError } from "./errors.ts";
 import {} from "./format.ts";
 import { LegacySession } from "./legacy.ts";
 import { downloadName, prepareDownload } from "./local_download.ts";
@@ -172,16 +172,21 @@ async function runCommand(cmd: ClientCommand): Promise<number> {
     }
     if (cmd.command === "list" || TREE_CHANGES.includes(cmd.command)) {
       const session = await connector.session();
-      if (session instanceof Session) {
-        await runTreeCommand(
-          session,
-          { ...cmd, command: cmd.command as TreeCommand["command"] },
-          writeStdout,
-        );
-      } else {
-        // The seed protocol lists file names only (parseClientArgs refused the rest).
-        const files = await session.list();
-        await writeStdout(formatListing(files.map((e) => ({ ...e, type: "file" })), cmd));
+      try {
+        if (session instanceof Session) {
+          await runTreeCommand(
+            session,
+            { ...cmd, command: cmd.command as TreeCommand["command"] },
+            writeStdout,
+          );
+        } else {
+          // The seed protocol lists file names only (parseClientArgs refused the rest).
+          const files = await session.list();
+          await writeStdout(formatListing(files.map((e) => ({ ...e, type: "file" })), cmd));
+        }
+      } catch (error) {
+        // `list | head`: what was wanted has been read; the rest goes unprinted, unremarked.
+        if (!(error instanceof StdoutClosed)) throw error;
       }
       return EXIT_OK;
     }

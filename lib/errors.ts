@@ -84,6 +84,18 @@ export class UserError extends Error {
   }
 }
 
+/**
+ * Standard output's reader went away (`ferry ... list | head`): a listing stops there quietly,
+ * as `ls` does; a download to stdout still says it did not finish.
+ */
+export class StdoutClosed extends UserError {
+  /** Creates the error. */
+  constructor(message: string) {
+    super(message);
+    this.name = "StdoutClosed";
+  }
+}
+
 /** Which part of starting a server failed: opening its root folder, or listening. */
 export type StartStep = "root" | "listen";
 

@@ -8,7 +8,7 @@
 
 import { resolve } from "node:path";
 import { DEVICE_FILES_RULE } from "./devices.ts";
-import { LocalFileError, UserError } from "./errors.ts";
+import { LocalFileError, StdoutClosed, UserError } from "./errors.ts";
 import type { DirectReader } from "./frame_io.ts";
 
 /** Wordings for the failures users meet, by errno name; anything else keeps the OS's words. */
@@ -79,7 +79,10 @@ export function cannotWrite(path: string, error: unknown): UserError {
 /** `Cannot write to stdout: reason`: a closed pipe or a full disk is not the network's fault. */
 export function cannotWriteStdout(error: unknown): UserError {
   if (error instanceof UserError) return error;
-  return new UserError(`Cannot write to stdout: ${osReason(error)}`);
+  const message = `Cannot write to stdout: ${osReason(error)}`;
+  return error instanceof Deno.errors.BrokenPipe
+    ? new StdoutClosed(message)
+    : new UserError(message);
 }
 
 /** Something an upload can be read from in place: a file, a device, a pipe, stdin. */

@@ -16,6 +16,7 @@ import {
   ferry,
   randomBytes,
   runClient,
+  spawnClient,
   STAGING_DIR,
   startServer,
 } from "./harness.ts";
@@ -343,4 +344,35 @@ Deno.test("the client takes lines from a new server, an array from an old one, a
     // What arrived whole before the fault is printed already, as with any stream.
     assertFailure(refused, /Malformed listing/, { what, allowStdout: what.includes("cut") });
   }
+});
+
+Deno.test("list into a reader that stops early (| head) ends quietly, with exit 0", async () => {
+  await using server = await startServer();
+  await Deno.mkdir(`${server.root}/many`);
+  // Far more than a pipe holds, so the client is still writing when its reader goes.
+  for (let i = 0; i < 6000; i++) {
+    await Deno.writeFile(`${server.root}/many/${"x".repeat(40)}${i}`, new Uint8Array(0));
+  }
+  for (const extra of [[], ["--json"]]) {
+    const child = spawnClient([server.host, String(server.port), "list", "many", ...extra]);
+    const reader = child.stdout.getReader();
+    const first = await reader.read();
+    assert.ok(!first.done && first.value.length > 0, "the listing begins");
+    await reader.cancel();
+    const [status, stderr] = await Promise.all([
+      child.status,
+      new Response(child.stderr).text(),
+    ]);
+    assert.equal(stderr, "", `nothing said on stderr (${extra.join(" ")})`);
+    assert.equal(status.code, 0);
+  }
+  // A download to stdout still says it did not finish (it is not a listing).
+  await Deno.writeFile(`${server.root}/big.bin`, randomBytes(4 << 20));
+  const child = spawnClient([server.host, String(server.port), "get", "big.bin", "-"]);
+  const reader = child.stdout.getReader();
+  await reader.read();
+  await reader.cancel();
+  const [status, stderr] = await Promise.all([child.status, new Response(child.stderr).text()]);
+  assert.equal(status.code, 1);
+  assert.match(stderr, /Cannot write to stdout: it was closed \(broken pipe\)/);
 });
