@@ -34,17 +34,126 @@ export interface DiskDirEntry {
   isSymlink: boolean;
 }
 
-/** Everything a folder holds, each distinct name looked up (lstat). */
+/**
+ * Everything a folder holds, each distinct name looked up (lstat), in columns: typed arrays cross
+ * between threads for the cost of a copy, where an object a name cost most of a large folder's
+ * lookup to clone. Read it through a {@link FolderView}.
+ */
 export interface FolderLookup {
-  /** The folder's entries in the order the system gave them. */
-  entries: DiskDirEntry[];
-  /** For each distinct name of `entries`, what an lstat of it found. */
-  infos: Map<string, DiskInfo | DiskFailure>;
-  /**
-   * With `follow`, for each distinct name that is a symlink: its real path and what a stat of
-   * that found.
-   */
-  targets?: Map<string, { real: string; info: DiskInfo } | DiskFailure>;
+  /** The names in the order the system gave them (one not valid UTF-8 may appear twice). */
+  names: string[];
+  /** Per name, what the listing said it is: {@link KIND_FILE}, {@link KIND_DIR}, {@link KIND_LINK} bits. */
+  kinds: Uint8Array;
+  /** Per name, what its lstat found: an index into {@link TYPES}, or {@link NOT_LOOKED_UP}. */
+  types: Uint8Array;
+  /** Per name, the lstat's size. */
+  sizes: Float64Array;
+  /** Per name, the lstat's mtime, ms since the epoch. */
+  mtimes: Float64Array;
+  /** Per name, the lstat's mode bits, -1 where the system gives none. */
+  modes: Int32Array;
+  /** The lookups that failed, by place in {@link names}. */
+  failures: Map<number, DiskFailure>;
+  /** With `follow`, each symlink's real path and what a stat of it found, by place. */
+  targets?: Map<number, { real: string; info: DiskInfo } | DiskFailure>;
+}
+
+/** {@link FolderLookup.kinds} bits. */
+export const KIND_FILE = 1, KIND_DIR = 2, KIND_LINK = 4;
+
+/** {@link FolderLookup.types}: what each value stands for. */
+export const TYPES: readonly DiskInfo["type"][] = ["file", "dir", "link", "other"];
+
+/** {@link FolderLookup.types} of a name not looked up: a repeat, another share's, or failed. */
+export const NOT_LOOKED_UP = 255;
+
+/**
+ * A {@link FolderLookup} read by name, on the thread that asked for it.
+ *
+ * @example
+ * ```ts
+ * import { FolderView, runDiskJob } from "./disk_jobs.ts";
+ * import type { FolderLookup } from "./disk_jobs.ts";
+ *
+ * const view = new FolderView(runDiskJob({ kind: "folder", dir: "." }) as FolderLookup);
+ * for (const name of view.names) console.log(name, view.info(name));
+ * ```
+ */
+export class FolderView {
+  readonly #lookup: FolderLookup;
+  #index?: Map<string, number>;
+
+  constructor(lookup: FolderLookup) {
+    this.#lookup = lookup;
+  }
+
+  /** The names in the order the system gave them. */
+  get names(): readonly string[] {
+    return this.#lookup.names;
+  }
+
+  /** The `i`th entry as the listing gave it. */
+  entry(i: number): DiskDirEntry {
+    const kind = this.#lookup.kinds[i];
+    return {
+      name: this.#lookup.names[i],
+      isFile: (kind & KIND_FILE) !== 0,
+      isDirectory: (kind & KIND_DIR) !== 0,
+      isSymlink: (kind & KIND_LINK) !== 0,
+    };
+  }
+
+  /** What the lookup of `name` found; undefined when it was not looked up (gone meanwhile). */
+  info(name: string): DiskInfo | DiskFailure | undefined {
+    const i = this.#place(name);
+    if (i === undefined) return undefined;
+    const failure = this.#lookup.failures.get(i);
+    if (failure) return failure;
+    const type = this.#lookup.types[i];
+    if (type === NOT_LOOKED_UP) return undefined;
+    const mode = this.#lookup.modes[i];
+    return {
+      type: TYPES[type],
+      size: this.#lookup.sizes[i],
+      mtime: this.#lookup.mtimes[i],
+      mode: mode < 0 ? null : mode,
+    };
+  }
+
+  /** With `follow`: where the symlink `name` leads and what is there. */
+  target(name: string): { real: string; info: DiskInfo } | DiskFailure | undefined {
+    const i = this.#place(name);
+    return i === undefined ? undefined : this.#lookup.targets?.get(i);
+  }
+
+  /** Takes in what another share of the same folder looked up (see `DiskPool.folder`). */
+  merge(other: FolderLookup): void {
+    const mine = this.#lookup;
+    other.names.forEach((name, j) => {
+      const i = this.#place(name);
+      const failure = other.failures.get(j);
+      // A name the other read did not see, or did not look up, stays as it is here.
+      if (i === undefined || (other.types[j] === NOT_LOOKED_UP && !failure)) return;
+      mine.types[i] = other.types[j];
+      mine.sizes[i] = other.sizes[j];
+      mine.mtimes[i] = other.mtimes[j];
+      mine.modes[i] = other.modes[j];
+      if (failure) mine.failures.set(i, failure);
+      const target = other.targets?.get(j);
+      if (target) mine.targets?.set(i, target);
+    });
+  }
+
+  /** Where `name` first appears. */
+  #place(name: string): number | undefined {
+    if (!this.#index) {
+      this.#index = new Map();
+      this.#lookup.names.forEach((n, i) => {
+        if (!this.#index!.has(n)) this.#index!.set(n, i);
+      });
+    }
+    return this.#index.get(name);
+  }
 }
 
 /** What reading a small file found. */
@@ -59,7 +168,15 @@ export interface SmallRead {
 
 /** A job for a disk thread. */
 export type DiskJob =
-  | { kind: "folder"; dir: string; follow?: boolean }
+  | {
+    kind: "folder";
+    dir: string;
+    follow?: boolean;
+    /** Look up only the names of this share (of {@link parts}), by a hash of the name. */
+    part?: number;
+    /** Shares the lookups are split into, each on a thread of its own (default 1). */
+    parts?: number;
+  }
   | { kind: "read"; path: string; max: number };
 
 /** What a job gives back. */
@@ -91,34 +208,61 @@ export function diskError(failure: DiskFailure): Error {
   return Class ? new Class(failure.message) : new Error(failure.message);
 }
 
-function lookUpFolder(dir: string, follow: boolean): FolderLookup {
-  const entries: DiskDirEntry[] = [];
+/** Which of `parts` shares a name's lookup falls in: the same whatever order a folder is read in. */
+export function shareOf(name: string, parts: number): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < name.length; i++) hash = Math.imul(hash ^ name.charCodeAt(i), 0x01000193);
+  return (hash >>> 0) % parts;
+}
+
+function lookUpFolder(dir: string, follow: boolean, part = 0, parts = 1): FolderLookup {
+  const names: string[] = [];
+  const listed: number[] = [];
   for (const entry of Deno.readDirSync(dir)) {
-    const { name, isFile, isDirectory, isSymlink } = entry;
-    entries.push({ name, isFile, isDirectory, isSymlink });
+    names.push(entry.name);
+    listed.push(
+      (entry.isFile ? KIND_FILE : 0) | (entry.isDirectory ? KIND_DIR : 0) |
+        (entry.isSymlink ? KIND_LINK : 0),
+    );
   }
-  const infos: FolderLookup["infos"] = new Map();
-  const targets: NonNullable<FolderLookup["targets"]> = new Map();
-  for (const { name } of entries) {
-    if (infos.has(name)) continue;
+  const n = names.length;
+  const lookup: FolderLookup = {
+    names,
+    kinds: Uint8Array.from(listed),
+    types: new Uint8Array(n).fill(NOT_LOOKED_UP),
+    sizes: new Float64Array(n),
+    mtimes: new Float64Array(n),
+    modes: new Int32Array(n).fill(-1),
+    failures: new Map(),
+    ...(follow ? { targets: new Map() } : {}),
+  };
+  const seen = new Set<string>();
+  for (let i = 0; i < n; i++) {
+    const name = names[i];
+    if (seen.has(name)) continue;
+    seen.add(name);
+    if (parts > 1 && shareOf(name, parts) !== part) continue;
     const path = `${dir}/${name}`;
     let info: DiskInfo;
     try {
       info = infoOf(Deno.lstatSync(path));
     } catch (error) {
-      infos.set(name, failureOf(error));
+      lookup.failures.set(i, failureOf(error));
       continue;
     }
-    infos.set(name, info);
+    lookup.types[i] = TYPES.indexOf(info.type);
+    lookup.sizes[i] = info.size;
+    lookup.mtimes[i] = info.mtime;
+    lookup.modes[i] = info.mode ?? -1;
     if (!follow || info.type !== "link") continue;
     try {
       const real = Deno.realPathSync(path);
-      targets.set(name, { real, info: infoOf(Deno.statSync(real)) });
+      lookup.targets!.set(i, { real, info: infoOf(Deno.statSync(real)) });
     } catch (error) {
-      targets.set(name, failureOf(error));
+      lookup.targets!.set(i, failureOf(error));
     }
   }
-  return follow ? { entries, infos, targets } : { entries, infos };
+  return lookup;
 }
 
 /** The real path of `path`: its folder's, resolved once per batch, joined with a name that is no link. */
@@ -180,7 +324,7 @@ export function newDiskBatch(): DiskBatch {
 export function runDiskJob(job: DiskJob, batch: DiskBatch = newDiskBatch()): DiskResult {
   try {
     return job.kind === "folder"
-      ? lookUpFolder(job.dir, job.follow ?? false)
+      ? lookUpFolder(job.dir, job.follow ?? false, job.part, job.parts)
       : readSmall(job.path, job.max, batch);
   } catch (error) {
     return failureOf(error);

@@ -15,12 +15,13 @@ import {
   type DiskJob,
   type DiskResult,
   type FolderLookup,
+  FolderView,
   isDiskFailure,
   runDiskJob,
   type SmallRead,
 } from "./disk_jobs.ts";
 
-export type { DiskInfo, FolderLookup, SmallRead } from "./disk_jobs.ts";
+export type { DiskInfo, FolderView, SmallRead } from "./disk_jobs.ts";
 
 /** Options for {@link DiskPool}. */
 export interface DiskPoolOptions {
@@ -38,9 +39,13 @@ export interface DiskPoolOptions {
 /** Most jobs in one message: a long queue is spread over the threads. */
 const BATCH_JOBS = 64;
 
+/** Threads kept started while the pool is held: a split folder's two shares start at once. */
+const HELD_THREADS = 2;
+
 interface Waiting {
   job: DiskJob;
   resolve: (result: DiskResult) => void;
+  alone?: boolean;
 }
 
 interface Thread {
@@ -85,11 +90,28 @@ export class DiskPool {
     this.#script = options.script ?? new URL("./disk_worker.ts", import.meta.url);
   }
 
-  /** Every name in the folder `dir`, each looked up (see {@link FolderLookup}). */
-  async folder(dir: string, options: { follow?: boolean } = {}): Promise<FolderLookup> {
-    const result = await this.#run({ kind: "folder", dir, follow: options.follow });
-    if (isDiskFailure(result)) throw diskError(result);
-    return result as FolderLookup;
+  /**
+   * Every name in the folder `dir`, each looked up (see {@link FolderLookup}). With `split`, the
+   * lookups are shared between two threads, each reading the folder and looking up half of its
+   * names: for one large folder someone waits for (a listing), at the cost of a second read.
+   */
+  async folder(
+    dir: string,
+    options: { follow?: boolean; split?: boolean } = {},
+  ): Promise<FolderView> {
+    const parts = options.split && this.#max > 1 && !this.#broken ? 2 : 1;
+    const results = await Promise.all(
+      Array.from(
+        { length: parts },
+        (_, part) => this.#run({ kind: "folder", dir, follow: options.follow, part, parts }, true),
+      ),
+    );
+    for (const result of results) if (isDiskFailure(result)) throw diskError(result);
+    const [first, ...rest] = results as FolderLookup[];
+    const view = new FolderView(first);
+    // A name the other read did not see (gone, or new, meanwhile) is left unlooked-up: as gone.
+    for (const more of rest) view.merge(more);
+    return view;
   }
 
   /**
@@ -103,16 +125,20 @@ export class DiskPool {
   }
 
   /**
-   * Keeps one thread running, started now, until as many {@link release} calls: a server holds
-   * it while it listens, so that its first request does not wait for a thread to start.
+   * Keeps two threads running, started now, until as many {@link release} calls: a server holds
+   * them while it listens, so that its first request does not wait for a thread to start.
    * `onBroken` is told, once, if no thread can run (the jobs then run on the calling thread).
    */
   hold(onBroken?: (why: string) => void): void {
     if (onBroken) this.#onBroken.add(onBroken);
     if (this.#holds++ > 0 || this.#broken) return;
-    const thread = this.#threads[0] ?? this.#start();
-    if (thread?.idle !== undefined) clearTimeout(thread.idle);
-    if (thread) thread.idle = undefined;
+    while (this.#threads.length < Math.min(HELD_THREADS, this.#max)) {
+      if (!this.#start()) return;
+    }
+    for (const thread of this.#threads.slice(0, HELD_THREADS)) {
+      if (thread.idle !== undefined) clearTimeout(thread.idle);
+      thread.idle = undefined;
+    }
   }
 
   /** Ends one {@link hold} (and stops telling `onBroken`); with none left, threads idle out. */
@@ -132,10 +158,11 @@ export class DiskPool {
     for (const thread of this.#threads.splice(0)) this.#stop(thread);
   }
 
-  #run(job: DiskJob): Promise<DiskResult> {
+  /** Queues `job`; one `alone` leaves in a message of its own, for a thread of its own. */
+  #run(job: DiskJob, alone = false): Promise<DiskResult> {
     if (this.#broken) return Promise.resolve(runDiskJob(job));
     return new Promise((resolve) => {
-      this.#queue.push({ job, resolve });
+      this.#queue.push({ job, resolve, alone });
       if (this.#flushing) return;
       this.#flushing = true;
       // What else this turn of the event loop asks for leaves in the same message.
@@ -146,7 +173,10 @@ export class DiskPool {
   #flush(): void {
     this.#flushing = false;
     while (this.#queue.length > 0) {
-      const batch = this.#queue.splice(0, BATCH_JOBS);
+      const alone = this.#queue.findIndex((waiting) => waiting.alone);
+      const batch = alone === 0
+        ? this.#queue.splice(0, 1)
+        : this.#queue.splice(0, Math.min(BATCH_JOBS, alone < 0 ? Infinity : alone));
       const thread = this.#broken ? undefined : this.#pick();
       if (!thread) {
         for (const { job, resolve } of batch) resolve(runDiskJob(job));
@@ -208,7 +238,7 @@ export class DiskPool {
   }
 
   #idleLater(thread: Thread): void {
-    if (this.#holds > 0 && thread === this.#threads[0]) return;
+    if (this.#holds > 0 && this.#threads.indexOf(thread) < HELD_THREADS) return;
     const timer = setTimeout(() => {
       if (thread.sent.size > 0) return;
       this.#threads = this.#threads.filter((t) => t !== thread);

@@ -44,7 +44,7 @@ import {
   type StagedFileOptions,
 } from "./staged_file.ts";
 import { Upload } from "./file_upload.ts";
-import { type DiskInfo, diskPool, type FolderLookup } from "./disk_pool.ts";
+import { type DiskInfo, diskPool, type FolderView } from "./disk_pool.ts";
 import { type ListedFolder, type TreeListing, walkListing } from "./tree_listing.ts";
 import { type DiskDirEntry, diskError, type DiskFailure, isDiskFailure } from "./disk_jobs.ts";
 
@@ -466,7 +466,9 @@ export class FileStore implements Store, ServedFolder {
     const entries: TreeEntry[] = [];
     const below: { name: string; folder: { path: string; prefix: string } }[] = [];
     // The whole folder is looked up on a disk thread, symlinks' targets included.
-    const folder = await diskPool.folder(dir, { follow: true });
+    // Split between two threads: someone waits for this listing, and a large folder's lookups
+    // are most of its time.
+    const folder = await diskPool.folder(dir, { follow: true, split: true });
     /** What a lookup found, or null when the name went or cannot be read meanwhile. */
     const found = <T extends object>(result: T | DiskFailure | undefined): T | null => {
       if (result === undefined) return null;
@@ -491,7 +493,7 @@ export class FileStore implements Store, ServedFolder {
       }
       if (!reachable) continue;
       if (reachable.isDirectory) {
-        const info = found(folder.infos.get(base));
+        const info = found(folder.info(base));
         if (!info) continue;
         entries.push({ name, type: "dir", size: 0, mtime: info.mtime });
         if (recursive) below.push({ name, folder: { path, prefix: name + "/" } });
@@ -500,11 +502,11 @@ export class FileStore implements Store, ServedFolder {
       // Symlinked files are listed only when they stay inside; folders are not followed.
       let info: DiskInfo | null;
       if (reachable.isSymlink) {
-        const target = found(folder.targets?.get(base));
+        const target = found(folder.target(base));
         if (!target || !this.#inside(target.real)) continue;
         info = target.info;
       } else {
-        info = found(folder.infos.get(base));
+        info = found(folder.info(base));
       }
       if (info?.type !== "file") continue;
       entries.push({ name, type: "file", size: info.size, mtime: info.mtime });
@@ -559,9 +561,10 @@ interface FolderName {
  * (and a real name holding U+FFFD) can read alike. Entries are grouped by name to tell them apart:
  * at most one of a group is really called that, the one the name leads to.
  */
-function readNames(dir: string, folder: FolderLookup): FolderName[] {
+function readNames(dir: string, folder: FolderView): FolderName[] {
   const byName = new Map<string, DiskDirEntry[]>();
-  for (const entry of folder.entries) {
+  for (let i = 0; i < folder.names.length; i++) {
+    const entry = folder.entry(i);
     const group = byName.get(entry.name);
     if (group) group.push(entry);
     else byName.set(entry.name, [entry]);
@@ -573,7 +576,7 @@ function readNames(dir: string, folder: FolderLookup): FolderName[] {
       names.push({ name, path, reachable: group[0], undecodable: [] });
       continue;
     }
-    const info = folder.infos.get(name);
+    const info = folder.info(name);
     const real = info && !isDiskFailure(info)
       ? group.findIndex((entry) => sameKind(entry, info))
       : -1;

@@ -9,7 +9,7 @@
  */
 
 import { join } from "node:path";
-import { type DiskInfo, diskPool, type FolderLookup } from "./disk_pool.ts";
+import { type DiskInfo, diskPool, type FolderView } from "./disk_pool.ts";
 import { diskError, isDiskFailure } from "./disk_jobs.ts";
 
 /** What a walk (or a manifest) says about one name. */
@@ -84,7 +84,7 @@ interface Level {
   names: string[];
   next: number;
   /** What the disk thread found at each name (walks that are not `sync`). */
-  found?: FolderLookup["infos"];
+  found?: FolderView;
 }
 
 /** The entry for what a disk thread found at `path`. */
@@ -162,9 +162,9 @@ export class TreeWalker implements EntryWalk {
       return;
     }
     const folder = await diskPool.folder(dir);
-    for (const entry of folder.entries) unique.add(entry.name);
+    for (const name of folder.names) unique.add(name);
     const names = [...unique].sort(compareName);
-    this.#stack.push({ dir, prefix, names, next: 0, found: folder.infos });
+    this.#stack.push({ dir, prefix, names, next: 0, found: folder });
   }
 
   /** Finds the next entry that still exists, popping finished folders. */
@@ -184,7 +184,7 @@ export class TreeWalker implements EntryWalk {
           this.#current = entryOf(path, Deno.lstatSync(join(level.dir, name)));
           return;
         }
-        const found = level.found.get(name);
+        const found = level.found.info(name);
         if (found === undefined) continue;
         if (isDiskFailure(found)) throw diskError(found);
         this.#current = entryOfDisk(path, found);

@@ -30,10 +30,12 @@ Deno.test("a folder is looked up whole: every name, its kind, size and mtime, li
   try {
     await withTree(async (dir) => {
       const plain = await pool.folder(dir);
-      const names = plain.entries.map((e) => e.name).sort();
+      const names = [...plain.names].sort();
       assert.deepEqual(names, ["__proto__", "big.bin", "constructor", "dangling", "link", "sub"]);
-      assert.equal(plain.targets, undefined);
-      const info = (name: string) => plain.infos.get(name) as { type: string; size: number };
+      assert.equal(plain.target("link"), undefined, "no targets without follow");
+      assert.equal(plain.entry(plain.names.indexOf("sub")).isDirectory, true);
+      assert.equal(plain.entry(plain.names.indexOf("link")).isSymlink, true);
+      const info = (name: string) => plain.info(name) as { type: string; size: number };
       assert.equal(info("sub").type, "dir");
       assert.equal(info("big.bin").type, "file");
       assert.equal(info("big.bin").size, 5000);
@@ -42,13 +44,18 @@ Deno.test("a folder is looked up whole: every name, its kind, size and mtime, li
       // An lstat: the link itself, never what it points to.
       assert.equal(info("link").type, "link");
       const mtime = (await Deno.lstat(join(dir, "big.bin"))).mtime!.getTime();
-      assert.equal((plain.infos.get("big.bin") as { mtime: number }).mtime, mtime);
+      assert.equal((plain.info("big.bin") as { mtime: number }).mtime, mtime);
+      assert.equal(plain.info("no-such-name"), undefined);
 
       const followed = await pool.folder(dir, { follow: true });
-      const target = followed.targets!.get("link") as { real: string; info: { size: number } };
+      const target = followed.target("link") as { real: string; info: { size: number } };
       assert.equal(target.real, join(dir, "sub", "a.txt"));
       assert.equal(target.info.size, 5);
-      assert.equal((followed.targets!.get("dangling") as { error: string }).error, "NotFound");
+      assert.equal((followed.target("dangling") as { error: string }).error, "NotFound");
+      // Split between two threads, the same answers.
+      const split = await pool.folder(dir, { follow: true, split: true });
+      for (const name of names) assert.deepEqual(split.info(name), followed.info(name), name);
+      assert.deepEqual(split.target("link"), followed.target("link"));
       await assert.rejects(pool.folder(join(dir, "missing")), Deno.errors.NotFound);
       await assert.rejects(pool.folder(join(dir, "big.bin")), Error);
     });
@@ -105,7 +112,17 @@ Deno.test("many jobs asked for at once all come back right, over several threads
       assert.equal(new TextDecoder().decode(read.bytes), `file ${i}`.repeat(i % 7));
     });
     const folders = await Promise.all([pool.folder(dir), pool.folder(dir), pool.folder(dir)]);
-    for (const folder of folders) assert.equal(folder.infos.size, count);
+    for (const folder of folders) {
+      assert.equal(folder.names.length, count);
+      for (const name of folder.names) {
+        assert.equal((folder.info(name) as { type: string }).type, "file");
+      }
+    }
+    // A large folder split between threads: every name looked up, by one share or the other.
+    const split = await pool.folder(dir, { split: true });
+    for (const name of split.names) {
+      assert.equal((split.info(name) as { type: string }).type, "file");
+    }
   } finally {
     pool.close();
     await Deno.remove(dir, { recursive: true });
@@ -124,7 +141,8 @@ Deno.test("without a thread (its script fails), jobs run on the calling thread, 
       const read = await pool.readSmall(join(dir, "sub", "a.txt"), 4096);
       assert.equal(new TextDecoder().decode(read.bytes), "alpha");
       const folder = await pool.folder(dir);
-      assert.equal(folder.infos.size, 6);
+      assert.equal(folder.names.length, 6);
+      assert.equal((folder.info("big.bin") as { size: number }).size, 5000);
       await assert.rejects(pool.readSmall(join(dir, "dangling"), 4096), Deno.errors.NotFound);
     });
     assert.equal(heard.length, 1);
