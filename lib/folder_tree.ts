@@ -17,9 +17,8 @@ import { diskPool, type SmallRead } from "./disk_pool.ts";
 import { syncDir } from "./staged_file.ts";
 import { checksumFilePrefix } from "./transfer.ts";
 import { makeDir, removeName, resolveFolder, type ServedFolder } from "./tree_store.ts";
-import type { TreeFileSink, TreeSink, TreeSource } from "./tree_transfer.ts";
+import { type TreeFileSink, type TreeSink, type TreeSource, uploadSink } from "./tree_transfer.ts";
 import type { ManifestEntry } from "./tree_protocol.ts";
-import type { StoreUpload } from "./store.ts";
 import { foldsCase, MODE_BITS, TreeWalker } from "./tree_walk.ts";
 
 /**
@@ -81,16 +80,6 @@ async function readStoreLink(store: ServedFolder, name: string): Promise<string>
   const folder = await store.folderOf(name);
   if (folder === null) throw new StoreError("not_found", `No such link: ${name}`);
   return await Deno.readLink(join(folder, checkName(name).at(-1)!));
-}
-
-/** A tree's file written through a store upload; kept for `--resume` if the connection goes. */
-function uploadSink(upload: StoreUpload): TreeFileSink {
-  return {
-    write: (chunk) => upload.write(chunk),
-    commit: (verified) => upload.commit(verified),
-    discard: () => upload.discard(),
-    keep: async () => void await upload.keep(),
-  };
 }
 
 /** Receives into the folder `base` of a folder store (the root when undefined). */

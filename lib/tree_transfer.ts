@@ -14,6 +14,7 @@ import type { ErrorCode } from "./protocol.ts";
 import type { FrameReader, FrameWriter } from "./frame_io.ts";
 import type { ByteSink, LocalWaits, ResumePoint, Throttle, TransferResult } from "./transfer.ts";
 import type { ManifestEntry, ManifestTop } from "./tree_protocol.ts";
+import type { StoreUpload } from "./store.ts";
 import type { EntryWalk } from "./tree_walk.ts";
 
 export interface TreeIo {
@@ -91,6 +92,20 @@ export function sourceFile(
     stat: () => Promise.resolve({ isFile: true, size }),
     close: () => file.close(),
     takeCheck: file.takeCheck && (() => file.takeCheck!()),
+  };
+}
+
+/**
+ * A file of a tree received through a store's upload ({@link StoreUpload}), the receiving
+ * mirror of {@link sourceFile}: kept for `--resume`, as a single put is, if the connection goes
+ * mid-file.
+ */
+export function uploadSink(upload: StoreUpload): TreeFileSink {
+  return {
+    write: (chunk) => upload.write(chunk),
+    commit: (verified) => upload.commit(verified),
+    discard: () => upload.discard(),
+    keep: async () => void await upload.keep(),
   };
 }
 
