@@ -24,7 +24,7 @@ import type { KeptOptions } from "./kept_uploads.ts";
 import type { ListEntry } from "./protocol.ts";
 import { S3Bucket } from "./s3_bucket.ts";
 import type { S3Credentials, S3Location } from "./s3_config.ts";
-import { S3Kept } from "./s3_kept.ts";
+import { keptChanged, type KeptObject, S3Kept } from "./s3_kept.ts";
 import { S3Reader } from "./s3_reader.ts";
 import { S3Tree } from "./s3_tree.ts";
 import { S3Upload } from "./s3_upload.ts";
@@ -169,6 +169,10 @@ export class S3Store implements Store {
       withClaim: (name, key, overwrite, work) => this.#withClaim(name, key, overwrite, work),
       checksum: async (key) => (await this.#bucket.head(key))?.headers.get(CHECKSUM_HEADER) ?? null,
       stat: (key) => this.stat(key),
+      kept: this.kept,
+      readKept: (name, kept) =>
+        this.#reader(name, kept.key, kept.bytes, kept.etag, { stored: null }),
+      resumeUpload: (name, options, kept) => this.#begin(name, { ...options, resume: true }, kept),
     });
   }
 
@@ -259,7 +263,20 @@ export class S3Store implements Store {
    * the publish decides. With `resume`, what was kept for the name (of the same announced size)
    * is taken up again.
    */
-  async beginUpload(name: string, options: BeginUploadOptions = {}): Promise<StoreUpload> {
+  beginUpload(name: string, options: BeginUploadOptions = {}): Promise<StoreUpload> {
+    return this.#begin(name, options);
+  }
+
+  /**
+   * {@link beginUpload}; with `expected`, a resume that must continue exactly that version of the
+   * kept bytes (a tree transfer offered their checksum to the sender before it began the upload):
+   * anything else kept now is refused as {@link keptChanged}.
+   */
+  async #begin(
+    name: string,
+    options: BeginUploadOptions,
+    expected?: KeptObject,
+  ): Promise<S3Upload> {
     const segments = checkName(name);
     const key = segments.join("/");
     const overwrite = options.overwrite ?? false;
@@ -283,6 +300,9 @@ export class S3Store implements Store {
     }
     if (folder) throw new StoreError("not_a_file", `${quote(name)} is a folder`);
     if (existing && !overwrite) throw new StoreError("exists", `File exists: ${quote(name)}`);
+    if (expected && (kept?.etag !== expected.etag || kept.bytes !== expected.bytes)) {
+      throw keptChanged(name);
+    }
     const size = options.size ?? null;
     const resumable = options.resume === true && kept !== null && kept.size === size;
     // A fresh put replaces whatever was kept for this name; so does a resume of another size.

@@ -1,6 +1,7 @@
 /**
  * Folders in the S3 store: listing one folder or a subtree, `rm`, `mv`, `mkdir`, and the two
- * views tree transfers need (a walk of a folder for `get -r`, a receiver for `put -r`). Owns how
+ * views tree transfers need (a walk of a folder for `get -r`, a receiver for `put -r`, which
+ * offers `--resume` what a cut `put -r` kept of a file, as lib/s3_kept.ts keeps a put's). Owns how
  * folders are represented in a bucket, which has none: a folder is every key under `NAME/`, and
  * an empty one is kept by a zero-byte marker object `NAME/`. Each request goes through
  * lib/s3_bucket.ts; publishing a name (a move's copy) takes the S3 store's claim, as a put does.
@@ -14,16 +15,28 @@
 import { StoreError } from "./errors.ts";
 import { checkName, isValidName, nameIn, quote, STAGING_DIR } from "./remote_name.ts";
 import type { BucketObject, S3Bucket } from "./s3_bucket.ts";
+import type { KeptObject, S3Kept } from "./s3_kept.ts";
 import type {
+  BeginUploadOptions,
   ListTreeOptions,
   MakeDirOptions,
   MoveOptions,
   RemoveOptions,
   Store,
+  StoreReader,
+  StoreUpload,
 } from "./store.ts";
-import type { TreeEntry } from "./tree_protocol.ts";
+import { checksumFilePrefix } from "./transfer.ts";
+import type { ManifestEntry, TreeEntry } from "./tree_protocol.ts";
 import { type ListedFolder, type TreeListing, walkListing } from "./tree_listing.ts";
-import { sourceFile, type TreeFileSink, type TreeSink, type TreeSource } from "./tree_transfer.ts";
+import {
+  type KeptPart,
+  sourceFile,
+  type TreeFileSink,
+  type TreeSink,
+  type TreeSource,
+  uploadSink,
+} from "./tree_transfer.ts";
 import { compareName, type EntryWalk, type WalkEntry } from "./tree_walk.ts";
 
 /** Keys removed by one DeleteObjects request: S3's most. */
@@ -54,6 +67,15 @@ export interface S3TreeInit {
    * it is gone.
    */
   stat(key: string): Promise<{ mtime: number; mode: number } | null>;
+  /** The interrupted uploads kept for `--resume` (lib/s3_kept.ts). */
+  kept: S3Kept;
+  /** A reader of the kept bytes `kept` of the file `name`, pinned to their version. */
+  readKept(name: string, kept: KeptObject): Promise<StoreReader>;
+  /**
+   * Starts an upload of `name` that continues the kept bytes `kept`, that version exactly: if
+   * another is kept now, it is refused (StoreError `io`).
+   */
+  resumeUpload(name: string, options: BeginUploadOptions, kept: KeptObject): Promise<StoreUpload>;
 }
 
 /** HEAD requests a walk makes at once for the stamps of one folder's files. */
@@ -318,19 +340,10 @@ export class S3Tree {
       },
       makeDir: (path) => this.makeDir(name(path), { parents: true }),
       remove: (path) => this.remove(name(path), { recursive: true }),
-      beginFile: async (path, entry): Promise<TreeFileSink> => {
-        const upload = await this.#init.store.beginUpload(name(path), {
-          overwrite: true,
-          size: entry.size,
-          mtime: entry.mtime,
-          mode: entry.mode,
-        });
-        return {
-          write: (chunk) => upload.write(chunk),
-          commit: (verified) => upload.commit(verified),
-          discard: () => upload.discard(),
-        };
-      },
+      // A fresh upload drops what was kept for the name, as a put without --resume does.
+      beginFile: async (path, entry): Promise<TreeFileSink> =>
+        uploadSink(await this.#init.store.beginUpload(name(path), uploadOptions(entry))),
+      resume: (path, entry) => this.#keptPart(name(path), entry),
       finishDir: () => Promise.resolve(),
       finishBase: () => Promise.resolve(),
       checksum: (path) => this.#init.checksum(checkName(name(path)).join("/")),
@@ -338,6 +351,44 @@ export class S3Tree {
       caseInsensitive: () => Promise.resolve(false),
     };
   }
+
+  /**
+   * See {@link TreeSink.resume}: what a single `put --resume` of `name` would continue
+   * (lib/s3_kept.ts), its checksum read back from the store. Nothing is held meanwhile but the
+   * kept object's version (its ETag): the upload, with its part-sized buffers, starts only when
+   * the sender continues the file, and only from that same version.
+   */
+  async #keptPart(name: string, entry: ManifestEntry): Promise<KeptPart | null> {
+    const key = checkName(name).join("/");
+    const kept = await this.#init.kept.find(key);
+    // Kept for another size, or whole already: the fresh upload that follows drops it.
+    if (!kept || kept.size !== entry.size || kept.bytes === 0 || kept.bytes >= entry.size) {
+      return null;
+    }
+    const reader = await this.#init.readKept(name, kept);
+    let checksum;
+    try {
+      checksum = await checksumFilePrefix(reader, kept.bytes);
+    } catch {
+      checksum = null;
+    } finally {
+      reader.close();
+    }
+    if (!checksum) return null;
+    return {
+      point: { size: kept.bytes, checksum },
+      open: async () => uploadSink(await this.#init.resumeUpload(name, uploadOptions(entry), kept)),
+      // Not used this time: the kept object simply stays where it is, for the next run.
+      release: async (drop) => {
+        if (drop) await this.#init.kept.drop(key);
+      },
+    };
+  }
+}
+
+/** The upload of a tree's file: replacing what is there, with the sender's size, mtime and mode. */
+function uploadOptions(entry: ManifestEntry): BeginUploadOptions {
+  return { overwrite: true, size: entry.size, mtime: entry.mtime, mode: entry.mode };
 }
 
 interface Level {
