@@ -1,8 +1,8 @@
 /**
  * Helpers of the folder-transfer tests (`put -r`, `get -r`): a snapshot of a tree (content,
  * mtime, permission bits) to compare two sides by, a client run that must succeed and its
- * stdout, the file and folder entries of a manifest a fake server sends, and a relay that cuts
- * (or holds) a connection mid-transfer.
+ * stdout, the file and folder entries of a manifest a fake server sends, a relay that cuts
+ * (or holds) a connection mid-transfer, and what a test that kills a client there needs.
  *
  * @module
  */
@@ -62,7 +62,7 @@ export function dir(path: string): Record<string, unknown> {
  * forwards nothing more that way until it is closed, so a test can kill a peer mid-transfer.
  */
 export function cuttingRelay(
-  upstream: ServerProcess,
+  upstream: Pick<ServerProcess, "host" | "port">,
   limit: number,
   up: boolean,
   hold = false,
@@ -109,4 +109,23 @@ export function cuttingRelay(
       await done.catch(() => {});
     },
   };
+}
+
+/** The size of the largest file directly in `dir` whose name matches `pattern`, or 0. */
+export async function largest(dir: string, pattern: RegExp): Promise<number> {
+  let size = 0;
+  for await (const entry of Deno.readDir(dir)) {
+    if (!pattern.test(entry.name)) continue;
+    size = Math.max(size, (await Deno.stat(`${dir}/${entry.name}`).catch(() => null))?.size ?? 0);
+  }
+  return size;
+}
+
+/** Kills `child` (a client spawned mid-transfer) and waits for it to be gone. */
+export async function kill(child: Deno.ChildProcess): Promise<void> {
+  child.kill("SIGKILL");
+  await child.status;
+  await child.stdout.cancel().catch(() => {});
+  await child.stderr.cancel().catch(() => {});
+  await child.stdin.close().catch(() => {});
 }

@@ -22,7 +22,7 @@ import {
   waitForStagingData,
   writeRandomFile,
 } from "./harness.ts";
-import { cuttingRelay, out, snapshot } from "./tree_helpers.ts";
+import { cuttingRelay, kill, largest, out, snapshot } from "./tree_helpers.ts";
 import { encodeControl, FrameType } from "../lib/frames.ts";
 import { TREE_PEER, withFakeServer } from "./wire.ts";
 
@@ -36,25 +36,6 @@ async function makeTree(src: string): Promise<void> {
   await writeRandomFile(`${src}/sub/big.bin`, BIG);
   await Deno.writeTextFile(`${src}/sub/c.txt`, "gamma\n");
   await Deno.writeTextFile(`${src}/z.txt`, "zeta\n");
-}
-
-/** The size of the largest file directly in `dir` whose name matches `pattern`, or 0. */
-async function largest(dir: string, pattern: RegExp): Promise<number> {
-  let size = 0;
-  for await (const entry of Deno.readDir(dir)) {
-    if (!pattern.test(entry.name)) continue;
-    size = Math.max(size, (await Deno.stat(`${dir}/${entry.name}`).catch(() => null))?.size ?? 0);
-  }
-  return size;
-}
-
-/** Kills `child` and waits for it to be gone. */
-async function kill(child: Deno.ChildProcess): Promise<void> {
-  child.kill("SIGKILL");
-  await child.status;
-  await child.stdout.cancel().catch(() => {});
-  await child.stderr.cancel().catch(() => {});
-  await child.stdin.close().catch(() => {});
 }
 
 Deno.test("put -r --resume continues a big file the killed client had half sent", async () => {

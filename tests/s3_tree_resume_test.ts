@@ -1,0 +1,266 @@
+/**
+ * `put -r --resume` and `get -r --resume` with a server whose store is S3, against a real object
+ * store (see tests/s3_harness.ts): a client killed in the middle of a big file of a tree leaves
+ * what the next run needs (the bucket keeps the cut upload as a single `put --resume` does, the
+ * client keeps its part), and the same command with `--resume`, through any server on the
+ * bucket, finishes the tree without sending the kept bytes again, or sends the file whole when
+ * its start changed since.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import {
+  assertSuccess,
+  ferry,
+  makeTempDir,
+  spawnClient,
+  waitFor,
+  writeRandomFile,
+} from "./harness.ts";
+import {
+  endpoint,
+  holdStore,
+  ignore,
+  keys,
+  multipartUploads,
+  newBucket,
+  PART,
+  s3,
+  type S3Server,
+  stagingKeys,
+  startS3Server,
+} from "./s3_harness.ts";
+import { cuttingRelay, kill, largest, out, snapshot } from "./tree_helpers.ts";
+
+/** Three parts: a first cut falls after the first part reached the store, a second one later. */
+const BIG = 3 * PART;
+/** Bytes the relay lets through before it holds: past the first part, short of the second. */
+const HOLD_AT = PART + PART / 2;
+const KEPT_PREFIX = "files/.ferry-staging/kept/";
+/** The server's log line for a `put -r` the client left in the middle of. */
+const CUT = / put_tree "up" .*interrupted/;
+
+async function makeTree(src: string): Promise<void> {
+  await Deno.mkdir(`${src}/sub`, { recursive: true });
+  await Deno.writeTextFile(`${src}/a.txt`, "alpha\n");
+  await writeRandomFile(`${src}/sub/big.bin`, BIG);
+  await Deno.writeTextFile(`${src}/sub/c.txt`, "gamma\n");
+  await Deno.writeTextFile(`${src}/z.txt`, "zeta\n");
+}
+
+/** The kept uploads in the bucket, with their sizes. */
+async function keptObjects(bucket: string): Promise<{ key: string; bytes: number }[]> {
+  const found = [];
+  for (const key of (await keys(bucket)).filter((key) => key.startsWith(KEPT_PREFIX))) {
+    const response = await s3.fetch(`${endpoint}/${bucket}/${key}`, { method: "HEAD" });
+    found.push({ key, bytes: Number(response.headers.get("content-length")) });
+  }
+  return found;
+}
+
+/** The file bytes the server's log line for a tree transfer says moved. */
+async function moved(server: S3Server, pattern: RegExp): Promise<number> {
+  const line = await server.waitForLog(pattern);
+  return Number(/ (?:put|get)_tree "[^"]*" (\d+) bytes/.exec(line)![1]);
+}
+
+/**
+ * Starts `put -r SRC up` (with `args`) through `server`, behind a relay that holds the connection
+ * at `hold` bytes, and kills the client once a part of the big file reached the store; returns
+ * the bytes the bucket then keeps of it.
+ */
+async function cutPut(
+  server: S3Server,
+  bucket: string,
+  src: string,
+  hold = HOLD_AT,
+  args: string[] = [],
+): Promise<number> {
+  const cuts = () => server.lines.filter((line) => CUT.test(line)).length;
+  const before = cuts();
+  const relay = cuttingRelay(server, hold, true, true);
+  const child = spawnClient(["127.0.0.1", String(relay.port), "put", "-r", src, "up", ...args]);
+  await waitFor(
+    "a part of the big file staged",
+    async () => (await multipartUploads(bucket)).length === 1,
+    { timeoutMs: 20000 },
+  );
+  await kill(child);
+  // What the relay let through reaches the server, then the end of the connection.
+  await relay.close();
+  await waitFor("the server's log of the cut", () => cuts() > before);
+  const kept = await keptObjects(bucket);
+  assert.equal(kept.length, 1, `one kept upload: ${JSON.stringify(kept)}`);
+  return kept[0].bytes;
+}
+
+Deno.test({
+  name: "s3: put -r --resume through another server continues the big file a killed client cut",
+  ignore,
+  async fn() {
+    using _store = await holdStore();
+    const bucket = await newBucket();
+    await using a = await startS3Server(bucket);
+    await using b = await startS3Server(bucket);
+    await using work = await makeTempDir();
+    const src = `${work.path}/src`;
+    await makeTree(src);
+
+    const kept = await cutPut(a, bucket, src);
+    assert.ok(kept > PART && kept < BIG, `part of the file kept: ${kept}`);
+    assert.deepEqual(await multipartUploads(bucket), [], "nothing left staged");
+    assert.ok(!(await keys(bucket)).includes("files/up/sub/big.bin"), "no half file published");
+
+    const again = await ferry(b, ["put", "-r", src, "up", "--resume", "--json"]);
+    assertSuccess(again, "put -r --resume");
+    const summary = JSON.parse(out(again).trim().split("\n").at(-1)!);
+    assert.equal(summary.resumed, kept, "continued from all that was kept");
+    assert.equal(summary.failed, 0);
+    assert.match(again.stderr, /of it resumed, not sent again/);
+    // The server's log counts the bytes that moved: the big file's rest, and whatever small
+    // files had not arrived.
+    const sent = await moved(b, / put_tree "up" \d+ bytes ok .* bytes resumed/);
+    assert.ok(sent <= BIG - kept + 100, `only the rest was sent: ${sent} bytes`);
+    assert.deepEqual(await stagingKeys(bucket), [], "the kept upload is gone once used");
+    assert.deepEqual(await multipartUploads(bucket), []);
+
+    // Byte for byte, with mtimes and modes, as a get -r brings it back (checked against the
+    // checksum stored with each object on the way).
+    const back = `${work.path}/back`;
+    assertSuccess(await ferry(a, ["get", "-r", "up", back]), "get -r");
+    assert.deepEqual(await snapshot(back), await snapshot(src));
+  },
+});
+
+Deno.test({
+  name: "s3: put -r --resume sends a file whole when its start changed since the cut",
+  ignore,
+  async fn() {
+    using _store = await holdStore();
+    const bucket = await newBucket();
+    await using a = await startS3Server(bucket);
+    await using work = await makeTempDir();
+    const src = `${work.path}/src`;
+    await makeTree(src);
+    const kept = await cutPut(a, bucket, src);
+    assert.ok(kept > 0);
+    // Same size, other bytes where the bucket kept them: what was kept must not be trusted.
+    const big = await Deno.open(`${src}/sub/big.bin`, { write: true });
+    await big.write(crypto.getRandomValues(new Uint8Array(4096)));
+    big.close();
+
+    const again = await ferry(a, ["put", "-r", src, "up", "--resume", "--json"]);
+    assertSuccess(again, "put -r --resume");
+    const summary = JSON.parse(out(again).trim().split("\n").at(-1)!);
+    assert.equal(summary.resumed, 0, "nothing resumed from kept bytes that no longer match");
+    assert.deepEqual(await stagingKeys(bucket), [], "the kept upload that did not match is gone");
+    const back = `${work.path}/back`;
+    assertSuccess(await ferry(a, ["get", "-r", "up", back]), "get -r");
+    assert.deepEqual(await snapshot(back), await snapshot(src));
+  },
+});
+
+Deno.test({
+  name: "s3: get -r --resume continues the big file a killed client had half received",
+  ignore,
+  async fn() {
+    using _store = await holdStore();
+    const bucket = await newBucket();
+    await using a = await startS3Server(bucket);
+    await using work = await makeTempDir();
+    const src = `${work.path}/src`;
+    await makeTree(src);
+    assertSuccess(await ferry(a, ["put", "-r", src, "tree"]), "put -r");
+    const dest = `${work.path}/dest`;
+
+    const relay = cuttingRelay(a, HOLD_AT, false, true);
+    const child = spawnClient(["127.0.0.1", String(relay.port), "get", "-r", "tree", dest]);
+    await waitFor(
+      "the big file half received",
+      async () => await largest(`${dest}/sub`, /^\.ferry-.*\.part$/).catch(() => 0) >= PART,
+      { timeoutMs: 20000 },
+    );
+    await kill(child);
+    await relay.close();
+    const kept = await largest(`${dest}/sub`, /^\.ferry-.*\.part$/);
+    assert.ok(kept >= PART && kept < BIG, `part of the file kept: ${kept}`);
+
+    const again = await ferry(a, ["get", "-r", "tree", dest, "--resume", "--json"]);
+    assertSuccess(again, "get -r --resume");
+    const summary = JSON.parse(out(again).trim().split("\n").at(-1)!);
+    assert.equal(summary.resumed, kept, "continued from all that was kept");
+    const sent = await moved(a, / get_tree "tree" \d+ bytes ok/);
+    assert.ok(sent <= BIG - kept + 100, `only the rest was sent: ${sent} bytes`);
+    assert.deepEqual(await snapshot(dest), await snapshot(src));
+    assert.equal(await largest(`${dest}/sub`, /^\.ferry-/), 0, "no part left");
+  },
+});
+
+Deno.test({
+  name: "s3: a resumed file cut again keeps all it has, and a third run ends it",
+  ignore,
+  async fn() {
+    using _store = await holdStore();
+    const bucket = await newBucket();
+    await using a = await startS3Server(bucket);
+    await using work = await makeTempDir();
+    const src = `${work.path}/src`;
+    await makeTree(src);
+    const first = await cutPut(a, bucket, src);
+    // The second run sends the rest from the kept bytes: the relay holds it a part further on,
+    // once a new part of its own reached the store (the receiver writes in chunks of its own,
+    // so a little less than what the relay let through arrives).
+    const second = await cutPut(a, bucket, src, PART, ["--resume"]);
+    assert.ok(second > first + PART / 2 && second < BIG, `kept ${first}, then ${second}`);
+
+    const again = await ferry(a, ["put", "-r", src, "up", "--resume", "--json"]);
+    assertSuccess(again, "put -r --resume");
+    const summary = JSON.parse(out(again).trim().split("\n").at(-1)!);
+    assert.equal(summary.resumed, second, "continued from all the two runs sent");
+    const sent = await moved(a, / put_tree "up" \d+ bytes ok .* bytes resumed/);
+    assert.ok(sent <= BIG - second + 100, `only the rest was sent: ${sent} bytes`);
+    assert.deepEqual(await stagingKeys(bucket), []);
+    assert.deepEqual(await multipartUploads(bucket), []);
+    const back = `${work.path}/back`;
+    assertSuccess(await ferry(a, ["get", "-r", "up", back]), "get -r");
+    assert.deepEqual(await snapshot(back), await snapshot(src));
+  },
+});
+
+Deno.test({
+  name: "s3: put -r cut with keeping off leaves nothing in the bucket but the whole files",
+  ignore,
+  async fn() {
+    using _store = await holdStore();
+    const bucket = await newBucket();
+    await using a = await startS3Server(bucket, ["--keep-budget", "0"]);
+    await using work = await makeTempDir();
+    const src = `${work.path}/src`;
+    await makeTree(src);
+    const relay = cuttingRelay(a, HOLD_AT, true, true);
+    const child = spawnClient(["127.0.0.1", String(relay.port), "put", "-r", src, "up"]);
+    await waitFor(
+      "a part of the big file staged",
+      async () => (await multipartUploads(bucket)).length === 1,
+      { timeoutMs: 20000 },
+    );
+    await kill(child);
+    await relay.close();
+    await a.waitForLog(CUT);
+    await waitFor("nothing staged", async () => (await multipartUploads(bucket)).length === 0);
+    assert.deepEqual(await stagingKeys(bucket), []);
+    assert.deepEqual(
+      (await keys(bucket)).filter((key) => !key.endsWith("/")),
+      ["files/up/a.txt"],
+      "the file that arrived whole, and nothing of the cut one",
+    );
+
+    const again = await ferry(a, ["put", "-r", src, "up", "--resume", "--json"]);
+    assertSuccess(again, "put -r --resume");
+    assert.equal(JSON.parse(out(again).trim().split("\n").at(-1)!).resumed, 0);
+    const back = `${work.path}/back`;
+    assertSuccess(await ferry(a, ["get", "-r", "up", back]), "get -r");
+    assert.deepEqual(await snapshot(back), await snapshot(src));
+  },
+});
