@@ -10,10 +10,15 @@
  */
 
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { createChecksum } from "../lib/checksum.ts";
+import { StoreError } from "../lib/errors.ts";
+import { S3Store } from "../lib/s3_store.ts";
 import {
   assertSuccess,
   ferry,
   makeTempDir,
+  randomBytes,
   spawnClient,
   waitFor,
   writeRandomFile,
@@ -294,5 +299,59 @@ Deno.test({
     const back = `${work.path}/back`;
     assertSuccess(await ferry(a, ["get", "-r", "up", back]), "get -r");
     assert.deepEqual(await snapshot(back), await snapshot(src));
+  },
+});
+
+Deno.test({
+  name: "s3: a kept part offered to a tree is not continued once another version replaced it",
+  ignore,
+  // The store keeps its connections to radosgw for reuse, as a server does for its whole life.
+  sanitizeResources: false,
+  async fn() {
+    using _store = await holdStore();
+    const bucket = await newBucket();
+    const store = await S3Store.open({
+      bucket,
+      prefix: "files/",
+      endpoint,
+      credentials: {
+        accessKeyId: Deno.env.get("AWS_ACCESS_KEY_ID")!,
+        secretAccessKey: Deno.env.get("AWS_SECRET_ACCESS_KEY")!,
+      },
+    });
+    const size = 4 << 20;
+    const data = randomBytes(size);
+    /** A put --resume of big.bin cut once `bytes` of it arrived. */
+    const cutAt = async (bytes: number) => {
+      const upload = await store.beginUpload("big.bin", { size, resume: true });
+      await upload.write(data.subarray(upload.offset, bytes));
+      assert.equal((await upload.keep()).kept, true);
+    };
+    const entry = { path: "big.bin", type: "file" as const, size, mtime: 0, mode: 0o644 };
+    await cutAt(2 << 20);
+    const offer = await store.treeSink().resume!("big.bin", entry);
+    assert.equal(offer?.point.size, 2 << 20);
+    // Another server resumes it and is cut further on before this transfer's file comes.
+    await cutAt(3 << 20);
+    await assert.rejects(
+      offer!.open(),
+      (error) =>
+        error instanceof StoreError && error.code === "io" && /changed/.test(error.message),
+    );
+
+    // What the other server kept is the next run's to continue.
+    const next = await store.treeSink().resume!("big.bin", entry);
+    assert.equal(next?.point.size, 3 << 20);
+    const sink = await next!.open();
+    await sink.write(data.subarray(3 << 20));
+    const checksum = await createChecksum();
+    checksum.update(data);
+    await sink.commit({ size, checksum: checksum.digest() });
+    const { file } = await store.openFile("big.bin");
+    const back = new Uint8Array(size);
+    for (let filled = 0; filled < size;) filled += (await file.read(back.subarray(filled)))!;
+    file.close();
+    assert.ok(Buffer.from(back).equals(Buffer.from(data)), "the whole file, once");
+    assert.deepEqual(await stagingKeys(bucket), [], "the kept upload is gone once used");
   },
 });
