@@ -145,6 +145,8 @@ export class S3Store implements Store {
   readonly kept: S3Kept;
   /** Bytes per part. */
   readonly partSize: number;
+  /** A tree's cut files are kept and continued as single puts' are (lib/s3_tree.ts). */
+  readonly treeResume = true;
   readonly #bucket: S3Bucket;
   readonly #cleanAfterMs: number;
   readonly #claimStaleMs: number;

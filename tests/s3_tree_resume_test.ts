@@ -119,6 +119,7 @@ Deno.test({
 
     const again = await ferry(b, ["put", "-r", src, "up", "--resume", "--json"]);
     assertSuccess(again, "put -r --resume");
+    assert.doesNotMatch(again.stderr, /cannot continue/, "the server says it resumes trees");
     const summary = JSON.parse(out(again).trim().split("\n").at(-1)!);
     assert.equal(summary.resumed, kept, "continued from all that was kept");
     assert.equal(summary.failed, 0);
@@ -157,6 +158,7 @@ Deno.test({
 
     const again = await ferry(a, ["put", "-r", src, "up", "--resume", "--json"]);
     assertSuccess(again, "put -r --resume");
+    assert.doesNotMatch(again.stderr, /cannot continue/, "the server says it resumes trees");
     const summary = JSON.parse(out(again).trim().split("\n").at(-1)!);
     assert.equal(summary.resumed, 0, "nothing resumed from kept bytes that no longer match");
     assert.deepEqual(await stagingKeys(bucket), [], "the kept upload that did not match is gone");
@@ -193,6 +195,7 @@ Deno.test({
 
     const again = await ferry(a, ["get", "-r", "tree", dest, "--resume", "--json"]);
     assertSuccess(again, "get -r --resume");
+    assert.doesNotMatch(again.stderr, /cannot continue/, "the server says it resumes trees");
     const summary = JSON.parse(out(again).trim().split("\n").at(-1)!);
     assert.equal(summary.resumed, kept, "continued from all that was kept");
     const sent = await moved(a, / get_tree "tree" \d+ bytes ok/);
@@ -227,6 +230,7 @@ Deno.test({
 
     const again = await ferry(a, ["get", "-r", "tree", dest, "--resume", "--json"]);
     assertSuccess(again, "get -r --resume");
+    assert.doesNotMatch(again.stderr, /cannot continue/, "the server says it resumes trees");
     const summary = JSON.parse(out(again).trim().split("\n").at(-1)!);
     assert.equal(summary.resumed, 0, "nothing resumed from a part that no longer matches");
     assert.deepEqual(await snapshot(dest), await snapshot(src));
@@ -253,6 +257,7 @@ Deno.test({
 
     const again = await ferry(a, ["put", "-r", src, "up", "--resume", "--json"]);
     assertSuccess(again, "put -r --resume");
+    assert.doesNotMatch(again.stderr, /cannot continue/, "the server says it resumes trees");
     const summary = JSON.parse(out(again).trim().split("\n").at(-1)!);
     assert.equal(summary.resumed, second, "continued from all the two runs sent");
     const sent = await moved(a, / put_tree "up" \d+ bytes ok .* bytes resumed/);
@@ -295,6 +300,7 @@ Deno.test({
 
     const again = await ferry(a, ["put", "-r", src, "up", "--resume", "--json"]);
     assertSuccess(again, "put -r --resume");
+    assert.doesNotMatch(again.stderr, /cannot continue/, "the server says it resumes trees");
     assert.equal(JSON.parse(out(again).trim().split("\n").at(-1)!).resumed, 0);
     const back = `${work.path}/back`;
     assertSuccess(await ferry(a, ["get", "-r", "up", back]), "get -r");
