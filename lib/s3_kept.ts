@@ -83,6 +83,17 @@ export class S3Kept implements KeptView {
     };
   }
 
+  /**
+   * A test of whether anything is kept for a file's key, from one listing of the kept uploads
+   * (a request per 1,000 of them) rather than a HEAD per key, for a tree's many files. What is
+   * kept after the listing is not seen: a file found nothing for is sent whole, as it would be.
+   */
+  async lister(): Promise<(key: string) => Promise<boolean>> {
+    const kept = new Set<string>();
+    for await (const object of this.#bucket.listObjects(KEPT_KEYS)) kept.add(object.key);
+    return async (key) => kept.size > 0 && kept.has(await keyOf(key));
+  }
+
   /** Removes what is kept for `key`; says whether there was anything. */
   async drop(key: string): Promise<boolean> {
     const kept = await keyOf(key);

@@ -329,6 +329,8 @@ export class S3Tree {
    */
   treeSink(base?: string): TreeSink {
     const name = (path: string) => nameIn(base, path);
+    /** What is kept, listed once, at the first file a `--resume` looks for. */
+    let keptNow: Promise<(key: string) => Promise<boolean>> | undefined;
     return {
       check: (path) => void checkName(name(path)),
       walker: async () =>
@@ -343,7 +345,11 @@ export class S3Tree {
       // A fresh upload drops what was kept for the name, as a put without --resume does.
       beginFile: async (path, entry): Promise<TreeFileSink> =>
         uploadSink(await this.#init.store.beginUpload(name(path), uploadOptions(entry))),
-      resume: (path, entry) => this.#keptPart(name(path), entry),
+      resume: async (path, entry) => {
+        keptNow ??= this.#init.kept.lister();
+        if (!await (await keptNow)(checkName(name(path)).join("/"))) return null;
+        return await this.#keptPart(name(path), entry);
+      },
       finishDir: () => Promise.resolve(),
       finishBase: () => Promise.resolve(),
       checksum: (path) => this.#init.checksum(checkName(name(path)).join("/")),
