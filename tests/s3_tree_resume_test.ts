@@ -106,7 +106,7 @@ Deno.test({
   async fn() {
     using _store = await holdStore();
     const bucket = await newBucket();
-    await using a = await startS3Server(bucket);
+    await using a = await startS3Server(bucket, ["--show-kept"]);
     await using b = await startS3Server(bucket);
     await using work = await makeTempDir();
     const src = `${work.path}/src`;
@@ -114,6 +114,17 @@ Deno.test({
 
     const kept = await cutPut(a, bucket, src);
     assert.ok(kept > PART && kept < BIG, `part of the file kept: ${kept}`);
+    // Kept as a cut put is: under its full name, and shown by the kept query.
+    const shown = await ferry(a, ["kept", "--json"]);
+    assertSuccess(shown, "kept");
+    assert.deepEqual(
+      JSON.parse(out(shown)).map((entry: { name: string; bytes: number; size: number }) => [
+        entry.name,
+        entry.bytes,
+        entry.size,
+      ]),
+      [["up/sub/big.bin", kept, BIG]],
+    );
     assert.deepEqual(await multipartUploads(bucket), [], "nothing left staged");
     assert.ok(!(await keys(bucket)).includes("files/up/sub/big.bin"), "no half file published");
 
