@@ -376,6 +376,7 @@ export class S3Tree {
     try {
       checksum = await checksumFilePrefix(reader, kept.bytes);
     } catch {
+      // Kept bytes that cannot be read back are not offered: the file goes whole.
       checksum = null;
     } finally {
       reader.close();
@@ -384,9 +385,10 @@ export class S3Tree {
     return {
       point: { size: kept.bytes, checksum },
       open: async () => uploadSink(await this.#init.resumeUpload(name, uploadOptions(entry), kept)),
-      // Not used this time: the kept object simply stays where it is, for the next run.
+      // Not used this time: the kept object simply stays where it is, for the next run. Dropped
+      // (the sender's file did not match it), it goes now, or with the fresh upload that follows.
       release: async (drop) => {
-        if (drop) await this.#init.kept.drop(key);
+        if (drop) await this.#init.kept.drop(key).catch(() => {});
       },
     };
   }
