@@ -66,7 +66,7 @@ interface Thread {
  *
  * const pool = new DiskPool();
  * const folder = await pool.folder(".");
- * console.log(folder.entries.length, "names");
+ * console.log(folder.names.length, "names");
  * pool.close();
  * ```
  */
