@@ -53,6 +53,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { benchS3 } from "./bench_s3.ts";
 import { runTreeBench, treeTable } from "./bench_tree.ts";
+import { median } from "./bench_stats.ts";
 import {
   prepareSsh,
   remote,
@@ -222,12 +223,7 @@ export function parseOptions(argv: string[]): BenchOptions {
   };
 }
 
-/** Median of a non-empty list. */
-export function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
+export { median };
 
 function say(line: string): void {
   console.error(line);
@@ -1668,6 +1664,7 @@ async function bench(options: BenchOptions, work: string): Promise<number> {
         files: options.treeFiles,
         mixedBytes: options.treeMixed,
         entries: options.treeEntries,
+        runs: options.runs,
       }),
     )
     : undefined;
@@ -1688,7 +1685,15 @@ async function bench(options: BenchOptions, work: string): Promise<number> {
     ]),
     ...(typeof ssh === "string" ? ["", `scp rows skipped: ${ssh}.`] : []),
     ...missingTools.map((line) => `\nSkipped: ${line}.`),
-    ...(trees ? ["", "Folders (one run each; see scripts/bench_tree.ts):", "", trees] : []),
+    ...(trees
+      ? [
+        "",
+        `Folders (one run each; the no-change and list rows median of ${options.runs}; ` +
+        "see scripts/bench_tree.ts):",
+        "",
+        trees,
+      ]
+      : []),
     "",
     s3,
     "",

@@ -10,6 +10,7 @@
  * @module
  */
 
+import { median } from "./bench_stats.ts";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -80,12 +81,6 @@ async function timedRun(command: string, args: string[], env: Record<string, str
     throw new Error(`${command} failed: ${new TextDecoder().decode(output.stderr).trim()}`);
   }
   return seconds;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
 /** Starts a ferry server on the bucket; resolves with its port and a way to read its peak RSS. */
