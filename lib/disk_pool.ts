@@ -36,6 +36,15 @@ export interface DiskPoolOptions {
   script?: URL;
 }
 
+/**
+ * The modules a disk thread loads, as file URLs where the library is local: a server run with a
+ * list of readable paths (`deno task serve`) must be able to read them (lib/server_launch.ts).
+ */
+export const DISK_THREAD_MODULES: readonly URL[] = [
+  new URL("./disk_worker.ts", import.meta.url),
+  new URL("./disk_jobs.ts", import.meta.url),
+];
+
 /** Most jobs in one message: a long queue is spread over the threads. */
 const BATCH_JOBS = 64;
 
@@ -87,7 +96,7 @@ export class DiskPool {
   constructor(options: DiskPoolOptions = {}) {
     this.#max = Math.max(1, options.threads ?? 4);
     this.#idleMs = options.idleMs ?? 30_000;
-    this.#script = options.script ?? new URL("./disk_worker.ts", import.meta.url);
+    this.#script = options.script ?? DISK_THREAD_MODULES[0];
   }
 
   /**

@@ -12,6 +12,7 @@
 
 import { fileURLToPath } from "node:url";
 import { reportFailure } from "./cli.ts";
+import { DISK_THREAD_MODULES } from "./disk_pool.ts";
 import { UserError } from "./errors.ts";
 import { type ServerAccess, serverAccessOf } from "./server_access.ts";
 import { parseServerArgs } from "./server_args.ts";
@@ -19,6 +20,15 @@ import { NAME } from "./version.ts";
 
 /** The server's entry point, next to this folder. */
 const SERVER_MODULE = fileURLToPath(new URL("../server.ts", import.meta.url));
+
+/**
+ * Code the server reads at run time, beyond its imports: its disk threads' script (a Worker's
+ * module is read under the process's permissions). Code, not data: granting it shows nothing of
+ * the machine's files.
+ */
+const RUNTIME_MODULES = DISK_THREAD_MODULES.filter((url) => url.protocol === "file:").map((url) =>
+  fileURLToPath(url)
+);
 
 /** Windows has no sessions or POSIX signals: there Ctrl+C reaches the server directly. */
 const POSIX = Deno.build.os !== "windows";
@@ -34,14 +44,16 @@ const FORWARDED: readonly Deno.Signal[] = POSIX ? ["SIGINT", "SIGTERM", "SIGHUP"
 const REPEAT_MS = 500;
 
 /**
- * The `deno run` arguments that start the server with `argv` and exactly `access`. `--no-prompt`
+ * The `deno run` arguments that start the server with `argv` and exactly `access` (and reading
+ * its disk threads' code, {@link RUNTIME_MODULES}). `--no-prompt`
  * makes a refused access an error instead of a question on the terminal that would hold the
  * server up. An empty list grants nothing.
  *
  * @example
  * ```ts
  * serverRunArgs(["--root", "/srv/f"], { read: ["/srv/f"], write: ["/srv/f"] });
- * // ["run", "--no-prompt", "--allow-net", "--allow-read=/srv/f", "--allow-write=/srv/f",
+ * // ["run", "--no-prompt", "--allow-net",
+ * //  "--allow-read=/srv/f,.../lib/disk_worker.ts,.../lib/disk_jobs.ts", "--allow-write=/srv/f",
  * //  ".../server.ts", "--root", "/srv/f"]
  * ```
  */
@@ -61,7 +73,7 @@ export function serverRunArgs(argv: string[], access: ServerAccess): string[] {
     "run",
     "--no-prompt",
     "--allow-net",
-    ...list("--allow-read", access.read),
+    ...list("--allow-read", [...access.read, ...RUNTIME_MODULES]),
     ...list("--allow-write", access.write),
     ...list("--allow-env", access.env ?? []),
     ...list("--allow-sys", access.sys ?? []),

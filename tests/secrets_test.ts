@@ -25,6 +25,8 @@ import {
 import { makePki, tlsArgs } from "./pki.ts";
 import { dataWithEnd, Wire } from "./wire.ts";
 import { encodeControl, FrameType } from "../lib/frames.ts";
+import { DISK_THREAD_MODULES } from "../lib/disk_pool.ts";
+import { fileURLToPath as fromFileUrl } from "node:url";
 
 const decoder = new TextDecoder();
 
@@ -130,10 +132,26 @@ Deno.test("deno task serve with a token and TLS files outside the root serves, g
   assert.deepEqual(
     args.filter((arg) => /^--allow-(read|write|all)|^-A$/.test(arg)).sort(),
     [
-      `--allow-read=${[...roots, token, pki.cert, pki.key].join(",")}`,
+      `--allow-read=${
+        [...roots, token, pki.cert, pki.key, ...DISK_THREAD_MODULES.map((u) => fromFileUrl(u))]
+          .join(",")
+      }`,
       `--allow-write=${roots.join(",")}`,
     ],
-    "reads only its root and the three secrets, writes only its root",
+    "reads only its root, the three secrets and its disk threads' code, writes only its root",
+  );
+  // Its disk threads start under those permissions: a folder there and back, and no fallback.
+  await Deno.mkdir(`${dir.path}/tree/in`, { recursive: true });
+  await Deno.writeTextFile(`${dir.path}/tree/in/a.txt`, "a\n");
+  assertSuccess(await ferry(server, [...client, "put", "-r", `${dir.path}/tree`]), "put -r");
+  assertSuccess(
+    await ferry(server, [...client, "get", "-r", "tree", `${dir.path}/back`]),
+    "get -r",
+  );
+  assert.equal(await Deno.readTextFile(`${dir.path}/back/in/a.txt`), "a\n");
+  assert.ok(
+    !server.lines.some((line) => /disk threads unavailable|Uncaught/.test(line)),
+    server.lines.join("\n"),
   );
 
   // SIGINT, as Ctrl+C would send: passed on once, so the server stops gracefully.
