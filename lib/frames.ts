@@ -171,3 +171,22 @@ export interface ControlFrame {
   /** Parsed JSON payload. */
   json: Record<string, unknown>;
 }
+
+/**
+ * Joins byte arrays into one.
+ *
+ * @example
+ * ```ts
+ * import { concatBytes } from "./frames.ts";
+ * console.log(concatBytes([new Uint8Array([1]), new Uint8Array([2, 3])])); // Uint8Array [1, 2, 3]
+ * ```
+ */
+export function concatBytes(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}

@@ -18,7 +18,7 @@ import {
 } from "./errors.ts";
 import { formatExactBytes } from "./format.ts";
 import { parseEnd, parseError } from "./protocol.ts";
-import { CHUNK_SIZE, FrameType, frameTypeName } from "./frames.ts";
+import { CHUNK_SIZE, concatBytes, FrameType, frameTypeName } from "./frames.ts";
 import {
   CORK_LIMIT,
   type DirectReader,
@@ -235,16 +235,8 @@ function bufferSizeFor(sizeHint: number | null | undefined): number {
   return Math.min(CHUNK_SIZE, Math.max(65536, sizeHint + 1));
 }
 
-/** Joins byte arrays into one. */
-export function concatBytes(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
+// Defined with the frames, below everything that reads them (lib/tree_protocol.ts among them).
+export { concatBytes };
 
 /** A pipe's capacity on Linux: a read shorter than this found the pipe drained. */
 const PIPE_BUFFER = 65536;

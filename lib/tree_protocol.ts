@@ -8,7 +8,7 @@
 
 import { ProtocolError } from "./errors.ts";
 import { type ErrorCode, parseError } from "./error_codes.ts";
-import { concatBytes } from "./transfer.ts";
+import { concatBytes } from "./frames.ts";
 
 /** WELCOME feature of a server that offers the requests in this module. */
 export const TREE_FEATURE = "tree";

@@ -14,7 +14,6 @@ import type { ErrorCode } from "./protocol.ts";
 import type { FrameReader, FrameWriter } from "./frame_io.ts";
 import type { ByteSink, LocalWaits, ResumePoint, Throttle, TransferResult } from "./transfer.ts";
 import type { ManifestEntry, ManifestTop } from "./tree_protocol.ts";
-import type { StoreUpload } from "./store.ts";
 import type { EntryWalk } from "./tree_walk.ts";
 
 export interface TreeIo {
@@ -96,11 +95,25 @@ export function sourceFile(
 }
 
 /**
- * A file of a tree received through a store's upload ({@link StoreUpload}), the receiving
- * mirror of {@link sourceFile}: kept for `--resume`, as a single put is, if the connection goes
- * mid-file.
+ * What {@link uploadSink} needs of a store's upload (a `StoreUpload` of lib/store.ts, declared
+ * here by its shape so that this module, which the store's interface imports, does not import it).
  */
-export function uploadSink(upload: StoreUpload): TreeFileSink {
+export interface TreeUpload {
+  /** Adds bytes. */
+  write(chunk: Uint8Array): Promise<void>;
+  /** Verifies and publishes it. */
+  commit(verified?: TransferResult): Promise<void>;
+  /** Keeps what arrived for a later `--resume`. */
+  keep(): Promise<unknown>;
+  /** Throws it away. */
+  discard(): Promise<void>;
+}
+
+/**
+ * A file of a tree received through a store's upload, the receiving mirror of
+ * {@link sourceFile}: kept for `--resume`, as a single put is, if the connection goes mid-file.
+ */
+export function uploadSink(upload: TreeUpload): TreeFileSink {
   return {
     write: (chunk) => upload.write(chunk),
     commit: (verified) => upload.commit(verified),
