@@ -32,7 +32,7 @@ export interface ListRequest {
   recursive?: boolean;
   /**
    * With `recursive`: the client takes the listing as it is walked, one JSON entry per line
-   * ({@link encodeListingLines}), and the server's OK says `"stream": true`. A server that
+   * (read with {@link ListingLines}), and the server's OK says `"stream": true`. A server that
    * predates it ignores the field and sends a JSON array, which the client must still take.
    */
   stream?: boolean;
@@ -141,22 +141,6 @@ export function parseTreeChange(json: Record<string, unknown>): TreeChangeReques
 }
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
-const encoder = new TextEncoder();
-
-/** Encodes a typed listing for a list data phase, whole: a JSON array. */
-export function encodeTreeListing(entries: TreeEntry[]): Uint8Array {
-  return encoder.encode(JSON.stringify(entries));
-}
-
-/**
- * Encodes entries of a streamed listing (`"stream": true`): one JSON object and a newline each.
- * JSON text holds no raw newline, so a line is always one entry.
- */
-export function encodeListingLines(entries: readonly object[]): Uint8Array {
-  let text = "";
-  for (const entry of entries) text += JSON.stringify(entry) + "\n";
-  return encoder.encode(text);
-}
 
 /** Validates one entry of a typed listing. */
 export function parseTreeEntry(entry: unknown): TreeEntry {
