@@ -195,7 +195,7 @@ export async function runFilesPipelined(
       await getFiles(
         session,
         ready.map((r) => jobs[r.index].remote),
-        (i) => ready[i].download!.open(0),
+        (i, size) => ready[i].download!.open(0, size),
         { onEvent, onProgress: (n) => progress.update(n) },
       );
     }

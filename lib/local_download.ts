@@ -15,7 +15,7 @@ import { type DownloadStandIn, downloadStandInOf } from "./devices.ts";
 import { isInterruption, LocalFileError, UsageError } from "./errors.ts";
 import { formatHex, utf8Length } from "./format.ts";
 import { cannotRead, cannotWrite, cannotWriteStdout } from "./local_files.ts";
-import { StagedFile } from "./staged_file.ts";
+import { SMALL_FILE_MAX, StagedFile } from "./staged_file.ts";
 import { checksumFilePrefix, type ResumePoint, writeAll } from "./transfer.ts";
 
 /** Longest name of one folder entry on common file systems (ext4, XFS, Btrfs, APFS), in bytes. */
@@ -71,9 +71,10 @@ export interface LocalDownload {
   readonly kept: boolean;
   /**
    * Opens the target once the server has said where its data starts: after the bytes of
-   * {@link resume} (`offset` > 0), or from the start.
+   * {@link resume} (`offset` > 0), or from the start. `size`, the file's size where known, lets a
+   * small one be written and named without leaving the thread (StagedFileOptions.sync).
    */
-  open(offset: number): Promise<DownloadTarget>;
+  open(offset: number, size?: number): Promise<DownloadTarget>;
 }
 
 /**
@@ -114,18 +115,25 @@ function notResumable(
   return download;
 }
 
+// The checks before a download look on the client's own thread: it waits for nothing else
+// meanwhile, and mget makes them for every file, where a thread hand-off each cost more than
+// the lookup (docs/performance.md).
+
 /** Whether anything (even a dangling symlink) is at `path`. */
-function exists(path: string): Promise<boolean> {
-  return Deno.lstat(path).then(() => true, (error) => {
+function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch (error) {
     if (error instanceof Deno.errors.NotFound) return false;
     throw error;
-  });
+  }
 }
 
 /** `path`'s details, or null when there is nothing there (or a file where a folder should be). */
-async function statOrNull(path: string): Promise<Deno.FileInfo | null> {
+function statOrNull(path: string): Deno.FileInfo | null {
   try {
-    return await Deno.stat(path);
+    return Deno.statSync(path);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) {
       return null;
@@ -159,7 +167,7 @@ async function checkTarget(
   options: LocalDownloadOptions,
 ): Promise<FileTarget | StreamTarget> {
   let local = given;
-  const info = await statOrNull(local);
+  const info = statOrNull(local);
   if (info?.isCharDevice || info?.isFifo) return { stream: true };
   if (info?.isBlockDevice || info?.isSocket) {
     throw new LocalFileError(
@@ -178,11 +186,11 @@ async function checkTarget(
   if (info?.isDirectory) {
     local = join(local, downloadName(name));
   } else if (local.endsWith("/") || local.endsWith(sep)) {
-    const what = await exists(local.replace(/[\\/]+$/, "")) ? "not a folder" : "no such folder";
+    const what = exists(local.replace(/[\\/]+$/, "")) ? "not a folder" : "no such folder";
     throw new LocalFileError(local, `Cannot write into ${local}: ${what}`);
   }
   const folder = dirname(local);
-  const parent = await statOrNull(folder);
+  const parent = statOrNull(folder);
   if (!parent) throw new LocalFileError(local, `Cannot write ${local}: no such folder ${folder}`);
   if (!parent.isDirectory) {
     throw new LocalFileError(local, `Cannot write ${local}: ${folder} is not a folder`);
@@ -190,14 +198,14 @@ async function checkTarget(
   if (utf8Length(basename(local)) > NAME_MAX) {
     throw new LocalFileError(local, `Cannot write ${local}: file name too long`);
   }
-  if (!options.force && await exists(local)) {
+  if (!options.force && exists(local)) {
     throw new LocalFileError(local, `Local file exists: ${local} (use --force to replace it)`);
   }
   const part = await partPathFor(local);
-  if ((await statOrNull(part))?.isDirectory) {
+  if (statOrNull(part)?.isDirectory) {
     throw new LocalFileError(part, `Cannot write ${part}: it is a folder`);
   }
-  await checkWritable(folder, part);
+  checkWritable(folder, part);
   return { local, part };
 }
 
@@ -207,15 +215,25 @@ async function checkTarget(
  * starts rather than after the server has begun to send. Failures name `target`, the file that
  * could not be written.
  */
-export async function checkWritable(folder: string, target: string): Promise<void> {
+export function checkWritable(folder: string, target: string): void {
+  // Once per folder and process: mget of many files into one folder need not probe it for each.
+  if (writableFolders.has(folder)) return;
   let probe: string;
   try {
-    probe = await Deno.makeTempFile({ dir: folder, prefix: ".ferry-probe-" });
+    probe = Deno.makeTempFileSync({ dir: folder, prefix: ".ferry-probe-" });
   } catch (error) {
     throw cannotWrite(target, error);
   }
-  await Deno.remove(probe).catch(() => {});
+  try {
+    Deno.removeSync(probe);
+  } catch {
+    // Made but not removable: the download itself will say what is wrong, if anything.
+  }
+  writableFolders.add(folder);
 }
+
+/** Folders {@link checkWritable} found writable in this process. */
+const writableFolders = new Set<string>();
 
 /**
  * The name a download into `local` is written under until it is verified: `LOCAL.part`, or, when
@@ -280,13 +298,14 @@ function fileDownload(
     get kept() {
       return kept;
     },
-    open: async (offset) => {
+    open: async (offset, size) => {
       const staged = await StagedFile.open(part, {
         mode: offset > 0 ? "append" : "replace",
         fsync: options.fsync ?? true,
         // The client has nothing else to do meanwhile: its regular files are written on this
-        // thread (docs/performance.md).
+        // thread (docs/performance.md), and a small new one opened and named there too.
         writeSync: true,
+        sync: offset === 0 && size !== undefined && size <= SMALL_FILE_MAX,
         failure: (error, path) => cannotWrite(path, error),
       });
       return {

@@ -349,7 +349,7 @@ export class StagedFile {
         // Creating folders and linking the name can each need a block of their own.
         moved = await withRoom(this.#onNoSpace, 0, async () => {
           if (typeof target !== "string") to = await target();
-          if (!options.replace) return await moveNoClobber(this.path, to!);
+          if (!options.replace) return await moveNoClobber(this.path, to!, this.#sync);
           if (this.#sync) Deno.renameSync(this.path, to!);
           else await Deno.rename(this.path, to!);
           return true;
@@ -394,24 +394,31 @@ export class StagedFile {
 
 /**
  * Moves `from` to `to` unless `to` exists, atomically where the filesystem has hard links.
- * Returns false, leaving `from` in place, when `to` exists.
+ * Returns false, leaving `from` in place, when `to` exists. With `sync`, on the calling thread.
  */
-export async function moveNoClobber(from: string, to: string): Promise<boolean> {
+export async function moveNoClobber(from: string, to: string, sync = false): Promise<boolean> {
+  // On the calling thread for a small file (StagedFileOptions.sync), as its other steps.
+  const link = sync ? (a: string, b: string) => Promise.resolve(Deno.linkSync(a, b)) : Deno.link;
+  const lstat = sync ? (p: string) => Promise.resolve(Deno.lstatSync(p)) : Deno.lstat;
+  const rename = sync
+    ? (a: string, b: string) => Promise.resolve(Deno.renameSync(a, b))
+    : Deno.rename;
+  const remove = sync ? (p: string) => Promise.resolve(Deno.removeSync(p)) : Deno.remove;
   try {
-    await Deno.link(from, to);
+    await link(from, to);
   } catch (error) {
     if (error instanceof Deno.errors.AlreadyExists) return false;
     // No hard links here: check, then rename, is the next best thing.
     try {
-      await Deno.lstat(to);
+      await lstat(to);
       return false;
     } catch (statError) {
       if (!(statError instanceof Deno.errors.NotFound)) throw statError;
     }
-    await Deno.rename(from, to);
+    await rename(from, to);
     return true;
   }
-  await Deno.remove(from);
+  await remove(from);
   return true;
 }
 

@@ -298,14 +298,15 @@ const NAME_BYTES_PER_REQUEST = 32 << 10;
 
 /**
  * Downloads the remote `names` as mget does, over the pipelined path of trees: one request per
- * batch of names (up to 1,024), never one per file. `target(index)` opens where file `index` of
- * `names` goes; the server's manifest must list exactly the names asked for, in their order.
+ * batch of names (up to 1,024), never one per file. `target(index, size)` opens where file
+ * `index` of `names` (of `size` bytes) goes; the server's manifest must list exactly the names
+ * asked for, in their order.
  * Events carry the file's place in `names` as `index`. Needs the server's `tree` feature.
  */
 export async function getFiles(
   session: Session,
   names: string[],
-  target: (index: number) => Promise<DownloadTarget>,
+  target: (index: number, size: number) => Promise<DownloadTarget>,
   options: FilesTransferOptions = {},
 ): Promise<TreeSummary> {
   requireTree(session, "mget over one pipelined exchange");
@@ -321,7 +322,7 @@ export async function getFiles(
     }
     const batch = names.slice(start, end);
     const offset = start;
-    const sink = filesTarget(batch, (index) => target(offset + index));
+    const sink = filesTarget(batch, (index, size) => target(offset + index, size));
     const moved = before;
     const request: TreeTransferRequest = {
       op: "get_files",
@@ -352,12 +353,12 @@ export async function getFiles(
 }
 
 /**
- * The receiving end of one get_files: file `index` goes where `target(index)` says, and only if
- * the server named it as asked. Nothing else is ever written.
+ * The receiving end of one get_files: file `index` goes where `target(index, size)` says, and
+ * only if the server named it as asked. Nothing else is ever written.
  */
 function filesTarget(
   names: string[],
-  target: (index: number) => Promise<DownloadTarget>,
+  target: (index: number, size: number) => Promise<DownloadTarget>,
 ): TreeSink {
   const never = () => Promise.reject(new ProtocolError("Not part of a files transfer"));
   return {
@@ -366,9 +367,9 @@ function filesTarget(
     makeBase: () => Promise.resolve(),
     makeDir: never,
     remove: never,
-    beginFile: async (path, _entry, index): Promise<TreeFileSink> => {
+    beginFile: async (path, entry, index): Promise<TreeFileSink> => {
       if (names[index] !== path) throw new ProtocolError("A file that was not asked for");
-      const into = await target(index);
+      const into = await target(index, entry.size);
       return {
         write: (chunk) => into.write(chunk),
         commit: () => into.commit(),
