@@ -44,7 +44,7 @@ import {
   type StagedFileOptions,
 } from "./staged_file.ts";
 import { Upload } from "./file_upload.ts";
-import { type DiskInfo, diskPool, type FolderView } from "./disk_pool.ts";
+import { type DiskInfo, diskPool, type FolderView, type SmallRead } from "./disk_pool.ts";
 import { type ListedFolder, type TreeListing, walkListing } from "./tree_listing.ts";
 import { type DiskDirEntry, diskError, type DiskFailure, isDiskFailure } from "./disk_jobs.ts";
 
@@ -183,6 +183,26 @@ export class FileStore implements Store, ServedFolder {
     const info = await Deno.stat(real);
     if (!info.isFile) throw new StoreError("not_a_file", `Not a regular file: ${quote(name)}`);
     return real;
+  }
+
+  /** See {@link Store.readWhole}: the rules of {@link resolveFile}, on a disk thread. */
+  async readWhole(name: string, max: number): Promise<Uint8Array | null> {
+    let read: SmallRead;
+    try {
+      read = await diskPool.readSmall(join(this.root, ...checkName(name)), max);
+    } catch (error) {
+      // resolveFile says why as a get would (no such file, a name that is not UTF-8...).
+      await this.resolveFile(name);
+      throw error;
+    }
+    // The same rules as resolveFile, on the path the thread resolved and read.
+    if (!this.#inside(read.real)) {
+      throw new StoreError("bad_name", `Refused name ${quote(name)}: it leads outside the root`);
+    }
+    if (read.info.type !== "file") {
+      throw new StoreError("not_a_file", `Not a regular file: ${quote(name)}`);
+    }
+    return read.bytes ?? null;
   }
 
   /** See {@link Store.listTree} (lib/tree_store.ts). */

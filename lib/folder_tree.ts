@@ -12,8 +12,7 @@
 import { join } from "node:path";
 import { StoreError } from "./errors.ts";
 import { RESUME_DIR } from "./kept_uploads.ts";
-import { checkName, isValidName, nameIn, quote, STAGING_DIR } from "./remote_name.ts";
-import { diskPool, type SmallRead } from "./disk_pool.ts";
+import { checkName, isValidName, nameIn, STAGING_DIR } from "./remote_name.ts";
 import { syncDir } from "./staged_file.ts";
 import { checksumFilePrefix } from "./transfer.ts";
 import { makeDir, removeName, resolveFolder, type ServedFolder } from "./tree_store.ts";
@@ -51,25 +50,7 @@ export async function folderSource(
     top: { mtime: info.mtime?.getTime() ?? 0, mode: (info.mode ?? 0o755) & MODE_BITS },
     // Resolved again, as any get: a name swapped for a symlink since the walk cannot lead out.
     open: async (path) => await Deno.open(await store.resolveFile(nameIn(base, path))),
-    readWhole: async (path, _index, max) => {
-      const name = nameIn(base, path);
-      let read: SmallRead;
-      try {
-        read = await diskPool.readSmall(join(store.root, ...checkName(name)), max);
-      } catch (error) {
-        // resolveFile says why as a get would (no such file, a name that is not UTF-8...).
-        await store.resolveFile(name);
-        throw error;
-      }
-      // The same rules as resolveFile, on the path the thread resolved and read.
-      if (!store.isInside(read.real)) {
-        throw new StoreError("bad_name", `Refused name ${quote(name)}: it leads outside the root`);
-      }
-      if (read.info.type !== "file") {
-        throw new StoreError("not_a_file", `Not a regular file: ${quote(name)}`);
-      }
-      return read.bytes ?? null;
-    },
+    readWhole: (path, _index, max) => store.readWhole(nameIn(base, path), max),
     readLink: (path) => readStoreLink(store, nameIn(base, path)),
     allowed: (path) => isValidName(nameIn(base, path)),
   };

@@ -187,6 +187,12 @@ export interface Store {
   /** Where `put -r` receives into the folder `base` (the root when absent). */
   treeSink(base?: string): TreeSink;
   /**
+   * Reads the file `name` whole in one step when it is at most `max` bytes (the folder store does
+   * it on a disk thread); null when it is larger, to be opened as any other. Throws as
+   * {@link openFile} does. Absent where a store has no such shortcut.
+   */
+  readWhole?(name: string, max: number): Promise<Uint8Array | null>;
+  /**
    * Whether `put -r --resume` and `get -r --resume` continue a tree's big files that a cut
    * connection left here, rather than sending them whole again (default false). The server
    * says so in its WELCOME (feature `tree-resume`), so a client can tell its user.

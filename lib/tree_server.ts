@@ -117,7 +117,7 @@ export async function serveTreeTransfer(
  */
 async function filesSource(store: Store, names: string[]): Promise<TreeSource> {
   const refusals = new Map<number, StoreError>();
-  const walker = await ListWalk.open(names.length, async (index): Promise<WalkEntry> => {
+  const measure = async (index: number): Promise<WalkEntry> => {
     const path = names[index];
     try {
       const { file, size } = await store.openFile(path);
@@ -129,22 +129,50 @@ async function filesSource(store: Store, names: string[]): Promise<TreeSource> {
       refusals.set(index, error);
       return { path, type: "file", size: 0, mtime: 0, mode: 0o644 };
     }
+  };
+  // Several names are measured at once: one after another, each lookup's waits added up.
+  const ahead = new Map<number, Promise<WalkEntry>>();
+  const walker = await ListWalk.open(names.length, (index) => {
+    for (let i = index; i < Math.min(names.length, index + MEASURED_AHEAD); i++) {
+      if (ahead.has(i)) continue;
+      const measuring = measure(i);
+      // One never asked for (a transfer given up) must not fail unheard.
+      measuring.catch(() => {});
+      ahead.set(i, measuring);
+    }
+    const measuring = ahead.get(index)!;
+    ahead.delete(index);
+    return measuring;
   });
+  const refused = (index: number) => {
+    const refusal = refusals.get(index);
+    if (!refusal) return;
+    refusals.delete(index);
+    throw refusal;
+  };
   return {
     walker,
     open: async (path, index) => {
-      const refusal = refusals.get(index);
-      if (refusal) {
-        refusals.delete(index);
-        throw refusal;
-      }
+      refused(index);
       // Opened again, as any get: a name swapped for a symlink meanwhile cannot lead out.
       return sourceFile(await store.openFile(path));
     },
+    // A small file read whole in one step, where the store can (the folder store's disk threads).
+    ...(store.readWhole
+      ? {
+        readWhole: (path: string, index: number, max: number) => {
+          refused(index);
+          return store.readWhole!(path, max);
+        },
+      }
+      : {}),
     // Every name goes in the manifest, so the client can match each to its place.
     allowed: () => true,
   };
 }
+
+/** Names of a get_files measured ahead of the one the manifest is at. */
+const MEASURED_AHEAD = 32;
 
 /** Receives a put_files into the store: each file named and refused on its own, as a put. */
 function filesSink(store: Store, overwrite: boolean): TreeSink {

@@ -57,6 +57,8 @@ export interface ServedFolder {
   isInside(path: string): boolean;
   /** The real path of the regular file `name`; throws `StoreError` when there is none. */
   resolveFile(name: string): Promise<string>;
+  /** See {@link Store.readWhole}. */
+  readWhole(name: string, max: number): Promise<Uint8Array | null>;
   /**
    * The names in the folder `dir` (a real path inside the root, whose names start with
    * `prefix`), and with `recursive` everything under it, in listing order (lib/tree_listing.ts).

@@ -282,3 +282,24 @@ Deno.test("mget with a missing name downloads the others and exits 1", async () 
   assert.deepEqual(await Deno.readFile(`${work.path}/a.bin`), a);
   assert.deepEqual(await Deno.readFile(`${work.path}/b.bin`), b);
 });
+
+Deno.test("mget refuses a small file whose name leads outside the root, and gets the rest", async () => {
+  await using server = await startServer();
+  await using work = await makeTempDir();
+  await using outside = await makeTempDir();
+  await Deno.writeTextFile(`${outside.path}/secret.txt`, "not yours\n");
+  await Deno.symlink(`${outside.path}/secret.txt`, `${server.root}/leak.txt`);
+  await Deno.mkdir(`${server.root}/sub`);
+  await Deno.symlink(outside.path, `${server.root}/sub/out`);
+  await Deno.writeTextFile(`${server.root}/ok.txt`, "fine\n");
+  const result = await ferry(server, ["mget", "leak.txt", "sub/out/secret.txt", "ok.txt"], {
+    cwd: work.path,
+  });
+  assert.equal(result.code, 1, result.stderr);
+  assert.equal(
+    stderrLines(result).filter((line) => /leads outside the root/.test(line)).length,
+    2,
+    result.stderr,
+  );
+  assert.deepEqual(await listDir(work.path), ["ok.txt"], "nothing of what lies outside");
+});
