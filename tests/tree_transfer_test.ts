@@ -83,11 +83,19 @@ Deno.test("put -r and get -r round-trip a tree: contents, mtimes, modes, empty f
   await assertTop(`${server.root}/src`);
 
   // One progress line for the whole tree: files done of those to send, bytes, total, rate, ETA
-  // (drawn once the transfer has run for a tenth of a second: a big file makes sure it does).
+  // (drawn once the transfer has run for a tenth of a second: a big file, paced to take at least
+  // 0.3 s, makes sure it does, however fast the machine).
   await Deno.mkdir(`${work.path}/big`);
   await writeRandomFile(`${work.path}/big/one.bin`, 48 << 20);
   await Deno.writeTextFile(`${work.path}/big/two.txt`, "2");
-  const shown = await ok(server, ["put", "-r", `${work.path}/big`, "--progress"]);
+  const shown = await ok(server, [
+    "put",
+    "-r",
+    `${work.path}/big`,
+    "--progress",
+    "--limit-rate",
+    "160M",
+  ]);
   assert.match(
     shown.stderr.replaceAll("\x1b[2K", "|"),
     /\|big: [012]\/2 files +\d+% +[\d.]+ [KM]iB \/ 48\.0 MiB .*ETA/,
