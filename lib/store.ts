@@ -58,6 +58,13 @@ export interface BeginUploadOptions {
    * does, up to 256 KiB; an object store ignores it). Default false.
    */
   sync?: boolean;
+  /**
+   * Check the name's folders and target before the data arrives, to refuse early (default
+   * true). They are checked again, whole, when the file is named either way: a transfer that has
+   * just checked them (a tree's compare, mput's admission) skips this first check (the folder
+   * store's three lookups a file; an object store ignores it).
+   */
+  precheck?: boolean;
 }
 
 /** An upload in progress: staged bytes that become the named file on {@link StoreUpload.commit}. */

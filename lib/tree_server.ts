@@ -186,7 +186,13 @@ function filesSink(store: Store, overwrite: boolean): TreeSink {
     makeDir: never,
     remove: never,
     beginFile: async (path, entry): Promise<TreeFileSink> => {
-      const upload = await store.beginUpload(path, { overwrite, size: entry.size, sync: true });
+      const upload = await store.beginUpload(path, {
+        overwrite,
+        size: entry.size,
+        sync: true,
+        // The store's checkFree has just looked, on admitting the name; it looks again at naming.
+        precheck: store.checkFree === undefined,
+      });
       return {
         write: (chunk) => upload.write(chunk),
         commit: (verified) => upload.commit(verified),

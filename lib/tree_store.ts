@@ -26,15 +26,8 @@ import type { TreeListing } from "./tree_listing.ts";
 
 export type { ListTreeOptions, MakeDirOptions, MoveOptions, RemoveOptions };
 
-/** Options of the folder store's uploads: a put's, and for a tree's files their mtime and mode. */
-export interface FileUploadOptions extends BeginUploadOptions {
-  /**
-   * Check the name's folders and target before the data arrives, to refuse early (default
-   * true). They are checked again, whole, when the file is named either way; a tree transfer,
-   * which has just compared its folder, skips the first check (three lookups a file).
-   */
-  precheck?: boolean;
-}
+/** Options of the folder store's uploads: those of any store's (see {@link BeginUploadOptions}). */
+export type FileUploadOptions = BeginUploadOptions;
 
 /**
  * What the operations on the served tree (here and in lib/folder_tree.ts) need of the folder
