@@ -498,7 +498,7 @@ export class FileStore implements Store, ServedFolder {
       if (isUnreadable(error) || error instanceof Deno.errors.FilesystemLoop) return null;
       throw error;
     };
-    for (const { name: base, path, reachable, undecodable } of readNames(dir, folder)) {
+    for (const { name: base, reachable, undecodable } of readNames(folder)) {
       const name = prefix + base;
       if (name === STAGING_DIR || name === RESUME_DIR) continue;
       for (const entry of undecodable) {
@@ -516,7 +516,7 @@ export class FileStore implements Store, ServedFolder {
         const info = found(folder.info(base));
         if (!info) continue;
         entries.push({ name, type: "dir", size: 0, mtime: info.mtime });
-        if (recursive) below.push({ name, folder: { path, prefix: name + "/" } });
+        if (recursive) below.push({ name, folder: { path: join(dir, base), prefix: name + "/" } });
         continue;
       }
       // Symlinked files are listed only when they stay inside; folders are not followed.
@@ -567,8 +567,6 @@ function sameKind(entry: DiskDirEntry, info: DiskInfo): boolean {
 interface FolderName {
   /** The name as Deno reads it. */
   name: string;
-  /** The folder joined with the name. */
-  path: string;
   /** The entry the name leads to; undefined when none does. */
   reachable?: DiskDirEntry;
   /** Entries that read as this name but are not valid UTF-8: no name leads to them. */
@@ -576,33 +574,31 @@ interface FolderName {
 }
 
 /**
- * The names in the folder `dir` as `folder` found them, in the order the system gives them. Deno reads a name that is not
- * valid UTF-8 with U+FFFD for each bad sequence: it cannot be opened by that name, and several
- * (and a real name holding U+FFFD) can read alike. Entries are grouped by name to tell them apart:
- * at most one of a group is really called that, the one the name leads to.
+ * The names in the folder as `folder` found them. Deno reads a name that is not valid UTF-8 with
+ * U+FFFD for each bad sequence: it cannot be opened by that name, and several (and a real name
+ * holding U+FFFD) can read alike. Those are grouped by name to tell them apart: at most one of a
+ * group is really called that, the one the name leads to. Any other name is one entry's alone.
  */
-function readNames(dir: string, folder: FolderView): FolderName[] {
-  const byName = new Map<string, DiskDirEntry[]>();
-  for (let i = 0; i < folder.names.length; i++) {
-    const entry = folder.entry(i);
-    const group = byName.get(entry.name);
-    if (group) group.push(entry);
-    else byName.set(entry.name, [entry]);
-  }
+function readNames(folder: FolderView): FolderName[] {
   const names: FolderName[] = [];
-  for (const [name, group] of byName) {
-    const path = join(dir, name);
+  const alike = new Map<string, DiskDirEntry[]>();
+  for (let i = 0; i < folder.names.length; i++) {
+    const name = folder.names[i];
     if (!name.includes(REPLACEMENT_CHAR)) {
-      names.push({ name, path, reachable: group[0], undecodable: [] });
+      names.push({ name, reachable: folder.entry(i), undecodable: [] });
       continue;
     }
+    const group = alike.get(name);
+    if (group) group.push(folder.entry(i));
+    else alike.set(name, [folder.entry(i)]);
+  }
+  for (const [name, group] of alike) {
     const info = folder.info(name);
     const real = info && !isDiskFailure(info)
       ? group.findIndex((entry) => sameKind(entry, info))
       : -1;
     names.push({
       name,
-      path,
       reachable: real >= 0 ? group[real] : undefined,
       undecodable: group.filter((_, i) => i !== real),
     });
