@@ -163,14 +163,23 @@ export interface LocalUpload {
  * pipe such as `<(cmd)`, a character device) to be streamed like stdin. A folder is refused.
  */
 export async function openUpload(path: string): Promise<LocalUpload> {
+  // A regular file is opened and measured on this thread (mput checks every file so): the
+  // client waits for nothing else. Anything else is opened asynchronously, as a FIFO's open
+  // waits for a writer.
+  let regular = false;
+  try {
+    regular = Deno.statSync(path).isFile && !/[\\/]$/.test(path);
+  } catch {
+    // Said below, by the open, as it always was.
+  }
   let file: Deno.FsFile;
   try {
-    file = await Deno.open(path, { read: true });
+    file = regular ? Deno.openSync(path, { read: true }) : await Deno.open(path, { read: true });
   } catch (error) {
     throw cannotRead(path, error);
   }
   try {
-    const info = await file.stat();
+    const info = regular ? file.statSync() : await file.stat();
     if (info.isDirectory) throw new LocalFileError(path, `Cannot upload ${path}: it is a folder`);
     // The OS refuses "file/" (ENOTDIR), but Deno drops the slash when it checks permissions.
     if (/[\\/]$/.test(path)) throw new LocalFileError(path, `Cannot read ${path}: not a folder`);
