@@ -558,33 +558,12 @@ export async function receiveRaw(
 export interface ChecksumPrefixOptions {
   /** Where the read buffer comes from. */
   pool?: BufferPool;
-}
-
-/**
- * {@link checksumFilePrefix} of a file just opened (so read from its start), on the calling
- * thread: for a client's own small files, whose few reads cost less than one hand-off of an
- * asynchronous read to another thread. Null if the file is shorter than `length`.
- */
-export async function checksumFileStartSync(
-  file: { readSync(p: Uint8Array): number | null },
-  length: number,
-  options: ChecksumPrefixOptions = {},
-): Promise<Checksum | null> {
-  const pool = options.pool ?? defaultPool;
-  const checksum = await createChecksum();
-  const buffer = pool.lease(bufferSizeFor(length));
-  try {
-    let done = 0;
-    while (done < length) {
-      const n = file.readSync(buffer.subarray(0, Math.min(buffer.length, length - done)));
-      if (n === null) return null;
-      checksum.update(buffer.subarray(0, n));
-      done += n;
-    }
-    return checksum;
-  } finally {
-    pool.release(buffer);
-  }
+  /**
+   * Read a file just opened (so from its start, with no seek) on the calling thread, where the
+   * file offers `readSync`: for a client's own small files, whose few reads cost less than one
+   * hand-off of an asynchronous read to another thread (default false).
+   */
+  sync?: boolean;
 }
 
 /**
@@ -593,21 +572,22 @@ export async function checksumFileStartSync(
  * null if the file is shorter than `length`.
  */
 export async function checksumFilePrefix(
-  file: Pick<Deno.FsFile, "read" | "seek">,
+  file: Pick<Deno.FsFile, "read" | "seek"> & { readSync?(p: Uint8Array): number | null },
   length: number,
   options: ChecksumPrefixOptions = {},
 ): Promise<Checksum | null> {
   const pool = options.pool ?? defaultPool;
+  const readSync = options.sync ? file.readSync?.bind(file) : undefined;
   const checksum = await createChecksum();
   const buffer = pool.lease(bufferSizeFor(length));
   try {
-    await file.seek(0, Deno.SeekMode.Start);
-    const view = buffer;
+    if (!readSync) await file.seek(0, Deno.SeekMode.Start);
     let done = 0;
     while (done < length) {
-      const n = await file.read(view.subarray(0, Math.min(view.length, length - done)));
+      const into = buffer.subarray(0, Math.min(buffer.length, length - done));
+      const n = readSync ? readSync(into) : await file.read(into);
       if (n === null) return null;
-      checksum.update(view.subarray(0, n));
+      checksum.update(buffer.subarray(0, n));
       done += n;
     }
     return checksum;

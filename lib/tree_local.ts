@@ -14,7 +14,7 @@ import { StoreError, UserError } from "./errors.ts";
 import { checkName, isValidName } from "./remote_name.ts";
 import { CreationModes, SMALL_FILE_MAX, StagedFile } from "./staged_file.ts";
 import { cannotRead, cannotWrite } from "./local_files.ts";
-import { checksumFilePrefix, checksumFileStartSync } from "./transfer.ts";
+import { checksumFilePrefix } from "./transfer.ts";
 import { formatHex } from "./format.ts";
 import { KEEP_MIN_BYTES } from "./kept_uploads.ts";
 import { partialDownload } from "./local_download.ts";
@@ -344,9 +344,7 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
       using file = Deno.openSync(join(await top(), path), { read: true });
       const info = file.statSync();
       if (!info.isFile) return null;
-      const sum = info.size <= SMALL_FILE_MAX
-        ? await checksumFileStartSync(file, info.size)
-        : await checksumFilePrefix(file, info.size);
+      const sum = await checksumFilePrefix(file, info.size, { sync: info.size <= SMALL_FILE_MAX });
       return sum?.digest() ?? null;
     },
   };

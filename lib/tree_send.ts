@@ -15,7 +15,6 @@ import type { FrameReader } from "./frame_io.ts";
 import { createChecksum } from "./checksum.ts";
 import {
   checksumFilePrefix,
-  checksumFileStartSync,
   localWait,
   type ResumePoint,
   sendData,
@@ -386,11 +385,9 @@ async function checksumOf(
   }
   try {
     // The client's own small files are measured and read on its thread, as when sent.
-    const readSync = source.sync ? file.readSync?.bind(file) : undefined;
     const size = (source.sync && file.statSync ? file.statSync() : await file.stat()).size;
-    const sum = readSync && size <= SMALL_FILE
-      ? await checksumFileStartSync({ readSync }, size, { pool })
-      : await checksumFilePrefix(file, size, { pool });
+    const sync = source.sync && size <= SMALL_FILE;
+    const sum = await checksumFilePrefix(file, size, { pool, sync });
     return sum?.digest() ?? null;
   } finally {
     file.close();
