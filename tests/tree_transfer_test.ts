@@ -338,27 +338,38 @@ Deno.test("--links copies symlinks that stay inside the tree, both ways, and not
   assert.equal(await Deno.readTextFile(`${server.root}/src/a.txt`), "a\n", "not written through");
 });
 
+/** Runs a command under umask 077: `sh -c 'umask 077 && exec "$@"' sh COMMAND...`. */
+const UNDER_UMASK_077 = ["-c", 'umask 077 && exec "$@"', "sh"];
+
+/**
+ * In `dir` and `dir/sub`, files of modes a umask of 077 keeps whole (600, 700) and modes it cuts
+ * (the others), each more than once, small ones and large ones (staged another way). With
+ * `touch`, their mtimes change, so that a sync sends each again.
+ */
+async function writeModes(dir: string, touch = false): Promise<void> {
+  const modes = [0o600, 0o644, 0o600, 0o755, 0o700, 0o666, 0o644, 0o604];
+  await Deno.mkdir(`${dir}/sub`, { recursive: true });
+  for (const [i, mode] of modes.entries()) {
+    const path = `${dir}/${i % 2 ? "sub/" : ""}f${i}`;
+    if (touch) {
+      await Deno.utime(path, new Date(), new Date(Date.UTC(2021, 0, 1 + i)));
+      continue;
+    }
+    await Deno.writeFile(path, randomBytes(i === 6 ? 300 << 10 : i === 7 ? 1536 << 10 : 100));
+    await Deno.chmod(path, mode);
+  }
+}
+
 Deno.test({
   name: "get -r gives every file its whole mode, whatever the umask took from it at creation",
   ignore: Deno.build.os === "windows",
   async fn() {
     await using work = await makeTempDir();
     await using server = await startServer();
-    // In one folder, modes a umask of 077 keeps whole (600, 700) and modes it cuts (the others),
-    // each more than once, for small files and for large ones (staged another way).
-    const modes = [0o600, 0o644, 0o600, 0o755, 0o700, 0o666, 0o644, 0o604];
-    await Deno.mkdir(`${server.root}/modes/sub`, { recursive: true });
-    for (const [i, mode] of modes.entries()) {
-      const size = i === 6 ? 300 << 10 : i === 7 ? 1536 << 10 : 100;
-      const path = `${server.root}/modes/${i % 2 ? "sub/" : ""}f${i}`;
-      await Deno.writeFile(path, randomBytes(size));
-      await Deno.chmod(path, mode);
-    }
+    await writeModes(`${server.root}/modes`);
     const get = async (to: string) => {
       const result = await runCommand("sh", [
-        "-c",
-        'umask 077 && exec "$@"',
-        "sh",
+        ...UNDER_UMASK_077,
         Deno.execPath(),
         "run",
         ...PROGRAM_PERMISSIONS,
@@ -376,10 +387,7 @@ Deno.test({
     const expected = await snapshot(`${server.root}/modes`);
     assert.deepEqual(await snapshot(`${work.path}/back`), expected);
     // Changed on the server, so each is sent again over the copy there.
-    for (const [i] of modes.entries()) {
-      const path = `${server.root}/modes/${i % 2 ? "sub/" : ""}f${i}`;
-      await Deno.utime(path, new Date(), new Date(Date.UTC(2021, 0, 1 + i)));
-    }
+    await writeModes(`${server.root}/modes`, true);
     await get(`${work.path}/back`);
     assert.deepEqual(await snapshot(`${work.path}/back`), await snapshot(`${server.root}/modes`));
   },
@@ -393,9 +401,7 @@ Deno.test({
     const root = `${work.path}/root`;
     // The server itself runs under umask 077, so creation cuts most of these modes.
     const child = spawnServing("sh", [
-      "-c",
-      'umask 077 && exec "$@"',
-      "sh",
+      ...UNDER_UMASK_077,
       Deno.execPath(),
       "run",
       ...PROGRAM_PERMISSIONS,
@@ -409,22 +415,12 @@ Deno.test({
       const banner = await output.firstMatch(SERVER_BANNER);
       assert.ok(banner, output.lines.join("\n"));
       const server = { host: "127.0.0.1", port: Number(banner[4]) };
-      const modes = [0o600, 0o644, 0o600, 0o755, 0o700, 0o666, 0o644, 0o604];
       const src = `${work.path}/modes`;
-      await Deno.mkdir(`${src}/sub`, { recursive: true });
-      for (const [i, mode] of modes.entries()) {
-        const size = i === 6 ? 300 << 10 : i === 7 ? 1536 << 10 : 100;
-        const path = `${src}/${i % 2 ? "sub/" : ""}f${i}`;
-        await Deno.writeFile(path, randomBytes(size));
-        await Deno.chmod(path, mode);
-      }
+      await writeModes(src);
       assertSuccess(await ferry(server, ["put", "-r", src]), "put -r to a server under umask 077");
       assert.deepEqual(await snapshot(`${root}/modes`), await snapshot(src));
       // Changed here, so each is sent again over the copy there.
-      for (const [i] of modes.entries()) {
-        const path = `${src}/${i % 2 ? "sub/" : ""}f${i}`;
-        await Deno.utime(path, new Date(), new Date(Date.UTC(2021, 0, 1 + i)));
-      }
+      await writeModes(src, true);
       assertSuccess(await ferry(server, ["put", "-r", src]), "put -r again");
       assert.deepEqual(await snapshot(`${root}/modes`), await snapshot(src));
     } finally {
