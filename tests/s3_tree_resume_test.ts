@@ -14,15 +14,7 @@ import { Buffer } from "node:buffer";
 import { createChecksum } from "../lib/checksum.ts";
 import { StoreError } from "../lib/errors.ts";
 import { S3Store } from "../lib/s3_store.ts";
-import {
-  assertSuccess,
-  ferry,
-  makeTempDir,
-  randomBytes,
-  spawnClient,
-  waitFor,
-  writeRandomFile,
-} from "./harness.ts";
+import { assertSuccess, ferry, makeTempDir, randomBytes, spawnClient, waitFor } from "./harness.ts";
 import {
   endpoint,
   holdStore,
@@ -36,7 +28,7 @@ import {
   stagingKeys,
   startS3Server,
 } from "./s3_harness.ts";
-import { cuttingRelay, kill, largest, out, snapshot } from "./tree_helpers.ts";
+import { cuttingRelay, kill, largest, out, resumeTree, snapshot } from "./tree_helpers.ts";
 
 /** Three parts: a first cut falls after the first part reached the store, a second one later. */
 const BIG = 3 * PART;
@@ -45,14 +37,6 @@ const HOLD_AT = PART + PART / 2;
 const KEPT_PREFIX = "files/.ferry-staging/kept/";
 /** The server's log line for a `put -r` the client left in the middle of. */
 const CUT = / put_tree "up" .*interrupted/;
-
-async function makeTree(src: string): Promise<void> {
-  await Deno.mkdir(`${src}/sub`, { recursive: true });
-  await Deno.writeTextFile(`${src}/a.txt`, "alpha\n");
-  await writeRandomFile(`${src}/sub/big.bin`, BIG);
-  await Deno.writeTextFile(`${src}/sub/c.txt`, "gamma\n");
-  await Deno.writeTextFile(`${src}/z.txt`, "zeta\n");
-}
 
 /** The kept uploads in the bucket, with their sizes. */
 async function keptObjects(bucket: string): Promise<{ key: string; bytes: number }[]> {
@@ -110,7 +94,7 @@ Deno.test({
     await using b = await startS3Server(bucket);
     await using work = await makeTempDir();
     const src = `${work.path}/src`;
-    await makeTree(src);
+    await resumeTree(src, BIG);
 
     const kept = await cutPut(a, bucket, src);
     assert.ok(kept > PART && kept < BIG, `part of the file kept: ${kept}`);
@@ -159,7 +143,7 @@ Deno.test({
     await using a = await startS3Server(bucket);
     await using work = await makeTempDir();
     const src = `${work.path}/src`;
-    await makeTree(src);
+    await resumeTree(src, BIG);
     const kept = await cutPut(a, bucket, src);
     assert.ok(kept > 0);
     // Same size, other bytes where the bucket kept them: what was kept must not be trusted.
@@ -188,7 +172,7 @@ Deno.test({
     await using a = await startS3Server(bucket);
     await using work = await makeTempDir();
     const src = `${work.path}/src`;
-    await makeTree(src);
+    await resumeTree(src, BIG);
     assertSuccess(await ferry(a, ["put", "-r", src, "tree"]), "put -r");
     const dest = `${work.path}/dest`;
 
@@ -225,7 +209,7 @@ Deno.test({
     await using a = await startS3Server(bucket);
     await using work = await makeTempDir();
     const src = `${work.path}/src`;
-    await makeTree(src);
+    await resumeTree(src, BIG);
     assertSuccess(await ferry(a, ["put", "-r", src, "tree"]), "put -r");
     const dest = `${work.path}/dest`;
     const relay = cuttingRelay(a, HOLD_AT, false);
@@ -258,7 +242,7 @@ Deno.test({
     await using a = await startS3Server(bucket);
     await using work = await makeTempDir();
     const src = `${work.path}/src`;
-    await makeTree(src);
+    await resumeTree(src, BIG);
     const first = await cutPut(a, bucket, src);
     // The second run sends the rest from the kept bytes: the relay holds it more than a part
     // further on (the receiver writes in chunks of its own, so a little less arrives), and the
@@ -290,7 +274,7 @@ Deno.test({
     await using a = await startS3Server(bucket, ["--keep-budget", "0"]);
     await using work = await makeTempDir();
     const src = `${work.path}/src`;
-    await makeTree(src);
+    await resumeTree(src, BIG);
     const relay = cuttingRelay(a, HOLD_AT, true, true);
     const child = spawnClient(["127.0.0.1", String(relay.port), "put", "-r", src, "up"]);
     await waitFor(

@@ -8,7 +8,13 @@
  */
 
 import { createChecksum } from "../lib/checksum.ts";
-import { assertSuccess, ferry, type RunResult, type ServerProcess } from "./harness.ts";
+import {
+  assertSuccess,
+  ferry,
+  type RunResult,
+  type ServerProcess,
+  writeRandomFile,
+} from "./harness.ts";
 
 const decoder = new TextDecoder();
 
@@ -128,4 +134,16 @@ export async function kill(child: Deno.ChildProcess): Promise<void> {
   await child.stdout.cancel().catch(() => {});
   await child.stderr.cancel().catch(() => {});
   await child.stdin.close().catch(() => {});
+}
+
+/**
+ * The tree the resume tests cut: three small files around `sub/big.bin` of `bigSize` random
+ * bytes, the one a cut falls in.
+ */
+export async function resumeTree(src: string, bigSize: number): Promise<void> {
+  await Deno.mkdir(`${src}/sub`, { recursive: true });
+  await Deno.writeTextFile(`${src}/a.txt`, "alpha\n");
+  await writeRandomFile(`${src}/sub/big.bin`, bigSize);
+  await Deno.writeTextFile(`${src}/sub/c.txt`, "gamma\n");
+  await Deno.writeTextFile(`${src}/z.txt`, "zeta\n");
 }

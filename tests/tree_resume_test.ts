@@ -20,9 +20,8 @@ import {
   startServer,
   waitFor,
   waitForStagingData,
-  writeRandomFile,
 } from "./harness.ts";
-import { cuttingRelay, kill, largest, out, snapshot } from "./tree_helpers.ts";
+import { cuttingRelay, kill, largest, out, resumeTree, snapshot } from "./tree_helpers.ts";
 import { encodeControl, FrameType } from "../lib/frames.ts";
 import { TREE_PEER, withFakeServer } from "./wire.ts";
 
@@ -30,19 +29,11 @@ const BIG = 12 << 20;
 /** Bytes the relay lets through before it holds: well into the big file. */
 const HOLD_AT = 6 << 20;
 
-async function makeTree(src: string): Promise<void> {
-  await Deno.mkdir(`${src}/sub`, { recursive: true });
-  await Deno.writeTextFile(`${src}/a.txt`, "alpha\n");
-  await writeRandomFile(`${src}/sub/big.bin`, BIG);
-  await Deno.writeTextFile(`${src}/sub/c.txt`, "gamma\n");
-  await Deno.writeTextFile(`${src}/z.txt`, "zeta\n");
-}
-
 Deno.test("put -r --resume continues a big file the killed client had half sent", async () => {
   await using work = await makeTempDir();
   await using server = await startServer();
   const src = `${work.path}/src`;
-  await makeTree(src);
+  await resumeTree(src, BIG);
 
   const relay = cuttingRelay(server, HOLD_AT, true, true);
   const child = spawnClient(["127.0.0.1", String(relay.port), "put", "-r", src, "up"]);
@@ -81,7 +72,7 @@ Deno.test("put -r --resume continues a big file the killed client had half sent"
 Deno.test("get -r --resume continues a big file the killed client had half received", async () => {
   await using work = await makeTempDir();
   await using server = await startServer();
-  await makeTree(`${server.root}/tree`);
+  await resumeTree(`${server.root}/tree`, BIG);
   const dest = `${work.path}/dest`;
 
   const relay = cuttingRelay(server, HOLD_AT, false, true);
@@ -109,7 +100,7 @@ Deno.test("get -r --resume continues a big file the killed client had half recei
 Deno.test("get -r cut mid-file says what it kept; a rerun without --resume starts that file over", async () => {
   await using work = await makeTempDir();
   await using server = await startServer();
-  await makeTree(`${server.root}/tree`);
+  await resumeTree(`${server.root}/tree`, BIG);
   const dest = `${work.path}/dest`;
 
   const relay = cuttingRelay(server, HOLD_AT, false);
@@ -131,7 +122,7 @@ Deno.test("get -r cut mid-file says what it kept; a rerun without --resume start
 Deno.test("get -r --resume starts a file over when its start changed since the cut", async () => {
   await using work = await makeTempDir();
   await using server = await startServer();
-  await makeTree(`${server.root}/tree`);
+  await resumeTree(`${server.root}/tree`, BIG);
   const dest = `${work.path}/dest`;
 
   const relay = cuttingRelay(server, HOLD_AT, false);
@@ -154,7 +145,7 @@ Deno.test("get -r --resume starts a file over when its start changed since the c
 
 Deno.test("--resume against a server that cannot continue a tree's files says so, once, and goes on", async () => {
   await using work = await makeTempDir();
-  await makeTree(`${work.path}/src`);
+  await resumeTree(`${work.path}/src`, BIG);
   // An older server: folders, but no `tree-resume` in its WELCOME. It takes the request and
   // refuses it, so only what the client said before sending anything is looked at.
   const result = await withFakeServer(
