@@ -89,7 +89,7 @@ export class DiskPool {
   #script: URL;
   /** Set once a thread failed to start or died: every job runs on the calling thread then. */
   #broken = false;
-  /** {@link hold} calls not yet released: the first thread is kept while there are any. */
+  /** {@link hold} calls not yet released: while there are any, HELD_THREADS threads stay. */
   #holds = 0;
   #onBroken = new Set<(why: string) => void>();
 
