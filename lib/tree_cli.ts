@@ -53,10 +53,19 @@ export function formatListing(entries: TreeEntry[], format: ListingFormat): stri
 }
 
 /**
+ * Width of `--long`'s size column: `1023.9 KiB`, the widest size {@link formatBytes} writes below
+ * 1024 PiB, so realistic sizes line up from the first row without knowing the others.
+ */
+export const LONG_SIZE_WIDTH = 10;
+
+/**
  * {@link formatListing} a piece at a time, for a listing printed as it arrives: {@link add}
- * gives the text of the entries it is handed (names one per line, or `--json`'s array so far),
- * {@link end} what closes it. The pieces together are exactly {@link formatListing}'s text.
- * `--long` aligns its columns to the widest size, so it holds its rows until {@link end}.
+ * gives the text of the entries it is handed (names one per line, `--long`'s rows, or `--json`'s
+ * array so far), {@link end} what closes it (`--long`'s total). The pieces together are exactly
+ * {@link formatListing}'s text, and the writer keeps counters only, never the entries.
+ * `--long` right-aligns sizes to {@link LONG_SIZE_WIDTH} columns (as `rsync --list-only` pads to
+ * a fixed width rather than measuring the listing first); a size wider than that widens the
+ * column from its row on.
  *
  * @example
  * ```ts
@@ -71,7 +80,9 @@ export function formatListing(entries: TreeEntry[], format: ListingFormat): stri
 export class ListingWriter {
   #format: ListingFormat;
   #count = 0;
-  #rows: TreeEntry[] = [];
+  #files = 0;
+  #bytes = 0;
+  #sizeWidth = LONG_SIZE_WIDTH;
 
   constructor(format: ListingFormat) {
     this.#format = format;
@@ -79,11 +90,22 @@ export class ListingWriter {
 
   /** The text for `entries`, the next ones of the listing. */
   add(entries: TreeEntry[]): string {
-    if (this.#format.long) {
-      for (const entry of entries) this.#rows.push(entry);
-      return "";
-    }
     let text = "";
+    if (this.#format.long) {
+      for (const e of entries) {
+        this.#count++;
+        if (e.type === "file") {
+          this.#files++;
+          this.#bytes += e.size;
+        }
+        // A name that is not valid UTF-8 cannot be looked at: its size and date are unknown.
+        const size = e.notUtf8 ? "?" : e.type === "dir" ? "-" : formatBytes(e.size);
+        if (size.length > this.#sizeWidth) this.#sizeWidth = size.length;
+        const date = e.notUtf8 ? "?".padEnd(16) : formatDate(e.mtime);
+        text += `${size.padStart(this.#sizeWidth)}  ${date}  ${shownName(e)}\n`;
+      }
+      return text;
+    }
     if (this.#format.json) {
       for (const e of entries) {
         const shown = e.notUtf8
@@ -102,25 +124,13 @@ export class ListingWriter {
   end(): string {
     if (this.#format.json) return this.#count === 0 ? "[]\n" : "\n]\n";
     if (!this.#format.long) return "";
-    const entries = this.#rows;
-    this.#rows = [];
-    // A name that is not valid UTF-8 cannot be looked at: its size and date are unknown.
-    const sizes = entries.map((e) =>
-      e.notUtf8 ? "?" : e.type === "dir" ? "-" : formatBytes(e.size)
-    );
-    const width = Math.max(0, ...sizes.map((s) => s.length));
-    const dates = entries.map((e) => e.notUtf8 ? "?".padEnd(16) : formatDate(e.mtime));
-    const lines = entries.map((e, i) =>
-      `${sizes[i].padStart(width)}  ${dates[i]}  ${shownName(e)}\n`
-    );
-    const files = entries.filter((e) => e.type === "file");
-    const folders = entries.length - files.length;
-    const total = files.reduce((n, e) => n + e.size, 0);
+    const files = this.#files;
+    const folders = this.#count - files;
     const counts = [
-      files.length === 1 ? "1 file" : `${files.length} files`,
+      files === 1 ? "1 file" : `${files} files`,
       ...(folders === 0 ? [] : [folders === 1 ? "1 folder" : `${folders} folders`]),
     ];
-    return lines.join("") + `${counts.join(", ")}, ${formatBytes(total)}\n`;
+    return `${counts.join(", ")}, ${formatBytes(this.#bytes)}\n`;
   }
 }
 
@@ -172,8 +182,8 @@ export async function runTreeCommand(
     switch (cmd.command) {
       case "list": {
         const dir = first === undefined ? undefined : remoteArg(first, "DIR", true);
-        // Printed as the entries arrive: a listing of any size starts at once and is never held
-        // whole (but by --long, which aligns its columns).
+        // Printed as the entries arrive, --long too: a listing of any size starts at once and is
+        // never held whole.
         const writer = new ListingWriter(cmd);
         await listRemote(session, {
           dir,

@@ -10,6 +10,7 @@
 
 import assert from "node:assert/strict";
 import { encodeControl, FrameType } from "../lib/frames.ts";
+import { formatListing, ListingWriter } from "../lib/tree_cli.ts";
 import {
   assertFailure,
   assertSuccess,
@@ -82,17 +83,84 @@ Deno.test("list --long gives size, date and name per line, then a total", async 
   const listed = await ferry(server, ["list", "--long", "-r"]);
   assertSuccess(listed, "list --long");
   const lines = new TextDecoder().decode(listed.stdout).split("\n");
-  // Sizes are right-aligned to one width; dates are local time, so only their shape is checked.
+  // Sizes are right-aligned to a fixed width, known before the listing is; dates are local time,
+  // so only their shape is checked.
   const date = "\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d";
-  assert.match(lines[0], new RegExp(`^2\\.00 KiB  ${date}  a b\\.txt$`));
-  assert.match(lines[1], new RegExp(`^       -  ${date}  sub/$`));
-  assert.match(lines[2], new RegExp(`^     3 B  ${date}  sub/z\\.bin$`));
+  assert.match(lines[0], new RegExp(`^  2\\.00 KiB  ${date}  a b\\.txt$`));
+  assert.match(lines[1], new RegExp(`^         -  ${date}  sub/$`));
+  assert.match(lines[2], new RegExp(`^       3 B  ${date}  sub/z\\.bin$`));
   assert.equal(lines[3], "2 files, 1 folder, 2.00 KiB");
   assert.equal(lines[4], "");
   assert.equal(lines.length, 5);
 });
 
 const decoder = new TextDecoder();
+
+Deno.test("--long's rows: a size too wide for the column widens it from its row on", () => {
+  const writer = new ListingWriter({ json: false, long: true });
+  const file = (name: string, size: number) => ({ name, type: "file" as const, size, mtime: 0 });
+  // Piece by piece, as a listing arrives; 2^70 bytes is past any size a server may send.
+  const text = writer.add([file("a", 1), file("b", 2 ** 70)]) + writer.add([file("c", 1)]) +
+    writer.end();
+  const sizes = text.split("\n").slice(0, 3).map((row) => row.split(/  \d{4}-/)[0]);
+  assert.deepEqual(sizes, ["       1 B", "1048576.0 PiB", "          1 B"]);
+  assert.match(text, /\n3 files, 1048576\.0 PiB\n$/);
+  assert.equal(text, formatListing([file("a", 1), file("b", 2 ** 70), file("c", 1)], {
+    json: false,
+    long: true,
+  }));
+});
+
+Deno.test("list --long prints its rows as they arrive, aligned before the listing has ended", async () => {
+  const head = [
+    { name: "a.txt", type: "file", size: 3, mtime: 0 },
+    { name: "b", type: "dir", size: 0, mtime: 0 },
+  ];
+  const tail = [{ name: "c.iso", type: "file", size: 5 * 2 ** 40, mtime: 0 }];
+  const lines = (entries: typeof head) => entries.map((e) => JSON.stringify(e) + "\n").join("");
+  const all = new TextEncoder().encode(lines([...head, ...tail]));
+  const firstPart = new TextEncoder().encode(lines(head));
+  /** Resolves once the client has printed the first part's rows, the rest still unsent. */
+  const printed = Promise.withResolvers<void>();
+  const script = async (wire: Wire, request: Record<string, unknown>) => {
+    assert.equal(request.op, "list");
+    await wire.write(encodeControl(FrameType.OK, { stream: true }));
+    await wire.write(dataFrame(firstPart));
+    await printed.promise;
+    await wire.writeQuietly(dataFrame(all.subarray(firstPart.length)));
+    await wire.writeQuietly(
+      encodeControl(FrameType.END, { size: all.length, checksum: await checksumOf(all) }),
+    );
+  };
+  const result = await withFakeServer(script, async (port) => {
+    const child = spawnClient(["127.0.0.1", String(port), "list", "-r", "--long"]);
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let text = "";
+    // Bounded: a client that held its rows until the end would never show them here.
+    const deadline = setTimeout(() => printed.reject(new Error("no row before the end")), 15000);
+    while (!text.includes("b/\n")) {
+      const next = await reader.read();
+      if (next.done) break;
+      text += next.value;
+    }
+    clearTimeout(deadline);
+    assert.ok(text.includes("b/\n"), "the first rows are printed before the rest is sent");
+    assert.doesNotMatch(text, /c\.iso/);
+    printed.resolve();
+    for (let next = await reader.read(); !next.done; next = await reader.read()) text += next.value;
+    const [status, stderr] = await Promise.all([child.status, new Response(child.stderr).text()]);
+    return { code: status.code, stdout: new TextEncoder().encode(text), stderr };
+  }, TREE_PEER);
+  assertSuccess(result, "list --long");
+  const rows = decoder.decode(result.stdout).split("\n");
+  const date = "\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d";
+  // Every size column is as wide as the widest size could be, so rows printed early line up.
+  assert.match(rows[0], new RegExp(`^       3 B  ${date}  a\\.txt$`));
+  assert.match(rows[1], new RegExp(`^         -  ${date}  b/$`));
+  assert.match(rows[2], new RegExp(`^  5\\.00 TiB  ${date}  c\\.iso$`));
+  assert.equal(rows[3], "2 files, 1 folder, 5.00 TiB");
+  assert.equal(rows.length, 5);
+});
 
 /** Names in the order listings give them: by whole name, as JavaScript compares strings. */
 function sortedNames(names: string[]): string[] {

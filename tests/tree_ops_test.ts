@@ -85,8 +85,8 @@ Deno.test("list shows one folder with folders marked; list -r shows the tree", a
 
   const long = stdout(await ok(server, ["list", "-l", "sub"])).split("\n");
   const date = "\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d";
-  assert.match(long[0], new RegExp(`^2 B  ${date}  sub/b\\.txt$`));
-  assert.match(long[1], new RegExp(`^  -  ${date}  sub/deep/$`));
+  assert.match(long[0], new RegExp(`^       2 B  ${date}  sub/b\\.txt$`));
+  assert.match(long[1], new RegExp(`^         -  ${date}  sub/deep/$`));
   assert.equal(long[2], "1 file, 1 folder, 2 B");
 
   const missing = await ferry(server, ["list", "nothere"]);
