@@ -105,10 +105,13 @@ Deno.test("--long's rows: a size too wide for the column widens it from its row 
   const sizes = text.split("\n").slice(0, 3).map((row) => row.split(/  \d{4}-/)[0]);
   assert.deepEqual(sizes, ["       1 B", "1048576.0 PiB", "          1 B"]);
   assert.match(text, /\n3 files, 1048576\.0 PiB\n$/);
-  assert.equal(text, formatListing([file("a", 1), file("b", 2 ** 70), file("c", 1)], {
-    json: false,
-    long: true,
-  }));
+  assert.equal(
+    text,
+    formatListing([file("a", 1), file("b", 2 ** 70), file("c", 1)], {
+      json: false,
+      long: true,
+    }),
+  );
 });
 
 Deno.test("list --long prints its rows as they arrive, aligned before the listing has ended", async () => {
