@@ -464,7 +464,11 @@ export class FileStore implements Store, ServedFolder {
    * server may not read would hold (`dir` itself unreadable fails the walk). A name that is not
    * valid UTF-8 comes marked `notUtf8`, with size and mtime 0.
    */
-  walkListing(dir: string, prefix: string, options: { recursive: boolean }): TreeListing {
+  walkListing(
+    dir: string,
+    prefix: string,
+    options: { recursive: boolean; foldersFirst?: boolean },
+  ): TreeListing {
     return walkListing({ path: dir, prefix }, async (folder, top) => {
       try {
         return await this.#listFolder(folder.path, folder.prefix, options.recursive);
@@ -474,7 +478,7 @@ export class FileStore implements Store, ServedFolder {
         if (top || !isUnreadable(error)) throw error;
         return null;
       }
-    });
+    }, { foldersFirst: options.foldersFirst });
   }
 
   /** One folder of {@link walkListing}: its entries, and with `recursive` its subfolders. */

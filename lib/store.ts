@@ -120,6 +120,12 @@ export interface ListTreeOptions {
    * listing, the seed's) ask for none, which spares an S3 store a HEAD per folder.
    */
   folderTimes?: boolean;
+  /**
+   * A listing of one folder (not `recursive`) gives its subfolders first, then its files, each
+   * group by name, as the HTML page shows them (default false: all by name). A store that
+   * ignores it lists by name.
+   */
+  foldersFirst?: boolean;
 }
 
 /** Options for {@link Store.remove}. */

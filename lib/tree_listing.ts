@@ -61,14 +61,37 @@ interface Step<F> {
  * for await (const batch of listing) console.log(batch.map((e) => e.name));
  * ```
  */
-export async function* walkListing<F>(top: F, list: ListFolder<F>): AsyncGenerator<TreeEntry[]> {
-  yield* walkFolder(top, list, true);
+export async function* walkListing<F>(
+  top: F,
+  list: ListFolder<F>,
+  options: WalkListingOptions = {},
+): AsyncGenerator<TreeEntry[]> {
+  yield* walkFolder(top, list, true, options.foldersFirst ?? false);
+}
+
+/** Options for {@link walkListing}. */
+export interface WalkListingOptions {
+  /**
+   * Each folder's subfolders before its files, each group by name, as a page shows a folder
+   * (default false: all by name). Free: a folder's names are sorted in memory anyway. Meant for
+   * the listing of one folder: in a recursive one, a folder's contents still follow its entry
+   * only when no other names come between.
+   */
+  foldersFirst?: boolean;
+}
+
+/** Compares two steps of a folder's walk: by key, or folders first then by key. */
+function stepOrder<F>(foldersFirst: boolean): (a: Step<F>, b: Step<F>) => number {
+  if (!foldersFirst) return (a, b) => compareListed(a.key, b.key);
+  const rank = (step: Step<F>) => step.entry?.type === "dir" ? 0 : 1;
+  return (a, b) => rank(a) - rank(b) || compareListed(a.key, b.key);
 }
 
 async function* walkFolder<F>(
   folder: F,
   list: ListFolder<F>,
   top: boolean,
+  foldersFirst: boolean,
 ): AsyncGenerator<TreeEntry[]> {
   const listed = await list(folder, top);
   if (!listed) return;
@@ -76,7 +99,7 @@ async function* walkFolder<F>(
   for (const { name, folder } of listed.below) steps.push({ key: name + "/", folder });
   listed.entries = [];
   // Stable: entries of one name (names that are not UTF-8 can read alike) keep the store's order.
-  steps.sort((a, b) => compareListed(a.key, b.key));
+  steps.sort(stepOrder(foldersFirst));
   let batch: TreeEntry[] = [];
   for (const step of steps) {
     if (step.entry) {
@@ -91,14 +114,7 @@ async function* walkFolder<F>(
       yield batch;
       batch = [];
     }
-    yield* walkFolder(step.folder!, list, false);
+    yield* walkFolder(step.folder!, list, false, foldersFirst);
   }
   if (batch.length > 0) yield batch;
-}
-
-/** Collects a whole listing: for what needs it all at once (a page, a count). */
-export async function collectListing(listing: TreeListing): Promise<TreeEntry[]> {
-  const entries: TreeEntry[] = [];
-  for await (const batch of listing) entries.push(...batch);
-  return entries;
 }

@@ -56,7 +56,11 @@ export interface ServedFolder {
    * The names in the folder `dir` (a real path inside the root, whose names start with
    * `prefix`), and with `recursive` everything under it, in listing order (lib/tree_listing.ts).
    */
-  walkListing(dir: string, prefix: string, options: { recursive: boolean }): TreeListing;
+  walkListing(
+    dir: string,
+    prefix: string,
+    options: { recursive: boolean; foldersFirst?: boolean },
+  ): TreeListing;
   /** Starts an upload, as {@link Store.beginUpload}, with a tree's file's mtime and mode. */
   beginUpload(name: string, options?: FileUploadOptions): Promise<StoreUpload>;
 }
@@ -122,7 +126,11 @@ export async function listTree(
 ): Promise<TreeListing> {
   const top = await resolveFolder(store, options.dir);
   const prefix = options.dir === undefined ? "" : checkName(options.dir).join("/") + "/";
-  return store.walkListing(top, prefix, { recursive: options.recursive ?? false });
+  const recursive = options.recursive ?? false;
+  return store.walkListing(top, prefix, {
+    recursive,
+    foldersFirst: !recursive && (options.foldersFirst ?? false),
+  });
 }
 
 /**

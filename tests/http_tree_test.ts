@@ -385,3 +385,30 @@ Deno.test("http tree: ?json&recursive is the text of list -r --json, written as 
   assert.equal(head.status, 200);
   assert.equal(await head.text(), "");
 });
+
+Deno.test("http page: a folder of thousands of entries is written as it is walked, folders first", async () => {
+  const { server, base } = await startHttp();
+  await using _ = server;
+  // More than one batch of the walk (1,024), with folders whose names sort among the files'.
+  const files: string[] = [];
+  const folders: string[] = [];
+  await Deno.mkdir(`${server.root}/big`);
+  for (let i = 0; i < 2500; i++) {
+    const name = `f${String(i).padStart(4, "0")}.txt`;
+    files.push(name);
+    await Deno.writeFile(`${server.root}/big/${name}`, new Uint8Array(0));
+    if (i % 500 === 250) {
+      folders.push(`f${String(i).padStart(4, "0")}`);
+      await Deno.mkdir(`${server.root}/big/${folders.at(-1)}`);
+    }
+  }
+  const response = await fetch(`${base}big/`, { headers: { accept: "text/html" } });
+  assert.equal(response.status, 200);
+  assert.equal(response.headers.get("content-length"), null, "chunked: never counted first");
+  const page = await response.text();
+  const names = [...page.matchAll(/<tr data-name="([^"]*)"/g)].map((m) => m[1]);
+  assert.deepEqual(names, [...folders, ...files], "folders first, then files, each by name");
+  assert.match(page, /<p class="mut" id="empty" hidden>/);
+  assert.match(page, /<\/tbody><\/table>.*<\/html>\n$/s);
+  await server.waitForLog(/http GET "big\/" 200 \d+ bytes ok/);
+});

@@ -21,10 +21,10 @@ import {
   validatorsOf,
 } from "./conditional.ts";
 import { IdleTimer } from "../idle_timer.ts";
-import { renderError, renderListing } from "./listing_page.ts";
+import { ListingPageWriter, renderError } from "./listing_page.ts";
 import { ListingWriter } from "../tree_cli.ts";
 import { listTree, resolveFolder } from "../tree_store.ts";
-import { collectListing, type TreeListing } from "../tree_listing.ts";
+import type { TreeListing } from "../tree_listing.ts";
 import type { TreeEntry } from "../tree_protocol.ts";
 
 /** Options of the HTTP side that the handler needs. */
@@ -208,8 +208,13 @@ export async function serveRead(call: Call): Promise<Response> {
   const dir = target.name === "" ? undefined : target.name;
   const recursive = url.searchParams.has("recursive");
   const json = wantsJson(request, url);
-  // The folder is looked up now (a missing one is a 404); it is walked when it is sent.
-  const listing = await listTree(ctx.store, { dir, recursive: json && recursive });
+  // The folder is looked up now (a missing one is a 404); it is walked when it is sent. A page
+  // shows folders first: the store sorts one folder's names in memory anyway, so it costs nothing.
+  const listing = await listTree(ctx.store, {
+    dir,
+    recursive: json && recursive,
+    foldersFirst: !json,
+  });
   exchange.name = dir === undefined ? "/" : dir + "/";
   if (!target.folder) {
     return new Response(null, {
@@ -220,44 +225,56 @@ export async function serveRead(call: Call): Promise<Response> {
   if (url.searchParams.has("tar")) {
     return await serveArchive(request, target.name, ctx, exchange);
   }
-  if (json) return jsonListing(request, listing, exchange);
-  // A page shows its folder whole (folders first), so it collects the listing: one folder's.
-  const body = renderListing(target.name, await collectListing(listing), {
+  if (json) {
+    const writer = new ListingWriter({ json: true, long: false });
+    return streamListing(request, listing, exchange, "application/json", {
+      head: () => "",
+      add: (entries) => writer.add(entries),
+      end: () => writer.end(),
+    });
+  }
+  const page = new ListingPageWriter(target.name, {
     signedIn: ctx.signedIn,
     canChange: !ctx.readOnly && (ctx.mayWrite ?? true),
     canSignIn: ctx.canSignIn,
     archives: ctx.archives,
   });
-  const type = "text/html; charset=utf-8";
-  const bytes = new TextEncoder().encode(body);
-  exchange.bytes = request.method === "HEAD" ? 0 : bytes.length;
-  return new Response(request.method === "HEAD" ? null : bytes, {
-    headers: {
-      "content-type": type,
-      "content-length": String(bytes.length),
-      "cache-control": "no-store",
-      "x-content-type-options": "nosniff",
-      "content-security-policy": PAGE_CSP,
-      vary: "accept, cookie",
-    },
+  return streamListing(request, listing, exchange, "text/html; charset=utf-8", {
+    head: () => page.head(),
+    add: (entries) => page.add(entries),
+    end: () => page.end(),
   });
 }
 
+/** The text of a streamed listing, a piece at a time: before, for each batch, and after. */
+interface ListingText {
+  head(): string;
+  add(entries: TreeEntry[]): string;
+  end(): string;
+}
+
 /**
- * `?json`: the listing exactly as `ferry list DIR --json` (with ?recursive, `ferry list -r DIR
- * --json`) prints it, written as the folder is walked (lib/tree_listing.ts), so a tree of any size
- * is never held whole; it is chunked, with no `Content-Length`.
+ * A listing written as the folder is walked (lib/tree_listing.ts), so a folder or tree of any size
+ * is never held whole: `?json`, exactly as `ferry list DIR --json` (with ?recursive, `ferry list
+ * -r DIR --json`) prints it, or the HTML page, its head at once, its rows as they are listed, its
+ * foot at the end. Chunked, with no `Content-Length`; a walk that fails part-way cuts the
+ * response, so the client sees it unfinished rather than a short listing that looks whole.
  */
-function jsonListing(request: Request, listing: TreeListing, exchange: Exchange): Response {
+function streamListing(
+  request: Request,
+  listing: TreeListing,
+  exchange: Exchange,
+  type: string,
+  text: ListingText,
+): Response {
   const headers = {
-    "content-type": "application/json",
+    "content-type": type,
     "cache-control": "no-store",
     "x-content-type-options": "nosniff",
     "content-security-policy": PAGE_CSP,
     vary: "accept, cookie",
   };
   if (request.method === "HEAD") return new Response(null, { headers });
-  const writer = new ListingWriter({ json: true, long: false });
   const batches = listing[Symbol.asyncIterator]();
   const encoder = new TextEncoder();
   const done = Promise.withResolvers<void>();
@@ -270,11 +287,23 @@ function jsonListing(request: Request, listing: TreeListing, exchange: Exchange)
     batches.return?.().catch(() => {});
     finish(`cut (${String(exchange.cut.signal.reason ?? "server")})`);
   }, { once: true });
+  let started = false;
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
+        // The head goes out before the walk's first batch, so a browser starts drawing at once.
+        if (!started) {
+          started = true;
+          const head = text.head();
+          if (head) {
+            const bytes = encoder.encode(head);
+            exchange.bytes += bytes.length;
+            controller.enqueue(bytes);
+            return;
+          }
+        }
         const next = await batches.next();
-        const bytes = encoder.encode(next.done ? writer.end() : writer.add(next.value));
+        const bytes = encoder.encode(next.done ? text.end() : text.add(next.value));
         exchange.bytes += bytes.length;
         controller.enqueue(bytes);
         if (next.done) {

@@ -52,7 +52,8 @@ header form{display:inline}header .who{float:right}
 @media (max-width:40rem){td.d,th.d{display:none}td.a{white-space:normal}body{font-size:16px}#results li{grid-template-columns:1fr 5rem}}
 `;
 
-function page(title: string, body: string, options: { script?: boolean } = {}): string {
+/** A page's text up to its body's content. */
+function pageHead(title: string): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1">
@@ -60,7 +61,12 @@ function page(title: string, body: string, options: { script?: boolean } = {}): 
 <link rel="icon" href="data:,">
 <title>${escapeHtml(title)}</title>
 <style>${STYLE}</style></head>
-<body>${body}
+<body>`;
+}
+
+/** A page's text after its body's content: the footer, and the script if it has one. */
+function pageFoot(options: { script?: boolean } = {}): string {
+  return `
 <footer>${escapeHtml(`${NAME} ${VERSION}`)}</footer>${
     options.script
       ? `\n<script src="${escapeHtml(SCRIPT_PATH)}&amp;v=${escapeHtml(VERSION)}" defer></script>`
@@ -68,6 +74,10 @@ function page(title: string, body: string, options: { script?: boolean } = {}): 
   }
 </body></html>
 `;
+}
+
+function page(title: string, body: string, options: { script?: boolean } = {}): string {
+  return pageHead(title) + body + pageFoot(options);
 }
 
 /** A date as the listing shows it: `2026-12-03 07:13` in UTC. */
@@ -92,106 +102,156 @@ export const SCRIPT_PATH = "/?asset=page.js";
 
 /**
  * The HTML listing of `folder` ("" for the root) from its entries as the store lists them
- * (lib/tree_store.ts listTree: names relative to the root).
+ * (lib/tree_store.ts listTree: names relative to the root), folders first, whole: what
+ * {@link ListingPageWriter} writes a piece at a time.
  */
 export function renderListing(
   folder: string,
   entries: TreeEntry[],
   options: ListingPageOptions = {},
 ): string {
-  const segments = folder === "" ? [] : folder.split("/");
-  const crumbs = [`<a href="/">${escapeHtml(NAME)}</a>&#8202;/`];
-  segments.forEach((segment, i) => {
-    const href = hrefOf(segments.slice(0, i + 1).join("/"), true);
-    crumbs.push(`<a href="${escapeHtml(href)}">${escapeHtml(segment)}</a>/`);
-  });
-  const parent = segments.length > 0
-    ? `<tr><td class="n"><a href="${
-      escapeHtml(hrefOf(segments.slice(0, -1).join("/"), true))
-    }" class="dir">..</a></td><td class="s"></td><td class="d"></td><td></td></tr>`
-    : "";
-  // Folders first, then files, each by name (the store lists them all by name).
+  const writer = new ListingPageWriter(folder, options);
   const rows = [
     ...entries.filter((e) => e.type === "dir"),
     ...entries.filter((e) => e.type === "file"),
   ];
-  const body = rows.map((row) => {
-    const folderRow = row.type === "dir";
-    const base = row.name.split("/").at(-1)!;
-    const name = escapeHtml(base);
-    const cells = (link: string, size: string, date: string, download: string) =>
-      `<td class="n">${link}</td><td class="s">${size}</td><td class="d">${date}</td>` +
-      `<td class="a">${download}</td>`;
-    if (row.notUtf8) {
-      // No request can name it: shown, never linked, never offered for a change.
-      return `<tr data-name="${name}" data-size="0" data-mtime="0" data-folder="${
-        folderRow ? 1 : 0
-      }" data-fixed="1">` +
-        cells(
-          `<span${folderRow ? ' class="dir"' : ""}>${name}${folderRow ? "/" : ""}</span> ` +
-            `<span class="mut">(name not UTF-8: rename it on the server)</span>`,
-          "?",
-          "",
-          "",
-        ) +
-        `</tr>`;
-    }
-    const href = escapeHtml(hrefOf(row.name, folderRow));
-    const link = folderRow
-      ? `<a href="${href}" class="dir">${name}/</a>`
-      : `<a href="${href}">${name}</a>`;
-    const download = folderRow ? "" : `<a href="${href}?download" download="${name}">download</a>`;
-    return `<tr data-name="${name}" data-size="${row.size}" data-mtime="${row.mtime}" data-folder="${
-      folderRow ? 1 : 0
-    }">` +
-      cells(
-        link,
-        folderRow ? "" : escapeHtml(formatBytes(row.size)),
-        shownDate(row.mtime),
-        download,
-      ) + `</tr>`;
-  }).join("\n");
-  const empty = `<p class="mut" id="empty"${
-    rows.length ? " hidden" : ""
-  }>This folder is empty.</p>`;
-  const title = "/" + folder;
-  const who = options.signedIn
-    ? `<form class="who" method="post" action="/?logout"><button type="submit">Sign out</button></form>`
-    : options.canSignIn
-    ? `<a class="who" href="${
-      escapeHtml(`/?login&next=${encodeURIComponent(hrefOf(folder, true))}`)
-    }">Sign in to upload</a>`
-    : "";
-  const tools = `<div id="tools" hidden><input id="filter" type="search" ` +
-    `placeholder="Filter by name" aria-label="Filter by name" autocomplete="off">` +
-    (options.canChange ? `<button type="button" id="newfolder">New folder</button>` : "") +
-    `</div>`;
-  const archive = options.archives
-    ? `<p><a href="${
-      escapeHtml(hrefOf(folder, true))
-    }?tar" download>Download this folder (.tar)</a></p>`
-    : "";
-  // The file inputs are invisible, so their labels take the keyboard's focus instead of them.
-  const upload = options.canChange
-    ? `<section id="upload" hidden aria-label="Upload">
+  return writer.head() + writer.add(rows) + writer.end();
+}
+
+/**
+ * The HTML listing of `folder` ("" for the root), written as its entries are walked: the
+ * {@link head} (title, header, the table's head), the rows of each batch the store lists
+ * ({@link add}: names relative to the root, in the order handed, folders first for the page,
+ * see `ListTreeOptions.foldersFirst`), then the {@link end}. It keeps a count, never the rows, so
+ * a folder of any size is served in the memory of one batch.
+ *
+ * @example
+ * ```ts
+ * import { ListingPageWriter } from "./listing_page.ts";
+ *
+ * const writer = new ListingPageWriter("photos", {});
+ * const html = writer.head() +
+ *   writer.add([{ name: "photos/a.jpg", type: "file", size: 1, mtime: 0 }]) + writer.end();
+ * console.log(html.includes("a.jpg"));
+ * ```
+ */
+export class ListingPageWriter {
+  #folder: string;
+  #options: ListingPageOptions;
+  #rows = 0;
+
+  constructor(folder: string, options: ListingPageOptions = {}) {
+    this.#folder = folder;
+    this.#options = options;
+  }
+
+  /** The page up to the first row. */
+  head(): string {
+    const folder = this.#folder;
+    const options = this.#options;
+    const segments = folder === "" ? [] : folder.split("/");
+    const crumbs = [`<a href="/">${escapeHtml(NAME)}</a>&#8202;/`];
+    segments.forEach((segment, i) => {
+      const href = hrefOf(segments.slice(0, i + 1).join("/"), true);
+      crumbs.push(`<a href="${escapeHtml(href)}">${escapeHtml(segment)}</a>/`);
+    });
+    const parent = segments.length > 0
+      ? `<tr><td class="n"><a href="${
+        escapeHtml(hrefOf(segments.slice(0, -1).join("/"), true))
+      }" class="dir">..</a></td><td class="s"></td><td class="d"></td><td></td></tr>`
+      : "";
+    const title = "/" + folder;
+    const who = options.signedIn
+      ? `<form class="who" method="post" action="/?logout"><button type="submit">Sign out</button></form>`
+      : options.canSignIn
+      ? `<a class="who" href="${
+        escapeHtml(`/?login&next=${encodeURIComponent(hrefOf(folder, true))}`)
+      }">Sign in to upload</a>`
+      : "";
+    const tools = `<div id="tools" hidden><input id="filter" type="search" ` +
+      `placeholder="Filter by name" aria-label="Filter by name" autocomplete="off">` +
+      (options.canChange ? `<button type="button" id="newfolder">New folder</button>` : "") +
+      `</div>`;
+    // The file inputs are invisible, so their labels take the keyboard's focus instead of them.
+    const upload = options.canChange
+      ? `<section id="upload" hidden aria-label="Upload">
 <div id="drop">Drop files or folders here, or <label for="pick" tabindex="0">choose files</label>
 <input id="pick" type="file" multiple tabindex="-1"> or <label for="pickdir" tabindex="0">a folder</label>
 <input id="pickdir" type="file" webkitdirectory tabindex="-1"></div>
 <label><input id="overwrite" type="checkbox"> Replace files that exist</label>
 <ul id="results" aria-live="polite"></ul></section>`
-    : "";
-  return page(
-    `${title} — ${NAME}`,
-    `<header>${who}<h1>${crumbs.join("")}</h1>${tools}</header>
+      : "";
+    return pageHead(`${title} — ${NAME}`) +
+      `<header>${who}<h1>${crumbs.join("")}</h1>${tools}</header>
 <main>${upload}<table class="listing"${
-      options.canChange ? ' data-change="1"' : ""
-    }><thead><tr><th data-key="name">Name</th>` +
+        options.canChange ? ' data-change="1"' : ""
+      }><thead><tr><th data-key="name">Name</th>` +
       `<th class="s" data-key="size">Size</th><th class="d" data-key="mtime">Modified (UTC)</th>` +
       `<th></th></tr></thead>
 <tbody>${parent}
-${body}</tbody></table>${empty}${archive}</main>`,
-    { script: true },
-  );
+`;
+  }
+
+  /** The rows of `entries`, the next ones of the folder. */
+  add(entries: TreeEntry[]): string {
+    let text = "";
+    for (const row of entries) {
+      text += (this.#rows++ === 0 ? "" : "\n") + listingRow(row);
+    }
+    return text;
+  }
+
+  /** The rest of the page, after the last row. */
+  end(): string {
+    const folder = this.#folder;
+    const empty = `<p class="mut" id="empty"${
+      this.#rows ? " hidden" : ""
+    }>This folder is empty.</p>`;
+    const archive = this.#options.archives
+      ? `<p><a href="${
+        escapeHtml(hrefOf(folder, true))
+      }?tar" download>Download this folder (.tar)</a></p>`
+      : "";
+    return `</tbody></table>${empty}${archive}</main>` + pageFoot({ script: true });
+  }
+}
+
+/** One entry's row of the listing. */
+function listingRow(row: TreeEntry): string {
+  const folderRow = row.type === "dir";
+  const base = row.name.split("/").at(-1)!;
+  const name = escapeHtml(base);
+  const cells = (link: string, size: string, date: string, download: string) =>
+    `<td class="n">${link}</td><td class="s">${size}</td><td class="d">${date}</td>` +
+    `<td class="a">${download}</td>`;
+  if (row.notUtf8) {
+    // No request can name it: shown, never linked, never offered for a change.
+    return `<tr data-name="${name}" data-size="0" data-mtime="0" data-folder="${
+      folderRow ? 1 : 0
+    }" data-fixed="1">` +
+      cells(
+        `<span${folderRow ? ' class="dir"' : ""}>${name}${folderRow ? "/" : ""}</span> ` +
+          `<span class="mut">(name not UTF-8: rename it on the server)</span>`,
+        "?",
+        "",
+        "",
+      ) +
+      `</tr>`;
+  }
+  const href = escapeHtml(hrefOf(row.name, folderRow));
+  const link = folderRow
+    ? `<a href="${href}" class="dir">${name}/</a>`
+    : `<a href="${href}">${name}</a>`;
+  const download = folderRow ? "" : `<a href="${href}?download" download="${name}">download</a>`;
+  return `<tr data-name="${name}" data-size="${row.size}" data-mtime="${row.mtime}" data-folder="${
+    folderRow ? 1 : 0
+  }">` +
+    cells(
+      link,
+      folderRow ? "" : escapeHtml(formatBytes(row.size)),
+      shownDate(row.mtime),
+      download,
+    ) + `</tr>`;
 }
 
 /** The login form; `failed` shows that the last token was wrong. */
