@@ -102,7 +102,7 @@ Deno.test("--long's rows: a size too wide for the column widens it from its row 
   // Piece by piece, as a listing arrives; 2^70 bytes is past any size a server may send.
   const text = writer.add([file("a", 1), file("b", 2 ** 70)]) + writer.add([file("c", 1)]) +
     writer.end();
-  const sizes = text.split("\n").slice(0, 3).map((row) => row.split(/  \d{4}-/)[0]);
+  const sizes = text.split("\n").slice(0, 3).map((row) => row.split(/ {2}\d{4}-/)[0]);
   assert.deepEqual(sizes, ["       1 B", "1048576.0 PiB", "          1 B"]);
   assert.match(text, /\n3 files, 1048576\.0 PiB\n$/);
   assert.equal(
