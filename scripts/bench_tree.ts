@@ -4,9 +4,10 @@
  * an rsync daemon (`rsync://`, started here on a free loopback port with a generated
  * rsyncd.conf) and `tar c | nc`; the same tree re-synced with nothing changed; a mixed tree of a
  * few large files and many small ones; `list` of one folder of many files beside
- * `rsync --list-only`; and the server's peak RSS for a tree of many entries. Like is compared
- * with like: ferry's default (fsync) beside `rsync --fsync`, ferry `--no-fsync` beside rsync's
- * default; every row says which. Rows whose tool is missing are skipped with a note.
+ * `rsync --list-only`; the server's peak RSS for a tree of many entries; and the peak RSS of a
+ * folder of many entries listed, by the client (`list --long`) and as the server's HTML page.
+ * Like is compared with like: ferry's default (fsync) beside `rsync --fsync`, ferry `--no-fsync`
+ * beside rsync's default; every row says which. Rows whose tool is missing are skipped with a note.
  *
  * Run alone: `deno run -A scripts/bench_tree.ts [--files N] [--mixed SIZE] [--entries N]`;
  * `deno task bench` runs it after its own cases (`--only trees` runs it alone).
@@ -46,7 +47,7 @@ export interface TreeRow {
   label: string;
   /** Wall-clock seconds of the whole client run; undefined when it failed or was skipped. */
   seconds?: number;
-  /** Server peak RSS in MiB, where measured. */
+  /** Peak RSS in MiB, where measured: the server's, unless the label says the client's. */
   peakMiB?: number;
   /** What this row is compared with, or why it failed or was skipped. */
   note: string;
@@ -164,7 +165,11 @@ async function peakMiB(pid: number): Promise<number | undefined> {
   return match ? Number(match[1]) / 1024 : undefined;
 }
 
-async function ferryServer(root: string, fsync: boolean): Promise<Background> {
+async function ferryServer(
+  root: string,
+  fsync: boolean,
+  extra: string[] = [],
+): Promise<Background> {
   await Deno.mkdir(root, { recursive: true });
   const port = freePort();
   const child = new Deno.Command(Deno.execPath(), {
@@ -178,6 +183,7 @@ async function ferryServer(root: string, fsync: boolean): Promise<Background> {
       "--root",
       root,
       ...(fsync ? [] : ["--no-fsync"]),
+      ...extra,
     ],
     stdout: "null",
     stderr: "null",
@@ -506,7 +512,83 @@ export async function runTreeBench(options: TreeBenchOptions): Promise<TreeRow[]
       await stop(s);
     }
   });
+  await listingPeaks(options.entries, work, attempt);
   return rows;
+}
+
+/**
+ * Peak RSS of listing one folder of `entries` empty files: the client printing `list --long` (as
+ * `/usr/bin/time` reports it), and the server sending the folder's HTML page to a reader that
+ * keeps none of it. Both stream; what the server still holds is the folder's names, sorted by its
+ * walk (lib/tree_listing.ts).
+ */
+export async function listingPeaks(
+  entries: number,
+  work: string,
+  attempt: (label: string, body: () => Promise<TreeRow>) => Promise<void>,
+): Promise<void> {
+  const root = join(work, "ferry-wide");
+  say(`tree rows: writing one folder of ${entries} entries`);
+  await Deno.mkdir(join(root, "many"), { recursive: true });
+  await run("sh", [
+    "-c",
+    `cd "$1" && seq -f 'f%07g' 0 $(($2 - 1)) | xargs touch`,
+    "sh",
+    join(root, "many"),
+    String(entries),
+  ]);
+  const httpPort = freePort();
+  const s = await ferryServer(root, false, ["--http", `${HOST}:${httpPort}`]);
+  try {
+    await waitListening(httpPort);
+    const before = await peakMiB(s.child.pid);
+    await attempt("server peak RSS, HTTP page", async () => {
+      const started = performance.now();
+      const response = await fetch(`http://${HOST}:${httpPort}/many/`, {
+        headers: { accept: "text/html" },
+      });
+      let bytes = 0;
+      for await (const chunk of response.body!) bytes += chunk.length;
+      if (!response.ok) throw new Error(`the page answered ${response.status}`);
+      const seconds = (performance.now() - started) / 1000;
+      const peak = await peakMiB(s.child.pid);
+      return {
+        label: `HTTP page of one folder of ${entries} entries (server peak RSS)`,
+        seconds,
+        peakMiB: peak,
+        note: `server peak RSS ${peak?.toFixed(0) ?? "?"} MiB, ${
+          before?.toFixed(0) ?? "?"
+        } MiB before the request; ${(bytes / MIB).toFixed(1)} MiB of HTML`,
+      };
+    });
+    const timed = await have("/usr/bin/time", ["-f", "%M", "true"]);
+    if (!timed) {
+      return void await attempt("client peak RSS, list --long", () => {
+        throw new Error("skipped: /usr/bin/time is not installed (apt-get install time)");
+      });
+    }
+    await attempt("client peak RSS, list --long", async () => {
+      const [cmd, args] = ferry(s.port, "list", "--long", "many");
+      const started = performance.now();
+      const out = await new Deno.Command("/usr/bin/time", {
+        args: ["-f", "%M", cmd, ...args],
+        stdout: "null",
+        stderr: "piped",
+      }).output();
+      const seconds = (performance.now() - started) / 1000;
+      const text = new TextDecoder().decode(out.stderr).trim();
+      if (!out.success) throw new Error(`list --long failed: ${text.split("\n").at(-1)}`);
+      const peak = Number(text.split("\n").at(-1)) / 1024;
+      return {
+        label: `ferry list --long DIR, one folder of ${entries} entries (client peak RSS)`,
+        seconds,
+        peakMiB: peak,
+        note: `client peak RSS ${peak.toFixed(0)} MiB`,
+      };
+    });
+  } finally {
+    await stop(s);
+  }
 }
 
 /** A table cell's text: a `|` of its own would end the cell. */
@@ -514,10 +596,10 @@ function cell(text: string): string {
   return text.replaceAll("|", "\\|");
 }
 
-/** The rows as Markdown table lines: case, seconds, server peak RSS, note. */
+/** The rows as Markdown table lines: case, seconds, peak RSS (the server's, or as labelled), note. */
 export function treeTable(rows: TreeRow[]): string {
   const lines = [
-    "| tree case | s | server peak RSS MiB | note |",
+    "| tree case | s | peak RSS MiB (whose: in the case) | note |",
     "| --- | ---: | ---: | --- |",
     ...rows.map((r) => ({ ...r, label: cell(r.label), note: cell(r.note) })).map((r) =>
       `| ${r.label} | ${r.seconds?.toFixed(3) ?? "—"} | ${
