@@ -6,8 +6,8 @@
  * - {@link connect} opens a {@link Session} to a server: {@link Session.put} uploads from a
  *   `ReadableStream` (or a `Deno.FsFile`), {@link Session.getStream} downloads as a
  *   `ReadableStream`, {@link Session.get} into a {@link DownloadTarget} of your own,
- *   {@link Session.list} lists, and {@link Session.kept} lists interrupted uploads kept for a
- *   resume.
+ *   {@link Session.listEntries} lists as the entries arrive ({@link Session.list} all at once),
+ *   and {@link Session.kept} lists interrupted uploads kept for a resume.
  * - {@link startServer} serves a folder until {@link RunningServer.close} or
  *   {@link RunningServer.shutdown}.
  * - Failures are typed: {@link RefusedError} (the server said no, with a {@link ErrorCode}),
@@ -98,6 +98,7 @@ export type {
   StoreUpload,
 } from "./lib/store.ts";
 export type { ManifestEntry, ManifestTop, TreeEntry } from "./lib/tree_protocol.ts";
+export type { ListEntriesOptions } from "./lib/tree_client.ts";
 export type { TreeListing } from "./lib/tree_listing.ts";
 export type {
   KeptPart,

@@ -56,6 +56,8 @@ import type {
   RemoteFileInfo,
 } from "./client_session.ts";
 import { authenticate, greet, type HandshakeIo } from "./client_handshake.ts";
+import { listEntries, type ListEntriesOptions } from "./tree_client.ts";
+import type { TreeEntry } from "./tree_protocol.ts";
 
 /**
  * A download whose local side (its sink, its pacing) has kept it from reading the socket for
@@ -498,7 +500,38 @@ export class Session implements ClientSession {
     );
   }
 
-  /** Lists the files the server shares. */
+  /**
+   * The server's files (with `folders`, its folders too), sorted by name, one at a time as they
+   * arrive: the streaming form of {@link list}, for a listing of any size. The server sends them
+   * as it walks its tree and the session reads at most a batch (about a thousand entries) ahead
+   * of the loop, so neither end holds the listing. With the defaults it yields what
+   * {@link list} returns: every file under the root. The session carries no other request
+   * until the loop ends; breaking out early reads the rest of the listing and drops it, so the
+   * session stays usable. Names come from the server: show them escaped. A server older than
+   * folders sends its list whole, and the entries are yielded from it.
+   *
+   * @example List a folder as it arrives
+   * ```ts
+   * import { connect } from "@ferry/ferry";
+   *
+   * const session = await connect("127.0.0.1", 9000);
+   * try {
+   *   let bytes = 0;
+   *   for await (const entry of session.listEntries({ dir: "photos" })) bytes += entry.size;
+   *   console.log(bytes, "bytes under photos/");
+   * } finally {
+   *   session.close();
+   * }
+   * ```
+   */
+  listEntries(options: ListEntriesOptions = {}): AsyncGenerator<TreeEntry, void, undefined> {
+    return listEntries(this, options);
+  }
+
+  /**
+   * Lists the files the server shares, sorted by name, all at once: for a listing of any size,
+   * {@link listEntries} gives the same entries one at a time without holding them.
+   */
   list(): Promise<ListEntry[]> {
     return this.#request(() => this.#list());
   }

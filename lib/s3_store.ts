@@ -135,7 +135,9 @@ async function sha256Hex(text: string): Promise<string> {
  *   endpoint: "http://127.0.0.1:7480",
  *   credentials: { accessKeyId: "KEY", secretAccessKey: "SECRET" },
  * });
- * console.log((await store.list()).length);
+ * for await (const batch of await store.listTree({ dir: "photos" })) {
+ *   for (const entry of batch) console.log(entry.name, entry.type);
+ * }
  * ```
  */
 export class S3Store implements Store {

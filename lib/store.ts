@@ -152,8 +152,11 @@ export interface MakeDirOptions {
  * @example
  * ```ts
  * import type { Store } from "./store.ts";
- * async function names(store: Store): Promise<string[]> {
- *   return (await store.list()).map((entry) => entry.name);
+ * // Every file's name as the store walks its tree, never the whole list at once.
+ * async function printNames(store: Store): Promise<void> {
+ *   for await (const batch of await store.listTree({ recursive: true, folderTimes: false })) {
+ *     for (const entry of batch) if (entry.type === "file") console.log(entry.name);
+ *   }
  * }
  * ```
  */
@@ -172,7 +175,11 @@ export interface Store {
    * refuses at beginUpload.
    */
   checkFree?(name: string, overwrite: boolean): Promise<void>;
-  /** Every file, sorted by name. */
+  /**
+   * Every file, sorted by name, in one array: the whole list is held. The server never calls it;
+   * to go through a store of any size, walk {@link listTree} with `recursive` (and `folderTimes`
+   * false) and keep the entries of type `"file"`: the same files, in the same order.
+   */
   list(): Promise<ListEntry[]>;
   /**
    * A folder's files and subfolders, or with `recursive` everything under it, sorted by name

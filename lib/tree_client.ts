@@ -104,6 +104,82 @@ export async function listRemote(
   });
 }
 
+/** Options for {@link Session.listEntries}. */
+export interface ListEntriesOptions {
+  /** Folder to list, relative to the root (default: the root). */
+  dir?: string;
+  /** Everything under the folder, not only its own entries (default true, as `list()`). */
+  recursive?: boolean;
+  /** Give the folders too, as entries of type `"dir"` (default false: files only, as `list()`). */
+  folders?: boolean;
+}
+
+/**
+ * The entries of a listing one at a time, as they arrive (see {@link Session.listEntries}): the
+ * listing is read a batch ahead of the caller at most, so however long it is, it is never held.
+ * Breaking off early reads the rest and drops it, so the session stays usable.
+ */
+export async function* listEntries(
+  session: Session,
+  options: ListEntriesOptions = {},
+): AsyncGenerator<TreeEntry, void, undefined> {
+  const folders = options.folders ?? false;
+  const batches = pulled<TreeEntry[]>((take) =>
+    listRemote(session, {
+      dir: options.dir,
+      recursive: options.recursive ?? true,
+      onEntries: take,
+    })
+  );
+  for await (const batch of batches) {
+    for (const entry of batch) if (folders || entry.type === "file") yield entry;
+  }
+}
+
+const END = Symbol("end");
+
+/** A promise whose rejection is handled, for one that may be rejected before it is awaited. */
+function handled<T>(): PromiseWithResolvers<T> {
+  const resolvers = Promise.withResolvers<T>();
+  resolvers.promise.catch(() => {});
+  return resolvers;
+}
+
+/**
+ * Turns `run`, which hands its batches to `take` and waits for each to be taken, into batches
+ * pulled one at a time: `run` waits while the caller has not asked for the next. Once the caller
+ * stops early, `take` takes everything at once, so `run` ends, and its end is awaited.
+ */
+async function* pulled<T>(
+  run: (take: (batch: T) => Promise<void>) => Promise<unknown>,
+): AsyncGenerator<T, void, undefined> {
+  let stopped = false;
+  let ready = handled<T | typeof END>();
+  let taken = Promise.withResolvers<void>();
+  const work = run((batch) => {
+    if (stopped) return Promise.resolve();
+    const wait = taken.promise;
+    ready.resolve(batch);
+    return wait;
+  }).then(() => ready.resolve(END), (error) => ready.reject(error));
+  let release = () => {};
+  try {
+    while (true) {
+      const next = await ready.promise;
+      if (next === END) return;
+      release = taken.resolve;
+      ready = handled();
+      taken = Promise.withResolvers();
+      yield next;
+      release();
+    }
+  } finally {
+    stopped = true;
+    release();
+    await work;
+  }
+}
+
 /**
  * An older server lists every file in the tree; the folders are the names' prefixes (so an empty
  * folder cannot show). A folder with nothing under it reads as missing.

@@ -192,3 +192,53 @@ Deno.test("the library's errors are typed: no server, and a server that wants a 
   assert.ok(ProtocolError.prototype instanceof Error);
   assert.match(VERSION, /^\d+\.\d+\.\d+/);
 });
+
+Deno.test("listEntries yields list()'s entries one at a time; breaking off leaves the session usable", async () => {
+  await using served = await serve();
+  // More than one batch of the listing (1,024 entries), in two folders.
+  const names: string[] = [];
+  for (const folder of ["a", "b"]) {
+    await Deno.mkdir(`${served.root}/${folder}`, { recursive: true });
+    for (let i = 0; i < 1500; i++) {
+      const name = `${folder}/f${String(i).padStart(4, "0")}`;
+      await Deno.writeFile(`${served.root}/${name}`, new Uint8Array(i % 3));
+      names.push(name);
+    }
+  }
+  const session = await connect("127.0.0.1", served.server.addr.port);
+  try {
+    const streamed = [];
+    for await (const entry of session.listEntries()) streamed.push(entry);
+    const listed = await session.list();
+    assert.equal(streamed.length, names.length);
+    assert.deepEqual(
+      streamed.map((e) => [e.name, e.size, e.mtime, e.type]),
+      listed.map((e) => [e.name, e.size, e.mtime, "file"]),
+      "the same entries as list(), in the same order",
+    );
+    // One folder's own entries, folders included, or a subtree.
+    const top = [];
+    for await (const entry of session.listEntries({ recursive: false, folders: true })) {
+      top.push(`${entry.name}:${entry.type}`);
+    }
+    assert.deepEqual(top, ["a:dir", "b:dir"]);
+    let count = 0;
+    for await (const entry of session.listEntries({ dir: "b" })) {
+      assert.ok(entry.name.startsWith("b/"), entry.name);
+      count++;
+    }
+    assert.equal(count, 1500);
+    // Broken off after a few: the rest is dropped, and the next request gets its own answer.
+    let seen = 0;
+    for await (const _ of session.listEntries()) if (++seen === 3) break;
+    assert.equal(seen, 3);
+    assert.equal((await session.list()).length, names.length, "the session still answers");
+    // A missing folder is refused when the loop starts.
+    await assert.rejects(async () => {
+      for await (const _ of session.listEntries({ dir: "nothere" })) { /* nothing */ }
+    }, (error) => error instanceof RefusedError && error.code === "not_found");
+    assert.equal((await session.list()).length, names.length, "and after a refusal too");
+  } finally {
+    session.close();
+  }
+});
