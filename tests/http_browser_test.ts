@@ -19,6 +19,7 @@ import {
   startHttp,
   waitFor,
 } from "./harness.ts";
+import { SORT_MAX } from "../lib/http/page_script.ts";
 
 // playwright-core probes /proc/sys/fs/binfmt_misc/WSLInterop as it loads, and Deno refuses to
 // look under /proc without --allow-all (NotCapable, where Node would say "no such file"); the
@@ -442,5 +443,43 @@ Deno.test({
       "signed out",
       async () => !(await browser.cookies()).some((c) => c.name === "ferry_session"),
     );
+  },
+});
+
+Deno.test({
+  name: "http page: a folder past the sort limit keeps the server's order and says why",
+  ...BROWSER_TEST,
+  async fn() {
+    const { server, base } = await startHttp();
+    await using _ = server;
+    const count = SORT_MAX + 1;
+    await Deno.mkdir(`${server.root}/many/sub`, { recursive: true });
+    for (let i = 0; i < count - 1; i++) {
+      await Deno.writeFile(`${server.root}/many/f${String(i).padStart(5, "0")}`, new Uint8Array(0));
+    }
+    await using browser = await launch();
+    const { page, seen } = await openWatched(browser, `${base}many/`);
+    assert.equal(await page.locator("button.sort").count(), 0, "no sort that would take seconds");
+    const note = (await page.locator("#sortnote").textContent()) ?? "";
+    assert.match(
+      note,
+      new RegExp(`^${count.toLocaleString("en")} entries, by name, folders first`),
+    );
+    assert.match(note, new RegExp(`up to ${SORT_MAX.toLocaleString("en")} entries`));
+    const first = await page.$$eval(
+      "table.listing tbody tr[data-name]",
+      (rows) => rows.slice(0, 2).map((r) => r.getAttribute("data-name")),
+    );
+    assert.deepEqual(first, ["sub", "f00000"], "folders first, then files by name");
+    // Filtering still works.
+    await page.fill("#filter", "f04321");
+    assert.deepEqual(
+      await page.$$eval(
+        "table.listing tbody tr[data-name]:not([hidden])",
+        (rows) => rows.map((r) => r.getAttribute("data-name")),
+      ),
+      ["f04321"],
+    );
+    assert.deepEqual(seen, { dialogs: 0, errors: [] });
   },
 });

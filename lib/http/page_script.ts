@@ -9,6 +9,12 @@
  * @module
  */
 
+/**
+ * Most rows the page re-sorts by another column (or the other way): past it, a browser spends
+ * seconds on each click, and the page keeps the server's order, by name, folders first.
+ */
+export const SORT_MAX = 5000;
+
 /** The script's source. */
 export const PAGE_SCRIPT = String.raw`"use strict";
 (function () {
@@ -19,26 +25,41 @@ export const PAGE_SCRIPT = String.raw`"use strict";
   if (!tbody) return;
   if (tools) tools.hidden = false;
 
-  // Sorting: the column headers become buttons; folders stay above files.
+  // Sorting: the column headers become buttons; folders stay above files. The server sends a
+  // folder by name, folders first, as it walks it; re-sorting is done here, over the rows, and
+  // only up to SORT_MAX of them: past that a browser spends seconds per click. A bigger folder
+  // keeps the server's order, and the page says so.
+  var SORT_MAX = ${SORT_MAX};
   var sortKey = "name", sortDir = 1;
   function rows() {
     return Array.prototype.filter.call(tbody.rows, function (r) { return r.dataset.name !== undefined && !r.classList.contains("up"); });
   }
-  function compare(a, b) {
-    var fa = a.dataset.folder === "1", fb = b.dataset.folder === "1";
-    if (fa !== fb) return fa ? -1 : 1;
-    var x, y;
-    if (sortKey === "name") { x = a.dataset.name.toLowerCase(); y = b.dataset.name.toLowerCase(); }
-    else { x = Number(a.dataset[sortKey]); y = Number(b.dataset[sortKey]); }
-    return (x < y ? -1 : x > y ? 1 : 0) * sortDir;
+  function keyOf(r) {
+    return sortKey === "name" ? r.dataset.name.toLowerCase() : Number(r.dataset[sortKey]);
   }
   function sort() {
-    rows().sort(compare).forEach(function (r) { tbody.appendChild(r); });
+    // Each row's key is read once, and the rows go back in one move.
+    var keyed = rows().map(function (r) { return { row: r, folder: r.dataset.folder === "1", key: keyOf(r) }; });
+    keyed.sort(function (a, b) {
+      if (a.folder !== b.folder) return a.folder ? -1 : 1;
+      return (a.key < b.key ? -1 : a.key > b.key ? 1 : 0) * sortDir;
+    });
+    var moved = document.createDocumentFragment();
+    keyed.forEach(function (k) { moved.appendChild(k.row); });
+    tbody.appendChild(moved);
     Array.prototype.forEach.call(table.querySelectorAll("th[data-key]"), function (th) {
       th.setAttribute("aria-sort", th.dataset.key === sortKey ? (sortDir > 0 ? "ascending" : "descending") : "none");
     });
   }
-  Array.prototype.forEach.call(table.querySelectorAll("th[data-key]"), function (th) {
+  var count = rows().length;
+  if (count > SORT_MAX) {
+    var note = document.createElement("p");
+    note.className = "mut";
+    note.id = "sortnote";
+    note.textContent = count.toLocaleString("en") + " entries, by name, folders first: sorting by another column " +
+      "is offered up to " + SORT_MAX.toLocaleString("en") + " entries (?json lists them all for a script).";
+    table.parentNode.insertBefore(note, table);
+  } else Array.prototype.forEach.call(table.querySelectorAll("th[data-key]"), function (th) {
     var button = document.createElement("button");
     button.type = "button";
     button.className = "sort";
@@ -77,7 +98,7 @@ export const PAGE_SCRIPT = String.raw`"use strict";
         });
         var empty = document.getElementById("empty");
         if (empty) empty.hidden = rows().length > 0;
-        sort();
+        if (count <= SORT_MAX) sort();
         applyFilter();
       });
   }
