@@ -471,15 +471,18 @@ Deno.test({
       (rows) => rows.slice(0, 2).map((r) => r.getAttribute("data-name")),
     );
     assert.deepEqual(first, ["sub", "f00000"], "folders first, then files by name");
-    // Filtering still works.
-    await page.fill("#filter", "f04321");
-    assert.deepEqual(
-      await page.$$eval(
+    // Filtering still works, once typing pauses.
+    await page.type("#filter", "f04321");
+    const shown = () =>
+      page.$$eval(
         "table.listing tbody tr[data-name]:not([hidden])",
         (rows) => rows.map((r) => r.getAttribute("data-name")),
-      ),
-      ["f04321"],
-    );
+      );
+    await waitFor("the filter to apply", async () =>
+      await page.evaluate<number>(
+        `document.querySelectorAll("table.listing tbody tr[data-name]:not([hidden])").length`,
+      ) === 1);
+    assert.deepEqual(await shown(), ["f04321"]);
     assert.deepEqual(seen, { dialogs: 0, errors: [] });
   },
 });

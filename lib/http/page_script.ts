@@ -78,7 +78,13 @@ export const PAGE_SCRIPT = String.raw`"use strict";
     var text = filter ? filter.value.trim().toLowerCase() : "";
     rows().forEach(function (r) { r.hidden = text !== "" && r.dataset.name.toLowerCase().indexOf(text) < 0; });
   }
-  if (filter) filter.addEventListener("input", applyFilter);
+  // A folder past SORT_MAX is filtered once typing pauses: each pass over its rows takes a while.
+  var filterTimer;
+  if (filter) filter.addEventListener("input", function () {
+    if (count <= SORT_MAX) return applyFilter();
+    clearTimeout(filterTimer);
+    filterTimer = setTimeout(applyFilter, 250);
+  });
 
   // Adds a row's rename and delete buttons, once the page knows it may (below).
   var decorate = function () {};
