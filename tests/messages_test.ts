@@ -488,7 +488,7 @@ Deno.test("list shows every name in the root: unsafe ones escaped, and ones not 
   const long = await ferry(server, ["list", "-r", "-l"]);
   assertSuccess(long, "list -l");
   const lines = decoder.decode(long.stdout).split("\n");
-  assert.match(lines[1], /^ {2}\? {2}\? {17}"bad\\ufffdname" \(not UTF-8\)$/);
+  assert.match(lines[1], /^ {9}\? {2}\? {17}"bad\\ufffdname" \(not UTF-8\)$/);
   assert.equal(lines.at(-2), "9 files, 1 folder, 9 B");
 
   // Listed is not fetchable: each is refused with the reason.
