@@ -1,8 +1,9 @@
 /**
  * The file-system work a server hands to its disk threads (lib/disk_pool.ts) in one message rather
  * than one asynchronous call at a time: looking up every name of a folder, and reading small
- * files whole. Each job runs synchronously where it runs (a worker thread); its results are plain
- * data that cross to the event loop's thread by structured clone, errors as their Deno error
+ * files whole; and reading a folder's entries ({@link eachEntry}), a big folder as they come. Each
+ * job runs synchronously where it runs (a worker thread), but for a big folder's read; its
+ * results are plain data that cross to the event loop's thread by structured clone, errors as their Deno error
  * class name. Nothing here decides what a client may see: the caller checks what came back.
  *
  * @module
@@ -75,7 +76,7 @@ export const NOT_LOOKED_UP = 255;
  * import { FolderView, runDiskJob } from "./disk_jobs.ts";
  * import type { FolderLookup } from "./disk_jobs.ts";
  *
- * const view = new FolderView(runDiskJob({ kind: "folder", dir: "." }) as FolderLookup);
+ * const view = new FolderView(await runDiskJob({ kind: "folder", dir: "." }) as FolderLookup);
  * for (const name of view.names) console.log(name, view.info(name));
  * ```
  */
@@ -176,6 +177,8 @@ export type DiskJob =
     part?: number;
     /** Shares the lookups are split into, each on a thread of its own (default 1). */
     parts?: number;
+    /** Read the folder as it comes from this size on disk (default {@link BIG_FOLDER_BYTES}). */
+    bigBytes?: number;
   }
   | { kind: "read"; path: string; max: number };
 
@@ -208,6 +211,56 @@ export function diskError(failure: DiskFailure): Error {
   return Class ? new Class(failure.message) : new Error(failure.message);
 }
 
+/*
+ * Reading a folder's entries without building them all at once. `Deno.readDirSync` makes an
+ * object for every entry of the folder before the first one is seen, some hundreds of bytes each,
+ * so a folder of a million names would cost hundreds of MiB for a moment; `Deno.readDir` hands
+ * them over in batches, but costs more per entry. So a folder whose size on disk says it is big
+ * is read as it comes, and every other folder, the common case, in one synchronous call.
+ */
+
+/**
+ * A folder at least this many bytes long on disk is read as its entries come: on ext4 or tmpfs,
+ * some 40,000 to 50,000 names. A file system that gives folders no telling size (the same few
+ * bytes whatever they hold) has its folders read in one call.
+ */
+export const BIG_FOLDER_BYTES = 1 << 20;
+
+/** Options for {@link eachEntry}. */
+export interface EachEntryOptions {
+  /** Read the folder as it comes from this size on disk, in bytes (default {@link BIG_FOLDER_BYTES}). */
+  bigBytes?: number;
+}
+
+/**
+ * Calls `each` for every entry of the folder `dir`, in the order the system gives them: before it
+ * returns, for a small folder (and returns undefined), or as the entries come, for a big one (and
+ * returns a promise that settles when the last has been seen). Errors of reading are thrown, or
+ * reject the promise.
+ *
+ * @example
+ * ```ts
+ * import { eachEntry } from "./disk_jobs.ts";
+ *
+ * const names: string[] = [];
+ * await eachEntry(".", (entry) => names.push(entry.name));
+ * console.log(names.length);
+ * ```
+ */
+export function eachEntry(
+  dir: string,
+  each: (entry: Deno.DirEntry) => void,
+  options: EachEntryOptions = {},
+): Promise<void> | undefined {
+  if (Deno.statSync(dir).size < (options.bigBytes ?? BIG_FOLDER_BYTES)) {
+    for (const entry of Deno.readDirSync(dir)) each(entry);
+    return undefined;
+  }
+  return (async () => {
+    for await (const entry of Deno.readDir(dir)) each(entry);
+  })();
+}
+
 /** Which of `parts` shares a name's lookup falls in: the same whatever order a folder is read in. */
 export function shareOf(name: string, parts: number): number {
   let hash = 0x811c9dc5;
@@ -215,16 +268,31 @@ export function shareOf(name: string, parts: number): number {
   return (hash >>> 0) % parts;
 }
 
-function lookUpFolder(dir: string, follow: boolean, part = 0, parts = 1): FolderLookup {
+function lookUpFolder(
+  job: DiskJob & { kind: "folder" },
+): FolderLookup | Promise<FolderLookup> {
+  const { dir, follow = false, part = 0, parts = 1 } = job;
   const names: string[] = [];
   const listed: number[] = [];
-  for (const entry of Deno.readDirSync(dir)) {
+  const reading = eachEntry(dir, (entry) => {
     names.push(entry.name);
     listed.push(
       (entry.isFile ? KIND_FILE : 0) | (entry.isDirectory ? KIND_DIR : 0) |
         (entry.isSymlink ? KIND_LINK : 0),
     );
-  }
+  }, { bigBytes: job.bigBytes });
+  const lookUp = () => lookUpNames(dir, names, listed, follow, part, parts);
+  return reading ? reading.then(lookUp) : lookUp();
+}
+
+function lookUpNames(
+  dir: string,
+  names: string[],
+  listed: number[],
+  follow: boolean,
+  part: number,
+  parts: number,
+): FolderLookup {
   const n = names.length;
   const lookup: FolderLookup = {
     names,
@@ -320,12 +388,19 @@ export function newDiskBatch(): DiskBatch {
   return { realDirs: new Map() };
 }
 
-/** Runs one job on the calling thread; never throws (a failure is returned). */
-export function runDiskJob(job: DiskJob, batch: DiskBatch = newDiskBatch()): DiskResult {
+/**
+ * Runs one job on the calling thread; never throws (a failure is returned). A read, and the lookup
+ * of an ordinary folder, answer at once; the lookup of a big folder, read as it comes
+ * (lib/folder_read.ts), answers with a promise.
+ */
+export function runDiskJob(
+  job: DiskJob,
+  batch: DiskBatch = newDiskBatch(),
+): DiskResult | Promise<DiskResult> {
   try {
-    return job.kind === "folder"
-      ? lookUpFolder(job.dir, job.follow ?? false, job.part, job.parts)
-      : readSmall(job.path, job.max, batch);
+    if (job.kind !== "folder") return readSmall(job.path, job.max, batch);
+    const lookup = lookUpFolder(job);
+    return lookup instanceof Promise ? lookup.catch(failureOf) : lookup;
   } catch (error) {
     return failureOf(error);
   }

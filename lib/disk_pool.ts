@@ -53,7 +53,7 @@ const HELD_THREADS = 2;
 
 interface Waiting {
   job: DiskJob;
-  resolve: (result: DiskResult) => void;
+  resolve: (result: DiskResult | Promise<DiskResult>) => void;
   alone?: boolean;
 }
 
@@ -103,16 +103,29 @@ export class DiskPool {
    * Every name in the folder `dir`, each looked up (see {@link FolderLookup}). With `split`, the
    * lookups are shared between two threads, each reading the folder and looking up half of its
    * names: for one large folder someone waits for (a listing), at the cost of a second read.
+   * `bigBytes` is the folder size on disk from which it is read as it comes (default
+   * `BIG_FOLDER_BYTES`, lib/disk_jobs.ts).
    */
   async folder(
     dir: string,
-    options: { follow?: boolean; split?: boolean } = {},
+    options: { follow?: boolean; split?: boolean; bigBytes?: number } = {},
   ): Promise<FolderView> {
     const parts = options.split && this.#max > 1 && !this.#broken ? 2 : 1;
     const results = await Promise.all(
       Array.from(
         { length: parts },
-        (_, part) => this.#run({ kind: "folder", dir, follow: options.follow, part, parts }, true),
+        (_, part) =>
+          this.#run(
+            {
+              kind: "folder",
+              dir,
+              follow: options.follow,
+              part,
+              parts,
+              bigBytes: options.bigBytes,
+            },
+            true,
+          ),
       ),
     );
     for (const result of results) if (isDiskFailure(result)) throw diskError(result);

@@ -28,9 +28,16 @@ const scope = self as unknown as {
 scope.onmessage = ({ data }) => {
   const batch = newDiskBatch();
   const results = data.jobs.map((job) => runDiskJob(job, batch));
+  // A big folder's lookup answers with a promise (it reads the folder as it comes).
+  if (results.some((result) => result instanceof Promise)) {
+    Promise.all(results).then((settled) => answer(data.id, settled));
+  } else answer(data.id, results as DiskResult[]);
+};
+
+function answer(id: number, results: DiskResult[]): void {
   const transfer: Transferable[] = [];
   for (const result of results) {
     if ("bytes" in result && result.bytes) transfer.push(result.bytes.buffer);
   }
-  scope.postMessage({ id: data.id, results }, transfer);
-};
+  scope.postMessage({ id, results }, transfer);
+}

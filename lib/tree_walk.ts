@@ -10,7 +10,7 @@
 
 import { join } from "node:path";
 import { type DiskInfo, diskPool, type FolderView } from "./disk_pool.ts";
-import { diskError, isDiskFailure } from "./disk_jobs.ts";
+import { diskError, eachEntry, isDiskFailure } from "./disk_jobs.ts";
 
 /** What a walk (or a manifest) says about one name. */
 export interface WalkEntry {
@@ -156,7 +156,7 @@ export class TreeWalker implements EntryWalk {
     // once, and one that leads nowhere (no name can reach it) is left out when it is reached.
     const unique = new Set<string>();
     if (this.#sync) {
-      for (const entry of Deno.readDirSync(dir)) unique.add(entry.name);
+      await eachEntry(dir, (entry) => unique.add(entry.name));
       const names = [...unique].sort(compareName);
       this.#stack.push({ dir, prefix, names, next: 0 });
       return;

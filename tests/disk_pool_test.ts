@@ -56,8 +56,17 @@ Deno.test("a folder is looked up whole: every name, its kind, size and mtime, li
       const split = await pool.folder(dir, { follow: true, split: true });
       for (const name of names) assert.deepEqual(split.info(name), followed.info(name), name);
       assert.deepEqual(split.target("link"), followed.target("link"));
-      await assert.rejects(pool.folder(join(dir, "missing")), Deno.errors.NotFound);
-      await assert.rejects(pool.folder(join(dir, "big.bin")), Error);
+      // Read as it comes (a big folder's way), alone or split: the same answers.
+      for (const split of [false, true]) {
+        const streamed = await pool.folder(dir, { follow: true, split, bigBytes: 0 });
+        assert.deepEqual([...streamed.names].sort(), names);
+        for (const name of names) assert.deepEqual(streamed.info(name), followed.info(name), name);
+        assert.deepEqual(streamed.target("link"), followed.target("link"));
+      }
+      for (const bigBytes of [undefined, 0]) {
+        await assert.rejects(pool.folder(join(dir, "missing"), { bigBytes }), Deno.errors.NotFound);
+        await assert.rejects(pool.folder(join(dir, "big.bin"), { bigBytes }), Error);
+      }
     });
   } finally {
     pool.close();
