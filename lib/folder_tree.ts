@@ -16,7 +16,13 @@ import { checkName, isValidName, nameIn, STAGING_DIR } from "./remote_name.ts";
 import { syncDir } from "./staged_file.ts";
 import { checksumFilePrefix } from "./transfer.ts";
 import { makeDir, removeName, resolveFolder, type ServedFolder } from "./tree_store.ts";
-import { type TreeFileSink, type TreeSink, type TreeSource, uploadSink } from "./tree_transfer.ts";
+import {
+  folderIsFinished,
+  type TreeFileSink,
+  type TreeSink,
+  type TreeSource,
+  uploadSink,
+} from "./tree_transfer.ts";
 import type { ManifestEntry } from "./tree_protocol.ts";
 import { foldsCase, MODE_BITS, TreeWalker } from "./tree_walk.ts";
 
@@ -130,7 +136,8 @@ export function folderSink(store: ServedFolder, base: string | undefined): TreeS
       await syncDir(folder);
     },
     readLink: (path) => readStoreLink(store, name(path)),
-    finishDir: async (path, entry) => {
+    finishDir: async (path, entry, found) => {
+      if (folderIsFinished(entry, found)) return;
       const real = await resolveFolder(store, name(path));
       // The server must still be able to manage what it serves: owner rwx always stays.
       if (Deno.build.os !== "windows") await Deno.chmod(real, entry.mode | 0o700);

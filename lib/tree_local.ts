@@ -18,9 +18,14 @@ import { checksumFilePrefix } from "./transfer.ts";
 import { formatHex } from "./format.ts";
 import { KEEP_MIN_BYTES } from "./kept_uploads.ts";
 import { partialDownload } from "./local_download.ts";
-import type { TreeFileSink, TreeSink, TreeSource } from "./tree_transfer.ts";
+import {
+  folderIsFinished,
+  type TreeFileSink,
+  type TreeSink,
+  type TreeSource,
+} from "./tree_transfer.ts";
 import type { ManifestEntry, ManifestTop } from "./tree_protocol.ts";
-import { foldsCase, MODE_BITS, TreeWalker } from "./tree_walk.ts";
+import { foldsCase, MODE_BITS, TreeWalker, type WalkEntry } from "./tree_walk.ts";
 
 function removeQuietly(path: string): void {
   try {
@@ -153,16 +158,20 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
    * its files are all done, so nothing will resume them. Called before the folder gets its
    * mtime, which removing a name would change.
    */
-  const dropUnused = (dir?: string) => {
+  const dropUnused = (dir?: string): boolean => {
+    let dropped = false;
     for (const part of keptParts) {
       if (dir !== undefined && dirname(part) !== dir) continue;
       removeQuietly(part);
       keptParts.delete(part);
+      dropped = true;
     }
+    return dropped;
   };
   /** Gives the folder `dir`, whose files are all done, the mode and mtime of `entry`. */
-  const finishFolder = (dir: string, entry: ManifestEntry | ManifestTop) => {
-    dropUnused(dir);
+  const finishFolder = (dir: string, entry: ManifestEntry | ManifestTop, found?: WalkEntry) => {
+    // A part removed changed the folder's mtime: it is given the sender's again.
+    if (!dropUnused(dir) && folderIsFinished(entry, found)) return;
     // Owner rwx stays, so the tree can be updated and removed again.
     if (Deno.build.os !== "windows") Deno.chmodSync(dir, entry.mode | 0o700);
     Deno.utimeSync(dir, new Date(), new Date(entry.mtime));
@@ -299,7 +308,7 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
       };
     },
     // What is left is in folders the sender does not have.
-    done: () => Promise.resolve(dropUnused()),
+    done: () => Promise.resolve(void dropUnused()),
     makeLink: async (path, target) => {
       const { parents, leaf } = split(path);
       const dir = (await folder(parents, true))!;
@@ -332,10 +341,10 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
       if (dir === null) throw new StoreError("not_found", `No such link: ${path}`);
       return Deno.readLinkSync(join(dir, leaf));
     },
-    finishDir: async (path, entry) => {
+    finishDir: async (path, entry, found) => {
       const dir = await folder(path.split("/"), false);
       if (dir === null) return;
-      finishFolder(dir, entry);
+      finishFolder(dir, entry, found);
     },
     finishBase: async (entry) => finishFolder(await top(), entry),
     caseInsensitive: async () => foldsCase(await top()),

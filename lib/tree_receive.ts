@@ -142,13 +142,27 @@ export async function receiveTree(
   let previous: string | undefined;
   /** Folders of the manifest on the way to the current entry, as the batch is checked. */
   const open: string[] = [];
-  /** The same, as each entry is acted on: folders that may still get entries. */
-  const entered: ManifestEntry[] = [];
+  /**
+   * The same, as each entry is acted on: folders that may still get entries, each with what the
+   * receiver's own walk found there while this transfer has changed nothing in it.
+   */
+  const entered: { entry: ManifestEntry; found?: WalkEntry }[] = [];
   /**
    * Folders the manifest has left, in the order it left them (deepest first), each with the last
    * index it could hold: given their mtime and mode once every file up to there is done.
    */
-  const closing: { entry: ManifestEntry; upTo: number }[] = [];
+  const closing: { entry: ManifestEntry; found?: WalkEntry; upTo: number }[] = [];
+  /** Notes that the folder holding `path` is changed by this transfer (see {@link entered}). */
+  const changes = (path: string) => {
+    const cut = path.lastIndexOf("/");
+    const parent = cut < 0 ? "" : path.slice(0, cut);
+    for (let i = entered.length - 1; i >= 0; i--) {
+      if (entered[i].entry.path === parent) {
+        entered[i].found = undefined;
+        return;
+      }
+    }
+  };
   /**
    * Files wanted and not yet received, in manifest order. The sender may run one batch ahead of
    * its files, no more (docs/protocol.md), so this holds at most two batches.
@@ -178,6 +192,7 @@ export async function receiveTree(
   const removeExtra = async (extra: WalkEntry) => {
     if (!options.delete) return;
     if (!dry) await sink.remove(extra.path);
+    changes(extra.path);
     summary.deleted++;
     event({ kind: "deleted", path: extra.path });
     await io.out.writeControl(FrameType.RESULT, { deleted: extra.path });
@@ -206,9 +221,9 @@ export async function receiveTree(
     if (dry || flat) return;
     while (entered.length > 0) {
       const folder = entered.at(-1)!;
-      if (path !== undefined && path.startsWith(folder.path + "/")) return;
+      if (path !== undefined && path.startsWith(folder.entry.path + "/")) return;
       entered.pop();
-      closing.push({ entry: folder, upTo });
+      closing.push({ ...folder, upTo });
     }
   };
   /** The first file not done yet (received and committed, or failed); Infinity when none. */
@@ -226,8 +241,8 @@ export async function receiveTree(
     let done = 0;
     const first = firstUndone();
     while (done < closing.length && closing[done].upTo < first) {
-      const { entry } = closing[done++];
-      await localWait(io.local, () => sink.finishDir(entry.path, entry));
+      const { entry, found } = closing[done++];
+      await localWait(io.local, () => sink.finishDir(entry.path, entry, found));
     }
     closing.splice(0, done);
   };
@@ -293,8 +308,9 @@ export async function receiveTree(
             if (!dry) await sink.remove(entry.path);
           }
           if (!dry) await sink.makeDir(entry.path);
+          changes(entry.path);
         }
-        entered.push(entry);
+        entered.push({ entry, found: mine?.type === "dir" ? mine : undefined });
         continue;
       }
       if (mine?.type === "dir") {
@@ -310,6 +326,7 @@ export async function receiveTree(
           continue;
         }
         if (!dry) await sink.remove(entry.path);
+        changes(entry.path);
       } else if (mine) {
         await own!.next(false);
       }
@@ -322,6 +339,7 @@ export async function receiveTree(
       }
       if (await needs(entry, mine?.type === "dir" ? undefined : mine)) {
         announced += entry.size;
+        changes(entry.path);
         if (options.maxTotalSize !== undefined && announced > options.maxTotalSize) {
           throw new StoreError(
             "too_large",
@@ -378,6 +396,8 @@ export async function receiveTree(
         return;
       }
     }
+    // Made or replaced below, or failed half-way: either way its folder may not be as it was.
+    changes(entry.path);
     try {
       if (mine?.type === "dir") {
         if (!options.delete) {

@@ -14,7 +14,7 @@ import type { ErrorCode } from "./protocol.ts";
 import type { FrameReader, FrameWriter } from "./frame_io.ts";
 import type { ByteSink, LocalWaits, ResumePoint, Throttle, TransferResult } from "./transfer.ts";
 import type { ManifestEntry, ManifestTop } from "./tree_protocol.ts";
-import type { EntryWalk } from "./tree_walk.ts";
+import { type EntryWalk, MODE_BITS, type WalkEntry } from "./tree_walk.ts";
 
 export interface TreeIo {
   /** Frames from the peer. */
@@ -211,8 +211,12 @@ export interface TreeSink {
   makeLink?(path: string, target: string): Promise<void>;
   /** A symlink's target, for `--links`; throws if `path` is not one. */
   readLink?(path: string): Promise<string>;
-  /** Gives a folder its mtime and mode once everything in it is written. */
-  finishDir(path: string, entry: ManifestEntry): Promise<void>;
+  /**
+   * Gives a folder its mtime and mode once everything in it is written. `found` is what the
+   * receiver's own walk found there, given when this transfer changed nothing in the folder: one
+   * that has them already ({@link folderIsFinished}) needs nothing done.
+   */
+  finishDir(path: string, entry: ManifestEntry, found?: WalkEntry): Promise<void>;
   /** Gives the receiving folder itself the sender's mtime and mode, at the very end. */
   finishBase(top: ManifestTop): Promise<void>;
   /** The checksum of a file the receiver has, for `--checksum`; null if it cannot be read. */
@@ -227,6 +231,19 @@ export interface TreeSink {
   resume?(path: string, entry: ManifestEntry): Promise<KeptPart | null>;
   /** Called once the transfer is complete: what it kept for `--resume` and did not use may go. */
   done?(): Promise<void>;
+}
+
+/**
+ * Whether a folder the receiver's walk found as `found` has the mtime and mode that finishing it
+ * as `entry` gives (owner rwx always kept; no mode on Windows), and so can be left alone: on a
+ * pass that changes nothing, that is most folders, a chmod and a utime saved for each.
+ */
+export function folderIsFinished(
+  entry: ManifestEntry | ManifestTop,
+  found: WalkEntry | undefined,
+): boolean {
+  if (found?.type !== "dir" || Math.trunc(found.mtime) !== Math.trunc(entry.mtime)) return false;
+  return Deno.build.os === "windows" || found.mode === ((entry.mode | 0o700) & MODE_BITS);
 }
 
 /** Options for {@link receiveTree}. */

@@ -78,6 +78,16 @@ export function entryOf(path: string, info: Deno.FileInfo): WalkEntry {
   };
 }
 
+const SEPARATOR = Deno.build.os === "windows" ? "\\" : "/";
+
+/**
+ * The path of `name` (one segment, as a folder listing gives it) in the folder `dir`, a real path:
+ * joined as it is, since neither needs the normalizing node:path's `join` does for every entry.
+ */
+function childOf(dir: string, name: string): string {
+  return dir.endsWith(SEPARATOR) || dir.endsWith("/") ? dir + name : dir + SEPARATOR + name;
+}
+
 interface Level {
   dir: string;
   prefix: string;
@@ -181,7 +191,7 @@ export class TreeWalker implements EntryWalk {
       if (this.#skip?.(path)) continue;
       try {
         if (!level.found) {
-          this.#current = entryOf(path, Deno.lstatSync(join(level.dir, name)));
+          this.#current = entryOf(path, Deno.lstatSync(childOf(level.dir, name)));
           return;
         }
         const found = level.found.info(name);
@@ -213,7 +223,7 @@ export class TreeWalker implements EntryWalk {
       const level = this.#stack.at(-1)!;
       const name = level.names[level.next - 1];
       try {
-        await this.#push(join(level.dir, name), current.path + "/");
+        await this.#push(childOf(level.dir, name), current.path + "/");
       } catch (error) {
         // Removed meanwhile, or unreadable: its contents are simply not part of the walk.
         if (

@@ -164,6 +164,52 @@ Deno.test("a second run sends only what changed; --checksum compares contents", 
   assert.deepEqual(await snapshot(copy), await snapshot(src));
 });
 
+/** Each folder's status-change time (ns, from `stat`): a chmod or utime of it moves it on. */
+async function changeTimes(dir: string, folders: string[]): Promise<string[]> {
+  const result = await runCommand("stat", ["-c", "%z", ...folders.map((f) => `${dir}/${f}`)]);
+  assertSuccess(result, "stat");
+  return new TextDecoder().decode(result.stdout).trim().split("\n");
+}
+
+Deno.test({
+  name: "a pass leaves alone the folders it changes nothing in, and finishes the others again",
+  ignore: Deno.build.os === "windows",
+  fn: async () => {
+    await using work = await makeTempDir();
+    await using server = await startServer();
+    const src = `${work.path}/src`;
+    await makeTree(src);
+    const folders = ["sub", "sub/deep", "empty"];
+    const old = new Date(Date.UTC(2021, 2, 4, 5, 6, 7, 890));
+    for (const folder of folders) await Deno.utime(`${src}/${folder}`, old, old);
+    await ok(server, ["put", "-r", src, "mirror"]);
+    const copy = `${work.path}/copy`;
+    await ok(server, ["get", "-r", "mirror", copy]);
+    const mirror = `${server.root}/mirror`;
+    const before = await changeTimes(mirror, folders);
+    const local = await changeTimes(copy, folders);
+
+    // Nothing changed: neither end so much as touches a folder (a chmod or utime would show).
+    await ok(server, ["put", "-r", src, "mirror"]);
+    await ok(server, ["get", "-r", "mirror", copy]);
+    assert.deepEqual(await changeTimes(mirror, folders), before);
+    assert.deepEqual(await changeTimes(copy, folders), local);
+
+    // A file changed in sub/deep, and empty's mtime on the server: those two are finished again.
+    await Deno.writeTextFile(`${src}/sub/deep/c.txt`, "GAMMA\n");
+    await Deno.utime(`${src}/sub/deep`, old, old);
+    await Deno.utime(`${mirror}/empty`, new Date(), new Date());
+    await ok(server, ["put", "-r", src, "mirror"]);
+    const after = await changeTimes(mirror, folders);
+    assert.equal(after[0], before[0], "sub is left alone");
+    assert.notEqual(after[1], before[1], "sub/deep is finished again");
+    for (const folder of folders) {
+      const info = await Deno.stat(`${mirror}/${folder}`);
+      assert.equal(info.mtime!.getTime(), old.getTime(), `${folder}'s mtime`);
+    }
+  },
+});
+
 Deno.test("--delete removes what the sender lacks, both ways; --dry-run changes nothing", async () => {
   await using work = await makeTempDir();
   await using server = await startServer();
