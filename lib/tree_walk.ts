@@ -54,17 +54,30 @@ export function compareName(a: string, b: string): number {
   return a.length - b.length;
 }
 
-/** Compares two relative paths in walk order: segment by segment, a folder before its contents. */
+/**
+ * Compares two relative paths in walk order: segment by segment, a folder before its contents.
+ * Character by character with `/` below every other, which orders as comparing the segments does
+ * (a segment that ends first is the shorter, so the first), without splitting either path.
+ */
 export function comparePath(a: string, b: string): number {
-  const as = a.split("/");
-  const bs = b.split("/");
-  const n = Math.min(as.length, bs.length);
+  const n = Math.min(a.length, b.length);
   for (let i = 0; i < n; i++) {
-    const c = compareName(as[i], bs[i]);
-    if (c !== 0) return c;
+    let x = a.charCodeAt(i);
+    let y = b.charCodeAt(i);
+    if (x === y) continue;
+    if (x === SLASH) return -1;
+    if (y === SLASH) return 1;
+    if (x >= 0xd800 && y >= 0xd800) {
+      // As in compareName: surrogates stand for code points above U+FFFF.
+      x = x >= 0xe000 ? x - 0x800 : x + 0x2000;
+      y = y >= 0xe000 ? y - 0x800 : y + 0x2000;
+    }
+    return x - y;
   }
-  return as.length - bs.length;
+  return a.length - b.length;
 }
+
+const SLASH = 0x2f;
 
 /** The entry for `info` at `path`. */
 export function entryOf(path: string, info: Deno.FileInfo): WalkEntry {

@@ -1,0 +1,49 @@
+/**
+ * Walk order, which both ends of a tree transfer rely on: a receiver compares its own walk with
+ * the sender's manifest as the two stream past, with `comparePath`, so that comparison must order
+ * paths exactly as the walk of a real folder gives them, on the caller's thread and on the disk
+ * threads alike.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { comparePath, TreeWalker } from "../lib/tree_walk.ts";
+import { makeTempDir } from "./harness.ts";
+
+/** Names whose order tells code points from UTF-16 units, and segments from characters. */
+const FOLDERS = ["a", "a/b", "a/b/c", "a-c", "\uffff", "\u{10000}"];
+const FILES = [
+  "a.d",
+  "a/b-x",
+  "a/b/c/z",
+  "a/\u00e9",
+  "a-c/0",
+  "ab",
+  "\u{10000}/\ue000",
+  "\uffff/y",
+];
+
+Deno.test("comparePath orders paths as the walk of a real folder gives them, on both kinds of walk", async () => {
+  await using work = await makeTempDir();
+  for (const folder of FOLDERS) await Deno.mkdir(`${work.path}/${folder}`, { recursive: true });
+  for (const file of FILES) await Deno.writeTextFile(`${work.path}/${file}`, "x");
+  for (const sync of [true, false]) {
+    const walk = await TreeWalker.open(work.path, { sync });
+    const walked: string[] = [];
+    for (let e = walk.peek(); e; e = walk.peek()) {
+      walked.push(e.path);
+      await walk.next();
+    }
+    assert.equal(walked.length, FOLDERS.length + FILES.length);
+    // A folder comes just before what it holds, "a/b" before "a-c" ('/' sorts below '-'), and
+    // U+FFFF before U+10000 (UTF-16 units would put the surrogates first).
+    assert.ok(walked.indexOf("a/b") < walked.indexOf("a-c"));
+    assert.ok(walked.indexOf("\uffff") < walked.indexOf("\u{10000}"));
+    for (let i = 1; i < walked.length; i++) {
+      assert.ok(comparePath(walked[i - 1], walked[i]) < 0, `${walked[i - 1]} before ${walked[i]}`);
+      assert.ok(comparePath(walked[i], walked[i - 1]) > 0, `${walked[i]} after ${walked[i - 1]}`);
+    }
+    assert.deepEqual([...walked].reverse().sort(comparePath), walked);
+  }
+});
