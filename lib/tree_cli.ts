@@ -359,11 +359,10 @@ export async function runTreeTransfer(
       retitle();
     }
     // Names may come from the server: shown escaped, never painting the terminal.
-    const shown = displayName(event.path);
     if (event.kind === "ignored" && !cmd.quiet) {
-      say(`${NAME}: ${shown}: ${event.message}; not sent`);
+      say(`${NAME}: ${displayName(event.path)}: ${event.message}; not sent`);
     }
-    if (event.kind === "failed") say(`${NAME}: ${shown}: ${event.message}`);
+    if (event.kind === "failed") say(`${NAME}: ${displayName(event.path)}: ${event.message}`);
     if (cmd.json) {
       lines.push(
         safeJson({

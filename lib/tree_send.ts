@@ -298,9 +298,10 @@ export async function sendTree(
         plannedBytes += current.entries[index - current.from]?.size ?? 0;
       }
       options.onPlan?.(plannedFiles, plannedBytes);
-      for (const [i, entry] of current.entries.entries()) {
+      for (let i = 0; i < current.entries.length; i++) {
+        const entry = current.entries[i];
         const index = current.from + i;
-        if (refusedEarly.delete(index)) continue;
+        if (refusedEarly.size > 0 && refusedEarly.delete(index)) continue;
         if (entry.type !== "dir" && !wanted.has(index)) {
           options.onEvent?.({ kind: "skipped", path: entry.path });
         }
