@@ -9,6 +9,7 @@
 
 import type { BufferPool } from "./buffer_pool.ts";
 import { describeError, ProtocolError, RefusedError, StoreError } from "./errors.ts";
+import { utf8Length } from "./format.ts";
 import { type ErrorCode, parseError } from "./protocol.ts";
 import { FrameType, frameTypeName } from "./frames.ts";
 import type { FrameReader } from "./frame_io.ts";
@@ -50,7 +51,10 @@ interface Batch {
   last: boolean;
 }
 
-/** Largest MANIFEST payload ferry builds, well under the control frame limit. */
+/**
+ * Largest MANIFEST payload ferry builds, in UTF-8 bytes as it goes out, well under the control
+ * frame limit.
+ */
 const BATCH_BYTES = 48 << 10;
 
 /**
@@ -239,7 +243,7 @@ export async function sendTree(
       if (unsendable || e.type === "other") {
         const note = { path: e.path, message: unsendable ?? "" };
         // The receiver hears of it too (it may be the user's end); it counts towards the frame.
-        size += JSON.stringify(note).length + 1;
+        size += utf8Length(JSON.stringify(note)) + 1;
         if (size > BATCH_BYTES && entries.length + notes.length > 0) break;
         notes.push(note);
         options.onEvent?.({ kind: "ignored", ...note });
@@ -259,7 +263,7 @@ export async function sendTree(
         entry.checksum = await localWait(io.local, () => checksumOf(source, e.path, at, io.pool)) ??
           undefined;
       }
-      size += JSON.stringify(entry).length + 1;
+      size += utf8Length(JSON.stringify(entry)) + 1;
       if (size > BATCH_BYTES && entries.length > 0) break;
       entries.push(entry);
       await walker.next(true);

@@ -1,6 +1,7 @@
 /**
  * Names a folder transfer cannot carry as they are: names that differ only by case on a
- * filesystem that folds case, and names that are not UTF-8 or hold control characters.
+ * filesystem that folds case, and names that are not UTF-8 or hold control characters; and long
+ * names beyond ASCII, which it carries, in manifest frames counted in bytes.
  *
  * @module
  */
@@ -12,7 +13,7 @@ import { localSink } from "../lib/tree_local.ts";
 import { receiveTree } from "../lib/tree_receive.ts";
 import { foldsCase } from "../lib/tree_walk.ts";
 import { makeTempDir, runCommand, startServer, stderrLines } from "./harness.ts";
-import { dir, file, ok, out } from "./tree_helpers.ts";
+import { dir, file, ok, out, snapshot } from "./tree_helpers.ts";
 
 Deno.test("on a filesystem that folds case, names that differ only by case are refused", async () => {
   await using work = await makeTempDir();
@@ -78,4 +79,21 @@ Deno.test("get -r leaves out names that are not UTF-8 and names with control cha
     "plain.txt",
   ]);
   assert.equal(await Deno.readTextFile(`${work.path}/odd/ok\ufffd`), "55");
+});
+
+Deno.test("long names beyond ASCII go in manifest batches under the frame limit, both ways", async () => {
+  await using work = await makeTempDir();
+  await using server = await startServer();
+  // 300 names of 80 CJK characters (240 bytes in UTF-8, 80 UTF-16 units): one batch counted in
+  // units, but over the 64 KiB control frame once encoded, unless counted in bytes.
+  const src = `${work.path}/src`;
+  await Deno.mkdir(src);
+  const stem = "漢字かなカナ語".repeat(12).slice(0, 76);
+  for (let i = 0; i < 300; i++) {
+    await Deno.writeTextFile(`${src}/${stem}${String(i).padStart(4, "0")}`, String(i));
+  }
+  await ok(server, ["put", "-r", src, "wide"]);
+  assert.deepEqual(await snapshot(`${server.root}/wide`), await snapshot(src));
+  await ok(server, ["get", "-r", "wide", `${work.path}/back`]);
+  assert.deepEqual(await snapshot(`${work.path}/back`), await snapshot(src));
 });
