@@ -11,6 +11,7 @@
 import type { Session, SessionIo } from "./client.ts";
 import type { DownloadTarget } from "./client_session.ts";
 import { ProtocolError, RefusedError } from "./errors.ts";
+import { utf8Length } from "./format.ts";
 import { FrameType } from "./frames.ts";
 import { concatBytes, receiveData } from "./transfer.ts";
 import {
@@ -376,7 +377,10 @@ export async function putFiles(
   return await transferTree(session, request, (io) => sendTree(io, source, options));
 }
 
-/** Most names in one get_files request, and most bytes of them, well under the frame limit. */
+/**
+ * Most names in one get_files request, and most bytes of them (UTF-8, as they go out), well under
+ * the frame limit.
+ */
 const NAMES_PER_REQUEST = MAX_BATCH_ENTRIES;
 const NAME_BYTES_PER_REQUEST = 32 << 10;
 
@@ -400,7 +404,7 @@ export async function getFiles(
     let end = start;
     let bytes = 0;
     while (end < names.length && end - start < NAMES_PER_REQUEST) {
-      bytes += JSON.stringify(names[end]).length + 1;
+      bytes += utf8Length(JSON.stringify(names[end])) + 1;
       if (bytes > NAME_BYTES_PER_REQUEST && end > start) break;
       end++;
     }

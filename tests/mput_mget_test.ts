@@ -60,6 +60,25 @@ Deno.test("mput of 200 files uses one exchange, and mget brings them all back", 
   );
 });
 
+Deno.test("mput and mget of many long names beyond ASCII: frames counted in UTF-8 bytes", async () => {
+  await using server = await startServer({ args: ["--no-fsync"] });
+  await using work = await makeTempDir();
+  // 300 names of 240 bytes in UTF-8 but 80 UTF-16 units: a request or manifest sized by units
+  // runs over the 64 KiB control frame.
+  const stem = "漢字かなカナ語".repeat(12).slice(0, 76);
+  const names = Array.from({ length: 300 }, (_, i) => `${stem}${String(i).padStart(4, "0")}`);
+  await Deno.mkdir(`${work.path}/up`);
+  await Deno.mkdir(`${work.path}/down`);
+  for (const name of names) await Deno.writeTextFile(`${work.path}/up/${name}`, name);
+  assertSuccess(await ferry(server, ["mput", ...names], { cwd: `${work.path}/up` }), "mput");
+  const got = await ferry(server, ["mget", ...names], { cwd: `${work.path}/down` });
+  assertSuccess(got, "mget");
+  assert.deepEqual(await listDir(`${work.path}/down`), [...names].sort());
+  for (const name of names) {
+    assert.equal(await Deno.readTextFile(`${work.path}/down/${name}`), name);
+  }
+});
+
 Deno.test("mput names each failure, stores the good files and exits 1", async () => {
   await using server = await startServer();
   await using work = await makeTempDir();
