@@ -173,7 +173,8 @@ async function changeTimes(dir: string, folders: string[]): Promise<string[]> {
 
 Deno.test({
   name: "a pass leaves alone the folders it changes nothing in, and finishes the others again",
-  ignore: Deno.build.os === "windows",
+  // GNU stat's %z gives the change time to the nanosecond (Deno's ctime is whole seconds).
+  ignore: Deno.build.os !== "linux",
   fn: async () => {
     await using work = await makeTempDir();
     await using server = await startServer();
