@@ -91,6 +91,8 @@ export class FileStore implements Store, ServedFolder {
   #reserved = new Set<string>();
   /** Whether uploads created in the staging folder keep the mode they are given. */
   #modes = new CreationModes();
+  /** The folder a small upload was last named into, checked at `at` (see {@link forgetFolders}). */
+  #lastFolder?: { key: string; dir: string; at: number };
 
   private constructor(root: string, fsync: boolean, kept: KeptOptions) {
     this.root = root;
@@ -326,6 +328,29 @@ export class FileStore implements Store, ServedFolder {
     return this.#inside(path);
   }
 
+  /**
+   * Forgets the folder small uploads were last named into: called by whatever removes, renames
+   * or replaces names in the tree, so that the next upload checks its folders again.
+   */
+  forgetFolders(): void {
+    this.#lastFolder = undefined;
+  }
+
+  /**
+   * {@link #parentOf} with `create`, for a small upload of a tree or mput: their files come a
+   * folder at a time, and a folder checked less than {@link FOLDER_TRUST_MS} ago, with nothing
+   * removed or renamed since through this store, is not walked again for the next file.
+   */
+  async #recentParent(name: string, segments: string[], key: string): Promise<string> {
+    const parentKey = segments.length === 1 ? "" : key.slice(0, -segments.at(-1)!.length - 1);
+    const now = performance.now();
+    const last = this.#lastFolder;
+    if (last?.key === parentKey && now - last.at < FOLDER_TRUST_MS) return last.dir;
+    const dir = (await this.#parentOf(name, segments, true, true))!;
+    this.#lastFolder = { key: parentKey, dir, at: now };
+    return dir;
+  }
+
   async #checkTarget(
     name: string,
     target: string,
@@ -421,7 +446,9 @@ export class FileStore implements Store, ServedFolder {
             if (sync) Deno.chmodSync(stagingPath, mode);
             else await Deno.chmod(stagingPath, mode);
           }
-          const dir = (await this.#parentOf(name, segments, true, sync))!;
+          const dir = sync
+            ? await this.#recentParent(name, segments, key)
+            : (await this.#parentOf(name, segments, true))!;
           const target = join(dir, segments.at(-1)!);
           // Replacing needs no look first: rename refuses a folder there (see `failure`).
           if (!overwrite) await this.#checkTarget(name, target, overwrite, sync);
@@ -557,6 +584,15 @@ export class FileStore implements Store, ServedFolder {
     return false;
   }
 }
+
+/**
+ * How long, in ms, the folders of a small upload's name, once checked, are trusted for the next
+ * small uploads into the same folder: a tree's files arrive a folder at a time, and walking each
+ * one's folders again was a third of its system calls. Short, so that a folder swapped for a
+ * symlink behind the server's back (see docs/security.md) is seen within that long; anything
+ * this store removes or renames clears it at once.
+ */
+const FOLDER_TRUST_MS = 100;
 
 /** U+FFFD, which Deno puts in a file name for each sequence that is not valid UTF-8. */
 const REPLACEMENT_CHAR = "\ufffd";

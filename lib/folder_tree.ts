@@ -127,6 +127,7 @@ export function folderSink(store: ServedFolder, base: string | undefined): TreeS
       // Made in the staging folder, then renamed over whatever file or link has the name.
       const staged = join(store.stagingDir, `${crypto.randomUUID()}.link`);
       await Deno.symlink(target, staged);
+      store.forgetFolders();
       try {
         await Deno.rename(staged, final);
       } catch (error) {

@@ -48,6 +48,11 @@ export interface ServedFolder {
   folderOf(name: string, create?: boolean): Promise<string | null>;
   /** Whether a real path lies inside the root and outside its private folders. */
   isInside(path: string): boolean;
+  /**
+   * Told that names in the tree were removed, renamed or replaced: folders it remembers having
+   * checked are checked again before the next upload is named into them.
+   */
+  forgetFolders(): void;
   /** The real path of the regular file `name`; throws `StoreError` when there is none. */
   resolveFile(name: string): Promise<string>;
   /** See {@link Store.readWhole}. */
@@ -148,11 +153,15 @@ export async function removeName(
   if (info.isDirectory && !options.recursive) {
     throw new StoreError("not_a_file", `${quote(name)} is a folder`);
   }
+  store.forgetFolders();
   try {
     await Deno.remove(path!, { recursive: info.isDirectory });
   } catch (error) {
     if (!isNotFound(error)) throw error;
     throw new StoreError("not_found", `No such file or folder: ${quote(name)}`);
+  } finally {
+    // Before and after: an upload named meanwhile may have looked at what was going.
+    store.forgetFolders();
   }
   await syncDir(join(path!, ".."));
 }
@@ -188,6 +197,7 @@ export async function moveName(
     }
     if (!options.overwrite) throw new StoreError("exists", `File exists: ${quote(to)}`);
   }
+  store.forgetFolders();
   if (options.overwrite || info.isDirectory) {
     // A folder cannot be hard-linked: checked above, then renamed. rename(2) still refuses to
     // put a folder over anything but an empty folder.
@@ -195,6 +205,7 @@ export async function moveName(
   } else if (!await moveNoClobber(source!, target)) {
     throw new StoreError("exists", `File exists: ${quote(to)}`);
   }
+  store.forgetFolders();
   await syncDir(join(target, ".."));
   await syncDir(join(source!, ".."));
 }

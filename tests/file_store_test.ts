@@ -255,6 +255,31 @@ Deno.test("uploads into folders create them; files in the way are refused", asyn
   });
 });
 
+Deno.test("a small upload checks its folders again once the store removed or moved a name", async () => {
+  await withDirs(async (root, outside) => {
+    const store = await FileStore.open(root, { fsync: false });
+    // A tree's small files: the folder checked for the first is trusted for the next, briefly.
+    const small = async (name: string, overwrite = true) => {
+      const up = await store.beginUpload(name, { overwrite, size: 1, sync: true, precheck: false });
+      await up.write(new TextEncoder().encode("x"));
+      await up.commit();
+    };
+    await small("a/x");
+    await store.remove("a", { recursive: true });
+    // Swapped for a symlink that leads out: the next file must not be named through it.
+    await Deno.symlink(outside, join(root, "a"));
+    await assert.rejects(() => small("a/y"), isCode("bad_name"));
+    await Deno.remove(join(root, "a"));
+    await small("b/x");
+    await Deno.mkdir(join(root, "c"));
+    await store.move("b", "c/b");
+    await Deno.symlink(outside, join(root, "b"));
+    await assert.rejects(() => small("b/y"), isCode("bad_name"));
+    assert.deepEqual([...Deno.readDirSync(outside)].map((e) => e.name), ["secret.txt"]);
+    assert.equal(await Deno.readTextFile(join(root, "c/b/x")), "x");
+  });
+});
+
 Deno.test("a root that is a file, or lies under one, is refused as not a folder", async () => {
   await withDirs(async (root) => {
     const file = join(root, "file.txt");
