@@ -239,32 +239,36 @@ export function hashArena(): Uint8Array<ArrayBuffer> | null {
   return arena.length > 0 ? arena : null;
 }
 
-function initialAcc(): Uint8Array {
+/** The accumulators every hash starts from, made once: each file's hasher copies them. */
+const INITIAL_ACC = (() => {
   const acc = new Uint8Array(64);
   const view = new DataView(acc.buffer);
   [PRIME32_3, PRIME64_1, PRIME64_2, PRIME64_3, PRIME64_4, PRIME32_2, PRIME64_5, PRIME32_1]
     .forEach((value, i) => view.setBigUint64(8 * i, value, true));
   return acc;
-}
+})();
 
 /** An incremental XXH3-128 hash. */
 export class Xxh3Hasher {
-  #acc = initialAcc();
+  #acc = INITIAL_ACC.slice();
   /** Index of the next stripe within its 16-stripe block. */
   #index = 0;
   /** The last 64 bytes seen; the final `#pending` of them are not yet accumulated. */
   #tail = new Uint8Array(STRIPE);
   #pending = 0;
   #total = 0;
-  /** The first bytes, for inputs short enough to take the short paths. */
-  #head = new Uint8Array(MIDSIZE_MAX);
+  /**
+   * The bytes so far while they are short enough to take the short paths; made only then, so a
+   * larger file's hasher allocates no buffer of its own for it.
+   */
+  #head?: Uint8Array;
 
   /** Adds bytes. */
   update(bytes: Uint8Array): void {
     if (bytes.length === 0) return;
-    if (this.#total < MIDSIZE_MAX) {
-      const take = Math.min(bytes.length, MIDSIZE_MAX - this.#total);
-      this.#head.set(bytes.subarray(0, take), this.#total);
+    // Past MIDSIZE_MAX in all, the head is never read again.
+    if (this.#total + bytes.length <= MIDSIZE_MAX) {
+      (this.#head ??= new Uint8Array(MIDSIZE_MAX)).set(bytes, this.#total);
     }
     this.#total += bytes.length;
     const { memory, accumulate } = loadKernel();
@@ -316,7 +320,7 @@ export class Xxh3Hasher {
   /** The hash of everything added so far, as 32 hex digits (high half first). */
   digest(): string {
     const [high, low] = this.#total <= MIDSIZE_MAX
-      ? shortHash(this.#head.subarray(0, this.#total))
+      ? shortHash(this.#head?.subarray(0, this.#total) ?? new Uint8Array(0))
       : this.#longHash();
     return high.toString(16).padStart(16, "0") + low.toString(16).padStart(16, "0");
   }
@@ -329,7 +333,7 @@ export class Xxh3Hasher {
     copy.#tail.set(this.#tail);
     copy.#pending = this.#pending;
     copy.#total = this.#total;
-    copy.#head.set(this.#head);
+    copy.#head = this.#head?.slice();
     return copy;
   }
 

@@ -63,6 +63,13 @@ Deno.test("xxh3 gives the same hash however the input is split", async () => {
     offset += size;
   }
   assert.equal(hasher.digest(), expected, "irregular pieces");
+  // Short inputs in pieces take the short paths, from the bytes kept as they came.
+  for (const length of [0, 3, 17, 200, 240, 241, 300]) {
+    const short = bytes.subarray(0, length);
+    const pieces = new Xxh3Hasher();
+    for (let i = 0; i < length; i += 63) pieces.update(short.subarray(i, i + 63));
+    assert.equal(pieces.digest(), await reference(short), `${length} bytes in pieces of 63`);
+  }
 });
 
 Deno.test("xxh3 clones go on independently", async () => {
