@@ -9,7 +9,7 @@
  * @module
  */
 
-import { dirname, join } from "node:path";
+import { dirname, join, sep as SEP } from "node:path";
 import { StoreError, UserError } from "./errors.ts";
 import { checkName, isValidName } from "./remote_name.ts";
 import { CreationModes, SMALL_FILE_MAX, StagedFile } from "./staged_file.ts";
@@ -33,6 +33,14 @@ function removeQuietly(path: string): void {
   } catch {
     // Gone already, or not ours to remove after all: it is skipped either way.
   }
+}
+
+/**
+ * `name` in the folder `dir`: a real path, and a name checked to hold no separator, `.` or `..`,
+ * so they are joined as they are rather than normalized again (a small file's two paths).
+ */
+function inFolder(dir: string, name: string): string {
+  return dir.endsWith(SEP) ? dir + name : dir + SEP + name;
 }
 
 /** The local folder `base` as a tree source; refused unless it is a folder. */
@@ -220,8 +228,8 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
         }, { replace: true, mtime: entry.mtime });
       },
       discard: () => staged.discard(),
-      // Only a part a later run can find again is worth keeping.
-      ...(isKept(part) ? { keep: () => staged.keep() } : {}),
+      // Only a part a later run can find again (a big file's, never created new) is worth keeping.
+      ...(how !== "create" ? { keep: () => staged.keep() } : {}),
     };
   };
 
@@ -279,8 +287,11 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
       checked = undefined;
     },
     beginFile: async (path, entry): Promise<TreeFileSink> => {
-      const { parents, leaf } = split(path);
-      const dir = (await folder(parents, true))!;
+      // The folder checked last is most often this file's too: found by its name alone.
+      const cut = path.lastIndexOf("/");
+      const key = cut < 0 ? "" : path.slice(0, cut);
+      const leaf = path.slice(cut + 1);
+      const dir = checked?.key === key ? checked.path : (await folder(split(path).parents, true))!;
       // A big file is staged under a name a later --resume finds again, even if this process
       // is killed; a small one under a random name, which the next run removes, and created
       // new: nothing can be there (no stat to check what it is; no mode left from before).
@@ -288,8 +299,8 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
         const part = join(dir, await keptPartName(leaf));
         return await stagedSink(dir, part, join(dir, leaf), path, entry, "replace");
       }
-      const part = join(dir, `${TREE_PART_PREFIX}${crypto.randomUUID()}.part`);
-      return await stagedSink(dir, part, join(dir, leaf), path, entry, "create");
+      const part = inFolder(dir, `${TREE_PART_PREFIX}${crypto.randomUUID()}.part`);
+      return await stagedSink(dir, part, inFolder(dir, leaf), path, entry, "create");
     },
     resume: async (path, entry) => {
       const { parents, leaf } = split(path);

@@ -481,7 +481,8 @@ export async function receiveTree(
     let refusal: StoreError | undefined;
     // A second file of one name (mput a/x b/x) waits for the first to be named, as it would
     // one put after the other: it then replaces it, or is refused as existing.
-    await byName.get(entry.path);
+    const before = byName.get(entry.path);
+    if (before) await before;
     try {
       target = resumeFrom ? await kept!.open() : await sink.beginFile(entry.path, entry, index);
     } catch (error) {
