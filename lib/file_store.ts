@@ -588,7 +588,7 @@ export class FileStore implements Store, ServedFolder {
 /**
  * How long, in ms, the folders of a small upload's name, once checked, are trusted for the next
  * small uploads into the same folder: a tree's files arrive a folder at a time, and walking each
- * one's folders again was a third of its system calls. Short, so that a folder swapped for a
+ * one's folders again cost an `lstat` per folder per file. Short, so that a folder swapped for a
  * symlink behind the server's back (see docs/security.md) is seen within that long; anything
  * this store removes or renames clears it at once.
  */
