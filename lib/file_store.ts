@@ -87,7 +87,8 @@ export class FileStore implements Store, ServedFolder {
   readonly kept: KeptUploads;
   /** A tree's cut files are kept and continued as single puts' are (lib/folder_tree.ts). */
   readonly treeResume = true;
-  #fsync: boolean;
+  /** Whether uploads, and the folders names change in, are flushed to disk (not `--no-fsync`). */
+  readonly fsync: boolean;
   #reserved = new Set<string>();
   /** Whether uploads created in the staging folder keep the mode they are given. */
   #modes = new CreationModes();
@@ -99,7 +100,7 @@ export class FileStore implements Store, ServedFolder {
     this.stagingDir = join(root, STAGING_DIR);
     this.resumeDir = join(root, RESUME_DIR);
     this.kept = new KeptUploads(this.resumeDir, kept);
-    this.#fsync = fsync;
+    this.fsync = fsync;
   }
 
   /**
@@ -409,7 +410,7 @@ export class FileStore implements Store, ServedFolder {
         sync,
         // Given at creation; the umask may take bits away, which the chmod before naming restores.
         permissions: mode,
-        fsync: this.#fsync,
+        fsync: this.fsync,
         onNoSpace: (bytes) => this.#makeRoom(key, bytes),
         // A folder where a replacing upload is named: said as the look before naming would.
         failure: (error, path) =>

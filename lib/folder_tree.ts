@@ -134,7 +134,7 @@ export function folderSink(store: ServedFolder, base: string | undefined): TreeS
         await Deno.remove(staged).catch(() => {});
         throw error;
       }
-      await syncDir(folder);
+      if (store.fsync) await syncDir(folder);
     },
     readLink: (path) => readStoreLink(store, name(path)),
     finishDir: async (path, entry, found) => {

@@ -41,6 +41,11 @@ export interface ServedFolder {
   /** Real path of the hidden staging folder, on the root's filesystem. */
   readonly stagingDir: string;
   /**
+   * Whether changes are flushed to disk before they are reported done: uploads, and the folders
+   * names are made, removed or renamed in (false for a server run with `--no-fsync`).
+   */
+  readonly fsync: boolean;
+  /**
    * The real path of the folder that holds `name` (checked with {@link checkName}), every folder
    * on the way checked as for an upload; missing folders are created with `create`, otherwise
    * the result is null.
@@ -163,7 +168,7 @@ export async function removeName(
     // Before and after: an upload named meanwhile may have looked at what was going.
     store.forgetFolders();
   }
-  await syncDir(join(path!, ".."));
+  if (store.fsync) await syncDir(join(path!, ".."));
 }
 
 /**
@@ -206,8 +211,10 @@ export async function moveName(
     throw new StoreError("exists", `File exists: ${quote(to)}`);
   }
   store.forgetFolders();
-  await syncDir(join(target, ".."));
-  await syncDir(join(source!, ".."));
+  if (store.fsync) {
+    await syncDir(join(target, ".."));
+    await syncDir(join(source!, ".."));
+  }
 }
 
 /**
@@ -249,7 +256,7 @@ export async function makeDir(
       `${info?.isDirectory ? "Folder" : "File"} exists: ${quote(name)}`,
     );
   }
-  await syncDir(folder);
+  if (store.fsync) await syncDir(folder);
 }
 
 /**
