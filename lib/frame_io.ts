@@ -215,6 +215,18 @@ export class FrameReader {
     return n;
   }
 
+  /**
+   * The next `n` bytes, in place in what {@link batchReads} kept, when all of them are there
+   * (most frames of a tree's small files): read without an asynchronous call or a copy. Only
+   * until the next read, which may fill that buffer again.
+   */
+  #kept(n: number): Uint8Array | undefined {
+    const start = this.#batchStart;
+    if (!this.#batch || n === 0 || this.#batchEnd - start < n) return undefined;
+    this.#batchStart = start + n;
+    return this.#batch.subarray(start, start + n);
+  }
+
   /** Reads what has arrived into `view`: the count (at least one), or null at the end. */
   async #read(view: Uint8Array): Promise<number | null> {
     const kept = this.#fromBatch(view);
@@ -440,7 +452,8 @@ export class FrameReader {
 
   /** Reads a frame header; null on a clean end of stream between frames. */
   async readHeader(): Promise<FrameHeader | null> {
-    const bytes = await this.readExact(this.#small.subarray(0, FRAME_HEADER_LENGTH), true);
+    const bytes = this.#kept(FRAME_HEADER_LENGTH) ??
+      await this.readExact(this.#small.subarray(0, FRAME_HEADER_LENGTH), true);
     const header = bytes && decodeHeader(bytes);
     this.#payloadLeft = header?.type === FrameType.DATA ? header.length : 0;
     return header;
@@ -451,15 +464,18 @@ export class FrameReader {
    * {@link readExact} does; keeps count of what is left of it for {@link watch}.
    */
   async readPayload(view: Uint8Array): Promise<Uint8Array> {
-    const bytes = await this.readExact(view);
+    const kept = this.#kept(view.length);
+    if (kept) view.set(kept);
+    else await this.readExact(view);
     this.#payloadLeft -= view.length;
-    return bytes!;
+    return view;
   }
 
   /** Reads and parses the JSON payload of a control frame whose header was just read. */
   async readControlPayload(header: FrameHeader): Promise<ControlFrame> {
     if (header.length === 0) return { type: header.type, json: decodeJson(header.type, EMPTY) };
-    const bytes = await this.readExact(this.#small.subarray(0, header.length));
+    const bytes = this.#kept(header.length) ??
+      await this.readExact(this.#small.subarray(0, header.length));
     return { type: header.type, json: decodeJson(header.type, bytes!) };
   }
 

@@ -215,6 +215,32 @@ Deno.test("watch reads ahead to the peer's END or ERROR, and every byte is still
   assert.match(closed.error.message, /Connection closed/);
 });
 
+Deno.test("batched reads serve frames in place or across reads alike, however the bytes arrive", async () => {
+  const frames = [];
+  for (let i = 0; i < 40; i++) {
+    const data = new Uint8Array(1 + i * 13).map((_, j) => (i + j) % 251);
+    frames.push({ i, data });
+  }
+  const stream = concat(frames.flatMap(({ i, data }) => [
+    encodeControl(FrameType.FILE, { index: i, size: data.length }),
+    encodeHeader(FrameType.DATA, data.length),
+    data,
+    encodeControl(FrameType.END, { size: data.length, checksum: "x" }),
+  ]));
+  // Whole in one read (every frame kept in place), and in pieces that split headers and payloads.
+  for (const piece of [undefined, 1, 5, 7, 64]) {
+    const reader = new FrameReader(bytesReader(stream, piece));
+    reader.batchReads(true);
+    for (const { i, data } of frames) {
+      assert.deepEqual((await reader.readControl())?.json, { index: i, size: data.length });
+      assert.equal((await reader.readHeader())?.length, data.length);
+      assert.deepEqual(await reader.readPayload(new Uint8Array(data.length)), data, `${piece}`);
+      assert.deepEqual((await reader.readControl())?.json, { size: data.length, checksum: "x" });
+    }
+    assert.equal(await reader.readHeader(), null, "clean end between frames");
+  }
+});
+
 Deno.test("batched reads serve the same frames in fewer reads, and a watch sees the bytes they kept", async () => {
   const data = new Uint8Array(3000).map((_, i) => i % 251);
   const error = encodeControl(FrameType.ERROR, { code: "timeout", message: "Too slow" });
