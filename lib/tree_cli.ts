@@ -338,14 +338,16 @@ export async function runTreeTransfer(
   const remoteShown = remote === undefined ? "/" : remote;
   // The tree's own name: a long path would leave no room for the numbers.
   const name = cmd.command === "put" ? lastSegment(local) ?? local : remoteShown;
-  const progress = new ProgressLine(name, {
-    total: null,
-    enabled: !cmd.quiet && !cmd.dryRun && (cmd.progress || progressWanted()),
-  });
+  const shown = !cmd.quiet && !cmd.dryRun && (cmd.progress || progressWanted());
+  const progress = new ProgressLine(name, { total: null, enabled: shown });
   /** Files done and planned, for the progress line's label. */
   const files = { done: 0, planned: 0, bytes: 0 };
-  const retitle = () =>
-    progress.retitle(`${name}: ${files.done}/${files.planned} files`, files.bytes || null);
+  // A line nobody sees is not relabelled for each file.
+  const retitle = () => {
+    if (shown) {
+      progress.retitle(`${name}: ${files.done}/${files.planned} files`, files.bytes || null);
+    }
+  };
   let lines: string[] = [];
   const flush = async () => {
     if (lines.length === 0) return;
