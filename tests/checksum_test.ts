@@ -54,6 +54,38 @@ Deno.test("the portable build gives the same checksums as the SIMD kernel, forks
   await assert.rejects(() => portable.fork(), /forked after digest/);
 });
 
+Deno.test("the portable build and the SIMD kernel agree on every length class, in odd pieces", async () => {
+  // Lengths in each short path (0, 1-3, 4-8, 9-16, 17-128, 129-240) and long ones across the
+  // stripe, block and 64 KiB piece edges; each input fed in pieces of a different odd size.
+  const lengths = [0, 1, 2, 3, 4, 7, 8, 9, 15, 16, 17, 31, 32, 33, 64, 96, 97, 127, 128, 129, 200];
+  lengths.push(239, 240, 241, 255, 1023, 1024, 1025, 4096, 65535, 65536, 65537, 200_001);
+  for (const [i, length] of lengths.entries()) {
+    const bytes = crypto.getRandomValues(new Uint8Array(Math.min(length, 65536)));
+    const input = new Uint8Array(length).map((_, j) => bytes[j % bytes.length] ^ (j >> 16));
+    const step = [1, 3, 5, 7, 13, 61, 65, 241, 1025, 4099][i % 10];
+    const simd = await createChecksum();
+    const portable = await createChecksum({ portable: true });
+    for (let offset = 0; offset < length; offset += step) {
+      simd.update(input.subarray(offset, offset + step));
+      portable.update(input.subarray(offset, offset + step));
+    }
+    assert.equal(simd.digest(), portable.digest(), `${length} bytes in pieces of ${step}`);
+  }
+  // Forks at short points, each then grown past the short paths' limit.
+  const input = crypto.getRandomValues(new Uint8Array(3000));
+  for (const at of [0, 2, 5, 12, 100, 200, 240, 241]) {
+    const simd = await createChecksum();
+    const portable = await createChecksum({ portable: true });
+    simd.update(input.subarray(0, at));
+    portable.update(input.subarray(0, at));
+    const [simdFork, portableFork] = [await simd.fork(), await portable.fork()];
+    simdFork.update(input.subarray(at));
+    portableFork.update(input.subarray(at));
+    assert.equal(simd.digest(), portable.digest(), `at the fork at ${at}`);
+    assert.equal(simdFork.digest(), portableFork.digest(), `after the fork at ${at}`);
+  }
+});
+
 Deno.test("without WebAssembly SIMD (no SSE4.1) the checksum falls back, same values", async () => {
   // V8 offers WebAssembly SIMD on x86-64 only with SSE4.1; this flag makes it act as if absent.
   if (Deno.build.arch !== "x86_64") return;
