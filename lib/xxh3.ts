@@ -115,9 +115,10 @@ export class Xxh3Hasher {
 
   /** Adds bytes. */
   update(bytes: Uint8Array): void {
+    if (bytes.length === 0) return;
     const total = this.#total + bytes.length;
     if (total <= MIDSIZE_MAX) {
-      if (bytes.length > 0) (this.#head ??= new Uint8Array(MIDSIZE_MAX)).set(bytes, this.#total);
+      (this.#head ??= new Uint8Array(MIDSIZE_MAX)).set(bytes, this.#total);
     } else {
       if (this.#head) this.#accumulate(this.#head.subarray(0, this.#total));
       this.#head = undefined;
