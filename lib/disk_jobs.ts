@@ -1,16 +1,13 @@
 /**
  * The file-system work a server hands to its disk threads (lib/disk_pool.ts) in one message rather
  * than one asynchronous call at a time: looking up every name of a folder, and reading small
- * files whole; writing and naming a small upload whole (lib/whole_file.ts); and reading a folder's
- * entries ({@link eachEntry}), a big folder as they come. Each
+ * files whole; and reading a folder's entries ({@link eachEntry}), a big folder as they come. Each
  * job runs synchronously where it runs (a worker thread), but for a big folder's read; its
  * results are plain data that cross to the event loop's thread by structured clone, errors as their Deno error
  * class name. Nothing here decides what a client may see: the caller checks what came back.
  *
  * @module
  */
-
-import { type WholeFile, WholeFileError, writeWholeSync } from "./whole_file.ts";
 
 /** What a lookup found at one name, as plain data. */
 export interface DiskInfo {
@@ -28,10 +25,6 @@ export interface DiskInfo {
 export interface DiskFailure {
   error: string;
   message: string;
-  /** The system's error code (`ENOSPC`, say), where there is one. */
-  code?: string;
-  /** A write's failure: the path the failed step concerned (the staging file, or the name). */
-  path?: string;
 }
 
 /** One entry as the folder's listing gives it (a name may appear twice: see the listing). */
@@ -187,16 +180,10 @@ export type DiskJob =
     /** Read the folder as it comes from this size on disk (default {@link BIG_FOLDER_BYTES}). */
     bigBytes?: number;
   }
-  | { kind: "read"; path: string; max: number }
-  | ({ kind: "write" } & WholeFile);
-
-/** What a write job did: named the file, or found the name taken (and wrote nothing there). */
-export interface WholeWrite {
-  named: boolean;
-}
+  | { kind: "read"; path: string; max: number };
 
 /** What a job gives back. */
-export type DiskResult = FolderLookup | SmallRead | WholeWrite | DiskFailure;
+export type DiskResult = FolderLookup | SmallRead | DiskFailure;
 
 function infoOf(info: Deno.FileInfo): DiskInfo {
   const type = info.isSymlink ? "link" : info.isDirectory ? "dir" : info.isFile ? "file" : "other";
@@ -204,14 +191,9 @@ function infoOf(info: Deno.FileInfo): DiskInfo {
 }
 
 function failureOf(error: unknown): DiskFailure {
-  if (error instanceof WholeFileError) return { ...failureOf(error.cause), path: error.path };
-  if (!(error instanceof Error)) return { error: "Error", message: String(error) };
-  const code = (error as { code?: unknown }).code;
-  return {
-    error: error.name,
-    message: error.message,
-    ...(typeof code === "string" ? { code } : {}),
-  };
+  return error instanceof Error
+    ? { error: error.name, message: error.message }
+    : { error: "Error", message: String(error) };
 }
 
 /** Whether a job's result is a failure. */
@@ -226,10 +208,7 @@ export function diskError(failure: DiskFailure): Error {
     (new (message: string) => Error) | undefined
   >;
   const Class = errors[failure.error];
-  const error = Class ? new Class(failure.message) : new Error(failure.message);
-  // What tells a full disk apart (isNoSpace, lib/errors.ts) crosses too.
-  if (failure.code !== undefined) Object.assign(error, { code: failure.code });
-  return error;
+  return Class ? new Class(failure.message) : new Error(failure.message);
 }
 
 /*
@@ -410,8 +389,8 @@ export function newDiskBatch(): DiskBatch {
 }
 
 /**
- * Runs one job on the calling thread; never throws (a failure is returned). A read, a write, and
- * the lookup of an ordinary folder, answer at once; the lookup of a big folder, read as it comes
+ * Runs one job on the calling thread; never throws (a failure is returned). A read, and the lookup
+ * of an ordinary folder, answer at once; the lookup of a big folder, read as it comes
  * (lib/folder_read.ts), answers with a promise.
  */
 export function runDiskJob(
@@ -419,8 +398,7 @@ export function runDiskJob(
   batch: DiskBatch = newDiskBatch(),
 ): DiskResult | Promise<DiskResult> {
   try {
-    if (job.kind === "write") return { named: writeWholeSync(job) };
-    if (job.kind === "read") return readSmall(job.path, job.max, batch);
+    if (job.kind !== "folder") return readSmall(job.path, job.max, batch);
     const lookup = lookUpFolder(job);
     return lookup instanceof Promise ? lookup.catch(failureOf) : lookup;
   } catch (error) {

@@ -19,9 +19,7 @@ import {
   isDiskFailure,
   runDiskJob,
   type SmallRead,
-  type WholeWrite,
 } from "./disk_jobs.ts";
-import { type WholeFile, WholeFileError } from "./whole_file.ts";
 
 export type { DiskInfo, FolderView, SmallRead } from "./disk_jobs.ts";
 
@@ -45,18 +43,10 @@ export interface DiskPoolOptions {
 export const DISK_THREAD_MODULES: readonly URL[] = [
   new URL("./disk_worker.ts", import.meta.url),
   new URL("./disk_jobs.ts", import.meta.url),
-  new URL("./whole_file.ts", import.meta.url),
 ];
 
 /** Most jobs in one message: a long queue is spread over the threads. */
 const BATCH_JOBS = 64;
-
-/**
- * `later` jobs queued that leave without waiting for the end of the task: a receiver has a few
- * files committing at once (lib/tree_receive.ts), and goes on with the next while these are
- * written.
- */
-const LATER_BATCH_JOBS = 8;
 
 /** Threads kept started while the pool is held: a split folder's two shares start at once. */
 const HELD_THREADS = 2;
@@ -93,8 +83,6 @@ export class DiskPool {
   #threads: Thread[] = [];
   #queue: Waiting[] = [];
   #flushing = false;
-  /** The timer that sends `later` jobs (see {@link #run}). */
-  #later?: ReturnType<typeof setTimeout>;
   #nextId = 0;
   #max: number;
   #idleMs: number;
@@ -159,21 +147,6 @@ export class DiskPool {
   }
 
   /**
-   * Writes a small file whole and names it ({@link WholeFile}, lib/whole_file.ts): true once it
-   * is named, false when the name is taken and `replace` is not set. A step that failed throws a
-   * {@link WholeFileError}: its `cause` the system's error as its Deno error class (`code` kept,
-   * so a full disk is told apart), its `path` the staging file or the name; the staging file is
-   * gone then.
-   */
-  async writeWhole(file: WholeFile): Promise<boolean> {
-    const result = await this.#run({ kind: "write", ...file }, false, true);
-    if (isDiskFailure(result)) {
-      throw new WholeFileError(diskError(result), result.path ?? file.staging);
-    }
-    return (result as WholeWrite).named;
-  }
-
-  /**
    * Keeps two threads running, started now, until as many {@link release} calls: a server holds
    * them while it listens, so that its first request does not wait for a thread to start.
    * `onBroken` is told, once, if no thread can run (the jobs then run on the calling thread).
@@ -207,19 +180,11 @@ export class DiskPool {
     for (const thread of this.#threads.splice(0)) this.#stop(thread);
   }
 
-  /**
-   * Queues `job`; one `alone` leaves in a message of its own, for a thread of its own. A `later`
-   * one waits for the end of this task of the event loop rather than of this turn of its
-   * microtasks, so that the jobs of everything one read of a socket brought leave together.
-   */
-  #run(job: DiskJob, alone = false, later = false): Promise<DiskResult> {
+  /** Queues `job`; one `alone` leaves in a message of its own, for a thread of its own. */
+  #run(job: DiskJob, alone = false): Promise<DiskResult> {
     if (this.#broken) return Promise.resolve(runDiskJob(job));
     return new Promise((resolve) => {
       this.#queue.push({ job, resolve, alone });
-      if (later && this.#queue.length < LATER_BATCH_JOBS) {
-        this.#later ??= setTimeout(() => this.#flush(), 0);
-        return;
-      }
       if (this.#flushing) return;
       this.#flushing = true;
       // What else this turn of the event loop asks for leaves in the same message.
@@ -229,8 +194,6 @@ export class DiskPool {
 
   #flush(): void {
     this.#flushing = false;
-    if (this.#later !== undefined) clearTimeout(this.#later);
-    this.#later = undefined;
     while (this.#queue.length > 0) {
       const alone = this.#queue.findIndex((waiting) => waiting.alone);
       const batch = alone === 0

@@ -44,7 +44,6 @@ import {
   type StagedFileOptions,
 } from "./staged_file.ts";
 import { Upload } from "./file_upload.ts";
-import { WholeUpload } from "./whole_upload.ts";
 import { type DiskInfo, diskPool, type FolderView, type SmallRead } from "./disk_pool.ts";
 import { type ListedFolder, type TreeListing, walkListing } from "./tree_listing.ts";
 import { type DiskDirEntry, diskError, type DiskFailure, isDiskFailure } from "./disk_jobs.ts";
@@ -419,14 +418,10 @@ export class FileStore implements Store, ServedFolder {
             ? new StoreError("not_a_file", `${quote(name)} is a folder`)
             : error,
       };
-      let staged: StagedFile | WholeUpload;
+      let staged: StagedFile;
       let keptDropped = false;
       let created = false;
-      if (sync) {
-        // Gathered in memory, then written and named whole on a disk thread (mode included).
-        await this.kept.drop(key);
-        staged = new WholeUpload(stagingPath, size!, staging);
-      } else if (options.resume && await this.kept.take(key, size, stagingPath)) {
+      if (options.resume && await this.kept.take(key, size, stagingPath)) {
         staged = await StagedFile.open(stagingPath, { ...staging, mode: "append" });
       } else {
         created = true;
@@ -448,7 +443,10 @@ export class FileStore implements Store, ServedFolder {
         target: async () => {
           // ... and its mode, given at creation, less the umask: set whole before it is named,
           // unless creation is known to have kept all of it.
-          if (mode !== undefined && !modeKept && !sync) await Deno.chmod(stagingPath, mode);
+          if (mode !== undefined && !modeKept) {
+            if (sync) Deno.chmodSync(stagingPath, mode);
+            else await Deno.chmod(stagingPath, mode);
+          }
           const dir = sync
             ? await this.#recentParent(name, segments, key)
             : (await this.#parentOf(name, segments, true))!;

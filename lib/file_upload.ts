@@ -1,7 +1,6 @@
 /**
  * An upload in progress to the folder store (lib/file_store.ts): a staged file
- * (lib/staged_file.ts), or a small one gathered in memory and written whole on a disk thread
- * (lib/whole_upload.ts), that becomes the named file on {@link Upload.commit}, is kept for a later
+ * (lib/staged_file.ts) that becomes the named file on {@link Upload.commit}, is kept for a later
  * `put --resume` on {@link Upload.keep}, or is thrown away. The store decides the final name and
  * where kept uploads go; this module owns the upload's life from its first byte to one of those
  * three ends.
@@ -14,7 +13,6 @@ import type { KeepResult } from "./kept_uploads.ts";
 import { quote } from "./remote_name.ts";
 import type { StagedFile } from "./staged_file.ts";
 import type { StoreUpload } from "./store.ts";
-import type { WholeUpload } from "./whole_upload.ts";
 
 /** What {@link FileStore.beginUpload} gives an upload: where it goes and how it is kept. */
 export interface UploadHooks {
@@ -41,12 +39,12 @@ export class Upload implements StoreUpload {
    * dropped, and this upload starts from 0.
    */
   readonly keptDropped: boolean;
-  #staged: StagedFile | WholeUpload;
+  #staged: StagedFile;
   #hooks: UploadHooks;
   #finished = false;
 
   /** Created by {@link FileStore.beginUpload}. */
-  constructor(name: string, staged: StagedFile | WholeUpload, hooks: UploadHooks) {
+  constructor(name: string, staged: StagedFile, hooks: UploadHooks) {
     this.name = name;
     this.stagingPath = staged.path;
     this.offset = staged.offset;

@@ -14,9 +14,6 @@ import { dirname } from "node:path";
 import { isNoSpace } from "./errors.ts";
 import { FlushBehind } from "./flush_behind.ts";
 import { FILE_WRITE_PIECE, writeAll, writeAllSync } from "./transfer.ts";
-import { CreationModes, moveNoClobberSync } from "./whole_file.ts";
-
-export { CreationModes };
 
 /** How {@link StagedFile.open} opens the staging file. */
 export type StagedMode =
@@ -89,6 +86,46 @@ export interface CommitOptions {
  * can.
  */
 export const SMALL_FILE_MAX = 256 << 10;
+
+/**
+ * Whether files created in a folder keep the whole mode they were given at creation: the umask,
+ * and a default ACL, which can differ from folder to folder, may take bits away, and a chmod by
+ * path puts them back. The first file of each mode created in a folder is looked at; the others
+ * created there with that mode are alike, and need no chmod when it kept all of it. Only a file
+ * this process has just created counts: one emptied or continued may have had any mode.
+ *
+ * @example
+ * ```ts
+ * import { CreationModes, StagedFile } from "./staged_file.ts";
+ *
+ * const modes = new CreationModes();
+ * const staged = await StagedFile.open("dir/x.part", { permissions: 0o644 });
+ * if (!modes.keeps("dir", 0o644, staged.file)) await Deno.chmod(staged.path, 0o644);
+ * ```
+ */
+export class CreationModes {
+  #dir?: string;
+  #kept = new Map<number, boolean>();
+
+  /** Whether `file`, just created in `dir` with `mode`, has all of it. */
+  keeps(dir: string, mode: number, file: Deno.FsFile): boolean {
+    if (this.#dir !== dir) {
+      this.#dir = dir;
+      this.#kept.clear();
+    }
+    let kept = this.#kept.get(mode);
+    if (kept === undefined) {
+      try {
+        // An fstat of a file just created: its inode is in memory, no disk wait.
+        kept = (file.statSync().mode! & 0o777) === mode;
+      } catch {
+        return false;
+      }
+      this.#kept.set(mode, kept);
+    }
+    return kept;
+  }
+}
 
 /**
  * Where a committed file goes: a path, or a function that prepares one and returns it (creating
@@ -361,22 +398,27 @@ export class StagedFile {
  */
 export async function moveNoClobber(from: string, to: string, sync = false): Promise<boolean> {
   // On the calling thread for a small file (StagedFileOptions.sync), as its other steps.
-  if (sync) return moveNoClobberSync(from, to);
+  const link = sync ? (a: string, b: string) => Promise.resolve(Deno.linkSync(a, b)) : Deno.link;
+  const lstat = sync ? (p: string) => Promise.resolve(Deno.lstatSync(p)) : Deno.lstat;
+  const rename = sync
+    ? (a: string, b: string) => Promise.resolve(Deno.renameSync(a, b))
+    : Deno.rename;
+  const remove = sync ? (p: string) => Promise.resolve(Deno.removeSync(p)) : Deno.remove;
   try {
-    await Deno.link(from, to);
+    await link(from, to);
   } catch (error) {
     if (error instanceof Deno.errors.AlreadyExists) return false;
     // No hard links here: check, then rename, is the next best thing.
     try {
-      await Deno.lstat(to);
+      await lstat(to);
       return false;
     } catch (statError) {
       if (!(statError instanceof Deno.errors.NotFound)) throw statError;
     }
-    await Deno.rename(from, to);
+    await rename(from, to);
     return true;
   }
-  await Deno.remove(from);
+  await remove(from);
   return true;
 }
 
