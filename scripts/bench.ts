@@ -1688,8 +1688,8 @@ async function bench(options: BenchOptions, work: string): Promise<number> {
     ...(trees
       ? [
         "",
-        `Folders (one run each; the no-change and list rows median of ${options.runs}; ` +
-        "see scripts/bench_tree.ts):",
+        `Folders (median of ${options.runs} runs, the tools taking turns; the peak-RSS rows ` +
+        "one run; see scripts/bench_tree.ts):",
         "",
         trees,
       ]

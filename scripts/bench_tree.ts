@@ -8,6 +8,8 @@
  * folder of many entries listed, by the client (`list --long`) and as the server's HTML page.
  * Like is compared with like: ferry's default (fsync) beside `rsync --fsync`, ferry `--no-fsync`
  * beside rsync's default; every row says which. Rows whose tool is missing are skipped with a note.
+ * Each timed row shows the median of `--runs` runs, the tools taking turns, because this VM's disk
+ * changes pace over seconds (a single run of the same command varied fivefold).
  *
  * Run alone: `deno run -A scripts/bench_tree.ts [--files N] [--mixed SIZE] [--entries N]`;
  * `deno task bench` runs it after its own cases (`--only trees` runs it alone).
@@ -35,8 +37,9 @@ export interface TreeBenchOptions {
   /** Where to work (a fresh folder). */
   work: string;
   /**
-   * Runs of the rows that can run again as they are, the no-change pass and `list` (both tools'):
-   * their median is shown (default 1). A row that changes what it runs on runs once.
+   * Runs of every timed row, whose median is shown (default 1). Rows that write a tree empty its
+   * destination before each run, and their tools take turns (rsync, ferry, rsync, ferry...), so
+   * that the disk's moods fall on both alike; the peak-RSS rows run once.
    */
   runs?: number;
 }
@@ -270,7 +273,44 @@ function ratio(ferrySeconds: number | undefined, other: number | undefined): str
   return `, ferry is ${(other / ferrySeconds).toFixed(2)}× its speed`;
 }
 
-/** Runs every tree row once and returns them; a failing row is reported, not thrown. */
+/**
+ * Runs each of `steps` once per round, `rounds` times, the steps taking turns (A B A B ...), so that
+ * whatever this machine's disk does over time falls on all of them alike. Each step's median, or
+ * the error that stopped it (the others go on); an undefined step is skipped.
+ */
+async function paired(
+  rounds: number,
+  steps: (((round: number) => Promise<number>) | undefined)[],
+): Promise<(number | Error | undefined)[]> {
+  const times: number[][] = steps.map(() => []);
+  const failed: (Error | undefined)[] = steps.map(() => undefined);
+  for (let round = 0; round < rounds; round++) {
+    for (const [i, step] of steps.entries()) {
+      if (!step || failed[i]) continue;
+      try {
+        times[i].push(await step(round));
+      } catch (error) {
+        failed[i] = error instanceof Error ? error : new Error(String(error));
+      }
+    }
+  }
+  return steps.map((step, i) => step ? failed[i] ?? median(times[i]) : undefined);
+}
+
+/** Empties `dir` (a destination between two runs), which may not exist yet. */
+async function clear(dir: string): Promise<void> {
+  await Deno.remove(dir, { recursive: true }).catch((error) => {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  });
+}
+
+/** The seconds of a {@link paired} step, or throws what stopped it. */
+function secondsOf(result: number | Error | undefined): number {
+  if (result instanceof Error) throw result;
+  return result!;
+}
+
+/** Runs every tree row (see `runs`) and returns them; a failing row is reported, not thrown. */
 export async function runTreeBench(options: TreeBenchOptions): Promise<TreeRow[]> {
   const rows: TreeRow[] = [];
   const { work, files } = options;
@@ -300,50 +340,68 @@ export async function runTreeBench(options: TreeBenchOptions): Promise<TreeRow[]
   };
   for (const fsync of [false, true]) {
     const mode = fsync ? "fsync" : "no fsync";
-    let rsyncPut: number | undefined;
-    if (rsync) {
-      await attempt(`rsync -a${fsync ? " --fsync" : ""} to daemon, ${label}`, async () => {
-        const daemon = await rsyncDaemon(join(work, `rsync-root-${fsync}`), work);
-        try {
-          rsyncPut = await run("rsync", [
+    const rsyncLabel = `rsync -a${fsync ? " --fsync" : ""} to daemon, ${label}`;
+    const rsyncRoot = join(work, `rsync-root-${fsync}`);
+    const ferryRoot = join(work, `ferry-root-${fsync}`);
+    const daemon = rsync ? await rsyncDaemon(rsyncRoot, work) : undefined;
+    const server = await ferryServer(ferryRoot, fsync);
+    try {
+      const [cmd, args] = ferry(server.port, "put", "-r", join(src, "tree"));
+      const [rsyncPut, ferryPut] = await paired(runs, [
+        daemon && (async () => {
+          await clear(join(rsyncRoot, "tree"));
+          return await run("rsync", [
             "-a",
             ...(fsync ? ["--fsync"] : []),
             join(src, "tree"),
             `rsync://${HOST}:${daemon.port}/m/`,
           ]);
-          return {
-            label: `rsync -a${fsync ? " --fsync" : ""} to daemon, ${label}`,
-            seconds: rsyncPut,
-            note: `rsync, ${mode}`,
-          };
-        } finally {
-          await stop(daemon);
-        }
-      });
-    }
-    await attempt(`ferry put -r, ${label}, ${mode}`, async () => {
-      const server = await ferryServer(join(work, `ferry-root-${fsync}`), fsync);
-      try {
-        const [cmd, args] = ferry(server.port, "put", "-r", join(src, "tree"));
-        const seconds = await run(cmd, args);
-        await same(join(src, "tree"), join(work, `ferry-root-${fsync}`, "tree"));
-        return {
+        }),
+        async () => {
+          await clear(join(ferryRoot, "tree"));
+          const seconds = await run(cmd, args);
+          await same(join(src, "tree"), join(ferryRoot, "tree"));
+          return seconds;
+        },
+      ]);
+      if (daemon) {
+        await attempt(
+          rsyncLabel,
+          () =>
+            Promise.resolve({
+              label: rsyncLabel,
+              seconds: secondsOf(rsyncPut),
+              note: `rsync, ${mode}`,
+            }),
+        );
+      }
+      const peak = await peakMiB(server.child.pid);
+      await attempt(`ferry put -r, ${label}, ${mode}`, () => {
+        const seconds = secondsOf(ferryPut);
+        return Promise.resolve({
           label: `ferry put -r, ${label}, ${fsync ? "server default (fsync)" : "--no-fsync"}`,
           seconds,
-          peakMiB: await peakMiB(server.child.pid),
+          peakMiB: peak,
           note: rsync
-            ? `vs rsync -a${fsync ? " --fsync" : ""}${ratio(seconds, rsyncPut)}`
+            ? `vs rsync -a${fsync ? " --fsync" : ""}${
+              ratio(seconds, typeof rsyncPut === "number" ? rsyncPut : undefined)
+            }`
             : skipped("rsync"),
-        };
-      } finally {
-        await stop(server);
-      }
-    });
+        });
+      });
+    } finally {
+      await stop(server);
+      if (daemon) await stop(daemon);
+    }
   }
   let tarSeconds: number | undefined;
   if (nc) {
     await attempt(`tar c | nc, ${label}`, async () => {
-      tarSeconds = await tarNc(src, "tree", join(work, "tar-put"));
+      const [seconds] = await paired(runs, [async () => {
+        await clear(join(work, "tar-put"));
+        return await tarNc(src, "tree", join(work, "tar-put"));
+      }]);
+      tarSeconds = secondsOf(seconds);
       return {
         label: `tar c | nc → nc -l | tar x, ${label}`,
         seconds: tarSeconds,
@@ -356,37 +414,49 @@ export async function runTreeBench(options: TreeBenchOptions): Promise<TreeRow[]
   const server = await ferryServer(join(work, "ferry-root-false"), false);
   const daemon = rsync ? await rsyncDaemon(join(work, "rsync-root-false"), work) : undefined;
   try {
-    let rsyncGet: number | undefined;
-    if (daemon) {
-      await attempt(`rsync -a from daemon, ${label}`, async () => {
-        rsyncGet = await run("rsync", [
+    const [ferryCmd, ferryArgs] = ferry(
+      server.port,
+      "get",
+      "-r",
+      "tree",
+      join(work, "ferry-get"),
+      "--no-fsync",
+    );
+    const [rsyncGet, ferryGet] = await paired(runs, [
+      daemon && (async () => {
+        await clear(join(work, "rsync-get"));
+        return await run("rsync", [
           "-a",
           `rsync://${HOST}:${daemon.port}/m/tree`,
           join(work, "rsync-get"),
         ]);
-        return { label: `rsync -a from daemon, ${label}`, seconds: rsyncGet, note: "no fsync" };
-      });
+      }),
+      async () => {
+        await clear(join(work, "ferry-get"));
+        const seconds = await run(ferryCmd, ferryArgs);
+        await same(join(src, "tree"), join(work, "ferry-get"));
+        return seconds;
+      },
+    ]);
+    if (daemon) {
+      await attempt(`rsync -a from daemon, ${label}`, () =>
+        Promise.resolve({
+          label: `rsync -a from daemon, ${label}`,
+          seconds: secondsOf(rsyncGet),
+          note: "no fsync",
+        }));
     }
-    await attempt(`ferry get -r, ${label}`, async () => {
-      const [cmd, args] = ferry(
-        server.port,
-        "get",
-        "-r",
-        "tree",
-        join(work, "ferry-get"),
-        "--no-fsync",
-      );
-      const seconds = await run(cmd, args);
-      await same(join(src, "tree"), join(work, "ferry-get"));
-      return {
+    await attempt(`ferry get -r, ${label}`, () => {
+      const seconds = secondsOf(ferryGet);
+      return Promise.resolve({
         label: `ferry get -r --no-fsync, ${label}`,
         seconds,
         note: daemon
-          ? `vs rsync -a${ratio(seconds, rsyncGet)}; tar c | nc took ${
-            tarSeconds?.toFixed(3) ?? "—"
-          } s one way`
+          ? `vs rsync -a${
+            ratio(seconds, typeof rsyncGet === "number" ? rsyncGet : undefined)
+          }; tar c | nc took ${tarSeconds?.toFixed(3) ?? "—"} s one way`
           : skipped("rsync"),
-      };
+      });
     });
     let rsyncAgain: number | undefined;
     if (daemon) {
@@ -459,38 +529,48 @@ export async function runTreeBench(options: TreeBenchOptions): Promise<TreeRow[]
   const mixedLabel = `mixed tree, ${
     (options.mixedBytes / MIB).toFixed(0)
   } MiB (4 large, rest 16 KiB)`;
-  let rsyncMixed: number | undefined;
-  if (rsync) {
-    await attempt(`rsync -a, ${mixedLabel}`, async () => {
-      const d = await rsyncDaemon(join(work, "rsync-mixed"), work);
-      try {
-        rsyncMixed = await run("rsync", ["-a", mixed, `rsync://${HOST}:${d.port}/m/`]);
-        return {
+  const rsyncMixedRoot = join(work, "rsync-mixed");
+  const ferryMixedRoot = join(work, "ferry-mixed");
+  const mixedDaemon = rsync ? await rsyncDaemon(rsyncMixedRoot, work) : undefined;
+  const mixedServer = await ferryServer(ferryMixedRoot, false);
+  try {
+    const [cmd, args] = ferry(mixedServer.port, "put", "-r", mixed);
+    const [rsyncMixed, ferryMixed] = await paired(runs, [
+      mixedDaemon && (async () => {
+        await clear(join(rsyncMixedRoot, "mixed"));
+        return await run("rsync", ["-a", mixed, `rsync://${HOST}:${mixedDaemon.port}/m/`]);
+      }),
+      async () => {
+        await clear(join(ferryMixedRoot, "mixed"));
+        const seconds = await run(cmd, args);
+        await same(mixed, join(ferryMixedRoot, "mixed"));
+        return seconds;
+      },
+    ]);
+    if (mixedDaemon) {
+      await attempt(`rsync -a, ${mixedLabel}`, () =>
+        Promise.resolve({
           label: `rsync -a to daemon, ${mixedLabel}`,
-          seconds: rsyncMixed,
+          seconds: secondsOf(rsyncMixed),
           note: "no fsync",
-        };
-      } finally {
-        await stop(d);
-      }
-    });
-  }
-  await attempt(`ferry put -r, ${mixedLabel}`, async () => {
-    const s = await ferryServer(join(work, "ferry-mixed"), false);
-    try {
-      const [cmd, args] = ferry(s.port, "put", "-r", mixed);
-      const seconds = await run(cmd, args);
-      await same(mixed, join(work, "ferry-mixed", "mixed"));
-      return {
+        }));
+    }
+    const peak = await peakMiB(mixedServer.child.pid);
+    await attempt(`ferry put -r, ${mixedLabel}`, () => {
+      const seconds = secondsOf(ferryMixed);
+      return Promise.resolve({
         label: `ferry put -r --no-fsync, ${mixedLabel}`,
         seconds,
-        peakMiB: await peakMiB(s.child.pid),
-        note: rsync ? `vs rsync -a${ratio(seconds, rsyncMixed)}` : skipped("rsync"),
-      };
-    } finally {
-      await stop(s);
-    }
-  });
+        peakMiB: peak,
+        note: rsync
+          ? `vs rsync -a${ratio(seconds, typeof rsyncMixed === "number" ? rsyncMixed : undefined)}`
+          : skipped("rsync"),
+      });
+    });
+  } finally {
+    await stop(mixedServer);
+    if (mixedDaemon) await stop(mixedDaemon);
+  }
 
   // Server peak RSS for a tree of many entries (empty files: the entries are what counts).
   say(`tree rows: writing a tree of ${options.entries} entries`);
