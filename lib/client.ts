@@ -56,7 +56,7 @@ import type {
   RemoteFileInfo,
 } from "./client_session.ts";
 import { authenticate, greet, type HandshakeIo } from "./client_handshake.ts";
-import { listEntries, type ListEntriesOptions } from "./tree_client.ts";
+import { listEntries, type ListEntriesOptions, type SessionIo } from "./tree_client.ts";
 import type { TreeEntry } from "./tree_protocol.ts";
 
 /**
@@ -105,20 +105,6 @@ export interface SessionOptions {
    * source, writing the target, pacing for a rate limit. Off when absent.
    */
   stallTimeoutMs?: number;
-}
-
-/** What a request written outside this module (lib/tree_client.ts) uses of a {@link Session}. */
-export interface SessionIo {
-  /** Frames from the server. */
-  frames: FrameReader;
-  /** Frames to the server. */
-  out: FrameWriter;
-  /** Buffer pool for data phases. */
-  pool: BufferPool;
-  /** Waits on the local side, which the stall watchdog does not count. */
-  local: LocalWaits;
-  /** Reads the server's answer: OK, or a {@link RefusedError} for ERROR (KEEPALIVE skipped). */
-  expectOk(): Promise<Ok>;
 }
 
 /** One connection to a ferry server; requests run one after another. */

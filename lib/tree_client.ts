@@ -1,19 +1,22 @@
 /**
- * The client's remote tree operations over a {@link Session}: folder listings, `rm`, `mv`, `mkdir`,
- * whole folders sent (`put -r`) and fetched (`get -r`), and lists of files sent (`mput`) and
- * fetched (`mget`) over the same pipelined path. A server that predates them (no `tree` feature)
- * still gets listings, built from its flat list of files; the changes are refused locally, before
- * anything is sent.
+ * The client's remote tree operations over a session ({@link TreeSession}, which lib/client.ts's
+ * `Session` is): folder listings, `rm`, `mv`, `mkdir`, whole folders sent (`put -r`) and fetched
+ * (`get -r`), and lists of files sent (`mput`) and fetched (`mget`) over the same pipelined path.
+ * A server that predates them (no `tree` feature) still gets listings, built from its flat list of
+ * files; the changes are refused locally, before anything is sent. It takes nothing from
+ * lib/client.ts, which builds its `Session.listEntries` on it.
  *
  * @module
  */
 
-import type { Session, SessionIo } from "./client.ts";
+import type { BufferPool } from "./buffer_pool.ts";
 import type { DownloadTarget } from "./client_session.ts";
 import { ProtocolError, RefusedError } from "./errors.ts";
 import { utf8Length } from "./format.ts";
 import { FrameType } from "./frames.ts";
-import { concatBytes, receiveData } from "./transfer.ts";
+import type { FrameReader, FrameWriter } from "./frame_io.ts";
+import type { ListEntry, Ok, Welcome } from "./protocol.ts";
+import { concatBytes, type LocalWaits, receiveData } from "./transfer.ts";
 import {
   encodeTreeTransfer,
   ListingLines,
@@ -32,13 +35,39 @@ import { sendTree, type SendTreeOptions } from "./tree_send.ts";
 import type { TreeEvent, TreeFileSink, TreeSink, TreeSource } from "./tree_transfer.ts";
 import { ListWalk } from "./tree_walk.ts";
 
+/** What a request written outside lib/client.ts uses of its session's connection. */
+export interface SessionIo {
+  /** Frames from the server. */
+  frames: FrameReader;
+  /** Frames to the server. */
+  out: FrameWriter;
+  /** Buffer pool for data phases. */
+  pool: BufferPool;
+  /** Waits on the local side, which the stall watchdog does not count. */
+  local: LocalWaits;
+  /** Reads the server's answer: OK, or a {@link RefusedError} for ERROR (KEEPALIVE skipped). */
+  expectOk(): Promise<Ok>;
+}
+
+/** What the tree operations use of a session: lib/client.ts's `Session` has it all. */
+export interface TreeSession {
+  /** `host:port` of the server, for messages. */
+  readonly target: string;
+  /** The server's greeting, after the handshake. */
+  readonly welcome?: Welcome;
+  /** Runs a request on the connection, in its turn and under its stall watchdog. */
+  exchange<T>(work: (io: SessionIo) => Promise<T>): Promise<T>;
+  /** Lists every file the server shares (an older server's only listing). */
+  list(): Promise<ListEntry[]>;
+}
+
 /** Whether the server offers the tree requests. */
-export function offersTree(session: Session): boolean {
+export function offersTree(session: TreeSession): boolean {
   return session.welcome?.features.includes(TREE_FEATURE) ?? false;
 }
 
 /** Whether the server continues a tree's cut files with `--resume` rather than resending them. */
-export function offersTreeResume(session: Session): boolean {
+export function offersTreeResume(session: TreeSession): boolean {
   return session.welcome?.features.includes(TREE_RESUME_FEATURE) ?? false;
 }
 
@@ -62,7 +91,7 @@ export interface ListRemoteOptions {
  * they come; one that does not sends them whole, and `onEntries` hears of them at once.
  */
 export async function listRemote(
-  session: Session,
+  session: TreeSession,
   options: ListRemoteOptions = {},
 ): Promise<TreeEntry[]> {
   const collected: TreeEntry[] = [];
@@ -121,7 +150,7 @@ export interface ListEntriesOptions {
  * Breaking off early reads the rest and drops it, so the session stays usable.
  */
 export async function* listEntries(
-  session: Session,
+  session: TreeSession,
   options: ListEntriesOptions = {},
 ): AsyncGenerator<TreeEntry, void, undefined> {
   const folders = options.folders ?? false;
@@ -185,7 +214,7 @@ async function* pulled<T>(
  * An older server lists every file in the tree; the folders are the names' prefixes (so an empty
  * folder cannot show). A folder with nothing under it reads as missing.
  */
-async function fromFlatListing(session: Session, options: ListRemoteOptions) {
+async function fromFlatListing(session: TreeSession, options: ListRemoteOptions) {
   const files = await session.list();
   const prefix = options.dir === undefined ? "" : options.dir + "/";
   const entries = new Map<string, TreeEntry>();
@@ -212,7 +241,10 @@ async function fromFlatListing(session: Session, options: ListRemoteOptions) {
 }
 
 /** Asks the server to remove, rename or create a name; resolves once it is done. */
-export async function changeRemote(session: Session, request: TreeChangeRequest): Promise<void> {
+export async function changeRemote(
+  session: TreeSession,
+  request: TreeChangeRequest,
+): Promise<void> {
   if (!offersTree(session)) {
     throw new RefusedError(
       "unsupported",
@@ -233,7 +265,7 @@ export interface TreeTransferOptions extends SendTreeOptions, ReceiveTreeOptions
   rate?: number;
 }
 
-function requireTree(session: Session, what: string): void {
+function requireTree(session: TreeSession, what: string): void {
   if (!offersTree(session)) {
     throw new RefusedError(
       "unsupported",
@@ -244,7 +276,7 @@ function requireTree(session: Session, what: string): void {
 
 /** Sends a transfer's request, then, once the server agrees, moves the files with `work`. */
 async function transferTree(
-  session: Session,
+  session: TreeSession,
   request: TreeTransferRequest,
   work: (io: SessionIo) => Promise<TreeSummary>,
 ): Promise<TreeSummary> {
@@ -279,7 +311,7 @@ function treeRequest(
  * connection, pipelined, each file verified and committed on its own.
  */
 export async function putTree(
-  session: Session,
+  session: TreeSession,
   local: string,
   remote: string | undefined,
   options: TreeTransferOptions = {},
@@ -298,7 +330,7 @@ export async function putTree(
  * which is created if missing. Nothing the server sends can write outside `local`.
  */
 export async function getTree(
-  session: Session,
+  session: TreeSession,
   remote: string | undefined,
   local: string,
   options: TreeTransferOptions = {},
@@ -337,7 +369,7 @@ export interface FilesTransferOptions {
  * Needs the server's `tree` feature ({@link offersTree}).
  */
 export async function putFiles(
-  session: Session,
+  session: TreeSession,
   files: FileToPut[],
   options: FilesTransferOptions = {},
 ): Promise<TreeSummary> {
@@ -392,7 +424,7 @@ const NAME_BYTES_PER_REQUEST = 32 << 10;
  * Events carry the file's place in `names` as `index`. Needs the server's `tree` feature.
  */
 export async function getFiles(
-  session: Session,
+  session: TreeSession,
   names: string[],
   target: (index: number, size: number) => Promise<DownloadTarget>,
   options: FilesTransferOptions = {},
