@@ -1,10 +1,11 @@
 /**
  * The file-system work a server hands to its disk threads (lib/disk_pool.ts) in one message rather
  * than one asynchronous call at a time: looking up every name of a folder, and reading small
- * files whole; and reading a folder's entries ({@link eachEntry}), a big folder as they come. Each
- * job runs synchronously where it runs (a worker thread), but for a big folder's read; its
- * results are plain data that cross to the event loop's thread by structured clone, errors as their Deno error
- * class name. Nothing here decides what a client may see: the caller checks what came back.
+ * files whole; and reading a folder's entries ({@link eachEntry}), a big folder as they come, and
+ * joining a real folder path with a name ({@link childOf}). Each job runs synchronously where it
+ * runs (a worker thread), but for a big folder's read; its results are plain data that cross to
+ * the event loop's thread by structured clone, errors as their Deno error class name. Nothing
+ * here decides what a client may see: the caller checks what came back.
  *
  * @module
  */
@@ -228,7 +229,10 @@ export const BIG_FOLDER_BYTES = 1 << 20;
 
 /** Options for {@link eachEntry}. */
 export interface EachEntryOptions {
-  /** Read the folder as it comes from this size on disk, in bytes (default {@link BIG_FOLDER_BYTES}). */
+  /**
+   * Read the folder as it comes from this size on disk, in bytes (default
+   * {@link BIG_FOLDER_BYTES}).
+   */
   bigBytes?: number;
 }
 
@@ -333,6 +337,17 @@ function lookUpNames(
   return lookup;
 }
 
+const SEPARATOR = Deno.build.os === "windows" ? "\\" : "/";
+
+/**
+ * The path of `name` (one segment, checked or as a folder listing gives it: no separator, `.` or
+ * `..`) in the folder `dir`, a real path: joined as they are, without the normalizing node:path's
+ * `join` does, which cost a measurable part of a walk or a small file's handling.
+ */
+export function childOf(dir: string, name: string): string {
+  return dir.endsWith(SEPARATOR) || dir.endsWith("/") ? dir + name : dir + SEPARATOR + name;
+}
+
 /** The real path of `path`: its folder's, resolved once per batch, joined with a name that is no link. */
 function realPathOf(path: string, batch: DiskBatch): { real: string; info: DiskInfo } {
   const windows = Deno.build.os === "windows";
@@ -345,9 +360,7 @@ function realPathOf(path: string, batch: DiskBatch): { real: string; info: DiskI
     realDir = Deno.realPathSync(dir);
     batch.realDirs.set(dir, realDir);
   }
-  const separator = windows ? "\\" : "/";
-  const name = path.slice(cut + 1);
-  const real = realDir.endsWith(separator) ? realDir + name : realDir + separator + name;
+  const real = childOf(realDir, path.slice(cut + 1));
   const info = infoOf(Deno.lstatSync(real));
   if (info.type !== "link") return { real, info };
   // A symlink: resolved whole, and what it leads to measured.

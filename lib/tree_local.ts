@@ -9,7 +9,7 @@
  * @module
  */
 
-import { dirname, join, sep as SEP } from "node:path";
+import { dirname, join } from "node:path";
 import { StoreError, UserError } from "./errors.ts";
 import { checkName, isValidName } from "./remote_name.ts";
 import { CreationModes, SMALL_FILE_MAX, StagedFile } from "./staged_file.ts";
@@ -26,6 +26,7 @@ import {
 } from "./tree_transfer.ts";
 import type { ManifestEntry, ManifestTop } from "./tree_protocol.ts";
 import { foldsCase, MODE_BITS, TreeWalker, type WalkEntry } from "./tree_walk.ts";
+import { childOf } from "./disk_jobs.ts";
 
 function removeQuietly(path: string): void {
   try {
@@ -33,14 +34,6 @@ function removeQuietly(path: string): void {
   } catch {
     // Gone already, or not ours to remove after all: it is skipped either way.
   }
-}
-
-/**
- * `name` in the folder `dir`: a real path, and a name checked to hold no separator, `.` or `..`,
- * so they are joined as they are rather than normalized again (a small file's two paths).
- */
-function inFolder(dir: string, name: string): string {
-  return dir.endsWith(SEP) ? dir + name : dir + SEP + name;
 }
 
 /** The local folder `base` as a tree source; refused unless it is a folder. */
@@ -299,8 +292,8 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
         const part = join(dir, await keptPartName(leaf));
         return await stagedSink(dir, part, join(dir, leaf), path, entry, "replace");
       }
-      const part = inFolder(dir, `${TREE_PART_PREFIX}${crypto.randomUUID()}.part`);
-      return await stagedSink(dir, part, inFolder(dir, leaf), path, entry, "create");
+      const part = childOf(dir, `${TREE_PART_PREFIX}${crypto.randomUUID()}.part`);
+      return await stagedSink(dir, part, childOf(dir, leaf), path, entry, "create");
     },
     resume: async (path, entry) => {
       const { parents, leaf } = split(path);

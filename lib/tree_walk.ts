@@ -10,7 +10,7 @@
 
 import { join } from "node:path";
 import { type DiskInfo, diskPool, type FolderView } from "./disk_pool.ts";
-import { diskError, eachEntry, isDiskFailure } from "./disk_jobs.ts";
+import { childOf, diskError, eachEntry, isDiskFailure } from "./disk_jobs.ts";
 
 /** What a walk (or a manifest) says about one name. */
 export interface WalkEntry {
@@ -89,16 +89,6 @@ export function entryOf(path: string, info: Deno.FileInfo): WalkEntry {
     mtime: info.mtime?.getTime() ?? 0,
     mode: (info.mode ?? 0o644) & MODE_BITS,
   };
-}
-
-const SEPARATOR = Deno.build.os === "windows" ? "\\" : "/";
-
-/**
- * The path of `name` (one segment, as a folder listing gives it) in the folder `dir`, a real path:
- * joined as it is, since neither needs the normalizing node:path's `join` does for every entry.
- */
-function childOf(dir: string, name: string): string {
-  return dir.endsWith(SEPARATOR) || dir.endsWith("/") ? dir + name : dir + SEPARATOR + name;
 }
 
 interface Level {
