@@ -13,9 +13,14 @@ import { join } from "node:path";
 import { StoreError } from "./errors.ts";
 import { RESUME_DIR } from "./kept_uploads.ts";
 import { checkName, isValidName, nameIn, STAGING_DIR } from "./remote_name.ts";
-import { syncDir } from "./staged_file.ts";
 import { checksumFilePrefix } from "./transfer.ts";
-import { makeDir, removeName, resolveFolder, type ServedFolder } from "./tree_store.ts";
+import {
+  flushFolder,
+  makeDir,
+  removeName,
+  resolveFolder,
+  type ServedFolder,
+} from "./tree_store.ts";
 import {
   folderIsFinished,
   type TreeFileSink,
@@ -134,7 +139,7 @@ export function folderSink(store: ServedFolder, base: string | undefined): TreeS
         await Deno.remove(staged).catch(() => {});
         throw error;
       }
-      if (store.fsync) await syncDir(folder);
+      await flushFolder(store, folder);
     },
     readLink: (path) => readStoreLink(store, name(path)),
     finishDir: async (path, entry, found) => {

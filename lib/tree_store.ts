@@ -168,7 +168,7 @@ export async function removeName(
     // Before and after: an upload named meanwhile may have looked at what was going.
     store.forgetFolders();
   }
-  if (store.fsync) await syncDir(join(path!, ".."));
+  await flushFolder(store, join(path!, ".."));
 }
 
 /**
@@ -211,10 +211,8 @@ export async function moveName(
     throw new StoreError("exists", `File exists: ${quote(to)}`);
   }
   store.forgetFolders();
-  if (store.fsync) {
-    await syncDir(join(target, ".."));
-    await syncDir(join(source!, ".."));
-  }
+  await flushFolder(store, join(target, ".."));
+  await flushFolder(store, join(source!, ".."));
 }
 
 /**
@@ -256,7 +254,16 @@ export async function makeDir(
       `${info?.isDirectory ? "Folder" : "File"} exists: ${quote(name)}`,
     );
   }
-  if (store.fsync) await syncDir(folder);
+  await flushFolder(store, folder);
+}
+
+/**
+ * Flushes the folder `dir` after a name in it was made, removed or renamed, so that the change is
+ * durable before it is reported; nothing for a store run with `--no-fsync`
+ * ({@link ServedFolder.fsync}).
+ */
+export async function flushFolder(store: ServedFolder, dir: string): Promise<void> {
+  if (store.fsync) await syncDir(dir);
 }
 
 /**
