@@ -268,8 +268,9 @@ async function same(a: string, b: string): Promise<void> {
   });
 }
 
-function ratio(ferrySeconds: number | undefined, other: number | undefined): string {
-  if (ferrySeconds === undefined || other === undefined) return "";
+/** The note comparing ferry's time with another's; nothing when either is missing or failed. */
+function ratio(ferrySeconds: number | undefined, other: number | Error | undefined): string {
+  if (ferrySeconds === undefined || typeof other !== "number") return "";
   return `, ferry is ${(other / ferrySeconds).toFixed(2)}× its speed`;
 }
 
@@ -295,6 +296,23 @@ async function paired(
     }
   }
   return steps.map((step, i) => step ? failed[i] ?? median(times[i]) : undefined);
+}
+
+/**
+ * A {@link paired} step that writes a tree: empties `dest`, runs the command, and, given `copyOf`,
+ * counts the run only if `dest` is then a copy of that tree.
+ */
+function copying(
+  dest: string,
+  [cmd, args]: [string, string[]],
+  copyOf?: string,
+): () => Promise<number> {
+  return async () => {
+    await clear(dest);
+    const seconds = await run(cmd, args);
+    if (copyOf !== undefined) await same(copyOf, dest);
+    return seconds;
+  };
 }
 
 /** Empties `dir` (a destination between two runs), which may not exist yet. */
@@ -346,23 +364,21 @@ export async function runTreeBench(options: TreeBenchOptions): Promise<TreeRow[]
     const daemon = rsync ? await rsyncDaemon(rsyncRoot, work) : undefined;
     const server = await ferryServer(ferryRoot, fsync);
     try {
-      const [cmd, args] = ferry(server.port, "put", "-r", join(src, "tree"));
       const [rsyncPut, ferryPut] = await paired(runs, [
-        daemon && (async () => {
-          await clear(join(rsyncRoot, "tree"));
-          return await run("rsync", [
+        daemon && copying(join(rsyncRoot, "tree"), [
+          "rsync",
+          [
             "-a",
             ...(fsync ? ["--fsync"] : []),
             join(src, "tree"),
             `rsync://${HOST}:${daemon.port}/m/`,
-          ]);
-        }),
-        async () => {
-          await clear(join(ferryRoot, "tree"));
-          const seconds = await run(cmd, args);
-          await same(join(src, "tree"), join(ferryRoot, "tree"));
-          return seconds;
-        },
+          ],
+        ]),
+        copying(
+          join(ferryRoot, "tree"),
+          ferry(server.port, "put", "-r", join(src, "tree")),
+          join(src, "tree"),
+        ),
       ]);
       if (daemon) {
         await attempt(
@@ -383,9 +399,7 @@ export async function runTreeBench(options: TreeBenchOptions): Promise<TreeRow[]
           seconds,
           peakMiB: peak,
           note: rsync
-            ? `vs rsync -a${fsync ? " --fsync" : ""}${
-              ratio(seconds, typeof rsyncPut === "number" ? rsyncPut : undefined)
-            }`
+            ? `vs rsync -a${fsync ? " --fsync" : ""}${ratio(seconds, rsyncPut)}`
             : skipped("rsync"),
         });
       });
@@ -414,29 +428,16 @@ export async function runTreeBench(options: TreeBenchOptions): Promise<TreeRow[]
   const server = await ferryServer(join(work, "ferry-root-false"), false);
   const daemon = rsync ? await rsyncDaemon(join(work, "rsync-root-false"), work) : undefined;
   try {
-    const [ferryCmd, ferryArgs] = ferry(
-      server.port,
-      "get",
-      "-r",
-      "tree",
-      join(work, "ferry-get"),
-      "--no-fsync",
-    );
     const [rsyncGet, ferryGet] = await paired(runs, [
-      daemon && (async () => {
-        await clear(join(work, "rsync-get"));
-        return await run("rsync", [
-          "-a",
-          `rsync://${HOST}:${daemon.port}/m/tree`,
-          join(work, "rsync-get"),
-        ]);
-      }),
-      async () => {
-        await clear(join(work, "ferry-get"));
-        const seconds = await run(ferryCmd, ferryArgs);
-        await same(join(src, "tree"), join(work, "ferry-get"));
-        return seconds;
-      },
+      daemon && copying(join(work, "rsync-get"), [
+        "rsync",
+        ["-a", `rsync://${HOST}:${daemon.port}/m/tree`, join(work, "rsync-get")],
+      ]),
+      copying(
+        join(work, "ferry-get"),
+        ferry(server.port, "get", "-r", "tree", join(work, "ferry-get"), "--no-fsync"),
+        join(src, "tree"),
+      ),
     ]);
     if (daemon) {
       await attempt(`rsync -a from daemon, ${label}`, () =>
@@ -452,9 +453,9 @@ export async function runTreeBench(options: TreeBenchOptions): Promise<TreeRow[]
         label: `ferry get -r --no-fsync, ${label}`,
         seconds,
         note: daemon
-          ? `vs rsync -a${
-            ratio(seconds, typeof rsyncGet === "number" ? rsyncGet : undefined)
-          }; tar c | nc took ${tarSeconds?.toFixed(3) ?? "—"} s one way`
+          ? `vs rsync -a${ratio(seconds, rsyncGet)}; tar c | nc took ${
+            tarSeconds?.toFixed(3) ?? "—"
+          } s one way`
           : skipped("rsync"),
       });
     });
@@ -534,18 +535,16 @@ export async function runTreeBench(options: TreeBenchOptions): Promise<TreeRow[]
   const mixedDaemon = rsync ? await rsyncDaemon(rsyncMixedRoot, work) : undefined;
   const mixedServer = await ferryServer(ferryMixedRoot, false);
   try {
-    const [cmd, args] = ferry(mixedServer.port, "put", "-r", mixed);
     const [rsyncMixed, ferryMixed] = await paired(runs, [
-      mixedDaemon && (async () => {
-        await clear(join(rsyncMixedRoot, "mixed"));
-        return await run("rsync", ["-a", mixed, `rsync://${HOST}:${mixedDaemon.port}/m/`]);
-      }),
-      async () => {
-        await clear(join(ferryMixedRoot, "mixed"));
-        const seconds = await run(cmd, args);
-        await same(mixed, join(ferryMixedRoot, "mixed"));
-        return seconds;
-      },
+      mixedDaemon && copying(join(rsyncMixedRoot, "mixed"), [
+        "rsync",
+        ["-a", mixed, `rsync://${HOST}:${mixedDaemon.port}/m/`],
+      ]),
+      copying(
+        join(ferryMixedRoot, "mixed"),
+        ferry(mixedServer.port, "put", "-r", mixed),
+        mixed,
+      ),
     ]);
     if (mixedDaemon) {
       await attempt(`rsync -a, ${mixedLabel}`, () =>
@@ -562,9 +561,7 @@ export async function runTreeBench(options: TreeBenchOptions): Promise<TreeRow[]
         label: `ferry put -r --no-fsync, ${mixedLabel}`,
         seconds,
         peakMiB: peak,
-        note: rsync
-          ? `vs rsync -a${ratio(seconds, typeof rsyncMixed === "number" ? rsyncMixed : undefined)}`
-          : skipped("rsync"),
+        note: rsync ? `vs rsync -a${ratio(seconds, rsyncMixed)}` : skipped("rsync"),
       });
     });
   } finally {
