@@ -14,7 +14,7 @@ import {
   writeRandomFile,
 } from "./harness.ts";
 import { onlyReport } from "./client_checks.ts";
-import { snapshot } from "./tree_helpers.ts";
+import { snapshot, summaryOf } from "./tree_helpers.ts";
 import { Wire } from "./wire.ts";
 import { encodeControl, FrameType } from "../lib/frames.ts";
 
@@ -66,7 +66,7 @@ Deno.test("--limit-rate paces put -r and get -r as one stream, small files too, 
   ) {
     const result = await ferry(server, [...args]);
     assertSuccess(result, `${what} --limit-rate`);
-    const summary = JSON.parse(new TextDecoder().decode(result.stdout).trim().split("\n").at(-1)!);
+    const summary = summaryOf(result);
     assert.equal(summary.bytes, 3 * MiB);
     assert.ok(summary.seconds >= 1.2, `${what} of 3 MiB at 2 MiB/s took only ${summary.seconds} s`);
   }

@@ -28,7 +28,15 @@ import {
   stagingKeys,
   startS3Server,
 } from "./s3_harness.ts";
-import { cuttingRelay, kill, largest, out, resumeTree, snapshot } from "./tree_helpers.ts";
+import {
+  cuttingRelay,
+  kill,
+  largest,
+  out,
+  resumeTree,
+  snapshot,
+  summaryOf,
+} from "./tree_helpers.ts";
 
 /** Three parts: a first cut falls after the first part reached the store, a second one later. */
 const BIG = 3 * PART;
@@ -115,7 +123,7 @@ Deno.test({
     const again = await ferry(b, ["put", "-r", src, "up", "--resume", "--json"]);
     assertSuccess(again, "put -r --resume");
     assert.doesNotMatch(again.stderr, /cannot continue/, "the server says it resumes trees");
-    const summary = JSON.parse(out(again).trim().split("\n").at(-1)!);
+    const summary = summaryOf(again);
     assert.equal(summary.resumed, kept, "continued from all that was kept");
     assert.equal(summary.failed, 0);
     assert.match(again.stderr, /of it resumed, not sent again/);
@@ -154,7 +162,7 @@ Deno.test({
     const again = await ferry(a, ["put", "-r", src, "up", "--resume", "--json"]);
     assertSuccess(again, "put -r --resume");
     assert.doesNotMatch(again.stderr, /cannot continue/, "the server says it resumes trees");
-    const summary = JSON.parse(out(again).trim().split("\n").at(-1)!);
+    const summary = summaryOf(again);
     assert.equal(summary.resumed, 0, "nothing resumed from kept bytes that no longer match");
     assert.deepEqual(await stagingKeys(bucket), [], "the kept upload that did not match is gone");
     const back = `${work.path}/back`;
@@ -191,7 +199,7 @@ Deno.test({
     const again = await ferry(a, ["get", "-r", "tree", dest, "--resume", "--json"]);
     assertSuccess(again, "get -r --resume");
     assert.doesNotMatch(again.stderr, /cannot continue/, "the server says it resumes trees");
-    const summary = JSON.parse(out(again).trim().split("\n").at(-1)!);
+    const summary = summaryOf(again);
     assert.equal(summary.resumed, kept, "continued from all that was kept");
     const sent = await moved(a, / get_tree "tree" \d+ bytes ok/);
     assert.ok(sent <= BIG - kept + 100, `only the rest was sent: ${sent} bytes`);
@@ -226,7 +234,7 @@ Deno.test({
     const again = await ferry(a, ["get", "-r", "tree", dest, "--resume", "--json"]);
     assertSuccess(again, "get -r --resume");
     assert.doesNotMatch(again.stderr, /cannot continue/, "the server says it resumes trees");
-    const summary = JSON.parse(out(again).trim().split("\n").at(-1)!);
+    const summary = summaryOf(again);
     assert.equal(summary.resumed, 0, "nothing resumed from a part that no longer matches");
     assert.deepEqual(await snapshot(dest), await snapshot(src));
     assert.equal(await largest(`${dest}/sub`, /^\.ferry-/), 0, "no part left");
@@ -253,7 +261,7 @@ Deno.test({
     const again = await ferry(a, ["put", "-r", src, "up", "--resume", "--json"]);
     assertSuccess(again, "put -r --resume");
     assert.doesNotMatch(again.stderr, /cannot continue/, "the server says it resumes trees");
-    const summary = JSON.parse(out(again).trim().split("\n").at(-1)!);
+    const summary = summaryOf(again);
     assert.equal(summary.resumed, second, "continued from all the two runs sent");
     const sent = await moved(a, / put_tree "up" \d+ bytes ok .* bytes resumed/);
     assert.ok(sent <= BIG - second + 100, `only the rest was sent: ${sent} bytes`);
@@ -296,7 +304,7 @@ Deno.test({
     const again = await ferry(a, ["put", "-r", src, "up", "--resume", "--json"]);
     assertSuccess(again, "put -r --resume");
     assert.doesNotMatch(again.stderr, /cannot continue/, "the server says it resumes trees");
-    assert.equal(JSON.parse(out(again).trim().split("\n").at(-1)!).resumed, 0);
+    assert.equal(summaryOf(again).resumed, 0);
     const back = `${work.path}/back`;
     assertSuccess(await ferry(a, ["get", "-r", "up", back]), "get -r");
     assert.deepEqual(await snapshot(back), await snapshot(src));

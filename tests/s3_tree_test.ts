@@ -24,6 +24,7 @@ import {
   stagingKeys,
   startS3Server,
 } from "./s3_harness.ts";
+import { summaryOf } from "./tree_helpers.ts";
 
 Deno.test({
   name: "s3: listing shows the files under the prefix, sorted, and nothing of the server's own",
@@ -295,7 +296,7 @@ Deno.test({
       // By content, nothing differs: nothing is sent again.
       const again = await ferry(a, ["put", "-r", src, "mirror", "--checksum", "--json"]);
       assertSuccess(again, "put -r --checksum");
-      const summary = JSON.parse(new TextDecoder().decode(again.stdout).trim().split("\n").at(-1)!);
+      const summary = summaryOf(again);
       assert.deepEqual([summary.files, summary.skipped, summary.failed], [0, 3, 0]);
 
       await okText(b, ["get", "-r", "mirror", "back"], dir);
@@ -310,7 +311,7 @@ Deno.test({
       // A second get finds the local copy up to date (size and mtime).
       const second = await ferry(b, ["get", "-r", "mirror", "back", "--json"], { cwd: dir });
       assertSuccess(second, "second get -r");
-      const got = JSON.parse(new TextDecoder().decode(second.stdout).trim().split("\n").at(-1)!);
+      const got = summaryOf(second);
       assert.deepEqual([got.files, got.skipped], [0, 3]);
 
       // --delete removes on the store what the sender lacks.

@@ -54,6 +54,11 @@ export function out(result: RunResult): string {
   return decoder.decode(result.stdout);
 }
 
+/** The summary object `--json` prints last: the last line of a run's stdout. */
+export function summaryOf(result: RunResult): Record<string, number> {
+  return JSON.parse(out(result).trim().split("\n").at(-1)!);
+}
+
 export function file(path: string): Record<string, unknown> {
   return { path, type: "file", size: 4, mtime: 0, mode: 0o644 };
 }

@@ -21,7 +21,7 @@ import {
   waitFor,
   waitForStagingData,
 } from "./harness.ts";
-import { cuttingRelay, kill, largest, out, resumeTree, snapshot } from "./tree_helpers.ts";
+import { cuttingRelay, kill, largest, resumeTree, snapshot, summaryOf } from "./tree_helpers.ts";
 import { encodeControl, FrameType } from "../lib/frames.ts";
 import { TREE_PEER, withFakeServer } from "./wire.ts";
 
@@ -52,7 +52,7 @@ Deno.test("put -r --resume continues a big file the killed client had half sent"
 
   const again = await ferry(server, ["put", "-r", src, "up", "--resume", "--json"]);
   assertSuccess(again, "put -r --resume");
-  const summary = JSON.parse(out(again).trim().split("\n").at(-1)!);
+  const summary = summaryOf(again);
   assert.equal(summary.resumed, kept, "continued from all that was kept");
   assert.match(again.stderr, /of it resumed, not sent again/);
   // The server's log counts the bytes that moved: the big file's rest, and whatever small
@@ -88,7 +88,7 @@ Deno.test("get -r --resume continues a big file the killed client had half recei
 
   const again = await ferry(server, ["get", "-r", "tree", dest, "--resume", "--json"]);
   assertSuccess(again, "get -r --resume");
-  const summary = JSON.parse(out(again).trim().split("\n").at(-1)!);
+  const summary = summaryOf(again);
   assert.equal(summary.resumed, kept, "continued from all that was kept");
   const line = await server.waitForLog(/ get_tree "tree" \d+ bytes ok/);
   const moved = Number(/ get_tree "tree" (\d+) bytes/.exec(line)![1]);
@@ -113,7 +113,7 @@ Deno.test("get -r cut mid-file says what it kept; a rerun without --resume start
 
   const again = await ferry(server, ["get", "-r", "tree", dest, "--json"]);
   assertSuccess(again, "get -r again");
-  const summary = JSON.parse(out(again).trim().split("\n").at(-1)!);
+  const summary = summaryOf(again);
   assert.equal(summary.resumed, 0, "nothing resumed without --resume");
   assert.deepEqual(await snapshot(dest), await snapshot(`${server.root}/tree`));
   assert.equal(await largest(`${dest}/sub`, /^\.ferry-/), 0, "no part left");
@@ -137,7 +137,7 @@ Deno.test("get -r --resume starts a file over when its start changed since the c
 
   const again = await ferry(server, ["get", "-r", "tree", dest, "--resume", "--json"]);
   assertSuccess(again, "get -r --resume");
-  const summary = JSON.parse(out(again).trim().split("\n").at(-1)!);
+  const summary = summaryOf(again);
   assert.equal(summary.resumed, 0, "nothing resumed from a part that no longer matches");
   assert.deepEqual(await snapshot(dest), await snapshot(`${server.root}/tree`));
   assert.equal(await largest(`${dest}/sub`, /^\.ferry-/), 0, "no part left");
