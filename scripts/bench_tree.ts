@@ -7,7 +7,9 @@
  * `rsync --list-only`; the server's peak RSS for a tree of many entries; and the peak RSS of a
  * folder of many entries listed, by the client (`list --long`) and as the server's HTML page.
  * Like is compared with like: ferry's default (fsync) beside `rsync --fsync`, ferry `--no-fsync`
- * beside rsync's default; every row says which. Rows whose tool is missing are skipped with a note.
+ * beside rsync's default; every row says which. rsync runs with TCP_NODELAY on both ends, as ferry
+ * does; with its default sockets each exchange waits on a delayed ACK, which the no-change and list
+ * rows also show, apart. Rows whose tool is missing are skipped with a note.
  * Each timed row shows the median of `--runs` runs, the tools taking turns, because this VM's disk
  * changes pace over seconds (a single run of the same command varied fivefold).
  *
@@ -210,8 +212,17 @@ function ferry(port: number, ...args: string[]): [string, string[]] {
   ]];
 }
 
-/** An rsync daemon serving `dir` as module `m`, read-write, on a free loopback port. */
-async function rsyncDaemon(dir: string, work: string): Promise<Background> {
+/**
+ * rsync's client option for TCP_NODELAY. ferry's sockets have it; rsync's default sockets wait on
+ * delayed ACKs (some 40 ms an exchange on loopback), which would flatter ferry.
+ */
+const NODELAY = "--sockopts=TCP_NODELAY";
+
+/**
+ * An rsync daemon serving `dir` as module `m`, read-write, on a free loopback port; with
+ * TCP_NODELAY unless `defaultSockets`.
+ */
+async function rsyncDaemon(dir: string, work: string, defaultSockets = false): Promise<Background> {
   await Deno.mkdir(dir, { recursive: true });
   const port = freePort();
   const conf = join(work, `rsyncd-${port}.conf`);
@@ -225,6 +236,7 @@ async function rsyncDaemon(dir: string, work: string): Promise<Background> {
       `address = ${HOST}`,
       `pid file = ${join(work, `rsyncd-${port}.pid`)}`,
       "use chroot = no",
+      ...(defaultSockets ? [] : ["socket options = TCP_NODELAY"]),
       ...(root ? ["uid = root", "gid = root"] : []),
       "[m]",
       `path = ${dir}`,
@@ -328,6 +340,40 @@ function secondsOf(result: number | Error | undefined): number {
   return result!;
 }
 
+/**
+ * rsync's no-change pass and list with its default sockets, as rows apart: what a user who never
+ * set TCP_NODELAY sees, never the reference of a ratio.
+ */
+async function rsyncDefaultSockets(
+  dir: string,
+  work: string,
+  src: string,
+  label: string,
+  attempt: (label: string, body: () => Promise<TreeRow>) => Promise<void>,
+  runAgain: (cmd: string, args: string[]) => Promise<number>,
+): Promise<void> {
+  const daemon = await rsyncDaemon(dir, work, true);
+  const note = "rsync's default sockets (no TCP_NODELAY): not a reference";
+  try {
+    await attempt("rsync no-change pass, default sockets", async () => ({
+      label: `rsync -a again, nothing changed, default sockets, ${label}`,
+      seconds: await runAgain("rsync", [
+        "-a",
+        join(src, "tree"),
+        `rsync://${HOST}:${daemon.port}/m/`,
+      ]),
+      note,
+    }));
+    await attempt("rsync --list-only, default sockets", async () => ({
+      label: `rsync --list-only, default sockets, the same folder`,
+      seconds: await runAgain("rsync", ["--list-only", `rsync://${HOST}:${daemon.port}/m/many/`]),
+      note,
+    }));
+  } finally {
+    await stop(daemon);
+  }
+}
+
 /** Runs every tree row (see `runs`) and returns them; a failing row is reported, not thrown. */
 export async function runTreeBench(options: TreeBenchOptions): Promise<TreeRow[]> {
   const rows: TreeRow[] = [];
@@ -369,6 +415,7 @@ export async function runTreeBench(options: TreeBenchOptions): Promise<TreeRow[]
           "rsync",
           [
             "-a",
+            NODELAY,
             ...(fsync ? ["--fsync"] : []),
             join(src, "tree"),
             `rsync://${HOST}:${daemon.port}/m/`,
@@ -431,7 +478,7 @@ export async function runTreeBench(options: TreeBenchOptions): Promise<TreeRow[]
     const [rsyncGet, ferryGet] = await paired(runs, [
       daemon && copying(join(work, "rsync-get"), [
         "rsync",
-        ["-a", `rsync://${HOST}:${daemon.port}/m/tree`, join(work, "rsync-get")],
+        ["-a", NODELAY, `rsync://${HOST}:${daemon.port}/m/tree`, join(work, "rsync-get")],
       ]),
       copying(
         join(work, "ferry-get"),
@@ -464,6 +511,7 @@ export async function runTreeBench(options: TreeBenchOptions): Promise<TreeRow[]
       await attempt(`rsync -a no-change pass`, async () => {
         rsyncAgain = await runAgain("rsync", [
           "-a",
+          NODELAY,
           join(src, "tree"),
           `rsync://${HOST}:${daemon.port}/m/`,
         ]);
@@ -496,10 +544,11 @@ export async function runTreeBench(options: TreeBenchOptions): Promise<TreeRow[]
     await run(cmd, args);
     let rsyncList: number | undefined;
     if (daemon) {
-      await run("rsync", ["-a", join(flat, "many"), `rsync://${HOST}:${daemon.port}/m/`]);
+      await run("rsync", ["-a", NODELAY, join(flat, "many"), `rsync://${HOST}:${daemon.port}/m/`]);
       await attempt("rsync --list-only", async () => {
         rsyncList = await runAgain("rsync", [
           "--list-only",
+          NODELAY,
           `rsync://${HOST}:${daemon.port}/m/many/`,
         ]);
         return {
@@ -509,15 +558,26 @@ export async function runTreeBench(options: TreeBenchOptions): Promise<TreeRow[]
         };
       });
     }
+    // --long prints what rsync --list-only does: mode, size, time and name.
     await attempt("ferry list", async () => {
-      const [cmd, args] = ferry(server.port, "list", "many");
+      const [cmd, args] = ferry(server.port, "list", "--long", "many");
       const seconds = await runAgain(cmd, args);
       return {
-        label: `ferry list DIR, one folder of ${files} files`,
+        label: `ferry list --long DIR, one folder of ${files} files`,
         seconds,
         note: daemon ? `vs rsync --list-only${ratio(seconds, rsyncList)}` : skipped("rsync"),
       };
     });
+    if (daemon) {
+      await rsyncDefaultSockets(
+        join(work, "rsync-root-false"),
+        work,
+        src,
+        label,
+        attempt,
+        runAgain,
+      );
+    }
   } finally {
     await stop(server);
     if (daemon) await stop(daemon);
@@ -538,7 +598,7 @@ export async function runTreeBench(options: TreeBenchOptions): Promise<TreeRow[]
     const [rsyncMixed, ferryMixed] = await paired(runs, [
       mixedDaemon && copying(join(rsyncMixedRoot, "mixed"), [
         "rsync",
-        ["-a", mixed, `rsync://${HOST}:${mixedDaemon.port}/m/`],
+        ["-a", NODELAY, mixed, `rsync://${HOST}:${mixedDaemon.port}/m/`],
       ]),
       copying(
         join(ferryMixedRoot, "mixed"),
