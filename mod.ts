@@ -75,7 +75,7 @@ export {
   keepsConnection,
 } from "./lib/error_codes.ts";
 export type { KeptEntry, ListEntry, Welcome } from "./lib/protocol.ts";
-export type { DirectReader } from "./lib/frame_io.ts";
+export type { DirectReader } from "./lib/frame_reader.ts";
 export type {
   ByteSink,
   ByteSource,

@@ -30,7 +30,9 @@ import {
   type Welcome,
 } from "./protocol.ts";
 import { FrameType, frameTypeName } from "./frames.ts";
-import { type Activity, FrameReader, FrameWriter } from "./frame_io.ts";
+import type { Activity } from "./connection_activity.ts";
+import { FrameReader } from "./frame_reader.ts";
+import { FrameWriter } from "./frame_writer.ts";
 import {
   type ByteSource,
   cancelSource,

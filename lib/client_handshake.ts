@@ -20,7 +20,8 @@ import {
   PROTOCOL_VERSION,
   startsPreamble,
 } from "./frames.ts";
-import type { FrameReader, FrameWriter } from "./frame_io.ts";
+import type { FrameReader } from "./frame_reader.ts";
+import type { FrameWriter } from "./frame_writer.ts";
 import { type Ok, parseWelcome, type Welcome } from "./protocol.ts";
 import { concatBytes } from "./transfer.ts";
 import { NAME, VERSION } from "./version.ts";

@@ -23,7 +23,8 @@ import { ProtocolError, RefusedError, StoreError, UsageError, UserError } from "
 import { quote } from "./remote_name.ts";
 import type { Store } from "./store.ts";
 import type { KeptEntry, ListEntry } from "./protocol.ts";
-import { FrameReader, FrameWriter } from "./frame_io.ts";
+import { FrameReader } from "./frame_reader.ts";
+import { FrameWriter } from "./frame_writer.ts";
 import type { Watch } from "./watchdog.ts";
 import { type ByteSource, cancelSource, concatBytes, receiveRaw, sendData } from "./transfer.ts";
 

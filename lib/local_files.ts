@@ -9,7 +9,7 @@
 import { resolve } from "node:path";
 import { DEVICE_FILES_RULE } from "./devices.ts";
 import { LocalFileError, StdoutClosed, UserError } from "./errors.ts";
-import type { DirectReader } from "./frame_io.ts";
+import type { DirectReader } from "./frame_reader.ts";
 
 /** Wordings for the failures users meet, by errno name; anything else keeps the OS's words. */
 const REASONS: Record<string, string> = {

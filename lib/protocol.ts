@@ -1,8 +1,9 @@
 /**
  * The ferry wire messages: the JSON each control frame carries, and the validation of every
  * message that arrives (parse*), with the listings a data phase carries. The frame layout is in
- * lib/frames.ts, reading and writing frames in lib/frame_io.ts, the tree requests' messages in
- * lib/tree_protocol.ts. docs/protocol.md is the prose version of these; keep them in step.
+ * lib/frames.ts, reading and writing frames in lib/frame_reader.ts and lib/frame_writer.ts, the
+ * tree requests' messages in lib/tree_protocol.ts. docs/protocol.md is the prose version of
+ * these; keep them in step.
  *
  * @module
  */

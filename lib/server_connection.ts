@@ -18,7 +18,8 @@ import {
   PROTOCOL_VERSION,
   startsPreamble,
 } from "./frames.ts";
-import { FrameReader, FrameWriter } from "./frame_io.ts";
+import { FrameReader } from "./frame_reader.ts";
+import { FrameWriter } from "./frame_writer.ts";
 import { authMac, macMatches, newNonce } from "./auth.ts";
 import type { Refusal } from "./admission.ts";
 import { looksLikeLegacy, serveLegacy } from "./legacy.ts";

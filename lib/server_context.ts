@@ -9,7 +9,8 @@
 import type { BufferPool } from "./buffer_pool.ts";
 import type { Store } from "./store.ts";
 import type { ErrorMessage } from "./protocol.ts";
-import type { FrameReader, FrameWriter } from "./frame_io.ts";
+import type { FrameReader } from "./frame_reader.ts";
+import type { FrameWriter } from "./frame_writer.ts";
 import type { Admission, Ticket } from "./admission.ts";
 import type { Watch } from "./watchdog.ts";
 

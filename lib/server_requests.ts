@@ -29,7 +29,7 @@ import {
   type Request,
 } from "./protocol.ts";
 import { FrameType } from "./frames.ts";
-import { CORK_LIMIT, type FrameWriter } from "./frame_io.ts";
+import { CORK_LIMIT, type FrameWriter } from "./frame_writer.ts";
 import { formatBytes, formatDuration } from "./format.ts";
 import { RateLimiter } from "./rate_limit.ts";
 import {

@@ -19,14 +19,9 @@ import {
 import { formatExactBytes } from "./format.ts";
 import { parseEnd, parseError } from "./protocol.ts";
 import { CHUNK_SIZE, concatBytes, FrameType, frameTypeName } from "./frames.ts";
-import {
-  CORK_LIMIT,
-  type DirectReader,
-  type DirectWriter,
-  type FrameReader,
-  type FrameWriter,
-  InPlaceByobReader,
-} from "./frame_io.ts";
+import type { DirectReader, FrameReader } from "./frame_reader.ts";
+import { CORK_LIMIT, type DirectWriter, type FrameWriter } from "./frame_writer.ts";
+import { InPlaceByobReader } from "./in_place_byob_reader.ts";
 
 /** What a finished data phase moved. */
 export interface TransferResult {

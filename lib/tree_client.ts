@@ -14,7 +14,8 @@ import type { DownloadTarget } from "./client_session.ts";
 import { ProtocolError, RefusedError } from "./errors.ts";
 import { utf8Length } from "./format.ts";
 import { FrameType } from "./frames.ts";
-import type { FrameReader, FrameWriter } from "./frame_io.ts";
+import type { FrameReader } from "./frame_reader.ts";
+import type { FrameWriter } from "./frame_writer.ts";
 import type { ListEntry, Ok, Welcome } from "./protocol.ts";
 import { concatBytes, type LocalWaits, receiveData } from "./transfer.ts";
 import {

@@ -12,7 +12,7 @@ import { describeError, ProtocolError, RefusedError, StoreError } from "./errors
 import { utf8Length } from "./format.ts";
 import { type ErrorCode, parseError } from "./protocol.ts";
 import { FrameType, frameTypeName } from "./frames.ts";
-import type { FrameReader } from "./frame_io.ts";
+import type { FrameReader } from "./frame_reader.ts";
 import { createChecksum } from "./checksum.ts";
 import {
   checksumFilePrefix,

@@ -12,7 +12,8 @@
 import type { BufferPool } from "./buffer_pool.ts";
 import { StoreError } from "./errors.ts";
 import { checkName, quote } from "./remote_name.ts";
-import type { FrameReader, FrameWriter } from "./frame_io.ts";
+import type { FrameReader } from "./frame_reader.ts";
+import type { FrameWriter } from "./frame_writer.ts";
 import type { Store } from "./store.ts";
 import { isFilesTransfer, type TreeSummary, type TreeTransferRequest } from "./tree_protocol.ts";
 import { DEFAULT_MAX_ENTRIES, receiveTree } from "./tree_receive.ts";

@@ -11,7 +11,8 @@
 
 import type { BufferPool } from "./buffer_pool.ts";
 import type { ErrorCode } from "./protocol.ts";
-import type { FrameReader, FrameWriter } from "./frame_io.ts";
+import type { FrameReader } from "./frame_reader.ts";
+import type { FrameWriter } from "./frame_writer.ts";
 import type { ByteSink, LocalWaits, ResumePoint, Throttle, TransferResult } from "./transfer.ts";
 import type { ManifestEntry, ManifestTop } from "./tree_protocol.ts";
 import { type EntryWalk, MODE_BITS, type WalkEntry } from "./tree_walk.ts";

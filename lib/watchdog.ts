@@ -16,7 +16,7 @@
 
 import { watchInterval } from "./connection.ts";
 import { formatBytes } from "./format.ts";
-import type { Activity } from "./frame_io.ts";
+import type { Activity } from "./connection_activity.ts";
 import type { LocalWaits } from "./transfer.ts";
 
 /**

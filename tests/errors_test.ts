@@ -15,7 +15,7 @@ import {
   ProtocolError,
 } from "../lib/errors.ts";
 import { encodeControl, FrameType } from "../lib/frames.ts";
-import { FrameReader } from "../lib/frame_io.ts";
+import { FrameReader } from "../lib/frame_reader.ts";
 import { BucketError, S3Bucket } from "../lib/s3_bucket.ts";
 import { receiveData } from "../lib/transfer.ts";
 import { hashArena } from "../lib/xxh3.ts";

@@ -28,7 +28,7 @@ import {
   PREAMBLE_LENGTH,
   PROTOCOL_VERSION,
 } from "../lib/frames.ts";
-import { FrameReader } from "../lib/frame_io.ts";
+import { FrameReader } from "../lib/frame_reader.ts";
 import { hashArena } from "../lib/xxh3.ts";
 import { bytesReader, concat } from "./wire.ts";
 

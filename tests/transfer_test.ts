@@ -7,7 +7,8 @@
 
 import assert from "node:assert/strict";
 import { alignedBuffer, BufferPool } from "../lib/buffer_pool.ts";
-import { FrameReader, FrameWriter } from "../lib/frame_io.ts";
+import { FrameReader } from "../lib/frame_reader.ts";
+import { FrameWriter } from "../lib/frame_writer.ts";
 import {
   concatBytes,
   FILE_WRITE_PIECE,

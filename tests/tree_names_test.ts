@@ -8,7 +8,8 @@
 
 import assert from "node:assert/strict";
 import { FrameType } from "../lib/frames.ts";
-import { FrameReader, FrameWriter } from "../lib/frame_io.ts";
+import { FrameReader } from "../lib/frame_reader.ts";
+import { FrameWriter } from "../lib/frame_writer.ts";
 import { localSink } from "../lib/tree_local.ts";
 import { receiveTree } from "../lib/tree_receive.ts";
 import { foldsCase } from "../lib/tree_walk.ts";

@@ -1,8 +1,8 @@
 /**
  * Raw-protocol helpers for the integration tests: what a test needs to speak ferry's wire format
  * by hand, for what the real client cannot do (cut an upload mid-frame, send garbage, stall, or
- * play a hostile server). Frames are read here independently of lib/frame_io.ts's reader, so that
- * a bug there cannot hide itself; only the encoders come from lib/frames.ts and lib/protocol.ts.
+ * play a hostile server). Frames are read here independently of lib/frame_reader.ts, so that a
+ * bug there cannot hide itself; only the encoders come from lib/frames.ts and lib/protocol.ts.
  *
  * - {@link concat}, {@link contains} and {@link checksumOf}: the byte utilities the tests share.
  * - {@link bytesReader}: bytes read in pieces, as the socket a frame reader reads might give them.
