@@ -1,11 +1,11 @@
 /**
  * Storage and path safety for the served root. Every name that arrives from the network passes
  * through {@link checkName} (lib/remote_name.ts) and is resolved inside the root here, symlinks
- * included. Owns that resolution and where uploads go: staged files (lib/staged_file.ts) in a
- * hidden staging folder, linked or renamed to their final name once the caller has verified them
- * (the upload itself is lib/file_upload.ts's). An upload that runs out of disk space takes it from
- * the kept interrupted uploads (lib/kept_uploads.ts), oldest first, before it gives up. The
- * listing walk is lib/folder_listing.ts's.
+ * included. Owns opening the root (emptying what a previous run left staged) and that
+ * resolution: of a file to read, and of the folders a name is made, moved or uploaded into. The
+ * rest of the store is the modules' it hands over to: where uploads go (staged, then named once
+ * verified) lib/folder_uploads.ts, the listing walk lib/folder_listing.ts, the tree operations
+ * lib/tree_store.ts and lib/folder_tree.ts.
  *
  * @module
  */
@@ -36,13 +36,8 @@ import {
 } from "./tree_store.ts";
 import { type KeptOptions, KeptUploads, RESUME_DIR } from "./kept_uploads.ts";
 import { checkName, quote, STAGING_DIR } from "./remote_name.ts";
-import {
-  CreationModes,
-  SMALL_FILE_MAX,
-  StagedFile,
-  type StagedFileOptions,
-} from "./staged_file.ts";
-import { Upload } from "./file_upload.ts";
+import type { Upload } from "./file_upload.ts";
+import { FolderUploads } from "./folder_uploads.ts";
 import { diskPool, type SmallRead } from "./disk_pool.ts";
 import type { TreeListing } from "./tree_listing.ts";
 import { isListedUndecodable, listFiles, walkFolderListing } from "./folder_listing.ts";
@@ -88,11 +83,8 @@ export class FileStore implements Store, ServedFolder {
   readonly treeResume = true;
   /** Whether uploads, and the folders names change in, are flushed to disk (not `--no-fsync`). */
   readonly fsync: boolean;
-  #reserved = new Set<string>();
-  /** Whether uploads created in the staging folder keep the mode they are given. */
-  #modes = new CreationModes();
-  /** The folder a small upload was last named into, checked at `at` (see {@link forgetFolders}). */
-  #lastFolder?: { key: string; dir: string; at: number };
+  /** Where uploads go, and the checks before they are named (lib/folder_uploads.ts). */
+  #uploads: FolderUploads;
 
   private constructor(root: string, fsync: boolean, kept: KeptOptions) {
     this.root = root;
@@ -100,6 +92,10 @@ export class FileStore implements Store, ServedFolder {
     this.resumeDir = join(root, RESUME_DIR);
     this.kept = new KeptUploads(this.resumeDir, kept);
     this.fsync = fsync;
+    this.#uploads = new FolderUploads(
+      this,
+      (name, segments, create, sync) => this.#parentOf(name, segments, create, sync),
+    );
   }
 
   /**
@@ -138,15 +134,6 @@ export class FileStore implements Store, ServedFolder {
     await Deno.mkdir(store.resumeDir, { recursive: true });
     await store.kept.prune();
     return store;
-  }
-
-  /**
-   * For a step of the upload of `name` that ran out of disk space and needs `bytes`: removes kept
-   * interrupted uploads, oldest first (at least that much at once rather than one upload per
-   * retry), and says whether anything was removed, so the step is worth running again.
-   */
-  async #makeRoom(name: string, bytes: number): Promise<boolean> {
-    return await this.kept.makeRoom(name, bytes) > 0;
   }
 
   #inside(path: string): boolean {
@@ -328,138 +315,19 @@ export class FileStore implements Store, ServedFolder {
     return this.#inside(path);
   }
 
-  /**
-   * Forgets the folder small uploads were last named into: called by whatever removes, renames
-   * or replaces names in the tree, so that the next upload checks its folders again.
-   */
+  /** See {@link ServedFolder.forgetFolders} (lib/folder_uploads.ts). */
   forgetFolders(): void {
-    this.#lastFolder = undefined;
+    this.#uploads.forgetFolders();
   }
 
-  /**
-   * {@link #parentOf} with `create`, for a small upload of a tree or mput: their files come a
-   * folder at a time, and a folder checked less than {@link FOLDER_TRUST_MS} ago, with nothing
-   * removed or renamed since through this store, is not walked again for the next file.
-   */
-  async #recentParent(name: string, segments: string[], key: string): Promise<string> {
-    const parentKey = segments.length === 1 ? "" : key.slice(0, -segments.at(-1)!.length - 1);
-    const now = performance.now();
-    const last = this.#lastFolder;
-    if (last?.key === parentKey && now - last.at < FOLDER_TRUST_MS) return last.dir;
-    const dir = (await this.#parentOf(name, segments, true, true))!;
-    this.#lastFolder = { key: parentKey, dir, at: now };
-    return dir;
+  /** See {@link Store.checkFree} (lib/folder_uploads.ts). */
+  checkFree(name: string, overwrite: boolean): Promise<void> {
+    return this.#uploads.checkFree(name, overwrite);
   }
 
-  async #checkTarget(
-    name: string,
-    target: string,
-    overwrite: boolean,
-    sync = false,
-  ): Promise<void> {
-    let info: Deno.FileInfo;
-    try {
-      info = sync ? Deno.lstatSync(target) : await Deno.lstat(target);
-    } catch (error) {
-      if (isNotFound(error)) return;
-      throw error;
-    }
-    if (info.isDirectory) throw new StoreError("not_a_file", `${quote(name)} is a folder`);
-    if (!overwrite) throw new StoreError("exists", `File exists: ${quote(name)}`);
-  }
-
-  /**
-   * Refuses an upload of `name` that {@link beginUpload} would refuse for its target: a folder
-   * there, or a file unless `overwrite`. Lets a transfer of many files refuse one before its
-   * bytes are sent; beginUpload checks again.
-   */
-  async checkFree(name: string, overwrite: boolean): Promise<void> {
-    const segments = checkName(name);
-    const parent = await this.#parentOf(name, segments, false);
-    if (parent) await this.#checkTarget(name, join(parent, segments.at(-1)!), overwrite);
-  }
-
-  /**
-   * Starts an upload: checks the name and that it is free (unless overwriting), and creates a
-   * staging file. Two uploads of the same name cannot run at once.
-   */
-  async beginUpload(name: string, options: FileUploadOptions = {}): Promise<Upload> {
-    const segments = checkName(name);
-    const overwrite = options.overwrite ?? false;
-    const key = segments.join("/");
-    if (this.#reserved.has(key)) {
-      throw new StoreError("in_progress", `An upload of ${quote(name)} is already in progress`);
-    }
-    if (options.precheck ?? true) {
-      const parent = await this.#parentOf(name, segments, false);
-      if (parent) await this.#checkTarget(name, join(parent, segments.at(-1)!), overwrite);
-    }
-    this.#reserved.add(key);
-    try {
-      const id = crypto.randomUUID();
-      const stagingPath = join(this.stagingDir, `${id}.upload`);
-      const size = options.size ?? null;
-      const sync = options.sync === true && size !== null && size <= SMALL_FILE_MAX &&
-        !options.resume;
-      const mode = options.mode === undefined || Deno.build.os === "windows"
-        ? undefined
-        : options.mode & 0o777;
-      const staging: StagedFileOptions = {
-        read: true,
-        sync,
-        // Given at creation; the umask may take bits away, which the chmod before naming restores.
-        permissions: mode,
-        fsync: this.fsync,
-        onNoSpace: (bytes) => this.#makeRoom(key, bytes),
-        // A folder where a replacing upload is named: said as the look before naming would.
-        failure: (error, path) =>
-          error instanceof Deno.errors.IsADirectory && path !== stagingPath
-            ? new StoreError("not_a_file", `${quote(name)} is a folder`)
-            : error,
-      };
-      let staged: StagedFile;
-      let keptDropped = false;
-      let created = false;
-      if (options.resume && await this.kept.take(key, size, stagingPath)) {
-        staged = await StagedFile.open(stagingPath, { ...staging, mode: "append" });
-      } else {
-        created = true;
-        // A fresh put replaces whatever was kept for this name; so does a resume of another
-        // size, which the client is told (it is not the file it started to send).
-        keptDropped = await this.kept.drop(key) && options.resume === true;
-        staged = await StagedFile.open(stagingPath, staging);
-      }
-      // Looked at now, while the file is open: a chmod by path is then needed only if not.
-      const modeKept = created && mode !== undefined &&
-        this.#modes.keeps(this.stagingDir, mode, staged.file);
-      return new Upload(name, staged, {
-        keptDropped,
-        keep: () => this.kept.keep(stagingPath, key, size),
-        overwrite,
-        // A tree transfer's file arrives with its mtime, given through the file before naming.
-        mtime: options.mtime,
-        // Run again if naming it needed room: the folders are made (or found) again too.
-        target: async () => {
-          // ... and its mode, given at creation, less the umask: set whole before it is named,
-          // unless creation is known to have kept all of it.
-          if (mode !== undefined && !modeKept) {
-            if (sync) Deno.chmodSync(stagingPath, mode);
-            else await Deno.chmod(stagingPath, mode);
-          }
-          const dir = sync
-            ? await this.#recentParent(name, segments, key)
-            : (await this.#parentOf(name, segments, true))!;
-          const target = join(dir, segments.at(-1)!);
-          // Replacing needs no look first: rename refuses a folder there (see `failure`).
-          if (!overwrite) await this.#checkTarget(name, target, overwrite, sync);
-          return target;
-        },
-        done: () => this.#reserved.delete(key),
-      });
-    } catch (error) {
-      this.#reserved.delete(key);
-      throw error;
-    }
+  /** See {@link Store.beginUpload} (lib/folder_uploads.ts). */
+  beginUpload(name: string, options: FileUploadOptions = {}): Promise<Upload> {
+    return this.#uploads.begin(name, options);
   }
 
   /**
@@ -479,12 +347,3 @@ export class FileStore implements Store, ServedFolder {
     return walkFolderListing(this, dir, prefix, options);
   }
 }
-
-/**
- * How long, in ms, the folders of a small upload's name, once checked, are trusted for the next
- * small uploads into the same folder: a tree's files arrive a folder at a time, and walking each
- * one's folders again cost an `lstat` per folder per file. Short, so that a folder swapped for a
- * symlink behind the server's back (see docs/security.md) is seen within that long; anything
- * this store removes or renames clears it at once.
- */
-const FOLDER_TRUST_MS = 100;

@@ -4,7 +4,7 @@
  * module owns creating or continuing the staging file, writing it in {@link FILE_WRITE_PIECE}
  * pieces, flushing behind the writes, the flush before naming, the move into place (replacing,
  * or refusing a name that is taken), the folder sync after it, and removing or keeping the bytes
- * when the transfer fails. The server's uploads (lib/file_store.ts), the client's downloads
+ * when the transfer fails. The server's uploads (lib/folder_uploads.ts), the client's downloads
  * (lib/local_download.ts), the TLS identity and the known-servers file are written through it.
  *
  * @module
