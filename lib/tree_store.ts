@@ -75,7 +75,8 @@ export interface ServedFolder {
   beginUpload(name: string, options?: FileUploadOptions): Promise<StoreUpload>;
 }
 
-function isNotFound(error: unknown): boolean {
+/** No such name: nothing there, or a file where the path expects a folder on the way. */
+function isAbsent(error: unknown): boolean {
   return error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory;
 }
 
@@ -84,7 +85,7 @@ async function lstatOrNull(path: string): Promise<Deno.FileInfo | null> {
   try {
     return await Deno.lstat(path);
   } catch (error) {
-    if (isNotFound(error)) return null;
+    if (isAbsent(error)) return null;
     throw error;
   }
 }
@@ -162,7 +163,7 @@ export async function removeName(
   try {
     await Deno.remove(path!, { recursive: info.isDirectory });
   } catch (error) {
-    if (!isNotFound(error)) throw error;
+    if (!isAbsent(error)) throw error;
     throw new StoreError("not_found", `No such file or folder: ${quote(name)}`);
   } finally {
     // Before and after: an upload named meanwhile may have looked at what was going.
