@@ -223,10 +223,8 @@ export class FrameReader {
   #readAheadOnce(ahead: ReadAhead): Promise<void> {
     const buffer = new Uint8Array(READ_AHEAD_STEP);
     return this.#source.read(buffer).then((n) => {
-      if (this.#activity) {
-        this.#activity.last = Date.now();
-        this.#activity.peerBehind = false;
-      }
+      // Counted as received now: serving these bytes later reads no socket, so counts nothing.
+      this.#record(n);
       if (n === null) {
         ahead.end = {};
         ahead.outcome ??= {

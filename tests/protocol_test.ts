@@ -215,6 +215,22 @@ Deno.test("watch reads ahead to the peer's END or ERROR, and every byte is still
   assert.match(closed.error.message, /Connection closed/);
 });
 
+Deno.test("bytes a watch reads ahead count as received once, for the watchdog's rate", async () => {
+  const data = new Uint8Array(5000).map((_, i) => i % 251);
+  const end = encodeControl(FrameType.END, { size: data.length, checksum: "x" });
+  const stream = concat([encodeHeader(FrameType.DATA, data.length), data, end]);
+  const activity = { last: 0, received: 0 };
+  const frames = new FrameReader(bytesReader(stream, 400), { activity });
+  await frames.readHeader();
+  await frames.readPayload(new Uint8Array(1000));
+  assert.deepEqual(await frames.watch(1 << 20, new AbortController().signal), { end: true });
+  // The whole stream has come off the socket, the watch's part included.
+  assert.equal(activity.received, stream.length);
+  assert.deepEqual(await frames.readPayload(new Uint8Array(4000)), data.subarray(1000));
+  assert.equal((await frames.readControl())?.type, FrameType.END);
+  assert.equal(activity.received, stream.length);
+});
+
 Deno.test("batched reads serve frames in place or across reads alike, however the bytes arrive", async () => {
   const frames = [];
   for (let i = 0; i < 40; i++) {
