@@ -180,6 +180,11 @@ export type DiskJob =
     parts?: number;
     /** Read the folder as it comes from this size on disk (default {@link BIG_FOLDER_BYTES}). */
     bigBytes?: number;
+    /**
+     * Look up only these names, without reading the folder: a chunk of a big folder's names,
+     * which a walk sorts on disk (lib/name_runs.ts) rather than in memory.
+     */
+    names?: string[];
   }
   | { kind: "read"; path: string; max: number };
 
@@ -276,6 +281,9 @@ function lookUpFolder(
   job: DiskJob & { kind: "folder" },
 ): FolderLookup | Promise<FolderLookup> {
   const { dir, follow = false, part = 0, parts = 1 } = job;
+  if (job.names) {
+    return lookUpNames(dir, job.names, new Array(job.names.length).fill(0), follow, part, parts);
+  }
   const names: string[] = [];
   const listed: number[] = [];
   const reading = eachEntry(dir, (entry) => {

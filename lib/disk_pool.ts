@@ -104,13 +104,14 @@ export class DiskPool {
    * lookups are shared between two threads, each reading the folder and looking up half of its
    * names: for one large folder someone waits for (a listing), at the cost of a second read.
    * `bigBytes` is the folder size on disk from which it is read as it comes (default
-   * `BIG_FOLDER_BYTES`, lib/disk_jobs.ts).
+   * `BIG_FOLDER_BYTES`, lib/disk_jobs.ts). With `names`, only those are looked up, and the folder
+   * is not read (a chunk of a big folder's names: see `DiskJob`).
    */
   async folder(
     dir: string,
-    options: { follow?: boolean; split?: boolean; bigBytes?: number } = {},
+    options: { follow?: boolean; split?: boolean; bigBytes?: number; names?: string[] } = {},
   ): Promise<FolderView> {
-    const parts = options.split && this.#max > 1 && !this.#broken ? 2 : 1;
+    const parts = options.split && this.#max > 1 && !this.#broken && !options.names ? 2 : 1;
     const results = await Promise.all(
       Array.from(
         { length: parts },
@@ -123,6 +124,7 @@ export class DiskPool {
               part,
               parts,
               bigBytes: options.bigBytes,
+              names: options.names,
             },
             true,
           ),

@@ -33,14 +33,18 @@ import { foldsCase, MODE_BITS, TreeWalker } from "./tree_walk.ts";
 
 /**
  * A walk of the folder at `real`, leaving out what no client may see and, unless `keepInvalid`,
- * the names no request can carry.
+ * the names no request can carry. A big folder's names are sorted in runs spilled to the staging
+ * folder: hidden from every client, on the root's own filesystem, and emptied when the server
+ * starts.
  */
 function walkServed(
+  store: ServedFolder,
   real: string,
   base: string | undefined,
   options: { keepInvalid?: boolean } = {},
 ): Promise<TreeWalker> {
   return TreeWalker.open(real, {
+    spillDir: store.stagingDir,
     undecodable: options.keepInvalid,
     skip: (path) =>
       (base === undefined && (path === STAGING_DIR || path === RESUME_DIR)) ||
@@ -57,7 +61,7 @@ export async function folderSource(
   const info = await Deno.stat(real);
   return {
     // Names ferry does not carry are walked too: the sender notes them, and the client hears.
-    walker: await walkServed(real, base, { keepInvalid: true }),
+    walker: await walkServed(store, real, base, { keepInvalid: true }),
     top: { mtime: info.mtime?.getTime() ?? 0, mode: (info.mode ?? 0o755) & MODE_BITS },
     // Resolved again, as any get: a name swapped for a symlink since the walk cannot lead out.
     open: async (path) => await Deno.open(await store.resolveFile(nameIn(base, path))),
@@ -92,7 +96,7 @@ export function folderSink(store: ServedFolder, base: string | undefined): TreeS
     check: (path) => void checkName(name(path)),
     walker: async () => {
       try {
-        return await walkServed(await resolveFolder(store, base), base);
+        return await walkServed(store, await resolveFolder(store, base), base);
       } catch (error) {
         if (error instanceof StoreError && error.code === "not_found") return null;
         throw error;

@@ -129,7 +129,7 @@ export async function receiveTree(
   const dry = options.dryRun ?? false;
   const flat = options.files ?? false;
   const event = (e: TreeEvent) => options.onEvent?.(e);
-  let own = flat ? null : await sink.walker();
+  const own = flat ? null : await sink.walker();
   if (!own && !dry && !flat) await sink.makeBase();
   const caseless = !flat &&
     (options.caseInsensitive ?? (own || !dry ? await sink.caseInsensitive() : false));
@@ -596,7 +596,6 @@ export async function receiveTree(
           }
           await io.out.writeControl(FrameType.OK, { ...summary });
           await io.out.uncork();
-          own = null;
           return summary;
         }
         case FrameType.ERROR:
@@ -616,6 +615,8 @@ export async function receiveTree(
     await Promise.allSettled([...offers.values()].map((kept) => kept.release(false)));
     throw error;
   } finally {
+    // A big folder's names sorted on disk, if the walk stopped before its end, are given back.
+    own?.close?.();
     io.frames.batchReads(false);
     // Whatever is still held back goes before the caller's own answer (an ERROR, say).
     await io.out.uncork().catch(() => {});

@@ -10,7 +10,8 @@
 
 import { join } from "node:path";
 import { type DiskInfo, diskPool, type FolderView } from "./disk_pool.ts";
-import { childOf, diskError, eachEntry, isDiskFailure } from "./disk_jobs.ts";
+import { BIG_FOLDER_BYTES, childOf, diskError, isDiskFailure } from "./disk_jobs.ts";
+import { NameSorter, RUN_NAMES, type SortedNames, testRunNames } from "./name_runs.ts";
 
 /** What a walk (or a manifest) says about one name. */
 export interface WalkEntry {
@@ -94,10 +95,15 @@ export function entryOf(path: string, info: Deno.FileInfo): WalkEntry {
 interface Level {
   dir: string;
   prefix: string;
+  /** The folder's names, sorted: all of them, or a big folder's next chunk. */
   names: string[];
   next: number;
-  /** What the disk thread found at each name (walks that are not `sync`). */
+  /** What the disk thread found at each of {@link names} (walks that are not `sync`). */
   found?: FolderView;
+  /** A big folder's names still to come, sorted by an external sort (lib/name_runs.ts). */
+  more?: SortedNames;
+  /** A big folder's last name handed out so far, so that a repeat is walked once. */
+  last?: string;
 }
 
 /** The entry for what a disk thread found at `path`. */
@@ -127,12 +133,27 @@ export interface TreeWalkerOptions {
    * hold up every connection.
    */
   sync?: boolean;
+  /**
+   * A folder at least this many bytes long on disk is read as its entries come and its names
+   * sorted in runs of {@link runNames} (default `BIG_FOLDER_BYTES`, lib/disk_jobs.ts): every other
+   * folder is read and sorted whole, in memory.
+   */
+  bigBytes?: number;
+  /** Names of a big folder sorted in memory at once (default `RUN_NAMES`, lib/name_runs.ts). */
+  runNames?: number;
+  /**
+   * Where a big folder's runs of sorted names are spilled: a folder private to the program (a
+   * server's staging folder); default: a temporary folder of their own.
+   */
+  spillDir?: string;
 }
 
 /**
  * A depth-first walk of a folder in walk order, one entry at a time: {@link peek} shows the
  * current entry, {@link next} moves past it, into it if it is a folder and `descend` is set.
- * Memory holds the names of the folders on the current path only.
+ * Memory holds the names of the folders on the current path only, and of a big folder at most
+ * {@link TreeWalkerOptions.runNames} of them: the rest wait, sorted, in private files, which
+ * {@link close} gives back (call it when a walk is given up before its end).
  *
  * @example
  * ```ts
@@ -149,43 +170,120 @@ export class TreeWalker implements EntryWalk {
   #skip?: (path: string) => boolean;
   #undecodable: boolean;
   #sync: boolean;
+  #bigBytes: number;
+  #runNames: number;
+  #spillDir?: string;
 
   private constructor(options: TreeWalkerOptions) {
     this.#skip = options.skip;
     this.#undecodable = options.undecodable ?? false;
     this.#sync = options.sync ?? false;
+    const testRun = testRunNames();
+    // A test's short runs go with every folder taken as big, so that small trees exercise them.
+    this.#bigBytes = options.bigBytes ?? (testRun ? 0 : BIG_FOLDER_BYTES);
+    this.#runNames = options.runNames ?? testRun ?? RUN_NAMES;
+    this.#spillDir = options.spillDir;
   }
 
   /** Starts a walk of the folder at `base` (a real path). */
   static async open(base: string, options: TreeWalkerOptions = {}): Promise<TreeWalker> {
     const walker = new TreeWalker(options);
-    await walker.#push(base, "");
-    walker.#settle();
+    try {
+      await walker.#push(base, "");
+      await walker.#advance();
+    } catch (error) {
+      walker.close();
+      throw error;
+    }
     return walker;
   }
 
-  async #push(dir: string, prefix: string): Promise<void> {
+  /** Ends the walk before its end: a big folder's sorted names on disk are given back. */
+  close(): void {
+    for (const level of this.#stack.splice(0)) level.more?.close();
+    this.#current = undefined;
+  }
+
+  /** Enters the folder `dir`; `size` is its size on disk, when already known. */
+  async #push(dir: string, prefix: string, size?: number): Promise<void> {
     // Names that are not valid UTF-8 read with U+FFFD, so two can read alike: each name is walked
     // once, and one that leads nowhere (no name can reach it) is left out when it is reached.
     const unique = new Set<string>();
     if (this.#sync) {
-      await eachEntry(dir, (entry) => unique.add(entry.name));
+      if (Deno.statSync(dir).size >= this.#bigBytes) return await this.#pushBig(dir, prefix);
+      for (const entry of Deno.readDirSync(dir)) unique.add(entry.name);
       const names = [...unique].sort(compareName);
       this.#stack.push({ dir, prefix, names, next: 0 });
       return;
     }
+    size ??= (await Deno.stat(dir)).size;
+    if (size >= this.#bigBytes) return await this.#pushBig(dir, prefix);
     const folder = await diskPool.folder(dir);
     for (const name of folder.names) unique.add(name);
     const names = [...unique].sort(compareName);
     this.#stack.push({ dir, prefix, names, next: 0, found: folder });
   }
 
-  /** Finds the next entry that still exists, popping finished folders. */
-  #settle(): void {
+  /**
+   * Enters a big folder: its names are read as they come, sorted in runs spilled to disk, and
+   * handed out a chunk at a time ({@link #refill}), each chunk looked up when it is reached.
+   */
+  async #pushBig(dir: string, prefix: string): Promise<void> {
+    const sorter = new NameSorter({
+      compare: compareName,
+      runNames: this.#runNames,
+      spillDir: this.#spillDir,
+    });
+    let more: SortedNames;
+    try {
+      for await (const entry of Deno.readDir(dir)) {
+        const spilling = sorter.add(entry.name);
+        if (spilling) await spilling;
+      }
+      more = await sorter.finish();
+    } catch (error) {
+      await sorter.discard();
+      throw error;
+    }
+    this.#stack.push({ dir, prefix, names: [], next: 0, more });
+  }
+
+  /** The next chunk of a big folder's names, looked up unless the walk is `sync`. */
+  async #refill(level: Level): Promise<void> {
+    level.names = [];
+    level.next = 0;
+    level.found = undefined;
+    while (level.more && level.names.length === 0) {
+      const chunk = await level.more.take();
+      if (chunk.length === 0) {
+        level.more.close();
+        level.more = undefined;
+        return;
+      }
+      // Repeats (names that are not UTF-8 can read alike) come together: each is walked once.
+      level.names = chunk.filter((name, i) => name !== (i === 0 ? level.last : chunk[i - 1]));
+      level.last = chunk.at(-1);
+    }
+    if (!this.#sync && level.names.length > 0) {
+      level.found = await diskPool.folder(level.dir, { names: level.names });
+    }
+  }
+
+  /** Finds the next entry that still exists, reading on through big folders. */
+  async #advance(): Promise<void> {
+    while (!this.#settle()) await this.#refill(this.#stack.at(-1)!);
+  }
+
+  /**
+   * Finds the next entry that still exists, popping finished folders; false when the current
+   * folder's next names are still to be read ({@link #refill}).
+   */
+  #settle(): boolean {
     this.#current = undefined;
     while (this.#stack.length > 0) {
       const level = this.#stack.at(-1)!;
       if (level.next >= level.names.length) {
+        if (level.more) return false;
         this.#stack.pop();
         continue;
       }
@@ -195,23 +293,24 @@ export class TreeWalker implements EntryWalk {
       try {
         if (!level.found) {
           this.#current = entryOf(path, Deno.lstatSync(childOf(level.dir, name)));
-          return;
+          return true;
         }
         const found = level.found.info(name);
         if (found === undefined) continue;
         if (isDiskFailure(found)) throw diskError(found);
         this.#current = entryOfDisk(path, found);
-        return;
+        return true;
       } catch (error) {
         // Gone since the folder was read: as if it had never been there.
         if (!(error instanceof Deno.errors.NotFound)) throw error;
         // Or read with U+FFFD for bytes that are not UTF-8, so that no name leads to it.
         if (this.#undecodable && name.includes("\ufffd")) {
           this.#current = { path, type: "other", size: 0, mtime: 0, mode: 0, notUtf8: true };
-          return;
+          return true;
         }
       }
     }
+    return true;
   }
 
   /** The current entry; undefined once the walk is over. */
@@ -225,8 +324,11 @@ export class TreeWalker implements EntryWalk {
     if (current?.type === "dir" && descend) {
       const level = this.#stack.at(-1)!;
       const name = level.names[level.next - 1];
+      // Its size on disk, which says whether it is big, as its lookup found it.
+      const found = level.found?.info(name);
+      const size = found && !isDiskFailure(found) ? found.size : undefined;
       try {
-        await this.#push(childOf(level.dir, name), current.path + "/");
+        await this.#push(childOf(level.dir, name), current.path + "/", size);
       } catch (error) {
         // Removed meanwhile, or unreadable: its contents are simply not part of the walk.
         if (
@@ -236,7 +338,7 @@ export class TreeWalker implements EntryWalk {
         ) throw error;
       }
     }
-    this.#settle();
+    await this.#advance();
   }
 }
 
@@ -246,6 +348,8 @@ export interface EntryWalk {
   peek(): WalkEntry | undefined;
   /** Moves past the current entry (into it if it is a folder and `descend` is set). */
   next(descend?: boolean): Promise<void>;
+  /** Gives back what the walk holds, when it is given up before its end. */
+  close?(): void;
 }
 
 /**

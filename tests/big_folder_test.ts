@@ -1,0 +1,180 @@
+/**
+ * Folders too big to sort in memory: their names are sorted in runs spilled to private files and
+ * merged (lib/name_runs.ts), by the walks of both ends. Here the runs are made short (the
+ * sorter's `runNames`, or `FERRY_TEST_FOLDER_RUN` for the real programs), so a folder of some
+ * thousands of names takes the path a folder of millions would: every transfer must give the
+ * same tree, in the same order, and leave no run file behind, also when a client goes mid-walk.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { NameSorter } from "../lib/name_runs.ts";
+import { compareName, TreeWalker } from "../lib/tree_walk.ts";
+import { encodeControl, FrameType } from "../lib/frames.ts";
+import { assertSuccess, ferry, makeTempDir, startServer, waitFor } from "./harness.ts";
+import { out, snapshot, summaryOf } from "./tree_helpers.ts";
+import { Wire } from "./wire.ts";
+
+/** Names whose order tells code points from UTF-16 units, and repeats. */
+function someNames(count: number): string[] {
+  const names: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const tail = ["", "\ue000", "\u{10000}", "é", "-x"][i % 5];
+    names.push(`n${(i * 7919) % (count + 11)}${tail}`);
+  }
+  return names;
+}
+
+async function filesIn(dir: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+  return names;
+}
+
+Deno.test("NameSorter spills runs past its threshold, merges them in code point order and leaves no file", async () => {
+  await using work = await makeTempDir();
+  const names = someNames(2000);
+  for (const runNames of [3, 300, 10_000]) {
+    const sorter = new NameSorter({ compare: compareName, runNames, spillDir: work.path });
+    for (const name of names) await sorter.add(name);
+    // Past the threshold, the runs wait on disk; under it, nothing was written.
+    assert.equal((await filesIn(work.path)).length > 0, runNames < names.length, `${runNames}`);
+    const sorted = await sorter.finish();
+    // Open and removed: no listing sees them from now on.
+    assert.deepEqual(await filesIn(work.path), []);
+    const got: string[] = [];
+    for (let chunk = await sorted.take(); chunk.length > 0; chunk = await sorted.take()) {
+      got.push(...chunk);
+    }
+    sorted.close();
+    assert.deepEqual(got, [...names].sort(compareName), `runs of ${runNames}`);
+  }
+  // Given up half-way: what was spilled goes.
+  const sorter = new NameSorter({ compare: compareName, runNames: 10, spillDir: work.path });
+  for (const name of names.slice(0, 95)) await sorter.add(name);
+  assert.equal((await filesIn(work.path)).length > 0, true);
+  await sorter.discard();
+  assert.deepEqual(await filesIn(work.path), []);
+  // Without a folder of its own, it makes a temporary one, gone once the runs are open.
+  const own = new NameSorter({ compare: compareName, runNames: 10 });
+  for (const name of names.slice(0, 100)) await own.add(name);
+  const merged = await own.finish();
+  assert.deepEqual(await merged.take(1000), [...names.slice(0, 100)].sort(compareName));
+  merged.close();
+});
+
+Deno.test("a walk of a big folder gives what a walk in memory gives, on both kinds of walk", async () => {
+  await using work = await makeTempDir();
+  await using spill = await makeTempDir();
+  const tree = `${work.path}/t`;
+  await Deno.mkdir(`${tree}/sub/deeper`, { recursive: true });
+  for (const name of new Set(someNames(400))) await Deno.writeTextFile(`${tree}/${name}`, "x");
+  for (let i = 0; i < 60; i++) await Deno.writeTextFile(`${tree}/sub/s${i}`, "yy");
+  await Deno.writeTextFile(`${tree}/sub/deeper/z`, "z");
+  const walkAll = async (walk: TreeWalker) => {
+    const walked: string[] = [];
+    for (let e = walk.peek(); e; e = walk.peek()) {
+      walked.push(`${e.path} ${e.type} ${e.size}`);
+      await walk.next();
+    }
+    return walked;
+  };
+  const expected = await walkAll(await TreeWalker.open(tree, { sync: true }));
+  assert.equal(expected.length, new Set(someNames(400)).size + 63);
+  for (const sync of [true, false]) {
+    const options = { sync, bigBytes: 0, runNames: 9, spillDir: spill.path };
+    assert.deepEqual(await walkAll(await TreeWalker.open(tree, options)), expected, `${sync}`);
+    assert.deepEqual(await filesIn(spill.path), []);
+    // Given up mid-folder: closed, it holds nothing more.
+    const walk = await TreeWalker.open(tree, options);
+    for (let i = 0; i < 100; i++) await walk.next();
+    assert.ok(walk.peek());
+    walk.close();
+    assert.equal(walk.peek(), undefined);
+  }
+});
+
+/**
+ * Run files the process `pid` holds open (removed ones show as "(deleted)"), as `ls` sees them:
+ * Deno itself may read /proc only with every permission.
+ */
+async function openRuns(pid: number): Promise<number> {
+  const { stdout } = await new Deno.Command("ls", { args: ["-l", `/proc/${pid}/fd`] }).output();
+  return new TextDecoder().decode(stdout).split("\n").filter((line) => /\.names\b/.test(line))
+    .length;
+}
+
+const SHORT_RUNS = {
+  env: { FERRY_TEST_FOLDER_RUN: "40" },
+  permissions: ["--allow-env=FERRY_TEST_FOLDER_RUN"],
+};
+
+Deno.test("a folder past the threshold round-trips with put -r, get -r, a no-change pass, --delete and list", async () => {
+  await using server = await startServer(SHORT_RUNS);
+  await using work = await makeTempDir();
+  const src = `${work.path}/big`;
+  await Deno.mkdir(`${src}/inner`, { recursive: true });
+  const names = [...new Set(someNames(1000))];
+  for (const name of names) await Deno.writeTextFile(`${src}/${name}`, name);
+  for (let i = 0; i < 90; i++) await Deno.writeTextFile(`${src}/inner/f${i}`, "inner");
+  const run = async (args: string[]) => {
+    const result = await ferry(server, args, SHORT_RUNS);
+    assertSuccess(result, args.join(" "));
+    return result;
+  };
+
+  const put = summaryOf(await run(["put", "-r", src, "big", "--json"]));
+  assert.equal(put.files, names.length + 90);
+  assert.deepEqual(await snapshot(`${server.root}/big`), await snapshot(src));
+  const again = summaryOf(await run(["put", "-r", src, "big", "--json"]));
+  assert.deepEqual([again.files, again.skipped], [0, names.length + 90]);
+
+  // Names the sender lacks, among the big folder's: --delete removes exactly those.
+  await Deno.writeTextFile(`${server.root}/big/n0-extra`, "x");
+  await Deno.writeTextFile(`${server.root}/big/inner/zz`, "x");
+  const deleted = summaryOf(await run(["put", "-r", src, "big", "--delete", "--json"]));
+  assert.deepEqual([deleted.files, deleted.deleted], [0, 2]);
+  assert.deepEqual(await snapshot(`${server.root}/big`), await snapshot(src));
+
+  const got = summaryOf(await run(["get", "-r", "big", `${work.path}/got`, "--json"]));
+  assert.equal(got.files, names.length + 90);
+  assert.deepEqual(await snapshot(`${work.path}/got`), await snapshot(src));
+
+  const listed = out(await run(["list", "big"])).trim().split("\n");
+  const expected = [...names.map((name) => `big/${name}`), "big/inner/"].sort((a, b) =>
+    a < b ? -1 : a > b ? 1 : 0
+  );
+  assert.deepEqual(listed, expected);
+
+  assert.deepEqual(await filesIn(`${server.root}/.ferry-staging`), []);
+  if (Deno.build.os === "linux") assert.equal(await openRuns(server.pid), 0);
+});
+
+Deno.test("a client that goes mid-walk of a big folder leaves no run file open on the server", {
+  ignore: Deno.build.os !== "linux",
+}, async () => {
+  await using server = await startServer(SHORT_RUNS);
+  await Deno.mkdir(`${server.root}/big`);
+  for (let i = 0; i < 3000; i++) await Deno.writeTextFile(`${server.root}/big/f${i}`, "x");
+  for (const op of ["get_tree", "put_tree"]) {
+    using wire = await Wire.connect(server);
+    await wire.handshake();
+    await wire.write(encodeControl(FrameType.REQUEST, { op, name: "big" }));
+    await wire.expectFrame(FrameType.OK, "accepted");
+    if (op === "get_tree") {
+      await wire.expectFrame(FrameType.MANIFEST, "the first batch");
+    } else {
+      // One entry of many: the server's own walk of the big folder has only begun.
+      const entry = { path: "f0", type: "file", size: 1, mtime: 0, mode: 0o644 };
+      await wire.write(encodeControl(FrameType.MANIFEST, { entries: [entry], last: false }));
+      await wire.expectFrame(FrameType.WANT, "the answer");
+    }
+    // The walk holds its sorted runs open, removed from the staging folder already...
+    assert.ok(await openRuns(server.pid) > 0, `${op}: runs open`);
+    assert.deepEqual(await filesIn(`${server.root}/.ferry-staging`), []);
+    wire.close();
+    // ... and gives them back once the client is gone.
+    await waitFor(`${op}: runs closed`, async () => await openRuns(server.pid) === 0);
+  }
+});
