@@ -14,11 +14,35 @@ import type { ServedFolder } from "./tree_store.ts";
 import { RESUME_DIR } from "./kept_uploads.ts";
 import { STAGING_DIR } from "./remote_name.ts";
 import { type DiskInfo, diskPool, type FolderView } from "./disk_pool.ts";
-import { type ListedFolder, type TreeListing, walkListing } from "./tree_listing.ts";
-import { type DiskDirEntry, diskError, type DiskFailure, isDiskFailure } from "./disk_jobs.ts";
+import {
+  type ListedFolder,
+  type ListedStep,
+  type TreeListing,
+  walkListing,
+} from "./tree_listing.ts";
+import {
+  type DiskDirEntry,
+  diskError,
+  type DiskFailure,
+  isDiskFailure,
+  KIND_DIR,
+  KIND_FILE,
+  KIND_LINK,
+} from "./disk_jobs.ts";
+import { bigFolderLimits, NameSorter, type SortedNames } from "./name_runs.ts";
 
-/** What a listing needs of the folder store: its root, and what lies inside it. */
-export type ListedRoot = Pick<ServedFolder, "root" | "isInside">;
+/**
+ * What a listing needs of the folder store: its root, what lies inside it, and its staging
+ * folder (where a big folder's names are sorted).
+ */
+export type ListedRoot = Pick<ServedFolder, "root" | "isInside" | "stagingDir">;
+
+/** A folder the listing walks: its real path, its names' prefix, its size on disk if known. */
+interface Folder {
+  path: string;
+  prefix: string;
+  size?: number;
+}
 
 /**
  * Lists regular files under the root (recursively), sorted by name; the private folders are
@@ -55,8 +79,14 @@ export function walkFolderListing(
   prefix: string,
   options: { recursive: boolean; foldersFirst?: boolean },
 ): TreeListing {
-  return walkListing({ path: dir, prefix }, async (folder, top) => {
+  const foldersFirst = options.foldersFirst ?? false;
+  return walkListing<Folder>({ path: dir, prefix }, async (folder, top) => {
     try {
+      const limits = bigFolderLimits();
+      const size = folder.size ?? (await Deno.stat(folder.path)).size;
+      if (size >= limits.bigBytes) {
+        return await listBigFolder(store, folder, options.recursive, foldersFirst, limits.runNames);
+      }
       return await listFolder(store, folder.path, folder.prefix, options.recursive);
     } catch (error) {
       // One folder the server may not read (permissions, --deny-read) must not cost the client
@@ -64,7 +94,7 @@ export function walkFolderListing(
       if (top || !isUnreadable(error)) throw error;
       return null;
     }
-  }, { foldersFirst: options.foldersFirst });
+  }, { foldersFirst });
 }
 
 /** One folder of {@link walkFolderListing}: its entries, and with `recursive` its subfolders. */
@@ -73,22 +103,13 @@ async function listFolder(
   dir: string,
   prefix: string,
   recursive: boolean,
-): Promise<ListedFolder<{ path: string; prefix: string }>> {
+): Promise<ListedFolder<Folder>> {
   const entries: TreeEntry[] = [];
-  const below: { name: string; folder: { path: string; prefix: string } }[] = [];
+  const below: { name: string; folder: Folder }[] = [];
   // The whole folder is looked up on a disk thread, symlinks' targets included.
   // Split between two threads: someone waits for this listing, and a large folder's lookups
   // are most of its time.
   const folder = await diskPool.folder(dir, { follow: true, split: true });
-  /** What a lookup found, or null when the name went or cannot be read meanwhile. */
-  const found = <T extends object>(result: T | DiskFailure | undefined): T | null => {
-    if (result === undefined) return null;
-    if (!isDiskFailure(result)) return result;
-    const error = diskError(result);
-    // Removed or replaced mid-walk, unreadable, or a broken or looping link: not listed.
-    if (isUnreadable(error) || error instanceof Deno.errors.FilesystemLoop) return null;
-    throw error;
-  };
   for (const { name: base, reachable, undecodable } of readNames(folder)) {
     const name = prefix + base;
     if (name === STAGING_DIR || name === RESUME_DIR) continue;
@@ -107,7 +128,12 @@ async function listFolder(
       const info = found(folder.info(base));
       if (!info) continue;
       entries.push({ name, type: "dir", size: 0, mtime: info.mtime });
-      if (recursive) below.push({ name, folder: { path: join(dir, base), prefix: name + "/" } });
+      if (recursive) {
+        below.push({
+          name,
+          folder: { path: join(dir, base), prefix: name + "/", size: info.size },
+        });
+      }
       continue;
     }
     // Symlinked files are listed only when they stay inside; folders are not followed.
@@ -123,6 +149,164 @@ async function listFolder(
     entries.push({ name, type: "file", size: info.size, mtime: info.mtime });
   }
   return { entries, below };
+}
+
+/** What a lookup found, or null when the name went or cannot be read meanwhile. */
+function found<T extends object>(result: T | DiskFailure | undefined): T | null {
+  if (result === undefined) return null;
+  if (!isDiskFailure(result)) return result;
+  const error = diskError(result);
+  // Removed or replaced mid-walk, unreadable, or a broken or looping link: not listed.
+  if (isUnreadable(error) || error instanceof Deno.errors.FilesystemLoop) return null;
+  throw error;
+}
+
+/*
+ * A big folder's listing (a folder at least `BIG_FOLDER_BYTES` on disk): its names are read as
+ * they come and sorted by an external sort (lib/name_runs.ts), whose runs go to the staging
+ * folder, each name as a record: a tag (what the folder's listing says it is, and whether the
+ * record stands for the walk into it, keyed `name/` as walkListing keys it) then the key. Each
+ * chunk of records is looked up when the listing reaches it.
+ */
+
+/** A record's tag: this plus its {@link KIND_FILE}, {@link KIND_DIR}, {@link KIND_LINK} bits. */
+const TAG = 0x40;
+/** Tag bit of a record that stands for the walk into a subfolder (a recursive listing). */
+const DESCEND = 8;
+
+/** How records compare: by key as walkListing compares them, folders first if asked. */
+function recordOrder(foldersFirst: boolean): (a: string, b: string) => number {
+  const rank = (record: string) => {
+    const bits = record.charCodeAt(0) - TAG;
+    return (bits & KIND_DIR) !== 0 && (bits & DESCEND) === 0 ? 0 : 1;
+  };
+  return (a, b) => {
+    if (foldersFirst) {
+      const order = rank(a) - rank(b);
+      if (order !== 0) return order;
+    }
+    // What follows the tag, by UTF-16 unit as JavaScript's `<` (compareListed) does.
+    const n = Math.min(a.length, b.length);
+    for (let i = 1; i < n; i++) {
+      const order = a.charCodeAt(i) - b.charCodeAt(i);
+      if (order !== 0) return order;
+    }
+    return a.length - b.length;
+  };
+}
+
+/** The name a record stands for. */
+function recordName(record: string): string {
+  return (record.charCodeAt(0) - TAG) & DESCEND ? record.slice(1, -1) : record.slice(1);
+}
+
+/** One big folder of {@link walkFolderListing}: its steps, sorted on disk, a chunk at a time. */
+async function listBigFolder(
+  store: ListedRoot,
+  folder: Folder,
+  recursive: boolean,
+  foldersFirst: boolean,
+  runNames: number,
+): Promise<ListedFolder<Folder>> {
+  const { path: dir, prefix } = folder;
+  const sorter = new NameSorter({
+    compare: recordOrder(foldersFirst),
+    runNames,
+    spillDir: store.stagingDir,
+  });
+  let sorted: SortedNames;
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      const name = prefix + entry.name;
+      if (name === STAGING_DIR || name === RESUME_DIR) continue;
+      const kind = (entry.isFile ? KIND_FILE : 0) | (entry.isDirectory ? KIND_DIR : 0) |
+        (entry.isSymlink ? KIND_LINK : 0);
+      const adding = sorter.add(String.fromCharCode(TAG + kind) + entry.name);
+      if (adding) await adding;
+      if (!recursive || !entry.isDirectory) continue;
+      const descending = sorter.add(String.fromCharCode(TAG + kind + DESCEND) + entry.name + "/");
+      if (descending) await descending;
+    }
+    sorted = await sorter.finish();
+  } catch (error) {
+    await sorter.discard();
+    throw error;
+  }
+  /** Names read with U+FFFD (see readNames) already found to be the one their name leads to. */
+  const claimed = new Set<string>();
+  const stepOf = (record: string, view: FolderView): ListedStep<Folder> | null => {
+    const bits = record.charCodeAt(0) - TAG;
+    const descend = (bits & DESCEND) !== 0;
+    const base = recordName(record);
+    const name = prefix + base;
+    const listed: DiskDirEntry = {
+      name: base,
+      isFile: (bits & KIND_FILE) !== 0,
+      isDirectory: (bits & KIND_DIR) !== 0,
+      isSymlink: (bits & KIND_LINK) !== 0,
+    };
+    if (base.includes(REPLACEMENT_CHAR)) {
+      // As readNames tells them apart: the first entry of the kind the name leads to is it,
+      // and any other that reads alike is listed as not UTF-8.
+      const info = view.info(base);
+      const key = (descend ? "/" : "") + base;
+      if (
+        info === undefined || isDiskFailure(info) || !sameKind(listed, info) || claimed.has(key)
+      ) {
+        if (descend || !(listed.isFile || listed.isDirectory)) return null;
+        const type = listed.isDirectory ? "dir" : "file";
+        return { entry: { name, type, size: 0, mtime: 0, notUtf8: true } };
+      }
+      claimed.add(key);
+    }
+    if (listed.isDirectory) {
+      const info = found(view.info(base));
+      if (!info) return null;
+      if (descend) {
+        return { folder: { path: join(dir, base), prefix: name + "/", size: info.size } };
+      }
+      return { entry: { name, type: "dir", size: 0, mtime: info.mtime } };
+    }
+    // Symlinked files are listed only when they stay inside; folders are not followed.
+    let info: DiskInfo | null;
+    if (listed.isSymlink) {
+      const target = found(view.target(base));
+      if (!target || !store.isInside(target.real)) return null;
+      info = target.info;
+    } else {
+      info = found(view.info(base));
+    }
+    if (info?.type !== "file") return null;
+    return { entry: { name, type: "file", size: info.size, mtime: info.mtime } };
+  };
+  return {
+    entries: [],
+    below: [],
+    ordered: {
+      next: async () => {
+        while (true) {
+          const records = await sorted.take();
+          if (records.length === 0) return [];
+          const names = [...new Set(records.map(recordName))];
+          const view = await diskPool.folder(dir, { names, follow: true });
+          const steps: ListedStep<Folder>[] = [];
+          for (const record of records) {
+            const step = stepOf(record, view);
+            if (!step) continue;
+            // Of entries that read alike, those not UTF-8 go first, as readNames lists them.
+            let at = steps.length;
+            while (
+              step.entry?.notUtf8 && at > 0 && steps[at - 1].entry?.name === step.entry.name &&
+              !steps[at - 1].entry?.notUtf8
+            ) at--;
+            steps.splice(at, 0, step);
+          }
+          if (steps.length > 0) return steps;
+        }
+      },
+      close: () => sorted.close(),
+    },
+  };
 }
 
 /**

@@ -13,6 +13,7 @@
  */
 
 import { join } from "node:path";
+import { BIG_FOLDER_BYTES } from "./disk_jobs.ts";
 
 /**
  * Names held in memory before they are sorted and spilled to a run file: at some 100 bytes a name
@@ -38,7 +39,7 @@ const READ_BYTES = 64 * 1024;
  * The run length a test asked for through `FERRY_TEST_FOLDER_RUN`, or undefined: a program
  * without the permission to read it (the usual case) keeps {@link RUN_NAMES}.
  */
-export function testRunNames(): number | undefined {
+function testRunNames(): number | undefined {
   let value: string | undefined;
   try {
     value = Deno.env.get("FERRY_TEST_FOLDER_RUN");
@@ -47,6 +48,18 @@ export function testRunNames(): number | undefined {
   }
   const n = Number(value);
   return value && Number.isSafeInteger(n) && n > 0 ? n : undefined;
+}
+
+/**
+ * The size on disk from which a folder is big, its names sorted in runs ({@link NameSorter}),
+ * and the runs' length: `BIG_FOLDER_BYTES` (lib/disk_jobs.ts) and {@link RUN_NAMES}, unless a
+ * test asked for short runs, which go with every folder taken as big.
+ */
+export function bigFolderLimits(): { bigBytes: number; runNames: number } {
+  const testRun = testRunNames();
+  return testRun
+    ? { bigBytes: 0, runNames: testRun }
+    : { bigBytes: BIG_FOLDER_BYTES, runNames: RUN_NAMES };
 }
 
 /** Options for {@link NameSorter}. */

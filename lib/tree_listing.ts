@@ -25,7 +25,23 @@ export interface ListedFolder<F> {
   entries: TreeEntry[];
   /** The subfolders to walk into (a recursive listing), each with its name and its handle. */
   below: { name: string; folder: F }[];
+  /**
+   * Or, for a folder too big to sort in memory, all of its steps already in the listing's order
+   * (`entries` and `below` are then empty), a chunk at a time.
+   */
+  ordered?: OrderedSteps<F>;
 }
+
+/** A big folder's steps in listing order (see {@link ListedFolder.ordered}). */
+export interface OrderedSteps<F> {
+  /** The next steps; none once all are out. */
+  next(): Promise<ListedStep<F>[]>;
+  /** Called once the folder is walked, or the walk given up: gives back what it holds. */
+  close(): void;
+}
+
+/** An entry of a folder, or one of its subfolders to walk into. */
+export type ListedStep<F> = { entry: TreeEntry } | { entry?: undefined; folder: F };
 
 /**
  * Lists one folder: `top` is true for the folder the listing starts from. Null leaves the folder
@@ -95,6 +111,10 @@ async function* walkFolder<F>(
 ): AsyncGenerator<TreeEntry[]> {
   const listed = await list(folder, top);
   if (!listed) return;
+  if (listed.ordered) {
+    yield* walkOrdered(listed.ordered, list, foldersFirst);
+    return;
+  }
   const steps: Step<F>[] = listed.entries.map((entry) => ({ key: entry.name, entry }));
   for (const { name, folder } of listed.below) steps.push({ key: name + "/", folder });
   listed.entries = [];
@@ -117,4 +137,35 @@ async function* walkFolder<F>(
     yield* walkFolder(step.folder!, list, false, foldersFirst);
   }
   if (batch.length > 0) yield batch;
+}
+
+/** A big folder's walk: its steps come sorted already, a chunk at a time. */
+async function* walkOrdered<F>(
+  ordered: OrderedSteps<F>,
+  list: ListFolder<F>,
+  foldersFirst: boolean,
+): AsyncGenerator<TreeEntry[]> {
+  try {
+    let batch: TreeEntry[] = [];
+    for (let steps = await ordered.next(); steps.length > 0; steps = await ordered.next()) {
+      for (const step of steps) {
+        if (step.entry) {
+          batch.push(step.entry);
+          if (batch.length >= LISTING_BATCH) {
+            yield batch;
+            batch = [];
+          }
+          continue;
+        }
+        if (batch.length > 0) {
+          yield batch;
+          batch = [];
+        }
+        yield* walkFolder(step.folder, list, false, foldersFirst);
+      }
+    }
+    if (batch.length > 0) yield batch;
+  } finally {
+    ordered.close();
+  }
 }

@@ -10,8 +10,8 @@
 
 import { join } from "node:path";
 import { type DiskInfo, diskPool, type FolderView } from "./disk_pool.ts";
-import { BIG_FOLDER_BYTES, childOf, diskError, isDiskFailure } from "./disk_jobs.ts";
-import { NameSorter, RUN_NAMES, type SortedNames, testRunNames } from "./name_runs.ts";
+import { childOf, diskError, isDiskFailure } from "./disk_jobs.ts";
+import { bigFolderLimits, NameSorter, type SortedNames } from "./name_runs.ts";
 
 /** What a walk (or a manifest) says about one name. */
 export interface WalkEntry {
@@ -178,10 +178,9 @@ export class TreeWalker implements EntryWalk {
     this.#skip = options.skip;
     this.#undecodable = options.undecodable ?? false;
     this.#sync = options.sync ?? false;
-    const testRun = testRunNames();
-    // A test's short runs go with every folder taken as big, so that small trees exercise them.
-    this.#bigBytes = options.bigBytes ?? (testRun ? 0 : BIG_FOLDER_BYTES);
-    this.#runNames = options.runNames ?? testRun ?? RUN_NAMES;
+    const limits = bigFolderLimits();
+    this.#bigBytes = options.bigBytes ?? limits.bigBytes;
+    this.#runNames = options.runNames ?? limits.runNames;
     this.#spillDir = options.spillDir;
   }
 

@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { NameSorter } from "../lib/name_runs.ts";
 import { compareName, TreeWalker } from "../lib/tree_walk.ts";
 import { encodeControl, FrameType } from "../lib/frames.ts";
-import { assertSuccess, ferry, makeTempDir, startServer, waitFor } from "./harness.ts";
+import { assertSuccess, ferry, makeTempDir, runCommand, startServer, waitFor } from "./harness.ts";
 import { out, snapshot, summaryOf } from "./tree_helpers.ts";
 import { Wire } from "./wire.ts";
 
@@ -177,4 +177,64 @@ Deno.test("a client that goes mid-walk of a big folder leaves no run file open o
     // ... and gives them back once the client is gone.
     await waitFor(`${op}: runs closed`, async () => await openRuns(server.pid) === 0);
   }
+});
+
+Deno.test("listings of big folders, sorted on disk, are the listings sorted in memory", async () => {
+  await using work = await makeTempDir();
+  const root = `${work.path}/root`;
+  const big = `${root}/big`;
+  await Deno.mkdir(`${big}/a/in`, { recursive: true });
+  await Deno.mkdir(`${big}/\u{10000}`);
+  // Names whose listing order (UTF-16 units, a folder's contents where "a/" falls) is not code
+  // point order, symlinks in and out, and names that are not UTF-8.
+  for (const name of ["a-b", "a.txt", "a0", "\ue000", "\u{10000}x", "ok\ufffd"]) {
+    await Deno.writeTextFile(`${big}/${name}`, name);
+  }
+  for (let i = 0; i < 400; i++) await Deno.writeTextFile(`${big}/f${i}`, "x".repeat(i));
+  for (let i = 0; i < 50; i++) await Deno.mkdir(`${big}/d${i}`);
+  await Deno.writeTextFile(`${big}/a/in/deep`, "deep");
+  await Deno.symlink("a.txt", `${big}/link-in`);
+  await Deno.symlink("/etc/hostname", `${big}/link-out`);
+  await Deno.symlink("a", `${big}/link-dir`);
+  const byBytes = await runCommand("sh", [
+    "-c",
+    'printf x > "$(printf "bad\\377name")"; printf y > "$(printf "bad\\376name")"; ' +
+    'printf z > "$(printf "ok\\377")"; mkdir "$(printf "dir\\377")"',
+  ], { cwd: big });
+  assert.equal(byBytes.code, 0, byBytes.stderr);
+
+  const http = ["--http", "127.0.0.1:0"];
+  await using short = await startServer({ root, args: http, ...SHORT_RUNS });
+  await using usual = await startServer({ root, args: http });
+  for (
+    const args of [
+      ["list", "big"],
+      ["list", "-r", "big"],
+      ["list", "-r", "--long", "big"],
+      ["list", "-r", "--json", "big"],
+      ["list", "-r"],
+      ["list", "--json", "big/a"],
+    ]
+  ) {
+    const listed = await ferry(short, args);
+    assertSuccess(listed, args.join(" "));
+    const expected = await ferry(usual, args);
+    assertSuccess(expected, args.join(" "));
+    assert.equal(out(listed), out(expected), args.join(" "));
+    assert.ok(out(listed).split("\n").length > (args.includes("big/a") ? 1 : 450));
+  }
+  // The HTTP page of the folder, folders first: the same rows in the same order.
+  const rows = async (server: typeof short) => {
+    const line = await server.waitForLog(/HTTP on https?:\/\/\S+\//);
+    const base = /HTTP on (https?:\/\/\S+\/)/.exec(line)![1];
+    const page = await (await fetch(`${base}big/`)).text();
+    return [...page.matchAll(/<tr data-name="([^"]*)"[^>]*data-folder="(\d)"/g)].map((m) =>
+      m[1] + m[2]
+    );
+  };
+  const page = await rows(short);
+  assert.deepEqual(page, await rows(usual));
+  assert.ok(page.length > 450 && page[0].endsWith("1") && page.at(-1)!.endsWith("0"));
+  assert.deepEqual(await filesIn(`${root}/.ferry-staging`), []);
+  if (Deno.build.os === "linux") assert.equal(await openRuns(short.pid), 0);
 });
