@@ -37,18 +37,26 @@ const READ_BYTES = 64 * 1024;
 
 /**
  * The run length a test asked for through `FERRY_TEST_FOLDER_RUN`, or undefined: a program
- * without the permission to read it (the usual case) keeps {@link RUN_NAMES}.
+ * without the permission to read it (the usual case) keeps {@link RUN_NAMES}. Asked once, and
+ * never by a prompt: the permission is looked at before the variable is.
  */
 function testRunNames(): number | undefined {
+  if (testRun !== null) return testRun;
+  const variable = "FERRY_TEST_FOLDER_RUN";
   let value: string | undefined;
   try {
-    value = Deno.env.get("FERRY_TEST_FOLDER_RUN");
+    const state = Deno.permissions.querySync({ name: "env", variable }).state;
+    value = state === "granted" ? Deno.env.get(variable) : undefined;
   } catch {
-    return undefined;
+    value = undefined;
   }
   const n = Number(value);
-  return value && Number.isSafeInteger(n) && n > 0 ? n : undefined;
+  testRun = value && Number.isSafeInteger(n) && n > 0 ? n : undefined;
+  return testRun;
 }
+
+/** What {@link testRunNames} found; null until it is asked. */
+let testRun: number | undefined | null = null;
 
 /**
  * The size on disk from which a folder is big, its names sorted in runs ({@link NameSorter}),

@@ -72,6 +72,14 @@ Deno.test("a walk of a big folder gives what a walk in memory gives, on both kin
   for (const name of new Set(someNames(400))) await Deno.writeTextFile(`${tree}/${name}`, "x");
   for (let i = 0; i < 60; i++) await Deno.writeTextFile(`${tree}/sub/s${i}`, "yy");
   await Deno.writeTextFile(`${tree}/sub/deeper/z`, "z");
+  // Names that read alike once each bad byte is U+FFFD: walked once, as in memory.
+  const byBytes = await runCommand("sh", [
+    "-c",
+    'printf x > "$(printf "bad\\377name")"; printf y > "$(printf "bad\\376name")"; ' +
+    'printf z > "$(printf "ok\\377")"',
+  ], { cwd: tree });
+  assert.equal(byBytes.code, 0, byBytes.stderr);
+  await Deno.writeTextFile(`${tree}/ok\ufffd`, "real");
   const walkAll = async (walk: TreeWalker) => {
     const walked: string[] = [];
     for (let e = walk.peek(); e; e = walk.peek()) {
@@ -80,10 +88,11 @@ Deno.test("a walk of a big folder gives what a walk in memory gives, on both kin
     }
     return walked;
   };
-  const expected = await walkAll(await TreeWalker.open(tree, { sync: true }));
-  assert.equal(expected.length, new Set(someNames(400)).size + 63);
+  const expected = await walkAll(await TreeWalker.open(tree, { sync: true, undecodable: true }));
+  assert.equal(expected.length, new Set(someNames(400)).size + 63 + 2);
+  assert.ok(expected.includes("bad\ufffdname other 0") && expected.includes("ok\ufffd file 4"));
   for (const sync of [true, false]) {
-    const options = { sync, bigBytes: 0, runNames: 9, spillDir: spill.path };
+    const options = { sync, bigBytes: 0, runNames: 9, spillDir: spill.path, undecodable: true };
     assert.deepEqual(await walkAll(await TreeWalker.open(tree, options)), expected, `${sync}`);
     assert.deepEqual(await filesIn(spill.path), []);
     // Given up mid-folder: closed, it holds nothing more.
