@@ -656,8 +656,10 @@ export async function runTreeBench(options: TreeBenchOptions): Promise<TreeRow[]
 /**
  * Peak RSS of listing one folder of `entries` empty files: the client printing `list --long` (as
  * `/usr/bin/time` reports it), and the server sending the folder's HTML page to a reader that
- * keeps none of it. Both stream; what the server still holds is the folder's names, sorted by its
- * walk (lib/tree_listing.ts).
+ * keeps none of it. Both stream; what the server still holds is, for a folder past
+ * `BIG_FOLDER_BYTES` on disk, a run of its names at a time (lib/name_runs.ts), and for a smaller
+ * one its names, sorted by its walk (lib/tree_listing.ts). `--tree-entries 1000000` shows how
+ * little more a folder ten times the usual costs.
  */
 export async function listingPeaks(
   entries: number,
