@@ -71,18 +71,19 @@ export async function listFiles(store: ListedRoot): Promise<ListEntry[]> {
  * (lib/tree_listing.ts), a folder at a time. The private folders are left out; so are symlinks
  * to folders (never followed), symlinks that lead out, special files, and what a folder the
  * server may not read would hold (`dir` itself unreadable fails the walk). A name that is not
- * valid UTF-8 comes marked `notUtf8`, with size and mtime 0.
+ * valid UTF-8 comes marked `notUtf8`, with size and mtime 0. A big folder's names are sorted on
+ * disk, in the staging folder (see {@link FolderListingOptions.limits}).
  */
 export function walkFolderListing(
   store: ListedRoot,
   dir: string,
   prefix: string,
-  options: { recursive: boolean; foldersFirst?: boolean },
+  options: FolderListingOptions,
 ): TreeListing {
   const foldersFirst = options.foldersFirst ?? false;
+  const limits = { ...bigFolderLimits(), ...options.limits };
   return walkListing<Folder>({ path: dir, prefix }, async (folder, top) => {
     try {
-      const limits = bigFolderLimits();
       const size = folder.size ?? (await Deno.stat(folder.path)).size;
       if (size >= limits.bigBytes) {
         return await listBigFolder(store, folder, options.recursive, foldersFirst, limits.runNames);
@@ -95,6 +96,19 @@ export function walkFolderListing(
       return null;
     }
   }, { foldersFirst });
+}
+
+/** Options for {@link walkFolderListing}. */
+export interface FolderListingOptions {
+  /** Everything under the folder, not only its own entries. */
+  recursive: boolean;
+  /** Each folder's subfolders before its files (see `WalkListingOptions`); default false. */
+  foldersFirst?: boolean;
+  /**
+   * From which size on disk a folder is big, its names sorted on disk in runs of `runNames`
+   * (default `bigFolderLimits()`, lib/name_runs.ts: 1 MiB and 50,000 names).
+   */
+  limits?: { bigBytes: number; runNames: number };
 }
 
 /** One folder of {@link walkFolderListing}: its entries, and with `recursive` its subfolders. */

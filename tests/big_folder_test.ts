@@ -12,6 +12,8 @@ import assert from "node:assert/strict";
 import { NameSorter } from "../lib/name_runs.ts";
 import { compareName, TreeWalker } from "../lib/tree_walk.ts";
 import { encodeControl, FrameType } from "../lib/frames.ts";
+import { walkFolderListing } from "../lib/folder_listing.ts";
+import { LISTING_BATCH } from "../lib/tree_listing.ts";
 import { assertSuccess, ferry, makeTempDir, runCommand, startServer, waitFor } from "./harness.ts";
 import { out, snapshot, summaryOf } from "./tree_helpers.ts";
 import { Wire } from "./wire.ts";
@@ -246,4 +248,30 @@ Deno.test("listings of big folders, sorted on disk, are the listings sorted in m
   assert.ok(page.length > 450 && page[0].endsWith("1") && page.at(-1)!.endsWith("0"));
   assert.deepEqual(await filesIn(`${root}/.ferry-staging`), []);
   if (Deno.build.os === "linux") assert.equal(await openRuns(short.pid), 0);
+});
+
+Deno.test("a listing of a big folder given up half-way gives its runs back", {
+  ignore: Deno.build.os !== "linux",
+}, async () => {
+  await using work = await makeTempDir();
+  const store = {
+    root: work.path,
+    stagingDir: `${work.path}/.ferry-staging`,
+    isInside: () => true,
+  };
+  await Deno.mkdir(store.stagingDir);
+  await Deno.mkdir(`${work.path}/big`);
+  for (let i = 0; i < 3000; i++) await Deno.writeTextFile(`${work.path}/big/f${i}`, "x");
+  const listing = walkFolderListing(store, `${work.path}/big`, "big/", {
+    recursive: false,
+    limits: { bigBytes: 0, runNames: 100 },
+  });
+  const batches = listing[Symbol.asyncIterator]();
+  const first = await batches.next();
+  assert.equal(first.done ? 0 : first.value.length, LISTING_BATCH);
+  assert.ok(await openRuns(Deno.pid) > 0, "runs open while the listing is under way");
+  assert.deepEqual(await filesIn(store.stagingDir), []);
+  // A reader that stops (a client gone) ends the walk: its runs are closed.
+  await batches.return?.(undefined);
+  assert.equal(await openRuns(Deno.pid), 0);
 });
