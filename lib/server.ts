@@ -108,6 +108,8 @@ export interface ServerOptions {
   httpPublicRead?: boolean;
   /** Serve folders over HTTP as streamed tar archives. */
   httpArchives?: boolean;
+  /** A bigger folder's HTTP page shows this many entries at a time (default 1,000). */
+  httpPageSize?: number;
 }
 
 /** Defaults for the limits, shown at start. */
@@ -258,6 +260,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         maxConnections,
         idleTimeoutMs,
         archives: options.httpArchives,
+        pageSize: options.httpPageSize,
         access: options.token
           ? await createAccess(options.token, {
             publicRead: options.httpPublicRead,

@@ -10,6 +10,7 @@
 
 import { parsePort } from "./cli.ts";
 import { UsageError } from "./errors.ts";
+import { PAGE_SIZE } from "./folder_page.ts";
 import { formatBytes, formatDuration } from "./format.ts";
 import { KEPT_DEFAULTS } from "./kept_uploads.ts";
 import {
@@ -89,6 +90,15 @@ export const SERVER_OPTIONS = {
     kind: "flag",
     needs: "http",
     help: "let HTTP clients download a folder as one streamed .tar",
+  },
+  "http-page-size": {
+    kind: "count",
+    arg: "N",
+    min: 1,
+    default: PAGE_SIZE,
+    needs: "http",
+    help: "a folder of more entries is shown over HTTP a page of N at a time (default " +
+      `${PAGE_SIZE.toLocaleString("en")}; ?json lists it whole)`,
   },
   "http-qr": {
     kind: "flag",

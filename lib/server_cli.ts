@@ -80,6 +80,7 @@ export async function serverMain(argv: string[]): Promise<number> {
       http: cmd.http,
       httpPublicRead: cmd.httpPublicRead,
       httpArchives: cmd.httpArchives,
+      httpPageSize: cmd.httpPageSize,
     });
   } catch (error) {
     return reportFailure(explainStartFailure(error, cmd, root), {

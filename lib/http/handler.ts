@@ -21,7 +21,22 @@ import {
   validatorsOf,
 } from "./conditional.ts";
 import { IdleTimer } from "../idle_timer.ts";
-import { ListingPageWriter, renderError } from "./listing_page.ts";
+import {
+  type ListingPageOptions,
+  ListingPageWriter,
+  pageHref,
+  renderError,
+} from "./listing_page.ts";
+import {
+  type FolderPage,
+  listFolderPage,
+  PAGE_SIZE,
+  type PageLink,
+  type PageRequest,
+  parseCursor,
+  parseQuery,
+} from "../folder_page.ts";
+import { SORT_MAX } from "./page_script.ts";
 import { ListingWriter } from "../tree_cli.ts";
 import { listTree, resolveFolder } from "../tree_store.ts";
 import type { TreeListing } from "../tree_listing.ts";
@@ -42,6 +57,11 @@ export interface HandlerContext {
   canSignIn?: boolean;
   /** Serve folders as tar archives (`?tar`). */
   archives?: boolean;
+  /**
+   * A folder of more entries is shown a page of this many at a time (default
+   * {@link PAGE_SIZE}); `?json` always lists it whole.
+   */
+  pageSize?: number;
 }
 
 /**
@@ -225,6 +245,11 @@ export async function serveRead(call: Call): Promise<Response> {
   if (url.searchParams.has("tar")) {
     return await serveArchive(request, target.name, ctx, exchange);
   }
+  const paged = ["page", "after", "q"].some((key) => url.searchParams.has(key));
+  if (json && paged) {
+    if (recursive) throw new HttpError(400, "?page lists one folder: it cannot go with ?recursive");
+    return await servePagedJson(call, dir, pageRequestOf(url, ctx));
+  }
   if (json) {
     const writer = new ListingWriter({ json: true, long: false });
     return streamListing(request, listing, exchange, "application/json", {
@@ -233,17 +258,96 @@ export async function serveRead(call: Call): Promise<Response> {
       end: () => writer.end(),
     });
   }
-  const page = new ListingPageWriter(target.name, {
+  const paging = pageRequestOf(url, ctx);
+  const options: ListingPageOptions = {
     signedIn: ctx.signedIn,
     canChange: !ctx.readOnly && (ctx.mayWrite ?? true),
     canSignIn: ctx.canSignIn,
     archives: ctx.archives,
-  });
-  return streamListing(request, listing, exchange, "text/html; charset=utf-8", {
+  };
+  const html = "text/html; charset=utf-8";
+  if (request.method !== "HEAD") {
+    // One read of the folder tells whether it fits one page; a bigger one (or a search, or a
+    // page after a cursor) is shown a page at a time, in memory bounded by the page's size.
+    const page = await listFolderPage(ctx.store, { dir, ...paging });
+    if (paged || page.total > paging.size) {
+      const writer = new ListingPageWriter(target.name, {
+        ...options,
+        page: { ...page, size: paging.size, query: paging.query ?? "", sortMax: SORT_MAX },
+      });
+      return wholeListing(
+        writer.head() + writer.add(page.entries) + writer.end(),
+        html,
+        page,
+        exchange,
+      );
+    }
+  }
+  const page = new ListingPageWriter(target.name, options);
+  return streamListing(request, listing, exchange, html, {
     head: () => page.head(),
     add: (entries) => page.add(entries),
     end: () => page.end(),
   });
+}
+
+/**
+ * `?json&page` (or `?json` with `?after=` or `?q=`): one page of the folder as an object, its
+ * entries as `?json` lists them and the addresses of the first, previous, next and last pages
+ * (null where there is none), for a script that walks a big folder a page at a time.
+ */
+async function servePagedJson(call: Call, dir: string | undefined, paging: PageRequest) {
+  const { request, target, ctx, exchange } = call;
+  const type = "application/json";
+  if (request.method === "HEAD") return new Response(null, { headers: listingHeaders(type) });
+  const page = await listFolderPage(ctx.store, { dir, ...paging });
+  const query = paging.query ?? "";
+  const href = (to: PageLink) => {
+    if (to === undefined) return null;
+    const path = pageHref(target.name, to, query);
+    return path + (path.includes("?") ? "&" : "?") + "json";
+  };
+  const writer = new ListingWriter({ json: true, long: false });
+  const head = {
+    total: page.total,
+    matching: page.matching,
+    before: page.before,
+    pageSize: paging.size,
+    first: href(null),
+    previous: page.before === 0 ? null : href(page.previous),
+    next: href(page.next),
+    last: href(page.last),
+  };
+  const text = JSON.stringify(head, null, 2).replace(/\n}$/, ',\n  "entries": ') +
+    (writer.add(page.entries) + writer.end()).trimEnd().replace(/\n/g, "\n  ") + "\n}\n";
+  return wholeListing(text, type, page, exchange);
+}
+
+/** A page of a folder, its text made whole (it is no bigger than the page), as the answer. */
+function wholeListing(
+  text: string,
+  type: string,
+  page: FolderPage,
+  exchange: Exchange,
+): Response {
+  const body = new TextEncoder().encode(text);
+  exchange.bytes = body.length;
+  exchange.result = `ok (page: ${page.entries.length} of ${page.matching} entries)`;
+  return new Response(body, { headers: listingHeaders(type) });
+}
+
+/**
+ * The page a browser asks for: `?after=` (a cursor, lib/folder_page.ts) and `?q=` (a search by
+ * name), checked; a bad one is refused (400) before the folder is read.
+ */
+function pageRequestOf(url: URL, ctx: HandlerContext): PageRequest {
+  const after = url.searchParams.get("after");
+  const query = url.searchParams.get("q");
+  return {
+    after: after === null ? undefined : parseCursor(after),
+    query: query === null ? undefined : parseQuery(query) || undefined,
+    size: ctx.pageSize ?? PAGE_SIZE,
+  };
 }
 
 /** The text of a streamed listing, a piece at a time: before, for each batch, and after. */
@@ -267,13 +371,7 @@ function streamListing(
   type: string,
   text: ListingText,
 ): Response {
-  const headers = {
-    "content-type": type,
-    "cache-control": "no-store",
-    "x-content-type-options": "nosniff",
-    "content-security-policy": PAGE_CSP,
-    vary: "accept, cookie",
-  };
+  const headers = listingHeaders(type);
   if (request.method === "HEAD") return new Response(null, { headers });
   const batches = listing[Symbol.asyncIterator]();
   const encoder = new TextEncoder();
@@ -321,6 +419,17 @@ function streamListing(
     },
   }, { highWaterMark: 1 });
   return new Response(body, { headers });
+}
+
+/** The headers of a listing, whole or paged, HTML or JSON. */
+function listingHeaders(type: string): Record<string, string> {
+  return {
+    "content-type": type,
+    "cache-control": "no-store",
+    "x-content-type-options": "nosniff",
+    "content-security-policy": PAGE_CSP,
+    vary: "accept, cookie",
+  };
 }
 
 /** The page may run only its own embedded script and style, and may send forms only home. */

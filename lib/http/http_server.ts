@@ -48,6 +48,8 @@ export interface HttpServerOptions {
   access?: Access;
   /** Serve folders as streamed tar archives, `?tar` (default false). */
   archives?: boolean;
+  /** A bigger folder's page shows this many entries at a time (default 1,000). */
+  pageSize?: number;
 }
 
 /** A running HTTP listener. */
@@ -86,6 +88,7 @@ export function startHttpServer(options: HttpServerOptions): Promise<RunningHttp
     maxSize: options.maxSize,
     idleTimeoutMs: options.idleTimeoutMs ?? 120_000,
     archives: options.archives ?? false,
+    pageSize: options.pageSize,
   };
   const active = new Set<Exchange>();
   const listening = Promise.withResolvers<Deno.NetAddr>();

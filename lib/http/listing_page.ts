@@ -8,6 +8,7 @@
  */
 
 import { formatBytes } from "../format.ts";
+import { formatCursor, MAX_QUERY_CHARS, type PageCursor, type PageLink } from "../folder_page.ts";
 import type { TreeEntry } from "../tree_protocol.ts";
 import { NAME, VERSION } from "../version.ts";
 
@@ -49,6 +50,8 @@ dialog{border:1px solid var(--line);border-radius:.5rem;background:var(--bg);col
 dialog form{display:grid;gap:.6rem}dialog p{margin:0;word-break:break-all}dialog .row{display:flex;gap:.5rem;justify-content:flex-end}
 dialog button.no{background:none;color:var(--fg);border:1px solid var(--line)}
 header form{display:inline}header .who{float:right}
+#search{display:flex;gap:.5rem;margin:.5rem 0}#search input{flex:1;min-width:10rem}
+nav.pages{display:flex;gap:1rem;flex-wrap:wrap;margin:.5rem 0}#pageinfo{margin:.5rem 0}
 @media (max-width:40rem){td.d,th.d{display:none}td.a{white-space:normal}body{font-size:16px}#results li{grid-template-columns:1fr 5rem}}
 `;
 
@@ -95,6 +98,42 @@ export interface ListingPageOptions {
   canSignIn?: boolean;
   /** Offer the folder as a tar archive (`?tar`). */
   archives?: boolean;
+  /** The folder is shown a page at a time: which page this is (see {@link ListingPage}). */
+  page?: ListingPage;
+}
+
+/**
+ * What the page of a big folder says about itself (lib/folder_page.ts `FolderPage`): where it
+ * is, and where its links lead.
+ */
+export interface ListingPage {
+  /** Most entries on a page. */
+  size: number;
+  /** Entries the folder lists. */
+  total: number;
+  /** Of those, the ones the query keeps. */
+  matching: number;
+  /** Of those, the ones before this page. */
+  before: number;
+  /** The search (`?q=`), "" for none. */
+  query: string;
+  /** Most entries the browser re-sorts (page_script.ts `SORT_MAX`), for the page's note. */
+  sortMax: number;
+  /** The page before this one: null is the first page, undefined none. */
+  previous: PageLink;
+  /** The page after this one. */
+  next: PageLink;
+  /** The last page: null when it is the first. */
+  last: PageLink;
+}
+
+/** The address of a page of `folder`: after `cursor` (null: the first page), with the query. */
+export function pageHref(folder: string, cursor: PageCursor | null, query: string): string {
+  const params = new URLSearchParams();
+  if (query) params.set("q", query);
+  if (cursor) params.set("after", formatCursor(cursor));
+  const search = params.toString();
+  return hrefOf(folder, true) + (search ? "?" + search : "");
 }
 
 /** Where the page's script is served (see lib/http/page_script.ts). */
@@ -168,8 +207,21 @@ export class ListingPageWriter {
         escapeHtml(`/?login&next=${encodeURIComponent(hrefOf(folder, true))}`)
       }">Sign in to upload</a>`
       : "";
-    const tools = `<div id="tools" hidden><input id="filter" type="search" ` +
-      `placeholder="Filter by name" aria-label="Filter by name" autocomplete="off">` +
+    const paged = options.page;
+    // A paged folder is searched by the server (`?q=`), with or without JavaScript; a folder
+    // shown whole is filtered in the browser.
+    const search = paged
+      ? `<form id="search" role="search" method="get" action="${
+        escapeHtml(hrefOf(folder, true))
+      }"><input id="q" name="q" type="search" value="${escapeHtml(paged.query)}" ` +
+        `maxlength="${MAX_QUERY_CHARS}" placeholder="Search this folder by name" ` +
+        `aria-label="Search this folder by name" autocomplete="off">` +
+        `<button type="submit">Search</button></form>`
+      : "";
+    const tools = `<div id="tools" hidden>${
+      paged ? "" : `<input id="filter" type="search" ` +
+        `placeholder="Filter by name" aria-label="Filter by name" autocomplete="off">`
+    }` +
       (options.canChange ? `<button type="button" id="newfolder">New folder</button>` : "") +
       `</div>`;
     // The file inputs are invisible, so their labels take the keyboard's focus instead of them.
@@ -182,9 +234,10 @@ export class ListingPageWriter {
 <ul id="results" aria-live="polite"></ul></section>`
       : "";
     return pageHead(`${title} — ${NAME}`) +
-      `<header>${who}<h1>${crumbs.join("")}</h1>${tools}</header>
-<main>${upload}<table class="listing"${
-        options.canChange ? ' data-change="1"' : ""
+      `<header>${who}<h1>${crumbs.join("")}</h1>${search}${tools}</header>
+<main>${upload}${paged ? pageInfo(folder, paged) + pageLinks(folder, paged) : ""}` +
+      `<table class="listing"${options.canChange ? ' data-change="1"' : ""}${
+        paged ? ' data-paged="1"' : ""
       }><thead><tr><th data-key="name">Name</th>` +
       `<th class="s" data-key="size">Size</th><th class="d" data-key="mtime">Modified (UTC)</th>` +
       `<th></th></tr></thead>
@@ -204,16 +257,70 @@ export class ListingPageWriter {
   /** The rest of the page, after the last row. */
   end(): string {
     const folder = this.#folder;
-    const empty = `<p class="mut" id="empty"${
-      this.#rows ? " hidden" : ""
-    }>This folder is empty.</p>`;
+    const paged = this.#options.page;
+    const empty = `<p class="mut" id="empty"${this.#rows ? " hidden" : ""}>${
+      !paged
+        ? "This folder is empty."
+        : paged.query && paged.matching === 0
+        ? `No name in this folder holds “${escapeHtml(paged.query)}”.`
+        : "Nothing after this place in the folder."
+    }</p>`;
     const archive = this.#options.archives
       ? `<p><a href="${
         escapeHtml(hrefOf(folder, true))
       }?tar" download>Download this folder (.tar)</a></p>`
       : "";
-    return `</tbody></table>${empty}${archive}</main>` + pageFoot({ script: true });
+    const links = paged ? pageLinks(folder, paged) : "";
+    return `</tbody></table>${empty}${links}${archive}</main>` + pageFoot({ script: true });
   }
+}
+
+/** A number as the page shows it: `100,000`. */
+function count(n: number): string {
+  return n.toLocaleString("en");
+}
+
+/** Where a page of a big folder is: `Entries 5,001–10,000 of 100,000, ...`. */
+function pageInfo(folder: string, page: ListingPage): string {
+  const first = page.before + 1;
+  const last = Math.min(page.before + page.size, page.matching);
+  const of = page.query
+    ? `${count(page.matching)} whose name holds “${escapeHtml(page.query)}” (of ${
+      count(page.total)
+    } in this folder)`
+    : count(page.total);
+  const where = page.total === 0
+    ? "This folder is empty"
+    : page.query && page.matching === 0
+    ? `No name among the ${count(page.total)} entries of this folder holds “${
+      escapeHtml(page.query)
+    }”`
+    : first > last
+    ? `None of the ${of} entries comes after this place`
+    : `Entries ${count(first)}–${count(last)} of ${of}`;
+  const whole = page.query
+    ? ` <a href="${escapeHtml(pageHref(folder, null, ""))}">Show the whole folder</a>.`
+    : "";
+  return `<p class="mut" id="pageinfo">${where}, by name, folders first, ${
+    count(page.size)
+  } a page: sorting by size or date is offered for folders of up to ${
+    count(Math.min(page.size, page.sortMax))
+  } entries (<code>?json</code> lists them all for a script).${whole}</p>`;
+}
+
+/** The links to the first, previous, next and last pages, each shown greyed when there is none. */
+function pageLinks(folder: string, page: ListingPage): string {
+  const link = (text: string, rel: string, to: PageLink, here: boolean) =>
+    to === undefined || here
+      ? `<span class="mut" aria-disabled="true">${text}</span>`
+      : `<a rel="${rel}" href="${escapeHtml(pageHref(folder, to, page.query))}">${text}</a>`;
+  const onFirst = page.before === 0;
+  const onLast = page.next === undefined;
+  return `<nav class="pages" aria-label="Pages">` +
+    link("« First", "first", null, onFirst) +
+    link("‹ Previous", "prev", page.previous, onFirst) +
+    link("Next ›", "next", page.next, onLast) +
+    link("Last »", "last", page.last, onLast) + `</nav>`;
 }
 
 /** One entry's row of the listing. */

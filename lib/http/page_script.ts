@@ -1,6 +1,7 @@
 /**
  * The listing page's script, embedded as a string so a compiled binary serves it with no file
- * and no network: sorting by column, filtering by name, uploads of files and whole folders
+ * and no network: sorting by column, filtering by name (a paged folder's search, by the server,
+ * as you type), uploads of files and whole folders
  * (picked or dropped) with a progress bar and a result for each, and rename, delete (confirmed)
  * and new folder through one dialog, each with its result. The listing works without it.
  * It builds every element with textContent, never innerHTML, so a name can only ever be text.
@@ -51,8 +52,13 @@ export const PAGE_SCRIPT = String.raw`"use strict";
       th.setAttribute("aria-sort", th.dataset.key === sortKey ? (sortDir > 0 ? "ascending" : "descending") : "none");
     });
   }
+  // A big folder comes a page at a time, searched by the server: the page says where it is, and
+  // offers no sort (it would sort one page of the folder, not the folder).
+  var paged = table.dataset.paged === "1";
   var count = rows().length;
-  if (count > SORT_MAX) {
+  if (paged) {
+    // Nothing to add: the server wrote the page's place and links.
+  } else if (count > SORT_MAX) {
     var note = document.createElement("p");
     note.className = "mut";
     note.id = "sortnote";
@@ -89,24 +95,60 @@ export const PAGE_SCRIPT = String.raw`"use strict";
   // Adds a row's rename and delete buttons, once the page knows it may (below).
   var decorate = function () {};
 
-  // Refreshing the listing after uploads and changes, keeping the sort and the filter.
-  function refresh() {
-    return fetch(location.pathname, { headers: { accept: "text/html" }, credentials: "same-origin" })
+  // Refreshing the listing after uploads and changes, keeping the sort and the filter, or, for a
+  // paged folder, showing another search's first page: the rows, the page's place and its links
+  // are swapped for those of the page at url. Only the answer to the latest call is shown.
+  var loads = 0;
+  function load(url) {
+    var mine = ++loads;
+    return fetch(url, { headers: { accept: "text/html" }, credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.text() : null; })
       .then(function (html) {
-        if (!html) return;
+        if (!html || mine !== loads) return;
         var doc = new DOMParser().parseFromString(html, "text/html");
-        var fresh = doc.querySelector("table.listing tbody");
+        var freshTable = doc.querySelector("table.listing");
+        var fresh = freshTable && freshTable.tBodies[0];
         if (!fresh) return;
+        // The folder changed between whole and paged: the new page is loaded whole.
+        if ((freshTable.dataset.paged === "1") !== paged) { location.assign(url); return; }
         rows().forEach(function (r) { r.remove(); });
         Array.prototype.forEach.call(fresh.rows, function (r) {
           if (r.dataset.name !== undefined) decorate(tbody.appendChild(document.importNode(r, true)));
         });
-        var empty = document.getElementById("empty");
-        if (empty) empty.hidden = rows().length > 0;
-        if (count <= SORT_MAX) sort();
+        ["#empty", "#pageinfo"].forEach(function (sel) {
+          var mineEl = document.querySelector(sel), theirs = doc.querySelector(sel);
+          if (mineEl && theirs) mineEl.replaceWith(document.importNode(theirs, true));
+        });
+        var navs = document.querySelectorAll("nav.pages"), freshNavs = doc.querySelectorAll("nav.pages");
+        Array.prototype.forEach.call(navs, function (nav, i) {
+          if (freshNavs[i]) nav.replaceWith(document.importNode(freshNavs[i], true));
+        });
+        if (url !== location.pathname + location.search) history.replaceState(null, "", url);
+        if (!paged && count <= SORT_MAX) sort();
         applyFilter();
       });
+  }
+  function refresh() { return load(location.pathname + location.search); }
+
+  // A paged folder's search asks the server, once typing pauses (or at Enter), for the first
+  // page of the names that hold the text; without JavaScript the form does the same.
+  var search = document.getElementById("search");
+  var query = document.getElementById("q");
+  function searchUrl() {
+    var text = query.value.trim();
+    return location.pathname + (text ? "?q=" + encodeURIComponent(text) : "");
+  }
+  var searchTimer;
+  if (paged && search && query) {
+    query.addEventListener("input", function () {
+      clearTimeout(searchTimer);
+      searchTimer = setTimeout(function () { load(searchUrl()); }, 300);
+    });
+    search.addEventListener("submit", function (e) {
+      e.preventDefault();
+      clearTimeout(searchTimer);
+      load(searchUrl());
+    });
   }
 
   if (!upload) return;
