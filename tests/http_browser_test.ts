@@ -450,7 +450,8 @@ Deno.test({
   name: "http page: a folder past the sort limit keeps the server's order and says why",
   ...BROWSER_TEST,
   async fn() {
-    const { server, base } = await startHttp();
+    // Pages bigger than the sort limit: the folder is shown whole, past what the page sorts.
+    const { server, base } = await startHttp(["--http-page-size", String(SORT_MAX + 10)]);
     await using _ = server;
     const count = SORT_MAX + 1;
     await Deno.mkdir(`${server.root}/many/sub`, { recursive: true });
@@ -484,5 +485,100 @@ Deno.test({
       ) === 1);
     assert.deepEqual(await shown(), ["f04321"]);
     assert.deepEqual(seen, { dialogs: 0, errors: [] });
+  },
+});
+
+Deno.test({
+  name: "http page: a big folder a page at a time: links, a cursor that holds, search and refusals",
+  ...BROWSER_TEST,
+  async fn() {
+    const { server, base } = await startHttp(["--http-page-size", "4"]);
+    await using _ = server;
+    await Deno.mkdir(`${server.root}/big/sub`, { recursive: true });
+    for (let i = 0; i < 11; i++) {
+      await Deno.writeFile(`${server.root}/big/f${String(i).padStart(2, "0")}.txt`, randomBytes(i));
+    }
+    await Deno.writeFile(`${server.root}/big/special-report.pdf`, randomBytes(3));
+    await using browser = await launch();
+    const { page, seen } = await openWatched(browser, `${base}big/`);
+    const names = () =>
+      page.$$eval(
+        "table.listing tbody tr[data-name]:not([hidden])",
+        (rows) => rows.map((r) => r.getAttribute("data-name")),
+      );
+    const info = async () => (await page.textContent("#pageinfo")) ?? "";
+    assert.deepEqual(await names(), ["sub", "f00.txt", "f01.txt", "f02.txt"]);
+    assert.match(await info(), /^Entries 1–4 of 13, by name, folders first, 4 a page/);
+    assert.equal(await page.locator("button.sort").count(), 0, "a sort of one page only");
+    assert.equal(await page.locator("nav.pages").count(), 2, "links above and below the rows");
+
+    // Next, with the mouse; a file added before the cursor meanwhile takes nothing away.
+    await Deno.writeFile(`${server.root}/big/f00a.txt`, randomBytes(1));
+    await page.locator("nav.pages >> nth=0").locator("a[rel=next]").click();
+    await page.waitForURL(`${base}big/?after=f02.txt`);
+    assert.deepEqual(await names(), ["f03.txt", "f04.txt", "f05.txt", "f06.txt"]);
+    assert.match(await info(), /^Entries 6–9 of 14/);
+    // Previous leads to the page before this one, as the folder now is.
+    await page.locator("nav.pages >> nth=1").locator("a[rel=prev]").click();
+    await page.waitForURL(`${base}big/?after=sub%2F`);
+    assert.deepEqual(await names(), ["f00.txt", "f00a.txt", "f01.txt", "f02.txt"]);
+    // Last, then First.
+    await page.locator("nav.pages >> nth=0").locator("a[rel=last]").click();
+    await page.waitForURL(/after=/);
+    assert.deepEqual(await names(), ["f08.txt", "f09.txt", "f10.txt", "special-report.pdf"]);
+    assert.equal(await page.locator("nav.pages >> nth=0").locator("a[rel=next]").count(), 0);
+    await page.locator("nav.pages >> nth=0").locator("a[rel=first]").click();
+    await page.waitForURL(`${base}big/`);
+
+    // The search finds names on other pages, as typing pauses, and the address keeps it.
+    await page.type("#q", "REPORT");
+    await waitFor("the search's page", async () => (await info()).includes("“REPORT”"));
+    assert.deepEqual(await names(), ["special-report.pdf"]);
+    assert.match(await info(), /^Entries 1–1 of 1 whose name holds “REPORT” \(of 14/);
+    assert.equal(new URL(page.url()).searchParams.get("q"), "REPORT");
+    // A change through the page keeps the page it is on.
+    page.once("dialog", () => {});
+    await page.click('tr[data-name="special-report.pdf"] button:has-text("Delete")');
+    await page.click('dialog button[type="submit"]');
+    await waitFor("the row to go", async () => (await names()).length === 0);
+    assert.match(await info(), /No name among the 13 entries of this folder holds “REPORT”/);
+
+    // A bad cursor is refused with its reason, on a page of its own.
+    const bad = await page.goto(`${base}big/?after=..%2F..%2Fetc`);
+    assert.equal(bad?.status(), 400);
+    assert.match(
+      await page.textContent("main") ?? "",
+      /Refused \?after: a name in this folder has no slash/,
+    );
+    assert.deepEqual(seen, { dialogs: 0, errors: [] });
+  },
+});
+
+Deno.test({
+  name: "http page: a big folder's pages and search work without JavaScript",
+  ...BROWSER_TEST,
+  async fn() {
+    const { server, base } = await startHttp(["--http-page-size", "2"]);
+    await using _ = server;
+    for (const name of ["a.txt", "b.txt", "c.txt", "needle.txt", "z.txt"]) {
+      await Deno.writeTextFile(`${server.root}/${name}`, name);
+    }
+    await using browser = await launch({ javaScriptEnabled: false });
+    const page = await browser.newPage();
+    await page.goto(base);
+    const names = () =>
+      page.$$eval(
+        "table.listing tbody tr[data-name]",
+        (rows) => rows.map((r) => r.getAttribute("data-name")),
+      );
+    assert.deepEqual(await names(), ["a.txt", "b.txt"]);
+    await page.locator("nav.pages >> nth=0").locator("a[rel=next]").click();
+    await page.waitForURL(`${base}?after=b.txt`);
+    assert.deepEqual(await names(), ["c.txt", "needle.txt"]);
+    assert.ok(await page.locator("#q").isVisible(), "the search is a plain form");
+    await page.fill("#q", "need");
+    await page.press("#q", "Enter");
+    await page.waitForURL(`${base}?q=need`);
+    assert.deepEqual(await names(), ["needle.txt"]);
   },
 });

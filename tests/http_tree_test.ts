@@ -387,7 +387,8 @@ Deno.test("http tree: ?json&recursive is the text of list -r --json, written as 
 });
 
 Deno.test("http page: a folder of thousands of entries is written as it is walked, folders first", async () => {
-  const { server, base } = await startHttp();
+  // A page big enough for the whole folder: it is listed whole (tests/http_pages_test.ts pages).
+  const { server, base } = await startHttp(["--http-page-size", "5000"]);
   await using _ = server;
   // More than one batch of the walk (1,024), with folders whose names sort among the files'.
   const files: string[] = [];
