@@ -29,8 +29,8 @@ export interface PageCursor {
 
 /**
  * Entries on a page of a big folder, unless the server is told otherwise (`--http-page-size`):
- * Chromium draws a page of 1,000 rows in well under a second, where 100,000 took it tens of
- * seconds.
+ * few enough for a browser to draw at once, where a whole folder of 100,000 rows takes it tens
+ * of seconds (docs/performance.md, "A big folder in the browser").
  */
 export const PAGE_SIZE = 1000;
 
