@@ -1,7 +1,8 @@
 /**
  * What an HTTP read does to the served folder: GET and HEAD of a file (ranges, validators) or of a
- * folder (HTML or JSON listing, whole or a page at a time: lib/folder_page.ts; a tar archive); and what every request shares: URLs as store names,
- * store errors as statuses, the request's record for the log. Every name goes through the store's
+ * folder (HTML or JSON listing, whole or a page at a time: lib/folder_page.ts; a tar archive);
+ * and what every request shares: URLs as store names, store errors as statuses, the request's
+ * record for the log. Every name goes through the store's
  * own rules (lib/remote_name.ts: checkName; lib/file_store.ts: resolveFile). Uploads are
  * lib/http/upload.ts.
  *
