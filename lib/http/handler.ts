@@ -1,9 +1,8 @@
 /**
- * What an HTTP read does to the served folder: GET and HEAD of a file (ranges, validators) or of a
- * folder (HTML or JSON listing, whole or a page at a time: lib/folder_page.ts; a tar archive);
- * and what every request shares: URLs as store names, store errors as statuses, the request's
- * record for the log. Every name goes through the store's
- * own rules (lib/remote_name.ts: checkName; lib/file_store.ts: resolveFile). Uploads are
+ * What an HTTP read does to a file: GET and HEAD (ranges, validators; a folder's are
+ * lib/http/folder_read.ts); and what every request shares: URLs as store names, store errors as
+ * statuses, the request's record for the log. Every name goes through the store's own rules
+ * (lib/remote_name.ts: checkName; lib/file_store.ts: resolveFile). Uploads are
  * lib/http/upload.ts.
  *
  * @module
@@ -13,7 +12,6 @@ import { describeError, isNoSpace, StoreError } from "../errors.ts";
 import type { FileStore } from "../file_store.ts";
 import { quote } from "../remote_name.ts";
 import type { ErrorCode } from "../protocol.ts";
-import { tarStream } from "./tar_stream.ts";
 import {
   type ByteRange,
   ifRangeMatches,
@@ -22,26 +20,7 @@ import {
   validatorsOf,
 } from "./conditional.ts";
 import { IdleTimer } from "../idle_timer.ts";
-import {
-  type ListingPageOptions,
-  ListingPageWriter,
-  pageHref,
-  renderError,
-} from "./listing_page.ts";
-import {
-  type FolderPage,
-  listFolderPage,
-  PAGE_SIZE,
-  type PageLink,
-  type PageRequest,
-  parseCursor,
-  parseQuery,
-} from "../folder_page.ts";
-import { SORT_MAX } from "./page_script.ts";
-import { ListingWriter } from "../tree_cli.ts";
-import { listTree, resolveFolder } from "../tree_store.ts";
-import type { TreeListing } from "../tree_listing.ts";
-import type { TreeEntry } from "../tree_protocol.ts";
+import { renderError } from "./listing_page.ts";
 
 /** Options of the HTTP side that the handler needs. */
 export interface HandlerContext {
@@ -60,7 +39,7 @@ export interface HandlerContext {
   archives?: boolean;
   /**
    * A folder of more entries is shown a page of this many at a time (default
-   * {@link PAGE_SIZE}); `?json` always lists it whole.
+   * 1,000: lib/folder_page.ts `PAGE_SIZE`); `?json` always lists it whole.
    */
   pageSize?: number;
 }
@@ -212,286 +191,19 @@ export function targetOf(pathname: string): Target {
   return { name: segments.join("/"), folder };
 }
 
-/** Serves GET and HEAD. */
-export async function serveRead(call: Call): Promise<Response> {
-  const { request, url, target, ctx, exchange } = call;
-  exchange.name = target.name === "" ? "/" : target.name;
-  if (target.name !== "") {
-    try {
-      return await serveFile(call);
-    } catch (error) {
-      // A folder (or a name under which files are listed) is served as a listing below.
-      if (!(error instanceof StoreError) || error.code !== "not_a_file") throw error;
-    }
-  }
-  // Here the name is the root, or something the store found that is not a regular file: a
-  // folder, listed by the store's folder listing (as `ferry list`), or nothing (404).
-  const dir = target.name === "" ? undefined : target.name;
-  const recursive = url.searchParams.has("recursive");
-  const json = wantsJson(request, url);
-  // The folder is looked up now (a missing one is a 404); it is walked when it is sent. A page
-  // shows folders first: the store sorts one folder's names in memory anyway, so it costs nothing.
-  const listing = await listTree(ctx.store, {
-    dir,
-    recursive: json && recursive,
-    foldersFirst: !json,
-  });
-  exchange.name = dir === undefined ? "/" : dir + "/";
-  if (!target.folder) {
-    return new Response(null, {
-      status: 301,
-      headers: { location: url.pathname + "/" + url.search },
-    });
-  }
-  if (url.searchParams.has("tar")) {
-    return await serveArchive(request, target.name, ctx, exchange);
-  }
-  const paged = ["page", "after", "q"].some((key) => url.searchParams.has(key));
-  if (json && paged) {
-    if (recursive) throw new HttpError(400, "?page lists one folder: it cannot go with ?recursive");
-    return await servePagedJson(call, dir, pageRequestOf(url, ctx));
-  }
-  if (json) {
-    const writer = new ListingWriter({ json: true, long: false });
-    return streamListing(request, listing, exchange, "application/json", {
-      head: () => "",
-      add: (entries) => writer.add(entries),
-      end: () => writer.end(),
-    });
-  }
-  const paging = pageRequestOf(url, ctx);
-  const options: ListingPageOptions = {
-    signedIn: ctx.signedIn,
-    canChange: !ctx.readOnly && (ctx.mayWrite ?? true),
-    canSignIn: ctx.canSignIn,
-    archives: ctx.archives,
-  };
-  const html = "text/html; charset=utf-8";
-  if (request.method !== "HEAD") {
-    // One read of the folder tells whether it fits one page; a bigger one (or a search, or a
-    // page after a cursor) is shown a page at a time, in memory bounded by the page's size.
-    const page = await listFolderPage(ctx.store, { dir, ...paging });
-    if (paged || page.total > paging.size) {
-      const writer = new ListingPageWriter(target.name, {
-        ...options,
-        page: { ...page, size: paging.size, query: paging.query ?? "", sortMax: SORT_MAX },
-      });
-      return wholeListing(
-        writer.head() + writer.add(page.entries) + writer.end(),
-        html,
-        page,
-        exchange,
-      );
-    }
-  }
-  const page = new ListingPageWriter(target.name, options);
-  return streamListing(request, listing, exchange, html, {
-    head: () => page.head(),
-    add: (entries) => page.add(entries),
-    end: () => page.end(),
-  });
-}
-
-/**
- * `?json&page` (or `?json` with `?after=` or `?q=`): one page of the folder as an object, its
- * entries as `?json` lists them and the addresses of the first, previous, next and last pages
- * (null where there is none), for a script that walks a big folder a page at a time.
- */
-async function servePagedJson(call: Call, dir: string | undefined, paging: PageRequest) {
-  const { request, target, ctx, exchange } = call;
-  const type = "application/json";
-  if (request.method === "HEAD") return new Response(null, { headers: listingHeaders(type) });
-  const page = await listFolderPage(ctx.store, { dir, ...paging });
-  const query = paging.query ?? "";
-  const href = (to: PageLink) => {
-    if (to === undefined) return null;
-    const path = pageHref(target.name, to, query);
-    return path + (path.includes("?") ? "&" : "?") + "json";
-  };
-  const writer = new ListingWriter({ json: true, long: false });
-  const head = {
-    total: page.total,
-    matching: page.matching,
-    before: page.before,
-    pageSize: paging.size,
-    first: href(null),
-    previous: page.before === 0 ? null : href(page.previous),
-    next: href(page.next),
-    last: href(page.last),
-  };
-  const text = JSON.stringify(head, null, 2).replace(/\n}$/, ',\n  "entries": ') +
-    (writer.add(page.entries) + writer.end()).trimEnd().replace(/\n/g, "\n  ") + "\n}\n";
-  return wholeListing(text, type, page, exchange);
-}
-
-/** A page of a folder, its text made whole (it is no bigger than the page), as the answer. */
-function wholeListing(
-  text: string,
-  type: string,
-  page: FolderPage,
-  exchange: Exchange,
-): Response {
-  const body = new TextEncoder().encode(text);
-  exchange.bytes = body.length;
-  exchange.result = `ok (page: ${page.entries.length} of ${page.matching} entries)`;
-  return new Response(body, { headers: listingHeaders(type) });
-}
-
-/**
- * The page a browser asks for: `?after=` (a cursor, lib/folder_page.ts) and `?q=` (a search by
- * name), checked; a bad one is refused (400) before the folder is read.
- */
-function pageRequestOf(url: URL, ctx: HandlerContext): PageRequest {
-  const after = url.searchParams.get("after");
-  const query = url.searchParams.get("q");
-  return {
-    after: after === null ? undefined : parseCursor(after),
-    query: query === null ? undefined : parseQuery(query) || undefined,
-    size: ctx.pageSize ?? PAGE_SIZE,
-  };
-}
-
-/** The text of a streamed listing, a piece at a time: before, for each batch, and after. */
-interface ListingText {
-  head(): string;
-  add(entries: TreeEntry[]): string;
-  end(): string;
-}
-
-/**
- * A listing written as the folder is walked (lib/tree_listing.ts), so a folder or tree of any size
- * is never held whole: `?json`, exactly as `ferry list DIR --json` (with ?recursive, `ferry list
- * -r DIR --json`) prints it, or the HTML page, its head at once, its rows as they are listed, its
- * foot at the end. Chunked, with no `Content-Length`; a walk that fails part-way cuts the
- * response, so the client sees it unfinished rather than a short listing that looks whole.
- */
-function streamListing(
-  request: Request,
-  listing: TreeListing,
-  exchange: Exchange,
-  type: string,
-  text: ListingText,
-): Response {
-  const headers = listingHeaders(type);
-  if (request.method === "HEAD") return new Response(null, { headers });
-  const batches = listing[Symbol.asyncIterator]();
-  const encoder = new TextEncoder();
-  const done = Promise.withResolvers<void>();
-  exchange.streaming(done.promise);
-  const finish = (result?: string) => {
-    if (result) exchange.result = result;
-    done.resolve();
-  };
-  exchange.cut.signal.addEventListener("abort", () => {
-    batches.return?.().catch(() => {});
-    finish(`cut (${String(exchange.cut.signal.reason ?? "server")})`);
-  }, { once: true });
-  let started = false;
-  const body = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        // The head goes out before the walk's first batch, so a browser starts drawing at once.
-        if (!started) {
-          started = true;
-          const head = text.head();
-          if (head) {
-            const bytes = encoder.encode(head);
-            exchange.bytes += bytes.length;
-            controller.enqueue(bytes);
-            return;
-          }
-        }
-        const next = await batches.next();
-        const bytes = encoder.encode(next.done ? text.end() : text.add(next.value));
-        exchange.bytes += bytes.length;
-        controller.enqueue(bytes);
-        if (next.done) {
-          controller.close();
-          finish();
-        }
-      } catch (error) {
-        controller.error(error);
-        finish(`failed (${describeError(error)})`);
-      }
-    },
-    cancel() {
-      batches.return?.().catch(() => {});
-      finish("interrupted (client went away)");
-    },
-  }, { highWaterMark: 1 });
-  return new Response(body, { headers });
-}
-
-/** The headers of a listing, whole or paged, HTML or JSON. */
-function listingHeaders(type: string): Record<string, string> {
-  return {
-    "content-type": type,
-    "cache-control": "no-store",
-    "x-content-type-options": "nosniff",
-    "content-security-policy": PAGE_CSP,
-    vary: "accept, cookie",
-  };
-}
-
 /** The page may run only its own embedded script and style, and may send forms only home. */
 export const PAGE_CSP = "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; " +
   "img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; " +
   "base-uri 'none'";
 
-/**
- * `?tar`: the folder's files and folders (empty ones too) as one streamed tar archive, named
- * after the folder.
- */
-async function serveArchive(
-  request: Request,
-  folder: string,
-  ctx: HandlerContext,
-  exchange: Exchange,
-): Promise<Response> {
-  if (!ctx.archives) {
-    throw new HttpError(403, "Folder archives are off on this server (--http-archives)");
-  }
-  const dir = folder === "" ? undefined : folder;
-  const prefix = folder === "" ? "" : folder + "/";
-  // The folder itself comes first, so that even an empty one arrives as a folder.
-  const self: TreeEntry = {
-    name: folder,
-    type: "dir",
-    size: 0,
-    mtime: (await Deno.stat(await resolveFolder(ctx.store, dir))).mtime?.getTime() ?? 0,
-  };
-  const listing = await listTree(ctx.store, { dir, recursive: true });
-  const top = folder === "" ? "ferry" : folder.split("/").at(-1)!;
-  const headers = {
-    "content-type": "application/x-tar",
-    "content-disposition": `attachment; filename*=UTF-8''${encodeRfc5987(top)}.tar`,
-    "cache-control": "no-store",
-    "x-content-type-options": "nosniff",
-  };
-  exchange.result = "tar";
-  if (request.method === "HEAD") return new Response(null, { headers });
-  const done = Promise.withResolvers<void>();
-  exchange.streaming(done.promise);
-  // The listing is walked as the archive is written, never held whole.
-  async function* entries(): AsyncGenerator<TreeEntry[]> {
-    yield [self];
-    yield* listing;
-  }
-  const body = tarStream(ctx.store, entries(), prefix, top + "/", {
-    signal: exchange.cut.signal,
-    onBytes: (bytes) => exchange.bytes += bytes,
-    onEnd: (result, { files, folders }) => {
-      exchange.result = `tar of ${files} files, ${folders} folders: ${result}`;
-      done.resolve();
-    },
-  });
-  return new Response(body, { headers });
-}
-
 /** Size of each read from a file for a download. */
 const READ_CHUNK = 1 << 20;
 
-async function serveFile(call: Call): Promise<Response> {
+/**
+ * GET and HEAD of a regular file: the download (ranges, validators). Anything else the store
+ * finds at the name is refused with `not_a_file`, for lib/http/folder_read.ts to list.
+ */
+export async function serveFile(call: Call): Promise<Response> {
   const { request, url, target, ctx, exchange } = call;
   const opened = await ctx.store.openFile(target.name);
   let handedOver = false;
@@ -550,7 +262,8 @@ async function serveFile(call: Call): Promise<Response> {
   }
 }
 
-function encodeRfc5987(text: string): string {
+/** A file name as an RFC 5987 `filename*` value: percent-encoded UTF-8. */
+export function encodeRfc5987(text: string): string {
   return encodeURIComponent(text).replace(/['()*]/g, (c) => "%" + c.charCodeAt(0).toString(16));
 }
 

@@ -17,10 +17,10 @@ import {
   Exchange,
   type HandlerContext,
   HttpError,
-  serveRead,
   statusOf,
   targetOf,
 } from "./handler.ts";
+import { serveRead } from "./folder_read.ts";
 import { serveTreeChange } from "./tree_change.ts";
 import { serveWrite } from "./upload.ts";
 
