@@ -17,6 +17,7 @@ import { childOf } from "./disk_jobs.ts";
 import { compareListed } from "./tree_listing.ts";
 import type { TreeEntry } from "./tree_protocol.ts";
 import { checkName } from "./remote_name.ts";
+import { BIDI_CONTROL, CONTROL_CHAR } from "./terminal_chars.ts";
 import { resolveFolder, type ServedFolder } from "./tree_store.ts";
 
 /** A place in a folder's page order: after the folder or file `name` (one segment). */
@@ -75,7 +76,8 @@ export function parseCursor(text: string): PageCursor {
 }
 
 /**
- * Checks a query (`?q=`): at most {@link MAX_QUERY_CHARS} characters, none a control character.
+ * Checks a query (`?q=`): at most {@link MAX_QUERY_CHARS} characters, none a control character
+ * (C0, DEL, C1) or a bidirectional control, as for a name (lib/remote_name.ts `checkName`).
  * Returns it trimmed ("" for none).
  */
 export function parseQuery(text: string): string {
@@ -86,9 +88,15 @@ export function parseQuery(text: string): string {
       `Refused ?q: it is longer than ${MAX_QUERY_CHARS} characters`,
     );
   }
-  // deno-lint-ignore no-control-regex
-  if (/[\x00-\x1f\x7f]/.test(query)) {
+  // The page shows the query: nothing in it may reorder or hide the text around it.
+  if (CONTROL_CHAR.test(query)) {
     throw new StoreError("bad_request", "Refused ?q: it contains a control character");
+  }
+  if (BIDI_CONTROL.test(query)) {
+    throw new StoreError(
+      "bad_request",
+      "Refused ?q: it contains a bidirectional control character",
+    );
   }
   return query;
 }

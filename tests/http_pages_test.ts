@@ -160,6 +160,8 @@ Deno.test("http pages: bad cursors and queries are refused in one line, before a
     ["?after=a%00b", "Refused ?after: it contains a NUL byte"],
     [`?after=${"x".repeat(1025)}`, "Refused ?after: it is longer than 1024 bytes"],
     ["?q=a%01", "Refused ?q: it contains a control character"],
+    ["?q=a%C2%85", "Refused ?q: it contains a control character"],
+    ["?q=%E2%80%AEtxt.exe", "Refused ?q: it contains a bidirectional control character"],
     [`?q=${"x".repeat(257)}`, "Refused ?q: it is longer than 256 characters"],
   ];
   for (const [query, message] of refused) {
