@@ -543,6 +543,23 @@ Deno.test({
     await waitFor("the row to go", async () => (await names()).length === 0);
     assert.match(await info(), /No name among the 13 entries of this folder holds “REPORT”/);
 
+    // A folder that grows past a page under uploads says so, and keeps the uploads' results.
+    await page.goto(`${base}big/sub/`);
+    await page.setInputFiles(
+      "#pick",
+      ["one", "two", "three", "four", "five"].map((name) => ({
+        name: `${name}.txt`,
+        mimeType: "text/plain",
+        buffer: Buffer.from(name),
+      })),
+    );
+    await page.waitForSelector("#results #reshape", { timeout: 15000 });
+    assert.equal(await page.locator("#results li.ok").count(), 5);
+    assert.match(await page.textContent("#reshape") ?? "", /now holds more than a page: reload/);
+    await page.click("#reshape a");
+    await page.waitForSelector("#pageinfo");
+    assert.match(await info(), /^Entries 1–4 of 5/);
+
     // A bad cursor is refused with its reason, on a page of its own.
     const bad = await page.goto(`${base}big/?after=..%2F..%2Fetc`);
     assert.equal(bad?.status(), 400);

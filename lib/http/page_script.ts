@@ -109,8 +109,9 @@ export const PAGE_SCRIPT = String.raw`"use strict";
         var freshTable = doc.querySelector("table.listing");
         var fresh = freshTable && freshTable.tBodies[0];
         if (!fresh) return;
-        // The folder changed between whole and paged: the new page is loaded whole.
-        if ((freshTable.dataset.paged === "1") !== paged) { location.assign(url); return; }
+        // The folder grew past a page, or shrank to one: this page cannot become the other kind
+        // in place. It is loaded anew, unless that would lose results the visitor has not read.
+        if ((freshTable.dataset.paged === "1") !== paged) { changedKind(url); return; }
         rows().forEach(function (r) { r.remove(); });
         Array.prototype.forEach.call(fresh.rows, function (r) {
           if (r.dataset.name !== undefined) decorate(tbody.appendChild(document.importNode(r, true)));
@@ -129,6 +130,22 @@ export const PAGE_SCRIPT = String.raw`"use strict";
       });
   }
   function refresh() { return load(location.pathname + location.search); }
+  function changedKind(url) {
+    var list = document.getElementById("results");
+    if (!list || list.children.length === 0) { location.assign(url); return; }
+    if (document.getElementById("reshape")) return;
+    var li = document.createElement("li");
+    li.id = "reshape";
+    var text = document.createElement("span");
+    text.className = "f";
+    text.textContent = paged ? "This folder now fits one page: " : "This folder now holds more than a page: ";
+    var link = document.createElement("a");
+    link.href = url;
+    link.textContent = "reload it to see it as it is";
+    text.appendChild(link);
+    li.appendChild(text);
+    list.appendChild(li);
+  }
 
   // A paged folder's search asks the server, once typing pauses (or at Enter), for the first
   // page of the names that hold the text; without JavaScript the form does the same.
