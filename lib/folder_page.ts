@@ -177,7 +177,7 @@ export class BoundedHeap<T> {
 }
 
 /** One entry as the read of a folder found it, before it is looked up. */
-interface Found extends PageCursor {
+export interface Found extends PageCursor {
   /** The real path a symlinked file leads to; undefined for anything else. */
   target?: string;
 }
@@ -218,8 +218,8 @@ export class PageSelector {
     this.#query = (request.query ?? "").toLowerCase();
     this.#size = Math.max(1, request.size);
     const reversed = (a: Found, b: Found) => comparePlaces(b, a);
-    // One more than a page: the one before the page's first is the cursor of the page.
     this.#page = new BoundedHeap(this.#size, comparePlaces);
+    // One more than a page: the entry before a page's first is the cursor that leads to it.
     this.#previous = new BoundedHeap(this.#size + 1, reversed);
     this.#last = new BoundedHeap(this.#size + 1, reversed);
   }
