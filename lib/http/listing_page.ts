@@ -1,9 +1,9 @@
 /**
  * The HTML a browser sees: a folder's listing (works without JavaScript: names, sizes, dates,
  * folder links and download links; a big folder's page says where it is and links to the others,
- * with a search form), the login form and error pages. Every name and message is
- * escaped here, and only here, through {@link escapeHtml}; the styles are embedded so the page
- * needs nothing from the network.
+ * with a search form), the login form and error pages. Every name and message is escaped here,
+ * and only here, through {@link escapeHtml}; the styles are embedded so the page needs nothing
+ * from the network.
  *
  * @module
  */

@@ -1,10 +1,10 @@
 /**
  * The listing page's script, embedded as a string so a compiled binary serves it with no file
  * and no network: sorting by column, filtering by name (a paged folder's search, by the server,
- * as you type), uploads of files and whole folders
- * (picked or dropped) with a progress bar and a result for each, and rename, delete (confirmed)
- * and new folder through one dialog, each with its result. The listing works without it.
- * It builds every element with textContent, never innerHTML, so a name can only ever be text.
+ * as you type), uploads of files and whole folders (picked or dropped) with a progress bar and a
+ * result for each, and rename, delete (confirmed) and new folder through one dialog, each with
+ * its result. The listing works without it. It builds every element with textContent, never
+ * innerHTML, so a name can only ever be text.
  * Served at `/?asset=page.js` under a Content-Security-Policy that allows no inline script.
  *
  * @module
