@@ -6,6 +6,7 @@
  */
 
 import assert from "node:assert/strict";
+import { dirname } from "node:path";
 import {
   assertRootHolds,
   assertSuccess,
@@ -367,7 +368,7 @@ Deno.test("http tree: ?json&recursive is the text of list -r --json, written as 
   const { server, base } = await startHttp();
   await using _ = server;
   for (const name of ["a/x.txt", "a/b/y.txt", "a-b", "a.txt", "z.txt"]) {
-    await Deno.mkdir(`${server.root}/${name}/..`, { recursive: true });
+    await Deno.mkdir(dirname(`${server.root}/${name}`), { recursive: true });
     await Deno.writeTextFile(`${server.root}/${name}`, name);
   }
   const response = await fetch(`${base}?json&recursive`);
