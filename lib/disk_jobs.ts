@@ -185,11 +185,24 @@ export type DiskJob =
      * which a walk sorts on disk (lib/name_runs.ts) rather than in memory.
      */
     names?: string[];
+    /**
+     * Look the folder up only if it holds at most this many names (and its size on disk says it
+     * may): a larger one is answered {@link FOLDER_TOO_BIG}, without a lookup.
+     */
+    most?: number;
   }
   | { kind: "read"; path: string; max: number };
 
+/** What a folder's lookup with `most` answers for a folder past that many names. */
+export interface FolderTooBig {
+  tooBig: true;
+}
+
+/** The {@link FolderTooBig} answer. */
+export const FOLDER_TOO_BIG: FolderTooBig = { tooBig: true };
+
 /** What a job gives back. */
-export type DiskResult = FolderLookup | SmallRead | DiskFailure;
+export type DiskResult = FolderLookup | FolderTooBig | SmallRead | DiskFailure;
 
 function infoOf(info: Deno.FileInfo): DiskInfo {
   const type = info.isSymlink ? "link" : info.isDirectory ? "dir" : info.isFile ? "file" : "other";
@@ -295,6 +308,36 @@ function lookUpFolder(
   }, { bigBytes: job.bigBytes });
   const lookUp = () => lookUpNames(dir, names, listed, follow, part, parts);
   return reading ? reading.then(lookUp) : lookUp();
+}
+
+/**
+ * Bytes a name takes in a folder's size on disk, at least, on the file systems that tell (ext4,
+ * tmpfs, XFS): a folder larger than `most` of them (and than a few blocks) holds too many names
+ * to be worth reading only to find out.
+ */
+const FOLDER_BYTES_PER_NAME = 12;
+
+/** A folder this size on disk may hold few names whatever `most` is (long names, or blocks). */
+const FOLDER_BYTES_FLOOR = 64 << 10;
+
+/** A folder's lookup with `most`: read in one call, and looked up only if small enough. */
+function lookUpSmallFolder(
+  job: DiskJob & { kind: "folder"; most: number },
+): FolderLookup | FolderTooBig {
+  const { dir, most, follow = false, part = 0, parts = 1 } = job;
+  const size = Deno.statSync(dir).size;
+  if (size > Math.max(most * FOLDER_BYTES_PER_NAME, FOLDER_BYTES_FLOOR)) return FOLDER_TOO_BIG;
+  const names: string[] = [];
+  const listed: number[] = [];
+  for (const entry of Deno.readDirSync(dir)) {
+    if (names.length === most) return FOLDER_TOO_BIG;
+    names.push(entry.name);
+    listed.push(
+      (entry.isFile ? KIND_FILE : 0) | (entry.isDirectory ? KIND_DIR : 0) |
+        (entry.isSymlink ? KIND_LINK : 0),
+    );
+  }
+  return lookUpNames(dir, names, listed, follow, part, parts);
 }
 
 function lookUpNames(
@@ -420,6 +463,7 @@ export function runDiskJob(
 ): DiskResult | Promise<DiskResult> {
   try {
     if (job.kind !== "folder") return readSmall(job.path, job.max, batch);
+    if (job.most !== undefined) return lookUpSmallFolder({ ...job, most: job.most });
     const lookup = lookUpFolder(job);
     return lookup instanceof Promise ? lookup.catch(failureOf) : lookup;
   } catch (error) {

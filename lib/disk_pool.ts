@@ -48,6 +48,9 @@ export const DISK_THREAD_MODULES: readonly URL[] = [
 /** Most jobs in one message: a long queue is spread over the threads. */
 const BATCH_JOBS = 64;
 
+/** Batches asked for early that may wait on the first thread before they go to another. */
+const EARLY_QUEUE = 2;
+
 /** Threads kept started while the pool is held: a split folder's two shares start at once. */
 const HELD_THREADS = 2;
 
@@ -55,6 +58,10 @@ interface Waiting {
   job: DiskJob;
   resolve: (result: DiskResult | Promise<DiskResult>) => void;
   alone?: boolean;
+  /** Asked for before it is needed: see {@link DiskPool} `#pick`. */
+  early?: boolean;
+  /** Answered already: a thread stopped mid-batch runs only the others again. */
+  answered?: boolean;
 }
 
 interface Thread {
@@ -139,6 +146,19 @@ export class DiskPool {
   }
 
   /**
+   * Every name in the folder `dir`, each looked up, as {@link folder} does, if it holds at most
+   * `most` names; undefined, without a lookup, for a larger one. For looking folders up before
+   * they are needed (several asked for together leave in one message), where a large folder is
+   * better looked up when it is (it may be read as it comes, and it holds memory meanwhile).
+   */
+  async smallFolder(dir: string, most: number): Promise<FolderView | undefined> {
+    const result = await this.#run({ kind: "folder", dir, most }, false, true);
+    if (isDiskFailure(result)) throw diskError(result);
+    if ("tooBig" in result) return undefined;
+    return new FolderView(result as FolderLookup);
+  }
+
+  /**
    * The file at `path` (symlinks followed), read whole when it is a regular file of at most
    * `max` bytes. The caller checks {@link SmallRead.real} before it uses what was read.
    */
@@ -182,11 +202,14 @@ export class DiskPool {
     for (const thread of this.#threads.splice(0)) this.#stop(thread);
   }
 
-  /** Queues `job`; one `alone` leaves in a message of its own, for a thread of its own. */
-  #run(job: DiskJob, alone = false): Promise<DiskResult> {
+  /**
+   * Queues `job`; one `alone` leaves in a message of its own, for a thread of its own, and an
+   * `early` one (asked for before it is needed) waits for a running thread rather than start one.
+   */
+  #run(job: DiskJob, alone = false, early = false): Promise<DiskResult> {
     if (this.#broken) return Promise.resolve(runDiskJob(job));
     return new Promise((resolve) => {
-      this.#queue.push({ job, resolve, alone });
+      this.#queue.push({ job, resolve, alone, early });
       if (this.#flushing) return;
       this.#flushing = true;
       // What else this turn of the event loop asks for leaves in the same message.
@@ -201,7 +224,7 @@ export class DiskPool {
       const batch = alone === 0
         ? this.#queue.splice(0, 1)
         : this.#queue.splice(0, Math.min(BATCH_JOBS, alone < 0 ? Infinity : alone));
-      const thread = this.#broken ? undefined : this.#pick();
+      const thread = this.#broken ? undefined : this.#pick(batch.every((waiting) => waiting.early));
       if (!thread) {
         for (const { job, resolve } of batch) resolve(runDiskJob(job));
         continue;
@@ -215,11 +238,19 @@ export class DiskPool {
     }
   }
 
-  /** An idle thread, else a new one while there may be more, else the least busy. */
-  #pick(): Thread | undefined {
+  /**
+   * An idle thread, else a new one while there may be more, else the least busy. `early` jobs go
+   * to the first thread while it has little else to do, and start one only when none runs: spread
+   * over two threads, on CPUs the other end shares, a walk's look-ahead cost more CPU than it
+   * saved, and starting a thread costs more than the lookups.
+   */
+  #pick(early = false): Thread | undefined {
+    if (early && this.#threads.length > 0 && this.#threads[0].sent.size < EARLY_QUEUE) {
+      return this.#threads[0];
+    }
     const idle = this.#threads.find((t) => t.sent.size === 0);
     if (idle) return idle;
-    if (this.#threads.length < this.#max) {
+    if (this.#threads.length < this.#max && (!early || this.#threads.length === 0)) {
       const started = this.#start();
       if (started) return started;
     }
@@ -240,8 +271,14 @@ export class DiskPool {
     worker.onmessage = ({ data }: MessageEvent<DiskResponse>) => {
       const batch = thread.sent.get(data.id);
       if (!batch) return;
+      // A batch is answered in parts, in order: its jobs done so far, then the next ones.
+      data.results.forEach((result, i) => {
+        const waiting = batch[data.from + i];
+        waiting.answered = true;
+        waiting.resolve(result);
+      });
+      if (data.from + data.results.length < batch.length) return;
       thread.sent.delete(data.id);
-      batch.forEach((waiting, i) => waiting.resolve(data.results[i]));
       if (thread.sent.size === 0) this.#idleLater(thread);
     };
     worker.onerror = (event) => {
@@ -277,7 +314,7 @@ export class DiskPool {
     if (thread.idle !== undefined) clearTimeout(thread.idle);
     thread.worker.terminate();
     for (const batch of thread.sent.values()) {
-      for (const { job, resolve } of batch) resolve(runDiskJob(job));
+      for (const { job, resolve, answered } of batch) if (!answered) resolve(runDiskJob(job));
     }
     thread.sent.clear();
   }

@@ -104,7 +104,43 @@ interface Level {
   more?: SortedNames;
   /** A big folder's last name handed out so far, so that a repeat is walked once. */
   last?: string;
+  /**
+   * Walks that are not `sync`: the names before this one were looked at for folders to look up
+   * ahead.
+   */
+  scanned: number;
+  /** The folders of this one looked up ahead (asked for, or back), not yet gone into or passed. */
+  early: string[];
 }
+
+/** A folder looked up before the walk reaches it (walks that are not `sync`). */
+interface Early {
+  /** Settles once the lookup is back. */
+  ready: Promise<void>;
+  /** The folder, once back; none for a folder too large to look up ahead, or a failure. */
+  level?: Level;
+  /** Why the lookup failed: thrown when the walk goes into the folder, as its own lookup would. */
+  error?: unknown;
+  /** Names it counts for in {@link AHEAD_ROOM}: as many as it may hold until back, then its own. */
+  weight: number;
+}
+
+/**
+ * Most names of a folder looked up ahead: a larger one is looked up when the walk reaches it
+ * (and waiting for it costs little beside its own lookup).
+ */
+const AHEAD_NAMES = 1024;
+
+/**
+ * Names a walk on the disk threads holds in folders looked up before it reaches them, at most, a
+ * folder not back yet counting for {@link AHEAD_NAMES}: at most 16 folders under way. Each lookup
+ * the walk waited for in turn left the disk thread idle while the caller handled a folder, and the
+ * caller idle while the next was looked up; looked up ahead, several leave in one message.
+ */
+const AHEAD_ROOM = 16 * AHEAD_NAMES;
+
+/** Folders looked up ahead at most, however few names they hold: each costs its own objects. */
+const AHEAD_FOLDERS = 64;
 
 /** The entry for what a disk thread found at `path`. */
 function entryOfDisk(path: string, info: DiskInfo): WalkEntry {
@@ -173,6 +209,10 @@ export class TreeWalker implements EntryWalk {
   #bigBytes: number;
   #runNames: number;
   #spillDir?: string;
+  /** Folders looked up ahead, by real path. */
+  #early = new Map<string, Early>();
+  /** What {@link #early} counts for in {@link AHEAD_ROOM}. */
+  #held = 0;
 
   private constructor(options: TreeWalkerOptions) {
     this.#skip = options.skip;
@@ -194,6 +234,7 @@ export class TreeWalker implements EntryWalk {
       walker.close();
       throw error;
     }
+    walker.#lookAhead();
     return walker;
   }
 
@@ -201,10 +242,13 @@ export class TreeWalker implements EntryWalk {
   close(): void {
     for (const level of this.#stack.splice(0)) level.more?.close();
     this.#current = undefined;
+    // Lookups still under way are dropped as they come back.
+    this.#early.clear();
+    this.#held = 0;
   }
 
   /** Enters the folder `dir`; `size` is its size on disk, when already known. */
-  async #push(dir: string, prefix: string, size?: number): Promise<void> {
+  async #push(dir: string, prefix: string, size?: number, parent?: Level): Promise<void> {
     // Names that are not valid UTF-8 read with U+FFFD, so two can read alike: each name is walked
     // once, and one that leads nowhere (no name can reach it) is left out when it is reached.
     const unique = new Set<string>();
@@ -212,15 +256,90 @@ export class TreeWalker implements EntryWalk {
       if (Deno.statSync(dir).size >= this.#bigBytes) return await this.#pushBig(dir, prefix);
       for (const entry of Deno.readDirSync(dir)) unique.add(entry.name);
       const names = [...unique].sort(compareName);
-      this.#stack.push({ dir, prefix, names, next: 0 });
+      this.#stack.push({ dir, prefix, names, next: 0, scanned: 0, early: [] });
       return;
+    }
+    const early = this.#early.get(dir);
+    if (early) {
+      await early.ready;
+      this.#early.delete(dir);
+      this.#held -= early.weight;
+      if (parent) parent.early = parent.early.filter((path) => path !== dir);
+      if (early.error !== undefined) throw early.error;
+      if (early.level) {
+        this.#stack.push(early.level);
+        return;
+      }
     }
     size ??= (await Deno.stat(dir)).size;
     if (size >= this.#bigBytes) return await this.#pushBig(dir, prefix);
-    const folder = await diskPool.folder(dir);
-    for (const name of folder.names) unique.add(name);
-    const names = [...unique].sort(compareName);
-    this.#stack.push({ dir, prefix, names, next: 0, found: folder });
+    this.#stack.push(levelOf(dir, prefix, await diskPool.folder(dir)));
+  }
+
+  /**
+   * Asks the disk threads for the folders the walk goes into next, in walk order as far as it is
+   * known, while there is room: those of the current folder and of the folders above it, and
+   * those of the folders already looked up ahead. Big folders are left to {@link #pushBig}.
+   */
+  #lookAhead(): void {
+    // Topped up once half the room is free, not a folder at a time: those asked for together
+    // leave in one message.
+    if (this.#sync || this.#held > AHEAD_ROOM / 2 || this.#early.size > AHEAD_FOLDERS / 2) return;
+    const top = this.#stack.length - 1;
+    for (let i = top; i >= 0; i--) {
+      const level = this.#stack[i];
+      // Below the top, the name at `next - 1` is the folder the walk is in; at the top, it is
+      // the current entry, which may be a folder still to go into.
+      level.scanned = Math.max(level.scanned, i === top ? level.next - 1 : level.next);
+      if (!this.#scan(level)) return;
+    }
+  }
+
+  /** Looks up ahead the folders `level` holds, and below; false once there is no more room. */
+  #scan(level: Level): boolean {
+    for (const dir of level.early) {
+      const below = this.#early.get(dir)?.level;
+      if (below && !this.#scan(below)) return false;
+    }
+    while (level.scanned < level.names.length) {
+      if (this.#held + AHEAD_NAMES > AHEAD_ROOM || this.#early.size >= AHEAD_FOLDERS) return false;
+      const name = level.names[level.scanned++];
+      const found = level.found?.info(name);
+      if (found === undefined || isDiskFailure(found) || found.type !== "dir") continue;
+      if (found.size >= this.#bigBytes) continue;
+      const path = level.prefix + name;
+      if (this.#skip?.(path)) continue;
+      const dir = childOf(level.dir, name);
+      level.early.push(dir);
+      const early: Early = { ready: Promise.resolve(), weight: AHEAD_NAMES };
+      this.#early.set(dir, early);
+      this.#held += early.weight;
+      early.ready = diskPool.smallFolder(dir, AHEAD_NAMES).then(
+        (folder) => {
+          if (folder) early.level = levelOf(dir, path + "/", folder);
+        },
+        (error) => {
+          early.error = error;
+        },
+      ).finally(() => {
+        // Back: what it holds can be asked for in turn, unless the walk passed it meanwhile.
+        if (this.#early.get(dir) !== early) return;
+        this.#held += (early.level?.names.length ?? 0) - early.weight;
+        early.weight = early.level?.names.length ?? 0;
+        this.#lookAhead();
+      });
+    }
+    return true;
+  }
+
+  /** Forgets the folder `dir` looked up ahead, and what was looked up below it: not gone into. */
+  #forget(dir: string, parent?: Level): void {
+    if (parent) parent.early = parent.early.filter((path) => path !== dir);
+    const early = this.#early.get(dir);
+    if (!early) return;
+    this.#early.delete(dir);
+    this.#held -= early.weight;
+    for (const below of early.level?.early ?? []) this.#forget(below);
   }
 
   /**
@@ -244,13 +363,14 @@ export class TreeWalker implements EntryWalk {
       await sorter.discard();
       throw error;
     }
-    this.#stack.push({ dir, prefix, names: [], next: 0, more });
+    this.#stack.push({ dir, prefix, names: [], next: 0, more, scanned: 0, early: [] });
   }
 
   /** The next chunk of a big folder's names, looked up unless the walk is `sync`. */
   async #refill(level: Level): Promise<void> {
     level.names = [];
     level.next = 0;
+    level.scanned = 0;
     level.found = undefined;
     while (level.more && level.names.length === 0) {
       const chunk = await level.more.take();
@@ -320,6 +440,14 @@ export class TreeWalker implements EntryWalk {
   /** Moves past the current entry: into it first if it is a folder and `descend` is set. */
   async next(descend = true): Promise<void> {
     const current = this.#current;
+    const top = this.#stack.at(-1);
+    const names = top?.names;
+    if (current?.type === "dir" && !this.#sync) {
+      const level = this.#stack.at(-1)!;
+      // Gone into or passed, it is not to be looked up ahead any more.
+      level.scanned = Math.max(level.scanned, level.next);
+      if (!descend) this.#forget(childOf(level.dir, level.names[level.next - 1]), level);
+    }
     if (current?.type === "dir" && descend) {
       const level = this.#stack.at(-1)!;
       const name = level.names[level.next - 1];
@@ -327,7 +455,7 @@ export class TreeWalker implements EntryWalk {
       const found = level.found?.info(name);
       const size = found && !isDiskFailure(found) ? found.size : undefined;
       try {
-        await this.#push(childOf(level.dir, name), current.path + "/", size);
+        await this.#push(childOf(level.dir, name), current.path + "/", size, level);
       } catch (error) {
         // Removed meanwhile, or unreadable: its contents are simply not part of the walk.
         if (
@@ -338,7 +466,18 @@ export class TreeWalker implements EntryWalk {
       }
     }
     await this.#advance();
+    // Looked at again only when the walk went into, passed or left a folder (or read on in a big
+    // one): past a file, what comes next is as it was, and looking at it for every entry cost.
+    const now = this.#stack.at(-1);
+    if (current?.type === "dir" || now !== top || now?.names !== names) this.#lookAhead();
   }
+}
+
+/** A level of the walk for the folder `dir`, as the disk thread found it. */
+function levelOf(dir: string, prefix: string, folder: FolderView): Level {
+  // As in the walk's own reads: each name once.
+  const names = [...new Set(folder.names)].sort(compareName);
+  return { dir, prefix, names, next: 0, found: folder, scanned: 0, early: [] };
 }
 
 /** What a sender walks: a folder ({@link TreeWalker}) or a list of files ({@link ListWalk}). */

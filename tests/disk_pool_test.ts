@@ -160,3 +160,38 @@ Deno.test("without a thread (its script fails), jobs run on the calling thread, 
     pool.close();
   }
 });
+
+Deno.test("folders asked for together are answered each on its own: one missing or too big fails or passes alone", async () => {
+  const pool = new DiskPool({ threads: 1 });
+  const dir = await Deno.realPath(await Deno.makeTempDir({ prefix: "ferry-disk-" }));
+  try {
+    // Enough folders, and names, that the batch takes more than a few milliseconds: it is answered
+    // in parts, each folder's results in its own place.
+    const folders = 60;
+    for (let f = 0; f < folders; f++) {
+      await Deno.mkdir(join(dir, `d${f}`));
+      for (let i = 0; i <= f; i++) await Deno.writeTextFile(join(dir, `d${f}`, `n${i}`), "x");
+    }
+    const asked = Array.from(
+      { length: folders },
+      (_, f) => pool.smallFolder(join(dir, `d${f}`), 64),
+    );
+    const missing = pool.smallFolder(join(dir, "gone"), 64);
+    const tooBig = pool.smallFolder(join(dir, `d${folders - 1}`), 10);
+    const again = pool.smallFolder(join(dir, "d3"), 64);
+    await assert.rejects(missing, Deno.errors.NotFound);
+    assert.equal(await tooBig, undefined, "more names than asked for: not looked up");
+    const views = await Promise.all(asked);
+    views.forEach((view, f) => {
+      assert.ok(view);
+      assert.equal(view.names.length, f + 1);
+      for (const name of view.names) {
+        assert.equal((view.info(name) as { type: string }).type, "file");
+      }
+    });
+    assert.deepEqual([...(await again)!.names].sort(), ["n0", "n1", "n2", "n3"]);
+  } finally {
+    pool.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

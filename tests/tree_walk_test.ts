@@ -47,3 +47,38 @@ Deno.test("comparePath orders paths as the walk of a real folder gives them, on 
     assert.deepEqual([...walked].reverse().sort(comparePath), walked);
   }
 });
+
+Deno.test("a walk on the disk threads, which looks folders up ahead, walks as one on the caller's thread does", async () => {
+  await using work = await makeTempDir();
+  const base = await Deno.realPath(work.path);
+  for (let t = 0; t < 3; t++) {
+    for (let s = 0; s < 12; s++) {
+      const dir = `${base}/t${t}/s${String(s).padStart(2, "0")}`;
+      await Deno.mkdir(`${dir}/deeper`, { recursive: true });
+      for (let i = 0; i < 3; i++) await Deno.writeTextFile(`${dir}/f${i}`, "x".repeat(i));
+      await Deno.writeTextFile(`${dir}/deeper/z`, "z");
+    }
+  }
+  // A folder too large to look up ahead, a link to a folder (never gone into) and a folder left
+  // out by `skip`.
+  for (let i = 0; i < 1100; i++) await Deno.writeTextFile(`${base}/t1/s05/m${i}`, "");
+  await Deno.symlink(`${base}/t0`, `${base}/t2/link`);
+  const skip = (path: string) => path === "t2/s03";
+  // Folders ending in 7 are passed without going into them, as a receiver passes what the
+  // sender lacks.
+  const walk = async (sync: boolean) => {
+    const walker = await TreeWalker.open(base, { sync, skip });
+    const walked: string[] = [];
+    for (let e = walker.peek(); e; e = walker.peek()) {
+      walked.push(`${e.path} ${e.type} ${e.size}`);
+      await walker.next(!e.path.endsWith("7"));
+    }
+    return walked;
+  };
+  const expected = await walk(true);
+  // Each of the 36 folders: itself, 3 files, a folder and its file; less what the 3 passed
+  // folders hold and the skipped folder.
+  assert.equal(expected.length, 3 + 36 * 6 - 3 * 5 - 6 + 1100 + 1);
+  assert.ok(expected.includes("t2/link link 0") && !expected.some((e) => e.startsWith("t2/link/")));
+  assert.deepEqual(await walk(false), expected);
+});
