@@ -97,7 +97,8 @@ export type {
   StoreReader,
   StoreUpload,
 } from "./lib/store.ts";
-export type { ManifestEntry, ManifestTop, TreeEntry } from "./lib/tree_protocol.ts";
+export type { TreeEntry } from "./lib/tree_protocol.ts";
+export type { ManifestEntry, ManifestTop } from "./lib/tree_transfer_protocol.ts";
 export type { ListEntriesOptions } from "./lib/tree_client.ts";
 export type { TreeListing } from "./lib/tree_listing.ts";
 export type {

@@ -3,7 +3,7 @@
  * connection. The {@link ErrorCode} type, the check of codes that arrive from a peer and the
  * client's rule for keeping a connection after a failure all come from {@link ERROR_CODES}. Also
  * the {@link ErrorMessage} that carries a code (ERROR, ABORT, a tree file's failed RESULT) and its
- * validation, {@link parseError}, shared by lib/protocol.ts and lib/tree_protocol.ts.
+ * validation, {@link parseError}, shared by lib/protocol.ts and lib/tree_transfer_protocol.ts.
  * docs/protocol.md ("Error codes") is the prose version of this table.
  *
  * @module

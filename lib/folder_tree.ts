@@ -28,7 +28,7 @@ import {
   type TreeSource,
   uploadSink,
 } from "./tree_transfer.ts";
-import type { ManifestEntry } from "./tree_protocol.ts";
+import type { ManifestEntry } from "./tree_transfer_protocol.ts";
 import { foldsCase, MODE_BITS, TreeWalker } from "./tree_walk.ts";
 
 /**

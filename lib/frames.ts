@@ -59,7 +59,7 @@ export const FrameType = {
   AUTH: 0x09,
   /** The server is still at work on the request (the final flush of an upload), JSON `{}`. */
   KEEPALIVE: 0x0a,
-  /** Tree transfer: the sender's next batch of entries (lib/tree_protocol.ts). */
+  /** Tree transfer: the sender's next batch of entries (lib/tree_transfer_protocol.ts). */
   MANIFEST: 0x0b,
   /** Tree transfer: which entries of a batch the receiver needs. */
   WANT: 0x0c,

@@ -2,8 +2,8 @@
  * The ferry wire messages: the JSON each control frame carries, and the validation of every
  * message that arrives (parse*), with the listings a data phase carries. The frame layout is in
  * lib/frames.ts, reading and writing frames in lib/frame_reader.ts and lib/frame_writer.ts, the
- * tree requests' messages in lib/tree_protocol.ts. docs/protocol.md is the prose version of
- * these; keep them in step.
+ * folder requests' messages in lib/tree_protocol.ts and the tree transfers' in
+ * lib/tree_transfer_protocol.ts. docs/protocol.md is the prose version of these; keep them in step.
  *
  * @module
  */
@@ -13,10 +13,9 @@ import {
   type ListRequest,
   parseListRequest,
   parseTreeChange,
-  parseTreeTransfer,
   type TreeChangeRequest,
-  type TreeTransferRequest,
 } from "./tree_protocol.ts";
+import { parseTreeTransfer, type TreeTransferRequest } from "./tree_transfer_protocol.ts";
 
 export type { ListRequest, TreeChangeRequest, TreeTransferRequest };
 
@@ -96,7 +95,7 @@ export interface KeptRequest {
   op: "kept";
 }
 
-/** Any client request; the listing and tree requests are in lib/tree_protocol.ts. */
+/** Any client request; the folder and tree transfer requests are in lib/tree_*protocol.ts. */
 export type Request =
   | PutRequest
   | GetRequest

@@ -27,7 +27,8 @@ import type {
   StoreUpload,
 } from "./store.ts";
 import { checksumFilePrefix } from "./transfer.ts";
-import type { ManifestEntry, TreeEntry } from "./tree_protocol.ts";
+import type { TreeEntry } from "./tree_protocol.ts";
+import type { ManifestEntry } from "./tree_transfer_protocol.ts";
 import { type ListedFolder, type TreeListing, walkListing } from "./tree_listing.ts";
 import {
   type KeptPart,

@@ -24,7 +24,8 @@ import { authMac, macMatches, newNonce } from "./auth.ts";
 import type { Refusal } from "./admission.ts";
 import { looksLikeLegacy, serveLegacy } from "./legacy.ts";
 import { NAME, VERSION } from "./version.ts";
-import { TREE_FEATURE, TREE_RESUME_FEATURE } from "./tree_protocol.ts";
+import { TREE_FEATURE } from "./tree_protocol.ts";
+import { TREE_RESUME_FEATURE } from "./tree_transfer_protocol.ts";
 import { type Channel, type Context, stamp, type Tracked } from "./server_context.ts";
 import { classify, serveRequest } from "./server_requests.ts";
 

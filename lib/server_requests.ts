@@ -43,7 +43,7 @@ import type { ListRequest, TreeEntry } from "./tree_protocol.ts";
 import type { TreeListing } from "./tree_listing.ts";
 import { createChecksum } from "./checksum.ts";
 import { changeTree } from "./tree_store.ts";
-import type { TreeTransferRequest } from "./tree_protocol.ts";
+import type { TreeTransferRequest } from "./tree_transfer_protocol.ts";
 import { checkTreeRequest, serveTreeTransfer } from "./tree_server.ts";
 import type { Channel, Context, Outcome } from "./server_context.ts";
 

@@ -21,7 +21,8 @@ import {
   safeJson,
 } from "./format.ts";
 import { ProgressLine, progressWanted } from "./progress.ts";
-import type { TreeEntry, TreeSummary } from "./tree_protocol.ts";
+import type { TreeEntry } from "./tree_protocol.ts";
+import type { TreeSummary } from "./tree_transfer_protocol.ts";
 import {
   changeRemote,
   getTree,

@@ -19,17 +19,19 @@ import type { FrameWriter } from "./frame_writer.ts";
 import type { ListEntry, Ok, Welcome } from "./protocol.ts";
 import { concatBytes, type LocalWaits, receiveData } from "./transfer.ts";
 import {
-  encodeTreeTransfer,
   ListingLines,
-  MAX_BATCH_ENTRIES,
   parseTreeListing,
   TREE_FEATURE,
-  TREE_RESUME_FEATURE,
   type TreeChangeRequest,
   type TreeEntry,
+} from "./tree_protocol.ts";
+import {
+  encodeTreeTransfer,
+  MAX_BATCH_ENTRIES,
+  TREE_RESUME_FEATURE,
   type TreeSummary,
   type TreeTransferRequest,
-} from "./tree_protocol.ts";
+} from "./tree_transfer_protocol.ts";
 import { localSink, localSource } from "./tree_local.ts";
 import { receiveTree, type ReceiveTreeOptions } from "./tree_receive.ts";
 import { sendTree, type SendTreeOptions } from "./tree_send.ts";

@@ -24,7 +24,7 @@ import {
   type TreeSink,
   type TreeSource,
 } from "./tree_transfer.ts";
-import type { ManifestEntry, ManifestTop } from "./tree_protocol.ts";
+import type { ManifestEntry, ManifestTop } from "./tree_transfer_protocol.ts";
 import { foldsCase, MODE_BITS, TreeWalker, type WalkEntry } from "./tree_walk.ts";
 import { childOf } from "./disk_jobs.ts";
 

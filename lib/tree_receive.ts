@@ -27,7 +27,7 @@ import {
   parseFileHeader,
   parseManifest,
   type TreeSummary,
-} from "./tree_protocol.ts";
+} from "./tree_transfer_protocol.ts";
 import type {
   KeptPart,
   TreeEvent,

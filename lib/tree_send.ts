@@ -31,7 +31,7 @@ import {
   parseWant,
   type ResumeOffer,
   type TreeSummary,
-} from "./tree_protocol.ts";
+} from "./tree_transfer_protocol.ts";
 import type { TreeIo, TreeOptions, TreeSource, TreeSourceFile } from "./tree_transfer.ts";
 import { linkStaysInside } from "./tree_links.ts";
 

@@ -15,7 +15,11 @@ import { checkName, quote } from "./remote_name.ts";
 import type { FrameReader } from "./frame_reader.ts";
 import type { FrameWriter } from "./frame_writer.ts";
 import type { Store } from "./store.ts";
-import { isFilesTransfer, type TreeSummary, type TreeTransferRequest } from "./tree_protocol.ts";
+import {
+  isFilesTransfer,
+  type TreeSummary,
+  type TreeTransferRequest,
+} from "./tree_transfer_protocol.ts";
 import { DEFAULT_MAX_ENTRIES, receiveTree } from "./tree_receive.ts";
 import { sendTree } from "./tree_send.ts";
 import { RateLimiter } from "./rate_limit.ts";

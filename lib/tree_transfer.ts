@@ -14,7 +14,7 @@ import type { ErrorCode } from "./protocol.ts";
 import type { FrameReader } from "./frame_reader.ts";
 import type { FrameWriter } from "./frame_writer.ts";
 import type { ByteSink, LocalWaits, ResumePoint, Throttle, TransferResult } from "./transfer.ts";
-import type { ManifestEntry, ManifestTop } from "./tree_protocol.ts";
+import type { ManifestEntry, ManifestTop } from "./tree_transfer_protocol.ts";
 import { type EntryWalk, MODE_BITS, type WalkEntry } from "./tree_walk.ts";
 
 export interface TreeIo {

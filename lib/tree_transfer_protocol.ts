@@ -1,0 +1,373 @@
+/**
+ * The wire messages of tree transfers: `put_tree` and `get_tree` (put -r, get -r) and `put_files`
+ * and `get_files` (mput, mget) requests, the manifest batches, WANT (with resume offers), each
+ * FILE's header, RESULT and the summary, and their strict validation. docs/protocol.md ("Folders")
+ * is the prose version; the other folder requests are in lib/tree_protocol.ts.
+ *
+ * @module
+ */
+
+import { ProtocolError } from "./errors.ts";
+import { type ErrorCode, parseError } from "./error_codes.ts";
+import { flag, malformed, text } from "./tree_protocol.ts";
+
+/**
+ * WELCOME feature of a server that continues a tree's cut files with `--resume` (resume offers in
+ * WANT, `offset` in FILE). A server without it sends and takes such files whole again.
+ */
+export const TREE_RESUME_FEATURE = "tree-resume";
+
+/**
+ * Uploads (`put_tree`) or downloads (`get_tree`) a whole folder over one connection; or, for
+ * mput and mget, uploads (`put_files`) or downloads (`get_files`) a list of files over the same
+ * pipelined path, each file named on its own as a single put or get names it.
+ */
+export interface TreeTransferRequest {
+  /** Operation: the client sends (`put_*`) or receives (`get_*`). */
+  op: "put_tree" | "get_tree" | "put_files" | "get_files";
+  /** The remote folder, relative to the root; absent for the root itself (trees only). */
+  name?: string;
+  /** Remove what the receiver has and the sender does not (trees only). */
+  delete: boolean;
+  /** Decide and report, but change nothing and send no file (trees only). */
+  dryRun: boolean;
+  /** Compare files by content (the sender's manifest carries checksums), not size and mtime. */
+  checksum: boolean;
+  /** Trees: carry symlinks whose target stays inside the tree (`--links`), as links. */
+  links?: boolean;
+  /**
+   * Trees (`--resume`): the receiver offers, for each file it wants, what an interrupted transfer
+   * kept of it, and the sender continues after those bytes when they match its file.
+   */
+  resume?: boolean;
+  /**
+   * get_tree: the client's `--limit-rate`, bytes per second; the server paces the files' data to
+   * it (never below its own least rate), as for a get.
+   */
+  rate?: number;
+  /** put_files: replace existing files, as put --overwrite does. */
+  overwrite?: boolean;
+  /** get_files: the names to send, in order (at most {@link MAX_BATCH_ENTRIES}). */
+  names?: string[];
+}
+
+/** Whether a transfer is one of files named one by one (mput, mget), not a folder. */
+export function isFilesTransfer(request: TreeTransferRequest): boolean {
+  return request.op === "put_files" || request.op === "get_files";
+}
+
+/** Validates a put_tree, get_tree, put_files or get_files REQUEST. */
+export function parseTreeTransfer(json: Record<string, unknown>): TreeTransferRequest {
+  if (
+    json.op !== "put_tree" && json.op !== "get_tree" && json.op !== "put_files" &&
+    json.op !== "get_files"
+  ) throw malformed();
+  const request: TreeTransferRequest = {
+    op: json.op,
+    delete: flag(json.delete),
+    dryRun: flag(json.dry_run),
+    checksum: flag(json.checksum),
+  };
+  if (json.links !== undefined) request.links = flag(json.links);
+  if (json.resume !== undefined) request.resume = flag(json.resume);
+  if (json.rate !== undefined) {
+    if (json.op !== "get_tree" || typeof json.rate !== "number" || !(json.rate >= 1)) {
+      throw malformed();
+    }
+    request.rate = json.rate;
+  }
+  if (json.op === "put_files" || json.op === "get_files") {
+    if (request.links || request.resume) throw malformed();
+    if (json.name !== undefined || request.delete || request.dryRun) throw malformed();
+    if (json.op === "put_files") request.overwrite = flag(json.overwrite);
+    if (json.op === "get_files") {
+      const names = json.names;
+      if (
+        !Array.isArray(names) || names.length === 0 || names.length > MAX_BATCH_ENTRIES ||
+        !names.every((n) => typeof n === "string")
+      ) throw malformed();
+      request.names = names as string[];
+    }
+    return request;
+  }
+  if (json.name !== undefined) request.name = text(json.name);
+  return request;
+}
+
+/** Encodes a tree transfer REQUEST. */
+export function encodeTreeTransfer(request: TreeTransferRequest): Record<string, unknown> {
+  return {
+    op: request.op,
+    ...(request.name === undefined ? {} : { name: request.name }),
+    delete: request.delete,
+    dry_run: request.dryRun,
+    checksum: request.checksum,
+    ...(request.links ? { links: true } : {}),
+    ...(request.resume ? { resume: true } : {}),
+    ...(request.rate === undefined ? {} : { rate: request.rate }),
+    ...(request.overwrite === undefined ? {} : { overwrite: request.overwrite }),
+    ...(request.names === undefined ? {} : { names: request.names }),
+  };
+}
+
+/** One entry of a manifest: a file or folder the sender has. */
+export interface ManifestEntry {
+  /** Path relative to the transferred folder, `/`-separated. */
+  path: string;
+  /**
+   * A regular file, a folder, or (only when the request asked for `links`) a symlink whose
+   * target stays inside the tree. Other kinds are never sent.
+   */
+  type: "file" | "dir" | "link";
+  /** Size in bytes; 0 for a folder. */
+  size: number;
+  /** Modification time, milliseconds since the epoch. */
+  mtime: number;
+  /** Permission bits, at most 0o777. */
+  mode: number;
+  /** With `checksum`: the file's checksum, `xxh128:` and 32 hex digits. */
+  checksum?: string;
+  /** A link's target, as the link holds it (checked by the receiver: lib/tree_links.ts). */
+  target?: string;
+}
+
+/** The transferred folder itself, which no entry names: its mtime and permission bits. */
+export interface ManifestTop {
+  /** Modification time, milliseconds since the epoch. */
+  mtime: number;
+  /** Permission bits, at most 0o777. */
+  mode: number;
+}
+
+/** A name the sender has and does not send (a symlink, a name ferry does not carry), and why. */
+export interface ManifestNote {
+  /** The name as the sender reads it; for display only, never a path to act on. */
+  path: string;
+  /** Why it is not sent. */
+  message: string;
+}
+
+/** A MANIFEST frame: the next batch of entries, in walk order (lib/tree_walk.ts). */
+export interface ManifestBatch {
+  /** The entries; their indexes continue from the previous batch's. */
+  entries: ManifestEntry[];
+  /** No batch follows. */
+  last: boolean;
+  /** The first batch only: the transferred folder's own mtime and mode (absent from old senders). */
+  top?: ManifestTop;
+  /** Names left out since the previous batch, so the receiving user hears of them too. */
+  notes?: ManifestNote[];
+}
+
+/** Most entries in one MANIFEST frame. */
+export const MAX_BATCH_ENTRIES = 1024;
+
+const CHECKSUM_TEXT = /^xxh128:[0-9a-f]{32}$/;
+
+function manifestError(why: string): ProtocolError {
+  return new ProtocolError(`Malformed MANIFEST message: ${why}`);
+}
+
+/**
+ * Validates a MANIFEST payload's shape: types, sizes, times and modes. Paths are checked by the
+ * receiver, which knows where they would land.
+ */
+export function parseManifest(
+  json: Record<string, unknown>,
+  options: { links?: boolean } = {},
+): ManifestBatch {
+  if (!Array.isArray(json.entries) || typeof json.last !== "boolean") {
+    throw manifestError("no entries");
+  }
+  if (json.entries.length > MAX_BATCH_ENTRIES) throw manifestError("too many entries");
+  const entries = json.entries.map((raw): ManifestEntry => {
+    if (typeof raw !== "object" || raw === null) throw manifestError("an entry is not an object");
+    const { path, type, size, mtime, mode, checksum, target } = raw as Record<string, unknown>;
+    if (typeof path !== "string") throw manifestError("a path is not a string");
+    if (type !== "file" && type !== "dir" && !(type === "link" && options.links)) {
+      throw manifestError(
+        type === "link" ? "a symlink, and links were not asked for" : "unknown entry type",
+      );
+    }
+    if (!(Number.isSafeInteger(size) && (size as number) >= 0)) throw manifestError("bad size");
+    if (type !== "file" && size !== 0) throw manifestError("a folder or link with a size");
+    if ((type === "link") !== (typeof target === "string")) throw manifestError("bad link target");
+    if (typeof mtime !== "number" || !Number.isFinite(mtime)) throw manifestError("bad mtime");
+    if (!(Number.isInteger(mode) && (mode as number) >= 0 && (mode as number) <= 0o777)) {
+      throw manifestError("bad mode");
+    }
+    const entry: ManifestEntry = {
+      path,
+      type,
+      size: size as number,
+      mtime,
+      mode: mode as number,
+    };
+    if (type === "link") entry.target = target as string;
+    if (checksum !== undefined) {
+      if (typeof checksum !== "string" || !CHECKSUM_TEXT.test(checksum)) {
+        throw manifestError("bad checksum");
+      }
+      entry.checksum = checksum;
+    }
+    return entry;
+  });
+  const batch: ManifestBatch = { entries, last: json.last };
+  if (json.top !== undefined) {
+    const top = json.top as Record<string, unknown> | null;
+    if (typeof top !== "object" || top === null) throw manifestError("bad top");
+    const { mtime, mode } = top;
+    if (typeof mtime !== "number" || !Number.isFinite(mtime)) throw manifestError("bad mtime");
+    if (!(Number.isInteger(mode) && (mode as number) >= 0 && (mode as number) <= 0o777)) {
+      throw manifestError("bad mode");
+    }
+    batch.top = { mtime, mode: mode as number };
+  }
+  if (json.notes !== undefined) {
+    if (!Array.isArray(json.notes) || json.notes.length > MAX_BATCH_ENTRIES) {
+      throw manifestError("bad notes");
+    }
+    batch.notes = json.notes.map((raw): ManifestNote => {
+      const { path, message } = (raw ?? {}) as Record<string, unknown>;
+      if (typeof path !== "string" || typeof message !== "string") {
+        throw manifestError("bad notes");
+      }
+      // Shown to the user only: one clipped line of printable text, as an ERROR's message.
+      return { path: path.slice(0, 4096), message: parseError({ message }).message };
+    });
+  }
+  return batch;
+}
+
+/** Validates a WANT payload: indexes, strictly increasing, within `[from, to)`. */
+export function parseWant(json: Record<string, unknown>, from: number, to: number): number[] {
+  const want = json.want;
+  if (!Array.isArray(want)) throw new ProtocolError("Malformed WANT message");
+  let previous = from - 1;
+  for (const index of want) {
+    if (!Number.isSafeInteger(index) || index <= previous || index >= to) {
+      throw new ProtocolError("Malformed WANT message");
+    }
+    previous = index;
+  }
+  return want as number[];
+}
+
+/**
+ * A receiver's offer to continue a file it wants from what an interrupted transfer kept: the
+ * `offset` bytes it has, and their checksum (`xxh128:` and 32 hex digits).
+ */
+export interface ResumeOffer {
+  /** Bytes kept, more than 0. */
+  offset: number;
+  /** Checksum of those bytes. */
+  prefix: string;
+}
+
+/**
+ * Validates a WANT's `resume` offers (absent: none): `[{index, offset, prefix}, ...]`, each for a
+ * wanted file, in increasing order, for fewer bytes than `sizeOf(index)` announced.
+ */
+export function parseResumeOffers(
+  json: Record<string, unknown>,
+  want: number[],
+  sizeOf: (index: number) => number,
+): Map<number, ResumeOffer> {
+  const offers = new Map<number, ResumeOffer>();
+  if (json.resume === undefined) return offers;
+  const bad = () => new ProtocolError("Malformed WANT message: bad resume offer");
+  if (!Array.isArray(json.resume) || json.resume.length > want.length) throw bad();
+  const wanted = new Set(want);
+  let previous = -1;
+  for (const raw of json.resume) {
+    const { index, offset, prefix } = (raw ?? {}) as Record<string, unknown>;
+    if (
+      !Number.isSafeInteger(index) || !wanted.has(index as number) ||
+      (index as number) <= previous || !Number.isSafeInteger(offset) ||
+      (offset as number) <= 0 || (offset as number) >= sizeOf(index as number) ||
+      typeof prefix !== "string" || !CHECKSUM_TEXT.test(prefix)
+    ) throw bad();
+    previous = index as number;
+    offers.set(index as number, { offset: offset as number, prefix });
+  }
+  return offers;
+}
+
+/** A FILE payload: `offset` is where its data starts (an accepted resume offer), else 0. */
+export interface FileHeader {
+  /** The file's index in the manifest. */
+  index: number;
+  /** Its size when opened. */
+  size: number;
+  /** Bytes the receiver kept and the sender does not send again. */
+  offset: number;
+}
+
+/** Validates a FILE payload. */
+export function parseFileHeader(json: Record<string, unknown>): FileHeader {
+  const { index, size } = json;
+  const offset = json.offset ?? 0;
+  if (
+    !Number.isSafeInteger(index) || (index as number) < 0 || !Number.isSafeInteger(size) ||
+    (size as number) < 0 || !Number.isSafeInteger(offset) || (offset as number) < 0 ||
+    (offset as number) > (size as number)
+  ) {
+    throw new ProtocolError("Malformed FILE message");
+  }
+  return { index: index as number, size: size as number, offset: offset as number };
+}
+
+/** What the receiver says about one file it committed or failed, or a name it deleted. */
+export type TreeResult =
+  | { index: number; ok: true }
+  | { index: number; ok: false; code: ErrorCode; message: string }
+  | { deleted: string };
+
+/** Validates a RESULT payload (messages clipped and stripped of control characters). */
+export function parseResult(json: Record<string, unknown>): TreeResult {
+  if (typeof json.deleted === "string") return { deleted: json.deleted };
+  if (!Number.isSafeInteger(json.index) || typeof json.ok !== "boolean") {
+    throw new ProtocolError("Malformed RESULT message");
+  }
+  const index = json.index as number;
+  if (json.ok) return { index, ok: true };
+  // Cleaned as an ERROR's is: a known code (else `io`), one line, printable only, clipped.
+  return { index, ok: false, ...parseError({ code: json.code, message: json.message }) };
+}
+
+/** What a tree transfer did, as the receiver counts it (its final OK). */
+export interface TreeSummary {
+  /** Files sent and committed. */
+  files: number;
+  /** Files skipped as already up to date. */
+  skipped: number;
+  /** Names deleted (or, in a dry run, that would be). */
+  deleted: number;
+  /** Files that failed. */
+  failed: number;
+  /** Bytes of the files committed. */
+  bytes: number;
+  /**
+   * Of those, bytes an interrupted transfer had left and that were not sent again (`--resume`);
+   * absent from receivers that predate it.
+   */
+  resumed?: number;
+}
+
+/** Validates the receiver's final OK. */
+export function parseSummary(json: Record<string, unknown>): TreeSummary {
+  const count = (value: unknown) => {
+    if (!Number.isSafeInteger(value) || (value as number) < 0) {
+      throw new ProtocolError("Malformed tree summary");
+    }
+    return value as number;
+  };
+  return {
+    files: count(json.files),
+    skipped: count(json.skipped),
+    deleted: count(json.deleted),
+    failed: count(json.failed),
+    bytes: count(json.bytes),
+    ...(json.resumed === undefined ? {} : { resumed: count(json.resumed) }),
+  };
+}
