@@ -1,7 +1,7 @@
 /**
  * The file-system work a server hands to its disk threads (lib/disk_pool.ts) in one message rather
- * than one asynchronous call at a time: looking up every name of a folder, reading small files
- * whole, and flushing a group of small files and folders to disk (lib/group_flush.ts); and reading a folder's entries ({@link eachEntry}), a big folder as they come, and
+ * than one asynchronous call at a time: looking up every name of a folder, and reading small
+ * files whole; and reading a folder's entries ({@link eachEntry}), a big folder as they come, and
  * joining a real folder path with a name ({@link childOf}). Each job runs synchronously where it
  * runs (a worker thread), but for a big folder's read; its results are plain data that cross to
  * the event loop's thread by structured clone, errors as their Deno error class name. Nothing
@@ -191,19 +191,7 @@ export type DiskJob =
      */
     most?: number;
   }
-  | { kind: "read"; path: string; max: number }
-  | {
-    kind: "flush";
-    /** Files to flush (`fdatasync`), each opened by its path. */
-    files: string[];
-    /** Folders to flush, after the files; a folder that cannot be flushed is passed over. */
-    dirs: string[];
-  };
-
-/** What a flush job found: per file, in order, null when it is on disk, else why not. */
-export interface FlushResult {
-  flushed: (DiskFailure | null)[];
-}
+  | { kind: "read"; path: string; max: number };
 
 /** What a folder's lookup with `most` answers for a folder past that many names. */
 export interface FolderTooBig {
@@ -214,15 +202,14 @@ export interface FolderTooBig {
 export const FOLDER_TOO_BIG: FolderTooBig = { tooBig: true };
 
 /** What a job gives back. */
-export type DiskResult = FolderLookup | FolderTooBig | SmallRead | FlushResult | DiskFailure;
+export type DiskResult = FolderLookup | FolderTooBig | SmallRead | DiskFailure;
 
 function infoOf(info: Deno.FileInfo): DiskInfo {
   const type = info.isSymlink ? "link" : info.isDirectory ? "dir" : info.isFile ? "file" : "other";
   return { type, size: info.size, mtime: info.mtime?.getTime() ?? 0, mode: info.mode };
 }
 
-/** A failure as plain data, to cross between threads. */
-export function failureOf(error: unknown): DiskFailure {
+function failureOf(error: unknown): DiskFailure {
   return error instanceof Error
     ? { error: error.name, message: error.message }
     : { error: "Error", message: String(error) };
@@ -452,34 +439,6 @@ function readSmall(path: string, max: number, batch: DiskBatch): SmallRead {
 }
 
 /**
- * Flushes each file by its path, then each folder. The caller keeps its own descriptor of each
- * file open meanwhile, so the inode, and any error of writing its pages back, stays in memory;
- * since Linux 4.16 an error no descriptor has been told of is reported to one opened later, so
- * this thread's descriptor hears of a failed write-back of pages another wrote. A file whose flush
- * fails is never flushed again (Linux forgets its unwritten pages): the caller fails it.
- */
-function flushGroup(files: string[], dirs: string[]): FlushResult {
-  const flushed = files.map((path) => {
-    try {
-      using file = Deno.openSync(path, { read: true });
-      file.syncDataSync();
-      return null;
-    } catch (error) {
-      return failureOf(error);
-    }
-  });
-  for (const dir of dirs) {
-    try {
-      using handle = Deno.openSync(dir, { read: true });
-      handle.syncDataSync();
-    } catch {
-      // Some filesystems cannot sync a folder (as syncDir in lib/staged_file.ts).
-    }
-  }
-  return { flushed };
-}
-
-/**
  * What the jobs of one batch share: the real paths of the folders they read from, each resolved
  * once (every path component costs Deno a `readlink` for its permission checks on each call).
  * A batch is one message, so nothing is remembered for longer than it takes to run.
@@ -503,7 +462,6 @@ export function runDiskJob(
   batch: DiskBatch = newDiskBatch(),
 ): DiskResult | Promise<DiskResult> {
   try {
-    if (job.kind === "flush") return flushGroup(job.files, job.dirs);
     if (job.kind !== "folder") return readSmall(job.path, job.max, batch);
     if (job.most !== undefined) return lookUpSmallFolder({ ...job, most: job.most });
     const lookup = lookUpFolder(job);

@@ -12,11 +12,8 @@
 import type { DiskRequest, DiskResponse } from "./disk_worker.ts";
 import {
   diskError,
-  type DiskFailure,
   type DiskJob,
   type DiskResult,
-  failureOf,
-  type FlushResult,
   type FolderLookup,
   FolderView,
   isDiskFailure,
@@ -172,40 +169,6 @@ export class DiskPool {
   }
 
   /**
-   * Flushes `files` (each by its path; see lib/group_flush.ts), then `dirs`, in one message:
-   * per file, null once it is on disk, else why not. Never on the calling thread, where a slow disk
-   * would hold up every connection: without threads, each is flushed by an asynchronous call.
-   */
-  async flush(files: string[], dirs: string[]): Promise<(DiskFailure | null)[]> {
-    if (!this.#broken) {
-      const result = await this.#run({ kind: "flush", files, dirs });
-      // A thread stopped before it answered: whether the flushes ran, or failed, is unknown, and
-      // flushing again could report success for pages a failed flush dropped. They all fail.
-      if (isDiskFailure(result)) return files.map(() => result);
-      return (result as FlushResult).flushed;
-    }
-    // No thread can run: each one asynchronously, here.
-    const flushed = await Promise.all(files.map(async (path) => {
-      try {
-        using file = await Deno.open(path, { read: true });
-        await file.syncData();
-        return null;
-      } catch (error) {
-        return failureOf(error);
-      }
-    }));
-    await Promise.all(dirs.map(async (dir) => {
-      try {
-        using handle = await Deno.open(dir, { read: true });
-        await handle.syncData();
-      } catch {
-        // Some filesystems cannot sync a folder.
-      }
-    }));
-    return flushed;
-  }
-
-  /**
    * Keeps two threads running, started now, until as many {@link release} calls: a server holds
    * them while it listens, so that its first request does not wait for a thread to start.
    * `onBroken` is told, once, if no thread can run (the jobs then run on the calling thread).
@@ -351,21 +314,11 @@ export class DiskPool {
     if (thread.idle !== undefined) clearTimeout(thread.idle);
     thread.worker.terminate();
     for (const batch of thread.sent.values()) {
-      for (const { job, resolve, answered } of batch) {
-        if (answered) continue;
-        // A flush is never run twice (see `flush`), nor on this thread.
-        resolve(job.kind === "flush" ? FLUSH_UNANSWERED : runDiskJob(job));
-      }
+      for (const { job, resolve, answered } of batch) if (!answered) resolve(runDiskJob(job));
     }
     thread.sent.clear();
   }
 }
-
-/** What a flush job left unanswered by a stopped thread gives. */
-const FLUSH_UNANSWERED: DiskFailure = {
-  error: "Interrupted",
-  message: "the disk thread stopped before the flush was answered",
-};
 
 /** The process's disk threads, shared by every served folder. */
 export const diskPool: DiskPool = new DiskPool();

@@ -39,15 +39,11 @@ import { checkName, quote, STAGING_DIR } from "./remote_name.ts";
 import type { Upload } from "./file_upload.ts";
 import { FolderUploads } from "./folder_uploads.ts";
 import { diskPool, type SmallRead } from "./disk_pool.ts";
-import { type Flusher, GroupFlush } from "./group_flush.ts";
 import type { TreeListing } from "./tree_listing.ts";
 import { isListedUndecodable, listFiles, walkFolderListing } from "./folder_listing.ts";
 
 export { RESUME_DIR };
 export type { BeginUploadOptions, FileUploadOptions };
-
-/** The small uploads' flushes of every folder store, gathered in groups for the disk threads. */
-const serverFlush = new GroupFlush((files, dirs) => diskPool.flush(files, dirs));
 
 /** Options for {@link FileStore.open}. */
 export interface FileStoreOptions {
@@ -87,8 +83,6 @@ export class FileStore implements Store, ServedFolder {
   readonly treeResume = true;
   /** Whether uploads, and the folders names change in, are flushed to disk (not `--no-fsync`). */
   readonly fsync: boolean;
-  /** The server's small uploads are flushed in groups on its disk threads (lib/group_flush.ts). */
-  readonly flusher: Flusher = serverFlush;
   /** Where uploads go, and the checks before they are named (lib/folder_uploads.ts). */
   #uploads: FolderUploads;
 

@@ -12,7 +12,6 @@
 import { join } from "node:path";
 import { StoreError } from "./errors.ts";
 import type { FileUploadOptions } from "./tree_store.ts";
-import type { Flusher } from "./group_flush.ts";
 import type { KeptUploads } from "./kept_uploads.ts";
 import { checkName, quote } from "./remote_name.ts";
 import {
@@ -31,8 +30,6 @@ export interface UploadRoot {
   readonly kept: KeptUploads;
   /** Whether uploads are flushed to disk before they are named (not `--no-fsync`). */
   readonly fsync: boolean;
-  /** Flushes small uploads (of a tree or mput) and their folders in groups (lib/group_flush.ts). */
-  readonly flusher?: Flusher;
 }
 
 /**
@@ -156,7 +153,6 @@ export class FolderUploads {
         // Given at creation; the umask may take bits away, which the chmod before naming restores.
         permissions: mode,
         fsync: this.#store.fsync,
-        flusher: this.#store.flusher,
         onNoSpace: (bytes) => this.#makeRoom(key, bytes),
         // A folder where a replacing upload is named: said as the look before naming would.
         failure: (error, path) =>

@@ -13,7 +13,6 @@
 import { dirname } from "node:path";
 import { isNoSpace } from "./errors.ts";
 import { FlushBehind } from "./flush_behind.ts";
-import type { Flusher } from "./group_flush.ts";
 import { FILE_WRITE_PIECE, writeAll, writeAllSync } from "./transfer.ts";
 
 /** How {@link StagedFile.open} opens the staging file. */
@@ -56,13 +55,6 @@ export interface StagedFileOptions {
    * no more than that; the flush, which waits for the disk, stays asynchronous (default false).
    */
   sync?: boolean;
-  /**
-   * With `sync` and `fsync`: flushes the file, and its folder once it is named, in a group with
-   * other small files' (lib/group_flush.ts) rather than by an asynchronous call each, whose
-   * hand-off to another thread costs more than the rest of a small file's commit (default: each
-   * by its own call).
-   */
-  flusher?: Flusher;
   /**
    * Told when creating, writing or naming the file ran out of disk space, with how many bytes
    * the step needs; resolves true once it has freed some, and the step is run again. Without it
@@ -205,8 +197,6 @@ export class StagedFile {
   #onNoSpace?: (bytes: number) => Promise<boolean>;
   #failure: (error: unknown, path: string) => unknown;
   #flusher?: FlushBehind;
-  /** Flushes a small file and its folder in a group (see {@link StagedFileOptions.flusher}). */
-  #group?: Flusher;
   #closed = false;
   #state: "open" | "committed" | "kept" | "discarded" = "open";
   /** Where the next chunk goes: the end of the last write that succeeded. */
@@ -230,7 +220,6 @@ export class StagedFile {
     this.#failure = options.failure ?? asIs;
     // A small file never has enough waiting to start a flush behind it.
     if (this.#fsync && !this.#sync) this.#flusher = new FlushBehind(path);
-    if (this.#fsync && this.#sync) this.#group = options.flusher;
   }
 
   /** Opens (creates, empties or continues, by `options.mode`) the staging file at `path`. */
@@ -349,10 +338,7 @@ export class StagedFile {
         // Flushed before it gets its name: after a power cut the name is whole or absent, never
         // empty. Not retried after making room: Linux forgets the unwritten pages of a failed
         // flush, so a second flush would report success for data that never reached the disk.
-        // A group's flush opens the file by its path; it stays open here until that is done, which
-        // keeps its inode, and any write-back error, in memory (see lib/disk_jobs.ts).
-        if (this.#group) await this.#group.file(this.path);
-        else if (this.#fsync) await this.#file.syncData();
+        if (this.#fsync) await this.#file.syncData();
         await this.#close();
       } catch (error) {
         throw this.#failure(error, this.path);
@@ -376,8 +362,7 @@ export class StagedFile {
         return false;
       }
       const folder = dirname(to!);
-      if (this.#group) await this.#group.folder(folder);
-      else if (this.#fsync) await syncDirShared(folder);
+      if (this.#fsync) await syncDirShared(folder);
       return true;
     } catch (error) {
       await this.#closeQuietly();
