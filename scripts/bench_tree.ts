@@ -655,8 +655,9 @@ export async function runTreeBench(options: TreeBenchOptions): Promise<TreeRow[]
 
 /**
  * Peak RSS of listing one folder of `entries` empty files: the client printing `list --long` (as
- * `/usr/bin/time` reports it), and the server sending the folder's HTML page to a reader that
- * keeps none of it. Both stream; what the server still holds is, for a folder past
+ * `/usr/bin/time` reports it), and the server sending the folder's HTML page (its first page, past
+ * `--http-page-size`) and then the whole folder as `?json`, to a reader that keeps none of it. All
+ * stream; what the server still holds is, for a folder past
  * `BIG_FOLDER_BYTES` on disk, a run of its names at a time (lib/name_runs.ts), and for a smaller
  * one its names, sorted by its walk (lib/tree_listing.ts). `--tree-entries 1000000` shows how
  * little more a folder ten times the usual costs.
@@ -681,25 +682,34 @@ export async function listingPeaks(
   try {
     await waitListening(httpPort);
     const before = await peakMiB(s.child.pid);
-    await attempt("server peak RSS, HTTP page", async () => {
-      const started = performance.now();
-      const response = await fetch(`http://${HOST}:${httpPort}/many/`, {
-        headers: { accept: "text/html" },
+    // The page (the first of a paged folder), then the whole folder as ?json: the peak is a
+    // high-water mark, so the smaller first.
+    for (
+      const [query, what] of [
+        ["", "HTTP page"],
+        ["?json", "HTTP ?json of the whole folder"],
+      ]
+    ) {
+      await attempt(`server peak RSS, ${what}`, async () => {
+        const started = performance.now();
+        const response = await fetch(`http://${HOST}:${httpPort}/many/${query}`, {
+          headers: { accept: query ? "application/json" : "text/html" },
+        });
+        let bytes = 0;
+        for await (const chunk of response.body!) bytes += chunk.length;
+        if (!response.ok) throw new Error(`${what} answered ${response.status}`);
+        const seconds = (performance.now() - started) / 1000;
+        const peak = await peakMiB(s.child.pid);
+        return {
+          label: `${what}, one folder of ${entries} entries (server peak RSS)`,
+          seconds,
+          peakMiB: peak,
+          note: `server peak RSS ${peak?.toFixed(0) ?? "?"} MiB, ${
+            before?.toFixed(0) ?? "?"
+          } MiB before the requests; ${(bytes / MIB).toFixed(1)} MiB sent`,
+        };
       });
-      let bytes = 0;
-      for await (const chunk of response.body!) bytes += chunk.length;
-      if (!response.ok) throw new Error(`the page answered ${response.status}`);
-      const seconds = (performance.now() - started) / 1000;
-      const peak = await peakMiB(s.child.pid);
-      return {
-        label: `HTTP page of one folder of ${entries} entries (server peak RSS)`,
-        seconds,
-        peakMiB: peak,
-        note: `server peak RSS ${peak?.toFixed(0) ?? "?"} MiB, ${
-          before?.toFixed(0) ?? "?"
-        } MiB before the request; ${(bytes / MIB).toFixed(1)} MiB of HTML`,
-      };
-    });
+    }
     const timed = await have("/usr/bin/time", ["-f", "%M", "true"]);
     if (!timed) {
       return void await attempt("client peak RSS, list --long", () => {
