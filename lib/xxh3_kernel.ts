@@ -60,10 +60,30 @@ export const WORKSPACE_PAGES = 2;
  * kept at MEM_TAIL, and merges the accumulators. The secret is a data segment.
  */
 export function kernelBytes(pages: number): Uint8Array<ArrayBuffer> {
+  // Building the functions' code costs milliseconds, at every process's first checksum (twice:
+  // to validate, then to load): it is built once, and only the memory's size differs.
+  const { before, after } = kernelSections ??= buildSections();
+  const section = sectionBytes(5, [1, 0x01, ...uleb(pages), ...uleb(pages)]); // fixed: growing detaches views
+  const bytes = new Uint8Array(before.length + section.length + after.length);
+  bytes.set(before);
+  bytes.set(section, before.length);
+  bytes.set(after, before.length + section.length);
+  return bytes;
+}
+
+/** The kernel's bytes before its memory section and after it, made once by {@link kernelBytes}. */
+let kernelSections: { before: Uint8Array; after: Uint8Array } | undefined;
+
+/** A module section: its id, its size and its bytes. */
+function sectionBytes(id: number, bytes: number[]): number[] {
+  return [id, ...uleb(bytes.length), ...bytes];
+}
+
+function buildSections(): { before: Uint8Array; after: Uint8Array } {
   const functions = [accumulateFunction(), ...digestFunctions()];
   const vector = (items: number[][]) => [...uleb(items.length), ...items.flat()];
   const types = (list: number[]) => [...uleb(list.length), ...list];
-  const section = (id: number, bytes: number[]) => [id, ...uleb(bytes.length), ...bytes];
+  const section = sectionBytes;
   const name = (text: string) => [text.length, ...new TextEncoder().encode(text)];
   const exported = functions.flatMap((f, i) => f.name ? [[...name(f.name), 0x00, i]] : []);
   const bodies = functions.map((f) => {
@@ -71,15 +91,19 @@ export function kernelBytes(pages: number): Uint8Array<ArrayBuffer> {
     return [...uleb(code.length), ...code];
   });
   // deno-fmt-ignore
-  return new Uint8Array([
+  const before = new Uint8Array([
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     ...section(1, vector(functions.map((f) => [0x60, ...types(f.params), ...types(f.results)]))),
     ...section(3, vector(functions.map((_, i) => [i]))), // function i has type i
-    ...section(5, [1, 0x01, ...uleb(pages), ...uleb(pages)]), // fixed: growing detaches views
+  ]);
+  // The memory section (5) goes between these.
+  // deno-fmt-ignore
+  const after = new Uint8Array([
     ...section(7, vector([[...name("memory"), 0x02, 0], ...exported])),
     ...section(10, vector(bodies)),
     ...section(11, [1, 0x00, ...i32(MEM_SECRET), 0x0b, ...uleb(SECRET.length), ...SECRET]),
   ]);
+  return { before, after };
 }
 
 /** A function of the kernel: value types (0x7f i32, 0x7e i64, 0x7c f64, 0x7b v128) and code. */
