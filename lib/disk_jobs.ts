@@ -108,7 +108,15 @@ export class FolderView {
   /** What the lookup of `name` found; undefined when it was not looked up (gone meanwhile). */
   info(name: string): DiskInfo | DiskFailure | undefined {
     const i = this.#place(name);
-    if (i === undefined) return undefined;
+    return i === undefined ? undefined : this.infoAt(i);
+  }
+
+  /**
+   * What the lookup of the `i`th name found, as {@link info} gives it: by place, without the
+   * index of names a lookup by name builds, where `i` is the name's first place (the only one of
+   * a name without U+FFFD: only names that are not UTF-8 read alike).
+   */
+  infoAt(i: number): DiskInfo | DiskFailure | undefined {
     const failure = this.#lookup.failures.get(i);
     if (failure) return failure;
     const type = this.#lookup.types[i];
@@ -125,25 +133,12 @@ export class FolderView {
   /** With `follow`: where the symlink `name` leads and what is there. */
   target(name: string): { real: string; info: DiskInfo } | DiskFailure | undefined {
     const i = this.#place(name);
-    return i === undefined ? undefined : this.#lookup.targets?.get(i);
+    return i === undefined ? undefined : this.targetAt(i);
   }
 
-  /** Takes in what another share of the same folder looked up (see `DiskPool.folder`). */
-  merge(other: FolderLookup): void {
-    const mine = this.#lookup;
-    other.names.forEach((name, j) => {
-      const i = this.#place(name);
-      const failure = other.failures.get(j);
-      // A name the other read did not see, or did not look up, stays as it is here.
-      if (i === undefined || (other.types[j] === NOT_LOOKED_UP && !failure)) return;
-      mine.types[i] = other.types[j];
-      mine.sizes[i] = other.sizes[j];
-      mine.mtimes[i] = other.mtimes[j];
-      mine.modes[i] = other.modes[j];
-      if (failure) mine.failures.set(i, failure);
-      const target = other.targets?.get(j);
-      if (target) mine.targets?.set(i, target);
-    });
+  /** {@link target} of the `i`th name, by place as {@link infoAt}. */
+  targetAt(i: number): { real: string; info: DiskInfo } | DiskFailure | undefined {
+    return this.#lookup.targets?.get(i);
   }
 
   /** Where `name` first appears. */
@@ -155,6 +150,23 @@ export class FolderView {
       });
     }
     return this.#index.get(name);
+  }
+}
+
+/**
+ * Takes into `lookup` what the lookup of a share of its names found: `share` looked up the names
+ * from place `at` on (a `names` job), as `DiskPool.folder` shares out a large folder's lookups.
+ */
+export function placeShare(lookup: FolderLookup, share: FolderLookup, at: number): void {
+  lookup.types.set(share.types, at);
+  lookup.sizes.set(share.sizes, at);
+  lookup.mtimes.set(share.mtimes, at);
+  lookup.modes.set(share.modes, at);
+  for (const [i, failure] of share.failures) lookup.failures.set(at + i, failure);
+  if (share.targets) {
+    for (const [i, target] of share.targets) {
+      lookup.targets?.set(at + i, target);
+    }
   }
 }
 
@@ -174,10 +186,12 @@ export type DiskJob =
     kind: "folder";
     dir: string;
     follow?: boolean;
-    /** Look up only the names of this share (of {@link parts}), by a hash of the name. */
-    part?: number;
-    /** Shares the lookups are split into, each on a thread of its own (default 1). */
-    parts?: number;
+    /**
+     * Look the names up only if the folder holds at most this many: a larger one's come back
+     * {@link NOT_LOOKED_UP}, for the caller to share their lookups out between threads (by
+     * `names`) rather than have each thread read the folder again.
+     */
+    lookUpAtMost?: number;
     /** Read the folder as it comes from this size on disk (default {@link BIG_FOLDER_BYTES}). */
     bigBytes?: number;
     /**
@@ -283,20 +297,14 @@ export function eachEntry(
   })();
 }
 
-/** Which of `parts` shares a name's lookup falls in: the same whatever order a folder is read in. */
-export function shareOf(name: string, parts: number): number {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < name.length; i++) hash = Math.imul(hash ^ name.charCodeAt(i), 0x01000193);
-  return (hash >>> 0) % parts;
-}
+/** U+FFFD, which Deno puts in a file name for each sequence that is not valid UTF-8. */
+export const REPLACEMENT_CHAR = "\ufffd";
 
 function lookUpFolder(
   job: DiskJob & { kind: "folder" },
 ): FolderLookup | Promise<FolderLookup> {
-  const { dir, follow = false, part = 0, parts = 1 } = job;
-  if (job.names) {
-    return lookUpNames(dir, job.names, new Array(job.names.length).fill(0), follow, part, parts);
-  }
+  const { dir, follow = false, lookUpAtMost = Infinity } = job;
+  if (job.names) return lookUpNames(dir, job.names, new Array(job.names.length).fill(0), follow);
   const names: string[] = [];
   const listed: number[] = [];
   const reading = eachEntry(dir, (entry) => {
@@ -306,7 +314,10 @@ function lookUpFolder(
         (entry.isSymlink ? KIND_LINK : 0),
     );
   }, { bigBytes: job.bigBytes });
-  const lookUp = () => lookUpNames(dir, names, listed, follow, part, parts);
+  const lookUp = () =>
+    names.length > lookUpAtMost
+      ? notLookedUp(names, listed, follow)
+      : lookUpNames(dir, names, listed, follow);
   return reading ? reading.then(lookUp) : lookUp();
 }
 
@@ -324,7 +335,7 @@ const FOLDER_BYTES_FLOOR = 64 << 10;
 function lookUpSmallFolder(
   job: DiskJob & { kind: "folder"; most: number },
 ): FolderLookup | FolderTooBig {
-  const { dir, most, follow = false, part = 0, parts = 1 } = job;
+  const { dir, most, follow = false } = job;
   const size = Deno.statSync(dir).size;
   if (size > Math.max(most * FOLDER_BYTES_PER_NAME, FOLDER_BYTES_FLOOR)) return FOLDER_TOO_BIG;
   const names: string[] = [];
@@ -337,19 +348,13 @@ function lookUpSmallFolder(
         (entry.isSymlink ? KIND_LINK : 0),
     );
   }
-  return lookUpNames(dir, names, listed, follow, part, parts);
+  return lookUpNames(dir, names, listed, follow);
 }
 
-function lookUpNames(
-  dir: string,
-  names: string[],
-  listed: number[],
-  follow: boolean,
-  part: number,
-  parts: number,
-): FolderLookup {
+/** A folder's names and kinds, none of them looked up yet. */
+function notLookedUp(names: string[], listed: number[], follow: boolean): FolderLookup {
   const n = names.length;
-  const lookup: FolderLookup = {
+  return {
     names,
     kinds: Uint8Array.from(listed),
     types: new Uint8Array(n).fill(NOT_LOOKED_UP),
@@ -359,12 +364,24 @@ function lookUpNames(
     failures: new Map(),
     ...(follow ? { targets: new Map() } : {}),
   };
+}
+
+function lookUpNames(
+  dir: string,
+  names: string[],
+  listed: number[],
+  follow: boolean,
+): FolderLookup {
+  const n = names.length;
+  const lookup = notLookedUp(names, listed, follow);
+  // Only names that are not UTF-8 can read alike (with U+FFFD): only those are looked up once.
   const seen = new Set<string>();
   for (let i = 0; i < n; i++) {
     const name = names[i];
-    if (seen.has(name)) continue;
-    seen.add(name);
-    if (parts > 1 && shareOf(name, parts) !== part) continue;
+    if (name.includes(REPLACEMENT_CHAR)) {
+      if (seen.has(name)) continue;
+      seen.add(name);
+    }
     const path = `${dir}/${name}`;
     let info: DiskInfo;
     try {

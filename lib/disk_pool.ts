@@ -17,6 +17,7 @@ import {
   type FolderLookup,
   FolderView,
   isDiskFailure,
+  placeShare,
   runDiskJob,
   type SmallRead,
 } from "./disk_jobs.ts";
@@ -50,6 +51,12 @@ const BATCH_JOBS = 64;
 
 /** Batches asked for early that may wait on the first thread before they go to another. */
 const EARLY_QUEUE = 2;
+
+/**
+ * Names from which a split folder's lookups are shared between two threads: below, the second
+ * round trip of its names costs about what the shared lookups save.
+ */
+export const SPLIT_NAMES = 1000;
 
 /** Threads kept started while the pool is held: a split folder's two shares start at once. */
 const HELD_THREADS = 2;
@@ -107,42 +114,43 @@ export class DiskPool {
   }
 
   /**
-   * Every name in the folder `dir`, each looked up (see {@link FolderLookup}). With `split`, the
-   * lookups are shared between two threads, each reading the folder and looking up half of its
-   * names: for one large folder someone waits for (a listing), at the cost of a second read.
-   * `bigBytes` is the folder size on disk from which it is read as it comes (default
-   * `BIG_FOLDER_BYTES`, lib/disk_jobs.ts). With `names`, only those are looked up, and the folder
-   * is not read (a chunk of a big folder's names: see `DiskJob`).
+   * Every name in the folder `dir`, each looked up (see {@link FolderLookup}). With `split`, a
+   * folder of more than `splitFrom` names (default {@link SPLIT_NAMES}) has its lookups shared
+   * between two threads, each looking up half of the names the first read: for one large folder
+   * someone waits for (a listing). `bigBytes` is the folder size on disk from which it is read as
+   * it comes (default `BIG_FOLDER_BYTES`, lib/disk_jobs.ts). With `names`, only those are looked
+   * up, and the folder is not read (a chunk of a big folder's names: see `DiskJob`).
    */
   async folder(
     dir: string,
-    options: { follow?: boolean; split?: boolean; bigBytes?: number; names?: string[] } = {},
+    options: {
+      follow?: boolean;
+      split?: boolean;
+      splitFrom?: number;
+      bigBytes?: number;
+      names?: string[];
+    } = {},
   ): Promise<FolderView> {
-    const parts = options.split && this.#max > 1 && !this.#broken && !options.names ? 2 : 1;
-    const results = await Promise.all(
-      Array.from(
-        { length: parts },
-        (_, part) =>
-          this.#run(
-            {
-              kind: "folder",
-              dir,
-              follow: options.follow,
-              part,
-              parts,
-              bigBytes: options.bigBytes,
-              names: options.names,
-            },
-            true,
-          ),
+    const { follow, bigBytes, names } = options;
+    const split = options.split === true && this.#max > 1 && !this.#broken && !names;
+    const splitFrom = options.splitFrom ?? SPLIT_NAMES;
+    const job: DiskJob = { kind: "folder", dir, follow, bigBytes, names };
+    const read = await this.#run(split ? { ...job, lookUpAtMost: splitFrom } : job, true);
+    if (isDiskFailure(read)) throw diskError(read);
+    const lookup = read as FolderLookup;
+    const n = lookup.names.length;
+    if (!split || n <= splitFrom) return new FolderView(lookup);
+    // The folder is read once; its names go back out in two halves, each to a thread of its own.
+    const half = Math.ceil(n / 2);
+    const shares = await Promise.all(
+      [lookup.names.slice(0, half), lookup.names.slice(half)].map((names) =>
+        this.#run({ kind: "folder", dir, follow, names }, true)
       ),
     );
-    for (const result of results) if (isDiskFailure(result)) throw diskError(result);
-    const [first, ...rest] = results as FolderLookup[];
-    const view = new FolderView(first);
-    // A name the other read did not see (gone, or new, meanwhile) is left unlooked-up: as gone.
-    for (const more of rest) view.merge(more);
-    return view;
+    for (const share of shares) if (isDiskFailure(share)) throw diskError(share);
+    placeShare(lookup, shares[0] as FolderLookup, 0);
+    placeShare(lookup, shares[1] as FolderLookup, half);
+    return new FolderView(lookup);
   }
 
   /**

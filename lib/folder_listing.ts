@@ -28,6 +28,7 @@ import {
   KIND_DIR,
   KIND_FILE,
   KIND_LINK,
+  REPLACEMENT_CHAR,
 } from "./disk_jobs.ts";
 import { bigFolderLimits, NameSorter, type SortedNames } from "./name_runs.ts";
 
@@ -124,7 +125,7 @@ async function listFolder(
   // Split between two threads: someone waits for this listing, and a large folder's lookups
   // are most of its time.
   const folder = await diskPool.folder(dir, { follow: true, split: true });
-  for (const { name: base, reachable, undecodable } of readNames(folder)) {
+  for (const { name: base, reachable, undecodable, at } of readNames(folder)) {
     const name = prefix + base;
     if (name === STAGING_DIR || name === RESUME_DIR) continue;
     for (const entry of undecodable) {
@@ -138,8 +139,10 @@ async function listFolder(
       });
     }
     if (!reachable) continue;
+    // By place where the name has one, as most have: no index of the names to build.
+    const infoOf = () => found(at === undefined ? folder.info(base) : folder.infoAt(at));
     if (reachable.isDirectory) {
-      const info = found(folder.info(base));
+      const info = infoOf();
       if (!info) continue;
       entries.push({ name, type: "dir", size: 0, mtime: info.mtime });
       if (recursive) {
@@ -153,11 +156,11 @@ async function listFolder(
     // Symlinked files are listed only when they stay inside; folders are not followed.
     let info: DiskInfo | null;
     if (reachable.isSymlink) {
-      const target = found(folder.target(base));
+      const target = found(at === undefined ? folder.target(base) : folder.targetAt(at));
       if (!target || !store.isInside(target.real)) continue;
       info = target.info;
     } else {
-      info = found(folder.info(base));
+      info = infoOf();
     }
     if (info?.type !== "file") continue;
     entries.push({ name, type: "file", size: info.size, mtime: info.mtime });
@@ -345,9 +348,6 @@ export async function isListedUndecodable(
   return false;
 }
 
-/** U+FFFD, which Deno puts in a file name for each sequence that is not valid UTF-8. */
-const REPLACEMENT_CHAR = "\ufffd";
-
 /** Whether a folder entry and what a lookup found describe the same kind of thing. */
 function sameKind(entry: DiskDirEntry, info: DiskInfo): boolean {
   return entry.isFile === (info.type === "file") && entry.isDirectory === (info.type === "dir") &&
@@ -362,6 +362,8 @@ interface FolderName {
   reachable?: DiskDirEntry;
   /** Entries that read as this name but are not valid UTF-8: no name leads to them. */
   undecodable: DiskDirEntry[];
+  /** The name's place in the folder's names, when it has only one (it holds no U+FFFD). */
+  at?: number;
 }
 
 /**
@@ -371,12 +373,13 @@ interface FolderName {
  * group is really called that, the one the name leads to. Any other name is one entry's alone.
  */
 function readNames(folder: FolderView): FolderName[] {
+  const NONE: DiskDirEntry[] = [];
   const names: FolderName[] = [];
   const alike = new Map<string, DiskDirEntry[]>();
   for (let i = 0; i < folder.names.length; i++) {
     const name = folder.names[i];
     if (!name.includes(REPLACEMENT_CHAR)) {
-      names.push({ name, reachable: folder.entry(i), undecodable: [] });
+      names.push({ name, reachable: folder.entry(i), undecodable: NONE, at: i });
       continue;
     }
     const group = alike.get(name);
