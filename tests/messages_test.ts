@@ -32,6 +32,7 @@ import {
   waitFor,
 } from "./harness.ts";
 import { dataFrame, Wire, withFakeServer } from "./wire.ts";
+import { SPLIT_NAMES } from "../lib/disk_pool.ts";
 
 const MiB = 1 << 20;
 const decoder = new TextDecoder();
@@ -506,4 +507,44 @@ Deno.test("list shows every name in the root: unsafe ones escaped, and ones not 
   const real = await ferry(server, ["get", "ok\ufffd", "-"]);
   assertSuccess(real, "get of a real name holding U+FFFD");
   assert.equal(decoder.decode(real.stdout), "55");
+});
+
+Deno.test("a folder large enough to have its lookups shared out lists as a small one does", async () => {
+  await using server = await startServer();
+  const dir = `${server.root}/many`;
+  await Deno.mkdir(`${dir}/sub`, { recursive: true });
+  // More names than SPLIT_NAMES, so that its lookups are shared between two threads, with names
+  // that read alike (not UTF-8) and links in and out of the root among them.
+  const filler = SPLIT_NAMES + 100;
+  for (let i = 0; i < filler; i++) {
+    await Deno.writeTextFile(`${dir}/f${String(i).padStart(5, "0")}`, "x".repeat(i % 7));
+  }
+  await Deno.writeTextFile(`${dir}/ok\ufffd`, "55");
+  await createByBytes(dir, "bad\\377name", "x");
+  await createByBytes(dir, "bad\\376name", "y");
+  await createByBytes(dir, "ok\\377", "z");
+  await Deno.symlink("f00003", `${dir}/link-in`);
+  await Deno.symlink("/etc/hostname", `${dir}/link-out`);
+
+  const json = await ferry(server, ["list", "many", "--json"]);
+  assertSuccess(json, "list --json");
+  const entries = JSON.parse(decoder.decode(json.stdout)) as Record<string, unknown>[];
+  const files = Array.from({ length: filler }, (_, i) => {
+    const name = `many/f${String(i).padStart(5, "0")}`;
+    return [name, i % 7, false];
+  });
+  assert.deepEqual(
+    entries.map((e) => [e.name, e.size, e.notUtf8 ?? false]),
+    [
+      ["many/bad\ufffdname", null, true],
+      ["many/bad\ufffdname", null, true],
+      ...files,
+      ["many/link-in", 3, false],
+      ["many/ok\ufffd", null, true],
+      ["many/ok\ufffd", 2, false],
+      ["many/sub", 0, false],
+    ],
+  );
+  const mtime = (await Deno.lstat(`${dir}/f00005`)).mtime!.getTime();
+  assert.equal(entries.find((e) => e.name === "many/f00005")!.mtime, new Date(mtime).toISOString());
 });
