@@ -54,11 +54,7 @@ export function compareListed(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-interface Step<F> {
-  key: string;
-  entry?: TreeEntry;
-  folder?: F;
-}
+type Step<F> = ListedStep<F> & { key: string };
 
 /**
  * Walks a tree from `top` in listing order, depth first, with `list` looking up one folder at a
@@ -120,26 +116,16 @@ async function* walkFolder<F>(
   listed.entries = [];
   // Stable: entries of one name (names that are not UTF-8 can read alike) keep the store's order.
   steps.sort(stepOrder(foldersFirst));
-  let batch: TreeEntry[] = [];
-  for (const step of steps) {
-    if (step.entry) {
-      batch.push(step.entry);
-      if (batch.length >= LISTING_BATCH) {
-        yield batch;
-        batch = [];
-      }
-      continue;
-    }
-    if (batch.length > 0) {
-      yield batch;
-      batch = [];
-    }
-    yield* walkFolder(step.folder!, list, false, foldersFirst);
-  }
-  if (batch.length > 0) yield batch;
+  // Walked as a big folder's one chunk would be.
+  let given = false;
+  const whole: OrderedSteps<F> = {
+    next: () => Promise.resolve(given ? [] : (given = true, steps)),
+    close: () => {},
+  };
+  yield* walkOrdered(whole, list, foldersFirst);
 }
 
-/** A big folder's walk: its steps come sorted already, a chunk at a time. */
+/** A folder's walk from its steps, sorted already, a chunk at a time. */
 async function* walkOrdered<F>(
   ordered: OrderedSteps<F>,
   list: ListFolder<F>,
