@@ -32,6 +32,7 @@ import {
   waitFor,
 } from "./harness.ts";
 import { dataFrame, Wire, withFakeServer } from "./wire.ts";
+import { createByBytes } from "./tree_helpers.ts";
 import { SPLIT_NAMES } from "../lib/disk_pool.ts";
 
 const MiB = 1 << 20;
@@ -421,18 +422,6 @@ Deno.test("get and mget write into a folder only when LOCAL names it, never when
 });
 
 // ---------------------------------------------------------------------------- odd names
-
-/** Creates a file in `dir` whose name is the bytes `printf` makes of `format`. */
-async function createByBytes(dir: string, format: string, content: string): Promise<void> {
-  const result = await runCommand("sh", [
-    "-c",
-    'printf "%s" "$2" > "$(printf "$1")"',
-    "sh",
-    format,
-    content,
-  ], { cwd: dir });
-  assert.equal(result.code, 0, result.stderr);
-}
 
 Deno.test("list shows every name in the root: unsafe ones escaped, and ones not valid UTF-8 marked so", async () => {
   await using server = await startServer();

@@ -2,15 +2,18 @@
  * Helpers of the folder-transfer tests (`put -r`, `get -r`): a snapshot of a tree (content,
  * mtime, permission bits) to compare two sides by, a client run that must succeed and its
  * stdout, the file and folder entries of a manifest a fake server sends, a relay that cuts
- * (or holds) a connection mid-transfer, and what a test that kills a client there needs.
+ * (or holds) a connection mid-transfer, what a test that kills a client there needs, and files
+ * whose names are not valid UTF-8.
  *
  * @module
  */
 
+import assert from "node:assert/strict";
 import { createChecksum } from "../lib/checksum.ts";
 import {
   assertSuccess,
   ferry,
+  runCommand,
   type RunResult,
   type ServerProcess,
   writeRandomFile,
@@ -151,4 +154,19 @@ export async function resumeTree(src: string, bigSize: number): Promise<void> {
   await writeRandomFile(`${src}/sub/big.bin`, bigSize);
   await Deno.writeTextFile(`${src}/sub/c.txt`, "gamma\n");
   await Deno.writeTextFile(`${src}/z.txt`, "zeta\n");
+}
+
+/**
+ * Writes `content` to a file in `dir` whose name is `format` as printf(1) reads it: the way to a
+ * name that is not valid UTF-8 (`bad\\377name`), which Deno cannot spell.
+ */
+export async function createByBytes(dir: string, format: string, content: string): Promise<void> {
+  const result = await runCommand("sh", [
+    "-c",
+    'printf "%s" "$2" > "$(printf "$1")"',
+    "sh",
+    format,
+    content,
+  ], { cwd: dir });
+  assert.equal(result.code, 0, result.stderr);
 }

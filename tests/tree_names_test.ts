@@ -13,8 +13,8 @@ import { FrameWriter } from "../lib/frame_writer.ts";
 import { localSink } from "../lib/tree_local.ts";
 import { receiveTree } from "../lib/tree_receive.ts";
 import { foldsCase } from "../lib/tree_walk.ts";
-import { makeTempDir, runCommand, startServer, stderrLines } from "./harness.ts";
-import { dir, file, ok, out, snapshot } from "./tree_helpers.ts";
+import { makeTempDir, startServer, stderrLines } from "./harness.ts";
+import { createByBytes, dir, file, ok, out, snapshot } from "./tree_helpers.ts";
 
 Deno.test("on a filesystem that folds case, names that differ only by case are refused", async () => {
   await using work = await makeTempDir();
@@ -57,12 +57,9 @@ Deno.test("get -r leaves out names that are not UTF-8 and names with control cha
   await Deno.writeTextFile(`${root}/ok\ufffd`, "55");
   await Deno.writeTextFile(`${root}/new\nline`, "22");
   // Two names that read alike once each bad byte is U+FFFD, and one that reads like a real name.
-  const byBytes = await runCommand("sh", [
-    "-c",
-    'printf x > "$(printf "bad\\377name")"; printf y > "$(printf "bad\\376name")"; ' +
-    'printf z > "$(printf "ok\\377")"',
-  ], { cwd: root });
-  assert.equal(byBytes.code, 0, byBytes.stderr);
+  await createByBytes(root, "bad\\377name", "x");
+  await createByBytes(root, "bad\\376name", "y");
+  await createByBytes(root, "ok\\377", "z");
 
   const got = await ok(server, ["get", "-r", "odd", `${work.path}/odd`, "--json"]);
   assert.match(got.stderr, /: 2 files, 3 B in .*; 0 up to date, 0 deleted, 0 failed$/m);
