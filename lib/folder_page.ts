@@ -13,7 +13,7 @@
  */
 
 import { StoreError } from "./errors.ts";
-import { childOf } from "./disk_jobs.ts";
+import { childOf, REPLACEMENT_CHAR } from "./disk_jobs.ts";
 import { compareListed } from "./tree_listing.ts";
 import type { TreeEntry } from "./tree_protocol.ts";
 import { checkName } from "./remote_name.ts";
@@ -271,9 +271,6 @@ export interface FolderPage {
   /** The last page (null when the first is also the last). */
   last: PageLink;
 }
-
-/** U+FFFD, which Deno puts in a file name for each sequence that is not valid UTF-8. */
-const REPLACEMENT_CHAR = "\ufffd";
 
 /**
  * One page of the folder `dir` (the root when absent), read as {@link PageSelector} describes.
