@@ -100,8 +100,10 @@ export class S3Reader implements StoreReader {
     const controller = this.#controller;
     const late = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
-        controller?.abort();
-        reject(this.#stalled());
+        const stalled = this.#stalled();
+        // The whole download is lost: the other ranges in flight end with this stall as reason.
+        controller?.abort(stalled);
+        reject(stalled);
       }, this.#init.timeoutMs);
     });
     try {
@@ -232,8 +234,11 @@ export class S3Reader implements StoreReader {
           return n;
         }
       } catch (error) {
+        const reason = this.#controller?.signal.reason;
         this.close();
         if (error instanceof StoreError) throw error;
+        // A range cut short because another one stalled: the stall is what went wrong.
+        if (reason instanceof StoreError) throw reason;
         throw new StoreError(
           "io",
           `Object store failed while sending ${quote(this.#init.name)}: ${describeError(error)}`,
