@@ -472,7 +472,7 @@ export function newDiskBatch(): DiskBatch {
 /**
  * Runs one job on the calling thread; never throws (a failure is returned). A read, and the lookup
  * of an ordinary folder, answer at once; the lookup of a big folder, read as it comes
- * (lib/folder_read.ts), answers with a promise.
+ * ({@link eachEntry}), answers with a promise.
  */
 export function runDiskJob(
   job: DiskJob,
