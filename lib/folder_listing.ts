@@ -11,9 +11,7 @@ import { join } from "node:path";
 import type { ListEntry } from "./protocol.ts";
 import type { TreeEntry } from "./tree_protocol.ts";
 import type { ServedFolder } from "./tree_store.ts";
-import { RESUME_DIR } from "./kept_uploads.ts";
-import { STAGING_DIR } from "./remote_name.ts";
-import { type DiskInfo, diskPool, type FolderView } from "./disk_pool.ts";
+import { diskPool, type FolderView } from "./disk_pool.ts";
 import {
   type ListedFolder,
   type ListedStep,
@@ -22,15 +20,23 @@ import {
 } from "./tree_listing.ts";
 import {
   type DiskDirEntry,
-  diskError,
-  type DiskFailure,
-  isDiskFailure,
   KIND_DIR,
   KIND_FILE,
   KIND_LINK,
   REPLACEMENT_CHAR,
 } from "./disk_jobs.ts";
+import {
+  AlikeNames,
+  entryFromView,
+  isPrivateName,
+  isUnreadable,
+  listedEntry,
+  lookedUp,
+  undecodableEntry,
+} from "./listing_rules.ts";
 import { bigFolderLimits, NameSorter, type SortedNames } from "./name_runs.ts";
+
+export { isUnreadable };
 
 /**
  * What a listing needs of the folder store: its root, what lies inside it, and its staging
@@ -127,55 +133,26 @@ async function listFolder(
   const folder = await diskPool.folder(dir, { follow: true, split: true });
   for (const { name: base, reachable, undecodable, at } of readNames(folder)) {
     const name = prefix + base;
-    if (name === STAGING_DIR || name === RESUME_DIR) continue;
-    for (const entry of undecodable) {
-      if (!(entry.isFile || entry.isDirectory)) continue;
-      entries.push({
-        name,
-        type: entry.isDirectory ? "dir" : "file",
-        size: 0,
-        mtime: 0,
-        notUtf8: true,
-      });
+    if (isPrivateName(name)) continue;
+    for (const listed of undecodable) {
+      const entry = undecodableEntry(name, listed);
+      if (entry) entries.push(entry);
     }
     if (!reachable) continue;
     // By place where the name has one, as most have: no index of the names to build.
-    const infoOf = () => found(at === undefined ? folder.info(base) : folder.infoAt(at));
-    if (reachable.isDirectory) {
-      const info = infoOf();
-      if (!info) continue;
-      entries.push({ name, type: "dir", size: 0, mtime: info.mtime });
-      if (recursive) {
-        below.push({
-          name,
-          folder: { path: join(dir, base), prefix: name + "/", size: info.size },
-        });
-      }
-      continue;
+    const link = reachable.isSymlink;
+    const info = link ? null : lookedUp(at === undefined ? folder.info(base) : folder.infoAt(at));
+    const target = link
+      ? lookedUp(at === undefined ? folder.target(base) : folder.targetAt(at))
+      : null;
+    const entry = listedEntry(store, name, reachable, info, target);
+    if (!entry) continue;
+    entries.push(entry);
+    if (recursive && entry.type === "dir") {
+      below.push({ name, folder: { path: join(dir, base), prefix: name + "/", size: info!.size } });
     }
-    // Symlinked files are listed only when they stay inside; folders are not followed.
-    let info: DiskInfo | null;
-    if (reachable.isSymlink) {
-      const target = found(at === undefined ? folder.target(base) : folder.targetAt(at));
-      if (!target || !store.isInside(target.real)) continue;
-      info = target.info;
-    } else {
-      info = infoOf();
-    }
-    if (info?.type !== "file") continue;
-    entries.push({ name, type: "file", size: info.size, mtime: info.mtime });
   }
   return { entries, below };
-}
-
-/** What a lookup found, or null when the name went or cannot be read meanwhile. */
-function found<T extends object>(result: T | DiskFailure | undefined): T | null {
-  if (result === undefined) return null;
-  if (!isDiskFailure(result)) return result;
-  const error = diskError(result);
-  // Removed or replaced mid-walk, unreadable, or a broken or looping link: not listed.
-  if (isUnreadable(error) || error instanceof Deno.errors.FilesystemLoop) return null;
-  throw error;
 }
 
 /*
@@ -234,8 +211,7 @@ async function listBigFolder(
   let sorted: SortedNames;
   try {
     for await (const entry of Deno.readDir(dir)) {
-      const name = prefix + entry.name;
-      if (name === STAGING_DIR || name === RESUME_DIR) continue;
+      if (isPrivateName(prefix + entry.name)) continue;
       const kind = (entry.isFile ? KIND_FILE : 0) | (entry.isDirectory ? KIND_DIR : 0) |
         (entry.isSymlink ? KIND_LINK : 0);
       const adding = sorter.add(String.fromCharCode(TAG + kind) + entry.name);
@@ -249,52 +225,26 @@ async function listBigFolder(
     await sorter.discard();
     throw error;
   }
-  /** Names read with U+FFFD (see readNames) already found to be the one their name leads to. */
-  const claimed = new Set<string>();
+  // Names that read alike are told apart as the chunks come, in the listing's order.
+  const alike = new AlikeNames();
   const stepOf = (record: string, view: FolderView): ListedStep<Folder> | null => {
     const bits = record.charCodeAt(0) - TAG;
-    const descend = (bits & DESCEND) !== 0;
-    const base = recordName(record);
-    const name = prefix + base;
     const listed: DiskDirEntry = {
-      name: base,
+      name: recordName(record),
       isFile: (bits & KIND_FILE) !== 0,
       isDirectory: (bits & KIND_DIR) !== 0,
       isSymlink: (bits & KIND_LINK) !== 0,
     };
-    if (base.includes(REPLACEMENT_CHAR)) {
-      // As readNames tells them apart: the first entry of the kind the name leads to is it,
-      // and any other that reads alike is listed as not UTF-8.
-      const info = view.info(base);
-      const key = (descend ? "/" : "") + base;
-      if (
-        info === undefined || isDiskFailure(info) || !sameKind(listed, info) || claimed.has(key)
-      ) {
-        if (descend || !(listed.isFile || listed.isDirectory)) return null;
-        const type = listed.isDirectory ? "dir" : "file";
-        return { entry: { name, type, size: 0, mtime: 0, notUtf8: true } };
-      }
-      claimed.add(key);
+    if ((bits & DESCEND) === 0) {
+      const entry = entryFromView(store, view, prefix, listed, alike);
+      return entry ? { entry } : null;
     }
-    if (listed.isDirectory) {
-      const info = found(view.info(base));
-      if (!info) return null;
-      if (descend) {
-        return { folder: { path: join(dir, base), prefix: name + "/", size: info.size } };
-      }
-      return { entry: { name, type: "dir", size: 0, mtime: info.mtime } };
-    }
-    // Symlinked files are listed only when they stay inside; folders are not followed.
-    let info: DiskInfo | null;
-    if (listed.isSymlink) {
-      const target = found(view.target(base));
-      if (!target || !store.isInside(target.real)) return null;
-      info = target.info;
-    } else {
-      info = found(view.info(base));
-    }
-    if (info?.type !== "file") return null;
-    return { entry: { name, type: "file", size: info.size, mtime: info.mtime } };
+    const base = listed.name;
+    const info = view.info(base);
+    if (!alike.owns(listed, info, "/" + base)) return null;
+    const folder = lookedUp(info);
+    if (!folder) return null;
+    return { folder: { path: join(dir, base), prefix: prefix + base + "/", size: folder.size } };
   };
   return {
     entries: [],
@@ -348,12 +298,6 @@ export async function isListedUndecodable(
   return false;
 }
 
-/** Whether a folder entry and what a lookup found describe the same kind of thing. */
-function sameKind(entry: DiskDirEntry, info: DiskInfo): boolean {
-  return entry.isFile === (info.type === "file") && entry.isDirectory === (info.type === "dir") &&
-    entry.isSymlink === (info.type === "link");
-}
-
 /** One name a folder holds, as a listing sees it (see {@link readNames}). */
 interface FolderName {
   /** The name as Deno reads it. */
@@ -367,30 +311,28 @@ interface FolderName {
 }
 
 /**
- * The names in the folder as `folder` found them. Deno reads a name that is not valid UTF-8 with
- * U+FFFD for each bad sequence: it cannot be opened by that name, and several (and a real name
- * holding U+FFFD) can read alike. Those are grouped by name to tell them apart: at most one of a
- * group is really called that, the one the name leads to. Any other name is one entry's alone.
+ * The names in the folder as `folder` found them: names that read alike (not valid UTF-8, see
+ * lib/listing_rules.ts `AlikeNames`) grouped, the one the name leads to told from the others.
+ * Any other name is one entry's alone.
  */
 function readNames(folder: FolderView): FolderName[] {
   const NONE: DiskDirEntry[] = [];
   const names: FolderName[] = [];
-  const alike = new Map<string, DiskDirEntry[]>();
+  const groups = new Map<string, DiskDirEntry[]>();
   for (let i = 0; i < folder.names.length; i++) {
     const name = folder.names[i];
     if (!name.includes(REPLACEMENT_CHAR)) {
       names.push({ name, reachable: folder.entry(i), undecodable: NONE, at: i });
       continue;
     }
-    const group = alike.get(name);
+    const group = groups.get(name);
     if (group) group.push(folder.entry(i));
-    else alike.set(name, [folder.entry(i)]);
+    else groups.set(name, [folder.entry(i)]);
   }
-  for (const [name, group] of alike) {
+  const alike = new AlikeNames();
+  for (const [name, group] of groups) {
     const info = folder.info(name);
-    const real = info && !isDiskFailure(info)
-      ? group.findIndex((entry) => sameKind(entry, info))
-      : -1;
+    const real = group.findIndex((entry) => alike.owns(entry, info));
     names.push({
       name,
       reachable: real >= 0 ? group[real] : undefined,
@@ -398,11 +340,4 @@ function readNames(folder: FolderView): FolderName[] {
     });
   }
   return names;
-}
-
-/** A folder that cannot be listed: no permission, or gone or replaced since it was seen. */
-export function isUnreadable(error: unknown): boolean {
-  return error instanceof Deno.errors.PermissionDenied ||
-    error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.NotFound ||
-    error instanceof Deno.errors.NotADirectory;
 }
