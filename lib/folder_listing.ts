@@ -132,8 +132,8 @@ async function listFolder(
   // are most of its time.
   const folder = await diskPool.folder(dir, { follow: true, split: true });
   for (const { name: base, reachable, undecodable, at } of readNames(folder)) {
+    if (isPrivateName(prefix, base)) continue;
     const name = prefix + base;
-    if (isPrivateName(name)) continue;
     for (const listed of undecodable) {
       const entry = undecodableEntry(name, listed);
       if (entry) entries.push(entry);
@@ -211,7 +211,7 @@ async function listBigFolder(
   let sorted: SortedNames;
   try {
     for await (const entry of Deno.readDir(dir)) {
-      if (isPrivateName(prefix + entry.name)) continue;
+      if (isPrivateName(prefix, entry.name)) continue;
       const kind = (entry.isFile ? KIND_FILE : 0) | (entry.isDirectory ? KIND_DIR : 0) |
         (entry.isSymlink ? KIND_LINK : 0);
       const adding = sorter.add(String.fromCharCode(TAG + kind) + entry.name);

@@ -1,110 +1,24 @@
 /**
- * One page of one folder: the next entries after a cursor, in the page's order (folders first,
- * each group by name, as lib/tree_listing.ts orders them), picked from an unsorted read of the
- * folder in memory bounded by the page size, never by the folder's. The read keeps, in bounded
- * heaps, the page's entries, the page before it and the last page, and counts the rest; only the
- * page's own entries are then looked up (size, date). A cursor is a name in that order (not an
- * offset), so a page's address stays right while files come and go. What a page lists follows
- * the folder listing's rules (lib/file_store.ts `walkListing`): the private folders, special
- * files, symlinks to folders and symlinks leading out are left out; a name that is not valid
- * UTF-8 is listed marked `notUtf8`.
+ * One page of one folder: the next entries after a cursor, in the page's order (lib/page_order.ts:
+ * by name, size or date, ascending or descending, folders first), picked from an unsorted read of
+ * the folder in memory bounded by the page size, never by the folder's. The read keeps, in
+ * bounded heaps, the page's entries, the page before it and the last page, and counts the rest.
+ * A page by name looks up, during the read, only its symlinks (whether each is listed), then the
+ * page's own entries (size, date); a page by size or date looks every entry up during the read,
+ * a batch at a time on a disk thread. A cursor is a place in that order (not an offset), so a
+ * page's address stays right while files come and go. What a page lists follows the folder
+ * listing's rules (lib/listing_rules.ts), the very ones `ferry list` follows.
  *
  * @module
  */
 
-import { StoreError } from "./errors.ts";
-import { childOf, REPLACEMENT_CHAR } from "./disk_jobs.ts";
-import { compareListed } from "./tree_listing.ts";
-import type { TreeEntry } from "./tree_protocol.ts";
 import { checkName } from "./remote_name.ts";
-import { BIDI_CONTROL, CONTROL_CHAR } from "./terminal_chars.ts";
 import { resolveFolder, type ServedFolder } from "./tree_store.ts";
-
-/** A place in a folder's page order: after the folder or file `name` (one segment). */
-export interface PageCursor {
-  /** The entry's name within its folder. */
-  name: string;
-  /** Whether it is a folder (folders come before every file). */
-  dir: boolean;
-}
-
-/**
- * Entries on a page of a big folder, unless the server is told otherwise (`--http-page-size`):
- * few enough for a browser to draw at once, where a whole folder of 100,000 rows takes it tens
- * of seconds (docs/performance.md, "A big folder in the browser").
- */
-export const PAGE_SIZE = 1000;
-
-/** Longest cursor or query accepted, in UTF-8 bytes (a name's longest, as the store checks it). */
-const MAX_CURSOR_BYTES = 1024;
-/** Longest query accepted, in characters. */
-export const MAX_QUERY_CHARS = 256;
-
-/**
- * The cursor as a URL carries it: the name, with `/` after it for a folder (`photos/`,
- * `report.pdf`).
- */
-export function formatCursor(cursor: PageCursor): string {
-  return cursor.name + (cursor.dir ? "/" : "");
-}
-
-/**
- * Reads a cursor as {@link formatCursor} writes it. It is only ever compared with names, never
- * used as a path; still, anything that cannot be one name (a slash inside, `.`, `..`, a NUL,
- * over 1024 bytes) is refused (`StoreError` `bad_request`). A name the listing shows but no
- * request can carry (control characters, U+FFFD for bytes that are not UTF-8) is a valid cursor.
- *
- * @example
- * ```ts
- * import { parseCursor } from "./folder_page.ts";
- *
- * console.log(parseCursor("photos/")); // { name: "photos", dir: true }
- * ```
- */
-export function parseCursor(text: string): PageCursor {
-  const dir = text.endsWith("/");
-  const name = dir ? text.slice(0, -1) : text;
-  const refuse = (why: string) => new StoreError("bad_request", `Refused ?after: ${why}`);
-  if (name === "") throw refuse("it names no entry");
-  if (name.includes("/")) throw refuse("a name in this folder has no slash inside");
-  if (name === "." || name === "..") throw refuse(`"${name}" is not a name in a folder`);
-  if (name.includes("\0")) throw refuse("it contains a NUL byte");
-  if (new TextEncoder().encode(name).length > MAX_CURSOR_BYTES) {
-    throw refuse(`it is longer than ${MAX_CURSOR_BYTES} bytes`);
-  }
-  return { name, dir };
-}
-
-/**
- * Checks a query (`?q=`): at most {@link MAX_QUERY_CHARS} characters, none a control character
- * (C0, DEL, C1) or a bidirectional control, as for a name (lib/remote_name.ts `checkName`).
- * Returns it trimmed ("" for none).
- */
-export function parseQuery(text: string): string {
-  const query = text.trim();
-  if (query.length > MAX_QUERY_CHARS) {
-    throw new StoreError(
-      "bad_request",
-      `Refused ?q: it is longer than ${MAX_QUERY_CHARS} characters`,
-    );
-  }
-  // The page shows the query: nothing in it may reorder or hide the text around it.
-  if (CONTROL_CHAR.test(query)) {
-    throw new StoreError("bad_request", "Refused ?q: it contains a control character");
-  }
-  if (BIDI_CONTROL.test(query)) {
-    throw new StoreError(
-      "bad_request",
-      "Refused ?q: it contains a bidirectional control character",
-    );
-  }
-  return query;
-}
-
-/** Compares two places in page order: folders first, then by name (tree_listing.ts's order). */
-export function comparePlaces(a: PageCursor, b: PageCursor): number {
-  return (a.dir === b.dir ? 0 : a.dir ? -1 : 1) || compareListed(a.name, b.name);
-}
+import type { TreeEntry } from "./tree_protocol.ts";
+import type { DiskDirEntry } from "./disk_jobs.ts";
+import { diskPool, type FolderView } from "./disk_pool.ts";
+import { AlikeNames, entryFromView, isPrivateName, mayList } from "./listing_rules.ts";
+import { BY_NAME, type PageCursor, type PageSort, placeOrder } from "./page_order.ts";
 
 /**
  * The `limit` smallest items under `compare` seen so far, in a binary heap whose top is the
@@ -176,18 +90,22 @@ export class BoundedHeap<T> {
   }
 }
 
-/** One entry as the read of a folder found it, before it is looked up. */
+/** One entry as the read of a folder found it, before or after it is looked up. */
 export interface Found extends PageCursor {
-  /** The real path a symlinked file leads to; undefined for anything else. */
-  target?: string;
+  /** The entry as the folder's read gave it (absent in a test's selector). */
+  listed?: DiskDirEntry;
+  /** What the listing shows of it, where the read looked it up (a sort by size or date). */
+  entry?: TreeEntry;
 }
 
-/** What a page is given: where it starts, what it keeps, and how many. */
+/** What a page is given: where it starts, what it keeps, in which order, and how many. */
 export interface PageRequest {
   /** Start after this place (default: the folder's first entry). */
   after?: PageCursor;
   /** Keep only names holding this text, compared case-insensitively (default: all). */
   query?: string;
+  /** The page's order (default {@link BY_NAME}). */
+  sort?: PageSort;
   /** Most entries on the page. */
   size: number;
 }
@@ -203,6 +121,8 @@ export class PageSelector {
   readonly #after?: PageCursor;
   readonly #query: string;
   readonly #size: number;
+  readonly #compare: (a: PageCursor, b: PageCursor) => number;
+  readonly #keyed: boolean;
   #page: BoundedHeap<Found>;
   #previous: BoundedHeap<Found>;
   #last: BoundedHeap<Found>;
@@ -217,20 +137,23 @@ export class PageSelector {
     this.#after = request.after;
     this.#query = (request.query ?? "").toLowerCase();
     this.#size = Math.max(1, request.size);
-    const reversed = (a: Found, b: Found) => comparePlaces(b, a);
-    this.#page = new BoundedHeap(this.#size, comparePlaces);
+    const sort = request.sort ?? BY_NAME;
+    this.#keyed = sort.key !== "name";
+    const compare = this.#compare = placeOrder(sort);
+    const reversed = (a: Found, b: Found) => compare(b, a);
+    this.#page = new BoundedHeap(this.#size, compare);
     // One more than a page: the entry before a page's first is the cursor that leads to it.
     this.#previous = new BoundedHeap(this.#size + 1, reversed);
     this.#last = new BoundedHeap(this.#size + 1, reversed);
   }
 
-  /** Takes one entry the folder lists. */
+  /** Takes one entry the folder lists (with its `key` in a sort by size or date). */
   add(found: Found): void {
     this.total++;
     if (this.#query && !found.name.toLowerCase().includes(this.#query)) return;
     this.matching++;
     this.#last.offer(found);
-    if (this.#after && comparePlaces(found, this.#after) <= 0) {
+    if (this.#after && this.#compare(found, this.#after) <= 0) {
       this.before++;
       this.#previous.offer(found);
     } else {
@@ -241,7 +164,10 @@ export class PageSelector {
   /** The page's entries, in order, and where its links lead. */
   result(): { entries: Found[]; previous: PageLink; next: PageLink; last: PageLink } {
     const entries = this.#page.sorted();
-    const place = (found: Found): PageCursor => ({ name: found.name, dir: found.dir });
+    const place = (found: Found): PageCursor =>
+      this.#keyed
+        ? { name: found.name, dir: found.dir, key: found.key ?? 0 }
+        : { name: found.name, dir: found.dir };
     const previous = this.before === 0
       ? undefined
       : this.before <= this.#size
@@ -272,10 +198,13 @@ export interface FolderPage {
   last: PageLink;
 }
 
+/** Entries looked up in one job on a disk thread while a folder is read for a page. */
+const LOOKUP_BATCH = 1024;
+
 /**
  * One page of the folder `dir` (the root when absent), read as {@link PageSelector} describes.
- * The folder is read once, a batch of names at a time; only symlinks are looked up during the
- * read (whether they lead to a file inside the root), and then only the page's own entries.
+ * The folder is read once, a batch of names at a time; the lookups it needs (see the module) are
+ * done a batch at a time on a disk thread (lib/disk_pool.ts).
  *
  * @example
  * ```ts ignore
@@ -283,7 +212,8 @@ export interface FolderPage {
  * import { FileStore } from "./file_store.ts";
  *
  * const store = await FileStore.open("./share");
- * const page = await listFolderPage(store, { dir: "photos", size: 1000 });
+ * const newest = { key: "mtime", descending: true } as const;
+ * const page = await listFolderPage(store, { dir: "photos", size: 1000, sort: newest });
  * console.log(page.entries.length, "of", page.total);
  * ```
  */
@@ -293,61 +223,57 @@ export async function listFolderPage(
 ): Promise<FolderPage> {
   const folder = await resolveFolder(store, options.dir);
   const prefix = options.dir === undefined ? "" : checkName(options.dir).join("/") + "/";
+  const sort = options.sort ?? BY_NAME;
+  const keyOf = (entry: TreeEntry) => sort.key === "size" ? entry.size : entry.mtime;
   const selector = new PageSelector(options);
-  const top = folder === store.root;
-  for await (const entry of Deno.readDir(folder)) {
-    if (entry.isFile) {
-      selector.add({ name: entry.name, dir: false });
-      continue;
-    }
-    if (entry.isDirectory) {
-      // The private folders, at the top, are the only folders inside the root not inside it.
-      if (!top || store.isInside(childOf(folder, entry.name))) {
-        selector.add({ name: entry.name, dir: true });
-      }
-      continue;
-    }
-    if (!entry.isSymlink) continue;
-    // Symlinked files are listed only when they stay inside; folders are not followed.
-    const target = await Deno.realPath(childOf(folder, entry.name)).catch(() => null);
-    if (!target || !store.isInside(target)) continue;
-    const info = await Deno.stat(target).catch(() => null);
-    if (info?.isFile) selector.add({ name: entry.name, dir: false, target });
-  }
-  const { entries, previous, next, last } = selector.result();
-  const infos = await Promise.all(
-    entries.map((found) =>
-      (found.target ? Deno.stat(found.target) : Deno.lstat(childOf(folder, found.name)))
-        .catch(() => null)
-    ),
-  );
-  const listed: TreeEntry[] = [];
-  const claimed = new Set<string>();
-  entries.forEach((found, i) => {
-    const info = infos[i];
-    const name = prefix + found.name;
-    const type = found.dir ? "dir" : "file";
-    const same = info !== null && (found.dir ? info.isDirectory : info.isFile);
-    if (found.name.includes(REPLACEMENT_CHAR)) {
-      // Names that are not UTF-8 read with U+FFFD and can read alike: at most one of them is
-      // really called that (the one a lookup by the name finds); no request reaches the others.
-      if (!same || claimed.has(found.name)) {
-        listed.push({ name, type, size: 0, mtime: 0, notUtf8: true });
-        return;
-      }
-      claimed.add(found.name);
-    }
-    // Gone, or replaced by something else, since the read: not listed.
-    if (!same) return;
-    listed.push({
-      name,
-      type,
-      size: found.dir ? 0 : info.size,
-      mtime: info.mtime?.getTime() ?? 0,
+  // Names that read alike (not UTF-8) are told apart in the order the folder gives them.
+  const alike = new AlikeNames();
+  const place = (batch: DiskDirEntry[], view: FolderView) => {
+    batch.forEach((listed, at) => {
+      const entry = entryFromView(store, view, prefix, listed, alike, at);
+      if (!entry) return;
+      const dir = entry.type === "dir";
+      selector.add({ name: listed.name, dir, key: keyOf(entry), listed, entry });
     });
-  });
+  };
+  // A batch's lookups run on a disk thread while the read goes on; the batch before it is
+  // placed meanwhile, so at most two are under way.
+  let batch: DiskDirEntry[] = [];
+  let placing: Promise<void> | undefined;
+  const lookUp = async () => {
+    const taken = batch;
+    batch = [];
+    const view = diskPool.folder(folder, {
+      names: taken.map((listed) => listed.name),
+      follow: true,
+    });
+    view.catch(() => {}); // Awaited (and its failure thrown) once the batch before is placed.
+    const before = placing;
+    placing = (async () => {
+      await before;
+      place(taken, await view);
+    })();
+    placing.catch(() => {}); // Awaited below, or by the next batch.
+    await before;
+  };
+  for await (const listed of Deno.readDir(folder)) {
+    if (!mayList(listed) || isPrivateName(prefix, listed.name)) continue;
+    // By name, a file or a folder is placed as the read gives it; a symlink is listed (and
+    // placed as a file) only once its lookup says where it leads.
+    if (sort.key === "name" && !listed.isSymlink) {
+      selector.add({ name: listed.name, dir: listed.isDirectory, listed });
+      continue;
+    }
+    batch.push(listed);
+    if (batch.length >= LOOKUP_BATCH) await lookUp();
+  }
+  if (batch.length > 0) await lookUp();
+  await placing;
+  const { entries, previous, next, last } = selector.result();
   return {
-    entries: listed,
+    entries: sort.key === "name" ? await lookUpPage(store, folder, prefix, entries) : entries.map(
+      (found) => found.entry!,
+    ),
     total: selector.total,
     matching: selector.matching,
     before: selector.before,
@@ -355,4 +281,28 @@ export async function listFolderPage(
     next,
     last,
   };
+}
+
+/**
+ * The entries of a page by name, looked up now (size, date) in one job on a disk thread: one gone
+ * or replaced since the read is left out, as the listing's rules say.
+ */
+async function lookUpPage(
+  store: ServedFolder,
+  folder: string,
+  prefix: string,
+  page: Found[],
+): Promise<TreeEntry[]> {
+  if (page.length === 0) return [];
+  const view = await diskPool.folder(folder, {
+    names: page.map((found) => found.name),
+    follow: true,
+  });
+  const alike = new AlikeNames();
+  const entries: TreeEntry[] = [];
+  page.forEach((found, at) => {
+    const entry = entryFromView(store, view, prefix, found.listed!, alike, at);
+    if (entry) entries.push(entry);
+  });
+  return entries;
 }

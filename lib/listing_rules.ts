@@ -37,9 +37,12 @@ export interface LinkTarget {
   info: DiskInfo;
 }
 
-/** Whether `name` (full from the root) is one of the private folders, never listed. */
-export function isPrivateName(name: string): boolean {
-  return name === STAGING_DIR || name === RESUME_DIR;
+/**
+ * Whether the entry `base` of the folder whose names start with `prefix` ("" for the top) is one
+ * of the private folders, never listed: they are all at the top.
+ */
+export function isPrivateName(prefix: string, base: string): boolean {
+  return prefix === "" && (base === STAGING_DIR || base === RESUME_DIR);
 }
 
 /**
@@ -123,7 +126,9 @@ export class AlikeNames {
 /**
  * The entry a listing shows for `listed`, one of a folder's entries whose lookup is in `view`
  * (with its symlinks followed), its name full from the root once `prefix` is put before it.
- * Entries whose names read alike go through the same `alike`.
+ * Entries whose names read alike go through the same `alike`. `at` is the name's place in the
+ * view's names, where it has only one (it holds no U+FFFD): it is then read by place, without
+ * the index of names a lookup by name builds.
  */
 export function entryFromView(
   root: ListingRoot,
@@ -131,12 +136,16 @@ export function entryFromView(
   prefix: string,
   listed: DiskDirEntry,
   alike: AlikeNames,
+  at?: number,
 ): TreeEntry | null {
   const base = listed.name;
   const name = prefix + base;
-  const info = view.info(base);
+  const byPlace = at !== undefined && !base.includes(REPLACEMENT_CHAR);
+  const info = byPlace ? view.infoAt(at) : view.info(base);
   if (!alike.owns(listed, info)) return undecodableEntry(name, listed);
-  const target = listed.isSymlink ? lookedUp(view.target(base)) : null;
+  const target = !listed.isSymlink
+    ? null
+    : lookedUp(byPlace ? view.targetAt(at) : view.target(base));
   return listedEntry(root, name, listed, lookedUp(info), target);
 }
 

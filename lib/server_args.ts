@@ -10,7 +10,7 @@
 
 import { parsePort } from "./cli.ts";
 import { UsageError } from "./errors.ts";
-import { PAGE_SIZE } from "./folder_page.ts";
+import { PAGE_SIZE } from "./page_order.ts";
 import { formatBytes, formatDuration } from "./format.ts";
 import { KEPT_DEFAULTS } from "./kept_uploads.ts";
 import {

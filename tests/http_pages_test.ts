@@ -1,17 +1,26 @@
 /**
  * A big folder's HTTP listing a page at a time, against the real server made to page small
  * folders (`--http-page-size`): pages follow one another by cursor (`?after=`) with every entry
- * once, a cursor stays right while files come and go, the search (`?q=`) covers the whole
- * folder, `?json&page` walks the same pages for scripts, bad cursors and queries are refused in
- * one line, names are escaped in every link, and a folder that fits one page is listed as
- * before. The selection itself (bounded heaps against a full sort) is checked in memory.
+ * once, in any order the server sorts by (`?sort=name|size|mtime&order=asc|desc`), a cursor
+ * stays right while files come and go, the search (`?q=`) covers the whole folder, `?json&page`
+ * walks the same pages for scripts, bad cursors, sorts and queries are refused in one line,
+ * names are escaped in every link, and a folder that fits one page is listed whole, in the
+ * order asked for. The selection itself (bounded heaps against a full sort) is checked in
+ * memory.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
 import { ferry, runCommand, startHttp } from "./harness.ts";
-import { BoundedHeap, comparePlaces, type PageCursor, PageSelector } from "../lib/folder_page.ts";
+import { BoundedHeap, PageSelector } from "../lib/folder_page.ts";
+import {
+  comparePlaces,
+  type PageCursor,
+  type PageSort,
+  placeOrder,
+  SORT_KEYS,
+} from "../lib/page_order.ts";
 
 const decoder = new TextDecoder();
 
@@ -241,6 +250,16 @@ Deno.test("http pages: ?json&page walks the pages for a script; ?json stays whol
     comparePlaces({ name: a.name, dir: a.type === "dir" }, { name: b.name, dir: b.type === "dir" })
   );
   assert.deepEqual(entries, foldersFirst);
+  // Sorted by size or date, the pages hold the same entries too, the name not UTF-8 included.
+  for (const sort of ["size", "mtime"] as const) {
+    const walked = await walkPages(base, `/?json&sort=${sort}&order=desc`);
+    assert.deepEqual(
+      [...walked.names].sort(),
+      whole.map((e: Entry) => e.name).sort(),
+      `by ${sort}: every entry once`,
+    );
+    assert.equal(walked.pages.length, 4);
+  }
   const search = await (await fetch(`${base}?json&q=.TXT`)).json();
   assert.deepEqual(search.entries.map((e: Entry) => e.name), ["a.txt", "c.txt"]);
   assert.equal(search.matching, 4);
@@ -265,15 +284,25 @@ Deno.test("folder page: the bounded heaps pick what a full sort would", () => {
       taken.add(name + dir);
       places.push({ name, dir });
     }
-    const sorted = [...places].sort(comparePlaces);
+    const sort: PageSort = {
+      key: SORT_KEYS[Math.floor(random() * 3)],
+      descending: random() < 0.5,
+    };
+    const keyed = sort.key !== "name";
+    // Keys with many ties, so the name decides often.
+    if (keyed) { for (const place of places) place.key = Math.floor(random() * 5); }
+    const compare = placeOrder(sort);
+    const sorted = [...places].sort(compare);
     const size = 1 + Math.floor(random() * 6);
-    const after = random() < 0.3
-      ? undefined
-      : { name: "abc"[Math.floor(random() * 3)] + Math.floor(random() * 30), dir: random() < 0.3 };
-    const selector = new PageSelector({ size, after });
+    const after = random() < 0.3 ? undefined : {
+      name: "abc"[Math.floor(random() * 3)] + Math.floor(random() * 30),
+      dir: random() < 0.3,
+      ...(keyed ? { key: Math.floor(random() * 5) } : {}),
+    };
+    const selector = new PageSelector({ size, after, sort });
     for (const place of places) selector.add(place);
     const { entries, previous, next, last } = selector.result();
-    const start = after ? sorted.findIndex((p) => comparePlaces(p, after) > 0) : 0;
+    const start = after ? sorted.findIndex((p) => compare(p, after) > 0) : 0;
     const from = start < 0 ? sorted.length : start;
     assert.deepEqual(entries, sorted.slice(from, from + size));
     assert.equal(selector.before, from);
@@ -287,4 +316,268 @@ Deno.test("folder page: the bounded heaps pick what a full sort would", () => {
     );
     assert.deepEqual(last, sorted.length <= size ? null : sorted[sorted.length - size - 1]);
   }
+});
+
+/** The entries of a page of `?json&page`, as a script reads them. */
+interface JsonPage {
+  entries: { name: string; type: string; size: number | null; mtime: string | null }[];
+  total: number;
+  matching: number;
+  sort: string;
+  order: string;
+  first: string;
+  previous: string | null;
+  next: string | null;
+  last: string | null;
+}
+
+/** Every page from `path` on, following `next` (at most 20), HTML or JSON. */
+async function walkPages(
+  base: string,
+  path: string,
+): Promise<{ names: string[]; pages: string[] }> {
+  const names: string[] = [];
+  const pages: string[] = [];
+  let next: string | null = path;
+  for (let hops = 0; next !== null && hops < 20; hops++) {
+    pages.push(next);
+    if (next.includes("json")) {
+      const body: JsonPage = await (await fetch(new URL(next, base))).json();
+      names.push(...body.entries.map((e) => e.name));
+      next = body.next;
+    } else {
+      const html = await page(base, next);
+      names.push(...rowsOf(html));
+      next = linkOf(html, "next");
+    }
+  }
+  return { names, pages };
+}
+
+/** Sets a file's or folder's modification time, in seconds since the epoch. */
+async function touch(path: string, seconds: number): Promise<void> {
+  await Deno.utime(path, seconds, seconds);
+}
+
+Deno.test("http pages: sorted by size or date on the server, either way, every entry once", async () => {
+  const { server, base } = await startHttp(["--http-page-size", "3"]);
+  await using _ = server;
+  const root = server.root;
+  // Sizes with ties (decided by name) and dates unlike the names' order.
+  const files: [string, number, number][] = [
+    ["a.txt", 30, 5000],
+    ["b.txt", 10, 1000],
+    ["c.txt", 20, 4000],
+    ["d.txt", 10, 3000],
+    ["e.txt", 50, 2000],
+    ["f.txt", 20, 6000],
+    ["g.txt", 0, 7000],
+  ];
+  for (const [name, size, time] of files) {
+    await Deno.writeFile(`${root}/${name}`, new Uint8Array(size));
+    await touch(`${root}/${name}`, time);
+  }
+  await Deno.mkdir(`${root}/old`);
+  await Deno.mkdir(`${root}/new`);
+  await touch(`${root}/old`, 100);
+  await touch(`${root}/new`, 9000);
+  // A symlink inside is listed with its target's size; one leading out is not listed.
+  await Deno.symlink("e.txt", `${root}/link.txt`);
+  await Deno.symlink("/etc/passwd", `${root}/out.txt`);
+  const linkTime = (await Deno.stat(`${root}/e.txt`)).mtime!.getTime() / 1000;
+  const all = [
+    ...files.map(([name, size, time]) => ({ name, size, time, dir: false })),
+    {
+      name: "link.txt",
+      size: 50,
+      time: linkTime,
+      dir: false,
+    },
+    { name: "old", size: 0, time: 100, dir: true },
+    { name: "new", size: 0, time: 9000, dir: true },
+  ];
+  for (const key of SORT_KEYS) {
+    for (const descending of [false, true]) {
+      const compare = placeOrder({ key, descending });
+      const expected = all.map((e) => ({
+        name: e.name,
+        dir: e.dir,
+        key: key === "size" ? e.size : e.time * 1000,
+      })).sort(compare).map((e) => e.name);
+      const query = `sort=${key}${descending ? "&order=desc" : ""}`;
+      const html = await walkPages(base, `/?${query}`);
+      assert.deepEqual(html.names, expected, `${query}: the pages, in order, each entry once`);
+      assert.equal(html.pages.length, 4, query);
+      const json = await walkPages(base, `/?json&${query}`);
+      assert.deepEqual(json.names, expected, `${query}: the same pages as JSON`);
+    }
+  }
+  // The page says its order; the column titles lead to the sorted views, the sorted one's the
+  // other way, and mark it.
+  const newest = await page(base, "/?sort=mtime&order=desc");
+  assert.match(newest, /Entries 1–3 of 10, by date, newest first, folders first, 3 a page\./);
+  assert.match(
+    newest,
+    /<th class="d" aria-sort="descending" data-key="mtime"><a class="sort" href="\/\?sort=mtime">/,
+  );
+  assert.match(newest, /<th class="s" data-key="size"><a class="sort" href="\/\?sort=size">/);
+  assert.match(newest, /<th data-key="name"><a class="sort" href="\/">/);
+  assert.equal(linkOf(newest, "next"), "/?sort=mtime&order=desc&after=7000000%2Fg.txt");
+  assert.match(await page(base, "/?sort=size"), /by size, smallest first/);
+  assert.match(await page(base, "/?order=desc"), /by name, reversed/);
+  // A script is told the order, and its links keep it.
+  const body: JsonPage = await (await fetch(`${base}?json&sort=size&order=desc`)).json();
+  assert.equal(body.sort, "size");
+  assert.equal(body.order, "desc");
+  assert.equal(body.first, "/?sort=size&order=desc&json");
+  assert.equal(
+    body.next,
+    "/?sort=size&order=desc&after=50%2Flink.txt&json",
+  );
+  assert.deepEqual(body.entries.map((e) => e.name), ["old", "new", "link.txt"]);
+  assert.equal(body.entries[2].size, 50);
+});
+
+Deno.test("http pages: a sorted page's cursor holds when files come and go", async () => {
+  const { server, base } = await startHttp(["--http-page-size", "3"]);
+  await using _ = server;
+  const root = server.root;
+  for (let i = 0; i < 8; i++) {
+    await Deno.writeTextFile(`${root}/f${i}.txt`, "x".repeat(i));
+    await touch(`${root}/f${i}.txt`, 1000 + i * 100);
+  }
+  // Newest first: f7, f6, f5 | f4, f3, f2 | f1, f0.
+  const one = await page(base, "/?sort=mtime&order=desc");
+  assert.deepEqual(rowsOf(one), ["f7.txt", "f6.txt", "f5.txt"]);
+  const next = linkOf(one, "next")!;
+  assert.equal(next, "/?sort=mtime&order=desc&after=1500000%2Ff5.txt");
+  // A newer file, one changed to be the newest, one removed: all before the cursor's place.
+  await Deno.writeTextFile(`${root}/new.txt`, "n");
+  await touch(`${root}/f2.txt`, 5000);
+  await Deno.remove(`${root}/f6.txt`);
+  // The cursor's own file changes too: the page starts after the place it named.
+  await touch(`${root}/f5.txt`, 100);
+  const two = await page(base, next);
+  assert.deepEqual(rowsOf(two), ["f4.txt", "f3.txt", "f1.txt"], "nothing skipped or repeated");
+  assert.match(two, /Entries 4–6 of 8, by date, newest first/);
+  // A file that grows past the cursor's size moves before it: by size, it is not seen again.
+  const bySize = await page(base, "/?sort=size&after=3%2Ff3.txt");
+  assert.deepEqual(rowsOf(bySize), ["f4.txt", "f5.txt", "f7.txt"]);
+  await Deno.writeTextFile(`${root}/f7.txt`, "");
+  assert.deepEqual(rowsOf(await page(base, "/?sort=size&after=3%2Ff3.txt")), ["f4.txt", "f5.txt"]);
+});
+
+Deno.test("http pages: a search in a sorted folder keeps the order, and the order keeps the search", async () => {
+  const { server, base } = await startHttp(["--http-page-size", "2"]);
+  await using _ = server;
+  for (
+    const [name, size] of [["report-a.pdf", 5], ["notes.txt", 9], ["Report-b.pdf", 7], [
+      "report-c.pdf",
+      1,
+    ]] as const
+  ) {
+    await Deno.writeFile(`${server.root}/${name}`, new Uint8Array(size));
+  }
+  const html = await page(base, "/?q=report&sort=size&order=desc");
+  assert.deepEqual(rowsOf(html), ["Report-b.pdf", "report-a.pdf"]);
+  assert.match(
+    html,
+    /Entries 1–2 of 3 whose name holds “report” \(of 4 in this folder\), by size, largest first/,
+  );
+  assert.equal(linkOf(html, "next"), "/?q=report&sort=size&order=desc&after=5%2Freport-a.pdf");
+  assert.deepEqual(rowsOf(await page(base, linkOf(html, "next")!)), ["report-c.pdf"]);
+  // The column titles keep the search; the search form keeps the order.
+  assert.match(html, /<th data-key="name"><a class="sort" href="\/\?q=report">/);
+  assert.match(
+    html,
+    /<input type="hidden" name="sort" value="size"><input type="hidden" name="order" value="desc">/,
+  );
+  // "Show the whole folder" keeps the order.
+  assert.match(html, /<a href="\/\?sort=size&#38;order=desc">Show the whole folder/);
+});
+
+Deno.test("http pages: a folder that fits one page is listed whole in the order asked for", async () => {
+  const { server, base } = await startHttp(["--http-page-size", "5"]);
+  await using _ = server;
+  await Deno.writeFile(`${server.root}/small.txt`, new Uint8Array(1));
+  await Deno.writeFile(`${server.root}/big.txt`, new Uint8Array(100));
+  await Deno.writeFile(`${server.root}/mid.txt`, new Uint8Array(10));
+  await Deno.mkdir(`${server.root}/sub`);
+  const response = await fetch(`${base}?sort=size&order=desc`, {
+    headers: { accept: "text/html" },
+  });
+  assert.equal(response.status, 200);
+  assert.equal(response.headers.get("content-length"), null, "sent as it is written");
+  const html = await response.text();
+  assert.deepEqual(rowsOf(html), ["sub", "big.txt", "mid.txt", "small.txt"]);
+  assert.doesNotMatch(html, /data-paged|id="pageinfo"/, "whole, not a page");
+  assert.match(html, /data-sort="size" data-order="desc"/, "the script starts from this order");
+  assert.match(
+    html,
+    /<th class="s" aria-sort="descending" data-key="size"><a class="sort" href="\/\?sort=size">/,
+  );
+  assert.deepEqual(
+    rowsOf(await page(base, "/")),
+    ["sub", "big.txt", "mid.txt", "small.txt"].sort(
+      (a, b) => comparePlaces({ name: a, dir: a === "sub" }, { name: b, dir: b === "sub" }),
+    ),
+  );
+  // HEAD answers the headers alone, and refuses a bad sort as GET does.
+  const head = await fetch(`${base}?sort=size`, { method: "HEAD" });
+  assert.equal(head.status, 200);
+  assert.equal((await fetch(`${base}?sort=big`, { method: "HEAD" })).status, 400);
+});
+
+Deno.test("http pages: bad sorts and sorted cursors are refused in one line", async () => {
+  const { server, base } = await startHttp(["--http-page-size", "3"]);
+  await using _ = server;
+  await Deno.writeTextFile(`${server.root}/a.txt`, "a");
+  const refused = [
+    ["?sort=date", `Refused ?sort: "date" is not one of name, size, mtime`],
+    ["?sort=", `Refused ?sort: "" is not one of name, size, mtime`],
+    ["?sort=SIZE", `Refused ?sort: "SIZE" is not one of name, size, mtime`],
+    [
+      `?sort=${"x".repeat(5000)}`,
+      `Refused ?sort: "${"x".repeat(40)}" is not one of name, size, mtime`,
+    ],
+    ["?order=down", `Refused ?order: "down" is not asc or desc`],
+    ["?sort=size&order=", `Refused ?order: "" is not asc or desc`],
+    [
+      "?sort=size&after=a.txt",
+      "Refused ?after: in a sort by size it is SIZE/NAME, a whole number then a name",
+    ],
+    [
+      "?sort=mtime&after=x%2Fa.txt",
+      "Refused ?after: in a sort by mtime it is MTIME/NAME, a whole number then a name",
+    ],
+    [
+      "?sort=size&after=1.5%2Fa.txt",
+      "Refused ?after: in a sort by size it is SIZE/NAME, a whole number then a name",
+    ],
+    [
+      "?sort=size&after=12345678901234567%2Fa.txt",
+      "Refused ?after: in a sort by size it is SIZE/NAME, a whole number then a name",
+    ],
+    ["?sort=size&after=9999999999999999%2Fa.txt", "Refused ?after: its size is out of range"],
+    ["?sort=size&after=1%2F..", `Refused ?after: ".." is not a name in a folder`],
+    ["?sort=size&after=1%2F", "Refused ?after: it names no entry"],
+    ["?sort=mtime&after=1%2Fa%2Fb", "Refused ?after: a name in this folder has no slash inside"],
+    ["?after=1%2Fa.txt", "Refused ?after: a name in this folder has no slash inside"],
+  ];
+  for (const [query, message] of refused) {
+    const response = await fetch(`${base}${query}`);
+    assert.equal(response.status, 400, query);
+    assert.equal(await response.text(), message + "\n", query);
+  }
+  const json = await fetch(`${base}?json&sort=nope`);
+  assert.equal(json.status, 400);
+  assert.deepEqual(await json.json(), {
+    error: `Refused ?sort: "nope" is not one of name, size, mtime`,
+    status: 400,
+  });
+  // A sorted cursor that names nothing there is only a place, before or after the others.
+  assert.deepEqual(rowsOf(await page(base, "/?sort=mtime&after=-5%2Fzzz")), ["a.txt"]);
+  assert.deepEqual(rowsOf(await page(base, "/?sort=size&after=0%2Fa.txt%2F")), ["a.txt"]);
+  // The server is still up and answering.
+  assert.equal((await fetch(`${base}?sort=size`)).status, 200);
 });

@@ -22,16 +22,20 @@ import { type ListingPageOptions, ListingPageWriter, pageHref } from "./listing_
 import {
   type FolderPage,
   listFolderPage,
-  PAGE_SIZE,
   type PageLink,
   type PageRequest,
+} from "../folder_page.ts";
+import {
+  BY_NAME,
+  PAGE_SIZE,
+  type PageSort,
   parseCursor,
   parseQuery,
-} from "../folder_page.ts";
-import { SORT_MAX } from "./page_script.ts";
+  parseSort,
+} from "../page_order.ts";
 import { ListingWriter } from "../tree_cli.ts";
 import { listTree, resolveFolder } from "../tree_store.ts";
-import type { TreeListing } from "../tree_listing.ts";
+import { LISTING_BATCH, type TreeListing } from "../tree_listing.ts";
 import type { TreeEntry } from "../tree_protocol.ts";
 
 /** Serves GET and HEAD. */
@@ -51,13 +55,9 @@ export async function serveRead(call: Call): Promise<Response> {
   const dir = target.name === "" ? undefined : target.name;
   const recursive = url.searchParams.has("recursive");
   const json = wantsJson(request, url);
-  // The folder is looked up now (a missing one is a 404); it is walked when it is sent. A page
-  // shows folders first: the store sorts one folder's names in memory anyway, so it costs nothing.
-  const listing = await listTree(ctx.store, {
-    dir,
-    recursive: json && recursive,
-    foldersFirst: !json,
-  });
+  // The folder is looked up now (a missing one is a 404); it is walked when it is sent (as JSON:
+  // a page is read by lib/folder_page.ts instead).
+  const listing = await listTree(ctx.store, { dir, recursive: json && recursive });
   exchange.name = dir === undefined ? "/" : dir + "/";
   if (!target.folder) {
     return new Response(null, {
@@ -68,8 +68,10 @@ export async function serveRead(call: Call): Promise<Response> {
   if (url.searchParams.has("tar")) {
     return await serveArchive(request, target.name, ctx, exchange);
   }
+  // A search or a cursor is always a page; a sort is one for a script (a page object), while a
+  // browser's page of a folder that fits one is the whole folder in that order.
   const paged = ["page", "after", "q"].some((key) => url.searchParams.has(key));
-  if (json && paged) {
+  if (json && (paged || url.searchParams.has("sort") || url.searchParams.has("order"))) {
     if (recursive) throw new HttpError(400, "?page lists one folder: it cannot go with ?recursive");
     return await servePagedJson(call, dir, pageRequestOf(url, ctx));
   }
@@ -82,42 +84,52 @@ export async function serveRead(call: Call): Promise<Response> {
     });
   }
   const paging = pageRequestOf(url, ctx);
+  const sort = paging.sort ?? BY_NAME;
   const options: ListingPageOptions = {
     signedIn: ctx.signedIn,
     canChange: !ctx.readOnly && (ctx.mayWrite ?? true),
     canSignIn: ctx.canSignIn,
     archives: ctx.archives,
+    sort,
   };
   const html = "text/html; charset=utf-8";
-  if (request.method !== "HEAD") {
-    // One read of the folder tells whether it fits one page; a bigger one (or a search, or a
-    // page after a cursor) is shown a page at a time, in memory bounded by the page's size.
-    const page = await listFolderPage(ctx.store, { dir, ...paging });
-    if (paged || page.total > paging.size) {
-      const writer = new ListingPageWriter(target.name, {
-        ...options,
-        page: { ...page, size: paging.size, query: paging.query ?? "", sortMax: SORT_MAX },
-      });
-      return wholeListing(
-        writer.head() + writer.add(page.entries) + writer.end(),
-        html,
-        page,
-        exchange,
-      );
-    }
+  if (request.method === "HEAD") return new Response(null, { headers: listingHeaders(html) });
+  // One read of the folder tells whether it fits one page and gives its entries, in the order
+  // asked for, in memory bounded by the page's size: a folder that fits is shown whole from
+  // them; a bigger one (or a search, or a page after a cursor) a page at a time.
+  const page = await listFolderPage(ctx.store, { dir, ...paging });
+  const writer = new ListingPageWriter(
+    target.name,
+    paged || page.total > paging.size
+      ? { ...options, page: { ...page, size: paging.size, query: paging.query ?? "" } }
+      : options,
+  );
+  if (paged || page.total > paging.size) {
+    return wholeListing(
+      writer.head() + writer.add(page.entries) + writer.end(),
+      html,
+      page,
+      exchange,
+    );
   }
-  const page = new ListingPageWriter(target.name, options);
-  return streamListing(request, listing, exchange, html, {
-    head: () => page.head(),
-    add: (entries) => page.add(entries),
-    end: () => page.end(),
+  // Written in batches, as a folder's walk would be: the browser draws the head at once.
+  return streamListing(request, batchesOf(page.entries), exchange, html, {
+    head: () => writer.head(),
+    add: (entries) => writer.add(entries),
+    end: () => writer.end(),
   });
 }
 
+/** A folder's entries, held already, as a listing's batches. */
+async function* batchesOf(entries: TreeEntry[]): AsyncGenerator<TreeEntry[]> {
+  for (let i = 0; i < entries.length; i += LISTING_BATCH) yield entries.slice(i, i + LISTING_BATCH);
+}
+
 /**
- * `?json&page` (or `?json` with `?after=` or `?q=`): one page of the folder as an object, its
- * entries as `?json` lists them and the addresses of the first, previous, next and last pages
- * (null where there is none), for a script that walks a big folder a page at a time.
+ * `?json&page` (or `?json` with `?after=`, `?q=`, `?sort=` or `?order=`): one page of the folder
+ * as an object, its entries as `?json` lists them, its order, and the addresses of the first,
+ * previous, next and last pages (null where there is none), for a script that walks a big folder
+ * a page at a time.
  */
 async function servePagedJson(call: Call, dir: string | undefined, paging: PageRequest) {
   const { request, target, ctx, exchange } = call;
@@ -125,9 +137,10 @@ async function servePagedJson(call: Call, dir: string | undefined, paging: PageR
   if (request.method === "HEAD") return new Response(null, { headers: listingHeaders(type) });
   const page = await listFolderPage(ctx.store, { dir, ...paging });
   const query = paging.query ?? "";
+  const sort = paging.sort ?? BY_NAME;
   const href = (to: PageLink) => {
     if (to === undefined) return null;
-    const path = pageHref(target.name, to, query);
+    const path = pageHref(target.name, to, query, sort);
     return path + (path.includes("?") ? "&" : "?") + "json";
   };
   const writer = new ListingWriter({ json: true, long: false });
@@ -136,6 +149,8 @@ async function servePagedJson(call: Call, dir: string | undefined, paging: PageR
     matching: page.matching,
     before: page.before,
     pageSize: paging.size,
+    sort: sort.key,
+    order: sort.descending ? "desc" : "asc",
     first: href(null),
     previous: page.before === 0 ? null : href(page.previous),
     next: href(page.next),
@@ -160,15 +175,19 @@ function wholeListing(
 }
 
 /**
- * The page a browser asks for: `?after=` (a cursor, lib/folder_page.ts) and `?q=` (a search by
- * name), checked; a bad one is refused (400) before the folder is read.
+ * The page a browser asks for: `?sort=` and `?order=` (lib/page_order.ts), `?after=` (a cursor
+ * in that order) and `?q=` (a search by name), checked; a bad one is refused (400) before the
+ * folder is read.
  */
-function pageRequestOf(url: URL, ctx: HandlerContext): PageRequest {
-  const after = url.searchParams.get("after");
-  const query = url.searchParams.get("q");
+function pageRequestOf(url: URL, ctx: HandlerContext): PageRequest & { sort: PageSort } {
+  const { searchParams } = url;
+  const sort = parseSort(searchParams.get("sort"), searchParams.get("order"));
+  const after = searchParams.get("after");
+  const query = searchParams.get("q");
   return {
-    after: after === null ? undefined : parseCursor(after),
+    after: after === null ? undefined : parseCursor(after, sort),
     query: query === null ? undefined : parseQuery(query) || undefined,
+    sort,
     size: ctx.pageSize ?? PAGE_SIZE,
   };
 }

@@ -9,7 +9,16 @@
  */
 
 import { formatBytes } from "../format.ts";
-import { formatCursor, MAX_QUERY_CHARS, type PageCursor, type PageLink } from "../folder_page.ts";
+import type { PageLink } from "../folder_page.ts";
+import {
+  BY_NAME,
+  formatCursor,
+  MAX_QUERY_CHARS,
+  type PageCursor,
+  type PageSort,
+  type SortKey,
+  sortParams,
+} from "../page_order.ts";
 import type { TreeEntry } from "../tree_protocol.ts";
 import { NAME, VERSION } from "../version.ts";
 
@@ -37,7 +46,7 @@ tr:hover td{background:var(--hi)}a{color:var(--acc)}a:focus-visible,button:focus
 .dir::before{content:"";display:inline-block;width:.95em;height:.7em;margin-right:.45em;border:2px solid currentColor;border-radius:2px 2px 3px 3px;border-top-width:4px;vertical-align:-.05em}.mut{color:var(--mut)}footer{font-size:.8rem;color:var(--mut)}
 form.login{max-width:22rem;margin:3rem auto;display:grid;gap:.6rem}input,button{font:inherit;padding:.5rem .6rem;border:1px solid var(--line);border-radius:.35rem;background:var(--bg);color:var(--fg)}
 button{background:var(--acc);color:#fff;border:0;cursor:pointer}.err{color:#c62828}
-button.sort{background:none;color:inherit;padding:0;font:inherit;font-weight:600;cursor:pointer}
+.sort{background:none;color:inherit;padding:0;font:inherit;font-weight:600;cursor:pointer;text-decoration:none}a.sort:hover,a.sort:focus{text-decoration:underline}
 th[aria-sort=ascending] .sort::after{content:" ▲"}th[aria-sort=descending] .sort::after{content:" ▼"}
 #tools{display:flex;gap:.5rem;flex-wrap:wrap;margin:.5rem 0}#tools input{flex:1;min-width:10rem}
 #drop{border:2px dashed var(--line);border-radius:.5rem;padding:1rem;text-align:center;margin:.75rem 0}
@@ -101,6 +110,8 @@ export interface ListingPageOptions {
   archives?: boolean;
   /** The folder is shown a page at a time: which page this is (see {@link ListingPage}). */
   page?: ListingPage;
+  /** The order the rows come in (default by name), which the column headers show and change. */
+  sort?: PageSort;
 }
 
 /**
@@ -118,8 +129,6 @@ export interface ListingPage {
   before: number;
   /** The search (`?q=`), "" for none. */
   query: string;
-  /** Most entries the browser re-sorts (page_script.ts `SORT_MAX`), for the page's note. */
-  sortMax: number;
   /** The page before this one: null is the first page, undefined none. */
   previous: PageLink;
   /** The page after this one. */
@@ -128,10 +137,19 @@ export interface ListingPage {
   last: PageLink;
 }
 
-/** The address of a page of `folder`: after `cursor` (null: the first page), with the query. */
-export function pageHref(folder: string, cursor: PageCursor | null, query: string): string {
+/**
+ * The address of a page of `folder`: after `cursor` (null: the first page), with the query, in
+ * the order `sort` (the default by name says nothing).
+ */
+export function pageHref(
+  folder: string,
+  cursor: PageCursor | null,
+  query: string,
+  sort: PageSort = BY_NAME,
+): string {
   const params = new URLSearchParams();
   if (query) params.set("q", query);
+  for (const [key, value] of sortParams(sort)) params.set(key, value);
   if (cursor) params.set("after", formatCursor(cursor));
   const search = params.toString();
   return hrefOf(folder, true) + (search ? "?" + search : "");
@@ -159,11 +177,10 @@ export function renderListing(
 }
 
 /**
- * The HTML listing of `folder` ("" for the root), written as its entries are walked: the
- * {@link head} (title, header, the table's head), the rows of each batch the store lists
- * ({@link add}: names relative to the root, in the order handed, folders first for the page,
- * see `ListTreeOptions.foldersFirst`), then the {@link end}. It keeps a count, never the rows, so
- * a folder of any size is served in the memory of one batch.
+ * The HTML listing of `folder` ("" for the root), written a batch of entries at a time: the
+ * {@link head} (title, header, the table's head), the rows of each batch ({@link add}: names
+ * relative to the root, in the order handed, which {@link ListingPageOptions.sort} names), then
+ * the {@link end}. It keeps a count, never the rows.
  *
  * @example
  * ```ts
@@ -209,16 +226,31 @@ export class ListingPageWriter {
       }">Sign in to upload</a>`
       : "";
     const paged = options.page;
-    // A paged folder is searched by the server (`?q=`), with or without JavaScript; a folder
-    // shown whole is filtered in the browser.
+    const sort = options.sort ?? BY_NAME;
+    // A paged folder is searched by the server (`?q=`), with or without JavaScript, in the
+    // order it is shown in; a folder shown whole is filtered in the browser.
     const search = paged
       ? `<form id="search" role="search" method="get" action="${
         escapeHtml(hrefOf(folder, true))
       }"><input id="q" name="q" type="search" value="${escapeHtml(paged.query)}" ` +
         `maxlength="${MAX_QUERY_CHARS}" placeholder="Search this folder by name" ` +
         `aria-label="Search this folder by name" autocomplete="off">` +
+        sortParams(sort).map(([key, value]) =>
+          `<input type="hidden" name="${key}" value="${escapeHtml(value)}">`
+        ).join("") +
         `<button type="submit">Search</button></form>`
       : "";
+    // Each column's title leads to the folder sorted by it (the sorted one's, the other way),
+    // from the first page, keeping the search.
+    const column = (key: SortKey, label: string, css: string) => {
+      const here = sort.key === key;
+      const to = { key, descending: here && !sort.descending };
+      const aria = here ? ` aria-sort="${sort.descending ? "descending" : "ascending"}"` : "";
+      const href = pageHref(folder, null, paged?.query ?? "", to);
+      return `<th${css}${aria} data-key="${key}"><a class="sort" href="${
+        escapeHtml(href)
+      }">${label}</a></th>`;
+    };
     const tools = `<div id="tools" hidden>${
       paged ? "" : `<input id="filter" type="search" ` +
         `placeholder="Filter by name" aria-label="Filter by name" autocomplete="off">`
@@ -236,12 +268,12 @@ export class ListingPageWriter {
       : "";
     return pageHead(`${title} — ${NAME}`) +
       `<header>${who}<h1>${crumbs.join("")}</h1>${search}${tools}</header>
-<main>${upload}${paged ? pageInfo(folder, paged) + pageLinks(folder, paged) : ""}` +
+<main>${upload}${paged ? pageInfo(folder, paged, sort) + pageLinks(folder, paged, sort) : ""}` +
       `<table class="listing"${options.canChange ? ' data-change="1"' : ""}${
         paged ? ' data-paged="1"' : ""
-      }><thead><tr><th data-key="name">Name</th>` +
-      `<th class="s" data-key="size">Size</th><th class="d" data-key="mtime">Modified (UTC)</th>` +
-      `<th></th></tr></thead>
+      } data-sort="${sort.key}" data-order="${sort.descending ? "desc" : "asc"}"><thead><tr>` +
+      column("name", "Name", "") + column("size", "Size", ' class="s"') +
+      column("mtime", "Modified (UTC)", ' class="d"') + `<th></th></tr></thead>
 <tbody>${parent}
 `;
   }
@@ -271,7 +303,7 @@ export class ListingPageWriter {
         escapeHtml(hrefOf(folder, true))
       }?tar" download>Download this folder (.tar)</a></p>`
       : "";
-    const links = paged ? pageLinks(folder, paged) : "";
+    const links = paged ? pageLinks(folder, paged, this.#options.sort ?? BY_NAME) : "";
     return `</tbody></table>${empty}${links}${archive}</main>` + pageFoot({ script: true });
   }
 }
@@ -282,7 +314,7 @@ function count(n: number): string {
 }
 
 /** Where a page of a big folder is: `Entries 5,001–10,000 of 100,000, ...`. */
-function pageInfo(folder: string, page: ListingPage): string {
+function pageInfo(folder: string, page: ListingPage, sort: PageSort): string {
   const first = page.before + 1;
   const last = Math.min(page.before + page.size, page.matching);
   const of = page.query
@@ -300,21 +332,28 @@ function pageInfo(folder: string, page: ListingPage): string {
     ? `None of the ${of} entries comes after this place`
     : `Entries ${count(first)}–${count(last)} of ${of}`;
   const whole = page.query
-    ? ` <a href="${escapeHtml(pageHref(folder, null, ""))}">Show the whole folder</a>.`
+    ? ` <a href="${escapeHtml(pageHref(folder, null, "", sort))}">Show the whole folder</a>.`
     : "";
-  return `<p class="mut" id="pageinfo">${where}, by name, folders first, ${
+  return `<p class="mut" id="pageinfo">${where}, ${sortWords(sort)}, folders first, ${
     count(page.size)
-  } a page: sorting by size or date is offered for folders of up to ${
-    count(Math.min(page.size, page.sortMax))
-  } entries (<code>?json</code> lists them all for a script).${whole}</p>`;
+  } a page.${whole}</p>`;
+}
+
+/** How the page says its order: `by name`, `by size, largest first`... */
+function sortWords(sort: PageSort): string {
+  if (sort.key === "name") return sort.descending ? "by name, reversed" : "by name";
+  const [what, small, large] = sort.key === "size"
+    ? ["size", "smallest", "largest"]
+    : ["date", "oldest", "newest"];
+  return `by ${what}, ${sort.descending ? large : small} first`;
 }
 
 /** The links to the first, previous, next and last pages, each shown greyed when there is none. */
-function pageLinks(folder: string, page: ListingPage): string {
+function pageLinks(folder: string, page: ListingPage, sort: PageSort): string {
   const link = (text: string, rel: string, to: PageLink, here: boolean) =>
     to === undefined || here
       ? `<span class="mut" aria-disabled="true">${text}</span>`
-      : `<a rel="${rel}" href="${escapeHtml(pageHref(folder, to, page.query))}">${text}</a>`;
+      : `<a rel="${rel}" href="${escapeHtml(pageHref(folder, to, page.query, sort))}">${text}</a>`;
   const onFirst = page.before === 0;
   const onLast = page.next === undefined;
   return `<nav class="pages" aria-label="Pages">` +

@@ -11,8 +11,9 @@
  */
 
 /**
- * Most rows the page re-sorts by another column (or the other way): past it, a browser spends
- * seconds on each click, and the page keeps the server's order, by name, folders first.
+ * Most rows the page re-sorts itself, in place, when a column's title is clicked: past it, a
+ * browser spends seconds on each click, and the title's link asks the server for the folder
+ * sorted instead (a page at a time, as a big folder always is).
  */
 export const SORT_MAX = 5000;
 
@@ -26,24 +27,25 @@ export const PAGE_SCRIPT = String.raw`"use strict";
   if (!tbody) return;
   if (tools) tools.hidden = false;
 
-  // Sorting: the column headers become buttons; folders stay above files. The server sends a
-  // folder by name, folders first, as it walks it; re-sorting is done here, over the rows, and
-  // only up to SORT_MAX of them: past that a browser spends seconds per click. A bigger folder
-  // keeps the server's order, and the page says so.
+  // Sorting: each column's title is a link to the folder sorted by it, on the server (the
+  // order of every page of a big folder). A folder shown whole, of at most SORT_MAX rows, is
+  // re-sorted here instead, at once, in the server's very order: folders first, then by the key
+  // (ties by name, as code units), reversed for a descending sort; the address follows, so a
+  // reload shows the same order. Past SORT_MAX the links stay: a browser would take seconds.
   var SORT_MAX = ${SORT_MAX};
-  var sortKey = "name", sortDir = 1;
+  var sortKey = table.dataset.sort || "name", sortDir = table.dataset.order === "desc" ? -1 : 1;
   function rows() {
     return Array.prototype.filter.call(tbody.rows, function (r) { return r.dataset.name !== undefined && !r.classList.contains("up"); });
   }
-  function keyOf(r) {
-    return sortKey === "name" ? r.dataset.name.toLowerCase() : Number(r.dataset[sortKey]);
-  }
+  function cmp(a, b) { return a < b ? -1 : a > b ? 1 : 0; }
   function sort() {
     // Each row's key is read once, and the rows go back in one move.
-    var keyed = rows().map(function (r) { return { row: r, folder: r.dataset.folder === "1", key: keyOf(r) }; });
+    var keyed = rows().map(function (r) {
+      return { row: r, folder: r.dataset.folder === "1", name: r.dataset.name, key: sortKey === "name" ? 0 : Number(r.dataset[sortKey]) };
+    });
     keyed.sort(function (a, b) {
       if (a.folder !== b.folder) return a.folder ? -1 : 1;
-      return (a.key < b.key ? -1 : a.key > b.key ? 1 : 0) * sortDir;
+      return (cmp(a.key, b.key) || cmp(a.name, b.name)) * sortDir;
     });
     var moved = document.createDocumentFragment();
     keyed.forEach(function (k) { moved.appendChild(k.row); });
@@ -51,21 +53,18 @@ export const PAGE_SCRIPT = String.raw`"use strict";
     Array.prototype.forEach.call(table.querySelectorAll("th[data-key]"), function (th) {
       th.setAttribute("aria-sort", th.dataset.key === sortKey ? (sortDir > 0 ? "ascending" : "descending") : "none");
     });
+    var params = new URLSearchParams(location.search);
+    params.delete("sort"); params.delete("order");
+    if (sortKey !== "name") params.set("sort", sortKey);
+    if (sortDir < 0) params.set("order", "desc");
+    var search = params.toString();
+    var url = location.pathname + (search ? "?" + search : "");
+    if (url !== location.pathname + location.search) history.replaceState(null, "", url);
   }
-  // A big folder comes a page at a time, searched by the server: the page says where it is, and
-  // offers no sort (it would sort one page of the folder, not the folder).
+  // A big folder comes a page at a time, sorted and searched by the server.
   var paged = table.dataset.paged === "1";
   var count = rows().length;
-  if (paged) {
-    // Nothing to add: the server wrote the page's place and links.
-  } else if (count > SORT_MAX) {
-    var note = document.createElement("p");
-    note.className = "mut";
-    note.id = "sortnote";
-    note.textContent = count.toLocaleString("en") + " entries, by name, folders first: sorting by another column " +
-      "is offered up to " + SORT_MAX.toLocaleString("en") + " entries (?json lists them all for a script).";
-    table.parentNode.insertBefore(note, table);
-  } else Array.prototype.forEach.call(table.querySelectorAll("th[data-key]"), function (th) {
+  if (!paged && count <= SORT_MAX) Array.prototype.forEach.call(table.querySelectorAll("th[data-key]"), function (th) {
     var button = document.createElement("button");
     button.type = "button";
     button.className = "sort";
@@ -120,6 +119,8 @@ export const PAGE_SCRIPT = String.raw`"use strict";
           var mineEl = document.querySelector(sel), theirs = doc.querySelector(sel);
           if (mineEl && theirs) mineEl.replaceWith(document.importNode(theirs, true));
         });
+        // A paged folder's column titles keep the search in their links.
+        if (paged && freshTable.tHead && table.tHead) table.tHead.replaceWith(document.importNode(freshTable.tHead, true));
         var navs = document.querySelectorAll("nav.pages"), freshNavs = doc.querySelectorAll("nav.pages");
         Array.prototype.forEach.call(navs, function (nav, i) {
           if (freshNavs[i]) nav.replaceWith(document.importNode(freshNavs[i], true));
@@ -152,8 +153,13 @@ export const PAGE_SCRIPT = String.raw`"use strict";
   var search = document.getElementById("search");
   var query = document.getElementById("q");
   function searchUrl() {
+    // The first page of the search, in the order the page is shown in.
+    var params = new URLSearchParams(location.search);
+    params.delete("after"); params.delete("q");
     var text = query.value.trim();
-    return location.pathname + (text ? "?q=" + encodeURIComponent(text) : "");
+    if (text) params.set("q", text);
+    var search = params.toString();
+    return location.pathname + (search ? "?" + search : "");
   }
   var searchTimer;
   if (paged && search && query) {
