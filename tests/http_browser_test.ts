@@ -139,6 +139,14 @@ Deno.test({
         .map((b) => getComputedStyle(b, "::after").content)`,
     );
     assert.deepEqual(marks, ["none", '" ▼"', "none"]);
+    // The address follows the sort, and the server shows the same order at a reload.
+    assert.equal(new URL(page.url()).search, "?sort=size&order=desc");
+    await page.reload();
+    assert.deepEqual(await names(), ["photos", "report.pdf", "notes.txt", hostile]);
+    assert.equal(await page.getAttribute("th[data-key=size]", "aria-sort"), "descending");
+    await page.click("th[data-key=name] button");
+    assert.deepEqual(await names(), ["photos", hostile, "notes.txt", "report.pdf"]);
+    assert.equal(new URL(page.url()).search, "");
 
     // Upload through the page's file input.
     const bytes = randomBytes(300_000);
@@ -447,7 +455,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "http page: a folder past the sort limit keeps the server's order and says why",
+  name:
+    "http page: a folder past the sort limit is sorted by the server, through the titles' links",
   ...BROWSER_TEST,
   async fn() {
     // Pages bigger than the sort limit: the folder is shown whole, past what the page sorts.
@@ -456,22 +465,31 @@ Deno.test({
     const count = SORT_MAX + 1;
     await Deno.mkdir(`${server.root}/many/sub`, { recursive: true });
     for (let i = 0; i < count - 1; i++) {
-      await Deno.writeFile(`${server.root}/many/f${String(i).padStart(5, "0")}`, new Uint8Array(0));
+      const size = i === 1234 ? 300 : i === 4321 ? 200 : 0;
+      await Deno.writeFile(
+        `${server.root}/many/f${String(i).padStart(5, "0")}`,
+        new Uint8Array(size),
+      );
     }
     await using browser = await launch();
     const { page, seen } = await openWatched(browser, `${base}many/`);
     assert.equal(await page.locator("button.sort").count(), 0, "no sort that would take seconds");
-    const note = (await page.locator("#sortnote").textContent()) ?? "";
-    assert.match(
-      note,
-      new RegExp(`^${count.toLocaleString("en")} entries, by name, folders first`),
-    );
-    assert.match(note, new RegExp(`up to ${SORT_MAX.toLocaleString("en")} entries`));
-    const first = await page.$$eval(
-      "table.listing tbody tr[data-name]",
-      (rows) => rows.slice(0, 2).map((r) => r.getAttribute("data-name")),
-    );
-    assert.deepEqual(first, ["sub", "f00000"], "folders first, then files by name");
+    const first = (n: number) =>
+      page.$$eval(
+        "table.listing tbody tr[data-name]",
+        (rows, n) => rows.slice(0, n).map((r) => r.getAttribute("data-name")),
+        n,
+      );
+    assert.deepEqual(await first(2), ["sub", "f00000"], "folders first, then files by name");
+    // The column's title is a link: the server sends the folder sorted, the other way at the
+    // second click.
+    await page.click("th[data-key=size] a.sort");
+    await page.waitForURL(`${base}many/?sort=size`);
+    assert.deepEqual(await first(3), ["sub", "f00000", "f00001"]);
+    await page.click("th[data-key=size] a.sort");
+    await page.waitForURL(`${base}many/?sort=size&order=desc`);
+    assert.deepEqual(await first(3), ["sub", "f01234", "f04321"]);
+    assert.equal(await page.getAttribute("th[data-key=size]", "aria-sort"), "descending");
     // Filtering still works, once typing pauses.
     await page.type("#filter", "f04321");
     const shown = () =>
@@ -529,6 +547,39 @@ Deno.test({
     assert.equal(await page.locator("nav.pages >> nth=0").locator("a[rel=next]").count(), 0);
     await page.locator("nav.pages >> nth=0").locator("a[rel=first]").click();
     await page.waitForURL(`${base}big/`);
+
+    // Sorted by date on the server, newest first at the second click, across the pages.
+    const start = Date.now() / 1000 - 100_000;
+    for (let i = 0; i < 11; i++) {
+      const time = start + (i * 7 % 11) * 1000;
+      await Deno.utime(`${server.root}/big/f${String(i).padStart(2, "0")}.txt`, time, time);
+    }
+    await Deno.utime(`${server.root}/big/f00a.txt`, start + 20_000, start + 20_000);
+    await Deno.utime(`${server.root}/big/special-report.pdf`, start + 30_000, start + 30_000);
+    await page.click("th[data-key=mtime] a.sort");
+    await page.waitForURL(`${base}big/?sort=mtime`);
+    await page.click("th[data-key=mtime] a.sort");
+    await page.waitForURL(`${base}big/?sort=mtime&order=desc`);
+    // Folders first; then the files by the dates set: special-report.pdf, f00a.txt, then fNN by
+    // NN * 7 % 11: f03 (10), f06 (9), f09 (8), f01 (7), f04 (6)...
+    assert.deepEqual(await names(), ["sub", "special-report.pdf", "f00a.txt", "f03.txt"]);
+    assert.match(await info(), /^Entries 1–4 of 14, by date, newest first/);
+    await page.locator("nav.pages >> nth=0").locator("a[rel=next]").click();
+    await page.waitForURL(/sort=mtime&order=desc&after=\d+%2Ff03\.txt$/);
+    assert.deepEqual(await names(), ["f06.txt", "f09.txt", "f01.txt", "f04.txt"]);
+    // A search keeps the order; the titles then keep the search.
+    await page.type("#q", "f0");
+    await waitFor("the search's page", async () => (await info()).includes("“f0”"));
+    assert.equal(new URL(page.url()).search, "?sort=mtime&order=desc&q=f0");
+    assert.deepEqual(await names(), ["f00a.txt", "f03.txt", "f06.txt", "f09.txt"]);
+    assert.equal(
+      await page.getAttribute("th[data-key=name] a.sort", "href"),
+      "/big/?q=f0",
+    );
+    await page.click("th[data-key=name] a.sort");
+    await page.waitForURL(`${base}big/?q=f0`);
+    await page.fill("#q", "");
+    await waitFor("the whole folder", async () => !(await info()).includes("“"));
 
     // The search finds names on other pages, as typing pauses, and the address keeps it.
     await page.type("#q", "REPORT");
@@ -597,5 +648,16 @@ Deno.test({
     await page.press("#q", "Enter");
     await page.waitForURL(`${base}?q=need`);
     assert.deepEqual(await names(), ["needle.txt"]);
+    // The columns' titles are links that sort on the server; a search keeps the order.
+    await page.goto(base);
+    await page.click("th[data-key=size] a.sort");
+    await page.waitForURL(`${base}?sort=size`);
+    await page.click("th[data-key=size] a.sort");
+    await page.waitForURL(`${base}?sort=size&order=desc`);
+    assert.deepEqual(await names(), ["needle.txt", "z.txt"]);
+    await page.fill("#q", ".txt");
+    await page.press("#q", "Enter");
+    await page.waitForURL(`${base}?q=.txt&sort=size&order=desc`);
+    assert.deepEqual(await names(), ["needle.txt", "z.txt"]);
   },
 });
