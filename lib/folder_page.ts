@@ -147,10 +147,15 @@ export class PageSelector {
     this.#last = new BoundedHeap(this.#size + 1, reversed);
   }
 
+  /** Whether the query keeps the name `name` (every name without a query). */
+  keeps(name: string): boolean {
+    return !this.#query || name.toLowerCase().includes(this.#query);
+  }
+
   /** Takes one entry the folder lists (with its `key` in a sort by size or date). */
   add(found: Found): void {
     this.total++;
-    if (this.#query && !found.name.toLowerCase().includes(this.#query)) return;
+    if (!this.keeps(found.name)) return;
     this.matching++;
     this.#last.offer(found);
     if (this.#after && this.#compare(found, this.#after) <= 0) {
@@ -258,9 +263,10 @@ export async function listFolderPage(
   };
   for await (const listed of Deno.readDir(folder)) {
     if (!mayList(listed) || isPrivateName(prefix, listed.name)) continue;
-    // By name, a file or a folder is placed as the read gives it; a symlink is listed (and
-    // placed as a file) only once its lookup says where it leads.
-    if (sort.key === "name" && !listed.isSymlink) {
+    // By name, a file or a folder is placed as the read gives it, and so is one the search
+    // leaves out (it is only counted); a symlink is listed (and placed as a file) only once its
+    // lookup says where it leads.
+    if (!listed.isSymlink && (sort.key === "name" || !selector.keeps(listed.name))) {
       selector.add({ name: listed.name, dir: listed.isDirectory, listed });
       continue;
     }
