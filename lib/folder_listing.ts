@@ -1,8 +1,10 @@
 /**
  * Listing the folder store (lib/file_store.ts): the one walk behind its flat listing and its
- * typed tree listing, which leaves out the private folders, what leads outside the root and what
- * the server may not read, and how names that are not valid UTF-8 are listed (and told apart from
- * a name that is not there).
+ * typed tree listing, a small folder looked up whole on the disk threads, a big one sorted on
+ * disk; a subfolder the server may not read is left out; and whether a name that is not there is
+ * one listed as not valid UTF-8. What a listing shows of each entry (the private folders, what
+ * leads outside the root, names not valid UTF-8) is lib/listing_rules.ts's to say, for a big
+ * folder's HTTP page (lib/folder_page.ts) as well.
  *
  * @module
  */
@@ -35,8 +37,6 @@ import {
   undecodableEntry,
 } from "./listing_rules.ts";
 import { bigFolderLimits, NameSorter, type SortedNames } from "./name_runs.ts";
-
-export { isUnreadable };
 
 /**
  * What a listing needs of the folder store: its root, what lies inside it, and its staging
