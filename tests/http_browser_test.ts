@@ -302,9 +302,11 @@ Deno.test({
     const visible = (selector: string) => page.locator(selector).isVisible();
     assert.ok(await visible("table.listing"), "the listing");
     // The filter, the sort buttons and the upload area work only with the script: none is shown.
+    // The columns' titles are links instead, which the server sorts by.
     assert.equal(await visible("#filter"), false, "a filter box that cannot filter");
     assert.equal(await visible("#upload"), false, "an upload area that cannot upload");
     assert.equal(await page.locator("button.sort").count(), 0);
+    assert.equal(await page.locator("th a.sort").count(), 3);
     await page.click('a[href="/photos/"]');
     await page.waitForURL(`${base}photos/`);
     const [download] = await Promise.all([
@@ -527,7 +529,11 @@ Deno.test({
     const info = async () => (await page.textContent("#pageinfo")) ?? "";
     assert.deepEqual(await names(), ["sub", "f00.txt", "f01.txt", "f02.txt"]);
     assert.match(await info(), /^Entries 1–4 of 13, by name, folders first, 4 a page/);
-    assert.equal(await page.locator("button.sort").count(), 0, "a sort of one page only");
+    assert.equal(
+      await page.locator("button.sort").count(),
+      0,
+      "sorted by the server, not the page",
+    );
     assert.equal(await page.locator("nav.pages").count(), 2, "links above and below the rows");
 
     // Next, with the mouse; a file added before the cursor meanwhile takes nothing away.
