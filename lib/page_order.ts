@@ -65,17 +65,17 @@ const KEY = /^-?\d{1,16}$/;
  * ```
  */
 export function parseSort(sort: string | null, order: string | null): PageSort {
+  // The refusal shows what was sent only when it is a plain word: nothing in a message may
+  // reorder or hide the text around it.
+  const shown = (text: string) => /^[\w-]*$/.test(text) ? `"${text.slice(0, 40)}"` : "it";
   if (sort !== null && !(SORT_KEYS as readonly string[]).includes(sort)) {
     throw new StoreError(
       "bad_request",
-      `Refused ?sort: ${JSON.stringify(sort.slice(0, 40))} is not one of ${SORT_KEYS.join(", ")}`,
+      `Refused ?sort: ${shown(sort)} is not one of ${SORT_KEYS.join(", ")}`,
     );
   }
   if (order !== null && order !== "asc" && order !== "desc") {
-    throw new StoreError(
-      "bad_request",
-      `Refused ?order: ${JSON.stringify(order.slice(0, 40))} is not asc or desc`,
-    );
+    throw new StoreError("bad_request", `Refused ?order: ${shown(order)} is not asc or desc`);
   }
   return { key: (sort ?? "name") as SortKey, descending: order === "desc" };
 }

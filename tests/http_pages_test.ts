@@ -541,6 +541,8 @@ Deno.test("http pages: bad sorts and sorted cursors are refused in one line", as
       `Refused ?sort: "${"x".repeat(40)}" is not one of name, size, mtime`,
     ],
     ["?order=down", `Refused ?order: "down" is not asc or desc`],
+    ["?sort=%E2%80%AEezis", "Refused ?sort: it is not one of name, size, mtime"],
+    ["?order=%0Adesc", "Refused ?order: it is not asc or desc"],
     ["?sort=size&order=", `Refused ?order: "" is not asc or desc`],
     [
       "?sort=size&after=a.txt",
