@@ -98,7 +98,7 @@ function shownDate(ms: number): string {
   return ms ? new Date(ms).toISOString().slice(0, 16).replace("T", " ") : "";
 }
 
-/** Options for {@link renderListing}. */
+/** Options for {@link ListingPageWriter}. */
 export interface ListingPageOptions {
   /** Show the sign-out button (a browser signed in with the cookie). */
   signedIn?: boolean;
@@ -157,24 +157,6 @@ export function pageHref(
 
 /** Where the page's script is served (see lib/http/page_script.ts). */
 export const SCRIPT_PATH = "/?asset=page.js";
-
-/**
- * The HTML listing of `folder` ("" for the root) from its entries as the store lists them
- * (lib/tree_store.ts listTree: names relative to the root), folders first, whole: what
- * {@link ListingPageWriter} writes a piece at a time.
- */
-export function renderListing(
-  folder: string,
-  entries: TreeEntry[],
-  options: ListingPageOptions = {},
-): string {
-  const writer = new ListingPageWriter(folder, options);
-  const rows = [
-    ...entries.filter((e) => e.type === "dir"),
-    ...entries.filter((e) => e.type === "file"),
-  ];
-  return writer.head() + writer.add(rows) + writer.end();
-}
 
 /**
  * The HTML listing of `folder` ("" for the root), written a batch of entries at a time: the
