@@ -387,7 +387,7 @@ Deno.test("http tree: ?json&recursive is the text of list -r --json, written as 
   assert.equal(await head.text(), "");
 });
 
-Deno.test("http page: a folder of thousands of entries is written as it is walked, folders first", async () => {
+Deno.test("http page: a folder of thousands of entries that fits one page is sent in pieces, folders first", async () => {
   // A page big enough for the whole folder: it is listed whole (tests/http_pages_test.ts pages).
   const { server, base } = await startHttp(["--http-page-size", "5000"]);
   await using _ = server;
