@@ -189,8 +189,24 @@ export async function receiveTree(
     await io.out.writeControl(FrameType.RESULT, { index, ok: false, code, message });
   };
 
+  /**
+   * Names the sender has and did not send (its notes: a folder it could not read, a symlink, a
+   * name ferry does not carry), in walk order, until the walk passes them: `--delete` keeps them
+   * and what is under them, as what the sender lacks is only what it does not have.
+   */
+  const spared: string[] = [];
+  /** Forgets the notes the walk has passed on its way to `path`. */
+  const passNotes = (path: string) => {
+    while (
+      spared.length > 0 && comparePath(spared[0], path) < 0 && !path.startsWith(spared[0] + "/")
+    ) spared.shift();
+  };
+  const isSpared = (path: string) => {
+    passNotes(path);
+    return spared.length > 0 && (path === spared[0] || path.startsWith(spared[0] + "/"));
+  };
   const removeExtra = async (extra: WalkEntry) => {
-    if (!options.delete) return;
+    if (!options.delete || isSpared(extra.path)) return;
     if (!dry) await sink.remove(extra.path);
     changes(extra.path);
     summary.deleted++;
@@ -262,7 +278,15 @@ export async function receiveTree(
     batchFrom = count;
     if (!manifested && !flat) top = batch.top;
     manifested = true;
-    for (const note of batch.notes ?? []) event({ kind: "ignored", ...note });
+    for (const note of batch.notes ?? []) {
+      event({ kind: "ignored", ...note });
+      if (options.delete && !flat) {
+        // A sender's notes come in walk order and are passed with its batch: only one out of
+        // order (a hostile sender's) could pile up, and then it protects less.
+        if (spared.length >= 2 * MAX_BATCH_ENTRIES) spared.shift();
+        spared.push(note.path);
+      }
+    }
     if (count + batch.entries.length > maxEntries) {
       throw new StoreError("too_large", `Refused tree: more than ${maxEntries} entries`);
     }
@@ -292,6 +316,7 @@ export async function receiveTree(
         continue;
       }
       const mine = await catchUp(entry.path);
+      passNotes(entry.path);
       leaveFolders(entry.path, index - 1);
       if (entry.type === "link") {
         await onLink(index, entry, mine);

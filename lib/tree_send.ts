@@ -56,6 +56,9 @@ interface Batch {
  */
 const BATCH_BYTES = 48 << 10;
 
+/** The note of a folder the sender could not read (its own entry is sent, its contents not). */
+const UNREAD_FOLDER = "folder not readable: its contents";
+
 /**
  * Most files sent whose RESULT has not come back: past it the sender waits for the receiver, so
  * one that never reports cannot make it hold every name of the tree.
@@ -266,6 +269,14 @@ export async function sendTree(
       if (size > BATCH_BYTES && entries.length > 0) break;
       entries.push(entry);
       await walker.next(true);
+      // A folder it could not read goes in this batch's notes, with the folder's own entry: the
+      // receiver hears of it before it could delete its copy of what the folder holds.
+      for (const path of walker.takeUnread?.() ?? []) {
+        const note = { path, message: UNREAD_FOLDER };
+        size += utf8Length(JSON.stringify(note)) + 1;
+        notes.push(note);
+        options.onEvent?.({ kind: "ignored", ...note });
+      }
     }
     const last = walker.peek() === undefined;
     const from = nextIndex;

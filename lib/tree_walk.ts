@@ -202,6 +202,8 @@ export interface TreeWalkerOptions {
  */
 export class TreeWalker implements EntryWalk {
   #stack: Level[] = [];
+  /** Folders gone into and found unreadable, until {@link takeUnread}. */
+  #unread: string[] = [];
   #current?: WalkEntry;
   #skip?: (path: string) => boolean;
   #undecodable: boolean;
@@ -236,6 +238,11 @@ export class TreeWalker implements EntryWalk {
     }
     walker.#lookAhead();
     return walker;
+  }
+
+  /** See {@link EntryWalk.takeUnread}. */
+  takeUnread(): string[] {
+    return this.#unread.splice(0);
   }
 
   /** Ends the walk before its end: a big folder's sorted names on disk are given back. */
@@ -457,12 +464,13 @@ export class TreeWalker implements EntryWalk {
       try {
         await this.#push(childOf(level.dir, name), current.path + "/", size, level);
       } catch (error) {
-        // Removed meanwhile, or unreadable: its contents are simply not part of the walk.
+        // Removed meanwhile, or unreadable: its contents are not part of the walk. An
+        // unreadable one is told of (takeUnread): its contents are there, only not seen.
         if (
-          !(error instanceof Deno.errors.NotFound ||
-            error instanceof Deno.errors.PermissionDenied ||
-            error instanceof Deno.errors.NotCapable)
-        ) throw error;
+          error instanceof Deno.errors.PermissionDenied ||
+          error instanceof Deno.errors.NotCapable
+        ) this.#unread.push(current.path);
+        else if (!(error instanceof Deno.errors.NotFound)) throw error;
       }
     }
     await this.#advance();
@@ -488,6 +496,12 @@ export interface EntryWalk {
   next(descend?: boolean): Promise<void>;
   /** Gives back what the walk holds, when it is given up before its end. */
   close?(): void;
+  /**
+   * The folders the walk went into but could not read since the last call (their contents are
+   * left out of the walk), and forgets them: a sender notes them, so that the receiver's
+   * `--delete` keeps its copy of what they hold.
+   */
+  takeUnread?(): string[];
 }
 
 /**
