@@ -164,13 +164,22 @@ export const MAX_BATCH_ENTRIES = 1024;
 
 const CHECKSUM_TEXT = /^xxh128:[0-9a-f]{32}$/;
 
+/**
+ * The bits of a manifest's mode a receiver gives: all but write for others. A peer must not open
+ * the receiver's files and folders to every local user, who could then change a file others use
+ * or plant a symlink in a served folder (and a sender's sticky `/tmp`-like folder, whose sticky
+ * bit is never carried, would arrive writable by all).
+ */
+export const RECEIVED_MODE_BITS = 0o775;
+
 function manifestError(why: string): ProtocolError {
   return new ProtocolError(`Malformed MANIFEST message: ${why}`);
 }
 
 /**
- * Validates a MANIFEST payload's shape: types, sizes, times and modes. Paths are checked by the
- * receiver, which knows where they would land.
+ * Validates a MANIFEST payload's shape: types, sizes, times and modes (each mode then cut to
+ * {@link RECEIVED_MODE_BITS}). Paths are checked by the receiver, which knows where they would
+ * land.
  */
 export function parseManifest(
   json: Record<string, unknown>,
@@ -201,7 +210,7 @@ export function parseManifest(
       type,
       size: size as number,
       mtime,
-      mode: mode as number,
+      mode: (mode as number) & RECEIVED_MODE_BITS,
     };
     if (type === "link") entry.target = target as string;
     if (checksum !== undefined) {
@@ -221,7 +230,7 @@ export function parseManifest(
     if (!(Number.isInteger(mode) && (mode as number) >= 0 && (mode as number) <= 0o777)) {
       throw manifestError("bad mode");
     }
-    batch.top = { mtime, mode: mode as number };
+    batch.top = { mtime, mode: (mode as number) & RECEIVED_MODE_BITS };
   }
   if (json.notes !== undefined) {
     if (!Array.isArray(json.notes) || json.notes.length > MAX_BATCH_ENTRIES) {

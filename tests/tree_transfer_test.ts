@@ -394,7 +394,7 @@ const UNDER_UMASK_077 = ["-c", 'umask 077 && exec "$@"', "sh"];
  * `touch`, their mtimes change, so that a sync sends each again.
  */
 async function writeModes(dir: string, touch = false): Promise<void> {
-  const modes = [0o600, 0o644, 0o600, 0o755, 0o700, 0o666, 0o644, 0o604];
+  const modes = [0o600, 0o644, 0o600, 0o755, 0o700, 0o664, 0o644, 0o604];
   await Deno.mkdir(`${dir}/sub`, { recursive: true });
   for (const [i, mode] of modes.entries()) {
     const path = `${dir}/${i % 2 ? "sub/" : ""}f${i}`;
