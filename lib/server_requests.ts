@@ -144,8 +144,17 @@ async function serveTree(
     return await refuse(channel.out, error);
   }
   await channel.out.writeControl(FrameType.OK, {});
+  const { watch } = channel.entry;
+  // A tree or files sent to the server is an upload: its bytes must come at the minimum rate,
+  // as a single put's data must (the server's own disk waits do not count).
+  const upload = request.op === "put_tree" || request.op === "put_files";
+  if (upload) watch.receiving();
   try {
-    const done = await serveTreeTransfer(request, channel, tree);
+    const done = await serveTreeTransfer(
+      request,
+      { ...channel, local: watch.localWaits },
+      tree,
+    ).finally(() => upload && watch.working());
     // The bytes that moved: what a resume continued from was not sent again.
     const resumed = done.resumed ? `, ${done.resumed} bytes resumed` : "";
     return {

@@ -129,10 +129,13 @@ export async function receiveTree(
   const dry = options.dryRun ?? false;
   const flat = options.files ?? false;
   const event = (e: TreeEvent) => options.onEvent?.(e);
-  const own = flat ? null : await sink.walker();
-  if (!own && !dry && !flat) await sink.makeBase();
+  // This side's own disk work is told of (io.local), so that a server's minimum upload rate
+  // counts only the time it waits for the sender.
+  const own = flat ? null : await localWait(io.local, () => sink.walker());
+  if (!own && !dry && !flat) await localWait(io.local, () => sink.makeBase());
   const caseless = !flat &&
-    (options.caseInsensitive ?? (own || !dry ? await sink.caseInsensitive() : false));
+    (options.caseInsensitive ??
+      (own || !dry ? await localWait(io.local, () => sink.caseInsensitive()) : false));
   /** On a filesystem that folds case: the folded names seen in each folder on the way. */
   const folded = new Map<string, Set<string>>();
   let count = 0;
@@ -509,7 +512,10 @@ export async function receiveTree(
     const before = byName.get(entry.path);
     if (before) await before;
     try {
-      target = resumeFrom ? await kept!.open() : await sink.beginFile(entry.path, entry, index);
+      target = await localWait(
+        io.local,
+        () => resumeFrom ? kept!.open() : sink.beginFile(entry.path, entry, index),
+      );
     } catch (error) {
       if (!(error instanceof StoreError) && !(error instanceof Deno.errors.PermissionDenied)) {
         throw error;
@@ -605,7 +611,9 @@ export async function receiveTree(
         case FrameType.KEEPALIVE:
           continue;
         case FrameType.MANIFEST:
-          await onManifest(frame.json);
+          // Comparing a batch with this side's tree (and deleting, with --delete) is its own
+          // disk work, however long it takes.
+          await localWait(io.local, () => onManifest(frame.json));
           continue;
         case FrameType.FILE:
           await onFile(frame.json);
@@ -615,9 +623,11 @@ export async function receiveTree(
           if (!last || pending.length > 0) throw new ProtocolError("FINISH before the end");
           while (commits.size > 0) await Promise.all(commits.keys());
           if (!dry) {
-            await finishFolders();
-            if (top) await sink.finishBase(top);
-            await sink.done?.();
+            await localWait(io.local, async () => {
+              await finishFolders();
+              if (top) await sink.finishBase(top);
+              await sink.done?.();
+            });
           }
           await io.out.writeControl(FrameType.OK, { ...summary });
           await io.out.uncork();

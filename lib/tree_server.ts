@@ -15,6 +15,7 @@ import { checkName, quote } from "./remote_name.ts";
 import type { FrameReader } from "./frame_reader.ts";
 import type { FrameWriter } from "./frame_writer.ts";
 import type { Store } from "./store.ts";
+import type { LocalWaits } from "./transfer.ts";
 import {
   isFilesTransfer,
   type TreeSummary,
@@ -73,11 +74,11 @@ export async function checkTreeRequest(
 /** Runs an accepted tree request (its OK already sent) and returns the receiver's summary. */
 export async function serveTreeTransfer(
   request: TreeTransferRequest,
-  io: { frames: FrameReader; out: FrameWriter; entry?: { reason?: string } },
+  io: { frames: FrameReader; out: FrameWriter; entry?: { reason?: string }; local?: LocalWaits },
   ctx: TreeServeContext,
 ): Promise<TreeSummary> {
   const base = request.name;
-  const tree = { frames: io.frames, out: io.out, pool: ctx.pool };
+  const tree = { frames: io.frames, out: io.out, pool: ctx.pool, local: io.local };
   if (request.op === "get_files") {
     return await sendTree(tree, await filesSource(ctx.store, request.names ?? []), {
       checksum: request.checksum,

@@ -494,6 +494,39 @@ Deno.test("--min-rate 10K cuts an upload that trickles below it, though no gap r
   assert.deepEqual(await listNames(server.root), [], "nothing stored");
 });
 
+Deno.test("--min-rate 10K cuts a put -r whose file trickles below it, as a single upload", async () => {
+  await using server = await startServer({ args: ["--idle-timeout", "1", "--min-rate", "10K"] });
+  using raw = await openRaw(server);
+  await raw.handshake();
+  await raw.write(encodeControl(FrameType.REQUEST, { op: "put_tree", name: "t" }));
+  await raw.expectFrame(FrameType.OK, "tree accepted");
+  const size = 1 << 20;
+  const entry = { path: "slow.bin", type: "file", size, mtime: 0, mode: 0o644 };
+  await raw.write(encodeControl(FrameType.MANIFEST, { entries: [entry], last: true }));
+  assert.deepEqual(await raw.expectFrame(FrameType.WANT, "want"), { want: [0] });
+  await raw.write(encodeControl(FrameType.FILE, { index: 0, size }));
+  await raw.write(encodeHeader(FrameType.DATA, size));
+  const began = performance.now();
+  let cut = false;
+  // 200 bytes every 100 ms: 2 KB/s, a gap far under the idle timeout, for at most 10 s.
+  const sending = (async () => {
+    for (let i = 0; i < 100 && !cut; i++) {
+      await raw.write(new Uint8Array(200)).catch(() => cut = true);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  })();
+  const error = await raw.expectFrame(FrameType.ERROR, "minimum rate");
+  assert.deepEqual(error, {
+    code: "timeout",
+    message: "Upload slower than 10.0 KiB/s over 1 s: closed by the server",
+  });
+  cut = true;
+  await sending;
+  const ms = performance.now() - began;
+  assert.ok(ms < 8000, `cut after ${ms.toFixed(0)} ms`);
+  await server.waitForLog(/ put_tree "t" .*cut \(upload slower than 10\.0 KiB\/s over 1 s\)/);
+});
+
 Deno.test("--min-rate 10K: the real client fed too slowly is told why, in one line", async () => {
   await using server = await startServer({ args: ["--idle-timeout", "1", "--min-rate", "10K"] });
   const child = spawnClient([server.host, String(server.port), "put", "-", "trickled.bin"]);
@@ -523,6 +556,16 @@ Deno.test("--min-rate 10K lets an upload through that keeps above it", async () 
   // The real client, as fast as it goes: far above the rate.
   assertSuccess(await ferry(server, ["put", "-", "fast.bin"], { stdin: data }), "put");
   assert.deepEqual(await Deno.readFile(`${server.root}/fast.bin`), data);
+  // A tree too, with a big file and many small ones over several manifest batches, and again
+  // with --delete of a big folder the sender lacks: the server's own disk work does not count.
+  await using work = await makeTempDir();
+  await Deno.mkdir(`${work.path}/t/sub`, { recursive: true });
+  await Deno.writeFile(`${work.path}/t/big.bin`, new Uint8Array(3 << 20).fill(1));
+  for (let i = 0; i < 2500; i++) await Deno.writeTextFile(`${work.path}/t/sub/f${i}`, `${i}`);
+  assertSuccess(await ferry(server, ["put", "-r", `${work.path}/t`]), "put -r");
+  await Deno.remove(`${work.path}/t/sub`, { recursive: true });
+  assertSuccess(await ferry(server, ["put", "-r", `${work.path}/t`, "--delete"]), "--delete");
+  assert.deepEqual(await listNames(`${server.root}/t`), ["big.bin"]);
 });
 
 async function listNames(root: string): Promise<string[]> {
