@@ -1,6 +1,6 @@
 /**
  * What the client and the server both do with a connection, below the protocol: read a host as
- * given and name the ends as `host:port`, send small frames at once ({@link noDelay}), close it
+ * given, name the ends as `host:port` and tell a loopback address, send small frames at once ({@link noDelay}), close it
  * whether or not it is closed already, recognise a TLS peer by its first byte, tell a host name
  * that does not resolve from other failures to connect or listen, and how often a watchdog looks
  * at a connection for a time limit.
@@ -25,6 +25,11 @@ export function formatHostPort(hostname: string, port: number): string {
 /** A host as given by a user, without the brackets some put around an IPv6 address. */
 export function normalizeHost(host: string): string {
   return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
+}
+
+/** Whether a listening address is this machine's loopback (`localhost`, 127.0.0.0/8, `::1`). */
+export function isLoopback(hostname: string): boolean {
+  return hostname === "localhost" || hostname === "::1" || hostname.startsWith("127.");
 }
 
 /** An address as {@link formatHostPort} writes it; a Unix socket as its transport's name. */

@@ -12,7 +12,7 @@ import { EXIT_OK, reportFailure, say } from "./cli.ts";
 import { describeError, StartError, StoreError, UserError } from "./errors.ts";
 import { osReason } from "./local_files.ts";
 import { readTokenFile } from "./auth.ts";
-import { formatAddr, formatHostPort, isUnresolvedHost } from "./connection.ts";
+import { formatAddr, formatHostPort, isLoopback, isUnresolvedHost } from "./connection.ts";
 import { formatBytes, formatDuration, formatExactBytes } from "./format.ts";
 import type { KeptView } from "./store.ts";
 import { startServer } from "./server.ts";
@@ -25,10 +25,6 @@ import { NAME, VERSION } from "./version.ts";
 import { HASH_ARENA_SIZE } from "./xxh3.ts";
 
 const PROGRAM = `${NAME}-server`;
-
-function isLoopback(hostname: string): boolean {
-  return hostname === "localhost" || hostname === "::1" || hostname.startsWith("127.");
-}
 
 /** Runs the server with command-line arguments; resolves with the exit code once stopped. */
 export async function serverMain(argv: string[]): Promise<number> {

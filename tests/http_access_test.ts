@@ -362,3 +362,39 @@ Deno.test("http: --http-qr prints the page's address as a QR code a phone can sc
     }
   }
 });
+
+/** The status of `METHOD PATH` sent over a raw connection with the given Host (and Origin). */
+async function statusWithHost(base: string, method: string, path: string, host: string) {
+  const url = new URL(base);
+  using conn = await Deno.connect({ hostname: url.hostname, port: Number(url.port) });
+  const head = `${method} ${path} HTTP/1.1\r\nHost: ${host}\r\nOrigin: http://${host}\r\n` +
+    "Sec-Fetch-Site: same-origin\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+  const bytes = new TextEncoder().encode(head);
+  for (let offset = 0; offset < bytes.length;) offset += await conn.write(bytes.subarray(offset));
+  const buffer = new Uint8Array(64);
+  let filled = 0;
+  while (filled < 12) {
+    const n = await conn.read(buffer.subarray(filled));
+    if (n === null) break;
+    filled += n;
+  }
+  return Number(/^HTTP\/1\.1 (\d{3})/.exec(decoder.decode(buffer))?.[1] ?? 0);
+}
+
+Deno.test("http on loopback refuses a Host that is a name, as a rebound DNS name would send", async () => {
+  const { server, base } = await startHttp();
+  await using _ = server;
+  await Deno.writeTextFile(`${server.root}/precious.txt`, "mine");
+  const port = new URL(base).port;
+  // A page of evil.example whose name now resolves to 127.0.0.1: to the browser, same origin.
+  for (
+    const [method, path] of [["GET", "/precious.txt"], ["GET", "/"], ["DELETE", "/precious.txt"]]
+  ) {
+    assert.equal(await statusWithHost(base, method, path, `evil.example:${port}`), 403, method);
+  }
+  assert.equal(await Deno.readTextFile(`${server.root}/precious.txt`), "mine", "not removed");
+  for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `app.localhost:${port}`]) {
+    assert.equal(await statusWithHost(base, "GET", "/precious.txt", host), 200, host);
+  }
+  await server.waitForLog(/refused .*is not its address/);
+});

@@ -9,7 +9,8 @@
 
 import type { FileStore } from "../file_store.ts";
 import { quote } from "../remote_name.ts";
-import { formatAddr } from "../connection.ts";
+import { formatAddr, isLoopback } from "../connection.ts";
+import { isIP } from "node:net";
 import { type Access, authorize, crossSite, SAFE_METHODS } from "./access.ts";
 import { PAGE_SCRIPT } from "./page_script.ts";
 import {
@@ -82,6 +83,7 @@ function stamp(): string {
  */
 export function startHttpServer(options: HttpServerOptions): Promise<RunningHttpServer> {
   const maxConnections = options.maxConnections ?? 64;
+  const localOnly = isLoopback(options.hostname);
   const base: Omit<HandlerContext, "signedIn" | "mayWrite" | "canSignIn"> = {
     store: options.store,
     readOnly: options.readOnly ?? false,
@@ -112,6 +114,7 @@ export function startHttpServer(options: HttpServerOptions): Promise<RunningHttp
     } else {
       active.add(exchange);
       try {
+        checkHost(url, localOnly);
         response = await route(request, url, info, base, options.access, exchange);
       } catch (error) {
         if (exchange.result === "ok") exchange.result = `refused (${statusOf(error).message})`;
@@ -166,6 +169,23 @@ export function startHttpServer(options: HttpServerOptions): Promise<RunningHttp
       },
     };
   });
+}
+
+/**
+ * On a listener for this machine only, refuses a request whose Host is a name other than
+ * `localhost`: a web page the user visits can point its own name at 127.0.0.1 (DNS rebinding)
+ * and then read and change the served folder as the same origin, which no Origin check stops.
+ * An address (`127.0.0.1`, `[::1]`) or `localhost` is what a browser on this machine sends.
+ */
+function checkHost(url: URL, localOnly: boolean): void {
+  if (!localOnly) return;
+  const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
+  if (isIP(host) !== 0 || host === "localhost" || host.endsWith(".localhost")) return;
+  throw new HttpError(
+    403,
+    `Refused: this server is for this machine only, and ${quote(host)} is not its address ` +
+      "(open it as 127.0.0.1 or localhost)",
+  );
 }
 
 async function route(
