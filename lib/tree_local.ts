@@ -11,7 +11,7 @@
 
 import { dirname, join } from "node:path";
 import { StoreError, UserError } from "./errors.ts";
-import { checkName, isValidName } from "./remote_name.ts";
+import { checkName, isValidName, quote } from "./remote_name.ts";
 import { CreationModes, SMALL_FILE_MAX, StagedFile } from "./staged_file.ts";
 import { cannotRead, cannotWrite } from "./local_files.ts";
 import { checksumFilePrefix } from "./transfer.ts";
@@ -27,6 +27,15 @@ import {
 import type { ManifestEntry, ManifestTop } from "./tree_transfer_protocol.ts";
 import { foldsCase, MODE_BITS, TreeWalker, type WalkEntry } from "./tree_walk.ts";
 import { childOf } from "./disk_jobs.ts";
+
+/** Whether `path` is a regular file itself (not a symlink to one); false when missing. */
+function isRegularFile(path: string): boolean {
+  try {
+    return Deno.lstatSync(path).isFile;
+  } catch {
+    return false;
+  }
+}
 
 function removeQuietly(path: string): void {
   try {
@@ -227,7 +236,17 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
   };
 
   return {
-    check: (path) => void checkName(path),
+    check: (path) => {
+      checkName(path);
+      // A peer's name that is a staging file's would be written through (a link named so, say,
+      // then a big file staged under that name): such names are this client's alone.
+      if (isTreePart(path)) {
+        throw new StoreError(
+          "bad_name",
+          `Refused name ${quote(path)}: it is reserved for ferry's own staging files`,
+        );
+      }
+    },
     walker: async () => {
       let info: Deno.FileInfo;
       try {
@@ -290,6 +309,8 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
       // new: nothing can be there (no stat to check what it is; no mode left from before).
       if (entry.size > KEEP_MIN_BYTES) {
         const part = join(dir, await keptPartName(leaf));
+        // Emptied, not created: whatever has its name must be a file of ours, never followed.
+        if (!isRegularFile(part)) removeQuietly(part);
         return await stagedSink(dir, part, join(dir, leaf), path, entry, "replace");
       }
       const part = childOf(dir, `${TREE_PART_PREFIX}${crypto.randomUUID()}.part`);
@@ -301,6 +322,7 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
       if (dir === null) return null;
       const part = join(dir, await keptPartName(leaf));
       keptParts.delete(part);
+      if (!isRegularFile(part)) return null;
       // A part that cannot be read is no part to resume: the file starts over.
       const point = await partialDownload(part).catch(() => undefined);
       if (!point) return null;

@@ -19,7 +19,15 @@ import {
   startServer,
   stderrLines,
 } from "./harness.ts";
-import { concat, type FakeScript, TREE_PEER, Wire, withFakeServer } from "./wire.ts";
+import {
+  checksumOf,
+  concat,
+  dataWithEnd,
+  type FakeScript,
+  TREE_PEER,
+  Wire,
+  withFakeServer,
+} from "./wire.ts";
 import { dir, file, snapshot } from "./tree_helpers.ts";
 
 // ------------------------------------------------------------------------- hostile manifests
@@ -268,4 +276,113 @@ Deno.test("the server refuses a put -r FILE that resumes from an offset it did n
   const error = await wire.expectFrame(FrameType.ERROR, "refusal");
   assert.match(String(error.message), /FILE resumed from an offset that was not offered/);
   assert.equal(await pathExists(`${server.root}/t/big`), false);
+});
+
+/** The name the client stages a big file called `leaf` under (lib/tree_local.ts keptPartName). */
+async function partNameOf(leaf: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(leaf));
+  const hex = [...new Uint8Array(digest).subarray(0, 16)];
+  return `.ferry-${hex.map((b) => b.toString(16).padStart(2, "0")).join("")}.part`;
+}
+
+Deno.test("get -r --links refuses a link named as the client's own staging file, never writing through it", async () => {
+  await using work = await makeTempDir();
+  const outside = `${work.path}/outside`;
+  await Deno.mkdir(outside);
+  await Deno.writeTextFile(`${outside}/victim.txt`, "precious\n");
+  const local = `${work.path}/dest`;
+  await Deno.mkdir(local);
+  // The user's own symlink in the destination, to a folder elsewhere.
+  await Deno.symlink(outside, `${local}/docs`);
+  const part = await partNameOf("x");
+  const data = new Uint8Array(2 << 20).fill(0x41);
+  const result = await withFakeServer(
+    async (wire) => {
+      await wire.write(concat([
+        encodeControl(FrameType.OK, {}),
+        encodeControl(FrameType.MANIFEST, {
+          entries: [
+            { path: part, type: "link", size: 0, mtime: 0, mode: 0o777, target: "docs/victim.txt" },
+            { ...file("x"), size: data.length },
+          ],
+          last: true,
+        }),
+      ]));
+      // The link's RESULT, then the WANT (unless the manifest was refused).
+      let frame = await wire.readFrame();
+      while (frame?.type === FrameType.RESULT) frame = await wire.readFrame();
+      if (frame?.type !== FrameType.WANT) return;
+      await wire.write(concat([
+        encodeControl(FrameType.FILE, { index: 1, size: data.length }),
+        await dataWithEnd(data),
+        encodeControl(FrameType.FINISH, {}),
+      ]));
+      await wire.waitForClose(10000);
+    },
+    (port) => ferry({ host: "127.0.0.1", port }, ["get", "-r", "--links", "x", local]),
+    TREE_PEER,
+  );
+  assertFailure(result, /reserved for ferry's own staging files/, {
+    what: "a link named as a part",
+  });
+  assert.equal(await Deno.readTextFile(`${outside}/victim.txt`), "precious\n", "not written");
+  assert.deepEqual([...Deno.readDirSync(local)].map((e) => e.name), ["docs"]);
+});
+
+Deno.test("get -r --resume never reads or continues a staging name that is a symlink", async () => {
+  await using work = await makeTempDir();
+  const outside = `${work.path}/outside`;
+  await Deno.mkdir(outside);
+  const victim = new Uint8Array(1536 << 10).fill(0x56);
+  await Deno.writeFile(`${outside}/victim.bin`, victim);
+  const local = `${work.path}/dest`;
+  await Deno.mkdir(local);
+  // Planted where the client stages the big file "x", as if an interrupted run had left it.
+  await Deno.symlink(`${outside}/victim.bin`, `${local}/${await partNameOf("x")}`);
+  const data = new Uint8Array(3 << 20).fill(0x41);
+  const result = await withFakeServer(
+    async (wire) => {
+      await wire.write(concat([
+        encodeControl(FrameType.OK, {}),
+        encodeControl(FrameType.MANIFEST, {
+          entries: [{ ...file("x"), size: data.length }],
+          last: true,
+        }),
+      ]));
+      const want = await wire.expectFrame(FrameType.WANT, "want");
+      // A hostile sender takes whatever is offered as matching, and sends only the rest.
+      const offer = (want.resume as { offset: number }[] | undefined)?.[0];
+      const offset = offer?.offset ?? 0;
+      const whole = await createChecksum();
+      whole.update(offset ? victim : new Uint8Array(0));
+      whole.update(data.subarray(offset));
+      const header = new Uint8Array(5);
+      new DataView(header.buffer).setUint8(0, FrameType.DATA);
+      new DataView(header.buffer).setUint32(1, data.length - offset);
+      await wire.write(concat([
+        encodeControl(FrameType.FILE, {
+          index: 0,
+          size: data.length,
+          ...(offset ? { offset } : {}),
+        }),
+        header,
+        data.subarray(offset),
+        encodeControl(FrameType.END, { size: data.length, checksum: whole.digest() }),
+        encodeControl(FrameType.FINISH, {}),
+      ]));
+      await wire.waitForClose(10000);
+    },
+    (port) => ferry({ host: "127.0.0.1", port }, ["get", "-r", "--resume", "x", local]),
+    TREE_PEER,
+  );
+  assertSuccess(result, "get -r --resume");
+  // Compared by checksum: a diff of megabytes would be no help.
+  const sum = async (path: string) => await checksumOf(await Deno.readFile(path));
+  assert.equal(
+    await sum(`${outside}/victim.bin`),
+    await checksumOf(victim),
+    "the target untouched",
+  );
+  assert.ok((await Deno.lstat(`${local}/x`)).isFile, "x is a file of its own");
+  assert.equal(await sum(`${local}/x`), await checksumOf(data));
 });
