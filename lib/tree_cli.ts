@@ -350,11 +350,14 @@ export async function runTreeTransfer(
     }
   };
   let lines: string[] = [];
-  const flush = async () => {
-    if (lines.length === 0) return;
+  /** The reports being written: flushes may overlap (the sender's two loops), writes may not. */
+  let writing = Promise.resolve();
+  const flush = () => {
+    if (lines.length === 0) return writing;
     const text = lines.join("");
     lines = [];
-    await write(text);
+    writing = writing.then(() => write(text));
+    return writing;
   };
   const onEvent = (event: TreeEvent) => {
     if (event.kind === "sent") {

@@ -79,7 +79,7 @@ class SenderInbox {
   constructor(
     frames: FrameReader,
     batches: () => number,
-    onResult: (json: Record<string, unknown>) => void,
+    onResult: (json: Record<string, unknown>) => void | Promise<void>,
   ) {
     this.#done.promise.catch(() => {});
     // RESULTs come one per file: read many at once.
@@ -99,7 +99,7 @@ class SenderInbox {
             this.#slot(this.#nextWant++).resolve(frame.json);
             continue;
           case FrameType.RESULT:
-            onResult(frame.json);
+            await onResult(frame.json);
             this.#wake();
             continue;
           case FrameType.OK:
@@ -187,10 +187,13 @@ export async function sendTree(
   };
   let bytes = 0;
   let batchesSent = 0;
-  const inbox = new SenderInbox(io.frames, () => batchesSent, (json) => {
+  const inbox = new SenderInbox(io.frames, () => batchesSent, async (json) => {
     const result = parseResult(json);
     if ("deleted" in result) {
       options.onEvent?.({ kind: "deleted", path: result.deleted });
+      // The receiver's deletions have no bound but its own tree: their reports go out as they
+      // gather, and the receiver waits meanwhile, rather than pile up here.
+      if (options.drain) await localWait(io.local, options.drain);
       return;
     }
     // A file sent, or one the receiver refused on reading the manifest (over its limit, say).

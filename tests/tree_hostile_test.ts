@@ -16,8 +16,10 @@ import {
   ferry,
   makeTempDir,
   pathExists,
+  spawnClient,
   startServer,
   stderrLines,
+  waitFor,
 } from "./harness.ts";
 import {
   checksumOf,
@@ -385,4 +387,62 @@ Deno.test("get -r --resume never reads or continues a staging name that is a sym
   );
   assert.ok((await Deno.lstat(`${local}/x`)).isFile, "x is a file of its own");
   assert.equal(await sum(`${local}/x`), await checksumOf(data));
+});
+
+Deno.test("put -r --dry-run writes a server's deletions out as they come, however many it sends", async () => {
+  await using work = await makeTempDir();
+  await Deno.mkdir(`${work.path}/t`);
+  await Deno.writeTextFile(`${work.path}/t/a.txt`, "a");
+  /** Lines of the client's stdout so far. */
+  let printed = 0;
+  const result = await withFakeServer(
+    async (wire) => {
+      await wire.write(encodeControl(FrameType.OK, {}));
+      await wire.expectFrame(FrameType.MANIFEST, "manifest");
+      const deletions = [];
+      for (let i = 0; i < 3000; i++) {
+        deletions.push(encodeControl(FrameType.RESULT, { deleted: `gone/${i}` }));
+      }
+      await wire.write(concat([encodeControl(FrameType.WANT, { want: [] }), ...deletions]));
+      await wire.expectFrame(FrameType.FINISH, "finish");
+      // No end yet: what the client holds of its reports must be on its stdout already.
+      await waitFor("reports written while the server holds its summary", () => printed >= 2048);
+      const summary = { files: 0, skipped: 0, deleted: 3000, failed: 0, bytes: 0 };
+      await wire.write(encodeControl(FrameType.OK, summary));
+      await wire.waitForClose(10000);
+    },
+    async (port) => {
+      const child = spawnClient([
+        "127.0.0.1",
+        String(port),
+        "put",
+        "-r",
+        "--dry-run",
+        `${work.path}/t`,
+      ]);
+      await child.stdin.close();
+      const chunks: Uint8Array[] = [];
+      const stdout = (async () => {
+        for await (const chunk of child.stdout) {
+          chunks.push(chunk);
+          printed += chunk.filter((b) => b === 10).length;
+        }
+      })();
+      const [status, stderr] = await Promise.all([
+        child.status,
+        new Response(child.stderr).text(),
+        stdout,
+      ]).then(([s, e]) => [s, e] as const);
+      return { code: status.code, stdout: concat(chunks), stderr };
+    },
+    TREE_PEER,
+  );
+  assertSuccess(result, "put -r --dry-run");
+  const lines = new TextDecoder().decode(result.stdout).split("\n");
+  assert.equal(lines.filter((l) => l.startsWith("delete gone/")).length, 3000);
+  assert.equal(
+    lines.indexOf("delete gone/2999"),
+    lines.indexOf("delete gone/0") + 2999,
+    "in order",
+  );
 });
