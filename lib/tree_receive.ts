@@ -353,11 +353,11 @@ export async function receiveTree(
           });
           continue;
         }
-        if (!dry) await sink.remove(entry.path);
-        changes(entry.path);
       } else if (mine) {
         await own!.next(false);
       }
+      // A folder in the way goes only once the file that replaces it is wanted: a file refused
+      // (over a limit) leaves it as it was.
       if (options.maxFileSize !== undefined && entry.size > options.maxFileSize) {
         summary.failed++;
         const message = `Over the limit of ${options.maxFileSize} bytes`;
@@ -374,6 +374,7 @@ export async function receiveTree(
             `Refused tree: over the limit of ${options.maxTotalSize} bytes in all`,
           );
         }
+        if (mine?.type === "dir" && !dry) await sink.remove(entry.path);
         want.push(index);
         if (dry) {
           // Counted as the transfer would count it: a dry run's summary says what it would do.

@@ -102,3 +102,17 @@ Deno.test("get -r --delete keeps the local copy of a folder the server may not r
   assert.equal(await Deno.readTextFile(`${local}/a.txt`), "a\n");
   assert.equal(await Deno.readTextFile(`${local}/secret/mine.txt`), "mine\n", "kept");
 });
+
+Deno.test("put -r --delete leaves a folder in the way of a file the server refuses", async () => {
+  await using base = await makeTempDir();
+  const src = `${base.path}/t`;
+  await Deno.mkdir(src);
+  await Deno.writeTextFile(`${src}/x`, "more than ten bytes\n");
+  await using server = await startServer({ args: ["--max-size", "10"] });
+  await Deno.mkdir(`${server.root}/t/x`, { recursive: true });
+  await Deno.writeTextFile(`${server.root}/t/x/inner.txt`, "kept\n");
+  const result = await ferry(server, ["put", "-r", src, "--delete"]);
+  assert.equal(result.code, 1, result.stderr);
+  assert.ok(stderrLines(result).includes("ferry: x: Over the limit of 10 bytes"), result.stderr);
+  assert.equal(await Deno.readTextFile(`${server.root}/t/x/inner.txt`), "kept\n");
+});
