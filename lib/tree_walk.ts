@@ -153,6 +153,9 @@ function entryOfDisk(path: string, info: DiskInfo): WalkEntry {
   };
 }
 
+/** Unreadable folders a walk holds until {@link TreeWalker.takeUnread} (a receiver's never asks). */
+const MAX_UNREAD = 1024;
+
 /** Options for {@link TreeWalker.open}. */
 export interface TreeWalkerOptions {
   /** Names to leave out, by path relative to the base (the server's private folders, say). */
@@ -469,8 +472,10 @@ export class TreeWalker implements EntryWalk {
         if (
           error instanceof Deno.errors.PermissionDenied ||
           error instanceof Deno.errors.NotCapable
-        ) this.#unread.push(current.path);
-        else if (!(error instanceof Deno.errors.NotFound)) throw error;
+        ) {
+          // A sender takes them after each step; a walk nobody asks holds a few at most.
+          if (this.#unread.length < MAX_UNREAD) this.#unread.push(current.path);
+        } else if (!(error instanceof Deno.errors.NotFound)) throw error;
       }
     }
     await this.#advance();
