@@ -187,6 +187,14 @@ export type DiskJob =
     dir: string;
     follow?: boolean;
     /**
+     * {@link FolderLookup.kinds} bits whose names the folder's read is trusted on: a name it gives
+     * one of these kinds (and not {@link KIND_LINK}, nor a name that is not UTF-8) is not looked
+     * up and comes back {@link NOT_LOOKED_UP}. For a listing of names alone, which needs no size
+     * or time: a file system that cannot tell a name's kind from its read gives none of the bits,
+     * and those names are looked up as ever. Default 0: every name is looked up.
+     */
+    trustKinds?: number;
+    /**
      * Look the names up only if the folder holds at most this many: a larger one's come back
      * {@link NOT_LOOKED_UP}, for the caller to share their lookups out between threads (by
      * `names`) rather than have each thread read the folder again.
@@ -303,7 +311,7 @@ export const REPLACEMENT_CHAR = "\ufffd";
 function lookUpFolder(
   job: DiskJob & { kind: "folder" },
 ): FolderLookup | Promise<FolderLookup> {
-  const { dir, follow = false, lookUpAtMost = Infinity } = job;
+  const { dir, follow = false, lookUpAtMost = Infinity, trustKinds = 0 } = job;
   if (job.names) return lookUpNames(dir, job.names, new Array(job.names.length).fill(0), follow);
   const names: string[] = [];
   const listed: number[] = [];
@@ -317,7 +325,7 @@ function lookUpFolder(
   const lookUp = () =>
     names.length > lookUpAtMost
       ? notLookedUp(names, listed, follow)
-      : lookUpNames(dir, names, listed, follow);
+      : lookUpNames(dir, names, listed, follow, trustKinds);
   return reading ? reading.then(lookUp) : lookUp();
 }
 
@@ -371,6 +379,7 @@ function lookUpNames(
   names: string[],
   listed: number[],
   follow: boolean,
+  trustKinds = 0,
 ): FolderLookup {
   const n = names.length;
   const lookup = notLookedUp(names, listed, follow);
@@ -381,6 +390,8 @@ function lookUpNames(
     if (name.includes(REPLACEMENT_CHAR)) {
       if (seen.has(name)) continue;
       seen.add(name);
+    } else if ((listed[i] & trustKinds) !== 0 && (listed[i] & KIND_LINK) === 0) {
+      continue;
     }
     const path = `${dir}/${name}`;
     let info: DiskInfo;

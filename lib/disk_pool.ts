@@ -119,7 +119,9 @@ export class DiskPool {
    * between two threads, each looking up half of the names the first read: for one large folder
    * someone waits for (a listing). `bigBytes` is the folder size on disk from which it is read as
    * it comes (default `BIG_FOLDER_BYTES`, lib/disk_jobs.ts). With `names`, only those are looked
-   * up, and the folder is not read (a chunk of a big folder's names: see `DiskJob`).
+   * up, and the folder is not read (a chunk of a big folder's names: see `DiskJob`). With
+   * `trustKinds`, the names the folder's read gives one of those kinds are not looked up (see
+   * `DiskJob`), and the folder is never split: what is left to look up is a few names, if any.
    */
   async folder(
     dir: string,
@@ -129,12 +131,14 @@ export class DiskPool {
       splitFrom?: number;
       bigBytes?: number;
       names?: string[];
+      trustKinds?: number;
     } = {},
   ): Promise<FolderView> {
-    const { follow, bigBytes, names } = options;
-    const split = options.split === true && this.#max > 1 && !this.#broken && !names;
+    const { follow, bigBytes, names, trustKinds } = options;
+    const split = options.split === true && this.#max > 1 && !this.#broken && !names &&
+      !trustKinds;
     const splitFrom = options.splitFrom ?? SPLIT_NAMES;
-    const job: DiskJob = { kind: "folder", dir, follow, bigBytes, names };
+    const job: DiskJob = { kind: "folder", dir, follow, bigBytes, names, trustKinds };
     const read = await this.#run(split ? { ...job, lookUpAtMost: splitFrom } : job, true);
     if (isDiskFailure(read)) throw diskError(read);
     const lookup = read as FolderLookup;

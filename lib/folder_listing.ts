@@ -29,6 +29,7 @@ import {
 } from "./disk_jobs.ts";
 import {
   AlikeNames,
+  entryFromRead,
   entryFromView,
   isPrivateName,
   isUnreadable,
@@ -79,7 +80,9 @@ export async function listFiles(store: ListedRoot): Promise<ListEntry[]> {
  * to folders (never followed), symlinks that lead out, special files, and what a folder the
  * server may not read would hold (`dir` itself unreadable fails the walk). A name that is not
  * valid UTF-8 comes marked `notUtf8`, with size and mtime 0. A big folder's names are sorted on
- * disk, in the staging folder (see {@link FolderListingOptions.limits}).
+ * disk, in the staging folder (see {@link FolderListingOptions.limits}). With
+ * {@link FolderListingOptions.namesOnly}, the same names with the same types, each from the
+ * folder's read alone where it settles it (sizes and times then 0).
  */
 export function walkFolderListing(
   store: ListedRoot,
@@ -88,14 +91,20 @@ export function walkFolderListing(
   options: FolderListingOptions,
 ): TreeListing {
   const foldersFirst = options.foldersFirst ?? false;
+  const namesOnly = options.namesOnly ?? false;
   const limits = { ...bigFolderLimits(), ...options.limits };
   return walkListing<Folder>({ path: dir, prefix }, async (folder, top) => {
     try {
       const size = folder.size ?? (await Deno.stat(folder.path)).size;
       if (size >= limits.bigBytes) {
-        return await listBigFolder(store, folder, options.recursive, foldersFirst, limits.runNames);
+        return await listBigFolder(store, folder, {
+          recursive: options.recursive,
+          foldersFirst,
+          namesOnly,
+          runNames: limits.runNames,
+        });
       }
-      return await listFolder(store, folder.path, folder.prefix, options.recursive);
+      return await listFolder(store, folder.path, folder.prefix, options.recursive, namesOnly);
     } catch (error) {
       // One folder the server may not read (permissions, --deny-read) must not cost the client
       // the whole listing: it is left out, as an unreadable file is.
@@ -112,6 +121,15 @@ export interface FolderListingOptions {
   /** Each folder's subfolders before its files (see `WalkListingOptions`); default false. */
   foldersFirst?: boolean;
   /**
+   * Names and types are all that is wanted (default false): a file, and in a listing of one
+   * folder a subfolder, is taken as the folder's read types it (lib/listing_rules.ts
+   * `entryFromRead`), with size and mtime 0, rather than looked up (an `lstat` each, most of a
+   * large folder's listing). What the read cannot settle is looked up as ever: symlinks (where
+   * they lead), names that are not UTF-8, and in a recursive listing the subfolders (their size
+   * says whether they are big), so the names and types are those of the full listing.
+   */
+  namesOnly?: boolean;
+  /**
    * From which size on disk a folder is big, its names sorted on disk in runs of `runNames`
    * (default `bigFolderLimits()`, lib/name_runs.ts: 1 MiB and 50,000 names).
    */
@@ -124,13 +142,18 @@ async function listFolder(
   dir: string,
   prefix: string,
   recursive: boolean,
+  namesOnly: boolean,
 ): Promise<ListedFolder<Folder>> {
   const entries: TreeEntry[] = [];
   const below: { name: string; folder: Folder }[] = [];
   // The whole folder is looked up on a disk thread, symlinks' targets included.
   // Split between two threads: someone waits for this listing, and a large folder's lookups
-  // are most of its time.
-  const folder = await diskPool.folder(dir, { follow: true, split: true });
+  // are most of its time. Names alone need no lookup of what the read settles.
+  const folder = await diskPool.folder(dir, {
+    follow: true,
+    split: true,
+    trustKinds: namesOnly ? trustedKinds(recursive) : 0,
+  });
   for (const { name: base, reachable, undecodable, at } of readNames(folder)) {
     if (isPrivateName(prefix, base)) continue;
     const name = prefix + base;
@@ -139,6 +162,11 @@ async function listFolder(
       if (entry) entries.push(entry);
     }
     if (!reachable) continue;
+    const read = namesOnly ? takenFromRead(name, reachable, recursive) : undefined;
+    if (read) {
+      entries.push(read);
+      continue;
+    }
     // By place where the name has one, as most have: no index of the names to build.
     const link = reachable.isSymlink;
     const info = link ? null : lookedUp(at === undefined ? folder.info(base) : folder.infoAt(at));
@@ -153,6 +181,27 @@ async function listFolder(
     }
   }
   return { entries, below };
+}
+
+/**
+ * The kinds a names-only listing takes from the folder's read (see `DiskJob`'s `trustKinds`):
+ * files, and subfolders unless the listing goes into them (it needs their size on disk).
+ */
+function trustedKinds(recursive: boolean): number {
+  return recursive ? KIND_FILE : KIND_FILE | KIND_DIR;
+}
+
+/**
+ * The entry a names-only listing takes from the folder's read, without the lookup of `listed`
+ * (see {@link trustedKinds}); undefined when a lookup must settle it.
+ */
+function takenFromRead(
+  name: string,
+  listed: DiskDirEntry,
+  recursive: boolean,
+): TreeEntry | undefined {
+  if (recursive && listed.isDirectory) return undefined;
+  return entryFromRead(name, listed);
 }
 
 /*
@@ -194,14 +243,22 @@ function recordName(record: string): string {
   return (record.charCodeAt(0) - TAG) & DESCEND ? record.slice(1, -1) : record.slice(1);
 }
 
+/** How {@link listBigFolder} lists. */
+interface BigFolderOptions {
+  recursive: boolean;
+  foldersFirst: boolean;
+  namesOnly: boolean;
+  /** Names per sorted run. */
+  runNames: number;
+}
+
 /** One big folder of {@link walkFolderListing}: its steps, sorted on disk, a chunk at a time. */
 async function listBigFolder(
   store: ListedRoot,
   folder: Folder,
-  recursive: boolean,
-  foldersFirst: boolean,
-  runNames: number,
+  options: BigFolderOptions,
 ): Promise<ListedFolder<Folder>> {
+  const { recursive, foldersFirst, namesOnly, runNames } = options;
   const { path: dir, prefix } = folder;
   const sorter = new NameSorter({
     compare: recordOrder(foldersFirst),
@@ -227,14 +284,24 @@ async function listBigFolder(
   }
   // Names that read alike are told apart as the chunks come, in the listing's order.
   const alike = new AlikeNames();
-  const stepOf = (record: string, view: FolderView): ListedStep<Folder> | null => {
+  const listedOf = (record: string): DiskDirEntry => {
     const bits = record.charCodeAt(0) - TAG;
-    const listed: DiskDirEntry = {
+    return {
       name: recordName(record),
       isFile: (bits & KIND_FILE) !== 0,
       isDirectory: (bits & KIND_DIR) !== 0,
       isSymlink: (bits & KIND_LINK) !== 0,
     };
+  };
+  /** What a names-only listing takes from a record without a lookup (see listFolder). */
+  const fromRead = (record: string): TreeEntry | undefined => {
+    if (!namesOnly || ((record.charCodeAt(0) - TAG) & DESCEND) !== 0) return undefined;
+    const listed = listedOf(record);
+    return takenFromRead(prefix + listed.name, listed, recursive);
+  };
+  const stepOf = (record: string, view: FolderView): ListedStep<Folder> | null => {
+    const bits = record.charCodeAt(0) - TAG;
+    const listed = listedOf(record);
     if ((bits & DESCEND) === 0) {
       const entry = entryFromView(store, view, prefix, listed, alike);
       return entry ? { entry } : null;
@@ -254,11 +321,15 @@ async function listBigFolder(
         while (true) {
           const records = await sorted.take();
           if (records.length === 0) return [];
-          const names = [...new Set(records.map(recordName))];
-          const view = await diskPool.folder(dir, { names, follow: true });
+          const read = records.map(fromRead);
+          const names = [...new Set(records.filter((_, i) => !read[i]).map(recordName))];
+          const view = names.length === 0
+            ? undefined
+            : await diskPool.folder(dir, { names, follow: true });
           const steps: ListedStep<Folder>[] = [];
-          for (const record of records) {
-            const step = stepOf(record, view);
+          for (const [i, record] of records.entries()) {
+            const entry = read[i];
+            const step = entry ? { entry } : stepOf(record, view!);
             if (!step) continue;
             // Of entries that read alike, those not UTF-8 go first, as readNames lists them.
             let at = steps.length;

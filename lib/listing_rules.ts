@@ -5,7 +5,8 @@
  * come). The private folders at the top are hidden; special files are never listed; a symlink is
  * listed only as a file, when what it leads to is a file inside the root (a symlink to a folder
  * is never followed); an entry removed, replaced or unreadable since the folder was read is left
- * out; a name that is not valid UTF-8 is listed marked `notUtf8`, with size and date 0.
+ * out; a name that is not valid UTF-8 is listed marked `notUtf8`, with size and date 0. A
+ * listing of names alone takes what the folder's read settles without a lookup.
  *
  * @module
  */
@@ -84,6 +85,20 @@ export function listedEntry(
     ? (target && root.isInside(target.real) ? target.info : null)
     : info;
   return file?.type === "file" ? { name, type: "file", size: file.size, mtime: file.mtime } : null;
+}
+
+/**
+ * The entry a listing of names alone shows for `listed` (its name `name`, full from the root)
+ * from the folder's read alone, where the read settles it: a file or a folder, with size and date
+ * 0 (what a lookup would add). Undefined where only a lookup settles it: a symlink (where it
+ * leads), a name that is not valid UTF-8 (which entry it names), and an entry the read gives no
+ * kind (a special file, never listed, or a file system's untyped entry).
+ */
+export function entryFromRead(name: string, listed: DiskDirEntry): TreeEntry | undefined {
+  if (listed.isSymlink || listed.name.includes(REPLACEMENT_CHAR)) return undefined;
+  if (listed.isFile) return { name, type: "file", size: 0, mtime: 0 };
+  if (listed.isDirectory) return { name, type: "dir", size: 0, mtime: 0 };
+  return undefined;
 }
 
 /**

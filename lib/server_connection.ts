@@ -24,7 +24,7 @@ import { authMac, macMatches, newNonce } from "./auth.ts";
 import type { Refusal } from "./admission.ts";
 import { looksLikeLegacy, serveLegacy } from "./legacy.ts";
 import { NAME, VERSION } from "./version.ts";
-import { TREE_FEATURE } from "./tree_protocol.ts";
+import { LIST_NAMES_FEATURE, TREE_FEATURE } from "./tree_protocol.ts";
 import { TREE_RESUME_FEATURE } from "./tree_transfer_protocol.ts";
 import { type Channel, type Context, stamp, type Tracked } from "./server_context.ts";
 import { classify, serveRequest } from "./server_requests.ts";
@@ -209,6 +209,8 @@ async function handshake(first: Uint8Array, channel: Channel, ctx: Context): Pro
     ctx.readOnly ? "read-only" : "",
     // Every store has folders (an S3 store's are key prefixes: lib/s3_tree.ts).
     TREE_FEATURE,
+    // Every store can leave out sizes: the answer's shape is made in lib/server_requests.ts.
+    LIST_NAMES_FEATURE,
     ctx.store.treeResume ? TREE_RESUME_FEATURE : "",
   ].filter(Boolean);
   await out.writeControl(FrameType.WELCOME, {

@@ -390,17 +390,23 @@ async function serveKept(out: FrameWriter, ctx: Context): Promise<Outcome> {
  * JSON per entry (`stream`) or as a JSON array, the original one (a request without
  * `recursive`, from a client that predates folders) as a JSON array of its files. An array is
  * written piece by piece too: its bytes are what they always were, and only OK's `size`, which
- * would need the whole listing first, is gone.
+ * would need the whole listing first, is gone. A typed one asked for `namesOnly` gives each entry
+ * its name and type alone, whatever the store found.
  */
 async function serveList(request: ListRequest, channel: Channel, ctx: Context): Promise<Outcome> {
   const { out, entry } = channel;
   const { dir, recursive } = request;
   const typed = recursive !== undefined;
   const stream = typed && request.stream === true;
+  const namesOnly = typed && request.namesOnly === true;
   let listing: TreeListing;
   try {
     listing = await ctx.store.listTree(
-      typed ? { dir, recursive } : { recursive: true, folderTimes: false },
+      !typed
+        ? { recursive: true, folderTimes: false }
+        : namesOnly
+        ? { dir, recursive, namesOnly, folderTimes: false }
+        : { dir, recursive },
     );
   } catch (error) {
     return await refuse(out, error);
@@ -424,7 +430,9 @@ async function serveList(request: ListRequest, channel: Channel, ctx: Context): 
     for await (const batch of listing) {
       for (const listed of batch) {
         if (!typed && listed.type !== "file") continue;
-        const json = JSON.stringify(typed ? listed : flatEntry(listed));
+        const json = JSON.stringify(
+          namesOnly ? nameEntry(listed) : typed ? listed : flatEntry(listed),
+        );
         pending += stream ? json + "\n" : (count === 0 ? json : "," + json);
         count++;
       }
@@ -458,6 +466,13 @@ const encoder = new TextEncoder();
 function flatEntry(file: TreeEntry): ListEntry {
   const { type: _, ...entry } = file;
   return entry;
+}
+
+/** An entry of a names-only listing: its name and type (and whether it is not UTF-8). */
+function nameEntry(listed: TreeEntry): Pick<TreeEntry, "name" | "type" | "notUtf8"> {
+  return listed.notUtf8
+    ? { name: listed.name, type: listed.type, notUtf8: true }
+    : { name: listed.name, type: listed.type };
 }
 
 /** Sends an encoded listing as OK and a data phase. */

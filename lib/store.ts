@@ -126,6 +126,12 @@ export interface ListTreeOptions {
    * ignores it lists by name.
    */
   foldersFirst?: boolean;
+  /**
+   * Only the names and types are wanted (default false): a store may give sizes and mtimes of 0
+   * where finding them costs, as the folder store does (no `lstat` of each file). The names and
+   * types are those of the full listing.
+   */
+  namesOnly?: boolean;
 }
 
 /** Options for {@link Store.remove}. */

@@ -189,6 +189,8 @@ export async function runTreeCommand(
         await listRemote(session, {
           dir,
           recursive: cmd.recursive,
+          // Plain names: the server need not look up each file's size and time.
+          namesOnly: !cmd.long && !cmd.json,
           onEntries: async (entries) => {
             const text = writer.add(entries);
             if (text) await write(text);

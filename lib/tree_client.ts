@@ -19,6 +19,7 @@ import type { FrameWriter } from "./frame_writer.ts";
 import type { ListEntry, Ok, Welcome } from "./protocol.ts";
 import { concatBytes, type LocalWaits, receiveData } from "./transfer.ts";
 import {
+  LIST_NAMES_FEATURE,
   ListingLines,
   parseTreeListing,
   TREE_FEATURE,
@@ -69,6 +70,11 @@ export function offersTree(session: TreeSession): boolean {
   return session.welcome?.features.includes(TREE_FEATURE) ?? false;
 }
 
+/** Whether the server answers a listing with names alone when asked (see `ListRequest`). */
+export function offersListNames(session: TreeSession): boolean {
+  return session.welcome?.features.includes(LIST_NAMES_FEATURE) ?? false;
+}
+
 /** Whether the server continues a tree's cut files with `--resume` rather than resending them. */
 export function offersTreeResume(session: TreeSession): boolean {
   return session.welcome?.features.includes(TREE_RESUME_FEATURE) ?? false;
@@ -80,6 +86,12 @@ export interface ListRemoteOptions {
   dir?: string;
   /** Everything under the folder (default false: its own entries only). */
   recursive?: boolean;
+  /**
+   * Only names and types are wanted (default false): a server that offers it (see
+   * `ListRequest.namesOnly`) is asked for nothing else, which spares it a lookup of each file,
+   * and the entries' size and mtime are then 0; another sends them as ever.
+   */
+  namesOnly?: boolean;
   /**
    * Told about the entries as they arrive, in listing order (lib/tree_listing.ts), a batch at a
    * time; the next batch waits for it. With it, {@link listRemote} keeps nothing and resolves
@@ -104,17 +116,20 @@ export async function listRemote(
     return collected;
   }
   const recursive = options.recursive ?? false;
+  // Asked of a server that offers it, which must then answer so (sizes from it are malformed).
+  const namesOnly = (options.namesOnly ?? false) && offersListNames(session);
   return await session.exchange(async (io) => {
     await io.out.writeControl(FrameType.REQUEST, {
       op: "list",
       recursive,
       ...(options.dir === undefined ? {} : { dir: options.dir }),
       stream: true,
+      ...(namesOnly ? { names_only: true } : {}),
     });
     const ok = await io.expectOk();
     if (ok.stream) {
       // Each piece's entries are handed on before the next piece is read.
-      const lines = new ListingLines();
+      const lines = new ListingLines({ namesOnly });
       await receiveData(io.frames, {
         async write(chunk) {
           const entries = lines.push(chunk);
@@ -132,7 +147,7 @@ export async function listRemote(
         return Promise.resolve();
       },
     }, { pool: io.pool, sizeHint: ok.size ?? null });
-    await take(parseTreeListing(concatBytes(chunks)));
+    await take(parseTreeListing(concatBytes(chunks), namesOnly));
     return collected;
   });
 }

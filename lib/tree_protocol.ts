@@ -14,6 +14,12 @@ import { concatBytes } from "./frames.ts";
 export const TREE_FEATURE = "tree";
 
 /**
+ * WELCOME feature of a server that answers a typed listing with names and types alone when the
+ * request says `"names_only": true` ({@link ListRequest.namesOnly}).
+ */
+export const LIST_NAMES_FEATURE = "list-names";
+
+/**
  * A listing request. Without `recursive` it is the original request, answered with every file in
  * the tree and no types, for clients that predate folders; with it, a {@link TreeEntry} listing.
  */
@@ -30,6 +36,13 @@ export interface ListRequest {
    * predates it ignores the field and sends a JSON array, which the client must still take.
    */
   stream?: boolean;
+  /**
+   * With `recursive` (`"names_only"` on the wire): each entry is `{name, type}` alone (and
+   * `notUtf8`), without size or mtime, which spares the server a lookup of each file. Only for a
+   * server that names {@link LIST_NAMES_FEATURE} in WELCOME: an older one ignores the field and
+   * sends sizes, which a client that asked must refuse from a server that offers the feature.
+   */
+  namesOnly?: boolean;
 }
 
 /** Removes a file, a symlink (never its target) or, with `recursive`, a folder and its contents. */
@@ -114,6 +127,7 @@ export function parseListRequest(json: Record<string, unknown>): ListRequest {
   request.recursive = flag(json.recursive);
   if (json.dir !== undefined) request.dir = text(json.dir);
   if (flag(json.stream)) request.stream = true;
+  if (flag(json.names_only)) request.namesOnly = true;
   return request;
 }
 
@@ -138,9 +152,29 @@ export function parseTreeChange(json: Record<string, unknown>): TreeChangeReques
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
-/** Validates one entry of a typed listing. */
-export function parseTreeEntry(entry: unknown): TreeEntry {
+/** The fields of a names-only listing's entry ({@link ListRequest.namesOnly}): no others. */
+const NAMES_ONLY_FIELDS = new Set(["name", "type", "notUtf8"]);
+
+/**
+ * Validates one entry of a typed listing. With `namesOnly` (the listing was asked for names
+ * alone, from a server that offers it), the entry must be `{name, type}` and perhaps `notUtf8`,
+ * nothing else: a size or a time there is a malformed listing. Its size and mtime are then 0.
+ */
+export function parseTreeEntry(entry: unknown, namesOnly = false): TreeEntry {
   const e = entry as Record<string, unknown> | null;
+  if (namesOnly) {
+    if (
+      typeof e !== "object" || e === null || Array.isArray(e) || typeof e.name !== "string" ||
+      (e.type !== "file" && e.type !== "dir") ||
+      Object.keys(e).some((key) => !NAMES_ONLY_FIELDS.has(key)) ||
+      (e.notUtf8 !== undefined && e.notUtf8 !== true)
+    ) {
+      throw new ProtocolError("Malformed listing");
+    }
+    const parsed: TreeEntry = { name: e.name, type: e.type, size: 0, mtime: 0 };
+    if (e.notUtf8 === true) parsed.notUtf8 = true;
+    return parsed;
+  }
   if (
     typeof e !== "object" || e === null || typeof e.name !== "string" ||
     (e.type !== "file" && e.type !== "dir") ||
@@ -160,10 +194,11 @@ export function parseTreeEntry(entry: unknown): TreeEntry {
 }
 
 /**
- * Validates a typed listing: a JSON array of {@link TreeEntry}. Names are checked by the caller,
- * which knows what it will do with them.
+ * Validates a typed listing: a JSON array of {@link TreeEntry} (with `namesOnly`, as
+ * {@link parseTreeEntry} takes them). Names are checked by the caller, which knows what it will
+ * do with them.
  */
-export function parseTreeListing(bytes: Uint8Array): TreeEntry[] {
+export function parseTreeListing(bytes: Uint8Array, namesOnly = false): TreeEntry[] {
   let value: unknown;
   try {
     value = JSON.parse(decoder.decode(bytes));
@@ -171,7 +206,7 @@ export function parseTreeListing(bytes: Uint8Array): TreeEntry[] {
     throw new ProtocolError("Malformed listing");
   }
   if (!Array.isArray(value)) throw new ProtocolError("Malformed listing");
-  return value.map(parseTreeEntry);
+  return value.map((entry) => parseTreeEntry(entry, namesOnly));
 }
 
 /** Longest line of a streamed listing a client takes: far beyond any entry a server sends. */
@@ -196,6 +231,12 @@ export class ListingLines {
   #pending: Uint8Array[] = [];
   #pendingBytes = 0;
   #decoder = new TextDecoder("utf-8", { fatal: true });
+  #namesOnly: boolean;
+
+  /** With `namesOnly`, each line is a names-only entry (see {@link parseTreeEntry}). */
+  constructor(options: { namesOnly?: boolean } = {}) {
+    this.#namesOnly = options.namesOnly ?? false;
+  }
 
   /** The entries `chunk` completes (the chunk is not kept). */
   push(chunk: Uint8Array): TreeEntry[] {
@@ -225,7 +266,7 @@ export class ListingLines {
       } catch {
         throw new ProtocolError("Malformed listing");
       }
-      return parseTreeEntry(value);
+      return parseTreeEntry(value, this.#namesOnly);
     });
   }
 

@@ -69,7 +69,7 @@ export interface ServedFolder {
   walkListing(
     dir: string,
     prefix: string,
-    options: { recursive: boolean; foldersFirst?: boolean },
+    options: { recursive: boolean; foldersFirst?: boolean; namesOnly?: boolean },
   ): TreeListing;
   /** Starts an upload, as {@link Store.beginUpload}, with a tree's file's mtime and mode. */
   beginUpload(name: string, options?: FileUploadOptions): Promise<StoreUpload>;
@@ -141,6 +141,7 @@ export async function listTree(
   return store.walkListing(top, prefix, {
     recursive,
     foldersFirst: !recursive && (options.foldersFirst ?? false),
+    namesOnly: options.namesOnly ?? false,
   });
 }
 

@@ -209,6 +209,8 @@ Deno.test("listings of big folders, sorted on disk, are the listings sorted in m
   await createByBytes(big, "ok\\377", "z");
   const folder = await runCommand("sh", ["-c", 'mkdir "$(printf "dir\\377")"'], { cwd: big });
   assert.equal(folder.code, 0, folder.stderr);
+  const fifo = await runCommand("mkfifo", [`${big}/fifo`]);
+  assert.equal(fifo.code, 0, fifo.stderr);
 
   const http = ["--http", "127.0.0.1:0"];
   await using short = await startServer({ root, args: http, ...SHORT_RUNS });
@@ -229,6 +231,18 @@ Deno.test("listings of big folders, sorted on disk, are the listings sorted in m
     assertSuccess(expected, args.join(" "));
     assert.equal(out(listed), out(expected), args.join(" "));
     assert.ok(out(listed).split("\n").length > (args.includes("big/a") ? 1 : 450));
+  }
+  // Plain list asks for names alone, which a big folder gives from its read where it can:
+  // the same names and marks as the full listing's, on both paths.
+  for (const args of [["list", "big"], ["list", "-r", "big"], ["list", "-r"]]) {
+    const long = await ferry(usual, [...args, "--long"]);
+    assertSuccess(long, `${args.join(" ")} --long`);
+    const rows = out(long).trimEnd().split("\n").slice(0, -1).map((row) => row.slice(30));
+    for (const server of [short, usual]) {
+      const plain = await ferry(server, args);
+      assertSuccess(plain, args.join(" "));
+      assert.deepEqual(out(plain).trimEnd().split("\n"), rows, `${args.join(" ")} names alone`);
+    }
   }
   // The HTTP page of the folder, folders first: the same rows in the same order.
   const rows = async (server: typeof short) => {

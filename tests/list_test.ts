@@ -9,6 +9,7 @@
  */
 
 import assert from "node:assert/strict";
+import { displayName } from "../lib/format.ts";
 import { encodeControl, FrameType } from "../lib/frames.ts";
 import { formatListing, ListingWriter } from "../lib/tree_cli.ts";
 import { walkListing } from "../lib/tree_listing.ts";
@@ -16,8 +17,10 @@ import {
   assertFailure,
   assertSuccess,
   ferry,
+  makeTempDir,
   randomBytes,
   runClient,
+  runCommand,
   spawnClient,
   STAGING_DIR,
   startServer,
@@ -462,4 +465,149 @@ Deno.test("list into a reader that stops early (| head) ends quietly, with exit 
   const [status, stderr] = await Promise.all([child.status, new Response(child.stderr).text()]);
   assert.equal(status.code, 1);
   assert.match(stderr, /Cannot write to stdout: it was closed \(broken pipe\)/);
+});
+
+/** The names of `list --long`'s rows (its size and date columns cut off), without its total. */
+function longNames(text: string): string[] {
+  // Size (10 wide), two spaces, date (16), two spaces: no size here is wider than its column.
+  return text.trimEnd().split("\n").slice(0, -1).map((row) => row.slice(30));
+}
+
+Deno.test("plain list asks for names alone and gives exactly the names and marks of list --long", async () => {
+  await using outside = await makeTempDir();
+  await Deno.mkdir(`${outside.path}/far`);
+  await Deno.writeTextFile(`${outside.path}/far.txt`, "far");
+  await using server = await startServer();
+  const root = server.root;
+  await Deno.mkdir(`${root}/sub/deep`, { recursive: true });
+  await Deno.mkdir(`${root}/empty`);
+  await Deno.writeTextFile(`${root}/a.txt`, "a");
+  await Deno.writeTextFile(`${root}/sub/b.txt`, "bb");
+  await Deno.writeTextFile(`${root}/sub/deep/c.txt`, "ccc");
+  await Deno.writeTextFile(`${root}/red\u001b[31m.txt`, "red");
+  // Symlinks: to a file inside (listed as a file), to a folder inside (left out, yet followed
+  // when asked for by name), out of the root, broken, looping, and into a private folder.
+  await Deno.symlink("a.txt", `${root}/link-in`);
+  await Deno.symlink("../a.txt", `${root}/sub/link-up`);
+  await Deno.symlink("sub", `${root}/link-dir`);
+  await Deno.symlink(`${outside.path}/far.txt`, `${root}/link-out`);
+  await Deno.symlink(`${outside.path}/far`, `${root}/link-out-dir`);
+  await Deno.symlink("nowhere", `${root}/broken`);
+  await Deno.symlink("loop", `${root}/loop`);
+  await Deno.writeTextFile(`${root}/${STAGING_DIR}/staged.upload`, "s");
+  await Deno.symlink(`${STAGING_DIR}/staged.upload`, `${root}/link-private`);
+  const fifo = await runCommand("mkfifo", [`${root}/fifo`, `${root}/sub/fifo2`]);
+  assert.equal(fifo.code, 0, fifo.stderr);
+
+  const list = async (args: string[]) => {
+    const result = await ferry(server, ["list", ...args]);
+    assertSuccess(result, `list ${args.join(" ")}`);
+    return decoder.decode(result.stdout);
+  };
+  for (const args of [[], ["-r"], ["sub"], ["-r", "sub"], ["link-dir"], ["empty"]]) {
+    const plain = await list(args);
+    const long = longNames(await list([...args, "--long"]));
+    assert.deepEqual(plain === "" ? [] : plain.trimEnd().split("\n"), long, args.join(" "));
+    const json = JSON.parse(await list([...args, "--json"])) as { name: string; type: string }[];
+    assert.deepEqual(
+      long,
+      json.map((e) => displayName(e.name) + (e.type === "dir" ? "/" : "")),
+      `${args.join(" ")} --json`,
+    );
+  }
+  assert.equal(
+    await list(["-r"]),
+    [
+      "a.txt",
+      "empty/",
+      "link-in",
+      '"red\\u001b[31m.txt"',
+      "sub/",
+      "sub/b.txt",
+      "sub/deep/",
+      "sub/deep/c.txt",
+      "sub/link-up",
+    ].join("\n") + "\n",
+  );
+});
+
+Deno.test("the wire: a names-only listing is offered in WELCOME and carries names and types alone", async () => {
+  await using server = await startServer();
+  await Deno.mkdir(`${server.root}/d/sub`, { recursive: true });
+  await Deno.writeTextFile(`${server.root}/d/e.txt`, "eee");
+  await Deno.writeTextFile(`${server.root}/f.txt`, "f");
+  await Deno.symlink("f.txt", `${server.root}/g`);
+  using wire = await Wire.connect(server);
+  const welcome = await wire.handshake();
+  assert.ok((welcome.features as string[]).includes("list-names"), "the feature is named");
+
+  for (const recursive of [true, false]) {
+    const full = await rawListing(wire, { op: "list", recursive, stream: true });
+    const names = await rawListing(wire, { op: "list", recursive, stream: true, names_only: true });
+    assert.equal(names.ok.stream, true);
+    const lines = names.text.trimEnd().split("\n").map((line) => JSON.parse(line));
+    assert.deepEqual(
+      lines,
+      full.text.trimEnd().split("\n").map((line) => {
+        const { name, type } = JSON.parse(line);
+        return { name, type };
+      }),
+    );
+    assert.ok(lines.some((e) => e.name === "g" && e.type === "file"), "the link is a file");
+    // The array form, for a client that does not ask for lines, the same way.
+    const whole = await rawListing(wire, { op: "list", recursive, names_only: true });
+    assert.deepEqual(JSON.parse(whole.text), lines);
+  }
+  // A flag that is not a boolean is a malformed request, as any other.
+  await wire.write(
+    encodeControl(FrameType.REQUEST, { op: "list", recursive: true, names_only: "yes" }),
+  );
+  const refused = await wire.expectFrame(FrameType.ERROR, "a names_only that is no boolean");
+  assert.equal(refused.code, "bad_request");
+});
+
+Deno.test("the client asks for names alone only where offered, and refuses sizes or a wrong shape in reply", async () => {
+  const NAMES_PEER = { welcome: { server: "evil/2", features: ["tree", "list-names"] } };
+  const run = (args: string[]) => (port: number) =>
+    runClient(["127.0.0.1", String(port), "list", "-r", ...args]);
+  const answer = (names: boolean, data: string) => {
+    const send = answerList({ stream: true }, data);
+    return async (wire: Wire, request: Record<string, unknown>) => {
+      assert.equal(request.names_only, names ? true : undefined, "names_only asked for");
+      await send(wire, request);
+    };
+  };
+  const named = '{"name":"d","type":"dir"}\n{"name":"d/\\u001b[31mred","type":"file"}\n' +
+    '{"name":"d/bad\ufffd","type":"file","notUtf8":true}\n';
+  const good = await withFakeServer(answer(true, named), run([]), NAMES_PEER);
+  assertSuccess(good, "names alone from a server that offers them");
+  assert.equal(decoder.decode(good.stdout), 'd/\n"d/\\u001b[31mred"\n"d/bad\\ufffd" (not UTF-8)\n');
+
+  // A server that does not offer it is not asked, and its full entries are taken.
+  const full = '{"name":"d","type":"dir","size":0,"mtime":0}\n' +
+    '{"name":"d/x","type":"file","size":5,"mtime":0}\n';
+  const older = await withFakeServer(answer(false, full), run([]), TREE_PEER);
+  assertSuccess(older, "full entries from a server without the feature");
+  assert.equal(decoder.decode(older.stdout), "d/\nd/x\n");
+  // --long and --json ask for everything, from any server.
+  const long = await withFakeServer(answer(false, full), run(["--long"]), NAMES_PEER);
+  assertSuccess(long, "list --long from a server that offers names alone");
+  assert.match(decoder.decode(long.stdout), /5 B .* d\/x\n1 file, 1 folder, 5 B\n$/);
+
+  for (
+    const [what, data] of [
+      ["sizes", full],
+      ["a size alone", '{"name":"x","type":"file","size":5}\n'],
+      ["an mtime alone", '{"name":"x","type":"file","mtime":0}\n'],
+      ["another field", '{"name":"x","type":"file","owner":"root"}\n'],
+      ["an unknown type", '{"name":"x","type":"link"}\n'],
+      ["no type", '{"name":"x"}\n'],
+      ["a name that is no string", '{"name":7,"type":"file"}\n'],
+      ["notUtf8 that is not true", '{"name":"x","type":"file","notUtf8":1}\n'],
+      ["an array", '["x","file"]\n'],
+    ] as const
+  ) {
+    const refused = await withFakeServer(answer(true, data), run([]), NAMES_PEER);
+    assertFailure(refused, /Malformed listing/, { what });
+  }
 });
