@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DiskPool } from "../lib/disk_pool.ts";
+import { KIND_DIR, KIND_FILE } from "../lib/disk_jobs.ts";
 
 async function withTree(run: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.realPath(await Deno.makeTempDir({ prefix: "ferry-disk-" }));
@@ -66,6 +67,40 @@ Deno.test("a folder is looked up whole: every name, its kind, size and mtime, li
       for (const bigBytes of [undefined, 0]) {
         await assert.rejects(pool.folder(join(dir, "missing"), { bigBytes }), Deno.errors.NotFound);
         await assert.rejects(pool.folder(join(dir, "big.bin"), { bigBytes }), Error);
+      }
+    });
+  } finally {
+    pool.close();
+  }
+});
+
+Deno.test("with trustKinds, what the folder's read types so is not looked up; links and the untyped are", async () => {
+  const pool = new DiskPool();
+  try {
+    await withTree(async (dir) => {
+      const fifo = await new Deno.Command("mkfifo", { args: [join(dir, "fifo")] }).output();
+      assert.equal(fifo.code, 0);
+      const full = await pool.folder(dir, { follow: true });
+      for (
+        const [trustKinds, skipped] of [
+          [KIND_FILE, ["__proto__", "big.bin", "constructor"]],
+          [KIND_FILE | KIND_DIR, ["__proto__", "big.bin", "constructor", "sub"]],
+        ] as const
+      ) {
+        for (const bigBytes of [undefined, 0]) {
+          const view = await pool.folder(dir, { follow: true, split: true, trustKinds, bigBytes });
+          for (const name of full.names) {
+            const expected = (skipped as readonly string[]).includes(name)
+              ? undefined
+              : full.info(name);
+            assert.deepEqual(view.info(name), expected, `${name}, trusting ${trustKinds}`);
+          }
+          // Links are looked up and followed whatever is trusted; a FIFO, which the read types
+          // as none of the kinds, is looked up.
+          assert.deepEqual(view.target("link"), full.target("link"));
+          assert.equal((view.info("fifo") as { type: string }).type, "other");
+          assert.equal(view.entry(view.names.indexOf("big.bin")).isFile, true);
+        }
       }
     });
   } finally {
