@@ -342,7 +342,7 @@ export class FileStore implements Store, ServedFolder {
   walkListing(
     dir: string,
     prefix: string,
-    options: { recursive: boolean; foldersFirst?: boolean; namesOnly?: boolean },
+    options: { recursive: boolean; namesOnly?: boolean },
   ): TreeListing {
     return walkFolderListing(this, dir, prefix, options);
   }

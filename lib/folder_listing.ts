@@ -90,7 +90,6 @@ export function walkFolderListing(
   prefix: string,
   options: FolderListingOptions,
 ): TreeListing {
-  const foldersFirst = options.foldersFirst ?? false;
   const namesOnly = options.namesOnly ?? false;
   const limits = { ...bigFolderLimits(), ...options.limits };
   return walkListing<Folder>({ path: dir, prefix }, async (folder, top) => {
@@ -99,7 +98,6 @@ export function walkFolderListing(
       if (size >= limits.bigBytes) {
         return await listBigFolder(store, folder, {
           recursive: options.recursive,
-          foldersFirst,
           namesOnly,
           runNames: limits.runNames,
         });
@@ -111,15 +109,13 @@ export function walkFolderListing(
       if (top || !isUnreadable(error)) throw error;
       return null;
     }
-  }, { foldersFirst });
+  });
 }
 
 /** Options for {@link walkFolderListing}. */
 export interface FolderListingOptions {
   /** Everything under the folder, not only its own entries. */
   recursive: boolean;
-  /** Each folder's subfolders before its files (see `WalkListingOptions`); default false. */
-  foldersFirst?: boolean;
   /**
    * Names and types are all that is wanted (default false): a file, and in a listing of one
    * folder a subfolder, is taken as the folder's read types it (lib/listing_rules.ts
@@ -217,25 +213,15 @@ const TAG = 0x40;
 /** Tag bit of a record that stands for the walk into a subfolder (a recursive listing). */
 const DESCEND = 8;
 
-/** How records compare: by key as walkListing compares them, folders first if asked. */
-function recordOrder(foldersFirst: boolean): (a: string, b: string) => number {
-  const rank = (record: string) => {
-    const bits = record.charCodeAt(0) - TAG;
-    return (bits & KIND_DIR) !== 0 && (bits & DESCEND) === 0 ? 0 : 1;
-  };
-  return (a, b) => {
-    if (foldersFirst) {
-      const order = rank(a) - rank(b);
-      if (order !== 0) return order;
-    }
-    // What follows the tag, by UTF-16 unit as JavaScript's `<` (compareListed) does.
-    const n = Math.min(a.length, b.length);
-    for (let i = 1; i < n; i++) {
-      const order = a.charCodeAt(i) - b.charCodeAt(i);
-      if (order !== 0) return order;
-    }
-    return a.length - b.length;
-  };
+/** How records compare: by key as walkListing compares them (compareListed), tag aside. */
+function compareRecords(a: string, b: string): number {
+  // What follows the tag, by UTF-16 unit as JavaScript's `<` (compareListed) does.
+  const n = Math.min(a.length, b.length);
+  for (let i = 1; i < n; i++) {
+    const order = a.charCodeAt(i) - b.charCodeAt(i);
+    if (order !== 0) return order;
+  }
+  return a.length - b.length;
 }
 
 /** The name a record stands for. */
@@ -246,7 +232,6 @@ function recordName(record: string): string {
 /** How {@link listBigFolder} lists. */
 interface BigFolderOptions {
   recursive: boolean;
-  foldersFirst: boolean;
   namesOnly: boolean;
   /** Names per sorted run. */
   runNames: number;
@@ -258,10 +243,10 @@ async function listBigFolder(
   folder: Folder,
   options: BigFolderOptions,
 ): Promise<ListedFolder<Folder>> {
-  const { recursive, foldersFirst, namesOnly, runNames } = options;
+  const { recursive, namesOnly, runNames } = options;
   const { path: dir, prefix } = folder;
   const sorter = new NameSorter({
-    compare: recordOrder(foldersFirst),
+    compare: compareRecords,
     runNames,
     spillDir: store.stagingDir,
   });

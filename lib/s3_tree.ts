@@ -165,9 +165,7 @@ export class S3Tree {
     const base = dir === undefined ? "" : checkName(dir).join("/") + "/";
     const recursive = options.recursive ?? false;
     const times = recursive && (options.folderTimes ?? true);
-    return walkListing(base, (under) => this.#listLevel(under, recursive, times), {
-      foldersFirst: !recursive && (options.foldersFirst ?? false),
-    });
+    return walkListing(base, (under) => this.#listLevel(under, recursive, times));
   }
 
   /** One folder of a listing: the keys and prefixes right under `under` (empty or ending in `/`). */

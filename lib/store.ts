@@ -121,12 +121,6 @@ export interface ListTreeOptions {
    */
   folderTimes?: boolean;
   /**
-   * A listing of one folder (not `recursive`) gives its subfolders first, then its files, each
-   * group by name, as the HTML page shows them (default false: all by name). A store that
-   * ignores it lists by name.
-   */
-  foldersFirst?: boolean;
-  /**
    * Only the names and types are wanted (default false): a store may give sizes and mtimes of 0
    * where finding them costs, as the folder store does (no `lstat` of each file). The names and
    * types are those of the full listing.

@@ -76,60 +76,39 @@ type Step<F> = ListedStep<F> & { key: string };
 export async function* walkListing<F>(
   top: F,
   list: ListFolder<F>,
-  options: WalkListingOptions = {},
 ): AsyncGenerator<TreeEntry[]> {
-  yield* walkFolder(top, list, true, options.foldersFirst ?? false);
-}
-
-/** Options for {@link walkListing}. */
-export interface WalkListingOptions {
-  /**
-   * Each folder's subfolders before its files, each group by name, as a page shows a folder
-   * (default false: all by name). Free: a folder's names are sorted in memory anyway. Meant for
-   * the listing of one folder: in a recursive one, a folder's contents still follow its entry
-   * only when no other names come between.
-   */
-  foldersFirst?: boolean;
-}
-
-/** Compares two steps of a folder's walk: by key, or folders first then by key. */
-function stepOrder<F>(foldersFirst: boolean): (a: Step<F>, b: Step<F>) => number {
-  if (!foldersFirst) return (a, b) => compareListed(a.key, b.key);
-  const rank = (step: Step<F>) => step.entry?.type === "dir" ? 0 : 1;
-  return (a, b) => rank(a) - rank(b) || compareListed(a.key, b.key);
+  yield* walkFolder(top, list, true);
 }
 
 async function* walkFolder<F>(
   folder: F,
   list: ListFolder<F>,
   top: boolean,
-  foldersFirst: boolean,
 ): AsyncGenerator<TreeEntry[]> {
   const listed = await list(folder, top);
   if (!listed) return;
   if (listed.ordered) {
-    yield* walkOrdered(listed.ordered, list, foldersFirst);
+    yield* walkOrdered(listed.ordered, list);
     return;
   }
   const steps: Step<F>[] = listed.entries.map((entry) => ({ key: entry.name, entry }));
   for (const { name, folder } of listed.below) steps.push({ key: name + "/", folder });
   listed.entries = [];
   // Stable: entries of one name (names that are not UTF-8 can read alike) keep the store's order.
-  steps.sort(stepOrder(foldersFirst));
+  steps.sort((a, b) => compareListed(a.key, b.key));
   // Walked as a big folder's one chunk would be.
   let given = false;
   const whole: OrderedSteps<F> = {
     next: () => Promise.resolve(given ? [] : (given = true, steps)),
     close: () => {},
   };
-  yield* walkOrdered(whole, list, foldersFirst);
+  yield* walkOrdered(whole, list);
 }
 
 /** A folder's walk from its steps, sorted already, a chunk at a time. */
 async function* walkOrdered<F>(
   ordered: OrderedSteps<F>,
   list: ListFolder<F>,
-  foldersFirst: boolean,
 ): AsyncGenerator<TreeEntry[]> {
   try {
     let batch: TreeEntry[] = [];
@@ -147,7 +126,7 @@ async function* walkOrdered<F>(
           yield batch;
           batch = [];
         }
-        yield* walkFolder(step.folder, list, false, foldersFirst);
+        yield* walkFolder(step.folder, list, false);
       }
     }
     if (batch.length > 0) yield batch;

@@ -69,7 +69,7 @@ export interface ServedFolder {
   walkListing(
     dir: string,
     prefix: string,
-    options: { recursive: boolean; foldersFirst?: boolean; namesOnly?: boolean },
+    options: { recursive: boolean; namesOnly?: boolean },
   ): TreeListing;
   /** Starts an upload, as {@link Store.beginUpload}, with a tree's file's mtime and mode. */
   beginUpload(name: string, options?: FileUploadOptions): Promise<StoreUpload>;
@@ -140,7 +140,6 @@ export async function listTree(
   const recursive = options.recursive ?? false;
   return store.walkListing(top, prefix, {
     recursive,
-    foldersFirst: !recursive && (options.foldersFirst ?? false),
     namesOnly: options.namesOnly ?? false,
   });
 }
