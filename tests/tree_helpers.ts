@@ -47,6 +47,16 @@ export async function snapshot(dir: string): Promise<string[]> {
   return lines.sort();
 }
 
+/**
+ * Each folder's status-change time (ns, from GNU `stat`, so Linux only): a chmod or utime of it
+ * moves it on. `folders` are under `dir`; `.` is `dir` itself.
+ */
+export async function changeTimes(dir: string, folders: string[]): Promise<string[]> {
+  const result = await runCommand("stat", ["-c", "%z", ...folders.map((f) => `${dir}/${f}`)]);
+  assertSuccess(result, "stat");
+  return decoder.decode(result.stdout).trim().split("\n");
+}
+
 export async function ok(server: ServerProcess, args: string[], cwd?: string): Promise<RunResult> {
   const result = await ferry(server, args, { cwd });
   assertSuccess(result, args.join(" "));

@@ -14,7 +14,29 @@ import { localSink } from "../lib/tree_local.ts";
 import { receiveTree } from "../lib/tree_receive.ts";
 import { foldsCase } from "../lib/tree_walk.ts";
 import { makeTempDir, startServer, stderrLines } from "./harness.ts";
-import { createByBytes, dir, file, ok, out, snapshot } from "./tree_helpers.ts";
+import { changeTimes, createByBytes, dir, file, ok, out, snapshot } from "./tree_helpers.ts";
+
+Deno.test({
+  name: "the case probe tells a folder holding names without writing to it",
+  // GNU stat's %z gives the change time to the nanosecond (Deno's ctime is whole seconds).
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    await using work = await makeTempDir();
+    // A name with no ASCII letter tells nothing; one with letters does, looked up as "pHOTOS".
+    await Deno.mkdir(`${work.path}/2024`);
+    await Deno.mkdir(`${work.path}/Photos`);
+    const before = await changeTimes(work.path, ["."]);
+    assert.equal(await foldsCase(work.path), false);
+    assert.deepEqual(await changeTimes(work.path, ["."]), before, "nothing written to the folder");
+    // Only names in the other case, both there: two files, so no folding either.
+    await Deno.writeTextFile(`${work.path}/pHOTOS`, "");
+    assert.equal(await foldsCase(work.path), false);
+    assert.deepEqual(
+      [...Deno.readDirSync(work.path)].map((e) => e.name).sort(),
+      ["2024", "Photos", "pHOTOS"],
+    );
+  },
+});
 
 Deno.test("on a filesystem that folds case, names that differ only by case are refused", async () => {
   await using work = await makeTempDir();

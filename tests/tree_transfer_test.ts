@@ -26,7 +26,7 @@ import {
   stderrLines,
   writeRandomFile,
 } from "./harness.ts";
-import { cuttingRelay, ok, out, snapshot, summaryOf } from "./tree_helpers.ts";
+import { changeTimes, cuttingRelay, ok, out, snapshot, summaryOf } from "./tree_helpers.ts";
 
 /** A small tree: nested folders, an empty one, odd modes and an old mtime, and a symlink. */
 async function makeTree(dir: string): Promise<void> {
@@ -163,13 +163,6 @@ Deno.test("a second run sends only what changed; --checksum compares contents", 
   );
   assert.deepEqual(await snapshot(copy), await snapshot(src));
 });
-
-/** Each folder's status-change time (ns, from `stat`): a chmod or utime of it moves it on. */
-async function changeTimes(dir: string, folders: string[]): Promise<string[]> {
-  const result = await runCommand("stat", ["-c", "%z", ...folders.map((f) => `${dir}/${f}`)]);
-  assertSuccess(result, "stat");
-  return new TextDecoder().decode(result.stdout).trim().split("\n");
-}
 
 Deno.test({
   name: "a pass leaves alone the folders it changes nothing in, and finishes the others again",
