@@ -132,7 +132,11 @@ export async function receiveTree(
   // This side's own disk work is told of (io.local), so that a server's minimum upload rate
   // counts only the time it waits for the sender.
   const own = flat ? null : await localWait(io.local, () => sink.walker());
-  if (!own && !dry && !flat) await localWait(io.local, () => sink.makeBase());
+  // A receiving folder that was there already is the receiver's own (a home folder, /tmp): it
+  // keeps its mode and mtime, whatever the sender says. Only one this transfer makes takes the
+  // sender's (finishBase), which a rerun then leaves alone too.
+  const madeBase = !own && !dry && !flat;
+  if (madeBase) await localWait(io.local, () => sink.makeBase());
   const caseless = !flat &&
     (options.caseInsensitive ??
       (own || !dry ? await localWait(io.local, () => sink.caseInsensitive()) : false));
@@ -279,7 +283,13 @@ export async function receiveTree(
     }
     const batch = parseManifest(json, { links: options.links && !flat });
     batchFrom = count;
-    if (!manifested && !flat) top = batch.top;
+    if (!manifested && !flat) {
+      top = batch.top;
+      // A folder made for this tree takes the sender's mode before anything goes in, so that an
+      // interrupted run leaves it as a whole one would; it is finished again at the end. (Made
+      // here, it held nothing: no part kept for --resume is in it.)
+      if (top && madeBase) await sink.finishBase(top);
+    }
     manifested = true;
     for (const note of batch.notes ?? []) {
       event({ kind: "ignored", ...note });
@@ -626,7 +636,7 @@ export async function receiveTree(
           if (!dry) {
             await localWait(io.local, async () => {
               await finishFolders();
-              if (top) await sink.finishBase(top);
+              if (top && madeBase) await sink.finishBase(top);
               await sink.done?.();
             });
           }

@@ -218,7 +218,11 @@ export interface TreeSink {
    * that has them already ({@link folderIsFinished}) needs nothing done.
    */
   finishDir(path: string, entry: ManifestEntry, found?: WalkEntry): Promise<void>;
-  /** Gives the receiving folder itself the sender's mtime and mode, at the very end. */
+  /**
+   * Gives the receiving folder itself the sender's mtime and mode: called only when
+   * {@link makeBase} made it in this transfer (never for a folder that was there already), once
+   * as the first manifest comes and again at the very end.
+   */
   finishBase(top: ManifestTop): Promise<void>;
   /** The checksum of a file the receiver has, for `--checksum`; null if it cannot be read. */
   checksum(path: string): Promise<string | null>;
