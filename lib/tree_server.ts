@@ -21,7 +21,8 @@ import {
   type TreeSummary,
   type TreeTransferRequest,
 } from "./tree_transfer_protocol.ts";
-import { DEFAULT_MAX_ENTRIES, receiveTree } from "./tree_receive.ts";
+import { receiveTree } from "./tree_receive.ts";
+import { DEFAULT_MAX_ENTRIES } from "./tree_receive_check.ts";
 import { sendTree } from "./tree_send.ts";
 import { RateLimiter } from "./rate_limit.ts";
 import { sourceFile, type TreeFileSink, type TreeSink, type TreeSource } from "./tree_transfer.ts";

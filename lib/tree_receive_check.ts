@@ -1,0 +1,137 @@
+/**
+ * The rules a tree transfer's manifest must keep before its receiver (lib/tree_receive.ts) acts on
+ * any of it: the cap on entries; for a folder, each name allowed by the receiver, links that stay
+ * inside the tree, strict walk order, every name in a folder announced before it and, where names
+ * fold case, no two in a folder that differ only by case; for a files transfer, files only. A
+ * break is a hostile or broken sender: the whole transfer stops (docs/security.md). It holds the
+ * folders on the way to the current entry and, where names fold case, their folded names.
+ *
+ * @module
+ */
+
+import { StoreError } from "./errors.ts";
+import type { ManifestEntry } from "./tree_transfer_protocol.ts";
+import { comparePath } from "./tree_walk.ts";
+import { linkStaysInside } from "./tree_links.ts";
+
+/** Default cap on the number of entries a receiver accepts. */
+export const DEFAULT_MAX_ENTRIES = 1_000_000;
+
+/**
+ * Most names a receiver on a filesystem that folds case holds for one folder, to refuse two that
+ * differ only by case: a larger folder is refused rather than held in memory whole.
+ */
+export const MAX_FOLDED_NAMES = 100_000;
+
+/** Options for {@link ManifestCheck}. */
+export interface ManifestCheckOptions {
+  /** Most entries the whole manifest may hold (default {@link DEFAULT_MAX_ENTRIES}). */
+  maxEntries?: number;
+  /**
+   * A files transfer (mput, mget; default false): files only, in any order, and the names are
+   * the receiver's to check one by one (a bad one fails that file, not the transfer).
+   */
+  files?: boolean;
+  /** Refuse two names of one folder that differ only by case (default false). */
+  caseInsensitive?: boolean;
+}
+
+/** A manifest that breaks the rules (hostile or broken sender): the whole transfer stops. */
+export function badManifest(why: string): StoreError {
+  return new StoreError("bad_name", `Refused manifest: ${why}`);
+}
+
+/**
+ * Checks a manifest batch by batch, each whole, and numbers its entries.
+ *
+ * @example
+ * ```ts
+ * import { ManifestCheck } from "./tree_receive_check.ts";
+ *
+ * const check = new ManifestCheck((path) => void path, { caseInsensitive: true });
+ * const entry = { size: 0, mtime: 0, mode: 0o755 };
+ * check.batch([{ ...entry, path: "docs", type: "dir" }]); // 0: the batch's first index
+ * check.batch([{ ...entry, path: "docs/A", type: "file" }, { ...entry, path: "docs/a", type: "file" }]);
+ * // throws StoreError bad_name: "Refused manifest: names differ only by case: docs/a"
+ * ```
+ */
+export class ManifestCheck {
+  #allowed: (path: string) => void;
+  #maxEntries: number;
+  #files: boolean;
+  #caseless: boolean;
+  /** Entries checked so far: the index of the next one. */
+  #count = 0;
+  #previous?: string;
+  /** Folders of the manifest on the way to the current entry. */
+  #open: string[] = [];
+  /** Where names fold case: the folded names seen in each folder on the way. */
+  #folded = new Map<string, Set<string>>();
+
+  /**
+   * `allowed` is the receiver's name rules: it throws a {@link StoreError} for a name it may not
+   * hold (a folder's names only; a files transfer checks its own).
+   */
+  constructor(allowed: (path: string) => void, options: ManifestCheckOptions = {}) {
+    this.#allowed = allowed;
+    this.#maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
+    this.#files = options.files ?? false;
+    this.#caseless = options.caseInsensitive ?? false;
+  }
+
+  /**
+   * Checks a batch whole, before anything is done for any of it; the manifest index of its first
+   * entry. Throws a {@link StoreError} (`bad_name`, `too_large`) for a batch that breaks a rule.
+   */
+  batch(entries: readonly ManifestEntry[]): number {
+    if (this.#count + entries.length > this.#maxEntries) {
+      throw new StoreError("too_large", `Refused tree: more than ${this.#maxEntries} entries`);
+    }
+    for (const entry of entries) {
+      if (!this.#files) this.#check(entry);
+      else if (entry.type !== "file") throw badManifest("a folder in a transfer of files");
+    }
+    const from = this.#count;
+    this.#count += entries.length;
+    return from;
+  }
+
+  #check(entry: ManifestEntry): void {
+    try {
+      this.#allowed(entry.path);
+    } catch (error) {
+      throw error instanceof StoreError ? badManifest(error.message) : error;
+    }
+    if (entry.type === "link" && !linkStaysInside(entry.path, entry.target!)) {
+      throw badManifest(`a symlink that leads outside the tree: ${entry.path}`);
+    }
+    if (this.#previous !== undefined && comparePath(this.#previous, entry.path) >= 0) {
+      throw badManifest("entries out of order or repeated");
+    }
+    this.#previous = entry.path;
+    const cut = entry.path.lastIndexOf("/");
+    const parent = cut < 0 ? "" : entry.path.slice(0, cut);
+    const open = this.#open;
+    while (open.length > 0 && open.at(-1) !== parent) this.#folded.delete(open.pop()!);
+    if (parent !== "" && open.at(-1) !== parent) {
+      throw badManifest("a name in a folder that was not announced");
+    }
+    if (this.#caseless) {
+      // Two names that differ only by case would be one file here: the second would overwrite
+      // the first (or land inside it), whatever the manifest meant.
+      const names = this.#folded.get(parent) ?? new Set<string>();
+      const key = entry.path.slice(cut + 1).normalize("NFC").toLowerCase();
+      if (names.has(key)) throw badManifest(`names differ only by case: ${entry.path}`);
+      if (names.size >= MAX_FOLDED_NAMES) {
+        throw new StoreError(
+          "too_large",
+          `Refused tree: more than ${MAX_FOLDED_NAMES} names in one folder, on a filesystem ` +
+            "that folds case",
+        );
+      }
+      names.add(key);
+      this.#folded.set(parent, names);
+    }
+    if (entry.type === "dir") open.push(entry.path);
+  }
+}

@@ -1,0 +1,281 @@
+/**
+ * The receiving end of a folder transfer (lib/tree_receive.ts) holds each checked manifest entry
+ * against its own tree, both walked in the same order (lib/tree_walk.ts), so that it holds one
+ * folder's names per level: it removes what the sender lacks (`--delete`; never a name the sender
+ * noted it has and did not send), makes the folders and links the manifest has, replaces what is
+ * in their way, and tells whether a file is needed (no regular file there, another size, another
+ * mtime or, with `--checksum`, other content), holding the files needed to a total size.
+ *
+ * @module
+ */
+
+import { StoreError } from "./errors.ts";
+import { localWait, type LocalWaits } from "./transfer.ts";
+import { type ManifestEntry, MAX_BATCH_ENTRIES } from "./tree_transfer_protocol.ts";
+import type { TreeSink } from "./tree_transfer.ts";
+import { comparePath, type EntryWalk, type WalkEntry } from "./tree_walk.ts";
+import type { ReceiveReport } from "./tree_receive_report.ts";
+import type { ReceivedFolders } from "./tree_receive_folders.ts";
+
+/** Options for {@link TreeCompare}. */
+export interface TreeCompareOptions {
+  /** Remove what the sender does not have, and folders in a file's way (default false). */
+  delete?: boolean;
+  /** Decide and report only: nothing is made or removed (default false). */
+  dryRun?: boolean;
+  /** Largest file accepted, in bytes; none by default. */
+  maxFileSize?: number;
+  /** Most bytes the files needed may add up to; none by default. */
+  maxTotalSize?: number;
+  /** Told while the receiver waits on its own files, which a stall watchdog must not count. */
+  local?: LocalWaits;
+}
+
+/** What a {@link TreeCompare} acts through. */
+export interface TreeCompareParts {
+  /** A walk of the receiving folder as it is; null when there is none yet. */
+  own: EntryWalk | null;
+  /** The receiving folder. */
+  sink: TreeSink;
+  /** Where each name's fate is told. */
+  report: ReceiveReport;
+  /** The folders on the way, told of those this transfer enters or changes. */
+  folders: ReceivedFolders;
+}
+
+/**
+ * A manifest held against the receiver's own tree, entry by entry.
+ *
+ * @example
+ * ```ts
+ * import { TreeCompare } from "./tree_receive_compare.ts";
+ * import { ReceivedFolders } from "./tree_receive_folders.ts";
+ * import { ReceiveReport } from "./tree_receive_report.ts";
+ * import type { TreeIo, TreeSink } from "./tree_transfer.ts";
+ *
+ * declare const io: TreeIo, sink: TreeSink;
+ * const report = new ReceiveReport(io.out);
+ * const folders = new ReceivedFolders((entry, found) => sink.finishDir(entry.path, entry, found));
+ * const own = await sink.walker();
+ * const compare = new TreeCompare({ own, sink, report, folders }, { delete: true });
+ * if (await compare.visit(0, { path: "a.txt", type: "file", size: 5, mtime: 0, mode: 0o644 })) {
+ *   // ask the sender for a.txt
+ * }
+ * await compare.end(0); // the manifest is over: what the receiver has past it goes
+ * ```
+ */
+export class TreeCompare {
+  #own: EntryWalk | null;
+  #sink: TreeSink;
+  #report: ReceiveReport;
+  #folders: ReceivedFolders;
+  #delete: boolean;
+  #dry: boolean;
+  #maxFileSize?: number;
+  #maxTotalSize?: number;
+  #local?: LocalWaits;
+  #wantedBytes = 0;
+  /**
+   * Names the sender has and did not send (its notes), in walk order, until the walk passes
+   * them: `--delete` keeps them and what is under them.
+   */
+  #spared: string[] = [];
+
+  constructor(parts: TreeCompareParts, options: TreeCompareOptions = {}) {
+    this.#own = parts.own;
+    this.#sink = parts.sink;
+    this.#report = parts.report;
+    this.#folders = parts.folders;
+    this.#delete = options.delete ?? false;
+    this.#dry = options.dryRun ?? false;
+    this.#maxFileSize = options.maxFileSize;
+    this.#maxTotalSize = options.maxTotalSize;
+    this.#local = options.local;
+  }
+
+  /** Bytes of the files needed so far. */
+  get wantedBytes(): number {
+    return this.#wantedBytes;
+  }
+
+  /**
+   * A name the sender has and did not send (its note: a folder it could not read, a symlink, a
+   * name ferry does not carry): `--delete` keeps it and what is under it, as what the sender
+   * lacks is only what it does not have. Notes come in walk order, with their batch.
+   */
+  spare(path: string): void {
+    if (!this.#delete) return;
+    // Only notes out of order (a hostile sender's) could pile up, and then they protect less.
+    if (this.#spared.length >= 2 * MAX_BATCH_ENTRIES) this.#spared.shift();
+    this.#spared.push(path);
+  }
+
+  /**
+   * Acts on the manifest's entry `index`: what the receiver has before it in walk order and the
+   * sender lacks goes (with `delete`); a folder or link is made, or left as it is; a file in the
+   * way of one is replaced, a folder in a file's way too (with `delete`; else that file fails).
+   * Whether the entry is a file the receiver needs; if so, its folder counts as changed.
+   */
+  async visit(index: number, entry: ManifestEntry): Promise<boolean> {
+    const mine = await this.#catchUp(entry.path);
+    this.#passNotes(entry.path);
+    this.#folders.leave(entry.path, index - 1);
+    if (entry.type === "link") {
+      await this.#link(index, entry, mine);
+      return false;
+    }
+    if (entry.type === "dir") {
+      await this.#folder(entry, mine);
+      return false;
+    }
+    // A file, by far the most common entry: handled here rather than in a method of its own,
+    // which would cost each entry of a pass that changes nothing one more await.
+    if (mine?.type === "dir") {
+      await this.#own!.next(false);
+      if (!this.#delete) {
+        await this.#report.refused(
+          index,
+          entry.path,
+          "A folder is in the way (use --delete to replace it)",
+          "a folder is in the way",
+        );
+        return false;
+      }
+    } else if (mine) {
+      await this.#own!.next(false);
+    }
+    // A folder in the way goes only once the file that replaces it is wanted: a file refused
+    // (over a limit) leaves it as it was.
+    if (this.#maxFileSize !== undefined && entry.size > this.#maxFileSize) {
+      await this.#report.refused(index, entry.path, `Over the limit of ${this.#maxFileSize} bytes`);
+      return false;
+    }
+    if (await this.#differs(entry, mine?.type === "dir" ? undefined : mine)) {
+      this.#wantedBytes += entry.size;
+      this.#folders.changed(entry.path);
+      if (this.#maxTotalSize !== undefined && this.#wantedBytes > this.#maxTotalSize) {
+        throw new StoreError(
+          "too_large",
+          `Refused tree: over the limit of ${this.#maxTotalSize} bytes in all`,
+        );
+      }
+      if (mine?.type === "dir" && !this.#dry) await this.#sink.remove(entry.path);
+      return true;
+    }
+    this.#report.skipped(entry.path);
+    return false;
+  }
+
+  /** A folder of the manifest: made (replacing a file or link of its name) unless it is here. */
+  async #folder(entry: ManifestEntry, mine: WalkEntry | undefined): Promise<void> {
+    const own = this.#own!;
+    if (mine?.type === "dir") {
+      await own.next(true);
+    } else {
+      if (mine) {
+        // A file (or link) where the sender has a folder: the folder wins, as a newer file
+        // would replace an older one.
+        await own.next(false);
+        if (!this.#dry) await this.#sink.remove(entry.path);
+      }
+      if (!this.#dry) await this.#sink.makeDir(entry.path);
+      this.#folders.changed(entry.path);
+    }
+    this.#folders.enter(entry, mine?.type === "dir" ? mine : undefined);
+  }
+
+  /**
+   * The manifest ended after entry `last`: what the receiver has past it goes (with `delete`),
+   * and every folder still open waits for its files.
+   */
+  async end(last: number): Promise<void> {
+    await this.#catchUp(undefined);
+    this.#folders.leave(undefined, last);
+  }
+
+  /** Gives back what the walk holds, if it stopped before its end. */
+  close(): void {
+    // A big folder's names sorted on disk are given back.
+    this.#own?.close?.();
+  }
+
+  /** Whether the file `entry` differs from the receiver's `mine` (none: it has no file there). */
+  async #differs(entry: ManifestEntry, mine: WalkEntry | undefined): Promise<boolean> {
+    if (!mine || mine.type !== "file" || mine.size !== entry.size) return true;
+    if (entry.checksum) {
+      return (await localWait(this.#local, () => this.#sink.checksum(entry.path))) !==
+        entry.checksum;
+    }
+    return Math.trunc(mine.mtime) !== Math.trunc(entry.mtime);
+  }
+
+  /** Moves the walk of the receiver's own tree up to `path`; its entry there, if any. */
+  async #catchUp(path: string | undefined): Promise<WalkEntry | undefined> {
+    const own = this.#own;
+    for (let mine = own?.peek(); mine; mine = own?.peek()) {
+      const order = path === undefined ? -1 : comparePath(mine.path, path);
+      if (order > 0) return undefined;
+      if (order === 0) return mine;
+      await own!.next(false);
+      await this.#removeExtra(mine);
+    }
+    return undefined;
+  }
+
+  /** Forgets the notes the walk has passed on its way to `path`. */
+  #passNotes(path: string): void {
+    const spared = this.#spared;
+    while (
+      spared.length > 0 && comparePath(spared[0], path) < 0 && !path.startsWith(spared[0] + "/")
+    ) spared.shift();
+  }
+
+  #isSpared(path: string): boolean {
+    this.#passNotes(path);
+    const spared = this.#spared;
+    return spared.length > 0 && (path === spared[0] || path.startsWith(spared[0] + "/"));
+  }
+
+  /** A name the receiver has and the sender does not: removed with `delete`, unless spared. */
+  async #removeExtra(extra: WalkEntry): Promise<void> {
+    if (!this.#delete || this.#isSpared(extra.path)) return;
+    if (!this.#dry) await this.#sink.remove(extra.path);
+    this.#folders.changed(extra.path);
+    await this.#report.deleted(extra.path);
+  }
+
+  /** A link of the manifest: made (or replaced) unless the receiver has it already. */
+  async #link(index: number, entry: ManifestEntry, mine: WalkEntry | undefined): Promise<void> {
+    const sink = this.#sink;
+    const target = entry.target!;
+    if (mine) await this.#own!.next(false);
+    if (mine?.type === "link") {
+      const current = await sink.readLink?.(entry.path).catch(() => null);
+      if (current === target) {
+        this.#report.skipped(entry.path);
+        return;
+      }
+    }
+    // Made or replaced below, or failed half-way: either way its folder may not be as it was.
+    this.#folders.changed(entry.path);
+    try {
+      if (mine?.type === "dir") {
+        if (!this.#delete) {
+          throw new StoreError("not_a_file", "A folder is in the way (use --delete to replace it)");
+        }
+        if (!this.#dry) await sink.remove(entry.path);
+      }
+      if (!this.#dry) {
+        if (!sink.makeLink) throw new StoreError("unsupported", "Links cannot be made here");
+        await localWait(this.#local, () => sink.makeLink!(entry.path, target));
+      }
+    } catch (error) {
+      if (!(error instanceof StoreError) && !(error instanceof Deno.errors.PermissionDenied)) {
+        throw error;
+      }
+      await this.#report.failed(index, entry.path, error);
+      return;
+    }
+    await this.#report.madeLink(index, entry.path);
+  }
+}
