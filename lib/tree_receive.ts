@@ -16,7 +16,7 @@
 import { ProtocolError, RefusedError, StoreError } from "./errors.ts";
 import { parseError } from "./protocol.ts";
 import { FrameType, frameTypeName } from "./frames.ts";
-import { localWait } from "./transfer.ts";
+import { localWait, overLimitMessage } from "./transfer.ts";
 import {
   type ManifestEntry,
   type ManifestTop,
@@ -229,7 +229,7 @@ class TreeReceiver {
     try {
       this.#sink.check(entry.path);
       if (maxFileSize !== undefined && entry.size > maxFileSize) {
-        throw new StoreError("too_large", `Over the limit of ${maxFileSize} bytes`);
+        throw new StoreError("too_large", overLimitMessage(maxFileSize, entry.size));
       }
       await this.#sink.admit?.(entry.path, entry, index);
     } catch (error) {

@@ -10,7 +10,7 @@
  */
 
 import { StoreError } from "./errors.ts";
-import { localWait, type LocalWaits } from "./transfer.ts";
+import { localWait, type LocalWaits, overLimitMessage } from "./transfer.ts";
 import { type ManifestEntry, MAX_BATCH_ENTRIES } from "./tree_transfer_protocol.ts";
 import type { TreeSink } from "./tree_transfer.ts";
 import { comparePath, type EntryWalk, type WalkEntry } from "./tree_walk.ts";
@@ -147,7 +147,11 @@ export class TreeCompare {
     // A folder in the way goes only once the file that replaces it is wanted: a file refused
     // (over a limit) leaves it as it was.
     if (this.#maxFileSize !== undefined && entry.size > this.#maxFileSize) {
-      await this.#report.refused(index, entry.path, `Over the limit of ${this.#maxFileSize} bytes`);
+      await this.#report.refused(
+        index,
+        entry.path,
+        overLimitMessage(this.#maxFileSize, entry.size),
+      );
       return false;
     }
     if (await this.#differs(entry, mine?.type === "dir" ? undefined : mine)) {

@@ -113,6 +113,11 @@ Deno.test("put -r --delete leaves a folder in the way of a file the server refus
   await Deno.writeTextFile(`${server.root}/t/x/inner.txt`, "kept\n");
   const result = await ferry(server, ["put", "-r", src, "--delete"]);
   assert.equal(result.code, 1, result.stderr);
-  assert.ok(stderrLines(result).includes("ferry: x: Over the limit of 10 bytes"), result.stderr);
+  assert.ok(
+    stderrLines(result).includes(
+      "ferry: x: Upload of 20 bytes is over the server's limit of 10 bytes",
+    ),
+    result.stderr,
+  );
   assert.equal(await Deno.readTextFile(`${server.root}/t/x/inner.txt`), "kept\n");
 });
