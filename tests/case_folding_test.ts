@@ -1,0 +1,194 @@
+/**
+ * Tree transfers and remote operations on a real filesystem that folds case, as macOS (APFS) and
+ * Windows give their users: tests/fixtures/casefold_fs.py, a case-insensitive, case-preserving
+ * FUSE filesystem over a temporary folder. Where FUSE, fusermount3 or Debian's python3-fusepy is
+ * missing, these tests are skipped with one note (.ci/run installs them).
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { foldsCase } from "../lib/tree_walk.ts";
+import {
+  assertFailure,
+  commandWorks,
+  ferry,
+  makeTempDir,
+  startServer,
+  type TempDir,
+  waitFor,
+} from "./harness.ts";
+import { ok, summaryOf } from "./tree_helpers.ts";
+
+const PYTHON = "/usr/bin/python3";
+const FIXTURE = new URL("./fixtures/casefold_fs.py", import.meta.url).pathname;
+const UNMOUNT = (await commandWorks("fusermount3", ["-V"])) ? "fusermount3" : "fusermount";
+
+async function canMount(): Promise<string | null> {
+  // Deno reads no device files without -A: the shell looks.
+  if (!(await commandWorks("test", ["-c", "/dev/fuse"]))) return "no /dev/fuse";
+  if (!(await commandWorks(PYTHON, ["-c", "import fusepy"]))) return "no python3-fusepy";
+  if (!(await commandWorks(UNMOUNT, ["-V"]))) return "no fusermount3";
+  return null;
+}
+
+const missing = await canMount();
+if (missing) {
+  console.error(`Case-folding tests skipped: ${missing} (apt-get install fuse3 python3-fusepy)`);
+}
+const ignore = missing !== null;
+
+/** Whether a filesystem is mounted at `path`: it is on another device than its parent. */
+function mounted(path: string): boolean {
+  return Deno.statSync(path).dev !== Deno.statSync(`${path}/..`).dev;
+}
+
+/** A case-folding filesystem mounted in a fresh temporary folder; disposing unmounts it. */
+async function caseFolding(): Promise<TempDir> {
+  const work = await makeTempDir({ prefix: "ferry_casefold_" });
+  const backing = `${work.path}/backing`;
+  const path = `${work.path}/mnt`;
+  await Deno.mkdir(backing);
+  await Deno.mkdir(path);
+  const child = new Deno.Command(PYTHON, {
+    args: [FIXTURE, backing, path],
+    stdin: "null",
+    stdout: "null",
+    stderr: "inherit",
+  }).spawn();
+  const unmount = async () => {
+    if (mounted(path)) await new Deno.Command(UNMOUNT, { args: ["-u", path] }).output();
+    await child.status;
+    await work[Symbol.asyncDispose]();
+  };
+  try {
+    await waitFor("the case-folding filesystem to be mounted", () => mounted(path));
+  } catch (error) {
+    child.kill();
+    await unmount();
+    throw error;
+  }
+  return { path, [Symbol.asyncDispose]: unmount };
+}
+
+/** Writes `text` to `path` with the modification time `mtime` (ms). */
+async function put(path: string, text: string, mtime = 1_600_000_000_000): Promise<void> {
+  await Deno.writeTextFile(path, text);
+  await Deno.utime(path, new Date(mtime), new Date(mtime));
+}
+
+/**
+ * Empty folders under `dir/data` with names long enough to fill more than one manifest batch: what
+ * sorts before `data` and what sorts after it are then compared in different batches, the
+ * second after the first one's files were written.
+ */
+async function manyBatches(dir: string): Promise<void> {
+  for (let i = 0; i < 700; i++) {
+    await Deno.mkdir(`${dir}/data/${"x".repeat(200)}${i}`, { recursive: true });
+  }
+}
+
+/** The names in a folder, sorted. */
+function names(path: string): string[] {
+  return [...Deno.readDirSync(path)].map((e) => e.name).filter((n) => !n.startsWith(".ferry"))
+    .sort();
+}
+
+Deno.test({
+  name: "the case probe tells the case-folding filesystem from the folder under it",
+  ignore,
+  fn: async () => {
+    await using fs = await caseFolding();
+    assert.equal(await foldsCase(fs.path), true);
+    assert.equal(await foldsCase(`${fs.path}/../backing`), false);
+    assert.deepEqual(names(fs.path), [], "the probe leaves nothing behind");
+  },
+});
+
+Deno.test({
+  name: "put -r --delete onto a case-folding server keeps a file whose name differs only by case",
+  ignore,
+  fn: async () => {
+    await using fs = await caseFolding();
+    await using work = await makeTempDir();
+    await Deno.mkdir(`${fs.path}/root/dest/Docs`, { recursive: true });
+    await put(`${fs.path}/root/dest/readme.md`, "old");
+    await put(`${fs.path}/root/dest/LICENSE`, "old licence");
+    await put(`${fs.path}/root/dest/Docs/Guide.txt`, "old guide");
+    await put(`${fs.path}/root/dest/Docs/extra.txt`, "extra");
+    await put(`${fs.path}/root/dest/gone.txt`, "gone");
+    const src = `${work.path}/src`;
+    await Deno.mkdir(`${src}/docs`, { recursive: true });
+    await put(`${src}/README.md`, "new readme");
+    await put(`${src}/license`, "new licence");
+    await put(`${src}/docs/guide.txt`, "new guide");
+    await manyBatches(src);
+    await using server = await startServer({ root: `${fs.path}/root` });
+    const sent = await ok(server, ["put", "-r", src, "dest", "--delete", "--json"]);
+    const dest = `${fs.path}/root/dest`;
+    assert.equal(await Deno.readTextFile(`${dest}/README.md`), "new readme");
+    assert.equal(await Deno.readTextFile(`${dest}/license`), "new licence");
+    assert.equal(await Deno.readTextFile(`${dest}/docs/guide.txt`), "new guide");
+    assert.equal(names(dest).length, 4, `${names(dest)}`);
+    assert.equal(names(`${dest}/docs`).length, 1, `${names(`${dest}/docs`)}`);
+    assert.equal(summaryOf(sent).deleted, 2, "gone.txt and Docs/extra.txt only");
+
+    // The same again: nothing to send, nothing to delete, whatever case each name has here.
+    const again = await ok(server, ["put", "-r", src, "dest", "--delete", "--json"]);
+    assert.deepEqual(
+      [summaryOf(again).files, summaryOf(again).skipped, summaryOf(again).deleted],
+      [0, 3, 0],
+    );
+    assert.equal(await Deno.readTextFile(`${dest}/readme.md`), "new readme");
+  },
+});
+
+Deno.test({
+  name: "get -r --delete into a case-folding folder keeps a file whose name differs only by case",
+  ignore,
+  fn: async () => {
+    await using fs = await caseFolding();
+    await using server = await startServer();
+    const tree = `${server.root}/tree`;
+    await Deno.mkdir(`${tree}/Sub`, { recursive: true });
+    await put(`${tree}/readme.md`, "new readme");
+    await put(`${tree}/NOTES`, "new notes");
+    await put(`${tree}/Sub/a.txt`, "new a");
+    await manyBatches(tree);
+    const local = `${fs.path}/tree`;
+    await Deno.mkdir(`${local}/sub`, { recursive: true });
+    await put(`${local}/README.md`, "old");
+    await put(`${local}/notes`, "old");
+    await put(`${local}/sub/A.TXT`, "old a");
+    await put(`${local}/sub/b.txt`, "extra");
+    const got = await ok(server, ["get", "-r", "tree", local, "--delete", "--json"]);
+    assert.equal(await Deno.readTextFile(`${local}/readme.md`), "new readme");
+    assert.equal(await Deno.readTextFile(`${local}/notes`), "new notes");
+    assert.equal(await Deno.readTextFile(`${local}/sub/a.txt`), "new a");
+    assert.equal(names(local).length, 4, `${names(local)}`);
+    assert.deepEqual(names(`${local}/sub`).map((n) => n.toLowerCase()), ["a.txt"]);
+    assert.equal(summaryOf(got).deleted, 1, "sub/b.txt only");
+    const again = await ok(server, ["get", "-r", "tree", local, "--delete", "--json"]);
+    assert.deepEqual(
+      [summaryOf(again).files, summaryOf(again).skipped, summaryOf(again).deleted],
+      [0, 3, 0],
+    );
+  },
+});
+
+Deno.test({
+  name: "a tree with two names that differ only by case is refused by a case-folding receiver",
+  ignore,
+  fn: async () => {
+    await using fs = await caseFolding();
+    await using work = await makeTempDir();
+    const src = `${work.path}/src`;
+    await Deno.mkdir(src);
+    await put(`${src}/a.txt`, "one");
+    await put(`${src}/A.txt`, "two");
+    await using server = await startServer({ root: `${fs.path}/root` });
+    const refused = await ferry(server, ["put", "-r", src, "dest"]);
+    assertFailure(refused, /names differ only by case: a\.txt/, { what: "put -r" });
+    assert.deepEqual(names(`${fs.path}/root/dest`).length <= 1, true);
+  },
+});
