@@ -29,7 +29,7 @@ import {
   uploadSink,
 } from "./tree_transfer.ts";
 import type { ManifestEntry } from "./tree_transfer_protocol.ts";
-import { foldsCase, MODE_BITS, TreeWalker } from "./tree_walk.ts";
+import { entryOf, foldsCase, MODE_BITS, TreeWalker } from "./tree_walk.ts";
 
 /**
  * A walk of the folder at `real`, leaving out what no client may see and, unless `keepInvalid`,
@@ -94,13 +94,20 @@ export function folderSink(store: ServedFolder, base: string | undefined): TreeS
     });
   return {
     check: (path) => void checkName(name(path)),
-    walker: async () => {
+    walker: async (path) => {
+      const at = path ? name(path) : base;
       try {
-        return await walkServed(store, await resolveFolder(store, base), base);
+        return await walkServed(store, await resolveFolder(store, at), at);
       } catch (error) {
         if (error instanceof StoreError && error.code === "not_found") return null;
         throw error;
       }
+    },
+    stat: async (path) => {
+      const folder = await store.folderOf(name(path)).catch(() => null);
+      if (folder === null) return null;
+      const info = await Deno.lstat(join(folder, checkName(name(path)).at(-1)!)).catch(() => null);
+      return info && entryOf(path, info);
     },
     makeBase: async () => {
       if (base !== undefined) await makeDir(store, base, { parents: true });

@@ -25,7 +25,7 @@ import {
   type TreeSource,
 } from "./tree_transfer.ts";
 import type { ManifestEntry, ManifestTop } from "./tree_transfer_protocol.ts";
-import { foldsCase, MODE_BITS, TreeWalker, type WalkEntry } from "./tree_walk.ts";
+import { entryOf, foldsCase, MODE_BITS, TreeWalker, type WalkEntry } from "./tree_walk.ts";
 import { childOf } from "./disk_jobs.ts";
 
 /** Whether `path` is a regular file itself (not a symlink to one); false when missing. */
@@ -247,24 +247,35 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
         );
       }
     },
-    walker: async () => {
-      let info: Deno.FileInfo;
-      try {
-        info = await Deno.stat(base);
-      } catch (error) {
-        if (error instanceof Deno.errors.NotFound) return null;
-        throw cannotRead(base, error);
+    walker: async (path) => {
+      let real: string;
+      if (path) {
+        // A folder within: reached as any other, never through a symlink.
+        const dir = await folder(path.split("/"), false);
+        if (dir === null) return null;
+        real = dir;
+      } else {
+        let info: Deno.FileInfo;
+        try {
+          info = await Deno.stat(base);
+        } catch (error) {
+          if (error instanceof Deno.errors.NotFound) return null;
+          throw cannotRead(base, error);
+        }
+        if (!info.isDirectory) throw new UserError(`Cannot write into ${base}: not a folder`);
+        real = await top();
       }
-      if (!info.isDirectory) throw new UserError(`Cannot write into ${base}: not a folder`);
-      const real = await top();
       return await TreeWalker.open(real, {
         sync: true,
         // A staging file an interrupted run left behind: ours, so it goes, unless --resume may
         // continue it (a few, at most: one per file cut).
-        skip: (path) => {
-          if (!isTreePart(path)) return false;
-          const full = join(real, path);
-          if (resume && keptParts.size < MAX_KEPT_PARTS && isKept(path)) {
+        skip: (name) => {
+          if (!isTreePart(name)) return false;
+          // A walk of a folder within comes mid-transfer (a sweep, lib/tree_receive.ts): the
+          // staging files there may be this transfer's own.
+          if (path) return true;
+          const full = join(real, name);
+          if (resume && keptParts.size < MAX_KEPT_PARTS && isKept(name)) {
             keptParts.add(full);
           } else {
             removeQuietly(full);
@@ -272,6 +283,16 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
           return true;
         },
       });
+    },
+    stat: async (path) => {
+      const { parents, leaf } = split(path);
+      const dir = await folder(parents, false).catch(() => null);
+      if (dir === null) return null;
+      try {
+        return entryOf(path, Deno.lstatSync(join(dir, leaf)));
+      } catch {
+        return null;
+      }
     },
     makeBase: async () => {
       await Deno.mkdir(base, { recursive: true }).catch((error) => {

@@ -151,6 +151,7 @@ class TreeReceiver {
       maxFileSize: options.maxFileSize,
       maxTotalSize: options.maxTotalSize,
       local: io.local,
+      caseInsensitive: caseless,
     });
     this.#offers = new ResumeOffers(sink, { resume: options.resume, local: io.local });
     this.#files = new FileReceiver(io, sink, report, options);

@@ -11,7 +11,7 @@
 
 import { StoreError } from "./errors.ts";
 import type { ManifestEntry } from "./tree_transfer_protocol.ts";
-import { comparePath } from "./tree_walk.ts";
+import { comparePath, foldName } from "./tree_walk.ts";
 import { linkStaysInside } from "./tree_links.ts";
 
 /** Default cap on the number of entries a receiver accepts. */
@@ -120,7 +120,7 @@ export class ManifestCheck {
       // Two names that differ only by case would be one file here: the second would overwrite
       // the first (or land inside it), whatever the manifest meant.
       const names = this.#folded.get(parent) ?? new Set<string>();
-      const key = entry.path.slice(cut + 1).normalize("NFC").toLowerCase();
+      const key = foldName(entry.path.slice(cut + 1));
       if (names.has(key)) throw badManifest(`names differ only by case: ${entry.path}`);
       if (names.size >= MAX_FOLDED_NAMES) {
         throw new StoreError(

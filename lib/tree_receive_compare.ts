@@ -13,7 +13,7 @@ import { StoreError } from "./errors.ts";
 import { localWait, type LocalWaits, overLimitMessage } from "./transfer.ts";
 import { type ManifestEntry, MAX_BATCH_ENTRIES } from "./tree_transfer_protocol.ts";
 import type { TreeSink } from "./tree_transfer.ts";
-import { comparePath, type EntryWalk, type WalkEntry } from "./tree_walk.ts";
+import { comparePath, type EntryWalk, foldName, type WalkEntry } from "./tree_walk.ts";
 import type { ReceiveReport } from "./tree_receive_report.ts";
 import type { ReceivedFolders } from "./tree_receive_folders.ts";
 
@@ -29,6 +29,12 @@ export interface TreeCompareOptions {
   maxTotalSize?: number;
   /** Told while the receiver waits on its own files, which a stall watchdog must not count. */
   local?: LocalWaits;
+  /**
+   * The receiving folder's filesystem folds case (default false): a name the walk does not find
+   * as spelled is looked up by the filesystem ({@link TreeSink.stat}), and `delete` sweeps each
+   * folder once the manifest has left it rather than deleting as the walk passes.
+   */
+  caseInsensitive?: boolean;
 }
 
 /** What a {@link TreeCompare} acts through. */
@@ -80,6 +86,19 @@ export class TreeCompare {
    * them: `--delete` keeps them and what is under them.
    */
   #spared: string[] = [];
+  #caseless: boolean;
+  /**
+   * `delete` where the filesystem folds case: a name the receiver has under another case than
+   * the sender's is the same entry, which the receiver's walk (in code-point order) meets apart
+   * from the sender's, before it or after it, even batches later; deleting it as the walk passed
+   * it deleted the file just received. So each folder that was there already is swept once the
+   * manifest leaves it, of the names whose folded form the sender has not sent there, nor noted.
+   */
+  #sweeping: boolean;
+  /** Sweeping: the folders to sweep on the way to the current entry, innermost last. */
+  #sweeps: string[] = [];
+  /** Sweeping: the folded names the sender has (sent or noted) in each folder to sweep. */
+  #sent = new Map<string, Set<string>>();
 
   constructor(parts: TreeCompareParts, options: TreeCompareOptions = {}) {
     this.#own = parts.own;
@@ -91,6 +110,8 @@ export class TreeCompare {
     this.#maxFileSize = options.maxFileSize;
     this.#maxTotalSize = options.maxTotalSize;
     this.#local = options.local;
+    this.#caseless = options.caseInsensitive ?? false;
+    this.#sweeping = this.#caseless && this.#delete;
   }
 
   /** Bytes of the files needed so far. */
@@ -108,6 +129,9 @@ export class TreeCompare {
     // Only notes out of order (a hostile sender's) could pile up, and then they protect less.
     if (this.#spared.length >= 2 * MAX_BATCH_ENTRIES) this.#spared.shift();
     this.#spared.push(path);
+    // Held until its folder is swept, or entered as new; only a hostile sender's notes, in
+    // folders it never sends, would be left over, and past this many they protect nothing.
+    if (this.#sweeping && this.#sent.size < 4 * MAX_BATCH_ENTRIES) this.#sentIn(path);
   }
 
   /**
@@ -117,21 +141,35 @@ export class TreeCompare {
    * Whether the entry is a file the receiver needs; if so, its folder counts as changed.
    */
   async visit(index: number, entry: ManifestEntry): Promise<boolean> {
-    const mine = await this.#catchUp(entry.path);
+    if (this.#sweeping) await this.#sweepLeft(entry.path);
+    let mine = await this.#catchUp(entry.path);
+    /** Whether `mine` is the walk's current entry, which the walk is moved past below. */
+    const walked = mine !== undefined;
+    if (!mine && this.#caseless && this.#own && this.#sink.stat) {
+      // The walk meets a name under the case the receiver has it: this one may be there still.
+      mine = await localWait(this.#local, () => this.#sink.stat!(entry.path)) ?? undefined;
+    }
+    const pass = walked ? (descend: boolean) => this.#own!.next(descend) : () => undefined;
+    if (this.#sweeping) {
+      const cut = entry.path.lastIndexOf("/");
+      const parent = cut < 0 ? "" : entry.path.slice(0, cut);
+      if (parent === "" || this.#sweeps.at(-1) === parent) this.#sentIn(entry.path);
+    }
     this.#passNotes(entry.path);
     this.#folders.leave(entry.path, index - 1);
     if (entry.type === "link") {
+      await pass(false);
       await this.#link(index, entry, mine);
       return false;
     }
     if (entry.type === "dir") {
-      await this.#folder(entry, mine);
+      await this.#folder(entry, mine, pass);
       return false;
     }
     // A file, by far the most common entry: handled here rather than in a method of its own,
     // which would cost each entry of a pass that changes nothing one more await.
     if (mine?.type === "dir") {
-      await this.#own!.next(false);
+      await pass(false);
       if (!this.#delete) {
         await this.#report.refused(
           index,
@@ -142,7 +180,7 @@ export class TreeCompare {
         return false;
       }
     } else if (mine) {
-      await this.#own!.next(false);
+      await pass(false);
     }
     // A folder in the way goes only once the file that replaces it is wanted: a file refused
     // (over a limit) leaves it as it was.
@@ -171,19 +209,25 @@ export class TreeCompare {
   }
 
   /** A folder of the manifest: made (replacing a file or link of its name) unless it is here. */
-  async #folder(entry: ManifestEntry, mine: WalkEntry | undefined): Promise<void> {
-    const own = this.#own!;
+  async #folder(
+    entry: ManifestEntry,
+    mine: WalkEntry | undefined,
+    pass: (descend: boolean) => Promise<void> | undefined,
+  ): Promise<void> {
     if (mine?.type === "dir") {
-      await own.next(true);
+      await pass(true);
+      if (this.#sweeping) this.#sweeps.push(entry.path);
     } else {
       if (mine) {
         // A file (or link) where the sender has a folder: the folder wins, as a newer file
         // would replace an older one.
-        await own.next(false);
+        await pass(false);
         if (!this.#dry) await this.#sink.remove(entry.path);
       }
       if (!this.#dry) await this.#sink.makeDir(entry.path);
       this.#folders.changed(entry.path);
+      // New here: nothing in it to sweep, and no notes to hold for it.
+      this.#sent.delete(entry.path);
     }
     this.#folders.enter(entry, mine?.type === "dir" ? mine : undefined);
   }
@@ -194,7 +238,46 @@ export class TreeCompare {
    */
   async end(last: number): Promise<void> {
     await this.#catchUp(undefined);
+    if (this.#sweeping) {
+      await this.#sweepLeft(undefined);
+      if (this.#own) await this.#sweep("");
+    }
     this.#folders.leave(undefined, last);
+  }
+
+  /** Sweeping: notes that the sender has `path`, in its folder's folded names. */
+  #sentIn(path: string): void {
+    const cut = path.lastIndexOf("/");
+    const parent = cut < 0 ? "" : path.slice(0, cut);
+    const keys = this.#sent.get(parent) ?? new Set<string>();
+    keys.add(foldName(path.slice(cut + 1)));
+    this.#sent.set(parent, keys);
+  }
+
+  /** Sweeping: removes what the folder `folder` holds that the sender has under no case. */
+  async #sweep(folder: string): Promise<void> {
+    const keys = this.#sent.get(folder);
+    this.#sent.delete(folder);
+    const walk = await localWait(this.#local, () => this.#sink.walker(folder));
+    if (!walk) return;
+    try {
+      for (let found = walk.peek(); found; found = walk.peek()) {
+        await walk.next(false);
+        if (keys?.has(foldName(found.path))) continue;
+        const path = folder === "" ? found.path : `${folder}/${found.path}`;
+        await this.#removeExtra({ ...found, path });
+      }
+    } finally {
+      walk.close?.();
+    }
+  }
+
+  /** Sweeping: the folders the manifest has left on its way to `path` (all, when undefined). */
+  async #sweepLeft(path: string | undefined): Promise<void> {
+    const sweeps = this.#sweeps;
+    while (sweeps.length > 0 && (path === undefined || !path.startsWith(sweeps.at(-1)! + "/"))) {
+      await this.#sweep(sweeps.pop()!);
+    }
   }
 
   /** Gives back what the walk holds, if it stopped before its end. */
@@ -221,7 +304,7 @@ export class TreeCompare {
       if (order > 0) return undefined;
       if (order === 0) return mine;
       await own!.next(false);
-      await this.#removeExtra(mine);
+      if (!this.#sweeping) await this.#removeExtra(mine);
     }
     return undefined;
   }
@@ -252,7 +335,6 @@ export class TreeCompare {
   async #link(index: number, entry: ManifestEntry, mine: WalkEntry | undefined): Promise<void> {
     const sink = this.#sink;
     const target = entry.target!;
-    if (mine) await this.#own!.next(false);
     if (mine?.type === "link") {
       const current = await sink.readLink?.(entry.path).catch(() => null);
       if (current === target) {

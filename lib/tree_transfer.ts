@@ -187,8 +187,17 @@ export interface KeptPart {
 export interface TreeSink {
   /** Refuses a path that breaks the name rules ({@link StoreError} `bad_name`). */
   check(path: string): void;
-  /** A walk of what the receiving folder holds now; null when there is no such folder yet. */
-  walker(): Promise<EntryWalk | null>;
+  /**
+   * A walk of what the receiving folder (or its folder `path`) holds now; null when there is no
+   * such folder.
+   */
+  walker(path?: string): Promise<EntryWalk | null>;
+  /**
+   * What the receiver has at `path`, found by the filesystem's own lookup (which folds case where
+   * the filesystem does), never through a symlink on the way; null when nothing is there. Asked
+   * only where {@link caseInsensitive} holds, for a name its walk did not find as spelled.
+   */
+  stat?(path: string): Promise<WalkEntry | null>;
   /** Creates the receiving folder itself, if it is missing. */
   makeBase(): Promise<void>;
   /** Creates a folder whose parent exists. */

@@ -557,6 +557,20 @@ export class ListWalk implements EntryWalk {
 }
 
 /**
+ * The key two names share when a filesystem that folds case (APFS, NTFS) takes them for one:
+ * composed (NFC, as APFS ignores the form) and lowercased. Coarser than some filesystems' own
+ * rule, never finer, so names it tells apart are two names there too.
+ *
+ * @example
+ * ```ts
+ * foldName("README.md") === foldName("readme.md"); // true
+ * ```
+ */
+export function foldName(name: string): string {
+  return name.normalize("NFC").toLowerCase();
+}
+
+/**
  * Whether the filesystem holding the folder `dir` folds case, so that `A` and `a` name one file.
  * Told without writing where the folder holds a name with an ASCII letter: that name is looked up
  * in the other case (the same file: it folds). Asking so leaves the folder as it was, mtime and

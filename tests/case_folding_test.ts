@@ -113,8 +113,8 @@ Deno.test({
     await using work = await makeTempDir();
     await Deno.mkdir(`${fs.path}/root/dest/Docs`, { recursive: true });
     await put(`${fs.path}/root/dest/readme.md`, "old");
-    await put(`${fs.path}/root/dest/LICENSE`, "old licence");
-    await put(`${fs.path}/root/dest/Docs/Guide.txt`, "old guide");
+    await put(`${fs.path}/root/dest/LICENSE`, "old");
+    await put(`${fs.path}/root/dest/Docs/Guide.txt`, "old");
     await put(`${fs.path}/root/dest/Docs/extra.txt`, "extra");
     await put(`${fs.path}/root/dest/gone.txt`, "gone");
     const src = `${work.path}/src`;
@@ -159,7 +159,7 @@ Deno.test({
     await Deno.mkdir(`${local}/sub`, { recursive: true });
     await put(`${local}/README.md`, "old");
     await put(`${local}/notes`, "old");
-    await put(`${local}/sub/A.TXT`, "old a");
+    await put(`${local}/sub/A.TXT`, "old");
     await put(`${local}/sub/b.txt`, "extra");
     const got = await ok(server, ["get", "-r", "tree", local, "--delete", "--json"]);
     assert.equal(await Deno.readTextFile(`${local}/readme.md`), "new readme");
