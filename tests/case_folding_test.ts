@@ -192,3 +192,54 @@ Deno.test({
     assert.deepEqual(names(`${fs.path}/root/dest`).length <= 1, true);
   },
 });
+
+Deno.test({
+  name: "a no-change pass skips a file the receiver has under another case or Unicode form",
+  ignore,
+  fn: async () => {
+    await using fs = await caseFolding();
+    await using work = await makeTempDir();
+    const src = `${work.path}/src`;
+    await Deno.mkdir(src);
+    // "é" decomposed on the sender, composed on the receiver: one name on APFS.
+    await put(`${src}/Cafe\u0301.txt`, "same");
+    await put(`${src}/README.md`, "same");
+    await Deno.mkdir(`${fs.path}/root/dest`, { recursive: true });
+    await put(`${fs.path}/root/dest/caf\u00e9.TXT`, "same");
+    await put(`${fs.path}/root/dest/readme.md`, "same");
+    await using server = await startServer({ root: `${fs.path}/root` });
+    for (const args of [[], ["--delete"]]) {
+      const again = await ok(server, ["put", "-r", src, "dest", "--json", ...args]);
+      assert.deepEqual(
+        [summaryOf(again).files, summaryOf(again).skipped, summaryOf(again).deleted],
+        [0, 2, 0],
+        args.join(" "),
+      );
+    }
+    assert.deepEqual(names(`${fs.path}/root/dest`), ["caf\u00e9.TXT", "readme.md"]);
+  },
+});
+
+Deno.test({
+  name: "mv changes only the case of a name on a case-folding server; rm and mkdir fold case",
+  ignore,
+  fn: async () => {
+    await using fs = await caseFolding();
+    await Deno.mkdir(`${fs.path}/root/docs`, { recursive: true });
+    await put(`${fs.path}/root/readme.md`, "text");
+    await put(`${fs.path}/root/other`, "other");
+    await using server = await startServer({ root: `${fs.path}/root` });
+    await ok(server, ["mv", "readme.md", "README.md"]);
+    await ok(server, ["mv", "docs", "Docs"]);
+    assert.deepEqual(names(`${fs.path}/root`), ["Docs", "README.md", "other"]);
+    assert.equal(await Deno.readTextFile(`${fs.path}/root/README.md`), "text");
+    // Another file under a name that folds alike is replaced only with --overwrite.
+    assertFailure(await ferry(server, ["mv", "other", "readme.MD"]), /File exists/, {
+      what: "mv over a case variant",
+    });
+    assert.equal(await Deno.readTextFile(`${fs.path}/root/README.md`), "text");
+    assertFailure(await ferry(server, ["mkdir", "DOCS"]), /exists/i, { what: "mkdir" });
+    await ok(server, ["rm", "readme.MD"]);
+    assert.deepEqual(names(`${fs.path}/root`), ["Docs", "other"]);
+  },
+});
