@@ -8,9 +8,10 @@
  * @module
  */
 
-import { dirname, isAbsolute, join, resolve, sep } from "node:path";
+import { basename, dirname, isAbsolute, join, resolve, sep } from "node:path";
 import { StoreError } from "./errors.ts";
 import { checkName, quote } from "./remote_name.ts";
+import { foldName } from "./tree_walk.ts";
 import { moveNoClobber, syncDir } from "./staged_file.ts";
 import type {
   BeginUploadOptions,
@@ -196,6 +197,14 @@ export async function moveName(
     throw new StoreError("bad_request", `Cannot move ${quote(from)} into itself`);
   }
   const existing = await lstatOrNull(target);
+  if (existing && sameEntry(source!, info, target, existing)) {
+    // One name under another case, on a filesystem that folds case: only its spelling changes.
+    store.forgetFolders();
+    await Deno.rename(source!, target);
+    store.forgetFolders();
+    await flushFolder(store, dirname(target));
+    return;
+  }
   if (existing) {
     if (existing.isDirectory) throw new StoreError("not_a_file", `${quote(to)} is a folder`);
     if (info.isDirectory) {
@@ -214,6 +223,17 @@ export async function moveName(
   store.forgetFolders();
   await flushFolder(store, join(target, ".."));
   await flushFolder(store, join(source!, ".."));
+}
+
+/**
+ * Whether `source` and `target` are one entry under two spellings (a filesystem that folds case
+ * finds it by both): one folder, names that fold alike, one inode. Two hard links of one file
+ * are two names, and stay so.
+ */
+function sameEntry(source: string, info: Deno.FileInfo, target: string, found: Deno.FileInfo) {
+  return dirname(source) === dirname(target) &&
+    foldName(basename(source)) === foldName(basename(target)) &&
+    info.ino !== null && info.ino === found.ino && info.dev === found.dev;
 }
 
 /**
