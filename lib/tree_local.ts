@@ -271,9 +271,9 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
         // continue it (a few, at most: one per file cut).
         skip: (name) => {
           if (!isTreePart(name)) return false;
-          // A walk of a folder within comes mid-transfer (a sweep, lib/tree_receive.ts): the
-          // staging files there may be this transfer's own.
-          if (path) return true;
+          // A walk given a folder (the top one too: "") comes mid-transfer (a sweep,
+          // lib/tree_receive.ts): the staging files there may be this transfer's own.
+          if (path !== undefined) return true;
           const full = join(real, name);
           if (resume && keptParts.size < MAX_KEPT_PARTS && isKept(name)) {
             keptParts.add(full);

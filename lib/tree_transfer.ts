@@ -188,8 +188,9 @@ export interface TreeSink {
   /** Refuses a path that breaks the name rules ({@link StoreError} `bad_name`). */
   check(path: string): void;
   /**
-   * A walk of what the receiving folder (or its folder `path`) holds now; null when there is no
-   * such folder.
+   * A walk of what the receiving folder holds now; null when there is no such folder. Given a
+   * `path` (`""`: the receiving folder itself), a walk of that folder in the middle of the
+   * transfer, which leaves alone whatever the transfer itself may have under way there.
    */
   walker(path?: string): Promise<EntryWalk | null>;
   /**
