@@ -78,13 +78,14 @@ async function put(path: string, text: string, mtime = 1_600_000_000_000): Promi
 }
 
 /**
- * Empty folders under `dir/data` with names long enough to fill more than one manifest batch: what
- * sorts before `data` and what sorts after it are then compared in different batches, the
- * second after the first one's files were written.
+ * Empty folders under `dir/data`, four deep, with paths long enough to fill more than two
+ * manifest batches (48 KiB each): what sorts before `data` and what sorts after it are then
+ * compared in batches apart, the second after the first one's files were written.
  */
 async function manyBatches(dir: string): Promise<void> {
-  for (let i = 0; i < 700; i++) {
-    await Deno.mkdir(`${dir}/data/${"x".repeat(200)}${i}`, { recursive: true });
+  const long = "x".repeat(200);
+  for (let i = 0; i < 55; i++) {
+    await Deno.mkdir(`${dir}/data/${long}${i}/${long}/${long}/${long}`, { recursive: true });
   }
 }
 
@@ -189,7 +190,15 @@ Deno.test({
     await using server = await startServer({ root: `${fs.path}/root` });
     const refused = await ferry(server, ["put", "-r", src, "dest"]);
     assertFailure(refused, /names differ only by case: a\.txt/, { what: "put -r" });
-    assert.deepEqual(names(`${fs.path}/root/dest`).length <= 1, true);
+    assert.deepEqual(names(`${fs.path}/root/dest`), []);
+    // The client on such a filesystem refuses the server's tree as the server refused its own.
+    await using plain = await startServer();
+    await Deno.mkdir(`${plain.root}/tree/Sub`, { recursive: true });
+    await put(`${plain.root}/tree/Sub/x`, "one");
+    await put(`${plain.root}/tree/sub`, "two");
+    const got = await ferry(plain, ["get", "-r", "tree", `${fs.path}/tree`]);
+    assertFailure(got, /names differ only by case: sub/, { what: "get -r" });
+    assert.deepEqual(names(`${fs.path}/tree`), []);
   },
 });
 
