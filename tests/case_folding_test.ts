@@ -125,6 +125,13 @@ Deno.test({
     await put(`${src}/docs/guide.txt`, "new guide");
     await manyBatches(src);
     await using server = await startServer({ root: `${fs.path}/root` });
+    const dry = await ok(server, ["put", "-r", src, "dest", "--delete", "--dry-run"]);
+    assert.deepEqual(
+      new TextDecoder().decode(dry.stdout).split("\n").filter((l) => l.startsWith("delete ")),
+      // Named by the sender's folder, which is the receiver's Docs.
+      ["delete docs/extra.txt", "delete gone.txt"],
+    );
+    assert.equal(await Deno.readTextFile(`${fs.path}/root/dest/readme.md`), "old");
     const sent = await ok(server, ["put", "-r", src, "dest", "--delete", "--json"]);
     const dest = `${fs.path}/root/dest`;
     assert.equal(await Deno.readTextFile(`${dest}/README.md`), "new readme");
@@ -250,5 +257,26 @@ Deno.test({
     assertFailure(await ferry(server, ["mkdir", "DOCS"]), /exists/i, { what: "mkdir" });
     await ok(server, ["rm", "readme.MD"]);
     assert.deepEqual(names(`${fs.path}/root`), ["Docs", "other"]);
+  },
+});
+
+Deno.test({
+  name: "--delete keeps what the sender notes and does not send, under any case",
+  ignore,
+  fn: async () => {
+    await using fs = await caseFolding();
+    await using work = await makeTempDir();
+    const src = `${work.path}/src`;
+    await Deno.mkdir(`${src}/sub`, { recursive: true });
+    await put(`${src}/sub/a.txt`, "a");
+    // A symlink is left out with a note: the receiver's own file under that name is kept.
+    await Deno.symlink("a.txt", `${src}/sub/Link`);
+    await Deno.mkdir(`${fs.path}/root/dest/SUB`, { recursive: true });
+    await put(`${fs.path}/root/dest/SUB/link`, "mine");
+    await put(`${fs.path}/root/dest/SUB/b.txt`, "extra");
+    await using server = await startServer({ root: `${fs.path}/root` });
+    const sent = await ok(server, ["put", "-r", src, "dest", "--delete", "--json"]);
+    assert.equal(summaryOf(sent).deleted, 1);
+    assert.deepEqual(names(`${fs.path}/root/dest/SUB`), ["a.txt", "link"]);
   },
 });
