@@ -13,12 +13,14 @@ import {
   assertFailure,
   commandWorks,
   ferry,
+  filesEqual,
   makeTempDir,
+  spawnClient,
   startServer,
   type TempDir,
   waitFor,
 } from "./harness.ts";
-import { ok, summaryOf } from "./tree_helpers.ts";
+import { cuttingRelay, kill, largest, ok, resumeTree, summaryOf } from "./tree_helpers.ts";
 
 const PYTHON = "/usr/bin/python3";
 const FIXTURE = new URL("./fixtures/casefold_fs.py", import.meta.url).pathname;
@@ -278,5 +280,36 @@ Deno.test({
     const sent = await ok(server, ["put", "-r", src, "dest", "--delete", "--json"]);
     assert.equal(summaryOf(sent).deleted, 1);
     assert.deepEqual(names(`${fs.path}/root/dest/SUB`), ["a.txt", "link"]);
+  },
+});
+
+Deno.test({
+  name:
+    "get -r --resume --delete into a case-folding folder continues the cut file, under another case",
+  ignore,
+  fn: async () => {
+    await using fs = await caseFolding();
+    await using server = await startServer();
+    const big = 4 << 20;
+    await resumeTree(`${server.root}/tree`, big);
+    const dest = `${fs.path}/dest`;
+    await Deno.mkdir(`${dest}/SUB`, { recursive: true });
+    await put(`${dest}/SUB/C.TXT`, "old");
+    await put(`${dest}/A.txt`, "old");
+    const relay = cuttingRelay(server, big / 2, false, true);
+    const child = spawnClient(["127.0.0.1", String(relay.port), "get", "-r", "tree", dest]);
+    await waitFor(
+      "the big file half received",
+      async () => await largest(`${dest}/SUB`, /^\.ferry-.*\.part$/).catch(() => 0) >= big / 4,
+    );
+    await kill(child);
+    await relay.close();
+    const again = await ok(server, ["get", "-r", "tree", dest, "--resume", "--delete", "--json"]);
+    assert.ok(summaryOf(again).resumed >= big / 4, `resumed ${summaryOf(again).resumed}`);
+    assert.equal(summaryOf(again).deleted, 0);
+    assert.ok(await filesEqual(`${server.root}/tree/sub/big.bin`, `${dest}/sub/big.bin`));
+    assert.equal(await Deno.readTextFile(`${dest}/a.txt`), "alpha\n");
+    assert.equal(await Deno.readTextFile(`${dest}/sub/c.txt`), "gamma\n");
+    assert.deepEqual(names(`${dest}/SUB`).map((n) => n.toLowerCase()), ["big.bin", "c.txt"]);
   },
 });
