@@ -73,6 +73,18 @@ async function caseFolding(): Promise<TempDir> {
   return { path, [Symbol.asyncDispose]: unmount };
 }
 
+/** A test of its own case-folding filesystem, mounted at `fs` (skipped where FUSE is missing). */
+function caseFoldingTest(name: string, fn: (fs: string) => Promise<void>): void {
+  Deno.test({
+    name,
+    ignore,
+    fn: async () => {
+      await using fs = await caseFolding();
+      await fn(fs.path);
+    },
+  });
+}
+
 /** Writes `text` to `path` with the modification time `mtime` (ms). */
 async function put(path: string, text: string, mtime = 1_600_000_000_000): Promise<void> {
   await Deno.writeTextFile(path, text);
@@ -97,45 +109,41 @@ function names(path: string): string[] {
     .sort();
 }
 
-Deno.test({
-  name: "the case probe tells the case-folding filesystem from the folder under it",
-  ignore,
-  fn: async () => {
-    await using fs = await caseFolding();
-    assert.equal(await foldsCase(fs.path), true);
-    assert.equal(await foldsCase(`${fs.path}/../backing`), false);
-    assert.deepEqual(names(fs.path), [], "the probe leaves nothing behind");
+caseFoldingTest(
+  "the case probe tells the case-folding filesystem from the folder under it",
+  async (fs) => {
+    assert.equal(await foldsCase(fs), true);
+    assert.equal(await foldsCase(`${fs}/../backing`), false);
+    assert.deepEqual(names(fs), [], "the probe leaves nothing behind");
   },
-});
+);
 
-Deno.test({
-  name: "put -r --delete onto a case-folding server keeps a file whose name differs only by case",
-  ignore,
-  fn: async () => {
-    await using fs = await caseFolding();
+caseFoldingTest(
+  "put -r --delete onto a case-folding server keeps a file whose name differs only by case",
+  async (fs) => {
     await using work = await makeTempDir();
-    await Deno.mkdir(`${fs.path}/root/dest/Docs`, { recursive: true });
-    await put(`${fs.path}/root/dest/readme.md`, "old");
-    await put(`${fs.path}/root/dest/LICENSE`, "old");
-    await put(`${fs.path}/root/dest/Docs/Guide.txt`, "old");
-    await put(`${fs.path}/root/dest/Docs/extra.txt`, "extra");
-    await put(`${fs.path}/root/dest/gone.txt`, "gone");
+    await Deno.mkdir(`${fs}/root/dest/Docs`, { recursive: true });
+    await put(`${fs}/root/dest/readme.md`, "old");
+    await put(`${fs}/root/dest/LICENSE`, "old");
+    await put(`${fs}/root/dest/Docs/Guide.txt`, "old");
+    await put(`${fs}/root/dest/Docs/extra.txt`, "extra");
+    await put(`${fs}/root/dest/gone.txt`, "gone");
     const src = `${work.path}/src`;
     await Deno.mkdir(`${src}/docs`, { recursive: true });
     await put(`${src}/README.md`, "new readme");
     await put(`${src}/license`, "new licence");
     await put(`${src}/docs/guide.txt`, "new guide");
     await manyBatches(src);
-    await using server = await startServer({ root: `${fs.path}/root` });
+    await using server = await startServer({ root: `${fs}/root` });
     const dry = await ok(server, ["put", "-r", src, "dest", "--delete", "--dry-run"]);
     assert.deepEqual(
       new TextDecoder().decode(dry.stdout).split("\n").filter((l) => l.startsWith("delete ")),
       // Named by the sender's folder, which is the receiver's Docs.
       ["delete docs/extra.txt", "delete gone.txt"],
     );
-    assert.equal(await Deno.readTextFile(`${fs.path}/root/dest/readme.md`), "old");
+    assert.equal(await Deno.readTextFile(`${fs}/root/dest/readme.md`), "old");
     const sent = await ok(server, ["put", "-r", src, "dest", "--delete", "--json"]);
-    const dest = `${fs.path}/root/dest`;
+    const dest = `${fs}/root/dest`;
     assert.equal(await Deno.readTextFile(`${dest}/README.md`), "new readme");
     assert.equal(await Deno.readTextFile(`${dest}/license`), "new licence");
     assert.equal(await Deno.readTextFile(`${dest}/docs/guide.txt`), "new guide");
@@ -151,13 +159,11 @@ Deno.test({
     );
     assert.equal(await Deno.readTextFile(`${dest}/readme.md`), "new readme");
   },
-});
+);
 
-Deno.test({
-  name: "get -r --delete into a case-folding folder keeps a file whose name differs only by case",
-  ignore,
-  fn: async () => {
-    await using fs = await caseFolding();
+caseFoldingTest(
+  "get -r --delete into a case-folding folder keeps a file whose name differs only by case",
+  async (fs) => {
     await using server = await startServer();
     const tree = `${server.root}/tree`;
     await Deno.mkdir(`${tree}/Sub`, { recursive: true });
@@ -165,7 +171,7 @@ Deno.test({
     await put(`${tree}/NOTES`, "new notes");
     await put(`${tree}/Sub/a.txt`, "new a");
     await manyBatches(tree);
-    const local = `${fs.path}/tree`;
+    const local = `${fs}/tree`;
     await Deno.mkdir(`${local}/sub`, { recursive: true });
     await put(`${local}/README.md`, "old");
     await put(`${local}/notes`, "old");
@@ -184,48 +190,44 @@ Deno.test({
       [0, 3, 0],
     );
   },
-});
+);
 
-Deno.test({
-  name: "a tree with two names that differ only by case is refused by a case-folding receiver",
-  ignore,
-  fn: async () => {
-    await using fs = await caseFolding();
+caseFoldingTest(
+  "a tree with two names that differ only by case is refused by a case-folding receiver",
+  async (fs) => {
     await using work = await makeTempDir();
     const src = `${work.path}/src`;
     await Deno.mkdir(src);
     await put(`${src}/a.txt`, "one");
     await put(`${src}/A.txt`, "two");
-    await using server = await startServer({ root: `${fs.path}/root` });
+    await using server = await startServer({ root: `${fs}/root` });
     const refused = await ferry(server, ["put", "-r", src, "dest"]);
     assertFailure(refused, /names differ only by case: a\.txt/, { what: "put -r" });
-    assert.deepEqual(names(`${fs.path}/root/dest`), []);
+    assert.deepEqual(names(`${fs}/root/dest`), []);
     // The client on such a filesystem refuses the server's tree as the server refused its own.
     await using plain = await startServer();
     await Deno.mkdir(`${plain.root}/tree/Sub`, { recursive: true });
     await put(`${plain.root}/tree/Sub/x`, "one");
     await put(`${plain.root}/tree/sub`, "two");
-    const got = await ferry(plain, ["get", "-r", "tree", `${fs.path}/tree`]);
+    const got = await ferry(plain, ["get", "-r", "tree", `${fs}/tree`]);
     assertFailure(got, /names differ only by case: sub/, { what: "get -r" });
-    assert.deepEqual(names(`${fs.path}/tree`), []);
+    assert.deepEqual(names(`${fs}/tree`), []);
   },
-});
+);
 
-Deno.test({
-  name: "a no-change pass skips a file the receiver has under another case or Unicode form",
-  ignore,
-  fn: async () => {
-    await using fs = await caseFolding();
+caseFoldingTest(
+  "a no-change pass skips a file the receiver has under another case or Unicode form",
+  async (fs) => {
     await using work = await makeTempDir();
     const src = `${work.path}/src`;
     await Deno.mkdir(src);
     // "é" decomposed on the sender, composed on the receiver: one name on APFS.
     await put(`${src}/Cafe\u0301.txt`, "same");
     await put(`${src}/README.md`, "same");
-    await Deno.mkdir(`${fs.path}/root/dest`, { recursive: true });
-    await put(`${fs.path}/root/dest/caf\u00e9.TXT`, "same");
-    await put(`${fs.path}/root/dest/readme.md`, "same");
-    await using server = await startServer({ root: `${fs.path}/root` });
+    await Deno.mkdir(`${fs}/root/dest`, { recursive: true });
+    await put(`${fs}/root/dest/caf\u00e9.TXT`, "same");
+    await put(`${fs}/root/dest/readme.md`, "same");
+    await using server = await startServer({ root: `${fs}/root` });
     for (const args of [[], ["--delete"]]) {
       const again = await ok(server, ["put", "-r", src, "dest", "--json", ...args]);
       assert.deepEqual(
@@ -234,65 +236,58 @@ Deno.test({
         args.join(" "),
       );
     }
-    assert.deepEqual(names(`${fs.path}/root/dest`), ["caf\u00e9.TXT", "readme.md"]);
+    assert.deepEqual(names(`${fs}/root/dest`), ["caf\u00e9.TXT", "readme.md"]);
   },
-});
+);
 
-Deno.test({
-  name: "mv changes only the case of a name on a case-folding server; rm and mkdir fold case",
-  ignore,
-  fn: async () => {
-    await using fs = await caseFolding();
-    await Deno.mkdir(`${fs.path}/root/docs`, { recursive: true });
-    await put(`${fs.path}/root/readme.md`, "text");
-    await put(`${fs.path}/root/other`, "other");
-    await using server = await startServer({ root: `${fs.path}/root` });
+caseFoldingTest(
+  "mv changes only the case of a name on a case-folding server; rm and mkdir fold case",
+  async (fs) => {
+    await Deno.mkdir(`${fs}/root/docs`, { recursive: true });
+    await put(`${fs}/root/readme.md`, "text");
+    await put(`${fs}/root/other`, "other");
+    await using server = await startServer({ root: `${fs}/root` });
     await ok(server, ["mv", "readme.md", "README.md"]);
     await ok(server, ["mv", "docs", "Docs"]);
-    assert.deepEqual(names(`${fs.path}/root`), ["Docs", "README.md", "other"]);
-    assert.equal(await Deno.readTextFile(`${fs.path}/root/README.md`), "text");
+    assert.deepEqual(names(`${fs}/root`), ["Docs", "README.md", "other"]);
+    assert.equal(await Deno.readTextFile(`${fs}/root/README.md`), "text");
     // Another file under a name that folds alike is replaced only with --overwrite.
     assertFailure(await ferry(server, ["mv", "other", "readme.MD"]), /File exists/, {
       what: "mv over a case variant",
     });
-    assert.equal(await Deno.readTextFile(`${fs.path}/root/README.md`), "text");
+    assert.equal(await Deno.readTextFile(`${fs}/root/README.md`), "text");
     assertFailure(await ferry(server, ["mkdir", "DOCS"]), /exists/i, { what: "mkdir" });
     await ok(server, ["rm", "readme.MD"]);
-    assert.deepEqual(names(`${fs.path}/root`), ["Docs", "other"]);
+    assert.deepEqual(names(`${fs}/root`), ["Docs", "other"]);
   },
-});
+);
 
-Deno.test({
-  name: "--delete keeps what the sender notes and does not send, under any case",
-  ignore,
-  fn: async () => {
-    await using fs = await caseFolding();
+caseFoldingTest(
+  "--delete keeps what the sender notes and does not send, under any case",
+  async (fs) => {
     await using work = await makeTempDir();
     const src = `${work.path}/src`;
     await Deno.mkdir(`${src}/sub`, { recursive: true });
     await put(`${src}/sub/a.txt`, "a");
     // A symlink is left out with a note: the receiver's own file under that name is kept.
     await Deno.symlink("a.txt", `${src}/sub/Link`);
-    await Deno.mkdir(`${fs.path}/root/dest/SUB`, { recursive: true });
-    await put(`${fs.path}/root/dest/SUB/link`, "mine");
-    await put(`${fs.path}/root/dest/SUB/b.txt`, "extra");
-    await using server = await startServer({ root: `${fs.path}/root` });
+    await Deno.mkdir(`${fs}/root/dest/SUB`, { recursive: true });
+    await put(`${fs}/root/dest/SUB/link`, "mine");
+    await put(`${fs}/root/dest/SUB/b.txt`, "extra");
+    await using server = await startServer({ root: `${fs}/root` });
     const sent = await ok(server, ["put", "-r", src, "dest", "--delete", "--json"]);
     assert.equal(summaryOf(sent).deleted, 1);
-    assert.deepEqual(names(`${fs.path}/root/dest/SUB`), ["a.txt", "link"]);
+    assert.deepEqual(names(`${fs}/root/dest/SUB`), ["a.txt", "link"]);
   },
-});
+);
 
-Deno.test({
-  name:
-    "get -r --resume --delete into a case-folding folder continues the cut file, under another case",
-  ignore,
-  fn: async () => {
-    await using fs = await caseFolding();
+caseFoldingTest(
+  "get -r --resume --delete into a case-folding folder continues the cut file, under another case",
+  async (fs) => {
     await using server = await startServer();
     const big = 4 << 20;
     await resumeTree(`${server.root}/tree`, big);
-    const dest = `${fs.path}/dest`;
+    const dest = `${fs}/dest`;
     await Deno.mkdir(`${dest}/SUB`, { recursive: true });
     await put(`${dest}/SUB/C.TXT`, "old");
     await put(`${dest}/A.txt`, "old");
@@ -312,4 +307,4 @@ Deno.test({
     assert.equal(await Deno.readTextFile(`${dest}/sub/c.txt`), "gamma\n");
     assert.deepEqual(names(`${dest}/SUB`).map((n) => n.toLowerCase()), ["big.bin", "c.txt"]);
   },
-});
+);
