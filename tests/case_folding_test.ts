@@ -204,6 +204,15 @@ caseFoldingTest(
     const refused = await ferry(server, ["put", "-r", src, "dest"]);
     assertFailure(refused, /names differ only by case: a\.txt/, { what: "put -r" });
     assert.deepEqual(names(`${fs}/root/dest`), []);
+    // Final and medial sigma: two names to toLowerCase, one to a filesystem that folds by
+    // uppercase (NTFS) or by case folding (this one).
+    const greek = `${work.path}/greek`;
+    await Deno.mkdir(greek);
+    await put(`${greek}/\u03c3.txt`, "sigma");
+    await put(`${greek}/\u03c2.txt`, "final sigma");
+    const sigmas = await ferry(server, ["put", "-r", greek, "greek"]);
+    assertFailure(sigmas, /names differ only by case: \u03c3\.txt/, { what: "put -r" });
+    assert.deepEqual(names(`${fs}/root/greek`), []);
     // The client on such a filesystem refuses the server's tree as the server refused its own.
     await using plain = await startServer();
     await Deno.mkdir(`${plain.root}/tree/Sub`, { recursive: true });
