@@ -557,17 +557,19 @@ export class ListWalk implements EntryWalk {
 }
 
 /**
- * The key two names share when a filesystem that folds case (APFS, NTFS) takes them for one:
- * composed (NFC, as APFS ignores the form) and lowercased. Coarser than some filesystems' own
- * rule, never finer, so names it tells apart are two names there too.
+ * The key two names share when a filesystem that folds case (APFS, NTFS) may take them for one:
+ * composed (NFC, as APFS ignores the form), uppercased (NTFS compares by its uppercase table: `σ`
+ * and `ς` are both `Σ`) and lowercased again. Coarser where the filesystems differ (`ß` and `ss`
+ * are one here), so two names it tells apart are two names there too; coarser only refuses more.
  *
  * @example
  * ```ts
  * foldName("README.md") === foldName("readme.md"); // true
+ * foldName("\u03c3") === foldName("\u03c2"); // true
  * ```
  */
 export function foldName(name: string): string {
-  return name.normalize("NFC").toLowerCase();
+  return name.normalize("NFC").toUpperCase().toLowerCase().normalize("NFC");
 }
 
 /**
