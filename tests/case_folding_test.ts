@@ -317,3 +317,17 @@ caseFoldingTest(
     assert.deepEqual(names(`${dest}/SUB`).map((n) => n.toLowerCase()), ["big.bin", "c.txt"]);
   },
 );
+
+caseFoldingTest("the server's private folders are refused under any case", async (fs) => {
+  await using work = await makeTempDir();
+  await using server = await startServer({ root: `${fs}/root` });
+  const local = `${work.path}/x`;
+  await Deno.writeTextFile(local, "x");
+  for (const folder of [".FERRY-STAGING", ".Ferry-Resume"]) {
+    const put = await ferry(server, ["put", local, `${folder}/x`]);
+    assertFailure(put, /reserved for uploads in progress/, { what: `put into ${folder}` });
+    const list = await ferry(server, ["list", folder]);
+    assertFailure(list, /reserved for uploads in progress/, { what: `list ${folder}` });
+  }
+  assert.deepEqual(names(`${fs}/root/.ferry-staging`), []);
+});
