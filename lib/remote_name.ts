@@ -1,7 +1,8 @@
 /**
  * Remote names: the rules every name that arrives from the network must pass ({@link checkName})
  * before any store resolves it, the names reserved for the server's private folders
- * ({@link STAGING_DIR}; the kept uploads' folder is lib/kept_uploads.ts's), and how a name is
+ * ({@link STAGING_DIR}; the kept uploads' folder is lib/kept_uploads.ts's), which names a
+ * filesystem that folds case takes for one ({@link foldName}), and how a name is
  * shown in a message or a log line ({@link quote}). Shared by the folder store, the S3 store and
  * the tree operations.
  *
@@ -43,10 +44,28 @@ export function checkName(name: string): string[] {
     if (segment === ".") throw refuse('"." is not allowed');
     if (utf8Length(segment) > 255) throw refuse("a path segment is over 255 bytes");
   }
-  if (segments[0] === STAGING_DIR || segments[0] === RESUME_DIR) {
+  // Under any case: a root on a filesystem that folds case finds the folder by every spelling.
+  const first = segments[0].startsWith(".") ? foldName(segments[0]) : "";
+  if (first === STAGING_DIR || first === RESUME_DIR) {
     throw refuse("it is reserved for uploads in progress");
   }
   return segments;
+}
+
+/**
+ * The key two names share when a filesystem that folds case (APFS, NTFS) may take them for one:
+ * composed (NFC, as APFS ignores the form), uppercased (NTFS compares by its uppercase table: `σ`
+ * and `ς` are both `Σ`) and lowercased again. Coarser where the filesystems differ (`ß` and `ss`
+ * are one here), so two names it tells apart are two names there too; coarser only refuses more.
+ *
+ * @example
+ * ```ts
+ * foldName("README.md") === foldName("readme.md"); // true
+ * foldName("\u03c3") === foldName("\u03c2"); // true
+ * ```
+ */
+export function foldName(name: string): string {
+  return name.normalize("NFC").toUpperCase().toLowerCase().normalize("NFC");
 }
 
 /**

@@ -11,7 +11,8 @@
 
 import { StoreError } from "./errors.ts";
 import type { ManifestEntry } from "./tree_transfer_protocol.ts";
-import { comparePath, foldName } from "./tree_walk.ts";
+import { comparePath } from "./tree_walk.ts";
+import { foldName } from "./remote_name.ts";
 import { linkStaysInside } from "./tree_links.ts";
 
 /** Default cap on the number of entries a receiver accepts. */

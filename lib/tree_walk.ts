@@ -557,22 +557,6 @@ export class ListWalk implements EntryWalk {
 }
 
 /**
- * The key two names share when a filesystem that folds case (APFS, NTFS) may take them for one:
- * composed (NFC, as APFS ignores the form), uppercased (NTFS compares by its uppercase table: `σ`
- * and `ς` are both `Σ`) and lowercased again. Coarser where the filesystems differ (`ß` and `ss`
- * are one here), so two names it tells apart are two names there too; coarser only refuses more.
- *
- * @example
- * ```ts
- * foldName("README.md") === foldName("readme.md"); // true
- * foldName("\u03c3") === foldName("\u03c2"); // true
- * ```
- */
-export function foldName(name: string): string {
-  return name.normalize("NFC").toUpperCase().toLowerCase().normalize("NFC");
-}
-
-/**
  * Whether the filesystem holding the folder `dir` folds case, so that `A` and `a` name one file.
  * Told without writing where the folder holds a name with an ASCII letter: that name is looked up
  * in the other case (the same file: it folds). Asking so leaves the folder as it was, mtime and
