@@ -20,7 +20,15 @@ import {
   type TempDir,
   waitFor,
 } from "./harness.ts";
-import { cuttingRelay, kill, largest, ok, resumeTree, summaryOf } from "./tree_helpers.ts";
+import {
+  changeTimes,
+  cuttingRelay,
+  kill,
+  largest,
+  ok,
+  resumeTree,
+  summaryOf,
+} from "./tree_helpers.ts";
 
 const PYTHON = "/usr/bin/python3";
 const FIXTURE = new URL("./fixtures/casefold_fs.py", import.meta.url).pathname;
@@ -115,6 +123,14 @@ caseFoldingTest(
     assert.equal(await foldsCase(fs), true);
     assert.equal(await foldsCase(`${fs}/../backing`), false);
     assert.deepEqual(names(fs), [], "the probe leaves nothing behind");
+    // A folder holding a name with a letter is told by looking it up in the other case: nothing
+    // is written into it, its change time stays.
+    await Deno.mkdir(`${fs}/home`);
+    await put(`${fs}/home/Notes.txt`, "mine");
+    const before = await changeTimes(fs, ["home"]);
+    assert.equal(await foldsCase(`${fs}/home`), true);
+    assert.equal(await foldsCase(`${fs}/../backing/home`), false);
+    assert.deepEqual(await changeTimes(fs, ["home"]), before);
   },
 );
 
