@@ -21,7 +21,7 @@ import {
   waitFor,
   writeRandomFile,
 } from "./harness.ts";
-import { curl, HAS_CURL } from "./http_harness.ts";
+import { curl, HAS_CURL, rawStatus } from "./http_harness.ts";
 
 const decoder = new TextDecoder();
 
@@ -363,22 +363,12 @@ Deno.test("http: --http-qr prints the page's address as a QR code a phone can sc
   }
 });
 
-/** The status of `METHOD PATH` sent over a raw connection with the given Host (and Origin). */
-async function statusWithHost(base: string, method: string, path: string, host: string) {
-  const url = new URL(base);
-  using conn = await Deno.connect({ hostname: url.hostname, port: Number(url.port) });
-  const head = `${method} ${path} HTTP/1.1\r\nHost: ${host}\r\nOrigin: http://${host}\r\n` +
-    "Sec-Fetch-Site: same-origin\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-  const bytes = new TextEncoder().encode(head);
-  for (let offset = 0; offset < bytes.length;) offset += await conn.write(bytes.subarray(offset));
-  const buffer = new Uint8Array(64);
-  let filled = 0;
-  while (filled < 12) {
-    const n = await conn.read(buffer.subarray(filled));
-    if (n === null) break;
-    filled += n;
-  }
-  return Number(/^HTTP\/1\.1 (\d{3})/.exec(decoder.decode(buffer))?.[1] ?? 0);
+/** The status of `METHOD PATH` sent with the given Host, as a same-origin page would send it. */
+function statusWithHost(base: string, method: string, path: string, host: string) {
+  return rawStatus(base, method, path, {
+    host,
+    headers: { Origin: `http://${host}`, "Sec-Fetch-Site": "same-origin", "Content-Length": "0" },
+  });
 }
 
 Deno.test("http on loopback refuses a Host that is a name, as a rebound DNS name would send", async () => {

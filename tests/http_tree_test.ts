@@ -18,6 +18,7 @@ import {
   STAGING_DIR,
   startHttp,
 } from "./harness.ts";
+import { rawStatus } from "./http_harness.ts";
 
 /** Sends one request and returns its status and body text. */
 async function send(
@@ -28,23 +29,6 @@ async function send(
 ): Promise<{ status: number; text: string; headers: Headers }> {
   const response = await fetch(base + path.replace(/^\//, ""), { method, headers });
   return { status: response.status, text: await response.text(), headers: response.headers };
-}
-
-/** The status of a request sent as-is over a raw connection, its path never normalized. */
-async function rawStatus(base: string, method: string, path: string): Promise<number> {
-  const url = new URL(base);
-  using conn = await Deno.connect({ hostname: url.hostname, port: Number(url.port) });
-  const head = `${method} ${path} HTTP/1.1\r\nHost: ${url.host}\r\nConnection: close\r\n\r\n`;
-  const bytes = new TextEncoder().encode(head);
-  for (let offset = 0; offset < bytes.length;) offset += await conn.write(bytes.subarray(offset));
-  const buffer = new Uint8Array(64);
-  let filled = 0;
-  while (filled < 12) {
-    const n = await conn.read(buffer.subarray(filled));
-    if (n === null) break;
-    filled += n;
-  }
-  return Number(/^HTTP\/1\.1 (\d{3})/.exec(new TextDecoder().decode(buffer))?.[1] ?? 0);
 }
 
 async function exists(path: string): Promise<boolean> {
