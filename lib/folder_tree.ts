@@ -29,7 +29,8 @@ import {
   uploadSink,
 } from "./tree_transfer.ts";
 import type { ManifestEntry } from "./tree_transfer_protocol.ts";
-import { entryOf, foldsCase, MODE_BITS, TreeWalker } from "./tree_walk.ts";
+import { foldsCase } from "./case_folding.ts";
+import { entryOf, MODE_BITS, TreeWalker } from "./tree_walk.ts";
 
 /**
  * A walk of the folder at `real`, leaving out what no client may see and, unless `keepInvalid`,

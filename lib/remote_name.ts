@@ -1,8 +1,8 @@
 /**
  * Remote names: the rules every name that arrives from the network must pass ({@link checkName})
  * before any store resolves it, the names reserved for the server's private folders
- * ({@link STAGING_DIR}; the kept uploads' folder is lib/kept_uploads.ts's), which names a
- * filesystem that folds case takes for one ({@link foldName}), and how a name is
+ * ({@link STAGING_DIR}; the kept uploads' folder is lib/kept_uploads.ts's) under any case
+ * (lib/case_folding.ts), and how a name is
  * shown in a message or a log line ({@link quote}). Shared by the folder store, the S3 store and
  * the tree operations.
  *
@@ -10,6 +10,7 @@
  */
 
 import { StoreError } from "./errors.ts";
+import { foldName } from "./case_folding.ts";
 import { safeJson, utf8Length } from "./format.ts";
 import { RESUME_DIR } from "./kept_uploads.ts";
 import { BIDI_CONTROL, CONTROL_CHAR } from "./terminal_chars.ts";
@@ -50,22 +51,6 @@ export function checkName(name: string): string[] {
     throw refuse("it is reserved for uploads in progress");
   }
   return segments;
-}
-
-/**
- * The key two names share when a filesystem that folds case (APFS, NTFS) may take them for one:
- * composed (NFC, as APFS ignores the form), uppercased (NTFS compares by its uppercase table: `σ`
- * and `ς` are both `Σ`) and lowercased again. Coarser where the filesystems differ (`ß` and `ss`
- * are one here), so two names it tells apart are two names there too; coarser only refuses more.
- *
- * @example
- * ```ts
- * foldName("README.md") === foldName("readme.md"); // true
- * foldName("\u03c3") === foldName("\u03c2"); // true
- * ```
- */
-export function foldName(name: string): string {
-  return name.normalize("NFC").toUpperCase().toLowerCase().normalize("NFC");
 }
 
 /**

@@ -25,7 +25,8 @@ import {
   type TreeSource,
 } from "./tree_transfer.ts";
 import type { ManifestEntry, ManifestTop } from "./tree_transfer_protocol.ts";
-import { entryOf, foldsCase, MODE_BITS, TreeWalker, type WalkEntry } from "./tree_walk.ts";
+import { foldsCase } from "./case_folding.ts";
+import { entryOf, MODE_BITS, TreeWalker, type WalkEntry } from "./tree_walk.ts";
 import { childOf } from "./disk_jobs.ts";
 
 /** Whether `path` is a regular file itself (not a symlink to one); false when missing. */

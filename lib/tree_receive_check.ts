@@ -12,7 +12,7 @@
 import { StoreError } from "./errors.ts";
 import type { ManifestEntry } from "./tree_transfer_protocol.ts";
 import { comparePath } from "./tree_walk.ts";
-import { foldName } from "./remote_name.ts";
+import { foldName } from "./case_folding.ts";
 import { linkStaysInside } from "./tree_links.ts";
 
 /** Default cap on the number of entries a receiver accepts. */

@@ -14,7 +14,7 @@ import { localWait, type LocalWaits, overLimitMessage } from "./transfer.ts";
 import { type ManifestEntry, MAX_BATCH_ENTRIES } from "./tree_transfer_protocol.ts";
 import type { TreeSink } from "./tree_transfer.ts";
 import { comparePath, type EntryWalk, type WalkEntry } from "./tree_walk.ts";
-import { foldName } from "./remote_name.ts";
+import { foldName } from "./case_folding.ts";
 import type { ReceiveReport } from "./tree_receive_report.ts";
 import type { ReceivedFolders } from "./tree_receive_folders.ts";
 

@@ -10,7 +10,8 @@
 
 import { basename, dirname, isAbsolute, join, resolve, sep } from "node:path";
 import { StoreError } from "./errors.ts";
-import { checkName, foldName, quote } from "./remote_name.ts";
+import { foldName } from "./case_folding.ts";
+import { checkName, quote } from "./remote_name.ts";
 import { moveNoClobber, syncDir } from "./staged_file.ts";
 import type {
   BeginUploadOptions,

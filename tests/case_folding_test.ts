@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import { foldsCase } from "../lib/tree_walk.ts";
+import { foldsCase } from "../lib/case_folding.ts";
 import {
   assertFailure,
   commandWorks,

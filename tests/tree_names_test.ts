@@ -12,7 +12,7 @@ import { FrameReader } from "../lib/frame_reader.ts";
 import { FrameWriter } from "../lib/frame_writer.ts";
 import { localSink } from "../lib/tree_local.ts";
 import { receiveTree } from "../lib/tree_receive.ts";
-import { foldsCase } from "../lib/tree_walk.ts";
+import { foldsCase } from "../lib/case_folding.ts";
 import { makeTempDir, startServer, stderrLines } from "./harness.ts";
 import { changeTimes, createByBytes, dir, file, ok, out, snapshot } from "./tree_helpers.ts";
 
