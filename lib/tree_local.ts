@@ -96,6 +96,9 @@ export function isTreePart(path: string): boolean {
   return PART_NAME.test(path);
 }
 
+/** {@link PART_NAME} under any case: what a filesystem that folds case takes for a staging name. */
+const PART_NAME_ANY_CASE = new RegExp(PART_NAME.source, "i");
+
 /** Most parts a `--resume` holds on to as it walks: more than any interrupted run leaves. */
 const MAX_KEPT_PARTS = 1024;
 
@@ -240,8 +243,8 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
     check: (path) => {
       checkName(path);
       // A peer's name that is a staging file's would be written through (a link named so, say,
-      // then a big file staged under that name): such names are this client's alone.
-      if (isTreePart(path)) {
+      // then a big file staged under that name): such names are this client's alone, in any case.
+      if (PART_NAME_ANY_CASE.test(path)) {
         throw new StoreError(
           "bad_name",
           `Refused name ${quote(path)}: it is reserved for ferry's own staging files`,

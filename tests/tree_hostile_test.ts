@@ -331,6 +331,26 @@ Deno.test("get -r --links refuses a link named as the client's own staging file,
   assert.deepEqual([...Deno.readDirSync(local)].map((e) => e.name), ["docs"]);
 });
 
+Deno.test("get -r refuses a name that is the client's staging name under another case", async () => {
+  await using work = await makeTempDir();
+  const local = `${work.path}/dest`;
+  // On a filesystem that folds case this would be the staging file of `x` itself.
+  const part = (await partNameOf("x")).toUpperCase();
+  const result = await withFakeServer(
+    async (wire) => {
+      await wire.write(concat([
+        encodeControl(FrameType.OK, {}),
+        encodeControl(FrameType.MANIFEST, { entries: [file(part), file("x")], last: true }),
+      ]));
+      await wire.waitForClose(10000);
+    },
+    (port) => ferry({ host: "127.0.0.1", port }, ["get", "-r", "x", local]),
+    TREE_PEER,
+  );
+  assertFailure(result, /reserved for ferry's own staging files/, { what: part });
+  assert.equal(await pathExists(`${local}/${part}`), false);
+});
+
 Deno.test("get -r --resume never reads or continues a staging name that is a symlink", async () => {
   await using work = await makeTempDir();
   const outside = `${work.path}/outside`;
