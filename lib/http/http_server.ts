@@ -9,7 +9,7 @@
 
 import type { FileStore } from "../file_store.ts";
 import { quote } from "../remote_name.ts";
-import { formatAddr, isLoopback } from "../connection.ts";
+import { formatAddr, isLoopback, normalizeHost } from "../connection.ts";
 import { isIP } from "node:net";
 import { type Access, authorize, crossSite, SAFE_METHODS } from "./access.ts";
 import { PAGE_SCRIPT } from "./page_script.ts";
@@ -179,7 +179,7 @@ export function startHttpServer(options: HttpServerOptions): Promise<RunningHttp
  */
 function checkHost(url: URL, localOnly: boolean): void {
   if (!localOnly) return;
-  const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
+  const host = normalizeHost(url.hostname);
   if (isIP(host) !== 0 || host === "localhost" || host.endsWith(".localhost")) return;
   throw new HttpError(
     403,
