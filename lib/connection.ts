@@ -1,9 +1,9 @@
 /**
  * What the client and the server both do with a connection, below the protocol: read a host as
- * given, name the ends as `host:port` and tell a loopback address, send small frames at once ({@link noDelay}), close it
- * whether or not it is closed already, recognise a TLS peer by its first byte, tell a host name
- * that does not resolve from other failures to connect or listen, and how often a watchdog looks
- * at a connection for a time limit.
+ * given, name the ends as `host:port` and tell a loopback address, send small frames at once
+ * ({@link noDelay}), close it whether or not it is closed already, recognise a TLS peer by its
+ * first byte, tell a host name that does not resolve from other failures to connect or listen,
+ * and how often a watchdog looks at a connection for a time limit.
  *
  * @module
  */
