@@ -162,33 +162,20 @@ const NAMES_ONLY_FIELDS = new Set(["name", "type", "notUtf8"]);
  */
 export function parseTreeEntry(entry: unknown, namesOnly = false): TreeEntry {
   const e = entry as Record<string, unknown> | null;
-  if (namesOnly) {
-    if (
-      typeof e !== "object" || e === null || Array.isArray(e) || typeof e.name !== "string" ||
-      (e.type !== "file" && e.type !== "dir") ||
-      Object.keys(e).some((key) => !NAMES_ONLY_FIELDS.has(key)) ||
-      (e.notUtf8 !== undefined && e.notUtf8 !== true)
-    ) {
-      throw new ProtocolError("Malformed listing");
-    }
-    const parsed: TreeEntry = { name: e.name, type: e.type, size: 0, mtime: 0 };
-    if (e.notUtf8 === true) parsed.notUtf8 = true;
-    return parsed;
-  }
   if (
     typeof e !== "object" || e === null || typeof e.name !== "string" ||
     (e.type !== "file" && e.type !== "dir") ||
-    !(Number.isSafeInteger(e.size) && (e.size as number) >= 0) ||
-    typeof e.mtime !== "number" || !Number.isFinite(e.mtime)
+    (namesOnly
+      ? Object.keys(e).some((key) => !NAMES_ONLY_FIELDS.has(key)) ||
+        (e.notUtf8 !== undefined && e.notUtf8 !== true)
+      : !(Number.isSafeInteger(e.size) && (e.size as number) >= 0) ||
+        typeof e.mtime !== "number" || !Number.isFinite(e.mtime))
   ) {
     throw new ProtocolError("Malformed listing");
   }
-  const parsed: TreeEntry = {
-    name: e.name,
-    type: e.type,
-    size: e.size as number,
-    mtime: e.mtime,
-  };
+  const parsed: TreeEntry = namesOnly
+    ? { name: e.name, type: e.type, size: 0, mtime: 0 }
+    : { name: e.name, type: e.type, size: e.size as number, mtime: e.mtime as number };
   if (e.notUtf8 === true) parsed.notUtf8 = true;
   return parsed;
 }
