@@ -9,7 +9,7 @@
  */
 
 import { formatBytes } from "../format.ts";
-import type { PageLink } from "../folder_page.ts";
+import type { FolderPage, PageLink } from "../folder_page.ts";
 import {
   BY_NAME,
   formatCursor,
@@ -115,26 +115,15 @@ export interface ListingPageOptions {
 }
 
 /**
- * What the page of a big folder says about itself (lib/folder_page.ts `FolderPage`): where it
- * is, and where its links lead.
+ * What the page of a big folder says about itself: where it is and where its links lead (the
+ * counts and links of lib/folder_page.ts `FolderPage`), with the most entries on a page (`size`)
+ * and the search (`query`, `?q=`, "" for none).
  */
-export interface ListingPage {
+export interface ListingPage extends Omit<FolderPage, "entries"> {
   /** Most entries on a page. */
   size: number;
-  /** Entries the folder lists. */
-  total: number;
-  /** Of those, the ones the query keeps. */
-  matching: number;
-  /** Of those, the ones before this page. */
-  before: number;
   /** The search (`?q=`), "" for none. */
   query: string;
-  /** The page before this one: null is the first page, undefined none. */
-  previous: PageLink;
-  /** The page after this one. */
-  next: PageLink;
-  /** The last page: null when it is the first. */
-  last: PageLink;
 }
 
 /**
