@@ -165,9 +165,14 @@ export function parseQuery(text: string): string {
   return query;
 }
 
+/** Folders before files, whatever the sort: the first rule of every page order. */
+function foldersFirst(a: PageCursor, b: PageCursor): number {
+  return a.dir === b.dir ? 0 : a.dir ? -1 : 1;
+}
+
 /** Compares two places by name: folders first, then by name (tree_listing.ts's order). */
 export function comparePlaces(a: PageCursor, b: PageCursor): number {
-  return (a.dir === b.dir ? 0 : a.dir ? -1 : 1) || compareListed(a.name, b.name);
+  return foldersFirst(a, b) || compareListed(a.name, b.name);
 }
 
 /**
@@ -188,10 +193,9 @@ export function placeOrder(sort: PageSort): (a: PageCursor, b: PageCursor) => nu
   const sign = sort.descending ? -1 : 1;
   if (sort.key === "name") {
     return sort.descending
-      ? (a, b) => (a.dir === b.dir ? 0 : a.dir ? -1 : 1) || compareListed(b.name, a.name)
+      ? (a, b) => foldersFirst(a, b) || compareListed(b.name, a.name)
       : comparePlaces;
   }
   return (a, b) =>
-    (a.dir === b.dir ? 0 : a.dir ? -1 : 1) ||
-    sign * ((a.key ?? 0) - (b.key ?? 0) || compareListed(a.name, b.name));
+    foldersFirst(a, b) || sign * ((a.key ?? 0) - (b.key ?? 0) || compareListed(a.name, b.name));
 }
