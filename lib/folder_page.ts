@@ -61,6 +61,11 @@ export class BoundedHeap<T> {
     }
   }
 
+  /** The largest item kept (the heap's top, so no sort), undefined when none is. */
+  largest(): T | undefined {
+    return this.#items[0];
+  }
+
   /** The items kept, smallest first. */
   sorted(): T[] {
     return [...this.#items].sort(this.#compare);
@@ -177,10 +182,10 @@ export class PageSelector {
       ? undefined
       : this.before <= this.#size
       ? null
-      : place(this.#previous.sorted().at(-1)!);
+      : place(this.#previous.largest()!);
     const after = this.matching - this.before;
     const next = after > this.#size ? place(entries.at(-1)!) : undefined;
-    const last = this.matching <= this.#size ? null : place(this.#last.sorted().at(-1)!);
+    const last = this.matching <= this.#size ? null : place(this.#last.largest()!);
     return { entries, previous, next, last };
   }
 }

@@ -270,6 +270,7 @@ Deno.test("folder page: the bounded heaps pick what a full sort would", () => {
   const heap = new BoundedHeap<number>(3, (a, b) => a - b);
   for (const n of [9, 4, 7, 1, 8, 2, 6]) heap.offer(n);
   assert.deepEqual(heap.sorted(), [1, 2, 4]);
+  assert.equal(heap.largest(), 4, "the top is the largest kept, as the sort's last");
   // Random folders, cursors and sizes against the whole folder sorted.
   let seed = 7;
   const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
