@@ -98,13 +98,14 @@ export async function serveRead(call: Call): Promise<Response> {
   // asked for, in memory bounded by the page's size: a folder that fits is shown whole from
   // them; a bigger one (or a search, or a page after a cursor) a page at a time.
   const page = await listFolderPage(ctx.store, { dir, ...paging });
+  const asPage = paged || page.total > paging.size;
   const writer = new ListingPageWriter(
     target.name,
-    paged || page.total > paging.size
+    asPage
       ? { ...options, page: { ...page, size: paging.size, query: paging.query ?? "" } }
       : options,
   );
-  if (paged || page.total > paging.size) {
+  if (asPage) {
     return wholeListing(
       writer.head() + writer.add(page.entries) + writer.end(),
       html,
