@@ -38,6 +38,17 @@ export const PAGE_SCRIPT = String.raw`"use strict";
     return Array.prototype.filter.call(tbody.rows, function (r) { return r.dataset.name !== undefined && !r.classList.contains("up"); });
   }
   function cmp(a, b) { return a < b ? -1 : a > b ? 1 : 0; }
+  // The page's address with its parameters changed by edit (a URLSearchParams).
+  function addressWith(edit) {
+    var params = new URLSearchParams(location.search);
+    edit(params);
+    var search = params.toString();
+    return location.pathname + (search ? "?" + search : "");
+  }
+  // Makes url the page's address, so a reload shows what the page shows.
+  function showAddress(url) {
+    if (url !== location.pathname + location.search) history.replaceState(null, "", url);
+  }
   function sort() {
     // Each row's key is read once, and the rows go back in one move.
     var keyed = rows().map(function (r) {
@@ -53,13 +64,11 @@ export const PAGE_SCRIPT = String.raw`"use strict";
     Array.prototype.forEach.call(table.querySelectorAll("th[data-key]"), function (th) {
       th.setAttribute("aria-sort", th.dataset.key === sortKey ? (sortDir > 0 ? "ascending" : "descending") : "none");
     });
-    var params = new URLSearchParams(location.search);
-    params.delete("sort"); params.delete("order");
-    if (sortKey !== "name") params.set("sort", sortKey);
-    if (sortDir < 0) params.set("order", "desc");
-    var search = params.toString();
-    var url = location.pathname + (search ? "?" + search : "");
-    if (url !== location.pathname + location.search) history.replaceState(null, "", url);
+    showAddress(addressWith(function (params) {
+      params.delete("sort"); params.delete("order");
+      if (sortKey !== "name") params.set("sort", sortKey);
+      if (sortDir < 0) params.set("order", "desc");
+    }));
   }
   // A big folder comes a page at a time, sorted and searched by the server.
   var paged = table.dataset.paged === "1";
@@ -125,7 +134,7 @@ export const PAGE_SCRIPT = String.raw`"use strict";
         Array.prototype.forEach.call(navs, function (nav, i) {
           if (freshNavs[i]) nav.replaceWith(document.importNode(freshNavs[i], true));
         });
-        if (url !== location.pathname + location.search) history.replaceState(null, "", url);
+        showAddress(url);
         if (!paged && count <= SORT_MAX) sort();
         applyFilter();
       });
@@ -154,12 +163,11 @@ export const PAGE_SCRIPT = String.raw`"use strict";
   var query = document.getElementById("q");
   function searchUrl() {
     // The first page of the search, in the order the page is shown in.
-    var params = new URLSearchParams(location.search);
-    params.delete("after"); params.delete("q");
-    var text = query.value.trim();
-    if (text) params.set("q", text);
-    var search = params.toString();
-    return location.pathname + (search ? "?" + search : "");
+    return addressWith(function (params) {
+      params.delete("after"); params.delete("q");
+      var text = query.value.trim();
+      if (text) params.set("q", text);
+    });
   }
   var searchTimer;
   if (paged && search && query) {
