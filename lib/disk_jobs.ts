@@ -63,6 +63,22 @@ export interface FolderLookup {
 /** {@link FolderLookup.kinds} bits. */
 export const KIND_FILE = 1, KIND_DIR = 2, KIND_LINK = 4;
 
+/** The {@link FolderLookup.kinds} bits of an entry as a folder's read gives it. */
+export function kindsOf(entry: DiskDirEntry): number {
+  return (entry.isFile ? KIND_FILE : 0) | (entry.isDirectory ? KIND_DIR : 0) |
+    (entry.isSymlink ? KIND_LINK : 0);
+}
+
+/** The entry `name` as a folder's read gave it, from its {@link kindsOf} bits. */
+export function entryOfKinds(name: string, kinds: number): DiskDirEntry {
+  return {
+    name,
+    isFile: (kinds & KIND_FILE) !== 0,
+    isDirectory: (kinds & KIND_DIR) !== 0,
+    isSymlink: (kinds & KIND_LINK) !== 0,
+  };
+}
+
 /** {@link FolderLookup.types}: what each value stands for. */
 export const TYPES: readonly DiskInfo["type"][] = ["file", "dir", "link", "other"];
 
@@ -96,13 +112,7 @@ export class FolderView {
 
   /** The `i`th entry as the listing gave it. */
   entry(i: number): DiskDirEntry {
-    const kind = this.#lookup.kinds[i];
-    return {
-      name: this.#lookup.names[i],
-      isFile: (kind & KIND_FILE) !== 0,
-      isDirectory: (kind & KIND_DIR) !== 0,
-      isSymlink: (kind & KIND_LINK) !== 0,
-    };
+    return entryOfKinds(this.#lookup.names[i], this.#lookup.kinds[i]);
   }
 
   /** What the lookup of `name` found; undefined when it was not looked up (gone meanwhile). */
@@ -317,10 +327,7 @@ function lookUpFolder(
   const listed: number[] = [];
   const reading = eachEntry(dir, (entry) => {
     names.push(entry.name);
-    listed.push(
-      (entry.isFile ? KIND_FILE : 0) | (entry.isDirectory ? KIND_DIR : 0) |
-        (entry.isSymlink ? KIND_LINK : 0),
-    );
+    listed.push(kindsOf(entry));
   }, { bigBytes: job.bigBytes });
   const lookUp = () =>
     names.length > lookUpAtMost
@@ -351,10 +358,7 @@ function lookUpSmallFolder(
   for (const entry of Deno.readDirSync(dir)) {
     if (names.length === most) return FOLDER_TOO_BIG;
     names.push(entry.name);
-    listed.push(
-      (entry.isFile ? KIND_FILE : 0) | (entry.isDirectory ? KIND_DIR : 0) |
-        (entry.isSymlink ? KIND_LINK : 0),
-    );
+    listed.push(kindsOf(entry));
   }
   return lookUpNames(dir, names, listed, follow);
 }

@@ -22,9 +22,10 @@ import {
 } from "./tree_listing.ts";
 import {
   type DiskDirEntry,
+  entryOfKinds,
   KIND_DIR,
   KIND_FILE,
-  KIND_LINK,
+  kindsOf,
   REPLACEMENT_CHAR,
 } from "./disk_jobs.ts";
 import {
@@ -208,7 +209,7 @@ function takenFromRead(
  * chunk of records is looked up when the listing reaches it.
  */
 
-/** A record's tag: this plus its {@link KIND_FILE}, {@link KIND_DIR}, {@link KIND_LINK} bits. */
+/** A record's tag: this plus its entry's {@link kindsOf} bits (lib/disk_jobs.ts). */
 const TAG = 0x40;
 /** Tag bit of a record that stands for the walk into a subfolder (a recursive listing). */
 const DESCEND = 8;
@@ -254,8 +255,7 @@ async function listBigFolder(
   try {
     for await (const entry of Deno.readDir(dir)) {
       if (isPrivateName(prefix, entry.name)) continue;
-      const kind = (entry.isFile ? KIND_FILE : 0) | (entry.isDirectory ? KIND_DIR : 0) |
-        (entry.isSymlink ? KIND_LINK : 0);
+      const kind = kindsOf(entry);
       const adding = sorter.add(String.fromCharCode(TAG + kind) + entry.name);
       if (adding) await adding;
       if (!recursive || !entry.isDirectory) continue;
@@ -269,15 +269,8 @@ async function listBigFolder(
   }
   // Names that read alike are told apart as the chunks come, in the listing's order.
   const alike = new AlikeNames();
-  const listedOf = (record: string): DiskDirEntry => {
-    const bits = record.charCodeAt(0) - TAG;
-    return {
-      name: recordName(record),
-      isFile: (bits & KIND_FILE) !== 0,
-      isDirectory: (bits & KIND_DIR) !== 0,
-      isSymlink: (bits & KIND_LINK) !== 0,
-    };
-  };
+  const listedOf = (record: string): DiskDirEntry =>
+    entryOfKinds(recordName(record), record.charCodeAt(0) - TAG);
   /** What a names-only listing takes from a record without a lookup (see listFolder). */
   const fromRead = (record: string): TreeEntry | undefined => {
     if (!namesOnly || ((record.charCodeAt(0) - TAG) & DESCEND) !== 0) return undefined;
