@@ -11,6 +11,8 @@
 import { StoreError } from "./errors.ts";
 import { compareListed } from "./tree_listing.ts";
 import { BIDI_CONTROL, CONTROL_CHAR } from "./terminal_chars.ts";
+import { utf8Length } from "./format.ts";
+import { MAX_NAME_BYTES } from "./remote_name.ts";
 
 /** What a folder's page is sorted by: the name, the size or the modification time. */
 export type SortKey = "name" | "size" | "mtime";
@@ -46,8 +48,6 @@ export interface PageCursor {
  */
 export const PAGE_SIZE = 1000;
 
-/** Longest cursor's name accepted, in UTF-8 bytes (a name's longest, as the store checks it). */
-const MAX_CURSOR_BYTES = 1024;
 /** Longest query accepted, in characters. */
 export const MAX_QUERY_CHARS = 256;
 /** A cursor's key: a whole number of at most 16 digits (sizes and ms dates fit). */
@@ -133,8 +133,9 @@ export function parseCursor(text: string, sort: PageSort = BY_NAME): PageCursor 
   if (name.includes("/")) throw refuse("a name in this folder has no slash inside");
   if (name === "." || name === "..") throw refuse(`"${name}" is not a name in a folder`);
   if (name.includes("\0")) throw refuse("it contains a NUL byte");
-  if (new TextEncoder().encode(name).length > MAX_CURSOR_BYTES) {
-    throw refuse(`it is longer than ${MAX_CURSOR_BYTES} bytes`);
+  // A name's longest, as the store checks it.
+  if (utf8Length(name) > MAX_NAME_BYTES) {
+    throw refuse(`it is longer than ${MAX_NAME_BYTES} bytes`);
   }
   return key === undefined ? { name, dir } : { name, dir, key };
 }
