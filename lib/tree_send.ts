@@ -274,11 +274,14 @@ export async function sendTree(
       await walker.next(true);
       // A folder it could not read goes in this batch's notes, with the folder's own entry: the
       // receiver hears of it before it could delete its copy of what the folder holds.
-      for (const path of walker.takeUnread?.() ?? []) {
-        const note = { path, message: UNREAD_FOLDER };
-        size += utf8Length(JSON.stringify(note)) + 1;
-        notes.push(note);
-        options.onEvent?.({ kind: "ignored", ...note });
+      const unread = walker.takeUnread?.();
+      if (unread?.length) {
+        for (const path of unread) {
+          const note = { path, message: UNREAD_FOLDER };
+          size += utf8Length(JSON.stringify(note)) + 1;
+          notes.push(note);
+          options.onEvent?.({ kind: "ignored", ...note });
+        }
       }
     }
     const last = walker.peek() === undefined;

@@ -155,6 +155,9 @@ function entryOfDisk(path: string, info: DiskInfo): WalkEntry {
 /** Unreadable folders a walk holds until {@link TreeWalker.takeUnread} (a receiver's never asks). */
 const MAX_UNREAD = 1024;
 
+/** What {@link TreeWalker.takeUnread} gives when there is nothing to take. */
+const NONE_UNREAD: readonly string[] = Object.freeze([]);
+
 /** Options for {@link TreeWalker.open}. */
 export interface TreeWalkerOptions {
   /** Names to leave out, by path relative to the base (the server's private folders, say). */
@@ -243,8 +246,9 @@ export class TreeWalker implements EntryWalk {
   }
 
   /** See {@link EntryWalk.takeUnread}. */
-  takeUnread(): string[] {
-    return this.#unread.splice(0);
+  takeUnread(): readonly string[] {
+    // Asked after every entry a sender walks: nearly always none, and then nothing is made.
+    return this.#unread.length === 0 ? NONE_UNREAD : this.#unread.splice(0);
   }
 
   /** Ends the walk before its end: a big folder's sorted names on disk are given back. */
@@ -505,7 +509,7 @@ export interface EntryWalk {
    * left out of the walk), and forgets them: a sender notes them, so that the receiver's
    * `--delete` keeps its copy of what they hold.
    */
-  takeUnread?(): string[];
+  takeUnread?(): readonly string[];
 }
 
 /**
