@@ -150,14 +150,16 @@ class TreeReceiver {
       dryRun: this.#dry,
       maxFileSize: options.maxFileSize,
       maxTotalSize: options.maxTotalSize,
-      local: io.local,
       caseInsensitive: caseless,
     });
-    this.#offers = new ResumeOffers(sink, { resume: options.resume, local: io.local });
+    this.#offers = new ResumeOffers(sink, { resume: options.resume });
     this.#files = new FileReceiver(io, sink, report, options);
   }
 
-  /** Answers a MANIFEST batch: checked whole, acted on entry by entry, answered with WANT. */
+  /**
+   * Answers a MANIFEST batch: checked whole, acted on entry by entry, answered with WANT. Its
+   * caller counts all of it as this side's own disk work (io.local).
+   */
   async manifest(json: Record<string, unknown>): Promise<void> {
     const options = this.#options;
     const pending = this.#pending;
@@ -218,7 +220,7 @@ class TreeReceiver {
     await this.#finishFolders();
     this.#plannedFiles += want.length;
     options.onPlan?.(this.#plannedFiles, this.#compare.wantedBytes);
-    if (options.drain) await localWait(this.#io.local, options.drain);
+    await options.drain?.();
   }
 
   /**

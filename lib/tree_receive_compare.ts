@@ -4,13 +4,15 @@
  * folder's names per level: it removes what the sender lacks (`--delete`; never a name the sender
  * noted it has and did not send), makes the folders and links the manifest has, replaces what is
  * in their way, and tells whether a file is needed (no regular file there, another size, another
- * mtime or, with `--checksum`, other content), holding the files needed to a total size.
+ * mtime or, with `--checksum`, other content), holding the files needed to a total size. All of
+ * it is the receiver's own disk work, which its caller counts as such (TreeIo.local) for a
+ * manifest batch whole.
  *
  * @module
  */
 
 import { StoreError } from "./errors.ts";
-import { localWait, type LocalWaits, overLimitMessage } from "./transfer.ts";
+import { overLimitMessage } from "./transfer.ts";
 import { type ManifestEntry, MAX_BATCH_ENTRIES } from "./tree_transfer_protocol.ts";
 import type { TreeSink } from "./tree_transfer.ts";
 import { comparePath, type EntryWalk, type WalkEntry } from "./tree_walk.ts";
@@ -28,8 +30,6 @@ export interface TreeCompareOptions {
   maxFileSize?: number;
   /** Most bytes the files needed may add up to; none by default. */
   maxTotalSize?: number;
-  /** Told while the receiver waits on its own files, which a stall watchdog must not count. */
-  local?: LocalWaits;
   /**
    * The receiving folder's filesystem folds case (default false): a name the walk does not find
    * as spelled is looked up by the filesystem ({@link TreeSink.stat}), and `delete` sweeps each
@@ -80,7 +80,6 @@ export class TreeCompare {
   #dry: boolean;
   #maxFileSize?: number;
   #maxTotalSize?: number;
-  #local?: LocalWaits;
   #wantedBytes = 0;
   /**
    * Names the sender has and did not send (its notes), in walk order, until the walk passes
@@ -110,7 +109,6 @@ export class TreeCompare {
     this.#dry = options.dryRun ?? false;
     this.#maxFileSize = options.maxFileSize;
     this.#maxTotalSize = options.maxTotalSize;
-    this.#local = options.local;
     this.#caseless = options.caseInsensitive ?? false;
     this.#sweeping = this.#caseless && this.#delete;
   }
@@ -148,7 +146,7 @@ export class TreeCompare {
     const walked = mine !== undefined;
     if (!mine && this.#caseless && this.#own && this.#sink.stat) {
       // The walk meets a name under the case the receiver has it: this one may be there still.
-      mine = await localWait(this.#local, () => this.#sink.stat!(entry.path)) ?? undefined;
+      mine = await this.#sink.stat(entry.path) ?? undefined;
     }
     const pass = walked ? (descend: boolean) => this.#own!.next(descend) : () => undefined;
     if (this.#sweeping) {
@@ -259,7 +257,7 @@ export class TreeCompare {
   async #sweep(folder: string): Promise<void> {
     const keys = this.#sent.get(folder);
     this.#sent.delete(folder);
-    const walk = await localWait(this.#local, () => this.#sink.walker(folder));
+    const walk = await this.#sink.walker(folder);
     if (!walk) return;
     try {
       for (let found = walk.peek(); found; found = walk.peek()) {
@@ -291,8 +289,7 @@ export class TreeCompare {
   async #differs(entry: ManifestEntry, mine: WalkEntry | undefined): Promise<boolean> {
     if (!mine || mine.type !== "file" || mine.size !== entry.size) return true;
     if (entry.checksum) {
-      return (await localWait(this.#local, () => this.#sink.checksum(entry.path))) !==
-        entry.checksum;
+      return await this.#sink.checksum(entry.path) !== entry.checksum;
     }
     return Math.trunc(mine.mtime) !== Math.trunc(entry.mtime);
   }
@@ -354,7 +351,7 @@ export class TreeCompare {
       }
       if (!this.#dry) {
         if (!sink.makeLink) throw new StoreError("unsupported", "Links cannot be made here");
-        await localWait(this.#local, () => sink.makeLink!(entry.path, target));
+        await sink.makeLink(entry.path, target);
       }
     } catch (error) {
       if (!(error instanceof StoreError) && !(error instanceof Deno.errors.PermissionDenied)) {

@@ -10,7 +10,6 @@
 
 import { ProtocolError } from "./errors.ts";
 import { KEEP_MIN_BYTES } from "./kept_uploads.ts";
-import { localWait, type LocalWaits } from "./transfer.ts";
 import type { ManifestEntry, ResumeOffer } from "./tree_transfer_protocol.ts";
 import type { KeptPart, TreeSink } from "./tree_transfer.ts";
 
@@ -33,8 +32,6 @@ export interface IndexedOffer extends ResumeOffer {
 export interface ResumeOffersOptions {
   /** Offer kept parts at all (`--resume`; default false): without, every file starts over. */
   resume?: boolean;
-  /** Told while the receiver reads its own files, which a stall watchdog must not count. */
-  local?: LocalWaits;
 }
 
 /**
@@ -54,14 +51,12 @@ export interface ResumeOffersOptions {
 export class ResumeOffers {
   #sink: Pick<TreeSink, "resume">;
   #resume: boolean;
-  #local?: LocalWaits;
   #offers = new Map<number, KeptPart>();
 
   /** `sink` finds what an interrupted transfer kept of a file ({@link TreeSink.resume}). */
   constructor(sink: Pick<TreeSink, "resume">, options: ResumeOffersOptions = {}) {
     this.#sink = sink;
     this.#resume = options.resume ?? false;
-    this.#local = options.local;
   }
 
   /**
@@ -77,7 +72,7 @@ export class ResumeOffers {
   }
 
   async #offer(index: number, entry: ManifestEntry): Promise<IndexedOffer | undefined> {
-    const kept = await localWait(this.#local, () => this.#sink.resume!(entry.path, entry));
+    const kept = await this.#sink.resume!(entry.path, entry);
     if (!kept || kept.point.size >= entry.size) {
       await kept?.release(true);
       return undefined;
