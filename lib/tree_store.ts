@@ -197,15 +197,9 @@ export async function moveName(
     throw new StoreError("bad_request", `Cannot move ${quote(from)} into itself`);
   }
   const existing = await lstatOrNull(target);
-  if (existing && sameEntry(source!, info, target, existing)) {
-    // One name under another case, on a filesystem that folds case: only its spelling changes.
-    store.forgetFolders();
-    await Deno.rename(source!, target);
-    store.forgetFolders();
-    await flushFolder(store, dirname(target));
-    return;
-  }
-  if (existing) {
+  // One name under another case, on a filesystem that folds case: only its spelling changes.
+  const respelled = existing !== null && sameEntry(source!, info, target, existing);
+  if (existing && !respelled) {
     if (existing.isDirectory) throw new StoreError("not_a_file", `${quote(to)} is a folder`);
     if (info.isDirectory) {
       throw new StoreError("not_a_file", `Cannot replace file ${quote(to)} with a folder`);
@@ -213,7 +207,7 @@ export async function moveName(
     if (!options.overwrite) throw new StoreError("exists", `File exists: ${quote(to)}`);
   }
   store.forgetFolders();
-  if (options.overwrite || info.isDirectory) {
+  if (respelled || options.overwrite || info.isDirectory) {
     // A folder cannot be hard-linked: checked above, then renamed. rename(2) still refuses to
     // put a folder over anything but an empty folder.
     await Deno.rename(source!, target);
@@ -221,8 +215,9 @@ export async function moveName(
     throw new StoreError("exists", `File exists: ${quote(to)}`);
   }
   store.forgetFolders();
-  await flushFolder(store, join(target, ".."));
-  await flushFolder(store, join(source!, ".."));
+  await flushFolder(store, dirname(target));
+  // A rename within one folder changed that folder only: flushed once.
+  if (dirname(source!) !== dirname(target)) await flushFolder(store, dirname(source!));
 }
 
 /**
