@@ -42,10 +42,11 @@ function walkServed(
   store: ServedFolder,
   real: string,
   base: string | undefined,
-  options: { keepInvalid?: boolean } = {},
+  options: { keepInvalid?: boolean; lookAhead?: boolean } = {},
 ): Promise<TreeWalker> {
   return TreeWalker.open(real, {
     spillDir: store.stagingDir,
+    lookAhead: options.lookAhead,
     undecodable: options.keepInvalid,
     skip: (path) =>
       (base === undefined && (path === STAGING_DIR || path === RESUME_DIR)) ||
@@ -98,7 +99,9 @@ export function folderSink(store: ServedFolder, base: string | undefined): TreeS
     walker: async (path) => {
       const at = path ? name(path) : base;
       try {
-        return await walkServed(store, await resolveFolder(store, at), at);
+        // A folder's own walk (a sweep) never goes into the folders it holds.
+        const lookAhead = path === undefined;
+        return await walkServed(store, await resolveFolder(store, at), at, { lookAhead });
       } catch (error) {
         if (error instanceof StoreError && error.code === "not_found") return null;
         throw error;

@@ -190,7 +190,8 @@ export interface TreeSink {
   /**
    * A walk of what the receiving folder holds now; null when there is no such folder. Given a
    * `path` (`""`: the receiving folder itself), a walk of that folder in the middle of the
-   * transfer, which leaves alone whatever the transfer itself may have under way there.
+   * transfer, which leaves alone whatever the transfer itself may have under way there, and is
+   * only moved past the folders it holds, never into them.
    */
   walker(path?: string): Promise<EntryWalk | null>;
   /**

@@ -175,6 +175,12 @@ export interface TreeWalkerOptions {
    */
   sync?: boolean;
   /**
+   * Look up on the disk threads, ahead of the walk, the folders it is to go into (default true;
+   * walks that are not `sync`). False for a walk that never goes into its folders (a receiver's
+   * sweep of one folder), which would only read them for nothing.
+   */
+  lookAhead?: boolean;
+  /**
    * A folder at least this many bytes long on disk is read as its entries come and its names
    * sorted in runs of {@link runNames} (default `BIG_FOLDER_BYTES`, lib/disk_jobs.ts): every other
    * folder is read and sorted whole, in memory.
@@ -213,6 +219,8 @@ export class TreeWalker implements EntryWalk {
   #skip?: (path: string) => boolean;
   #undecodable: boolean;
   #sync: boolean;
+  /** Whether folders are looked up ahead (never for `sync` walks). */
+  #ahead: boolean;
   #bigBytes: number;
   #runNames: number;
   #spillDir?: string;
@@ -225,6 +233,7 @@ export class TreeWalker implements EntryWalk {
     this.#skip = options.skip;
     this.#undecodable = options.undecodable ?? false;
     this.#sync = options.sync ?? false;
+    this.#ahead = !this.#sync && (options.lookAhead ?? true);
     const limits = bigFolderLimits();
     this.#bigBytes = options.bigBytes ?? limits.bigBytes;
     this.#runNames = options.runNames ?? limits.runNames;
@@ -297,7 +306,7 @@ export class TreeWalker implements EntryWalk {
   #lookAhead(): void {
     // Topped up once half the room is free, not a folder at a time: those asked for together
     // leave in one message.
-    if (this.#sync || this.#held > AHEAD_ROOM / 2 || this.#early.size > AHEAD_FOLDERS / 2) return;
+    if (!this.#ahead || this.#held > AHEAD_ROOM / 2 || this.#early.size > AHEAD_FOLDERS / 2) return;
     const top = this.#stack.length - 1;
     for (let i = top; i >= 0; i--) {
       const level = this.#stack[i];
@@ -455,7 +464,7 @@ export class TreeWalker implements EntryWalk {
     const current = this.#current;
     const top = this.#stack.at(-1);
     const names = top?.names;
-    if (current?.type === "dir" && !this.#sync) {
+    if (current?.type === "dir" && this.#ahead) {
       const level = this.#stack.at(-1)!;
       // Gone into or passed, it is not to be looked up ahead any more.
       level.scanned = Math.max(level.scanned, level.next);

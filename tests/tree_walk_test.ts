@@ -66,8 +66,8 @@ Deno.test("a walk on the disk threads, which looks folders up ahead, walks as on
   const skip = (path: string) => path === "t2/s03";
   // Folders ending in 7 are passed without going into them, as a receiver passes what the
   // sender lacks.
-  const walk = async (sync: boolean) => {
-    const walker = await TreeWalker.open(base, { sync, skip });
+  const walk = async (sync: boolean, lookAhead?: boolean) => {
+    const walker = await TreeWalker.open(base, { sync, skip, lookAhead });
     const walked: string[] = [];
     for (let e = walker.peek(); e; e = walker.peek()) {
       walked.push(`${e.path} ${e.type} ${e.size}`);
@@ -81,4 +81,6 @@ Deno.test("a walk on the disk threads, which looks folders up ahead, walks as on
   assert.equal(expected.length, 3 + 36 * 6 - 3 * 5 - 6 + 1100 + 1);
   assert.ok(expected.includes("t2/link link 0") && !expected.some((e) => e.startsWith("t2/link/")));
   assert.deepEqual(await walk(false), expected);
+  // Without looking ahead (a receiver's sweep of one folder), each folder is read as it comes.
+  assert.deepEqual(await walk(false, false), expected);
 });
