@@ -28,19 +28,20 @@ import type { TreeIo, TreeOptions, TreeSink } from "./tree_transfer.ts";
 import type { EntryWalk } from "./tree_walk.ts";
 import { ManifestCheck } from "./tree_receive_check.ts";
 import { TreeCompare } from "./tree_receive_compare.ts";
-import { FileReceiver } from "./tree_receive_file.ts";
+import { FileReceiver, type FileReceiverOptions } from "./tree_receive_file.ts";
 import { ReceivedFolders } from "./tree_receive_folders.ts";
 import { type IndexedOffer, ResumeOffers } from "./tree_receive_offers.ts";
 import { ReceiveReport } from "./tree_receive_report.ts";
 
-/** Options for {@link receiveTree}. */
-export interface ReceiveTreeOptions extends TreeOptions {
+/**
+ * Options for {@link receiveTree}; those of each file's data and commit (`maxFileSize`,
+ * `keepInterrupted`, `onKept`) are {@link FileReceiverOptions}'.
+ */
+export interface ReceiveTreeOptions extends TreeOptions, FileReceiverOptions {
   /** Remove what the sender does not have (default false). */
   delete?: boolean;
   /** Most entries the manifest may hold (default 1,000,000). */
   maxEntries?: number;
-  /** Largest file accepted, in bytes; none by default. */
-  maxFileSize?: number;
   /** Most bytes the files sent may add up to; none by default. */
   maxTotalSize?: number;
   /** Treat names as case-insensitive, whatever the filesystem says (default: ask the sink). */
@@ -57,14 +58,6 @@ export interface ReceiveTreeOptions extends TreeOptions {
    * it ({@link TreeSink.resume}); default false.
    */
   resume?: boolean;
-  /**
-   * Whether a file the connection was cut in the middle of is kept for `--resume` (at least
-   * `KEEP_MIN_BYTES` of it, lib/kept_uploads.ts, and where the sink can keep it); default:
-   * always. A server that cut the connection itself keeps nothing, as for a single put.
-   */
-  keepInterrupted?: () => boolean;
-  /** Told of a file the connection was cut in, kept for `--resume`, with the bytes kept. */
-  onKept?: (path: string, bytes: number) => void;
   /**
    * Accept symlinks whose target stays inside the tree (`--links`; default false: a manifest
    * with a link is refused). Each target is checked again (lib/tree_receive_check.ts).

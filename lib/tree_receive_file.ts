@@ -38,7 +38,8 @@ export interface FileReceiverOptions
   files?: boolean;
   /**
    * Whether a file the connection was cut in the middle of is kept for `--resume` (at least
-   * {@link KEEP_MIN_BYTES} of it, and where the sink can keep it); default: always.
+   * {@link KEEP_MIN_BYTES} of it, and where the sink can keep it); default: always. A server
+   * that cut the connection itself keeps nothing, as for a single put.
    */
   keepInterrupted?: () => boolean;
   /** Told of a file the connection was cut in, kept for `--resume`, with the bytes kept. */
