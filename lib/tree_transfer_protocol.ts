@@ -176,6 +176,14 @@ function manifestError(why: string): ProtocolError {
   return new ProtocolError(`Malformed MANIFEST message: ${why}`);
 }
 
+/** A manifest's mode (an entry's or the top's), checked, cut to {@link RECEIVED_MODE_BITS}. */
+function givenMode(mode: unknown): number {
+  if (!(Number.isInteger(mode) && (mode as number) >= 0 && (mode as number) <= 0o777)) {
+    throw manifestError("bad mode");
+  }
+  return (mode as number) & RECEIVED_MODE_BITS;
+}
+
 /**
  * Validates a MANIFEST payload's shape: types, sizes, times and modes (each mode then cut to
  * {@link RECEIVED_MODE_BITS}). Paths are checked by the receiver, which knows where they would
@@ -202,16 +210,7 @@ export function parseManifest(
     if (type !== "file" && size !== 0) throw manifestError("a folder or link with a size");
     if ((type === "link") !== (typeof target === "string")) throw manifestError("bad link target");
     if (typeof mtime !== "number" || !Number.isFinite(mtime)) throw manifestError("bad mtime");
-    if (!(Number.isInteger(mode) && (mode as number) >= 0 && (mode as number) <= 0o777)) {
-      throw manifestError("bad mode");
-    }
-    const entry: ManifestEntry = {
-      path,
-      type,
-      size: size as number,
-      mtime,
-      mode: (mode as number) & RECEIVED_MODE_BITS,
-    };
+    const entry: ManifestEntry = { path, type, size: size as number, mtime, mode: givenMode(mode) };
     if (type === "link") entry.target = target as string;
     if (checksum !== undefined) {
       if (typeof checksum !== "string" || !CHECKSUM_TEXT.test(checksum)) {
@@ -227,10 +226,7 @@ export function parseManifest(
     if (typeof top !== "object" || top === null) throw manifestError("bad top");
     const { mtime, mode } = top;
     if (typeof mtime !== "number" || !Number.isFinite(mtime)) throw manifestError("bad mtime");
-    if (!(Number.isInteger(mode) && (mode as number) >= 0 && (mode as number) <= 0o777)) {
-      throw manifestError("bad mode");
-    }
-    batch.top = { mtime, mode: (mode as number) & RECEIVED_MODE_BITS };
+    batch.top = { mtime, mode: givenMode(mode) };
   }
   if (json.notes !== undefined) {
     if (!Array.isArray(json.notes) || json.notes.length > MAX_BATCH_ENTRIES) {
