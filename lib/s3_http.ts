@@ -14,6 +14,8 @@
  * @module
  */
 
+import { normalizeHost } from "./connection.ts";
+
 /** Bytes a response head may take before the store is refused: S3's are about 1 KiB. */
 const MAX_HEAD = 64 * 1024;
 /** Bytes of an error's body read, for its message. */
@@ -81,7 +83,7 @@ export class S3Http {
   async #connect(): Promise<Deno.Conn> {
     const url = this.#endpoint;
     const tls = url.protocol === "https:";
-    const hostname = url.hostname.replace(/^\[(.*)\]$/, "$1");
+    const hostname = normalizeHost(url.hostname);
     const port = Number(url.port) || (tls ? 443 : 80);
     const conn = tls
       ? await Deno.connectTls({ hostname, port })

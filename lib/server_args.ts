@@ -9,6 +9,7 @@
  */
 
 import { parsePort } from "./cli.ts";
+import { normalizeHost } from "./connection.ts";
 import { UsageError } from "./errors.ts";
 import { PAGE_SIZE } from "./page_order.ts";
 import { formatBytes, formatDuration } from "./format.ts";
@@ -350,7 +351,7 @@ export function parseServerArgs(argv: string[]): ServerCommand {
   if (s3 && httpText !== undefined) {
     throw new UsageError("--http serves a folder only: it cannot be combined with --store yet");
   }
-  const listen = hostname?.replace(/^\[(.*)\]$/, "$1") ?? DEFAULT_HOST;
+  const listen = hostname === undefined ? DEFAULT_HOST : normalizeHost(hostname);
   if (options.httpPublicRead && options.tokenFile === undefined) {
     throw new UsageError("--http-public-read needs --token-file (without one, all is public)");
   }
@@ -370,6 +371,6 @@ export function parseServerArgs(argv: string[]): ServerCommand {
 function parseHttpAddress(text: string, host: string): HttpAddress {
   const match = /^(?:(\[[^\]]+\]|[^:]*):)?([^:]+)$/.exec(text);
   if (!match) throw new UsageError(`Invalid --http ${JSON.stringify(text)}: use PORT or ADDR:PORT`);
-  const hostname = match[1] ? match[1].replace(/^\[(.*)\]$/, "$1") : host;
+  const hostname = match[1] ? normalizeHost(match[1]) : host;
   return { hostname, port: parsePort(match[2], true) };
 }

@@ -12,7 +12,13 @@ import { EXIT_OK, reportFailure, say } from "./cli.ts";
 import { describeError, StartError, StoreError, UserError } from "./errors.ts";
 import { osReason } from "./local_files.ts";
 import { readTokenFile } from "./auth.ts";
-import { formatAddr, formatHostPort, isLoopback, isUnresolvedHost } from "./connection.ts";
+import {
+  formatAddr,
+  formatHostPort,
+  isLoopback,
+  isUnresolvedHost,
+  normalizeHost,
+} from "./connection.ts";
 import { formatBytes, formatDuration, formatExactBytes } from "./format.ts";
 import type { KeptView } from "./store.ts";
 import { startServer } from "./server.ts";
@@ -237,7 +243,7 @@ function printQr(url: string): void {
   const host = new URL(target).hostname;
   say(
     `${PROGRAM}: scan to open ${target}` + (
-      isLoopback(host.replace(/^\[(.*)\]$/, "$1"))
+      isLoopback(normalizeHost(host))
         ? " (this machine only: a phone needs --http 0.0.0.0:PORT or this machine's address)"
         : ""
     ),
