@@ -583,6 +583,19 @@ export async function runTreeBench(options: TreeBenchOptions): Promise<TreeRow[]
           : skipped("rsync"),
       };
     });
+    // The floor under every ferry row: a client that starts, connects to nothing and exits.
+    // When it takes about as long as rsync's whole pass, no server work can close the gap.
+    await attempt("ferry --version", async () => {
+      const [cmd, args] = ferry(server.port);
+      const seconds = await runAgain(cmd, [...args.slice(0, args.indexOf(HOST)), "--version"]);
+      const empty = await runAgain(Deno.execPath(), ["eval", ""]);
+      return {
+        label: "ferry --version (the client's start and exit alone)",
+        seconds,
+        note: `floor of each ferry row; the runtime alone (deno eval "") ${empty.toFixed(3)} s` +
+          (rsyncList ? `; rsync --list-only's whole pass ${rsyncList.toFixed(3)} s` : ""),
+      };
+    });
     if (daemon) {
       await rsyncDefaultSockets(
         join(work, "rsync-root-false"),
