@@ -95,7 +95,15 @@ export const CLIENT_OPTIONS = {
     kind: "flag",
     commands: ["put", "get"],
     needs: "recursive",
-    help: "remove what the sender does not have",
+    help: "remove what the sender does not have (a destination that was there already must " +
+      "hold one of the tree's top-level names, else its top is kept)",
+  },
+  "delete-unrelated": {
+    kind: "flag",
+    commands: ["put", "get"],
+    needs: "recursive",
+    help: "--delete, even into a destination that holds none of the tree's names: make it a " +
+      "copy whatever it held",
   },
   "dry-run": {
     kind: "flag",
@@ -260,6 +268,7 @@ export function parseClientArgs(argv: string[]): ClientCommand {
     port: 0,
     args: [],
     tls: options.tls || options.caFile !== undefined || options.fingerprint !== undefined,
+    delete: options.delete || options.deleteUnrelated,
     fingerprint: pinnedFingerprint(options.fingerprint),
   };
   if (help) return { ...base, command: "help" };

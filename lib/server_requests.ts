@@ -160,7 +160,9 @@ async function serveTree(
     return {
       bytes: done.bytes - (done.resumed ?? 0),
       result: `ok ${done.files} files, ${done.skipped} skipped, ${done.deleted} deleted, ` +
-        `${done.failed} failed${resumed}${request.dryRun ? " (dry run)" : ""}`,
+        `${done.failed} failed${resumed}` +
+        (done.unrelated ? `, ${done.unrelated} kept (no name in common)` : "") +
+        (request.dryRun ? " (dry run)" : ""),
     };
   } catch (error) {
     if (channel.entry.reason) {

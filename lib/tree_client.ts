@@ -315,6 +315,9 @@ function treeRequest(
     op,
     name,
     delete: options.delete ?? false,
+    // Sent whenever delete is: a server then counts a kept top in its OK (an older client's
+    // hears an ERROR instead), and a get's (the client receives) ignores it.
+    ...(options.delete ? { deleteUnrelated: options.deleteUnrelated ?? false } : {}),
     dryRun: options.dryRun ?? false,
     checksum: options.checksum ?? false,
     links: options.links ?? false,

@@ -40,6 +40,20 @@ import { ReceiveReport } from "./tree_receive_report.ts";
 export interface ReceiveTreeOptions extends TreeOptions, FileReceiverOptions {
   /** Remove what the sender does not have (default false). */
   delete?: boolean;
+  /**
+   * With `delete`, make a receiving folder that was there already a copy of the sender's tree
+   * even if it holds none of the sender's top-level names (`--delete-unrelated`; default false:
+   * such a folder keeps everything at its top, and the summary counts it as
+   * {@link TreeSummary.unrelated}).
+   */
+  deleteUnrelated?: boolean;
+  /**
+   * The error a transfer whose receiving folder kept its top ({@link TreeSummary.unrelated}:
+   * `kept` names) ends with, in place of its final OK, once everything else is done: for a
+   * sender that predates that count (an older client), which would otherwise take the transfer
+   * for a success. None by default: the OK counts them.
+   */
+  unrelatedError?: (kept: number) => Error;
   /** Most entries the manifest may hold (default 1,000,000). */
   maxEntries?: number;
   /** Most bytes the files sent may add up to; none by default. */
@@ -140,6 +154,8 @@ class TreeReceiver {
     );
     this.#compare = new TreeCompare({ own, sink, report, folders }, {
       delete: options.delete,
+      // A folder that was there already may be anything: its top waits for a shared name.
+      guard: own !== null && !options.deleteUnrelated,
       dryRun: this.#dry,
       maxFileSize: options.maxFileSize,
       maxTotalSize: options.maxTotalSize,
@@ -258,6 +274,12 @@ class TreeReceiver {
         if (this.#top && this.#madeBase) await this.#sink.finishBase(this.#top);
         await this.#sink.done?.();
       });
+    }
+    const unrelated = this.#compare.unrelated;
+    if (unrelated > 0) {
+      const error = this.#options.unrelatedError?.(unrelated);
+      if (error) throw error;
+      this.#report.summary.unrelated = unrelated;
     }
     const summary = await this.#report.finish();
     await this.#io.out.uncork();

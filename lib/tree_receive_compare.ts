@@ -36,6 +36,14 @@ export interface TreeCompareOptions {
    * folder once the manifest has left it rather than deleting as the walk passes.
    */
   caseInsensitive?: boolean;
+  /**
+   * With `delete`: the receiving folder was there before this transfer, so it may be anything (a
+   * home folder named as a tree's new name): nothing at its top goes until it shows to be a copy
+   * of the sender's tree, by holding one of the sender's top-level names (under any case where
+   * names fold). One that never does keeps its top whole, and {@link TreeCompare.unrelated}
+   * counts what it kept (default false: no such wait).
+   */
+  guard?: boolean;
 }
 
 /** What a {@link TreeCompare} acts through. */
@@ -99,6 +107,20 @@ export class TreeCompare {
   #sweeps: string[] = [];
   /** Sweeping: the folded names the sender has (sent or noted) in each folder to sweep. */
   #sent = new Map<string, Set<string>>();
+  /**
+   * `guard`, until the receiver is found to hold one of the sender's top-level names: the top's
+   * names the sender lacks are held, not deleted.
+   */
+  #guarded: boolean;
+  /** Top-level names held by the guard so far. */
+  #held = 0;
+  /**
+   * The top folder as it was when the guard held its first name (`from`), walked again up to the
+   * first shared name to delete what it held: a walk holds its folder's names as it read them (a
+   * big folder's sorted on disk), so memory stays bounded however many were held, and none that
+   * this transfer made since is among them.
+   */
+  #heldWalk?: { walk: EntryWalk | null; from: string };
 
   constructor(parts: TreeCompareParts, options: TreeCompareOptions = {}) {
     this.#own = parts.own;
@@ -111,6 +133,16 @@ export class TreeCompare {
     this.#maxTotalSize = options.maxTotalSize;
     this.#caseless = options.caseInsensitive ?? false;
     this.#sweeping = this.#caseless && this.#delete;
+    this.#guarded = this.#delete && (options.guard ?? false);
+  }
+
+  /**
+   * Top-level names of the receiving folder kept by `guard`: it held none of the sender's, so
+   * `--delete` did not take it for a copy; 0 once the manifest is over (or the folder was
+   * empty).
+   */
+  get unrelated(): number {
+    return this.#guarded ? this.#held : 0;
   }
 
   /** Bytes of the files needed so far. */
@@ -148,6 +180,9 @@ export class TreeCompare {
       // The walk meets a name under the case the receiver has it: this one may be there still.
       mine = await this.#sink.stat(entry.path) ?? undefined;
     }
+    // One of the sender's top-level names is here already (as any type): the receiving folder is
+    // a copy, and what its top held before this name goes now, before anything replaces it.
+    if (mine && this.#guarded && !entry.path.includes("/")) await this.#related(entry.path);
     const pass = walked ? (descend: boolean) => this.#own!.next(descend) : () => undefined;
     if (this.#sweeping) {
       const cut = entry.path.lastIndexOf("/");
@@ -241,7 +276,48 @@ export class TreeCompare {
       await this.#sweepLeft(undefined);
       if (this.#own) await this.#sweep("");
     }
+    this.#closeHeld();
     this.#folders.leave(undefined, last);
+  }
+
+  /**
+   * `guard`: the receiver's top-level name `mine`, which the sender lacks, passed before any
+   * shared one. A name the sender noted (has and did not send) is a shared one; any other is
+   * held, and with it, the first time, a walk of the top as it is now.
+   */
+  async #hold(mine: WalkEntry): Promise<void> {
+    if (this.#isSpared(mine.path)) return await this.#related(mine.path);
+    // Sweeping, the top is swept at the end, or kept whole.
+    if (this.#sweeping) return;
+    this.#held++;
+    this.#heldWalk ??= { walk: await this.#sink.walker(""), from: mine.path };
+  }
+
+  /**
+   * `guard`: the receiver holds `shared`, one of the sender's top-level names, so it is a copy:
+   * the guard is lifted, and the top-level names it held (all before `shared`) go.
+   */
+  async #related(shared: string): Promise<void> {
+    this.#guarded = false;
+    const held = this.#heldWalk;
+    this.#heldWalk = undefined;
+    const walk = held?.walk;
+    if (!walk) return;
+    try {
+      for (let found = walk.peek(); found; found = walk.peek()) {
+        if (comparePath(found.path, shared) >= 0) break;
+        await walk.next(false);
+        // Before the first held name, only what this transfer made: none of the receiver's own.
+        if (comparePath(found.path, held.from) >= 0) await this.#removeExtra(found);
+      }
+    } finally {
+      walk.close?.();
+    }
+  }
+
+  #closeHeld(): void {
+    this.#heldWalk?.walk?.close?.();
+    this.#heldWalk = undefined;
   }
 
   /** Sweeping: notes that the sender has `path`, in its folder's folded names. */
@@ -259,10 +335,16 @@ export class TreeCompare {
     this.#sent.delete(folder);
     const walk = await this.#sink.walker(folder);
     if (!walk) return;
+    // The guard never lifted: the top held none of the sender's names, and keeps all it held.
+    const hold = folder === "" && this.#guarded;
     try {
       for (let found = walk.peek(); found; found = walk.peek()) {
         await walk.next(false);
         if (keys?.has(foldName(found.path))) continue;
+        if (hold) {
+          this.#held++;
+          continue;
+        }
         const path = folder === "" ? found.path : `${folder}/${found.path}`;
         await this.#removeExtra({ ...found, path });
       }
@@ -283,6 +365,7 @@ export class TreeCompare {
   close(): void {
     // A big folder's names sorted on disk are given back.
     this.#own?.close?.();
+    this.#closeHeld();
   }
 
   /** Whether the file `entry` differs from the receiver's `mine` (none: it has no file there). */
@@ -302,7 +385,9 @@ export class TreeCompare {
       if (order > 0) return undefined;
       if (order === 0) return mine;
       await own!.next(false);
-      if (!this.#sweeping) await this.#removeExtra(mine);
+      // Passed while the guard holds: a top-level name (the walk goes only into shared folders).
+      if (this.#guarded && !mine.path.includes("/")) await this.#hold(mine);
+      else if (!this.#sweeping) await this.#removeExtra(mine);
     }
     return undefined;
   }

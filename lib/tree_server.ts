@@ -106,6 +106,11 @@ export async function serveTreeTransfer(
   }
   return await receiveTree(tree, ctx.store.treeSink(base), {
     delete: request.delete,
+    deleteUnrelated: request.deleteUnrelated,
+    // A client that does not send the field cannot read the count: it hears an ERROR instead.
+    unrelatedError: request.deleteUnrelated === undefined
+      ? (kept) => unrelatedRefusal(base, kept)
+      : undefined,
     dryRun: request.dryRun,
     maxEntries: ctx.maxEntries ?? DEFAULT_MAX_ENTRIES,
     maxFileSize: ctx.maxSize,
@@ -115,6 +120,21 @@ export async function serveTreeTransfer(
     // As for a single put: what the server cut itself (idle, shutting down) is not kept.
     keepInterrupted: () => !io.entry?.reason,
   });
+}
+
+/**
+ * What an older client hears of a put_tree `--delete` whose folder kept its top
+ * (`TreeSummary.unrelated`), once the rest of the tree is in: what a newer one says itself.
+ */
+function unrelatedRefusal(base: string | undefined, kept: number): StoreError {
+  const folder = base === undefined ? "the served folder" : quote(base);
+  const names = kept === 1 ? "the 1 name" : `the ${kept} names`;
+  const into = base === undefined ? "" : ` (put the tree into ${quote(base + "/")} instead)`;
+  return new StoreError(
+    "exists",
+    `Kept ${names} at the top of ${folder} that the tree lacks: it held none of the tree's ` +
+      `names, so --delete did not take it for a copy${into}`,
+  );
 }
 
 /**

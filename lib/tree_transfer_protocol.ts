@@ -29,6 +29,14 @@ export interface TreeTransferRequest {
   name?: string;
   /** Remove what the receiver has and the sender does not (trees only). */
   delete: boolean;
+  /**
+   * put_tree with `delete` (`"delete_unrelated"` on the wire): true makes a folder that was there
+   * already a copy even if it holds none of the tree's top-level names (`--delete-unrelated`);
+   * false keeps such a folder's top, as {@link TreeSummary.unrelated} counts. A client that
+   * knows of it always sends it with `delete`; its absence (an older client) makes a server end
+   * such a transfer with an ERROR rather than an OK that client would take for a success.
+   */
+  deleteUnrelated?: boolean;
   /** Decide and report, but change nothing and send no file (trees only). */
   dryRun: boolean;
   /** Compare files by content (the sender's manifest carries checksums), not size and mtime. */
@@ -69,6 +77,7 @@ export function parseTreeTransfer(json: Record<string, unknown>): TreeTransferRe
     checksum: flag(json.checksum),
   };
   if (json.links !== undefined) request.links = flag(json.links);
+  if (json.delete_unrelated !== undefined) request.deleteUnrelated = flag(json.delete_unrelated);
   if (json.resume !== undefined) request.resume = flag(json.resume);
   if (json.rate !== undefined) {
     if (json.op !== "get_tree" || typeof json.rate !== "number" || !(json.rate >= 1)) {
@@ -77,7 +86,7 @@ export function parseTreeTransfer(json: Record<string, unknown>): TreeTransferRe
     request.rate = json.rate;
   }
   if (json.op === "put_files" || json.op === "get_files") {
-    if (request.links || request.resume) throw malformed();
+    if (request.links || request.resume || request.deleteUnrelated) throw malformed();
     if (json.name !== undefined || request.delete || request.dryRun) throw malformed();
     if (json.op === "put_files") request.overwrite = flag(json.overwrite);
     if (json.op === "get_files") {
@@ -100,6 +109,7 @@ export function encodeTreeTransfer(request: TreeTransferRequest): Record<string,
     op: request.op,
     ...(request.name === undefined ? {} : { name: request.name }),
     delete: request.delete,
+    ...(request.deleteUnrelated === undefined ? {} : { delete_unrelated: request.deleteUnrelated }),
     dry_run: request.dryRun,
     checksum: request.checksum,
     ...(request.links ? { links: true } : {}),
@@ -357,6 +367,12 @@ export interface TreeSummary {
    * absent from receivers that predate it.
    */
   resumed?: number;
+  /**
+   * `--delete` into a folder that was there already and held none of the sender's top-level
+   * names: how many names at its top it kept (not deleted, not counted in {@link deleted}), as it
+   * was not taken for a copy of the tree. Absent when none, and from receivers that predate it.
+   */
+  unrelated?: number;
 }
 
 /** Validates the receiver's final OK. */
@@ -374,5 +390,6 @@ export function parseSummary(json: Record<string, unknown>): TreeSummary {
     failed: count(json.failed),
     bytes: count(json.bytes),
     ...(json.resumed === undefined ? {} : { resumed: count(json.resumed) }),
+    ...(json.unrelated === undefined ? {} : { unrelated: count(json.unrelated) }),
   };
 }
