@@ -11,7 +11,7 @@ import { describeFailure, say } from "./cli.ts";
 import type { Session } from "./client.ts";
 import { RefusedError, UsageError, UserError } from "./errors.ts";
 import { cannotRead, cannotWrite } from "./local_files.ts";
-import { isTreePart } from "./tree_local.ts";
+import { unrelatedBefore, unrelatedMessage } from "./tree_delete_guard.ts";
 import {
   displayName,
   displayUndecodableName,
@@ -355,6 +355,12 @@ export async function runTreeTransfer(
     const kept = await unrelatedBefore(session, cmd.command, local, remote);
     if (kept > 0) throw new UserError(`${unrelatedLine(kept)}; nothing transferred`);
   }
+  /**
+   * The line when the receiver kept the top at the end (the client's look passed): the tree is
+   * in the folder now, which the same command run again would take for a copy.
+   */
+  const keptAfter = (kept: number) =>
+    `${unrelatedLine(kept)}; ${name} arrived beside them: take it out before running this again`;
   const shown = !cmd.quiet && !cmd.dryRun && (cmd.progress || progressWanted());
   const progress = new ProgressLine(name, { total: null, enabled: shown });
   /** Files done and planned, for the progress line's label. */
@@ -479,72 +485,8 @@ export async function runTreeTransfer(
     );
   }
   // After the summary, so it is the last line: what was kept, and how to do what was meant.
-  if (summary.unrelated) say(`${NAME}: ${unrelatedLine(summary.unrelated)}`);
+  if (summary.unrelated) {
+    say(`${NAME}: ${cmd.dryRun ? unrelatedLine(summary.unrelated) : keptAfter(summary.unrelated)}`);
+  }
   return summary.failed === 0 && !summary.unrelated;
-}
-
-/**
- * The line that says `--delete` kept the top of `dest` (as the user named it: a local path, or
- * a remote folder), `kept` names that the tree `name` lacks, and the two ways out.
- */
-function unrelatedMessage(dest: string, name: string, kept: number): string {
-  const shown = JSON.stringify(dest);
-  const entries = kept === 1 ? "the 1 entry" : `the ${kept} entries`;
-  const into = JSON.stringify(dest.replace(/[\\/]*$/, "/"));
-  return `kept ${entries} of ${shown} that ${name} lacks: it held none of the names in ${name}, so ` +
-    `--delete did not take it for a copy (name ${into} to put ${name} into it, or add ` +
-    "--delete-unrelated)";
-}
-
-/**
- * `--delete`'s guard, before a transfer (see `TreeCompareOptions.guard`): how many names the
- * destination holds at its top if it holds none of the tree's top-level names, or 0 (it holds
- * one, is empty, or is missing). The remote folder's top is listed, names only, and each name
- * looked up in the local folder as it arrives, so neither side's names are ever held.
- */
-async function unrelatedBefore(
-  session: Session,
-  command: "put" | "get",
-  local: string,
-  remote: string | undefined,
-): Promise<number> {
-  const prefix = remote === undefined ? "" : `${remote}/`;
-  let listed = 0;
-  let shared = false;
-  try {
-    await listRemote(session, {
-      dir: remote,
-      namesOnly: true,
-      onEntries: (entries) => {
-        for (const entry of entries) {
-          listed++;
-          if (shared || entry.notUtf8) continue;
-          const leaf = entry.name.slice(prefix.length);
-          // Only a plain name of that folder is looked for (a hostile one leads nowhere else).
-          if (/[\\/]/.test(leaf) || leaf === "." || leaf === "..") continue;
-          shared = existsLocally(join(local, leaf));
-        }
-      },
-    });
-  } catch (error) {
-    // A put's new folder; a get's missing tree is the transfer's to report.
-    if (error instanceof RefusedError && error.code === "not_found") return 0;
-    throw error;
-  }
-  if (shared) return 0;
-  if (command === "put") return listed;
-  let held = 0;
-  // The receiver's walk leaves out ferry's own staging files: so does this count.
-  for await (const entry of Deno.readDir(local)) if (!isTreePart(entry.name)) held++;
-  return held;
-}
-
-/** Whether anything (of any type, a dangling link too) is at the local `path`. */
-function existsLocally(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

@@ -9,6 +9,7 @@
 
 import assert from "node:assert/strict";
 import { foldsCase } from "../lib/case_folding.ts";
+import { encodeControl, FrameType } from "../lib/frames.ts";
 import {
   assertFailure,
   commandWorks,
@@ -29,6 +30,7 @@ import {
   resumeTree,
   summaryOf,
 } from "./tree_helpers.ts";
+import { Wire } from "./wire.ts";
 
 const PYTHON = "/usr/bin/python3";
 const FIXTURE = new URL("./fixtures/casefold_fs.py", import.meta.url).pathname;
@@ -331,6 +333,52 @@ caseFoldingTest(
     assert.equal(await Deno.readTextFile(`${dest}/a.txt`), "alpha\n");
     assert.equal(await Deno.readTextFile(`${dest}/sub/c.txt`), "gamma\n");
     assert.deepEqual(names(`${dest}/SUB`).map((n) => n.toLowerCase()), ["big.bin", "c.txt"]);
+  },
+);
+
+caseFoldingTest(
+  "put -r --delete onto a case-folding server: a folder sharing no name under any case keeps its top",
+  async (fs) => {
+    await using work = await makeTempDir();
+    const src = `${work.path}/photos`;
+    await Deno.mkdir(`${src}/trip`, { recursive: true });
+    await put(`${src}/trip/b.jpg`, "b");
+    await Deno.mkdir(`${fs}/root/dest`, { recursive: true });
+    await put(`${fs}/root/dest/Notes.txt`, "mine");
+    await put(`${fs}/root/dest/zz`, "mine");
+    await using server = await startServer({ root: `${fs}/root` });
+    const refused = await ferry(server, ["put", "-r", src, "dest", "--delete", "-q"]);
+    assertFailure(
+      refused,
+      /^ferry: kept the 2 entries of "dest" that photos lacks: .*; nothing transferred$/,
+      {
+        what: "put -r --delete onto an unrelated folder",
+      },
+    );
+    // The server's own guard, as a client that does not look first would meet it: its sweep of
+    // the top keeps what it found there, and the OK counts it.
+    using wire = await Wire.connect(server);
+    await wire.handshake();
+    await wire.write(encodeControl(FrameType.REQUEST, {
+      op: "put_tree",
+      name: "dest",
+      delete: true,
+      delete_unrelated: false,
+    }));
+    await wire.expectFrame(FrameType.OK, "accepted");
+    await wire.write(encodeControl(FrameType.MANIFEST, {
+      entries: [{ path: "TRIP", type: "dir", size: 0, mtime: 0, mode: 0o755 }],
+      last: true,
+    }));
+    await wire.expectFrame(FrameType.WANT, "want");
+    await wire.write(encodeControl(FrameType.FINISH, {}));
+    const done = await wire.expectFrame(FrameType.OK, "summary");
+    assert.deepEqual([done.deleted, done.unrelated], [0, 2]);
+    assert.deepEqual(names(`${fs}/root/dest`), ["Notes.txt", "TRIP", "zz"]);
+    // A name it has under another case is a shared one: the extras go, the folder stays.
+    const synced = await ok(server, ["put", "-r", src, "dest", "--delete", "--json"]);
+    assert.equal(summaryOf(synced).deleted, 2);
+    assert.deepEqual(names(`${fs}/root/dest`).map((n) => n.toLowerCase()), ["trip"]);
   },
 );
 

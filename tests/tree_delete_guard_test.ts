@@ -39,13 +39,19 @@ async function home(dir: string): Promise<void> {
 
 const HOME_NAMES = [".bashrc", "Documents", "zz-notes.txt"];
 
-/** The one line that says what was kept, for `dest` (as named) and the tree `name`. */
-function keptLine(dest: string, name: string, kept: number, before = false): RegExp {
+/**
+ * The one line that says what was kept, for `dest` (as named) and the tree `name`: refused
+ * before anything moved (`before`), or by the receiver once the tree was in (`after`).
+ */
+function keptLine(dest: string, name: string, kept: number, when: "before" | "after"): RegExp {
   const quoted = JSON.stringify(dest).replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+  const end = when === "before"
+    ? "; nothing transferred"
+    : `; ${name} arrived beside them: take it out before running this again`;
   return new RegExp(
     `^ferry: kept the ${kept} entries of ${quoted} that ${name} lacks: it held none of the ` +
       `names in ${name}, so --delete did not take it for a copy \\(name ".*/" to put ${name} ` +
-      `into it, or add --delete-unrelated\\)${before ? "; nothing transferred" : ""}$`,
+      `into it, or add --delete-unrelated\\)${end}$`,
   );
 }
 
@@ -66,7 +72,9 @@ Deno.test("get -r --delete into an unrelated folder changes nothing and fails, a
     const result = await ferry(server, ["get", "-r", "photos", dest, "--delete", ...extra]);
     // Looked at before anything moved: nothing was fetched, so a second run finds no name of the
     // tree there either (had the tree been merged in, it would take the folder for a copy).
-    assertFailure(result, keptLine(dest, "photos", 3, true), { what: `get -r --delete ${extra}` });
+    assertFailure(result, keptLine(dest, "photos", 3, "before"), {
+      what: `get -r --delete ${extra}`,
+    });
     assert.deepEqual(await snapshot(dest), before, `${extra}: nothing changed`);
   }
 });
@@ -81,7 +89,7 @@ Deno.test("put -r --delete into an unrelated server folder changes nothing; --de
   const before = await snapshot(dest);
   for (const extra of [["--dry-run"], []]) {
     const result = await ferry(server, ["put", "-r", src, "backup", "--delete", "-q", ...extra]);
-    assertFailure(result, keptLine("backup", "photos", 3, true), {
+    assertFailure(result, keptLine("backup", "photos", 3, "before"), {
       what: `put -r --delete ${extra}`,
     });
     assert.deepEqual(await snapshot(dest), before, `${extra}: nothing changed`);
@@ -110,7 +118,7 @@ Deno.test("an empty tree is no copy's source; an empty destination loses nothing
   const dest = `${work.path}/home`;
   await home(dest);
   const refused = await ferry(server, ["get", "-r", "empty", dest, "--delete", "-q"]);
-  assertFailure(refused, keptLine(dest, "empty", 3, true), { what: "an empty tree" });
+  assertFailure(refused, keptLine(dest, "empty", 3, "before"), { what: "an empty tree" });
   assert.deepEqual(names(dest), HOME_NAMES);
 
   // A destination that was there, empty: nothing to delete, nothing to fail.
@@ -270,7 +278,7 @@ Deno.test("the client's own guard: get -r --delete keeps the top of a folder the
   assert.ok(!actions.includes("deleted"), "no name reported deleted");
   const lines = stderrLines(result);
   assert.match(lines.at(-2)!, /^Downloaded .*: 0 files, .*; 0 up to date, 0 deleted, 0 failed$/);
-  assert.match(lines.at(-1)!, keptLine(dest, "photos", 3));
+  assert.match(lines.at(-1)!, keptLine(dest, "photos", 3, "after"));
   assert.deepEqual(names(dest), [...HOME_NAMES, "trip"].sort(), "nothing deleted");
 });
 
@@ -294,7 +302,7 @@ Deno.test("against a server that predates the guard, put -r --delete looks first
     (port) => ferry({ host: "127.0.0.1", port }, ["put", "-r", src, "backup", "--delete", "-q"]),
     { welcome: { server: "ferry/0.0.9", features: ["tree"] } },
   );
-  assertFailure(result, keptLine("backup", "photos", 3, true), {
+  assertFailure(result, keptLine("backup", "photos", 3, "before"), {
     what: "put -r --delete to an old server",
   });
 });
