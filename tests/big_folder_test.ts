@@ -159,6 +159,31 @@ Deno.test("a folder past the threshold round-trips with put -r, get -r, a no-cha
   if (Deno.build.os === "linux") assert.equal(await openRuns(server.pid), 0);
 });
 
+Deno.test("--delete into a big folder deletes the extras before its first shared name, from runs on disk", async () => {
+  await using server = await startServer(SHORT_RUNS);
+  await using work = await makeTempDir();
+  const src = `${work.path}/src`;
+  await Deno.mkdir(src);
+  // The tree's new names fall between the copy's extras; its one name the copy has comes last.
+  for (let i = 0; i < 100; i++) await Deno.writeTextFile(`${src}/b${i}`, "new");
+  await Deno.writeTextFile(`${src}/m-shared`, "fresh");
+  for (const copy of [`${server.root}/src`, `${work.path}/copy`]) {
+    await Deno.mkdir(copy);
+    for (let i = 0; i < 300; i++) await Deno.writeTextFile(`${copy}/a${i}`, "extra");
+    for (let i = 0; i < 100; i++) await Deno.writeTextFile(`${copy}/c${i}`, "extra");
+    await Deno.writeTextFile(`${copy}/m-shared`, "stale");
+    await Deno.writeTextFile(`${copy}/z`, "extra");
+  }
+  for (const args of [["put", "-r", src], ["get", "-r", "src", `${work.path}/copy`]]) {
+    const result = await ferry(server, [...args, "--delete", "--json"], SHORT_RUNS);
+    assertSuccess(result, args.join(" "));
+    assert.deepEqual([summaryOf(result).files, summaryOf(result).deleted], [101, 401]);
+  }
+  assert.deepEqual(await snapshot(`${server.root}/src`), await snapshot(src));
+  assert.deepEqual(await snapshot(`${work.path}/copy`), await snapshot(src));
+  if (Deno.build.os === "linux") assert.equal(await openRuns(server.pid), 0);
+});
+
 Deno.test("a client that goes mid-walk of a big folder leaves no run file open on the server", {
   ignore: Deno.build.os !== "linux",
 }, async () => {
