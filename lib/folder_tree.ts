@@ -164,12 +164,15 @@ export function folderSink(store: ServedFolder, base: string | undefined): TreeS
       if (Deno.build.os !== "windows") await Deno.chmod(real, entry.mode | 0o700);
       await Deno.utime(real, new Date(), new Date(entry.mtime));
     },
-    finishBase: async (top) => {
+    finishBase: async (top, made) => {
       // The served folder itself belongs to whoever runs the server, not to a client.
       if (base === undefined) return;
       const real = await resolveFolder(store, base);
-      if (Deno.build.os !== "windows") await Deno.chmod(real, top.mode | 0o700);
-      await Deno.utime(real, new Date(), new Date(top.mtime));
+      if (made && Deno.build.os !== "windows") await Deno.chmod(real, top.mode | 0o700);
+      const now = (await Deno.stat(real)).mtime?.getTime() ?? NaN;
+      if (made || Math.trunc(now) !== Math.trunc(top.mtime)) {
+        await Deno.utime(real, new Date(), new Date(top.mtime));
+      }
     },
     // The probe goes in the staging folder: nothing a client could see, on the root's filesystem.
     caseInsensitive: () => foldsCase(store.stagingDir),

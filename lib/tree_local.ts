@@ -397,7 +397,15 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
       if (dir === null) return;
       finishFolder(dir, entry, found);
     },
-    finishBase: async (entry) => finishFolder(await top(), entry),
+    finishBase: async (entry, made) => {
+      const dir = await top();
+      if (made) return finishFolder(dir, entry);
+      // The receiver's own folder: its mode stays; its mtime is set only if it differs.
+      if (Math.trunc(Deno.statSync(dir).mtime?.getTime() ?? NaN) === Math.trunc(entry.mtime)) {
+        return;
+      }
+      Deno.utimeSync(dir, new Date(), new Date(entry.mtime));
+    },
     caseInsensitive: async () => foldsCase(await top()),
     checksum: async (path) => {
       // A small file (the walk found a regular file) is opened and read on this thread.

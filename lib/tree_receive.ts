@@ -119,8 +119,8 @@ class TreeReceiver {
     // counts only the time it waits for the sender.
     const own = flat ? null : await localWait(io.local, () => sink.walker());
     // A receiving folder that was there already is the receiver's own (a home folder, /tmp): it
-    // keeps its mode and mtime, whatever the sender says. Only one this transfer makes takes the
-    // sender's (finishBase), which a rerun then leaves alone too.
+    // keeps its mode, whatever the sender says, and takes only the sender's mtime at the end (a
+    // re-sync's times match the sender's). Only one this transfer makes takes the mode too.
     const madeBase = !own && !dry && !flat;
     if (madeBase) await localWait(io.local, () => sink.makeBase());
     const caseless = !flat &&
@@ -188,7 +188,7 @@ class TreeReceiver {
       // A folder made for this tree takes the sender's mode before anything goes in, so that an
       // interrupted run leaves it as a whole one would; it is finished again at the end. (Made
       // here, it held nothing: no part kept for --resume is in it.)
-      if (this.#top && this.#madeBase) await this.#sink.finishBase(this.#top);
+      if (this.#top && this.#madeBase) await this.#sink.finishBase(this.#top, true);
     }
     this.#manifested = true;
     for (const note of batch.notes ?? []) {
@@ -271,7 +271,11 @@ class TreeReceiver {
     if (!this.#dry) {
       await localWait(this.#io.local, async () => {
         await this.#finishFolders();
-        if (this.#top && this.#madeBase) await this.#sink.finishBase(this.#top);
+        // A re-synced folder takes the sender's mtime too, unless --delete's guard found it no
+        // copy of the tree (then it is the receiver's own, and the run fails).
+        if (this.#top && (this.#madeBase || this.#compare.unrelated === 0)) {
+          await this.#sink.finishBase(this.#top, this.#madeBase);
+        }
         await this.#sink.done?.();
       });
     }

@@ -230,11 +230,13 @@ export interface TreeSink {
    */
   finishDir(path: string, entry: ManifestEntry, found?: WalkEntry): Promise<void>;
   /**
-   * Gives the receiving folder itself the sender's mtime and mode: called only when
-   * {@link makeBase} made it in this transfer (never for a folder that was there already), once
-   * as the first manifest comes and again at the very end.
+   * Gives the receiving folder itself the sender's mtime, and its mode when `made` (when
+   * {@link makeBase} made it in this transfer: once as the first manifest comes, and again at the
+   * very end). A folder that was there already keeps its own mode, and takes the mtime only at
+   * the end of a transfer that found it a copy of the sender's tree, so that a re-sync leaves
+   * the whole tree's times as the sender's.
    */
-  finishBase(top: ManifestTop): Promise<void>;
+  finishBase(top: ManifestTop, made: boolean): Promise<void>;
   /** The checksum of a file the receiver has, for `--checksum`; null if it cannot be read. */
   checksum(path: string): Promise<string | null>;
   /** Whether the receiving folder's filesystem folds case (`A` and `a` are one name there). */

@@ -123,8 +123,8 @@ async function assertInside(dir: string): Promise<void> {
 /**
  * Runs `transfer` into the folders `own` (there already, of mode 700), `sticky` (there already,
  * 1777, as `/tmp`) and `fresh` (made by the transfer) under `base`: the first two keep their mode
- * and mtime, the third takes the sender's; a dry run before says nothing of them, and a second
- * run changes nothing (not even a folder's change time).
+ * and take the sender's mtime (they hold `sub`, so they are copies), the third takes both; a dry
+ * run before changes nothing, and a second run changes nothing (not even a folder's change time).
  */
 async function checkTops(
   base: string,
@@ -134,9 +134,10 @@ async function checkTops(
   await writeOwnFolder(`${base}/sticky`, 0o1777);
   const dry = await transfer("own", "--dry-run");
   assert.equal(dry, "send sub/a.txt\nsend sub/x.sh\n", "a dry run names the files alone");
+  assert.deepEqual(await topOf(`${base}/own`), { mode: "700", mtime: OWN_TIME.getTime() }, "dry");
   for (const name of ["own", "sticky", "fresh"]) await transfer(name, "--json");
-  assert.deepEqual(await topOf(`${base}/own`), { mode: "700", mtime: OWN_TIME.getTime() });
-  assert.deepEqual(await topOf(`${base}/sticky`), { mode: "1777", mtime: OWN_TIME.getTime() });
+  assert.deepEqual(await topOf(`${base}/own`), { mode: "700", mtime: TOP_TIME.getTime() });
+  assert.deepEqual(await topOf(`${base}/sticky`), { mode: "1777", mtime: TOP_TIME.getTime() });
   assert.deepEqual(await topOf(`${base}/fresh`), { mode: "750", mtime: TOP_TIME.getTime() });
   for (const name of ["own", "sticky", "fresh"]) await assertInside(`${base}/${name}`);
 
@@ -149,12 +150,12 @@ async function checkTops(
     await transfer(name, "--resume");
   }
   assert.deepEqual(await changeTimes(base, names), before, "a rerun touches no folder");
-  assert.deepEqual(await topOf(`${base}/own`), { mode: "700", mtime: OWN_TIME.getTime() });
+  assert.deepEqual(await topOf(`${base}/own`), { mode: "700", mtime: TOP_TIME.getTime() });
 }
 
 Deno.test({
   name:
-    "get -r leaves an existing destination's mode and mtime alone; one it makes takes the sender's",
+    "get -r leaves an existing destination's mode alone and gives it the sender's mtime; one it makes takes both",
   // GNU stat's %z gives the change time to the nanosecond (Deno's ctime is whole seconds).
   ignore: Deno.build.os !== "linux",
   async fn() {
@@ -171,7 +172,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "put -r leaves an existing remote folder's mode and mtime alone; one it makes takes the sender's",
+    "put -r leaves an existing remote folder's mode alone and gives it the sender's mtime; one it makes takes both",
   ignore: Deno.build.os !== "linux",
   async fn() {
     await using work = await makeTempDir();
@@ -188,7 +189,8 @@ Deno.test({
 /**
  * Cuts `args` (a tree transfer of `src` into `dest`, which is not there yet) in the middle of a big
  * file: the folder made for the tree has the sender's mode from its first manifest on, so the cut
- * leaves it so, and the rerun with `--resume`, which finds the folder there, keeps it.
+ * leaves it so, and the rerun with `--resume`, which finds the folder there, keeps it and gives it
+ * the sender's mtime again (the files it wrote there changed it).
  */
 async function checkCutTop(
   server: ServerProcess,
@@ -201,6 +203,7 @@ async function checkCutTop(
   await Deno.writeTextFile(`${src}/a.txt`, "alpha\n");
   await writeRandomFile(`${src}/big.bin`, 4 << 20);
   await Deno.chmod(src, TOP_MODE);
+  await Deno.utime(src, TOP_TIME, TOP_TIME);
   const relay = cuttingRelay(server, 2 << 20, up);
   const cut = await ferry({ host: "127.0.0.1", port: relay.port }, args);
   await relay.close();
@@ -210,7 +213,7 @@ async function checkCutTop(
   const again = await ferry(server, [...args, "--resume", "--json"]);
   assert.equal(again.code, 0, again.stderr);
   assert.equal(summaryOf(again).failed, 0);
-  assert.equal((await topOf(dest)).mode, "750", "kept by the rerun");
+  assert.deepEqual(await topOf(dest), { mode: "750", mtime: TOP_TIME.getTime() }, "the rerun");
 }
 
 Deno.test({
