@@ -63,7 +63,10 @@ export const CLIENT_COMMANDS = {
       "fingerprint)",
   },
   rm: { args: ["NAME"], help: "remove a remote file; -r: a folder and all it holds" },
-  mv: { args: ["OLD", "NEW"], help: "rename a remote file or folder (NEW's folder must exist)" },
+  mv: {
+    args: ["OLD", "NEW"],
+    help: "rename a remote file or folder (NEW's folder must exist; NEW/ moves it into NEW)",
+  },
   mkdir: {
     args: ["DIR"],
     help: "create a remote folder; -p: parents too, and an existing folder is fine",

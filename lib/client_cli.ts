@@ -37,7 +37,13 @@ import {
 import { knownServersPath } from "./known_servers.ts";
 import { runTrust } from "./tls_trust_cli.ts";
 import { NAME, VERSION } from "./version.ts";
-import { formatListing, runTreeCommand, runTreeTransfer, type TreeCommand } from "./tree_cli.ts";
+import {
+  formatListing,
+  remoteDestination,
+  runTreeCommand,
+  runTreeTransfer,
+  type TreeCommand,
+} from "./tree_cli.ts";
 import { runFilesPipelined } from "./files_cli.ts";
 
 const PROGRAM = NAME;
@@ -73,9 +79,9 @@ function jobsOf(cmd: ClientCommand): Job[] {
   const [first, second] = cmd.args;
   switch (cmd.command) {
     case "put": {
-      // scp's habit: a REMOTE ending in "/" is a folder to put the file into.
-      const into = second?.endsWith("/") && first !== "-";
-      const remote = into ? second + basename(first) : second;
+      // scp's habit: a REMOTE ending in "/" (or ".") is a folder to put the file into.
+      const leaf = first === "-" ? undefined : basename(first);
+      const remote = second === undefined ? undefined : remoteDestination(second, leaf, "REMOTE");
       return [{ op: "put", local: first, remote: remote ?? basename(first), localGiven: true }];
     }
     case "get":
@@ -272,13 +278,16 @@ async function runCommand(cmd: ClientCommand): Promise<number> {
  * cannot say it: it does not know which client, or which flags, it is talking to.
  */
 function withHint(error: unknown, job: Job, cmd: ClientCommand): unknown {
-  if (
-    job.op === "put" && !cmd.overwrite && error instanceof RefusedError &&
-    error.code === "exists"
-  ) {
-    return new RefusedError(error.code, `${error.message} (use --overwrite to replace it)`);
-  }
-  return error;
+  if (!(error instanceof RefusedError)) return error;
+  const hint = job.op === "put" && !cmd.overwrite && error.code === "exists"
+    ? "use --overwrite to replace it"
+    // A put's name that is a folder there; a get's name that is no file (a folder, most often).
+    : job.op === "put" && error.code === "not_a_file" && job.local !== "-"
+    ? `end the name with / to put ${basename(job.local)} into it`
+    : job.op === "get" && error.code === "not_a_file"
+    ? "get -r fetches a folder"
+    : undefined;
+  return hint ? new RefusedError(error.code, `${error.message} (${hint})`) : error;
 }
 
 /**

@@ -206,13 +206,16 @@ export async function runTreeCommand(
           name: remoteArg(first, "NAME")!,
           recursive: cmd.recursive,
         });
-      case "mv":
+      case "mv": {
+        const name = remoteArg(first, "OLD")!;
         return await changeRemote(session, {
           op: "mv",
-          name: remoteArg(first, "OLD")!,
-          to: remoteArg(second, "NEW")!,
+          name,
+          // `mv notes.txt docs/` moves it into docs, as put does.
+          to: remoteDestination(second, name.split("/").at(-1)!, "NEW")!,
           overwrite: cmd.overwrite,
         });
+      }
       case "mkdir":
         return await changeRemote(session, {
           op: "mkdir",
@@ -282,6 +285,35 @@ function meansInto(path: string): boolean {
 }
 
 /**
+ * A remote destination as typed, as scp users expect: one ending in `/` (or `.`) is a folder to
+ * put `leaf` into, under that name; any other is the new name itself. Undefined: the served
+ * folder. A folder to put into needs a `leaf` (standard input has none).
+ *
+ * @example
+ * ```ts
+ * import { remoteDestination } from "./tree_cli.ts";
+ *
+ * remoteDestination("docs/", "notes.txt", "REMOTE"); // "docs/notes.txt"
+ * remoteDestination("docs/old.txt", "notes.txt", "REMOTE"); // "docs/old.txt"
+ * ```
+ */
+export function remoteDestination(
+  arg: string,
+  leaf: string | undefined,
+  what: string,
+): string | undefined {
+  const folder = remoteArg(arg, what, true);
+  if (!meansInto(arg)) return folder;
+  const into = (name: string) => folder === undefined ? name : `${folder}/${name}`;
+  if (leaf === undefined) {
+    throw new UsageError(
+      `Cannot tell what to name it in ${arg}: give a name, as in ${into("NAME")}`,
+    );
+  }
+  return into(leaf);
+}
+
+/**
  * Where a tree goes, as scp and cp -r users expect: a destination ending in `/` (or `.`) is a
  * folder to put the tree into, under its own name; any other destination is the tree's new name.
  * So `get -r photos .` makes `./photos`, and running a command again lands in the same place.
@@ -292,11 +324,10 @@ export function treeEnds(cmd: TreeTransferCommand): { local: string; remote?: st
     const local = first;
     const name = lastSegment(local) ?? lastSegment(Deno.cwd());
     if (second === undefined) return { local, remote: name };
-    const into = meansInto(second);
-    const folder = remoteArg(second, "REMOTEDIR", true);
-    if (!into) return { local, remote: folder };
-    if (name === undefined) throw new UsageError(`Cannot tell the folder's name from ${local}`);
-    return { local, remote: folder === undefined ? name : `${folder}/${name}` };
+    if (name === undefined && meansInto(second)) {
+      throw new UsageError(`Cannot tell the folder's name from ${local}`);
+    }
+    return { local, remote: remoteDestination(second, name, "REMOTEDIR") };
   }
   const remote = remoteArg(first, "REMOTEDIR", true);
   const name = remote === undefined ? undefined : remote.split("/").at(-1);

@@ -152,6 +152,12 @@ Deno.test("mv renames files and folders, refusing taken names unless --overwrite
   assert.equal(await pathExists(`${server.root}/a.txt`), false);
   await ok(server, ["mv", "sub", "moved"]);
   assert.equal(await Deno.readTextFile(`${server.root}/moved/deep/c.txt`), "c");
+  // A NEW ending in / (or .) is a folder to move into, as put's REMOTE is.
+  await ok(server, ["mv", "moved/a2.txt", "empty/"]);
+  assert.equal(await Deno.readTextFile(`${server.root}/empty/a2.txt`), "aaa");
+  await ok(server, ["mv", "empty/a2.txt", "."]);
+  assert.equal(await Deno.readTextFile(`${server.root}/a2.txt`), "aaa");
+  await ok(server, ["mv", "a2.txt", "moved/"]);
 
   const taken = await ferry(server, ["mv", "moved/a2.txt", "moved/b.txt"]);
   assertFailure(

@@ -248,7 +248,7 @@ Deno.test("--delete removes what the sender lacks, both ways; --dry-run changes 
   assert.deepEqual(await snapshot(`${work.path}/copy`), await snapshot(src));
 });
 
-Deno.test("scp's habits: put FILE dir/, get -r dir ., put -r dir dest/", async () => {
+Deno.test("scp's habits: put FILE dir/, put FILE ., get -r dir ., put -r dir dest/", async () => {
   await using work = await makeTempDir();
   await using server = await startServer();
   await makeTree(`${work.path}/tree`);
@@ -257,6 +257,31 @@ Deno.test("scp's habits: put FILE dir/, get -r dir ., put -r dir dest/", async (
 
   await ok(server, ["put", `${work.path}/one.txt`, "docs/"]);
   assert.equal(await Deno.readTextFile(`${server.root}/docs/one.txt`), "1");
+  await ok(server, ["put", `${work.path}/one.txt`, "."]);
+  assert.equal(
+    await Deno.readTextFile(`${server.root}/one.txt`),
+    "1",
+    "put FILE . puts at the top",
+  );
+  // Without the slash the name is the file's new name: a folder there is refused, with the way in.
+  assertFailure(
+    await ferry(server, ["put", `${work.path}/one.txt`, "docs"]),
+    /^ferry: Refused by server: "docs" is a folder \(end the name with \/ to put one\.txt into it\)$/,
+    { what: "put FILE onto a folder's name" },
+  );
+  assertFailure(
+    await ferry(server, ["get", "docs", `${work.path}/x`]),
+    /^ferry: Refused by server: Not a regular file: "docs" \(get -r fetches a folder\)$/,
+    { what: "get of a folder" },
+  );
+  assertUsageError(
+    await ferry(server, ["put", "-", "docs/"], { stdin: "data" }),
+    "ferry",
+    {
+      what: "put - into a folder",
+      pattern: /Cannot tell what to name it in docs\/: give a name, as in docs\/NAME /,
+    },
+  );
   await ok(server, ["put", "-r", `${work.path}/tree`, "docs/"]);
   assert.ok(await pathExists(`${server.root}/docs/tree/sub/deep/c.txt`));
   // Without a trailing slash the destination is the tree's new name, so a rerun lands there too.
