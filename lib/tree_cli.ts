@@ -471,6 +471,12 @@ export async function runTreeTransfer(
       ? await putTree(session, local, remote, options)
       : await getTree(session, remote, local, options);
   } catch (error) {
+    // get -r of a file: the way out, as a get of a folder says get -r.
+    if (
+      cmd.command === "get" && error instanceof RefusedError && error.code === "not_a_file"
+    ) {
+      throw new RefusedError(error.code, `${error.message} (get without -r fetches a file)`);
+    }
     // As a single get says of its .part: the next run can continue what arrived.
     if (kept > 0) {
       throw new UserError(

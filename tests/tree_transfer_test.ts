@@ -274,6 +274,11 @@ Deno.test("scp's habits: put FILE dir/, put FILE ., get -r dir ., put -r dir des
     /^ferry: Refused by server: Not a regular file: "docs" \(get -r fetches a folder\)$/,
     { what: "get of a folder" },
   );
+  assertFailure(
+    await ferry(server, ["get", "-r", "docs/one.txt", `${work.path}/y`]),
+    /^ferry: Refused by server: Not a folder: "docs\/one\.txt" \(get without -r fetches a file\)$/,
+    { what: "get -r of a file" },
+  );
   assertUsageError(
     await ferry(server, ["put", "-", "docs/"], { stdin: "data" }),
     "ferry",
