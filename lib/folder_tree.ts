@@ -174,8 +174,13 @@ export function folderSink(store: ServedFolder, base: string | undefined): TreeS
         await Deno.utime(real, new Date(), new Date(top.mtime));
       }
     },
-    // The probe goes in the staging folder: nothing a client could see, on the root's filesystem.
-    caseInsensitive: () => foldsCase(store.stagingDir),
+    // Told by the receiving folder's names; else a probe in the staging folder (nothing a client
+    // could see), when it is on the receiving folder's filesystem: a folder mounted inside the
+    // root may be another one.
+    caseInsensitive: async (ask) => {
+      const real = await resolveFolder(store, base).catch(() => store.stagingDir);
+      return await foldsCase(real, { probeIn: store.stagingDir, probe: ask?.probe ?? false });
+    },
     checksum: async (path) => {
       using file = await Deno.open(await store.resolveFile(name(path)));
       const size = (await file.stat()).size;

@@ -406,7 +406,9 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
       }
       Deno.utimeSync(dir, new Date(), new Date(entry.mtime));
     },
-    caseInsensitive: async () => foldsCase(await top()),
+    // No folder of this client's own is on the receiving folder's filesystem: a probe, when
+    // asked for, goes into the receiving folder itself.
+    caseInsensitive: async (ask) => foldsCase(await top(), { probe: ask?.probe ?? false }),
     checksum: async (path) => {
       // A small file (the walk found a regular file) is opened and read on this thread.
       using file = Deno.openSync(join(await top(), path), { read: true });

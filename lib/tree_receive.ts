@@ -123,17 +123,37 @@ class TreeReceiver {
     // re-sync's times match the sender's). Only one this transfer makes takes the mode too.
     const madeBase = !own && !dry && !flat;
     if (madeBase) await localWait(io.local, () => sink.makeBase());
-    const caseless = !flat &&
-      (options.caseInsensitive ??
-        (own || !dry ? await localWait(io.local, () => sink.caseInsensitive()) : false));
-    return new TreeReceiver(io, sink, options, { own, madeBase, caseless });
+    // Whether names fold is learnt by reading what the folder holds: nothing is written into a
+    // folder of the user's to learn it. An empty one tells nothing, and needs telling only when
+    // the manifest has two names that differ only by case (or a folder too big to hold folded):
+    // then the folder is asked again, holding what this transfer wrote into it by then, or is
+    // probed (in a dry run too, which says what the transfer would do).
+    const empty = own === null || own.peek() === undefined;
+    const ask = (probe: boolean) => localWait(io.local, () => sink.caseInsensitive({ probe }));
+    let caseless = flat ? false : options.caseInsensitive;
+    // A dry run into a folder that is not there yet takes names as distinct.
+    if (caseless === undefined) caseless = own || !dry ? await ask(false) : false;
+    // Names that tell nothing (none with an ASCII letter): they are compared now, so it is asked.
+    if (caseless === undefined && !empty) caseless = await ask(true);
+    return new TreeReceiver(io, sink, options, {
+      own,
+      madeBase,
+      caseless: caseless ?? (async () => (await ask(true)) ?? false),
+      // A folder that held nothing has no name under another case to find, or to keep.
+      compareCaseless: caseless === true && !empty,
+    });
   }
 
   private constructor(
     io: TreeIo,
     sink: TreeSink,
     options: ReceiveTreeOptions,
-    found: { own: EntryWalk | null; madeBase: boolean; caseless: boolean },
+    found: {
+      own: EntryWalk | null;
+      madeBase: boolean;
+      caseless: boolean | (() => Promise<boolean>);
+      compareCaseless: boolean;
+    },
   ) {
     const { own, caseless } = found;
     this.#io = io;
@@ -159,7 +179,7 @@ class TreeReceiver {
       dryRun: this.#dry,
       maxFileSize: options.maxFileSize,
       maxTotalSize: options.maxTotalSize,
-      caseInsensitive: caseless,
+      caseInsensitive: found.compareCaseless,
     });
     this.#offers = new ResumeOffers(sink, { resume: options.resume });
     this.#files = new FileReceiver(io, sink, report, options);
@@ -196,7 +216,7 @@ class TreeReceiver {
       if (!this.#flat) this.#compare.spare(note.path);
     }
     // The whole batch is checked before anything is done for any of it.
-    const from = this.#batchFrom = this.#check.batch(batch.entries);
+    const from = this.#batchFrom = await this.#check.batch(batch.entries);
     const want: number[] = [];
     const resume: IndexedOffer[] = [];
     for (let i = 0; i < batch.entries.length; i++) {

@@ -33,8 +33,13 @@ export interface ManifestCheckOptions {
    * the receiver's to check one by one (a bad one fails that file, not the transfer).
    */
   files?: boolean;
-  /** Refuse two names of one folder that differ only by case (default false). */
-  caseInsensitive?: boolean;
+  /**
+   * Refuse two names of one folder that differ only by case (default false). A function asks
+   * whether names fold when it is not known yet (an empty receiving folder tells nothing): asked
+   * only when a batch holds two such names, or a folder over {@link MAX_FOLDED_NAMES} names, and
+   * once at most.
+   */
+  caseInsensitive?: boolean | (() => Promise<boolean>);
 }
 
 /** A manifest that breaks the rules (hostile or broken sender): the whole transfer stops. */
@@ -51,8 +56,8 @@ export function badManifest(why: string): StoreError {
  *
  * const check = new ManifestCheck((path) => void path, { caseInsensitive: true });
  * const entry = { size: 0, mtime: 0, mode: 0o755 };
- * check.batch([{ ...entry, path: "docs", type: "dir" }]); // 0: the batch's first index
- * check.batch([{ ...entry, path: "docs/A", type: "file" }, { ...entry, path: "docs/a", type: "file" }]);
+ * await check.batch([{ ...entry, path: "docs", type: "dir" }]); // 0: the batch's first index
+ * await check.batch([{ ...entry, path: "docs/A", type: "file" }, { ...entry, path: "docs/a", type: "file" }]);
  * // throws StoreError bad_name: "Refused manifest: names differ only by case: docs/a"
  * ```
  */
@@ -60,7 +65,12 @@ export class ManifestCheck {
   #allowed: (path: string) => void;
   #maxEntries: number;
   #files: boolean;
-  #caseless: boolean;
+  /** Whether names are held folded: they fold, or it is not known yet ({@link #ask}). */
+  #folding: boolean;
+  /** Asks whether names fold, until it is known. */
+  #ask?: () => Promise<boolean>;
+  /** Not known yet whether names fold: the refusal of this batch if they do. */
+  #doubt?: StoreError;
   /** Entries checked so far: the index of the next one. */
   #count = 0;
   #previous?: string;
@@ -77,20 +87,32 @@ export class ManifestCheck {
     this.#allowed = allowed;
     this.#maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
     this.#files = options.files ?? false;
-    this.#caseless = options.caseInsensitive ?? false;
+    const caseless = options.caseInsensitive ?? false;
+    if (typeof caseless === "function") this.#ask = caseless;
+    this.#folding = caseless !== false;
   }
 
   /**
    * Checks a batch whole, before anything is done for any of it; the manifest index of its first
    * entry. Throws a {@link StoreError} (`bad_name`, `too_large`) for a batch that breaks a rule.
    */
-  batch(entries: readonly ManifestEntry[]): number {
+  async batch(entries: readonly ManifestEntry[]): Promise<number> {
     if (this.#count + entries.length > this.#maxEntries) {
       throw new StoreError("too_large", `Refused tree: more than ${this.#maxEntries} entries`);
     }
     for (const entry of entries) {
       if (!this.#files) this.#check(entry);
       else if (entry.type !== "file") throw badManifest("a folder in a transfer of files");
+    }
+    const doubt = this.#doubt;
+    if (doubt) {
+      // Names that would be one file here, if names fold: now it matters whether they do.
+      this.#doubt = undefined;
+      const folds = await this.#ask!();
+      this.#ask = undefined;
+      if (folds) throw doubt;
+      this.#folding = false;
+      this.#folded.clear();
     }
     const from = this.#count;
     this.#count += entries.length;
@@ -117,21 +139,26 @@ export class ManifestCheck {
     if (parent !== "" && open.at(-1) !== parent) {
       throw badManifest("a name in a folder that was not announced");
     }
-    if (this.#caseless) {
+    if (this.#folding) {
       // Two names that differ only by case would be one file here: the second would overwrite
       // the first (or land inside it), whatever the manifest meant.
       const names = this.#folded.get(parent) ?? new Set<string>();
       const key = foldName(entry.path.slice(cut + 1));
-      if (names.has(key)) throw badManifest(`names differ only by case: ${entry.path}`);
-      if (names.size >= MAX_FOLDED_NAMES) {
-        throw new StoreError(
+      let refusal: StoreError | undefined;
+      if (names.has(key)) refusal = badManifest(`names differ only by case: ${entry.path}`);
+      else if (names.size >= MAX_FOLDED_NAMES) {
+        refusal = new StoreError(
           "too_large",
           `Refused tree: more than ${MAX_FOLDED_NAMES} names in one folder, on a filesystem ` +
             "that folds case",
         );
+      } else {
+        names.add(key);
+        this.#folded.set(parent, names);
       }
-      names.add(key);
-      this.#folded.set(parent, names);
+      // Not known yet whether names fold: the batch is asked about once it is checked whole.
+      if (refusal && !this.#ask) throw refusal;
+      this.#doubt ??= refusal;
     }
     if (entry.type === "dir") open.push(entry.path);
   }

@@ -239,8 +239,13 @@ export interface TreeSink {
   finishBase(top: ManifestTop, made: boolean): Promise<void>;
   /** The checksum of a file the receiver has, for `--checksum`; null if it cannot be read. */
   checksum(path: string): Promise<string | null>;
-  /** Whether the receiving folder's filesystem folds case (`A` and `a` are one name there). */
-  caseInsensitive(): Promise<boolean>;
+  /**
+   * Whether the receiving folder's filesystem folds case (`A` and `a` are one name there), told
+   * by reading what it holds (lib/case_folding.ts); undefined when nothing tells (an empty folder)
+   * and `options.probe` is not set. With `probe`, a probe file settles it, written into the
+   * receiving folder only when no folder of the receiver's own on that filesystem can hold it.
+   */
+  caseInsensitive(options?: { probe?: boolean }): Promise<boolean | undefined>;
   /**
    * With `--resume`: what an interrupted transfer kept of the file `path` (announced as
    * `entry`), held for this transfer until {@link KeptPart.open} or {@link KeptPart.release};

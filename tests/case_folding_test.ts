@@ -133,6 +133,20 @@ caseFoldingTest(
     assert.equal(await foldsCase(`${fs}/home`), true);
     assert.equal(await foldsCase(`${fs}/../backing/home`), false);
     assert.deepEqual(await changeTimes(fs, ["home"]), before);
+    // Names without letters tell nothing; the folders they name are asked, on this filesystem.
+    await Deno.mkdir(`${fs}/years/2024`, { recursive: true });
+    await put(`${fs}/years/2024/Photo.jpg`, "jpeg");
+    const years = await changeTimes(fs, ["years", "years/2024"]);
+    assert.equal(await foldsCase(`${fs}/years`, { probe: false }), true);
+    assert.equal(await foldsCase(`${fs}/../backing/years`, { probe: false }), false);
+    assert.deepEqual(await changeTimes(fs, ["years", "years/2024"]), years);
+    // An empty folder tells nothing, and is left alone unless a probe may be written.
+    await Deno.mkdir(`${fs}/empty`);
+    assert.equal(await foldsCase(`${fs}/empty`, { probe: false }), undefined);
+    // A folder of the caller's own on another filesystem is no place for the probe.
+    assert.equal(await foldsCase(`${fs}/empty`, { probe: false, probeIn: `${fs}/..` }), undefined);
+    assert.equal(await foldsCase(`${fs}/empty`, { probeIn: `${fs}/home` }), true);
+    assert.deepEqual(names(`${fs}/empty`), []);
   },
 );
 
@@ -395,3 +409,68 @@ caseFoldingTest("the server's private folders are refused under any case", async
   }
   assert.deepEqual(names(`${fs}/root/.ferry-staging`), []);
 });
+
+caseFoldingTest(
+  "an existing empty folder is told whether names fold without anything written into it",
+  async (fs) => {
+    await using server = await startServer();
+    await Deno.mkdir(`${server.root}/empty`);
+    await Deno.mkdir(`${server.root}/clean/Sub`, { recursive: true });
+    await put(`${server.root}/clean/Sub/Notes.txt`, "notes");
+    const tree = `${server.root}/tree`;
+    await Deno.mkdir(`${tree}/data`, { recursive: true });
+    await put(`${tree}/X.txt`, "upper");
+    await put(`${tree}/x.txt`, "lower");
+    await manyBatches(tree);
+    const dest = `${fs}/dest`;
+    await Deno.mkdir(dest);
+    // The backing folder's change time moves with any name made or removed in it.
+    const backing = `${fs}/../backing`;
+    const before = await changeTimes(backing, ["dest"]);
+    // Nothing to write: nothing written, not even a probe.
+    await ok(server, ["get", "-r", "empty", dest]);
+    const dry = await ok(server, ["get", "-r", "clean", dest, "--dry-run"]);
+    assert.match(new TextDecoder().decode(dry.stdout), /^send Sub\/Notes\.txt$/m);
+    assert.deepEqual(await changeTimes(backing, ["dest"]), before, "nothing written to dest");
+    // X.txt and x.txt are one name here: refused, told by what the transfer wrote by then (the
+    // two are batches apart, data/... between them).
+    const refused = await ferry(server, ["get", "-r", "tree", dest]);
+    assertFailure(refused, /names differ only by case: x\.txt/, { what: "get -r" });
+    assert.equal(await Deno.readTextFile(`${dest}/X.txt`), "upper");
+    // In one batch, before anything is written: a probe tells, and nothing is written.
+    await using work = await makeTempDir();
+    await Deno.mkdir(`${fs}/other`);
+    await put(`${work.path}/A`, "upper");
+    await put(`${work.path}/a`, "lower");
+    await using other = await startServer({ root: work.path });
+    assertFailure(await ferry(other, ["get", "-r", ".", `${fs}/other`]), /differ only by case/, {
+      what: "get -r",
+    });
+    assert.deepEqual(names(`${fs}/other`), []);
+    // The folder under the mount does not fold: both names land.
+    await Deno.mkdir(`${backing}/plain`);
+    await ok(server, ["get", "-r", "tree", `${backing}/plain`]);
+    assert.deepEqual(names(`${backing}/plain`), ["X.txt", "data", "x.txt"]);
+  },
+);
+
+caseFoldingTest(
+  "put -r into an existing empty folder on a case-folding server writes no probe into it",
+  async (fs) => {
+    await using work = await makeTempDir();
+    await Deno.mkdir(`${work.path}/empty`);
+    await Deno.mkdir(`${work.path}/pair`);
+    await put(`${work.path}/pair/A`, "upper");
+    await put(`${work.path}/pair/a`, "lower");
+    await Deno.mkdir(`${fs}/root/dest`, { recursive: true });
+    await using server = await startServer({ root: `${fs}/root` });
+    const before = await changeTimes(`${fs}/../backing/root`, ["dest"]);
+    await ok(server, ["put", "-r", `${work.path}/empty`, "dest"]);
+    assert.deepEqual(await changeTimes(`${fs}/../backing/root`, ["dest"]), before);
+    assertFailure(
+      await ferry(server, ["put", "-r", `${work.path}/pair`, "dest"]),
+      /differ only by case/,
+      { what: "put -r" },
+    );
+  },
+);

@@ -35,6 +35,12 @@ Deno.test({
       [...Deno.readDirSync(work.path)].map((e) => e.name).sort(),
       ["2024", "Photos", "pHOTOS"],
     );
+    // An empty folder tells nothing: left alone unless a probe may be written.
+    await Deno.mkdir(`${work.path}/empty`);
+    const empty = await changeTimes(work.path, ["empty"]);
+    assert.equal(await foldsCase(`${work.path}/empty`, { probe: false }), undefined);
+    assert.deepEqual(await changeTimes(work.path, ["empty"]), empty);
+    assert.equal(await foldsCase(`${work.path}/empty`), false);
   },
 });
 
