@@ -17,6 +17,7 @@ import { type ManifestEntry, MAX_BATCH_ENTRIES } from "./tree_transfer_protocol.
 import type { TreeSink } from "./tree_transfer.ts";
 import { comparePath, type EntryWalk, type WalkEntry } from "./tree_walk.ts";
 import { foldName } from "./case_folding.ts";
+import { MAX_FOLDED_NAMES } from "./tree_receive_check.ts";
 import type { ReceiveReport } from "./tree_receive_report.ts";
 import type { ReceivedFolders } from "./tree_receive_folders.ts";
 
@@ -44,6 +45,12 @@ export interface TreeCompareOptions {
    * counts what it kept (default false: no such wait).
    */
   guard?: boolean;
+  /**
+   * Sweeping (`delete` where names fold case): most names the walk passed that are held for the
+   * sweeps of the folders it is in, so that each is read once (default {@link MAX_FOLDED_NAMES});
+   * past it, a folder is read again when it is swept.
+   */
+  maxHeldNames?: number;
 }
 
 /** What a {@link TreeCompare} acts through. */
@@ -121,6 +128,16 @@ export class TreeCompare {
    * this transfer made since is among them.
    */
   #heldWalk?: { walk: EntryWalk | null; from: string };
+  /**
+   * Sweeping: for each folder to sweep that the walk went into, what the walk passed there that
+   * the sender did not have as spelled, so that the sweep need not read the folder again; null
+   * once more such names than {@link TreeCompareOptions.maxHeldNames} are held in all (memory
+   * stays bounded): that folder is read again when it is swept.
+   */
+  #passed = new Map<string, WalkEntry[] | null>();
+  /** Sweeping: how many names {@link #passed} holds. */
+  #passedCount = 0;
+  #maxHeld: number;
 
   constructor(parts: TreeCompareParts, options: TreeCompareOptions = {}) {
     this.#own = parts.own;
@@ -134,6 +151,8 @@ export class TreeCompare {
     this.#caseless = options.caseInsensitive ?? false;
     this.#sweeping = this.#caseless && this.#delete;
     this.#guarded = this.#delete && (options.guard ?? false);
+    this.#maxHeld = options.maxHeldNames ?? MAX_FOLDED_NAMES;
+    if (this.#sweeping && this.#own) this.#passed.set("", []);
   }
 
   /**
@@ -172,8 +191,9 @@ export class TreeCompare {
    * Whether the entry is a file the receiver needs; if so, its folder counts as changed.
    */
   async visit(index: number, entry: ManifestEntry): Promise<boolean> {
-    if (this.#sweeping) await this.#sweepLeft(entry.path);
     let mine = await this.#catchUp(entry.path);
+    // The walk has passed all of the folders the manifest leaves here: they are swept.
+    if (this.#sweeping) await this.#sweepLeft(entry.path);
     /** Whether `mine` is the walk's current entry, which the walk is moved past below. */
     const walked = mine !== undefined;
     if (!mine && this.#caseless && this.#own && this.#sink.stat) {
@@ -198,6 +218,8 @@ export class TreeCompare {
     }
     if (entry.type === "dir") {
       await this.#folder(entry, mine, pass);
+      // Gone into by the walk: what it passes there is held for the sweep.
+      if (walked && mine?.type === "dir" && this.#sweeping) this.#passed.set(entry.path, []);
       return false;
     }
     // A file, by far the most common entry: handled here rather than in a method of its own,
@@ -329,14 +351,42 @@ export class TreeCompare {
     this.#sent.set(parent, keys);
   }
 
+  /** Sweeping: keeps a name the walk passed, in its folder's {@link #passed}. */
+  #keepPassed(mine: WalkEntry): void {
+    const cut = mine.path.lastIndexOf("/");
+    const parent = cut < 0 ? "" : mine.path.slice(0, cut);
+    const passed = this.#passed.get(parent);
+    if (!passed) return;
+    if (this.#passedCount < this.#maxHeld) {
+      passed.push(mine);
+      this.#passedCount++;
+    } else {
+      this.#passed.set(parent, null);
+      this.#passedCount -= passed.length;
+    }
+  }
+
   /** Sweeping: removes what the folder `folder` holds that the sender has under no case. */
   async #sweep(folder: string): Promise<void> {
     const keys = this.#sent.get(folder);
     this.#sent.delete(folder);
-    const walk = await this.#sink.walker(folder);
-    if (!walk) return;
+    const passed = this.#passed.get(folder);
+    this.#passed.delete(folder);
     // The guard never lifted: the top held none of the sender's names, and keeps all it held.
     const hold = folder === "" && this.#guarded;
+    if (passed) {
+      // Read once, by the walk: what it passed there is all the folder held.
+      this.#passedCount -= passed.length;
+      for (const found of passed) {
+        const cut = found.path.lastIndexOf("/");
+        if (keys?.has(foldName(found.path.slice(cut + 1)))) continue;
+        if (hold) this.#held++;
+        else await this.#removeExtra(found);
+      }
+      return;
+    }
+    const walk = await this.#sink.walker(folder);
+    if (!walk) return;
     try {
       for (let found = walk.peek(); found; found = walk.peek()) {
         await walk.next(false);
@@ -385,6 +435,7 @@ export class TreeCompare {
       if (order > 0) return undefined;
       if (order === 0) return mine;
       await own!.next(false);
+      if (this.#sweeping) this.#keepPassed(mine);
       // Passed while the guard holds: a top-level name (the walk goes only into shared folders).
       if (this.#guarded && !mine.path.includes("/")) await this.#hold(mine);
       else if (!this.#sweeping) await this.#removeExtra(mine);

@@ -10,6 +10,11 @@
 import assert from "node:assert/strict";
 import { foldsCase } from "../lib/case_folding.ts";
 import { encodeControl, FrameType } from "../lib/frames.ts";
+import { FrameWriter } from "../lib/frame_writer.ts";
+import { localSink } from "../lib/tree_local.ts";
+import { TreeCompare } from "../lib/tree_receive_compare.ts";
+import { ReceivedFolders } from "../lib/tree_receive_folders.ts";
+import { ReceiveReport } from "../lib/tree_receive_report.ts";
 import {
   assertFailure,
   commandWorks,
@@ -55,8 +60,11 @@ function mounted(path: string): boolean {
   return Deno.statSync(path).dev !== Deno.statSync(`${path}/..`).dev;
 }
 
-/** A case-folding filesystem mounted in a fresh temporary folder; disposing unmounts it. */
-async function caseFolding(): Promise<TempDir> {
+/**
+ * A case-folding filesystem mounted in a fresh temporary folder; disposing unmounts it. With
+ * `log`, the fixture writes a line there for each folder opened for reading (`opendir /PATH`).
+ */
+async function caseFolding(log?: string): Promise<TempDir> {
   const work = await makeTempDir({ prefix: "ferry_casefold_" });
   const backing = `${work.path}/backing`;
   const path = `${work.path}/mnt`;
@@ -64,6 +72,7 @@ async function caseFolding(): Promise<TempDir> {
   await Deno.mkdir(path);
   const child = new Deno.Command(PYTHON, {
     args: [FIXTURE, backing, path],
+    env: log ? { CASEFOLD_LOG: log } : {},
     stdin: "null",
     stdout: "null",
     stderr: "inherit",
@@ -474,3 +483,74 @@ caseFoldingTest(
     );
   },
 );
+
+Deno.test({
+  name: "--delete on a case-folding receiver reads each folder it walks once",
+  ignore,
+  fn: async () => {
+    await using work = await makeTempDir();
+    const log = `${work.path}/opendir.log`;
+    await using fs = await caseFolding(log);
+    await using server = await startServer();
+    const tree = `${server.root}/tree`;
+    await Deno.mkdir(`${tree}/docs`, { recursive: true });
+    const dest = `${fs.path}/dest`;
+    await Deno.mkdir(`${dest}/docs`, { recursive: true });
+    for (let i = 0; i < 300; i++) {
+      await put(`${tree}/docs/f${i}.txt`, `${i}`);
+      // The receiver has each under another case, and as many the sender lacks.
+      await put(`${dest}/docs/F${i}.TXT`, `${i}`);
+      await put(`${dest}/docs/extra${i}`, "extra");
+    }
+    await put(`${tree}/Notes`, "notes");
+    await put(`${dest}/gone`, "gone");
+    await Deno.writeTextFile(log, "");
+    // Without flushes, which open each folder too.
+    const got = await ok(server, ["get", "-r", "tree", dest, "--delete", "--json", "--no-fsync"]);
+    const reads = (await Deno.readTextFile(log)).split("\n");
+    assert.deepEqual(
+      [reads.filter((l) => l === "opendir /dest/docs").length, summaryOf(got).deleted],
+      [1, 301],
+      "docs read by the walk only, not again by the sweep; extra0..299 and gone deleted",
+    );
+    assert.equal(names(`${dest}/docs`).length, 300);
+    assert.ok(names(`${dest}/docs`).every((name) => /^F\d+\.TXT$/.test(name)));
+  },
+});
+
+Deno.test("a sweep past the names it may hold reads its folder again, and deletes the same", async () => {
+  // This machine's temporary folder is case-sensitive: the comparison is told names fold, and
+  // keeps the receiver's names that fold as the sender's by the sweep's folded names alone.
+  for (const maxHeldNames of [undefined, 2]) {
+    await using work = await makeTempDir();
+    await Deno.mkdir(`${work.path}/docs/Sub`, { recursive: true });
+    for (const name of ["a", "B", "c", "extra1", "extra2", "Sub/x"]) {
+      await Deno.writeTextFile(`${work.path}/docs/${name}`, name);
+    }
+    await Deno.writeTextFile(`${work.path}/gone`, "gone");
+    const sink = localSink(work.path);
+    const deleted: string[] = [];
+    const report = new ReceiveReport(
+      // The sender is not there: what is told to it goes nowhere.
+      new FrameWriter(new WritableStream(), {
+        direct: { write: (bytes) => Promise.resolve(bytes.length) },
+      }),
+      (event) => event.kind === "deleted" && deleted.push(event.path),
+    );
+    const folders = new ReceivedFolders(() => Promise.resolve(), { dryRun: true });
+    const compare = new TreeCompare({ own: await sink.walker(), sink, report, folders }, {
+      delete: true,
+      dryRun: true,
+      caseInsensitive: true,
+      maxHeldNames,
+    });
+    const entry = { size: 1, mtime: 0, mode: 0o644 };
+    const paths = ["docs", "docs/A", "docs/C", "docs/b", "docs/sub"];
+    for (const [index, path] of paths.entries()) {
+      await compare.visit(index, { ...entry, path, type: path.includes("/") ? "file" : "dir" });
+    }
+    await compare.end(paths.length - 1);
+    compare.close();
+    assert.deepEqual(deleted, ["docs/extra1", "docs/extra2", "gone"], `held ${maxHeldNames}`);
+  }
+});
