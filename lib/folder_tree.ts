@@ -30,6 +30,7 @@ import {
 } from "./tree_transfer.ts";
 import type { ManifestEntry } from "./tree_transfer_protocol.ts";
 import { foldsCase } from "./case_folding.ts";
+import { unfitName } from "./windows_names.ts";
 import { entryOf, MODE_BITS, TreeWalker } from "./tree_walk.ts";
 
 /**
@@ -95,6 +96,8 @@ export function folderSink(store: ServedFolder, base: string | undefined): TreeS
       sync: true,
     });
   return {
+    // A server on Windows refuses, entry by entry, the names Windows cannot hold.
+    ...(Deno.build.os === "windows" ? { unfit: (path: string) => unfitName(name(path)) } : {}),
     check: (path) => void checkName(name(path)),
     walker: async (path) => {
       const at = path ? name(path) : base;

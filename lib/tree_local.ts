@@ -26,6 +26,7 @@ import {
 } from "./tree_transfer.ts";
 import type { ManifestEntry, ManifestTop } from "./tree_transfer_protocol.ts";
 import { foldsCase } from "./case_folding.ts";
+import { unfitName } from "./windows_names.ts";
 import { entryOf, MODE_BITS, TreeWalker, type WalkEntry } from "./tree_walk.ts";
 import { childOf } from "./disk_jobs.ts";
 
@@ -79,6 +80,11 @@ export interface LocalSinkOptions {
    * server (default false: they are removed as the tree is walked, and those files start over).
    */
   resume?: boolean;
+  /**
+   * The system whose name rules the folder keeps (default: this one's, `Deno.build.os`): on
+   * Windows, a name it cannot hold is refused, entry by entry (lib/windows_names.ts).
+   */
+  os?: typeof Deno.build.os;
 }
 
 /** Prefix of the hidden files a download is written to before it is renamed into place. */
@@ -239,7 +245,9 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
     };
   };
 
+  const os = options.os ?? Deno.build.os;
   return {
+    ...(os === "windows" ? { unfit: (path: string) => unfitName(path, os) } : {}),
     check: (path) => {
       checkName(path);
       // A peer's name that is a staging file's would be written through (a link named so, say,

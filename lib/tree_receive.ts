@@ -260,6 +260,8 @@ class TreeReceiver {
     const maxFileSize = this.#options.maxFileSize;
     try {
       this.#sink.check(entry.path);
+      const unfit = this.#sink.unfit?.(entry.path);
+      if (unfit) throw new StoreError("bad_name", unfit);
       if (maxFileSize !== undefined && entry.size > maxFileSize) {
         throw new StoreError("too_large", overLimitMessage(maxFileSize, entry.size));
       }

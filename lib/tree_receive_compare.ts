@@ -211,6 +211,14 @@ export class TreeCompare {
     }
     this.#passNotes(entry.path);
     this.#folders.leave(entry.path, index - 1);
+    const unfit = this.#sink.unfit?.(entry.path);
+    if (unfit) {
+      // Nothing is made or replaced for it, nor under it; what the receiver has there stays.
+      await pass(false);
+      this.spare(entry.path);
+      await this.#report.refused(index, entry.path, unfit);
+      return false;
+    }
     if (entry.type === "link") {
       await pass(false);
       await this.#link(index, entry, mine);

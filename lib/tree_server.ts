@@ -10,6 +10,7 @@
  */
 
 import type { BufferPool } from "./buffer_pool.ts";
+import { unfitName } from "./windows_names.ts";
 import { StoreError } from "./errors.ts";
 import { checkName, quote } from "./remote_name.ts";
 import type { FrameReader } from "./frame_reader.ts";
@@ -206,6 +207,8 @@ function filesSink(store: Store, overwrite: boolean): TreeSink {
   const never = () => Promise.reject(new StoreError("bad_request", "Not part of a files transfer"));
   return {
     check: (path) => void checkName(path),
+    // A server on Windows refuses, file by file, the names Windows cannot hold.
+    ...(Deno.build.os === "windows" ? { unfit: (path: string) => unfitName(path) } : {}),
     // A folder store refuses a taken name before its bytes are sent; an S3 store, at beginFile.
     admit: store.checkFree ? (path) => store.checkFree!(path, overwrite) : undefined,
     walker: () => Promise.resolve(null),

@@ -188,6 +188,12 @@ export interface TreeSink {
   /** Refuses a path that breaks the name rules ({@link StoreError} `bad_name`). */
   check(path: string): void;
   /**
+   * Why the receiving system cannot hold `path` as it is (a name Windows reserves, on Windows:
+   * lib/windows_names.ts), as a one-line refusal; undefined when it can. Such an entry is refused
+   * on its own, and the others go on.
+   */
+  unfit?(path: string): string | undefined;
+  /**
    * A walk of what the receiving folder holds now; null when there is no such folder. Given a
    * `path` (`""`: the receiving folder itself), a walk of that folder in the middle of the
    * transfer, which leaves alone whatever the transfer itself may have under way there, and is

@@ -1,0 +1,70 @@
+/**
+ * Names Windows cannot hold as they are, which the receiving side of a tree or files transfer
+ * refuses, one entry at a time, when it runs on Windows ({@link unfitName}): device names (`CON`,
+ * `aux.txt`), the characters Windows forbids (`:` would write into an alternate data stream of
+ * another file), and a trailing dot or space (which Windows drops, so `a.` would overwrite `a`).
+ * Every system reads such a name through the rules of lib/remote_name.ts first.
+ *
+ * @module
+ */
+
+import { quote } from "./remote_name.ts";
+
+/**
+ * Device names, with or without an extension (`NUL.txt` is `NUL`): `COM0` to `COM9`, `COM¹`-`COM³`,
+ * and the same of `LPT` (superscript digits are digits to Windows), as its documentation lists them.
+ */
+const DEVICE =
+  /^(CON|PRN|AUX|NUL|CONIN\$|CONOUT\$|COM[0-9\u00b9\u00b2\u00b3]|LPT[0-9\u00b9\u00b2\u00b3])$/i;
+
+/** Characters no Windows name may hold (control characters and `\` never pass checkName). */
+const FORBIDDEN = /[<>:"|?*]/;
+
+/**
+ * Why Windows cannot hold the one path segment `name` as it is; undefined when it can.
+ *
+ * @example
+ * ```ts
+ * import { windowsNameProblem } from "./windows_names.ts";
+ *
+ * windowsNameProblem("aux.txt"); // 'Windows reserves "aux" for a device'
+ * windowsNameProblem("notes.txt"); // undefined
+ * ```
+ */
+export function windowsNameProblem(name: string): string | undefined {
+  const forbidden = FORBIDDEN.exec(name);
+  if (forbidden) return `Windows does not allow ${quote(forbidden[0])} in a name`;
+  if (name.endsWith(".") || name.endsWith(" ")) {
+    return "Windows drops a trailing dot or space, so it would be another name";
+  }
+  // Windows compares the part before the first dot, trailing spaces dropped: `NUL .txt` too.
+  const stem = name.split(".")[0].trimEnd();
+  if (DEVICE.test(stem)) return `Windows reserves ${quote(stem)} for a device`;
+  return undefined;
+}
+
+/**
+ * Why a receiver running on `os` (default: this one) refuses the entry `path`, in a line that
+ * names the part at fault (a report names the entry): on Windows, the first of its segments that
+ * Windows cannot hold ({@link windowsNameProblem}); undefined everywhere else, and for a name
+ * Windows can hold.
+ *
+ * @example
+ * ```ts
+ * import { unfitName } from "./windows_names.ts";
+ *
+ * unfitName("src/con/x.c", "windows"); // 'Windows reserves "con" for a device'
+ * unfitName("src/con/x.c", "linux"); // undefined
+ * ```
+ */
+export function unfitName(
+  path: string,
+  os: typeof Deno.build.os = Deno.build.os,
+): string | undefined {
+  if (os !== "windows") return undefined;
+  for (const segment of path.split("/")) {
+    const why = windowsNameProblem(segment);
+    if (why) return why;
+  }
+  return undefined;
+}

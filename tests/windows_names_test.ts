@@ -1,0 +1,137 @@
+/**
+ * Names Windows cannot hold (lib/windows_names.ts): the rule itself, for every system, and a
+ * receiver that keeps Windows' rules (the seam `localSink(..., { os: "windows" })`, since these
+ * tests run on Linux) refusing such entries one by one while the rest of the tree lands.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { unfitName, windowsNameProblem } from "../lib/windows_names.ts";
+import { FrameReader } from "../lib/frame_reader.ts";
+import { FrameWriter } from "../lib/frame_writer.ts";
+import { localSink, localSource } from "../lib/tree_local.ts";
+import { receiveTree } from "../lib/tree_receive.ts";
+import { sendTree } from "../lib/tree_send.ts";
+import { TreeCompare } from "../lib/tree_receive_compare.ts";
+import { ReceivedFolders } from "../lib/tree_receive_folders.ts";
+import { ReceiveReport } from "../lib/tree_receive_report.ts";
+import type { ManifestEntry } from "../lib/tree_transfer_protocol.ts";
+import { makeTempDir } from "./harness.ts";
+
+Deno.test("the names Windows cannot hold, and only those", () => {
+  const refused = {
+    "CON": /reserves "CON" for a device/,
+    "nul": /reserves "nul"/,
+    "aux.txt": /reserves "aux"/,
+    "Com1.tar.gz": /reserves "Com1"/,
+    "LPT\u00b9": /reserves/,
+    "NUL .txt": /reserves "NUL"/,
+    "CONOUT$": /reserves/,
+    "com0": /reserves/,
+    "a:b": /does not allow ":"/,
+    "star*": /"\*"/,
+    "what?": /"\?"/,
+    'say"hi"': /"\\""/,
+    "<x>": /"<"/,
+    "pipe|": /"\|"/,
+    "ends.": /trailing dot or space/,
+    "ends ": /trailing dot or space/,
+  };
+  for (const [name, why] of Object.entries(refused)) {
+    assert.match(windowsNameProblem(name) ?? "", why, name);
+  }
+  for (
+    const name of ["console", "CON1", "nul_", "auxiliary.txt", "COM10", "LPT10", ".env", "a.b"]
+  ) {
+    assert.equal(windowsNameProblem(name), undefined, name);
+  }
+  assert.equal(
+    unfitName("src/con/x.c", "windows"),
+    'Windows reserves "con" for a device',
+  );
+  for (const os of ["linux", "darwin", "freebsd"] as const) {
+    assert.equal(unfitName("src/con/x.c", os), undefined, os);
+  }
+  assert.equal(unfitName("src/main.c", "windows"), undefined);
+});
+
+Deno.test("a receiver on Windows refuses each entry Windows cannot hold, and takes the rest", async () => {
+  await using work = await makeTempDir();
+  await Deno.writeTextFile(`${work.path}/keep`, "mine");
+  const sink = localSink(work.path, { os: "windows" });
+  const failed: string[] = [];
+  const report = new ReceiveReport(
+    // The sender is not there: what is told to it goes nowhere.
+    new FrameWriter(new WritableStream(), { direct: { write: (b) => Promise.resolve(b.length) } }),
+    (event) => event.kind === "failed" && failed.push(`${event.path}: ${event.message}`),
+  );
+  const folders = new ReceivedFolders(() => Promise.resolve());
+  const compare = new TreeCompare({ own: await sink.walker(), sink, report, folders }, {
+    delete: true,
+  });
+  const entry = { size: 1, mtime: 0, mode: 0o755 };
+  const manifest: ManifestEntry[] = [
+    { ...entry, path: "aux", type: "dir" },
+    { ...entry, path: "aux/a.txt", type: "file" },
+    { ...entry, path: "docs", type: "dir" },
+    { ...entry, path: "docs/a:b", type: "file" },
+    { ...entry, path: "docs/ok.txt", type: "file" },
+    { ...entry, path: "docs/sub.", type: "dir" },
+  ];
+  const wanted: string[] = [];
+  for (const [index, item] of manifest.entries()) {
+    if (await compare.visit(index, item)) wanted.push(item.path);
+  }
+  await compare.end(manifest.length - 1);
+  compare.close();
+  assert.deepEqual(wanted, ["docs/ok.txt"]);
+  assert.deepEqual(failed, [
+    'aux: Windows reserves "aux" for a device',
+    'aux/a.txt: Windows reserves "aux" for a device',
+    'docs/a:b: Windows does not allow ":" in a name',
+    "docs/sub.: Windows drops a trailing dot or space, so it would be " +
+    "another name",
+  ]);
+  assert.equal(report.summary.failed, 4);
+  // Only what the sender lacks went (--delete); nothing was made for a refused folder.
+  assert.deepEqual([...Deno.readDirSync(work.path)].map((e) => e.name).sort(), ["docs"]);
+  assert.deepEqual([...Deno.readDirSync(`${work.path}/docs`)], []);
+});
+
+Deno.test("a tree sent to a receiver on Windows lands but for the names it refuses, each told once", async () => {
+  await using work = await makeTempDir();
+  const src = `${work.path}/src`;
+  await Deno.mkdir(`${src}/aux`, { recursive: true });
+  await Deno.writeTextFile(`${src}/aux/inside.txt`, "1");
+  await Deno.writeTextFile(`${src}/notes.txt`, "2");
+  await Deno.writeTextFile(`${src}/time 10:30.txt`, "3");
+  await Deno.writeTextFile(`${src}/trailing.`, "4");
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const dialing = Deno.connect({
+    hostname: "127.0.0.1",
+    port: (listener.addr as Deno.NetAddr).port,
+  });
+  const [near, far] = [await listener.accept(), await dialing];
+  listener.close();
+  const io = (conn: Deno.Conn) => ({
+    frames: new FrameReader(conn),
+    out: new FrameWriter(conn.writable, { direct: conn }),
+  });
+  const told: string[] = [];
+  try {
+    const [received, sent] = await Promise.all([
+      receiveTree(io(near), localSink(`${work.path}/dest`, { os: "windows" })),
+      sendTree(io(far), await localSource(src), {
+        onEvent: (event) => event.kind === "failed" && told.push(event.path),
+      }),
+    ]);
+    assert.deepEqual([received.files, received.failed], [1, 4]);
+    assert.deepEqual([sent.files, sent.failed], [1, 4]);
+  } finally {
+    near.close();
+    far.close();
+  }
+  assert.deepEqual(told.sort(), ["aux", "aux/inside.txt", "time 10:30.txt", "trailing."]);
+  assert.deepEqual([...Deno.readDirSync(`${work.path}/dest`)].map((e) => e.name), ["notes.txt"]);
+});
