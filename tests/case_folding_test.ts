@@ -433,6 +433,9 @@ caseFoldingTest(
     await manyBatches(tree);
     const dest = `${fs}/dest`;
     await Deno.mkdir(dest);
+    // The sender's mtime already: a re-sync sets nothing on the folder (see finishBase).
+    await Deno.utime(dest, 1_600_000_000, 1_600_000_000);
+    await Deno.utime(`${server.root}/empty`, 1_600_000_000, 1_600_000_000);
     // The backing folder's change time moves with any name made or removed in it.
     const backing = `${fs}/../backing`;
     const before = await changeTimes(backing, ["dest"]);
@@ -472,6 +475,9 @@ caseFoldingTest(
     await put(`${work.path}/pair/A`, "upper");
     await put(`${work.path}/pair/a`, "lower");
     await Deno.mkdir(`${fs}/root/dest`, { recursive: true });
+    // The sender's mtime already: a re-sync sets nothing on the folder.
+    await Deno.utime(`${fs}/root/dest`, 1_600_000_000, 1_600_000_000);
+    await Deno.utime(`${work.path}/empty`, 1_600_000_000, 1_600_000_000);
     await using server = await startServer({ root: `${fs}/root` });
     const before = await changeTimes(`${fs}/../backing/root`, ["dest"]);
     await ok(server, ["put", "-r", `${work.path}/empty`, "dest"]);
