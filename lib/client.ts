@@ -496,7 +496,9 @@ export class Session implements ClientSession {
    * {@link list} returns: every file under the root. The session carries no other request
    * until the loop ends; breaking out early reads the rest of the listing and drops it, so the
    * session stays usable. Names come from the server: show them escaped. A server older than
-   * folders sends its list whole, and the entries are yielded from it.
+   * folders sends its list whole, and the entries are yielded from it. With `namesOnly` the
+   * server looks up no file's size or date, and each entry's are 0 (see
+   * {@link ListEntriesOptions.namesOnly}).
    *
    * @example List a folder as it arrives
    * ```ts
@@ -507,6 +509,20 @@ export class Session implements ClientSession {
    *   let bytes = 0;
    *   for await (const entry of session.listEntries({ dir: "photos" })) bytes += entry.size;
    *   console.log(bytes, "bytes under photos/");
+   * } finally {
+   *   session.close();
+   * }
+   * ```
+   *
+   * @example Names and types alone, which the server lists without a lookup of each file
+   * ```ts
+   * import { connect } from "@ferry/ferry";
+   *
+   * const session = await connect("127.0.0.1", 9000);
+   * try {
+   *   for await (const entry of session.listEntries({ folders: true, namesOnly: true })) {
+   *     console.log(entry.type === "dir" ? `${entry.name}/` : entry.name);
+   *   }
    * } finally {
    *   session.close();
    * }

@@ -160,6 +160,14 @@ export interface ListEntriesOptions {
   recursive?: boolean;
   /** Give the folders too, as entries of type `"dir"` (default false: files only, as `list()`). */
   folders?: boolean;
+  /**
+   * Only names and types are wanted (default false): the server is asked for nothing else, which
+   * spares it a lookup of each file (most of a large folder's listing), and each entry's `size`
+   * and `mtime` are then 0. The names and types are those of the full listing. A server that
+   * predates names-only listings (its `welcome.features` lack `list-names`) sends sizes and times
+   * as ever.
+   */
+  namesOnly?: boolean;
 }
 
 /**
@@ -176,6 +184,7 @@ export async function* listEntries(
     listRemote(session, {
       dir: options.dir,
       recursive: options.recursive ?? true,
+      namesOnly: options.namesOnly ?? false,
       onEntries: take,
     })
   );

@@ -242,3 +242,47 @@ Deno.test("listEntries yields list()'s entries one at a time; breaking off leave
     session.close();
   }
 });
+
+Deno.test("listEntries with namesOnly gives the full listing's names and types, sizes and times 0", async () => {
+  await using served = await serve();
+  await Deno.mkdir(`${served.root}/a/b`, { recursive: true });
+  await Deno.mkdir(`${served.root}/empty`);
+  for (const name of ["top.txt", "a/one.bin", "a/b/two.bin"]) {
+    await Deno.writeFile(`${served.root}/${name}`, new Uint8Array(100));
+  }
+  // A symlink to a file inside is listed as a file; one leading out, and one to a folder, not.
+  await Deno.symlink("../top.txt", `${served.root}/a/link.txt`);
+  await Deno.symlink("../../..", `${served.root}/a/b/out`);
+  await Deno.symlink("b", `${served.root}/a/folder-link`);
+  const session = await connect("127.0.0.1", served.server.addr.port);
+  try {
+    assert.ok(session.welcome?.features.includes("list-names"), "the server offers it");
+    for (const recursive of [true, false]) {
+      for (const dir of [undefined, "a"]) {
+        const full = [];
+        for await (const entry of session.listEntries({ dir, recursive, folders: true })) {
+          full.push(entry);
+        }
+        const names = [];
+        for await (
+          const e of session.listEntries({ dir, recursive, folders: true, namesOnly: true })
+        ) {
+          names.push(e);
+        }
+        const where = `recursive ${recursive}, dir ${dir}`;
+        assert.deepEqual(
+          names.map((e) => [e.name, e.type]),
+          full.map((e) => [e.name, e.type]),
+          `the same names and types as the full listing (${where})`,
+        );
+        assert.ok(full.some((e) => e.size === 100), `the full listing has sizes (${where})`);
+        assert.ok(names.every((e) => e.size === 0 && e.mtime === 0), `names only (${where})`);
+      }
+    }
+    const files = [];
+    for await (const entry of session.listEntries({ namesOnly: true })) files.push(entry.name);
+    assert.deepEqual(files, ["a/b/two.bin", "a/link.txt", "a/one.bin", "top.txt"]);
+  } finally {
+    session.close();
+  }
+});
