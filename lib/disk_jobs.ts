@@ -213,6 +213,13 @@ export type DiskJob =
     /** Read the folder as it comes from this size on disk (default {@link BIG_FOLDER_BYTES}). */
     bigBytes?: number;
     /**
+     * A folder whose size on disk says it is big (see `bigBytes`) is not read: it is answered
+     * {@link FOLDER_TOO_BIG}, for the caller to read as it comes and sort on disk (a listing,
+     * lib/folder_listing.ts). Decided by the stat the read makes anyway, so the caller need not
+     * look the folder up first.
+     */
+    leaveBig?: boolean;
+    /**
      * Look up only these names, without reading the folder: a chunk of a big folder's names,
      * which a walk sorts on disk (lib/name_runs.ts) rather than in memory.
      */
@@ -284,6 +291,8 @@ export interface EachEntryOptions {
    * {@link BIG_FOLDER_BYTES}).
    */
   bigBytes?: number;
+  /** The folder's size on disk, where the caller has just looked (default: looked up here). */
+  size?: number;
 }
 
 /**
@@ -306,7 +315,8 @@ export function eachEntry(
   each: (entry: Deno.DirEntry) => void,
   options: EachEntryOptions = {},
 ): Promise<void> | undefined {
-  if (Deno.statSync(dir).size < (options.bigBytes ?? BIG_FOLDER_BYTES)) {
+  const size = options.size ?? Deno.statSync(dir).size;
+  if (size < (options.bigBytes ?? BIG_FOLDER_BYTES)) {
     for (const entry of Deno.readDirSync(dir)) each(entry);
     return undefined;
   }
@@ -320,15 +330,18 @@ export const REPLACEMENT_CHAR = "\ufffd";
 
 function lookUpFolder(
   job: DiskJob & { kind: "folder" },
-): FolderLookup | Promise<FolderLookup> {
+): FolderLookup | FolderTooBig | Promise<FolderLookup> {
   const { dir, follow = false, lookUpAtMost = Infinity, trustKinds = 0 } = job;
   if (job.names) return lookUpNames(dir, job.names, new Array(job.names.length).fill(0), follow);
+  const bigBytes = job.bigBytes ?? BIG_FOLDER_BYTES;
+  const size = Deno.statSync(dir).size;
+  if (job.leaveBig && size >= bigBytes) return FOLDER_TOO_BIG;
   const names: string[] = [];
   const listed: number[] = [];
   const reading = eachEntry(dir, (entry) => {
     names.push(entry.name);
     listed.push(kindsOf(entry));
-  }, { bigBytes: job.bigBytes });
+  }, { bigBytes, size });
   const lookUp = () =>
     names.length > lookUpAtMost
       ? notLookedUp(names, listed, follow)

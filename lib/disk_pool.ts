@@ -24,6 +24,22 @@ import {
 
 export type { DiskInfo, FolderView, SmallRead } from "./disk_jobs.ts";
 
+/** Options for {@link DiskPool.folder} (see there for how they go together). */
+export interface FolderOptions {
+  /** Find where each symlink leads, and what is there (default false). */
+  follow?: boolean;
+  /** Share a large folder's lookups between two threads (default false). */
+  split?: boolean;
+  /** Names from which a `split` folder is shared (default {@link SPLIT_NAMES}). */
+  splitFrom?: number;
+  /** Size on disk from which the folder is big (default `BIG_FOLDER_BYTES`, lib/disk_jobs.ts). */
+  bigBytes?: number;
+  /** Look up only these names, without reading the folder (default: every name). */
+  names?: string[];
+  /** Kinds of entry taken from the folder's read without a lookup (default 0: none). */
+  trustKinds?: number;
+}
+
 /** Options for {@link DiskPool}. */
 export interface DiskPoolOptions {
   /**
@@ -123,24 +139,33 @@ export class DiskPool {
    * `trustKinds`, the names the folder's read gives one of those kinds are not looked up (see
    * `DiskJob`), and the folder is never split: what is left to look up is a few names, if any.
    */
-  async folder(
+  async folder(dir: string, options: FolderOptions = {}): Promise<FolderView> {
+    return (await this.#folder(dir, options, false))!;
+  }
+
+  /**
+   * The folder `dir` looked up as {@link folder} does, unless its size on disk says it is big
+   * (at least `bigBytes`): undefined then, without a read, for the caller to read it as it comes
+   * (a listing sorts such a folder on disk). The disk thread decides by the stat its read makes
+   * anyway, so the caller needs no lookup of the folder first.
+   */
+  folderUnlessBig(dir: string, options: FolderOptions = {}): Promise<FolderView | undefined> {
+    return this.#folder(dir, options, true);
+  }
+
+  async #folder(
     dir: string,
-    options: {
-      follow?: boolean;
-      split?: boolean;
-      splitFrom?: number;
-      bigBytes?: number;
-      names?: string[];
-      trustKinds?: number;
-    } = {},
-  ): Promise<FolderView> {
+    options: FolderOptions,
+    leaveBig: boolean,
+  ): Promise<FolderView | undefined> {
     const { follow, bigBytes, names, trustKinds } = options;
     const split = options.split === true && this.#max > 1 && !this.#broken && !names &&
       !trustKinds;
     const splitFrom = options.splitFrom ?? SPLIT_NAMES;
-    const job: DiskJob = { kind: "folder", dir, follow, bigBytes, names, trustKinds };
+    const job: DiskJob = { kind: "folder", dir, follow, bigBytes, names, trustKinds, leaveBig };
     const read = await this.#run(split ? { ...job, lookUpAtMost: splitFrom } : job, true);
     if (isDiskFailure(read)) throw diskError(read);
+    if ("tooBig" in read) return undefined;
     const lookup = read as FolderLookup;
     const n = lookup.names.length;
     if (!split || n <= splitFrom) return new FolderView(lookup);

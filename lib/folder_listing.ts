@@ -46,11 +46,10 @@ import { bigFolderLimits, NameSorter, type SortedNames } from "./name_runs.ts";
  */
 export type ListedRoot = Pick<ServedFolder, "root" | "isInside" | "stagingDir">;
 
-/** A folder the listing walks: its real path, its names' prefix, its size on disk if known. */
+/** A folder the listing walks: its real path, and its names' prefix. */
 interface Folder {
   path: string;
   prefix: string;
-  size?: number;
 }
 
 /**
@@ -95,15 +94,14 @@ export function walkFolderListing(
   const limits = { ...bigFolderLimits(), ...options.limits };
   return walkListing<Folder>({ path: dir, prefix }, async (folder, top) => {
     try {
-      const size = folder.size ?? (await Deno.stat(folder.path)).size;
-      if (size >= limits.bigBytes) {
-        return await listBigFolder(store, folder, {
-          recursive: options.recursive,
-          namesOnly,
-          runNames: limits.runNames,
-        });
-      }
-      return await listFolder(store, folder.path, folder.prefix, options.recursive, namesOnly);
+      // Whether the folder is big is the disk thread's to say, from the stat its read makes:
+      // nothing here looks a folder up first, nor (names alone) each subfolder for its size.
+      const listed = await listFolder(store, folder, options.recursive, namesOnly, limits.bigBytes);
+      return listed ?? await listBigFolder(store, folder, {
+        recursive: options.recursive,
+        namesOnly,
+        runNames: limits.runNames,
+      });
     } catch (error) {
       // One folder the server may not read (permissions, --deny-read) must not cost the client
       // the whole listing: it is left out, as an unreadable file is.
@@ -118,12 +116,11 @@ export interface FolderListingOptions {
   /** Everything under the folder, not only its own entries. */
   recursive: boolean;
   /**
-   * Names and types are all that is wanted (default false): a file, and in a listing of one
-   * folder a subfolder, is taken as the folder's read types it (lib/listing_rules.ts
-   * `entryFromRead`), with size and mtime 0, rather than looked up (an `lstat` each, most of a
-   * large folder's listing). What the read cannot settle is looked up as ever: symlinks (where
-   * they lead), names that are not UTF-8, and in a recursive listing the subfolders (their size
-   * says whether they are big), so the names and types are those of the full listing.
+   * Names and types are all that is wanted (default false): a file or a subfolder is taken as
+   * the folder's read types it (lib/listing_rules.ts `entryFromRead`), with size and mtime 0,
+   * rather than looked up (an `lstat` each, most of a large folder's listing). What the read
+   * cannot settle is looked up as ever: symlinks (where they lead) and names that are not UTF-8,
+   * so the names and types are those of the full listing.
    */
   namesOnly?: boolean;
   /**
@@ -133,24 +130,29 @@ export interface FolderListingOptions {
   limits?: { bigBytes: number; runNames: number };
 }
 
-/** One folder of {@link walkFolderListing}: its entries, and with `recursive` its subfolders. */
+/**
+ * One folder of {@link walkFolderListing}: its entries, and with `recursive` its subfolders;
+ * null, without a read, for a folder at least `bigBytes` on disk (see {@link listBigFolder}).
+ */
 async function listFolder(
   store: ListedRoot,
-  dir: string,
-  prefix: string,
+  { path: dir, prefix }: Folder,
   recursive: boolean,
   namesOnly: boolean,
-): Promise<ListedFolder<Folder>> {
+  bigBytes: number,
+): Promise<ListedFolder<Folder> | null> {
   const entries: TreeEntry[] = [];
   const below: { name: string; folder: Folder }[] = [];
   // The whole folder is looked up on a disk thread, symlinks' targets included.
   // Split between two threads: someone waits for this listing, and a large folder's lookups
   // are most of its time. Names alone need no lookup of what the read settles.
-  const folder = await diskPool.folder(dir, {
+  const folder = await diskPool.folderUnlessBig(dir, {
     follow: true,
     split: true,
-    trustKinds: namesOnly ? trustedKinds(recursive) : 0,
+    bigBytes,
+    trustKinds: namesOnly ? KIND_FILE | KIND_DIR : 0,
   });
+  if (!folder) return null;
   for (const { name: base, reachable, undecodable, at } of readNames(folder)) {
     if (isPrivateName(prefix, base)) continue;
     const name = prefix + base;
@@ -159,9 +161,12 @@ async function listFolder(
       if (entry) entries.push(entry);
     }
     if (!reachable) continue;
-    const read = namesOnly ? takenFromRead(name, reachable, recursive) : undefined;
+    const read = namesOnly ? entryFromRead(name, reachable) : undefined;
     if (read) {
       entries.push(read);
+      if (recursive && read.type === "dir") {
+        below.push({ name, folder: subfolder(dir, base, name) });
+      }
       continue;
     }
     // By place where the name has one, as most have: no index of the names to build.
@@ -173,32 +178,14 @@ async function listFolder(
     const entry = listedEntry(store, name, reachable, info, target);
     if (!entry) continue;
     entries.push(entry);
-    if (recursive && entry.type === "dir") {
-      below.push({ name, folder: { path: join(dir, base), prefix: name + "/", size: info!.size } });
-    }
+    if (recursive && entry.type === "dir") below.push({ name, folder: subfolder(dir, base, name) });
   }
   return { entries, below };
 }
 
-/**
- * The kinds a names-only listing takes from the folder's read (see `DiskJob`'s `trustKinds`):
- * files, and subfolders unless the listing goes into them (it needs their size on disk).
- */
-function trustedKinds(recursive: boolean): number {
-  return recursive ? KIND_FILE : KIND_FILE | KIND_DIR;
-}
-
-/**
- * The entry a names-only listing takes from the folder's read, without the lookup of `listed`
- * (see {@link trustedKinds}); undefined when a lookup must settle it.
- */
-function takenFromRead(
-  name: string,
-  listed: DiskDirEntry,
-  recursive: boolean,
-): TreeEntry | undefined {
-  if (recursive && listed.isDirectory) return undefined;
-  return entryFromRead(name, listed);
+/** The subfolder `base` of the folder `dir`, listed as `name`, to walk into. */
+function subfolder(dir: string, base: string, name: string): Folder {
+  return { path: join(dir, base), prefix: name + "/" };
 }
 
 /*
@@ -271,11 +258,17 @@ async function listBigFolder(
   const alike = new AlikeNames();
   const listedOf = (record: string): DiskDirEntry =>
     entryOfKinds(recordName(record), record.charCodeAt(0) - TAG);
-  /** What a names-only listing takes from a record without a lookup (see listFolder). */
-  const fromRead = (record: string): TreeEntry | undefined => {
-    if (!namesOnly || ((record.charCodeAt(0) - TAG) & DESCEND) !== 0) return undefined;
+  /**
+   * What a names-only listing takes from a record without a lookup (see listFolder): its entry,
+   * or the walk into a subfolder the read settles as one (as entryFromRead would list it).
+   */
+  const fromRead = (record: string): ListedStep<Folder> | undefined => {
+    if (!namesOnly) return undefined;
     const listed = listedOf(record);
-    return takenFromRead(prefix + listed.name, listed, recursive);
+    const entry = entryFromRead(prefix + listed.name, listed);
+    if (!entry) return undefined;
+    if (((record.charCodeAt(0) - TAG) & DESCEND) === 0) return { entry };
+    return entry.type === "dir" ? { folder: subfolder(dir, listed.name, entry.name) } : undefined;
   };
   const stepOf = (record: string, view: FolderView): ListedStep<Folder> | null => {
     const bits = record.charCodeAt(0) - TAG;
@@ -287,9 +280,8 @@ async function listBigFolder(
     const base = listed.name;
     const info = view.info(base);
     if (!alike.owns(listed, info, "/" + base)) return null;
-    const folder = lookedUp(info);
-    if (!folder) return null;
-    return { folder: { path: join(dir, base), prefix: prefix + base + "/", size: folder.size } };
+    if (!lookedUp(info)) return null;
+    return { folder: subfolder(dir, base, prefix + base) };
   };
   return {
     entries: [],
@@ -306,8 +298,7 @@ async function listBigFolder(
             : await diskPool.folder(dir, { names, follow: true });
           const steps: ListedStep<Folder>[] = [];
           for (const [i, record] of records.entries()) {
-            const entry = read[i];
-            const step = entry ? { entry } : stepOf(record, view!);
+            const step = read[i] ?? stepOf(record, view!);
             if (!step) continue;
             // Of entries that read alike, those not UTF-8 go first, as readNames lists them.
             let at = steps.length;

@@ -310,3 +310,55 @@ Deno.test("a listing of a big folder given up half-way gives its runs back", {
   await batches.return?.(undefined);
   assert.equal(await openRuns(Deno.pid), 0);
 });
+
+Deno.test(
+  "a names-only walk sends a subfolder big on disk down the sorted path without looking it up first",
+  {
+    ignore: Deno.build.os !== "linux",
+  },
+  async () => {
+    await using work = await makeTempDir();
+    const store = {
+      root: work.path,
+      stagingDir: `${work.path}/.ferry-staging`,
+      isInside: () => true,
+    };
+    await Deno.mkdir(store.stagingDir);
+    await Deno.mkdir(`${work.path}/big/sub`, { recursive: true });
+    await Deno.mkdir(`${work.path}/a`);
+    await Deno.mkdir(`${work.path}/c`);
+    for (const name of ["a/x", "a/y", "c/z", "big/sub/deep"]) {
+      await Deno.writeTextFile(`${work.path}/${name}`, name);
+    }
+    // Some 32 KiB of names on disk (ext4, tmpfs) against a few hundred bytes for the others.
+    for (let i = 0; i < 2000; i++) {
+      await Deno.writeTextFile(`${work.path}/big/f${String(i).padStart(4, "0")}`, "x");
+    }
+    const walk = async (options: { namesOnly: boolean; limits?: typeof limits }) => {
+      const names: string[] = [];
+      let runsInBig = 0;
+      for await (
+        const batch of walkFolderListing(store, work.path, "", { recursive: true, ...options })
+      ) {
+        if (batch.some((entry) => entry.name.startsWith("big/f"))) {
+          runsInBig = Math.max(runsInBig, await openRuns(Deno.pid));
+        }
+        for (const entry of batch) {
+          names.push(`${entry.name}${entry.type === "dir" ? "/" : ""}`);
+          if (options.namesOnly) assert.equal(entry.size + entry.mtime, 0, entry.name);
+        }
+      }
+      return { names, runsInBig };
+    };
+    // Only `big` is big by these limits: it is sorted in spilled runs, its siblings in memory.
+    const limits = { bigBytes: 16 << 10, runNames: 100 };
+    const full = await walk({ namesOnly: false });
+    assert.equal(full.names.length, 2000 + 8);
+    assert.equal(full.runsInBig, 0, "all in memory by the usual limits");
+    const sorted = await walk({ namesOnly: true, limits });
+    assert.deepEqual(sorted.names, full.names, "the full listing's names and types");
+    assert.ok(sorted.runsInBig > 0, "big/ sorted on disk, though nothing looked it up first");
+    assert.deepEqual(await filesIn(store.stagingDir), []);
+    assert.equal(await openRuns(Deno.pid), 0);
+  },
+);
