@@ -1,7 +1,8 @@
 /**
  * The file-system work a server hands to its disk threads (lib/disk_pool.ts) in one message rather
- * than one asynchronous call at a time: looking up every name of a folder, and reading small
- * files whole; and reading a folder's entries ({@link eachEntry}), a big folder as they come, and
+ * than one asynchronous call at a time: looking up every name of a folder, reading small files
+ * whole, and reading and sorting a big folder's names for a listing (lib/folder_records.ts); and
+ * reading a folder's entries ({@link eachEntry}), a big folder as they come, and
  * joining a real folder path with a name ({@link childOf}). Each job runs synchronously where it
  * runs (a worker thread), but for a big folder's read; its results are plain data that cross to
  * the event loop's thread by structured clone, errors as their Deno error class name. Nothing
@@ -9,6 +10,9 @@
  *
  * @module
  */
+
+import { type RecordsJob, sortRecords } from "./folder_records.ts";
+import type { SortedRuns } from "./name_runs.ts";
 
 /** What a lookup found at one name, as plain data. */
 export interface DiskInfo {
@@ -230,7 +234,9 @@ export type DiskJob =
      */
     most?: number;
   }
-  | { kind: "read"; path: string; max: number };
+  | { kind: "read"; path: string; max: number }
+  /** A big folder read and its records sorted in runs for a listing (lib/folder_records.ts). */
+  | ({ kind: "records" } & RecordsJob);
 
 /** What a folder's lookup with `most` answers for a folder past that many names. */
 export interface FolderTooBig {
@@ -241,7 +247,7 @@ export interface FolderTooBig {
 export const FOLDER_TOO_BIG: FolderTooBig = { tooBig: true };
 
 /** What a job gives back. */
-export type DiskResult = FolderLookup | FolderTooBig | SmallRead | DiskFailure;
+export type DiskResult = FolderLookup | FolderTooBig | SmallRead | SortedRuns | DiskFailure;
 
 function infoOf(info: Deno.FileInfo): DiskInfo {
   const type = info.isSymlink ? "link" : info.isDirectory ? "dir" : info.isFile ? "file" : "other";
@@ -507,7 +513,8 @@ export function runDiskJob(
   batch: DiskBatch = newDiskBatch(),
 ): DiskResult | Promise<DiskResult> {
   try {
-    if (job.kind !== "folder") return readSmall(job.path, job.max, batch);
+    if (job.kind === "read") return readSmall(job.path, job.max, batch);
+    if (job.kind === "records") return sortRecords(job).catch(failureOf);
     if (job.most !== undefined) return lookUpSmallFolder({ ...job, most: job.most });
     const lookup = lookUpFolder(job);
     return lookup instanceof Promise ? lookup.catch(failureOf) : lookup;

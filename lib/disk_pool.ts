@@ -10,6 +10,8 @@
  */
 
 import type { DiskRequest, DiskResponse } from "./disk_worker.ts";
+import { compareRecords, type RecordsJob } from "./folder_records.ts";
+import { openSortedRuns, type SortedNames, type SortedRuns } from "./name_runs.ts";
 import {
   diskError,
   type DiskJob,
@@ -60,6 +62,8 @@ export interface DiskPoolOptions {
 export const DISK_THREAD_MODULES: readonly URL[] = [
   new URL("./disk_worker.ts", import.meta.url),
   new URL("./disk_jobs.ts", import.meta.url),
+  new URL("./folder_records.ts", import.meta.url),
+  new URL("./name_runs.ts", import.meta.url),
 ];
 
 /** Most jobs in one message: a long queue is spread over the threads. */
@@ -193,6 +197,17 @@ export class DiskPool {
     if (isDiskFailure(result)) throw diskError(result);
     if ("tooBig" in result) return undefined;
     return new FolderView(result as FolderLookup);
+  }
+
+  /**
+   * The records of the big folder `job.dir`, read as they come and sorted in runs on a thread of
+   * its own (lib/folder_records.ts), merged here a chunk at a time: close what this gives, as
+   * for any `SortedNames`.
+   */
+  async sortedRecords(job: RecordsJob): Promise<SortedNames> {
+    const result = await this.#run({ kind: "records", ...job }, true);
+    if (isDiskFailure(result)) throw diskError(result);
+    return await openSortedRuns(result as SortedRuns, compareRecords);
   }
 
   /**

@@ -20,14 +20,7 @@ import {
   type TreeListing,
   walkListing,
 } from "./tree_listing.ts";
-import {
-  type DiskDirEntry,
-  entryOfKinds,
-  KIND_DIR,
-  KIND_FILE,
-  kindsOf,
-  REPLACEMENT_CHAR,
-} from "./disk_jobs.ts";
+import { type DiskDirEntry, KIND_DIR, KIND_FILE, REPLACEMENT_CHAR } from "./disk_jobs.ts";
 import {
   AlikeNames,
   entryFromRead,
@@ -36,9 +29,11 @@ import {
   isUnreadable,
   listedEntry,
   lookedUp,
+  privateNamesIn,
   undecodableEntry,
 } from "./listing_rules.ts";
-import { bigFolderLimits, NameSorter, type SortedNames } from "./name_runs.ts";
+import { bigFolderLimits } from "./name_runs.ts";
+import { isDescent, recordEntry, recordName } from "./folder_records.ts";
 
 /**
  * What a listing needs of the folder store: its root, what lies inside it, and its staging
@@ -190,32 +185,10 @@ function subfolder(dir: string, base: string, name: string): Folder {
 
 /*
  * A big folder's listing (a folder at least `BIG_FOLDER_BYTES` on disk): its names are read as
- * they come and sorted by an external sort (lib/name_runs.ts), whose runs go to the staging
- * folder, each name as a record: a tag (what the folder's listing says it is, and whether the
- * record stands for the walk into it, keyed `name/` as walkListing keys it) then the key. Each
- * chunk of records is looked up when the listing reaches it.
+ * they come and sorted by an external sort (lib/name_runs.ts), on a disk thread, whose runs go to
+ * the staging folder, each name as a record (lib/folder_records.ts). Each chunk of records is
+ * looked up when the listing reaches it.
  */
-
-/** A record's tag: this plus its entry's {@link kindsOf} bits (lib/disk_jobs.ts). */
-const TAG = 0x40;
-/** Tag bit of a record that stands for the walk into a subfolder (a recursive listing). */
-const DESCEND = 8;
-
-/** How records compare: by key as walkListing compares them (compareListed), tag aside. */
-function compareRecords(a: string, b: string): number {
-  // What follows the tag, by UTF-16 unit as JavaScript's `<` (compareListed) does.
-  const n = Math.min(a.length, b.length);
-  for (let i = 1; i < n; i++) {
-    const order = a.charCodeAt(i) - b.charCodeAt(i);
-    if (order !== 0) return order;
-  }
-  return a.length - b.length;
-}
-
-/** The name a record stands for. */
-function recordName(record: string): string {
-  return (record.charCodeAt(0) - TAG) & DESCEND ? record.slice(1, -1) : record.slice(1);
-}
 
 /** How {@link listBigFolder} lists. */
 interface BigFolderOptions {
@@ -233,47 +206,31 @@ async function listBigFolder(
 ): Promise<ListedFolder<Folder>> {
   const { recursive, namesOnly, runNames } = options;
   const { path: dir, prefix } = folder;
-  const sorter = new NameSorter({
-    compare: compareRecords,
+  // Read and sorted on a disk thread: a sort of a run's names holds its thread for some 100 ms.
+  const sorted = await diskPool.sortedRecords({
+    dir,
+    skip: [...privateNamesIn(prefix)],
+    descend: recursive,
     runNames,
     spillDir: store.stagingDir,
   });
-  let sorted: SortedNames;
-  try {
-    for await (const entry of Deno.readDir(dir)) {
-      if (isPrivateName(prefix, entry.name)) continue;
-      const kind = kindsOf(entry);
-      const adding = sorter.add(String.fromCharCode(TAG + kind) + entry.name);
-      if (adding) await adding;
-      if (!recursive || !entry.isDirectory) continue;
-      const descending = sorter.add(String.fromCharCode(TAG + kind + DESCEND) + entry.name + "/");
-      if (descending) await descending;
-    }
-    sorted = await sorter.finish();
-  } catch (error) {
-    await sorter.discard();
-    throw error;
-  }
   // Names that read alike are told apart as the chunks come, in the listing's order.
   const alike = new AlikeNames();
-  const listedOf = (record: string): DiskDirEntry =>
-    entryOfKinds(recordName(record), record.charCodeAt(0) - TAG);
   /**
    * What a names-only listing takes from a record without a lookup (see listFolder): its entry,
    * or the walk into a subfolder the read settles as one (as entryFromRead would list it).
    */
   const fromRead = (record: string): ListedStep<Folder> | undefined => {
     if (!namesOnly) return undefined;
-    const listed = listedOf(record);
+    const listed = recordEntry(record);
     const entry = entryFromRead(prefix + listed.name, listed);
     if (!entry) return undefined;
-    if (((record.charCodeAt(0) - TAG) & DESCEND) === 0) return { entry };
+    if (!isDescent(record)) return { entry };
     return entry.type === "dir" ? { folder: subfolder(dir, listed.name, entry.name) } : undefined;
   };
   const stepOf = (record: string, view: FolderView): ListedStep<Folder> | null => {
-    const bits = record.charCodeAt(0) - TAG;
-    const listed = listedOf(record);
-    if ((bits & DESCEND) === 0) {
+    const listed = recordEntry(record);
+    if (!isDescent(record)) {
       const entry = entryFromView(store, view, prefix, listed, alike);
       return entry ? { entry } : null;
     }

@@ -43,7 +43,15 @@ export interface LinkTarget {
  * of the private folders, never listed: they are all at the top.
  */
 export function isPrivateName(prefix: string, base: string): boolean {
-  return prefix === "" && (base === STAGING_DIR || base === RESUME_DIR);
+  return prefix === "" && PRIVATE_NAMES.includes(base);
+}
+
+/** The private folders, by name: all at the top. */
+const PRIVATE_NAMES: readonly string[] = [STAGING_DIR, RESUME_DIR];
+
+/** The names {@link isPrivateName} leaves out of the folder whose names start with `prefix`. */
+export function privateNamesIn(prefix: string): readonly string[] {
+  return prefix === "" ? PRIVATE_NAMES : [];
 }
 
 /**

@@ -7,7 +7,10 @@
  *
  * The run files exist only while the names are being read: each is opened, then removed, before
  * the merge starts (it is read through its open file), so no listing ever sees one after that,
- * and {@link SortedNames.close} gives the space back. Whatever fails on the way removes them.
+ * and {@link SortedNames.close} gives the space back. Whatever fails on the way removes them. A
+ * sort done on one thread and merged on another hands its runs over by path
+ * ({@link NameSorter.finishRuns}, {@link openSortedRuns}), and the merging side opens and removes
+ * them at once.
  *
  * @module
  */
@@ -173,20 +176,8 @@ export class NameSorter {
   }
 
   /** The run files at `paths`, open and removed (on failure: closed, and every run removed). */
-  async #open(paths: string[], held?: HeldRun): Promise<SortedNames> {
-    const runs: Run[] = held ? [held] : [];
-    try {
-      for (const path of paths) {
-        runs.push(await FileRun.open(path));
-        // Read through its open file from now on: gone from every listing of the folder.
-        await Deno.remove(path);
-      }
-    } catch (error) {
-      for (const run of runs) run.close();
-      await Promise.all(paths.map((path) => Deno.remove(path).catch(() => {})));
-      throw error;
-    }
-    return new SortedNames(runs, this.#compare);
+  #open(paths: string[], held?: string[]): Promise<SortedNames> {
+    return openSortedRuns({ files: paths, held: held ?? [] }, this.#compare);
   }
 
   /**
@@ -199,13 +190,33 @@ export class NameSorter {
     if (this.#runs.length === 0) return new SortedNames([new HeldRun(held)], this.#compare);
     try {
       while (this.#runs.length > FAN_IN) await this.#merge(this.#runs.at(-1)!.level + 1);
-      return await this.#open(this.#runs.splice(0).map((run) => run.path), new HeldRun(held));
+      return await this.#open(this.#runs.splice(0).map((run) => run.path), held);
     } catch (error) {
       await this.discard();
       throw error;
     } finally {
       await this.#removeOwnDir();
     }
+  }
+
+  /**
+   * The names, sorted, as {@link SortedRuns} for another thread to merge ({@link openSortedRuns}),
+   * which then owns the run files; the sorter is done with. Only for a sorter given a `spillDir`
+   * (its own temporary folder would go with it). A failure removes the runs.
+   */
+  async finishRuns(): Promise<SortedRuns> {
+    if (this.#ownDir !== undefined || this.#spillDir === undefined) {
+      throw new TypeError("finishRuns needs a spillDir");
+    }
+    const held = this.#held.sort(this.#compare);
+    this.#held = [];
+    try {
+      while (this.#runs.length > FAN_IN) await this.#merge(this.#runs.at(-1)!.level + 1);
+    } catch (error) {
+      await this.discard();
+      throw error;
+    }
+    return { files: this.#runs.splice(0).map((run) => run.path), held };
   }
 
   /** Removes the run files spilled so far, and forgets every name: for a sort given up. */
@@ -221,6 +232,40 @@ export class NameSorter {
     await Deno.remove(this.#ownDir, { recursive: true }).catch(() => {});
     this.#ownDir = undefined;
   }
+}
+
+/**
+ * Sorted names as a {@link NameSorter} leaves them ({@link NameSorter.finishRuns}), plain data that
+ * may cross to another thread: run files, each sorted, and the last run, held.
+ */
+export interface SortedRuns {
+  /** The run files' paths, each a sorted run of names ended by U+0000; at most {@link FAN_IN}. */
+  files: string[];
+  /** The names of the last run, sorted, which were never spilled. */
+  held: string[];
+}
+
+/**
+ * The names of `runs` in order, merged a chunk at a time: each run file is opened, then removed
+ * (it is read through its open file, gone from every listing of its folder). On failure, every
+ * run file is closed and removed.
+ */
+export async function openSortedRuns(
+  runs: SortedRuns,
+  compare: (a: string, b: string) => number,
+): Promise<SortedNames> {
+  const open: Run[] = [new HeldRun(runs.held)];
+  try {
+    for (const path of runs.files) {
+      open.push(await FileRun.open(path));
+      await Deno.remove(path);
+    }
+  } catch (error) {
+    for (const run of open) run.close();
+    await Promise.all(runs.files.map((path) => Deno.remove(path).catch(() => {})));
+    throw error;
+  }
+  return new SortedNames(open, compare);
 }
 
 /** One sorted run being merged: its next name, and a way to move past it. */

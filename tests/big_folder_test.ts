@@ -9,7 +9,7 @@
  */
 
 import assert from "node:assert/strict";
-import { NameSorter } from "../lib/name_runs.ts";
+import { NameSorter, openSortedRuns } from "../lib/name_runs.ts";
 import { compareName, TreeWalker } from "../lib/tree_walk.ts";
 import { encodeControl, FrameType } from "../lib/frames.ts";
 import { walkFolderListing } from "../lib/folder_listing.ts";
@@ -64,6 +64,24 @@ Deno.test("NameSorter spills runs past its threshold, merges them in code point 
   const merged = await own.finish();
   assert.deepEqual(await merged.take(1000), [...names.slice(0, 100)].sort(compareName));
   merged.close();
+  // Sorted on one thread, merged on another: the runs go over by path, as plain data, and are
+  // removed once the merging side opens them.
+  for (const runNames of [7, 10_000]) {
+    const handing = new NameSorter({ compare: compareName, runNames, spillDir: work.path });
+    for (const name of names) await handing.add(name);
+    const runs = structuredClone(await handing.finishRuns());
+    assert.equal(runs.files.length > 0, runNames < names.length, `${runNames}`);
+    assert.equal((await filesIn(work.path)).length, runs.files.length, "still on disk");
+    const opened = await openSortedRuns(runs, compareName);
+    assert.deepEqual(await filesIn(work.path), []);
+    const got: string[] = [];
+    for (let chunk = await opened.take(); chunk.length > 0; chunk = await opened.take()) {
+      got.push(...chunk);
+    }
+    opened.close();
+    assert.deepEqual(got, [...names].sort(compareName), `handed over, runs of ${runNames}`);
+  }
+  await assert.rejects(new NameSorter({ compare: compareName }).finishRuns(), TypeError);
 });
 
 Deno.test("a walk of a big folder gives what a walk in memory gives, on both kinds of walk", async () => {
