@@ -208,6 +208,17 @@ export interface FolderPage {
   last: PageLink;
 }
 
+/** What {@link listFolderPage} reads: a page of a folder. */
+export interface FolderPageRequest extends PageRequest {
+  /** The folder, relative to the root (default: the root). */
+  dir?: string;
+  /**
+   * Its real path, when the caller has found it already (lib/tree_store.ts `resolveFolder`):
+   * it is not found again. Default: found here.
+   */
+  folder?: string;
+}
+
 /** Entries looked up in one job on a disk thread while a folder is read for a page. */
 const LOOKUP_BATCH = 1024;
 
@@ -229,9 +240,9 @@ const LOOKUP_BATCH = 1024;
  */
 export async function listFolderPage(
   store: ServedFolder,
-  options: PageRequest & { dir?: string },
+  options: FolderPageRequest,
 ): Promise<FolderPage> {
-  const folder = await resolveFolder(store, options.dir);
+  const folder = options.folder ?? await resolveFolder(store, options.dir);
   const prefix = options.dir === undefined ? "" : checkName(options.dir).join("/") + "/";
   const sort = options.sort ?? BY_NAME;
   const keyOf = (entry: TreeEntry) => sort.key === "size" ? entry.size : entry.mtime;

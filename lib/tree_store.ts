@@ -130,13 +130,15 @@ export async function resolveFolder(store: ServedFolder, dir?: string): Promise<
  * folders, symlinks to folders (never followed) and symlinks leading out are left out, and so is
  * what a folder the server may not read would hold. A name that is not valid UTF-8 is listed
  * marked `notUtf8`. The folder is found before this resolves, so a missing one is refused
- * before anything is listed.
+ * before anything is listed; `found` is its real path where the caller found it already
+ * ({@link resolveFolder}), and it is not found again.
  */
 export async function listTree(
   store: ServedFolder,
   options: ListTreeOptions = {},
+  found?: string,
 ): Promise<TreeListing> {
-  const top = await resolveFolder(store, options.dir);
+  const top = found ?? await resolveFolder(store, options.dir);
   const prefix = options.dir === undefined ? "" : checkName(options.dir).join("/") + "/";
   const recursive = options.recursive ?? false;
   return store.walkListing(top, prefix, {

@@ -21,6 +21,7 @@ import { tarStream } from "./tar_stream.ts";
 import { type ListingPageOptions, ListingPageWriter, pageHref } from "./listing_page.ts";
 import {
   type FolderPage,
+  type FolderPageRequest,
   listFolderPage,
   type PageLink,
   type PageRequest,
@@ -55,9 +56,8 @@ export async function serveRead(call: Call): Promise<Response> {
   const dir = target.name === "" ? undefined : target.name;
   const recursive = url.searchParams.has("recursive");
   const json = wantsJson(request, url);
-  // The folder is looked up now (a missing one is a 404); it is walked when it is sent (as JSON:
-  // a page is read by lib/folder_page.ts instead).
-  const listing = await listTree(ctx.store, { dir, recursive: json && recursive });
+  // The folder is found now, once (a missing one is a 404), and listed from what was found.
+  const found = await resolveFolder(ctx.store, dir);
   exchange.name = dir === undefined ? "/" : dir + "/";
   if (!target.folder) {
     return new Response(null, {
@@ -66,16 +66,18 @@ export async function serveRead(call: Call): Promise<Response> {
     });
   }
   if (url.searchParams.has("tar")) {
-    return await serveArchive(request, target.name, ctx, exchange);
+    return await serveArchive(request, { name: target.name, found }, ctx, exchange);
   }
   // A search or a cursor is always a page; a sort is one for a script (a page object), while a
   // browser's page of a folder that fits one is the whole folder in that order.
   const paged = ["page", "after", "q"].some((key) => url.searchParams.has(key));
   if (json && (paged || url.searchParams.has("sort") || url.searchParams.has("order"))) {
     if (recursive) throw new HttpError(400, "?page lists one folder: it cannot go with ?recursive");
-    return await servePagedJson(call, dir, pageRequestOf(url, ctx));
+    return await servePagedJson(call, { dir, folder: found, ...pageRequestOf(url, ctx) });
   }
   if (json) {
+    // Walked as it is sent (a page is read by lib/folder_page.ts instead).
+    const listing = await listTree(ctx.store, { dir, recursive }, found);
     const writer = new ListingWriter({ json: true, long: false });
     return streamListing(request, listing, exchange, "application/json", {
       head: () => "",
@@ -97,7 +99,7 @@ export async function serveRead(call: Call): Promise<Response> {
   // One read of the folder tells whether it fits one page and gives its entries, in the order
   // asked for, in memory bounded by the page's size: a folder that fits is shown whole from
   // them; a bigger one (or a search, or a page after a cursor) a page at a time.
-  const page = await listFolderPage(ctx.store, { dir, ...paging });
+  const page = await listFolderPage(ctx.store, { dir, folder: found, ...paging });
   const asPage = paged || page.total > paging.size;
   const writer = new ListingPageWriter(
     target.name,
@@ -132,11 +134,11 @@ async function* batchesOf(entries: TreeEntry[]): AsyncGenerator<TreeEntry[]> {
  * previous, next and last pages (null where there is none), for a script that walks a big folder
  * a page at a time.
  */
-async function servePagedJson(call: Call, dir: string | undefined, paging: PageRequest) {
+async function servePagedJson(call: Call, paging: FolderPageRequest) {
   const { request, target, ctx, exchange } = call;
   const type = "application/json";
   if (request.method === "HEAD") return new Response(null, { headers: listingHeaders(type) });
-  const page = await listFolderPage(ctx.store, { dir, ...paging });
+  const page = await listFolderPage(ctx.store, paging);
   const query = paging.query ?? "";
   const sort = paging.sort ?? BY_NAME;
   const href = (to: PageLink) => {
@@ -281,7 +283,7 @@ function listingHeaders(type: string): Record<string, string> {
  */
 async function serveArchive(
   request: Request,
-  folder: string,
+  { name: folder, found }: { name: string; found: string },
   ctx: HandlerContext,
   exchange: Exchange,
 ): Promise<Response> {
@@ -295,9 +297,9 @@ async function serveArchive(
     name: folder,
     type: "dir",
     size: 0,
-    mtime: (await Deno.stat(await resolveFolder(ctx.store, dir))).mtime?.getTime() ?? 0,
+    mtime: (await Deno.stat(found)).mtime?.getTime() ?? 0,
   };
-  const listing = await listTree(ctx.store, { dir, recursive: true });
+  const listing = await listTree(ctx.store, { dir, recursive: true }, found);
   const top = folder === "" ? "ferry" : folder.split("/").at(-1)!;
   const headers = {
     "content-type": "application/x-tar",
