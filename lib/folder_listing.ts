@@ -30,6 +30,7 @@ import {
   listedEntry,
   lookedUp,
   privateNamesIn,
+  readSettlesNames,
   undecodableEntry,
 } from "./listing_rules.ts";
 import { bigFolderLimits } from "./name_runs.ts";
@@ -141,11 +142,12 @@ async function listFolder(
   // The whole folder is looked up on a disk thread, symlinks' targets included.
   // Split between two threads: someone waits for this listing, and a large folder's lookups
   // are most of its time. Names alone need no lookup of what the read settles.
+  const fromRead = namesOnly && readSettlesNames(dir);
   const folder = await diskPool.folderUnlessBig(dir, {
     follow: true,
     split: true,
     bigBytes,
-    trustKinds: namesOnly ? KIND_FILE | KIND_DIR : 0,
+    trustKinds: fromRead ? KIND_FILE | KIND_DIR : 0,
   });
   if (!folder) return null;
   for (const { name: base, reachable, undecodable, at } of readNames(folder)) {
@@ -156,7 +158,7 @@ async function listFolder(
       if (entry) entries.push(entry);
     }
     if (!reachable) continue;
-    const read = namesOnly ? entryFromRead(name, reachable) : undefined;
+    const read = fromRead ? entryFromRead(name, reachable) : undefined;
     if (read) {
       entries.push(read);
       if (recursive && read.type === "dir") {
@@ -220,8 +222,9 @@ async function listBigFolder(
    * What a names-only listing takes from a record without a lookup (see listFolder): its entry,
    * or the walk into a subfolder the read settles as one (as entryFromRead would list it).
    */
+  const readSettles = namesOnly && readSettlesNames(dir);
   const fromRead = (record: string): ListedStep<Folder> | undefined => {
-    if (!namesOnly) return undefined;
+    if (!readSettles) return undefined;
     const listed = recordEntry(record);
     const entry = entryFromRead(prefix + listed.name, listed);
     if (!entry) return undefined;

@@ -6,7 +6,8 @@
  * listed only as a file, when what it leads to is a file inside the root (a symlink to a folder
  * is never followed); an entry removed, replaced or unreadable since the folder was read is left
  * out; a name that is not valid UTF-8 is listed marked `notUtf8`, with size and date 0. A
- * listing of names alone takes what the folder's read settles without a lookup.
+ * listing of names alone takes what the folder's read settles without a lookup, in a folder the
+ * server may read whole.
  *
  * @module
  */
@@ -107,6 +108,17 @@ export function entryFromRead(name: string, listed: DiskDirEntry): TreeEntry | u
   if (listed.isFile) return { name, type: "file", size: 0, mtime: 0 };
   if (listed.isDirectory) return { name, type: "dir", size: 0, mtime: 0 };
   return undefined;
+}
+
+/**
+ * Whether a listing of names alone may take the folder `dir`'s (a real path) entries from its
+ * read ({@link entryFromRead}): the process may read everything in it. Where something in it is
+ * denied (`--deny-read`), the lookup of that name fails and the full listing leaves it out, so
+ * each name there is looked up. Asked of the permissions, with no system call.
+ */
+export function readSettlesNames(dir: string): boolean {
+  const status = Deno.permissions.querySync({ name: "read", path: dir });
+  return status.state === "granted" && !status.partial;
 }
 
 /**

@@ -8,6 +8,7 @@
 
 import assert from "node:assert/strict";
 import { encodeControl, FrameType } from "../lib/frames.ts";
+import type { TreeEntry } from "../lib/tree_protocol.ts";
 import {
   assertFailure,
   assertSuccess,
@@ -70,12 +71,41 @@ Deno.test("list leaves out a folder the server may not read, and lists the rest"
   await Deno.writeTextFile(`${root}/secret/hidden.txt`, "hidden\n");
   await Deno.writeTextFile(`${root}/open/b.txt`, "b\n");
   await Deno.writeTextFile(`${root}/a.txt`, "a\n");
+  await Deno.writeTextFile(`${root}/open/denied.txt`, "d\n");
   // Denied to the server process even though the tests run as root (chmod would not stop it).
-  await using server = await startServer({ root, permissions: [`--deny-read=${root}/secret`] });
+  await using server = await startServer({
+    root,
+    permissions: [`--deny-read=${root}/secret,${root}/open/denied.txt`],
+  });
 
   const listed = await ferry(server, ["list", "-r"]);
   assertSuccess(listed, "list with an unreadable folder");
   assert.equal(new TextDecoder().decode(listed.stdout), "a.txt\nopen/\nopen/b.txt\n");
+  // Names alone (plain list), which the server takes from a folder's read where it may read
+  // everything in it, are those of the full listing (--json) here too; also where every folder
+  // is sorted on disk, as a big one is (short runs).
+  await using sorting = await startServer({
+    root,
+    permissions: [
+      `--deny-read=${root}/secret,${root}/open/denied.txt`,
+      "--allow-env=FERRY_TEST_FOLDER_RUN",
+    ],
+    env: { FERRY_TEST_FOLDER_RUN: "2" },
+  });
+  for (const args of [["list", "-r"], ["list"], ["list", "open"]]) {
+    for (const each of [server, sorting]) {
+      const plain = await ferry(each, args);
+      assertSuccess(plain, args.join(" "));
+      const full = await ferry(each, [...args, "--json"]);
+      assertSuccess(full, `${args.join(" ")} --json`);
+      const entries = JSON.parse(new TextDecoder().decode(full.stdout)) as TreeEntry[];
+      assert.deepEqual(
+        new TextDecoder().decode(plain.stdout),
+        entries.map((e) => e.name + (e.type === "dir" ? "/\n" : "\n")).join(""),
+        args.join(" "),
+      );
+    }
+  }
   const denied = await ferry(server, ["get", "secret/hidden.txt", "-"]);
   assertFailure(denied, /no permission/i, { what: "get from the unreadable folder" });
   await server.waitForLog(/ list - \d+ bytes ok /);
