@@ -303,16 +303,18 @@ Deno.test("listings of big folders, sorted on disk, are the listings sorted in m
   if (Deno.build.os === "linux") assert.equal(await openRuns(short.pid), 0);
 });
 
+/** A store of the folder `root` as the listings use it, with its staging folder made. */
+async function storeIn(root: string) {
+  const store = { root, stagingDir: `${root}/.ferry-staging`, isInside: () => true };
+  await Deno.mkdir(store.stagingDir);
+  return store;
+}
+
 Deno.test("a listing of a big folder given up half-way gives its runs back", {
   ignore: Deno.build.os !== "linux",
 }, async () => {
   await using work = await makeTempDir();
-  const store = {
-    root: work.path,
-    stagingDir: `${work.path}/.ferry-staging`,
-    isInside: () => true,
-  };
-  await Deno.mkdir(store.stagingDir);
+  const store = await storeIn(work.path);
   await Deno.mkdir(`${work.path}/big`);
   for (let i = 0; i < 3000; i++) await Deno.writeTextFile(`${work.path}/big/f${i}`, "x");
   const listing = walkFolderListing(store, `${work.path}/big`, "big/", {
@@ -336,12 +338,7 @@ Deno.test(
   },
   async () => {
     await using work = await makeTempDir();
-    const store = {
-      root: work.path,
-      stagingDir: `${work.path}/.ferry-staging`,
-      isInside: () => true,
-    };
-    await Deno.mkdir(store.stagingDir);
+    const store = await storeIn(work.path);
     await Deno.mkdir(`${work.path}/big/sub`, { recursive: true });
     await Deno.mkdir(`${work.path}/a`);
     await Deno.mkdir(`${work.path}/c`);

@@ -2,14 +2,16 @@
  * Helpers of the folder-transfer tests (`put -r`, `get -r`): a snapshot of a tree (content,
  * mtime, permission bits) to compare two sides by, a client run that must succeed and its
  * stdout, the file and folder entries of a manifest a fake server sends, a relay that cuts
- * (or holds) a connection mid-transfer, what a test that kills a client there needs, and files
- * whose names are not valid UTF-8.
+ * (or holds) a connection mid-transfer, what a test that kills a client there needs, files
+ * whose names are not valid UTF-8, and two ends of a real socket for the library's tree ends.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
 import { createChecksum } from "../lib/checksum.ts";
+import { FrameReader } from "../lib/frame_reader.ts";
+import { FrameWriter } from "../lib/frame_writer.ts";
 import {
   assertSuccess,
   ferry,
@@ -179,4 +181,38 @@ export async function createByBytes(dir: string, format: string, content: string
     content,
   ], { cwd: dir });
   assert.equal(result.code, 0, result.stderr);
+}
+
+/** One end of {@link connectedEnds}: the connection, and the frames a tree end reads and writes. */
+export interface TreeEnd {
+  conn: Deno.Conn;
+  frames: FrameReader;
+  out: FrameWriter;
+}
+
+/**
+ * Two ends of one loopback TCP connection, for a receiver and a sender (or a test's own frames)
+ * run in this process: closed when disposed.
+ */
+export async function connectedEnds(): Promise<[TreeEnd, TreeEnd] & AsyncDisposable> {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const dialing = Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const conns = [await listener.accept(), await dialing];
+  const end = (conn: Deno.Conn): TreeEnd => ({
+    conn,
+    frames: new FrameReader(conn),
+    out: new FrameWriter(conn.writable, { direct: conn }),
+  });
+  const ends = [end(conns[0]), end(conns[1])] as [TreeEnd, TreeEnd] & AsyncDisposable;
+  ends[Symbol.asyncDispose] = () => {
+    for (const conn of conns) {
+      try {
+        conn.close();
+      } catch {
+        // Closed already by the test.
+      }
+    }
+    return Promise.resolve();
+  };
+  return ends;
 }

@@ -8,13 +8,20 @@
 
 import assert from "node:assert/strict";
 import { FrameType } from "../lib/frames.ts";
-import { FrameReader } from "../lib/frame_reader.ts";
-import { FrameWriter } from "../lib/frame_writer.ts";
 import { localSink } from "../lib/tree_local.ts";
 import { receiveTree } from "../lib/tree_receive.ts";
 import { foldsCase } from "../lib/case_folding.ts";
 import { makeTempDir, startServer, stderrLines } from "./harness.ts";
-import { changeTimes, createByBytes, dir, file, ok, out, snapshot } from "./tree_helpers.ts";
+import {
+  changeTimes,
+  connectedEnds,
+  createByBytes,
+  dir,
+  file,
+  ok,
+  out,
+  snapshot,
+} from "./tree_helpers.ts";
 
 Deno.test({
   name: "the case probe tells a folder holding names without writing to it",
@@ -49,31 +56,16 @@ Deno.test("on a filesystem that folds case, names that differ only by case are r
   // This machine's temporary folder is case-sensitive, so the receiver is told to fold case, as
   // it would find on macOS or Windows; everything else is the real receiver on a real socket.
   assert.equal(await foldsCase(work.path), false, "the probe sees a case-sensitive filesystem");
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const dialing = Deno.connect({
-    hostname: "127.0.0.1",
-    port: (listener.addr as Deno.NetAddr).port,
+  await using ends = await connectedEnds();
+  const [near, far] = ends;
+  const receiving = receiveTree(near, localSink(`${work.path}/dest`), { caseInsensitive: true });
+  receiving.catch(() => {});
+  await far.out.writeControl(FrameType.MANIFEST, {
+    entries: [dir("Docs"), file("Docs/a.txt"), dir("docs"), file("docs/b.txt")],
+    last: true,
   });
-  const [near, far] = [await listener.accept(), await dialing];
-  listener.close();
-  try {
-    const receiving = receiveTree(
-      { frames: new FrameReader(near), out: new FrameWriter(near.writable, { direct: near }) },
-      localSink(`${work.path}/dest`),
-      { caseInsensitive: true },
-    );
-    receiving.catch(() => {});
-    const out = new FrameWriter(far.writable, { direct: far });
-    await out.writeControl(FrameType.MANIFEST, {
-      entries: [dir("Docs"), file("Docs/a.txt"), dir("docs"), file("docs/b.txt")],
-      last: true,
-    });
-    await assert.rejects(receiving, /Refused manifest: names differ only by case: docs$/);
-    assert.deepEqual([...Deno.readDirSync(`${work.path}/dest`)], [], "nothing was made");
-  } finally {
-    near.close();
-    far.close();
-  }
+  await assert.rejects(receiving, /Refused manifest: names differ only by case: docs$/);
+  assert.deepEqual([...Deno.readDirSync(`${work.path}/dest`)], [], "nothing was made");
 });
 
 Deno.test("get -r leaves out names that are not UTF-8 and names with control characters, and sends the rest", async () => {

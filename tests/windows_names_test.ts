@@ -8,8 +8,6 @@
 
 import assert from "node:assert/strict";
 import { unfitName, windowsNameProblem } from "../lib/windows_names.ts";
-import { FrameReader } from "../lib/frame_reader.ts";
-import { FrameWriter } from "../lib/frame_writer.ts";
 import { localSink, localSource } from "../lib/tree_local.ts";
 import { receiveTree } from "../lib/tree_receive.ts";
 import { sendTree } from "../lib/tree_send.ts";
@@ -17,7 +15,9 @@ import { TreeCompare } from "../lib/tree_receive_compare.ts";
 import { ReceivedFolders } from "../lib/tree_receive_folders.ts";
 import { ReceiveReport } from "../lib/tree_receive_report.ts";
 import type { ManifestEntry } from "../lib/tree_transfer_protocol.ts";
+import { FrameWriter } from "../lib/frame_writer.ts";
 import { makeTempDir } from "./harness.ts";
+import { connectedEnds } from "./tree_helpers.ts";
 
 Deno.test("the names Windows cannot hold, and only those", () => {
   const refused = {
@@ -107,31 +107,17 @@ Deno.test("a tree sent to a receiver on Windows lands but for the names it refus
   await Deno.writeTextFile(`${src}/notes.txt`, "2");
   await Deno.writeTextFile(`${src}/time 10:30.txt`, "3");
   await Deno.writeTextFile(`${src}/trailing.`, "4");
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const dialing = Deno.connect({
-    hostname: "127.0.0.1",
-    port: (listener.addr as Deno.NetAddr).port,
-  });
-  const [near, far] = [await listener.accept(), await dialing];
-  listener.close();
-  const io = (conn: Deno.Conn) => ({
-    frames: new FrameReader(conn),
-    out: new FrameWriter(conn.writable, { direct: conn }),
-  });
+  await using ends = await connectedEnds();
+  const [near, far] = ends;
   const told: string[] = [];
-  try {
-    const [received, sent] = await Promise.all([
-      receiveTree(io(near), localSink(`${work.path}/dest`, { os: "windows" })),
-      sendTree(io(far), await localSource(src), {
-        onEvent: (event) => event.kind === "failed" && told.push(event.path),
-      }),
-    ]);
-    assert.deepEqual([received.files, received.failed], [1, 4]);
-    assert.deepEqual([sent.files, sent.failed], [1, 4]);
-  } finally {
-    near.close();
-    far.close();
-  }
+  const [received, sent] = await Promise.all([
+    receiveTree(near, localSink(`${work.path}/dest`, { os: "windows" })),
+    sendTree(far, await localSource(src), {
+      onEvent: (event) => event.kind === "failed" && told.push(event.path),
+    }),
+  ]);
+  assert.deepEqual([received.files, received.failed], [1, 4]);
+  assert.deepEqual([sent.files, sent.failed], [1, 4]);
   assert.deepEqual(told.sort(), ["aux", "aux/inside.txt", "time 10:30.txt", "trailing."]);
   assert.deepEqual([...Deno.readDirSync(`${work.path}/dest`)].map((e) => e.name), ["notes.txt"]);
 });
