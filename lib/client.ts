@@ -7,6 +7,7 @@
  * @module
  */
 
+import { DEFAULT_WORK_NOTICE_MS } from "./tree_work.ts";
 import type { BufferPool } from "./buffer_pool.ts";
 import { closeQuietly, watchInterval } from "./connection.ts";
 import { downloadStream } from "./download_stream.ts";
@@ -483,6 +484,8 @@ export class Session implements ClientSession {
         out: this.#out,
         pool: this.#pool,
         local: this.#local,
+        // Every server with tree transfers takes work notices; a newer one says how often.
+        noticeMs: this.welcome?.keepalive ?? DEFAULT_WORK_NOTICE_MS,
         expectOk: () => this.#expectOk(),
       })
     );

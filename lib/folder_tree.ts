@@ -184,10 +184,10 @@ export function folderSink(store: ServedFolder, base: string | undefined): TreeS
       const real = await resolveFolder(store, base).catch(() => store.stagingDir);
       return await foldsCase(real, { probeIn: store.stagingDir, probe: ask?.probe ?? false });
     },
-    checksum: async (path) => {
+    checksum: async (path, onProgress) => {
       using file = await Deno.open(await store.resolveFile(name(path)));
       const size = (await file.stat()).size;
-      return (await checksumFilePrefix(file, size))?.digest() ?? null;
+      return (await checksumFilePrefix(file, size, { onProgress }))?.digest() ?? null;
     },
   };
 }

@@ -45,6 +45,11 @@ export interface Welcome {
   features: string[];
   /** When the server requires a token: a fresh random nonce, 64 hex digits. */
   challenge?: string;
+  /**
+   * How often (ms) the server wants a client that hashes files in a tree transfer to tell it so
+   * (lib/tree_work.ts), within its idle timeout; absent from servers that predate it.
+   */
+  keepalive?: number;
 }
 
 /** Proof that the client knows the shared token, without sending it. */
@@ -191,6 +196,10 @@ export function parseWelcome(json: Record<string, unknown>): Welcome {
   if (json.challenge !== undefined) {
     if (!isHex64(json.challenge)) throw malformed("WELCOME");
     welcome.challenge = json.challenge;
+  }
+  if (json.keepalive !== undefined) {
+    if (typeof json.keepalive !== "number" || !(json.keepalive > 0)) throw malformed("WELCOME");
+    welcome.keepalive = Math.max(KEEPALIVE_MIN_MS, json.keepalive);
   }
   return welcome;
 }

@@ -213,9 +213,12 @@ async function handshake(first: Uint8Array, channel: Channel, ctx: Context): Pro
     LIST_NAMES_FEATURE,
     ctx.store.treeResume ? TREE_RESUME_FEATURE : "",
   ].filter(Boolean);
+  // How often a client hashing files in a tree transfer should tell (lib/tree_work.ts).
+  const keepalive = entry.watch.noticeMs;
   await out.writeControl(FrameType.WELCOME, {
     server: `${NAME}/${VERSION}`,
     features,
+    ...(keepalive !== undefined ? { keepalive } : {}),
     ...(challenge ? { challenge } : {}),
   });
   if (!ctx.token || !challenge) return true;

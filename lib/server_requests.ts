@@ -34,6 +34,7 @@ import { formatBytes, formatDuration } from "./format.ts";
 import { RateLimiter } from "./rate_limit.ts";
 import {
   checksumFilePrefix,
+  localWait,
   overLimitMessage,
   receiveData,
   type ResumePoint,
@@ -152,7 +153,13 @@ async function serveTree(
   try {
     const done = await serveTreeTransfer(
       request,
-      { ...channel, local: watch.localWaits },
+      {
+        ...channel,
+        local: watch.localWaits,
+        // Work notices go to a client that asked for KEEPALIVE; its own are checked by the watch.
+        noticeMs: channel.keepaliveMs,
+        peerWork: (grown) => watch.peerWork(grown),
+      },
       tree,
     ).finally(() => upload && watch.working());
     // The bytes that moved: what a resume continued from was not sent again.
@@ -181,7 +188,7 @@ async function serveTree(
  * it. Resolves only after the last KEEPALIVE is written, so no frame can interleave with what
  * follows.
  */
-async function whileKeepingAlive(channel: Channel, work: () => Promise<void>): Promise<void> {
+async function whileKeepingAlive<T>(channel: Channel, work: () => Promise<T>): Promise<T> {
   const every = channel.keepaliveMs;
   if (every === undefined) return await work();
   let writing = Promise.resolve();
@@ -190,7 +197,7 @@ async function whileKeepingAlive(channel: Channel, work: () => Promise<void>): P
     writing = writing.then(() => channel.out.writeControl(FrameType.KEEPALIVE, {})).catch(() => {});
   }, every);
   try {
-    await work();
+    return await work();
   } finally {
     clearInterval(timer);
     await writing;
@@ -216,7 +223,13 @@ async function servePut(request: PutRequest, channel: Channel, ctx: Context): Pr
     // Offset 0 says that what was kept for this name was dropped: the client says so.
     let accept: Ok = upload.keptDropped ? { offset: 0 } : {};
     if (upload.offset > 0) {
-      const checksum = await checksumFilePrefix(upload.file, upload.offset, { pool: ctx.pool });
+      // Hashing a big kept part takes time: the server's own, not the client's idleness, and the
+      // client hears that the server is at it.
+      const checksum = await whileKeepingAlive(channel, () =>
+        localWait(
+          entry.watch.localWaits,
+          () => checksumFilePrefix(upload.file, upload.offset, { pool: ctx.pool }),
+        ));
       if (checksum) {
         resumeFrom = { size: upload.offset, checksum };
         accept = { offset: upload.offset, prefix: (await checksum.fork()).digest() };

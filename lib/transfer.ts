@@ -559,6 +559,8 @@ export interface ChecksumPrefixOptions {
    * hand-off of an asynchronous read to another thread (default false).
    */
   sync?: boolean;
+  /** Told the bytes hashed so far after each piece (a tree transfer's work notices). */
+  onProgress?: (bytes: number) => void;
 }
 
 /**
@@ -584,6 +586,7 @@ export async function checksumFilePrefix(
       if (n === null) return null;
       checksum.update(buffer.subarray(0, n));
       done += n;
+      options.onProgress?.(done);
     }
     return checksum;
   } finally {

@@ -49,6 +49,8 @@ export interface SessionIo {
   pool: BufferPool;
   /** Waits on the local side, which the stall watchdog does not count. */
   local: LocalWaits;
+  /** How often to tell the server, while hashing for a tree transfer, that this side is at work. */
+  noticeMs?: number;
   /** Reads the server's answer: OK, or a {@link RefusedError} for ERROR (KEEPALIVE skipped). */
   expectOk(): Promise<Ok>;
 }

@@ -417,12 +417,13 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
     // No folder of this client's own is on the receiving folder's filesystem: a probe, when
     // asked for, goes into the receiving folder itself.
     caseInsensitive: async (ask) => foldsCase(await top(), { probe: ask?.probe ?? false }),
-    checksum: async (path) => {
+    checksum: async (path, onProgress) => {
       // A small file (the walk found a regular file) is opened and read on this thread.
       using file = Deno.openSync(join(await top(), path), { read: true });
       const info = file.statSync();
       if (!info.isFile) return null;
-      const sum = await checksumFilePrefix(file, info.size, { sync: info.size <= SMALL_FILE_MAX });
+      const sync = info.size <= SMALL_FILE_MAX;
+      const sum = await checksumFilePrefix(file, info.size, { sync, onProgress });
       return sum?.digest() ?? null;
     },
   };

@@ -20,6 +20,7 @@ import { localWait, overLimitMessage } from "./transfer.ts";
 import {
   type ManifestEntry,
   type ManifestTop,
+  MAX_BATCH_ENTRIES,
   parseFileHeader,
   parseManifest,
   type TreeSummary,
@@ -32,6 +33,7 @@ import { FileReceiver, type FileReceiverOptions } from "./tree_receive_file.ts";
 import { ReceivedFolders } from "./tree_receive_folders.ts";
 import { type IndexedOffer, ResumeOffers } from "./tree_receive_offers.ts";
 import { ReceiveReport } from "./tree_receive_report.ts";
+import { fileBytes, PeerWork, WorkNotices } from "./tree_work.ts";
 
 /**
  * Options for {@link receiveTree}; those of each file's data and commit (`maxFileSize`,
@@ -92,6 +94,9 @@ class TreeReceiver {
   #compare: TreeCompare;
   #offers: ResumeOffers;
   #files: FileReceiver;
+  /** This side's hashing, told to the sender; the sender's, checked. */
+  #notices: WorkNotices;
+  #peer: PeerWork;
   /**
    * Files wanted and not yet received, in manifest order. The sender may run one batch ahead of
    * its files, no more (docs/protocol.md), so this holds at most two batches.
@@ -163,6 +168,13 @@ class TreeReceiver {
     this.#dry = options.dryRun ?? false;
     this.#madeBase = found.madeBase;
     const report = this.#report = new ReceiveReport(io.out, options.onEvent);
+    const notices = this.#notices = new WorkNotices(io.out, io.noticeMs);
+    // The sender hashes a batch's files before it sends the batch: its claims are checked when
+    // the batch comes, and meanwhile may run at most a batch of the largest files allowed ahead.
+    const ahead = options.maxFileSize === undefined
+      ? undefined
+      : MAX_BATCH_ENTRIES * options.maxFileSize;
+    this.#peer = new PeerWork({ ahead, onWork: io.peerWork });
     this.#check = new ManifestCheck((path) => sink.check(path), {
       maxEntries: options.maxEntries,
       files: this.#flat,
@@ -172,7 +184,7 @@ class TreeReceiver {
       (entry, found) => localWait(io.local, () => sink.finishDir(entry.path, entry, found)),
       { dryRun: this.#dry },
     );
-    this.#compare = new TreeCompare({ own, sink, report, folders }, {
+    this.#compare = new TreeCompare({ own, sink, report, folders, notices }, {
       delete: options.delete,
       // A folder that was there already may be anything: its top waits for a shared name.
       guard: own !== null && !options.deleteUnrelated,
@@ -203,6 +215,7 @@ class TreeReceiver {
       );
     }
     const batch = parseManifest(json, { links: options.links && !this.#flat });
+    this.#peer.listed(fileBytes(batch.entries), false);
     if (!this.#manifested && !this.#flat) {
       this.#top = batch.top;
       // A folder made for this tree takes the sender's mode before anything goes in, so that an
@@ -219,8 +232,33 @@ class TreeReceiver {
     const from = this.#batchFrom = await this.#check.batch(batch.entries);
     const want: number[] = [];
     const resume: IndexedOffer[] = [];
-    for (let i = 0; i < batch.entries.length; i++) {
-      const entry = batch.entries[i];
+    // Hashing this side's copies (--checksum) can take longer than the sender's idle timeout: it
+    // hears of it.
+    const decide = () => this.#decide(batch.entries, from, want, resume);
+    const hashing = batch.entries.some((entry) => entry.checksum !== undefined);
+    await (hashing ? this.#notices.during(decide) : decide());
+    this.#last = batch.last;
+    if (this.#last) await this.#compare.end(from + batch.entries.length - 1);
+    await this.#io.out.writeControl(FrameType.WANT, {
+      want,
+      ...(resume.length ? { resume } : {}),
+    });
+    await this.#finishFolders();
+    this.#plannedFiles += want.length;
+    options.onPlan?.(this.#plannedFiles, this.#compare.wantedBytes);
+    await options.drain?.();
+  }
+
+  /** Acts on each entry of a checked batch: which are wanted, and the resume offers for them. */
+  async #decide(
+    entries: ManifestEntry[],
+    from: number,
+    want: number[],
+    resume: IndexedOffer[],
+  ): Promise<void> {
+    const pending = this.#pending;
+    for (let i = 0; i < entries.length; i++) {
+      const entry = entries[i];
       const index = from + i;
       if (this.#flat) {
         if (await this.#admit(index, entry)) {
@@ -240,16 +278,6 @@ class TreeReceiver {
       const offer = await this.#offers.offer(index, entry);
       if (offer) resume.push(offer);
     }
-    this.#last = batch.last;
-    if (this.#last) await this.#compare.end(from + batch.entries.length - 1);
-    await this.#io.out.writeControl(FrameType.WANT, {
-      want,
-      ...(resume.length ? { resume } : {}),
-    });
-    await this.#finishFolders();
-    this.#plannedFiles += want.length;
-    options.onPlan?.(this.#plannedFiles, this.#compare.wantedBytes);
-    await options.drain?.();
   }
 
   /**
@@ -272,6 +300,11 @@ class TreeReceiver {
       return false;
     }
     return true;
+  }
+
+  /** Takes a KEEPALIVE: the sender's work notice, checked. */
+  noticed(json: Record<string, unknown>): void {
+    this.#peer.notice(json);
   }
 
   /** Takes a FILE: the next file wanted, continued after its kept part if it was offered. */
@@ -362,6 +395,8 @@ export async function receiveTree(
       if (!frame) throw new ProtocolError("Connection closed during the tree transfer");
       switch (frame.type) {
         case FrameType.KEEPALIVE:
+          // The sender hashing its files for the next batch (--checksum).
+          receiver.noticed(frame.json);
           continue;
         case FrameType.MANIFEST:
           // Comparing a batch with this side's tree (and deleting, with --delete) is its own

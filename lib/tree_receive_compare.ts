@@ -11,6 +11,7 @@
  * @module
  */
 
+import type { WorkNotices } from "./tree_work.ts";
 import { StoreError } from "./errors.ts";
 import { overLimitMessage } from "./transfer.ts";
 import { type ManifestEntry, MAX_BATCH_ENTRIES } from "./tree_transfer_protocol.ts";
@@ -63,6 +64,8 @@ export interface TreeCompareParts {
   report: ReceiveReport;
   /** The folders on the way, told of those this transfer enters or changes. */
   folders: ReceivedFolders;
+  /** Counts the bytes hashed for `--checksum`, for the sender to hear (lib/tree_work.ts). */
+  notices?: WorkNotices;
 }
 
 /**
@@ -139,11 +142,14 @@ export class TreeCompare {
   #passedCount = 0;
   #maxHeld: number;
 
+  #notices?: WorkNotices;
+
   constructor(parts: TreeCompareParts, options: TreeCompareOptions = {}) {
     this.#own = parts.own;
     this.#sink = parts.sink;
     this.#report = parts.report;
     this.#folders = parts.folders;
+    this.#notices = parts.notices;
     this.#delete = options.delete ?? false;
     this.#dry = options.dryRun ?? false;
     this.#maxFileSize = options.maxFileSize;
@@ -430,7 +436,8 @@ export class TreeCompare {
   async #differs(entry: ManifestEntry, mine: WalkEntry | undefined): Promise<boolean> {
     if (!mine || mine.type !== "file" || mine.size !== entry.size) return true;
     if (entry.checksum) {
-      return await this.#sink.checksum(entry.path) !== entry.checksum;
+      const counter = this.#notices?.counter(entry.size);
+      return await this.#sink.checksum(entry.path, counter) !== entry.checksum;
     }
     return Math.trunc(mine.mtime) !== Math.trunc(entry.mtime);
   }

@@ -33,6 +33,7 @@ import {
   READ_WHOLE_AHEAD,
   sendFile,
 } from "./tree_send_file.ts";
+import { fileBytes, PeerWork, WorkNotices } from "./tree_work.ts";
 
 export interface SendTreeOptions extends TreeOptions {
   /** Put each file's checksum in the manifest (the receiver compares contents). */
@@ -80,6 +81,7 @@ class SenderInbox {
     frames: FrameReader,
     batches: () => number,
     onResult: (json: Record<string, unknown>) => void | Promise<void>,
+    peer: PeerWork,
   ) {
     this.#done.promise.catch(() => {});
     // RESULTs come one per file: read many at once.
@@ -90,6 +92,8 @@ class SenderInbox {
         if (!frame) throw new ProtocolError("Connection closed during the tree transfer");
         switch (frame.type) {
           case FrameType.KEEPALIVE:
+            // The receiver hashing its copies of the files listed, for --checksum.
+            peer.notice(frame.json);
             continue;
           case FrameType.WANT:
             // Answers only to batches sent: the slots held stay within the two in flight.
@@ -187,6 +191,9 @@ export async function sendTree(
   };
   let bytes = 0;
   let batchesSent = 0;
+  // The receiver hashes only its copies of the files listed: it may claim no more than them.
+  const peer = new PeerWork({ ahead: 0, onWork: io.peerWork });
+  const notices = new WorkNotices(io.out, io.noticeMs);
   const inbox = new SenderInbox(io.frames, () => batchesSent, async (json) => {
     const result = parseResult(json);
     if ("deleted" in result) {
@@ -214,13 +221,18 @@ export async function sendTree(
           code: result.code,
         },
     );
-  });
+  }, peer);
   let nextIndex = 0;
   let topSent = false;
+  /** The checksum of the file last hashed, which may not have fitted in its batch. */
+  let carried: { path: string; checksum: string | null } | undefined;
   let plannedFiles = 0;
   let plannedBytes = 0;
   /** Builds and sends the next batch; null once the walk is over and the last batch went. */
-  const sendBatch = async (): Promise<Batch> => {
+  const sendBatch = (): Promise<Batch> =>
+    // Hashing a batch's files can take longer than the receiver's idle timeout: it hears of it.
+    options.checksum ? notices.during(buildBatch) : buildBatch();
+  const buildBatch = async (): Promise<Batch> => {
     const entries: ManifestEntry[] = [];
     const notes: ManifestNote[] = [];
     let size = 0;
@@ -265,8 +277,13 @@ export async function sendTree(
       if (target !== undefined) entry.target = target;
       if (options.checksum && e.type === "file") {
         const at = nextIndex + entries.length;
-        entry.checksum = await localWait(io.local, () => checksumOf(source, e.path, at, io.pool)) ??
-          undefined;
+        // A file hashed for a batch it did not fit in goes first in the next, hashed once.
+        const sum = carried?.path === e.path ? carried.checksum : await localWait(
+          io.local,
+          () => checksumOf(source, e.path, at, io.pool, notices.counter(e.size)),
+        );
+        carried = { path: e.path, checksum: sum };
+        entry.checksum = sum ?? undefined;
       }
       size += utf8Length(JSON.stringify(entry)) + 1;
       if (size > BATCH_BYTES && entries.length > 0) break;
@@ -290,6 +307,7 @@ export async function sendTree(
     const batch = { from, entries, last };
     held.push(batch);
     batchesSent++;
+    peer.listed(fileBytes(entries), true);
     await io.out.writeControl(FrameType.MANIFEST, {
       entries,
       last,
@@ -344,7 +362,9 @@ export async function sendTree(
             for (; refill && queued < want.length && queued <= k + prepareAhead; queued++) {
               const i = want[queued];
               const entry = current.entries[i - current.from];
-              ahead.set(i, prepareFile(io, source, i, entry, offers.get(i)));
+              const offer = offers.get(i);
+              const counter = offer && notices.counter(offer.offset);
+              ahead.set(i, prepareFile(io, source, i, entry, offer, counter));
             }
             const entry = current.entries[index - current.from];
             while (inFlight.size >= MAX_UNREPORTED) {
@@ -355,7 +375,10 @@ export async function sendTree(
                 throw new ProtocolError("Tree summary before the files sent were reported");
               }
             }
-            const prepared = await ahead.get(index)!;
+            // Checking a big file's start against what the receiver kept can take longer than
+            // its idle timeout: it hears of it.
+            const preparing = ahead.get(index)!;
+            const prepared = await (offers.size > 0 ? notices.during(() => preparing) : preparing);
             ahead.delete(index);
             const file: { path: string; size: number; checksum?: string } = {
               path: entry.path,

@@ -28,6 +28,7 @@ export async function checksumOf(
   path: string,
   index: number,
   pool?: BufferPool,
+  onProgress?: (bytes: number) => void,
 ): Promise<string | null> {
   let file: TreeSourceFile;
   try {
@@ -39,7 +40,7 @@ export async function checksumOf(
     // The client's own small files are measured and read on its thread, as when sent.
     const size = (source.sync && file.statSync ? file.statSync() : await file.stat()).size;
     const sync = source.sync && size <= SMALL_FILE;
-    const sum = await checksumFilePrefix(file, size, { pool, sync });
+    const sum = await checksumFilePrefix(file, size, { pool, sync, onProgress });
     return sum?.digest() ?? null;
   } finally {
     file.close();
@@ -81,6 +82,7 @@ export async function prepareFile(
   index: number,
   entry: ManifestEntry,
   offer?: ResumeOffer,
+  onProgress?: (bytes: number) => void,
 ): Promise<Prepared> {
   if (source.readWhole && !offer && entry.size <= SMALL_FILE) {
     try {
@@ -112,7 +114,7 @@ export async function prepareFile(
     try {
       const checksum = await localWait(
         io.local,
-        () => checksumFilePrefix(file, offer.offset, { pool: io.pool }),
+        () => checksumFilePrefix(file, offer.offset, { pool: io.pool, onProgress }),
       );
       if (checksum && (await checksum.fork()).digest() === offer.prefix) {
         return { file, size, check, resumeFrom: { size: offer.offset, checksum } };

@@ -13,10 +13,7 @@ import type { BufferPool } from "./buffer_pool.ts";
 import { unfitName } from "./windows_names.ts";
 import { StoreError } from "./errors.ts";
 import { checkName, quote } from "./remote_name.ts";
-import type { FrameReader } from "./frame_reader.ts";
-import type { FrameWriter } from "./frame_writer.ts";
 import type { Store } from "./store.ts";
-import type { LocalWaits } from "./transfer.ts";
 import {
   isFilesTransfer,
   type TreeSummary,
@@ -26,7 +23,13 @@ import { receiveTree } from "./tree_receive.ts";
 import { DEFAULT_MAX_ENTRIES } from "./tree_receive_check.ts";
 import { sendTree } from "./tree_send.ts";
 import { RateLimiter } from "./rate_limit.ts";
-import { sourceFile, type TreeFileSink, type TreeSink, type TreeSource } from "./tree_transfer.ts";
+import {
+  sourceFile,
+  type TreeFileSink,
+  type TreeIo,
+  type TreeSink,
+  type TreeSource,
+} from "./tree_transfer.ts";
 import { ListWalk, type WalkEntry } from "./tree_walk.ts";
 
 /** What the server's tree handlers need. */
@@ -76,11 +79,18 @@ export async function checkTreeRequest(
 /** Runs an accepted tree request (its OK already sent) and returns the receiver's summary. */
 export async function serveTreeTransfer(
   request: TreeTransferRequest,
-  io: { frames: FrameReader; out: FrameWriter; entry?: { reason?: string }; local?: LocalWaits },
+  io: Omit<TreeIo, "pool"> & { entry?: { reason?: string } },
   ctx: TreeServeContext,
 ): Promise<TreeSummary> {
   const base = request.name;
-  const tree = { frames: io.frames, out: io.out, pool: ctx.pool, local: io.local };
+  const tree: TreeIo = {
+    frames: io.frames,
+    out: io.out,
+    pool: ctx.pool,
+    local: io.local,
+    noticeMs: io.noticeMs,
+    peerWork: io.peerWork,
+  };
   if (request.op === "get_files") {
     return await sendTree(tree, await filesSource(ctx.store, request.names ?? []), {
       checksum: request.checksum,

@@ -26,6 +26,13 @@ export interface TreeIo {
   pool?: BufferPool;
   /** Told while this side waits on its own files, which a stall watchdog must not count. */
   local?: LocalWaits;
+  /**
+   * How often to tell the peer, while this side hashes files for `--checksum`, that it is at
+   * work (lib/tree_work.ts); none when absent (the peer did not ask).
+   */
+  noticeMs?: number;
+  /** Told how much the peer's work notices grew, for this side's watchdog (`Watch.peerWork`). */
+  peerWork?: (grown: number) => void;
 }
 
 /** Something that happened to one name, for reports. */
@@ -243,8 +250,11 @@ export interface TreeSink {
    * the whole tree's times as the sender's.
    */
   finishBase(top: ManifestTop, made: boolean): Promise<void>;
-  /** The checksum of a file the receiver has, for `--checksum`; null if it cannot be read. */
-  checksum(path: string): Promise<string | null>;
+  /**
+   * The checksum of a file the receiver has, for `--checksum`; null if it cannot be read.
+   * `onProgress` hears the bytes hashed so far, as they grow.
+   */
+  checksum(path: string, onProgress?: (bytes: number) => void): Promise<string | null>;
   /**
    * Whether the receiving folder's filesystem folds case (`A` and `a` are one name there), told
    * by reading what it holds (lib/case_folding.ts); undefined when nothing tells (an empty folder)

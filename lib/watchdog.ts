@@ -9,7 +9,12 @@
  * - An upload's data must arrive at a minimum average rate over each window (the idle timeout),
  *   not counting the time the server itself spends writing to its disk.
  * - Any phase that moves no byte for the idle timeout is cut; a client that has yet to read what
- *   the server sent gets {@link BEHIND_PERIODS} times as long.
+ *   the server sent gets {@link BEHIND_PERIODS} times as long. Time the server spends on its own
+ *   disk work (a local wait, such as hashing its files for `--checksum`) is not idle, unless it
+ *   is also waiting to write to the client: the client has nothing to answer meanwhile.
+ * - A client that tells, in a tree transfer, that it is hashing files (lib/tree_work.ts) must
+ *   claim growth at the minimum rate from one notice to the next; what it claims counts as data
+ *   towards an upload's rate.
  *
  * @module
  */
@@ -29,6 +34,12 @@ import type { LocalWaits } from "./transfer.ts";
  * still cut.
  */
 export const BEHIND_PERIODS = 4;
+
+/** Shortest interval a client is asked to tell the server it is at work (see Watch.noticeMs). */
+export const NOTICE_MIN_MS = 100;
+
+/** Longest such interval: the most a notice costs is a few bytes a second. */
+export const NOTICE_MAX_MS = 5000;
 
 /** Rate window used when there is no idle timeout to take it from. */
 export const DEFAULT_RATE_WINDOW_MS = 120_000;
@@ -78,14 +89,54 @@ export class Watch {
   #localSince = 0;
   #localTotal = 0;
   #localAtWindowStart = 0;
+  /** Work the client claimed (bytes hashed, lib/tree_work.ts), and when it last told. */
+  #worked = 0;
+  #workTold = 0;
+  /** A rule broken between ticks, reported at the next. */
+  #broke?: Cut;
   #cut = false;
+  #options?: Required<WatchdogOptions>;
 
-  /** Starts watching a connection accepted now. */
-  constructor(onCut: (cut: Cut) => void) {
+  /** Starts watching a connection accepted now, under `options` (its watchdog's). */
+  constructor(onCut: (cut: Cut) => void, options?: Required<WatchdogOptions>) {
     const now = Date.now();
     this.activity = { last: now, received: 0 };
     this.#accepted = now;
     this.onCut = onCut;
+    this.#options = options;
+  }
+
+  /**
+   * How often a client at work in a tree transfer should tell (WELCOME's `keepalive`, ms): a
+   * quarter of the idle timeout, within {@link NOTICE_MIN_MS} and {@link NOTICE_MAX_MS};
+   * undefined when nothing is ever idle.
+   */
+  get noticeMs(): number | undefined {
+    const idle = this.#options?.idleTimeoutMs ?? 0;
+    if (idle <= 0) return undefined;
+    return Math.min(NOTICE_MAX_MS, Math.max(NOTICE_MIN_MS, Math.floor(idle / 4)));
+  }
+
+  /**
+   * The client's work notice grew by `grown` bytes (checked against its manifest already, by
+   * lib/tree_work.ts). The growth must keep to the minimum rate since its previous notice; a
+   * first notice (none within an idle timeout) needs only to grow, its bytes moving before it
+   * having been live traffic. It counts as data towards an upload's rate.
+   */
+  peerWork(grown: number): void {
+    const now = Date.now();
+    const { minRate = 0, idleTimeoutMs = 0 } = this.#options ?? {};
+    const since = now - this.#workTold;
+    this.#workTold = now;
+    this.#worked += grown;
+    const chained = idleTimeoutMs <= 0 || since <= idleTimeoutMs;
+    if (minRate > 0 && chained && grown < minRate * since / 1000) {
+      const slower = `slower than ${formatBytes(minRate)}/s`;
+      this.#broke ??= {
+        reason: `work notices ${slower}`,
+        message: `Work notices ${slower}: closed by the server`,
+      };
+    }
   }
 
   /**
@@ -129,8 +180,13 @@ export class Watch {
   receiving(): void {
     this.#phase = "receiving";
     this.#windowStart = Date.now();
-    this.#windowBytes = this.activity.received ?? 0;
+    this.#windowBytes = this.#progress();
     this.#localAtWindowStart = this.#localNow(this.#windowStart);
+  }
+
+  /** Bytes received, and work claimed, so far: what an upload's rate is judged by. */
+  #progress(): number {
+    return (this.activity.received ?? 0) + this.#worked;
   }
 
   /** The server is at work or sending: only the idle rule applies. */
@@ -153,6 +209,7 @@ export class Watch {
   #broken(now: number, options: Required<WatchdogOptions>): Cut | undefined {
     const { idleTimeoutMs, handshakeTimeoutMs, minRate, rateWindowMs } = options;
     const activity = this.activity;
+    if (this.#broke) return this.#broke;
     const deadline = seconds(handshakeTimeoutMs);
     const bounded = handshakeTimeoutMs > 0;
     if (bounded && this.#phase === "handshake" && now - this.#accepted > handshakeTimeoutMs) {
@@ -171,7 +228,10 @@ export class Watch {
         };
       }
     }
-    if (idleTimeoutMs > 0) {
+    // The server's own disk work is not the client's silence, unless the server is stuck writing
+    // to a client that does not read.
+    const busy = this.#local > 0 && activity.peerBehind !== true;
+    if (idleTimeoutMs > 0 && !busy) {
       const limit = activity.peerBehind === true ? idleTimeoutMs * BEHIND_PERIODS : idleTimeoutMs;
       if (now - activity.last > limit) {
         const idle = seconds(limit);
@@ -185,7 +245,7 @@ export class Watch {
       const local = this.#localNow(now);
       const elapsed = now - this.#windowStart - (local - this.#localAtWindowStart);
       if (elapsed >= rateWindowMs) {
-        const got = (activity.received ?? 0) - this.#windowBytes;
+        const got = this.#progress() - this.#windowBytes;
         // Nothing at all is the idle rule's to judge (it may be off).
         if (got > 0 && got < minRate * elapsed / 1000) {
           const slower = `slower than ${formatBytes(minRate)}/s over ${seconds(rateWindowMs)}`;
@@ -195,7 +255,7 @@ export class Watch {
           };
         }
         this.#windowStart = now;
-        this.#windowBytes = activity.received ?? 0;
+        this.#windowBytes = this.#progress();
         this.#localAtWindowStart = local;
       }
     }
@@ -239,7 +299,7 @@ export class Watchdog {
 
   /** Watches a connection accepted now. */
   watch(onCut: (cut: Cut) => void): Watch {
-    const watch = new Watch(onCut);
+    const watch = new Watch(onCut, this.options);
     this.#watches.add(watch);
     return watch;
   }

@@ -1,0 +1,157 @@
+/**
+ * Work notices of tree transfers: while one end hashes files for `--checksum` (the sender its
+ * own for the manifest, the receiver its copies to compare), the other sees no byte move and its
+ * idle or stall timeout would cut a transfer that is only busy. The busy end sends KEEPALIVE
+ * `{"work": N}`, N the bytes it has hashed so far in the transfer ({@link WorkNotices}); the
+ * other end checks each claim ({@link PeerWork}): N must grow, and may never pass twice the bytes
+ * of the files listed in the manifest, the only files either end hashes (each at most twice: whole
+ * for `--checksum`, and its start against a part kept for `--resume`). A server's watchdog also
+ * wants the growth at its minimum rate (lib/watchdog.ts, `Watch.peerWork`).
+ *
+ * @module
+ */
+
+import { ProtocolError } from "./errors.ts";
+import { FrameType } from "./frames.ts";
+import type { FrameWriter } from "./frame_writer.ts";
+
+/**
+ * How often a client tells a server that says nothing of its wishes (one that predates WELCOME's
+ * `keepalive`) that it is at work: under the shortest idle timeout `ferry-server` takes (1 s).
+ */
+export const DEFAULT_WORK_NOTICE_MS = 400;
+
+/** Times a file may be hashed in one transfer: whole (`--checksum`), and its start (`--resume`). */
+export const HASHED_AT_MOST = 2;
+
+/** The payload of a work notice. */
+export interface WorkNotice {
+  /** Bytes hashed so far in this transfer. */
+  work: number;
+}
+
+/**
+ * The busy end: counts the bytes hashed and, while {@link during} runs, sends a notice every
+ * `everyMs` in which the count grew (none when it did not: a stalled disk is not hidden).
+ *
+ * @example
+ * ```ts ignore
+ * const notices = new WorkNotices(out, 250);
+ * const sum = await notices.during(() => checksumOf(file, { onProgress: notices.counter(size) }));
+ * ```
+ */
+export class WorkNotices {
+  #out: FrameWriter;
+  #everyMs?: number;
+  #work = 0;
+  #told = 0;
+
+  /** `everyMs` undefined: no notices (the peer did not ask for them). */
+  constructor(out: FrameWriter, everyMs: number | undefined) {
+    this.#out = out;
+    this.#everyMs = everyMs;
+  }
+
+  /**
+   * A progress callback for hashing one file listed with `size` bytes: counts what it hashes, at
+   * most `size` (a file that grew since it was listed is not claimed beyond its entry).
+   */
+  counter(size: number): (bytes: number) => void {
+    let counted = 0;
+    return (bytes) => {
+      const add = Math.min(bytes, size) - counted;
+      if (add <= 0) return;
+      counted += add;
+      this.#work += add;
+    };
+  }
+
+  /**
+   * Runs `work`, sending a notice every `everyMs` in which the count grew. Resolves only once the
+   * last notice is written, so no frame can come between it and what follows.
+   */
+  async during<T>(work: () => Promise<T>): Promise<T> {
+    const every = this.#everyMs;
+    if (every === undefined) return await work();
+    let writing = Promise.resolve();
+    const timer = setInterval(() => {
+      if (this.#work <= this.#told) return;
+      const notice: WorkNotice = { work: this.#told = this.#work };
+      // A notice held back by a cork would tell nothing: it leaves at once, with what is held.
+      // A failed write means the peer is gone; the transfer's own end will say so.
+      writing = writing.then(async () => {
+        await this.#out.writeControl(FrameType.KEEPALIVE, notice);
+        await this.#out.uncork();
+      }).catch(() => {});
+    }, every);
+    try {
+      return await work();
+    } finally {
+      clearInterval(timer);
+      await writing;
+    }
+  }
+}
+
+/** Options for {@link PeerWork}. */
+export interface PeerWorkOptions {
+  /**
+   * Bytes the peer may claim beyond the files listed so far, while it hashes for a manifest batch
+   * not sent yet (the receiving end's view; default: no bound until that batch comes, when every
+   * claim must be covered). The sending end, whose peer hashes only files listed, gives 0.
+   */
+  ahead?: number;
+  /** Told of each claim's growth, for a watchdog (lib/watchdog.ts, `Watch.peerWork`). */
+  onWork?: (grown: number) => void;
+}
+
+/** The waiting end: checks the busy end's notices, and the claims against the manifest. */
+export class PeerWork {
+  #claimed = 0;
+  #listed = 0;
+  #ahead: number;
+  #onWork?: (grown: number) => void;
+
+  constructor(options: PeerWorkOptions = {}) {
+    this.#ahead = options.ahead ?? Infinity;
+    this.#onWork = options.onWork;
+  }
+
+  /**
+   * A KEEPALIVE from the peer. Throws {@link ProtocolError} when it claims no growth, or more than
+   * the files listed cover ({@link HASHED_AT_MOST} times their bytes, plus
+   * {@link PeerWorkOptions.ahead}): a peer cannot hold the connection by saying it works.
+   */
+  notice(json: Record<string, unknown>): void {
+    const work = json.work;
+    if (typeof work !== "number" || !Number.isSafeInteger(work) || work <= this.#claimed) {
+      throw new ProtocolError("KEEPALIVE in a tree transfer without growing work");
+    }
+    const grown = work - this.#claimed;
+    this.#claimed = work;
+    this.#check(this.#ahead);
+    this.#onWork?.(grown);
+  }
+
+  /**
+   * Files of `bytes` in all were listed in a MANIFEST. `sent`: this end sent it (its peer hashes
+   * those files next); otherwise it came from the peer, whose claims so far must now be covered.
+   */
+  listed(bytes: number, sent: boolean): void {
+    this.#listed += bytes;
+    if (!sent) this.#check(0);
+  }
+
+  #check(ahead: number): void {
+    if (this.#claimed > HASHED_AT_MOST * this.#listed + ahead) {
+      throw new ProtocolError("KEEPALIVE claims more work than the files listed");
+    }
+  }
+}
+
+/** The bytes of the files of a manifest batch, which is all that either end may hash for it. */
+export function fileBytes(entries: readonly { type: string; size: number }[]): number {
+  let bytes = 0;
+  for (const entry of entries) if (entry.type === "file") bytes += entry.size;
+  return bytes;
+}
