@@ -120,16 +120,17 @@ export class Watch {
   /**
    * The client's work notice grew by `grown` bytes (checked against its manifest already, by
    * lib/tree_work.ts). The growth must keep to the minimum rate since its previous notice; a
-   * first notice (none within an idle timeout) needs only to grow, its bytes moving before it
-   * having been live traffic. It counts as data towards an upload's rate.
+   * first notice (none within a rate window, the idle timeout) needs only to grow: what moved
+   * before it was live traffic, which the other rules judge. It counts as data towards an
+   * upload's rate.
    */
   peerWork(grown: number): void {
     const now = Date.now();
-    const { minRate = 0, idleTimeoutMs = 0 } = this.#options ?? {};
+    const { minRate = 0, rateWindowMs = DEFAULT_RATE_WINDOW_MS } = this.#options ?? {};
     const since = now - this.#workTold;
+    const chained = this.#workTold > 0 && since <= rateWindowMs;
     this.#workTold = now;
     this.#worked += grown;
-    const chained = idleTimeoutMs <= 0 || since <= idleTimeoutMs;
     if (minRate > 0 && chained && grown < minRate * since / 1000) {
       const slower = `slower than ${formatBytes(minRate)}/s`;
       this.#broke ??= {
