@@ -124,10 +124,10 @@ export function folderSink(store: ServedFolder, base: string | undefined): TreeS
     beginFile: async (path, entry): Promise<TreeFileSink> =>
       uploadSink(await beginTreeUpload(path, entry, false)),
     // A tree's file is kept and resumed as a single put of its name is (lib/kept_uploads.ts).
-    resume: async (path, entry) => {
+    resume: async (path, entry, onProgress) => {
       const upload = await beginTreeUpload(path, entry, true);
       const checksum = upload.offset > 0
-        ? await checksumFilePrefix(upload.file, upload.offset).catch(() => null)
+        ? await checksumFilePrefix(upload.file, upload.offset, { onProgress }).catch(() => null)
         : null;
       if (!checksum) {
         await upload.discard();

@@ -259,7 +259,10 @@ export async function partPathFor(local: string): Promise<string> {
 }
 
 /** The bytes of an earlier, interrupted download and their checksum, if there are any. */
-export async function partialDownload(part: string): Promise<ResumePoint | undefined> {
+export async function partialDownload(
+  part: string,
+  onProgress?: (bytes: number) => void,
+): Promise<ResumePoint | undefined> {
   let file: Deno.FsFile;
   try {
     file = await Deno.open(part, { read: true });
@@ -270,7 +273,7 @@ export async function partialDownload(part: string): Promise<ResumePoint | undef
   try {
     const size = (await file.stat()).size;
     if (size === 0) return undefined;
-    const checksum = await checksumFilePrefix(file, size);
+    const checksum = await checksumFilePrefix(file, size, { onProgress });
     return checksum ? { size, checksum } : undefined;
   } catch (error) {
     throw cannotRead(part, error);

@@ -346,10 +346,10 @@ export class S3Tree {
       // A fresh upload drops what was kept for the name, as a put without --resume does.
       beginFile: async (path, entry): Promise<TreeFileSink> =>
         uploadSink(await this.#init.store.beginUpload(name(path), uploadOptions(entry))),
-      resume: async (path, entry) => {
+      resume: async (path, entry, onProgress) => {
         keptNow ??= this.#init.kept.lister();
         if (!await (await keptNow)(checkName(name(path)).join("/"))) return null;
-        return await this.#keptPart(name(path), entry);
+        return await this.#keptPart(name(path), entry, onProgress);
       },
       finishDir: () => Promise.resolve(),
       finishBase: () => Promise.resolve(),
@@ -365,7 +365,11 @@ export class S3Tree {
    * kept object's version (its ETag): the upload, with its part-sized buffers, starts only when
    * the sender continues the file, and only from that same version.
    */
-  async #keptPart(name: string, entry: ManifestEntry): Promise<KeptPart | null> {
+  async #keptPart(
+    name: string,
+    entry: ManifestEntry,
+    onProgress?: (bytes: number) => void,
+  ): Promise<KeptPart | null> {
     const key = checkName(name).join("/");
     const kept = await this.#init.kept.find(key);
     // Kept for another size, or whole already: the fresh upload that follows drops it.
@@ -375,7 +379,7 @@ export class S3Tree {
     const reader = await this.#init.readKept(name, kept);
     let checksum;
     try {
-      checksum = await checksumFilePrefix(reader, kept.bytes);
+      checksum = await checksumFilePrefix(reader, kept.bytes, { onProgress });
     } catch {
       // Kept bytes that cannot be read back are not offered: the file goes whole.
       checksum = null;

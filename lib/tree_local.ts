@@ -349,7 +349,7 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
       const part = childOf(dir, `${TREE_PART_PREFIX}${crypto.randomUUID()}.part`);
       return await stagedSink(dir, part, childOf(dir, leaf), path, entry, "create");
     },
-    resume: async (path, entry) => {
+    resume: async (path, entry, onProgress) => {
       const { parents, leaf } = split(path);
       const dir = await folder(parents, false);
       if (dir === null) return null;
@@ -357,7 +357,7 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
       keptParts.delete(part);
       if (!isRegularFile(part)) return null;
       // A part that cannot be read is no part to resume: the file starts over.
-      const point = await partialDownload(part).catch(() => undefined);
+      const point = await partialDownload(part, onProgress).catch(() => undefined);
       if (!point) return null;
       return {
         point,

@@ -232,10 +232,11 @@ class TreeReceiver {
     const from = this.#batchFrom = await this.#check.batch(batch.entries);
     const want: number[] = [];
     const resume: IndexedOffer[] = [];
-    // Hashing this side's copies (--checksum) can take longer than the sender's idle timeout: it
-    // hears of it.
+    // Hashing this side's copies (--checksum) or the parts it kept (--resume) can take longer
+    // than the sender's idle timeout: it hears of it.
     const decide = () => this.#decide(batch.entries, from, want, resume);
-    const hashing = batch.entries.some((entry) => entry.checksum !== undefined);
+    const hashing = (options.resume && !this.#dry) ||
+      batch.entries.some((entry) => entry.checksum !== undefined);
     await (hashing ? this.#notices.during(decide) : decide());
     this.#last = batch.last;
     if (this.#last) await this.#compare.end(from + batch.entries.length - 1);
@@ -275,7 +276,8 @@ class TreeReceiver {
         continue;
       }
       pending.push({ index, entry });
-      const offer = await this.#offers.offer(index, entry);
+      // Its kept part is hashed (for its prefix): work the sender hears of, as a checksum's.
+      const offer = await this.#offers.offer(index, entry, this.#notices.counter(entry.size));
       if (offer) resume.push(offer);
     }
   }

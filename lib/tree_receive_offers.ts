@@ -63,16 +63,24 @@ export class ResumeOffers {
    * What to offer the sender for the wanted file `index`: the part kept of it, if it is big
    * enough to have been kept and fewer than {@link MAX_OFFERS} are held; undefined otherwise.
    */
-  offer(index: number, entry: ManifestEntry): Promise<IndexedOffer | undefined> {
+  offer(
+    index: number,
+    entry: ManifestEntry,
+    onProgress?: (bytes: number) => void,
+  ): Promise<IndexedOffer | undefined> {
     if (
       !this.#resume || !this.#sink.resume || entry.size <= KEEP_MIN_BYTES ||
       this.#offers.size >= MAX_OFFERS
     ) return NOTHING;
-    return this.#offer(index, entry);
+    return this.#offer(index, entry, onProgress);
   }
 
-  async #offer(index: number, entry: ManifestEntry): Promise<IndexedOffer | undefined> {
-    const kept = await this.#sink.resume!(entry.path, entry);
+  async #offer(
+    index: number,
+    entry: ManifestEntry,
+    onProgress?: (bytes: number) => void,
+  ): Promise<IndexedOffer | undefined> {
+    const kept = await this.#sink.resume!(entry.path, entry, onProgress);
     if (!kept || kept.point.size >= entry.size) {
       await kept?.release(true);
       return undefined;

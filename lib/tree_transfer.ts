@@ -265,9 +265,13 @@ export interface TreeSink {
   /**
    * With `--resume`: what an interrupted transfer kept of the file `path` (announced as
    * `entry`), held for this transfer until {@link KeptPart.open} or {@link KeptPart.release};
-   * null when nothing usable is kept.
+   * null when nothing usable is kept. `onProgress` hears the bytes of it hashed so far.
    */
-  resume?(path: string, entry: ManifestEntry): Promise<KeptPart | null>;
+  resume?(
+    path: string,
+    entry: ManifestEntry,
+    onProgress?: (bytes: number) => void,
+  ): Promise<KeptPart | null>;
   /** Called once the transfer is complete: what it kept for `--resume` and did not use may go. */
   done?(): Promise<void>;
 }
