@@ -313,7 +313,12 @@ async function serveGet(request: GetRequest, channel: Channel, ctx: Context): Pr
     let resumeFrom: ResumePoint | undefined;
     const { offset, prefix } = request;
     if (offset && prefix && offset <= opened.size) {
-      const checksum = await checksumFilePrefix(opened.file, offset, { pool: ctx.pool });
+      // As for a resumed put: the server's own work, which the client hears of if it asked.
+      const checksum = await whileKeepingAlive(channel, () =>
+        localWait(
+          entry.watch.localWaits,
+          () => checksumFilePrefix(opened.file, offset, { pool: ctx.pool }),
+        ));
       if (checksum && (await checksum.fork()).digest() === prefix) {
         resumeFrom = { size: offset, checksum };
       }

@@ -1,8 +1,9 @@
 /**
- * Tree transfers with `--checksum` whose hashing outlasts the peer's timeouts: each end tells the
- * other it is at work (KEEPALIVE with the bytes it has hashed, lib/tree_work.ts), so neither the
- * server's idle timeout nor the client's `--stall-timeout` cuts a transfer that is only busy; and
- * a raw client that claims work it does not do is still cut.
+ * Hashing that outlasts the peer's timeouts: in tree transfers with `--checksum` each end tells
+ * the other it is at work (KEEPALIVE with the bytes it has hashed, lib/tree_work.ts), and a server
+ * checking the start of a file for `get --resume` sends KEEPALIVE, so neither the server's idle
+ * timeout nor the client's `--stall-timeout` cuts a transfer that is only busy; and a raw client
+ * that claims work it does not do is still cut.
  *
  * The server runs in this process, where its idle timeout can be a fraction of a second
  * (`--idle-timeout` takes whole seconds). The files are sparse and the same on both ends, so each
@@ -103,6 +104,42 @@ Deno.test({
       await sparseTree(`${disk}/root/src`);
       await sparseTree(`${disk}/dst`);
     }, (disk) => ["get", "-r", "--checksum", "src", `${disk}/dst`]);
+  },
+});
+
+Deno.test({
+  name: "get --resume of a big file: the server's check of its start does not let a timeout cut it",
+  ignore: !MOUNT_ALLOWED, // mounting a tmpfs needs root (CAP_SYS_ADMIN)
+  async fn() {
+    await using work = await makeTempDir();
+    const disk = `${work.path}/disk`;
+    const kept = FILES * FILE_SIZE;
+    await withTmpfs(disk, `size=${4 * kept}`, async () => {
+      await Deno.mkdir(`${disk}/root`, { recursive: true });
+      // The server's file is the client's part and 1 KiB more, all zeros.
+      await Deno.writeFile(`${disk}/root/big.bin`, new Uint8Array(0));
+      await Deno.truncate(`${disk}/root/big.bin`, kept + 1024);
+      await Deno.writeFile(`${disk}/big.bin.part`, new Uint8Array(0));
+      await Deno.truncate(`${disk}/big.bin.part`, kept);
+      const lines: string[] = [];
+      const server = await startServer({
+        root: `${disk}/root`,
+        port: 0,
+        idleTimeoutMs: IDLE_MS,
+        fsync: false,
+        log: (line) => lines.push(line),
+      });
+      try {
+        const endpoint = { host: "127.0.0.1", port: server.addr.port };
+        const command = ["--stall-timeout", STALL, "get", "--resume", "big.bin", `${disk}/big.bin`];
+        const result = await ferry(endpoint, command);
+        assertSuccess(result, `${command.join(" ")}; server log:\n${lines.join("\n")}`);
+        assert.equal((await Deno.stat(`${disk}/big.bin`)).size, kept + 1024);
+        assert.ok(lines.some((line) => /resumed from \d+/.test(line)), lines.join("\n"));
+      } finally {
+        await server.close();
+      }
+    });
   },
 });
 
