@@ -7,7 +7,6 @@
  * @module
  */
 
-import { DEFAULT_WORK_NOTICE_MS } from "./tree_work.ts";
 import type { BufferPool } from "./buffer_pool.ts";
 import { closeQuietly, watchInterval } from "./connection.ts";
 import { downloadStream } from "./download_stream.ts";
@@ -61,6 +60,7 @@ import type {
 import { authenticate, greet, type HandshakeIo } from "./client_handshake.ts";
 import { listEntries, type ListEntriesOptions, type SessionIo } from "./tree_client.ts";
 import type { TreeEntry } from "./tree_protocol.ts";
+import { DEFAULT_WORK_NOTICE_MS } from "./tree_work.ts";
 
 /**
  * A download whose local side (its sink, its pacing) has kept it from reading the socket for

@@ -1,12 +1,13 @@
 /**
- * Work notices of tree transfers: while one end hashes files for `--checksum` (the sender its
- * own for the manifest, the receiver its copies to compare), the other sees no byte move and its
- * idle or stall timeout would cut a transfer that is only busy. The busy end sends KEEPALIVE
- * `{"work": N}`, N the bytes it has hashed so far in the transfer ({@link WorkNotices}); the
- * other end checks each claim ({@link PeerWork}): N must grow, and may never pass twice the bytes
- * of the files listed in the manifest, the only files either end hashes (each at most twice: whole
- * for `--checksum`, and its start against a part kept for `--resume`). A server's watchdog also
- * wants the growth at its minimum rate (lib/watchdog.ts, `Watch.peerWork`).
+ * Work notices of tree transfers: while one end hashes files (the sender its own for a
+ * `--checksum` manifest and a file's start for `--resume`, the receiver its copies to compare and
+ * the parts it kept), the other sees no byte move, and its idle or stall timeout would cut a
+ * transfer that is only busy. The busy end sends KEEPALIVE `{"work": N}`, N the bytes it has
+ * hashed so far in the transfer, a file counting for at least {@link FILE_WORK}
+ * ({@link WorkNotices}); the other end checks each claim ({@link PeerWork}): N must grow, and may
+ * never pass {@link HASHED_AT_MOST} times the files listed in the manifest, the only files either
+ * end hashes. A server's watchdog also wants the growth at its minimum rate (lib/watchdog.ts,
+ * `Watch.peerWork`).
  *
  * @module
  */
@@ -23,6 +24,13 @@ export const DEFAULT_WORK_NOTICE_MS = 400;
 
 /** Times a file may be hashed in one transfer: whole (`--checksum`), and its start (`--resume`). */
 export const HASHED_AT_MOST = 2;
+
+/**
+ * The least work a file hashed counts for, whatever its size: opening and reading a small file
+ * costs about what hashing this much does, so a tree of small files on a slow disk still shows
+ * work at the minimum rate.
+ */
+export const FILE_WORK = 64 << 10;
 
 /** The payload of a work notice. */
 export interface WorkNotice {
@@ -54,12 +62,14 @@ export class WorkNotices {
 
   /**
    * A progress callback for hashing one file listed with `size` bytes: counts what it hashes, at
-   * most `size` (a file that grew since it was listed is not claimed beyond its entry).
+   * least {@link FILE_WORK} once it starts, and at most its listed size or that (a file that grew
+   * since it was listed is not claimed beyond its entry).
    */
   counter(size: number): (bytes: number) => void {
+    const most = fileWork(size);
     let counted = 0;
     return (bytes) => {
-      const add = Math.min(bytes, size) - counted;
+      const add = Math.min(Math.max(bytes, FILE_WORK), most) - counted;
       if (add <= 0) return;
       counted += add;
       this.#work += add;
@@ -134,8 +144,9 @@ export class PeerWork {
   }
 
   /**
-   * Files of `bytes` in all were listed in a MANIFEST. `sent`: this end sent it (its peer hashes
-   * those files next); otherwise it came from the peer, whose claims so far must now be covered.
+   * Files worth `bytes` of work ({@link fileBytes}) were listed in a MANIFEST. `sent`: this end
+   * sent it (its peer hashes those files next); otherwise it came from the peer, whose claims so
+   * far must now be covered.
    */
   listed(bytes: number, sent: boolean): void {
     this.#listed += bytes;
@@ -149,9 +160,17 @@ export class PeerWork {
   }
 }
 
-/** The bytes of the files of a manifest batch, which is all that either end may hash for it. */
+/** The work hashing one file of `size` bytes may count for (see {@link FILE_WORK}). */
+function fileWork(size: number): number {
+  return Math.max(size, FILE_WORK);
+}
+
+/**
+ * The work hashing each file of a manifest batch once may count for: all that either end may
+ * claim for it, {@link HASHED_AT_MOST} times over.
+ */
 export function fileBytes(entries: readonly { type: string; size: number }[]): number {
   let bytes = 0;
-  for (const entry of entries) if (entry.type === "file") bytes += entry.size;
+  for (const entry of entries) if (entry.type === "file") bytes += fileWork(entry.size);
   return bytes;
 }

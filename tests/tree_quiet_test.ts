@@ -221,10 +221,11 @@ Deno.test("the server cuts a get -r client whose work notices claim more than th
   await wire.expectFrame(FrameType.OK, "accepted");
   const manifest = await wire.expectFrame(FrameType.MANIFEST, "manifest");
   assert.equal((manifest.entries as unknown[]).length, 1);
-  // The client hashes only its copies of the files listed, 6 bytes here, each at most twice
-  // (whole for --checksum, and its start against a part kept for --resume).
-  await wire.write(encodeControl(FrameType.KEEPALIVE, { work: 12 }));
-  await wire.write(encodeControl(FrameType.KEEPALIVE, { work: 13 }));
+  // The client hashes only its copies of the files listed, each at most twice (whole for
+  // --checksum, and its start against a part kept for --resume), a file counting for 64 KiB at
+  // least: 6 bytes here.
+  await wire.write(encodeControl(FrameType.KEEPALIVE, { work: 2 * 65536 }));
+  await wire.write(encodeControl(FrameType.KEEPALIVE, { work: 2 * 65536 + 1 }));
   const error = await refusal(wire);
   assert.equal(error.code, "bad_request");
   assert.match(String(error.message), /claims more work than the files listed/);
