@@ -1,0 +1,99 @@
+/**
+ * Unit tests of lib/tree_work.ts: what a busy end of a tree transfer claims as work (each file
+ * from 64 KiB to its listed size, never twice over one pass), and the checks the other end makes
+ * of the claims (growing, and covered by the files listed).
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { ProtocolError } from "../lib/errors.ts";
+import type { FrameWriter } from "../lib/frame_writer.ts";
+import { FrameType } from "../lib/frames.ts";
+import { FILE_WORK, fileBytes, PeerWork, WorkNotices } from "../lib/tree_work.ts";
+
+/** A writer that keeps the control frames written to it. */
+function recorder(): { out: FrameWriter; sent: Record<string, unknown>[] } {
+  const sent: Record<string, unknown>[] = [];
+  const out = {
+    writeControl: (type: number, json: Record<string, unknown>) => {
+      assert.equal(type, FrameType.KEEPALIVE);
+      sent.push(json);
+      return Promise.resolve();
+    },
+    uncork: () => Promise.resolve(),
+  } as unknown as FrameWriter;
+  return { out, sent };
+}
+
+Deno.test("work notices: a file counts from 64 KiB to its listed size, and only while work runs", async () => {
+  const { out, sent } = recorder();
+  const notices = new WorkNotices(out, 20);
+  const small = notices.counter(10);
+  const big = notices.counter(1 << 20);
+  await notices.during(async () => {
+    small(10);
+    // A file that grew since it was listed is claimed up to its listed size only.
+    big(512 << 10);
+    big(2 << 20);
+    await new Promise((resolve) => setTimeout(resolve, 60));
+  });
+  assert.deepEqual(sent.at(-1), { work: FILE_WORK + (1 << 20) });
+  // Nothing grew, nothing is said; and nothing outside `during`.
+  const before = sent.length;
+  await notices.during(() => new Promise((resolve) => setTimeout(resolve, 60)));
+  notices.counter(5 << 20)(5 << 20);
+  await new Promise((resolve) => setTimeout(resolve, 60));
+  assert.equal(sent.length, before);
+});
+
+Deno.test("work notices: no interval, no notices (the peer did not ask)", async () => {
+  const { out, sent } = recorder();
+  const notices = new WorkNotices(out, undefined);
+  assert.equal(await notices.during(() => Promise.resolve(7)), 7);
+  assert.equal(sent.length, 0);
+});
+
+Deno.test("peer work: claims must grow and be covered by the files listed", () => {
+  const grown: number[] = [];
+  // The sending end: its peer hashes files already listed, each at most twice.
+  const sender = new PeerWork({ ahead: 0, onWork: (n) => grown.push(n) });
+  const entries = [
+    { type: "dir", size: 0 },
+    { type: "file", size: 10 },
+    { type: "file", size: 1 << 20 },
+  ];
+  assert.equal(fileBytes(entries), FILE_WORK + (1 << 20));
+  assert.throws(() => sender.notice({ work: 1 }), ProtocolError, "nothing listed yet");
+  const listed = new PeerWork({ ahead: 0, onWork: (n) => grown.push(n) });
+  listed.listed(fileBytes(entries), true);
+  listed.notice({ work: 1000 });
+  listed.notice({ work: 2 * fileBytes(entries) });
+  assert.deepEqual(grown, [1000, 2 * fileBytes(entries) - 1000]);
+  assert.throws(() => listed.notice({ work: 2 * fileBytes(entries) + 1 }), /more work/);
+  for (const work of [0, 5.5, "9", -1, undefined]) {
+    const peer = new PeerWork();
+    assert.throws(() => peer.notice({ work }), /without growing work/, String(work));
+  }
+  const again = new PeerWork();
+  again.notice({ work: 10 });
+  assert.throws(() => again.notice({ work: 10 }), /without growing work/);
+});
+
+Deno.test("peer work: a sender's claims may run ahead of its batch, and are checked when it comes", () => {
+  const receiver = new PeerWork({ ahead: 4 << 20 });
+  receiver.notice({ work: 3 << 20 });
+  // The batch covers them: twice its files.
+  receiver.listed(fileBytes([{ type: "file", size: 2 << 20 }]), false);
+  assert.throws(
+    () => receiver.notice({ work: (8 << 20) + 1 }),
+    /more work/,
+    "past the bound ahead",
+  );
+  const liar = new PeerWork();
+  liar.notice({ work: 10 << 20 });
+  assert.throws(
+    () => liar.listed(fileBytes([{ type: "file", size: 1 << 20 }]), false),
+    /more work/,
+  );
+});
