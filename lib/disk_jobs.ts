@@ -13,6 +13,7 @@
 
 import { type RecordsJob, sortRecords } from "./folder_records.ts";
 import type { SortedRuns } from "./name_runs.ts";
+import { type FileId, fileIdOf, openChecked, SwappedError } from "./checked_open.ts";
 
 /** What a lookup found at one name, as plain data. */
 export interface DiskInfo {
@@ -267,6 +268,7 @@ export function isDiskFailure(value: unknown): value is DiskFailure {
 
 /** The error a {@link DiskFailure} stands for: the same Deno error class where there is one. */
 export function diskError(failure: DiskFailure): Error {
+  if (failure.error === "SwappedError") return new SwappedError(failure.message);
   const errors = Deno.errors as unknown as Record<
     string,
     (new (message: string) => Error) | undefined
@@ -450,8 +452,14 @@ export function childOf(dir: string, name: string): string {
   return dir.endsWith(SEPARATOR) || dir.endsWith("/") ? dir + name : dir + SEPARATOR + name;
 }
 
-/** The real path of `path`: its folder's, resolved once per batch, joined with a name that is no link. */
-function realPathOf(path: string, batch: DiskBatch): { real: string; info: DiskInfo } {
+/**
+ * The real path of `path`: its folder's, resolved once per batch, joined with a name that is no
+ * link; what a lookup found there, and which file it is.
+ */
+function realPathOf(
+  path: string,
+  batch: DiskBatch,
+): { real: string; info: DiskInfo; id?: FileId } {
   const windows = Deno.build.os === "windows";
   const cut = windows
     ? Math.max(path.lastIndexOf("/"), path.lastIndexOf("\\"))
@@ -463,22 +471,32 @@ function realPathOf(path: string, batch: DiskBatch): { real: string; info: DiskI
     batch.realDirs.set(dir, realDir);
   }
   const real = childOf(realDir, path.slice(cut + 1));
-  const info = infoOf(Deno.lstatSync(real));
-  if (info.type !== "link") return { real, info };
+  const found = Deno.lstatSync(real);
+  const info = infoOf(found);
+  if (info.type !== "link") return { real, info, id: fileIdOf(found) };
   // A symlink: resolved whole, and what it leads to measured.
   const target = Deno.realPathSync(path);
-  return { real: target, info: infoOf(Deno.statSync(target)) };
+  const led = Deno.statSync(target);
+  return { real: target, info: infoOf(led), id: fileIdOf(led) };
 }
 
 function readSmall(path: string, max: number, batch: DiskBatch): SmallRead {
-  // Measured by its path before it is opened: a FIFO there would block the open, so only a
-  // regular file is opened, then measured again through the file, and read no further than
-  // that: one swapped for a huge file meanwhile is never read whole (readFileSync would).
-  const { real, info } = realPathOf(path, batch);
+  // Measured by its path before it is opened: only a regular file is opened, and only the one
+  // found (lib/checked_open.ts: a link or FIFO swapped in since is refused, never followed or
+  // waited on), then measured again through the file, and read no further than that: one
+  // swapped for a huge file meanwhile is never read whole (readFileSync would).
+  const { real, info, id } = realPathOf(path, batch);
   if (info.type !== "file" || info.size > max) return { real, info };
-  using file = Deno.openSync(real, { read: true });
-  const opened = infoOf(file.statSync());
-  if (opened.type !== "file" || opened.size > max) return { real, info: opened };
+  batch.beforeOpen?.(real);
+  using file = openChecked(real, { expect: id });
+  const now = file.statSync();
+  const opened: DiskInfo = {
+    type: "file",
+    size: now.size,
+    mtime: now.mtime?.getTime() ?? 0,
+    mode: now.mode,
+  };
+  if (opened.size > max) return { real, info: opened };
   const bytes = new Uint8Array(opened.size);
   let filled = 0;
   while (filled < bytes.length) {
@@ -496,6 +514,11 @@ function readSmall(path: string, max: number, batch: DiskBatch): SmallRead {
  */
 export interface DiskBatch {
   realDirs: Map<string, string>;
+  /**
+   * Test-only: called between a small file's lookup and its open, with its real path, to swap
+   * something in for it there (tests/swap_race_test.ts). Never set outside tests.
+   */
+  beforeOpen?: (real: string) => void;
 }
 
 /** A fresh {@link DiskBatch}. */

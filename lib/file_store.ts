@@ -39,6 +39,7 @@ import { checkName, quote, STAGING_DIR } from "./remote_name.ts";
 import type { Upload } from "./file_upload.ts";
 import { FolderUploads } from "./folder_uploads.ts";
 import { diskPool, type SmallRead } from "./disk_pool.ts";
+import { type CheckedFile, fileIdOf, openChecked } from "./checked_open.ts";
 import type { TreeListing } from "./tree_listing.ts";
 import { isListedUndecodable, listFiles, walkFolderListing } from "./folder_listing.ts";
 
@@ -53,12 +54,17 @@ export interface FileStoreOptions {
   fsync?: boolean;
   /** Bounds on interrupted uploads kept for `put --resume`. */
   kept?: KeptOptions;
+  /**
+   * Test-only: called between a file's resolution and its open (a download's, a tree's), with
+   * its real path, to swap something in for it there (tests/swap_race_test.ts).
+   */
+  beforeOpen?: (real: string) => void;
 }
 
 /** A file opened for download. */
 export interface OpenedFile extends StoreFile {
-  /** The open file; the caller closes it. */
-  file: Deno.FsFile;
+  /** The open file (the one resolved, never one swapped in since); the caller closes it. */
+  file: CheckedFile;
 }
 
 function isNotFound(error: unknown): boolean {
@@ -85,6 +91,7 @@ export class FileStore implements Store, ServedFolder {
   readonly fsync: boolean;
   /** Where uploads go, and the checks before they are named (lib/folder_uploads.ts). */
   #uploads: FolderUploads;
+  #beforeOpen?: (real: string) => void;
 
   private constructor(root: string, fsync: boolean, kept: KeptOptions) {
     this.root = root;
@@ -126,6 +133,7 @@ export class FileStore implements Store, ServedFolder {
     const info = await Deno.stat(real);
     if (!info.isDirectory) throw notAFolder();
     const store = new FileStore(real, options.fsync ?? true, options.kept ?? {});
+    store.#beforeOpen = options.beforeOpen;
     // Whatever a previous run left half-written goes; kept (resumable) uploads stay.
     await Deno.remove(store.stagingDir, { recursive: true }).catch((error) => {
       if (!isNotFound(error)) throw error;
@@ -148,6 +156,11 @@ export class FileStore implements Store, ServedFolder {
 
   /** Resolves an existing file for reading: must be a regular file whose real path is inside. */
   async resolveFile(name: string): Promise<string> {
+    return (await this.#resolve(name)).real;
+  }
+
+  /** {@link resolveFile}, with what the lookup of the real path found. */
+  async #resolve(name: string): Promise<{ real: string; info: Deno.FileInfo }> {
     const segments = checkName(name);
     let real: string;
     try {
@@ -171,7 +184,7 @@ export class FileStore implements Store, ServedFolder {
     }
     const info = await Deno.stat(real);
     if (!info.isFile) throw new StoreError("not_a_file", `Not a regular file: ${quote(name)}`);
-    return real;
+    return { real, info };
   }
 
   /** See {@link Store.readWhole}: the rules of {@link resolveFile}, on a disk thread. */
@@ -235,13 +248,18 @@ export class FileStore implements Store, ServedFolder {
     return folderSink(this, base);
   }
 
-  /** Opens a file for download. */
+  /**
+   * Opens a file for download: the file resolved, or none. Whatever took its place since (a
+   * symlink to a file outside the root, a FIFO) is refused, never followed or waited on: a
+   * `SwappedError` (lib/checked_open.ts). The open never waits, so it runs on this thread.
+   */
   async openFile(name: string): Promise<OpenedFile> {
-    const path = await this.resolveFile(name);
-    const file = await Deno.open(path, { read: true });
+    const { real, info } = await this.#resolve(name);
+    this.#beforeOpen?.(real);
+    const file = openChecked(real, { expect: fileIdOf(info) });
     try {
-      const info = await file.stat();
-      return { file, size: info.size, mtime: info.mtime?.getTime() ?? 0 };
+      const now = file.statSync();
+      return { file, size: now.size, mtime: now.mtime?.getTime() ?? 0 };
     } catch (error) {
       file.close();
       throw error;

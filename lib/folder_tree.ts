@@ -23,6 +23,7 @@ import {
 } from "./tree_store.ts";
 import {
   folderIsFinished,
+  sourceFile,
   type TreeFileSink,
   type TreeSink,
   type TreeSource,
@@ -32,6 +33,7 @@ import type { ManifestEntry } from "./tree_transfer_protocol.ts";
 import { foldsCase } from "./case_folding.ts";
 import { unfitName } from "./windows_names.ts";
 import { entryOf, MODE_BITS, TreeWalker } from "./tree_walk.ts";
+import { SwappedError } from "./checked_open.ts";
 
 /**
  * A walk of the folder at `real`, leaving out what no client may see and, unless `keepInvalid`,
@@ -66,8 +68,9 @@ export async function folderSource(
     // Names ferry does not carry are walked too: the sender notes them, and the client hears.
     walker: await walkServed(store, real, base, { keepInvalid: true }),
     top: { mtime: info.mtime?.getTime() ?? 0, mode: (info.mode ?? 0o755) & MODE_BITS },
-    // Resolved again, as any get: a name swapped for a symlink since the walk cannot lead out.
-    open: async (path) => await Deno.open(await store.resolveFile(nameIn(base, path))),
+    // Resolved again and opened as any get: a name swapped for a symlink since the walk cannot
+    // lead out, nor one swapped after that resolution (lib/checked_open.ts).
+    open: async (path) => sourceFile(await store.openFile(nameIn(base, path))),
     readWhole: (path, _index, max) => store.readWhole(nameIn(base, path), max),
     readLink: (path) => readStoreLink(store, nameIn(base, path)),
     allowed: (path) => isValidName(nameIn(base, path)),
@@ -185,9 +188,20 @@ export function folderSink(store: ServedFolder, base: string | undefined): TreeS
       return await foldsCase(real, { probeIn: store.stagingDir, probe: ask?.probe ?? false });
     },
     checksum: async (path, onProgress) => {
-      using file = await Deno.open(await store.resolveFile(name(path)));
-      const size = (await file.stat()).size;
-      return (await checksumFilePrefix(file, size, { onProgress }))?.digest() ?? null;
+      let opened;
+      try {
+        opened = await store.openFile(name(path));
+      } catch (error) {
+        // Swapped since the walk (a link, a FIFO): no checksum, so it is received again.
+        if (error instanceof SwappedError) return null;
+        throw error;
+      }
+      try {
+        return (await checksumFilePrefix(opened.file, opened.size, { onProgress }))?.digest() ??
+          null;
+      } finally {
+        opened.file.close();
+      }
     },
   };
 }

@@ -348,8 +348,20 @@ export async function putTree(
   remote: string | undefined,
   options: TreeTransferOptions = {},
 ): Promise<TreeSummary> {
+  return await putSource(session, await localSource(local), remote, options);
+}
+
+/**
+ * Sends the tree `source` walks (a local folder's: {@link putTree}) as the remote folder
+ * `remote` (the root when undefined).
+ */
+export async function putSource(
+  session: TreeSession,
+  source: TreeSource,
+  remote: string | undefined,
+  options: TreeTransferOptions = {},
+): Promise<TreeSummary> {
   requireTree(session, "put -r");
-  const source = await localSource(local);
   return await transferTree(
     session,
     treeRequest("put_tree", remote, options),

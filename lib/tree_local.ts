@@ -29,6 +29,7 @@ import { foldsCase } from "./case_folding.ts";
 import { unfitName } from "./windows_names.ts";
 import { entryOf, MODE_BITS, TreeWalker, type WalkEntry } from "./tree_walk.ts";
 import { childOf } from "./disk_jobs.ts";
+import { type CheckedFile, openChecked, SwappedError } from "./checked_open.ts";
 
 /** Whether `path` is a regular file itself (not a symlink to one); false when missing. */
 function isRegularFile(path: string): boolean {
@@ -47,8 +48,21 @@ function removeQuietly(path: string): void {
   }
 }
 
+/** Options for {@link localSource}. */
+export interface LocalSourceOptions {
+  /**
+   * Test-only: called between the walk's lookup of a file and its open, with its path, to swap
+   * something in for it there (tests/swap_race_test.ts). Never set outside tests.
+   */
+  beforeOpen?: (path: string) => void;
+}
+
 /** The local folder `base` as a tree source; refused unless it is a folder. */
-export async function localSource(base: string): Promise<TreeSource> {
+export async function localSource(
+  base: string,
+  options: LocalSourceOptions = {},
+): Promise<TreeSource> {
+  const { beforeOpen } = options;
   let real: string;
   let info: Deno.FileInfo;
   try {
@@ -63,8 +77,13 @@ export async function localSource(base: string): Promise<TreeSource> {
     top: { mtime: info.mtime?.getTime() ?? 0, mode: (info.mode ?? 0o755) & MODE_BITS },
     // What an interrupted get -r left is not part of the tree.
     walker: await TreeWalker.open(real, { skip: isTreePart, undecodable: true, sync: true }),
-    // Opened on this thread: the sender reads a small file's few bytes the same way.
-    open: (path) => Promise.resolve(Deno.openSync(join(real, path), { read: true })),
+    // Opened on this thread (it never waits: lib/checked_open.ts), the file the walk found or
+    // none: the sender reads a small file's few bytes the same way.
+    open: (path, _index, id) => {
+      const full = join(real, path);
+      beforeOpen?.(full);
+      return Promise.resolve(openChecked(full, { expect: id }));
+    },
     sync: true,
     readLink: (path) => Deno.readLink(join(real, path)),
     allowed: isValidName,
@@ -417,11 +436,18 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
     // No folder of this client's own is on the receiving folder's filesystem: a probe, when
     // asked for, goes into the receiving folder itself.
     caseInsensitive: async (ask) => foldsCase(await top(), { probe: ask?.probe ?? false }),
-    checksum: async (path, onProgress) => {
-      // A small file (the walk found a regular file) is opened and read on this thread.
-      using file = Deno.openSync(join(await top(), path), { read: true });
+    checksum: async (path, onProgress, id) => {
+      // A small file (the walk found a regular file) is opened and read on this thread; what
+      // took its place since, a FIFO or a link, is not read (no checksum: it is received again).
+      let file: CheckedFile;
+      try {
+        file = openChecked(join(await top(), path), { expect: id });
+      } catch (error) {
+        if (error instanceof SwappedError) return null;
+        throw error;
+      }
+      using _ = file;
       const info = file.statSync();
-      if (!info.isFile) return null;
       const sync = info.size <= SMALL_FILE_MAX;
       const sum = await checksumFilePrefix(file, info.size, { sync, onProgress });
       return sum?.digest() ?? null;

@@ -437,7 +437,7 @@ export class TreeCompare {
     if (!mine || mine.type !== "file" || mine.size !== entry.size) return true;
     if (entry.checksum) {
       const counter = this.#notices?.counter(entry.size);
-      return await this.#sink.checksum(entry.path, counter) !== entry.checksum;
+      return await this.#sink.checksum(entry.path, counter, mine.id) !== entry.checksum;
     }
     return Math.trunc(mine.mtime) !== Math.trunc(entry.mtime);
   }

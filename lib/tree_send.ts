@@ -25,6 +25,7 @@ import {
 } from "./tree_transfer_protocol.ts";
 import type { TreeIo, TreeOptions, TreeSource } from "./tree_transfer.ts";
 import { linkStaysInside } from "./tree_links.ts";
+import type { FileId } from "./checked_open.ts";
 import {
   checksumOf,
   PREPARE_AHEAD,
@@ -48,6 +49,8 @@ export interface SendTreeOptions extends TreeOptions {
 interface Batch {
   from: number;
   entries: ManifestEntry[];
+  /** Which file the walk found at each entry, where it says: the file opened must be that one. */
+  ids: (FileId | undefined)[];
   last: boolean;
 }
 
@@ -234,6 +237,7 @@ export async function sendTree(
     options.checksum ? notices.during(buildBatch) : buildBatch();
   const buildBatch = async (): Promise<Batch> => {
     const entries: ManifestEntry[] = [];
+    const ids: (FileId | undefined)[] = [];
     const notes: ManifestNote[] = [];
     let size = 0;
     const walker = source.walker;
@@ -277,10 +281,11 @@ export async function sendTree(
       if (target !== undefined) entry.target = target;
       if (options.checksum && e.type === "file") {
         const at = nextIndex + entries.length;
+        const id = e.id;
         // A file hashed for a batch it did not fit in goes first in the next, hashed once.
         const sum = carried?.path === e.path ? carried.checksum : await localWait(
           io.local,
-          () => checksumOf(source, e.path, at, io.pool, notices.counter(e.size)),
+          () => checksumOf(source, e.path, at, io.pool, notices.counter(e.size), id),
         );
         carried = { path: e.path, checksum: sum };
         entry.checksum = sum ?? undefined;
@@ -288,6 +293,7 @@ export async function sendTree(
       size += utf8Length(JSON.stringify(entry)) + 1;
       if (size > BATCH_BYTES && entries.length > 0) break;
       entries.push(entry);
+      ids.push(e.id);
       await walker.next(true);
       // A folder it could not read goes in this batch's notes, with the folder's own entry: the
       // receiver hears of it before it could delete its copy of what the folder holds.
@@ -304,7 +310,7 @@ export async function sendTree(
     const last = walker.peek() === undefined;
     const from = nextIndex;
     nextIndex += entries.length;
-    const batch = { from, entries, last };
+    const batch = { from, entries, ids, last };
     held.push(batch);
     batchesSent++;
     peer.listed(fileBytes(entries), true);
@@ -364,7 +370,8 @@ export async function sendTree(
               const entry = current.entries[i - current.from];
               const offer = offers.get(i);
               const counter = offer && notices.counter(offer.offset);
-              ahead.set(i, prepareFile(io, source, i, entry, offer, counter));
+              const id = current.ids[i - current.from];
+              ahead.set(i, prepareFile(io, source, i, entry, offer, counter, id));
             }
             const entry = current.entries[index - current.from];
             while (inFlight.size >= MAX_UNREPORTED) {

@@ -21,6 +21,7 @@ import {
 } from "./transfer.ts";
 import type { ManifestEntry, ResumeOffer } from "./tree_transfer_protocol.ts";
 import type { TreeIo, TreeOptions, TreeSource, TreeSourceFile } from "./tree_transfer.ts";
+import type { FileId } from "./checked_open.ts";
 
 /** A wanted file's checksum for the manifest (`--checksum`), or null when it cannot be read. */
 export async function checksumOf(
@@ -29,10 +30,11 @@ export async function checksumOf(
   index: number,
   pool?: BufferPool,
   onProgress?: (bytes: number) => void,
+  id?: FileId,
 ): Promise<string | null> {
   let file: TreeSourceFile;
   try {
-    file = await source.open(path, index);
+    file = await source.open(path, index, id);
   } catch {
     return null;
   }
@@ -83,6 +85,7 @@ export async function prepareFile(
   entry: ManifestEntry,
   offer?: ResumeOffer,
   onProgress?: (bytes: number) => void,
+  id?: FileId,
 ): Promise<Prepared> {
   if (source.readWhole && !offer && entry.size <= SMALL_FILE) {
     try {
@@ -95,7 +98,7 @@ export async function prepareFile(
   let file: TreeSourceFile;
   let size: number;
   try {
-    file = await source.open(entry.path, index);
+    file = await source.open(entry.path, index, id);
   } catch (error) {
     return { size: 0, failure: cannotOpen(error) };
   }

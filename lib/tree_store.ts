@@ -20,6 +20,7 @@ import type {
   MoveOptions,
   RemoveOptions,
   Store,
+  StoreFile,
   StoreUpload,
 } from "./store.ts";
 import type { TreeChangeRequest } from "./tree_protocol.ts";
@@ -61,6 +62,8 @@ export interface ServedFolder {
   forgetFolders(): void;
   /** The real path of the regular file `name`; throws `StoreError` when there is none. */
   resolveFile(name: string): Promise<string>;
+  /** Opens the regular file `name`, as {@link Store.openFile}: the one resolved, or none. */
+  openFile(name: string): Promise<StoreFile>;
   /** See {@link Store.readWhole}. */
   readWhole(name: string, max: number): Promise<Uint8Array | null>;
   /**

@@ -16,6 +16,7 @@ import type { FrameWriter } from "./frame_writer.ts";
 import type { ByteSink, LocalWaits, ResumePoint, Throttle, TransferResult } from "./transfer.ts";
 import type { ManifestEntry, ManifestTop } from "./tree_transfer_protocol.ts";
 import { type EntryWalk, MODE_BITS, type WalkEntry } from "./tree_walk.ts";
+import type { FileId } from "./checked_open.ts";
 
 export interface TreeIo {
   /** Frames from the peer. */
@@ -136,9 +137,11 @@ export interface TreeSource {
   walker: EntryWalk;
   /**
    * Opens a file of the walk for reading (`index`: its place in the manifest); the caller closes
-   * it. A {@link StoreError} is the peer's to hear: its code and message go in the ABORT.
+   * it. A {@link StoreError} is the peer's to hear: its code and message go in the ABORT. `id`
+   * is which file the walk found there, when it says ({@link WalkEntry.id}): another file at the
+   * path (swapped in since) is refused, a `SwappedError` (lib/checked_open.ts).
    */
-  open(path: string, index: number): Promise<TreeSourceFile>;
+  open(path: string, index: number, id?: FileId): Promise<TreeSourceFile>;
   /** Whether a path may be sent at all (a receiver refuses a manifest with a name it may not). */
   allowed(path: string): boolean;
   /** The folder's own mtime and mode, which the receiver gives its copy at the end. */
@@ -251,10 +254,15 @@ export interface TreeSink {
    */
   finishBase(top: ManifestTop, made: boolean): Promise<void>;
   /**
-   * The checksum of a file the receiver has, for `--checksum`; null if it cannot be read.
-   * `onProgress` hears the bytes hashed so far, as they grow.
+   * The checksum of a file the receiver has, for `--checksum`; null if it cannot be read, or if
+   * it is not the file `id` its walk found there (swapped since). `onProgress` hears the bytes
+   * hashed so far, as they grow.
    */
-  checksum(path: string, onProgress?: (bytes: number) => void): Promise<string | null>;
+  checksum(
+    path: string,
+    onProgress?: (bytes: number) => void,
+    id?: FileId,
+  ): Promise<string | null>;
   /**
    * Whether the receiving folder's filesystem folds case (`A` and `a` are one name there), told
    * by reading what it holds (lib/case_folding.ts); undefined when nothing tells (an empty folder)

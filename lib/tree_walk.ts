@@ -11,6 +11,7 @@
 import { type DiskInfo, diskPool, type FolderView } from "./disk_pool.ts";
 import { childOf, diskError, isDiskFailure } from "./disk_jobs.ts";
 import { bigFolderLimits, NameSorter, type SortedNames } from "./name_runs.ts";
+import { type FileId, fileIdOf } from "./checked_open.ts";
 
 /** What a walk (or a manifest) says about one name. */
 export interface WalkEntry {
@@ -29,6 +30,11 @@ export interface WalkEntry {
    * be opened by it (type `other`). Only walks opened with `undecodable` report these.
    */
   notUtf8?: boolean;
+  /**
+   * Which file the lookup found (walks on the calling thread, `sync`): a sender opens that file
+   * or none (lib/checked_open.ts), never one swapped in since.
+   */
+  id?: FileId;
 }
 
 /** The permission bits a tree transfer carries: never setuid, setgid or sticky. */
@@ -88,6 +94,7 @@ export function entryOf(path: string, info: Deno.FileInfo): WalkEntry {
     size: type === "file" ? info.size : 0,
     mtime: info.mtime?.getTime() ?? 0,
     mode: (info.mode ?? 0o644) & MODE_BITS,
+    ...(type === "file" && info.ino !== null ? { id: fileIdOf(info) } : {}),
   };
 }
 

@@ -10,6 +10,7 @@
 
 import { describeError, isNoSpace, StoreError } from "../errors.ts";
 import type { FileStore } from "../file_store.ts";
+import type { CheckedFile } from "../checked_open.ts";
 import { quote } from "../remote_name.ts";
 import type { ErrorCode } from "../protocol.ts";
 import {
@@ -272,7 +273,7 @@ export function encodeRfc5987(text: string): string {
  * takes nothing for the idle timeout, or a server cut, ends the response.
  */
 function fileBody(
-  file: Deno.FsFile,
+  file: CheckedFile,
   start: number,
   end: number,
   ctx: HandlerContext,

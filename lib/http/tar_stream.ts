@@ -10,6 +10,7 @@
 
 import { StoreError } from "../errors.ts";
 import type { FileStore } from "../file_store.ts";
+import type { CheckedFile } from "../checked_open.ts";
 import { isValidName } from "../remote_name.ts";
 import type { TreeEntry } from "../tree_protocol.ts";
 
@@ -130,7 +131,7 @@ export function tarStream(
   let batch: TreeEntry[] = [];
   let index = 0;
   const counted = { files: 0, folders: 0 };
-  let current: { file: Deno.FsFile; left: number; size: number } | null = null;
+  let current: { file: CheckedFile; left: number; size: number } | null = null;
   let finished = false;
   const CHUNK = 1 << 20;
   const end = (result: string) => {

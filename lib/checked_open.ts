@@ -1,0 +1,251 @@
+/**
+ * Opening for reading a file that was looked up before (a walk's `lstat`, a resolved path's
+ * `stat`), so that what is read is that file and nothing swapped in for it meanwhile by someone
+ * who can write in its folder: never what a symlink put in its place leads to (a sender would
+ * send a file the swapper cannot read, but the sending process can: an SSH key), and never a FIFO
+ * (an open for reading waits for a writer, forever). Owns {@link openChecked}, the file it
+ * opens ({@link CheckedFile}) and the error of a file that changed ({@link SwappedError}).
+ *
+ * Two defences, both without an extra call on the file's path:
+ * - The identity check: the file opened must be the one looked up (same device and inode, from
+ *   `fstat` of the open file). Deno resolves every symlink of a path itself before it opens it
+ *   (its permission check reads each component's link) and opens where the link leads, so
+ *   `O_NOFOLLOW` alone never sees a link swapped in before that resolution; the identity does.
+ * - The open is made through node:fs, whose flags reach the system as given: `O_NONBLOCK`
+ *   opens a FIFO at once (no wait for a writer) so that `fstat` can refuse it, and `O_NOFOLLOW`
+ *   refuses a link swapped in after Deno's resolution. Deno's own open takes no such flags. On a
+ *   regular file `O_NONBLOCK` changes nothing.
+ *
+ * On Windows (no FIFOs in a folder, no such flags) the file is opened with Deno's open and the
+ * identity is checked where the system gives one.
+ *
+ * @module
+ */
+
+import { closeSync, constants, fstatSync, openSync, read, readSync } from "node:fs";
+import { StoreError } from "./errors.ts";
+
+/** Which file a lookup found: its device and inode number. */
+export interface FileId {
+  /** The device (filesystem) it lives on. */
+  dev: number;
+  /** Its inode number on that device. */
+  ino: number;
+}
+
+/** The {@link FileId} of what a lookup found, or undefined where the system gives none. */
+export function fileIdOf(info: { dev: number | null; ino: number | null }): FileId | undefined {
+  return info.dev === null || info.ino === null ? undefined : { dev: info.dev, ino: info.ino };
+}
+
+/**
+ * The file at a path is not the regular file that was looked up there: something (a symlink, a
+ * FIFO, another file) took its place between the lookup and the open, or it is no regular file
+ * at all. A store's refusal of that one file (`io`), which a tree's sender passes on as it is.
+ */
+export class SwappedError extends StoreError {
+  /** Creates the error. */
+  constructor(message = SWAPPED) {
+    super("io", message);
+    this.name = "SwappedError";
+  }
+}
+
+const SWAPPED = "It changed while being sent: replaced by another file, a symlink or a pipe";
+
+/** What {@link CheckedFile.stat} gives. */
+export interface CheckedInfo {
+  /** Always true: {@link openChecked} opens nothing else. */
+  isFile: boolean;
+  /** Size in bytes, now. */
+  size: number;
+  /** Modification time, now. */
+  mtime: Date | null;
+  /** The mode bits (null on Windows). */
+  mode: number | null;
+}
+
+/** A regular file opened by {@link openChecked}: read in place, sought, measured, closed. */
+export interface CheckedFile extends Disposable {
+  /** Reads into `p` from the current position; the number of bytes read, or null at the end. */
+  read(p: Uint8Array): Promise<number | null>;
+  /** {@link read} on the calling thread. */
+  readSync(p: Uint8Array): number | null;
+  /** Moves the position; resolves with it. */
+  seek(offset: number, whence: Deno.SeekMode): Promise<number>;
+  /** The file's size and mtime as they are now. */
+  stat(): Promise<CheckedInfo>;
+  /** {@link stat} on the calling thread (an `fstat`, which never waits for a disk). */
+  statSync(): CheckedInfo;
+  /** Lets go of the file; safe to call more than once. */
+  close(): void;
+}
+
+/** Options for {@link openChecked}. */
+export interface OpenCheckedOptions {
+  /** The file the lookup found: anything else at the path is refused with {@link SwappedError}. */
+  expect?: FileId;
+  /**
+   * Follow a symlink at the path itself (default false: a link there is refused). For a path
+   * the user named, which may be a link on purpose; `expect` then names what it led to.
+   */
+  follow?: boolean;
+}
+
+const WINDOWS = Deno.build.os === "windows";
+
+/**
+ * Opens the regular file at `path` for reading, refusing with {@link SwappedError} anything else
+ * found there (a FIFO, a folder, a symlink unless `follow`) and, with `expect`, any other file
+ * than the one looked up. Never waits for a FIFO's writer. Other failures (no such file,
+ * permission denied) are thrown as Deno's errors are, by class.
+ *
+ * @example
+ * ```ts
+ * import { fileIdOf, openChecked } from "./checked_open.ts";
+ *
+ * const found = Deno.lstatSync("deno.json");
+ * using file = openChecked("deno.json", { expect: fileIdOf(found) });
+ * console.log(file.statSync().size);
+ * ```
+ */
+export function openChecked(path: string, options: OpenCheckedOptions = {}): CheckedFile {
+  if (WINDOWS) return openOnWindows(path, options);
+  let fd: number;
+  try {
+    fd = openSync(
+      path,
+      constants.O_RDONLY | constants.O_NONBLOCK | (options.follow ? 0 : constants.O_NOFOLLOW),
+    );
+  } catch (error) {
+    throw denoError(error, path);
+  }
+  try {
+    const stats = fstatSync(fd);
+    check(stats.isFile(), { dev: stats.dev, ino: stats.ino }, options.expect);
+    return new NodeFile(fd);
+  } catch (error) {
+    closeSync(fd);
+    throw error;
+  }
+}
+
+function check(isFile: boolean, found: FileId | undefined, expect: FileId | undefined): void {
+  if (!isFile) throw new SwappedError();
+  if (expect && found && (found.dev !== expect.dev || found.ino !== expect.ino)) {
+    throw new SwappedError();
+  }
+}
+
+/** node:fs errors carry a code and no class: given Deno's class, as every other open throws. */
+function denoError(error: unknown, path: string): unknown {
+  const code = (error as { code?: unknown })?.code;
+  if (code === "ELOOP") return new SwappedError();
+  const Class = typeof code === "string" ? ERROR_CLASSES[code] : undefined;
+  if (!Class) return error;
+  const reason = (error as Error).message.replace(/^\w+: /, "").replace(/, open '.*'$/, "");
+  const text = reason.charAt(0).toUpperCase() + reason.slice(1);
+  const errno = -((error as { errno?: number }).errno ?? 0);
+  return Object.assign(new Class(`${text} (os error ${errno}): open '${path}'`), { code });
+}
+
+const ERROR_CLASSES: Record<string, new (message: string) => Error> = {
+  ENOENT: Deno.errors.NotFound,
+  EACCES: Deno.errors.PermissionDenied,
+  EPERM: Deno.errors.PermissionDenied,
+  ENOTDIR: Deno.errors.NotADirectory,
+  EISDIR: Deno.errors.IsADirectory,
+};
+
+/** A file opened through node:fs: read at a position of its own (pread), never by the fd's. */
+class NodeFile implements CheckedFile {
+  #fd: number;
+  #position = 0;
+  #closed = false;
+
+  constructor(fd: number) {
+    this.#fd = fd;
+  }
+
+  read(p: Uint8Array): Promise<number | null> {
+    if (p.length === 0) return Promise.resolve(0);
+    return new Promise((resolve, reject) => {
+      read(this.#fd, p, 0, p.length, this.#position, (error, n) => {
+        if (error) return reject(error);
+        this.#position += n;
+        resolve(n === 0 ? null : n);
+      });
+    });
+  }
+
+  readSync(p: Uint8Array): number | null {
+    if (p.length === 0) return 0;
+    const n = readSync(this.#fd, p, 0, p.length, this.#position);
+    this.#position += n;
+    return n === 0 ? null : n;
+  }
+
+  seek(offset: number, whence: Deno.SeekMode): Promise<number> {
+    const base = whence === Deno.SeekMode.Start
+      ? 0
+      : whence === Deno.SeekMode.Current
+      ? this.#position
+      : this.statSync().size;
+    this.#position = base + offset;
+    return Promise.resolve(this.#position);
+  }
+
+  stat(): Promise<CheckedInfo> {
+    try {
+      return Promise.resolve(this.statSync());
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  statSync(): CheckedInfo {
+    const stats = fstatSync(this.#fd);
+    return { isFile: stats.isFile(), size: stats.size, mtime: stats.mtime, mode: stats.mode };
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    closeSync(this.#fd);
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/** Windows: Deno's open, then the same checks through the open file. */
+function openOnWindows(path: string, options: OpenCheckedOptions): CheckedFile {
+  if (!options.follow) {
+    // No O_NOFOLLOW: a link at the name is refused by its lookup, then by the identity.
+    if (Deno.lstatSync(path).isSymlink) throw new SwappedError();
+  }
+  const file = Deno.openSync(path, { read: true });
+  let closed = false;
+  try {
+    const info = file.statSync();
+    check(info.isFile, fileIdOf(info), options.expect);
+  } catch (error) {
+    file.close();
+    throw error;
+  }
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    file.close();
+  };
+  return {
+    read: (p) => file.read(p),
+    readSync: (p) => file.readSync(p),
+    seek: (offset, whence) => file.seek(offset, whence),
+    stat: () => file.stat(),
+    statSync: () => file.statSync(),
+    close,
+    [Symbol.dispose]: close,
+  };
+}

@@ -1,0 +1,93 @@
+/**
+ * A tree's file swapped between its lookup and its open (rsync CVE-2024-12747's kind), by a local
+ * user who can write in the folder sent: for a symlink to a file only the sending process may
+ * read, whose content must never be sent; or for a FIFO, whose open must never wait. Each opening
+ * side is played through its test-only `beforeOpen` seam, in a process of its own
+ * (tests/fixtures/swap_race.ts), which a FIFO's open would freeze: the bounded timeout here ends
+ * it, and the test fails, rather than hanging the suite.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { makeTempDir, REPO_ROOT, startServer } from "./harness.ts";
+
+const SECRET = "the secret only the sender may read";
+const UNIX = Deno.build.os !== "windows";
+
+/** A work folder: `tree/` with a.txt, b.txt (the one swapped), c/d.txt, and `secret` beside it. */
+async function makeWork(path: string, bSize = 3): Promise<void> {
+  await Deno.mkdir(`${path}/tree/c`, { recursive: true });
+  await Deno.writeTextFile(`${path}/tree/a.txt`, "aaa");
+  await Deno.writeTextFile(`${path}/tree/b.txt`, "b".repeat(bSize));
+  await Deno.writeTextFile(`${path}/tree/c/d.txt`, "ddd");
+  await Deno.writeTextFile(`${path}/secret`, SECRET);
+}
+
+/** Runs the fixture's `scenario` and parses what it printed; fails after 20 s (a frozen open). */
+async function play(args: string[]): Promise<Record<string, unknown>> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-read",
+      "--allow-write",
+      "--allow-run=mkfifo",
+      "--allow-env",
+      `${REPO_ROOT}/tests/fixtures/swap_race.ts`,
+      ...args,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(20_000),
+  }).output();
+  const err = new TextDecoder().decode(output.stderr);
+  assert.ok(output.signal === null, `the opening side froze (killed by ${output.signal}): ${err}`);
+  assert.ok(output.success, err);
+  return JSON.parse(new TextDecoder().decode(output.stdout));
+}
+
+for (const kind of ["link", "fifo"]) {
+  for (const bSize of [3, 200_000]) {
+    Deno.test({
+      name: `put -r: a file swapped for a ${kind} after the walk fails alone (${bSize} bytes)`,
+      ignore: !UNIX,
+      fn: async () => {
+        await using work = await makeTempDir();
+        await makeWork(work.path, bSize);
+        await using server = await startServer();
+        const result = await play(["put", kind, work.path, String(server.port)]);
+        const failed = result.failed as { path: string; message: string }[];
+        assert.deepEqual(failed.map((f) => f.path), ["b.txt"]);
+        assert.match(failed[0].message, /changed while being sent/);
+        assert.equal(await Deno.readTextFile(`${server.root}/up/a.txt`), "aaa");
+        assert.equal(await Deno.readTextFile(`${server.root}/up/c/d.txt`), "ddd");
+        // The secret's content never reached the server, under any name.
+        await assert.rejects(Deno.lstat(`${server.root}/up/b.txt`), Deno.errors.NotFound);
+      },
+    });
+  }
+
+  Deno.test({
+    name: `server: a small file swapped for a ${kind} before the disk thread opens it is not read`,
+    ignore: !UNIX,
+    fn: async () => {
+      await using work = await makeTempDir();
+      await makeWork(work.path);
+      const result = await play(["read", kind, work.path]);
+      assert.equal(result.error, "SwappedError", JSON.stringify(result));
+      assert.match(String(result.message), /changed while being sent/);
+    },
+  });
+
+  Deno.test({
+    name: `server: a file swapped for a ${kind} after it is resolved is not opened`,
+    ignore: !UNIX,
+    fn: async () => {
+      await using work = await makeTempDir();
+      await makeWork(work.path);
+      const result = await play(["open", kind, work.path]);
+      assert.equal(result.error, "SwappedError", JSON.stringify(result));
+    },
+  });
+}
