@@ -109,6 +109,7 @@ export type {
   TreeSourceFile,
 } from "./lib/tree_transfer.ts";
 export type { EntryWalk, WalkEntry } from "./lib/tree_walk.ts";
+export type { FileId } from "./lib/checked_open.ts";
 export type { KeepResult, KeptTotals, KeptUpload } from "./lib/kept_uploads.ts";
 export { DEFAULT_HASH_ARENA_SIZE, HASH_ARENA_SIZE } from "./lib/xxh3.ts";
 export { NAME, VERSION } from "./lib/version.ts";
