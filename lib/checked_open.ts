@@ -137,24 +137,30 @@ function check(isFile: boolean, found: FileId | undefined, expect: FileId | unde
   }
 }
 
-/** node:fs errors carry a code and no class: given Deno's class, as every other open throws. */
-function denoError(error: unknown, path: string): unknown {
+/**
+ * node:fs errors carry a code and no class, and words of their own: given Deno's class and
+ * words (`Input/output error (os error 5)`), as every other file operation throws them. A link
+ * at the name (`O_NOFOLLOW`) is a swap.
+ */
+function denoError(error: unknown, path?: string): unknown {
   const code = (error as { code?: unknown })?.code;
-  if (code === "ELOOP") return new SwappedError();
-  const Class = typeof code === "string" ? ERROR_CLASSES[code] : undefined;
-  if (!Class) return error;
-  const reason = (error as Error).message.replace(/^\w+: /, "").replace(/, open '.*'$/, "");
-  const text = reason.charAt(0).toUpperCase() + reason.slice(1);
+  if (typeof code !== "string") return error;
+  if (code === "ELOOP" && path !== undefined) return new SwappedError();
+  const known = OS_ERRORS[code];
+  if (!known) return error;
+  const [Class, text] = known;
   const errno = -((error as { errno?: number }).errno ?? 0);
-  return Object.assign(new Class(`${text} (os error ${errno}): open '${path}'`), { code });
+  const message = `${text} (os error ${errno})${path === undefined ? "" : `: open '${path}'`}`;
+  return Object.assign(new Class(message), { code });
 }
 
-const ERROR_CLASSES: Record<string, new (message: string) => Error> = {
-  ENOENT: Deno.errors.NotFound,
-  EACCES: Deno.errors.PermissionDenied,
-  EPERM: Deno.errors.PermissionDenied,
-  ENOTDIR: Deno.errors.NotADirectory,
-  EISDIR: Deno.errors.IsADirectory,
+const OS_ERRORS: Record<string, [new (message: string) => Error, string]> = {
+  ENOENT: [Deno.errors.NotFound, "No such file or directory"],
+  EACCES: [Deno.errors.PermissionDenied, "Permission denied"],
+  EPERM: [Deno.errors.PermissionDenied, "Operation not permitted"],
+  ENOTDIR: [Deno.errors.NotADirectory, "Not a directory"],
+  EISDIR: [Deno.errors.IsADirectory, "Is a directory"],
+  EIO: [Error, "Input/output error"],
 };
 
 /** A file opened through node:fs: read at a position of its own (pread), never by the fd's. */
@@ -171,7 +177,7 @@ class NodeFile implements CheckedFile {
     if (p.length === 0) return Promise.resolve(0);
     return new Promise((resolve, reject) => {
       read(this.#fd, p, 0, p.length, this.#position, (error, n) => {
-        if (error) return reject(error);
+        if (error) return reject(denoError(error));
         this.#position += n;
         resolve(n === 0 ? null : n);
       });
@@ -180,7 +186,12 @@ class NodeFile implements CheckedFile {
 
   readSync(p: Uint8Array): number | null {
     if (p.length === 0) return 0;
-    const n = readSync(this.#fd, p, 0, p.length, this.#position);
+    let n: number;
+    try {
+      n = readSync(this.#fd, p, 0, p.length, this.#position);
+    } catch (error) {
+      throw denoError(error);
+    }
     this.#position += n;
     return n === 0 ? null : n;
   }

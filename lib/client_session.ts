@@ -31,7 +31,10 @@ export interface PutOptions extends FlowOptions {
    * Resume: the open local file behind `source`, so the bytes the server kept can be checked
    * against it and skipped. The file must be positioned at 0.
    */
-  resumeFile?: Deno.FsFile;
+  resumeFile?: {
+    read(p: Uint8Array): Promise<number | null>;
+    seek(offset: number, whence: Deno.SeekMode): Promise<number>;
+  };
   /**
    * Resume: called when the server kept data for this name that is not the start of this file
    * (other bytes, or another size), so the upload starts over from 0.

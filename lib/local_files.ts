@@ -10,6 +10,7 @@ import { resolve } from "node:path";
 import { DEVICE_FILES_RULE } from "./devices.ts";
 import { LocalFileError, StdoutClosed, UserError } from "./errors.ts";
 import type { DirectReader } from "./frame_reader.ts";
+import { type CheckedFile, fileIdOf, openChecked, SwappedError } from "./checked_open.ts";
 
 /** Wordings for the failures users meet, by errno name; anything else keeps the OS's words. */
 const REASONS: Record<string, string> = {
@@ -61,6 +62,9 @@ function sandboxReason(path: string, op: "read" | "write"): string {
 /** `Cannot read PATH: reason`, for a local file that could not be opened or read. */
 export function cannotRead(path: string, error: unknown): UserError {
   if (error instanceof UserError) return error;
+  if (error instanceof SwappedError) {
+    return new LocalFileError(path, `Cannot read ${path}: ${error.message.toLowerCase()}`);
+  }
   if (error instanceof Deno.errors.NotCapable) {
     return new LocalFileError(path, `Cannot read ${path}: ${sandboxReason(path, "read")}`);
   }
@@ -150,36 +154,73 @@ export function uploadSourceOf(source: Readable, options: UploadSourceOptions): 
   };
 }
 
+/** A local source opened for upload: read in place, and closed by whoever opened it. */
+export interface UploadFile extends Readable {
+  /** Moves the read position (a regular file's; a pipe refuses). */
+  seek(offset: number, whence: Deno.SeekMode): Promise<number>;
+  /** Lets go of it. */
+  close(): void;
+}
+
 /** A local source opened for upload. */
 export interface LocalUpload {
   /** The open file (or device, or pipe). */
-  file: Deno.FsFile;
+  file: UploadFile;
   /** Its size when it is a regular file; null when it can only be streamed. */
   size: number | null;
+}
+
+/** Options for {@link openUpload}. */
+export interface OpenUploadOptions {
+  /**
+   * Test-only: called between a regular file's lookup and its open, to swap something in for
+   * it there (tests/swap_race_test.ts). Never set outside tests.
+   */
+  beforeOpen?: (path: string) => void;
 }
 
 /**
  * Opens `path` for upload: a regular file with its size, or anything else that can be read (a
  * pipe such as `<(cmd)`, a character device) to be streamed like stdin. A folder is refused.
  */
-export async function openUpload(path: string): Promise<LocalUpload> {
+export async function openUpload(
+  path: string,
+  options: OpenUploadOptions = {},
+): Promise<LocalUpload> {
   // A regular file is opened and measured on this thread (mput checks every file so): the
-  // client waits for nothing else. Anything else is opened asynchronously, as a FIFO's open
-  // waits for a writer.
-  let regular = false;
+  // client waits for nothing else, and opens the file it found or none (a FIFO swapped in since
+  // would block the open; a symlink would lead elsewhere: lib/checked_open.ts). Anything else is
+  // opened asynchronously, as a FIFO's open waits for a writer.
+  let found: Deno.FileInfo | undefined;
   try {
-    regular = Deno.statSync(path).isFile && !/[\\/]$/.test(path);
+    const info = Deno.statSync(path);
+    if (info.isFile && !/[\\/]$/.test(path)) found = info;
   } catch {
     // Said below, by the open, as it always was.
   }
+  if (found) {
+    options.beforeOpen?.(path);
+    let file: CheckedFile;
+    try {
+      file = openChecked(path, { follow: true, expect: fileIdOf(found) });
+    } catch (error) {
+      throw cannotRead(path, error);
+    }
+    try {
+      return { file, size: file.statSync().size };
+    } catch (error) {
+      file.close();
+      throw cannotRead(path, error);
+    }
+  }
   let file: Deno.FsFile;
   try {
-    file = regular ? Deno.openSync(path, { read: true }) : await Deno.open(path, { read: true });
+    file = await Deno.open(path, { read: true });
   } catch (error) {
     throw cannotRead(path, error);
   }
   try {
-    const info = regular ? file.statSync() : await file.stat();
+    const info = await file.stat();
     if (info.isDirectory) throw new LocalFileError(path, `Cannot upload ${path}: it is a folder`);
     // The OS refuses "file/" (ENOTDIR), but Deno drops the slash when it checks permissions.
     if (/[\\/]$/.test(path)) throw new LocalFileError(path, `Cannot read ${path}: not a folder`);

@@ -37,6 +37,7 @@ import { localSink, localSource } from "./tree_local.ts";
 import { receiveTree, type ReceiveTreeOptions } from "./tree_receive.ts";
 import { sendTree, type SendTreeOptions } from "./tree_send.ts";
 import type { TreeEvent, TreeFileSink, TreeSink, TreeSource } from "./tree_transfer.ts";
+import { fileIdOf, openChecked } from "./checked_open.ts";
 import { ListWalk } from "./tree_walk.ts";
 
 /** What a request written outside lib/client.ts uses of its session's connection. */
@@ -404,6 +405,11 @@ export interface FilesTransferOptions {
   onEvent?: (event: TreeEvent) => void;
   /** Running count of file bytes moved in this exchange. */
   onProgress?: (bytes: number) => void;
+  /**
+   * Test-only (put): called between a file's lookup and its open, with its local path, to swap
+   * something in for it there (tests/swap_race_test.ts). Never set outside tests.
+   */
+  beforeOpen?: (path: string) => void;
 }
 
 /**
@@ -433,12 +439,18 @@ export async function putFiles(
       size: info?.size ?? 0,
       mtime: info?.mtime?.getTime() ?? 0,
       mode: (info?.mode ?? 0o644) & 0o777,
+      ...(info ? { id: fileIdOf(info) } : {}),
     });
   });
   const source: TreeSource = {
     walker,
-    // Each was found a regular file before the exchange (mput sends anything else on its own).
-    open: (_path, index) => Promise.resolve(Deno.openSync(files[index].local, { read: true })),
+    // Each was found a regular file before the exchange (mput sends anything else on its own):
+    // that file is opened, or none (a FIFO or another file swapped in since: lib/checked_open.ts).
+    // A symlink the user named is followed, as the lookup did.
+    open: (_path, index, id) => {
+      options.beforeOpen?.(files[index].local);
+      return Promise.resolve(openChecked(files[index].local, { follow: true, expect: id }));
+    },
     sync: true,
     // The server checks each name, and refuses a bad one on its own.
     allowed: () => true,

@@ -69,6 +69,35 @@ for (const kind of ["link", "fifo"]) {
   }
 
   Deno.test({
+    name: `mput: a file swapped for a ${kind} after its lookup fails alone`,
+    ignore: !UNIX,
+    fn: async () => {
+      await using work = await makeTempDir();
+      await makeWork(work.path);
+      await using server = await startServer();
+      const result = await play(["mput", kind, work.path, String(server.port)]);
+      const failed = result.failed as { path: string; message: string }[];
+      assert.deepEqual(failed.map((f) => f.path), ["b.txt"]);
+      assert.match(failed[0].message, /changed while being sent/);
+      assert.equal(await Deno.readTextFile(`${server.root}/a.txt`), "aaa");
+      assert.equal(await Deno.readTextFile(`${server.root}/c-d.txt`), "ddd");
+      await assert.rejects(Deno.lstat(`${server.root}/b.txt`), Deno.errors.NotFound);
+    },
+  });
+
+  Deno.test({
+    name: `put: a file swapped for a ${kind} after its lookup is refused, not read`,
+    ignore: !UNIX,
+    fn: async () => {
+      await using work = await makeTempDir();
+      await makeWork(work.path);
+      const result = await play(["single", kind, work.path]);
+      assert.equal(result.error, "LocalFileError", JSON.stringify(result));
+      assert.match(String(result.message), /^Cannot read .*b\.txt: it changed while being sent/);
+    },
+  });
+
+  Deno.test({
     name: `server: a small file swapped for a ${kind} before the disk thread opens it is not read`,
     ignore: !UNIX,
     fn: async () => {
