@@ -22,8 +22,24 @@
  * @module
  */
 
-import { closeSync, constants, fstatSync, openSync, read, readSync } from "node:fs";
+import type { Stats } from "node:fs";
 import { StoreError } from "./errors.ts";
+
+type NodeFs = typeof import("node:fs");
+
+const WINDOWS = Deno.build.os === "windows";
+
+/** node:fs, once {@link loadCheckedOpen} has loaded it. */
+let fs: NodeFs | undefined;
+
+/**
+ * Makes {@link openChecked} ready: loads node:fs, once. Loading it costs a process (or worker)
+ * some 20 ms of Node compatibility layer, which only what opens files to send should pay, not
+ * every client start.
+ */
+export async function loadCheckedOpen(): Promise<void> {
+  if (!WINDOWS) fs ??= await import("node:fs");
+}
 
 /** Which file a lookup found: its device and inode number. */
 export interface FileId {
@@ -92,18 +108,17 @@ export interface OpenCheckedOptions {
   follow?: boolean;
 }
 
-const WINDOWS = Deno.build.os === "windows";
-
 /**
  * Opens the regular file at `path` for reading, refusing with {@link SwappedError} anything else
  * found there (a FIFO, a folder, a symlink unless `follow`) and, with `expect`, any other file
- * than the one looked up. Never waits for a FIFO's writer. Other failures (no such file,
+ * than the one looked up. Never waits for a FIFO's writer. {@link loadCheckedOpen} first. Other failures (no such file,
  * permission denied) are thrown as Deno's errors are, by class.
  *
  * @example
  * ```ts
- * import { fileIdOf, openChecked } from "./checked_open.ts";
+ * import { fileIdOf, loadCheckedOpen, openChecked } from "./checked_open.ts";
  *
+ * await loadCheckedOpen();
  * const found = Deno.lstatSync("deno.json");
  * using file = openChecked("deno.json", { expect: fileIdOf(found) });
  * console.log(file.statSync().size);
@@ -111,21 +126,20 @@ const WINDOWS = Deno.build.os === "windows";
  */
 export function openChecked(path: string, options: OpenCheckedOptions = {}): CheckedFile {
   if (WINDOWS) return openOnWindows(path, options);
+  if (!fs) throw new Error("openChecked called before loadCheckedOpen");
+  const { O_RDONLY, O_NONBLOCK, O_NOFOLLOW } = fs.constants;
   let fd: number;
   try {
-    fd = openSync(
-      path,
-      constants.O_RDONLY | constants.O_NONBLOCK | (options.follow ? 0 : constants.O_NOFOLLOW),
-    );
+    fd = fs.openSync(path, O_RDONLY | O_NONBLOCK | (options.follow ? 0 : O_NOFOLLOW));
   } catch (error) {
     throw denoError(error, path);
   }
   try {
-    const stats = fstatSync(fd);
+    const stats = fs.fstatSync(fd);
     check(stats.isFile(), { dev: stats.dev, ino: stats.ino }, options.expect);
-    return new NodeFile(fd);
+    return new NodeFile(fs, fd, infoOf(stats));
   } catch (error) {
-    closeSync(fd);
+    fs.closeSync(fd);
     throw error;
   }
 }
@@ -163,20 +177,29 @@ const OS_ERRORS: Record<string, [new (message: string) => Error, string]> = {
   EIO: [Error, "Input/output error"],
 };
 
+function infoOf(stats: Stats): CheckedInfo {
+  return { isFile: stats.isFile(), size: stats.size, mtime: stats.mtime, mode: stats.mode };
+}
+
 /** A file opened through node:fs: read at a position of its own (pread), never by the fd's. */
 class NodeFile implements CheckedFile {
+  #fs: NodeFs;
   #fd: number;
   #position = 0;
   #closed = false;
+  /** What the open's own `fstat` found, given by the first {@link statSync}: one call, not two. */
+  #opened?: CheckedInfo;
 
-  constructor(fd: number) {
+  constructor(fs: NodeFs, fd: number, opened: CheckedInfo) {
+    this.#fs = fs;
     this.#fd = fd;
+    this.#opened = opened;
   }
 
   read(p: Uint8Array): Promise<number | null> {
     if (p.length === 0) return Promise.resolve(0);
     return new Promise((resolve, reject) => {
-      read(this.#fd, p, 0, p.length, this.#position, (error, n) => {
+      this.#fs.read(this.#fd, p, 0, p.length, this.#position, (error, n) => {
         if (error) return reject(denoError(error));
         this.#position += n;
         resolve(n === 0 ? null : n);
@@ -188,7 +211,7 @@ class NodeFile implements CheckedFile {
     if (p.length === 0) return 0;
     let n: number;
     try {
-      n = readSync(this.#fd, p, 0, p.length, this.#position);
+      n = this.#fs.readSync(this.#fd, p, 0, p.length, this.#position);
     } catch (error) {
       throw denoError(error);
     }
@@ -215,14 +238,18 @@ class NodeFile implements CheckedFile {
   }
 
   statSync(): CheckedInfo {
-    const stats = fstatSync(this.#fd);
-    return { isFile: stats.isFile(), size: stats.size, mtime: stats.mtime, mode: stats.mode };
+    const opened = this.#opened;
+    if (opened) {
+      this.#opened = undefined;
+      return opened;
+    }
+    return infoOf(this.#fs.fstatSync(this.#fd));
   }
 
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    closeSync(this.#fd);
+    this.#fs.closeSync(this.#fd);
   }
 
   [Symbol.dispose](): void {

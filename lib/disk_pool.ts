@@ -12,6 +12,7 @@
 import type { DiskRequest, DiskResponse } from "./disk_worker.ts";
 import { compareRecords, type RecordsJob } from "./folder_records.ts";
 import { openSortedRuns, type SortedNames, type SortedRuns } from "./name_runs.ts";
+import { loadCheckedOpen } from "./checked_open.ts";
 import {
   diskError,
   type DiskJob,
@@ -115,6 +116,8 @@ interface Thread {
  */
 export class DiskPool {
   #threads: Thread[] = [];
+  /** Whether small files can be opened on this thread (lib/checked_open.ts). */
+  #readsReady = false;
   #queue: Waiting[] = [];
   #flushing = false;
   #nextId = 0;
@@ -215,6 +218,11 @@ export class DiskPool {
    * `max` bytes. The caller checks {@link SmallRead.real} before it uses what was read.
    */
   async readSmall(path: string, max: number): Promise<SmallRead> {
+    // A read may run on this thread too (no thread could start, or one was stopped under it).
+    if (!this.#readsReady) {
+      await loadCheckedOpen();
+      this.#readsReady = true;
+    }
     const result = await this.#run({ kind: "read", path, max });
     if (isDiskFailure(result)) throw diskError(result);
     return result as SmallRead;

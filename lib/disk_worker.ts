@@ -7,6 +7,7 @@
  */
 
 import { type DiskJob, type DiskResult, newDiskBatch, runDiskJob } from "./disk_jobs.ts";
+import { loadCheckedOpen } from "./checked_open.ts";
 
 /** A batch of jobs, numbered by the pool. */
 export interface DiskRequest {
@@ -37,7 +38,18 @@ const scope = self as unknown as {
   postMessage(message: DiskResponse, transfer: Transferable[]): void;
 };
 
+/** Settles once small files can be opened (lib/checked_open.ts): loaded by the first read. */
+let readsReady: Promise<void> | undefined;
+
 scope.onmessage = ({ data }) => {
+  if (!readsReady && data.jobs.some((job) => job.kind === "read")) readsReady = loadCheckedOpen();
+  // Batches run in the order they came: each waits behind the same promise once it exists.
+  if (readsReady) void readsReady.then(() => runBatch(data));
+  else runBatch(data);
+};
+
+/** Runs the batch `data`, answering as its results come. */
+function runBatch(data: DiskRequest): void {
   const { id, jobs } = data;
   const batch = newDiskBatch();
   const results: (DiskResult | undefined)[] = new Array(jobs.length);
@@ -75,4 +87,4 @@ scope.onmessage = ({ data }) => {
     results[i] = result;
     answer(i === jobs.length - 1);
   }
-};
+}

@@ -39,7 +39,7 @@ import { checkName, quote, STAGING_DIR } from "./remote_name.ts";
 import type { Upload } from "./file_upload.ts";
 import { FolderUploads } from "./folder_uploads.ts";
 import { diskPool, type SmallRead } from "./disk_pool.ts";
-import { type CheckedFile, fileIdOf, openChecked } from "./checked_open.ts";
+import { type CheckedFile, fileIdOf, loadCheckedOpen, openChecked } from "./checked_open.ts";
 import type { TreeListing } from "./tree_listing.ts";
 import { isListedUndecodable, listFiles, walkFolderListing } from "./folder_listing.ts";
 
@@ -132,6 +132,8 @@ export class FileStore implements Store, ServedFolder {
     const real = await Deno.realPath(root);
     const info = await Deno.stat(real);
     if (!info.isDirectory) throw notAFolder();
+    // Its files are opened through lib/checked_open.ts, here and on the disk threads run inline.
+    await loadCheckedOpen();
     const store = new FileStore(real, options.fsync ?? true, options.kept ?? {});
     store.#beforeOpen = options.beforeOpen;
     // Whatever a previous run left half-written goes; kept (resumable) uploads stay.

@@ -10,7 +10,13 @@ import { resolve } from "node:path";
 import { DEVICE_FILES_RULE } from "./devices.ts";
 import { LocalFileError, StdoutClosed, UserError } from "./errors.ts";
 import type { DirectReader } from "./frame_reader.ts";
-import { type CheckedFile, fileIdOf, openChecked, SwappedError } from "./checked_open.ts";
+import {
+  type CheckedFile,
+  fileIdOf,
+  loadCheckedOpen,
+  openChecked,
+  SwappedError,
+} from "./checked_open.ts";
 
 /** Wordings for the failures users meet, by errno name; anything else keeps the OS's words. */
 const REASONS: Record<string, string> = {
@@ -199,6 +205,7 @@ export async function openUpload(
     // Said below, by the open, as it always was.
   }
   if (found) {
+    await loadCheckedOpen();
     options.beforeOpen?.(path);
     let file: CheckedFile;
     try {

@@ -37,7 +37,7 @@ import { localSink, localSource } from "./tree_local.ts";
 import { receiveTree, type ReceiveTreeOptions } from "./tree_receive.ts";
 import { sendTree, type SendTreeOptions } from "./tree_send.ts";
 import type { TreeEvent, TreeFileSink, TreeSink, TreeSource } from "./tree_transfer.ts";
-import { fileIdOf, openChecked } from "./checked_open.ts";
+import { fileIdOf, loadCheckedOpen, openChecked } from "./checked_open.ts";
 import { ListWalk } from "./tree_walk.ts";
 
 /** What a request written outside lib/client.ts uses of its session's connection. */
@@ -424,6 +424,7 @@ export async function putFiles(
   options: FilesTransferOptions = {},
 ): Promise<TreeSummary> {
   requireTree(session, "mput over one pipelined exchange");
+  await loadCheckedOpen();
   // Looked up, opened and (when small) read on this thread, as put -r's files are: the client
   // waits for nothing else, and a thread hand-off each cost more than the work.
   const walker = await ListWalk.open(files.length, (index) => {

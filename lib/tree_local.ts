@@ -29,7 +29,7 @@ import { foldsCase } from "./case_folding.ts";
 import { unfitName } from "./windows_names.ts";
 import { entryOf, MODE_BITS, TreeWalker, type WalkEntry } from "./tree_walk.ts";
 import { childOf } from "./disk_jobs.ts";
-import { type CheckedFile, openChecked, SwappedError } from "./checked_open.ts";
+import { type CheckedFile, loadCheckedOpen, openChecked, SwappedError } from "./checked_open.ts";
 
 /** Whether `path` is a regular file itself (not a symlink to one); false when missing. */
 function isRegularFile(path: string): boolean {
@@ -63,6 +63,7 @@ export async function localSource(
   options: LocalSourceOptions = {},
 ): Promise<TreeSource> {
   const { beforeOpen } = options;
+  await loadCheckedOpen();
   let real: string;
   let info: Deno.FileInfo;
   try {
@@ -437,6 +438,7 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
     // asked for, goes into the receiving folder itself.
     caseInsensitive: async (ask) => foldsCase(await top(), { probe: ask?.probe ?? false }),
     checksum: async (path, onProgress, id) => {
+      await loadCheckedOpen();
       // A small file (the walk found a regular file) is opened and read on this thread; what
       // took its place since, a FIFO or a link, is not read (no checksum: it is received again).
       let file: CheckedFile;
