@@ -10,6 +10,7 @@
  * @module
  */
 
+import { type FileId, fileIdOf, SwappedError } from "./checked_open.ts";
 import { dirname } from "node:path";
 import { isNoSpace } from "./errors.ts";
 import { FlushBehind } from "./flush_behind.ts";
@@ -30,6 +31,12 @@ export interface StagedFileOptions {
   mode?: StagedMode;
   /** Open it for reading too, to read back the bytes an append continues (default false). */
   read?: boolean;
+  /**
+   * `append` of a file found by a lookup (lstat): the file opened must be that one (device and
+   * inode), or it is closed unwritten and a `SwappedError` thrown (lib/checked_open.ts): a
+   * symlink swapped in since would have the bytes appended to what it leads to.
+   */
+  expect?: FileId;
   /**
    * Permission bits of a file it creates, less the umask, such as 0o600 for a secret (default:
    * 0o666 less the umask). Ignored on Windows.
@@ -242,6 +249,13 @@ export class StagedFile {
       throw failure(error, path);
     }
     try {
+      if (options.expect) {
+        const info = options.sync ? file.statSync() : await file.stat();
+        const found = fileIdOf(info);
+        if (found && (found.dev !== options.expect.dev || found.ino !== options.expect.ino)) {
+          throw new SwappedError("It changed as it was opened: replaced by another file or a link");
+        }
+      }
       const offset = mode === "append" ? await file.seek(0, Deno.SeekMode.End) : 0;
       // Something left at a `.part`'s path by hand, a FIFO say, is never written synchronously;
       // a file just created (createNew, which never follows a symlink) is a regular file. A

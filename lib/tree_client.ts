@@ -380,8 +380,21 @@ export async function getTree(
   local: string,
   options: TreeTransferOptions = {},
 ): Promise<TreeSummary> {
-  requireTree(session, "get -r");
   const sink = localSink(local, { fsync: options.fsync, resume: options.resume });
+  return await getSink(session, remote, sink, options);
+}
+
+/**
+ * Fetches the remote folder `remote` (the root when undefined) into `sink`, a tree sink of the
+ * caller's ({@link getTree}'s is a local folder).
+ */
+export async function getSink(
+  session: TreeSession,
+  remote: string | undefined,
+  sink: TreeSink,
+  options: TreeTransferOptions = {},
+): Promise<TreeSummary> {
+  requireTree(session, "get -r");
   return await transferTree(
     session,
     treeRequest("get_tree", remote, options),

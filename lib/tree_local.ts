@@ -29,16 +29,14 @@ import { foldsCase } from "./case_folding.ts";
 import { unfitName } from "./windows_names.ts";
 import { entryOf, MODE_BITS, TreeWalker, type WalkEntry } from "./tree_walk.ts";
 import { childOf } from "./disk_jobs.ts";
-import { type CheckedFile, loadCheckedOpen, openChecked, SwappedError } from "./checked_open.ts";
-
-/** Whether `path` is a regular file itself (not a symlink to one); false when missing. */
-function isRegularFile(path: string): boolean {
-  try {
-    return Deno.lstatSync(path).isFile;
-  } catch {
-    return false;
-  }
-}
+import {
+  type CheckedFile,
+  type FileId,
+  fileIdOf,
+  loadCheckedOpen,
+  openChecked,
+  SwappedError,
+} from "./checked_open.ts";
 
 function removeQuietly(path: string): void {
   try {
@@ -95,6 +93,11 @@ export async function localSource(
 export interface LocalSinkOptions {
   /** Flush each file, then its folder entry, to disk before reporting it (default true). */
   fsync?: boolean;
+  /**
+   * Test-only: called just before a staging file is opened, with its path, to swap something in
+   * there (tests/swap_race_test.ts). Never set outside tests.
+   */
+  beforeOpen?: (part: string) => void;
   /**
    * `--resume`: keep the parts an interrupted run left of big files, and offer them to the
    * server (default false: they are removed as the tree is walked, and those files start over).
@@ -228,13 +231,16 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
     target: string,
     path: string,
     entry: ManifestEntry,
-    how: "create" | "replace" | "append",
+    how: "create" | "append",
+    kept?: { expect?: FileId },
   ): Promise<TreeFileSink> => {
     const mode = Deno.build.os === "windows" ? undefined : entry.mode & 0o777;
+    options.beforeOpen?.(part);
     // A small file is written and named without leaving this thread, as the server's are.
     const sync = how !== "append" && entry.size <= SMALL_FILE_MAX;
     const staged = await StagedFile.open(part, {
       mode: how,
+      expect: kept?.expect,
       fsync,
       writeSync: true,
       sync,
@@ -244,6 +250,12 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
       failure: (error, at) =>
         error instanceof Deno.errors.IsADirectory && at === target
           ? new StoreError("not_a_file", `${path} is a folder`)
+          // Its staging name taken again since it was cleared (a link swapped in): that file
+          // fails alone, written through nothing.
+          : error instanceof Deno.errors.AlreadyExists && at === part
+          ? new SwappedError(`Its staging file ${part} was replaced as it was opened`)
+          : error instanceof SwappedError
+          ? error
           : cannotWrite(target, error),
     });
     return {
@@ -260,8 +272,8 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
         }, { replace: true, mtime: entry.mtime });
       },
       discard: () => staged.discard(),
-      // Only a part a later run can find again (a big file's, never created new) is worth keeping.
-      ...(how !== "create" ? { keep: () => staged.keep() } : {}),
+      // Only a part a later run can find again (a big file's) is worth keeping.
+      ...(kept ? { keep: () => staged.keep() } : {}),
     };
   };
 
@@ -362,9 +374,11 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
       // new: nothing can be there (no stat to check what it is; no mode left from before).
       if (entry.size > KEEP_MIN_BYTES) {
         const part = join(dir, await keptPartName(leaf));
-        // Emptied, not created: whatever has its name must be a file of ours, never followed.
-        if (!isRegularFile(part)) removeQuietly(part);
-        return await stagedSink(dir, part, join(dir, leaf), path, entry, "replace");
+        // Whatever has its name goes, and the part is created new: emptied where it was, its open
+        // would follow a symlink swapped in meanwhile (its name is known in advance) and empty and
+        // write what it leads to; created new, it never follows one (the file fails instead).
+        removeQuietly(part);
+        return await stagedSink(dir, part, join(dir, leaf), path, entry, "create", {});
       }
       const part = childOf(dir, `${TREE_PART_PREFIX}${crypto.randomUUID()}.part`);
       return await stagedSink(dir, part, childOf(dir, leaf), path, entry, "create");
@@ -375,13 +389,23 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
       if (dir === null) return null;
       const part = join(dir, await keptPartName(leaf));
       keptParts.delete(part);
-      if (!isRegularFile(part)) return null;
+      let found: Deno.FileInfo;
+      try {
+        found = Deno.lstatSync(part);
+      } catch {
+        return null;
+      }
+      if (!found.isFile) return null;
       // A part that cannot be read is no part to resume: the file starts over.
       const point = await partialDownload(part, onProgress).catch(() => undefined);
       if (!point) return null;
       return {
         point,
-        open: () => stagedSink(dir, part, join(dir, leaf), path, entry, "append"),
+        // Continued only if it is still the part looked up: never through a link swapped in.
+        open: () =>
+          stagedSink(dir, part, join(dir, leaf), path, entry, "append", {
+            expect: fileIdOf(found),
+          }),
         // Kept again is where it is already.
         release: (drop) => Promise.resolve(drop ? removeQuietly(part) : undefined),
       };
