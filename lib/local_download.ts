@@ -9,6 +9,7 @@
  * @module
  */
 
+import { type FileId, fileIdOf } from "./checked_open.ts";
 import { basename, dirname, join, sep } from "node:path";
 import type { DownloadTarget } from "./client_session.ts";
 import { type DownloadStandIn, downloadStandInOf } from "./devices.ts";
@@ -118,6 +119,16 @@ function notResumable(
 // The checks before a download look on the client's own thread: it waits for nothing else
 // meanwhile, and mget makes them for every file, where a thread hand-off each cost more than
 // the lookup (docs/performance.md).
+
+/** What is at `path` itself (a symlink is not followed), or null when nothing is. */
+function lstatOrNull(path: string): Deno.FileInfo | null {
+  try {
+    return Deno.lstatSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw error;
+  }
+}
 
 /** Whether anything (even a dangling symlink) is at `path`. */
 function exists(path: string): boolean {
@@ -302,8 +313,28 @@ function fileDownload(
       return kept;
     },
     open: async (offset, size) => {
+      // The `.part`'s name is known in advance, and its folder may be writable by others: a
+      // symlink there must never be written through. A new download removes whatever has the
+      // name (a link goes itself) and creates the file new, which never follows a link (one put
+      // there meanwhile fails the download); a resumed one continues only the regular file that
+      // a lookup finds there, checked again through the open file.
+      let expect: FileId | undefined;
+      if (offset > 0) {
+        const found = lstatOrNull(part);
+        if (!found?.isFile) {
+          throw new LocalFileError(part, `Cannot write ${part}: it is not a regular file`);
+        }
+        expect = fileIdOf(found);
+      } else {
+        try {
+          Deno.removeSync(part);
+        } catch (error) {
+          if (!(error instanceof Deno.errors.NotFound)) throw cannotWrite(part, error);
+        }
+      }
       const staged = await StagedFile.open(part, {
-        mode: offset > 0 ? "append" : "replace",
+        mode: offset > 0 ? "append" : "create",
+        expect,
         fsync: options.fsync ?? true,
         // The client has nothing else to do meanwhile: its regular files are written on this
         // thread (docs/performance.md), and a small new one opened and named there too.

@@ -10,7 +10,7 @@
  */
 
 import assert from "node:assert/strict";
-import { makeTempDir, REPO_ROOT, startServer } from "./harness.ts";
+import { assertSuccess, ferry, makeTempDir, REPO_ROOT, startServer } from "./harness.ts";
 
 const SECRET = "the secret only the sender may read";
 const UNIX = Deno.build.os !== "windows";
@@ -158,3 +158,20 @@ for (const resume of [false, true]) {
     },
   });
 }
+
+Deno.test({
+  name: "get: a symlink at the download's .part name is replaced, never written through",
+  ignore: !UNIX,
+  fn: async () => {
+    // No race needed: the `.part` name is known in advance, and the folder may be shared.
+    await using work = await makeTempDir();
+    await Deno.writeTextFile(`${work.path}/victim`, "precious");
+    await Deno.symlink(`${work.path}/victim`, `${work.path}/got.txt.part`);
+    await using server = await startServer();
+    await Deno.writeTextFile(`${server.root}/file.txt`, "downloaded");
+    assertSuccess(await ferry(server, ["get", "file.txt", "got.txt"], { cwd: work.path }), "get");
+    assert.equal(await Deno.readTextFile(`${work.path}/got.txt`), "downloaded");
+    assert.equal(await Deno.readTextFile(`${work.path}/victim`), "precious");
+    assert.ok(!(await Deno.lstat(`${work.path}/got.txt`)).isSymlink);
+  },
+});
