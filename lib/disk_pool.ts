@@ -65,6 +65,8 @@ export const DISK_THREAD_MODULES: readonly URL[] = [
   new URL("./disk_jobs.ts", import.meta.url),
   new URL("./folder_records.ts", import.meta.url),
   new URL("./name_runs.ts", import.meta.url),
+  new URL("./checked_open.ts", import.meta.url),
+  new URL("./errors.ts", import.meta.url),
 ];
 
 /** Most jobs in one message: a long queue is spread over the threads. */
