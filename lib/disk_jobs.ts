@@ -12,6 +12,13 @@
  */
 
 import { type RecordsJob, sortRecords } from "./folder_records.ts";
+import {
+  BIG_FOLDER_BYTES,
+  type DiskDirEntry,
+  entryOfKinds,
+  KIND_LINK,
+  kindsOf,
+} from "./folder_entries.ts";
 import type { SortedRuns } from "./name_runs.ts";
 import { type FileId, fileIdOf, openChecked, SwappedError } from "./checked_open.ts";
 
@@ -33,14 +40,6 @@ export interface DiskFailure {
   message: string;
 }
 
-/** One entry as the folder's listing gives it (a name may appear twice: see the listing). */
-export interface DiskDirEntry {
-  name: string;
-  isFile: boolean;
-  isDirectory: boolean;
-  isSymlink: boolean;
-}
-
 /**
  * Everything a folder holds, each distinct name looked up (lstat), in columns: typed arrays cross
  * between threads for the cost of a copy, where an object a name cost most of a large folder's
@@ -49,7 +48,7 @@ export interface DiskDirEntry {
 export interface FolderLookup {
   /** The names in the order the system gave them (one not valid UTF-8 may appear twice). */
   names: string[];
-  /** Per name, what the listing said it is: {@link KIND_FILE}, {@link KIND_DIR}, {@link KIND_LINK} bits. */
+  /** Per name, what the listing said it is: {@link kindsOf} bits. */
   kinds: Uint8Array;
   /** Per name, what its lstat found: an index into {@link TYPES}, or {@link NOT_LOOKED_UP}. */
   types: Uint8Array;
@@ -63,25 +62,6 @@ export interface FolderLookup {
   failures: Map<number, DiskFailure>;
   /** With `follow`, each symlink's real path and what a stat of it found, by place. */
   targets?: Map<number, { real: string; info: DiskInfo } | DiskFailure>;
-}
-
-/** {@link FolderLookup.kinds} bits. */
-export const KIND_FILE = 1, KIND_DIR = 2, KIND_LINK = 4;
-
-/** The {@link FolderLookup.kinds} bits of an entry as a folder's read gives it. */
-export function kindsOf(entry: DiskDirEntry): number {
-  return (entry.isFile ? KIND_FILE : 0) | (entry.isDirectory ? KIND_DIR : 0) |
-    (entry.isSymlink ? KIND_LINK : 0);
-}
-
-/** The entry `name` as a folder's read gave it, from its {@link kindsOf} bits. */
-export function entryOfKinds(name: string, kinds: number): DiskDirEntry {
-  return {
-    name,
-    isFile: (kinds & KIND_FILE) !== 0,
-    isDirectory: (kinds & KIND_DIR) !== 0,
-    isSymlink: (kinds & KIND_LINK) !== 0,
-  };
 }
 
 /** {@link FolderLookup.types}: what each value stands for. */
@@ -284,13 +264,6 @@ export function diskError(failure: DiskFailure): Error {
  * them over in batches, but costs more per entry. So a folder whose size on disk says it is big
  * is read as it comes, and every other folder, the common case, in one synchronous call.
  */
-
-/**
- * A folder at least this many bytes long on disk is read as its entries come: on ext4 or tmpfs,
- * some 40,000 to 50,000 names. A file system that gives folders no telling size (the same few
- * bytes whatever they hold) has its folders read in one call.
- */
-export const BIG_FOLDER_BYTES = 1 << 20;
 
 /** Options for {@link eachEntry}. */
 export interface EachEntryOptions {

@@ -35,7 +35,7 @@ export interface FolderOptions {
   split?: boolean;
   /** Names from which a `split` folder is shared (default {@link SPLIT_NAMES}). */
   splitFrom?: number;
-  /** Size on disk from which the folder is big (default `BIG_FOLDER_BYTES`, lib/disk_jobs.ts). */
+  /** Size on disk from which the folder is big (default `BIG_FOLDER_BYTES`, lib/folder_entries.ts). */
   bigBytes?: number;
   /** Look up only these names, without reading the folder (default: every name). */
   names?: string[];
@@ -64,6 +64,7 @@ export const DISK_THREAD_MODULES: readonly URL[] = [
   new URL("./disk_worker.ts", import.meta.url),
   new URL("./disk_jobs.ts", import.meta.url),
   new URL("./folder_records.ts", import.meta.url),
+  new URL("./folder_entries.ts", import.meta.url),
   new URL("./name_runs.ts", import.meta.url),
   new URL("./checked_open.ts", import.meta.url),
   new URL("./errors.ts", import.meta.url),
@@ -143,7 +144,7 @@ export class DiskPool {
    * folder of more than `splitFrom` names (default {@link SPLIT_NAMES}) has its lookups shared
    * between two threads, each looking up half of the names the first read: for one large folder
    * someone waits for (a listing). `bigBytes` is the folder size on disk from which it is read as
-   * it comes (default `BIG_FOLDER_BYTES`, lib/disk_jobs.ts). With `names`, only those are looked
+   * it comes (default `BIG_FOLDER_BYTES`, lib/folder_entries.ts). With `names`, only those are looked
    * up, and the folder is not read (a chunk of a big folder's names: see `DiskJob`). With
    * `trustKinds`, the names the folder's read gives one of those kinds are not looked up (see
    * `DiskJob`), and the folder is never split: what is left to look up is a few names, if any.

@@ -20,7 +20,8 @@ import {
   type TreeListing,
   walkListing,
 } from "./tree_listing.ts";
-import { type DiskDirEntry, KIND_DIR, KIND_FILE, REPLACEMENT_CHAR } from "./disk_jobs.ts";
+import { REPLACEMENT_CHAR } from "./disk_jobs.ts";
+import { type DiskDirEntry, KIND_DIR, KIND_FILE } from "./folder_entries.ts";
 import {
   AlikeNames,
   entryFromRead,

@@ -15,7 +15,7 @@
 import { checkName } from "./remote_name.ts";
 import { resolveFolder, type ServedFolder } from "./tree_store.ts";
 import type { TreeEntry } from "./tree_protocol.ts";
-import type { DiskDirEntry } from "./disk_jobs.ts";
+import type { DiskDirEntry } from "./folder_entries.ts";
 import { diskPool, type FolderView } from "./disk_pool.ts";
 import { AlikeNames, entryFromView, isPrivateName, mayList } from "./listing_rules.ts";
 import { BY_NAME, type PageCursor, type PageSort, placeOrder } from "./page_order.ts";

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { type DiskDirEntry, entryOfKinds, kindsOf } from "./disk_jobs.ts";
+import { type DiskDirEntry, entryOfKinds, kindsOf } from "./folder_entries.ts";
 import { NameSorter, type SortedRuns } from "./name_runs.ts";
 
 /** A record's tag: this plus its entry's `kindsOf` bits (lib/disk_jobs.ts). */

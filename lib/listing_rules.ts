@@ -15,8 +15,8 @@
 import { RESUME_DIR } from "./kept_uploads.ts";
 import { STAGING_DIR } from "./remote_name.ts";
 import type { TreeEntry } from "./tree_protocol.ts";
+import type { DiskDirEntry } from "./folder_entries.ts";
 import {
-  type DiskDirEntry,
   diskError,
   type DiskFailure,
   type DiskInfo,

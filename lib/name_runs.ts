@@ -16,7 +16,7 @@
  */
 
 import { join } from "node:path";
-import { BIG_FOLDER_BYTES } from "./disk_jobs.ts";
+import { BIG_FOLDER_BYTES } from "./folder_entries.ts";
 
 /**
  * Names held in memory before they are sorted and spilled to a run file: at some 100 bytes a name

@@ -189,7 +189,7 @@ export interface TreeWalkerOptions {
   lookAhead?: boolean;
   /**
    * A folder at least this many bytes long on disk is read as its entries come and its names
-   * sorted in runs of {@link runNames} (default `BIG_FOLDER_BYTES`, lib/disk_jobs.ts): every other
+   * sorted in runs of {@link runNames} (default `BIG_FOLDER_BYTES`, lib/folder_entries.ts): every other
    * folder is read and sorted whole, in memory.
    */
   bigBytes?: number;

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DiskPool } from "../lib/disk_pool.ts";
-import { KIND_DIR, KIND_FILE } from "../lib/disk_jobs.ts";
+import { KIND_DIR, KIND_FILE } from "../lib/folder_entries.ts";
 
 async function withTree(run: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.realPath(await Deno.makeTempDir({ prefix: "ferry-disk-" }));
