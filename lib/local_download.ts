@@ -9,7 +9,14 @@
  * @module
  */
 
-import { type FileId, fileIdOf } from "./checked_open.ts";
+import {
+  type CheckedFile,
+  type FileId,
+  fileIdOf,
+  loadCheckedOpen,
+  openChecked,
+  SwappedError,
+} from "./checked_open.ts";
 import { basename, dirname, join, sep } from "node:path";
 import type { DownloadTarget } from "./client_session.ts";
 import { type DownloadStandIn, downloadStandInOf } from "./devices.ts";
@@ -269,16 +276,30 @@ export async function partPathFor(local: string): Promise<string> {
   return local.endsWith(base) ? folder + short + tag : join(local, "..", short + tag);
 }
 
-/** The bytes of an earlier, interrupted download and their checksum, if there are any. */
+/**
+ * The bytes of an earlier, interrupted download and their checksum, if there are any: only a
+ * regular file at `part` counts (nothing to resume otherwise).
+ */
 export async function partialDownload(
   part: string,
   onProgress?: (bytes: number) => void,
 ): Promise<ResumePoint | undefined> {
-  let file: Deno.FsFile;
+  // Only a regular file is a part to continue, and only the one looked up is read: a symlink
+  // there (or one swapped in) would have its target's first bytes hashed for the server.
+  let found: Deno.FileInfo;
   try {
-    file = await Deno.open(part, { read: true });
+    found = await Deno.lstat(part);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return undefined;
+    throw cannotRead(part, error);
+  }
+  if (!found.isFile || found.size === 0) return undefined;
+  await loadCheckedOpen();
+  let file: CheckedFile;
+  try {
+    file = openChecked(part, { expect: fileIdOf(found) });
+  } catch (error) {
+    if (error instanceof SwappedError || error instanceof Deno.errors.NotFound) return undefined;
     throw cannotRead(part, error);
   }
   try {

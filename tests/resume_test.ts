@@ -362,3 +362,28 @@ Deno.test("a download's bytes reach its .part file as they arrive", async () => 
   assertSuccess(resultOf(await output), "get --limit-rate 16K");
   assert.deepEqual(await Deno.readFile(`${work.path}/slow.bin`), data);
 });
+
+Deno.test({
+  name:
+    "get --resume never continues a .part that is a symlink: its target is neither hashed nor written",
+  ignore: Deno.build.os === "windows",
+  async fn() {
+    await using server = await startServer();
+    await using work = await makeTempDir();
+    const data = new TextEncoder().encode("the first half|the second half");
+    await Deno.writeFile(`${server.root}/doc.txt`, data);
+    // Another's file, whose bytes happen to be the download's first half: hashed through the
+    // link, they would be offered to the server as what arrived, and the rest appended to it.
+    const secret = `${work.path}/secret.txt`;
+    await Deno.writeTextFile(secret, "the first half");
+    await Deno.symlink(secret, `${work.path}/doc.txt.part`);
+    const got = await ferry(server, ["get", "doc.txt", "doc.txt", "--resume", "--json"], {
+      cwd: work.path,
+    });
+    assertSuccess(got, "get --resume past a linked .part");
+    assert.equal(onlyReport(got, "get --resume").resumedFrom, 0, "nothing resumed");
+    assert.deepEqual(await Deno.readFile(`${work.path}/doc.txt`), data);
+    assert.equal(await Deno.readTextFile(secret), "the first half", "the link's target untouched");
+    await server.waitForLog(/ get "doc\.txt" 30 bytes ok/);
+  },
+});
