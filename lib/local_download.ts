@@ -278,17 +278,19 @@ export async function partPathFor(local: string): Promise<string> {
 
 /**
  * The bytes of an earlier, interrupted download and their checksum, if there are any: only a
- * regular file at `part` counts (nothing to resume otherwise).
+ * regular file at `part` counts (nothing to resume otherwise), the one `looked` found there
+ * when given (an lstat of `part`; by default it is looked up here).
  */
 export async function partialDownload(
   part: string,
   onProgress?: (bytes: number) => void,
+  looked?: Deno.FileInfo,
 ): Promise<ResumePoint | undefined> {
   // Only a regular file is a part to continue, and only the one looked up is read: a symlink
   // there (or one swapped in) would have its target's first bytes hashed for the server.
   let found: Deno.FileInfo;
   try {
-    found = await Deno.lstat(part);
+    found = looked ?? await Deno.lstat(part);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return undefined;
     throw cannotRead(part, error);

@@ -397,7 +397,7 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
       }
       if (!found.isFile) return null;
       // A part that cannot be read is no part to resume: the file starts over.
-      const point = await partialDownload(part, onProgress).catch(() => undefined);
+      const point = await partialDownload(part, onProgress, found).catch(() => undefined);
       if (!point) return null;
       return {
         point,
