@@ -14,6 +14,7 @@ import { StoreError } from "./errors.ts";
 import type { FileUploadOptions } from "./tree_store.ts";
 import type { KeptUploads } from "./kept_uploads.ts";
 import { checkName, quote } from "./remote_name.ts";
+import { checkFitName } from "./windows_names.ts";
 import {
   CreationModes,
   SMALL_FILE_MAX,
@@ -118,6 +119,7 @@ export class FolderUploads {
    */
   async checkFree(name: string, overwrite: boolean): Promise<void> {
     const segments = checkName(name);
+    checkFitName(name);
     const parent = await this.#parentOf(name, segments, false);
     if (parent) await this.#checkTarget(name, join(parent, segments.at(-1)!), overwrite);
   }
@@ -128,6 +130,8 @@ export class FolderUploads {
    */
   async begin(name: string, options: FileUploadOptions = {}): Promise<Upload> {
     const segments = checkName(name);
+    // A name Windows cannot hold would open a device or another file's stream there.
+    checkFitName(name);
     const overwrite = options.overwrite ?? false;
     const key = segments.join("/");
     if (this.#reserved.has(key)) {

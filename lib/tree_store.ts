@@ -12,6 +12,7 @@ import { basename, dirname, isAbsolute, join, resolve, sep } from "node:path";
 import { StoreError } from "./errors.ts";
 import { foldName } from "./case_folding.ts";
 import { checkName, quote } from "./remote_name.ts";
+import { checkFitName } from "./windows_names.ts";
 import { moveNoClobber, syncDir } from "./staged_file.ts";
 import type {
   BeginUploadOptions,
@@ -189,6 +190,7 @@ export async function moveName(
   to: string,
   options: MoveOptions = {},
 ): Promise<void> {
+  checkFitName(to);
   const source = await locate(store, from);
   const info = source === null ? null : await lstatOrNull(source);
   if (!info) throw new StoreError("not_found", `No such file or folder: ${quote(from)}`);
@@ -261,6 +263,7 @@ export async function makeDir(
   options: MakeDirOptions = {},
 ): Promise<void> {
   const parents = options.parents ?? false;
+  checkFitName(name);
   const folder = await store.folderOf(name, parents);
   if (folder === null) throw new StoreError("not_found", `No such folder for ${quote(name)}`);
   const path = join(folder, checkName(name).at(-1)!);

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { StoreError } from "./errors.ts";
 import { quote } from "./remote_name.ts";
 
 /**
@@ -67,4 +68,26 @@ export function unfitName(
     if (why) return why;
   }
   return undefined;
+}
+
+/**
+ * Refuses, as a bad name, the name `name` a server running on `os` (default: this one) is asked
+ * to create by a single operation (`put`, `mkdir`, `mv`'s NEW), when Windows cannot hold it
+ * ({@link unfitName}); nothing anywhere else.
+ *
+ * @example
+ * ```ts
+ * import { checkFitName } from "./windows_names.ts";
+ *
+ * checkFitName("notes/aux.txt", "linux"); // fine
+ * try {
+ *   checkFitName("notes/aux.txt", "windows");
+ * } catch (error) {
+ *   console.log((error as Error).message); // Refused name "notes/aux.txt": Windows reserves ...
+ * }
+ * ```
+ */
+export function checkFitName(name: string, os: typeof Deno.build.os = Deno.build.os): void {
+  const why = unfitName(name, os);
+  if (why) throw new StoreError("bad_name", `Refused name ${quote(name)}: ${why}`);
 }

@@ -7,7 +7,8 @@
  */
 
 import assert from "node:assert/strict";
-import { unfitName, windowsNameProblem } from "../lib/windows_names.ts";
+import { checkFitName, unfitName, windowsNameProblem } from "../lib/windows_names.ts";
+import { StoreError } from "../lib/errors.ts";
 import { localSink, localSource } from "../lib/tree_local.ts";
 import { receiveTree } from "../lib/tree_receive.ts";
 import { sendTree } from "../lib/tree_send.ts";
@@ -120,4 +121,21 @@ Deno.test("a tree sent to a receiver on Windows lands but for the names it refus
   assert.deepEqual([sent.files, sent.failed], [1, 4]);
   assert.deepEqual(told.sort(), ["aux", "aux/inside.txt", "time 10:30.txt", "trailing."]);
   assert.deepEqual([...Deno.readDirSync(`${work.path}/dest`)].map((e) => e.name), ["notes.txt"]);
+});
+
+Deno.test("a server on Windows refuses to create a name Windows cannot hold, as a bad name; others pass", () => {
+  for (const name of ["aux.txt", "docs/CON", "a:b", "notes.", "dir/what?.txt"]) {
+    assert.throws(
+      () => checkFitName(name, "windows"),
+      (error: unknown) =>
+        error instanceof StoreError && error.code === "bad_name" &&
+        error.message.startsWith(`Refused name "${name}": Windows `),
+      name,
+    );
+    checkFitName(name, "linux");
+    checkFitName(name, "darwin");
+  }
+  for (const name of ["auxiliary.txt", "docs/console", "a-b", "notes.txt"]) {
+    checkFitName(name, "windows");
+  }
 });
