@@ -47,6 +47,7 @@ import { changeTree } from "./tree_store.ts";
 import type { TreeTransferRequest } from "./tree_transfer_protocol.ts";
 import { checkTreeRequest, serveTreeTransfer } from "./tree_server.ts";
 import type { Channel, Context, Outcome } from "./server_context.ts";
+import { keepingAlive } from "./keepalive.ts";
 
 /**
  * An error's text as a client may see it. Deno appends the operation and the path to an OS
@@ -188,20 +189,8 @@ async function serveTree(
  * it. Resolves only after the last KEEPALIVE is written, so no frame can interleave with what
  * follows.
  */
-async function whileKeepingAlive<T>(channel: Channel, work: () => Promise<T>): Promise<T> {
-  const every = channel.keepaliveMs;
-  if (every === undefined) return await work();
-  let writing = Promise.resolve();
-  const timer = setInterval(() => {
-    // A failed write means the client is gone; the request's own end will say so.
-    writing = writing.then(() => channel.out.writeControl(FrameType.KEEPALIVE, {})).catch(() => {});
-  }, every);
-  try {
-    return await work();
-  } finally {
-    clearInterval(timer);
-    await writing;
-  }
+function whileKeepingAlive<T>(channel: Channel, work: () => Promise<T>): Promise<T> {
+  return keepingAlive(channel.out, channel.keepaliveMs, () => ({}), work);
 }
 
 async function servePut(request: PutRequest, channel: Channel, ctx: Context): Promise<Outcome> {

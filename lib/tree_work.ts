@@ -13,8 +13,8 @@
  */
 
 import { ProtocolError } from "./errors.ts";
-import { FrameType } from "./frames.ts";
 import type { FrameWriter } from "./frame_writer.ts";
+import { keepingAlive } from "./keepalive.ts";
 
 /**
  * How often a client tells a server that says nothing of its wishes (one that predates WELCOME's
@@ -80,26 +80,11 @@ export class WorkNotices {
    * Runs `work`, sending a notice every `everyMs` in which the count grew. Resolves only once the
    * last notice is written, so no frame can come between it and what follows.
    */
-  async during<T>(work: () => Promise<T>): Promise<T> {
-    const every = this.#everyMs;
-    if (every === undefined) return await work();
-    let writing = Promise.resolve();
-    const timer = setInterval(() => {
-      if (this.#work <= this.#told) return;
-      const notice: WorkNotice = { work: this.#told = this.#work };
-      // A notice held back by a cork would tell nothing: it leaves at once, with what is held.
-      // A failed write means the peer is gone; the transfer's own end will say so.
-      writing = writing.then(async () => {
-        await this.#out.writeControl(FrameType.KEEPALIVE, notice);
-        await this.#out.uncork();
-      }).catch(() => {});
-    }, every);
-    try {
-      return await work();
-    } finally {
-      clearInterval(timer);
-      await writing;
-    }
+  during<T>(work: () => Promise<T>): Promise<T> {
+    return keepingAlive(this.#out, this.#everyMs, () => {
+      if (this.#work <= this.#told) return undefined;
+      return { work: this.#told = this.#work } satisfies WorkNotice;
+    }, work);
   }
 }
 
