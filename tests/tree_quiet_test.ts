@@ -45,6 +45,17 @@ async function sparseTree(dir: string): Promise<void> {
   }
 }
 
+/** The server, in this process, on `disk`'s root with the short idle timeout; its log to `lines`. */
+function quietServer(disk: string, lines: string[]) {
+  return startServer({
+    root: `${disk}/root`,
+    port: 0,
+    idleTimeoutMs: IDLE_MS,
+    fsync: false,
+    log: (line) => lines.push(line),
+  });
+}
+
 /**
  * Runs `ferry ... args` against a server on port 0 (idle timeout {@link IDLE_MS}) serving
  * `root`, both ends' trees made first by `prepare` under `disk`, a tmpfs; asserts that it
@@ -62,13 +73,7 @@ async function quietTransfer(
   await withTmpfs(disk, `size=${4 * FILES * FILE_SIZE}`, async () => {
     await prepare(disk);
     const lines: string[] = [];
-    const server = await startServer({
-      root: `${disk}/root`,
-      port: 0,
-      idleTimeoutMs: IDLE_MS,
-      fsync: false,
-      log: (line) => lines.push(line),
-    });
+    const server = await quietServer(disk, lines);
     try {
       const endpoint = { host: "127.0.0.1", port: server.addr.port };
       for (const stall of [["--stall-timeout", STALL], []]) {
@@ -122,13 +127,7 @@ Deno.test({
       await Deno.writeFile(`${disk}/big.bin.part`, new Uint8Array(0));
       await Deno.truncate(`${disk}/big.bin.part`, kept);
       const lines: string[] = [];
-      const server = await startServer({
-        root: `${disk}/root`,
-        port: 0,
-        idleTimeoutMs: IDLE_MS,
-        fsync: false,
-        log: (line) => lines.push(line),
-      });
+      const server = await quietServer(disk, lines);
       try {
         const endpoint = { host: "127.0.0.1", port: server.addr.port };
         const command = ["--stall-timeout", STALL, "get", "--resume", "big.bin", `${disk}/big.bin`];
