@@ -174,11 +174,14 @@ export function folderSink(store: ServedFolder, base: string | undefined): TreeS
       // The served folder itself belongs to whoever runs the server, not to a client.
       if (base === undefined) return;
       const real = await resolveFolder(store, base);
-      if (made && Deno.build.os !== "windows") await Deno.chmod(real, top.mode | 0o700);
-      const now = (await Deno.stat(real)).mtime?.getTime() ?? NaN;
-      if (made || Math.trunc(now) !== Math.trunc(top.mtime)) {
-        await Deno.utime(real, new Date(), new Date(top.mtime));
+      if (made) {
+        if (Deno.build.os !== "windows") await Deno.chmod(real, top.mode | 0o700);
+      } else {
+        // The folder that was there: its mode stays; its mtime is set only if it differs.
+        const now = (await Deno.stat(real)).mtime?.getTime() ?? NaN;
+        if (Math.trunc(now) === Math.trunc(top.mtime)) return;
       }
+      await Deno.utime(real, new Date(), new Date(top.mtime));
     },
     // Told by the receiving folder's names; else a probe in the staging folder (nothing a client
     // could see), when it is on the receiving folder's filesystem: a folder mounted inside the
