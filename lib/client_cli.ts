@@ -287,7 +287,7 @@ function withHint(error: unknown, job: Job, cmd: ClientCommand): unknown {
     : job.op === "get" && error.code === "not_a_file"
     ? "get -r fetches a folder"
     : undefined;
-  return hint ? new RefusedError(error.code, `${error.message} (${hint})`) : error;
+  return hint ? error.withHint(hint) : error;
 }
 
 /**

@@ -51,6 +51,14 @@ export class RefusedError extends Error {
     this.name = "RefusedError";
     this.code = code;
   }
+
+  /**
+   * The same refusal with the way out the client knows and the server cannot (which command
+   * and flags were used) after its message: `... (use --overwrite to replace it)`.
+   */
+  withHint(hint: string): RefusedError {
+    return new RefusedError(this.code, `${this.message} (${hint})`);
+  }
 }
 
 /** A request that breaks the rules of the store (bad name, exists, missing, ...). */

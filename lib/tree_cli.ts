@@ -237,7 +237,7 @@ function withFlagHint(error: unknown, cmd: TreeCommand): unknown {
     : cmd.command === "mkdir" && !cmd.parents && error.code === "not_found"
     ? "use -p to create parent folders too"
     : undefined;
-  return hint ? new RefusedError(error.code, `${error.message} (${hint})`) : error;
+  return hint ? error.withHint(hint) : error;
 }
 
 /** What {@link runTreeTransfer} needs of the command line. */
@@ -475,7 +475,7 @@ export async function runTreeTransfer(
     if (
       cmd.command === "get" && error instanceof RefusedError && error.code === "not_a_file"
     ) {
-      throw new RefusedError(error.code, `${error.message} (get without -r fetches a file)`);
+      throw error.withHint("get without -r fetches a file");
     }
     // As a single get says of its .part: the next run can continue what arrived.
     if (kept > 0) {
