@@ -22,7 +22,7 @@ import {
 } from "./frames.ts";
 import type { FrameReader } from "./frame_reader.ts";
 import type { FrameWriter } from "./frame_writer.ts";
-import { type Ok, parseWelcome, type Welcome } from "./protocol.ts";
+import { KEEPALIVE_MAX_MS, type Ok, parseWelcome, type Welcome } from "./protocol.ts";
 import { concatBytes } from "./transfer.ts";
 import { NAME, VERSION } from "./version.ts";
 
@@ -41,9 +41,6 @@ const HTML_START = /^<(!doctyp|html)/i;
  * as many HTTP servers do, answers at once instead of waiting for one.
  */
 const HELLO_LINE_END = "\r\n";
-
-/** Longest KEEPALIVE interval a client asks for; otherwise a quarter of its stall timeout. */
-const KEEPALIVE_MAX_MS = 5000;
 
 /** What the handshake uses of the session it opens. */
 export interface HandshakeIo {

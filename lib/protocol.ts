@@ -37,6 +37,12 @@ export interface Hello {
 /** Shortest KEEPALIVE interval a server honours, in ms; a shorter request gets this one. */
 export const KEEPALIVE_MIN_MS = 100;
 
+/**
+ * Longest KEEPALIVE interval either end asks the other for (a quarter of its timeout otherwise):
+ * the most a sign of life then costs is a few bytes a second.
+ */
+export const KEEPALIVE_MAX_MS = 5000;
+
 /** Server greeting. */
 export interface Welcome {
   /** Server software and version. */

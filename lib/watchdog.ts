@@ -21,7 +21,7 @@
 
 import { watchInterval } from "./connection.ts";
 import { formatBytes } from "./format.ts";
-import { KEEPALIVE_MIN_MS } from "./protocol.ts";
+import { KEEPALIVE_MAX_MS, KEEPALIVE_MIN_MS } from "./protocol.ts";
 import type { Activity } from "./connection_activity.ts";
 import type { LocalWaits } from "./transfer.ts";
 
@@ -35,12 +35,6 @@ import type { LocalWaits } from "./transfer.ts";
  * still cut.
  */
 export const BEHIND_PERIODS = 4;
-
-/**
- * Longest interval a client is asked to tell the server it is at work (see Watch.noticeMs; the
- * shortest is the protocol's KEEPALIVE_MIN_MS): the most a notice costs is a few bytes a second.
- */
-export const NOTICE_MAX_MS = 5000;
 
 /** Rate window used when there is no idle timeout to take it from. */
 export const DEFAULT_RATE_WINDOW_MS = 120_000;
@@ -109,13 +103,13 @@ export class Watch {
 
   /**
    * How often a client at work in a tree transfer should tell (WELCOME's `keepalive`, ms): a
-   * quarter of the idle timeout, within {@link KEEPALIVE_MIN_MS} and {@link NOTICE_MAX_MS};
+   * quarter of the idle timeout, within {@link KEEPALIVE_MIN_MS} and {@link KEEPALIVE_MAX_MS};
    * undefined when nothing is ever idle.
    */
   get noticeMs(): number | undefined {
     const idle = this.#options?.idleTimeoutMs ?? 0;
     if (idle <= 0) return undefined;
-    return Math.min(NOTICE_MAX_MS, Math.max(KEEPALIVE_MIN_MS, Math.floor(idle / 4)));
+    return Math.min(KEEPALIVE_MAX_MS, Math.max(KEEPALIVE_MIN_MS, Math.floor(idle / 4)));
   }
 
   /**
