@@ -74,9 +74,11 @@ export async function unrelatedBefore(
         for (const entry of entries) {
           listed++;
           if (shared || entry.notUtf8) continue;
+          // Only a plain name of that folder is looked for (a hostile one leads nowhere else, and
+          // the folder itself, listed as an empty name, is no name the tree holds).
+          if (!entry.name.startsWith(prefix)) continue;
           const leaf = entry.name.slice(prefix.length);
-          // Only a plain name of that folder is looked for (a hostile one leads nowhere else).
-          if (/[\\/]/.test(leaf) || leaf === "." || leaf === "..") continue;
+          if (/[\\/]/.test(leaf) || leaf === "" || leaf === "." || leaf === "..") continue;
           shared = existsLocally(join(local, leaf)) || (folded?.has(foldName(leaf)) ?? false);
         }
       },
