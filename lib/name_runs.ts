@@ -176,8 +176,8 @@ export class NameSorter {
   }
 
   /** The run files at `paths`, open and removed (on failure: closed, and every run removed). */
-  #open(paths: string[], held?: string[]): Promise<SortedNames> {
-    return openSortedRuns({ files: paths, held: held ?? [] }, this.#compare);
+  #open(paths: string[]): Promise<SortedNames> {
+    return openSortedRuns({ files: paths, held: [] }, this.#compare);
   }
 
   /**
@@ -185,15 +185,8 @@ export class NameSorter {
    * this resolves; a failure removes them all.
    */
   async finish(): Promise<SortedNames> {
-    const held = this.#held.sort(this.#compare);
-    this.#held = [];
-    if (this.#runs.length === 0) return new SortedNames([new HeldRun(held)], this.#compare);
     try {
-      while (this.#runs.length > FAN_IN) await this.#merge(this.#runs.at(-1)!.level + 1);
-      return await this.#open(this.#runs.splice(0).map((run) => run.path), held);
-    } catch (error) {
-      await this.discard();
-      throw error;
+      return await openSortedRuns(await this.#sorted(), this.#compare);
     } finally {
       await this.#removeOwnDir();
     }
@@ -208,6 +201,15 @@ export class NameSorter {
     if (this.#ownDir !== undefined || this.#spillDir === undefined) {
       throw new TypeError("finishRuns needs a spillDir");
     }
+    return await this.#sorted();
+  }
+
+  /**
+   * The names held, sorted, and the run files merged down to at most {@link FAN_IN}, handed over
+   * as {@link SortedRuns}: what {@link finish} opens and {@link finishRuns} gives. A failure
+   * removes the runs.
+   */
+  async #sorted(): Promise<SortedRuns> {
     const held = this.#held.sort(this.#compare);
     this.#held = [];
     try {
