@@ -145,10 +145,16 @@ export function openChecked(path: string, options: OpenCheckedOptions = {}): Che
 }
 
 function check(isFile: boolean, found: FileId | undefined, expect: FileId | undefined): void {
-  if (!isFile) throw new SwappedError();
-  if (expect && found && (found.dev !== expect.dev || found.ino !== expect.ino)) {
-    throw new SwappedError();
-  }
+  if (!isFile || isOtherFile(found, expect)) throw new SwappedError();
+}
+
+/**
+ * Whether the file an open found is another than the one a lookup found (device or inode differ);
+ * false where either is unknown (a system that gives none).
+ */
+export function isOtherFile(found: FileId | undefined, expect: FileId | undefined): boolean {
+  return found !== undefined && expect !== undefined &&
+    (found.dev !== expect.dev || found.ino !== expect.ino);
 }
 
 /**

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { type FileId, fileIdOf, SwappedError } from "./checked_open.ts";
+import { type FileId, fileIdOf, isOtherFile, SwappedError } from "./checked_open.ts";
 import { dirname } from "node:path";
 import { isNoSpace } from "./errors.ts";
 import { FlushBehind } from "./flush_behind.ts";
@@ -251,8 +251,7 @@ export class StagedFile {
     try {
       if (options.expect) {
         const info = options.sync ? file.statSync() : await file.stat();
-        const found = fileIdOf(info);
-        if (found && (found.dev !== options.expect.dev || found.ino !== options.expect.ino)) {
+        if (isOtherFile(fileIdOf(info), options.expect)) {
           throw new SwappedError("It changed as it was opened: replaced by another file or a link");
         }
       }
