@@ -1,7 +1,8 @@
 /**
  * The client's side of `--delete`'s guard (the receiver's is `TreeCompareOptions.guard`, in
  * lib/tree_receive_compare.ts): a destination that was there before the run is taken for a copy of
- * the tree only if it holds one of the tree's top-level names. {@link unrelatedBefore} looks before
+ * the tree only if it holds one of the tree's top-level names, other than those systems drop into
+ * any folder (lib/incidental_names.ts: `.DS_Store`, `Thumbs.db`...). {@link unrelatedBefore} looks before
  * anything moves, so that a refused run leaves the folder as it was (and the same command run again
  * refuses again), and {@link unrelatedMessage} is the one line that says so, with the ways out.
  *
@@ -13,6 +14,7 @@ import { foldName } from "./case_folding.ts";
 import { RefusedError } from "./errors.ts";
 import { listRemote, type TreeSession } from "./tree_client.ts";
 import { isTreePart } from "./tree_local.ts";
+import { isIncidentalName } from "./incidental_names.ts";
 
 /**
  * The line that says `--delete` kept the top of `dest` (as the user named it: a local path, or
@@ -36,9 +38,11 @@ export function unrelatedMessage(dest: string, name: string, kept: number): stri
 
 /**
  * `--delete`'s guard, before a transfer (see `TreeCompareOptions.guard`): how many names the
- * destination holds at its top if it holds none of the tree's top-level names, or 0 (it holds
- * one, is empty, or is missing). The remote folder's top is listed, names only, and each name
- * looked up in the local folder as it arrives. A get's lookup is the receiver's own (it folds
+ * destination holds at its top that the tree lacks if it holds none of the tree's top-level names,
+ * or 0 (it holds one, is empty, or is missing). A name systems drop into any folder
+ * (lib/incidental_names.ts, under any case) is never one it holds in common with the tree. The
+ * remote folder's top is listed, names only, and each name looked up in the local folder as it
+ * arrives. A get's lookup is the receiver's own (it folds
  * case where the local filesystem does); a put's also takes a name the local folder has under
  * another case or Unicode form, as a server whose filesystem folds case does, for up to
  * {@link FOLDED_NAMES} local names (past them, only exact names count: the side that refuses
@@ -66,6 +70,8 @@ export async function unrelatedBefore(
   const folded = command === "put" ? await foldedNames(local) : null;
   let listed = 0;
   let shared = false;
+  /** Names both hold that say nothing (`.DS_Store`): not among those the tree lacks. */
+  let incidental = 0;
   try {
     await listRemote(session, {
       dir: remote,
@@ -79,7 +85,9 @@ export async function unrelatedBefore(
           if (!entry.name.startsWith(prefix)) continue;
           const leaf = entry.name.slice(prefix.length);
           if (/[\\/]/.test(leaf) || leaf === "" || leaf === "." || leaf === "..") continue;
-          shared = existsLocally(join(local, leaf)) || (folded?.has(foldName(leaf)) ?? false);
+          const both = existsLocally(join(local, leaf)) || (folded?.has(foldName(leaf)) ?? false);
+          if (both && isIncidentalName(leaf)) incidental++;
+          else shared = both;
         }
       },
     });
@@ -89,11 +97,11 @@ export async function unrelatedBefore(
     throw error;
   }
   if (shared) return 0;
-  if (command === "put") return listed;
+  if (command === "put") return listed - incidental;
   let held = 0;
   // The receiver's walk leaves out ferry's own staging files: so does this count.
   for await (const entry of Deno.readDir(local)) if (!isTreePart(entry.name)) held++;
-  return held;
+  return Math.max(0, held - incidental);
 }
 
 /** Most local names {@link unrelatedBefore} holds, folded, for a put. */

@@ -18,9 +18,16 @@ import { type ManifestEntry, MAX_BATCH_ENTRIES } from "./tree_transfer_protocol.
 import type { TreeSink } from "./tree_transfer.ts";
 import { comparePath, type EntryWalk, type WalkEntry } from "./tree_walk.ts";
 import { foldName } from "./case_folding.ts";
+import { isIncidentalName } from "./incidental_names.ts";
 import { MAX_FOLDED_NAMES } from "./tree_receive_check.ts";
 import type { ReceiveReport } from "./tree_receive_report.ts";
 import type { ReceivedFolders } from "./tree_receive_folders.ts";
+
+/**
+ * Most top-level names of the kind systems drop into any folder (AppleDouble `._*` files come one
+ * per file) a guarded {@link TreeCompare} holds apart; past them it keeps every such name.
+ */
+const MAX_INCIDENTAL = 4096;
 
 /** Options for {@link TreeCompare}. */
 export interface TreeCompareOptions {
@@ -42,8 +49,9 @@ export interface TreeCompareOptions {
    * With `delete`: the receiving folder was there before this transfer, so it may be anything (a
    * home folder named as a tree's new name): nothing at its top goes until it shows to be a copy
    * of the sender's tree, by holding one of the sender's top-level names (under any case where
-   * names fold). One that never does keeps its top whole, and {@link TreeCompare.unrelated}
-   * counts what it kept (default false: no such wait).
+   * names fold), other than one systems drop into any folder (lib/incidental_names.ts:
+   * `.DS_Store`, `Thumbs.db`...). One that never does keeps its top whole, and
+   * {@link TreeCompare.unrelated} counts what it kept (default false: no such wait).
    */
   guard?: boolean;
   /**
@@ -132,6 +140,13 @@ export class TreeCompare {
    */
   #heldWalk?: { walk: EntryWalk | null; from: string };
   /**
+   * `guard`: the top-level names systems drop into any folder (lib/incidental_names.ts) that the
+   * receiver holds and the sender has too, met while the guard holds: they lift nothing, and
+   * {@link #related} leaves them, being the sender's; null past {@link MAX_INCIDENTAL} of them
+   * (memory stays bounded): every such name is left then.
+   */
+  #incidental: Set<string> | null = new Set();
+  /**
    * Sweeping: for each folder to sweep that the walk went into, what the walk passed there that
    * the sender did not have as spelled, so that the sweep need not read the folder again; null
    * once more such names than {@link TreeCompareOptions.maxHeldNames} are held in all (memory
@@ -208,7 +223,7 @@ export class TreeCompare {
     }
     // One of the sender's top-level names is here already (as any type): the receiving folder is
     // a copy, and what its top held before this name goes now, before anything replaces it.
-    if (mine && this.#guarded && !entry.path.includes("/")) await this.#related(entry.path);
+    if (mine && this.#guarded && !entry.path.includes("/")) await this.#shared(entry.path);
     const pass = walked ? (descend: boolean) => this.#own!.next(descend) : () => undefined;
     if (this.#sweeping) {
       const cut = entry.path.lastIndexOf("/");
@@ -322,7 +337,7 @@ export class TreeCompare {
    * held, and with it, the first time, a walk of the top as it is now.
    */
   async #hold(mine: WalkEntry): Promise<void> {
-    if (this.#isSpared(mine.path)) return await this.#related(mine.path);
+    if (this.#isSpared(mine.path)) return await this.#shared(mine.path);
     // Sweeping, the top is swept at the end, or kept whole.
     if (this.#sweeping) return;
     this.#held++;
@@ -330,8 +345,20 @@ export class TreeCompare {
   }
 
   /**
+   * `guard`: the receiver holds `name`, one of the sender's top-level names: a copy, unless it is
+   * a name systems drop into any folder, which is only kept apart from those the sender lacks.
+   */
+  async #shared(name: string): Promise<void> {
+    if (!isIncidentalName(name, { foldCase: this.#caseless })) return await this.#related(name);
+    const kept = this.#incidental;
+    if (kept && kept.size >= MAX_INCIDENTAL) this.#incidental = null;
+    else kept?.add(this.#caseless ? foldName(name) : name);
+  }
+
+  /**
    * `guard`: the receiver holds `shared`, one of the sender's top-level names, so it is a copy:
-   * the guard is lifted, and the top-level names it held (all before `shared`) go.
+   * the guard is lifted, and the top-level names it held (all before `shared`) go, but for those
+   * systems drop into any folder that the sender has too.
    */
   async #related(shared: string): Promise<void> {
     this.#guarded = false;
@@ -344,11 +371,20 @@ export class TreeCompare {
         if (comparePath(found.path, shared) >= 0) break;
         await walk.next(false);
         // Before the first held name, only what this transfer made: none of the receiver's own.
-        if (comparePath(found.path, held.from) >= 0) await this.#removeExtra(found);
+        if (comparePath(found.path, held.from) < 0 || this.#sendersIncidental(found.path)) continue;
+        await this.#removeExtra(found);
       }
     } finally {
       walk.close?.();
+      this.#incidental = new Set();
     }
+  }
+
+  /** Whether the top-level `name` is one of {@link #incidental} (any such, past their count). */
+  #sendersIncidental(name: string): boolean {
+    const fold = this.#caseless;
+    if (!isIncidentalName(name, { foldCase: fold })) return false;
+    return this.#incidental?.has(fold ? foldName(name) : name) ?? true;
   }
 
   #closeHeld(): void {

@@ -4,13 +4,16 @@
  * (`get -r photos ~ --delete` must not empty a home folder), in both directions, in a dry run
  * too; `--delete-unrelated` makes it a copy whatever it held; a real resync still deletes every
  * extra, those before the first shared name included; an older client hears an ERROR, and a
- * server that predates the guard is checked by the client before it sends.
+ * server that predates the guard is checked by the client before it sends. A name systems drop
+ * into any folder (`.DS_Store`, `Thumbs.db`: lib/incidental_names.ts) shared by both is no sign
+ * of a copy, on either side.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
 import { encodeControl, FrameType } from "../lib/frames.ts";
+import { isIncidentalName } from "../lib/incidental_names.ts";
 import {
   assertFailure,
   ferry,
@@ -305,4 +308,164 @@ Deno.test("against a server that predates the guard, put -r --delete looks first
   assertFailure(result, keptLine("backup", "photos", 3, "before"), {
     what: "put -r --delete to an old server",
   });
+});
+
+Deno.test("the names systems drop into any folder, and only those", () => {
+  const dropped = [
+    ".DS_Store",
+    "._beach.jpg",
+    "Thumbs.db",
+    "ehthumbs.db",
+    "desktop.ini",
+    ".directory",
+    ".localized",
+    "Icon\r",
+    "$RECYCLE.BIN",
+    ".Trashes",
+    ".Spotlight-V100",
+    ".fseventsd",
+    ".TemporaryItems",
+    ".Trash-1000",
+  ];
+  for (const name of dropped) {
+    assert.ok(isIncidentalName(name), name);
+    assert.ok(isIncidentalName(name, { foldCase: false }), `${name}, exact`);
+  }
+  // Windows writes its own under other cases too: they count where names fold, the default.
+  for (const name of ["DESKTOP.INI", "thumbs.db", ".ds_store", "$Recycle.Bin"]) {
+    assert.ok(isIncidentalName(name), name);
+    assert.equal(isIncidentalName(name, { foldCase: false }), false, `${name}, exact`);
+  }
+  for (const name of ["._", "photos", ".DS_Store.bak", "Icon", ".Trash-", "desktop", "a.jpg"]) {
+    assert.equal(isIncidentalName(name), false, name);
+  }
+});
+
+/** What a Mac and a Windows Explorer leave in a folder the user looked at. */
+async function dropJunk(dir: string, names = [".DS_Store", "Thumbs.db"]): Promise<void> {
+  for (const name of names) await Deno.writeTextFile(`${dir}/${name}`, `junk of ${dir}`);
+}
+
+Deno.test("a .DS_Store both hold makes no copy: get -r and put -r --delete refuse, nothing changes", async () => {
+  await using work = await makeTempDir();
+  await using server = await startServer();
+  await photos(`${server.root}/photos`);
+  await dropJunk(`${server.root}/photos`, [".DS_Store", "Thumbs.db", "._a.jpg"]);
+  const dest = `${work.path}/home`;
+  await home(dest);
+  await dropJunk(dest, [".DS_Store", "Thumbs.db", "._a.jpg"]);
+  const before = await snapshot(dest);
+  for (const extra of [["--dry-run"], []]) {
+    const result = await ferry(server, ["get", "-r", "photos", dest, "--delete", "-q", ...extra]);
+    // The three names only the folder has are counted, not the ones both hold.
+    assertFailure(result, keptLine(dest, "photos", 3, "before"), { what: `get -r ${extra}` });
+    assert.deepEqual(await snapshot(dest), before, `${extra}: nothing changed`);
+  }
+
+  const src = `${work.path}/photos`;
+  await photos(src);
+  await dropJunk(src, [".DS_Store", "desktop.ini"]);
+  const backup = `${server.root}/backup`;
+  await home(backup);
+  // Explorer writes its own name under another case: a put looks by folded name too.
+  await dropJunk(backup, [".DS_Store", "Desktop.ini"]);
+  const stored = await snapshot(backup);
+  const put = await ferry(server, ["put", "-r", src, "backup", "--delete", "-q"]);
+  assertFailure(put, keptLine("backup", "photos", 3, "before"), { what: "put -r" });
+  assert.deepEqual(await snapshot(backup), stored, "nothing changed on the server");
+});
+
+Deno.test("the server's own guard: a shared .DS_Store lifts nothing; the junk is the sender's, the rest kept", async () => {
+  await using server = await startServer();
+  const dest = `${server.root}/backup`;
+  await home(dest);
+  await Deno.mkdir(`${dest}/.Spotlight-V100`);
+  // As a client that does not look first would send it: the receiver holds, whatever the client.
+  using wire = await Wire.connect(server);
+  await wire.handshake();
+  await wire.write(encodeControl(FrameType.REQUEST, {
+    op: "put_tree",
+    name: "backup",
+    delete: true,
+    delete_unrelated: false,
+  }));
+  await wire.expectFrame(FrameType.OK, "accepted");
+  await wire.write(encodeControl(FrameType.MANIFEST, {
+    entries: [
+      { path: ".Spotlight-V100", type: "dir", size: 0, mtime: 0, mode: 0o755 },
+      { path: "trip", type: "dir", size: 0, mtime: 0, mode: 0o755 },
+    ],
+    last: true,
+  }));
+  await wire.expectFrame(FrameType.WANT, "want");
+  await wire.write(encodeControl(FrameType.FINISH, {}));
+  let frame = await wire.readFrame();
+  while (frame && frame.type === FrameType.KEEPALIVE) frame = await wire.readFrame();
+  assert.equal(frame?.type, FrameType.OK, "the summary");
+  assert.deepEqual([frame!.json!.deleted, frame!.json!.unrelated], [0, 3]);
+  assert.deepEqual(names(dest), [".Spotlight-V100", ...HOME_NAMES, "trip"].sort(), "none deleted");
+});
+
+Deno.test("the client's own guard: a shared .Spotlight-V100 in the manifest lifts nothing", async () => {
+  await using work = await makeTempDir();
+  const dest = `${work.path}/home`;
+  await home(dest);
+  await Deno.mkdir(`${dest}/.Spotlight-V100`);
+  // The listing the client looks at first names one of the folder's: the receiver decides.
+  const listing = new TextEncoder().encode(
+    JSON.stringify([{ name: "photos/zz-notes.txt", type: "file", size: 1, mtime: 0 }]),
+  );
+  const result = await serveOnce(
+    async (conn) => {
+      using wire = new Wire(conn);
+      await wire.acceptHandshake({ welcome: { server: "ferry/1", features: ["tree"] } });
+      await wire.expectFrame(FrameType.REQUEST, "list");
+      await wire.write(concat([
+        encodeControl(FrameType.OK, { size: listing.length }),
+        await dataWithEnd(listing),
+      ]));
+      await wire.expectFrame(FrameType.REQUEST, "get_tree");
+      await wire.write(concat([
+        encodeControl(FrameType.OK, {}),
+        encodeControl(FrameType.MANIFEST, {
+          entries: [
+            { path: ".Spotlight-V100", type: "dir", size: 0, mtime: 0, mode: 0o755 },
+            { path: "trip", type: "dir", size: 0, mtime: 0, mode: 0o755 },
+          ],
+          last: true,
+        }),
+      ]));
+      await wire.expectFrame(FrameType.WANT, "want");
+      await wire.write(encodeControl(FrameType.FINISH, {}));
+      await wire.expectFrame(FrameType.OK, "summary");
+    },
+    (port) =>
+      ferry({ host: "127.0.0.1", port }, ["get", "-r", "photos", dest, "--delete", "--json"]),
+  );
+  assert.equal(result.code, 1, result.stderr);
+  assert.deepEqual([summaryOf(result).deleted, summaryOf(result).unrelated], [0, 3]);
+  assert.match(stderrLines(result).at(-1)!, keptLine(dest, "photos", 3, "after"));
+  assert.deepEqual(names(dest), [".Spotlight-V100", ...HOME_NAMES, "trip"].sort());
+});
+
+Deno.test("a real resync still deletes a stale extra before the first shared name, never the junk the tree has", async () => {
+  await using work = await makeTempDir();
+  await using server = await startServer();
+  const src = `${work.path}/src`;
+  await Deno.mkdir(src);
+  await Deno.writeTextFile(`${src}/Thumbs.db`, "the tree's own");
+  await Deno.writeTextFile(`${src}/m.txt`, "m");
+  await ok(server, ["put", "-r", src]);
+  // Walk order: A-old (held), Thumbs.db (both have it, unchanged: skipped), ehthumbs.db (only
+  // the copy has it), m.txt (shared: the guard lifts, and what it held goes).
+  await Deno.writeTextFile(`${server.root}/src/A-old`, "stale");
+  await Deno.writeTextFile(`${server.root}/src/ehthumbs.db`, "stale junk");
+  const dry = await ok(server, ["put", "-r", src, "--delete", "--dry-run"]);
+  assert.deepEqual(
+    out(dry).split("\n").filter((l) => l.startsWith("delete ")),
+    ["delete A-old", "delete ehthumbs.db"],
+  );
+  const put = await ok(server, ["put", "-r", src, "--delete", "--json"]);
+  assert.deepEqual([summaryOf(put).deleted, summaryOf(put).skipped], [2, 2]);
+  assert.deepEqual(await snapshot(`${server.root}/src`), await snapshot(src));
 });
