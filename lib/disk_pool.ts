@@ -66,6 +66,7 @@ export const DISK_THREAD_MODULES: readonly URL[] = [
   new URL("./folder_records.ts", import.meta.url),
   new URL("./folder_entries.ts", import.meta.url),
   new URL("./name_runs.ts", import.meta.url),
+  new URL("./test_seams.ts", import.meta.url),
   new URL("./checked_open.ts", import.meta.url),
   new URL("./errors.ts", import.meta.url),
 ];

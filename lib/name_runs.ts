@@ -17,6 +17,7 @@
 
 import { join } from "node:path";
 import { BIG_FOLDER_BYTES } from "./folder_entries.ts";
+import { testSetting } from "./test_seams.ts";
 
 /**
  * Names held in memory before they are sorted and spilled to a run file: at some 100 bytes a name
@@ -45,14 +46,7 @@ const READ_BYTES = 64 * 1024;
  */
 function testRunNames(): number | undefined {
   if (testRun !== null) return testRun;
-  const variable = "FERRY_TEST_FOLDER_RUN";
-  let value: string | undefined;
-  try {
-    const state = Deno.permissions.querySync({ name: "env", variable }).state;
-    value = state === "granted" ? Deno.env.get(variable) : undefined;
-  } catch {
-    value = undefined;
-  }
+  const value = testSetting("FERRY_TEST_FOLDER_RUN");
   const n = Number(value);
   testRun = value && Number.isSafeInteger(n) && n > 0 ? n : undefined;
   return testRun;

@@ -1,0 +1,28 @@
+/**
+ * Test-only settings the programs read from their environment (docs/testing.md): each only where
+ * the program was given the permission to read that variable, which no user's command line gives,
+ * and never by a prompt. What each one does is the reading module's: `FERRY_TEST_FOLDER_RUN`
+ * (lib/name_runs.ts), `FERRY_TEST_NAME_RULES` (lib/windows_names.ts).
+ *
+ * @module
+ */
+
+/**
+ * The value of the environment variable `variable` when this program may read it without a
+ * prompt; undefined otherwise (the usual case), or when it is unset or empty.
+ *
+ * @example
+ * ```ts
+ * import { testSetting } from "./test_seams.ts";
+ *
+ * const run = Number(testSetting("FERRY_TEST_FOLDER_RUN") ?? 0); // 0: no test asked
+ * ```
+ */
+export function testSetting(variable: string): string | undefined {
+  try {
+    if (Deno.permissions.querySync({ name: "env", variable }).state !== "granted") return undefined;
+    return Deno.env.get(variable) || undefined;
+  } catch {
+    return undefined;
+  }
+}
