@@ -25,6 +25,7 @@ import { formatHex, utf8Length } from "./format.ts";
 import { cannotRead, cannotWrite, cannotWriteStdout } from "./local_files.ts";
 import { SMALL_FILE_MAX, StagedFile } from "./staged_file.ts";
 import { checksumFilePrefix, type ResumePoint, writeAll } from "./transfer.ts";
+import { localNameRules, unfitName } from "./windows_names.ts";
 
 /** Longest name of one folder entry on common file systems (ext4, XFS, Btrfs, APFS), in bytes. */
 export const NAME_MAX = 255;
@@ -65,6 +66,13 @@ export interface LocalDownloadOptions {
   resume?: boolean;
   /** Flush the file, then its folder entry, to disk before it is named LOCAL (default true). */
   fsync?: boolean;
+  /**
+   * The system whose name rules a local name the get makes up from the remote one keeps (default
+   * `localNameRules()`, lib/windows_names.ts: this one's): on Windows one it cannot hold
+   * (`aux.txt`, `a:b`, `x.`), which the server or the remote file's owner chose, is refused. A
+   * LOCAL the user gave is taken as given (it may name a device on purpose).
+   */
+  os?: typeof Deno.build.os;
 }
 
 /** A download's local side, checked and ready to open once the server accepts. */
@@ -88,8 +96,8 @@ export interface LocalDownload {
 /**
  * Resolves and checks the local side of a download of the remote `name` into `local` (`-` for
  * stdout) before the server is asked, so a doomed transfer never touches the network: the
- * folder exists, the name fits, LOCAL is not in the way unless forced, the `.part` can be made,
- * and `--resume` has a regular file to continue.
+ * folder exists, the name fits (one the get made up fits this system's rules, too), LOCAL is not
+ * in the way unless forced, the `.part` can be made, and `--resume` has a regular file to continue.
  *
  * @example
  * ```ts
@@ -102,6 +110,8 @@ export async function prepareDownload(
   local: string,
   options: LocalDownloadOptions = {},
 ): Promise<LocalDownload> {
+  // Before anything looks at it: on Windows, a made-up `CON` would be the console.
+  if (options.localGiven === false) checkMadeUpName(name, local, local, options);
   // stdout for "-"; a device Deno would not open has a stand-in (lib/devices.ts).
   const standIn = local === "-" ? "stdout" : downloadStandInOf(local);
   if (standIn) return notResumable(options, local, standInDownload(standIn, local));
@@ -160,6 +170,25 @@ function statOrNull(path: string): Deno.FileInfo | null {
   }
 }
 
+/**
+ * Refuses `leaf`, the local name a get of the remote `name` made up (at `path`), where the system
+ * whose rules it keeps ({@link LocalDownloadOptions.os}) cannot hold it: a hostile server, or
+ * whoever named the remote file, chose it.
+ */
+function checkMadeUpName(
+  name: string,
+  leaf: string,
+  path: string,
+  options: LocalDownloadOptions,
+): void {
+  const why = unfitName(leaf, options.os ?? localNameRules());
+  if (!why) return;
+  throw new LocalFileError(
+    path,
+    `Cannot write ${path}: ${why} (get ${name} LOCAL saves it under a name of your own)`,
+  );
+}
+
 /** Where a download into a file goes: LOCAL, and the `.part` it is written to until verified. */
 interface FileTarget {
   local: string;
@@ -203,6 +232,7 @@ async function checkTarget(
   }
   if (info?.isDirectory) {
     local = join(local, downloadName(name));
+    checkMadeUpName(name, downloadName(name), local, options);
   } else if (local.endsWith("/") || local.endsWith(sep)) {
     const what = exists(local.replace(/[\\/]+$/, "")) ? "not a folder" : "no such folder";
     throw new LocalFileError(local, `Cannot write into ${local}: ${what}`);

@@ -9,7 +9,8 @@
 import { join } from "node:path";
 import { describeFailure, say } from "./cli.ts";
 import type { Session } from "./client.ts";
-import { RefusedError, UsageError, UserError } from "./errors.ts";
+import { LocalFileError, RefusedError, UsageError, UserError } from "./errors.ts";
+import { localNameRules, unfitName } from "./windows_names.ts";
 import { cannotRead, cannotWrite } from "./local_files.ts";
 import { unrelatedBefore, unrelatedMessage } from "./tree_delete_guard.ts";
 import {
@@ -317,6 +318,8 @@ export function remoteDestination(
  * Where a tree goes, as scp and cp -r users expect: a destination ending in `/` (or `.`) is a
  * folder to put the tree into, under its own name; any other destination is the tree's new name.
  * So `get -r photos .` makes `./photos`, and running a command again lands in the same place.
+ * A get's local folder named after the remote one must be a name this system can hold (on
+ * Windows, not `aux`: lib/windows_names.ts), as every name in the tree must.
  */
 export function treeEnds(cmd: TreeTransferCommand): { local: string; remote?: string } {
   const [first, second] = cmd.args;
@@ -333,10 +336,20 @@ export function treeEnds(cmd: TreeTransferCommand): { local: string; remote?: st
   const name = remote === undefined ? undefined : remote.split("/").at(-1);
   if (second === undefined) {
     if (name === undefined) throw new UsageError("get -r of the whole server needs a LOCALDIR");
-    return { local: name, remote };
+    return { local: madeUpFolder(remote!, name, name), remote };
   }
   if (!meansInto(second) || name === undefined) return { local: second, remote };
-  return { local: join(second, name), remote };
+  return { local: madeUpFolder(remote!, name, join(second, name)), remote };
+}
+
+/** `path`, the local folder named `name` after the remote `remote`, if this system can hold it. */
+function madeUpFolder(remote: string, name: string, path: string): string {
+  const why = unfitName(name, localNameRules());
+  if (!why) return path;
+  throw new LocalFileError(
+    path,
+    `Cannot write ${path}: ${why} (get -r ${remote} LOCALDIR saves it under a name of your own)`,
+  );
 }
 
 /**

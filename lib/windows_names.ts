@@ -1,6 +1,7 @@
 /**
  * Names Windows cannot hold as they are, which the receiving side of a tree or files transfer
- * refuses, one entry at a time, when it runs on Windows ({@link unfitName}): device names (`CON`,
+ * refuses, one entry at a time, when it runs on Windows ({@link unfitName}), as the client does a
+ * download's local name it made up from the remote one (lib/local_download.ts): device names (`CON`,
  * `aux.txt`), the characters Windows forbids (`:` would write into an alternate data stream of
  * another file), and a trailing dot or space (which Windows drops, so `a.` would overwrite `a`).
  * Every system reads such a name through the rules of lib/remote_name.ts first.
@@ -10,6 +11,28 @@
 
 import { StoreError } from "./errors.ts";
 import { quote } from "./remote_name.ts";
+import { testSetting } from "./test_seams.ts";
+
+/** The systems {@link localNameRules} may be told to keep the rules of. */
+const SYSTEMS: readonly string[] = ["windows", "linux", "darwin"];
+
+/**
+ * The system whose name rules the names this program makes up itself keep (a download named
+ * after its remote file): this one's, unless a test asked for another through
+ * `FERRY_TEST_NAME_RULES` (lib/test_seams.ts), so that Windows' rules are tested where the tests
+ * run.
+ *
+ * @example
+ * ```ts
+ * import { localNameRules, unfitName } from "./windows_names.ts";
+ *
+ * unfitName("aux.txt", localNameRules()); // a reason on Windows, undefined elsewhere
+ * ```
+ */
+export function localNameRules(): typeof Deno.build.os {
+  const asked = testSetting("FERRY_TEST_NAME_RULES");
+  return asked && SYSTEMS.includes(asked) ? asked as typeof Deno.build.os : Deno.build.os;
+}
 
 /**
  * Device names, with or without an extension (`NUL.txt` is `NUL`): `COM0` to `COM9`, `COM¹`-`COM³`,

@@ -1,7 +1,10 @@
 /**
  * Names Windows cannot hold (lib/windows_names.ts): the rule itself, for every system, and a
  * receiver that keeps Windows' rules (the seam `localSink(..., { os: "windows" })`, since these
- * tests run on Linux) refusing such entries one by one while the rest of the tree lands.
+ * tests run on Linux) refusing such entries one by one while the rest of the tree lands. A client
+ * that keeps them (`prepareDownload`'s `os`, or the real client under `FERRY_TEST_NAME_RULES`)
+ * refuses a local name it would make up from a remote one (`get NAME`, `mget`, `get -r DIR`),
+ * and writes nothing, but takes a LOCAL the user typed as typed.
  *
  * @module
  */
@@ -17,7 +20,9 @@ import { ReceivedFolders } from "../lib/tree_receive_folders.ts";
 import { ReceiveReport } from "../lib/tree_receive_report.ts";
 import type { ManifestEntry } from "../lib/tree_transfer_protocol.ts";
 import { FrameWriter } from "../lib/frame_writer.ts";
-import { makeTempDir } from "./harness.ts";
+import { prepareDownload } from "../lib/local_download.ts";
+import { LocalFileError } from "../lib/errors.ts";
+import { assertFailure, ferry, makeTempDir, startServer, stderrLines } from "./harness.ts";
 import { connectedEnds } from "./tree_helpers.ts";
 
 Deno.test("the names Windows cannot hold, and only those", () => {
@@ -138,4 +143,85 @@ Deno.test("a server on Windows refuses to create a name Windows cannot hold, as 
   for (const name of ["auxiliary.txt", "docs/console", "a-b", "notes.txt"]) {
     checkFitName(name, "windows");
   }
+});
+
+Deno.test("prepareDownload with Windows' rules refuses a name it makes up, not one given", async () => {
+  await using work = await makeTempDir();
+  for (const name of ["aux.txt", "docs/CON", "a:b", "notes."]) {
+    await assert.rejects(
+      () => prepareDownload(name, name.split("/").at(-1)!, { localGiven: false, os: "windows" }),
+      (error: unknown) => error instanceof LocalFileError && /Windows /.test(error.message),
+      name,
+    );
+    // Into a folder the user gave, the name is made up too.
+    await assert.rejects(
+      () => prepareDownload(name, `${work.path}/`, { os: "windows" }),
+      LocalFileError,
+      `${name} into a folder`,
+    );
+  }
+  // Typed by the user: taken as given. Elsewhere than Windows, nothing is refused.
+  const given = await prepareDownload("aux.txt", `${work.path}/aux.txt`, { os: "windows" });
+  assert.equal(given.where, `${work.path}/aux.txt`);
+  const linux = await prepareDownload("aux.txt", `${work.path}/`, { os: "linux" });
+  assert.equal(linux.where, `${work.path}/aux.txt`);
+  assert.deepEqual([...Deno.readDirSync(work.path)], [], "nothing written");
+});
+
+/** The real client, keeping Windows' name rules where the tests run. */
+const WINDOWS_RULES = {
+  env: { FERRY_TEST_NAME_RULES: "windows" },
+  permissions: ["--allow-env=FERRY_TEST_NAME_RULES"],
+};
+
+Deno.test("the client on Windows refuses a local name a get, mget or get -r would make up; a LOCAL typed stays", async () => {
+  await using work = await makeTempDir();
+  await using server = await startServer();
+  for (const name of ["aux.txt", "a:b", "trail.", "ok.txt"]) {
+    await Deno.writeTextFile(`${server.root}/${name}`, name);
+  }
+  await Deno.mkdir(`${server.root}/con`);
+  await Deno.writeTextFile(`${server.root}/con/inside.txt`, "in");
+  const cwd = `${work.path}/cwd`;
+  await Deno.mkdir(cwd);
+  const run = (args: string[]) => ferry(server, args, { ...WINDOWS_RULES, cwd });
+
+  assertFailure(
+    await run(["get", "aux.txt"]),
+    /^ferry: Cannot write aux\.txt: Windows reserves "aux" for a device \(get aux\.txt LOCAL saves it under a name of your own\)$/,
+    { what: "get NAME" },
+  );
+  assertFailure(
+    await run(["get", "a:b", "./"]),
+    /^ferry: Cannot write a:b: Windows does not allow ":"/,
+    {
+      what: "get NAME DIR/",
+    },
+  );
+  assertFailure(
+    await run(["get", "-r", "con"]),
+    /^ferry: Cannot write con: Windows reserves "con" for a device \(get -r con LOCALDIR saves/,
+    { what: "get -r DIR" },
+  );
+  assert.deepEqual([...Deno.readDirSync(cwd)], [], "nothing written");
+
+  const mget = await run(["mget", "ok.txt", "trail.", "aux.txt"]);
+  assert.equal(mget.code, 1, mget.stderr);
+  const lines = stderrLines(mget).filter((l) => l.startsWith("ferry: Cannot"));
+  assert.equal(lines.length, 2, mget.stderr);
+  assert.match(lines[0], /^ferry: Cannot write trail\.: Windows drops a trailing dot or space/);
+  assert.match(lines[1], /^ferry: Cannot write aux\.txt: Windows reserves "aux" for a device/);
+  assert.deepEqual([...Deno.readDirSync(cwd)].map((e) => e.name), ["ok.txt"], "the rest landed");
+
+  // Names the user typed are taken as typed; a Linux client takes all of them.
+  const typed = await run(["get", "aux.txt", "mine.txt"]);
+  assert.equal(typed.code, 0, typed.stderr);
+  const tree = await run(["get", "-r", "con", "mine"]);
+  assert.equal(tree.code, 0, tree.stderr);
+  const linux = await ferry(server, ["get", "a:b"], { cwd });
+  assert.equal(linux.code, 0, linux.stderr);
+  assert.deepEqual(
+    [...Deno.readDirSync(cwd)].map((e) => e.name).sort(),
+    ["a:b", "mine", "mine.txt", "ok.txt"],
+  );
 });
