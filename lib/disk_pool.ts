@@ -11,10 +11,11 @@
 
 import type { DiskRequest, DiskResponse } from "./disk_worker.ts";
 import { compareRecords, type RecordsJob } from "./folder_records.ts";
-import { openSortedRuns, type SortedNames, type SortedRuns } from "./name_runs.ts";
+import { openSortedRuns, removeRuns, type SortedNames, type SortedRuns } from "./name_runs.ts";
 import { loadCheckedOpen } from "./checked_open.ts";
 import {
   diskError,
+  type DiskFailure,
   type DiskJob,
   type DiskResult,
   type FolderLookup,
@@ -94,7 +95,15 @@ interface Waiting {
   early?: boolean;
   /** Answered already: a thread stopped mid-batch runs only the others again. */
   answered?: boolean;
+  /**
+   * Whether a thread stopped under it runs it again on the calling thread (default true); if
+   * not, it is answered with {@link STOPPED}, for its caller to clean up after first.
+   */
+  rerun?: boolean;
 }
+
+/** What a job not to run again ({@link Waiting.rerun}) is answered when its thread stops. */
+const STOPPED: DiskFailure = { error: "DiskThreadStopped", message: "The disk thread stopped" };
 
 interface Thread {
   worker: Worker;
@@ -209,11 +218,23 @@ export class DiskPool {
   /**
    * The records of the big folder `job.dir`, read as they come and sorted in runs on a thread of
    * its own (lib/folder_records.ts), merged here a chunk at a time: close what this gives, as
-   * for any `SortedNames`.
+   * for any `SortedNames`. The run files are this call's from the start: tagged with a name of
+   * its own, they are removed here if the thread dies mid-sort (the sort then runs again on this
+   * thread, as a stopped thread's jobs do) or the sort fails, rather than left in `job.spillDir`
+   * until the server starts again.
    */
   async sortedRecords(job: RecordsJob): Promise<SortedNames> {
-    const result = await this.#run({ kind: "records", ...job }, true);
-    if (isDiskFailure(result)) throw diskError(result);
+    let runTag = crypto.randomUUID();
+    let result = await this.#run({ kind: "records", ...job, runTag }, true, false, false);
+    if (result === STOPPED) {
+      await removeRuns(job.spillDir, runTag);
+      runTag = crypto.randomUUID();
+      result = await runDiskJob({ kind: "records", ...job, runTag });
+    }
+    if (isDiskFailure(result)) {
+      await removeRuns(job.spillDir, runTag);
+      throw diskError(result);
+    }
     return await openSortedRuns(result as SortedRuns, compareRecords);
   }
 
@@ -268,12 +289,13 @@ export class DiskPool {
 
   /**
    * Queues `job`; one `alone` leaves in a message of its own, for a thread of its own, and an
-   * `early` one (asked for before it is needed) waits for a running thread rather than start one.
+   * `early` one (asked for before it is needed) waits for a running thread rather than start one;
+   * one not to `rerun` is answered {@link STOPPED} if its thread stops under it.
    */
-  #run(job: DiskJob, alone = false, early = false): Promise<DiskResult> {
+  #run(job: DiskJob, alone = false, early = false, rerun = true): Promise<DiskResult> {
     if (this.#broken) return Promise.resolve(runDiskJob(job));
     return new Promise((resolve) => {
-      this.#queue.push({ job, resolve, alone, early });
+      this.#queue.push({ job, resolve, alone, early, rerun });
       if (this.#flushing) return;
       this.#flushing = true;
       // What else this turn of the event loop asks for leaves in the same message.
@@ -378,7 +400,9 @@ export class DiskPool {
     if (thread.idle !== undefined) clearTimeout(thread.idle);
     thread.worker.terminate();
     for (const batch of thread.sent.values()) {
-      for (const { job, resolve, answered } of batch) if (!answered) resolve(runDiskJob(job));
+      for (const { job, resolve, answered, rerun } of batch) {
+        if (!answered) resolve(rerun === false ? STOPPED : runDiskJob(job));
+      }
     }
     thread.sent.clear();
   }

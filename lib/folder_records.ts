@@ -10,6 +10,7 @@
 
 import { type DiskDirEntry, entryOfKinds, kindsOf } from "./folder_entries.ts";
 import { NameSorter, type SortedRuns } from "./name_runs.ts";
+import { testSetting } from "./test_seams.ts";
 
 /** A record's tag: this plus its entry's `kindsOf` bits (lib/disk_jobs.ts). */
 const TAG = 0x40;
@@ -54,6 +55,11 @@ export interface RecordsJob {
   runNames: number;
   /** Where the runs are spilled (a server's staging folder). */
   spillDir: string;
+  /**
+   * What the run files' names start with (lib/name_runs.ts `NameSorterOptions.runTag`), for the
+   * caller to remove them by should the sort's thread die (default: the sorter's own).
+   */
+  runTag?: string;
 }
 
 /**
@@ -65,6 +71,7 @@ export async function sortRecords(job: RecordsJob): Promise<SortedRuns> {
     compare: compareRecords,
     runNames: job.runNames,
     spillDir: job.spillDir,
+    runTag: job.runTag,
   });
   const skip = new Set(job.skip);
   try {
@@ -72,7 +79,10 @@ export async function sortRecords(job: RecordsJob): Promise<SortedRuns> {
       if (skip.has(entry.name)) continue;
       const kind = kindsOf(entry);
       const adding = sorter.add(String.fromCharCode(TAG + kind) + entry.name);
-      if (adding) await adding;
+      if (adding) {
+        await adding;
+        await diesForTest();
+      }
       if (!job.descend || !entry.isDirectory) continue;
       const descending = sorter.add(String.fromCharCode(TAG + kind + DESCEND) + entry.name + "/");
       if (descending) await descending;
@@ -82,4 +92,19 @@ export async function sortRecords(job: RecordsJob): Promise<SortedRuns> {
     throw error;
   }
   return await sorter.finishRuns();
+}
+
+/**
+ * Test-only (docs/testing.md): with `FERRY_TEST_DISK_THREAD_DIES` set (lib/test_seams.ts), a disk
+ * thread sorting a folder's records dies of an uncaught error once it has spilled its first run,
+ * as one that runs out of memory would, and goes no further: what it spilled stays for its owner
+ * to remove. Never on the main thread, which would take the program with it.
+ */
+async function diesForTest(): Promise<void> {
+  if (!("WorkerGlobalScope" in globalThis)) return;
+  if (testSetting("FERRY_TEST_DISK_THREAD_DIES") === undefined) return;
+  setTimeout(() => {
+    throw new Error("FERRY_TEST_DISK_THREAD_DIES: the disk thread dies mid-sort");
+  });
+  await new Promise<never>(() => {});
 }

@@ -10,7 +10,9 @@
  * and {@link SortedNames.close} gives the space back. Whatever fails on the way removes them. A
  * sort done on one thread and merged on another hands its runs over by path
  * ({@link NameSorter.finishRuns}, {@link openSortedRuns}), and the merging side opens and removes
- * them at once.
+ * them at once. A sort on a thread that dies leaves its runs where nothing on that thread can
+ * remove them: every run file's name starts with the sort's tag ({@link NameSorterOptions.runTag}),
+ * by which whoever asked for the sort removes them ({@link removeRuns}).
  *
  * @module
  */
@@ -79,6 +81,12 @@ export interface NameSorterOptions {
    * the runs.
    */
   spillDir?: string;
+  /**
+   * What the name of every run file this sorter writes starts with (`TAG.ID.names`), so that
+   * whoever asked for the sort can remove them by it ({@link removeRuns}) when the sort ends
+   * where its sorter cannot (its thread died); default: a fresh one of its own.
+   */
+  runTag?: string;
 }
 
 /**
@@ -109,6 +117,7 @@ export class NameSorter {
   #compare: (a: string, b: string) => number;
   #runNames: number;
   #spillDir?: string;
+  #runTag: string;
   /** The temporary folder this sorter made for its runs, removed with them. */
   #ownDir?: string;
 
@@ -116,6 +125,7 @@ export class NameSorter {
     this.#compare = options.compare;
     this.#runNames = Math.max(1, options.runNames ?? RUN_NAMES);
     this.#spillDir = options.spillDir;
+    this.#runTag = options.runTag ?? crypto.randomUUID();
   }
 
   /** Adds a name; the promise, when there is one, settles once a full run is spilled. */
@@ -145,7 +155,7 @@ export class NameSorter {
 
   /** A new run file's path, listed (before it is written: a failed write is removed too). */
   #newRun(level: number): string {
-    const path = join(this.#spillDir!, `${crypto.randomUUID()}.names`);
+    const path = join(this.#spillDir!, `${this.#runTag}.${crypto.randomUUID()}.names`);
     this.#runs.push({ path, level });
     return path;
   }
@@ -228,6 +238,35 @@ export class NameSorter {
     await Deno.remove(this.#ownDir, { recursive: true }).catch(() => {});
     this.#ownDir = undefined;
   }
+}
+
+/**
+ * Removes the run files in `spillDir` of the sort tagged `runTag` ({@link NameSorterOptions.runTag})
+ * that are still there: for the one who asked for a sort on a thread that died mid-way, or failed.
+ * How many it removed.
+ *
+ * @example
+ * ```ts
+ * import { removeRuns } from "./name_runs.ts";
+ *
+ * const runTag = crypto.randomUUID();
+ * // ... a disk thread sorted with { spillDir: "/srv/.ferry-staging", runTag } and died
+ * await removeRuns("/srv/.ferry-staging", runTag);
+ * ```
+ */
+export async function removeRuns(spillDir: string, runTag: string): Promise<number> {
+  const prefix = `${runTag}.`;
+  let removed = 0;
+  try {
+    for await (const entry of Deno.readDir(spillDir)) {
+      if (!entry.name.startsWith(prefix) || !entry.name.endsWith(".names")) continue;
+      await Deno.remove(join(spillDir, entry.name)).then(() => removed++, () => {});
+    }
+  } catch (error) {
+    // No folder, no runs.
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return removed;
 }
 
 /**

@@ -3,13 +3,14 @@
  * merged (lib/name_runs.ts), by the walks of both ends. Here the runs are made short (the
  * sorter's `runNames`, or `FERRY_TEST_FOLDER_RUN` for the real programs), so a folder of some
  * thousands of names takes the path a folder of millions would: every transfer must give the
- * same tree, in the same order, and leave no run file behind, also when a client goes mid-walk.
+ * same tree, in the same order, and leave no run file behind, also when a client goes mid-walk or
+ * a disk thread dies mid-sort (`FERRY_TEST_DISK_THREAD_DIES`).
  *
  * @module
  */
 
 import assert from "node:assert/strict";
-import { NameSorter, openSortedRuns } from "../lib/name_runs.ts";
+import { NameSorter, openSortedRuns, removeRuns } from "../lib/name_runs.ts";
 import { compareName, TreeWalker } from "../lib/tree_walk.ts";
 import { encodeControl, FrameType } from "../lib/frames.ts";
 import { walkFolderListing } from "../lib/folder_listing.ts";
@@ -377,3 +378,43 @@ Deno.test(
     assert.equal(await openRuns(Deno.pid), 0);
   },
 );
+
+Deno.test("a disk thread that dies mid-sort leaves no run file behind, and the listing is whole", async () => {
+  await using server = await startServer({
+    env: { ...SHORT_RUNS.env, FERRY_TEST_DISK_THREAD_DIES: "1" },
+    permissions: ["--allow-env=FERRY_TEST_FOLDER_RUN,FERRY_TEST_DISK_THREAD_DIES"],
+    expectedUncaught: /^error: Uncaught \(in worker .*\) Error: FERRY_TEST_DISK_THREAD_DIES: /,
+  });
+  const names = [...new Set(someNames(300))];
+  await Deno.mkdir(`${server.root}/big`);
+  for (const name of names) await Deno.writeTextFile(`${server.root}/big/${name}`, name);
+  const result = await ferry(server, ["list", "big"], SHORT_RUNS);
+  assertSuccess(result, "list big");
+  const expected = names.map((name) => `big/${name}`).sort((a, b) => a < b ? -1 : a > b ? 1 : 0);
+  assert.deepEqual(out(result).trim().split("\n"), expected);
+  // The thread died after its first run of 40 names was on disk; the sort ran again on the event
+  // loop, and what the dead thread spilled went with it.
+  await server.waitForLog(/disk threads unavailable \(.*FERRY_TEST_DISK_THREAD_DIES/);
+  assert.deepEqual(await filesIn(`${server.root}/.ferry-staging`), []);
+  if (Deno.build.os === "linux") assert.equal(await openRuns(server.pid), 0);
+});
+
+Deno.test("removeRuns removes the run files of its sort's tag, and only those", async () => {
+  await using work = await makeTempDir();
+  const compare = (a: string, b: string) => a < b ? -1 : a > b ? 1 : 0;
+  const sorters = ["mine", "other"].map((runTag) =>
+    new NameSorter({ compare, runNames: 10, spillDir: work.path, runTag })
+  );
+  for (const sorter of sorters) for (const name of someNames(35)) await sorter.add(name);
+  await Deno.writeTextFile(`${work.path}/mine.txt`, "not a run");
+  assert.equal(await removeRuns(work.path, "mine"), 3);
+  const left = (await filesIn(work.path)).sort();
+  assert.equal(left.length, 4);
+  assert.ok(
+    left.every((name) => name === "mine.txt" || /^other\..*\.names$/.test(name)),
+    `${left}`,
+  );
+  await sorters[1].discard();
+  assert.deepEqual(await filesIn(work.path), ["mine.txt"]);
+  assert.equal(await removeRuns(`${work.path}/none`, "mine"), 0, "no folder, no runs");
+});
