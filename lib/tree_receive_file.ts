@@ -22,6 +22,7 @@ import {
 import type { FileHeader, ManifestEntry } from "./tree_transfer_protocol.ts";
 import type { KeptPart, TreeFileSink, TreeIo, TreeOptions, TreeSink } from "./tree_transfer.ts";
 import type { ReceiveReport } from "./tree_receive_report.ts";
+import { slowCommit } from "./slow_disk.ts";
 
 /** Files a receiver commits at once, while the next ones arrive. */
 export const COMMIT_WINDOW = 16;
@@ -200,7 +201,10 @@ export class FileReceiver {
     const report = this.#report;
     const committing = (async () => {
       try {
-        await localWait(this.#io.local, () => target.commit(result));
+        await localWait(this.#io.local, async () => {
+          await slowCommit();
+          await target.commit(result);
+        });
       } catch (error) {
         await report.failed(index, entry.path, error).catch(() => {});
         return;

@@ -14,6 +14,7 @@ import { foldName } from "./case_folding.ts";
 import { checkName, quote } from "./remote_name.ts";
 import { checkFitName } from "./windows_names.ts";
 import { moveNoClobber, syncDir } from "./staged_file.ts";
+import { slowRemoval } from "./slow_disk.ts";
 import type {
   BeginUploadOptions,
   ListTreeOptions,
@@ -168,6 +169,7 @@ export async function removeName(
   }
   store.forgetFolders();
   try {
+    await slowRemoval(path!);
     await Deno.remove(path!, { recursive: info.isDirectory });
   } catch (error) {
     if (!isAbsent(error)) throw error;
