@@ -123,7 +123,8 @@ export function folderSink(store: ServedFolder, base: string | undefined): TreeS
       if (base !== undefined) await makeDir(store, base, { parents: true });
     },
     makeDir: (path) => makeDir(store, name(path), { parents: true }),
-    remove: (path) => removeName(store, name(path), { recursive: true }),
+    remove: (path, options) =>
+      removeName(store, name(path), { recursive: true, flush: options?.flush }),
     beginFile: async (path, entry): Promise<TreeFileSink> =>
       uploadSink(await beginTreeUpload(path, entry, false)),
     // A tree's file is kept and resumed as a single put of its name is (lib/kept_uploads.ts).

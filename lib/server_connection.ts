@@ -26,6 +26,7 @@ import { looksLikeLegacy, serveLegacy } from "./legacy.ts";
 import { NAME, VERSION } from "./version.ts";
 import { LIST_NAMES_FEATURE, TREE_FEATURE } from "./tree_protocol.ts";
 import { TREE_RESUME_FEATURE } from "./tree_transfer_protocol.ts";
+import { PHASE_WORK_FEATURE } from "./tree_work.ts";
 import { type Channel, type Context, stamp, type Tracked } from "./server_context.ts";
 import { classify, serveRequest } from "./server_requests.ts";
 
@@ -212,6 +213,8 @@ async function handshake(first: Uint8Array, channel: Channel, ctx: Context): Pro
     // Every store can leave out sizes: the answer's shape is made in lib/server_requests.ts.
     LIST_NAMES_FEATURE,
     ctx.store.treeResume ? TREE_RESUME_FEATURE : "",
+    // Its tree transfers tell of, and take, a receiver's flushes and removals (lib/tree_work.ts).
+    PHASE_WORK_FEATURE,
   ].filter(Boolean);
   // How often a client hashing files in a tree transfer should tell (lib/tree_work.ts).
   const keepalive = entry.watch.noticeMs;

@@ -132,6 +132,11 @@ export interface ListTreeOptions {
 export interface RemoveOptions {
   /** Remove a folder with everything in it (default false: folders are refused). */
   recursive?: boolean;
+  /**
+   * Flush the removal to disk before it resolves, where the store flushes (default true). False
+   * for an entry inside a folder that is being removed, whose own removal is flushed.
+   */
+  flush?: boolean;
 }
 
 /** Options for {@link Store.move}. */

@@ -37,6 +37,7 @@ import { localSink, localSource } from "./tree_local.ts";
 import { receiveTree, type ReceiveTreeOptions } from "./tree_receive.ts";
 import { sendTree, type SendTreeOptions } from "./tree_send.ts";
 import type { TreeEvent, TreeFileSink, TreeSink, TreeSource } from "./tree_transfer.ts";
+import { PHASE_WORK_FEATURE } from "./tree_work.ts";
 import { fileIdOf, loadCheckedOpen, openChecked } from "./checked_open.ts";
 import { ListWalk } from "./tree_walk.ts";
 
@@ -52,6 +53,8 @@ export interface SessionIo {
   local: LocalWaits;
   /** How often to tell the server, while hashing for a tree transfer, that this side is at work. */
   noticeMs?: number;
+  /** Set for a tree transfer with a server that takes part in the receiver's work notices. */
+  phaseWork?: boolean;
   /** Reads the server's answer: OK, or a {@link RefusedError} for ERROR (KEEPALIVE skipped). */
   expectOk(): Promise<Ok>;
 }
@@ -310,10 +313,15 @@ async function transferTree(
   request: TreeTransferRequest,
   work: (io: SessionIo) => Promise<TreeSummary>,
 ): Promise<TreeSummary> {
+  // A server that takes part hears of the receiver's flushes and removals, and tells of its own.
+  const phaseWork = session.welcome?.features.includes(PHASE_WORK_FEATURE) ?? false;
   return await session.exchange(async (io) => {
-    await io.out.writeControl(FrameType.REQUEST, encodeTreeTransfer(request));
+    await io.out.writeControl(
+      FrameType.REQUEST,
+      encodeTreeTransfer(phaseWork ? { ...request, phaseWork } : request),
+    );
     await io.expectOk();
-    return await work(io);
+    return await work({ ...io, phaseWork });
   });
 }
 

@@ -168,7 +168,9 @@ class TreeReceiver {
     this.#dry = options.dryRun ?? false;
     this.#madeBase = found.madeBase;
     const report = this.#report = new ReceiveReport(io.out, options.onEvent);
-    const notices = this.#notices = new WorkNotices(io.out, io.noticeMs);
+    const notices = this.#notices = new WorkNotices(io.out, io.noticeMs, {
+      phases: io.phaseWork,
+    });
     // The sender hashes a batch's files before it sends the batch: its claims are checked when
     // the batch comes, and meanwhile may run at most a batch of the largest files allowed ahead.
     const ahead = options.maxFileSize === undefined
@@ -194,7 +196,7 @@ class TreeReceiver {
       caseInsensitive: found.compareCaseless,
     });
     this.#offers = new ResumeOffers(sink, { resume: options.resume });
-    this.#files = new FileReceiver(io, sink, report, options);
+    this.#files = new FileReceiver(io, sink, report, options, notices);
   }
 
   /**
@@ -232,14 +234,18 @@ class TreeReceiver {
     const from = this.#batchFrom = await this.#check.batch(batch.entries);
     const want: number[] = [];
     const resume: IndexedOffer[] = [];
-    // Hashing this side's copies (--checksum) or the parts it kept (--resume) can take longer
-    // than the sender's idle timeout: it hears of it.
-    const decide = () => this.#decide(batch.entries, from, want, resume);
-    const hashing = (options.resume && !this.#dry) ||
-      batch.entries.some((entry) => entry.checksum !== undefined);
-    await (hashing ? this.#notices.during(decide) : decide());
-    this.#last = batch.last;
-    if (this.#last) await this.#compare.end(from + batch.entries.length - 1);
+    // Hashing this side's copies (--checksum) or the parts it kept (--resume), or removing what
+    // the sender lacks (--delete), can take longer than the sender's idle timeout: it hears of
+    // it.
+    const decide = async () => {
+      await this.#decide(batch.entries, from, want, resume);
+      this.#last = batch.last;
+      if (this.#last) await this.#compare.end(from + batch.entries.length - 1);
+    };
+    const busy = (options.resume && !this.#dry) ||
+      batch.entries.some((entry) => entry.checksum !== undefined) ||
+      (options.delete && !this.#dry && this.#notices.phases);
+    await (busy ? this.#notices.during(decide) : decide());
     await this.#io.out.writeControl(FrameType.WANT, {
       want,
       ...(resume.length ? { resume } : {}),

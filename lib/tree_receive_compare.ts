@@ -22,6 +22,7 @@ import { isIncidentalName } from "./incidental_names.ts";
 import { MAX_FOLDED_NAMES } from "./tree_receive_check.ts";
 import type { ReceiveReport } from "./tree_receive_report.ts";
 import type { ReceivedFolders } from "./tree_receive_folders.ts";
+import { removeFolder } from "./tree_receive_remove.ts";
 
 /**
  * Most top-level names of the kind systems drop into any folder (AppleDouble `._*` files come one
@@ -72,7 +73,10 @@ export interface TreeCompareParts {
   report: ReceiveReport;
   /** The folders on the way, told of those this transfer enters or changes. */
   folders: ReceivedFolders;
-  /** Counts the bytes hashed for `--checksum`, for the sender to hear (lib/tree_work.ts). */
+  /**
+   * Counts the bytes hashed for `--checksum` and the entries removed, for the sender to hear
+   * (lib/tree_work.ts).
+   */
   notices?: WorkNotices;
 }
 
@@ -286,7 +290,7 @@ export class TreeCompare {
           `Refused tree: over the limit of ${this.#maxTotalSize} bytes in all`,
         );
       }
-      if (mine?.type === "dir" && !this.#dry) await this.#sink.remove(entry.path);
+      if (mine?.type === "dir" && !this.#dry) await this.#remove(entry.path, true);
       return true;
     }
     this.#report.skipped(entry.path);
@@ -307,7 +311,7 @@ export class TreeCompare {
         // A file (or link) where the sender has a folder: the folder wins, as a newer file
         // would replace an older one.
         await pass(false);
-        if (!this.#dry) await this.#sink.remove(entry.path);
+        if (!this.#dry) await this.#remove(entry.path, false);
       }
       if (!this.#dry) await this.#sink.makeDir(entry.path);
       this.#folders.changed(entry.path);
@@ -508,10 +512,24 @@ export class TreeCompare {
     return spared.length > 0 && (path === spared[0] || path.startsWith(spared[0] + "/"));
   }
 
+  /**
+   * Removes `path`, a `folder` or not, counting the entries removed for the sender to hear
+   * (lib/tree_work.ts): a folder entry by entry where the sender takes such notices
+   * (lib/tree_receive_remove.ts), else with one call, the quicker.
+   */
+  async #remove(path: string, folder: boolean): Promise<void> {
+    const notices = this.#notices;
+    if (folder && notices?.phases) {
+      return await removeFolder(this.#sink, path, (entries) => notices.removed(entries));
+    }
+    await this.#sink.remove(path);
+    notices?.removed(1);
+  }
+
   /** A name the receiver has and the sender does not: removed with `delete`, unless spared. */
   async #removeExtra(extra: WalkEntry): Promise<void> {
     if (!this.#delete || this.#isSpared(extra.path)) return;
-    if (!this.#dry) await this.#sink.remove(extra.path);
+    if (!this.#dry) await this.#remove(extra.path, extra.type === "dir");
     this.#folders.changed(extra.path);
     await this.#report.deleted(extra.path);
   }
@@ -534,7 +552,7 @@ export class TreeCompare {
         if (!this.#delete) {
           throw new StoreError("not_a_file", "A folder is in the way (use --delete to replace it)");
         }
-        if (!this.#dry) await sink.remove(entry.path);
+        if (!this.#dry) await this.#remove(entry.path, true);
       }
       if (!this.#dry) {
         if (!sink.makeLink) throw new StoreError("unsupported", "Links cannot be made here");

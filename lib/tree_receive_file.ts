@@ -22,6 +22,7 @@ import {
 import type { FileHeader, ManifestEntry } from "./tree_transfer_protocol.ts";
 import type { KeptPart, TreeFileSink, TreeIo, TreeOptions, TreeSink } from "./tree_transfer.ts";
 import type { ReceiveReport } from "./tree_receive_report.ts";
+import { WorkNotices } from "./tree_work.ts";
 import { slowCommit } from "./slow_disk.ts";
 
 /** Files a receiver commits at once, while the next ones arrive. */
@@ -75,13 +76,20 @@ export class FileReceiver {
   #commits = new Map<Promise<void>, number>();
   /** Files transfers: the commit under way for each name, which a second file of it awaits. */
   #byName = new Map<string, Promise<void>>();
+  #notices: WorkNotices;
 
+  /**
+   * `notices`: where the flushes are counted for the sender to hear (lib/tree_work.ts); none
+   * are told without.
+   */
   constructor(
     io: TreeIo,
     sink: TreeSink,
     report: ReceiveReport,
     options: FileReceiverOptions = {},
+    notices: WorkNotices = new WorkNotices(io.out, undefined),
   ) {
+    this.#notices = notices;
     this.#io = io;
     this.#sink = sink;
     this.#report = report;
@@ -98,14 +106,25 @@ export class FileReceiver {
     return first;
   }
 
-  /** Waits until every commit under way has finished, or failed and been reported. */
+  /**
+   * Waits until every commit under way has finished, or failed and been reported; the sender
+   * hears meanwhile that this side flushes.
+   */
   async settle(): Promise<void> {
-    await Promise.allSettled([...this.#commits.keys()]);
+    if (this.#commits.size === 0) return;
+    await this.#notices.during(() => Promise.allSettled([...this.#commits.keys()]));
   }
 
-  /** Waits for every commit under way, and any that a file still to come would start. */
+  /**
+   * Waits for every commit under way, and any that a file still to come would start; the sender
+   * hears meanwhile that this side flushes, and of each file done (its RESULT leaves at once).
+   */
   async drain(): Promise<void> {
-    while (this.#commits.size > 0) await Promise.all(this.#commits.keys());
+    if (this.#commits.size === 0) return;
+    await this.#io.out.uncork();
+    await this.#notices.during(async () => {
+      while (this.#commits.size > 0) await Promise.all(this.#commits.keys());
+    });
   }
 
   /**
@@ -183,8 +202,12 @@ export class FileReceiver {
       return;
     }
     this.#received += result.size;
-    this.#commit(index, entry, target!, result, offset);
-    if (this.#commits.size >= COMMIT_WINDOW) await Promise.race(this.#commits.keys());
+    // What its flush may count for is what the sender counts: the bytes it announced sending.
+    this.#commit(index, entry, target!, result, offset, size - offset);
+    if (this.#commits.size >= COMMIT_WINDOW) {
+      // The sender, which waits for this side to read on, hears meanwhile that it flushes.
+      await this.#notices.during(() => Promise.race(this.#commits.keys()));
+    }
   }
 
   /**
@@ -197,14 +220,16 @@ export class FileReceiver {
     target: TreeFileSink,
     result: TransferResult,
     resumed: number,
+    sent: number,
   ): void {
     const report = this.#report;
     const committing = (async () => {
       try {
-        await localWait(this.#io.local, async () => {
-          await slowCommit();
-          await target.commit(result);
-        });
+        await localWait(this.#io.local, () =>
+          this.#notices.flushing(sent, async () => {
+            await slowCommit();
+            await target.commit(result);
+          }));
       } catch (error) {
         await report.failed(index, entry.path, error).catch(() => {});
         return;

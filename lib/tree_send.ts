@@ -95,7 +95,8 @@ class SenderInbox {
         if (!frame) throw new ProtocolError("Connection closed during the tree transfer");
         switch (frame.type) {
           case FrameType.KEEPALIVE:
-            // The receiver hashing its copies of the files listed, for --checksum.
+            // The receiver hashing its copies of the files listed (--checksum), flushing the files
+            // sent, or removing what this end lacks (--delete).
             peer.notice(frame.json);
             continue;
           case FrameType.WANT:
@@ -194,8 +195,9 @@ export async function sendTree(
   };
   let bytes = 0;
   let batchesSent = 0;
-  // The receiver hashes only its copies of the files listed: it may claim no more than them.
-  const peer = new PeerWork({ ahead: 0, onWork: io.peerWork });
+  // The receiver hashes only its copies of the files listed, and flushes only the files sent: it
+  // may claim no more than them (removals have a bound of their own).
+  const peer = new PeerWork({ ahead: 0, onWork: io.peerWork, phases: io.phaseWork });
   const notices = new WorkNotices(io.out, io.noticeMs);
   const inbox = new SenderInbox(io.frames, () => batchesSent, async (json) => {
     const result = parseResult(json);
@@ -392,6 +394,8 @@ export async function sendTree(
               size: entry.size,
             };
             inFlight.set(index, file);
+            // Counted before it goes: the receiver may begin to flush it once its END is in.
+            peer.sent(prepared.size - (prepared.resumeFrom?.size ?? 0));
             const sent = await sendFile(io, prepared, index, bytes, options);
             bytes += sent?.size ?? 0;
             // The receiver's RESULT may come back before this line: it then reports no checksum.

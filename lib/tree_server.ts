@@ -90,6 +90,7 @@ export async function serveTreeTransfer(
     local: io.local,
     noticeMs: io.noticeMs,
     peerWork: io.peerWork,
+    phaseWork: request.phaseWork,
   };
   if (request.op === "get_files") {
     return await sendTree(tree, await filesSource(ctx.store, request.names ?? []), {

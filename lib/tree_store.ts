@@ -178,7 +178,7 @@ export async function removeName(
     // Before and after: an upload named meanwhile may have looked at what was going.
     store.forgetFolders();
   }
-  await flushFolder(store, join(path!, ".."));
+  if (options.flush ?? true) await flushFolder(store, join(path!, ".."));
 }
 
 /**

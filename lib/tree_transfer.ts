@@ -34,6 +34,12 @@ export interface TreeIo {
   noticeMs?: number;
   /** Told how much the peer's work notices grew, for this side's watchdog (`Watch.peerWork`). */
   peerWork?: (grown: number) => void;
+  /**
+   * Both ends agreed to the receiver's phases (lib/tree_work.ts, `PHASE_WORK_FEATURE`): the
+   * receiver tells of its flushes and removals, and the sender takes such notices (default
+   * false).
+   */
+  phaseWork?: boolean;
 }
 
 /** Something that happened to one name, for reports. */
@@ -220,8 +226,12 @@ export interface TreeSink {
   makeBase(): Promise<void>;
   /** Creates a folder whose parent exists. */
   makeDir(path: string): Promise<void>;
-  /** Removes a name: a file, a link (never its target) or a folder with all it holds. */
-  remove(path: string): Promise<void>;
+  /**
+   * Removes a name: a file, a link (never its target) or a folder with all it holds. With
+   * `flush: false` the change need not be durable yet (an entry inside a folder being removed,
+   * whose own removal will be); default true.
+   */
+  remove(path: string, options?: { flush?: boolean }): Promise<void>;
   /**
    * Starts writing a file (`index`: its place in the manifest); nothing shows under its name
    * before commit.

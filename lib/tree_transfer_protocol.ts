@@ -53,6 +53,12 @@ export interface TreeTransferRequest {
    * it (never below its own least rate), as for a get.
    */
   rate?: number;
+  /**
+   * The client takes part in the receiver's work notices (`"phase_work"` on the wire; sent only
+   * to a server with the feature `phase-work`, lib/tree_work.ts): whichever end receives tells of
+   * its flushes and removals, and the other takes such notices.
+   */
+  phaseWork?: boolean;
   /** put_files: replace existing files, as put --overwrite does. */
   overwrite?: boolean;
   /** get_files: the names to send, in order (at most {@link MAX_BATCH_ENTRIES}). */
@@ -79,6 +85,7 @@ export function parseTreeTransfer(json: Record<string, unknown>): TreeTransferRe
   if (json.links !== undefined) request.links = flag(json.links);
   if (json.delete_unrelated !== undefined) request.deleteUnrelated = flag(json.delete_unrelated);
   if (json.resume !== undefined) request.resume = flag(json.resume);
+  if (json.phase_work !== undefined) request.phaseWork = flag(json.phase_work);
   if (json.rate !== undefined) {
     if (json.op !== "get_tree" || typeof json.rate !== "number" || !(json.rate >= 1)) {
       throw malformed();
@@ -114,6 +121,7 @@ export function encodeTreeTransfer(request: TreeTransferRequest): Record<string,
     checksum: request.checksum,
     ...(request.links ? { links: true } : {}),
     ...(request.resume ? { resume: true } : {}),
+    ...(request.phaseWork ? { phase_work: true } : {}),
     ...(request.rate === undefined ? {} : { rate: request.rate }),
     ...(request.overwrite === undefined ? {} : { overwrite: request.overwrite }),
     ...(request.names === undefined ? {} : { names: request.names }),

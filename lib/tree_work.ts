@@ -1,13 +1,23 @@
 /**
- * Work notices of tree transfers: while one end hashes files (the sender its own for a
- * `--checksum` manifest and a file's start for `--resume`, the receiver its copies to compare and
- * the parts it kept), the other sees no byte move, and its idle or stall timeout would cut a
- * transfer that is only busy. The busy end sends KEEPALIVE `{"work": N}`, N the bytes it has
- * hashed so far in the transfer, a file counting for at least {@link FILE_WORK}
- * ({@link WorkNotices}); the other end checks each claim ({@link PeerWork}): N must grow, and may
- * never pass {@link HASHED_AT_MOST} times the files listed in the manifest, the only files either
- * end hashes. A server's watchdog also wants the growth at its minimum rate (lib/watchdog.ts,
- * `Watch.peerWork`).
+ * Work notices of tree transfers: while one end does long work of its own that moves nothing on
+ * the wire, the other sees no byte move, and its idle or stall timeout would cut a transfer that
+ * is only busy. The busy end sends KEEPALIVE with counts of its work so far, each checked by the
+ * other ({@link PeerWork}), so that a peer cannot hold a connection by saying it works:
+ *
+ * - `work`: bytes hashed (the sender its own files for a `--checksum` manifest and a file's start
+ *   for `--resume`, the receiver its copies to compare and the parts it kept), a file counting
+ *   for at least {@link FILE_WORK}; never more than {@link HASHED_AT_MOST} times the files listed
+ *   in the manifest, the only files either end hashes.
+ * - `flushed` (the receiver; only where both ends agreed to it, {@link PHASE_WORK_FEATURE}): its
+ *   flushes of the files it committed. The kernel tells nothing of a flush until it ends, so a
+ *   flush under way counts at {@link FLUSH_PACE} bytes a second, up to its file's bytes sent in
+ *   this transfer ({@link FLUSH_FILE_WORK} at least): never more than the files the sender sent.
+ *   A flush that outlasts that (a disk slower than the pace, or stuck) is left to the timeout.
+ * - `removed` (likewise): entries `--delete` removed, which the sender cannot see, so never more
+ *   than {@link REMOVED_AT_MOST} in a transfer.
+ *
+ * A server's watchdog also wants the growth (each entry removed counting as {@link ENTRY_WORK}
+ * bytes) at its minimum rate (lib/watchdog.ts, `Watch.peerWork`).
  *
  * @module
  */
@@ -32,15 +42,61 @@ export const HASHED_AT_MOST = 2;
  */
 export const FILE_WORK = 64 << 10;
 
-/** The payload of a work notice. */
+/**
+ * WELCOME feature of a server that sends and takes the work notices of a receiver's own phases
+ * (`flushed`, `removed`); a client that takes part too asks for them with `"phase_work": true` in
+ * its tree request. Without both, neither end sends them.
+ */
+export const PHASE_WORK_FEATURE = "phase-work";
+
+/**
+ * Bytes a second a flush under way counts for: a disk that writes back slower than this (a few
+ * times slower than a USB 2 stick) is taken for a stuck one once a file's bytes are used up.
+ */
+export const FLUSH_PACE = 4 << 20;
+
+/**
+ * The least a file's flush counts for, whatever its size: a flush waits for the disk (a journal
+ * commit, a seek) about as long as writing this much, so a small file on a slow disk still
+ * shows work for a second.
+ */
+export const FLUSH_FILE_WORK = 4 << 20;
+
+/**
+ * Most entries a receiver may claim to have removed in one transfer: more than any tree ferry
+ * takes holds, so a claim past it is a lie.
+ */
+export const REMOVED_AT_MOST = 1 << 24;
+
+/** What an entry removed counts for towards a watchdog's minimum rate, in bytes. */
+export const ENTRY_WORK = 4096;
+
+/** The payload of a work notice: the counts that grew since the last one. */
 export interface WorkNotice {
   /** Bytes hashed so far in this transfer. */
-  work: number;
+  work?: number;
+  /** Bytes of the files committed counted as flushed so far ({@link FLUSH_PACE}). */
+  flushed?: number;
+  /** Entries removed so far. */
+  removed?: number;
+}
+
+/** The kinds of work a notice may count, in the order they are checked. */
+const KINDS = ["work", "flushed", "removed"] as const;
+
+/** Options for {@link WorkNotices}. */
+export interface WorkNoticesOptions {
+  /**
+   * The peer agreed to the receiver's phases ({@link PHASE_WORK_FEATURE}): flushes and removals
+   * are counted and told (default false: only hashing is).
+   */
+  phases?: boolean;
 }
 
 /**
- * The busy end: counts the bytes hashed and, while {@link during} runs, sends a notice every
- * `everyMs` in which the count grew (none when it did not: a stalled disk is not hidden).
+ * The busy end: counts its work and, while {@link during} runs, sends a notice every `everyMs`
+ * in which a count grew (none when none did: a stalled disk is not hidden, beyond the pace a
+ * flush under way counts for).
  *
  * @example
  * ```ts ignore
@@ -51,13 +107,29 @@ export interface WorkNotice {
 export class WorkNotices {
   #out: FrameWriter;
   #everyMs?: number;
-  #work = 0;
-  #told = 0;
+  #phases: boolean;
+  #counts: Required<WorkNotice> = { work: 0, flushed: 0, removed: 0 };
+  #told: Required<WorkNotice> = { work: 0, flushed: 0, removed: 0 };
+  /** What the flushes begun so far may count for, those under way, and when they last did. */
+  #flushable = 0;
+  #flushing = 0;
+  #pacedAt = 0;
 
   /** `everyMs` undefined: no notices (the peer did not ask for them). */
-  constructor(out: FrameWriter, everyMs: number | undefined) {
+  constructor(out: FrameWriter, everyMs: number | undefined, options: WorkNoticesOptions = {}) {
     this.#out = out;
     this.#everyMs = everyMs;
+    this.#phases = options.phases ?? false;
+  }
+
+  /** Whether notices go at all: the peer asked for them. */
+  get telling(): boolean {
+    return this.#everyMs !== undefined;
+  }
+
+  /** Whether the receiver's phases are told ({@link WorkNoticesOptions.phases}). */
+  get phases(): boolean {
+    return this.#phases && this.telling;
   }
 
   /**
@@ -72,8 +144,42 @@ export class WorkNotices {
       const add = Math.min(Math.max(bytes, FILE_WORK), most) - counted;
       if (add <= 0) return;
       counted += add;
-      this.#work += add;
+      this.#counts.work += add;
     };
+  }
+
+  /**
+   * Runs `flush`, a file's flush (its commit), of the file's `bytes` sent in this transfer:
+   * counted as flushed at {@link FLUSH_PACE} while it runs, up to {@link flushWork} of them.
+   */
+  async flushing<T>(bytes: number, flush: () => Promise<T>): Promise<T> {
+    if (!this.phases) return await flush();
+    this.#pace();
+    this.#flushable += flushWork(bytes);
+    this.#flushing++;
+    try {
+      return await flush();
+    } finally {
+      this.#pace();
+      this.#flushing--;
+    }
+  }
+
+  /** Counts `entries` removed (`--delete`). */
+  removed(entries: number): void {
+    if (this.phases) {
+      this.#counts.removed = Math.min(REMOVED_AT_MOST, this.#counts.removed + entries);
+    }
+  }
+
+  /** Brings the flushes under way up to now, at {@link FLUSH_PACE}. */
+  #pace(): void {
+    const now = Date.now();
+    if (this.#flushing > 0) {
+      const paced = Math.floor(FLUSH_PACE * (now - this.#pacedAt) / 1000);
+      this.#counts.flushed = Math.min(this.#flushable, this.#counts.flushed + paced);
+    }
+    this.#pacedAt = now;
   }
 
   /**
@@ -82,8 +188,14 @@ export class WorkNotices {
    */
   during<T>(work: () => Promise<T>): Promise<T> {
     return keepingAlive(this.#out, this.#everyMs, () => {
-      if (this.#work <= this.#told) return undefined;
-      return { work: this.#told = this.#work } satisfies WorkNotice;
+      this.#pace();
+      const notice: WorkNotice = {};
+      for (const kind of KINDS) {
+        if (this.#counts[kind] > this.#told[kind]) {
+          notice[kind] = this.#told[kind] = this.#counts[kind];
+        }
+      }
+      return Object.keys(notice).length > 0 ? { ...notice } : undefined;
     }, work);
   }
 }
@@ -96,36 +208,76 @@ export interface PeerWorkOptions {
    * claim must be covered). The sending end, whose peer hashes only files listed, gives 0.
    */
   ahead?: number;
-  /** Told of each claim's growth, for a watchdog (lib/watchdog.ts, `Watch.peerWork`). */
+  /**
+   * Told of each claim's growth, in bytes (an entry removed counting {@link ENTRY_WORK}), for a
+   * watchdog (lib/watchdog.ts, `Watch.peerWork`).
+   */
   onWork?: (grown: number) => void;
+  /**
+   * The peer is the receiver and both ends agreed to its phases ({@link PHASE_WORK_FEATURE}): it
+   * may claim `flushed` (checked against the files this end sent, {@link PeerWork.sent}) and
+   * `removed` (default false: a claim of either ends the transfer).
+   */
+  phases?: boolean;
 }
 
 /** The waiting end: checks the busy end's notices, and the claims against the manifest. */
 export class PeerWork {
-  #claimed = 0;
+  #claimed: Required<WorkNotice> = { work: 0, flushed: 0, removed: 0 };
   #listed = 0;
+  #sent = 0;
   #ahead: number;
   #onWork?: (grown: number) => void;
+  #phases: boolean;
 
   constructor(options: PeerWorkOptions = {}) {
     this.#ahead = options.ahead ?? Infinity;
     this.#onWork = options.onWork;
+    this.#phases = options.phases ?? false;
   }
 
   /**
-   * A KEEPALIVE from the peer. Throws {@link ProtocolError} when it claims no growth, or more than
-   * the files listed cover ({@link HASHED_AT_MOST} times their bytes, plus
-   * {@link PeerWorkOptions.ahead}): a peer cannot hold the connection by saying it works.
+   * A KEEPALIVE from the peer. Throws {@link ProtocolError} when it claims no growth (each count
+   * it carries must grow, and it must carry one), or more than this end can allow: hashing past
+   * the files listed ({@link HASHED_AT_MOST} times their bytes, plus
+   * {@link PeerWorkOptions.ahead}), flushing past the files sent, removals past
+   * {@link REMOVED_AT_MOST}, or a kind of work not agreed. A peer cannot hold the connection by
+   * saying it works.
    */
   notice(json: Record<string, unknown>): void {
-    const work = json.work;
-    if (typeof work !== "number" || !Number.isSafeInteger(work) || work <= this.#claimed) {
-      throw new ProtocolError("KEEPALIVE in a tree transfer without growing work");
+    const claimed = this.#claimed;
+    let grown = 0;
+    let counts = 0;
+    for (const kind of KINDS) {
+      const value = json[kind];
+      if (value === undefined) continue;
+      if (kind !== "work" && !this.#phases) {
+        throw new ProtocolError(`KEEPALIVE with work that was not agreed: ${kind}`);
+      }
+      if (typeof value !== "number" || !Number.isSafeInteger(value) || value <= claimed[kind]) {
+        throw new ProtocolError("KEEPALIVE in a tree transfer without growing work");
+      }
+      grown += (value - claimed[kind]) * (kind === "removed" ? ENTRY_WORK : 1);
+      claimed[kind] = value;
+      counts++;
     }
-    const grown = work - this.#claimed;
-    this.#claimed = work;
+    if (counts === 0) throw new ProtocolError("KEEPALIVE in a tree transfer without growing work");
     this.#check(this.#ahead);
+    if (claimed.flushed > this.#sent) {
+      throw new ProtocolError("KEEPALIVE claims more flushing than the files sent");
+    }
+    if (claimed.removed > REMOVED_AT_MOST) {
+      throw new ProtocolError("KEEPALIVE claims more entries removed than any tree holds");
+    }
     this.#onWork?.(grown);
+  }
+
+  /**
+   * This end sent a file of `bytes` (those of it sent in this transfer): the receiver may count
+   * its flush as up to {@link flushWork} of them.
+   */
+  sent(bytes: number): void {
+    this.#sent += flushWork(bytes);
   }
 
   /**
@@ -139,10 +291,17 @@ export class PeerWork {
   }
 
   #check(ahead: number): void {
-    if (this.#claimed > HASHED_AT_MOST * this.#listed + ahead) {
+    if (this.#claimed.work > HASHED_AT_MOST * this.#listed + ahead) {
       throw new ProtocolError("KEEPALIVE claims more work than the files listed");
     }
   }
+}
+
+/**
+ * What flushing a file of which `bytes` were sent may count for (see {@link FLUSH_FILE_WORK}).
+ */
+export function flushWork(bytes: number): number {
+  return Math.max(bytes, FLUSH_FILE_WORK);
 }
 
 /** The work hashing one file of `size` bytes may count for (see {@link FILE_WORK}). */

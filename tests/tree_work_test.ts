@@ -1,7 +1,8 @@
 /**
  * Unit tests of lib/tree_work.ts: what a busy end of a tree transfer claims as work (each file
- * from 64 KiB to its listed size, never twice over one pass), and the checks the other end makes
- * of the claims (growing, and covered by the files listed).
+ * from 64 KiB to its listed size, never twice over one pass; a flush under way up to its file's
+ * bytes; entries removed), and the checks the other end makes of the claims (growing, covered by
+ * the files listed or sent, removals within their bound, and only the kinds agreed).
  *
  * @module
  */
@@ -10,7 +11,15 @@ import assert from "node:assert/strict";
 import { ProtocolError } from "../lib/errors.ts";
 import type { FrameWriter } from "../lib/frame_writer.ts";
 import { FrameType } from "../lib/frames.ts";
-import { FILE_WORK, fileBytes, PeerWork, WorkNotices } from "../lib/tree_work.ts";
+import {
+  ENTRY_WORK,
+  FILE_WORK,
+  fileBytes,
+  FLUSH_FILE_WORK,
+  PeerWork,
+  REMOVED_AT_MOST,
+  WorkNotices,
+} from "../lib/tree_work.ts";
 
 /** A writer that keeps the control frames written to it. */
 function recorder(): { out: FrameWriter; sent: Record<string, unknown>[] } {
@@ -96,4 +105,53 @@ Deno.test("peer work: a sender's claims may run ahead of its batch, and are chec
     () => liar.listed(fileBytes([{ type: "file", size: 1 << 20 }]), false),
     /more work/,
   );
+});
+
+Deno.test("work notices: a receiver's flushes and removals are told only where the peer agreed", async () => {
+  const { out, sent } = recorder();
+  const notices = new WorkNotices(out, 20, { phases: true });
+  // A small file's flush counts for 4 MiB at most, however long it runs.
+  await notices.during(() =>
+    notices.flushing(10, async () => {
+      notices.removed(2);
+      await new Promise((resolve) => setTimeout(resolve, 1200));
+    })
+  );
+  const flushed = sent.filter((n) => n.flushed !== undefined).map((n) => n.flushed as number);
+  assert.ok(flushed.length > 1, JSON.stringify(sent));
+  assert.ok(flushed.every((n, i) => i === 0 || n > flushed[i - 1]), JSON.stringify(sent));
+  assert.ok(flushed.at(-1)! <= FLUSH_FILE_WORK, JSON.stringify(sent));
+  assert.equal(sent.filter((n) => n.removed !== undefined).at(-1)?.removed, 2);
+  assert.ok(sent.every((n) => n.work === undefined), "nothing hashed, no work told");
+  // Without the peer's agreement, neither is counted.
+  const old = recorder();
+  const quiet = new WorkNotices(old.out, 20);
+  await quiet.during(() =>
+    quiet.flushing(10, async () => {
+      quiet.removed(2);
+      await new Promise((resolve) => setTimeout(resolve, 60));
+    })
+  );
+  assert.deepEqual(old.sent, []);
+});
+
+Deno.test("peer work: flushes within the files sent, removals within their bound, each kind growing", () => {
+  const grown: number[] = [];
+  const peer = new PeerWork({ ahead: 0, phases: true, onWork: (n) => grown.push(n) });
+  assert.throws(() => peer.notice({ flushed: 1 }), /more flushing than the files sent/);
+  const sender = new PeerWork({ ahead: 0, phases: true, onWork: (n) => grown.push(n) });
+  sender.sent(10);
+  sender.notice({ flushed: FLUSH_FILE_WORK });
+  assert.throws(() => sender.notice({ flushed: FLUSH_FILE_WORK + 1 }), /more flushing/);
+  const remover = new PeerWork({ ahead: 0, phases: true, onWork: (n) => grown.push(n) });
+  remover.notice({ removed: 5 });
+  // Every count it carries must grow: one that stays is no work.
+  assert.throws(() => remover.notice({ removed: 6, flushed: 0 }), /without growing work/);
+  assert.throws(() => remover.notice({ removed: REMOVED_AT_MOST + 1 }), /more entries removed/);
+  assert.deepEqual(grown, [FLUSH_FILE_WORK, 5 * ENTRY_WORK]);
+  // Not agreed: refused, whatever the count.
+  const old = new PeerWork({ ahead: 0 });
+  old.sent(10);
+  assert.throws(() => old.notice({ flushed: 1 }), /not agreed: flushed/);
+  assert.throws(() => old.notice({ removed: 1 }), /not agreed: removed/);
 });
