@@ -12,9 +12,9 @@
  *   the server sent gets {@link BEHIND_PERIODS} times as long. Time the server spends on its own
  *   disk work (a local wait, such as hashing its files for `--checksum`) is not idle, unless it
  *   is also waiting to write to the client: the client has nothing to answer meanwhile.
- * - A client that tells, in a tree transfer, that it is hashing files (lib/tree_work.ts) must
- *   claim growth at the minimum rate from one notice to the next; what it claims counts as data
- *   towards an upload's rate.
+ * - A client that tells, in a tree transfer, that it is hashing files, flushing them or removing
+ *   names (lib/tree_work.ts) must claim growth at the minimum rate from one notice to the next;
+ *   what it claims counts as data towards an upload's rate.
  *
  * @module
  */
