@@ -4,8 +4,9 @@
  * each file a tree transfer commits waits MS before its commit (its flush), and each entry a
  * removal takes away waits MS, one wait after another for the whole process, as a disk that does
  * one thing at a time. A test can then hold the phases that move nothing on the wire (flushing,
- * `--delete`) for as long as it needs, with no sleep of its own and no big files. Programs run
- * without that permission (the usual case) never wait.
+ * `--delete`) for as long as it needs, with no sleep of its own and no big files. A removal the
+ * program does on its calling thread waits there too ({@link slowRemovalSync}), as a slow disk
+ * would hold it. Programs run without that permission (the usual case) never wait.
  *
  * @module
  */
@@ -46,6 +47,12 @@ export function slowCommit(): Promise<void> {
 export async function slowRemoval(path: string): Promise<void> {
   if (slowMs() === 0) return;
   await wait(countEntries(path));
+}
+
+/** {@link slowRemoval} for a removal done on the calling thread: it blocks, as the disk would. */
+export function slowRemovalSync(path: string): void {
+  const ms = slowMs() * (slowMs() === 0 ? 0 : countEntries(path));
+  if (ms > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 function countEntries(path: string): number {

@@ -29,7 +29,7 @@ import { foldsCase } from "./case_folding.ts";
 import { unfitName } from "./windows_names.ts";
 import { entryOf, MODE_BITS, TreeWalker, type WalkEntry } from "./tree_walk.ts";
 import { childOf } from "./disk_jobs.ts";
-import { slowRemoval } from "./slow_disk.ts";
+import { slowRemoval, slowRemovalSync } from "./slow_disk.ts";
 import {
   type CheckedFile,
   type FileId,
@@ -360,9 +360,13 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
       }
       // A symlink goes itself; only a real folder is removed with what it holds, off this
       // thread (it may hold any number of files); a file's name goes on it.
-      await slowRemoval(target);
-      if (info.isDirectory) await Deno.remove(target, { recursive: true });
-      else Deno.removeSync(target);
+      if (info.isDirectory) {
+        await slowRemoval(target);
+        await Deno.remove(target, { recursive: true });
+      } else {
+        slowRemovalSync(target);
+        Deno.removeSync(target);
+      }
       checked = undefined;
     },
     beginFile: async (path, entry): Promise<TreeFileSink> => {

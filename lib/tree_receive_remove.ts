@@ -13,6 +13,13 @@
 import type { TreeSink } from "./tree_transfer.ts";
 
 /**
+ * Longest run of removals before the event loop gets a turn. A sink that removes on the calling
+ * thread (the client's) never returns to it otherwise, and the timer that sends the notices
+ * would not run for as long as the whole folder takes.
+ */
+export const YIELD_MS = 20;
+
+/**
  * Removes the folder `path` of `sink` and all it holds, deepest first, telling `onRemoved` of
  * each entry as it goes. What the sink's walk leaves out (names it does not carry) goes with the
  * folder itself, which the sink removes with whatever is left in it.
@@ -32,15 +39,22 @@ export async function removeFolder(
   path: string,
   onRemoved: (entries: number) => void,
 ): Promise<void> {
-  await removeInside(sink, path, onRemoved);
+  let turn = Date.now();
+  const removed = async () => {
+    onRemoved(1);
+    if (Date.now() - turn < YIELD_MS) return;
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    turn = Date.now();
+  };
+  await removeInside(sink, path, removed);
   await sink.remove(path);
-  onRemoved(1);
+  await removed();
 }
 
 async function removeInside(
   sink: TreeSink,
   path: string,
-  onRemoved: (entries: number) => void,
+  removed: () => Promise<void>,
 ): Promise<void> {
   const walk = await sink.walker(path);
   if (!walk) return;
@@ -48,10 +62,10 @@ async function removeInside(
     for (let found = walk.peek(); found; found = walk.peek()) {
       await walk.next(false);
       const inner = `${path}/${found.path}`;
-      if (found.type === "dir") await removeInside(sink, inner, onRemoved);
+      if (found.type === "dir") await removeInside(sink, inner, removed);
       // Not flushed: the folder's own removal is, and takes this with it.
       await sink.remove(inner, { flush: false });
-      onRemoved(1);
+      await removed();
     }
   } finally {
     walk.close?.();

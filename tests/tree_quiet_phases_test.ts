@@ -24,7 +24,7 @@ import {
   startServer,
 } from "./harness.ts";
 import { summaryOf } from "./tree_helpers.ts";
-import { concat, dataWithEnd, Wire } from "./wire.ts";
+import { concat, dataWithEnd, Wire, withFakeServer } from "./wire.ts";
 import { encodeControl, FrameType } from "../lib/frames.ts";
 import { FLUSH_FILE_WORK, REMOVED_AT_MOST } from "../lib/tree_work.ts";
 
@@ -51,7 +51,7 @@ async function bigTree(dir: string): Promise<void> {
   await Deno.writeFile(`${dir}/big.bin`, new Uint8Array(BIG));
 }
 
-/** A folder `doomed` of 9 files (10 entries) beside `keep.txt`, which the sender has too. */
+/** A folder `doomed` of 9 files (10 entries) beside `keep.txt`, which the sender has too (longer). */
 async function treeWithDoomed(dir: string): Promise<void> {
   await Deno.mkdir(`${dir}/doomed`, { recursive: true });
   for (let i = 0; i < 9; i++) await Deno.writeTextFile(`${dir}/doomed/f${i}`, "x");
@@ -110,7 +110,7 @@ Deno.test("put -r --delete of a big folder: the server's removal does not let --
   await using srv = await startServer(slowDisk(SLOW_ENTRY_MS));
   await using work = await makeTempDir();
   await Deno.mkdir(`${work.path}/src`);
-  await Deno.writeTextFile(`${work.path}/src/keep.txt`, "new");
+  await Deno.writeTextFile(`${work.path}/src/keep.txt`, "newer");
   await treeWithDoomed(`${srv.root}/dst`);
   const result = await ferry(srv, [
     "--stall-timeout",
@@ -131,7 +131,7 @@ Deno.test("get -r --delete of a big folder: the client's removal does not let th
   await using srv = await startServer({ args: ["--idle-timeout", "1"] });
   await using work = await makeTempDir();
   await Deno.mkdir(`${srv.root}/src`);
-  await Deno.writeTextFile(`${srv.root}/src/keep.txt`, "new");
+  await Deno.writeTextFile(`${srv.root}/src/keep.txt`, "newer");
   await treeWithDoomed(`${work.path}/dst`);
   const result = await ferry(
     srv,
@@ -244,4 +244,49 @@ Deno.test("a server flushing for put -r tells a client that asked of it, and onl
   assert.ok(flushed.at(-1)! <= FLUSH_FILE_WORK, JSON.stringify(told));
   // A client that predates them hears none: it would refuse them.
   assert.deepEqual(await putNotices(server, false), []);
+});
+
+/**
+ * The KEEPALIVEs a client receiving one file with get -r sends a fake server whose WELCOME has
+ * `features`, while its disk takes 1 s over the commit; and whether it asked for them.
+ */
+async function clientNotices(features: string[]) {
+  await using work = await makeTempDir();
+  const notices: Record<string, unknown>[] = [];
+  let asked: unknown;
+  const result = await withFakeServer(
+    async (wire, request) => {
+      asked = request.phase_work;
+      const entries = [{ path: "f", type: "file", size: 6, mtime: 0, mode: 0o644 }];
+      await wire.write(concat([
+        encodeControl(FrameType.OK, {}),
+        encodeControl(FrameType.MANIFEST, { entries, last: true }),
+      ]));
+      assert.deepEqual(await wire.expectFrame(FrameType.WANT, "want"), { want: [0] });
+      await wire.write(concat([
+        encodeControl(FrameType.FILE, { index: 0, size: 6 }),
+        await dataWithEnd(new TextEncoder().encode("alpha\n")),
+        encodeControl(FrameType.FINISH, {}),
+      ]));
+      let frame = await wire.readFrame();
+      for (; frame && frame.type !== FrameType.OK; frame = await wire.readFrame()) {
+        if (frame.type === FrameType.KEEPALIVE) notices.push(frame.json!);
+      }
+      assert.ok(frame, "the client's OK");
+    },
+    (port) =>
+      ferry({ host: "127.0.0.1", port }, ["get", "-r", "x", `${work.path}/dst`], slowDisk(1000)),
+    { welcome: { server: "fake/1", features, keepalive: 100 } },
+  );
+  assertSuccess(result, "get -r");
+  return { asked, notices };
+}
+
+Deno.test("a client flushing for get -r tells a server that takes part, and asks only such a server", async () => {
+  const told = await clientNotices(["tree", "phase-work"]);
+  assert.equal(told.asked, true);
+  assert.ok(told.notices.length > 0, "notices while the file is flushed");
+  assert.ok(told.notices.every((n) => typeof n.flushed === "number"), JSON.stringify(told));
+  // A server that predates them neither hears of them nor is asked.
+  assert.deepEqual(await clientNotices(["tree"]), { asked: undefined, notices: [] });
 });
