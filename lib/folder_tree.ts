@@ -18,6 +18,7 @@ import {
   flushFolder,
   makeDir,
   removeName,
+  removeNamesIn,
   resolveFolder,
   type ServedFolder,
 } from "./tree_store.ts";
@@ -125,6 +126,7 @@ export function folderSink(store: ServedFolder, base: string | undefined): TreeS
     makeDir: (path) => makeDir(store, name(path), { parents: true }),
     remove: (path, options) =>
       removeName(store, name(path), { recursive: true, flush: options?.flush }),
+    removeIn: (folder, names, removed) => removeNamesIn(store, name(folder), names, removed),
     beginFile: async (path, entry): Promise<TreeFileSink> =>
       uploadSink(await beginTreeUpload(path, entry, false)),
     // A tree's file is kept and resumed as a single put of its name is (lib/kept_uploads.ts).

@@ -369,6 +369,21 @@ export function localSink(base: string, options: LocalSinkOptions = {}): TreeSin
       }
       checked = undefined;
     },
+    removeIn: async (path, names, removed) => {
+      const dir = await folder(path.split("/"), false);
+      if (dir === null) return;
+      for (const name of names) {
+        const target = join(dir, name);
+        slowRemovalSync(target);
+        try {
+          Deno.removeSync(target);
+        } catch (error) {
+          if (!(error instanceof Deno.errors.NotFound)) throw error;
+        }
+        await removed();
+      }
+      checked = undefined;
+    },
     beginFile: async (path, entry): Promise<TreeFileSink> => {
       // The folder checked last is most often this file's too: found by its name alone.
       const cut = path.lastIndexOf("/");

@@ -3,7 +3,8 @@
  * of a folder of any size can be told to the sender as it goes (lib/tree_work.ts, `removed`):
  * one call that removes a folder with all it holds moves nothing on the wire for as long as it
  * takes, minutes for hundreds of thousands of entries on a slow disk, and the sender's timeout
- * would cut the transfer. Every entry goes through the sink ({@link TreeSink.walker} and
+ * would cut the transfer. Every entry goes through the sink ({@link TreeSink.walker},
+ * {@link TreeSink.removeIn} for the files of a folder, found once for them all, and
  * {@link TreeSink.remove}), so each removal is checked as any other (never through a symlink on
  * the way, never out of the receiving folder), and only the folder's own removal is flushed.
  *
@@ -18,6 +19,9 @@ import type { TreeSink } from "./tree_transfer.ts";
  * would not run for as long as the whole folder takes.
  */
 export const YIELD_MS = 20;
+
+/** Files of a folder removed in one {@link TreeSink.removeIn}, its folder found once for them. */
+export const REMOVE_BATCH = 256;
 
 /**
  * Removes the folder `path` of `sink` and all it holds, deepest first, telling `onRemoved` of
@@ -58,16 +62,33 @@ async function removeInside(
 ): Promise<void> {
   const walk = await sink.walker(path);
   if (!walk) return;
+  let files: string[] = [];
+  const removeFiles = async () => {
+    if (sink.removeIn) await sink.removeIn(path, files, removed);
+    else for (const name of files) await removeOne(sink, `${path}/${name}`, removed);
+    files = [];
+  };
   try {
     for (let found = walk.peek(); found; found = walk.peek()) {
       await walk.next(false);
+      if (found.type !== "dir") {
+        files.push(found.path);
+        if (files.length >= REMOVE_BATCH) await removeFiles();
+        continue;
+      }
       const inner = `${path}/${found.path}`;
-      if (found.type === "dir") await removeInside(sink, inner, removed);
-      // Not flushed: the folder's own removal is, and takes this with it.
-      await sink.remove(inner, { flush: false });
-      await removed();
+      await removeInside(sink, inner, removed);
+      await removeOne(sink, inner, removed);
     }
+    await removeFiles();
   } finally {
     walk.close?.();
   }
+}
+
+/** Removes one name inside a folder being removed. */
+async function removeOne(sink: TreeSink, path: string, removed: () => Promise<void>) {
+  // Not flushed: the folder's own removal is, and takes this with it.
+  await sink.remove(path, { flush: false });
+  await removed();
 }

@@ -182,6 +182,34 @@ export async function removeName(
 }
 
 /**
+ * Removes the files and links `names` (a name that is a folder by now is refused by the system,
+ * never emptied) of the folder `dir`, found once as {@link resolveFolder} finds it, awaiting
+ * `removed` after each. Not flushed: for the inside of a folder being removed (a tree's
+ * `--delete`), whose own removal is.
+ */
+export async function removeNamesIn(
+  store: ServedFolder,
+  dir: string,
+  names: string[],
+  removed: () => Promise<void>,
+): Promise<void> {
+  const real = await resolveFolder(store, dir);
+  store.forgetFolders();
+  try {
+    for (const name of names) {
+      const path = join(real, name);
+      await slowRemoval(path);
+      await Deno.remove(path).catch((error) => {
+        if (!isAbsent(error)) throw error;
+      });
+      await removed();
+    }
+  } finally {
+    store.forgetFolders();
+  }
+}
+
+/**
  * Renames `from` to `to` inside the root, atomically: a file, a symlink (the link itself) or a
  * folder with everything in it. The new name's folder must exist. A name that is taken is refused
  * unless `overwrite` is set and it is not a folder.

@@ -233,6 +233,13 @@ export interface TreeSink {
    */
   remove(path: string, options?: { flush?: boolean }): Promise<void>;
   /**
+   * Removes the files and links `names` (never a folder) of the folder `folder`, which is found
+   * once for them all, as any folder is (never through a symlink on the way); `removed` is
+   * awaited after each. Not flushed: for the inside of a folder being removed, whose own removal
+   * is. Absent: each goes through {@link remove}.
+   */
+  removeIn?(folder: string, names: string[], removed: () => Promise<void>): Promise<void>;
+  /**
    * Starts writing a file (`index`: its place in the manifest); nothing shows under its name
    * before commit.
    */
