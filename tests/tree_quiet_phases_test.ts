@@ -290,3 +290,41 @@ Deno.test("a client flushing for get -r tells a server that takes part, and asks
   // A server that predates them neither hears of them nor is asked.
   assert.deepEqual(await clientNotices(["tree"]), { asked: undefined, notices: [] });
 });
+
+Deno.test("--delete entry by entry removes nested folders, and links as links, on both ends", async () => {
+  await using srv = await startServer();
+  await using work = await makeTempDir();
+  const outside = `${work.path}/outside`;
+  await Deno.mkdir(`${outside}/deep`, { recursive: true });
+  await Deno.writeTextFile(`${outside}/deep/precious`, "keep me");
+  /** A doomed folder with files, a nested folder, links to a folder and a file outside. */
+  const doomed = async (dir: string) => {
+    await treeWithDoomed(dir);
+    await Deno.mkdir(`${dir}/doomed/inner/deeper`, { recursive: true });
+    await Deno.writeTextFile(`${dir}/doomed/inner/deeper/x`, "x");
+    await Deno.symlink(outside, `${dir}/doomed/inner/to-outside`);
+    await Deno.symlink(`${outside}/deep/precious`, `${dir}/doomed/to-file`);
+  };
+  await Deno.mkdir(`${work.path}/src`);
+  await Deno.writeTextFile(`${work.path}/src/keep.txt`, "newer");
+  await doomed(`${srv.root}/dst`);
+  await doomed(`${work.path}/dst`);
+  // The server removes entry by entry for a client that asked for KEEPALIVE; the client always.
+  const put = await ferry(srv, [
+    "--stall-timeout",
+    "30",
+    "--json",
+    "put",
+    "-r",
+    "--delete",
+    `${work.path}/src`,
+    "dst",
+  ]);
+  assert.deepEqual((await assertDone(put, srv, "put_tree")).deleted, 1);
+  const get = await ferry(srv, ["--json", "get", "-r", "--delete", "dst", `${work.path}/dst`]);
+  assert.deepEqual((await assertDone(get, srv, "get_tree")).deleted, 1);
+  for (const dir of [`${srv.root}/dst`, `${work.path}/dst`]) {
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["keep.txt"], dir);
+  }
+  assert.equal(await Deno.readTextFile(`${outside}/deep/precious`), "keep me");
+});
