@@ -514,12 +514,13 @@ export class TreeCompare {
 
   /**
    * Removes `path`, a `folder` or not, counting the entries removed for the sender to hear
-   * (lib/tree_work.ts): a folder entry by entry where the sender takes such notices
-   * (lib/tree_receive_remove.ts), else with one call, the quicker.
+   * (lib/tree_work.ts): a folder entry by entry where the sender takes such notices and the sink
+   * removes a folder's files together (lib/tree_receive_remove.ts), else with one call, the
+   * quicker (an S3 store's removes a thousand keys a request).
    */
   async #remove(path: string, folder: boolean): Promise<void> {
     const notices = this.#notices;
-    if (folder && notices?.phases) {
+    if (folder && notices?.phases && this.#sink.removeIn) {
       return await removeFolder(this.#sink, path, (entries) => notices.removed(entries));
     }
     await this.#sink.remove(path);

@@ -24,8 +24,8 @@ export const YIELD_MS = 20;
 export const REMOVE_BATCH = 256;
 
 /**
- * Removes the folder `path` of `sink` and all it holds, deepest first, telling `onRemoved` of
- * each entry as it goes. What the sink's walk leaves out (names it does not carry) goes with the
+ * Removes the folder `path` of `sink` (one with {@link TreeSink.removeIn}) and all it holds,
+ * deepest first, telling `onRemoved` of each entry as it goes. What the sink's walk leaves out (names it does not carry) goes with the
  * folder itself, which the sink removes with whatever is left in it.
  *
  * @example
@@ -64,8 +64,7 @@ async function removeInside(
   if (!walk) return;
   let files: string[] = [];
   const removeFiles = async () => {
-    if (sink.removeIn) await sink.removeIn(path, files, removed);
-    else for (const name of files) await removeOne(sink, `${path}/${name}`, removed);
+    await sink.removeIn!(path, files, removed);
     files = [];
   };
   try {

@@ -236,7 +236,8 @@ export interface TreeSink {
    * Removes the files and links `names` (never a folder) of the folder `folder`, which is found
    * once for them all, as any folder is (never through a symlink on the way); `removed` is
    * awaited after each. Not flushed: for the inside of a folder being removed, whose own removal
-   * is. Absent: each goes through {@link remove}.
+   * is. Absent (an S3 store's, which removes a thousand keys a request): a folder is removed in
+   * one call, and its entries are not told of.
    */
   removeIn?(folder: string, names: string[], removed: () => Promise<void>): Promise<void>;
   /**

@@ -191,7 +191,10 @@ export class WorkNotices {
       this.#pace();
       const notice: WorkNotice = {};
       for (const kind of KINDS) {
-        if (this.#counts[kind] > this.#told[kind]) {
+        // A flush's last few bytes are not worth a notice: growth that small could read as a
+        // peer slower than its minimum rate.
+        const least = kind === "flushed" ? FILE_WORK : 1;
+        if (this.#counts[kind] >= this.#told[kind] + least) {
           notice[kind] = this.#told[kind] = this.#counts[kind];
         }
       }
