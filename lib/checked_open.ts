@@ -16,6 +16,10 @@
  *   refuses a link swapped in after Deno's resolution. Deno's own open takes no such flags. On a
  *   regular file `O_NONBLOCK` changes nothing.
  *
+ * With `write`, the same open for reading and writing ({@link CheckedWriter}): continuing a file
+ * that a lookup found, as a staged file's append does (lib/staged_file.ts), where a link swapped
+ * in would have the bytes written to where it leads and a FIFO would freeze the open.
+ *
  * On Windows (no FIFOs in a folder, no such flags) the file is opened with Deno's open and the
  * identity is checked where the system gives one.
  *
@@ -97,6 +101,23 @@ export interface CheckedFile extends Disposable {
   close(): void;
 }
 
+/**
+ * A regular file opened by {@link openChecked} with `write`: written, flushed and given its times
+ * through the open file too. Reads and writes share one position, as a file descriptor's do.
+ */
+export interface CheckedWriter extends CheckedFile {
+  /** Writes from `p` at the current position; resolves with how many bytes it took. */
+  write(p: Uint8Array): Promise<number>;
+  /** {@link write} on the calling thread. */
+  writeSync(p: Uint8Array): number;
+  /** Flushes the file's data to disk. */
+  syncData(): Promise<void>;
+  /** Sets its access and modification times. */
+  utime(atime: Date, mtime: Date): Promise<void>;
+  /** {@link utime} on the calling thread. */
+  utimeSync(atime: Date, mtime: Date): void;
+}
+
 /** Options for {@link openChecked}. */
 export interface OpenCheckedOptions {
   /** The file the lookup found: anything else at the path is refused with {@link SwappedError}. */
@@ -106,13 +127,19 @@ export interface OpenCheckedOptions {
    * the user named, which may be a link on purpose; `expect` then names what it led to.
    */
   follow?: boolean;
+  /**
+   * Open for writing too (read and write; a missing file is not created), to continue the file
+   * after its bytes: a {@link CheckedWriter} (default false).
+   */
+  write?: boolean;
 }
 
 /**
- * Opens the regular file at `path` for reading, refusing with {@link SwappedError} anything else
- * found there (a FIFO, a folder, a symlink unless `follow`) and, with `expect`, any other file
- * than the one looked up. Never waits for a FIFO's writer. {@link loadCheckedOpen} first. Other failures (no such file,
- * permission denied) are thrown as Deno's errors are, by class.
+ * Opens the regular file at `path` for reading (and writing, with `write`), refusing with
+ * {@link SwappedError} anything else found there (a FIFO, a folder, a symlink unless `follow`)
+ * and, with `expect`, any other file than the one looked up. Never waits for a FIFO's other end.
+ * {@link loadCheckedOpen} first. Other failures (no such file, permission denied) are thrown as
+ * Deno's errors are, by class.
  *
  * @example
  * ```ts
@@ -124,13 +151,21 @@ export interface OpenCheckedOptions {
  * console.log(file.statSync().size);
  * ```
  */
-export function openChecked(path: string, options: OpenCheckedOptions = {}): CheckedFile {
+export function openChecked(
+  path: string,
+  options: OpenCheckedOptions & { write: true },
+): CheckedWriter;
+export function openChecked(path: string, options?: OpenCheckedOptions): CheckedFile;
+export function openChecked(path: string, options: OpenCheckedOptions = {}): CheckedWriter {
   if (WINDOWS) return openOnWindows(path, options);
   if (!fs) throw new Error("openChecked called before loadCheckedOpen");
-  const { O_RDONLY, O_NONBLOCK, O_NOFOLLOW } = fs.constants;
+  const { O_RDONLY, O_RDWR, O_NONBLOCK, O_NOFOLLOW } = fs.constants;
+  // Read and write, not write alone: a FIFO opened so never waits nor fails for want of a reader
+  // (ENXIO), and is then refused by its fstat as any other non-file is.
+  const access = options.write ? O_RDWR : O_RDONLY;
   let fd: number;
   try {
-    fd = fs.openSync(path, O_RDONLY | O_NONBLOCK | (options.follow ? 0 : O_NOFOLLOW));
+    fd = fs.openSync(path, access | O_NONBLOCK | (options.follow ? 0 : O_NOFOLLOW));
   } catch (error) {
     throw denoError(error, path);
   }
@@ -187,8 +222,11 @@ function infoOf(stats: Stats): CheckedInfo {
   return { isFile: stats.isFile(), size: stats.size, mtime: stats.mtime, mode: stats.mode };
 }
 
-/** A file opened through node:fs: read at a position of its own (pread), never by the fd's. */
-class NodeFile implements CheckedFile {
+/**
+ * A file opened through node:fs: read and written at a position of its own (pread, pwrite), never
+ * by the fd's.
+ */
+class NodeFile implements CheckedWriter {
   #fs: NodeFs;
   #fd: number;
   #position = 0;
@@ -223,6 +261,53 @@ class NodeFile implements CheckedFile {
     }
     this.#position += n;
     return n === 0 ? null : n;
+  }
+
+  write(p: Uint8Array): Promise<number> {
+    if (p.length === 0) return Promise.resolve(0);
+    return new Promise((resolve, reject) => {
+      this.#fs.write(this.#fd, p, 0, p.length, this.#position, (error, n) => {
+        if (error) return reject(denoError(error));
+        this.#position += n;
+        resolve(n);
+      });
+    });
+  }
+
+  writeSync(p: Uint8Array): number {
+    let n: number;
+    try {
+      n = this.#fs.writeSync(this.#fd, p, 0, p.length, this.#position);
+    } catch (error) {
+      throw denoError(error);
+    }
+    this.#position += n;
+    return n;
+  }
+
+  syncData(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#fs.fdatasync(this.#fd, (error) => error ? reject(denoError(error)) : resolve());
+    });
+  }
+
+  utime(atime: Date, mtime: Date): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#fs.futimes(
+        this.#fd,
+        atime,
+        mtime,
+        (error) => error ? reject(denoError(error)) : resolve(),
+      );
+    });
+  }
+
+  utimeSync(atime: Date, mtime: Date): void {
+    try {
+      this.#fs.futimesSync(this.#fd, atime, mtime);
+    } catch (error) {
+      throw denoError(error);
+    }
   }
 
   seek(offset: number, whence: Deno.SeekMode): Promise<number> {
@@ -264,12 +349,12 @@ class NodeFile implements CheckedFile {
 }
 
 /** Windows: Deno's open, then the same checks through the open file. */
-function openOnWindows(path: string, options: OpenCheckedOptions): CheckedFile {
+function openOnWindows(path: string, options: OpenCheckedOptions): CheckedWriter {
   if (!options.follow) {
     // No O_NOFOLLOW: a link at the name is refused by its lookup, then by the identity.
     if (Deno.lstatSync(path).isSymlink) throw new SwappedError();
   }
-  const file = Deno.openSync(path, { read: true });
+  const file = Deno.openSync(path, { read: true, write: options.write ?? false });
   let closed = false;
   try {
     const info = file.statSync();
@@ -289,6 +374,11 @@ function openOnWindows(path: string, options: OpenCheckedOptions): CheckedFile {
     seek: (offset, whence) => file.seek(offset, whence),
     stat: () => file.stat(),
     statSync: () => file.statSync(),
+    write: (p) => file.write(p),
+    writeSync: (p) => file.writeSync(p),
+    syncData: () => file.syncData(),
+    utime: (atime, mtime) => file.utime(atime, mtime),
+    utimeSync: (atime, mtime) => file.utimeSync(atime, mtime),
     close,
     [Symbol.dispose]: close,
   };

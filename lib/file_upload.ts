@@ -11,7 +11,7 @@
 import { StoreError } from "./errors.ts";
 import type { KeepResult } from "./kept_uploads.ts";
 import { quote } from "./remote_name.ts";
-import type { StagedFile } from "./staged_file.ts";
+import type { StagedFile, StagingFile } from "./staged_file.ts";
 import type { StoreUpload } from "./store.ts";
 
 /** What {@link FileStore.beginUpload} gives an upload: where it goes and how it is kept. */
@@ -54,7 +54,7 @@ export class Upload implements StoreUpload {
   }
 
   /** The staging file, for reading back the kept bytes of a resumed upload. */
-  get file(): Deno.FsFile {
+  get file(): StagingFile {
     return this.#staged.file;
   }
 

@@ -10,7 +10,13 @@
  * @module
  */
 
-import { type FileId, fileIdOf, isOtherFile, SwappedError } from "./checked_open.ts";
+import {
+  type CheckedWriter,
+  type FileId,
+  loadCheckedOpen,
+  openChecked,
+  SwappedError,
+} from "./checked_open.ts";
 import { dirname } from "node:path";
 import { isNoSpace } from "./errors.ts";
 import { FlushBehind } from "./flush_behind.ts";
@@ -22,8 +28,18 @@ export type StagedMode =
   | "create"
   /** Made if missing, emptied if there. */
   | "replace"
-  /** Continued after the bytes already there (a resume). */
+  /**
+   * Continued after the bytes already there (a resume): opened through the checked open
+   * (lib/checked_open.ts), so only a regular file is continued, never through a symlink, and a
+   * FIFO is refused rather than waited on.
+   */
   | "append";
+
+/**
+ * The open staging file: Deno's for a file created or emptied, the checked open's for one
+ * continued (`"append"`).
+ */
+export type StagingFile = Deno.FsFile | CheckedWriter;
 
 /** Options for {@link StagedFile.open}. */
 export interface StagedFileOptions {
@@ -33,8 +49,9 @@ export interface StagedFileOptions {
   read?: boolean;
   /**
    * `append` of a file found by a lookup (lstat): the file opened must be that one (device and
-   * inode), or it is closed unwritten and a `SwappedError` thrown (lib/checked_open.ts): a
-   * symlink swapped in since would have the bytes appended to what it leads to.
+   * inode), or it is closed unwritten and a `SwappedError` thrown (lib/checked_open.ts), as it is
+   * for anything but a regular file there, whether or not this is given. Ignored by the other
+   * modes, whose open makes the file.
    */
   expect?: FileId;
   /**
@@ -115,7 +132,7 @@ export class CreationModes {
   #kept = new Map<number, boolean>();
 
   /** Whether `file`, just created in `dir` with `mode`, has all of it. */
-  keeps(dir: string, mode: number, file: Deno.FsFile): boolean {
+  keeps(dir: string, mode: number, file: { statSync(): { mode: number | null } }): boolean {
     if (this.#dir !== dir) {
       this.#dir = dir;
       this.#kept.clear();
@@ -197,7 +214,7 @@ export class StagedFile {
   readonly path: string;
   /** Bytes that were there when it was opened: the start of an append, else 0. */
   readonly offset: number;
-  #file: Deno.FsFile;
+  #file: StagingFile;
   #writeSync: boolean;
   #sync: boolean;
   #fsync: boolean;
@@ -211,7 +228,7 @@ export class StagedFile {
 
   private constructor(
     path: string,
-    file: Deno.FsFile,
+    file: StagingFile,
     offset: number,
     writeSync: boolean,
     options: StagedFileOptions,
@@ -232,6 +249,7 @@ export class StagedFile {
   /** Opens (creates, empties or continues, by `options.mode`) the staging file at `path`. */
   static async open(path: string, options: StagedFileOptions = {}): Promise<StagedFile> {
     const mode = options.mode ?? "create";
+    if (mode === "append") return await StagedFile.#continue(path, options);
     const failure = options.failure ?? asIs;
     const how: Deno.OpenOptions = { read: options.read ?? false, write: true };
     if (options.permissions !== undefined) how.mode = options.permissions;
@@ -249,13 +267,6 @@ export class StagedFile {
       throw failure(error, path);
     }
     try {
-      if (options.expect) {
-        const info = options.sync ? file.statSync() : await file.stat();
-        if (isOtherFile(fileIdOf(info), options.expect)) {
-          throw new SwappedError("It changed as it was opened: replaced by another file or a link");
-        }
-      }
-      const offset = mode === "append" ? await file.seek(0, Deno.SeekMode.End) : 0;
       // Something left at a `.part`'s path by hand, a FIFO say, is never written synchronously;
       // a file just created (createNew, which never follows a symlink) is a regular file. A
       // small file's stat of its open file runs on this thread, as its open did: fstat never
@@ -263,6 +274,39 @@ export class StagedFile {
       const wantSync = options.writeSync === true || options.sync === true;
       const writeSync = wantSync &&
         (mode === "create" || (options.sync ? isFileSync(file) : await isFile(file)));
+      return new StagedFile(path, file, 0, writeSync, options);
+    } catch (error) {
+      file.close();
+      throw failure(error, path);
+    }
+  }
+
+  /**
+   * `append`: continues the regular file at `path` (the one `expect` names), opened through the
+   * checked open, after its bytes. Its name is known in advance and its folder may be writable by
+   * others (a `.part` beside the download): Deno's own open would follow a symlink swapped in and
+   * wait forever on a FIFO before any check of what it opened could run.
+   */
+  static async #continue(path: string, options: StagedFileOptions): Promise<StagedFile> {
+    const failure = options.failure ?? asIs;
+    let file: CheckedWriter;
+    try {
+      await loadCheckedOpen();
+      file = openChecked(path, { write: true, expect: options.expect });
+    } catch (error) {
+      throw failure(
+        error instanceof SwappedError
+          ? new SwappedError(
+            "It changed as it was opened: replaced by another file, a link or a pipe",
+          )
+          : error,
+        path,
+      );
+    }
+    try {
+      const offset = await file.seek(0, Deno.SeekMode.End);
+      // A regular file, checked: written on the calling thread if asked.
+      const writeSync = options.writeSync === true || options.sync === true;
       return new StagedFile(path, file, offset, writeSync, options);
     } catch (error) {
       file.close();
@@ -271,7 +315,7 @@ export class StagedFile {
   }
 
   /** The open staging file, to read back the bytes an append continues. */
-  get file(): Deno.FsFile {
+  get file(): StagingFile {
     return this.#file;
   }
 

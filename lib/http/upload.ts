@@ -173,7 +173,11 @@ export async function serveWrite(call: Call): Promise<Response> {
 }
 
 /** Hashes the first `bytes` of a resumed upload's staging file into `check`. */
-async function hashPrefix(file: Deno.FsFile, bytes: number, check: DigestCheck): Promise<void> {
+async function hashPrefix(
+  file: Pick<Deno.FsFile, "read" | "seek">,
+  bytes: number,
+  check: DigestCheck,
+): Promise<void> {
   await file.seek(0, Deno.SeekMode.Start);
   const buffer = new Uint8Array(READ_CHUNK);
   let left = bytes;
