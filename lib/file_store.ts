@@ -56,7 +56,8 @@ export interface FileStoreOptions {
   kept?: KeptOptions;
   /**
    * Test-only: called between a file's resolution and its open (a download's, a tree's), with
-   * its real path, to swap something in for it there (tests/swap_race_test.ts).
+   * its real path, and before a kept upload taken for a resume is opened again, with its staging
+   * path, to swap something in for it there (tests/swap_race_test.ts).
    */
   beforeOpen?: (real: string) => void;
 }
@@ -102,6 +103,7 @@ export class FileStore implements Store, ServedFolder {
     this.#uploads = new FolderUploads(
       this,
       (name, segments, create, sync) => this.#parentOf(name, segments, create, sync),
+      (path) => this.#beforeOpen?.(path),
     );
   }
 

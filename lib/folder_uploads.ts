@@ -10,6 +10,7 @@
  */
 
 import { join } from "node:path";
+import { fileIdOf, SwappedError } from "./checked_open.ts";
 import { StoreError } from "./errors.ts";
 import type { FileUploadOptions } from "./tree_store.ts";
 import type { KeptUploads } from "./kept_uploads.ts";
@@ -56,10 +57,17 @@ export class FolderUploads {
   /** The folder a small upload was last named into, checked at `at` (see {@link forgetFolders}). */
   #lastFolder?: { key: string; dir: string; at: number };
 
+  /**
+   * Test-only: called just before a kept upload taken for a resume is opened again, with its
+   * staging path (FileStoreOptions.beforeOpen, tests/swap_race_test.ts).
+   */
+  #beforeOpen?: (path: string) => void;
+
   /** Uploads to `store`, whose folders `parentOf` walks. */
-  constructor(store: UploadRoot, parentOf: ParentOf) {
+  constructor(store: UploadRoot, parentOf: ParentOf, beforeOpen?: (path: string) => void) {
     this.#store = store;
     this.#parentOf = parentOf;
+    this.#beforeOpen = beforeOpen;
   }
 
   /**
@@ -164,16 +172,31 @@ export class FolderUploads {
             ? new StoreError("not_a_file", `${quote(name)} is a folder`)
             : error,
       };
-      let staged: StagedFile;
+      let staged: StagedFile | undefined;
       let keptDropped = false;
       let created = false;
-      if (options.resume && await this.#store.kept.take(key, size, stagingPath)) {
-        staged = await StagedFile.open(stagingPath, { ...staging, mode: "append" });
-      } else {
+      const taken = options.resume ? await this.#store.kept.take(key, size, stagingPath) : null;
+      if (taken) {
+        this.#beforeOpen?.(stagingPath);
+        try {
+          // Only the file taken is continued: never through a link, nor a FIFO's open waited on.
+          staged = await StagedFile.open(stagingPath, {
+            ...staging,
+            mode: "append",
+            expect: fileIdOf(taken),
+          });
+        } catch (error) {
+          if (!(error instanceof SwappedError)) throw error;
+          // Something else took its place: not the kept upload, which is gone. It starts over.
+          await Deno.remove(stagingPath).catch(() => {});
+          keptDropped = true;
+        }
+      }
+      if (!staged) {
         created = true;
         // A fresh put replaces whatever was kept for this name; so does a resume of another
         // size, which the client is told (it is not the file it started to send).
-        keptDropped = await this.#store.kept.drop(key) && options.resume === true;
+        keptDropped = (await this.#store.kept.drop(key) || keptDropped) && options.resume === true;
         staged = await StagedFile.open(stagingPath, staging);
       }
       // Looked at now, while the file is open: a chmod by path is then needed only if not.

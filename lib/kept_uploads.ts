@@ -308,31 +308,36 @@ export class KeptUploads {
   }
 
   /**
-   * Hands over the kept data of `name` for a resume: moves it to `to` and forgets it. Only data
-   * kept for the same announced `size` (when one is given) and not past its time is handed
-   * over; returns false, leaving it be, otherwise.
+   * Hands over the kept data of `name` for a resume: moves it to `to` and forgets it, and
+   * resolves with a lookup (lstat) of what it moved, for the open that continues it to check
+   * against (StagedFileOptions.expect). Only data kept for the same announced `size` (when one is
+   * given) and not past its time is handed over; resolves null, leaving it be, otherwise. Anything
+   * but a regular file found there (put in the folder by hand) is no upload: removed, and null.
    */
-  take(name: string, size: number | null, to: string): Promise<boolean> {
-    if (this.#none) return Promise.resolve(false);
+  take(name: string, size: number | null, to: string): Promise<Deno.FileInfo | null> {
+    if (this.#none) return Promise.resolve(null);
     return this.#serial(async () => {
       const id = await idOf(name);
       const { part, meta: metaPath } = this.#paths(id);
       const meta = await readMeta(metaPath);
-      if (!meta || meta.name !== name || (size !== null && meta.size !== size)) return false;
+      if (!meta || meta.name !== name || (size !== null && meta.size !== size)) return null;
       const expiresAt = meta.keptAt + this.maxAgeMs;
       if (expiresAt <= Date.now()) {
         const bytes = (await Deno.stat(part).catch(() => null))?.size ?? 0;
         await this.#remove({ id, ...meta, bytes, expiresAt }, "expired");
-        return false;
+        return null;
       }
       try {
         await Deno.rename(part, to);
       } catch (error) {
-        if (error instanceof Deno.errors.NotFound) return false;
+        if (error instanceof Deno.errors.NotFound) return null;
         throw error;
       }
       await removeQuietly(metaPath);
-      return true;
+      const found = await Deno.lstat(to).catch(() => null);
+      if (found?.isFile) return found;
+      await removeQuietly(to);
+      return null;
     });
   }
 

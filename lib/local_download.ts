@@ -73,6 +73,17 @@ export interface LocalDownloadOptions {
    * LOCAL the user gave is taken as given (it may name a device on purpose).
    */
   os?: typeof Deno.build.os;
+  /**
+   * Test-only: called just before the `.part` is opened (after the lookups of a resumed one),
+   * with its path, to swap something in there (tests/swap_race_test.ts). Never set outside tests.
+   */
+  beforeOpen?: (part: string) => void;
+}
+
+/** The `.part` of an interrupted download: its bytes and checksum, and which file it was. */
+export interface PartialDownload extends ResumePoint {
+  /** The file whose bytes were hashed: only it is continued (none where the system gives none). */
+  id?: FileId;
 }
 
 /** A download's local side, checked and ready to open once the server accepts. */
@@ -82,7 +93,7 @@ export interface LocalDownload {
   /** The `.part` file the download is written to until verified; none for stdout or a device. */
   readonly part?: string;
   /** With `resume`: the bytes already in the `.part`, and their checksum, if there are any. */
-  readonly resume?: ResumePoint;
+  readonly resume?: PartialDownload;
   /** Whether a failed download's `.part` was kept for `get --resume`, rather than removed. */
   readonly kept: boolean;
   /**
@@ -315,7 +326,7 @@ export async function partialDownload(
   part: string,
   onProgress?: (bytes: number) => void,
   looked?: Deno.FileInfo,
-): Promise<ResumePoint | undefined> {
+): Promise<PartialDownload | undefined> {
   // Only a regular file is a part to continue, and only the one looked up is read: a symlink
   // there (or one swapped in) would have its target's first bytes hashed for the server.
   let found: Deno.FileInfo;
@@ -327,9 +338,10 @@ export async function partialDownload(
   }
   if (!found.isFile || found.size === 0) return undefined;
   await loadCheckedOpen();
+  const id = fileIdOf(found);
   let file: CheckedFile;
   try {
-    file = openChecked(part, { expect: fileIdOf(found) });
+    file = openChecked(part, { expect: id });
   } catch (error) {
     if (error instanceof SwappedError || error instanceof Deno.errors.NotFound) return undefined;
     throw cannotRead(part, error);
@@ -338,7 +350,7 @@ export async function partialDownload(
     const size = (await file.stat()).size;
     if (size === 0) return undefined;
     const checksum = await checksumFilePrefix(file, size, { onProgress });
-    return checksum ? { size, checksum } : undefined;
+    return checksum ? { size, checksum, id } : undefined;
   } catch (error) {
     throw cannotRead(part, error);
   } finally {
@@ -353,7 +365,7 @@ export async function partialDownload(
  */
 function fileDownload(
   target: FileTarget,
-  resume: ResumePoint | undefined,
+  resume: PartialDownload | undefined,
   options: LocalDownloadOptions,
 ): LocalDownload {
   const { local, part } = target;
@@ -370,14 +382,15 @@ function fileDownload(
       // symlink there must never be written through. A new download removes whatever has the
       // name (a link goes itself) and creates the file new, which never follows a link (one put
       // there meanwhile fails the download); a resumed one continues only the regular file that
-      // a lookup finds there, checked again through the open file.
+      // the lookup that hashed it found there (resume.id), opened through the checked open,
+      // which refuses a link or a FIFO swapped in since (lib/staged_file.ts).
       let expect: FileId | undefined;
       if (offset > 0) {
         const found = lstatOrNull(part);
         if (!found?.isFile) {
           throw new LocalFileError(part, `Cannot write ${part}: it is not a regular file`);
         }
-        expect = fileIdOf(found);
+        expect = resume?.id ?? fileIdOf(found);
       } else {
         try {
           Deno.removeSync(part);
@@ -385,6 +398,7 @@ function fileDownload(
           if (!(error instanceof Deno.errors.NotFound)) throw cannotWrite(part, error);
         }
       }
+      options.beforeOpen?.(part);
       const staged = await StagedFile.open(part, {
         mode: offset > 0 ? "append" : "create",
         expect,
