@@ -1,7 +1,9 @@
 /**
  * A tree's file swapped between its lookup and its open (rsync CVE-2024-12747's kind), by a local
  * user who can write in the folder sent: for a symlink to a file only the sending process may
- * read, whose content must never be sent; or for a FIFO, whose open must never wait. Each opening
+ * read, whose content must never be sent; or for a FIFO, whose open must never wait. Likewise a
+ * file continued by a resume (a download's `.part`, the server's kept upload): never written
+ * through a link, and a FIFO's open never waited on. Each opening
  * side is played through its test-only `beforeOpen` seam, in a process of its own
  * (tests/fixtures/swap_race.ts), which a FIFO's open would freeze: the bounded timeout here ends
  * it, and the test fails, rather than hanging the suite.
@@ -124,11 +126,13 @@ for (const kind of ["link", "fifo"]) {
   });
 }
 
-for (const resume of [false, true]) {
+for (const kind of ["link", "resume", "resume-fifo"]) {
+  const resume = kind !== "link";
+  const swapped = kind === "resume-fifo" ? "a FIFO" : "a link";
   Deno.test({
     name: `get -r${
       resume ? " --resume" : ""
-    }: a big file's staging name swapped for a link is never written through`,
+    }: a big file's staging name swapped for ${swapped} is never written through`,
     ignore: !UNIX,
     fn: async () => {
       await using work = await makeTempDir();
@@ -149,7 +153,6 @@ for (const resume of [false, true]) {
           new Uint8Array(BIG >> 1).fill(120),
         );
       }
-      const kind = resume ? "resume" : "link";
       const result = await play(["get", kind, work.path, String(server.port)]);
       const failed = result.failed as { path: string; message: string }[];
       assert.deepEqual(failed.map((f) => f.path), ["big.bin"]);
@@ -175,3 +178,40 @@ Deno.test({
     assert.ok(!(await Deno.lstat(`${work.path}/got.txt`)).isSymlink);
   },
 });
+
+for (const kind of ["link", "fifo"]) {
+  Deno.test({
+    name:
+      `get --resume: a .part swapped for a ${kind} before it is continued is refused, not opened`,
+    ignore: !UNIX,
+    fn: async () => {
+      await using work = await makeTempDir();
+      await makeWork(work.path);
+      await Deno.writeTextFile(`${work.path}/victim`, "precious");
+      await using server = await startServer();
+      await Deno.writeFile(`${server.root}/src.bin`, new Uint8Array(BIG).fill(120));
+      // What an interrupted get left: the server's first half, so the server resumes after it.
+      await Deno.writeFile(`${work.path}/got.bin.part`, new Uint8Array(BIG >> 1).fill(120));
+      const result = await play(["getfile", kind, work.path, String(server.port)]);
+      assert.equal(result.error, "LocalFileError", JSON.stringify(result));
+      assert.match(String(result.message), /^Cannot write .*got\.bin\.part: it changed as it was/);
+      assert.equal(await Deno.readTextFile(`${work.path}/victim`), "precious");
+      await assert.rejects(Deno.lstat(`${work.path}/got.bin`), Deno.errors.NotFound);
+    },
+  });
+
+  Deno.test({
+    name: `server: a kept upload swapped for a ${kind} before a resume continues it starts over`,
+    ignore: !UNIX,
+    fn: async () => {
+      await using work = await makeTempDir();
+      await makeWork(work.path);
+      await Deno.writeTextFile(`${work.path}/victim`, "precious");
+      const result = await play(["kept", kind, work.path]);
+      // Written through nothing, and the client is told that nothing kept is used.
+      assert.deepEqual(result, { kept: result.kept, offset: 0, keptDropped: true });
+      assert.equal((result.kept as { kept: boolean }).kept, true);
+      assert.equal(await Deno.readTextFile(`${work.path}/victim`), "precious");
+    },
+  });
+}
