@@ -27,6 +27,7 @@ import {
   parseKeptListing,
   parseListing,
   parseOk,
+  PUT_RESUME_WORK_FEATURE,
   type Welcome,
 } from "./protocol.ts";
 import { FrameType, frameTypeName } from "./frames.ts";
@@ -60,7 +61,7 @@ import type {
 import { authenticate, greet, type HandshakeIo } from "./client_handshake.ts";
 import { listEntries, type ListEntriesOptions, type SessionIo } from "./tree_client.ts";
 import type { TreeEntry } from "./tree_protocol.ts";
-import { DEFAULT_WORK_NOTICE_MS } from "./tree_work.ts";
+import { DEFAULT_WORK_NOTICE_MS, WorkNotices } from "./tree_work.ts";
 
 /**
  * A download whose local side (its sink, its pacing) has kept it from reading the socket for
@@ -253,6 +254,14 @@ export class Session implements ClientSession {
       ((bytes, signal) => localWait(this.#local, () => throttle(bytes, signal)));
   }
 
+  /**
+   * How often to send work notices (lib/tree_work.ts) to a server that takes them: every server
+   * with tree transfers does, and a newer one says how often.
+   */
+  get #noticeMs(): number {
+    return this.welcome?.keepalive ?? DEFAULT_WORK_NOTICE_MS;
+  }
+
   /** Sends the preamble and HELLO, and checks the server's answer (lib/client_handshake.ts). */
   async handshake(): Promise<void> {
     const io: HandshakeIo = {
@@ -319,9 +328,17 @@ export class Session implements ClientSession {
     // Offset 0: the server had kept data for this name, for another size, and dropped it.
     if (resumeFile && accepted.offset === 0) options.onStartOver?.();
     if (resumeFile && accepted.offset && accepted.prefix) {
-      const checksum = await localWait(
-        this.#local,
-        () => checksumFilePrefix(resumeFile, accepted.offset!, { pool: this.#pool }),
+      const offset = accepted.offset;
+      // Hashing a big start leaves the connection silent: a server that takes work notices hears
+      // of it, so its idle timeout does not cut a put that is only busy (lib/tree_work.ts).
+      const resumeWork = this.welcome?.features.includes(PUT_RESUME_WORK_FEATURE);
+      const notices = new WorkNotices(this.#out, resumeWork ? this.#noticeMs : undefined);
+      const checksum = await notices.during(() =>
+        localWait(this.#local, () =>
+          checksumFilePrefix(resumeFile, offset, {
+            pool: this.#pool,
+            onProgress: notices.counter(offset),
+          }))
       );
       if (!checksum || (await checksum.fork()).digest() !== accepted.prefix) {
         // What the server kept is not the start of this file: drop it and start over.
@@ -484,8 +501,7 @@ export class Session implements ClientSession {
         out: this.#out,
         pool: this.#pool,
         local: this.#local,
-        // Every server with tree transfers takes work notices; a newer one says how often.
-        noticeMs: this.welcome?.keepalive ?? DEFAULT_WORK_NOTICE_MS,
+        noticeMs: this.#noticeMs,
         expectOk: () => this.#expectOk(),
       })
     );

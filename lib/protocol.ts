@@ -43,6 +43,14 @@ export const KEEPALIVE_MIN_MS = 100;
  */
 export const KEEPALIVE_MAX_MS = 5000;
 
+/**
+ * The WELCOME feature of a server that takes work notices (KEEPALIVE `{"work": N}`,
+ * lib/tree_work.ts) from a resumed put's client between its OK `{offset, prefix}` and the first
+ * DATA, while the client hashes its first `offset` bytes: a client sends them only to a server
+ * that names it, which no older server does.
+ */
+export const PUT_RESUME_WORK_FEATURE = "put-resume-work";
+
 /** Server greeting. */
 export interface Welcome {
   /** Server software and version. */
@@ -52,8 +60,9 @@ export interface Welcome {
   /** When the server requires a token: a fresh random nonce, 64 hex digits. */
   challenge?: string;
   /**
-   * How often (ms) the server wants a client that hashes files in a tree transfer to tell it so
-   * (lib/tree_work.ts), within its idle timeout; absent from servers that predate it.
+   * How often (ms) the server wants a client that hashes files in a tree transfer (or the start of
+   * a resumed put) to tell it so (lib/tree_work.ts), within its idle timeout; absent from servers
+   * that predate it.
    */
   keepalive?: number;
 }

@@ -10,7 +10,7 @@
 import { closeQuietly, formatAddr, TLS_HANDSHAKE_RECORD } from "./connection.ts";
 import { describeError, ProtocolError } from "./errors.ts";
 import { quote } from "./remote_name.ts";
-import { parseAuth, parseHello, parseRequest } from "./protocol.ts";
+import { parseAuth, parseHello, parseRequest, PUT_RESUME_WORK_FEATURE } from "./protocol.ts";
 import {
   encodePreamble,
   FrameType,
@@ -215,6 +215,8 @@ async function handshake(first: Uint8Array, channel: Channel, ctx: Context): Pro
     ctx.store.treeResume ? TREE_RESUME_FEATURE : "",
     // Its tree transfers tell of, and take, a receiver's flushes and removals (lib/tree_work.ts).
     PHASE_WORK_FEATURE,
+    // A resumed put's work notices are taken whatever the store (lib/server_requests.ts).
+    PUT_RESUME_WORK_FEATURE,
   ].filter(Boolean);
   // How often a client hashing files in a tree transfer should tell (lib/tree_work.ts).
   const keepalive = entry.watch.noticeMs;

@@ -48,6 +48,8 @@ import type { TreeTransferRequest } from "./tree_transfer_protocol.ts";
 import { checkTreeRequest, serveTreeTransfer } from "./tree_server.ts";
 import type { Channel, Context, Outcome } from "./server_context.ts";
 import { keepingAlive } from "./keepalive.ts";
+import { fileBytes, PeerWork } from "./tree_work.ts";
+import type { Watch } from "./watchdog.ts";
 
 /**
  * An error's text as a client may see it. Deno appends the operation and the path to an OS
@@ -233,6 +235,7 @@ async function servePut(request: PutRequest, channel: Channel, ctx: Context): Pr
       maxSize: ctx.maxSize,
       announcedSize: size,
       resumeFrom,
+      onNotice: resumeFrom && resumeWork(resumeFrom.size, entry.watch),
       onProgress: (bytes) => received = bytes,
       localWaits: entry.watch.localWaits,
     }).finally(() => entry.watch.working());
@@ -285,6 +288,18 @@ async function servePut(request: PutRequest, channel: Channel, ctx: Context): Pr
     await out.writeControl(FrameType.ERROR, { code, message }).catch(() => {});
     return { bytes: received, result: `failed (${code}: ${message})`, close: true };
   }
+}
+
+/**
+ * A resumed put's work notices, before its first DATA (feature `put-resume-work`): the client
+ * hashes its first `offset` bytes once, so its claims may never pass their work (lib/tree_work.ts),
+ * and their growth counts for the watch as data does (`Watch.peerWork`, at the minimum rate). A
+ * client cannot hold the connection longer than hashing that start at the minimum rate takes.
+ */
+function resumeWork(offset: number, watch: Watch) {
+  const peer = new PeerWork({ ahead: 0, times: 1, onWork: (grown) => watch.peerWork(grown) });
+  peer.listed(fileBytes([{ type: "file", size: offset }]), true);
+  return (json: Record<string, unknown>) => peer.notice(json);
 }
 
 async function serveGet(request: GetRequest, channel: Channel, ctx: Context): Promise<Outcome> {

@@ -182,6 +182,11 @@ export interface ReceiveOptions {
   announcedSize?: number | null;
   /** Resuming: bytes already in place, counted in END's size and checksum. */
   resumeFrom?: ResumePoint;
+  /**
+   * Told of each KEEPALIVE before the first DATA (a resumed put's work notices while the sender
+   * hashes its start; it throws to refuse one). Without it, or after DATA, one is a stray frame.
+   */
+  onNotice?: (json: Record<string, unknown>) => void;
   /** Awaited after each chunk is written, with its size: a rate limit's pacing. */
   throttle?: Throttle;
   /** Largest chunk read at once, to keep a rate limit smooth. */
@@ -476,6 +481,7 @@ export async function receiveData(
   options: ReceiveOptions = {},
 ): Promise<TransferResult> {
   const receiver = await Receiver.create(sink, options);
+  let onNotice = options.onNotice;
   try {
     while (true) {
       const header = await frames.readHeader();
@@ -483,6 +489,7 @@ export async function receiveData(
         throw new ClosedEarlyError("Connection closed before the transfer was complete");
       }
       if (header.type === FrameType.DATA) {
+        onNotice = undefined;
         let remaining = header.length;
         while (remaining > 0) {
           const size = Math.min(remaining, receiver.buffer.length);
@@ -492,6 +499,10 @@ export async function receiveData(
         continue;
       }
       const frame = await frames.readControlPayload(header);
+      if (header.type === FrameType.KEEPALIVE && onNotice) {
+        onNotice(frame.json);
+        continue;
+      }
       if (header.type === FrameType.END) {
         const end = parseEnd(frame.json);
         await receiver.flush();

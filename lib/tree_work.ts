@@ -19,6 +19,9 @@
  * A server's watchdog also wants the growth (each entry removed counting as {@link ENTRY_WORK}
  * bytes) at its minimum rate (lib/watchdog.ts, `Watch.peerWork`).
  *
+ * A resumed `put` uses `work` notices too, while its client hashes the start the server kept,
+ * bounded by that start alone (feature `put-resume-work`, lib/protocol.ts).
+ *
  * @module
  */
 
@@ -222,6 +225,11 @@ export interface PeerWorkOptions {
    * `removed` (default false: a claim of either ends the transfer).
    */
   phases?: boolean;
+  /**
+   * Times the peer may hash each byte listed (default {@link HASHED_AT_MOST}: a tree's file whole,
+   * and its start; a resumed put's sender hashes the start it offers once, so 1).
+   */
+  times?: number;
 }
 
 /** The waiting end: checks the busy end's notices, and the claims against the manifest. */
@@ -230,11 +238,13 @@ export class PeerWork {
   #listed = 0;
   #sent = 0;
   #ahead: number;
+  #times: number;
   #onWork?: (grown: number) => void;
   #phases: boolean;
 
   constructor(options: PeerWorkOptions = {}) {
     this.#ahead = options.ahead ?? Infinity;
+    this.#times = options.times ?? HASHED_AT_MOST;
     this.#onWork = options.onWork;
     this.#phases = options.phases ?? false;
   }
@@ -242,7 +252,7 @@ export class PeerWork {
   /**
    * A KEEPALIVE from the peer. Throws {@link ProtocolError} when it claims no growth (each count
    * it carries must grow, and it must carry one), or more than this end can allow: hashing past
-   * the files listed ({@link HASHED_AT_MOST} times their bytes, plus
+   * the files listed ({@link PeerWorkOptions.times} their bytes, plus
    * {@link PeerWorkOptions.ahead}), flushing past the files sent, removals past
    * {@link REMOVED_AT_MOST}, or a kind of work not agreed. A peer cannot hold the connection by
    * saying it works.
@@ -258,13 +268,13 @@ export class PeerWork {
         throw new ProtocolError(`KEEPALIVE with work that was not agreed: ${kind}`);
       }
       if (typeof value !== "number" || !Number.isSafeInteger(value) || value <= claimed[kind]) {
-        throw new ProtocolError("KEEPALIVE in a tree transfer without growing work");
+        throw new ProtocolError("KEEPALIVE without growing work");
       }
       grown += (value - claimed[kind]) * (kind === "removed" ? ENTRY_WORK : 1);
       claimed[kind] = value;
       counts++;
     }
-    if (counts === 0) throw new ProtocolError("KEEPALIVE in a tree transfer without growing work");
+    if (counts === 0) throw new ProtocolError("KEEPALIVE without growing work");
     this.#check(this.#ahead);
     if (claimed.flushed > this.#sent) {
       throw new ProtocolError("KEEPALIVE claims more flushing than the files sent");
@@ -294,7 +304,7 @@ export class PeerWork {
   }
 
   #check(ahead: number): void {
-    if (this.#claimed.work > HASHED_AT_MOST * this.#listed + ahead) {
+    if (this.#claimed.work > this.#times * this.#listed + ahead) {
       throw new ProtocolError("KEEPALIVE claims more work than the files listed");
     }
   }
