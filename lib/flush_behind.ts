@@ -13,6 +13,7 @@
  * @module
  */
 
+import { type CheckedWriter, loadCheckedOpen, openChecked } from "./checked_open.ts";
 import { closeQuietly } from "./connection.ts";
 
 /** Bytes written between the starts of two flushes, at the least. */
@@ -29,7 +30,7 @@ export class FlushBehind {
   #path: string;
   #every: number;
   #waiting = 0;
-  #handle?: Deno.FsFile;
+  #handle?: CheckedWriter;
   #running?: Promise<void>;
   #stopped = false;
   #flushes = 0;
@@ -56,7 +57,11 @@ export class FlushBehind {
 
   async #flush(): Promise<void> {
     try {
-      this.#handle ??= await Deno.open(this.#path, { read: true });
+      // Through the checked open: the path may be in a folder others write to (a download's
+      // `.part`), and a FIFO swapped in would freeze Deno's open, and with it the final flush,
+      // which waits for this one. A link there is refused too; the writing handle is not.
+      await loadCheckedOpen();
+      this.#handle ??= openChecked(this.#path, { write: true });
       await this.#handle.syncData();
     } catch {
       // Cannot open or flush: no more write-behind. The final flush reports what matters.
