@@ -215,3 +215,14 @@ for (const kind of ["link", "fifo"]) {
     },
   });
 }
+
+Deno.test({
+  name: "a staging file swapped for a FIFO as it is written is not opened by the flush behind it",
+  ignore: !UNIX,
+  fn: async () => {
+    await using work = await makeTempDir();
+    await makeWork(work.path);
+    // The flush gives up (the final flush, on the writing handle, decides) instead of freezing.
+    assert.deepEqual(await play(["flush", "fifo", work.path]), { flushes: 1 });
+  },
+});
