@@ -24,7 +24,7 @@ export type OptionSpec = NonNullable<ParseArgsConfig["options"]>;
 /** Result of {@link parseCommandLine}. */
 export interface ParsedCommandLine {
   /** Option values by name. */
-  values: Record<string, string | boolean | undefined>;
+  values: Record<string, string | string[] | boolean | undefined>;
   /** Positional arguments, in order. */
   positionals: string[];
 }

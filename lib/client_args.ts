@@ -114,6 +114,21 @@ export const CLIENT_OPTIONS = {
     needs: "recursive",
     help: "print what would be sent, skipped and deleted, and change nothing",
   },
+  exclude: {
+    kind: "strings",
+    arg: "PATTERN",
+    commands: ["put", "get"],
+    needs: "recursive",
+    help: 'leave out matching names, and spare them from --delete (repeatable; "*.tmp": any ' +
+      'depth, "/build": at the top, "cache/": folders only, "**": any folders)',
+  },
+  "exclude-from": {
+    kind: "path",
+    arg: "FILE",
+    commands: ["put", "get"],
+    needs: "recursive",
+    help: "--exclude each line of FILE (blank lines and # comments skipped)",
+  },
   checksum: {
     kind: "flag",
     commands: ["put", "get"],

@@ -20,6 +20,7 @@ export const MAX_TIMEOUT_SECONDS = 2147483;
  * What an option's value is, and what it parses to:
  * - `flag`: no value; a boolean.
  * - `string`: any text.
+ * - `strings`: any text, given any number of times; a list in the order given (empty when absent).
  * - `path`: a file or folder; an empty one is refused, as it could only fail later (or, for a
  *   secret, silently mean "none").
  * - `port`: a TCP port number (0 allowed when `min` is 0).
@@ -33,6 +34,7 @@ export const MAX_TIMEOUT_SECONDS = 2147483;
 export type OptionKind =
   | "flag"
   | "string"
+  | "strings"
   | "path"
   | "port"
   | "size"
@@ -91,6 +93,7 @@ type KeyOf<Name, Decl> = Decl extends { key: infer K extends string } ? K
 
 /** The type of one option's parsed value: absent values are undefined unless it has a default. */
 type ValueOf<Decl extends OptionDecl> = Decl["kind"] extends "flag" ? boolean
+  : Decl["kind"] extends "strings" ? string[]
   : Decl extends { default: unknown } ? (Decl["kind"] extends "string" | "path" ? string : number)
   : (Decl["kind"] extends "string" | "path" ? string : number) | undefined;
 
@@ -115,6 +118,7 @@ export function optionSpec(table: OptionTable): OptionSpec {
   for (const [name, decl] of Object.entries(table)) {
     spec[name] = {
       type: decl.kind === "flag" ? "boolean" : "string",
+      ...(decl.kind === "strings" ? { multiple: true } : {}),
       ...(decl.short ? { short: decl.short } : {}),
     };
   }
@@ -147,7 +151,9 @@ export function parseOptions<T extends OptionTable>(
     const value = raw[name];
     if (value !== undefined) given.add(name);
     const key = decl.key ?? name.replace(/-(.)/g, (_, letter: string) => letter.toUpperCase());
-    values[key] = typeof value === "string"
+    values[key] = decl.kind === "strings"
+      ? (value ?? []) as string[]
+      : typeof value === "string"
       ? parseValue(name, decl, value)
       : decl.kind === "flag"
       ? (value === true) !== (decl.negated === true)
@@ -165,6 +171,7 @@ function parseValue(name: string, decl: OptionDecl, text: string): string | numb
   switch (decl.kind) {
     case "flag":
     case "string":
+    case "strings":
       return text;
     case "path":
       if (text === "") throw new UsageError(`--${name} is empty`);

@@ -25,7 +25,7 @@ import type { Refusal } from "./admission.ts";
 import { looksLikeLegacy, serveLegacy } from "./legacy.ts";
 import { NAME, VERSION } from "./version.ts";
 import { LIST_NAMES_FEATURE, TREE_FEATURE } from "./tree_protocol.ts";
-import { TREE_RESUME_FEATURE } from "./tree_transfer_protocol.ts";
+import { TREE_EXCLUDE_FEATURE, TREE_RESUME_FEATURE } from "./tree_transfer_protocol.ts";
 import { PHASE_WORK_FEATURE } from "./tree_work.ts";
 import { type Channel, type Context, stamp, type Tracked } from "./server_context.ts";
 import { classify, serveRequest } from "./server_requests.ts";
@@ -217,6 +217,8 @@ async function handshake(first: Uint8Array, channel: Channel, ctx: Context): Pro
     PHASE_WORK_FEATURE,
     // A resumed put's work notices are taken whatever the store (lib/server_requests.ts).
     PUT_RESUME_WORK_FEATURE,
+    // Every store's trees are walked and swept by the same code (lib/tree_send.ts, lib/tree_receive.ts).
+    TREE_EXCLUDE_FEATURE,
   ].filter(Boolean);
   // How often a client hashing files in a tree transfer should tell (lib/tree_work.ts).
   const keepalive = entry.watch.noticeMs;

@@ -36,6 +36,7 @@ import {
 import type { TreeEvent } from "./tree_transfer.ts";
 import { NAME } from "./version.ts";
 import { RateLimiter } from "./rate_limit.ts";
+import { NamePatterns, PatternError } from "./name_patterns.ts";
 
 /** How a listing is printed. */
 export interface ListingFormat {
@@ -257,6 +258,10 @@ export interface TreeTransferCommand {
   checksum: boolean;
   /** --links: symlinks that stay inside the tree are copied as links. */
   links: boolean;
+  /** --exclude: patterns of names to leave out (lib/name_patterns.ts), in the order given. */
+  exclude: string[];
+  /** --exclude-from: a file of such patterns, one a line. */
+  excludeFrom?: string;
   /** Flush downloads to disk (off with --no-fsync). */
   fsync: boolean;
   /** --resume: continue big files an interrupted run cut, from what it left. */
@@ -269,6 +274,33 @@ export interface TreeTransferCommand {
   quiet: boolean;
   /** Show the progress line even when stderr is not a terminal. */
   progress: boolean;
+}
+
+/**
+ * The patterns of `--exclude` and the lines of `--exclude-from`'s file (blank ones and `#`
+ * comments skipped, a line's end `\r` too, nothing else trimmed: a name may end in a space),
+ * parsed; a bad pattern is a usage error.
+ */
+export async function excludePatterns(cmd: TreeTransferCommand): Promise<NamePatterns> {
+  const patterns = [...cmd.exclude];
+  if (cmd.excludeFrom !== undefined) {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(cmd.excludeFrom);
+    } catch (error) {
+      throw cannotRead(cmd.excludeFrom, error);
+    }
+    for (const line of text.split("\n")) {
+      const pattern = line.endsWith("\r") ? line.slice(0, -1) : line;
+      if (pattern.trim() !== "" && !pattern.startsWith("#")) patterns.push(pattern);
+    }
+  }
+  try {
+    return NamePatterns.parse(patterns);
+  } catch (error) {
+    if (error instanceof PatternError) throw new UsageError(error.message);
+    throw error;
+  }
 }
 
 /** Report lines of a tree held before they are written out mid-transfer. */
@@ -363,6 +395,7 @@ export async function runTreeTransfer(
   write: (text: string) => Promise<void>,
 ): Promise<boolean> {
   const { local, remote } = treeEnds(cmd);
+  const exclude = await excludePatterns(cmd);
   // Local checks come first, so a doomed transfer never touches the network.
   const info = await Deno.stat(local).catch((error) => {
     if (cmd.command === "put" || !(error instanceof Deno.errors.NotFound)) {
@@ -461,6 +494,7 @@ export async function runTreeTransfer(
     dryRun: cmd.dryRun,
     checksum: cmd.checksum,
     links: cmd.links,
+    exclude,
     fsync: cmd.fsync,
     resume: cmd.resume,
     throttle: limiter && ((bytes: number, signal?: AbortSignal) => limiter.take(bytes, signal)),

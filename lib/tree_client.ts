@@ -29,6 +29,7 @@ import {
 import {
   encodeTreeTransfer,
   MAX_BATCH_ENTRIES,
+  TREE_EXCLUDE_FEATURE,
   TREE_RESUME_FEATURE,
   type TreeSummary,
   type TreeTransferRequest,
@@ -298,13 +299,26 @@ export interface TreeTransferOptions extends SendTreeOptions, ReceiveTreeOptions
   rate?: number;
 }
 
-function requireTree(session: TreeSession, what: string): void {
+function requireTree(session: TreeSession, what: string, options: TreeTransferOptions = {}): void {
   if (!offersTree(session)) {
     throw new RefusedError(
       "unsupported",
       `Server at ${session.target} does not offer ${what} (it has no folder operations: an older server)`,
     );
   }
+  // An older server would ignore the patterns: send what was excluded, or delete it.
+  if (options.exclude?.empty === false && !offersTreeExclude(session)) {
+    throw new RefusedError(
+      "unsupported",
+      `Server at ${session.target} does not offer --exclude (an older server): nothing was ` +
+        "transferred",
+    );
+  }
+}
+
+/** Whether the server takes `--exclude` patterns in tree transfers (see `TreeTransferRequest`). */
+export function offersTreeExclude(session: TreeSession): boolean {
+  return session.welcome?.features.includes(TREE_EXCLUDE_FEATURE) ?? false;
 }
 
 /** Sends a transfer's request, then, once the server agrees, moves the files with `work`. */
@@ -342,6 +356,7 @@ function treeRequest(
     checksum: options.checksum ?? false,
     links: options.links ?? false,
     ...(options.resume ? { resume: true } : {}),
+    ...(options.exclude?.empty === false ? { exclude: options.exclude } : {}),
     // A get is paced by the server too, so its bytes do not wait in the kernel's buffers.
     ...(op === "get_tree" && options.rate ? { rate: options.rate } : {}),
   };
@@ -370,7 +385,7 @@ export async function putSource(
   remote: string | undefined,
   options: TreeTransferOptions = {},
 ): Promise<TreeSummary> {
-  requireTree(session, "put -r");
+  requireTree(session, "put -r", options);
   return await transferTree(
     session,
     treeRequest("put_tree", remote, options),
@@ -402,7 +417,7 @@ export async function getSink(
   sink: TreeSink,
   options: TreeTransferOptions = {},
 ): Promise<TreeSummary> {
-  requireTree(session, "get -r");
+  requireTree(session, "get -r", options);
   return await transferTree(
     session,
     treeRequest("get_tree", remote, options),

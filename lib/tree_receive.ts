@@ -181,6 +181,7 @@ class TreeReceiver {
       maxEntries: options.maxEntries,
       files: this.#flat,
       caseInsensitive: caseless,
+      exclude: options.exclude,
     });
     const folders = this.#folders = new ReceivedFolders(
       (entry, found) => localWait(io.local, () => sink.finishDir(entry.path, entry, found)),
@@ -194,6 +195,7 @@ class TreeReceiver {
       maxFileSize: options.maxFileSize,
       maxTotalSize: options.maxTotalSize,
       caseInsensitive: found.compareCaseless,
+      exclude: options.exclude,
     });
     this.#offers = new ResumeOffers(sink, { resume: options.resume });
     this.#files = new FileReceiver(io, sink, report, options, notices);

@@ -14,6 +14,7 @@ import type { ManifestEntry } from "./tree_transfer_protocol.ts";
 import { comparePath } from "./tree_walk.ts";
 import { foldName } from "./case_folding.ts";
 import { linkStaysInside } from "./tree_links.ts";
+import type { NamePatterns } from "./name_patterns.ts";
 
 /** Default cap on the number of entries a receiver accepts. */
 export const DEFAULT_MAX_ENTRIES = 1_000_000;
@@ -40,6 +41,11 @@ export interface ManifestCheckOptions {
    * once at most.
    */
   caseInsensitive?: boolean | (() => Promise<boolean>);
+  /**
+   * `--exclude`: names the sender was asked to leave out, refused if it sends one anyway (a
+   * hostile server must not overwrite what the user excluded, a `.env` say; default: none).
+   */
+  exclude?: NamePatterns;
 }
 
 /** A manifest that breaks the rules (hostile or broken sender): the whole transfer stops. */
@@ -65,6 +71,7 @@ export class ManifestCheck {
   #allowed: (path: string) => void;
   #maxEntries: number;
   #files: boolean;
+  #exclude?: NamePatterns;
   /** Whether names are held folded: they fold, or it is not known yet ({@link #ask}). */
   #folding: boolean;
   /** Asks whether names fold, until it is known. */
@@ -87,6 +94,7 @@ export class ManifestCheck {
     this.#allowed = allowed;
     this.#maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
     this.#files = options.files ?? false;
+    this.#exclude = options.exclude;
     const caseless = options.caseInsensitive ?? false;
     if (typeof caseless === "function") this.#ask = caseless;
     this.#folding = caseless !== false;
@@ -124,6 +132,9 @@ export class ManifestCheck {
       this.#allowed(entry.path);
     } catch (error) {
       throw error instanceof StoreError ? badManifest(error.message) : error;
+    }
+    if (this.#exclude?.excludes(entry.path, entry.type === "dir")) {
+      throw badManifest(`a name that was excluded: ${entry.path}`);
     }
     if (entry.type === "link" && !linkStaysInside(entry.path, entry.target!)) {
       throw badManifest(`a symlink that leads outside the tree: ${entry.path}`);

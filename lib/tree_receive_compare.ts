@@ -23,6 +23,7 @@ import { MAX_FOLDED_NAMES } from "./tree_receive_check.ts";
 import type { ReceiveReport } from "./tree_receive_report.ts";
 import type { ReceivedFolders } from "./tree_receive_folders.ts";
 import { removeFolder } from "./tree_receive_remove.ts";
+import type { NamePatterns } from "./name_patterns.ts";
 
 /**
  * Most top-level names of the kind systems drop into any folder (AppleDouble `._*` files come one
@@ -61,6 +62,11 @@ export interface TreeCompareOptions {
    * past it, a folder is read again when it is swept.
    */
   maxHeldNames?: number;
+  /**
+   * `--exclude`: names the sender leaves out, which `delete` spares here (and never counts as
+   * held by `guard`), as rsync does without `--delete-excluded` (default: none).
+   */
+  exclude?: NamePatterns;
 }
 
 /** What a {@link TreeCompare} acts through. */
@@ -160,6 +166,7 @@ export class TreeCompare {
   /** Sweeping: how many names {@link #passed} holds. */
   #passedCount = 0;
   #maxHeld: number;
+  #exclude?: NamePatterns;
 
   #notices?: WorkNotices;
 
@@ -177,6 +184,7 @@ export class TreeCompare {
     this.#sweeping = this.#caseless && this.#delete;
     this.#guarded = this.#delete && (options.guard ?? false);
     this.#maxHeld = options.maxHeldNames ?? MAX_FOLDED_NAMES;
+    this.#exclude = options.exclude;
     if (this.#sweeping && this.#own) this.#passed.set("", []);
   }
 
@@ -342,6 +350,8 @@ export class TreeCompare {
    */
   async #hold(mine: WalkEntry): Promise<void> {
     if (this.#isSpared(mine.path)) return await this.#shared(mine.path);
+    // Left out by the sender, so kept: neither a sign of a copy nor a name held.
+    if (this.#isExcluded(mine)) return;
     // Sweeping, the top is swept at the end, or kept whole.
     if (this.#sweeping) return;
     this.#held++;
@@ -434,8 +444,8 @@ export class TreeCompare {
       for (const found of passed) {
         const cut = found.path.lastIndexOf("/");
         if (keys?.has(foldName(found.path.slice(cut + 1)))) continue;
-        if (hold) this.#held++;
-        else await this.#removeExtra(found);
+        if (!hold) await this.#removeExtra(found);
+        else if (!this.#isExcluded(found)) this.#held++;
       }
       return;
     }
@@ -445,11 +455,11 @@ export class TreeCompare {
       for (let found = walk.peek(); found; found = walk.peek()) {
         await walk.next(false);
         if (keys?.has(foldName(found.path))) continue;
+        const path = folder === "" ? found.path : `${folder}/${found.path}`;
         if (hold) {
-          this.#held++;
+          if (!this.#isExcluded({ ...found, path })) this.#held++;
           continue;
         }
-        const path = folder === "" ? found.path : `${folder}/${found.path}`;
         await this.#removeExtra({ ...found, path });
       }
     } finally {
@@ -527,9 +537,17 @@ export class TreeCompare {
     notices?.removed(1);
   }
 
-  /** A name the receiver has and the sender does not: removed with `delete`, unless spared. */
+  /** Whether `--exclude` leaves out the receiver's `mine`: `--delete` spares it. */
+  #isExcluded(mine: WalkEntry): boolean {
+    return this.#exclude?.excludes(mine.path, mine.type === "dir") ?? false;
+  }
+
+  /**
+   * A name the receiver has and the sender does not: removed with `delete`, unless spared (noted
+   * by the sender, or excluded).
+   */
   async #removeExtra(extra: WalkEntry): Promise<void> {
-    if (!this.#delete || this.#isSpared(extra.path)) return;
+    if (!this.#delete || this.#isSpared(extra.path) || this.#isExcluded(extra)) return;
     if (!this.#dry) await this.#remove(extra.path, extra.type === "dir");
     this.#folders.changed(extra.path);
     await this.#report.deleted(extra.path);

@@ -248,6 +248,11 @@ export async function sendTree(
       e && entries.length < batchEntries && notes.length < MAX_BATCH_ENTRIES;
       e = walker.peek()
     ) {
+      // Left out, and a folder never gone into: the receiver spares its own of these names too.
+      if (options.exclude?.excludes(e.path, e.type === "dir")) {
+        await walker.next(false);
+        continue;
+      }
       let target: string | undefined;
       if (e.type === "link" && options.links && source.readLink && source.allowed(e.path)) {
         target = await source.readLink(e.path).catch(() => undefined);

@@ -112,6 +112,7 @@ export async function serveTreeTransfer(
       dryRun: request.dryRun,
       checksum: request.checksum,
       links: request.links,
+      exclude: request.exclude,
       throttle: pacer && ((bytes, signal) => pacer.take(bytes, signal)),
       maxChunk: pacer?.chunkSize,
     });
@@ -129,6 +130,7 @@ export async function serveTreeTransfer(
     maxTotalSize: ctx.maxSize,
     links: request.links,
     resume: request.resume,
+    exclude: request.exclude,
     // As for a single put: what the server cut itself (idle, shutting down) is not kept.
     keepInterrupted: () => !io.entry?.reason,
   });

@@ -16,6 +16,7 @@ import type { FrameWriter } from "./frame_writer.ts";
 import type { ByteSink, LocalWaits, ResumePoint, Throttle, TransferResult } from "./transfer.ts";
 import type { ManifestEntry, ManifestTop } from "./tree_transfer_protocol.ts";
 import { type EntryWalk, MODE_BITS, type WalkEntry } from "./tree_walk.ts";
+import type { NamePatterns } from "./name_patterns.ts";
 import type { FileId } from "./checked_open.ts";
 
 export interface TreeIo {
@@ -54,6 +55,11 @@ export type TreeEvent =
 export interface TreeOptions {
   /** Decide and report only: nothing is written, deleted or sent. */
   dryRun?: boolean;
+  /**
+   * `--exclude`: names the sender leaves out (never going into such a folder) and the receiver
+   * refuses from the sender and spares from `--delete` (default: none).
+   */
+  exclude?: NamePatterns;
   /** Told about each name as its fate is known. */
   onEvent?: (event: TreeEvent) => void;
   /** Running count of file bytes moved. */

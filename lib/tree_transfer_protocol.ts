@@ -10,12 +10,20 @@
 import { ProtocolError } from "./errors.ts";
 import { type ErrorCode, parseError } from "./error_codes.ts";
 import { flag, malformed, text } from "./tree_protocol.ts";
+import { NamePatterns, PatternError } from "./name_patterns.ts";
 
 /**
  * WELCOME feature of a server that continues a tree's cut files with `--resume` (resume offers in
  * WANT, `offset` in FILE). A server without it sends and takes such files whole again.
  */
 export const TREE_RESUME_FEATURE = "tree-resume";
+
+/**
+ * WELCOME feature of a server that takes `exclude` in put_tree and get_tree: it leaves those names
+ * out of what it sends and spares them from `--delete`. One without it would ignore the field, so
+ * a client refuses to send patterns to it.
+ */
+export const TREE_EXCLUDE_FEATURE = "tree-exclude";
 
 /**
  * Uploads (`put_tree`) or downloads (`get_tree`) a whole folder over one connection; or, for
@@ -59,6 +67,12 @@ export interface TreeTransferRequest {
    * its flushes and removals, and the other takes such notices.
    */
   phaseWork?: boolean;
+  /**
+   * Trees (`--exclude`): names the sender leaves out (its walk never goes into such a folder) and
+   * the receiver neither takes nor deletes; only for a server that offers
+   * {@link TREE_EXCLUDE_FEATURE}. Parsed and bounded ({@link NamePatterns}).
+   */
+  exclude?: NamePatterns;
   /** put_files: replace existing files, as put --overwrite does. */
   overwrite?: boolean;
   /** get_files: the names to send, in order (at most {@link MAX_BATCH_ENTRIES}). */
@@ -92,7 +106,9 @@ export function parseTreeTransfer(json: Record<string, unknown>): TreeTransferRe
     }
     request.rate = json.rate;
   }
+  if (json.exclude !== undefined) request.exclude = patternsOf(json.exclude);
   if (json.op === "put_files" || json.op === "get_files") {
+    if (request.exclude) throw malformed();
     if (request.links || request.resume || request.deleteUnrelated) throw malformed();
     if (json.name !== undefined || request.delete || request.dryRun) throw malformed();
     if (json.op === "put_files") request.overwrite = flag(json.overwrite);
@@ -110,6 +126,19 @@ export function parseTreeTransfer(json: Record<string, unknown>): TreeTransferRe
   return request;
 }
 
+/** A request's `exclude`: a list of strings within {@link NamePatterns}' bounds. */
+function patternsOf(value: unknown): NamePatterns {
+  if (!Array.isArray(value) || !value.every((p) => typeof p === "string")) throw malformed();
+  try {
+    return NamePatterns.parse(value);
+  } catch (error) {
+    if (error instanceof PatternError) {
+      throw new ProtocolError(`Malformed REQUEST message: ${error.message}`);
+    }
+    throw error;
+  }
+}
+
 /** Encodes a tree transfer REQUEST. */
 export function encodeTreeTransfer(request: TreeTransferRequest): Record<string, unknown> {
   return {
@@ -123,6 +152,7 @@ export function encodeTreeTransfer(request: TreeTransferRequest): Record<string,
     ...(request.resume ? { resume: true } : {}),
     ...(request.phaseWork ? { phase_work: true } : {}),
     ...(request.rate === undefined ? {} : { rate: request.rate }),
+    ...(request.exclude?.empty === false ? { exclude: request.exclude.sources } : {}),
     ...(request.overwrite === undefined ? {} : { overwrite: request.overwrite }),
     ...(request.names === undefined ? {} : { names: request.names }),
   };
