@@ -429,7 +429,7 @@ export async function runTreeTransfer(
     // Looked at before anything moves: a refusal at the end (the receiver's own guard, which
     // holds whatever the client) would leave the tree merged into the folder, and the same
     // command run again would then find the tree's names there and take it for a copy.
-    const kept = await unrelatedBefore(session, cmd.command, local, remote);
+    const kept = await unrelatedBefore(session, cmd.command, local, remote, exclude);
     if (kept > 0) throw new UserError(`${unrelatedLine(kept)}; nothing transferred`);
   }
   /**

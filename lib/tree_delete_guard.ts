@@ -15,6 +15,7 @@ import { RefusedError } from "./errors.ts";
 import { listRemote, type TreeSession } from "./tree_client.ts";
 import { isTreePart } from "./tree_local.ts";
 import { isIncidentalName } from "./incidental_names.ts";
+import { NamePatterns } from "./name_patterns.ts";
 
 /**
  * The line that says `--delete` kept the top of `dest` (as the user named it: a local path, or
@@ -47,7 +48,8 @@ export function unrelatedMessage(dest: string, name: string, kept: number): stri
  * another case or Unicode form, as a server whose filesystem folds case does, for up to
  * {@link FOLDED_NAMES} local names (past them, only exact names count: the side that refuses
  * more). A put to a case-sensitive server that passes by case alone is then the receiver's to
- * refuse.
+ * refuse. Names `exclude` leaves out are not looked at: `--delete` spares them whatever the
+ * folder is, as the receiver's guard does.
  *
  * @example
  * ```ts
@@ -65,6 +67,7 @@ export async function unrelatedBefore(
   command: "put" | "get",
   local: string,
   remote: string | undefined,
+  exclude: NamePatterns = NamePatterns.none,
 ): Promise<number> {
   const prefix = remote === undefined ? "" : `${remote}/`;
   const folded = command === "put" ? await foldedNames(local) : null;
@@ -78,6 +81,10 @@ export async function unrelatedBefore(
       namesOnly: true,
       onEntries: (entries) => {
         for (const entry of entries) {
+          const name = entry.name.slice(prefix.length);
+          if (entry.name.startsWith(prefix) && exclude.excludes(name, entry.type === "dir")) {
+            continue;
+          }
           listed++;
           if (shared || entry.notUtf8) continue;
           // Only a plain name of that folder is looked for (a hostile one leads nowhere else, and
@@ -100,7 +107,9 @@ export async function unrelatedBefore(
   if (command === "put") return listed - incidental;
   let held = 0;
   // The receiver's walk leaves out ferry's own staging files: so does this count.
-  for await (const entry of Deno.readDir(local)) if (!isTreePart(entry.name)) held++;
+  for await (const entry of Deno.readDir(local)) {
+    if (!isTreePart(entry.name) && !exclude.excludes(entry.name, entry.isDirectory)) held++;
+  }
   return Math.max(0, held - incidental);
 }
 

@@ -322,3 +322,44 @@ Deno.test("get -r refuses a server that sends a name it was asked to leave out",
   assertFailure(result, /Refused manifest: a name that was excluded: \.env/, { what: "get -r" });
   assert.equal(await Deno.readTextFile(`${local}/.env`), "secret=mine\n");
 });
+
+Deno.test("--delete's guard does not count excluded names: a folder holding only those is synced", async () => {
+  await using work = await makeTempDir();
+  await using server = await startServer();
+  const src = `${work.path}/src`;
+  await Deno.mkdir(src);
+  await Deno.writeTextFile(`${src}/a.txt`, "alpha\n");
+  // Each destination holds nothing of the tree's, only what --exclude spares: nothing there can
+  // be deleted, so there is nothing to guard.
+  await Deno.mkdir(`${server.root}/dest/node_modules`, { recursive: true });
+  await Deno.writeTextFile(`${server.root}/dest/node_modules/m.js`, "mine\n");
+  const put = await ok(server, ["put", "-r", src, "dest", "--delete", "--exclude", "node_modules"]);
+  assert.match(put.stderr, /1 file,.* 0 deleted/);
+  assert.deepEqual([...Deno.readDirSync(`${server.root}/dest`)].map((e) => e.name).sort(), [
+    "a.txt",
+    "node_modules",
+  ]);
+  const local = `${work.path}/local`;
+  await Deno.mkdir(local);
+  await Deno.writeTextFile(`${local}/x.tmp`, "mine\n");
+  await ok(server, [
+    "get",
+    "-r",
+    "dest",
+    local,
+    "--delete",
+    "--exclude",
+    "*.tmp",
+    "--exclude",
+    "/node_modules",
+  ]);
+  assert.deepEqual([...Deno.readDirSync(local)].map((e) => e.name).sort(), ["a.txt", "x.tmp"]);
+  // Without the patterns, the same folders are not taken for copies: the guard holds.
+  const guarded = await ferry(server, ["get", "-r", "dest", `${work.path}/other`, "--delete"]);
+  assert.equal(guarded.code, 0, guarded.stderr);
+  await Deno.writeTextFile(`${work.path}/other/y.tmp`, "mine\n");
+  await Deno.remove(`${work.path}/other/a.txt`);
+  await Deno.remove(`${work.path}/other/node_modules`, { recursive: true });
+  const refused = await ferry(server, ["get", "-r", "dest", `${work.path}/other`, "--delete"]);
+  assertFailure(refused, /kept the 1 entry .* nothing transferred/, { what: "guarded" });
+});
