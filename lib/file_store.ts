@@ -42,6 +42,7 @@ import { diskPool, type SmallRead } from "./disk_pool.ts";
 import { type CheckedFile, fileIdOf, loadCheckedOpen, openChecked } from "./checked_open.ts";
 import type { TreeListing } from "./tree_listing.ts";
 import { isListedUndecodable, listFiles, walkFolderListing } from "./folder_listing.ts";
+import type { NamePatterns } from "./name_patterns.ts";
 
 export { RESUME_DIR };
 export type { BeginUploadOptions, FileUploadOptions };
@@ -243,8 +244,8 @@ export class FileStore implements Store, ServedFolder {
   }
 
   /** See {@link Store.treeSource} (lib/folder_tree.ts). */
-  treeSource(base?: string): Promise<TreeSource> {
-    return folderSource(this, base);
+  treeSource(base?: string, options: { exclude?: NamePatterns } = {}): Promise<TreeSource> {
+    return folderSource(this, base, options);
   }
 
   /** See {@link Store.treeSink} (lib/folder_tree.ts). */

@@ -35,6 +35,7 @@ import { foldsCase } from "./case_folding.ts";
 import { unfitName } from "./windows_names.ts";
 import { entryOf, MODE_BITS, TreeWalker } from "./tree_walk.ts";
 import { SwappedError } from "./checked_open.ts";
+import type { NamePatterns } from "./name_patterns.ts";
 
 /**
  * A walk of the folder at `real`, leaving out what no client may see and, unless `keepInvalid`,
@@ -46,11 +47,14 @@ function walkServed(
   store: ServedFolder,
   real: string,
   base: string | undefined,
-  options: { keepInvalid?: boolean; lookAhead?: boolean } = {},
+  options: { keepInvalid?: boolean; lookAhead?: boolean; exclude?: NamePatterns } = {},
 ): Promise<TreeWalker> {
+  const { exclude } = options;
   return TreeWalker.open(real, {
     spillDir: store.stagingDir,
     lookAhead: options.lookAhead,
+    // The sender never goes into an excluded folder: the walk does not read one ahead either.
+    prune: exclude && ((path) => exclude.excludes(path, true)),
     undecodable: options.keepInvalid,
     skip: (path) =>
       (base === undefined && (path === STAGING_DIR || path === RESUME_DIR)) ||
@@ -62,12 +66,13 @@ function walkServed(
 export async function folderSource(
   store: ServedFolder,
   base: string | undefined,
+  options: { exclude?: NamePatterns } = {},
 ): Promise<TreeSource> {
   const real = await resolveFolder(store, base);
   const info = await Deno.stat(real);
   return {
     // Names ferry does not carry are walked too: the sender notes them, and the client hears.
-    walker: await walkServed(store, real, base, { keepInvalid: true }),
+    walker: await walkServed(store, real, base, { keepInvalid: true, exclude: options.exclude }),
     top: { mtime: info.mtime?.getTime() ?? 0, mode: (info.mode ?? 0o755) & MODE_BITS },
     // Resolved again and opened as any get: a name swapped for a symlink since the walk cannot
     // lead out, nor one swapped after that resolution (lib/checked_open.ts).

@@ -12,6 +12,7 @@ import type { ListEntry } from "./protocol.ts";
 import type { TransferResult } from "./transfer.ts";
 import type { TreeListing } from "./tree_listing.ts";
 import type { TreeSink, TreeSource } from "./tree_transfer.ts";
+import type { NamePatterns } from "./name_patterns.ts";
 
 /** A file being read: read in place, and sought for a resume. */
 export interface StoreReader {
@@ -207,8 +208,12 @@ export interface Store {
   move(from: string, to: string, options?: MoveOptions): Promise<void>;
   /** Creates a folder; its parent must exist unless `parents` is set. */
   makeDir(name: string, options?: MakeDirOptions): Promise<void>;
-  /** What `get -r` sends from the folder `base` (the root when absent), which must exist. */
-  treeSource(base?: string): Promise<TreeSource>;
+  /**
+   * What `get -r` sends from the folder `base` (the root when absent), which must exist.
+   * `options.exclude` are the names the sender will leave out: a store may spare itself looking
+   * into such folders ahead of its walk.
+   */
+  treeSource(base?: string, options?: { exclude?: NamePatterns }): Promise<TreeSource>;
   /** Where `put -r` receives into the folder `base` (the root when absent). */
   treeSink(base?: string): TreeSink;
   /**

@@ -108,7 +108,8 @@ export async function serveTreeTransfer(
     const pacer = request.rate === undefined
       ? undefined
       : new RateLimiter(Math.max(request.rate, ctx.minRate ?? 1));
-    return await sendTree(tree, await ctx.store.treeSource(base), {
+    const source = await ctx.store.treeSource(base, { exclude: request.exclude });
+    return await sendTree(tree, source, {
       dryRun: request.dryRun,
       checksum: request.checksum,
       links: request.links,

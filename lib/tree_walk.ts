@@ -170,6 +170,11 @@ export interface TreeWalkerOptions {
   /** Names to leave out, by path relative to the base (the server's private folders, say). */
   skip?: (path: string) => boolean;
   /**
+   * Folders the caller will not go into (`--exclude`d ones), by path: never looked up ahead.
+   * They are still walked past as entries.
+   */
+  prune?: (path: string) => boolean;
+  /**
    * Report names that are not valid UTF-8 as entries marked {@link WalkEntry.notUtf8}, so a
    * sender can say it leaves them out (default false: they are passed over silently).
    */
@@ -224,6 +229,7 @@ export class TreeWalker implements EntryWalk {
   #unread: string[] = [];
   #current?: WalkEntry;
   #skip?: (path: string) => boolean;
+  #prune?: (path: string) => boolean;
   #undecodable: boolean;
   #sync: boolean;
   /** Whether folders are looked up ahead (never for `sync` walks). */
@@ -238,6 +244,7 @@ export class TreeWalker implements EntryWalk {
 
   private constructor(options: TreeWalkerOptions) {
     this.#skip = options.skip;
+    this.#prune = options.prune;
     this.#undecodable = options.undecodable ?? false;
     this.#sync = options.sync ?? false;
     this.#ahead = !this.#sync && (options.lookAhead ?? true);
@@ -337,7 +344,7 @@ export class TreeWalker implements EntryWalk {
       if (found === undefined || isDiskFailure(found) || found.type !== "dir") continue;
       if (found.size >= this.#bigBytes) continue;
       const path = level.prefix + name;
-      if (this.#skip?.(path)) continue;
+      if (this.#skip?.(path) || this.#prune?.(path)) continue;
       const dir = childOf(level.dir, name);
       level.early.push(dir);
       const early: Early = { ready: Promise.resolve(), weight: AHEAD_NAMES };
