@@ -119,15 +119,14 @@ export const CLIENT_OPTIONS = {
     arg: "PATTERN",
     commands: ["put", "get"],
     needs: "recursive",
-    help: 'leave out matching names, and spare them from --delete (repeatable; "*.tmp": any ' +
-      'depth, "/build": at the top, "cache/": folders only, "**": any folders)',
+    help: "skip names matching PATTERN (repeatable)",
   },
   "exclude-from": {
     kind: "path",
     arg: "FILE",
     commands: ["put", "get"],
     needs: "recursive",
-    help: "--exclude each line of FILE (blank lines and # comments skipped)",
+    help: "--exclude each line of FILE",
   },
   checksum: {
     kind: "flag",
