@@ -42,7 +42,6 @@ import { diskPool, type SmallRead } from "./disk_pool.ts";
 import { type CheckedFile, fileIdOf, loadCheckedOpen, openChecked } from "./checked_open.ts";
 import type { TreeListing } from "./tree_listing.ts";
 import { isListedUndecodable, listFiles, walkFolderListing } from "./folder_listing.ts";
-import type { NamePatterns } from "./name_patterns.ts";
 
 export { RESUME_DIR };
 export type { BeginUploadOptions, FileUploadOptions };
@@ -244,7 +243,10 @@ export class FileStore implements Store, ServedFolder {
   }
 
   /** See {@link Store.treeSource} (lib/folder_tree.ts). */
-  treeSource(base?: string, options: { exclude?: NamePatterns } = {}): Promise<TreeSource> {
+  treeSource(
+    base?: string,
+    options: { prune?: (path: string) => boolean } = {},
+  ): Promise<TreeSource> {
     return folderSource(this, base, options);
   }
 

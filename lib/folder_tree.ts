@@ -35,7 +35,6 @@ import { foldsCase } from "./case_folding.ts";
 import { unfitName } from "./windows_names.ts";
 import { entryOf, MODE_BITS, TreeWalker } from "./tree_walk.ts";
 import { SwappedError } from "./checked_open.ts";
-import type { NamePatterns } from "./name_patterns.ts";
 
 /**
  * A walk of the folder at `real`, leaving out what no client may see and, unless `keepInvalid`,
@@ -47,14 +46,12 @@ function walkServed(
   store: ServedFolder,
   real: string,
   base: string | undefined,
-  options: { keepInvalid?: boolean; lookAhead?: boolean; exclude?: NamePatterns } = {},
+  options: { keepInvalid?: boolean; lookAhead?: boolean; prune?: (path: string) => boolean } = {},
 ): Promise<TreeWalker> {
-  const { exclude } = options;
   return TreeWalker.open(real, {
     spillDir: store.stagingDir,
     lookAhead: options.lookAhead,
-    // The sender never goes into an excluded folder: the walk does not read one ahead either.
-    prune: exclude && ((path) => exclude.excludes(path, true)),
+    prune: options.prune,
     undecodable: options.keepInvalid,
     skip: (path) =>
       (base === undefined && (path === STAGING_DIR || path === RESUME_DIR)) ||
@@ -66,13 +63,14 @@ function walkServed(
 export async function folderSource(
   store: ServedFolder,
   base: string | undefined,
-  options: { exclude?: NamePatterns } = {},
+  options: { prune?: (path: string) => boolean } = {},
 ): Promise<TreeSource> {
   const real = await resolveFolder(store, base);
   const info = await Deno.stat(real);
   return {
     // Names ferry does not carry are walked too: the sender notes them, and the client hears.
-    walker: await walkServed(store, real, base, { keepInvalid: true, exclude: options.exclude }),
+    // The sender never goes into an excluded folder: the walk does not read one ahead either.
+    walker: await walkServed(store, real, base, { keepInvalid: true, prune: options.prune }),
     top: { mtime: info.mtime?.getTime() ?? 0, mode: (info.mode ?? 0o755) & MODE_BITS },
     // Resolved again and opened as any get: a name swapped for a symlink since the walk cannot
     // lead out, nor one swapped after that resolution (lib/checked_open.ts).

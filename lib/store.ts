@@ -12,7 +12,6 @@ import type { ListEntry } from "./protocol.ts";
 import type { TransferResult } from "./transfer.ts";
 import type { TreeListing } from "./tree_listing.ts";
 import type { TreeSink, TreeSource } from "./tree_transfer.ts";
-import type { NamePatterns } from "./name_patterns.ts";
 
 /** A file being read: read in place, and sought for a resume. */
 export interface StoreReader {
@@ -210,10 +209,10 @@ export interface Store {
   makeDir(name: string, options?: MakeDirOptions): Promise<void>;
   /**
    * What `get -r` sends from the folder `base` (the root when absent), which must exist.
-   * `options.exclude` are the names the sender will leave out: a store may spare itself looking
-   * into such folders ahead of its walk.
+   * `options.prune` says which folders (by path in the tree) the sender will not go into (they
+   * are `--exclude`d): a store may spare itself looking into them ahead of its walk.
    */
-  treeSource(base?: string, options?: { exclude?: NamePatterns }): Promise<TreeSource>;
+  treeSource(base?: string, options?: { prune?: (path: string) => boolean }): Promise<TreeSource>;
   /** Where `put -r` receives into the folder `base` (the root when absent). */
   treeSink(base?: string): TreeSink;
   /**

@@ -108,7 +108,10 @@ export async function serveTreeTransfer(
     const pacer = request.rate === undefined
       ? undefined
       : new RateLimiter(Math.max(request.rate, ctx.minRate ?? 1));
-    const source = await ctx.store.treeSource(base, { exclude: request.exclude });
+    const exclude = request.exclude;
+    const source = await ctx.store.treeSource(base, {
+      prune: exclude && ((path) => exclude.excludes(path, true)),
+    });
     return await sendTree(tree, source, {
       dryRun: request.dryRun,
       checksum: request.checksum,
