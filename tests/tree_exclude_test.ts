@@ -363,3 +363,25 @@ Deno.test("--delete's guard does not count excluded names: a folder holding only
   const refused = await ferry(server, ["get", "-r", "dest", `${work.path}/other`, "--delete"]);
   assertFailure(refused, /kept the 1 entry .* nothing transferred/, { what: "guarded" });
 });
+
+Deno.test("a long run of excluded names goes out as empty manifest batches, both ways", async () => {
+  await using work = await makeTempDir();
+  await using server = await startServer();
+  // The server's folder, sent by the server (get -r) and read by the client as a local one (put -r).
+  const many = `${server.root}/many`;
+  await Deno.mkdir(many);
+  // More than one batch walks past (16,384): the sender sends a batch with no entries between.
+  const data = new TextEncoder().encode("x");
+  for (let i = 0; i < 16_500; i++) {
+    Deno.writeFileSync(`${many}/${String(i).padStart(5, "0")}.tmp`, data);
+  }
+  await Deno.writeTextFile(`${many}/a.txt`, "first\n");
+  await Deno.writeTextFile(`${many}/z.txt`, "last\n");
+  const expected = (await snapshot(many)).filter((line) => !line.includes(".tmp"));
+  const get = await ok(server, ["get", "-r", "many", `${work.path}/back`, "--exclude", "*.tmp"]);
+  assert.match(get.stderr, /: 2 files,/);
+  assert.deepEqual(await snapshot(`${work.path}/back`), expected);
+  const put = await ok(server, ["put", "-r", many, "copy", "--json", "--exclude", "*.tmp"]);
+  assert.equal(summaryOf(put).files, 2);
+  assert.deepEqual(await snapshot(`${server.root}/copy`), expected);
+});
