@@ -17,8 +17,8 @@
  * - {@link assertRootHolds}, {@link storedFiles} and {@link waitForEmptyStaging} check what a
  *   served root holds, the server's private folders included, and {@link waitForStagingData}
  *   whether an upload is under way; {@link makeTempDir}, {@link closedPort},
- *   {@link waitFor}, {@link randomBytes}, {@link writeRandomFile} and {@link filesEqual} are the
- *   small utilities the tests share.
+ *   {@link waitFor}, {@link randomBytes}, {@link writeRandomFile}, {@link touchFiles} and
+ *   {@link filesEqual} are the small utilities the tests share.
  *
  * `deno task test` runs the test files in parallel, each in its own process (tests within a file
  * still run one after another). So a test owns nothing fixed: folders come from
@@ -180,6 +180,27 @@ export async function writeRandomFile(path: string, size: number): Promise<void>
     }
     written += chunk.length;
   }
+}
+
+/**
+ * Makes empty files named `names` (relative to `dir`, whose folders must exist) with one
+ * `xargs touch` working from `dir`: for thousands of files on a deep path, where this process's
+ * `--allow-write` check would read every folder of each file's absolute path as a possible link
+ * (twice), and touch opens the names relative to its working folder.
+ */
+export async function touchFiles(dir: string, names: string[]): Promise<void> {
+  const child = new Deno.Command("xargs", {
+    args: ["-0", "touch", "--"],
+    cwd: dir,
+    stdin: "piped",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(names.join("\0")));
+  await writer.close();
+  const output = await child.output();
+  assert.equal(output.code, 0, `xargs touch in ${dir}: ${decoder.decode(output.stderr)}`);
 }
 
 async function readFully(file: Deno.FsFile, buffer: Uint8Array): Promise<number> {

@@ -24,6 +24,7 @@ import {
   spawnClient,
   STAGING_DIR,
   startServer,
+  touchFiles,
 } from "./harness.ts";
 import { checksumOf, concat, dataFrame, TREE_PEER, Wire, withFakeServer } from "./wire.ts";
 
@@ -324,13 +325,10 @@ Deno.test("the server sends a listing as it walks it: a folder listed late is re
   const deep = `${server.root}/${chain.join("/")}`;
   await Deno.mkdir(deep, { recursive: true });
   const files = 12_000;
-  for (let i = 0; i < files; i++) {
-    // Made on this thread: a handful of seconds less than one asynchronous call each.
-    Deno.openSync(`${deep}/${String(i).padStart(6, "0")}${"f".repeat(240)}`, {
-      createNew: true,
-      write: true,
-    }).close();
-  }
+  await touchFiles(
+    deep,
+    Array.from({ length: files }, (_, i) => `${String(i).padStart(6, "0")}${"f".repeat(240)}`),
+  );
   await Deno.mkdir(`${server.root}/zzz`);
 
   using wire = await Wire.connect(server);
