@@ -24,15 +24,18 @@ import { summaryOf } from "./tree_helpers.ts";
 import { startServer } from "../lib/server.ts";
 
 /**
- * Sparse files: 6 GiB on each end, about 1 s of hashing each from a tmpfs on a quiet machine,
+ * Sparse files: 12 GiB on each end, about 2 s of hashing each from a tmpfs on a quiet machine,
  * twice the timeouts below or more.
  */
-const FILE_SIZE = 2 * 1024 ** 3;
+const FILE_SIZE = 4 * 1024 ** 3;
 const FILES = 3;
 
-/** The server's idle timeout, and the client's stall timeout: a notice every 0.1 s. */
-const IDLE_MS = 400;
-const STALL = "0.4";
+/**
+ * The server's idle timeout, and the client's stall timeout: a notice every 0.25 s, so that only
+ * a process kept off the CPUs for a whole second by the tests running beside it could miss one.
+ */
+const IDLE_MS = 1000;
+const STALL = "1";
 
 /** Makes `dir` with {@link FILES} sparse files of {@link FILE_SIZE} bytes, all of one mtime. */
 async function sparseTree(dir: string): Promise<void> {
