@@ -22,7 +22,8 @@ import { cannotWriteStdout } from "./local_files.ts";
 import { ProgressLine, progressWanted } from "./progress.ts";
 import type { KeptEntry } from "./protocol.ts";
 import type { RateLimiter } from "./rate_limit.ts";
-import { type TransferResult, writeAll } from "./transfer.ts";
+import type { TransferResult } from "./transfer.ts";
+import { writeAll } from "./write_all.ts";
 
 /** What a report names of a transfer: which way, the remote name and the local path. */
 export interface Transfer {

@@ -24,7 +24,8 @@ import { isInterruption, LocalFileError, UsageError } from "./errors.ts";
 import { formatHex, utf8Length } from "./format.ts";
 import { cannotRead, cannotWrite, cannotWriteStdout } from "./local_files.ts";
 import { SMALL_FILE_MAX, StagedFile } from "./staged_file.ts";
-import { checksumFilePrefix, type ResumePoint, writeAll } from "./transfer.ts";
+import { checksumFilePrefix, type ResumePoint } from "./transfer.ts";
+import { writeAll } from "./write_all.ts";
 import { localNameRules, unfitName } from "./windows_names.ts";
 
 /** Longest name of one folder entry on common file systems (ext4, XFS, Btrfs, APFS), in bytes. */

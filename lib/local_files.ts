@@ -129,7 +129,7 @@ export function uploadSourceOf(source: Readable, options: UploadSourceOptions): 
   /** Bytes left before `size`, once the starting position is known (a resume starts past 0). */
   let left: number | undefined;
   // A regular file is read on this thread: Deno hands an asynchronous read to another thread,
-  // and waking it for every buffer cost more than the read (see writeAllSync in transfer.ts).
+  // and waking it for every buffer cost more than the read (see writeAllSync in lib/write_all.ts).
   const readSync = source.readSync?.bind(source);
   const readFile = async (p: Uint8Array) => readSync ? readSync(p) : await source.read(p);
   const read = async (p: Uint8Array): Promise<number | null> => {

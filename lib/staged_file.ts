@@ -20,7 +20,7 @@ import {
 import { dirname } from "node:path";
 import { isNoSpace } from "./errors.ts";
 import { FlushBehind } from "./flush_behind.ts";
-import { FILE_WRITE_PIECE, writeAll, writeAllSync } from "./transfer.ts";
+import { FILE_WRITE_PIECE, writeAll, writeAllSync } from "./write_all.ts";
 
 /** How {@link StagedFile.open} opens the staging file. */
 export type StagedMode =

@@ -20,7 +20,7 @@ import { formatExactBytes } from "./format.ts";
 import { parseEnd, parseError } from "./protocol.ts";
 import { CHUNK_SIZE, concatBytes, FrameType, frameTypeName } from "./frames.ts";
 import type { DirectReader, FrameReader } from "./frame_reader.ts";
-import { CORK_LIMIT, type DirectWriter, type FrameWriter } from "./frame_writer.ts";
+import { CORK_LIMIT, type FrameWriter } from "./frame_writer.ts";
 import { InPlaceByobReader } from "./in_place_byob_reader.ts";
 
 /** What a finished data phase moved. */
@@ -66,58 +66,6 @@ export function orAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined)
     signal.addEventListener("abort", onAbort, { once: true });
     promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
   });
-}
-
-/**
- * Most bytes to hand a file in one write: filling fresh page cache from 1 MiB calls (ferry's
- * chunk) often cost the kernel twice what 512 KiB calls did (docs/performance.md, "Writing files
- * in 512 KiB pieces").
- */
-export const FILE_WRITE_PIECE = 512 * 1024;
-
-/** Options for {@link writeAll}. */
-export interface WriteAllOptions {
-  /** Most bytes per write call (default: all that remain). */
-  piece?: number;
-}
-
-/** Writes all of `bytes` to something whose writes may take only part (a file, stdout). */
-export async function writeAll(
-  to: DirectWriter,
-  bytes: Uint8Array,
-  options: WriteAllOptions = {},
-): Promise<void> {
-  const piece = options.piece ?? bytes.length;
-  let offset = 0;
-  while (offset < bytes.length) {
-    offset += await to.write(bytes.subarray(offset, offset + piece));
-  }
-}
-
-/** Something written to synchronously: a regular file. */
-export interface SyncWriter {
-  /** Writes from `p`, returning how many bytes it took. */
-  writeSync(p: Uint8Array): number;
-}
-
-/**
- * {@link writeAll} without leaving the calling thread, for the client's regular files. Deno runs
- * an asynchronous file write on another thread, and waking that thread for every piece cost more
- * than the copy (docs/performance.md, "The client reads and writes its regular files
- * synchronously"). Not for pipes or devices, which
- * can block for any time, nor for the server, where one slow write would hold up every
- * connection.
- */
-export function writeAllSync(
-  to: SyncWriter,
-  bytes: Uint8Array,
-  options: WriteAllOptions = {},
-): void {
-  const piece = options.piece ?? bytes.length;
-  let offset = 0;
-  while (offset < bytes.length) {
-    offset += to.writeSync(bytes.subarray(offset, offset + piece));
-  }
 }
 
 /** Options for {@link sendData}. */

@@ -18,7 +18,7 @@
  */
 
 import { alignedBuffer } from "../lib/buffer_pool.ts";
-import { writeAll, writeAllSync } from "../lib/transfer.ts";
+import { writeAll, writeAllSync } from "../lib/write_all.ts";
 
 // Page-aligned like ferry's own buffers, so the ceiling is not lowered by the slow kernel copy
 // into a misaligned buffer (see alignedBuffer).

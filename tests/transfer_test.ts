@@ -9,14 +9,8 @@ import assert from "node:assert/strict";
 import { alignedBuffer, BufferPool } from "../lib/buffer_pool.ts";
 import { FrameReader } from "../lib/frame_reader.ts";
 import { FrameWriter } from "../lib/frame_writer.ts";
-import {
-  concatBytes,
-  FILE_WRITE_PIECE,
-  receiveData,
-  sendData,
-  writeAll,
-  writeAllSync,
-} from "../lib/transfer.ts";
+import { concatBytes, receiveData, sendData } from "../lib/transfer.ts";
+import { FILE_WRITE_PIECE, writeAll, writeAllSync } from "../lib/write_all.ts";
 import { hashArena } from "../lib/xxh3.ts";
 import { randomBytes } from "./harness.ts";
 
