@@ -40,7 +40,7 @@ import { sendTree, type SendTreeOptions } from "./tree_send.ts";
 import type { TreeEvent, TreeFileSink, TreeSink, TreeSource } from "./tree_transfer.ts";
 import { PHASE_WORK_FEATURE } from "./tree_work.ts";
 import { fileIdOf, loadCheckedOpen, openChecked } from "./checked_open.ts";
-import { ListWalk } from "./tree_walk.ts";
+import { ListWalk } from "./list_walk.ts";
 
 /** What a request written outside lib/client.ts uses of its session's connection. */
 export interface SessionIo {

@@ -30,7 +30,8 @@ import {
   type TreeSink,
   type TreeSource,
 } from "./tree_transfer.ts";
-import { ListWalk, type WalkEntry } from "./tree_walk.ts";
+import { ListWalk } from "./list_walk.ts";
+import type { WalkEntry } from "./tree_walk.ts";
 
 /** What the server's tree handlers need. */
 export interface TreeServeContext {

@@ -519,7 +519,10 @@ function levelOf(dir: string, prefix: string, folder: FolderView): Level {
   return { dir, prefix, names, next: 0, found: folder, scanned: 0, early: [] };
 }
 
-/** What a sender walks: a folder ({@link TreeWalker}) or a list of files ({@link ListWalk}). */
+/**
+ * What a sender walks: a folder ({@link TreeWalker}) or a list of files (`ListWalk`,
+ * lib/list_walk.ts).
+ */
 export interface EntryWalk {
   /** The current entry; undefined once the walk is over. */
   peek(): WalkEntry | undefined;
@@ -533,51 +536,4 @@ export interface EntryWalk {
    * `--delete` keeps its copy of what they hold.
    */
   takeUnread?(): readonly string[];
-}
-
-/**
- * A walk of a list of files (mput, mget), in the list's order: entry `i` is what `at(i)` says,
- * asked for only when the walk reaches it, so the files are looked at one at a time.
- *
- * @example
- * ```ts
- * const names = ["a.txt", "b.txt"];
- * const walk = await ListWalk.open(names.length, async (i) => {
- *   const info = await Deno.stat(names[i]);
- *   return { path: names[i], type: "file", size: info.size, mtime: 0, mode: 0o644 };
- * });
- * ```
- */
-export class ListWalk implements EntryWalk {
-  #count: number;
-  #at: (index: number) => Promise<WalkEntry>;
-  #index = 0;
-  #current?: WalkEntry;
-
-  private constructor(count: number, at: (index: number) => Promise<WalkEntry>) {
-    this.#count = count;
-    this.#at = at;
-  }
-
-  /** Starts the walk of `count` entries. */
-  static async open(count: number, at: (index: number) => Promise<WalkEntry>): Promise<ListWalk> {
-    const walk = new ListWalk(count, at);
-    await walk.#load();
-    return walk;
-  }
-
-  async #load(): Promise<void> {
-    this.#current = this.#index < this.#count ? await this.#at(this.#index) : undefined;
-  }
-
-  /** The current entry; undefined once the walk is over. */
-  peek(): WalkEntry | undefined {
-    return this.#current;
-  }
-
-  /** Moves to the next entry of the list. */
-  async next(): Promise<void> {
-    this.#index++;
-    await this.#load();
-  }
 }
