@@ -99,7 +99,7 @@ export type {
 } from "./lib/store.ts";
 export type { TreeEntry } from "./lib/tree_protocol.ts";
 export type { ManifestEntry, ManifestTop } from "./lib/tree_transfer_protocol.ts";
-export type { ListEntriesOptions } from "./lib/tree_client.ts";
+export type { ListEntriesOptions } from "./lib/remote_listing.ts";
 export type { TreeListing } from "./lib/tree_listing.ts";
 export type {
   KeptPart,

@@ -59,7 +59,8 @@ import type {
   RemoteFileInfo,
 } from "./client_session.ts";
 import { authenticate, greet, type HandshakeIo } from "./client_handshake.ts";
-import { listEntries, type ListEntriesOptions, type SessionIo } from "./tree_client.ts";
+import { listEntries, type ListEntriesOptions } from "./remote_listing.ts";
+import type { SessionIo } from "./tree_client.ts";
 import type { TreeEntry } from "./tree_protocol.ts";
 import { DEFAULT_WORK_NOTICE_MS, WorkNotices } from "./tree_work.ts";
 

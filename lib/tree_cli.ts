@@ -25,14 +25,8 @@ import {
 import { ProgressLine, progressWanted } from "./progress.ts";
 import type { TreeEntry } from "./tree_protocol.ts";
 import type { TreeSummary } from "./tree_transfer_protocol.ts";
-import {
-  changeRemote,
-  getTree,
-  listRemote,
-  offersTree,
-  offersTreeResume,
-  putTree,
-} from "./tree_client.ts";
+import { changeRemote, getTree, offersTree, offersTreeResume, putTree } from "./tree_client.ts";
+import { listRemote } from "./remote_listing.ts";
 import type { TreeEvent } from "./tree_transfer.ts";
 import { NAME } from "./version.ts";
 import { RateLimiter } from "./rate_limit.ts";

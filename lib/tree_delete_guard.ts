@@ -12,7 +12,8 @@
 import { join } from "node:path";
 import { foldName } from "./case_folding.ts";
 import { RefusedError } from "./errors.ts";
-import { listRemote, type TreeSession } from "./tree_client.ts";
+import { listRemote } from "./remote_listing.ts";
+import type { TreeSession } from "./tree_client.ts";
 import { isTreePart } from "./tree_local.ts";
 import { isIncidentalName } from "./incidental_names.ts";
 import { NamePatterns } from "./name_patterns.ts";
