@@ -1,14 +1,14 @@
 /**
  * One connection to a ferry server: {@link Session} runs the handshake (lib/client_handshake.ts),
- * then the requests (put, get, list, kept), one after another under the stall watchdog. These
- * speak only the protocol; connecting is lib/client_connect.ts's, local files, stdin/stdout and
- * messages the CLI's.
+ * then the requests (put, get, list, kept), one after another under the stall watchdog
+ * (lib/client_watchdog.ts). These speak only the protocol; connecting is lib/client_connect.ts's,
+ * local files, stdin/stdout and messages the CLI's.
  *
  * @module
  */
 
 import type { BufferPool } from "./buffer_pool.ts";
-import { closeQuietly, watchInterval } from "./connection.ts";
+import { closeQuietly } from "./connection.ts";
 import { downloadStream } from "./download_stream.ts";
 import { cutsConnection } from "./error_codes.ts";
 import {
@@ -17,7 +17,6 @@ import {
   isInterruption,
   ProtocolError,
   RefusedError,
-  UserError,
 } from "./errors.ts";
 import {
   type KeptEntry,
@@ -31,7 +30,6 @@ import {
   type Welcome,
 } from "./protocol.ts";
 import { FrameType, frameTypeName } from "./frames.ts";
-import type { Activity } from "./connection_activity.ts";
 import { FrameReader } from "./frame_reader.ts";
 import { FrameWriter } from "./frame_writer.ts";
 import {
@@ -59,22 +57,11 @@ import type {
   RemoteFileInfo,
 } from "./client_session.ts";
 import { authenticate, greet, type HandshakeIo } from "./client_handshake.ts";
+import { StallWatchdog } from "./client_watchdog.ts";
 import { listEntries, type ListEntriesOptions } from "./remote_listing.ts";
 import type { SessionIo } from "./tree_client.ts";
 import type { TreeEntry } from "./tree_protocol.ts";
 import { DEFAULT_WORK_NOTICE_MS, WorkNotices } from "./tree_work.ts";
-
-/**
- * A download whose local side (its sink, its pacing) has kept it from reading the socket for
- * this long starts reading ahead, to see the server going away (see FrameReader.watch).
- */
-const WATCH_AFTER_MS = 1000;
-
-/**
- * Most bytes a download reads ahead while its local side is busy: a server's close is seen only
- * once the bytes it sent before it are in, and this covers what the kernels' buffers hold.
- */
-const READ_AHEAD_LIMIT = 16 << 20;
 
 /** The rejection of `promise` if it settles within `ms` as a rejection; otherwise undefined. */
 async function settledWithin(promise: Promise<unknown>, ms: number): Promise<unknown> {
@@ -127,25 +114,10 @@ export class Session implements ClientSession {
   #token?: Uint8Array;
   #tls: boolean;
   #stallTimeoutMs?: number;
-  /** When bytes last moved either way; the frame reader and writer keep it. */
-  #activity: Activity = { last: Date.now() };
-  /** Waits on the local side now under way; the stall watchdog holds off while any is. */
-  #localBusy = 0;
-  /** When the local side last became busy. */
-  #localSince = 0;
-  /** Stops a read ahead (see #watchWhileLocal) when the local side is done. */
-  #watchStop?: AbortController;
-  #local: LocalWaits = {
-    begin: () => {
-      if (this.#localBusy++ === 0) this.#localSince = Date.now();
-    },
-    end: () => {
-      this.#localBusy--;
-      this.#activity.last = Date.now();
-      this.#watchStop?.abort();
-    },
-  };
-  #stalled = false;
+  /** The stall watchdog every request runs under (lib/client_watchdog.ts). */
+  #watchdog: StallWatchdog;
+  /** Waits on the local side, which the watchdog does not count: the watchdog's. */
+  #local: LocalWaits;
   #closed = false;
   /** Settles when the request under way is over: requests take turns on the connection. */
   #turn: Promise<unknown> = Promise.resolve();
@@ -158,8 +130,15 @@ export class Session implements ClientSession {
     this.#token = options.token;
     this.#tls = options.tls;
     this.#stallTimeoutMs = options.stallTimeoutMs;
-    this.#frames = new FrameReader(conn, { activity: this.#activity });
-    this.#out = new FrameWriter(conn.writable, { direct: conn, activity: this.#activity });
+    this.#watchdog = new StallWatchdog({
+      target,
+      stallTimeoutMs: options.stallTimeoutMs,
+      close: () => this.close(),
+    });
+    this.#local = this.#watchdog.local;
+    const activity = this.#watchdog.activity;
+    this.#frames = new FrameReader(conn, { activity });
+    this.#out = new FrameWriter(conn.writable, { direct: conn, activity });
   }
 
   /**
@@ -168,50 +147,11 @@ export class Session implements ClientSession {
    * interleave their frames on the connection.
    */
   #request<T>(request: () => Promise<T>): Promise<T> {
-    const run = this.#turn.then(() => this.#watched(request));
+    const run = this.#turn.then(() =>
+      this.#watchdog.run(request, (error) => this.#closedError(error))
+    );
     this.#turn = run.catch(() => {});
     return run;
-  }
-
-  /**
-   * Runs one request under the stall watchdog: a server that stops mid-request (frozen, or a
-   * network that silently drops everything) would otherwise be waited for forever. The
-   * connection is closed when it fires, which makes whatever is pending fail; that failure is
-   * reported as the stall.
-   */
-  async #watched<T>(request: () => Promise<T>): Promise<T> {
-    const limit = this.#stallTimeoutMs;
-    if (limit === undefined) {
-      try {
-        return await request();
-      } catch (error) {
-        throw this.#closedError(error);
-      }
-    }
-    if (this.#stalled) throw this.#stallError(limit);
-    this.#activity.last = Date.now();
-    const timer = setInterval(() => {
-      if (this.#localBusy === 0 && Date.now() - this.#activity.last > limit) {
-        this.#stalled = true;
-        clearInterval(timer);
-        this.close();
-      }
-    }, watchInterval(limit));
-    try {
-      return await request();
-    } catch (error) {
-      throw this.#stalled ? this.#stallError(limit) : this.#closedError(error);
-    } finally {
-      clearInterval(timer);
-    }
-  }
-
-  #stallError(limit: number): UserError {
-    const seconds = limit / 1000;
-    return new UserError(
-      `Server at ${this.target} sent and took nothing for ${seconds} s; ` +
-        "gave up (--stall-timeout)",
-    );
   }
 
   /**
@@ -226,27 +166,6 @@ export class Session implements ClientSession {
     const how = interruptionOf(error);
     if (how === null) return error;
     return new ConnectionClosedError(this.target, how === "connection closed" ? undefined : how);
-  }
-
-  /**
-   * While a download's local side keeps it from reading the socket for long (a slow sink, the
-   * pacing), reads ahead to see whether the server ends the transfer, and aborts `lost` with the
-   * reason if it does before END. Returns the function that stops watching.
-   */
-  #watchWhileLocal(lost: AbortController): () => void {
-    const timer = setInterval(() => {
-      if (this.#localBusy === 0 || Date.now() - this.#localSince < WATCH_AFTER_MS) return;
-      if (this.#watchStop && !this.#watchStop.signal.aborted) return;
-      const stop = this.#watchStop = new AbortController();
-      this.#frames.watch(READ_AHEAD_LIMIT, stop.signal).then((outcome) => {
-        if (outcome && "error" in outcome) lost.abort(outcome.error);
-      });
-    }, WATCH_AFTER_MS / 4);
-    return () => {
-      clearInterval(timer);
-      this.#watchStop?.abort();
-      this.#watchStop = undefined;
-    };
   }
 
   /** A rate limit's pacing, counted as a wait on the local side. */
@@ -427,7 +346,7 @@ export class Session implements ClientSession {
     const info = { size: ok.size ?? 0, mtime: ok.mtime ?? 0, offset };
     // From here the socket is read only between local waits: watch it during the long ones.
     const lost = new AbortController();
-    const unwatch = this.#watchWhileLocal(lost);
+    const unwatch = this.#watchdog.watchWhileLocal(this.#frames, lost);
     let target: DownloadTarget | undefined;
     let dataIn = false;
     try {
