@@ -4,9 +4,10 @@
  * folder's names per level: it removes what the sender lacks (`--delete`; never a name the sender
  * noted it has and did not send), makes the folders and links the manifest has, replaces what is
  * in their way, and tells whether a file is needed (no regular file there, another size, another
- * mtime or, with `--checksum`, other content), holding the files needed to a total size. All of
- * it is the receiver's own disk work, which its caller counts as such (TreeIo.local) for a
- * manifest batch whole.
+ * mtime or, with `--checksum`, other content), holding the files needed to a total size. Where
+ * names fold case, `--delete` sweeps each folder once the manifest has left it instead
+ * (lib/tree_receive_sweep.ts). All of it is the receiver's own disk work, which its caller counts
+ * as such (TreeIo.local) for a manifest batch whole.
  *
  * @module
  */
@@ -23,6 +24,7 @@ import { MAX_FOLDED_NAMES } from "./tree_receive_check.ts";
 import type { ReceiveReport } from "./tree_receive_report.ts";
 import type { ReceivedFolders } from "./tree_receive_folders.ts";
 import { removeFolder } from "./tree_receive_remove.ts";
+import { CaseSweeps } from "./tree_receive_sweep.ts";
 import type { NamePatterns } from "./name_patterns.ts";
 
 /**
@@ -124,17 +126,11 @@ export class TreeCompare {
   #spared: string[] = [];
   #caseless: boolean;
   /**
-   * `delete` where the filesystem folds case: a name the receiver has under another case than
-   * the sender's is the same entry, which the receiver's walk (in code-point order) meets apart
-   * from the sender's, before it or after it, even batches later; deleting it as the walk passed
-   * it deleted the file just received. So each folder that was there already is swept once the
-   * manifest leaves it, of the names whose folded form the sender has not sent there, nor noted.
+   * `delete` where the filesystem folds case: each folder that was there already is swept once
+   * the manifest leaves it, rather than deleted from as the walk passes (lib/tree_receive_sweep.ts
+   * says why); null otherwise.
    */
-  #sweeping: boolean;
-  /** Sweeping: the folders to sweep on the way to the current entry, innermost last. */
-  #sweeps: string[] = [];
-  /** Sweeping: the folded names the sender has (sent or noted) in each folder to sweep. */
-  #sent = new Map<string, Set<string>>();
+  #sweeps: CaseSweeps | null;
   /**
    * `guard`, until the receiver is found to hold one of the sender's top-level names: the top's
    * names the sender lacks are held, not deleted.
@@ -156,16 +152,6 @@ export class TreeCompare {
    * (memory stays bounded): every such name is left then.
    */
   #incidental: Set<string> | null = new Set();
-  /**
-   * Sweeping: for each folder to sweep that the walk went into, what the walk passed there that
-   * the sender did not have as spelled, so that the sweep need not read the folder again; null
-   * once more such names than {@link TreeCompareOptions.maxHeldNames} are held in all (memory
-   * stays bounded): that folder is read again when it is swept.
-   */
-  #passed = new Map<string, WalkEntry[] | null>();
-  /** Sweeping: how many names {@link #passed} holds. */
-  #passedCount = 0;
-  #maxHeld: number;
   #exclude?: NamePatterns;
 
   #notices?: WorkNotices;
@@ -181,11 +167,14 @@ export class TreeCompare {
     this.#maxFileSize = options.maxFileSize;
     this.#maxTotalSize = options.maxTotalSize;
     this.#caseless = options.caseInsensitive ?? false;
-    this.#sweeping = this.#caseless && this.#delete;
+    this.#sweeps = this.#caseless && this.#delete
+      ? new CaseSweeps(parts.sink, {
+        maxHeld: options.maxHeldNames ?? MAX_FOLDED_NAMES,
+        walked: Boolean(parts.own),
+      })
+      : null;
     this.#guarded = this.#delete && (options.guard ?? false);
-    this.#maxHeld = options.maxHeldNames ?? MAX_FOLDED_NAMES;
     this.#exclude = options.exclude;
-    if (this.#sweeping && this.#own) this.#passed.set("", []);
   }
 
   /**
@@ -212,9 +201,7 @@ export class TreeCompare {
     // Only notes out of order (a hostile sender's) could pile up, and then they protect less.
     if (this.#spared.length >= 2 * MAX_BATCH_ENTRIES) this.#spared.shift();
     this.#spared.push(path);
-    // Held until its folder is swept, or entered as new; only a hostile sender's notes, in
-    // folders it never sends, would be left over, and past this many they protect nothing.
-    if (this.#sweeping && this.#sent.size < 4 * MAX_BATCH_ENTRIES) this.#sentIn(path);
+    this.#sweeps?.noted(path);
   }
 
   /**
@@ -226,7 +213,7 @@ export class TreeCompare {
   async visit(index: number, entry: ManifestEntry): Promise<boolean> {
     let mine = await this.#catchUp(entry.path);
     // The walk has passed all of the folders the manifest leaves here: they are swept.
-    if (this.#sweeping) await this.#sweepLeft(entry.path);
+    if (this.#sweeps) await this.#sweeps.leave(entry.path, this.#swept);
     /** Whether `mine` is the walk's current entry, which the walk is moved past below. */
     const walked = mine !== undefined;
     if (!mine && this.#caseless && this.#own && this.#sink.stat) {
@@ -237,11 +224,7 @@ export class TreeCompare {
     // a copy, and what its top held before this name goes now, before anything replaces it.
     if (mine && this.#guarded && !entry.path.includes("/")) await this.#shared(entry.path);
     const pass = walked ? (descend: boolean) => this.#own!.next(descend) : () => undefined;
-    if (this.#sweeping) {
-      const cut = entry.path.lastIndexOf("/");
-      const parent = cut < 0 ? "" : entry.path.slice(0, cut);
-      if (parent === "" || this.#sweeps.at(-1) === parent) this.#sentIn(entry.path);
-    }
+    this.#sweeps?.sent(entry.path);
     this.#passNotes(entry.path);
     this.#folders.leave(entry.path, index - 1);
     const unfit = this.#sink.unfit?.(entry.path);
@@ -260,7 +243,7 @@ export class TreeCompare {
     if (entry.type === "dir") {
       await this.#folder(entry, mine, pass);
       // Gone into by the walk: what it passes there is held for the sweep.
-      if (walked && mine?.type === "dir" && this.#sweeping) this.#passed.set(entry.path, []);
+      if (walked && mine?.type === "dir") this.#sweeps?.walkedInto(entry.path);
       return false;
     }
     // A file, by far the most common entry: handled here rather than in a method of its own,
@@ -313,7 +296,7 @@ export class TreeCompare {
   ): Promise<void> {
     if (mine?.type === "dir") {
       await pass(true);
-      if (this.#sweeping) this.#sweeps.push(entry.path);
+      this.#sweeps?.entered(entry.path);
     } else {
       if (mine) {
         // A file (or link) where the sender has a folder: the folder wins, as a newer file
@@ -324,7 +307,7 @@ export class TreeCompare {
       if (!this.#dry) await this.#sink.makeDir(entry.path);
       this.#folders.changed(entry.path);
       // New here: nothing in it to sweep, and no notes to hold for it.
-      this.#sent.delete(entry.path);
+      this.#sweeps?.made(entry.path);
     }
     this.#folders.enter(entry, mine?.type === "dir" ? mine : undefined);
   }
@@ -335,9 +318,10 @@ export class TreeCompare {
    */
   async end(last: number): Promise<void> {
     await this.#catchUp(undefined);
-    if (this.#sweeping) {
-      await this.#sweepLeft(undefined);
-      if (this.#own) await this.#sweep("");
+    const sweeps = this.#sweeps;
+    if (sweeps) {
+      await sweeps.leave(undefined, this.#swept);
+      if (this.#own) await sweeps.sweep("", this.#swept);
     }
     this.#closeHeld();
     this.#folders.leave(undefined, last);
@@ -353,7 +337,7 @@ export class TreeCompare {
     // Left out by the sender, so kept: neither a sign of a copy nor a name held.
     if (this.#isExcluded(mine)) return;
     // Sweeping, the top is swept at the end, or kept whole.
-    if (this.#sweeping) return;
+    if (this.#sweeps) return;
     this.#held++;
     this.#heldWalk ??= { walk: await this.#sink.walker(""), from: mine.path };
   }
@@ -406,74 +390,18 @@ export class TreeCompare {
     this.#heldWalk = undefined;
   }
 
-  /** Sweeping: notes that the sender has `path`, in its folder's folded names. */
-  #sentIn(path: string): void {
-    const cut = path.lastIndexOf("/");
-    const parent = cut < 0 ? "" : path.slice(0, cut);
-    const keys = this.#sent.get(parent) ?? new Set<string>();
-    keys.add(foldName(path.slice(cut + 1)));
-    this.#sent.set(parent, keys);
-  }
-
-  /** Sweeping: keeps a name the walk passed, in its folder's {@link #passed}. */
-  #keepPassed(mine: WalkEntry): void {
-    const cut = mine.path.lastIndexOf("/");
-    const parent = cut < 0 ? "" : mine.path.slice(0, cut);
-    const passed = this.#passed.get(parent);
-    if (!passed) return;
-    if (this.#passedCount < this.#maxHeld) {
-      passed.push(mine);
-      this.#passedCount++;
-    } else {
-      this.#passed.set(parent, null);
-      this.#passedCount -= passed.length;
-    }
-  }
-
-  /** Sweeping: removes what the folder `folder` holds that the sender has under no case. */
-  async #sweep(folder: string): Promise<void> {
-    const keys = this.#sent.get(folder);
-    this.#sent.delete(folder);
-    const passed = this.#passed.get(folder);
-    this.#passed.delete(folder);
-    // The guard never lifted: the top held none of the sender's names, and keeps all it held.
-    const hold = folder === "" && this.#guarded;
-    if (passed) {
-      // Read once, by the walk: what it passed there is all the folder held.
-      this.#passedCount -= passed.length;
-      for (const found of passed) {
-        const cut = found.path.lastIndexOf("/");
-        if (keys?.has(foldName(found.path.slice(cut + 1)))) continue;
-        if (!hold) await this.#removeExtra(found);
-        else if (!this.#isExcluded(found)) this.#held++;
-      }
+  /**
+   * Sweeping: `found`, which the swept `folder` holds and the sender has under no case, goes
+   * (with the rules of {@link #removeExtra}), unless the guard never lifted: the top held none of
+   * the sender's names, and keeps all it held.
+   */
+  #swept = async (found: WalkEntry, folder: string): Promise<void> => {
+    if (folder === "" && this.#guarded) {
+      if (!this.#isExcluded(found)) this.#held++;
       return;
     }
-    const walk = await this.#sink.walker(folder);
-    if (!walk) return;
-    try {
-      for (let found = walk.peek(); found; found = walk.peek()) {
-        await walk.next(false);
-        if (keys?.has(foldName(found.path))) continue;
-        const path = folder === "" ? found.path : `${folder}/${found.path}`;
-        if (hold) {
-          if (!this.#isExcluded({ ...found, path })) this.#held++;
-          continue;
-        }
-        await this.#removeExtra({ ...found, path });
-      }
-    } finally {
-      walk.close?.();
-    }
-  }
-
-  /** Sweeping: the folders the manifest has left on its way to `path` (all, when undefined). */
-  async #sweepLeft(path: string | undefined): Promise<void> {
-    const sweeps = this.#sweeps;
-    while (sweeps.length > 0 && (path === undefined || !path.startsWith(sweeps.at(-1)! + "/"))) {
-      await this.#sweep(sweeps.pop()!);
-    }
-  }
+    await this.#removeExtra(found);
+  };
 
   /** Gives back what the walk holds, if it stopped before its end. */
   close(): void {
@@ -500,10 +428,10 @@ export class TreeCompare {
       if (order > 0) return undefined;
       if (order === 0) return mine;
       await own!.next(false);
-      if (this.#sweeping) this.#keepPassed(mine);
+      this.#sweeps?.passed(mine);
       // Passed while the guard holds: a top-level name (the walk goes only into shared folders).
       if (this.#guarded && !mine.path.includes("/")) await this.#hold(mine);
-      else if (!this.#sweeping) await this.#removeExtra(mine);
+      else if (!this.#sweeps) await this.#removeExtra(mine);
     }
     return undefined;
   }
