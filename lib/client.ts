@@ -506,12 +506,12 @@ export class Session implements ClientSession {
     return concatBytes(chunks);
   }
 
-  /** Closes the connection. */
   /** Whether the session can carry no further request (see {@link ClientSession.closed}). */
   get closed(): boolean {
     return this.#closed;
   }
 
+  /** Closes the connection. */
   close(): void {
     this.#closed = true;
     closeQuietly(this.#conn);
