@@ -20,6 +20,11 @@ export interface Activity {
   peerBehind?: boolean;
   /** Bytes read so far, counted when set (the server's watchdog judges rates by it). */
   received?: number;
+  /**
+   * Bytes written so far, counted when set (the server's watchdog tells by it whether it sent
+   * anything between two of a client's work notices).
+   */
+  sent?: number;
 }
 
 /** Options for {@link FrameReader} and {@link FrameWriter}. */

@@ -56,8 +56,11 @@ export class FrameWriter {
     this.#direct = options.direct;
   }
 
-  #touch(): void {
-    if (this.#activity) this.#activity.last = Date.now();
+  #touch(bytes: number): void {
+    const activity = this.#activity;
+    if (!activity) return;
+    activity.last = Date.now();
+    if (activity.sent !== undefined) activity.sent += bytes;
   }
 
   /** Hands bytes to the stream, remembering the write so direct writes can wait for it. */
@@ -109,7 +112,7 @@ export class FrameWriter {
         const n = await this.#waiting(this.#direct.write(part.subarray(offset)));
         if (n <= 0) throw new Deno.errors.WriteZero("The connection took no bytes");
         offset += n;
-        this.#touch();
+        this.#touch(n);
       }
     }
   }
@@ -138,7 +141,7 @@ export class FrameWriter {
     }
     while (this.#busy) await this.#busy;
     await this.#queue(all);
-    this.#touch();
+    this.#touch(all.length);
   }
 
   /** Holds a copy of `bytes` back if corked; false if it must be written now. */
@@ -162,7 +165,7 @@ export class FrameWriter {
     if (await this.#hold(frame)) return;
     while (this.#busy) await this.#busy;
     await this.#queue(frame);
-    this.#touch();
+    this.#touch(frame.length);
   }
 
   /**

@@ -13,8 +13,9 @@
  *   disk work (a local wait, such as hashing its files for `--checksum`) is not idle, unless it
  *   is also waiting to write to the client: the client has nothing to answer meanwhile.
  * - A client that tells, in a tree transfer, that it is hashing files, flushing them or removing
- *   names (lib/tree_work.ts) must claim growth at the minimum rate from one notice to the next;
- *   what it claims counts as data towards an upload's rate.
+ *   names (lib/tree_work.ts), or reports names it deleted, must claim growth at the minimum rate
+ *   from one notice to the next while the server sends nothing; what it claims counts as data
+ *   towards an upload's rate.
  *
  * @module
  */
@@ -84,9 +85,13 @@ export class Watch {
   #localSince = 0;
   #localTotal = 0;
   #localAtWindowStart = 0;
-  /** Work the client claimed (bytes hashed, lib/tree_work.ts), and when it last told. */
+  /**
+   * Work the client claimed (bytes hashed, lib/tree_work.ts), when it last told, and the bytes
+   * this end had sent by then.
+   */
   #worked = 0;
   #workTold = 0;
+  #sentAtWorkTold = 0;
   /** A rule broken between ticks, reported at the next. */
   #broke?: Cut;
   #cut = false;
@@ -95,7 +100,7 @@ export class Watch {
   /** Starts watching a connection accepted now, under `options` (its watchdog's). */
   constructor(onCut: (cut: Cut) => void, options?: Required<WatchdogOptions>) {
     const now = Date.now();
-    this.activity = { last: now, received: 0 };
+    this.activity = { last: now, received: 0, sent: 0 };
     this.#accepted = now;
     this.onCut = onCut;
     this.#options = options;
@@ -114,17 +119,21 @@ export class Watch {
 
   /**
    * The client's work notice grew by `grown` bytes (checked against its manifest already, by
-   * lib/tree_work.ts). The growth must keep to the minimum rate since its previous notice; a
-   * first notice (none within a rate window, the idle timeout) needs only to grow: what moved
-   * before it was live traffic, which the other rules judge. It counts as data towards an
-   * upload's rate.
+   * lib/tree_work.ts), or it reported names it deleted (`--delete`), which count likewise. The
+   * growth must keep to the minimum rate since its previous notice; a first notice (none within a
+   * rate window, the idle timeout), or one after the server sent anything, needs only to grow:
+   * what moved before it was live traffic, which the other rules judge (a receiver deletes as
+   * each manifest batch comes, and the files of the one before may take minutes to go). It
+   * counts as data towards an upload's rate.
    */
   peerWork(grown: number): void {
     const now = Date.now();
     const { minRate = 0, rateWindowMs = DEFAULT_RATE_WINDOW_MS } = this.#options ?? {};
     const since = now - this.#workTold;
-    const chained = this.#workTold > 0 && since <= rateWindowMs;
+    const sent = this.activity.sent ?? 0;
+    const chained = this.#workTold > 0 && since <= rateWindowMs && sent === this.#sentAtWorkTold;
     this.#workTold = now;
+    this.#sentAtWorkTold = sent;
     this.#worked += grown;
     if (minRate > 0 && chained && grown < minRate * since / 1000) {
       const slower = `slower than ${formatBytes(minRate)}/s`;
