@@ -3,7 +3,8 @@
  * the program was given the permission to read that variable, which no user's command line gives,
  * and never by a prompt. What each one does is the reading module's: `FERRY_TEST_FOLDER_RUN`
  * (lib/name_runs.ts), `FERRY_TEST_NAME_RULES` (lib/windows_names.ts), `FERRY_TEST_DISK_THREAD_DIES`
- * (lib/folder_records.ts), `FERRY_TEST_SLOW_DISK` (lib/slow_disk.ts).
+ * (lib/folder_records.ts), `FERRY_TEST_SLOW_DISK` (lib/slow_disk.ts), `FERRY_TEST_REMOVED_AT_MOST`
+ * (lib/tree_work.ts).
  *
  * @module
  */

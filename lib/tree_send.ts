@@ -208,9 +208,12 @@ export async function sendTree(
   const inbox = new SenderInbox(io.frames, () => batchesSent, async (json) => {
     const result = parseResult(json);
     if ("deleted" in result) {
+      // Work like the removals its notices claim, and bounded with them: a receiver cannot
+      // report names without end, nor slower than a server's minimum rate.
+      peer.deleted();
       options.onEvent?.({ kind: "deleted", path: result.deleted });
-      // The receiver's deletions have no bound but its own tree: their reports go out as they
-      // gather, and the receiver waits meanwhile, rather than pile up here.
+      // Millions of them may come: their reports go out as they gather, and the receiver waits
+      // meanwhile, rather than pile up here.
       if (options.drain) await localWait(io.local, options.drain);
       return;
     }

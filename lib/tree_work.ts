@@ -14,10 +14,12 @@
  *   this transfer ({@link FLUSH_FILE_WORK} at least): never more than the files the sender sent.
  *   A flush that outlasts that (a disk slower than the pace, or stuck) is left to the timeout.
  * - `removed` (likewise): entries `--delete` removed, which the sender cannot see, so never more
- *   than {@link REMOVED_AT_MOST} in a transfer.
+ *   than {@link REMOVED_AT_MOST} in a transfer, together with the names the receiver reports it
+ *   deleted (RESULT `{"deleted": NAME}`, {@link PeerWork.deleted}): those reports are the same
+ *   work told another way, and would otherwise let a peer send them for ever.
  *
- * A server's watchdog also wants the growth (each entry removed counting as {@link ENTRY_WORK}
- * bytes) at its minimum rate (lib/watchdog.ts, `Watch.peerWork`).
+ * A server's watchdog also wants the growth (each entry removed, and each name reported deleted,
+ * counting as {@link ENTRY_WORK} bytes) at its minimum rate (lib/watchdog.ts, `Watch.peerWork`).
  *
  * A resumed `put` uses `work` notices too, while its client hashes the start the server kept,
  * bounded by that start alone (feature `put-resume-work`, lib/protocol.ts).
@@ -28,6 +30,7 @@
 import { ProtocolError } from "./errors.ts";
 import type { FrameWriter } from "./frame_writer.ts";
 import { keepingAlive } from "./keepalive.ts";
+import { testSetting } from "./test_seams.ts";
 
 /**
  * How often a client tells a server that says nothing of its wishes (one that predates WELCOME's
@@ -66,10 +69,20 @@ export const FLUSH_PACE = 4 << 20;
 export const FLUSH_FILE_WORK = 4 << 20;
 
 /**
- * Most entries a receiver may claim to have removed in one transfer: more than any tree ferry
- * takes holds, so a claim past it is a lie.
+ * Most entries a receiver may claim to have removed in one transfer, and names it may report
+ * deleted, together: more than any tree ferry takes holds (twice over, as a name deleted is
+ * both), so a claim past it is a lie. Tests lower it with `FERRY_TEST_REMOVED_AT_MOST`
+ * (lib/test_seams.ts), as a transfer of this many names is no test's to make.
  */
 export const REMOVED_AT_MOST = 1 << 24;
+
+/** {@link REMOVED_AT_MOST}, or less where a test asked for less. */
+function removedAtMost(): number {
+  const asked = Number(testSetting("FERRY_TEST_REMOVED_AT_MOST"));
+  return Number.isSafeInteger(asked) && asked > 0
+    ? Math.min(asked, REMOVED_AT_MOST)
+    : REMOVED_AT_MOST;
+}
 
 /** What an entry removed counts for towards a watchdog's minimum rate, in bytes. */
 export const ENTRY_WORK = 4096;
@@ -241,6 +254,9 @@ export class PeerWork {
   #times: number;
   #onWork?: (grown: number) => void;
   #phases: boolean;
+  /** Names the peer reported deleted. */
+  #deleted = 0;
+  #removedAtMost = removedAtMost();
 
   constructor(options: PeerWorkOptions = {}) {
     this.#ahead = options.ahead ?? Infinity;
@@ -254,7 +270,7 @@ export class PeerWork {
    * it carries must grow, and it must carry one), or more than this end can allow: hashing past
    * the files listed ({@link PeerWorkOptions.times} their bytes, plus
    * {@link PeerWorkOptions.ahead}), flushing past the files sent, removals past
-   * {@link REMOVED_AT_MOST}, or a kind of work not agreed. A peer cannot hold the connection by
+   * {@link REMOVED_AT_MOST} (with the names reported deleted), or a kind of work not agreed. A peer cannot hold the connection by
    * saying it works.
    */
   notice(json: Record<string, unknown>): void {
@@ -279,10 +295,28 @@ export class PeerWork {
     if (claimed.flushed > this.#sent) {
       throw new ProtocolError("KEEPALIVE claims more flushing than the files sent");
     }
-    if (claimed.removed > REMOVED_AT_MOST) {
-      throw new ProtocolError("KEEPALIVE claims more entries removed than any tree holds");
-    }
+    this.#checkRemoved();
     this.#onWork?.(grown);
+  }
+
+  /**
+   * The peer, the receiver, reported a name it deleted (`--delete`; or would, in a dry run). It
+   * counts as an entry removed, for the watchdog ({@link ENTRY_WORK}) and against
+   * {@link REMOVED_AT_MOST}, with the entries its notices claim: throws {@link ProtocolError} past
+   * it, so that a peer cannot report names without end.
+   */
+  deleted(): void {
+    this.#deleted++;
+    this.#checkRemoved();
+    this.#onWork?.(ENTRY_WORK);
+  }
+
+  #checkRemoved(): void {
+    if (this.#claimed.removed + this.#deleted > this.#removedAtMost) {
+      throw new ProtocolError(
+        "The receiver claims more entries removed or deleted than any tree holds",
+      );
+    }
   }
 
   /**

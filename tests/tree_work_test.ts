@@ -155,3 +155,19 @@ Deno.test("peer work: flushes within the files sent, removals within their bound
   assert.throws(() => old.notice({ flushed: 1 }), /not agreed: flushed/);
   assert.throws(() => old.notice({ removed: 1 }), /not agreed: removed/);
 });
+
+Deno.test("peer work: names reported deleted count with the entries claimed removed, against one bound", () => {
+  const grown: number[] = [];
+  // Reports need no agreement: every receiver sends them.
+  const old = new PeerWork({ ahead: 0, onWork: (n) => grown.push(n) });
+  old.deleted();
+  assert.deepEqual(grown, [ENTRY_WORK]);
+  const peer = new PeerWork({ ahead: 0, phases: true });
+  peer.notice({ removed: REMOVED_AT_MOST - 2 });
+  peer.deleted();
+  peer.deleted();
+  assert.throws(() => peer.deleted(), ProtocolError);
+  const late = new PeerWork({ ahead: 0, phases: true });
+  late.deleted();
+  assert.throws(() => late.notice({ removed: REMOVED_AT_MOST }), /more entries removed or deleted/);
+});
