@@ -169,6 +169,11 @@ class SenderInbox {
     return this.#done.promise;
   }
 
+  /** How many WANTs came so far. */
+  get wantsIn(): number {
+    return this.#nextWant;
+  }
+
   /** Whether the receiver's final OK came. */
   get ended(): boolean {
     return this.#ended;
@@ -195,10 +200,14 @@ export async function sendTree(
   const refusedEarly = new Set<number>();
   /** The batches sent whose answer is not dealt with yet (two at most). */
   const held: Batch[] = [];
+  const heldAt = (index: number) =>
+    held.findIndex((b) => index >= b.from && index < b.from + b.entries.length);
   const entryAt = (index: number) => {
-    const batch = held.find((b) => index >= b.from && index < b.from + b.entries.length);
+    const batch = held[heldAt(index)];
     return batch?.entries[index - batch.from];
   };
+  /** The number of the held batch that lists `index` (counted from 0 as they went). */
+  const batchOf = (index: number) => batchesSent - held.length + heldAt(index);
   let bytes = 0;
   let batchesSent = 0;
   // The receiver hashes only its copies of the files listed, and flushes only the files sent: it
@@ -221,7 +230,14 @@ export async function sendTree(
     const sent = inFlight.get(result.index);
     const file = sent ?? entryAt(result.index);
     if (!file) throw new ProtocolError("RESULT for a file that was not sent");
-    if (!sent) refusedEarly.add(result.index);
+    if (!sent) {
+      // Refused on reading its batch, so before its WANT, and once: else a receiver could
+      // repeat the report for as long as it held the WANT back.
+      if (refusedEarly.has(result.index) || batchOf(result.index) < inbox.wantsIn) {
+        throw new ProtocolError("RESULT for a file reported already");
+      }
+      refusedEarly.add(result.index);
+    }
     inFlight.delete(result.index);
     const checksum = sent?.checksum;
     options.onEvent?.(

@@ -103,6 +103,30 @@ Deno.test("the server refuses a get -r client whose deleted names and claimed re
   await refused(false, ["a", "b", "c", "d", "e", "f"].map(deleted));
 });
 
+Deno.test("the server refuses a get -r client that reports a file twice, or one not sent after its WANT", async () => {
+  await using server = await startServer();
+  await Deno.mkdir(`${server.root}/t`);
+  await Deno.writeTextFile(`${server.root}/t/a`, "alpha\n");
+  await Deno.writeTextFile(`${server.root}/t/b`, "beta\n");
+  const failed = (index: number) =>
+    encodeControl(FrameType.RESULT, { index, ok: false, message: "refused" });
+  const refused = async (frames: Uint8Array[], message: RegExp) => {
+    using wire = await rawGet(server);
+    await wire.write(concat(frames));
+    const error = await refusal(wire);
+    assert.equal(error.code, "bad_request", JSON.stringify(error));
+    assert.match(String(error.message), message);
+  };
+  // A file refused on reading the manifest is reported once, before the WANT: else a client
+  // could repeat the report for as long as it holds the WANT back, as with deleted names.
+  await refused([failed(0), failed(0)], /RESULT for a file reported already/);
+  // After the WANT, whether the server is done with the batch yet or not.
+  await refused(
+    [encodeControl(FrameType.WANT, { want: [1] }), failed(0)],
+    /RESULT for a file (reported already|that was not sent)/,
+  );
+});
+
 Deno.test("put -r refuses a server that reports more deleted names than the bound", async () => {
   await using work = await makeTempDir();
   await Deno.mkdir(`${work.path}/t`);
