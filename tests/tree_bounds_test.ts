@@ -115,7 +115,7 @@ Deno.test("get -r: the server stops sending when the client never reports, and r
     Deno.writeFileSync(`${server.root}/t/${String(i).padStart(5, "0")}`, new Uint8Array());
   }
   {
-    using wire = await Wire.connect(server, { readTimeoutMs: 1000 });
+    using wire = await Wire.connect(server);
     const get = await rawGetTree(wire, "t");
     for (let i = 0; i < MAX_UNREPORTED; i++) assert.equal(await get.nextFile(), i);
     // Five reports let exactly five more files go.
@@ -124,6 +124,7 @@ Deno.test("get -r: the server stops sending when the client never reports, and r
     }
     for (let i = 0; i < extra; i++) assert.equal(await get.nextFile(), MAX_UNREPORTED + i);
     // ...and no more, however long the client waits.
+    wire.readTimeoutMs = 1000;
     await assert.rejects(get.nextFile(), /Peer sent nothing for 1000 ms/);
   }
   assert.equal((await ferry(server, ["list"])).code, 0, "still serving");

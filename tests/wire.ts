@@ -155,6 +155,15 @@ export class Wire implements Disposable {
     this.#abortIsEnd = options.abortIsEnd ?? false;
   }
 
+  /**
+   * How long a read waits for the peer's next bytes, from now on: a test that proves the peer
+   * stays silent shortens it for that read alone, so that every other read may wait out a loaded
+   * machine.
+   */
+  set readTimeoutMs(ms: number) {
+    this.#readTimeoutMs = ms;
+  }
+
   /** Connects to `endpoint` (the real server, say) over plain TCP. */
   static async connect(endpoint: Endpoint, options: WireOptions = {}): Promise<Wire> {
     return new Wire(await Deno.connect({ hostname: endpoint.host, port: endpoint.port }), options);
