@@ -2,9 +2,12 @@
  * `--exclude` patterns: their syntax, their limits, and matching a tree's paths against them in
  * bounded time. The patterns come from the network on a server's side, so no RegExp is ever built
  * from them (a pattern like `(a*)*b` turned into one can take exponential time): each name is
- * matched by the classic iterative glob match, which keeps one backtrack point per `*`, and each
- * path by the same match over its segments for `**`. A match costs at most the pattern's length
- * times the path's, whatever the pattern.
+ * matched by the classic iterative glob match, which keeps one backtrack point per `*`, at most
+ * the pattern's characters times the name's (a name is at most 255 bytes). Anchored patterns are
+ * matched along the path, an NFA over its segments whose states are kept for the last paths'
+ * folders: asked in walk order, an entry costs one level, at most one match per distinct segment
+ * pattern, so at most the patterns' total size times 255 character steps, whatever its depth
+ * ({@link PathAutomaton}).
  *
  * The syntax, as docs/client.md ("Leaving names out") gives it: a pattern without `/` (other than
  * a trailing one) matches the name of a file or folder at any depth; one with a `/` elsewhere is
@@ -84,6 +87,10 @@ export class NamePatterns {
   #unanchored: { segment: SegmentPattern; dirOnly: boolean }[] = [];
   /** Patterns matched against the whole path. */
   #anchored: PathPattern[] = [];
+  /** The same segment's pattern once, however many patterns hold it: matched once a segment. */
+  #segments = new Map<string, SegmentPattern>();
+  /** The anchored patterns compiled, on the first path that needs them. */
+  #paths?: PathAutomaton;
 
   private constructor(sources: readonly string[]) {
     this.sources = sources;
@@ -143,7 +150,12 @@ export class NamePatterns {
         throw bad(`it has an empty, "." or ".." segment`);
       }
     }
-    const segments = parts.map((part) => part === "**" ? null : segmentPattern(part, bad));
+    const parsed = (part: string) => {
+      let found = this.#segments.get(part);
+      if (!found) this.#segments.set(part, found = segmentPattern(part, bad));
+      return found;
+    };
+    const segments = parts.map((part) => part === "**" ? null : parsed(part));
     if (!anchored) {
       // "**" alone, without a "/", is any one name.
       const segment = segments[0] ?? segmentPattern("*", bad);
@@ -154,7 +166,7 @@ export class NamePatterns {
     }
     // Runs of "**" are one; a "**" at the end is at least one segment: what the folder holds.
     const merged = segments.filter((s, i) => !(s === null && segments[i - 1] === null));
-    if (merged.at(-1) === null) merged.splice(-1, 0, segmentPattern("*", bad));
+    if (merged.at(-1) === null) merged.splice(-1, 0, parsed("*"));
     this.#anchored.push({ segments: merged, dirOnly });
   }
 
@@ -173,18 +185,8 @@ export class NamePatterns {
       if (matchTokens(segment.tokens, codes)) return true;
     }
     if (this.#anchored.length === 0) return false;
-    const parts = path.split("/");
-    const cache = new Map<number, number[]>();
-    const codesOf = (i: number) => {
-      let found = cache.get(i);
-      if (!found) cache.set(i, found = codePoints(parts[i]));
-      return found;
-    };
-    for (const pattern of this.#anchored) {
-      if (pattern.dirOnly && !isDir) continue;
-      if (matchSegments(pattern.segments, parts, codesOf)) return true;
-    }
-    return false;
+    this.#paths ??= new PathAutomaton(this.#anchored);
+    return this.#paths.matches(path.split("/"), isDir);
   }
 }
 
@@ -318,43 +320,241 @@ function matchTokens(tokens: readonly Token[], name: readonly number[]): boolean
   return t === tokens.length;
 }
 
-/** Whether a segment's pattern matches the path's segment `i`. */
-function matchSegment(
-  segment: SegmentPattern,
-  parts: readonly string[],
-  i: number,
-  codesOf: (i: number) => number[],
-): boolean {
-  if (segment.literal !== undefined) return segment.literal === parts[i];
-  return matchTokens(segment.tokens, codesOf(i));
-}
+/** Most levels of a path whose states a {@link PathAutomaton}'s chain keeps: a path within
+ * Linux's PATH_MAX (4,096 bytes) has no more. Deeper levels are worked out again on each call. */
+const MAX_CACHED_LEVELS = 2048;
 
 /**
- * Whether `segments` match the whole path `parts`: the same iterative match one level up, `**`
- * (null) taking any number of segments, each other segment matching one by {@link matchTokens}.
+ * Most levels a chain's loss counts for when choosing which chain to cut: each call costs at most
+ * this many levels more than from the chain that shares most with its path.
  */
-function matchSegments(
-  segments: readonly (SegmentPattern | null)[],
-  parts: readonly string[],
-  codesOf: (i: number) => number[],
-): boolean {
-  let s = 0;
-  let p = 0;
-  let starS = -1;
-  let starP = 0;
-  while (p < parts.length) {
-    const segment = segments[s];
-    if (segment === null) {
-      starS = s++;
-      starP = p;
-    } else if (segment !== undefined && matchSegment(segment, parts, p, codesOf)) {
-      s++;
-      p++;
-    } else if (starS >= 0) {
-      s = starS + 1;
-      p = ++starP;
-    } else return false;
+const LOSS_WEIGHED = 4;
+
+/** A state's segment when it is `**`, or the end of its pattern. */
+const ANY_SEGMENTS = -1;
+const END = -2;
+
+/**
+ * The anchored patterns as one NFA over a path's segments, matched along the path incrementally.
+ *
+ * Each pattern of S segments has S + 1 states, its positions: state i means "the path so far
+ * matches the pattern's first i segments", the last means the whole pattern. On a segment of the
+ * path, a state of a segment's pattern that matches it moves on one, a state of `**` stays (and
+ * lets the next state be reached without taking a segment: runs of `**` are merged, so that is
+ * one step). The set of all patterns' states after a path's prefix is a bitset, and a chain of
+ * them, one a level, is kept for the folders of the last path asked about: callers ask in walk
+ * order, so the next path shares all but its last segment with it, and a call advances over its
+ * new segments only, each at most one match per distinct segment pattern and one bit per state:
+ * O(the patterns' total size) whatever the path's depth. A call out of order recomputes from the
+ * segments it shares with a chain (right, only slower). Two chains, since a walk's look-ahead
+ * asks about folders ahead of the sender, in its own order.
+ *
+ * Memory: a level is ⌈states / 32⌉ words, states being at most half the patterns' bytes plus two
+ * a pattern (18,384 at the limits: 2.3 KiB a level), and a chain keeps at most
+ * {@link MAX_CACHED_LEVELS} levels, so at most about 9 MiB for both chains at the limits against
+ * paths 2,048 deep; a few patterns take a few bytes a level.
+ */
+class PathAutomaton {
+  /** For each state, its segment's index in #segments, {@link ANY_SEGMENTS} or {@link END}. */
+  #kind: Int32Array;
+  /** The distinct segments' patterns. */
+  #segments: SegmentPattern[] = [];
+  /** The states of `**`, to close a set over. */
+  #anyStates: Int32Array;
+  /** Each pattern's last state, and whether it matches folders only. */
+  #ends: Int32Array;
+  #dirOnly: Uint8Array;
+  /** 32-bit words a state set takes. */
+  #words: number;
+  /** Each segment's match on the segment being advanced over: valid where #seen is #round. */
+  #seen: Uint32Array;
+  #matched: Uint8Array;
+  #round = 0;
+  #chains: Chain[];
+  /** Where states past the chains' levels are worked out. */
+  #scratch: [Uint32Array, Uint32Array];
+  #clock = 0;
+
+  constructor(patterns: readonly PathPattern[]) {
+    const index = new Map<SegmentPattern, number>();
+    const kinds: number[] = [];
+    const any: number[] = [];
+    const ends: number[] = [];
+    for (const { segments } of patterns) {
+      for (const segment of segments) {
+        if (segment === null) {
+          any.push(kinds.length);
+          kinds.push(ANY_SEGMENTS);
+          continue;
+        }
+        let found = index.get(segment);
+        if (found === undefined) {
+          index.set(segment, found = this.#segments.length);
+          this.#segments.push(segment);
+        }
+        kinds.push(found);
+      }
+      ends.push(kinds.length);
+      kinds.push(END);
+    }
+    this.#kind = Int32Array.from(kinds);
+    this.#anyStates = Int32Array.from(any);
+    this.#ends = Int32Array.from(ends);
+    this.#dirOnly = Uint8Array.from(patterns, (p) => p.dirOnly ? 1 : 0);
+    this.#words = Math.ceil(kinds.length / 32);
+    this.#seen = new Uint32Array(this.#segments.length);
+    this.#matched = new Uint8Array(this.#segments.length);
+    this.#scratch = [new Uint32Array(this.#words), new Uint32Array(this.#words)];
+    const start = new Uint32Array(this.#words);
+    let first = 0;
+    for (const end of ends) {
+      start[first >>> 5] |= 1 << (first & 31);
+      first = end + 1;
+    }
+    this.#close(start);
+    this.#chains = [new Chain(start), new Chain(start)];
   }
-  while (segments[s] === null) s++;
-  return s === segments.length;
+
+  /** Whether any pattern (a folders' one only if `isDir`) matches the whole path `parts`. */
+  matches(parts: readonly string[], isDir: boolean): boolean {
+    const states = this.#statesOf(parts, isDir);
+    for (let p = 0; p < this.#ends.length; p++) {
+      const end = this.#ends[p];
+      if ((states[end >>> 5] & (1 << (end & 31))) !== 0 && (isDir || !this.#dirOnly[p])) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /**
+   * The states after `parts`, from the chain that costs least to reach them from. A file's last
+   * level is worked out aside: no later path goes through a file, so it is not worth a chain's
+   * levels (its siblings, asked next, would cut it again).
+   */
+  #statesOf(parts: readonly string[], isDir: boolean): Uint32Array {
+    const keep = isDir ? parts.length : parts.length - 1;
+    let best: Chain | undefined;
+    let bestShared = 0;
+    let bestCost = Infinity;
+    let bestLoss = Infinity;
+    let from: Uint32Array | undefined;
+    for (const chain of this.#chains) {
+      const shared = chain.shared(parts, keep);
+      if (shared === keep) {
+        // One of its levels already: read it, and leave the chain as it is.
+        best = chain;
+        bestShared = shared;
+        from = chain.level(shared, this.#words);
+        break;
+      }
+      // The segments to advance over now, and the cached levels lost by cutting the chain there,
+      // counted only up to a few: a chain is taken from the other walk only to save more.
+      const loss = chain.parts.length - shared;
+      const cost = keep - shared + Math.min(loss, LOSS_WEIGHED);
+      if (
+        cost < bestCost ||
+        (cost === bestCost && (loss < bestLoss || (loss === bestLoss && chain.used < best!.used)))
+      ) {
+        best = chain;
+        bestShared = shared;
+        bestCost = cost;
+        bestLoss = loss;
+      }
+    }
+    const chain = best!;
+    chain.used = ++this.#clock;
+    const words = this.#words;
+    if (!from) {
+      chain.parts.length = bestShared;
+      from = chain.level(bestShared, words);
+    }
+    for (let i = bestShared; i < parts.length; i++) {
+      let to: Uint32Array;
+      if (i < keep && i < MAX_CACHED_LEVELS) {
+        to = chain.grow(i + 1, words);
+        chain.parts.push(parts[i]);
+      } else to = this.#scratch[i & 1];
+      this.#advance(from, to, parts[i]);
+      from = to;
+    }
+    return from;
+  }
+
+  /** Writes into `to` the states `from` reaches over the path's segment `name`. */
+  #advance(from: Uint32Array, to: Uint32Array, name: string): void {
+    to.fill(0);
+    const round = ++this.#round;
+    const kind = this.#kind;
+    let codes: number[] | undefined;
+    for (let w = 0; w < from.length; w++) {
+      for (let word = from[w]; word !== 0; word &= word - 1) {
+        const state = (w << 5) + 31 - Math.clz32(word & -word);
+        const segment = kind[state];
+        if (segment === ANY_SEGMENTS) {
+          to[w] |= 1 << (state & 31);
+        } else if (segment >= 0) {
+          if (this.#seen[segment] !== round) {
+            this.#seen[segment] = round;
+            const pattern = this.#segments[segment];
+            this.#matched[segment] = (pattern.literal !== undefined
+                ? pattern.literal === name
+                : matchTokens(pattern.tokens, codes ??= codePoints(name)))
+              ? 1
+              : 0;
+          }
+          if (this.#matched[segment]) to[(state + 1) >>> 5] |= 1 << ((state + 1) & 31);
+        }
+      }
+    }
+    this.#close(to);
+  }
+
+  /** Adds to `states` those a `**` in them reaches without taking a segment: the next. */
+  #close(states: Uint32Array): void {
+    for (const state of this.#anyStates) {
+      if ((states[state >>> 5] & (1 << (state & 31))) !== 0) {
+        states[(state + 1) >>> 5] |= 1 << ((state + 1) & 31);
+      }
+    }
+  }
+}
+
+/** A path's segments and the state set after each prefix of them: level i after i segments. */
+class Chain {
+  parts: string[] = [];
+  /** Levels of #words words each, level 0 the start. */
+  #levels: Uint32Array;
+  /** When it was last used, to break ties. */
+  used = 0;
+
+  constructor(start: Uint32Array) {
+    this.#levels = new Uint32Array(start.length * 8);
+    this.#levels.set(start);
+  }
+
+  /** How many of the first `most` segments of `parts` the chain's path shares, from the top. */
+  shared(parts: readonly string[], most: number): number {
+    most = Math.min(most, this.parts.length);
+    let i = 0;
+    while (i < most && parts[i] === this.parts[i]) i++;
+    return i;
+  }
+
+  /** The states at `level`, which the chain holds. */
+  level(level: number, words: number): Uint32Array {
+    return this.#levels.subarray(level * words, (level + 1) * words);
+  }
+
+  /** Room for `level` (the chain holds the ones before), returned to be written. */
+  grow(level: number, words: number): Uint32Array {
+    const needed = (level + 1) * words;
+    if (needed > this.#levels.length) {
+      const most = (MAX_CACHED_LEVELS + 1) * words;
+      const bigger = new Uint32Array(Math.max(needed, Math.min(most, this.#levels.length * 2)));
+      bigger.set(this.#levels);
+      this.#levels = bigger;
+    }
+    return this.level(level, words);
+  }
 }

@@ -132,3 +132,148 @@ Deno.test("pathological patterns finish: no exponential backtracking", () => {
   );
   assert.equal(worst.excludes(name, false), false);
 });
+
+/**
+ * The matcher before anchored patterns were matched along the path (the reference the new one is
+ * checked against): each anchored pattern matched against the whole path by the iterative match
+ * over segments with one backtrack point, `**` taking any number of segments. A segment's own
+ * pattern is matched by the library's name match (an unanchored pattern of that one segment).
+ */
+function oracle(patterns: readonly string[]): (path: string, isDir: boolean) => boolean {
+  const names = new Map<string, NamePatterns>();
+  const nameMatch = (segment: string, name: string) => {
+    let set = names.get(segment);
+    if (!set) names.set(segment, set = NamePatterns.parse([segment]));
+    return set.excludes(name, false);
+  };
+  const parsed = patterns.map((source) => {
+    let text = source;
+    const dirOnly = text.endsWith("/");
+    if (dirOnly) text = text.slice(0, -1);
+    const anchored = text.includes("/");
+    if (text.startsWith("/")) text = text.slice(1);
+    const segments: (string | null)[] = text.split("/").map((s) => s === "**" ? null : s);
+    const merged = segments.filter((s, i) => !(s === null && segments[i - 1] === null));
+    if (merged.at(-1) === null) merged.splice(-1, 0, "*");
+    return { source, dirOnly, anchored, segments: merged };
+  });
+  return (path, isDir) =>
+    parsed.some(({ source, dirOnly, anchored, segments }) => {
+      if (dirOnly && !isDir) return false;
+      if (!anchored) {
+        return nameMatch(source.replace(/\/$/, ""), path.slice(path.lastIndexOf("/") + 1));
+      }
+      const parts = path.split("/");
+      let s = 0;
+      let p = 0;
+      let starS = -1;
+      let starP = 0;
+      while (p < parts.length) {
+        const segment = segments[s];
+        if (segment === null) {
+          starS = s++;
+          starP = p;
+        } else if (segment !== undefined && nameMatch(segment, parts[p])) {
+          s++;
+          p++;
+        } else if (starS >= 0) {
+          s = starS + 1;
+          p = ++starP;
+        } else return false;
+      }
+      while (segments[s] === null) {
+        s++;
+      }
+      return s === segments.length;
+    });
+}
+
+/** A deterministic generator of numbers in [0, 1) (mulberry32), so a failure can be replayed. */
+function seeded(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+Deno.test("** against a deep path costs the patterns' size a level, whatever the depth", () => {
+  // 32 patterns of 500 literal segments after a "**", against each folder of a chain 2,000
+  // deep and a file in each: matched anew against the whole path (the matcher before), each
+  // call cost up to 32 × 500 × depth segment matches, about 90 s for these 4,000 calls; along
+  // the path, each costs one step of at most 32 × 500 states.
+  const patterns = Array.from({ length: 32 }, (_, k) => `**/${"a/".repeat(500)}x${k}`);
+  const set = NamePatterns.parse(patterns);
+  const chain = (depth: number) => Array.from({ length: depth }, () => "a").join("/");
+  // A file x<k> is excluded at depth 500 or more, and only by its own pattern's number.
+  const expected = (depth: number, k: number) => depth >= 500 && k < 32;
+  for (let depth = 1; depth <= 2000; depth++) {
+    const folder = chain(depth);
+    assert.equal(set.excludes(folder, true), false, folder.length.toString());
+    assert.equal(set.excludes(`${folder}/x${depth % 40}`, false), expected(depth, depth % 40));
+  }
+  // Out of order, as a hostile manifest or a look-ahead might ask: still right.
+  const random = seeded(7);
+  for (let i = 0; i < 200; i++) {
+    const depth = 1 + Math.floor(random() * 2000);
+    const k = Math.floor(random() * 40);
+    assert.equal(set.excludes(`${chain(depth)}/x${k}`, false), expected(depth, k));
+    assert.equal(set.excludes(chain(depth), true), false);
+  }
+  // Other branches share only a prefix with the chain: worked out from there.
+  for (const depth of [499, 500, 1999]) {
+    assert.equal(set.excludes(`b/${chain(depth)}/x3`, false), depth >= 500);
+    assert.equal(set.excludes(`${chain(depth)}/b/x3`, false), false);
+    assert.equal(set.excludes(`${chain(depth)}/b/${chain(500)}/x3`, false), true);
+  }
+});
+
+Deno.test("matching along the path gives the whole-path match's answers, in any order", () => {
+  const random = seeded(2026);
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)];
+  const segmentTexts = ["a", "b", "ab", "*", "?", "a*", "*b", "[ab]", "[!a]*", "**", "**", "x**"];
+  const names = ["a", "b", "ab", "ba", "bb", "c"];
+  const pattern = () => {
+    const count = 1 + Math.floor(random() * 5);
+    let text = Array.from({ length: count }, () => pick(segmentTexts)).join("/");
+    if (random() < 0.3) text = `/${text}`;
+    if (random() < 0.25) text += "/";
+    return text;
+  };
+  /** Every path of a random tree, in walk order (a folder before what it holds). */
+  const walk = (prefix: string, depth: number, out: { path: string; isDir: boolean }[]) => {
+    const count = depth === 0 ? 0 : 1 + Math.floor(random() * 3);
+    const used = new Set<string>();
+    for (let i = 0; i < count; i++) {
+      const name = pick(names);
+      if (used.has(name)) continue;
+      used.add(name);
+      const path = prefix === "" ? name : `${prefix}/${name}`;
+      const isDir = random() < 0.6;
+      out.push({ path, isDir });
+      if (isDir) walk(path, depth - 1, out);
+    }
+    return out;
+  };
+  let compared = 0;
+  let matched = 0;
+  for (let round = 0; round < 150; round++) {
+    const patterns = Array.from({ length: 1 + Math.floor(random() * 6) }, pattern);
+    const set = NamePatterns.parse(patterns);
+    const expected = oracle(patterns);
+    const paths = walk("", 6 + Math.floor(random() * 4), []);
+    // In walk order, then shuffled, then two walks interleaved (a sender and its look-ahead).
+    const shuffled = paths.map((p) => ({ p, key: random() })).sort((x, y) => x.key - y.key);
+    const ahead = paths.slice(Math.floor(paths.length / 3));
+    const interleaved = paths.flatMap((p, i) => ahead[i] ? [p, ahead[i]] : [p]);
+    for (const { path, isDir } of [...paths, ...shuffled.map((s) => s.p), ...interleaved]) {
+      const answer = set.excludes(path, isDir);
+      assert.equal(answer, expected(path, isDir), `${JSON.stringify(patterns)} ${path} ${isDir}`);
+      compared++;
+      if (answer) matched++;
+    }
+  }
+  // Enough of both answers that a matcher always saying one of them fails.
+  assert(matched > compared / 10 && matched < (compared * 9) / 10, `${matched} of ${compared}`);
+});
