@@ -1,13 +1,15 @@
 /**
  * `--exclude` patterns: their syntax, their limits, and matching a tree's paths against them in
  * bounded time. The patterns come from the network on a server's side, so no RegExp is ever built
- * from them (a pattern like `(a*)*b` turned into one can take exponential time): each name is
- * matched by the classic iterative glob match, which keeps one backtrack point per `*`, at most
- * the pattern's characters times the name's (a name is at most 255 bytes). Anchored patterns are
- * matched along the path, an NFA over its segments whose states are kept for the last paths'
- * folders: asked in walk order, an entry costs one level, at most one match per distinct segment
- * pattern, so at most the patterns' total size times 255 character steps, whatever its depth
- * ({@link PathAutomaton}).
+ * from them (a pattern like `(a*)*b` turned into one can take exponential time), nor is a name
+ * matched by backtracking, whose worst case (each pattern's length times the name's) 1,000
+ * patterns like `*aaa…ab` reach. A name is matched by an NFA run bit-parallel
+ * ({@link NameMatcher}): its characters (at most 255) times a word per 32 of the pattern's tokens.
+ * Anchored patterns are matched along the path, an NFA over its segments whose states are kept
+ * for the last paths' folders ({@link PathAutomaton}): asked in walk order, an entry costs one
+ * level, at most one name match per distinct segment pattern and a bit per state. So an entry
+ * costs at most its name's length times (the patterns' total size / 32 + their count) word
+ * operations, whatever its depth.
  *
  * The syntax, as docs/client.md ("Leaving names out") gives it: a pattern without `/` (other than
  * a trailing one) matches the name of a file or folder at any depth; one with a `/` elsewhere is
@@ -49,8 +51,10 @@ type Token =
 interface SegmentPattern {
   /** The name it matches, when it has no wildcard: compared as a string. */
   literal?: string;
-  /** Otherwise its tokens. */
+  /** Otherwise its tokens, */
   tokens: Token[];
+  /** and their matcher. */
+  matcher?: NameMatcher;
 }
 
 /** A pattern matched against a whole path: its segments, `**` being `null`. */
@@ -182,7 +186,7 @@ export class NamePatterns {
     for (const { segment, dirOnly } of this.#unanchored) {
       if (dirOnly && !isDir) continue;
       codes ??= codePoints(name);
-      if (matchTokens(segment.tokens, codes)) return true;
+      if (segment.matcher!.matches(codes)) return true;
     }
     if (this.#anchored.length === 0) return false;
     this.#paths ??= new PathAutomaton(this.#anchored);
@@ -223,7 +227,7 @@ function segmentPattern(text: string, bad: (why: string) => PatternError): Segme
       i = classAt(chars, i, tokens, bad);
     } else tokens.push({ kind: "char", code: c });
   }
-  if (wild) return { tokens };
+  if (wild) return { tokens, matcher: new NameMatcher(tokens) };
   const codes = tokens.map((token) => token.kind === "char" ? token.code : 0);
   return { literal: String.fromCodePoint(...codes), tokens };
 }
@@ -293,35 +297,143 @@ function matchOne(token: Token, c: number): boolean {
 }
 
 /**
- * Whether `tokens` match the whole of `name`: the classic iterative match, which on a mismatch
- * goes back to the last `*` only and lets it take one more character. An earlier `*` never needs
- * to take more: whatever it would take, the later one can. So it costs at most
- * `tokens.length × name.length` steps.
+ * Matches a name's tokens against whole names as an NFA run bit-parallel (shift-and): state i,
+ * "the name so far matches the first i tokens", is bit i; a character moves each state whose
+ * token takes it on by one, a `*`'s state stays, and a `*` lets the next state be reached without
+ * a character (runs of `*` are one token, so that is one step). So a name costs its length times
+ * ⌈(tokens + 1) / 32⌉ word operations, never the backtracking match's tokens times characters.
+ * Its tables take 128 such words (one per ASCII character) and up to {@link MET_CHARACTERS} more
+ * for others met: at most about 1.5 MiB for all patterns at the limits.
  */
-function matchTokens(tokens: readonly Token[], name: readonly number[]): boolean {
-  let t = 0;
-  let n = 0;
-  let starT = -1;
-  let starN = 0;
-  while (n < name.length) {
-    const token = tokens[t];
-    if (token?.kind === "star") {
-      starT = t++;
-      starN = n;
-    } else if (token !== undefined && matchOne(token, name[n])) {
-      t++;
-      n++;
-    } else if (starT >= 0) {
-      t = starT + 1;
-      n = ++starN;
-    } else return false;
+class NameMatcher {
+  /** The tokens' count: the last state, the whole pattern matched. */
+  #end: number;
+  /** The characters a matching name has at least: the tokens but `*`. */
+  #least = 0;
+  #words: number;
+  /** The states of `*` tokens. */
+  #stars: Uint32Array;
+  /** For each ASCII character, the states whose token takes it. */
+  #ascii: Uint32Array;
+  /** For other characters: the states of `?`, of each character, and the classes' tokens. */
+  #any: Uint32Array;
+  #others = new Map<number, Uint32Array>();
+  #classes: number[] = [];
+  #tokens: readonly Token[];
+  /** What {@link #takesOf} worked out, by character. */
+  #met = new Map<number, Uint32Array>();
+  #start: Uint32Array;
+  #now: Uint32Array;
+  #next: Uint32Array;
+
+  constructor(tokens: readonly Token[]) {
+    this.#tokens = tokens;
+    this.#end = tokens.length;
+    const words = this.#words = (tokens.length >>> 5) + 1;
+    this.#stars = new Uint32Array(words);
+    this.#ascii = new Uint32Array(128 * words);
+    this.#any = new Uint32Array(words);
+    tokens.forEach((token, i) => {
+      const bit = 1 << (i & 31);
+      if (token.kind === "star") this.#stars[i >>> 5] |= bit;
+      else if (token.kind === "one") this.#any[i >>> 5] |= bit;
+      else if (token.kind === "class") this.#classes.push(i);
+      else if (token.code >= 128) {
+        let states = this.#others.get(token.code);
+        if (!states) this.#others.set(token.code, states = new Uint32Array(words));
+        states[i >>> 5] |= bit;
+      }
+      if (token.kind === "star") return;
+      this.#least++;
+      for (let c = 0; c < 128; c++) {
+        if (matchOne(token, c)) this.#ascii[c * words + (i >>> 5)] |= bit;
+      }
+    });
+    this.#start = new Uint32Array(words);
+    this.#start[0] = 1;
+    this.#close(this.#start);
+    this.#now = new Uint32Array(words);
+    this.#next = new Uint32Array(words);
   }
-  while (tokens[t]?.kind === "star") t++;
-  return t === tokens.length;
+
+  /** Whether the tokens match the whole of `name`, given as code points. */
+  matches(name: readonly number[]): boolean {
+    // Each token but `*` takes a character: a shorter name cannot match.
+    if (name.length < this.#least) return false;
+    const words = this.#words;
+    const end = this.#end;
+    if (words === 1) return this.#matchesInWord(name);
+    const stars = this.#stars;
+    let now = this.#now;
+    let next = this.#next;
+    now.set(this.#start);
+    for (const c of name) {
+      const takes = c < 128 ? this.#ascii : this.#takesOf(c);
+      const at = c < 128 ? c * words : 0;
+      let carry = 0;
+      let any = 0;
+      for (let w = 0; w < words; w++) {
+        const moved = now[w] & takes[at + w];
+        next[w] = (moved << 1) | carry | (now[w] & stars[w]);
+        carry = moved >>> 31;
+        any |= next[w];
+      }
+      if (any === 0) return false;
+      this.#close(next);
+      [now, next] = [next, now];
+    }
+    return (now[end >>> 5] & (1 << (end & 31))) !== 0;
+  }
+
+  /** {@link matches} for 31 tokens or fewer: the states in one number. */
+  #matchesInWord(name: readonly number[]): boolean {
+    const stars = this.#stars[0];
+    const ascii = this.#ascii;
+    let now = this.#start[0];
+    for (const c of name) {
+      const takes = c < 128 ? ascii[c] : this.#takesOf(c)[0];
+      now = ((now & takes) << 1) | (now & stars);
+      if (now === 0) return false;
+      now |= (now & stars) << 1;
+    }
+    return (now & (1 << this.#end)) !== 0;
+  }
+
+  /**
+   * The states whose token takes the code point `c`, not ASCII: those of `?`, of `c` itself, and
+   * of the classes that hold it, kept for the next names (a few: a name has at most 127).
+   */
+  #takesOf(c: number): Uint32Array {
+    let takes = this.#met.get(c);
+    if (takes) return takes;
+    takes = this.#others.get(c)?.slice() ?? new Uint32Array(this.#words);
+    for (let w = 0; w < takes.length; w++) takes[w] |= this.#any[w];
+    for (const i of this.#classes) {
+      if (matchOne(this.#tokens[i], c)) takes[i >>> 5] |= 1 << (i & 31);
+    }
+    if (this.#met.size >= MET_CHARACTERS) this.#met.clear();
+    this.#met.set(c, takes);
+    return takes;
+  }
+
+  /** Adds to `states` those a `*` in them reaches without a character: the next. */
+  #close(states: Uint32Array): void {
+    let carry = 0;
+    for (let w = 0; w < states.length; w++) {
+      const reached = states[w] & this.#stars[w];
+      states[w] |= (reached << 1) | carry;
+      carry = reached >>> 31;
+    }
+  }
 }
 
-/** Most levels of a path whose states a {@link PathAutomaton}'s chain keeps: a path within
- * Linux's PATH_MAX (4,096 bytes) has no more. Deeper levels are worked out again on each call. */
+/** Most characters beyond ASCII a {@link NameMatcher} keeps what its tokens do with. */
+const MET_CHARACTERS = 64;
+
+/**
+ * Most levels of a path whose states a {@link PathAutomaton}'s chain keeps: a path within Linux's
+ * PATH_MAX (4,096 bytes) has no more. Deeper levels are worked out again on each call.
+ */
 const MAX_CACHED_LEVELS = 2048;
 
 /**
@@ -499,7 +611,7 @@ class PathAutomaton {
             const pattern = this.#segments[segment];
             this.#matched[segment] = (pattern.literal !== undefined
                 ? pattern.literal === name
-                : matchTokens(pattern.tokens, codes ??= codePoints(name)))
+                : pattern.matcher!.matches(codes ??= codePoints(name)))
               ? 1
               : 0;
           }

@@ -277,3 +277,57 @@ Deno.test("matching along the path gives the whole-path match's answers, in any 
   // Enough of both answers that a matcher always saying one of them fails.
   assert(matched > compared / 10 && matched < (compared * 9) / 10, `${matched} of ${compared}`);
 });
+
+Deno.test("a name's match gives a regular expression's answers, long patterns included", () => {
+  // Each piece of a pattern with the regular expression it means (fine here: no hostile input).
+  // Each piece with the regular expression it means (fine here: no hostile input) and a
+  // character it takes ("" for a star), so that some names match.
+  const pieces: [string, string, string][] = [
+    ["a", "a", "a"],
+    ["b", "b", "b"],
+    ["é", "é", "é"],
+    ["😀", "😀", "😀"],
+    ["*", "[^]*", ""],
+    ["?", ".", "😀"],
+    ["[ab]", "[ab]", "b"],
+    ["[!a]", "[^a]", "é"],
+    ["[a-c]", "[a-c]", "c"],
+    ["[^é😀]", "[^é😀]", "?"],
+    ["\\*", "\\*", "*"],
+    ["\\?", "\\?", "?"],
+  ];
+  const characters = ["a", "b", "c", "é", "😀", "*", "?"];
+  const random = seeded(255);
+  const any = () => characters[Math.floor(random() * characters.length)];
+  let matched = 0;
+  let compared = 0;
+  for (let round = 0; round < 400; round++) {
+    // Some past 31 tokens, so the states take more than one word.
+    const count = 1 + Math.floor(random() * (round % 4 === 0 ? 80 : 8));
+    const chosen = Array.from({ length: count }, () => pieces[Math.floor(random() * 12)]);
+    const glob = chosen.map(([piece]) => piece).join("");
+    const set = NamePatterns.parse([glob]);
+    const expected = new RegExp(`^${chosen.map(([, meaning]) => meaning).join("")}$`, "su");
+    for (let n = 0; n < 30; n++) {
+      let name: string;
+      if (n % 2 === 0) {
+        // One the pattern takes, a character changed now and then.
+        const taken = chosen.map(([, , c]) => c === "" ? Array.from({ length: n % 3 }, any) : [c]);
+        const characters = taken.flat();
+        if (characters.length > 0 && n % 4 === 0) {
+          characters[Math.floor(random() * characters.length)] = any();
+        }
+        name = characters.join("");
+      } else {
+        name = Array.from({ length: Math.floor(random() * (n % 5 === 1 ? 120 : 12)) }, any).join(
+          "",
+        );
+      }
+      const answer = set.excludes(name, false);
+      assert.equal(answer, expected.test(name), `${JSON.stringify(glob)} ${JSON.stringify(name)}`);
+      compared++;
+      if (answer) matched++;
+    }
+  }
+  assert(matched > compared / 20 && matched < (compared * 19) / 20, `${matched} of ${compared}`);
+});
