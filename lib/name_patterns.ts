@@ -312,27 +312,27 @@ class NameMatcher {
   #least = 0;
   #words: number;
   /** The states of `*` tokens. */
-  #stars: Uint32Array;
+  #stars: Int32Array;
   /** For each ASCII character, the states whose token takes it. */
-  #ascii: Uint32Array;
+  #ascii: Int32Array;
   /** For other characters: the states of `?`, of each character, and the classes' tokens. */
-  #any: Uint32Array;
-  #others = new Map<number, Uint32Array>();
+  #any: Int32Array;
+  #others = new Map<number, Int32Array>();
   #classes: number[] = [];
   #tokens: readonly Token[];
   /** What {@link #takesOf} worked out, by character. */
-  #met = new Map<number, Uint32Array>();
-  #start: Uint32Array;
-  #now: Uint32Array;
-  #next: Uint32Array;
+  #met = new Map<number, Int32Array>();
+  #start: Int32Array;
+  #now: Int32Array;
+  #next: Int32Array;
 
   constructor(tokens: readonly Token[]) {
     this.#tokens = tokens;
     this.#end = tokens.length;
     const words = this.#words = (tokens.length >>> 5) + 1;
-    this.#stars = new Uint32Array(words);
-    this.#ascii = new Uint32Array(128 * words);
-    this.#any = new Uint32Array(words);
+    this.#stars = new Int32Array(words);
+    this.#ascii = new Int32Array(128 * words);
+    this.#any = new Int32Array(words);
     tokens.forEach((token, i) => {
       const bit = 1 << (i & 31);
       if (token.kind === "star") this.#stars[i >>> 5] |= bit;
@@ -340,7 +340,7 @@ class NameMatcher {
       else if (token.kind === "class") this.#classes.push(i);
       else if (token.code >= 128) {
         let states = this.#others.get(token.code);
-        if (!states) this.#others.set(token.code, states = new Uint32Array(words));
+        if (!states) this.#others.set(token.code, states = new Int32Array(words));
         states[i >>> 5] |= bit;
       }
       if (token.kind === "star") return;
@@ -349,11 +349,11 @@ class NameMatcher {
         if (matchOne(token, c)) this.#ascii[c * words + (i >>> 5)] |= bit;
       }
     });
-    this.#start = new Uint32Array(words);
+    this.#start = new Int32Array(words);
     this.#start[0] = 1;
     this.#close(this.#start);
-    this.#now = new Uint32Array(words);
-    this.#next = new Uint32Array(words);
+    this.#now = new Int32Array(words);
+    this.#next = new Int32Array(words);
   }
 
   /** Whether the tokens match the whole of `name`, given as code points. */
@@ -367,7 +367,8 @@ class NameMatcher {
     let now = this.#now;
     let next = this.#next;
     now.set(this.#start);
-    for (const c of name) {
+    for (let i = 0; i < name.length; i++) {
+      const c = name[i];
       const takes = c < 128 ? this.#ascii : this.#takesOf(c);
       const at = c < 128 ? c * words : 0;
       let carry = 0;
@@ -390,7 +391,8 @@ class NameMatcher {
     const stars = this.#stars[0];
     const ascii = this.#ascii;
     let now = this.#start[0];
-    for (const c of name) {
+    for (let i = 0; i < name.length; i++) {
+      const c = name[i];
       const takes = c < 128 ? ascii[c] : this.#takesOf(c)[0];
       now = ((now & takes) << 1) | (now & stars);
       if (now === 0) return false;
@@ -403,10 +405,10 @@ class NameMatcher {
    * The states whose token takes the code point `c`, not ASCII: those of `?`, of `c` itself, and
    * of the classes that hold it, kept for the next names (a few: a name has at most 127).
    */
-  #takesOf(c: number): Uint32Array {
+  #takesOf(c: number): Int32Array {
     let takes = this.#met.get(c);
     if (takes) return takes;
-    takes = this.#others.get(c)?.slice() ?? new Uint32Array(this.#words);
+    takes = this.#others.get(c)?.slice() ?? new Int32Array(this.#words);
     for (let w = 0; w < takes.length; w++) takes[w] |= this.#any[w];
     for (const i of this.#classes) {
       if (matchOne(this.#tokens[i], c)) takes[i >>> 5] |= 1 << (i & 31);
@@ -417,7 +419,7 @@ class NameMatcher {
   }
 
   /** Adds to `states` those a `*` in them reaches without a character: the next. */
-  #close(states: Uint32Array): void {
+  #close(states: Int32Array): void {
     let carry = 0;
     for (let w = 0; w < states.length; w++) {
       const reached = states[w] & this.#stars[w];
@@ -479,12 +481,12 @@ class PathAutomaton {
   /** 32-bit words a state set takes. */
   #words: number;
   /** Each segment's match on the segment being advanced over: valid where #seen is #round. */
-  #seen: Uint32Array;
+  #seen: Int32Array;
   #matched: Uint8Array;
   #round = 0;
   #chains: Chain[];
   /** Where states past the chains' levels are worked out. */
-  #scratch: [Uint32Array, Uint32Array];
+  #scratch: [Int32Array, Int32Array];
   #clock = 0;
 
   constructor(patterns: readonly PathPattern[]) {
@@ -514,10 +516,10 @@ class PathAutomaton {
     this.#ends = Int32Array.from(ends);
     this.#dirOnly = Uint8Array.from(patterns, (p) => p.dirOnly ? 1 : 0);
     this.#words = Math.ceil(kinds.length / 32);
-    this.#seen = new Uint32Array(this.#segments.length);
+    this.#seen = new Int32Array(this.#segments.length);
     this.#matched = new Uint8Array(this.#segments.length);
-    this.#scratch = [new Uint32Array(this.#words), new Uint32Array(this.#words)];
-    const start = new Uint32Array(this.#words);
+    this.#scratch = [new Int32Array(this.#words), new Int32Array(this.#words)];
+    const start = new Int32Array(this.#words);
     let first = 0;
     for (const end of ends) {
       start[first >>> 5] |= 1 << (first & 31);
@@ -544,13 +546,13 @@ class PathAutomaton {
    * level is worked out aside: no later path goes through a file, so it is not worth a chain's
    * levels (its siblings, asked next, would cut it again).
    */
-  #statesOf(parts: readonly string[], isDir: boolean): Uint32Array {
+  #statesOf(parts: readonly string[], isDir: boolean): Int32Array {
     const keep = isDir ? parts.length : parts.length - 1;
     let best: Chain | undefined;
     let bestShared = 0;
     let bestCost = Infinity;
     let bestLoss = Infinity;
-    let from: Uint32Array | undefined;
+    let from: Int32Array | undefined;
     for (const chain of this.#chains) {
       const shared = chain.shared(parts, keep);
       if (shared === keep) {
@@ -582,7 +584,7 @@ class PathAutomaton {
       from = chain.level(bestShared, words);
     }
     for (let i = bestShared; i < parts.length; i++) {
-      let to: Uint32Array;
+      let to: Int32Array;
       if (i < keep && i < MAX_CACHED_LEVELS) {
         to = chain.grow(i + 1, words);
         chain.parts.push(parts[i]);
@@ -594,7 +596,7 @@ class PathAutomaton {
   }
 
   /** Writes into `to` the states `from` reaches over the path's segment `name`. */
-  #advance(from: Uint32Array, to: Uint32Array, name: string): void {
+  #advance(from: Int32Array, to: Int32Array, name: string): void {
     to.fill(0);
     const round = ++this.#round;
     const kind = this.#kind;
@@ -623,7 +625,7 @@ class PathAutomaton {
   }
 
   /** Adds to `states` those a `**` in them reaches without taking a segment: the next. */
-  #close(states: Uint32Array): void {
+  #close(states: Int32Array): void {
     for (const state of this.#anyStates) {
       if ((states[state >>> 5] & (1 << (state & 31))) !== 0) {
         states[(state + 1) >>> 5] |= 1 << ((state + 1) & 31);
@@ -636,12 +638,12 @@ class PathAutomaton {
 class Chain {
   parts: string[] = [];
   /** Levels of #words words each, level 0 the start. */
-  #levels: Uint32Array;
+  #levels: Int32Array;
   /** When it was last used, to break ties. */
   used = 0;
 
-  constructor(start: Uint32Array) {
-    this.#levels = new Uint32Array(start.length * 8);
+  constructor(start: Int32Array) {
+    this.#levels = new Int32Array(start.length * 8);
     this.#levels.set(start);
   }
 
@@ -654,16 +656,16 @@ class Chain {
   }
 
   /** The states at `level`, which the chain holds. */
-  level(level: number, words: number): Uint32Array {
+  level(level: number, words: number): Int32Array {
     return this.#levels.subarray(level * words, (level + 1) * words);
   }
 
   /** Room for `level` (the chain holds the ones before), returned to be written. */
-  grow(level: number, words: number): Uint32Array {
+  grow(level: number, words: number): Int32Array {
     const needed = (level + 1) * words;
     if (needed > this.#levels.length) {
       const most = (MAX_CACHED_LEVELS + 1) * words;
-      const bigger = new Uint32Array(Math.max(needed, Math.min(most, this.#levels.length * 2)));
+      const bigger = new Int32Array(Math.max(needed, Math.min(most, this.#levels.length * 2)));
       bigger.set(this.#levels);
       this.#levels = bigger;
     }
