@@ -8,8 +8,8 @@
  * Anchored patterns are matched along the path, an NFA over its segments whose states are kept
  * for the last paths' folders ({@link PathAutomaton}): asked in walk order, an entry costs one
  * level, at most one name match per distinct segment pattern and a bit per state. So an entry
- * costs at most its name's length times (the patterns' total size / 32 + their count) word
- * operations, whatever its depth.
+ * costs at most a few operations per byte of the patterns, and a word per 32 of them (plus one a
+ * pattern) for each character of its name, whatever its depth.
  *
  * The syntax, as docs/client.md ("Leaving names out") gives it: a pattern without `/` (other than
  * a trailing one) matches the name of a file or folder at any depth; one with a `/` elsewhere is
