@@ -342,3 +342,32 @@ Deno.test("the worst names for backtracking cost a word per 32 tokens a characte
     assert.equal(set.excludes(`x/${name}`, false), i % 3 === 0, name);
   }
 });
+
+Deno.test("paths deeper than the states kept (2,048 levels) are still matched right", () => {
+  const patterns = ["**/b/*/x", "/a/**/c", "**/a/b/", "a/*/a"];
+  const set = NamePatterns.parse(patterns);
+  const expected = oracle(patterns);
+  const random = seeded(4096);
+  const parts: string[] = [];
+  for (let depth = 1; depth <= 2300; depth++) {
+    parts.push(random() < 0.9 ? "a" : "b");
+    const folder = parts.join("/");
+    const entries: [string, boolean][] = [
+      [folder, true],
+      [`${folder}/x`, false],
+      [`${folder}/c`, false],
+    ];
+    for (const [path, isDir] of entries) {
+      const answer = set.excludes(path, isDir);
+      // The reference costs the path's depth: asked near the cap and now and then.
+      if (depth % 50 === 0 || (depth > 2040 && depth < 2060)) {
+        assert.equal(answer, expected(path, isDir), `depth ${depth}`);
+      }
+    }
+  }
+  // Out of order past the cap: from the deepest level kept.
+  for (let i = 0; i < 20; i++) {
+    const path = [...parts.slice(0, 2049 + Math.floor(random() * 250)), "b", "q", "x"].join("/");
+    assert.equal(set.excludes(path, false), true);
+  }
+});
