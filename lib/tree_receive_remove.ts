@@ -12,13 +12,7 @@
  */
 
 import type { TreeSink } from "./tree_transfer.ts";
-
-/**
- * Longest run of removals before the event loop gets a turn. A sink that removes on the calling
- * thread (the client's) never returns to it otherwise, and the timer that sends the notices
- * would not run for as long as the whole folder takes.
- */
-export const YIELD_MS = 20;
+import { EventTurns } from "./event_turns.ts";
 
 /** Files of a folder removed in one {@link TreeSink.removeIn}, its folder found once for them. */
 export const REMOVE_BATCH = 256;
@@ -43,12 +37,12 @@ export async function removeFolder(
   path: string,
   onRemoved: (entries: number) => void,
 ): Promise<void> {
-  let turn = Date.now();
+  // A sink that removes on the calling thread (the client's) never returns to the event loop
+  // otherwise, and the timer that sends the notices would not run until the whole folder is gone.
+  const turns = new EventTurns();
   const removed = async () => {
     onRemoved(1);
-    if (Date.now() - turn < YIELD_MS) return;
-    await new Promise((resolve) => setTimeout(resolve, 0));
-    turn = Date.now();
+    if (turns.due) await turns.take();
   };
   await removeInside(sink, path, removed);
   await sink.remove(path);
