@@ -35,6 +35,7 @@ import {
   sendFile,
 } from "./tree_send_file.ts";
 import { fileBytes, PeerWork, WorkNotices } from "./tree_work.ts";
+import { EventTurns } from "./event_turns.ts";
 
 export interface SendTreeOptions extends TreeOptions {
   /** Put each file's checksum in the manifest (the receiver compares contents). */
@@ -269,11 +270,15 @@ export async function sendTree(
     let size = 0;
     let excluded = 0;
     const walker = source.walker;
+    // A walk of names in memory awaits nothing really pending, and an entry can cost about a
+    // millisecond against --exclude patterns at their limits: a server's other clients get turns.
+    const turns = new EventTurns();
     for (
       let e = walker.peek();
       e && entries.length < batchEntries && notes.length < MAX_BATCH_ENTRIES;
       e = walker.peek()
     ) {
+      if (turns.due) await turns.take();
       // Left out, and a folder never gone into: the receiver spares its own of these names too.
       if (options.exclude?.excludes(e.path, e.type === "dir")) {
         await walker.next(false);
