@@ -34,6 +34,7 @@ import { ReceivedFolders } from "./tree_receive_folders.ts";
 import { type IndexedOffer, ResumeOffers } from "./tree_receive_offers.ts";
 import { ReceiveReport } from "./tree_receive_report.ts";
 import { fileBytes, PeerWork, WorkNotices } from "./tree_work.ts";
+import { EventTurns } from "./event_turns.ts";
 
 /**
  * Options for {@link receiveTree}; those of each file's data and commit (`maxFileSize`,
@@ -97,6 +98,8 @@ class TreeReceiver {
   /** This side's hashing, told to the sender; the sender's, checked. */
   #notices: WorkNotices;
   #peer: PeerWork;
+  /** Turns for the event loop in the manifest's check and comparison, entry by entry. */
+  #turns = new EventTurns();
   /**
    * Files wanted and not yet received, in manifest order. The sender may run one batch ahead of
    * its files, no more (docs/protocol.md), so this holds at most two batches.
@@ -182,12 +185,13 @@ class TreeReceiver {
       files: this.#flat,
       caseInsensitive: caseless,
       exclude: options.exclude,
+      turns: this.#turns,
     });
     const folders = this.#folders = new ReceivedFolders(
       (entry, found) => localWait(io.local, () => sink.finishDir(entry.path, entry, found)),
       { dryRun: this.#dry },
     );
-    this.#compare = new TreeCompare({ own, sink, report, folders, notices }, {
+    this.#compare = new TreeCompare({ own, sink, report, folders, notices, turns: this.#turns }, {
       delete: options.delete,
       // A folder that was there already may be anything: its top waits for a shared name.
       guard: own !== null && !options.deleteUnrelated,
@@ -218,6 +222,8 @@ class TreeReceiver {
         "Refused tree: the sender ran more than one manifest batch ahead of its files",
       );
     }
+    // Just off the network: the event loop had its turns while this side waited for it.
+    this.#turns.restart();
     const batch = parseManifest(json, { links: options.links && !this.#flat });
     this.#peer.listed(fileBytes(batch.entries), false);
     if (!this.#manifested && !this.#flat) {

@@ -15,6 +15,7 @@ import { comparePath } from "./tree_walk.ts";
 import { foldName } from "./case_folding.ts";
 import { linkStaysInside } from "./tree_links.ts";
 import type { NamePatterns } from "./name_patterns.ts";
+import { EventTurns } from "./event_turns.ts";
 
 /** Default cap on the number of entries a receiver accepts. */
 export const DEFAULT_MAX_ENTRIES = 1_000_000;
@@ -46,6 +47,12 @@ export interface ManifestCheckOptions {
    * hostile server must not overwrite what the user excluded, a `.env` say; default: none).
    */
   exclude?: NamePatterns;
+  /**
+   * Turns for the event loop, taken once an entry (default: a clock of each batch's own): an
+   * entry can cost about a millisecond against `exclude` at its limits, and a batch awaits nothing
+   * meanwhile, so it could hold a server's other clients for a second.
+   */
+  turns?: EventTurns;
 }
 
 /** A manifest that breaks the rules (hostile or broken sender): the whole transfer stops. */
@@ -72,6 +79,7 @@ export class ManifestCheck {
   #maxEntries: number;
   #files: boolean;
   #exclude?: NamePatterns;
+  #turns?: EventTurns;
   /** Whether names are held folded: they fold, or it is not known yet ({@link #ask}). */
   #folding: boolean;
   /** Asks whether names fold, until it is known. */
@@ -95,6 +103,7 @@ export class ManifestCheck {
     this.#maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
     this.#files = options.files ?? false;
     this.#exclude = options.exclude;
+    this.#turns = options.turns;
     const caseless = options.caseInsensitive ?? false;
     if (typeof caseless === "function") this.#ask = caseless;
     this.#folding = caseless !== false;
@@ -108,9 +117,11 @@ export class ManifestCheck {
     if (this.#count + entries.length > this.#maxEntries) {
       throw new StoreError("too_large", `Refused tree: more than ${this.#maxEntries} entries`);
     }
+    const turns = this.#turns ?? new EventTurns();
     for (const entry of entries) {
       if (!this.#files) this.#check(entry);
       else if (entry.type !== "file") throw badManifest("a folder in a transfer of files");
+      if (turns.due) await turns.take();
     }
     const doubt = this.#doubt;
     if (doubt) {

@@ -26,6 +26,7 @@ import type { ReceivedFolders } from "./tree_receive_folders.ts";
 import { removeFolder } from "./tree_receive_remove.ts";
 import { CaseSweeps } from "./tree_receive_sweep.ts";
 import type { NamePatterns } from "./name_patterns.ts";
+import { EventTurns } from "./event_turns.ts";
 
 /**
  * Most top-level names of the kind systems drop into any folder (AppleDouble `._*` files come one
@@ -86,6 +87,13 @@ export interface TreeCompareParts {
    * (lib/tree_work.ts).
    */
   notices?: WorkNotices;
+  /**
+   * Turns for the event loop, taken once an entry of either tree (default: its own): a walk of
+   * names in memory awaits nothing really pending, and an entry can cost about a millisecond
+   * against --exclude patterns at their limits, so a batch (or a run of the receiver's own names)
+   * could hold a server's other clients, and this transfer's notices, for seconds.
+   */
+  turns?: EventTurns;
 }
 
 /**
@@ -155,6 +163,7 @@ export class TreeCompare {
   #exclude?: NamePatterns;
 
   #notices?: WorkNotices;
+  #turns: EventTurns;
 
   constructor(parts: TreeCompareParts, options: TreeCompareOptions = {}) {
     this.#own = parts.own;
@@ -162,6 +171,7 @@ export class TreeCompare {
     this.#report = parts.report;
     this.#folders = parts.folders;
     this.#notices = parts.notices;
+    this.#turns = parts.turns ?? new EventTurns();
     this.#delete = options.delete ?? false;
     this.#dry = options.dryRun ?? false;
     this.#maxFileSize = options.maxFileSize;
@@ -211,6 +221,7 @@ export class TreeCompare {
    * Whether the entry is a file the receiver needs; if so, its folder counts as changed.
    */
   async visit(index: number, entry: ManifestEntry): Promise<boolean> {
+    if (this.#turns.due) await this.#turns.take();
     let mine = await this.#catchUp(entry.path);
     // The walk has passed all of the folders the manifest leaves here: they are swept.
     if (this.#sweeps) await this.#sweeps.leave(entry.path, this.#swept);
@@ -367,6 +378,7 @@ export class TreeCompare {
     try {
       for (let found = walk.peek(); found; found = walk.peek()) {
         if (comparePath(found.path, shared) >= 0) break;
+        if (this.#turns.due) await this.#turns.take();
         await walk.next(false);
         // Before the first held name, only what this transfer made: none of the receiver's own.
         if (comparePath(found.path, held.from) < 0 || this.#sendersIncidental(found.path)) continue;
@@ -396,6 +408,7 @@ export class TreeCompare {
    * the sender's names, and keeps all it held.
    */
   #swept = async (found: WalkEntry, folder: string): Promise<void> => {
+    if (this.#turns.due) await this.#turns.take();
     if (folder === "" && this.#guarded) {
       if (!this.#isExcluded(found)) this.#held++;
       return;
@@ -427,6 +440,7 @@ export class TreeCompare {
       const order = path === undefined ? -1 : comparePath(mine.path, path);
       if (order > 0) return undefined;
       if (order === 0) return mine;
+      if (this.#turns.due) await this.#turns.take();
       await own!.next(false);
       this.#sweeps?.passed(mine);
       // Passed while the guard holds: a top-level name (the walk goes only into shared folders).
