@@ -35,6 +35,13 @@ export const MAX_PATTERN_BYTES = 1024;
 /** Most bytes all patterns of one transfer add up to, in UTF-8: well within a REQUEST frame. */
 export const MAX_PATTERNS_BYTES = 32 * 1024;
 
+/**
+ * Most distinct segments with a wildcard all patterns of one transfer hold: each is a matcher with
+ * tables of its own (about 2 KiB), which a server builds for every request it is sent, so this
+ * keeps a request's patterns to about 2 MiB where the byte limits alone allowed some 13 MiB.
+ */
+export const MAX_WILD_SEGMENTS = 1024;
+
 /** A pattern, or a list of them, that breaks the rules above; the message says which and why. */
 export class PatternError extends Error {
   override name = "PatternError";
@@ -76,6 +83,8 @@ export class NamePatterns {
   #segments = new Map<string, SegmentPattern>();
   /** The anchored patterns compiled, on the first path that needs them. */
   #paths?: PathAutomaton;
+  /** Distinct segments with a wildcard so far (see {@link MAX_WILD_SEGMENTS}). */
+  #wild = 0;
 
   private constructor(sources: readonly string[]) {
     this.sources = sources;
@@ -87,7 +96,8 @@ export class NamePatterns {
   /**
    * Parses `sources`, refusing ({@link PatternError}) an empty pattern, one longer than
    * {@link MAX_PATTERN_BYTES}, more than {@link MAX_PATTERNS} or {@link MAX_PATTERNS_BYTES} in
-   * all, a segment that is empty, `.` or `..`, an unclosed `[`, or a `\` at the end.
+   * all or {@link MAX_WILD_SEGMENTS} distinct segments with a wildcard, a segment that is empty,
+   * `.` or `..`, an unclosed `[`, or a `\` at the end.
    */
   static parse(sources: readonly string[]): NamePatterns {
     if (sources.length > MAX_PATTERNS) {
@@ -137,13 +147,20 @@ export class NamePatterns {
     }
     const parsed = (part: string) => {
       let found = this.#segments.get(part);
-      if (!found) this.#segments.set(part, found = segmentPattern(part, bad));
+      if (found) return found;
+      this.#segments.set(part, found = segmentPattern(part, bad));
+      if (found.matcher && ++this.#wild > MAX_WILD_SEGMENTS) {
+        throw new PatternError(
+          `Exclude patterns too varied: over ${MAX_WILD_SEGMENTS} different names with ` +
+            `wildcards in all`,
+        );
+      }
       return found;
     };
     const segments = parts.map((part) => part === "**" ? null : parsed(part));
     if (!anchored) {
       // "**" alone, without a "/", is any one name.
-      const segment = segments[0] ?? segmentPattern("*", bad);
+      const segment = segments[0] ?? parsed("*");
       if (segment.literal !== undefined) {
         (dirOnly ? this.#dirNames : this.#names).add(segment.literal);
       } else this.#unanchored.push({ segment, dirOnly });

@@ -81,7 +81,8 @@ function matchOne(token: Token, c: number): boolean {
  * a character (runs of `*` are one token, so that is one step). So a name costs its length times
  * ⌈(tokens + 1) / 32⌉ word operations, never the backtracking match's tokens times characters.
  * Its tables take 128 such words (one per ASCII character) and up to {@link MET_CHARACTERS} more
- * for others met: at most about 1.5 MiB for all patterns at the limits.
+ * for others met, about 2 KiB a matcher with what goes with them: lib/name_patterns.ts bounds the
+ * matchers a list of patterns makes (`MAX_WILD_SEGMENTS`).
  *
  * @example
  * ```ts

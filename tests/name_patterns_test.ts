@@ -8,6 +8,7 @@ import {
   MAX_PATTERN_BYTES,
   MAX_PATTERNS,
   MAX_PATTERNS_BYTES,
+  MAX_WILD_SEGMENTS,
   NamePatterns,
   PatternError,
 } from "../lib/name_patterns.ts";
@@ -109,6 +110,11 @@ Deno.test("bad patterns and lists are refused with a PatternError", () => {
     () => NamePatterns.parse(Array.from({ length: 33 }, (_, i) => `${i}`.padEnd(each, "x"))),
     "in all",
   );
+  // Each different name with a wildcard is a matcher of its own, however the patterns hold them:
+  // pairs of them in anchored patterns, up to the bound, and one more alone.
+  const pairs = Array.from({ length: MAX_WILD_SEGMENTS / 2 }, (_, k) => `*${2 * k}/*${2 * k + 1}`);
+  NamePatterns.parse([...pairs, ...pairs, "*0", "*.tmp/*1"].slice(0, MAX_PATTERNS));
+  throwsPattern(() => NamePatterns.parse([...pairs, `*${MAX_WILD_SEGMENTS}`]), "too varied");
 });
 
 Deno.test("pathological patterns finish: no exponential backtracking", () => {
