@@ -97,6 +97,11 @@ export interface CheckedFile extends Disposable {
   stat(): Promise<CheckedInfo>;
   /** {@link stat} on the calling thread (an `fstat`, which never waits for a disk). */
   statSync(): CheckedInfo;
+  /**
+   * Flushes the file's data to disk; a handle opened for reading can (`fdatasync` asks nothing of
+   * the access mode), so a file its owner may not write is flushed too.
+   */
+  syncData(): Promise<void>;
   /** Lets go of the file; safe to call more than once. */
   close(): void;
 }
@@ -110,8 +115,6 @@ export interface CheckedWriter extends CheckedFile {
   write(p: Uint8Array): Promise<number>;
   /** {@link write} on the calling thread. */
   writeSync(p: Uint8Array): number;
-  /** Flushes the file's data to disk. */
-  syncData(): Promise<void>;
   /** Sets its access and modification times. */
   utime(atime: Date, mtime: Date): Promise<void>;
   /** {@link utime} on the calling thread. */

@@ -13,7 +13,7 @@
  * @module
  */
 
-import { type CheckedWriter, loadCheckedOpen, openChecked } from "./checked_open.ts";
+import { type CheckedFile, loadCheckedOpen, openChecked } from "./checked_open.ts";
 import { closeQuietly } from "./connection.ts";
 
 /** Bytes written between the starts of two flushes, at the least. */
@@ -30,7 +30,7 @@ export class FlushBehind {
   #path: string;
   #every: number;
   #waiting = 0;
-  #handle?: CheckedWriter;
+  #handle?: CheckedFile;
   #running?: Promise<void>;
   #stopped = false;
   #flushes = 0;
@@ -59,9 +59,10 @@ export class FlushBehind {
     try {
       // Through the checked open: the path may be in a folder others write to (a download's
       // `.part`), and a FIFO swapped in would freeze Deno's open, and with it the final flush,
-      // which waits for this one. A link there is refused too; the writing handle is not.
+      // which waits for this one. A link there is refused too; the writing handle is not. For
+      // reading only: a file made with a mode its owner may not write (0444) opens so too.
       await loadCheckedOpen();
-      this.#handle ??= openChecked(this.#path, { write: true });
+      this.#handle ??= openChecked(this.#path);
       await this.#handle.syncData();
     } catch {
       // Cannot open or flush: no more write-behind. The final flush reports what matters.

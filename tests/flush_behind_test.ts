@@ -8,6 +8,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { FlushBehind } from "../lib/flush_behind.ts";
+import { commandWorks, makeTempDir, runCommand } from "./harness.ts";
+
+const decoder = new TextDecoder();
 
 async function withFile(fn: (path: string, file: Deno.FsFile) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "ferry_flush_" });
@@ -67,4 +70,34 @@ Deno.test("a file that cannot be opened ends write-behind quietly", async () => 
     flusher.wrote(100);
     assert.equal(flusher.flushes, 1);
   });
+});
+
+Deno.test("a file its owner may not write (0444) is flushed behind the writes too", async () => {
+  // Root writes any file: the case needs a process without that privilege.
+  const root = decoder.decode((await runCommand("id", ["-u"])).stdout).trim() === "0";
+  const wrapper = root ? ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"] : [];
+  if (root && !await commandWorks(wrapper[0], [...wrapper.slice(1), "true"])) {
+    console.warn("skipped: running as root, and setpriv cannot drop root's privileges here");
+    return;
+  }
+  await using dir = await makeTempDir();
+  const path = join(dir.path, "read_only.bin");
+  Deno.writeFileSync(path, new Uint8Array(10), { mode: 0o444 });
+  await Deno.chmod(path, 0o444);
+  // Two flushes in a row: after a failed one, write-behind stops and the second never starts.
+  const script = `
+    import { FlushBehind } from ${
+    JSON.stringify(new URL("../lib/flush_behind.ts", import.meta.url).href)
+  };
+    const flusher = new FlushBehind(${JSON.stringify(path)}, { every: 10 });
+    flusher.wrote(10);
+    await flusher.idle();
+    flusher.wrote(10);
+    await flusher.stop();
+    console.log(flusher.flushes);
+  `;
+  const [program, ...args] = [...wrapper, Deno.execPath()];
+  const result = await runCommand(program, [...args, "eval", script]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(decoder.decode(result.stdout).trim(), "2", "the first flush went through");
 });
