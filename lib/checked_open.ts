@@ -203,7 +203,8 @@ export function isOtherFile(found: FileId | undefined, expect: FileId | undefine
 function denoError(error: unknown, path?: string): unknown {
   const code = (error as { code?: unknown })?.code;
   if (typeof code !== "string") return error;
-  if (code === "ELOOP" && path !== undefined) return new SwappedError();
+  // A folder opened to be written fails before its fstat could refuse it as it does any non-file.
+  if ((code === "ELOOP" || code === "EISDIR") && path !== undefined) return new SwappedError();
   const known = OS_ERRORS[code];
   if (!known) return error;
   const [Class, text] = known;

@@ -13,6 +13,7 @@
 
 import assert from "node:assert/strict";
 import { assertSuccess, ferry, makeTempDir, REPO_ROOT, startServer } from "./harness.ts";
+import { loadCheckedOpen, openChecked, SwappedError } from "../lib/checked_open.ts";
 
 const SECRET = "the secret only the sender may read";
 const UNIX = Deno.build.os !== "windows";
@@ -224,5 +225,17 @@ Deno.test({
     await makeWork(work.path);
     // The flush gives up (the final flush, on the writing handle, decides) instead of freezing.
     assert.deepEqual(await play(["flush", "fifo", work.path]), { flushes: 1 });
+  },
+});
+
+Deno.test({
+  name: "a folder where a file was looked up is a swap, whether opened to read or to write",
+  ignore: !UNIX,
+  fn: async () => {
+    await loadCheckedOpen();
+    await using dir = await makeTempDir();
+    for (const write of [false, true]) {
+      assert.throws(() => openChecked(dir.path, { write }), SwappedError, `write: ${write}`);
+    }
   },
 });
