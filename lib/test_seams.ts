@@ -1,7 +1,7 @@
 /**
  * Test-only settings the programs read from their environment (docs/testing.md): each only where
- * the program was given the permission to read that variable, which no user's command line gives,
- * and never by a prompt. What each one does is the reading module's: `FERRY_TEST_FOLDER_RUN`
+ * the program was given the permission to read that variable (by name, or `--allow-env` or `-A`
+ * whole, which none of ferry's tasks and binaries give), and never by a prompt. What each one does is the reading module's: `FERRY_TEST_FOLDER_RUN`
  * (lib/name_runs.ts), `FERRY_TEST_NAME_RULES` (lib/windows_names.ts), `FERRY_TEST_DISK_THREAD_DIES`
  * (lib/folder_records.ts), `FERRY_TEST_SLOW_DISK` (lib/slow_disk.ts), `FERRY_TEST_REMOVED_AT_MOST`
  * (lib/tree_work.ts).
