@@ -218,9 +218,9 @@ function segmentPattern(text: string, bad: (why: string) => PatternError): Segme
       i = classAt(chars, i, tokens, bad);
     } else tokens.push({ kind: "char", code: c });
   }
-  if (wild) return { tokens, matcher: new NameMatcher(tokens) };
+  if (wild) return { matcher: new NameMatcher(tokens) };
   const codes = tokens.map((token) => token.kind === "char" ? token.code : 0);
-  return { literal: String.fromCodePoint(...codes), tokens };
+  return { literal: String.fromCodePoint(...codes) };
 }
 
 /** Parses the class that opens at `chars[open]` into `tokens`; the index of its `]`. */

@@ -24,9 +24,7 @@ export type Token =
 export interface SegmentPattern {
   /** The name it matches, when it has no wildcard: compared as a string. */
   literal?: string;
-  /** Otherwise its tokens, */
-  tokens: Token[];
-  /** and their matcher. */
+  /** Otherwise the matcher of its tokens. */
   matcher?: NameMatcher;
 }
 
@@ -270,7 +268,7 @@ const END = -2;
  *   ...codePoints(".pdf").map((code) => ({ kind: "char" as const, code })),
  * ];
  * const automaton = new PathAutomaton([{
- *   segments: [{ literal: "docs", tokens: [] }, null, { tokens, matcher: new NameMatcher(tokens) }],
+ *   segments: [{ literal: "docs" }, null, { matcher: new NameMatcher(tokens) }],
  *   dirOnly: false,
  * }]);
  * automaton.matches(["docs", "a", "b.pdf"], false); // true
