@@ -61,13 +61,13 @@ interface Batch {
  */
 const BATCH_BYTES = 48 << 10;
 
-/** The note of a folder the sender could not read (its own entry is sent, its contents not). */
 /**
  * Most `--exclude`d names one batch walks past: past them it goes as it is, empty perhaps, so a
  * long run of excluded names still moves bytes and meets no idle timeout on the way.
  */
 const EXCLUDED_PER_BATCH = 16 * MAX_BATCH_ENTRIES;
 
+/** The note of a folder the sender could not read (its own entry is sent, its contents not). */
 const UNREAD_FOLDER = "folder not readable: its contents";
 
 /**
