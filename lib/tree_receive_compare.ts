@@ -34,6 +34,12 @@ import { EventTurns } from "./event_turns.ts";
  */
 const MAX_INCIDENTAL = 4096;
 
+/**
+ * Why an entry fails whose way an excluded name of the receiver's is in: `--exclude` promises
+ * that the receiver's excluded names are never replaced nor deleted, whoever has them.
+ */
+const EXCLUDED_IN_WAY = "An excluded name is in the way (it is never replaced or deleted)";
+
 /** Options for {@link TreeCompare}. */
 export interface TreeCompareOptions {
   /** Remove what the sender does not have, and folders in a file's way (default false). */
@@ -161,6 +167,17 @@ export class TreeCompare {
    */
   #incidental: Set<string> | null = new Set();
   #exclude?: NamePatterns;
+  /**
+   * A folder of the manifest refused because an excluded name of the receiver's is in its way:
+   * nothing is made under it either.
+   */
+  #blocked?: string;
+  /**
+   * Where names fold case: the receiver's own spellings of one folder's names, by folded name, so
+   * that a name found under the sender's spelling is judged by its own (`--exclude .env` keeps
+   * `.env` from a sender's `.ENV`).
+   */
+  #spellings?: { folder: string; own: string; names: Map<string, string> };
 
   #notices?: WorkNotices;
   #turns: EventTurns;
@@ -231,13 +248,31 @@ export class TreeCompare {
       // The walk meets a name under the case the receiver has it: this one may be there still.
       mine = await this.#sink.stat(entry.path) ?? undefined;
     }
+    // An excluded name of the receiver's (by its own spelling), or a folder refused for one, is
+    // in this entry's way: it is never replaced, nor written into.
+    const inWay = this.#isBlocked(entry.path) ||
+      (mine !== undefined && this.#excluding &&
+        this.#isExcluded(mine, walked ? mine.path : await this.#ownPath(entry.path)));
     // One of the sender's top-level names is here already (as any type): the receiving folder is
     // a copy, and what its top held before this name goes now, before anything replaces it.
-    if (mine && this.#guarded && !entry.path.includes("/")) await this.#shared(entry.path);
+    if (mine && !inWay && this.#guarded && !entry.path.includes("/")) {
+      await this.#shared(entry.path);
+    }
     const pass = walked ? (descend: boolean) => this.#own!.next(descend) : () => undefined;
     this.#sweeps?.sent(entry.path);
     this.#passNotes(entry.path);
     this.#folders.leave(entry.path, index - 1);
+    if (inWay) {
+      await pass(false);
+      if (entry.type === "dir" && !this.#isBlocked(entry.path)) this.#blocked = entry.path;
+      await this.#report.refused(
+        index,
+        entry.path,
+        EXCLUDED_IN_WAY,
+        "an excluded name is in the way",
+      );
+      return false;
+    }
     const unfit = this.#sink.unfit?.(entry.path);
     if (unfit) {
       // Nothing is made or replaced for it, nor under it; what the receiver has there stays.
@@ -292,7 +327,16 @@ export class TreeCompare {
           `Refused tree: over the limit of ${this.#maxTotalSize} bytes in all`,
         );
       }
-      if (mine?.type === "dir" && !this.#dry) await this.#remove(entry.path, true);
+      if (mine?.type === "dir" && !await this.#makeWay(entry.path)) {
+        this.#wantedBytes -= entry.size;
+        await this.#report.refused(
+          index,
+          entry.path,
+          EXCLUDED_IN_WAY,
+          "an excluded name is in the way",
+        );
+        return false;
+      }
       return true;
     }
     this.#report.skipped(entry.path);
@@ -473,24 +517,121 @@ export class TreeCompare {
   async #remove(path: string, folder: boolean): Promise<void> {
     const notices = this.#notices;
     if (folder && notices?.phases && this.#sink.removeIn) {
-      return await removeFolder(this.#sink, path, (entries) => notices.removed(entries));
+      await removeFolder(this.#sink, path, (entries) => notices.removed(entries));
+      return;
     }
     await this.#sink.remove(path);
     notices?.removed(1);
   }
 
-  /** Whether `--exclude` leaves out the receiver's `mine`: `--delete` spares it. */
-  #isExcluded(mine: WalkEntry): boolean {
-    return this.#exclude?.excludes(mine.path, mine.type === "dir") ?? false;
+  /** Whether the transfer has `--exclude` patterns. */
+  get #excluding(): boolean {
+    return this.#exclude !== undefined && !this.#exclude.empty;
+  }
+
+  /**
+   * Whether `--exclude` leaves out the receiver's `mine` (at `path`, its own spelling of it):
+   * `--delete` spares it, and nothing replaces it.
+   */
+  #isExcluded(mine: WalkEntry, path = mine.path): boolean {
+    return this.#exclude?.excludes(path, mine.type === "dir") ?? false;
+  }
+
+  /** Whether `path` is, or is under, a folder refused for an excluded name in its way. */
+  #isBlocked(path: string): boolean {
+    const blocked = this.#blocked;
+    if (blocked === undefined) return false;
+    if (path === blocked || path.startsWith(blocked + "/")) return true;
+    this.#blocked = undefined;
+    return false;
+  }
+
+  /**
+   * The receiver's own spelling of `path`, which its filesystem found under the sender's
+   * spelling (one that folds case): each folder on the way is read once for all its names the
+   * manifest reaches that way in a row.
+   */
+  async #ownPath(path: string): Promise<string> {
+    const cut = path.lastIndexOf("/");
+    const folder = cut < 0 ? "" : path.slice(0, cut);
+    const leaf = path.slice(cut + 1);
+    let known = this.#spellings;
+    if (known?.folder !== folder) {
+      const own = folder ? await this.#ownPath(folder) : "";
+      const names = new Map<string, string>();
+      const walk = await this.#sink.walker(own).catch(() => null);
+      try {
+        for (let found = walk?.peek(); found; found = walk!.peek()) {
+          if (this.#turns.due) await this.#turns.take();
+          await walk!.next(false);
+          names.set(foldName(found.path), found.path);
+        }
+      } finally {
+        walk?.close?.();
+      }
+      known = this.#spellings = { folder, own, names };
+    }
+    const name = known.names.get(foldName(leaf)) ?? leaf;
+    return known.own ? `${known.own}/${name}` : name;
+  }
+
+  /**
+   * Removes the receiver's folder `path`, in a file's way (with `delete`): whether it is gone.
+   * Under `--exclude` it stays if it holds an excluded name (what else it held goes).
+   */
+  async #makeWay(path: string): Promise<boolean> {
+    if (!this.#excluding) {
+      if (!this.#dry) await this.#remove(path, true);
+      return true;
+    }
+    return await this.#removeKeeping(path);
+  }
+
+  /**
+   * Removes the receiver's folder `path` but for the excluded names it holds, and each folder
+   * they are in (told, not counted: they are not deleted); whether it is gone, told as deleted by
+   * the caller. The inside of a folder kept is told as deleted entry by entry. A sink that cannot
+   * remove a folder entry by entry (an S3 store's) keeps it whole: excluded names may be in it.
+   */
+  async #removeKeeping(path: string): Promise<boolean> {
+    const sink = this.#sink;
+    if (!sink.removeIn) {
+      this.#report.note({
+        kind: "ignored",
+        path,
+        message: "Kept: --exclude may leave names in it, and this store removes no folder in part",
+      });
+      return false;
+    }
+    const notices = this.#notices;
+    return await removeFolder(sink, path, (entries) => notices?.removed(entries), {
+      keep: (inner, folder) => this.#exclude!.excludes(inner, folder),
+      dryRun: this.#dry,
+      kept: async (folder, removed) => {
+        for (const gone of removed) {
+          this.#folders.changed(gone);
+          await this.#report.deleted(gone);
+        }
+        this.#folders.changed(folder);
+        this.#report.note({
+          kind: "ignored",
+          path: folder,
+          message: "Kept: it holds excluded names",
+        });
+      },
+    });
   }
 
   /**
    * A name the receiver has and the sender does not: removed with `delete`, unless spared (noted
-   * by the sender, or excluded).
+   * by the sender, or excluded); under `--exclude`, a folder keeps its excluded names, and stays
+   * with them.
    */
   async #removeExtra(extra: WalkEntry): Promise<void> {
     if (!this.#delete || this.#isSpared(extra.path) || this.#isExcluded(extra)) return;
-    if (!this.#dry) await this.#remove(extra.path, extra.type === "dir");
+    if (extra.type === "dir" && this.#excluding) {
+      if (!await this.#removeKeeping(extra.path)) return;
+    } else if (!this.#dry) await this.#remove(extra.path, extra.type === "dir");
     this.#folders.changed(extra.path);
     await this.#report.deleted(extra.path);
   }
@@ -513,7 +654,7 @@ export class TreeCompare {
         if (!this.#delete) {
           throw new StoreError("not_a_file", "A folder is in the way (use --delete to replace it)");
         }
-        if (!this.#dry) await this.#remove(entry.path, true);
+        if (!await this.#makeWay(entry.path)) throw new StoreError("denied", EXCLUDED_IN_WAY);
       }
       if (!this.#dry) {
         if (!sink.makeLink) throw new StoreError("unsupported", "Links cannot be made here");

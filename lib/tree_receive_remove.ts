@@ -17,10 +17,25 @@ import { EventTurns } from "./event_turns.ts";
 /** Files of a folder removed in one {@link TreeSink.removeIn}, its folder found once for them. */
 export const REMOVE_BATCH = 256;
 
+/** What {@link removeFolder} leaves in place: `--exclude`'s names, and the folders they are in. */
+export interface KeepOptions {
+  /** Whether the entry at the tree path `path` (a `folder` or not) stays, with all it holds. */
+  keep(path: string, folder: boolean): boolean;
+  /**
+   * A folder kept because something in it stays, with the tree paths of the entries removed
+   * from it (folders among them removed whole), told deepest first.
+   */
+  kept(folder: string, removed: string[]): Promise<void>;
+  /** Decide and tell only: nothing is removed (default false). */
+  dryRun?: boolean;
+}
+
 /**
  * Removes the folder `path` of `sink` (one with {@link TreeSink.removeIn}) and all it holds,
- * deepest first, telling `onRemoved` of each entry as it goes. What the sink's walk leaves out (names it does not carry) goes with the
- * folder itself, which the sink removes with whatever is left in it.
+ * deepest first, telling `onRemoved` of each entry as it goes. What the sink's walk leaves out
+ * (names it does not carry) goes with the folder itself, which the sink removes with whatever is
+ * left in it. With `keep`, entries it keeps stay (never walked into) and so does every folder on
+ * their way: whether the folder `path` was removed.
  *
  * @example
  * ```ts
@@ -36,7 +51,8 @@ export async function removeFolder(
   sink: TreeSink,
   path: string,
   onRemoved: (entries: number) => void,
-): Promise<void> {
+  keep?: KeepOptions,
+): Promise<boolean> {
   // A sink that removes on the calling thread (the client's) never returns to the event loop
   // otherwise, and the timer that sends the notices would not run until the whole folder is gone.
   const turns = new EventTurns();
@@ -44,39 +60,59 @@ export async function removeFolder(
     onRemoved(1);
     if (turns.due) await turns.take();
   };
-  await removeInside(sink, path, removed);
+  if (await removeInside(sink, path, removed, keep)) return false;
+  if (keep?.dryRun) return true;
   await sink.remove(path);
   await removed();
+  return true;
 }
 
+/** Removes what the folder `path` holds; whether `keep` kept anything in it. */
 async function removeInside(
   sink: TreeSink,
   path: string,
   removed: () => Promise<void>,
-): Promise<void> {
+  keep?: KeepOptions,
+): Promise<boolean> {
   const walk = await sink.walker(path);
-  if (!walk) return;
+  if (!walk) return false;
+  const dry = keep?.dryRun ?? false;
   let files: string[] = [];
+  /** With `keep`, what went from this folder: told if the folder stays. */
+  const gone: string[] = [];
+  let kept = false;
   const removeFiles = async () => {
-    await sink.removeIn!(path, files, removed);
+    if (!dry && files.length > 0) await sink.removeIn!(path, files, removed);
     files = [];
   };
   try {
     for (let found = walk.peek(); found; found = walk.peek()) {
       await walk.next(false);
-      if (found.type !== "dir") {
+      const inner = `${path}/${found.path}`;
+      const folder = found.type === "dir";
+      if (keep?.keep(inner, folder)) {
+        kept = true;
+        continue;
+      }
+      if (!folder) {
         files.push(found.path);
+        if (keep) gone.push(inner);
         if (files.length >= REMOVE_BATCH) await removeFiles();
         continue;
       }
-      const inner = `${path}/${found.path}`;
-      await removeInside(sink, inner, removed);
-      await removeOne(sink, inner, removed);
+      if (await removeInside(sink, inner, removed, keep)) {
+        kept = true;
+        continue;
+      }
+      if (keep) gone.push(inner);
+      if (!dry) await removeOne(sink, inner, removed);
     }
     await removeFiles();
   } finally {
     walk.close?.();
   }
+  if (kept) await keep!.kept(path, gone);
+  return kept;
 }
 
 /** Removes one name inside a folder being removed. */

@@ -560,3 +560,56 @@ Deno.test("a sweep past the names it may hold reads its folder again, and delete
     assert.deepEqual(deleted, ["docs/extra1", "docs/extra2", "gone"], `held ${maxHeldNames}`);
   }
 });
+
+caseFoldingTest(
+  "an excluded name is never overwritten under another case, nor one under a folder spelled otherwise",
+  async (fs) => {
+    await using work = await makeTempDir();
+    /** The receiver's: `.env` and `Secrets/key`, excluded by its own spelling of them. */
+    const plant = async (dir: string) => {
+      await Deno.mkdir(`${dir}/Secrets`, { recursive: true });
+      await put(`${dir}/.env`, "SECRET=mine\n");
+      await put(`${dir}/Secrets/key`, "mine\n");
+      await Deno.mkdir(`${dir}/node_modules`);
+      await put(`${dir}/node_modules/m.js`, "mine\n");
+    };
+    const src = `${work.path}/src`;
+    await Deno.mkdir(`${src}/secrets`, { recursive: true });
+    await put(`${src}/.ENV`, "SECRET=theirs\n", 1_700_000_000_000);
+    await put(`${src}/secrets/KEY`, "theirs\n", 1_700_000_000_000);
+    await put(`${src}/a.txt`, "alpha\n");
+    await Deno.mkdir(`${src}/NODE_MODULES`);
+    await put(`${src}/NODE_MODULES/m.js`, "theirs\n", 1_700_000_000_000);
+    const patterns = [
+      "--exclude",
+      ".env",
+      "--exclude",
+      "/Secrets/key",
+      "--exclude",
+      "node_modules",
+    ];
+    const check = async (dir: string, result: { code: number; stderr: string }, what: string) => {
+      assert.equal(result.code, 1, `${what}: ${result.stderr}`);
+      assert.match(result.stderr, /\.ENV: an excluded name is in the way/i, what);
+      assert.match(result.stderr, /secrets\/KEY: an excluded name is in the way/i, what);
+      assert.equal(await Deno.readTextFile(`${dir}/.env`), "SECRET=mine\n", what);
+      assert.equal(await Deno.readTextFile(`${dir}/Secrets/key`), "mine\n", what);
+      assert.equal(await Deno.readTextFile(`${dir}/a.txt`), "alpha\n", what);
+      // A folder refused so has nothing written into it either.
+      assert.match(result.stderr, /NODE_MODULES: an excluded name is in the way/i, what);
+      assert.equal(await Deno.readTextFile(`${dir}/node_modules/m.js`), "mine\n", what);
+    };
+    // put -r: the server receives on the folding filesystem.
+    await plant(`${fs}/root/dest`);
+    await using server = await startServer({ root: `${fs}/root` });
+    const sent = await ferry(server, ["put", "-r", src, "dest", ...patterns]);
+    await check(`${fs}/root/dest`, sent, "put -r");
+    // get -r: the client receives there.
+    await using other = await startServer();
+    await Deno.mkdir(`${other.root}/tree`);
+    await Deno.rename(src, `${other.root}/tree/src`);
+    await plant(`${fs}/local`);
+    const got = await ferry(other, ["get", "-r", "tree/src", `${fs}/local`, ...patterns]);
+    await check(`${fs}/local`, got, "get -r");
+  },
+);

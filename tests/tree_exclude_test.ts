@@ -385,3 +385,91 @@ Deno.test("a long run of excluded names goes out as empty manifest batches, both
   assert.equal(summaryOf(put).files, 2);
   assert.deepEqual(await snapshot(`${server.root}/copy`), expected);
 });
+
+Deno.test("an excluded folder of the receiver's is never replaced by the sender's file of its name, both ways", async () => {
+  await using work = await makeTempDir();
+  await using server = await startServer();
+  /** The receiver's side: an excluded folder `cache` (and `conf`, holding an excluded `.env`). */
+  const plant = async (dir: string) => {
+    await Deno.mkdir(`${dir}/cache`, { recursive: true });
+    await Deno.mkdir(`${dir}/conf`, { recursive: true });
+    await Deno.writeTextFile(`${dir}/cache/precious`, "keep me\n");
+    await Deno.writeTextFile(`${dir}/conf/.env`, "SECRET=1\n");
+    await Deno.writeTextFile(`${dir}/conf/other`, "replaceable\n");
+  };
+  const src = `${work.path}/src`;
+  await Deno.mkdir(src);
+  for (const name of ["cache", "conf", "shared"]) {
+    await Deno.writeTextFile(`${src}/${name}`, `the sender's file ${name}\n`);
+  }
+  const patterns = ["--exclude", "cache/", "--exclude", ".env"];
+  const check = async (dir: string, result: { code: number; stderr: string }, what: string) => {
+    assert.equal(result.code, 1, `${what}: ${result.stderr}`);
+    assert.match(result.stderr, /cache: an excluded name is in the way/i, what);
+    assert.match(result.stderr, /conf: an excluded name is in the way/i, what);
+    assert.match(result.stderr, /1 file,.* 1 deleted, 2 failed/, what);
+    assert.equal(await Deno.readTextFile(`${dir}/cache/precious`), "keep me\n", what);
+    assert.equal(await Deno.readTextFile(`${dir}/conf/.env`), "SECRET=1\n", what);
+    // What the excluded name did not need went, as --delete asked.
+    assert.equal(await pathExists(`${dir}/conf/other`), false, what);
+  };
+  // put -r: the server receives.
+  await plant(`${server.root}/dst`);
+  const put = await ferry(server, ["put", "-r", "--delete", src, "dst", ...patterns]);
+  await check(`${server.root}/dst`, put, "put -r");
+  // get -r: the client receives.
+  await ok(server, ["put", "-r", src, "tree"]);
+  const local = `${work.path}/local`;
+  await plant(local);
+  const get = await ferry(server, ["get", "-r", "--delete", "tree", local, ...patterns]);
+  await check(local, get, "get -r");
+});
+
+Deno.test("--delete keeps excluded names inside a folder it removes, and the folders they are in, both ways", async () => {
+  await using work = await makeTempDir();
+  await using server = await startServer();
+  const plant = async (dir: string) => {
+    await Deno.mkdir(`${dir}/old/sub/deeper`, { recursive: true });
+    await Deno.mkdir(`${dir}/old/gone`, { recursive: true });
+    await Deno.writeTextFile(`${dir}/old/sub/deeper/.env`, "SECRET=1\n");
+    await Deno.writeTextFile(`${dir}/old/sub/x.txt`, "goes\n");
+    await Deno.writeTextFile(`${dir}/old/gone/y.txt`, "goes\n");
+    await Deno.writeTextFile(`${dir}/old/z.txt`, "goes\n");
+    // One of the sender's names (another version): --delete's guard takes the folder for a copy.
+    await Deno.writeTextFile(`${dir}/shared`, "older\n");
+  };
+  const src = `${work.path}/src`;
+  await Deno.mkdir(src);
+  await Deno.writeTextFile(`${src}/shared`, "x\n");
+  const expected = ["old/", "old/sub/", "old/sub/deeper/", "old/sub/deeper/.env 9", "shared 2"];
+  const paths = async (dir: string) =>
+    (await snapshot(dir)).map((line) => line.split(" ").slice(0, 1).join(" "));
+  const expectedPaths = expected.map((line) => line.split(" ")[0]);
+  // A dry run tells what the real one does, and changes nothing.
+  const check = async (dir: string, args: string[], what: string) => {
+    const before = await snapshot(dir);
+    const dry = await ok(server, [...args, "--dry-run"]);
+    assert.equal(
+      out(dry),
+      // Deepest first: what went from each folder kept, once the folder is read whole.
+      ["delete old/sub/x.txt", "delete old/gone", "delete old/z.txt", "send shared"].join("\n") +
+        "\n",
+      what,
+    );
+    assert.deepEqual(await snapshot(dir), before, what);
+    const result = await ok(server, [...args, "--json"]);
+    assert.equal(summaryOf(result).deleted, 3, what);
+    assert.deepEqual(await paths(dir), expectedPaths, what);
+    assert.equal(await Deno.readTextFile(`${dir}/old/sub/deeper/.env`), "SECRET=1\n", what);
+  };
+  await plant(`${server.root}/dst`);
+  await check(
+    `${server.root}/dst`,
+    ["put", "-r", "--delete", src, "dst", "--exclude", ".env"],
+    "put -r",
+  );
+  await ok(server, ["put", "-r", src, "tree"]);
+  const local = `${work.path}/local`;
+  await plant(local);
+  await check(local, ["get", "-r", "--delete", "tree", local, "--exclude", ".env"], "get -r");
+});
