@@ -396,18 +396,24 @@ Deno.test("an excluded folder of the receiver's is never replaced by the sender'
     await Deno.writeTextFile(`${dir}/cache/precious`, "keep me\n");
     await Deno.writeTextFile(`${dir}/conf/.env`, "SECRET=1\n");
     await Deno.writeTextFile(`${dir}/conf/other`, "replaceable\n");
+    await Deno.mkdir(`${dir}/lnk`);
+    await Deno.writeTextFile(`${dir}/lnk/mine`, "keep me\n");
   };
   const src = `${work.path}/src`;
   await Deno.mkdir(src);
   for (const name of ["cache", "conf", "shared"]) {
     await Deno.writeTextFile(`${src}/${name}`, `the sender's file ${name}\n`);
   }
-  const patterns = ["--exclude", "cache/", "--exclude", ".env"];
+  // A link the sender has (--links) where the receiver has an excluded folder: the same.
+  await Deno.symlink("shared", `${src}/lnk`);
+  const patterns = ["--links", "--exclude", "cache/", "--exclude", ".env", "--exclude", "lnk/"];
   const check = async (dir: string, result: { code: number; stderr: string }, what: string) => {
     assert.equal(result.code, 1, `${what}: ${result.stderr}`);
     assert.match(result.stderr, /cache: an excluded name is in the way/i, what);
     assert.match(result.stderr, /conf: an excluded name is in the way/i, what);
-    assert.match(result.stderr, /1 file,.* 1 deleted, 2 failed/, what);
+    assert.match(result.stderr, /lnk: an excluded name is in the way/i, what);
+    assert.match(result.stderr, /1 file,.* 1 deleted, 3 failed/, what);
+    assert.equal(await Deno.readTextFile(`${dir}/lnk/mine`), "keep me\n", what);
     assert.equal(await Deno.readTextFile(`${dir}/cache/precious`), "keep me\n", what);
     assert.equal(await Deno.readTextFile(`${dir}/conf/.env`), "SECRET=1\n", what);
     // What the excluded name did not need went, as --delete asked.
@@ -418,7 +424,7 @@ Deno.test("an excluded folder of the receiver's is never replaced by the sender'
   const put = await ferry(server, ["put", "-r", "--delete", src, "dst", ...patterns]);
   await check(`${server.root}/dst`, put, "put -r");
   // get -r: the client receives.
-  await ok(server, ["put", "-r", src, "tree"]);
+  await ok(server, ["put", "-r", "--links", src, "tree"]);
   const local = `${work.path}/local`;
   await plant(local);
   const get = await ferry(server, ["get", "-r", "--delete", "tree", local, ...patterns]);
