@@ -6,8 +6,9 @@
  * in their way, and tells whether a file is needed (no regular file there, another size, another
  * mtime or, with `--checksum`, other content), holding the files needed to a total size. Where
  * names fold case, `--delete` sweeps each folder once the manifest has left it instead
- * (lib/tree_receive_sweep.ts). All of it is the receiver's own disk work, which its caller counts
- * as such (TreeIo.local) for a manifest batch whole.
+ * (lib/tree_receive_sweep.ts); the receiver's names `--exclude` leaves out are never replaced
+ * nor deleted (lib/tree_receive_excluded.ts). All of it is the receiver's own disk work, which
+ * its caller counts as such (TreeIo.local) for a manifest batch whole.
  *
  * @module
  */
@@ -24,6 +25,7 @@ import { MAX_FOLDED_NAMES } from "./tree_receive_check.ts";
 import type { ReceiveReport } from "./tree_receive_report.ts";
 import type { ReceivedFolders } from "./tree_receive_folders.ts";
 import { removeFolder } from "./tree_receive_remove.ts";
+import { EXCLUDED_IN_WAY, ExcludedNames } from "./tree_receive_excluded.ts";
 import { CaseSweeps } from "./tree_receive_sweep.ts";
 import type { NamePatterns } from "./name_patterns.ts";
 import { EventTurns } from "./event_turns.ts";
@@ -33,12 +35,6 @@ import { EventTurns } from "./event_turns.ts";
  * per file) a guarded {@link TreeCompare} holds apart; past them it keeps every such name.
  */
 const MAX_INCIDENTAL = 4096;
-
-/**
- * Why an entry fails whose way an excluded name of the receiver's is in: `--exclude` promises
- * that the receiver's excluded names are never replaced nor deleted, whoever has them.
- */
-const EXCLUDED_IN_WAY = "An excluded name is in the way (it is never replaced or deleted)";
 
 /** Options for {@link TreeCompare}. */
 export interface TreeCompareOptions {
@@ -166,18 +162,8 @@ export class TreeCompare {
    * (memory stays bounded): every such name is left then.
    */
   #incidental: Set<string> | null = new Set();
-  #exclude?: NamePatterns;
-  /**
-   * A folder of the manifest refused because an excluded name of the receiver's is in its way:
-   * nothing is made under it either.
-   */
-  #blocked?: string;
-  /**
-   * Where names fold case: the receiver's own spellings of one folder's names, by folded name, so
-   * that a name found under the sender's spelling is judged by its own (`--exclude .env` keeps
-   * `.env` from a sender's `.ENV`).
-   */
-  #spellings?: { folder: string; own: string; names: Map<string, string> };
+  /** `--exclude`: the receiver's names it leaves out, never replaced nor deleted. */
+  #excluded: ExcludedNames;
 
   #notices?: WorkNotices;
   #turns: EventTurns;
@@ -201,7 +187,9 @@ export class TreeCompare {
       })
       : null;
     this.#guarded = this.#delete && (options.guard ?? false);
-    this.#exclude = options.exclude;
+    this.#excluded = new ExcludedNames({ ...parts, turns: this.#turns }, options.exclude, {
+      dryRun: this.#dry,
+    });
   }
 
   /**
@@ -250,9 +238,10 @@ export class TreeCompare {
     }
     // An excluded name of the receiver's (by its own spelling), or a folder refused for one, is
     // in this entry's way: it is never replaced, nor written into.
-    const inWay = this.#isBlocked(entry.path) ||
-      (mine !== undefined && this.#excluding &&
-        this.#isExcluded(mine, walked ? mine.path : await this.#ownPath(entry.path)));
+    const excluded = this.#excluded;
+    const inWay = excluded.isBlocked(entry.path) ||
+      (mine !== undefined && excluded.active &&
+        excluded.excludes(mine, walked ? mine.path : await excluded.ownPath(entry.path)));
     // One of the sender's top-level names is here already (as any type): the receiving folder is
     // a copy, and what its top held before this name goes now, before anything replaces it.
     if (mine && !inWay && this.#guarded && !entry.path.includes("/")) {
@@ -264,7 +253,7 @@ export class TreeCompare {
     this.#folders.leave(entry.path, index - 1);
     if (inWay) {
       await pass(false);
-      if (entry.type === "dir" && !this.#isBlocked(entry.path)) this.#blocked = entry.path;
+      if (entry.type === "dir") excluded.block(entry.path);
       await this.#report.refused(
         index,
         entry.path,
@@ -390,7 +379,7 @@ export class TreeCompare {
   async #hold(mine: WalkEntry): Promise<void> {
     if (this.#isSpared(mine.path)) return await this.#shared(mine.path);
     // Left out by the sender, so kept: neither a sign of a copy nor a name held.
-    if (this.#isExcluded(mine)) return;
+    if (this.#excluded.excludes(mine)) return;
     // Sweeping, the top is swept at the end, or kept whole.
     if (this.#sweeps) return;
     this.#held++;
@@ -454,7 +443,7 @@ export class TreeCompare {
   #swept = async (found: WalkEntry, folder: string): Promise<void> => {
     if (this.#turns.due) await this.#turns.take();
     if (folder === "" && this.#guarded) {
-      if (!this.#isExcluded(found)) this.#held++;
+      if (!this.#excluded.excludes(found)) this.#held++;
       return;
     }
     await this.#removeExtra(found);
@@ -524,102 +513,16 @@ export class TreeCompare {
     notices?.removed(1);
   }
 
-  /** Whether the transfer has `--exclude` patterns. */
-  get #excluding(): boolean {
-    return this.#exclude !== undefined && !this.#exclude.empty;
-  }
-
-  /**
-   * Whether `--exclude` leaves out the receiver's `mine` (at `path`, its own spelling of it):
-   * `--delete` spares it, and nothing replaces it.
-   */
-  #isExcluded(mine: WalkEntry, path = mine.path): boolean {
-    return this.#exclude?.excludes(path, mine.type === "dir") ?? false;
-  }
-
-  /** Whether `path` is, or is under, a folder refused for an excluded name in its way. */
-  #isBlocked(path: string): boolean {
-    const blocked = this.#blocked;
-    if (blocked === undefined) return false;
-    if (path === blocked || path.startsWith(blocked + "/")) return true;
-    this.#blocked = undefined;
-    return false;
-  }
-
-  /**
-   * The receiver's own spelling of `path`, which its filesystem found under the sender's
-   * spelling (one that folds case): each folder on the way is read once for all its names the
-   * manifest reaches that way in a row.
-   */
-  async #ownPath(path: string): Promise<string> {
-    const cut = path.lastIndexOf("/");
-    const folder = cut < 0 ? "" : path.slice(0, cut);
-    const leaf = path.slice(cut + 1);
-    let known = this.#spellings;
-    if (known?.folder !== folder) {
-      const own = folder ? await this.#ownPath(folder) : "";
-      const names = new Map<string, string>();
-      const walk = await this.#sink.walker(own).catch(() => null);
-      try {
-        for (let found = walk?.peek(); found; found = walk!.peek()) {
-          if (this.#turns.due) await this.#turns.take();
-          await walk!.next(false);
-          names.set(foldName(found.path), found.path);
-        }
-      } finally {
-        walk?.close?.();
-      }
-      known = this.#spellings = { folder, own, names };
-    }
-    const name = known.names.get(foldName(leaf)) ?? leaf;
-    return known.own ? `${known.own}/${name}` : name;
-  }
-
   /**
    * Removes the receiver's folder `path`, in a file's way (with `delete`): whether it is gone.
    * Under `--exclude` it stays if it holds an excluded name (what else it held goes).
    */
   async #makeWay(path: string): Promise<boolean> {
-    if (!this.#excluding) {
+    if (!this.#excluded.active) {
       if (!this.#dry) await this.#remove(path, true);
       return true;
     }
-    return await this.#removeKeeping(path);
-  }
-
-  /**
-   * Removes the receiver's folder `path` but for the excluded names it holds, and each folder
-   * they are in (told, not counted: they are not deleted); whether it is gone, told as deleted by
-   * the caller. The inside of a folder kept is told as deleted entry by entry. A sink that cannot
-   * remove a folder entry by entry (an S3 store's) keeps it whole: excluded names may be in it.
-   */
-  async #removeKeeping(path: string): Promise<boolean> {
-    const sink = this.#sink;
-    if (!sink.removeIn) {
-      this.#report.note({
-        kind: "ignored",
-        path,
-        message: "Kept: --exclude may leave names in it, and this store removes no folder in part",
-      });
-      return false;
-    }
-    const notices = this.#notices;
-    return await removeFolder(sink, path, (entries) => notices?.removed(entries), {
-      keep: (inner, folder) => this.#exclude!.excludes(inner, folder),
-      dryRun: this.#dry,
-      kept: async (folder, removed) => {
-        for (const gone of removed) {
-          this.#folders.changed(gone);
-          await this.#report.deleted(gone);
-        }
-        this.#folders.changed(folder);
-        this.#report.note({
-          kind: "ignored",
-          path: folder,
-          message: "Kept: it holds excluded names",
-        });
-      },
-    });
+    return await this.#excluded.removeKeeping(path);
   }
 
   /**
@@ -628,9 +531,9 @@ export class TreeCompare {
    * with them.
    */
   async #removeExtra(extra: WalkEntry): Promise<void> {
-    if (!this.#delete || this.#isSpared(extra.path) || this.#isExcluded(extra)) return;
-    if (extra.type === "dir" && this.#excluding) {
-      if (!await this.#removeKeeping(extra.path)) return;
+    if (!this.#delete || this.#isSpared(extra.path) || this.#excluded.excludes(extra)) return;
+    if (extra.type === "dir" && this.#excluded.active) {
+      if (!await this.#excluded.removeKeeping(extra.path)) return;
     } else if (!this.#dry) await this.#remove(extra.path, extra.type === "dir");
     this.#folders.changed(extra.path);
     await this.#report.deleted(extra.path);
