@@ -1,6 +1,6 @@
 /**
  * The client's side of `--delete`'s guard (the receiver's is `TreeCompareOptions.guard`, in
- * lib/tree_receive_compare.ts): a destination that was there before the run is taken for a copy of
+ * lib/tree_receive_compare.ts, kept by lib/tree_receive_guard.ts): a destination that was there before the run is taken for a copy of
  * the tree only if it holds one of the tree's top-level names, other than those systems drop into
  * any folder (lib/incidental_names.ts: `.DS_Store`, `Thumbs.db`...). {@link unrelatedBefore} looks before
  * anything moves, so that a refused run leaves the folder as it was (and the same command run again

@@ -5,7 +5,8 @@
  * and a {@link TreeSummary}. Each concern has its module: the manifest's rules
  * (lib/tree_receive_check.ts), the comparison with the receiver's own tree
  * (lib/tree_receive_compare.ts; its `--exclude`d names, never replaced nor deleted, in
- * lib/tree_receive_excluded.ts), the folders' mtimes and modes (lib/tree_receive_folders.ts),
+ * lib/tree_receive_excluded.ts; `--delete`'s guard of a folder's top in
+ * lib/tree_receive_guard.ts), the folders' mtimes and modes (lib/tree_receive_folders.ts),
  * `--resume` offers (lib/tree_receive_offers.ts), each file's data and commit
  * (lib/tree_receive_file.ts), and what is told of each name (lib/tree_receive_report.ts).
  * Whatever the tree's size, memory holds at most two batches of files waiting to come, the folders

@@ -7,7 +7,8 @@
  * mtime or, with `--checksum`, other content), holding the files needed to a total size. Where
  * names fold case, `--delete` sweeps each folder once the manifest has left it instead
  * (lib/tree_receive_sweep.ts); the receiver's names `--exclude` leaves out are never replaced
- * nor deleted (lib/tree_receive_excluded.ts). All of it is the receiver's own disk work, which
+ * nor deleted (lib/tree_receive_excluded.ts); and `guard` keeps a folder's top until it shows to
+ * be a copy (lib/tree_receive_guard.ts). All of it is the receiver's own disk work, which
  * its caller counts as such (TreeIo.local) for a manifest batch whole.
  *
  * @module
@@ -19,8 +20,7 @@ import { overLimitMessage } from "./transfer.ts";
 import { type ManifestEntry, MAX_BATCH_ENTRIES } from "./tree_transfer_protocol.ts";
 import type { TreeSink } from "./tree_transfer.ts";
 import { comparePath, type EntryWalk, type WalkEntry } from "./tree_walk.ts";
-import { foldName } from "./case_folding.ts";
-import { isIncidentalName } from "./incidental_names.ts";
+import { TopGuard } from "./tree_receive_guard.ts";
 import { MAX_FOLDED_NAMES } from "./tree_receive_check.ts";
 import type { ReceiveReport } from "./tree_receive_report.ts";
 import type { ReceivedFolders } from "./tree_receive_folders.ts";
@@ -29,12 +29,6 @@ import { EXCLUDED_IN_WAY, ExcludedNames } from "./tree_receive_excluded.ts";
 import { CaseSweeps } from "./tree_receive_sweep.ts";
 import type { NamePatterns } from "./name_patterns.ts";
 import { EventTurns } from "./event_turns.ts";
-
-/**
- * Most top-level names of the kind systems drop into any folder (AppleDouble `._*` files come one
- * per file) a guarded {@link TreeCompare} holds apart; past them it keeps every such name.
- */
-const MAX_INCIDENTAL = 4096;
 
 /** Options for {@link TreeCompare}. */
 export interface TreeCompareOptions {
@@ -142,26 +136,10 @@ export class TreeCompare {
    */
   #sweeps: CaseSweeps | null;
   /**
-   * `guard`, until the receiver is found to hold one of the sender's top-level names: the top's
-   * names the sender lacks are held, not deleted.
+   * `guard` (lib/tree_receive_guard.ts), until the receiver is found to hold one of the sender's
+   * top-level names: the top's names the sender lacks are held, not deleted; null otherwise.
    */
-  #guarded: boolean;
-  /** Top-level names held by the guard so far. */
-  #held = 0;
-  /**
-   * The top folder as it was when the guard held its first name (`from`), walked again up to the
-   * first shared name to delete what it held: a walk holds its folder's names as it read them (a
-   * big folder's sorted on disk), so memory stays bounded however many were held, and none that
-   * this transfer made since is among them.
-   */
-  #heldWalk?: { walk: EntryWalk | null; from: string };
-  /**
-   * `guard`: the top-level names systems drop into any folder (lib/incidental_names.ts) that the
-   * receiver holds and the sender has too, met while the guard holds: they lift nothing, and
-   * {@link #related} leaves them, being the sender's; null past {@link MAX_INCIDENTAL} of them
-   * (memory stays bounded): every such name is left then.
-   */
-  #incidental: Set<string> | null = new Set();
+  #guard: TopGuard | null;
   /** `--exclude`: the receiver's names it leaves out, never replaced nor deleted. */
   #excluded: ExcludedNames;
 
@@ -186,7 +164,13 @@ export class TreeCompare {
         walked: Boolean(parts.own),
       })
       : null;
-    this.#guarded = this.#delete && (options.guard ?? false);
+    this.#guard = this.#delete && options.guard
+      ? new TopGuard({
+        sink: parts.sink,
+        turns: this.#turns,
+        remove: (found) => this.#removeExtra(found),
+      }, { caseInsensitive: this.#caseless })
+      : null;
     this.#excluded = new ExcludedNames({ ...parts, turns: this.#turns }, options.exclude, {
       dryRun: this.#dry,
     });
@@ -198,7 +182,7 @@ export class TreeCompare {
    * empty).
    */
   get unrelated(): number {
-    return this.#guarded ? this.#held : 0;
+    return this.#guard?.unrelated ?? 0;
   }
 
   /** Bytes of the files needed so far. */
@@ -244,8 +228,8 @@ export class TreeCompare {
         excluded.excludes(mine, walked ? mine.path : await excluded.ownPath(entry.path)));
     // One of the sender's top-level names is here already (as any type): the receiving folder is
     // a copy, and what its top held before this name goes now, before anything replaces it.
-    if (mine && !inWay && this.#guarded && !entry.path.includes("/")) {
-      await this.#shared(entry.path);
+    if (mine && !inWay && this.#guard?.holding && !entry.path.includes("/")) {
+      await this.#guard.shared(entry.path);
     }
     const pass = walked ? (descend: boolean) => this.#own!.next(descend) : () => undefined;
     this.#sweeps?.sent(entry.path);
@@ -367,72 +351,8 @@ export class TreeCompare {
       await sweeps.leave(undefined, this.#swept);
       if (this.#own) await sweeps.sweep("", this.#swept);
     }
-    this.#closeHeld();
+    this.#guard?.close();
     this.#folders.leave(undefined, last);
-  }
-
-  /**
-   * `guard`: the receiver's top-level name `mine`, which the sender lacks, passed before any
-   * shared one. A name the sender noted (has and did not send) is a shared one; any other is
-   * held, and with it, the first time, a walk of the top as it is now.
-   */
-  async #hold(mine: WalkEntry): Promise<void> {
-    if (this.#isSpared(mine.path)) return await this.#shared(mine.path);
-    // Left out by the sender, so kept: neither a sign of a copy nor a name held.
-    if (this.#excluded.excludes(mine)) return;
-    // Sweeping, the top is swept at the end, or kept whole.
-    if (this.#sweeps) return;
-    this.#held++;
-    this.#heldWalk ??= { walk: await this.#sink.walker(""), from: mine.path };
-  }
-
-  /**
-   * `guard`: the receiver holds `name`, one of the sender's top-level names: a copy, unless it is
-   * a name systems drop into any folder, which is only kept apart from those the sender lacks.
-   */
-  async #shared(name: string): Promise<void> {
-    if (!isIncidentalName(name, { foldCase: this.#caseless })) return await this.#related(name);
-    const kept = this.#incidental;
-    if (kept && kept.size >= MAX_INCIDENTAL) this.#incidental = null;
-    else kept?.add(this.#caseless ? foldName(name) : name);
-  }
-
-  /**
-   * `guard`: the receiver holds `shared`, one of the sender's top-level names, so it is a copy:
-   * the guard is lifted, and the top-level names it held (all before `shared`) go, but for those
-   * systems drop into any folder that the sender has too.
-   */
-  async #related(shared: string): Promise<void> {
-    this.#guarded = false;
-    const held = this.#heldWalk;
-    this.#heldWalk = undefined;
-    const walk = held?.walk;
-    if (!walk) return;
-    try {
-      for (let found = walk.peek(); found; found = walk.peek()) {
-        if (comparePath(found.path, shared) >= 0) break;
-        if (this.#turns.due) await this.#turns.take();
-        await walk.next(false);
-        // Before the first held name, only what this transfer made: none of the receiver's own.
-        if (comparePath(found.path, held.from) < 0 || this.#sendersIncidental(found.path)) continue;
-        await this.#removeExtra(found);
-      }
-    } finally {
-      walk.close?.();
-      this.#incidental = new Set();
-    }
-  }
-
-  /** Whether the top-level `name` is one of {@link #incidental} (any such, past their count). */
-  #sendersIncidental(name: string): boolean {
-    const fold = this.#caseless;
-    if (!isIncidentalName(name, { foldCase: fold })) return false;
-    return this.#incidental?.has(fold ? foldName(name) : name) ?? true;
-  }
-
-  #closeHeld(): void {
-    this.#heldWalk?.walk?.close?.();
-    this.#heldWalk = undefined;
   }
 
   /**
@@ -442,8 +362,8 @@ export class TreeCompare {
    */
   #swept = async (found: WalkEntry, folder: string): Promise<void> => {
     if (this.#turns.due) await this.#turns.take();
-    if (folder === "" && this.#guarded) {
-      if (!this.#excluded.excludes(found)) this.#held++;
+    if (folder === "" && this.#guard?.holding) {
+      this.#guard.swept(this.#excluded.excludes(found));
       return;
     }
     await this.#removeExtra(found);
@@ -453,7 +373,7 @@ export class TreeCompare {
   close(): void {
     // A big folder's names sorted on disk are given back.
     this.#own?.close?.();
-    this.#closeHeld();
+    this.#guard?.close();
   }
 
   /** Whether the file `entry` differs from the receiver's `mine` (none: it has no file there). */
@@ -477,8 +397,13 @@ export class TreeCompare {
       await own!.next(false);
       this.#sweeps?.passed(mine);
       // Passed while the guard holds: a top-level name (the walk goes only into shared folders).
-      if (this.#guarded && !mine.path.includes("/")) await this.#hold(mine);
-      else if (!this.#sweeps) await this.#removeExtra(mine);
+      if (this.#guard?.holding && !mine.path.includes("/")) {
+        // Kept: left out by the sender, or, sweeping, swept at the end (or kept whole).
+        await this.#guard.pass(mine, {
+          spared: this.#isSpared(mine.path),
+          kept: this.#excluded.excludes(mine) || this.#sweeps !== null,
+        });
+      } else if (!this.#sweeps) await this.#removeExtra(mine);
     }
     return undefined;
   }
