@@ -238,12 +238,7 @@ export class TreeCompare {
     if (inWay) {
       await pass(false);
       if (entry.type === "dir") excluded.block(entry.path);
-      await this.#report.refused(
-        index,
-        entry.path,
-        EXCLUDED_IN_WAY,
-        "an excluded name is in the way",
-      );
+      await this.#refuseInWay(index, entry.path);
       return false;
     }
     const unfit = this.#sink.unfit?.(entry.path);
@@ -302,12 +297,7 @@ export class TreeCompare {
       }
       if (mine?.type === "dir" && !await this.#makeWay(entry.path)) {
         this.#wantedBytes -= entry.size;
-        await this.#report.refused(
-          index,
-          entry.path,
-          EXCLUDED_IN_WAY,
-          "an excluded name is in the way",
-        );
+        await this.#refuseInWay(index, entry.path);
         return false;
       }
       return true;
@@ -436,6 +426,11 @@ export class TreeCompare {
     }
     await this.#sink.remove(path);
     notices?.removed(1);
+  }
+
+  /** Refuses the entry at `index`: an excluded name of the receiver's is where it would go. */
+  #refuseInWay(index: number, path: string): Promise<void> {
+    return this.#report.refused(index, path, EXCLUDED_IN_WAY, "an excluded name is in the way");
   }
 
   /**
