@@ -222,10 +222,13 @@ export class TreeCompare {
     }
     // An excluded name of the receiver's (by its own spelling), or a folder refused for one, is
     // in this entry's way: it is never replaced, nor written into.
+    // A name the walk met spelled as the entry is, of the entry's kind, is one the manifest's
+    // check has already found not excluded: only another kind or another spelling is asked.
     const excluded = this.#excluded;
+    const asked = mine !== undefined && excluded.active &&
+      !(walked && (mine.type === "dir") === (entry.type === "dir"));
     const inWay = excluded.isBlocked(entry.path) ||
-      (mine !== undefined && excluded.active &&
-        excluded.excludes(mine, walked ? mine.path : await excluded.ownPath(entry.path)));
+      (asked && excluded.excludes(mine!, walked ? mine!.path : await excluded.ownPath(entry.path)));
     // One of the sender's top-level names is here already (as any type): the receiving folder is
     // a copy, and what its top held before this name goes now, before anything replaces it.
     if (mine && !inWay && this.#guard?.holding && !entry.path.includes("/")) {
