@@ -43,19 +43,13 @@ const READ_BYTES = 64 * 1024;
 
 /**
  * The run length a test asked for through `FERRY_TEST_FOLDER_RUN`, or undefined: a program
- * without the permission to read it (the usual case) keeps {@link RUN_NAMES}. Asked once, and
- * never by a prompt: the permission is looked at before the variable is.
+ * without the permission to read it (the usual case) keeps {@link RUN_NAMES}.
  */
 function testRunNames(): number | undefined {
-  if (testRun !== null) return testRun;
   const value = testSetting("FERRY_TEST_FOLDER_RUN");
   const n = Number(value);
-  testRun = value && Number.isSafeInteger(n) && n > 0 ? n : undefined;
-  return testRun;
+  return value && Number.isSafeInteger(n) && n > 0 ? n : undefined;
 }
-
-/** What {@link testRunNames} found; null until it is asked. */
-let testRun: number | undefined | null = null;
 
 /**
  * The size on disk from which a folder is big, its names sorted in runs ({@link NameSorter}),

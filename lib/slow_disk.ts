@@ -14,15 +14,11 @@
 import { join } from "node:path";
 import { testSetting } from "./test_seams.ts";
 
-/** What `FERRY_TEST_SLOW_DISK` asked for, in ms; 0 for nothing. Asked once. */
+/** What `FERRY_TEST_SLOW_DISK` asked for, in ms; 0 for nothing. */
 function slowMs(): number {
-  if (asked !== null) return asked;
   const ms = Number(testSetting("FERRY_TEST_SLOW_DISK"));
-  asked = Number.isSafeInteger(ms) && ms > 0 ? ms : 0;
-  return asked;
+  return Number.isSafeInteger(ms) && ms > 0 ? ms : 0;
 }
-
-let asked: number | null = null;
 /** The waits under way, one after another. */
 let queue: Promise<void> = Promise.resolve();
 

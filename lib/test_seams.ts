@@ -11,7 +11,9 @@
 
 /**
  * The value of the environment variable `variable` when this program may read it without a
- * prompt; undefined otherwise (the usual case), or when it is unset or empty.
+ * prompt; undefined otherwise (the usual case), or when it is unset or empty. Asked once a
+ * variable: neither the permission nor the environment changes while the program runs, and some
+ * are asked on every file.
  *
  * @example
  * ```ts
@@ -21,10 +23,18 @@
  * ```
  */
 export function testSetting(variable: string): string | undefined {
+  if (asked.has(variable)) return asked.get(variable);
+  let value: string | undefined;
   try {
-    if (Deno.permissions.querySync({ name: "env", variable }).state !== "granted") return undefined;
-    return Deno.env.get(variable) || undefined;
+    if (Deno.permissions.querySync({ name: "env", variable }).state === "granted") {
+      value = Deno.env.get(variable) || undefined;
+    }
   } catch {
-    return undefined;
+    value = undefined;
   }
+  asked.set(variable, value);
+  return value;
 }
+
+/** What {@link testSetting} found, by variable. */
+const asked = new Map<string, string | undefined>();
