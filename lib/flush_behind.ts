@@ -61,8 +61,10 @@ export class FlushBehind {
       // `.part`), and a FIFO swapped in would freeze Deno's open, and with it the final flush,
       // which waits for this one. A link there is refused too; the writing handle is not. For
       // reading only: a file made with a mode its owner may not write (0444) opens so too.
-      await loadCheckedOpen();
-      this.#handle ??= openChecked(this.#path);
+      if (!this.#handle) {
+        await loadCheckedOpen();
+        this.#handle = openChecked(this.#path);
+      }
       await this.#handle.syncData();
     } catch {
       // Cannot open or flush: no more write-behind. The final flush reports what matters.

@@ -161,13 +161,7 @@ function lstatOrNull(path: string): Deno.FileInfo | null {
 
 /** Whether anything (even a dangling symlink) is at `path`. */
 function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
+  return lstatOrNull(path) !== null;
 }
 
 /** `path`'s details, or null when there is nothing there (or a file where a folder should be). */
